@@ -1,0 +1,128 @@
+"""Every artifact path, decided in one place and rooted at ``data.artifacts_dir``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ArtifactPaths:
+    """The artifact tree. Only ``root`` and the two corpus folders can be moved by config."""
+
+    root: Path
+    raw_corpora_dir: Path
+    cleaned_corpora_dir: Path
+
+    @classmethod
+    def from_config(
+        cls,
+        artifacts_dir: str | Path,
+        raw_corpora_dir: str | Path | None = None,
+        cleaned_corpora_dir: str | Path | None = None,
+    ) -> "ArtifactPaths":
+        root = Path(artifacts_dir)
+        return cls(
+            root=root,
+            raw_corpora_dir=Path(raw_corpora_dir) if raw_corpora_dir else root / "corpora" / "raw",
+            cleaned_corpora_dir=Path(cleaned_corpora_dir) if cleaned_corpora_dir else root / "corpora" / "cleaned",
+        )
+
+    # tokenizers
+    @property
+    def tokenizers_dir(self) -> Path:
+        return self.root / "tokenizers"
+
+    @property
+    def original_tokenizer_dir(self) -> Path:
+        return self.tokenizers_dir / "original"
+
+    @property
+    def distilled_tokenizer_dir(self) -> Path:
+        return self.tokenizers_dir / "distilled_unigram"
+
+    @property
+    def remapped_tokenizer_dir(self) -> Path:
+        return self.tokenizers_dir / "remapped"
+
+    @property
+    def remap_rules(self) -> Path:
+        return self.remapped_tokenizer_dir / "remap_rules.yaml"
+
+    def tokenizer_dir(self, which: str) -> Path:
+        """The directory of the ``original``, ``distilled`` or ``remapped`` tokenizer."""
+        dirs = {
+            "original": self.original_tokenizer_dir,
+            "distilled": self.distilled_tokenizer_dir,
+            "remapped": self.remapped_tokenizer_dir,
+        }
+        if which not in dirs:
+            raise ValueError(f"unknown tokenizer {which!r}; expected one of {sorted(dirs)}")
+        return dirs[which]
+
+    # corpus
+    @property
+    def corpus_manifest(self) -> Path:
+        return self.cleaned_corpora_dir / "manifest.json"
+
+    # analysis reports
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "analysis" / "reports"
+
+    @property
+    def bpe_token_id_sequences(self) -> Path:
+        return self.reports_dir / "bpe_token_id_sequences.txt"
+
+    @property
+    def token_frequency(self) -> Path:
+        return self.reports_dir / "token_frequency.parquet"
+
+    @property
+    def distillation_report_md(self) -> Path:
+        return self.reports_dir / "distillation_report.md"
+
+    @property
+    def distillation_report_json(self) -> Path:
+        return self.reports_dir / "distillation_report.json"
+
+    @property
+    def replacement_candidates(self) -> Path:
+        return self.reports_dir / "replacement_candidates.csv"
+
+    @property
+    def selection_log(self) -> Path:
+        return self.reports_dir / "selection_log.md"
+
+    @property
+    def remap_report_md(self) -> Path:
+        return self.reports_dir / "remap_report.md"
+
+    @property
+    def remap_report_json(self) -> Path:
+        return self.reports_dir / "remap_report.json"
+
+    # embeddings
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.root / "embeddings"
+
+    def embedding(self, name: str) -> Path:
+        """``original_wte``, ``original_wpe``, ``aligned_wte`` or ``final_wte`` as a ``.pt`` file."""
+        return self.embeddings_dir / f"{name}.pt"
+
+    def embedding_metadata(self, name: str) -> Path:
+        return self.embeddings_dir / f"{name}.json"
+
+    # training
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def training_dir(self) -> Path:
+        return self.root / "training"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.training_dir / "hf_export"

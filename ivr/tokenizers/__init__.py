@@ -1,0 +1,1 @@
+"""Tokenizer construction, loading, distillation, verification and remapping."""

@@ -1,0 +1,55 @@
+"""GPT-2's byte-level alphabet: every byte is one printable character, every token a string of them."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+EOS_TOKEN = "<|endoftext|>"
+EOS_ID = 50256
+GPT2_VOCAB_SIZE = 50257
+
+
+@lru_cache(maxsize=1)
+def byte_to_char() -> dict[int, str]:
+    """GPT-2's ``bytes_to_unicode``: printable bytes map to themselves, the rest to chars from U+0100 up."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = keep[:]
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(keep, chars)}
+
+
+@lru_cache(maxsize=1)
+def char_to_byte() -> dict[str, int]:
+    return {c: b for b, c in byte_to_char().items()}
+
+
+def piece_to_bytes(piece: str) -> bytes:
+    """The raw bytes a byte-level piece stands for (special tokens such as ``<|endoftext|>`` have none)."""
+    if piece == EOS_TOKEN:
+        return b""
+    table = char_to_byte()
+    return bytes(table[c] for c in piece)
+
+
+def bytes_to_piece(data: bytes) -> str:
+    table = byte_to_char()
+    return "".join(table[b] for b in data)
+
+
+def text_to_piece(text: str) -> str:
+    return bytes_to_piece(text.encode("utf-8"))
+
+
+def readable(piece: str) -> str:
+    """Human-readable form of a piece: its bytes decoded as UTF-8 with escapes for what does not decode."""
+    return piece_to_bytes(piece).decode("utf-8", errors="backslashreplace") if piece != EOS_TOKEN else piece
+
+
+def single_byte_pieces() -> set[str]:
+    """The 256 one-byte pieces, which every byte-level vocabulary must keep."""
+    return set(byte_to_char().values())
