@@ -1,0 +1,277 @@
+"""Raw corpus files → cleaned UTF-8 documents, with errors that name the file and place.
+
+Raw sources, found recursively under the raw directory:
+
+* ``*.txt``: the whole file is one document.
+* ``*.jsonl``: one JSON record per line; the document is the record's ``text_key`` field.
+* ``*.json``: a list of records (or one record); each record's ``text_key`` field is a document.
+
+Cleaning decodes with the configured encoding, drops a byte-order mark and turns ``\\r\\n``/``\\r``
+into ``\\n``; nothing else is touched, since GPT-2 was trained on raw text. Each source file becomes
+``<cleaned>/<relative path>.jsonl`` with one ``{"id", "text"}`` record per document, so document
+boundaries survive exactly; when the training data are packed, documents are joined with
+``<|endoftext|>`` as GPT-2 was. ``manifest.json`` is written last and marks a complete build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sysconfig
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tqdm.auto import tqdm
+
+from ivr.atomic import atomic_dir, write_json
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".txt", ".jsonl", ".json")
+BUILTIN_CORPORA = ("python_stdlib",)
+MANIFEST_VERSION = 1
+
+
+class CorpusError(ValueError):
+    """A raw corpus file cannot be read as configured; the message names the file and place."""
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class CleaningOptions:
+    text_key: str = "text"
+    encoding: str = "utf-8"
+    on_bad_record: Literal["raise", "skip"] = "raise"
+    builtin_corpus: str | None = None
+    builtin_corpus_max_mb: float = 8.0
+
+
+def normalize(text: str) -> str:
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def is_heldout(doc_id: str, heldout_fraction: float) -> bool:
+    """Stable split by document id: the same document lands in the same split on every machine."""
+    h = int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big")
+    return h / 2**64 < heldout_fraction
+
+
+def _decode(data: bytes, path: Path, encoding: str, line: int | None = None, base_offset: int = 0) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        where = f"{path}:{line}" if line is not None else str(path)
+        bad = data[err.start : err.start + 4].hex(" ")
+        raise CorpusError(
+            f"{where}: bytes at offset {base_offset + err.start} (0x{bad}) are not valid {encoding}; "
+            f"pass --encoding (data.encoding) with the file's real encoding, e.g. latin-1 or cp1252"
+        ) from None
+    except LookupError:
+        raise CorpusError(f"unknown encoding {encoding!r} (data.encoding) while reading {path}") from None
+
+
+def _record_text(record: object, key: str, where: str) -> str:
+    if not isinstance(record, dict):
+        raise CorpusError(f"{where}: expected a JSON object with a {key!r} field, got {type(record).__name__}")
+    if key not in record:
+        keys = ", ".join(sorted(map(str, record))[:8]) or "none"
+        raise CorpusError(f"{where}: no {key!r} field (fields: {keys}); set --text-key (data.text_key)")
+    value = record[key]
+    if not isinstance(value, str):
+        raise CorpusError(f"{where}: field {key!r} is {type(value).__name__}, expected a string")
+    return value
+
+
+class _Skipper:
+    """Applies ``on_bad_record``: re-raise, or count and go on."""
+
+    def __init__(self, policy: str):
+        self.policy = policy
+        self.skipped: list[str] = []
+
+    def __call__(self, err: CorpusError) -> None:
+        if self.policy == "raise":
+            raise err
+        self.skipped.append(str(err))
+        log.warning("skipping bad record: %s", err)
+
+
+def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) -> Iterator[Document]:
+    """Yield the cleaned documents of one raw file."""
+    data = path.read_bytes()
+    if path.suffix not in (".jsonl", ".json"):  # .txt, and the built-in corpus's .py files
+        text = normalize(_decode(data, path, options.encoding))
+        if text.strip():
+            yield Document(f"{rel}:0", text)
+        return
+    if path.suffix == ".jsonl":
+        offset = 0
+        for lineno, raw_line in enumerate(data.splitlines(keepends=True), start=1):
+            line_offset, offset = offset, offset + len(raw_line)
+            if not raw_line.strip():
+                continue
+            try:
+                line = _decode(raw_line, path, options.encoding, lineno, line_offset)
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise CorpusError(f"{path}:{lineno}: invalid JSON ({err.msg} at column {err.colno})") from None
+                text = normalize(_record_text(record, options.text_key, f"{path}:{lineno}"))
+            except CorpusError as err:
+                skip(err)
+                continue
+            if text.strip():
+                yield Document(f"{rel}:{lineno}", text)
+        return
+    # .json: a whole-file document; a bad file cannot be partly trusted, but bad records can be skipped
+    try:
+        payload = json.loads(_decode(data, path, options.encoding))
+    except json.JSONDecodeError as err:
+        skip(CorpusError(f"{path}:{err.lineno}: invalid JSON ({err.msg} at column {err.colno})"))
+        return
+    except CorpusError as err:
+        skip(err)
+        return
+    records = payload if isinstance(payload, list) else [payload]
+    for index, record in enumerate(records):
+        try:
+            text = normalize(_record_text(record, options.text_key, f"{path} record {index}"))
+        except CorpusError as err:
+            skip(err)
+            continue
+        if text.strip():
+            yield Document(f"{rel}:{index}", text)
+
+
+def python_stdlib_files(max_mb: float) -> list[tuple[Path, str]]:
+    """The standard library's own ``.py`` sources (no tests, no help-topic prose), in a stable order."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    excluded = {"site-packages", "test", "tests", "idle_test", "pydoc_data", "__pycache__"}
+    files, total = [], 0
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if excluded.intersection(rel.parts[:-1]):
+            continue
+        size = path.stat().st_size
+        if total + size > max_mb * 1e6:
+            break
+        files.append((path, f"builtin/python_stdlib/{rel.as_posix()}"))
+        total += size
+    return files
+
+
+def find_sources(raw_dir: Path, options: CleaningOptions) -> list[tuple[Path, str]]:
+    """Raw files to clean as (path, relative name); the built-in corpus joins them when configured."""
+    sources = []
+    if raw_dir.is_dir():
+        sources = [
+            (p, p.relative_to(raw_dir).as_posix())
+            for p in sorted(raw_dir.rglob("*"))
+            if p.is_file() and p.suffix in SUFFIXES and not p.name.startswith(".")
+        ]
+    if options.builtin_corpus is not None:
+        if options.builtin_corpus not in BUILTIN_CORPORA:
+            raise CorpusError(f"unknown built-in corpus {options.builtin_corpus!r}; choose one of {BUILTIN_CORPORA}")
+        sources += python_stdlib_files(options.builtin_corpus_max_mb)
+    if not sources:
+        state = "does not exist" if not raw_dir.exists() else "has no .txt, .jsonl or .json files"
+        raise CorpusError(
+            f"raw corpus directory {raw_dir} {state}: put your domain text there as .txt files (one document "
+            f"each), .jsonl (one JSON object per line with a 'text' field) or .json (a list of such objects), "
+            f"or set data.builtin_corpus: python_stdlib to use the Python standard library as an offline corpus"
+        )
+    return sources
+
+
+def _sources_fingerprint(sources: list[tuple[Path, str]], options: CleaningOptions) -> str:
+    h = hashlib.sha256(json.dumps([MANIFEST_VERSION, options.text_key, options.encoding]).encode())
+    for path, rel in sources:
+        st = path.stat()
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, force: bool = False) -> dict:
+    """Clean every raw source into ``cleaned_dir``; reuse a complete earlier build unless ``force``.
+
+    Returns the manifest (files, documents, bytes, skipped records, the input fingerprint).
+    """
+    sources = find_sources(Path(raw_dir), options)
+    fingerprint = _sources_fingerprint(sources, options)
+    manifest_path = Path(cleaned_dir) / "manifest.json"
+    if manifest_path.is_file() and not force:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest.get("fingerprint") == fingerprint and manifest.get("on_bad_record") == options.on_bad_record:
+            return manifest
+        log.info("raw corpus changed since %s was written; cleaning again", manifest_path)
+
+    skip = _Skipper(options.on_bad_record)
+    files, n_docs, n_bytes = [], 0, 0
+    with atomic_dir(cleaned_dir) as tmp:
+        for path, rel in tqdm(sources, desc="cleaning corpus", unit="file", leave=False):
+            out = tmp / f"{rel}.jsonl"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            docs = bytes_ = 0
+            with open(out, "w", encoding="utf-8") as f:
+                for doc in read_source(path, rel, options, skip):
+                    f.write(json.dumps({"id": doc.doc_id, "text": doc.text}, ensure_ascii=False) + "\n")
+                    docs += 1
+                    bytes_ += len(doc.text.encode("utf-8"))
+            if docs == 0:
+                out.unlink()
+                continue
+            files.append({"source": str(path), "cleaned": f"{rel}.jsonl", "documents": docs, "bytes": bytes_})
+            n_docs, n_bytes = n_docs + docs, n_bytes + bytes_
+        if n_docs == 0:
+            raise CorpusError(f"no non-empty documents in {raw_dir} (after skipping {len(skip.skipped)} bad records)")
+        manifest = {
+            "version": MANIFEST_VERSION,
+            "fingerprint": fingerprint,
+            "raw_dir": str(raw_dir),
+            "builtin_corpus": options.builtin_corpus,
+            "text_key": options.text_key,
+            "encoding": options.encoding,
+            "on_bad_record": options.on_bad_record,
+            "documents": n_docs,
+            "bytes": n_bytes,
+            "skipped_records": len(skip.skipped),
+            "skipped_examples": skip.skipped[:20],
+            "document_boundaries": "one JSON record per document; packed for training with <|endoftext|> between",
+            "files": files,
+        }
+        write_json(tmp / "manifest.json", manifest)
+    if skip.skipped:
+        print(f"ivr: skipped {len(skip.skipped)} bad records (data.on_bad_record=skip); first: {skip.skipped[0]}")
+    return manifest
+
+
+def read_manifest(cleaned_dir: Path) -> dict:
+    path = Path(cleaned_dir) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no cleaned corpus at {cleaned_dir} (missing {path.name}): run `ivr init` first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def iter_documents(
+    cleaned_dir: str | Path,
+    split: Literal["train", "heldout"] | None = None,
+    heldout_fraction: float = 0.05,
+) -> Iterator[Document]:
+    """Stream cleaned documents in manifest order, optionally only one split."""
+    cleaned_dir = Path(cleaned_dir)
+    for entry in read_manifest(cleaned_dir)["files"]:
+        with open(cleaned_dir / entry["cleaned"], encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                if split is None or is_heldout(record["id"], heldout_fraction) == (split == "heldout"):
+                    yield Document(record["id"], record["text"])
