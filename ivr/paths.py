@@ -114,6 +114,10 @@ class ArtifactPaths:
     def embedding_metadata(self, name: str) -> Path:
         return self.embeddings_dir / f"{name}.json"
 
+    # bookkeeping: one stamp per stage records the inputs its outputs were built from
+    def stamp(self, stage: str) -> Path:
+        return self.root / "stamps" / f"{stage}.json"
+
     # training
     @property
     def datasets_dir(self) -> Path:

@@ -1,0 +1,153 @@
+"""The ``ivr`` command: LightningCLI's fit/validate/test/predict plus ``prepare`` and one command per stage.
+
+Every subcommand reads the same config (``--config FILE`` after the subcommand). Stage commands are
+methods of :class:`IVRTrainer` because LightningCLI builds a subcommand's arguments from the method
+signature of the trainer class; the model is instantiated for them too, which is cheap because GPT-2
+itself is only built in ``configure_model``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningCLI
+
+from ivr.data import IVRDataModule, StageNotBuiltError
+from ivr.model import IVRLanguageModel
+
+STAGE_COMMANDS = {
+    "analyze": "Encode the cleaned corpus with GPT-2 BPE; write id sequences and token frequencies.",
+    "distill-tokenizer": "Fit a Unigram tokenizer that reproduces GPT-2 BPE id for id, and verify it.",
+    "select": "Choose rarely used ids to free and frequent domain strings to give them to.",
+    "remap": "Write the remap rules and the remapped tokenizer.",
+    "align": "Initialise the embedding rows of reassigned ids.",
+}
+
+
+def _print_artifacts(command: str, artifacts: list) -> None:
+    print(f"ivr {command}: artifacts")
+    for path in artifacts:
+        print(f"  {path}")
+
+
+class IVRTrainer(Trainer):
+    """Lightning's Trainer plus the data-preparation commands."""
+
+    def prepare(self, model: LightningModule, datamodule: IVRDataModule) -> None:
+        """Run every data-preparation stage (no model weights are loaded) and print where each artifact went."""
+        _print_artifacts("prepare", datamodule.prepare_data())
+
+    def train(
+        self,
+        model: LightningModule,
+        train_dataloaders=None,
+        val_dataloaders=None,
+        datamodule: IVRDataModule | None = None,
+        ckpt_path: str | None = None,
+    ) -> None:
+        """Alias of fit: prepare the data if needed and fine-tune the model."""
+        self.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+
+    def init(
+        self,
+        model: LightningModule,
+        datamodule: IVRDataModule,
+        force: bool | None = None,
+        raw_corpora_dir: str | None = None,
+        cleaned_corpora_dir: str | None = None,
+        text_key: str | None = None,
+        encoding: str | None = None,
+        normalize_force: bool | None = None,
+    ) -> None:
+        """Fetch the original GPT-2 tokenizer and clean the raw corpus into UTF-8 documents.
+
+        Args:
+            force: Fetch the original tokenizer again (shorthand for --data.force; also --force).
+            raw_corpora_dir: Raw corpus directory (shorthand for --data.raw_corpora_dir; also --raw-corpora-dir).
+            cleaned_corpora_dir: Cleaned corpus directory (shorthand for --data.cleaned_corpora_dir; also
+                --cleaned-corpora-dir).
+            text_key: JSON field with the text (shorthand for --data.text_key; also --text-key).
+            encoding: Encoding of raw files (shorthand for --data.encoding; also --encoding).
+            normalize_force: Clean again even if a cleaned copy exists (shorthand for --data.normalize_force;
+                also --normalize-force).
+        """
+        overrides = {
+            "force": force,
+            "raw_corpora_dir": raw_corpora_dir,
+            "cleaned_corpora_dir": cleaned_corpora_dir,
+            "text_key": text_key,
+            "encoding": encoding,
+            "normalize_force": normalize_force,
+        }
+        datamodule.hparams.update({k: v for k, v in overrides.items() if v is not None})
+        _print_artifacts("init", datamodule.run_stage("init"))
+
+
+def _stage_command(name: str, description: str):
+    def command(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule) -> None:
+        _print_artifacts(name, datamodule.run_stage(name))
+
+    command.__doc__ = description
+    command.__name__ = name.replace("-", "_")
+    return command
+
+
+for _name, _description in STAGE_COMMANDS.items():
+    # hyphenated names are valid attributes via setattr, and LightningCLI looks subcommands up by name
+    setattr(IVRTrainer, _name, _stage_command(_name, _description))
+
+
+class IVRCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        stage = {"model", "datamodule"}
+        return {
+            **LightningCLI.subcommands(),
+            "train": {"model", "train_dataloaders", "val_dataloaders", "datamodule"},
+            "prepare": stage,
+            "init": stage,
+            **{name: stage for name in STAGE_COMMANDS},
+        }
+
+
+BARE_FLAGS = {"--force", "--normalize_force"}
+
+
+def _normalize_flags(argv: list[str]) -> list[str]:
+    """Accept the original spellings: ``--raw-corpora-dir`` for ``--raw_corpora_dir``, bare ``--force``."""
+    out = []
+    for i, arg in enumerate(argv):
+        if arg.startswith("--") and not arg.startswith("---"):
+            name, sep, value = arg.partition("=")
+            arg = "--" + name[2:].replace("-", "_") + sep + value
+            following = argv[i + 1].lower() if i + 1 < len(argv) else "--"
+            if arg in BARE_FLAGS and following not in ("true", "false", "null"):
+                arg += "=true"
+        out.append(arg)
+    return out
+
+
+def main(args: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args is None:  # LightningCLI warns when given args while sys.argv has its own
+        sys.argv[1:] = _normalize_flags(sys.argv[1:])
+    else:
+        args = _normalize_flags(args)
+    try:
+        IVRCLI(
+            IVRLanguageModel,
+            IVRDataModule,
+            trainer_class=IVRTrainer,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+            auto_configure_optimizers=False,
+        )
+    except StageNotBuiltError as err:
+        print(str(err), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

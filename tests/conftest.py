@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny corpora made in the test; nothing touches the network."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def gpt2_bpe():
+    from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+
+    return offline_gpt2_tokenizer()
+
+
+@pytest.fixture
+def raw_dir(tmp_path: Path) -> Path:
+    """A small mixed corpus: a .txt document, a .jsonl file of records, a .json list, in a subfolder."""
+    raw = tmp_path / "raw"
+    (raw / "sub").mkdir(parents=True)
+    (raw / "readme.txt").write_text("\ufeffHello world!\r\nSecond line.\r\n", encoding="utf-8")
+    (raw / "sub" / "notes.jsonl").write_text(
+        "\n".join(json.dumps({"text": f"def f{i}(x):\n    return x + {i}\n", "meta": i}) for i in range(5)) + "\n",
+        encoding="utf-8",
+    )
+    (raw / "list.json").write_text(json.dumps([{"text": "Ünïcödé text"}, {"text": "more text"}]), encoding="utf-8")
+    return raw
+
+
+def tiny_cli_args(tmp_path: Path, *extra: str) -> list[str]:
+    """The demo config shrunk to seconds: a 0.3 MB slice of the built-in corpus and a 2-layer GPT-2."""
+    return [
+        "--config", str(ROOT / "configs" / "demo.yaml"),
+        "--data.artifacts_dir", str(tmp_path / "artifacts"),
+        "--data.builtin_corpus_max_mb", "0.3",
+        "--data.heldout_fraction", "0.2",
+        "--data.block_size", "32",
+        "--data.batch_size", "4",
+        "--model.from_config.n_positions", "32",
+        "--model.from_config.n_embd", "16",
+        *extra,
+    ]

@@ -1,0 +1,85 @@
+"""End to end through the ``ivr`` command on a tiny config: prepare, stage commands, and a short fit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ivr.cli import main
+from tests.conftest import tiny_cli_args
+
+
+def _snapshot(root):
+    return {str(p): p.stat().st_mtime_ns for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_prepare_prints_artifacts_and_second_run_rebuilds_nothing(tmp_path, capsys):
+    main(["prepare", *tiny_cli_args(tmp_path)])
+    out = capsys.readouterr().out
+    art = tmp_path / "artifacts"
+    for expected in ("tokenizers/original", "corpora/cleaned", "bpe_token_id_sequences.txt",
+                     "token_frequency.parquet", "datasets/original-"):
+        assert expected in out, expected
+    assert (art / "analysis" / "reports" / "token_frequency.parquet").is_file()
+    before = _snapshot(art)
+    main(["prepare", *tiny_cli_args(tmp_path)])
+    assert _snapshot(art) == before
+
+
+def test_prepare_on_user_files(tmp_path, raw_dir, capsys):
+    (raw_dir / "more.txt").write_text("def g(y):\n    return y * 2\n" * 200)
+    main(["prepare", *tiny_cli_args(tmp_path, "--data.builtin_corpus", "null", "--data.raw_corpora_dir", str(raw_dir),
+                                    "--data.heldout_fraction", "0.5", "--data.block_size", "8")])
+    manifest = json.loads((tmp_path / "artifacts" / "corpora" / "cleaned" / "manifest.json").read_text())
+    assert manifest["documents"] == 9 and manifest["builtin_corpus"] is None
+
+
+def test_init_accepts_original_flag_spellings(tmp_path, raw_dir, capsys):
+    cleaned = tmp_path / "elsewhere"
+    main(["init", *tiny_cli_args(tmp_path, "--data.builtin_corpus", "null"), "--raw-corpora-dir", str(raw_dir),
+          "--cleaned-corpora-dir", str(cleaned), "--text-key", "text", "--encoding", "utf-8", "--force",
+          "--normalize-force"])
+    assert (cleaned / "manifest.json").is_file()
+    assert str(cleaned) in capsys.readouterr().out
+
+
+def test_bad_corpus_fails_with_the_file_named(tmp_path, raw_dir):
+    from ivr.corpus import CorpusError
+
+    (raw_dir / "bad.jsonl").write_text("{oops\n")
+    with pytest.raises(CorpusError, match=r"bad\.jsonl:1"):
+        main(["init", *tiny_cli_args(tmp_path, "--data.builtin_corpus", "null", "--data.raw_corpora_dir", str(raw_dir))])
+
+
+def test_unbuilt_stage_exits_nonzero_with_one_line(tmp_path, capsys):
+    from ivr.cli import STAGE_COMMANDS
+    from ivr.data import IVRDataModule
+
+    unbuilt = [s for s in STAGE_COMMANDS if s not in IVRDataModule()._runners()]
+    if not unbuilt:
+        pytest.skip("every stage is built")
+    with pytest.raises(SystemExit) as exc:
+        main([unbuilt[0], *tiny_cli_args(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"ivr {unbuilt[0]}: this stage is not built yet"
+
+
+def test_short_fit_writes_tensorboard_events_and_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["train", *tiny_cli_args(tmp_path), "--trainer.max_steps", "3", "--trainer.val_check_interval", "3",
+          "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps", "1"])
+    version = tmp_path / "lightning_logs" / "version_0"
+    events = list(version.glob("events.out.tfevents.*"))
+    assert events and list((version / "checkpoints").glob("*.ckpt"))
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(version))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("train/loss", "val/loss", "val/perplexity", "val/bits_per_byte", "train/tokens_per_sec", "train/lr"):
+        assert tag in tags, tag
+    bpb = acc.Scalars("val/bits_per_byte")[-1].value
+    assert 0 < bpb < 40

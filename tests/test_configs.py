@@ -1,0 +1,41 @@
+"""Every shipped config parses, and the CLI lists every subcommand."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from ivr.cli import main
+from tests.conftest import CONFIGS
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_shipped_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exc.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    given = yaml.safe_load(config.read_text())
+    for section in ("model", "data"):
+        for key, value in given.get(section, {}).items():
+            if not isinstance(value, dict):
+                assert printed[section][key] == value, f"{config.name}: {section}.{key}"
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("fit", "validate", "test", "predict", "train", "prepare", "init", "analyze",
+                 "distill-tokenizer", "select", "remap", "align"):
+        assert f"\n    {name} " in out or f"\n    {name}\n" in out, name
+
+
+def test_init_help_documents_both_flag_spellings(capsys):
+    with pytest.raises(SystemExit):
+        main(["init", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--raw_corpora_dir", "--raw-corpora-dir", "--data.raw_corpora_dir", "--normalize-force",
+                 "--text-key", "--encoding", "--force"):
+        assert flag in out, flag

@@ -1,0 +1,120 @@
+"""Corpus cleaning: formats, normalisation, reuse, the held-out split, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ivr.corpus import CleaningOptions, CorpusError, clean_corpus, is_heldout, iter_documents
+
+
+def _clean(raw: Path, tmp_path: Path, **kw) -> dict:
+    force = kw.pop("force", False)
+    return clean_corpus(raw, tmp_path / "cleaned", CleaningOptions(**kw), force=force)
+
+
+def test_txt_jsonl_json_become_documents(raw_dir, tmp_path):
+    manifest = _clean(raw_dir, tmp_path)
+    docs = {d.doc_id: d.text for d in iter_documents(tmp_path / "cleaned")}
+    assert manifest["documents"] == len(docs) == 1 + 5 + 2
+    # BOM dropped and CRLF normalised; nothing else changed
+    assert docs["readme.txt:0"] == "Hello world!\nSecond line.\n"
+    assert docs["sub/notes.jsonl:3"] == "def f2(x):\n    return x + 2\n"
+    assert docs["list.json:0"] == "Ünïcödé text"
+    assert (tmp_path / "cleaned" / "sub" / "notes.jsonl.jsonl").is_file()
+    assert manifest["bytes"] == sum(len(t.encode()) for t in docs.values())
+
+
+def test_existing_cleaned_corpus_is_reused_unless_forced(raw_dir, tmp_path):
+    _clean(raw_dir, tmp_path)
+    marker = tmp_path / "cleaned" / "readme.txt.jsonl"
+    marker.write_text(json.dumps({"id": "readme.txt:0", "text": "edited"}) + "\n")
+    _clean(raw_dir, tmp_path)
+    assert "edited" in marker.read_text()
+    _clean(raw_dir, tmp_path, force=True)
+    assert "edited" not in marker.read_text()
+
+
+def test_changed_raw_file_triggers_cleaning(raw_dir, tmp_path):
+    _clean(raw_dir, tmp_path)
+    (raw_dir / "readme.txt").write_text("new content, longer than before")
+    _clean(raw_dir, tmp_path)
+    docs = {d.doc_id: d.text for d in iter_documents(tmp_path / "cleaned")}
+    assert docs["readme.txt:0"] == "new content, longer than before"
+
+
+def test_malformed_jsonl_line_names_file_and_line(raw_dir, tmp_path):
+    (raw_dir / "bad.jsonl").write_text('{"text": "ok"}\n{"text": broken}\n')
+    with pytest.raises(CorpusError, match=r"bad\.jsonl:2: invalid JSON"):
+        _clean(raw_dir, tmp_path)
+    assert not (tmp_path / "cleaned").exists(), "a failed build must leave nothing behind"
+
+
+def test_json_record_without_text_key_names_file_and_record(raw_dir, tmp_path):
+    (raw_dir / "norec.json").write_text(json.dumps([{"text": "a"}, {"body": "b"}]))
+    with pytest.raises(CorpusError, match=r"norec\.json record 1: no 'text' field \(fields: body\)"):
+        _clean(raw_dir, tmp_path)
+
+
+def test_custom_text_key(raw_dir, tmp_path):
+    for p in list(raw_dir.rglob("*.json*")):
+        p.unlink()
+    (raw_dir / "c.jsonl").write_text(json.dumps({"body": "custom key"}) + "\n")
+    _clean(raw_dir, tmp_path, text_key="body")
+    assert "custom key" in [d.text for d in iter_documents(tmp_path / "cleaned")]
+
+
+def test_undecodable_bytes_name_file_offset_and_suggest_encoding(raw_dir, tmp_path):
+    (raw_dir / "latin.txt").write_bytes("café".encode("latin-1"))
+    with pytest.raises(CorpusError, match=r"latin\.txt: bytes at offset 3 \(0xe9\) are not valid utf-8.*--encoding"):
+        _clean(raw_dir, tmp_path)
+    # and the suggested fix works
+    for p in raw_dir.rglob("*"):
+        if p.is_file() and p.name != "latin.txt":
+            p.unlink()
+    _clean(raw_dir, tmp_path, encoding="latin-1")
+    assert [d.text for d in iter_documents(tmp_path / "cleaned")] == ["café"]
+
+
+def test_undecodable_jsonl_line_names_line(raw_dir, tmp_path):
+    (raw_dir / "enc.jsonl").write_bytes(b'{"text": "fine"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(CorpusError, match=r"enc\.jsonl:2: bytes at offset 30"):
+        _clean(raw_dir, tmp_path)
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "wrong_suffix"])
+def test_missing_or_empty_raw_dir_says_what_to_put_where(tmp_path, make):
+    raw = tmp_path / "raw"
+    if make != "missing":
+        raw.mkdir()
+    if make == "wrong_suffix":
+        (raw / "data.csv").write_text("a,b\n")
+    with pytest.raises(CorpusError, match=r"raw corpus directory .*raw.*\.txt.*builtin_corpus"):
+        _clean(raw, tmp_path)
+
+
+def test_skip_policy_counts_and_records_bad_records(raw_dir, tmp_path, capsys):
+    (raw_dir / "bad.jsonl").write_text('{"text": "ok"}\nnot json\n{"other": 1}\n')
+    manifest = _clean(raw_dir, tmp_path, on_bad_record="skip")
+    assert manifest["skipped_records"] == 2
+    assert "skipped 2 bad records" in capsys.readouterr().out
+    assert "ok" in [d.text for d in iter_documents(tmp_path / "cleaned")]
+
+
+def test_heldout_split_is_stable_and_disjoint(raw_dir, tmp_path):
+    _clean(raw_dir, tmp_path)
+    train = [d.doc_id for d in iter_documents(tmp_path / "cleaned", "train", 0.5)]
+    held = [d.doc_id for d in iter_documents(tmp_path / "cleaned", "heldout", 0.5)]
+    assert set(train).isdisjoint(held) and len(train) + len(held) == 8
+    assert all(is_heldout(i, 0.5) for i in held) and not any(is_heldout(i, 0.5) for i in train)
+    fraction = sum(is_heldout(f"doc{i}", 0.1) for i in range(10000)) / 10000
+    assert 0.08 < fraction < 0.12
+
+
+def test_builtin_corpus_reads_python_stdlib(tmp_path):
+    manifest = _clean(tmp_path / "absent", tmp_path, builtin_corpus="python_stdlib", builtin_corpus_max_mb=0.2)
+    assert 0 < manifest["bytes"] <= 200_000
+    assert all(f["cleaned"].startswith("builtin/python_stdlib/") for f in manifest["files"])
+    assert not any("/test/" in f["cleaned"] for f in manifest["files"])

@@ -1,0 +1,57 @@
+"""The LightningModule's loss and bits per byte, and the message when pretrained weights are missing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ivr.model import GPT2Shape, IVRLanguageModel, PretrainedUnavailableError, build_gpt2, lm_sums
+
+
+def test_lm_sums_matches_transformers_loss():
+    torch.manual_seed(0)
+    model = build_gpt2(GPT2Shape(n_layer=1, n_embd=16, n_positions=16))
+    ids = torch.randint(0, 50257, (3, 16))
+    out = model(input_ids=ids, labels=ids)
+    nll, n = lm_sums(out.logits, ids)
+    assert n.item() == 3 * 15
+    assert torch.allclose(nll / n, out.loss, atol=1e-5)
+
+
+def test_validation_bits_per_byte_is_nll_in_bits_over_bytes():
+    module = IVRLanguageModel(model_name_or_path=None, from_config=GPT2Shape(n_layer=1, n_embd=16, n_positions=16))
+    module.configure_model()
+    module.eval()  # no dropout, so the reference forward below sees the same logits
+    ids = torch.randint(0, 50257, (2, 16))
+    batch = {"input_ids": ids, "n_bytes": torch.tensor([40, 50])}
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    module.validation_step(batch, 0)
+    module.on_validation_epoch_end()
+    nll, _ = lm_sums(module(ids), ids)
+    assert logged["val/bits_per_byte"] == pytest.approx(nll.item() / math.log(2) / 90, rel=1e-5)
+    assert logged["val/perplexity"] == pytest.approx(math.exp(logged["val/loss"]), rel=1e-5)
+
+
+def test_init_is_cheap_and_configure_model_builds_once():
+    module = IVRLanguageModel(model_name_or_path=None, from_config=GPT2Shape(n_layer=1, n_embd=16))
+    assert module.model is None
+    module.configure_model()
+    first = module.model
+    module.configure_model()
+    assert module.model is first
+
+
+def test_missing_pretrained_weights_name_both_ways_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    module = IVRLanguageModel(model_name_or_path=str(tmp_path / "no-such-checkpoint"))
+    with pytest.raises(PretrainedUnavailableError, match=r"local checkpoint directory.*configs/demo\.yaml"):
+        module.configure_model()
+
+
+@pytest.mark.parametrize("kw", [{"model_name_or_path": None}, {"model_name_or_path": "x", "from_config": GPT2Shape()}])
+def test_model_source_must_be_exactly_one(kw):
+    with pytest.raises(ValueError, match="model_name_or_path"):
+        IVRLanguageModel(**kw)
