@@ -8,14 +8,16 @@ itself is only built in ``configure_model``.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
+from ivr.atomic import write_text
 from ivr.data import IVRDataModule, StageNotBuiltError
-from ivr.model import IVRLanguageModel
+from ivr.model import GenerationSettings, IVRLanguageModel
 
 STAGE_COMMANDS = {
     "analyze": "Encode the cleaned corpus with GPT-2 BPE; write id sequences and token frequencies.",
@@ -49,6 +51,37 @@ class IVRTrainer(Trainer):
     ) -> None:
         """Alias of fit: prepare the data if needed and fine-tune the model."""
         self.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+
+    def predict(
+        self,
+        model: LightningModule,
+        dataloaders=None,
+        datamodule: IVRDataModule | None = None,
+        return_predictions: bool | None = None,
+        ckpt_path: str | None = None,
+        max_new_tokens: int = 64,
+        temperature: float = 0.8,
+        top_k: int = 50,
+    ):
+        """Continue each prompt of --data.prompts_path; writes predictions.jsonl and prints the continuations.
+
+        Args:
+            max_new_tokens: Tokens generated per prompt (fewer if the model's position table runs out).
+            temperature: Sampling temperature; 0 decodes greedily.
+            top_k: Sample among the k most likely tokens.
+        """
+        if isinstance(model, IVRLanguageModel):
+            model.generation = GenerationSettings(max_new_tokens, temperature, top_k)
+        predictions = super().predict(model, dataloaders, datamodule, True, ckpt_path) or []
+        if datamodule is not None:
+            tok = datamodule.tokenizer()
+            records = [{"prompt": p["prompt"], "continuation": tok.decode(p["ids"])} for p in predictions]
+            target = datamodule.paths.predictions
+            write_text(target, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            for r in records:
+                print(f"--- {r['prompt']!r}\n{r['prompt']}{r['continuation']}")
+            print(f"ivr predict: {len(records)} continuations written to {target}")
+        return predictions
 
     def init(
         self,

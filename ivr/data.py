@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
@@ -56,6 +57,7 @@ class IVRDataModule(LightningDataModule):
         block_size: int = 256,
         batch_size: int = 8,
         num_workers: int = 0,
+        prompts_path: str | None = None,
     ):
         """Domain corpus, tokenizers and training data.
 
@@ -85,6 +87,8 @@ class IVRDataModule(LightningDataModule):
             block_size: Tokens per training sequence; documents are packed with ``<|endoftext|>`` between them.
             batch_size: Sequences per batch.
             num_workers: DataLoader worker processes.
+            prompts_path: For ``ivr predict``: a UTF-8 text file with one prompt per line (``\\n`` inside a line
+                stands for a newline); continuations go to ``<artifacts_dir>/training/predictions.jsonl``.
         """
         super().__init__()
         if not 0.0 < heldout_fraction < 1.0:
@@ -202,9 +206,37 @@ class IVRDataModule(LightningDataModule):
                 yield block, int(nbytes[block[1:]].sum())
             buffer = buffer[n_full * size :]
 
+    def tokenizer(self):
+        """The tokenizer the data are encoded with (``data.tokenizer``)."""
+        return load_tokenizer(self.paths.tokenizer_dir(self.hparams.tokenizer))
+
+    def prompts(self) -> list[str]:
+        path = self.hparams.prompts_path
+        if not path:
+            raise ValueError("ivr predict needs --data.prompts_path: a text file with one prompt per line")
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"cannot read prompts from {path}: {err}") from None
+        prompts = [line.replace("\\n", "\n") for line in lines if line.strip()]
+        if not prompts:
+            raise ValueError(f"{path} holds no prompts (one per line expected)")
+        return prompts
+
+    def predict_dataloader(self) -> DataLoader:
+        tok = self.tokenizer()
+        items = [
+            {"prompt": p, "input_ids": torch.tensor(tok.encode(p, add_special_tokens=False).ids or [EOS_ID])}
+            for p in self.prompts()
+        ]
+        # one prompt per batch: prompts differ in length and GPT-2 has no padding token
+        return DataLoader(items, batch_size=1, collate_fn=lambda b: {"prompt": b[0]["prompt"], "input_ids": b[0]["input_ids"][None]})
+
     def setup(self, stage: str | None = None) -> None:
         from datasets import load_from_disk
 
+        if stage == "predict":
+            return
         if self.datasets is None:
             self.datasets = load_from_disk(str(self.dataset_dir())).with_format("torch")
 

@@ -36,6 +36,13 @@ class GPT2Shape:
     """Rows of the token embedding; GPT-2's vocabulary size, which IVR never changes."""
 
 
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 64
+    temperature: float = 0.8
+    top_k: int = 50
+
+
 class PretrainedUnavailableError(RuntimeError):
     """Pretrained weights could not be found locally or downloaded."""
 
@@ -115,6 +122,8 @@ class IVRLanguageModel(LightningModule):
         self.model = None
         self.val_nll, self.val_tokens, self.val_bytes = SumMetric(), SumMetric(), SumMetric()
         self._step_started = 0.0
+        # set by `ivr predict` (its own options, so a checkpoint's saved hyperparameters never override them)
+        self.generation = GenerationSettings()
 
     def configure_model(self) -> None:
         if self.model is not None:
@@ -161,6 +170,23 @@ class IVRLanguageModel(LightningModule):
         self.log("val/bits_per_byte", nll / LN2 / nbytes.clamp(min=1), prog_bar=True)
         for metric in (self.val_nll, self.val_tokens, self.val_bytes):
             metric.reset()
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        gen = self.generation
+        sample = gen.temperature > 0
+        ids = batch["input_ids"][:, -(self.model.config.n_positions - 1) :]
+        # the position table bounds prompt plus continuation
+        budget = min(gen.max_new_tokens, self.model.config.n_positions - ids.size(1))
+        out = self.model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=budget,
+            do_sample=sample,
+            temperature=gen.temperature if sample else None,
+            top_k=gen.top_k if sample else None,
+            pad_token_id=50256,
+        )
+        return {"prompt": batch["prompt"], "ids": out[0, ids.size(1) :].tolist()}
 
     def configure_optimizers(self):
         hp = self.hparams

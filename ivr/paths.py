@@ -128,5 +128,9 @@ class ArtifactPaths:
         return self.root / "training"
 
     @property
+    def predictions(self) -> Path:
+        return self.training_dir / "predictions.jsonl"
+
+    @property
     def export_dir(self) -> Path:
         return self.training_dir / "hf_export"

@@ -83,3 +83,24 @@ def test_short_fit_writes_tensorboard_events_and_checkpoint(tmp_path, monkeypatc
         assert tag in tags, tag
     bpb = acc.Scalars("val/bits_per_byte")[-1].value
     assert 0 < bpb < 40
+
+
+def test_predict_continues_prompts_from_a_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = tiny_cli_args(tmp_path, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+                         "--trainer.limit_val_batches", "1")
+    main(["fit", *args])
+    ckpt = next((tmp_path / "lightning_logs").rglob("*.ckpt"))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("def main():\\n    \nimport os\n")
+    main(["predict", *args, "--data.prompts_path", str(prompts), "--max_new_tokens", "5",
+          "--ckpt_path", str(ckpt)])
+    records = [json.loads(line) for line in (tmp_path / "artifacts" / "training" / "predictions.jsonl").open()]
+    assert [r["prompt"] for r in records] == ["def main():\n    ", "import os"]
+    assert all(isinstance(r["continuation"], str) and r["continuation"] for r in records)
+    assert "2 continuations written" in capsys.readouterr().out
+
+
+def test_predict_without_prompts_says_what_to_pass(tmp_path):
+    with pytest.raises(ValueError, match="--data.prompts_path"):
+        main(["predict", *tiny_cli_args(tmp_path)])
