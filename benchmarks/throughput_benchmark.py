@@ -45,7 +45,9 @@ def lightning_module(model: GPT2LMHeadModel, lr: float) -> tuple[L.LightningModu
     except ImportError as err:
         return MinimalModule(model, lr), f"local MinimalModule (ivr.model unavailable: {err})"
     c = model.config
-    shape = GPT2Shape(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, n_positions=c.n_positions, vocab_size=c.vocab_size)
+    shape = GPT2Shape(
+        n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, n_positions=c.n_positions, vocab_size=c.vocab_size
+    )
     module = IVRLanguageModel(model_name_or_path=None, from_config=shape, learning_rate=lr, warmup_steps=0)
     # configure_model keeps a model already set, so both variants train identical weights
     module.model = model
@@ -149,7 +151,11 @@ def main() -> None:
 
     device = torch.device(args.device)
     config = GPT2Config(
-        vocab_size=args.vocab_size, n_embd=args.n_embd, n_layer=args.n_layer, n_head=args.n_head, n_positions=args.seq_len
+        vocab_size=args.vocab_size,
+        n_embd=args.n_embd,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_positions=args.seq_len,
     )
     batches = make_batches(args.warmup + args.steps, args.batch_size, args.seq_len, args.vocab_size, args.seed)
     tokens = args.steps * args.batch_size * args.seq_len
@@ -163,13 +169,17 @@ def main() -> None:
             else:
                 seconds, wall, label = lightning_loop(config, batches, args.warmup, device, args.lr, args.seed)
                 runs[name].append((seconds, wall))
-    plain_s, plain_wall = (statistics.median(x) for x in zip(*runs["plain"]))
-    light_s, light_wall = (statistics.median(x) for x in zip(*runs["lightning"]))
+    plain_s, plain_wall = (statistics.median(x) for x in zip(*runs["plain"], strict=True))
+    light_s, light_wall = (statistics.median(x) for x in zip(*runs["lightning"], strict=True))
 
     params = sum(p.numel() for p in fresh_model(config, args.seed).parameters())
-    print(f"\nmodel: GPT-2 n_embd={args.n_embd} n_layer={args.n_layer} n_head={args.n_head} ({params / 1e6:.1f}M params)")
-    print(f"device: {device}, torch threads: {torch.get_num_threads()}, batch {args.batch_size}x{args.seq_len}, "
-          f"{args.steps} timed steps after {args.warmup} warmup, median of {args.repeats} run(s) each")
+    print(
+        f"\nmodel: GPT-2 n_embd={args.n_embd} n_layer={args.n_layer} n_head={args.n_head} ({params / 1e6:.1f}M params)"
+    )
+    print(
+        f"device: {device}, torch threads: {torch.get_num_threads()}, batch {args.batch_size}x{args.seq_len}, "
+        f"{args.steps} timed steps after {args.warmup} warmup, median of {args.repeats} run(s) each"
+    )
     print(f"lightning module: {label}\n")
     print(f"{'variant':<10} {'tokens':>8} {'timed s':>9} {'tokens/s':>10} {'fit wall s':>11}")
     for name, seconds, wall in (("plain", plain_s, plain_wall), ("lightning", light_s, light_wall)):

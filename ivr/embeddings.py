@@ -70,7 +70,9 @@ def read_remap_rules(path: str | Path) -> list[RemapRule]:
     if isinstance(data, Mapping):
         data = data.get("rules")
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a list of rules or a mapping with a 'rules' list, got {type(data).__name__}")
+        raise ValueError(
+            f"{path}: expected a list of rules or a mapping with a 'rules' list, got {type(data).__name__}"
+        )
 
     rules: list[RemapRule] = []
     seen: dict[int, str] = {}
@@ -153,14 +155,19 @@ def alignment_index(
         rule = by_id.get(j)
         if rule is not None:
             if original_piece.get(j) != rule.old_token:
-                raise ValueError(f"{rule.where}: old_token {rule.old_token!r} but the original tokenizer has {original_piece.get(j)!r}")
+                raise ValueError(
+                    f"{rule.where}: old_token {rule.old_token!r} "
+                    f"but the original tokenizer has {original_piece.get(j)!r}"
+                )
             if piece != rule.new_token:
                 raise ValueError(f"{rule.where}: new_token {rule.new_token!r} but the remapped tokenizer has {piece!r}")
             source[j] = j
         elif piece in original_vocab:
             source[j] = original_vocab[piece]
         else:
-            raise ValueError(f"remapped tokenizer holds {piece!r} at id {j}, absent from the original vocabulary and from the rules")
+            raise ValueError(
+                f"remapped tokenizer holds {piece!r} at id {j}, absent from the original vocabulary and from the rules"
+            )
     return source
 
 
@@ -227,9 +234,13 @@ def install_embeddings(
         raise ValueError("model ties lm_head to wte: final_lm_head must not be given")
     if not tied:
         if final_lm_head is None:
-            raise ValueError("model has an untied lm_head: pass final_lm_head (align_embeddings writes final_lm_head.pt)")
+            raise ValueError(
+                "model has an untied lm_head: pass final_lm_head (align_embeddings writes final_lm_head.pt)"
+            )
         if final_lm_head.shape != lm_head.shape:
-            raise ValueError(f"final_lm_head shape {tuple(final_lm_head.shape)} does not fit lm_head {tuple(lm_head.shape)}")
+            raise ValueError(
+                f"final_lm_head shape {tuple(final_lm_head.shape)} does not fit lm_head {tuple(lm_head.shape)}"
+            )
     with torch.no_grad():
         wte.copy_(final_wte)
         if not tied:
@@ -253,14 +264,16 @@ def _norm_stats(rows: torch.Tensor) -> dict[str, float] | None:
     return {"mean": norms.mean().item(), "min": norms.min().item(), "max": norms.max().item()}
 
 
-def save_embedding(tensor: torch.Tensor, paths: ArtifactPaths, name: str, reference: torch.Tensor, metadata: dict) -> dict:
+def save_embedding(
+    tensor: torch.Tensor, paths: ArtifactPaths, name: str, reference: torch.Tensor, metadata: dict
+) -> dict:
     """Write ``<name>.pt`` and ``<name>.json`` atomically; ``reference`` is what "changed" rows differ from."""
     tensor = tensor.detach().cpu().contiguous()
     pt = paths.embedding(name)
     with atomic_file(pt) as tmp:
         torch.save(tensor, tmp)
         sha = file_sha256(tmp)
-    changed = (tensor != reference).any(dim=1) if tensor.shape == reference.shape else torch.ones(tensor.shape[0], dtype=torch.bool)
+    changed = (tensor != reference.to(tensor.device)).any(dim=1)
     meta = {
         "artifact": name,
         "file": pt.name,
@@ -301,7 +314,10 @@ def align_embeddings(
     wte, wpe = original_wte(model), original_wpe(model)
     if wte.shape[0] != len(original_vocab):
         raise ValueError(f"model has {wte.shape[0]} token rows but {original_dir} has {len(original_vocab)} ids")
-    source = alignment_index(original_vocab, remapped_vocab, rules)
+    try:
+        source = alignment_index(original_vocab, remapped_vocab, rules)
+    except ValueError as err:
+        raise ValueError(f"{err} (original tokenizer {original_dir}, remapped tokenizer {remapped_dir})") from None
 
     common = {
         "model_name": model_name or model.config.name_or_path,

@@ -59,11 +59,15 @@ def export_hf(model: GPT2LMHeadModel, tokenizer_dir: Path, out_dir: Path, metada
             "eos_token_id": eos_id,
             "sha256": {name: file_sha256(tmp / name) for name in files},
         }
-        (tmp / EXPORT_METADATA_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (tmp / EXPORT_METADATA_FILE).write_text(
+            json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     return out_dir
 
 
-def load_lightning_checkpoint(model: GPT2LMHeadModel, checkpoint_path: Path, prefix: str = LIGHTNING_PREFIX) -> GPT2LMHeadModel:
+def load_lightning_checkpoint(
+    model: GPT2LMHeadModel, checkpoint_path: Path, prefix: str = LIGHTNING_PREFIX
+) -> GPT2LMHeadModel:
     """Load the weights a Lightning checkpoint holds under ``prefix`` into ``model`` (in place) and return it.
 
     The LightningModule keeps the Hugging Face model as its ``model`` attribute, hence the default
@@ -82,5 +86,7 @@ def load_lightning_checkpoint(model: GPT2LMHeadModel, checkpoint_path: Path, pre
     tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
     missing = [k for k in missing if not (tied and k == "lm_head.weight")]
     if missing or unexpected:
-        raise ValueError(f"{checkpoint_path}: state dict does not fit the model; missing {missing}, unexpected {unexpected}")
+        raise ValueError(
+            f"{checkpoint_path}: state dict does not fit the model; missing {missing}, unexpected {unexpected}"
+        )
     return model

@@ -34,7 +34,9 @@ def make_rules() -> list[dict]:
         assert piece not in vocab
         ids = original.encode(text).ids
         assert len(ids) > 1
-        rules.append({"id": rule_id, "old_token": pieces[rule_id], "new_token": piece, "gpt2_ids": ids, "reason": "test"})
+        rules.append(
+            {"id": rule_id, "old_token": pieces[rule_id], "new_token": piece, "gpt2_ids": ids, "reason": "test"}
+        )
     return rules
 
 

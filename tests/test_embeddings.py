@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -8,9 +9,10 @@ from remap_fixtures import REASSIGNED, build_tokenizers, make_rules, tiny_gpt2, 
 
 from ivr.embeddings import (
     AlignSettings,
+    RemapRule,
     align_embeddings,
-    alignment_index,
     aligned_wte,
+    alignment_index,
     final_wte,
     install_embeddings,
     load_final_embeddings,
@@ -78,7 +80,12 @@ def test_rules_must_agree_with_tokenizers(tmp_path, workspace):
     vocab = {"a": 0, "b": 1, "c": 2, "old": 3}
     remapped = {"a": 0, "b": 1, "c": 2, "new": 3}
     good = [{"id": 3, "old_token": "old", "new_token": "new", "gpt2_ids": [0, 1]}]
-    assert alignment_index(vocab, remapped, read_remap_rules(write_rules(tmp_path / "g.yaml", good))).tolist() == [0, 1, 2, 3]
+    assert alignment_index(vocab, remapped, read_remap_rules(write_rules(tmp_path / "g.yaml", good))).tolist() == [
+        0,
+        1,
+        2,
+        3,
+    ]
     for key, value, message in [
         ("old_token", "x", "old_token 'x' but the original tokenizer has 'old'"),
         ("new_token", "x", "new_token 'x' but the remapped tokenizer has 'new'"),
@@ -111,7 +118,7 @@ def test_strategies(workspace, strategy):
     assert out.dtype == wte.dtype and torch.isfinite(out).all()
     new = out[IDS]
     if strategy == "mean":
-        for row, rule in zip(new, rules):
+        for row, rule in zip(new, rules, strict=True):
             assert torch.allclose(row, wte[list(rule.gpt2_ids)].mean(0))
             assert not torch.allclose(row, wte[rule.id])
     elif strategy == "global_mean":
@@ -127,7 +134,7 @@ def test_strategies(workspace, strategy):
 
 def test_random_matches_original_statistics():
     original = torch.randn(5000, 4) * torch.tensor([1.0, 2.0, 0.5, 3.0]) + torch.tensor([0.0, 5.0, -1.0, 2.0])
-    rules = [type("R", (), {"id": i, "gpt2_ids": (0,), "where": f"rule {i}"})() for i in range(4000)]
+    rules = [RemapRule(i, "a", "b", (0,), "", f"rule {i}") for i in range(4000)]
     rows = final_wte(original, original, rules, AlignSettings(init_strategy="random"))[:4000]
     assert torch.allclose(rows.mean(0), original.mean(0), atol=0.15)
     assert torch.allclose(rows.std(0), original.std(0), rtol=0.1)
@@ -194,6 +201,17 @@ def test_untied_model_gets_its_own_head_rows(workspace):
     # a later tied run must not leave the untied head behind
     align_embeddings(tiny_gpt2(tied=True), paths)
     assert load_final_embeddings(paths)[1] is None
+
+
+def test_stage_names_tokenizers_on_disagreement(tmp_path, workspace):
+    paths, rules = workspace
+    bad = write_rules(tmp_path / "rules.yaml", rules[:2])
+    with pytest.raises(
+        ValueError,
+        match=r"absent from the original vocabulary and from the rules \(original tokenizer "
+        + re.escape(str(paths.original_tokenizer_dir)),
+    ):
+        align_embeddings(tiny_gpt2(), paths, rules_path=bad)
 
 
 def test_install_rejects_wrong_shapes():

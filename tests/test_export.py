@@ -33,7 +33,13 @@ def test_export_loads_offline(tmp_path, tokenizer_dir, tied):
     assert model.config.eos_token_id == 7, "export must not modify the model"
 
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", EXPORT_METADATA_FILE} <= names
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        EXPORT_METADATA_FILE,
+    } <= names
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "no temporary directory left behind"
     config = json.loads((out / "config.json").read_text())
     assert (config["vocab_size"], config["eos_token_id"], config["bos_token_id"]) == (50257, 50256, 50256)
