@@ -186,18 +186,18 @@ def reassigned_rows(original: torch.Tensor, rules: Sequence[RemapRule], settings
     bad = nonfinite_rows(original)
     if bad:
         raise ValueError(f"original embeddings have non-finite rows at ids {bad[:20]} ({len(bad)} in all)")
-    source = original.float()
+    base = original.float()
     n, dim = len(rules), original.shape[1]
     if settings.init_strategy == "mean":
-        rows = torch.stack([source[list(r.gpt2_ids)].mean(dim=0) for r in rules]) if rules else source.new_empty(0, dim)
+        rows = torch.stack([base[list(r.gpt2_ids)].mean(dim=0) for r in rules]) if rules else base.new_empty(0, dim)
     elif settings.init_strategy == "global_mean":
-        rows = source.mean(dim=0).expand(n, dim).clone()
+        rows = base.mean(dim=0).expand(n, dim).clone()
     elif settings.init_strategy == "random":
         generator = torch.Generator().manual_seed(settings.seed)
         noise = torch.randn(n, dim, generator=generator)
-        rows = source.mean(dim=0) + source.std(dim=0) * noise
+        rows = base.mean(dim=0) + base.std(dim=0) * noise
     else:
-        rows = source.new_zeros(n, dim)
+        rows = base.new_zeros(n, dim)
     bad = nonfinite_rows(rows)
     if bad:
         raise ValueError(f"{rules[bad[0]].where}: initialised row is not finite")
