@@ -1,0 +1,191 @@
+"""Training throughput of one GPT-2 in a plain PyTorch loop vs through ``lightning.Trainer``.
+
+Both variants start from the same weights, see the same batches and run the same optimiser; the
+timed window skips ``--warmup`` steps and ends after ``--steps`` more, so Trainer setup is excluded
+from tokens/s (it is reported separately as fit wall time).
+
+The LightningModule is the project's ``ivr.model.IVRLanguageModel`` when it can be imported, else a
+minimal local one (loss and AdamW only); the output says which. ``--repeats`` alternates the order
+of the two variants and reports medians, since a shared machine drifts.
+
+    uv run python benchmarks/throughput_benchmark.py --n-embd 128 --n-layer 2 --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+from transformers import GPT2Config, GPT2LMHeadModel
+
+
+class MinimalModule(L.LightningModule):
+    """A causal-LM step and AdamW: the least Lightning needs to train the HF model held as ``model``."""
+
+    def __init__(self, model: GPT2LMHeadModel, lr: float = 1e-4) -> None:
+        super().__init__()
+        self.model = model
+        self.lr = lr
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.model(input_ids=batch["input_ids"], labels=batch["input_ids"], use_cache=False).loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.model.parameters(), lr=self.lr)
+
+
+def lightning_module(model: GPT2LMHeadModel, lr: float) -> tuple[L.LightningModule, str]:
+    """``ivr.model.IVRLanguageModel`` holding ``model`` if the project has it, else ``MinimalModule``; and a label."""
+    try:
+        from ivr.model import GPT2Shape, IVRLanguageModel
+    except ImportError as err:
+        return MinimalModule(model, lr), f"local MinimalModule (ivr.model unavailable: {err})"
+    c = model.config
+    shape = GPT2Shape(
+        n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, n_positions=c.n_positions, vocab_size=c.vocab_size
+    )
+    module = IVRLanguageModel(model_name_or_path=None, from_config=shape, learning_rate=lr, warmup_steps=0)
+    # configure_model keeps a model already set, so both variants train identical weights
+    module.model = model
+    return module, "ivr.model.IVRLanguageModel (with its scheduler and logging)"
+
+
+def make_batches(n: int, batch_size: int, seq_len: int, vocab: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        ids = torch.randint(0, vocab, (batch_size, seq_len), generator=generator)
+        # n_bytes feeds the project module's bits-per-byte logging; the plain loop drops it
+        out.append({"input_ids": ids, "labels": ids, "n_bytes": torch.full((batch_size,), 4 * seq_len)})
+    return out
+
+
+def fresh_model(config: GPT2Config, seed: int) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(config).train()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def plain_loop(config, batches, warmup, device, lr, seed) -> tuple[float, float]:
+    """(timed seconds, fit wall seconds) for a hand-written loop."""
+    start = time.perf_counter()
+    model = fresh_model(config, seed).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    timed_from = None
+    for i, batch in enumerate(batches):
+        if i == warmup:
+            sync(device)
+            timed_from = time.perf_counter()
+        ids = batch["input_ids"].to(device, non_blocking=True)
+        loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    sync(device)
+    end = time.perf_counter()
+    return end - timed_from, end - start
+
+
+class WindowTimer(L.Callback):
+    """Times from the start of batch ``warmup`` to the end of the last batch."""
+
+    def __init__(self, warmup: int, device: torch.device) -> None:
+        self.warmup, self.device = warmup, device
+        self.start = self.end = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.warmup:
+            sync(self.device)
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        sync(self.device)
+        self.end = time.perf_counter()
+
+
+def lightning_loop(config, batches, warmup, device, lr, seed) -> tuple[float, float, str]:
+    """(timed seconds, fit wall seconds, module label) for the same work through ``Trainer.fit``."""
+    start = time.perf_counter()
+    module, label = lightning_module(fresh_model(config, seed), lr)
+    timer = WindowTimer(warmup, device)
+    trainer = L.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        max_steps=len(batches),
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
+    )
+    # batch_size=None: the loader yields the prebuilt batches unchanged
+    trainer.fit(module, DataLoader(batches, batch_size=None))
+    return timer.end - timer.start, time.perf_counter() - start, label
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-embd", type=int, default=128)
+    parser.add_argument("--n-layer", type=int, default=2)
+    parser.add_argument("--n-head", type=int, default=4)
+    parser.add_argument("--vocab-size", type=int, default=50257)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the window")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each variant, order alternating")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    config = GPT2Config(
+        vocab_size=args.vocab_size,
+        n_embd=args.n_embd,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_positions=args.seq_len,
+    )
+    batches = make_batches(args.warmup + args.steps, args.batch_size, args.seq_len, args.vocab_size, args.seed)
+    tokens = args.steps * args.batch_size * args.seq_len
+
+    runs: dict[str, list[tuple[float, float]]] = {"plain": [], "lightning": []}
+    label = ""
+    for r in range(args.repeats):
+        for name in ("plain", "lightning") if r % 2 == 0 else ("lightning", "plain"):
+            if name == "plain":
+                runs[name].append(plain_loop(config, batches, args.warmup, device, args.lr, args.seed))
+            else:
+                seconds, wall, label = lightning_loop(config, batches, args.warmup, device, args.lr, args.seed)
+                runs[name].append((seconds, wall))
+    plain_s, plain_wall = (statistics.median(x) for x in zip(*runs["plain"], strict=True))
+    light_s, light_wall = (statistics.median(x) for x in zip(*runs["lightning"], strict=True))
+
+    params = sum(p.numel() for p in fresh_model(config, args.seed).parameters())
+    print(
+        f"\nmodel: GPT-2 n_embd={args.n_embd} n_layer={args.n_layer} n_head={args.n_head} ({params / 1e6:.1f}M params)"
+    )
+    print(
+        f"device: {device}, torch threads: {torch.get_num_threads()}, batch {args.batch_size}x{args.seq_len}, "
+        f"{args.steps} timed steps after {args.warmup} warmup, median of {args.repeats} run(s) each"
+    )
+    print(f"lightning module: {label}\n")
+    print(f"{'variant':<10} {'tokens':>8} {'timed s':>9} {'tokens/s':>10} {'fit wall s':>11}")
+    for name, seconds, wall in (("plain", plain_s, plain_wall), ("lightning", light_s, light_wall)):
+        print(f"{name:<10} {tokens:>8} {seconds:>9.3f} {tokens / seconds:>10.0f} {wall:>11.3f}")
+    print(f"\nlightning / plain throughput: {plain_s / light_s:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+"""Embedding alignment: give every reassigned id a starting row that already means its new string.
+
+The vocabulary keeps GPT-2's 50257 ids. Kept pieces keep their rows bit for bit; each id that a
+remap rule hands to a domain string gets a row built from GPT-2's own embeddings (by default the
+mean of the rows of the GPT-2 ids that string used to decompose into).
+
+Artifacts (``ArtifactPaths.embedding(name)`` plus ``embedding_metadata(name)``):
+``original_wte``, ``original_wpe``, ``aligned_wte``, ``final_wte`` and, for a model whose
+``lm_head`` is not tied to ``wte``, ``final_lm_head``. Each ``.pt`` holds one CPU tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import yaml
+from transformers import GPT2LMHeadModel
+
+from ivr.atomic import atomic_file, write_json
+from ivr.paths import ArtifactPaths
+from ivr.tokenizers.io import file_sha256, load_tokenizer
+
+InitStrategy = Literal["mean", "global_mean", "random", "zeros"]
+INIT_STRATEGIES: tuple[str, ...] = ("mean", "global_mean", "random", "zeros")
+
+
+@dataclass(frozen=True)
+class AlignSettings:
+    """How reassigned rows are initialised."""
+
+    init_strategy: InitStrategy = "mean"
+    """``mean``: mean of the original rows of the rule's ``gpt2_ids``; ``global_mean``: mean of all
+    original rows; ``random``: normal draw with the original rows' per-dimension mean and std;
+    ``zeros``: all zeros."""
+
+    seed: int = 0
+    """Seed of the generator used by the ``random`` strategy."""
+
+    def __post_init__(self) -> None:
+        if self.init_strategy not in INIT_STRATEGIES:
+            raise ValueError(f"unknown init_strategy {self.init_strategy!r}; expected one of {list(INIT_STRATEGIES)}")
+
+
+@dataclass(frozen=True)
+class RemapRule:
+    """One reassigned id. ``where`` names the rules file and rule index, for error messages."""
+
+    id: int
+    old_token: str
+    new_token: str
+    gpt2_ids: tuple[int, ...]
+    reason: str
+    where: str
+
+
+def read_remap_rules(path: str | Path) -> list[RemapRule]:
+    """Read the remap rules YAML: a list of rules, or a mapping whose ``rules`` key holds that list.
+
+    Each rule needs ``id`` (int), ``old_token`` and ``new_token`` (byte-level pieces) and a non-empty
+    ``gpt2_ids`` (list of int); ``reason`` is optional and other keys are ignored.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no remap rules at {path}: run the remapping stage first")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if isinstance(data, Mapping):
+        data = data.get("rules")
+    if not isinstance(data, list):
+        raise ValueError(
+            f"{path}: expected a list of rules or a mapping with a 'rules' list, got {type(data).__name__}"
+        )
+
+    rules: list[RemapRule] = []
+    seen: dict[int, str] = {}
+    for index, raw in enumerate(data):
+        where = f"{path} rule #{index}"
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"{where}: expected a mapping, got {type(raw).__name__}")
+        missing = [k for k in ("id", "old_token", "new_token", "gpt2_ids") if k not in raw]
+        if missing:
+            raise ValueError(f"{where}: missing {missing}")
+        rule_id = raw["id"]
+        # bool is an int subclass; a YAML `yes` must not pass as id 1
+        if not isinstance(rule_id, int) or isinstance(rule_id, bool):
+            raise ValueError(f"{where}: id must be an int, got {rule_id!r}")
+        where = f"{path} rule #{index} (id {rule_id})"
+        for key in ("old_token", "new_token"):
+            if not isinstance(raw[key], str) or not raw[key]:
+                raise ValueError(f"{where}: {key} must be a non-empty string, got {raw[key]!r}")
+        gpt2_ids = raw["gpt2_ids"]
+        if not isinstance(gpt2_ids, list) or not gpt2_ids:
+            raise ValueError(f"{where}: gpt2_ids must be a non-empty list, got {gpt2_ids!r}")
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in gpt2_ids):
+            raise ValueError(f"{where}: gpt2_ids must hold ints, got {gpt2_ids!r}")
+        if rule_id in seen:
+            raise ValueError(f"{where}: id {rule_id} already reassigned by {seen[rule_id]}")
+        seen[rule_id] = where
+        rules.append(
+            RemapRule(
+                id=rule_id,
+                old_token=raw["old_token"],
+                new_token=raw["new_token"],
+                gpt2_ids=tuple(gpt2_ids),
+                reason=str(raw.get("reason", "")),
+                where=where,
+            )
+        )
+    return rules
+
+
+def check_rules_in_range(rules: Sequence[RemapRule], vocab_size: int) -> None:
+    for rule in rules:
+        bad = [i for i in (rule.id, *rule.gpt2_ids) if not 0 <= i < vocab_size]
+        if bad:
+            raise ValueError(f"{rule.where}: ids {bad} outside the vocabulary [0, {vocab_size})")
+
+
+def original_wte(model: GPT2LMHeadModel) -> torch.Tensor:
+    """A detached CPU copy of the token embedding matrix, ``[vocab, n_embd]``."""
+    return model.transformer.wte.weight.detach().cpu().clone()
+
+
+def original_wpe(model: GPT2LMHeadModel) -> torch.Tensor:
+    """A detached CPU copy of the position embedding matrix, ``[n_positions, n_embd]``."""
+    return model.transformer.wpe.weight.detach().cpu().clone()
+
+
+def alignment_index(
+    original_vocab: Mapping[str, int], remapped_vocab: Mapping[str, int], rules: Sequence[RemapRule]
+) -> torch.Tensor:
+    """``source[j]``: the original id whose row starts id ``j`` of the remapped vocabulary.
+
+    For a kept piece, ``source[j]`` is that piece's id in the original vocabulary (``j`` itself when
+    IVR reassigns in place). For a reassigned id, ``source[j] = j``: the evicted piece's row stays as
+    a placeholder until ``final_wte`` overwrites it. Raises when the two vocabularies differ in size,
+    when a rule disagrees with either vocabulary, or when a piece is new without a rule.
+    """
+    size = len(original_vocab)
+    if len(remapped_vocab) != size:
+        raise ValueError(f"remapped vocabulary has {len(remapped_vocab)} ids, the original {size}")
+    original_piece = {i: p for p, i in original_vocab.items()}
+    remapped_piece = {i: p for p, i in remapped_vocab.items()}
+    if sorted(remapped_piece) != list(range(size)):
+        raise ValueError(f"remapped vocabulary ids are not exactly 0..{size - 1}")
+    check_rules_in_range(rules, size)
+
+    by_id = {r.id: r for r in rules}
+    source = torch.empty(size, dtype=torch.long)
+    for j in range(size):
+        piece = remapped_piece[j]
+        rule = by_id.get(j)
+        if rule is not None:
+            if original_piece.get(j) != rule.old_token:
+                raise ValueError(
+                    f"{rule.where}: old_token {rule.old_token!r} "
+                    f"but the original tokenizer has {original_piece.get(j)!r}"
+                )
+            if piece != rule.new_token:
+                raise ValueError(f"{rule.where}: new_token {rule.new_token!r} but the remapped tokenizer has {piece!r}")
+            source[j] = j
+        elif piece in original_vocab:
+            source[j] = original_vocab[piece]
+        else:
+            raise ValueError(
+                f"remapped tokenizer holds {piece!r} at id {j}, absent from the original vocabulary and from the rules"
+            )
+    return source
+
+
+def aligned_wte(original: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``original[source]``: every kept piece's original row at the id it has in the remapped tokenizer."""
+    return original.index_select(0, source)
+
+
+def nonfinite_rows(matrix: torch.Tensor) -> list[int]:
+    return torch.nonzero(~torch.isfinite(matrix).all(dim=1)).flatten().tolist()
+
+
+def reassigned_rows(original: torch.Tensor, rules: Sequence[RemapRule], settings: AlignSettings) -> torch.Tensor:
+    """The new rows ``[len(rules), n_embd]``, in rule order, computed in float32 from ``original``."""
+    check_rules_in_range(rules, original.shape[0])
+    bad = nonfinite_rows(original)
+    if bad:
+        raise ValueError(f"original embeddings have non-finite rows at ids {bad[:20]} ({len(bad)} in all)")
+    base = original.float()
+    n, dim = len(rules), original.shape[1]
+    if settings.init_strategy == "mean":
+        rows = torch.stack([base[list(r.gpt2_ids)].mean(dim=0) for r in rules]) if rules else base.new_empty(0, dim)
+    elif settings.init_strategy == "global_mean":
+        rows = base.mean(dim=0).expand(n, dim).clone()
+    elif settings.init_strategy == "random":
+        generator = torch.Generator().manual_seed(settings.seed)
+        noise = torch.randn(n, dim, generator=generator)
+        rows = base.mean(dim=0) + base.std(dim=0) * noise
+    else:
+        rows = base.new_zeros(n, dim)
+    bad = nonfinite_rows(rows)
+    if bad:
+        raise ValueError(f"{rules[bad[0]].where}: initialised row is not finite")
+    return rows
+
+
+def final_wte(
+    original: torch.Tensor, aligned: torch.Tensor, rules: Sequence[RemapRule], settings: AlignSettings = AlignSettings()
+) -> torch.Tensor:
+    """``aligned`` with each rule's row replaced by its initialisation; every other row is untouched."""
+    if aligned.shape != original.shape:
+        raise ValueError(f"aligned shape {tuple(aligned.shape)} differs from original {tuple(original.shape)}")
+    out = aligned.clone()
+    if rules:
+        out[[r.id for r in rules]] = reassigned_rows(original, rules, settings).to(out.dtype)
+    return out
+
+
+def install_embeddings(
+    model: GPT2LMHeadModel, final_wte: torch.Tensor, final_lm_head: torch.Tensor | None = None
+) -> GPT2LMHeadModel:
+    """Copy ``final_wte`` into the model in place and return it.
+
+    A tied model keeps ``lm_head.weight`` and ``transformer.wte.weight`` as one parameter, so the
+    output rows follow. An untied model needs ``final_lm_head`` (written by ``align_embeddings``
+    as ``final_lm_head.pt``), whose reassigned rows were initialised the same way from its own rows.
+    """
+    wte = model.transformer.wte.weight
+    lm_head = model.get_output_embeddings().weight
+    tied = lm_head is wte
+    if final_wte.shape != wte.shape:
+        raise ValueError(f"final_wte shape {tuple(final_wte.shape)} does not fit wte {tuple(wte.shape)}")
+    if tied and final_lm_head is not None:
+        raise ValueError("model ties lm_head to wte: final_lm_head must not be given")
+    if not tied:
+        if final_lm_head is None:
+            raise ValueError(
+                "model has an untied lm_head: pass final_lm_head (align_embeddings writes final_lm_head.pt)"
+            )
+        if final_lm_head.shape != lm_head.shape:
+            raise ValueError(
+                f"final_lm_head shape {tuple(final_lm_head.shape)} does not fit lm_head {tuple(lm_head.shape)}"
+            )
+    with torch.no_grad():
+        wte.copy_(final_wte)
+        if not tied:
+            lm_head.copy_(final_lm_head)
+    return model
+
+
+def load_final_embeddings(paths: ArtifactPaths) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``final_wte`` and, when it was written (untied models), ``final_lm_head``, for ``install_embeddings``."""
+    wte_path, head_path = paths.embedding("final_wte"), paths.embedding("final_lm_head")
+    if not wte_path.is_file():
+        raise FileNotFoundError(f"no embeddings at {wte_path}: run align_embeddings first")
+    head = torch.load(head_path, weights_only=True) if head_path.is_file() else None
+    return torch.load(wte_path, weights_only=True), head
+
+
+def _norm_stats(rows: torch.Tensor) -> dict[str, float] | None:
+    if rows.shape[0] == 0:
+        return None
+    norms = rows.float().norm(dim=1)
+    return {"mean": norms.mean().item(), "min": norms.min().item(), "max": norms.max().item()}
+
+
+def save_embedding(
+    tensor: torch.Tensor, paths: ArtifactPaths, name: str, reference: torch.Tensor, metadata: dict
+) -> dict:
+    """Write ``<name>.pt`` and ``<name>.json`` atomically; ``reference`` is what "changed" rows differ from."""
+    tensor = tensor.detach().cpu().contiguous()
+    pt = paths.embedding(name)
+    with atomic_file(pt) as tmp:
+        torch.save(tensor, tmp)
+        sha = file_sha256(tmp)
+    changed = (tensor != reference.to(tensor.device)).any(dim=1)
+    meta = {
+        "artifact": name,
+        "file": pt.name,
+        "sha256": sha,
+        "shape": list(tensor.shape),
+        "dtype": str(tensor.dtype).removeprefix("torch."),
+        **metadata,
+        "rows_changed": int(changed.sum()),
+        "changed_ids": torch.nonzero(changed).flatten().tolist(),
+        "row_norms": {"changed": _norm_stats(tensor[changed]), "unchanged": _norm_stats(tensor[~changed])},
+    }
+    write_json(paths.embedding_metadata(name), meta)
+    return meta
+
+
+def align_embeddings(
+    model: GPT2LMHeadModel,
+    paths: ArtifactPaths,
+    settings: AlignSettings = AlignSettings(),
+    *,
+    model_name: str | None = None,
+    rules_path: Path | None = None,
+    original_tokenizer_dir: Path | None = None,
+    remapped_tokenizer_dir: Path | None = None,
+) -> dict:
+    """The alignment stage: write every embedding artifact and return their metadata by name.
+
+    Inputs default to ``paths`` (``remap_rules``, ``original_tokenizer_dir``, ``remapped_tokenizer_dir``).
+    The model is only read; use ``install_embeddings`` to put the result in a model.
+    """
+    rules_path = Path(rules_path or paths.remap_rules)
+    original_dir = Path(original_tokenizer_dir or paths.original_tokenizer_dir)
+    remapped_dir = Path(remapped_tokenizer_dir or paths.remapped_tokenizer_dir)
+    rules = read_remap_rules(rules_path)
+    original_vocab = load_tokenizer(original_dir).get_vocab(with_added_tokens=True)
+    remapped_vocab = load_tokenizer(remapped_dir).get_vocab(with_added_tokens=True)
+
+    wte, wpe = original_wte(model), original_wpe(model)
+    if wte.shape[0] != len(original_vocab):
+        raise ValueError(f"model has {wte.shape[0]} token rows but {original_dir} has {len(original_vocab)} ids")
+    try:
+        source = alignment_index(original_vocab, remapped_vocab, rules)
+    except ValueError as err:
+        raise ValueError(f"{err} (original tokenizer {original_dir}, remapped tokenizer {remapped_dir})") from None
+
+    common = {
+        "model_name": model_name or model.config.name_or_path,
+        "original_tokenizer_dir": str(original_dir),
+        "remapped_tokenizer_dir": str(remapped_dir),
+        "rules_file": str(rules_path),
+        "rules_sha256": file_sha256(rules_path),
+        "reassigned_ids": [r.id for r in rules],
+    }
+    init = {**common, **asdict(settings)}
+    aligned = aligned_wte(wte, source)
+    out = {
+        "original_wte": save_embedding(wte, paths, "original_wte", wte, common),
+        "original_wpe": save_embedding(wpe, paths, "original_wpe", wpe, common),
+        "aligned_wte": save_embedding(aligned, paths, "aligned_wte", wte, common),
+        "final_wte": save_embedding(final_wte(wte, aligned, rules, settings), paths, "final_wte", wte, init),
+    }
+    head = model.get_output_embeddings().weight
+    if head is not model.transformer.wte.weight:
+        head = head.detach().cpu().clone()
+        final_head = final_wte(head, aligned_wte(head, source), rules, settings)
+        out["final_lm_head"] = save_embedding(final_head, paths, "final_lm_head", head, init)
+    else:
+        # a stale untied head from an earlier run would be installed by load_final_embeddings
+        paths.embedding("final_lm_head").unlink(missing_ok=True)
+        paths.embedding_metadata("final_lm_head").unlink(missing_ok=True)
+    return out

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from remap_fixtures import REASSIGNED, build_tokenizers, make_rules, tiny_gpt2
+
+from ivr.export import EXPORT_METADATA_FILE, export_hf, load_lightning_checkpoint
+from ivr.tokenizers.io import file_sha256
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tokenizers")
+    build_tokenizers(root / "original", root / "remapped", make_rules())
+    return root / "remapped"
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_export_loads_offline(tmp_path, tokenizer_dir, tied):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    model = tiny_gpt2(tied=tied)
+    model.config.bos_token_id = model.config.eos_token_id = 7  # wrong on purpose: export must fix them
+    out = export_hf(model, tokenizer_dir, tmp_path / "hf", {"run": "test"})
+    assert model.config.eos_token_id == 7, "export must not modify the model"
+
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        EXPORT_METADATA_FILE,
+    } <= names
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "no temporary directory left behind"
+    config = json.loads((out / "config.json").read_text())
+    assert (config["vocab_size"], config["eos_token_id"], config["bos_token_id"]) == (50257, 50256, 50256)
+    assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == 50256
+    record = json.loads((out / EXPORT_METADATA_FILE).read_text())
+    assert record["run"] == "test" and record["sha256"]["model.safetensors"] == file_sha256(out / "model.safetensors")
+    assert (out / "tokenizer.json").read_bytes() == (tokenizer_dir / "tokenizer.json").read_bytes()
+
+    loaded = AutoModelForCausalLM.from_pretrained(out)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    assert (loaded.lm_head.weight is loaded.transformer.wte.weight) == tied
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    ids = tokenizer(" mitochondria")["input_ids"]
+    assert ids == [next(i for i, t in REASSIGNED.items() if t == " mitochondria")]
+    assert tokenizer.eos_token_id == 50256 and tokenizer.decode(ids) == " mitochondria"
+
+    generator = pipeline("text-generation", model=str(out), device="cpu")
+    text = generator("The mitochondria", max_new_tokens=4, do_sample=False)[0]["generated_text"]
+    assert text.startswith("The mitochondria")
+
+
+def test_export_rejects_vocab_mismatch(tmp_path, tokenizer_dir):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=1000, n_embd=16, n_layer=1, n_head=2, n_positions=16))
+    with pytest.raises(ValueError, match=r"has 50257 ids but the model has 1000 token rows"):
+        export_hf(model, tokenizer_dir, tmp_path / "hf", {})
+    assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_lightning_checkpoint_round_trip(tmp_path, tied):
+    trained = tiny_gpt2(tied=tied, seed=1)
+    state = {f"model.{k}": v for k, v in trained.state_dict().items()}
+    if tied:
+        state.pop("model.lm_head.weight")
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {**state, "other.step": torch.tensor(3)}, "epoch": 1}, path)
+
+    fresh = tiny_gpt2(tied=tied, seed=2)
+    load_lightning_checkpoint(fresh, path)
+    for name, tensor in trained.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], tensor), name
+    assert (fresh.lm_head.weight is fresh.transformer.wte.weight) == tied
+
+
+def test_lightning_checkpoint_errors(tmp_path):
+    path = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {"net.x": torch.zeros(1)}}, path)
+    with pytest.raises(ValueError, match=rf"{path}: no weights under prefix 'model.'"):
+        load_lightning_checkpoint(tiny_gpt2(), path)
+    torch.save({"state_dict": {"model.transformer.wte.weight": torch.zeros(50257, 32)}}, path)
+    with pytest.raises(ValueError, match=r"does not fit the model; missing \['transformer.wpe.weight'"):
+        load_lightning_checkpoint(tiny_gpt2(), path)
+    torch.save({"weights": 1}, path)
+    with pytest.raises(ValueError, match="not a Lightning checkpoint"):
+        load_lightning_checkpoint(tiny_gpt2(), path)
