@@ -1,0 +1,1 @@
+"""Corpus statistics under a tokenizer, and the choice of ids to reassign."""
