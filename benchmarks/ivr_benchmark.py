@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from ivr.analysis.select import IVRSettings, select_replacements  # noqa: E402
-from ivr.tokenizers.bpe import offline_gpt2_tokenizer  # noqa: E402
-from ivr.tokenizers.io import load_tokenizer  # noqa: E402
-from ivr.tokenizers.remap import remap_tokenizer  # noqa: E402
+from ivr.analysis.select import IVRSettings, select_replacements
+from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+from ivr.tokenizers.io import load_tokenizer
+from ivr.tokenizers.remap import remap_tokenizer
 
 
 def python_docs(max_bytes: int) -> list[tuple[str, str]]:

@@ -4,7 +4,9 @@ import json
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from ivr.analysis.select import IVRSettings, select_replacements
 from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes, text_to_piece
@@ -51,7 +53,7 @@ def test_remapped_tokenizer_layout_and_files(built, distilled):
 def test_transformers_loads_the_remapped_tokenizer(built):
     from transformers import AutoTokenizer
 
-    sel, _, remapped, out = built
+    _, _, remapped, out = built
     hf = AutoTokenizer.from_pretrained(str(out / "remapped"))
     text = "class A:\n    def handle_request(self, response):\n        return None\n"
     assert hf(text)["input_ids"] == remapped.encode(text).ids
@@ -138,7 +140,7 @@ def test_invalid_rules_are_rejected_naming_the_rule(built, distilled, bad, messa
 
 
 def test_hand_edited_rules_file_is_used_and_source_ids_recomputed(built, distilled, tmp_path):
-    sel, _, _, out = built
+    _, _, _, out = built
     rules_file = tmp_path / "edited.yaml"
     data = yaml.safe_load((out / "remapped" / "remap_rules.yaml").read_text(encoding="utf-8"))
     data["rules"][0]["new_text"] = " zygomorphic"

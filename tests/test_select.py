@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import make_code_docs
+
 from ivr.analysis.select import (
     ForcedTokensError,
     IVRSettings,
@@ -13,7 +13,7 @@ from ivr.analysis.select import (
 )
 from ivr.tokenizers.byte_level import EOS_ID, readable, single_byte_pieces, text_to_piece
 
-FAST = dict(min_count=5, general_prior_words=2000)
+FAST = {"min_count": 5, "general_prior_words": 2000}
 
 
 @pytest.fixture(scope="module")

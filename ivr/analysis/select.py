@@ -56,7 +56,13 @@ class IVRSettings:
 
 @dataclass
 class Replacement:
-    """One reassignment: ``freed_id`` stops meaning ``freed_token`` and starts meaning ``new_token``."""
+    """One reassignment: ``freed_id`` stops meaning ``freed_token`` and starts meaning ``new_token``.
+
+    ``domain_count`` counts the new string where it lies on distilled token boundaries in the training
+    texts; ``estimated_saving`` is the tokens it saves there beyond the replacements ranked above it, and
+    ``estimated_saving_pct`` that as a share of all training tokens. ``source_ids`` are the GPT-2 ids the
+    new string is split into without it.
+    """
 
     rank: int
     new_text: str
@@ -459,13 +465,17 @@ def _selection_log(settings: IVRSettings, summary: dict, reps: Sequence[Replacem
         "",
         "## Totals",
         "",
-        f"- training documents: {summary['documents']}, bytes: {summary['train_bytes']}, "
-        f"distilled tokens: {summary['train_tokens']}, distinct pre-tokens: {summary['distinct_pretokens']}",
+        (
+            f"- training documents: {summary['documents']}, bytes: {summary['train_bytes']}, "
+            f"distilled tokens: {summary['train_tokens']}, distinct pre-tokens: {summary['distinct_pretokens']}"
+        ),
         f"- candidate strings (≥ {settings.min_count} uses, not yet tokens): {summary['candidate_strings']}",
         f"- ids reassigned: {summary['reassigned']} ({summary['forced']} forced)",
-        f"- estimated saving on the training texts: {summary['estimated_saving_tokens']} tokens, "
-        f"minus {summary['freed_tokens_domain_uses']} uses of freed tokens = "
-        f"**{summary['expected_saving_pct']:.2f}%** of tokens",
+        (
+            f"- estimated saving on the training texts: {summary['estimated_saving_tokens']} tokens, "
+            f"minus {summary['freed_tokens_domain_uses']} uses of freed tokens = "
+            f"**{summary['expected_saving_pct']:.2f}%** of tokens"
+        ),
         "",
         "## Why ids or strings were left out",
         "",
@@ -474,13 +484,15 @@ def _selection_log(settings: IVRSettings, summary: dict, reps: Sequence[Replacem
         f"- {ex['protected']} protected ids/tokens: named in `protected_tokens`/`protected_ids`.",
         f"- {ex['domain_count_at_least_min']} tokens used ≥ {settings.min_count} times in the domain: freeing them would cost tokens.",
         f"- {ex['below_min_count']} span strings used < {settings.min_count} times: too rare to be worth an id.",
-        f"- {ex['already_in_vocabulary']} frequent span strings that already are a token (which the distilled "
-        "tokenizer does not emit there): a piece cannot appear twice.",
+        (
+            f"- {ex['already_in_vocabulary']} frequent span strings that already are a token (which the distilled "
+            "tokenizer does not emit there): a piece cannot appear twice."
+        ),
         *[f"- forced: {n}" for n in notes],
         "",
         "## Top new tokens",
         "",
-        "| rank | new token | uses | GPT-2 tokens | saving | saving % | freed id | old token | old uses | general /M |",
+        "| rank | new token | occurrences | GPT-2 tokens | saving | saving % | freed id | old token | old uses | general /M |",
         "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in reps[:50]:
