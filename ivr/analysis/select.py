@@ -49,7 +49,7 @@ class IVRSettings:
     """How many of ``wordfreq``'s most frequent English words feed the general-frequency prior (0: none)."""
     remap_rules_path: str | None = None
     """Hand-edited ``remap_rules.yaml`` to build the remapped tokenizer from, instead of the candidates."""
-    new_piece_bonus: float = 1e-3
+    new_piece_bonus: float = 1e-6
     """Score a new piece gets above the distilled segmentation it replaces, per token saved. Small, so
     it is used exactly where that segmentation has its boundaries, as selection assumed."""
 
