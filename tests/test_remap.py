@@ -159,3 +159,25 @@ def test_hand_edited_rules_file_is_used_and_source_ids_recomputed(built, distill
     rules_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     with pytest.raises(RemapRuleError, match=r"edited.yaml: rule 2 \(id 65\): single-byte"):
         remap_tokenizer(distilled, settings, tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md", tmp_path / "r.json")
+
+
+def test_a_sequence_pre_tokenizer_is_respected_and_kept(code_docs, tmp_path):
+    from standin import standin_json
+    from tokenizers import Regex, Tokenizer, pre_tokenizers
+
+    # digits isolated before the byte-level split, as a distilled tokenizer may do
+    tok = Tokenizer.from_str(standin_json())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(r"\d"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    settings = IVRSettings(num_replacements=60, min_count=3, general_prior_words=0)
+    sel = select_replacements(tok, code_docs, settings, tmp_path / "c.csv", tmp_path / "l.md")
+    assert sel.replacements and not any(ch.isdigit() for r in sel.replacements for ch in r.new_text)
+    remap_tokenizer(tok, settings, tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md", tmp_path / "r.json",
+                    candidates_csv=tmp_path / "c.csv")
+    remapped = load_tokenizer(tmp_path / "out")
+    assert json.loads(remapped.to_str())["pre_tokenizer"] == json.loads(tok.to_str())["pre_tokenizer"]
+    text = "".join(code_docs[:3])
+    assert remapped.decode(remapped.encode(text).ids) == text
+    with pytest.raises(RemapRuleError, match="would be split by the pre-tokenizer"):
+        validate_rules(tok, [{"id": 50000, "new_text": "Handler1"}], "rules.yaml")
