@@ -23,10 +23,10 @@ from ivr.tokenizers.byte_level import EOS_TOKEN, char_to_byte, piece_to_bytes, r
 from ivr.tokenizers.io import save_tokenizer_dir
 
 RULES_HEADER = """\
-# In-place vocabulary reassignment rules. Each rule gives id `id` the string `new_text` (its byte-level
-# form is `new_token`; edit one of the two, or both consistently). `source_ids` are the GPT-2 ids the new
-# string used to be split into and are recomputed on every build. Rebuild with data.ivr.remap_rules_path
-# pointing at this file.
+# In-place vocabulary reassignment rules. Each rule gives id `id` the string `new_text`, whose byte-level
+# form is `new_token`. To change a rule's string, edit `new_text` and delete its `new_token` (or edit both
+# so they agree). `source_ids` are the GPT-2 ids the new string used to be split into; they are recomputed
+# on every build. Rebuild with data.ivr.remap_rules_path pointing at this file.
 """
 
 
@@ -52,7 +52,7 @@ def rules_from_candidates(candidates_csv: str | Path) -> list[dict]:
             "id": r.freed_id,
             "old_token": r.freed_token,
             "new_token": r.new_token,
-            "reason": f"{r.reason} #{r.rank}: {r.domain_count} domain uses, saves ~{r.estimated_saving} tokens; "
+            "reason": f"{r.reason} #{r.rank}: {r.domain_count} occurrences in the domain, saves ~{r.estimated_saving} tokens; "
             f"old token used {r.freed_domain_count}x in the domain, {r.freed_general_per_million:.3g}/M in general text",
             "estimated_saving_pct": r.estimated_saving_pct,
         }
@@ -156,7 +156,7 @@ def _new_piece(rule: dict, alphabet: set[str]) -> tuple[str, str | None]:
     if text is not None and (not isinstance(text, str) or not text):
         return "", f"new_text {text!r} is not a non-empty string"
     if token is not None and text is not None and text_to_piece(text) != token:
-        return "", f"new_text {text!r} and new_token {token!r} disagree; edit both or remove one"
+        return "", f"new_text {text!r} and new_token {token!r} disagree; edit both or delete new_token"
     return (token if token is not None else text_to_piece(text)), None
 
 
@@ -174,7 +174,8 @@ def build_remapped(distilled: Tokenizer, rules: Sequence[RemapRule], bonus: floa
 
 
 def write_rules(rules: Sequence[RemapRule], path: str | Path) -> None:
-    body = yaml.safe_dump({"rules": [asdict(r) for r in rules]}, allow_unicode=True, sort_keys=False, width=120)
+    rows = [asdict(r) for r in rules]
+    body = yaml.safe_dump({"rules": rows}, allow_unicode=True, sort_keys=False, width=120, default_flow_style=None)
     write_text(path, RULES_HEADER + body)
 
 
