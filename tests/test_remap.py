@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from ivr.analysis.select import IVRSettings, select_replacements
+from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes, text_to_piece
+from ivr.tokenizers.io import load_tokenizer
+from ivr.tokenizers.remap import RemapRuleError, read_rules, remap_tokenizer, validate_rules
+
+GENERAL = [
+    "The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst of times.\n",
+    "Tokenizers split text into pieces; a model then reads the pieces as ids. Ünïcödé, 日本語, and emoji 🙂 too.",
+]
+
+
+@pytest.fixture(scope="module")
+def built(distilled, code_docs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("remap")
+    settings = IVRSettings(num_replacements=40, min_count=5, general_prior_words=2000)
+    sel = select_replacements(distilled, code_docs[:30], settings, out / "c.csv", out / "log.md")
+    summary = remap_tokenizer(
+        distilled, settings, out / "remapped", out / "remapped" / "remap_rules.yaml", out / "r.md", out / "r.json",
+        candidates_csv=out / "c.csv", heldout_texts=code_docs[30:], general_texts=GENERAL,
+    )
+    return sel, summary, load_tokenizer(out / "remapped"), out
+
+
+def test_remapped_tokenizer_layout_and_files(built, distilled):
+    sel, summary, remapped, out = built
+    assert remapped.get_vocab_size() == distilled.get_vocab_size() == 50257
+    assert remapped.id_to_token(EOS_ID) == "<|endoftext|>"
+    spec, base = json.loads(remapped.to_str()), json.loads(distilled.to_str())
+    assert spec["model"]["type"] == "Unigram"
+    assert spec["pre_tokenizer"] == base["pre_tokenizer"] and spec["decoder"] == base["decoder"]
+    changed = {i for i, (a, b) in enumerate(zip(spec["model"]["vocab"], base["model"]["vocab"])) if a[0] != b[0]}
+    assert changed == {r.freed_id for r in sel.replacements}
+    rules = read_rules(out / "remapped" / "remap_rules.yaml")
+    assert [(r["id"], r["new_token"], r["source_ids"]) for r in rules] == [
+        (r.freed_id, r.new_token, r.source_ids) for r in sel.replacements
+    ]
+    assert summary["reassigned"] == len(sel.replacements) and not summary["rules_not_encoding_to_own_id"]
+    report = json.loads((out / "r.json").read_text())
+    assert report["measured"]["heldout_domain"]["remapped"]["tokens"] < report["measured"]["heldout_domain"]["distilled"]["tokens"]
+    assert "tokens/byte" in (out / "r.md").read_text()
+
+
+def test_transformers_loads_the_remapped_tokenizer(built):
+    from transformers import AutoTokenizer
+
+    _, _, remapped, out = built
+    hf = AutoTokenizer.from_pretrained(str(out / "remapped"))
+    text = "class A:\n    def handle_request(self, response):\n        return None\n"
+    assert hf(text)["input_ids"] == remapped.encode(text).ids
+    assert len(hf) == 50257
+
+
+def test_new_pieces_are_used_exactly_where_selection_expected(built, distilled, code_docs):
+    sel, _, remapped, _ = built
+    train = code_docs[:30]
+    before = sum(len(e.ids) for e in distilled.encode_batch(train))
+    after = sum(len(e.ids) for e in remapped.encode_batch(train))
+    assert before - after == sum(r.estimated_saving for r in sel.replacements)
+    for r in sel.replacements:
+        assert remapped.encode(r.new_text).ids == [r.freed_id]
+
+
+def _touches_changes(text: str, strings: list[bytes]) -> bool:
+    data = text.encode("utf-8")
+    return any(s in data for s in strings)
+
+
+def test_text_without_new_or_freed_strings_keeps_the_distilled_segmentation(built, distilled, code_docs):
+    sel, _, remapped, _ = built
+    changed = [piece_to_bytes(r.new_token) for r in sel.replacements] + [piece_to_bytes(r.freed_token) for r in sel.replacements]
+    pretokens = {p for text in GENERAL + code_docs for p, _ in distilled.pre_tokenizer.pre_tokenize_str(text)}
+    kept = [p for p in pretokens if not any(s in piece_to_bytes(p) for s in changed)]
+    assert len(kept) > 20
+    for p in kept:
+        assert [t.id for t in remapped.model.tokenize(p)] == [t.id for t in distilled.model.tokenize(p)], p
+    for text in GENERAL:
+        assert not _touches_changes(text, changed[len(sel.replacements):])
+
+
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_decode_inverts_encode_for_any_text_including_freed_strings(built, distilled, data):
+    sel, _, remapped, _ = built
+    specials = [r.freed_text for r in sel.replacements] + [r.new_text for r in sel.replacements]
+    parts = data.draw(st.lists(st.one_of(st.text(max_size=12), st.sampled_from(specials)), max_size=8))
+    text = "".join(parts)
+    ids = remapped.encode(text).ids
+    assert remapped.decode(ids) == text
+    freed = {r.freed_id: r for r in sel.replacements}
+    # a freed id now only ever stands for its new string
+    for i in ids:
+        if i in freed:
+            assert remapped.id_to_token(i) == freed[i].new_token
+    if not _touches_changes(text, [piece_to_bytes(r.new_token) for r in sel.replacements] + [piece_to_bytes(r.freed_token) for r in sel.replacements]):
+        assert ids == distilled.encode(text).ids
+
+
+def _valid_rule(built):
+    r = built[0].replacements[0]
+    return {"id": r.freed_id, "old_token": r.freed_token, "new_text": r.new_text}
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"id": 60000, "new_text": "zzqqxx"}, "unknown id"),
+        ({"id": 0, "new_text": "zzqqxx"}, "single-byte token"),
+        ({"id": EOS_ID, "new_text": "zzqqxx"}, "<|endoftext|> cannot"),
+        ({"id": "FIRST", "new_text": "zzqqxx"}, "already reassigned by rule 1"),
+        ({"id": 50000, "new_text": "NEW"}, "already the new string of rule 1"),
+        ({"id": 50000, "new_text": " the"}, "already in the vocabulary at id 262"),
+        ({"id": 50000, "new_text": "foo bar"}, "would be split by the pre-tokenizer"),
+        ({"id": 50000, "old_token": "nope", "new_text": "zzqqxx"}, "old_token 'nope' is not"),
+        ({"id": 50000, "new_text": "zzqqxx", "new_token": text_to_piece("other")}, "disagree"),
+        ({"id": 50000}, "needs new_text or new_token"),
+    ],
+)
+def test_invalid_rules_are_rejected_naming_the_rule(built, distilled, bad, message):
+    first = _valid_rule(built)
+    bad = dict(bad)
+    if bad["id"] == "FIRST":
+        bad["id"] = first["id"]
+    if bad.get("new_text") == "NEW":
+        bad["new_text"] = first["new_text"]
+    with pytest.raises(RemapRuleError) as err:
+        validate_rules(distilled, [first, bad], "rules.yaml")
+    text = str(err.value)
+    assert f"rules.yaml: rule 2 (id {bad['id']})" in text and message in text
+    assert not any(line.startswith("rules.yaml: rule 1 ") for line in text.splitlines())
+
+
+def test_hand_edited_rules_file_is_used_and_source_ids_recomputed(built, distilled, tmp_path):
+    _, _, _, out = built
+    rules_file = tmp_path / "edited.yaml"
+    data = yaml.safe_load((out / "remapped" / "remap_rules.yaml").read_text(encoding="utf-8"))
+    data["rules"][0]["new_text"] = " zygomorphic"
+    del data["rules"][0]["new_token"]
+    data["rules"][0]["source_ids"] = [1, 2, 3]
+    rules_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    settings = IVRSettings(remap_rules_path=str(rules_file))
+    remap_tokenizer(distilled, settings, tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md", tmp_path / "r.json")
+    remapped = load_tokenizer(tmp_path / "out")
+    first = data["rules"][0]
+    assert remapped.encode(" zygomorphic").ids == [first["id"]]
+    written = read_rules(tmp_path / "out" / "rules.yaml")[0]
+    assert written["source_ids"] == distilled.encode(" zygomorphic").ids and len(written["source_ids"]) >= 2
+
+    data["rules"][1]["id"] = 65
+    rules_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(RemapRuleError, match=r"edited.yaml: rule 2 \(id 65\): single-byte"):
+        remap_tokenizer(distilled, settings, tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md", tmp_path / "r.json")
+
+
+def test_a_sequence_pre_tokenizer_is_respected_and_kept(code_docs, tmp_path):
+    from standin import standin_json
+    from tokenizers import Regex, Tokenizer, pre_tokenizers
+
+    # digits isolated before the byte-level split, as a distilled tokenizer may do
+    tok = Tokenizer.from_str(standin_json())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(r"\d"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    settings = IVRSettings(num_replacements=60, min_count=3, general_prior_words=0)
+    sel = select_replacements(tok, code_docs, settings, tmp_path / "c.csv", tmp_path / "l.md")
+    assert sel.replacements and not any(ch.isdigit() for r in sel.replacements for ch in r.new_text)
+    remap_tokenizer(tok, settings, tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md", tmp_path / "r.json",
+                    candidates_csv=tmp_path / "c.csv")
+    remapped = load_tokenizer(tmp_path / "out")
+    assert json.loads(remapped.to_str())["pre_tokenizer"] == json.loads(tok.to_str())["pre_tokenizer"]
+    text = "".join(code_docs[:3])
+    assert remapped.decode(remapped.encode(text).ids) == text
+    with pytest.raises(RemapRuleError, match="would be split by the pre-tokenizer"):
+        validate_rules(tok, [{"id": 50000, "new_text": "Handler1"}], "rules.yaml")
