@@ -180,8 +180,10 @@ def _difference(gold: Sequence[int], other: Sequence[int]) -> dict[int, int]:
     return {k: v for k, v in d.items() if v}
 
 
-def _solve(base: np.ndarray, constraints: list[tuple[int, dict[int, int]]], settings: DistillSettings):
-    """Smallest L1 change x (LP units) with ``d . (base + x) >= margin`` for every constraint, slack penalised."""
+def _solve(
+    base: np.ndarray, constraints: list[tuple[int, dict[int, int]]], usage: np.ndarray, settings: DistillSettings
+):
+    """Smallest usage-weighted L1 change x (LP units) with ``d . (base + x) >= margin`` for every constraint, slack penalised."""
     import scipy.sparse as sp
     from scipy.optimize import linprog
 
@@ -197,7 +199,8 @@ def _solve(base: np.ndarray, constraints: list[tuple[int, dict[int, int]]], sett
     D = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, n_vars))
     # unknowns: increases, decreases, slacks; D x + s >= rhs written as -D x+ + D x- - s <= -rhs
     A = sp.hstack([-D, D, -sp.identity(n_rows)]).tocsr()
-    cost = np.concatenate([np.ones(2 * n_vars), np.full(n_rows, settings.slack_penalty)])
+    # changing a piece many words use risks breaking them: make it cost in proportion
+    cost = np.concatenate([usage, usage, np.full(n_rows, settings.slack_penalty)])
     res = linprog(cost, A_ub=A, b_ub=-np.asarray(rhs), bounds=(0, None), method="highs")
     if res.status != 0:
         raise RuntimeError(f"score linear program failed ({n_rows} constraints): {res.message}")
@@ -215,6 +218,9 @@ def fit_scores(
     seen: set[tuple[int, tuple[int, ...]]] = set()
     best = (math.inf, x, [])
     history, slack = [], np.zeros(0)
+    usage = np.ones_like(base)
+    for ids in gold:
+        usage[list(set(ids))] += 1
     bar = tqdm(range(settings.max_iterations), desc="fitting scores", unit="round")
     for it in bar:
         raw = base + x
@@ -234,7 +240,7 @@ def fit_scores(
             best = (loss, x.copy(), bad)
         if new == 0:
             break
-        x, slack = _solve(base, constraints, settings)
+        x, slack = _solve(base, constraints, usage, settings)
     unmet = sorted({words[constraints[r][0]] for r in np.flatnonzero(slack > 1e-6)}) if len(slack) else []
     stats = {
         "rounds": len(history),
@@ -285,7 +291,7 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
     BPE chunks a run of length n as [a(n)] + chunks(n - a(n)) (checked here, else no rule). The regex cuts
     after a first chunk ``c{a}`` when exactly n - a more ``c`` follow, and only at a run start or where the
     previous cut ended (``\G``), so cuts chain along a run. With ``merged_with_previous`` it only cuts inside
-    runs, never before one, so whatever precedes a run stays with it as it does in BPE.
+    runs, never before one, and skips runs next to a character that has a merge with ``char``.
     """
     chunks = _run_chunks(bare_bpe, char, max_run)
     rests: dict[int, list[int]] = {}
@@ -296,13 +302,21 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
             rests.setdefault(ch[0], []).append(n - ch[0])
     if not rests:
         return None
-    c = "\\x{%04X}" % ord(char)
+    merges = gpt2_merges()
+    # no cut where a neighbour could merge into the run first: BPE's chunks there are not the pure-run ones
+    left = "".join(sorted({_hex(a[-1]) for a, b in merges if b[0] == char and a[-1] != char}))
+    right = "".join(sorted({_hex(b[0]) for a, b in merges if a[-1] == char and b[0] != char}))
+    c = _hex(char)
     alts = []
     for a in sorted(rests, reverse=True):
         for lo, hi in _ranges(rests[a]):
             rest = f"{c}{{{lo}}}" if lo == hi else f"{c}{{{lo},{hi}}}"
-            alts.append(f"{c}{{{a}}}(?={rest}(?!{c}))")
-    return {"char": char, "pattern": f"(?:(?<!{c})|\\G)(?:{'|'.join(alts)})"}
+            alts.append(f"{c}{{{a}}}(?={rest}(?![{c}{right}]))")
+    return {"char": char, "pattern": f"(?:(?<![{c}{left}])|\\G)(?:{'|'.join(alts)})"}
+
+
+def _hex(char: str) -> str:
+    return "\\x{%04X}" % ord(char)
 
 
 def with_rules(model_tok: Tokenizer, rules: Sequence[dict], byte_level: bool) -> Tokenizer:
