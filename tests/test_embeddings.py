@@ -5,7 +5,7 @@ import re
 
 import pytest
 import torch
-from remap_fixtures import REASSIGNED, build_tokenizers, make_rules, tiny_gpt2, write_rules
+from tests.remap_fixtures import REASSIGNED, build_tokenizers, make_rules, tiny_gpt2, write_rules
 
 from ivr.embeddings import (
     AlignSettings,

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from remap_fixtures import REASSIGNED, build_tokenizers, make_rules, tiny_gpt2
+from tests.remap_fixtures import REASSIGNED, build_tokenizers, make_rules, tiny_gpt2
 
 from ivr.export import EXPORT_METADATA_FILE, export_hf, load_lightning_checkpoint
 from ivr.tokenizers.io import file_sha256

@@ -162,7 +162,7 @@ def test_hand_edited_rules_file_is_used_and_source_ids_recomputed(built, distill
 
 
 def test_a_sequence_pre_tokenizer_is_respected_and_kept(code_docs, tmp_path):
-    from standin import standin_json
+    from tests.standin import standin_json
     from tokenizers import Regex, Tokenizer, pre_tokenizers
 
     # digits isolated before the byte-level split, as a distilled tokenizer may do

@@ -1,0 +1,118 @@
+"""Distil GPT-2 on the Python standard library and compare it with BPE: exactness, fit cost, encode speed.
+
+Corpus: the stdlib's ``.py`` files (no site-packages, no tests), split by file into fit and held-out;
+English prose held out: ``pydoc_data/topics.py`` (the Python help topics) and text under ``/usr/share/doc``.
+
+    uv run python benchmarks/distill_benchmark.py --out /tmp/distill_bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sysconfig
+import time
+from pathlib import Path
+
+from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
+from ivr.tokenizers.io import load_tokenizer
+
+
+def stdlib_sources(heldout_every: int) -> tuple[list[str], list[str]]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(
+        f for f in root.rglob("*.py")
+        if not {"site-packages", "test", "tests", "idlelib"} & set(f.relative_to(root).parts)
+        and f.name != "topics.py"
+    )
+    fit, held = [], []
+    for i, f in enumerate(files):
+        (held if i % heldout_every == 0 else fit).append(f.read_text(encoding="utf-8", errors="replace"))
+    return fit, held
+
+
+def english_prose(limit_bytes: int) -> list[str]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    namespace: dict = {}
+    exec((root / "pydoc_data" / "topics.py").read_text(encoding="utf-8"), namespace)
+    texts = list(namespace["topics"].values())
+    total = sum(len(t) for t in texts)
+    for f in sorted(Path("/usr/share/doc").rglob("*")):
+        if total > limit_bytes:
+            break
+        if f.is_file() and not f.is_symlink() and f.suffix in {"", ".txt", ".md"} and f.stat().st_size < 200_000:
+            try:
+                texts.append(f.read_text(encoding="utf-8"))
+                total += len(texts[-1])
+            except (UnicodeDecodeError, OSError):
+                continue
+    return texts
+
+
+def throughput(tok, texts: list[str], batch: bool) -> float:
+    data = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+    start = time.perf_counter()
+    if batch:
+        tok.encode_batch(texts)
+    else:
+        for t in texts:
+            tok.encode(t)
+    return data / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/distill_bench"))
+    ap.add_argument("--heldout-every", type=int, default=10, help="every n-th stdlib file is held out")
+    ap.add_argument("--max-iterations", type=int, default=DistillSettings.max_iterations)
+    ap.add_argument("--no-vocab-words", action="store_true", help="fit on the corpus only")
+    args = ap.parse_args()
+
+    bpe = offline_gpt2_tokenizer()
+    fit_texts, held_texts = stdlib_sources(args.heldout_every)
+    prose = english_prose(4_000_000)
+    settings = DistillSettings(
+        max_iterations=args.max_iterations,
+        vocab_words=not args.no_vocab_words,
+        vocab_variants=not args.no_vocab_words,
+    )
+    start = time.perf_counter()
+    summary = distill_tokenizer(
+        bpe, fit_texts, held_texts, settings, args.out / "tokenizer", args.out / "report.md", args.out / "report.json",
+        extra_eval_texts={"english_prose": prose},
+    )
+    total = time.perf_counter() - start
+    distilled = load_tokenizer(args.out / "tokenizer")
+
+    rows = [
+        ("fit corpus (MB)", f"{sum(len(t.encode()) for t in fit_texts) / 1e6:.2f}"),
+        ("fit time incl. pre-tokenizing (s)", f"{summary['fit']['fit_seconds']:.1f}"),
+        ("stage time incl. verification (s)", f"{total:.1f}"),
+        ("peak RSS (MB)", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"),
+        ("fit rounds / constraints", f"{summary['fit']['rounds']} / {summary['fit']['constraints']}"),
+        ("ids identical / decode([i]) mismatches",
+         f"{summary['ids']['id_to_token_identical']} / {summary['ids']['single_id_decode_mismatches']}"),
+    ]
+    for name, s in summary["sets"].items():
+        r, m = s["rates"], s["mismatches"]
+        rows.append((f"{name}: exact word occ / type / token / doc",
+                     f"{r['word_occurrence']:.5%} / {r['word_type']:.5%} / {r['token']:.5%} / {r['document']:.3%}"))
+        rows.append((f"{name}: mismatched types tie / conflict / other",
+                     f"{m['tie']['types']} / {m['conflict']['types']} / {m['other']['types']}"))
+    sample = held_texts + prose
+    for batch in (True, False):
+        label = "encode_batch" if batch else "encode, 1 thread"
+        if not batch:
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read at every call, unlike RAYON_NUM_THREADS
+        b, d = throughput(bpe, sample, batch), throughput(distilled, sample, batch)
+        rows.append((f"{label} MB/s BPE / distilled (ratio)", f"{b:.2f} / {d:.2f} ({d / b:.2f}x)"))
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{'metric':<{width}} | value\n{'-' * width}-|------")
+    for k, v in rows:
+        print(f"{k:<{width}} | {v}")
+
+
+if __name__ == "__main__":
+    main()

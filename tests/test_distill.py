@@ -1,0 +1,143 @@
+"""Distilled Unigram tokenizer: same ids as GPT-2's BPE, same text for every id, deterministic."""
+
+from __future__ import annotations
+
+import json
+import sysconfig
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+from tokenizers import Tokenizer
+from tokenizers.models import BPE
+
+from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+from ivr.tokenizers.distill import (
+    DistillSettings,
+    bare_model,
+    distill_tokenizer,
+    fit_distilled,
+    pre_token_counts,
+    split_rule_for,
+)
+from ivr.tokenizers.verify import DistillationMismatch, classify, compare_ids, compare_texts, conflict_witness
+
+PROSE = (
+    "The quick brown fox jumps over the lazy dog. It's 2024, and tokenizers aren't perfect:\n\n\n"
+    "Their merges (learned greedily) give '''odd''' results on runs like ==== or ---- or 999999.\n"
+    "    Indented lines, tabs\tand trailing spaces   \n"
+)
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+def corpus() -> list[str]:
+    files = ["textwrap.py", "string.py", "json/decoder.py"]
+    return [PROSE] + [(STDLIB / f).read_text(encoding="utf-8") for f in files]
+
+
+def fast_settings(**kw) -> DistillSettings:
+    return DistillSettings(vocab_words=False, vocab_variants=False, max_run=96, random_id_sequences=300, **kw)
+
+
+@pytest.fixture(scope="module")
+def bpe() -> Tokenizer:
+    return offline_gpt2_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def fitted(bpe):
+    counts, _ = pre_token_counts(bpe, corpus())
+    return fit_distilled(bpe, counts, fast_settings())
+
+
+def test_model_is_pure_unigram_with_gpt2_ids(fitted, bpe):
+    tok, _ = fitted
+    spec = json.loads(tok.to_str())
+    assert spec["model"]["type"] == "Unigram" and "merges" not in spec["model"]
+    assert spec["model"]["byte_fallback"] is False
+    assert all(score < 0 for _, score in spec["model"]["vocab"])
+    assert tok.token_to_id("<|endoftext|>") == 50256
+    ids = compare_ids(tok, bpe, random_sequences=300)
+    assert ids["vocab_size"] == 50257
+    assert ids["id_to_token_identical"]
+    assert ids["single_id_decode_mismatches"] == 0
+    assert ids["random_sequence_decode_mismatches"] == 0
+
+
+def test_exact_on_fit_corpus(fitted, bpe):
+    tok, fit = fitted
+    report = compare_texts(tok, bpe, corpus(), "corpus")
+    assert report["rates"]["word_occurrence"] >= 0.998, report["mismatches"]
+    assert report["mismatched_types"] == fit.stats["fit_mismatched_types"] <= 4, report["mismatches"]
+    assert report["rates"]["document"] >= 0.5
+
+
+def test_triple_quote_tie_is_cut_by_a_split_rule(fitted, bpe):
+    tok, fit = fitted
+    assert bare_model(bpe).encode("'''").tokens == ["''", "'"]
+    # the model alone cannot order equal pieces BPE's way: the Unigram tie rule keeps the longest last piece
+    plain = Tokenizer(tok.model).encode("'''").tokens
+    assert plain == ["'", "''"]
+    assert classify(bare_model(bpe), ["''", "'"], plain) == "tie"
+    assert "'" in {r["char"] for r in fit.split_rules}
+    for text in ["'''", "x = '''doc'''", "'''''''", "\n\n\n\n\n", "a ==== b"]:
+        assert tok.encode(text).ids == bpe.encode(text).ids, text
+
+
+def test_split_rule_reproduces_bpe_runs(bpe):
+    bare = bare_model(bpe)
+    rule = split_rule_for(bare, "=", 48)
+    assert rule is not None
+    from tokenizers import Regex, pre_tokenizers
+
+    split = pre_tokenizers.Split(Regex(rule["pattern"]), behavior="merged_with_previous")
+    for n in range(1, 49):
+        chunks = [p for p, _ in split.pre_tokenize_str("=" * n)]
+        assert chunks == bare.encode("=" * n).tokens, n
+
+
+def test_conflict_witness_on_unsatisfiable_merges():
+    vocab = {"a": 0, "b": 1, "aa": 2, "bb": 3, "bbaa": 4}
+    bare = Tokenizer(BPE(vocab, [("a", "a"), ("b", "b"), ("bb", "aa")]))
+    assert bare.encode("bbaa").tokens == ["bbaa"]
+    assert bare.encode("bbbaa").tokens == ["bb", "b", "aa"]
+    # any scores giving [bbaa] for "bbaa" give [b, bbaa] for "bbbaa"
+    assert conflict_witness(bare, ["bb", "b", "aa"], ["b", "bbaa"]) == "bbaa"
+    assert classify(bare, ["bb", "b", "aa"], ["b", "bbaa"]) == "conflict"
+    assert conflict_witness(bare, ["bb", "aa"], ["b", "baa"]) is None
+
+
+def test_strict_fails_on_a_mismatch_and_reports_are_written(bpe, tmp_path):
+    out, md, js = tmp_path / "tok", tmp_path / "r.md", tmp_path / "r.json"
+    # without split rules the run of quotes stays a tie, which strict refuses
+    with pytest.raises(DistillationMismatch, match="corpus word occurrences"):
+        distill_tokenizer(bpe, [PROSE], ["A held-out line, '''quoted'''."], fast_settings(strict=True, split_rules=False),
+                          out, md, js, extra_eval_texts={"extra": ["def f(x):\n    return x\n"]})
+    report = json.loads(js.read_text(encoding="utf-8"))
+    assert set(report["sets"]) == {"corpus", "heldout", "extra"}
+    assert report["sets"]["corpus"]["mismatches"]["tie"]["types"] >= 1
+    assert 0 < report["sets"]["corpus"]["rates"]["word_occurrence"] < 1
+    assert "Exact-match rates" in md.read_text(encoding="utf-8")
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(out))
+    loaded = Tokenizer.from_file(str(out / "tokenizer.json"))
+    assert hf.encode("hello world") == loaded.encode("hello world").ids == bpe.encode("hello world").ids
+
+
+def test_fit_is_deterministic(bpe):
+    counts, _ = pre_token_counts(bpe, [PROSE])
+    first, _ = fit_distilled(bpe, counts, fast_settings())
+    second, _ = fit_distilled(bpe, counts, fast_settings())
+    assert first.to_str() == second.to_str()
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_round_trip(fitted_tok, text):
+    assert fitted_tok.decode(fitted_tok.encode(text).ids) == text
+
+
+@pytest.fixture(scope="module")
+def fitted_tok(fitted):
+    return fitted[0]
