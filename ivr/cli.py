@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import replace
+from typing import Literal
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
 from ivr.atomic import write_text
-from ivr.data import IVRDataModule, StageNotBuiltError
+from ivr.data import IVRDataModule, settings_as
+from ivr.embeddings import AlignSettings
 from ivr.model import GenerationSettings, IVRLanguageModel
 
 STAGE_COMMANDS = {
@@ -24,7 +27,6 @@ STAGE_COMMANDS = {
     "distill-tokenizer": "Fit a Unigram tokenizer that reproduces GPT-2 BPE id for id, and verify it.",
     "select": "Choose rarely used ids to free and frequent domain strings to give them to.",
     "remap": "Write the remap rules and the remapped tokenizer.",
-    "align": "Initialise the embedding rows of reassigned ids.",
 }
 
 
@@ -118,6 +120,75 @@ class IVRTrainer(Trainer):
         _print_artifacts("init", datamodule.run_stage("init"))
 
 
+def _align(
+    self: IVRTrainer,
+    model: LightningModule,
+    datamodule: IVRDataModule,
+    model_name: str | None = None,
+    original_tokenizer_dir: str | None = None,
+    remapped_tokenizer_dir: str | None = None,
+    remap_rules_path: str | None = None,
+    embeddings_output_dir: str | None = None,
+    init_strategy: Literal["mean", "global_mean", "random", "zeros"] | None = None,
+) -> None:
+    """Write original, aligned and final embedding rows; reassigned rows start from their new strings' meaning.
+
+    Args:
+        model_name: Base model to read embeddings from (default: model.model_name_or_path; also --model-name).
+        original_tokenizer_dir: Original tokenizer directory (default: under data.artifacts_dir;
+            also --original-tokenizer-dir).
+        remapped_tokenizer_dir: Remapped tokenizer directory (default: under data.artifacts_dir;
+            also --remapped-tokenizer-dir).
+        remap_rules_path: Rules to apply (default: the remap stage's remap_rules.yaml; also --remap-rules-path).
+        embeddings_output_dir: Output directory (shorthand for --data.embeddings_output_dir; also
+            --embeddings-output-dir).
+        init_strategy: mean | global_mean | random | zeros (shorthand for --data.align.init_strategy; also
+            --init-strategy).
+    """
+    hp = datamodule.hparams
+    if model_name is not None:
+        hp.base_model_name_or_path, hp.base_model_config = model_name, None
+    if embeddings_output_dir is not None:
+        hp.embeddings_output_dir = embeddings_output_dir
+    if init_strategy is not None:
+        hp.align = replace(settings_as(AlignSettings, hp.align), init_strategy=init_strategy)
+    overrides = {
+        "original_tokenizer_dir": original_tokenizer_dir,
+        "remapped_tokenizer_dir": remapped_tokenizer_dir,
+        "rules_path": remap_rules_path,
+    }
+    _print_artifacts("align", datamodule.run_stage("align", **{k: v for k, v in overrides.items() if v}))
+
+
+def _verify_tokenizer(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule) -> None:
+    """Compare the distilled tokenizer with GPT-2 BPE on the corpus, held-out and extra text, and on every id."""
+    summary = datamodule.verify()
+    for name, stats in summary["sets"].items():
+        print(f"{name}: {stats['rates']['word_occurrence']:.4%} of word occurrences exact")
+    _print_artifacts("verify-tokenizer", [datamodule.paths.distillation_report_md, datamodule.paths.distillation_report_json])
+
+
+def _export(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule, ckpt_path: str | None = None) -> None:
+    """Write a Hugging Face directory (config, safetensors weights, tokenizer) that transformers loads offline.
+
+    Args:
+        ckpt_path: Lightning checkpoint to export; default: the model as configured (base plus aligned rows).
+    """
+    _print_artifacts("export", [export_model(model, datamodule, ckpt_path)])
+
+
+def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: str | None = None):
+    from ivr.export import export_hf, load_lightning_checkpoint
+
+    if model.model is None:
+        model.configure_model()
+    if ckpt_path:
+        load_lightning_checkpoint(model.model, ckpt_path)
+    meta = {"checkpoint": ckpt_path, "tokenizer": datamodule.hparams.tokenizer, "base": model.hparams.model_name_or_path}
+    tokenizer_dir = datamodule.paths.tokenizer_dir(datamodule.hparams.tokenizer)
+    return export_hf(model.model, tokenizer_dir, datamodule.paths.export_dir, meta)
+
+
 def _stage_command(name: str, description: str):
     def command(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule) -> None:
         _print_artifacts(name, datamodule.run_stage(name))
@@ -130,6 +201,9 @@ def _stage_command(name: str, description: str):
 for _name, _description in STAGE_COMMANDS.items():
     # hyphenated names are valid attributes via setattr, and LightningCLI looks subcommands up by name
     setattr(IVRTrainer, _name, _stage_command(_name, _description))
+IVRTrainer.align = _align
+setattr(IVRTrainer, "verify-tokenizer", _verify_tokenizer)
+IVRTrainer.export = _export
 
 
 class IVRCLI(LightningCLI):
@@ -142,7 +216,22 @@ class IVRCLI(LightningCLI):
             "prepare": stage,
             "init": stage,
             **{name: stage for name in STAGE_COMMANDS},
+            "align": stage,
+            "verify-tokenizer": stage,
+            "export": stage,
         }
+
+    def add_arguments_to_parser(self, parser) -> None:
+        # the align stage reads the base model's embeddings: the same model the LightningModule trains
+        parser.link_arguments("model.model_name_or_path", "data.base_model_name_or_path")
+        parser.link_arguments("model.from_config", "data.base_model_config")
+
+    def after_fit(self) -> None:
+        """Export the trained model as a Hugging Face directory."""
+        if self.trainer.is_global_zero and not self.trainer.fast_dev_run:
+            print(f"ivr fit: exported to {export_model(self.model, self.datamodule)}")
+
+    after_train = after_fit
 
 
 BARE_FLAGS = {"--force", "--normalize_force"}
@@ -168,18 +257,14 @@ def main(args: list[str] | None = None) -> None:
         sys.argv[1:] = _normalize_flags(sys.argv[1:])
     else:
         args = _normalize_flags(args)
-    try:
-        IVRCLI(
-            IVRLanguageModel,
-            IVRDataModule,
-            trainer_class=IVRTrainer,
-            save_config_kwargs={"overwrite": True},
-            args=args,
-            auto_configure_optimizers=False,
-        )
-    except StageNotBuiltError as err:
-        print(str(err), file=sys.stderr)
-        raise SystemExit(2) from None
+    IVRCLI(
+        IVRLanguageModel,
+        IVRDataModule,
+        trainer_class=IVRTrainer,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        auto_configure_optimizers=False,
+    )
 
 
 if __name__ == "__main__":

@@ -275,3 +275,24 @@ def iter_documents(
                 record = json.loads(line)
                 if split is None or is_heldout(record["id"], heldout_fraction) == (split == "heldout"):
                     yield Document(record["id"], record["text"])
+
+
+def english_reference_texts() -> list[str]:
+    """General English prose that exists offline on every Python install: the interpreter's help topics
+    (``pydoc_data.topics``). Used only to measure (distillation exactness, IVR's cost on general text)."""
+    from pydoc_data.topics import topics
+
+    return [normalize(topics[k]) for k in sorted(topics)]
+
+
+def read_text_files(paths: list[str]) -> list[str]:
+    """UTF-8 text files given by the user for evaluation only; errors name the file."""
+    texts = []
+    for p in paths:
+        try:
+            texts.append(normalize(Path(p).read_bytes().decode("utf-8")))
+        except FileNotFoundError:
+            raise CorpusError(f"evaluation file {p} does not exist") from None
+        except UnicodeDecodeError as err:
+            raise CorpusError(f"{p}: bytes at offset {err.start} are not valid utf-8") from None
+    return texts

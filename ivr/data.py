@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -18,13 +19,19 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from ivr.analysis.frequency import analyze_corpus
+from ivr.analysis.select import IVRSettings, select_replacements
 from ivr.atomic import atomic_dir
-from ivr.corpus import CleaningOptions, clean_corpus, iter_documents
+from ivr.corpus import CleaningOptions, clean_corpus, english_reference_texts, iter_documents, read_text_files
+from ivr.embeddings import AlignSettings, align_embeddings, load_final_embeddings, read_remap_rules
+from ivr.model import GPT2Shape, base_gpt2
 from ivr.paths import ArtifactPaths
 from ivr.stamps import is_current, write_stamp
 from ivr.tokenizers.bpe import fetch_original_tokenizer
 from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes
+from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
 from ivr.tokenizers.io import file_sha256, load_tokenizer
+from ivr.tokenizers.remap import remap_tokenizer
+from ivr.tokenizers.verify import verify_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +39,15 @@ STAGES = ("init", "analyze", "distill-tokenizer", "select", "remap", "align")
 DATASET_FORMAT_VERSION = 1
 
 
-class StageNotBuiltError(RuntimeError):
-    """A pipeline stage that this version of ivr does not implement yet."""
+def settings_as(cls, value):
+    """Settings arrive as the dataclass from the CLI, or as a dict from a checkpoint's hyperparameters."""
+    return value if isinstance(value, cls) else cls(**(value or {}))
+
+
+def _plain(settings, drop: tuple[str, ...] = ()) -> dict:
+    """A JSON-ready view of a settings dataclass, for stage stamps."""
+    raw = asdict(settings) if is_dataclass(settings) else dict(settings)
+    return json.loads(json.dumps({k: v for k, v in raw.items() if k not in drop}, default=str))
 
 
 class IVRDataModule(LightningDataModule):
@@ -52,8 +66,15 @@ class IVRDataModule(LightningDataModule):
         use_hub: bool = True,
         force: bool = False,
         normalize_force: bool = False,
-        tokenizer: Literal["original", "distilled", "remapped"] = "original",
+        tokenizer: Literal["original", "distilled", "remapped"] = "remapped",
         heldout_fraction: float = 0.05,
+        distill: DistillSettings = DistillSettings(),
+        ivr: IVRSettings = IVRSettings(),
+        align: AlignSettings = AlignSettings(),
+        extra_eval_paths: list[str] = [],
+        base_model_name_or_path: str | None = None,
+        base_model_config: GPT2Shape | None = None,
+        embeddings_output_dir: str | None = None,
         block_size: int = 256,
         batch_size: int = 8,
         num_workers: int = 0,
@@ -84,6 +105,14 @@ class IVRDataModule(LightningDataModule):
                 ``distilled`` Unigram (same ids), or the ``remapped`` IVR tokenizer.
             heldout_fraction: Fraction of documents (chosen by a stable hash of their id) held out of every fitting
                 stage; they are the validation data and the held-out text of every report.
+            distill: Tokenizer distillation (``ivr distill-tokenizer``).
+            ivr: Selection of ids to free and strings to give them (``ivr select``, ``ivr remap``).
+            align: Initialisation of the reassigned embedding rows (``ivr align``).
+            extra_eval_paths: Extra UTF-8 text files the distilled tokenizer is verified on (never fitted on).
+            base_model_name_or_path: The model whose embeddings ``ivr align`` reads; linked to
+                ``model.model_name_or_path`` by the CLI (``ivr align --model-name`` overrides it).
+            base_model_config: Shape of a from-scratch base model; linked to ``model.from_config`` by the CLI.
+            embeddings_output_dir: Where ``ivr align`` writes; default ``<artifacts_dir>/embeddings``.
             block_size: Tokens per training sequence; documents are packed with ``<|endoftext|>`` between them.
             batch_size: Sequences per batch.
             num_workers: DataLoader worker processes.
@@ -99,21 +128,48 @@ class IVRDataModule(LightningDataModule):
     @property
     def paths(self) -> ArtifactPaths:
         hp = self.hparams
-        return ArtifactPaths.from_config(hp.artifacts_dir, hp.raw_corpora_dir, hp.cleaned_corpora_dir)
+        return ArtifactPaths.from_config(
+            hp.artifacts_dir, hp.raw_corpora_dir, hp.cleaned_corpora_dir, hp.embeddings_output_dir
+        )
 
     def documents(self, split: Literal["train", "heldout"] | None = None):
         return iter_documents(self.paths.cleaned_corpora_dir, split, self.hparams.heldout_fraction)
 
     # ---- stages -------------------------------------------------------------------------------------------
-    def run_stage(self, name: str) -> list[Path]:
+    def run_stage(self, name: str, **overrides) -> list[Path]:
         """Run one preparation stage (reusing up-to-date outputs) and return the artifacts it owns."""
         runners = self._runners()
         if name not in runners:
-            raise StageNotBuiltError(f"ivr {name}: this stage is not built yet")
-        return runners[name]()
+            raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
+        return runners[name](**overrides)
 
     def _runners(self) -> dict:
-        return {"init": self._init, "analyze": self._analyze}
+        return {
+            "init": self._init,
+            "analyze": self._analyze,
+            "distill-tokenizer": self._distill,
+            "select": self._select,
+            "remap": self._remap,
+            "align": self._align,
+        }
+
+    def _corpus_key(self) -> dict:
+        return {
+            "corpus": json.loads(self.paths.corpus_manifest.read_text(encoding="utf-8"))["fingerprint"],
+            "heldout_fraction": self.hparams.heldout_fraction,
+        }
+
+    @staticmethod
+    def _sha(path: Path) -> str:
+        return file_sha256(path) if Path(path).is_file() else "absent"
+
+    def _staged(self, stage: str, key: dict, outputs: list[Path], build) -> list[Path]:
+        """Run ``build`` unless the stamp shows these outputs were built from exactly ``key``."""
+        stamp = self.paths.stamp(stage)
+        if not is_current(stamp, key, outputs):
+            build()
+            write_stamp(stamp, key, outputs)
+        return outputs
 
     def _init(self) -> list[Path]:
         hp, paths = self.hparams, self.paths
@@ -130,23 +186,160 @@ class IVRDataModule(LightningDataModule):
     def _analyze(self) -> list[Path]:
         paths = self.paths
         outputs = [paths.bpe_token_id_sequences, paths.token_frequency]
-        key = {
-            "tokenizer": file_sha256(paths.original_tokenizer_dir / "tokenizer.json"),
-            "corpus": json.loads(paths.corpus_manifest.read_text(encoding="utf-8"))["fingerprint"],
-        }
-        if not is_current(paths.stamp("analyze"), key, outputs):
-            summary = analyze_corpus(load_tokenizer(paths.original_tokenizer_dir), self.documents(), *outputs)
-            log.info("analyze: %s", summary)
-            write_stamp(paths.stamp("analyze"), key, outputs)
-        return outputs
+        key = {"tokenizer": self._sha(paths.original_tokenizer_dir / "tokenizer.json"), **self._corpus_key()}
 
-    def built_stages(self) -> list[str]:
-        return [name for name in STAGES if name in self._runners()]
+        def build():
+            log.info("analyze: %s", analyze_corpus(load_tokenizer(paths.original_tokenizer_dir), self.documents(), *outputs))
+
+        return self._staged("analyze", key, outputs, build)
+
+    def _texts(self, split: str) -> list[str]:
+        return [d.text for d in self.documents(split)]
+
+    def extra_eval_texts(self) -> dict[str, list[str]]:
+        """English reference prose plus the user's extra files: text no fitting stage ever sees."""
+        extra = {"english_reference": english_reference_texts()}
+        if self.hparams.extra_eval_paths:
+            extra["extra_files"] = read_text_files(self.hparams.extra_eval_paths)
+        return extra
+
+    def _distill(self) -> list[Path]:
+        hp, paths = self.hparams, self.paths
+        outputs = [paths.distilled_tokenizer_dir, paths.distillation_report_md, paths.distillation_report_json]
+        key = {
+            "tokenizer": self._sha(paths.original_tokenizer_dir / "tokenizer.json"),
+            "settings": _plain(hp.distill),
+            "extra_eval_paths": [[p, self._sha(p)] for p in hp.extra_eval_paths],
+            **self._corpus_key(),
+        }
+
+        def build():
+            summary = distill_tokenizer(
+                load_tokenizer(paths.original_tokenizer_dir),
+                self._texts("train"),
+                self._texts("heldout"),
+                settings_as(DistillSettings, hp.distill),
+                paths.distilled_tokenizer_dir,
+                paths.distillation_report_md,
+                paths.distillation_report_json,
+                extra_eval_texts=self.extra_eval_texts(),
+            )
+            log.info("distill-tokenizer: %s", {k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+
+        return self._staged("distill-tokenizer", key, outputs, build)
+
+    def verify(self) -> dict:
+        """Compare the distilled tokenizer with GPT-2 BPE again and rewrite the distillation report."""
+        paths = self.paths
+        return verify_tokenizer(
+            load_tokenizer(paths.distilled_tokenizer_dir),
+            load_tokenizer(paths.original_tokenizer_dir),
+            {"corpus": self._texts("train"), "heldout": self._texts("heldout"), **self.extra_eval_texts()},
+            paths.distillation_report_md,
+            paths.distillation_report_json,
+            settings_as(DistillSettings, self.hparams.distill),
+        )
+
+    def _select(self) -> list[Path]:
+        hp, paths = self.hparams, self.paths
+        outputs = [paths.replacement_candidates, paths.selection_log]
+        settings = settings_as(IVRSettings, hp.ivr)
+        key = {
+            "tokenizer": self._sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
+            "settings": _plain(settings, drop=("remap_rules_path",)),
+            "inputs": [[p, self._sha(p)] for p in [settings.forced_tokens_path, *settings.general_reference_paths] if p],
+            **self._corpus_key(),
+        }
+
+        def build():
+            selection = select_replacements(
+                load_tokenizer(paths.distilled_tokenizer_dir), self._texts("train"), settings, *outputs
+            )
+            log.info("select: %s", selection.summary)
+
+        return self._staged("select", key, outputs, build)
+
+    def _remap(self) -> list[Path]:
+        hp, paths = self.hparams, self.paths
+        settings = settings_as(IVRSettings, hp.ivr)
+        outputs = [paths.remapped_tokenizer_dir, paths.remap_rules, paths.remap_report_md, paths.remap_report_json]
+        source = settings.remap_rules_path or paths.replacement_candidates
+        key = {
+            "tokenizer": self._sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
+            "rules_source": [str(source), self._sha(source)],
+            "new_piece_bonus": settings.new_piece_bonus,
+            **self._corpus_key(),
+        }
+
+        def build():
+            summary = remap_tokenizer(
+                load_tokenizer(paths.distilled_tokenizer_dir),
+                settings,
+                paths.remapped_tokenizer_dir,
+                paths.remap_rules,
+                paths.remap_report_md,
+                paths.remap_report_json,
+                candidates_csv=paths.replacement_candidates,
+                heldout_texts=self._texts("heldout"),
+                general_texts=english_reference_texts(),
+                original_bpe=load_tokenizer(paths.original_tokenizer_dir),
+            )
+            log.info("remap: %s", {k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+
+        return self._staged("remap", key, outputs, build)
+
+    def _align(self, original_tokenizer_dir=None, remapped_tokenizer_dir=None, rules_path=None) -> list[Path]:
+        hp, paths = self.hparams, self.paths
+        original_dir = Path(original_tokenizer_dir or paths.original_tokenizer_dir)
+        remapped_dir = Path(remapped_tokenizer_dir or paths.remapped_tokenizer_dir)
+        rules = Path(rules_path or paths.remap_rules)
+        names = ["original_wte", "original_wpe", "aligned_wte", "final_wte"]
+        outputs = [paths.embedding(n) for n in names] + [paths.embedding_metadata(n) for n in names]
+        base = _plain(hp.base_model_config) if hp.base_model_config is not None else hp.base_model_name_or_path
+        if base is None:
+            raise ValueError("ivr align needs a base model: set model.model_name_or_path or model.from_config")
+        key = {
+            "base_model": base,
+            "rules": [str(rules), self._sha(rules)],
+            "original_tokenizer": self._sha(original_dir / "tokenizer.json"),
+            "remapped_tokenizer": self._sha(remapped_dir / "tokenizer.json"),
+            "settings": _plain(hp.align),
+        }
+
+        def build():
+            model = base_gpt2(hp.base_model_name_or_path, hp.base_model_config)
+            meta = align_embeddings(
+                model,
+                paths,
+                settings_as(AlignSettings, hp.align),
+                model_name=str(hp.base_model_name_or_path or {"from_config": _plain(hp.base_model_config)}),
+                rules_path=rules,
+                original_tokenizer_dir=original_dir,
+                remapped_tokenizer_dir=remapped_dir,
+            )
+            log.info("align: %s", {name: m.get("rows_changed") for name, m in meta.items()})
+
+        return self._staged("align", key, outputs, build)
+
+    def embedding_init(self) -> tuple | None:
+        """For the model: (final_wte, final_lm_head or None, reassigned ids) when training on the remapped
+        tokenizer, else None (the base model's own rows are already right)."""
+        if self.hparams.tokenizer != "remapped":
+            return None
+        wte, head = load_final_embeddings(self.paths)
+        return wte, head, sorted(rule.id for rule in read_remap_rules(self.paths.remap_rules))
+
+    def stages_needed(self) -> list[str]:
+        """Every stage up to the one that makes the training tokenizer (and its embeddings)."""
+        last = {"original": "analyze", "distilled": "distill-tokenizer", "remapped": "align"}[self.hparams.tokenizer]
+        return list(STAGES[: STAGES.index(last) + 1])
 
     def prepare_data(self) -> list[Path]:
-        """Run every built stage, then tokenize and pack the datasets; returns the artifacts written."""
+        """Run the stages the training tokenizer needs, then tokenize and pack the datasets.
+
+        Returns the artifacts, in pipeline order."""
         artifacts = []
-        for name in self.built_stages():
+        for name in self.stages_needed():
             artifacts += self.run_stage(name)
         artifacts.append(self.build_datasets())
         return artifacts

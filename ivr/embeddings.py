@@ -63,16 +63,10 @@ def read_remap_rules(path: str | Path) -> list[RemapRule]:
     Each rule needs ``id`` (int), ``old_token`` and ``new_token`` (byte-level pieces) and a non-empty
     ``gpt2_ids`` (list of int); ``reason`` is optional and other keys are ignored.
     """
+    from ivr.tokenizers.remap import read_rules
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no remap rules at {path}: run the remapping stage first")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if isinstance(data, Mapping):
-        data = data.get("rules")
-    if not isinstance(data, list):
-        raise ValueError(
-            f"{path}: expected a list of rules or a mapping with a 'rules' list, got {type(data).__name__}"
-        )
+    data = read_rules(path)
 
     rules: list[RemapRule] = []
     seen: dict[int, str] = {}

@@ -34,6 +34,8 @@ class GPT2Shape:
     """Longest sequence the position table covers; must be at least data.block_size."""
     vocab_size: int = 50257
     """Rows of the token embedding; GPT-2's vocabulary size, which IVR never changes."""
+    init_seed: int = 0
+    """Seed of the random weights, so that the align stage and training build the same base model."""
 
 
 @dataclass
@@ -71,17 +73,33 @@ def load_gpt2(model_name_or_path: str, attn_implementation: str = "sdpa"):
 def build_gpt2(shape: GPT2Shape, attn_implementation: str = "sdpa"):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(
-        **asdict(shape), bos_token_id=50256, eos_token_id=50256, attn_implementation=attn_implementation
-    )
-    return GPT2LMHeadModel(config)
+    fields = {k: v for k, v in asdict(shape).items() if k != "init_seed"}
+    config = GPT2Config(**fields, bos_token_id=50256, eos_token_id=50256, attn_implementation=attn_implementation)
+    with torch.random.fork_rng():
+        torch.manual_seed(shape.init_seed)
+        return GPT2LMHeadModel(config)
+
+
+def base_gpt2(model_name_or_path: str | None, from_config: GPT2Shape | dict | None, attn_implementation: str = "sdpa"):
+    """The base model before any IVR change: pretrained weights, or a seeded model built from a shape."""
+    if from_config is not None:
+        shape = from_config if isinstance(from_config, GPT2Shape) else GPT2Shape(**from_config)
+        return build_gpt2(shape, attn_implementation)
+    if not model_name_or_path:
+        raise ValueError("set model.model_name_or_path (pretrained) or model.from_config (from scratch)")
+    return load_gpt2(model_name_or_path, attn_implementation)
+
+
+def token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token negative log-likelihood (nats) of every predicted token, and those tokens, flattened."""
+    targets = input_ids[:, 1:].reshape(-1)
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), targets, reduction="none"), targets
 
 
 def lm_sums(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token negative log-likelihood (nats) and the number of predicted tokens."""
-    targets = input_ids[:, 1:]
-    nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="sum")
-    return nll, torch.tensor(targets.numel(), device=nll.device)
+    nll, targets = token_nll(logits, input_ids)
+    return nll.sum(), torch.tensor(targets.numel(), device=nll.device)
 
 
 class IVRLanguageModel(LightningModule):
@@ -121,6 +139,9 @@ class IVRLanguageModel(LightningModule):
         # built in configure_model so that `ivr prepare` never loads weights
         self.model = None
         self.val_nll, self.val_tokens, self.val_bytes = SumMetric(), SumMetric(), SumMetric()
+        self.val_nll_reassigned, self.val_tokens_reassigned = SumMetric(), SumMetric()
+        self.reassigned_ids: torch.Tensor | None = None
+        self._compiled = None
         self._step_started = 0.0
         # set by `ivr predict` (its own options, so a checkpoint's saved hyperparameters never override them)
         self.generation = GenerationSettings()
@@ -128,21 +149,39 @@ class IVRLanguageModel(LightningModule):
     def configure_model(self) -> None:
         if self.model is not None:
             return
+        from ivr.embeddings import install_embeddings
+
         hp = self.hparams
-        if hp.from_config is not None:
-            shape = hp.from_config if isinstance(hp.from_config, GPT2Shape) else GPT2Shape(**hp.from_config)
-            model = build_gpt2(shape, hp.attn_implementation)
-        else:
-            model = load_gpt2(hp.model_name_or_path, hp.attn_implementation)
-        self.model = torch.compile(model) if hp.compile else model
+        model = base_gpt2(hp.model_name_or_path, hp.from_config, hp.attn_implementation)
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        init = datamodule.embedding_init() if hasattr(datamodule, "embedding_init") else None
+        if init is not None:
+            wte, lm_head, reassigned = init
+            install_embeddings(model, wte, lm_head)
+            self.reassigned_ids = torch.tensor(reassigned, dtype=torch.long)
+            # kept outside the state dict: only the drift metric reads it
+            self._initial_rows = wte[self.reassigned_ids].clone()
+        self.model = model
+        # compiled separately so that the state dict, generate() and export keep the plain module
+        object.__setattr__(self, "_compiled", torch.compile(model) if hp.compile else None)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, use_cache=False).logits
+        return (self._compiled or self.model)(input_ids=input_ids, use_cache=False).logits
+
+    def _reassigned_mask(self, targets: torch.Tensor) -> torch.Tensor | None:
+        if self.reassigned_ids is None:
+            return None
+        return torch.isin(targets, self.reassigned_ids.to(targets.device))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        nll, n = lm_sums(self(batch["input_ids"]), batch["input_ids"])
+        token_losses, targets = token_nll(self(batch["input_ids"]), batch["input_ids"])
+        nll, n = token_losses.sum(), targets.numel()
         loss = nll / n
         self.log("train/loss", loss, prog_bar=True)
+        mask = self._reassigned_mask(targets)
+        if mask is not None and mask.any():
+            self.log("train/loss_reassigned", token_losses[mask].mean())
+            self.log("train/reassigned_token_share", mask.float().mean())
         self.log("train/bits_per_byte", nll / LN2 / batch["n_bytes"].sum().clamp(min=1))
         self.log("train/bytes_per_token", batch["n_bytes"].sum() / n)
         return loss
@@ -157,10 +196,14 @@ class IVRLanguageModel(LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        nll, n = lm_sums(self(batch["input_ids"]), batch["input_ids"])
-        self.val_nll.update(nll)
-        self.val_tokens.update(n)
+        token_losses, targets = token_nll(self(batch["input_ids"]), batch["input_ids"])
+        self.val_nll.update(token_losses.sum())
+        self.val_tokens.update(targets.numel())
         self.val_bytes.update(batch["n_bytes"].sum())
+        mask = self._reassigned_mask(targets)
+        if mask is not None:
+            self.val_nll_reassigned.update(token_losses[mask].sum())
+            self.val_tokens_reassigned.update(mask.sum())
 
     def on_validation_epoch_end(self) -> None:
         nll, tokens, nbytes = self.val_nll.compute(), self.val_tokens.compute(), self.val_bytes.compute()
@@ -168,7 +211,17 @@ class IVRLanguageModel(LightningModule):
         self.log("val/loss", loss, prog_bar=True)
         self.log("val/perplexity", torch.exp(loss))
         self.log("val/bits_per_byte", nll / LN2 / nbytes.clamp(min=1), prog_bar=True)
-        for metric in (self.val_nll, self.val_tokens, self.val_bytes):
+        self.log("val/bytes_per_token", nbytes / tokens.clamp(min=1))
+        if self.reassigned_ids is not None:
+            r_nll, r_tokens = self.val_nll_reassigned.compute(), self.val_tokens_reassigned.compute()
+            self.log("val/loss_reassigned", r_nll / r_tokens.clamp(min=1))
+            self.log("val/loss_other", (nll - r_nll) / (tokens - r_tokens).clamp(min=1))
+            rows = self.model.transformer.wte.weight[self.reassigned_ids.to(self.device)].detach().float()
+            start = self._initial_rows.to(rows.device, torch.float32)
+            drift = (rows - start).norm(dim=1)
+            self.log("embeddings/reassigned_drift", drift.mean())
+            self.log("embeddings/reassigned_relative_drift", (drift / start.norm(dim=1).clamp(min=1e-8)).mean())
+        for metric in (self.val_nll, self.val_tokens, self.val_bytes, self.val_nll_reassigned, self.val_tokens_reassigned):
             metric.reset()
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class ArtifactPaths:
-    """The artifact tree. Only ``root`` and the two corpus folders can be moved by config."""
+    """The artifact tree. Only ``root``, the two corpus folders and the embeddings folder can be moved."""
 
     root: Path
     raw_corpora_dir: Path
     cleaned_corpora_dir: Path
+    embeddings_dir: Path
 
     @classmethod
     def from_config(
@@ -20,12 +21,14 @@ class ArtifactPaths:
         artifacts_dir: str | Path,
         raw_corpora_dir: str | Path | None = None,
         cleaned_corpora_dir: str | Path | None = None,
+        embeddings_dir: str | Path | None = None,
     ) -> "ArtifactPaths":
         root = Path(artifacts_dir)
         return cls(
             root=root,
             raw_corpora_dir=Path(raw_corpora_dir) if raw_corpora_dir else root / "corpora" / "raw",
             cleaned_corpora_dir=Path(cleaned_corpora_dir) if cleaned_corpora_dir else root / "corpora" / "cleaned",
+            embeddings_dir=Path(embeddings_dir) if embeddings_dir else root / "embeddings",
         )
 
     # tokenizers
@@ -103,10 +106,6 @@ class ArtifactPaths:
         return self.reports_dir / "remap_report.json"
 
     # embeddings
-    @property
-    def embeddings_dir(self) -> Path:
-        return self.root / "embeddings"
-
     def embedding(self, name: str) -> Path:
         """``original_wte``, ``original_wpe``, ``aligned_wte`` or ``final_wte`` as a ``.pt`` file."""
         return self.embeddings_dir / f"{name}.pt"

@@ -38,7 +38,8 @@ def raw_dir(tmp_path: Path) -> Path:
 
 
 def tiny_cli_args(tmp_path: Path, *extra: str) -> list[str]:
-    """The demo config shrunk to seconds: a 0.3 MB slice of the built-in corpus and a 2-layer GPT-2."""
+    """The demo config shrunk to seconds: a 0.3 MB slice of the built-in corpus, a 2-layer GPT-2, and the
+    original tokenizer (the IVR pipeline has its own end-to-end test)."""
     return [
         "--config", str(ROOT / "configs" / "demo.yaml"),
         "--data.artifacts_dir", str(tmp_path / "artifacts"),
@@ -48,6 +49,7 @@ def tiny_cli_args(tmp_path: Path, *extra: str) -> list[str]:
         "--data.batch_size", "4",
         "--model.from_config.n_positions", "32",
         "--model.from_config.n_embd", "16",
+        "--data.tokenizer", "original",
         *extra,
     ]
 

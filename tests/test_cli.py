@@ -52,20 +52,6 @@ def test_bad_corpus_fails_with_the_file_named(tmp_path, raw_dir):
         main(["init", *tiny_cli_args(tmp_path, "--data.builtin_corpus", "null", "--data.raw_corpora_dir", str(raw_dir))])
 
 
-def test_unbuilt_stage_exits_nonzero_with_one_line(tmp_path, capsys):
-    from ivr.cli import STAGE_COMMANDS
-    from ivr.data import IVRDataModule
-
-    unbuilt = [s for s in STAGE_COMMANDS if s not in IVRDataModule()._runners()]
-    if not unbuilt:
-        pytest.skip("every stage is built")
-    with pytest.raises(SystemExit) as exc:
-        main([unbuilt[0], *tiny_cli_args(tmp_path)])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == f"ivr {unbuilt[0]}: this stage is not built yet"
-
-
 def test_short_fit_writes_tensorboard_events_and_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["train", *tiny_cli_args(tmp_path), "--trainer.max_steps", "3", "--trainer.val_check_interval", "3",

@@ -41,8 +41,8 @@ def test_remapped_tokenizer_layout_and_files(built, distilled):
     changed = {i for i, (a, b) in enumerate(zip(spec["model"]["vocab"], base["model"]["vocab"])) if a[0] != b[0]}
     assert changed == {r.freed_id for r in sel.replacements}
     rules = read_rules(out / "remapped" / "remap_rules.yaml")
-    assert [(r["id"], r["new_token"], r["source_ids"]) for r in rules] == [
-        (r.freed_id, r.new_token, r.source_ids) for r in sel.replacements
+    assert [(r["id"], r["new_token"], r["gpt2_ids"]) for r in rules] == [
+        (r.freed_id, r.new_token, r.gpt2_ids) for r in sel.replacements
     ]
     assert summary["reassigned"] == len(sel.replacements) and not summary["rules_not_encoding_to_own_id"]
     report = json.loads((out / "r.json").read_text())
@@ -139,13 +139,13 @@ def test_invalid_rules_are_rejected_naming_the_rule(built, distilled, bad, messa
     assert not any(line.startswith("rules.yaml: rule 1 ") for line in text.splitlines())
 
 
-def test_hand_edited_rules_file_is_used_and_source_ids_recomputed(built, distilled, tmp_path):
+def test_hand_edited_rules_file_is_used_and_gpt2_ids_recomputed(built, distilled, tmp_path):
     _, _, _, out = built
     rules_file = tmp_path / "edited.yaml"
     data = yaml.safe_load((out / "remapped" / "remap_rules.yaml").read_text(encoding="utf-8"))
     data["rules"][0]["new_text"] = " zygomorphic"
     del data["rules"][0]["new_token"]
-    data["rules"][0]["source_ids"] = [1, 2, 3]
+    data["rules"][0]["gpt2_ids"] = [1, 2, 3]
     rules_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     settings = IVRSettings(remap_rules_path=str(rules_file))
     remap_tokenizer(distilled, settings, tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md", tmp_path / "r.json")
@@ -153,7 +153,7 @@ def test_hand_edited_rules_file_is_used_and_source_ids_recomputed(built, distill
     first = data["rules"][0]
     assert remapped.encode(" zygomorphic").ids == [first["id"]]
     written = read_rules(tmp_path / "out" / "rules.yaml")[0]
-    assert written["source_ids"] == distilled.encode(" zygomorphic").ids and len(written["source_ids"]) >= 2
+    assert written["gpt2_ids"] == distilled.encode(" zygomorphic").ids and len(written["gpt2_ids"]) >= 2
 
     data["rules"][1]["id"] = 65
     rules_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")

@@ -43,8 +43,8 @@ def test_selection_frees_only_rare_ids_and_adds_single_pretoken_strings(selectio
         assert r.freed_domain_count < 5
         assert r.new_token not in vocab
         assert single_pretoken(distilled, r.new_text)
-        assert len(r.source_ids) >= 2 and r.estimated_saving > 0
-        assert [t.id for t in distilled.model.tokenize(r.new_token)] == r.source_ids
+        assert len(r.gpt2_ids) >= 2 and r.estimated_saving > 0
+        assert [t.id for t in distilled.model.tokenize(r.new_token)] == r.gpt2_ids
     # savings are recomputed against earlier picks, so they never increase down the ranking
     savings = [r.estimated_saving for r in reps]
     assert savings == sorted(savings, reverse=True)

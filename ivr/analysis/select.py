@@ -60,7 +60,7 @@ class Replacement:
 
     ``domain_count`` counts the new string where it lies on distilled token boundaries in the training
     texts; ``estimated_saving`` is the tokens it saves there beyond the replacements ranked above it, and
-    ``estimated_saving_pct`` that as a share of all training tokens. ``source_ids`` are the GPT-2 ids the
+    ``estimated_saving_pct`` that as a share of all training tokens. ``gpt2_ids`` are the GPT-2 ids the
     new string is split into without it.
     """
 
@@ -68,7 +68,7 @@ class Replacement:
     new_text: str
     new_token: str
     domain_count: int
-    source_ids: list[int]
+    gpt2_ids: list[int]
     estimated_saving: int
     estimated_saving_pct: float
     freed_id: int
@@ -370,7 +370,7 @@ def select_replacements(
                 new_text=readable(s),
                 new_token=s,
                 domain_count=greedy.used_count(s),
-                source_ids=[t.id for t in distilled.model.tokenize(s)],
+                gpt2_ids=[t.id for t in distilled.model.tokenize(s)],
                 estimated_saving=int(g),
                 estimated_saving_pct=100.0 * g / stats.total_tokens,
                 freed_id=fid,
@@ -415,7 +415,7 @@ CSV_COLUMNS = [f.name for f in fields(Replacement)]
 
 
 def write_candidates(replacements: Sequence[Replacement], path: str | Path) -> None:
-    rows = [asdict(r) | {"source_ids": " ".join(map(str, r.source_ids))} for r in replacements]
+    rows = [asdict(r) | {"gpt2_ids": " ".join(map(str, r.gpt2_ids))} for r in replacements]
     schema = {c: (pl.Int64 if c in _INT_COLUMNS else pl.Float64 if c in _FLOAT_COLUMNS else pl.Utf8) for c in CSV_COLUMNS}
     frame = pl.DataFrame(rows, schema=schema)
     with atomic_file(path) as tmp:
@@ -438,7 +438,7 @@ def read_candidates(path: str | Path) -> list[Replacement]:
                 for c, v in row.items()
                 if c in CSV_COLUMNS
             }
-            values["source_ids"] = [int(x) for x in (row["source_ids"] or "").split()]
+            values["gpt2_ids"] = [int(x) for x in (row["gpt2_ids"] or "").split()]
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}:{line}: {err}") from None
         out.append(Replacement(**values))
@@ -497,7 +497,7 @@ def _selection_log(settings: IVRSettings, summary: dict, reps: Sequence[Replacem
     ]
     for r in reps[:50]:
         lines.append(
-            f"| {r.rank} | `{_md(r.new_text)}` | {r.domain_count} | {len(r.source_ids)} | {r.estimated_saving} | "
+            f"| {r.rank} | `{_md(r.new_text)}` | {r.domain_count} | {len(r.gpt2_ids)} | {r.estimated_saving} | "
             f"{r.estimated_saving_pct:.3f} | {r.freed_id} | `{_md(r.freed_text)}` | {r.freed_domain_count} | "
             f"{r.freed_general_per_million:.3g} |"
         )

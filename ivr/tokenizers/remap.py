@@ -25,7 +25,7 @@ from ivr.tokenizers.io import save_tokenizer_dir
 RULES_HEADER = """\
 # In-place vocabulary reassignment rules. Each rule gives id `id` the string `new_text`, whose byte-level
 # form is `new_token`. To change a rule's string, edit `new_text` and delete its `new_token` (or edit both
-# so they agree). `source_ids` are the GPT-2 ids the new string used to be split into; they are recomputed
+# so they agree). `gpt2_ids` are the GPT-2 ids the new string used to be split into; they are recomputed
 # on every build. Rebuild with data.ivr.remap_rules_path pointing at this file.
 """
 
@@ -41,7 +41,7 @@ class RemapRule:
     old_text: str
     new_token: str
     new_text: str
-    source_ids: list[int]
+    gpt2_ids: list[int]
     reason: str
     estimated_saving_pct: float = 0.0
 
@@ -131,7 +131,7 @@ def validate_rules(distilled: Tokenizer, rules: Sequence[object], source: str) -
                 old_text=readable(old),
                 new_token=new,
                 new_text=text,
-                source_ids=[t.id for t in distilled.model.tokenize(new)],
+                gpt2_ids=[t.id for t in distilled.model.tokenize(new)],
                 reason=str(rule.get("reason") or "edited by hand"),
                 estimated_saving_pct=float(rule.get("estimated_saving_pct") or 0.0),
             )
@@ -168,7 +168,7 @@ def build_remapped(distilled: Tokenizer, rules: Sequence[RemapRule], bonus: floa
         raise ValueError(f"the distilled tokenizer must be a Unigram model, not {model.get('type')}")
     vocab = model["vocab"]
     for r in rules:
-        score = sum(vocab[i][1] for i in r.source_ids) + bonus * (len(r.source_ids) - 1)
+        score = sum(vocab[i][1] for i in r.gpt2_ids) + bonus * (len(r.gpt2_ids) - 1)
         vocab[r.id] = [r.new_token, score]
     return Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
 

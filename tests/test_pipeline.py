@@ -1,0 +1,97 @@
+"""End to end through the whole IVR pipeline on a tiny corpus: prepare, a short fit, and the export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from ivr.cli import main
+from tests.conftest import tiny_cli_args
+
+
+@pytest.fixture(scope="module")
+def ivr_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ivr")
+    args = tiny_cli_args(
+        root, "--data.tokenizer", "remapped", "--data.distill.max_iterations", "2",
+        "--data.ivr.num_replacements", "50", "--data.ivr.min_count", "5",
+    )
+    main(["prepare", *args])
+    return root, args
+
+
+def test_prepare_writes_every_artifact_consistently(ivr_run):
+    root, _ = ivr_run
+    art = root / "artifacts"
+    reports = art / "analysis" / "reports"
+    for name in ("bpe_token_id_sequences.txt", "token_frequency.parquet", "distillation_report.md",
+                 "distillation_report.json", "replacement_candidates.csv", "selection_log.md",
+                 "remap_report.md", "remap_report.json"):
+        assert (reports / name).is_file(), name
+    rules = yaml.safe_load((art / "tokenizers" / "remapped" / "remap_rules.yaml").read_text())["rules"]
+    assert 0 < len(rules) <= 50
+    remap = json.loads((reports / "remap_report.json").read_text())
+    assert remap["reassigned"] == len(rules)
+    final = json.loads((art / "embeddings" / "final_wte.json").read_text())
+    assert sorted(final["reassigned_ids"]) == sorted(r["id"] for r in rules)
+
+    from tokenizers import Tokenizer
+
+    remapped = Tokenizer.from_file(str(art / "tokenizers" / "remapped" / "tokenizer.json"))
+    assert remapped.get_vocab_size() == 50257
+    for rule in rules:
+        assert remapped.id_to_token(rule["id"]) == rule["new_token"]
+
+
+def test_fit_installs_aligned_rows_logs_ivr_metrics_and_exports(ivr_run, monkeypatch):
+    root, args = ivr_run
+    monkeypatch.chdir(root)
+    main(["fit", *args, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+          "--trainer.limit_val_batches", "2"])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(root / "lightning_logs" / "version_0"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("val/bits_per_byte", "val/loss_reassigned", "val/loss_other", "embeddings/reassigned_drift"):
+        assert tag in tags, tag
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    export = root / "artifacts" / "training" / "hf_export"
+    model = AutoModelForCausalLM.from_pretrained(str(export))
+    tok = AutoTokenizer.from_pretrained(str(export))
+    rules = yaml.safe_load((export / "remap_rules.yaml").read_text())["rules"]
+    text = "def f(x):\n        return x\n"
+    assert tok.decode(tok(text).input_ids) == text
+    assert model.config.vocab_size == len(tok) == 50257
+    assert rules
+
+
+def test_verify_tokenizer_command_reports_rates(ivr_run, capsys):
+    root, args = ivr_run
+    main(["verify-tokenizer", *args])
+    out = capsys.readouterr().out
+    assert "heldout:" in out and "% of word occurrences exact" in out
+    report = json.loads((root / "artifacts" / "analysis" / "reports" / "distillation_report.json").read_text())
+    assert set(report["sets"]) >= {"corpus", "heldout", "english_reference"}
+    assert report["ids"]["id_to_token_identical"] and report["ids"]["single_id_decode_mismatches"] == 0
+
+
+def test_align_shorthand_flags(ivr_run):
+    import torch
+
+    root, args = ivr_run
+    out_dir = root / "zeros"
+    main(["align", *args, "--init-strategy", "zeros", "--embeddings-output-dir", str(out_dir)])
+    final = torch.load(out_dir / "final_wte.pt")
+    original = torch.load(out_dir / "original_wte.pt")
+    meta = json.loads((out_dir / "final_wte.json").read_text())
+    ids = meta["reassigned_ids"]
+    assert meta["init_strategy"] == "zeros" and ids
+    assert torch.count_nonzero(final[ids]) == 0
+    untouched = torch.ones(len(final), dtype=torch.bool)
+    untouched[ids] = False
+    assert torch.equal(final[untouched], original[untouched])
