@@ -14,6 +14,7 @@ import sys
 from dataclasses import replace
 from typing import Literal
 
+from jsonargparse import set_parsing_settings
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
@@ -252,6 +253,8 @@ def _normalize_flags(argv: list[str]) -> list[str]:
 
 
 def main(args: list[str] | None = None) -> None:
+    # settings dataclasses document their fields with attribute docstrings; show them in --help
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args is None:  # LightningCLI warns when given args while sys.argv has its own
         sys.argv[1:] = _normalize_flags(sys.argv[1:])

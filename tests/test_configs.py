@@ -39,3 +39,16 @@ def test_init_help_documents_both_flag_spellings(capsys):
     for flag in ("--raw_corpora_dir", "--raw-corpora-dir", "--data.raw_corpora_dir", "--normalize-force",
                  "--text-key", "--encoding", "--force"):
         assert flag in out, flag
+
+
+def test_every_option_is_documented_in_help(capsys):
+    """Every data/model knob shows a description in `ivr fit --help`, not just its type."""
+    import re
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = capsys.readouterr().out
+    entries = re.findall(r"^  (--(?:data|model)\.[\w.]+)[^\n]*\n((?: {24}[^\n]*\n)+)", out, flags=re.M)
+    assert len(entries) > 40
+    undocumented = [flag for flag, text in entries if text.strip().startswith("(type:") and not flag.endswith(".help")]
+    assert not undocumented, undocumented
