@@ -4,9 +4,9 @@ Both variants start from the same weights, see the same batches and run the same
 timed window skips ``--warmup`` steps and ends after ``--steps`` more, so Trainer setup is excluded
 from tokens/s (it is reported separately as fit wall time).
 
-The LightningModule is the project's ``ivr.model.IVRLanguageModel`` when it can be imported, else a
-minimal local one (loss and AdamW only); the output says which. ``--repeats`` alternates the order
-of the two variants and reports medians, since a shared machine drifts.
+The LightningModule is the project's ``ivr.model.IVRLanguageModel``; the plain loop computes the same
+loss (``ivr.model.token_nll``) with AdamW. ``--repeats`` alternates the order of the two variants and
+reports medians, since a shared machine drifts.
 
     uv run python benchmarks/throughput_benchmark.py --n-embd 128 --n-layer 2 --steps 20
 """
@@ -22,28 +22,11 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import GPT2Config, GPT2LMHeadModel
 
-
-class MinimalModule(L.LightningModule):
-    """A causal-LM step and AdamW: the least Lightning needs to train the HF model held as ``model``."""
-
-    def __init__(self, model: GPT2LMHeadModel, lr: float = 1e-4) -> None:
-        super().__init__()
-        self.model = model
-        self.lr = lr
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self.model(input_ids=batch["input_ids"], labels=batch["input_ids"], use_cache=False).loss
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.model.parameters(), lr=self.lr)
+from ivr.model import GPT2Shape, IVRLanguageModel, token_nll
 
 
-def lightning_module(model: GPT2LMHeadModel, lr: float) -> tuple[L.LightningModule, str]:
-    """``ivr.model.IVRLanguageModel`` holding ``model`` if the project has it, else ``MinimalModule``; and a label."""
-    try:
-        from ivr.model import GPT2Shape, IVRLanguageModel
-    except ImportError as err:
-        return MinimalModule(model, lr), f"local MinimalModule (ivr.model unavailable: {err})"
+def lightning_module(model: GPT2LMHeadModel, lr: float) -> L.LightningModule:
+    """The project's ``IVRLanguageModel`` holding ``model`` (its own loss, optimiser, scheduler and logging)."""
     c = model.config
     shape = GPT2Shape(
         n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, n_positions=c.n_positions, vocab_size=c.vocab_size
@@ -51,7 +34,7 @@ def lightning_module(model: GPT2LMHeadModel, lr: float) -> tuple[L.LightningModu
     module = IVRLanguageModel(model_name_or_path=None, from_config=shape, learning_rate=lr, warmup_steps=0)
     # configure_model keeps a model already set, so both variants train identical weights
     module.model = model
-    return module, "ivr.model.IVRLanguageModel (with its scheduler and logging)"
+    return module
 
 
 def make_batches(n: int, batch_size: int, seq_len: int, vocab: int, seed: int) -> list[dict[str, torch.Tensor]]:
@@ -59,8 +42,8 @@ def make_batches(n: int, batch_size: int, seq_len: int, vocab: int, seed: int) -
     out = []
     for _ in range(n):
         ids = torch.randint(0, vocab, (batch_size, seq_len), generator=generator)
-        # n_bytes feeds the project module's bits-per-byte logging; the plain loop drops it
-        out.append({"input_ids": ids, "labels": ids, "n_bytes": torch.full((batch_size,), 4 * seq_len)})
+        # n_bytes feeds the module's bits-per-byte logging; the plain loop ignores it
+        out.append({"input_ids": ids, "n_bytes": torch.full((batch_size,), 4 * seq_len)})
     return out
 
 
@@ -85,7 +68,8 @@ def plain_loop(config, batches, warmup, device, lr, seed) -> tuple[float, float]
             sync(device)
             timed_from = time.perf_counter()
         ids = batch["input_ids"].to(device, non_blocking=True)
-        loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+        token_losses, _ = token_nll(model(input_ids=ids, use_cache=False).logits, ids)
+        loss = token_losses.mean()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -111,10 +95,10 @@ class WindowTimer(L.Callback):
         self.end = time.perf_counter()
 
 
-def lightning_loop(config, batches, warmup, device, lr, seed) -> tuple[float, float, str]:
-    """(timed seconds, fit wall seconds, module label) for the same work through ``Trainer.fit``."""
+def lightning_loop(config, batches, warmup, device, lr, seed) -> tuple[float, float]:
+    """(timed seconds, fit wall seconds) for the same work through ``Trainer.fit``."""
     start = time.perf_counter()
-    module, label = lightning_module(fresh_model(config, seed), lr)
+    module = lightning_module(fresh_model(config, seed), lr)
     timer = WindowTimer(warmup, device)
     trainer = L.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
@@ -130,7 +114,7 @@ def lightning_loop(config, batches, warmup, device, lr, seed) -> tuple[float, fl
     )
     # batch_size=None: the loader yields the prebuilt batches unchanged
     trainer.fit(module, DataLoader(batches, batch_size=None))
-    return timer.end - timer.start, time.perf_counter() - start, label
+    return timer.end - timer.start, time.perf_counter() - start
 
 
 def main() -> None:
@@ -161,14 +145,10 @@ def main() -> None:
     tokens = args.steps * args.batch_size * args.seq_len
 
     runs: dict[str, list[tuple[float, float]]] = {"plain": [], "lightning": []}
-    label = ""
     for r in range(args.repeats):
         for name in ("plain", "lightning") if r % 2 == 0 else ("lightning", "plain"):
-            if name == "plain":
-                runs[name].append(plain_loop(config, batches, args.warmup, device, args.lr, args.seed))
-            else:
-                seconds, wall, label = lightning_loop(config, batches, args.warmup, device, args.lr, args.seed)
-                runs[name].append((seconds, wall))
+            loop = plain_loop if name == "plain" else lightning_loop
+            runs[name].append(loop(config, batches, args.warmup, device, args.lr, args.seed))
     plain_s, plain_wall = (statistics.median(x) for x in zip(*runs["plain"], strict=True))
     light_s, light_wall = (statistics.median(x) for x in zip(*runs["lightning"], strict=True))
 
@@ -180,7 +160,7 @@ def main() -> None:
         f"device: {device}, torch threads: {torch.get_num_threads()}, batch {args.batch_size}x{args.seq_len}, "
         f"{args.steps} timed steps after {args.warmup} warmup, median of {args.repeats} run(s) each"
     )
-    print(f"lightning module: {label}\n")
+    print()
     print(f"{'variant':<10} {'tokens':>8} {'timed s':>9} {'tokens/s':>10} {'fit wall s':>11}")
     for name, seconds, wall in (("plain", plain_s, plain_wall), ("lightning", light_s, light_wall)):
         print(f"{name:<10} {tokens:>8} {seconds:>9.3f} {tokens / seconds:>10.0f} {wall:>11.3f}")
