@@ -7,17 +7,19 @@ Method, in four steps:
    Labels are BPE's own segmentations of each word.
 2. Initial scores: each piece scores the sum over the merges of its merge tree of ``(rank + 1) ** -exponent``,
    so early merges dominate as they do in BPE and every piece beats its own decomposition.
-3. Cutting planes: every word the current Unigram Viterbi (the ``tokenizers`` one, so its tie rule is the
-   real one) gets wrong adds the constraint "BPE's segmentation beats this one by a margin"; a linear program
-   finds the smallest L1 change of scores meeting all constraints collected so far (with penalised slack, so
-   constraints no additive scores can meet show up as slack instead of making the program infeasible).
+3. Cutting planes with row-action updates: every word the current Unigram Viterbi (the ``tokenizers`` one, so
+   its tie rule is the real one) gets wrong adds the row "BPE's segmentation beats this one by a margin";
+   Kaczmarz sweeps over all rows collected so far (plus one row per merge: a piece beats its two halves) move
+   the scores the least, weighted towards rarely used pieces. Rounds are bounded in number and time and the
+   round with the fewest weighted mismatches is kept.
 4. Scale: Viterbi is unchanged by ``score -> lam * score - c * len(piece)`` (every segmentation of a word
    covers the same characters), so ``lam`` and ``c`` are fitted to make scores look like log-probabilities
    of the corpus's BPE token frequencies, with every score negative.
 
 Ties (the same pieces in another order, mostly runs of one character) cannot be broken by any scores: HF
-Unigram keeps the longest last piece while BPE puts its long chunks first. They are handled by ``Split``
-pre-tokenizer rules derived from the merges, accepted per character only when they fix words and break none.
+Unigram keeps the longest last piece while BPE puts its long chunks first. They are handled by split rules
+derived from BPE's chunking of pure runs, spliced into GPT-2's own pre-tokenizer regex (one regex pass per
+text, as for BPE), accepted per character only when they fix enough fit words and break none.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 # LP unknowns are in units of 1e-12 so that the solver's absolute tolerances sit far below the score gaps
 LP_UNIT = 1e-12
 EOS_SCORE = -1000.0
+# a violated row is moved this many margins past its boundary (not onto it)
+OVERSHOOT = 2.0
 
 
 @dataclass
@@ -60,12 +64,14 @@ class DistillSettings:
     """Most fitting rounds (each: one Viterbi pass over all words, then row-action sweeps over the rows)."""
     max_seconds: float = 45.0
     """Stop starting fitting rounds after this many seconds of score fitting (the best round is kept)."""
-    patience: int = 3
+    patience: int = 2
     """Stop after this many rounds without fewer weighted mismatches than the best round."""
-    margin: float = 10.0
+    margin: float = 1.0
     """How much BPE's segmentation must beat each collected competitor, in units of 1e-12."""
     sweeps: int = 30
     """Most Kaczmarz sweeps over the collected rows per round."""
+    max_step: float = 100.0
+    """Rows violated by more than this (units of 1e-12) are left alone in a round; ``inf`` projects every row."""
     protect_merges: bool = True
     """Start with one row per merge (the merged piece beats its two halves) so updates do not undo merges."""
     """Most Kaczmarz sweeps over the collected rows per round."""
@@ -191,7 +197,7 @@ def _difference(gold: Sequence[int], other: Sequence[int]) -> dict[int, int]:
 
 def _project(
     s: np.ndarray, rows: list[tuple[np.ndarray, np.ndarray]], order: np.ndarray, margin: np.ndarray, sweeps: int,
-    usage: np.ndarray,
+    usage: np.ndarray, max_step: float = math.inf,
 ) -> int:
     """Row-action (Kaczmarz) sweeps: move ``s`` onto every violated half-space ``d . s >= margin[row]`` in turn.
 
@@ -199,6 +205,7 @@ def _project(
     change lands on rarely used pieces and leaves the scores that many words depend on nearly alone.
     A violated row is over-projected to twice the margin so that it does not sit on its boundary. Rows are
     visited in ``order`` (heaviest words last, so that where rows conflict the frequent words win the sweep).
+    Rows violated by more than ``max_step`` are skipped: the large moves they need would break many other words.
     Returns how many rows were still violated at the start of the last sweep.
     """
     import scipy.sparse as sp
@@ -215,7 +222,8 @@ def _project(
     rank[order] = np.arange(len(order))
     violated = 0
     for _ in range(sweeps):
-        viol = np.flatnonzero(D @ s < margin)
+        m_all = D @ s
+        viol = np.flatnonzero((m_all < margin) & (m_all > margin - max_step))
         violated = len(viol)
         if not violated:
             break
@@ -223,7 +231,7 @@ def _project(
             k, v = rows[r]
             m = float(v @ s[k])
             if m < margin[r]:
-                s[k] += (2 * margin[r] - m) / norms[r] * v * inv[k]
+                s[k] += (OVERSHOOT * margin[r] - m) / norms[r] * v * inv[k]
     return violated
 
 
@@ -287,7 +295,8 @@ def fit_scores(
             history.append(entry)
             break
         order = np.argsort(np.asarray(row_weight), kind="stable")
-        entry["still_violated_rows"] = _project(s, rows, order, np.asarray(row_margin), settings.sweeps, usage)
+        entry["still_violated_rows"] = _project(s, rows, order, np.asarray(row_margin), settings.sweeps, usage,
+                                               settings.max_step)
         history.append(entry)
     stats = {
         "rounds": len(history),
@@ -544,7 +553,7 @@ def distill_tokenizer(
 
     metadata = {
         "stage": "distill",
-        "method": "unigram scores by cutting-plane LP on BPE segmentations",
+        "method": "unigram scores by cutting planes with row-action updates on BPE segmentations",
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
         "score_scale": "lam * merge-tree score - c * len(piece); all scores negative",
         "split_rules": fit.split_rules,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import asdict
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import permutations
@@ -195,6 +196,7 @@ def verify_tokenizer(
     }
     if fit_info is not None:
         summary["fit"] = fit_info
+    summary["settings"] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}
     write_json(report_json, summary)
     write_text(report_md, render_markdown(summary))
     return summary
@@ -240,14 +242,23 @@ def render_markdown(summary: dict) -> str:
     fit = summary.get("fit")
     if fit:
         lines += ["", "## Fit", ""]
-        for key in ("fit_word_types", "corpus_word_types", "rounds", "constraints", "changed_pieces",
-                    "fit_mismatched_types", "fit_mismatched_tie_types", "fit_seconds", "python_peak_mb"):
+        for key in ("fit_word_types", "corpus_word_types", "rounds", "best_round", "constraints", "changed_pieces",
+                    "fit_mismatched_types", "fit_mismatched_tie_types", "score_fit_seconds", "fit_seconds",
+                    "python_peak_mb"):
             if key in fit:
                 lines.append(f"- {key.replace('_', ' ')}: {fit[key]}")
         rules = [r for r in fit.get("split_rules_considered", []) if r.get("accepted")]
-        lines.append(f"- split rules accepted for: {' '.join(repr(readable(r['char'])) for r in rules) or 'none'}")
-        if fit.get("lp_unmet_words"):
-            lines.append(f"- words whose constraints no scores met: {len(fit['lp_unmet_words'])}")
+        lines.append(
+            "- split rules accepted for: "
+            + (", ".join(f"{readable(r['char'])!r} ({r['fixed_occurrences']:g} occ.)" for r in rules) or "none")
+        )
+        if fit.get("history"):
+            lines += ["", "| round | mismatched types | mismatched occurrences | new rows | seconds |",
+                      "|---:|---:|---:|---:|---:|"]
+            lines += [f"| {h['round']} | {h['mismatched_types']} | {h['mismatched_occurrences']:g} | "
+                      f"{h.get('new_rows', '')} | {h.get('seconds', '')} |" for h in fit["history"]]
+    if summary.get("settings"):
+        lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in summary["settings"].items()]
     return "\n".join(lines) + "\n"
 
 
