@@ -104,7 +104,8 @@ def test_split_rule_reproduces_bpe_runs(bpe, char):
         run = raw * n
         assert [p for p, _ in pre.pre_tokenize_str(run)] == bare.encode(char * n).tokens, n
         for text in [" " + run, "x" + run + "y", "(" + run + ")", run + "\n", " " + run + " z", "a\n" + run + "b",
-                     run + "s", run + "'", "1" + run + "2"]:
+                     run + "s", run + "'", "1" + run + "2",
+                     run + "   x", run + " \n y", "a" + run + "\t\tb", run + "\u00a0\u00a0c"]:
             assert cut_bpe.encode(text).ids == bpe.encode(text).ids, (n, text)
 
 
