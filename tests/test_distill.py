@@ -70,9 +70,9 @@ def test_model_is_pure_unigram_with_gpt2_ids(fitted, bpe):
 def test_exact_on_fit_corpus(fitted, bpe):
     tok, fit = fitted
     report = compare_texts(tok, bpe, corpus(), "corpus")
-    assert report["rates"]["word_occurrence"] >= 0.9975, report["mismatches"]
-    assert report["mismatched_types"] == fit.stats["fit_mismatched_types"] <= 6, report["mismatches"]
-    assert report["rates"]["document"] >= 0.25
+    assert report["rates"]["word_occurrence"] >= 0.9985, report["mismatches"]
+    assert report["mismatched_types"] == fit.stats["fit_mismatched_types"] <= 4, report["mismatches"]
+    assert report["rates"]["document"] >= 0.5
 
 
 def test_triple_quote_tie_is_cut_by_a_split_rule(fitted, bpe):
@@ -105,7 +105,8 @@ def test_split_rule_reproduces_bpe_runs(bpe, char):
         assert [p for p, _ in pre.pre_tokenize_str(run)] == bare.encode(char * n).tokens, n
         for text in [" " + run, "x" + run + "y", "(" + run + ")", run + "\n", " " + run + " z", "a\n" + run + "b",
                      run + "s", run + "'", "1" + run + "2",
-                     run + "   x", run + " \n y", "a" + run + "\t\tb", run + "\u00a0\u00a0c"]:
+                     run + "   x", run + " \n y", "a" + run + "\t\tb", run + "\u00a0\u00a0c",
+                     "#" + run, "+" + run + "+" + run + "+", " (" + run + ")", run + "'s", "=" + run + "é", "''" + run]:
             assert cut_bpe.encode(text).ids == bpe.encode(text).ids, (n, text)
 
 

@@ -64,13 +64,13 @@ class DistillSettings:
     """Most fitting rounds (each: one Viterbi pass over all words, then row-action sweeps over the rows)."""
     max_seconds: float = 45.0
     """Stop starting fitting rounds after this many seconds of score fitting (the best round is kept)."""
-    patience: int = 2
+    patience: int = 3
     """Stop after this many rounds without fewer weighted mismatches than the best round."""
     margin: float = 1.0
     """How much BPE's segmentation must beat each collected competitor, in units of 1e-12."""
     sweeps: int = 30
     """Most Kaczmarz sweeps over the collected rows per round."""
-    max_step: float = 100.0
+    max_step: float = 1e12
     """Rows violated by more than this (units of 1e-12) are left alone in a round; ``inf`` projects every row."""
     protect_merges: bool = True
     """Start with one row per merge (the merged piece beats its two halves) so updates do not undo merges."""
@@ -375,15 +375,26 @@ def _char_class(raw: str) -> str | None:
     return "digit" if raw.isdigit() else "punct"
 
 
+CONTRACTION = "'(?:s|t|re|ve|m|ll|d)"
+ASCII_PUNCT = "".join(chr(i) for i in range(33, 127) if not chr(i).isalnum())
+
+
+def _rx(raw: str) -> str:
+    return "\\x{%02X}" % ord(raw)
+
+
 def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
-    """Regex alternatives cutting a pre-token that is a pure run of ``char`` into BPE's chunks, or None.
+    """Regex alternatives cutting runs of ``char`` that start a pre-token into BPE's chunks, or None.
 
     BPE chunks a run of length n as [a(n)] + chunks(n - a(n)) (checked here, else no rule). The alternatives
     are spliced into GPT-2's pre-tokenizer regex ahead of the class the character belongs to, so they are only
-    tried where a pre-token starts (one regex pass per text, no lookbehind): at the start of a run of n that
-    makes up a whole pre-token they match the first chunk ``c{a(n)}``; the rest of the run then starts the next
-    pre-token and is cut the same way. Runs with anything else in their pre-token (a leading space, other
-    punctuation, longer than ``max_run``) are left to GPT-2's own alternatives: no cut, the model decides.
+    tried where a pre-token starts (one regex pass per text, no lookbehind): at the start of a run of n they
+    match the first chunk ``c{a(n)}``; the rest of the run then starts the next pre-token and is cut the same
+    way. A cut is only made where BPE cannot merge across it: the run must end before a character nothing
+    merges ``char`` with (for punctuation; letters, digits and quotes must end their pre-token). Punctuation
+    runs later in a punctuation pre-token (``#----``) are reached by a ``prefix`` alternative that cuts off
+    what comes before the run, where the character before it merges with nothing starting with ``char``.
+    Anything else (a leading space, longer than ``max_run``) is left to GPT-2's own alternatives.
     """
     raw = piece_to_bytes(char).decode("latin-1")
     kind = _char_class(raw) if len(raw) == 1 else None
@@ -391,25 +402,46 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
         return None
     chunks = _run_chunks(bare_bpe, char, max_run)
     rests: dict[int, list[int]] = {}
+    whole: list[int] = []
     for n, ch in enumerate(chunks):
         if len(ch) > 1:
             if ch[1:] != chunks[n - ch[0]]:
                 return None
             rests.setdefault(ch[0], []).append(n - ch[0])
+        elif n >= 2:
+            whole.append(n)
     if not rests:
         return None
-    c = "\\x{%02X}" % ord(raw)
+    c = _rx(raw)
+    merges = gpt2_merges()
+    ascii_chars = lambda chars: sorted(  # noqa: E731
+        {piece_to_bytes(ch).decode("latin-1") for ch in chars} & set(ASCII_PUNCT + " \t\n")
+    )
+    end = RUN_END[kind]
+    prefix = None
+    if kind == "punct":
+        right = ascii_chars({b[0] for a, b in merges if a[-1] == char and b[0] != char})
+        end = f"(?![{c}{''.join(_rx(r) for r in right)}]|[^\\x{{00}}-\\x{{7F}}]|{CONTRACTION})"
+    if kind in ("punct", "quote"):
+        left = set(ascii_chars({a[-1] for a, b in merges if b[0] == char and a[-1] != char}))
+        before = "".join(_rx(p) for p in ASCII_PUNCT if p != raw and p not in left)
+        prefix = f"[{before}](?={c}{{2,{max_run}}}{end})"
     alts = []
     for a in sorted(rests, reverse=True):
         rest = "|".join(_repeat(c, lo, hi) for lo, hi in _ranges(rests[a]))
-        alts.append(f"{_repeat(c, a - 1, a - 1) if a > 1 else ''}(?=(?:{rest}){RUN_END[kind]})")
-    return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})"}
+        alts.append(f"{_repeat(c, a - 1, a - 1) if a > 1 else ''}(?=(?:{rest}){end})")
+    if kind == "punct" and whole:  # a whole-chunk run followed by more punctuation is cut off as it is
+        alts.append(f"(?:{'|'.join(_repeat(c, lo - 1, hi - 1) for lo, hi in _ranges(whole))}){end}")
+    return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix}
 
 
 def split_pattern(rules: Sequence[dict]) -> str:
     """GPT-2's pre-tokenizer regex with the rules' alternatives ahead of the class each rule cuts."""
     by = {k: "".join(r["pattern"] + "|" for r in rules if r["class"] in ks) for k, ks in
           {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "space": ("newline",)}.items()}
+    prefixes = [r["prefix"] for r in rules if r.get("prefix")]
+    if prefixes:
+        by["punct"] += r" ?[^\s\p{L}\p{N}]*?(?:" + "|".join(prefixes) + ")|"
     return (
         r"'s|'t|'re|'ve|'m|'ll|'d|" + by["letter"] + r" ?\p{L}+|" + by["digit"] + r" ?\p{N}+|"
         + by["punct"] + r" ?[^\s\p{L}\p{N}]+|" + by["space"] + r"\s+(?!\S)|\s+"
