@@ -71,10 +71,9 @@ class DistillSettings:
     sweeps: int = 30
     """Most Kaczmarz sweeps over the collected rows per round."""
     max_step: float = 1e12
-    """Rows violated by more than this (units of 1e-12) are left alone in a round; ``inf`` projects every row."""
+    """Rows violated by more than this (units of 1e-12) are left alone in a round (the default projects all)."""
     protect_merges: bool = True
     """Start with one row per merge (the merged piece beats its two halves) so updates do not undo merges."""
-    """Most Kaczmarz sweeps over the collected rows per round."""
     vocab_words: bool = True
     """Fit on every vocabulary piece as a word of its own."""
     vocab_variants: bool = True
@@ -82,7 +81,7 @@ class DistillSettings:
     word_list: Path | None = None
     """Optional UTF-8 file with one word per line (optionally ``word<TAB>count``) for text beyond the corpus."""
     split_rules: bool = True
-    """Derive ``Split`` pre-tokenizer rules that cut runs of one character into BPE's chunks (fixes ties)."""
+    """Splice rules into GPT-2's pre-tokenizer regex that cut runs of one character into BPE's chunks (ties)."""
     max_run: int = 128
     """Longest run of one character on which a candidate split rule must reproduce BPE exactly."""
     split_rule_min_fixed: float = 2.0
