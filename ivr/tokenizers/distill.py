@@ -58,13 +58,13 @@ class DistillSettings:
 
     strict: bool = False
     """Fail when any corpus word occurrence (ties included) gets ids other than BPE's."""
-    init_exponent: float = 2.5
+    init_exponent: float = 3.0
     """Initial score of a piece: sum over its merge tree of ``(rank + 1) ** -init_exponent``."""
     max_iterations: int = 40
     """Most fitting rounds (each: one Viterbi pass over all words, then row-action sweeps over the rows)."""
-    max_seconds: float = 45.0
+    max_seconds: float = 30.0
     """Stop starting fitting rounds after this many seconds of score fitting (the best round is kept)."""
-    patience: int = 3
+    patience: int = 2
     """Stop after this many rounds without fewer weighted mismatches than the best round."""
     margin: float = 1.0
     """How much BPE's segmentation must beat each collected competitor, in units of 1e-12."""
