@@ -84,7 +84,7 @@ class DistillSettings:
     """Splice rules into GPT-2's pre-tokenizer regex that cut runs of one character into BPE's chunks (ties)."""
     max_run: int = 128
     """Longest run of one character on which a candidate split rule must reproduce BPE exactly."""
-    split_rule_min_fixed: float = 2.0
+    split_rule_min_fixed: float = 10.0
     """A split rule is kept only if it fixes at least this many weighted fit word occurrences (rules cost speed)."""
     random_id_sequences: int = 2000
     """How many random id sequences verification decodes with both tokenizers."""
