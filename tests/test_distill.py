@@ -70,9 +70,9 @@ def test_model_is_pure_unigram_with_gpt2_ids(fitted, bpe):
 def test_exact_on_fit_corpus(fitted, bpe):
     tok, fit = fitted
     report = compare_texts(tok, bpe, corpus(), "corpus")
-    assert report["rates"]["word_occurrence"] >= 0.9985, report["mismatches"]
-    assert report["mismatched_types"] == fit.stats["fit_mismatched_types"] <= 4, report["mismatches"]
-    assert report["rates"]["document"] >= 0.5
+    assert report["rates"]["word_occurrence"] >= 0.9988, report["mismatches"]
+    assert report["mismatched_types"] == fit.stats["fit_mismatched_types"] <= 3, report["mismatches"]
+    assert report["rates"]["document"] >= 0.75
 
 
 def test_triple_quote_tie_is_cut_by_a_split_rule(fitted, bpe):
