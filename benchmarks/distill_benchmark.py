@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import sysconfig
 import time
 from pathlib import Path
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/distill_bench"))
     ap.add_argument("--heldout-every", type=int, default=10, help="every n-th stdlib file is held out")
     ap.add_argument("--max-iterations", type=int, default=DistillSettings.max_iterations)
+    ap.add_argument("--repeats", type=int, default=3, help="throughput runs per tokenizer (median is reported)")
     ap.add_argument("--no-vocab-words", action="store_true", help="fit on the corpus only")
     args = ap.parse_args()
 
@@ -106,8 +108,11 @@ def main() -> None:
         label = "encode_batch" if batch else "encode, 1 thread"
         if not batch:
             os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read at every call, unlike RAYON_NUM_THREADS
-        b, d = throughput(bpe, sample, batch), throughput(distilled, sample, batch)
-        rows.append((f"{label} MB/s BPE / distilled (ratio)", f"{b:.2f} / {d:.2f} ({d / b:.2f}x)"))
+        # alternate the two tokenizers and keep the median ratio: the machine may be shared
+        runs = [(throughput(bpe, sample, batch), throughput(distilled, sample, batch)) for _ in range(args.repeats)]
+        b, d = (statistics.median(x) for x in zip(*runs))
+        ratio = statistics.median(d_ / b_ for b_, d_ in runs)
+        rows.append((f"{label} MB/s BPE / distilled (median ratio of {args.repeats})", f"{b:.2f} / {d:.2f} ({ratio:.2f}x)"))
     width = max(len(k) for k, _ in rows)
     print(f"\n{'metric':<{width}} | value\n{'-' * width}-|------")
     for k, v in rows:

@@ -18,7 +18,9 @@ from ivr.tokenizers.distill import (
     distill_tokenizer,
     fit_distilled,
     pre_token_counts,
+    rules_pre_tokenizer,
     split_rule_for,
+    with_rules,
 )
 from ivr.tokenizers.verify import DistillationMismatch, classify, compare_ids, compare_texts, conflict_witness
 
@@ -36,7 +38,8 @@ def corpus() -> list[str]:
 
 
 def fast_settings(**kw) -> DistillSettings:
-    return DistillSettings(vocab_words=False, vocab_variants=False, max_run=96, random_id_sequences=300, **kw)
+    return DistillSettings(vocab_words=False, vocab_variants=False, max_run=96, random_id_sequences=300,
+                           split_rule_min_fixed=1, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +70,9 @@ def test_model_is_pure_unigram_with_gpt2_ids(fitted, bpe):
 def test_exact_on_fit_corpus(fitted, bpe):
     tok, fit = fitted
     report = compare_texts(tok, bpe, corpus(), "corpus")
-    assert report["rates"]["word_occurrence"] >= 0.998, report["mismatches"]
-    assert report["mismatched_types"] == fit.stats["fit_mismatched_types"] <= 4, report["mismatches"]
-    assert report["rates"]["document"] >= 0.5
+    assert report["rates"]["word_occurrence"] >= 0.9988, report["mismatches"]
+    assert report["mismatched_types"] == fit.stats["fit_mismatched_types"] <= 3, report["mismatches"]
+    assert report["rates"]["document"] >= 0.75
 
 
 def test_triple_quote_tie_is_cut_by_a_split_rule(fitted, bpe):
@@ -80,20 +83,31 @@ def test_triple_quote_tie_is_cut_by_a_split_rule(fitted, bpe):
     assert plain == ["'", "''"]
     assert classify(bare_model(bpe), ["''", "'"], plain) == "tie"
     assert "'" in {r["char"] for r in fit.split_rules}
-    for text in ["'''", "x = '''doc'''", "'''''''", "\n\n\n\n\n", "a ==== b"]:
+    for text in ["'''", "x = '''doc'''", "'''''''"]:
         assert tok.encode(text).ids == bpe.encode(text).ids, text
+    # the same mechanism on runs the small corpus does not need
+    forced = with_rules(tok, [split_rule_for(bare_model(bpe), c, 96) for c in "'=Ċ"])
+    for text in ["'''", "x = '''doc'''", "'''''''", "\n\n\n\n\n", "a\n\n\n\nb", "a ===== b", "=====\n"]:
+        assert forced.encode(text).ids == bpe.encode(text).ids, text
 
 
-def test_split_rule_reproduces_bpe_runs(bpe):
+@pytest.mark.parametrize("char", ["=", "-", "#", "'", "Ċ", "9", "x"])
+def test_split_rule_reproduces_bpe_runs(bpe, char):
     bare = bare_model(bpe)
-    rule = split_rule_for(bare, "=", 48)
+    rule = split_rule_for(bare, char, 64)
     assert rule is not None
-    from tokenizers import Regex, pre_tokenizers
-
-    split = pre_tokenizers.Split(Regex(rule["pattern"]), behavior="merged_with_previous")
-    for n in range(1, 49):
-        chunks = [p for p, _ in split.pre_tokenize_str("=" * n)]
-        assert chunks == bare.encode("=" * n).tokens, n
+    raw = "\n" if char == "Ċ" else char
+    pre = rules_pre_tokenizer([rule])
+    # BPE's model behind the rules: any cut BPE would merge across shows up as other ids
+    cut_bpe = with_rules(bare, [rule])
+    for n in range(1, 65):
+        run = raw * n
+        assert [p for p, _ in pre.pre_tokenize_str(run)] == bare.encode(char * n).tokens, n
+        for text in [" " + run, "x" + run + "y", "(" + run + ")", run + "\n", " " + run + " z", "a\n" + run + "b",
+                     run + "s", run + "'", "1" + run + "2",
+                     run + "   x", run + " \n y", "a" + run + "\t\tb", run + "\u00a0\u00a0c",
+                     "#" + run, "+" + run + "+" + run + "+", " (" + run + ")", run + "'s", "=" + run + "é", "''" + run]:
+            assert cut_bpe.encode(text).ids == bpe.encode(text).ids, (n, text)
 
 
 def test_conflict_witness_on_unsatisfiable_merges():

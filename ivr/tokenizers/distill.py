@@ -7,17 +7,19 @@ Method, in four steps:
    Labels are BPE's own segmentations of each word.
 2. Initial scores: each piece scores the sum over the merges of its merge tree of ``(rank + 1) ** -exponent``,
    so early merges dominate as they do in BPE and every piece beats its own decomposition.
-3. Cutting planes: every word the current Unigram Viterbi (the ``tokenizers`` one, so its tie rule is the
-   real one) gets wrong adds the constraint "BPE's segmentation beats this one by a margin"; a linear program
-   finds the smallest L1 change of scores meeting all constraints collected so far (with penalised slack, so
-   constraints no additive scores can meet show up as slack instead of making the program infeasible).
+3. Cutting planes with row-action updates: every word the current Unigram Viterbi (the ``tokenizers`` one, so
+   its tie rule is the real one) gets wrong adds the row "BPE's segmentation beats this one by a margin";
+   Kaczmarz sweeps over all rows collected so far (plus one row per merge: a piece beats its two halves) move
+   the scores the least, weighted towards rarely used pieces. Rounds are bounded in number and time and the
+   round with the fewest weighted mismatches is kept.
 4. Scale: Viterbi is unchanged by ``score -> lam * score - c * len(piece)`` (every segmentation of a word
    covers the same characters), so ``lam`` and ``c`` are fitted to make scores look like log-probabilities
    of the corpus's BPE token frequencies, with every score negative.
 
 Ties (the same pieces in another order, mostly runs of one character) cannot be broken by any scores: HF
-Unigram keeps the longest last piece while BPE puts its long chunks first. They are handled by ``Split``
-pre-tokenizer rules derived from the merges, accepted per character only when they fix words and break none.
+Unigram keeps the longest last piece while BPE puts its long chunks first. They are handled by split rules
+derived from BPE's chunking of pure runs, spliced into GPT-2's own pre-tokenizer regex (one regex pass per
+text, as for BPE), accepted per character only when they fix enough fit words and break none.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from tokenizers.models import Unigram
 from tqdm import tqdm
 
 from ivr.tokenizers.bpe import gpt2_merges
-from ivr.tokenizers.byte_level import EOS_ID, EOS_TOKEN, GPT2_VOCAB_SIZE
+from ivr.tokenizers.byte_level import EOS_ID, EOS_TOKEN, GPT2_VOCAB_SIZE, piece_to_bytes
 from ivr.tokenizers.io import byte_level_tokenizer, save_tokenizer_dir
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 # LP unknowns are in units of 1e-12 so that the solver's absolute tolerances sit far below the score gaps
 LP_UNIT = 1e-12
 EOS_SCORE = -1000.0
+# a violated row is moved this many margins past its boundary (not onto it)
+OVERSHOOT = 2.0
 
 
 @dataclass
@@ -54,14 +58,22 @@ class DistillSettings:
 
     strict: bool = False
     """Fail when any corpus word occurrence (ties included) gets ids other than BPE's."""
-    init_exponent: float = 2.5
+    init_exponent: float = 3.0
     """Initial score of a piece: sum over its merge tree of ``(rank + 1) ** -init_exponent``."""
     max_iterations: int = 40
-    """Most cutting-plane rounds (each: one Viterbi pass over all words, one linear program)."""
-    margin: float = 10.0
+    """Most fitting rounds (each: one Viterbi pass over all words, then row-action sweeps over the rows)."""
+    max_seconds: float = 30.0
+    """Stop starting fitting rounds after this many seconds of score fitting (the best round is kept)."""
+    patience: int = 2
+    """Stop after this many rounds without fewer weighted mismatches than the best round."""
+    margin: float = 1.0
     """How much BPE's segmentation must beat each collected competitor, in units of 1e-12."""
-    slack_penalty: float = 1e9
-    """Linear-program cost of leaving one unit of a constraint unmet (relative to one unit of score change)."""
+    sweeps: int = 30
+    """Most Kaczmarz sweeps over the collected rows per round."""
+    max_step: float = 1e12
+    """Rows violated by more than this (units of 1e-12) are left alone in a round (the default projects all)."""
+    protect_merges: bool = True
+    """Start with one row per merge (the merged piece beats its two halves) so updates do not undo merges."""
     vocab_words: bool = True
     """Fit on every vocabulary piece as a word of its own."""
     vocab_variants: bool = True
@@ -69,9 +81,11 @@ class DistillSettings:
     word_list: Path | None = None
     """Optional UTF-8 file with one word per line (optionally ``word<TAB>count``) for text beyond the corpus."""
     split_rules: bool = True
-    """Derive ``Split`` pre-tokenizer rules that cut runs of one character into BPE's chunks (fixes ties)."""
+    """Splice rules into GPT-2's pre-tokenizer regex that cut runs of one character into BPE's chunks (ties)."""
     max_run: int = 128
     """Longest run of one character on which a candidate split rule must reproduce BPE exactly."""
+    split_rule_min_fixed: float = 10.0
+    """A split rule is kept only if it fixes at least this many weighted fit word occurrences (rules cost speed)."""
     random_id_sequences: int = 2000
     """How many random id sequences verification decodes with both tokenizers."""
     examples: int = 20
@@ -180,76 +194,119 @@ def _difference(gold: Sequence[int], other: Sequence[int]) -> dict[int, int]:
     return {k: v for k, v in d.items() if v}
 
 
-def _solve(
-    base: np.ndarray, constraints: list[tuple[int, dict[int, int]]], usage: np.ndarray, settings: DistillSettings
-):
-    """Smallest usage-weighted L1 change x (LP units) with ``d . (base + x) >= margin`` for every constraint, slack penalised."""
-    import scipy.sparse as sp
-    from scipy.optimize import linprog
+def _project(
+    s: np.ndarray, rows: list[tuple[np.ndarray, np.ndarray]], order: np.ndarray, margin: np.ndarray, sweeps: int,
+    usage: np.ndarray, max_step: float = math.inf,
+) -> int:
+    """Row-action (Kaczmarz) sweeps: move ``s`` onto every violated half-space ``d . s >= margin[row]`` in turn.
 
-    n_vars = len(base)
-    rows, cols, vals, rhs = [], [], [], []
-    for r, (_, d) in enumerate(constraints):
-        for k, v in d.items():
-            rows.append(r)
-            cols.append(k)
-            vals.append(v)
-        rhs.append(settings.margin - sum(v * base[k] for k, v in d.items()))
-    n_rows = len(constraints)
-    D = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, n_vars))
-    # unknowns: increases, decreases, slacks; D x + s >= rhs written as -D x+ + D x- - s <= -rhs
-    A = sp.hstack([-D, D, -sp.identity(n_rows)]).tocsr()
-    # changing a piece many words use risks breaking them: make it cost in proportion
-    cost = np.concatenate([usage, usage, np.full(n_rows, settings.slack_penalty)])
-    res = linprog(cost, A_ub=A, b_ub=-np.asarray(rhs), bounds=(0, None), method="highs")
-    if res.status != 0:
-        raise RuntimeError(f"score linear program failed ({n_rows} constraints): {res.message}")
-    return res.x[:n_vars] - res.x[n_vars : 2 * n_vars], res.x[2 * n_vars :]
+    Each move is the smallest in the metric weighted by ``usage`` (how many fit words use a piece), so the
+    change lands on rarely used pieces and leaves the scores that many words depend on nearly alone.
+    A violated row is over-projected to twice the margin so that it does not sit on its boundary. Rows are
+    visited in ``order`` (heaviest words last, so that where rows conflict the frequent words win the sweep).
+    Rows violated by more than ``max_step`` are skipped: the large moves they need would break many other words.
+    Returns how many rows were still violated at the start of the last sweep.
+    """
+    import scipy.sparse as sp
+
+    if not rows:
+        return 0
+    cols = np.concatenate([k for k, _ in rows])
+    vals = np.concatenate([v for _, v in rows]).astype(np.float64)
+    indptr = np.cumsum([0] + [len(k) for k, _ in rows])
+    D = sp.csr_matrix((vals, cols, indptr), shape=(len(rows), len(s)))
+    inv = 1.0 / usage
+    norms = np.asarray(D.multiply(D).multiply(inv[None, :]).sum(axis=1)).ravel()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    violated = 0
+    for _ in range(sweeps):
+        m_all = D @ s
+        viol = np.flatnonzero((m_all < margin) & (m_all > margin - max_step))
+        violated = len(viol)
+        if not violated:
+            break
+        for r in viol[np.argsort(rank[viol], kind="stable")]:
+            k, v = rows[r]
+            m = float(v @ s[k])
+            if m < margin[r]:
+                s[k] += (OVERSHOOT * margin[r] - m) / norms[r] * v * inv[k]
+    return violated
 
 
 def fit_scores(
     pieces: Sequence[str], words: list[str], weights: np.ndarray, gold: list[list[int]], settings: DistillSettings
 ) -> tuple[np.ndarray, dict]:
-    """Cutting-plane fit of raw scores (in LP units) so that Viterbi gives ``gold`` on ``words``."""
-    base = initial_scores(pieces, gpt2_merges(), settings.init_exponent) / LP_UNIT
-    base[EOS_ID] = 0.0
-    x = np.zeros_like(base)
-    constraints: list[tuple[int, dict[int, int]]] = []
+    """Fit raw scores (in units of ``LP_UNIT``) so that the Unigram Viterbi gives ``gold`` on ``words``.
+
+    Cutting planes with row-action updates: each round encodes all words with the real ``tokenizers``
+    Unigram; every wrong word adds the row "BPE's segmentation beats this one by ``margin``"; then a few
+    Kaczmarz sweeps over all rows collected so far move the scores the least (L2) to meet them. Rounds stop
+    when no word is wrong, no new row appears, mismatches stop falling for ``patience`` rounds, or after
+    ``max_iterations`` rounds / ``max_seconds``; the round with the fewest weighted mismatches is kept.
+    """
+    start = time.perf_counter()
+    s = initial_scores(pieces, gpt2_merges(), settings.init_exponent) / LP_UNIT
+    s[EOS_ID] = 0.0
+    rows: list[tuple[np.ndarray, np.ndarray]] = []
+    row_weight: list[float] = []
+    row_margin: list[float] = []
     seen: set[tuple[int, tuple[int, ...]]] = set()
-    best = (math.inf, x, [])
-    history, slack = [], np.zeros(0)
-    usage = np.ones_like(base)
+    best = (math.inf, s.copy(), 0)
+    history: list[dict] = []
+    stale = 0
+    usage = np.ones_like(s)
     for ids in gold:
         usage[list(set(ids))] += 1
-    bar = tqdm(range(settings.max_iterations), desc="fitting scores", unit="round")
+    if settings.protect_merges:  # every piece beats its own two halves: the competitor most words have
+        index = {p: i for i, p in enumerate(pieces)}
+        for a, b in gpt2_merges():
+            d = _difference([index[a + b]], [index[a], index[b]])
+            rows.append((np.fromiter(d.keys(), dtype=np.int64), np.fromiter(d.values(), dtype=np.float64)))
+            row_weight.append(math.inf)
+            # keep at least the gap the initial scores give (or the margin): met from the start
+            row_margin.append(min(settings.margin, 0.5 * float(rows[-1][1] @ s[rows[-1][0]])))
+    bar = tqdm(range(settings.max_iterations), desc="fitting scores", unit="round", mininterval=2.0)
     for it in bar:
-        raw = base + x
-        pred = [e.ids for e in unigram_tokenizer(pieces, raw * LP_UNIT).encode_batch(words)]
+        pred = [e.ids for e in unigram_tokenizer(pieces, s * LP_UNIT).encode_batch(words)]
         bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g]
+        loss = float(weights[bad].sum())
         new = 0
         for i in bad:
+            key = (i, tuple(pred[i]))
             d = _difference(gold[i], pred[i])
-            if d and (i, tuple(pred[i])) not in seen:
-                seen.add((i, tuple(pred[i])))
-                constraints.append((i, d))
+            if d and key not in seen:
+                seen.add(key)
+                k = np.fromiter(d.keys(), dtype=np.int64, count=len(d))
+                rows.append((k, np.fromiter(d.values(), dtype=np.float64, count=len(d))))
+                row_weight.append(float(weights[i]))
+                row_margin.append(settings.margin)
                 new += 1
-        loss = float(weights[bad].sum())
-        bar.set_postfix(mismatched=len(bad), new=new, constraints=len(constraints))
-        history.append({"round": it, "mismatched_types": len(bad), "mismatched_occurrences": loss, "new_constraints": new})
         if loss < best[0]:
-            best = (loss, x.copy(), bad)
-        if new == 0:
+            best, stale = (loss, s.copy(), it), 0
+        else:
+            stale += 1
+        elapsed = time.perf_counter() - start
+        entry = {"round": it, "mismatched_types": len(bad), "mismatched_occurrences": loss, "new_rows": new,
+                 "seconds": round(elapsed, 2)}
+        bar.set_postfix(mismatched=len(bad), new=new, rows=len(rows))
+        if not bad or new == 0 or stale >= settings.patience or elapsed > settings.max_seconds:
+            history.append(entry)
             break
-        x, slack = _solve(base, constraints, usage, settings)
-    unmet = sorted({words[constraints[r][0]] for r in np.flatnonzero(slack > 1e-6)}) if len(slack) else []
+        order = np.argsort(np.asarray(row_weight), kind="stable")
+        entry["still_violated_rows"] = _project(s, rows, order, np.asarray(row_margin), settings.sweeps, usage,
+                                               settings.max_step)
+        history.append(entry)
     stats = {
         "rounds": len(history),
-        "constraints": len(constraints),
+        "constraints": len(rows),
+        "best_round": best[2],
         "history": history,
-        "changed_pieces": int((np.abs(best[1]) > 1e-9).sum()),
-        "lp_unmet_words": unmet,
+        "changed_pieces": int((np.abs(best[1] - initial_scores(pieces, gpt2_merges(), settings.init_exponent) / LP_UNIT)
+                               > 1e-6).sum()),
+        "score_fit_seconds": round(time.perf_counter() - start, 2),
     }
-    return base + best[1], stats
+    return best[1], stats
 
 
 def log_prob_scale(raw: np.ndarray, pieces: Sequence[str], token_counts: np.ndarray) -> np.ndarray:
@@ -268,6 +325,20 @@ def log_prob_scale(raw: np.ndarray, pieces: Sequence[str], token_counts: np.ndar
 
 # --- split rules for runs of one character ---
 
+# GPT-2's pre-tokenizer regex (what ``ByteLevel(use_regex=True)`` runs); split rules are spliced into it
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# where the pre-token a run starts ends: GPT-2's class of the run's character no longer continues it
+RUN_END = {
+    "letter": r"(?!\p{L})",
+    "digit": r"(?!\p{N})",
+    "punct": r"(?![^\s\p{L}\p{N}])",
+    # not before a contraction: GPT-2 would start the next pre-token there with the last quote
+    "quote": r"(?![^\s\p{L}\p{N}]|s|t|re|ve|m|ll|d)",
+    # whitespace: ``\s+(?!\S)`` leaves the last white character of a run before a word to the word; the run
+    # is also cut where more ASCII white space follows in its pre-token (nothing merges a newline with it)
+    "newline": r"(?:[\x{09}-\x{0D}\x{20}](?=\S)|\z|(?=[\x{09}\x{0B}-\x{0D}\x{20}][\x{09}-\x{0D}\x{20}]))",
+}
+
 
 def _run_chunks(bare_bpe: Tokenizer, char: str, max_run: int) -> list[list[int]]:
     """BPE's chunk lengths for runs of ``char`` of length 0..max_run (index = run length)."""
@@ -285,71 +356,166 @@ def _ranges(values: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
-    """A regex cutting runs of ``char`` (up to ``max_run`` long) into BPE's chunks, or None.
+def _repeat(c: str, lo: int, hi: int) -> str:
+    if hi == lo:
+        return f"{c}{{{lo}}}" if lo != 1 else c
+    return f"{c}{{{lo},{hi}}}"
 
-    BPE chunks a run of length n as [a(n)] + chunks(n - a(n)) (checked here, else no rule). The regex cuts
-    after a first chunk ``c{a}`` when exactly n - a more ``c`` follow, and only at a run start or where the
-    previous cut ended (``\G``), so cuts chain along a run. With ``merged_with_previous`` it only cuts inside
-    runs, never before one, and skips runs next to a character that has a merge with ``char``.
+
+def _char_class(raw: str) -> str | None:
+    if raw == "\n":
+        return "newline"
+    if raw == "'":
+        return "quote"
+    if raw.isspace():
+        return None
+    if raw.isalpha():
+        return "letter"
+    return "digit" if raw.isdigit() else "punct"
+
+
+CONTRACTION = "'(?:s|t|re|ve|m|ll|d)"
+ASCII_PUNCT = "".join(chr(i) for i in range(33, 127) if not chr(i).isalnum())
+
+
+def _rx(raw: str) -> str:
+    return "\\x{%02X}" % ord(raw)
+
+
+def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
+    """Regex alternatives cutting runs of ``char`` that start a pre-token into BPE's chunks, or None.
+
+    BPE chunks a run of length n as [a(n)] + chunks(n - a(n)) (checked here, else no rule). The alternatives
+    are spliced into GPT-2's pre-tokenizer regex ahead of the class the character belongs to, so they are only
+    tried where a pre-token starts (one regex pass per text, no lookbehind): at the start of a run of n they
+    match the first chunk ``c{a(n)}``; the rest of the run then starts the next pre-token and is cut the same
+    way. A cut is only made where BPE cannot merge across it: the run must end before a character nothing
+    merges ``char`` with (for punctuation; letters, digits and quotes must end their pre-token). Punctuation
+    runs later in a punctuation pre-token (``#----``) are reached by a ``prefix`` alternative that cuts off
+    what comes before the run, where the character before it merges with nothing starting with ``char``.
+    Anything else (a leading space, longer than ``max_run``) is left to GPT-2's own alternatives.
     """
+    raw = piece_to_bytes(char).decode("latin-1")
+    kind = _char_class(raw) if len(raw) == 1 else None
+    if kind is None:
+        return None
     chunks = _run_chunks(bare_bpe, char, max_run)
     rests: dict[int, list[int]] = {}
+    whole: list[int] = []
     for n, ch in enumerate(chunks):
         if len(ch) > 1:
             if ch[1:] != chunks[n - ch[0]]:
                 return None
             rests.setdefault(ch[0], []).append(n - ch[0])
+        elif n >= 2:
+            whole.append(n)
     if not rests:
         return None
+    c = _rx(raw)
     merges = gpt2_merges()
-    # no cut where a neighbour could merge into the run first: BPE's chunks there are not the pure-run ones
-    left = "".join(sorted({_hex(a[-1]) for a, b in merges if b[0] == char and a[-1] != char}))
-    right = "".join(sorted({_hex(b[0]) for a, b in merges if a[-1] == char and b[0] != char}))
-    c = _hex(char)
+    ascii_chars = lambda chars: sorted(  # noqa: E731
+        {piece_to_bytes(ch).decode("latin-1") for ch in chars} & set(ASCII_PUNCT + " \t\n")
+    )
+    end = RUN_END[kind]
+    prefix = None
+    if kind == "punct":
+        right = ascii_chars({b[0] for a, b in merges if a[-1] == char and b[0] != char})
+        end = f"(?![{c}{''.join(_rx(r) for r in right)}]|[^\\x{{00}}-\\x{{7F}}]|{CONTRACTION})"
+    if kind in ("punct", "quote"):
+        left = set(ascii_chars({a[-1] for a, b in merges if b[0] == char and a[-1] != char}))
+        before = "".join(_rx(p) for p in ASCII_PUNCT if p != raw and p not in left)
+        prefix = f"[{before}](?={c}{{2,{max_run}}}{end})"
     alts = []
     for a in sorted(rests, reverse=True):
-        for lo, hi in _ranges(rests[a]):
-            rest = f"{c}{{{lo}}}" if lo == hi else f"{c}{{{lo},{hi}}}"
-            alts.append(f"{c}{{{a}}}(?={rest}(?![{c}{right}]))")
-    return {"char": char, "pattern": f"(?:(?<![{c}{left}])|\\G)(?:{'|'.join(alts)})"}
+        rest = "|".join(_repeat(c, lo, hi) for lo, hi in _ranges(rests[a]))
+        alts.append(f"{_repeat(c, a - 1, a - 1) if a > 1 else ''}(?=(?:{rest}){end})")
+    if kind == "punct" and whole:  # a whole-chunk run followed by more punctuation is cut off as it is
+        alts.append(f"(?:{'|'.join(_repeat(c, lo - 1, hi - 1) for lo, hi in _ranges(whole))}){end}")
+    return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix}
 
 
-def _hex(char: str) -> str:
-    return "\\x{%04X}" % ord(char)
+def split_pattern(rules: Sequence[dict]) -> str:
+    """GPT-2's pre-tokenizer regex with the rules' alternatives ahead of the class each rule cuts."""
+    by = {k: "".join(r["pattern"] + "|" for r in rules if r["class"] in ks) for k, ks in
+          {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "space": ("newline",)}.items()}
+    prefixes = [r["prefix"] for r in rules if r.get("prefix")]
+    if prefixes:
+        by["punct"] += r" ?[^\s\p{L}\p{N}]*?(?:" + "|".join(prefixes) + ")|"
+    return (
+        r"'s|'t|'re|'ve|'m|'ll|'d|" + by["letter"] + r" ?\p{L}+|" + by["digit"] + r" ?\p{N}+|"
+        + by["punct"] + r" ?[^\s\p{L}\p{N}]+|" + by["space"] + r"\s+(?!\S)|\s+"
+    )
 
 
-def with_rules(model_tok: Tokenizer, rules: Sequence[dict], byte_level: bool) -> Tokenizer:
-    """``model_tok`` with the split rules (after GPT-2's ByteLevel pre-tokenizer when ``byte_level``)."""
-    tok = byte_level_tokenizer(model_tok.model) if byte_level else Tokenizer(model_tok.model)
-    # one regex for all characters: one scan per pre-token keeps encoding fast
-    pattern = "|".join(r["pattern"] for r in rules)
-    splits = [pre_tokenizers.Split(Regex(pattern), behavior="merged_with_previous")] if rules else []
-    if byte_level and splits:
-        tok.pre_tokenizer = pre_tokenizers.Sequence([tok.pre_tokenizer, *splits])
-    elif splits:
-        tok.pre_tokenizer = pre_tokenizers.Sequence(splits)
+def rules_pre_tokenizer(rules: Sequence[dict]):
+    """GPT-2's byte-level pre-tokenizer, with the split rules spliced into its regex when there are any."""
+    if not rules:
+        return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(split_pattern(rules)), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+
+
+def with_rules(model_tok: Tokenizer, rules: Sequence[dict]) -> Tokenizer:
+    """The full tokenizer: ``model_tok``'s model behind GPT-2's pre-tokenizer carrying the split rules."""
+    tok = byte_level_tokenizer(model_tok.model)
+    tok.pre_tokenizer = rules_pre_tokenizer(rules)
     return tok
 
 
+def segment_words(rules: Sequence[dict], words: Sequence[str]) -> list[list[str]]:
+    """Each byte-level word as the rules cut it on its own (a word GPT-2 would pre-tokenize further stays whole)."""
+    if not rules:
+        return [[w] for w in words]
+    plain, cut = rules_pre_tokenizer([]), rules_pre_tokenizer(rules)
+    chars = {r["char"] * 2 for r in rules}
+    out = []
+    for w in words:
+        segs = [w]
+        if any(c in w for c in chars):
+            try:
+                text = piece_to_bytes(w).decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            if text is not None and [p for p, _ in plain.pre_tokenize_str(text)] == [w]:
+                segs = [p for p, _ in cut.pre_tokenize_str(text)]
+        out.append(segs)
+    return out
+
+
+def encode_segments(model_tok: Tokenizer, segments: Sequence[Sequence[str]]) -> list[list[int]]:
+    """Model-only ids of each segmented word: its segments encoded on their own, concatenated."""
+    flat = sorted({s for segs in segments for s in segs})
+    ids = dict(zip(flat, (e.ids for e in model_tok.encode_batch(flat))))
+    return [[i for s in segs for i in ids[s]] for segs in segments]
+
+
 def select_split_rules(
-    bare_bpe: Tokenizer, model_tok: Tokenizer, words: list[str], gold: list[list[int]], settings: DistillSettings
+    bare_bpe: Tokenizer, model_tok: Tokenizer, words: list[str], weights: np.ndarray, gold: list[list[int]],
+    settings: DistillSettings,
 ) -> tuple[list[dict], list[dict]]:
-    """Candidate rules for each character with a (c, c) merge, kept when they fix words and break none."""
+    """Candidate rules for each character with a (c, c) merge, kept when they fix enough words and break none.
+
+    Each rule costs encoding speed, so a rule must fix at least ``settings.split_rule_min_fixed`` weighted
+    word occurrences of the fit words.
+    """
     chars = sorted({a for a, b in gpt2_merges() if a == b and len(a) == 1})
     plain = [e.ids for e in model_tok.encode_batch(words)]
     accepted, considered = [], []
-    for char in tqdm(chars, desc="split rules", unit="char"):
+    for char in tqdm(chars, desc="split rules", unit="char", mininterval=2.0):
         rule = split_rule_for(bare_bpe, char, settings.max_run)
         if rule is None:
-            considered.append({"char": char, "accepted": False, "reason": "BPE chunks its runs in no first-chunk-then-rest way"})
+            considered.append({"char": char, "accepted": False, "reason": "no rule"})
             continue
         idx = [i for i, w in enumerate(words) if char * 2 in w]
-        cut = [e.ids for e in with_rules(model_tok, [rule], False).encode_batch([words[i] for i in idx])]
-        fixed = sum(1 for i, c in zip(idx, cut) if c == gold[i] and plain[i] != gold[i])
+        cut = encode_segments(model_tok, segment_words([rule], [words[i] for i in idx]))
+        fixed = [i for i, c in zip(idx, cut) if c == gold[i] and plain[i] != gold[i]]
         broken = sum(1 for i, c in zip(idx, cut) if c != gold[i] and plain[i] == gold[i])
-        ok = fixed > 0 and broken == 0
-        considered.append({"char": char, "accepted": ok, "fixed_types": fixed, "broken_types": broken})
+        fixed_occ = float(weights[fixed].sum()) if fixed else 0.0
+        ok = bool(fixed) and fixed_occ >= settings.split_rule_min_fixed and broken == 0
+        considered.append({"char": char, "accepted": ok, "fixed_types": len(fixed), "fixed_occurrences": fixed_occ,
+                           "broken_types": broken})
         if ok:
             accepted.append(rule)
     return accepted, considered
@@ -375,11 +541,11 @@ def fit_distilled(
         np.add.at(token_counts, ids, w)
     scores = log_prob_scale(raw, pieces, token_counts)
     model_tok = unigram_tokenizer(pieces, scores)
-    rules, considered = select_split_rules(bare_bpe, model_tok, words, gold, settings) if settings.split_rules else ([], [])
-    final = with_rules(model_tok, rules, byte_level=True)
-
-    fitted = with_rules(model_tok, rules, byte_level=False)
-    pred = [e.ids for e in fitted.encode_batch(words)]
+    rules, considered = (
+        select_split_rules(bare_bpe, model_tok, words, weights, gold, settings) if settings.split_rules else ([], [])
+    )
+    final = with_rules(model_tok, rules)
+    pred = encode_segments(model_tok, segment_words(rules, words))
     bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g]
     stats.update(
         fit_word_types=len(words),
@@ -419,7 +585,7 @@ def distill_tokenizer(
 
     metadata = {
         "stage": "distill",
-        "method": "unigram scores by cutting-plane LP on BPE segmentations",
+        "method": "unigram scores by cutting planes with row-action updates on BPE segmentations",
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
         "score_scale": "lam * merge-tree score - c * len(piece); all scores negative",
         "split_rules": fit.split_rules,

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import random
+from dataclasses import asdict
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import permutations
 from pathlib import Path
 
 from tokenizers import Tokenizer
+from tqdm import tqdm
 
 from ivr.atomic import write_json, write_text
 from ivr.tokenizers.byte_level import readable
-from ivr.tokenizers.distill import DistillSettings, bare_model, pre_token_counts
+from ivr.tokenizers.distill import DistillSettings, bare_model
 
 KINDS = ("tie", "conflict", "other")
 
@@ -60,48 +62,89 @@ def classify(bare_bpe: Tokenizer, gold: Sequence[str], pred: Sequence[str]) -> s
     return "conflict" if conflict_witness(bare_bpe, gold, pred) else "other"
 
 
+def context_segments(distilled: Tokenizer, bpe: Tokenizer, texts: Sequence[str], desc: str) -> tuple[Counter, int]:
+    """Count (BPE word, the distilled tokenizer's pre-tokens inside it) over ``texts``; also the number of texts.
+
+    The distilled pre-tokenizer may cut a BPE word further (split rules), depending on what follows it, so the
+    cut is taken from each text in place. A distilled pre-token crossing a BPE word boundary puts the whole
+    stretch under one key whose segments do not spell a single BPE word, which then counts as a mismatch.
+    """
+    counts: Counter = Counter()
+    n = 0
+    for text in tqdm(texts, desc=desc, unit="doc", mininterval=2.0):
+        n += 1
+        ref = bpe.pre_tokenizer.pre_tokenize_str(text)
+        got = distilled.pre_tokenizer.pre_tokenize_str(text)
+        if len(ref) == len(got):
+            counts.update((w, (w,)) for w, _ in ref)
+            continue
+        j = 0
+        for w, (_, end) in ref:
+            segs = []
+            while j < len(got) and got[j][1][1] <= end:
+                segs.append(got[j][0])
+                j += 1
+            counts[(w, tuple(segs))] += 1
+    return counts, n
+
+
 def compare_texts(distilled: Tokenizer, bpe: Tokenizer, texts: Iterable[str], name: str, examples: int = 20) -> dict:
-    """Exact-match rates of ``distilled`` against ``bpe`` on ``texts``, with mismatches grouped by kind."""
+    """Exact-match rates of ``distilled`` against ``bpe`` on ``texts``, with mismatches grouped by kind.
+
+    A word is one BPE pre-token; its distilled ids are the model's ids of the distilled pre-tokens within it
+    (in context, so split rules act as they do on whole texts).
+    """
     texts = list(texts)
-    counts, n_docs = pre_token_counts(bpe, texts, desc=f"pre-tokenizing {name}")
-    words = sorted(counts)
+    counts, n_docs = context_segments(distilled, bpe, texts, f"pre-tokenizing {name}")
+    keys = sorted(counts)
+    words = sorted({w for w, _ in keys})
     bare_bpe = bare_model(bpe)
-    gold = bare_bpe.encode_batch(words)
-    pred = bare_model(distilled, keep_splits=True).encode_batch(words)
+    gold = dict(zip(words, bare_bpe.encode_batch(words)))
+    model = bare_model(distilled)
+    segs = sorted({s for _, ss in keys for s in ss})
+    seg_enc = dict(zip(segs, model.encode_batch(segs)))
+    word_count: Counter = Counter()
+    for (w, _), c in counts.items():
+        word_count[w] += c
     occ = sum(counts.values())
-    tokens = sum(counts[w] * len(g.ids) for w, g in zip(words, gold))
+    tokens = sum(c * len(gold[w].ids) for (w, _), c in counts.items())
     by_kind: dict[str, list[dict]] = {k: [] for k in KINDS}
     bad_occ = bad_tokens = 0
-    for w, g, p in zip(words, gold, pred):
-        if g.ids == p.ids:
+    bad_words: set[str] = set()
+    for w, ss in keys:
+        g = gold[w]
+        p_ids = [i for s in ss for i in seg_enc[s].ids]
+        if "".join(ss) == w and g.ids == p_ids:
             continue
-        bad_occ += counts[w]
-        bad_tokens += counts[w] * len(g.ids)
-        kind = classify(bare_bpe, g.tokens, p.tokens)
+        c = counts[(w, ss)]
+        p_tokens = [t for s in ss for t in seg_enc[s].tokens]
+        bad_occ += c
+        bad_tokens += c * len(g.ids)
+        bad_words.add(w)
+        kind = classify(bare_bpe, g.tokens, p_tokens) if "".join(ss) == w else "other"
         by_kind[kind].append(
-            {"word": readable(w), "count": counts[w], "bpe": [readable(t) for t in g.tokens],
-             "distilled": [readable(t) for t in p.tokens]}
+            {"word": readable(w), "count": c, "bpe": [readable(t) for t in g.tokens],
+             "distilled": [readable(t) for t in p_tokens]}
         )
     doc_ok = sum(
         a.ids == b.ids for a, b in zip(bpe.encode_batch(texts), distilled.encode_batch(texts))
     ) if texts else 0
-    bad_types = sum(len(v) for v in by_kind.values())
     return {
         "documents": n_docs,
         "word_occurrences": occ,
         "word_types": len(words),
         "bpe_tokens": tokens,
         "mismatched_occurrences": bad_occ,
-        "mismatched_types": bad_types,
+        "mismatched_types": len(bad_words),
         "rates": {
             "word_occurrence": _rate(occ - bad_occ, occ),
-            "word_type": _rate(len(words) - bad_types, len(words)),
+            "word_type": _rate(len(words) - len(bad_words), len(words)),
             "token": _rate(tokens - bad_tokens, tokens),
             "document": _rate(doc_ok, n_docs),
         },
         "mismatches": {
             k: {
-                "types": len(v),
+                "types": len({e["word"] for e in v}),
                 "occurrences": sum(e["count"] for e in v),
                 "examples": sorted(v, key=lambda e: (-e["count"], e["word"]))[:examples],
             }
@@ -153,6 +196,7 @@ def verify_tokenizer(
     }
     if fit_info is not None:
         summary["fit"] = fit_info
+    summary["settings"] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}
     write_json(report_json, summary)
     write_text(report_md, render_markdown(summary))
     return summary
@@ -198,14 +242,23 @@ def render_markdown(summary: dict) -> str:
     fit = summary.get("fit")
     if fit:
         lines += ["", "## Fit", ""]
-        for key in ("fit_word_types", "corpus_word_types", "rounds", "constraints", "changed_pieces",
-                    "fit_mismatched_types", "fit_mismatched_tie_types", "fit_seconds", "python_peak_mb"):
+        for key in ("fit_word_types", "corpus_word_types", "rounds", "best_round", "constraints", "changed_pieces",
+                    "fit_mismatched_types", "fit_mismatched_tie_types", "score_fit_seconds", "fit_seconds",
+                    "python_peak_mb"):
             if key in fit:
                 lines.append(f"- {key.replace('_', ' ')}: {fit[key]}")
         rules = [r for r in fit.get("split_rules_considered", []) if r.get("accepted")]
-        lines.append(f"- split rules accepted for: {' '.join(repr(readable(r['char'])) for r in rules) or 'none'}")
-        if fit.get("lp_unmet_words"):
-            lines.append(f"- words whose constraints no scores met: {len(fit['lp_unmet_words'])}")
+        lines.append(
+            "- split rules accepted for: "
+            + (", ".join(f"{readable(r['char'])!r} ({r['fixed_occurrences']:g} occ.)" for r in rules) or "none")
+        )
+        if fit.get("history"):
+            lines += ["", "| round | mismatched types | mismatched occurrences | new rows | seconds |",
+                      "|---:|---:|---:|---:|---:|"]
+            lines += [f"| {h['round']} | {h['mismatched_types']} | {h['mismatched_occurrences']:g} | "
+                      f"{h.get('new_rows', '')} | {h.get('seconds', '')} |" for h in fit["history"]]
+    if summary.get("settings"):
+        lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in summary["settings"].items()]
     return "\n".join(lines) + "\n"
 
 
