@@ -293,7 +293,12 @@ def main(argv: list[str] | None = None) -> dict:
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--warmup-steps", type=int, default=20)
     g.add_argument("--eval-batch-size", type=int, default=16)
+    p.add_argument("--tables-only", action="store_true", help="print the tables of an earlier <out>/results.json")
     args = p.parse_args(argv)
+    if args.tables_only:
+        results = json.loads((args.out / "results.json").read_text())
+        print_tables(results, argparse.Namespace(**results["args"]))
+        return results
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -414,6 +419,10 @@ def print_tables(results: dict, args) -> None:
         ["init", "domain loss/token", "domain bpb", "domain loss on reassigned ids", "general bpb"],
         rows,
     ))
+    sets = results["pipeline"]["distillation_report"].get("sets", {})
+    exact = {k: 1 - v["mismatched_occurrences"] / max(v["word_occurrences"], 1) for k, v in sets.items()}
+    print("\ndistilled tokenizer, share of word occurrences encoded exactly as GPT-2 BPE: "
+          + ", ".join(f"{k} {100 * v:.2f}%" for k, v in exact.items()))
     g = results["general_text"]
     print(f"\ndomain held-out: {results['base_model']['domain']['bytes']} predicted bytes (original tokenizer); "
           f"general held-out: {g['heldout_documents']} help topics, {g['heldout_bytes']} bytes; "
