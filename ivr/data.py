@@ -50,6 +50,16 @@ def _plain(settings, drop: tuple[str, ...] = ()) -> dict:
     return json.loads(json.dumps({k: v for k, v in raw.items() if k not in drop}, default=str))
 
 
+def _checkpoint_fingerprint(name_or_path: str | None) -> list | None:
+    """Hashes of a local checkpoint directory's config and weight files: the same path holding new weights
+    (a model saved again in place) must rebuild the embeddings. None for a Hub name."""
+    path = Path(name_or_path) if name_or_path else None
+    if path is None or not path.is_dir():
+        return None
+    files = sorted(p for p in path.iterdir() if p.is_file() and (p.name == "config.json" or p.suffix in {".safetensors", ".bin"}))
+    return [[p.name, file_sha256(p)] for p in files]
+
+
 class IVRDataModule(LightningDataModule):
     def __init__(
         self,
@@ -300,6 +310,7 @@ class IVRDataModule(LightningDataModule):
             raise ValueError("ivr align needs a base model: set model.model_name_or_path or model.from_config")
         key = {
             "base_model": base,
+            "base_model_files": _checkpoint_fingerprint(hp.base_model_name_or_path) if hp.base_model_config is None else None,
             "rules": [str(rules), self._sha(rules)],
             "original_tokenizer": self._sha(original_dir / "tokenizer.json"),
             "remapped_tokenizer": self._sha(remapped_dir / "tokenizer.json"),

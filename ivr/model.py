@@ -153,6 +153,9 @@ class IVRLanguageModel(LightningModule):
 
         hp = self.hparams
         model = base_gpt2(hp.model_name_or_path, hp.from_config, hp.attn_implementation)
+        # from_pretrained returns a model in eval mode, and Lightning keeps the modes it finds: without this,
+        # fine-tuning a pretrained checkpoint would run with dropout off
+        model.train()
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         init = datamodule.embedding_init() if hasattr(datamodule, "embedding_init") else None
         if init is not None:

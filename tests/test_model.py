@@ -55,3 +55,11 @@ def test_missing_pretrained_weights_name_both_ways_out(tmp_path, monkeypatch):
 def test_model_source_must_be_exactly_one(kw):
     with pytest.raises(ValueError, match="model_name_or_path"):
         IVRLanguageModel(**kw)
+
+
+def test_pretrained_checkpoint_is_built_in_train_mode(tmp_path):
+    """from_pretrained hands back an eval-mode model; fine-tuning it must still use dropout."""
+    build_gpt2(GPT2Shape(n_layer=1, n_head=1, n_embd=8, n_positions=16)).save_pretrained(tmp_path)
+    module = IVRLanguageModel(model_name_or_path=str(tmp_path))
+    module.configure_model()
+    assert all(m.training for m in module.model.modules())

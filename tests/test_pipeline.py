@@ -95,3 +95,20 @@ def test_align_shorthand_flags(ivr_run):
     untouched = torch.ones(len(final), dtype=torch.bool)
     untouched[ids] = False
     assert torch.equal(final[untouched], original[untouched])
+
+
+def test_align_rebuilds_when_a_local_checkpoint_is_saved_again(ivr_run, tmp_path):
+    """The same checkpoint directory holding new weights must not reuse embeddings aligned from the old ones."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    root, args = ivr_run
+    base, out_dir = tmp_path / "base", tmp_path / "emb"
+    config = GPT2Config(n_layer=1, n_head=1, n_embd=16, n_positions=32)
+    align = ["align", *args, "--model-name", str(base), "--embeddings-output-dir", str(out_dir)]
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config)
+        model.save_pretrained(base)
+        main(align)
+        assert torch.equal(torch.load(out_dir / "original_wte.pt"), model.transformer.wte.weight.detach())
