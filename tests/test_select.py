@@ -111,3 +111,24 @@ def test_rare_strings_are_not_selected(distilled, tmp_path):
     assert all(r.domain_count >= 5 for r in sel.replacements)
     assert text_to_piece(" the") not in {r.new_token for r in sel.replacements}
     assert all(readable(r.new_token) == r.new_text for r in sel.replacements)
+
+
+def test_strings_the_pre_tokenizer_cuts_alone_are_not_selected(distilled, tmp_path):
+    """A string that is one pre-token only in context (the distilled run rules look ahead) must not be picked:
+    remap would reject it."""
+    from tokenizers import Regex, Tokenizer, pre_tokenizers
+
+    from ivr.analysis.select import IVRSettings, select_replacements, single_pretoken
+
+    tok = Tokenizer.from_str(distilled.to_str())
+    # cut a trailing run of tildes only at the end of the text, as a context-dependent rule would
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(r"~+\z"), "isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    docs = ["a ~~~~~~~ b\n" * 50]
+    assert not single_pretoken(tok, " ~~~~~~~")
+    selection = select_replacements(tok, docs, IVRSettings(num_replacements=20, min_count=5),
+                                     tmp_path / "c.csv", tmp_path / "log.md")
+    for r in selection.replacements:
+        assert single_pretoken(tok, r.new_text), r.new_text
+    assert selection.summary["excluded"]["split_when_alone"] >= 1

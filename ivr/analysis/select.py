@@ -308,6 +308,11 @@ def select_replacements(
     ranked = {s for s, c in counts.items() if c >= settings.min_count}
     excluded["already_in_vocabulary"] = len(ranked & vocab)
     ranked -= vocab
+    # the distilled pre-tokenizer's run rules depend on context: a string that is one pre-token inside a
+    # word may be cut when it stands alone, and remap (rightly) refuses such a piece
+    split_alone = {s for s in ranked if not single_pretoken(distilled, piece_to_bytes(s).decode("utf-8"))}
+    excluded["split_when_alone"] = len(split_alone)
+    ranked -= split_alone
 
     forced_notes: list[str] = []
     forced_ok: list[str] = []
@@ -487,6 +492,10 @@ def _selection_log(settings: IVRSettings, summary: dict, reps: Sequence[Replacem
         (
             f"- {ex['already_in_vocabulary']} frequent span strings that already are a token (which the distilled "
             "tokenizer does not emit there): a piece cannot appear twice."
+        ),
+        (
+            f"- {ex['split_when_alone']} frequent span strings the pre-tokenizer's run rules cut when they stand "
+            "alone: a piece must survive pre-tokenization on its own."
         ),
         *[f"- forced: {n}" for n in notes],
         "",
