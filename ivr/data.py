@@ -39,6 +39,24 @@ STAGES = ("init", "analyze", "distill-tokenizer", "select", "remap", "align")
 DATASET_FORMAT_VERSION = 1
 
 
+STAGE_CODE = {
+    "analyze": ("analysis/frequency.py",),
+    "distill-tokenizer": ("tokenizers/distill.py", "tokenizers/verify.py"),
+    "select": ("analysis/select.py",),
+    "remap": ("tokenizers/remap.py", "analysis/select.py"),
+    "align": ("embeddings.py", "model.py"),
+}
+
+
+def code_fingerprint(stage: str) -> str:
+    """Hash of the source files that decide a stage's outputs."""
+    package = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in STAGE_CODE.get(stage, ()):
+        h.update((package / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def settings_as(cls, value):
     """Settings arrive as the dataclass from the CLI, or as a dict from a checkpoint's hyperparameters."""
     return value if isinstance(value, cls) else cls(**(value or {}))
@@ -174,8 +192,10 @@ class IVRDataModule(LightningDataModule):
         return file_sha256(path) if Path(path).is_file() else "absent"
 
     def _staged(self, stage: str, key: dict, outputs: list[Path], build) -> list[Path]:
-        """Run ``build`` unless the stamp shows these outputs were built from exactly ``key``."""
+        """Run ``build`` unless the stamp shows these outputs were built from exactly ``key`` by this code."""
         stamp = self.paths.stamp(stage)
+        # a new version of the stage's code may write different outputs from the same inputs
+        key = {**key, "code": code_fingerprint(stage)}
         if not is_current(stamp, key, outputs):
             build()
             write_stamp(stamp, key, outputs)

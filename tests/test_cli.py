@@ -90,3 +90,17 @@ def test_predict_continues_prompts_from_a_file(tmp_path, monkeypatch, capsys):
 def test_predict_without_prompts_says_what_to_pass(tmp_path):
     with pytest.raises(ValueError, match="--data.prompts_path"):
         main(["predict", *tiny_cli_args(tmp_path)])
+
+
+def test_a_stage_rebuilds_when_its_code_changes(tmp_path, monkeypatch):
+    import ivr.data
+
+    main(["init", *tiny_cli_args(tmp_path)])
+    main(["analyze", *tiny_cli_args(tmp_path)])
+    seq = tmp_path / "artifacts" / "analysis" / "reports" / "bpe_token_id_sequences.txt"
+    first = seq.stat().st_mtime_ns
+    main(["analyze", *tiny_cli_args(tmp_path)])
+    assert seq.stat().st_mtime_ns == first
+    monkeypatch.setattr(ivr.data, "code_fingerprint", lambda stage: "a newer version")
+    main(["analyze", *tiny_cli_args(tmp_path)])
+    assert seq.stat().st_mtime_ns != first
