@@ -41,7 +41,9 @@ class IVRTrainer(Trainer):
     """Lightning's Trainer plus the data-preparation commands."""
 
     def prepare(self, model: LightningModule, datamodule: IVRDataModule) -> None:
-        """Run every data-preparation stage (no model weights are loaded) and print where each artifact went."""
+        """Run the preparation stages data.tokenizer needs, no training, and print where each artifact went.
+
+        Only the align stage reads model weights (the base model's embedding rows)."""
         _print_artifacts("prepare", datamodule.prepare_data())
 
     def train(
