@@ -5,13 +5,16 @@ Method, in four steps:
 1. Words: the corpus's distinct byte-level pre-tokens (weighted by count), every vocabulary piece on its
    own and simple variants of it (leading space toggled, capitalised), plus an optional word list file.
    Labels are BPE's own segmentations of each word.
-2. Initial scores: each piece scores the sum over the merges of its merge tree of ``(rank + 1) ** -exponent``,
-   so early merges dominate as they do in BPE and every piece beats its own decomposition.
-3. Cutting planes with row-action updates: every word the current Unigram Viterbi (the ``tokenizers`` one, so
-   its tie rule is the real one) gets wrong adds the row "BPE's segmentation beats this one by a margin";
-   Kaczmarz sweeps over all rows collected so far (plus one row per merge: a piece beats its two halves) move
-   the scores the least, weighted towards rarely used pieces. Rounds are bounded in number and time and the
-   round with the fewest weighted mismatches is kept.
+2. Initial scores: merge ``rank`` weighs ``(rank + 1) ** -exponent`` and a piece scores the sum of the weights
+   in its merge tree, so early merges dominate as they do in BPE and every piece beats its own halves.
+3. Cutting planes over the merge weights: every word the current Unigram Viterbi (the ``tokenizers`` one, on
+   the scores as they will be written) gets wrong adds the row "BPE's segmentation beats this one by a
+   margin"; a linear program over all rows so far finds the smallest relative change of the merge weights
+   that meets them (cheap on merges few words use; a word is given up only where keeping it costs more than
+   its weight). Fitting merge weights rather than free piece scores keeps scores merge-tree sums, which is
+   what carries the fit to words it never saw. Rounds are bounded in number and time; the round with the
+   fewest weighted mismatches is kept, and a last phase-one program proves which of the words still wrong
+   cannot be matched together with the others.
 4. Scale: Viterbi is unchanged by ``score -> lam * score - c * len(piece)`` (every segmentation of a word
    covers the same characters), so ``lam`` and ``c`` are fitted to make scores look like log-probabilities
    of the corpus's BPE token frequencies, with every score negative.
@@ -24,6 +27,7 @@ text, as for BPE), accepted per character only when they fix enough fit words an
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -31,16 +35,18 @@ import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from tokenizers import Regex, Tokenizer, pre_tokenizers
 from tokenizers.models import Unigram
 from tqdm import tqdm
 
 from ivr.tokenizers.bpe import gpt2_merges
-from ivr.tokenizers.byte_level import EOS_ID, EOS_TOKEN, GPT2_VOCAB_SIZE, piece_to_bytes
+from ivr.tokenizers.byte_level import EOS_ID, EOS_TOKEN, GPT2_VOCAB_SIZE, bytes_to_piece, piece_to_bytes, readable
 from ivr.tokenizers.io import byte_level_tokenizer, save_tokenizer_dir
 
 log = logging.getLogger(__name__)
@@ -48,8 +54,6 @@ log = logging.getLogger(__name__)
 # LP unknowns are in units of 1e-12 so that the solver's absolute tolerances sit far below the score gaps
 LP_UNIT = 1e-12
 EOS_SCORE = -1000.0
-# a violated row is moved this many margins past its boundary (not onto it)
-OVERSHOOT = 2.0
 
 
 @dataclass
@@ -58,22 +62,17 @@ class DistillSettings:
 
     strict: bool = False
     """Fail when any corpus word occurrence (ties included) gets ids other than BPE's."""
-    init_exponent: float = 3.0
-    """Initial score of a piece: sum over its merge tree of ``(rank + 1) ** -init_exponent``."""
+    init_exponent: float = 2.5
+    """Initial weight of merge ``rank`` is ``(rank + 1) ** -init_exponent``; a piece scores the sum over its tree."""
     max_iterations: int = 40
-    """Most fitting rounds (each: one Viterbi pass over all words, then row-action sweeps over the rows)."""
-    max_seconds: float = 30.0
+    """Most fitting rounds (each: one Viterbi pass over all words, then one linear program over the rows)."""
+    max_seconds: float = 120.0
     """Stop starting fitting rounds after this many seconds of score fitting (the best round is kept)."""
-    patience: int = 2
-    """Stop after this many rounds without fewer weighted mismatches than the best round."""
     margin: float = 1.0
     """How much BPE's segmentation must beat each collected competitor, in units of 1e-12."""
-    sweeps: int = 30
-    """Most Kaczmarz sweeps over the collected rows per round."""
-    max_step: float = 1e12
-    """Rows violated by more than this (units of 1e-12) are left alone in a round (the default projects all)."""
-    protect_merges: bool = True
-    """Start with one row per merge (the merged piece beats its two halves) so updates do not undo merges."""
+    slack_penalty: float = 1e8
+    """Cost of giving up one word occurrence by one unit of margin, against changing by 100% the weight of a
+    merge that one fit word uses (changes cost more on merges many words use)."""
     vocab_words: bool = True
     """Fit on every vocabulary piece as a word of its own."""
     vocab_variants: bool = True
@@ -137,13 +136,28 @@ def pre_token_counts(pre_tokenizer: Tokenizer, texts: Iterable[str], desc: str =
     return counts, n
 
 
-def initial_scores(pieces: Sequence[str], merges: Sequence[tuple[str, str]], exponent: float) -> np.ndarray:
-    """Merge-tree scores: a piece's score is the sum of ``(rank + 1) ** -exponent`` over its merge tree."""
+def merge_tree_matrix(pieces: Sequence[str], merges: Sequence[tuple[str, str]]) -> sp.csr_matrix:
+    """Pieces x merges: how often each merge occurs in the merge tree that builds each piece from bytes."""
     index = {p: i for i, p in enumerate(pieces)}
-    scores = np.zeros(len(pieces))
+    trees: list[Counter] = [Counter() for _ in pieces]
     for rank, (a, b) in enumerate(merges):
-        scores[index[a + b]] = scores[index[a]] + scores[index[b]] + (rank + 1) ** -exponent
-    return scores
+        tree = trees[index[a]] + trees[index[b]]
+        tree[rank] += 1
+        trees[index[a + b]] = tree
+    rows = [p for p, t in enumerate(trees) for _ in t]
+    cols = [m for t in trees for m in t]
+    vals = [c for t in trees for c in t.values()]
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(pieces), len(merges)), dtype=np.float64)
+
+
+def merge_weights(n_merges: int, exponent: float) -> np.ndarray:
+    """Initial merge weights ``(rank + 1) ** -exponent``: early merges dominate, as they do in BPE."""
+    return (np.arange(n_merges, dtype=np.float64) + 1.0) ** -exponent
+
+
+def initial_scores(pieces: Sequence[str], merges: Sequence[tuple[str, str]], exponent: float) -> np.ndarray:
+    """Merge-tree scores: a piece's score is the sum of the weights of the merges in its tree."""
+    return merge_tree_matrix(pieces, merges) @ merge_weights(len(merges), exponent)
 
 
 def fit_words(pieces: Sequence[str], corpus_counts: Counter, settings: DistillSettings) -> Counter:
@@ -194,133 +208,146 @@ def _difference(gold: Sequence[int], other: Sequence[int]) -> dict[int, int]:
     return {k: v for k, v in d.items() if v}
 
 
-def _project(
-    s: np.ndarray, rows: list[tuple[np.ndarray, np.ndarray]], order: np.ndarray, margin: np.ndarray, sweeps: int,
-    usage: np.ndarray, max_step: float = math.inf,
-) -> int:
-    """Row-action (Kaczmarz) sweeps: move ``s`` onto every violated half-space ``d . s >= margin[row]`` in turn.
+def _solve_rows(
+    s0: np.ndarray, trees: sp.csr_matrix, w0: np.ndarray, rows: list[dict[int, int]], row_weight: np.ndarray,
+    merge_usage: np.ndarray, margin: float, penalty: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The linear program of one cutting-plane round; returns (merge weight change, slack per row), in ``LP_UNIT``.
 
-    Each move is the smallest in the metric weighted by ``usage`` (how many fit words use a piece), so the
-    change lands on rarely used pieces and leaves the scores that many words depend on nearly alone.
-    A violated row is over-projected to twice the margin so that it does not sit on its boundary. Rows are
-    visited in ``order`` (heaviest words last, so that where rows conflict the frequent words win the sweep).
-    Rows violated by more than ``max_step`` are skipped: the large moves they need would break many other words.
-    Returns how many rows were still violated at the start of the last sweep.
+    The unknowns are changes ``dw`` of the merge weights (scores stay merge-tree sums ``s0 + trees @ dw``).
+    Every row says "BPE's segmentation beats this competitor by ``margin``": ``d . s >= margin`` with a
+    slack ``xi >= 0``. With a ``penalty`` the objective is ``sum usage * |dw| / w0 + penalty * sum weight * xi``:
+    relative changes, cheapest on merges few fit words use, and a word is only given up where keeping it would
+    cost more. Weights never drop below half their initial value, so every piece keeps beating its own halves.
+    With ``penalty=None`` only the weighted slack is minimised (a phase-one program: its optimum is above zero
+    exactly when no merge weights satisfy all rows at once).
     """
-    import scipy.sparse as sp
+    from scipy.optimize import linprog
 
-    if not rows:
-        return 0
-    cols = np.concatenate([k for k, _ in rows])
-    vals = np.concatenate([v for _, v in rows]).astype(np.float64)
-    indptr = np.cumsum([0] + [len(k) for k, _ in rows])
-    D = sp.csr_matrix((vals, cols, indptr), shape=(len(rows), len(s)))
-    inv = 1.0 / usage
-    norms = np.asarray(D.multiply(D).multiply(inv[None, :]).sum(axis=1)).ravel()
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    violated = 0
-    for _ in range(sweeps):
-        m_all = D @ s
-        viol = np.flatnonzero((m_all < margin) & (m_all > margin - max_step))
-        violated = len(viol)
-        if not violated:
-            break
-        for r in viol[np.argsort(rank[viol], kind="stable")]:
-            k, v = rows[r]
-            m = float(v @ s[k])
-            if m < margin[r]:
-                s[k] += (OVERSHOOT * margin[r] - m) / norms[r] * v * inv[k]
-    return violated
+    m = len(rows)
+    D = sp.csr_matrix(
+        ([v for d in rows for v in d.values()], ([r for r, d in enumerate(rows) for _ in d], [k for d in rows for k in d])),
+        shape=(m, trees.shape[0]),
+    )
+    in_merges = (D @ trees).tocsc()
+    cols = np.flatnonzero(np.diff(in_merges.indptr))
+    DM = in_merges[:, cols].tocsr()
+    n = len(cols)
+    # dw = p - q with p, q >= 0 (|dw| = p + q at the optimum): -(DM (p - q)) - xi <= d . s0 - margin
+    A = sp.hstack([-DM, DM, -sp.identity(m)], format="csr")
+    change_cost = merge_usage[cols] / w0[cols]
+    if penalty is None:
+        cost = np.concatenate([np.zeros(2 * n), row_weight])
+    else:
+        cost = np.concatenate([change_cost, change_cost, penalty * row_weight])
+    upper = np.concatenate([np.full(n, np.inf), 0.5 * w0[cols], np.full(m, np.inf)])
+    res = linprog(cost, A_ub=A, b_ub=D @ s0 - margin, bounds=np.stack([np.zeros_like(upper), upper], axis=1),
+                  method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"score fitting: the linear program failed: {res.message}")
+    dw = np.zeros(len(w0))
+    dw[cols] = res.x[:n] - res.x[n : 2 * n]
+    return dw, res.x[2 * n :]
 
 
 def fit_scores(
     pieces: Sequence[str], words: list[str], weights: np.ndarray, gold: list[list[int]], settings: DistillSettings
 ) -> tuple[np.ndarray, dict]:
-    """Fit raw scores (in units of ``LP_UNIT``) so that the Unigram Viterbi gives ``gold`` on ``words``.
+    """Fit the 50257 scores so that the Unigram Viterbi gives ``gold`` on ``words``.
 
-    Cutting planes with row-action updates: each round encodes all words with the real ``tokenizers``
-    Unigram; every wrong word adds the row "BPE's segmentation beats this one by ``margin``"; then a few
-    Kaczmarz sweeps over all rows collected so far move the scores the least (L2) to meet them. Rounds stop
-    when no word is wrong, no new row appears, mismatches stop falling for ``patience`` rounds, or after
-    ``max_iterations`` rounds / ``max_seconds``; the round with the fewest weighted mismatches is kept.
+    Cutting planes: each round encodes all words with the real ``tokenizers`` Unigram; every wrong word adds
+    the row "BPE's segmentation beats this competitor by ``margin``"; a linear program over all rows collected
+    so far finds the cheapest change of the merge weights that meets them (``_solve_rows``). Rounds stop
+    when no new row appears, or after ``max_iterations`` rounds / ``max_seconds``; the round with the fewest
+    weighted non-tie mismatches is kept. A last phase-one program over all rows tells which of the words still
+    wrong are given up because their rows cannot hold together with the rest.
     """
     start = time.perf_counter()
-    s = initial_scores(pieces, gpt2_merges(), settings.init_exponent) / LP_UNIT
-    s[EOS_ID] = 0.0
-    rows: list[tuple[np.ndarray, np.ndarray]] = []
-    row_weight: list[float] = []
-    row_margin: list[float] = []
-    seen: set[tuple[int, tuple[int, ...]]] = set()
-    best = (math.inf, s.copy(), 0)
-    history: list[dict] = []
-    stale = 0
-    usage = np.ones_like(s)
-    for ids in gold:
+    trees = merge_tree_matrix(pieces, gpt2_merges())
+    w0 = merge_weights(trees.shape[1], settings.init_exponent) / LP_UNIT
+    s0 = trees @ w0
+    usage = np.ones_like(s0)
+    token_counts = np.zeros_like(s0)
+    for ids, w in zip(gold, weights):
         usage[list(set(ids))] += 1
-    if settings.protect_merges:  # every piece beats its own two halves: the competitor most words have
-        index = {p: i for i, p in enumerate(pieces)}
-        for a, b in gpt2_merges():
-            d = _difference([index[a + b]], [index[a], index[b]])
-            rows.append((np.fromiter(d.keys(), dtype=np.int64), np.fromiter(d.values(), dtype=np.float64)))
-            row_weight.append(math.inf)
-            # keep at least the gap the initial scores give (or the margin): met from the start
-            row_margin.append(min(settings.margin, 0.5 * float(rows[-1][1] @ s[rows[-1][0]])))
+        np.add.at(token_counts, ids, w)
+    merge_usage = trees.T @ usage
+    # the rounds run Viterbi on the scores as they will be written, so float rounding cannot flip a word later
+    scale = log_prob_scale(s0, pieces, token_counts)
+    rows: list[dict[int, int]] = []
+    row_word: list[int] = []
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+    dw = np.zeros_like(w0)
+    best = (math.inf, dw, 0, [])
+    history: list[dict] = []
     bar = tqdm(range(settings.max_iterations), desc="fitting scores", unit="round", mininterval=2.0)
     for it in bar:
-        pred = [e.ids for e in unigram_tokenizer(pieces, s * LP_UNIT).encode_batch(words)]
-        bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g]
+        pred = [e.ids for e in unigram_tokenizer(pieces, scale(s0 + trees @ dw)).encode_batch(words)]
+        bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g and sorted(p) != sorted(g)]
         loss = float(weights[bad].sum())
         new = 0
         for i in bad:
-            key = (i, tuple(pred[i]))
-            d = _difference(gold[i], pred[i])
-            if d and key not in seen:
-                seen.add(key)
-                k = np.fromiter(d.keys(), dtype=np.int64, count=len(d))
-                rows.append((k, np.fromiter(d.values(), dtype=np.float64, count=len(d))))
-                row_weight.append(float(weights[i]))
-                row_margin.append(settings.margin)
+            if (i, tuple(pred[i])) not in seen:
+                seen.add((i, tuple(pred[i])))
+                rows.append(_difference(gold[i], pred[i]))
+                row_word.append(i)
                 new += 1
         if loss < best[0]:
-            best, stale = (loss, s.copy(), it), 0
-        else:
-            stale += 1
+            best = (loss, dw, it, bad)
         elapsed = time.perf_counter() - start
-        entry = {"round": it, "mismatched_types": len(bad), "mismatched_occurrences": loss, "new_rows": new,
-                 "seconds": round(elapsed, 2)}
+        history.append({"round": it, "mismatched_types": len(bad), "mismatched_occurrences": loss, "new_rows": new,
+                        "seconds": round(elapsed, 2)})
         bar.set_postfix(mismatched=len(bad), new=new, rows=len(rows))
-        if not bad or new == 0 or stale >= settings.patience or elapsed > settings.max_seconds:
-            history.append(entry)
+        if not new or elapsed > settings.max_seconds:
             break
-        order = np.argsort(np.asarray(row_weight), kind="stable")
-        entry["still_violated_rows"] = _project(s, rows, order, np.asarray(row_margin), settings.sweeps, usage,
-                                               settings.max_step)
-        history.append(entry)
+        dw, _ = _solve_rows(s0, trees, w0, rows, weights[row_word], merge_usage, settings.margin,
+                            settings.slack_penalty)
+    given_up: list[str] = []
+    if best[3]:
+        _, slack = _solve_rows(s0, trees, w0, rows, weights[row_word], merge_usage, settings.margin, None)
+        unsatisfiable = {row_word[r] for r in np.flatnonzero(slack > 1e-6)}
+        given_up = [words[i] for i in sorted(best[3], key=lambda i: (-weights[i], words[i])) if i in unsatisfiable]
     stats = {
         "rounds": len(history),
         "constraints": len(rows),
         "best_round": best[2],
         "history": history,
-        "changed_pieces": int((np.abs(best[1] - initial_scores(pieces, gpt2_merges(), settings.init_exponent) / LP_UNIT)
-                               > 1e-6).sum()),
+        "changed_merges": int((np.abs(best[1]) > 1e-6).sum()),
+        "fit_mismatched_nontie_types_best_round": len(best[3]),
+        "proven_unsatisfiable_types": len(given_up),
+        "proven_unsatisfiable_examples": [readable(w) for w in given_up[: settings.examples]],
+        "score_scale": {"lam": scale.lam, "c": scale.c},
         "score_fit_seconds": round(time.perf_counter() - start, 2),
     }
-    return best[1], stats
+    return scale(s0 + trees @ best[1]), stats
 
 
-def log_prob_scale(raw: np.ndarray, pieces: Sequence[str], token_counts: np.ndarray) -> np.ndarray:
-    """Map raw scores to ``lam * raw - c * len`` (same Viterbi) fitted to log token frequencies, all negative."""
+@dataclass(frozen=True)
+class ScoreScale:
+    """``lam * raw * LP_UNIT - c * len(piece)``: the same Viterbi as ``raw`` (every segmentation of a word covers
+    the same characters), with scores that look like log-probabilities and are all negative."""
+
+    lam: float
+    c: float
+    lens: np.ndarray
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        scores = self.lam * (raw * LP_UNIT) - self.c * self.lens
+        scores[EOS_ID] = EOS_SCORE
+        return scores
+
+
+def log_prob_scale(raw: np.ndarray, pieces: Sequence[str], token_counts: np.ndarray) -> ScoreScale:
+    """Fit ``lam`` and ``c`` so that the scaled ``raw`` scores match log token frequencies, all negative."""
     lens = np.array([len(p) for p in pieces], dtype=np.float64)
     real = raw * LP_UNIT
     logp = np.log((token_counts + 0.5) / (token_counts + 0.5).sum())
     mask = np.arange(len(pieces)) != EOS_ID
     (lam, c), *_ = np.linalg.lstsq(np.stack([real[mask], -lens[mask]], axis=1), logp[mask], rcond=None)
     lam = max(float(lam), 1.0)  # a small lam would shrink the fitted margins towards float rounding
+    # 0.01 of headroom: the fit moves raw scores by far less than that
     c = max(float(c), float((lam * real[mask] / lens[mask]).max()) + 0.01)
-    scores = lam * real - c * lens
-    scores[EOS_ID] = EOS_SCORE
-    return scores
+    return ScoreScale(lam, c, lens)
 
 
 # --- split rules for runs of one character ---
@@ -382,6 +409,24 @@ def _rx(raw: str) -> str:
     return "\\x{%02X}" % ord(raw)
 
 
+def _piece(raw: str) -> str:
+    return bytes_to_piece(raw.encode("utf-8"))
+
+
+def _run_end(c: str, merging: Sequence[str]) -> str:
+    """Lookahead for the end of a punctuation run: not before ``c`` itself, a neighbour in ``merging``,
+    a non-ASCII byte or a contraction."""
+    return f"(?![{c}{''.join(_rx(r) for r in merging)}]|[^\\x{{00}}-\\x{{7F}}]|{CONTRACTION})"
+
+
+def _no_merge_across(bare_bpe: Tokenizer, cuts: Sequence[tuple[str, str]]) -> bool:
+    """Whether BPE segments every ``left + right`` as ``left`` and ``right`` apart (byte-level strings)."""
+    both = bare_bpe.encode_batch([a + b for a, b in cuts])
+    lefts = bare_bpe.encode_batch([a for a, _ in cuts])
+    rights = bare_bpe.encode_batch([b for _, b in cuts])
+    return all(w.tokens == a.tokens + b.tokens for w, a, b in zip(both, lefts, rights))
+
+
 def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
     """Regex alternatives cutting runs of ``char`` that start a pre-token into BPE's chunks, or None.
 
@@ -416,21 +461,32 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
     ascii_chars = lambda chars: sorted(  # noqa: E731
         {piece_to_bytes(ch).decode("latin-1") for ch in chars} & set(ASCII_PUNCT + " \t\n")
     )
-    end = RUN_END[kind]
+    end = end_whole = RUN_END[kind]
     prefix = None
+    # a neighbour that merges with ``char`` somewhere may still never merge across a cut: asked of BPE itself
+    right_ok: list[str] = []
     if kind == "punct":
         right = ascii_chars({b[0] for a, b in merges if a[-1] == char and b[0] != char})
-        end = f"(?![{c}{''.join(_rx(r) for r in right)}]|[^\\x{{00}}-\\x{{7F}}]|{CONTRACTION})"
+        conts = ["", "Ġ", "x", "Ċ", char, char * 2, char * 3]
+        right_ok = [r for r in right if _no_merge_across(
+            bare_bpe, [(char * a, char * n + _piece(r) + e) for a, ns in rests.items() for n in ns for e in conts])]
+        whole_ok = [r for r in right if _no_merge_across(
+            bare_bpe, [(char * n, _piece(r) + e) for n in whole for e in conts])]
+        end = _run_end(c, [r for r in right if r not in right_ok])
+        end_whole = _run_end(c, [r for r in right if r not in whole_ok])
     if kind in ("punct", "quote"):
-        left = set(ascii_chars({a[-1] for a, b in merges if b[0] == char and a[-1] != char}))
-        before = "".join(_rx(p) for p in ASCII_PUNCT if p != raw and p not in left)
+        left = ascii_chars({a[-1] for a, b in merges if b[0] == char and a[-1] != char})
+        tails = ["", "Ġ", "x"] + [_piece(r) for r in right_ok]
+        left_ok = {p for p in left if _no_merge_across(bare_bpe, [
+            (pre + _piece(p), char * n + t) for pre in ("", "Ġ") for n in range(2, max_run + 1) for t in tails])}
+        before = "".join(_rx(p) for p in ASCII_PUNCT if p != raw and (p not in left or p in left_ok))
         prefix = f"[{before}](?={c}{{2,{max_run}}}{end})"
     alts = []
     for a in sorted(rests, reverse=True):
         rest = "|".join(_repeat(c, lo, hi) for lo, hi in _ranges(rests[a]))
         alts.append(f"{_repeat(c, a - 1, a - 1) if a > 1 else ''}(?=(?:{rest}){end})")
     if kind == "punct" and whole:  # a whole-chunk run followed by more punctuation is cut off as it is
-        alts.append(f"(?:{'|'.join(_repeat(c, lo - 1, hi - 1) for lo, hi in _ranges(whole))}){end}")
+        alts.append(f"(?:{'|'.join(_repeat(c, lo - 1, hi - 1) for lo, hi in _ranges(whole))}){end_whole}")
     return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix}
 
 
@@ -524,6 +580,19 @@ def select_split_rules(
 # --- the stage ---
 
 
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector: each round builds ~10^5 small lists (no cycles), and with a large
+    corpus alive every collection they trigger walks it, which more than doubled the fit's time."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def fit_distilled(
     bpe: Tokenizer, corpus_counts: Counter, settings: DistillSettings
 ) -> tuple[Tokenizer, FitResult]:
@@ -534,12 +603,8 @@ def fit_distilled(
     words = sorted(weighted)  # sorted: the fit must not depend on the corpus's iteration order
     weights = np.array([weighted[w] for w in words], dtype=np.float64)
     gold = [e.ids for e in bare_bpe.encode_batch(words)]
-    raw, stats = fit_scores(pieces, words, weights, gold, settings)
-
-    token_counts = np.zeros(len(pieces))
-    for ids, w in zip(gold, weights):
-        np.add.at(token_counts, ids, w)
-    scores = log_prob_scale(raw, pieces, token_counts)
+    with _gc_paused():
+        scores, stats = fit_scores(pieces, words, weights, gold, settings)
     model_tok = unigram_tokenizer(pieces, scores)
     rules, considered = (
         select_split_rules(bare_bpe, model_tok, words, weights, gold, settings) if settings.split_rules else ([], [])
@@ -585,7 +650,7 @@ def distill_tokenizer(
 
     metadata = {
         "stage": "distill",
-        "method": "unigram scores by cutting planes with row-action updates on BPE segmentations",
+        "method": "unigram scores by cutting planes (linear programs) on BPE segmentations",
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
         "score_scale": "lam * merge-tree score - c * len(piece); all scores negative",
         "split_rules": fit.split_rules,
