@@ -419,12 +419,25 @@ def _run_end(c: str, merging: Sequence[str]) -> str:
     return f"(?![{c}{''.join(_rx(r) for r in merging)}]|[^\\x{{00}}-\\x{{7F}}]|{CONTRACTION})"
 
 
-def _no_merge_across(bare_bpe: Tokenizer, cuts: Sequence[tuple[str, str]]) -> bool:
-    """Whether BPE segments every ``left + right`` as ``left`` and ``right`` apart (byte-level strings)."""
-    both = bare_bpe.encode_batch([a + b for a, b in cuts])
-    lefts = bare_bpe.encode_batch([a for a, _ in cuts])
-    rights = bare_bpe.encode_batch([b for _, b in cuts])
-    return all(w.tokens == a.tokens + b.tokens for w, a, b in zip(both, lefts, rights))
+def _cuts_hold(bare_bpe: Tokenizer, cases: dict) -> dict:
+    """For each key, whether BPE segments every ``(left, right)`` pair as ``left`` and ``right`` apart."""
+    flat = [(key, a, b) for key, pairs in cases.items() for a, b in pairs]
+    both = bare_bpe.encode_batch([a + b for _, a, b in flat])
+    lefts = bare_bpe.encode_batch([a for _, a, _ in flat])
+    rights = bare_bpe.encode_batch([b for _, _, b in flat])
+    out = dict.fromkeys(cases, True)
+    for (key, _, _), w, a, b in zip(flat, both, lefts, rights):
+        if w.tokens != a.tokens + b.tokens:
+            out[key] = False
+    return out
+
+
+def _grouped(items: Sequence, key) -> list[tuple]:
+    """``items`` grouped by ``key(item)``, as sorted ``(key, items)`` pairs."""
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return sorted(groups.items())
 
 
 def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
@@ -434,10 +447,11 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
     are spliced into GPT-2's pre-tokenizer regex ahead of the class the character belongs to, so they are only
     tried where a pre-token starts (one regex pass per text, no lookbehind): at the start of a run of n they
     match the first chunk ``c{a(n)}``; the rest of the run then starts the next pre-token and is cut the same
-    way. A cut is only made where BPE cannot merge across it: the run must end before a character nothing
-    merges ``char`` with (for punctuation; letters, digits and quotes must end their pre-token). Punctuation
-    runs later in a punctuation pre-token (``#----``) are reached by a ``prefix`` alternative that cuts off
-    what comes before the run, where the character before it merges with nothing starting with ``char``.
+    way. A cut is only made where BPE does not merge across it: a punctuation run must end before a character
+    that BPE, asked for each run length, keeps apart from the run (``-+`` merges after some lengths of ``-``
+    and not others); letters, digits and quotes must end their pre-token. Punctuation runs later in a
+    punctuation pre-token (``+----``) are reached by a ``prefix`` alternative that cuts off what comes before
+    the run, for the run lengths at which BPE keeps the character before the run apart from it.
     Anything else (a leading space, longer than ``max_run``) is left to GPT-2's own alternatives.
     """
     raw = piece_to_bytes(char).decode("latin-1")
@@ -461,32 +475,37 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
     ascii_chars = lambda chars: sorted(  # noqa: E731
         {piece_to_bytes(ch).decode("latin-1") for ch in chars} & set(ASCII_PUNCT + " \t\n")
     )
-    end = end_whole = RUN_END[kind]
-    prefix = None
-    # a neighbour that merges with ``char`` somewhere may still never merge across a cut: asked of BPE itself
-    right_ok: list[str] = []
-    if kind == "punct":
-        right = ascii_chars({b[0] for a, b in merges if a[-1] == char and b[0] != char})
-        conts = ["", "Ġ", "x", "Ċ", char, char * 2, char * 3]
-        right_ok = [r for r in right if _no_merge_across(
-            bare_bpe, [(char * a, char * n + _piece(r) + e) for a, ns in rests.items() for n in ns for e in conts])]
-        whole_ok = [r for r in right if _no_merge_across(
-            bare_bpe, [(char * n, _piece(r) + e) for n in whole for e in conts])]
-        end = _run_end(c, [r for r in right if r not in right_ok])
-        end_whole = _run_end(c, [r for r in right if r not in whole_ok])
-    if kind in ("punct", "quote"):
-        left = ascii_chars({a[-1] for a, b in merges if b[0] == char and a[-1] != char})
-        tails = ["", "Ġ", "x"] + [_piece(r) for r in right_ok]
-        left_ok = {p for p in left if _no_merge_across(bare_bpe, [
-            (pre + _piece(p), char * n + t) for pre in ("", "Ġ") for n in range(2, max_run + 1) for t in tails])}
-        before = "".join(_rx(p) for p in ASCII_PUNCT if p != raw and (p not in left or p in left_ok))
-        prefix = f"[{before}](?={c}{{2,{max_run}}}{end})"
+    # which neighbours BPE never merges across a cut is asked of BPE itself, per run length
+    right = ascii_chars({b[0] for a, b in merges if a[-1] == char and b[0] != char}) if kind == "punct" else []
+    conts = ["", "Ġ", "x", "Ċ", char, char * 2, char * 3]
+    chunk_ok = _cuts_hold(bare_bpe, {(a, k, r): [(char * a, char * k + _piece(r) + e) for e in conts]
+                                     for a, ks in rests.items() for k in ks for r in right})
+    whole_ok = _cuts_hold(bare_bpe, {(n, r): [(char * n, _piece(r) + e) for e in conts] for n in whole for r in right})
+
+    def end(merging: Sequence[str]) -> str:
+        return _run_end(c, merging) if kind == "punct" else RUN_END[kind]
+
     alts = []
     for a in sorted(rests, reverse=True):
-        rest = "|".join(_repeat(c, lo, hi) for lo, hi in _ranges(rests[a]))
-        alts.append(f"{_repeat(c, a - 1, a - 1) if a > 1 else ''}(?=(?:{rest}){end})")
+        for merging, ks in _grouped(rests[a], lambda k: tuple(r for r in right if not chunk_ok[(a, k, r)])):
+            rest = "|".join(_repeat(c, lo, hi) for lo, hi in _ranges(ks))
+            alts.append(f"{_repeat(c, a - 1, a - 1) if a > 1 else ''}(?=(?:{rest}){end(merging)})")
     if kind == "punct" and whole:  # a whole-chunk run followed by more punctuation is cut off as it is
-        alts.append(f"(?:{'|'.join(_repeat(c, lo - 1, hi - 1) for lo, hi in _ranges(whole))}){end_whole}")
+        for merging, ns in _grouped(whole, lambda n: tuple(r for r in right if not whole_ok[(n, r)])):
+            alts.append(f"(?:{'|'.join(_repeat(c, lo - 1, hi - 1) for lo, hi in _ranges(ns))}){end(merging)}")
+    prefix = None
+    if kind in ("punct", "quote"):
+        left = ascii_chars({a[-1] for a, b in merges if b[0] == char and a[-1] != char})
+        tails = ["", "Ġ", "x"] + [_piece(r) for r in right]
+        left_ok = _cuts_hold(bare_bpe, {(p, n): [(pre + _piece(p), char * n + t) for pre in ("", "Ġ") for t in tails]
+                                        for p in left for n in range(2, max_run + 1)})
+        lengths = {p: [n for n in range(2, max_run + 1) if p not in left or left_ok[(p, n)]]
+                   for p in ASCII_PUNCT if p != raw}
+        groups = _grouped([p for p in lengths if lengths[p]], lambda p: tuple(lengths[p]))
+        prefix = "|".join(
+            f"[{''.join(_rx(p) for p in ps)}](?=(?:{'|'.join(_repeat(c, lo, hi) for lo, hi in _ranges(list(ns)))}){end([])})"
+            for ns, ps in groups
+        ) or None
     return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix}
 
 
