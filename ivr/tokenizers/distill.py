@@ -421,15 +421,9 @@ def _run_end(c: str, merging: Sequence[str]) -> str:
 
 def _cuts_hold(bare_bpe: Tokenizer, cases: dict) -> dict:
     """For each key, whether BPE segments every ``(left, right)`` pair as ``left`` and ``right`` apart."""
-    flat = [(key, a, b) for key, pairs in cases.items() for a, b in pairs]
-    both = bare_bpe.encode_batch([a + b for _, a, b in flat])
-    lefts = bare_bpe.encode_batch([a for _, a, _ in flat])
-    rights = bare_bpe.encode_batch([b for _, _, b in flat])
-    out = dict.fromkeys(cases, True)
-    for (key, _, _), w, a, b in zip(flat, both, lefts, rights):
-        if w.tokens != a.tokens + b.tokens:
-            out[key] = False
-    return out
+    texts = sorted({t for pairs in cases.values() for a, b in pairs for t in (a, b, a + b)})
+    tokens = dict(zip(texts, (e.tokens for e in bare_bpe.encode_batch(texts))))
+    return {key: all(tokens[a + b] == tokens[a] + tokens[b] for a, b in pairs) for key, pairs in cases.items()}
 
 
 def _grouped(items: Sequence, key) -> list[tuple]:
@@ -578,7 +572,12 @@ def select_split_rules(
     chars = sorted({a for a, b in gpt2_merges() if a == b and len(a) == 1})
     plain = [e.ids for e in model_tok.encode_batch(words)]
     accepted, considered = [], []
+    wrong = [i for i, (p, g) in enumerate(zip(plain, gold)) if p != g]
     for char in tqdm(chars, desc="split rules", unit="char", mininterval=2.0):
+        # building a rule asks BPE about every run length and neighbour: skip characters with nothing to fix
+        if sum(weights[i] for i in wrong if char * 2 in words[i]) < max(settings.split_rule_min_fixed, 1e-9):
+            considered.append({"char": char, "accepted": False, "reason": "no wrong fit word has a run of it"})
+            continue
         rule = split_rule_for(bare_bpe, char, settings.max_run)
         if rule is None:
             considered.append({"char": char, "accepted": False, "reason": "no rule"})

@@ -209,7 +209,8 @@ def render_markdown(summary: dict) -> str:
         "",
         "Distilled Unigram tokenizer against GPT-2's BPE. A word is one byte-level pre-token; it matches when",
         "its ids are exactly BPE's. *tie*: the same pieces in another order (no scores can change that);",
-        "*conflict*: a sub-string proves that no additive scores give BPE's result; *other*: the rest.",
+        "*conflict*: a sub-string proves that no additive scores give BPE's result; *other*: the rest",
+        "(the Fit section lists the fit words a linear program proves cannot all be matched at once).",
         "",
         "## Ids",
         "",
@@ -242,11 +243,14 @@ def render_markdown(summary: dict) -> str:
     fit = summary.get("fit")
     if fit:
         lines += ["", "## Fit", ""]
-        for key in ("fit_word_types", "corpus_word_types", "rounds", "best_round", "constraints", "changed_pieces",
-                    "fit_mismatched_types", "fit_mismatched_tie_types", "score_fit_seconds", "fit_seconds",
-                    "python_peak_mb"):
+        for key in ("fit_word_types", "corpus_word_types", "rounds", "best_round", "constraints", "changed_merges",
+                    "fit_mismatched_types", "fit_mismatched_tie_types", "proven_unsatisfiable_types",
+                    "score_fit_seconds", "fit_seconds", "python_peak_mb"):
             if key in fit:
                 lines.append(f"- {key.replace('_', ' ')}: {fit[key]}")
+        if fit.get("proven_unsatisfiable_examples"):
+            lines.append("- proven unsatisfiable (no merge weights match them together with the other fit words): "
+                         + ", ".join(f"`{_md(w)}`" for w in fit["proven_unsatisfiable_examples"]))
         rules = [r for r in fit.get("split_rules_considered", []) if r.get("accepted")]
         lines.append(
             "- split rules accepted for: "
