@@ -19,10 +19,24 @@ and how much general ability does it keep?
    FLOPs, equal tokens); IVR packs more bytes into a token, so the bytes each run saw are reported.
 4. Reports per run: held-out domain bits per byte (the headline), general-text bits per byte (forgetting;
    the held-out English encoded with that run's tokenizer), domain tokens per byte, training tokens/s and
-   bytes seen; and, for every initialisation strategy (``mean``, ``global_mean``, ``random``, ``zeros``),
-   the held-out domain loss and bits per byte right after initialisation, before any fine-tuning step.
+   bytes seen.
+5. Initialisation strategies (``mean``, ``global_mean``, ``random``, ``zeros``): the held-out domain loss
+   and bits per byte right after initialisation, before any fine-tuning step, on ``--seeds`` base models
+   (pretrained with seeds ``--seed``, ``--seed + 1``, ...; mean ± sd over them), split into the loss on
+   targets that are reassigned ids and on all other targets, with the probability the model puts on the
+   reassigned ids. GPT-2 ties its output head to ``wte``, so a reassigned row is also that id's output
+   vector: a ``zeros`` row gets logit 0 at every position, and where 0 lies among the base's logits is a
+   free choice of the parametrisation (``shift_logits`` moves every logit by one constant and leaves the
+   model's predictions unchanged). ``mean``, ``global_mean`` and ``random`` are affine combinations of the
+   original rows and move with them; ``zeros`` does not. So the base models' logit statistics are printed,
+   and ``mean`` and ``zeros`` are re-evaluated on each base shifted to the log-partitions ``--logit-levels``
+   (default -50: real GPT-2's logits are large negative numbers; a published printout of its next-token
+   logits shows values from about -63 to -73).
 
-Prints tables and writes ``<out>/results.json``. The defaults finish in about 15 minutes on 2 CPU cores:
+Prints tables and writes ``<out>/results.json``. The defaults (three base models) finish in about 22 minutes
+on one CPU core (``--threads 1``: 18 minutes measured with the first base, about 3 minutes, already
+pretrained), less on two;
+``--seeds 1`` saves two pretrainings, ``--init-only`` the fine-tuning runs:
 
     uv run python benchmarks/ivr_experiment.py --out artifacts/experiment
 
@@ -382,6 +396,8 @@ def main(argv: list[str] | None = None) -> dict:
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--warmup-steps", type=int, default=20)
     g.add_argument("--eval-batch-size", type=int, default=16)
+    p.add_argument("--init-only", action="store_true",
+                   help="stop after the initialisation comparison (no fine-tuning runs)")
     p.add_argument("--tables-only", action="store_true", help="print the tables of an earlier <out>/results.json")
     args = p.parse_args(argv)
     if args.tables_only:
@@ -470,7 +486,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["init_strategies"] = results["init_by_seed"][args.seed]["strategies"]
 
     results["runs"] = {}
-    for run, tok_name in (("baseline", "original"), ("ivr_mean", "remapped")):
+    for run, tok_name in () if args.init_only else (("baseline", "original"), ("ivr_mean", "remapped")):
         module, dm, train = finetune(args, base, tok_name)
         results["runs"][run] = {"tokenizer": tok_name, "train": train, **eval_model(module.model, tok_name)}
         print(f"[{time.perf_counter() - clock:.0f}s] fine-tuned {run}")
@@ -556,7 +572,8 @@ def print_tables(results: dict, args) -> None:
                  fmt(before["general"]["bits_per_byte"]), fmt(tpb["original"]["domain_heldout"]), "-", "-", "-"])
     ivr0 = results["init_strategies"]["mean"]
     rows.append(["base + IVR mean init", "remapped", fmt(ivr0["domain"]["bits_per_byte"]),
-                 fmt(ivr0["general"]["bits_per_byte"]), fmt(tpb["remapped"]["domain_heldout"]), "-", "-", "-"])
+                 fmt(ivr0.get("general", {}).get("bits_per_byte")), fmt(tpb["remapped"]["domain_heldout"]),
+                 "-", "-", "-"])
     for run, r in results["runs"].items():
         t = r["train"]
         rows.append([f"{run} ({args.steps} steps)", r["tokenizer"], fmt(r["domain"]["bits_per_byte"]),
