@@ -19,10 +19,24 @@ and how much general ability does it keep?
    FLOPs, equal tokens); IVR packs more bytes into a token, so the bytes each run saw are reported.
 4. Reports per run: held-out domain bits per byte (the headline), general-text bits per byte (forgetting;
    the held-out English encoded with that run's tokenizer), domain tokens per byte, training tokens/s and
-   bytes seen; and, for every initialisation strategy (``mean``, ``global_mean``, ``random``, ``zeros``),
-   the held-out domain loss and bits per byte right after initialisation, before any fine-tuning step.
+   bytes seen.
+5. Initialisation strategies (``mean``, ``global_mean``, ``random``, ``zeros``): the held-out domain loss
+   and bits per byte right after initialisation, before any fine-tuning step, on ``--seeds`` base models
+   (pretrained with seeds ``--seed``, ``--seed + 1``, ...; mean ± sd over them), split into the loss on
+   targets that are reassigned ids and on all other targets, with the probability the model puts on the
+   reassigned ids. GPT-2 ties its output head to ``wte``, so a reassigned row is also that id's output
+   vector: a ``zeros`` row gets logit 0 at every position, and where 0 lies among the base's logits is a
+   free choice of the parametrisation (``shift_logits`` moves every logit by one constant and leaves the
+   model's predictions unchanged). ``mean``, ``global_mean`` and ``random`` are affine combinations of the
+   original rows and move with them; ``zeros`` does not. So the base models' logit statistics are printed,
+   and ``mean`` and ``zeros`` are re-evaluated on each base shifted to the log-partitions ``--logit-levels``
+   (default -50: real GPT-2's logits are large negative numbers; a published printout of its next-token
+   logits shows values from about -63 to -73).
 
-Prints tables and writes ``<out>/results.json``. The defaults finish in about 15 minutes on 2 CPU cores:
+Prints tables and writes ``<out>/results.json``. The defaults (three base models) finish in about 22 minutes
+on one CPU core (``--threads 1``: 18 minutes measured with the first base, about 3 minutes, already
+pretrained), less on two;
+``--seeds 1`` saves two pretrainings, ``--init-only`` the fine-tuning runs:
 
     uv run python benchmarks/ivr_experiment.py --out artifacts/experiment
 
@@ -136,33 +150,79 @@ def tokens_per_byte(tok, texts: list[str]) -> float:
 
 @torch.no_grad()
 def evaluate(model, blocks, batch_size: int, reassigned: list[int] | None = None) -> dict:
-    """Summed next-token NLL over ``blocks``: loss per token, bits per byte, and loss on reassigned ids."""
+    """Summed next-token NLL over ``blocks``: loss per token, bits per byte, and logit statistics.
+
+    With ``reassigned`` ids, the loss is also split into targets that are reassigned ids and all other
+    targets, and ``mass_reassigned`` is the mean probability the model puts on the reassigned ids together
+    (to compare with ``reassigned_token_share``, how often one of them is the target). ``log_partition`` is
+    the mean log-sum-exp of the logits: a token whose logit is 0 (a zero row of a tied head) gets log
+    probability ``-log_partition``; ``mean_logit`` and ``target_logit`` place the logits around that 0.
+    """
     model.eval()
     nll = tokens = nbytes = 0.0
-    r_nll = r_tokens = 0.0
+    r_nll = r_tokens = r_mass = 0.0
+    lse_sum = mean_logit = target_logit = 0.0
     r_ids = torch.tensor(reassigned or [], dtype=torch.long)
     for batch in DataLoader(blocks, batch_size=batch_size):
         ids = batch["input_ids"]
         logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
+        logits = logits.reshape(-1, logits.size(-1))
         targets = ids[:, 1:].reshape(-1)
-        losses = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets, reduction="none")
+        lse = torch.logsumexp(logits, dim=-1)
+        target_logits = logits.gather(1, targets[:, None])[:, 0]
+        losses = lse - target_logits
         nll += losses.sum().item()
         tokens += targets.numel()
         nbytes += batch["n_bytes"].sum().item()
+        lse_sum += lse.sum().item()
+        mean_logit += logits.mean(dim=-1).sum().item()
+        target_logit += target_logits.sum().item()
         if reassigned:
             mask = torch.isin(targets, r_ids)
             r_nll += losses[mask].sum().item()
             r_tokens += mask.sum().item()
+            r_mass += torch.exp(torch.logsumexp(logits[:, r_ids], dim=-1) - lse).sum().item()
+    n = max(tokens, 1)
     out = {
-        "loss": nll / max(tokens, 1),
+        "loss": nll / n,
         "bits_per_byte": nll / LN2 / max(nbytes, 1),
         "tokens": int(tokens),
         "bytes": int(nbytes),
+        "log_partition": lse_sum / n,
+        "mean_logit": mean_logit / n,
+        "target_logit": target_logit / n,
     }
     if reassigned:
         out["loss_reassigned"] = r_nll / r_tokens if r_tokens else None
-        out["reassigned_token_share"] = r_tokens / max(tokens, 1)
+        out["loss_other"] = (nll - r_nll) / (tokens - r_tokens) if tokens > r_tokens else None
+        out["reassigned_token_share"] = r_tokens / n
+        out["mass_reassigned"] = r_mass / n
     return out
+
+
+@torch.no_grad()
+def shift_logits(model, offset: float):
+    """Reparametrise a GPT-2 in place so that every logit moves by ``offset`` and nothing else changes.
+
+    The final LayerNorm gives ``h = ln_f.weight * x_hat + ln_f.bias`` with ``x_hat`` summing to 0 over the
+    width, so ``h . (a / ln_f.weight) = a * sum(ln_f.bias / ln_f.weight)`` at every position: adding
+    ``g = a / ln_f.weight`` to every output row adds that constant to every logit, which the softmax ignores.
+    A tied model's input rows move by ``g`` too, so ``g`` is taken off every position row (the first block
+    sees ``wte[i] + wpe[p]``, unchanged). The base model's predictions are the same (up to rounding); an
+    initialisation that is an affine combination of the original rows (``mean``, ``global_mean``,
+    ``random``) moves with them, so its predictions are the same as well; a ``zeros`` row does not move: its
+    logit stays 0 while every other logit moves by ``offset``. Returns the model.
+    """
+    gamma, beta = model.transformer.ln_f.weight, model.transformer.ln_f.bias
+    per_unit = (beta / gamma).sum()
+    if not torch.isfinite(per_unit) or per_unit.abs() < 1e-6:
+        raise ValueError("ln_f leaves no direction that moves every logit by the same amount")
+    g = (offset / per_unit) / gamma
+    head = model.get_output_embeddings().weight
+    head += g
+    if head is model.transformer.wte.weight:
+        model.transformer.wpe.weight -= g
+    return model
 
 
 # ---- training ----------------------------------------------------------------------------------------------
@@ -197,10 +257,13 @@ def trainer(steps: int, meter: Meter) -> L.Trainer:
     )
 
 
-def pretrain(args, base_dir: Path, train_texts: list[str], tok) -> dict:
-    """Train a small GPT-2 from scratch on general English and ``save_pretrained`` it to ``base_dir``."""
+def pretrain(args, base_dir: Path, train_texts: list[str], tok, seed: int | None = None) -> dict:
+    """Train a small GPT-2 from scratch on general English and ``save_pretrained`` it to ``base_dir``.
+
+    ``seed`` (default ``args.seed``) seeds the initial weights and the order of the training blocks."""
+    seed = args.seed if seed is None else seed
     shape = GPT2Shape(
-        n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, n_positions=args.block_size, init_seed=args.seed
+        n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, n_positions=args.block_size, init_seed=seed
     )
     key = {"shape": asdict(shape), "steps": args.pretrain_steps, "lr": args.pretrain_lr, "batch": args.batch_size,
            "block": args.block_size, "data": hashlib.sha256("\0".join(train_texts).encode()).hexdigest()}
@@ -211,7 +274,7 @@ def pretrain(args, base_dir: Path, train_texts: list[str], tok) -> dict:
     blocks = pack(tok, train_texts, args.block_size)
     print(f"pretrain: {len(train_texts)} documents, {len(blocks)} blocks of {args.block_size} tokens, "
           f"{args.pretrain_steps} steps of {args.batch_size} blocks")
-    L.seed_everything(args.seed, verbose=False)
+    L.seed_everything(seed, verbose=False)
     module = IVRLanguageModel(
         model_name_or_path=None, from_config=shape, learning_rate=args.pretrain_lr,
         warmup_steps=max(args.pretrain_steps // 10, 1),
@@ -227,6 +290,40 @@ def pretrain(args, base_dir: Path, train_texts: list[str], tok) -> dict:
               "shape": asdict(shape)}
     stamp.write_text(json.dumps({"key": key, "result": result}, indent=2))
     return result
+
+
+def compare_inits(
+    base: str, paths: ArtifactPaths, out_dir: Path, blocks: dict, reassigned: list[int], batch_size: int,
+    levels: list[float] = (), native_log_partition: float | None = None, general_blocks: list | None = None,
+) -> dict:
+    """Every initialisation strategy on one base model, evaluated before any fine-tuning.
+
+    ``strategies``: the held-out domain evaluation (``blocks["remapped"]``) of the remapped tokenizer with
+    each strategy's rows, built by the real align stage (and the general-text one with ``general_blocks``).
+    ``levels``: the same base reparametrised by ``shift_logits`` so that its mean log-partition on the
+    held-out domain (original tokenizer) is each level instead of ``native_log_partition``, checked by
+    re-evaluating the base (``base``: its loss must not move), then ``mean`` and ``zeros`` on top of it.
+    """
+    base_model = load_gpt2(base)
+    out: dict = {"strategies": {}, "levels": {}}
+    for strategy in INIT_STRATEGIES:
+        spaths = ArtifactPaths.from_config(paths.root, embeddings_dir=out_dir / strategy)
+        align_embeddings(base_model, spaths, AlignSettings(init_strategy=strategy), model_name=base)
+        model = install_embeddings(load_gpt2(base), *load_final_embeddings(spaths))
+        out["strategies"][strategy] = {"domain": evaluate(model, blocks["remapped"], batch_size, reassigned)}
+        if general_blocks is not None:
+            out["strategies"][strategy]["general"] = evaluate(model, general_blocks, batch_size, reassigned)
+    for level in levels:
+        offset = level - native_log_partition
+        shifted = shift_logits(load_gpt2(base), offset)
+        row = {"offset": offset, "base": evaluate(shifted, blocks["original"], batch_size)}
+        for strategy in ("mean", "zeros"):
+            spaths = ArtifactPaths.from_config(paths.root, embeddings_dir=out_dir / f"level{level:g}" / strategy)
+            align_embeddings(shifted, spaths, AlignSettings(init_strategy=strategy), model_name=base)
+            model = install_embeddings(shift_logits(load_gpt2(base), offset), *load_final_embeddings(spaths))
+            row[strategy] = evaluate(model, blocks["remapped"], batch_size, reassigned)
+        out["levels"][f"{level:g}"] = row
+    return out
 
 
 def datamodule(args, base: str, tokenizer: str, init_strategy: str = "mean") -> IVRDataModule:
@@ -274,6 +371,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--base", default=None, help="pretrained GPT-2 (Hub name or save_pretrained dir); skips pretraining")
     p.add_argument("--use-hub", action="store_true", help="fetch the original tokenizer from the Hub (default: offline copy)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=3,
+                   help="base models pretrained (seeds --seed, --seed+1, ...) for the initialisation comparison; "
+                        "the first is the one fine-tuned")
+    p.add_argument("--logit-levels", type=lambda v: [float(x) for x in v.split(",") if x], default=[-50.0],
+                   help="comma-separated mean log-partitions at which mean and zeros are re-evaluated on a "
+                        "reparametrised base with the same predictions (shift_logits); '' for none")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     g = p.add_argument_group("base model pretraining (without --base)")
     g.add_argument("--n-layer", type=int, default=2)
@@ -293,6 +396,8 @@ def main(argv: list[str] | None = None) -> dict:
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--warmup-steps", type=int, default=20)
     g.add_argument("--eval-batch-size", type=int, default=16)
+    p.add_argument("--init-only", action="store_true",
+                   help="stop after the initialisation comparison (no fine-tuning runs)")
     p.add_argument("--tables-only", action="store_true", help="print the tables of an earlier <out>/results.json")
     args = p.parse_args(argv)
     if args.tables_only:
@@ -319,13 +424,19 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     if args.base:
-        base = args.base
+        bases = {args.seed: args.base}
         results["pretraining"] = None
     else:
-        base_dir = args.out / "base"
-        results["pretraining"] = pretrain(args, base_dir, general_train, original)
-        base = str(base_dir)
-    print(f"[{time.perf_counter() - clock:.0f}s] base model: {base}")
+        # one base per seed for the initialisation comparison; the first one is also fine-tuned
+        bases, results["pretraining_by_seed"] = {}, {}
+        for i in range(args.seeds):
+            seed = args.seed + i
+            base_dir = args.out / ("base" if i == 0 else f"base_seed{seed}")
+            results["pretraining_by_seed"][seed] = pretrain(args, base_dir, general_train, original, seed)
+            bases[seed] = str(base_dir)
+            print(f"[{time.perf_counter() - clock:.0f}s] base model (seed {seed}): {base_dir}")
+        results["pretraining"] = results["pretraining_by_seed"][args.seed]
+    base = bases[args.seed]
 
     # the whole pipeline for the remapped tokenizer (mean init), then the datasets of both tokenizers
     ivr_dm = datamodule(args, base, "remapped")
@@ -359,20 +470,23 @@ def main(argv: list[str] | None = None) -> dict:
             out["general"] = evaluate(model, general_blocks[tok_name], args.eval_batch_size, ids)
         return out
 
-    # before any fine-tuning: the base model, and the remapped tokenizer under each initialisation
-    base_model = load_gpt2(base)
-    results["base_model"] = eval_model(base_model, "original")
-    results["init_strategies"] = {}
-    for strategy in INIT_STRATEGIES:
-        spaths = ArtifactPaths.from_config(paths.root, embeddings_dir=args.out / "init_strategies" / strategy)
-        align_embeddings(base_model, spaths, AlignSettings(init_strategy=strategy), model_name=base)
-        wte, head = load_final_embeddings(spaths)
-        model = install_embeddings(load_gpt2(base), wte, head)
-        results["init_strategies"][strategy] = eval_model(model, "remapped")
-    print(f"[{time.perf_counter() - clock:.0f}s] initialisation evaluations done")
+    # before any fine-tuning: each base model, and the remapped tokenizer under each initialisation
+    results["base_by_seed"], results["init_by_seed"] = {}, {}
+    for seed, base_path in bases.items():
+        first = seed == args.seed  # general-text evaluations for the first base only (time)
+        results["base_by_seed"][seed] = eval_model(load_gpt2(base_path), "original", with_general=first)
+        results["init_by_seed"][seed] = compare_inits(
+            base_path, paths, args.out / "init_strategies" / f"seed{seed}", domain_blocks, reassigned,
+            args.eval_batch_size, levels=args.logit_levels,
+            native_log_partition=results["base_by_seed"][seed]["domain"]["log_partition"],
+            general_blocks=general_blocks["remapped"] if first else None,
+        )
+        print(f"[{time.perf_counter() - clock:.0f}s] initialisation evaluations done (seed {seed})")
+    results["base_model"] = results["base_by_seed"][args.seed]
+    results["init_strategies"] = results["init_by_seed"][args.seed]["strategies"]
 
     results["runs"] = {}
-    for run, tok_name in (("baseline", "original"), ("ivr_mean", "remapped")):
+    for run, tok_name in () if args.init_only else (("baseline", "original"), ("ivr_mean", "remapped")):
         module, dm, train = finetune(args, base, tok_name)
         results["runs"][run] = {"tokenizer": tok_name, "train": train, **eval_model(module.model, tok_name)}
         print(f"[{time.perf_counter() - clock:.0f}s] fine-tuned {run}")
@@ -384,6 +498,72 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
+def spread(values: list[float]) -> str:
+    """``mean ± sample standard deviation`` (just the value for one)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
+def print_init_tables(results: dict) -> None:
+    by_seed = results.get("init_by_seed") or {"-": {"strategies": results["init_strategies"], "levels": {}}}
+    seeds = list(by_seed)
+    first = by_seed[seeds[0]]["strategies"]
+    share = first["mean"]["domain"]["reassigned_token_share"]
+    get = lambda strategy, key: [by_seed[k]["strategies"][strategy]["domain"].get(key) for k in seeds]  # noqa: E731
+    rows = [[strategy, *(fmt(v, ".3f") for v in get(strategy, "bits_per_byte")), spread(get(strategy, "bits_per_byte")),
+             spread(get(strategy, "loss"))] for strategy in first]
+    print()
+    print(table(
+        f"Remapped tokenizer right after initialisation, before fine-tuning: held-out domain bits per byte, one "
+        f"base model per seed ({results['pipeline']['reassigned_ids']} ids reassigned; lower is better)",
+        ["init", *(f"seed {k}" for k in seeds), "bpb mean ± sd", "loss/token mean ± sd"],
+        rows,
+    ))
+    rows = [[strategy, spread(get(strategy, "loss_reassigned")), spread(get(strategy, "loss_other")),
+             spread(get(strategy, "mass_reassigned")), fmt(first[strategy].get("general", {}).get("bits_per_byte"))]
+            for strategy in first]
+    print()
+    print(table(
+        f"The same, split by target (mean ± sd over seeds): reassigned ids are {100 * share:.1f}% of held-out "
+        f"domain targets; 'mass' is the probability the model puts on them together, per position",
+        ["init", "loss on reassigned-id targets", "loss on other targets", "mass on reassigned ids",
+         f"general bpb (seed {seeds[0]})"],
+        rows,
+    ))
+    bases = results.get("base_by_seed") or {"-": results["base_model"]}
+    rows = [[str(k), fmt(b["domain"]["bits_per_byte"], ".3f"), fmt(b["domain"].get("log_partition"), ".2f"),
+             fmt(b["domain"].get("target_logit"), ".2f"), fmt(b["domain"].get("mean_logit"), ".2f")]
+            for k, b in bases.items()]
+    print()
+    print(table(
+        "Base models' logits on held-out domain text (original tokenizer), averaged over positions. A row of zeros "
+        "in a tied head gets logit 0, i.e. log-probability -(log-partition) each",
+        ["seed", "domain bpb", "log-partition", "logit of the target", "mean logit over the vocabulary"],
+        rows,
+    ))
+    rows = []
+    for k in seeds:
+        for level, r in by_seed[k].get("levels", {}).items():
+            native = bases[k]["domain"]
+            rows.append([str(k), level, f"{r['offset']:+.2f}", f"{native['loss']:.4f} -> {r['base']['loss']:.4f}",
+                         *(fmt(r[s_]["bits_per_byte"], ".3f") for s_ in ("mean", "zeros")),
+                         fmt(r["zeros"]["loss_reassigned"], ".2f"), fmt(r["zeros"]["mass_reassigned"], ".3f")])
+    if rows:
+        print()
+        print(table(
+            "The same base models reparametrised so that every logit moves by the same offset (shift_logits: "
+            "identical predictions), to the log-partition 'level'; mean (like global_mean and random) moves with "
+            "the rows, zeros does not",
+            ["seed", "level", "offset", "base loss/token", "mean bpb", "zeros bpb", "zeros loss on reassigned",
+             "zeros mass on reassigned"],
+            rows,
+        ))
+
+
 def print_tables(results: dict, args) -> None:
     tpb = results["tokens_per_byte"]
     rows = []
@@ -392,7 +572,8 @@ def print_tables(results: dict, args) -> None:
                  fmt(before["general"]["bits_per_byte"]), fmt(tpb["original"]["domain_heldout"]), "-", "-", "-"])
     ivr0 = results["init_strategies"]["mean"]
     rows.append(["base + IVR mean init", "remapped", fmt(ivr0["domain"]["bits_per_byte"]),
-                 fmt(ivr0["general"]["bits_per_byte"]), fmt(tpb["remapped"]["domain_heldout"]), "-", "-", "-"])
+                 fmt(ivr0.get("general", {}).get("bits_per_byte")), fmt(tpb["remapped"]["domain_heldout"]),
+                 "-", "-", "-"])
     for run, r in results["runs"].items():
         t = r["train"]
         rows.append([f"{run} ({args.steps} steps)", r["tokenizer"], fmt(r["domain"]["bits_per_byte"]),
@@ -406,19 +587,7 @@ def print_tables(results: dict, args) -> None:
          "train tokens", "train bytes", "train tokens/s"],
         rows,
     ))
-    rows = []
-    for strategy, r in results["init_strategies"].items():
-        d = r["domain"]
-        rows.append([strategy, fmt(d["loss"]), fmt(d["bits_per_byte"]), fmt(d.get("loss_reassigned")),
-                     fmt(r["general"]["bits_per_byte"])])
-    print()
-    print(table(
-        f"Remapped tokenizer right after initialisation, before fine-tuning "
-        f"({results['pipeline']['reassigned_ids']} ids reassigned; reassigned tokens are "
-        f"{100 * results['init_strategies']['mean']['domain']['reassigned_token_share']:.1f}% of held-out domain tokens)",
-        ["init", "domain loss/token", "domain bpb", "domain loss on reassigned ids", "general bpb"],
-        rows,
-    ))
+    print_init_tables(results)
     sets = results["pipeline"]["distillation_report"].get("sets", {})
     exact = {k: 1 - v["mismatched_occurrences"] / max(v["word_occurrences"], 1) for k, v in sets.items()}
     print("\ndistilled tokenizer, share of word occurrences encoded exactly as GPT-2 BPE: "
