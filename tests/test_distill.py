@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import sysconfig
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from ivr.tokenizers.distill import (
     bare_model,
     distill_tokenizer,
     fit_distilled,
+    fit_words,
+    gpt2_pieces,
     pre_token_counts,
     rules_pre_tokenizer,
     split_rule_for,
@@ -38,7 +41,7 @@ def corpus() -> list[str]:
 
 
 def fast_settings(**kw) -> DistillSettings:
-    return DistillSettings(vocab_words=False, vocab_variants=False, max_run=96, random_id_sequences=300,
+    return DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, max_run=96, random_id_sequences=300,
                            split_rule_min_fixed=1, **kw)
 
 
@@ -74,6 +77,13 @@ def test_exact_on_fit_corpus(fitted, bpe):
     assert report["mismatched_types"] == fit.stats["fit_mismatched_types"] == 0, report["mismatches"]
     assert fit.stats["proven_unsatisfiable_types"] == 0
     assert report["rates"]["word_occurrence"] == report["rates"]["document"] == 1.0
+
+
+def test_fit_words_cover_numbers(bpe):
+    pieces = gpt2_pieces(bpe)
+    words = fit_words(pieces, Counter({"x": 3}), DistillSettings(vocab_words=False, vocab_variants=False, number_words=2))
+    assert words["x"] == 3 and words["07"] == words["Ġ99"] == words["5"] == 1
+    assert "123" not in words and len(words) == 1 + 2 * (10 + 100)
 
 
 def test_table_borders_are_cut_where_bpe_keeps_them_apart(bpe):

@@ -3,7 +3,8 @@
 Method, in four steps:
 
 1. Words: the corpus's distinct byte-level pre-tokens (weighted by count), every vocabulary piece on its
-   own and simple variants of it (leading space toggled, capitalised), plus an optional word list file.
+   own and simple variants of it (leading space toggled, capitalised), digit strings of up to four digits,
+   plus an optional word list file.
    Labels are BPE's own segmentations of each word.
 2. Initial scores: merge ``rank`` weighs ``(rank + 1) ** -exponent`` and a piece scores the sum of the weights
    in its merge tree, so early merges dominate as they do in BPE and every piece beats its own halves.
@@ -77,6 +78,9 @@ class DistillSettings:
     """Fit on every vocabulary piece as a word of its own."""
     vocab_variants: bool = True
     """Also fit on each ASCII-alphabetic piece with its leading space toggled and with a capital first letter."""
+    number_words: int = 4
+    """Also fit on every digit string of up to this many digits, with and without a leading space (BPE's
+    digit merges are erratic and numbers are everywhere; 5 digits adds provable conflicts, not accuracy)."""
     word_list: Path | None = None
     """Optional UTF-8 file with one word per line (optionally ``word<TAB>count``) for text beyond the corpus."""
     split_rules: bool = True
@@ -173,6 +177,8 @@ def fit_words(pieces: Sequence[str], corpus_counts: Counter, settings: DistillSe
                 continue
             for variant in {core, "Ġ" + core, core[0].upper() + core[1:], "Ġ" + core[0].upper() + core[1:]}:
                 extra[variant] += 1
+    for k in range(1, settings.number_words + 1):
+        extra.update(p + str(n).zfill(k) for n in range(10**k) for p in ("", "Ġ"))
     if settings.word_list:
         extra.update(_read_word_list(settings.word_list))
     for w in extra:  # words met only outside the corpus count once: they must be right, not dominate
