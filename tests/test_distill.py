@@ -178,3 +178,18 @@ def test_round_trip(fitted_tok, text):
 @pytest.fixture(scope="module")
 def fitted_tok(fitted):
     return fitted[0]
+
+
+def test_a_failing_linear_program_keeps_the_best_round(bpe, monkeypatch):
+    import ivr.tokenizers.distill as distill
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("score fitting: the linear program failed: test")
+
+    counts, _ = pre_token_counts(bpe, corpus())
+    monkeypatch.setattr(distill, "_solve_rows", fail)
+    tok, fit = fit_distilled(bpe, counts, fast_settings())
+    assert fit.stats["history"][0]["linear_program_failed"].endswith("test")
+    assert fit.stats["rounds"] == 1 and fit.stats["changed_merges"] == 0
+    # the merge-tree scores alone already get most words right; the fit did not crash the stage
+    assert compare_texts(tok, bpe, corpus(), "corpus")["rates"]["word_occurrence"] > 0.99

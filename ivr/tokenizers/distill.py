@@ -306,11 +306,20 @@ def fit_scores(
         bar.set_postfix(mismatched=len(bad), new=new, rows=len(rows))
         if not new or elapsed > settings.max_seconds:
             break
-        dw, _ = _solve_rows(s0, trees, w0, rows, weights[row_word], merge_usage, settings.margin,
-                            settings.slack_penalty)
+        try:
+            dw, _ = _solve_rows(s0, trees, w0, rows, weights[row_word], merge_usage, settings.margin,
+                                settings.slack_penalty)
+        except RuntimeError as err:  # numerical trouble: keep the best round so far rather than lose the stage
+            log.warning("%s; keeping round %d", err, best[2])
+            history[-1]["linear_program_failed"] = str(err)
+            break
     given_up: list[str] = []
     if best[3]:
-        _, slack = _solve_rows(s0, trees, w0, rows, weights[row_word], merge_usage, settings.margin, None)
+        try:
+            _, slack = _solve_rows(s0, trees, w0, rows, weights[row_word], merge_usage, settings.margin, None)
+        except RuntimeError as err:
+            log.warning("%s; no proof of which words are unsatisfiable", err)
+            slack = np.zeros(len(rows))
         unsatisfiable = {row_word[r] for r in np.flatnonzero(slack > 1e-6)}
         given_up = [words[i] for i in sorted(best[3], key=lambda i: (-weights[i], words[i])) if i in unsatisfiable]
     stats = {
