@@ -92,6 +92,9 @@ def test_table_borders_are_cut_where_bpe_keeps_them_apart(bpe):
     pre = rules_pre_tokenizer(rules)
     # the Unigram alone would order the run's chunks the other way (a tie): the rules cut them as BPE does
     assert [p for p, _ in pre.pre_tokenize_str(" +" + "-" * 19 + "+")] == ["Ġ+", "-" * 16, "---", "+"]
+    # after a space BPE's first chunk takes the space and some of the run, or the space alone
+    assert [p for p, _ in pre.pre_tokenize_str(" " + "=" * 15)] == ["Ġ=", "=" * 12, "=="]
+    assert [p for p, _ in pre.pre_tokenize_str(" " + "-" * 25)] == ["Ġ", "-" * 24, "-"]
     cut_bpe = with_rules(bare_model(bpe), rules)
     for n in range(2, 40):
         for text in [f" +{'-' * n}+{'-' * (n + 3)}+", f"|{'=' * n}+{'=' * 7}|\n", f"+{'-' * n}--+{'-' * n}-+"]:
@@ -123,14 +126,20 @@ def test_split_rule_reproduces_bpe_runs(bpe, char):
     pre = rules_pre_tokenizer([rule])
     # BPE's model behind the rules: any cut BPE would merge across shows up as other ids
     cut_bpe = with_rules(bare, [rule])
+    led_cut = 0
     for n in range(1, 65):
         run = raw * n
         assert [p for p, _ in pre.pre_tokenize_str(run)] == bare.encode(char * n).tokens, n
+        # after a space the rule either cuts the run into BPE's chunks or leaves it whole to GPT-2's alternatives
+        led = [p for p, _ in pre.pre_tokenize_str(" " + run)]
+        assert led in (bare.encode("Ġ" + char * n).tokens, ["Ġ" + char * n]), n
+        led_cut += len(led) > 1
         for text in [" " + run, "x" + run + "y", "(" + run + ")", run + "\n", " " + run + " z", "a\n" + run + "b",
                      run + "s", run + "'", "1" + run + "2",
                      run + "   x", run + " \n y", "a" + run + "\t\tb", run + "\u00a0\u00a0c",
                      "#" + run, "+" + run + "+" + run + "+", " (" + run + ")", run + "'s", "=" + run + "é", "''" + run]:
             assert cut_bpe.encode(text).ids == bpe.encode(text).ids, (n, text)
+    assert led_cut > 0 or char == "Ċ"
 
 
 def test_conflict_witness_on_unsatisfiable_merges():

@@ -461,7 +461,9 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
     and not others); letters, digits and quotes must end their pre-token. Punctuation runs later in a
     punctuation pre-token (``+----``) are reached by a ``prefix`` alternative that cuts off what comes before
     the run, for the run lengths at which BPE keeps the character before the run apart from it.
-    Anything else (a leading space, longer than ``max_run``) is left to GPT-2's own alternatives.
+    A run after a space gets ``after_space`` alternatives: BPE's first chunk there is the space with ``a``
+    characters of the run (``a`` may be 0), the rest is chunked like a pure run. Anything else (run lengths
+    where BPE does not chunk this way, runs longer than ``max_run``) is left to GPT-2's own alternatives.
     """
     raw = piece_to_bytes(char).decode("latin-1")
     kind = _char_class(raw) if len(raw) == 1 else None
@@ -479,6 +481,13 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
             whole.append(n)
     if not rests:
         return None
+    # a run after a space: BPE's first chunk takes the space and ``a`` characters (``a`` may be 0), the rest of
+    # the run is chunked like a pure run; lengths where that does not hold are left to GPT-2's alternatives
+    led_rests: dict[int, list[int]] = {}
+    for n, enc in enumerate(bare_bpe.encode_batch(["Ġ" + char * n for n in range(1, max_run + 1)]), 1):
+        a = len(enc.tokens[0]) - 1
+        if a < n and enc.tokens[0] == "Ġ" + char * a and [len(t) for t in enc.tokens[1:]] == chunks[n - a]:
+            led_rests.setdefault(a, []).append(n - a)
     c = _rx(raw)
     merges = gpt2_merges()
     ascii_chars = lambda chars: sorted(  # noqa: E731
@@ -487,18 +496,24 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
     # which neighbours BPE never merges across a cut is asked of BPE itself, per run length
     right = ascii_chars({b[0] for a, b in merges if a[-1] == char and b[0] != char}) if kind == "punct" else []
     conts = ["", "Ġ", "x", "Ċ", char, char * 2, char * 3]
-    chunk_ok = _cuts_hold(bare_bpe, {(a, k, r): [(char * a, char * k + _piece(r) + e) for e in conts]
-                                     for a, ks in rests.items() for k in ks for r in right})
+    chunk_ok = _cuts_hold(bare_bpe, {(lead, a, k, r): [(lead + char * a, char * k + _piece(r) + e) for e in conts]
+                                     for lead, firsts in (("", rests), ("Ġ", led_rests))
+                                     for a, ks in firsts.items() for k in ks for r in right})
     whole_ok = _cuts_hold(bare_bpe, {(n, r): [(char * n, _piece(r) + e) for e in conts] for n in whole for r in right})
 
     def end(merging: Sequence[str]) -> str:
         return _run_end(c, merging) if kind == "punct" else RUN_END[kind]
 
-    alts = []
-    for a in sorted(rests, reverse=True):
-        for merging, ks in _grouped(rests[a], lambda k: tuple(r for r in right if not chunk_ok[(a, k, r)])):
-            rest = "|".join(_repeat(c, lo, hi) for lo, hi in _ranges(ks))
-            alts.append(f"{_repeat(c, a - 1, a - 1) if a > 1 else ''}(?=(?:{rest}){end(merging)})")
+    def first_chunks(lead: str, firsts: dict[int, list[int]], skip: int) -> list[str]:
+        """Alternatives matching a run's first chunk (``skip`` characters of it already matched)."""
+        alts = []
+        for a in sorted(firsts, reverse=True):
+            for merging, ks in _grouped(firsts[a], lambda k: tuple(r for r in right if not chunk_ok[(lead, a, k, r)])):
+                rest = "|".join(_repeat(c, lo, hi) for lo, hi in _ranges(ks))
+                alts.append(f"{_repeat(c, a - skip, a - skip) if a > skip else ''}(?=(?:{rest}){end(merging)})")
+        return alts
+
+    alts = first_chunks("", rests, 1)
     if kind == "punct" and whole:  # a whole-chunk run followed by more punctuation is cut off as it is
         for merging, ns in _grouped(whole, lambda n: tuple(r for r in right if not whole_ok[(n, r)])):
             alts.append(f"(?:{'|'.join(_repeat(c, lo - 1, hi - 1) for lo, hi in _ranges(ns))}){end(merging)}")
@@ -515,13 +530,29 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
             f"[{''.join(_rx(p) for p in ps)}](?=(?:{'|'.join(_repeat(c, lo, hi) for lo, hi in _ranges(list(ns)))}){end([])})"
             for ns, ps in groups
         ) or None
-    return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix}
+    led = first_chunks("Ġ", led_rests, 0) if kind != "newline" else []  # GPT-2 keeps spaces with newlines
+    return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix,
+            "after_space": f"(?:{'|'.join(led)})" if led else None}
 
 
 def split_pattern(rules: Sequence[dict]) -> str:
-    """GPT-2's pre-tokenizer regex with the rules' alternatives ahead of the class each rule cuts."""
-    by = {k: "".join(r["pattern"] + "|" for r in rules if r["class"] in ks) for k, ks in
-          {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "space": ("newline",)}.items()}
+    """GPT-2's pre-tokenizer regex with the rules' alternatives ahead of the class each rule cuts.
+
+    Each group of alternatives sits behind one lookahead for the characters it can start a run of, so a
+    position where no rule applies costs one class test, not one test per rule.
+    """
+    def group(members: list[dict], key: str, lead: str = "") -> str:
+        members = [r for r in members if r.get(key)]
+        if not members:
+            return ""
+        chars = "".join(_rx(piece_to_bytes(r["char"]).decode("latin-1")) for r in members)
+        return f"{lead}(?=[{chars}])(?:{'|'.join(r[key] for r in members)})|"
+
+    classes = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "space": ("newline",)}
+    by = {}
+    for k, ks in classes.items():
+        members = [r for r in rules if r["class"] in ks]
+        by[k] = group(members, "pattern") + group(members, "after_space", r"\x{20}")
     prefixes = [r["prefix"] for r in rules if r.get("prefix")]
     if prefixes:
         by["punct"] += r" ?[^\s\p{L}\p{N}]*?(?:" + "|".join(prefixes) + ")|"
