@@ -68,7 +68,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/distill_bench"))
     ap.add_argument("--heldout-every", type=int, default=10, help="every n-th stdlib file is held out")
     ap.add_argument("--max-iterations", type=int, default=DistillSettings.max_iterations)
-    ap.add_argument("--repeats", type=int, default=3, help="throughput runs per tokenizer (median is reported)")
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="throughput repeats, each timing BPE, distilled, distilled, BPE (the median ratio is reported)")
     ap.add_argument("--no-vocab-words", action="store_true", help="fit on the corpus only")
     args = ap.parse_args()
 
@@ -108,8 +109,12 @@ def main() -> None:
         label = "encode_batch" if batch else "encode, 1 thread"
         if not batch:
             os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read at every call, unlike RAYON_NUM_THREADS
-        # alternate the two tokenizers and keep the median ratio: the machine may be shared
-        runs = [(throughput(bpe, sample, batch), throughput(distilled, sample, batch)) for _ in range(args.repeats)]
+        # the machine may be shared: each repeat times BPE, distilled, distilled, BPE (a drift in speed
+        # during a repeat cancels out) and the median of the repeats' ratios is reported
+        runs = []
+        for _ in range(args.repeats):
+            b1, d1, d2, b2 = (throughput(t, sample, batch) for t in (bpe, distilled, distilled, bpe))
+            runs.append(((b1 + b2) / 2, (d1 + d2) / 2))
         b, d = (statistics.median(x) for x in zip(*runs))
         ratio = statistics.median(d_ / b_ for b_, d_ in runs)
         rows.append((f"{label} MB/s BPE / distilled (median ratio of {args.repeats})", f"{b:.2f} / {d:.2f} ({ratio:.2f}x)"))

@@ -86,6 +86,24 @@ def test_fit_words_cover_numbers(bpe):
     assert "123" not in words and len(words) == 1 + 2 * (10 + 100)
 
 
+def test_word_list_counts_weigh_words(bpe, tmp_path):
+    pieces = gpt2_pieces(bpe)
+    path = tmp_path / "words.txt"
+    path.write_text("héllo\t7.5\nworld\n\nx\t2\n", encoding="utf-8")
+    settings = DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, word_list=path)
+    words = fit_words(pieces, Counter({"x": 3, "world": 1}), settings)
+    # each word with and without a leading space; the larger of the corpus count and the listed count
+    assert words["hÃ©llo"] == words["ĠhÃ©llo"] == 7.5
+    assert words["world"] == words["Ġworld"] == 1 and words["x"] == 3 and words["Ġx"] == 2
+    for text, where in [("a b\n", ":1:"), ("ok\nbad\t-1\n", ":2:"), ("ok\tmany\n", ":1:")]:
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ValueError, match=f"words.txt{where}"):
+            fit_words(pieces, Counter(), settings)
+    path.write_bytes(b"caf\xe9\n")
+    with pytest.raises(ValueError, match="words.txt: cannot read"):
+        fit_words(pieces, Counter(), settings)
+
+
 def test_table_borders_are_cut_where_bpe_keeps_them_apart(bpe):
     # "-+" and "--+" are pieces: BPE merges a run's end with "+" after some run lengths and not others
     rules = [split_rule_for(bare_model(bpe), c, 96) for c in "-="]

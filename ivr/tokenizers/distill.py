@@ -82,7 +82,8 @@ class DistillSettings:
     """Also fit on every digit string of up to this many digits, with and without a leading space (BPE's
     digit merges are erratic and numbers are everywhere; 5 digits adds provable conflicts, not accuracy)."""
     word_list: Path | None = None
-    """Optional UTF-8 file with one word per line (optionally ``word<TAB>count``) for text beyond the corpus."""
+    """Optional UTF-8 file with one word per line, optionally ``word<TAB>count``, for text beyond the corpus.
+    Each word is fitted with and without a leading space, weighted by its count (1 when none is given)."""
     split_rules: bool = True
     """Splice rules into GPT-2's pre-tokenizer regex that cut runs of one character into BPE's chunks (ties)."""
     max_run: int = 128
@@ -179,25 +180,38 @@ def fit_words(pieces: Sequence[str], corpus_counts: Counter, settings: DistillSe
                 extra[variant] += 1
     for k in range(1, settings.number_words + 1):
         extra.update(p + str(n).zfill(k) for n in range(10**k) for p in ("", "Ġ"))
-    if settings.word_list:
-        extra.update(_read_word_list(settings.word_list))
     for w in extra:  # words met only outside the corpus count once: they must be right, not dominate
         words.setdefault(w, 1)
+    if settings.word_list:  # a listed count weighs like a corpus count; the larger of the two is kept
+        for w, n in _read_word_list(settings.word_list).items():
+            words[w] = max(words.get(w, 0), n)
     return words
 
 
 def _read_word_list(path: Path) -> Counter:
+    """A word list's byte-level words, each with and without a leading space, with their counts (default 1)."""
     from ivr.tokenizers.byte_level import text_to_piece
 
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the word list (UTF-8 text, one word per line): {err}") from err
     out: Counter = Counter()
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        word = line.split("\t")[0].strip()
+    for lineno, line in enumerate(lines, 1):
+        fields = line.split("\t")
+        word = fields[0].strip()
         if not word:
             continue
         if " " in word:
             raise ValueError(f"{path}:{lineno}: a word list entry holds a space: {word!r}")
-        out[text_to_piece(word)] += 1
-        out[text_to_piece(" " + word)] += 1
+        try:
+            count = float(fields[1]) if len(fields) > 1 else 1.0
+        except ValueError:
+            count = math.nan
+        if not (math.isfinite(count) and count > 0):
+            raise ValueError(f"{path}:{lineno}: the count after the tab must be a positive number: {fields[1]!r}")
+        out[text_to_piece(word)] += count
+        out[text_to_piece(" " + word)] += count
     return out
 
 
