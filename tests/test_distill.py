@@ -110,12 +110,19 @@ def test_table_borders_are_cut_where_bpe_keeps_them_apart(bpe):
     pre = rules_pre_tokenizer(rules)
     # the Unigram alone would order the run's chunks the other way (a tie): the rules cut them as BPE does
     assert [p for p, _ in pre.pre_tokenize_str(" +" + "-" * 19 + "+")] == ["Ġ+", "-" * 16, "---", "+"]
+    # a run whose end BPE merges with the next character is cut where BPE cuts it
+    assert [p for p, _ in pre.pre_tokenize_str("+" + "-" * 13 + "+")] == ["+", "-" * 12, "-+"]
+    paren = rules_pre_tokenizer([split_rule_for(bare_model(bpe), "(", 96)])
+    # ... unless what follows the neighbour changes BPE's mind: "((" "'." but "(" "('" "x"
+    assert [p for p, _ in paren.pre_tokenize_str("(('.")] == ["(('."]
+    assert [p for p, _ in paren.pre_tokenize_str("(('x")] == ["(", "('", "x"]
     # after a space BPE's first chunk takes the space and some of the run, or the space alone
     assert [p for p, _ in pre.pre_tokenize_str(" " + "=" * 15)] == ["Ġ=", "=" * 12, "=="]
     assert [p for p, _ in pre.pre_tokenize_str(" " + "-" * 25)] == ["Ġ", "-" * 24, "-"]
     cut_bpe = with_rules(bare_model(bpe), rules)
     for n in range(2, 40):
-        for text in [f" +{'-' * n}+{'-' * (n + 3)}+", f"|{'=' * n}+{'=' * 7}|\n", f"+{'-' * n}--+{'-' * n}-+"]:
+        for text in [f" +{'-' * n}+{'-' * (n + 3)}+", f"|{'=' * n}+{'=' * 7}|\n", f"+{'-' * n}--+{'-' * n}-+",
+                     f"+{'-' * n}+-", f"+{'-' * n}+){'-' * n}>"]:
             assert cut_bpe.encode(text).ids == bpe.encode(text).ids, text
 
 
@@ -135,7 +142,7 @@ def test_triple_quote_tie_is_cut_by_a_split_rule(fitted, bpe):
         assert forced.encode(text).ids == bpe.encode(text).ids, text
 
 
-@pytest.mark.parametrize("char", ["=", "-", "#", "'", "Ċ", "9", "x"])
+@pytest.mark.parametrize("char", ["=", "-", "#", "'", "(", "Ċ", "9", "x"])
 def test_split_rule_reproduces_bpe_runs(bpe, char):
     bare = bare_model(bpe)
     rule = split_rule_for(bare, char, 64)
@@ -153,7 +160,7 @@ def test_split_rule_reproduces_bpe_runs(bpe, char):
         assert led in (bare.encode("Ġ" + char * n).tokens, ["Ġ" + char * n]), n
         led_cut += len(led) > 1
         for text in [" " + run, "x" + run + "y", "(" + run + ")", run + "\n", " " + run + " z", "a\n" + run + "b",
-                     run + "s", run + "'", "1" + run + "2",
+                     run + "s", run + "'", run + "'.", "1" + run + "2",
                      run + "   x", run + " \n y", "a" + run + "\t\tb", run + "\u00a0\u00a0c",
                      "#" + run, "+" + run + "+" + run + "+", " (" + run + ")", run + "'s", "=" + run + "é", "''" + run]:
             assert cut_bpe.encode(text).ids == bpe.encode(text).ids, (n, text)

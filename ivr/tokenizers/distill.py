@@ -463,6 +463,43 @@ def _grouped(items: Sequence, key) -> list[tuple]:
     return sorted(groups.items())
 
 
+def _merged_end_cuts(bare_bpe: Tokenizer, char: str, c: str, chunks: list[list[int]], right: Sequence[str],
+                     conts: Sequence[str], chunk_ok: dict, whole_ok: dict) -> list[str]:
+    """Alternatives for runs whose end BPE merges with the character after them (13 dashes and ``+`` give
+    ``------------`` ``-+``): cut off BPE's first chunk there when BPE agrees for every continuation in
+    ``conts``. What follows the neighbour decides more often here (``((`` ``'.`` but ``(`` ``('``), so BPE is
+    also asked for each ASCII punctuation character after the neighbour, and those it disagrees on are
+    excluded by a negative lookahead."""
+    blocked = [(n, r) for n in range(2, len(chunks)) for r in right
+               if not (whole_ok[(n, r)] if len(chunks[n]) == 1 else chunk_ok[("", chunks[n][0], n - chunks[n][0], r)])]
+    after = [_piece(p) for p in ASCII_PUNCT]
+
+    def tokens(texts: set[str]) -> dict[str, list[str]]:
+        ordered = sorted(texts)
+        return dict(zip(ordered, (e.tokens for e in bare_bpe.encode_batch(ordered))))
+
+    whole = tokens({char * n + _piece(r) + e for n, r in blocked for e in [*conts, *after]})
+    heads = {(n, r): whole[char * n + _piece(r)][0] for n, r in blocked}
+    cands = {key: len(h) for key, h in heads.items() if h == char * len(h) and len(h) < key[0]}
+    parts = tokens({t for (n, r), a in cands.items() for e in [*conts, *after]
+                    for t in (char * a, char * (n - a) + _piece(r) + e)})
+
+    def holds(n: int, r: str, a: int, e: str) -> bool:
+        return whole[char * n + _piece(r) + e] == parts[char * a] + parts[char * (n - a) + _piece(r) + e]
+
+    cuts = []
+    for (n, r), a in cands.items():
+        if all(holds(n, r, a, e) for e in conts):
+            bad = tuple(p for p, e in zip(ASCII_PUNCT, after) if not holds(n, r, a, e))
+            cuts.append((a, n - a, bad, r))
+    alts = []
+    for (a, k, bad), group in _grouped(cuts, lambda cut: cut[:3]):
+        rs = "".join(_rx(r) for *_, r in group)
+        not_after = f"(?![{''.join(_rx(p) for p in bad)}])" if bad else ""
+        alts.append(f"{_repeat(c, a - 1, a - 1) if a > 1 else ''}(?={_repeat(c, k, k)}[{rs}]{not_after})")
+    return alts
+
+
 def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
     """Regex alternatives cutting runs of ``char`` that start a pre-token into BPE's chunks, or None.
 
@@ -531,6 +568,8 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
     if kind == "punct" and whole:  # a whole-chunk run followed by more punctuation is cut off as it is
         for merging, ns in _grouped(whole, lambda n: tuple(r for r in right if not whole_ok[(n, r)])):
             alts.append(f"(?:{'|'.join(_repeat(c, lo - 1, hi - 1) for lo, hi in _ranges(ns))}){end(merging)}")
+    if kind == "punct":
+        alts += _merged_end_cuts(bare_bpe, char, c, chunks, right, conts, chunk_ok, whole_ok)
     prefix = None
     if kind in ("punct", "quote"):
         left = ascii_chars({a[-1] for a, b in merges if b[0] == char and a[-1] != char})
