@@ -214,6 +214,19 @@ def fitted_tok(fitted):
     return fitted[0]
 
 
+def test_split_rules_fix_words_no_scores_can_match(bpe):
+    # quotes and "=" runs after a space whose BPE chunks contradict each other under any additive scores
+    texts = [PROSE, "a = ('''x''')\nb = \"'''\"\nc = \"('''\"\n" * 3 + " ===============\n ====\n ==============\n"]
+    counts, _ = pre_token_counts(bpe, texts)
+    _, plain = fit_distilled(bpe, counts, fast_settings(split_rules=False))
+    assert plain.stats["proven_unsatisfiable_types"] == 3
+    assert set(plain.stats["proven_unsatisfiable_examples"]) == {" ('''", " ==============", " ==============="}
+    tok, cut = fit_distilled(bpe, counts, fast_settings())
+    assert cut.stats["proven_unsatisfiable_cut_by_split_rules"] == 3
+    assert cut.stats["proven_unsatisfiable_types"] == cut.stats["fit_mismatched_types"] == 0
+    assert compare_texts(tok, bpe, texts, "t")["mismatched_types"] == 0
+
+
 def test_a_failing_linear_program_keeps_the_best_round(bpe, monkeypatch):
     import ivr.tokenizers.distill as distill
 

@@ -272,8 +272,9 @@ def _solve_rows(
 
 def fit_scores(
     pieces: Sequence[str], words: list[str], weights: np.ndarray, gold: list[list[int]], settings: DistillSettings
-) -> tuple[np.ndarray, dict]:
-    """Fit the 50257 scores so that the Unigram Viterbi gives ``gold`` on ``words``.
+) -> tuple[np.ndarray, dict, list[str]]:
+    """Fit the 50257 scores so that the Unigram Viterbi gives ``gold`` on ``words``; returns the scores, fit
+    statistics and the words proven unsatisfiable (most frequent first).
 
     Cutting planes: each round encodes all words with the real ``tokenizers`` Unigram; every wrong word adds
     the row "BPE's segmentation beats this competitor by ``margin``"; a linear program over all rows collected
@@ -343,12 +344,10 @@ def fit_scores(
         "history": history,
         "changed_merges": int((np.abs(best[1]) > 1e-6).sum()),
         "fit_mismatched_nontie_types_best_round": len(best[3]),
-        "proven_unsatisfiable_types": len(given_up),
-        "proven_unsatisfiable_examples": [readable(w) for w in given_up[: settings.examples]],
         "score_scale": {"lam": scale.lam, "c": scale.c},
         "score_fit_seconds": round(time.perf_counter() - start, 2),
     }
-    return scale(s0 + trees @ best[1]), stats
+    return scale(s0 + trees @ best[1]), stats, given_up
 
 
 @dataclass(frozen=True)
@@ -721,7 +720,7 @@ def fit_distilled(
     weights = np.array([weighted[w] for w in words], dtype=np.float64)
     gold = [e.ids for e in bare_bpe.encode_batch(words)]
     with _gc_paused():
-        scores, stats = fit_scores(pieces, words, weights, gold, settings)
+        scores, stats, given_up = fit_scores(pieces, words, weights, gold, settings)
     model_tok = unigram_tokenizer(pieces, scores)
     rules, considered = (
         select_split_rules(bare_bpe, model_tok, words, weights, gold, settings) if settings.split_rules else ([], [])
@@ -735,6 +734,14 @@ def fit_distilled(
         fit_mismatched_types=len(bad),
         fit_mismatched_tie_types=sum(1 for i in bad if sorted(pred[i]) == sorted(gold[i])),
         split_rules_considered=considered,
+    )
+    # the proof is about scores alone: report the words the split rules do not fix either
+    still_wrong = {words[i] for i in bad}
+    unsatisfiable = [w for w in given_up if w in still_wrong]
+    stats.update(
+        proven_unsatisfiable_types=len(unsatisfiable),
+        proven_unsatisfiable_cut_by_split_rules=len(given_up) - len(unsatisfiable),
+        proven_unsatisfiable_examples=[readable(w) for w in unsatisfiable[: settings.examples]],
     )
     return final, FitResult(scores=[float(s) for s in scores], split_rules=rules, stats=stats)
 

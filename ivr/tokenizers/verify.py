@@ -245,11 +245,13 @@ def render_markdown(summary: dict) -> str:
         lines += ["", "## Fit", ""]
         for key in ("fit_word_types", "corpus_word_types", "rounds", "best_round", "constraints", "changed_merges",
                     "fit_mismatched_types", "fit_mismatched_tie_types", "proven_unsatisfiable_types",
+                    "proven_unsatisfiable_cut_by_split_rules",
                     "score_fit_seconds", "fit_seconds", "python_peak_mb"):
             if key in fit:
                 lines.append(f"- {key.replace('_', ' ')}: {fit[key]}")
         if fit.get("proven_unsatisfiable_examples"):
-            lines.append("- proven unsatisfiable (no merge weights match them together with the other fit words): "
+            lines.append("- proven unsatisfiable (no merge weights match them together with the other fit words, "
+                         "and no split rule cuts them): "
                          + ", ".join(f"`{_md(w)}`" for w in fit["proven_unsatisfiable_examples"]))
         rules = [r for r in fit.get("split_rules_considered", []) if r.get("accepted")]
         lines.append(
