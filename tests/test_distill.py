@@ -142,6 +142,17 @@ def test_triple_quote_tie_is_cut_by_a_split_rule(fitted, bpe):
         assert forced.encode(text).ids == bpe.encode(text).ids, text
 
 
+def test_ruler_characters_get_split_rules_without_evidence(fitted, bpe):
+    tok, fit = fitted
+    tilde = next(r for r in fit.stats["split_rules_considered"] if r["char"] == "~")
+    # the fit corpus has no run of "~", yet rulers of it are common: the rule is kept because it breaks nothing
+    assert tilde["accepted"] and tilde["fixed_types"] == 0
+    for text in ["Title\n~~~~~~~~~~~~~~\n", "~~~~~~~~~~~~~~~~~ x", " ~~~~~~~~~~~"]:
+        assert tok.encode(text).ids == bpe.encode(text).ids, text
+    # the Unigram alone orders the chunks of such a run the other way
+    assert Tokenizer(tok.model).encode("~" * 14).tokens != bare_model(bpe).encode("~" * 14).tokens
+
+
 @pytest.mark.parametrize("char", ["=", "-", "#", "'", "(", "Ċ", "9", "x"])
 def test_split_rule_reproduces_bpe_runs(bpe, char):
     bare = bare_model(bpe)

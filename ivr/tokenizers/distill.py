@@ -90,6 +90,9 @@ class DistillSettings:
     """Longest run of one character on which a candidate split rule must reproduce BPE exactly."""
     split_rule_min_fixed: float = 10.0
     """A split rule is kept only if it fixes at least this many weighted fit word occurrences (rules cost speed)."""
+    split_rule_chars: str = "-=*#~_"
+    """Characters whose runs get a split rule whatever the fit corpus holds (if it breaks no fit word): rulers
+    and underlines made of them are common in any text."""
     random_id_sequences: int = 2000
     """How many random id sequences verification decodes with both tokenizers."""
     examples: int = 20
@@ -665,15 +668,17 @@ def select_split_rules(
     """Candidate rules for each character with a (c, c) merge, kept when they fix enough words and break none.
 
     Each rule costs encoding speed, so a rule must fix at least ``settings.split_rule_min_fixed`` weighted
-    word occurrences of the fit words.
+    word occurrences of the fit words, unless its character is one of ``settings.split_rule_chars``.
     """
     chars = sorted({a for a, b in gpt2_merges() if a == b and len(a) == 1})
+    always = {_piece(c) for c in settings.split_rule_chars}
     plain = [e.ids for e in model_tok.encode_batch(words)]
     accepted, considered = [], []
     wrong = [i for i, (p, g) in enumerate(zip(plain, gold)) if p != g]
     for char in tqdm(chars, desc="split rules", unit="char", mininterval=2.0):
         # building a rule asks BPE about every run length and neighbour: skip characters with nothing to fix
-        if sum(weights[i] for i in wrong if char * 2 in words[i]) < max(settings.split_rule_min_fixed, 1e-9):
+        needed = 0.0 if char in always else max(settings.split_rule_min_fixed, 1e-9)
+        if needed and sum(weights[i] for i in wrong if char * 2 in words[i]) < needed:
             considered.append({"char": char, "accepted": False, "reason": "no wrong fit word has a run of it"})
             continue
         rule = split_rule_for(bare_bpe, char, settings.max_run)
@@ -685,7 +690,7 @@ def select_split_rules(
         fixed = [i for i, c in zip(idx, cut) if c == gold[i] and plain[i] != gold[i]]
         broken = sum(1 for i, c in zip(idx, cut) if c != gold[i] and plain[i] == gold[i])
         fixed_occ = float(weights[fixed].sum()) if fixed else 0.0
-        ok = bool(fixed) and fixed_occ >= settings.split_rule_min_fixed and broken == 0
+        ok = (bool(fixed) and fixed_occ >= settings.split_rule_min_fixed or char in always) and broken == 0
         considered.append({"char": char, "accepted": ok, "fixed_types": len(fixed), "fixed_occurrences": fixed_occ,
                            "broken_types": broken})
         if ok:
