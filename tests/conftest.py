@@ -50,6 +50,7 @@ def tiny_cli_args(tmp_path: Path, *extra: str) -> list[str]:
         "--model.from_config.n_positions", "32",
         "--model.from_config.n_embd", "16",
         "--data.tokenizer", "original",
+        "--data.distill.split_rule_chars", "",  # ruler rules cost seconds per fit; tests/test_distill.py covers them
         *extra,
     ]
 

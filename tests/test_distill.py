@@ -41,6 +41,8 @@ def corpus() -> list[str]:
 
 
 def fast_settings(**kw) -> DistillSettings:
+    # no ruler characters unless a test asks: building their rules is most of a small fit's time
+    kw = {"split_rule_chars": "", **kw}
     return DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, max_run=96, random_id_sequences=300,
                            split_rule_min_fixed=1, **kw)
 
@@ -53,7 +55,7 @@ def bpe() -> Tokenizer:
 @pytest.fixture(scope="module")
 def fitted(bpe):
     counts, _ = pre_token_counts(bpe, corpus())
-    return fit_distilled(bpe, counts, fast_settings())
+    return fit_distilled(bpe, counts, fast_settings(split_rule_chars=DistillSettings.split_rule_chars))
 
 
 def test_model_is_pure_unigram_with_gpt2_ids(fitted, bpe):
