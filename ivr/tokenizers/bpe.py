@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -26,11 +27,12 @@ def offline_gpt2_tokenizer() -> Tokenizer:
     return byte_level_tokenizer(BPE.from_file(str(vocab), str(merges)))
 
 
-def gpt2_merges() -> list[tuple[str, str]]:
-    """GPT-2's merges in rank order (rank 0 first)."""
+@lru_cache(maxsize=1)
+def gpt2_merges() -> tuple[tuple[str, str], ...]:
+    """GPT-2's merges in rank order (rank 0 first); read once per process (split rules ask for every character)."""
     _, merges = offline_gpt2_files()
     lines = merges.read_text(encoding="utf-8").splitlines()
-    return [tuple(line.split(" ")) for line in lines[1:] if line and not line.startswith("#version")]
+    return tuple(tuple(line.split(" ")) for line in lines[1:] if line and not line.startswith("#version"))
 
 
 def _from_hub(name: str) -> Tokenizer:
