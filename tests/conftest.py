@@ -12,6 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from ivr.tokenizers.distill import DistillSettings  # noqa: E402  (after the offline switches)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -37,9 +39,17 @@ def raw_dir(tmp_path: Path) -> Path:
     return raw
 
 
+# the shipped distillation settings that tiny_cli_args turns off, as flags that put them back
+DEFAULT_DISTILL = tuple(  # "--key=value": a value such as "-=*#~_" must not read as a flag
+    f"--data.distill.{key}={str(getattr(DistillSettings, key)).lower()}"
+    for key in ("vocab_words", "vocab_variants", "number_words", "split_rule_chars")
+)
+
+
 def tiny_cli_args(tmp_path: Path, *extra: str) -> list[str]:
-    """The demo config shrunk to seconds: a 0.3 MB slice of the built-in corpus, a 2-layer GPT-2, and the
-    original tokenizer (the IVR pipeline has its own end-to-end test)."""
+    """The demo config shrunk to seconds: a 0.3 MB slice of the built-in corpus, a 2-layer GPT-2, the
+    original tokenizer (the IVR pipeline has its own end-to-end test) and a distillation fitted on the corpus
+    alone (``DEFAULT_DISTILL`` puts the shipped settings back)."""
     return [
         "--config", str(ROOT / "configs" / "demo.yaml"),
         "--data.artifacts_dir", str(tmp_path / "artifacts"),
@@ -50,7 +60,9 @@ def tiny_cli_args(tmp_path: Path, *extra: str) -> list[str]:
         "--model.from_config.n_positions", "32",
         "--model.from_config.n_embd", "16",
         "--data.tokenizer", "original",
-        "--data.distill.split_rule_chars", "",  # ruler rules cost seconds per fit; tests/test_distill.py covers them
+        # fit words from the corpus only, no ruler rules: seconds per fit (test_prepare_* keeps the defaults)
+        "--data.distill.vocab_words", "false", "--data.distill.vocab_variants", "false",
+        "--data.distill.number_words", "0", "--data.distill.split_rule_chars", "",
         *extra,
     ]
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ivr.cli import main
-from tests.conftest import tiny_cli_args
+from tests.conftest import DEFAULT_DISTILL, tiny_cli_args
 
 
 def _snapshot(root):
@@ -15,7 +15,7 @@ def _snapshot(root):
 
 
 def test_prepare_prints_artifacts_and_second_run_rebuilds_nothing(tmp_path, capsys):
-    main(["prepare", *tiny_cli_args(tmp_path)])
+    main(["prepare", *tiny_cli_args(tmp_path, *DEFAULT_DISTILL)])
     out = capsys.readouterr().out
     art = tmp_path / "artifacts"
     for expected in ("tokenizers/original", "corpora/cleaned", "bpe_token_id_sequences.txt",
@@ -23,7 +23,7 @@ def test_prepare_prints_artifacts_and_second_run_rebuilds_nothing(tmp_path, caps
         assert expected in out, expected
     assert (art / "analysis" / "reports" / "token_frequency.parquet").is_file()
     before = _snapshot(art)
-    main(["prepare", *tiny_cli_args(tmp_path)])
+    main(["prepare", *tiny_cli_args(tmp_path, *DEFAULT_DISTILL)])
     assert _snapshot(art) == before
 
 
