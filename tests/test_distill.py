@@ -168,6 +168,8 @@ def test_split_rule_reproduces_bpe_runs(bpe, char):
     for n in range(1, 65):
         run = raw * n
         assert [p for p, _ in pre.pre_tokenize_str(run)] == bare.encode(char * n).tokens, n
+        for end in (" ", "\t"):  # also where one white character ends the text: every chunk its own pre-token
+            assert sum(char in p for p, _ in pre.pre_tokenize_str(run + end)) == len(bare.encode(char * n).tokens), n
         # after a space the rule either cuts the run into BPE's chunks or leaves it whole to GPT-2's alternatives
         led = [p for p, _ in pre.pre_tokenize_str(" " + run)]
         assert led in (bare.encode("Ġ" + char * n).tokens, ["Ġ" + char * n]), n

@@ -393,8 +393,9 @@ RUN_END = {
     # not before a contraction: GPT-2 would start the next pre-token there with the last quote
     "quote": r"(?![^\s\p{L}\p{N}]|s|t|re|ve|m|ll|d)",
     # whitespace: ``\s+(?!\S)`` leaves the last white character of a run before a word to the word; the run
-    # is also cut where more ASCII white space follows in its pre-token (nothing merges a newline with it)
-    "newline": r"(?:[\x{09}-\x{0D}\x{20}](?=\S)|\z|(?=[\x{09}\x{0B}-\x{0D}\x{20}][\x{09}-\x{0D}\x{20}]))",
+    # is also cut where more ASCII white space follows in its pre-token, or one white character ends the text
+    # (nothing merges a newline with it)
+    "newline": r"(?:[\x{09}-\x{0D}\x{20}](?=\S)|[\x{09}-\x{0D}\x{20}]?\z|(?=[\x{09}\x{0B}-\x{0D}\x{20}][\x{09}-\x{0D}\x{20}]))",
 }
 
 
