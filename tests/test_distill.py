@@ -155,6 +155,17 @@ def test_ruler_characters_get_split_rules_without_evidence(fitted, bpe):
     assert Tokenizer(tok.model).encode("~" * 14).tokens != bare_model(bpe).encode("~" * 14).tokens
 
 
+def test_placeholder_letter_and_digit_runs_get_split_rules(fitted, bpe):
+    tok, fit = fitted
+    assert {"N", "p", "X", "f", "0"} <= {r["char"] for r in fit.split_rules}
+    runs = ["NNN", "ppp", "XXXXXX", "fffffff", "0000000"]
+    # ties for the Unigram alone: the same pieces as BPE's, in another order
+    plain = Tokenizer(tok.model).encode_batch(runs)
+    assert any(p.tokens != b.tokens for p, b in zip(plain, bare_model(bpe).encode_batch(runs)))
+    for text in ["NNN", "Call 555-NNNN or ppp.", "XXXXXX-XX", " fffffff", "0x0000000 ffff", "YYYY-MM-DD NNN\n"]:
+        assert tok.encode(text).ids == bpe.encode(text).ids, text
+
+
 @pytest.mark.parametrize("char", ["=", "-", "#", "'", "(", "Ċ", "9", "x"])
 def test_split_rule_reproduces_bpe_runs(bpe, char):
     bare = bare_model(bpe)

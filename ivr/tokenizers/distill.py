@@ -32,6 +32,7 @@ import gc
 import json
 import logging
 import math
+import string
 import time
 import tracemalloc
 from collections import Counter
@@ -90,9 +91,10 @@ class DistillSettings:
     """Longest run of one character on which a candidate split rule must reproduce BPE exactly."""
     split_rule_min_fixed: float = 10.0
     """A split rule is kept only if it fixes at least this many weighted fit word occurrences (rules cost speed)."""
-    split_rule_chars: str = "-=*#~_"
+    split_rule_chars: str = "-=*#~_" + string.digits + string.ascii_letters
     """Characters whose runs get a split rule whatever the fit corpus holds (if it breaks no fit word): rulers
-    and underlines made of them are common in any text."""
+    and underlines (``-=*#~_``) and placeholder or hex runs of letters and digits (``NNN``, ``ffff``, ``0000``)
+    are common in any text. Rules for letters and digits are cheap to build; punctuation takes ~1 s each."""
     random_id_sequences: int = 2000
     """How many random id sequences verification decodes with both tokenizers."""
     examples: int = 20
@@ -594,15 +596,20 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
 def split_pattern(rules: Sequence[dict]) -> str:
     """GPT-2's pre-tokenizer regex with the rules' alternatives ahead of the class each rule cuts.
 
-    Each group of alternatives sits behind one lookahead for the characters it can start a run of, so a
-    position where no rule applies costs one class test, not one test per rule.
+    Every alternative of a rule's ``pattern`` and ``after_space`` starts with two of its characters, so each group
+    sits behind one lookahead for a doubled rule character: a position where no rule applies (nearly every
+    word start) costs one character comparison, not one test per rule.
     """
     def group(members: list[dict], key: str, lead: str = "") -> str:
         members = [r for r in members if r.get(key)]
         if not members:
             return ""
         chars = "".join(_rx(piece_to_bytes(r["char"]).decode("latin-1")) for r in members)
-        return f"{lead}(?=[{chars}])(?:{'|'.join(r[key] for r in members)})|"
+        name = f"{key[0]}{len(names)}"
+        names.append(name)
+        return f"{lead}(?=(?<{name}>[{chars}])\\k<{name}>)(?:{'|'.join(r[key] for r in members)})|"
+
+    names: list[str] = []
 
     classes = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "space": ("newline",)}
     by = {}
