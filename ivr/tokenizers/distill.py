@@ -694,6 +694,8 @@ def select_split_rules(
             considered.append({"char": char, "accepted": False, "reason": "no rule"})
             continue
         idx = [i for i, w in enumerate(words) if char * 2 in w]
+        if rule["class"] in ("letter", "digit"):  # these rules end the run with the word: only cut whole runs
+            idx = [i for i in idx if not words[i].lstrip("Ġ").strip(char)]
         cut = encode_segments(model_tok, segment_words([rule], [words[i] for i in idx]))
         fixed = [i for i, c in zip(idx, cut) if c == gold[i] and plain[i] != gold[i]]
         broken = sum(1 for i, c in zip(idx, cut) if c != gold[i] and plain[i] == gold[i])
