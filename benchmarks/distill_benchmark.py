@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
-from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
+from ivr.tokenizers.distill import DistillSettings, distill_tokenizer, rules_pre_tokenizer
 from ivr.tokenizers.io import load_tokenizer
 
 
@@ -73,13 +73,27 @@ def main() -> None:
     ap.add_argument("--heldout-every", type=int, default=10, help="every n-th stdlib file is held out")
     ap.add_argument("--max-iterations", type=int, default=DistillSettings.max_iterations)
     ap.add_argument("--repeats", type=int, default=5,
-                    help="throughput repeats, each timing BPE, distilled, distilled, BPE (the median ratio is reported)")
+                    help="throughput repeats, each timing BPE, distilled, distilled without split rules, and back "
+                         "(the median ratio is reported)")
     ap.add_argument("--no-vocab-words", action="store_true", help="fit on the corpus only")
+    ap.add_argument("--throughput-only", action="store_true",
+                    help="skip fitting: time the tokenizer already in OUT/tokenizer (speed is the noisiest figure)")
     args = ap.parse_args()
 
     bpe = offline_gpt2_tokenizer()
     fit_texts, held_texts = stdlib_sources(args.heldout_every)
     prose = english_prose(4_000_000)
+    rows = [] if args.throughput_only else fit_and_verify(args, bpe, fit_texts, held_texts, prose)
+    sample = held_texts + [t for texts in prose.values() for t in texts]
+    rows += throughput_rows(args.out / "tokenizer", sample, args.repeats)
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{'metric':<{width}} | value\n{'-' * width}-|------")
+    for k, v in rows:
+        print(f"{k:<{width}} | {v}")
+
+
+def fit_and_verify(args, bpe, fit_texts: list[str], held_texts: list[str], prose: dict[str, list[str]]) -> list[tuple]:
+    """Distil into ``args.out`` and return the table rows of fit and verification figures."""
     settings = DistillSettings(
         max_iterations=args.max_iterations,
         vocab_words=not args.no_vocab_words,
@@ -112,26 +126,32 @@ def main() -> None:
     wrong = sum(p["mismatched_occurrences"] for p in parts)
     rows.append(("English prose (both sets): exact word occ / wrong occurrences",
                  f"{1 - wrong / occurrences:.5%} / {wrong} of {occurrences}"))
-    sample = held_texts + [t for texts in prose.values() for t in texts]
-    # both loaded afresh, so that their word caches (10,000 words each) start empty alike
-    bpe, distilled = offline_gpt2_tokenizer(), load_tokenizer(args.out / "tokenizer")
+    return rows
+
+
+def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int) -> list[tuple]:
+    """Encode speed of the distilled tokenizer against BPE's, in one run (ratios of interleaved timings)."""
+    rows = []
+    # all loaded afresh, so that their word caches (10,000 words each) start empty alike; the distilled model
+    # behind GPT-2's plain pre-tokenizer tells the split rules' cost apart from the Unigram model's
+    bpe, distilled, plain = offline_gpt2_tokenizer(), load_tokenizer(tokenizer_dir), load_tokenizer(tokenizer_dir)
+    plain.pre_tokenizer = rules_pre_tokenizer([])
     for batch in (True, False):
         label = "encode_batch" if batch else "encode, 1 thread"
         if not batch:
             os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read at every call, unlike RAYON_NUM_THREADS
-        # the machine may be shared: each repeat times BPE, distilled, distilled, BPE (a drift in speed
-        # during a repeat cancels out) and the median of the repeats' ratios is reported
+        # the machine may be shared: each repeat times BPE, distilled, plain, plain, distilled, BPE (a drift in
+        # speed during a repeat cancels out) and the median of the repeats' ratios is reported
         runs = []
-        for _ in range(args.repeats):
-            b1, d1, d2, b2 = (throughput(t, sample, batch) for t in (bpe, distilled, distilled, bpe))
-            runs.append(((b1 + b2) / 2, (d1 + d2) / 2))
-        b, d = (statistics.median(x) for x in zip(*runs))
-        ratio = statistics.median(d_ / b_ for b_, d_ in runs)
-        rows.append((f"{label} MB/s BPE / distilled (median ratio of {args.repeats})", f"{b:.2f} / {d:.2f} ({ratio:.2f}x)"))
-    width = max(len(k) for k, _ in rows)
-    print(f"\n{'metric':<{width}} | value\n{'-' * width}-|------")
-    for k, v in rows:
-        print(f"{k:<{width}} | {v}")
+        for _ in range(repeats):
+            b1, d1, p1, p2, d2, b2 = (throughput(t, sample, batch) for t in (bpe, distilled, plain, plain, distilled, bpe))
+            runs.append(((b1 + b2) / 2, (d1 + d2) / 2, (p1 + p2) / 2))
+        b, d, p = (statistics.median(x) for x in zip(*runs))
+        ratio = statistics.median(d_ / b_ for b_, d_, _ in runs)
+        plain_ratio = statistics.median(p_ / b_ for b_, _, p_ in runs)
+        rows.append((f"{label} MB/s BPE / distilled (median ratio of {repeats})", f"{b:.2f} / {d:.2f} ({ratio:.2f}x)"))
+        rows.append((f"{label} MB/s distilled without split rules", f"{p:.2f} ({plain_ratio:.2f}x BPE)"))
+    return rows
 
 
 if __name__ == "__main__":
