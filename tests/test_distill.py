@@ -12,6 +12,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 from tokenizers import Tokenizer
 from tokenizers.models import BPE
 
+from ivr.tokenizers import distill
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.distill import (
     DistillSettings,
@@ -222,11 +223,17 @@ def test_strict_fails_on_a_mismatch_and_reports_are_written(bpe, tmp_path):
     assert hf.encode("hello world") == loaded.encode("hello world").ids == bpe.encode("hello world").ids
 
 
-def test_fit_is_deterministic(bpe):
+def test_fit_is_deterministic_and_builds_each_split_rule_once(bpe, monkeypatch):
     counts, _ = pre_token_counts(bpe, [PROSE])
-    first, _ = fit_distilled(bpe, counts, fast_settings())
-    second, _ = fit_distilled(bpe, counts, fast_settings())
+    built = []
+    build = distill.split_rule_for
+    monkeypatch.setattr(distill, "split_rule_for", lambda *args: built.append(args[1]) or build(*args))
+    monkeypatch.setattr(distill, "_RULES", {})
+    first, _ = fit_distilled(bpe, counts, fast_settings(split_rule_chars="~"))
+    n = len(built)
+    second, _ = fit_distilled(bpe, counts, fast_settings(split_rule_chars="~"))
     assert first.to_str() == second.to_str()
+    assert "~" in built and len(built) == n  # the second fit took every rule from the first
 
 
 @hsettings(max_examples=200, deadline=None)

@@ -29,6 +29,7 @@ text, as for BPE), accepted per character only when they fix enough fit words an
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import logging
 import math
@@ -91,10 +92,11 @@ class DistillSettings:
     """Longest run of one character on which a candidate split rule must reproduce BPE exactly."""
     split_rule_min_fixed: float = 10.0
     """A split rule is kept only if it fixes at least this many weighted fit word occurrences (rules cost speed)."""
-    split_rule_chars: str = "-=*#~_" + string.digits + string.ascii_letters
-    """Characters whose runs get a split rule whatever the fit corpus holds (if it breaks no fit word): rulers
-    and underlines (``-=*#~_``) and placeholder or hex runs of letters and digits (``NNN``, ``ffff``, ``0000``)
-    are common in any text. Rules for letters and digits are cheap to build; punctuation takes ~1 s each."""
+    split_rule_chars: str = "-=*#~_/^+.<>|" + string.digits + string.ascii_letters
+    """Characters whose runs get a split rule whatever the fit corpus holds (if it breaks no fit word): rulers,
+    underlines and markers (``-=*#~_/^+.<>|``) and placeholder or hex runs of letters and digits (``NNN``,
+    ``ffff``, ``0000``) are common in any text. Letter and digit rules are cheap to build; punctuation takes
+    up to 3 s each."""
     random_id_sequences: int = 2000
     """How many random id sequences verification decodes with both tokenizers."""
     examples: int = 20
@@ -669,6 +671,19 @@ def encode_segments(model_tok: Tokenizer, segments: Sequence[Sequence[str]]) -> 
     return [[i for s in segs for i in ids[s]] for segs in segments]
 
 
+# a rule depends only on the BPE model, the character and max_run: each process builds it once (tests and
+# repeated fits in one session ask for the same rules, at up to 3 s each)
+_RULES: dict[tuple[str, str, int], dict | None] = {}
+
+
+def _memo_split_rule(bare_bpe: Tokenizer, fingerprint: str, char: str, max_run: int) -> dict | None:
+    key = (fingerprint, char, max_run)
+    if key not in _RULES:
+        _RULES[key] = split_rule_for(bare_bpe, char, max_run)
+    rule = _RULES[key]
+    return dict(rule) if rule else None
+
+
 def select_split_rules(
     bare_bpe: Tokenizer, model_tok: Tokenizer, words: list[str], weights: np.ndarray, gold: list[list[int]],
     settings: DistillSettings,
@@ -683,13 +698,14 @@ def select_split_rules(
     plain = [e.ids for e in model_tok.encode_batch(words)]
     accepted, considered = [], []
     wrong = [i for i, (p, g) in enumerate(zip(plain, gold)) if p != g]
+    fingerprint = hashlib.sha256(bare_bpe.to_str().encode("utf-8")).hexdigest()
     for char in tqdm(chars, desc="split rules", unit="char", mininterval=2.0):
         # building a rule asks BPE about every run length and neighbour: skip characters with nothing to fix
         needed = 0.0 if char in always else max(settings.split_rule_min_fixed, 1e-9)
         if needed and sum(weights[i] for i in wrong if char * 2 in words[i]) < needed:
             considered.append({"char": char, "accepted": False, "reason": "no wrong fit word has a run of it"})
             continue
-        rule = split_rule_for(bare_bpe, char, settings.max_run)
+        rule = _memo_split_rule(bare_bpe, fingerprint, char, settings.max_run)
         if rule is None:
             considered.append({"char": char, "accepted": False, "reason": "no rule"})
             continue
