@@ -729,8 +729,9 @@ def select_split_rules(
 
 @contextmanager
 def _gc_paused():
-    """Pause the cyclic garbage collector: each round builds ~10^5 small lists (no cycles), and with a large
-    corpus alive every collection they trigger walks it, which more than doubled the fit's time."""
+    """Pause the cyclic garbage collector: each round, and each split rule's questions to BPE, build ~10^5 small
+    objects (no cycles), and with a large corpus alive every collection they trigger walks it, which more than
+    doubled the fit's time."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -752,10 +753,10 @@ def fit_distilled(
     gold = [e.ids for e in bare_bpe.encode_batch(words)]
     with _gc_paused():
         scores, stats, given_up = fit_scores(pieces, words, weights, gold, settings)
-    model_tok = unigram_tokenizer(pieces, scores)
-    rules, considered = (
-        select_split_rules(bare_bpe, model_tok, words, weights, gold, settings) if settings.split_rules else ([], [])
-    )
+        model_tok = unigram_tokenizer(pieces, scores)
+        rules, considered = (
+            select_split_rules(bare_bpe, model_tok, words, weights, gold, settings) if settings.split_rules else ([], [])
+        )
     final = with_rules(model_tok, rules)
     pred = encode_segments(model_tok, segment_words(rules, words))
     bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g]
