@@ -618,9 +618,13 @@ def split_pattern(rules: Sequence[dict]) -> str:
     for k, ks in classes.items():
         members = [r for r in rules if r["class"] in ks]
         by[k] = group(members, "pattern") + group(members, "after_space", r"\x{20}")
-    prefixes = [r["prefix"] for r in rules if r.get("prefix")]
-    if prefixes:
-        by["punct"] += r" ?[^\s\p{L}\p{N}]*?(?:" + "|".join(prefixes) + ")|"
+    # a prefix alternative is one character and then a run of its rule's character: the same doubled-character
+    # lookahead, one position on, keeps the lazy scan over a punctuation pre-token at one test per position
+    with_prefix = [r for r in rules if r.get("prefix")]
+    if with_prefix:
+        chars = "".join(_rx(piece_to_bytes(r["char"]).decode("latin-1")) for r in with_prefix)
+        by["punct"] += (r" ?[^\s\p{L}\p{N}]*?" + f"(?=.(?<q>[{chars}])\\k<q>)(?:"
+                        + "|".join(r["prefix"] for r in with_prefix) + ")|")
     return (
         r"'s|'t|'re|'ve|'m|'ll|'d|" + by["letter"] + r" ?\p{L}+|" + by["digit"] + r" ?\p{N}+|"
         + by["punct"] + r" ?[^\s\p{L}\p{N}]+|" + by["space"] + r"\s+(?!\S)|\s+"
