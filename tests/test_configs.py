@@ -52,3 +52,19 @@ def test_every_option_is_documented_in_help(capsys):
     assert len(entries) > 40
     undocumented = [flag for flag, text in entries if text.strip().startswith("(type:") and not flag.endswith(".help")]
     assert not undocumented, undocumented
+
+
+def test_docstring_parsing_is_cached_and_unchanged():
+    from jsonargparse import _optionals, set_parsing_settings
+
+    from ivr.cli import _cache_docstring_parsing
+    from ivr.tokenizers.distill import DistillSettings
+
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    _cache_docstring_parsing()
+    cached = _optionals.parse_docstring
+    first = cached(DistillSettings, params=True)
+    assert cached(DistillSettings, params=True) is first  # parsed once
+    fresh = cached.__wrapped__(DistillSettings, params=True)
+    assert [(p.arg_name, p.description) for p in first.params] == [(p.arg_name, p.description) for p in fresh.params]
+    assert any(p.arg_name == "split_rule_chars" for p in first.params)
