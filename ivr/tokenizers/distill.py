@@ -602,14 +602,16 @@ def split_pattern(rules: Sequence[dict]) -> str:
     sits behind one lookahead for a doubled rule character: a position where no rule applies (nearly every
     word start) costs one character comparison, not one test per rule.
     """
+    def chars(members: list[dict]) -> str:
+        return "".join(_rx(piece_to_bytes(r["char"]).decode("latin-1")) for r in members)
+
     def group(members: list[dict], key: str, lead: str = "") -> str:
         members = [r for r in members if r.get(key)]
         if not members:
             return ""
-        chars = "".join(_rx(piece_to_bytes(r["char"]).decode("latin-1")) for r in members)
         name = f"{key[0]}{len(names)}"
         names.append(name)
-        return f"{lead}(?=(?<{name}>[{chars}])\\k<{name}>)(?:{'|'.join(r[key] for r in members)})|"
+        return f"{lead}(?=(?<{name}>[{chars(members)}])\\k<{name}>)(?:{'|'.join(r[key] for r in members)})|"
 
     names: list[str] = []
 
@@ -622,8 +624,7 @@ def split_pattern(rules: Sequence[dict]) -> str:
     # lookahead, one position on, keeps the lazy scan over a punctuation pre-token at one test per position
     with_prefix = [r for r in rules if r.get("prefix")]
     if with_prefix:
-        chars = "".join(_rx(piece_to_bytes(r["char"]).decode("latin-1")) for r in with_prefix)
-        by["punct"] += (r" ?[^\s\p{L}\p{N}]*?" + f"(?=.(?<q>[{chars}])\\k<q>)(?:"
+        by["punct"] += (r" ?[^\s\p{L}\p{N}]*?" + f"(?=.(?<q>[{chars(with_prefix)}])\\k<q>)(?:"
                         + "|".join(r["prefix"] for r in with_prefix) + ")|")
     return (
         r"'s|'t|'re|'ve|'m|'ll|'d|" + by["letter"] + r" ?\p{L}+|" + by["digit"] + r" ?\p{N}+|"
