@@ -1,0 +1,88 @@
+"""Score one distillation setting on the distillation benchmark's data, with where the misses come from.
+
+Fits on the standard library's ``.py`` files (as ``distill_benchmark.py``) with ``DistillSettings`` changed by
+``--set key=value``, then prints wrong word occurrences on the fit corpus, held-out code and English prose,
+split into ties, words the merge-tree initialisation already gets right (the fit broke them) and the rest.
+Word level only (no verification of ids or decoding), so one setting takes about a minute:
+
+    uv run python benchmarks/distill_ablation.py --set init_exponent=2.65 --set number_words=3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+from distill_benchmark import english_prose, stdlib_sources
+
+from ivr.tokenizers.bpe import gpt2_merges, offline_gpt2_tokenizer
+from ivr.tokenizers.distill import (
+    DistillSettings,
+    bare_model,
+    encode_segments,
+    fit_distilled,
+    gpt2_pieces,
+    initial_scores,
+    pre_token_counts,
+    segment_words,
+    unigram_tokenizer,
+)
+
+
+def settings_from(pairs: list[str]) -> DistillSettings:
+    fields = {f.name: f for f in dataclasses.fields(DistillSettings)}
+    changes = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in fields:
+            raise SystemExit(f"--set {pair}: no such setting; one of {', '.join(fields)}")
+        default = getattr(DistillSettings, key)
+        if isinstance(default, bool):
+            changes[key] = value.lower() in ("1", "true", "yes")
+        elif key == "word_list":
+            changes[key] = Path(value) if value else None
+        else:
+            changes[key] = type(default)(value)
+    return DistillSettings(**changes)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a DistillSettings field")
+    ap.add_argument("--heldout-every", type=int, default=10, help="every n-th stdlib file is held out")
+    args = ap.parse_args()
+    settings = settings_from(args.set)
+
+    bpe = offline_gpt2_tokenizer()
+    bare, pieces = bare_model(bpe), gpt2_pieces(bpe)
+    fit_texts, held_texts = stdlib_sources(args.heldout_every)
+    sets = {"corpus": fit_texts, "heldout": held_texts}
+    sets["prose (both sets)"] = [t for texts in english_prose(4_000_000).values() for t in texts]
+    counts = {name: pre_token_counts(bpe, texts, desc=name)[0] for name, texts in sets.items()}
+    start = time.perf_counter()
+    _, fit = fit_distilled(bpe, counts["corpus"], settings)
+    seconds = time.perf_counter() - start
+    model = unigram_tokenizer(pieces, fit.scores)
+    init = unigram_tokenizer(pieces, initial_scores(pieces, gpt2_merges(), settings.init_exponent))
+
+    print(f"\nfit {seconds:.1f} s; split rules for {''.join(r['char'] for r in fit.split_rules)!r}")
+    print(f"{'set':<18} | {'occurrences':>11} | {'wrong':>5} | {'tie':>4} | {'init right, fit broke':>21}")
+    print(f"{'-' * 18}-|-{'-' * 11}-|-{'-' * 5}-|-{'-' * 4}-|-{'-' * 21}")
+    for name, c in counts.items():
+        words = sorted(c)
+        weights = np.array([c[w] for w in words], dtype=np.float64)
+        gold = [e.ids for e in bare.encode_batch(words)]
+        pred = encode_segments(model, segment_words(fit.split_rules, words))
+        first = [e.ids for e in init.encode_batch(words)]
+        wrong = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g]
+        tie = [i for i in wrong if sorted(pred[i]) == sorted(gold[i])]
+        broke = [i for i in wrong if first[i] == gold[i]]
+        print(f"{name:<18} | {weights.sum():>11.0f} | {weights[wrong].sum():>5.0f} | {weights[tie].sum():>4.0f} "
+              f"| {weights[broke].sum():>21.0f}")
+
+
+if __name__ == "__main__":
+    main()
