@@ -68,7 +68,11 @@ def main() -> None:
     model = unigram_tokenizer(pieces, fit.scores)
     init = unigram_tokenizer(pieces, initial_scores(pieces, gpt2_merges(), settings.init_exponent))
 
+    st = fit.stats
     print(f"\nfit {seconds:.1f} s; split rules for {''.join(r['char'] for r in fit.split_rules)!r}")
+    print(f"fit word types wrong beyond ties {st['fit_mismatched_types'] - st['fit_mismatched_tie_types']} "
+          f"(proven unsatisfiable {st['proven_unsatisfiable_types']}, given up "
+          f"{st['fit_mismatched_types'] - st['fit_mismatched_tie_types'] - st['proven_unsatisfiable_types']})")
     print(f"{'set':<18} | {'occurrences':>11} | {'wrong':>5} | {'tie':>4} | {'init right, fit broke':>21}")
     print(f"{'-' * 18}-|-{'-' * 11}-|-{'-' * 5}-|-{'-' * 4}-|-{'-' * 21}")
     for name, c in counts.items():
