@@ -23,6 +23,7 @@ from ivr.tokenizers.distill import (
     gpt2_pieces,
     pre_token_counts,
     rules_pre_tokenizer,
+    split_pattern,
     split_rule_for,
     with_rules,
 )
@@ -240,6 +241,22 @@ def test_fit_is_deterministic_and_builds_each_split_rule_once(bpe, monkeypatch):
 @given(st.text(max_size=80))
 def test_round_trip(fitted_tok, text):
     assert fitted_tok.decode(fitted_tok.encode(text).ids) == text
+
+
+TRICKY = st.sampled_from(["'", "s", "t", "re", "ve", "m", "ll", "d", "a", "Z", "1", " ", "  ", "\t", "\n", "\u00a0",
+                          "é", "ß", "٣", ".", "-", "=", "😀"])
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(TRICKY | st.characters(), max_size=40).map("".join))
+def test_split_pattern_pre_tokenizes_like_gpt2(text):
+    # the pattern tries GPT-2's alternatives in another order (faster); the pre-tokens must stay GPT-2's
+    from tokenizers import Regex, pre_tokenizers
+
+    ours = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(split_pattern([])), behavior="isolated"),
+                                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    gpt2 = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    assert ours.pre_tokenize_str(text) == gpt2.pre_tokenize_str(text)
 
 
 @pytest.fixture(scope="module")
