@@ -56,25 +56,15 @@ def english_prose(limit_bytes: int) -> dict[str, list[str]]:
     return {"prose_help_topics": topics, "prose_usr_share_doc": docs}
 
 
-def throughput(tok, texts: list[str], batch: bool) -> float:
-    data = sum(len(t.encode("utf-8")) for t in texts) / 1e6
-    start = time.perf_counter()
-    if batch:
-        tok.encode_batch(texts)
-    else:
-        for t in texts:
-            tok.encode(t)
-    return data / (time.perf_counter() - start)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("/tmp/distill_bench"))
     ap.add_argument("--heldout-every", type=int, default=10, help="every n-th stdlib file is held out")
     ap.add_argument("--max-iterations", type=int, default=DistillSettings.max_iterations)
-    ap.add_argument("--repeats", type=int, default=5,
-                    help="throughput repeats, each timing BPE, distilled, distilled without split rules, and back "
-                         "(the median ratio is reported)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="throughput passes over the sample; in each, BPE, the distilled tokenizer and the distilled "
+                         "model without split rules take turns on each of 40 chunks (the median chunk ratio is "
+                         "reported)")
     ap.add_argument("--no-vocab-words", action="store_true", help="fit on the corpus only")
     ap.add_argument("--throughput-only", action="store_true",
                     help="skip fitting: time the tokenizer already in OUT/tokenizer (speed is the noisiest figure)")
@@ -129,28 +119,48 @@ def fit_and_verify(args, bpe, fit_texts: list[str], held_texts: list[str], prose
     return rows
 
 
-def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int) -> list[tuple]:
-    """Encode speed of the distilled tokenizer against BPE's, in one run (ratios of interleaved timings)."""
+def chunk_timings(toks: dict, chunks: list[list[str]], repeats: int, batch: bool) -> dict[str, list[float]]:
+    """Seconds each tokenizer takes on each chunk, ``repeats`` times over; the tokenizers take turns chunk by
+    chunk (in a rotating order), so that the machine's drift hits them alike."""
+    names = list(toks)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    for _ in range(repeats):
+        for c, chunk in enumerate(chunks):
+            for k in names[c % len(names):] + names[: c % len(names)]:
+                start = time.perf_counter()
+                if batch:
+                    toks[k].encode_batch(chunk)
+                else:
+                    for text in chunk:
+                        toks[k].encode(text)
+                times[k].append(time.perf_counter() - start)
+    return times
+
+
+def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int, n_chunks: int = 40) -> list[tuple]:
+    """Encode speed of the distilled tokenizer against BPE's, in one run: the median over chunks of the ratio
+    of their times on the same chunk (a whole-pass ratio swung by 10% between runs on a shared machine; the
+    per-chunk median moved by 1-2%)."""
     rows = []
     # all loaded afresh, so that their word caches (10,000 words each) start empty alike; the distilled model
     # behind GPT-2's plain pre-tokenizer tells the split rules' cost apart from the Unigram model's
-    bpe, distilled, plain = offline_gpt2_tokenizer(), load_tokenizer(tokenizer_dir), load_tokenizer(tokenizer_dir)
-    plain.pre_tokenizer = rules_pre_tokenizer([])
+    toks = {"bpe": offline_gpt2_tokenizer(), "distilled": load_tokenizer(tokenizer_dir),
+            "plain": load_tokenizer(tokenizer_dir)}
+    toks["plain"].pre_tokenizer = rules_pre_tokenizer([])
+    chunks = [sample[i::n_chunks] for i in range(n_chunks)]
+    mb = sum(len(t.encode("utf-8")) for t in sample) / 1e6
     for batch in (True, False):
         label = "encode_batch" if batch else "encode, 1 thread"
         if not batch:
             os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read at every call, unlike RAYON_NUM_THREADS
-        # the machine may be shared: each repeat times BPE, distilled, plain, plain, distilled, BPE (a drift in
-        # speed during a repeat cancels out) and the median of the repeats' ratios is reported
-        runs = []
-        for _ in range(repeats):
-            b1, d1, p1, p2, d2, b2 = (throughput(t, sample, batch) for t in (bpe, distilled, plain, plain, distilled, bpe))
-            runs.append(((b1 + b2) / 2, (d1 + d2) / 2, (p1 + p2) / 2))
-        b, d, p = (statistics.median(x) for x in zip(*runs))
-        ratio = statistics.median(d_ / b_ for b_, d_, _ in runs)
-        plain_ratio = statistics.median(p_ / b_ for b_, _, p_ in runs)
-        rows.append((f"{label} MB/s BPE / distilled (median ratio of {repeats})", f"{b:.2f} / {d:.2f} ({ratio:.2f}x)"))
-        rows.append((f"{label} MB/s distilled without split rules", f"{p:.2f} ({plain_ratio:.2f}x BPE)"))
+        t = chunk_timings(toks, chunks, repeats, batch)
+        speed = {k: mb * repeats / sum(v) for k, v in t.items()}
+        ratio = {k: statistics.median(b / x for b, x in zip(t["bpe"], t[k])) for k in ("distilled", "plain")}
+        quart = statistics.quantiles([b / x for b, x in zip(t["bpe"], t["distilled"])], n=4)
+        rows.append((f"{label} MB/s BPE / distilled (median chunk ratio, quartiles)",
+                     f"{speed['bpe']:.2f} / {speed['distilled']:.2f} ({ratio['distilled']:.3f}x; "
+                     f"{quart[0]:.2f}-{quart[2]:.2f})"))
+        rows.append((f"{label} MB/s distilled without split rules", f"{speed['plain']:.2f} ({ratio['plain']:.3f}x BPE)"))
     return rows
 
 
