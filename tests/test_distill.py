@@ -158,6 +158,16 @@ def test_ruler_characters_get_split_rules_without_evidence(fitted, bpe):
     assert Tokenizer(tok.model).encode("~" * 14).tokens != bare_model(bpe).encode("~" * 14).tokens
 
 
+def test_multi_byte_runs_get_split_rules(fitted, bpe):
+    tok, fit = fitted
+    assert {"─", "…", "—"} <= {piece_to_bytes(r["char"]).decode("utf-8") for r in fit.split_rules}
+    runs = ["─" * 7, "…" * 3, "—" * 6]
+    plain = Tokenizer(tok.model).encode_batch([bpe.pre_tokenizer.pre_tokenize_str(r)[0][0] for r in runs])
+    assert any(p.ids != b.ids for p, b in zip(plain, bpe.encode_batch(runs)))
+    for text in ["Title\n" + "─" * 30 + "\n", "他说" + "…" * 6 + "好", "a" + "—" * 6 + "b", "x" + "…" * 3 + "."]:
+        assert tok.encode(text).ids == bpe.encode(text).ids, text
+
+
 def test_placeholder_letter_and_digit_runs_get_split_rules(fitted, bpe):
     tok, fit = fitted
     assert {"N", "p", "X", "f", "0"} <= {r["char"] for r in fit.split_rules}
@@ -170,7 +180,7 @@ def test_placeholder_letter_and_digit_runs_get_split_rules(fitted, bpe):
 
 
 # byte-level pieces: newline, and the multi-byte box drawing "─", ellipsis "…" and Hangul letter "ㅋ"
-@pytest.mark.parametrize("char", ["=", "-", "#", "'", "(", "Ċ", "9", "x", "âĶĢ", "âĢ¦", "ãħĭ"])
+@pytest.mark.parametrize("char", ["=", "-", "#", ".", "'", "(", "Ċ", "9", "x", "âĶĢ", "âĢ¦", "ãħĭ"])
 def test_split_rule_reproduces_bpe_runs(bpe, char):
     bare = bare_model(bpe)
     rule = split_rule_for(bare, char, 64)
@@ -192,7 +202,8 @@ def test_split_rule_reproduces_bpe_runs(bpe, char):
         for text in [" " + run, "x" + run + "y", "(" + run + ")", run + "\n", " " + run + " z", "a\n" + run + "b",
                      run + "s", run + "'", run + "'.", "1" + run + "2",
                      run + "   x", run + " \n y", "a" + run + "\t\tb", run + "\u00a0\u00a0c",
-                     "#" + run, "+" + run + "+" + run + "+", " (" + run + ")", run + "'s", "=" + run + "é", "''" + run]:
+                     "#" + run, "+" + run + "+" + run + "+", " (" + run + ")", run + "'s", "=" + run + "é", "''" + run,
+                     "说" + run + "好", run + "—", run + "…x", run + "┐", run + "€5"]:
             assert cut_bpe.encode(text).ids == bpe.encode(text).ids, (n, text)
     # GPT-2 keeps spaces with newlines; after a space BPE cuts "─" inside its bytes ("ĠâĶ", "Ģ"): no regex cut
     assert led_cut > 0 or char in ("Ċ", "âĶĢ")

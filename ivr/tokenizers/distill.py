@@ -466,8 +466,8 @@ def _piece(raw: str) -> str:
 
 def _run_end(c: str, merging: Sequence[str]) -> str:
     """Lookahead for the end of a punctuation run: not before ``c`` itself, a neighbour in ``merging``,
-    a non-ASCII byte or a contraction."""
-    return f"(?![{c}{''.join(_rx(r) for r in merging)}]|[^\\x{{00}}-\\x{{7F}}]|{CONTRACTION})"
+    non-ASCII punctuation or a contraction (non-ASCII letters, digits and spaces start another pre-token)."""
+    return f"(?![{c}{''.join(_rx(r) for r in merging)}]|[^\\x{{00}}-\\x{{7F}}\\s\\p{{L}}\\p{{N}}]|{CONTRACTION})"
 
 
 def _cuts_hold(bare_bpe: Tokenizer, cases: dict) -> dict:
