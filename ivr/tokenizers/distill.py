@@ -557,12 +557,14 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
             whole.append(n)
     if not rests:
         return None
-    # a run after a space: BPE's first chunk takes the space and ``a`` characters (``a`` may be 0), the rest of
-    # the run is chunked like a pure run; lengths where that does not hold are left to GPT-2's alternatives
+    # a run after a space: BPE's first chunk takes the space and ``a`` characters (``a`` may be 0; the chunk may
+    # be more than one token, as " ─" is "ĠâĶ" "Ģ"), the rest of the run is chunked like a pure run; lengths where
+    # that does not hold are left to GPT-2's alternatives
     led_rests: dict[int, list[int]] = {}
     for n, enc in enumerate(bare_bpe.encode_batch(["Ġ" + char * n for n in range(1, max_run + 1)]), 1):
-        a = _units(enc.tokens[0][1:], char) if enc.tokens[0].startswith("Ġ") else None
-        if a is not None and a < n and enc.tokens[1:] == [char * k for k in chunks[n - a]]:
+        heads = ["".join(enc.tokens[: j + 1]) for j in range(len(enc.tokens))]
+        j, a = next(((j, a) for j, h in enumerate(heads) if (a := _units(h[1:], char)) is not None), (0, None))
+        if a is not None and a < n and enc.tokens[j + 1 :] == [char * k for k in chunks[n - a]]:
             led_rests.setdefault(a, []).append(n - a)
     c = _rx(raw)
     merges = gpt2_merges()
@@ -744,10 +746,17 @@ def select_split_rules(
         cut = encode_segments(model_tok, segment_words([rule], [words[i] for i in idx]))
         fixed = [i for i, c in zip(idx, cut) if c == gold[i] and plain[i] != gold[i]]
         broken = sum(1 for i, c in zip(idx, cut) if c != gold[i] and plain[i] == gold[i])
+        # pure runs, alone and after a space, whether or not the fit words hold them: the rule's pieces (a space
+        # with part of the run, as " ─") must come out of the Unigram as BPE's tokens
+        runs = [lead + char * n for n in range(2, settings.max_run + 1) for lead in ("", "Ġ")]
+        run_gold = [e.ids for e in bare_bpe.encode_batch(runs)]
+        run_plain = [e.ids for e in model_tok.encode_batch(runs)]
+        run_cut = encode_segments(model_tok, segment_words([rule], runs))
+        broken_runs = sum(1 for p, c, g in zip(run_plain, run_cut, run_gold) if c != g and p == g)
         fixed_occ = float(weights[fixed].sum()) if fixed else 0.0
-        ok = (bool(fixed) and fixed_occ >= settings.split_rule_min_fixed or char in always) and broken == 0
+        ok = (bool(fixed) and fixed_occ >= settings.split_rule_min_fixed or char in always) and broken == broken_runs == 0
         considered.append({"char": char, "accepted": ok, "fixed_types": len(fixed), "fixed_occurrences": fixed_occ,
-                           "broken_types": broken})
+                           "broken_types": broken, "broken_runs": broken_runs})
         if ok:
             accepted.append(rule)
     return accepted, considered
