@@ -15,7 +15,7 @@ from tokenizers import Tokenizer
 from tokenizers.models import BPE
 
 from ivr.tokenizers import distill
-from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+from ivr.tokenizers.bpe import gpt2_merges, offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import piece_to_bytes
 from ivr.tokenizers.distill import (
     DistillSettings,
@@ -171,6 +171,19 @@ def test_multi_byte_runs_get_split_rules(fitted, bpe):
         assert tok.encode(text).ids == bpe.encode(text).ids, text
 
 
+def test_utf8_ranges_and_the_characters_bpe_merges_after_a_run():
+    assert distill._utf8_prefix_range(b"\xe2") == (0x2000, 0x2FFF)
+    assert distill._utf8_prefix_range(b"\xe2\x94") == (0x2500, 0x253F)
+    assert distill._utf8_prefix_range(b"\xe0") == (0x800, 0xFFF)  # no overlong forms
+    assert distill._utf8_prefix_range(b"\xed") == (0xD000, 0xD7FF)  # no surrogates
+    assert distill._utf8_prefix_range(b"\xf0") == (0x10000, 0x3FFFF)
+    assert distill._utf8_prefix_range(b"\x94") is None  # a continuation byte starts no character
+    # GPT-2 merges ".–" and ".—": a run of "." is not cut before them; "┐" joins no "."
+    after = {chr(c) for c in distill._merging_after(".", gpt2_merges())}
+    assert {"–", "—"} <= after and "┐" not in after
+    assert "…" not in distill._unmerged_before(".", gpt2_merges())  # "…" + ".." is one token
+
+
 def test_a_rule_whose_pieces_the_model_gets_wrong_is_refused(bpe):
     bare = bare_model(bpe)
 
@@ -223,7 +236,8 @@ def test_split_rule_reproduces_bpe_runs(bpe, char):
                      run + "s", run + "'", run + "'.", "1" + run + "2",
                      run + "   x", run + " \n y", "a" + run + "\t\tb", run + "\u00a0\u00a0c",
                      "#" + run, "+" + run + "+" + run + "+", " (" + run + ")", run + "'s", "=" + run + "é", "''" + run,
-                     "说" + run + "好", run + "—", run + "…x", run + "┐", run + "€5"]:
+                     "说" + run + "好", run + "—", run + "…x", run + "┐", run + "€5", run + "–", run + "」",
+                     "┌" + run + "┬" + run + "┐", " └" + run + "→", "•" + run + "\ufffd", "…" + run, "├" + run]:
             assert cut_bpe.encode(text).ids == bpe.encode(text).ids, (n, text)
     assert led_cut > 0 or char == "Ċ"  # GPT-2 keeps spaces with newlines
 
@@ -273,7 +287,8 @@ def test_fit_is_deterministic_and_builds_each_split_rule_once(bpe, monkeypatch):
 @hsettings(max_examples=200, deadline=None)
 @given(st.text(max_size=80))
 def test_round_trip(fitted_tok, text):
-    assert fitted_tok.decode(fitted_tok.encode(text).ids) == text
+    # "<|endoftext|>" in the text is the special token, as in GPT-2's tokenizer: keep it when decoding
+    assert fitted_tok.decode(fitted_tok.encode(text).ids, skip_special_tokens=False) == text
 
 
 TRICKY = st.sampled_from(["'", "s", "t", "re", "ve", "m", "ll", "d", "a", "Z", "1", " ", "  ", "\t", "\n", "\u00a0",

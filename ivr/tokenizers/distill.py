@@ -464,10 +464,67 @@ def _piece(raw: str) -> str:
     return bytes_to_piece(raw.encode("utf-8"))
 
 
-def _run_end(c: str, merging: Sequence[str]) -> str:
+def _run_end(c: str, merging: Sequence[str], blocked: str) -> str:
     """Lookahead for the end of a punctuation run: not before ``c`` itself, a neighbour in ``merging``,
-    non-ASCII punctuation or a contraction (non-ASCII letters, digits and spaces start another pre-token)."""
-    return f"(?![{c}{''.join(_rx(r) for r in merging)}]|[^\\x{{00}}-\\x{{7F}}\\s\\p{{L}}\\p{{N}}]|{CONTRACTION})"
+    a non-ASCII character in the class ``blocked`` or a contraction."""
+    return f"(?![{c}{''.join(_rx(r) for r in merging)}]|{f'[{blocked}]|' if blocked else ''}{CONTRACTION})"
+
+
+def _class_rx(code_points: Iterable[int]) -> str:
+    """The body of a regex character class holding ``code_points``, as ranges."""
+    return "".join(_rx(chr(lo)) if lo == hi else f"{_rx(chr(lo))}-{_rx(chr(hi))}" for lo, hi in _ranges(list(set(code_points))))
+
+
+def _utf8_prefix_range(prefix: bytes) -> tuple[int, int] | None:
+    """The code points whose UTF-8 encoding starts with ``prefix`` (the first bytes of one character)."""
+    lead = prefix[0]
+    n = 2 if 0xC2 <= lead <= 0xDF else 3 if 0xE0 <= lead <= 0xEF else 4 if 0xF0 <= lead <= 0xF4 else 0
+    if len(prefix) >= n:
+        return None
+    # the second byte's range is narrower after these leads (no overlong forms, surrogates, or beyond U+10FFFF)
+    lo, hi = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}.get(lead, (0x80, 0xBF))
+    low, high = (bytes([lo]), bytes([hi])) if len(prefix) == 1 else (b"", b"")
+    pad = n - len(prefix) - len(low)
+    try:
+        return ord((prefix + low + b"\x80" * pad).decode("utf-8")), ord((prefix + high + b"\xbf" * pad).decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+
+
+def _merging_after(char: str, merges: Sequence[tuple[str, str]]) -> list[int]:
+    """Non-ASCII code points that BPE may merge with the end of a run of ``char``: the first character of each
+    merge's right part whose left part can end such a run (every code point its bytes start, for a partial one).
+    Before any other character a cut is exact: no merge can join the run's last token to what follows."""
+    out: list[int] = []
+    for a, b in merges:
+        raw = piece_to_bytes(b)
+        if raw[0] < 0x80 or not (a.endswith(char) or char.endswith(a)):
+            continue
+        first = next((t for k in range(1, 5) if (t := _decoded(raw[:k])) is not None), None)
+        span = (ord(first), ord(first)) if first else _utf8_prefix_range(raw)
+        if span:
+            out.extend(range(span[0], span[1] + 1))
+    return out
+
+
+def _decoded(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+# non-ASCII punctuation that may stand right before a run in the same pre-token: table corners and joints
+# (``┌──┬──┐``), arrows, bullets and dashes (General Punctuation, Arrows, Box Drawing, Block Elements, Geometric Shapes)
+NON_ASCII_NEIGHBOURS = [chr(i) for lo, hi in ((0x2010, 0x205E), (0x2190, 0x21FF), (0x2500, 0x25FF))
+                        for i in range(lo, hi + 1) if unicodedata.category(chr(i))[0] not in "LNZC"]
+
+
+def _unmerged_before(char: str, merges: Sequence[tuple[str, str]]) -> list[str]:
+    """The ``NON_ASCII_NEIGHBOURS`` no merge can join to the start of a run of ``char`` (a cut there is exact)."""
+    lefts = {a for a, b in merges if b.startswith(char) or char.startswith(b)}
+    return [y for y in NON_ASCII_NEIGHBOURS
+            if not any(a.endswith(p) or p.endswith(a) for p in [_piece(y)] for a in lefts)]
 
 
 def _cuts_hold(bare_bpe: Tokenizer, cases: dict) -> dict:
@@ -583,8 +640,10 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
                                      for a, ks in firsts.items() for k in ks for r in right})
     whole_ok = _cuts_hold(bare_bpe, {(n, r): [(char * n, _piece(r) + e) for e in conts] for n in whole for r in right})
 
+    blocked = _class_rx(_merging_after(char, merges)) if kind == "punct" else ""
+
     def end(merging: Sequence[str]) -> str:
-        return _run_end(c, merging) if kind == "punct" else RUN_END[kind]
+        return _run_end(c, merging, blocked) if kind == "punct" else RUN_END[kind]
 
     def first_chunks(lead: str, firsts: dict[int, list[int]], skip: int) -> list[str]:
         """Alternatives matching a run's first chunk (``skip`` characters of it already matched)."""
@@ -609,9 +668,10 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
                                         for p in left for n in range(2, max_run + 1)})
         lengths = {p: [n for n in range(2, max_run + 1) if p not in left or left_ok[(p, n)]]
                    for p in ASCII_PUNCT if p != raw}
+        lengths.update({y: list(range(2, max_run + 1)) for y in _unmerged_before(char, merges) if y != raw})
         groups = _grouped([p for p in lengths if lengths[p]], lambda p: tuple(lengths[p]))
         prefix = "|".join(
-            f"[{''.join(_rx(p) for p in ps)}](?=(?:{'|'.join(_repeat(c, lo, hi) for lo, hi in _ranges(list(ns)))}){end([])})"
+            f"[{_class_rx(ord(p) for p in ps)}](?=(?:{'|'.join(_repeat(c, lo, hi) for lo, hi in _ranges(list(ns)))}){end([])})"
             for ns, ps in groups
         ) or None
     led = first_chunks("Ġ", led_rests, 0) if kind != "newline" else []  # GPT-2 keeps spaces with newlines
