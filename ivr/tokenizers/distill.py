@@ -497,8 +497,7 @@ def _merging_after(char: str, merges: Sequence[tuple[str, str]]) -> list[int]:
     Before any other character a cut is exact: no merge can join the run's last token to what follows."""
     out: list[int] = []
     for a, b in merges:
-        raw = piece_to_bytes(b)
-        if raw[0] < 0x80 or not (a.endswith(char) or char.endswith(a)):
+        if not (a.endswith(char) or char.endswith(a)) or (raw := piece_to_bytes(b))[0] < 0x80:
             continue
         first = next((t for k in range(1, 5) if (t := _decoded(raw[:k])) is not None), None)
         span = (ord(first), ord(first)) if first else _utf8_prefix_range(raw)
