@@ -774,6 +774,20 @@ def _memo_split_rule(bare_bpe: Tokenizer, fingerprint: str, char: str, max_run: 
     return dict(rule) if rule else None
 
 
+def _words_with_runs(words: Sequence[str], multi: Sequence[str]) -> dict[str, list[int]]:
+    """For each byte-level character, and each of the pieces ``multi``, the indices of the words holding it twice
+    in a row (one pass over the words instead of one per character)."""
+    out: dict[str, list[int]] = {}
+    for i, w in enumerate(words):
+        for c in {a for a, b in zip(w, w[1:]) if a == b}:
+            out.setdefault(c, []).append(i)
+        if not w.isascii():
+            for c in multi:
+                if c * 2 in w:
+                    out.setdefault(c, []).append(i)
+    return out
+
+
 def select_split_rules(
     bare_bpe: Tokenizer, model_tok: Tokenizer, words: list[str], weights: np.ndarray, gold: list[list[int]],
     settings: DistillSettings,
@@ -789,6 +803,7 @@ def select_split_rules(
     accepted, considered = [], []
     wrong = [i for i, (p, g) in enumerate(zip(plain, gold)) if p != g]
     fingerprint = hashlib.sha256(bare_bpe.to_str().encode("utf-8")).hexdigest()
+    with_runs = _words_with_runs(words, [c for c in chars if len(c) > 1])
     for char in tqdm(chars, desc="split rules", unit="char", mininterval=2.0):
         # building a rule asks BPE about every run length and neighbour: skip characters with nothing to fix
         needed = 0.0 if char in always else max(settings.split_rule_min_fixed, 1e-9)
@@ -799,7 +814,7 @@ def select_split_rules(
         if rule is None:
             considered.append({"char": char, "accepted": False, "reason": "no rule"})
             continue
-        idx = [i for i, w in enumerate(words) if char * 2 in w]
+        idx = with_runs.get(char, [])
         if rule["class"] in ("letter", "digit"):  # these rules end the run with the word: only cut whole runs
             idx = [i for i in idx if _units(words[i].lstrip("Ġ"), char)]
         cut = encode_segments(model_tok, segment_words([rule], [words[i] for i in idx]))
