@@ -449,11 +449,15 @@ CONTRACTION = "'(?:s|t|re|ve|m|ll|d)"
 ASCII_PUNCT = "".join(chr(i) for i in range(33, 127) if not chr(i).isalnum())
 
 
-def _one_character(piece: str) -> bool:
+def _decoded(raw: bytes) -> str | None:
     try:
-        return len(piece_to_bytes(piece).decode("utf-8")) == 1
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return False
+        return None
+
+
+def _one_character(piece: str) -> bool:
+    return len(_decoded(piece_to_bytes(piece)) or "") == 1
 
 
 def _rx(raw: str) -> str:
@@ -472,7 +476,8 @@ def _run_end(c: str, merging: Sequence[str], blocked: str) -> str:
 
 def _class_rx(code_points: Iterable[int]) -> str:
     """The body of a regex character class holding ``code_points``, as ranges."""
-    return "".join(_rx(chr(lo)) if lo == hi else f"{_rx(chr(lo))}-{_rx(chr(hi))}" for lo, hi in _ranges(list(set(code_points))))
+    spans = _ranges(list(set(code_points)))
+    return "".join(_rx(chr(lo)) if lo == hi else f"{_rx(chr(lo))}-{_rx(chr(hi))}" for lo, hi in spans)
 
 
 def _utf8_prefix_range(prefix: bytes) -> tuple[int, int] | None:
@@ -485,10 +490,8 @@ def _utf8_prefix_range(prefix: bytes) -> tuple[int, int] | None:
     lo, hi = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}.get(lead, (0x80, 0xBF))
     low, high = (bytes([lo]), bytes([hi])) if len(prefix) == 1 else (b"", b"")
     pad = n - len(prefix) - len(low)
-    try:
-        return ord((prefix + low + b"\x80" * pad).decode("utf-8")), ord((prefix + high + b"\xbf" * pad).decode("utf-8"))
-    except UnicodeDecodeError:
-        return None
+    first, last = _decoded(prefix + low + b"\x80" * pad), _decoded(prefix + high + b"\xbf" * pad)
+    return (ord(first), ord(last)) if first and last else None
 
 
 def _merging_after(char: str, merges: Sequence[tuple[str, str]]) -> list[int]:
@@ -506,15 +509,9 @@ def _merging_after(char: str, merges: Sequence[tuple[str, str]]) -> list[int]:
     return out
 
 
-def _decoded(raw: bytes) -> str | None:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
 # non-ASCII punctuation that may stand right before a run in the same pre-token: table corners and joints
-# (``┌──┬──┐``), arrows, bullets and dashes (General Punctuation, Arrows, Box Drawing, Block Elements, Geometric Shapes)
+# (``┌──┬──┐``), arrows, bullets and dashes (blocks General Punctuation, Arrows, Box Drawing, Block Elements and
+# Geometric Shapes)
 NON_ASCII_NEIGHBOURS = [chr(i) for lo, hi in ((0x2010, 0x205E), (0x2190, 0x21FF), (0x2500, 0x25FF))
                         for i in range(lo, hi + 1) if unicodedata.category(chr(i))[0] not in "LNZC"]
 
@@ -589,15 +586,15 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
     that BPE, asked for each run length, keeps apart from the run (``-+`` merges after some lengths of ``-``
     and not others); letters, digits and quotes must end their pre-token. Punctuation runs later in a
     punctuation pre-token (``+----``) are reached by a ``prefix`` alternative that cuts off what comes before
-    the run, for the run lengths at which BPE keeps the character before the run apart from it.
+    the run, for the run lengths at which BPE keeps the character before the run apart from it. Next to non-ASCII
+    punctuation (``NON_ASCII_NEIGHBOURS`` before, anything after) the merge list decides instead, for all run
+    lengths at once: a cut is made where no merge can join the two sides. A multi-byte character (``─``) gets
+    a rule where BPE chunks its runs on character boundaries.
     A run after a space gets ``after_space`` alternatives: BPE's first chunk there is the space with ``a``
     characters of the run (``a`` may be 0), the rest is chunked like a pure run. Anything else (run lengths
     where BPE does not chunk this way, runs longer than ``max_run``) is left to GPT-2's own alternatives.
     """
-    try:
-        raw = piece_to_bytes(char).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    raw = _decoded(piece_to_bytes(char)) or ""
     kind = _char_class(raw) if len(raw) == 1 else None
     chunks = _run_chunks(bare_bpe, char, max_run) if kind else None
     if chunks is None:
@@ -670,8 +667,8 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
         lengths.update({y: list(range(2, max_run + 1)) for y in _unmerged_before(char, merges) if y != raw})
         groups = _grouped([p for p in lengths if lengths[p]], lambda p: tuple(lengths[p]))
         prefix = "|".join(
-            f"[{_class_rx(ord(p) for p in ps)}](?=(?:{'|'.join(_repeat(c, lo, hi) for lo, hi in _ranges(list(ns)))}){end([])})"
-            for ns, ps in groups
+            f"[{_class_rx(ord(p) for p in ps)}](?=(?:{'|'.join(_repeat(c, lo, hi) for lo, hi in _ranges(list(ns)))})"
+            f"{end([])})" for ns, ps in groups
         ) or None
     led = first_chunks("Ġ", led_rests, 0) if kind != "newline" else []  # GPT-2 keeps spaces with newlines
     return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix,
@@ -781,10 +778,9 @@ def _words_with_runs(words: Sequence[str], multi: Sequence[str]) -> dict[str, li
     for i, w in enumerate(words):
         for c in {a for a, b in zip(w, w[1:]) if a == b}:
             out.setdefault(c, []).append(i)
-        if not w.isascii():
-            for c in multi:
-                if c * 2 in w:
-                    out.setdefault(c, []).append(i)
+        for c in multi:
+            if c * 2 in w:
+                out.setdefault(c, []).append(i)
     return out
 
 
@@ -828,7 +824,8 @@ def select_split_rules(
         run_cut = encode_segments(model_tok, segment_words([rule], runs))
         broken_runs = sum(1 for p, c, g in zip(run_plain, run_cut, run_gold) if c != g and p == g)
         fixed_occ = float(weights[fixed].sum()) if fixed else 0.0
-        ok = (bool(fixed) and fixed_occ >= settings.split_rule_min_fixed or char in always) and broken == broken_runs == 0
+        enough = bool(fixed) and fixed_occ >= settings.split_rule_min_fixed or char in always
+        ok = enough and broken == broken_runs == 0
         considered.append({"char": char, "accepted": ok, "fixed_types": len(fixed), "fixed_occurrences": fixed_occ,
                            "broken_types": broken, "broken_runs": broken_runs})
         if ok:
