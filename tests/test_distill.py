@@ -47,7 +47,7 @@ def corpus() -> list[str]:
 
 def fast_settings(**kw) -> DistillSettings:
     # no ruler characters unless a test asks: building their rules is most of a small fit's time
-    kw = {"split_rule_chars": "", **kw}
+    kw = {"split_rule_chars": "", "general_usage_words": 0, **kw}
     return DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, max_run=96, random_id_sequences=300,
                            split_rule_min_fixed=1, **kw)
 
@@ -323,6 +323,27 @@ def test_split_rules_fix_words_no_scores_can_match(bpe):
     assert cut.stats["proven_unsatisfiable_cut_by_split_rules"] == 3
     assert cut.stats["proven_unsatisfiable_types"] == cut.stats["fit_mismatched_types"] == 0
     assert compare_texts(tok, bpe, texts, "t")["mismatched_types"] == 0
+
+
+def test_general_words_make_the_merges_they_use_costlier_to_change(bpe, monkeypatch):
+    usages = []
+    solve = distill._solve_rows
+
+    def spy(s0, trees, w0, rows, row_weight, merge_usage, *rest):
+        usages.append(merge_usage.copy())
+        return solve(s0, trees, w0, rows, row_weight, merge_usage, *rest)
+
+    monkeypatch.setattr(distill, "_solve_rows", spy)
+    counts, _ = pre_token_counts(bpe, corpus())
+    fit_distilled(bpe, counts, fast_settings(split_rules=False))
+    n = len(usages)
+    fit_distilled(bpe, counts, fast_settings(split_rules=False, general_usage_words=2000))
+    without, with_general = usages[0], usages[n]
+    assert (with_general >= without).all()
+    # " the" and "the" are general words: the merges building them gained (at least) those two users
+    merges = distill.gpt2_merges()
+    the = merges.index(("Ġt", "he"))
+    assert with_general[the] >= without[the] + 2 and (with_general > without).sum() > 1000
 
 
 def test_a_failing_linear_program_keeps_the_best_round(bpe, monkeypatch):

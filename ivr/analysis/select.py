@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from ivr.atomic import atomic_file, write_text
+from ivr.general_english import most_frequent_english
 from ivr.tokenizers.byte_level import EOS_TOKEN, piece_to_bytes, readable, single_byte_pieces, text_to_piece
 
 
@@ -164,10 +165,8 @@ def general_prior(tokenizer: Tokenizer, settings: IVRSettings) -> np.ndarray:
     """Estimated uses per million tokens of general text, per id (0 where nothing suggests any use)."""
     prior = np.zeros(tokenizer.get_vocab_size(), dtype=np.float64)
     if settings.general_prior_words > 0:
-        import wordfreq
-
-        freq = wordfreq.get_frequency_dict("en")
-        words = sorted(freq, key=freq.get, reverse=True)[: settings.general_prior_words]
+        freq = dict(most_frequent_english(settings.general_prior_words))
+        words = list(freq)
         # running text mostly has words after a space, sometimes capitalised or line-initial
         variants = [(" {}", 0.7), ("{}", 0.1), (" {}", 0.15), ("{}", 0.05)]
         for k, (fmt, weight) in enumerate(variants):

@@ -11,11 +11,11 @@ Method, in four steps:
 3. Cutting planes over the merge weights: every word the current Unigram Viterbi (the ``tokenizers`` one, on
    the scores as they will be written) gets wrong adds the row "BPE's segmentation beats this one by a
    margin"; a linear program over all rows so far finds the smallest relative change of the merge weights
-   that meets them (cheap on merges few words use; a word is given up only where keeping it costs more than
-   its weight). Fitting merge weights rather than free piece scores keeps scores merge-tree sums, which is
-   what carries the fit to words it never saw. Rounds are bounded in number and time; the round with the
-   fewest weighted mismatches is kept, and a last phase-one program proves which of the words still wrong
-   cannot be matched together with the others.
+   that meets them (cheap on merges few words use, wordfreq's most frequent English words counted as users
+   too; a word is given up only where keeping it costs more than its weight). Fitting merge weights rather
+   than free piece scores keeps scores merge-tree sums, which is what carries the fit to words it never saw.
+   Rounds are bounded in number and time; the round with the fewest weighted mismatches is kept, and a last
+   phase-one program proves which of the words still wrong cannot be matched together with the others.
 4. Scale: Viterbi is unchanged by ``score -> lam * score - c * len(piece)`` (every segmentation of a word
    covers the same characters), so ``lam`` and ``c`` are fitted to make scores look like log-probabilities
    of the corpus's BPE token frequencies, with every score negative.
@@ -49,8 +49,17 @@ from tokenizers import Regex, Tokenizer, pre_tokenizers
 from tokenizers.models import Unigram
 from tqdm import tqdm
 
+from ivr.general_english import most_frequent_english
 from ivr.tokenizers.bpe import gpt2_merges
-from ivr.tokenizers.byte_level import EOS_ID, EOS_TOKEN, GPT2_VOCAB_SIZE, bytes_to_piece, piece_to_bytes, readable
+from ivr.tokenizers.byte_level import (
+    EOS_ID,
+    EOS_TOKEN,
+    GPT2_VOCAB_SIZE,
+    bytes_to_piece,
+    piece_to_bytes,
+    readable,
+    text_to_piece,
+)
 from ivr.tokenizers.io import byte_level_tokenizer, save_tokenizer_dir
 
 log = logging.getLogger(__name__)
@@ -84,6 +93,11 @@ class DistillSettings:
     number_words: int = 4
     """Also fit on every digit string of up to this many digits, with and without a leading space (BPE's
     digit merges are erratic and numbers are everywhere; 5 digits adds provable conflicts, not accuracy)."""
+    general_usage_words: int = 50000
+    """How many of ``wordfreq``'s most frequent English words (with and without a leading space) count, in the
+    fit's cost of changing a merge, as users of the merges their BPE pieces are built from: a merge that many
+    general words use costs more to change, so a fit on code breaks fewer words of prose it never sees. They add
+    no constraints (0: none)."""
     word_list: Path | None = None
     """Optional UTF-8 file with one word per line, optionally ``word<TAB>count``, for text beyond the corpus.
     Each word is fitted with and without a leading space, weighted by its count (1 when none is given)."""
@@ -199,8 +213,6 @@ def fit_words(pieces: Sequence[str], corpus_counts: Counter, settings: DistillSe
 
 def _read_word_list(path: Path) -> Counter:
     """A word list's byte-level words, each with and without a leading space, with their counts (default 1)."""
-    from ivr.tokenizers.byte_level import text_to_piece
-
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
@@ -246,8 +258,9 @@ def _solve_rows(
     The unknowns are changes ``dw`` of the merge weights (scores stay merge-tree sums ``s0 + trees @ dw``).
     Every row says "BPE's segmentation beats this competitor by ``margin``": ``d . s >= margin`` with a
     slack ``xi >= 0``. With a ``penalty`` the objective is ``sum usage * |dw| / w0 + penalty * sum weight * xi``:
-    relative changes, cheapest on merges few fit words use, and a word is only given up where keeping it would
-    cost more. Weights never drop below half their initial value, so every piece keeps beating its own halves.
+    relative changes, cheapest on merges few fit (and general) words use, and a word is only given up where
+    keeping it would cost more. Weights never drop below half their initial value, so every piece keeps
+    beating its own halves.
     With ``penalty=None`` only the weighted slack is minimised (a phase-one program: its optimum is above zero
     exactly when no merge weights satisfy all rows at once).
     """
@@ -280,7 +293,8 @@ def _solve_rows(
 
 
 def fit_scores(
-    pieces: Sequence[str], words: list[str], weights: np.ndarray, gold: list[list[int]], settings: DistillSettings
+    pieces: Sequence[str], words: list[str], weights: np.ndarray, gold: list[list[int]], settings: DistillSettings,
+    general: Sequence[Sequence[int]] = (),
 ) -> tuple[np.ndarray, dict, list[str]]:
     """Fit the 50257 scores so that the Unigram Viterbi gives ``gold`` on ``words``; returns the scores, fit
     statistics and the words proven unsatisfiable (most frequent first).
@@ -290,7 +304,8 @@ def fit_scores(
     so far finds the cheapest change of the merge weights that meets them (``_solve_rows``). Rounds stop
     when no new row appears, or after ``max_iterations`` rounds / ``max_seconds``; the round with the fewest
     weighted non-tie mismatches is kept. A last phase-one program over all rows tells which of the words still
-    wrong are given up because their rows cannot hold together with the rest.
+    wrong are given up because their rows cannot hold together with the rest. ``general`` holds the BPE ids of
+    words that only make the merges they use costlier to change (``settings.general_usage_words``).
     """
     start = time.perf_counter()
     trees = merge_tree_matrix(pieces, gpt2_merges())
@@ -301,6 +316,8 @@ def fit_scores(
     for ids, w in zip(gold, weights):
         usage[list(set(ids))] += 1
         np.add.at(token_counts, ids, w)
+    for ids in general:
+        usage[list(set(ids))] += 1
     merge_usage = trees.T @ usage
     # the rounds run Viterbi on the scores as they will be written, so float rounding cannot flip a word later
     scale = log_prob_scale(s0, pieces, token_counts)
@@ -510,8 +527,8 @@ def _merging_after(char: str, merges: Sequence[tuple[str, str]]) -> list[int]:
 
 
 # non-ASCII punctuation that may stand right before a run in the same pre-token: table corners and joints
-# (``┌──┬──┐``), arrows, bullets and dashes (blocks General Punctuation, Arrows, Box Drawing, Block Elements and
-# Geometric Shapes)
+# (``┌──┬──┐``), arrows, bullets and dashes (blocks General Punctuation, Arrows, Box Drawing, Block
+# Elements and Geometric Shapes)
 NON_ASCII_NEIGHBOURS = [chr(i) for lo, hi in ((0x2010, 0x205E), (0x2190, 0x21FF), (0x2500, 0x25FF))
                         for i in range(lo, hi + 1) if unicodedata.category(chr(i))[0] not in "LNZC"]
 
@@ -860,8 +877,11 @@ def fit_distilled(
     words = sorted(weighted)  # sorted: the fit must not depend on the corpus's iteration order
     weights = np.array([weighted[w] for w in words], dtype=np.float64)
     gold = [e.ids for e in bare_bpe.encode_batch(words)]
+    general = [text_to_piece(lead + w) for w, _ in most_frequent_english(settings.general_usage_words)
+               for lead in ("", " ")]
     with _gc_paused():
-        scores, stats, given_up = fit_scores(pieces, words, weights, gold, settings)
+        scores, stats, given_up = fit_scores(pieces, words, weights, gold, settings,
+                                             [e.ids for e in bare_bpe.encode_batch(general)])
         model_tok = unigram_tokenizer(pieces, scores)
         rules, considered = (
             select_split_rules(bare_bpe, model_tok, words, weights, gold, settings) if settings.split_rules else ([], [])
