@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 import sysconfig
@@ -27,7 +28,6 @@ from ivr.tokenizers.distill import (
     pre_token_counts,
     rules_pre_tokenizer,
     split_pattern,
-    split_rule_for,
     with_rules,
 )
 from ivr.tokenizers.verify import DistillationMismatch, classify, compare_ids, compare_texts, conflict_witness
@@ -48,13 +48,21 @@ def corpus() -> list[str]:
 def fast_settings(**kw) -> DistillSettings:
     # no ruler characters unless a test asks: building their rules is most of a small fit's time
     kw = {"split_rule_chars": "", "general_usage_words": 0, **kw}
-    return DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, max_run=96, random_id_sequences=300,
+    return DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, max_run=80, random_id_sequences=300,
                            split_rule_min_fixed=1, **kw)
 
 
 @pytest.fixture(scope="module")
 def bpe() -> Tokenizer:
     return offline_gpt2_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def rule(bpe):
+    """The split rule for a character (byte-level piece), built once per process as the fit builds it."""
+    bare = bare_model(bpe)
+    fingerprint = hashlib.sha256(bare.to_str().encode("utf-8")).hexdigest()
+    return lambda char: distill._memo_split_rule(bare, fingerprint, char, fast_settings().max_run)
 
 
 @pytest.fixture(scope="module")
@@ -111,15 +119,15 @@ def test_word_list_counts_weigh_words(bpe, tmp_path):
         fit_words(pieces, Counter(), settings)
 
 
-def test_table_borders_are_cut_where_bpe_keeps_them_apart(bpe):
+def test_table_borders_are_cut_where_bpe_keeps_them_apart(bpe, rule):
     # "-+" and "--+" are pieces: BPE merges a run's end with "+" after some run lengths and not others
-    rules = [split_rule_for(bare_model(bpe), c, 96) for c in "-="]
+    rules = [rule(c) for c in "-="]
     pre = rules_pre_tokenizer(rules)
     # the Unigram alone would order the run's chunks the other way (a tie): the rules cut them as BPE does
     assert [p for p, _ in pre.pre_tokenize_str(" +" + "-" * 19 + "+")] == ["Ġ+", "-" * 16, "---", "+"]
     # a run whose end BPE merges with the next character is cut where BPE cuts it
     assert [p for p, _ in pre.pre_tokenize_str("+" + "-" * 13 + "+")] == ["+", "-" * 12, "-+"]
-    paren = rules_pre_tokenizer([split_rule_for(bare_model(bpe), "(", 96)])
+    paren = rules_pre_tokenizer([rule("(")])
     # ... unless what follows the neighbour changes BPE's mind: "((" "'." but "(" "('" "x"
     assert [p for p, _ in paren.pre_tokenize_str("(('.")] == ["(('."]
     assert [p for p, _ in paren.pre_tokenize_str("(('x")] == ["(", "('", "x"]
@@ -133,7 +141,48 @@ def test_table_borders_are_cut_where_bpe_keeps_them_apart(bpe):
             assert cut_bpe.encode(text).ids == bpe.encode(text).ids, text
 
 
-def test_triple_quote_tie_is_cut_by_a_split_rule(fitted, bpe):
+PUNCT_RULES = "'\":)[=%/"
+
+
+@pytest.fixture(scope="module")
+def punct_rules(rule):
+    return [rule(c) for c in PUNCT_RULES]
+
+
+@pytest.fixture(scope="module")
+def punct_cut_bpe(bpe, punct_rules):
+    """GPT-2's BPE model behind the punctuation rules: any cut BPE would merge across shows up as other ids."""
+    return with_rules(bare_model(bpe), punct_rules)
+
+
+def test_quote_runs_are_cut_before_punctuation_where_bpe_is(bpe, punct_rules):
+    pre = rules_pre_tokenizer(punct_rules)
+    # a run of quotes inside punctuation: BPE keeps ' "' apart and merges the last quote with the next '"'
+    assert [p for p, _ in pre.pre_tokenize_str(" \"'''\"")] == ["Ġ\"", "''", "'\""]
+    assert [p for p, _ in pre.pre_tokenize_str("\"\"\"'")] == ["\"\"", "\"'"]
+    # ... but three double quotes and '" give the three and '": the next character excludes that cut
+    assert bare_model(bpe).encode("\"\"\"'\"").tokens == ["\"\"\"", "'\""]
+    assert [p for p, _ in pre.pre_tokenize_str("\"\"\"'\"")] == ["\"\"\"'\""]
+
+
+@pytest.mark.parametrize("text", [
+    "\":[[[[[[[$", "/'=======\\\"", "|.'\"\"\"\"(", ":::::::://////", "'////)):////", "^]]]]:///-%%%%%%%%%",
+    "::::::::///////\\\n\n\n---", "11111\\\\\\\"\"\"\":[[[]]]]]",
+])
+def test_rules_hold_where_a_neighbour_or_the_token_after_it_decides(bpe, punct_cut_bpe, text):
+    # found by random punctuation strings: a cut next to a neighbour must also hold when a longer token
+    # takes the neighbour (":[" after '"', '=\"' after "=", "://" after ":")
+    assert punct_cut_bpe.encode(text).ids == bpe.encode(text).ids
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(list(PUNCT_RULES + "(]-.!,+*\\ x1\n")), st.integers(1, 9)),
+                max_size=8).map(lambda runs: "".join(c * n for c, n in runs)))
+def test_rules_on_random_punctuation_runs_give_bpe_ids(bpe, punct_cut_bpe, text):
+    assert punct_cut_bpe.encode(text).ids == bpe.encode(text).ids
+
+
+def test_triple_quote_tie_is_cut_by_a_split_rule(fitted, bpe, rule):
     tok, fit = fitted
     assert bare_model(bpe).encode("'''").tokens == ["''", "'"]
     # the model alone cannot order equal pieces BPE's way: the Unigram tie rule keeps the longest last piece
@@ -144,7 +193,7 @@ def test_triple_quote_tie_is_cut_by_a_split_rule(fitted, bpe):
     for text in ["'''", "x = '''doc'''", "'''''''"]:
         assert tok.encode(text).ids == bpe.encode(text).ids, text
     # the same mechanism on runs the small corpus does not need
-    forced = with_rules(tok, [split_rule_for(bare_model(bpe), c, 96) for c in "'=Ċ"])
+    forced = with_rules(tok, [rule(c) for c in "'=Ċ"])
     for text in ["'''", "x = '''doc'''", "'''''''", "\n\n\n\n\n", "a\n\n\n\nb", "a ===== b", "=====\n"]:
         assert forced.encode(text).ids == bpe.encode(text).ids, text
 
@@ -211,15 +260,15 @@ def test_placeholder_letter_and_digit_runs_get_split_rules(fitted, bpe):
 
 
 # byte-level pieces: newline, and the multi-byte box drawing "─", ellipsis "…" and Hangul letter "ㅋ"
-@pytest.mark.parametrize("char", ["=", "-", "#", ".", "'", "(", "Ċ", "9", "x", "âĶĢ", "âĢ¦", "ãħĭ"])
-def test_split_rule_reproduces_bpe_runs(bpe, char):
+@pytest.mark.parametrize("char", ["=", "-", "#", ".", "'", '"', "(", ")", "Ċ", "9", "x", "âĶĢ", "âĢ¦", "ãħĭ"])
+def test_split_rule_reproduces_bpe_runs(bpe, rule, char):
     bare = bare_model(bpe)
-    rule = split_rule_for(bare, char, 64)
-    assert rule is not None
+    run_rule = rule(char)
+    assert run_rule is not None
     raw = piece_to_bytes(char).decode("utf-8")
-    pre = rules_pre_tokenizer([rule])
+    pre = rules_pre_tokenizer([run_rule])
     # BPE's model behind the rules: any cut BPE would merge across shows up as other ids
-    cut_bpe = with_rules(bare, [rule])
+    cut_bpe = with_rules(bare, [run_rule])
     led_cut = 0
     for n in range(1, 65):
         run = raw * n
@@ -237,7 +286,9 @@ def test_split_rule_reproduces_bpe_runs(bpe, char):
                      run + "   x", run + " \n y", "a" + run + "\t\tb", run + "\u00a0\u00a0c",
                      "#" + run, "+" + run + "+" + run + "+", " (" + run + ")", run + "'s", "=" + run + "é", "''" + run,
                      "说" + run + "好", run + "—", run + "…x", run + "┐", run + "€5", run + "–", run + "」",
-                     "┌" + run + "┬" + run + "┐", " └" + run + "→", "•" + run + "\ufffd", "…" + run, "├" + run]:
+                     "┌" + run + "┬" + run + "┐", " └" + run + "→", "•" + run + "\ufffd", "…" + run, "├" + run,
+                     ' "' + run + '",', run + "'\"", run + "\"'\"", "(" + run + "'\\", run + ")]",
+                     run + '"""', run + "')-", ' "' + run + '"):', "!)." + run, run + "'\"'", run + ")'''"]:
             assert cut_bpe.encode(text).ids == bpe.encode(text).ids, (n, text)
     assert led_cut > 0 or char == "Ċ"  # GPT-2 keeps spaces with newlines
 

@@ -463,6 +463,7 @@ def _char_class(raw: str) -> str | None:
 
 
 CONTRACTION = "'(?:s|t|re|ve|m|ll|d)"
+SHORT_RUN = 4
 ASCII_PUNCT = "".join(chr(i) for i in range(33, 127) if not chr(i).isalnum())
 
 
@@ -477,6 +478,17 @@ def _one_character(piece: str) -> bool:
     return len(_decoded(piece_to_bytes(piece)) or "") == 1
 
 
+def _punctuation(piece: str) -> bool:
+    """Whether the byte-level ``piece`` is non-empty ASCII punctuation (it can continue a punctuation pre-token);
+    byte-level pieces write these bytes as themselves."""
+    return bool(piece) and all(ch in ASCII_PUNCT for ch in piece)
+
+
+def _raw(piece: str) -> str:
+    """The text of an ASCII byte-level piece."""
+    return piece_to_bytes(piece).decode("latin-1")
+
+
 def _rx(raw: str) -> str:
     return "\\x{%02X}" % ord(raw)
 
@@ -485,10 +497,14 @@ def _piece(raw: str) -> str:
     return bytes_to_piece(raw.encode("utf-8"))
 
 
-def _run_end(c: str, merging: Sequence[str], blocked: str) -> str:
-    """Lookahead for the end of a punctuation run: not before ``c`` itself, a neighbour in ``merging``,
-    a non-ASCII character in the class ``blocked`` or a contraction."""
-    return f"(?![{c}{''.join(_rx(r) for r in merging)}]|{f'[{blocked}]|' if blocked else ''}{CONTRACTION})"
+def _run_end(c: str, merging: Sequence[str], blocked: str, quote: bool = False) -> str:
+    """Lookahead for the end of a punctuation run: not before ``c`` itself, a neighbour or a neighbour with what
+    follows it in ``merging``, a non-ASCII character in the class ``blocked`` or a contraction (for a run of
+    quotes, the letters that would make its last quote one)."""
+    longer = "".join(f"{''.join(_rx(ch) for ch in m)}|" for m in merging if len(m) > 1)
+    contraction = CONTRACTION[1:] if quote else CONTRACTION
+    return (f"(?![{c}{''.join(_rx(r) for r in merging if len(r) == 1)}]|{longer}"
+            f"{f'[{blocked}]|' if blocked else ''}{contraction})")
 
 
 def _class_rx(code_points: Iterable[int]) -> str:
@@ -540,11 +556,18 @@ def _unmerged_before(char: str, merges: Sequence[tuple[str, str]]) -> list[str]:
             if not any(a.endswith(p) or p.endswith(a) for p in [_piece(y)] for a in lefts)]
 
 
+def _token_ends(bare_bpe: Tokenizer, texts: Iterable[str]) -> dict[str, set[int]]:
+    """Where BPE's tokens of each byte-level text end. A token ends at ``i`` exactly when BPE segments the text
+    as its first ``i`` characters and the rest apart: merges only join, so none joined across ``i``, and each
+    side then merged as it would alone (in the same order, the lowest rank and leftmost first)."""
+    ordered = sorted(set(texts))
+    return {t: {end for _, end in e.offsets} for t, e in zip(ordered, bare_bpe.encode_batch(ordered))}
+
+
 def _cuts_hold(bare_bpe: Tokenizer, cases: dict) -> dict:
     """For each key, whether BPE segments every ``(left, right)`` pair as ``left`` and ``right`` apart."""
-    texts = sorted({t for pairs in cases.values() for a, b in pairs for t in (a, b, a + b)})
-    tokens = dict(zip(texts, (e.tokens for e in bare_bpe.encode_batch(texts))))
-    return {key: all(tokens[a + b] == tokens[a] + tokens[b] for a, b in pairs) for key, pairs in cases.items()}
+    ends = _token_ends(bare_bpe, (a + b for pairs in cases.values() for a, b in pairs))
+    return {key: all(len(a) in ends[a + b] for a, b in pairs) for key, pairs in cases.items()}
 
 
 def _grouped(items: Sequence, key) -> list[tuple]:
@@ -556,38 +579,36 @@ def _grouped(items: Sequence, key) -> list[tuple]:
 
 
 def _merged_end_cuts(bare_bpe: Tokenizer, char: str, c: str, chunks: list[list[int]], right: Sequence[str],
-                     conts: Sequence[str], chunk_ok: dict, whole_ok: dict) -> list[str]:
+                     conts: dict[str, list[str]], chunk_ok: dict, whole_ok: dict) -> list[str]:
     """Alternatives for runs whose end BPE merges with the character after them (13 dashes and ``+`` give
-    ``------------`` ``-+``): cut off BPE's first chunk there when BPE agrees for every continuation in
-    ``conts``. What follows the neighbour decides more often here (``((`` ``'.`` but ``(`` ``('``), so BPE is
-    also asked for each ASCII punctuation character after the neighbour, and those it disagrees on are
-    excluded by a negative lookahead."""
+    ``------------`` ``-+``): cut off BPE's first chunk there when BPE agrees for the neighbour alone and every
+    token-completing continuation in ``conts``. What follows the neighbour decides more often here (``((``
+    ``'.`` but ``(`` ``('``), so BPE is also asked for each ASCII punctuation character after the neighbour, and
+    those it disagrees on (more of the run among them: three double quotes and ``'`` give ``""`` ``"'``, but three and ``'"`` give
+    the three and ``'"``) are excluded by a
+    negative lookahead."""
     blocked = [(n, r) for n in range(2, len(chunks)) for r in right
-               if not (whole_ok[(n, r)] if len(chunks[n]) == 1 else chunk_ok[("", chunks[n][0], n - chunks[n][0], r)])]
+               if not (whole_ok[(n, r, "")] if len(chunks[n]) == 1 else chunk_ok[("", chunks[n][0], n - chunks[n][0], r, "")])]
     after = [_piece(p) for p in ASCII_PUNCT]
-
-    def tokens(texts: set[str]) -> dict[str, list[str]]:
-        ordered = sorted(texts)
-        return dict(zip(ordered, (e.tokens for e in bare_bpe.encode_batch(ordered))))
-
-    whole = tokens({char * n + _piece(r) + e for n, r in blocked for e in [*conts, *after]})
-    heads = {(n, r): whole[char * n + _piece(r)][0] for n, r in blocked}
+    heads = {(n, r): e.tokens[0] for (n, r), e in zip(blocked, bare_bpe.encode_batch(
+        [char * n + _piece(r) for n, r in blocked]))}
     cands = {key: a for key, h in heads.items() if (a := _units(h, char)) and a < key[0]}
-    parts = tokens({t for (n, r), a in cands.items() for e in [*conts, *after]
-                    for t in (char * a, char * (n - a) + _piece(r) + e)})
+    ends = _token_ends(bare_bpe, (char * n + _piece(r) + e for (n, r) in cands for e in [*conts[r], *after]))
 
     def holds(n: int, r: str, a: int, e: str) -> bool:
-        return whole[char * n + _piece(r) + e] == parts[char * a] + parts[char * (n - a) + _piece(r) + e]
+        return len(char) * a in ends[char * n + _piece(r) + e]
 
     cuts = []
     for (n, r), a in cands.items():
-        if all(holds(n, r, a, e) for e in conts):
-            bad = tuple(p for p, e in zip(ASCII_PUNCT, after) if not holds(n, r, a, e))
+        if holds(n, r, a, ""):
+            bad = tuple(_raw(e) for e in sorted({*after, *conts[r][1:]}) if not holds(n, r, a, e))
             cuts.append((a, n - a, bad, r))
     alts = []
     for (a, k, bad), group in _grouped(cuts, lambda cut: cut[:3]):
         rs = "".join(_rx(r) for *_, r in group)
-        not_after = f"(?![{''.join(_rx(p) for p in bad)}])" if bad else ""
+        singles = "".join(_rx(p) for p in bad if len(p) == 1)
+        longer = [''.join(_rx(ch) for ch in p) for p in bad if len(p) > 1]
+        not_after = f"(?!{'|'.join(([f'[{singles}]'] if singles else []) + longer)})" if bad else ""
         alts.append(f"{_repeat(c, a - 1, a - 1) if a > 1 else ''}(?={_repeat(c, k, k)}[{rs}]{not_after})")
     return alts
 
@@ -646,38 +667,59 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
     ends = [char[k:] for k in range(len(char))]
     starts = [char[:k] for k in range(1, len(char) + 1)]
     right = ascii_chars({b[0] for a, b in merges if a.endswith(tuple(ends)) and not b.startswith(char)}) \
-        if kind == "punct" else []
-    conts = ["", "Ġ", "x", "Ċ", char, char * 2, char * 3]
-    chunk_ok = _cuts_hold(bare_bpe, {(lead, a, k, r): [(lead + char * a, char * k + _piece(r) + e) for e in conts]
+        if kind in ("punct", "quote") else []
+    # what may follow a neighbour in a punctuation pre-token: more of the run, and the rest of every token that
+    # starts with the neighbour (``=\\"`` after a run of ``=``; ``://`` keeps ``))`` whole before ``:``)
+    punct_tokens = [t for t in bare_bpe.get_vocab() if _punctuation(t)] if right else []
+    rp = {r: _piece(r) for r in right}
+    conts = {r: ["", char, char * 2, char * 3] + sorted({t[len(p):] for t in punct_tokens if t.startswith(p) and t != p})
+             for r, p in rp.items()}
+    chunk_ok = _cuts_hold(bare_bpe, {(lead, a, k, r, e): [(lead + char * a, char * k + rp[r] + e)]
                                      for lead, firsts in (("", rests), ("Ġ", led_rests))
-                                     for a, ks in firsts.items() for k in ks for r in right})
-    whole_ok = _cuts_hold(bare_bpe, {(n, r): [(char * n, _piece(r) + e) for e in conts] for n in whole for r in right})
+                                     for a, ks in firsts.items() for k in ks for r in right for e in conts[r]})
+    whole_ok = _cuts_hold(bare_bpe, {(n, r, e): [(char * n, rp[r] + e)] for n in whole for r in right for e in conts[r]})
 
-    blocked = _class_rx(_merging_after(char, merges)) if kind == "punct" else ""
+    def merging(ok: dict, key: tuple) -> tuple[str, ...]:
+        """What may not follow a run cut as ``key`` says: each neighbour BPE merges with the run's end, and for
+        the other neighbours, each continuation after which BPE does."""
+        out: list[str] = []
+        for r in right:
+            out += [r] if not ok[(*key, r, "")] else [r + _raw(e) for e in conts[r][1:] if not ok[(*key, r, e)]]
+        return tuple(out)
 
-    def end(merging: Sequence[str]) -> str:
-        return _run_end(c, merging, blocked) if kind == "punct" else RUN_END[kind]
+    blocked = _class_rx(_merging_after(char, merges)) if kind in ("punct", "quote") else ""
+
+    def end(not_after: Sequence[str]) -> str:
+        return _run_end(c, not_after, blocked, kind == "quote") if kind in ("punct", "quote") else RUN_END[kind]
 
     def first_chunks(lead: str, firsts: dict[int, list[int]], skip: int) -> list[str]:
         """Alternatives matching a run's first chunk (``skip`` characters of it already matched)."""
         alts = []
         for a in sorted(firsts, reverse=True):
-            for merging, ks in _grouped(firsts[a], lambda k: tuple(r for r in right if not chunk_ok[(lead, a, k, r)])):
+            for not_after, ks in _grouped(firsts[a], lambda k: merging(chunk_ok, (lead, a, k))):
                 rest = "|".join(_repeat(c, lo, hi) for lo, hi in _ranges(ks))
-                alts.append(f"{_repeat(c, a - skip, a - skip) if a > skip else ''}(?=(?:{rest}){end(merging)})")
+                alts.append(f"{_repeat(c, a - skip, a - skip) if a > skip else ''}(?=(?:{rest}){end(not_after)})")
         return alts
 
     alts = first_chunks("", rests, 1)
-    if kind == "punct" and whole:  # a whole-chunk run followed by more punctuation is cut off as it is
-        for merging, ns in _grouped(whole, lambda n: tuple(r for r in right if not whole_ok[(n, r)])):
-            alts.append(f"(?:{'|'.join(_repeat(c, lo - 1, hi - 1) for lo, hi in _ranges(ns))}){end(merging)}")
-    if kind == "punct":
+    if kind in ("punct", "quote") and whole:  # a whole-chunk run followed by more punctuation is cut off as it is
+        for not_after, ns in _grouped(whole, lambda n: merging(whole_ok, (n,))):
+            alts.append(f"(?:{'|'.join(_repeat(c, lo - 1, hi - 1) for lo, hi in _ranges(ns))}){end(not_after)}")
+    if kind in ("punct", "quote"):
         alts += _merged_end_cuts(bare_bpe, char, c, chunks, right, conts, chunk_ok, whole_ok)
     prefix = None
     if kind in ("punct", "quote"):
         left = ascii_chars({a[-1] for a, b in merges if b.startswith(tuple(starts)) and not a.endswith(char)})
-        tails = ["", "Ġ", "x"] + [_piece(r) for r in right]
-        left_ok = _cuts_hold(bare_bpe, {(p, n): [(pre + _piece(p), char * n + t) for pre in ("", "Ġ") for t in tails]
+        # what follows the run: nothing, a neighbour, or for short runs a neighbour that a longer token takes
+        # (``.`` ``:`` ``://`` but ``.:`` ``://``); in a long run BPE settles the start before the end matters
+        tails = [""] + [rp[r] for r in right]
+        short_tails = tails + [rp[r] + e for r in right for e in conts[r][4:]]
+        # what may stand before the neighbour: the start of every token a merge builds from it and the run (``":[``)
+        joining = [a for a, b in merges if b.startswith(tuple(starts))]
+        pres = {p: ["", "Ġ"] + sorted({a[:-1] for a in joining if a.endswith(q) and _punctuation(a[:-1].lstrip("Ġ"))})
+                for p in left for q in [_piece(p)]}
+        left_ok = _cuts_hold(bare_bpe, {(p, n): [(pre + _piece(p), char * n + t) for pre in pres[p]
+                                                 for t in (short_tails if n <= SHORT_RUN else tails)]
                                         for p in left for n in range(2, max_run + 1)})
         lengths = {p: [n for n in range(2, max_run + 1) if p not in left or left_ok[(p, n)]]
                    for p in ASCII_PUNCT if p != raw}

@@ -1,0 +1,65 @@
+"""How exact are the split rules? GPT-2's own BPE model behind GPT-2's pre-tokenizer with the split rules,
+against GPT-2's BPE, on random strings of punctuation runs.
+
+A split rule may only cut where BPE never merges across the cut, so the BPE model behind the rules must give
+BPE's ids on every text; any difference is a cut the rules should not have made. The strings are random runs
+of punctuation (1 to 9 of a character, up to 6 runs, with some spaces, letters, digits and newlines), far
+denser in odd neighbours than real text:
+
+    uv run python benchmarks/split_rule_exactness.py --texts 200000 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+from ivr.tokenizers.byte_level import readable
+from ivr.tokenizers.distill import bare_model, split_rule_for, with_rules
+
+PUNCTUATION = "'\"()[]{}-=.!%*#~_/^+<>|\\:,;?"
+
+
+def random_texts(n: int, alphabet: list[str], seed: int) -> list[str]:
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n):
+        runs = [rng.choice(alphabet) for _ in range(rng.randint(1, 6))]
+        texts.append("".join(c * (rng.randint(1, 9) if rng.random() < 0.5 else 1) for c in runs))
+    return texts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chars", default=PUNCTUATION, help="characters that get a split rule")
+    ap.add_argument("--texts", type=int, default=200_000, help="how many random strings")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--max-run", type=int, default=64, help="longest run each rule is built for")
+    ap.add_argument("--examples", type=int, default=10, help="how many differing strings to print")
+    args = ap.parse_args()
+
+    bpe = offline_gpt2_tokenizer()
+    bare = bare_model(bpe)
+    start = time.perf_counter()
+    rules = [r for c in args.chars if (r := split_rule_for(bare, c, args.max_run))]
+    build = time.perf_counter() - start
+    cut = with_rules(bare, rules)
+    texts = random_texts(args.texts, list(PUNCTUATION) + [" ", "x", "s", "1", "\n"], args.seed)
+    gold, ours = bpe.encode_batch(texts), cut.encode_batch(texts)
+    bad = [(t, g.tokens, o.tokens) for t, g, o in zip(texts, gold, ours) if g.ids != o.ids]
+    rows = [("characters with a rule", f"{len(rules)} of {len(args.chars)}"),
+            ("rule building (s)", f"{build:.1f}"),
+            ("random strings", str(len(texts))),
+            ("strings with other ids than BPE's", str(len(bad)))]
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{'metric':<{width}} | value\n{'-' * width}-|------")
+    for k, v in rows:
+        print(f"{k:<{width}} | {v}")
+    for text, g, o in bad[: args.examples]:
+        print(f"\n{text!r}\n  BPE:   {' · '.join(readable(t) for t in g)}\n  rules: {' · '.join(readable(t) for t in o)}")
+
+
+if __name__ == "__main__":
+    main()
