@@ -107,12 +107,12 @@ class DistillSettings:
     """Longest run of one character on which a candidate split rule must reproduce BPE exactly."""
     split_rule_min_fixed: float = 10.0
     """A split rule is kept only if it fixes at least this many weighted fit word occurrences (rules cost speed)."""
-    split_rule_chars: str = "-=*#~_/^+.<>|" + string.digits + string.ascii_letters + "─═…—–•·█░▬★"
+    split_rule_chars: str = "-=*#~_/^+.<>|\")]" + string.digits + string.ascii_letters + "─═…—–•·█░▬★"
     """Characters whose runs get a split rule whatever the fit corpus holds (if it breaks no fit word): rulers,
-    underlines and markers (``-=*#~_/^+.<>|``), placeholder or hex runs of letters and digits (``NNN``,
-    ``ffff``, ``0000``), and the box drawings, dashes, dots and blocks of GPT-2's merges of a multi-byte
-    character with itself (``────``, ``……``) are common in any text. Letter, digit and multi-byte rules
-    take under 1 s each to build; ASCII punctuation up to 3 s."""
+    underlines and markers (``-=*#~_/^+.<>|``), quotes and closing brackets (``\"""'``, ``")))``), placeholder
+    or hex runs of letters and digits (``NNN``, ``ffff``, ``0000``), and the box drawings, dashes, dots and
+    blocks of GPT-2's merges of a multi-byte character with itself (``────``, ``……``) are common in any
+    text. Letter, digit and multi-byte rules take under 1 s each to build; ASCII punctuation up to 6 s."""
     random_id_sequences: int = 2000
     """How many random id sequences verification decodes with both tokenizers."""
     examples: int = 20
@@ -716,19 +716,36 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
         short_tails = tails + [rp[r] + e for r in right for e in conts[r][4:]]
         # what may stand before the neighbour: the start of every token a merge builds from it and the run (``":[``)
         joining = [a for a, b in merges if b.startswith(tuple(starts))]
-        pres = {p: ["", "Ġ"] + sorted({a[:-1] for a in joining if a.endswith(q) and _punctuation(a[:-1].lstrip("Ġ"))})
-                for p in left for q in [_piece(p)]}
-        left_ok = _cuts_hold(bare_bpe, {(p, n): [(pre + _piece(p), char * n + t) for pre in pres[p]
-                                                 for t in (short_tails if n <= SHORT_RUN else tails)]
-                                        for p in left for n in range(2, max_run + 1)})
-        lengths = {p: [n for n in range(2, max_run + 1) if p not in left or left_ok[(p, n)]]
-                   for p in ASCII_PUNCT if p != raw}
-        lengths.update({y: list(range(2, max_run + 1)) for y in _unmerged_before(char, merges) if y != raw})
-        groups = _grouped([p for p in lengths if lengths[p]], lambda p: tuple(lengths[p]))
-        prefix = "|".join(
-            f"[{_class_rx(ord(p) for p in ps)}](?=(?:{'|'.join(_repeat(c, lo, hi) for lo, hi in _ranges(list(ns)))})"
-            f"{end([])})" for ns, ps in groups
-        ) or None
+        pres = {p: ["", "Ġ"] + sorted({a[:-1] for a in joining if a.endswith(q) and _punctuation(a[:-1].lstrip("Ġ"))}
+                                      - {"", "Ġ"}) for p in left for q in [_piece(p)]}
+        after_run = {n: short_tails if n <= SHORT_RUN else tails for n in range(2, max_run + 1)}
+        left_ok = _cuts_hold(bare_bpe, {(p, n, pre, t): [(pre + _piece(p), char * n + t)]
+                                        for p in left for n, ts in after_run.items() for pre in pres[p] for t in ts})
+        # a cut before the run after ``p`` is refused where what stands before ``p`` changes BPE's mind
+        # (``'`` ``""`` ``"'`` but ``.'"`` ``""``), by a lookbehind
+        not_before = {p: tuple(pre for pre in pres[p][2:] if not all(left_ok[(p, n, pre, t)] for n, ts in
+                                                                     after_run.items() for t in ts)) for p in left}
+
+        def not_after(p: str, n: int) -> tuple[str, ...] | None:
+            """What may not follow a run of ``n`` for a cut before it after ``p`` (None: no cut at all)."""
+            if p not in left:
+                return ()
+            kept = [pre for pre in pres[p] if pre not in not_before[p]]
+            if not all(left_ok[(p, n, pre, "")] for pre in kept):
+                return None
+            return tuple(_raw(t) for t in after_run[n][1:] if not all(left_ok[(p, n, pre, t)] for pre in kept))
+
+        cuts = {p: {n: ex for n in after_run if (ex := not_after(p, n)) is not None} for p in ASCII_PUNCT if p != raw}
+        cuts.update({y: dict.fromkeys(after_run, ()) for y in _unmerged_before(char, merges) if y != raw})
+
+        def lookaround(p: str) -> tuple[str, str]:
+            behind = "|".join("".join(_rx(ch) for ch in _raw(pre)) for pre in not_before.get(p, ()))
+            ahead = "|".join(f"(?:{'|'.join(_repeat(c, lo, hi) for lo, hi in _ranges([n for n, _ in ns]))}){end(ex)}"
+                             for ex, ns in _grouped(list(cuts[p].items()), lambda item: item[1]))
+            return f"(?<!{behind})" if behind else "", ahead
+
+        groups = _grouped([p for p in cuts if cuts[p]], lookaround)
+        prefix = "|".join(f"{behind}[{_class_rx(ord(p) for p in ps)}](?={ahead})" for (behind, ahead), ps in groups) or None
     led = first_chunks("Ġ", led_rests, 0) if kind != "newline" else []  # GPT-2 keeps spaces with newlines
     return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix,
             "after_space": f"(?:{'|'.join(led)})" if led else None}
