@@ -3,8 +3,8 @@ against GPT-2's BPE, on random strings of punctuation runs.
 
 A split rule may only cut where BPE never merges across the cut, so the BPE model behind the rules must give
 BPE's ids on every text; any difference is a cut the rules should not have made. The strings are random runs
-of punctuation (1 to 9 of a character, up to 6 runs, with some spaces, letters, digits and newlines), far
-denser in odd neighbours than real text:
+of punctuation (1 to ``--longest`` of a character, up to 6 runs, with some spaces, letters, digits and
+newlines), far denser in odd neighbours than real text:
 
     uv run python benchmarks/split_rule_exactness.py --texts 200000 --seed 1
 """
@@ -22,12 +22,12 @@ from ivr.tokenizers.distill import bare_model, split_rule_for, with_rules
 PUNCTUATION = "'\"()[]{}-=.!%*#~_/^+<>|\\:,;?"
 
 
-def random_texts(n: int, alphabet: list[str], seed: int) -> list[str]:
+def random_texts(n: int, alphabet: list[str], seed: int, longest: int) -> list[str]:
     rng = random.Random(seed)
     texts = []
     for _ in range(n):
         runs = [rng.choice(alphabet) for _ in range(rng.randint(1, 6))]
-        texts.append("".join(c * (rng.randint(1, 9) if rng.random() < 0.5 else 1) for c in runs))
+        texts.append("".join(c * (rng.randint(1, longest) if rng.random() < 0.5 else 1) for c in runs))
     return texts
 
 
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=200_000, help="how many random strings")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-run", type=int, default=64, help="longest run each rule is built for")
+    ap.add_argument("--longest", type=int, default=9, help="longest run in the random strings")
     ap.add_argument("--examples", type=int, default=10, help="how many differing strings to print")
     args = ap.parse_args()
 
@@ -46,7 +47,7 @@ def main() -> None:
     rules = [r for c in args.chars if (r := split_rule_for(bare, c, args.max_run))]
     build = time.perf_counter() - start
     cut = with_rules(bare, rules)
-    texts = random_texts(args.texts, list(PUNCTUATION) + [" ", "x", "s", "1", "\n"], args.seed)
+    texts = random_texts(args.texts, list(PUNCTUATION) + [" ", "x", "s", "1", "\n"], args.seed, args.longest)
     gold, ours = bpe.encode_batch(texts), cut.encode_batch(texts)
     bad = [(t, g.tokens, o.tokens) for t, g, o in zip(texts, gold, ours) if g.ids != o.ids]
     rows = [("characters with a rule", f"{len(rules)} of {len(args.chars)}"),

@@ -463,7 +463,11 @@ def _char_class(raw: str) -> str | None:
 
 
 CONTRACTION = "'(?:s|t|re|ve|m|ll|d)"
+# how far from a cut what follows a run is still asked about: the neighbour's continuations up to SHORT_RUN,
+# the neighbour itself up to MEDIUM_RUN (BPE pairs a run from its left end: beyond that the end cannot move a
+# cut at its start; checked on random strings by benchmarks/split_rule_exactness.py)
 SHORT_RUN = 4
+MEDIUM_RUN = 16
 ASCII_PUNCT = "".join(chr(i) for i in range(33, 127) if not chr(i).isalnum())
 
 
@@ -674,17 +678,24 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
     rp = {r: _piece(r) for r in right}
     conts = {r: ["", char, char * 2, char * 3] + sorted({t[len(p):] for t in punct_tokens if t.startswith(p) and t != p})
              for r, p in rp.items()}
-    chunk_ok = _cuts_hold(bare_bpe, {(lead, a, k, r, e): [(lead + char * a, char * k + rp[r] + e)]
-                                     for lead, firsts in (("", rests), ("Ġ", led_rests))
-                                     for a, ks in firsts.items() for k in ks for r in right for e in conts[r]})
-    whole_ok = _cuts_hold(bare_bpe, {(n, r, e): [(char * n, rp[r] + e)] for n in whole for r in right for e in conts[r]})
+    # BPE is asked about what follows a neighbour only where the neighbour alone keeps the cut
+    cuts_in_runs = [(lead, a, k) for lead, by_a in (("", rests), ("Ġ", led_rests)) for a, ks in by_a.items() for k in ks]
+    chunk_ok = _cuts_hold(bare_bpe, {(lead, a, k, r, ""): [(lead + char * a, char * k + rp[r])]
+                                     for lead, a, k in cuts_in_runs for r in right})
+    chunk_ok |= _cuts_hold(bare_bpe, {(lead, a, k, r, e): [(lead + char * a, char * k + rp[r] + e)]
+                                      for lead, a, k in cuts_in_runs for r in right if chunk_ok[(lead, a, k, r, "")]
+                                      for e in (conts[r][1:] if k <= SHORT_RUN else [])})
+    whole_ok = _cuts_hold(bare_bpe, {(n, r, ""): [(char * n, rp[r])] for n in whole for r in right})
+    whole_ok |= _cuts_hold(bare_bpe, {(n, r, e): [(char * n, rp[r] + e)] for n in whole for r in right
+                                      if whole_ok[(n, r, "")] for e in conts[r][1:]})
 
     def merging(ok: dict, key: tuple) -> tuple[str, ...]:
         """What may not follow a run cut as ``key`` says: each neighbour BPE merges with the run's end, and for
         the other neighbours, each continuation after which BPE does."""
         out: list[str] = []
         for r in right:
-            out += [r] if not ok[(*key, r, "")] else [r + _raw(e) for e in conts[r][1:] if not ok[(*key, r, e)]]
+            # continuations are only asked about after short rests: far from the cut they cannot move it
+            out += [r] if not ok[(*key, r, "")] else [r + _raw(e) for e in conts[r][1:] if not ok.get((*key, r, e), True)]
         return tuple(out)
 
     blocked = _class_rx(_merging_after(char, merges)) if kind in ("punct", "quote") else ""
@@ -718,13 +729,18 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
         joining = [a for a, b in merges if b.startswith(tuple(starts))]
         pres = {p: ["", "Ġ"] + sorted({a[:-1] for a in joining if a.endswith(q) and _punctuation(a[:-1].lstrip("Ġ"))}
                                       - {"", "Ġ"}) for p in left for q in [_piece(p)]}
-        after_run = {n: short_tails if n <= SHORT_RUN else tails for n in range(2, max_run + 1)}
-        left_ok = _cuts_hold(bare_bpe, {(p, n, pre, t): [(pre + _piece(p), char * n + t)]
-                                        for p in left for n, ts in after_run.items() for pre in pres[p] for t in ts})
+        after_run = {n: short_tails if n <= SHORT_RUN else tails if n <= MEDIUM_RUN else [""]
+                     for n in range(2, max_run + 1)}
+        # BPE is asked about the rest only where the run cuts off after ``p`` alone and after a space and ``p``
+        left_ok = _cuts_hold(bare_bpe, {(p, n, pre, ""): [(pre + _piece(p), char * n)]
+                                        for p in left for n in after_run for pre in ("", "Ġ")})
+        open_cuts = [(p, n) for p in left for n in after_run if left_ok[(p, n, "", "")] and left_ok[(p, n, "Ġ", "")]]
+        left_ok |= _cuts_hold(bare_bpe, {(p, n, pre, t): [(pre + _piece(p), char * n + t)] for p, n in open_cuts
+                                         for pre in pres[p] for t in after_run[n] if pre not in ("", "Ġ") or t})
         # a cut before the run after ``p`` is refused where what stands before ``p`` changes BPE's mind
         # (``'`` ``""`` ``"'`` but ``.'"`` ``""``), by a lookbehind
-        not_before = {p: tuple(pre for pre in pres[p][2:] if not all(left_ok[(p, n, pre, t)] for n, ts in
-                                                                     after_run.items() for t in ts)) for p in left}
+        not_before = {p: tuple(pre for pre in pres[p][2:] if not all(left_ok[(p, n, pre, t)] for q, n in open_cuts
+                                                                     if q == p for t in after_run[n])) for p in left}
 
         def not_after(p: str, n: int) -> tuple[str, ...] | None:
             """What may not follow a run of ``n`` for a cut before it after ``p`` (None: no cut at all)."""
