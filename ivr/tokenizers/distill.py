@@ -406,13 +406,11 @@ def log_prob_scale(raw: np.ndarray, pieces: Sequence[str], token_counts: np.ndar
 
 # --- split rules for runs of one character ---
 
-# where the pre-token a run starts ends: GPT-2's class of the run's character no longer continues it
+# where the pre-token a run of letters, digits or newlines ends: GPT-2's class of the run's character no longer
+# continues it (punctuation and quote runs end where BPE keeps them apart from what follows: ``_run_end``)
 RUN_END = {
     "letter": r"(?!\p{L})",
     "digit": r"(?!\p{N})",
-    "punct": r"(?![^\s\p{L}\p{N}])",
-    # not before a contraction: GPT-2 would start the next pre-token there with the last quote
-    "quote": r"(?![^\s\p{L}\p{N}]|s|t|re|ve|m|ll|d)",
     # whitespace: ``\s+(?!\S)`` leaves the last white character of a run before a word to the word; the run
     # is also cut where more ASCII white space follows in its pre-token, or one white character ends the text
     # (nothing merges a newline with it)
