@@ -347,7 +347,7 @@ TRICKY = st.sampled_from(["'", "s", "t", "re", "ve", "m", "ll", "d", "a", "Z", "
 
 
 @hsettings(max_examples=300, deadline=None)
-@given(st.lists(TRICKY | st.characters(), max_size=40).map("".join))
+@given(st.lists(TRICKY | st.characters(blacklist_categories=("Cs",)), max_size=40).map("".join))
 def test_split_pattern_pre_tokenizes_like_gpt2(text):
     # the pattern tries GPT-2's alternatives in another order (faster); the pre-tokens must stay GPT-2's
     from tokenizers import Regex, pre_tokenizers
