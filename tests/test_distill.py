@@ -306,9 +306,9 @@ def test_conflict_witness_on_unsatisfiable_merges():
 
 def test_strict_fails_on_a_mismatch_and_reports_are_written(bpe, tmp_path):
     out, md, js = tmp_path / "tok", tmp_path / "r.md", tmp_path / "r.json"
-    # without split rules the run of quotes stays a tie, which strict refuses
+    # without split or word rules the run of quotes stays a tie, which strict refuses
     with pytest.raises(DistillationMismatch, match="corpus word occurrences"):
-        distill_tokenizer(bpe, [PROSE], ["A held-out line, '''quoted'''."], fast_settings(strict=True, split_rules=False),
+        distill_tokenizer(bpe, [PROSE], ["A held-out line, '''quoted'''."], fast_settings(strict=True, split_rules=False, word_rules=0),
                           out, md, js, extra_eval_texts={"extra": ["def f(x):\n    return x\n"]})
     report = json.loads(js.read_text(encoding="utf-8"))
     assert set(report["sets"]) == {"corpus", "heldout", "extra"}
@@ -367,11 +367,11 @@ def test_split_rules_fix_words_no_scores_can_match(bpe):
     # quotes and "=" runs after a space whose BPE chunks contradict each other under any additive scores
     texts = [PROSE, "a = ('''x''')\nb = \"'''\"\nc = \"('''\"\n" * 3 + " ===============\n ====\n ==============\n"]
     counts, _ = pre_token_counts(bpe, texts)
-    _, plain = fit_distilled(bpe, counts, fast_settings(split_rules=False))
+    _, plain = fit_distilled(bpe, counts, fast_settings(split_rules=False, word_rules=0))
     assert plain.stats["proven_unsatisfiable_types"] == 3
     assert set(plain.stats["proven_unsatisfiable_examples"]) == {" ('''", " ==============", " ==============="}
-    tok, cut = fit_distilled(bpe, counts, fast_settings())
-    assert cut.stats["proven_unsatisfiable_cut_by_split_rules"] == 3
+    tok, cut = fit_distilled(bpe, counts, fast_settings(word_rules=0))
+    assert cut.stats["proven_unsatisfiable_cut_by_rules"] == 3
     assert cut.stats["proven_unsatisfiable_types"] == cut.stats["fit_mismatched_types"] == 0
     assert compare_texts(tok, bpe, texts, "t")["mismatched_types"] == 0
 

@@ -61,6 +61,7 @@ from ivr.tokenizers.byte_level import (
     text_to_piece,
 )
 from ivr.tokenizers.io import byte_level_tokenizer, save_tokenizer_dir
+from ivr.tokenizers.word_rules import gpt2_class, rx, word_rule_pattern, word_segments
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,10 @@ class DistillSettings:
     or hex runs of letters and digits (``NNN``, ``ffff``, ``0000``), and the box drawings, dashes, dots and
     blocks of GPT-2's merges of a multi-byte character with itself (``────``, ``……``) are common in any
     text. Letter, digit and multi-byte rules take under 1 s each to build; ASCII punctuation up to 6 s."""
+    word_rules: int = 1000
+    """At most this many of the fit words that scores and split rules leave wrong (most frequent first) get a
+    word rule: regex alternatives that cut exactly that whole pre-token at BPE's token boundaries (``0477``,
+    `` '(')``; 0: none). Each costs a little encoding speed, on text starting with its characters only."""
     random_id_sequences: int = 2000
     """How many random id sequences verification decodes with both tokenizers."""
     examples: int = 20
@@ -127,6 +132,8 @@ class FitResult:
 
     scores: list[float]
     split_rules: list[dict]
+    word_rules: list[list[str]] = field(default_factory=list)
+    """BPE's pieces of each word cut by a word rule, most frequent first."""
     stats: dict = field(default_factory=dict)
 
 
@@ -453,11 +460,7 @@ def _char_class(raw: str) -> str | None:
         return "newline"
     if raw == "'":
         return "quote"
-    if raw.isspace():
-        return None
-    # the classes of GPT-2's regex: \p{L}, \p{N}, the rest (Python's isdigit() differs beyond ASCII: "½")
-    category = unicodedata.category(raw)[0]
-    return "letter" if category == "L" else "digit" if category == "N" else "punct"
+    return gpt2_class(raw)
 
 
 CONTRACTION = "'(?:s|t|re|ve|m|ll|d)"
@@ -491,10 +494,6 @@ def _raw(piece: str) -> str:
     return piece_to_bytes(piece).decode("latin-1")
 
 
-def _rx(raw: str) -> str:
-    return "\\x{%02X}" % ord(raw)
-
-
 def _piece(raw: str) -> str:
     return bytes_to_piece(raw.encode("utf-8"))
 
@@ -503,16 +502,16 @@ def _run_end(c: str, merging: Sequence[str], blocked: str, quote: bool = False) 
     """Lookahead for the end of a punctuation run: not before ``c`` itself, a neighbour or a neighbour with what
     follows it in ``merging``, a non-ASCII character in the class ``blocked`` or a contraction (for a run of
     quotes, the letters that would make its last quote one)."""
-    longer = "".join(f"{''.join(_rx(ch) for ch in m)}|" for m in merging if len(m) > 1)
+    longer = "".join(f"{''.join(rx(ch) for ch in m)}|" for m in merging if len(m) > 1)
     contraction = CONTRACTION[1:] if quote else CONTRACTION
-    return (f"(?![{c}{''.join(_rx(r) for r in merging if len(r) == 1)}]|{longer}"
+    return (f"(?![{c}{''.join(rx(r) for r in merging if len(r) == 1)}]|{longer}"
             f"{f'[{blocked}]|' if blocked else ''}{contraction})")
 
 
-def _class_rx(code_points: Iterable[int]) -> str:
+def _classrx(code_points: Iterable[int]) -> str:
     """The body of a regex character class holding ``code_points``, as ranges."""
     spans = _ranges(list(set(code_points)))
-    return "".join(_rx(chr(lo)) if lo == hi else f"{_rx(chr(lo))}-{_rx(chr(hi))}" for lo, hi in spans)
+    return "".join(rx(chr(lo)) if lo == hi else f"{rx(chr(lo))}-{rx(chr(hi))}" for lo, hi in spans)
 
 
 def _utf8_prefix_range(prefix: bytes) -> tuple[int, int] | None:
@@ -607,9 +606,9 @@ def _merged_end_cuts(bare_bpe: Tokenizer, char: str, c: str, chunks: list[list[i
             cuts.append((a, n - a, bad, r))
     alts = []
     for (a, k, bad), group in _grouped(cuts, lambda cut: cut[:3]):
-        rs = "".join(_rx(r) for *_, r in group)
-        singles = "".join(_rx(p) for p in bad if len(p) == 1)
-        longer = [''.join(_rx(ch) for ch in p) for p in bad if len(p) > 1]
+        rs = "".join(rx(r) for *_, r in group)
+        singles = "".join(rx(p) for p in bad if len(p) == 1)
+        longer = [''.join(rx(ch) for ch in p) for p in bad if len(p) > 1]
         not_after = f"(?!{'|'.join(([f'[{singles}]'] if singles else []) + longer)})" if bad else ""
         alts.append(f"{_repeat(c, a - 1, a - 1) if a > 1 else ''}(?={_repeat(c, k, k)}[{rs}]{not_after})")
     return alts
@@ -659,7 +658,7 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
         j, a = next(((j, a) for j, h in enumerate(heads) if (a := _units(h[1:], char)) is not None), (0, None))
         if a is not None and a < n and enc.tokens[j + 1 :] == [char * k for k in chunks[n - a]]:
             led_rests.setdefault(a, []).append(n - a)
-    c = _rx(raw)
+    c = rx(raw)
     merges = gpt2_merges()
     ascii_chars = lambda chars: sorted(  # noqa: E731
         {piece_to_bytes(ch).decode("latin-1") for ch in chars} & set(ASCII_PUNCT + " \t\n")
@@ -696,7 +695,7 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
             out += [r] if not ok[(*key, r, "")] else [r + _raw(e) for e in conts[r][1:] if not ok.get((*key, r, e), True)]
         return tuple(out)
 
-    blocked = _class_rx(_merging_after(char, merges)) if kind in ("punct", "quote") else ""
+    blocked = _classrx(_merging_after(char, merges)) if kind in ("punct", "quote") else ""
 
     def end(not_after: Sequence[str]) -> str:
         return _run_end(c, not_after, blocked, kind == "quote") if kind in ("punct", "quote") else RUN_END[kind]
@@ -753,27 +752,29 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
         cuts.update({y: dict.fromkeys(after_run, ()) for y in _unmerged_before(char, merges) if y != raw})
 
         def lookaround(p: str) -> tuple[str, str]:
-            behind = "|".join("".join(_rx(ch) for ch in _raw(pre)) for pre in not_before.get(p, ()))
+            behind = "|".join("".join(rx(ch) for ch in _raw(pre)) for pre in not_before.get(p, ()))
             ahead = "|".join(f"(?:{'|'.join(_repeat(c, lo, hi) for lo, hi in _ranges([n for n, _ in ns]))}){end(ex)}"
                              for ex, ns in _grouped(list(cuts[p].items()), lambda item: item[1]))
             return f"(?<!{behind})" if behind else "", ahead
 
         groups = _grouped([p for p in cuts if cuts[p]], lookaround)
-        prefix = "|".join(f"{behind}[{_class_rx(ord(p) for p in ps)}](?={ahead})" for (behind, ahead), ps in groups) or None
+        prefix = "|".join(f"{behind}[{_classrx(ord(p) for p in ps)}](?={ahead})" for (behind, ahead), ps in groups) or None
     led = first_chunks("Ġ", led_rests, 0) if kind != "newline" else []  # GPT-2 keeps spaces with newlines
     return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix,
             "after_space": f"(?:{'|'.join(led)})" if led else None}
 
 
-def split_pattern(rules: Sequence[dict]) -> str:
+def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = ()) -> str:
     """GPT-2's pre-tokenizer regex with the rules' alternatives ahead of the class each rule cuts.
 
     Every alternative of a rule's ``pattern`` and ``after_space`` starts with two of its characters, so each group
     sits behind one lookahead for a doubled rule character: a position where no rule applies (nearly every
-    word start) costs one character comparison, not one test per rule.
+    word start) costs one character comparison, not one test per rule. The ``word_rules`` (BPE pieces of whole
+    words, ``word_rules.word_rule_pattern``) come first in their class: they only match inside their own word.
     """
+
     def chars(members: list[dict]) -> str:
-        return "".join(_rx(piece_to_bytes(r["char"]).decode("utf-8")) for r in members)
+        return "".join(rx(piece_to_bytes(r["char"]).decode("utf-8")) for r in members)
 
     def group(members: list[dict], key: str, lead: str = "") -> str:
         members = [r for r in members if r.get(key)]
@@ -784,12 +785,13 @@ def split_pattern(rules: Sequence[dict]) -> str:
         return f"{lead}(?=(?<{name}>[{chars(members)}])\\k<{name}>)(?:{'|'.join(r[key] for r in members)})|"
 
     names: list[str] = []
+    words = word_rule_pattern(word_rules)
 
     classes = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "space": ("newline",)}
     by = {}
     for k, ks in classes.items():
         members = [r for r in rules if r["class"] in ks]
-        by[k] = group(members, "pattern") + group(members, "after_space", r"\x{20}")
+        by[k] = words.get(k, "") + group(members, "pattern") + group(members, "after_space", r"\x{20}")
     # a prefix alternative is one character and then a run of its rule's character: the same doubled-character
     # lookahead, one position on, keeps the lazy scan over a punctuation pre-token at one test per position
     with_prefix = [r for r in rules if r.get("prefix")]
@@ -804,33 +806,34 @@ def split_pattern(rules: Sequence[dict]) -> str:
     )
 
 
-def rules_pre_tokenizer(rules: Sequence[dict]):
-    """GPT-2's byte-level pre-tokenizer, with the split rules spliced into its regex when there are any."""
-    if not rules:
+def rules_pre_tokenizer(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = ()):
+    """GPT-2's byte-level pre-tokenizer, with the split and word rules spliced into its regex when there are any."""
+    if not rules and not word_rules:
         return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     return pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(split_pattern(rules)), behavior="isolated"),
+        pre_tokenizers.Split(Regex(split_pattern(rules, word_rules)), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
 
 
-def with_rules(model_tok: Tokenizer, rules: Sequence[dict]) -> Tokenizer:
-    """The full tokenizer: ``model_tok``'s model behind GPT-2's pre-tokenizer carrying the split rules."""
+def with_rules(model_tok: Tokenizer, rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = ()) -> Tokenizer:
+    """The full tokenizer: ``model_tok``'s model behind GPT-2's pre-tokenizer carrying the split and word rules."""
     tok = byte_level_tokenizer(model_tok.model)
-    tok.pre_tokenizer = rules_pre_tokenizer(rules)
+    tok.pre_tokenizer = rules_pre_tokenizer(rules, word_rules)
     return tok
 
 
-def segment_words(rules: Sequence[dict], words: Sequence[str]) -> list[list[str]]:
+def segment_words(rules: Sequence[dict], words: Sequence[str], word_rules: Sequence[Sequence[str]] = ()) -> list[list[str]]:
     """Each byte-level word as the rules cut it on its own (a word GPT-2 would pre-tokenize further stays whole)."""
-    if not rules:
+    if not rules and not word_rules:
         return [[w] for w in words]
-    plain, cut = rules_pre_tokenizer([]), rules_pre_tokenizer(rules)
+    plain, cut = rules_pre_tokenizer([]), rules_pre_tokenizer(rules, word_rules)
     chars = {r["char"] * 2 for r in rules}
+    listed = {"".join(pieces) for pieces in word_rules}
     out = []
     for w in words:
         segs = [w]
-        if any(c in w for c in chars):
+        if w in listed or any(c in w for c in chars):
             try:
                 text = piece_to_bytes(w).decode("utf-8")
             except UnicodeDecodeError:
@@ -923,6 +926,25 @@ def select_split_rules(
     return accepted, considered
 
 
+def select_word_rules(
+    model_tok: Tokenizer, rules: Sequence[dict], words: list[str], weights: np.ndarray, gold: list[list[int]],
+    pred: list[list[int]], limit: int,
+) -> list[list[str]]:
+    """BPE's pieces of the fit words still wrong (``pred``), most frequent first, at most ``limit``: those a regex
+    can cut (``word_rules.word_segments``) and whose every BPE token the Unigram gives back alone."""
+    wrong = sorted((i for i, (p, g) in enumerate(zip(pred, gold)) if p != g), key=lambda i: (-weights[i], words[i]))
+    chosen = []
+    for i in wrong:
+        tokens = [model_tok.id_to_token(t) for t in gold[i]]
+        if len(chosen) < limit and word_segments(tokens) is not None:
+            chosen.append((tokens, gold[i]))
+    if not chosen:
+        return []
+    # a rule whose tokens the Unigram splits further would fix nothing: keep only the rules that fix their word
+    cut = encode_segments(model_tok, segment_words(rules, ["".join(t) for t, _ in chosen], [t for t, _ in chosen]))
+    return [t for (t, ids), got in zip(chosen, cut) if got == ids]
+
+
 # --- the stage ---
 
 
@@ -959,8 +981,11 @@ def fit_distilled(
         rules, considered = (
             select_split_rules(bare_bpe, model_tok, words, weights, gold, settings) if settings.split_rules else ([], [])
         )
-    final = with_rules(model_tok, rules)
     pred = encode_segments(model_tok, segment_words(rules, words))
+    word_rules = select_word_rules(model_tok, rules, words, weights, gold, pred, settings.word_rules)
+    if word_rules:
+        pred = encode_segments(model_tok, segment_words(rules, words, word_rules))
+    final = with_rules(model_tok, rules, word_rules)
     bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g]
     stats.update(
         fit_word_types=len(words),
@@ -968,16 +993,18 @@ def fit_distilled(
         fit_mismatched_types=len(bad),
         fit_mismatched_tie_types=sum(1 for i in bad if sorted(pred[i]) == sorted(gold[i])),
         split_rules_considered=considered,
+        word_rules=len(word_rules),
+        word_rules_examples=[" · ".join(readable(p) for p in pieces) for pieces in word_rules[: settings.examples]],
     )
-    # the proof is about scores alone: report the words the split rules do not fix either
+    # the proof is about scores alone: report the words the split and word rules do not fix either
     still_wrong = {words[i] for i in bad}
     unsatisfiable = [w for w in given_up if w in still_wrong]
     stats.update(
         proven_unsatisfiable_types=len(unsatisfiable),
-        proven_unsatisfiable_cut_by_split_rules=len(given_up) - len(unsatisfiable),
+        proven_unsatisfiable_cut_by_rules=len(given_up) - len(unsatisfiable),
         proven_unsatisfiable_examples=[readable(w) for w in unsatisfiable[: settings.examples]],
     )
-    return final, FitResult(scores=[float(s) for s in scores], split_rules=rules, stats=stats)
+    return final, FitResult(scores=[float(s) for s in scores], split_rules=rules, word_rules=word_rules, stats=stats)
 
 
 def distill_tokenizer(
@@ -1012,6 +1039,7 @@ def distill_tokenizer(
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
         "score_scale": "lam * merge-tree score - c * len(piece); all scores negative",
         "split_rules": fit.split_rules,
+        "word_rules": fit.word_rules,
         "fit": {k: v for k, v in fit.stats.items() if k not in ("history", "split_rules_considered")},
     }
     save_tokenizer_dir(tok, out_dir, metadata)

@@ -245,14 +245,17 @@ def render_markdown(summary: dict) -> str:
         lines += ["", "## Fit", ""]
         for key in ("fit_word_types", "corpus_word_types", "rounds", "best_round", "constraints", "changed_merges",
                     "fit_mismatched_types", "fit_mismatched_tie_types", "proven_unsatisfiable_types",
-                    "proven_unsatisfiable_cut_by_split_rules",
+                    "proven_unsatisfiable_cut_by_rules", "word_rules",
                     "score_fit_seconds", "fit_seconds", "python_peak_mb"):
             if key in fit:
                 lines.append(f"- {key.replace('_', ' ')}: {fit[key]}")
         if fit.get("proven_unsatisfiable_examples"):
             lines.append("- proven unsatisfiable (no merge weights match them together with the other fit words, "
-                         "and no split rule cuts them): "
+                         "and no split or word rule cuts them): "
                          + ", ".join(f"`{_md(w)}`" for w in fit["proven_unsatisfiable_examples"]))
+        if fit.get("word_rules_examples"):
+            lines.append("- word rules (whole words cut at BPE's tokens), most frequent first: "
+                         + ", ".join(f"`{_md(w)}`" for w in fit["word_rules_examples"]))
         rules = [r for r in fit.get("split_rules_considered", []) if r.get("accepted")]
         lines.append(
             "- split rules accepted for: "

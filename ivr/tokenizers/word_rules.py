@@ -1,0 +1,104 @@
+"""Word rules: whole pre-tokens that scores and run rules leave wrong, cut at BPE's own token boundaries.
+
+Some words no additive scores can segment as BPE does (``0477`` is ``0 · 477`` while other digit strings
+force ``04`` above ``0``), and some are ties the run rules do not reach. For each such fit word the pre-tokenizer
+regex gets alternatives that match one BPE token of it at a time, each only where the whole pre-token is that
+word: the characters before and after it are checked to be where GPT-2's regex starts and ends that pre-token.
+Every piece of the cut word is then one vocabulary token, which the Unigram gives back alone. The regex
+alternatives of one class share a trie over their literal text, so a position whose character starts no
+word rule costs one failed comparison per distinct first character.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+from collections.abc import Sequence
+
+from ivr.tokenizers.byte_level import piece_to_bytes
+
+# GPT-2's character classes as its regex writes them (\p{L}+, \p{N}+, [^\s\p{L}\p{N}]+)
+CLASS_RX = {"letter": r"\p{L}", "digit": r"\p{N}", "punct": r"[^\s\p{L}\p{N}]"}
+
+
+def rx(text: str) -> str:
+    """``text`` as a regex literal (every character escaped by code point)."""
+    return "".join("\\x{%02X}" % ord(ch) for ch in text)
+
+
+def gpt2_class(ch: str) -> str | None:
+    """The class of GPT-2's pre-tokenizer regex that ``ch`` belongs to (None for white space)."""
+    if ch.isspace():
+        return None
+    category = unicodedata.category(ch)[0]  # Python's isdigit() differs from \p{N} beyond ASCII ("½")
+    return "letter" if category == "L" else "digit" if category == "N" else "punct"
+
+
+def word_segments(pieces: Sequence[str]) -> tuple[str, list[str]] | None:
+    """The class and the text of each BPE token of a word, when a regex can cut it there: at least two tokens,
+    each whole characters, making one pre-token of one class (with GPT-2's optional leading space)."""
+    try:
+        segs = [piece_to_bytes(p).decode("utf-8") for p in pieces]
+    except UnicodeDecodeError:
+        return None
+    text = "".join(segs)
+    core = text[1:] if text.startswith(" ") else text
+    classes = {gpt2_class(ch) for ch in core}
+    if len(segs) < 2 or not core or len(classes) != 1 or None in classes or "" in segs:
+        return None
+    return classes.pop(), segs
+
+
+def _trie(entries: Sequence[tuple[str, str]]) -> str:
+    """One regex for ``literal + tail`` over all entries, sharing the literals' common prefixes."""
+    tails = sorted({tail for literal, tail in entries if not literal})
+    heads: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for literal, tail in entries:
+        if literal:
+            heads[literal[0]].append((literal[1:], tail))
+    alts = [rx(ch) + _trie(rest) for ch, rest in sorted(heads.items())] + tails
+    return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+
+def _guard(heads: set[str]) -> str:
+    """A cheap test that holds before any of the two-character ``heads``: their first and second characters as
+    classes, with the heads that start with a space apart (most pre-tokens start with one)."""
+    parts = []
+    for spaced in (True, False):
+        group = [h for h in heads if (h[0] == " ") == spaced]
+        if group:
+            firsts = "".join(rx(c) for c in sorted({h[0] for h in group}))
+            parts.append(f"[{firsts}][{''.join(rx(c) for c in sorted({h[1] for h in group}))}]")
+    return "|".join(parts)
+
+
+def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, str]:
+    """Per class, a regex alternative (ending in ``|``) that matches the next BPE token of any of the ``words``
+    (each a list of BPE pieces, checked by ``word_segments``) where the pre-token around it is that word.
+
+    Each goes first among its class's alternatives: where it matches, GPT-2's regex would start (or a split
+    rule has cut) that very pre-token. A lookahead for the first two characters of some listed word's rest
+    keeps the cost at ordinary positions to a few character-class tests.
+    """
+    cuts: dict[str, dict[tuple[str, str], set[str]]] = defaultdict(lambda: defaultdict(set))
+    for pieces in words:
+        found = word_segments(pieces)
+        if found is None:
+            raise ValueError(f"a word rule needs a one-class word cut at whole characters: {pieces!r}")
+        cls, segs = found
+        # the last token needs no alternative: GPT-2's own class alternative takes it to the pre-token's end
+        for i, seg in enumerate(segs[:-1]):
+            cuts[cls][("".join(segs[:i]), seg)].add("".join(segs[i + 1 :]))
+    out = {}
+    for cls, by_cut in cuts.items():
+        entries, heads = [], set()
+        for (before, seg), afters in by_cut.items():
+            heads |= {(seg + a)[:2] for a in afters}
+            # the pre-token starts at a leading space, or where neither its class nor a space (which GPT-2 would
+            # have joined to it) comes before; checked behind the token, once it has matched
+            start = "" if (before + seg).startswith(" ") else (
+                f"(?<!{CLASS_RX[cls]}{rx(before + seg)}|\\x{{20}}{rx(before + seg)})")
+            behind = f"(?<={rx(before + seg)})" if before else ""
+            entries.append((seg, behind + start + f"(?={_trie([(a, '') for a in afters])}(?!{CLASS_RX[cls]}))"))
+        out[cls] = f"(?={_guard(heads)})" + _trie(entries) + "|"
+    return out
