@@ -19,7 +19,7 @@ from ivr.tokenizers.word_rules import word_segments
 # with and without a leading space, and a tie
 WORDS = ["0477", " 2111", "111111110", " '(')", "')-", "=')'", "xDFFF", "DLLLIBRARY", "!).'''", " YYYYMMDD"]
 NEIGHBOURS = ["", " ", "  ", "\n", "\t", "x", "Y", "1", "9", "'", "'s", "(", ")", "=", "-", ".", "!", "''", "é", "½",
-              "==", "===", "11", "YY", "'" * 3]
+              "==", "===", "11", "YY", "'" * 3, "s", "d", "ll"]
 
 
 @pytest.fixture(scope="module")

@@ -61,15 +61,17 @@ def _trie(entries: Sequence[tuple[str, str]]) -> str:
 
 
 def _guard(heads: set[str]) -> str:
-    """A cheap test that holds before any of the two-character ``heads``: their first and second characters as
-    classes, with the heads that start with a space apart (most pre-tokens start with one)."""
+    """A cheap test that holds before any of the ``heads`` (a word's rest, first two characters): their first and
+    second characters as classes, with the heads that start with a space apart (most pre-tokens start with one),
+    and one-character heads (a final quote) alone."""
     parts = []
     for spaced in (True, False):
-        group = [h for h in heads if (h[0] == " ") == spaced]
+        group = [h for h in heads if (h[0] == " ") == spaced and len(h) == 2]
         if group:
             firsts = "".join(rx(c) for c in sorted({h[0] for h in group}))
             parts.append(f"[{firsts}][{''.join(rx(c) for c in sorted({h[1] for h in group}))}]")
-    return "|".join(parts)
+    singles = "".join(rx(c) for c in sorted({h for h in heads if len(h) == 1}))
+    return "|".join(parts + ([f"[{singles}]"] if singles else []))
 
 
 def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, str]:
@@ -86,8 +88,9 @@ def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, str]:
         if found is None:
             raise ValueError(f"a word rule needs a one-class word cut at whole characters: {pieces!r}")
         cls, segs = found
-        # the last token needs no alternative: GPT-2's own class alternative takes it to the pre-token's end
-        for i, seg in enumerate(segs[:-1]):
+        # the last token needs no alternative, as GPT-2's own class alternative takes it to the pre-token's end,
+        # unless it starts with a quote: cut off from the run before it, "'" + "s" would make a contraction
+        for i, seg in enumerate(segs if segs[-1].startswith("'") else segs[:-1]):
             cuts[cls][("".join(segs[:i]), seg)].add("".join(segs[i + 1 :]))
     out = {}
     for cls, by_cut in cuts.items():
