@@ -88,3 +88,16 @@ def test_the_fit_cuts_words_no_scores_or_split_rules_match(bpe):
     assert compare_texts(tok, bpe, texts, "t")["mismatched_types"] == 0
     _, none = fit_distilled(bpe, counts, DistillSettings(**{**settings.__dict__, "word_rules": 0}))
     assert none.word_rules == [] and none.stats["fit_mismatched_types"] >= 1
+
+
+def test_a_quote_run_before_a_contraction_letter_gets_a_word_rule(bpe):
+    # GPT-2 keeps all three quotes in "('''" before "def"; the quote split rule will not cut there (its last quote
+    # would start the contraction "'d"), so only a word rule gives BPE's ( · '' · ' in that context
+    texts = ["exec('''def f(): pass''')\n" * 3, "x = ('''a''')\n"]
+    counts, _ = pre_token_counts(bpe, texts)
+    settings = DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, general_usage_words=0,
+                               split_rule_chars="'", split_rule_min_fixed=1, max_run=80, random_id_sequences=0)
+    tok, fit = fit_distilled(bpe, counts, settings)
+    assert "'" in {r["char"] for r in fit.split_rules}
+    assert ["(", "''", "'"] in fit.word_rules
+    assert compare_texts(tok, bpe, texts, "t")["mismatched_types"] == 0

@@ -929,13 +929,35 @@ def select_split_rules(
     return accepted, considered
 
 
+def _wrong_before_contraction(
+    model_tok: Tokenizer, rules: Sequence[dict], words: list[str], gold: list[list[int]],
+) -> list[int]:
+    """The punctuation words ending in a quote that get other ids than BPE's when the letters of a contraction
+    follow them: GPT-2 keeps the quote in the word, but the split rules do not cut a quote run there (the cut
+    quote would start a contraction), so the Unigram sees the whole word (``exec(QQQdef`` with three quotes)."""
+    if not any(r["class"] == "quote" for r in rules):
+        return []
+    idx = [i for i, w in enumerate(words) if w.endswith("'") and _punctuation(w.lstrip("Ġ"))]
+    if not idx:
+        return []
+    pre = rules_pre_tokenizer(rules)
+    segments = []
+    for i in idx:
+        cut = [p for p, _ in pre.pre_tokenize_str(_raw(words[i]) + "s")]
+        segments.append(cut[:-1] if cut[-1] == "s" else [words[i]])
+    return [i for i, ids in zip(idx, encode_segments(model_tok, segments)) if ids != gold[i]]
+
+
 def select_word_rules(
     model_tok: Tokenizer, rules: Sequence[dict], words: list[str], weights: np.ndarray, gold: list[list[int]],
     pred: list[list[int]], limit: int,
 ) -> list[list[str]]:
-    """BPE's pieces of the fit words still wrong (``pred``), most frequent first, at most ``limit``: those a regex
-    can cut (``word_rules.word_segments``) and whose every BPE token the Unigram gives back alone."""
-    wrong = sorted((i for i, (p, g) in enumerate(zip(pred, gold)) if p != g), key=lambda i: (-weights[i], words[i]))
+    """BPE's pieces of the fit words still wrong (``pred``, or before a contraction's letters), most frequent first,
+    at most ``limit``: those a regex can cut (``word_rules.word_segments``) and whose every BPE token the Unigram
+    gives back alone."""
+    wrong = {i for i, (p, g) in enumerate(zip(pred, gold)) if p != g} | set(_wrong_before_contraction(
+        model_tok, rules, words, gold))
+    wrong = sorted(wrong, key=lambda i: (-weights[i], words[i]))
     chosen = []
     for i in wrong:
         tokens = [model_tok.id_to_token(t) for t in gold[i]]
