@@ -74,13 +74,13 @@ def _guard(heads: set[str]) -> str:
     return "|".join(parts + ([f"[{singles}]"] if singles else []))
 
 
-def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, str]:
-    """Per class, a regex alternative (ending in ``|``) that matches the next BPE token of any of the ``words``
-    (each a list of BPE pieces, checked by ``word_segments``) where the pre-token around it is that word.
+def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, str]]:
+    """Per class, a regex that matches the next BPE token of any of the ``words`` (each a list of BPE pieces,
+    checked by ``word_segments``) where the pre-token around it is that word, and a guard for it: a test on the
+    first two characters of some listed word's rest, cheap at the ordinary positions where it fails.
 
     Each goes first among its class's alternatives: where it matches, GPT-2's regex would start (or a split
-    rule has cut) that very pre-token. A lookahead for the first two characters of some listed word's rest
-    keeps the cost at ordinary positions to a few character-class tests.
+    rule has cut) that very pre-token.
     """
     cuts: dict[str, dict[tuple[str, str], set[str]]] = defaultdict(lambda: defaultdict(set))
     for pieces in words:
@@ -103,5 +103,5 @@ def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, str]:
                 f"(?<!{CLASS_RX[cls]}{rx(before + seg)}|\\x{{20}}{rx(before + seg)})")
             behind = f"(?<={rx(before + seg)})" if before else ""
             entries.append((seg, behind + start + f"(?={_trie([(a, '') for a in afters])}(?!{CLASS_RX[cls]}))"))
-        out[cls] = f"(?={_guard(heads)})" + _trie(entries) + "|"
+        out[cls] = (_guard(heads), _trie(entries))
     return out
