@@ -796,10 +796,11 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
     classes = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "space": ("newline",)}
     by = {k: group([r for r in rules if r["class"] in ks], words.get(k)) for k, ks in classes.items()}
     # a prefix alternative is one character and then a run of its rule's character: the same doubled-character
-    # lookahead, one position on, keeps the lazy scan over a punctuation pre-token at one test per position
+    # lookahead, one position on, keeps the lazy scan over a punctuation pre-token at one test per position, and
+    # the scan is skipped for the one- and two-character punctuation of code (it needs three: p and a run)
     with_prefix = [r for r in rules if r.get("prefix")]
     if with_prefix:
-        by["punct"] += (r" ?[^\s\p{L}\p{N}]*?" + f"(?=.(?<q>[{chars(with_prefix)}])\\k<q>)(?:"
+        by["punct"] += (r"(?=\x{20}?[^\s\p{L}\p{N}]{3}) ?[^\s\p{L}\p{N}]*?" + f"(?=.(?<q>[{chars(with_prefix)}])\\k<q>)(?:"
                         + "|".join(r["prefix"] for r in with_prefix) + ")|")
     # letters first: most pre-tokens are words, and no letter alternative can match where a contraction starts,
     # so trying them before the contractions changes no match (encoding measured about 1.5% faster). The rules of
