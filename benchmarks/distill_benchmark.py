@@ -10,6 +10,7 @@ and text under ``/usr/share/doc``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer, rules_pre_tokenizer
-from ivr.tokenizers.io import load_tokenizer
+from ivr.tokenizers.io import METADATA_FILE, load_tokenizer
 
 
 def stdlib_sources(heldout_every: int) -> tuple[list[str], list[str]]:
@@ -63,8 +64,8 @@ def main() -> None:
     ap.add_argument("--max-iterations", type=int, default=DistillSettings.max_iterations)
     ap.add_argument("--repeats", type=int, default=3,
                     help="throughput passes over the sample; in each, BPE, the distilled tokenizer and the distilled "
-                         "model without split rules take turns on each of 40 chunks (the median chunk ratio is "
-                         "reported)")
+                         "model without word rules and without any rules take turns on each of 40 chunks (the "
+                         "median chunk ratio is reported)")
     ap.add_argument("--no-vocab-words", action="store_true", help="fit on the corpus only")
     ap.add_argument("--throughput-only", action="store_true",
                     help="skip fitting: time the tokenizer already in OUT/tokenizer (speed is the noisiest figure)")
@@ -143,10 +144,13 @@ def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int, n_chun
     per-chunk median moved by 1-2%)."""
     rows = []
     # all loaded afresh, so that their word caches (10,000 words each) start empty alike; the distilled model
-    # behind GPT-2's plain pre-tokenizer tells the split rules' cost apart from the Unigram model's
+    # behind GPT-2's plain pre-tokenizer tells the rules' cost apart from the Unigram model's, and behind the
+    # split rules alone the word rules' cost apart from the split rules'
     toks = {"bpe": offline_gpt2_tokenizer(), "distilled": load_tokenizer(tokenizer_dir),
-            "plain": load_tokenizer(tokenizer_dir)}
+            "plain": load_tokenizer(tokenizer_dir), "split": load_tokenizer(tokenizer_dir)}
     toks["plain"].pre_tokenizer = rules_pre_tokenizer([])
+    metadata = json.loads((tokenizer_dir / METADATA_FILE).read_text(encoding="utf-8"))
+    toks["split"].pre_tokenizer = rules_pre_tokenizer(metadata.get("split_rules", []))
     chunks = [sample[i::n_chunks] for i in range(n_chunks)]
     mb = sum(len(t.encode("utf-8")) for t in sample) / 1e6
     for batch in (True, False):
@@ -155,12 +159,14 @@ def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int, n_chun
             os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read at every call, unlike RAYON_NUM_THREADS
         t = chunk_timings(toks, chunks, repeats, batch)
         speed = {k: mb * repeats / sum(v) for k, v in t.items()}
-        ratio = {k: statistics.median(b / x for b, x in zip(t["bpe"], t[k])) for k in ("distilled", "plain")}
+        ratio = {k: statistics.median(b / x for b, x in zip(t["bpe"], t[k])) for k in ("distilled", "plain", "split")}
         quart = statistics.quantiles([b / x for b, x in zip(t["bpe"], t["distilled"])], n=4)
         rows.append((f"{label} MB/s BPE / distilled (median chunk ratio, quartiles)",
                      f"{speed['bpe']:.2f} / {speed['distilled']:.2f} ({ratio['distilled']:.3f}x; "
                      f"{quart[0]:.2f}-{quart[2]:.2f})"))
-        rows.append((f"{label} MB/s distilled without split rules", f"{speed['plain']:.2f} ({ratio['plain']:.3f}x BPE)"))
+        rows.append((f"{label} MB/s distilled without word rules", f"{speed['split']:.2f} ({ratio['split']:.3f}x BPE)"))
+        rows.append((f"{label} MB/s distilled without split or word rules",
+                     f"{speed['plain']:.2f} ({ratio['plain']:.3f}x BPE)"))
     return rows
 
 

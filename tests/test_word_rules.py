@@ -52,13 +52,12 @@ def test_a_listed_word_is_cut_at_bpes_tokens_wherever_it_is_a_whole_pre_token(wo
 
 
 @pytest.mark.parametrize("text", ["10477", "04771", " 0477", "(')-", "')-)", " xDFFFF", "axDFFF", " '(')'", "!!).'''"])
-def test_a_listed_word_inside_a_longer_pre_token_is_not_cut(text):
+def test_a_listed_word_inside_a_longer_pre_token_is_not_cut(word_pieces, text):
     plain = rules_pre_tokenizer([])
-    pieces = [bare_model(offline_gpt2_tokenizer()).encode(text_to_piece(w)).tokens for w in WORDS]
-    assert rules_pre_tokenizer([], pieces).pre_tokenize_str(text) == plain.pre_tokenize_str(text)
+    assert rules_pre_tokenizer([], word_pieces).pre_tokenize_str(text) == plain.pre_tokenize_str(text)
 
 
-@hsettings(max_examples=1000, deadline=None)
+@hsettings(max_examples=400, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(NEIGHBOURS), st.sampled_from(WORDS)), min_size=1, max_size=4),
        st.sampled_from(NEIGHBOURS))
 def test_word_rules_never_change_bpes_ids(cut_bpe, bpe, parts, last):
