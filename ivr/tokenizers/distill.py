@@ -807,12 +807,15 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
     # so trying them before the contractions changes no match (encoding measured about 1.5% faster). The rules of
     # digits and punctuation cannot match there either, except a word rule's final quote, which must take
     # precedence: cut off from its word, it must not join the letters after it (a contraction in "!).'''s")
-    # one more lookahead keeps white space (indentation, newlines) from walking through them
-    others = by["digit"] + by["punct"]
-    others = f"(?=\\x{{20}}?[^\\s\\p{{L}}])(?:{others[:-1]})|" if others else ""
+    # a lookahead for the class keeps the other classes (and white space: indentation, newlines) from walking
+    # through each of its rules' lookaheads
+    def behind(test: str, alts: str) -> str:
+        return f"(?={test})(?:{alts[:-1]})|" if alts else ""
+
+    letters = behind(r"\x{20}?\p{L}", by["letter"] + r" ?\p{L}+|") if by["letter"] else r" ?\p{L}+|"
     return (
-        by["letter"] + r" ?\p{L}+|" + others + CONTRACTION + "|" + r" ?\p{N}+|"
-        + r" ?[^\s\p{L}\p{N}]+|" + by["space"] + r"\s+(?!\S)|\s+"
+        letters + behind(r"\x{20}?\p{N}", by["digit"]) + behind(r"\x{20}?[^\s\p{L}\p{N}]", by["punct"])
+        + CONTRACTION + "|" + r" ?\p{N}+|" + r" ?[^\s\p{L}\p{N}]+|" + by["space"] + r"\s+(?!\S)|\s+"
     )
 
 

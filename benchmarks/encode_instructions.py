@@ -1,0 +1,114 @@
+"""Count the CPU instructions that encoding takes, distilled tokenizer against BPE: a speed figure without noise.
+
+Timings on a shared machine move by a few percent from run to run, which hides changes of 1-2% in the
+pre-tokenizer regex. This script runs each tokenizer under ``valgrind --tool=callgrind`` twice, once loading the
+tokenizer and the sample and once also encoding the sample (one text at a time, one thread), and reports the
+difference: the instructions spent encoding, the same on every run. The ratio BPE / distilled is a proxy for the
+encode speed ratio (it ignores cache misses and branch mispredictions; on this benchmark's text the timed ratio
+came out 1-3% lower). The sample is every 8th document of ``distill_benchmark.py``'s throughput sample
+(held-out standard library code and English prose, about 0.7 MB); each tokenizer takes about 20 s.
+
+    uv run python benchmarks/distill_benchmark.py --out /tmp/distill_bench     # fits the tokenizer
+    uv run python benchmarks/encode_instructions.py --tokenizer /tmp/distill_bench/tokenizer
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+VARIANTS = {
+    "bpe": "GPT-2's BPE",
+    "plain": "distilled model, GPT-2's plain pre-tokenizer",
+    "split": "distilled model, split rules only",
+    "distilled": "distilled tokenizer as saved (split and word rules)",
+}
+
+
+def build(variant: str, tokenizer_dir: Path):
+    from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+    from ivr.tokenizers.distill import rules_pre_tokenizer
+    from ivr.tokenizers.io import METADATA_FILE, load_tokenizer
+
+    if variant == "bpe":
+        return offline_gpt2_tokenizer()
+    tok = load_tokenizer(tokenizer_dir)
+    if variant != "distilled":
+        rules = json.loads((tokenizer_dir / METADATA_FILE).read_text(encoding="utf-8")).get("split_rules", [])
+        tok.pre_tokenizer = rules_pre_tokenizer(rules if variant == "split" else [])
+    return tok
+
+
+def sample_texts(every: int) -> list[str]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from distill_benchmark import english_prose, stdlib_sources
+
+    _, held = stdlib_sources(10)
+    prose = english_prose(4_000_000)
+    return (held + [t for texts in prose.values() for t in texts])[::every]
+
+
+def child(tokenizer_file: Path, sample: Path, encode: bool) -> None:
+    # only the tokenizers library is loaded under valgrind: the tokenizer was built and saved beforehand
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_file))
+    texts = json.loads(sample.read_text(encoding="utf-8"))
+    if encode:
+        for text in texts:
+            tok.encode(text)
+
+
+def instructions(tokenizer_file: Path, sample: Path, encode: bool) -> int:
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
+           "--sample", str(sample), "--child", str(tokenizer_file)]
+    out = subprocess.run(cmd + (["--encode"] if encode else []), capture_output=True, text=True, check=True).stderr
+    found = re.search(r"Collected : (\d+)", out)
+    if found is None:
+        raise SystemExit(f"no instruction count in valgrind's output:\n{out[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokenizer", type=Path, help="a distilled tokenizer folder (with ivr_metadata.json)")
+    ap.add_argument("--every", type=int, default=8, help="take every n-th document of the throughput sample")
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--sample", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--encode", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.sample, args.encode)
+        return
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (e.g. apt-get install valgrind)")
+    if args.tokenizer is None or not (args.tokenizer / "tokenizer.json").is_file():
+        raise SystemExit(f"{args.tokenizer}: no tokenizer.json; run benchmarks/distill_benchmark.py first")
+    texts = sample_texts(args.every)
+    print(f"sample: {len(texts)} documents, {sum(len(t.encode()) for t in texts) / 1e6:.2f} MB")
+    counts = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = Path(tmp) / "sample.json"
+        sample.write_text(json.dumps(texts), encoding="utf-8")
+        for variant in ["bpe"] + [v for v in args.variants if v != "bpe"]:
+            saved = Path(tmp) / f"{variant}.json"
+            build(variant, args.tokenizer).save(str(saved))
+            counts[variant] = instructions(saved, sample, True) - instructions(saved, sample, False)
+    width = max(len(VARIANTS[v]) for v in counts)
+    print(f"\n{'tokenizer':<{width}} | encode instructions (M) | BPE / this")
+    print(f"{'-' * width}-|-------------------------|-----------")
+    for variant, n in counts.items():
+        print(f"{VARIANTS[variant]:<{width}} | {n / 1e6:>23,.0f} | {counts['bpe'] / n:.3f}")
+
+
+if __name__ == "__main__":
+    main()
