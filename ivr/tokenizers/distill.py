@@ -780,17 +780,24 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
     def group(members: list[dict], words: tuple[str, str] | None) -> str:
         # the word rules come first since they only match inside their own word; their guard (a word's first
         # characters) and the split rules' (a doubled rule character, after a space or not) stay two lookaheads:
-        # one lookahead on both, the backreference in it included, encoded about 1% slower (distill_benchmark.py)
+        # one lookahead on both took 1.7% more instructions to encode (benchmarks/encode_instructions.py)
         out = f"(?={words[0]})(?:{words[1]})|" if words else ""
         plain = [r["pattern"] for r in members if r.get("pattern")]
         spaced = [r["after_space"] for r in members if r.get("after_space")]
         if plain or spaced:
-            name = f"g{len(names)}"
-            names.append(name)
             lead = r"\x{20}?" if spaced else ""
             alts = plain + ([f"\\x{{20}}(?:{'|'.join(spaced)})"] if spaced else [])
-            out += f"(?={lead}(?<{name}>[{chars(members)}])\\k<{name}>)(?:{'|'.join(alts)})|"
+            out += f"(?={lead}{doubled(members)})(?:{'|'.join(alts)})|"
         return out
+
+    def doubled(members: list[dict]) -> str:
+        # one character doubled is a literal (the newline rule: 0.4% fewer instructions); of several, a
+        # backreference to the one just seen
+        if len({r["char"] for r in members}) == 1:
+            return chars(members[:1]) * 2
+        name = f"g{len(names)}"
+        names.append(name)
+        return f"(?<{name}>[{chars(members)}])\\k<{name}>"
 
     names: list[str] = []
     words = word_rule_pattern(word_rules)
