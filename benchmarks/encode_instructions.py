@@ -33,6 +33,7 @@ VARIANTS = {
 
 
 def build(variant: str, tokenizer_dir: Path):
+    # imported here, so that the process counted under valgrind loads the tokenizers library alone
     from ivr.tokenizers.bpe import offline_gpt2_tokenizer
     from ivr.tokenizers.distill import rules_pre_tokenizer
     from ivr.tokenizers.io import METADATA_FILE, load_tokenizer
@@ -81,7 +82,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer", type=Path, help="a distilled tokenizer folder (with ivr_metadata.json)")
     ap.add_argument("--every", type=int, default=8, help="take every n-th document of the throughput sample")
-    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                    help="which tokenizers to count (BPE always, as the reference): " + "; ".join(
+                        f"{k}: {v}" for k, v in VARIANTS.items()))
     ap.add_argument("--sample", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--encode", action="store_true", help=argparse.SUPPRESS)
