@@ -101,7 +101,9 @@ def fit_and_verify(args, bpe, fit_texts: list[str], held_texts: list[str], prose
         ("fit corpus (MB)", f"{sum(len(t.encode()) for t in fit_texts) / 1e6:.2f}"),
         ("fit time incl. pre-tokenizing (s)", f"{summary['fit']['fit_seconds']:.1f}"),
         ("stage time incl. verification (s)", f"{total:.1f}"),
-        ("peak RSS (MB)", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"),
+        (f"peak RSS of the fit ({'the fit alone' if summary['fit']['peak_rss_scope'] == 'block' else 'process'}) / "
+         "of the process so far (MB)",
+         f"{summary['fit']['peak_rss_mb']:.0f} / {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"),
         ("fit rounds / constraints", f"{summary['fit']['rounds']} / {summary['fit']['constraints']}"),
         ("ids identical / decode([i]) mismatches",
          f"{summary['ids']['id_to_token_identical']} / {summary['ids']['single_id_decode_mismatches']}"),

@@ -35,7 +35,6 @@ import logging
 import math
 import string
 import time
-import tracemalloc
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -50,6 +49,7 @@ from tokenizers.models import Unigram
 from tqdm import tqdm
 
 from ivr.general_english import most_frequent_english
+from ivr.peak_memory import PeakRSS
 from ivr.tokenizers.bpe import gpt2_merges
 from ivr.tokenizers.byte_level import (
     EOS_ID,
@@ -1067,13 +1067,11 @@ def distill_tokenizer(
     from ivr.tokenizers.verify import DistillationMismatch, verify_tokenizer
 
     train_texts = list(train_texts)
-    tracemalloc.start()
-    start = time.perf_counter()
-    counts, _ = pre_token_counts(bpe, train_texts, desc="pre-tokenizing the fit corpus")
-    tok, fit = fit_distilled(bpe, counts, settings)
-    fit_seconds = time.perf_counter() - start
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    with PeakRSS() as peak:
+        start = time.perf_counter()
+        counts, _ = pre_token_counts(bpe, train_texts, desc="pre-tokenizing the fit corpus")
+        tok, fit = fit_distilled(bpe, counts, settings)
+        fit_seconds = time.perf_counter() - start
 
     metadata = {
         "stage": "distill",
@@ -1088,7 +1086,8 @@ def distill_tokenizer(
     eval_sets = {"corpus": train_texts, "heldout": list(heldout_texts), **(extra_eval_texts or {})}
     summary = verify_tokenizer(
         tok, bpe, eval_sets, report_md, report_json, settings=settings,
-        fit_info={**fit.stats, "fit_seconds": round(fit_seconds, 2), "python_peak_mb": round(peak / 2**20, 1)},
+        fit_info={**fit.stats, "fit_seconds": round(fit_seconds, 2), "peak_rss_mb": peak.mb,
+                  "peak_rss_scope": peak.scope},
     )
     corpus = summary["sets"]["corpus"]
     if settings.strict and corpus["mismatched_occurrences"]:

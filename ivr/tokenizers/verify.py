@@ -246,9 +246,12 @@ def render_markdown(summary: dict) -> str:
         for key in ("fit_word_types", "corpus_word_types", "rounds", "best_round", "constraints", "changed_merges",
                     "fit_mismatched_types", "fit_mismatched_tie_types", "proven_unsatisfiable_types",
                     "proven_unsatisfiable_cut_by_rules", "word_rules",
-                    "score_fit_seconds", "fit_seconds", "python_peak_mb"):
+                    "score_fit_seconds", "fit_seconds"):
             if key in fit:
                 lines.append(f"- {key.replace('_', ' ')}: {fit[key]}")
+        if "peak_rss_mb" in fit:
+            since = "during the fit" if fit.get("peak_rss_scope") == "block" else "since the process started"
+            lines.append(f"- peak resident memory {since} (whole process, MB): {fit['peak_rss_mb']}")
         if fit.get("proven_unsatisfiable_examples"):
             lines.append("- proven unsatisfiable (no merge weights match them together with the other fit words, "
                          "and no split or word rule cuts them): "
