@@ -1020,9 +1020,12 @@ def fit_distilled(
         scores, stats, given_up = fit_scores(pieces, words, weights, gold, settings,
                                              [e.ids for e in bare_bpe.encode_batch(general)])
         model_tok = unigram_tokenizer(pieces, scores)
+        start = time.perf_counter()
         rules, considered = (
             select_split_rules(bare_bpe, model_tok, words, weights, gold, settings) if settings.split_rules else ([], [])
         )
+        split_rule_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     pred = encode_segments(model_tok, segment_words(rules, words))
     word_rules = select_word_rules(model_tok, rules, words, weights, gold, pred, settings.word_rules)
     if word_rules:
@@ -1036,6 +1039,8 @@ def fit_distilled(
         fit_mismatched_tie_types=sum(1 for i in bad if sorted(pred[i]) == sorted(gold[i])),
         split_rules_considered=considered,
         word_rules=len(word_rules),
+        split_rule_seconds=round(split_rule_seconds, 2),
+        word_rule_seconds=round(time.perf_counter() - start, 2),
         word_rules_examples=[" · ".join(readable(p) for p in pieces) for pieces in word_rules[: settings.examples]],
     )
     # the proof is about scores alone: report the words the split and word rules do not fix either
@@ -1070,6 +1075,7 @@ def distill_tokenizer(
     with PeakRSS() as peak:
         start = time.perf_counter()
         counts, _ = pre_token_counts(bpe, train_texts, desc="pre-tokenizing the fit corpus")
+        pre_tokenize_seconds = time.perf_counter() - start
         tok, fit = fit_distilled(bpe, counts, settings)
         fit_seconds = time.perf_counter() - start
 
@@ -1086,7 +1092,8 @@ def distill_tokenizer(
     eval_sets = {"corpus": train_texts, "heldout": list(heldout_texts), **(extra_eval_texts or {})}
     summary = verify_tokenizer(
         tok, bpe, eval_sets, report_md, report_json, settings=settings,
-        fit_info={**fit.stats, "fit_seconds": round(fit_seconds, 2), "peak_rss_mb": peak.mb,
+        fit_info={**fit.stats, "pre_tokenize_seconds": round(pre_tokenize_seconds, 2),
+                  "fit_seconds": round(fit_seconds, 2), "peak_rss_mb": peak.mb,
                   "peak_rss_scope": peak.scope},
     )
     corpus = summary["sets"]["corpus"]

@@ -246,7 +246,8 @@ def render_markdown(summary: dict) -> str:
         for key in ("fit_word_types", "corpus_word_types", "rounds", "best_round", "constraints", "changed_merges",
                     "fit_mismatched_types", "fit_mismatched_tie_types", "proven_unsatisfiable_types",
                     "proven_unsatisfiable_cut_by_rules", "word_rules",
-                    "score_fit_seconds", "fit_seconds"):
+                    "pre_tokenize_seconds", "score_fit_seconds", "split_rule_seconds", "word_rule_seconds",
+                    "fit_seconds"):
             if key in fit:
                 lines.append(f"- {key.replace('_', ' ')}: {fit[key]}")
         if "peak_rss_mb" in fit:
