@@ -10,7 +10,7 @@ Method, in four steps:
    in its merge tree, so early merges dominate as they do in BPE and every piece beats its own halves.
 3. Cutting planes over the merge weights: every word the current Unigram Viterbi (the ``tokenizers`` one, on
    the scores as they will be written) gets wrong adds the row "BPE's segmentation beats this one by a
-   margin"; a linear program over all rows so far finds the smallest relative change of the merge weights
+   margin" (a fraction of the smallest weight at stake, since late merges weigh ~1e-13); a linear program over all rows so far finds the smallest relative change of the merge weights
    that meets them (cheap on merges few words use, wordfreq's most frequent English words counted as users
    too; a word is given up only where keeping it costs more than its weight). Fitting merge weights rather
    than free piece scores keeps scores merge-tree sums, which is what carries the fit to words it never saw.
@@ -76,16 +76,18 @@ class DistillSettings:
 
     strict: bool = False
     """Fail when any corpus word occurrence (ties included) gets ids other than BPE's."""
-    init_exponent: float = 2.5
+    init_exponent: float = 2.75
     """Initial weight of merge ``rank`` is ``(rank + 1) ** -init_exponent``; a piece scores the sum over its tree."""
     max_iterations: int = 40
     """Most fitting rounds (each: one Viterbi pass over all words, then one linear program over the rows)."""
     max_seconds: float = 120.0
     """Stop starting fitting rounds after this many seconds of score fitting (the best round is kept)."""
-    margin: float = 1.0
-    """How much BPE's segmentation must beat each collected competitor, in units of 1e-12."""
+    margin: float = 0.05
+    """How much BPE's segmentation must beat each collected competitor, as a fraction of the smallest initial
+    weight among the merges the two segmentations use differently (a fixed margin would outweigh late merges,
+    whose weights are tiny, and force large changes on them)."""
     slack_penalty: float = 1e8
-    """Cost of giving up one word occurrence by one unit of margin, against changing by 100% the weight of a
+    """Cost of giving up one word occurrence by 1e-12 of score, against changing by 100% the weight of a
     merge that one fit word uses (changes cost more on merges many words use)."""
     vocab_words: bool = True
     """Fit on every vocabulary piece as a word of its own."""
@@ -263,8 +265,8 @@ def _solve_rows(
     """The linear program of one cutting-plane round; returns (merge weight change, slack per row), in ``LP_UNIT``.
 
     The unknowns are changes ``dw`` of the merge weights (scores stay merge-tree sums ``s0 + trees @ dw``).
-    Every row says "BPE's segmentation beats this competitor by ``margin``": ``d . s >= margin`` with a
-    slack ``xi >= 0``. With a ``penalty`` the objective is ``sum usage * |dw| / w0 + penalty * sum weight * xi``:
+    Every row says "BPE's segmentation beats this competitor by ``margin`` times the smallest initial weight of
+    the merges they use differently": ``d . s >= margin * w_min`` with a slack ``xi >= 0``. With a ``penalty`` the objective is ``sum usage * |dw| / w0 + penalty * sum weight * xi``:
     relative changes, cheapest on merges few fit (and general) words use, and a word is only given up where
     keeping it would cost more. Weights never drop below half their initial value, so every piece keeps
     beating its own halves.
@@ -281,8 +283,13 @@ def _solve_rows(
     in_merges = (D @ trees).tocsc()
     cols = np.flatnonzero(np.diff(in_merges.indptr))
     DM = in_merges[:, cols].tocsr()
+    DM.eliminate_zeros()
     n = len(cols)
-    # dw = p - q with p, q >= 0 (|dw| = p + q at the optimum): -(DM (p - q)) - xi <= d . s0 - margin
+    w_min = np.full(m, w0.min())
+    filled = np.diff(DM.indptr) > 0
+    if filled.any():
+        w_min[filled] = np.minimum.reduceat(w0[cols][DM.indices], DM.indptr[:-1][filled])
+    # dw = p - q with p, q >= 0 (|dw| = p + q at the optimum): -(DM (p - q)) - xi <= d . s0 - margin * w_min
     A = sp.hstack([-DM, DM, -sp.identity(m)], format="csr")
     change_cost = merge_usage[cols] / w0[cols]
     if penalty is None:
@@ -290,7 +297,7 @@ def _solve_rows(
     else:
         cost = np.concatenate([change_cost, change_cost, penalty * row_weight])
     upper = np.concatenate([np.full(n, np.inf), 0.5 * w0[cols], np.full(m, np.inf)])
-    res = linprog(cost, A_ub=A, b_ub=D @ s0 - margin, bounds=np.stack([np.zeros_like(upper), upper], axis=1),
+    res = linprog(cost, A_ub=A, b_ub=D @ s0 - margin * w_min, bounds=np.stack([np.zeros_like(upper), upper], axis=1),
                   method="highs")
     if res.status != 0:
         raise RuntimeError(f"score fitting: the linear program failed: {res.message}")
