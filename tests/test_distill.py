@@ -414,3 +414,19 @@ def test_a_failing_linear_program_keeps_the_best_round(bpe, monkeypatch):
     assert fit.stats["rounds"] == 1 and fit.stats["changed_merges"] == 0
     # the merge-tree scores alone already get most words right; the fit did not crash the stage
     assert compare_texts(tok, bpe, corpus(), "corpus")["rates"]["word_occurrence"] > 0.99
+
+
+def test_margin_is_relative_to_the_smallest_weight_at_stake():
+    # merge 0 is heavy and in both segmentations, so it cancels; BPE's pieces (twice piece 0: merges 0 and 1)
+    # tie with the competitor's (piece 1: merges 0, 0 and 2) until merge 1 or 2 moves
+    import scipy.sparse as sp
+
+    trees = sp.csr_matrix(np.array([[1.0, 1.0, 0.0], [2.0, 0.0, 1.0]]))
+    w0 = np.array([1e6, 10.0, 20.0])
+    s0 = trees @ w0
+    row = {0: 2, 1: -1}
+    dw, slack = distill._solve_rows(s0, trees, w0, [row], np.ones(1), np.ones(3), 0.05, 1e8)
+    gap = 2 * (s0[0] + (trees @ dw)[0]) - (s0[1] + (trees @ dw)[1])
+    assert slack[0] == pytest.approx(0.0, abs=1e-9)
+    assert gap == pytest.approx(0.05 * 10.0, rel=1e-6)  # 5% of merge 1's weight, not of merge 0's, nor 0.05
+    assert dw[0] == pytest.approx(0.0, abs=1e-9)
