@@ -90,6 +90,7 @@ def fit_and_verify(args, bpe, fit_texts: list[str], held_texts: list[str], prose
         vocab_words=not args.no_vocab_words,
         vocab_variants=not args.no_vocab_words,
     )
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # the stage restarts this count (PeakRSS)
     start = time.perf_counter()
     summary = distill_tokenizer(
         bpe, fit_texts, held_texts, settings, args.out / "tokenizer", args.out / "report.md", args.out / "report.json",
@@ -103,7 +104,8 @@ def fit_and_verify(args, bpe, fit_texts: list[str], held_texts: list[str], prose
         ("stage time incl. verification (s)", f"{total:.1f}"),
         (f"peak RSS of the fit ({'the fit alone' if summary['fit']['peak_rss_scope'] == 'block' else 'process'}) / "
          "of the process so far (MB)",
-         f"{summary['fit']['peak_rss_mb']:.0f} / {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"),
+         f"{summary['fit']['peak_rss_mb']:.0f} / "
+         f"{max(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024:.0f}"),
         ("fit rounds / constraints", f"{summary['fit']['rounds']} / {summary['fit']['constraints']}"),
         ("ids identical / decode([i]) mismatches",
          f"{summary['ids']['id_to_token_identical']} / {summary['ids']['single_id_decode_mismatches']}"),

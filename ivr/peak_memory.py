@@ -28,13 +28,17 @@ class PeakRSS:
 
     On Linux the kernel's high-water mark is reset on entry (``/proc/self/clear_refs``), so the figure covers the
     block alone (``peak.scope == "block"``). Elsewhere it is the process's peak since it started (``"process"``), an
-    upper bound.
+    upper bound. The reset also restarts what ``resource.getrusage`` reports as ``ru_maxrss``; ``peak.before_mb``
+    keeps the process's peak up to the block.
     """
 
     mb: float
     scope: str
+    before_mb: float | None
 
     def __enter__(self) -> PeakRSS:
+        kb = _high_water_mark_kb()
+        self.before_mb = None if kb is None else round(kb / 1024, 1)
         try:
             _CLEAR_REFS.write_text("5")
             self.scope = "block" if _high_water_mark_kb() is not None else "process"
