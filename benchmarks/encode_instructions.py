@@ -10,6 +10,8 @@ came out 1-3% lower). The sample is every 8th document of ``distill_benchmark.py
 
     uv run python benchmarks/distill_benchmark.py --out /tmp/distill_bench     # fits the tokenizer
     uv run python benchmarks/encode_instructions.py --tokenizer /tmp/distill_bench/tokenizer
+    uv run python benchmarks/encode_instructions.py --tokenizer /tmp/distill_bench/tokenizer \
+        --variants distilled no-letter no-digit no-punct no-newline     # what each class of rules costs
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ VARIANTS = {
     "split": "distilled model, split rules only",
     "distilled": "distilled tokenizer as saved (split and word rules)",
 }
+# leave one class out: a class's rules cost mostly through the guards every pre-token of the class passes, which
+# only go away with both its split and its word rules
+RULE_CLASSES = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "newline": ("newline",)}
+VARIANTS |= {f"no-{name}": f"distilled tokenizer without its {name} split and word rules" for name in RULE_CLASSES}
 
 
 def build(variant: str, tokenizer_dir: Path):
@@ -38,22 +44,46 @@ def build(variant: str, tokenizer_dir: Path):
     from ivr.tokenizers.distill import rules_pre_tokenizer
     from ivr.tokenizers.io import METADATA_FILE, load_tokenizer
 
+    from ivr.tokenizers.word_rules import word_segments
+
     if variant == "bpe":
         return offline_gpt2_tokenizer()
     tok = load_tokenizer(tokenizer_dir)
     if variant != "distilled":
-        rules = json.loads((tokenizer_dir / METADATA_FILE).read_text(encoding="utf-8")).get("split_rules", [])
-        tok.pre_tokenizer = rules_pre_tokenizer(rules if variant == "split" else [])
+        meta = json.loads((tokenizer_dir / METADATA_FILE).read_text(encoding="utf-8"))
+        rules, words = meta.get("split_rules", []), meta.get("word_rules", [])
+        if variant.startswith("no-"):
+            left_out = RULE_CLASSES[variant[3:]]
+            rules = [r for r in rules if r["class"] not in left_out]
+            words = [w for w in words if word_segments(w)[0] not in left_out]
+        else:
+            rules, words = (rules if variant == "split" else []), []
+        tok.pre_tokenizer = rules_pre_tokenizer(rules, words)
     return tok
 
 
-def sample_texts(every: int) -> list[str]:
+def benchmark_sets() -> dict[str, list[str]]:
+    """``distill_benchmark.py``'s fit corpus, held-out code and English prose (both sets together)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from distill_benchmark import english_prose, stdlib_sources
 
-    _, held = stdlib_sources(10)
+    fit, held = stdlib_sources(10)
     prose = english_prose(4_000_000)
-    return (held + [t for texts in prose.values() for t in texts])[::every]
+    return {"corpus": fit, "held-out code": held, "prose": [t for texts in prose.values() for t in texts]}
+
+
+def sample_texts(every: int) -> list[str]:
+    sets = benchmark_sets()
+    return (sets["held-out code"] + sets["prose"])[::every]
+
+
+def wrong_occurrences(variants: list[str], tokenizer_dir: Path) -> dict[str, dict[str, int]]:
+    """Per variant and benchmark set, the word occurrences that get other ids than BPE's."""
+    from ivr.tokenizers.verify import compare_texts
+
+    sets, bpe = benchmark_sets(), build("bpe", tokenizer_dir)
+    return {v: {name: compare_texts(build(v, tokenizer_dir), bpe, texts, name)["mismatched_occurrences"]
+                for name, texts in sets.items()} for v in variants}
 
 
 def child(tokenizer_file: Path, sample: Path, encode: bool) -> None:
@@ -82,9 +112,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer", type=Path, help="a distilled tokenizer folder (with ivr_metadata.json)")
     ap.add_argument("--every", type=int, default=8, help="take every n-th document of the throughput sample")
-    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS)[:4],
                     help="which tokenizers to count (BPE always, as the reference): " + "; ".join(
-                        f"{k}: {v}" for k, v in VARIANTS.items()))
+                        f"{k}: {v}" for k, v in VARIANTS.items()) + "; the default is the first four")
+    ap.add_argument("--exactness", action="store_true",
+                    help="also count, for each variant, the word occurrences that get other ids than BPE's on the "
+                         "distillation benchmark's fit corpus, held-out code and English prose (about a minute each)")
     ap.add_argument("--sample", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--encode", action="store_true", help=argparse.SUPPRESS)
@@ -106,11 +139,17 @@ def main() -> None:
             saved = Path(tmp) / f"{variant}.json"
             build(variant, args.tokenizer).save(str(saved))
             counts[variant] = instructions(saved, sample, True) - instructions(saved, sample, False)
+    wrong = wrong_occurrences([v for v in counts if v != "bpe"], args.tokenizer) if args.exactness else {}
+    names = list(next(iter(wrong.values()), {}))
     width = max(len(VARIANTS[v]) for v in counts)
-    print(f"\n{'tokenizer':<{width}} | encode instructions (M) | BPE / this")
-    print(f"{'-' * width}-|-------------------------|-----------")
+    print(f"\n{'tokenizer':<{width}} | encode instructions (M) | BPE / this | distilled minus this (M)"
+          + "".join(f" | wrong: {n}" for n in names))
+    print(f"{'-' * width}-|-------------------------|------------|-------------------------"
+          + "".join(f"-|-{'-' * (7 + len(n))}" for n in names))
     for variant, n in counts.items():
-        print(f"{VARIANTS[variant]:<{width}} | {n / 1e6:>23,.0f} | {counts['bpe'] / n:.3f}")
+        saved = f"{(counts['distilled'] - n) / 1e6:,.0f}" if "distilled" in counts else "-"
+        cells = "".join(f" | {wrong.get(variant, {}).get(k, 0) if variant != 'bpe' else 0:>{7 + len(k)}}" for k in names)
+        print(f"{VARIANTS[variant]:<{width}} | {n / 1e6:>23,.0f} | {counts['bpe'] / n:>10.3f} | {saved:>24}{cells}")
 
 
 if __name__ == "__main__":
