@@ -74,10 +74,12 @@ def _guard(heads: set[str]) -> str:
     return "|".join(parts + ([f"[{singles}]"] if singles else []))
 
 
-def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, str]]:
+def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, str, str]]:
     """Per class, a regex that matches the next BPE token of any of the ``words`` (each a list of BPE pieces,
-    checked by ``word_segments``) where the pre-token around it is that word, and a guard for it: a test on the
-    first two characters of some listed word's rest, cheap at the ordinary positions where it fails.
+    checked by ``word_segments``) where the pre-token around it is that word, a guard for it (a test on the
+    first two characters of some listed word's rest, cheap at the ordinary positions where it fails), and a
+    character class of the one-character rests (a final quote), empty when there are none: every other rest holds
+    at least two characters of the class after GPT-2's optional space.
 
     Each goes first among its class's alternatives: where it matches, GPT-2's regex would start (or a split
     rule has cut) that very pre-token.
@@ -103,5 +105,6 @@ def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, st
                 f"(?<!{CLASS_RX[cls]}{rx(before + seg)}|\\x{{20}}{rx(before + seg)})")
             behind = f"(?<={rx(before + seg)})" if before else ""
             entries.append((seg, behind + start + f"(?={_trie([(a, '') for a in afters])}(?!{CLASS_RX[cls]}))"))
-        out[cls] = (_guard(heads), _trie(entries))
+        singles = "".join(rx(h) for h in sorted(h for h in heads if len(h) == 1))
+        out[cls] = (_guard(heads), _trie(entries), f"[{singles}]" if singles else "")
     return out
