@@ -1,12 +1,15 @@
-"""Count the CPU instructions that encoding takes, distilled tokenizer against BPE: a speed figure without noise.
+"""Count the CPU instructions that encoding takes, distilled tokenizer against BPE: a speed figure nearly without noise.
 
 Timings on a shared machine move by a few percent from run to run, which hides changes of 1-2% in the
 pre-tokenizer regex. This script runs each tokenizer under ``valgrind --tool=callgrind`` twice, once loading the
 tokenizer and the sample and once also encoding the sample (one text at a time, one thread), and reports the
-difference: the instructions spent encoding, the same on every run. The ratio BPE / distilled is a proxy for the
+difference: the instructions spent encoding, within 0.3% on every run (Rust seeds its hash maps anew in each
+process). The ratio BPE / distilled is a proxy for the
 encode speed ratio (it ignores cache misses and branch mispredictions; on this benchmark's text the timed ratio
 came out 1-3% lower). The sample is every 8th document of ``distill_benchmark.py``'s throughput sample
-(held-out standard library code and English prose, about 0.7 MB); each tokenizer takes about 20 s.
+(held-out standard library code and English prose, about 0.7 MB); each tokenizer takes about 20 s. The
+``no-<class>`` variants leave out one class's split and word rules, and ``--exactness`` counts what each variant
+gets wrong, so that a rule class's speed cost and what it fixes are read off one table.
 
     uv run python benchmarks/distill_benchmark.py --out /tmp/distill_bench     # fits the tokenizer
     uv run python benchmarks/encode_instructions.py --tokenizer /tmp/distill_bench/tokenizer
@@ -43,7 +46,6 @@ def build(variant: str, tokenizer_dir: Path):
     from ivr.tokenizers.bpe import offline_gpt2_tokenizer
     from ivr.tokenizers.distill import rules_pre_tokenizer
     from ivr.tokenizers.io import METADATA_FILE, load_tokenizer
-
     from ivr.tokenizers.word_rules import word_segments
 
     if variant == "bpe":

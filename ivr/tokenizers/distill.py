@@ -779,8 +779,9 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
     position where no rule applies (nearly every word start) costs a character comparison or two, not one test
     per rule. Every alternative of a class, word rules included, needs two characters of the class after GPT-2's
     optional space (but a word rule's one-character final quote), so a pre-token of one character (most
-    punctuation of code: ``(``, ``,``, ``.``) skips all of them with one failed test. The ``word_rules`` (BPE pieces of whole words, ``word_rules.word_rule_pattern``) come first in their
-    class, behind a lookahead of their own: they only match inside their own word.
+    punctuation of code: ``(``, ``,``, ``.``) skips all of them with one failed test. The ``word_rules`` (BPE
+    pieces of whole words, ``word_rules.word_rule_pattern``) come first in their class, behind a lookahead of
+    their own: they only match inside their own word.
     """
 
     def chars(members: list[dict]) -> str:

@@ -70,8 +70,14 @@ def _guard(heads: set[str]) -> str:
         if group:
             firsts = "".join(rx(c) for c in sorted({h[0] for h in group}))
             parts.append(f"[{firsts}][{''.join(rx(c) for c in sorted({h[1] for h in group}))}]")
+    singles = _single_heads(heads)
+    return "|".join(parts + ([singles] if singles else []))
+
+
+def _single_heads(heads: set[str]) -> str:
+    """A character class of the one-character heads (a word's final quote), or "" when there are none."""
     singles = "".join(rx(c) for c in sorted({h for h in heads if len(h) == 1}))
-    return "|".join(parts + ([f"[{singles}]"] if singles else []))
+    return f"[{singles}]" if singles else ""
 
 
 def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, str, str]]:
@@ -105,6 +111,5 @@ def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, st
                 f"(?<!{CLASS_RX[cls]}{rx(before + seg)}|\\x{{20}}{rx(before + seg)})")
             behind = f"(?<={rx(before + seg)})" if before else ""
             entries.append((seg, behind + start + f"(?={_trie([(a, '') for a in afters])}(?!{CLASS_RX[cls]}))"))
-        singles = "".join(rx(h) for h in sorted(h for h in heads if len(h) == 1))
-        out[cls] = (_guard(heads), _trie(entries), f"[{singles}]" if singles else "")
+        out[cls] = (_guard(heads), _trie(entries), _single_heads(heads))
     return out
