@@ -826,7 +826,7 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
     # precedence: cut off from its word, it must not join the letters after it (a contraction in "!).'''s")
     # a lookahead for two characters of the class keeps the other classes (and white space: indentation, newlines)
     # and the class's one-character pre-tokens (87% of punctuation pre-tokens in the benchmark's sample) from
-    # walking through each of its rules' lookaheads: 0.9% fewer encode instructions than one character
+    # walking through each of its rules' lookaheads: 2,480M encode instructions against 2,489M with one character
     def behind(cls: str, alts: str) -> str:
         single = words[cls][2] if cls in words else ""
         test = rf"\x{{20}}?{CLASS_RX[cls]}{{2}}" + (f"|{single}" if single else "")
