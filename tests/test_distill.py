@@ -76,7 +76,10 @@ def test_model_is_pure_unigram_with_gpt2_ids(fitted, bpe):
     spec = json.loads(tok.to_str())
     assert spec["model"]["type"] == "Unigram" and "merges" not in spec["model"]
     assert spec["model"]["byte_fallback"] is False
-    assert all(score < 0 for _, score in spec["model"]["vocab"])
+    # scores are merge-tree sums: every piece outscores its two halves together, single bytes score 0
+    score = {piece: value for piece, value in spec["model"]["vocab"]}
+    assert all(score[a + b] > score[a] + score[b] for a, b in distill.gpt2_merges())
+    assert min(v for p, v in score.items() if p != "<|endoftext|>") == 0.0 and score["<|endoftext|>"] < 0
     assert tok.token_to_id("<|endoftext|>") == 50256
     ids = compare_ids(tok, bpe, random_sequences=300)
     assert ids["vocab_size"] == 50257
@@ -430,3 +433,19 @@ def test_margin_is_relative_to_the_smallest_weight_at_stake():
     assert slack[0] == pytest.approx(0.0, abs=1e-9)
     assert gap == pytest.approx(0.05 * 10.0, rel=1e-6)  # 5% of merge 1's weight, not of merge 0's, nor 0.05
     assert dw[0] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("strict_row", [0, 1])
+def test_a_strict_row_is_kept_and_the_other_given_up_when_they_contradict(strict_row):
+    # row 0 wants piece 0 twice to beat piece 1, row 1 the opposite: no weights meet both
+    import scipy.sparse as sp
+
+    trees = sp.csr_matrix(np.array([[1.0, 1.0, 0.0], [2.0, 0.0, 1.0]]))
+    w0 = np.array([1e6, 10.0, 20.0])
+    rows = [{0: 2, 1: -1}, {0: -2, 1: 1}]
+    penalty = np.where(np.arange(2) == strict_row, distill.STRICT_PENALTY, 1.0)
+    dw, slack = distill._solve_rows(trees @ w0, trees, w0, rows, np.ones(2), np.ones(3), 0.05, penalty)
+    d = np.array([[2.0, -1.0], [-2.0, 1.0]])[strict_row]
+    s = trees @ (w0 + dw)
+    assert slack[strict_row] == pytest.approx(0.0, abs=1e-9) and slack[1 - strict_row] > 0
+    assert d @ s[:2] >= 0.05 * 10.0 * (1 - 1e-6)

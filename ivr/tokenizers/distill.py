@@ -12,13 +12,15 @@ Method, in four steps:
    the scores as they will be written) gets wrong adds the row "BPE's segmentation beats this one by a
    margin" (a fraction of the smallest weight at stake, since late merges weigh ~1e-13); a linear program over all rows so far finds the smallest relative change of the merge weights
    that meets them (cheap on merges few words use, wordfreq's most frequent English words counted as users
-   too; a word is given up only where keeping it costs more than its weight). Fitting merge weights rather
-   than free piece scores keeps scores merge-tree sums, which is what carries the fit to words it never saw.
-   Rounds are bounded in number and time; the round with the fewest weighted mismatches is kept, and a last
-   phase-one program proves which of the words still wrong cannot be matched together with the others.
-4. Scale: Viterbi is unchanged by ``score -> lam * score - c * len(piece)`` (every segmentation of a word
-   covers the same characters), so ``lam`` and ``c`` are fitted to make scores look like log-probabilities
-   of the corpus's BPE token frequencies, with every score negative.
+   too; a fit word is given up where keeping it would cost more than ``slack_penalty`` times its count, a
+   vocabulary piece never). Fitting merge weights rather than free piece scores keeps scores merge-tree
+   sums, which is what carries the fit to words it never saw. Rounds are bounded in number and time; the
+   round with the fewest weighted mismatches is kept, and a last phase-one program proves which of the words
+   still wrong cannot be matched together with the others.
+4. Written scores: the merge-tree sums themselves (0 for a single byte, up to about 1.1; higher wins), not
+   log-probabilities. Shifting them to look like ones (``score - c * len(piece)``, the same Viterbi in exact
+   arithmetic) multiplies every sum's magnitude about tenfold, and the weights of late merges (~3e-16 at
+   the default exponent) then drown in float rounding.
 
 Ties (the same pieces in another order, mostly runs of one character) cannot be broken by any scores: HF
 Unigram keeps the longest last piece while BPE puts its long chunks first. They are handled by split rules
@@ -68,6 +70,8 @@ log = logging.getLogger(__name__)
 # LP unknowns are in units of 1e-12 so that the solver's absolute tolerances sit far below the score gaps
 LP_UNIT = 1e-12
 EOS_SCORE = -1000.0
+# slack cost of a word that must not be given up: far above any change of merge weights the fit could need
+STRICT_PENALTY = 1e8
 
 
 @dataclass
@@ -76,8 +80,9 @@ class DistillSettings:
 
     strict: bool = False
     """Fail when any corpus word occurrence (ties included) gets ids other than BPE's."""
-    init_exponent: float = 2.75
-    """Initial weight of merge ``rank`` is ``(rank + 1) ** -init_exponent``; a piece scores the sum over its tree."""
+    init_exponent: float = 3.3
+    """Initial weight of merge ``rank`` is ``(rank + 1) ** -init_exponent``; a piece scores the sum over its tree.
+    Steeper is closer to BPE's merge order; past about 3.3 late merges weigh less than float64 resolves."""
     max_iterations: int = 40
     """Most fitting rounds (each: one Viterbi pass over all words, then one linear program over the rows)."""
     max_seconds: float = 120.0
@@ -86,9 +91,11 @@ class DistillSettings:
     """How much BPE's segmentation must beat each collected competitor, as a fraction of the smallest initial
     weight among the merges the two segmentations use differently (a fixed margin would outweigh late merges,
     whose weights are tiny, and force large changes on them)."""
-    slack_penalty: float = 1e8
+    slack_penalty: float = 300.0
     """Cost of giving up one word occurrence by 1e-12 of score, against changing by 100% the weight of a
-    merge that one fit word uses (changes cost more on merges many words use)."""
+    merge that one fit word uses (changes cost more on merges many words use). Lower gives up more fit words
+    to word rules and breaks fewer unseen ones. Vocabulary pieces are never given up (``STRICT_PENALTY``):
+    a piece that does not encode to itself breaks every text that holds it."""
     vocab_words: bool = True
     """Fit on every vocabulary piece as a word of its own."""
     vocab_variants: bool = True
@@ -260,13 +267,14 @@ def _difference(gold: Sequence[int], other: Sequence[int]) -> dict[int, int]:
 
 def _solve_rows(
     s0: np.ndarray, trees: sp.csr_matrix, w0: np.ndarray, rows: list[dict[int, int]], row_weight: np.ndarray,
-    merge_usage: np.ndarray, margin: float, penalty: float | None,
+    merge_usage: np.ndarray, margin: float, penalty: np.ndarray | float | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The linear program of one cutting-plane round; returns (merge weight change, slack per row), in ``LP_UNIT``.
 
     The unknowns are changes ``dw`` of the merge weights (scores stay merge-tree sums ``s0 + trees @ dw``).
     Every row says "BPE's segmentation beats this competitor by ``margin`` times the smallest initial weight of
-    the merges they use differently": ``d . s >= margin * w_min`` with a slack ``xi >= 0``. With a ``penalty`` the objective is ``sum usage * |dw| / w0 + penalty * sum weight * xi``:
+    the merges they use differently": ``d . s >= margin * w_min`` with a slack ``xi >= 0``. With a ``penalty`` (one for all rows or one
+    per row) the objective is ``sum usage * |dw| / w0 + sum penalty * weight * xi``:
     relative changes, cheapest on merges few fit (and general) words use, and a word is only given up where
     keeping it would cost more. Weights never drop below half their initial value, so every piece keeps
     beating its own halves.
@@ -308,7 +316,7 @@ def _solve_rows(
 
 def fit_scores(
     pieces: Sequence[str], words: list[str], weights: np.ndarray, gold: list[list[int]], settings: DistillSettings,
-    general: Sequence[Sequence[int]] = (),
+    general: Sequence[Sequence[int]] = (), strict: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict, list[str]]:
     """Fit the 50257 scores so that the Unigram Viterbi gives ``gold`` on ``words``; returns the scores, fit
     statistics and the words proven unsatisfiable (most frequent first).
@@ -319,22 +327,20 @@ def fit_scores(
     when no new row appears, or after ``max_iterations`` rounds / ``max_seconds``; the round with the fewest
     weighted non-tie mismatches is kept. A last phase-one program over all rows tells which of the words still
     wrong are given up because their rows cannot hold together with the rest. ``general`` holds the BPE ids of
-    words that only make the merges they use costlier to change (``settings.general_usage_words``).
+    words that only make the merges they use costlier to change (``settings.general_usage_words``); ``strict``
+    marks the words that are never given up (``STRICT_PENALTY`` instead of ``settings.slack_penalty``).
     """
     start = time.perf_counter()
     trees = merge_tree_matrix(pieces, gpt2_merges())
     w0 = merge_weights(trees.shape[1], settings.init_exponent) / LP_UNIT
     s0 = trees @ w0
     usage = np.ones_like(s0)
-    token_counts = np.zeros_like(s0)
-    for ids, w in zip(gold, weights):
+    for ids in gold:
         usage[list(set(ids))] += 1
-        np.add.at(token_counts, ids, w)
     for ids in general:
         usage[list(set(ids))] += 1
     merge_usage = trees.T @ usage
-    # the rounds run Viterbi on the scores as they will be written, so float rounding cannot flip a word later
-    scale = log_prob_scale(s0, pieces, token_counts)
+    penalty = settings.slack_penalty if strict is None else np.where(strict, STRICT_PENALTY, settings.slack_penalty)
     rows: list[dict[int, int]] = []
     row_word: list[int] = []
     seen: set[tuple[int, tuple[int, ...]]] = set()
@@ -343,7 +349,8 @@ def fit_scores(
     history: list[dict] = []
     bar = tqdm(range(settings.max_iterations), desc="fitting scores", unit="round", mininterval=2.0)
     for it in bar:
-        pred = [e.ids for e in unigram_tokenizer(pieces, scale(s0 + trees @ dw)).encode_batch(words)]
+        # Viterbi on the scores as they will be written, so float rounding cannot flip a word later
+        pred = [e.ids for e in unigram_tokenizer(pieces, (s0 + trees @ dw) * LP_UNIT).encode_batch(words)]
         bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g and sorted(p) != sorted(g)]
         loss = float(weights[bad].sum())
         new = 0
@@ -362,8 +369,8 @@ def fit_scores(
         if not new or elapsed > settings.max_seconds:
             break
         try:
-            dw, _ = _solve_rows(s0, trees, w0, rows, weights[row_word], merge_usage, settings.margin,
-                                settings.slack_penalty)
+            row_penalty = penalty if strict is None else penalty[row_word]
+            dw, _ = _solve_rows(s0, trees, w0, rows, weights[row_word], merge_usage, settings.margin, row_penalty)
         except RuntimeError as err:  # numerical trouble: keep the best round so far rather than lose the stage
             log.warning("%s; keeping round %d", err, best[2])
             history[-1]["linear_program_failed"] = str(err)
@@ -384,38 +391,11 @@ def fit_scores(
         "history": history,
         "changed_merges": int((np.abs(best[1]) > 1e-6).sum()),
         "fit_mismatched_nontie_types_best_round": len(best[3]),
-        "score_scale": {"lam": scale.lam, "c": scale.c},
         "score_fit_seconds": round(time.perf_counter() - start, 2),
     }
-    return scale(s0 + trees @ best[1]), stats, given_up
-
-
-@dataclass(frozen=True)
-class ScoreScale:
-    """``lam * raw * LP_UNIT - c * len(piece)``: the same Viterbi as ``raw`` (every segmentation of a word covers
-    the same characters), with scores that look like log-probabilities and are all negative."""
-
-    lam: float
-    c: float
-    lens: np.ndarray
-
-    def __call__(self, raw: np.ndarray) -> np.ndarray:
-        scores = self.lam * (raw * LP_UNIT) - self.c * self.lens
-        scores[EOS_ID] = EOS_SCORE
-        return scores
-
-
-def log_prob_scale(raw: np.ndarray, pieces: Sequence[str], token_counts: np.ndarray) -> ScoreScale:
-    """Fit ``lam`` and ``c`` so that the scaled ``raw`` scores match log token frequencies, all negative."""
-    lens = np.array([len(p) for p in pieces], dtype=np.float64)
-    real = raw * LP_UNIT
-    logp = np.log((token_counts + 0.5) / (token_counts + 0.5).sum())
-    mask = np.arange(len(pieces)) != EOS_ID
-    (lam, c), *_ = np.linalg.lstsq(np.stack([real[mask], -lens[mask]], axis=1), logp[mask], rcond=None)
-    lam = max(float(lam), 1.0)  # a small lam would shrink the fitted margins towards float rounding
-    # 0.01 of headroom: the fit moves raw scores by far less than that
-    c = max(float(c), float((lam * real[mask] / lens[mask]).max()) + 0.01)
-    return ScoreScale(lam, c, lens)
+    scores = (s0 + trees @ best[1]) * LP_UNIT
+    scores[EOS_ID] = EOS_SCORE
+    return scores, stats, given_up
 
 
 # --- split rules for runs of one character ---
@@ -1023,6 +1003,7 @@ def fit_distilled(
     pieces = gpt2_pieces(bpe)
     bare_bpe = bare_model(bpe)
     weighted = fit_words(pieces, corpus_counts, settings)
+    vocab = set(pieces)
     words = sorted(weighted)  # sorted: the fit must not depend on the corpus's iteration order
     weights = np.array([weighted[w] for w in words], dtype=np.float64)
     gold = [e.ids for e in bare_bpe.encode_batch(words)]
@@ -1030,7 +1011,8 @@ def fit_distilled(
                for lead in ("", " ")]
     with _gc_paused():
         scores, stats, given_up = fit_scores(pieces, words, weights, gold, settings,
-                                             [e.ids for e in bare_bpe.encode_batch(general)])
+                                             [e.ids for e in bare_bpe.encode_batch(general)],
+                                             np.array([w in vocab for w in words]))
         model_tok = unigram_tokenizer(pieces, scores)
         start = time.perf_counter()
         rules, considered = (
@@ -1095,7 +1077,7 @@ def distill_tokenizer(
         "stage": "distill",
         "method": "unigram scores by cutting planes (linear programs) on BPE segmentations",
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
-        "score_scale": "lam * merge-tree score - c * len(piece); all scores negative",
+        "scores": "sum of the fitted weights of the merges that build each piece (higher wins); not log-probabilities",
         "split_rules": fit.split_rules,
         "word_rules": fit.word_rules,
         "fit": {k: v for k, v in fit.stats.items() if k not in ("history", "split_rules_considered")},
