@@ -72,6 +72,7 @@ LP_UNIT = 1e-12
 EOS_SCORE = -1000.0
 # slack cost of a word that must not be given up: far above any change of merge weights the fit could need
 STRICT_PENALTY = 1e8
+MARGIN_RAISE, MAX_MARGIN_RAISES = 4.0, 3
 
 
 @dataclass
@@ -267,15 +268,15 @@ def _difference(gold: Sequence[int], other: Sequence[int]) -> dict[int, int]:
 
 def _solve_rows(
     s0: np.ndarray, trees: sp.csr_matrix, w0: np.ndarray, rows: list[dict[int, int]], row_weight: np.ndarray,
-    merge_usage: np.ndarray, margin: float, penalty: np.ndarray | float | None,
+    merge_usage: np.ndarray, margin: np.ndarray | float, penalty: np.ndarray | float | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The linear program of one cutting-plane round; returns (merge weight change, slack per row), in ``LP_UNIT``.
 
     The unknowns are changes ``dw`` of the merge weights (scores stay merge-tree sums ``s0 + trees @ dw``).
     Every row says "BPE's segmentation beats this competitor by ``margin`` times the smallest initial weight of
-    the merges they use differently": ``d . s >= margin * w_min`` with a slack ``xi >= 0``. With a ``penalty`` (one for all rows or one
-    per row) the objective is ``sum usage * |dw| / w0 + sum penalty * weight * xi``:
-    relative changes, cheapest on merges few fit (and general) words use, and a word is only given up where
+    the merges they use differently": ``d . s >= margin * w_min`` with a slack ``xi >= 0``. ``margin`` and
+    ``penalty`` are one for all rows or one per row. With a ``penalty`` the objective is
+    ``sum usage * |dw| / w0 + sum penalty * weight * xi``: relative changes, cheapest on merges few fit (and general) words use, and a word is only given up where
     keeping it would cost more. Weights never drop below half their initial value, so every piece keeps
     beating its own halves.
     With ``penalty=None`` only the weighted slack is minimised (a phase-one program: its optimum is above zero
@@ -343,7 +344,10 @@ def fit_scores(
     penalty = settings.slack_penalty if strict is None else np.where(strict, STRICT_PENALTY, settings.slack_penalty)
     rows: list[dict[int, int]] = []
     row_word: list[int] = []
-    seen: set[tuple[int, tuple[int, ...]]] = set()
+    seen: dict[tuple[int, tuple[int, ...]], int] = {}
+    # a row the program meets but the float Viterbi still loses (rounding) gets its margin raised, a few times
+    raised: list[int] = []
+    slack = np.zeros(0)
     dw = np.zeros_like(w0)
     best = (math.inf, dw, 0, [])
     history: list[dict] = []
@@ -355,10 +359,15 @@ def fit_scores(
         loss = float(weights[bad].sum())
         new = 0
         for i in bad:
-            if (i, tuple(pred[i])) not in seen:
-                seen.add((i, tuple(pred[i])))
+            r = seen.get((i, tuple(pred[i])))
+            if r is None:
+                seen[(i, tuple(pred[i]))] = len(rows)
                 rows.append(_difference(gold[i], pred[i]))
                 row_word.append(i)
+                raised.append(0)
+                new += 1
+            elif slack[r] <= 1e-9 and raised[r] < MAX_MARGIN_RAISES:
+                raised[r] += 1
                 new += 1
         if loss < best[0]:
             best = (loss, dw, it, bad)
@@ -370,7 +379,8 @@ def fit_scores(
             break
         try:
             row_penalty = penalty if strict is None else penalty[row_word]
-            dw, _ = _solve_rows(s0, trees, w0, rows, weights[row_word], merge_usage, settings.margin, row_penalty)
+            margin = settings.margin * MARGIN_RAISE ** np.array(raised, dtype=np.float64)
+            dw, slack = _solve_rows(s0, trees, w0, rows, weights[row_word], merge_usage, margin, row_penalty)
         except RuntimeError as err:  # numerical trouble: keep the best round so far rather than lose the stage
             log.warning("%s; keeping round %d", err, best[2])
             history[-1]["linear_program_failed"] = str(err)
