@@ -778,10 +778,10 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
         return "".join(rx(piece_to_bytes(r["char"]).decode("utf-8")) for r in members)
 
     def group(members: list[dict], words: tuple[str, str] | None) -> str:
-        # the word rules come first since they only match inside their own word; their guard (a word's first
+        # the word rules come first since they only match inside their own word; their guards (a word's first
         # characters) and the split rules' (a doubled rule character, after a space or not) stay two lookaheads:
         # one lookahead on both took 1.7% more instructions to encode (benchmarks/encode_instructions.py)
-        out = f"(?={words[0]})(?:{words[1]})|" if words else ""
+        out = words[0] + "|" if words else ""
         plain = [r["pattern"] for r in members if r.get("pattern")]
         spaced = [r["after_space"] for r in members if r.get("after_space")]
         if plain or spaced:
@@ -818,7 +818,7 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
     # and the class's one-character pre-tokens (87% of punctuation pre-tokens in the benchmark's sample) from
     # walking through each of its rules' lookaheads: 2,480M encode instructions against 2,489M with one character
     def behind(cls: str, alts: str) -> str:
-        single = words[cls][2] if cls in words else ""
+        single = words[cls][1] if cls in words else ""
         test = rf"\x{{20}}?{CLASS_RX[cls]}{{2}}" + (f"|{single}" if single else "")
         return f"(?={test})(?:{alts[:-1]})|" if alts else ""
 

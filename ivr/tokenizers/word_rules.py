@@ -5,8 +5,9 @@ force ``04`` above ``0``), and some are ties the run rules do not reach. For eac
 regex gets alternatives that match one BPE token of it at a time, each only where the whole pre-token is that
 word: the characters before and after it are checked to be where GPT-2's regex starts and ends that pre-token.
 Every piece of the cut word is then one vocabulary token, which the Unigram gives back alone. The regex
-alternatives of one class share a trie over their literal text, so a position whose character starts no
-word rule costs one failed comparison per distinct first character.
+alternatives of one class share tries over their literal text (one for the rests after a leading space, one for
+those starting a pre-token without one, one for those inside a word), each behind a guard of character classes:
+a failed alternative costs the regex engine some fifty instructions, a failed character class a few.
 """
 
 from __future__ import annotations
@@ -60,16 +61,16 @@ def _trie(entries: Sequence[tuple[str, str]]) -> str:
     return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
 
 
-def _guard(heads: set[str]) -> str:
-    """A cheap test that holds before any of the ``heads`` (a word's rest, first two characters): their first and
-    second characters as classes, with the heads that start with a space apart (most pre-tokens start with one),
-    and one-character heads (a final quote) alone."""
+def _product(heads: set[str]) -> str:
+    """A cheap test that holds before each of the ``heads`` (the rests of listed words): a character class for each
+    of their first three characters (fewer where a rest is shorter), and the one-character rests (a final quote)
+    as one class of their own. A failed character class costs a few instructions, a failed alternative of the
+    trie behind it some fifty (benchmarks/encode_instructions.py), so the guard keeps the trie from most pre-tokens."""
+    longer = [h for h in heads if len(h) > 1]
     parts = []
-    for spaced in (True, False):
-        group = [h for h in heads if (h[0] == " ") == spaced and len(h) == 2]
-        if group:
-            firsts = "".join(rx(c) for c in sorted({h[0] for h in group}))
-            parts.append(f"[{firsts}][{''.join(rx(c) for c in sorted({h[1] for h in group}))}]")
+    if longer:
+        n = min(3, min(len(h) for h in longer))
+        parts.append("".join("[" + "".join(rx(c) for c in sorted({h[i] for h in longer})) + "]" for i in range(n)))
     singles = _single_heads(heads)
     return "|".join(parts + ([singles] if singles else []))
 
@@ -82,10 +83,9 @@ def _single_heads(heads: set[str]) -> str:
 
 def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, str, str]]:
     """Per class, a regex that matches the next BPE token of any of the ``words`` (each a list of BPE pieces,
-    checked by ``word_segments``) where the pre-token around it is that word, a guard for it (a test on the
-    first two characters of some listed word's rest, cheap at the ordinary positions where it fails), and a
-    character class of the one-character rests (a final quote), empty when there are none: every other rest holds
-    at least two characters of the class after GPT-2's optional space.
+    checked by ``word_segments``) where the pre-token around it is that word, as guarded tries (``_product``),
+    and a character class of the one-character rests (a final quote), empty when there are none: every other
+    rest holds at least two characters of the class after GPT-2's optional space.
 
     Each goes first among its class's alternatives: where it matches, GPT-2's regex would start (or a split
     rule has cut) that very pre-token.
@@ -102,14 +102,30 @@ def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, st
             cuts[cls][("".join(segs[:i]), seg)].add("".join(segs[i + 1 :]))
     out = {}
     for cls, by_cut in cuts.items():
-        entries, heads = [], set()
-        for (before, seg), afters in by_cut.items():
-            heads |= {(seg + a)[:2] for a in afters}
+        # three parts, each behind its own guard: rests after GPT-2's leading space, rests that start a pre-token
+        # without one, and rests inside a word, which follow one of a few characters (a cut in a class's run is
+        # rare, so that lookbehind fails at nearly every pre-token). A trie over all would walk the letters'
+        # branches for every spaced word that passes the guard, and the other way round
+        parts: dict[str, list] = {"spaced": [], "start": [], "inner": []}
+        for (before, seg), afters in sorted(by_cut.items()):
+            part = "inner" if before else "spaced" if seg.startswith(" ") else "start"
+            heads = {seg + a for a in afters}
             # the pre-token starts at a leading space, or where neither its class nor a space (which GPT-2 would
             # have joined to it) comes before; checked behind the token, once it has matched
             start = "" if (before + seg).startswith(" ") else (
                 f"(?<!{CLASS_RX[cls]}{rx(before + seg)}|\\x{{20}}{rx(before + seg)})")
             behind = f"(?<={rx(before + seg)})" if before else ""
-            entries.append((seg, behind + start + f"(?={_trie([(a, '') for a in afters])}(?!{CLASS_RX[cls]}))"))
-        out[cls] = (_guard(heads), _trie(entries), _single_heads(heads))
+            parts[part].append((before[-1:], heads, (seg, behind + start + f"(?={_trie([(a, '') for a in afters])}"
+                                                               f"(?!{CLASS_RX[cls]}))")))
+        alts, all_heads = [], set()
+        for name, members in parts.items():
+            if not members:
+                continue
+            heads = set().union(*(h for _, h, _ in members))
+            all_heads |= heads
+            guard = _product(heads)
+            if name == "inner":
+                guard = f"(?<=[{''.join(rx(c) for c in sorted({b for b, _, _ in members}))}])(?:{guard})"
+            alts.append(f"(?={guard})" + _trie([e for _, _, e in members]))
+        out[cls] = ("|".join(alts), _single_heads(all_heads))
     return out
