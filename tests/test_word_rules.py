@@ -51,7 +51,9 @@ def test_a_listed_word_is_cut_at_bpes_tokens_wherever_it_is_a_whole_pre_token(wo
     assert [p for p, _ in pre.pre_tokenize_str("a=0477;x')-")] == ["a", "=", "0", "477", ";", "x", "')", "-"]
 
 
-@pytest.mark.parametrize("text", ["10477", "04771", " 0477", "(')-", "')-)", " xDFFFF", "axDFFF", " '(')'", "!!).'''"])
+# the last three: a listed word's rest after its first token, where it starts a pre-token of its own
+@pytest.mark.parametrize("text", ["10477", "04771", " 0477", "(')-", "')-)", " xDFFFF", "axDFFF", " '(')'", "!!).'''",
+                                  "477", "LLLIBRARY", " YYYMMDD"])
 def test_a_listed_word_inside_a_longer_pre_token_is_not_cut(word_pieces, text):
     plain = rules_pre_tokenizer([])
     assert rules_pre_tokenizer([], word_pieces).pre_tokenize_str(text) == plain.pre_tokenize_str(text)
