@@ -123,9 +123,10 @@ def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, st
                 continue
             heads = set().union(*(h for _, h, _ in members))
             all_heads |= heads
-            guard = _product(heads)
+            gate = f"(?={_product(heads)})"
             if name == "inner":
-                guard = f"(?<=[{''.join(rx(c) for c in sorted({b for b, _, _ in members}))}])(?:{guard})"
-            alts.append(f"(?={guard})" + _trie([e for _, _, e in members]))
+                # the characters first, then the one before: a spaced word fails the first class at its space
+                gate += f"(?<=[{''.join(rx(c) for c in sorted({b for b, _, _ in members}))}])"
+            alts.append(gate + _trie([e for _, _, e in members]))
         out[cls] = ("|".join(alts), _single_heads(all_heads))
     return out
