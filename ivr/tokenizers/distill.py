@@ -785,7 +785,7 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
         plain = [r["pattern"] for r in members if r.get("pattern")]
         spaced = [r["after_space"] for r in members if r.get("after_space")]
         if plain or spaced:
-            lead = r"\x{20}?" if spaced else ""
+            lead = r"\x{20}?+" if spaced else ""
             alts = plain + ([f"\\x{{20}}(?:{'|'.join(spaced)})"] if spaced else [])
             out += f"(?={lead}{doubled(members)})(?:{'|'.join(alts)})|"
         return out
@@ -808,7 +808,7 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
     # the scan is skipped for the one- and two-character punctuation of code (it needs three: p and a run)
     with_prefix = [r for r in rules if r.get("prefix")]
     if with_prefix:
-        by["punct"] += (r"(?=\x{20}?[^\s\p{L}\p{N}]{3}) ?[^\s\p{L}\p{N}]*?" + f"(?=.(?<q>[{chars(with_prefix)}])\\k<q>)(?:"
+        by["punct"] += (r"(?=\x{20}?+[^\s\p{L}\p{N}]{3}) ?[^\s\p{L}\p{N}]*?" + f"(?=.(?<q>[{chars(with_prefix)}])\\k<q>)(?:"
                         + "|".join(r["prefix"] for r in with_prefix) + ")|")
     # letters first: most pre-tokens are words, and no letter alternative can match where a contraction starts,
     # so trying them before the contractions changes no match (encoding measured about 1.5% faster). The rules of
