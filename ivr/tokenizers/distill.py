@@ -805,10 +805,12 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
     by = {k: group([r for r in rules if r["class"] in ks], words.get(k)) for k, ks in classes.items()}
     # a prefix alternative is one character and then a run of its rule's character: the same doubled-character
     # lookahead, one position on, keeps the lazy scan over a punctuation pre-token at one test per position, and
-    # the scan is skipped for the one- and two-character punctuation of code (it needs three: p and a run)
+    # the scan is skipped for the one- and two-character punctuation of code (it needs three: p and a run). Inside
+    # a run (p the run's character) no prefix alternative can match: one backreference skips them all
     with_prefix = [r for r in rules if r.get("prefix")]
     if with_prefix:
-        by["punct"] += (r"(?=\x{20}?+[^\s\p{L}\p{N}]{3}) ?[^\s\p{L}\p{N}]*?" + f"(?=.(?<q>[{chars(with_prefix)}])\\k<q>)(?:"
+        by["punct"] += (r"(?=\x{20}?+[^\s\p{L}\p{N}]{3}) ?[^\s\p{L}\p{N}]*?"
+                        + f"(?=.(?<q>[{chars(with_prefix)}])\\k<q>)(?!\\k<q>)(?:"
                         + "|".join(r["prefix"] for r in with_prefix) + ")|")
     # letters first: most pre-tokens are words, and no letter alternative can match where a contraction starts,
     # so trying them before the contractions changes no match (encoding measured about 1.5% faster). The rules of
