@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
-from tokenizers import Tokenizer
+from tokenizers import Regex, Tokenizer, pre_tokenizers
 from tokenizers.models import BPE
 
 from ivr.tokenizers import distill
@@ -156,6 +156,18 @@ def punct_rules(rule):
 def punct_cut_bpe(bpe, punct_rules):
     """GPT-2's BPE model behind the punctuation rules: any cut BPE would merge across shows up as other ids."""
     return with_rules(bare_model(bpe), punct_rules)
+
+
+def test_no_prefix_alternative_matches_inside_its_own_run(punct_rules):
+    # the pre-tokenizer skips the prefix alternatives where the scanned character is the run's own: a prefix
+    # character is the one before a run, never part of it
+    with_prefix = [r for r in punct_rules if r.get("prefix")]
+    assert with_prefix
+    for r in with_prefix:
+        c = piece_to_bytes(r["char"]).decode("utf-8")
+        prefix = pre_tokenizers.Split(Regex(r["prefix"]), behavior="isolated")
+        for text in (c * n + tail for n in range(2, 12) for tail in ("", " ", "a", "(", "'s")):
+            assert [p for p, _ in prefix.pre_tokenize_str(text)] == [text], (r["char"], text)
 
 
 def test_quote_runs_are_cut_before_punctuation_where_bpe_is(bpe, punct_rules):
@@ -357,7 +369,6 @@ TRICKY = st.sampled_from(["'", "s", "t", "re", "ve", "m", "ll", "d", "a", "Z", "
 @given(st.lists(TRICKY | st.characters(blacklist_categories=("Cs",)), max_size=40).map("".join))
 def test_split_pattern_pre_tokenizes_like_gpt2(text):
     # the pattern tries GPT-2's alternatives in another order (faster); the pre-tokens must stay GPT-2's
-    from tokenizers import Regex, pre_tokenizers
 
     ours = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(split_pattern([])), behavior="isolated"),
                                     pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
