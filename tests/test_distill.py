@@ -76,9 +76,11 @@ def test_model_is_pure_unigram_with_gpt2_ids(fitted, bpe):
     spec = json.loads(tok.to_str())
     assert spec["model"]["type"] == "Unigram" and "merges" not in spec["model"]
     assert spec["model"]["byte_fallback"] is False
-    # scores are merge-tree sums: every piece outscores its two halves together, single bytes score 0
+    # scores are merge-tree sums: every piece outscores its two halves together, but by less than the units in
+    # the last place the scores move to load as written (late merges weigh about that), single bytes score 0
     score = {piece: value for piece, value in spec["model"]["vocab"]}
-    assert all(score[a + b] > score[a] + score[b] for a, b in distill.gpt2_merges())
+    assert all(score[a + b] - score[a] - score[b] > -8 * np.spacing(score[a + b]) for a, b in distill.gpt2_merges())
+    assert sum(score[a + b] > score[a] + score[b] for a, b in distill.gpt2_merges()) > 0.999 * len(distill.gpt2_merges())
     assert min(v for p, v in score.items() if p != "<|endoftext|>") == 0.0 and score["<|endoftext|>"] < 0
     assert tok.token_to_id("<|endoftext|>") == 50256
     ids = compare_ids(tok, bpe, random_sequences=300)
@@ -86,6 +88,26 @@ def test_model_is_pure_unigram_with_gpt2_ids(fitted, bpe):
     assert ids["id_to_token_identical"]
     assert ids["single_id_decode_mismatches"] == 0
     assert ids["random_sequence_decode_mismatches"] == 0
+
+
+def test_a_saved_tokenizer_loads_the_fitted_scores(fitted, tmp_path):
+    # tokenizers' JSON reader rounds some numbers off by a unit in the last place: the fit writes floats it
+    # reads back unchanged, so loading and saving again moves no score
+    tok, fit = fitted
+    tok.save(str(tmp_path / "tokenizer.json"))
+    written = [v for _, v in json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]]
+    loaded = [v for _, v in json.loads(Tokenizer.from_file(str(tmp_path / "tokenizer.json")).to_str())["model"]["vocab"]]
+    assert written == loaded == [float(v) for v in fit.scores]
+
+
+def test_read_back_stable_moves_a_score_the_json_reader_rounds_off():
+    # 2.0724814146518918e-07 loads as 2.072481414651892e-07 (a fitted score of merge "if")
+    unstable = np.array([2.0724814146518918e-07, 0.5, 0.0])
+    assert distill._read_back(unstable)[0] != unstable[0]
+    stable = distill.read_back_stable(unstable)
+    assert (distill._read_back(stable) == stable).all()
+    assert stable[0] != unstable[0] and abs(stable[0] - unstable[0]) <= 8 * np.spacing(unstable[0])
+    assert list(stable[1:]) == [0.5, 0.0]
 
 
 def test_exact_on_fit_corpus(fitted, bpe):

@@ -62,7 +62,7 @@ from ivr.tokenizers.byte_level import (
     readable,
     text_to_piece,
 )
-from ivr.tokenizers.io import byte_level_tokenizer, save_tokenizer_dir
+from ivr.tokenizers.io import byte_level_tokenizer, load_tokenizer, save_tokenizer_dir
 from ivr.tokenizers.word_rules import CLASS_RX, gpt2_class, rx, word_rule_pattern, word_segments
 
 log = logging.getLogger(__name__)
@@ -253,9 +253,41 @@ def _read_word_list(path: Path) -> Counter:
     return out
 
 
+def _read_back(values: np.ndarray) -> np.ndarray:
+    """What ``tokenizers`` loads for each of ``values`` once they are written into a ``tokenizer.json``."""
+    tok = Tokenizer(Unigram([(str(i), float(v)) for i, v in enumerate(values)], None, False))
+    return np.array([v for _, v in json.loads(Tokenizer.from_str(tok.to_str()).to_str())["model"]["vocab"]])
+
+
+def read_back_stable(scores: Sequence[float], max_ulps: int = 64) -> np.ndarray:
+    """``scores``, each moved by the fewest units in the last place that make ``tokenizers`` load it as written.
+
+    Its JSON reader rounds about one number in six off by a unit in the last place (8,249 of the 50,257 fitted
+    scores), so a file written from the fitted floats would load other ones, and every load and save would move
+    them again; late merges weigh about as little as that (``DistillSettings.init_exponent``).
+    """
+    want = np.asarray(scores, dtype=np.float64)
+    out = want.copy()
+    todo = np.flatnonzero(_read_back(out) != out)
+    for k in range(1, max_ulps + 1):
+        for direction in (np.inf, -np.inf):
+            if not len(todo):
+                return out
+            moved = want[todo]
+            for _ in range(k):
+                moved = np.nextafter(moved, direction)
+            out[todo] = moved
+            todo = todo[_read_back(moved) != moved]
+    if len(todo):
+        raise RuntimeError(f"{len(todo)} scores read back changed within {max_ulps} units in the last place")
+    return out
+
+
 def unigram_tokenizer(pieces: Sequence[str], scores: Sequence[float]) -> Tokenizer:
-    """A bare Unigram tokenizer (no pre-tokenizer) over byte-level strings, for fitting."""
-    vocab = [(p, float(s)) for p, s in zip(pieces, scores)]
+    """A bare Unigram tokenizer (no pre-tokenizer) over byte-level strings, for fitting, holding the scores as
+    a saved ``tokenizer.json`` loads them (``read_back_stable``)."""
+    stable = read_back_stable(scores)
+    vocab = [(p, float(s)) for p, s in zip(pieces, stable)]
     vocab[EOS_ID] = (EOS_TOKEN, EOS_SCORE)
     return Tokenizer(Unigram(vocab, None, False))
 
@@ -353,7 +385,7 @@ def fit_scores(
     history: list[dict] = []
     bar = tqdm(range(settings.max_iterations), desc="fitting scores", unit="round", mininterval=2.0)
     for it in bar:
-        # Viterbi on the scores as they will be written, so float rounding cannot flip a word later
+        # Viterbi on the scores as a saved file loads them, so float rounding cannot flip a word later
         pred = [e.ids for e in unigram_tokenizer(pieces, (s0 + trees @ dw) * LP_UNIT).encode_batch(words)]
         bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g and sorted(p) != sorted(g)]
         loss = float(weights[bad].sum())
@@ -403,7 +435,7 @@ def fit_scores(
         "fit_mismatched_nontie_types_best_round": len(best[3]),
         "score_fit_seconds": round(time.perf_counter() - start, 2),
     }
-    scores = (s0 + trees @ best[1]) * LP_UNIT
+    scores = read_back_stable((s0 + trees @ best[1]) * LP_UNIT)
     scores[EOS_ID] = EOS_SCORE
     return scores, stats, given_up
 
@@ -1102,7 +1134,8 @@ def distill_tokenizer(
     save_tokenizer_dir(tok, out_dir, metadata)
     eval_sets = {"corpus": train_texts, "heldout": list(heldout_texts), **(extra_eval_texts or {})}
     summary = verify_tokenizer(
-        tok, bpe, eval_sets, report_md, report_json, settings=settings,
+        # the file as users load it
+        load_tokenizer(out_dir), bpe, eval_sets, report_md, report_json, settings=settings,
         fit_info={**fit.stats, "pre_tokenize_seconds": round(pre_tokenize_seconds, 2),
                   "fit_seconds": round(fit_seconds, 2), "peak_rss_mb": peak.mb,
                   "peak_rss_scope": peak.scope},
