@@ -7,11 +7,13 @@ import yaml
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from tokenizers import Tokenizer
+from tokenizers.models import Unigram
 
 from ivr.analysis.select import IVRSettings, select_replacements
 from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes, text_to_piece
 from ivr.tokenizers.io import load_tokenizer
-from ivr.tokenizers.remap import RemapRuleError, read_rules, remap_tokenizer, validate_rules
+from ivr.tokenizers.remap import RemapRule, RemapRuleError, build_remapped, read_rules, remap_tokenizer, validate_rules
 
 GENERAL = [
     "The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst of times.\n",
@@ -181,3 +183,15 @@ def test_a_sequence_pre_tokenizer_is_respected_and_kept(code_docs, tmp_path):
     assert remapped.decode(remapped.encode(text).ids) == text
     with pytest.raises(RemapRuleError, match="would be split by the pre-tokenizer"):
         validate_rules(tok, [{"id": 50000, "new_text": "Handler1"}], "rules.yaml")
+
+
+def test_a_new_score_loads_as_written_after_saving(tmp_path):
+    # tokenizers' JSON reader rounds 2.0724814146518916e-07 off by a unit in the last place, and the rounded
+    # value again once it is written: the new piece's score must be one that loads unchanged
+    distilled = Tokenizer(Unigram([("a", 2.0724814146518916e-07), ("b", 0.0), ("c", -1.0)], None, False))
+    rule = RemapRule(id=2, old_token="c", old_text="c", new_token="ab", new_text="ab", gpt2_ids=[0, 1], reason="test")
+    remapped = build_remapped(distilled, [rule], bonus=0.0)
+    score = json.loads(remapped.to_str())["model"]["vocab"][2]
+    assert score[0] == "ab" and score[1] > 0
+    remapped.save(str(tmp_path / "tokenizer.json"))
+    assert json.loads(Tokenizer.from_file(str(tmp_path / "tokenizer.json")).to_str())["model"]["vocab"][2] == score

@@ -268,7 +268,7 @@ def read_back_stable(scores: Sequence[float], max_ulps: int = 64) -> np.ndarray:
     """
     want = np.asarray(scores, dtype=np.float64)
     out = want.copy()
-    todo = np.flatnonzero(_read_back(out) != out)
+    todo = np.flatnonzero(_read_back(out) != out) if len(out) else []
     for k in range(1, max_ulps + 1):
         for direction in (np.inf, -np.inf):
             if not len(todo):

@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from ivr.analysis.select import IVRSettings, read_candidates, single_pretoken, vocab_pieces
 from ivr.atomic import write_json, write_text
 from ivr.tokenizers.byte_level import EOS_TOKEN, char_to_byte, piece_to_bytes, readable, single_byte_pieces, text_to_piece
+from ivr.tokenizers.distill import read_back_stable
 from ivr.tokenizers.io import save_tokenizer_dir
 
 RULES_HEADER = """\
@@ -167,9 +168,10 @@ def build_remapped(distilled: Tokenizer, rules: Sequence[RemapRule], bonus: floa
     if model.get("type") != "Unigram":
         raise ValueError(f"the distilled tokenizer must be a Unigram model, not {model.get('type')}")
     vocab = model["vocab"]
-    for r in rules:
-        score = sum(vocab[i][1] for i in r.gpt2_ids) + bonus * (len(r.gpt2_ids) - 1)
-        vocab[r.id] = [r.new_token, score]
+    # as the distilled scores, the new ones are floats that a saved tokenizer.json loads unchanged
+    scores = read_back_stable([sum(vocab[i][1] for i in r.gpt2_ids) + bonus * (len(r.gpt2_ids) - 1) for r in rules])
+    for r, score in zip(rules, scores):
+        vocab[r.id] = [r.new_token, float(score)]
     return Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
 
 
