@@ -12,7 +12,7 @@ from tokenizers.models import Unigram
 
 from ivr.analysis.select import IVRSettings, select_replacements
 from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes, text_to_piece
-from ivr.tokenizers.io import load_tokenizer
+from ivr.tokenizers.io import load_tokenizer, pre_tokens
 from ivr.tokenizers.remap import RemapRule, RemapRuleError, build_remapped, read_rules, remap_tokenizer, validate_rules
 
 GENERAL = [
@@ -80,7 +80,7 @@ def _touches_changes(text: str, strings: list[bytes]) -> bool:
 def test_text_without_new_or_freed_strings_keeps_the_distilled_segmentation(built, distilled, code_docs):
     sel, _, remapped, _ = built
     changed = [piece_to_bytes(r.new_token) for r in sel.replacements] + [piece_to_bytes(r.freed_token) for r in sel.replacements]
-    pretokens = {p for text in GENERAL + code_docs for p, _ in distilled.pre_tokenizer.pre_tokenize_str(text)}
+    pretokens = {p for text in GENERAL + code_docs for p in pre_tokens(distilled, text)}
     kept = [p for p in pretokens if not any(s in piece_to_bytes(p) for s in changed)]
     assert len(kept) > 20
     for p in kept:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ivr.atomic import atomic_file, write_text
 from ivr.general_english import most_frequent_english
 from ivr.tokenizers.byte_level import EOS_TOKEN, piece_to_bytes, readable, single_byte_pieces, text_to_piece
+from ivr.tokenizers.io import pre_tokens
 
 
 @dataclass
@@ -107,9 +108,7 @@ def pretoken_stats(tokenizer: Tokenizer, texts: Iterable[str]) -> PretokenStats:
     counter: Counter[str] = Counter()
     n_bytes = n_docs = 0
     for text in tqdm(texts, desc="pre-tokenize", unit="doc", leave=False):
-        if tokenizer.normalizer is not None:
-            text = tokenizer.normalizer.normalize_str(text)
-        counter.update(p for p, _ in tokenizer.pre_tokenizer.pre_tokenize_str(text))
+        counter.update(pre_tokens(tokenizer, text))
         n_bytes += len(text.encode("utf-8"))
         n_docs += 1
     pieces = list(counter)
@@ -132,10 +131,8 @@ def vocab_pieces(tokenizer: Tokenizer) -> list[str]:
 
 
 def single_pretoken(tokenizer: Tokenizer, text: str) -> bool:
-    """Whether the pre-tokenizer keeps ``text`` as one pre-token."""
-    if tokenizer.normalizer is not None and tokenizer.normalizer.normalize_str(text) != text:
-        return False
-    return [p for p, _ in tokenizer.pre_tokenizer.pre_tokenize_str(text)] == [text_to_piece(text)]
+    """Whether the pre-tokenizer keeps ``text`` as one pre-token (and a normalizer leaves its bytes alone)."""
+    return pre_tokens(tokenizer, text) == [text_to_piece(text)]
 
 
 def read_forced_tokens(path: str | Path, tokenizer: Tokenizer) -> list[str]:
@@ -155,7 +152,7 @@ def read_forced_tokens(path: str | Path, tokenizer: Tokenizer) -> list[str]:
             except json.JSONDecodeError as err:
                 raise ForcedTokensError(f"{path}:{lineno}: not a valid JSON string: {err}") from None
         if not single_pretoken(tokenizer, term):
-            parts = [readable(p) for p, _ in tokenizer.pre_tokenizer.pre_tokenize_str(term)]
+            parts = [readable(p) for p in pre_tokens(tokenizer, term)]
             raise ForcedTokensError(f"{path}:{lineno}: {term!r} is split by the pre-tokenizer into {parts}")
         terms.append(text_to_piece(term))
     return terms

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from tokenizers import Regex, Tokenizer, pre_tokenizers
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import Unigram
 from tqdm import tqdm
 
@@ -62,6 +62,7 @@ from ivr.tokenizers.byte_level import (
     readable,
     text_to_piece,
 )
+from ivr.tokenizers.byte_level_regex import byte_level_regex
 from ivr.tokenizers.io import byte_level_tokenizer, load_tokenizer, save_tokenizer_dir
 from ivr.tokenizers.word_rules import CLASS_RX, gpt2_class, rx, word_rule_pattern, word_segments
 
@@ -158,16 +159,10 @@ def gpt2_pieces(bpe: Tokenizer) -> list[str]:
     return pieces
 
 
-def bare_model(tok: Tokenizer, keep_splits: bool = False) -> Tokenizer:
-    """``tok``'s model alone, fed byte-level strings (pre-tokens); ``keep_splits`` keeps non-ByteLevel splits."""
+def bare_model(tok: Tokenizer) -> Tokenizer:
+    """``tok``'s model alone, fed byte-level strings (pre-tokens)."""
     spec = json.loads(tok.to_str())
-    pre = spec.get("pre_tokenizer")
-    if keep_splits and pre and pre.get("type") == "Sequence":
-        rest = [p for p in pre["pretokenizers"] if p["type"] != "ByteLevel"]
-        spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": rest} if rest else None
-    else:
-        spec["pre_tokenizer"] = None
-    spec.update(normalizer=None, post_processor=None, decoder=None, added_tokens=[])
+    spec.update(normalizer=None, pre_tokenizer=None, post_processor=None, decoder=None, added_tokens=[])
     return Tokenizer.from_str(json.dumps(spec))
 
 
@@ -868,7 +863,10 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
 
 
 def rules_pre_tokenizer(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = ()):
-    """GPT-2's byte-level pre-tokenizer, with the split and word rules spliced into its regex when there are any."""
+    """GPT-2's byte-level pre-tokenizer, with the split and word rules spliced into its regex when there are any.
+
+    This form reads text, as the rules are written; the saved tokenizer runs the same regex in byte-level form
+    (``with_rules``), which cuts the same pre-tokens for fewer instructions."""
     if not rules and not word_rules:
         return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     return pre_tokenizers.Sequence([
@@ -878,9 +876,14 @@ def rules_pre_tokenizer(rules: Sequence[dict], word_rules: Sequence[Sequence[str
 
 
 def with_rules(model_tok: Tokenizer, rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = ()) -> Tokenizer:
-    """The full tokenizer: ``model_tok``'s model behind GPT-2's pre-tokenizer carrying the split and word rules."""
+    """The full tokenizer: ``model_tok``'s model behind GPT-2's pre-tokenizer carrying the split and word rules.
+
+    The ``ByteLevel`` normalizer maps the whole text to byte-level characters at once and one ``Split`` cuts it
+    with ``split_pattern`` rewritten for that alphabet (``byte_level_regex``): the pre-tokens of
+    ``rules_pre_tokenizer``, without the copies that mapping each pre-token on its own makes."""
     tok = byte_level_tokenizer(model_tok.model)
-    tok.pre_tokenizer = rules_pre_tokenizer(rules, word_rules)
+    tok.normalizer = normalizers.ByteLevel()
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(byte_level_regex(split_pattern(rules, word_rules))), behavior="isolated")
     return tok
 
 

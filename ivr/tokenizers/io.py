@@ -26,6 +26,14 @@ def byte_level_tokenizer(model: Model) -> Tokenizer:
     return tok
 
 
+def pre_tokens(tok: Tokenizer, text: str) -> list[str]:
+    """The byte-level pre-tokens ``tok`` cuts ``text`` into, through its normalizer when it has one (the
+    distilled tokenizer's maps the text to byte-level characters before its pre-tokenizer cuts it)."""
+    if tok.normalizer is not None:
+        text = tok.normalizer.normalize_str(text)
+    return [p for p, _ in tok.pre_tokenizer.pre_tokenize_str(text)]
+
+
 def save_tokenizer_dir(tokenizer: Tokenizer, target: str | Path, metadata: dict) -> Path:
     """Write ``tokenizer.json``, the transformers config files and ``ivr_metadata.json`` atomically."""
     from transformers import PreTrainedTokenizerFast

@@ -21,7 +21,7 @@ from ivr.analysis.select import IVRSettings, read_candidates, single_pretoken, v
 from ivr.atomic import write_json, write_text
 from ivr.tokenizers.byte_level import EOS_TOKEN, char_to_byte, piece_to_bytes, readable, single_byte_pieces, text_to_piece
 from ivr.tokenizers.distill import read_back_stable
-from ivr.tokenizers.io import save_tokenizer_dir
+from ivr.tokenizers.io import pre_tokens, save_tokenizer_dir
 
 RULES_HEADER = """\
 # In-place vocabulary reassignment rules. Each rule gives id `id` the string `new_text`, whose byte-level
@@ -122,7 +122,7 @@ def validate_rules(distilled: Tokenizer, rules: Sequence[object], source: str) -
         seen_new[new] = n
         text = readable(new)
         if not single_pretoken(distilled, text):
-            parts = [readable(p) for p, _ in distilled.pre_tokenizer.pre_tokenize_str(text)]
+            parts = [readable(p) for p in pre_tokens(distilled, text)]
             errors.append(f"{where}: {text!r} would be split by the pre-tokenizer into {parts}")
             continue
         out.append(

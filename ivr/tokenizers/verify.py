@@ -15,6 +15,7 @@ from tqdm import tqdm
 from ivr.atomic import write_json, write_text
 from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.distill import DistillSettings, bare_model
+from ivr.tokenizers.io import pre_tokens
 
 KINDS = ("tie", "conflict", "other")
 
@@ -73,16 +74,18 @@ def context_segments(distilled: Tokenizer, bpe: Tokenizer, texts: Sequence[str],
     n = 0
     for text in tqdm(texts, desc=desc, unit="doc", mininterval=2.0):
         n += 1
-        ref = bpe.pre_tokenizer.pre_tokenize_str(text)
-        got = distilled.pre_tokenizer.pre_tokenize_str(text)
+        ref, got = pre_tokens(bpe, text), pre_tokens(distilled, text)
         if len(ref) == len(got):
-            counts.update((w, (w,)) for w, _ in ref)
+            counts.update((w, (w,)) for w in ref)
             continue
-        j = 0
-        for w, (_, end) in ref:
+        # both cover the text without gaps: a pre-token's end is the length of the byte-level text up to it
+        j = got_end = ref_end = 0
+        for w in ref:
+            ref_end += len(w)
             segs = []
-            while j < len(got) and got[j][1][1] <= end:
-                segs.append(got[j][0])
+            while j < len(got) and got_end + len(got[j]) <= ref_end:
+                got_end += len(got[j])
+                segs.append(got[j])
                 j += 1
             counts[(w, tuple(segs))] += 1
     return counts, n

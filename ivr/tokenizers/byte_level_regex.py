@@ -1,0 +1,340 @@
+"""A pre-tokenizer regex over text, rewritten to match the same pre-tokens in the text's byte-level form.
+
+GPT-2's ``ByteLevel`` pre-tokenizer cuts the text with its regex, then maps each pre-token to byte-level
+characters on its own. Mapping the whole text once (the ``ByteLevel`` normalizer) and cutting the mapped text
+with one regex gives the same pre-tokens for about 14% fewer encode instructions, since the per-pre-token
+mapping allocates and copies (``benchmarks/encode_instructions.py``). The regex must then read byte-level
+characters: every literal becomes the characters of its UTF-8 bytes, and every character class (``\\p{L}``,
+``[^\\s\\p{L}\\p{N}]``, ``.``) an alternation over the byte sequences of its code points, as a trie by byte.
+
+The rewrite keeps the match of every regex over text: UTF-8 is a prefix-free code, so a rewritten class
+matches at most one way where a character starts, and a match starting where a character starts ends where
+one starts. Lookarounds, backreferences, groups and quantifiers keep their meaning on whole characters.
+The classes are read from the regex engine of the ``tokenizers`` library itself (its Unicode tables), so the
+rewrite agrees with GPT-2's regex as this library runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+
+from ivr.tokenizers.byte_level import byte_to_char
+
+MAX_CODE_POINT = 0x10FFFF
+SURROGATES = (0xD800, 0xDFFF)
+Ranges = tuple[tuple[int, int], ...]
+
+
+def _normalise(spans: Iterable[tuple[int, int]]) -> Ranges:
+    out: list[list[int]] = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return tuple((lo, hi) for lo, hi in out)
+
+
+def _complement(ranges: Ranges) -> Ranges:
+    out, start = [], 0
+    for lo, hi in ranges:
+        if lo > start:
+            out.append((start, lo - 1))
+        start = hi + 1
+    if start <= MAX_CODE_POINT:
+        out.append((start, MAX_CODE_POINT))
+    return _normalise(out)
+
+
+@lru_cache(maxsize=None)
+def engine_class(name: str) -> Ranges:
+    """The code points the ``tokenizers`` regex engine puts in ``\\p{L}``, ``\\p{N}`` or ``\\s`` (``name``)."""
+    from tokenizers import Regex, pre_tokenizers
+
+    negated = {"L": r"\P{L}+", "N": r"\P{N}+", "s": r"\S+"}[name]
+    lo, hi = SURROGATES
+    text = "".join(chr(c) for c in range(MAX_CODE_POINT + 1) if not lo <= c <= hi)
+    # what is left once the runs outside the class are removed: the class's runs, as offsets in characters
+    runs = pre_tokenizers.Split(Regex(negated), behavior="removed").pre_tokenize_str(text)
+    to_code = lambda i: i if i < lo else i + (hi - lo + 1)  # noqa: E731 - offsets skip the surrogates
+    return _normalise((to_code(a), to_code(b - 1)) for _, (a, b) in runs)
+
+
+def _without_surrogates(ranges: Ranges) -> Ranges:
+    lo, hi = SURROGATES
+    out = []
+    for a, b in ranges:
+        if a < lo:
+            out.append((a, min(b, lo - 1)))
+        if b > hi:
+            out.append((max(a, hi + 1), b))
+    return tuple(out)
+
+
+# --- code point ranges as UTF-8 byte sequences ---
+
+_LIMITS = ((0x7F, 1), (0x7FF, 2), (0xFFFF, 3), (MAX_CODE_POINT, 4))
+
+
+def _utf8_sequences(lo: int, hi: int) -> list[tuple[tuple[int, int], ...]]:
+    """The byte-range sequences matching exactly the UTF-8 encodings of ``lo..hi`` (no surrogates inside)."""
+    for limit, _ in _LIMITS[:-1]:  # split where the encoded length changes
+        if lo <= limit < hi:
+            return _utf8_sequences(lo, limit) + _utf8_sequences(limit + 1, hi)
+    if hi < 0x80:
+        return [((lo, hi),)]
+    n = next(k for limit, k in _LIMITS if hi <= limit)
+    for i in range(1, n):  # split until every continuation byte spans its full range or a single prefix
+        mask = (1 << (6 * i)) - 1
+        if lo & ~mask != hi & ~mask:
+            if lo & mask:
+                return _utf8_sequences(lo, lo | mask) + _utf8_sequences((lo | mask) + 1, hi)
+            if hi & mask != mask:
+                return _utf8_sequences(lo, (hi & ~mask) - 1) + _utf8_sequences(hi & ~mask, hi)
+    a, b = chr(lo).encode("utf-8"), chr(hi).encode("utf-8")
+    return [tuple(zip(a, b))]
+
+
+def _byte_trie(ranges: Ranges) -> dict:
+    """A trie over byte ranges: ``{(lo, hi): child}``, with ``None`` for a sequence's end."""
+    root: dict = {}
+    for lo, hi in _without_surrogates(ranges):
+        for seq in _utf8_sequences(lo, hi):
+            node = root
+            for span in seq[:-1]:
+                node = node.setdefault(span, {})
+            node[seq[-1]] = None
+    return root
+
+
+def _mapped_class(spans: Iterable[tuple[int, int]]) -> str:
+    """A regex character class of the byte-level characters of the bytes in ``spans``."""
+    table = byte_to_char()
+    chars = _normalise((ord(table[b]), ord(table[b])) for lo, hi in spans for b in range(lo, hi + 1))
+    body = "".join(f"\\x{{{lo:X}}}" if lo == hi else f"\\x{{{lo:X}}}-\\x{{{hi:X}}}" for lo, hi in chars)
+    return body if len(chars) == 1 and chars[0][0] == chars[0][1] else f"[{body}]"
+
+
+def _emit(node: dict) -> str:
+    """A node's alternation: edges with the same subtree share one class; single bytes (ASCII) come first."""
+    groups: dict[str, list[tuple[int, int]]] = {}
+    for span, child in sorted(node.items()):
+        groups.setdefault("" if child is None else _emit(child), []).append(span)
+    alts = [_mapped_class(spans) + tail for tail, spans in groups.items()]
+    return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+
+# a multi-byte part longer than this is written once, as a group the rewritten regex calls (``\p{L}`` alone
+# is some 20,000 characters, and the rules use it hundreds of times)
+INLINE_LIMIT = 400
+
+
+class _Classes:
+    """Writes character classes in byte-level form, collecting the groups their long multi-byte parts call."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, str] = {}  # multi-byte trie -> group name
+
+    def atom(self, ranges: Ranges, behind: bool) -> str:
+        """One character of ``ranges``. ASCII comes first, and outside a lookbehind (where the engine allows
+        none) the multi-byte sequences sit behind a lookahead for their lead bytes, so that where the class fails
+        on an ASCII character (every word's end) the engine tests two classes, not dozens of alternatives."""
+        trie = _byte_trie(ranges)
+        if not trie:
+            return "(?!)"
+        ascii_part = {span: child for span, child in trie.items() if span[1] < 0x80}
+        multi = {span: child for span, child in trie.items() if span[0] >= 0x80}
+        alts = [_emit(ascii_part)] if ascii_part else []
+        if multi:
+            body = _emit(multi)
+            if len(body) > INLINE_LIMIT:
+                body = "\\g<%s>" % self.groups.setdefault(body, f"b{len(self.groups)}")
+            alts.append(body if behind else f"(?={_mapped_class(list(multi))}){body}")
+        return alts[0] if len(alts) == 1 else f"(?:{'|'.join(alts)})"
+
+    def definitions(self) -> str:
+        """The called groups, defined in a branch that never matches."""
+        return "".join(f"(?<{name}>{body}){{0}}" for body, name in self.groups.items())
+
+
+# --- the rewrite ---
+
+_NAMED = {"p{L}": ("L", False), "P{L}": ("L", True), "p{N}": ("N", False), "P{N}": ("N", True),
+          "s": ("s", False), "S": ("s", True)}
+_ANCHORS = {"z", "A", "Z", "G"}
+
+
+class _Parser:
+    def __init__(self, pattern: str) -> None:
+        self.p, self.i = pattern, 0
+        self.classes = _Classes()
+        self.behind = 0  # how many lookbehinds the cursor is in
+
+    def cls(self, ranges: Ranges) -> tuple[str, bool]:
+        rx = self.classes.atom(ranges, self.behind > 0)
+        return rx, len(_split_atoms(rx)) == 1
+
+    def error(self, why: str) -> ValueError:
+        return ValueError(f"cannot rewrite regex at {self.i}: {why}: ...{self.p[max(0, self.i - 30):self.i + 30]}...")
+
+    def peek(self, n: int = 1) -> str:
+        return self.p[self.i:self.i + n]
+
+    def alternation(self) -> str:
+        parts = [self.sequence()]
+        while self.peek() == "|":
+            self.i += 1
+            parts.append(self.sequence())
+        return "|".join(parts)
+
+    def sequence(self) -> str:
+        out = []
+        while self.i < len(self.p) and self.peek() not in "|)":
+            atom, single = self.atom()
+            quant = self.quantifier()
+            if quant and not single:
+                atom = f"(?:{atom})"
+            out.append(atom + quant)
+        return "".join(out)
+
+    def quantifier(self) -> str:
+        start = self.i
+        if self.peek() in ("?", "*", "+"):
+            self.i += 1
+        elif self.peek() == "{" and (end := self.p.find("}", self.i)) > 0:
+            self.i = end + 1
+        else:
+            return ""
+        if self.peek() in ("?", "+"):  # lazy or possessive
+            self.i += 1
+        return self.p[start:self.i]
+
+    def atom(self) -> tuple[str, bool]:
+        """The rewritten atom and whether a quantifier may follow it as it is (one group or character)."""
+        c = self.peek()
+        if c == "(":
+            for opener in ("(?:", "(?=", "(?!", "(?<=", "(?<!", "(?>"):
+                if self.p.startswith(opener, self.i):
+                    break
+            else:
+                if self.p.startswith("(?<", self.i):
+                    opener = self.p[self.i:self.p.index(">", self.i) + 1]
+                elif self.p.startswith("(?", self.i):
+                    raise self.error("unsupported group")
+                else:
+                    opener = "("
+            self.i += len(opener)
+            behind = opener in ("(?<=", "(?<!")
+            self.behind += behind
+            body = self.alternation()
+            self.behind -= behind
+            if self.peek() != ")":
+                raise self.error("unclosed group")
+            self.i += 1
+            return f"{opener}{body})", True
+        if c == "[":
+            return self.cls(self.char_class())
+        if c == ".":
+            self.i += 1
+            return self.cls(_complement(((0x0A, 0x0A),)))
+        if c == "\\":
+            nxt = self.peek(2)[1:]
+            if nxt in _ANCHORS:
+                self.i += 2
+                return f"\\{nxt}", False
+            if nxt == "k":
+                end = self.p.index(">", self.i)
+                ref, self.i = self.p[self.i:end + 1], end + 1
+                return ref, True
+            return self.cls(self.escape())
+        if c in "^$":
+            self.i += 1
+            return c, False
+        self.i += 1
+        return self.cls(((ord(c), ord(c)),))
+
+    def escape(self) -> Ranges:
+        """The code points of the escape at the cursor (a character or a class)."""
+        self.i += 1
+        c = self.peek()
+        for key, (name, negated) in _NAMED.items():
+            if self.p.startswith(key, self.i):
+                self.i += len(key)
+                ranges = engine_class(name)
+                return _complement(ranges) if negated else ranges
+        if c == "x":
+            if self.peek(2) == "x{":
+                end = self.p.index("}", self.i)
+                code, self.i = int(self.p[self.i + 2:end], 16), end + 1
+            else:
+                code, self.i = int(self.p[self.i + 1:self.i + 3], 16), self.i + 3
+            return ((code, code),)
+        simple = {"n": 0x0A, "t": 0x09, "r": 0x0D, "f": 0x0C, "v": 0x0B}
+        if c.isalnum() and c not in simple:
+            raise self.error(f"unsupported escape \\{c}")
+        self.i += 1
+        code = simple.get(c, ord(c))
+        return ((code, code),)
+
+    def char_class(self) -> Ranges:
+        self.i += 1
+        negated = self.peek() == "^"
+        self.i += negated
+        spans: list[tuple[int, int]] = []
+        first = True
+        while first or self.peek() != "]":
+            if self.i >= len(self.p):
+                raise self.error("unclosed character class")
+            first = False
+            if self.peek() == "[":  # a nested class: its union with the rest
+                spans.extend(self.char_class())
+                continue
+            item = self.escape() if self.peek() == "\\" else self.literal()
+            if self.peek() == "-" and self.peek(2) != "-]" and len(item) == 1 and item[0][0] == item[0][1]:
+                self.i += 1
+                hi = self.escape() if self.peek() == "\\" else self.literal()
+                item = ((item[0][0], hi[0][0]),)
+            spans.extend(item)
+        self.i += 1
+        ranges = _normalise(spans)
+        return _complement(ranges) if negated else ranges
+
+    def literal(self) -> Ranges:
+        c = self.peek()
+        self.i += 1
+        return ((ord(c), ord(c)),)
+
+
+def _split_atoms(rx: str) -> list[str]:
+    """The top-level atoms of a rewritten class (a class ``[..]``, an escape, or a group)."""
+    atoms, i = [], 0
+    while i < len(rx):
+        if rx[i] == "[":
+            j = rx.index("]", i) + 1
+        elif rx.startswith("\\x{", i):
+            j = rx.index("}", i) + 1
+        elif rx.startswith(("\\g<", "\\k<"), i):
+            j = rx.index(">", i) + 1
+        elif rx[i] == "(":
+            depth, j = 0, i
+            while True:
+                depth += {"(": 1, ")": -1}.get(rx[j], 0)
+                j += 1
+                if depth == 0:
+                    break
+        else:
+            j = i + 1
+        atoms.append(rx[i:j])
+        i = j
+    return atoms
+
+
+def byte_level_regex(pattern: str) -> str:
+    """``pattern`` (a regex over text) rewritten to give the same matches over the text's byte-level form."""
+    parser = _Parser(pattern)
+    out = parser.alternation()
+    if parser.i != len(pattern):
+        raise parser.error("unbalanced parenthesis")
+    defs = parser.classes.definitions()
+    return f"{out}|(?!){defs}" if defs else out
