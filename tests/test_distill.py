@@ -76,6 +76,8 @@ def test_model_is_pure_unigram_with_gpt2_ids(fitted, bpe):
     spec = json.loads(tok.to_str())
     assert spec["model"]["type"] == "Unigram" and "merges" not in spec["model"]
     assert spec["model"]["byte_fallback"] is False
+    # the text is mapped to byte-level characters once, then cut by one regex written for that alphabet
+    assert spec["normalizer"]["type"] == "ByteLevel" and spec["pre_tokenizer"]["type"] == "Split"
     # scores are merge-tree sums: every piece outscores its two halves together, but by less than the units in
     # the last place the scores move to load as written (late merges weigh about that), single bytes score 0
     score = {piece: value for piece, value in spec["model"]["vocab"]}

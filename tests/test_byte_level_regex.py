@@ -1,0 +1,86 @@
+"""The byte-level rewrite of a pre-tokenizer regex cuts the same pre-tokens as the regex over text."""
+
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+from tokenizers import Regex, normalizers, pre_tokenizers
+
+from ivr.tokenizers.byte_level_regex import byte_level_regex, engine_class
+
+GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+# the constructs the split and word rules use: lookbehinds holding classes, a named group and its
+# backreference, a nested class, possessive and lazy quantifiers, ``.``, ``\z``, a multi-byte literal
+RULES = (r"(?<!\p{L}ab|\x{20}ab)(?<=ab)c(?!\p{L})|(?=[\x{20}\p{L}]\p{L})\x{20}?+(?<g>[lé])\k<g>(?=\p{L}|\z)"
+         r"|(?=\x{20}?+[^\s\p{L}\p{N}]{3}) ?[^\s\p{L}\p{N}]*?(?=.(?<q>[\-─])\k<q>)(?!\k<q>)[\-─]|"
+         r"[\x{2500}-\x{257F}][\x{2500}]{2,3}+|" + GPT2)
+
+# ASCII, Latin letters and marks, digits of other scripts, Unicode white space, box drawing, CJK, emoji
+ALPHABET = list("ab lé\n\t\r'sdm-=.,!0123456789") + ["\u00a0", "\u3000", "\u2028", "\u0085", "\u00bd", "\u0663",
+                                                      "\u0301", "\u2500", "\u2502", "\u4e2d", "\U0001f600", "\u00ad",
+                                                      "\x00", "\x7f", "\u200b", "ß", "Ж"]
+texts = st.text(alphabet=st.sampled_from(ALPHABET), max_size=40)
+
+
+def cut_text(pattern: str):
+    split = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+                                     pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    return lambda text: [p for p, _ in split.pre_tokenize_str(text)]
+
+
+def cut_bytes(pattern: str):
+    split, norm = pre_tokenizers.Split(Regex(byte_level_regex(pattern)), behavior="isolated"), normalizers.ByteLevel()
+    return lambda text: [p for p, _ in split.pre_tokenize_str(norm.normalize_str(text))]
+
+
+@pytest.fixture(scope="module")
+def cutters():
+    return {name: (cut_text(p), cut_bytes(p)) for name, p in (("gpt2", GPT2), ("rules", RULES))}
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(text=texts)
+def test_the_rewrite_cuts_the_pre_tokens_of_the_text_regex(cutters, text):
+    for plain, rewritten in cutters.values():
+        assert rewritten(text) == plain(text)
+
+
+def test_the_rewrite_of_gpt2s_regex_cuts_as_its_byte_level_pre_tokenizer():
+    gpt2 = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    text = "Ünïcode wörds, 日本語 ½ and   spaces\u3000\u00a0x\n\n  def f(): return 1\r\n"
+    assert cut_bytes(GPT2)(text) == [p for p, _ in gpt2.pre_tokenize_str(text)]
+
+
+def test_the_classes_come_from_the_regex_engine():
+    letters, digits, space = engine_class("L"), engine_class("N"), engine_class("s")
+
+    def has(ranges, ch):
+        return any(lo <= ord(ch) <= hi for lo, hi in ranges)
+
+    assert all(has(letters, ch) for ch in "aZéßЖ中") and not any(has(letters, ch) for ch in "1-_ \u0301")
+    assert all(has(digits, ch) for ch in "7½\u0663") and not has(digits, "a")
+    assert all(has(space, ch) for ch in " \n\t\u00a0\u3000\u2028\u0085") and not has(space, "\u200b")
+
+
+def test_a_long_class_is_written_once_and_called():
+    # \p{L} is some 20,000 characters in byte-level form: a regex using it many times stays small
+    rewritten = byte_level_regex("|".join([r"\p{L}x"] * 50))
+    assert rewritten.count("(?<b0>") == 1 and rewritten.count(r"\g<b0>") == 50 and len(rewritten) < 30_000
+
+
+def test_an_unsupported_construct_is_an_error_naming_its_place():
+    with pytest.raises(ValueError, match=r"at 3: unsupported escape \\b"):
+        byte_level_regex(r"ab\bc")
+    with pytest.raises(ValueError, match="unclosed group"):
+        byte_level_regex(r"(ab")
+
+
+def test_code_points_keep_their_class_in_the_rewrite_of_gpt2s_regex():
+    # each character next to a letter, a digit, punctuation and a space joins or leaves each one's pre-token as
+    # its class says. Asked of every two-byte character, both ends of every range of the engine's classes and
+    # both sides of every continuation byte's wrap (every 64th code point), where a wrong byte range would show
+    edges = {c + d for lo, hi in engine_class("L") + engine_class("N") + engine_class("s")
+             for c in (lo, hi) for d in (-1, 0, 1)}
+    points = sorted(c for c in edges | set(range(0x800)) | {c + d for c in range(0, 0x110000, 64) for d in (-1, 0)}
+                    if 0 <= c <= 0x10FFFF and not 0xD800 <= c <= 0xDFFF)
+    text = "".join(f"a{chr(c)}1{chr(c)}-{chr(c)} {chr(c)}" for c in points)
+    gpt2 = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    assert cut_bytes(GPT2)(text) == [p for p, _ in gpt2.pre_tokenize_str(text)]
