@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
-from ivr.tokenizers.distill import DistillSettings, distill_tokenizer, rules_pre_tokenizer
+from ivr.tokenizers.distill import DistillSettings, distill_tokenizer, with_rules
 from ivr.tokenizers.io import METADATA_FILE, load_tokenizer
 
 
@@ -150,11 +150,10 @@ def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int, n_chun
     # all loaded afresh, so that their word caches (10,000 words each) start empty alike; the distilled model
     # behind GPT-2's plain pre-tokenizer tells the rules' cost apart from the Unigram model's, and behind the
     # split rules alone the word rules' cost apart from the split rules'
-    toks = {"bpe": offline_gpt2_tokenizer(), "distilled": load_tokenizer(tokenizer_dir),
-            "plain": load_tokenizer(tokenizer_dir), "split": load_tokenizer(tokenizer_dir)}
-    toks["plain"].pre_tokenizer = rules_pre_tokenizer([])
     metadata = json.loads((tokenizer_dir / METADATA_FILE).read_text(encoding="utf-8"))
-    toks["split"].pre_tokenizer = rules_pre_tokenizer(metadata.get("split_rules", []))
+    toks = {"bpe": offline_gpt2_tokenizer(), "distilled": load_tokenizer(tokenizer_dir),
+            "plain": with_rules(load_tokenizer(tokenizer_dir), []),
+            "split": with_rules(load_tokenizer(tokenizer_dir), metadata.get("split_rules", []))}
     chunks = [sample[i::n_chunks] for i in range(n_chunks)]
     mb = sum(len(t.encode("utf-8")) for t in sample) / 1e6
     for batch in (True, False):

@@ -34,6 +34,7 @@ VARIANTS = {
     "plain": "distilled model, GPT-2's plain pre-tokenizer",
     "split": "distilled model, split rules only",
     "distilled": "distilled tokenizer as saved (split and word rules)",
+    "text-regex": "the same rules as a regex over text, each pre-token mapped to bytes on its own",
 }
 # leave one class out: a class's rules cost mostly through the guards every pre-token of the class passes, which
 # only go away with both its split and its word rules
@@ -44,24 +45,28 @@ VARIANTS |= {f"no-{name}": f"distilled tokenizer without its {name} split and wo
 def build(variant: str, tokenizer_dir: Path):
     # imported here, so that the process counted under valgrind loads the tokenizers library alone
     from ivr.tokenizers.bpe import offline_gpt2_tokenizer
-    from ivr.tokenizers.distill import rules_pre_tokenizer
+    from ivr.tokenizers.distill import rules_pre_tokenizer, with_rules
     from ivr.tokenizers.io import METADATA_FILE, load_tokenizer
     from ivr.tokenizers.word_rules import word_segments
 
     if variant == "bpe":
         return offline_gpt2_tokenizer()
     tok = load_tokenizer(tokenizer_dir)
-    if variant != "distilled":
-        meta = json.loads((tokenizer_dir / METADATA_FILE).read_text(encoding="utf-8"))
-        rules, words = meta.get("split_rules", []), meta.get("word_rules", [])
-        if variant.startswith("no-"):
-            left_out = RULE_CLASSES[variant[3:]]
-            rules = [r for r in rules if r["class"] not in left_out]
-            words = [w for w in words if word_segments(w)[0] not in left_out]
-        else:
-            rules, words = (rules if variant == "split" else []), []
+    if variant == "distilled":
+        return tok
+    meta = json.loads((tokenizer_dir / METADATA_FILE).read_text(encoding="utf-8"))
+    rules, words = meta.get("split_rules", []), meta.get("word_rules", [])
+    if variant == "text-regex":  # the layout before the byte-level regex
+        tok.normalizer = None
         tok.pre_tokenizer = rules_pre_tokenizer(rules, words)
-    return tok
+        return tok
+    if variant.startswith("no-"):
+        left_out = RULE_CLASSES[variant[3:]]
+        rules = [r for r in rules if r["class"] not in left_out]
+        words = [w for w in words if word_segments(w)[0] not in left_out]
+    else:
+        rules, words = (rules if variant == "split" else []), []
+    return with_rules(tok, rules, words)
 
 
 def benchmark_sets() -> dict[str, list[str]]:
@@ -114,9 +119,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer", type=Path, help="a distilled tokenizer folder (with ivr_metadata.json)")
     ap.add_argument("--every", type=int, default=8, help="take every n-th document of the throughput sample")
-    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS)[:4],
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS)[:5],
                     help="which tokenizers to count (BPE always, as the reference): " + "; ".join(
-                        f"{k}: {v}" for k, v in VARIANTS.items()) + "; the default is the first four")
+                        f"{k}: {v}" for k, v in VARIANTS.items()) + "; the default is the first five")
     ap.add_argument("--exactness", action="store_true",
                     help="also count, for each variant, the word occurrences that get other ids than BPE's on the "
                          "distillation benchmark's fit corpus, held-out code and English prose (about a minute each)")

@@ -2,8 +2,8 @@
 
 GPT-2's ``ByteLevel`` pre-tokenizer cuts the text with its regex, then maps each pre-token to byte-level
 characters on its own. Mapping the whole text once (the ``ByteLevel`` normalizer) and cutting the mapped text
-with one regex gives the same pre-tokens for about 14% fewer encode instructions, since the per-pre-token
-mapping allocates and copies (``benchmarks/encode_instructions.py``). The regex must then read byte-level
+with one regex gives the same pre-tokens for fewer encode instructions, since mapping each pre-token on its
+own allocates and copies (figures in the README, from ``benchmarks/encode_instructions.py``). The regex must then read byte-level
 characters: every literal becomes the characters of its UTF-8 bytes, and every character class (``\\p{L}``,
 ``[^\\s\\p{L}\\p{N}]``, ``.``) an alternation over the byte sequences of its code points, as a trie by byte.
 
@@ -16,6 +16,7 @@ rewrite agrees with GPT-2's regex as this library runs it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -163,6 +164,7 @@ class _Classes:
 _NAMED = {"p{L}": ("L", False), "P{L}": ("L", True), "p{N}": ("N", False), "P{N}": ("N", True),
           "s": ("s", False), "S": ("s", True)}
 _ANCHORS = {"z", "A", "Z", "G"}
+_COUNTED = re.compile(r"\{\d+(?:,\d*)?\}")
 
 
 class _Parser:
@@ -202,8 +204,8 @@ class _Parser:
         start = self.i
         if self.peek() in ("?", "*", "+"):
             self.i += 1
-        elif self.peek() == "{" and (end := self.p.find("}", self.i)) > 0:
-            self.i = end + 1
+        elif counted := _COUNTED.match(self.p, self.i):
+            self.i = counted.end()
         else:
             return ""
         if self.peek() in ("?", "+"):  # lazy or possessive
