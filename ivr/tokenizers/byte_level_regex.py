@@ -137,22 +137,20 @@ class _Classes:
     def __init__(self) -> None:
         self.groups: dict[str, str] = {}  # multi-byte trie -> group name
 
-    def atom(self, ranges: Ranges, behind: bool) -> str:
-        """One character of ``ranges``. ASCII comes first, and outside a lookbehind (where the engine allows
-        none) the multi-byte sequences sit behind a lookahead for their lead bytes, so that where the class fails
-        on an ASCII character (every word's end) the engine tests two classes, not dozens of alternatives."""
+    def parts(self, ranges: Ranges, behind: bool) -> tuple[str, str]:
+        """One character of ``ranges``: its ASCII part and its multi-byte part ("" where it has none). Outside a
+        lookbehind (where the engine allows none) the multi-byte sequences sit behind a lookahead for their lead
+        bytes, so that where the class fails on an ASCII character (every word's end) the engine tests two
+        classes, not dozens of alternatives."""
         trie = _byte_trie(ranges)
-        if not trie:
-            return "(?!)"
         ascii_part = {span: child for span, child in trie.items() if span[1] < 0x80}
         multi = {span: child for span, child in trie.items() if span[0] >= 0x80}
-        alts = [_emit(ascii_part)] if ascii_part else []
-        if multi:
-            body = _emit(multi)
-            if len(body) > INLINE_LIMIT:
-                body = "\\g<%s>" % self.groups.setdefault(body, f"b{len(self.groups)}")
-            alts.append(body if behind else f"(?={_mapped_class(list(multi))}){body}")
-        return alts[0] if len(alts) == 1 else f"(?:{'|'.join(alts)})"
+        body = _emit(multi) if multi else ""
+        if len(body) > INLINE_LIMIT:
+            body = "\\g<%s>" % self.groups.setdefault(body, f"b{len(self.groups)}")
+        if multi and not behind:
+            body = f"(?={_mapped_class(list(multi))}){body}"
+        return (_emit(ascii_part) if ascii_part else ""), body
 
     def definitions(self) -> str:
         """The called groups, defined in a branch that never matches."""
@@ -165,6 +163,7 @@ _NAMED = {"p{L}": ("L", False), "P{L}": ("L", True), "p{N}": ("N", False), "P{N}
           "s": ("s", False), "S": ("s", True)}
 _ANCHORS = {"z", "A", "Z", "G"}
 _COUNTED = re.compile(r"\{\d+(?:,\d*)?\}")
+_GREEDY_RUN = re.compile(r"([+*])(\+?)(?![?+])")
 
 
 class _Parser:
@@ -174,8 +173,18 @@ class _Parser:
         self.behind = 0  # how many lookbehinds the cursor is in
 
     def cls(self, ranges: Ranges) -> tuple[str, bool]:
-        rx = self.classes.atom(ranges, self.behind > 0)
-        return rx, len(_split_atoms(rx)) == 1
+        a, m = self.classes.parts(ranges, self.behind > 0)
+        quant = _GREEDY_RUN.match(self.p, self.i)
+        if a and m and quant:
+            # a greedy run, unrolled: ASCII characters a run at a time (the engine loops over a class without
+            # an alternation's bookkeeping) and each multi-byte one followed by such a run. It parses every
+            # string one way, so giving characters back finds the same match, and no faster than one at a time
+            self.i = quant.end()
+            first = f"(?:{a}|{m})" if quant.group(1) == "+" else ""
+            run = f"{first}{a}*(?:{m}{a}*)*"
+            return (f"(?>{run})" if quant.group(2) else f"(?:{run})"), True
+        rx = a + m if not (a and m) else f"(?:{a}|{m})"
+        return (rx or "(?!)"), len(_split_atoms(rx or "(?!)")) == 1
 
     def error(self, why: str) -> ValueError:
         return ValueError(f"cannot rewrite regex at {self.i}: {why}: ...{self.p[max(0, self.i - 30):self.i + 30]}...")
