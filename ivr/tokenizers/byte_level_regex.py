@@ -48,18 +48,25 @@ def _complement(ranges: Ranges) -> Ranges:
     return _normalise(out)
 
 
-@lru_cache(maxsize=None)
-def engine_class(name: str) -> Ranges:
-    """The code points the ``tokenizers`` regex engine puts in ``\\p{L}``, ``\\p{N}`` or ``\\s`` (``name``)."""
+@lru_cache(maxsize=1)
+def _engine_classes() -> dict[str, Ranges]:
     from tokenizers import Regex, pre_tokenizers
 
-    negated = {"L": r"\P{L}+", "N": r"\P{N}+", "s": r"\S+"}[name]
     lo, hi = SURROGATES
     text = "".join(chr(c) for c in range(MAX_CODE_POINT + 1) if not lo <= c <= hi)
-    # what is left once the runs outside the class are removed: the class's runs, as offsets in characters
-    runs = pre_tokenizers.Split(Regex(negated), behavior="removed").pre_tokenize_str(text)
     to_code = lambda i: i if i < lo else i + (hi - lo + 1)  # noqa: E731 - offsets skip the surrogates
-    return _normalise((to_code(a), to_code(b - 1)) for _, (a, b) in runs)
+    out = {}
+    for name, negated in (("L", r"\P{L}+"), ("N", r"\P{N}+"), ("s", r"\S+")):
+        # what is left once the runs outside the class are removed: the class's runs, as offsets in characters
+        runs = pre_tokenizers.Split(Regex(negated), behavior="removed").pre_tokenize_str(text)
+        out[name] = _normalise((to_code(a), to_code(b - 1)) for _, (a, b) in runs)
+    return out
+
+
+def engine_class(name: str) -> Ranges:
+    """The code points the ``tokenizers`` regex engine puts in ``\\p{L}``, ``\\p{N}`` or ``\\s`` (``name``), read
+    from the engine itself on every code point (about 2 s, once per process)."""
+    return _engine_classes()[name]
 
 
 def _without_surrogates(ranges: Ranges) -> Ranges:
@@ -133,6 +140,17 @@ def _emit(node: dict) -> str:
 INLINE_LIMIT = 4000
 
 
+@lru_cache(maxsize=None)
+def _class_parts(ranges: Ranges) -> tuple[str, str, str]:
+    """The ASCII part of a class, its multi-byte part and a class of the latter's lead bytes, in byte-level form
+    ("" where there is none); the rules use the same few classes hundreds of times."""
+    trie = _byte_trie(ranges)
+    ascii_part = {span: child for span, child in trie.items() if span[1] < 0x80}
+    multi = {span: child for span, child in trie.items() if span[0] >= 0x80}
+    return (_emit(ascii_part) if ascii_part else "", _emit(multi) if multi else "",
+            _mapped_class(list(multi)) if multi else "")
+
+
 class _Classes:
     """Writes character classes in byte-level form, collecting the groups their long multi-byte parts call."""
 
@@ -144,15 +162,12 @@ class _Classes:
         lookbehind (where the engine allows none) the multi-byte sequences sit behind a lookahead for their lead
         bytes, so that where the class fails on an ASCII character (every word's end) the engine tests two
         classes, not dozens of alternatives."""
-        trie = _byte_trie(ranges)
-        ascii_part = {span: child for span, child in trie.items() if span[1] < 0x80}
-        multi = {span: child for span, child in trie.items() if span[0] >= 0x80}
-        body = _emit(multi) if multi else ""
+        ascii_rx, body, leads = _class_parts(ranges)
         if len(body) > INLINE_LIMIT:
             body = "\\g<%s>" % self.groups.setdefault(body, f"b{len(self.groups)}")
-        if multi and not behind:
-            body = f"(?={_mapped_class(list(multi))}){body}"
-        return (_emit(ascii_part) if ascii_part else ""), body
+        if body and not behind:
+            body = f"(?={leads}){body}"
+        return ascii_rx, body
 
     def definitions(self) -> str:
         """The called groups, defined in a branch that never matches."""

@@ -1130,6 +1130,8 @@ def distill_tokenizer(
         "method": "unigram scores by cutting planes (linear programs) on BPE segmentations",
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()},
         "scores": "sum of the fitted weights of the merges that build each piece (higher wins); not log-probabilities",
+        "pre_tokenizer": "ByteLevel normalizer (the whole text to byte-level characters at once), then one Split by "
+                         "GPT-2's regex with the split and word rules, rewritten for byte-level characters",
         "split_rules": fit.split_rules,
         "word_rules": fit.word_rules,
         "fit": {k: v for k, v in fit.stats.items() if k not in ("history", "split_rules_considered")},
