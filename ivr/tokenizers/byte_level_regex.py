@@ -53,14 +53,16 @@ def _engine_classes() -> dict[str, Ranges]:
     from tokenizers import Regex, pre_tokenizers
 
     lo, hi = SURROGATES
-    text = "".join(chr(c) for c in range(MAX_CODE_POINT + 1) if not lo <= c <= hi)
-    to_code = lambda i: i if i < lo else i + (hi - lo + 1)  # noqa: E731 - offsets skip the surrogates
-    out = {}
-    for name, negated in (("L", r"\P{L}+"), ("N", r"\P{N}+"), ("s", r"\S+")):
-        # what is left once the runs outside the class are removed: the class's runs, as offsets in characters
-        runs = pre_tokenizers.Split(Regex(negated), behavior="removed").pre_tokenize_str(text)
-        out[name] = _normalise((to_code(a), to_code(b - 1)) for _, (a, b) in runs)
-    return out
+    spans: dict[str, list[tuple[int, int]]] = {"L": [], "N": [], "s": []}
+    splits = {name: pre_tokenizers.Split(Regex(negated), behavior="removed")
+              for name, negated in (("L", r"\P{L}+"), ("N", r"\P{N}+"), ("s", r"\S+"))}
+    for start in range(0, MAX_CODE_POINT + 1, 1 << 16):  # a plane at a time: the engine copies what it reads
+        codes = [c for c in range(start, start + (1 << 16)) if not lo <= c <= hi]
+        text = "".join(map(chr, codes))
+        for name, split in splits.items():
+            # what is left once the runs outside the class are removed: the class's runs, as character offsets
+            spans[name] += [(codes[a], codes[b - 1]) for _, (a, b) in split.pre_tokenize_str(text)]
+    return {name: _normalise(found) for name, found in spans.items()}
 
 
 def engine_class(name: str) -> Ranges:
