@@ -71,6 +71,10 @@ def test_an_unsupported_construct_is_an_error_naming_its_place():
         byte_level_regex(r"ab\bc")
     with pytest.raises(ValueError, match="unclosed group"):
         byte_level_regex(r"(ab")
+    with pytest.raises(ValueError, match="unsupported group"):
+        byte_level_regex(r"(?<g>a)(?(<g>)b|c)")
+    with pytest.raises(ValueError, match=r"unsupported escape \\1"):
+        byte_level_regex(r"(a)\1")
 
 
 def test_code_points_keep_their_class_in_the_rewrite_of_gpt2s_regex():

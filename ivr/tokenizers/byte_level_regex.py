@@ -3,15 +3,17 @@
 GPT-2's ``ByteLevel`` pre-tokenizer cuts the text with its regex, then maps each pre-token to byte-level
 characters on its own. Mapping the whole text once (the ``ByteLevel`` normalizer) and cutting the mapped text
 with one regex gives the same pre-tokens for fewer encode instructions, since mapping each pre-token on its
-own allocates and copies (figures in the README, from ``benchmarks/encode_instructions.py``). The regex must then read byte-level
-characters: every literal becomes the characters of its UTF-8 bytes, and every character class (``\\p{L}``,
-``[^\\s\\p{L}\\p{N}]``, ``.``) an alternation over the byte sequences of its code points, as a trie by byte.
+own allocates and copies (figures in the README, from ``benchmarks/encode_instructions.py``). The regex must
+then read byte-level characters: every literal becomes the characters of its UTF-8 bytes, and every character
+class (``\\p{L}``, ``[^\\s\\p{L}\\p{N}]``, ``.``) an alternation over the byte sequences of its code points, as
+a trie by byte.
 
 The rewrite keeps the match of every regex over text: UTF-8 is a prefix-free code, so a rewritten class
 matches at most one way where a character starts, and a match starting where a character starts ends where
 one starts. Lookarounds, backreferences, groups and quantifiers keep their meaning on whole characters.
 The classes are read from the regex engine of the ``tokenizers`` library itself (its Unicode tables), so the
-rewrite agrees with GPT-2's regex as this library runs it.
+rewrite agrees with GPT-2's regex as this library runs it. What the rules do not use (numbered backreferences,
+``\\b``, ``\\w``, conditionals) is refused with the place it stands.
 """
 
 from __future__ import annotations

@@ -883,7 +883,8 @@ def with_rules(model_tok: Tokenizer, rules: Sequence[dict], word_rules: Sequence
     ``rules_pre_tokenizer``, without the copies that mapping each pre-token on its own makes."""
     tok = byte_level_tokenizer(model_tok.model)
     tok.normalizer = normalizers.ByteLevel()
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(byte_level_regex(split_pattern(rules, word_rules))), behavior="isolated")
+    pattern = byte_level_regex(split_pattern(rules, word_rules))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
     return tok
 
 

@@ -75,7 +75,7 @@ def context_segments(distilled: Tokenizer, bpe: Tokenizer, texts: Sequence[str],
     for text in tqdm(texts, desc=desc, unit="doc", mininterval=2.0):
         n += 1
         ref, got = pre_tokens(bpe, text), pre_tokens(distilled, text)
-        if len(ref) == len(got):
+        if ref == got:
             counts.update((w, (w,)) for w in ref)
             continue
         # both cover the text without gaps: a pre-token's end is the length of the byte-level text up to it
