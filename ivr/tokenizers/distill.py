@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+import tokenizers
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import Unigram
 from tqdm import tqdm
@@ -1133,6 +1134,8 @@ def distill_tokenizer(
         "scores": "sum of the fitted weights of the merges that build each piece (higher wins); not log-probabilities",
         "pre_tokenizer": "ByteLevel normalizer (the whole text to byte-level characters at once), then one Split by "
                          "GPT-2's regex with the split and word rules, rewritten for byte-level characters",
+        # the rewrite writes out the Unicode classes of this library's regex engine
+        "tokenizers_version": tokenizers.__version__,
         "split_rules": fit.split_rules,
         "word_rules": fit.word_rules,
         "fit": {k: v for k, v in fit.stats.items() if k not in ("history", "split_rules_considered")},
