@@ -199,7 +199,7 @@ class _Parser:
         if a and m and quant:
             # a greedy run, unrolled: ASCII characters a run at a time (the engine loops over a class without
             # an alternation's bookkeeping) and each multi-byte one followed by such a run. It parses every
-            # string one way, so giving characters back finds the same match, and no faster than one at a time
+            # string one way, so backtracking tries the same lengths in the same order and finds the same match
             self.i = quant.end()
             first = f"(?:{a}|{m})" if quant.group(1) == "+" else ""
             run = f"{first}{a}*(?:{m}{a}*)*"
