@@ -92,6 +92,20 @@ def test_model_is_pure_unigram_with_gpt2_ids(fitted, bpe):
     assert ids["random_sequence_decode_mismatches"] == 0
 
 
+def test_offsets_are_bpes_through_the_byte_level_normalizer(fitted, bpe):
+    # the normalizer maps the whole text to byte-level characters; the offsets still point into the text itself,
+    # non-ASCII characters and the special token included, as the fast tokenizer of transformers reports them
+    from transformers import PreTrainedTokenizerFast
+
+    tok, _ = fitted
+    text = "The quick fox\u2019s caf\u00e9 \u2014 \u201cquoted\u201d 2024\n\tdef f(x):\n    return x<|endoftext|>It's"
+    ours, gold = tok.encode(text), bpe.encode(text)
+    assert ours.ids == gold.ids and ours.offsets == gold.offsets
+    assert text[slice(*ours.offsets[ours.ids.index(50256)])] == "<|endoftext|>"
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok)
+    assert fast(text, return_offsets_mapping=True)["offset_mapping"] == gold.offsets
+
+
 def test_a_saved_tokenizer_loads_the_fitted_scores(fitted, tmp_path):
     # tokenizers' JSON reader rounds some numbers off by a unit in the last place: the fit writes floats it
     # reads back unchanged, so loading and saving again moves no score
