@@ -25,7 +25,9 @@ Method, in four steps:
 Ties (the same pieces in another order, mostly runs of one character) cannot be broken by any scores: HF
 Unigram keeps the longest last piece while BPE puts its long chunks first. They are handled by split rules
 derived from BPE's chunking of pure runs, spliced into GPT-2's own pre-tokenizer regex (one regex pass per
-text, as for BPE), accepted per character only when they fix enough fit words and break none.
+text, as for BPE), accepted per character only when they fix enough fit words and break none. The saved
+tokenizer runs that regex rewritten for byte-level text behind the ``ByteLevel`` normalizer
+(``byte_level_regex``), which cuts the same pre-tokens for fewer instructions than mapping each pre-token.
 """
 
 from __future__ import annotations
