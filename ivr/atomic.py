@@ -1,13 +1,38 @@
-"""Write-then-rename helpers: an interrupted run never leaves a half-written artifact in place."""
+"""Write-then-rename helpers: an interrupted run never leaves a half-written artifact in place.
+
+Artifacts get the permissions an ordinary ``open``/``mkdir`` would give (``0666``/``0777`` less the umask),
+not the owner-only ones of ``mkstemp``/``mkdtemp``: exported models are read by other users and by serving
+containers. A directory is replaced by an atomic exchange of the two paths where the kernel offers one, so
+a concurrent reader sees the old or the new directory, never none.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux ``renameat2``); False where that is unavailable."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
 @contextlib.contextmanager
@@ -20,6 +45,8 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            tmp_path.chmod(0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -33,15 +60,17 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp_path
-        if target.exists():
-            # os.replace cannot swap a non-empty directory; move the old one aside first
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp_path, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp_path, target)
+        tmp_path.chmod(0o777 & ~_umask())
+        # a fresh target: the plain rename is atomic; an existing one: swap, then delete the old one (now at tmp)
+        try:
+            os.rename(tmp_path, target)
+        except OSError:
+            if not _exchange(tmp_path, target):
+                # no exchange on this system: move the old directory aside under a unique name first
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+                os.replace(target, old / "d")
+                os.replace(tmp_path, target)
+                shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
 

@@ -1,0 +1,72 @@
+"""Atomic writes: ordinary permissions, and directory replacement that is safe under concurrent use."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import pytest
+
+from ivr.atomic import atomic_dir, atomic_file, write_text
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_files_and_directories_get_umask_permissions(tmp_path, umask_022):
+    write_text(tmp_path / "a.txt", "x")
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "weights.bin").write_bytes(b"0")
+    with atomic_file(tmp_path / "b.bin") as tmp:
+        tmp.write_bytes(b"1")
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.bin").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_a_failed_write_leaves_the_old_artifact(tmp_path):
+    write_text(tmp_path / "a.txt", "old")
+    with pytest.raises(RuntimeError), atomic_file(tmp_path / "a.txt") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError
+    assert (tmp_path / "a.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_concurrent_writers_and_a_reader_never_fail_or_see_the_target_missing(tmp_path):
+    target = tmp_path / "shared"
+    errors, missing, stop = [], [], threading.Event()
+
+    def writer(tag: str) -> None:
+        try:
+            for i in range(150):
+                with atomic_dir(target) as tmp:
+                    (tmp / "value").write_text(f"{tag}{i}")
+        except Exception as err:  # collected: a thread's exception would otherwise vanish
+            errors.append(err)
+
+    def reader() -> None:
+        while not stop.is_set():
+            if not target.exists():
+                missing.append(1)
+
+    with atomic_dir(target) as tmp:
+        (tmp / "value").write_text("start")
+    threads = [threading.Thread(target=writer, args=(t,)) for t in "ab"]
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    watcher.join()
+    assert errors == []
+    assert missing == []
+    assert (target / "value").read_text() in {"a149", "b149"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared"]
