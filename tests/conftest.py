@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from ivr.tokenizers.distill import DistillSettings  # noqa: E402  (after the offline switches)
+from ivr.tokenizers.distill.settings import DistillSettings  # noqa: E402  (after the offline switches)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

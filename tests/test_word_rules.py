@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from tokenizers import Tokenizer
 
-from ivr.tokenizers import distill
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import bytes_to_piece, text_to_piece
-from ivr.tokenizers.distill import DistillSettings, bare_model, fit_distilled, pre_token_counts, rules_pre_tokenizer, with_rules
+from ivr.tokenizers.distill.pre_tokenizer import rules_pre_tokenizer, with_rules
+from ivr.tokenizers.distill.settings import DistillSettings
+from ivr.tokenizers.distill.stage import fit_distilled
+from ivr.tokenizers.distill.word_rules import word_segments
+from ivr.tokenizers.distill.words import pre_token_counts
+from ivr.tokenizers.unigram import bare_model
 from ivr.tokenizers.verify import compare_texts
-from ivr.tokenizers.word_rules import word_segments
+from tests.distill_fixtures import split_rule
 
 # words the fitted scores got wrong on the standard library (provably, for most): digits, punctuation, letters,
 # with and without a leading space, and a tie
@@ -39,8 +41,7 @@ def cut_bpe(bpe, word_pieces) -> Tokenizer:
     # pre-token changes some ids. Split rules cut runs inside pre-tokens, so a listed word can follow a cut
     # without starting a pre-token ("=" + "=')'"); built as the fit builds them (once per process)
     bare = bare_model(bpe)
-    fingerprint = hashlib.sha256(bare.to_str().encode("utf-8")).hexdigest()
-    rules = [distill._memo_split_rule(bare, fingerprint, c, 80) for c in "='1Y"]
+    rules = [split_rule(bare, c, 80) for c in "='1Y"]
     return with_rules(bare, rules, word_pieces)
 
 
@@ -81,7 +82,7 @@ def test_the_fit_cuts_words_no_scores_or_split_rules_match(bpe):
     texts = ["a = ('''x''')\nb = \"'''\"\nc = \"('''\"\n" * 3]
     counts, _ = pre_token_counts(bpe, texts)
     settings = DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, general_usage_words=0,
-                               split_rules=False, random_id_sequences=0)
+                               split_rules=False)
     tok, fit = fit_distilled(bpe, counts, settings)
     assert fit.stats["fit_mismatched_types"] == fit.stats["proven_unsatisfiable_types"] == 0
     assert fit.stats["word_rules"] == len(fit.word_rules) >= 1
@@ -97,7 +98,7 @@ def test_a_quote_run_before_a_contraction_letter_gets_a_word_rule(bpe):
     texts = ["exec('''def f(): pass''')\n" * 3, "x = ('''a''')\n"]
     counts, _ = pre_token_counts(bpe, texts)
     settings = DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, general_usage_words=0,
-                               split_rule_chars="'", split_rule_min_fixed=1, max_run=80, random_id_sequences=0)
+                               split_rule_chars="'", split_rule_min_fixed=1, max_run=80)
     tok, fit = fit_distilled(bpe, counts, settings)
     assert "'" in {r["char"] for r in fit.split_rules}
     assert ["(", "''", "'"] in fit.word_rules

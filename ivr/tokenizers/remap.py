@@ -20,8 +20,8 @@ from tokenizers import Tokenizer
 from ivr.analysis.select import IVRSettings, read_candidates, single_pretoken, vocab_pieces
 from ivr.atomic import write_json, write_text
 from ivr.tokenizers.byte_level import EOS_TOKEN, char_to_byte, piece_to_bytes, readable, single_byte_pieces, text_to_piece
-from ivr.tokenizers.distill import read_back_stable
 from ivr.tokenizers.io import pre_tokens, save_tokenizer_dir
+from ivr.tokenizers.unigram import read_back_stable
 
 RULES_HEADER = """\
 # In-place vocabulary reassignment rules. Each rule gives id `id` the string `new_text`, whose byte-level

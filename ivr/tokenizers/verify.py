@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from itertools import permutations
 from pathlib import Path
 
@@ -14,10 +14,22 @@ from tqdm import tqdm
 
 from ivr.atomic import write_json, write_text
 from ivr.tokenizers.byte_level import readable
-from ivr.tokenizers.distill import DistillSettings, bare_model
 from ivr.tokenizers.io import pre_tokens
+from ivr.tokenizers.unigram import bare_model
 
 KINDS = ("tie", "conflict", "other")
+
+
+@dataclass
+class VerifySettings:
+    """Knobs of the check of a distilled tokenizer against BPE (``data.verify.*``)."""
+
+    random_id_sequences: int = 2000
+    """How many random id sequences verification decodes with both tokenizers."""
+    examples: int = 20
+    """How many of the most frequent mismatches the report lists per kind."""
+    seed: int = 0
+    """Seed for the random id sequences."""
 
 
 class DistillationMismatch(RuntimeError):
@@ -188,18 +200,22 @@ def verify_tokenizer(
     eval_sets: dict[str, Iterable[str]],
     report_md: Path,
     report_json: Path,
-    settings: DistillSettings | None = None,
+    settings: VerifySettings | None = None,
     fit_info: dict | None = None,
+    fit_settings: dict | None = None,
 ) -> dict:
-    """Compare ``distilled`` with ``bpe`` on every text set and on all ids; write both reports; return the summary."""
-    settings = settings or DistillSettings()
+    """Compare ``distilled`` with ``bpe`` on every text set and on all ids; write both reports; return the summary.
+
+    ``fit_info`` (the fit's statistics) and ``fit_settings`` (the settings it ran with, JSON-ready) are recorded
+    as given, the fit settings ahead of ``settings`` in the report's settings."""
+    settings = settings or VerifySettings()
     summary = {
         "ids": compare_ids(distilled, bpe, settings.random_id_sequences, settings.seed),
         "sets": {name: compare_texts(distilled, bpe, texts, name, settings.examples) for name, texts in eval_sets.items()},
     }
     if fit_info is not None:
         summary["fit"] = fit_info
-    summary["settings"] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}
+    summary["settings"] = {**(fit_settings or {}), **asdict(settings)}
     write_json(report_json, summary)
     write_text(report_md, render_markdown(summary))
     return summary

@@ -12,27 +12,11 @@ a failed alternative costs the regex engine some fifty instructions, a failed ch
 
 from __future__ import annotations
 
-import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 
 from ivr.tokenizers.byte_level import piece_to_bytes
-
-# GPT-2's character classes as its regex writes them (\p{L}+, \p{N}+, [^\s\p{L}\p{N}]+)
-CLASS_RX = {"letter": r"\p{L}", "digit": r"\p{N}", "punct": r"[^\s\p{L}\p{N}]"}
-
-
-def rx(text: str) -> str:
-    """``text`` as a regex literal (every character escaped by code point)."""
-    return "".join("\\x{%02X}" % ord(ch) for ch in text)
-
-
-def gpt2_class(ch: str) -> str | None:
-    """The class of GPT-2's pre-tokenizer regex that ``ch`` belongs to (None for white space)."""
-    if ch.isspace():
-        return None
-    category = unicodedata.category(ch)[0]  # Python's isdigit() differs from \p{N} beyond ASCII ("½")
-    return "letter" if category == "L" else "digit" if category == "N" else "punct"
+from ivr.tokenizers.distill.gpt2_regex import CLASS_RX, gpt2_class, rx
 
 
 def word_segments(pieces: Sequence[str]) -> tuple[str, list[str]] | None:

@@ -1,0 +1,147 @@
+"""GPT-2's pre-tokenizer regex with the split and word rules spliced in, and the pre-tokens it cuts.
+
+The rules are written for the regex over text (``rules_pre_tokenizer``), one regex pass per text as for BPE.
+The saved tokenizer runs that regex rewritten for byte-level text behind the ``ByteLevel`` normalizer
+(``with_rules``, ``byte_level_regex``), which cuts the same pre-tokens for fewer instructions than mapping each
+pre-token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+
+from ivr.tokenizers.byte_level import piece_to_bytes
+from ivr.tokenizers.byte_level_regex import byte_level_regex
+from ivr.tokenizers.distill.gpt2_regex import CLASS_RX, CONTRACTION, rx
+from ivr.tokenizers.distill.word_rules import word_rule_pattern
+from ivr.tokenizers.io import byte_level_tokenizer
+
+
+def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = ()) -> str:
+    """GPT-2's pre-tokenizer regex with the rules' alternatives ahead of the class each rule cuts.
+
+    Every alternative of a rule's ``pattern`` and ``after_space`` starts with two of its characters (after a
+    space for the latter), so each class's rules sit behind one lookahead for a doubled rule character: a
+    position where no rule applies (nearly every word start) costs a character comparison or two, not one test
+    per rule. Every alternative of a class, word rules included, needs two characters of the class after GPT-2's
+    optional space (but a word rule's one-character final quote), so a pre-token of one character (most
+    punctuation of code: ``(``, ``,``, ``.``) skips all of them with one failed test. The ``word_rules`` (BPE
+    pieces of whole words, ``word_rules.word_rule_pattern``) come first in their class, behind a lookahead of
+    their own: they only match inside their own word.
+    """
+
+    def chars(members: list[dict]) -> str:
+        return "".join(rx(piece_to_bytes(r["char"]).decode("utf-8")) for r in members)
+
+    def group(members: list[dict], words: tuple[str, str] | None) -> str:
+        # the word rules come first since they only match inside their own word; their guards (a word's first
+        # characters) and the split rules' (a doubled rule character, after a space or not) stay two lookaheads:
+        # one lookahead on both took 1.7% more instructions to encode (benchmarks/encode_instructions.py)
+        out = words[0] + "|" if words else ""
+        plain = [r["pattern"] for r in members if r.get("pattern")]
+        spaced = [r["after_space"] for r in members if r.get("after_space")]
+        if plain or spaced:
+            lead = r"\x{20}?+" if spaced else ""
+            alts = plain + ([f"\\x{{20}}(?:{'|'.join(spaced)})"] if spaced else [])
+            out += f"(?={lead}{doubled(members)})(?:{'|'.join(alts)})|"
+        return out
+
+    def doubled(members: list[dict]) -> str:
+        # one character doubled is a literal (the newline rule: 0.4% fewer instructions); of several, a
+        # backreference to the one just seen. Every capture group costs every regex search, so the digits, whose
+        # few multi-digit pre-tokens may as well try their ten rules, take two of any rule digit (4.6M fewer
+        # encode instructions; for letters and punctuation the wider test costs more than the group)
+        if len({r["char"] for r in members}) == 1:
+            return chars(members[:1]) * 2
+        if members[0]["class"] == "digit":
+            return f"[{chars(members)}]" * 2
+        name = f"g{len(names)}"
+        names.append(name)
+        return f"(?<{name}>[{chars(members)}])\\k<{name}>"
+
+    names: list[str] = []
+    words = word_rule_pattern(word_rules)
+    classes = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "space": ("newline",)}
+    by = {k: group([r for r in rules if r["class"] in ks], words.get(k)) for k, ks in classes.items()}
+    # a prefix alternative is one character and then a run of its rule's character: the same doubled-character
+    # lookahead, one position on, keeps the lazy scan over a punctuation pre-token at one test per position, and
+    # the scan is skipped for the one- and two-character punctuation of code (it needs three: p and a run). Inside
+    # a run (p the run's character) no prefix alternative can match: one backreference skips them all
+    with_prefix = [r for r in rules if r.get("prefix")]
+    if with_prefix:
+        by["punct"] += (r"(?=\x{20}?+[^\s\p{L}\p{N}]{3}) ?[^\s\p{L}\p{N}]*?"
+                        + f"(?=.(?<q>[{chars(with_prefix)}])\\k<q>)(?!\\k<q>)(?:"
+                        + "|".join(r["prefix"] for r in with_prefix) + ")|")
+    # letters first: most pre-tokens are words, and no letter alternative can match where a contraction starts,
+    # so trying them before the contractions changes no match (encoding measured about 1.5% faster). The rules of
+    # punctuation cannot match there either, except a word rule's final quote, which must take precedence: cut off
+    # from its word, it must not join the letters after it (a contraction in "!).'''s"). Digits, which no other
+    # alternative matches, come after punctuation, four times as common in the benchmark's sample
+    # a lookahead for two characters of the class (or a space and one) keeps the other classes (and white space:
+    # indentation, newlines) and the class's one-character pre-tokens (87% of punctuation pre-tokens in the
+    # benchmark's sample) from walking through each of its rules' lookaheads
+    def behind(cls: str, alts: str) -> str:
+        single = words[cls][1] if cls in words else ""
+        test = rf"[\x{{20}}{CLASS_RX[cls]}]{CLASS_RX[cls]}" + (f"|{single}" if single else "")
+        return f"(?={test})(?:{alts[:-1]})|" if alts else ""
+
+    return (
+        behind("letter", by["letter"]) + r" ?\p{L}+|" + behind("punct", by["punct"]) + CONTRACTION + "|"
+        + r" ?[^\s\p{L}\p{N}]+|" + behind("digit", by["digit"]) + r" ?\p{N}+|" + by["space"] + r"\s+(?!\S)|\s+"
+    )
+
+
+def rules_pre_tokenizer(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = ()):
+    """GPT-2's byte-level pre-tokenizer, with the split and word rules spliced into its regex when there are any.
+
+    This form reads text, as the rules are written; the saved tokenizer runs the same regex in byte-level form
+    (``with_rules``), which cuts the same pre-tokens for fewer instructions."""
+    if not rules and not word_rules:
+        return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(split_pattern(rules, word_rules)), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+
+
+def with_rules(model_tok: Tokenizer, rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = ()) -> Tokenizer:
+    """The full tokenizer: ``model_tok``'s model behind GPT-2's pre-tokenizer carrying the split and word rules.
+
+    The ``ByteLevel`` normalizer maps the whole text to byte-level characters at once and one ``Split`` cuts it
+    with ``split_pattern`` rewritten for that alphabet (``byte_level_regex``): the pre-tokens of
+    ``rules_pre_tokenizer``, without the copies that mapping each pre-token on its own makes."""
+    tok = byte_level_tokenizer(model_tok.model)
+    tok.normalizer = normalizers.ByteLevel()
+    pattern = byte_level_regex(split_pattern(rules, word_rules))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
+    return tok
+
+
+def segment_words(rules: Sequence[dict], words: Sequence[str], word_rules: Sequence[Sequence[str]] = ()) -> list[list[str]]:
+    """Each byte-level word as the rules cut it on its own (a word GPT-2 would pre-tokenize further stays whole)."""
+    if not rules and not word_rules:
+        return [[w] for w in words]
+    plain, cut = rules_pre_tokenizer([]), rules_pre_tokenizer(rules, word_rules)
+    chars = {r["char"] * 2 for r in rules}
+    listed = {"".join(pieces) for pieces in word_rules}
+    out = []
+    for w in words:
+        segs = [w]
+        if w in listed or any(c in w for c in chars):
+            try:
+                text = piece_to_bytes(w).decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            if text is not None and [p for p, _ in plain.pre_tokenize_str(text)] == [w]:
+                segs = [p for p, _ in cut.pre_tokenize_str(text)]
+        out.append(segs)
+    return out
+
+
+def encode_segments(model_tok: Tokenizer, segments: Sequence[Sequence[str]]) -> list[list[int]]:
+    """Model-only ids of each segmented word: its segments encoded on their own, concatenated."""
+    flat = sorted({s for segs in segments for s in segs})
+    ids = dict(zip(flat, (e.ids for e in model_tok.encode_batch(flat))))
+    return [[i for s in segs for i in ids[s]] for segs in segments]

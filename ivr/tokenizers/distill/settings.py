@@ -1,0 +1,76 @@
+"""What a distillation fit may be told (``DistillSettings``) and what it hands back (``FitResult``)."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# how many word rules and words proven unsatisfiable the fit statistics list (most frequent first)
+EXAMPLES = 20
+
+
+@dataclass
+class DistillSettings:
+    """Knobs of tokenizer distillation (``data.distill.*``)."""
+
+    strict: bool = False
+    """Fail when any corpus word occurrence (ties included) gets ids other than BPE's."""
+    init_exponent: float = 3.3
+    """Initial weight of merge ``rank`` is ``(rank + 1) ** -init_exponent``; a piece scores the sum over its tree.
+    Steeper is closer to BPE's merge order; past about 3.3 late merges weigh less than float64 resolves."""
+    max_iterations: int = 40
+    """Most fitting rounds (each: one Viterbi pass over all words, then one linear program over the rows)."""
+    max_seconds: float = 120.0
+    """Stop starting fitting rounds after this many seconds of score fitting (the best round is kept)."""
+    margin: float = 0.05
+    """How much BPE's segmentation must beat each collected competitor, as a fraction of the smallest initial
+    weight among the merges the two segmentations use differently (a fixed margin would outweigh late merges,
+    whose weights are tiny, and force large changes on them)."""
+    slack_penalty: float = 300.0
+    """Cost of giving up one word occurrence by 1e-12 of score, against changing by 100% the weight of a
+    merge that one fit word uses (changes cost more on merges many words use). Lower gives up more fit words
+    to word rules and breaks fewer unseen ones. Vocabulary pieces are never given up (``STRICT_PENALTY``):
+    a piece that does not encode to itself breaks every text that holds it."""
+    vocab_words: bool = True
+    """Fit on every vocabulary piece as a word of its own."""
+    vocab_variants: bool = True
+    """Also fit on each ASCII-alphabetic piece with its leading space toggled and with a capital first letter."""
+    number_words: int = 4
+    """Also fit on every digit string of up to this many digits, with and without a leading space (BPE's
+    digit merges are erratic and numbers are everywhere; 5 digits adds provable conflicts, not accuracy)."""
+    general_usage_words: int = 50000
+    """How many of ``wordfreq``'s most frequent English words (with and without a leading space) count, in the
+    fit's cost of changing a merge, as users of the merges their BPE pieces are built from: a merge that many
+    general words use costs more to change, so a fit on code breaks fewer words of prose it never sees. They add
+    no constraints (0: none)."""
+    word_list: Path | None = None
+    """Optional UTF-8 file with one word per line, optionally ``word<TAB>count``, for text beyond the corpus.
+    Each word is fitted with and without a leading space, weighted by its count (1 when none is given)."""
+    split_rules: bool = True
+    """Splice rules into GPT-2's pre-tokenizer regex that cut runs of one character into BPE's chunks (ties)."""
+    max_run: int = 128
+    """Longest run of one character on which a candidate split rule must reproduce BPE exactly."""
+    split_rule_min_fixed: float = 10.0
+    """A split rule is kept only if it fixes at least this many weighted fit word occurrences (rules cost speed)."""
+    split_rule_chars: str = "-=*#~_/^+.<>|\")]" + string.digits + string.ascii_letters + "─═…—–•·█░▬★"
+    """Characters whose runs get a split rule whatever the fit corpus holds (if it breaks no fit word): rulers,
+    underlines and markers (``-=*#~_/^+.<>|``), quotes and closing brackets (``\"""'``, ``")))``), placeholder
+    or hex runs of letters and digits (``NNN``, ``ffff``, ``0000``), and the box drawings, dashes, dots and
+    blocks of GPT-2's merges of a multi-byte character with itself (``────``, ``……``) are common in any
+    text. Letter, digit and multi-byte rules take under 1 s each to build; ASCII punctuation up to 6 s."""
+    word_rules: int = 1000
+    """At most this many of the fit words that scores and split rules leave wrong (most frequent first) get a
+    word rule: regex alternatives that cut exactly that whole pre-token at BPE's token boundaries (``0477``,
+    `` '(')``; 0: none). Each costs a little encoding speed, on text starting with its characters only."""
+
+
+@dataclass
+class FitResult:
+    """Scores for the 50257 pieces (GPT-2 ids) and what the fit saw."""
+
+    scores: list[float]
+    split_rules: list[dict]
+    word_rules: list[list[str]] = field(default_factory=list)
+    """BPE's pieces of each word cut by a word rule, most frequent first."""
+    stats: dict = field(default_factory=dict)

@@ -1,0 +1,186 @@
+"""The distillation stage: fit a Unigram model with BPE's pieces at BPE's ids that segments as BPE does, save
+it, verify the saved file, and fail under ``strict`` when the corpus is not matched exactly.
+
+Method, in four steps:
+
+1. Words (``words.py``): the corpus's distinct byte-level pre-tokens (weighted by count), every vocabulary
+   piece on its own and simple variants of it (leading space toggled, capitalised), digit strings of up to
+   four digits, plus an optional word list file. Labels are BPE's own segmentations of each word.
+2. Initial scores (``scores.py``): merge ``rank`` weighs ``(rank + 1) ** -exponent`` and a piece scores the sum
+   of the weights in its merge tree, so early merges dominate as they do in BPE and every piece beats its own
+   halves.
+3. Cutting planes over the merge weights (``lp_fit.py``): every word the current Unigram Viterbi (the
+   ``tokenizers`` one, on the scores as they will be written) gets wrong adds the row "BPE's segmentation beats
+   this one by a margin" (a fraction of the smallest weight at stake, since late merges weigh ~1e-13); a linear
+   program over all rows so far finds the smallest relative change of the merge weights that meets them (cheap
+   on merges few words use, wordfreq's most frequent English words counted as users too; a fit word is given up
+   where keeping it would cost more than ``slack_penalty`` times its count, a vocabulary piece never). Fitting
+   merge weights rather than free piece scores keeps scores merge-tree sums, which is what carries the fit to
+   words it never saw. Rounds are bounded in number and time; the round with the fewest weighted mismatches is
+   kept, and a last phase-one program proves which of the words still wrong cannot be matched together with the
+   others.
+4. Written scores (``ivr.tokenizers.unigram``): the merge-tree sums themselves (0 for a single byte, up to about
+   1.1; higher wins), not log-probabilities. Shifting them to look like ones (``score - c * len(piece)``, the
+   same Viterbi in exact arithmetic) multiplies every sum's magnitude about tenfold, and the weights of late
+   merges (~3e-16 at the default exponent) then drown in float rounding.
+
+Ties (the same pieces in another order, mostly runs of one character) cannot be broken by any scores: HF
+Unigram keeps the longest last piece while BPE puts its long chunks first. They are handled by split rules
+derived from BPE's chunking of pure runs (``split_rules.py``), spliced into GPT-2's own pre-tokenizer regex
+(``pre_tokenizer.py``; one regex pass per text, as for BPE), accepted per character only when they fix enough
+fit words and break none (``rule_selection.py``). The most frequent fit words still wrong get word rules that
+cut them at BPE's tokens (``word_rules.py``). The saved tokenizer runs that regex rewritten for byte-level text
+behind the ``ByteLevel`` normalizer (``byte_level_regex``), which cuts the same pre-tokens for fewer
+instructions than mapping each pre-token.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections import Counter
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import tokenizers
+from tokenizers import Tokenizer
+
+from ivr.general_english import most_frequent_english
+from ivr.peak_memory import PeakRSS
+from ivr.tokenizers.byte_level import readable, text_to_piece
+from ivr.tokenizers.distill.lp_fit import fit_scores
+from ivr.tokenizers.distill.pre_tokenizer import encode_segments, segment_words, with_rules
+from ivr.tokenizers.distill.rule_selection import select_split_rules, select_word_rules
+from ivr.tokenizers.distill.settings import EXAMPLES, DistillSettings, FitResult
+from ivr.tokenizers.distill.words import fit_words, gpt2_pieces, pre_token_counts
+from ivr.tokenizers.io import load_tokenizer, save_tokenizer_dir
+from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
+from ivr.tokenizers.verify import DistillationMismatch, VerifySettings, verify_tokenizer
+
+
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector: each round, and each split rule's questions to BPE, build ~10^5 small
+    objects (no cycles), and with a large corpus alive every collection they trigger walks it, which more than
+    doubled the fit's time."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def fit_distilled(
+    bpe: Tokenizer, corpus_counts: Counter, settings: DistillSettings
+) -> tuple[Tokenizer, FitResult]:
+    """Fit scores and split rules on ``corpus_counts`` (byte-level pre-token counts); build the tokenizer."""
+    pieces = gpt2_pieces(bpe)
+    bare_bpe = bare_model(bpe)
+    weighted = fit_words(pieces, corpus_counts, settings)
+    vocab = set(pieces)
+    words = sorted(weighted)  # sorted: the fit must not depend on the corpus's iteration order
+    weights = np.array([weighted[w] for w in words], dtype=np.float64)
+    gold = [e.ids for e in bare_bpe.encode_batch(words)]
+    general = [text_to_piece(lead + w) for w, _ in most_frequent_english(settings.general_usage_words)
+               for lead in ("", " ")]
+    with _gc_paused():
+        scores, stats, given_up = fit_scores(pieces, words, weights, gold, settings,
+                                             [e.ids for e in bare_bpe.encode_batch(general)],
+                                             np.array([w in vocab for w in words]))
+        model_tok = unigram_tokenizer(pieces, scores)
+        start = time.perf_counter()
+        rules, considered = (
+            select_split_rules(bare_bpe, model_tok, words, weights, gold, settings) if settings.split_rules else ([], [])
+        )
+        split_rule_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    pred = encode_segments(model_tok, segment_words(rules, words))
+    word_rules = select_word_rules(model_tok, rules, words, weights, gold, pred, settings.word_rules)
+    if word_rules:
+        pred = encode_segments(model_tok, segment_words(rules, words, word_rules))
+    final = with_rules(model_tok, rules, word_rules)
+    bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g]
+    stats.update(
+        fit_word_types=len(words),
+        corpus_word_types=len(corpus_counts),
+        fit_mismatched_types=len(bad),
+        fit_mismatched_tie_types=sum(1 for i in bad if sorted(pred[i]) == sorted(gold[i])),
+        split_rules_considered=considered,
+        word_rules=len(word_rules),
+        split_rule_seconds=round(split_rule_seconds, 2),
+        word_rule_seconds=round(time.perf_counter() - start, 2),
+        word_rules_examples=[" · ".join(readable(p) for p in pieces) for pieces in word_rules[:EXAMPLES]],
+    )
+    # the proof is about scores alone: report the words the split and word rules do not fix either
+    still_wrong = {words[i] for i in bad}
+    unsatisfiable = [w for w in given_up if w in still_wrong]
+    stats.update(
+        proven_unsatisfiable_types=len(unsatisfiable),
+        proven_unsatisfiable_cut_by_rules=len(given_up) - len(unsatisfiable),
+        proven_unsatisfiable_examples=[readable(w) for w in unsatisfiable[:EXAMPLES]],
+    )
+    return final, FitResult(scores=[float(s) for s in scores], split_rules=rules, word_rules=word_rules, stats=stats)
+
+
+def distill_tokenizer(
+    bpe: Tokenizer,
+    train_texts: Iterable[str],
+    heldout_texts: Iterable[str],
+    settings: DistillSettings,
+    out_dir: Path,
+    report_md: Path,
+    report_json: Path,
+    extra_eval_texts: dict[str, list[str]] | None = None,
+    verify_settings: VerifySettings | None = None,
+) -> dict:
+    """Fit the distilled Unigram tokenizer on ``train_texts``, save it to ``out_dir``, verify it and report.
+
+    Returns the report summary. With ``settings.strict`` raises ``DistillationMismatch`` (after writing
+    the reports) when any word occurrence of ``train_texts`` gets ids other than BPE's.
+    """
+    verify_settings = verify_settings or VerifySettings()
+    train_texts = list(train_texts)
+    with PeakRSS() as peak:
+        start = time.perf_counter()
+        counts, _ = pre_token_counts(bpe, train_texts, desc="pre-tokenizing the fit corpus")
+        pre_tokenize_seconds = time.perf_counter() - start
+        tok, fit = fit_distilled(bpe, counts, settings)
+        fit_seconds = time.perf_counter() - start
+
+    fit_settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}
+    metadata = {
+        "stage": "distill",
+        "method": "unigram scores by cutting planes (linear programs) on BPE segmentations",
+        # the stage's settings: the fit's, then verification's
+        "settings": {**fit_settings, **asdict(verify_settings)},
+        "scores": "sum of the fitted weights of the merges that build each piece (higher wins); not log-probabilities",
+        "pre_tokenizer": "ByteLevel normalizer (the whole text to byte-level characters at once), then one Split by "
+                         "GPT-2's regex with the split and word rules, rewritten for byte-level characters",
+        # the rewrite writes out the Unicode classes of this library's regex engine
+        "tokenizers_version": tokenizers.__version__,
+        "split_rules": fit.split_rules,
+        "word_rules": fit.word_rules,
+        "fit": {k: v for k, v in fit.stats.items() if k not in ("history", "split_rules_considered")},
+    }
+    save_tokenizer_dir(tok, out_dir, metadata)
+    eval_sets = {"corpus": train_texts, "heldout": list(heldout_texts), **(extra_eval_texts or {})}
+    summary = verify_tokenizer(
+        # the file as users load it
+        load_tokenizer(out_dir), bpe, eval_sets, report_md, report_json, settings=verify_settings,
+        fit_info={**fit.stats, "pre_tokenize_seconds": round(pre_tokenize_seconds, 2),
+                  "fit_seconds": round(fit_seconds, 2), "peak_rss_mb": peak.mb,
+                  "peak_rss_scope": peak.scope},
+        fit_settings=fit_settings,
+    )
+    corpus = summary["sets"]["corpus"]
+    if settings.strict and corpus["mismatched_occurrences"]:
+        raise DistillationMismatch(
+            f"strict distillation: {corpus['mismatched_occurrences']} corpus word occurrences "
+            f"({corpus['mismatched_types']} types) differ from BPE; see {report_md}"
+        )
+    return summary

@@ -1,0 +1,84 @@
+"""The words a distillation fit learns from: the corpus's byte-level pre-tokens (weighted by count), every
+vocabulary piece on its own and simple variants of it, digit strings, and an optional word list."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tokenizers import Tokenizer
+from tqdm import tqdm
+
+from ivr.tokenizers.byte_level import EOS_ID, EOS_TOKEN, GPT2_VOCAB_SIZE, text_to_piece
+from ivr.tokenizers.distill.settings import DistillSettings
+
+
+def gpt2_pieces(bpe: Tokenizer) -> list[str]:
+    """The pieces of ``bpe`` in id order; fails unless it has GPT-2's layout."""
+    vocab = bpe.get_vocab(with_added_tokens=True)
+    if len(vocab) != GPT2_VOCAB_SIZE or vocab.get(EOS_TOKEN) != EOS_ID:
+        raise ValueError(f"expected GPT-2's {GPT2_VOCAB_SIZE} pieces with {EOS_TOKEN} at {EOS_ID}, got {len(vocab)}")
+    pieces = [""] * len(vocab)
+    for piece, i in vocab.items():
+        pieces[i] = piece
+    return pieces
+
+
+def pre_token_counts(pre_tokenizer: Tokenizer, texts: Iterable[str], desc: str = "pre-tokenizing") -> tuple[Counter, int]:
+    """Count byte-level pre-tokens (words) of ``texts``; also returns the number of texts."""
+    counts: Counter = Counter()
+    n = 0
+    for text in tqdm(texts, desc=desc, unit="doc", mininterval=2.0):
+        counts.update(w for w, _ in pre_tokenizer.pre_tokenizer.pre_tokenize_str(text))
+        n += 1
+    return counts, n
+
+
+def fit_words(pieces: Sequence[str], corpus_counts: Counter, settings: DistillSettings) -> Counter:
+    """The weighted words to fit on: corpus pre-tokens, vocabulary pieces and their variants, a word list."""
+    words = Counter(corpus_counts)
+    extra: Counter = Counter()
+    if settings.vocab_words:
+        extra.update(p for i, p in enumerate(pieces) if i != EOS_ID)
+    if settings.vocab_variants:
+        for i, p in enumerate(pieces):
+            core = p[1:] if p.startswith("Ġ") else p
+            if i == EOS_ID or not (core.isascii() and core.isalpha()):
+                continue
+            for variant in {core, "Ġ" + core, core[0].upper() + core[1:], "Ġ" + core[0].upper() + core[1:]}:
+                extra[variant] += 1
+    for k in range(1, settings.number_words + 1):
+        extra.update(p + str(n).zfill(k) for n in range(10**k) for p in ("", "Ġ"))
+    for w in extra:  # words met only outside the corpus count once: they must be right, not dominate
+        words.setdefault(w, 1)
+    if settings.word_list:  # a listed count weighs like a corpus count; the larger of the two is kept
+        for w, n in _read_word_list(settings.word_list).items():
+            words[w] = max(words.get(w, 0), n)
+    return words
+
+
+def _read_word_list(path: Path) -> Counter:
+    """A word list's byte-level words, each with and without a leading space, with their counts (default 1)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the word list (UTF-8 text, one word per line): {err}") from err
+    out: Counter = Counter()
+    for lineno, line in enumerate(lines, 1):
+        fields = line.split("\t")
+        word = fields[0].strip()
+        if not word:
+            continue
+        if " " in word:
+            raise ValueError(f"{path}:{lineno}: a word list entry holds a space: {word!r}")
+        try:
+            count = float(fields[1]) if len(fields) > 1 else 1.0
+        except ValueError:
+            count = math.nan
+        if not (math.isfinite(count) and count > 0):
+            raise ValueError(f"{path}:{lineno}: the count after the tab must be a positive number: {fields[1]!r}")
+        out[text_to_piece(word)] += count
+        out[text_to_piece(" " + word)] += count
+    return out

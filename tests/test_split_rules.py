@@ -1,0 +1,167 @@
+"""Split rules: runs of one character cut into BPE's chunks, and only where BPE never merges across the cut."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+from tokenizers import Regex, Tokenizer, pre_tokenizers
+
+from ivr.tokenizers.bpe import gpt2_merges, offline_gpt2_tokenizer
+from ivr.tokenizers.byte_level import piece_to_bytes
+from ivr.tokenizers.distill.pre_tokenizer import rules_pre_tokenizer, with_rules
+from ivr.tokenizers.distill.rule_selection import select_split_rules
+from ivr.tokenizers.distill.split_rules import merging_after, unmerged_before, utf8_prefix_range
+from ivr.tokenizers.unigram import bare_model
+from tests.distill_fixtures import fast_settings, split_rule
+
+
+@pytest.fixture(scope="module")
+def bpe() -> Tokenizer:
+    return offline_gpt2_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def rule(bpe):
+    """The split rule for a character (byte-level piece), built once per process as the fit builds it."""
+    bare = bare_model(bpe)
+    return lambda char: split_rule(bare, char)
+
+
+def test_table_borders_are_cut_where_bpe_keeps_them_apart(bpe, rule):
+    # "-+" and "--+" are pieces: BPE merges a run's end with "+" after some run lengths and not others
+    rules = [rule(c) for c in "-="]
+    pre = rules_pre_tokenizer(rules)
+    # the Unigram alone would order the run's chunks the other way (a tie): the rules cut them as BPE does
+    assert [p for p, _ in pre.pre_tokenize_str(" +" + "-" * 19 + "+")] == ["Ġ+", "-" * 16, "---", "+"]
+    # a run whose end BPE merges with the next character is cut where BPE cuts it
+    assert [p for p, _ in pre.pre_tokenize_str("+" + "-" * 13 + "+")] == ["+", "-" * 12, "-+"]
+    paren = rules_pre_tokenizer([rule("(")])
+    # ... unless what follows the neighbour changes BPE's mind: "((" "'." but "(" "('" "x"
+    assert [p for p, _ in paren.pre_tokenize_str("(('.")] == ["(('."]
+    assert [p for p, _ in paren.pre_tokenize_str("(('x")] == ["(", "('", "x"]
+    # after a space BPE's first chunk takes the space and some of the run, or the space alone
+    assert [p for p, _ in pre.pre_tokenize_str(" " + "=" * 15)] == ["Ġ=", "=" * 12, "=="]
+    assert [p for p, _ in pre.pre_tokenize_str(" " + "-" * 25)] == ["Ġ", "-" * 24, "-"]
+    cut_bpe = with_rules(bare_model(bpe), rules)
+    for n in range(2, 40):
+        for text in [f" +{'-' * n}+{'-' * (n + 3)}+", f"|{'=' * n}+{'=' * 7}|\n", f"+{'-' * n}--+{'-' * n}-+",
+                     f"+{'-' * n}+-", f"+{'-' * n}+){'-' * n}>"]:
+            assert cut_bpe.encode(text).ids == bpe.encode(text).ids, text
+
+
+PUNCT_RULES = "'\":)[=%/"
+
+
+@pytest.fixture(scope="module")
+def punct_rules(rule):
+    return [rule(c) for c in PUNCT_RULES]
+
+
+@pytest.fixture(scope="module")
+def punct_cut_bpe(bpe, punct_rules):
+    """GPT-2's BPE model behind the punctuation rules: any cut BPE would merge across shows up as other ids."""
+    return with_rules(bare_model(bpe), punct_rules)
+
+
+def test_no_prefix_alternative_matches_inside_its_own_run(punct_rules):
+    # the pre-tokenizer skips the prefix alternatives where the scanned character is the run's own: a prefix
+    # character is the one before a run, never part of it
+    with_prefix = [r for r in punct_rules if r.get("prefix")]
+    assert with_prefix
+    for r in with_prefix:
+        c = piece_to_bytes(r["char"]).decode("utf-8")
+        prefix = pre_tokenizers.Split(Regex(r["prefix"]), behavior="isolated")
+        for text in (c * n + tail for n in range(2, 12) for tail in ("", " ", "a", "(", "'s")):
+            assert [p for p, _ in prefix.pre_tokenize_str(text)] == [text], (r["char"], text)
+
+
+def test_quote_runs_are_cut_before_punctuation_where_bpe_is(bpe, punct_rules):
+    pre = rules_pre_tokenizer(punct_rules)
+    # a run of quotes inside punctuation: BPE keeps ' "' apart and merges the last quote with the next '"'
+    assert [p for p, _ in pre.pre_tokenize_str(" \"'''\"")] == ["Ġ\"", "''", "'\""]
+    assert [p for p, _ in pre.pre_tokenize_str("\"\"\"'")] == ["\"\"", "\"'"]
+    # ... but three double quotes and '" give the three and '": the next character excludes that cut
+    assert bare_model(bpe).encode("\"\"\"'\"").tokens == ["\"\"\"", "'\""]
+    assert [p for p, _ in pre.pre_tokenize_str("\"\"\"'\"")] == ["\"\"\"'\""]
+
+
+@pytest.mark.parametrize("text", [
+    "\":[[[[[[[$", "/'=======\\\"", "|.'\"\"\"\"(", ":::::::://////", "'////)):////", "^]]]]:///-%%%%%%%%%",
+    "::::::::///////\\\n\n\n---", "11111\\\\\\\"\"\"\":[[[]]]]]",
+])
+def test_rules_hold_where_a_neighbour_or_the_token_after_it_decides(bpe, punct_cut_bpe, text):
+    # found by random punctuation strings: a cut next to a neighbour must also hold when a longer token
+    # takes the neighbour (":[" after '"', '=\"' after "=", "://" after ":")
+    assert punct_cut_bpe.encode(text).ids == bpe.encode(text).ids
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(list(PUNCT_RULES + "(]-.!,+*\\ x1\n")), st.integers(1, 9)),
+                max_size=8).map(lambda runs: "".join(c * n for c, n in runs)))
+def test_rules_on_random_punctuation_runs_give_bpe_ids(bpe, punct_cut_bpe, text):
+    assert punct_cut_bpe.encode(text).ids == bpe.encode(text).ids
+
+
+def test_utf8_ranges_and_the_characters_bpe_merges_after_a_run():
+    assert utf8_prefix_range(b"\xe2") == (0x2000, 0x2FFF)
+    assert utf8_prefix_range(b"\xe2\x94") == (0x2500, 0x253F)
+    assert utf8_prefix_range(b"\xe0") == (0x800, 0xFFF)  # no overlong forms
+    assert utf8_prefix_range(b"\xed") == (0xD000, 0xD7FF)  # no surrogates
+    assert utf8_prefix_range(b"\xf0") == (0x10000, 0x3FFFF)
+    assert utf8_prefix_range(b"\x94") is None  # a continuation byte starts no character
+    # GPT-2 merges ".–" and ".—": a run of "." is not cut before them; "┐" joins no "."
+    after = {chr(c) for c in merging_after(".", gpt2_merges())}
+    assert {"–", "—"} <= after and "┐" not in after
+    assert "…" not in unmerged_before(".", gpt2_merges())  # "…" + ".." is one token
+
+
+def test_a_rule_whose_pieces_the_model_gets_wrong_is_refused(bpe):
+    bare = bare_model(bpe)
+
+    class HeadBlind:  # BPE's ids, except for " ─" alone: the piece a rule cuts off a run after a space
+        def encode_batch(self, words):
+            return [SimpleNamespace(ids=[0] if w == "ĠâĶĢ" else e.ids) for w, e in zip(words, bare.encode_batch(words))]
+
+    settings = fast_settings(split_rule_chars="─")
+    kept, considered = select_split_rules(bare, HeadBlind(), [], np.zeros(0), [], settings)
+    (entry,) = [c for c in considered if c["char"] == "âĶĢ"]
+    assert not kept and not entry["accepted"] and entry["broken_runs"] > 0
+    kept, _ = select_split_rules(bare, bare, [], np.zeros(0), [], settings)
+    assert [r["char"] for r in kept] == ["âĶĢ"]
+
+
+# byte-level pieces: newline, and the multi-byte box drawing "─", ellipsis "…" and Hangul letter "ㅋ"
+@pytest.mark.parametrize("char", ["=", "-", "#", ".", "'", '"', "(", ")", "Ċ", "9", "x", "âĶĢ", "âĢ¦", "ãħĭ"])
+def test_split_rule_reproduces_bpe_runs(bpe, rule, char):
+    bare = bare_model(bpe)
+    run_rule = rule(char)
+    assert run_rule is not None
+    raw = piece_to_bytes(char).decode("utf-8")
+    pre = rules_pre_tokenizer([run_rule])
+    # BPE's model behind the rules: any cut BPE would merge across shows up as other ids
+    cut_bpe = with_rules(bare, [run_rule])
+    led_cut = 0
+    for n in range(1, 65):
+        run = raw * n
+        assert [p for p, _ in pre.pre_tokenize_str(run)] == bare.encode(char * n).tokens, n
+        for end in (" ", "\t"):  # also where one white character ends the text: every chunk its own pre-token
+            assert sum(char in p for p, _ in pre.pre_tokenize_str(run + end)) == len(bare.encode(char * n).tokens), n
+        # after a space the rule either cuts the run into BPE's chunks or leaves it whole to GPT-2's alternatives;
+        # the first chunk (the space and part of the run) may be more than one BPE token: " ─" is "ĠâĶ" "Ģ"
+        led, gold = [p for p, _ in pre.pre_tokenize_str(" " + run)], bare.encode("Ġ" + char * n).tokens
+        head = len(gold) - len(led) + 1
+        assert led == ["Ġ" + char * n] or (led[1:] == gold[head:] and led[0] == "".join(gold[:head])), n
+        led_cut += len(led) > 1
+        for text in [" " + run, "x" + run + "y", "(" + run + ")", run + "\n", " " + run + " z", "a\n" + run + "b",
+                     run + "s", run + "'", run + "'.", "1" + run + "2",
+                     run + "   x", run + " \n y", "a" + run + "\t\tb", run + "\u00a0\u00a0c",
+                     "#" + run, "+" + run + "+" + run + "+", " (" + run + ")", run + "'s", "=" + run + "é", "''" + run,
+                     "说" + run + "好", run + "—", run + "…x", run + "┐", run + "€5", run + "–", run + "」",
+                     "┌" + run + "┬" + run + "┐", " └" + run + "→", "•" + run + "\ufffd", "…" + run, "├" + run,
+                     ' "' + run + '",', run + "'\"", run + "\"'\"", "(" + run + "'\\", run + ")]",
+                     run + '"""', run + "')-", ' "' + run + '"):', "!)." + run, run + "'\"'", run + ")'''"]:
+            assert cut_bpe.encode(text).ids == bpe.encode(text).ids, (n, text)
+    assert led_cut > 0 or char == "Ċ"  # GPT-2 keeps spaces with newlines
