@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,11 @@ from typing import Literal
 from tqdm.auto import tqdm
 
 from ivr.atomic import atomic_dir, write_json
+from ivr.builtin_corpora import BUILTIN_CORPORA
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".txt", ".jsonl", ".json")
-BUILTIN_CORPORA = ("python_stdlib",)
 MANIFEST_VERSION = 1
 
 
@@ -153,23 +152,6 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
             yield Document(f"{rel}:{index}", text)
 
 
-def python_stdlib_files(max_mb: float) -> list[tuple[Path, str]]:
-    """The standard library's own ``.py`` sources (no tests, no help-topic prose), in a stable order."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    excluded = {"site-packages", "test", "tests", "idle_test", "pydoc_data", "__pycache__"}
-    files, total = [], 0
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root)
-        if excluded.intersection(rel.parts[:-1]):
-            continue
-        size = path.stat().st_size
-        if total + size > max_mb * 1e6:
-            break
-        files.append((path, f"builtin/python_stdlib/{rel.as_posix()}"))
-        total += size
-    return files
-
-
 def find_sources(raw_dir: Path, options: CleaningOptions) -> list[tuple[Path, str]]:
     """Raw files to clean as (path, relative name); the built-in corpus joins them when configured."""
     sources = []
@@ -181,8 +163,10 @@ def find_sources(raw_dir: Path, options: CleaningOptions) -> list[tuple[Path, st
         ]
     if options.builtin_corpus is not None:
         if options.builtin_corpus not in BUILTIN_CORPORA:
-            raise CorpusError(f"unknown built-in corpus {options.builtin_corpus!r}; choose one of {BUILTIN_CORPORA}")
-        sources += python_stdlib_files(options.builtin_corpus_max_mb)
+            raise CorpusError(
+                f"unknown built-in corpus {options.builtin_corpus!r}; choose one of {tuple(BUILTIN_CORPORA)}"
+            )
+        sources += BUILTIN_CORPORA[options.builtin_corpus](options.builtin_corpus_max_mb)
     if not sources:
         state = "does not exist" if not raw_dir.exists() else "has no .txt, .jsonl or .json files"
         raise CorpusError(
@@ -275,14 +259,6 @@ def iter_documents(
                 record = json.loads(line)
                 if split is None or is_heldout(record["id"], heldout_fraction) == (split == "heldout"):
                     yield Document(record["id"], record["text"])
-
-
-def english_reference_texts() -> list[str]:
-    """General English prose that exists offline on every Python install: the interpreter's help topics
-    (``pydoc_data.topics``). Used only to measure (distillation exactness, IVR's cost on general text)."""
-    from pydoc_data.topics import topics
-
-    return [normalize(topics[k]) for k in sorted(topics)]
 
 
 def read_text_files(paths: list[str]) -> list[str]:

@@ -1,0 +1,189 @@
+"""Text that exists offline on every machine with Python: the one source of built-in corpora for the library
+and the benchmarks.
+
+* The Python standard library's ``.py`` sources: code. ``python_stdlib_files`` is the library's built-in
+  corpus (``data.builtin_corpus: python_stdlib``); ``python_stdlib_paths``/``python_stdlib_texts`` take the
+  exclusions the benchmarks measure with.
+* Python's help topics (``pydoc_data.topics``): English prose with code examples; the library's general
+  English reference set (``english_reference_texts``).
+* Documentation under ``/usr/share/doc`` (READMEs, changelogs, copyright notices), where the system has it.
+* Translated program messages under ``/usr/share/locale`` (other languages).
+
+Every list comes in a stable order (sorted paths or topic names), so a corpus is the same on every run.
+Benchmarks cap a corpus's size with ``until_size``. General English word frequencies (``wordfreq``) are not
+texts but a prior of selection and distillation: ``ivr.general_english``.
+"""
+
+from __future__ import annotations
+
+import gettext
+import hashlib
+import sysconfig
+from collections.abc import Callable, Collection, Iterable, Iterator
+from pathlib import Path
+from typing import Literal, TypeVar
+
+T = TypeVar("T")
+
+DOC_ROOT = Path("/usr/share/doc")
+LOCALE_ROOT = Path("/usr/share/locale")
+LIBRARY_SKIPPED_DIRS = frozenset({"site-packages", "test", "tests", "idle_test", "pydoc_data", "__pycache__"})
+"""Directories left out of the library's standard-library corpus: tests, installed packages, help-topic prose."""
+
+
+def stdlib_root() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def python_stdlib_paths(
+    skip_dirs: Collection[str] = LIBRARY_SKIPPED_DIRS, skip_names: Collection[str] = ()
+) -> list[Path]:
+    """The standard library's ``.py`` files in sorted path order.
+
+    Args:
+        skip_dirs: leave out files under a directory of one of these names, at any depth below the root.
+        skip_names: leave out files of these names (e.g. ``topics.py``, the help topics as Python source).
+    """
+    root = stdlib_root()
+    return [
+        path for path in sorted(root.rglob("*.py"))
+        if not any(part in skip_dirs for part in path.relative_to(root).parts[:-1]) and path.name not in skip_names
+    ]
+
+
+def python_stdlib_files(max_mb: float) -> list[tuple[Path, str]]:
+    """The library's built-in corpus ``python_stdlib``: (path, name under ``builtin/python_stdlib/``) of the
+    standard library's own sources (no tests, no help-topic prose), up to ``max_mb`` megabytes on disk (the
+    first file that would pass the cap ends the list)."""
+    root = stdlib_root()
+    files, total = [], 0
+    for path in python_stdlib_paths():
+        size = path.stat().st_size
+        if total + size > max_mb * 1e6:
+            break
+        files.append((path, f"builtin/python_stdlib/{path.relative_to(root).as_posix()}"))
+        total += size
+    return files
+
+
+def python_stdlib_texts(
+    skip_dirs: Collection[str] = LIBRARY_SKIPPED_DIRS, skip_names: Collection[str] = ()
+) -> Iterator[tuple[str, str]]:
+    """(path relative to the standard library root, text) of ``python_stdlib_paths(skip_dirs, skip_names)``,
+    read lazily as UTF-8 in text mode (line ends become ``\\n``; undecodable bytes become U+FFFD)."""
+    root = stdlib_root()
+    for path in python_stdlib_paths(skip_dirs, skip_names):
+        yield path.relative_to(root).as_posix(), path.read_text(encoding="utf-8", errors="replace")
+
+
+def help_topics() -> list[tuple[str, str]]:
+    """Python's help topics (``pydoc_data.topics``) as (topic, text), sorted by topic. The module is generated
+    text: no byte-order mark and ``\\n`` line ends, so the texts are already as ``ivr.corpus.normalize`` leaves
+    them."""
+    from pydoc_data.topics import topics
+
+    return [(k, topics[k]) for k in sorted(topics)]
+
+
+def english_reference_texts() -> list[str]:
+    """General English prose that exists offline on every Python install: the help topics' texts. Used only to
+    measure (distillation exactness, IVR's cost on general text)."""
+    return [text for _, text in help_topics()]
+
+
+def documentation_texts(
+    suffixes: Collection[str] | None = None,
+    skip_suffixes: Collection[str] = (),
+    max_file_bytes: int | None = None,
+    symlinks: bool = False,
+    undecodable: Literal["skip", "replace"] = "skip",
+    clean: bool = False,
+    root: Path = DOC_ROOT,
+) -> Iterator[str]:
+    """Texts of the files under ``root`` (``/usr/share/doc``), lazily, in sorted path order; nothing where
+    ``root`` is missing. Files are read as UTF-8 in text mode (line ends become ``\\n``).
+
+    Args:
+        suffixes: read only files with one of these suffixes (``""``: no suffix); ``None``: any suffix.
+        skip_suffixes: never read files with one of these suffixes (compressed files, images).
+        max_file_bytes: skip files larger than this.
+        symlinks: also read symbolic links to files (the target's text).
+        undecodable: ``skip`` files that are not valid UTF-8, or ``replace`` the bad bytes with U+FFFD.
+        clean: drop a leading byte-order mark (the text is then what ``ivr.corpus.normalize`` gives), and
+            leave out blank texts, texts holding NUL characters and exact repeats of an earlier text.
+    """
+    if not root.is_dir():
+        return
+    errors = "strict" if undecodable == "skip" else "replace"
+    seen: set[bytes] = set()
+    for path in sorted(root.rglob("*")):
+        if (suffixes is not None and path.suffix not in suffixes) or path.suffix in skip_suffixes:
+            continue
+        try:
+            if not path.is_file() or (path.is_symlink() and not symlinks):
+                continue
+            if max_file_bytes is not None and path.stat().st_size > max_file_bytes:
+                continue
+            # utf-8-sig drops a leading byte-order mark and nothing else
+            text = path.read_text(encoding="utf-8-sig" if clean else "utf-8", errors=errors)
+        except (OSError, UnicodeDecodeError):
+            continue
+        if clean:
+            digest = hashlib.sha256(text.encode()).digest()
+            if not text.strip() or "\x00" in text or digest in seen:
+                continue
+            seen.add(digest)
+        yield text
+
+
+def translated_messages(lang: str, root: Path = LOCALE_ROOT) -> Iterator[tuple[str, str]]:
+    """(file name, text) per message catalogue in ``root/<lang>/LC_MESSAGES/*.mo``, in sorted order: the
+    catalogue's non-blank translations joined by newlines. Unreadable and empty catalogues are left out."""
+    for path in sorted(Path(root, lang, "LC_MESSAGES").glob("*.mo")):
+        with open(path, "rb") as f:
+            try:
+                catalog = gettext.GNUTranslations(f)._catalog
+            except (OSError, UnicodeDecodeError):
+                continue
+        text = "\n".join(v for k, v in catalog.items() if k and isinstance(v, str) and v.strip())
+        if text:
+            yield path.name, text
+
+
+def utf8_size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def until_size(
+    items: Iterable[T],
+    limit: float,
+    size: Callable[[T], int] = utf8_size,
+    already: int = 0,
+    stop_at_limit: bool = False,
+) -> list[T]:
+    """The leading ``items`` up to a total size: items are taken while the running total (starting at
+    ``already``) is at most ``limit``, so the item that carries it past ``limit`` is the last one taken.
+    Nothing when ``limit <= 0``.
+
+    Args:
+        size: an item's size (default: UTF-8 bytes of a text; ``len`` counts characters).
+        already: size counted before the first item (another part of the same corpus).
+        stop_at_limit: also stop once the total equals ``limit`` exactly.
+    """
+    def reached(total: float) -> bool:
+        return total > limit or (stop_at_limit and total == limit)
+
+    taken: list[T] = []
+    if limit <= 0 or reached(already):
+        return taken
+    total = already
+    for item in items:  # checked after each item, so that no item is read beyond the last one taken
+        taken.append(item)
+        total += size(item)
+        if reached(total):
+            break
+    return taken
+
+
+BUILTIN_CORPORA: dict[str, Callable[[float], list[tuple[Path, str]]]] = {"python_stdlib": python_stdlib_files}
+"""Built-in corpora a configuration may name (``data.builtin_corpus``): name -> files up to a size in MB."""
