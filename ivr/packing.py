@@ -1,0 +1,73 @@
+"""Documents → fixed-size training blocks, and the bytes each block's predicted tokens stand for.
+
+Documents are joined as GPT-2 was trained: each one followed by the end-of-text id, all of them one stream of
+ids cut into blocks of ``block_size`` (the tail shorter than a block is dropped). A block predicts every token
+but its first, so its byte count, the denominator of bits per byte, covers those tokens only (the end-of-text
+id stands for no bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from ivr.atomic import atomic_dir
+from ivr.tokenizers.byte_level import piece_to_bytes
+
+
+def token_byte_lengths(tok) -> np.ndarray:
+    """UTF-8 bytes each id of a byte-level tokenizer stands for, indexed by id (``int64``)."""
+    return np.array([len(piece_to_bytes(tok.id_to_token(i))) for i in range(tok.get_vocab_size())], dtype=np.int64)
+
+
+def pack_blocks(
+    tok, texts: Iterable[str], block_size: int, eos_id: int, docs_per_batch: int = 256
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stream ``texts`` as packed blocks: per batch of ``docs_per_batch`` documents encoded, the blocks it
+    completes, ``(input_ids, n_bytes)`` with ``input_ids`` of shape ``(k, block_size)`` and ``n_bytes`` of
+    shape ``(k,)`` (both ``int64``; ``k`` may be 0). Ids left over at the end of a batch start the next one's
+    first block; what is left after the last document is dropped. Only one batch of ids is held at a time.
+
+    Args:
+        tok: a ``tokenizers.Tokenizer`` (byte-level); encoded without special tokens.
+        eos_id: the end-of-text id that follows every document (the tokenizer's own, e.g. 50256 in GPT-2).
+    """
+    nbytes = token_byte_lengths(tok)
+    buffer = np.empty(0, dtype=np.int64)
+    docs = iter(texts)
+    while batch := list(islice(docs, docs_per_batch)):
+        encodings = tok.encode_batch(batch, add_special_tokens=False)
+        encoded = [np.asarray(e.ids + [eos_id], dtype=np.int64) for e in encodings]
+        buffer = np.concatenate([buffer, *encoded])
+        n_full = len(buffer) // block_size
+        blocks = buffer[: n_full * block_size].reshape(n_full, block_size)
+        yield blocks, nbytes[blocks[:, 1:]].sum(axis=1)
+        buffer = buffer[n_full * block_size :]
+
+
+def write_packed_splits(
+    tok, splits: Mapping[str, Iterable[str]], block_size: int, target: Path, eos_id: int
+) -> None:
+    """Pack each split's documents (``pack_blocks``) and save them at ``target`` as a ``datasets.DatasetDict``
+    with one split per key and the columns ``input_ids`` (``block_size`` ids) and ``n_bytes``. ``target``
+    appears only once complete (an atomic rename); a split without one full block raises ``ValueError``."""
+    from datasets import Dataset, DatasetDict
+
+    with atomic_dir(target) as tmp:
+        datasets = {}
+        for name, texts in splits.items():
+            ids, nbytes = [np.empty((0, block_size), dtype=np.int64)], [np.empty(0, dtype=np.int64)]
+            for blocks, counts in pack_blocks(tok, texts, block_size, eos_id):
+                ids.append(blocks)
+                nbytes.append(counts)
+            ids, nbytes = np.concatenate(ids), np.concatenate(nbytes)
+            if not len(ids):
+                raise ValueError(
+                    f"the {name} split has fewer than data.block_size={block_size} tokens: "
+                    f"add text, lower data.block_size or change data.heldout_fraction"
+                )
+            datasets[name] = Dataset.from_dict({"input_ids": ids, "n_bytes": nbytes})
+        DatasetDict(datasets).save_to_disk(str(tmp))

@@ -1,0 +1,33 @@
+"""Language-model loss sums and bits per byte."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ivr.metrics import LN2, bits_per_byte, lm_sums, token_nll
+
+
+def test_bits_per_byte_of_a_known_nll():
+    # 8 bits of surprise spread over 4 bytes
+    assert bits_per_byte(8 * math.log(2), 4) == pytest.approx(2.0)
+    assert bits_per_byte(torch.tensor(8 * LN2), torch.tensor(4)).item() == pytest.approx(2.0)
+
+
+def test_bits_per_byte_of_no_bytes_is_not_a_division_by_zero():
+    assert bits_per_byte(0.0, 0) == 0.0
+    assert bits_per_byte(torch.tensor(0.0), torch.tensor(0)).item() == 0.0
+
+
+def test_token_nll_is_the_next_token_negative_log_likelihood():
+    logits = torch.randn(2, 5, 11, generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(1))
+    nll, targets = token_nll(logits, ids)
+    logp = torch.log_softmax(logits[:, :-1], -1)
+    expected = -logp.gather(2, ids[:, 1:, None])[..., 0]
+    assert torch.equal(targets, ids[:, 1:].reshape(-1))
+    assert torch.allclose(nll, expected.reshape(-1), atol=1e-6)
+    total, n = lm_sums(logits, ids)
+    assert total.item() == pytest.approx(expected.sum().item(), rel=1e-6) and n.item() == 2 * 4

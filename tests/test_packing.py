@@ -1,0 +1,76 @@
+"""Packing documents into blocks: every token kept in order, the end-of-text id after each document, and the
+byte count of each block's predicted tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ivr.packing import pack_blocks, token_byte_lengths, write_packed_splits
+from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes
+
+TEXTS = [f"def f{i}(x):\n    return x * {i}  # document {i}\n" for i in range(12)] + ["Hello world, plain English."]
+
+
+def stream(tok, texts, eos_id):
+    return np.concatenate([np.asarray(e.ids + [eos_id]) for e in tok.encode_batch(texts, add_special_tokens=False)])
+
+
+@pytest.mark.parametrize("docs_per_batch", [1, 5, 256])
+def test_blocks_keep_every_token_in_order_with_eos_after_each_document(gpt2_bpe, docs_per_batch):
+    batches = list(pack_blocks(gpt2_bpe, iter(TEXTS), 16, EOS_ID, docs_per_batch))
+    blocks = np.concatenate([b for b, _ in batches])
+    expected = stream(gpt2_bpe, TEXTS, EOS_ID)
+    assert blocks.dtype == np.int64 and blocks.shape == (len(expected) // 16, 16)
+    assert np.array_equal(blocks.reshape(-1), expected[: blocks.size])  # only the tail shorter than a block is dropped
+
+
+def test_the_end_of_text_id_is_a_parameter(gpt2_bpe):
+    texts = ["ab", "cd", "ef"]
+    (blocks, _), = pack_blocks(gpt2_bpe, texts, 2, eos_id=7)
+    assert blocks.reshape(-1).tolist() == [i for e in gpt2_bpe.encode_batch(texts) for i in e.ids + [7]]
+
+
+def test_byte_counts_are_the_utf8_length_of_the_predicted_tokens(gpt2_bpe):
+    for blocks, counts in pack_blocks(gpt2_bpe, TEXTS, 16, EOS_ID, docs_per_batch=4):
+        assert counts.dtype == np.int64 and counts.shape == (len(blocks),)
+        for block, n in zip(blocks, counts):
+            # the end-of-text id stands for no text: it counts no bytes
+            assert n == len(gpt2_bpe.decode(block[1:].tolist()).encode("utf-8"))
+
+
+def test_token_byte_lengths_count_the_bytes_of_each_piece(gpt2_bpe):
+    lengths = token_byte_lengths(gpt2_bpe)
+    assert len(lengths) == gpt2_bpe.get_vocab_size()
+    for i in (0, 220, 1212, 31204, EOS_ID):
+        assert lengths[i] == len(piece_to_bytes(gpt2_bpe.id_to_token(i)))
+
+
+def test_documents_are_read_one_batch_at_a_time(gpt2_bpe):
+    read = []
+
+    def documents():
+        for text in TEXTS:
+            read.append(text)
+            yield text
+
+    batches = pack_blocks(gpt2_bpe, documents(), 8, EOS_ID, docs_per_batch=3)
+    next(batches)
+    assert len(read) == 3
+
+
+def test_packed_splits_are_saved_as_a_dataset(gpt2_bpe, tmp_path):
+    from datasets import load_from_disk
+
+    write_packed_splits(gpt2_bpe, {"train": TEXTS, "validation": TEXTS[:4]}, 16, tmp_path / "packed", EOS_ID)
+    saved = load_from_disk(str(tmp_path / "packed"))
+    blocks, counts = zip(*pack_blocks(gpt2_bpe, TEXTS, 16, EOS_ID))
+    assert np.array_equal(np.asarray(saved["train"]["input_ids"]), np.concatenate(blocks))
+    assert np.array_equal(np.asarray(saved["train"]["n_bytes"]), np.concatenate(counts))
+    assert len(saved["validation"]) > 0
+
+
+def test_a_split_without_one_full_block_names_it_and_leaves_nothing(gpt2_bpe, tmp_path):
+    with pytest.raises(ValueError, match="the validation split has fewer than data.block_size=64 tokens"):
+        write_packed_splits(gpt2_bpe, {"train": TEXTS, "validation": ["tiny"]}, 64, tmp_path / "packed", EOS_ID)
+    assert not (tmp_path / "packed").exists()
