@@ -23,6 +23,15 @@ def _high_water_mark_kb() -> int | None:
     return None
 
 
+def process_peak_kb() -> int:
+    """The process's peak resident set size in KiB (``resource.getrusage``): since it started, or since the
+    last ``PeakRSS`` block began on Linux, whose reset restarts this count too."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB on Linux
+
+
 class PeakRSS:
     """``with PeakRSS() as peak: ...``; then ``peak.mb`` is the process's peak resident set size in MB.
 
@@ -49,8 +58,5 @@ class PeakRSS:
     def __exit__(self, *exc) -> None:
         kb = _high_water_mark_kb() if self.scope == "block" else None
         if kb is None:
-            import resource
-
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            kb = peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB on Linux
+            kb = process_peak_kb()
         self.mb = round(kb / 1024, 1)

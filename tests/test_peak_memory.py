@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from ivr.peak_memory import PeakRSS
+from ivr.peak_memory import PeakRSS, process_peak_kb
 
 MB = 2**20
 
@@ -29,3 +29,9 @@ def test_peak_forgets_what_came_before_the_block():
         buf = b"\x01" * (300 * MB)
         del buf
     assert again.mb >= after.mb + 250
+
+
+def test_process_peak_covers_memory_touched_so_far():
+    buf = b"\x01" * (200 * MB)
+    assert process_peak_kb() * 1024 >= 200 * MB
+    del buf
