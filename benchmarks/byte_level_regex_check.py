@@ -13,12 +13,11 @@ were rewritten wrong:
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import sys
-import time
 from pathlib import Path
+
+from common import Stopwatch, distillation_sets, parser
 
 from ivr.tokenizers.byte_level import piece_to_bytes
 from ivr.tokenizers.distill import rules_pre_tokenizer, with_rules
@@ -47,7 +46,7 @@ def random_texts(n: int, rules: list[dict], words: list[list[str]], seed: int) -
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--tokenizer", type=Path, required=True, help="a distilled tokenizer folder (with ivr_metadata.json)")
     ap.add_argument("--texts", type=int, default=100_000, help="how many random strings")
     ap.add_argument("--seed", type=int, default=0)
@@ -60,16 +59,13 @@ def main() -> None:
     over_text = rules_pre_tokenizer(rules, words)
     byte_level = with_rules(load_tokenizer(args.tokenizer), rules, words)
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from encode_instructions import benchmark_sets
-
-    sets = benchmark_sets() | {"random strings": random_texts(args.texts, rules, words, args.seed)}
+    sets = distillation_sets() | {"random strings": random_texts(args.texts, rules, words, args.seed)}
     rows, bad = [], []
     for name, texts in sets.items():
-        start = time.perf_counter()
-        differ = [t for t in texts if pre_tokens(byte_level, t) != [p for p, _ in over_text.pre_tokenize_str(t)]]
+        with Stopwatch() as check:
+            differ = [t for t in texts if pre_tokens(byte_level, t) != [p for p, _ in over_text.pre_tokenize_str(t)]]
         bad += differ
-        rows.append((name, f"{len(texts)}", f"{len(differ)}", f"{time.perf_counter() - start:.1f}"))
+        rows.append((name, f"{len(texts)}", f"{len(differ)}", f"{check.seconds:.1f}"))
     print(f"\n{'set':<16} | texts  | texts cut differently | seconds\n{'-' * 16}-|--------|-----------------------|--------")
     for name, n, d, s in rows:
         print(f"{name:<16} | {n:>6} | {d:>21} | {s:>7}")

@@ -10,13 +10,11 @@ Word level only (no verification of ids or decoding), so one setting takes about
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
-from distill_benchmark import english_prose, stdlib_sources
+from common import Stopwatch, add_heldout_every, english_prose, parser, stdlib_split
 
 from ivr.tokenizers.bpe import gpt2_merges, offline_gpt2_tokenizer
 from ivr.tokenizers.distill import (
@@ -50,26 +48,25 @@ def settings_from(pairs: list[str]) -> DistillSettings:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a DistillSettings field")
-    ap.add_argument("--heldout-every", type=int, default=10, help="every n-th stdlib file is held out")
+    add_heldout_every(ap)
     args = ap.parse_args()
     settings = settings_from(args.set)
 
     bpe = offline_gpt2_tokenizer()
     bare, pieces = bare_model(bpe), gpt2_pieces(bpe)
-    fit_texts, held_texts = stdlib_sources(args.heldout_every)
+    fit_texts, held_texts = stdlib_split(args.heldout_every)
     sets = {"corpus": fit_texts, "heldout": held_texts}
-    sets["prose (both sets)"] = [t for texts in english_prose(4_000_000).values() for t in texts]
+    sets["prose (both sets)"] = [t for texts in english_prose().values() for t in texts]
     counts = {name: pre_token_counts(bpe, texts, desc=name)[0] for name, texts in sets.items()}
-    start = time.perf_counter()
-    _, fit = fit_distilled(bpe, counts["corpus"], settings)
-    seconds = time.perf_counter() - start
+    with Stopwatch() as fitting:
+        _, fit = fit_distilled(bpe, counts["corpus"], settings)
     model = unigram_tokenizer(pieces, fit.scores)
     init = unigram_tokenizer(pieces, initial_scores(pieces, gpt2_merges(), settings.init_exponent))
 
     st = fit.stats
-    print(f"\nfit {seconds:.1f} s; split rules for {''.join(r['char'] for r in fit.split_rules)!r}")
+    print(f"\nfit {fitting.seconds:.1f} s; split rules for {''.join(r['char'] for r in fit.split_rules)!r}")
     print(f"fit word types wrong beyond ties {st['fit_mismatched_types'] - st['fit_mismatched_tie_types']} "
           f"(proven unsatisfiable {st['proven_unsatisfiable_types']}, given up "
           f"{st['fit_mismatched_types'] - st['fit_mismatched_tie_types'] - st['proven_unsatisfiable_types']})")

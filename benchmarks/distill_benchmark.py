@@ -1,6 +1,7 @@
 """Distil GPT-2 on the Python standard library and compare it with BPE: exactness, fit cost, encode speed.
 
-Corpus: the stdlib's ``.py`` files (no site-packages, no tests), split by file into fit and held-out;
+Corpus: the stdlib's ``.py`` files (no site-packages, tests, IDLE or help topics), split by file into fit and
+held-out;
 English prose held out, reported per source and together: ``pydoc_data/topics.py`` (the Python help topics)
 and text under ``/usr/share/doc``.
 
@@ -9,58 +10,24 @@ and text under ``/usr/share/doc``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import resource
 import statistics
-import sysconfig
 import time
 from pathlib import Path
 
+from common import Stopwatch, add_heldout_every, english_prose, parser, print_metrics, stdlib_split
+
+from ivr.peak_memory import process_peak_kb
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer, with_rules
 from ivr.tokenizers.io import METADATA_FILE, load_tokenizer
 
 
-def stdlib_sources(heldout_every: int) -> tuple[list[str], list[str]]:
-    root = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(
-        f for f in root.rglob("*.py")
-        if not {"site-packages", "test", "tests", "idlelib"} & set(f.relative_to(root).parts)
-        and f.name != "topics.py"
-    )
-    fit, held = [], []
-    for i, f in enumerate(files):
-        (held if i % heldout_every == 0 else fit).append(f.read_text(encoding="utf-8", errors="replace"))
-    return fit, held
-
-
-def english_prose(limit_bytes: int) -> dict[str, list[str]]:
-    """Python's help topics (documentation prose with code examples) and ``/usr/share/doc`` text (READMEs,
-    changelogs, copyright notices: many names), up to ``limit_bytes`` in all."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    namespace: dict = {}
-    exec((root / "pydoc_data" / "topics.py").read_text(encoding="utf-8"), namespace)
-    topics = list(namespace["topics"].values())
-    docs: list[str] = []
-    total = sum(len(t) for t in topics)
-    for f in sorted(Path("/usr/share/doc").rglob("*")):
-        if total > limit_bytes:
-            break
-        if f.is_file() and not f.is_symlink() and f.suffix in {"", ".txt", ".md"} and f.stat().st_size < 200_000:
-            try:
-                docs.append(f.read_text(encoding="utf-8"))
-                total += len(docs[-1])
-            except (UnicodeDecodeError, OSError):
-                continue
-    return {"prose_help_topics": topics, "prose_usr_share_doc": docs}
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--out", type=Path, default=Path("/tmp/distill_bench"))
-    ap.add_argument("--heldout-every", type=int, default=10, help="every n-th stdlib file is held out")
+    add_heldout_every(ap)
     ap.add_argument("--max-iterations", type=int, default=DistillSettings.max_iterations)
     ap.add_argument("--repeats", type=int, default=3,
                     help="throughput passes over the sample; in each, BPE, the distilled tokenizer and the distilled "
@@ -72,15 +39,12 @@ def main() -> None:
     args = ap.parse_args()
 
     bpe = offline_gpt2_tokenizer()
-    fit_texts, held_texts = stdlib_sources(args.heldout_every)
-    prose = english_prose(4_000_000)
+    fit_texts, held_texts = stdlib_split(args.heldout_every)
+    prose = english_prose()
     rows = [] if args.throughput_only else fit_and_verify(args, bpe, fit_texts, held_texts, prose)
     sample = held_texts + [t for texts in prose.values() for t in texts]
     rows += throughput_rows(args.out / "tokenizer", sample, args.repeats)
-    width = max(len(k) for k, _ in rows)
-    print(f"\n{'metric':<{width}} | value\n{'-' * width}-|------")
-    for k, v in rows:
-        print(f"{k:<{width}} | {v}")
+    print_metrics(rows)
 
 
 def fit_and_verify(args, bpe, fit_texts: list[str], held_texts: list[str], prose: dict[str, list[str]]) -> list[tuple]:
@@ -90,22 +54,21 @@ def fit_and_verify(args, bpe, fit_texts: list[str], held_texts: list[str], prose
         vocab_words=not args.no_vocab_words,
         vocab_variants=not args.no_vocab_words,
     )
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # the stage restarts this count (PeakRSS)
-    start = time.perf_counter()
-    summary = distill_tokenizer(
-        bpe, fit_texts, held_texts, settings, args.out / "tokenizer", args.out / "report.md", args.out / "report.json",
-        extra_eval_texts=prose,
-    )
-    total = time.perf_counter() - start
+    before = process_peak_kb()  # the stage restarts this count (PeakRSS)
+    with Stopwatch() as stage:
+        summary = distill_tokenizer(
+            bpe, fit_texts, held_texts, settings, args.out / "tokenizer", args.out / "report.md",
+            args.out / "report.json", extra_eval_texts=prose,
+        )
 
     rows = [
         ("fit corpus (MB)", f"{sum(len(t.encode()) for t in fit_texts) / 1e6:.2f}"),
         ("fit time incl. pre-tokenizing (s)", f"{summary['fit']['fit_seconds']:.1f}"),
-        ("stage time incl. verification (s)", f"{total:.1f}"),
+        ("stage time incl. verification (s)", f"{stage.seconds:.1f}"),
         (f"peak RSS of the fit ({'the fit alone' if summary['fit']['peak_rss_scope'] == 'block' else 'process'}) / "
          "of the process so far (MB)",
          f"{summary['fit']['peak_rss_mb']:.0f} / "
-         f"{max(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024:.0f}"),
+         f"{max(before, process_peak_kb()) / 1024:.0f}"),
         ("fit rounds / constraints", f"{summary['fit']['rounds']} / {summary['fit']['constraints']}"),
         ("ids identical / decode([i]) mismatches",
          f"{summary['ids']['id_to_token_identical']} / {summary['ids']['single_id_decode_mismatches']}"),

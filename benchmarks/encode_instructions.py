@@ -69,26 +69,19 @@ def build(variant: str, tokenizer_dir: Path):
     return with_rules(tok, rules, words)
 
 
-def benchmark_sets() -> dict[str, list[str]]:
-    """``distill_benchmark.py``'s fit corpus, held-out code and English prose (both sets together)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from distill_benchmark import english_prose, stdlib_sources
-
-    fit, held = stdlib_sources(10)
-    prose = english_prose(4_000_000)
-    return {"corpus": fit, "held-out code": held, "prose": [t for texts in prose.values() for t in texts]}
-
-
 def sample_texts(every: int) -> list[str]:
-    sets = benchmark_sets()
+    from common import distillation_sets  # not at the top: the process under valgrind imports this script
+
+    sets = distillation_sets()
     return (sets["held-out code"] + sets["prose"])[::every]
 
 
 def wrong_occurrences(variants: list[str], tokenizer_dir: Path) -> dict[str, dict[str, int]]:
     """Per variant and benchmark set, the word occurrences that get other ids than BPE's."""
+    from common import distillation_sets
     from ivr.tokenizers.verify import compare_texts
 
-    sets, bpe = benchmark_sets(), build("bpe", tokenizer_dir)
+    sets, bpe = distillation_sets(), build("bpe", tokenizer_dir)
     return {v: {name: compare_texts(build(v, tokenizer_dir), bpe, texts, name)["mismatched_occurrences"]
                 for name, texts in sets.items()} for v in variants}
 

@@ -4,7 +4,7 @@ and how much general ability does it keep?
 1. Base model. With ``--base DIR_OR_NAME`` (``openai-community/gpt2``, or any ``save_pretrained`` directory)
    that model is used as is. Without it (offline: no GPT-2 weights), a small GPT-2-architecture model
    (GPT-2's 50257-id vocabulary and BPE tokenizer) is pretrained here on general English that exists
-   offline: Python's help topics (``pydoc_data.topics``, what ``ivr.corpus.english_reference_texts`` returns)
+   offline: Python's help topics (``pydoc_data.topics``, what ``ivr.builtin_corpora.help_topics`` returns)
    plus the plain-text files under ``/usr/share/doc`` when present. A stable-hash share of the help topics
    (``--general-heldout-fraction``) is held out of pretraining: it is the general-text evaluation set.
    ``/usr/share/doc`` only ever feeds pretraining (it repeats licence texts, so it would leak into an
@@ -50,23 +50,20 @@ import argparse
 import hashlib
 import json
 import logging
-import math
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from ivr.corpus import is_heldout, normalize  # noqa: E402
+from ivr.builtin_corpora import documentation_texts, help_topics, until_size  # noqa: E402
+from ivr.corpus import is_heldout, iter_documents  # noqa: E402
 from ivr.data import IVRDataModule  # noqa: E402
 from ivr.embeddings import (  # noqa: E402
     INIT_STRATEGIES,
@@ -74,73 +71,47 @@ from ivr.embeddings import (  # noqa: E402
     align_embeddings,
     install_embeddings,
     load_final_embeddings,
-    read_remap_rules,
 )
+from ivr.metrics import bits_per_byte  # noqa: E402
 from ivr.model import GPT2Shape, IVRLanguageModel, load_gpt2  # noqa: E402
+from ivr.packing import pack_blocks  # noqa: E402
 from ivr.paths import ArtifactPaths  # noqa: E402
-from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes  # noqa: E402
+from ivr.tokenizers.byte_level import EOS_ID  # noqa: E402
 from ivr.tokenizers.distill import DistillSettings  # noqa: E402
 from ivr.tokenizers.io import load_tokenizer  # noqa: E402
+from ivr.tokenizers.remap_rules import read_remap_rules  # noqa: E402
 
-LN2 = math.log(2.0)
+ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("ivr_experiment")
 
 
 # ---- general English ---------------------------------------------------------------------------------------
-def help_topics() -> list[tuple[str, str]]:
-    """Python's help topics as (id, text): the texts of ``english_reference_texts``, with stable ids."""
-    from pydoc_data.topics import topics
-
-    return [(f"pydoc_topics/{k}", normalize(topics[k])) for k in sorted(topics)]
+SKIPPED_DOC_SUFFIXES = {".gz", ".xz", ".bz2", ".zip", ".png", ".jpg", ".svg", ".pdf", ".html", ".htm"}
 
 
-def doc_files(max_mb: float, root: Path = Path("/usr/share/doc")) -> list[str]:
-    """UTF-8 plain-text files under ``/usr/share/doc`` (no compressed files), exact duplicates dropped."""
-    if not root.is_dir() or max_mb <= 0:
-        return []
-    texts, seen, total = [], set(), 0
-    for path in sorted(root.rglob("*")):
-        if path.suffix in {".gz", ".xz", ".bz2", ".zip", ".png", ".jpg", ".svg", ".pdf", ".html", ".htm"}:
-            continue
-        try:
-            if not path.is_file() or path.is_symlink() or path.stat().st_size > 500_000:
-                continue
-            text = normalize(path.read_bytes().decode("utf-8"))
-        except (OSError, UnicodeDecodeError):
-            continue
-        digest = hashlib.sha256(text.encode()).digest()
-        if not text.strip() or "\x00" in text or digest in seen:
-            continue
-        seen.add(digest)
-        texts.append(text)
-        total += len(text.encode())
-        if total > max_mb * 1e6:
-            break
-    return texts
+def doc_files(max_mb: float) -> list[str]:
+    """UTF-8 plain-text files under ``/usr/share/doc`` (no compressed files, none over 500 kB), blank texts
+    and exact duplicates dropped, until ``max_mb`` is passed."""
+    texts = documentation_texts(skip_suffixes=SKIPPED_DOC_SUFFIXES, max_file_bytes=500_000, clean=True)
+    return until_size(texts, max_mb * 1e6)
 
 
 def general_split(heldout_fraction: float, doc_mb: float) -> tuple[list[str], list[str]]:
-    topics = help_topics()
+    topics = [(f"pydoc_topics/{k}", text) for k, text in help_topics()]
     heldout = [t for i, t in topics if is_heldout(i, heldout_fraction)]
     train = [t for i, t in topics if not is_heldout(i, heldout_fraction)] + doc_files(doc_mb)
     return train, heldout
 
 
 # ---- packing and evaluation --------------------------------------------------------------------------------
-def byte_table(tok) -> np.ndarray:
-    return np.array([len(piece_to_bytes(tok.id_to_token(i))) for i in range(tok.get_vocab_size())])
-
-
 def pack(tok, texts: list[str], block_size: int) -> list[dict]:
-    """Documents joined by ``<|endoftext|>`` and cut into blocks, as ``IVRDataModule`` packs them; ``n_bytes``
-    counts the bytes of the predicted tokens (all but the first of each block)."""
-    nbytes = byte_table(tok)
-    ids = np.concatenate(
-        [np.asarray(e.ids + [EOS_ID], dtype=np.int64) for e in tok.encode_batch(texts, add_special_tokens=False)]
-    )
-    n = len(ids) // block_size
-    blocks = ids[: n * block_size].reshape(n, block_size)
-    return [{"input_ids": torch.from_numpy(b.copy()), "n_bytes": torch.tensor(int(nbytes[b[1:]].sum()))} for b in blocks]
+    """Documents packed as the training data are (``ivr.packing``), one dict per block; ``n_bytes`` counts
+    the bytes of the predicted tokens (all but the first of each block)."""
+    return [
+        {"input_ids": torch.from_numpy(block.copy()), "n_bytes": torch.tensor(int(n))}
+        for blocks, counts in pack_blocks(tok, texts, block_size, EOS_ID)
+        for block, n in zip(blocks, counts)
+    ]
 
 
 def tokens_per_byte(tok, texts: list[str]) -> float:
@@ -185,7 +156,7 @@ def evaluate(model, blocks, batch_size: int, reassigned: list[int] | None = None
     n = max(tokens, 1)
     out = {
         "loss": nll / n,
-        "bits_per_byte": nll / LN2 / max(nbytes, 1),
+        "bits_per_byte": bits_per_byte(nll, nbytes),
         "tokens": int(tokens),
         "bytes": int(nbytes),
         "log_partition": lse_sum / n,
@@ -346,7 +317,10 @@ def finetune(args, base: str, tokenizer: str) -> tuple[IVRLanguageModel, IVRData
     dm = datamodule(args, base, tokenizer)
     dm.prepare_data()
     L.seed_everything(args.seed, verbose=False)
-    module = IVRLanguageModel(model_name_or_path=base, learning_rate=args.lr, warmup_steps=args.warmup_steps)
+    module = IVRLanguageModel(
+        model_name_or_path=base, learning_rate=args.lr, warmup_steps=args.warmup_steps,
+        embedding_init=dm.embedding_init,
+    )
     meter = Meter()
     started = time.perf_counter()
     trainer(args.steps, meter).fit(module, datamodule=dm)
@@ -450,7 +424,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["pipeline"] = {"reassigned_ids": len(reassigned), "distillation_report": distill_report}
     print(f"[{time.perf_counter() - clock:.0f}s] pipeline done: {len(reassigned)} ids reassigned")
 
-    domain_heldout = [d.text for d in ivr_dm.documents("heldout")]
+    domain_heldout = [d.text for d in iter_documents(paths.cleaned_corpora_dir, "heldout", args.heldout_fraction)]
     domain_blocks = {}
     for name, dm in (("original", base_dm), ("remapped", ivr_dm)):
         dm.setup("validate")

@@ -11,9 +11,9 @@ newlines), far denser in odd neighbours than real text:
 
 from __future__ import annotations
 
-import argparse
 import random
-import time
+
+from common import Stopwatch, parser, print_metrics
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable
@@ -32,7 +32,7 @@ def random_texts(n: int, alphabet: list[str], seed: int, longest: int) -> list[s
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--chars", default=PUNCTUATION, help="characters that get a split rule")
     ap.add_argument("--texts", type=int, default=200_000, help="how many random strings")
     ap.add_argument("--seed", type=int, default=1)
@@ -43,21 +43,17 @@ def main() -> None:
 
     bpe = offline_gpt2_tokenizer()
     bare = bare_model(bpe)
-    start = time.perf_counter()
-    rules = [r for c in args.chars if (r := split_rule_for(bare, c, args.max_run))]
-    build = time.perf_counter() - start
+    with Stopwatch() as building:
+        rules = [r for c in args.chars if (r := split_rule_for(bare, c, args.max_run))]
     cut = with_rules(bare, rules)
     texts = random_texts(args.texts, list(PUNCTUATION) + [" ", "x", "s", "1", "\n"], args.seed, args.longest)
     gold, ours = bpe.encode_batch(texts), cut.encode_batch(texts)
     bad = [(t, g.tokens, o.tokens) for t, g, o in zip(texts, gold, ours) if g.ids != o.ids]
     rows = [("characters with a rule", f"{len(rules)} of {len(args.chars)}"),
-            ("rule building (s)", f"{build:.1f}"),
+            ("rule building (s)", f"{building.seconds:.1f}"),
             ("random strings", str(len(texts))),
             ("strings with other ids than BPE's", str(len(bad)))]
-    width = max(len(k) for k, _ in rows)
-    print(f"\n{'metric':<{width}} | value\n{'-' * width}-|------")
-    for k, v in rows:
-        print(f"{k:<{width}} | {v}")
+    print_metrics(rows)
     for text, g, o in bad[: args.examples]:
         print(f"\n{text!r}\n  BPE:   {' · '.join(readable(t) for t in g)}\n  rules: {' · '.join(readable(t) for t in o)}")
 

@@ -5,7 +5,7 @@ timed window skips ``--warmup`` steps and ends after ``--steps`` more, so Traine
 from tokens/s (it is reported separately as fit wall time).
 
 The LightningModule is the project's ``ivr.model.IVRLanguageModel``; the plain loop computes the same
-loss (``ivr.model.token_nll``) with AdamW. ``--repeats`` alternates the order of the two variants and
+loss (``ivr.metrics.token_nll``) with AdamW. ``--repeats`` alternates the order of the two variants and
 reports medians, since a shared machine drifts.
 
     uv run python benchmarks/throughput_benchmark.py --n-embd 128 --n-layer 2 --steps 20
@@ -22,7 +22,8 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from ivr.model import GPT2Shape, IVRLanguageModel, token_nll
+from ivr.metrics import token_nll
+from ivr.model import GPT2Shape, IVRLanguageModel
 
 
 def lightning_module(model: GPT2LMHeadModel, lr: float) -> L.LightningModule:

@@ -1,0 +1,77 @@
+"""What the benchmark scripts share: the distillation benchmark's corpora (built from ``ivr.builtin_corpora``),
+argument parsing, timing and the metric table.
+
+Scripts run as ``uv run python benchmarks/NAME.py``, which puts this folder on the import path, so they
+import it as ``common``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ivr.builtin_corpora import documentation_texts, english_reference_texts, python_stdlib_texts, until_size
+
+PROSE_CHARS = 4_000_000
+"""Cap on the English prose, in characters: the help topics, then ``/usr/share/doc`` files until it is passed."""
+# the distillation benchmark's code: the library's exclusions differ (it keeps idlelib but not idle_test, and
+# leaves pydoc_data out whole), which would change every figure measured on this corpus
+CODE_SKIPPED_DIRS = frozenset({"site-packages", "test", "tests", "idlelib"})
+CODE_SKIPPED_NAMES = frozenset({"topics.py"})
+
+
+def stdlib_split(heldout_every: int) -> tuple[list[str], list[str]]:
+    """The standard library's ``.py`` files (no installed packages, tests, IDLE or help topics), split by file:
+    every ``heldout_every``-th one is held out. Returns (fit texts, held-out texts)."""
+    fit, held = [], []
+    for i, (_, text) in enumerate(python_stdlib_texts(CODE_SKIPPED_DIRS, CODE_SKIPPED_NAMES)):
+        (held if i % heldout_every == 0 else fit).append(text)
+    return fit, held
+
+
+def english_prose(limit_chars: int = PROSE_CHARS) -> dict[str, list[str]]:
+    """Python's help topics (documentation prose with code examples) and ``/usr/share/doc`` text (READMEs,
+    changelogs, copyright notices: many names): files with no suffix, ``.txt`` or ``.md``, under 200 kB, valid
+    UTF-8, no links, up to ``limit_chars`` characters in all."""
+    topics = english_reference_texts()
+    docs = documentation_texts(suffixes={"", ".txt", ".md"}, max_file_bytes=200_000 - 1)
+    return {
+        "prose_help_topics": topics,
+        "prose_usr_share_doc": until_size(docs, limit_chars, size=len, already=sum(len(t) for t in topics)),
+    }
+
+
+def distillation_sets(heldout_every: int = 10) -> dict[str, list[str]]:
+    """The distillation benchmark's fit corpus, held-out code and English prose (both sources together)."""
+    fit, held = stdlib_split(heldout_every)
+    return {"corpus": fit, "held-out code": held, "prose": [t for texts in english_prose().values() for t in texts]}
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser whose ``--help`` shows the script's docstring as written."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_heldout_every(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--heldout-every", type=int, default=10, help="every n-th stdlib file is held out")
+
+
+class Stopwatch:
+    """``with Stopwatch() as t: ...``; then ``t.seconds`` is the wall time the block took."""
+
+    seconds: float
+
+    def __enter__(self) -> Stopwatch:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self._start
+
+
+def print_metrics(rows: list[tuple[str, str]]) -> None:
+    """A two-column ``metric | value`` table, after an empty line."""
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{'metric':<{width}} | value\n{'-' * width}-|------")
+    for k, v in rows:
+        print(f"{k:<{width}} | {v}")
