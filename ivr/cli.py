@@ -18,6 +18,7 @@ from jsonargparse import set_parsing_settings
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
+from ivr import pipeline
 from ivr.atomic import write_text
 from ivr.data import IVRDataModule, settings_as
 from ivr.embeddings import AlignSettings
@@ -165,7 +166,7 @@ def _align(
 
 def _verify_tokenizer(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule) -> None:
     """Compare the distilled tokenizer with GPT-2 BPE on the corpus, held-out and extra text, and on every id."""
-    summary = datamodule.verify()
+    summary = pipeline.verify(datamodule.config)
     for name, stats in summary["sets"].items():
         print(f"{name}: {stats['rates']['word_occurrence']:.4%} of word occurrences exact")
     _print_artifacts("verify-tokenizer", [datamodule.paths.distillation_report_md, datamodule.paths.distillation_report_json])
@@ -228,6 +229,8 @@ class IVRCLI(LightningCLI):
         # the align stage reads the base model's embeddings: the same model the LightningModule trains
         parser.link_arguments("model.model_name_or_path", "data.base_model_name_or_path")
         parser.link_arguments("model.from_config", "data.base_model_config")
+        # and the model starts from the rows the align stage wrote, when it trains on the remapped tokenizer
+        parser.link_arguments("data.embedding_init", "model.embedding_init", apply_on="instantiate")
 
     def after_fit(self) -> None:
         """Export the trained model as a Hugging Face directory."""

@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torchmetrics import SumMetric
 
-LN2 = math.log(2.0)
+from ivr.metrics import bits_per_byte, token_nll
 
 
 @dataclass
@@ -36,6 +36,19 @@ class GPT2Shape:
     """Rows of the token embedding; GPT-2's vocabulary size, which IVR never changes."""
     init_seed: int = 0
     """Seed of the random weights, so that the align stage and training build the same base model."""
+
+
+@dataclass(frozen=True)
+class EmbeddingInit:
+    """The align stage's rows a model starts from: the token embedding, the untied output rows when the
+    model has them (the file exists only then), and the rules naming the reassigned ids."""
+
+    final_wte: str
+    """``final_wte.pt``: every token row, reassigned rows initialised."""
+    final_lm_head: str
+    """``final_lm_head.pt``: the output rows of an untied model; ignored when the file does not exist."""
+    remap_rules: str
+    """``remap_rules.yaml``: the reassigned ids, watched by the ``*_reassigned`` metrics."""
 
 
 @dataclass
@@ -90,16 +103,15 @@ def base_gpt2(model_name_or_path: str | None, from_config: GPT2Shape | dict | No
     return load_gpt2(model_name_or_path, attn_implementation)
 
 
-def token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next-token negative log-likelihood (nats) of every predicted token, and those tokens, flattened."""
-    targets = input_ids[:, 1:].reshape(-1)
-    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), targets, reduction="none"), targets
+def load_embedding_init(init: EmbeddingInit) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
+    """``final_wte``, ``final_lm_head`` (None for a tied model) and the sorted reassigned ids."""
+    from ivr.tokenizers.remap_rules import read_remap_rules
 
-
-def lm_sums(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token negative log-likelihood (nats) and the number of predicted tokens."""
-    nll, targets = token_nll(logits, input_ids)
-    return nll.sum(), torch.tensor(targets.numel(), device=nll.device)
+    wte_path, head_path = Path(init.final_wte), Path(init.final_lm_head)
+    if not wte_path.is_file():
+        raise FileNotFoundError(f"no embeddings at {wte_path}: run `ivr align` (or `ivr prepare`) first")
+    head = torch.load(head_path, weights_only=True) if head_path.is_file() else None
+    return torch.load(wte_path, weights_only=True), head, sorted(rule.id for rule in read_remap_rules(init.remap_rules))
 
 
 class IVRLanguageModel(LightningModule):
@@ -114,6 +126,7 @@ class IVRLanguageModel(LightningModule):
         min_lr_ratio: float = 0.1,
         attn_implementation: Literal["eager", "sdpa"] = "sdpa",
         compile: bool = False,
+        embedding_init: EmbeddingInit | None = None,
     ):
         """GPT-2 for causal language modelling.
 
@@ -129,6 +142,8 @@ class IVRLanguageModel(LightningModule):
             min_lr_ratio: Final learning rate as a fraction of the peak.
             attn_implementation: ``sdpa`` uses PyTorch's fused scaled-dot-product attention; ``eager`` the reference.
             compile: Wrap the model in ``torch.compile``.
+            embedding_init: Rows to install after building the model (the align stage's); the CLI links it from
+                the data module when ``data.tokenizer`` is ``remapped``, and leaves it null otherwise.
         """
         super().__init__()
         if model_name_or_path and from_config is not None:
@@ -156,10 +171,10 @@ class IVRLanguageModel(LightningModule):
         # from_pretrained returns a model in eval mode, and Lightning keeps the modes it finds: without this,
         # fine-tuning a pretrained checkpoint would run with dropout off
         model.train()
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        init = datamodule.embedding_init() if hasattr(datamodule, "embedding_init") else None
+        init = hp.embedding_init
         if init is not None:
-            wte, lm_head, reassigned = init
+            init = init if isinstance(init, EmbeddingInit) else EmbeddingInit(**init)
+            wte, lm_head, reassigned = load_embedding_init(init)
             install_embeddings(model, wte, lm_head)
             self.reassigned_ids = torch.tensor(reassigned, dtype=torch.long)
             # kept outside the state dict: only the drift metric reads it
@@ -185,7 +200,7 @@ class IVRLanguageModel(LightningModule):
         if mask is not None and mask.any():
             self.log("train/loss_reassigned", token_losses[mask].mean())
             self.log("train/reassigned_token_share", mask.float().mean())
-        self.log("train/bits_per_byte", nll / LN2 / batch["n_bytes"].sum().clamp(min=1))
+        self.log("train/bits_per_byte", bits_per_byte(nll, batch["n_bytes"].sum()))
         self.log("train/bytes_per_token", batch["n_bytes"].sum() / n)
         return loss
 
@@ -213,7 +228,7 @@ class IVRLanguageModel(LightningModule):
         loss = nll / tokens.clamp(min=1)
         self.log("val/loss", loss, prog_bar=True)
         self.log("val/perplexity", torch.exp(loss))
-        self.log("val/bits_per_byte", nll / LN2 / nbytes.clamp(min=1), prog_bar=True)
+        self.log("val/bits_per_byte", bits_per_byte(nll, nbytes), prog_bar=True)
         self.log("val/bytes_per_token", nbytes / tokens.clamp(min=1))
         if self.reassigned_ids is not None:
             r_nll, r_tokens = self.val_nll_reassigned.compute(), self.val_tokens_reassigned.compute()

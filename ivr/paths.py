@@ -117,6 +117,11 @@ class ArtifactPaths:
     def stamp(self, stage: str) -> Path:
         return self.root / "stamps" / f"{stage}.json"
 
+    @property
+    def lock(self) -> Path:
+        """Held while a stage checks and builds its outputs: a second run waits, then reuses them."""
+        return self.root / ".lock"
+
     # training
     @property
     def datasets_dir(self) -> Path:

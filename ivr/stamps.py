@@ -1,11 +1,21 @@
-"""Stage stamps: which inputs produced a stage's outputs, so a rerun rebuilds only what changed."""
+"""Stage stamps: which inputs and which code produced a stage's outputs, so a rerun rebuilds only what changed.
+
+The code part of a stamp is derived, never listed by hand: the ``ivr`` modules a stage's functions come
+from, closed over every ``ivr`` import those modules make (module level or inside functions, parent
+packages included), hashed by source. Editing any of them makes the stamp stale.
+"""
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from ivr.atomic import write_json
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def is_current(stamp_path: Path, key: dict, outputs: list[Path]) -> bool:
@@ -18,3 +28,54 @@ def is_current(stamp_path: Path, key: dict, outputs: list[Path]) -> bool:
 def write_stamp(stamp_path: Path, key: dict, outputs: list[Path]) -> None:
     # written after the outputs: a crash in between only costs a rebuild, never trusts a partial result
     write_json(stamp_path, {"key": key, "outputs": [str(p) for p in outputs]})
+
+
+def module_file(module: str, root: Path | None = None) -> Path | None:
+    """The source file of ``ivr.x.y`` under ``root`` (default: where ``ivr`` is installed; a module or a
+    package), None if it is not a module."""
+    base = (root or PACKAGE_ROOT).joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(module: str, path: Path, root: Path | None) -> set[str]:
+    """``ivr`` modules that ``module`` imports anywhere in its source (``from a import b`` counts ``a.b`` when
+    that is a module), plus its parent packages, whose ``__init__`` runs on import."""
+    found = {".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)}
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import: resolve against this module's package
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        found |= {n for n in names if n.split(".")[0] == "ivr" and module_file(n, root) is not None}
+    return found
+
+
+def module_closure(modules: Iterable[str], root: Path | None = None) -> list[str]:
+    """Every ``ivr`` module that importing ``modules`` executes, sorted."""
+    todo, seen = list(modules), set()
+    while todo:
+        name = todo.pop()
+        path = module_file(name, root)
+        if name in seen or path is None:
+            continue
+        seen.add(name)
+        todo.extend(_imported_modules(name, path, root) - seen)
+    return sorted(seen)
+
+
+def code_fingerprint(modules: Iterable[str], root: Path | None = None) -> str:
+    """Hash of the source of every module in the import closure of ``modules`` (read under ``root``)."""
+    h = hashlib.sha256()
+    for name in module_closure(modules, root):
+        h.update(name.encode() + b"\0" + module_file(name, root).read_bytes() + b"\0")
+    return h.hexdigest()[:16]

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from ivr.model import GPT2Shape, IVRLanguageModel, PretrainedUnavailableError, build_gpt2, lm_sums
+from ivr.metrics import lm_sums
+from ivr.model import GPT2Shape, IVRLanguageModel, PretrainedUnavailableError, build_gpt2
 
 
 def test_lm_sums_matches_transformers_loss():
@@ -63,3 +64,29 @@ def test_pretrained_checkpoint_is_built_in_train_mode(tmp_path):
     module = IVRLanguageModel(model_name_or_path=str(tmp_path))
     module.configure_model()
     assert all(m.training for m in module.model.modules())
+
+
+def test_embedding_init_installs_the_align_stage_rows_and_watches_their_ids(tmp_path):
+    from ivr.model import EmbeddingInit
+    from ivr.tokenizers.remap_rules import RemapRule, write_remap_rules
+
+    shape = GPT2Shape(n_layer=1, n_embd=16, n_positions=16)
+    rows = build_gpt2(shape).transformer.wte.weight.detach().clone()
+    rows[7] = 0.5
+    torch.save(rows, tmp_path / "final_wte.pt")
+    write_remap_rules(tmp_path / "rules.yaml", [RemapRule(7, "Ġx", "Ġdef", (299, 825))])
+    init = EmbeddingInit(str(tmp_path / "final_wte.pt"), str(tmp_path / "final_lm_head.pt"), str(tmp_path / "rules.yaml"))
+    module = IVRLanguageModel(model_name_or_path=None, from_config=shape, embedding_init=init)
+    module.configure_model()
+    assert torch.equal(module.model.transformer.wte.weight, rows)
+    assert module.model.lm_head.weight is module.model.transformer.wte.weight
+    assert module.reassigned_ids.tolist() == [7]
+
+
+def test_embedding_init_without_the_align_stage_says_what_to_run(tmp_path):
+    from ivr.model import EmbeddingInit
+
+    init = EmbeddingInit(str(tmp_path / "final_wte.pt"), str(tmp_path / "final_lm_head.pt"), str(tmp_path / "rules.yaml"))
+    module = IVRLanguageModel(model_name_or_path=None, from_config=GPT2Shape(n_layer=1, n_embd=16), embedding_init=init)
+    with pytest.raises(FileNotFoundError, match="ivr align"):
+        module.configure_model()

@@ -18,8 +18,8 @@ def ivr_run(tmp_path_factory):
         root, "--data.tokenizer", "remapped", "--data.distill.max_iterations", "2",
         "--data.distill.vocab_words", "false", "--data.distill.vocab_variants", "false",
         "--data.distill.split_rules", "false", "--data.distill.number_words", "0",
-        "--data.distill.random_id_sequences", "100",
-        "--data.ivr.num_replacements", "50", "--data.ivr.min_count", "5",
+        "--data.verify.random_id_sequences", "100",
+        "--data.select.num_replacements", "50", "--data.select.min_count", "5",
     )
     main(["prepare", *args])
     return root, args

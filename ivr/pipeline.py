@@ -1,0 +1,382 @@
+"""The preparation pipeline: one typed function per stage, each stamped with its inputs and its code.
+
+``init → analyze → distill-tokenizer → select → remap → align``, then the packed datasets. Every stage
+reads its inputs from the artifact tree (:class:`~ivr.paths.ArtifactPaths`), writes its outputs there
+atomically, and skips the work when its stamp shows the outputs were built from exactly these inputs by
+exactly this code (see :mod:`ivr.stamps`). The CLI's stage commands and the DataModule's ``prepare_data``
+only call :func:`run_stage` and :func:`build_datasets`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import types
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Literal
+
+from filelock import FileLock
+
+from ivr.analysis.frequency import analyze_corpus
+from ivr.analysis.select import SelectSettings, select_replacements
+from ivr.builtin_corpora import english_reference_texts
+from ivr.corpus import CleaningOptions, clean_corpus, iter_documents, read_manifest, read_text_files
+from ivr.embeddings import AlignSettings, align_embeddings
+from ivr.model import GPT2Shape, base_gpt2
+from ivr.packing import write_packed_splits
+from ivr.paths import ArtifactPaths
+from ivr.stamps import code_fingerprint, is_current, module_file, write_stamp
+from ivr.tokenizers.bpe import fetch_original_tokenizer
+from ivr.tokenizers.byte_level import EOS_ID
+from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
+from ivr.tokenizers.io import file_sha256, load_tokenizer
+from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
+from ivr.tokenizers.verify import VerifySettings, verify_tokenizer
+
+log = logging.getLogger(__name__)
+
+STAGES = ("init", "analyze", "distill-tokenizer", "select", "remap", "align")
+TokenizerKind = Literal["original", "distilled", "remapped"]
+# the last stage each training tokenizer needs
+LAST_STAGE = {"original": "analyze", "distilled": "distill-tokenizer", "remapped": "align"}
+DATASET_FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class OriginalTokenizer:
+    """Where ``init`` takes the original BPE tokenizer from."""
+
+    name: str = "openai-community/gpt2"
+    local_dir: str | None = None
+    use_hub: bool = True
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """The model whose embedding rows ``align`` reads: pretrained weights or a seeded from-scratch shape."""
+
+    name_or_path: str | None = None
+    from_config: GPT2Shape | None = None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the stages read besides the artifact tree; the DataModule builds it from its arguments."""
+
+    paths: ArtifactPaths
+    heldout_fraction: float = 0.05
+    original: OriginalTokenizer = OriginalTokenizer()
+    cleaning: CleaningOptions = field(default_factory=CleaningOptions)
+    normalize_force: bool = False
+    distill: DistillSettings = field(default_factory=DistillSettings)
+    verify: VerifySettings = field(default_factory=VerifySettings)
+    select: SelectSettings = field(default_factory=SelectSettings)
+    remap: RemapSettings = field(default_factory=RemapSettings)
+    align: AlignSettings = field(default_factory=AlignSettings)
+    extra_eval_paths: tuple[str, ...] = ()
+    base_model: BaseModel = BaseModel()
+
+
+# ---- stamps -------------------------------------------------------------------------------------------------
+def code_modules(fn: Callable, seen: set | None = None) -> set[str]:
+    """The ``ivr`` modules whose functions and classes ``fn`` uses, following this module's own helpers."""
+    seen = set() if seen is None else seen
+    if fn in seen:
+        return set()
+    seen.add(fn)
+    names, todo = set(), [fn.__code__]
+    while todo:  # nested functions and lambdas have code objects of their own
+        code = todo.pop()
+        names.update(code.co_names)
+        todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    modules = set()
+    for name in names:
+        value = fn.__globals__.get(name)
+        if isinstance(value, types.FunctionType) and value.__module__ == __name__:
+            modules |= code_modules(value, seen)
+        elif isinstance(value, types.ModuleType):
+            modules.add(value.__name__)
+        elif getattr(value, "__module__", "") and value.__module__.startswith("ivr."):
+            modules.add(value.__module__)
+    return modules - {__name__}
+
+
+def stage_code_fingerprint(fn: Callable, root: Path | None = None) -> str:
+    """Fingerprint of the code that decides ``fn``'s outputs: this module's source plus the import closure of
+    every ``ivr`` module ``fn`` (and the helpers it calls here) uses, read under ``root`` (default: installed)."""
+    own = module_file(__name__, root).read_bytes()
+    return hashlib.sha256(code_fingerprint(code_modules(fn), root).encode() + own).hexdigest()[:16]
+
+
+def _plain(settings) -> dict | None:
+    """A JSON-ready view of a settings dataclass, for stamps."""
+    if settings is None:
+        return None
+    raw = asdict(settings) if is_dataclass(settings) else dict(settings)
+    return json.loads(json.dumps(raw, default=str))
+
+
+def _sha(path: Path) -> str:
+    return file_sha256(path) if Path(path).is_file() else "absent"
+
+
+def staged(stage: str, paths: ArtifactPaths, key: dict, outputs: list[Path], build: Callable[[], None], code: Callable) -> list[Path]:
+    """Run ``build`` unless the stamp shows these outputs were built from exactly ``key`` by this code."""
+    stamp = paths.stamp(stage)
+    key = {**key, "code": stage_code_fingerprint(code)}
+    with artifacts_lock(paths):
+        if not is_current(stamp, key, outputs):
+            build()
+            write_stamp(stamp, key, outputs)
+    return outputs
+
+
+def artifacts_lock(paths: ArtifactPaths) -> FileLock:
+    """One writer at a time per artifact tree; others wait (and then find the outputs current)."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    return FileLock(paths.lock)
+
+
+def _corpus_key(config: PipelineConfig) -> dict:
+    return {"corpus": read_manifest(config.paths.cleaned_corpora_dir)["fingerprint"], "heldout_fraction": config.heldout_fraction}
+
+
+def _texts(config: PipelineConfig, split: Literal["train", "heldout"]) -> list[str]:
+    return [d.text for d in iter_documents(config.paths.cleaned_corpora_dir, split, config.heldout_fraction)]
+
+
+def extra_eval_texts(config: PipelineConfig) -> dict[str, list[str]]:
+    """English reference prose plus the user's extra files: text no fitting stage ever sees."""
+    extra = {"english_reference": english_reference_texts()}
+    if config.extra_eval_paths:
+        extra["extra_files"] = read_text_files(list(config.extra_eval_paths))
+    return extra
+
+
+# ---- stages -------------------------------------------------------------------------------------------------
+def init(config: PipelineConfig) -> list[Path]:
+    """Fetch the original tokenizer and clean the raw corpus (each reuses a complete earlier result)."""
+    paths, source = config.paths, config.original
+    with artifacts_lock(paths):
+        fetch_original_tokenizer(paths.original_tokenizer_dir, source.name, source.local_dir, force=source.force, allow_hub=source.use_hub)
+        manifest = clean_corpus(paths.raw_corpora_dir, paths.cleaned_corpora_dir, config.cleaning, force=config.normalize_force)
+    log.info("corpus: %d documents, %d bytes", manifest["documents"], manifest["bytes"])
+    return [paths.original_tokenizer_dir, paths.cleaned_corpora_dir]
+
+
+def analyze(config: PipelineConfig) -> list[Path]:
+    """Encode the corpus with the original BPE: id sequences and token frequencies."""
+    paths = config.paths
+    outputs = [paths.bpe_token_id_sequences, paths.token_frequency]
+    key = {"tokenizer": _sha(paths.original_tokenizer_dir / "tokenizer.json"), **_corpus_key(config)}
+
+    def build() -> None:
+        documents = iter_documents(paths.cleaned_corpora_dir, None, config.heldout_fraction)
+        log.info("analyze: %s", analyze_corpus(load_tokenizer(paths.original_tokenizer_dir), documents, *outputs))
+
+    return staged("analyze", paths, key, outputs, build, analyze)
+
+
+def distill(config: PipelineConfig) -> list[Path]:
+    """Fit the Unigram tokenizer that reproduces the original BPE id for id, save it and verify it."""
+    paths = config.paths
+    outputs = [paths.distilled_tokenizer_dir, paths.distillation_report_md, paths.distillation_report_json]
+    key = {
+        "tokenizer": _sha(paths.original_tokenizer_dir / "tokenizer.json"),
+        "settings": _plain(config.distill),
+        "verify": _plain(config.verify),
+        "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
+        **_corpus_key(config),
+    }
+
+    def build() -> None:
+        summary = distill_tokenizer(
+            load_tokenizer(paths.original_tokenizer_dir),
+            _texts(config, "train"),
+            _texts(config, "heldout"),
+            config.distill,
+            paths.distilled_tokenizer_dir,
+            paths.distillation_report_md,
+            paths.distillation_report_json,
+            extra_eval_texts=extra_eval_texts(config),
+            verify_settings=config.verify,
+        )
+        log.info("distill-tokenizer: %s", {k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+
+    return staged("distill-tokenizer", paths, key, outputs, build, distill)
+
+
+def verify(config: PipelineConfig) -> dict:
+    """Compare the distilled tokenizer with the original BPE again and rewrite the distillation report."""
+    paths = config.paths
+    return verify_tokenizer(
+        load_tokenizer(paths.distilled_tokenizer_dir),
+        load_tokenizer(paths.original_tokenizer_dir),
+        {"corpus": _texts(config, "train"), "heldout": _texts(config, "heldout"), **extra_eval_texts(config)},
+        paths.distillation_report_md,
+        paths.distillation_report_json,
+        config.verify,
+        fit_settings=_plain(config.distill),
+    )
+
+
+def select(config: PipelineConfig) -> list[Path]:
+    """Rank domain strings by tokens saved and pair them with ids the domain does not use."""
+    paths, settings = config.paths, config.select
+    outputs = [paths.replacement_candidates, paths.selection_log]
+    key = {
+        "tokenizer": _sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
+        "settings": _plain(settings),
+        "inputs": [[p, _sha(Path(p))] for p in [settings.forced_tokens_path, *settings.general_reference_paths] if p],
+        **_corpus_key(config),
+    }
+
+    def build() -> None:
+        selection = select_replacements(load_tokenizer(paths.distilled_tokenizer_dir), _texts(config, "train"), settings, *outputs)
+        log.info("select: %s", selection.summary)
+
+    return staged("select", paths, key, outputs, build, select)
+
+
+def remap(config: PipelineConfig) -> list[Path]:
+    """Write the remap rules (from the candidates, or a hand-edited file) and the remapped tokenizer."""
+    paths, settings = config.paths, config.remap
+    outputs = [paths.remapped_tokenizer_dir, paths.remap_rules, paths.remap_report_md, paths.remap_report_json]
+    source = Path(settings.remap_rules_path) if settings.remap_rules_path else paths.replacement_candidates
+    key = {
+        "tokenizer": _sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
+        "rules_source": [str(source), _sha(source)],
+        "settings": _plain(settings),
+        **_corpus_key(config),
+    }
+
+    def build() -> None:
+        summary = remap_tokenizer(
+            load_tokenizer(paths.distilled_tokenizer_dir),
+            settings,
+            paths.remapped_tokenizer_dir,
+            paths.remap_rules,
+            paths.remap_report_md,
+            paths.remap_report_json,
+            candidates_csv=paths.replacement_candidates,
+            heldout_texts=_texts(config, "heldout"),
+            general_texts=english_reference_texts(),
+            original_bpe=load_tokenizer(paths.original_tokenizer_dir),
+        )
+        log.info("remap: %s", {k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+
+    return staged("remap", paths, key, outputs, build, remap)
+
+
+def _checkpoint_fingerprint(name_or_path: str | None) -> list | None:
+    """Hashes of a local checkpoint directory's config and weight files: the same path holding new weights
+    (a model saved again in place) must rebuild the embeddings. None for a Hub name."""
+    path = Path(name_or_path) if name_or_path else None
+    if path is None or not path.is_dir():
+        return None
+    files = sorted(p for p in path.iterdir() if p.is_file() and (p.name == "config.json" or p.suffix in {".safetensors", ".bin"}))
+    return [[p.name, file_sha256(p)] for p in files]
+
+
+def align(
+    config: PipelineConfig,
+    original_tokenizer_dir: str | Path | None = None,
+    remapped_tokenizer_dir: str | Path | None = None,
+    rules_path: str | Path | None = None,
+) -> list[Path]:
+    """Write original, aligned and final embedding rows; reassigned rows start from their new strings' meaning."""
+    paths, base = config.paths, config.base_model
+    original_dir = Path(original_tokenizer_dir or paths.original_tokenizer_dir)
+    remapped_dir = Path(remapped_tokenizer_dir or paths.remapped_tokenizer_dir)
+    rules = Path(rules_path or paths.remap_rules)
+    names = ["original_wte", "original_wpe", "aligned_wte", "final_wte"]
+    outputs = [paths.embedding(n) for n in names] + [paths.embedding_metadata(n) for n in names]
+    if base.from_config is None and not base.name_or_path:
+        raise ValueError("ivr align needs a base model: set model.model_name_or_path or model.from_config")
+    key = {
+        "base_model": _plain(base.from_config) if base.from_config is not None else base.name_or_path,
+        "base_model_files": _checkpoint_fingerprint(base.name_or_path) if base.from_config is None else None,
+        "rules": [str(rules), _sha(rules)],
+        "original_tokenizer": _sha(original_dir / "tokenizer.json"),
+        "remapped_tokenizer": _sha(remapped_dir / "tokenizer.json"),
+        "settings": _plain(config.align),
+    }
+
+    def build() -> None:
+        model = base_gpt2(base.name_or_path, base.from_config)
+        meta = align_embeddings(
+            model,
+            paths,
+            config.align,
+            model_name=str(base.name_or_path or {"from_config": _plain(base.from_config)}),
+            rules_path=rules,
+            original_tokenizer_dir=original_dir,
+            remapped_tokenizer_dir=remapped_dir,
+        )
+        log.info("align: %s", {name: m.get("rows_changed") for name, m in meta.items()})
+
+    return staged("align", paths, key, outputs, build, align)
+
+
+RUNNERS: dict[str, Callable[..., list[Path]]] = {
+    "init": init,
+    "analyze": analyze,
+    "distill-tokenizer": distill,
+    "select": select,
+    "remap": remap,
+    "align": align,
+}
+
+
+def run_stage(config: PipelineConfig, name: str, **overrides) -> list[Path]:
+    """Run one stage (reusing up-to-date outputs) and return the artifacts it owns."""
+    if name not in RUNNERS:
+        raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
+    return RUNNERS[name](config, **overrides)
+
+
+def stages_needed(tokenizer: TokenizerKind) -> list[str]:
+    """Every stage up to the one that makes the training tokenizer (and its embeddings)."""
+    return list(STAGES[: STAGES.index(LAST_STAGE[tokenizer]) + 1])
+
+
+# ---- datasets -----------------------------------------------------------------------------------------------
+def dataset_dir(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int, heldout_fraction: float) -> Path:
+    """The packed datasets' cache location, keyed by everything the blocks depend on, the packing code included."""
+    key = json.dumps(
+        {
+            "version": DATASET_FORMAT_VERSION,
+            "tokenizer": file_sha256(paths.tokenizer_dir(tokenizer) / "tokenizer.json"),
+            "corpus": read_manifest(paths.cleaned_corpora_dir)["fingerprint"],
+            "block_size": block_size,
+            "heldout_fraction": heldout_fraction,
+            "code": stage_code_fingerprint(build_datasets),
+        },
+        sort_keys=True,
+    )
+    return paths.datasets_dir / f"{tokenizer}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int, heldout_fraction: float) -> Path:
+    """Tokenize and pack the train and held-out splits into ``block_size`` blocks (once per cache key)."""
+    target = dataset_dir(paths, tokenizer, block_size, heldout_fraction)
+    with artifacts_lock(paths):
+        if target.is_dir():  # the directory only ever appears by an atomic rename of a finished build
+            return target
+        documents = {
+            name: (d.text for d in iter_documents(paths.cleaned_corpora_dir, split, heldout_fraction))
+            for name, split in (("train", "train"), ("validation", "heldout"))
+        }
+        write_packed_splits(load_tokenizer(paths.tokenizer_dir(tokenizer)), documents, block_size, target, EOS_ID)
+    return target
+
+
+def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -> list[Path]:
+    """Every stage the training tokenizer needs, then the packed datasets; the artifacts in pipeline order."""
+    artifacts = [p for name in stages_needed(tokenizer) for p in run_stage(config, name)]
+    artifacts.append(build_datasets(config.paths, tokenizer, block_size, config.heldout_fraction))
+    return artifacts

@@ -1,0 +1,116 @@
+"""Stage stamps cannot go stale: every module that decides a stage's outputs is in its code fingerprint."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from ivr import pipeline
+from ivr.paths import ArtifactPaths
+from ivr.stamps import PACKAGE_ROOT, code_fingerprint, module_closure
+
+STAGE_FUNCTIONS = {**pipeline.RUNNERS, "datasets": pipeline.build_datasets}
+
+
+@pytest.fixture(scope="module")
+def package_copy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("src")
+    shutil.copytree(PACKAGE_ROOT / "ivr", root / "ivr", ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("stage", "expected"),
+    [
+        ("analyze", {"ivr.analysis.frequency", "ivr.corpus"}),
+        (
+            "distill-tokenizer",
+            {"ivr.tokenizers.byte_level_regex", "ivr.tokenizers.bpe", "ivr.tokenizers.verify", "ivr.tokenizers.unigram"},
+        ),
+        ("select", {"ivr.analysis.select", "ivr.tokenizers.candidates"}),
+        ("remap", {"ivr.tokenizers.remap", "ivr.tokenizers.remap_rules"}),
+        ("align", {"ivr.embeddings", "ivr.model", "ivr.tokenizers.remap_rules"}),
+        ("datasets", {"ivr.packing"}),
+    ],
+)
+def test_closure_reaches_the_modules_that_decide_each_stage(stage, expected):
+    closure = set(module_closure(pipeline.code_modules(STAGE_FUNCTIONS[stage])))
+    assert expected <= closure, expected - closure
+
+
+def test_distillation_closure_holds_its_rule_builders():
+    closure = module_closure(pipeline.code_modules(pipeline.distill))
+    assert any(m.endswith("word_rules") for m in closure)
+    assert any(m.endswith("split_rules") for m in closure)
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_FUNCTIONS))
+def test_editing_any_module_of_a_stage_changes_its_fingerprint(stage, package_copy):
+    fn = STAGE_FUNCTIONS[stage]
+    before = pipeline.stage_code_fingerprint(fn, package_copy)
+    modules = module_closure(pipeline.code_modules(fn), package_copy) + ["ivr.pipeline"]
+    assert len(modules) > 3
+    for name in modules:
+        path = package_copy.joinpath(*name.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# an edit\n")
+        try:
+            assert pipeline.stage_code_fingerprint(fn, package_copy) != before, name
+        finally:
+            path.write_bytes(original)
+    assert pipeline.stage_code_fingerprint(fn, package_copy) == before
+
+
+def test_a_module_outside_the_closure_does_not_change_the_fingerprint(package_copy):
+    closure = module_closure(["ivr.analysis.frequency"], package_copy)
+    assert "ivr.cli" not in closure
+    before = code_fingerprint(["ivr.analysis.frequency"], package_copy)
+    cli = package_copy / "ivr" / "cli.py"
+    original = cli.read_bytes()
+    cli.write_bytes(original + b"\n# an edit\n")
+    try:
+        assert code_fingerprint(["ivr.analysis.frequency"], package_copy) == before
+    finally:
+        cli.write_bytes(original)
+
+
+def test_relative_and_function_level_imports_are_followed(tmp_path):
+    pkg = tmp_path / "ivr"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "a.py").write_text("from . import b\n\ndef f():\n    from ivr import c\n")
+    (pkg / "sub" / "b.py").write_text("X = 1\n")
+    (pkg / "c.py").write_text("from .sub.b import X\n")
+    assert module_closure(["ivr.sub.a"], tmp_path) == ["ivr", "ivr.c", "ivr.sub", "ivr.sub.a", "ivr.sub.b"]
+
+
+def test_a_stage_rebuilds_when_its_code_changes_and_only_then(tmp_path, package_copy, monkeypatch):
+    import ivr.stamps
+
+    monkeypatch.setattr(ivr.stamps, "PACKAGE_ROOT", package_copy)
+    paths = ArtifactPaths.from_config(tmp_path)
+    out = tmp_path / "out.txt"
+    builds = []
+
+    def build():
+        builds.append(1)
+        out.write_text("x")
+
+    def run():
+        pipeline.staged("analyze", paths, {"inputs": 1}, [out], build, pipeline.analyze)
+
+    run()
+    run()
+    assert len(builds) == 1
+    frequency = package_copy / "ivr" / "analysis" / "frequency.py"
+    original = frequency.read_bytes()
+    frequency.write_bytes(original + b"\n# an edit\n")
+    try:
+        run()
+        run()
+    finally:
+        frequency.write_bytes(original)
+    assert len(builds) == 2
