@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import yaml
 from transformers import GPT2LMHeadModel
 
 from ivr.atomic import atomic_file, write_json
 from ivr.paths import ArtifactPaths
 from ivr.tokenizers.io import file_sha256, load_tokenizer
+from ivr.tokenizers.remap_rules import RemapRule, check_ids_in_range, read_remap_rules
 
 InitStrategy = Literal["mean", "global_mean", "random", "zeros"]
 INIT_STRATEGIES: tuple[str, ...] = ("mean", "global_mean", "random", "zeros")
@@ -43,74 +43,6 @@ class AlignSettings:
     def __post_init__(self) -> None:
         if self.init_strategy not in INIT_STRATEGIES:
             raise ValueError(f"unknown init_strategy {self.init_strategy!r}; expected one of {list(INIT_STRATEGIES)}")
-
-
-@dataclass(frozen=True)
-class RemapRule:
-    """One reassigned id. ``where`` names the rules file and rule index, for error messages."""
-
-    id: int
-    old_token: str
-    new_token: str
-    gpt2_ids: tuple[int, ...]
-    reason: str
-    where: str
-
-
-def read_remap_rules(path: str | Path) -> list[RemapRule]:
-    """Read the remap rules YAML: a list of rules, or a mapping whose ``rules`` key holds that list.
-
-    Each rule needs ``id`` (int), ``old_token`` and ``new_token`` (byte-level pieces) and a non-empty
-    ``gpt2_ids`` (list of int); ``reason`` is optional and other keys are ignored.
-    """
-    from ivr.tokenizers.remap import read_rules
-
-    path = Path(path)
-    data = read_rules(path)
-
-    rules: list[RemapRule] = []
-    seen: dict[int, str] = {}
-    for index, raw in enumerate(data):
-        where = f"{path} rule #{index}"
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"{where}: expected a mapping, got {type(raw).__name__}")
-        missing = [k for k in ("id", "old_token", "new_token", "gpt2_ids") if k not in raw]
-        if missing:
-            raise ValueError(f"{where}: missing {missing}")
-        rule_id = raw["id"]
-        # bool is an int subclass; a YAML `yes` must not pass as id 1
-        if not isinstance(rule_id, int) or isinstance(rule_id, bool):
-            raise ValueError(f"{where}: id must be an int, got {rule_id!r}")
-        where = f"{path} rule #{index} (id {rule_id})"
-        for key in ("old_token", "new_token"):
-            if not isinstance(raw[key], str) or not raw[key]:
-                raise ValueError(f"{where}: {key} must be a non-empty string, got {raw[key]!r}")
-        gpt2_ids = raw["gpt2_ids"]
-        if not isinstance(gpt2_ids, list) or not gpt2_ids:
-            raise ValueError(f"{where}: gpt2_ids must be a non-empty list, got {gpt2_ids!r}")
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in gpt2_ids):
-            raise ValueError(f"{where}: gpt2_ids must hold ints, got {gpt2_ids!r}")
-        if rule_id in seen:
-            raise ValueError(f"{where}: id {rule_id} already reassigned by {seen[rule_id]}")
-        seen[rule_id] = where
-        rules.append(
-            RemapRule(
-                id=rule_id,
-                old_token=raw["old_token"],
-                new_token=raw["new_token"],
-                gpt2_ids=tuple(gpt2_ids),
-                reason=str(raw.get("reason", "")),
-                where=where,
-            )
-        )
-    return rules
-
-
-def check_rules_in_range(rules: Sequence[RemapRule], vocab_size: int) -> None:
-    for rule in rules:
-        bad = [i for i in (rule.id, *rule.gpt2_ids) if not 0 <= i < vocab_size]
-        if bad:
-            raise ValueError(f"{rule.where}: ids {bad} outside the vocabulary [0, {vocab_size})")
 
 
 def original_wte(model: GPT2LMHeadModel) -> torch.Tensor:
@@ -140,7 +72,7 @@ def alignment_index(
     remapped_piece = {i: p for p, i in remapped_vocab.items()}
     if sorted(remapped_piece) != list(range(size)):
         raise ValueError(f"remapped vocabulary ids are not exactly 0..{size - 1}")
-    check_rules_in_range(rules, size)
+    check_ids_in_range(rules, size)
 
     by_id = {r.id: r for r in rules}
     source = torch.empty(size, dtype=torch.long)
@@ -176,7 +108,7 @@ def nonfinite_rows(matrix: torch.Tensor) -> list[int]:
 
 def reassigned_rows(original: torch.Tensor, rules: Sequence[RemapRule], settings: AlignSettings) -> torch.Tensor:
     """The new rows ``[len(rules), n_embd]``, in rule order, computed in float32 from ``original``."""
-    check_rules_in_range(rules, original.shape[0])
+    check_ids_in_range(rules, original.shape[0])
     bad = nonfinite_rows(original)
     if bad:
         raise ValueError(f"original embeddings have non-finite rows at ids {bad[:20]} ({len(bad)} in all)")

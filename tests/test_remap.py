@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer
 from tokenizers.models import Unigram
 
-from ivr.analysis.select import IVRSettings, select_replacements
-from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes, text_to_piece
+from ivr.analysis.select import SelectSettings, select_replacements
+from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes
 from ivr.tokenizers.io import load_tokenizer, pre_tokens
-from ivr.tokenizers.remap import RemapRule, RemapRuleError, build_remapped, read_rules, remap_tokenizer, validate_rules
+from ivr.tokenizers.remap import RemapSettings, build_remapped, remap_tokenizer
+from ivr.tokenizers.remap_rules import RemapRule, RemapRuleError, read_remap_rules, validate_remap_rules
 
 GENERAL = [
     "The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst of times.\n",
@@ -24,10 +25,10 @@ GENERAL = [
 @pytest.fixture(scope="module")
 def built(distilled, code_docs, tmp_path_factory):
     out = tmp_path_factory.mktemp("remap")
-    settings = IVRSettings(num_replacements=40, min_count=5, general_prior_words=2000)
+    settings = SelectSettings(num_replacements=40, min_count=5, general_prior_words=2000)
     sel = select_replacements(distilled, code_docs[:30], settings, out / "c.csv", out / "log.md")
     summary = remap_tokenizer(
-        distilled, settings, out / "remapped", out / "remapped" / "remap_rules.yaml", out / "r.md", out / "r.json",
+        distilled, RemapSettings(), out / "remapped", out / "remapped" / "remap_rules.yaml", out / "r.md", out / "r.json",
         candidates_csv=out / "c.csv", heldout_texts=code_docs[30:], general_texts=GENERAL,
     )
     return sel, summary, load_tokenizer(out / "remapped"), out
@@ -42,8 +43,8 @@ def test_remapped_tokenizer_layout_and_files(built, distilled):
     assert spec["pre_tokenizer"] == base["pre_tokenizer"] and spec["decoder"] == base["decoder"]
     changed = {i for i, (a, b) in enumerate(zip(spec["model"]["vocab"], base["model"]["vocab"])) if a[0] != b[0]}
     assert changed == {r.freed_id for r in sel.replacements}
-    rules = read_rules(out / "remapped" / "remap_rules.yaml")
-    assert [(r["id"], r["new_token"], r["gpt2_ids"]) for r in rules] == [
+    rules = read_remap_rules(out / "remapped" / "remap_rules.yaml")
+    assert [(r.id, r.new_token, list(r.gpt2_ids)) for r in rules] == [
         (r.freed_id, r.new_token, r.gpt2_ids) for r in sel.replacements
     ]
     assert summary["reassigned"] == len(sel.replacements) and not summary["rules_not_encoding_to_own_id"]
@@ -107,40 +108,6 @@ def test_decode_inverts_encode_for_any_text_including_freed_strings(built, disti
         assert ids == distilled.encode(text).ids
 
 
-def _valid_rule(built):
-    r = built[0].replacements[0]
-    return {"id": r.freed_id, "old_token": r.freed_token, "new_text": r.new_text}
-
-
-@pytest.mark.parametrize(
-    "bad, message",
-    [
-        ({"id": 60000, "new_text": "zzqqxx"}, "unknown id"),
-        ({"id": 0, "new_text": "zzqqxx"}, "single-byte token"),
-        ({"id": EOS_ID, "new_text": "zzqqxx"}, "<|endoftext|> cannot"),
-        ({"id": "FIRST", "new_text": "zzqqxx"}, "already reassigned by rule 1"),
-        ({"id": 50000, "new_text": "NEW"}, "already the new string of rule 1"),
-        ({"id": 50000, "new_text": " the"}, "already in the vocabulary at id 262"),
-        ({"id": 50000, "new_text": "foo bar"}, "would be split by the pre-tokenizer"),
-        ({"id": 50000, "old_token": "nope", "new_text": "zzqqxx"}, "old_token 'nope' is not"),
-        ({"id": 50000, "new_text": "zzqqxx", "new_token": text_to_piece("other")}, "disagree"),
-        ({"id": 50000}, "needs new_text or new_token"),
-    ],
-)
-def test_invalid_rules_are_rejected_naming_the_rule(built, distilled, bad, message):
-    first = _valid_rule(built)
-    bad = dict(bad)
-    if bad["id"] == "FIRST":
-        bad["id"] = first["id"]
-    if bad.get("new_text") == "NEW":
-        bad["new_text"] = first["new_text"]
-    with pytest.raises(RemapRuleError) as err:
-        validate_rules(distilled, [first, bad], "rules.yaml")
-    text = str(err.value)
-    assert f"rules.yaml: rule 2 (id {bad['id']})" in text and message in text
-    assert not any(line.startswith("rules.yaml: rule 1 ") for line in text.splitlines())
-
-
 def test_hand_edited_rules_file_is_used_and_gpt2_ids_recomputed(built, distilled, tmp_path):
     _, _, _, out = built
     rules_file = tmp_path / "edited.yaml"
@@ -149,13 +116,13 @@ def test_hand_edited_rules_file_is_used_and_gpt2_ids_recomputed(built, distilled
     del data["rules"][0]["new_token"]
     data["rules"][0]["gpt2_ids"] = [1, 2, 3]
     rules_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    settings = IVRSettings(remap_rules_path=str(rules_file))
+    settings = RemapSettings(remap_rules_path=str(rules_file))
     remap_tokenizer(distilled, settings, tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md", tmp_path / "r.json")
     remapped = load_tokenizer(tmp_path / "out")
     first = data["rules"][0]
     assert remapped.encode(" zygomorphic").ids == [first["id"]]
-    written = read_rules(tmp_path / "out" / "rules.yaml")[0]
-    assert written["gpt2_ids"] == distilled.encode(" zygomorphic").ids and len(written["gpt2_ids"]) >= 2
+    written = read_remap_rules(tmp_path / "out" / "rules.yaml")[0]
+    assert list(written.gpt2_ids) == distilled.encode(" zygomorphic").ids and len(written.gpt2_ids) >= 2
 
     data["rules"][1]["id"] = 65
     rules_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
@@ -172,24 +139,24 @@ def test_a_sequence_pre_tokenizer_is_respected_and_kept(code_docs, tmp_path):
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Split(Regex(r"\d"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
-    settings = IVRSettings(num_replacements=60, min_count=3, general_prior_words=0)
+    settings = SelectSettings(num_replacements=60, min_count=3, general_prior_words=0)
     sel = select_replacements(tok, code_docs, settings, tmp_path / "c.csv", tmp_path / "l.md")
     assert sel.replacements and not any(ch.isdigit() for r in sel.replacements for ch in r.new_text)
-    remap_tokenizer(tok, settings, tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md", tmp_path / "r.json",
+    remap_tokenizer(tok, RemapSettings(), tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md", tmp_path / "r.json",
                     candidates_csv=tmp_path / "c.csv")
     remapped = load_tokenizer(tmp_path / "out")
     assert json.loads(remapped.to_str())["pre_tokenizer"] == json.loads(tok.to_str())["pre_tokenizer"]
     text = "".join(code_docs[:3])
     assert remapped.decode(remapped.encode(text).ids) == text
     with pytest.raises(RemapRuleError, match="would be split by the pre-tokenizer"):
-        validate_rules(tok, [{"id": 50000, "new_text": "Handler1"}], "rules.yaml")
+        validate_remap_rules([{"id": 50000, "new_text": "Handler1"}], "rules.yaml", tok)
 
 
 def test_a_new_score_loads_as_written_after_saving(tmp_path):
     # tokenizers' JSON reader rounds 2.0724814146518916e-07 off by a unit in the last place, and the rounded
     # value again once it is written: the new piece's score must be one that loads unchanged
     distilled = Tokenizer(Unigram([("a", 2.0724814146518916e-07), ("b", 0.0), ("c", -1.0)], None, False))
-    rule = RemapRule(id=2, old_token="c", old_text="c", new_token="ab", new_text="ab", gpt2_ids=[0, 1], reason="test")
+    rule = RemapRule(id=2, old_token="c", new_token="ab", gpt2_ids=(0, 1), reason="test")
     remapped = build_remapped(distilled, [rule], bonus=0.0)
     score = json.loads(remapped.to_str())["model"]["vocab"][2]
     assert score[0] == "ab" and score[1] > 0

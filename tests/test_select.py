@@ -3,15 +3,10 @@ from __future__ import annotations
 import pytest
 from tests.conftest import make_code_docs
 
-from ivr.analysis.select import (
-    ForcedTokensError,
-    IVRSettings,
-    _best_collapse,
-    read_candidates,
-    select_replacements,
-    single_pretoken,
-)
+from ivr.analysis.select import ForcedTokensError, SelectSettings, best_collapse, select_replacements
 from ivr.tokenizers.byte_level import EOS_ID, readable, single_byte_pieces, text_to_piece
+from ivr.tokenizers.candidates import read_candidates
+from ivr.tokenizers.pieces import single_pretoken
 
 FAST = {"min_count": 5, "general_prior_words": 2000}
 
@@ -19,15 +14,15 @@ FAST = {"min_count": 5, "general_prior_words": 2000}
 @pytest.fixture(scope="module")
 def selection(distilled, code_docs, tmp_path_factory):
     out = tmp_path_factory.mktemp("sel")
-    settings = IVRSettings(num_replacements=40, **FAST)
+    settings = SelectSettings(num_replacements=40, **FAST)
     return select_replacements(distilled, code_docs, settings, out / "c.csv", out / "log.md"), out
 
 
 def test_best_collapse_takes_the_best_non_overlapping_spans():
     # (1, 4) saves 3 tokens and overlaps both others, which together save only 2 + 2 - overlap
-    assert _best_collapse(6, [(0, 2), (2, 4), (1, 4)]) == 3
-    assert _best_collapse(6, [(0, 1), (2, 3), (4, 5)]) == 3
-    assert _best_collapse(3, []) == 0
+    assert best_collapse(6, [(0, 2), (2, 4), (1, 4)]) == 3
+    assert best_collapse(6, [(0, 1), (2, 3), (4, 5)]) == 3
+    assert best_collapse(3, []) == 0
 
 
 def test_selection_frees_only_rare_ids_and_adds_single_pretoken_strings(selection, distilled):
@@ -64,7 +59,7 @@ def test_indentation_and_identifiers_are_found(selection):
 def test_forced_tokens_come_first_and_bad_ones_name_the_line(distilled, code_docs, tmp_path):
     forced = tmp_path / "forced.txt"
     forced.write_text('# domain words\n zygomorphic\n"\\n        "\n\n', encoding="utf-8")
-    settings = IVRSettings(num_replacements=5, forced_tokens_path=str(forced), **FAST)
+    settings = SelectSettings(num_replacements=5, forced_tokens_path=str(forced), **FAST)
     sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
     first = sel.replacements[:2]
     assert [r.new_text for r in first] == [" zygomorphic", "\n        "]
@@ -79,7 +74,7 @@ def test_forced_tokens_come_first_and_bad_ones_name_the_line(distilled, code_doc
 def test_protected_tokens_and_ids_are_never_freed(selection, distilled, code_docs, tmp_path):
     reps = selection[0].replacements
     by_text, by_piece, by_id = reps[0], reps[1], reps[2]
-    settings = IVRSettings(
+    settings = SelectSettings(
         num_replacements=40,
         protected_tokens=[by_text.freed_text, by_piece.freed_token],
         protected_ids=[by_id.freed_id],
@@ -94,19 +89,19 @@ def test_general_reference_text_delays_freeing_its_tokens(selection, distilled, 
     first = selection[0].replacements[0]
     ref = tmp_path / "general.txt"
     ref.write_text((first.freed_text + " ") * 20, encoding="utf-8")
-    settings = IVRSettings(num_replacements=40, general_reference_paths=[str(ref)], **FAST)
+    settings = SelectSettings(num_replacements=40, general_reference_paths=[str(ref)], **FAST)
     sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
     assert first.freed_id not in {r.freed_id for r in sel.replacements}
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         select_replacements(
-            distilled, code_docs, IVRSettings(general_reference_paths=[str(tmp_path / "missing.txt")], **FAST),
+            distilled, code_docs, SelectSettings(general_reference_paths=[str(tmp_path / "missing.txt")], **FAST),
             tmp_path / "c.csv", tmp_path / "log.md",
         )
 
 
 def test_rare_strings_are_not_selected(distilled, tmp_path):
     docs = make_code_docs(3) + [" antidisestablishmentarianism"]
-    sel = select_replacements(distilled, docs, IVRSettings(num_replacements=50, **FAST), tmp_path / "c.csv", tmp_path / "l.md")
+    sel = select_replacements(distilled, docs, SelectSettings(num_replacements=50, **FAST), tmp_path / "c.csv", tmp_path / "l.md")
     assert " antidisestablishmentarianism" not in {r.new_text for r in sel.replacements}
     assert all(r.domain_count >= 5 for r in sel.replacements)
     assert text_to_piece(" the") not in {r.new_token for r in sel.replacements}
@@ -118,8 +113,6 @@ def test_strings_the_pre_tokenizer_cuts_alone_are_not_selected(distilled, tmp_pa
     remap would reject it."""
     from tokenizers import Regex, Tokenizer, pre_tokenizers
 
-    from ivr.analysis.select import IVRSettings, select_replacements, single_pretoken
-
     tok = Tokenizer.from_str(distilled.to_str())
     # cut a trailing run of tildes only at the end of the text, as a context-dependent rule would
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -127,7 +120,7 @@ def test_strings_the_pre_tokenizer_cuts_alone_are_not_selected(distilled, tmp_pa
     )
     docs = ["a ~~~~~~~ b\n" * 50]
     assert not single_pretoken(tok, " ~~~~~~~")
-    selection = select_replacements(tok, docs, IVRSettings(num_replacements=20, min_count=5),
+    selection = select_replacements(tok, docs, SelectSettings(num_replacements=20, min_count=5),
                                      tmp_path / "c.csv", tmp_path / "log.md")
     for r in selection.replacements:
         assert single_pretoken(tok, r.new_text), r.new_text

@@ -12,23 +12,24 @@ import heapq
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
-from ivr.atomic import atomic_file, write_text
+from ivr.atomic import write_text
 from ivr.general_english import most_frequent_english
 from ivr.tokenizers.byte_level import EOS_TOKEN, piece_to_bytes, readable, single_byte_pieces, text_to_piece
+from ivr.tokenizers.candidates import Replacement, write_candidates
 from ivr.tokenizers.io import pre_tokens
+from ivr.tokenizers.pieces import single_pretoken, vocab_pieces
 
 
 @dataclass
-class IVRSettings:
-    """Settings of In-place Vocabulary Reassignment (``data.ivr.*``)."""
+class SelectSettings:
+    """Settings of the choice of ids to free and strings to give them (``data.select.*``)."""
 
     num_replacements: int = 2000
     """How many ids to reassign at most (forced tokens included)."""
@@ -49,36 +50,6 @@ class IVRSettings:
     """UTF-8 text files of general (non-domain) text; tokens they use are freed last."""
     general_prior_words: int = 50000
     """How many of ``wordfreq``'s most frequent English words feed the general-frequency prior (0: none)."""
-    remap_rules_path: str | None = None
-    """Hand-edited ``remap_rules.yaml`` to build the remapped tokenizer from, instead of the candidates."""
-    new_piece_bonus: float = 1e-6
-    """Score a new piece gets above the distilled segmentation it replaces, per token saved. Small, so
-    it is used exactly where that segmentation has its boundaries, as selection assumed."""
-
-
-@dataclass
-class Replacement:
-    """One reassignment: ``freed_id`` stops meaning ``freed_token`` and starts meaning ``new_token``.
-
-    ``domain_count`` counts the new string where it lies on distilled token boundaries in the training
-    texts; ``estimated_saving`` is the tokens it saves there beyond the replacements ranked above it, and
-    ``estimated_saving_pct`` that as a share of all training tokens. ``gpt2_ids`` are the GPT-2 ids the
-    new string is split into without it.
-    """
-
-    rank: int
-    new_text: str
-    new_token: str
-    domain_count: int
-    gpt2_ids: list[int]
-    estimated_saving: int
-    estimated_saving_pct: float
-    freed_id: int
-    freed_token: str
-    freed_text: str
-    freed_domain_count: int
-    freed_general_per_million: float
-    reason: str
 
 
 @dataclass
@@ -121,20 +92,6 @@ def pretoken_stats(tokenizer: Tokenizer, texts: Iterable[str]) -> PretokenStats:
     return PretokenStats(pieces, counts, segs, id_counts, int(id_counts.sum()), n_bytes, n_docs)
 
 
-def vocab_pieces(tokenizer: Tokenizer) -> list[str]:
-    """Pieces by id: the Unigram vocabulary plus added tokens (``<|endoftext|>``)."""
-    model = json.loads(tokenizer.to_str())["model"]
-    pieces = [p for p, _ in model["vocab"]]
-    for i in range(len(pieces), tokenizer.get_vocab_size()):
-        pieces.append(tokenizer.id_to_token(i))
-    return pieces
-
-
-def single_pretoken(tokenizer: Tokenizer, text: str) -> bool:
-    """Whether the pre-tokenizer keeps ``text`` as one pre-token (and a normalizer leaves its bytes alone)."""
-    return pre_tokens(tokenizer, text) == [text_to_piece(text)]
-
-
 def read_forced_tokens(path: str | Path, tokenizer: Tokenizer) -> list[str]:
     """Forced terms as byte-level pieces; a term the pre-tokenizer would split is an error naming its line."""
     path = Path(path)
@@ -158,7 +115,7 @@ def read_forced_tokens(path: str | Path, tokenizer: Tokenizer) -> list[str]:
     return terms
 
 
-def general_prior(tokenizer: Tokenizer, settings: IVRSettings) -> np.ndarray:
+def general_prior(tokenizer: Tokenizer, settings: SelectSettings) -> np.ndarray:
     """Estimated uses per million tokens of general text, per id (0 where nothing suggests any use)."""
     prior = np.zeros(tokenizer.get_vocab_size(), dtype=np.float64)
     if settings.general_prior_words > 0:
@@ -173,7 +130,7 @@ def general_prior(tokenizer: Tokenizer, settings: IVRSettings) -> np.ndarray:
     for ref in settings.general_reference_paths:
         path = Path(ref)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: general reference file not found (data.ivr.general_reference_paths)")
+            raise FileNotFoundError(f"{path}: general reference file not found (data.select.general_reference_paths)")
         ids = tokenizer.encode(path.read_text(encoding="utf-8"), add_special_tokens=False).ids
         if ids:
             counts = np.bincount(np.asarray(ids), minlength=len(prior))
@@ -235,7 +192,7 @@ class _Spans:
         return occ
 
 
-def _best_collapse(k: int, spans: Sequence[tuple[int, int]]) -> int:
+def best_collapse(k: int, spans: Sequence[tuple[int, int]]) -> int:
     """Most tokens saved by collapsing non-overlapping spans (inclusive token ranges) of a k-token pre-token."""
     ordered = sorted(spans, key=lambda s: s[1])
     best = [0] * (k + 1)
@@ -267,14 +224,14 @@ class _Greedy:
                 total += self.stats.counts[t] * (j - i)
             else:
                 k = len(self.stats.segs[t])
-                total += self.stats.counts[t] * (_best_collapse(k, (have or []) + spans) - self.value.get(t, 0))
+                total += self.stats.counts[t] * (best_collapse(k, (have or []) + spans) - self.value.get(t, 0))
         return total
 
     def add(self, s: str) -> None:
         for t, spans in self.occ[s].items():
             have = self.chosen.setdefault(t, [])
             have.extend(spans)
-            self.value[t] = _best_collapse(len(self.stats.segs[t]), have)
+            self.value[t] = best_collapse(len(self.stats.segs[t]), have)
 
     def used_count(self, s: str) -> int:
         return sum(self.stats.counts[t] * len(spans) for t, spans in self.occ[s].items())
@@ -283,7 +240,7 @@ class _Greedy:
 def select_replacements(
     distilled: Tokenizer,
     train_texts: Iterable[str],
-    settings: IVRSettings,
+    settings: SelectSettings,
     candidates_csv: str | Path,
     selection_log: str | Path,
 ) -> Selection:
@@ -382,7 +339,7 @@ def select_replacements(
                 reason=reason,
             )
         )
-    write_candidates(replacements, candidates_csv)
+    write_candidates(candidates_csv, replacements)
     saving = sum(r.estimated_saving for r in replacements)
     cost = sum(r.freed_domain_count for r in replacements)
     summary = {
@@ -402,7 +359,7 @@ def select_replacements(
     return Selection(replacements, summary)
 
 
-def _protected_pieces(settings: IVRSettings, vocab: set[str]) -> set[str]:
+def _protected_pieces(settings: SelectSettings, vocab: set[str]) -> set[str]:
     out = set()
     for p in settings.protected_tokens:
         if p in vocab:
@@ -412,50 +369,12 @@ def _protected_pieces(settings: IVRSettings, vocab: set[str]) -> set[str]:
     return out
 
 
-CSV_COLUMNS = [f.name for f in fields(Replacement)]
-
-
-def write_candidates(replacements: Sequence[Replacement], path: str | Path) -> None:
-    rows = [asdict(r) | {"gpt2_ids": " ".join(map(str, r.gpt2_ids))} for r in replacements]
-    schema = {c: (pl.Int64 if c in _INT_COLUMNS else pl.Float64 if c in _FLOAT_COLUMNS else pl.Utf8) for c in CSV_COLUMNS}
-    frame = pl.DataFrame(rows, schema=schema)
-    with atomic_file(path) as tmp:
-        frame.write_csv(tmp)
-
-
-def read_candidates(path: str | Path) -> list[Replacement]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: replacement candidates not found: run the selection stage first")
-    frame = pl.read_csv(path, infer_schema=False)
-    missing = [c for c in CSV_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
-    out = []
-    for line, row in enumerate(frame.iter_rows(named=True), 2):
-        try:
-            values = {
-                c: int(v) if c in _INT_COLUMNS else float(v) if c in _FLOAT_COLUMNS else (v or "")
-                for c, v in row.items()
-                if c in CSV_COLUMNS
-            }
-            values["gpt2_ids"] = [int(x) for x in (row["gpt2_ids"] or "").split()]
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}:{line}: {err}") from None
-        out.append(Replacement(**values))
-    return out
-
-
-_INT_COLUMNS = {"rank", "domain_count", "estimated_saving", "freed_id", "freed_domain_count"}
-_FLOAT_COLUMNS = {"estimated_saving_pct", "freed_general_per_million"}
-
-
 def _md(text: str) -> str:
     """Text shown safely inside a Markdown table cell: escapes visible, pipes and backticks neutralised."""
     return json.dumps(text, ensure_ascii=False)[1:-1].replace("|", "\\|").replace("`", "ˋ")
 
 
-def _selection_log(settings: IVRSettings, summary: dict, reps: Sequence[Replacement], notes: list[str]) -> str:
+def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Replacement], notes: list[str]) -> str:
     ex = summary["excluded"]
     lines = [
         "# IVR selection log",
