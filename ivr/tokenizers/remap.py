@@ -26,7 +26,7 @@ from ivr.tokenizers.remap_rules import (
     validate_remap_rules,
     write_remap_rules,
 )
-from ivr.tokenizers.distill import read_back_stable
+from ivr.tokenizers.unigram import read_back_stable
 
 
 @dataclass
