@@ -280,7 +280,7 @@ def compare_inits(
     for strategy in INIT_STRATEGIES:
         spaths = ArtifactPaths.from_config(paths.root, embeddings_dir=out_dir / strategy)
         align_embeddings(base_model, spaths, AlignSettings(init_strategy=strategy), model_name=base)
-        model = install_embeddings(load_gpt2(base), *load_final_embeddings(spaths))
+        model = install_embeddings(load_gpt2(base), *load_final_embeddings(spaths.embedding("final_wte"), spaths.embedding("final_lm_head")))
         out["strategies"][strategy] = {"domain": evaluate(model, blocks["remapped"], batch_size, reassigned)}
         if general_blocks is not None:
             out["strategies"][strategy]["general"] = evaluate(model, general_blocks, batch_size, reassigned)
@@ -291,7 +291,7 @@ def compare_inits(
         for strategy in ("mean", "zeros"):
             spaths = ArtifactPaths.from_config(paths.root, embeddings_dir=out_dir / f"level{level:g}" / strategy)
             align_embeddings(shifted, spaths, AlignSettings(init_strategy=strategy), model_name=base)
-            model = install_embeddings(shift_logits(load_gpt2(base), offset), *load_final_embeddings(spaths))
+            model = install_embeddings(shift_logits(load_gpt2(base), offset), *load_final_embeddings(spaths.embedding("final_wte"), spaths.embedding("final_lm_head")))
             row[strategy] = evaluate(model, blocks["remapped"], batch_size, reassigned)
         out["levels"][f"{level:g}"] = row
     return out

@@ -174,11 +174,11 @@ def install_embeddings(
     return model
 
 
-def load_final_embeddings(paths: ArtifactPaths) -> tuple[torch.Tensor, torch.Tensor | None]:
+def load_final_embeddings(final_wte: str | Path, final_lm_head: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``final_wte`` and, when it was written (untied models), ``final_lm_head``, for ``install_embeddings``."""
-    wte_path, head_path = paths.embedding("final_wte"), paths.embedding("final_lm_head")
+    wte_path, head_path = Path(final_wte), Path(final_lm_head)
     if not wte_path.is_file():
-        raise FileNotFoundError(f"no embeddings at {wte_path}: run align_embeddings first")
+        raise FileNotFoundError(f"no embeddings at {wte_path}: run `ivr align` (or `ivr prepare`) first")
     head = torch.load(head_path, weights_only=True) if head_path.is_file() else None
     return torch.load(wte_path, weights_only=True), head
 

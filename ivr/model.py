@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -105,13 +104,11 @@ def base_gpt2(model_name_or_path: str | None, from_config: GPT2Shape | dict | No
 
 def load_embedding_init(init: EmbeddingInit) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
     """``final_wte``, ``final_lm_head`` (None for a tied model) and the sorted reassigned ids."""
+    from ivr.embeddings import load_final_embeddings
     from ivr.tokenizers.remap_rules import read_remap_rules
 
-    wte_path, head_path = Path(init.final_wte), Path(init.final_lm_head)
-    if not wte_path.is_file():
-        raise FileNotFoundError(f"no embeddings at {wte_path}: run `ivr align` (or `ivr prepare`) first")
-    head = torch.load(head_path, weights_only=True) if head_path.is_file() else None
-    return torch.load(wte_path, weights_only=True), head, sorted(rule.id for rule in read_remap_rules(init.remap_rules))
+    wte, head = load_final_embeddings(init.final_wte, init.final_lm_head)
+    return wte, head, sorted(rule.id for rule in read_remap_rules(init.remap_rules))
 
 
 class IVRLanguageModel(LightningModule):

@@ -137,7 +137,7 @@ def test_stage_writes_artifacts_and_install_keeps_tie(workspace):
     wpe = torch.load(paths.embedding("original_wpe"), weights_only=True)
     assert torch.equal(wpe, model.transformer.wpe.weight)
 
-    final, head = load_final_embeddings(paths)
+    final, head = load_final_embeddings(paths.embedding("final_wte"), paths.embedding("final_lm_head"))
     assert head is None
     install_embeddings(model, final)
     assert model.lm_head.weight is model.transformer.wte.weight
@@ -154,7 +154,7 @@ def test_untied_model_gets_its_own_head_rows(workspace):
     out = align_embeddings(model, paths, AlignSettings(init_strategy="mean"))
     assert "final_lm_head" in out and out["final_lm_head"]["changed_ids"] == IDS
 
-    final, head = load_final_embeddings(paths)
+    final, head = load_final_embeddings(paths.embedding("final_wte"), paths.embedding("final_lm_head"))
     with pytest.raises(ValueError, match="untied lm_head: pass final_lm_head"):
         install_embeddings(model, final)
     install_embeddings(model, final, head)
@@ -166,7 +166,7 @@ def test_untied_model_gets_its_own_head_rows(workspace):
 
     # a later tied run must not leave the untied head behind
     align_embeddings(tiny_gpt2(tied=True), paths)
-    assert load_final_embeddings(paths)[1] is None
+    assert load_final_embeddings(paths.embedding("final_wte"), paths.embedding("final_lm_head"))[1] is None
 
 
 def test_stage_names_tokenizers_on_disagreement(tmp_path, workspace):
