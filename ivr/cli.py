@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import replace
 from typing import Literal
 
 from jsonargparse import set_parsing_settings
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from ivr import pipeline
 from ivr.atomic import write_text
 from ivr.data import IVRDataModule, settings_as
 from ivr.embeddings import AlignSettings
-from ivr.model import GenerationSettings, IVRLanguageModel
+from ivr.model import GenerationSettings, IVRLanguageModel, PretrainedUnavailableError
+from ivr.paths import ArtifactPaths
+from ivr.progress import ProgressLog
+from ivr.prompts import read_prompts
+from ivr.tokenizers.verify import DistillationMismatch
 
 STAGE_COMMANDS = {
     "analyze": "Encode the cleaned corpus with GPT-2 BPE; write id sequences and token frequencies.",
@@ -71,6 +77,9 @@ class IVRTrainer(Trainer):
     ):
         """Continue each prompt of --data.prompts_path; writes predictions.jsonl and prints the continuations.
 
+        Without --ckpt_path the last fit's ``last.ckpt`` is used (and named); ``--ckpt_path base`` generates from
+        the configured model without fine-tuning.
+
         Args:
             max_new_tokens: Tokens generated per prompt (fewer if the model's position table runs out).
             temperature: Sampling temperature; 0 decodes greedily.
@@ -78,6 +87,8 @@ class IVRTrainer(Trainer):
         """
         if isinstance(model, IVRLanguageModel):
             model.generation = GenerationSettings(max_new_tokens, temperature, top_k)
+        if datamodule is not None:
+            ckpt_path = _predict_checkpoint(datamodule, ckpt_path)
         predictions = super().predict(model, dataloaders, datamodule, True, ckpt_path) or []
         if datamodule is not None:
             tok = datamodule.tokenizer()
@@ -122,6 +133,27 @@ class IVRTrainer(Trainer):
         }
         datamodule.hparams.update({k: v for k, v in overrides.items() if v is not None})
         _print_artifacts("init", datamodule.run_stage("init"))
+
+
+def _predict_checkpoint(datamodule: IVRDataModule, ckpt_path: str | None) -> str | None:
+    """The checkpoint ``ivr predict`` loads: the one given, else the last fit's; ``base`` for none, said aloud."""
+    read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
+    tokenizer = datamodule.paths.tokenizer_dir(datamodule.hparams.tokenizer) / "tokenizer.json"
+    if not tokenizer.is_file():
+        raise FileNotFoundError(f"no tokenizer at {tokenizer}: run `ivr fit` (or `ivr prepare`) with this config first")
+    if ckpt_path == "base":
+        print("ivr predict: generating from the configured model without fine-tuning (--ckpt_path base)")
+        return None
+    if ckpt_path is None:
+        last = datamodule.paths.checkpoints_dir / "last.ckpt"
+        if not last.is_file():
+            raise FileNotFoundError(
+                f"no checkpoint to predict with: {last} does not exist. Run `ivr fit` first, pass --ckpt_path FILE, "
+                f"or --ckpt_path base to generate from the model without fine-tuning"
+            )
+        print(f"ivr predict: using the last fit's checkpoint {last}")
+        return str(last)
+    return ckpt_path
 
 
 def _align(
@@ -210,6 +242,10 @@ setattr(IVRTrainer, "verify-tokenizer", _verify_tokenizer)
 IVRTrainer.export = _export
 
 
+def _checkpoints_dir(artifacts_dir: str) -> str:
+    return str(ArtifactPaths.from_config(artifacts_dir).checkpoints_dir)
+
+
 class IVRCLI(LightningCLI):
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -231,6 +267,11 @@ class IVRCLI(LightningCLI):
         parser.link_arguments("model.from_config", "data.base_model_config")
         # and the model starts from the rows the align stage wrote, when it trains on the remapped tokenizer
         parser.link_arguments("data.embedding_init", "model.embedding_init", apply_on="instantiate")
+        # progress lines that a log file shows too, and checkpoints in one place across runs (`--ckpt_path last`)
+        parser.add_lightning_class_args(ProgressLog, "progress")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True})
+        parser.link_arguments("data.artifacts_dir", "checkpoint.dirpath", compute_fn=_checkpoints_dir)
 
     def after_fit(self) -> None:
         """Export the trained model as a Hugging Face directory."""
@@ -281,15 +322,32 @@ def _cache_docstring_parsing() -> None:
     _optionals.parse_docstring = cached
 
 
+# what bad input, bad settings or a missing prerequisite raise: the message says what to change
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, PretrainedUnavailableError, DistillationMismatch)
+
+
 def main(args: list[str] | None = None) -> None:
+    """The ``ivr`` command. From the console (``args`` None) a user error prints one line and exits with status 2;
+    ``--debug`` (or ``IVR_DEBUG=1``) shows the traceback instead. Called with ``args`` it raises, for tests."""
     # settings dataclasses document their fields with attribute docstrings; show them in --help
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
     _cache_docstring_parsing()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args is None:  # LightningCLI warns when given args while sys.argv has its own
-        sys.argv[1:] = _normalize_flags(sys.argv[1:])
-    else:
-        args = _normalize_flags(args)
+    if args is not None:
+        return _run(_normalize_flags(args))
+    debug = "--debug" in sys.argv[1:] or os.environ.get("IVR_DEBUG", "") not in ("", "0")
+    # LightningCLI warns when given args while sys.argv has its own
+    sys.argv[1:] = _normalize_flags([a for a in sys.argv[1:] if a != "--debug"])
+    try:
+        _run(None)
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        print(f"ivr: error: {err}\n(run again with --debug for the traceback)", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _run(args: list[str] | None) -> None:
     IVRCLI(
         IVRLanguageModel,
         IVRDataModule,

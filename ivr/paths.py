@@ -132,6 +132,11 @@ class ArtifactPaths:
         return self.root / "training"
 
     @property
+    def checkpoints_dir(self) -> Path:
+        """Lightning checkpoints, ``last.ckpt`` among them: one place across runs, so ``--ckpt_path last`` resumes."""
+        return self.training_dir / "checkpoints"
+
+    @property
     def predictions(self) -> Path:
         return self.training_dir / "predictions.jsonl"
 

@@ -52,13 +52,18 @@ def test_bad_corpus_fails_with_the_file_named(tmp_path, raw_dir):
         main(["init", *tiny_cli_args(tmp_path, "--data.builtin_corpus", "null", "--data.raw_corpora_dir", str(raw_dir))])
 
 
-def test_short_fit_writes_tensorboard_events_and_checkpoint(tmp_path, monkeypatch):
+def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
+    caplog.set_level("INFO", logger="ivr.progress")
     main(["train", *tiny_cli_args(tmp_path), "--trainer.max_steps", "3", "--trainer.val_check_interval", "3",
-          "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps", "1"])
+          "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps", "1", "--progress.every_seconds", "0"])
     version = tmp_path / "lightning_logs" / "version_0"
-    events = list(version.glob("events.out.tfevents.*"))
-    assert events and list((version / "checkpoints").glob("*.ckpt"))
+    assert list(version.glob("events.out.tfevents.*"))
+    checkpoints = tmp_path / "artifacts" / "training" / "checkpoints"
+    assert (checkpoints / "last.ckpt").is_file()
+    progress = [r.getMessage() for r in caplog.records if r.name == "ivr.progress"]
+    assert any(m.startswith("train: step 3/3, loss ") and "tokens/s" in m and "ETA 0:00:00" in m for m in progress), progress
+    assert any(m.startswith("validation at step 3: val/loss ") for m in progress), progress
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -70,21 +75,33 @@ def test_short_fit_writes_tensorboard_events_and_checkpoint(tmp_path, monkeypatc
     bpb = acc.Scalars("val/bits_per_byte")[-1].value
     assert 0 < bpb < 40
 
+    # resuming continues from step 3: the second run trains steps 4 and 5 only
+    main(["fit", *tiny_cli_args(tmp_path), "--trainer.max_steps", "5", "--trainer.val_check_interval", "2",
+          "--trainer.limit_val_batches", "1", "--trainer.log_every_n_steps", "1", "--ckpt_path", "last"])
+    acc = EventAccumulator(str(tmp_path / "lightning_logs" / "version_1"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [3, 4]
+    import torch
 
-def test_predict_continues_prompts_from_a_file(tmp_path, monkeypatch, capsys):
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 5
+
+
+def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = tiny_cli_args(tmp_path, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
                          "--trainer.limit_val_batches", "1")
-    main(["fit", *args])
-    ckpt = next((tmp_path / "lightning_logs").rglob("*.ckpt"))
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("def main():\\n    \nimport os\n")
-    main(["predict", *args, "--data.prompts_path", str(prompts), "--max_new_tokens", "5",
-          "--ckpt_path", str(ckpt)])
+    main(["prepare", *args])
+    with pytest.raises(FileNotFoundError, match="Run `ivr fit` first, pass --ckpt_path FILE, or --ckpt_path base"):
+        main(["predict", *args, "--data.prompts_path", str(prompts)])
+    main(["fit", *args])
+    main(["predict", *args, "--data.prompts_path", str(prompts), "--max_new_tokens", "5"])
     records = [json.loads(line) for line in (tmp_path / "artifacts" / "training" / "predictions.jsonl").open()]
     assert [r["prompt"] for r in records] == ["def main():\n    ", "import os"]
     assert all(isinstance(r["continuation"], str) and r["continuation"] for r in records)
-    assert "2 continuations written" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 continuations written" in out and "using the last fit's checkpoint" in out
 
 
 def test_predict_without_prompts_says_what_to_pass(tmp_path):
@@ -104,3 +121,20 @@ def test_a_stage_rebuilds_when_its_code_changes(tmp_path, monkeypatch):
     monkeypatch.setattr(ivr.pipeline, "stage_code_fingerprint", lambda fn, root=None: "a newer version")
     main(["analyze", *tiny_cli_args(tmp_path)])
     assert seq.stat().st_mtime_ns != first
+
+
+def test_a_user_error_from_the_console_is_one_line_and_status_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["ivr", "predict", *tiny_cli_args(tmp_path)])
+    monkeypatch.delenv("IVR_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("ivr: error: ")]
+    assert len(lines) == 1 and "--data.prompts_path" in lines[0] and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["ivr", "predict", "--debug", *tiny_cli_args(tmp_path)])
+    with pytest.raises(ValueError, match="--data.prompts_path"):
+        main()

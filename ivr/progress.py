@@ -1,0 +1,65 @@
+"""Training progress as plain log lines, readable in a log file (CI, nohup, a cluster job) as well as a terminal.
+
+Lightning's progress bar redraws one line and, with output to a file, shows nothing until the epoch ends; this
+callback writes a line every ``every_seconds`` (and after each validation) with the step, loss, learning rate,
+throughput and the time left.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+log = logging.getLogger("ivr.progress")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class ProgressLog(Callback):
+    def __init__(self, every_seconds: float = 30.0):
+        """Log a line of training progress at most every ``every_seconds`` and after each validation.
+
+        Args:
+            every_seconds: Seconds between two progress lines (the first comes after the first step).
+        """
+        self.every_seconds = every_seconds
+        self._started = self._last = 0.0
+        self._tokens = 0
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._started = time.monotonic()
+        self._last = -math.inf
+        self._tokens = 0
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        self._tokens += int(batch["input_ids"].numel())
+        now = time.monotonic()
+        if now - self._last < self.every_seconds:
+            return
+        self._last = now
+        elapsed = now - self._started
+        step, total = trainer.global_step, trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        metrics = trainer.callback_metrics
+        parts = [f"step {step}" + (f"/{total}" if total else "")]
+        for name, label in (("train/loss", "loss"), ("train/bits_per_byte", "bits/byte"), ("train/lr", "lr")):
+            if name in metrics:
+                parts.append(f"{label} {float(metrics[name]):.4g}")
+        parts.append(f"{self._tokens / max(elapsed, 1e-9):,.0f} tokens/s")
+        parts.append(f"elapsed {_duration(elapsed)}")
+        if total and step:
+            parts.append(f"ETA {_duration(elapsed / step * (total - step))}")
+        log.info("train: %s", ", ".join(parts))
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        shown = [f"{name} {float(metrics[name]):.4f}" for name in ("val/loss", "val/bits_per_byte") if name in metrics]
+        if shown:
+            log.info("validation at step %d: %s", trainer.global_step, ", ".join(shown))
