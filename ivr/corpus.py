@@ -7,7 +7,10 @@ Raw sources, found recursively under the raw directory:
 * ``*.json``: a list of records (or one record); each record's ``text_key`` field is a document.
 
 Cleaning decodes with the configured encoding, drops a byte-order mark and turns ``\\r\\n``/``\\r``
-into ``\\n``; nothing else is touched, since GPT-2 was trained on raw text. Each source file becomes
+into ``\\n``; nothing else is touched, since GPT-2 was trained on raw text. Text that looks binary is
+refused with the file named; a document over ``max_document_chars`` is cut at paragraph breaks into
+documents of its own (``<id>#k``), so that a corpus of a few large files still splits into held-out and
+training documents. Each source file becomes
 ``<cleaned>/<relative path>.jsonl`` with one ``{"id", "text"}`` record per document, so document
 boundaries survive exactly; when the training data are packed, documents are joined with
 ``<|endoftext|>`` as GPT-2 was. ``manifest.json`` is written last and marks a complete build.
@@ -51,6 +54,7 @@ class CleaningOptions:
     on_bad_record: Literal["raise", "skip"] = "raise"
     builtin_corpus: str | None = None
     builtin_corpus_max_mb: float = 8.0
+    max_document_chars: int = 250_000
 
 
 def normalize(text: str) -> str:
@@ -77,6 +81,46 @@ def _decode(data: bytes, path: Path, encoding: str, line: int | None = None, bas
         ) from None
     except LookupError:
         raise CorpusError(f"unknown encoding {encoding!r} (data.encoding) while reading {path}") from None
+
+
+def check_text(text: str, where: str) -> str:
+    """``text``, unless it looks binary: a NUL, or over 5% control characters in its first 64k characters."""
+    head = text[:65536]
+    controls = sum(1 for c in head if c < " " and c not in "\t\n\f\v")
+    if "\0" in head or controls > 0.05 * len(head):
+        raise CorpusError(
+            f"{where}: looks binary ({controls} control characters in the first {len(head)}, NUL included: "
+            f"{'yes' if chr(0) in head else 'no'}); only text is read: remove the file or convert it to text"
+        )
+    return text
+
+
+def split_long(text: str, max_chars: int) -> list[str]:
+    """``text`` cut into pieces of at most ``max_chars`` characters: after the last paragraph break
+    (a blank line) that fits, else after the last line break, else at ``max_chars``. The pieces join back
+    to ``text``. A corpus of a few large documents then still has documents for both splits."""
+    pieces = []
+    while len(text) > max_chars:
+        window = text[:max_chars]
+        paragraph, line = window.rfind("\n\n"), window.rfind("\n")
+        cut = paragraph + 2 if paragraph > 0 else line + 1 if line >= 0 else max_chars
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return [*pieces, text] if text else pieces
+
+
+def _documents(text: str, doc_id: str, where: str, options: CleaningOptions) -> Iterator[Document]:
+    """One cleaned source text as documents: whole, or cut by ``split_long`` with ``#k`` on the id."""
+    text = check_text(normalize(text), where)
+    if not text.strip():
+        return
+    pieces = split_long(text, options.max_document_chars)
+    if len(pieces) == 1:
+        yield Document(doc_id, text)
+        return
+    for k, piece in enumerate(pieces):
+        if piece.strip():
+            yield Document(f"{doc_id}#{k}", piece)
 
 
 def _record_text(record: object, key: str, where: str) -> str:
@@ -109,9 +153,7 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
     """Yield the cleaned documents of one raw file."""
     data = path.read_bytes()
     if path.suffix not in (".jsonl", ".json"):  # .txt, and the built-in corpus's .py files
-        text = normalize(_decode(data, path, options.encoding))
-        if text.strip():
-            yield Document(f"{rel}:0", text)
+        yield from _documents(_decode(data, path, options.encoding), f"{rel}:0", str(path), options)
         return
     if path.suffix == ".jsonl":
         offset = 0
@@ -125,12 +167,10 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
                     record = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise CorpusError(f"{path}:{lineno}: invalid JSON ({err.msg} at column {err.colno})") from None
-                text = normalize(_record_text(record, options.text_key, f"{path}:{lineno}"))
+                where = f"{path}:{lineno}"
+                yield from _documents(_record_text(record, options.text_key, where), f"{rel}:{lineno}", where, options)
             except CorpusError as err:
                 skip(err)
-                continue
-            if text.strip():
-                yield Document(f"{rel}:{lineno}", text)
         return
     # .json: a whole-file document; a bad file cannot be partly trusted, but bad records can be skipped
     try:
@@ -143,13 +183,11 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
         return
     records = payload if isinstance(payload, list) else [payload]
     for index, record in enumerate(records):
+        where = f"{path} record {index}"
         try:
-            text = normalize(_record_text(record, options.text_key, f"{path} record {index}"))
+            yield from _documents(_record_text(record, options.text_key, where), f"{rel}:{index}", where, options)
         except CorpusError as err:
             skip(err)
-            continue
-        if text.strip():
-            yield Document(f"{rel}:{index}", text)
 
 
 def find_sources(raw_dir: Path, options: CleaningOptions) -> list[tuple[Path, str]]:
@@ -178,7 +216,7 @@ def find_sources(raw_dir: Path, options: CleaningOptions) -> list[tuple[Path, st
 
 
 def _sources_fingerprint(sources: list[tuple[Path, str]], options: CleaningOptions) -> str:
-    h = hashlib.sha256(json.dumps([MANIFEST_VERSION, options.text_key, options.encoding]).encode())
+    h = hashlib.sha256(json.dumps([MANIFEST_VERSION, options.text_key, options.encoding, options.max_document_chars]).encode())
     for path, rel in sources:
         st = path.stat()
         h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -244,6 +282,27 @@ def read_manifest(cleaned_dir: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no cleaned corpus at {cleaned_dir} (missing {path.name}): run `ivr init` first")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def split_counts(cleaned_dir: str | Path, heldout_fraction: float) -> dict[str, int]:
+    """How many documents fall in each split."""
+    counts = {"train": 0, "heldout": 0}
+    for doc in iter_documents(cleaned_dir):
+        counts["heldout" if is_heldout(doc.doc_id, heldout_fraction) else "train"] += 1
+    return counts
+
+
+def check_splits(cleaned_dir: str | Path, heldout_fraction: float, max_document_chars: int) -> dict[str, int]:
+    """Fail now, not after every stage, when a split would be empty."""
+    counts = split_counts(cleaned_dir, heldout_fraction)
+    for split, n in counts.items():
+        if n == 0:
+            raise CorpusError(
+                f"the cleaned corpus at {cleaned_dir} has {sum(counts.values())} documents and none falls in the {split} "
+                f"split (data.heldout_fraction={heldout_fraction}): add documents, change data.heldout_fraction, or "
+                f"lower data.max_document_chars ({max_document_chars}) so that large documents are cut into more pieces"
+            )
+    return counts
 
 
 def iter_documents(

@@ -6,8 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ivr.corpus import CleaningOptions, CorpusError, clean_corpus, is_heldout, iter_documents
+from ivr.corpus import (
+    CleaningOptions,
+    CorpusError,
+    check_splits,
+    check_text,
+    clean_corpus,
+    is_heldout,
+    iter_documents,
+    split_long,
+)
 
 
 def _clean(raw: Path, tmp_path: Path, **kw) -> dict:
@@ -118,3 +129,52 @@ def test_builtin_corpus_reads_python_stdlib(tmp_path):
     assert 0 < manifest["bytes"] <= 200_000
     assert all(f["cleaned"].startswith("builtin/python_stdlib/") for f in manifest["files"])
     assert not any("/test/" in f["cleaned"] for f in manifest["files"])
+
+
+def test_binary_files_are_refused_with_the_file_named(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "image.txt").write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(CorpusError, match=r"image\.txt: looks binary"):
+        clean_corpus(raw, tmp_path / "clean", CleaningOptions(encoding="latin-1"))
+    (raw / "image.txt").unlink()
+    (raw / "r.jsonl").write_text(json.dumps({"text": "ok\x00\x01\x02"}) + "\n")
+    with pytest.raises(CorpusError, match=r"r\.jsonl:1: looks binary"):
+        clean_corpus(raw, tmp_path / "clean", CleaningOptions())
+
+
+def test_ordinary_control_characters_are_text():
+    assert check_text("a\tb\nc\fd\ve" * 100, "x") == "a\tb\nc\fd\ve" * 100
+
+
+@given(st.text(alphabet="ab \n", max_size=300), st.integers(min_value=1, max_value=40))
+def test_split_long_pieces_join_back_and_fit(text, max_chars):
+    pieces = split_long(text, max_chars)
+    assert "".join(pieces) == text
+    assert all(0 < len(p) <= max_chars for p in pieces)
+
+
+def test_split_long_cuts_at_paragraphs_then_lines():
+    assert split_long("aa\n\nbb\ncc\n\ndd", 8) == ["aa\n\n", "bb\ncc\n\n", "dd"]
+    assert split_long("x" * 10, 4) == ["xxxx", "xxxx", "xx"]
+
+
+def test_one_large_document_is_cut_so_both_splits_have_documents(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "book.txt").write_text("".join(f"Paragraph {i} of a long book.\n\n" for i in range(2000)))
+    manifest = clean_corpus(raw, tmp_path / "clean", CleaningOptions(max_document_chars=1000))
+    assert manifest["documents"] > 50
+    counts = check_splits(tmp_path / "clean", 0.05, 1000)
+    assert counts["heldout"] > 0 and counts["train"] > 0
+    texts = [d.text for d in iter_documents(tmp_path / "clean")]
+    assert "".join(texts) == (raw / "book.txt").read_text()
+
+
+def test_an_empty_split_fails_early_and_says_what_to_change(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "one.txt").write_text("a single short document")
+    clean_corpus(raw, tmp_path / "clean", CleaningOptions())
+    with pytest.raises(CorpusError, match=r"has 1 documents and none falls in the (heldout|train) split.*max_document_chars"):
+        check_splits(tmp_path / "clean", 0.5, 250_000)
