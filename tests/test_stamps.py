@@ -114,3 +114,19 @@ def test_a_stage_rebuilds_when_its_code_changes_and_only_then(tmp_path, package_
     finally:
         frequency.write_bytes(original)
     assert len(builds) == 2
+
+
+def test_a_new_version_of_a_deciding_library_rebuilds(tmp_path, monkeypatch):
+    paths = ArtifactPaths.from_config(tmp_path)
+    out = tmp_path / "out.txt"
+    builds = []
+
+    def run():
+        pipeline.staged("analyze", paths, {"inputs": 1}, [out], lambda: builds.append(out.write_text("x")), pipeline.analyze)
+
+    run()
+    run()
+    version = pipeline.metadata.version
+    monkeypatch.setattr(pipeline.metadata, "version", lambda name: "99.0" if name == "tokenizers" else version(name))
+    run()
+    assert len(builds) == 2
