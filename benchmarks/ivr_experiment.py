@@ -63,6 +63,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from ivr.builtin_corpora import documentation_texts, help_topics, until_size  # noqa: E402
+from ivr.causal_lm import ModelShape, load_pretrained  # noqa: E402
 from ivr.corpus import is_heldout, iter_documents  # noqa: E402
 from ivr.data import IVRDataModule  # noqa: E402
 from ivr.embeddings import (  # noqa: E402
@@ -73,7 +74,7 @@ from ivr.embeddings import (  # noqa: E402
     load_final_embeddings,
 )
 from ivr.metrics import bits_per_byte  # noqa: E402
-from ivr.model import GPT2Shape, IVRLanguageModel, load_gpt2  # noqa: E402
+from ivr.model import IVRLanguageModel  # noqa: E402
 from ivr.packing import pack_blocks  # noqa: E402
 from ivr.paths import ArtifactPaths  # noqa: E402
 from ivr.tokenizers.byte_level import EOS_ID  # noqa: E402
@@ -233,7 +234,7 @@ def pretrain(args, base_dir: Path, train_texts: list[str], tok, seed: int | None
 
     ``seed`` (default ``args.seed``) seeds the initial weights and the order of the training blocks."""
     seed = args.seed if seed is None else seed
-    shape = GPT2Shape(
+    shape = ModelShape(
         n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, n_positions=args.block_size, init_seed=seed
     )
     key = {"shape": asdict(shape), "steps": args.pretrain_steps, "lr": args.pretrain_lr, "batch": args.batch_size,
@@ -275,23 +276,23 @@ def compare_inits(
     held-out domain (original tokenizer) is each level instead of ``native_log_partition``, checked by
     re-evaluating the base (``base``: its loss must not move), then ``mean`` and ``zeros`` on top of it.
     """
-    base_model = load_gpt2(base)
+    base_model = load_pretrained(base)
     out: dict = {"strategies": {}, "levels": {}}
     for strategy in INIT_STRATEGIES:
         spaths = ArtifactPaths.from_config(paths.root, embeddings_dir=out_dir / strategy)
         align_embeddings(base_model, spaths, AlignSettings(init_strategy=strategy), model_name=base)
-        model = install_embeddings(load_gpt2(base), *load_final_embeddings(spaths.embedding("final_wte"), spaths.embedding("final_lm_head")))
+        model = install_embeddings(load_pretrained(base), *load_final_embeddings(spaths.embedding("final_wte"), spaths.embedding("final_lm_head")))
         out["strategies"][strategy] = {"domain": evaluate(model, blocks["remapped"], batch_size, reassigned)}
         if general_blocks is not None:
             out["strategies"][strategy]["general"] = evaluate(model, general_blocks, batch_size, reassigned)
     for level in levels:
         offset = level - native_log_partition
-        shifted = shift_logits(load_gpt2(base), offset)
+        shifted = shift_logits(load_pretrained(base), offset)
         row = {"offset": offset, "base": evaluate(shifted, blocks["original"], batch_size)}
         for strategy in ("mean", "zeros"):
             spaths = ArtifactPaths.from_config(paths.root, embeddings_dir=out_dir / f"level{level:g}" / strategy)
             align_embeddings(shifted, spaths, AlignSettings(init_strategy=strategy), model_name=base)
-            model = install_embeddings(shift_logits(load_gpt2(base), offset), *load_final_embeddings(spaths.embedding("final_wte"), spaths.embedding("final_lm_head")))
+            model = install_embeddings(shift_logits(load_pretrained(base), offset), *load_final_embeddings(spaths.embedding("final_wte"), spaths.embedding("final_lm_head")))
             row[strategy] = evaluate(model, blocks["remapped"], batch_size, reassigned)
         out["levels"][f"{level:g}"] = row
     return out
@@ -448,7 +449,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["base_by_seed"], results["init_by_seed"] = {}, {}
     for seed, base_path in bases.items():
         first = seed == args.seed  # general-text evaluations for the first base only (time)
-        results["base_by_seed"][seed] = eval_model(load_gpt2(base_path), "original", with_general=first)
+        results["base_by_seed"][seed] = eval_model(load_pretrained(base_path), "original", with_general=first)
         results["init_by_seed"][seed] = compare_inits(
             base_path, paths, args.out / "init_strategies" / f"seed{seed}", domain_blocks, reassigned,
             args.eval_batch_size, levels=args.logit_levels,

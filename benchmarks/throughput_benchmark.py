@@ -22,14 +22,15 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from ivr.causal_lm import ModelShape
 from ivr.metrics import token_nll
-from ivr.model import GPT2Shape, IVRLanguageModel
+from ivr.model import IVRLanguageModel
 
 
 def lightning_module(model: GPT2LMHeadModel, lr: float) -> L.LightningModule:
     """The project's ``IVRLanguageModel`` holding ``model`` (its own loss, optimiser, scheduler and logging)."""
     c = model.config
-    shape = GPT2Shape(
+    shape = ModelShape(
         n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, n_positions=c.n_positions, vocab_size=c.vocab_size
     )
     module = IVRLanguageModel(model_name_or_path=None, from_config=shape, learning_rate=lr, warmup_steps=0)

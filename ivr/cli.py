@@ -22,9 +22,10 @@ from lightning.pytorch.cli import LightningCLI
 
 from ivr import pipeline
 from ivr.atomic import write_text
+from ivr.causal_lm import PretrainedUnavailableError
 from ivr.data import IVRDataModule, settings_as
 from ivr.embeddings import AlignSettings
-from ivr.model import GenerationSettings, IVRLanguageModel, PretrainedUnavailableError
+from ivr.model import GenerationSettings, IVRLanguageModel
 from ivr.paths import ArtifactPaths
 from ivr.progress import ProgressLog
 from ivr.prompts import read_prompts

@@ -14,9 +14,10 @@ from torch.utils.data import DataLoader
 
 from ivr import pipeline
 from ivr.analysis.select import SelectSettings
+from ivr.causal_lm import ModelShape, as_shape
 from ivr.corpus import CleaningOptions
 from ivr.embeddings import AlignSettings
-from ivr.model import EmbeddingInit, GPT2Shape
+from ivr.model import EmbeddingInit
 from ivr.paths import ArtifactPaths
 from ivr.prompts import read_prompts
 from ivr.tokenizers.byte_level import EOS_ID
@@ -56,7 +57,7 @@ class IVRDataModule(LightningDataModule):
         align: AlignSettings = AlignSettings(),
         extra_eval_paths: list[str] = [],
         base_model_name_or_path: str | None = None,
-        base_model_config: GPT2Shape | None = None,
+        base_model_config: ModelShape | None = None,
         embeddings_output_dir: str | None = None,
         block_size: int = 256,
         batch_size: int = 8,
@@ -120,7 +121,6 @@ class IVRDataModule(LightningDataModule):
     def config(self) -> pipeline.PipelineConfig:
         """The pipeline's inputs, read from the current arguments (stage commands may override some)."""
         hp = self.hparams
-        shape = hp.base_model_config
         return pipeline.PipelineConfig(
             paths=self.paths,
             heldout_fraction=hp.heldout_fraction,
@@ -133,9 +133,7 @@ class IVRDataModule(LightningDataModule):
             remap=settings_as(RemapSettings, hp.remap),
             align=settings_as(AlignSettings, hp.align),
             extra_eval_paths=tuple(hp.extra_eval_paths),
-            base_model=pipeline.BaseModel(
-                hp.base_model_name_or_path, shape if shape is None or isinstance(shape, GPT2Shape) else GPT2Shape(**shape)
-            ),
+            base_model=pipeline.BaseModel(hp.base_model_name_or_path, as_shape(hp.base_model_config)),
         )
 
     @property

@@ -1,12 +1,17 @@
 """Embedding alignment: give every reassigned id a starting row that already means its new string.
 
-The vocabulary keeps GPT-2's 50257 ids. Kept pieces keep their rows bit for bit; each id that a
-remap rule hands to a domain string gets a row built from GPT-2's own embeddings (by default the
-mean of the rows of the GPT-2 ids that string used to decompose into).
+The vocabulary keeps the original tokenizer's ids. Kept pieces keep their rows bit for bit; each id that
+a remap rule hands to a domain string gets a row built from the model's own embeddings (by default the
+mean of the rows of the original ids that string used to decompose into). Rows are read and written
+through ``get_input_embeddings`` / ``get_output_embeddings``, so any ``AutoModelForCausalLM`` works, tied
+or untied. A matrix with more rows than the tokenizer has ids (a padded model) keeps the extra rows as
+they are.
 
-Artifacts (``ArtifactPaths.embedding(name)`` plus ``embedding_metadata(name)``):
-``original_wte``, ``original_wpe``, ``aligned_wte``, ``final_wte`` and, for a model whose
-``lm_head`` is not tied to ``wte``, ``final_lm_head``. Each ``.pt`` holds one CPU tensor.
+Artifacts (``ArtifactPaths.embedding(name)`` plus ``embedding_metadata(name)``): ``original_wte``,
+``aligned_wte``, ``final_wte``; ``original_wpe`` only for a model with learned position embeddings
+(GPT-2; rotary models such as Llama have none); ``final_lm_head`` only for a model whose output layer is
+not tied to its token embedding. Each ``.pt`` holds one CPU tensor. ``alignment.json``, always written,
+says which of them exist and why.
 """
 
 from __future__ import annotations
@@ -17,15 +22,19 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import GPT2LMHeadModel
+from transformers import PreTrainedModel
 
 from ivr.atomic import atomic_file, write_json
+from ivr.causal_lm import learned_position_embeddings
 from ivr.paths import ArtifactPaths
 from ivr.tokenizers.io import file_sha256, load_tokenizer
 from ivr.tokenizers.remap_rules import RemapRule, check_ids_in_range, read_remap_rules
 
 InitStrategy = Literal["mean", "global_mean", "random", "zeros"]
 INIT_STRATEGIES: tuple[str, ...] = ("mean", "global_mean", "random", "zeros")
+# written by every align run; the optional files (original_wpe, final_lm_head) are listed inside it
+ALWAYS_WRITTEN = ("original_wte", "aligned_wte", "final_wte")
+SUMMARY = "alignment"
 
 
 @dataclass(frozen=True)
@@ -45,14 +54,27 @@ class AlignSettings:
             raise ValueError(f"unknown init_strategy {self.init_strategy!r}; expected one of {list(INIT_STRATEGIES)}")
 
 
-def original_wte(model: GPT2LMHeadModel) -> torch.Tensor:
-    """A detached CPU copy of the token embedding matrix, ``[vocab, n_embd]``."""
-    return model.transformer.wte.weight.detach().cpu().clone()
+def original_wte(model: PreTrainedModel) -> torch.Tensor:
+    """A detached CPU copy of the token embedding matrix, ``[rows, n_embd]`` (rows ≥ the tokenizer's ids)."""
+    return model.get_input_embeddings().weight.detach().cpu().clone()
 
 
-def original_wpe(model: GPT2LMHeadModel) -> torch.Tensor:
-    """A detached CPU copy of the position embedding matrix, ``[n_positions, n_embd]``."""
-    return model.transformer.wpe.weight.detach().cpu().clone()
+def original_wpe(model: PreTrainedModel) -> torch.Tensor | None:
+    """A detached CPU copy of the learned position embeddings, ``[n_positions, n_embd]``; None for a model
+    without them (rotary positions)."""
+    table = learned_position_embeddings(model)
+    return None if table is None else table.weight.detach().cpu().clone()
+
+
+def is_tied(model: PreTrainedModel) -> bool:
+    """Whether the output layer and the token embedding are one parameter."""
+    return model.get_output_embeddings().weight is model.get_input_embeddings().weight
+
+
+def align_outputs(paths: ArtifactPaths) -> list[Path]:
+    """The files every align run writes (the optional ones are named in ``alignment.json``)."""
+    names = ALWAYS_WRITTEN
+    return [paths.embedding(n) for n in names] + [paths.embedding_metadata(n) for n in (*names, SUMMARY)]
 
 
 def alignment_index(
@@ -98,8 +120,9 @@ def alignment_index(
 
 
 def aligned_wte(original: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """``original[source]``: every kept piece's original row at the id it has in the remapped tokenizer."""
-    return original.index_select(0, source)
+    """``original[source]``: every kept piece's original row at the id it has in the remapped tokenizer;
+    rows past the vocabulary (padding) stay as they are."""
+    return torch.cat([original.index_select(0, source), original[len(source) :]])
 
 
 def nonfinite_rows(matrix: torch.Tensor) -> list[int]:
@@ -131,27 +154,34 @@ def reassigned_rows(original: torch.Tensor, rules: Sequence[RemapRule], settings
 
 
 def final_wte(
-    original: torch.Tensor, aligned: torch.Tensor, rules: Sequence[RemapRule], settings: AlignSettings = AlignSettings()
+    original: torch.Tensor,
+    aligned: torch.Tensor,
+    rules: Sequence[RemapRule],
+    settings: AlignSettings = AlignSettings(),
+    vocab_size: int | None = None,
 ) -> torch.Tensor:
-    """``aligned`` with each rule's row replaced by its initialisation; every other row is untouched."""
+    """``aligned`` with each rule's row replaced by its initialisation; every other row is untouched.
+
+    Rows from ``vocab_size`` on are padding: no tokenizer id reaches them, so they neither take part in
+    the ``global_mean`` and ``random`` statistics nor change."""
     if aligned.shape != original.shape:
         raise ValueError(f"aligned shape {tuple(aligned.shape)} differs from original {tuple(original.shape)}")
     out = aligned.clone()
     if rules:
-        out[[r.id for r in rules]] = reassigned_rows(original, rules, settings).to(out.dtype)
+        out[[r.id for r in rules]] = reassigned_rows(original[:vocab_size], rules, settings).to(out.dtype)
     return out
 
 
 def install_embeddings(
-    model: GPT2LMHeadModel, final_wte: torch.Tensor, final_lm_head: torch.Tensor | None = None
-) -> GPT2LMHeadModel:
-    """Copy ``final_wte`` into the model in place and return it.
+    model: PreTrainedModel, final_wte: torch.Tensor, final_lm_head: torch.Tensor | None = None
+) -> PreTrainedModel:
+    """Copy ``final_wte`` into the model's token embedding in place and return the model.
 
-    A tied model keeps ``lm_head.weight`` and ``transformer.wte.weight`` as one parameter, so the
-    output rows follow. An untied model needs ``final_lm_head`` (written by ``align_embeddings``
-    as ``final_lm_head.pt``), whose reassigned rows were initialised the same way from its own rows.
+    A tied model keeps its output layer and token embedding as one parameter, so the output rows
+    follow. An untied model needs ``final_lm_head`` (written by ``align_embeddings`` as
+    ``final_lm_head.pt``), whose reassigned rows were initialised the same way from its own rows.
     """
-    wte = model.transformer.wte.weight
+    wte = model.get_input_embeddings().weight
     lm_head = model.get_output_embeddings().weight
     tied = lm_head is wte
     if final_wte.shape != wte.shape:
@@ -215,8 +245,14 @@ def save_embedding(
     return meta
 
 
+def _drop(paths: ArtifactPaths, name: str) -> None:
+    """Remove an optional artifact an earlier run wrote for another model, so that nothing installs it."""
+    paths.embedding(name).unlink(missing_ok=True)
+    paths.embedding_metadata(name).unlink(missing_ok=True)
+
+
 def align_embeddings(
-    model: GPT2LMHeadModel,
+    model: PreTrainedModel,
     paths: ArtifactPaths,
     settings: AlignSettings = AlignSettings(),
     *,
@@ -238,13 +274,15 @@ def align_embeddings(
     remapped_vocab = load_tokenizer(remapped_dir).get_vocab(with_added_tokens=True)
 
     wte, wpe = original_wte(model), original_wpe(model)
-    if wte.shape[0] != len(original_vocab):
-        raise ValueError(f"model has {wte.shape[0]} token rows but {original_dir} has {len(original_vocab)} ids")
+    vocab_size = len(original_vocab)
+    if wte.shape[0] < vocab_size:
+        raise ValueError(f"model has {wte.shape[0]} token rows but {original_dir} has {vocab_size} ids")
     try:
         source = alignment_index(original_vocab, remapped_vocab, rules)
     except ValueError as err:
         raise ValueError(f"{err} (original tokenizer {original_dir}, remapped tokenizer {remapped_dir})") from None
 
+    tied = is_tied(model)
     common = {
         "model_name": model_name or model.config.name_or_path,
         "original_tokenizer_dir": str(original_dir),
@@ -252,22 +290,40 @@ def align_embeddings(
         "rules_file": str(rules_path),
         "rules_sha256": file_sha256(rules_path),
         "reassigned_ids": [r.id for r in rules],
+        "vocab_size": vocab_size,
+        "padding_rows": wte.shape[0] - vocab_size,
+        "position_embeddings": "learned" if wpe is not None else "none",
+        "tied_output_embeddings": tied,
     }
     init = {**common, **asdict(settings)}
     aligned = aligned_wte(wte, source)
     out = {
         "original_wte": save_embedding(wte, paths, "original_wte", wte, common),
-        "original_wpe": save_embedding(wpe, paths, "original_wpe", wpe, common),
         "aligned_wte": save_embedding(aligned, paths, "aligned_wte", wte, common),
-        "final_wte": save_embedding(final_wte(wte, aligned, rules, settings), paths, "final_wte", wte, init),
+        "final_wte": save_embedding(final_wte(wte, aligned, rules, settings, vocab_size), paths, "final_wte", wte, init),
     }
-    head = model.get_output_embeddings().weight
-    if head is not model.transformer.wte.weight:
-        head = head.detach().cpu().clone()
-        final_head = final_wte(head, aligned_wte(head, source), rules, settings)
+    if wpe is not None:
+        out["original_wpe"] = save_embedding(wpe, paths, "original_wpe", wpe, common)
+    else:
+        _drop(paths, "original_wpe")
+    if not tied:
+        head = model.get_output_embeddings().weight.detach().cpu().clone()
+        final_head = final_wte(head, aligned_wte(head, source), rules, settings, vocab_size)
         out["final_lm_head"] = save_embedding(final_head, paths, "final_lm_head", head, init)
     else:
         # a stale untied head from an earlier run would be installed by load_final_embeddings
-        paths.embedding("final_lm_head").unlink(missing_ok=True)
-        paths.embedding_metadata("final_lm_head").unlink(missing_ok=True)
+        _drop(paths, "final_lm_head")
+    summary = {
+        **common,
+        "files": sorted(paths.embedding(name).name for name in out),
+        "why": {
+            "original_wpe": "written: the model learns position embeddings"
+            if wpe is not None
+            else "not written: the model has no learned position embeddings (rotary or computed positions)",
+            "final_lm_head": "not written: the output layer is tied to the token embedding"
+            if tied
+            else "written: the output layer has rows of its own",
+        },
+    }
+    write_json(paths.embedding_metadata(SUMMARY), summary)
     return out

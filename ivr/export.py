@@ -1,4 +1,10 @@
-"""Export a fine-tuned GPT-2 with its remapped tokenizer as a self-contained Hugging Face directory."""
+"""Export a fine-tuned causal LM with its tokenizer as a self-contained Hugging Face directory.
+
+The tokenizer decides the special ids: ``config.json``, ``generation_config.json``, ``tokenizer.json`` and
+``tokenizer_config.json`` must name the same bos/eos/pad ids, and the embedding matrix must have a row for
+every id, or a loader would silently pad with, stop at or start from the wrong token. The written directory
+is read back with transformers and checked before it replaces ``out_dir``; any disagreement stops the export.
+"""
 
 from __future__ import annotations
 
@@ -8,37 +14,92 @@ import shutil
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig, GPT2LMHeadModel
+from transformers import GenerationConfig, PreTrainedModel
 
 from ivr.atomic import atomic_dir
-from ivr.tokenizers.byte_level import EOS_TOKEN
+from ivr.causal_lm import context_size
 from ivr.tokenizers.io import file_sha256, load_tokenizer
 
 EXPORT_METADATA_FILE = "ivr_export.json"
 LIGHTNING_PREFIX = "model."
+SPECIAL_NAMES = ("bos", "eos", "pad")
 
 
-def export_hf(model: GPT2LMHeadModel, tokenizer_dir: Path, out_dir: Path, metadata: dict) -> Path:
+def tokenizer_special_ids(tokenizer_dir: Path) -> dict[str, int | None]:
+    """``{"bos": id, "eos": id, "pad": id}`` as ``AutoTokenizer`` reads them from the directory's files."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    return {name: getattr(tokenizer, f"{name}_token_id") for name in SPECIAL_NAMES}
+
+
+def export_disagreements(out_dir: Path, rows: int) -> list[str]:
+    """Every way the exported files disagree on special ids or vocabulary size, read back as transformers will.
+
+    ``rows``: the token embedding's rows (the output layer's too). Generation may pad with eos when the
+    tokenizer has no padding token (GPT-2 has none); everything else must match exactly."""
+    from transformers import AutoTokenizer
+
+    config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    generation = json.loads((out_dir / "generation_config.json").read_text(encoding="utf-8"))
+    tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
+    n_ids = load_tokenizer(out_dir).get_vocab_size(with_added_tokens=True)
+    problems = []
+    if config.get("vocab_size") != rows:
+        problems.append(f"config.json vocab_size {config.get('vocab_size')} but the embedding matrix has {rows} rows")
+    if len(tokenizer) != n_ids:
+        problems.append(f"tokenizer_config.json adds tokens: AutoTokenizer has {len(tokenizer)} ids, tokenizer.json {n_ids}")
+    if n_ids > rows:
+        problems.append(f"tokenizer.json has {n_ids} ids but the embedding matrix has only {rows} rows")
+    for name in SPECIAL_NAMES:
+        key, want = f"{name}_token_id", getattr(tokenizer, f"{name}_token_id")
+        if want is not None and not 0 <= want < n_ids:
+            problems.append(f"tokenizer {name} id {want} is outside tokenizer.json's {n_ids} ids")
+        if config.get(key) != want:
+            problems.append(f"config.json {key} {config.get(key)} but the tokenizer's {name} token has id {want}")
+        allowed = {want} if want is not None or name != "pad" else {want, tokenizer.eos_token_id}
+        if generation.get(key) not in allowed:
+            problems.append(f"generation_config.json {key} {generation.get(key)} but the tokenizer's {name} token has id {want}")
+    return problems
+
+
+def _limit_tokenizer_length(tokenizer_config: Path, context: int | None) -> None:
+    """The exported tokenizer's ``model_max_length`` is the model's context size (truncation then fits it)."""
+    if context is None or not tokenizer_config.is_file():
+        return
+    settings = json.loads(tokenizer_config.read_text(encoding="utf-8"))
+    settings["model_max_length"] = context
+    tokenizer_config.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metadata: dict) -> Path:
     """Write ``config.json``, ``generation_config.json``, ``model.safetensors``, the tokenizer files and
     ``ivr_export.json`` (``metadata`` plus file hashes) into ``out_dir`` in one rename.
 
-    The config's ``vocab_size``, ``bos_token_id`` and ``eos_token_id`` are taken from the tokenizer,
-    which must have exactly as many ids as the model has token rows. ``model`` is not modified.
+    The config's ``vocab_size`` is the embedding's row count (at least the tokenizer's ids; extra rows are
+    padding), and its ``bos``/``eos``/``pad`` ids are the tokenizer's. ``model`` is not modified. Raises
+    ``ValueError`` naming every disagreement between the written files; ``out_dir`` is then left as it was.
     """
     tokenizer_dir, out_dir = Path(tokenizer_dir), Path(out_dir)
-    tokenizer = load_tokenizer(tokenizer_dir)
-    vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+    vocab_size = load_tokenizer(tokenizer_dir).get_vocab_size(with_added_tokens=True)
     rows = model.get_input_embeddings().weight.shape[0]
-    if vocab_size != rows:
-        raise ValueError(f"tokenizer at {tokenizer_dir} has {vocab_size} ids but the model has {rows} token rows")
-    eos_id = tokenizer.token_to_id(EOS_TOKEN)
-    if eos_id is None:
-        raise ValueError(f"tokenizer at {tokenizer_dir} has no {EOS_TOKEN}")
+    head_rows = model.get_output_embeddings().weight.shape[0]
+    if vocab_size > rows or head_rows != rows:
+        raise ValueError(
+            f"tokenizer at {tokenizer_dir} has {vocab_size} ids but the model has {rows} token rows "
+            f"and {head_rows} output rows"
+        )
+    special = tokenizer_special_ids(tokenizer_dir)
+    if special["eos"] is None:
+        raise ValueError(f"tokenizer at {tokenizer_dir} names no eos token: generation would never stop")
 
     config = copy.deepcopy(model.config)
-    config.vocab_size, config.bos_token_id, config.eos_token_id = vocab_size, eos_id, eos_id
-    # GPT-2 has no padding token; generation pads with EOS instead of warning on every call
-    generation = GenerationConfig(bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id)
+    config.vocab_size = rows
+    for name, token_id in special.items():
+        setattr(config, f"{name}_token_id", token_id)
+    # without a padding token (GPT-2 has none) generation pads with eos instead of warning on every call
+    pad = special["pad"] if special["pad"] is not None else special["eos"]
+    generation = GenerationConfig(bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=pad)
 
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -50,13 +111,18 @@ def export_hf(model: GPT2LMHeadModel, tokenizer_dir: Path, out_dir: Path, metada
             if src.is_file():
                 shutil.copy2(src, tmp / src.name)
                 copied.append(src.name)
+        _limit_tokenizer_length(tmp / "tokenizer_config.json", context_size(config))
+        problems = export_disagreements(tmp, rows)
+        if problems:
+            raise ValueError(f"export to {out_dir} refused, the files disagree: " + "; ".join(problems))
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
         record = {
             **metadata,
             "tokenizer_dir": str(tokenizer_dir),
             "tokenizer_files": copied,
             "vocab_size": vocab_size,
-            "eos_token_id": eos_id,
+            "embedding_rows": rows,
+            **{f"{name}_token_id": token_id for name, token_id in special.items()},
             "sha256": {name: file_sha256(tmp / name) for name in files},
         }
         (tmp / EXPORT_METADATA_FILE).write_text(
@@ -66,12 +132,12 @@ def export_hf(model: GPT2LMHeadModel, tokenizer_dir: Path, out_dir: Path, metada
 
 
 def load_lightning_checkpoint(
-    model: GPT2LMHeadModel, checkpoint_path: Path, prefix: str = LIGHTNING_PREFIX
-) -> GPT2LMHeadModel:
+    model: PreTrainedModel, checkpoint_path: Path, prefix: str = LIGHTNING_PREFIX
+) -> PreTrainedModel:
     """Load the weights a Lightning checkpoint holds under ``prefix`` into ``model`` (in place) and return it.
 
     The LightningModule keeps the Hugging Face model as its ``model`` attribute, hence the default
-    prefix. A tied model may lack ``lm_head.weight`` in the checkpoint. Only load checkpoints you trust:
+    prefix. A tied model may lack its output weight in the checkpoint. Only load checkpoints you trust:
     they pickle the module's hyperparameters, which ``weights_only`` loading rejects.
     """
     checkpoint_path = Path(checkpoint_path)
@@ -83,8 +149,10 @@ def load_lightning_checkpoint(
         raise ValueError(f"{checkpoint_path}: no weights under prefix {prefix!r}")
 
     missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
-    missing = [k for k in missing if not (tied and k == "lm_head.weight")]
+    head = model.get_output_embeddings()
+    tied = head.weight is model.get_input_embeddings().weight
+    head_key = next((f"{name}.weight" for name, module in model.named_modules() if module is head), None)
+    missing = [k for k in missing if not (tied and k == head_key)]
     if missing or unexpected:
         raise ValueError(
             f"{checkpoint_path}: state dict does not fit the model; missing {missing}, unexpected {unexpected}"

