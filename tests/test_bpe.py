@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from ivr.tokenizers.bpe import fetch_original_tokenizer, gpt2_merges
+from ivr.tokenizers.bpe import gpt2_merges
+from ivr.tokenizers.source import fetch_original_tokenizer
 from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes, text_to_piece
 
 
@@ -52,11 +53,11 @@ def test_fetch_prefers_local_dir_and_force_refetches(tmp_path):
     assert json.loads((target / "ivr_metadata.json").read_text())["source"]["kind"] == "offline"
 
 
-def test_fetch_rejects_a_non_gpt2_tokenizer(tmp_path):
+def test_fetch_rejects_a_tokenizer_that_is_not_byte_level_bpe(tmp_path):
     from tokenizers import Tokenizer, models
 
     bad = tmp_path / "bad"
     bad.mkdir()
     Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]")).save(str(bad / "tokenizer.json"))
-    with pytest.raises(ValueError, match="not GPT-2's layout"):
+    with pytest.raises(ValueError, match="not a byte-level BPE tokenizer: its model is WordLevel, not BPE"):
         fetch_original_tokenizer(tmp_path / "out", local_dir=bad, allow_hub=False)

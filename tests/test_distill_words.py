@@ -9,7 +9,8 @@ from tokenizers import Tokenizer
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.distill.settings import DistillSettings
-from ivr.tokenizers.distill.words import fit_words, gpt2_pieces
+from ivr.tokenizers.distill.source_bpe import source_bpe
+from ivr.tokenizers.distill.words import fit_words
 
 
 @pytest.fixture(scope="module")
@@ -18,14 +19,14 @@ def bpe() -> Tokenizer:
 
 
 def test_fit_words_cover_numbers(bpe):
-    pieces = gpt2_pieces(bpe)
+    pieces = source_bpe(bpe).outputs
     words = fit_words(pieces, Counter({"x": 3}), DistillSettings(vocab_words=False, vocab_variants=False, number_words=2))
     assert words["x"] == 3 and words["07"] == words["Ġ99"] == words["5"] == 1
     assert "123" not in words and len(words) == 1 + 2 * (10 + 100)
 
 
 def test_word_list_counts_weigh_words(bpe, tmp_path):
-    pieces = gpt2_pieces(bpe)
+    pieces = source_bpe(bpe).outputs
     path = tmp_path / "words.txt"
     path.write_text("héllo\t7.5\nworld\n\nx\t2\n", encoding="utf-8")
     settings = DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, word_list=path)

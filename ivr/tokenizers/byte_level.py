@@ -1,10 +1,14 @@
-"""GPT-2's byte-level alphabet: every byte is one printable character, every token a string of them."""
+"""The byte-level alphabet of GPT-2 and every byte-level BPE after it: every byte is one printable character,
+every token a string of them."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-EOS_TOKEN = "<|endoftext|>"
+from ivr.tokenizers.special import ENDOFTEXT
+
+# GPT-2's values, for code that has not yet read them from its tokenizer (ivr.tokenizers.special does)
+EOS_TOKEN = ENDOFTEXT
 EOS_ID = 50256
 GPT2_VOCAB_SIZE = 50257
 
@@ -29,8 +33,9 @@ def char_to_byte() -> dict[str, int]:
 
 
 def piece_to_bytes(piece: str) -> bytes:
-    """The raw bytes a byte-level piece stands for (special tokens such as ``<|endoftext|>`` have none)."""
-    if piece == EOS_TOKEN:
+    """The raw bytes a byte-level piece stands for; ``<|endoftext|>``, the document separator, has none (packed
+    blocks count the bytes of their text only)."""
+    if piece == ENDOFTEXT:
         return b""
     table = char_to_byte()
     return bytes(table[c] for c in piece)
@@ -46,8 +51,11 @@ def text_to_piece(text: str) -> str:
 
 
 def readable(piece: str) -> str:
-    """Human-readable form of a piece: its bytes decoded as UTF-8 with escapes for what does not decode."""
-    return piece_to_bytes(piece).decode("utf-8", errors="backslashreplace") if piece != EOS_TOKEN else piece
+    """Human-readable form of a piece: its bytes decoded as UTF-8 with escapes for what does not decode; an added
+    token that is no byte-level string (``<|endoftext|>``, ``<｜begin▁of▁sentence｜>``) as it is."""
+    if piece == ENDOFTEXT or not set(piece) <= char_to_byte().keys():
+        return piece
+    return piece_to_bytes(piece).decode("utf-8", errors="backslashreplace")
 
 
 def single_byte_pieces() -> set[str]:

@@ -10,19 +10,20 @@ from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import Model
 
 from ivr.atomic import atomic_dir
-from ivr.tokenizers.byte_level import EOS_TOKEN
+from ivr.tokenizers.special import ENDOFTEXT, SpecialTokens, special_tokens_of
 
 TOKENIZER_FILE = "tokenizer.json"
 METADATA_FILE = "ivr_metadata.json"
 
 
 def byte_level_tokenizer(model: Model) -> Tokenizer:
-    """Wrap a tokenizer model in GPT-2's byte-level pre-tokenizer, decoder and post-processor."""
+    """Wrap a tokenizer model in GPT-2's byte-level pre-tokenizer, decoder and post-processor, with GPT-2's one
+    added token ``<|endoftext|>`` (the packaged GPT-2 vocabulary and GPT-2 stand-ins are built this way)."""
     tok = Tokenizer(model)
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    tok.add_special_tokens([EOS_TOKEN])
+    tok.add_special_tokens([ENDOFTEXT])
     return tok
 
 
@@ -34,20 +35,32 @@ def pre_tokens(tok: Tokenizer, text: str) -> list[str]:
     return [p for p, _ in tok.pre_tokenizer.pre_tokenize_str(text)]
 
 
-def save_tokenizer_dir(tokenizer: Tokenizer, target: str | Path, metadata: dict) -> Path:
-    """Write ``tokenizer.json``, the transformers config files and ``ivr_metadata.json`` atomically."""
+def save_tokenizer_dir(
+    tokenizer: Tokenizer, target: str | Path, metadata: dict, special: SpecialTokens | None = None
+) -> Path:
+    """Write ``tokenizer.json``, the transformers config files and ``ivr_metadata.json`` atomically.
+
+    ``tokenizer_config.json`` names the source's bos/eos/pad/unk tokens (``special``; without it, GPT-2's
+    layout: ``special_tokens_of``), which must sit at the same ids in ``tokenizer``; ``ivr_metadata.json``
+    records them under ``special``."""
     from transformers import PreTrainedTokenizerFast
 
     target = Path(target)
+    special = special or special_tokens_of(tokenizer)
+    added = {i: t.content for i, t in tokenizer.get_added_tokens_decoder().items()}
+    if added != special.added:
+        differ = sorted(set(added.items()) ^ set(special.added.items()))[:10]
+        raise ValueError(f"saving {target}: the added tokens are not the source's at the same ids: {differ}")
+    roles = {f"{role}_token": tokenizer.id_to_token(i) for role, i in special.role_ids().items()}
     with atomic_dir(target) as tmp:
-        fast = PreTrainedTokenizerFast(
-            tokenizer_object=tokenizer, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN, unk_token=EOS_TOKEN
-        )
-        fast.model_max_length = 1024
+        fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **roles)
+        if special.model_max_length is not None:
+            fast.model_max_length = special.model_max_length
         fast.save_pretrained(str(tmp))
         # save_pretrained may re-serialise; keep the exact tokenizer we built
         tokenizer.save(str(tmp / TOKENIZER_FILE))
         meta = dict(metadata)
+        meta["special"] = special.to_json()
         meta["tokenizer_sha256"] = file_sha256(tmp / TOKENIZER_FILE)
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return target

@@ -2,8 +2,9 @@
 
 Remap writes the file (and reads a hand-edited one); alignment and the model read it back. Every reader
 goes through ``validate_remap_rules``, so the ID contract is checked in one place: an id is freed at most
-once, ``<|endoftext|>`` and the single-byte tokens (every byte must stay encodable) are never freed, and
-a new string is a whole-character byte-level piece held by one id only. Errors name the file, the rule's
+once; no added token (special or not), no id the tokenizer config names bos, eos, pad or unk, and no
+single-byte token (every byte must stay encodable) is ever freed; a new string is a whole-character
+byte-level piece held by one id only. ``id_contract`` checks a built tokenizer against the same contract. Errors name the file, the rule's
 position (from 1) and its id, and list every bad rule at once.
 """
 
@@ -17,10 +18,11 @@ import yaml
 from tokenizers import Tokenizer
 
 from ivr.atomic import write_text
-from ivr.tokenizers.byte_level import EOS_TOKEN, char_to_byte, piece_to_bytes, readable, single_byte_pieces, text_to_piece
+from ivr.tokenizers.byte_level import char_to_byte, piece_to_bytes, readable, single_byte_pieces, text_to_piece
 from ivr.tokenizers.candidates import Replacement
 from ivr.tokenizers.io import pre_tokens
 from ivr.tokenizers.pieces import single_pretoken, vocab_pieces
+from ivr.tokenizers.special import ENDOFTEXT, SpecialTokens
 
 RULES_HEADER = """\
 # In-place vocabulary reassignment rules. Each rule gives id `id` the string `new_text`, whose byte-level
@@ -71,7 +73,9 @@ class RemapRule:
         return readable(self.new_token)
 
 
-def read_remap_rules(path: str | Path, tokenizer: Tokenizer | None = None) -> list[RemapRule]:
+def read_remap_rules(
+    path: str | Path, tokenizer: Tokenizer | None = None, special: SpecialTokens | None = None
+) -> list[RemapRule]:
     """The rules of ``path``, validated (see ``validate_remap_rules``).
 
     The file holds a list of rules, or a mapping whose ``rules`` key holds that list. Without ``tokenizer``
@@ -88,7 +92,7 @@ def read_remap_rules(path: str | Path, tokenizer: Tokenizer | None = None) -> li
     entries = data.get("rules") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise RemapRuleError(f"{path}: expected a list of rules under `rules:`")
-    return validate_remap_rules(entries, str(path), tokenizer)
+    return validate_remap_rules(entries, str(path), tokenizer, special)
 
 
 def write_remap_rules(path: str | Path, rules: Sequence[RemapRule]) -> None:
@@ -133,7 +137,7 @@ class _Invalid(Exception):
 
 
 def validate_remap_rules(
-    entries: Sequence[object], source: str, tokenizer: Tokenizer | None = None
+    entries: Sequence[object], source: str, tokenizer: Tokenizer | None = None, special: SpecialTokens | None = None
 ) -> list[RemapRule]:
     """Check rule entries (mappings, as read from YAML) and return them as rules; raise one ``RemapRuleError``
     listing every bad rule by ``source``, position and id.
@@ -141,9 +145,10 @@ def validate_remap_rules(
     Without ``tokenizer`` each rule must be complete (``COMPLETE_KEYS``) and is checked on its own and
     against the others. With the tokenizer being remapped, ids must lie in its vocabulary, ``old_token``
     (optional) must be the piece at that id, a new string must be neither in the vocabulary nor cut by the
-    pre-tokenizer, and ``gpt2_ids`` are recomputed from the tokenizer.
+    pre-tokenizer, and ``gpt2_ids`` are recomputed from the tokenizer. ``special`` (the source's special tokens)
+    names the ids no rule may free; without it, the tokenizer's added tokens (and ``<|endoftext|>`` by name).
     """
-    checker = _Checker(source, tokenizer)
+    checker = _Checker(source, tokenizer, special)
     rules = [rule for n, entry in enumerate(entries, 1) if (rule := checker.check(n, entry)) is not None]
     if checker.errors:
         raise RemapRuleError(f"{len(checker.errors)} invalid remap rule(s):\n" + "\n".join(checker.errors))
@@ -166,8 +171,14 @@ def _is_int(value: object) -> bool:
 class _Checker:
     """The checks of ``validate_remap_rules``, with what earlier rules claimed (ids, new strings)."""
 
-    def __init__(self, source: str, tokenizer: Tokenizer | None):
+    def __init__(self, source: str, tokenizer: Tokenizer | None, special: SpecialTokens | None):
         self.source, self.tokenizer = source, tokenizer
+        added = special.added if special else {
+            i: t.content for i, t in (tokenizer.get_added_tokens_decoder() if tokenizer else {}).items()}
+        self.protected = {i: ["an added token"] for i in added}
+        for role, i in (special.role_ids() if special else {}).items():
+            self.protected.setdefault(i, []).append(f"the {role} token")
+        self.protected_tokens = set(added.values()) | {ENDOFTEXT}
         self.pieces = vocab_pieces(tokenizer) if tokenizer is not None else []
         self.vocab = {p: i for i, p in enumerate(self.pieces)}
         self.single_bytes = single_byte_pieces()
@@ -197,8 +208,9 @@ class _Checker:
             raise _Invalid(f"id must be an int, got {rid!r}")
         given_old = entry.get("old_token")
         old = self._old_token(rid, given_old)
-        if old == EOS_TOKEN:
-            raise _Invalid(f"{EOS_TOKEN} cannot be reassigned")
+        if rid in self.protected or old in self.protected_tokens:
+            why = " and ".join(self.protected.get(rid, ["an added token"]))
+            raise _Invalid(f"{readable(old)} cannot be reassigned: id {rid} is {why}")
         if old in self.single_bytes:
             raise _Invalid(f"single-byte token {readable(old)!r} cannot be reassigned")
         if rid in self.seen_ids:
@@ -270,3 +282,23 @@ class _Checker:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise _Invalid(f"estimated_saving_pct must be a number, got {value!r}")
         return float(value)
+
+
+def id_contract(
+    before: Tokenizer, after: Tokenizer, special: SpecialTokens, rules: Sequence[RemapRule]
+) -> dict[str, bool | list[int]]:
+    """The ID contract of a remapped tokenizer against the one it was built from: the same vocabulary size, the
+    same added tokens at the same ids, every id the config names (bos, eos, pad, unk) holding the same token,
+    and no rule on a protected id. Each check by name: True when it holds."""
+    ours = {i: (t.content, t.special) for i, t in after.get_added_tokens_decoder().items()}
+    theirs = {i: (t.content, t.special) for i, t in before.get_added_tokens_decoder().items()}
+    protected = special.protected_ids()
+    return {
+        "protected_ids": sorted(protected),
+        "vocabulary size unchanged": after.get_vocab_size() == before.get_vocab_size(),
+        "added tokens identical at the same ids": ours == theirs
+        and {i: content for i, (content, _) in ours.items()} == special.added,
+        "bos/eos/pad/unk ids hold the same tokens": all(
+            after.id_to_token(i) == before.id_to_token(i) for i in special.role_ids().values()),
+        "no rule frees a protected id": not any(r.id in protected for r in rules),
+    }

@@ -4,16 +4,15 @@ unchanged: shared by the distillation fit, its verification and the remapped tok
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
 from tokenizers.models import Unigram
 
-from ivr.tokenizers.byte_level import EOS_ID, EOS_TOKEN
-
-# far below any piece's score: the special token never wins a segmentation of text
-EOS_SCORE = -1000.0
+# far below any piece's score: a piece BPE never outputs (an added token such as <|endoftext|>) never wins a
+# segmentation of text
+NEVER_SCORE = -1000.0
 
 
 def bare_model(tok: Tokenizer) -> Tokenizer:
@@ -53,10 +52,11 @@ def read_back_stable(scores: Sequence[float], max_ulps: int = 64) -> np.ndarray:
     return out
 
 
-def unigram_tokenizer(pieces: Sequence[str], scores: Sequence[float]) -> Tokenizer:
+def unigram_tokenizer(pieces: Sequence[str], scores: Sequence[float], never: Iterable[int] = ()) -> Tokenizer:
     """A bare Unigram tokenizer (no pre-tokenizer) over byte-level strings, for fitting, holding the scores as
-    a saved ``tokenizer.json`` loads them (``read_back_stable``)."""
+    a saved ``tokenizer.json`` loads them (``read_back_stable``); the ids ``never`` score ``NEVER_SCORE``."""
     stable = read_back_stable(scores)
     vocab = [(p, float(s)) for p, s in zip(pieces, stable)]
-    vocab[EOS_ID] = (EOS_TOKEN, EOS_SCORE)
+    for i in never:
+        vocab[i] = (pieces[i], NEVER_SCORE)
     return Tokenizer(Unigram(vocab, None, False))

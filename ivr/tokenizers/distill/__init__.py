@@ -1,6 +1,8 @@
-"""Distil GPT-2's BPE into a Unigram model with the same pieces at the same ids and the same segmentations.
+"""Distil a byte-level BPE (GPT-2's, SmolLM2's: ``source_bpe`` says which are supported) into a Unigram model with
+the same pieces at the same ids, the same added tokens and the same segmentations.
 
-One module per concern: ``settings`` (what a fit may be told), ``words`` (what it learns from), ``scores``
+One module per concern: ``source_bpe`` (what is read from the source BPE, what is refused), ``settings`` (what
+a fit may be told), ``words`` (what it learns from), ``scores``
 (initial merge-tree scores), ``lp_fit`` (cutting planes over the merge weights), ``split_rules`` and
 ``word_rules`` (regex alternatives for what no scores can fix), ``rule_selection`` (which rules are kept),
 ``pre_tokenizer`` (GPT-2's regex with the rules spliced in) and ``stage`` (fit, save, verify; the method in full).
@@ -16,24 +18,27 @@ from ivr.tokenizers.distill.pre_tokenizer import (
 )
 from ivr.tokenizers.distill.scores import initial_scores
 from ivr.tokenizers.distill.settings import DistillSettings, FitResult
+from ivr.tokenizers.distill.source_bpe import SourceBPE, UnsupportedTokenizer, source_bpe
 from ivr.tokenizers.distill.split_rules import split_rule_for
 from ivr.tokenizers.distill.stage import distill_tokenizer, fit_distilled
-from ivr.tokenizers.distill.words import gpt2_pieces, pre_token_counts
+from ivr.tokenizers.distill.words import pre_token_counts
 from ivr.tokenizers.unigram import bare_model, read_back_stable, unigram_tokenizer
 
 __all__ = [
     "DistillSettings",
     "FitResult",
+    "SourceBPE",
+    "UnsupportedTokenizer",
     "bare_model",
     "distill_tokenizer",
     "encode_segments",
     "fit_distilled",
-    "gpt2_pieces",
     "initial_scores",
     "pre_token_counts",
     "read_back_stable",
     "rules_pre_tokenizer",
     "segment_words",
+    "source_bpe",
     "split_rule_for",
     "unigram_tokenizer",
     "with_rules",

@@ -15,11 +15,9 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from ivr.tokenizers.bpe import gpt2_merges
-from ivr.tokenizers.byte_level import EOS_ID
 from ivr.tokenizers.distill.scores import merge_tree_matrix, merge_weights
 from ivr.tokenizers.distill.settings import DistillSettings
-from ivr.tokenizers.unigram import EOS_SCORE, read_back_stable, unigram_tokenizer
+from ivr.tokenizers.unigram import NEVER_SCORE, read_back_stable, unigram_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +85,12 @@ def solve_rows(
 
 def fit_scores(
     pieces: Sequence[str], words: list[str], weights: np.ndarray, gold: list[list[int]], settings: DistillSettings,
-    general: Sequence[Sequence[int]] = (), strict: np.ndarray | None = None,
+    general: Sequence[Sequence[int]] = (), strict: np.ndarray | None = None, *,
+    merges: Sequence[tuple[str, str]], never: Sequence[int] = (),
 ) -> tuple[np.ndarray, dict, list[str]]:
-    """Fit the 50257 scores so that the Unigram Viterbi gives ``gold`` on ``words``; returns the scores, fit
-    statistics and the words proven unsatisfiable (most frequent first).
+    """Fit the scores of ``pieces`` (built by ``merges``) so that the Unigram Viterbi gives ``gold`` on ``words``;
+    returns the scores (``NEVER_SCORE`` at the ids ``never``), fit statistics and the words proven unsatisfiable
+    (most frequent first).
 
     Cutting planes: each round encodes all words with the real ``tokenizers`` Unigram; every wrong word adds
     the row "BPE's segmentation beats this competitor by ``margin``"; a linear program over all rows collected
@@ -102,7 +102,7 @@ def fit_scores(
     marks the words that are never given up (``STRICT_PENALTY`` instead of ``settings.slack_penalty``).
     """
     start = time.perf_counter()
-    trees = merge_tree_matrix(pieces, gpt2_merges())
+    trees = merge_tree_matrix(pieces, merges)
     w0 = merge_weights(trees.shape[1], settings.init_exponent) / LP_UNIT
     s0 = trees @ w0
     usage = np.ones_like(s0)
@@ -124,7 +124,7 @@ def fit_scores(
     bar = tqdm(range(settings.max_iterations), desc="fitting scores", unit="round", mininterval=2.0)
     for it in bar:
         # Viterbi on the scores as a saved file loads them, so float rounding cannot flip a word later
-        pred = [e.ids for e in unigram_tokenizer(pieces, (s0 + trees @ dw) * LP_UNIT).encode_batch(words)]
+        pred = [e.ids for e in unigram_tokenizer(pieces, (s0 + trees @ dw) * LP_UNIT, never).encode_batch(words)]
         bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g and sorted(p) != sorted(g)]
         loss = float(weights[bad].sum())
         new = 0
@@ -174,5 +174,5 @@ def fit_scores(
         "score_fit_seconds": round(time.perf_counter() - start, 2),
     }
     scores = read_back_stable((s0 + trees @ best[1]) * LP_UNIT)
-    scores[EOS_ID] = EOS_SCORE
+    scores[list(never)] = NEVER_SCORE
     return scores, stats, given_up

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
 
-from ivr.tokenizers.byte_level import piece_to_bytes
+from ivr.tokenizers.byte_level import byte_to_char, piece_to_bytes
 from ivr.tokenizers.byte_level_regex import byte_level_regex
 from ivr.tokenizers.distill.gpt2_regex import CLASS_RX, CONTRACTION, rx
 from ivr.tokenizers.distill.word_rules import word_rule_pattern
@@ -106,16 +106,32 @@ def rules_pre_tokenizer(rules: Sequence[dict], word_rules: Sequence[Sequence[str
     ])
 
 
-def with_rules(model_tok: Tokenizer, rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = ()) -> Tokenizer:
+def with_rules(
+    model_tok: Tokenizer, rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (), source: Tokenizer | None = None
+) -> Tokenizer:
     """The full tokenizer: ``model_tok``'s model behind GPT-2's pre-tokenizer carrying the split and word rules.
 
     The ``ByteLevel`` normalizer maps the whole text to byte-level characters at once and one ``Split`` cuts it
     with ``split_pattern`` rewritten for that alphabet (``byte_level_regex``): the pre-tokens of
-    ``rules_pre_tokenizer``, without the copies that mapping each pre-token on its own makes."""
-    tok = byte_level_tokenizer(model_tok.model)
+    ``rules_pre_tokenizer``, without the copies that mapping each pre-token on its own makes. The added tokens,
+    decoder and post-processor are ``source``'s (else ``model_tok``'s, or GPT-2's for a bare model), so that
+    added tokens keep their ids and flags and decoding is the source's."""
+    shell = source or (model_tok if model_tok.decoder is not None else byte_level_tokenizer(model_tok.model))
+    tok = Tokenizer(model_tok.model)
     tok.normalizer = normalizers.ByteLevel()
     pattern = byte_level_regex(split_pattern(rules, word_rules))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
+    missing = "".join(c for c in byte_to_char().values() if tok.token_to_id(c) is None)
+    if missing:
+        # BPE drops a byte its vocabulary lacks (SmolLM2 has no 0x04) where a Unigram would fail: cut it out
+        drop = pre_tokenizers.Split(Regex("[" + "".join("\\x{%X}" % ord(c) for c in missing) + "]"), "removed")
+        tok.pre_tokenizer = pre_tokenizers.Sequence([tok.pre_tokenizer, drop])
+    tok.decoder, tok.post_processor = shell.decoder, shell.post_processor
+    for _, t in sorted(shell.get_added_tokens_decoder().items()):
+        # matched in the raw text, as in the source, which has no normalizer
+        added = AddedToken(t.content, single_word=t.single_word, lstrip=t.lstrip, rstrip=t.rstrip, normalized=False,
+                           special=t.special)
+        (tok.add_special_tokens if t.special else tok.add_tokens)([added])
     return tok
 
 

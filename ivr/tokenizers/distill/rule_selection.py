@@ -10,7 +10,7 @@ import numpy as np
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from ivr.tokenizers.bpe import gpt2_merges
+from ivr.tokenizers.bpe import bpe_merges
 from ivr.tokenizers.byte_level import text_to_piece
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments, rules_pre_tokenizer, segment_words
 from ivr.tokenizers.distill.settings import DistillSettings
@@ -46,7 +46,8 @@ def select_split_rules(
     Each rule costs encoding speed, so a rule must fix at least ``settings.split_rule_min_fixed`` weighted
     word occurrences of the fit words, unless its character is one of ``settings.split_rule_chars``.
     """
-    chars = sorted({a for a, b in gpt2_merges() if a == b and is_one_character(a)})
+    merges = bpe_merges(bare_bpe)
+    chars = sorted({a for a, b in merges if a == b and is_one_character(a)})
     always = {text_to_piece(c) for c in settings.split_rule_chars}
     plain = [e.ids for e in model_tok.encode_batch(words)]
     accepted, considered = [], []
@@ -59,7 +60,7 @@ def select_split_rules(
         if needed and sum(weights[i] for i in wrong if char * 2 in words[i]) < needed:
             considered.append({"char": char, "accepted": False, "reason": "no wrong fit word has a run of it"})
             continue
-        rule = memo_split_rule(bare_bpe, fingerprint, char, settings.max_run)
+        rule = memo_split_rule(bare_bpe, fingerprint, char, settings.max_run, merges)
         if rule is None:
             considered.append({"char": char, "accepted": False, "reason": "no rule"})
             continue

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from tokenizers import Tokenizer
 
-from ivr.tokenizers.bpe import gpt2_merges
+from ivr.tokenizers.bpe import bpe_merges
 from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece
 from ivr.tokenizers.distill.gpt2_regex import CONTRACTION, gpt2_class, rx
 
@@ -214,8 +214,11 @@ def _merged_end_cuts(bare_bpe: Tokenizer, char: str, c: str, chunks: list[list[i
     return alts
 
 
-def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
+def split_rule_for(
+    bare_bpe: Tokenizer, char: str, max_run: int, merges: Sequence[tuple[str, str]] | None = None
+) -> dict | None:
     """Regex alternatives cutting runs of ``char`` that start a pre-token into BPE's chunks, or None.
+    ``merges`` are ``bare_bpe``'s (read from it when not given).
 
     BPE chunks a run of length n as [a(n)] + chunks(n - a(n)) (checked here, else no rule). The alternatives
     are spliced into GPT-2's pre-tokenizer regex ahead of the class the character belongs to, so they are only
@@ -259,7 +262,7 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
         if a is not None and a < n and enc.tokens[j + 1 :] == [char * k for k in chunks[n - a]]:
             led_rests.setdefault(a, []).append(n - a)
     c = rx(raw)
-    merges = gpt2_merges()
+    merges = bpe_merges(bare_bpe) if merges is None else merges
     ascii_chars = lambda chars: sorted(  # noqa: E731
         {piece_to_bytes(ch).decode("latin-1") for ch in chars} & set(ASCII_PUNCT + " \t\n")
     )
@@ -371,9 +374,11 @@ def split_rule_for(bare_bpe: Tokenizer, char: str, max_run: int) -> dict | None:
 SPLIT_RULE_CACHE: dict[tuple[str, str, int], dict | None] = {}
 
 
-def memo_split_rule(bare_bpe: Tokenizer, fingerprint: str, char: str, max_run: int) -> dict | None:
+def memo_split_rule(
+    bare_bpe: Tokenizer, fingerprint: str, char: str, max_run: int, merges: Sequence[tuple[str, str]] | None = None
+) -> dict | None:
     key = (fingerprint, char, max_run)
     if key not in SPLIT_RULE_CACHE:
-        SPLIT_RULE_CACHE[key] = split_rule_for(bare_bpe, char, max_run)
+        SPLIT_RULE_CACHE[key] = split_rule_for(bare_bpe, char, max_run, merges)
     rule = SPLIT_RULE_CACHE[key]
     return dict(rule) if rule else None

@@ -1,0 +1,112 @@
+"""What distillation reads from the source BPE, and what it refuses: its pieces by id, its merges by rank, the ids
+BPE never outputs for text, and a check that its pipeline is one the distilled tokenizer reproduces.
+
+Supported: a BPE model (no dropout, no word prefixes or suffixes, no byte fallback, no unknown token, merges
+applied to every word) behind no normalizer and GPT-2's pre-tokenizer regex, written as
+``ByteLevel(use_regex=True)`` or as ``Sequence[Split(GPT-2's regex, isolated), ByteLevel(use_regex=False)]``,
+without a prefix space. Anything else (digit splitting, the Llama-3 or Qwen regexes, a normalizer) is refused by
+name: the split and word rules are written into GPT-2's regex.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from tokenizers import Tokenizer
+
+from ivr.tokenizers.bpe import bpe_merges, tokenizer_pieces
+from ivr.tokenizers.byte_level import single_byte_pieces
+
+GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+
+
+class UnsupportedTokenizer(ValueError):
+    """The source tokenizer has a step the distilled Unigram cannot reproduce; the message names it."""
+
+
+@dataclass(frozen=True)
+class SourceBPE:
+    """The source BPE as distillation sees it."""
+
+    pieces: list[str]
+    """Every piece by id, added tokens included."""
+    merges: tuple[tuple[str, str], ...]
+    """The merges by rank (rank 0 first)."""
+    never: frozenset[int]
+    """Ids BPE never outputs for text: added tokens (matched before the model) and pieces that are neither a
+    single byte nor built by a merge. The Unigram gets them at a score that never wins."""
+
+    @property
+    def outputs(self) -> list[str]:
+        """The pieces BPE can output, in id order: what the fit may learn from."""
+        return [p for i, p in enumerate(self.pieces) if i not in self.never]
+
+
+def source_bpe(bpe: Tokenizer) -> SourceBPE:
+    """Read ``bpe`` for distillation; raise ``UnsupportedTokenizer`` naming every step it cannot reproduce."""
+    spec = json.loads(bpe.to_str())
+    model = spec.get("model") or {}
+    problems = _model_problems(model) + _pipeline_problems(spec)
+    if problems:
+        raise UnsupportedTokenizer("cannot distil this tokenizer: " + "; ".join(problems))
+    pieces = tokenizer_pieces(bpe)
+    merges = bpe_merges(bpe)
+    index = {p: i for i, p in enumerate(pieces)}
+    unknown = [m for m in merges if m[0] not in index or m[1] not in index or m[0] + m[1] not in index][:5]
+    if unknown:
+        raise UnsupportedTokenizer(f"cannot distil this tokenizer: merges with parts or results outside the "
+                                   f"vocabulary, e.g. {unknown}")
+    built = single_byte_pieces() | {a + b for a, b in merges}
+    never = frozenset(set(bpe.get_added_tokens_decoder()) | {i for i, p in enumerate(pieces) if p not in built})
+    return SourceBPE(pieces, merges, never)
+
+
+def _model_problems(model: dict) -> list[str]:
+    if model.get("type") != "BPE":
+        return [f"its model is {model.get('type')}, not BPE"]
+    problems = []
+    for key, unsupported in (("dropout", lambda v: v not in (None, 0, 0.0)),
+                             ("continuing_subword_prefix", bool), ("end_of_word_suffix", bool),
+                             ("byte_fallback", bool), ("ignore_merges", bool), ("unk_token", lambda v: v is not None)):
+        if unsupported(model.get(key)):
+            problems.append(f"BPE option {key}={model[key]!r} is unsupported")
+    return problems
+
+
+def _pipeline_problems(spec: dict) -> list[str]:
+    problems = []
+    normalizer = spec.get("normalizer")
+    if normalizer and not (normalizer.get("type") == "Sequence" and not normalizer.get("normalizers")):
+        problems.append(f"normalizer {_describe(normalizer)} is unsupported (none expected)")
+    pre = spec.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    if not _is_gpt2_pre_tokenizer(steps):
+        problems.append("pre-tokenizer " + " then ".join(_describe(s) for s in steps) + " is unsupported: only "
+                        "GPT-2's regex is (ByteLevel(use_regex=True), or Split(GPT-2's regex) then "
+                        "ByteLevel(use_regex=False), without a prefix space)")
+    decoder = spec.get("decoder") or {}
+    if decoder.get("type") != "ByteLevel":
+        problems.append(f"decoder {_describe(decoder)} is unsupported (ByteLevel expected)")
+    return problems
+
+
+def _is_gpt2_pre_tokenizer(steps: list[dict]) -> bool:
+    def byte_level(step: dict, regex: bool) -> bool:
+        return step.get("type") == "ByteLevel" and step.get("use_regex", True) == regex \
+            and not step.get("add_prefix_space", False)
+
+    if len(steps) == 1:
+        return byte_level(steps[0], True)
+    if len(steps) == 2:
+        split = steps[0]
+        return (split.get("type") == "Split" and split.get("pattern") == {"Regex": GPT2_PATTERN}
+                and split.get("behavior") == "Isolated" and not split.get("invert") and byte_level(steps[1], False))
+    return False
+
+
+def _describe(step: dict) -> str:
+    """A pipeline step as ``Type(option=value, ...)``, its regex written out."""
+    options = ", ".join(f"{k}={v.get('Regex', v.get('String')) if isinstance(v, dict) else v!r}"
+                        for k, v in step.items() if k != "type")
+    return f"{step.get('type')}({options})"

