@@ -21,11 +21,13 @@ from ivr.tokenizers.candidates import read_candidates
 from ivr.tokenizers.io import save_tokenizer_dir
 from ivr.tokenizers.remap_rules import (
     RemapRule,
+    id_contract,
     read_remap_rules,
     rules_from_candidates,
     validate_remap_rules,
     write_remap_rules,
 )
+from ivr.tokenizers.special import SpecialTokens, special_tokens_of
 from ivr.tokenizers.unigram import read_back_stable
 
 
@@ -72,30 +74,38 @@ def remap_tokenizer(
     heldout_texts: Iterable[str] = (),
     general_texts: Iterable[str] = (),
     original_bpe: Tokenizer | None = None,
+    special: SpecialTokens | None = None,
 ) -> dict:
     """Build and save the remapped tokenizer and its rules, then measure it; return the report's summary.
 
     Rules come from ``settings.remap_rules_path`` when set (a hand-edited rules file), else from
-    ``candidates_csv``. The held-out and general texts are only measured, never used for choices.
+    ``candidates_csv``. The held-out and general texts are only measured, never used for choices. ``special``
+    are the source's special tokens (``read_special_tokens``; without them, GPT-2's layout): no rule may free
+    one, and the remapped tokenizer must keep them all (the ID contract, ``id_contract``), else this fails.
     """
     start = time.perf_counter()
+    special = special or special_tokens_of(distilled)
     if settings.remap_rules_path:
         source = str(settings.remap_rules_path)
-        rules = read_remap_rules(source, distilled)
+        rules = read_remap_rules(source, distilled, special)
     elif candidates_csv is not None:
         source = str(candidates_csv)
-        rules = validate_remap_rules(rules_from_candidates(read_candidates(candidates_csv)), source, distilled)
+        rules = validate_remap_rules(rules_from_candidates(read_candidates(candidates_csv)), source, distilled, special)
     else:
         raise ValueError("remap needs data.remap.remap_rules_path or the replacement candidates CSV")
     remapped = build_remapped(distilled, rules, settings.new_piece_bonus)
     not_own = [r.id for r in rules if remapped.encode(r.new_text, add_special_tokens=False).ids != [r.id]]
+    contract = id_contract(distilled, remapped, special, rules)
+    broken = [name for name, ok in contract.items() if ok is False]
+    if broken:
+        raise ValueError(f"remap from {source}: the remapped tokenizer breaks the ID contract: {', '.join(broken)}")
     meta = {
         "stage": "remap",
         "rules_source": source,
         "reassigned": len(rules),
         "new_piece_bonus": settings.new_piece_bonus,
     }
-    save_tokenizer_dir(remapped, out_dir, meta)
+    save_tokenizer_dir(remapped, out_dir, meta, special)
     write_remap_rules(rules_path, rules)
     build_s = time.perf_counter() - start
 
@@ -113,6 +123,7 @@ def remap_tokenizer(
         "reassigned": len(rules),
         "rules_source": source,
         "rules_not_encoding_to_own_id": not_own,
+        "id_contract": contract,
         "estimated_saving_pct": sum(r.estimated_saving_pct for r in rules),
         "baseline": base,
         "measured": measured,
@@ -145,6 +156,11 @@ def _report_md(s: dict) -> str:
         realized = -s["heldout_domain_change_pct_vs_distilled"]
         lines.append(f"- realized saving on held-out domain text: {realized:.2f}% of distilled tokens")
         lines.append(f"- new ids never used in held-out domain text: {s['new_ids_unused_in_heldout']}")
+    if "id_contract" in s:
+        ids = s["id_contract"]["protected_ids"]
+        lines.append(f"- ID contract: {len(ids)} protected ids (added tokens, bos/eos/pad/unk: "
+                     f"{', '.join(map(str, ids[:20]))}{' …' if len(ids) > 20 else ''}), never freed")
+        lines += [f"  - {name}: {'yes' if ok else 'NO'}" for name, ok in s["id_contract"].items() if name != "protected_ids"]
     if s["rules_not_encoding_to_own_id"]:
         lines.append(f"- rules whose string does not encode to its own id: {s['rules_not_encoding_to_own_id'][:20]}")
     lines += ["", "| text | tokenizer | bytes | tokens | tokens/byte |", "|---|---|---:|---:|---:|"]

@@ -1,4 +1,5 @@
-"""Check a distilled tokenizer against GPT-2's BPE: same ids for every text, same text for every id."""
+"""Check a distilled tokenizer against its source BPE: same ids for every text, same text for every id, the same
+added tokens at the same ids."""
 
 from __future__ import annotations
 
@@ -173,9 +174,13 @@ def _rate(ok: int, total: int) -> float:
 
 
 def compare_ids(distilled: Tokenizer, bpe: Tokenizer, random_sequences: int = 2000, seed: int = 0) -> dict:
-    """Same id->piece map, same ``decode([i])`` for every id, same decode of random id sequences."""
+    """Same id->piece map, same added tokens (content and flags) at the same ids, same ``decode([i])`` for every
+    id, same decode of random id sequences."""
     size = bpe.get_vocab_size(with_added_tokens=True)
     same_map = distilled.get_vocab(with_added_tokens=True) == bpe.get_vocab(with_added_tokens=True)
+    ours, theirs = distilled.get_added_tokens_decoder(), bpe.get_added_tokens_decoder()
+    bad_added = sorted(i for i in set(ours) | set(theirs) if i not in ours or i not in theirs
+                       or (ours[i].content, ours[i].special) != (theirs[i].content, theirs[i].special))
     singles = [[i] for i in range(size)]
     bad_single = [
         i for i, (a, b) in enumerate(zip(distilled.decode_batch(singles, False), bpe.decode_batch(singles, False)))
@@ -187,6 +192,9 @@ def compare_ids(distilled: Tokenizer, bpe: Tokenizer, random_sequences: int = 20
     return {
         "vocab_size": distilled.get_vocab_size(with_added_tokens=True),
         "id_to_token_identical": same_map,
+        "added_tokens": len(theirs),
+        "special_tokens": sum(t.special for t in theirs.values()),
+        "added_token_mismatches": bad_added[:20],
         "single_id_decode_mismatches": len(bad_single),
         "single_id_decode_mismatch_examples": bad_single[:20],
         "random_sequences": random_sequences,
@@ -226,7 +234,7 @@ def render_markdown(summary: dict) -> str:
     lines = [
         "# Tokenizer distillation report",
         "",
-        "Distilled Unigram tokenizer against GPT-2's BPE. A word is one byte-level pre-token; it matches when",
+        "Distilled Unigram tokenizer against the original BPE. A word is one byte-level pre-token; it matches when",
         "its ids are exactly BPE's. *tie*: the same pieces in another order (no scores can change that);",
         "*conflict*: a sub-string proves that no additive scores give BPE's result; *other*: the rest",
         "(the Fit section lists the fit words a linear program proves cannot all be matched at once).",
@@ -234,6 +242,8 @@ def render_markdown(summary: dict) -> str:
         "## Ids",
         "",
         f"- vocabulary size: {ids['vocab_size']}; id -> piece map identical: **{ids['id_to_token_identical']}**",
+        f"- added tokens ({ids.get('added_tokens', 0)}, {ids.get('special_tokens', 0)} special) at other ids or "
+        f"differing: **{len(ids.get('added_token_mismatches', []))}**",
         f"- `decode([i])` mismatches over all ids: **{ids['single_id_decode_mismatches']}**",
         f"- random id sequences decoded differently: **{ids['random_sequence_decode_mismatches']}** "
         f"of {ids['random_sequences']}",

@@ -67,7 +67,7 @@ class DistillSettings:
 
 @dataclass
 class FitResult:
-    """Scores for the 50257 pieces (GPT-2 ids) and what the fit saw."""
+    """Scores for the source's pieces (by id) and what the fit saw."""
 
     scores: list[float]
     split_rules: list[dict]

@@ -55,8 +55,10 @@ from ivr.tokenizers.distill.lp_fit import fit_scores
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments, segment_words, with_rules
 from ivr.tokenizers.distill.rule_selection import select_split_rules, select_word_rules
 from ivr.tokenizers.distill.settings import EXAMPLES, DistillSettings, FitResult
-from ivr.tokenizers.distill.words import fit_words, gpt2_pieces, pre_token_counts
+from ivr.tokenizers.distill.source_bpe import source_bpe
+from ivr.tokenizers.distill.words import fit_words, pre_token_counts
 from ivr.tokenizers.io import load_tokenizer, save_tokenizer_dir
+from ivr.tokenizers.special import SpecialTokens
 from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
 from ivr.tokenizers.verify import DistillationMismatch, VerifySettings, verify_tokenizer
 
@@ -78,11 +80,13 @@ def _gc_paused():
 def fit_distilled(
     bpe: Tokenizer, corpus_counts: Counter, settings: DistillSettings
 ) -> tuple[Tokenizer, FitResult]:
-    """Fit scores and split rules on ``corpus_counts`` (byte-level pre-token counts); build the tokenizer."""
-    pieces = gpt2_pieces(bpe)
+    """Fit scores and split rules on ``corpus_counts`` (byte-level pre-token counts); build the tokenizer: the
+    fitted Unigram behind the rules, with ``bpe``'s added tokens, decoder and post-processor."""
+    source = source_bpe(bpe)
+    pieces = source.pieces
     bare_bpe = bare_model(bpe)
-    weighted = fit_words(pieces, corpus_counts, settings)
-    vocab = set(pieces)
+    weighted = fit_words(source.outputs, corpus_counts, settings)
+    vocab = set(source.outputs)
     words = sorted(weighted)  # sorted: the fit must not depend on the corpus's iteration order
     weights = np.array([weighted[w] for w in words], dtype=np.float64)
     gold = [e.ids for e in bare_bpe.encode_batch(words)]
@@ -91,8 +95,9 @@ def fit_distilled(
     with _gc_paused():
         scores, stats, given_up = fit_scores(pieces, words, weights, gold, settings,
                                              [e.ids for e in bare_bpe.encode_batch(general)],
-                                             np.array([w in vocab for w in words]))
-        model_tok = unigram_tokenizer(pieces, scores)
+                                             np.array([w in vocab for w in words]),
+                                             merges=source.merges, never=sorted(source.never))
+        model_tok = unigram_tokenizer(pieces, scores, source.never)
         start = time.perf_counter()
         rules, considered = (
             select_split_rules(bare_bpe, model_tok, words, weights, gold, settings) if settings.split_rules else ([], [])
@@ -103,7 +108,7 @@ def fit_distilled(
     word_rules = select_word_rules(model_tok, rules, words, weights, gold, pred, settings.word_rules)
     if word_rules:
         pred = encode_segments(model_tok, segment_words(rules, words, word_rules))
-    final = with_rules(model_tok, rules, word_rules)
+    final = with_rules(model_tok, rules, word_rules, source=bpe)
     bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g]
     stats.update(
         fit_word_types=len(words),
@@ -137,13 +142,17 @@ def distill_tokenizer(
     report_json: Path,
     extra_eval_texts: dict[str, list[str]] | None = None,
     verify_settings: VerifySettings | None = None,
+    special: SpecialTokens | None = None,
 ) -> dict:
     """Fit the distilled Unigram tokenizer on ``train_texts``, save it to ``out_dir``, verify it and report.
 
+    ``special`` are ``bpe``'s special tokens (``read_special_tokens`` of its directory), which the distilled
+    tokenizer's config names alike; without them, ``bpe`` must have GPT-2's layout (``special_tokens_of``).
     Returns the report summary. With ``settings.strict`` raises ``DistillationMismatch`` (after writing
     the reports) when any word occurrence of ``train_texts`` gets ids other than BPE's.
     """
     verify_settings = verify_settings or VerifySettings()
+    source_bpe(bpe)  # an unsupported tokenizer fails here, before any work
     train_texts = list(train_texts)
     with PeakRSS() as peak:
         start = time.perf_counter()
@@ -160,14 +169,15 @@ def distill_tokenizer(
         "settings": {**fit_settings, **asdict(verify_settings)},
         "scores": "sum of the fitted weights of the merges that build each piece (higher wins); not log-probabilities",
         "pre_tokenizer": "ByteLevel normalizer (the whole text to byte-level characters at once), then one Split by "
-                         "GPT-2's regex with the split and word rules, rewritten for byte-level characters",
+                         "GPT-2's regex (the source's) with the split and word rules, rewritten for byte-level "
+                         "characters",
         # the rewrite writes out the Unicode classes of this library's regex engine
         "tokenizers_version": tokenizers.__version__,
         "split_rules": fit.split_rules,
         "word_rules": fit.word_rules,
         "fit": {k: v for k, v in fit.stats.items() if k not in ("history", "split_rules_considered")},
     }
-    save_tokenizer_dir(tok, out_dir, metadata)
+    save_tokenizer_dir(tok, out_dir, metadata, special)
     eval_sets = {"corpus": train_texts, "heldout": list(heldout_texts), **(extra_eval_texts or {})}
     summary = verify_tokenizer(
         # the file as users load it

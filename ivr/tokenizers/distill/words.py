@@ -11,19 +11,8 @@ from pathlib import Path
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from ivr.tokenizers.byte_level import EOS_ID, EOS_TOKEN, GPT2_VOCAB_SIZE, text_to_piece
+from ivr.tokenizers.byte_level import text_to_piece
 from ivr.tokenizers.distill.settings import DistillSettings
-
-
-def gpt2_pieces(bpe: Tokenizer) -> list[str]:
-    """The pieces of ``bpe`` in id order; fails unless it has GPT-2's layout."""
-    vocab = bpe.get_vocab(with_added_tokens=True)
-    if len(vocab) != GPT2_VOCAB_SIZE or vocab.get(EOS_TOKEN) != EOS_ID:
-        raise ValueError(f"expected GPT-2's {GPT2_VOCAB_SIZE} pieces with {EOS_TOKEN} at {EOS_ID}, got {len(vocab)}")
-    pieces = [""] * len(vocab)
-    for piece, i in vocab.items():
-        pieces[i] = piece
-    return pieces
 
 
 def pre_token_counts(pre_tokenizer: Tokenizer, texts: Iterable[str], desc: str = "pre-tokenizing") -> tuple[Counter, int]:
@@ -37,15 +26,16 @@ def pre_token_counts(pre_tokenizer: Tokenizer, texts: Iterable[str], desc: str =
 
 
 def fit_words(pieces: Sequence[str], corpus_counts: Counter, settings: DistillSettings) -> Counter:
-    """The weighted words to fit on: corpus pre-tokens, vocabulary pieces and their variants, a word list."""
+    """The weighted words to fit on: corpus pre-tokens, vocabulary pieces and their variants, a word list.
+    ``pieces`` are the pieces BPE can output (``SourceBPE.outputs``: no added tokens)."""
     words = Counter(corpus_counts)
     extra: Counter = Counter()
     if settings.vocab_words:
-        extra.update(p for i, p in enumerate(pieces) if i != EOS_ID)
+        extra.update(pieces)
     if settings.vocab_variants:
-        for i, p in enumerate(pieces):
+        for p in pieces:
             core = p[1:] if p.startswith("Ġ") else p
-            if i == EOS_ID or not (core.isascii() and core.isalpha()):
+            if not (core.isascii() and core.isalpha()):
                 continue
             for variant in {core, "Ġ" + core, core[0].upper() + core[1:], "Ġ" + core[0].upper() + core[1:]}:
                 extra[variant] += 1
