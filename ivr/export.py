@@ -19,6 +19,7 @@ from transformers import GenerationConfig, PreTrainedModel
 from ivr.atomic import atomic_dir
 from ivr.causal_lm import context_size
 from ivr.tokenizers.io import file_sha256, load_tokenizer
+from ivr.tokenizers.special import read_special_tokens
 
 EXPORT_METADATA_FILE = "ivr_export.json"
 LIGHTNING_PREFIX = "model."
@@ -26,15 +27,15 @@ SPECIAL_NAMES = ("bos", "eos", "pad")
 
 
 def tokenizer_special_ids(tokenizer_dir: Path) -> dict[str, int | None]:
-    """``{"bos": id, "eos": id, "pad": id}`` as ``AutoTokenizer`` reads them from the directory's files."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    return {name: getattr(tokenizer, f"{name}_token_id") for name in SPECIAL_NAMES}
+    """``{"bos": id, "eos": id, "pad": id}`` of the tokenizer directory (``read_special_tokens``)."""
+    special = read_special_tokens(tokenizer_dir)
+    return {name: getattr(special, f"{name}_id") for name in SPECIAL_NAMES}
 
 
 def export_disagreements(out_dir: Path, rows: int) -> list[str]:
-    """Every way the exported files disagree on special ids or vocabulary size, read back as transformers will.
+    """Every way the exported files disagree on special ids or vocabulary size: ``config.json``,
+    ``generation_config.json``, the tokenizer as ``AutoTokenizer`` reads it, and the ids ``tokenizer.json`` and
+    ``tokenizer_config.json`` give the special tokens (``read_special_tokens``).
 
     ``rows``: the token embedding's rows (the output layer's too). Generation may pad with eos when the
     tokenizer has no padding token (GPT-2 has none); everything else must match exactly."""
@@ -44,6 +45,7 @@ def export_disagreements(out_dir: Path, rows: int) -> list[str]:
     generation = json.loads((out_dir / "generation_config.json").read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
     n_ids = load_tokenizer(out_dir).get_vocab_size(with_added_tokens=True)
+    special = tokenizer_special_ids(out_dir)
     problems = []
     if config.get("vocab_size") != rows:
         problems.append(f"config.json vocab_size {config.get('vocab_size')} but the embedding matrix has {rows} rows")
@@ -52,7 +54,9 @@ def export_disagreements(out_dir: Path, rows: int) -> list[str]:
     if n_ids > rows:
         problems.append(f"tokenizer.json has {n_ids} ids but the embedding matrix has only {rows} rows")
     for name in SPECIAL_NAMES:
-        key, want = f"{name}_token_id", getattr(tokenizer, f"{name}_token_id")
+        key, want = f"{name}_token_id", special[name]
+        if getattr(tokenizer, key) != want:
+            problems.append(f"AutoTokenizer reads {name} id {getattr(tokenizer, key)} but tokenizer.json and its config give {want}")
         if want is not None and not 0 <= want < n_ids:
             problems.append(f"tokenizer {name} id {want} is outside tokenizer.json's {n_ids} ids")
         if config.get(key) != want:
@@ -64,10 +68,14 @@ def export_disagreements(out_dir: Path, rows: int) -> list[str]:
 
 
 def _limit_tokenizer_length(tokenizer_config: Path, context: int | None) -> None:
-    """The exported tokenizer's ``model_max_length`` is the model's context size (truncation then fits it)."""
+    """The exported tokenizer's ``model_max_length`` is at most the model's context size, so that truncating to
+    it fits the model (a from-scratch model may have a shorter context than its tokenizer's source)."""
     if context is None or not tokenizer_config.is_file():
         return
     settings = json.loads(tokenizer_config.read_text(encoding="utf-8"))
+    length = settings.get("model_max_length")
+    if isinstance(length, int) and length <= context:
+        return
     settings["model_max_length"] = context
     tokenizer_config.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
