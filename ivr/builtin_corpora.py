@@ -6,6 +6,8 @@ and the benchmarks.
   exclusions the benchmarks measure with.
 * Python's help topics (``pydoc_data.topics``): English prose with code examples; the library's general
   English reference set (``english_reference_texts``).
+* Installed third-party packages' ``.py`` sources (``third_party_code``): code by other authors than the
+  standard library's, where IVR must generalize.
 * Documentation under ``/usr/share/doc`` (READMEs, changelogs, copyright notices), where the system has it.
 * Translated program messages under ``/usr/share/locale`` (other languages).
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import gettext
 import hashlib
+import importlib.util
 import sysconfig
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
@@ -74,6 +77,32 @@ def python_stdlib_texts(
     root = stdlib_root()
     for path in python_stdlib_paths(skip_dirs, skip_names):
         yield path.relative_to(root).as_posix(), path.read_text(encoding="utf-8", errors="replace")
+
+
+THIRD_PARTY_PACKAGES = (
+    "_pytest", "attr", "click", "dateutil", "filelock", "fsspec", "jinja2", "jsonargparse", "markdown",
+    "markdown_it", "packaging", "pluggy", "requests", "tqdm", "urllib3", "werkzeug", "yaml",
+)
+"""Installed packages whose sources make the third-party code corpus: Python written by other authors than the
+standard library's (no generated tables, no copies of standard-library modules); all are dependencies of this
+project or its tests, so they are installed wherever it is."""
+
+
+def third_party_code(packages: Collection[str] = THIRD_PARTY_PACKAGES) -> Iterator[tuple[str, str]]:
+    """(``package/relative path``, text) of the ``.py`` files of the installed ``packages``, lazily, packages
+    in the given order and files in sorted path order; tests (``test``/``tests`` folders) are left out and a
+    package that is not installed is skipped. Read as UTF-8 in text mode (undecodable bytes become U+FFFD).
+    Code from other sources than the standard library: where IVR fitted on the standard library must
+    generalize."""
+    for name in packages:
+        spec = importlib.util.find_spec(name)  # finds a top-level package without importing it
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = Path(list(spec.submodule_search_locations)[0])
+        for path in sorted(root.rglob("*.py")):
+            rel = path.relative_to(root)
+            if not {"test", "tests", "__pycache__"} & set(rel.parts[:-1]):
+                yield f"{name}/{rel.as_posix()}", path.read_text(encoding="utf-8", errors="replace")
 
 
 def help_topics() -> list[tuple[str, str]]:

@@ -98,6 +98,11 @@ class ArtifactPaths:
         return self.reports_dir / "selection_log.md"
 
     @property
+    def savings_curve(self) -> Path:
+        """The selection's savings curve (held-out saving against ids reassigned), a PNG beside its log."""
+        return self.reports_dir / "savings_curve.png"
+
+    @property
     def remap_report_md(self) -> Path:
         return self.reports_dir / "remap_report.md"
 

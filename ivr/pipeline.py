@@ -34,6 +34,7 @@ from ivr.tokenizers.bpe import fetch_original_tokenizer
 from ivr.tokenizers.byte_level import EOS_ID
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
 from ivr.tokenizers.io import file_sha256, load_tokenizer
+from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
 from ivr.tokenizers.verify import VerifySettings, verify_tokenizer
 
@@ -226,18 +227,24 @@ def verify(config: PipelineConfig) -> dict:
 
 
 def select(config: PipelineConfig) -> list[Path]:
-    """Rank domain strings by tokens saved and pair them with ids the domain does not use."""
+    """Rank domain strings by tokens saved and pair them with ids the domain does not use (ids the original
+    BPE can never produce first); the savings curve beside the log."""
     paths, settings = config.paths, config.select
     outputs = [paths.replacement_candidates, paths.selection_log]
+    outputs += [paths.savings_curve] if settings.validation_fraction > 0 else []
     key = {
         "tokenizer": _sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
+        "original_tokenizer": _sha(paths.original_tokenizer_dir / "tokenizer.json"),
         "settings": _plain(settings),
         "inputs": [[p, _sha(Path(p))] for p in [settings.forced_tokens_path, *settings.general_reference_paths] if p],
         **_corpus_key(config),
     }
 
     def build() -> None:
-        selection = select_replacements(load_tokenizer(paths.distilled_tokenizer_dir), _texts(config, "train"), settings, *outputs)
+        unreachable = tokenizer_unreachable_ids(load_tokenizer(paths.original_tokenizer_dir))
+        selection = select_replacements(
+            load_tokenizer(paths.distilled_tokenizer_dir), _texts(config, "train"), settings, *outputs, unreachable=unreachable
+        )
         log.info("select: %s", selection.summary)
 
     return staged("select", paths, key, outputs, build, select)
@@ -252,6 +259,7 @@ def remap(config: PipelineConfig) -> list[Path]:
         "tokenizer": _sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
         "rules_source": [str(source), _sha(source)],
         "settings": _plain(settings),
+        "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
         **_corpus_key(config),
     }
 
@@ -267,6 +275,7 @@ def remap(config: PipelineConfig) -> list[Path]:
             heldout_texts=_texts(config, "heldout"),
             general_texts=english_reference_texts(),
             original_bpe=load_tokenizer(paths.original_tokenizer_dir),
+            extra_texts={k: v for k, v in extra_eval_texts(config).items() if k != "english_reference"},
         )
         log.info("remap: %s", {k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from tests.conftest import make_code_docs
 
-from ivr.analysis.select import ForcedTokensError, SelectSettings, best_collapse, select_replacements
+from ivr.analysis.select import ForcedTokensError, SelectSettings, select_replacements
+from ivr.analysis.spans import best_collapse
 from ivr.tokenizers.byte_level import EOS_ID, readable, single_byte_pieces, text_to_piece
 from ivr.tokenizers.candidates import read_candidates
 from ivr.tokenizers.pieces import single_pretoken
@@ -40,9 +41,6 @@ def test_selection_frees_only_rare_ids_and_adds_single_pretoken_strings(selectio
         assert single_pretoken(distilled, r.new_text)
         assert len(r.gpt2_ids) >= 2 and r.estimated_saving > 0
         assert [t.id for t in distilled.model.tokenize(r.new_token)] == r.gpt2_ids
-    # savings are recomputed against earlier picks, so they never increase down the ranking
-    savings = [r.estimated_saving for r in reps]
-    assert savings == sorted(savings, reverse=True)
     assert read_candidates(out / "c.csv") == reps
     log = (out / "log.md").read_text(encoding="utf-8")
     assert "single-byte tokens" in log and "%** of tokens" in log
@@ -125,3 +123,76 @@ def test_strings_the_pre_tokenizer_cuts_alone_are_not_selected(distilled, tmp_pa
     for r in selection.replacements:
         assert single_pretoken(tok, r.new_text), r.new_text
     assert selection.summary["excluded"]["split_when_alone"] >= 1
+
+
+def test_savings_curve_and_held_out_saving_are_reported(distilled, code_docs, tmp_path):
+    settings = SelectSettings(num_replacements=40, validation_fraction=0.3, **FAST)
+    sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md", tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curve = sel.curve
+    assert curve.ids[-1] == len(sel.replacements) and curve.ids == sorted(curve.ids)
+    assert all(h > 0 for h in curve.heldout_pct)
+    log = (tmp_path / "log.md").read_text(encoding="utf-8")
+    assert "Savings curve" in log and "left-out part" in log and "curve.png" in log
+    assert sel.summary["validation_gap_pct"] == pytest.approx(curve.fitted_pct[-1] - curve.heldout_pct[-1])
+
+
+def test_unreachable_ids_are_freed_first_and_added_tokens_never(selection, distilled, code_docs, tmp_path):
+    from tokenizers import AddedToken, Tokenizer
+
+    reps = selection[0].replacements
+    late = reps[-1].freed_id
+    sel = select_replacements(distilled, code_docs, SelectSettings(num_replacements=40, **FAST), tmp_path / "c.csv",
+                              tmp_path / "log.md", unreachable={late})
+    assert sel.replacements[0].freed_id == late and sel.summary["unreachable_freed"] == 1
+    # an added (special) token at an id of the model's vocabulary is never freed, whatever its count
+    tok = Tokenizer.from_str(distilled.to_str())
+    tok.add_special_tokens([AddedToken(reps[0].freed_token, special=True)])
+    assert tok.get_vocab_size() == distilled.get_vocab_size()
+    sel = select_replacements(tok, code_docs, SelectSettings(num_replacements=40, **FAST), tmp_path / "c.csv", tmp_path / "log.md")
+    assert reps[0].freed_id not in {r.freed_id for r in sel.replacements}
+
+
+def test_the_general_text_budget_refuses_replacements_that_lengthen_it(selection, distilled, code_docs, tmp_path):
+    """Only ids that reference lines use are left to free (the rest protected): without a budget they are freed
+    and the lines get longer; with a zero budget those replacements are refused and no line gets longer."""
+    from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
+
+    reps = selection[0].replacements
+    ref = tmp_path / "general.txt"
+    ref.write_text("".join(f"a line with{r.freed_text} in it\n" for r in reps[:10]), encoding="utf-8")
+    lines = ref.read_text(encoding="utf-8").splitlines(keepends=True)
+    free = {r.freed_id for r in reps[:20]}
+    protected = [i for i in range(distilled.get_vocab_size()) if i not in free]
+
+    def run(budget):
+        settings = SelectSettings(num_replacements=20, general_reference_paths=[str(ref)], protected_ids=protected,
+                                  max_general_longer_pct=budget, min_count=5, general_prior_words=0)
+        sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+        report = remap_tokenizer(distilled, RemapSettings(), tmp_path / "out", tmp_path / "out" / "rules.yaml",
+                                 tmp_path / "r.md", tmp_path / "r.json", candidates_csv=tmp_path / "c.csv", general_texts=lines)
+        return sel, report["made_longer"]["general"]["lines"]
+
+    unchecked_sel, unchecked = run(None)
+    assert unchecked["longer"] > 0
+    sel, checked = run(0.0)
+    assert checked["longer"] == 0 and sel.summary["refused_for_general_text"] > 0
+    assert len(sel.replacements) < len(unchecked_sel.replacements)
+    assert sel.summary["general_longer"][-1]["lines_pct"] == 0.0
+    assert "| general | " in (tmp_path / "r.md").read_text(encoding="utf-8")
+
+
+def test_spread_strings_outrank_strings_piled_up_in_one_document(distilled, tmp_path):
+    """With every use counted the estimates decrease down the ranking; with a per-document cap a string every
+    document uses a few times ranks above one a single document repeats."""
+    docs = [" zygomorphic" * 100] + [" quixotically" * 3 + "\n" for _ in range(20)]
+    ranks = {}
+    for cap in (None, 4):
+        settings = SelectSettings(num_replacements=5, per_document_cap=cap, validation_fraction=0, **FAST)
+        sel = select_replacements(distilled, docs, settings, tmp_path / "c.csv", tmp_path / "l.md")
+        texts = [r.new_text for r in sel.replacements]
+        ranks[cap] = (texts.index(" zygomorphic"), texts.index(" quixotically"))
+        if cap is None:
+            savings = [r.estimated_saving for r in sel.replacements]
+            assert savings == sorted(savings, reverse=True)
+    assert ranks[None][0] < ranks[None][1] and ranks[4][1] < ranks[4][0]

@@ -1,30 +1,37 @@
 """Choose which ids to free and which domain strings take them over (In-place Vocabulary Reassignment).
 
 New tokens are strings made of two or more consecutive distilled tokens inside one pre-token, so the
-pre-tokenizer never changes. They are picked greedily by the tokens they actually save on the training
-texts, recomputed against what is already picked. Freed ids are tokens the domain (almost) never uses
-and general English (a word-frequency prior, plus optional reference texts) uses least.
+pre-tokenizer never changes. They are picked greedily by the tokens they save on the training texts,
+recomputed against what is already picked, with each document's uses of a pre-token capped so strings piled
+up in a few files (one module's private names) rank below strings every file uses. Freed ids are, in this
+order: ids the original BPE can never produce, ids general text (a word-frequency prior, reference texts)
+never uses, then the rest, each group by ascending domain use. An optional budget refuses replacements that
+make general text longer. A part of the training texts is held out of a second, identical ranking to
+measure how far the savings carry to documents the ranking never saw (the savings curve).
 """
 
 from __future__ import annotations
 
 import heapq
 import json
-from collections import Counter
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
+from ivr.analysis.general_use import general_prior, general_text, lengthening
+from ivr.analysis.savings_curve import SavingsCurve, curve_table, savings_curve, write_curve_plot
+from ivr.analysis.spans import Greedy, PretokenStats, Spans, document_pretokens, pretoken_stats, replay
 from ivr.atomic import write_text
-from ivr.general_english import most_frequent_english
-from ivr.tokenizers.byte_level import EOS_TOKEN, piece_to_bytes, readable, single_byte_pieces, text_to_piece
+from ivr.tokenizers.byte_level import piece_to_bytes, readable, single_byte_pieces, text_to_piece
 from ivr.tokenizers.candidates import Replacement, write_candidates
 from ivr.tokenizers.io import pre_tokens
 from ivr.tokenizers.pieces import single_pretoken, vocab_pieces
+from ivr.tokenizers.remap import RemapSettings, build_remapped
+from ivr.tokenizers.remap_rules import RemapRule
 
 
 @dataclass
@@ -41,55 +48,39 @@ class SelectSettings:
     protected_tokens: list[str] = field(default_factory=list)
     """Tokens never freed, as readable text (``" the"``) or byte-level piece (``"Ġthe"``)."""
     protected_ids: list[int] = field(default_factory=list)
-    """Ids never freed."""
+    """Ids never freed (added and special tokens never are, whatever this says)."""
     forced_tokens_path: str | None = None
     """UTF-8 file of terms that must become tokens, one per line, ahead of the ranked ones. A line is
     taken verbatim (leading spaces count); write it as a JSON string (``"    return"``) to show spaces
     or escapes. Blank lines and lines starting with ``#`` are skipped."""
     general_reference_paths: list[str] = field(default_factory=list)
-    """UTF-8 text files of general (non-domain) text; tokens they use are freed last."""
+    """UTF-8 text files of general (non-domain) text; tokens they use are freed last, and their lines count
+    against ``max_general_longer_pct``."""
     general_prior_words: int = 50000
     """How many of ``wordfreq``'s most frequent English words feed the general-frequency prior (0: none)."""
+    per_document_cap: int | None = 4
+    """The ranking counts at most this many uses of a pre-token per document (``null``: every use), so a
+    string must be spread over many files to rank high: savings then carry over to code by other authors.
+    Estimated savings always count every use."""
+    validation_fraction: float = 0.2
+    """Share of the training documents (by a stable hash of their text) left out of a second ranking, to
+    measure its saving on documents it never saw: the savings curve and the held-out figures of the selection
+    log (0: no curve). The reassignment itself is ranked on every training document."""
+    max_general_longer_pct: float | None = 0.1
+    """Refuse replacements until at most this share (%) of general text gets more tokens: of the word list's
+    occurrences (``general_prior_words``, by frequency) and of the lines of ``general_reference_paths``, each
+    measured with the remapped tokenizer against the distilled one (``null``: no check)."""
 
 
 @dataclass
 class Selection:
     replacements: list[Replacement]
     summary: dict
+    curve: SavingsCurve | None = None
 
 
 class ForcedTokensError(ValueError):
     pass
-
-
-@dataclass
-class PretokenStats:
-    """Training texts as distinct pre-tokens with their counts and distilled segmentations."""
-
-    pieces: list[str]
-    counts: list[int]
-    segs: list[list[int]]
-    id_counts: np.ndarray
-    total_tokens: int
-    total_bytes: int
-    documents: int
-
-
-def pretoken_stats(tokenizer: Tokenizer, texts: Iterable[str]) -> PretokenStats:
-    counter: Counter[str] = Counter()
-    n_bytes = n_docs = 0
-    for text in tqdm(texts, desc="pre-tokenize", unit="doc", leave=False):
-        counter.update(pre_tokens(tokenizer, text))
-        n_bytes += len(text.encode("utf-8"))
-        n_docs += 1
-    pieces = list(counter)
-    counts = [counter[p] for p in pieces]
-    model = tokenizer.model
-    segs = [[t.id for t in model.tokenize(p)] for p in tqdm(pieces, desc="segment", unit="pre-token", leave=False)]
-    flat = np.fromiter((i for s in segs for i in s), dtype=np.int64)
-    weights = np.repeat(np.asarray(counts, dtype=np.int64), [len(s) for s in segs])
-    id_counts = np.bincount(flat, weights=weights, minlength=tokenizer.get_vocab_size()).astype(np.int64)
-    return PretokenStats(pieces, counts, segs, id_counts, int(id_counts.sum()), n_bytes, n_docs)
 
 
 def read_forced_tokens(path: str | Path, tokenizer: Tokenizer) -> list[str]:
@@ -115,126 +106,64 @@ def read_forced_tokens(path: str | Path, tokenizer: Tokenizer) -> list[str]:
     return terms
 
 
-def general_prior(tokenizer: Tokenizer, settings: SelectSettings) -> np.ndarray:
-    """Estimated uses per million tokens of general text, per id (0 where nothing suggests any use)."""
-    prior = np.zeros(tokenizer.get_vocab_size(), dtype=np.float64)
-    if settings.general_prior_words > 0:
-        freq = dict(most_frequent_english(settings.general_prior_words))
-        words = list(freq)
-        # running text mostly has words after a space, sometimes capitalised or line-initial
-        variants = [(" {}", 0.7), ("{}", 0.1), (" {}", 0.15), ("{}", 0.05)]
-        for k, (fmt, weight) in enumerate(variants):
-            forms = [fmt.format(w.capitalize() if k >= 2 else w) for w in words]
-            for w, enc in zip(words, tokenizer.encode_batch(forms, add_special_tokens=False)):
-                np.add.at(prior, enc.ids, freq[w] * weight * 1e6)
-    for ref in settings.general_reference_paths:
-        path = Path(ref)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: general reference file not found (data.select.general_reference_paths)")
-        ids = tokenizer.encode(path.read_text(encoding="utf-8"), add_special_tokens=False).ids
-        if ids:
-            counts = np.bincount(np.asarray(ids), minlength=len(prior))
-            prior = np.maximum(prior, counts * 1e6 / len(ids))
-    return prior
 
 
-def own_string_emitted(tokenizer: Tokenizer, pieces: Sequence[str]) -> np.ndarray:
-    """Whether each piece is what the tokenizer emits for its own string (unreachable ones are freed first)."""
-    ok = np.ones(len(pieces), dtype=bool)
-    for i, p in enumerate(pieces):
-        if p != EOS_TOKEN:
-            ok[i] = [t.id for t in tokenizer.model.tokenize(p)] == [i]
-    return ok
+class _Ranker:
+    """Ranked new strings of one set of training texts (lazy greedy by marginal weighted saving)."""
 
+    def __init__(self, distilled: Tokenizer, stats: PretokenStats, pieces: list[str], settings: SelectSettings, forced: list[str]):
+        self.stats, self.pieces, self.settings = stats, pieces, settings
+        vocab = set(pieces)
+        spans = Spans(stats, pieces)
+        counts, self.bound = spans.count(settings.max_token_chars)
+        self.excluded = {"below_min_count": sum(1 for c in counts.values() if c < settings.min_count)}
+        ranked = {s for s, c in counts.items() if c >= settings.min_count}
+        self.excluded["already_in_vocabulary"] = len(ranked & vocab)
+        ranked -= vocab
+        # the distilled pre-tokenizer's run rules depend on context: a string that is one pre-token inside a
+        # word may be cut when it stands alone, and remap (rightly) refuses such a piece
+        split_alone = {s for s in ranked if not single_pretoken(distilled, piece_to_bytes(s).decode("utf-8"))}
+        self.excluded["split_when_alone"] = len(split_alone)
+        self.ranked = ranked - split_alone
+        self.forced = forced
+        self.occ = spans.index(self.ranked | set(forced), max([settings.max_token_chars] + [len(readable(f)) for f in forced]))
 
-class _Spans:
-    """Candidate strings and where they lie, as token spans, in the distinct pre-tokens."""
-
-    def __init__(self, stats: PretokenStats, pieces: Sequence[str], max_chars: int):
-        self.stats, self.pieces, self.max_chars = stats, pieces, max_chars
-        raw = [piece_to_bytes(p) for p in pieces]
-        # a span must start and end on a character boundary so every new token is valid UTF-8 text
-        self.cont_start = [bool(b) and 0x80 <= b[0] < 0xC0 for b in raw]
-        self.chars = [sum(1 for x in b if not 0x80 <= x < 0xC0) for b in raw]
-
-    def iter_spans(self, t: int, max_chars: int):
-        seg, pieces, chars, cont = self.stats.segs[t], self.pieces, self.chars, self.cont_start
-        k = len(seg)
-        for i in range(k - 1):
-            if cont[seg[i]]:
-                continue
-            s, n = pieces[seg[i]], chars[seg[i]]
-            for j in range(i + 1, k):
-                s += pieces[seg[j]]
-                n += chars[seg[j]]
-                if n > max_chars:
-                    break
-                if j + 1 < k and cont[seg[j + 1]]:
+    def pick(self, n: int, refused: Collection[str] = ()) -> list[tuple[str, str]]:
+        """Up to ``n`` (string, reason): the forced strings, then the best ranked ones but ``refused``."""
+        greedy = Greedy(self.stats, self.occ, by_weight=True)
+        picked = []
+        for f in self.forced:
+            greedy.add(f)
+            picked.append((f, "forced"))
+        heap = [(-self.bound[s], s) for s in self.ranked if s not in self.forced and s not in refused]
+        heapq.heapify(heap)
+        fresh: dict[str, int] = {}
+        with tqdm(total=n, desc="select", unit="token", leave=False) as bar:
+            while heap and len(picked) < n:
+                neg, s = heapq.heappop(heap)
+                if fresh.get(s) == len(picked):
+                    if -neg <= 0:
+                        break
+                    greedy.add(s)
+                    picked.append((s, "ranked"))
+                    bar.update(1)
                     continue
-                yield i, j, s
-
-    def count(self) -> tuple[dict[str, int], dict[str, int]]:
-        counts: dict[str, int] = {}
-        bound: dict[str, int] = {}
-        for t in tqdm(range(len(self.stats.segs)), desc="count spans", unit="pre-token", leave=False):
-            c = self.stats.counts[t]
-            for i, j, s in self.iter_spans(t, self.max_chars):
-                counts[s] = counts.get(s, 0) + c
-                bound[s] = bound.get(s, 0) + c * (j - i)
-        return counts, bound
-
-    def index(self, wanted: set[str], max_chars: int) -> dict[str, dict[int, list[tuple[int, int]]]]:
-        occ: dict[str, dict[int, list[tuple[int, int]]]] = {s: {} for s in wanted}
-        for t in tqdm(range(len(self.stats.segs)), desc="index spans", unit="pre-token", leave=False):
-            for i, j, s in self.iter_spans(t, max_chars):
-                if s in occ:
-                    occ[s].setdefault(t, []).append((i, j))
-        return occ
+                fresh[s] = len(picked)
+                heapq.heappush(heap, (-greedy.gain(s), s))
+        return picked
 
 
-def best_collapse(k: int, spans: Sequence[tuple[int, int]]) -> int:
-    """Most tokens saved by collapsing non-overlapping spans (inclusive token ranges) of a k-token pre-token."""
-    ordered = sorted(spans, key=lambda s: s[1])
-    best = [0] * (k + 1)
-    n = 0
-    for e in range(1, k + 1):
-        v = best[e - 1]
-        while n < len(ordered) and ordered[n][1] == e - 1:
-            i, j = ordered[n]
-            v = max(v, best[i] + j - i)
-            n += 1
-        best[e] = v
-    return best[k]
+def _free_order(stats: PretokenStats, pieces: list[str], settings: SelectSettings, never: set[int],
+                unreachable: Collection[int], prior) -> list[int]:
+    """Ids that may be freed, best first: unreachable, unused by general text, the rest; then by domain use."""
+    unreachable = set(unreachable)
+    eligible = [i for i in range(len(pieces)) if i not in never and stats.id_counts[i] < settings.min_count]
+    eligible.sort(key=lambda i: (i not in unreachable, prior[i] > 0, int(stats.id_counts[i]), prior[i], -i))
+    return eligible
 
 
-class _Greedy:
-    """Lazy greedy choice of new tokens by marginal saving, given what is already chosen."""
-
-    def __init__(self, stats: PretokenStats, occ: dict[str, dict[int, list[tuple[int, int]]]]):
-        self.stats, self.occ = stats, occ
-        self.chosen: dict[int, list[tuple[int, int]]] = {}
-        self.value: dict[int, int] = {}
-
-    def gain(self, s: str) -> int:
-        total = 0
-        for t, spans in self.occ[s].items():
-            have = self.chosen.get(t)
-            if not have and len(spans) == 1:
-                i, j = spans[0]
-                total += self.stats.counts[t] * (j - i)
-            else:
-                k = len(self.stats.segs[t])
-                total += self.stats.counts[t] * (best_collapse(k, (have or []) + spans) - self.value.get(t, 0))
-        return total
-
-    def add(self, s: str) -> None:
-        for t, spans in self.occ[s].items():
-            have = self.chosen.setdefault(t, [])
-            have.extend(spans)
-            self.value[t] = best_collapse(len(self.stats.segs[t]), have)
-
-    def used_count(self, s: str) -> int:
-        return sum(self.stats.counts[t] * len(spans) for t, spans in self.occ[s].items())
+def _rules(pairs: Sequence[tuple[str, int]], pieces: list[str], distilled: Tokenizer) -> list[RemapRule]:
+    return [RemapRule(fid, pieces[fid], s, tuple(t.id for t in distilled.model.tokenize(s))) for s, fid in pairs]
 
 
 def select_replacements(
@@ -243,30 +172,21 @@ def select_replacements(
     settings: SelectSettings,
     candidates_csv: str | Path,
     selection_log: str | Path,
+    curve_png: str | Path | None = None,
+    unreachable: Collection[int] = (),
 ) -> Selection:
-    """Pick new tokens and the ids they take; write ``replacement_candidates.csv`` and ``selection_log.md``."""
+    """Pick new tokens and the ids they take; write ``replacement_candidates.csv``, ``selection_log.md`` and,
+    with ``curve_png``, the savings curve's plot. ``unreachable``: ids the original BPE never produces
+    (``ivr.tokenizers.reachability``), freed first."""
     pieces = vocab_pieces(distilled)
     vocab = set(pieces)
-    stats = pretoken_stats(distilled, train_texts)
+    texts = list(train_texts)
+    docs = document_pretokens(distilled, texts)
+    cache: dict[str, list[int]] = {}
+    stats = pretoken_stats(distilled, docs, settings.per_document_cap, cache)
     if stats.total_tokens == 0:
         raise ValueError("no training text to select replacements from")
-
     forced = read_forced_tokens(settings.forced_tokens_path, distilled) if settings.forced_tokens_path else []
-    spans = _Spans(stats, pieces, settings.max_token_chars)
-    counts, bound = spans.count()
-    excluded = {
-        "below_min_count": sum(1 for c in counts.values() if c < settings.min_count),
-        "already_in_vocabulary": 0,
-    }
-    ranked = {s for s, c in counts.items() if c >= settings.min_count}
-    excluded["already_in_vocabulary"] = len(ranked & vocab)
-    ranked -= vocab
-    # the distilled pre-tokenizer's run rules depend on context: a string that is one pre-token inside a
-    # word may be cut when it stands alone, and remap (rightly) refuses such a piece
-    split_alone = {s for s in ranked if not single_pretoken(distilled, piece_to_bytes(s).decode("utf-8"))}
-    excluded["split_when_alone"] = len(split_alone)
-    ranked -= split_alone
-
     forced_notes: list[str] = []
     forced_ok: list[str] = []
     for f in forced:
@@ -276,58 +196,53 @@ def select_replacements(
             forced_notes.append(f"`{_md(readable(f))}` is listed twice; kept once")
         else:
             forced_ok.append(f)
-    occ = spans.index(ranked | set(forced_ok), max([settings.max_token_chars] + [len(readable(f)) for f in forced_ok]))
 
-    greedy = _Greedy(stats, occ)
-    picked: list[tuple[str, int, str]] = []
-    for f in forced_ok:
-        g = greedy.gain(f)
-        greedy.add(f)
-        picked.append((f, g, "forced"))
-    heap = [(-bound[s], s) for s in ranked if s not in forced_ok]
-    heapq.heapify(heap)
-    fresh: dict[str, int] = {}
-    with tqdm(total=settings.num_replacements, desc="select", unit="token", leave=False) as bar:
-        bar.update(len(picked))
-        while heap and len(picked) < settings.num_replacements:
-            neg, s = heapq.heappop(heap)
-            if fresh.get(s) == len(picked):
-                if -neg <= 0:
-                    break
-                greedy.add(s)
-                picked.append((s, -neg, "ranked"))
-                bar.update(1)
-                continue
-            fresh[s] = len(picked)
-            heapq.heappush(heap, (-greedy.gain(s), s))
-
-    # ids to free: ascending domain use, then general use, unreachable pieces first, then latest merge
+    general = general_text(settings.general_prior_words, settings.general_reference_paths)
+    prior = general_prior(distilled, general)
+    special = set(distilled.get_added_tokens_decoder())
     protected = set(settings.protected_ids) | {pieces.index(p) for p in _protected_pieces(settings, vocab)}
     bytes_ = single_byte_pieces()
-    prior = general_prior(distilled, settings)
-    emitted = own_string_emitted(distilled, pieces)
-    eligible = [
-        i
-        for i, p in enumerate(pieces)
-        if p != EOS_TOKEN and p not in bytes_ and i not in protected and stats.id_counts[i] < settings.min_count
-    ]
-    eligible.sort(key=lambda i: (int(stats.id_counts[i]), prior[i], bool(emitted[i]), -i))
-    excluded.update(
-        single_byte=len(bytes_),
-        end_of_text=1,
-        protected=len(protected),
-        domain_count_at_least_min=int((stats.id_counts >= settings.min_count).sum()),
-    )
-    picked = picked[: len(eligible)]  # forced tokens come first, so they survive a shortage of free ids
+    never = special | protected | {i for i, p in enumerate(pieces) if p in bytes_}
+    order = _free_order(stats, pieces, settings, never, unreachable, prior)
 
+    ranker = _Ranker(distilled, stats, pieces, settings, forced_ok)
+    n = min(settings.num_replacements, len(order))
+    refused_strings: set[str] = set()
+    refused_ids: set[int] = set()
+    checks = []
+    while True:
+        picked = ranker.pick(n, refused_strings)
+        free = [i for i in order if i not in refused_ids]
+        pairs = [(s, fid) for (s, _), fid in zip(picked, free)]
+        if settings.max_general_longer_pct is None or not pairs:
+            break
+        remapped = build_remapped(distilled, _rules(pairs, pieces, distilled), RemapSettings.new_piece_bonus)
+        check = lengthening(distilled, remapped, general, [fid for _, fid in pairs])
+        checks.append(check)
+        excess = max(check.word_share_pct, check.line_share_pct) - settings.max_general_longer_pct
+        if excess <= 0 or len(checks) > 8:
+            break
+        by_id = {fid: s for s, fid in pairs}
+        removed = 0.0
+        for fid, share in sorted(check.blame.items(), key=lambda kv: -kv[1]):
+            if removed >= excess:
+                break
+            if by_id[fid] not in forced_ok:
+                refused_strings.add(by_id[fid])
+                refused_ids.add(fid)
+                removed += share
+
+    counted = Greedy(stats, ranker.occ)  # every use counts in the estimate, whatever the ranking's cap
     replacements = []
-    for rank, ((s, g, reason), fid) in enumerate(zip(picked, eligible), 1):
+    for rank, ((s, reason), (_, fid)) in enumerate(zip(picked, pairs), 1):
+        g = counted.gain(s)
+        counted.add(s)
         replacements.append(
             Replacement(
                 rank=rank,
                 new_text=readable(s),
                 new_token=s,
-                domain_count=greedy.used_count(s),
+                domain_count=sum(stats.counts[t] * len(sp) for t, sp in ranker.occ[s].items()),
                 gpt2_ids=[t.id for t in distilled.model.tokenize(s)],
                 estimated_saving=int(g),
                 estimated_saving_pct=100.0 * g / stats.total_tokens,
@@ -340,23 +255,64 @@ def select_replacements(
             )
         )
     write_candidates(candidates_csv, replacements)
+    curve = _validation_curve(distilled, texts, docs, cache, pieces, settings, forced_ok, never, unreachable, prior, n)
+    if curve is not None and curve_png is not None:
+        write_curve_plot(curve, curve_png)
+
     saving = sum(r.estimated_saving for r in replacements)
     cost = sum(r.freed_domain_count for r in replacements)
+    excluded = dict(ranker.excluded)
+    excluded.update(
+        single_byte=len(bytes_),
+        special=len(special),
+        protected=len(protected),
+        domain_count_at_least_min=int((stats.id_counts >= settings.min_count).sum()),
+    )
     summary = {
         "documents": stats.documents,
         "train_bytes": stats.total_bytes,
         "train_tokens": stats.total_tokens,
         "distinct_pretokens": len(stats.pieces),
-        "candidate_strings": len(ranked),
+        "candidate_strings": len(ranker.ranked),
         "forced": len(forced_ok),
         "reassigned": len(replacements),
         "estimated_saving_tokens": saving,
         "freed_tokens_domain_uses": cost,
         "expected_saving_pct": 100.0 * (saving - cost) / stats.total_tokens,
+        "unreachable_ids": len(set(unreachable)),
+        "unreachable_freed": len(set(unreachable) & {r.freed_id for r in replacements}),
+        "freed_unused_by_general_text": sum(1 for r in replacements if r.freed_general_per_million == 0),
+        "refused_for_general_text": len(refused_strings),
+        "general_longer": [{"words_pct": c.word_share_pct, "lines_pct": c.line_share_pct} for c in checks],
         "excluded": excluded,
     }
-    write_text(selection_log, _selection_log(settings, summary, replacements, forced_notes))
-    return Selection(replacements, summary)
+    if curve is not None:
+        summary.update(
+            validation_fitted_saving_pct=curve.fitted_pct[-1],
+            validation_heldout_saving_pct=curve.heldout_pct[-1],
+            validation_gap_pct=curve.fitted_pct[-1] - curve.heldout_pct[-1],
+        )
+    write_text(selection_log, _selection_log(settings, summary, replacements, forced_notes, curve, curve_png))
+    return Selection(replacements, summary, curve)
+
+
+def _validation_curve(distilled, texts, docs, cache, pieces, settings, forced, never, unreachable, prior, n) -> SavingsCurve | None:
+    """Rank on the training texts but a validation part, then measure that ranking on the part."""
+    if settings.validation_fraction <= 0 or len(texts) < 2:
+        return None
+    keys = [zlib.crc32(t.encode("utf-8")) % 1000 for t in texts]
+    held = [k < settings.validation_fraction * 1000 for k in keys]
+    if all(held) or not any(held):  # a tiny corpus: one document each way at least
+        first = keys.index(min(keys))
+        held = [i == first for i in range(len(texts))]
+    fit = pretoken_stats(distilled, [d for d, h in zip(docs, held) if not h], settings.per_document_cap, cache)
+    val = pretoken_stats(distilled, [d for d, h in zip(docs, held) if h], None, cache)
+    strings = [s for s, _ in _Ranker(distilled, fit, pieces, settings, forced).pick(n)]
+    freed = _free_order(fit, pieces, settings, never, unreachable, prior)[: len(strings)]
+    strings = strings[: len(freed)]
+    fit_net = [g - int(fit.id_counts[f]) for g, f in zip(replay(fit, pieces, strings), freed)]
+    val_net = [g - int(val.id_counts[f]) for g, f in zip(replay(val, pieces, strings), freed)]
+    return savings_curve(fit_net, fit.total_tokens, val_net, val.total_tokens)
 
 
 def _protected_pieces(settings: SelectSettings, vocab: set[str]) -> set[str]:
@@ -374,7 +330,10 @@ def _md(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)[1:-1].replace("|", "\\|").replace("`", "ˋ")
 
 
-def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Replacement], notes: list[str]) -> str:
+
+
+def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Replacement], notes: list[str],
+                   curve: SavingsCurve | None, curve_png: str | Path | None) -> str:
     ex = summary["excluded"]
     lines = [
         "# IVR selection log",
@@ -396,11 +355,41 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
             f"minus {summary['freed_tokens_domain_uses']} uses of freed tokens = "
             f"**{summary['expected_saving_pct']:.2f}%** of tokens"
         ),
+        (
+            f"- freed ids the original BPE can never produce: {summary['unreachable_freed']} "
+            f"(of {summary['unreachable_ids']} unreachable ids); unused by the general-text prior: "
+            f"{summary['freed_unused_by_general_text']}"
+        ),
+    ]
+    for k, c in enumerate(summary["general_longer"], 1):
+        lines.append(f"- general text made longer, check {k}: {c['words_pct']:.3f}% of word occurrences, "
+                     f"{c['lines_pct']:.3f}% of reference lines")
+    if summary["general_longer"]:
+        lines.append(f"- replacements refused for making general text longer: {summary['refused_for_general_text']} "
+                     f"(budget {settings.max_general_longer_pct}%)")
+    if curve is not None:
+        lines += [
+            "",
+            "## Estimated and held-out saving",
+            "",
+            f"{settings.validation_fraction:.0%} of the training documents were left out of a second ranking, run "
+            "as the one above; its saving on them is what to expect on documents the selection never saw.",
+            "",
+            f"- saving on the ranked part: {summary['validation_fitted_saving_pct']:.2f}%, on the left-out part: "
+            f"**{summary['validation_heldout_saving_pct']:.2f}%**, gap {summary['validation_gap_pct']:.2f} points",
+            "",
+            "### Savings curve",
+            "",
+            *(curve_table(curve)),
+        ]
+        if curve_png is not None:
+            lines += ["", f"![savings curve]({Path(curve_png).name})"]
+    lines += [
         "",
         "## Why ids or strings were left out",
         "",
         f"- {ex['single_byte']} single-byte tokens: never freed, every byte must stay encodable.",
-        f"- {ex['end_of_text']} `<|endoftext|>`: the model's document separator, never freed.",
+        f"- {ex['special']} added/special tokens: matched before the model runs, never freed.",
         f"- {ex['protected']} protected ids/tokens: named in `protected_tokens`/`protected_ids`.",
         f"- {ex['domain_count_at_least_min']} tokens used ≥ {settings.min_count} times in the domain: freeing them would cost tokens.",
         f"- {ex['below_min_count']} span strings used < {settings.min_count} times: too rare to be worth an id.",

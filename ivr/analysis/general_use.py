@@ -1,0 +1,96 @@
+"""What general (non-domain) text needs from the vocabulary: how often it uses each id, and which candidate
+replacements would make it longer.
+
+General text is what selection may look at without seeing any evaluation text: ``wordfreq``'s most frequent
+English words in the forms running text has them (after a space, capitalised, line-initial), weighted by
+frequency, and the lines of the user's ``general_reference_paths``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from ivr.general_english import most_frequent_english
+
+# running text mostly has words after a space, sometimes capitalised or line-initial
+WORD_FORMS = ((" {}", 0.7, False), ("{}", 0.1, False), (" {}", 0.15, True), ("{}", 0.05, True))
+
+
+@dataclass
+class GeneralText:
+    """Units of general text with weights: word forms (weights sum to the share of word occurrences the list
+    covers) and reference lines (weight 1 each), measured apart."""
+
+    words: list[str]
+    word_weights: np.ndarray
+    lines: list[str]
+
+
+def general_text(prior_words: int, reference_paths: Sequence[str]) -> GeneralText:
+    words: list[str] = []
+    weights: list[float] = []
+    for word, freq in most_frequent_english(prior_words):
+        for fmt, share, capital in WORD_FORMS:
+            words.append(fmt.format(word.capitalize() if capital else word))
+            weights.append(freq * share)
+    lines: list[str] = []
+    for ref in reference_paths:
+        path = Path(ref)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: general reference file not found (data.select.general_reference_paths)")
+        lines += [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True) if line.strip()]
+    return GeneralText(words, np.asarray(weights, dtype=np.float64), lines)
+
+
+def general_prior(tokenizer: Tokenizer, general: GeneralText) -> np.ndarray:
+    """Estimated uses per million tokens of general text, per id (0 where nothing suggests any use): the word
+    list's uses, raised to the reference lines' rate where that is higher."""
+    prior = np.zeros(tokenizer.get_vocab_size(), dtype=np.float64)
+    for enc, weight in zip(tokenizer.encode_batch(general.words, add_special_tokens=False), general.word_weights):
+        np.add.at(prior, enc.ids, weight * 1e6)
+    if general.lines:
+        ids = [i for enc in tokenizer.encode_batch(general.lines, add_special_tokens=False) for i in enc.ids]
+        if ids:
+            prior = np.maximum(prior, np.bincount(np.asarray(ids), minlength=len(prior)) * 1e6 / len(ids))
+    return prior
+
+
+@dataclass
+class Lengthening:
+    """General text a remapped tokenizer makes longer than the distilled one."""
+
+    word_share_pct: float
+    """Share of the word list's occurrences (by frequency) that take more tokens."""
+    line_share_pct: float
+    """Share of the reference lines that take more tokens."""
+    blame: dict[int, float]
+    """Per reassigned id: the share (%) of words or lines made longer where it is the freed token (in the
+    distilled encoding) or the new token (in the remapped one), words and lines added up."""
+
+
+def lengthening(distilled: Tokenizer, remapped: Tokenizer, general: GeneralText, reassigned: Collection[int]) -> Lengthening:
+    reassigned = set(reassigned)
+    blame: dict[int, float] = {}
+
+    def share(units: list[str], weights: np.ndarray) -> float:
+        if not units:
+            return 0.0
+        before = distilled.encode_batch(units, add_special_tokens=False)
+        after = remapped.encode_batch(units, add_special_tokens=False)
+        total = float(weights.sum())
+        longer = 0.0
+        for b, a, w in zip(before, after, weights):
+            if len(a.ids) > len(b.ids):
+                longer += w
+                for i in (set(b.ids) | set(a.ids)) & reassigned:
+                    blame[i] = blame.get(i, 0.0) + 100.0 * w / total
+        return 100.0 * longer / total
+
+    words = share(general.words, general.word_weights)
+    lines = share(general.lines, np.ones(len(general.lines)))
+    return Lengthening(words, lines, blame)

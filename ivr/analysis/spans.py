@@ -1,0 +1,184 @@
+"""Candidate strings as spans of distilled tokens inside pre-tokens, and the tokens collapsing them saves.
+
+Texts are reduced to their distinct pre-tokens, each with its count, a weight (the count with each
+document's uses capped, so a string piled up in a few files ranks lower) and its distilled segmentation.
+A candidate string is two or more consecutive tokens of one segmentation; it saves tokens where it lies on
+token boundaries, and overlapping candidates in one pre-token save what the best non-overlapping choice
+saves.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tokenizers import Tokenizer
+from tqdm.auto import tqdm
+
+from ivr.tokenizers.byte_level import piece_to_bytes
+from ivr.tokenizers.io import pre_tokens
+
+Occurrences = dict[str, dict[int, list[tuple[int, int]]]]
+"""Per candidate string: pre-token index -> the (first, last) token positions it covers there."""
+
+
+@dataclass
+class PretokenStats:
+    """Texts as distinct pre-tokens with their counts, ranking weights and distilled segmentations."""
+
+    pieces: list[str]
+    counts: list[int]
+    weights: list[int]
+    segs: list[list[int]]
+    id_counts: np.ndarray
+    total_tokens: int
+    total_bytes: int
+    documents: int
+
+
+DocumentPretokens = tuple[Counter, int]
+"""One document as its pre-tokens with their counts, and its size in UTF-8 bytes."""
+
+
+def document_pretokens(tokenizer: Tokenizer, texts: Iterable[str]) -> list[DocumentPretokens]:
+    return [
+        (Counter(pre_tokens(tokenizer, text)), len(text.encode("utf-8")))
+        for text in tqdm(texts, desc="pre-tokenize", unit="doc", leave=False)
+    ]
+
+
+def pretoken_stats(
+    tokenizer: Tokenizer,
+    documents: Sequence[DocumentPretokens],
+    per_document_cap: int | None = None,
+    segment_cache: dict[str, list[int]] | None = None,
+) -> PretokenStats:
+    """Pre-token counts over ``documents``; ``weights`` count at most ``per_document_cap`` uses per document.
+    ``segment_cache`` keeps segmentations between calls on parts of the same texts."""
+    counter: Counter[str] = Counter()
+    capped: Counter[str] = Counter()
+    for doc, _ in documents:
+        counter.update(doc)
+        if per_document_cap is not None:
+            capped.update({p: min(c, per_document_cap) for p, c in doc.items()})
+    pieces = list(counter)
+    counts = [counter[p] for p in pieces]
+    weights = counts if per_document_cap is None else [capped[p] for p in pieces]
+    cache = {} if segment_cache is None else segment_cache
+    model = tokenizer.model
+    for p in pieces:
+        if p not in cache:
+            cache[p] = [t.id for t in model.tokenize(p)]
+    segs = [cache[p] for p in pieces]
+    flat = np.fromiter((i for s in segs for i in s), dtype=np.int64)
+    repeats = np.repeat(np.asarray(counts, dtype=np.int64), [len(s) for s in segs])
+    id_counts = np.bincount(flat, weights=repeats, minlength=tokenizer.get_vocab_size()).astype(np.int64)
+    n_bytes = sum(size for _, size in documents)
+    return PretokenStats(pieces, counts, weights, segs, id_counts, int(id_counts.sum()), n_bytes, len(documents))
+
+
+class Spans:
+    """Candidate strings and where they lie, as token spans, in the distinct pre-tokens."""
+
+    def __init__(self, stats: PretokenStats, pieces: Sequence[str]):
+        self.stats, self.pieces = stats, pieces
+        raw = [piece_to_bytes(p) for p in pieces]
+        # a span must start and end on a character boundary so every new token is valid UTF-8 text
+        self.cont_start = [bool(b) and 0x80 <= b[0] < 0xC0 for b in raw]
+        self.chars = [sum(1 for x in b if not 0x80 <= x < 0xC0) for b in raw]
+
+    def iter_spans(self, t: int, max_chars: int):
+        seg, pieces, chars, cont = self.stats.segs[t], self.pieces, self.chars, self.cont_start
+        k = len(seg)
+        for i in range(k - 1):
+            if cont[seg[i]]:
+                continue
+            s, n = pieces[seg[i]], chars[seg[i]]
+            for j in range(i + 1, k):
+                s += pieces[seg[j]]
+                n += chars[seg[j]]
+                if n > max_chars:
+                    break
+                if j + 1 < k and cont[seg[j + 1]]:
+                    continue
+                yield i, j, s
+
+    def count(self, max_chars: int) -> tuple[dict[str, int], dict[str, int]]:
+        """Per string: its uses, and the tokens it would save alone by the ranking weights (an upper bound)."""
+        counts: dict[str, int] = {}
+        bound: dict[str, int] = {}
+        stats = self.stats
+        for t in tqdm(range(len(stats.segs)), desc="count spans", unit="pre-token", leave=False):
+            c, w = stats.counts[t], stats.weights[t]
+            for i, j, s in self.iter_spans(t, max_chars):
+                counts[s] = counts.get(s, 0) + c
+                bound[s] = bound.get(s, 0) + w * (j - i)
+        return counts, bound
+
+    def index(self, wanted: set[str], max_chars: int) -> Occurrences:
+        occ: Occurrences = {s: {} for s in wanted}
+        for t in tqdm(range(len(self.stats.segs)), desc="index spans", unit="pre-token", leave=False):
+            for i, j, s in self.iter_spans(t, max_chars):
+                if s in occ:
+                    occ[s].setdefault(t, []).append((i, j))
+        return occ
+
+
+def best_collapse(k: int, spans: Sequence[tuple[int, int]]) -> int:
+    """Most tokens saved by collapsing non-overlapping spans (inclusive token ranges) of a k-token pre-token."""
+    ordered = sorted(spans, key=lambda s: s[1])
+    best = [0] * (k + 1)
+    n = 0
+    for e in range(1, k + 1):
+        v = best[e - 1]
+        while n < len(ordered) and ordered[n][1] == e - 1:
+            i, j = ordered[n]
+            v = max(v, best[i] + j - i)
+            n += 1
+        best[e] = v
+    return best[k]
+
+
+class Greedy:
+    """Marginal savings of strings given those already chosen, by pre-token ``counts`` (tokens saved) or
+    ``weights`` (the ranking's per-document-capped counts)."""
+
+    def __init__(self, stats: PretokenStats, occ: Occurrences, by_weight: bool = False):
+        self.stats, self.occ = stats, occ
+        self.mult = stats.weights if by_weight else stats.counts
+        self.chosen: dict[int, list[tuple[int, int]]] = {}
+        self.value: dict[int, int] = {}
+
+    def gain(self, s: str) -> int:
+        total = 0
+        for t, spans in self.occ[s].items():
+            have = self.chosen.get(t)
+            if not have and len(spans) == 1:
+                i, j = spans[0]
+                total += self.mult[t] * (j - i)
+            else:
+                k = len(self.stats.segs[t])
+                total += self.mult[t] * (best_collapse(k, (have or []) + spans) - self.value.get(t, 0))
+        return total
+
+    def add(self, s: str) -> None:
+        for t, spans in self.occ[s].items():
+            have = self.chosen.setdefault(t, [])
+            have.extend(spans)
+            self.value[t] = best_collapse(len(self.stats.segs[t]), have)
+
+    def used_count(self, s: str) -> int:
+        return sum(self.stats.counts[t] * len(spans) for t, spans in self.occ[s].items())
+
+
+def replay(stats: PretokenStats, pieces: Sequence[str], strings: Sequence[str]) -> list[int]:
+    """Tokens each string saves on ``stats``' texts beyond the strings before it, in the given order."""
+    max_chars = max((len(piece_to_bytes(s)) for s in strings), default=0)
+    greedy = Greedy(stats, Spans(stats, pieces).index(set(strings), max_chars))
+    gains = []
+    for s in strings:
+        gains.append(greedy.gain(s))
+        greedy.add(s)
+    return gains
