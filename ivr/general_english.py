@@ -1,17 +1,26 @@
-"""General English word frequencies (the ``wordfreq`` package's list, packaged with it, so offline).
+"""General word frequencies of many languages (the ``wordfreq`` package's lists, packaged with it, so offline).
 
 Two stages ask what text beyond the user's corpus looks like: IVR's selection (a prior on how often general
-text uses each id) and distillation (which merges unseen words depend on). Both take the same list.
+English uses each id) and distillation (which merges unseen words depend on, and which words of other
+languages the fit learns from). Both take these lists.
 """
 
 from __future__ import annotations
 
 
-def most_frequent_english(n: int) -> list[tuple[str, float]]:
-    """``wordfreq``'s ``n`` most frequent English words with their frequencies, most frequent first."""
+def most_frequent(lang: str, n: int) -> list[tuple[str, float]]:
+    """``wordfreq``'s ``n`` most frequent words of language ``lang`` (``en``, ``de``, ``ja``, ...) with their
+    frequencies (a share of all word occurrences), most frequent first; ties in the list's own order."""
     if n <= 0:
         return []
     import wordfreq
 
-    freq = wordfreq.get_frequency_dict("en")
+    if lang not in wordfreq.available_languages():
+        raise ValueError(f"wordfreq has no word list for language {lang!r}; it has {', '.join(sorted(wordfreq.available_languages()))}")
+    freq = wordfreq.get_frequency_dict(lang)
     return sorted(freq.items(), key=lambda item: item[1], reverse=True)[:n]
+
+
+def most_frequent_english(n: int) -> list[tuple[str, float]]:
+    """``wordfreq``'s ``n`` most frequent English words with their frequencies, most frequent first."""
+    return most_frequent("en", n)

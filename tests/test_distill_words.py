@@ -20,7 +20,8 @@ def bpe() -> Tokenizer:
 
 def test_fit_words_cover_numbers(bpe):
     pieces = source_bpe(bpe).outputs
-    words = fit_words(pieces, Counter({"x": 3}), DistillSettings(vocab_words=False, vocab_variants=False, number_words=2))
+    settings = DistillSettings(vocab_words=False, vocab_variants=False, number_words=2, general_languages="")
+    words = fit_words(pieces, Counter({"x": 3}), settings)
     assert words["x"] == 3 and words["07"] == words["Ġ99"] == words["5"] == 1
     assert "123" not in words and len(words) == 1 + 2 * (10 + 100)
 
@@ -29,7 +30,8 @@ def test_word_list_counts_weigh_words(bpe, tmp_path):
     pieces = source_bpe(bpe).outputs
     path = tmp_path / "words.txt"
     path.write_text("héllo\t7.5\nworld\n\nx\t2\n", encoding="utf-8")
-    settings = DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, word_list=path)
+    settings = DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, word_list=path,
+                               general_languages="")
     words = fit_words(pieces, Counter({"x": 3, "world": 1}), settings)
     # each word with and without a leading space; the larger of the corpus count and the listed count
     assert words["hÃ©llo"] == words["ĠhÃ©llo"] == 7.5

@@ -7,7 +7,7 @@ import json
 from tokenizers import Tokenizer
 from tokenizers.models import BPE
 
-from ivr.tokenizers.verify import VerifySettings, classify, conflict_witness, verify_tokenizer
+from ivr.tokenizers.verify import VerifySettings, classify, conflict_witness, language_table, verify_tokenizer
 
 
 def test_conflict_witness_on_unsatisfiable_merges():
@@ -32,3 +32,22 @@ def test_the_report_records_the_fit_and_its_settings_ahead_of_its_own(distilled,
     assert json.loads(js.read_text(encoding="utf-8")) == summary
     text = md.read_text(encoding="utf-8")
     assert "- max_run: 80" in text and "- seed: 3" in text
+
+
+def test_the_report_has_a_row_per_held_out_set_with_its_most_frequent_mismatches(distilled, gpt2_bpe, tmp_path):
+    # the stand-in (merge-tree scores) cuts " certains" as Ġcertain · s where BPE has Ġcert · ains
+    sets = {"corpus": ["x = 1\n"], "heldout": ["y = 2\n"], "de.txt": ["Der Hund schläft.\n"],
+            "fr.txt": ["Il y a certains mots, certains.\n"]}
+    md, js = tmp_path / "r.md", tmp_path / "r.json"
+    summary = verify_tokenizer(distilled, gpt2_bpe, sets, md, js, VerifySettings(random_id_sequences=1))
+    table = language_table({k: v for k, v in summary["sets"].items() if k != "corpus"})
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()[2:]}
+    assert list(rows) == ["heldout", "de.txt", "fr.txt"]
+    assert "| 0 | 100.0000% | yes |" in rows["de.txt"]
+    assert "| 2 | " in rows["fr.txt"] and "| no |" in rows["fr.txt"]
+    assert "` certains` x2 ( cert·ains /  certain·s)" in rows["fr.txt"]
+    text = md.read_text(encoding="utf-8")
+    assert "## Per set (held-out text)" in text and table in text
+    # two held-out sets are the plain report: no table
+    verify_tokenizer(distilled, gpt2_bpe, {"corpus": ["x\n"], "heldout": ["y\n"]}, md, js, VerifySettings(random_id_sequences=1))
+    assert "## Per set" not in md.read_text(encoding="utf-8")

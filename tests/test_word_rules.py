@@ -82,7 +82,7 @@ def test_the_fit_cuts_words_no_scores_or_split_rules_match(bpe):
     texts = ["a = ('''x''')\nb = \"'''\"\nc = \"('''\"\n" * 3]
     counts, _ = pre_token_counts(bpe, texts)
     settings = DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, general_usage_words=0,
-                               split_rules=False)
+                               general_languages="", split_rules=False)
     tok, fit = fit_distilled(bpe, counts, settings)
     assert fit.stats["fit_mismatched_types"] == fit.stats["proven_unsatisfiable_types"] == 0
     assert fit.stats["word_rules"] == len(fit.word_rules) >= 1
@@ -98,7 +98,7 @@ def test_a_quote_run_before_a_contraction_letter_gets_a_word_rule(bpe):
     texts = ["exec('''def f(): pass''')\n" * 3, "x = ('''a''')\n"]
     counts, _ = pre_token_counts(bpe, texts)
     settings = DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, general_usage_words=0,
-                               split_rule_chars="'", split_rule_min_fixed=1, max_run=80)
+                               general_languages="", split_rule_chars="'", split_rule_min_fixed=1, max_run=80)
     tok, fit = fit_distilled(bpe, counts, settings)
     assert "'" in {r["char"] for r in fit.split_rules}
     assert ["(", "''", "'"] in fit.word_rules

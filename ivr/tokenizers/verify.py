@@ -259,6 +259,9 @@ def render_markdown(summary: dict) -> str:
             f"| {name} | {s['documents']} | {s['word_occurrences']} | {r['word_occurrence']:.6%} | "
             f"{r['word_type']:.6%} | {r['token']:.6%} | {r['document']:.4%} |"
         )
+    held_out = {k: v for k, v in summary["sets"].items() if k != "corpus"}
+    if len(held_out) > 2:  # several extra files or languages: one row each, with what goes wrong most
+        lines += ["", "## Per set (held-out text)", "", language_table(held_out)]
     for name, s in summary["sets"].items():
         lines += ["", f"## Mismatches: {name}", "", "| kind | types | occurrences |", "|---|---:|---:|"]
         lines += [f"| {k} | {m['types']} | {m['occurrences']} |" for k, m in s["mismatches"].items()]
@@ -302,6 +305,21 @@ def render_markdown(summary: dict) -> str:
     if summary.get("settings"):
         lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in summary["settings"].items()]
     return "\n".join(lines) + "\n"
+
+
+def language_table(sets: dict[str, dict], target: float = 0.9999, examples: int = 3) -> str:
+    """A markdown table of ``compare_texts`` results, one row per set (a language, a file): word occurrences,
+    wrong ones, the exact rate, whether it reaches ``target``, and the ``examples`` most frequent mismatches."""
+    lines = ["| set | word occurrences | wrong | exact | >= {:.2%} | most frequent mismatches (BPE / distilled) |"
+             .format(target), "|---|---:|---:|---:|---|---|"]
+    for name, s in sets.items():
+        rate = s["rates"]["word_occurrence"]
+        worst = sorted((e for m in s["mismatches"].values() for e in m["examples"]), key=lambda e: (-e["count"], e["word"]))
+        shown = ", ".join(f"`{_md(e['word'])}` x{e['count']} ({_md('·'.join(e['bpe']))} / {_md('·'.join(e['distilled']))})"
+                          for e in worst[:examples])
+        lines.append(f"| {_md(name)} | {s['word_occurrences']} | {s['mismatched_occurrences']} | {rate:.4%} | "
+                     f"{'yes' if rate >= target else 'no'} | {shown} |")
+    return "\n".join(lines)
 
 
 def _md(text: str) -> str:

@@ -44,6 +44,17 @@ class DistillSettings:
     fit's cost of changing a merge, as users of the merges their BPE pieces are built from: a merge that many
     general words use costs more to change, so a fit on code breaks fewer words of prose it never sees. They add
     no constraints (0: none)."""
+    general_languages: str = "en de fr es it pt nl pl"
+    """``wordfreq`` languages whose most frequent words join the fit words (space- or comma-separated codes;
+    empty: none), so that text in them is segmented as BPE does although the corpus holds none of it. Each
+    word is cut by the source tokenizer's pre-tokenizer, after a space and not, lower-case and capitalised,
+    and weighs its estimated occurrences in ``general_text_words`` words of general text."""
+    general_words_per_language: int = 20000
+    """How many of each general language's most frequent words join the fit words."""
+    general_text_words: float = 1e6
+    """The size, in word occurrences, of the general text of each language that the general words' weights
+    estimate: a word of frequency ``f`` weighs ``f * general_text_words`` like that many corpus occurrences,
+    so rare words are given up (``slack_penalty``) where matching them would cost frequent ones."""
     word_list: Path | None = None
     """Optional UTF-8 file with one word per line, optionally ``word<TAB>count``, for text beyond the corpus.
     Each word is fitted with and without a leading space, weighted by its count (1 when none is given)."""

@@ -85,7 +85,7 @@ def fit_distilled(
     source = source_bpe(bpe)
     pieces = source.pieces
     bare_bpe = bare_model(bpe)
-    weighted = fit_words(source.outputs, corpus_counts, settings)
+    weighted = fit_words(source.outputs, corpus_counts, settings, bpe)
     vocab = set(source.outputs)
     words = sorted(weighted)  # sorted: the fit must not depend on the corpus's iteration order
     weights = np.array([weighted[w] for w in words], dtype=np.float64)

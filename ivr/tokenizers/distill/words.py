@@ -12,6 +12,7 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from ivr.tokenizers.byte_level import text_to_piece
+from ivr.tokenizers.distill.general_words import general_words, parse_languages
 from ivr.tokenizers.distill.settings import DistillSettings
 
 
@@ -25,8 +26,11 @@ def pre_token_counts(pre_tokenizer: Tokenizer, texts: Iterable[str], desc: str =
     return counts, n
 
 
-def fit_words(pieces: Sequence[str], corpus_counts: Counter, settings: DistillSettings) -> Counter:
-    """The weighted words to fit on: corpus pre-tokens, vocabulary pieces and their variants, a word list.
+def fit_words(
+    pieces: Sequence[str], corpus_counts: Counter, settings: DistillSettings, bpe: Tokenizer | None = None
+) -> Counter:
+    """The weighted words to fit on: corpus pre-tokens, vocabulary pieces and their variants, a word list, and
+    general words of other languages (``settings.general_languages``), which ``bpe``'s pre-tokenizer cuts.
     ``pieces`` are the pieces BPE can output (``SourceBPE.outputs``: no added tokens)."""
     words = Counter(corpus_counts)
     extra: Counter = Counter()
@@ -43,6 +47,13 @@ def fit_words(pieces: Sequence[str], corpus_counts: Counter, settings: DistillSe
         extra.update(p + str(n).zfill(k) for n in range(10**k) for p in ("", "Ġ"))
     for w in extra:  # words met only outside the corpus count once: they must be right, not dominate
         words.setdefault(w, 1)
+    languages = parse_languages(settings.general_languages)
+    if languages and settings.general_words_per_language > 0:
+        if bpe is None:
+            raise ValueError("general words (data.distill.general_languages) need the source tokenizer's pre-tokenizer")
+        general = general_words(bpe, languages, settings.general_words_per_language, settings.general_text_words)
+        for w, n in general.items():  # a word's estimated general count, where above its corpus count
+            words[w] = max(words.get(w, 0), n)
     if settings.word_list:  # a listed count weighs like a corpus count; the larger of the two is kept
         for w, n in _read_word_list(settings.word_list).items():
             words[w] = max(words.get(w, 0), n)
