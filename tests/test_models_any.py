@@ -249,3 +249,61 @@ def test_position_embeddings_are_not_decayed(architecture):
     positions = learned_position_embeddings(module.model)
     assert any(p is module.model.get_input_embeddings().weight for p in decay["params"])
     assert (positions is not None) == any(p is getattr(positions, "weight", None) for p in no_decay["params"])
+
+
+def write_llama_gguf(model, path, tokens: list[str]) -> None:
+    """``model`` as a float32 GGUF file laid out as llama.cpp's converter writes it (q/k rows permuted)."""
+    import gguf
+    import numpy as np
+
+    def permute(w, n_head):  # llama.cpp's interleaving of rotary halves, which transformers undoes on load
+        return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+    cfg = model.config
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_bos_token_id(BOS)
+    writer.add_eos_token_id(EOS)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue  # GGUF marks a tied model by the output matrix's absence
+        base, suffix = name.rsplit(".", 1)
+        array = tensor.numpy().astype(np.float32)
+        if ".q_proj." in name:
+            array = permute(array, cfg.num_attention_heads)
+        elif ".k_proj." in name:
+            array = permute(array, cfg.num_key_value_heads)
+        writer.add_tensor(f"{names.get_name(base)}.{suffix}", array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_gguf_checkpoint_loads_as_a_plain_model_that_saves(tmp_path, tied):
+    pytest.importorskip("gguf")
+    pytest.importorskip("accelerate")
+    tokens = [*SPECIALS, *byte_to_char().values()]
+    model = build_model(ModelShape("llama", n_layer=2, n_head=4, n_kv_head=2, n_embd=16, n_positions=64,
+                                   vocab_size=len(tokens), tie_word_embeddings=tied))
+    write_llama_gguf(model, tmp_path / "tiny.gguf", tokens)
+
+    loaded = base_model(str(tmp_path / "tiny.gguf"), None)
+    assert type(loaded).__name__ == "LlamaForCausalLM" and loaded.dtype == torch.float32 and is_tied(loaded) == tied
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    assert getattr(loaded.config, "quantization_config", None) is None
+    assert (loaded.config.bos_token_id, loaded.config.eos_token_id, context_size(loaded.config)) == (BOS, EOS, 64)
+    loaded.save_pretrained(tmp_path / "saved")  # refused by transformers for the model it loads from GGUF
+    again = base_model(str(tmp_path / "saved"), None)
+    assert torch.equal(again.get_input_embeddings().weight, model.get_input_embeddings().weight)
