@@ -181,7 +181,7 @@ def learned_position_embeddings(model) -> torch.nn.Embedding | None:
     base = model.base_model
     for name in ("wpe", "embed_positions", "position_embeddings"):
         table = getattr(base, name, None)
-        if isinstance(table, torch.nn.Embedding) and isinstance(table.weight, torch.nn.Parameter):
+        if isinstance(table, torch.nn.Embedding):  # sinusoidal tables are buffers in modules of their own
             return table
     return None
 
