@@ -165,3 +165,23 @@ def test_split_rule_reproduces_bpe_runs(bpe, rule, char):
                      run + '"""', run + "')-", ' "' + run + '"):', "!)." + run, run + "'\"'", run + ")'''"]:
             assert cut_bpe.encode(text).ids == bpe.encode(text).ids, (n, text)
     assert led_cut > 0 or char == "Ċ"  # GPT-2 keeps spaces with newlines
+
+
+def test_runs_of_spaces_are_cut_into_bpes_chunks():
+    # a BPE whose space chunks the Unigram orders the other way: six spaces are 4 + 2 in BPE, 2 + 4 in a tie
+    from tokenizers.models import BPE
+
+    from ivr.tokenizers.byte_level import byte_to_char
+    from ivr.tokenizers.distill.split_rules import split_rule_for
+
+    pieces = list(byte_to_char().values()) + ["ĠĠ", "ĠĠĠĠ", "xy"]
+    bpe = Tokenizer(BPE({p: i for i, p in enumerate(pieces)}, [("Ġ", "Ġ"), ("ĠĠ", "ĠĠ"), ("x", "y")]))
+    rule = split_rule_for(bpe, "Ġ", 16)
+    assert rule["class"] == "space"
+    cut = with_rules(bpe, [rule])
+    full = with_rules(bpe, [])
+    full.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    full.normalizer = None
+    for n in range(1, 20):
+        for text in [f"xy{' ' * n}xy", f"xy{' ' * n}", f"({' ' * n}\n{' ' * n})", f"{' ' * n}\txy"]:
+            assert cut.encode(text).ids == full.encode(text).ids, (n, text)

@@ -63,7 +63,7 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
 
     names: list[str] = []
     words = word_rule_pattern(word_rules)
-    classes = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "space": ("newline",)}
+    classes = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "space": ("newline", "space")}
     by = {k: group([r for r in rules if r["class"] in ks], words.get(k)) for k, ks in classes.items()}
     # a prefix alternative is one character and then a run of its rule's character: the same doubled-character
     # lookahead, one position on, keeps the lazy scan over a punctuation pre-token at one test per position, and

@@ -107,6 +107,8 @@ def _is_gpt2_pre_tokenizer(steps: list[dict]) -> bool:
 
 def _describe(step: dict) -> str:
     """A pipeline step as ``Type(option=value, ...)``, its regex written out."""
-    options = ", ".join(f"{k}={v.get('Regex', v.get('String')) if isinstance(v, dict) else v!r}"
-                        for k, v in step.items() if k != "type")
+    def value(v: object) -> str:
+        return f"'{v.get('Regex', v.get('String'))}'" if isinstance(v, dict) else repr(v)
+
+    options = ", ".join(f"{k}={value(v)}" for k, v in step.items() if k != "type")
     return f"{step.get('type')}({options})"

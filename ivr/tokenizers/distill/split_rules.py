@@ -27,6 +27,9 @@ RUN_END = {
     # is also cut where more ASCII white space follows in its pre-token, or one white character ends the text
     # (nothing merges a newline with it)
     "newline": r"(?:[\x{09}-\x{0D}\x{20}](?=\S)|[\x{09}-\x{0D}\x{20}]?\z|(?=[\x{09}\x{0B}-\x{0D}\x{20}][\x{09}-\x{0D}\x{20}]))",
+    # spaces: the run's pre-token ends where its last space goes to the word after it, or at the end of the text
+    # (a run before other white space may merge with it: left to GPT-2's alternatives)
+    "space": r"(?:\x{20}(?=\S)|\z)",
 }
 
 
@@ -63,6 +66,8 @@ def _repeat(c: str, lo: int, hi: int) -> str:
 def _char_class(raw: str) -> str | None:
     if raw == "\n":
         return "newline"
+    if raw == " ":
+        return "space"
     if raw == "'":
         return "quote"
     return gpt2_class(raw)
@@ -364,7 +369,8 @@ def split_rule_for(
 
         groups = _grouped([p for p in cuts if cuts[p]], lookaround)
         prefix = "|".join(f"{behind}[{_classrx(ord(p) for p in ps)}](?={ahead})" for (behind, ahead), ps in groups) or None
-    led = first_chunks("Ġ", led_rests, 0) if kind != "newline" else []  # GPT-2 keeps spaces with newlines
+    # GPT-2 keeps spaces with newlines, and a space before a run of spaces is part of the run
+    led = first_chunks("Ġ", led_rests, 0) if kind not in ("newline", "space") else []
     return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix,
             "after_space": f"(?:{'|'.join(led)})" if led else None}
 

@@ -1,0 +1,129 @@
+"""A byte-level BPE other than GPT-2, with added tokens at the lowest ids as SmolLM2 has them: init reads its
+special tokens, distillation keeps every id and added token, remap rules refuse the protected ids."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer
+
+from ivr.tokenizers.distill import UnsupportedTokenizer, distill_tokenizer, source_bpe
+from ivr.tokenizers.io import load_tokenizer
+from ivr.tokenizers.remap_rules import RemapRuleError, id_contract, validate_remap_rules
+from ivr.tokenizers.source import fetch_original_tokenizer
+from ivr.tokenizers.special import read_special_tokens
+from tests.distill_fixtures import corpus, fast_settings
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>", "<file_sep>"]
+ROLES = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>", "unk_token": "<|endoftext|>"}
+
+
+def tiny_bpe(pre_tokenizer=None) -> Tokenizer:
+    """A byte-level BPE of 600 ids trained on the test corpus, its special tokens at ids 0-4."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizer or pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus(), trainer)
+    return tok
+
+
+@pytest.fixture(scope="module")
+def source_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("smol")
+    tiny_bpe().save(str(path / "tokenizer.json"))
+    (path / "tokenizer_config.json").write_text(json.dumps({**ROLES, "model_max_length": 8192}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def distilled(source_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("distilled")
+    original, _ = fetch_original_tokenizer(out / "original", "some/model", local_dir=source_dir, allow_hub=False)
+    special = read_special_tokens(original)
+    summary = distill_tokenizer(load_tokenizer(original), corpus()[:3], corpus()[3:], fast_settings(),
+                                out / "tokenizer", out / "r.md", out / "r.json", special=special)
+    return out, special, summary
+
+
+def test_init_reads_the_special_tokens_from_the_source(source_dir, distilled):
+    out, special, _ = distilled
+    assert special.added == dict(enumerate(SPECIALS))
+    assert (special.bos_id, special.eos_id, special.pad_id, special.unk_id) == (1, 2, 2, 0)
+    assert special.separator_id == 0 and special.model_max_length == 8192
+    hf = AutoTokenizer.from_pretrained(str(out / "original"))
+    assert (hf.bos_token_id, hf.eos_token_id, hf.pad_token_id) == (1, 2, 2)
+
+
+def test_distilled_keeps_every_id_added_token_and_role(source_dir, distilled):
+    out, special, summary = distilled
+    ids = summary["ids"]
+    assert ids["id_to_token_identical"] and ids["added_token_mismatches"] == []
+    assert (ids["vocab_size"], ids["added_tokens"], ids["special_tokens"]) == (600, 5, 5)
+    assert ids["single_id_decode_mismatches"] == ids["random_sequence_decode_mismatches"] == 0
+    # a 600-id vocabulary has far more ties and conflicts per word than a real one
+    assert summary["sets"]["corpus"]["rates"]["word_occurrence"] > 0.99
+    bpe, tok = load_tokenizer(source_dir), load_tokenizer(out / "tokenizer")
+    text = "<|im_start|>user\ndef f(x):<|im_end|>\n<|endoftext|> return x"
+    assert tok.encode(text).ids == bpe.encode(text).ids
+    assert tok.encode(text).ids[0] == 1 and 2 in tok.encode(text).ids
+    assert read_special_tokens(out / "tokenizer") == special
+    hf = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
+    assert (hf.bos_token_id, hf.eos_token_id, hf.unk_token_id) == (1, 2, 0)
+    assert json.loads((out / "tokenizer" / "ivr_metadata.json").read_text())["special"]["eos_id"] == 2
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"id": 1, "new_text": "zzqqxx"}, "<|im_start|> cannot be reassigned: id 1 is an added token and the bos token"),
+        ({"id": 2, "new_text": "zzqqxx"}, "id 2 is an added token and the eos token and the pad token"),
+        ({"id": 4, "new_text": "zzqqxx"}, "<file_sep> cannot be reassigned: id 4 is an added token"),
+    ],
+)
+def test_remap_rules_refuse_special_ids(distilled, bad, message):
+    out, special, _ = distilled
+    with pytest.raises(RemapRuleError, match="r.yaml: rule 1 .*") as err:
+        validate_remap_rules([bad], "r.yaml", load_tokenizer(out / "tokenizer"), special)
+    assert message in str(err.value)
+
+
+def test_a_complete_rule_on_a_special_token_is_refused_without_the_tokenizer(distilled):
+    _, special, _ = distilled
+    rule = {"id": 3, "old_token": "<repo_name>", "new_token": "zz", "gpt2_ids": [90, 90]}
+    with pytest.raises(RemapRuleError, match="<repo_name> cannot be reassigned"):
+        validate_remap_rules([rule], "r.yaml", None, special)
+
+
+def test_id_contract_notices_a_lost_special_token(distilled):
+    out, special, _ = distilled
+    tok = load_tokenizer(out / "tokenizer")
+    assert all(id_contract(tok, tok, special, []).values())
+    spec = json.loads(tok.to_str())
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["id"] != 3]
+    broken = id_contract(tok, Tokenizer.from_str(json.dumps(spec)), special, [])
+    assert broken["added tokens identical at the same ids"] is False
+
+
+def test_unsupported_pre_tokenizers_are_named():
+    digits = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                      pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    with pytest.raises(UnsupportedTokenizer, match=r"Digits\(individual_digits=True\) then ByteLevel"):
+        source_bpe(tiny_bpe(digits))
+    llama3 = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"(?i:'s|'t)|\p{N}{1,3}| ?\p{L}+|\s+"), "isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    with pytest.raises(UnsupportedTokenizer, match=r"Split\(pattern='\(\?i:'s\|'t\)"):
+        source_bpe(tiny_bpe(llama3))
+
+
+def test_gpt2_regex_as_split_then_byte_level_is_supported():
+    from ivr.tokenizers.distill.source_bpe import GPT2_PATTERN
+
+    split = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(GPT2_PATTERN), "isolated"),
+                                     pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    source = source_bpe(tiny_bpe(split))
+    assert source.never == frozenset(range(5)) and len(source.pieces) == 600

