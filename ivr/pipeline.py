@@ -30,12 +30,12 @@ from ivr.gguf import is_gguf, locate_gguf
 from ivr.packing import write_packed_splits
 from ivr.paths import ArtifactPaths
 from ivr.stamps import code_fingerprint, is_current, module_file, write_stamp
-from ivr.tokenizers.bpe import fetch_original_tokenizer
-from ivr.tokenizers.byte_level import EOS_ID
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
 from ivr.tokenizers.io import file_sha256, load_tokenizer
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
+from ivr.tokenizers.source import fetch_original_tokenizer
+from ivr.tokenizers.special import read_special_tokens
 from ivr.tokenizers.verify import VerifySettings, verify_tokenizer
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,9 @@ DATASET_FORMAT_VERSION = 2
 
 @dataclass(frozen=True)
 class OriginalTokenizer:
-    """Where ``init`` takes the original BPE tokenizer from."""
+    """Where ``init`` takes the original BPE tokenizer from (``ivr.tokenizers.source``): ``local_dir`` (a
+    directory, or a GGUF spec), else ``name``: a GGUF spec (``path.gguf``, ``distribution:path.gguf``) or a Hub
+    name (its cache first; GPT-2's names fall back to the packaged vocabulary)."""
 
     name: str = "openai-community/gpt2"
     local_dir: str | None = None
@@ -383,7 +385,8 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
             name: (d.text for d in iter_documents(paths.cleaned_corpora_dir, split, heldout_fraction))
             for name, split in (("train", "train"), ("validation", "heldout"))
         }
-        write_packed_splits(load_tokenizer(paths.tokenizer_dir(tokenizer)), documents, block_size, target, EOS_ID)
+        separator = read_special_tokens(paths.tokenizer_dir(tokenizer)).separator_id
+        write_packed_splits(load_tokenizer(paths.tokenizer_dir(tokenizer)), documents, block_size, target, separator)
     return target
 
 
