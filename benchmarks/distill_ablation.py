@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 from common import Stopwatch, add_heldout_every, english_prose, parser, stdlib_split
 
-from ivr.tokenizers.bpe import gpt2_merges, offline_gpt2_tokenizer
+from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.distill import (
     DistillSettings,
     bare_model,
     encode_segments,
     fit_distilled,
-    gpt2_pieces,
     initial_scores,
     pre_token_counts,
     segment_words,
+    source_bpe,
     unigram_tokenizer,
 )
 
@@ -55,15 +55,16 @@ def main() -> None:
     settings = settings_from(args.set)
 
     bpe = offline_gpt2_tokenizer()
-    bare, pieces = bare_model(bpe), gpt2_pieces(bpe)
+    bare, source = bare_model(bpe), source_bpe(bpe)
+    pieces = source.pieces
     fit_texts, held_texts = stdlib_split(args.heldout_every)
     sets = {"corpus": fit_texts, "heldout": held_texts}
     sets["prose (both sets)"] = [t for texts in english_prose().values() for t in texts]
     counts = {name: pre_token_counts(bpe, texts, desc=name)[0] for name, texts in sets.items()}
     with Stopwatch() as fitting:
         _, fit = fit_distilled(bpe, counts["corpus"], settings)
-    model = unigram_tokenizer(pieces, fit.scores)
-    init = unigram_tokenizer(pieces, initial_scores(pieces, gpt2_merges(), settings.init_exponent))
+    model = unigram_tokenizer(pieces, fit.scores, source.never)
+    init = unigram_tokenizer(pieces, initial_scores(pieces, source.merges, settings.init_exponent), source.never)
 
     st = fit.stats
     print(f"\nfit {fitting.seconds:.1f} s; split rules for {''.join(r['char'] for r in fit.split_rules)!r}")
