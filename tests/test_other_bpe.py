@@ -127,3 +127,22 @@ def test_gpt2_regex_as_split_then_byte_level_is_supported():
                                      pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     source = source_bpe(tiny_bpe(split))
     assert source.never == frozenset(range(5)) and len(source.pieces) == 600
+
+
+def test_a_byte_missing_from_the_vocabulary_is_dropped_as_bpe_drops_it():
+    from ivr.tokenizers.byte_level import byte_to_char
+    from ivr.tokenizers.distill import initial_scores, unigram_tokenizer, with_rules
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    alphabet = [c for c in pre_tokenizers.ByteLevel.alphabet() if c != byte_to_char()[4]]
+    tok.train_from_iterator(corpus(), trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS[:1],
+                                                          show_progress=False, initial_alphabet=alphabet))
+    source = source_bpe(tok)
+    model = unigram_tokenizer(source.pieces, initial_scores(source.pieces, source.merges, 3.3), source.never)
+    distilled = with_rules(model, [], source=tok)
+    text = "def f(x):\x04 return x\x04\x04"
+    assert distilled.encode(text).ids == tok.encode(text).ids
+    with pytest.raises(Exception, match="unk"):  # without the cut, the Unigram has no piece for the byte
+        model.encode(byte_to_char()[4])
