@@ -102,6 +102,8 @@ def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metada
         raise ValueError(f"tokenizer at {tokenizer_dir} names no eos token: generation would never stop")
 
     config = copy.deepcopy(model.config)
+    # a model built from a config (a GGUF checkpoint's) has no architectures entry; loaders read it
+    config.architectures = [type(model).__name__]
     config.vocab_size = rows
     for name, token_id in special.items():
         setattr(config, f"{name}_token_id", token_id)

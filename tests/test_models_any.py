@@ -171,6 +171,7 @@ def test_export_loads_with_transformers_and_agrees_on_every_special_id(tmp_path,
     config = json.loads((out / "config.json").read_text())
     generation = json.loads((out / "generation_config.json").read_text())
     assert (config["vocab_size"], config["bos_token_id"], config["eos_token_id"], config["pad_token_id"]) == (rows, BOS, EOS, PAD)
+    assert config["architectures"] == [type(model).__name__]
     assert (generation["bos_token_id"], generation["eos_token_id"], generation["pad_token_id"]) == (BOS, EOS, PAD)
     assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == 32
     record = json.loads((out / "ivr_export.json").read_text())
