@@ -1,7 +1,10 @@
-"""Select + remap on an offline corpus and print how many tokens the remapped tokenizer saves.
+"""Select + remap on an offline corpus and print how many tokens the remapped tokenizer saves, on held-out text
+from other sources than the fit corpus, and how much general text it makes longer.
 
 Domains (all offline):
-  python   the installed Python's standard library ``.py`` files (``pydoc_data`` excluded), one document per file
+  python   the demo's corpus: the installed Python's standard library (``data.builtin_corpus: python_stdlib``,
+           no tests, no help-topic prose), one document per file; held out: its own held-out files and the
+           ``.py`` files of installed third-party packages (``ivr.builtin_corpora.third_party_code``)
   russian  the Russian translations (``msgstr``) in ``/usr/share/locale/ru/LC_MESSAGES/*.mo``, one document per file
 General English: ``pydoc_data.topics`` (Python's help topics) and ``.txt``/``.md`` files under ``/usr/share/doc``.
 
@@ -23,7 +26,8 @@ from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.builtin_corpora import (
     documentation_texts,
     english_reference_texts,
-    python_stdlib_texts,
+    python_stdlib_files,
+    third_party_code,
     translated_messages,
     until_size,
     utf8_size,
@@ -31,18 +35,20 @@ from ivr.builtin_corpora import (
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.distill import DistillSettings, fit_distilled, pre_token_counts
 from ivr.tokenizers.io import load_tokenizer
+from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
+
+TARGET_SAVING_PCT = 40.0
+TARGET_LINES_LONGER_PCT = 1.0
 
 
 def text_size(doc: tuple[str, str]) -> int:
     return utf8_size(doc[1])
 
 
-def python_docs(max_bytes: int) -> list[tuple[str, str]]:
-    """(path, text) of the standard library's ``.py`` files but ``pydoc_data`` and installed packages (tests
-    included), until ``max_bytes`` is reached."""
-    docs = python_stdlib_texts(skip_dirs={"pydoc_data", "site-packages"})
-    return until_size(docs, max_bytes, size=text_size, stop_at_limit=True)
+def python_docs(max_mb: float) -> list[tuple[str, str]]:
+    """(name, text) of the demo's built-in corpus: the standard library's own sources up to ``max_mb``."""
+    return [(name, path.read_text(encoding="utf-8", errors="replace")) for path, name in python_stdlib_files(max_mb)]
 
 
 def mo_docs(lang: str, max_bytes: int) -> list[tuple[str, str]]:
@@ -69,13 +75,13 @@ def main() -> None:
     ap.add_argument("--out", help="artifact directory (default: a temporary one)")
     args = ap.parse_args()
 
-    max_bytes = int(args.mb * 1e6)
-    docs = python_docs(max_bytes) if args.domain == "python" else mo_docs("ru", max_bytes)
+    docs = python_docs(args.mb) if args.domain == "python" else mo_docs("ru", int(args.mb * 1e6))
     # split by document name, as the project does, so held-out files are never seen by selection
     heldout_mask = [zlib.crc32(name.encode()) % 1000 < args.heldout_fraction * 1000 for name, _ in docs]
     train = [t for (_, t), h in zip(docs, heldout_mask) if not h]
     heldout = [t for (_, t), h in zip(docs, heldout_mask) if h]
     general = general_english(int(args.general_mb * 1e6))
+    other = {"third_party_code": [t for _, t in third_party_code()]} if args.domain == "python" else {}
 
     if args.distilled:
         distilled = load_tokenizer(args.distilled)
@@ -86,37 +92,66 @@ def main() -> None:
         print(f"distilled tokenizer fitted on the training split in {fitting.seconds:.1f} s")
     original = offline_gpt2_tokenizer()
     settings = SelectSettings(num_replacements=args.num_replacements, min_count=args.min_count)
+    unreachable = tokenizer_unreachable_ids(original)
 
     out = Path(args.out or tempfile.mkdtemp(prefix="ivr-bench-"))
     with Stopwatch() as selecting:
         selection = select_replacements(
-            distilled, train, settings, out / "replacement_candidates.csv", out / "selection_log.md"
+            distilled, train, settings, out / "replacement_candidates.csv", out / "selection_log.md",
+            out / "savings_curve.png", unreachable=unreachable,
         )
     with Stopwatch() as remapping:
         report = remap_tokenizer(
             distilled, RemapSettings(), out / "remapped", out / "remapped" / "remap_rules.yaml",
             out / "remap_report.md", out / "remap_report.json", candidates_csv=out / "replacement_candidates.csv",
-            heldout_texts=heldout, general_texts=general, original_bpe=original,
+            heldout_texts=heldout, general_texts=general, original_bpe=original, extra_texts=other,
         )
-    m = report["measured"]
-    print(f"domain: {args.domain}, {sum(len(t.encode()) for t in train) / 1e6:.2f} MB train in {len(train)} docs, "
-          f"{sum(len(t.encode()) for t in heldout) / 1e6:.2f} MB held-out in {len(heldout)} docs; "
-          f"general English {m['general']['original']['bytes'] / 1e6:.2f} MB; artifacts in {out}")
+    remapped = load_tokenizer(out / "remapped")
+    sets = {"heldout_domain": heldout, "general": general, **other}
+    round_trip = all(remapped.decode(e.ids) == t for texts in sets.values()
+                     for t, e in zip(texts, remapped.encode_batch(texts, add_special_tokens=False)))
+    produced = {i for texts in sets.values() for e in original.encode_batch(texts, add_special_tokens=False) for i in e.ids}
+
+    m, longer = report["measured"], report["made_longer"]
+    print(f"domain: {args.domain}, {sum(map(utf8_size, train)) / 1e6:.2f} MB train in {len(train)} docs, "
+          f"{sum(map(utf8_size, heldout)) / 1e6:.2f} MB held-out in {len(heldout)} docs; "
+          + "".join(f"{k} {sum(map(utf8_size, v)) / 1e6:.2f} MB in {len(v)} files; " for k, v in other.items())
+          + f"general English {m['general']['original']['bytes'] / 1e6:.2f} MB; artifacts in {out}")
     print()
-    print("| text | original BPE tok/byte | distilled tok/byte | remapped tok/byte | change vs BPE | change vs distilled |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name in ("heldout_domain", "general"):
-        v = m[name]
-        print(f"| {name} | {v['original']['tokens_per_byte']:.4f} | {v['distilled']['tokens_per_byte']:.4f} | "
-              f"{v['remapped']['tokens_per_byte']:.4f} | {report[f'{name}_change_pct_vs_original']:+.2f}% | "
-              f"{report[f'{name}_change_pct_vs_distilled']:+.2f}% |")
+    print("| text | GPT-2 tok/byte | remapped tok/byte | tokens vs GPT-2 | documents longer | lines longer | "
+          "extra tokens on longer lines |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name in sets:
+        v, d, ln = m[name], longer[name]["documents"], longer[name]["lines"]
+        print(f"| {name} | {v['original']['tokens_per_byte']:.4f} | {v['remapped']['tokens_per_byte']:.4f} | "
+              f"{report[f'{name}_change_pct_vs_original']:+.2f}% | {d['longer_pct']:.2f}% | {ln['longer_pct']:.2f}% "
+              f"({ln['longer']} of {ln['count']}) | {ln['extra_tokens_pct']:.3f}% |")
     print()
-    print(f"ids reassigned: {report['reassigned']}; estimated saving on train: {selection.summary['expected_saving_pct']:.2f}%; "
-          f"realized on held-out vs distilled: {-report['heldout_domain_change_pct_vs_distilled']:.2f}%; "
-          f"new ids unused in held-out: {report['new_ids_unused_in_heldout']}")
+    s = selection.summary
+    print(f"ids reassigned: {report['reassigned']}; estimated saving on train: {s['expected_saving_pct']:.2f}%; "
+          f"validation (ranked on 80% of train, measured on the rest): {s.get('validation_fitted_saving_pct', 0):.2f}% "
+          f"-> {s.get('validation_heldout_saving_pct', 0):.2f}%; realized on held-out vs distilled: "
+          f"{-report['heldout_domain_change_pct_vs_distilled']:.2f}%; new ids unused in held-out: "
+          f"{report['new_ids_unused_in_heldout']}; refused for general text: {s['refused_for_general_text']}")
+    print(f"unreachable ids (from the merges): {len(unreachable)}; freed: {s['unreachable_freed']}; produced by "
+          f"GPT-2 on these texts: {len(produced & set(unreachable))}; freed ids unused by the general prior: "
+          f"{s['freed_unused_by_general_text']} of {report['reassigned']}")
     print(f"stage times: select {selecting.seconds:.1f} s, remap {remapping.seconds:.1f} s (build + save "
-          f"{report['build_seconds']:.1f} s, the rest measuring), select + remap "
-          f"{selecting.seconds + remapping.seconds:.1f} s")
+          f"{report['build_seconds']:.1f} s, the rest measuring)")
+    print()
+    domain_rows = [k for k in sets if k != "general"]
+    checks = [(f"{k}: >= {TARGET_SAVING_PCT:.0f}% fewer tokens than GPT-2", -report[f"{k}_change_pct_vs_original"],
+               -report[f"{k}_change_pct_vs_original"] >= TARGET_SAVING_PCT) for k in domain_rows]
+    checks += [
+        ("general English: total tokens not above GPT-2's", report["general_change_pct_vs_original"],
+         report["general_change_pct_vs_original"] <= 0),
+        (f"general English: <= {TARGET_LINES_LONGER_PCT}% of lines longer", longer["general"]["lines"]["longer_pct"],
+         longer["general"]["lines"]["longer_pct"] <= TARGET_LINES_LONGER_PCT),
+        ("round trip decode(encode(x)) == x on every text", float(round_trip), round_trip),
+    ]
+    print("| target | value | met |\n|---|---:|---|")
+    for name, value, ok in checks:
+        print(f"| {name} | {value:.2f} | {'yes' if ok else 'NO'} |")
 
 
 if __name__ == "__main__":

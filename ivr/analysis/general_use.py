@@ -89,7 +89,7 @@ def lengthening(distilled: Tokenizer, remapped: Tokenizer, general: GeneralText,
                 longer += w
                 for i in (set(b.ids) | set(a.ids)) & reassigned:
                     blame[i] = blame.get(i, 0.0) + 100.0 * w / total
-        return 100.0 * longer / total
+        return float(100.0 * longer / total)
 
     words = share(general.words, general.word_weights)
     lines = share(general.lines, np.ones(len(general.lines)))
