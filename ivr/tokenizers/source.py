@@ -41,7 +41,11 @@ def fetch_original_tokenizer(
     """
     target_dir = Path(target_dir)
     if (target_dir / "tokenizer.json").is_file() and not force:
-        return target_dir, read_metadata(target_dir)
+        meta = read_metadata(target_dir)
+        if meta.get("tokenizer_name") not in (None, tokenizer_name):
+            log.warning("%s holds the tokenizer of %s, not %s: reusing it (data.force fetches the new one)",
+                        target_dir, meta["tokenizer_name"], tokenizer_name)
+        return target_dir, meta
     tok, special, source = load_original(tokenizer_name, local_dir, allow_hub)
     meta = {"stage": "init", "source": source, "tokenizer_name": tokenizer_name, "vocab_size": tok.get_vocab_size()}
     save_tokenizer_dir(tok, target_dir, meta, special)
