@@ -112,7 +112,7 @@ class _Ranker:
     """Ranked new strings of one set of training texts (lazy greedy by marginal weighted saving)."""
 
     def __init__(self, distilled: Tokenizer, stats: PretokenStats, pieces: list[str], settings: SelectSettings, forced: list[str]):
-        self.stats, self.pieces, self.settings = stats, pieces, settings
+        self.stats = stats
         vocab = set(pieces)
         spans = Spans(stats, pieces)
         counts, self.bound = spans.count(settings.max_token_chars)
@@ -242,7 +242,7 @@ def select_replacements(
                 rank=rank,
                 new_text=readable(s),
                 new_token=s,
-                domain_count=sum(stats.counts[t] * len(sp) for t, sp in ranker.occ[s].items()),
+                domain_count=counted.used_count(s),
                 gpt2_ids=[t.id for t in distilled.model.tokenize(s)],
                 estimated_saving=int(g),
                 estimated_saving_pct=100.0 * g / stats.total_tokens,
