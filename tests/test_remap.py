@@ -162,3 +162,19 @@ def test_a_new_score_loads_as_written_after_saving(tmp_path):
     assert score[0] == "ab" and score[1] > 0
     remapped.save(str(tmp_path / "tokenizer.json"))
     assert json.loads(Tokenizer.from_file(str(tmp_path / "tokenizer.json")).to_str())["model"]["vocab"][2] == score
+
+
+def test_the_report_counts_documents_and_lines_made_longer(built, distilled, tmp_path):
+    from ivr.tokenizers.remap import made_longer
+
+    sel, _, remapped, out = built
+    freed = sel.replacements[0].freed_text
+    texts = [f"plain words\nthen{freed} here\n", "nothing changes here\n"]
+    m = made_longer(distilled, remapped, texts)
+    assert m["documents"]["longer"] == 1 and m["documents"]["count"] == 2
+    assert m["lines"]["longer"] == 1 and m["lines"]["count"] == 3 and m["lines"]["extra_tokens"] >= 1
+    summary = remap_tokenizer(distilled, RemapSettings(), tmp_path / "out", tmp_path / "out" / "rules.yaml",
+                              tmp_path / "r.md", tmp_path / "r.json", candidates_csv=out / "c.csv",
+                              extra_texts={"extra_files": texts})
+    assert summary["made_longer"]["extra_files"] == m
+    assert "| extra_files | 1 of 2 (50.00%) | 1 of 3 (33.33%)" in (tmp_path / "r.md").read_text(encoding="utf-8")
