@@ -11,20 +11,11 @@ unreachable; this finder looks at the model, so it never calls a usable token un
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping, Sequence
 
 from tokenizers import Tokenizer
 
-
-def bpe_vocab_and_merges(tokenizer: Tokenizer) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """A BPE tokenizer's model vocabulary and merges in rank order; both empty for any other model."""
-    model = json.loads(tokenizer.to_str())["model"]
-    if model.get("type") != "BPE":
-        return {}, []
-    # tokenizers writes a merge as a pair; older files hold one string "a b"
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model["merges"]]
-    return dict(model["vocab"]), merges
+from ivr.tokenizers.bpe import bpe_merges, bpe_model
 
 
 def bpe_encode(symbols: Sequence[str], ranks: Mapping[tuple[str, str], int]) -> list[str]:
@@ -78,9 +69,13 @@ def unreachable_tokens(
 
 def tokenizer_unreachable_ids(tokenizer: Tokenizer) -> dict[int, list[str]]:
     """``unreachable_tokens`` of a BPE tokenizer, its added and special tokens left out; empty for other models."""
-    vocab, merges = bpe_vocab_and_merges(tokenizer)
-    model = json.loads(tokenizer.to_str())["model"]
-    return unreachable_tokens(vocab, merges, set(tokenizer.get_added_tokens_decoder()), bool(model.get("ignore_merges")))
+    try:
+        model = bpe_model(tokenizer)
+    except ValueError:  # not a BPE model: nothing to find from merges
+        return {}
+    return unreachable_tokens(
+        dict(model["vocab"]), bpe_merges(tokenizer), set(tokenizer.get_added_tokens_decoder()), bool(model.get("ignore_merges"))
+    )
 
 
 def emitted_for_own_string(tokenizer: Tokenizer, ids: Collection[int]) -> list[int]:
