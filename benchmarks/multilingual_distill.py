@@ -1,10 +1,12 @@
 """Distillation exactness per language: distil GPT-2 on Python code and on English prose, then compare each
 distilled tokenizer with BPE on held-out text in many languages, none of it fitted on.
 
-Fits (each with ``DistillSettings`` changed by ``--set key=value``):
+Fits:
 
 * ``code``: the standard library's ``.py`` files as ``distill_benchmark.py`` splits them (every 10th file held out);
 * ``prose``: English prose (Python's help topics, then ``/usr/share/doc`` text; every other document held out).
+
+Both fit with the default ``DistillSettings`` but for the general words (``--general-languages ''``: none).
 
 Held-out sets, the same for both fits: the held-out code, the held-out English prose, and per language the
 translated program messages under ``/usr/share/locale/<lang>/LC_MESSAGES`` (each catalogue one document, up to
@@ -12,6 +14,7 @@ translated program messages under ``/usr/share/locale/<lang>/LC_MESSAGES`` (each
 whether it reaches 99.99%, and the most frequent mismatches (BPE's pieces against the distilled ones).
 
     uv run python benchmarks/multilingual_distill.py --out /tmp/multilingual
+    uv run python benchmarks/multilingual_distill.py --out /tmp/multilingual_before --general-languages ''
 """
 
 from __future__ import annotations
@@ -19,12 +22,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common import Stopwatch, english_prose, parser, stdlib_split
-from distill_ablation import settings_from
+from common import Stopwatch, add_heldout_every, english_prose, parser, stdlib_split
 
 from ivr.builtin_corpora import translated_messages, until_size
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
-from ivr.tokenizers.distill import distill_tokenizer
+from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
 from ivr.tokenizers.verify import VerifySettings, language_table
 
 LANGUAGES = ("de", "fr", "es", "it", "pt_BR", "pl", "nl", "ru", "ja", "ko", "zh_CN")
@@ -49,13 +51,19 @@ def held_out_sets(heldout_every: int, lang_chars: int, languages: tuple[str, ...
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--out", type=Path, default=Path("/tmp/multilingual"))
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a DistillSettings field")
+    ap.add_argument("--general-languages", default=DistillSettings.general_languages,
+                    help="data.distill.general_languages ('' for none: the fit before general words)")
+    ap.add_argument("--general-words", type=int, default=DistillSettings.general_words_per_language,
+                    help="data.distill.general_words_per_language")
+    ap.add_argument("--general-text-words", type=float, default=DistillSettings.general_text_words,
+                    help="data.distill.general_text_words")
     ap.add_argument("--fit", choices=("code", "prose", "both"), default="both", help="which corpus to fit on")
     ap.add_argument("--lang-chars", type=int, default=2_000_000, help="cap on each language's messages")
     ap.add_argument("--languages", default=",".join(LANGUAGES), help="comma-separated locale names")
-    ap.add_argument("--heldout-every", type=int, default=10, help="every n-th stdlib file is held out")
+    add_heldout_every(ap)
     args = ap.parse_args()
-    settings = settings_from(args.set)
+    settings = DistillSettings(general_languages=args.general_languages, general_words_per_language=args.general_words,
+                               general_text_words=args.general_text_words)
     bpe = offline_gpt2_tokenizer()
     fits, sets = held_out_sets(args.heldout_every, args.lang_chars, tuple(args.languages.split(",")))
     for name in ("code", "prose") if args.fit == "both" else (args.fit,):

@@ -7,8 +7,8 @@ pre-tokenizer (so a listed word is fitted as the pre-tokens running text gives i
 fit word, by BPE's segmentation. Each weighs its estimated number of occurrences in ``text_words`` words of
 general text of its language: a frequent word weighs like a frequent corpus word, while a rare one is given up
 cheaply (``DistillSettings.slack_penalty`` per occurrence) when matching it would take changes other words pay
-for. Ten thousand English words each fitted once, the earlier form, forced rows for rare words and doubled
-the error on English prose.
+for. (When every fit word was strict, wordfreq's English words as fit words doubled the error on English
+prose: each forced change of a merge weight broke words the fit never saw.)
 """
 
 from __future__ import annotations
@@ -40,7 +40,11 @@ def general_words(bpe: Tokenizer, languages: Sequence[str], per_language: int, t
     (``wordfreq`` codes) as ``language_words`` weighs them (summed where languages meet)."""
     out: Counter = Counter()
     for lang in languages:
-        out.update(language_words(bpe, most_frequent(lang, per_language), text_words))
+        try:
+            ranked = most_frequent(lang, per_language)
+        except ValueError as err:
+            raise ValueError(f"data.distill.general_languages: {err}") from None
+        out.update(language_words(bpe, ranked, text_words))
     return out
 
 

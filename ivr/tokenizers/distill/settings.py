@@ -49,7 +49,7 @@ class DistillSettings:
     empty: none), so that text in them is segmented as BPE does although the corpus holds none of it. Each
     word is cut by the source tokenizer's pre-tokenizer, after a space and not, lower-case and capitalised,
     and weighs its estimated occurrences in ``general_text_words`` words of general text."""
-    general_words_per_language: int = 20000
+    general_words_per_language: int = 10000
     """How many of each general language's most frequent words join the fit words."""
     general_text_words: float = 1e6
     """The size, in word occurrences, of the general text of each language that the general words' weights
