@@ -60,9 +60,11 @@ def tiny_cli_args(tmp_path: Path, *extra: str) -> list[str]:
         "--model.from_config.n_positions", "32",
         "--model.from_config.n_embd", "16",
         "--data.tokenizer", "original",
-        # fit words from the corpus only, no ruler rules: seconds per fit (test_prepare_* keeps the defaults)
+        # fit words from the corpus only, no ruler rules, no general words: seconds per fit (test_prepare_* keeps
+        # the defaults but the general words)
         "--data.distill.vocab_words", "false", "--data.distill.vocab_variants", "false",
         "--data.distill.number_words", "0", "--data.distill.split_rule_chars", "",
+        "--data.distill.general_languages", "",
         *extra,
     ]
 
