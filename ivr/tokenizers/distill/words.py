@@ -1,5 +1,6 @@
 """The words a distillation fit learns from: the corpus's byte-level pre-tokens (weighted by count), every
-vocabulary piece on its own and simple variants of it, digit strings, and an optional word list."""
+vocabulary piece on its own and simple variants of it, digit strings, the general words of other languages
+(``general_words.py``), and an optional word list."""
 
 from __future__ import annotations
 
