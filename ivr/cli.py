@@ -32,8 +32,8 @@ from ivr.prompts import read_prompts
 from ivr.tokenizers.verify import DistillationMismatch
 
 STAGE_COMMANDS = {
-    "analyze": "Encode the cleaned corpus with GPT-2 BPE; write id sequences and token frequencies.",
-    "distill-tokenizer": "Fit a Unigram tokenizer that reproduces GPT-2 BPE id for id, and verify it.",
+    "analyze": "Encode the cleaned corpus with the original BPE; write id sequences and token frequencies.",
+    "distill-tokenizer": "Fit a Unigram tokenizer that reproduces the original BPE id for id, and verify it.",
     "select": "Choose rarely used ids to free and frequent domain strings to give them to.",
     "remap": "Write the remap rules and the remapped tokenizer.",
 }
@@ -112,7 +112,7 @@ class IVRTrainer(Trainer):
         encoding: str | None = None,
         normalize_force: bool | None = None,
     ) -> None:
-        """Fetch the original GPT-2 tokenizer and clean the raw corpus into UTF-8 documents.
+        """Fetch the original tokenizer and clean the raw corpus into UTF-8 documents.
 
         Args:
             force: Fetch the original tokenizer again (shorthand for --data.force; also --force).
@@ -198,7 +198,7 @@ def _align(
 
 
 def _verify_tokenizer(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule) -> None:
-    """Compare the distilled tokenizer with GPT-2 BPE on the corpus, held-out and extra text, and on every id."""
+    """Compare the distilled tokenizer with the original BPE on the corpus, held-out and extra text, and on every id."""
     summary = pipeline.verify(datamodule.config)
     for name, stats in summary["sets"].items():
         print(f"{name}: {stats['rates']['word_occurrence']:.4%} of word occurrences exact")
@@ -271,7 +271,8 @@ class IVRCLI(LightningCLI):
         # progress lines that a log file shows too, and checkpoints in one place across runs (`--ckpt_path last`)
         parser.add_lightning_class_args(ProgressLog, "progress")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True})
+        # "link": last.ckpt points at the newest checkpoint instead of copying it (1.6 GB for SmolLM2)
+        parser.set_defaults({"checkpoint.save_last": "link"})
         parser.link_arguments("data.artifacts_dir", "checkpoint.dirpath", compute_fn=_checkpoints_dir)
 
     def after_fit(self) -> None:

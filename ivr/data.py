@@ -20,10 +20,10 @@ from ivr.embeddings import AlignSettings
 from ivr.model import EmbeddingInit
 from ivr.paths import ArtifactPaths
 from ivr.prompts import read_prompts
-from ivr.tokenizers.byte_level import EOS_ID
 from ivr.tokenizers.distill import DistillSettings
 from ivr.tokenizers.io import load_tokenizer
 from ivr.tokenizers.remap import RemapSettings
+from ivr.tokenizers.special import read_special_tokens
 from ivr.tokenizers.verify import VerifySettings
 
 
@@ -43,6 +43,7 @@ class IVRDataModule(LightningDataModule):
         on_bad_record: Literal["raise", "skip"] = "raise",
         builtin_corpus: Literal["python_stdlib"] | None = None,
         builtin_corpus_max_mb: float = 8.0,
+        max_document_chars: int = 250_000,
         tokenizer_name: str = "openai-community/gpt2",
         tokenizer_local_dir: str | None = None,
         use_hub: bool = True,
@@ -78,6 +79,9 @@ class IVRDataModule(LightningDataModule):
             builtin_corpus: ``python_stdlib`` adds the Python standard library's own ``.py`` sources (they ship with
                 Python, so this works offline) to the raw files.
             builtin_corpus_max_mb: Cap on the built-in corpus size in megabytes.
+            max_document_chars: A document longer than this is cut at paragraph breaks (else line breaks) into
+                documents of at most this many characters, each its own document (``<|endoftext|>`` between them
+                in training), so that a corpus of a few large files still has held-out documents.
             tokenizer_name: Hugging Face Hub name of the original GPT-2 tokenizer.
             tokenizer_local_dir: A local directory with the original ``tokenizer.json``; tried before the Hub.
             use_hub: Try the Hub (and its cache) for the original tokenizer; if false or unreachable, the GPT-2
@@ -125,7 +129,9 @@ class IVRDataModule(LightningDataModule):
             paths=self.paths,
             heldout_fraction=hp.heldout_fraction,
             original=pipeline.OriginalTokenizer(hp.tokenizer_name, hp.tokenizer_local_dir, hp.use_hub, hp.force),
-            cleaning=CleaningOptions(hp.text_key, hp.encoding, hp.on_bad_record, hp.builtin_corpus, hp.builtin_corpus_max_mb),
+            cleaning=CleaningOptions(
+                hp.text_key, hp.encoding, hp.on_bad_record, hp.builtin_corpus, hp.builtin_corpus_max_mb, hp.max_document_chars
+            ),
             normalize_force=hp.normalize_force,
             distill=settings_as(DistillSettings, hp.distill),
             verify=settings_as(VerifySettings, hp.verify),
@@ -176,8 +182,10 @@ class IVRDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         tok = self.tokenizer()
+        # an empty prompt starts from the document separator, as a new document would
+        start = read_special_tokens(self.paths.tokenizer_dir(self.hparams.tokenizer)).separator_id
         items = [
-            {"prompt": p, "input_ids": torch.tensor(tok.encode(p, add_special_tokens=False).ids or [EOS_ID])}
+            {"prompt": p, "input_ids": torch.tensor(tok.encode(p, add_special_tokens=False).ids or [start])}
             for p in read_prompts(self.hparams.prompts_path)
         ]
         # one prompt per batch: prompts differ in length and GPT-2 has no padding token

@@ -13,8 +13,9 @@ import hashlib
 import json
 import logging
 import types
+from importlib import metadata
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -24,7 +25,7 @@ from ivr.analysis.frequency import analyze_corpus
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.builtin_corpora import english_reference_texts
 from ivr.causal_lm import ModelShape, base_model
-from ivr.corpus import CleaningOptions, clean_corpus, iter_documents, read_manifest, read_text_files
+from ivr.corpus import CleaningOptions, check_splits, clean_corpus, iter_documents, read_manifest, read_text_files
 from ivr.embeddings import AlignSettings, align_embeddings, align_outputs
 from ivr.gguf import is_gguf, locate_gguf
 from ivr.packing import write_packed_splits
@@ -45,6 +46,7 @@ TokenizerKind = Literal["original", "distilled", "remapped"]
 # the last stage each training tokenizer needs
 LAST_STAGE = {"original": "analyze", "distilled": "distill-tokenizer", "remapped": "align"}
 DATASET_FORMAT_VERSION = 2
+DECIDING_LIBRARIES = ("tokenizers", "transformers", "torch", "numpy", "scipy", "polars")
 
 
 @dataclass(frozen=True)
@@ -131,12 +133,18 @@ def _sha(path: Path) -> str:
 def staged(stage: str, paths: ArtifactPaths, key: dict, outputs: list[Path], build: Callable[[], None], code: Callable) -> list[Path]:
     """Run ``build`` unless the stamp shows these outputs were built from exactly ``key`` by this code."""
     stamp = paths.stamp(stage)
-    key = {**key, "code": stage_code_fingerprint(code)}
+    key = {**key, "code": stage_code_fingerprint(code), "libraries": library_versions()}
     with artifacts_lock(paths):
         if not is_current(stamp, key, outputs):
             build()
             write_stamp(stamp, key, outputs)
     return outputs
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour decides stage outputs (a new ``tokenizers`` may cut text
+    differently; a new solver may fit other scores), so that upgrading one rebuilds the stages."""
+    return {name: metadata.version(name) for name in DECIDING_LIBRARIES}
 
 
 def artifacts_lock(paths: ArtifactPaths) -> FileLock:
@@ -157,7 +165,8 @@ def extra_eval_texts(config: PipelineConfig) -> dict[str, list[str]]:
     """English reference prose plus the user's extra files: text no fitting stage ever sees."""
     extra = {"english_reference": english_reference_texts()}
     if config.extra_eval_paths:
-        extra["extra_files"] = read_text_files(list(config.extra_eval_paths))
+        files = list(config.extra_eval_paths)  # one set per file: the reports give each its own row
+        extra.update(zip(files, ([t] for t in read_text_files(files))))
     return extra
 
 
@@ -168,7 +177,8 @@ def init(config: PipelineConfig) -> list[Path]:
     with artifacts_lock(paths):
         fetch_original_tokenizer(paths.original_tokenizer_dir, source.name, source.local_dir, force=source.force, allow_hub=source.use_hub)
         manifest = clean_corpus(paths.raw_corpora_dir, paths.cleaned_corpora_dir, config.cleaning, force=config.normalize_force)
-    log.info("corpus: %d documents, %d bytes", manifest["documents"], manifest["bytes"])
+    counts = check_splits(paths.cleaned_corpora_dir, config.heldout_fraction, config.cleaning.max_document_chars)
+    log.info("corpus: %d documents (%d train, %d held out), %d bytes", manifest["documents"], counts["train"], counts["heldout"], manifest["bytes"])
     return [paths.original_tokenizer_dir, paths.cleaned_corpora_dir]
 
 
@@ -191,6 +201,7 @@ def distill(config: PipelineConfig) -> list[Path]:
     outputs = [paths.distilled_tokenizer_dir, paths.distillation_report_md, paths.distillation_report_json]
     key = {
         "tokenizer": _sha(paths.original_tokenizer_dir / "tokenizer.json"),
+        "tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
         "settings": _plain(config.distill),
         "verify": _plain(config.verify),
         "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
@@ -208,8 +219,10 @@ def distill(config: PipelineConfig) -> list[Path]:
             paths.distillation_report_json,
             extra_eval_texts=extra_eval_texts(config),
             verify_settings=config.verify,
+            special=read_special_tokens(paths.original_tokenizer_dir),
         )
-        log.info("distill-tokenizer: %s", {k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+        rates = {name: f"{s['rates']['word_occurrence']:.4%}" for name, s in summary.get("sets", {}).items()}
+        log.info("distill-tokenizer: word occurrences with the original's ids: %s", rates)
 
     return staged("distill-tokenizer", paths, key, outputs, build, distill)
 
@@ -237,6 +250,7 @@ def select(config: PipelineConfig) -> list[Path]:
     key = {
         "tokenizer": _sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
         "original_tokenizer": _sha(paths.original_tokenizer_dir / "tokenizer.json"),
+        "original_tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
         "settings": _plain(settings),
         "inputs": [[p, _sha(Path(p))] for p in [settings.forced_tokens_path, *settings.general_reference_paths] if p],
         **_corpus_key(config),
@@ -244,8 +258,11 @@ def select(config: PipelineConfig) -> list[Path]:
 
     def build() -> None:
         unreachable = tokenizer_unreachable_ids(load_tokenizer(paths.original_tokenizer_dir))
+        # ids the tokenizer's config names (bos, eos, pad, unk) are never freed, added tokens or not
+        special = sorted(read_special_tokens(paths.original_tokenizer_dir).protected_ids())
+        protected = replace(settings, protected_ids=sorted({*settings.protected_ids, *special}))
         selection = select_replacements(
-            load_tokenizer(paths.distilled_tokenizer_dir), _texts(config, "train"), settings, *outputs, unreachable=unreachable
+            load_tokenizer(paths.distilled_tokenizer_dir), _texts(config, "train"), protected, *outputs, unreachable=unreachable
         )
         log.info("select: %s", selection.summary)
 
@@ -260,6 +277,7 @@ def remap(config: PipelineConfig) -> list[Path]:
     key = {
         "tokenizer": _sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
         "rules_source": [str(source), _sha(source)],
+        "original_tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
         "settings": _plain(settings),
         "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
         **_corpus_key(config),
@@ -278,6 +296,7 @@ def remap(config: PipelineConfig) -> list[Path]:
             general_texts=english_reference_texts(),
             original_bpe=load_tokenizer(paths.original_tokenizer_dir),
             extra_texts={k: v for k, v in extra_eval_texts(config).items() if k != "english_reference"},
+            special=read_special_tokens(paths.original_tokenizer_dir),
         )
         log.info("remap: %s", {k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
 
@@ -369,6 +388,7 @@ def dataset_dir(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int,
             "block_size": block_size,
             "heldout_fraction": heldout_fraction,
             "code": stage_code_fingerprint(build_datasets),
+            "libraries": library_versions(),
         },
         sort_keys=True,
     )

@@ -30,7 +30,7 @@ def package_copy(tmp_path_factory):
         ),
         ("select", {"ivr.analysis.select", "ivr.tokenizers.candidates"}),
         ("remap", {"ivr.tokenizers.remap", "ivr.tokenizers.remap_rules"}),
-        ("align", {"ivr.embeddings", "ivr.model", "ivr.tokenizers.remap_rules"}),
+        ("align", {"ivr.embeddings", "ivr.causal_lm", "ivr.tokenizers.remap_rules"}),
         ("datasets", {"ivr.packing"}),
     ],
 )

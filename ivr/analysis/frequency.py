@@ -39,7 +39,7 @@ def analyze_corpus(
     doc_freq = np.zeros(vocab_size, dtype=np.int64)
     n_docs = n_bytes = 0
     with atomic_file(sequences_path) as tmp, open(tmp, "w", encoding="ascii") as out:
-        for batch in tqdm(_batches(documents, batch_size), desc="analyze (GPT-2 BPE)", unit="batch", leave=False):
+        for batch in tqdm(_batches(documents, batch_size), desc="analyze (original BPE)", unit="batch", leave=False):
             for enc in tokenizer.encode_batch([d.text for d in batch], add_special_tokens=False):
                 ids = np.asarray(enc.ids, dtype=np.int64)
                 out.write(" ".join(map(str, enc.ids)) + "\n")
