@@ -98,3 +98,21 @@ def make_code_docs(n_docs: int = 40, seed: int = 0) -> list[str]:
 @pytest.fixture(scope="session")
 def code_docs():
     return make_code_docs()
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    """GPT-2's packaged BPE tokenizer (modules may override it)."""
+    from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+
+    return offline_gpt2_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def rule(bpe):
+    """The split rule for a character (byte-level piece), built once per module as the fit builds it."""
+    from ivr.tokenizers.unigram import bare_model
+    from tests.distill_fixtures import split_rule
+
+    bare = bare_model(bpe)
+    return lambda char: split_rule(bare, char)

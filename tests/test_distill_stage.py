@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from tokenizers import Tokenizer
 
-from ivr.tokenizers.bpe import gpt2_merges, offline_gpt2_tokenizer
+from ivr.tokenizers.bpe import gpt2_merges
 from ivr.tokenizers.byte_level import piece_to_bytes
 from ivr.tokenizers.distill import split_rules
 from ivr.tokenizers.distill.pre_tokenizer import with_rules
@@ -18,19 +18,7 @@ from ivr.tokenizers.distill.stage import distill_tokenizer, fit_distilled
 from ivr.tokenizers.distill.words import pre_token_counts
 from ivr.tokenizers.unigram import bare_model
 from ivr.tokenizers.verify import DistillationMismatch, VerifySettings, classify, compare_ids, compare_texts
-from tests.distill_fixtures import PROSE, corpus, fast_settings, split_rule
-
-
-@pytest.fixture(scope="module")
-def bpe() -> Tokenizer:
-    return offline_gpt2_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def rule(bpe):
-    """The split rule for a character (byte-level piece), built once per process as the fit builds it."""
-    bare = bare_model(bpe)
-    return lambda char: split_rule(bare, char)
+from tests.distill_fixtures import PROSE, corpus, fast_settings
 
 
 @pytest.fixture(scope="module")

@@ -9,25 +9,13 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from tokenizers import Regex, Tokenizer, pre_tokenizers
 
-from ivr.tokenizers.bpe import gpt2_merges, offline_gpt2_tokenizer
+from ivr.tokenizers.bpe import gpt2_merges
 from ivr.tokenizers.byte_level import piece_to_bytes
 from ivr.tokenizers.distill.pre_tokenizer import rules_pre_tokenizer, with_rules
 from ivr.tokenizers.distill.rule_selection import select_split_rules
 from ivr.tokenizers.distill.split_rules import merging_after, unmerged_before, utf8_prefix_range
 from ivr.tokenizers.unigram import bare_model
-from tests.distill_fixtures import fast_settings, split_rule
-
-
-@pytest.fixture(scope="module")
-def bpe() -> Tokenizer:
-    return offline_gpt2_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def rule(bpe):
-    """The split rule for a character (byte-level piece), built once per process as the fit builds it."""
-    bare = bare_model(bpe)
-    return lambda char: split_rule(bare, char)
+from tests.distill_fixtures import fast_settings
 
 
 def test_table_borders_are_cut_where_bpe_keeps_them_apart(bpe, rule):
