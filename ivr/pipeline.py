@@ -15,7 +15,7 @@ import logging
 import types
 from importlib import metadata
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -118,12 +118,9 @@ def stage_code_fingerprint(fn: Callable, root: Path | None = None) -> str:
     return hashlib.sha256(code_fingerprint(code_modules(fn), root).encode() + own).hexdigest()[:16]
 
 
-def _plain(settings) -> dict | None:
+def _plain(settings) -> dict:
     """A JSON-ready view of a settings dataclass, for stamps."""
-    if settings is None:
-        return None
-    raw = asdict(settings) if is_dataclass(settings) else dict(settings)
-    return json.loads(json.dumps(raw, default=str))
+    return json.loads(json.dumps(asdict(settings), default=str))
 
 
 def _sha(path: Path) -> str:
