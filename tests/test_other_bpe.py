@@ -18,6 +18,7 @@ from tests.distill_fixtures import corpus, fast_settings
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>", "<file_sep>"]
 ROLES = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>", "unk_token": "<|endoftext|>"}
+CHAT_TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
 
 
 def tiny_bpe(pre_tokenizer=None) -> Tokenizer:
@@ -35,7 +36,7 @@ def tiny_bpe(pre_tokenizer=None) -> Tokenizer:
 def source_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("smol")
     tiny_bpe().save(str(path / "tokenizer.json"))
-    (path / "tokenizer_config.json").write_text(json.dumps({**ROLES, "model_max_length": 8192}), encoding="utf-8")
+    (path / "tokenizer_config.json").write_text(json.dumps({**ROLES, "model_max_length": 8192, "chat_template": CHAT_TEMPLATE}), encoding="utf-8")
     return path
 
 
@@ -56,6 +57,16 @@ def test_init_reads_the_special_tokens_from_the_source(source_dir, distilled):
     assert special.separator_id == 0 and special.model_max_length == 8192
     hf = AutoTokenizer.from_pretrained(str(out / "original"))
     assert (hf.bos_token_id, hf.eos_token_id, hf.pad_token_id) == (1, 2, 2)
+
+
+def test_the_chat_template_is_carried_and_gives_the_same_ids(distilled):
+    out, special, _ = distilled
+    assert special.chat_template == CHAT_TEMPLATE
+    messages = [{"role": "user", "content": "def f(x): return x"}]
+    original, derived = (AutoTokenizer.from_pretrained(str(out / name)) for name in ("original", "tokenizer"))
+    assert derived.chat_template == CHAT_TEMPLATE
+    ids = original.apply_chat_template(messages, tokenize=True)["input_ids"]
+    assert ids[0] == 1 and ids == derived.apply_chat_template(messages, tokenize=True)["input_ids"]
 
 
 def test_distilled_keeps_every_id_added_token_and_role(source_dir, distilled):

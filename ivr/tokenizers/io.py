@@ -56,6 +56,8 @@ def save_tokenizer_dir(
         fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **roles)
         if special.model_max_length is not None:
             fast.model_max_length = special.model_max_length
+        if special.chat_template is not None:
+            fast.chat_template = special.chat_template
         fast.save_pretrained(str(tmp))
         # save_pretrained may re-serialise; keep the exact tokenizer we built
         tokenizer.save(str(tmp / TOKENIZER_FILE))

@@ -107,7 +107,8 @@ def from_gguf(spec: str) -> tuple[Tokenizer, SpecialTokens, dict]:
     tok.no_truncation()
     check_byte_level_bpe(tok, str(path))
     roles = {role: getattr(fast, f"{role}_token") for role in ("bos", "eos", "pad", "unk")}
-    special = special_tokens(tok, {k: str(v) if v is not None else None for k, v in roles.items()}, where=str(path))
+    special = special_tokens(tok, {k: str(v) if v is not None else None for k, v in roles.items()}, where=str(path),
+                             chat_template=fast.chat_template if isinstance(fast.chat_template, str) else None)
     return tok, special, {"kind": "gguf", "spec": spec, "path": str(path)}
 
 

@@ -18,6 +18,8 @@ from tokenizers import Tokenizer
 ENDOFTEXT = "<|endoftext|>"
 ROLES = ("bos", "eos", "pad", "unk")
 CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json")
+# where transformers 5 writes a tokenizer's chat template (older versions: tokenizer_config.json's chat_template)
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
 # GPT-2's context, which its tokenizer_config.json states as model_max_length
 GPT2_MODEL_MAX_LENGTH = 1024
 UNSET_LENGTH = 10**20
@@ -40,6 +42,9 @@ class SpecialTokens:
     ``<|im_end|>``) ends a turn, not a document."""
     model_max_length: int | None = None
     """``transformers``' ``model_max_length`` from the source's config, repeated in every derived directory."""
+    chat_template: str | None = None
+    """The source's chat template (Jinja), carried unchanged into every derived directory and the export: it names
+    special tokens by their text, and IVR never moves them."""
 
     def role_ids(self) -> dict[str, int]:
         """The ids the config names, by role (``eos``: 2), roles it leaves unnamed left out."""
@@ -56,11 +61,13 @@ class SpecialTokens:
             **{f"{role}_id": getattr(self, f"{role}_id") for role in ROLES},
             "separator_id": self.separator_id,
             "model_max_length": self.model_max_length,
+            "chat_template": self.chat_template is not None,
         }
 
 
 def special_tokens(
-    tok: Tokenizer, roles: dict[str, str | None], model_max_length: int | None = None, where: str = "the tokenizer"
+    tok: Tokenizer, roles: dict[str, str | None], model_max_length: int | None = None, where: str = "the tokenizer",
+    chat_template: str | None = None,
 ) -> SpecialTokens:
     """``tok``'s added tokens and the roles ``roles`` names by token (``{"eos": "<|im_end|>"}``); each named token
     must be in ``tok``'s vocabulary."""
@@ -76,7 +83,8 @@ def special_tokens(
     separator = ids["eos"] if separator is None else separator
     if separator is None:
         raise ValueError(f"{where}: no document separator: the tokenizer has no {ENDOFTEXT} and names no eos_token")
-    return SpecialTokens(added, ids["bos"], ids["eos"], ids["pad"], ids["unk"], separator, model_max_length)
+    return SpecialTokens(added, ids["bos"], ids["eos"], ids["pad"], ids["unk"], separator, model_max_length,
+                         chat_template)
 
 
 def special_tokens_of(tok: Tokenizer, where: str = "the tokenizer") -> SpecialTokens:
@@ -118,6 +126,19 @@ def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
             length = config.get("model_max_length")
             # transformers writes int(1e30) for "no limit known"
             length = length if isinstance(length, int) and length < UNSET_LENGTH else None
-            return special_tokens(tok, config_roles(config), length,
-                                  str(config_path))
+            return special_tokens(tok, config_roles(config), length, str(config_path),
+                                  read_chat_template(directory, config))
     return special_tokens_of(tok, str(path))
+
+
+def read_chat_template(directory: Path, config: dict) -> str | None:
+    """The chat template of a tokenizer directory: ``chat_template.jinja``, else the config's ``chat_template``
+    string; ``None`` without one. A list of named templates is refused: no derived file could carry it as read."""
+    path = directory / CHAT_TEMPLATE_FILE
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    template = config.get("chat_template")
+    if template is not None and not isinstance(template, str):
+        raise ValueError(f"{directory / CONFIG_FILES[0]}: chat_template is a {type(template).__name__}; only one "
+                         "template (a string) is supported")
+    return template
