@@ -79,6 +79,8 @@ def test_distilled_keeps_every_id_added_token_and_role(source_dir, distilled):
     assert summary["sets"]["corpus"]["rates"]["word_occurrence"] > 0.99
     bpe, tok = load_tokenizer(source_dir), load_tokenizer(out / "tokenizer")
     text = "<|im_start|>user\ndef f(x):<|im_end|>\n<|endoftext|> return x"
+    assert tok.encode(text).ids == bpe.encode(text).ids  # the pipeline encodes special-token text as text
+    bpe.encode_special_tokens = tok.encode_special_tokens = False  # the saved files as others load them
     assert tok.encode(text).ids == bpe.encode(text).ids
     assert tok.encode(text).ids[0] == 1 and 2 in tok.encode(text).ids
     assert read_special_tokens(out / "tokenizer") == special

@@ -69,10 +69,22 @@ def save_tokenizer_dir(
 
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
+    """The tokenizer saved in ``directory``, set to encode document text as text (``special_text_as_text``)."""
     path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no tokenizer at {path}: run the stage that builds it first (see `ivr prepare`)")
-    return Tokenizer.from_file(str(path))
+    return special_text_as_text(Tokenizer.from_file(str(path)))
+
+
+def special_text_as_text(tok: Tokenizer) -> Tokenizer:
+    """Make ``tok`` encode a special token's text found in a document (``<|endoftext|>`` written in a file) as
+    plain text, not as the special id (transformers' ``split_special_tokens``), and return it.
+
+    Documents are text: only packing puts the separator between them, as an id. The flag is not saved in
+    ``tokenizer.json``, so every tokenizer the pipeline encodes documents with goes through here (saved
+    directories keep the usual behaviour for chat templates)."""
+    tok.encode_special_tokens = True
+    return tok
 
 
 def read_metadata(directory: str | Path) -> dict:

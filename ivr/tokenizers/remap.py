@@ -55,7 +55,10 @@ def build_remapped(distilled: Tokenizer, rules: Sequence[RemapRule], bonus: floa
     scores = read_back_stable([sum(vocab[i][1] for i in r.gpt2_ids) + bonus * (len(r.gpt2_ids) - 1) for r in rules])
     for r, score in zip(rules, scores):
         vocab[r.id] = [r.new_token, float(score)]
-    return Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
+    remapped = Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
+    # encode special-token text as the distilled tokenizer does (the flag is not part of the JSON)
+    remapped.encode_special_tokens = distilled.encode_special_tokens
+    return remapped
 
 
 def tokens_per_byte(tokenizer: Tokenizer, texts: Sequence[str]) -> dict:
