@@ -43,3 +43,10 @@ def test_word_list_counts_weigh_words(bpe, tmp_path):
     path.write_bytes(b"caf\xe9\n")
     with pytest.raises(ValueError, match="words.txt: cannot read"):
         fit_words(pieces, Counter(), settings)
+
+
+def test_vocabulary_variants_toggle_the_space_and_add_capitals():
+    settings = DistillSettings(vocab_words=False, vocab_variants=True, number_words=0, general_languages="")
+    words = fit_words(["Ġmeasurement", "ment", "Ġ(/"], Counter(), settings)
+    assert set(words) == {lead + form for lead in ("", "Ġ") for form in
+                          ("measurement", "Measurement", "MEASUREMENT", "ment", "Ment", "MENT")}

@@ -35,7 +35,8 @@ class DistillSettings:
     vocab_words: bool = True
     """Fit on every vocabulary piece as a word of its own."""
     vocab_variants: bool = True
-    """Also fit on each ASCII-alphabetic piece with its leading space toggled and with a capital first letter."""
+    """Also fit on each ASCII-alphabetic piece with its leading space toggled, with a capital first letter and in
+    capitals (headings and licences write whole words in capitals: SmolLM2's `` PROCUREMENT``)."""
     number_words: int = 4
     """Also fit on every digit string of up to this many digits, with and without a leading space (BPE's
     digit merges are erratic and numbers are everywhere; 5 digits adds provable conflicts, not accuracy)."""

@@ -42,7 +42,8 @@ def fit_words(
             core = p[1:] if p.startswith("Ġ") else p
             if not (core.isascii() and core.isalpha()):
                 continue
-            for variant in {core, "Ġ" + core, core[0].upper() + core[1:], "Ġ" + core[0].upper() + core[1:]}:
+            cased = {core, core[0].upper() + core[1:], core.upper()}
+            for variant in {lead + form for form in cased for lead in ("", "Ġ")}:
                 extra[variant] += 1
     for k in range(1, settings.number_words + 1):
         extra.update(p + str(n).zfill(k) for n in range(10**k) for p in ("", "Ġ"))
