@@ -57,3 +57,15 @@ def build_tokenizers(original_dir: Path, remapped_dir: Path, rules: list[dict]) 
     vocab = [(pieces[i], -10.0 / len(pieces[i])) for i in range(len(pieces))]
     remapped = byte_level_tokenizer(Unigram(vocab, unk_id=None, byte_fallback=False))
     save_tokenizer_dir(remapped, remapped_dir, {"stage": "test-remapped"})
+
+
+def tie_tokenizer():
+    """A tiny byte-level Unigram where the new pieces ``" HALF"`` and ``"HALF"`` would tie on ``" HALF"`` but for
+    the bonus per token saved, which ``"HALF"`` (three tokens to one) gets more of: ``" HALF"`` is ``ĠHAL·F`` by a
+    hair over ``Ġ·H·A·LF``, so with both pieces it encodes as ``Ġ·HALF``, never to its own id. Ids 258-265
+    (``zq0``..``zq7``) are unused pieces to free; ``<|endoftext|>`` is the last id."""
+    from ivr.tokenizers.byte_level import ENDOFTEXT, bytes_to_piece
+
+    pieces = [(bytes_to_piece(bytes([b])), -10.0) for b in range(256)]
+    pieces += [("LF", -5.0), ("ĠHAL", -25.0 + 5e-13)] + [(f"zq{i}", -30.0) for i in range(8)]
+    return byte_level_tokenizer(Unigram(pieces + [(ENDOFTEXT, -100.0)], unk_id=None, byte_fallback=False))

@@ -178,3 +178,36 @@ def test_the_report_counts_documents_and_lines_made_longer(built, distilled, tmp
                               extra_texts={"extra_files": texts})
     assert summary["made_longer"]["extra_files"] == m
     assert "| extra_files | 1 of 2 (50.00%) | 1 of 3 (33.33%)" in (tmp_path / "r.md").read_text(encoding="utf-8")
+
+
+def test_rules_that_never_encode_to_their_own_id_are_a_console_warning(tmp_path, caplog):
+    from tests.remap_fixtures import tie_tokenizer
+
+    tok = tie_tokenizer()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump([{"id": 258, "new_text": " HALF"}, {"id": 259, "new_text": "HALF"}]), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="ivr.tokenizers.remap"):
+        summary = remap_tokenizer(tok, RemapSettings(remap_rules_path=str(rules)), tmp_path / "out",
+                                  tmp_path / "out" / "rules.yaml", tmp_path / "r.md", tmp_path / "r.json")
+    assert summary["rules_not_encoding_to_own_id"] == [258]
+    warning, = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "1 of 2 rules" in warning.getMessage() and "' HALF' (id 258)" in warning.getMessage()
+    assert "WARNING: 1 rules whose string never encodes to its own id** (the id is never used for it): ` HALF` (id 258)" \
+        in (tmp_path / "r.md").read_text(encoding="utf-8")
+
+
+def test_empty_held_out_and_extra_sets_are_reported_as_n_a(built, distilled, tmp_path):
+    _, _, _, out = built
+    summary = remap_tokenizer(distilled, RemapSettings(), tmp_path / "out", tmp_path / "out" / "rules.yaml",
+                              tmp_path / "r.md", tmp_path / "r.json", candidates_csv=out / "c.csv",
+                              heldout_texts=[], extra_texts={"empty_file": [""]})
+    for name in ("heldout_domain", "empty_file"):
+        assert summary["measured"][name]["remapped"]["tokens_per_byte"] is None
+        assert summary[f"{name}_change_pct_vs_distilled"] is None
+        assert summary["made_longer"][name]["lines"]["longer_pct"] is None
+    assert summary["new_ids_unused_in_heldout"] is None
+    report = (tmp_path / "r.md").read_text(encoding="utf-8")
+    assert "- realized saving on held-out domain text: n/a of distilled tokens" in report
+    assert "| empty_file | remapped | 0 | 0 | n/a |" in report
+    assert "| empty_file | 0 of 1 (0.00%) | 0 of 0 (n/a) | 0 (n/a) |" in report
+    assert "- empty_file: token count change vs distilled: n/a, vs distilled: n/a" in report

@@ -196,3 +196,36 @@ def test_spread_strings_outrank_strings_piled_up_in_one_document(distilled, tmp_
             savings = [r.estimated_saving for r in sel.replacements]
             assert savings == sorted(savings, reverse=True)
     assert ranks[None][0] < ranks[None][1] and ranks[4][1] < ranks[4][0]
+
+
+def test_strings_that_would_not_encode_to_their_own_id_give_their_place_to_the_next(tmp_path):
+    """" HALF" and "HALF" both rank high, but with both new pieces " HALF" encodes as " ·HALF": selection leaves
+    it out, fills its place and says so; every rule then encodes to its own id."""
+    from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
+    from tests.remap_fixtures import tie_tokenizer
+
+    tok = tie_tokenizer()
+    docs = [f"x{i} = HALF\ny = (HALF, HALF)\nz =  HALF + HALF - HALF\n" for i in range(30)]
+    settings = SelectSettings(num_replacements=3, min_count=5, general_prior_words=0, validation_fraction=0)
+    sel = select_replacements(tok, docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+    texts = [r.new_text for r in sel.replacements]
+    assert "HALF" in texts and " HALF" not in texts and len(texts) == 3
+    assert sel.summary["not_encoding_to_own_id"] == [" HALF"]
+    assert "- 1 strings that would not encode to their own id" in (tmp_path / "log.md").read_text(encoding="utf-8")
+    report = remap_tokenizer(tok, RemapSettings(), tmp_path / "out", tmp_path / "out" / "rules.yaml",
+                             tmp_path / "r.md", tmp_path / "r.json", candidates_csv=tmp_path / "c.csv")
+    assert report["rules_not_encoding_to_own_id"] == []
+
+
+def test_the_selection_log_says_n_a_for_what_has_nothing_to_measure(distilled, tmp_path):
+    """No general text to measure the budget on, and a left-out part with no text (the empty document is the
+    one left out): "n/a", never a 0% or 100% made up from nothing."""
+    docs = make_code_docs(20)
+    settings = SelectSettings(num_replacements=5, min_count=5, general_prior_words=0, max_general_longer_pct=0.1,
+                              validation_fraction=0.0005)
+    sel = select_replacements(distilled, docs + [""], settings, tmp_path / "c.csv", tmp_path / "log.md")
+    log = (tmp_path / "log.md").read_text(encoding="utf-8")
+    assert sel.replacements and sel.curve is None and sel.summary["general_longer"] == []
+    assert "- general text made longer: n/a" in log
+    assert "- saving on the left-out part: n/a" in log
+    assert "0.000% of word occurrences" not in log and "on the left-out part: **" not in log

@@ -30,7 +30,7 @@ from ivr.tokenizers.byte_level import piece_to_bytes, readable, single_byte_piec
 from ivr.tokenizers.candidates import Replacement, write_candidates
 from ivr.tokenizers.io import pre_tokens
 from ivr.tokenizers.pieces import single_pretoken, vocab_pieces
-from ivr.tokenizers.remap import RemapSettings, build_remapped
+from ivr.tokenizers.remap import RemapSettings, build_remapped, rules_not_encoding_to_own_id
 from ivr.tokenizers.remap_rules import RemapRule
 
 
@@ -77,6 +77,10 @@ class Selection:
     replacements: list[Replacement]
     summary: dict
     curve: SavingsCurve | None = None
+
+
+# rounds of refilling the places of strings that would not encode to their own id
+OWN_ID_ROUNDS = 3
 
 
 class ForcedTokensError(ValueError):
@@ -133,6 +137,8 @@ class _Ranker:
         greedy = Greedy(self.stats, self.occ, by_weight=True)
         picked = []
         for f in self.forced:
+            if f in refused:
+                continue
             greedy.add(f)
             picked.append((f, "forced"))
         heap = [(-self.bound[s], s) for s in self.ranked if s not in self.forced and s not in refused]
@@ -209,14 +215,30 @@ def select_replacements(
     n = min(settings.num_replacements, len(order))
     refused_strings: set[str] = set()
     refused_ids: set[int] = set()
+    # strings that would not encode to their own id once remapped: another segmentation of them, new pieces
+    # included, scores as high (two new pieces " HALF" and "HALF" tie but for the bonus, which "HALF" wins)
+    not_own: set[str] = set()
+    own_id_rounds = 0
     checks = []
     while True:
-        picked = ranker.pick(n, refused_strings)
+        picked = ranker.pick(n, refused_strings | not_own)
         free = [i for i in order if i not in refused_ids]
         pairs = [(s, fid) for (s, _), fid in zip(picked, free)]
-        if settings.max_general_longer_pct is None or not pairs:
+        if not pairs:
             break
-        remapped = build_remapped(distilled, _rules(pairs, pieces, distilled), RemapSettings.new_piece_bonus)
+        rules = _rules(pairs, pieces, distilled)
+        remapped = build_remapped(distilled, rules, RemapSettings.new_piece_bonus)
+        failing = {r.new_token for r in rules_not_encoding_to_own_id(remapped, rules)}
+        not_own |= failing
+        if failing and own_id_rounds < OWN_ID_ROUNDS:
+            own_id_rounds += 1
+            continue  # fill their places with the next candidates
+        if failing:  # still some after the last refill: leave their ids unused
+            kept = [k for k, (s, _) in enumerate(pairs) if s not in failing]
+            picked, pairs = [picked[k] for k in kept], [pairs[k] for k in kept]
+            remapped = build_remapped(distilled, _rules(pairs, pieces, distilled), RemapSettings.new_piece_bonus)
+        if settings.max_general_longer_pct is None or not pairs or not (general.words or general.lines):
+            break
         check = lengthening(distilled, remapped, general, [fid for _, fid in pairs])
         checks.append(check)
         excess = max(check.word_share_pct, check.line_share_pct) - settings.max_general_longer_pct
@@ -232,6 +254,8 @@ def select_replacements(
                 refused_ids.add(fid)
                 removed += share
 
+    forced_notes += [f"`{_md(readable(f))}` would not encode to its own id after remapping; left out"
+                     for f in forced_ok if f in not_own]
     counted = Greedy(stats, ranker.occ)  # every use counts in the estimate, whatever the ranking's cap
     replacements = []
     for rank, ((s, reason), (_, fid)) in enumerate(zip(picked, pairs), 1):
@@ -255,7 +279,8 @@ def select_replacements(
             )
         )
     write_candidates(candidates_csv, replacements)
-    curve = _validation_curve(distilled, texts, docs, cache, pieces, settings, forced_ok, never, unreachable, prior, n)
+    curve = _validation_curve(distilled, texts, docs, cache, pieces, settings, forced_ok, never, unreachable, prior, n,
+                              not_own)
     if curve is not None and curve_png is not None:
         write_curve_plot(curve, curve_png)
 
@@ -283,7 +308,10 @@ def select_replacements(
         "unreachable_freed": len(set(unreachable) & {r.freed_id for r in replacements}),
         "freed_unused_by_general_text": sum(1 for r in replacements if r.freed_general_per_million == 0),
         "refused_for_general_text": len(refused_strings),
-        "general_longer": [{"words_pct": c.word_share_pct, "lines_pct": c.line_share_pct} for c in checks],
+        # None (shown "n/a") where there is no general text of that kind to measure
+        "general_longer": [{"words_pct": c.word_share_pct if general.words else None,
+                            "lines_pct": c.line_share_pct if general.lines else None} for c in checks],
+        "not_encoding_to_own_id": sorted(readable(s) for s in not_own),
         "excluded": excluded,
     }
     if curve is not None:
@@ -296,8 +324,10 @@ def select_replacements(
     return Selection(replacements, summary, curve)
 
 
-def _validation_curve(distilled, texts, docs, cache, pieces, settings, forced, never, unreachable, prior, n) -> SavingsCurve | None:
-    """Rank on the training texts but a validation part, then measure that ranking on the part."""
+def _validation_curve(distilled, texts, docs, cache, pieces, settings, forced, never, unreachable, prior, n,
+                      not_own) -> SavingsCurve | None:
+    """Rank on the training texts but a validation part, then measure that ranking on the part (None when
+    either part has no tokens: no saving to show)."""
     if settings.validation_fraction <= 0 or len(texts) < 2:
         return None
     keys = [zlib.crc32(t.encode("utf-8")) % 1000 for t in texts]
@@ -307,7 +337,9 @@ def _validation_curve(distilled, texts, docs, cache, pieces, settings, forced, n
         held = [i == first for i in range(len(texts))]
     fit = pretoken_stats(distilled, [d for d, h in zip(docs, held) if not h], settings.per_document_cap, cache)
     val = pretoken_stats(distilled, [d for d, h in zip(docs, held) if h], None, cache)
-    strings = [s for s, _ in _Ranker(distilled, fit, pieces, settings, forced).pick(n)]
+    if not (fit.total_tokens and val.total_tokens):
+        return None
+    strings = [s for s, _ in _Ranker(distilled, fit, pieces, settings, forced).pick(n, not_own)]
     freed = _free_order(fit, pieces, settings, never, unreachable, prior)[: len(strings)]
     strings = strings[: len(freed)]
     fit_net = [g - int(fit.id_counts[f]) for g, f in zip(replay(fit, pieces, strings), freed)]
@@ -323,6 +355,10 @@ def _protected_pieces(settings: SelectSettings, vocab: set[str]) -> set[str]:
         if text_to_piece(p) in vocab:
             out.add(text_to_piece(p))
     return out
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}%"
 
 
 def _md(text: str) -> str:
@@ -362,8 +398,10 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
         ),
     ]
     for k, c in enumerate(summary["general_longer"], 1):
-        lines.append(f"- general text made longer, check {k}: {c['words_pct']:.3f}% of word occurrences, "
-                     f"{c['lines_pct']:.3f}% of reference lines")
+        lines.append(f"- general text made longer, check {k}: {_pct(c['words_pct'])} of word occurrences, "
+                     f"{_pct(c['lines_pct'])} of reference lines")
+    if settings.max_general_longer_pct is not None and not summary["general_longer"]:
+        lines.append("- general text made longer: n/a (no general text to measure, or nothing reassigned)")
     if summary["general_longer"]:
         lines.append(f"- replacements refused for making general text longer: {summary['refused_for_general_text']} "
                      f"(budget {settings.max_general_longer_pct}%)")
@@ -384,6 +422,9 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
         ]
         if curve_png is not None:
             lines += ["", f"![savings curve]({Path(curve_png).name})"]
+    elif settings.validation_fraction > 0:
+        lines += ["", "## Estimated and held-out saving", "",
+                  "- saving on the left-out part: n/a (too little training text to leave a part out)"]
     lines += [
         "",
         "## Why ids or strings were left out",
@@ -400,6 +441,12 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
         (
             f"- {ex['split_when_alone']} frequent span strings the pre-tokenizer's run rules cut when they stand "
             "alone: a piece must survive pre-tokenization on its own."
+        ),
+        (
+            f"- {len(summary['not_encoding_to_own_id'])} strings that would not encode to their own id after "
+            "remapping (another segmentation of them, new pieces included, scores as high), their places filled "
+            "by the next candidates: "
+            + (", ".join(f"`{_md(t)}`" for t in summary["not_encoding_to_own_id"][:20]) or "none")
         ),
         *[f"- forced: {n}" for n in notes],
         "",

@@ -8,6 +8,7 @@ containing neither a new piece nor a freed string keeps the distilled segmentati
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +31,7 @@ from ivr.tokenizers.remap_rules import (
 from ivr.tokenizers.special import SpecialTokens, special_tokens_of
 from ivr.tokenizers.unigram import read_back_stable
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class RemapSettings:
@@ -61,11 +63,18 @@ def build_remapped(distilled: Tokenizer, rules: Sequence[RemapRule], bonus: floa
     return remapped
 
 
+def rules_not_encoding_to_own_id(remapped: Tokenizer, rules: Sequence[RemapRule]) -> list[RemapRule]:
+    """The rules whose string, encoded alone by ``remapped``, is not exactly ``[rule.id]``: their id is never
+    used for the string they were meant to save (another segmentation of it scores higher)."""
+    encodings = remapped.encode_batch([r.new_text for r in rules], add_special_tokens=False)
+    return [r for r, e in zip(rules, encodings) if e.ids != [r.id]]
+
+
 def tokens_per_byte(tokenizer: Tokenizer, texts: Sequence[str]) -> dict:
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     encs = tokenizer.encode_batch(list(texts), add_special_tokens=False)
     n_tokens = sum(len(e.ids) for e in encs)
-    return {"bytes": n_bytes, "tokens": n_tokens, "tokens_per_byte": n_tokens / n_bytes if n_bytes else 0.0}
+    return {"bytes": n_bytes, "tokens": n_tokens, "tokens_per_byte": n_tokens / n_bytes if n_bytes else None}
 
 
 def remap_tokenizer(
@@ -101,7 +110,10 @@ def remap_tokenizer(
     else:
         raise ValueError("remap needs data.remap.remap_rules_path or the replacement candidates CSV")
     remapped = build_remapped(distilled, rules, settings.new_piece_bonus)
-    not_own = [r.id for r in rules if remapped.encode(r.new_text, add_special_tokens=False).ids != [r.id]]
+    not_own = rules_not_encoding_to_own_id(remapped, rules)
+    if not_own:
+        log.warning("remap: %d of %d rules from %s never encode their string to their own id: %s", len(not_own),
+                    len(rules), source, ", ".join(f"{r.new_text!r} (id {r.id})" for r in not_own))
     contract = id_contract(distilled, remapped, special, rules)
     broken = [name for name, ok in contract.items() if ok is False]
     if broken:
@@ -118,7 +130,8 @@ def remap_tokenizer(
 
     heldout, general = list(heldout_texts), list(general_texts)
     sets = {"heldout_domain": heldout, "general": general, **{k: list(v) for k, v in (extra_texts or {}).items()}}
-    sets = {name: texts for name, texts in sets.items() if texts}
+    # general text is measured when given; the held-out and extra sets always, "n/a" where empty
+    sets = {name: texts for name, texts in sets.items() if texts or name != "general"}
     tokenizers = {"distilled": distilled, "remapped": remapped}
     if original_bpe is not None:
         tokenizers = {"original": original_bpe} | tokenizers
@@ -130,7 +143,8 @@ def remap_tokenizer(
     summary = {
         "reassigned": len(rules),
         "rules_source": source,
-        "rules_not_encoding_to_own_id": not_own,
+        "rules_not_encoding_to_own_id": [r.id for r in not_own],
+        "rules_not_encoding_to_own_id_strings": [r.new_text for r in not_own],
         "id_contract": contract,
         "estimated_saving_pct": sum(r.estimated_saving_pct for r in rules),
         "baseline": base,
@@ -141,9 +155,8 @@ def remap_tokenizer(
     for name, m in measured.items():
         summary[f"{name}_change_pct_vs_{base}"] = _change(m[base]["tokens"], m["remapped"]["tokens"])
         summary[f"{name}_change_pct_vs_distilled"] = _change(m["distilled"]["tokens"], m["remapped"]["tokens"])
-    if heldout:
-        used = Counter(i for e in remapped.encode_batch(heldout, add_special_tokens=False) for i in e.ids)
-        summary["new_ids_unused_in_heldout"] = sum(1 for r in rules if not used[r.id])
+    used = Counter(i for e in remapped.encode_batch(heldout, add_special_tokens=False) for i in e.ids)
+    summary["new_ids_unused_in_heldout"] = sum(1 for r in rules if not used[r.id]) if used else None
     write_json(report_json, summary)
     write_text(report_md, _report_md(summary))
     return summary
@@ -160,17 +173,26 @@ def made_longer(before: Tokenizer, after: Tokenizer, texts: Sequence[str]) -> di
         return {
             "count": len(units),
             "longer": len(grown),
-            "longer_pct": 100.0 * len(grown) / len(units) if units else 0.0,
+            "longer_pct": _pct(len(grown), len(units)),
             "extra_tokens": sum(grown),
-            "extra_tokens_pct": 100.0 * sum(grown) / sum(old) if sum(old) else 0.0,
+            "extra_tokens_pct": _pct(sum(grown), sum(old)),
         }
 
     lines = [line for text in texts for line in text.splitlines(keepends=True) if line.strip()]
     return {"documents": compare(list(texts)), "lines": compare(lines)}
 
 
-def _change(before: int, after: int) -> float:
-    return 100.0 * (after - before) / before if before else 0.0
+def _pct(part: float, whole: float) -> float | None:
+    """``part`` as a percentage of ``whole``; None (shown "n/a") for an empty ``whole``."""
+    return 100.0 * part / whole if whole else None
+
+
+def _change(before: int, after: int) -> float | None:
+    return _pct(after - before, before)
+
+
+def _fmt(value: float | None, spec: str, unit: str = "") -> str:
+    return "n/a" if value is None else format(value, spec) + unit
 
 
 def _report_md(s: dict) -> str:
@@ -181,30 +203,35 @@ def _report_md(s: dict) -> str:
         f"- ids reassigned: {s['reassigned']} (rules from `{s['rules_source']}`)",
         f"- estimated saving on the training texts: {s['estimated_saving_pct']:.2f}% of distilled tokens",
     ]
+    if s["rules_not_encoding_to_own_id"]:
+        shown = [f"`{t}` (id {i})" for t, i in zip(s["rules_not_encoding_to_own_id_strings"], s["rules_not_encoding_to_own_id"])]
+        lines.append(f"- **WARNING: {len(shown)} rules whose string never encodes to its own id** (the id is never "
+                     f"used for it): {', '.join(shown[:20])}{' …' if len(shown) > 20 else ''}")
     if "heldout_domain" in s["measured"]:
-        realized = -s["heldout_domain_change_pct_vs_distilled"]
-        lines.append(f"- realized saving on held-out domain text: {realized:.2f}% of distilled tokens")
-        lines.append(f"- new ids never used in held-out domain text: {s['new_ids_unused_in_heldout']}")
+        change = s["heldout_domain_change_pct_vs_distilled"]
+        realized = None if change is None else -change
+        unused = s["new_ids_unused_in_heldout"]
+        lines.append(f"- realized saving on held-out domain text: {_fmt(realized, '.2f', '%')} of distilled tokens")
+        lines.append(f"- new ids never used in held-out domain text: {_fmt(unused, 'd')}")
     if "id_contract" in s:
         ids = s["id_contract"]["protected_ids"]
         lines.append(f"- ID contract: {len(ids)} protected ids (added tokens, bos/eos/pad/unk: "
                      f"{', '.join(map(str, ids[:20]))}{' …' if len(ids) > 20 else ''}), never freed")
         lines += [f"  - {name}: {'yes' if ok else 'NO'}" for name, ok in s["id_contract"].items() if name != "protected_ids"]
-    if s["rules_not_encoding_to_own_id"]:
-        lines.append(f"- rules whose string does not encode to its own id: {s['rules_not_encoding_to_own_id'][:20]}")
     lines += ["", "| text | tokenizer | bytes | tokens | tokens/byte |", "|---|---|---:|---:|---:|"]
     for name, m in s["measured"].items():
         for tok, v in m.items():
-            lines.append(f"| {name} | {tok} | {v['bytes']} | {v['tokens']} | {v['tokens_per_byte']:.4f} |")
+            lines.append(f"| {name} | {tok} | {v['bytes']} | {v['tokens']} | {_fmt(v['tokens_per_byte'], '.4f')} |")
     lines.append("")
     for name in s["measured"]:
-        lines.append(f"- {name}: token count change vs {base}: {s[f'{name}_change_pct_vs_{base}']:+.2f}%, "
-                     f"vs distilled: {s[f'{name}_change_pct_vs_distilled']:+.2f}%")
+        lines.append(f"- {name}: token count change vs {base}: {_fmt(s[f'{name}_change_pct_vs_{base}'], '+.2f', '%')}, "
+                     f"vs distilled: {_fmt(s[f'{name}_change_pct_vs_distilled'], '+.2f', '%')}")
     if s.get("made_longer"):
         lines += ["", f"Made longer (more tokens than with the {base} tokenizer):", "",
                   "| text | documents longer | lines longer | extra tokens on longer lines |", "|---|---:|---:|---:|"]
         for name, m in s["made_longer"].items():
             d, ln = m["documents"], m["lines"]
-            lines.append(f"| {name} | {d['longer']} of {d['count']} ({d['longer_pct']:.2f}%) | {ln['longer']} of "
-                         f"{ln['count']} ({ln['longer_pct']:.2f}%) | {ln['extra_tokens']} ({ln['extra_tokens_pct']:.3f}%) |")
+            lines.append(f"| {name} | {d['longer']} of {d['count']} ({_fmt(d['longer_pct'], '.2f', '%')}) | {ln['longer']} "
+                         f"of {ln['count']} ({_fmt(ln['longer_pct'], '.2f', '%')}) | {ln['extra_tokens']} "
+                         f"({_fmt(ln['extra_tokens_pct'], '.3f', '%')}) |")
     return "\n".join(lines) + "\n"
