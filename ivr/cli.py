@@ -29,7 +29,7 @@ from ivr.model import GenerationSettings, IVRLanguageModel
 from ivr.paths import ArtifactPaths
 from ivr.progress import ProgressLog
 from ivr.prompts import read_prompts
-from ivr.tokenizers.verify import DistillationMismatch
+from ivr.tokenizers.verify import DistillationMismatch, rate_text
 
 STAGE_COMMANDS = {
     "analyze": "Encode the cleaned corpus with the original BPE; write id sequences and token frequencies.",
@@ -201,7 +201,7 @@ def _verify_tokenizer(self: IVRTrainer, model: LightningModule, datamodule: IVRD
     """Compare the distilled tokenizer with the original BPE on the corpus, held-out and extra text, and on every id."""
     summary = pipeline.verify(datamodule.config)
     for name, stats in summary["sets"].items():
-        print(f"{name}: {stats['rates']['word_occurrence']:.4%} of word occurrences exact")
+        print(f"{name}: {rate_text(stats['rates']['word_occurrence'])} of word occurrences exact")
     _print_artifacts("verify-tokenizer", [datamodule.paths.distillation_report_md, datamodule.paths.distillation_report_json])
 
 

@@ -37,7 +37,7 @@ from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
 from ivr.tokenizers.source import fetch_original_tokenizer
 from ivr.tokenizers.special import read_special_tokens
-from ivr.tokenizers.verify import VerifySettings, verify_tokenizer
+from ivr.tokenizers.verify import VerifySettings, rate_text, verify_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def distill(config: PipelineConfig) -> list[Path]:
             verify_settings=config.verify,
             special=read_special_tokens(paths.original_tokenizer_dir),
         )
-        rates = {name: f"{s['rates']['word_occurrence']:.4%}" for name, s in summary.get("sets", {}).items()}
+        rates = {name: rate_text(s["rates"]["word_occurrence"]) for name, s in summary.get("sets", {}).items()}
         log.info("distill-tokenizer: word occurrences with the original's ids: %s", rates)
 
     return staged("distill-tokenizer", paths, key, outputs, build, distill)

@@ -51,3 +51,17 @@ def test_the_report_has_a_row_per_held_out_set_with_its_most_frequent_mismatches
     # two held-out sets are the plain report: no table
     verify_tokenizer(distilled, gpt2_bpe, {"corpus": ["x\n"], "heldout": ["y\n"]}, md, js, VerifySettings(random_id_sequences=1))
     assert "## Per set" not in md.read_text(encoding="utf-8")
+
+
+def test_an_empty_held_out_split_or_extra_file_is_n_a_not_100_percent(distilled, gpt2_bpe, tmp_path):
+    sets = {"corpus": ["x = 1\n"], "heldout": [], "empty.txt": [""], "fr.txt": ["Il y a des mots.\n"]}
+    md, js = tmp_path / "r.md", tmp_path / "r.json"
+    summary = verify_tokenizer(distilled, gpt2_bpe, sets, md, js, VerifySettings(random_id_sequences=1))
+    assert set(summary["sets"]["heldout"]["rates"].values()) == {None}
+    assert summary["sets"]["empty.txt"]["rates"]["word_occurrence"] is None
+    assert summary["sets"]["empty.txt"]["rates"]["document"] == 1.0  # one empty document, encoded alike
+    assert json.loads(js.read_text(encoding="utf-8"))["sets"]["heldout"]["rates"]["token"] is None
+    text = md.read_text(encoding="utf-8")
+    assert "| heldout | 0 | 0 | n/a | n/a | n/a | n/a |" in text
+    assert "| empty.txt | 1 | 0 | n/a | n/a | n/a | 100.0000% |" in text
+    assert "| heldout | 0 | 0 | n/a | n/a |  |" in text  # the per-set table

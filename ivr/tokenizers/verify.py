@@ -169,8 +169,14 @@ def compare_texts(distilled: Tokenizer, bpe: Tokenizer, texts: Iterable[str], na
     }
 
 
-def _rate(ok: int, total: int) -> float:
-    return ok / total if total else 1.0
+def _rate(ok: int, total: int) -> float | None:
+    """``ok`` of ``total``; None (no rate: shown "n/a") for an empty set, never 100% of nothing."""
+    return ok / total if total else None
+
+
+def rate_text(rate: float | None, spec: str = ".4%") -> str:
+    """A rate as a percentage, "n/a" for an empty set's."""
+    return "n/a" if rate is None else format(rate, spec)
 
 
 def compare_ids(distilled: Tokenizer, bpe: Tokenizer, random_sequences: int = 2000, seed: int = 0) -> dict:
@@ -256,8 +262,8 @@ def render_markdown(summary: dict) -> str:
     for name, s in summary["sets"].items():
         r = s["rates"]
         lines.append(
-            f"| {name} | {s['documents']} | {s['word_occurrences']} | {r['word_occurrence']:.6%} | "
-            f"{r['word_type']:.6%} | {r['token']:.6%} | {r['document']:.4%} |"
+            f"| {name} | {s['documents']} | {s['word_occurrences']} | {rate_text(r['word_occurrence'], '.6%')} | "
+            f"{rate_text(r['word_type'], '.6%')} | {rate_text(r['token'], '.6%')} | {rate_text(r['document'])} |"
         )
     held_out = {k: v for k, v in summary["sets"].items() if k != "corpus"}
     if len(held_out) > 2:  # several extra files or languages: one row each, with what goes wrong most
@@ -317,8 +323,9 @@ def language_table(sets: dict[str, dict], target: float = 0.9999, examples: int 
         worst = sorted((e for m in s["mismatches"].values() for e in m["examples"]), key=lambda e: (-e["count"], e["word"]))
         shown = ", ".join(f"`{_md(e['word'])}` x{e['count']} ({_md('·'.join(e['bpe']))} / {_md('·'.join(e['distilled']))})"
                           for e in worst[:examples])
-        lines.append(f"| {_md(name)} | {s['word_occurrences']} | {s['mismatched_occurrences']} | {rate:.4%} | "
-                     f"{'yes' if rate >= target else 'no'} | {shown} |")
+        reached = "n/a" if rate is None else "yes" if rate >= target else "no"
+        lines.append(f"| {_md(name)} | {s['word_occurrences']} | {s['mismatched_occurrences']} | {rate_text(rate)} | "
+                     f"{reached} | {shown} |")
     return "\n".join(lines)
 
 
