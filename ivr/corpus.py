@@ -99,14 +99,14 @@ def split_long(text: str, max_chars: int) -> list[str]:
     """``text`` cut into pieces of at most ``max_chars`` characters: after the last paragraph break
     (a blank line) that fits, else after the last line break, else at ``max_chars``. The pieces join back
     to ``text``. A corpus of a few large documents then still has documents for both splits."""
-    pieces = []
-    while len(text) > max_chars:
-        window = text[:max_chars]
-        paragraph, line = window.rfind("\n\n"), window.rfind("\n")
-        cut = paragraph + 2 if paragraph > 0 else line + 1 if line >= 0 else max_chars
-        pieces.append(text[:cut])
-        text = text[cut:]
-    return [*pieces, text] if text else pieces
+    pieces, start = [], 0
+    while len(text) - start > max_chars:  # by offsets: slicing off the rest each time is quadratic on one long line
+        end = start + max_chars
+        paragraph, line = text.rfind("\n\n", start, end), text.rfind("\n", start, end)
+        cut = paragraph + 2 if paragraph > start else line + 1 if line >= start else end
+        pieces.append(text[start:cut])
+        start = cut
+    return [*pieces, text[start:]] if start < len(text) else pieces
 
 
 def _documents(text: str, doc_id: str, where: str, options: CleaningOptions) -> Iterator[Document]:

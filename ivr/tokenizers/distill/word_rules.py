@@ -19,14 +19,26 @@ from ivr.tokenizers.byte_level import piece_to_bytes
 from ivr.tokenizers.distill.gpt2_regex import CLASS_RX, gpt2_class, rx
 
 
+MAX_WORD_CHARS = 64
+"""The longest word (in characters, its leading space included) a word rule is built for. A rule's regex grows
+with its word (literals in lookbehinds, a trie path per character), so this and ``DistillSettings.word_rules``
+bound the regex and ``tokenizer.json`` whatever the corpus holds; longer pre-tokens (a base64 blob, a run in
+minified code) are rare and left to the scores. The demo's longest word rule cuts 33 characters."""
+
+
 def word_segments(pieces: Sequence[str]) -> tuple[str, list[str]] | None:
     """The class and the text of each BPE token of a word, when a regex can cut it there: at least two tokens,
-    each whole characters, making one pre-token of one class (with GPT-2's optional leading space)."""
+    each whole characters, making one pre-token of one class (with GPT-2's optional leading space), of at most
+    ``MAX_WORD_CHARS`` characters."""
+    if sum(len(p) for p in pieces) > 4 * MAX_WORD_CHARS:  # a byte-level piece holds up to 4 characters per one
+        return None
     try:
         segs = [piece_to_bytes(p).decode("utf-8") for p in pieces]
     except UnicodeDecodeError:
         return None
     text = "".join(segs)
+    if len(text) > MAX_WORD_CHARS:
+        return None
     core = text[1:] if text.startswith(" ") else text
     classes = {gpt2_class(ch) for ch in core}
     if len(segs) < 2 or not core or len(classes) != 1 or None in classes or "" in segs:
@@ -35,7 +47,8 @@ def word_segments(pieces: Sequence[str]) -> tuple[str, list[str]] | None:
 
 
 def _trie(entries: Sequence[tuple[str, str]]) -> str:
-    """One regex for ``literal + tail`` over all entries, sharing the literals' common prefixes."""
+    """One regex for ``literal + tail`` over all entries, sharing the literals' common prefixes (it recurses once
+    per character: literals are parts of words of at most ``MAX_WORD_CHARS``)."""
     tails = sorted({tail for literal, tail in entries if not literal})
     heads: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for literal, tail in entries:
