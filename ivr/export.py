@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import stat
 from pathlib import Path
 
 import torch
@@ -138,6 +139,12 @@ def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metada
         (tmp / EXPORT_METADATA_FILE).write_text(
             json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
+        # safetensors writes owner-only files whatever the umask, and copies keep their source's mode: every file
+        # takes the mode of the config written here, so other users and serving containers can read the export
+        mode = stat.S_IMODE((tmp / "config.json").stat().st_mode)
+        for path in tmp.iterdir():
+            if path.is_file():
+                path.chmod(mode)
     return out_dir
 
 

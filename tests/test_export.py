@@ -63,6 +63,23 @@ def test_export_loads_offline(tmp_path, tokenizer_dir, tied):
     assert text.startswith("The mitochondria")
 
 
+def test_the_export_is_readable_by_others_under_a_normal_umask(tmp_path, tokenizer_dir):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = export_hf(tiny_gpt2(), tokenizer_dir, tmp_path / "training" / "hf_export", {"run": "test"})
+    finally:
+        os.umask(old)
+    entries = [out, *out.rglob("*")]
+    assert {p.name for p in entries} >= {"hf_export", "model.safetensors", "config.json", "tokenizer.json"}
+    for p in entries:
+        mode = p.stat().st_mode
+        need = stat.S_IROTH | (stat.S_IXOTH if p.is_dir() else 0)
+        assert mode & need == need, f"{p.relative_to(tmp_path)}: {stat.filemode(mode)}"
+
+
 def test_export_rejects_vocab_mismatch(tmp_path, tokenizer_dir):
     from transformers import GPT2Config, GPT2LMHeadModel
 
