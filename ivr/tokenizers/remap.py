@@ -33,6 +33,7 @@ from ivr.tokenizers.unigram import read_back_stable
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class RemapSettings:
     """Settings of the remapped tokenizer (``data.remap.*``)."""
