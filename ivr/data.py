@@ -1,6 +1,8 @@
 """The LightningDataModule: ``prepare_data`` runs the pipeline (:mod:`ivr.pipeline`); the rest serves packed blocks.
 
-``prepare_data`` writes to disk (stages, then the packed dataset cache); ``setup`` only loads.
+``prepare_data`` writes to disk (stages, then the packed dataset cache); ``setup`` only loads. Under DDP,
+Lightning calls ``prepare_data`` on each node's local rank 0 while the other ranks wait, then ``setup`` on every
+rank (see docs/scale.md).
 """
 
 from __future__ import annotations
@@ -169,6 +171,13 @@ class IVRDataModule(LightningDataModule):
             return
         hp = self.hparams
         path = pipeline.dataset_dir(self.paths, hp.tokenizer, hp.block_size, hp.heldout_fraction)
+        if not path.is_dir():
+            # every rank only reads here; the blocks come from prepare_data, which Lightning runs on each node's
+            # local rank 0 before any rank's setup
+            raise FileNotFoundError(
+                f"no packed dataset at {path}: run `ivr prepare` with this config first (a fit builds it in "
+                f"prepare_data, on each node's local rank 0)"
+            )
         self.datasets = load_from_disk(str(path)).with_format("torch")
 
     def train_dataloader(self) -> DataLoader:
