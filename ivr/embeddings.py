@@ -26,12 +26,13 @@ from transformers import PreTrainedModel
 
 from ivr.atomic import atomic_file, write_json
 from ivr.causal_lm import learned_position_embeddings
+from ivr.omp_init import sparse_codes
 from ivr.paths import ArtifactPaths
 from ivr.tokenizers.io import file_sha256, load_tokenizer
 from ivr.tokenizers.remap_rules import RemapRule, check_ids_in_range, read_remap_rules
 
-InitStrategy = Literal["mean", "global_mean", "random", "zeros"]
-INIT_STRATEGIES: tuple[str, ...] = ("mean", "global_mean", "random", "zeros")
+InitStrategy = Literal["mean", "global_mean", "random", "zeros", "omp"]
+INIT_STRATEGIES: tuple[str, ...] = ("mean", "global_mean", "random", "zeros", "omp")
 # written by every align run; the optional files (original_wpe, final_lm_head) are listed inside it
 ALWAYS_WRITTEN = ("original_wte", "aligned_wte", "final_wte")
 SUMMARY = "alignment"
@@ -44,14 +45,22 @@ class AlignSettings:
     init_strategy: InitStrategy = "mean"
     """``mean``: mean of the original rows of the rule's ``gpt2_ids``; ``global_mean``: mean of all
     original rows; ``random``: normal draw with the original rows' per-dimension mean and std;
-    ``zeros``: all zeros."""
+    ``zeros``: all zeros; ``omp``: orthogonal matching pursuit (mergekit tokensurgeon): the ``mean`` row
+    written as a sparse combination of at most ``omp_atoms`` original rows of ids that are not reassigned."""
 
     seed: int = 0
     """Seed of the generator used by the ``random`` strategy."""
 
+    omp_atoms: int = 16
+    """``omp``: most rows in each combination; a target fitted exactly takes no more. tokensurgeon uses 64, but
+    its targets are arbitrary vectors of a donor model, ours means of a few rows: on SmolLM2 (2,000 rules,
+    2.5 pieces on average) 16 fit 90% of them exactly, as 64 do, in under half the time."""
+
     def __post_init__(self) -> None:
         if self.init_strategy not in INIT_STRATEGIES:
             raise ValueError(f"unknown init_strategy {self.init_strategy!r}; expected one of {list(INIT_STRATEGIES)}")
+        if self.omp_atoms < 1:
+            raise ValueError(f"omp_atoms must be at least 1, not {self.omp_atoms}")
 
 
 def original_wte(model: PreTrainedModel) -> torch.Tensor:
@@ -137,8 +146,10 @@ def reassigned_rows(original: torch.Tensor, rules: Sequence[RemapRule], settings
         raise ValueError(f"original embeddings have non-finite rows at ids {bad[:20]} ({len(bad)} in all)")
     base = original.float()
     n, dim = len(rules), original.shape[1]
-    if settings.init_strategy == "mean":
+    if settings.init_strategy in ("mean", "omp"):
         rows = torch.stack([base[list(r.gpt2_ids)].mean(dim=0) for r in rules]) if rules else base.new_empty(0, dim)
+        if settings.init_strategy == "omp" and rules:
+            rows = omp_rows(base, rows, [r.id for r in rules], settings.omp_atoms)
     elif settings.init_strategy == "global_mean":
         rows = base.mean(dim=0).expand(n, dim).clone()
     elif settings.init_strategy == "random":
@@ -151,6 +162,16 @@ def reassigned_rows(original: torch.Tensor, rules: Sequence[RemapRule], settings
     if bad:
         raise ValueError(f"{rules[bad[0]].where}: initialised row is not finite")
     return rows
+
+
+def omp_rows(base: torch.Tensor, targets: torch.Tensor, reassigned: Sequence[int], atoms: int) -> torch.Tensor:
+    """Each target as its sparse combination (``ivr.omp_init``) of the rows of ``base`` whose ids are not in
+    ``reassigned``: the evicted pieces' rows meant something else and are about to be overwritten."""
+    kept = torch.ones(base.shape[0], dtype=torch.bool)
+    kept[list(reassigned)] = False
+    dictionary = base[kept]
+    indices, coefficients = sparse_codes(targets, dictionary, min(atoms, dictionary.shape[0]))
+    return torch.bmm(coefficients.unsqueeze(1), dictionary[indices]).squeeze(1)
 
 
 def final_wte(
