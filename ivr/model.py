@@ -19,6 +19,7 @@ from torchmetrics import SumMetric
 
 from ivr.causal_lm import ModelShape, base_model, context_size, generation_ids, learned_position_embeddings
 from ivr.metrics import bits_per_byte, token_nll
+from ivr.trainable import TrainOnly, restrict_training
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class IVRLanguageModel(LightningModule):
         attn_implementation: Literal["eager", "sdpa"] = "sdpa",
         compile: bool = False,
         embedding_init: EmbeddingInit | None = None,
+        train_only: TrainOnly = "all",
     ):
         """A causal language model (any ``AutoModelForCausalLM``) to fine-tune.
 
@@ -83,6 +85,10 @@ class IVRLanguageModel(LightningModule):
             compile: Wrap the model in ``torch.compile``.
             embedding_init: Rows to install after building the model (the align stage's); the CLI links it from
                 the data module when ``data.tokenizer`` is ``remapped``, and leaves it null otherwise.
+            train_only: What fine-tuning changes. ``all``: every weight; ``embeddings``: only the token embedding
+                (and an untied output layer), the rest frozen; ``reassigned_rows``: only the reassigned rows of
+                those matrices (needs ``embedding_init``); every other row stays bit for bit, also through a
+                tied output layer.
         """
         super().__init__()
         if model_name_or_path and from_config is not None:
@@ -95,6 +101,7 @@ class IVRLanguageModel(LightningModule):
         self.val_nll, self.val_tokens, self.val_bytes = SumMetric(), SumMetric(), SumMetric()
         self.val_nll_reassigned, self.val_tokens_reassigned = SumMetric(), SumMetric()
         self.reassigned_ids: torch.Tensor | None = None
+        self._masked: list[torch.nn.Parameter] = []
         self._compiled = None
         self._step_started = 0.0
         # set by `ivr predict` (its own options, so a checkpoint's saved hyperparameters never override them)
@@ -118,6 +125,8 @@ class IVRLanguageModel(LightningModule):
             self.reassigned_ids = torch.tensor(reassigned, dtype=torch.long)
             # kept outside the state dict: only the drift metric reads it
             self._initial_rows = wte[self.reassigned_ids].clone()
+        # the matrices whose frozen rows must take no weight decay (AdamW's decay moves rows without gradient)
+        self._masked = restrict_training(model, hp.get("train_only", "all"), self.reassigned_ids)
         self.model = model
         # compiled separately so that the state dict, generate() and export keep the plain module
         object.__setattr__(self, "_compiled", torch.compile(model) if hp.compile else None)
@@ -208,7 +217,8 @@ class IVRLanguageModel(LightningModule):
         positions = learned_position_embeddings(self.model)
         for p in self.model.parameters():
             if p.requires_grad:
-                (decay if p.ndim >= 2 and (positions is None or p is not positions.weight) else no_decay).append(p)
+                exempt = (positions is not None and p is positions.weight) or any(p is m for m in self._masked)
+                (decay if p.ndim >= 2 and not exempt else no_decay).append(p)
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=hp.learning_rate,
