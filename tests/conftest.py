@@ -65,6 +65,7 @@ def tiny_cli_args(tmp_path: Path, *extra: str) -> list[str]:
         "--data.distill.vocab_words", "false", "--data.distill.vocab_variants", "false",
         "--data.distill.number_words", "0", "--data.distill.split_rule_chars", "",
         "--data.distill.general_languages", "",
+        "--data.select.general_code_mb", "0.2",
         *extra,
     ]
 

@@ -3,13 +3,21 @@ from __future__ import annotations
 import pytest
 from tests.conftest import make_code_docs
 
+import ivr.analysis.select as select_module
 from ivr.analysis.select import ForcedTokensError, SelectSettings, select_replacements
 from ivr.analysis.spans import best_collapse
 from ivr.tokenizers.byte_level import EOS_ID, readable, single_byte_pieces, text_to_piece
 from ivr.tokenizers.candidates import read_candidates
 from ivr.tokenizers.pieces import single_pretoken
 
-FAST = {"min_count": 5, "general_prior_words": 2000}
+FAST = {"min_count": 5, "general_prior_words": 2000, "general_code_mb": 0}
+
+
+@pytest.fixture(autouse=True)
+def no_code_reference(monkeypatch):
+    """The built-in code reference (``general_code_mb``, tested in test_general_use.py) is off here: these tests
+    give selection only the general text they name, and stay fast."""
+    monkeypatch.setattr(select_module, "code_reference", lambda mb: [])
 
 
 @pytest.fixture(scope="module")

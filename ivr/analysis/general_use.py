@@ -3,11 +3,14 @@ replacements would make it longer.
 
 General text is what selection may look at without seeing any evaluation text: ``wordfreq``'s most frequent
 English words in the forms running text has them (after a space, capitalised, line-initial), weighted by
-frequency, and the lines of the user's ``general_reference_paths``.
+frequency, the lines of a sample of the Python standard library's sources (code and its English comments: the
+technical words no word list holds, `` callback``, ``utf``, ``-->``), and the lines of the user's
+``general_reference_paths``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +18,21 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from ivr.builtin_corpora import python_stdlib_paths
 from ivr.general_english import most_frequent_english
+from ivr.tokenizers.byte_level import readable
 
 # running text mostly has words after a space, sometimes capitalised or line-initial
 WORD_FORMS = ((" {}", 0.7, False), ("{}", 0.1, False), (" {}", 0.15, True), ("{}", 0.05, True))
+
+
+def word_like(piece: str) -> bool:
+    """Whether the word-list prior can tell how often general text uses ``piece``: letters only (after an
+    optional leading space), lower-case or capitalised, the forms the list is read in. Numbers, punctuation
+    (``-->``), capitals (``SOURCE``, ``ENGTH``) and mixed case (``macOS``) fill general text too (markup,
+    licences, headings, names) but no word list shows it, so a zero prior proves nothing for them."""
+    core = readable(piece).removeprefix(" ")
+    return core.isalpha() and (core.islower() or core.istitle())
 
 
 @dataclass
@@ -31,14 +45,26 @@ class GeneralText:
     lines: list[str]
 
 
-def general_text(prior_words: int, reference_paths: Sequence[str]) -> GeneralText:
+def code_reference(max_mb: float) -> list[str]:
+    """About ``max_mb`` MB of the standard library's sources (no tests), every k-th file in path order so that
+    every package is sampled; none for ``max_mb <= 0``."""
+    if max_mb <= 0:
+        return []
+    paths = python_stdlib_paths()
+    stride = max(1, math.ceil(sum(p.stat().st_size for p in paths) / (max_mb * 1e6)))
+    return [p.read_text(encoding="utf-8", errors="replace") for p in paths[::stride]]
+
+
+def general_text(prior_words: int, reference_paths: Sequence[str], reference_texts: Sequence[str] = ()) -> GeneralText:
+    """The word list's ``prior_words`` words in their running-text forms, and the non-blank lines of
+    ``reference_texts`` and of the files ``reference_paths``."""
     words: list[str] = []
     weights: list[float] = []
     for word, freq in most_frequent_english(prior_words):
         for fmt, share, capital in WORD_FORMS:
             words.append(fmt.format(word.capitalize() if capital else word))
             weights.append(freq * share)
-    lines: list[str] = []
+    lines = [line for text in reference_texts for line in text.splitlines(keepends=True) if line.strip()]
     for ref in reference_paths:
         path = Path(ref)
         if not path.is_file():

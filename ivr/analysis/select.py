@@ -22,7 +22,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
-from ivr.analysis.general_use import general_prior, general_text, lengthening
+from ivr.analysis.general_use import code_reference, general_prior, general_text, lengthening, word_like
 from ivr.analysis.savings_curve import SavingsCurve, curve_table, savings_curve, write_curve_plot
 from ivr.analysis.spans import Greedy, PretokenStats, Spans, document_pretokens, pretoken_stats, replay
 from ivr.atomic import write_text
@@ -58,6 +58,11 @@ class SelectSettings:
     against ``max_general_longer_pct``."""
     general_prior_words: int = 50000
     """How many of ``wordfreq``'s most frequent English words feed the general-frequency prior (0: none)."""
+    general_code_mb: float = 2.0
+    """Megabytes of the Python standard library's sources (a sample of every package; always installed) read as
+    general reference text, like ``general_reference_paths``: code and technical English use many ids no word
+    list holds (`` callback``, ``utf``, ``-->``), which a domain far from them (another language) would
+    otherwise free first (0: none)."""
     per_document_cap: int | None = 4
     """The ranking counts at most this many uses of a pre-token per document (``null``: every use), so a
     string must be spread over many files to rank high: savings then carry over to code by other authors.
@@ -68,7 +73,8 @@ class SelectSettings:
     log (0: no curve). The reassignment itself is ranked on every training document."""
     max_general_longer_pct: float | None = 0.1
     """Refuse replacements until at most this share (%) of general text gets more tokens: of the word list's
-    occurrences (``general_prior_words``, by frequency) and of the lines of ``general_reference_paths``, each
+    occurrences (``general_prior_words``, by frequency) and of the reference lines (``general_code_mb``,
+    ``general_reference_paths``), each
     measured with the remapped tokenizer against the distilled one (``null``: no check)."""
 
 
@@ -159,12 +165,19 @@ class _Ranker:
         return picked
 
 
+# a piece no word list can judge (``-->``, ``SOURCE``, ``412``) is taken to be used about once per million tokens
+# of general text: after words that rare, before the word list's common words
+UNJUDGED_RATE = 1.0
+
+
 def _free_order(stats: PretokenStats, pieces: list[str], settings: SelectSettings, never: set[int],
                 unreachable: Collection[int], prior) -> list[int]:
-    """Ids that may be freed, best first: unreachable, unused by general text, the rest; then by domain use."""
+    """Ids that may be freed, best first: unreachable, unused by general text, the rest; then by domain use and
+    estimated general use: the prior's for word-like pieces, at least ``UNJUDGED_RATE`` for the others."""
     unreachable = set(unreachable)
     eligible = [i for i in range(len(pieces)) if i not in never and stats.id_counts[i] < settings.min_count]
-    eligible.sort(key=lambda i: (i not in unreachable, prior[i] > 0, int(stats.id_counts[i]), prior[i], -i))
+    use = {i: prior[i] if word_like(pieces[i]) else max(prior[i], UNJUDGED_RATE) for i in eligible}
+    eligible.sort(key=lambda i: (i not in unreachable, use[i] > 0, int(stats.id_counts[i]), use[i], -i))
     return eligible
 
 
@@ -203,7 +216,8 @@ def select_replacements(
         else:
             forced_ok.append(f)
 
-    general = general_text(settings.general_prior_words, settings.general_reference_paths)
+    general = general_text(settings.general_prior_words, settings.general_reference_paths,
+                           code_reference(settings.general_code_mb))
     prior = general_prior(distilled, general)
     special = set(distilled.get_added_tokens_decoder())
     protected = set(settings.protected_ids) | {pieces.index(p) for p in _protected_pieces(settings, vocab)}
