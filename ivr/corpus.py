@@ -21,10 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -33,6 +34,7 @@ from ivr.builtin_corpora import BUILTIN_CORPORA
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 SUFFIXES = (".txt", ".jsonl", ".json")
 MANIFEST_VERSION = 1
 
@@ -318,6 +320,26 @@ def iter_documents(
                 record = json.loads(line)
                 if split is None or is_heldout(record["id"], heldout_fraction) == (split == "heldout"):
                     yield Document(record["id"], record["text"])
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), consumed lazily: one batch in memory at a time."""
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+@dataclass(frozen=True)
+class SplitTexts:
+    """The texts of one split of a cleaned corpus, read from disk on each pass: iterate it as often as needed
+    without holding the corpus in memory (a consumer that needs a list makes one)."""
+
+    cleaned_dir: Path
+    split: Literal["train", "heldout"] | None = None
+    heldout_fraction: float = 0.05
+
+    def __iter__(self) -> Iterator[str]:
+        return (d.text for d in iter_documents(self.cleaned_dir, self.split, self.heldout_fraction))
 
 
 def read_text_files(paths: list[str]) -> list[str]:

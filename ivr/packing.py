@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ivr.atomic import atomic_dir
 from ivr.tokenizers.byte_level import piece_to_bytes
@@ -49,25 +51,44 @@ def pack_blocks(
 
 
 def write_packed_splits(
-    tok, splits: Mapping[str, Iterable[str]], block_size: int, target: Path, eos_id: int
+    tok, splits: Mapping[str, Iterable[str]], block_size: int, target: Path, eos_id: int, total_bytes: int | None = None
 ) -> None:
     """Pack each split's documents (``pack_blocks``) and save them at ``target`` as a ``datasets.DatasetDict``
     with one split per key and the columns ``input_ids`` (``block_size`` ids) and ``n_bytes``. ``target``
-    appears only once complete (an atomic rename); a split without one full block raises ``ValueError``."""
-    from datasets import Dataset, DatasetDict
+    appears only once complete (an atomic rename); a split without one full block raises ``ValueError``.
 
-    with atomic_dir(target) as tmp:
+    Blocks go to an Arrow file as they are made and are saved from it memory-mapped, so memory holds one batch
+    of documents whatever the corpus's size. ``total_bytes`` (all splits' UTF-8 size) gives the progress bar its
+    total, so it shows MB/s and the time left."""
+    from datasets import Dataset, DatasetDict
+    from datasets.arrow_writer import ArrowWriter
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(target) as tmp, TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.blocks-") as scratch, \
+            tqdm(total=total_bytes, desc="packing blocks", unit="B", unit_scale=True, mininterval=2.0, leave=False) as bar:
         datasets = {}
         for name, texts in splits.items():
-            ids, nbytes = [np.empty((0, block_size), dtype=np.int64)], [np.empty(0, dtype=np.int64)]
-            for blocks, counts in pack_blocks(tok, texts, block_size, eos_id):
-                ids.append(blocks)
-                nbytes.append(counts)
-            ids, nbytes = np.concatenate(ids), np.concatenate(nbytes)
-            if not len(ids):
+            path = Path(scratch) / f"{name}.arrow"
+            rows = 0
+            with ArrowWriter(path=str(path)) as writer:
+                for blocks, counts in pack_blocks(tok, _measured(texts, bar), block_size, eos_id):
+                    if len(blocks):
+                        writer.write_batch({"input_ids": blocks, "n_bytes": counts})
+                        rows += len(blocks)
+                if rows:  # the writer takes its schema from the first batch
+                    writer.finalize()
+            if not rows:
                 raise ValueError(
                     f"the {name} split has fewer than data.block_size={block_size} tokens: "
                     f"add text, lower data.block_size or change data.heldout_fraction"
                 )
-            datasets[name] = Dataset.from_dict({"input_ids": ids, "n_bytes": nbytes})
+            datasets[name] = Dataset.from_file(str(path))
         DatasetDict(datasets).save_to_disk(str(tmp))
+
+
+def _measured(texts: Iterable[str], bar: tqdm) -> Iterator[str]:
+    """``texts``, advancing ``bar`` by each one's UTF-8 size."""
+    for text in texts:
+        bar.update(len(text.encode("utf-8")))
+        yield text

@@ -25,7 +25,7 @@ from ivr.analysis.frequency import analyze_corpus
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.builtin_corpora import english_reference_texts
 from ivr.causal_lm import ModelShape, base_model
-from ivr.corpus import CleaningOptions, check_splits, clean_corpus, iter_documents, read_manifest, read_text_files
+from ivr.corpus import CleaningOptions, SplitTexts, check_splits, clean_corpus, iter_documents, read_manifest, read_text_files
 from ivr.embeddings import AlignSettings, align_embeddings, align_outputs
 from ivr.gguf import is_gguf, locate_gguf
 from ivr.packing import write_packed_splits
@@ -154,8 +154,9 @@ def _corpus_key(config: PipelineConfig) -> dict:
     return {"corpus": read_manifest(config.paths.cleaned_corpora_dir)["fingerprint"], "heldout_fraction": config.heldout_fraction}
 
 
-def _texts(config: PipelineConfig, split: Literal["train", "heldout"]) -> list[str]:
-    return [d.text for d in iter_documents(config.paths.cleaned_corpora_dir, split, config.heldout_fraction)]
+def _texts(config: PipelineConfig, split: Literal["train", "heldout"]) -> SplitTexts:
+    """One split's texts, read from disk on each pass: a consumer that streams never holds the corpus."""
+    return SplitTexts(config.paths.cleaned_corpora_dir, split, config.heldout_fraction)
 
 
 def extra_eval_texts(config: PipelineConfig) -> dict[str, list[str]]:
@@ -187,7 +188,8 @@ def analyze(config: PipelineConfig) -> list[Path]:
 
     def build() -> None:
         documents = iter_documents(paths.cleaned_corpora_dir, None, config.heldout_fraction)
-        log.info("analyze: %s", analyze_corpus(load_tokenizer(paths.original_tokenizer_dir), documents, *outputs))
+        size = read_manifest(paths.cleaned_corpora_dir)["bytes"]
+        log.info("analyze: %s", analyze_corpus(load_tokenizer(paths.original_tokenizer_dir), documents, *outputs, total_bytes=size))
 
     return staged("analyze", paths, key, outputs, build, analyze)
 
@@ -399,11 +401,12 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
         if target.is_dir():  # the directory only ever appears by an atomic rename of a finished build
             return target
         documents = {
-            name: (d.text for d in iter_documents(paths.cleaned_corpora_dir, split, heldout_fraction))
+            name: SplitTexts(paths.cleaned_corpora_dir, split, heldout_fraction)
             for name, split in (("train", "train"), ("validation", "heldout"))
         }
         separator = read_special_tokens(paths.tokenizer_dir(tokenizer)).separator_id
-        write_packed_splits(load_tokenizer(paths.tokenizer_dir(tokenizer)), documents, block_size, target, separator)
+        size = read_manifest(paths.cleaned_corpora_dir)["bytes"]
+        write_packed_splits(load_tokenizer(paths.tokenizer_dir(tokenizer)), documents, block_size, target, separator, size)
     return target
 
 

@@ -74,3 +74,12 @@ def test_a_split_without_one_full_block_names_it_and_leaves_nothing(gpt2_bpe, tm
     with pytest.raises(ValueError, match="the validation split has fewer than data.block_size=64 tokens"):
         write_packed_splits(gpt2_bpe, {"train": TEXTS, "validation": ["tiny"]}, 64, tmp_path / "packed", EOS_ID)
     assert not (tmp_path / "packed").exists()
+
+
+def test_blocks_go_through_a_scratch_file_that_is_removed(gpt2_bpe, tmp_path):
+    write_packed_splits(gpt2_bpe, {"train": iter(TEXTS), "validation": iter(TEXTS[:4])}, 16, tmp_path / "packed", EOS_ID,
+                        total_bytes=sum(len(t.encode()) for t in TEXTS + TEXTS[:4]))
+    assert [p.name for p in tmp_path.iterdir()] == ["packed"]
+    with pytest.raises(ValueError):
+        write_packed_splits(gpt2_bpe, {"train": TEXTS, "validation": ["tiny"]}, 64, tmp_path / "other", EOS_ID)
+    assert [p.name for p in tmp_path.iterdir()] == ["packed"]

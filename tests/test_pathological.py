@@ -70,3 +70,16 @@ def test_a_20_mb_line_is_cut_into_documents_that_join_back(tmp_path):
     assert manifest["documents"] == len(docs) == 80
     assert max(len(d.text) for d in docs) <= 250_000
     assert "".join(d.text for d in docs) == line
+
+
+def test_a_corpus_of_many_distinct_words_fits_on_a_bounded_sample_by_count():
+    from collections import Counter
+
+    from ivr.tokenizers.distill.words import corpus_sample
+
+    counts = Counter({f"w{i}": 1 for i in range(1000)} | {"common": 50, "often": 50, "twice": 2})
+    sample = corpus_sample(counts, limit=10)
+    assert len(sample) == 10 and sample["common"] == sample["often"] == 50 and sample["twice"] == 2
+    assert sorted(w for w in sample if sample[w] == 1) == sorted(f"w{i}" for i in range(1000))[:7]
+    assert corpus_sample(Counter(reversed(list(counts.elements()))), limit=10) == sample  # not the reading order
+    assert corpus_sample(counts, limit=5000) == counts

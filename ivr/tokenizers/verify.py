@@ -14,6 +14,7 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from ivr.atomic import write_json, write_text
+from ivr.corpus import batched
 from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.io import pre_tokens
 from ivr.tokenizers.unigram import bare_model
@@ -76,32 +77,27 @@ def classify(bare_bpe: Tokenizer, gold: Sequence[str], pred: Sequence[str]) -> s
     return "conflict" if conflict_witness(bare_bpe, gold, pred) else "other"
 
 
-def context_segments(distilled: Tokenizer, bpe: Tokenizer, texts: Sequence[str], desc: str) -> tuple[Counter, int]:
-    """Count (BPE word, the distilled tokenizer's pre-tokens inside it) over ``texts``; also the number of texts.
+def _count_segments(counts: Counter, distilled: Tokenizer, bpe: Tokenizer, text: str) -> None:
+    """Count (BPE word, the distilled tokenizer's pre-tokens inside it) over ``text`` into ``counts``.
 
     The distilled pre-tokenizer may cut a BPE word further (split rules), depending on what follows it, so the
     cut is taken from each text in place. A distilled pre-token crossing a BPE word boundary puts the whole
     stretch under one key whose segments do not spell a single BPE word, which then counts as a mismatch.
     """
-    counts: Counter = Counter()
-    n = 0
-    for text in tqdm(texts, desc=desc, unit="doc", mininterval=2.0):
-        n += 1
-        ref, got = pre_tokens(bpe, text), pre_tokens(distilled, text)
-        if ref == got:
-            counts.update((w, (w,)) for w in ref)
-            continue
-        # both cover the text without gaps: a pre-token's end is the length of the byte-level text up to it
-        j = got_end = ref_end = 0
-        for w in ref:
-            ref_end += len(w)
-            segs = []
-            while j < len(got) and got_end + len(got[j]) <= ref_end:
-                got_end += len(got[j])
-                segs.append(got[j])
-                j += 1
-            counts[(w, tuple(segs))] += 1
-    return counts, n
+    ref, got = pre_tokens(bpe, text), pre_tokens(distilled, text)
+    if ref == got:
+        counts.update((w, (w,)) for w in ref)
+        return
+    # both cover the text without gaps: a pre-token's end is the length of the byte-level text up to it
+    j = got_end = ref_end = 0
+    for w in ref:
+        ref_end += len(w)
+        segs = []
+        while j < len(got) and got_end + len(got[j]) <= ref_end:
+            got_end += len(got[j])
+            segs.append(got[j])
+            j += 1
+        counts[(w, tuple(segs))] += 1
 
 
 def compare_texts(distilled: Tokenizer, bpe: Tokenizer, texts: Iterable[str], name: str, examples: int = 20) -> dict:
@@ -110,8 +106,16 @@ def compare_texts(distilled: Tokenizer, bpe: Tokenizer, texts: Iterable[str], na
     A word is one BPE pre-token; its distilled ids are the model's ids of the distilled pre-tokens within it
     (in context, so split rules act as they do on whole texts).
     """
-    texts = list(texts)
-    counts, n_docs = context_segments(distilled, bpe, texts, f"pre-tokenizing {name}")
+    # one streaming pass: a batch of texts at a time is cut into words and encoded whole by both tokenizers
+    counts: Counter = Counter()
+    n_docs = doc_ok = 0
+    with tqdm(desc=f"verifying {name}", unit="B", unit_scale=True, mininterval=2.0) as bar:
+        for batch in batched(texts, 64):
+            for text in batch:
+                _count_segments(counts, distilled, bpe, text)
+            doc_ok += sum(a.ids == b.ids for a, b in zip(bpe.encode_batch(batch), distilled.encode_batch(batch)))
+            n_docs += len(batch)
+            bar.update(sum(len(t.encode("utf-8")) for t in batch))
     keys = sorted(counts)
     words = sorted({w for w, _ in keys})
     bare_bpe = bare_model(bpe)
@@ -142,9 +146,6 @@ def compare_texts(distilled: Tokenizer, bpe: Tokenizer, texts: Iterable[str], na
             {"word": readable(w), "count": c, "bpe": [readable(t) for t in g.tokens],
              "distilled": [readable(t) for t in p_tokens]}
         )
-    doc_ok = sum(
-        a.ids == b.ids for a, b in zip(bpe.encode_batch(texts), distilled.encode_batch(texts))
-    ) if texts else 0
     return {
         "documents": n_docs,
         "word_occurrences": occ,

@@ -4,6 +4,7 @@ vocabulary piece on its own and simple variants of it, digit strings, the genera
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -15,6 +16,21 @@ from tqdm import tqdm
 from ivr.tokenizers.byte_level import text_to_piece
 from ivr.tokenizers.distill.general_words import general_words, parse_languages
 from ivr.tokenizers.distill.settings import DistillSettings
+
+
+MAX_CORPUS_WORDS = 250_000
+"""The most distinct corpus pre-tokens the fit learns from: the most frequent ones (ties by the word itself), when
+a corpus holds more. The fit's time and memory follow its word count, and a large corpus's distinct words grow
+without end (names, numbers, hashes), mostly words met once or twice. The 8 MB demo corpus holds some 36,000
+distinct pre-tokens, well below the cap, so its fit is unchanged."""
+
+
+def corpus_sample(corpus_counts: Counter, limit: int = MAX_CORPUS_WORDS) -> Counter:
+    """The ``limit`` most frequent of ``corpus_counts`` (all of them when there are no more), by count, then by
+    the word itself, so the sample does not depend on the order the corpus was read in."""
+    if len(corpus_counts) <= limit:
+        return Counter(corpus_counts)
+    return Counter(dict(heapq.nsmallest(limit, corpus_counts.items(), key=lambda item: (-item[1], item[0]))))
 
 
 def pre_token_counts(pre_tokenizer: Tokenizer, texts: Iterable[str], desc: str = "pre-tokenizing") -> tuple[Counter, int]:
@@ -32,8 +48,9 @@ def fit_words(
 ) -> Counter:
     """The weighted words to fit on: corpus pre-tokens, vocabulary pieces and their variants, a word list, and
     general words of other languages (``settings.general_languages``), which ``bpe``'s pre-tokenizer cuts.
-    ``pieces`` are the pieces BPE can output (``SourceBPE.outputs``: no added tokens)."""
-    words = Counter(corpus_counts)
+    ``pieces`` are the pieces BPE can output (``SourceBPE.outputs``: no added tokens). Of the corpus's words, the
+    ``MAX_CORPUS_WORDS`` most frequent count (``corpus_sample``)."""
+    words = corpus_sample(corpus_counts)
     extra: Counter = Counter()
     if settings.vocab_words:
         extra.update(pieces)
