@@ -1,0 +1,186 @@
+"""How ``ivr prepare`` scales with the corpus: wall time, CPU time and peak memory of each stage on 8, 32 and
+128 MB of Python code (1 GB with ``--gigabyte``), against one raw GPT-2 BPE encode pass over the same text.
+
+The corpus is the environment's own ``.py`` files (the virtual environment's packages, then the standard
+library), in an order fixed by a hash of each file's path so that every size mixes many packages; each size is
+a prefix of the next. Where the files run out (1 GB), they are taken again from the start, which repeats words
+but not distinct ones. Each stage runs as its own ``ivr`` command on ``configs/demo.yaml`` (the demo's settings,
+the built-in corpus replaced by these files), so its peak resident memory is that process's own; the last
+command, ``prepare``, finds every stage current and packs the datasets. Every command's figures include its
+start-up (imports, the CLI), measured on its own as ``ivr --help``. The reference is one ``encode_batch`` pass
+of GPT-2's BPE over the corpus, batches of 64 documents, with the library's default threads.
+
+    uv run python benchmarks/scale.py --sizes 8 32 128 --work /tmp/ivr_scale
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from common import parser
+
+from ivr.builtin_corpora import utf8_size
+from ivr.corpus import batched
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("init", "analyze", "distill-tokenizer", "select", "remap", "align", "prepare")
+SHARD_BYTES = 16_000_000
+
+
+def environment_py_files() -> list[Path]:
+    """The ``.py`` files of the installed packages and the standard library, ordered by a hash of their path
+    relative to their root (stable across machines with the same packages)."""
+    roots = [Path(sysconfig.get_paths()[k]) for k in ("purelib", "stdlib")]
+    files = {}
+    for root in roots:
+        for path in root.rglob("*.py"):
+            rel = path.relative_to(root).as_posix()
+            if "site-packages" not in rel and path.is_file():
+                files[hashlib.sha256(f"{root.name}/{rel}".encode()).hexdigest()] = path
+    return [files[k] for k in sorted(files)]
+
+
+def corpus_texts(limit_bytes: int) -> Iterator[str]:
+    """Texts of ``environment_py_files`` up to ``limit_bytes`` of UTF-8, taken again from the start if needed."""
+    files, total = environment_py_files(), 0
+    while total < limit_bytes:
+        for path in files:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            yield text
+            total += utf8_size(text)
+            if total >= limit_bytes:
+                return
+
+
+def write_corpus(raw_dir: Path, megabytes: int) -> tuple[int, int]:
+    """The corpus as JSONL shards of ``{"text"}`` records (a file per record); returns (documents, bytes)."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    docs = size = shard = written = 0
+    out = None
+    for text in corpus_texts(megabytes * 1_000_000):
+        if out is None or written >= SHARD_BYTES:
+            if out:
+                out.close()
+            out, written, shard = open(raw_dir / f"code-{shard:04d}.jsonl", "w", encoding="utf-8"), 0, shard + 1
+        line = json.dumps({"text": text}, ensure_ascii=False) + "\n"
+        out.write(line)
+        written += len(line)
+        docs, size = docs + 1, size + utf8_size(text)
+    if out:
+        out.close()
+    return docs, size
+
+
+def run_command(args: list[str], log_path: Path) -> dict:
+    """Run one ``ivr`` command; its wall time, CPU time (user + system, all threads) and peak resident memory."""
+    start = time.perf_counter()
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", *args], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"`ivr {' '.join(args[:1])}` failed (status {proc.returncode}); see {log_path}")
+    return {"wall": time.perf_counter() - start, "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}
+
+
+def encode_pass(raw_dir: Path) -> dict:
+    """One GPT-2 BPE ``encode_batch`` pass over the corpus records (read from the shards as it goes)."""
+    from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+
+    tok = offline_gpt2_tokenizer()
+
+    def texts() -> Iterator[str]:
+        for shard in sorted(raw_dir.glob("*.jsonl")):
+            with open(shard, encoding="utf-8") as f:
+                yield from (json.loads(line)["text"] for line in f)
+
+    before, start, tokens = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), 0
+    for batch in batched(texts(), 64):
+        tokens += sum(len(e.ids) for e in tok.encode_batch(batch, add_special_tokens=False))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": time.perf_counter() - start, "cpu": cpu, "tokens": tokens}
+
+
+def regex_and_file_sizes(artifacts: Path) -> dict:
+    """Characters of the distilled tokenizer's pre-tokenizer regex, bytes of its ``tokenizer.json``, rules."""
+    path = artifacts / "tokenizers" / "distilled_unigram" / "tokenizer.json"
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    meta = json.loads((path.parent / "ivr_metadata.json").read_text(encoding="utf-8"))
+    fit = meta.get("fit", {})
+    return {"regex_chars": len(spec["pre_tokenizer"]["pattern"]["Regex"]), "tokenizer_json_bytes": path.stat().st_size,
+            "word_rules": len(meta.get("word_rules", [])), "split_rules": len(meta.get("split_rules", [])),
+            "fit_word_types": fit.get("fit_word_types"), "corpus_word_types": fit.get("corpus_word_types")}
+
+
+def measure(megabytes: int, work: Path) -> dict:
+    raw, artifacts = work / f"{megabytes}mb" / "raw", work / f"{megabytes}mb" / "artifacts"
+    if not raw.is_dir():
+        docs, size = write_corpus(raw, megabytes)
+    else:
+        docs, size = None, sum(p.stat().st_size for p in raw.glob("*.jsonl"))
+    reference = encode_pass(raw)
+    startup = run_command(["--help"], work / f"{megabytes}mb" / "ivr.log")
+    args = ["--config", str(ROOT / "configs" / "demo.yaml"), "--data.builtin_corpus", "null",
+            "--data.raw_corpora_dir", str(raw), "--data.artifacts_dir", str(artifacts), "--data.on_bad_record", "skip"]
+    stages = {}
+    for stage in STAGES:
+        stages[stage] = run_command([stage, *args], work / f"{megabytes}mb" / "ivr.log")
+        print(f"{megabytes} MB {stage}: {stages[stage]}", flush=True)
+    return {"megabytes": megabytes, "documents": docs, "bytes": size, "reference": reference, "startup": startup, "stages": stages,
+            "distilled": regex_and_file_sizes(artifacts)}
+
+
+def print_table(results: list[dict]) -> None:
+    print("\n| corpus | stage | wall (s) | CPU (s) | peak RSS (MB) | CPU / one BPE encode pass |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in results:
+        ref = r["reference"]["cpu"]
+        name = f"{r['megabytes']} MB"
+        print(f"| {name} | one BPE encode pass (reference) | {r['reference']['wall']:.1f} | {ref:.1f} | | 1.0 |")
+        s = r["startup"]
+        print(f"| {name} | start-up of one command (`ivr --help`), in each row below | {s['wall']:.1f} | {s['cpu']:.1f} | "
+              f"{s['peak_mb']:,.0f} | {s['cpu'] / ref:.1f} |")
+        for stage, s in r["stages"].items():
+            label = "datasets (`prepare`, the rest current)" if stage == "prepare" else stage
+            print(f"| {name} | {label} | {s['wall']:.1f} | {s['cpu']:.1f} | {s['peak_mb']:,.0f} | {s['cpu'] / ref:.1f} |")
+        wall, cpu = sum(s["wall"] for s in r["stages"].values()), sum(s["cpu"] for s in r["stages"].values())
+        peak = max(s["peak_mb"] for s in r["stages"].values())
+        print(f"| {name} | **all stages** | {wall:.1f} | {cpu:.1f} | {peak:,.0f} | {cpu / ref:.1f} |")
+    print("\n| corpus | corpus word types | fit word types | split rules | word rules | regex (characters) | tokenizer.json (bytes) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        d = r["distilled"]
+        print(f"| {r['megabytes']} MB | {d['corpus_word_types']} | {d['fit_word_types']} | {d['split_rules']} | "
+              f"{d['word_rules']} | {d['regex_chars']:,} | {d['tokenizer_json_bytes']:,} |")
+
+
+def main() -> None:
+    ap = parser(__doc__)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[8, 32, 128], help="corpus sizes in MB")
+    ap.add_argument("--gigabyte", action="store_true", help="also a 1,000 MB corpus")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/ivr_scale"), help="corpora, artifacts and logs")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    results = []
+    for mb in [*args.sizes, *([1000] if args.gigabyte else [])]:
+        results.append(measure(mb, args.work))
+        print_table(results)  # after each size: a long run shows what it has so far
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
