@@ -89,3 +89,9 @@ def test_reassigned_rows_need_the_align_stage(tmp_path):
     module = IVRLanguageModel(model_name_or_path=None, from_config=SHAPES["llama_tied"], train_only="reassigned_rows")
     with pytest.raises(ValueError, match="data.tokenizer remapped"):
         module.configure_model()
+
+
+def test_unknown_train_only_is_named():
+    module = IVRLanguageModel(model_name_or_path=None, from_config=SHAPES["llama_tied"], train_only="heads")
+    with pytest.raises(ValueError, match="model.train_only: 'heads' is not one of all, embeddings, reassigned_rows"):
+        module.configure_model()
