@@ -38,7 +38,10 @@ class ProgressLog(Callback):
         self._tokens = 0
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        self._tokens += int(batch["input_ids"].numel())
+        # one line per step for the whole job: rank 0 speaks for every rank, whose batches are the same size
+        if not trainer.is_global_zero:
+            return
+        self._tokens += int(batch["input_ids"].numel()) * trainer.world_size
         now = time.monotonic()
         if now - self._last < self.every_seconds:
             return
@@ -57,7 +60,7 @@ class ProgressLog(Callback):
         log.info("train: %s", ", ".join(parts))
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics
         shown = [f"{name} {float(metrics[name]):.4f}" for name in ("val/loss", "val/bits_per_byte") if name in metrics]

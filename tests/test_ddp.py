@@ -30,6 +30,8 @@ def test_fit_with_two_cpu_processes_prepares_once_and_logs(tmp_path):
     assert out.count("ivr.pipeline: corpus:") == 1 and out.count("ivr.pipeline: analyze:") == 1, out[-4000:]
     assert len(list((tmp_path / "artifacts" / "datasets").glob("original-*"))) == 1
     assert "`Trainer.fit` stopped: `max_steps=3` reached." in out
+    # progress lines come from rank 0 alone, one per step, counting both ranks' tokens
+    assert out.count("train: step 3/3") == 1, out[-4000:]
     assert (tmp_path / "artifacts" / "training" / "checkpoints" / "last.ckpt").is_file()
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
