@@ -153,7 +153,9 @@ def distill_tokenizer(
     """
     verify_settings = verify_settings or VerifySettings()
     source_bpe(bpe)  # an unsupported tokenizer fails here, before any work
-    train_texts = list(train_texts)
+    # read twice (the fit, then verification): a re-iterable such as ``ivr.corpus.SplitTexts`` streams from disk
+    # each time; only a one-shot iterator is held in memory
+    train_texts, heldout_texts = (list(t) if iter(t) is t else t for t in (train_texts, heldout_texts))
     with PeakRSS() as peak:
         start = time.perf_counter()
         counts, _ = pre_token_counts(bpe, train_texts, desc="pre-tokenizing the fit corpus")
@@ -178,7 +180,7 @@ def distill_tokenizer(
         "fit": {k: v for k, v in fit.stats.items() if k not in ("history", "split_rules_considered")},
     }
     save_tokenizer_dir(tok, out_dir, metadata, special)
-    eval_sets = {"corpus": train_texts, "heldout": list(heldout_texts), **(extra_eval_texts or {})}
+    eval_sets = {"corpus": train_texts, "heldout": heldout_texts, **(extra_eval_texts or {})}
     summary = verify_tokenizer(
         # the file as users load it
         load_tokenizer(out_dir), bpe, eval_sets, report_md, report_json, settings=verify_settings,
