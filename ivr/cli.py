@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 from dataclasses import replace
-from typing import Literal
 
 from jsonargparse import set_parsing_settings
 from lightning.pytorch import LightningModule, Trainer
@@ -24,7 +23,7 @@ from ivr import pipeline
 from ivr.atomic import write_text
 from ivr.causal_lm import PretrainedUnavailableError
 from ivr.data import IVRDataModule, settings_as
-from ivr.embeddings import AlignSettings
+from ivr.embeddings import AlignSettings, InitStrategy
 from ivr.model import GenerationSettings, IVRLanguageModel
 from ivr.paths import ArtifactPaths
 from ivr.progress import ProgressLog
@@ -166,7 +165,7 @@ def _align(
     remapped_tokenizer_dir: str | None = None,
     remap_rules_path: str | None = None,
     embeddings_output_dir: str | None = None,
-    init_strategy: Literal["mean", "global_mean", "random", "zeros"] | None = None,
+    init_strategy: InitStrategy | None = None,
 ) -> None:
     """Write original, aligned and final embedding rows; reassigned rows start from their new strings' meaning.
 
@@ -179,7 +178,7 @@ def _align(
         remap_rules_path: Rules to apply (default: the remap stage's remap_rules.yaml; also --remap-rules-path).
         embeddings_output_dir: Output directory (shorthand for --data.embeddings_output_dir; also
             --embeddings-output-dir).
-        init_strategy: mean | global_mean | random | zeros (shorthand for --data.align.init_strategy; also
+        init_strategy: mean | global_mean | random | zeros | omp (shorthand for --data.align.init_strategy; also
             --init-strategy).
     """
     hp = datamodule.hparams

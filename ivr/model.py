@@ -143,13 +143,14 @@ class IVRLanguageModel(LightningModule):
         token_losses, targets = token_nll(self(batch["input_ids"]), batch["input_ids"])
         nll, n = token_losses.sum(), targets.numel()
         loss = nll / n
-        self.log("train/loss", loss, prog_bar=True)
+        # averaged over ranks; the reassigned-token figures below exist on some ranks only, so they stay local
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         mask = self._reassigned_mask(targets)
         if mask is not None and mask.any():
             self.log("train/loss_reassigned", token_losses[mask].mean())
             self.log("train/reassigned_token_share", mask.float().mean())
-        self.log("train/bits_per_byte", bits_per_byte(nll, batch["n_bytes"].sum()))
-        self.log("train/bytes_per_token", batch["n_bytes"].sum() / n)
+        self.log("train/bits_per_byte", bits_per_byte(nll, batch["n_bytes"].sum()), sync_dist=True)
+        self.log("train/bytes_per_token", batch["n_bytes"].sum() / n, sync_dist=True)
         return loss
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
@@ -158,7 +159,7 @@ class IVRLanguageModel(LightningModule):
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         elapsed = time.perf_counter() - self._step_started
         if elapsed > 0:
-            self.log("train/tokens_per_sec", batch["input_ids"].numel() / elapsed)
+            self.log("train/tokens_per_sec", batch["input_ids"].numel() / elapsed, sync_dist=True, reduce_fx="sum")
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -174,19 +175,21 @@ class IVRLanguageModel(LightningModule):
     def on_validation_epoch_end(self) -> None:
         nll, tokens, nbytes = self.val_nll.compute(), self.val_tokens.compute(), self.val_bytes.compute()
         loss = nll / tokens.clamp(min=1)
-        self.log("val/loss", loss, prog_bar=True)
-        self.log("val/perplexity", torch.exp(loss))
-        self.log("val/bits_per_byte", bits_per_byte(nll, nbytes), prog_bar=True)
-        self.log("val/bytes_per_token", nbytes / tokens.clamp(min=1))
+        # the sums are already reduced over ranks (torchmetrics); sync_dist only states it to Lightning
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val/perplexity", torch.exp(loss), sync_dist=True)
+        self.log("val/bits_per_byte", bits_per_byte(nll, nbytes), prog_bar=True, sync_dist=True)
+        self.log("val/bytes_per_token", nbytes / tokens.clamp(min=1), sync_dist=True)
         if self.reassigned_ids is not None:
             r_nll, r_tokens = self.val_nll_reassigned.compute(), self.val_tokens_reassigned.compute()
-            self.log("val/loss_reassigned", r_nll / r_tokens.clamp(min=1))
-            self.log("val/loss_other", (nll - r_nll) / (tokens - r_tokens).clamp(min=1))
+            self.log("val/loss_reassigned", r_nll / r_tokens.clamp(min=1), sync_dist=True)
+            self.log("val/loss_other", (nll - r_nll) / (tokens - r_tokens).clamp(min=1), sync_dist=True)
             rows = self.model.get_input_embeddings().weight[self.reassigned_ids.to(self.device)].detach().float()
             start = self._initial_rows.to(rows.device, torch.float32)
             drift = (rows - start).norm(dim=1)
-            self.log("embeddings/reassigned_drift", drift.mean())
-            self.log("embeddings/reassigned_relative_drift", (drift / start.norm(dim=1).clamp(min=1e-8)).mean())
+            self.log("embeddings/reassigned_drift", drift.mean(), sync_dist=True)
+            relative = (drift / start.norm(dim=1).clamp(min=1e-8)).mean()
+            self.log("embeddings/reassigned_relative_drift", relative, sync_dist=True)
         for metric in (self.val_nll, self.val_tokens, self.val_bytes, self.val_nll_reassigned, self.val_tokens_reassigned):
             metric.reset()
 
