@@ -21,10 +21,10 @@ def test_two_runs_of_a_stage_build_it_once(tmp_path, raw_dir, monkeypatch):
     builds = []
     analyze_corpus = pipeline.analyze_corpus
 
-    def slow_analyze(*args):
+    def slow_analyze(*args, **kwargs):
         builds.append(threading.get_ident())
         time.sleep(0.5)  # both runs are inside the stage at once unless one waits for the other
-        return analyze_corpus(*args)
+        return analyze_corpus(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "analyze_corpus", slow_analyze)
     results, errors = [], []
