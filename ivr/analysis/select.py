@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import json
 import zlib
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +25,15 @@ from tqdm.auto import tqdm
 
 from ivr.analysis.general_use import code_reference, general_prior, general_text, lengthening, word_like
 from ivr.analysis.savings_curve import SavingsCurve, curve_table, savings_curve, write_curve_plot
-from ivr.analysis.spans import Greedy, PretokenStats, Spans, document_pretokens, pretoken_stats, replay
+from ivr.analysis.spans import (
+    Greedy,
+    PretokenCounts,
+    PretokenStats,
+    Spans,
+    document_pretokens,
+    pretoken_stats,
+    replay,
+)
 from ivr.atomic import write_text
 from ivr.tokenizers.byte_level import piece_to_bytes, readable, single_byte_pieces, text_to_piece
 from ivr.tokenizers.candidates import Replacement, write_candidates
@@ -199,10 +208,9 @@ def select_replacements(
     (``ivr.tokenizers.reachability``), freed first."""
     pieces = vocab_pieces(distilled)
     vocab = set(pieces)
-    texts = list(train_texts)
-    docs = document_pretokens(distilled, texts)
+    everything, validation = _count_pretokens(distilled, train_texts, settings)
     cache: dict[str, list[int]] = {}
-    stats = pretoken_stats(distilled, docs, settings.per_document_cap, cache)
+    stats = pretoken_stats(distilled, everything, segment_cache=cache)
     if stats.total_tokens == 0:
         raise ValueError("no training text to select replacements from")
     forced = read_forced_tokens(settings.forced_tokens_path, distilled) if settings.forced_tokens_path else []
@@ -293,8 +301,8 @@ def select_replacements(
             )
         )
     write_candidates(candidates_csv, replacements)
-    curve = _validation_curve(distilled, texts, docs, cache, pieces, settings, forced_ok, never, unreachable, prior, n,
-                              not_own)
+    curve = _validation_curve(distilled, everything, validation, cache, pieces, settings, forced_ok, never, unreachable,
+                              prior, n, not_own)
     if curve is not None and curve_png is not None:
         write_curve_plot(curve, curve_png)
 
@@ -338,19 +346,40 @@ def select_replacements(
     return Selection(replacements, summary, curve)
 
 
-def _validation_curve(distilled, texts, docs, cache, pieces, settings, forced, never, unreachable, prior, n,
+def _count_pretokens(distilled: Tokenizer, texts: Iterable[str], settings: SelectSettings
+                     ) -> tuple[PretokenCounts, PretokenCounts | None]:
+    """One streaming pass over the training texts: the pre-token counts of them all, and of the part the savings
+    curve leaves out of its ranking (a stable hash of each text below ``validation_fraction``; None without a
+    curve, or with fewer than two documents). Where the hash leaves out none of the texts, or all of them, the
+    part is the one document of the smallest hash (the first of them), so each side has one at least."""
+    everything, held = PretokenCounts(settings.per_document_cap), PretokenCounts(settings.per_document_cap)
+    smallest: tuple[int, Counter, int] | None = None
+    with tqdm(desc="pre-tokenize", unit="B", unit_scale=True, mininterval=2.0, leave=False) as bar:
+        for text in texts:
+            doc, size = document_pretokens(distilled, text), len(text.encode("utf-8"))
+            everything.add(doc, size)
+            key = zlib.crc32(text.encode("utf-8")) % 1000
+            if key < settings.validation_fraction * 1000:
+                held.add(doc, size)
+            if smallest is None or key < smallest[0]:
+                smallest = (key, doc, size)
+            bar.update(size)
+    if settings.validation_fraction <= 0 or everything.documents < 2:
+        return everything, None
+    if held.documents in (0, everything.documents):  # a tiny corpus
+        held = PretokenCounts(settings.per_document_cap)
+        held.add(*smallest[1:])
+    return everything, held
+
+
+def _validation_curve(distilled, everything, validation, cache, pieces, settings, forced, never, unreachable, prior, n,
                       not_own) -> SavingsCurve | None:
     """Rank on the training texts but a validation part, then measure that ranking on the part (None when
     either part has no tokens: no saving to show)."""
-    if settings.validation_fraction <= 0 or len(texts) < 2:
+    if validation is None:
         return None
-    keys = [zlib.crc32(t.encode("utf-8")) % 1000 for t in texts]
-    held = [k < settings.validation_fraction * 1000 for k in keys]
-    if all(held) or not any(held):  # a tiny corpus: one document each way at least
-        first = keys.index(min(keys))
-        held = [i == first for i in range(len(texts))]
-    fit = pretoken_stats(distilled, [d for d, h in zip(docs, held) if not h], settings.per_document_cap, cache)
-    val = pretoken_stats(distilled, [d for d, h in zip(docs, held) if h], None, cache)
+    fit = pretoken_stats(distilled, everything - validation, segment_cache=cache)
+    val = pretoken_stats(distilled, validation, capped=False, segment_cache=cache)
     if not (fit.total_tokens and val.total_tokens):
         return None
     strings = [s for s, _ in _Ranker(distilled, fit, pieces, settings, forced).pick(n, not_own)]

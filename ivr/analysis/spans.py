@@ -10,8 +10,8 @@ saves.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -38,34 +38,48 @@ class PretokenStats:
     documents: int
 
 
-DocumentPretokens = tuple[Counter, int]
-"""One document as its pre-tokens with their counts, and its size in UTF-8 bytes."""
+@dataclass
+class PretokenCounts:
+    """Documents reduced to their pre-token counts: every use, and at most ``cap`` uses per document (the
+    ranking's weights; ``None``: every use). Memory follows the distinct pre-tokens, not the documents."""
+
+    cap: int | None
+    counts: Counter = field(default_factory=Counter)
+    capped: Counter = field(default_factory=Counter)
+    total_bytes: int = 0
+    documents: int = 0
+
+    def add(self, doc: Counter, size: int) -> None:
+        """Count one document's pre-tokens (``doc``) of ``size`` UTF-8 bytes."""
+        self.counts.update(doc)
+        if self.cap is not None:
+            self.capped.update({p: min(c, self.cap) for p, c in doc.items()})
+        self.total_bytes += size
+        self.documents += 1
+
+    def __sub__(self, other: PretokenCounts) -> PretokenCounts:
+        """The documents counted here but not in ``other`` (which must be some of them)."""
+        return PretokenCounts(self.cap, self.counts - other.counts, self.capped - other.capped,
+                              self.total_bytes - other.total_bytes, self.documents - other.documents)
 
 
-def document_pretokens(tokenizer: Tokenizer, texts: Iterable[str]) -> list[DocumentPretokens]:
-    return [
-        (Counter(pre_tokens(tokenizer, text)), len(text.encode("utf-8")))
-        for text in tqdm(texts, desc="pre-tokenize", unit="doc", leave=False)
-    ]
+def document_pretokens(tokenizer: Tokenizer, text: str) -> Counter:
+    """One document's pre-tokens with their counts."""
+    return Counter(pre_tokens(tokenizer, text))
 
 
 def pretoken_stats(
     tokenizer: Tokenizer,
-    documents: Sequence[DocumentPretokens],
-    per_document_cap: int | None = None,
+    documents: PretokenCounts,
+    capped: bool = True,
     segment_cache: dict[str, list[int]] | None = None,
 ) -> PretokenStats:
-    """Pre-token counts over ``documents``; ``weights`` count at most ``per_document_cap`` uses per document.
-    ``segment_cache`` keeps segmentations between calls on parts of the same texts."""
-    counter: Counter[str] = Counter()
-    capped: Counter[str] = Counter()
-    for doc, _ in documents:
-        counter.update(doc)
-        if per_document_cap is not None:
-            capped.update({p: min(c, per_document_cap) for p, c in doc.items()})
+    """Pre-token counts over ``documents``; ``weights`` count at most ``documents.cap`` uses per document when
+    ``capped``. ``segment_cache`` keeps segmentations between calls on parts of the same texts."""
+    counter = documents.counts
     pieces = list(counter)
     counts = [counter[p] for p in pieces]
-    weights = counts if per_document_cap is None else [capped[p] for p in pieces]
+    weights = [documents.capped[p] for p in pieces] if capped and documents.cap is not None else counts
     cache = {} if segment_cache is None else segment_cache
     model = tokenizer.model
     for p in pieces:
@@ -75,8 +89,8 @@ def pretoken_stats(
     flat = np.fromiter((i for s in segs for i in s), dtype=np.int64)
     repeats = np.repeat(np.asarray(counts, dtype=np.int64), [len(s) for s in segs])
     id_counts = np.bincount(flat, weights=repeats, minlength=tokenizer.get_vocab_size()).astype(np.int64)
-    n_bytes = sum(size for _, size in documents)
-    return PretokenStats(pieces, counts, weights, segs, id_counts, int(id_counts.sum()), n_bytes, len(documents))
+    return PretokenStats(pieces, counts, weights, segs, id_counts, int(id_counts.sum()), documents.total_bytes,
+                         documents.documents)
 
 
 class Spans:
