@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import heapq
 import json
-import zlib
-from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,10 +25,9 @@ from ivr.analysis.general_use import code_reference, general_prior, general_text
 from ivr.analysis.savings_curve import SavingsCurve, curve_table, savings_curve, write_curve_plot
 from ivr.analysis.spans import (
     Greedy,
-    PretokenCounts,
     PretokenStats,
     Spans,
-    document_pretokens,
+    count_pretokens,
     pretoken_stats,
     replay,
 )
@@ -208,7 +205,8 @@ def select_replacements(
     (``ivr.tokenizers.reachability``), freed first."""
     pieces = vocab_pieces(distilled)
     vocab = set(pieces)
-    everything, validation = _count_pretokens(distilled, train_texts, settings)
+    everything, validation = count_pretokens(distilled, train_texts, settings.per_document_cap,
+                                             settings.validation_fraction)
     cache: dict[str, list[int]] = {}
     stats = pretoken_stats(distilled, everything, segment_cache=cache)
     if stats.total_tokens == 0:
@@ -344,32 +342,6 @@ def select_replacements(
         )
     write_text(selection_log, _selection_log(settings, summary, replacements, forced_notes, curve, curve_png))
     return Selection(replacements, summary, curve)
-
-
-def _count_pretokens(distilled: Tokenizer, texts: Iterable[str], settings: SelectSettings
-                     ) -> tuple[PretokenCounts, PretokenCounts | None]:
-    """One streaming pass over the training texts: the pre-token counts of them all, and of the part the savings
-    curve leaves out of its ranking (a stable hash of each text below ``validation_fraction``; None without a
-    curve, or with fewer than two documents). Where the hash leaves out none of the texts, or all of them, the
-    part is the one document of the smallest hash (the first of them), so each side has one at least."""
-    everything, held = PretokenCounts(settings.per_document_cap), PretokenCounts(settings.per_document_cap)
-    smallest: tuple[int, Counter, int] | None = None
-    with tqdm(desc="pre-tokenize", unit="B", unit_scale=True, mininterval=2.0, leave=False) as bar:
-        for text in texts:
-            doc, size = document_pretokens(distilled, text), len(text.encode("utf-8"))
-            everything.add(doc, size)
-            key = zlib.crc32(text.encode("utf-8")) % 1000
-            if key < settings.validation_fraction * 1000:
-                held.add(doc, size)
-            if smallest is None or key < smallest[0]:
-                smallest = (key, doc, size)
-            bar.update(size)
-    if settings.validation_fraction <= 0 or everything.documents < 2:
-        return everything, None
-    if held.documents in (0, everything.documents):  # a tiny corpus
-        held = PretokenCounts(settings.per_document_cap)
-        held.add(*smallest[1:])
-    return everything, held
 
 
 def _validation_curve(distilled, everything, validation, cache, pieces, settings, forced, never, unreachable, prior, n,

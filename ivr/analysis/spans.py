@@ -9,8 +9,9 @@ saves.
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,6 +67,32 @@ class PretokenCounts:
 def document_pretokens(tokenizer: Tokenizer, text: str) -> Counter:
     """One document's pre-tokens with their counts."""
     return Counter(pre_tokens(tokenizer, text))
+
+
+def count_pretokens(tokenizer: Tokenizer, texts: Iterable[str], cap: int | None, validation_fraction: float
+                    ) -> tuple[PretokenCounts, PretokenCounts | None]:
+    """One streaming pass over ``texts``: the pre-token counts of them all, and of the validation part that the
+    savings curve leaves out of its ranking (a stable hash of each text below ``validation_fraction``; None
+    without a curve, or with fewer than two documents). Where the hash leaves out none of the texts, or all of
+    them, the part is the one document of the smallest hash (the first of them), so each side has one at least."""
+    everything, held = PretokenCounts(cap), PretokenCounts(cap)
+    smallest: tuple[int, Counter, int] | None = None
+    with tqdm(desc="pre-tokenize", unit="B", unit_scale=True, mininterval=2.0, leave=False) as bar:
+        for text in texts:
+            doc, size = document_pretokens(tokenizer, text), len(text.encode("utf-8"))
+            everything.add(doc, size)
+            key = zlib.crc32(text.encode("utf-8")) % 1000
+            if key < validation_fraction * 1000:
+                held.add(doc, size)
+            if smallest is None or key < smallest[0]:
+                smallest = (key, doc, size)
+            bar.update(size)
+    if validation_fraction <= 0 or everything.documents < 2:
+        return everything, None
+    if held.documents in (0, everything.documents):  # a tiny corpus
+        held = PretokenCounts(cap)
+        held.add(*smallest[1:])
+    return everything, held
 
 
 def pretoken_stats(
