@@ -342,6 +342,46 @@ class SplitTexts:
         return (d.text for d in iter_documents(self.cleaned_dir, self.split, self.heldout_fraction))
 
 
+_ID_PREFIX = '{"id": '
+_DECODER = json.JSONDecoder()
+
+
+def _record_id(line: str) -> str:
+    """A cleaned record's document id without decoding its text: ``clean_corpus`` writes the id first."""
+    if line.startswith(_ID_PREFIX):
+        return _DECODER.raw_decode(line, len(_ID_PREFIX))[0]
+    return json.loads(line)["id"]
+
+
+@dataclass(frozen=True)
+class SplitIdSequences:
+    """The original BPE's ids of one split's documents, in the order of ``SplitTexts``: ``analyze``'s id sequences
+    (one line per document of the whole corpus, in manifest order), read from disk on each pass."""
+
+    cleaned_dir: Path
+    sequences_path: Path
+    split: Literal["train", "heldout"] | None = None
+    heldout_fraction: float = 0.05
+
+    def __iter__(self) -> Iterator[list[int]]:
+        cleaned_dir = Path(self.cleaned_dir)
+        files = [cleaned_dir / entry["cleaned"] for entry in read_manifest(cleaned_dir)["files"]]
+        with open(self.sequences_path, encoding="ascii") as sequences:
+            for path in files:
+                with open(path, encoding="utf-8") as f:
+                    for line in f:
+                        ids = sequences.readline()
+                        if not ids:
+                            raise CorpusError(f"{self.sequences_path} ends before {path}'s documents: it is not "
+                                              "this corpus's id sequences; run `ivr analyze` again")
+                        if self.split is None or is_heldout(_record_id(line), self.heldout_fraction) == (
+                                self.split == "heldout"):
+                            yield [int(i) for i in ids.split()]
+            if sequences.readline():
+                raise CorpusError(f"{self.sequences_path} holds more lines than {cleaned_dir} has documents: it is "
+                                  "not this corpus's id sequences; run `ivr analyze` again")
+
+
 def read_text_files(paths: list[str]) -> list[str]:
     """UTF-8 text files given by the user for evaluation only; errors name the file."""
     texts = []

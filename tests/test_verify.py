@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
+import pytest
 from tokenizers import Tokenizer
 from tokenizers.models import BPE
 
-from ivr.tokenizers.verify import VerifySettings, classify, conflict_witness, language_table, verify_tokenizer
+from ivr.tokenizers.io import pre_tokens
+from ivr.tokenizers.verify import (
+    VerifySettings,
+    classify,
+    compare_texts,
+    conflict_witness,
+    language_table,
+    verify_tokenizer,
+)
 
 
 def test_conflict_witness_on_unsatisfiable_merges():
@@ -65,3 +75,18 @@ def test_an_empty_held_out_split_or_extra_file_is_n_a_not_100_percent(distilled,
     assert "| heldout | 0 | 0 | n/a | n/a | n/a | n/a |" in text
     assert "| empty.txt | 1 | 0 | n/a | n/a | n/a | 100.0000% |" in text
     assert "| heldout | 0 | 0 | n/a | n/a |  |" in text  # the per-set table
+
+
+def test_stored_bpe_ids_and_word_counts_give_the_comparison_made_from_scratch(distilled, gpt2_bpe):
+    texts = ["Il y a certains mots, certains.\n", "x = 1\n", "'''x''' ==== y\n", "x = 1\n"]
+    fresh = compare_texts(distilled, gpt2_bpe, texts, "t")
+    assert fresh["mismatched_occurrences"] == 5 and fresh["rates"]["document"] == 0.5
+    ids = [gpt2_bpe.encode(t, add_special_tokens=False).ids for t in texts]
+    counts = Counter(w for t in texts for w in pre_tokens(gpt2_bpe, t))
+    assert compare_texts(distilled, gpt2_bpe, texts, "t", bpe_ids=ids, word_counts=counts) == fresh
+    # the stored ids are what the documents are compared with
+    assert compare_texts(distilled, gpt2_bpe, texts, "t", bpe_ids=[*ids[:3], [0]])["rates"]["document"] == 0.25
+    with pytest.raises(ValueError, match="fewer BPE id sequences"):
+        compare_texts(distilled, gpt2_bpe, texts, "t", bpe_ids=ids[:2])
+    with pytest.raises(ValueError, match="not the counts of these texts' words"):
+        compare_texts(distilled, gpt2_bpe, texts, "t", bpe_ids=ids, word_counts=Counter({"x": 1}))

@@ -7,7 +7,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from itertools import permutations
+from itertools import islice, permutations
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -100,34 +100,66 @@ def _count_segments(counts: Counter, distilled: Tokenizer, bpe: Tokenizer, text:
         counts[(w, tuple(segs))] += 1
 
 
-def compare_texts(distilled: Tokenizer, bpe: Tokenizer, texts: Iterable[str], name: str, examples: int = 20) -> dict:
+def compare_texts(
+    distilled: Tokenizer,
+    bpe: Tokenizer,
+    texts: Iterable[str],
+    name: str,
+    examples: int = 20,
+    bpe_ids: Iterable[Sequence[int]] | None = None,
+    word_counts: Counter | None = None,
+) -> dict:
     """Exact-match rates of ``distilled`` against ``bpe`` on ``texts``, with mismatches grouped by kind.
 
     A word is one BPE pre-token; its distilled ids are the model's ids of the distilled pre-tokens within it
-    (in context, so split rules act as they do on whole texts).
+    (in context, so split rules act as they do on whole texts). A document that gets exactly BPE's ids counts
+    every word of it as matched; only the others are cut into words by both pre-tokenizers.
+
+    ``bpe_ids``: BPE's ids of each text, in order (``analyze``'s id sequences), which spares encoding the texts
+    with BPE again. ``word_counts``: BPE's pre-token counts over all of ``texts``, when known (the distillation's
+    fit counts them), which spares pre-tokenizing the documents that match.
     """
-    # one streaming pass: a batch of texts at a time is cut into words and encoded whole by both tokenizers
-    counts: Counter = Counter()
+    # one streaming pass: a batch of texts at a time is encoded whole by the distilled tokenizer (both cores);
+    # added tokens are left out on both sides, as analyze stores BPE's ids
+    matched: Counter = Counter(word_counts or {})  # words of the documents that get BPE's ids
+    counts: Counter = Counter()  # (BPE word, distilled pre-tokens in it) in the other documents
+    ids_of = iter(bpe_ids) if bpe_ids is not None else None
     n_docs = doc_ok = 0
     with tqdm(desc=f"verifying {name}", unit="B", unit_scale=True, mininterval=2.0) as bar:
         for batch in batched(texts, 64):
-            for text in batch:
+            ours = distilled.encode_batch(batch, add_special_tokens=False)
+            if ids_of is None:
+                theirs = [e.ids for e in bpe.encode_batch(batch, add_special_tokens=False)]
+            else:
+                theirs = list(islice(ids_of, len(batch)))
+                if len(theirs) < len(batch):
+                    raise ValueError(f"verifying {name}: fewer BPE id sequences than texts")
+            for text, a, b in zip(batch, ours, theirs):
+                if a.ids == list(b):
+                    doc_ok += 1
+                    if word_counts is None:
+                        matched.update(pre_tokens(bpe, text))
+                    continue
+                if word_counts is not None:  # counted as matched: its words are counted below as they are
+                    matched.subtract(pre_tokens(bpe, text))
                 _count_segments(counts, distilled, bpe, text)
-            doc_ok += sum(a.ids == b.ids for a, b in zip(bpe.encode_batch(batch), distilled.encode_batch(batch)))
             n_docs += len(batch)
             bar.update(sum(len(t.encode("utf-8")) for t in batch))
+    if ids_of is not None and next(ids_of, None) is not None:
+        raise ValueError(f"verifying {name}: more BPE id sequences than texts")
+    if any(c < 0 for c in matched.values()):
+        raise ValueError(f"verifying {name}: the given word counts are not the counts of these texts' words")
+    matched = +matched  # drop the words only the other documents hold
     keys = sorted(counts)
-    words = sorted({w for w, _ in keys})
+    words = sorted(set(matched) | {w for w, _ in keys})
     bare_bpe = bare_model(bpe)
     gold = dict(zip(words, bare_bpe.encode_batch(words)))
     model = bare_model(distilled)
     segs = sorted({s for _, ss in keys for s in ss})
     seg_enc = dict(zip(segs, model.encode_batch(segs)))
-    word_count: Counter = Counter()
-    for (w, _), c in counts.items():
-        word_count[w] += c
-    occ = sum(counts.values())
-    tokens = sum(c * len(gold[w].ids) for (w, _), c in counts.items())
+    occ = sum(counts.values()) + sum(matched.values())
+    tokens = sum(c * len(gold[w].ids) for (w, _), c in counts.items()) + sum(
+        c * len(gold[w].ids) for w, c in matched.items())
     by_kind: dict[str, list[dict]] = {k: [] for k in KINDS}
     bad_occ = bad_tokens = 0
     bad_words: set[str] = set()
@@ -218,15 +250,21 @@ def verify_tokenizer(
     settings: VerifySettings | None = None,
     fit_info: dict | None = None,
     fit_settings: dict | None = None,
+    bpe_ids: dict[str, Iterable[Sequence[int]]] | None = None,
+    word_counts: dict[str, Counter] | None = None,
 ) -> dict:
     """Compare ``distilled`` with ``bpe`` on every text set and on all ids; write both reports; return the summary.
 
     ``fit_info`` (the fit's statistics) and ``fit_settings`` (the settings it ran with, JSON-ready) are recorded
-    as given, the fit settings ahead of ``settings`` in the report's settings."""
+    as given, the fit settings ahead of ``settings`` in the report's settings. ``bpe_ids`` and ``word_counts``:
+    per set, what ``compare_texts`` may reuse instead of encoding or pre-tokenizing the set again."""
     settings = settings or VerifySettings()
+    bpe_ids, word_counts = bpe_ids or {}, word_counts or {}
     summary = {
         "ids": compare_ids(distilled, bpe, settings.random_id_sequences, settings.seed),
-        "sets": {name: compare_texts(distilled, bpe, texts, name, settings.examples) for name, texts in eval_sets.items()},
+        "sets": {name: compare_texts(distilled, bpe, texts, name, settings.examples, bpe_ids.get(name),
+                                     word_counts.get(name))
+                 for name, texts in eval_sets.items()},
     }
     if fit_info is not None:
         summary["fit"] = fit_info

@@ -37,9 +37,10 @@ instructions than mapping each pre-token.
 from __future__ import annotations
 
 import gc
+import heapq
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -61,6 +62,46 @@ from ivr.tokenizers.io import load_tokenizer, save_tokenizer_dir
 from ivr.tokenizers.special import SpecialTokens
 from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
 from ivr.tokenizers.verify import DistillationMismatch, VerifySettings, verify_tokenizer
+
+
+MAX_COUNTED_WORDS = 2_000_000
+"""The most distinct pre-tokens the count of the fit corpus holds at once (some 120 bytes each: about 250 MB).
+Past it the less frequent half is dropped (ties by the word), and a dropped word counts again from its next
+occurrence. The fit learns from the ``MAX_CORPUS_WORDS`` (250,000) most frequent corpus words only (``words.py``),
+so only words too rare to be among them can lose counts. The 128 MB benchmark corpus holds some 250,000 distinct
+pre-tokens, far below it: nothing is dropped there."""
+COUNT_CHUNK_CHARS = 8_000_000
+"""The corpus is counted in parts of this many characters, each merged into the bounded count: a part's own
+counter is bounded by its size."""
+
+
+def _parts(texts: Iterable[str], chars: int) -> Iterator[Iterator[str]]:
+    """``texts`` in consecutive parts of at least ``chars`` characters (the last one shorter), each consumed
+    before the next is asked for."""
+    it = iter(texts)
+
+    def part(first: str) -> Iterator[str]:
+        size = len(first)
+        yield first
+        while size < chars and (text := next(it, None)) is not None:
+            size += len(text)
+            yield text
+
+    for first in it:
+        yield part(first)
+
+
+def corpus_word_counts(bpe: Tokenizer, texts: Iterable[str], limit: int = MAX_COUNTED_WORDS) -> tuple[Counter, bool]:
+    """Byte-level pre-token counts of ``texts`` holding at most ``limit`` distinct words (``MAX_COUNTED_WORDS``),
+    and whether any were dropped on the way (the counts of rare words are then too low)."""
+    total: Counter = Counter()
+    dropped = False
+    for part in _parts(texts, COUNT_CHUNK_CHARS):
+        total.update(pre_token_counts(bpe, part, desc="pre-tokenizing the fit corpus")[0])
+        if len(total) > limit:
+            total = Counter(dict(heapq.nsmallest(limit // 2, total.items(), key=lambda item: (-item[1], item[0]))))
+            dropped = True
+    return total, dropped
 
 
 @contextmanager
@@ -93,10 +134,12 @@ def fit_distilled(
     general = [text_to_piece(lead + w) for w, _ in most_frequent_english(settings.general_usage_words)
                for lead in ("", " ")]
     with _gc_paused():
+        score_cpu = time.process_time()  # every thread's: the solver's own may run several
         scores, stats, given_up = fit_scores(pieces, words, weights, gold, settings,
                                              [e.ids for e in bare_bpe.encode_batch(general)],
                                              np.array([w in vocab for w in words]),
                                              merges=source.merges, never=sorted(source.never))
+        score_cpu = time.process_time() - score_cpu
         model_tok = unigram_tokenizer(pieces, scores, source.never)
         start = time.perf_counter()
         rules, considered = (
@@ -117,6 +160,7 @@ def fit_distilled(
         fit_mismatched_tie_types=sum(1 for i in bad if sorted(pred[i]) == sorted(gold[i])),
         split_rules_considered=considered,
         word_rules=len(word_rules),
+        score_fit_cpu_seconds=round(score_cpu, 2),
         split_rule_seconds=round(split_rule_seconds, 2),
         word_rule_seconds=round(time.perf_counter() - start, 2),
         word_rules_examples=[" · ".join(readable(p) for p in pieces) for pieces in word_rules[:EXAMPLES]],
@@ -143,11 +187,14 @@ def distill_tokenizer(
     extra_eval_texts: dict[str, list[str]] | None = None,
     verify_settings: VerifySettings | None = None,
     special: SpecialTokens | None = None,
+    bpe_ids: dict[str, Iterable[Sequence[int]]] | None = None,
 ) -> dict:
     """Fit the distilled Unigram tokenizer on ``train_texts``, save it to ``out_dir``, verify it and report.
 
     ``special`` are ``bpe``'s special tokens (``read_special_tokens`` of its directory), which the distilled
     tokenizer's config names alike; without them, ``bpe`` must have GPT-2's layout (``special_tokens_of``).
+    ``bpe_ids``: BPE's ids of the texts of ``"corpus"`` (``train_texts``) and ``"heldout"``, in order, where
+    known (``ivr.corpus.SplitIdSequences``): verification then compares against them instead of encoding again.
     Returns the report summary. With ``settings.strict`` raises ``DistillationMismatch`` (after writing
     the reports) when any word occurrence of ``train_texts`` gets ids other than BPE's.
     """
@@ -158,9 +205,10 @@ def distill_tokenizer(
     train_texts, heldout_texts = (list(t) if iter(t) is t else t for t in (train_texts, heldout_texts))
     with PeakRSS() as peak:
         start = time.perf_counter()
-        counts, _ = pre_token_counts(bpe, train_texts, desc="pre-tokenizing the fit corpus")
+        counts, dropped = corpus_word_counts(bpe, train_texts)
         pre_tokenize_seconds = time.perf_counter() - start
         tok, fit = fit_distilled(bpe, counts, settings)
+        fit.stats["corpus_words_dropped"] = dropped
         fit_seconds = time.perf_counter() - start
 
     fit_settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}
@@ -188,6 +236,10 @@ def distill_tokenizer(
                   "fit_seconds": round(fit_seconds, 2), "peak_rss_mb": peak.mb,
                   "peak_rss_scope": peak.scope},
         fit_settings=fit_settings,
+        bpe_ids=bpe_ids,
+        # the fit counted the corpus's words with the pre-tokenizer alone: the same words where no normalizer runs,
+        # and all of them unless some were dropped
+        word_counts={"corpus": counts} if bpe.normalizer is None and not dropped else None,
     )
     corpus = summary["sets"]["corpus"]
     if settings.strict and corpus["mismatched_occurrences"]:

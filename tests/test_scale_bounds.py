@@ -1,0 +1,55 @@
+"""What keeps large corpora cheap: stored BPE ids read back per split, a bounded count of the fit corpus's
+words, and select's one streaming pass of pre-token counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from ivr.analysis.frequency import analyze_corpus
+from ivr.analysis.spans import count_pretokens, document_pretokens
+from ivr.corpus import CleaningOptions, CorpusError, SplitIdSequences, SplitTexts, clean_corpus, iter_documents
+from ivr.tokenizers.distill import stage
+from ivr.tokenizers.distill.words import pre_token_counts
+
+
+def test_stored_ids_are_read_back_per_split_in_the_order_of_the_texts(tmp_path, raw_dir, gpt2_bpe):
+    cleaned, sequences = tmp_path / "cleaned", tmp_path / "ids.txt"
+    clean_corpus(raw_dir, cleaned, CleaningOptions())
+    analyze_corpus(gpt2_bpe, iter_documents(cleaned), sequences, tmp_path / "freq.parquet")
+    for split in ("train", "heldout"):
+        texts = list(SplitTexts(cleaned, split, 0.3))
+        assert texts, split
+        ids = [gpt2_bpe.encode(t, add_special_tokens=False).ids for t in texts]
+        assert list(SplitIdSequences(cleaned, sequences, split, 0.3)) == ids
+    # another corpus's ids are refused, naming the file
+    sequences.write_text("1 2\n", encoding="ascii")
+    with pytest.raises(CorpusError, match="ids.txt ends before"):
+        list(SplitIdSequences(cleaned, sequences, "train", 0.3))
+    sequences.write_text("1\n" * 20, encoding="ascii")
+    with pytest.raises(CorpusError, match="more lines than"):
+        list(SplitIdSequences(cleaned, sequences, "train", 0.3))
+
+
+def test_the_fit_corpus_count_is_exact_below_its_budget_and_bounded_above_it(gpt2_bpe, monkeypatch):
+    monkeypatch.setattr(stage, "COUNT_CHUNK_CHARS", 20)  # several parts, each merged into the count
+    texts = [" ".join(["common"] * 5 + [f"rare{i}" for i in range(i, i + 3)]) for i in range(10)]
+    exact = pre_token_counts(gpt2_bpe, texts)[0]
+    assert stage.corpus_word_counts(gpt2_bpe, texts) == (exact, False)
+    bounded, dropped = stage.corpus_word_counts(gpt2_bpe, texts, limit=6)
+    assert dropped and len(bounded) <= 6
+    assert bounded["Ġcommon"] == exact["Ġcommon"] == 40  # the most frequent words keep their counts
+
+
+def test_select_counts_in_one_pass_and_leaves_one_document_out_of_a_tiny_corpus(distilled):
+    texts = ["x = 1\n", "y = 2\ny = 2\n", "def f(): pass\n"]
+    everything, held = count_pretokens(distilled, texts, cap=1, validation_fraction=0.2)
+    assert held.documents == 2  # by the texts' hashes
+    everything, held = count_pretokens(distilled, texts, cap=1, validation_fraction=1.0)  # all: keep one out
+    docs = [document_pretokens(distilled, t) for t in texts]
+    assert everything.counts == sum(docs, Counter()) and everything.documents == 3
+    assert everything.capped["Ġ="] == 2 and everything.counts["Ġ="] == 3  # at most one use per document
+    assert held.documents == 1 and (everything - held).documents == 2
+    assert held.counts in docs
+    assert count_pretokens(distilled, texts, cap=1, validation_fraction=0)[1] is None
