@@ -376,7 +376,7 @@ class SplitIdSequences:
                                               "this corpus's id sequences; run `ivr analyze` again")
                         if self.split is None or is_heldout(_record_id(line), self.heldout_fraction) == (
                                 self.split == "heldout"):
-                            yield [int(i) for i in ids.split()]
+                            yield list(map(int, ids.split()))
             if sequences.readline():
                 raise CorpusError(f"{self.sequences_path} holds more lines than {cleaned_dir} has documents: it is "
                                   "not this corpus's id sequences; run `ivr analyze` again")

@@ -77,14 +77,15 @@ def classify(bare_bpe: Tokenizer, gold: Sequence[str], pred: Sequence[str]) -> s
     return "conflict" if conflict_witness(bare_bpe, gold, pred) else "other"
 
 
-def _count_segments(counts: Counter, distilled: Tokenizer, bpe: Tokenizer, text: str) -> None:
-    """Count (BPE word, the distilled tokenizer's pre-tokens inside it) over ``text`` into ``counts``.
+def _count_segments(counts: Counter, distilled: Tokenizer, ref: list[str], text: str) -> None:
+    """Count (BPE word, the distilled tokenizer's pre-tokens inside it) over ``text`` into ``counts``; ``ref`` are
+    BPE's pre-tokens of ``text``.
 
     The distilled pre-tokenizer may cut a BPE word further (split rules), depending on what follows it, so the
     cut is taken from each text in place. A distilled pre-token crossing a BPE word boundary puts the whole
     stretch under one key whose segments do not spell a single BPE word, which then counts as a mismatch.
     """
-    ref, got = pre_tokens(bpe, text), pre_tokens(distilled, text)
+    got = pre_tokens(distilled, text)
     if ref == got:
         counts.update((w, (w,)) for w in ref)
         return
@@ -140,9 +141,10 @@ def compare_texts(
                     if word_counts is None:
                         matched.update(pre_tokens(bpe, text))
                     continue
+                ref = pre_tokens(bpe, text)
                 if word_counts is not None:  # counted as matched: its words are counted below as they are
-                    matched.subtract(pre_tokens(bpe, text))
-                _count_segments(counts, distilled, bpe, text)
+                    matched.subtract(ref)
+                _count_segments(counts, distilled, ref, text)
             n_docs += len(batch)
             bar.update(sum(len(t.encode("utf-8")) for t in batch))
     if ids_of is not None and next(ids_of, None) is not None:
