@@ -11,7 +11,11 @@ Both fit with the default ``DistillSettings`` but for the general words (``--gen
 Held-out sets, the same for both fits: the held-out code, the held-out English prose, and per language the
 translated program messages under ``/usr/share/locale/<lang>/LC_MESSAGES`` (each catalogue one document, up to
 ``--lang-chars`` characters per language). Prints one row per set: word occurrences, wrong ones, the exact rate,
-whether it reaches 99.99%, and the most frequent mismatches (BPE's pieces against the distilled ones).
+whether it reaches 99.99%, and the most frequent mismatches (BPE's pieces against the distilled ones). A second
+table sorts each set's wrong occurrences by cause: ties and conflicts (as the report counts them), words the
+merge-tree initialisation alone (the scores before any fitting) gets wrong too, words the fit broke (the
+initialisation gets them right), and among all but ties those where BPE's segmentation has more tokens than the
+distilled one (one early merge against a sum of later ones, ` liczbowa`: BPE `lic·z·bow·a`).
 
     uv run python benchmarks/multilingual_distill.py --out /tmp/multilingual
     uv run python benchmarks/multilingual_distill.py --out /tmp/multilingual_before --general-languages ''
@@ -24,14 +28,22 @@ from pathlib import Path
 
 from common import Stopwatch, add_heldout_every, english_prose, parser, stdlib_split
 
+from tokenizers import Tokenizer
+
 from ivr.builtin_corpora import translated_messages, until_size
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+from ivr.tokenizers.byte_level import readable, text_to_piece
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
+from ivr.tokenizers.distill.scores import initial_scores
+from ivr.tokenizers.distill.source_bpe import source_bpe
+from ivr.tokenizers.unigram import unigram_tokenizer
 from ivr.tokenizers.verify import VerifySettings, language_table
 
 LANGUAGES = ("de", "fr", "es", "it", "pt_BR", "pl", "nl", "ru", "ja", "ko", "zh_CN")
 """Locales with 57-87 message catalogues each on a Debian-like system."""
 TARGET = 0.9999
+ALL_EXAMPLES = 1_000_000
+"""The report lists every mismatch, so the causes table counts them all."""
 
 
 def held_out_sets(heldout_every: int, lang_chars: int, languages: tuple[str, ...]) -> tuple[dict, dict]:
@@ -48,6 +60,25 @@ def held_out_sets(heldout_every: int, lang_chars: int, languages: tuple[str, ...
     return fits, sets
 
 
+def causes_table(sets: dict[str, dict], prior: Tokenizer) -> str:
+    """Each set's wrong word occurrences by cause (``compare_texts`` results listing every mismatch): ties,
+    conflicts, non-tie words that the initial merge-tree scores (``prior``) get wrong too or right, and the
+    non-tie ones whose BPE segmentation has more tokens than the distilled one."""
+    lines = ["| set | wrong | ties | conflicts | initialisation wrong too | broken by the fit | BPE more tokens |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, s in sets.items():
+        untied = [e for kind in ("conflict", "other") for e in s["mismatches"][kind]["examples"]]
+        pieces = [[readable(t) for t in enc.tokens]
+                  for enc in prior.encode_batch([text_to_piece(e["word"]) for e in untied])]
+        prior_wrong = sum(e["count"] for e, got in zip(untied, pieces) if got != e["bpe"])
+        more = sum(e["count"] for e in untied if len(e["bpe"]) > len(e["distilled"]))
+        m = s["mismatches"]
+        lines.append(f"| {name} | {s['mismatched_occurrences']} | {m['tie']['occurrences']} | "
+                     f"{m['conflict']['occurrences']} | {prior_wrong} | {sum(e['count'] for e in untied) - prior_wrong}"
+                     f" | {more} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--out", type=Path, default=Path("/tmp/multilingual"))
@@ -57,21 +88,27 @@ def main() -> None:
                     help="data.distill.general_words_per_language")
     ap.add_argument("--general-text-words", type=float, default=DistillSettings.general_text_words,
                     help="data.distill.general_text_words")
+    ap.add_argument("--split-rule-chars", default=DistillSettings.split_rule_chars,
+                    help="data.distill.split_rule_chars")
     ap.add_argument("--fit", choices=("code", "prose", "both"), default="both", help="which corpus to fit on")
     ap.add_argument("--lang-chars", type=int, default=2_000_000, help="cap on each language's messages")
     ap.add_argument("--languages", default=",".join(LANGUAGES), help="comma-separated locale names")
     add_heldout_every(ap)
     args = ap.parse_args()
     settings = DistillSettings(general_languages=args.general_languages, general_words_per_language=args.general_words,
-                               general_text_words=args.general_text_words)
+                               general_text_words=args.general_text_words, split_rule_chars=args.split_rule_chars)
     bpe = offline_gpt2_tokenizer()
+    source = source_bpe(bpe)
+    prior = unigram_tokenizer(source.pieces, initial_scores(source.pieces, source.merges, settings.init_exponent),
+                              source.never)
     fits, sets = held_out_sets(args.heldout_every, args.lang_chars, tuple(args.languages.split(",")))
     for name in ("code", "prose") if args.fit == "both" else (args.fit,):
         out = args.out / name
         with Stopwatch() as stage:
             summary = distill_tokenizer(bpe, fits[name], [], settings, out / "tokenizer", out / "report.md",
                                         out / "report.json", extra_eval_texts=sets,
-                                        verify_settings=VerifySettings(random_id_sequences=200))
+                                        verify_settings=VerifySettings(random_id_sequences=200,
+                                                                              examples=ALL_EXAMPLES))
         fit = summary["fit"]
         spec = json.loads((out / "tokenizer" / "tokenizer.json").read_text(encoding="utf-8"))
         size = (out / "tokenizer" / "tokenizer.json").stat().st_size
@@ -81,7 +118,11 @@ def main() -> None:
               f"{len(spec['pre_tokenizer']['pattern']['Regex'])} characters; corpus "
               f"{summary['sets']['corpus']['mismatched_occurrences']} of {summary['sets']['corpus']['word_occurrences']}"
               f" wrong, decode([i]) mismatches {summary['ids']['single_id_decode_mismatches']}\n")
-        print(language_table({k: v for k, v in summary["sets"].items() if k in sets}, TARGET, examples=4))
+        held = {k: v for k, v in summary["sets"].items() if k in sets}
+        print(language_table(held, TARGET, examples=4))
+        print(f"\nwrong occurrences by cause (initialisation: merge-tree scores at exponent {settings.init_exponent},"
+              " no fitting, no rules)\n")
+        print(causes_table(held, prior))
 
 
 if __name__ == "__main__":
