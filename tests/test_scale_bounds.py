@@ -11,7 +11,10 @@ from ivr.analysis.frequency import analyze_corpus
 from ivr.analysis.spans import count_pretokens, document_pretokens
 from ivr.corpus import CleaningOptions, CorpusError, SplitIdSequences, SplitTexts, clean_corpus, iter_documents
 from ivr.tokenizers.distill import stage
+from ivr.tokenizers.distill.pre_tokenizer import with_rules
+from ivr.tokenizers.distill.word_rules import word_segments
 from ivr.tokenizers.distill.words import pre_token_counts
+from ivr.tokenizers.io import pre_tokens
 
 
 def test_stored_ids_are_read_back_per_split_in_the_order_of_the_texts(tmp_path, raw_dir, gpt2_bpe):
@@ -53,3 +56,18 @@ def test_select_counts_in_one_pass_and_leaves_one_document_out_of_a_tiny_corpus(
     assert held.documents == 1 and (everything - held).documents == 2
     assert held.counts in docs
     assert count_pretokens(distilled, texts, cap=1, validation_fraction=0)[1] is None
+
+
+def test_word_rules_of_digit_strings_cut_only_their_own_words_with_a_bounded_regex(distilled, gpt2_bpe):
+    numbers = [str(n) for n in range(1234567, 1234567 + 7919 * 60, 7919)]
+    rules = [gpt2_bpe.encode(n, add_special_tokens=False).tokens for n in numbers]
+    rules = [r for r in rules if word_segments(r)]
+    tok = with_rules(distilled, [], rules, source=gpt2_bpe)
+    # the class checks that say where a word starts and ends are shared, not spelled out per cut in byte-level form
+    per_rule = (len(tok.to_str()) - len(with_rules(distilled, [], [], source=gpt2_bpe).to_str())) / len(rules)
+    assert per_rule < 8_000
+    first, other = "".join(rules[0]), "".join(rules[1])
+    for text, cut in ((f"x={first}+{other}\n", True), (f"x=9{first}", False), (f"x={first}9", False),
+                      (f"a{first}", True), (f"x {first}", False)):  # after a space it is another word
+        pieces = pre_tokens(tok, text)
+        assert (rules[0][0] in pieces and rules[0][-1] in pieces) == cut, (text, pieces)

@@ -107,23 +107,37 @@ def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, st
         for (before, seg), afters in sorted(by_cut.items()):
             part = "inner" if before else "spaced" if seg.startswith(" ") else "start"
             heads = {seg + a for a in afters}
-            # the pre-token starts at a leading space, or where neither its class nor a space (which GPT-2 would
-            # have joined to it) comes before; checked behind the token, once it has matched
-            start = "" if (before + seg).startswith(" ") else (
-                f"(?<!{CLASS_RX[cls]}{rx(before + seg)}|\\x{{20}}{rx(before + seg)})")
             behind = f"(?<={rx(before + seg)})" if before else ""
-            parts[part].append((before[-1:], heads, (seg, behind + start + f"(?={_trie([(a, '') for a in afters])}"
-                                                               f"(?!{CLASS_RX[cls]}))")))
+            # the pre-token starts at a leading space, or where neither its class nor a space (which GPT-2 would
+            # have joined to it) comes before. The byte-level rewrite spells a class in up to 19,500 characters,
+            # so the check is shared where it can be: once for every first token (at the part's guard) and once
+            # per length of the ASCII text before an inner token (its characters are known from ``behind``);
+            # other inner tokens check behind themselves once they have matched
+            shared = part == "start" or (part == "inner" and before.isascii() and not before.startswith(" "))
+            start = "" if (before + seg).startswith(" ") or shared else (
+                f"(?<!{CLASS_RX[cls]}{rx(before + seg)}|\\x{{20}}{rx(before + seg)})")
+            group = len(before) if part == "inner" and shared else -1
+            tail = behind + start + f"(?={_trie([(a, '') for a in afters])}(?!{CLASS_RX[cls]}))"
+            parts[part].append((before[-1:], heads, group, (seg, tail)))
         alts, all_heads = [], set()
         for name, members in parts.items():
             if not members:
                 continue
-            heads = set().union(*(h for _, h, _ in members))
+            heads = set().union(*(h for _, h, _, _ in members))
             all_heads |= heads
             gate = f"(?={_product(heads)})"
+            if name == "start":
+                gate += f"(?<!{CLASS_RX[cls]}|\\x{{20}})"
             if name == "inner":
                 # the characters first, then the one before: a spaced word fails the first class at its space
-                gate += f"(?<=[{''.join(rx(c) for c in sorted({b for b, _, _ in members}))}])"
-            alts.append(gate + _trie([e for _, _, e in members]))
+                gate += f"(?<=[{''.join(rx(c) for c in sorted({b for b, _, _, _ in members}))}])"
+                groups = []
+                for n in sorted({g for _, _, g, _ in members}):
+                    entries = [e for _, _, g, e in members if g == n]
+                    check = "" if n < 0 else f"(?<!{CLASS_RX[cls]}[\\x00-\\x7f]{{{n}}}|\\x{{20}}[\\x00-\\x7f]{{{n}}})"
+                    groups.append(check + _trie(entries))
+                alts.append(gate + (groups[0] if len(groups) == 1 else "(?:" + "|".join(groups) + ")"))
+                continue
+            alts.append(gate + _trie([e for _, _, _, e in members]))
         out[cls] = ("|".join(alts), _single_heads(all_heads))
     return out
