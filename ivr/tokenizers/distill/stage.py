@@ -68,8 +68,9 @@ MAX_COUNTED_WORDS = 2_000_000
 """The most distinct pre-tokens the count of the fit corpus holds at once (some 120 bytes each: about 250 MB).
 Past it the less frequent half is dropped (ties by the word), and a dropped word counts again from its next
 occurrence. The fit learns from the ``MAX_CORPUS_WORDS`` (250,000) most frequent corpus words only (``words.py``),
-so only words too rare to be among them can lose counts. The 128 MB benchmark corpus holds some 250,000 distinct
-pre-tokens, far below it: nothing is dropped there."""
+a quarter of what a drop keeps: a word loses counts only where it was outside the 1,000,000 most frequent when a
+drop came (a word frequent only late in a very large corpus). The 128 MB benchmark corpus holds some 250,000
+distinct pre-tokens, far below it: nothing is dropped there."""
 COUNT_CHUNK_CHARS = 8_000_000
 """The corpus is counted in parts of this many characters, each merged into the bounded count: a part's own
 counter is bounded by its size."""
