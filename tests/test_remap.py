@@ -165,19 +165,20 @@ def test_a_new_score_loads_as_written_after_saving(tmp_path):
 
 
 def test_the_report_counts_documents_and_lines_made_longer(built, distilled, tmp_path):
-    from ivr.tokenizers.remap import made_longer
+    from ivr.tokenizers.remap import MEASURE_BATCH, measure_texts
 
     sel, _, remapped, out = built
     freed = sel.replacements[0].freed_text
-    texts = [f"plain words\nthen{freed} here\n", "nothing changes here\n"]
-    m = made_longer(distilled, remapped, texts)
-    assert m["documents"]["longer"] == 1 and m["documents"]["count"] == 2
-    assert m["lines"]["longer"] == 1 and m["lines"]["count"] == 3 and m["lines"]["extra_tokens"] >= 1
+    # more documents than one batch, so the counts must add up across batches
+    texts = [f"plain words\nthen{freed} here\n"] + ["nothing changes here\n"] * MEASURE_BATCH
+    m = measure_texts({"distilled": distilled, "remapped": remapped}, "distilled", "remapped", texts).made_longer
+    assert m["documents"]["longer"] == 1 and m["documents"]["count"] == MEASURE_BATCH + 1
+    assert m["lines"]["longer"] == 1 and m["lines"]["count"] == MEASURE_BATCH + 2 and m["lines"]["extra_tokens"] >= 1
     summary = remap_tokenizer(distilled, RemapSettings(), tmp_path / "out", tmp_path / "out" / "rules.yaml",
                               tmp_path / "r.md", tmp_path / "r.json", candidates_csv=out / "c.csv",
                               extra_texts={"extra_files": texts})
     assert summary["made_longer"]["extra_files"] == m
-    assert "| extra_files | 1 of 2 (50.00%) | 1 of 3 (33.33%)" in (tmp_path / "r.md").read_text(encoding="utf-8")
+    assert f"| extra_files | 1 of {MEASURE_BATCH + 1} (" in (tmp_path / "r.md").read_text(encoding="utf-8")
 
 
 def test_rules_that_never_encode_to_their_own_id_are_a_console_warning(tmp_path, caplog):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from ivr.atomic import write_json, write_text
+from ivr.corpus import batched
 from ivr.tokenizers.candidates import read_candidates
 from ivr.tokenizers.io import save_tokenizer_dir
 from ivr.tokenizers.remap_rules import (
@@ -71,13 +71,6 @@ def rules_not_encoding_to_own_id(remapped: Tokenizer, rules: Sequence[RemapRule]
     return [r for r, e in zip(rules, encodings) if e.ids != [r.id]]
 
 
-def tokens_per_byte(tokenizer: Tokenizer, texts: Sequence[str]) -> dict:
-    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-    encs = tokenizer.encode_batch(list(texts), add_special_tokens=False)
-    n_tokens = sum(len(e.ids) for e in encs)
-    return {"bytes": n_bytes, "tokens": n_tokens, "tokens_per_byte": n_tokens / n_bytes if n_bytes else None}
-
-
 def remap_tokenizer(
     distilled: Tokenizer,
     settings: RemapSettings,
@@ -129,18 +122,15 @@ def remap_tokenizer(
     write_remap_rules(rules_path, rules)
     build_s = time.perf_counter() - start
 
-    heldout, general = list(heldout_texts), list(general_texts)
-    sets = {"heldout_domain": heldout, "general": general, **{k: list(v) for k, v in (extra_texts or {}).items()}}
-    # general text is measured when given; the held-out and extra sets always, "n/a" where empty
-    sets = {name: texts for name, texts in sets.items() if texts or name != "general"}
+    general = list(general_texts)  # a fixed reference, small: measured only when given
+    sets: dict[str, Iterable[str]] = {"heldout_domain": heldout_texts, **({"general": general} if general else {}),
+                                      **(extra_texts or {})}
     tokenizers = {"distilled": distilled, "remapped": remapped}
     if original_bpe is not None:
         tokenizers = {"original": original_bpe} | tokenizers
-    measured = {
-        name: {k: tokens_per_byte(tok, texts) for k, tok in tokenizers.items()}
-        for name, texts in sets.items()
-    }
     base = "original" if original_bpe is not None else "distilled"
+    results = {name: measure_texts(tokenizers, base, "remapped", texts) for name, texts in sets.items()}
+    measured = {name: r.measured for name, r in results.items()}
     summary = {
         "reassigned": len(rules),
         "rules_source": source,
@@ -151,36 +141,77 @@ def remap_tokenizer(
         "baseline": base,
         "measured": measured,
         "build_seconds": build_s,
-        "made_longer": {name: made_longer(tokenizers[base], remapped, texts) for name, texts in sets.items()},
+        "made_longer": {name: r.made_longer for name, r in results.items()},
     }
     for name, m in measured.items():
         summary[f"{name}_change_pct_vs_{base}"] = _change(m[base]["tokens"], m["remapped"]["tokens"])
         summary[f"{name}_change_pct_vs_distilled"] = _change(m["distilled"]["tokens"], m["remapped"]["tokens"])
-    used = Counter(i for e in remapped.encode_batch(heldout, add_special_tokens=False) for i in e.ids)
-    summary["new_ids_unused_in_heldout"] = sum(1 for r in rules if not used[r.id]) if used else None
+    used = results["heldout_domain"].used_ids
+    summary["new_ids_unused_in_heldout"] = sum(1 for r in rules if r.id not in used) if used else None
     write_json(report_json, summary)
     write_text(report_md, _report_md(summary))
     return summary
 
 
-def made_longer(before: Tokenizer, after: Tokenizer, texts: Sequence[str]) -> dict:
-    """How many documents and non-blank lines of ``texts`` take more tokens with ``after`` than with ``before``,
-    and how many tokens those add (also as a share of all of ``before``'s tokens)."""
+MEASURE_BATCH = 64
+"""Documents encoded at once when measuring a set of texts: memory follows one batch, not the set."""
 
-    def compare(units: list[str]) -> dict:
-        old = [len(e.ids) for e in before.encode_batch(units, add_special_tokens=False)]
-        new = [len(e.ids) for e in after.encode_batch(units, add_special_tokens=False)]
+
+class _Longer:
+    """Units (documents or lines) that take more tokens after than before, counted as they stream past."""
+
+    def __init__(self) -> None:
+        self.count = self.longer = self.extra = self.old = 0
+
+    def add(self, old: Sequence[int], new: Sequence[int]) -> None:
         grown = [b - a for a, b in zip(old, new) if b > a]
+        self.count, self.old = self.count + len(old), self.old + sum(old)
+        self.longer, self.extra = self.longer + len(grown), self.extra + sum(grown)
+
+    def summary(self) -> dict:
         return {
-            "count": len(units),
-            "longer": len(grown),
-            "longer_pct": _pct(len(grown), len(units)),
-            "extra_tokens": sum(grown),
-            "extra_tokens_pct": _pct(sum(grown), sum(old)),
+            "count": self.count,
+            "longer": self.longer,
+            "longer_pct": _pct(self.longer, self.count),
+            "extra_tokens": self.extra,
+            "extra_tokens_pct": _pct(self.extra, self.old),
         }
 
-    lines = [line for text in texts for line in text.splitlines(keepends=True) if line.strip()]
-    return {"documents": compare(list(texts)), "lines": compare(lines)}
+
+@dataclass
+class Measured:
+    """One set of texts measured: ``measured`` (per tokenizer: bytes, tokens, tokens per byte), ``made_longer``
+    (documents and non-blank lines with more tokens after than before), ``used_ids`` (the ids ``after`` emits)."""
+
+    measured: dict[str, dict]
+    made_longer: dict[str, dict]
+    used_ids: set[int]
+
+
+def measure_texts(tokenizers: Mapping[str, Tokenizer], before: str, after: str, texts: Iterable[str]) -> Measured:
+    """One pass over ``texts``, ``MEASURE_BATCH`` documents at a time, each encoded once by every tokenizer
+    (its lines once more by ``before`` and ``after``)."""
+    n_bytes = 0
+    tokens = dict.fromkeys(tokenizers, 0)
+    documents, lines = _Longer(), _Longer()
+    used: set[int] = set()
+    for batch in batched(texts, MEASURE_BATCH):
+        n_bytes += sum(len(t.encode("utf-8")) for t in batch)
+        lengths = {}
+        for name, tok in tokenizers.items():
+            encodings = tok.encode_batch(batch, add_special_tokens=False)
+            lengths[name] = [len(e.ids) for e in encodings]
+            tokens[name] += sum(lengths[name])
+            if name == after:
+                for e in encodings:
+                    used.update(e.ids)
+        documents.add(lengths[before], lengths[after])
+        units = [line for text in batch for line in text.splitlines(keepends=True) if line.strip()]
+        lines.add(*([len(e.ids) for e in tokenizers[k].encode_batch(units, add_special_tokens=False)]
+                    for k in (before, after)))
+    measured = {name: {"bytes": n_bytes, "tokens": n, "tokens_per_byte": n / n_bytes if n_bytes else None}
+                for name, n in tokens.items()}
+    return Measured(measured, {"documents": documents.summary(), "lines": lines.summary()}, used)
 
 
 def _pct(part: float, whole: float) -> float | None:
