@@ -107,8 +107,7 @@ def main() -> None:
         with Stopwatch() as stage:
             summary = distill_tokenizer(bpe, fits[name], [], settings, out / "tokenizer", out / "report.md",
                                         out / "report.json", extra_eval_texts=sets,
-                                        verify_settings=VerifySettings(random_id_sequences=200,
-                                                                              examples=ALL_EXAMPLES))
+                                        verify_settings=VerifySettings(random_id_sequences=200, examples=ALL_EXAMPLES))
         fit = summary["fit"]
         spec = json.loads((out / "tokenizer" / "tokenizer.json").read_text(encoding="utf-8"))
         size = (out / "tokenizer" / "tokenizer.json").stat().st_size

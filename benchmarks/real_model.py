@@ -406,9 +406,10 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--preset", choices=list(PRESETS), default="cpu", help="sizes; any flag below overrides one")
     ap.add_argument("--out", default="/tmp/real_model", help="results.md, results.json, plots, tensorboard/")
-    ap.add_argument("--artifacts-dir", default="artifacts/real_model", help="data.artifacts_dir of ivr prepare")
+    ap.add_argument("--artifacts-dir", help="data.artifacts_dir of ivr prepare (default: artifacts/real_model, "
+                    "artifacts/real_model_ru with --domain russian)")
     ap.add_argument("--domain", choices=["python", "russian"], default="python",
-                    help="corpus of the artifacts, used when ivr prepare runs (a new --artifacts-dir per domain)")
+                    help="corpus of the artifacts, used when ivr prepare runs (each domain has its own --artifacts-dir)")
     ap.add_argument("--prepare", action="store_true", help="run ivr prepare even when the artifacts exist")
     ap.add_argument("--parts", default="1,2,3", help="which parts to run, comma-separated")
     ap.add_argument("--heldout-fraction", type=float, default=0.05, help="data.heldout_fraction of the artifacts")
@@ -426,6 +427,8 @@ def main() -> None:
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.strategies, args.arms = args.strategies.split(","), args.arms.split(",")
+    # each domain its own artifacts: another domain's would be found current and reused
+    args.artifacts_dir = args.artifacts_dir or {"python": "artifacts/real_model", "russian": "artifacts/real_model_ru"}[args.domain]
     parts = {int(p) for p in args.parts.split(",")}
     paths = ArtifactPaths.from_config(ROOT / args.artifacts_dir)
     if args.prepare or not paths.remap_rules.is_file():

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -137,18 +138,21 @@ def measure(megabytes: int, work: Path, one_command: bool = False) -> dict:
         docs, size = None, sum(p.stat().st_size for p in raw.glob("*.jsonl"))
     reference = encode_pass(raw)
     startup = run_command(["--help"], work / f"{megabytes}mb" / "ivr.log")
-    args = ["--config", str(ROOT / "configs" / "demo.yaml"), "--data.builtin_corpus", "null",
-            "--data.raw_corpora_dir", str(raw), "--data.artifacts_dir", str(artifacts), "--data.on_bad_record", "skip"]
+    def args(artifacts_dir: Path) -> list[str]:
+        return ["--config", str(ROOT / "configs" / "demo.yaml"), "--data.builtin_corpus", "null",
+                "--data.raw_corpora_dir", str(raw), "--data.artifacts_dir", str(artifacts_dir),
+                "--data.on_bad_record", "skip"]
+
     stages = {}
     for stage in STAGES:
-        stages[stage] = run_command([stage, *args], work / f"{megabytes}mb" / "ivr.log")
+        stages[stage] = run_command([stage, *args(artifacts)], work / f"{megabytes}mb" / "ivr.log")
         print(f"{megabytes} MB {stage}: {stages[stage]}", flush=True)
     result = {"megabytes": megabytes, "documents": docs, "bytes": size, "reference": reference, "startup": startup,
               "stages": stages, "distilled": regex_and_file_sizes(artifacts)}
     if one_command:  # the whole preparation as users run it: one start-up, every stage built afresh
         fresh = work / f"{megabytes}mb" / "artifacts_one_command"
-        args[args.index(str(artifacts))] = str(fresh)
-        result["prepare"] = run_command(["prepare", *args], work / f"{megabytes}mb" / "ivr.log")
+        shutil.rmtree(fresh, ignore_errors=True)  # an earlier run's artifacts would all be current
+        result["prepare"] = run_command(["prepare", *args(fresh)], work / f"{megabytes}mb" / "ivr.log")
         print(f"{megabytes} MB prepare as one command: {result['prepare']}", flush=True)
     return result
 

@@ -351,7 +351,7 @@ def _validation_curve(distilled, everything, validation, cache, pieces, settings
     if validation is None:
         return None
     fit = pretoken_stats(distilled, everything - validation, segment_cache=cache)
-    val = pretoken_stats(distilled, validation, capped=False, segment_cache=cache)
+    val = pretoken_stats(distilled, validation, segment_cache=cache)
     if not (fit.total_tokens and val.total_tokens):
         return None
     strings = [s for s, _ in _Ranker(distilled, fit, pieces, settings, forced).pick(n, not_own)]

@@ -64,11 +64,6 @@ class PretokenCounts:
                               self.total_bytes - other.total_bytes, self.documents - other.documents)
 
 
-def document_pretokens(tokenizer: Tokenizer, text: str) -> Counter:
-    """One document's pre-tokens with their counts."""
-    return Counter(pre_tokens(tokenizer, text))
-
-
 def count_pretokens(tokenizer: Tokenizer, texts: Iterable[str], cap: int | None, validation_fraction: float
                     ) -> tuple[PretokenCounts, PretokenCounts | None]:
     """One streaming pass over ``texts``: the pre-token counts of them all, and of the validation part that the
@@ -79,7 +74,7 @@ def count_pretokens(tokenizer: Tokenizer, texts: Iterable[str], cap: int | None,
     smallest: tuple[int, Counter, int] | None = None
     with tqdm(desc="pre-tokenize", unit="B", unit_scale=True, mininterval=2.0, leave=False) as bar:
         for text in texts:
-            doc, size = document_pretokens(tokenizer, text), len(text.encode("utf-8"))
+            doc, size = Counter(pre_tokens(tokenizer, text)), len(text.encode("utf-8"))
             everything.add(doc, size)
             key = zlib.crc32(text.encode("utf-8")) % 1000
             if key < validation_fraction * 1000:
@@ -98,15 +93,14 @@ def count_pretokens(tokenizer: Tokenizer, texts: Iterable[str], cap: int | None,
 def pretoken_stats(
     tokenizer: Tokenizer,
     documents: PretokenCounts,
-    capped: bool = True,
     segment_cache: dict[str, list[int]] | None = None,
 ) -> PretokenStats:
-    """Pre-token counts over ``documents``; ``weights`` count at most ``documents.cap`` uses per document when
-    ``capped``. ``segment_cache`` keeps segmentations between calls on parts of the same texts."""
+    """Pre-token counts over ``documents``; ``weights`` count at most ``documents.cap`` uses per document.
+    ``segment_cache`` keeps segmentations between calls on parts of the same texts."""
     counter = documents.counts
     pieces = list(counter)
     counts = [counter[p] for p in pieces]
-    weights = [documents.capped[p] for p in pieces] if capped and documents.cap is not None else counts
+    weights = counts if documents.cap is None else [documents.capped[p] for p in pieces]
     cache = {} if segment_cache is None else segment_cache
     model = tokenizer.model
     for p in pieces:

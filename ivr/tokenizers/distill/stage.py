@@ -37,10 +37,9 @@ instructions than mapping each pre-token.
 from __future__ import annotations
 
 import gc
-import heapq
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -57,52 +56,11 @@ from ivr.tokenizers.distill.pre_tokenizer import encode_segments, segment_words,
 from ivr.tokenizers.distill.rule_selection import select_split_rules, select_word_rules
 from ivr.tokenizers.distill.settings import EXAMPLES, DistillSettings, FitResult
 from ivr.tokenizers.distill.source_bpe import source_bpe
-from ivr.tokenizers.distill.words import fit_words, pre_token_counts
+from ivr.tokenizers.distill.words import MAX_COUNTED_WORDS, fit_words, pre_token_counts
 from ivr.tokenizers.io import load_tokenizer, save_tokenizer_dir
 from ivr.tokenizers.special import SpecialTokens
 from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
 from ivr.tokenizers.verify import DistillationMismatch, VerifySettings, verify_tokenizer
-
-
-MAX_COUNTED_WORDS = 2_000_000
-"""The most distinct pre-tokens the count of the fit corpus holds at once (some 120 bytes each: about 250 MB).
-Past it the less frequent half is dropped (ties by the word), and a dropped word counts again from its next
-occurrence. The fit learns from the ``MAX_CORPUS_WORDS`` (250,000) most frequent corpus words only (``words.py``),
-a quarter of what a drop keeps: a word loses counts only where it was outside the 1,000,000 most frequent when a
-drop came (a word frequent only late in a very large corpus). The 128 MB benchmark corpus holds some 250,000
-distinct pre-tokens, far below it: nothing is dropped there."""
-COUNT_CHUNK_CHARS = 8_000_000
-"""The corpus is counted in parts of this many characters, each merged into the bounded count: a part's own
-counter is bounded by its size."""
-
-
-def _parts(texts: Iterable[str], chars: int) -> Iterator[Iterator[str]]:
-    """``texts`` in consecutive parts of at least ``chars`` characters (the last one shorter), each consumed
-    before the next is asked for."""
-    it = iter(texts)
-
-    def part(first: str) -> Iterator[str]:
-        size = len(first)
-        yield first
-        while size < chars and (text := next(it, None)) is not None:
-            size += len(text)
-            yield text
-
-    for first in it:
-        yield part(first)
-
-
-def corpus_word_counts(bpe: Tokenizer, texts: Iterable[str], limit: int = MAX_COUNTED_WORDS) -> tuple[Counter, bool]:
-    """Byte-level pre-token counts of ``texts`` holding at most ``limit`` distinct words (``MAX_COUNTED_WORDS``),
-    and whether any were dropped on the way (the counts of rare words are then too low)."""
-    total: Counter = Counter()
-    dropped = False
-    for part in _parts(texts, COUNT_CHUNK_CHARS):
-        total.update(pre_token_counts(bpe, part, desc="pre-tokenizing the fit corpus")[0])
-        if len(total) > limit:
-            total = Counter(dict(heapq.nsmallest(limit // 2, total.items(), key=lambda item: (-item[1], item[0]))))
-            dropped = True
-    return total, dropped
 
 
 @contextmanager
@@ -206,7 +164,7 @@ def distill_tokenizer(
     train_texts, heldout_texts = (list(t) if iter(t) is t else t for t in (train_texts, heldout_texts))
     with PeakRSS() as peak:
         start = time.perf_counter()
-        counts, dropped = corpus_word_counts(bpe, train_texts)
+        counts, dropped = pre_token_counts(bpe, train_texts, "pre-tokenizing the fit corpus", MAX_COUNTED_WORDS)
         pre_tokenize_seconds = time.perf_counter() - start
         tok, fit = fit_distilled(bpe, counts, settings)
         fit.stats["corpus_words_dropped"] = dropped
@@ -238,9 +196,8 @@ def distill_tokenizer(
                   "peak_rss_scope": peak.scope},
         fit_settings=fit_settings,
         bpe_ids=bpe_ids,
-        # the fit counted the corpus's words with the pre-tokenizer alone: the same words where no normalizer runs,
-        # and all of them unless some were dropped
-        word_counts={"corpus": counts} if bpe.normalizer is None and not dropped else None,
+        # the fit's count is the corpus's words unless it dropped some (``source_bpe`` refuses normalizers)
+        word_counts=None if dropped else {"corpus": counts},
     )
     corpus = summary["sets"]["corpus"]
     if settings.strict and corpus["mismatched_occurrences"]:

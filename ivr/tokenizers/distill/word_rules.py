@@ -116,7 +116,7 @@ def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, st
             shared = part == "start" or (part == "inner" and before.isascii() and not before.startswith(" "))
             start = "" if (before + seg).startswith(" ") or shared else (
                 f"(?<!{CLASS_RX[cls]}{rx(before + seg)}|\\x{{20}}{rx(before + seg)})")
-            group = len(before) if part == "inner" and shared else -1
+            group = len(before) if part == "inner" and shared else None  # None: no shared check
             tail = behind + start + f"(?={_trie([(a, '') for a in afters])}(?!{CLASS_RX[cls]}))"
             parts[part].append((before[-1:], heads, group, (seg, tail)))
         alts, all_heads = [], set()
@@ -132,9 +132,9 @@ def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, st
                 # the characters first, then the one before: a spaced word fails the first class at its space
                 gate += f"(?<=[{''.join(rx(c) for c in sorted({b for b, _, _, _ in members}))}])"
                 groups = []
-                for n in sorted({g for _, _, g, _ in members}):
+                for n in sorted({g for _, _, g, _ in members}, key=lambda g: -1 if g is None else g):
                     entries = [e for _, _, g, e in members if g == n]
-                    check = "" if n < 0 else f"(?<!{CLASS_RX[cls]}[\\x00-\\x7f]{{{n}}}|\\x{{20}}[\\x00-\\x7f]{{{n}}})"
+                    check = "" if n is None else f"(?<!{CLASS_RX[cls]}[\\x00-\\x7f]{{{n}}}|\\x{{20}}[\\x00-\\x7f]{{{n}}})"
                     groups.append(check + _trie(entries))
                 alts.append(gate + (groups[0] if len(groups) == 1 else "(?:" + "|".join(groups) + ")"))
                 continue
