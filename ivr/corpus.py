@@ -289,8 +289,8 @@ def read_manifest(cleaned_dir: Path) -> dict:
 def split_counts(cleaned_dir: str | Path, heldout_fraction: float) -> dict[str, int]:
     """How many documents fall in each split."""
     counts = {"train": 0, "heldout": 0}
-    for doc in iter_documents(cleaned_dir):
-        counts["heldout" if is_heldout(doc.doc_id, heldout_fraction) else "train"] += 1
+    for held in split_membership(cleaned_dir, "heldout", heldout_fraction):
+        counts["heldout" if held else "train"] += 1
     return counts
 
 
@@ -313,13 +313,32 @@ def iter_documents(
     heldout_fraction: float = 0.05,
 ) -> Iterator[Document]:
     """Stream cleaned documents in manifest order, optionally only one split."""
+    for line in _cleaned_lines(cleaned_dir):
+        record = json.loads(line)
+        if _in_split(record["id"], split, heldout_fraction):
+            yield Document(record["id"], record["text"])
+
+
+def split_membership(
+    cleaned_dir: str | Path,
+    split: Literal["train", "heldout"] | None = None,
+    heldout_fraction: float = 0.05,
+) -> Iterator[bool]:
+    """For every document of the corpus, in manifest order, whether it is in ``split`` (all are for None),
+    without decoding the texts: what lines of a per-document file (analyze's ids) belong to one split."""
+    return (_in_split(_record_id(line), split, heldout_fraction) for line in _cleaned_lines(cleaned_dir))
+
+
+def _cleaned_lines(cleaned_dir: str | Path) -> Iterator[str]:
+    """The cleaned records, one JSON line per document, in manifest order."""
     cleaned_dir = Path(cleaned_dir)
     for entry in read_manifest(cleaned_dir)["files"]:
         with open(cleaned_dir / entry["cleaned"], encoding="utf-8") as f:
-            for line in f:
-                record = json.loads(line)
-                if split is None or is_heldout(record["id"], heldout_fraction) == (split == "heldout"):
-                    yield Document(record["id"], record["text"])
+            yield from f
+
+
+def _in_split(doc_id: str, split: Literal["train", "heldout"] | None, heldout_fraction: float) -> bool:
+    return split is None or is_heldout(doc_id, heldout_fraction) == (split == "heldout")
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -351,35 +370,6 @@ def _record_id(line: str) -> str:
     if line.startswith(_ID_PREFIX):
         return _DECODER.raw_decode(line, len(_ID_PREFIX))[0]
     return json.loads(line)["id"]
-
-
-@dataclass(frozen=True)
-class SplitIdSequences:
-    """The original BPE's ids of one split's documents, in the order of ``SplitTexts``: ``analyze``'s id sequences
-    (one line per document of the whole corpus, in manifest order), read from disk on each pass."""
-
-    cleaned_dir: Path
-    sequences_path: Path
-    split: Literal["train", "heldout"] | None = None
-    heldout_fraction: float = 0.05
-
-    def __iter__(self) -> Iterator[list[int]]:
-        cleaned_dir = Path(self.cleaned_dir)
-        files = [cleaned_dir / entry["cleaned"] for entry in read_manifest(cleaned_dir)["files"]]
-        with open(self.sequences_path, encoding="ascii") as sequences:
-            for path in files:
-                with open(path, encoding="utf-8") as f:
-                    for line in f:
-                        ids = sequences.readline()
-                        if not ids:
-                            raise CorpusError(f"{self.sequences_path} ends before {path}'s documents: it is not "
-                                              "this corpus's id sequences; run `ivr analyze` again")
-                        if self.split is None or is_heldout(_record_id(line), self.heldout_fraction) == (
-                                self.split == "heldout"):
-                            yield list(map(int, ids.split()))
-            if sequences.readline():
-                raise CorpusError(f"{self.sequences_path} holds more lines than {cleaned_dir} has documents: it is "
-                                  "not this corpus's id sequences; run `ivr analyze` again")
 
 
 def read_text_files(paths: list[str]) -> list[str]:

@@ -7,10 +7,9 @@ from collections import Counter
 
 import pytest
 
-from ivr.analysis.frequency import analyze_corpus
-from ivr.analysis.spans import count_pretokens, document_pretokens
-from ivr.corpus import CleaningOptions, CorpusError, SplitIdSequences, SplitTexts, clean_corpus, iter_documents
-from ivr.tokenizers.distill import stage
+from ivr.analysis.frequency import SplitIdSequences, analyze_corpus
+from ivr.analysis.spans import count_pretokens
+from ivr.corpus import CleaningOptions, CorpusError, SplitTexts, clean_corpus, iter_documents
 from ivr.tokenizers.distill.pre_tokenizer import with_rules
 from ivr.tokenizers.distill.word_rules import word_segments
 from ivr.tokenizers.distill.words import pre_token_counts
@@ -26,23 +25,29 @@ def test_stored_ids_are_read_back_per_split_in_the_order_of_the_texts(tmp_path, 
         assert texts, split
         ids = [gpt2_bpe.encode(t, add_special_tokens=False).ids for t in texts]
         assert list(SplitIdSequences(cleaned, sequences, split, 0.3)) == ids
-    # another corpus's ids are refused, naming the file
-    sequences.write_text("1 2\n", encoding="ascii")
-    with pytest.raises(CorpusError, match="ids.txt ends before"):
+    # another corpus's ids, or a damaged file, are refused, naming the file and the line
+    lines = sequences.read_text(encoding="ascii").splitlines(keepends=True)
+    sequences.write_text("".join(lines[:2]), encoding="ascii")
+    with pytest.raises(CorpusError, match=r"ids\.txt:3: the file ends before"):
+        list(SplitIdSequences(cleaned, sequences, None, 0.3))
+    sequences.write_text("".join(lines + ["1\n"]), encoding="ascii")
+    with pytest.raises(CorpusError, match=rf"ids\.txt:{len(lines) + 1}: more lines than"):
         list(SplitIdSequences(cleaned, sequences, "train", 0.3))
-    sequences.write_text("1\n" * 20, encoding="ascii")
-    with pytest.raises(CorpusError, match="more lines than"):
-        list(SplitIdSequences(cleaned, sequences, "train", 0.3))
+    for damaged in ("1 2 x\n", "1 \u00e9\n"):
+        sequences.write_text("".join([lines[0], damaged, *lines[2:]]), encoding="utf-8")
+        with pytest.raises(CorpusError, match=r"ids\.txt:2: not a line of token ids"):
+            list(SplitIdSequences(cleaned, sequences, None, 0.3))
 
 
-def test_the_fit_corpus_count_is_exact_below_its_budget_and_bounded_above_it(gpt2_bpe, monkeypatch):
-    monkeypatch.setattr(stage, "COUNT_CHUNK_CHARS", 20)  # several parts, each merged into the count
+def test_the_fit_corpus_count_is_exact_below_its_budget_and_bounded_above_it(gpt2_bpe):
     texts = [" ".join(["common"] * 5 + [f"rare{i}" for i in range(i, i + 3)]) for i in range(10)]
-    exact = pre_token_counts(gpt2_bpe, texts)[0]
-    assert stage.corpus_word_counts(gpt2_bpe, texts) == (exact, False)
-    bounded, dropped = stage.corpus_word_counts(gpt2_bpe, texts, limit=6)
+    exact, dropped = pre_token_counts(gpt2_bpe, texts)
+    assert not dropped and pre_token_counts(gpt2_bpe, texts, limit=len(exact)) == (exact, False)
+    bounded, dropped = pre_token_counts(gpt2_bpe, texts, limit=6)
     assert dropped and len(bounded) <= 6
     assert bounded["Ġcommon"] == exact["Ġcommon"] == 40  # the most frequent words keep their counts
+    # a word that came back after a drop counts from then on: never more than its true count
+    assert all(0 < bounded[w] <= exact[w] for w in bounded) and bounded != exact
 
 
 def test_select_counts_in_one_pass_and_leaves_one_document_out_of_a_tiny_corpus(distilled):
@@ -50,7 +55,7 @@ def test_select_counts_in_one_pass_and_leaves_one_document_out_of_a_tiny_corpus(
     everything, held = count_pretokens(distilled, texts, cap=1, validation_fraction=0.2)
     assert held.documents == 2  # by the texts' hashes
     everything, held = count_pretokens(distilled, texts, cap=1, validation_fraction=1.0)  # all: keep one out
-    docs = [document_pretokens(distilled, t) for t in texts]
+    docs = [Counter(pre_tokens(distilled, t)) for t in texts]
     assert everything.counts == sum(docs, Counter()) and everything.documents == 3
     assert everything.capped["Ġ="] == 2 and everything.counts["Ġ="] == 3  # at most one use per document
     assert held.documents == 1 and (everything - held).documents == 2

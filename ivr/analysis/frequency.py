@@ -1,9 +1,12 @@
-"""How GPT-2's BPE tokenizes the domain: id sequences per document and per-id frequencies."""
+"""How GPT-2's BPE tokenizes the domain: id sequences per document and per-id frequencies. This module owns
+the id sequences file: it writes it (``analyze_corpus``) and reads it back (``SplitIdSequences``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -11,7 +14,7 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from ivr.atomic import atomic_file
-from ivr.corpus import Document, batched
+from ivr.corpus import CorpusError, Document, batched, split_membership
 from ivr.tokenizers.byte_level import readable
 
 
@@ -63,3 +66,35 @@ def analyze_corpus(
     with atomic_file(frequency_path) as tmp:
         frame.write_parquet(tmp)
     return {"documents": n_docs, "bytes": n_bytes, "tokens": total, "distinct_ids": int((counts > 0).sum())}
+
+
+@dataclass(frozen=True)
+class SplitIdSequences:
+    """The original BPE's ids of one split's documents, in the order of ``ivr.corpus.SplitTexts``: the id
+    sequences ``analyze_corpus`` wrote (one line per document of the whole corpus, in manifest order), read from
+    disk on each pass. A file that does not fit the corpus is refused, naming the file and the line."""
+
+    cleaned_dir: Path
+    sequences_path: Path
+    split: Literal["train", "heldout"] | None = None
+    heldout_fraction: float = 0.05
+
+    def __iter__(self) -> Iterator[list[int]]:
+        path, again = self.sequences_path, "it is not this corpus's id sequences; run `ivr analyze` again"
+        # a byte that is not ASCII is read as U+FFFD, which no id parses: the error names its line
+        with open(path, encoding="ascii", errors="replace") as sequences:
+            line_no = 0
+            for line_no, wanted in enumerate(split_membership(self.cleaned_dir, self.split, self.heldout_fraction), 1):
+                ids = sequences.readline()
+                if not ids:
+                    raise CorpusError(f"{path}:{line_no}: the file ends before the documents of {self.cleaned_dir} "
+                                      f"do; {again}")
+                if not wanted:  # only the split's lines are parsed: each pass reads the whole file
+                    continue
+                try:
+                    parsed = [int(i) for i in ids.split()]
+                except ValueError:
+                    raise CorpusError(f"{path}:{line_no}: not a line of token ids; {again}") from None
+                yield parsed
+            if sequences.readline():
+                raise CorpusError(f"{path}:{line_no + 1}: more lines than {self.cleaned_dir} has documents; {again}")

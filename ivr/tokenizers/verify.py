@@ -119,10 +119,15 @@ def compare_texts(
     ``bpe_ids``: BPE's ids of each text, in order (``analyze``'s id sequences), which spares encoding the texts
     with BPE again. ``word_counts``: BPE's pre-token counts over all of ``texts``, when known (the distillation's
     fit counts them), which spares pre-tokenizing the documents that match.
+
+    Memory: the words of the documents that differ, with their encodings, and, without ``word_counts``, the set
+    of the matching documents' distinct words (for the word-type figures); a matching document's BPE tokens are
+    the length of its ids, so its words are never encoded.
     """
     # one streaming pass: a batch of texts at a time is encoded whole by the distilled tokenizer (both cores);
     # added tokens are left out on both sides, as analyze stores BPE's ids
-    matched: Counter = Counter(word_counts or {})  # words of the documents that get BPE's ids
+    matched_words: set[str] = set()  # distinct words of the documents that get BPE's ids, without word_counts
+    matched_occ = matched_tokens = 0
     counts: Counter = Counter()  # (BPE word, distilled pre-tokens in it) in the other documents
     ids_of = iter(bpe_ids) if bpe_ids is not None else None
     n_docs = doc_ok = 0
@@ -138,30 +143,35 @@ def compare_texts(
             for text, a, b in zip(batch, ours, theirs):
                 if a.ids == list(b):
                     doc_ok += 1
+                    matched_tokens += len(b)
                     if word_counts is None:
-                        matched.update(pre_tokens(bpe, text))
+                        words = pre_tokens(bpe, text)
+                        matched_occ += len(words)
+                        matched_words.update(words)
                     continue
-                ref = pre_tokens(bpe, text)
-                if word_counts is not None:  # counted as matched: its words are counted below as they are
-                    matched.subtract(ref)
-                _count_segments(counts, distilled, ref, text)
+                _count_segments(counts, distilled, pre_tokens(bpe, text), text)
             n_docs += len(batch)
             bar.update(sum(len(t.encode("utf-8")) for t in batch))
     if ids_of is not None and next(ids_of, None) is not None:
         raise ValueError(f"verifying {name}: more BPE id sequences than texts")
-    if any(c < 0 for c in matched.values()):
-        raise ValueError(f"verifying {name}: the given word counts are not the counts of these texts' words")
-    matched = +matched  # drop the words only the other documents hold
+    other: Counter = Counter()  # occurrences of each word in the documents that differ
+    for (w, _), c in counts.items():
+        other[w] += c
+    if word_counts is None:
+        occ = matched_occ + sum(other.values())
+        n_types = len(matched_words) + sum(w not in matched_words for w in other)
+    else:  # the count covers every document: its words are the set's
+        if any(word_counts.get(w, 0) < c for w, c in other.items()):
+            raise ValueError(f"verifying {name}: the given word counts are not the counts of these texts' words")
+        occ = sum(c for c in word_counts.values() if c > 0)
+        n_types = sum(c > 0 for c in word_counts.values())
     keys = sorted(counts)
-    words = sorted(set(matched) | {w for w, _ in keys})
     bare_bpe = bare_model(bpe)
-    gold = dict(zip(words, bare_bpe.encode_batch(words)))
+    gold = dict(zip(other, bare_bpe.encode_batch(list(other))))
     model = bare_model(distilled)
     segs = sorted({s for _, ss in keys for s in ss})
     seg_enc = dict(zip(segs, model.encode_batch(segs)))
-    occ = sum(counts.values()) + sum(matched.values())
-    tokens = sum(c * len(gold[w].ids) for (w, _), c in counts.items()) + sum(
-        c * len(gold[w].ids) for w, c in matched.items())
+    tokens = matched_tokens + sum(c * len(gold[w].ids) for w, c in other.items())
     by_kind: dict[str, list[dict]] = {k: [] for k in KINDS}
     bad_occ = bad_tokens = 0
     bad_words: set[str] = set()
@@ -183,13 +193,13 @@ def compare_texts(
     return {
         "documents": n_docs,
         "word_occurrences": occ,
-        "word_types": len(words),
+        "word_types": n_types,
         "bpe_tokens": tokens,
         "mismatched_occurrences": bad_occ,
         "mismatched_types": len(bad_words),
         "rates": {
             "word_occurrence": _rate(occ - bad_occ, occ),
-            "word_type": _rate(len(words) - len(bad_words), len(words)),
+            "word_type": _rate(n_types - len(bad_words), n_types),
             "token": _rate(tokens - bad_tokens, tokens),
             "document": _rate(doc_ok, n_docs),
         },
