@@ -153,7 +153,7 @@ def distill_tokenizer(
     ``special`` are ``bpe``'s special tokens (``read_special_tokens`` of its directory), which the distilled
     tokenizer's config names alike; without them, ``bpe`` must have GPT-2's layout (``special_tokens_of``).
     ``bpe_ids``: BPE's ids of the texts of ``"corpus"`` (``train_texts``) and ``"heldout"``, in order, where
-    known (``ivr.corpus.SplitIdSequences``): verification then compares against them instead of encoding again.
+    known (``ivr.analysis.frequency.SplitIdSequences``): verification then compares against them instead of encoding again.
     Returns the report summary. With ``settings.strict`` raises ``DistillationMismatch`` (after writing
     the reports) when any word occurrence of ``train_texts`` gets ids other than BPE's.
     """
