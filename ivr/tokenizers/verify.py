@@ -124,7 +124,7 @@ def compare_texts(
     of the matching documents' distinct words (for the word-type figures); a matching document's BPE tokens are
     the length of its ids, so its words are never encoded.
     """
-    # one streaming pass: a batch of texts at a time is encoded whole by the distilled tokenizer (both cores);
+    # one streaming pass: a batch of texts at a time is encoded whole by the distilled tokenizer;
     # added tokens are left out on both sides, as analyze stores BPE's ids
     matched_words: set[str] = set()  # distinct words of the documents that get BPE's ids, without word_counts
     matched_occ = matched_tokens = 0
