@@ -40,9 +40,10 @@ def analyze_corpus(
         bar = tqdm(total=total_bytes, desc="analyze (original BPE)", unit="B", unit_scale=True, mininterval=2.0, leave=False)
         for batch in batched(documents, batch_size):
             encodings = tokenizer.encode_batch([d.text for d in batch], add_special_tokens=False)
-            out.writelines(" ".join(map(str, enc.ids)) + "\n" for enc in encodings)
+            lists = [enc.ids for enc in encodings]  # each ``.ids`` builds a new list
+            out.writelines(" ".join(map(str, doc)) + "\n" for doc in lists)
             # one count per batch, not per document: a vocabulary-sized sum per short document dominates
-            ids = [np.asarray(enc.ids, dtype=np.int64) for enc in encodings]
+            ids = [np.asarray(doc, dtype=np.int64) for doc in lists]
             counts += np.bincount(np.concatenate([np.empty(0, np.int64), *ids]), minlength=vocab_size)
             doc_freq += np.bincount(np.concatenate([np.empty(0, np.int64), *map(np.unique, ids)]), minlength=vocab_size)
             n_docs += len(batch)
