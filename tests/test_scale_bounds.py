@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from ivr.analysis.frequency import SplitIdSequences, analyze_corpus
-from ivr.analysis.spans import count_pretokens
+from ivr.analysis.spans import count_pretokens, pretoken_stats
 from ivr.corpus import CleaningOptions, CorpusError, SplitTexts, clean_corpus, iter_documents
 from ivr.tokenizers.distill.pre_tokenizer import with_rules
 from ivr.tokenizers.distill.word_rules import word_segments
@@ -76,3 +76,15 @@ def test_word_rules_of_digit_strings_cut_only_their_own_words_with_a_bounded_reg
                       (f"a{first}", True), (f"x {first}", False)):  # after a space it is another word
         pieces = pre_tokens(tok, text)
         assert (rules[0][0] in pieces and rules[0][-1] in pieces) == cut, (text, pieces)
+
+
+def test_select_counts_at_most_its_limit_of_pre_tokens_and_keeps_the_id_counts_exact(distilled):
+    texts = [f"common = value_{i} + other_{i}\nresult = common\n" for i in range(40)]
+    exact, _ = count_pretokens(distilled, texts, cap=2, validation_fraction=0)
+    bounded, _ = count_pretokens(distilled, texts, cap=2, validation_fraction=0, limit=10)
+    assert len(exact.counts) > 10 >= len(bounded.counts) and bounded.dropped_pretokens
+    assert set(bounded.capped) <= set(bounded.counts)
+    assert bounded.counts["Ġ="] == exact.counts["Ġ="] == 80  # the most frequent keep their counts
+    # the ids the dropped pre-tokens use are still counted: which ids to free depends on them
+    full, cut = pretoken_stats(distilled, exact), pretoken_stats(distilled, bounded)
+    assert (cut.id_counts == full.id_counts).all() and cut.total_tokens == full.total_tokens

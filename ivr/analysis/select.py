@@ -318,6 +318,7 @@ def select_replacements(
         "train_bytes": stats.total_bytes,
         "train_tokens": stats.total_tokens,
         "distinct_pretokens": len(stats.pieces),
+        "pretokens_dropped": everything.dropped_pretokens,
         "candidate_strings": len(ranker.ranked),
         "forced": len(forced_ok),
         "reassigned": len(replacements),
@@ -398,6 +399,8 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
         (
             f"- training documents: {summary['documents']}, bytes: {summary['train_bytes']}, "
             f"distilled tokens: {summary['train_tokens']}, distinct pre-tokens: {summary['distinct_pretokens']}"
+            + (f" (the rarest dropped past the count's limit {summary['pretokens_dropped']} times, their token uses "
+               "kept: they offer no candidates)" if summary["pretokens_dropped"] else "")
         ),
         f"- candidate strings (≥ {settings.min_count} uses, not yet tokens): {summary['candidate_strings']}",
         f"- ids reassigned: {summary['reassigned']} ({summary['forced']} forced)",

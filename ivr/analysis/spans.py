@@ -18,6 +18,7 @@ import numpy as np
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
+from ivr.counting import most_frequent
 from ivr.tokenizers.byte_level import piece_to_bytes
 from ivr.tokenizers.io import pre_tokens
 
@@ -39,16 +40,30 @@ class PretokenStats:
     documents: int
 
 
+MAX_SELECT_PRETOKENS = 2_000_000
+"""The most distinct pre-tokens selection counts at once (with their per-document-capped counts, some 250 bytes
+each: about 500 MB). Past it the less frequent half is dropped (``ivr.counting.most_frequent``) and their token
+uses go to ``PretokenCounts.dropped_ids``, so the id counts that decide which ids to free stay exact; a dropped
+pre-token offers no candidate strings and counts again from its next occurrence. Candidates need ``min_count``
+uses and save tokens in proportion to them, so the dropped ones are the least useful. The 1 GB benchmark corpus
+holds far fewer: nothing is dropped there."""
+
+
 @dataclass
 class PretokenCounts:
     """Documents reduced to their pre-token counts: every use, and at most ``cap`` uses per document (the
-    ranking's weights; ``None``: every use). Memory follows the distinct pre-tokens, not the documents."""
+    ranking's weights; ``None``: every use). Memory follows the distinct pre-tokens, at most
+    ``MAX_SELECT_PRETOKENS`` of them, not the documents."""
 
     cap: int | None
     counts: Counter = field(default_factory=Counter)
     capped: Counter = field(default_factory=Counter)
     total_bytes: int = 0
     documents: int = 0
+    dropped_ids: Counter = field(default_factory=Counter)
+    """Token id -> its uses in the pre-tokens dropped from ``counts`` (``drop_rare``)."""
+    dropped_pretokens: int = 0
+    """How many pre-tokens ``drop_rare`` dropped (one dropped twice counts twice); 0: the counts are exact."""
 
     def add(self, doc: Counter, size: int) -> None:
         """Count one document's pre-tokens (``doc``) of ``size`` UTF-8 bytes."""
@@ -58,18 +73,35 @@ class PretokenCounts:
         self.total_bytes += size
         self.documents += 1
 
+    def drop_rare(self, tokenizer: Tokenizer, keep: int) -> None:
+        """Keep the ``keep`` most frequent pre-tokens; the others' token uses (by ``tokenizer``'s model) go to
+        ``dropped_ids``."""
+        kept = most_frequent(self.counts, keep)
+        model = tokenizer.model
+        for piece, count in self.counts.items():
+            if piece not in kept:
+                for token in model.tokenize(piece):
+                    self.dropped_ids[token.id] += count
+                self.capped.pop(piece, None)
+                self.dropped_pretokens += 1
+        self.counts = kept
+
     def __sub__(self, other: PretokenCounts) -> PretokenCounts:
-        """The documents counted here but not in ``other`` (which must be some of them)."""
+        """The documents counted here but not in ``other`` (which must be some of them). Where either side dropped
+        pre-tokens the difference is approximate: a pre-token dropped here but kept in ``other`` is missing from
+        both the counts and the dropped ids."""
         return PretokenCounts(self.cap, self.counts - other.counts, self.capped - other.capped,
-                              self.total_bytes - other.total_bytes, self.documents - other.documents)
+                              self.total_bytes - other.total_bytes, self.documents - other.documents,
+                              self.dropped_ids - other.dropped_ids, self.dropped_pretokens)
 
 
-def count_pretokens(tokenizer: Tokenizer, texts: Iterable[str], cap: int | None, validation_fraction: float
-                    ) -> tuple[PretokenCounts, PretokenCounts | None]:
+def count_pretokens(tokenizer: Tokenizer, texts: Iterable[str], cap: int | None, validation_fraction: float,
+                    limit: int = MAX_SELECT_PRETOKENS) -> tuple[PretokenCounts, PretokenCounts | None]:
     """One streaming pass over ``texts``: the pre-token counts of them all, and of the validation part that the
     savings curve leaves out of its ranking (a stable hash of each text below ``validation_fraction``; None
     without a curve, or with fewer than two documents). Where the hash leaves out none of the texts, or all of
-    them, the part is the one document of the smallest hash (the first of them), so each side has one at least."""
+    them, the part is the one document of the smallest hash (the first of them), so each side has one at least.
+    Each side holds at most ``limit`` distinct pre-tokens (``MAX_SELECT_PRETOKENS``)."""
     everything, held = PretokenCounts(cap), PretokenCounts(cap)
     smallest: tuple[int, Counter, int] | None = None
     with tqdm(desc="pre-tokenize", unit="B", unit_scale=True, mininterval=2.0, leave=False) as bar:
@@ -79,6 +111,9 @@ def count_pretokens(tokenizer: Tokenizer, texts: Iterable[str], cap: int | None,
             key = zlib.crc32(text.encode("utf-8")) % 1000
             if key < validation_fraction * 1000:
                 held.add(doc, size)
+            for side in (everything, held):
+                if len(side.counts) > limit:
+                    side.drop_rare(tokenizer, limit // 2)
             if smallest is None or key < smallest[0]:
                 smallest = (key, doc, size)
             bar.update(size)
@@ -110,6 +145,8 @@ def pretoken_stats(
     flat = np.fromiter((i for s in segs for i in s), dtype=np.int64)
     repeats = np.repeat(np.asarray(counts, dtype=np.int64), [len(s) for s in segs])
     id_counts = np.bincount(flat, weights=repeats, minlength=tokenizer.get_vocab_size()).astype(np.int64)
+    for i, count in documents.dropped_ids.items():
+        id_counts[i] += count
     return PretokenStats(pieces, counts, weights, segs, id_counts, int(id_counts.sum()), documents.total_bytes,
                          documents.documents)
 

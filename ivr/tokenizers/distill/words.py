@@ -4,7 +4,6 @@ vocabulary piece on its own and simple variants of it, digit strings, the genera
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -13,6 +12,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
+from ivr.counting import most_frequent
 from ivr.tokenizers.byte_level import text_to_piece
 from ivr.tokenizers.distill.general_words import general_words, parse_languages
 from ivr.tokenizers.distill.settings import DistillSettings
@@ -26,11 +26,9 @@ distinct pre-tokens, well below the cap, so its fit is unchanged."""
 
 
 def corpus_sample(corpus_counts: Counter, limit: int = MAX_CORPUS_WORDS) -> Counter:
-    """The ``limit`` most frequent of ``corpus_counts`` (all of them when there are no more), by count, then by
-    the word itself, so the sample does not depend on the order the corpus was read in."""
-    if len(corpus_counts) <= limit:
-        return Counter(corpus_counts)
-    return Counter(dict(heapq.nsmallest(limit, corpus_counts.items(), key=lambda item: (-item[1], item[0]))))
+    """The ``limit`` most frequent of ``corpus_counts`` (``ivr.counting.most_frequent``: by count, then by the
+    word, so the sample does not depend on the order the corpus was read in)."""
+    return most_frequent(corpus_counts, limit)
 
 
 MAX_COUNTED_WORDS = 2_000_000
