@@ -93,7 +93,7 @@ class SplitIdSequences:
                 if not wanted:  # only the split's lines are parsed: each pass reads the whole file
                     continue
                 try:
-                    parsed = [int(i) for i in ids.split()]
+                    parsed = list(map(int, ids.split()))
                 except ValueError:
                     raise CorpusError(f"{path}:{line_no}: not a line of token ids; {again}") from None
                 yield parsed

@@ -51,7 +51,7 @@ def pre_token_counts(pre_tokenizer: Tokenizer, texts: Iterable[str], desc: str =
         for text in texts:
             counts.update(w for w, _ in pre_tokenizer.pre_tokenizer.pre_tokenize_str(text))
             if limit is not None and len(counts) > limit:
-                counts = corpus_sample(counts, limit // 2)
+                counts = most_frequent(counts, limit // 2)
                 dropped = True
             bar.update(len(text.encode("utf-8")))
     return counts, dropped
