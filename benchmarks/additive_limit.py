@@ -257,6 +257,26 @@ def occurrences_table(designs: Sequence[Design], counts: dict[str, Counter], res
     return "\n".join(lines)
 
 
+def rounding_table(designs: Sequence[Design], counts: dict[str, Counter], results: Results) -> str:
+    """For each float64 design with an exact twin (``f64:pow:6`` and ``exact:pow:6``): the occurrences float64
+    gets wrong where exact arithmetic gets them right (lost to rounding), has a tie (broken the wrong way), or
+    gets them wrong too."""
+    names = {d.name for d in designs}
+    pairs = [(d.name, "exact" + d.name[3:]) for d in designs if d.arithmetic == "f64" and "exact" + d.name[3:] in names]
+    lines = ["| held-out set | " + " | ".join(f"`{f}`: rounding / tie / exact wrong too" for f, _ in pairs) + " |",
+             "|---|" + "---:|" * len(pairs)]
+    for set_name, c in counts.items():
+        cells = []
+        for f, e in pairs:
+            by = Counter()
+            for w, k in c.items():
+                if results[f][w][0] == WRONG:
+                    by[results[e][w][0]] += k
+            cells.append(f"{by[RIGHT]} / {by[TIE]} / {by[WRONG]}")
+        lines.append(f"| {set_name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def fit_mismatches(report: Path, set_names: Sequence[str]) -> tuple[dict[str, Counter], dict[str, int]]:
     """(per held-out set: the fitted tokenizer's wrong words that are not ties, as byte-level words with their
     occurrences; per set: all its word occurrences), from a verification ``report.json`` listing every mismatch
@@ -304,6 +324,9 @@ def main() -> None:
     print(f"{len(words)} distinct words in {len(sets)} sets, every design: {t.seconds:.0f} s")
     print("\nwrong word occurrences per score design (no fitting, no rules; exact designs: wrong (+ ties))\n")
     print(occurrences_table(designs, counts, results, "word occurrences"))
+    if any(d.arithmetic == "f64" and d.name.replace("f64", "exact", 1) in results for d in designs):
+        print("\nfloat64's wrong occurrences against the same weights in exact arithmetic\n")
+        print(rounding_table(designs, counts, results))
 
     if args.fit_report:
         fit_words, totals = fit_mismatches(args.fit_report, list(sets))
