@@ -134,7 +134,7 @@ def test_unsupported_pre_tokenizers_are_named():
 
 
 def test_gpt2_regex_as_split_then_byte_level_is_supported():
-    from ivr.tokenizers.distill.source_bpe import GPT2_PATTERN
+    from ivr.tokenizers.gpt2_pre_tokens import GPT2_PATTERN
 
     split = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(GPT2_PATTERN), "isolated"),
                                      pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])

@@ -42,8 +42,8 @@ def piece_to_bytes(piece: str) -> bytes:
 
 
 def bytes_to_piece(data: bytes) -> str:
-    table = byte_to_char()
-    return "".join(table[b] for b in data)
+    # each byte read as the Latin-1 character of its value, then mapped in C
+    return data.decode("latin-1").translate(byte_to_char())
 
 
 def text_to_piece(text: str) -> str:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ivr.atomic import write_json, write_text
 from ivr.corpus import batched
 from ivr.tokenizers.byte_level import readable
+from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
 from ivr.tokenizers.io import pre_tokens
 from ivr.tokenizers.unigram import bare_model
 
@@ -130,6 +131,7 @@ def compare_texts(
     matched_occ = matched_tokens = 0
     counts: Counter = Counter()  # (BPE word, distilled pre-tokens in it) in the other documents
     ids_of = iter(bpe_ids) if bpe_ids is not None else None
+    cut_bpe = PreTokenCutter(bpe)
     n_docs = doc_ok = 0
     with tqdm(desc=f"verifying {name}", unit="B", unit_scale=True, mininterval=2.0) as bar:
         for batch in batched(texts, 64):
@@ -145,11 +147,11 @@ def compare_texts(
                     doc_ok += 1
                     matched_tokens += len(b)
                     if word_counts is None:
-                        words = pre_tokens(bpe, text)
+                        words = cut_bpe(text)
                         matched_occ += len(words)
                         matched_words.update(words)
                     continue
-                _count_segments(counts, distilled, pre_tokens(bpe, text), text)
+                _count_segments(counts, distilled, cut_bpe(text), text)
             n_docs += len(batch)
             bar.update(sum(len(t.encode("utf-8")) for t in batch))
     if ids_of is not None and next(ids_of, None) is not None:

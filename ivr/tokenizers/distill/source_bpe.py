@@ -17,9 +17,7 @@ from tokenizers import Tokenizer
 
 from ivr.tokenizers.bpe import bpe_merges, tokenizer_pieces
 from ivr.tokenizers.byte_level import single_byte_pieces
-
-GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-
+from ivr.tokenizers.gpt2_pre_tokens import is_gpt2_pre_tokenizer
 
 class UnsupportedTokenizer(ValueError):
     """The source tokenizer has a step the distilled Unigram cannot reproduce; the message names it."""
@@ -81,7 +79,7 @@ def _pipeline_problems(spec: dict) -> list[str]:
         problems.append(f"normalizer {_describe(normalizer)} is unsupported (none expected)")
     pre = spec.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
-    if not _is_gpt2_pre_tokenizer(steps):
+    if not is_gpt2_pre_tokenizer(steps):
         problems.append("pre-tokenizer " + " then ".join(_describe(s) for s in steps) + " is unsupported: only "
                         "GPT-2's regex is (ByteLevel(use_regex=True), or Split(GPT-2's regex) then "
                         "ByteLevel(use_regex=False), without a prefix space)")
@@ -89,20 +87,6 @@ def _pipeline_problems(spec: dict) -> list[str]:
     if decoder.get("type") != "ByteLevel":
         problems.append(f"decoder {_describe(decoder)} is unsupported (ByteLevel expected)")
     return problems
-
-
-def _is_gpt2_pre_tokenizer(steps: list[dict]) -> bool:
-    def byte_level(step: dict, regex: bool) -> bool:
-        return step.get("type") == "ByteLevel" and step.get("use_regex", True) == regex \
-            and not step.get("add_prefix_space", False)
-
-    if len(steps) == 1:
-        return byte_level(steps[0], True)
-    if len(steps) == 2:
-        split = steps[0]
-        return (split.get("type") == "Split" and split.get("pattern") == {"Regex": GPT2_PATTERN}
-                and split.get("behavior") == "Isolated" and not split.get("invert") and byte_level(steps[1], False))
-    return False
 
 
 def _describe(step: dict) -> str:

@@ -16,6 +16,7 @@ from ivr.counting import most_frequent
 from ivr.tokenizers.byte_level import text_to_piece
 from ivr.tokenizers.distill.general_words import general_words, parse_languages
 from ivr.tokenizers.distill.settings import DistillSettings
+from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
 
 
 MAX_CORPUS_WORDS = 250_000
@@ -47,9 +48,10 @@ def pre_token_counts(pre_tokenizer: Tokenizer, texts: Iterable[str], desc: str =
     counts of rare words are then too low)."""
     counts: Counter = Counter()
     dropped = False
+    cut = PreTokenCutter(pre_tokenizer)
     with tqdm(desc=desc, unit="B", unit_scale=True, mininterval=2.0) as bar:  # MB/s, as analyze and packing show
         for text in texts:
-            counts.update(w for w, _ in pre_tokenizer.pre_tokenizer.pre_tokenize_str(text))
+            counts.update(cut.counts(text))
             if limit is not None and len(counts) > limit:
                 counts = most_frequent(counts, limit // 2)
                 dropped = True

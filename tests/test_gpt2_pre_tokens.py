@@ -1,0 +1,57 @@
+"""GPT-2's pre-tokens cut by the ``regex`` package are exactly those the ``tokenizers`` pre-tokenizer cuts."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+
+from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+from ivr.tokenizers.gpt2_pre_tokens import GPT2_PATTERN, PreTokenCutter
+from ivr.tokenizers.io import pre_tokens
+
+# the characters where engines part: contractions, every kind of white space, letters and digits beyond ASCII
+# (², ½, ٣, Ⅻ), combining marks (neither letters nor digits), CJK, emoji, control characters, and letters and
+# digits of a Unicode version newer than the tokenizers engine's (U+0558, U+088F, U+11DE0)
+TRICKY = "\u0558\u088f\U00011de0'sStTreRvVmMlLdD \t\n\r\x0b\x0c\x85\xa0\u1680\u2000\u2028\u2029\u202f\u3000aZéßΩжא٣²½Ⅻ\u0301\u0915\u093f中あ한😀\x00\x7f-=_.!?"
+texts = st.one_of(st.text(), st.text(alphabet=TRICKY), st.text(alphabet=TRICKY + "abc123 "))
+
+
+def split_then_byte_level() -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(GPT2_PATTERN), "isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    return tok
+
+
+GPT2 = offline_gpt2_tokenizer()
+CUTTERS = [PreTokenCutter(GPT2), PreTokenCutter(split_then_byte_level())]
+
+
+def test_both_ways_of_writing_gpt2_pre_tokenizer_take_the_regex_package():
+    assert all(cut.fast for cut in CUTTERS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts)
+def test_the_pre_tokens_are_the_tokenizers_ones(text):
+    want = pre_tokens(GPT2, text)
+    for cut in CUTTERS:
+        assert cut(text) == want
+        assert cut.counts(text) == Counter(want)
+
+
+def test_another_pipeline_is_cut_by_the_tokenizer_itself():
+    digits = Tokenizer(models.BPE())
+    digits.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                    pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    lowered = offline_gpt2_tokenizer()
+    lowered.normalizer = normalizers.Lowercase()
+    text = "Version 2024 ships ＡＢＣ"
+    for tok in (digits, lowered):
+        cut = PreTokenCutter(tok)
+        assert not cut.fast
+        assert cut(text) == pre_tokens(tok, text) and cut.counts(text) == Counter(pre_tokens(tok, text))
+    assert PreTokenCutter(lowered)(text) != CUTTERS[0](text)  # the normalizer took part
