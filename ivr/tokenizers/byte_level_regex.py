@@ -29,7 +29,8 @@ SURROGATES = (0xD800, 0xDFFF)
 Ranges = tuple[tuple[int, int], ...]
 
 
-def _normalise(spans: Iterable[tuple[int, int]]) -> Ranges:
+def normalise_ranges(spans: Iterable[tuple[int, int]]) -> Ranges:
+    """Code point ranges sorted, with overlapping and adjacent ones merged."""
     out: list[list[int]] = []
     for lo, hi in sorted(spans):
         if out and lo <= out[-1][1] + 1:
@@ -47,7 +48,7 @@ def _complement(ranges: Ranges) -> Ranges:
         start = hi + 1
     if start <= MAX_CODE_POINT:
         out.append((start, MAX_CODE_POINT))
-    return _normalise(out)
+    return normalise_ranges(out)
 
 
 @lru_cache(maxsize=1)
@@ -64,7 +65,7 @@ def _engine_classes() -> dict[str, Ranges]:
         for name, split in splits.items():
             # what is left once the runs outside the class are removed: the class's runs, as character offsets
             spans[name] += [(codes[a], codes[b - 1]) for _, (a, b) in split.pre_tokenize_str(text)]
-    return {name: _normalise(found) for name, found in spans.items()}
+    return {name: normalise_ranges(found) for name, found in spans.items()}
 
 
 def engine_class(name: str) -> Ranges:
@@ -123,7 +124,7 @@ def _byte_trie(ranges: Ranges) -> dict:
 def _mapped_class(spans: Iterable[tuple[int, int]]) -> str:
     """A regex character class of the byte-level characters of the bytes in ``spans``."""
     table = byte_to_char()
-    chars = _normalise((ord(table[b]), ord(table[b])) for lo, hi in spans for b in range(lo, hi + 1))
+    chars = normalise_ranges((ord(table[b]), ord(table[b])) for lo, hi in spans for b in range(lo, hi + 1))
     body = "".join(f"\\x{{{lo:X}}}" if lo == hi else f"\\x{{{lo:X}}}-\\x{{{hi:X}}}" for lo, hi in chars)
     return body if len(chars) == 1 and chars[0][0] == chars[0][1] else f"[{body}]"
 
@@ -329,7 +330,7 @@ class _Parser:
                 item = ((item[0][0], hi[0][0]),)
             spans.extend(item)
         self.i += 1
-        ranges = _normalise(spans)
+        ranges = normalise_ranges(spans)
         return _complement(ranges) if negated else ranges
 
     def literal(self) -> Ranges:

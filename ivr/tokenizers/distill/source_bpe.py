@@ -17,7 +17,8 @@ from tokenizers import Tokenizer
 
 from ivr.tokenizers.bpe import bpe_merges, tokenizer_pieces
 from ivr.tokenizers.byte_level import single_byte_pieces
-from ivr.tokenizers.gpt2_pre_tokens import is_gpt2_pre_tokenizer
+from ivr.tokenizers.gpt2_pre_tokens import is_gpt2_pre_tokenizer, pre_tokenizer_steps
+
 
 class UnsupportedTokenizer(ValueError):
     """The source tokenizer has a step the distilled Unigram cannot reproduce; the message names it."""
@@ -77,8 +78,7 @@ def _pipeline_problems(spec: dict) -> list[str]:
     normalizer = spec.get("normalizer")
     if normalizer and not (normalizer.get("type") == "Sequence" and not normalizer.get("normalizers")):
         problems.append(f"normalizer {_describe(normalizer)} is unsupported (none expected)")
-    pre = spec.get("pre_tokenizer") or {}
-    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    steps = pre_tokenizer_steps(spec)
     if not is_gpt2_pre_tokenizer(steps):
         problems.append("pre-tokenizer " + " then ".join(_describe(s) for s in steps) + " is unsupported: only "
                         "GPT-2's regex is (ByteLevel(use_regex=True), or Split(GPT-2's regex) then "
