@@ -48,6 +48,7 @@ from decimal import Decimal, localcontext
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from common import Stopwatch, add_heldout_every, parser
 from multilingual_distill import LANGUAGES, TARGET, held_out_sets
 
@@ -119,11 +120,10 @@ def exact_weights(design: Design, n: int, budget: float) -> list[int]:
         return [int(((-a * Decimal(r + 1).ln() - b * r).exp() * scale).to_integral_value()) for r in range(n)]
 
 
-def piece_trees(source: SourceBPE) -> list[list[tuple[int, int]]]:
-    """Each piece's merge tree as (rank, count) pairs."""
-    m = merge_tree_matrix(source.pieces, source.merges).tocsr()
+def piece_trees(m: sp.csr_matrix) -> list[list[tuple[int, int]]]:
+    """Each piece's merge tree (a row of ``merge_tree_matrix``) as (rank, count) pairs."""
     return [list(zip(m.indices[m.indptr[p]:m.indptr[p + 1]].tolist(),
-                     m.data[m.indptr[p]:m.indptr[p + 1]].astype(int).tolist())) for p in range(len(source.pieces))]
+                     m.data[m.indptr[p]:m.indptr[p + 1]].astype(int).tolist())) for p in range(m.shape[0])]
 
 
 def merge_tuples(a: tuple, b: tuple) -> tuple:
@@ -134,10 +134,10 @@ class ExactViterbi:
     """Highest-total segmentations over the vocabulary pieces, for several exact designs at once; a word's edges
     (the pieces at each position) are found once."""
 
-    def __init__(self, source: SourceBPE, designs: Sequence[Design], budget: float) -> None:
+    def __init__(self, source: SourceBPE, trees: sp.csr_matrix, designs: Sequence[Design], budget: float) -> None:
         self.vocab = {p: i for i, p in enumerate(source.pieces) if i not in source.never}
         self.prefixes = {p[:k] for p in self.vocab for k in range(1, len(p) + 1)}
-        trees, n = piece_trees(source), len(source.merges)
+        trees, n = piece_trees(trees), len(source.merges)
         # per design: (score of each piece, addition, zero)
         self.designs: list[tuple[list, Callable, object]] = []
         for d in designs:
@@ -218,14 +218,15 @@ class Evaluator:
     def __init__(self, bpe, designs: Sequence[Design], budget: float) -> None:
         self.source = source = source_bpe(bpe)
         self.bpe, self.designs, n = bare_model(bpe), designs, len(source.merges)
+        trees = merge_tree_matrix(source.pieces, source.merges)
         self.tokenizers = {}
         for d in designs:
             if d.arithmetic == "f64":
                 scores = (initial_scores(source.pieces, source.merges, float(d.param)) if d.form == "pow" else
-                          merge_tree_matrix(source.pieces, source.merges) @ float_weights(d, n, budget))
+                          trees @ float_weights(d, n, budget))
                 self.tokenizers[d.name] = unigram_tokenizer(source.pieces, scores, source.never)
         self.exact = [d for d in designs if d.arithmetic == "exact"]
-        self.viterbi = ExactViterbi(source, self.exact, budget) if self.exact else None
+        self.viterbi = ExactViterbi(source, trees, self.exact, budget) if self.exact else None
 
     def run(self, words: list[str]) -> tuple[dict[str, list[int]], Results]:
         """(BPE's ids per word, every design's verdicts)."""
@@ -262,9 +263,11 @@ def occurrences_table(designs: Sequence[Design], counts: dict[str, Counter], res
 def rounding_table(designs: Sequence[Design], counts: dict[str, Counter], results: Results) -> str:
     """For each float64 design with an exact twin (``f64:pow:6`` and ``exact:pow:6``): the occurrences float64
     gets wrong where exact arithmetic gets them right (lost to rounding), has a tie (broken the wrong way), or
-    gets them wrong too."""
+    gets them wrong too; empty without such a pair."""
     names = {d.name for d in designs}
     pairs = [(d.name, "exact" + d.name[3:]) for d in designs if d.arithmetic == "f64" and "exact" + d.name[3:] in names]
+    if not pairs:
+        return ""
     lines = ["| held-out set | " + " | ".join(f"`{f}`: rounding / tie / exact wrong too" for f, _ in pairs) + " |",
              "|---|" + "---:|" * len(pairs)]
     for set_name, c in counts.items():
@@ -332,9 +335,9 @@ def main() -> None:
     print("\nthe same, words with a letter only (the allowance from all word occurrences)\n")
     print(occurrences_table(designs, lettered, results, "occurrences with a letter",
                             {name: sum(c.values()) for name, c in counts.items()}))
-    if any(d.arithmetic == "f64" and d.name.replace("f64", "exact", 1) in results for d in designs):
-        print("\nfloat64's wrong occurrences against the same weights in exact arithmetic\n")
-        print(rounding_table(designs, counts, results))
+    rounding = rounding_table(designs, counts, results)
+    if rounding:
+        print(f"\nfloat64's wrong occurrences against the same weights in exact arithmetic\n\n{rounding}")
 
     if args.fit_report:
         fit_words, totals = fit_mismatches(args.fit_report, list(sets))
