@@ -53,12 +53,11 @@ def _code_points(ranges: Iterable[tuple[int, int]]) -> set[int]:
     return {c for lo, hi in ranges for c in range(lo, hi + 1)}
 
 
-def _class_set(name: str) -> str:
+def _class_set(name: str, every: str) -> str:
     """``regex``'s own ``\\p{L}``, ``\\p{N}`` or ``\\s`` (a table lookup), made the ``tokenizers`` engine's class:
-    the code points a newer Unicode version gave the ``regex`` package are taken out, any it lacks put in."""
+    the code points a newer Unicode version gave the ``regex`` package are taken out, any it lacks put in.
+    ``every``: every code point but the surrogates, as one string."""
     own = {"L": r"\p{L}", "N": r"\p{N}", "s": r"\s"}[name]
-    lo, hi = SURROGATES
-    every = "".join(chr(c) for c in range(MAX_CODE_POINT + 1) if not lo <= c <= hi)
     theirs = {ord(ch) for ch in regex.findall(own, every)}
     engine = _code_points(engine_class(name))
 
@@ -72,7 +71,9 @@ def _class_set(name: str) -> str:
 @lru_cache(maxsize=1)
 def gpt2_regex() -> regex.Pattern:
     """GPT-2's pattern with the engine's classes (built once per process, about 3 s)."""
-    letter, digit, space = (_class_set(n) for n in ("L", "N", "s"))
+    lo, hi = SURROGATES
+    every = "".join(chr(c) for c in range(MAX_CODE_POINT + 1) if not lo <= c <= hi)
+    letter, digit, space = (_class_set(n, every) for n in ("L", "N", "s"))
     classes = {r"[^\s\p{L}\p{N}]": f"[^{space}{letter}{digit}]", r"\p{L}": letter, r"\p{N}": digit, r"\s": space,
                r"\S": f"[^{space}]"}
     pattern = regex.sub("|".join(map(regex.escape, classes)), lambda m: classes[m.group()], GPT2_PATTERN)
@@ -86,8 +87,13 @@ class PreTokenCutter:
     def __init__(self, tok: Tokenizer):
         spec = json.loads(tok.to_str())
         self.tok = tok
-        self.fast = spec.get("normalizer") is None and is_gpt2_pre_tokenizer(pre_tokenizer_steps(spec))
-        self._findall: Callable[[str], list[str]] | None = gpt2_regex().findall if self.fast else None
+        fast = spec.get("normalizer") is None and is_gpt2_pre_tokenizer(pre_tokenizer_steps(spec))
+        self._findall: Callable[[str], list[str]] | None = gpt2_regex().findall if fast else None
+
+    @property
+    def fast(self) -> bool:
+        """Whether the ``regex`` package cuts the texts."""
+        return self._findall is not None
 
     def __call__(self, text: str) -> list[str]:
         if self._findall is None:
