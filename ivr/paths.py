@@ -82,6 +82,11 @@ class ArtifactPaths:
         return self.reports_dir / "token_frequency.parquet"
 
     @property
+    def distilled_pretokens(self) -> Path:
+        """The training split's distilled pre-tokens per document (``ivr.analysis.pretoken_table``)."""
+        return self.root / "analysis" / "distilled_pretokens"
+
+    @property
     def distillation_report_md(self) -> Path:
         return self.reports_dir / "distillation_report.md"
 

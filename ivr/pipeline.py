@@ -22,9 +22,11 @@ from typing import Literal
 from filelock import FileLock
 
 from ivr.analysis.frequency import SplitIdSequences, analyze_corpus
+from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.builtin_corpora import english_reference_texts
 from ivr.causal_lm import ModelShape, base_model
+from ivr.atomic import atomic_dir
 from ivr.corpus import CleaningOptions, SplitTexts, check_splits, clean_corpus, iter_documents, read_manifest, read_text_files
 from ivr.embeddings import AlignSettings, align_embeddings, align_outputs
 from ivr.gguf import is_gguf, locate_gguf
@@ -199,7 +201,8 @@ def distill(config: PipelineConfig) -> list[Path]:
     paths = config.paths
     # verification compares with analyze's BPE ids, which the tokenizer and the corpus in the key determine
     analyze(config)
-    outputs = [paths.distilled_tokenizer_dir, paths.distillation_report_md, paths.distillation_report_json]
+    outputs = [paths.distilled_tokenizer_dir, paths.distillation_report_md, paths.distillation_report_json,
+               paths.distilled_pretokens]
     key = {
         "tokenizer": _sha(paths.original_tokenizer_dir / "tokenizer.json"),
         "tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
@@ -210,21 +213,27 @@ def distill(config: PipelineConfig) -> list[Path]:
     }
 
     def build() -> None:
-        summary = distill_tokenizer(
-            load_tokenizer(paths.original_tokenizer_dir),
-            _texts(config, "train"),
-            _texts(config, "heldout"),
-            config.distill,
-            paths.distilled_tokenizer_dir,
-            paths.distillation_report_md,
-            paths.distillation_report_json,
-            extra_eval_texts=extra_eval_texts(config),
-            verify_settings=config.verify,
-            special=read_special_tokens(paths.original_tokenizer_dir),
-            bpe_ids={name: SplitIdSequences(paths.cleaned_corpora_dir, paths.bpe_token_id_sequences, split,
-                                            config.heldout_fraction)
-                     for name, split in (("corpus", "train"), ("heldout", "heldout"))},
-        )
+        # verification encodes the training split with the saved tokenizer; selection's counts are taken from it
+        with atomic_dir(paths.distilled_pretokens) as table:
+            recorder = PretokenRecorder(table)
+            summary = distill_tokenizer(
+                load_tokenizer(paths.original_tokenizer_dir),
+                _texts(config, "train"),
+                _texts(config, "heldout"),
+                config.distill,
+                paths.distilled_tokenizer_dir,
+                paths.distillation_report_md,
+                paths.distillation_report_json,
+                extra_eval_texts=extra_eval_texts(config),
+                verify_settings=config.verify,
+                special=read_special_tokens(paths.original_tokenizer_dir),
+                bpe_ids={name: SplitIdSequences(paths.cleaned_corpora_dir, paths.bpe_token_id_sequences, split,
+                                                config.heldout_fraction)
+                         for name, split in (("corpus", "train"), ("heldout", "heldout"))},
+                on_corpus_encoding=recorder.add,
+            )
+            recorder.finish(load_tokenizer(paths.distilled_tokenizer_dir),
+                            _sha(paths.distilled_tokenizer_dir / "tokenizer.json"), _corpus_key(config)["corpus"])
         rates = {name: rate_text(s["rates"]["word_occurrence"]) for name, s in summary.get("sets", {}).items()}
         log.info("distill-tokenizer: word occurrences with the original's ids: %s", rates)
 
@@ -265,8 +274,15 @@ def select(config: PipelineConfig) -> list[Path]:
         # ids the tokenizer's config names (bos, eos, pad, unk) are never freed, added tokens or not
         special = sorted(read_special_tokens(paths.original_tokenizer_dir).protected_ids())
         protected = replace(settings, protected_ids=sorted({*settings.protected_ids, *special}))
+        counted = read_pretoken_counts(paths.distilled_pretokens, _sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
+                                       _corpus_key(config)["corpus"], settings.per_document_cap,
+                                       settings.validation_fraction)
+        if isinstance(counted, str):
+            log.info("select: %s; cutting the training split into pre-tokens", counted)
+            counted = None
         selection = select_replacements(
-            load_tokenizer(paths.distilled_tokenizer_dir), _texts(config, "train"), protected, *outputs, unreachable=unreachable
+            load_tokenizer(paths.distilled_tokenizer_dir), _texts(config, "train"), protected, *outputs,
+            unreachable=unreachable, counted=counted,
         )
         log.info("select: %s", selection.summary)
 

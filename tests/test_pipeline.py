@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from ivr.cli import main
+from ivr.tokenizers.io import file_sha256
 from tests.conftest import tiny_cli_args
 
 
@@ -37,6 +38,10 @@ def test_prepare_writes_every_artifact_consistently(ivr_run):
     assert 0 < len(rules) <= 50
     remap = json.loads((reports / "remap_report.json").read_text())
     assert remap["reassigned"] == len(rules)
+    # verification recorded the training split's pre-tokens for selection, for this tokenizer and corpus
+    table = json.loads((art / "analysis" / "distilled_pretokens" / "manifest.json").read_text())
+    assert table["recorded"] and table["documents"] > 0 and table["pretokens"] > 0
+    assert table["tokenizer_sha256"] == file_sha256(art / "tokenizers" / "distilled_unigram" / "tokenizer.json")
     final = json.loads((art / "embeddings" / "final_wte.json").read_text())
     assert sorted(final["reassigned_ids"]) == sorted(r["id"] for r in rules)
 

@@ -25,6 +25,7 @@ from ivr.analysis.general_use import code_reference, general_prior, general_text
 from ivr.analysis.savings_curve import SavingsCurve, curve_table, savings_curve, write_curve_plot
 from ivr.analysis.spans import (
     Greedy,
+    PretokenCounts,
     PretokenStats,
     Spans,
     count_pretokens,
@@ -199,14 +200,16 @@ def select_replacements(
     selection_log: str | Path,
     curve_png: str | Path | None = None,
     unreachable: Collection[int] = (),
+    counted: tuple[PretokenCounts, PretokenCounts | None] | None = None,
 ) -> Selection:
     """Pick new tokens and the ids they take; write ``replacement_candidates.csv``, ``selection_log.md`` and,
     with ``curve_png``, the savings curve's plot. ``unreachable``: ids the original BPE never produces
-    (``ivr.tokenizers.reachability``), freed first."""
+    (``ivr.tokenizers.reachability``), freed first. ``counted``: ``train_texts``' pre-token counts, all and the
+    validation part, where already known (``ivr.analysis.pretoken_table``); otherwise they are counted here."""
     pieces = vocab_pieces(distilled)
     vocab = set(pieces)
-    everything, validation = count_pretokens(distilled, train_texts, settings.per_document_cap,
-                                             settings.validation_fraction)
+    everything, validation = counted or count_pretokens(distilled, train_texts, settings.per_document_cap,
+                                                        settings.validation_fraction)
     cache: dict[str, list[int]] = {}
     stats = pretoken_stats(distilled, everything, segment_cache=cache)
     if stats.total_tokens == 0:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import islice, permutations
 from pathlib import Path
 
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 from tqdm import tqdm
 
 from ivr.atomic import write_json, write_text
@@ -110,6 +110,7 @@ def compare_texts(
     examples: int = 20,
     bpe_ids: Iterable[Sequence[int]] | None = None,
     word_counts: Counter | None = None,
+    on_encoded: Callable[[str, Encoding], None] | None = None,
 ) -> dict:
     """Exact-match rates of ``distilled`` against ``bpe`` on ``texts``, with mismatches grouped by kind.
 
@@ -124,6 +125,9 @@ def compare_texts(
     Memory: the words of the documents that differ, with their encodings, and, without ``word_counts``, the set
     of the matching documents' distinct words (for the word-type figures); a matching document's BPE tokens are
     the length of its ids, so its words are never encoded.
+
+    ``on_encoded(text, encoding)`` is called with each text's distilled encoding, in order (selection's pre-token
+    table is recorded from them: ``ivr.analysis.pretoken_table``).
     """
     # one streaming pass: a batch of texts at a time is encoded whole by the distilled tokenizer;
     # added tokens are left out on both sides, as analyze stores BPE's ids
@@ -143,6 +147,8 @@ def compare_texts(
                 if len(theirs) < len(batch):
                     raise ValueError(f"verifying {name}: fewer BPE id sequences than texts")
             for text, a, b in zip(batch, ours, theirs):
+                if on_encoded is not None:
+                    on_encoded(text, a)
                 if a.ids == list(b):
                     doc_ok += 1
                     matched_tokens += len(b)
@@ -266,18 +272,20 @@ def verify_tokenizer(
     fit_settings: dict | None = None,
     bpe_ids: dict[str, Iterable[Sequence[int]]] | None = None,
     word_counts: dict[str, Counter] | None = None,
+    on_encoded: dict[str, Callable[[str, Encoding], None]] | None = None,
 ) -> dict:
     """Compare ``distilled`` with ``bpe`` on every text set and on all ids; write both reports; return the summary.
 
     ``fit_info`` (the fit's statistics) and ``fit_settings`` (the settings it ran with, JSON-ready) are recorded
     as given, the fit settings ahead of ``settings`` in the report's settings. ``bpe_ids`` and ``word_counts``:
-    per set, what ``compare_texts`` may reuse instead of encoding or pre-tokenizing the set again."""
+    per set, what ``compare_texts`` may reuse instead of encoding or pre-tokenizing the set again; ``on_encoded``:
+    per set, what is called with each text's distilled encoding."""
     settings = settings or VerifySettings()
-    bpe_ids, word_counts = bpe_ids or {}, word_counts or {}
+    bpe_ids, word_counts, on_encoded = bpe_ids or {}, word_counts or {}, on_encoded or {}
     summary = {
         "ids": compare_ids(distilled, bpe, settings.random_id_sequences, settings.seed),
         "sets": {name: compare_texts(distilled, bpe, texts, name, settings.examples, bpe_ids.get(name),
-                                     word_counts.get(name))
+                                     word_counts.get(name), on_encoded.get(name))
                  for name, texts in eval_sets.items()},
     }
     if fit_info is not None:
