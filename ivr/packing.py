@@ -25,37 +25,50 @@ def token_byte_lengths(tok) -> np.ndarray:
     return np.array([len(piece_to_bytes(tok.id_to_token(i))) for i in range(tok.get_vocab_size())], dtype=np.int64)
 
 
-def pack_blocks(
-    tok, texts: Iterable[str], block_size: int, eos_id: int, docs_per_batch: int = 256
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Stream ``texts`` as packed blocks: per batch of ``docs_per_batch`` documents encoded, the blocks it
-    completes, ``(input_ids, n_bytes)`` with ``input_ids`` of shape ``(k, block_size)`` and ``n_bytes`` of
-    shape ``(k,)`` (both ``int64``; ``k`` may be 0). Ids left over at the end of a batch start the next one's
-    first block; what is left after the last document is dropped. Only one batch of ids is held at a time.
-
-    Args:
-        tok: a ``tokenizers.Tokenizer`` (byte-level); encoded without special tokens.
-        eos_id: the end-of-text id that follows every document (the tokenizer's own, e.g. 50256 in GPT-2).
-    """
-    nbytes = token_byte_lengths(tok)
-    buffer = np.empty(0, dtype=np.int64)
+def encoded_batches(tok, texts: Iterable[str], docs_per_batch: int = 256) -> Iterator[tuple[list[np.ndarray], int]]:
+    """``texts`` encoded by ``tok`` (without special tokens) ``docs_per_batch`` at a time: per batch, one ``int64``
+    id array per document and the documents' UTF-8 size. Only one batch of texts is held at a time."""
     docs = iter(texts)
     while batch := list(islice(docs, docs_per_batch)):
         encodings = tok.encode_batch(batch, add_special_tokens=False)
-        encoded = [np.asarray(e.ids + [eos_id], dtype=np.int64) for e in encodings]
-        buffer = np.concatenate([buffer, *encoded])
+        yield [np.asarray(e.ids, dtype=np.int64) for e in encodings], sum(len(t.encode("utf-8")) for t in batch)
+
+
+def pack_id_batches(
+    batches: Iterable[tuple[list[np.ndarray], int]], block_size: int, eos_id: int, nbytes: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stream documents' ids (batches as ``encoded_batches`` gives them) as packed blocks: per batch, the blocks
+    it completes, ``(input_ids, n_bytes)`` with ``input_ids`` of shape ``(k, block_size)`` and ``n_bytes`` of
+    shape ``(k,)`` (both ``int64``; ``k`` may be 0). Ids left over at the end of a batch start the next one's
+    first block; what is left after the last document is dropped. ``nbytes``: the UTF-8 bytes of each id
+    (``token_byte_lengths``); ``eos_id``: the end-of-text id that follows every document (the tokenizer's own,
+    e.g. 50256 in GPT-2)."""
+    buffer = np.empty(0, dtype=np.int64)
+    eos = np.array([eos_id], dtype=np.int64)
+    for docs, _ in batches:
+        buffer = np.concatenate([buffer, *(x for d in docs for x in (d, eos))])
         n_full = len(buffer) // block_size
         blocks = buffer[: n_full * block_size].reshape(n_full, block_size)
         yield blocks, nbytes[blocks[:, 1:]].sum(axis=1)
         buffer = buffer[n_full * block_size :]
 
 
+def pack_blocks(
+    tok, texts: Iterable[str], block_size: int, eos_id: int, docs_per_batch: int = 256
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``texts`` encoded by ``tok`` (a byte-level ``tokenizers.Tokenizer``, without special tokens) and packed
+    (``pack_id_batches``), one batch of ``docs_per_batch`` documents at a time."""
+    return pack_id_batches(encoded_batches(tok, texts, docs_per_batch), block_size, eos_id, token_byte_lengths(tok))
+
+
 def write_packed_splits(
-    tok, splits: Mapping[str, Iterable[str]], block_size: int, target: Path, eos_id: int, total_bytes: int | None = None
+    tok, splits: Mapping[str, Iterable[tuple[list[np.ndarray], int]]], block_size: int, target: Path, eos_id: int,
+    total_bytes: int | None = None,
 ) -> None:
-    """Pack each split's documents (``pack_blocks``) and save them at ``target`` as a ``datasets.DatasetDict``
-    with one split per key and the columns ``input_ids`` (``block_size`` ids) and ``n_bytes``. ``target``
-    appears only once complete (an atomic rename); a split without one full block raises ``ValueError``.
+    """Pack each split's documents, given as ``tok``'s ids (batches as ``encoded_batches`` gives them), and save
+    them at ``target`` as a ``datasets.DatasetDict`` with one split per key and the columns ``input_ids``
+    (``block_size`` ids) and ``n_bytes``. ``target`` appears only once complete (an atomic rename); a split
+    without one full block raises ``ValueError``.
 
     Blocks go to an Arrow file as they are made and are saved from it memory-mapped, so memory holds one batch
     of documents whatever the corpus's size. ``total_bytes`` (all splits' UTF-8 size) gives the progress bar its
@@ -65,14 +78,15 @@ def write_packed_splits(
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    nbytes = token_byte_lengths(tok)
     with atomic_dir(target) as tmp, TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.blocks-") as scratch, \
             tqdm(total=total_bytes, desc="packing blocks", unit="B", unit_scale=True, mininterval=2.0, leave=False) as bar:
         datasets = {}
-        for name, texts in splits.items():
+        for name, batches in splits.items():
             path = Path(scratch) / f"{name}.arrow"
             rows = 0
             with ArrowWriter(path=str(path)) as writer:
-                for blocks, counts in pack_blocks(tok, _measured(texts, bar), block_size, eos_id):
+                for blocks, counts in pack_id_batches(_measured(batches, bar), block_size, eos_id, nbytes):
                     if len(blocks):
                         writer.write_batch({"input_ids": blocks, "n_bytes": counts})
                         rows += len(blocks)
@@ -87,8 +101,8 @@ def write_packed_splits(
         DatasetDict(datasets).save_to_disk(str(tmp))
 
 
-def _measured(texts: Iterable[str], bar: tqdm) -> Iterator[str]:
-    """``texts``, advancing ``bar`` by each one's UTF-8 size."""
-    for text in texts:
-        bar.update(len(text.encode("utf-8")))
-        yield text
+def _measured(batches: Iterable[tuple[list[np.ndarray], int]], bar: tqdm) -> Iterator[tuple[list[np.ndarray], int]]:
+    """``batches``, advancing ``bar`` by each one's UTF-8 size."""
+    for batch in batches:
+        bar.update(batch[1])
+        yield batch

@@ -22,7 +22,7 @@ from typing import Literal
 from filelock import FileLock
 
 from ivr.analysis.frequency import SplitIdSequences, analyze_corpus
-from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts
+from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts, split_id_batches
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.builtin_corpora import english_reference_texts
 from ivr.causal_lm import ModelShape, base_model
@@ -30,7 +30,7 @@ from ivr.atomic import atomic_dir
 from ivr.corpus import CleaningOptions, SplitTexts, check_splits, clean_corpus, iter_documents, read_manifest, read_text_files
 from ivr.embeddings import AlignSettings, align_embeddings, align_outputs
 from ivr.gguf import is_gguf, locate_gguf
-from ivr.packing import write_packed_splits
+from ivr.packing import encoded_batches, write_packed_splits
 from ivr.paths import ArtifactPaths
 from ivr.stamps import code_fingerprint, is_current, module_file, write_stamp
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
@@ -213,7 +213,8 @@ def distill(config: PipelineConfig) -> list[Path]:
     }
 
     def build() -> None:
-        # verification encodes the training split with the saved tokenizer; selection's counts are taken from it
+        # verification encodes both splits with the saved tokenizer: selection's counts and the remapped tokenizer's
+        # datasets are taken from its pre-tokens
         with atomic_dir(paths.distilled_pretokens) as table:
             recorder = PretokenRecorder(table)
             summary = distill_tokenizer(
@@ -230,10 +231,11 @@ def distill(config: PipelineConfig) -> list[Path]:
                 bpe_ids={name: SplitIdSequences(paths.cleaned_corpora_dir, paths.bpe_token_id_sequences, split,
                                                 config.heldout_fraction)
                          for name, split in (("corpus", "train"), ("heldout", "heldout"))},
-                on_corpus_encoding=recorder.add,
+                on_encoded={"corpus": recorder.adder("train"), "heldout": recorder.adder("heldout")},
             )
             recorder.finish(load_tokenizer(paths.distilled_tokenizer_dir),
-                            _sha(paths.distilled_tokenizer_dir / "tokenizer.json"), _corpus_key(config)["corpus"])
+                            _sha(paths.distilled_tokenizer_dir / "tokenizer.json"), _corpus_key(config)["corpus"],
+                            config.heldout_fraction)
         rates = {name: rate_text(s["rates"]["word_occurrence"]) for name, s in summary.get("sets", {}).items()}
         log.info("distill-tokenizer: word occurrences with the original's ids: %s", rates)
 
@@ -275,8 +277,8 @@ def select(config: PipelineConfig) -> list[Path]:
         special = sorted(read_special_tokens(paths.original_tokenizer_dir).protected_ids())
         protected = replace(settings, protected_ids=sorted({*settings.protected_ids, *special}))
         counted = read_pretoken_counts(paths.distilled_pretokens, _sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
-                                       _corpus_key(config)["corpus"], settings.per_document_cap,
-                                       settings.validation_fraction)
+                                       _corpus_key(config)["corpus"], config.heldout_fraction,
+                                       settings.per_document_cap, settings.validation_fraction)
         if isinstance(counted, str):
             log.info("select: %s; cutting the training split into pre-tokens", counted)
             counted = None
@@ -421,13 +423,17 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
     with artifacts_lock(paths):
         if target.is_dir():  # the directory only ever appears by an atomic rename of a finished build
             return target
-        documents = {
-            name: SplitTexts(paths.cleaned_corpora_dir, split, heldout_fraction)
-            for name, split in (("train", "train"), ("validation", "heldout"))
-        }
+        tok = load_tokenizer(paths.tokenizer_dir(tokenizer))
+        manifest = read_manifest(paths.cleaned_corpora_dir)
+        splits = {}
+        for name, split in (("train", "train"), ("validation", "heldout")):
+            # the pre-tokens verification recorded, where this tokenizer cuts text as the distilled one does
+            splits[name] = split_id_batches(paths.distilled_pretokens, split, tok, manifest["fingerprint"], heldout_fraction)
+            if isinstance(splits[name], str):
+                log.info("datasets: %s; encoding the %s split", splits[name], split)
+                splits[name] = encoded_batches(tok, SplitTexts(paths.cleaned_corpora_dir, split, heldout_fraction))
         separator = read_special_tokens(paths.tokenizer_dir(tokenizer)).separator_id
-        size = read_manifest(paths.cleaned_corpora_dir)["bytes"]
-        write_packed_splits(load_tokenizer(paths.tokenizer_dir(tokenizer)), documents, block_size, target, separator, size)
+        write_packed_splits(tok, splits, block_size, target, separator, manifest["bytes"])
     return target
 
 

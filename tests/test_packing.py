@@ -6,10 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ivr.packing import pack_blocks, token_byte_lengths, write_packed_splits
+from ivr.packing import encoded_batches, pack_blocks, token_byte_lengths, write_packed_splits
 from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes
 
 TEXTS = [f"def f{i}(x):\n    return x * {i}  # document {i}\n" for i in range(12)] + ["Hello world, plain English."]
+
+
+def encoded(tok, train, validation):
+    return {"train": encoded_batches(tok, train), "validation": encoded_batches(tok, validation)}
 
 
 def stream(tok, texts, eos_id):
@@ -62,7 +66,7 @@ def test_documents_are_read_one_batch_at_a_time(gpt2_bpe):
 def test_packed_splits_are_saved_as_a_dataset(gpt2_bpe, tmp_path):
     from datasets import load_from_disk
 
-    write_packed_splits(gpt2_bpe, {"train": TEXTS, "validation": TEXTS[:4]}, 16, tmp_path / "packed", EOS_ID)
+    write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, TEXTS[:4]), 16, tmp_path / "packed", EOS_ID)
     saved = load_from_disk(str(tmp_path / "packed"))
     blocks, counts = zip(*pack_blocks(gpt2_bpe, TEXTS, 16, EOS_ID))
     assert np.array_equal(np.asarray(saved["train"]["input_ids"]), np.concatenate(blocks))
@@ -72,14 +76,14 @@ def test_packed_splits_are_saved_as_a_dataset(gpt2_bpe, tmp_path):
 
 def test_a_split_without_one_full_block_names_it_and_leaves_nothing(gpt2_bpe, tmp_path):
     with pytest.raises(ValueError, match="the validation split has fewer than data.block_size=64 tokens"):
-        write_packed_splits(gpt2_bpe, {"train": TEXTS, "validation": ["tiny"]}, 64, tmp_path / "packed", EOS_ID)
+        write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, ["tiny"]), 64, tmp_path / "packed", EOS_ID)
     assert not (tmp_path / "packed").exists()
 
 
 def test_blocks_go_through_a_scratch_file_that_is_removed(gpt2_bpe, tmp_path):
-    write_packed_splits(gpt2_bpe, {"train": iter(TEXTS), "validation": iter(TEXTS[:4])}, 16, tmp_path / "packed", EOS_ID,
+    write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, iter(TEXTS), iter(TEXTS[:4])), 16, tmp_path / "packed", EOS_ID,
                         total_bytes=sum(len(t.encode()) for t in TEXTS + TEXTS[:4]))
     assert [p.name for p in tmp_path.iterdir()] == ["packed"]
     with pytest.raises(ValueError):
-        write_packed_splits(gpt2_bpe, {"train": TEXTS, "validation": ["tiny"]}, 64, tmp_path / "other", EOS_ID)
+        write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, ["tiny"]), 64, tmp_path / "other", EOS_ID)
     assert [p.name for p in tmp_path.iterdir()] == ["packed"]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
+from datasets import load_from_disk
 
 from ivr.cli import main
-from ivr.tokenizers.io import file_sha256
+from ivr.corpus import SplitTexts
+from ivr.tokenizers.byte_level import EOS_ID
+from ivr.tokenizers.io import file_sha256, load_tokenizer
 from tests.conftest import tiny_cli_args
 
 
@@ -38,10 +42,18 @@ def test_prepare_writes_every_artifact_consistently(ivr_run):
     assert 0 < len(rules) <= 50
     remap = json.loads((reports / "remap_report.json").read_text())
     assert remap["reassigned"] == len(rules)
-    # verification recorded the training split's pre-tokens for selection, for this tokenizer and corpus
+    # verification recorded both splits' pre-tokens for this tokenizer and corpus; the remapped tokenizer's blocks
+    # came from them, and are what encoding every document gives
     table = json.loads((art / "analysis" / "distilled_pretokens" / "manifest.json").read_text())
-    assert table["recorded"] and table["documents"] > 0 and table["pretokens"] > 0
+    assert table["recorded"] and min(table["documents"].values()) > 0 and table["pretokens"] > 0
     assert table["tokenizer_sha256"] == file_sha256(art / "tokenizers" / "distilled_unigram" / "tokenizer.json")
+    (packed,) = (art / "datasets").glob("remapped-*")
+    tok = load_tokenizer(art / "tokenizers" / "remapped")
+    for name, split in (("train", "train"), ("validation", "heldout")):
+        saved = np.asarray(load_from_disk(str(packed))[name]["input_ids"]).reshape(-1)
+        texts = list(SplitTexts(art / "corpora" / "cleaned", split, 0.2))
+        stream = [i for e in tok.encode_batch(texts, add_special_tokens=False) for i in e.ids + [EOS_ID]]
+        assert saved.size and saved.tolist() == stream[: saved.size]
     final = json.loads((art / "embeddings" / "final_wte.json").read_text())
     assert sorted(final["reassigned_ids"]) == sorted(r["id"] for r in rules)
 

@@ -1,19 +1,24 @@
-"""Selection's pre-token table: recorded from the encodings verification makes, read back as the counts that
-cutting the documents again gives."""
+"""The distilled pre-token table: recorded from the encodings verification makes, read back as the counts that
+cutting the documents again gives, and as the ids that encoding them with a tokenizer that cuts alike gives."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts
+from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts, split_id_batches
 from ivr.analysis.spans import count_pretokens
+from ivr.packing import encoded_batches
 from ivr.tokenizers.distill.pre_tokenizer import with_rules
 from ivr.tokenizers.io import special_text_as_text
+from ivr.tokenizers.remap import build_remapped
+from ivr.tokenizers.remap_rules import RemapRule
 
 ALPHABET = "aAb1 2\n\t'\"=-.(é中<|>s"
+SPECIAL = "x <|endoftext|> 1234567 0477''s == =="
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +30,21 @@ def layouts(distilled, gpt2_bpe):
     return [special_text_as_text(distilled), special_text_as_text(ruled)]
 
 
-def record(tmp_path, tok, texts, limit=1_000):
-    table = tmp_path / "table"
-    table.mkdir()
-    recorder = PretokenRecorder(table, limit=limit)
-    for text, encoding in zip(texts, tok.encode_batch(texts, add_special_tokens=False)):
-        recorder.add(text, encoding)
-    return table, recorder.finish(tok, "sha", "corpus")
+def remapped(tok):
+    """``tok`` with two rare ids holding strings of the test texts: other ids, the same pre-tokens."""
+    new = [("Ġ==", 31204), ("Ġ04", 40241)]
+    rules = [RemapRule(i, tok.id_to_token(i), s, tuple(t.id for t in tok.model.tokenize(s))) for s, i in new]
+    return build_remapped(tok, rules, 1e-12)
+
+
+def record(directory, tok, splits, limit=1_000):
+    directory.mkdir()
+    recorder = PretokenRecorder(directory, limit=limit)
+    for split, texts in splits.items():
+        add = recorder.adder(split)
+        for text, encoding in zip(texts, tok.encode_batch(texts, add_special_tokens=False)):
+            add(text, encoding)
+    return recorder.finish(tok, "sha", "corpus", 0.05)
 
 
 def same(a, b) -> None:
@@ -39,36 +52,50 @@ def same(a, b) -> None:
     assert a.capped == b.capped and (a.total_bytes, a.documents) == (b.total_bytes, b.documents)
 
 
-@hsettings(max_examples=60, deadline=None)
-@given(texts=st.lists(st.text(ALPHABET, max_size=40) | st.just("x <|endoftext|> 1234567 0477''s"), min_size=1,
-                      max_size=8),
-       cap=st.sampled_from([None, 1, 2]), fraction=st.sampled_from([0.0, 0.3, 1.0]))
-def test_the_table_gives_the_counts_of_cutting_every_document(tmp_path_factory, layouts, texts, cap, fraction):
+texts = st.lists(st.text(ALPHABET, max_size=40) | st.just(SPECIAL), min_size=1, max_size=8)
+
+
+@hsettings(max_examples=50, deadline=None)
+@given(train=texts, heldout=texts, cap=st.sampled_from([None, 1, 2]), fraction=st.sampled_from([0.0, 0.3, 1.0]))
+def test_the_table_gives_the_counts_and_ids_of_cutting_every_document(tmp_path_factory, layouts, train, heldout,
+                                                                        cap, fraction):
     for tok in layouts:
-        table, manifest = record(tmp_path_factory.mktemp("t"), tok, texts)
-        assert manifest["recorded"] and manifest["documents"] == len(texts)
-        got = read_pretoken_counts(table, "sha", "corpus", cap, fraction)
-        want = count_pretokens(tok, texts, cap, fraction)
+        table = tmp_path_factory.mktemp("t") / "table"
+        manifest = record(table, tok, {"train": train, "heldout": heldout})
+        assert manifest["recorded"] and manifest["documents"] == {"train": len(train), "heldout": len(heldout)}
+        got = read_pretoken_counts(table, "sha", "corpus", 0.05, cap, fraction)
+        want = count_pretokens(tok, train, cap, fraction)
         same(got[0], want[0])
         assert (got[1] is None) == (want[1] is None)
         if want[1] is not None:
             same(got[1], want[1])
+        # another model behind the same pre-tokenizer: its ids of every document, batch by batch
+        for other in (tok, remapped(tok)):
+            for split, docs in (("train", train), ("heldout", heldout)):
+                got = list(split_id_batches(table, split, other, "corpus", 0.05, docs_per_batch=3))
+                want = list(encoded_batches(other, docs, docs_per_batch=3))
+                assert [size for _, size in got] == [size for _, size in want]
+                assert [list(map(list, ids)) for ids, _ in got] == [list(map(list, ids)) for ids, _ in want]
+                assert all(a.dtype == np.int64 for ids, _ in got for a in ids)
 
 
-def test_a_table_for_something_else_or_over_its_limit_is_not_used(tmp_path, layouts):
+def test_a_table_for_something_else_or_over_its_limit_is_not_used(tmp_path, layouts, gpt2_bpe):
     tok = layouts[1]
-    texts = [f"value_{i} = {i}\n" for i in range(30)]
-    table, _ = record(tmp_path, tok, texts)
-    assert "another distilled tokenizer or corpus" in read_pretoken_counts(table, "other", "corpus", 1, 0.1)
-    assert "another distilled tokenizer or corpus" in read_pretoken_counts(table, "sha", "other", 1, 0.1)
-    assert "no pre-token table" in read_pretoken_counts(tmp_path / "absent", "sha", "corpus", 1, 0.1)
+    docs = [f"value_{i} = {i}\n" for i in range(30)]
+    table = tmp_path / "table"
+    record(table, tok, {"train": docs, "heldout": docs[:3]})
+    for args in (("other", "corpus", 0.05), ("sha", "other", 0.05), ("sha", "corpus", 0.1)):
+        assert "recorded for another" in read_pretoken_counts(table, *args, 1, 0.1)
+    assert "recorded for another cutting" in split_id_batches(table, "train", special_text_as_text(gpt2_bpe), "corpus", 0.05)
+    assert "recorded for another corpus" in split_id_batches(table, "train", tok, "other", 0.05)
+    assert "no pre-token table" in read_pretoken_counts(tmp_path / "absent", "sha", "corpus", 0.05, 1, 0.1)
     (table / "manifest.json").write_text("{", encoding="utf-8")
-    assert "unreadable" in read_pretoken_counts(table, "sha", "corpus", 1, 0.1)
+    assert "unreadable" in read_pretoken_counts(table, "sha", "corpus", 0.05, 1, 0.1)
 
     over = tmp_path / "over"
-    over.mkdir()
-    table, manifest = record(over, tok, texts, limit=10)
+    manifest = record(over, tok, {"train": docs, "heldout": docs[:3]}, limit=10)
     assert not manifest["recorded"] and "MAX_SELECT_PRETOKENS" in manifest["reason"]
-    assert sorted(p.name for p in table.iterdir()) == ["manifest.json"]  # no partial counts left behind
-    assert "not recorded" in read_pretoken_counts(table, "sha", "corpus", 1, 0.1)
-    assert json.loads((table / "manifest.json").read_text())["documents"] == len(texts)
+    assert sorted(p.name for p in over.iterdir()) == ["manifest.json"]  # no partial tables left behind
+    assert "not recorded" in read_pretoken_counts(over, "sha", "corpus", 0.05, 1, 0.1)
+    assert "not recorded" in split_id_batches(over, "heldout", tok, "corpus", 0.05)
+    assert json.loads((over / "manifest.json").read_text())["documents"] == {"train": 30, "heldout": 3}

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings as hsettings, strategies as st
 from tests.conftest import make_code_docs
 
 import ivr.analysis.select as select_module
 from ivr.analysis.select import ForcedTokensError, SelectSettings, select_replacements
-from ivr.analysis.spans import best_collapse
+from ivr.analysis.spans import Greedy, PretokenStats, best_collapse
 from ivr.tokenizers.byte_level import EOS_ID, readable, single_byte_pieces, text_to_piece
 from ivr.tokenizers.candidates import read_candidates
 from ivr.tokenizers.pieces import single_pretoken
@@ -32,6 +33,37 @@ def test_best_collapse_takes_the_best_non_overlapping_spans():
     assert best_collapse(6, [(0, 2), (2, 4), (1, 4)]) == 3
     assert best_collapse(6, [(0, 1), (2, 3), (4, 5)]) == 3
     assert best_collapse(3, []) == 0
+
+
+def _most_saved(spans) -> int:
+    """Every subset of non-overlapping spans, tried."""
+    best = 0
+    for mask in range(1 << len(spans)):
+        chosen = [spans[b] for b in range(len(spans)) if mask >> b & 1]
+        cells = [x for i, j in chosen for x in range(i, j + 1)]
+        if len(cells) == len(set(cells)):
+            best = max(best, sum(j - i for i, j in chosen))
+    return best
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.data())
+def test_greedy_gains_are_the_best_non_overlapping_collapse(data):
+    lengths = data.draw(st.lists(st.integers(2, 7), min_size=1, max_size=3))
+    span = lambda k: st.tuples(st.integers(0, k - 2), st.integers(1, k - 1)).map(lambda s: (s[0], s[0] + s[1])).filter(
+        lambda s: s[1] < k)
+    occ = {f"s{n}": {t: data.draw(st.lists(span(k), min_size=1, max_size=2, unique=True))
+                     for t, k in enumerate(lengths) if data.draw(st.booleans())} for n in range(5)}
+    counts = data.draw(st.lists(st.integers(1, 5), min_size=len(lengths), max_size=len(lengths)))
+    stats = PretokenStats([""] * len(lengths), counts, counts, [[0] * k for k in lengths], None, 0, 0, 0)
+    greedy, chosen = Greedy(stats, occ), {t: [] for t in range(len(lengths))}
+    for s in data.draw(st.permutations(list(occ))):
+        want = sum(counts[t] * (_most_saved(chosen[t] + spans) - _most_saved(chosen[t]))
+                   for t, spans in occ[s].items())
+        assert greedy.gain(s) == want
+        greedy.add(s)
+        for t, spans in occ[s].items():
+            chosen[t] += spans
 
 
 def test_selection_frees_only_rare_ids_and_adds_single_pretoken_strings(selection, distilled):

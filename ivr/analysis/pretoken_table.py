@@ -1,30 +1,36 @@
-"""The training split's distilled pre-tokens per document, recorded while verification encodes the split, so
-that selection reads its counts instead of cutting every document again. This module owns the table: it records
-it (``PretokenRecorder``, from each document's encoding) and reads it back as selection's counts
-(``read_pretoken_counts``).
+"""The corpus's distilled pre-tokens, document by document, recorded while verification encodes the training and
+held-out splits: selection reads its counts from them, and the packed datasets of any tokenizer that cuts text as
+the distilled one does (the remapped tokenizer) are built from them, instead of cutting or encoding every document
+again. This module owns the table: it records it (``PretokenRecorder``, from each document's encoding) and reads it
+back (``read_pretoken_counts``, ``split_id_batches``).
 
-A directory of three Parquet files and a manifest:
+A directory of Parquet files and a manifest:
 
 - ``pretokens.parquet``: ``pretoken`` (index), ``piece`` (byte-level text), in the order first seen;
-- ``documents.parquet``: ``doc`` (index in the split), ``bytes`` (UTF-8 size), ``key`` (``crc32(text) % 1000``,
-  the hash that puts a document in selection's validation part);
-- ``counts.parquet``: ``doc``, ``pretoken``, ``count``, one row per distinct pre-token of a document, each
-  document's rows in the order its pre-tokens first occur;
-- ``manifest.json``: whether the table was recorded, the distilled tokenizer's SHA-256 and the corpus's
-  fingerprint it belongs to, and its sizes.
+- ``{split}_documents.parquet`` (``train``, ``heldout``): ``doc`` (index in the split), ``bytes`` (UTF-8 size),
+  ``key`` (``crc32(text) % 1000``, the hash that puts a document in selection's validation part);
+- ``{split}_sequences.parquet``: one row per document, ``pretokens``: its pre-tokens' indices in order;
+- ``train_counts.parquet``: ``doc``, ``pretoken``, ``count``, one row per distinct pre-token of a training
+  document, each document's rows in the order its pre-tokens first occur;
+- ``manifest.json``: whether the table was recorded, what it belongs to (the distilled tokenizer's SHA-256, a
+  fingerprint of how it cuts text into pre-tokens, the corpus's fingerprint and held-out fraction) and its sizes.
 
-The pre-tokens of a document are the groups of its tokens by ``Encoding.word_ids`` (the pre-token each token
-came from); each group's ids are the model's segmentation of that pre-token, and their pieces spell it. A table
-that would hold more than ``limit`` distinct pre-tokens is not recorded (the manifest says so) and selection
-counts itself, bounded (``ivr.analysis.spans.count_pretokens``).
+A document's pre-tokens are the groups of its tokens by ``Encoding.word_ids`` (the pre-token each token came
+from); each group's ids are the model's segmentation of that pre-token, and their pieces spell it. Any tokenizer
+with the same normalizer, pre-tokenizer and added tokens cuts the same pre-tokens, so its ids of a document are its
+model's segmentations of them, in order. A table that would hold more than ``limit`` distinct pre-tokens is not
+recorded (the manifest says so); selection then counts itself, bounded (``ivr.analysis.spans.count_pretokens``),
+and the datasets are encoded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from array import array
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,105 +38,154 @@ import polars as pl
 
 from ivr.analysis.spans import MAX_SELECT_PRETOKENS, PretokenCounts
 
-VERSION = 1
-ROWS_PER_GROUP = 1 << 20
+VERSION = 2
+SPLITS = ("train", "heldout")
+FLUSH_VALUES = 1 << 22
+
+
+def cutting_fingerprint(tokenizer) -> str:
+    """What decides a tokenizer's pre-tokens: its normalizer, pre-tokenizer and added tokens, and whether text that
+    spells a special token is cut as text."""
+    spec = json.loads(tokenizer.to_str())
+    decisive = [spec.get("normalizer"), spec.get("pre_tokenizer"), spec.get("added_tokens"),
+                tokenizer.encode_special_tokens]
+    return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
+
+
+class _Split:
+    """One split's documents, sequences and (training split) counts, written as they come."""
+
+    def __init__(self, directory: Path, name: str):
+        self.directory, self.name = directory, name
+        self.sizes, self.keys = array("q"), array("q")
+        self.writers: dict[str, object] = {}
+        self.rows = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.offsets, self.values = array("q", [0]), array("q")
+        self.row_doc, self.row_pretoken, self.row_count = array("q"), array("q"), array("q")
+
+    def add(self, sequence: list[int]) -> None:
+        doc = len(self.sizes) - 1
+        self.values.extend(sequence)
+        self.offsets.append(len(self.values))
+        if self.name == "train":
+            for k, count in Counter(sequence).items():  # first occurrences in order
+                self.row_doc.append(doc)
+                self.row_pretoken.append(k)
+                self.row_count.append(count)
+        if len(self.values) >= FLUSH_VALUES:
+            self.flush()
+
+    def _write(self, name: str, table) -> None:
+        import pyarrow.parquet as pq
+
+        if name not in self.writers:
+            self.writers[name] = pq.ParquetWriter(self.directory / f"{self.name}_{name}.parquet", table.schema)
+        self.writers[name].write_table(table)
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        def column(values: array):
+            return pa.array(np.frombuffer(values, dtype=np.int64).astype(np.int32))
+
+        if len(self.offsets) > 1 or "sequences" not in self.writers:
+            lists = pa.ListArray.from_arrays(column(self.offsets), column(self.values))
+            self._write("sequences", pa.table({"pretokens": lists}))
+        if self.name == "train" and (self.row_doc or "counts" not in self.writers):
+            self.rows += len(self.row_doc)
+            self._write("counts", pa.table({"doc": column(self.row_doc), "pretoken": column(self.row_pretoken),
+                                            "count": column(self.row_count)}))
+        self._reset()
+
+    def close(self, complete: bool) -> None:
+        if complete:
+            self.flush()
+            pl.DataFrame({"doc": np.arange(len(self.sizes), dtype=np.int32),
+                          "bytes": np.frombuffer(self.sizes, dtype=np.int64),
+                          "key": np.frombuffer(self.keys, dtype=np.int64).astype(np.int32)}).write_parquet(
+                self.directory / f"{self.name}_documents.parquet")
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
+        if not complete:
+            for path in self.directory.glob(f"{self.name}_*.parquet"):
+                path.unlink()
 
 
 class PretokenRecorder:
-    """Records each document's distilled pre-token counts into the table directory ``directory`` (which must
-    exist and be empty: the caller moves it into place once complete). Call ``add`` for every document of the
-    split in order, then ``finish``."""
+    """Records each document's distilled pre-tokens into the table directory ``directory`` (which must exist
+    and be empty: the caller moves it into place once complete). Give ``adder(split)`` every document of the
+    split in order, then call ``finish``."""
 
     def __init__(self, directory: Path, limit: int = MAX_SELECT_PRETOKENS):
         self.directory, self.limit = Path(directory), limit
         self.index: dict[tuple[int, ...], int] = {}
-        self.sizes, self.keys = array("q"), array("q")
-        self.row_doc, self.row_pretoken, self.row_count = array("q"), array("q"), array("q")
-        self.rows = 0
-        self.writer = None
+        self.splits = {name: _Split(self.directory, name) for name in SPLITS}
         self.abandoned: str | None = None
 
-    def add(self, text: str, encoding) -> None:
-        """Count one document's pre-tokens from its distilled ``encoding`` (a ``tokenizers.Encoding``)."""
+    def adder(self, split: str) -> Callable[[str, object], None]:
+        """What records one document of ``split``: called with its text and its distilled ``Encoding``."""
+        return lambda text, encoding: self.add(split, text, encoding)
+
+    def add(self, split: str, text: str, encoding) -> None:
+        record = self.splits[split]
         raw = text.encode("utf-8")
-        doc = len(self.sizes)
-        self.sizes.append(len(raw))
-        self.keys.append(zlib.crc32(raw) % 1000)
-        ids = encoding.ids
-        if self.abandoned or not ids:
+        record.sizes.append(len(raw))
+        record.keys.append(zlib.crc32(raw) % 1000)
+        if self.abandoned:
             return
-        words = encoding.word_ids
-        if None in words:
-            raise ValueError("a token without a pre-token (an added token matched as such): encode document text "
-                             "with `encode_special_tokens` set (ivr.tokenizers.io.load_tokenizer)")
+        ids, words = encoding.ids, encoding.word_ids
+        if None in words:  # an added token matched in the text: its ids are no pre-token's segmentation
+            self._abandon("a document holds an added token, which no pre-token's segmentation gives")
+            return
         cuts = (np.flatnonzero(np.diff(np.asarray(words, dtype=np.int64))) + 1).tolist()
-        bounds = [0, *cuts, len(ids)]
+        bounds = [0, *cuts, len(ids)] if ids else [0]
         index = self.index
-        for group, count in Counter(tuple(ids[a:b]) for a, b in zip(bounds, bounds[1:])).items():
+        sequence = []
+        for a, b in zip(bounds, bounds[1:]):
+            group = tuple(ids[a:b])
             k = index.get(group)
             if k is None:
                 k = index[group] = len(index)
-            self.row_doc.append(doc)
-            self.row_pretoken.append(k)
-            self.row_count.append(count)
+            sequence.append(k)
+        record.add(sequence)
         if len(index) > self.limit:
-            self.abandoned = (f"more than {self.limit} distinct pre-tokens (MAX_SELECT_PRETOKENS): selection counts "
-                              f"them itself, bounded")
-            self._close_rows()
-            (self.directory / "counts.parquet").unlink(missing_ok=True)
-            self.index.clear()
-        elif len(self.row_doc) >= ROWS_PER_GROUP:
-            self._flush()
+            self._abandon(f"more than {self.limit} distinct pre-tokens (MAX_SELECT_PRETOKENS)")
 
-    def _flush(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    def _abandon(self, reason: str) -> None:
+        self.abandoned = reason
+        for record in self.splits.values():
+            record.close(complete=False)
+        self.index.clear()
 
-        table = pa.table({name: pa.array(np.frombuffer(col, dtype=np.int64).astype(np.int32))
-                          for name, col in (("doc", self.row_doc), ("pretoken", self.row_pretoken),
-                                            ("count", self.row_count))})
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.directory / "counts.parquet", table.schema)
-        self.writer.write_table(table)
-        self.rows += len(self.row_doc)
-        self.row_doc, self.row_pretoken, self.row_count = array("q"), array("q"), array("q")
-
-    def _close_rows(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-
-    def finish(self, tokenizer, tokenizer_sha256: str, corpus_fingerprint: str) -> dict:
+    def finish(self, tokenizer, tokenizer_sha256: str, corpus_fingerprint: str, heldout_fraction: float) -> dict:
         """Write the tables' rest and the manifest, the pieces spelled by ``tokenizer`` (the one that encoded the
         documents); returns the manifest."""
-        manifest = {"version": VERSION, "tokenizer_sha256": tokenizer_sha256, "corpus_fingerprint": corpus_fingerprint,
-                    "recorded": self.abandoned is None, "documents": len(self.sizes)}
+        manifest = {"version": VERSION, "recorded": self.abandoned is None, "tokenizer_sha256": tokenizer_sha256,
+                    "cutting": cutting_fingerprint(tokenizer), "corpus_fingerprint": corpus_fingerprint,
+                    "heldout_fraction": heldout_fraction,
+                    "documents": {name: len(r.sizes) for name, r in self.splits.items()}}
         if self.abandoned is None:
-            if self.row_doc or self.writer is None:
-                self._flush()
-            self._close_rows()
+            for record in self.splits.values():
+                record.close(complete=True)
             vocab = [tokenizer.id_to_token(i) for i in range(tokenizer.get_vocab_size())]
             pl.DataFrame({"pretoken": np.arange(len(self.index), dtype=np.int32),
                           "piece": ["".join(vocab[i] for i in group) for group in self.index]},
                          schema={"pretoken": pl.Int32, "piece": pl.String}).write_parquet(self.directory / "pretokens.parquet")
-            pl.DataFrame({"doc": np.arange(len(self.sizes), dtype=np.int32),
-                          "bytes": np.frombuffer(self.sizes, dtype=np.int64),
-                          "key": np.frombuffer(self.keys, dtype=np.int64).astype(np.int32)}).write_parquet(
-                self.directory / "documents.parquet")
-            manifest.update(pretokens=len(self.index), rows=self.rows)
+            manifest.update(pretokens=len(self.index), train_count_rows=self.splits["train"].rows)
         else:
             manifest["reason"] = self.abandoned
         (self.directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         return manifest
 
 
-def read_pretoken_counts(directory: Path, tokenizer_sha256: str, corpus_fingerprint: str, cap: int | None,
-                         validation_fraction: float) -> tuple[PretokenCounts, PretokenCounts | None] | str:
-    """Selection's counts from the table at ``directory``, as ``ivr.analysis.spans.count_pretokens`` would count
-    them on the same documents (the same counts, pre-tokens in the same order); or why the table cannot be used
-    (absent, not recorded, recorded for another tokenizer or corpus), as a sentence."""
-    directory = Path(directory)
-    path = directory / "manifest.json"
+def _usable(directory: Path, expected: dict) -> dict | str:
+    """The manifest, where the table was recorded and belongs to ``expected`` (manifest keys and values); else
+    why not, as a sentence."""
+    path = Path(directory) / "manifest.json"
     if not path.is_file():
         return f"no pre-token table at {directory}"
     try:
@@ -141,10 +196,25 @@ def read_pretoken_counts(directory: Path, tokenizer_sha256: str, corpus_fingerpr
         return f"{path}: table version {manifest.get('version')}, not {VERSION}"
     if not manifest.get("recorded"):
         return f"{path}: not recorded ({manifest.get('reason')})"
-    if manifest.get("tokenizer_sha256") != tokenizer_sha256 or manifest.get("corpus_fingerprint") != corpus_fingerprint:
-        return f"{path}: recorded for another distilled tokenizer or corpus"
-    rows = pl.read_parquet(directory / "counts.parquet").with_row_index("row")
-    docs = pl.read_parquet(directory / "documents.parquet")
+    other = [k for k, v in expected.items() if manifest.get(k) != v]
+    if other:
+        return f"{path}: recorded for another {', '.join(other)}"
+    return manifest
+
+
+def read_pretoken_counts(directory: Path, tokenizer_sha256: str, corpus_fingerprint: str, heldout_fraction: float,
+                         cap: int | None, validation_fraction: float) -> tuple[PretokenCounts, PretokenCounts | None] | str:
+    """Selection's counts of the training split from the table at ``directory``, as
+    ``ivr.analysis.spans.count_pretokens`` would count them on the same documents (the same counts, pre-tokens in
+    the same order); or why the table cannot be used (absent, not recorded, recorded for another tokenizer or
+    corpus), as a sentence."""
+    directory = Path(directory)
+    manifest = _usable(directory, {"tokenizer_sha256": tokenizer_sha256, "corpus_fingerprint": corpus_fingerprint,
+                                   "heldout_fraction": heldout_fraction})
+    if isinstance(manifest, str):
+        return manifest
+    rows = pl.read_parquet(directory / "train_counts.parquet").with_row_index("row")
+    docs = pl.read_parquet(directory / "train_documents.parquet")
     pieces = pl.read_parquet(directory / "pretokens.parquet")["piece"].to_list()
     everything = _side(rows, docs, pieces, cap)
     if validation_fraction <= 0 or everything.documents < 2:
@@ -168,3 +238,40 @@ def _side(rows: pl.DataFrame, docs: pl.DataFrame, pieces: list[str], cap: int | 
         counts.capped = Counter(dict(zip(keys, totals["capped"].to_list())))
     counts.total_bytes, counts.documents = int(docs["bytes"].sum()), docs.height
     return counts
+
+
+def split_id_batches(directory: Path, split: str, tokenizer, corpus_fingerprint: str, heldout_fraction: float,
+                     docs_per_batch: int = 256) -> Iterator[tuple[list[np.ndarray], int]] | str:
+    """``tokenizer``'s ids of each document of ``split``, from the table at ``directory``: batches of
+    ``docs_per_batch`` documents, each batch as (one ``int64`` id array per document, the documents' UTF-8 size),
+    as ``ivr.packing.encoded_batches`` gives them by encoding the texts; or why the table cannot be used (absent,
+    not recorded, recorded for another corpus, or ``tokenizer`` cuts text otherwise), as a sentence."""
+    directory = Path(directory)
+    manifest = _usable(directory, {"cutting": cutting_fingerprint(tokenizer), "corpus_fingerprint": corpus_fingerprint,
+                                   "heldout_fraction": heldout_fraction})
+    if isinstance(manifest, str):
+        return manifest
+    return _id_batches(directory, split, tokenizer, docs_per_batch)
+
+
+def _id_batches(directory: Path, split: str, tokenizer, docs_per_batch: int) -> Iterator[tuple[list[np.ndarray], int]]:
+    import pyarrow.parquet as pq
+
+    # each distinct pre-token's ids by this tokenizer's model, flat, with where each one starts
+    model = tokenizer.model
+    segs = [[t.id for t in model.tokenize(p)] for p in pl.read_parquet(directory / "pretokens.parquet")["piece"].to_list()]
+    lengths = np.fromiter(map(len, segs), dtype=np.int64, count=len(segs))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    flat = np.fromiter((i for s in segs for i in s), dtype=np.int64, count=int(lengths.sum()))
+    sizes = pl.read_parquet(directory / f"{split}_documents.parquet")["bytes"].to_numpy()
+    done = 0
+    for batch in pq.ParquetFile(directory / f"{split}_sequences.parquet").iter_batches(docs_per_batch, columns=["pretokens"]):
+        lists = batch.column(0)
+        pretokens = lists.flatten().to_numpy().astype(np.int64)
+        per_doc = np.diff(lists.offsets.to_numpy())
+        n = lengths[pretokens]
+        ends = np.concatenate([[0], np.cumsum(n)])  # where each pre-token's ids end in the batch's ids
+        ids = flat[np.repeat(starts[pretokens] - ends[:-1], n) + np.arange(ends[-1])]
+        docs = np.split(ids, ends[np.cumsum(per_doc)[:-1]])
+        yield docs, int(sizes[done:done + len(docs)].sum())
+        done += len(docs)

@@ -200,6 +200,11 @@ class Spans:
 
 def best_collapse(k: int, spans: Sequence[tuple[int, int]]) -> int:
     """Most tokens saved by collapsing non-overlapping spans (inclusive token ranges) of a k-token pre-token."""
+    return prefix_best(k, spans)[k]
+
+
+def prefix_best(k: int, spans: Sequence[tuple[int, int]]) -> list[int]:
+    """``best[e]``: most tokens saved by non-overlapping ``spans`` within the first ``e`` tokens (``e`` = 0..k)."""
     ordered = sorted(spans, key=lambda s: s[1])
     best = [0] * (k + 1)
     n = 0
@@ -210,26 +215,50 @@ def best_collapse(k: int, spans: Sequence[tuple[int, int]]) -> int:
             v = max(v, best[i] + j - i)
             n += 1
         best[e] = v
-    return best[k]
+    return best
+
+
+def suffix_best(k: int, spans: Sequence[tuple[int, int]]) -> list[int]:
+    """``best[s]``: most tokens saved by non-overlapping ``spans`` within tokens ``s``..``k-1`` (``s`` = 0..k)."""
+    ordered = sorted(spans, key=lambda s: -s[0])
+    best = [0] * (k + 1)
+    n = 0
+    for s in range(k - 1, -1, -1):
+        v = best[s + 1]
+        while n < len(ordered) and ordered[n][0] == s:
+            i, j = ordered[n]
+            v = max(v, j - i + best[j + 1])
+            n += 1
+        best[s] = v
+    return best
 
 
 class Greedy:
     """Marginal savings of strings given those already chosen, by pre-token ``counts`` (tokens saved) or
-    ``weights`` (the ranking's per-document-capped counts)."""
+    ``weights`` (the ranking's per-document-capped counts).
+
+    For each pre-token with chosen spans it keeps the best savings before and after every token boundary, so a
+    string that lies once in such a pre-token is valued in constant time: the best without it, or the best
+    before its span, its span and the best after it."""
 
     def __init__(self, stats: PretokenStats, occ: Occurrences, by_weight: bool = False):
         self.stats, self.occ = stats, occ
         self.mult = stats.weights if by_weight else stats.counts
         self.chosen: dict[int, list[tuple[int, int]]] = {}
         self.value: dict[int, int] = {}
+        self.around: dict[int, tuple[list[int], list[int]]] = {}
 
     def gain(self, s: str) -> int:
         total = 0
         for t, spans in self.occ[s].items():
             have = self.chosen.get(t)
-            if not have and len(spans) == 1:
+            if len(spans) == 1:
                 i, j = spans[0]
-                total += self.mult[t] * (j - i)
+                if not have:
+                    total += self.mult[t] * (j - i)
+                else:
+                    before, after = self.around[t]
+                    total += self.mult[t] * max(0, before[i] + j - i + after[j + 1] - self.value[t])
             else:
                 k = len(self.stats.segs[t])
                 total += self.mult[t] * (best_collapse(k, (have or []) + spans) - self.value.get(t, 0))
@@ -239,7 +268,10 @@ class Greedy:
         for t, spans in self.occ[s].items():
             have = self.chosen.setdefault(t, [])
             have.extend(spans)
-            self.value[t] = best_collapse(len(self.stats.segs[t]), have)
+            k = len(self.stats.segs[t])
+            before = prefix_best(k, have)
+            self.around[t] = before, suffix_best(k, have)
+            self.value[t] = before[k]
 
     def used_count(self, s: str) -> int:
         return sum(self.stats.counts[t] * len(spans) for t, spans in self.occ[s].items())

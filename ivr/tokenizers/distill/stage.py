@@ -147,7 +147,7 @@ def distill_tokenizer(
     verify_settings: VerifySettings | None = None,
     special: SpecialTokens | None = None,
     bpe_ids: dict[str, Iterable[Sequence[int]]] | None = None,
-    on_corpus_encoding: Callable[[str, Encoding], None] | None = None,
+    on_encoded: dict[str, Callable[[str, Encoding], None]] | None = None,
 ) -> dict:
     """Fit the distilled Unigram tokenizer on ``train_texts``, save it to ``out_dir``, verify it and report.
 
@@ -155,8 +155,8 @@ def distill_tokenizer(
     tokenizer's config names alike; without them, ``bpe`` must have GPT-2's layout (``special_tokens_of``).
     ``bpe_ids``: BPE's ids of the texts of ``"corpus"`` (``train_texts``) and ``"heldout"``, in order, where
     known (``ivr.analysis.frequency.SplitIdSequences``): verification then compares against them instead of encoding again.
-    ``on_corpus_encoding(text, encoding)``: called with the saved tokenizer's encoding of each of ``train_texts``, in
-    order, as verification makes it.
+    ``on_encoded``: per set (``"corpus"``, ``"heldout"``), what is called with the saved tokenizer's encoding of each
+    of its texts, in order, as verification makes it (``ivr.analysis.pretoken_table`` records them).
     Returns the report summary. With ``settings.strict`` raises ``DistillationMismatch`` (after writing
     the reports) when any word occurrence of ``train_texts`` gets ids other than BPE's.
     """
@@ -199,7 +199,7 @@ def distill_tokenizer(
                   "peak_rss_scope": peak.scope},
         fit_settings=fit_settings,
         bpe_ids=bpe_ids,
-        on_encoded={"corpus": on_corpus_encoding} if on_corpus_encoding else None,
+        on_encoded=on_encoded,
         # the fit's count is the corpus's words unless it dropped some (``source_bpe`` refuses normalizers)
         word_counts=None if dropped else {"corpus": counts},
     )
