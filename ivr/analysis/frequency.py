@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Literal
 
@@ -36,16 +37,19 @@ def analyze_corpus(
     counts = np.zeros(vocab_size, dtype=np.int64)
     doc_freq = np.zeros(vocab_size, dtype=np.int64)
     n_docs = n_bytes = 0
+    id_text = [str(i) for i in range(vocab_size)]  # written by lookup: converting each int costs more
     with atomic_file(sequences_path) as tmp, open(tmp, "w", encoding="ascii") as out:
         bar = tqdm(total=total_bytes, desc="analyze (original BPE)", unit="B", unit_scale=True, mininterval=2.0, leave=False)
         for batch in batched(documents, batch_size):
             encodings = tokenizer.encode_batch([d.text for d in batch], add_special_tokens=False)
             lists = [enc.ids for enc in encodings]  # each ``.ids`` builds a new list
-            out.writelines(" ".join(map(str, doc)) + "\n" for doc in lists)
+            out.writelines(" ".join(map(id_text.__getitem__, doc)) + "\n" for doc in lists)
             # one count per batch, not per document: a vocabulary-sized sum per short document dominates
-            ids = [np.asarray(doc, dtype=np.int64) for doc in lists]
-            counts += np.bincount(np.concatenate([np.empty(0, np.int64), *ids]), minlength=vocab_size)
-            doc_freq += np.bincount(np.concatenate([np.empty(0, np.int64), *map(np.unique, ids)]), minlength=vocab_size)
+            ids = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=sum(map(len, lists)))
+            counts += np.bincount(ids, minlength=vocab_size)
+            # a document counts each id once: its (document, id) pairs made unique in one go
+            docs = np.repeat(np.arange(len(lists), dtype=np.int64), [len(doc) for doc in lists])
+            doc_freq += np.bincount(np.unique(docs * vocab_size + ids) % vocab_size, minlength=vocab_size)
             n_docs += len(batch)
             size = sum(len(d.text.encode("utf-8")) for d in batch)
             n_bytes += size
