@@ -13,6 +13,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -205,7 +206,7 @@ def best_collapse(k: int, spans: Sequence[tuple[int, int]]) -> int:
 
 def prefix_best(k: int, spans: Sequence[tuple[int, int]]) -> list[int]:
     """``best[e]``: most tokens saved by non-overlapping ``spans`` within the first ``e`` tokens (``e`` = 0..k)."""
-    ordered = sorted(spans, key=lambda s: s[1])
+    ordered = sorted(spans, key=itemgetter(1))
     best = [0] * (k + 1)
     n = 0
     for e in range(1, k + 1):
@@ -220,7 +221,7 @@ def prefix_best(k: int, spans: Sequence[tuple[int, int]]) -> list[int]:
 
 def suffix_best(k: int, spans: Sequence[tuple[int, int]]) -> list[int]:
     """``best[s]``: most tokens saved by non-overlapping ``spans`` within tokens ``s``..``k-1`` (``s`` = 0..k)."""
-    ordered = sorted(spans, key=lambda s: -s[0])
+    ordered = sorted(spans, key=itemgetter(0), reverse=True)
     best = [0] * (k + 1)
     n = 0
     for s in range(k - 1, -1, -1):
@@ -237,16 +238,17 @@ class Greedy:
     """Marginal savings of strings given those already chosen, by pre-token ``counts`` (tokens saved) or
     ``weights`` (the ranking's per-document-capped counts).
 
-    For each pre-token with chosen spans it keeps the best savings before and after every token boundary, so a
-    string that lies once in such a pre-token is valued in constant time: the best without it, or the best
-    before its span, its span and the best after it."""
+    For each pre-token with chosen spans it keeps the best savings before and after every token boundary (the
+    latter made when first asked for), so a string that lies once in such a pre-token is valued in constant
+    time: the best without it, or the best before its span, its span and the best after it."""
 
     def __init__(self, stats: PretokenStats, occ: Occurrences, by_weight: bool = False):
         self.stats, self.occ = stats, occ
         self.mult = stats.weights if by_weight else stats.counts
         self.chosen: dict[int, list[tuple[int, int]]] = {}
         self.value: dict[int, int] = {}
-        self.around: dict[int, tuple[list[int], list[int]]] = {}
+        self.before: dict[int, list[int]] = {}
+        self.after: dict[int, list[int]] = {}
 
     def gain(self, s: str) -> int:
         total = 0
@@ -257,8 +259,10 @@ class Greedy:
                 if not have:
                     total += self.mult[t] * (j - i)
                 else:
-                    before, after = self.around[t]
-                    total += self.mult[t] * max(0, before[i] + j - i + after[j + 1] - self.value[t])
+                    after = self.after.get(t)
+                    if after is None:
+                        after = self.after[t] = suffix_best(len(self.stats.segs[t]), have)
+                    total += self.mult[t] * max(0, self.before[t][i] + j - i + after[j + 1] - self.value[t])
             else:
                 k = len(self.stats.segs[t])
                 total += self.mult[t] * (best_collapse(k, (have or []) + spans) - self.value.get(t, 0))
@@ -269,9 +273,9 @@ class Greedy:
             have = self.chosen.setdefault(t, [])
             have.extend(spans)
             k = len(self.stats.segs[t])
-            before = prefix_best(k, have)
-            self.around[t] = before, suffix_best(k, have)
-            self.value[t] = before[k]
+            self.before[t] = prefix_best(k, have)
+            self.after.pop(t, None)
+            self.value[t] = self.before[t][k]
 
     def used_count(self, s: str) -> int:
         return sum(self.stats.counts[t] * len(spans) for t, spans in self.occ[s].items())
