@@ -22,7 +22,7 @@ from typing import Literal
 from filelock import FileLock
 
 from ivr.analysis.frequency import SplitIdSequences, analyze_corpus
-from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts, split_id_batches
+from ivr.analysis.pretoken_table import PretokenRecorder, added_token_ids, read_pretoken_counts, split_id_batches
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.builtin_corpora import english_reference_texts
 from ivr.causal_lm import ModelShape, base_model
@@ -216,7 +216,7 @@ def distill(config: PipelineConfig) -> list[Path]:
         # verification encodes both splits with the saved tokenizer: selection's counts and the remapped tokenizer's
         # datasets are taken from its pre-tokens
         with atomic_dir(paths.distilled_pretokens) as table:
-            recorder = PretokenRecorder(table)
+            recorder = PretokenRecorder(table, added_token_ids(load_tokenizer(paths.original_tokenizer_dir)))
             summary = distill_tokenizer(
                 load_tokenizer(paths.original_tokenizer_dir),
                 _texts(config, "train"),

@@ -4,12 +4,14 @@ cutting the documents again gives, and as the ids that encoding them with a toke
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts, split_id_batches
+from ivr.analysis import pretoken_table
+from ivr.analysis.pretoken_table import PretokenRecorder, added_token_ids, read_pretoken_counts, split_id_batches
 from ivr.analysis.spans import count_pretokens
 from ivr.packing import encoded_batches
 from ivr.tokenizers.distill.pre_tokenizer import with_rules
@@ -39,7 +41,7 @@ def remapped(tok):
 
 def record(directory, tok, splits, limit=1_000):
     directory.mkdir()
-    recorder = PretokenRecorder(directory, limit=limit)
+    recorder = PretokenRecorder(directory, added_token_ids(tok), limit=limit)
     for split, texts in splits.items():
         add = recorder.adder(split)
         for text, encoding in zip(texts, tok.encode_batch(texts, add_special_tokens=False)):
@@ -61,7 +63,8 @@ def test_the_table_gives_the_counts_and_ids_of_cutting_every_document(tmp_path_f
                                                                         cap, fraction):
     for tok in layouts:
         table = tmp_path_factory.mktemp("t") / "table"
-        manifest = record(table, tok, {"train": train, "heldout": heldout})
+        with mock.patch.object(pretoken_table, "FLUSH_VALUES", 7):  # written in several row groups
+            manifest = record(table, tok, {"train": train, "heldout": heldout})
         assert manifest["recorded"] and manifest["documents"] == {"train": len(train), "heldout": len(heldout)}
         got = read_pretoken_counts(table, "sha", "corpus", 0.05, cap, fraction)
         want = count_pretokens(tok, train, cap, fraction)
@@ -99,3 +102,16 @@ def test_a_table_for_something_else_or_over_its_limit_is_not_used(tmp_path, layo
     assert "not recorded" in read_pretoken_counts(over, "sha", "corpus", 0.05, 1, 0.1)
     assert "not recorded" in split_id_batches(over, "heldout", tok, "corpus", 0.05)
     assert json.loads((over / "manifest.json").read_text())["documents"] == {"train": 30, "heldout": 3}
+
+
+def test_a_document_holding_an_added_token_matched_in_text_stops_the_recording(tmp_path, layouts):
+    from tokenizers import Tokenizer
+
+    tok = special_text_as_text(Tokenizer.from_str(layouts[1].to_str()))
+    tok.add_tokens(["    "])  # not special: matched in text, as some code models' indentation tokens are
+    plain = ["def f():\n\treturn 1\n", "x = 2\n"]
+    manifest = record(tmp_path / "plain", tok, {"train": plain, "heldout": plain[:1]})
+    assert manifest["recorded"]
+    same(read_pretoken_counts(tmp_path / "plain", "sha", "corpus", 0.05, 1, 0)[0], count_pretokens(tok, plain, 1, 0)[0])
+    manifest = record(tmp_path / "added", tok, {"train": plain + ["def f():\n        return 1\n"], "heldout": plain})
+    assert not manifest["recorded"] and "added token" in manifest["reason"]

@@ -30,7 +30,7 @@ import json
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -118,10 +118,13 @@ class _Split:
 class PretokenRecorder:
     """Records each document's distilled pre-tokens into the table directory ``directory`` (which must exist
     and be empty: the caller moves it into place once complete). Give ``adder(split)`` every document of the
-    split in order, then call ``finish``."""
+    split in order, then call ``finish``. ``added_ids``: the ids of the added tokens the encoding matches in text
+    (``added_token_ids``); a document holding one stops the recording."""
 
-    def __init__(self, directory: Path, limit: int = MAX_SELECT_PRETOKENS):
+    def __init__(self, directory: Path, added_ids: Collection[int] = (), limit: int = MAX_SELECT_PRETOKENS):
         self.directory, self.limit = Path(directory), limit
+        # ids of added tokens that the encoding matches in text (those not cut as text): no pre-token's segmentation
+        self.added_ids = frozenset(added_ids)
         self.index: dict[tuple[int, ...], int] = {}
         self.splits = {name: _Split(self.directory, name) for name in SPLITS}
         self.abandoned: str | None = None
@@ -138,7 +141,7 @@ class PretokenRecorder:
         if self.abandoned:
             return
         ids, words = encoding.ids, encoding.word_ids
-        if None in words:  # an added token matched in the text: its ids are no pre-token's segmentation
+        if None in words or not self.added_ids.isdisjoint(ids):
             self._abandon("a document holds an added token, which no pre-token's segmentation gives")
             return
         cuts = (np.flatnonzero(np.diff(np.asarray(words, dtype=np.int64))) + 1).tolist()
@@ -180,6 +183,13 @@ class PretokenRecorder:
             manifest["reason"] = self.abandoned
         (self.directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         return manifest
+
+
+def added_token_ids(tokenizer) -> list[int]:
+    """The ids of ``tokenizer``'s added tokens that its encoding matches in text: all of them, but the special
+    ones where text that spells them is cut as text (``encode_special_tokens``)."""
+    return [i for i, t in tokenizer.get_added_tokens_decoder().items()
+            if not (t.special and tokenizer.encode_special_tokens)]
 
 
 def _usable(directory: Path, expected: dict) -> dict | str:
@@ -228,9 +238,10 @@ def read_pretoken_counts(directory: Path, tokenizer_sha256: str, corpus_fingerpr
 def _side(rows: pl.DataFrame, docs: pl.DataFrame, pieces: list[str], cap: int | None) -> PretokenCounts:
     """The counts of ``docs`` from their ``rows``, each pre-token placed where it first occurs among them (the
     order a running ``Counter`` over the documents gives)."""
-    aggregates = [pl.col("row").min().alias("first"), pl.col("count").sum().alias("total")]
+    count = pl.col("count").cast(pl.Int64)  # a sum of 32-bit counts stays 32-bit
+    aggregates = [pl.col("row").min().alias("first"), count.sum().alias("total")]
     if cap is not None:
-        aggregates.append(pl.col("count").clip(upper_bound=cap).sum().alias("capped"))
+        aggregates.append(count.clip(upper_bound=cap).sum().alias("capped"))
     totals = rows.group_by("pretoken").agg(aggregates).sort("first")
     keys = [pieces[k] for k in totals["pretoken"].to_list()]
     counts = PretokenCounts(cap, Counter(dict(zip(keys, totals["total"].to_list()))))
