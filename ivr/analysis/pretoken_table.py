@@ -18,8 +18,8 @@ A directory of Parquet files and a manifest:
 A document's pre-tokens are the groups of its tokens by ``Encoding.word_ids`` (the pre-token each token came
 from); each group's ids are the model's segmentation of that pre-token, and their pieces spell it. Any tokenizer
 with the same normalizer, pre-tokenizer and added tokens cuts the same pre-tokens, so its ids of a document are its
-model's segmentations of them, in order. A table that would hold more than ``limit`` distinct pre-tokens is not
-recorded (the manifest says so); selection then counts itself, bounded (``ivr.analysis.spans.count_pretokens``),
+model's segmentations of them, in order. A table that would hold more than ``limit`` distinct pre-tokens, or a
+document holding an added token that encoding matches in text, is not recorded (the manifest says why); selection then counts itself, bounded (``ivr.analysis.spans.count_pretokens``),
 and the datasets are encoded.
 """
 
