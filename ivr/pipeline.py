@@ -24,9 +24,9 @@ from filelock import FileLock
 from ivr.analysis.frequency import SplitIdSequences, analyze_corpus
 from ivr.analysis.pretoken_table import PretokenRecorder, added_token_ids, read_pretoken_counts, split_id_batches
 from ivr.analysis.select import SelectSettings, select_replacements
+from ivr.atomic import atomic_dir
 from ivr.builtin_corpora import english_reference_texts
 from ivr.causal_lm import ModelShape, base_model
-from ivr.atomic import atomic_dir
 from ivr.corpus import CleaningOptions, SplitTexts, check_splits, clean_corpus, iter_documents, read_manifest, read_text_files
 from ivr.embeddings import AlignSettings, align_embeddings, align_outputs
 from ivr.gguf import is_gguf, locate_gguf
@@ -215,10 +215,11 @@ def distill(config: PipelineConfig) -> list[Path]:
     def build() -> None:
         # verification encodes both splits with the saved tokenizer: selection's counts and the remapped tokenizer's
         # datasets are taken from its pre-tokens
+        original = load_tokenizer(paths.original_tokenizer_dir)
         with atomic_dir(paths.distilled_pretokens) as table:
-            recorder = PretokenRecorder(table, added_token_ids(load_tokenizer(paths.original_tokenizer_dir)))
+            recorder = PretokenRecorder(table, added_token_ids(original))
             summary = distill_tokenizer(
-                load_tokenizer(paths.original_tokenizer_dir),
+                original,
                 _texts(config, "train"),
                 _texts(config, "heldout"),
                 config.distill,
