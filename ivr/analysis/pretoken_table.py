@@ -46,10 +46,13 @@ FLUSH_VALUES = 1 << 22
 def cutting_fingerprint(tokenizer) -> str:
     """What decides a tokenizer's pre-tokens: its normalizer, pre-tokenizer and added tokens, and whether text that
     spells a special token is cut as text."""
-    spec = json.loads(tokenizer.to_str())
-    decisive = [spec.get("normalizer"), spec.get("pre_tokenizer"), spec.get("added_tokens"),
-                tokenizer.encode_special_tokens]
-    return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
+    h = hashlib.sha256()
+    for part in (tokenizer.normalizer, tokenizer.pre_tokenizer):  # each serialises itself alone, not the model
+        h.update(b"none" if part is None else part.__getstate__())
+    added = sorted((i, t.content, t.special, t.single_word, t.lstrip, t.rstrip, t.normalized)
+                   for i, t in tokenizer.get_added_tokens_decoder().items())
+    h.update(json.dumps([added, tokenizer.encode_special_tokens]).encode())
+    return h.hexdigest()
 
 
 class _Split:
