@@ -9,12 +9,14 @@ only call :func:`run_stage` and :func:`build_datasets`.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import types
 from importlib import metadata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -22,7 +24,7 @@ from typing import Literal
 from filelock import FileLock
 
 from ivr.analysis.frequency import SplitIdSequences, analyze_corpus
-from ivr.analysis.pretoken_table import PretokenRecorder, added_token_ids, read_pretoken_counts, split_id_batches
+from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts, split_id_batches
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.atomic import atomic_dir
 from ivr.builtin_corpora import english_reference_texts
@@ -34,7 +36,7 @@ from ivr.packing import encoded_batches, write_packed_splits
 from ivr.paths import ArtifactPaths
 from ivr.stamps import code_fingerprint, is_current, module_file, write_stamp
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
-from ivr.tokenizers.io import file_sha256, load_tokenizer
+from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
 from ivr.tokenizers.source import fetch_original_tokenizer
@@ -129,13 +131,29 @@ def _sha(path: Path) -> str:
     return file_sha256(path) if Path(path).is_file() else "absent"
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a stage builds, one collection after. Its full collections
+    walk every object a stage holds (millions of pre-tokens, fit words, counts) again and again: 6% of the
+    distillation's CPU time at 128 MB, with the same peak memory without them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.collect()
+
+
 def staged(stage: str, paths: ArtifactPaths, key: dict, outputs: list[Path], build: Callable[[], None], code: Callable) -> list[Path]:
     """Run ``build`` unless the stamp shows these outputs were built from exactly ``key`` by this code."""
     stamp = paths.stamp(stage)
     key = {**key, "code": stage_code_fingerprint(code), "libraries": library_versions()}
     with artifacts_lock(paths):
         if not is_current(stamp, key, outputs):
-            build()
+            with collector_paused():
+                build()
             write_stamp(stamp, key, outputs)
     return outputs
 
@@ -434,7 +452,8 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
                 log.info("datasets: %s; encoding the %s split", splits[name], split)
                 splits[name] = encoded_batches(tok, SplitTexts(paths.cleaned_corpora_dir, split, heldout_fraction))
         separator = read_special_tokens(paths.tokenizer_dir(tokenizer)).separator_id
-        write_packed_splits(tok, splits, block_size, target, separator, manifest["bytes"])
+        with collector_paused():
+            write_packed_splits(tok, splits, block_size, target, separator, manifest["bytes"])
     return target
 
 

@@ -9,13 +9,14 @@ from unittest import mock
 import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
+from tokenizers import Tokenizer
 
 from ivr.analysis import pretoken_table
-from ivr.analysis.pretoken_table import PretokenRecorder, added_token_ids, read_pretoken_counts, split_id_batches
+from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts, split_id_batches
 from ivr.analysis.spans import count_pretokens
 from ivr.packing import encoded_batches
 from ivr.tokenizers.distill.pre_tokenizer import with_rules
-from ivr.tokenizers.io import special_text_as_text
+from ivr.tokenizers.io import added_token_ids, encoded_pre_tokens, pre_tokens, special_text_as_text
 from ivr.tokenizers.remap import build_remapped
 from ivr.tokenizers.remap_rules import RemapRule
 
@@ -29,12 +30,17 @@ def layouts(distilled, gpt2_bpe):
     word rules), both encoding document text as text."""
     rules = [gpt2_bpe.encode(n, add_special_tokens=False).tokens for n in ("1234567", " 0477")]
     ruled = with_rules(distilled, [], [r for r in rules if len(r) > 1], source=gpt2_bpe)
-    return [special_text_as_text(distilled), special_text_as_text(ruled)]
+    return [as_text(distilled), special_text_as_text(ruled)]
 
 
 @pytest.fixture(scope="module")
 def remapped_layouts(layouts):
     return [remapped(tok) for tok in layouts]
+
+
+def as_text(tok):
+    """A copy of a shared tokenizer that encodes special tokens' text as text (the fixture stays as it is)."""
+    return special_text_as_text(Tokenizer.from_str(tok.to_str()))
 
 
 def remapped(tok):
@@ -87,6 +93,17 @@ def test_the_table_gives_the_counts_and_ids_of_cutting_every_document(tmp_path_f
                 assert all(a.dtype == np.int64 for ids, _ in got for a in ids)
 
 
+@hsettings(max_examples=40, deadline=None)
+@given(text=st.text(ALPHABET, max_size=60) | st.just(SPECIAL))
+def test_an_encodings_tokens_spell_the_pre_tokens_of_cutting_the_text(layouts, gpt2_bpe, text):
+    for tok in (*layouts, as_text(gpt2_bpe)):
+        added = frozenset(added_token_ids(tok))
+        assert encoded_pre_tokens(tok.encode(text, add_special_tokens=False), added) == pre_tokens(tok, text)
+    # an added token matched in text is cut as text by the pre-tokenizer alone: the encoding cannot say
+    added = frozenset(added_token_ids(gpt2_bpe))
+    assert encoded_pre_tokens(gpt2_bpe.encode(text + "<|endoftext|>", add_special_tokens=False), added) is None
+
+
 def test_a_table_for_something_else_or_over_its_limit_is_not_used(tmp_path, layouts, gpt2_bpe):
     tok = layouts[1]
     docs = [f"value_{i} = {i}\n" for i in range(30)]
@@ -94,7 +111,7 @@ def test_a_table_for_something_else_or_over_its_limit_is_not_used(tmp_path, layo
     record(table, tok, {"train": docs, "heldout": docs[:3]})
     for args in (("other", "corpus", 0.05), ("sha", "other", 0.05), ("sha", "corpus", 0.1)):
         assert "recorded for another" in read_pretoken_counts(table, *args, 1, 0.1)
-    assert "recorded for another cutting" in split_id_batches(table, "train", special_text_as_text(gpt2_bpe), "corpus", 0.05)
+    assert "recorded for another cutting" in split_id_batches(table, "train", as_text(gpt2_bpe), "corpus", 0.05)
     assert "recorded for another corpus" in split_id_batches(table, "train", tok, "other", 0.05)
     assert "no pre-token table" in read_pretoken_counts(tmp_path / "absent", "sha", "corpus", 0.05, 1, 0.1)
     (table / "manifest.json").write_text("{", encoding="utf-8")
@@ -110,7 +127,6 @@ def test_a_table_for_something_else_or_over_its_limit_is_not_used(tmp_path, layo
 
 
 def test_a_document_holding_an_added_token_matched_in_text_stops_the_recording(tmp_path, layouts):
-    from tokenizers import Tokenizer
 
     tok = special_text_as_text(Tokenizer.from_str(layouts[1].to_str()))
     tok.add_tokens(["    "])  # not special: matched in text, as some code models' indentation tokens are

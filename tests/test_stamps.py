@@ -130,3 +130,27 @@ def test_a_new_version_of_a_deciding_library_rebuilds(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline.metadata, "version", lambda name: "99.0" if name == "tokenizers" else version(name))
     run()
     assert len(builds) == 2
+
+
+def test_a_stage_builds_with_the_garbage_collector_paused_and_restores_it(tmp_path):
+    import gc
+
+    paths = ArtifactPaths.from_config(tmp_path)
+    out = tmp_path / "out.txt"
+    seen = []
+
+    def build():
+        seen.append(gc.isenabled())
+        raise RuntimeError("a stage that fails")
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        pipeline.staged("analyze", paths, {"inputs": 1}, [out], build, pipeline.analyze)
+    assert seen == [False] and gc.isenabled()
+    gc.disable()  # a caller that had it off keeps it off
+    try:
+        with pipeline.collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 
 from ivr.analysis.spans import MAX_SELECT_PRETOKENS, PretokenCounts
+from ivr.tokenizers.io import pretoken_bounds
 
 VERSION = 2
 SPLITS = ("train", "heldout")
@@ -118,17 +119,25 @@ class _Split:
                 path.unlink()
 
 
+class _Index(dict):
+    """Pre-token keys to their indices, a new key getting the next index on first lookup."""
+
+    def __missing__(self, key: bytes) -> int:
+        index = self[key] = len(self)
+        return index
+
+
 class PretokenRecorder:
     """Records each document's distilled pre-tokens into the table directory ``directory`` (which must exist
     and be empty: the caller moves it into place once complete). Give ``adder(split)`` every document of the
     split in order, then call ``finish``. ``added_ids``: the ids of the added tokens the encoding matches in text
-    (``added_token_ids``); a document holding one stops the recording."""
+    (``ivr.tokenizers.io.added_token_ids``); a document holding one stops the recording."""
 
     def __init__(self, directory: Path, added_ids: Collection[int] = (), limit: int = MAX_SELECT_PRETOKENS):
         self.directory, self.limit = Path(directory), limit
         # ids of added tokens that the encoding matches in text (those not cut as text): no pre-token's segmentation
         self.added_ids = frozenset(added_ids)
-        self.index: dict[tuple[int, ...], int] = {}
+        self.index = _Index()
         self.splits = {name: _Split(self.directory, name) for name in SPLITS}
         self.abandoned: str | None = None
 
@@ -147,18 +156,11 @@ class PretokenRecorder:
         if None in words or not self.added_ids.isdisjoint(ids):
             self._abandon("a document holds an added token, which no pre-token's segmentation gives")
             return
-        cuts = (np.flatnonzero(np.diff(np.asarray(words, dtype=np.int64))) + 1).tolist()
-        bounds = [0, *cuts, len(ids)] if ids else [0]
-        index = self.index
-        sequence = []
-        for a, b in zip(bounds, bounds[1:]):
-            group = tuple(ids[a:b])
-            k = index.get(group)
-            if k is None:
-                k = index[group] = len(index)
-            sequence.append(k)
+        # a pre-token's key is its ids as int32 bytes: a bytes slice is made and hashed faster than a tuple
+        raw_ids, bounds = np.asarray(ids, dtype=np.int32).tobytes(), (pretoken_bounds(words) * 4).tolist()
+        sequence = list(map(self.index.__getitem__, [raw_ids[a:b] for a, b in zip(bounds, bounds[1:])]))
         record.add(sequence)
-        if len(index) > self.limit:
+        if len(self.index) > self.limit:
             self._abandon(f"more than {self.limit} distinct pre-tokens (MAX_SELECT_PRETOKENS)")
 
     def _abandon(self, reason: str) -> None:
@@ -179,20 +181,14 @@ class PretokenRecorder:
                 record.close(complete=True)
             vocab = [tokenizer.id_to_token(i) for i in range(tokenizer.get_vocab_size())]
             pl.DataFrame({"pretoken": np.arange(len(self.index), dtype=np.int32),
-                          "piece": ["".join(vocab[i] for i in group) for group in self.index]},
+                          "piece": ["".join(vocab[i] for i in np.frombuffer(key, dtype=np.int32))
+                                    for key in self.index]},
                          schema={"pretoken": pl.Int32, "piece": pl.String}).write_parquet(self.directory / "pretokens.parquet")
             manifest.update(pretokens=len(self.index), train_count_rows=self.splits["train"].rows)
         else:
             manifest["reason"] = self.abandoned
         (self.directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         return manifest
-
-
-def added_token_ids(tokenizer) -> list[int]:
-    """The ids of ``tokenizer``'s added tokens that its encoding matches in text: all of them, but the special
-    ones where text that spells them is cut as text (``encode_special_tokens``)."""
-    return [i for i, t in tokenizer.get_added_tokens_decoder().items()
-            if not (t.special and tokenizer.encode_special_tokens)]
 
 
 def _usable(directory: Path, expected: dict) -> dict | str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
+import numpy as np
+from tokenizers import Encoding, Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import Model
 
 from ivr.atomic import atomic_dir
@@ -33,6 +35,33 @@ def pre_tokens(tok: Tokenizer, text: str) -> list[str]:
     if tok.normalizer is not None:
         text = tok.normalizer.normalize_str(text)
     return [p for p, _ in tok.pre_tokenizer.pre_tokenize_str(text)]
+
+
+def pretoken_bounds(word_ids: Sequence[int]) -> np.ndarray:
+    """Where an encoding's pre-tokens start, then its length: tokens ``b[k]:b[k+1]`` are the segmentation of its
+    ``k``-th pre-token (``Encoding.word_ids``, without the None of tokens a post-processor adds)."""
+    words = np.asarray(word_ids, dtype=np.int64)
+    if not len(words):
+        return np.zeros(1, dtype=np.int64)
+    return np.concatenate(([0], np.flatnonzero(np.diff(words)) + 1, [len(words)]))
+
+
+def added_token_ids(tokenizer) -> list[int]:
+    """The ids of ``tokenizer``'s added tokens that its encoding matches in text: all of them, but the special
+    ones where text that spells them is cut as text (``encode_special_tokens``)."""
+    return [i for i, t in tokenizer.get_added_tokens_decoder().items()
+            if not (t.special and tokenizer.encode_special_tokens)]
+
+
+def encoded_pre_tokens(encoding: Encoding, added_ids: frozenset[int]) -> list[str] | None:
+    """The byte-level pre-tokens a byte-level tokenizer cut a text into, spelled by the encoding's tokens (what
+    ``pre_tokens`` gives, without cutting the text again); None when the encoding holds an added token
+    (``added_ids``: ``added_token_ids`` of the tokenizer), which ``pre_tokens`` cuts as text."""
+    words = encoding.word_ids
+    if None in words or not added_ids.isdisjoint(encoding.ids):
+        return None
+    tokens, bounds = encoding.tokens, pretoken_bounds(words).tolist()
+    return ["".join(tokens[a:b]) for a, b in zip(bounds, bounds[1:])]
 
 
 def save_tokenizer_dir(

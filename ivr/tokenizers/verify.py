@@ -17,7 +17,7 @@ from ivr.atomic import write_json, write_text
 from ivr.corpus import batched
 from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
-from ivr.tokenizers.io import pre_tokens
+from ivr.tokenizers.io import added_token_ids, encoded_pre_tokens, pre_tokens
 from ivr.tokenizers.unigram import bare_model
 
 KINDS = ("tie", "conflict", "other")
@@ -78,15 +78,14 @@ def classify(bare_bpe: Tokenizer, gold: Sequence[str], pred: Sequence[str]) -> s
     return "conflict" if conflict_witness(bare_bpe, gold, pred) else "other"
 
 
-def _count_segments(counts: Counter, distilled: Tokenizer, ref: list[str], text: str) -> None:
-    """Count (BPE word, the distilled tokenizer's pre-tokens inside it) over ``text`` into ``counts``; ``ref`` are
-    BPE's pre-tokens of ``text``.
+def _count_segments(counts: Counter, ref: list[str], got: list[str]) -> None:
+    """Count (BPE word, the distilled tokenizer's pre-tokens inside it) over a text into ``counts``; ``ref`` are
+    BPE's pre-tokens of the text, ``got`` the distilled tokenizer's.
 
     The distilled pre-tokenizer may cut a BPE word further (split rules), depending on what follows it, so the
     cut is taken from each text in place. A distilled pre-token crossing a BPE word boundary puts the whole
     stretch under one key whose segments do not spell a single BPE word, which then counts as a mismatch.
     """
-    got = pre_tokens(distilled, text)
     if ref == got:
         counts.update((w, (w,)) for w in ref)
         return
@@ -136,6 +135,7 @@ def compare_texts(
     counts: Counter = Counter()  # (BPE word, distilled pre-tokens in it) in the other documents
     ids_of = iter(bpe_ids) if bpe_ids is not None else None
     cut_bpe = PreTokenCutter(bpe)
+    added = frozenset(added_token_ids(distilled))
     n_docs = doc_ok = 0
     with tqdm(desc=f"verifying {name}", unit="B", unit_scale=True, mininterval=2.0) as bar:
         for batch in batched(texts, 64):
@@ -157,7 +157,9 @@ def compare_texts(
                         matched_occ += len(words)
                         matched_words.update(words)
                     continue
-                _count_segments(counts, distilled, cut_bpe(text), text)
+                # the encoding's tokens spell its pre-tokens: cutting the text again costs more than encoding it
+                got = encoded_pre_tokens(a, added)
+                _count_segments(counts, cut_bpe(text), pre_tokens(distilled, text) if got is None else got)
             n_docs += len(batch)
             bar.update(sum(len(t.encode("utf-8")) for t in batch))
     if ids_of is not None and next(ids_of, None) is not None:
