@@ -222,7 +222,8 @@ def read_pretoken_counts(directory: Path, tokenizer_sha256: str, corpus_fingerpr
                                    "heldout_fraction": heldout_fraction})
     if isinstance(manifest, str):
         return manifest
-    rows = pl.read_parquet(directory / "train_counts.parquet").with_row_index("row")
+    # the count rows grow with the corpus: a streaming query holds the distinct pre-tokens, not the rows
+    rows = pl.scan_parquet(directory / "train_counts.parquet", row_index_name="row")
     docs = pl.read_parquet(directory / "train_documents.parquet")
     pieces = pl.read_parquet(directory / "pretokens.parquet")["piece"].to_list()
     everything = _side(rows, docs, pieces, cap)
@@ -231,17 +232,17 @@ def read_pretoken_counts(directory: Path, tokenizer_sha256: str, corpus_fingerpr
     held_docs = docs.filter(pl.col("key") < validation_fraction * 1000)
     if held_docs.height in (0, docs.height):  # a tiny corpus: the first document of the smallest key
         held_docs = docs.sort(["key", "doc"]).head(1)
-    return everything, _side(rows.join(held_docs.select("doc"), on="doc", how="semi"), held_docs, pieces, cap)
+    return everything, _side(rows.join(held_docs.lazy().select("doc"), on="doc", how="semi"), held_docs, pieces, cap)
 
 
-def _side(rows: pl.DataFrame, docs: pl.DataFrame, pieces: list[str], cap: int | None) -> PretokenCounts:
+def _side(rows: pl.LazyFrame, docs: pl.DataFrame, pieces: list[str], cap: int | None) -> PretokenCounts:
     """The counts of ``docs`` from their ``rows``, each pre-token placed where it first occurs among them (the
     order a running ``Counter`` over the documents gives)."""
     count = pl.col("count").cast(pl.Int64)  # a sum of 32-bit counts stays 32-bit
     aggregates = [pl.col("row").min().alias("first"), count.sum().alias("total")]
     if cap is not None:
         aggregates.append(count.clip(upper_bound=cap).sum().alias("capped"))
-    totals = rows.group_by("pretoken").agg(aggregates).sort("first")
+    totals = rows.group_by("pretoken").agg(aggregates).sort("first").collect(engine="streaming")
     keys = [pieces[k] for k in totals["pretoken"].to_list()]
     counts = PretokenCounts(cap, Counter(dict(zip(keys, totals["total"].to_list()))))
     if cap is not None:
