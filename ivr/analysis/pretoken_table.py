@@ -19,8 +19,8 @@ A document's pre-tokens are the groups of its tokens by ``Encoding.word_ids`` (t
 from); each group's ids are the model's segmentation of that pre-token, and their pieces spell it. Any tokenizer
 with the same normalizer, pre-tokenizer and added tokens cuts the same pre-tokens, so its ids of a document are its
 model's segmentations of them, in order. A table that would hold more than ``limit`` distinct pre-tokens, or a
-document holding an added token that encoding matches in text, is not recorded (the manifest says why); selection then counts itself, bounded (``ivr.analysis.spans.count_pretokens``),
-and the datasets are encoded.
+document holding an added token that encoding matches in text, is not recorded (the manifest says why); selection
+then counts itself, bounded (``ivr.analysis.spans.count_pretokens``), and the datasets are encoded.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from ivr.analysis.spans import MAX_SELECT_PRETOKENS, PretokenCounts
-from ivr.tokenizers.io import pretoken_bounds
+from ivr.tokenizers.io import groups_are_pre_tokens, pretoken_bounds
 
 VERSION = 2
 SPLITS = ("train", "heldout")
@@ -153,7 +153,7 @@ class PretokenRecorder:
         if self.abandoned:
             return
         ids, words = encoding.ids, encoding.word_ids
-        if None in words or not self.added_ids.isdisjoint(ids):
+        if not groups_are_pre_tokens(ids, words, self.added_ids):
             self._abandon("a document holds an added token, which no pre-token's segmentation gives")
             return
         # a pre-token's key is its ids as int32 bytes: a bytes slice is made and hashed faster than a tuple

@@ -53,12 +53,18 @@ def added_token_ids(tokenizer) -> list[int]:
             if not (t.special and tokenizer.encode_special_tokens)]
 
 
+def groups_are_pre_tokens(ids: Sequence[int], word_ids: Sequence[int | None], added_ids: frozenset[int]) -> bool:
+    """Whether an encoding's tokens, grouped by ``word_ids``, are the segmentations of the text's pre-tokens: not
+    where it holds an added token (``added_ids``: ``added_token_ids`` of the tokenizer), which the pre-tokenizer
+    alone would cut as text."""
+    return None not in word_ids and added_ids.isdisjoint(ids)
+
+
 def encoded_pre_tokens(encoding: Encoding, added_ids: frozenset[int]) -> list[str] | None:
     """The byte-level pre-tokens a byte-level tokenizer cut a text into, spelled by the encoding's tokens (what
-    ``pre_tokens`` gives, without cutting the text again); None when the encoding holds an added token
-    (``added_ids``: ``added_token_ids`` of the tokenizer), which ``pre_tokens`` cuts as text."""
+    ``pre_tokens`` gives, without cutting the text again); None where ``groups_are_pre_tokens`` says no."""
     words = encoding.word_ids
-    if None in words or not added_ids.isdisjoint(encoding.ids):
+    if not groups_are_pre_tokens(encoding.ids, words, added_ids):
         return None
     tokens, bounds = encoding.tokens, pretoken_bounds(words).tolist()
     return ["".join(tokens[a:b]) for a, b in zip(bounds, bounds[1:])]
