@@ -65,7 +65,9 @@ def tiny_cli_args(tmp_path: Path, *extra: str) -> list[str]:
         "--data.distill.vocab_words", "false", "--data.distill.vocab_variants", "false",
         "--data.distill.number_words", "0", "--data.distill.split_rule_chars", "",
         "--data.distill.general_languages", "",
-        "--data.select.general_code_mb", "0.2",
+        # a small general text for selection's prior and lengthening check (the shipped 50,000 words and 2 MB of
+        # code take seconds per selection); test_select and test_general_use measure them at their size
+        "--data.select.general_prior_words", "2000", "--data.select.general_code_mb", "0.02",
         *extra,
     ]
 
