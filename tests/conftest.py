@@ -66,7 +66,7 @@ def tiny_cli_args(tmp_path: Path, *extra: str) -> list[str]:
         "--data.distill.number_words", "0", "--data.distill.split_rule_chars", "",
         "--data.distill.general_languages", "",
         # a small general text for selection's prior and lengthening check (the shipped 50,000 words and 2 MB of
-        # code take seconds per selection); test_select and test_general_use measure them at their size
+        # code take seconds per selection); test_select and test_general_use test what the prior and the check do
         "--data.select.general_prior_words", "2000", "--data.select.general_code_mb", "0.02",
         *extra,
     ]
