@@ -158,7 +158,7 @@ def test_strings_the_pre_tokenizer_cuts_alone_are_not_selected(distilled, tmp_pa
     )
     docs = ["a ~~~~~~~ b\n" * 50]
     assert not single_pretoken(tok, " ~~~~~~~")
-    selection = select_replacements(tok, docs, SelectSettings(num_replacements=20, min_count=5),
+    selection = select_replacements(tok, docs, SelectSettings(num_replacements=20, **FAST),
                                      tmp_path / "c.csv", tmp_path / "log.md")
     for r in selection.replacements:
         assert single_pretoken(tok, r.new_text), r.new_text
