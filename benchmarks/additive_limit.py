@@ -10,12 +10,14 @@ is compared with GPT-2's BPE (its bare model). Designs (``--designs``, comma-sep
   initialisation. Ties are broken as that Viterbi breaks them and count as right or wrong.
 * ``f64:hybrid:A``: ``ln w(r) = -A ln(r+1) - B r`` in float64, ``B`` chosen so that the last merge weighs
   ``N^-E`` (``E`` = ``--budget-exponent``, 3.3): the same dynamic range as ``f64:pow:E``, spent differently.
-* ``exact:pow:E`` and ``exact:hybrid:A``: the same weights in exact-enough arithmetic, through this script's
-  own Viterbi over the vocabulary pieces (``source.pieces`` but the never-output ones): each weight is
-  ``round(w(r) * 2^K)`` as a Python int, computed with ``decimal`` at enough digits for ``K``, and ``K`` is
-  chosen so that the smallest weight has ``GUARD_BITS`` significant bits. Sums of ints are exact, so the only
-  error is the rounding of each weight, at most half a unit: two totals compare as in real arithmetic unless
-  they differ by less than a word's length in units, ``2^-GUARD_BITS`` of the smallest weight.
+* ``f64:offset:C``: ``w(r) = ((r+C)/C)^-A``, ``A`` chosen so that the last merge weighs ``N^-E`` of the first:
+  the same dynamic range again, flat among the first ``C`` ranks and as steep as ``A`` beyond them.
+* ``exact:pow:E``, ``exact:hybrid:A`` and ``exact:offset:C``: the same weights in exact-enough arithmetic, through
+  this script's own Viterbi over the vocabulary pieces (``source.pieces`` but the never-output ones): each weight is
+  ``round(w(r) * 2^K)`` as a Python int, computed with ``decimal`` at enough digits for ``K``, and ``K`` is chosen
+  so that the smallest weight has ``GUARD_BITS`` significant bits. Sums of ints are exact, so the only error is the
+  rounding of each weight, at most half a unit: two totals compare as in real arithmetic unless they differ by less
+  than a word's length in units, ``2^-GUARD_BITS`` of the smallest weight.
 * ``exact:lex``: the limit of ``exact:pow:E`` as ``E`` grows: segmentations compared by their counts of each
   merge, earliest merge first (the one using merge ``r`` more often wins, whatever the later merges), as the
   ranks in descending tuples; the same as weights ``2^(k(N-r))`` with ``2^k`` above any merge count in a word.
@@ -69,8 +71,9 @@ RIGHT, TIE, WRONG = 0, 1, 2
 
 @dataclass(frozen=True)
 class Design:
-    """One score design: ``arithmetic`` ``f64`` or ``exact``, ``form`` ``pow``, ``hybrid`` or ``lex``, and the
-    form's parameter (the exponent for ``pow``, the log-rank coefficient ``A`` for ``hybrid``)."""
+    """One score design: ``arithmetic`` ``f64`` or ``exact``, ``form`` ``pow``, ``hybrid``, ``offset`` or
+    ``lex``, and the form's parameter (the exponent for ``pow``, the log-rank coefficient ``A`` for ``hybrid``,
+    the offset ``C`` for ``offset``)."""
 
     name: str
     arithmetic: str
@@ -80,7 +83,7 @@ class Design:
 
 def parse_design(name: str) -> Design:
     parts = name.split(":")
-    ok = (len(parts) == 3 and parts[0] in ("f64", "exact") and parts[1] in ("pow", "hybrid")) \
+    ok = (len(parts) == 3 and parts[0] in ("f64", "exact") and parts[1] in ("pow", "hybrid", "offset")) \
         or parts == ["exact", "lex"]
     if ok and len(parts) == 3:
         try:
@@ -88,8 +91,8 @@ def parse_design(name: str) -> Design:
         except ValueError:
             ok = False
     if not ok:
-        raise SystemExit(f"--designs: {name!r} is not f64:pow:E, f64:hybrid:A, exact:pow:E, exact:hybrid:A "
-                         f"or exact:lex")
+        raise SystemExit(f"--designs: {name!r} is not f64:pow:E, f64:hybrid:A, f64:offset:C, exact:pow:E, "
+                         f"exact:hybrid:A, exact:offset:C or exact:lex")
     return Design(name, parts[0], parts[1], parts[2] if len(parts) == 3 else "")
 
 
@@ -98,9 +101,16 @@ def hybrid_rate(a: float, budget: float, n: int) -> float:
     return (budget - a) * math.log(n) / (n - 1)
 
 
+def offset_exponent(c: float, budget: float, n: int) -> float:
+    """``A`` of ``w(r) = ((r+C)/C)^-A`` that makes the last merge weigh ``n^-budget`` of the first."""
+    return budget * math.log(n) / math.log((n - 1 + c) / c)
+
+
 def float_weights(design: Design, n: int, budget: float) -> np.ndarray:
     r = np.arange(n, dtype=np.float64)
     a = float(design.param)
+    if design.form == "offset":
+        return np.exp(-offset_exponent(a, budget, n) * np.log1p(r / a))
     b = hybrid_rate(a, budget, n) if design.form == "hybrid" else 0.0
     return np.exp(-a * np.log1p(r) - b * r)
 
@@ -108,14 +118,18 @@ def float_weights(design: Design, n: int, budget: float) -> np.ndarray:
 def exact_weights(design: Design, n: int, budget: float) -> list[int]:
     """``round(w(r) * 2^K)`` for every rank, ``K`` giving the smallest weight ``GUARD_BITS`` significant bits."""
     a = Decimal(design.param)
-    log2_range = float(a) * math.log2(n) + (hybrid_rate(float(a), budget, n) * (n - 1) / math.log(2)
-                                             if design.form == "hybrid" else 0.0)
+    log2_range = (budget * math.log2(n) if design.form == "offset" else
+                  float(a) * math.log2(n) + (hybrid_rate(float(a), budget, n) * (n - 1) / math.log(2)
+                                             if design.form == "hybrid" else 0.0))
     k = GUARD_BITS + math.ceil(log2_range) + 1
     with localcontext() as ctx:
         ctx.prec = math.ceil(k * math.log10(2)) + 30
         scale = Decimal(2) ** k
         if design.form == "pow":
             return [int((Decimal(r + 1) ** -a * scale).to_integral_value()) for r in range(n)]
+        if design.form == "offset":
+            e = Decimal(offset_exponent(float(a), budget, n))
+            return [int((((r + a) / a) ** -e * scale).to_integral_value()) for r in range(n)]
         b = (Decimal(budget) - a) * Decimal(n).ln() / (n - 1)
         return [int(((-a * Decimal(r + 1).ln() - b * r).exp() * scale).to_integral_value()) for r in range(n)]
 

@@ -8,9 +8,12 @@ import it as ``common``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
+from pathlib import Path
 
 from ivr.builtin_corpora import documentation_texts, english_reference_texts, python_stdlib_texts, until_size
+from ivr.tokenizers.distill.settings import DistillSettings
 
 PROSE_CHARS = 4_000_000
 """Cap on the English prose, in characters: the help topics, then ``/usr/share/doc`` files until it is passed."""
@@ -54,6 +57,29 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 
 def add_heldout_every(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--heldout-every", type=int, default=10, help="every n-th stdlib file is held out")
+
+
+def add_settings(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a DistillSettings field (data.distill.KEY), repeatable")
+
+
+def settings_from(pairs: list[str], **given) -> DistillSettings:
+    """``DistillSettings`` with ``--set`` pairs and the keyword arguments that are not None applied."""
+    fields = {f.name: f for f in dataclasses.fields(DistillSettings)}
+    changes = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in fields:
+            raise SystemExit(f"--set {pair}: no such setting; one of {', '.join(fields)}")
+        default = getattr(DistillSettings, key)
+        if isinstance(default, bool):
+            changes[key] = value.lower() in ("1", "true", "yes")
+        elif key == "word_list":
+            changes[key] = Path(value) if value else None
+        else:
+            changes[key] = type(default)(value)
+    return DistillSettings(**{**changes, **{k: v for k, v in given.items() if v is not None}})
 
 
 class Stopwatch:

@@ -10,15 +10,11 @@ Word level only (no verification of ids or decoding), so one setting takes about
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import numpy as np
-from common import Stopwatch, add_heldout_every, english_prose, parser, stdlib_split
+from common import Stopwatch, add_heldout_every, add_settings, english_prose, parser, settings_from, stdlib_split
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.distill import (
-    DistillSettings,
     bare_model,
     encode_segments,
     fit_distilled,
@@ -30,26 +26,9 @@ from ivr.tokenizers.distill import (
 )
 
 
-def settings_from(pairs: list[str]) -> DistillSettings:
-    fields = {f.name: f for f in dataclasses.fields(DistillSettings)}
-    changes = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        if key not in fields:
-            raise SystemExit(f"--set {pair}: no such setting; one of {', '.join(fields)}")
-        default = getattr(DistillSettings, key)
-        if isinstance(default, bool):
-            changes[key] = value.lower() in ("1", "true", "yes")
-        elif key == "word_list":
-            changes[key] = Path(value) if value else None
-        else:
-            changes[key] = type(default)(value)
-    return DistillSettings(**changes)
-
-
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a DistillSettings field")
+    add_settings(ap)
     add_heldout_every(ap)
     args = ap.parse_args()
     settings = settings_from(args.set)
@@ -64,7 +43,7 @@ def main() -> None:
     with Stopwatch() as fitting:
         _, fit = fit_distilled(bpe, counts["corpus"], settings)
     model = unigram_tokenizer(pieces, fit.scores, source.never)
-    init = unigram_tokenizer(pieces, initial_scores(pieces, source.merges, settings.init_exponent), source.never)
+    init = unigram_tokenizer(pieces, initial_scores(pieces, source.merges, settings.init_exponent, settings.init_offset), source.never)
 
     st = fit.stats
     print(f"\nfit {fitting.seconds:.1f} s; split rules for {''.join(r['char'] for r in fit.split_rules)!r}")

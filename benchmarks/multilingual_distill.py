@@ -6,7 +6,8 @@ Fits:
 * ``code``: the standard library's ``.py`` files as ``distill_benchmark.py`` splits them (every 10th file held out);
 * ``prose``: English prose (Python's help topics, then ``/usr/share/doc`` text; every other document held out).
 
-Both fit with the default ``DistillSettings`` but for the general words (``--general-languages ''``: none).
+Both fit with the default ``DistillSettings`` but for what ``--set KEY=VALUE`` and the general-word flags change
+(``--general-languages ''``: no general words).
 
 Held-out sets, the same for both fits: the held-out code, the held-out English prose, and per language the
 translated program messages under ``/usr/share/locale/<lang>/LC_MESSAGES`` (each catalogue one document, up to
@@ -19,6 +20,7 @@ distilled one (one early merge against a sum of later ones, ` liczbowa`: BPE `li
 
     uv run python benchmarks/multilingual_distill.py --out /tmp/multilingual
     uv run python benchmarks/multilingual_distill.py --out /tmp/multilingual_before --general-languages ''
+    uv run python benchmarks/multilingual_distill.py --fit code --set init_offset=10 --set init_exponent=4.19
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common import Stopwatch, add_heldout_every, english_prose, parser, stdlib_split
+from common import Stopwatch, add_heldout_every, add_settings, english_prose, parser, settings_from, stdlib_split
 
 from tokenizers import Tokenizer
 
 from ivr.builtin_corpora import translated_messages, until_size
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable, text_to_piece
-from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
+from ivr.tokenizers.distill import distill_tokenizer
 from ivr.tokenizers.distill.scores import initial_scores
 from ivr.tokenizers.distill.source_bpe import source_bpe
 from ivr.tokenizers.unigram import unigram_tokenizer
@@ -82,24 +84,24 @@ def causes_table(sets: dict[str, dict], prior: Tokenizer) -> str:
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--out", type=Path, default=Path("/tmp/multilingual"))
-    ap.add_argument("--general-languages", default=DistillSettings.general_languages,
+    ap.add_argument("--general-languages", default=None,
                     help="data.distill.general_languages ('' for none: the fit before general words)")
-    ap.add_argument("--general-words", type=int, default=DistillSettings.general_words_per_language,
-                    help="data.distill.general_words_per_language")
-    ap.add_argument("--general-text-words", type=float, default=DistillSettings.general_text_words,
-                    help="data.distill.general_text_words")
-    ap.add_argument("--split-rule-chars", default=DistillSettings.split_rule_chars,
-                    help="data.distill.split_rule_chars")
+    ap.add_argument("--general-words", type=int, default=None, help="data.distill.general_words_per_language")
+    ap.add_argument("--general-text-words", type=float, default=None, help="data.distill.general_text_words")
+    ap.add_argument("--split-rule-chars", default=None, help="data.distill.split_rule_chars")
+    add_settings(ap)
     ap.add_argument("--fit", choices=("code", "prose", "both"), default="both", help="which corpus to fit on")
     ap.add_argument("--lang-chars", type=int, default=2_000_000, help="cap on each language's messages")
     ap.add_argument("--languages", default=",".join(LANGUAGES), help="comma-separated locale names")
     add_heldout_every(ap)
     args = ap.parse_args()
-    settings = DistillSettings(general_languages=args.general_languages, general_words_per_language=args.general_words,
-                               general_text_words=args.general_text_words, split_rule_chars=args.split_rule_chars)
+    settings = settings_from(args.set, general_languages=args.general_languages,
+                             general_words_per_language=args.general_words,
+                             general_text_words=args.general_text_words, split_rule_chars=args.split_rule_chars)
     bpe = offline_gpt2_tokenizer()
     source = source_bpe(bpe)
-    prior = unigram_tokenizer(source.pieces, initial_scores(source.pieces, source.merges, settings.init_exponent),
+    prior = unigram_tokenizer(source.pieces, initial_scores(source.pieces, source.merges, settings.init_exponent,
+                                                             settings.init_offset),
                               source.never)
     fits, sets = held_out_sets(args.heldout_every, args.lang_chars, tuple(args.languages.split(",")))
     for name in ("code", "prose") if args.fit == "both" else (args.fit,):
@@ -119,7 +121,8 @@ def main() -> None:
               f" wrong, decode([i]) mismatches {summary['ids']['single_id_decode_mismatches']}\n")
         held = {k: v for k, v in summary["sets"].items() if k in sets}
         print(language_table(held, TARGET, examples=4))
-        print(f"\nwrong occurrences by cause (initialisation: merge-tree scores at exponent {settings.init_exponent},"
+        print(f"\nwrong occurrences by cause (initialisation: merge-tree scores at exponent {settings.init_exponent}, "
+              f"offset {settings.init_offset},"
               " no fitting, no rules)\n")
         print(causes_table(held, prior))
 

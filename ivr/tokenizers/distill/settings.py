@@ -17,8 +17,12 @@ class DistillSettings:
     strict: bool = False
     """Fail when any corpus word occurrence (ties included) gets ids other than BPE's."""
     init_exponent: float = 3.3
-    """Initial weight of merge ``rank`` is ``(rank + 1) ** -init_exponent``; a piece scores the sum over its tree.
-    Steeper is closer to BPE's merge order; past about 3.3 late merges weigh less than float64 resolves."""
+    """Initial weight of merge ``rank`` is ``((rank + init_offset) / init_offset) ** -init_exponent``; a piece
+    scores the sum over its tree. Steeper is closer to BPE's merge order; past a range of about 2^51 between the
+    first and the last merge (3.3 at offset 1) late merges weigh less than float64 resolves."""
+    init_offset: float = 1.0
+    """Ranks below about this offset weigh alike; a larger offset leaves room in float64's range for a steeper
+    ``init_exponent`` among the later merges (offset 10 at exponent 4.19 spans the range of offset 1 at 3.3)."""
     max_iterations: int = 40
     """Most fitting rounds (each: one Viterbi pass over all words, then one linear program over the rows)."""
     max_seconds: float = 120.0
@@ -75,6 +79,10 @@ class DistillSettings:
     """At most this many of the fit words that scores and split rules leave wrong (most frequent first) get a
     word rule: regex alternatives that cut exactly that whole pre-token at BPE's token boundaries (``0477``,
     `` '(')``; 0: none). Each costs a little encoding speed, on text starting with its characters only."""
+
+    def __post_init__(self) -> None:
+        if not self.init_offset > 0:
+            raise ValueError(f"data.distill.init_offset must be positive, got {self.init_offset}")
 
 
 @dataclass

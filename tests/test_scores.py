@@ -1,0 +1,40 @@
+"""Initial merge weights and merge-tree scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ivr.tokenizers.distill.scores import initial_scores, merge_weights
+from ivr.tokenizers.distill.settings import DistillSettings
+
+
+def test_offset_one_is_the_plain_power_law_bit_for_bit():
+    ranks = np.arange(50_000, dtype=np.float64)
+    assert np.array_equal(merge_weights(50_000, 3.3), (ranks + 1.0) ** -3.3)
+    assert np.array_equal(merge_weights(50_000, 3.3, 1.0), (ranks + 1.0) ** -3.3)
+
+
+def test_an_offset_flattens_the_first_ranks_and_keeps_the_range_it_is_given():
+    plain, flat = merge_weights(50_000, 3.3), merge_weights(50_000, 4.19, 10.0)
+    assert plain[0] == flat[0] == 1.0
+    assert np.all(np.diff(flat) < 0)
+    # the first ranks weigh alike, the later ones fall faster
+    assert flat[9] / flat[0] > 0.05 > plain[9] / plain[0]
+    assert flat[20_000] / flat[10_000] < plain[20_000] / plain[10_000]
+    # offset 10 at 4.19 spans about the float range of offset 1 at 3.3
+    assert np.log2(flat[0] / flat[-1]) == pytest.approx(np.log2(plain[0] / plain[-1]), abs=0.1)
+
+
+def test_a_piece_scores_the_weights_of_its_merge_tree():
+    pieces = ["a", "b", "ab", "abb", "bb"]
+    merges = [("a", "b"), ("ab", "b"), ("b", "b")]
+    w = merge_weights(3, 2.0, 4.0)
+    assert np.allclose(initial_scores(pieces, merges, 2.0, 4.0), [0, 0, w[0], w[0] + w[1], w[2]])
+
+
+def test_the_offset_must_be_positive():
+    with pytest.raises(ValueError, match="init_offset must be positive"):
+        merge_weights(10, 3.3, 0.0)
+    with pytest.raises(ValueError, match="data.distill.init_offset must be positive, got -1"):
+        DistillSettings(init_offset=-1)
