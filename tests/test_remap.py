@@ -25,7 +25,8 @@ GENERAL = [
 @pytest.fixture(scope="module")
 def built(distilled, code_docs, tmp_path_factory):
     out = tmp_path_factory.mktemp("remap")
-    settings = SelectSettings(num_replacements=40, min_count=5, general_prior_words=2000)
+    # 0.02 MB of the built-in code reference, not the default 2 MB (test_general_use tests what it does)
+    settings = SelectSettings(num_replacements=40, min_count=5, general_prior_words=2000, general_code_mb=0.02)
     sel = select_replacements(distilled, code_docs[:30], settings, out / "c.csv", out / "log.md")
     summary = remap_tokenizer(
         distilled, RemapSettings(), out / "remapped", out / "remapped" / "remap_rules.yaml", out / "r.md", out / "r.json",
@@ -139,7 +140,7 @@ def test_a_sequence_pre_tokenizer_is_respected_and_kept(code_docs, tmp_path):
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Split(Regex(r"\d"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
-    settings = SelectSettings(num_replacements=60, min_count=3, general_prior_words=0)
+    settings = SelectSettings(num_replacements=60, min_count=3, general_prior_words=0, general_code_mb=0.02)
     sel = select_replacements(tok, code_docs, settings, tmp_path / "c.csv", tmp_path / "l.md")
     assert sel.replacements and not any(ch.isdigit() for r in sel.replacements for ch in r.new_text)
     remap_tokenizer(tok, RemapSettings(), tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md", tmp_path / "r.json",
