@@ -47,7 +47,7 @@ def build(variant: str, tokenizer_dir: Path):
     from ivr.tokenizers.bpe import offline_gpt2_tokenizer
     from ivr.tokenizers.distill import rules_pre_tokenizer, with_rules
     from ivr.tokenizers.io import METADATA_FILE, load_tokenizer
-    from ivr.tokenizers.word_rules import word_segments
+    from ivr.tokenizers.distill.word_rules import word_segments
 
     if variant == "bpe":
         return offline_gpt2_tokenizer()

@@ -28,7 +28,7 @@ def test_help_lists_every_subcommand(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for name in ("fit", "validate", "test", "predict", "train", "prepare", "init", "analyze",
-                 "distill-tokenizer", "select", "remap", "align"):
+                 "distill-tokenizer", "select", "remap", "align", "verify-tokenizer", "export"):
         assert f"\n    {name} " in out or f"\n    {name}\n" in out, name
 
 
