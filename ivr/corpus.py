@@ -19,6 +19,7 @@ boundaries survive exactly; when the training data are packed, documents are joi
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -83,6 +84,29 @@ def _decode(data: bytes, path: Path, encoding: str, line: int | None = None, bas
         ) from None
     except LookupError:
         raise CorpusError(f"unknown encoding {encoding!r} (data.encoding) while reading {path}") from None
+
+
+def _jsonl_lines(data: bytes, path: Path, encoding: str) -> Iterator[tuple[int, str | CorpusError]]:
+    """Each non-blank line of a JSONL file as (line number, its text or the error decoding it). Where the
+    encoding writes line breaks as the ASCII bytes (UTF-8, Latin-1, cp1252), lines are cut before decoding, so
+    a bad line costs only itself; a UTF-16 or UTF-32 file is decoded whole (a bad byte fails the file)."""
+    try:
+        ascii_breaks = "\n\r".encode(encoding) == b"\n\r"
+    except LookupError:
+        ascii_breaks = True  # _decode names the unknown encoding
+    if not ascii_breaks:
+        # newline="": \n, \r and \r\n end a line, as bytes.splitlines does; U+2028 inside a record does not
+        text = io.StringIO(_decode(data, path, encoding), newline="")
+        yield from ((lineno, line) for lineno, line in enumerate(text, start=1) if line.strip())
+        return
+    offset = 0
+    for lineno, raw_line in enumerate(data.splitlines(keepends=True), start=1):
+        line_offset, offset = offset, offset + len(raw_line)
+        if raw_line.strip():
+            try:
+                yield lineno, _decode(raw_line, path, encoding, lineno, line_offset)
+            except CorpusError as err:
+                yield lineno, err
 
 
 def check_text(text: str, where: str) -> str:
@@ -158,13 +182,15 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
         yield from _documents(_decode(data, path, options.encoding), f"{rel}:0", str(path), options)
         return
     if path.suffix == ".jsonl":
-        offset = 0
-        for lineno, raw_line in enumerate(data.splitlines(keepends=True), start=1):
-            line_offset, offset = offset, offset + len(raw_line)
-            if not raw_line.strip():
-                continue
+        try:
+            lines = list(_jsonl_lines(data, path, options.encoding))
+        except CorpusError as err:
+            skip(err)
+            return
+        for lineno, line in lines:
             try:
-                line = _decode(raw_line, path, options.encoding, lineno, line_offset)
+                if isinstance(line, CorpusError):
+                    raise line
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as err:
@@ -185,7 +211,7 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
         return
     records = payload if isinstance(payload, list) else [payload]
     for index, record in enumerate(records):
-        where = f"{path} record {index}"
+        where = f"{path} record {index + 1}"  # counted from 1, as lines are; the id keeps its index
         try:
             yield from _documents(_record_text(record, options.text_key, where), f"{rel}:{index}", where, options)
         except CorpusError as err:

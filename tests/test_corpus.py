@@ -63,9 +63,23 @@ def test_malformed_jsonl_line_names_file_and_line(raw_dir, tmp_path):
     assert not (tmp_path / "cleaned").exists(), "a failed build must leave nothing behind"
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-16-le"])
+def test_jsonl_in_a_wide_encoding_is_read_by_lines_of_text(tmp_path, encoding):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    # U+0A0D and U+0D0A hold the bytes of line breaks; U+2028 inside a record does not end its line
+    records = [{"text": "first ਍ record"}, {"text": "second ഊ\u2028record"}]
+    (raw / "wide.jsonl").write_bytes("\r\n".join(json.dumps(r, ensure_ascii=False) for r in records).encode(encoding))
+    clean_corpus(raw, tmp_path / "cleaned", CleaningOptions(encoding=encoding))
+    assert [d.text for d in iter_documents(tmp_path / "cleaned")] == [r["text"] for r in records]
+    (raw / "wide.jsonl").write_bytes('{"text": "ok"}\n{"text": broken}\n'.encode(encoding))
+    with pytest.raises(CorpusError, match=r"wide\.jsonl:2: invalid JSON"):
+        clean_corpus(raw, tmp_path / "again", CleaningOptions(encoding=encoding))
+
+
 def test_json_record_without_text_key_names_file_and_record(raw_dir, tmp_path):
     (raw_dir / "norec.json").write_text(json.dumps([{"text": "a"}, {"body": "b"}]))
-    with pytest.raises(CorpusError, match=r"norec\.json record 1: no 'text' field \(fields: body\)"):
+    with pytest.raises(CorpusError, match=r"norec\.json record 2: no 'text' field \(fields: body\)"):
         _clean(raw_dir, tmp_path)
 
 
