@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 from ivr.builtin_corpora import python_stdlib_paths
 from ivr.general_english import most_frequent_english
 from ivr.tokenizers.byte_level import readable
+from ivr.user_text import read_user_text
 
 # running text mostly has words after a space, sometimes capitalised or line-initial
 WORD_FORMS = ((" {}", 0.7, False), ("{}", 0.1, False), (" {}", 0.15, True), ("{}", 0.05, True))
@@ -69,7 +70,8 @@ def general_text(prior_words: int, reference_paths: Sequence[str], reference_tex
         path = Path(ref)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: general reference file not found (data.select.general_reference_paths)")
-        lines += [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True) if line.strip()]
+        text = read_user_text(path, "data.select.general_reference_paths")
+        lines += [line for line in text.splitlines(keepends=True) if line.strip()]
     return GeneralText(words, np.asarray(weights, dtype=np.float64), lines)
 
 

@@ -39,6 +39,7 @@ from ivr.tokenizers.io import pre_tokens
 from ivr.tokenizers.pieces import single_pretoken, vocab_pieces
 from ivr.tokenizers.remap import RemapSettings, build_remapped, rules_not_encoding_to_own_id
 from ivr.tokenizers.remap_rules import RemapRule
+from ivr.user_text import read_user_text
 
 
 @dataclass
@@ -106,7 +107,7 @@ def read_forced_tokens(path: str | Path, tokenizer: Tokenizer) -> list[str]:
     if not path.is_file():
         raise ForcedTokensError(f"{path}: forced tokens file not found")
     terms: list[str] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
+    for lineno, line in enumerate(read_user_text(path, "data.select.forced_tokens_path").split("\n"), 1):
         line = line.rstrip("\r")
         if not line.strip() or line.lstrip().startswith("#"):
             continue

@@ -23,6 +23,7 @@ from ivr.tokenizers.candidates import Replacement
 from ivr.tokenizers.io import pre_tokens
 from ivr.tokenizers.pieces import single_pretoken, vocab_pieces
 from ivr.tokenizers.special import ENDOFTEXT, SpecialTokens
+from ivr.user_text import read_user_text
 
 RULES_HEADER = """\
 # In-place vocabulary reassignment rules. Each rule gives id `id` the string `new_text`, whose byte-level
@@ -86,7 +87,7 @@ def read_remap_rules(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: remap rules not found (data.remap.remap_rules_path)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_user_text(path, "data.remap.remap_rules_path"))
     except yaml.YAMLError as err:
         raise RemapRuleError(f"{path}: not valid YAML: {err}") from None
     entries = data.get("rules") if isinstance(data, dict) else data

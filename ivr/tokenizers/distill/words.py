@@ -17,6 +17,7 @@ from ivr.tokenizers.byte_level import text_to_piece
 from ivr.tokenizers.distill.general_words import general_words, parse_languages
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
+from ivr.user_text import read_user_text
 
 
 MAX_CORPUS_WORDS = 250_000
@@ -97,10 +98,7 @@ def fit_words(
 
 def _read_word_list(path: Path) -> Counter:
     """A word list's byte-level words, each with and without a leading space, with their counts (default 1)."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: cannot read the word list (UTF-8 text, one word per line): {err}") from err
+    lines = read_user_text(path, "data.distill.word_list: UTF-8 text, one word per line").splitlines()
     out: Counter = Counter()
     for lineno, line in enumerate(lines, 1):
         fields = line.split("\t")

@@ -1,0 +1,23 @@
+"""Text files the user names in a setting (forced tokens, word lists, remap rules, references, prompts): read as
+UTF-8, with one error that names the file, the setting and the first bad byte."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def read_user_text(path: str | Path, setting: str) -> str:
+    """The UTF-8 text of ``path``; a missing, unreadable or non-UTF-8 file raises an error naming ``setting``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not found ({setting})") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot be read ({setting}): {err.strerror or err}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        bad = data[err.start : err.start + 4].hex(" ")
+        raise ValueError(f"{path}: bytes at offset {err.start} (0x{bad}) are not valid UTF-8 ({setting}); "
+                         f"save the file as UTF-8") from None
