@@ -286,6 +286,8 @@ def select(config: PipelineConfig) -> list[Path]:
         "original_tokenizer": _sha(paths.original_tokenizer_dir / "tokenizer.json"),
         "original_tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
         "settings": _plain(settings),
+        # the selection's own-id and general-text checks build the remapped tokenizer as remap will
+        "new_piece_bonus": config.remap.new_piece_bonus,
         "inputs": [[p, _sha(Path(p))] for p in [settings.forced_tokens_path, *settings.general_reference_paths] if p],
         **_corpus_key(config),
     }
@@ -303,7 +305,7 @@ def select(config: PipelineConfig) -> list[Path]:
             counted = None
         selection = select_replacements(
             load_tokenizer(paths.distilled_tokenizer_dir), _texts(config, "train"), protected, *outputs,
-            unreachable=unreachable, counted=counted,
+            unreachable=unreachable, counted=counted, new_piece_bonus=config.remap.new_piece_bonus,
         )
         log.info("select: %s", selection.summary)
 

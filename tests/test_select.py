@@ -269,3 +269,12 @@ def test_the_selection_log_says_n_a_for_what_has_nothing_to_measure(distilled, t
     assert "- general text made longer: n/a" in log
     assert "- saving on the left-out part: n/a" in log
     assert "0.000% of word occurrences" not in log and "on the left-out part: **" not in log
+
+
+def test_the_checks_build_the_remapped_tokenizer_with_the_configured_bonus(selection, distilled, code_docs, tmp_path):
+    # a negative bonus scores every new piece below the segmentation it replaces: none encodes to its own id
+    assert selection[0].replacements
+    settings = SelectSettings(num_replacements=40, **FAST)
+    sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md",
+                              new_piece_bonus=-1.0)
+    assert sel.replacements == []

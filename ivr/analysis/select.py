@@ -202,11 +202,13 @@ def select_replacements(
     curve_png: str | Path | None = None,
     unreachable: Collection[int] = (),
     counted: tuple[PretokenCounts, PretokenCounts | None] | None = None,
+    new_piece_bonus: float = RemapSettings.new_piece_bonus,
 ) -> Selection:
     """Pick new tokens and the ids they take; write ``replacement_candidates.csv``, ``selection_log.md`` and,
     with ``curve_png``, the savings curve's plot. ``unreachable``: ids the original BPE never produces
     (``ivr.tokenizers.reachability``), freed first. ``counted``: ``train_texts``' pre-token counts, all and the
-    validation part, where already known (``ivr.analysis.pretoken_table``); otherwise they are counted here."""
+    validation part, where already known (``ivr.analysis.pretoken_table``); otherwise they are counted here.
+    ``new_piece_bonus``: ``data.remap.new_piece_bonus``, so that the checks build the remapped tokenizer as remap will."""
     pieces = vocab_pieces(distilled)
     vocab = set(pieces)
     everything, validation = counted or count_pretokens(distilled, train_texts, settings.per_document_cap,
@@ -251,7 +253,7 @@ def select_replacements(
         if not pairs:
             break
         rules = _rules(pairs, pieces, distilled)
-        remapped = build_remapped(distilled, rules, RemapSettings.new_piece_bonus)
+        remapped = build_remapped(distilled, rules, new_piece_bonus)
         failing = {r.new_token for r in rules_not_encoding_to_own_id(remapped, rules)}
         not_own |= failing
         if failing and own_id_rounds < OWN_ID_ROUNDS:
@@ -260,7 +262,7 @@ def select_replacements(
         if failing:  # still some after the last refill: leave their ids unused
             kept = [k for k, (s, _) in enumerate(pairs) if s not in failing]
             picked, pairs = [picked[k] for k in kept], [pairs[k] for k in kept]
-            remapped = build_remapped(distilled, _rules(pairs, pieces, distilled), RemapSettings.new_piece_bonus)
+            remapped = build_remapped(distilled, _rules(pairs, pieces, distilled), new_piece_bonus)
         if settings.max_general_longer_pct is None or not pairs or not (general.words or general.lines):
             break
         check = lengthening(distilled, remapped, general, [fid for _, fid in pairs])
