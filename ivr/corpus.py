@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 SUFFIXES = (".txt", ".jsonl", ".json")
 MANIFEST_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+"""Written last in the cleaned directory: its presence marks a complete build."""
 
 
 class CorpusError(ValueError):
@@ -258,7 +260,7 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
     """
     sources = find_sources(Path(raw_dir), options)
     fingerprint = _sources_fingerprint(sources, options)
-    manifest_path = Path(cleaned_dir) / "manifest.json"
+    manifest_path = Path(cleaned_dir) / MANIFEST_FILE
     if manifest_path.is_file() and not force:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if manifest.get("fingerprint") == fingerprint and manifest.get("on_bad_record") == options.on_bad_record:
@@ -299,14 +301,14 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
             "document_boundaries": "one JSON record per document; packed for training with <|endoftext|> between",
             "files": files,
         }
-        write_json(tmp / "manifest.json", manifest)
+        write_json(tmp / MANIFEST_FILE, manifest)
     if skip.skipped:
         print(f"ivr: skipped {len(skip.skipped)} bad records (data.on_bad_record=skip); first: {skip.skipped[0]}")
     return manifest
 
 
 def read_manifest(cleaned_dir: Path) -> dict:
-    path = Path(cleaned_dir) / "manifest.json"
+    path = Path(cleaned_dir) / MANIFEST_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no cleaned corpus at {cleaned_dir} (missing {path.name}): run `ivr init` first")
     return json.loads(path.read_text(encoding="utf-8"))

@@ -63,11 +63,6 @@ class ArtifactPaths:
             raise ValueError(f"unknown tokenizer {which!r}; expected one of {sorted(dirs)}")
         return dirs[which]
 
-    # corpus
-    @property
-    def corpus_manifest(self) -> Path:
-        return self.cleaned_corpora_dir / "manifest.json"
-
     # analysis reports
     @property
     def reports_dir(self) -> Path:

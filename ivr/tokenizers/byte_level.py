@@ -10,7 +10,6 @@ from ivr.tokenizers.special import ENDOFTEXT
 # GPT-2's values, for code that has not yet read them from its tokenizer (ivr.tokenizers.special does)
 EOS_TOKEN = ENDOFTEXT
 EOS_ID = 50256
-GPT2_VOCAB_SIZE = 50257
 
 
 @lru_cache(maxsize=1)
