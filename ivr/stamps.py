@@ -10,12 +10,16 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 from ivr.atomic import write_json
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# CPython 3.11 keeps one AST recursion counter per interpreter: two threads in ast.parse at once can fail with
+# "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905), so stamps parse one at a time
+_PARSE_LOCK = threading.Lock()
 
 
 def is_current(stamp_path: Path, key: dict, outputs: list[Path]) -> bool:
@@ -45,7 +49,9 @@ def _imported_modules(module: str, path: Path, root: Path | None) -> set[str]:
     that is a module), plus its parent packages, whose ``__init__`` runs on import."""
     found = {".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)}
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    with _PARSE_LOCK:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
