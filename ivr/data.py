@@ -115,6 +115,8 @@ class IVRDataModule(LightningDataModule):
         super().__init__()
         if not 0.0 < heldout_fraction < 1.0:
             raise ValueError(f"data.heldout_fraction must be in (0, 1), got {heldout_fraction}")
+        if block_size < 2:  # a block holds inputs and their next-token targets
+            raise ValueError(f"data.block_size must be at least 2, got {block_size}")
         self.save_hyperparameters()
         self.datasets = None
 

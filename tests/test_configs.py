@@ -68,3 +68,10 @@ def test_docstring_parsing_is_cached_and_unchanged():
     fresh = cached.__wrapped__(DistillSettings, params=True)
     assert [(p.arg_name, p.description) for p in first.params] == [(p.arg_name, p.description) for p in fresh.params]
     assert any(p.arg_name == "split_rule_chars" for p in first.params)
+
+
+def test_a_block_too_short_for_a_target_is_refused(tmp_path):
+    from ivr.data import IVRDataModule
+
+    with pytest.raises(ValueError, match=r"data\.block_size must be at least 2, got 1"):
+        IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"), block_size=1)

@@ -213,3 +213,8 @@ def test_empty_held_out_and_extra_sets_are_reported_as_n_a(built, distilled, tmp
     assert "| empty_file | remapped | 0 | 0 | n/a |" in report
     assert "| empty_file | 0 of 1 (0.00%) | 0 of 0 (n/a) | 0 (n/a) |" in report
     assert "- empty_file: token count change vs distilled: n/a, vs distilled: n/a" in report
+
+
+def test_a_bonus_that_is_not_positive_is_refused():
+    with pytest.raises(ValueError, match=r"data\.remap\.new_piece_bonus must be positive, got 0"):
+        RemapSettings(new_piece_bonus=0)

@@ -278,3 +278,29 @@ def test_the_checks_build_the_remapped_tokenizer_with_the_configured_bonus(selec
     sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md",
                               new_piece_bonus=-1.0)
     assert sel.replacements == []
+
+
+def test_invalid_settings_name_the_key():
+    with pytest.raises(ValueError, match=r"data\.select\.num_replacements must be >= 0, got -5; "
+                                         r"data\.select\.validation_fraction must be in \[0, 1\), got 1"):
+        SelectSettings(num_replacements=-5, validation_fraction=1.0)
+    with pytest.raises(ValueError, match=r"data\.select\.per_document_cap must be >= 1 or null, got 0"):
+        SelectSettings(per_document_cap=0)
+
+
+def test_nothing_to_select_gives_an_empty_selection_and_an_empty_curve(distilled, code_docs, tmp_path):
+    settings = SelectSettings(num_replacements=0, **FAST)
+    png = tmp_path / "curve.png"
+    sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md", png)
+    assert sel.replacements == [] and sel.curve is None
+    assert "validation_heldout_saving_pct" not in sel.summary
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_more_forced_terms_than_replacements_is_an_error(distilled, code_docs, tmp_path):
+    forced = tmp_path / "forced.txt"
+    forced.write_text(" zygomorphic\n zygodactyl\n", encoding="utf-8")
+    settings = SelectSettings(num_replacements=1, forced_tokens_path=str(forced), **FAST)
+    with pytest.raises(ForcedTokensError, match=r"forced.txt: 2 new terms to force, more than "
+                                                r"data.select.num_replacements \(1\)"):
+        select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")

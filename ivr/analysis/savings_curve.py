@@ -44,7 +44,8 @@ def curve_table(curve: SavingsCurve) -> list[str]:
 
 
 def write_curve_plot(curve: SavingsCurve, path: str | Path) -> None:
-    """The curve as a PNG (matplotlib without a display), written atomically."""
+    """The curve as a PNG (matplotlib without a display), written atomically; an empty curve (nothing selected,
+    or a part without tokens) gives empty axes that say so."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,7 +58,10 @@ def write_curve_plot(curve: SavingsCurve, path: str | Path) -> None:
     ax.set_ylabel("tokens saved (%)")
     ax.set_title("IVR savings curve")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if curve.ids:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no selection to measure", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -85,6 +85,20 @@ class SelectSettings:
     ``general_reference_paths``), each
     measured with the remapped tokenizer against the distilled one (``null``: no check)."""
 
+    def __post_init__(self) -> None:
+        bad = [f"{name} must be {rule}, got {value}" for name, value, ok, rule in [
+            ("num_replacements", self.num_replacements, self.num_replacements >= 0, ">= 0"),
+            ("min_count", self.min_count, self.min_count >= 1, ">= 1"),
+            ("max_token_chars", self.max_token_chars, self.max_token_chars >= 1, ">= 1"),
+            ("per_document_cap", self.per_document_cap, self.per_document_cap is None or self.per_document_cap >= 1,
+             ">= 1 or null"),
+            ("validation_fraction", self.validation_fraction, 0 <= self.validation_fraction < 1, "in [0, 1)"),
+            ("general_prior_words", self.general_prior_words, self.general_prior_words >= 0, ">= 0"),
+            ("general_code_mb", self.general_code_mb, self.general_code_mb >= 0, ">= 0"),
+        ] if not ok]
+        if bad:
+            raise ValueError("data.select." + "; data.select.".join(bad))
+
 
 @dataclass
 class Selection:
@@ -227,6 +241,10 @@ def select_replacements(
             forced_notes.append(f"`{_md(readable(f))}` is listed twice; kept once")
         else:
             forced_ok.append(f)
+    if len(forced_ok) > settings.num_replacements:
+        raise ForcedTokensError(f"{settings.forced_tokens_path}: {len(forced_ok)} new terms to force, more than "
+                                f"data.select.num_replacements ({settings.num_replacements}); raise it or shorten "
+                                f"the file")
 
     general = general_text(settings.general_prior_words, settings.general_reference_paths,
                            code_reference(settings.general_code_mb))
@@ -307,8 +325,8 @@ def select_replacements(
     write_candidates(candidates_csv, replacements)
     curve = _validation_curve(distilled, everything, validation, cache, pieces, settings, forced_ok, never, unreachable,
                               prior, n, not_own)
-    if curve is not None and curve_png is not None:
-        write_curve_plot(curve, curve_png)
+    if curve_png is not None:  # an empty plot says so, and the stage's listed output exists
+        write_curve_plot(curve or SavingsCurve([], [], []), curve_png)
 
     saving = sum(r.estimated_saving for r in replacements)
     cost = sum(r.freed_domain_count for r in replacements)
@@ -354,7 +372,7 @@ def select_replacements(
 def _validation_curve(distilled, everything, validation, cache, pieces, settings, forced, never, unreachable, prior, n,
                       not_own) -> SavingsCurve | None:
     """Rank on the training texts but a validation part, then measure that ranking on the part (None when
-    either part has no tokens: no saving to show)."""
+    either part has no tokens or nothing is selected: no saving to show)."""
     if validation is None:
         return None
     fit = pretoken_stats(distilled, everything - validation, segment_cache=cache)
@@ -364,6 +382,8 @@ def _validation_curve(distilled, everything, validation, cache, pieces, settings
     strings = [s for s, _ in _Ranker(distilled, fit, pieces, settings, forced).pick(n, not_own)]
     freed = _free_order(fit, pieces, settings, never, unreachable, prior)[: len(strings)]
     strings = strings[: len(freed)]
+    if not strings:
+        return None
     fit_net = [g - int(fit.id_counts[f]) for g, f in zip(replay(fit, pieces, strings), freed)]
     val_net = [g - int(val.id_counts[f]) for g, f in zip(replay(val, pieces, strings), freed)]
     return savings_curve(fit_net, fit.total_tokens, val_net, val.total_tokens)

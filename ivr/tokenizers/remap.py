@@ -46,6 +46,10 @@ class RemapSettings:
     hold near-ties of 1e-7 and less (at 1e-6, 14% of the help topics' lines got longer), and 1e-12 is still
     a hundred units in the last place of any score."""
 
+    def __post_init__(self) -> None:
+        if not self.new_piece_bonus > 0:  # at 0 or below no new piece would beat the segmentation it replaces
+            raise ValueError(f"data.remap.new_piece_bonus must be positive, got {self.new_piece_bonus}")
+
 
 def build_remapped(distilled: Tokenizer, rules: Sequence[RemapRule], bonus: float) -> Tokenizer:
     """The distilled tokenizer with each rule's id holding its new piece; everything else untouched."""
