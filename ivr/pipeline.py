@@ -13,6 +13,7 @@ import gc
 import hashlib
 import json
 import logging
+import platform
 import types
 from importlib import metadata
 from collections.abc import Callable, Iterator
@@ -40,7 +41,7 @@ from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
 from ivr.tokenizers.source import fetch_original_tokenizer
-from ivr.tokenizers.special import read_special_tokens
+from ivr.tokenizers.special import CHAT_TEMPLATE_FILE, read_special_tokens
 from ivr.tokenizers.verify import VerifySettings, rate_text, verify_tokenizer
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ TokenizerKind = Literal["original", "distilled", "remapped"]
 # the last stage each training tokenizer needs
 LAST_STAGE = {"original": "analyze", "distilled": "distill-tokenizer", "remapped": "align"}
 DATASET_FORMAT_VERSION = 2
-DECIDING_LIBRARIES = ("tokenizers", "transformers", "torch", "numpy", "scipy", "polars")
+DECIDING_LIBRARIES = ("tokenizers", "transformers", "torch", "numpy", "scipy", "polars", "wordfreq")
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ def staged(stage: str, paths: ArtifactPaths, key: dict, outputs: list[Path], bui
 def library_versions() -> dict[str, str]:
     """Versions of the libraries whose behaviour decides stage outputs (a new ``tokenizers`` may cut text
     differently; a new solver may fit other scores), so that upgrading one rebuilds the stages."""
-    return {name: metadata.version(name) for name in DECIDING_LIBRARIES}
+    # Python too: selection and verification read the standard library's sources and help topics
+    return {**{name: metadata.version(name) for name in DECIDING_LIBRARIES}, "python": platform.python_version()}
 
 
 def artifacts_lock(paths: ArtifactPaths) -> FileLock:
@@ -224,6 +226,7 @@ def distill(config: PipelineConfig) -> list[Path]:
     key = {
         "tokenizer": _sha(paths.original_tokenizer_dir / "tokenizer.json"),
         "tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
+        "chat_template": _sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),  # copied into the tokenizer dir
         "settings": _plain(config.distill),
         "verify": _plain(config.verify),
         "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
@@ -321,6 +324,7 @@ def remap(config: PipelineConfig) -> list[Path]:
         "tokenizer": _sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
         "rules_source": [str(source), _sha(source)],
         "original_tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
+        "original_chat_template": _sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),
         "settings": _plain(settings),
         "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
         **_corpus_key(config),

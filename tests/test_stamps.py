@@ -130,6 +130,12 @@ def test_a_new_version_of_a_deciding_library_rebuilds(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline.metadata, "version", lambda name: "99.0" if name == "tokenizers" else version(name))
     run()
     assert len(builds) == 2
+    # wordfreq's lists feed the fit words and selection's prior; the Python version, the stdlib text they read
+    monkeypatch.setattr(pipeline.metadata, "version", lambda name: "99.0" if name in ("tokenizers", "wordfreq") else version(name))
+    run()
+    monkeypatch.setattr(pipeline.platform, "python_version", lambda: "3.99.0")
+    run()
+    assert len(builds) == 4
 
 
 def test_a_stage_builds_with_the_garbage_collector_paused_and_restores_it(tmp_path):
