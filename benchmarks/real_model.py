@@ -168,8 +168,8 @@ class Bench:
         p = self.paths
         self.tok = {name: load_tokenizer(d) for name, d in [("original", p.original_tokenizer_dir),
                     ("distilled", p.distilled_tokenizer_dir), ("remapped", p.remapped_tokenizer_dir)]}
-        self.nbytes = {name: token_byte_lengths(t) for name, t in self.tok.items()}
         self.separator = read_special_tokens(p.original_tokenizer_dir).separator_id
+        self.nbytes = {name: token_byte_lengths(t, self.separator) for name, t in self.tok.items()}
         self.rules = read_remap_rules(p.remap_rules)
         self.reassigned = {r.id for r in self.rules}
         domain = [d.text for d in iter_documents(p.cleaned_corpora_dir, "heldout", args.heldout_fraction)]

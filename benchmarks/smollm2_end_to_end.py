@@ -28,6 +28,7 @@ from ivr.metrics import bits_per_byte, lm_sums
 from ivr.packing import token_byte_lengths
 from ivr.paths import ArtifactPaths
 from ivr.tokenizers.io import load_tokenizer
+from ivr.tokenizers.special import read_special_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "smollm2.yaml"
@@ -45,7 +46,7 @@ def file_bits_per_byte(model, tokenizer_dir: Path, text: str, window: int = 512)
     tokens (each window's first token is context only, so its bytes are left out too)."""
     tok = load_tokenizer(tokenizer_dir)
     ids = torch.tensor(tok.encode(text, add_special_tokens=False).ids)
-    nbytes = torch.from_numpy(token_byte_lengths(tok))
+    nbytes = torch.from_numpy(token_byte_lengths(tok, read_special_tokens(tokenizer_dir).separator_id))
     nll, n_bytes = 0.0, 0
     model.eval()
     for start in range(0, len(ids) - 1, window):

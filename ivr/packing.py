@@ -20,9 +20,15 @@ from ivr.atomic import atomic_dir
 from ivr.tokenizers.byte_level import piece_to_bytes
 
 
-def token_byte_lengths(tok) -> np.ndarray:
-    """UTF-8 bytes each id of a byte-level tokenizer stands for, indexed by id (``int64``)."""
-    return np.array([len(piece_to_bytes(tok.id_to_token(i))) for i in range(tok.get_vocab_size())], dtype=np.int64)
+def token_byte_lengths(tok, separator_id: int) -> np.ndarray:
+    """UTF-8 bytes each id of a byte-level tokenizer stands for, indexed by id (``int64``): a piece its bytes, an
+    added token its text's (``<|im_start|>``; ``<｜end▁of▁sentence｜>`` is not byte-level), and the document
+    separator none, whatever its text (``<|end_of_text|>``): blocks count the bytes of their documents only."""
+    added = tok.get_added_tokens_decoder()
+    out = np.array([len(added[i].content.encode("utf-8")) if i in added else len(piece_to_bytes(tok.id_to_token(i)))
+                    for i in range(tok.get_vocab_size())], dtype=np.int64)
+    out[separator_id] = 0
+    return out
 
 
 def encoded_batches(tok, texts: Iterable[str], docs_per_batch: int = 256) -> Iterator[tuple[list[np.ndarray], int]]:
@@ -58,7 +64,7 @@ def pack_blocks(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``texts`` encoded by ``tok`` (a byte-level ``tokenizers.Tokenizer``, without special tokens) and packed
     (``pack_id_batches``), one batch of ``docs_per_batch`` documents at a time."""
-    return pack_id_batches(encoded_batches(tok, texts, docs_per_batch), block_size, eos_id, token_byte_lengths(tok))
+    return pack_id_batches(encoded_batches(tok, texts, docs_per_batch), block_size, eos_id, token_byte_lengths(tok, eos_id))
 
 
 def write_packed_splits(
@@ -78,7 +84,7 @@ def write_packed_splits(
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    nbytes = token_byte_lengths(tok)
+    nbytes = token_byte_lengths(tok, eos_id)
     with atomic_dir(target) as tmp, TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.blocks-") as scratch, \
             tqdm(total=total_bytes, desc="packing blocks", unit="B", unit_scale=True, mininterval=2.0, leave=False) as bar:
         datasets = {}

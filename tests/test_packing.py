@@ -44,10 +44,21 @@ def test_byte_counts_are_the_utf8_length_of_the_predicted_tokens(gpt2_bpe):
 
 
 def test_token_byte_lengths_count_the_bytes_of_each_piece(gpt2_bpe):
-    lengths = token_byte_lengths(gpt2_bpe)
+    lengths = token_byte_lengths(gpt2_bpe, EOS_ID)
     assert len(lengths) == gpt2_bpe.get_vocab_size()
-    for i in (0, 220, 1212, 31204, EOS_ID):
-        assert lengths[i] == len(piece_to_bytes(gpt2_bpe.id_to_token(i)))
+    for i in (0, 220, 1212, 31204):
+        assert lengths[i] == len(piece_to_bytes(gpt2_bpe.id_to_token(i))) > 0
+    assert lengths[EOS_ID] == 0
+
+
+def test_the_separator_counts_no_bytes_whatever_its_text_and_added_tokens_their_text():
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.BPE({"a": 0, "b": 1}, []))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.add_special_tokens([AddedToken("<|end_of_text|>", special=True), AddedToken("<｜end▁of▁sentence｜>", special=True)])
+    lengths = token_byte_lengths(tok, 2)
+    assert lengths.tolist() == [1, 1, 0, len("<｜end▁of▁sentence｜>".encode())]
 
 
 def test_documents_are_read_one_batch_at_a_time(gpt2_bpe):
