@@ -282,6 +282,8 @@ def select(config: PipelineConfig) -> list[Path]:
     """Rank domain strings by tokens saved and pair them with ids the domain does not use (ids the original
     BPE can never produce first); the savings curve beside the log."""
     paths, settings = config.paths, config.select
+    # the distilled tokenizer current first: a failed or stale distillation leaves one that no stamp vouches for
+    distill(config)
     outputs = [paths.replacement_candidates, paths.selection_log]
     outputs += [paths.savings_curve] if settings.validation_fraction > 0 else []
     key = {
@@ -320,6 +322,11 @@ def remap(config: PipelineConfig) -> list[Path]:
     paths, settings = config.paths, config.remap
     outputs = [paths.remapped_tokenizer_dir, paths.remap_rules, paths.remap_report_md, paths.remap_report_json]
     source = Path(settings.remap_rules_path) if settings.remap_rules_path else paths.replacement_candidates
+    # what the rules are read from current first (hand-edited rules need only the distilled tokenizer)
+    if settings.remap_rules_path:
+        distill(config)
+    else:
+        select(config)
     key = {
         "tokenizer": _sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
         "rules_source": [str(source), _sha(source)],

@@ -160,3 +160,20 @@ def test_a_stage_builds_with_the_garbage_collector_paused_and_restores_it(tmp_pa
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("stage, rules_path, first", [("select", None, "distill"), ("remap", None, "select"),
+                                                       ("remap", "rules.yaml", "distill")])
+def test_a_stage_brings_the_stage_it_reads_up_to_date_first(tmp_path, monkeypatch, stage, rules_path, first):
+    # a distillation that failed `strict` or whose settings changed leaves a tokenizer no stamp vouches for
+    class Called(Exception):
+        pass
+
+    def stop(config):
+        raise Called(first)
+
+    monkeypatch.setattr(pipeline, first, stop)
+    config = pipeline.PipelineConfig(paths=ArtifactPaths.from_config(tmp_path),
+                                     remap=pipeline.RemapSettings(remap_rules_path=rules_path))
+    with pytest.raises(Called, match=first):
+        pipeline.run_stage(config, stage)
