@@ -15,7 +15,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from ivr import pipeline
-from ivr.analysis.select import SelectSettings
+from ivr.analysis.select_settings import SelectSettings
 from ivr.causal_lm import ModelShape, as_shape
 from ivr.corpus import CleaningOptions
 from ivr.embeddings import AlignSettings

@@ -26,7 +26,8 @@ from filelock import FileLock
 
 from ivr.analysis.frequency import SplitIdSequences, analyze_corpus
 from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts, split_id_batches
-from ivr.analysis.select import SelectSettings, select_replacements
+from ivr.analysis.select import select_replacements
+from ivr.analysis.select_settings import SelectSettings
 from ivr.atomic import atomic_dir
 from ivr.builtin_corpora import english_reference_texts
 from ivr.causal_lm import ModelShape, base_model
