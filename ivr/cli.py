@@ -353,6 +353,13 @@ def main(args: list[str] | None = None) -> None:
             raise
         print(f"ivr: error: {err}\n(run again with --debug for the traceback)", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        # stamps are written after their stage's outputs, which appear only whole: a rerun resumes
+        print("\nivr: interrupted; run the same command again to go on from the last finished stage "
+              "(`--ckpt_path last` resumes a fit from its last checkpoint)", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def _run(args: list[str] | None) -> None:

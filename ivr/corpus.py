@@ -180,8 +180,17 @@ class _Skipper:
 def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) -> Iterator[Document]:
     """Yield the cleaned documents of one raw file."""
     data = path.read_bytes()
-    if path.suffix not in (".jsonl", ".json"):  # .txt, and the built-in corpus's .py files
-        yield from _documents(_decode(data, path, options.encoding), f"{rel}:0", str(path), options)
+    if path.suffix not in (".jsonl", ".json"):  # .txt, and the built-in corpus's .py files: one document
+        try:
+            try:
+                text = _decode(data, path, options.encoding)
+            except CorpusError:
+                if b"\0" in data[:65536]:  # binary: say so rather than blame the encoding
+                    check_text(data[:65536].decode("latin-1"), str(path))
+                raise
+            yield from _documents(text, f"{rel}:0", str(path), options)
+        except CorpusError as err:
+            skip(err)
         return
     if path.suffix == ".jsonl":
         try:
@@ -196,7 +205,7 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise CorpusError(f"{path}:{lineno}: invalid JSON ({err.msg} at column {err.colno})") from None
+                    raise CorpusError(f"{path}:{lineno}: invalid JSON ({err.msg.removesuffix(' at')} at column {err.colno})") from None
                 where = f"{path}:{lineno}"
                 yield from _documents(_record_text(record, options.text_key, where), f"{rel}:{lineno}", where, options)
             except CorpusError as err:
@@ -206,7 +215,7 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
     try:
         payload = json.loads(_decode(data, path, options.encoding))
     except json.JSONDecodeError as err:
-        skip(CorpusError(f"{path}:{err.lineno}: invalid JSON ({err.msg} at column {err.colno})"))
+        skip(CorpusError(f"{path}:{err.lineno}: invalid JSON ({err.msg.removesuffix(' at')} at column {err.colno})"))
         return
     except CorpusError as err:
         skip(err)
@@ -262,10 +271,14 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
     fingerprint = _sources_fingerprint(sources, options)
     manifest_path = Path(cleaned_dir) / MANIFEST_FILE
     if manifest_path.is_file() and not force:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("fingerprint") == fingerprint and manifest.get("on_bad_record") == options.on_bad_record:
-            return manifest
-        log.info("raw corpus changed since %s was written; cleaning again", manifest_path)
+        try:
+            manifest = read_manifest(cleaned_dir)
+        except CorpusError as err:  # a damaged manifest marks nothing complete: clean again
+            log.warning("%s; cleaning again", err)
+        else:
+            if manifest.get("fingerprint") == fingerprint and manifest.get("on_bad_record") == options.on_bad_record:
+                return manifest
+            log.info("raw corpus or cleaning settings changed since %s was written; cleaning again", manifest_path)
 
     skip = _Skipper(options.on_bad_record)
     files, n_docs, n_bytes = [], 0, 0
@@ -311,7 +324,10 @@ def read_manifest(cleaned_dir: Path) -> dict:
     path = Path(cleaned_dir) / MANIFEST_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no cleaned corpus at {cleaned_dir} (missing {path.name}): run `ivr init` first")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorpusError(f"{path}: damaged ({err}); run `ivr init` to clean the corpus again") from None
 
 
 def split_counts(cleaned_dir: str | Path, heldout_fraction: float) -> dict[str, int]:

@@ -383,6 +383,8 @@ def align(
     remapped_dir = Path(remapped_tokenizer_dir or paths.remapped_tokenizer_dir)
     rules = Path(rules_path or paths.remap_rules)
     outputs = align_outputs(paths)
+    if rules_path is None and not rules.is_file():
+        raise FileNotFoundError(f"no remap rules at {rules}: run `ivr remap` (or `ivr prepare`) first")
     if base.from_config is None and not base.name_or_path:
         raise ValueError("ivr align needs a base model: set model.model_name_or_path or model.from_config")
     key = {

@@ -141,3 +141,25 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.argv", ["ivr", "predict", "--debug", *tiny_cli_args(tmp_path)])
     with pytest.raises(ValueError, match="--data.prompts_path"):
         main()
+
+
+def test_align_before_remap_says_to_run_remap(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no remap rules at .*remap_rules\.yaml: run `ivr remap` \(or `ivr prepare`\) first"):
+        main(["align", *tiny_cli_args(tmp_path)])
+
+
+def test_an_interrupt_is_one_line_and_status_130(monkeypatch, capsys):
+    import sys
+
+    import ivr.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run", interrupted)
+    monkeypatch.setattr(sys, "argv", ["ivr", "prepare"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 130
+    err = capsys.readouterr().err
+    assert "ivr: interrupted; run the same command again" in err and "Traceback" not in err

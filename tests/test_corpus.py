@@ -17,6 +17,7 @@ from ivr.corpus import (
     clean_corpus,
     is_heldout,
     iter_documents,
+    read_manifest,
     split_long,
 )
 
@@ -155,6 +156,27 @@ def test_binary_files_are_refused_with_the_file_named(tmp_path):
     (raw / "r.jsonl").write_text(json.dumps({"text": "ok\x00\x01\x02"}) + "\n")
     with pytest.raises(CorpusError, match=r"r\.jsonl:1: looks binary"):
         clean_corpus(raw, tmp_path / "clean", CleaningOptions())
+
+
+def test_a_binary_txt_is_called_binary_in_utf8_too_and_skip_skips_it(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "image.txt").write_bytes(bytes(range(256)) * 40)  # not UTF-8 either: the encoding is not the problem
+    with pytest.raises(CorpusError, match=r"image\.txt: looks binary"):
+        clean_corpus(raw, tmp_path / "clean", CleaningOptions())
+    (raw / "good.txt").write_text("a good document\n", encoding="utf-8")
+    manifest = clean_corpus(raw, tmp_path / "clean", CleaningOptions(on_bad_record="skip"))
+    assert manifest["documents"] == 1 and manifest["skipped_records"] == 1
+    assert "image.txt: looks binary" in manifest["skipped_examples"][0]
+
+
+def test_a_damaged_manifest_is_named_and_init_cleans_again(raw_dir, tmp_path):
+    manifest = _clean(raw_dir, tmp_path)
+    path = tmp_path / "cleaned" / "manifest.json"
+    path.write_text(path.read_text()[:100], encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"manifest\.json: damaged .*run `ivr init` to clean the corpus again"):
+        read_manifest(tmp_path / "cleaned")
+    assert _clean(raw_dir, tmp_path) == manifest
 
 
 def test_ordinary_control_characters_are_text():
