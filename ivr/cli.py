@@ -14,7 +14,7 @@ import os
 import sys
 from dataclasses import replace
 
-from jsonargparse import set_parsing_settings
+from jsonargparse import ArgumentError, set_parsing_settings
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
@@ -353,6 +353,16 @@ def main(args: list[str] | None = None) -> None:
             raise
         print(f"ivr: error: {err}\n(run again with --debug for the traceback)", file=sys.stderr)
         raise SystemExit(2) from None
+    except ArgumentError as err:
+        if debug:
+            raise
+        argv = sys.argv[1:]
+        command = next((a for a in argv if not a.startswith("-")), "")
+        configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+        where = f"{', '.join(configs)}: " if configs and "Problems parsing config" in str(err) else ""
+        print(f"ivr: error: {where}{err}\n(`ivr {command} --help` lists every option)".replace("ivr  --", "ivr --"),
+              file=sys.stderr)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
         if debug:
             raise
@@ -368,6 +378,8 @@ def _run(args: list[str] | None) -> None:
         IVRDataModule,
         trainer_class=IVRTrainer,
         save_config_kwargs={"overwrite": True},
+        # a bad flag or config raises instead of printing the whole usage: main() prints it as one line
+        parser_kwargs={"exit_on_error": False},
         args=args,
         auto_configure_optimizers=False,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -163,3 +164,27 @@ def test_an_interrupt_is_one_line_and_status_130(monkeypatch, capsys):
     assert exc.value.code == 130
     err = capsys.readouterr().err
     assert "ivr: interrupted; run the same command again" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("given, says", [
+    (["--data.heldout_fraction", "abc"], r'Parser key "data.heldout_fraction":\s+Expected a .*float.*Got value: abc'),
+    (["--data.nonexistent", "1"], r"unrecognized arguments: --data.nonexistent 1"),
+])
+def test_a_bad_flag_is_the_parser_s_message_without_the_usage(tmp_path, monkeypatch, capsys, given, says):
+    monkeypatch.setattr("sys.argv", ["ivr", "init", "--config", "configs/demo.yaml", *given])
+    monkeypatch.delenv("IVR_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(r"ivr: error: " + says, err) and "usage:" not in err and "`ivr init --help`" in err
+
+
+def test_a_broken_config_file_is_named(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  block_size: [1, 2\n", encoding="utf-8")
+    monkeypatch.setattr("sys.argv", ["ivr", "init", "--config", str(bad)])
+    monkeypatch.delenv("IVR_DEBUG", raising=False)
+    with pytest.raises(SystemExit):
+        main()
+    assert f"ivr: error: {bad}: " in capsys.readouterr().err
