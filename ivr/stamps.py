@@ -12,6 +12,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 from ivr.atomic import write_json
@@ -44,24 +45,30 @@ def module_file(module: str, root: Path | None = None) -> Path | None:
     return None
 
 
+@lru_cache(maxsize=4096)
+def _imports(source: str) -> tuple[tuple[int, str, tuple[str, ...]], ...]:
+    """(level, module, names) of every import statement in ``source`` (``import a`` as level -1); cached by the
+    source itself, since a run checks one stage's stamp again before each stage that reads its outputs."""
+    with _PARSE_LOCK:
+        tree = ast.parse(source)
+    return tuple((-1, "", tuple(a.name for a in node.names)) if isinstance(node, ast.Import)
+                 else (node.level, node.module or "", tuple(a.name for a in node.names))
+                 for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)))
+
+
 def _imported_modules(module: str, path: Path, root: Path | None) -> set[str]:
     """``ivr`` modules that ``module`` imports anywhere in its source (``from a import b`` counts ``a.b`` when
     that is a module), plus its parent packages, whose ``__init__`` runs on import."""
     found = {".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)}
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    with _PARSE_LOCK:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative import: resolve against this module's package
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            names = [base] + [f"{base}.{a.name}" for a in node.names]
+    for level, base, imported in _imports(path.read_text(encoding="utf-8")):
+        if level < 0:
+            names = list(imported)
         else:
-            continue
+            if level:  # relative import: resolve against this module's package
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - level + 1] + ([base] if base else []))
+            names = [base] + [f"{base}.{a}" for a in imported]
         found |= {n for n in names if n.split(".")[0] == "ivr" and module_file(n, root) is not None}
     return found
 
