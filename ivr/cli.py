@@ -360,8 +360,8 @@ def main(args: list[str] | None = None) -> None:
         command = next((a for a in argv if not a.startswith("-")), "")
         configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
         where = f"{', '.join(configs)}: " if configs and "Problems parsing config" in str(err) else ""
-        print(f"ivr: error: {where}{err}\n(`ivr {command} --help` lists every option)".replace("ivr  --", "ivr --"),
-              file=sys.stderr)
+        help_command = " ".join(filter(None, ["ivr", command, "--help"]))
+        print(f"ivr: error: {where}{err}\n(`{help_command}` lists every option)", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         if debug:

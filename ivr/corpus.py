@@ -111,6 +111,11 @@ def _jsonl_lines(data: bytes, path: Path, encoding: str) -> Iterator[tuple[int, 
                 yield lineno, err
 
 
+def _invalid_json(path: Path, lineno: int, err: json.JSONDecodeError) -> CorpusError:
+    # some of json's messages end in "at" ("Invalid control character at")
+    return CorpusError(f"{path}:{lineno}: invalid JSON ({err.msg.removesuffix(' at')} at column {err.colno})")
+
+
 def check_text(text: str, where: str) -> str:
     """``text``, unless it looks binary: a NUL, or over 5% control characters in its first 64k characters."""
     head = text[:65536]
@@ -205,7 +210,7 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise CorpusError(f"{path}:{lineno}: invalid JSON ({err.msg.removesuffix(' at')} at column {err.colno})") from None
+                    raise _invalid_json(path, lineno, err) from None
                 where = f"{path}:{lineno}"
                 yield from _documents(_record_text(record, options.text_key, where), f"{rel}:{lineno}", where, options)
             except CorpusError as err:
@@ -215,7 +220,7 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
     try:
         payload = json.loads(_decode(data, path, options.encoding))
     except json.JSONDecodeError as err:
-        skip(CorpusError(f"{path}:{err.lineno}: invalid JSON ({err.msg.removesuffix(' at')} at column {err.colno})"))
+        skip(_invalid_json(path, err.lineno, err))
         return
     except CorpusError as err:
         skip(err)

@@ -165,7 +165,8 @@ def select_replacements(
     with ``curve_png``, the savings curve's plot. ``unreachable``: ids the original BPE never produces
     (``ivr.tokenizers.reachability``), freed first. ``counted``: ``train_texts``' pre-token counts, all and the
     validation part, where already known (``ivr.analysis.pretoken_table``); otherwise they are counted here.
-    ``new_piece_bonus``: ``data.remap.new_piece_bonus``, so that the checks build the remapped tokenizer as remap will."""
+    ``new_piece_bonus``: ``data.remap.new_piece_bonus``, so that the checks build the remapped tokenizer as
+    remap will."""
     pieces = vocab_pieces(distilled)
     vocab = set(pieces)
     everything, validation = counted or count_pretokens(distilled, train_texts, settings.per_document_cap,
