@@ -4,6 +4,10 @@ Artifacts get the permissions an ordinary ``open``/``mkdir`` would give (``0666`
 not the owner-only ones of ``mkstemp``/``mkdtemp``: exported models are read by other users and by serving
 containers. A directory is replaced by an atomic exchange of the two paths where the kernel offers one, so
 a concurrent reader sees the old or the new directory, never none.
+
+Scratch paths are named ``.{target}.{host}-{pid}.*`` so that the next write of the same target can tell those
+of a process that was killed (same host, pid no longer running) from those of a concurrent writer, and remove
+them: a killed run leaves no scratch behind for long, and never one that is read.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import ctypes
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,12 +40,46 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
+def scratch_prefix(target: Path) -> str:
+    """The name prefix of this process's scratch paths next to ``target``."""
+    return f".{target.name}.{socket.gethostname()}-{os.getpid()}."
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_stale_scratch(target: Path) -> list[Path]:
+    """Remove the scratch paths next to ``target`` whose writer, a process of this host, no longer runs;
+    returns them. Other hosts' and running processes' scratch is left alone."""
+    head = f".{target.name}.{socket.gethostname()}-"
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for path in target.parent.iterdir():
+        pid, dot, _ = path.name.removeprefix(head).partition(".")
+        if path.name.startswith(head) and dot and pid.isdigit() and not _running(int(pid)):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_file(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it replaces ``target`` in one rename."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    sweep_stale_scratch(target)
+    fd, tmp = tempfile.mkstemp(prefix=scratch_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -57,7 +96,8 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield an empty temporary directory next to ``target``; on success it replaces ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    sweep_stale_scratch(target)
+    tmp_path = Path(tempfile.mkdtemp(prefix=scratch_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp_path
         tmp_path.chmod(0o777 & ~_umask())
@@ -67,7 +107,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         except OSError:
             if not _exchange(tmp_path, target):
                 # no exchange on this system: move the old directory aside under a unique name first
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+                old = Path(tempfile.mkdtemp(prefix=scratch_prefix(target), suffix=".old", dir=target.parent))
                 os.replace(target, old / "d")
                 os.replace(tmp_path, target)
                 shutil.rmtree(old, ignore_errors=True)

@@ -16,7 +16,7 @@ from tempfile import TemporaryDirectory
 import numpy as np
 from tqdm.auto import tqdm
 
-from ivr.atomic import atomic_dir
+from ivr.atomic import atomic_dir, scratch_prefix
 from ivr.tokenizers.byte_level import piece_to_bytes
 
 
@@ -85,7 +85,8 @@ def write_packed_splits(
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     nbytes = token_byte_lengths(tok, eos_id)
-    with atomic_dir(target) as tmp, TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.blocks-") as scratch, \
+    scratch_dir = TemporaryDirectory(dir=target.parent, prefix=f"{scratch_prefix(target)}blocks-")
+    with atomic_dir(target) as tmp, scratch_dir as scratch, \
             tqdm(total=total_bytes, desc="packing blocks", unit="B", unit_scale=True, mininterval=2.0, leave=False) as bar:
         datasets = {}
         for name, batches in splits.items():

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -70,3 +73,25 @@ def test_concurrent_writers_and_a_reader_never_fail_or_see_the_target_missing(tm
     assert missing == []
     assert (target / "value").read_text() in {"a149", "b149"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shared"]
+
+
+def test_a_killed_writers_scratch_is_removed_and_a_running_ones_kept(tmp_path):
+    target = tmp_path / "pretokens"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    killed = tmp_path / f".pretokens.{host}-{dead.pid}.abc.tmp"
+    (killed / "part").mkdir(parents=True)
+    killed_file = tmp_path / f".pretokens.{host}-{dead.pid}.def.tmp"
+    killed_file.write_text("half")
+    running = tmp_path / f".pretokens.{host}-{os.getpid()}.ghi.tmp"
+    running.mkdir()
+    other_host = tmp_path / f".pretokens.{host}x-{dead.pid}.jkl.tmp"
+    other_target = tmp_path / f".pretokens2.{host}-{dead.pid}.mno.tmp"
+    other_host.mkdir()
+    other_target.mkdir()
+    with atomic_dir(target) as tmp:
+        (tmp / "value").write_text("new")
+    assert not killed.exists() and not killed_file.exists()
+    assert running.exists() and other_host.exists() and other_target.exists()
+    assert (target / "value").read_text() == "new"
