@@ -6,6 +6,8 @@ English prose held out, reported per source and together: ``pydoc_data/topics.py
 and text under ``/usr/share/doc``.
 
     uv run python benchmarks/distill_benchmark.py --out /tmp/distill_bench
+
+Two fits' encode speeds compare within one run with ``--throughput-only --also OTHER/tokenizer``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import statistics
 import time
 from pathlib import Path
 
-from common import Stopwatch, add_heldout_every, english_prose, parser, print_metrics, stdlib_split
+from common import (Stopwatch, add_heldout_every, add_settings, english_prose, parser, print_metrics, settings_from,
+                    stdlib_split)
 
 from ivr.peak_memory import process_peak_kb
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
@@ -28,14 +31,19 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--out", type=Path, default=Path("/tmp/distill_bench"))
     add_heldout_every(ap)
-    ap.add_argument("--max-iterations", type=int, default=DistillSettings.max_iterations)
+    ap.add_argument("--max-iterations", type=int, default=None,
+                    help=f"fitting rounds (default {DistillSettings.max_iterations})")
     ap.add_argument("--repeats", type=int, default=3,
                     help="throughput passes over the sample; in each, BPE, the distilled tokenizer and the distilled "
                          "model without word rules and without any rules take turns on each of 40 chunks (the "
                          "median chunk ratio is reported)")
     ap.add_argument("--no-vocab-words", action="store_true", help="fit on the corpus only")
+    add_settings(ap)
     ap.add_argument("--throughput-only", action="store_true",
                     help="skip fitting: time the tokenizer already in OUT/tokenizer (speed is the noisiest figure)")
+    ap.add_argument("--also", type=Path, default=None, metavar="DIR",
+                    help="a second saved tokenizer (a tokenizer.json directory) timed in the same rotation, so "
+                         "that two fits' speeds compare within one run")
     args = ap.parse_args()
 
     bpe = offline_gpt2_tokenizer()
@@ -43,17 +51,14 @@ def main() -> None:
     prose = english_prose()
     rows = [] if args.throughput_only else fit_and_verify(args, bpe, fit_texts, held_texts, prose)
     sample = held_texts + [t for texts in prose.values() for t in texts]
-    rows += throughput_rows(args.out / "tokenizer", sample, args.repeats)
+    rows += throughput_rows(args.out / "tokenizer", sample, args.repeats, args.also)
     print_metrics(rows)
 
 
 def fit_and_verify(args, bpe, fit_texts: list[str], held_texts: list[str], prose: dict[str, list[str]]) -> list[tuple]:
     """Distil into ``args.out`` and return the table rows of fit and verification figures."""
-    settings = DistillSettings(
-        max_iterations=args.max_iterations,
-        vocab_words=not args.no_vocab_words,
-        vocab_variants=not args.no_vocab_words,
-    )
+    vocab = False if args.no_vocab_words else None
+    settings = settings_from(args.set, max_iterations=args.max_iterations, vocab_words=vocab, vocab_variants=vocab)
     before = process_peak_kb()  # the stage restarts this count (PeakRSS)
     with Stopwatch() as stage:
         summary = distill_tokenizer(
@@ -105,7 +110,8 @@ def chunk_timings(toks: dict, chunks: list[list[str]], repeats: int, batch: bool
     return times
 
 
-def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int, n_chunks: int = 40) -> list[tuple]:
+def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int, also: Path | None = None,
+                    n_chunks: int = 40) -> list[tuple]:
     """Encode speed of the distilled tokenizer against BPE's, in one run: the median over chunks of the ratio
     of their times on the same chunk (a whole-pass ratio swung by 10% between runs on a shared machine; the
     per-chunk median moved by 1-2%)."""
@@ -117,6 +123,8 @@ def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int, n_chun
     toks = {"bpe": offline_gpt2_tokenizer(), "distilled": load_tokenizer(tokenizer_dir),
             "plain": with_rules(load_tokenizer(tokenizer_dir), []),
             "split": with_rules(load_tokenizer(tokenizer_dir), metadata.get("split_rules", []))}
+    if also is not None:
+        toks["also"] = load_tokenizer(also)
     chunks = [sample[i::n_chunks] for i in range(n_chunks)]
     mb = sum(len(t.encode("utf-8")) for t in sample) / 1e6
     for batch in (True, False):
@@ -125,7 +133,7 @@ def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int, n_chun
             os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read at every call, unlike RAYON_NUM_THREADS
         t = chunk_timings(toks, chunks, repeats, batch)
         speed = {k: mb * repeats / sum(v) for k, v in t.items()}
-        ratio = {k: statistics.median(b / x for b, x in zip(t["bpe"], t[k])) for k in ("distilled", "plain", "split")}
+        ratio = {k: statistics.median(b / x for b, x in zip(t["bpe"], t[k])) for k in toks if k != "bpe"}
         quart = statistics.quantiles([b / x for b, x in zip(t["bpe"], t["distilled"])], n=4)
         rows.append((f"{label} MB/s BPE / distilled (median chunk ratio, quartiles)",
                      f"{speed['bpe']:.2f} / {speed['distilled']:.2f} ({ratio['distilled']:.3f}x; "
@@ -133,6 +141,8 @@ def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int, n_chun
         rows.append((f"{label} MB/s distilled without word rules", f"{speed['split']:.2f} ({ratio['split']:.3f}x BPE)"))
         rows.append((f"{label} MB/s distilled without split or word rules",
                      f"{speed['plain']:.2f} ({ratio['plain']:.3f}x BPE)"))
+        if also is not None:
+            rows.append((f"{label} MB/s {also}", f"{speed['also']:.2f} ({ratio['also']:.3f}x BPE)"))
     return rows
 
 
