@@ -3,8 +3,8 @@ against GPT-2's BPE, on random strings of punctuation runs.
 
 A split rule may only cut where BPE never merges across the cut, so the BPE model behind the rules must give
 BPE's ids on every text; any difference is a cut the rules should not have made. The strings are random runs
-of punctuation (1 to ``--longest`` of a character, up to 6 runs, with some spaces, letters, digits and
-newlines), far denser in odd neighbours than real text:
+of punctuation (1 to ``--longest`` of a character, up to 6 runs, with some spaces, letters, digits, newlines and
+non-ASCII punctuation), far denser in odd neighbours than real text:
 
     uv run python benchmarks/split_rule_exactness.py --texts 200000 --seed 1
 """
@@ -20,6 +20,7 @@ from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.distill import bare_model, split_rule_for, with_rules
 
 PUNCTUATION = "'\"()[]{}-=.!%*#~_/^+<>|\\:,;?"
+OTHERS = " xs1\n«¿…─"
 
 
 def random_texts(n: int, alphabet: list[str], seed: int, longest: int) -> list[str]:
@@ -46,7 +47,7 @@ def main() -> None:
     with Stopwatch() as building:
         rules = [r for c in args.chars if (r := split_rule_for(bare, c, args.max_run))]
     cut = with_rules(bare, rules)
-    texts = random_texts(args.texts, list(PUNCTUATION) + [" ", "x", "s", "1", "\n"], args.seed, args.longest)
+    texts = random_texts(args.texts, list(PUNCTUATION + OTHERS), args.seed, args.longest)
     gold, ours = bpe.encode_batch(texts), cut.encode_batch(texts)
     bad = [(t, g.tokens, o.tokens) for t, g, o in zip(texts, gold, ours) if g.ids != o.ids]
     rows = [("characters with a rule", f"{len(rules)} of {len(args.chars)}"),

@@ -149,6 +149,7 @@ def test_split_rule_reproduces_bpe_runs(bpe, rule, char):
                      "#" + run, "+" + run + "+" + run + "+", " (" + run + ")", run + "'s", "=" + run + "é", "''" + run,
                      "说" + run + "好", run + "—", run + "…x", run + "┐", run + "€5", run + "–", run + "」",
                      "┌" + run + "┬" + run + "┐", " └" + run + "→", "•" + run + "\ufffd", "…" + run, "├" + run,
+                     " «" + run + "»", "¿" + run + "?", "§" + run, "°" + run + "°", "：" + run + "。", "「" + run,
                      ' "' + run + '",', run + "'\"", run + "\"'\"", "(" + run + "'\\", run + ")]",
                      run + '"""', run + "')-", ' "' + run + '"):', "!)." + run, run + "'\"'", run + ")'''"]:
             assert cut_bpe.encode(text).ids == bpe.encode(text).ids, (n, text)
@@ -173,3 +174,12 @@ def test_runs_of_spaces_are_cut_into_bpes_chunks():
     for n in range(1, 20):
         for text in [f"xy{' ' * n}xy", f"xy{' ' * n}", f"({' ' * n}\n{' ' * n})", f"{' ' * n}\txy"]:
             assert cut.encode(text).ids == full.encode(text).ids, (n, text)
+
+
+@pytest.mark.parametrize("text", [" «%%%", "¿%%%", "»%%%%%", "：%%%", "「%%%"])
+def test_runs_after_non_ascii_punctuation_are_cut_into_bpes_tokens(bpe, rule, text):
+    # `` «%%%`` is a tie for the Unigram (``%%·%`` or ``%·%%``); no merge joins a guillemet to ``%``, so the run
+    # is cut off and chunked as BPE does (``¿`` itself is two BPE tokens, one pre-token)
+    pieces = [p for p, _ in rules_pre_tokenizer([rule("%")]).pre_tokenize_str(text)]
+    tokens = bpe.encode(text).tokens
+    assert pieces[-2:] == tokens[-2:] and "".join(pieces) == "".join(tokens)

@@ -148,11 +148,13 @@ def merging_after(char: str, merges: Sequence[tuple[str, str]]) -> list[int]:
     return out
 
 
-# non-ASCII punctuation that may stand right before a run in the same pre-token: table corners and joints
-# (``┌──┬──┐``), arrows, bullets and dashes (blocks General Punctuation, Arrows, Box Drawing, Block
-# Elements and Geometric Shapes)
-NON_ASCII_NEIGHBOURS = [chr(i) for lo, hi in ((0x2010, 0x205E), (0x2190, 0x21FF), (0x2500, 0x25FF))
-                        for i in range(lo, hi + 1) if unicodedata.category(chr(i))[0] not in "LNZC"]
+# non-ASCII punctuation that may stand right before a run in the same pre-token: guillemets and inverted marks
+# (`` «%%%``, ``¿``), table corners and joints (``┌──┬──┐``), arrows, bullets and dashes, CJK and full-width
+# punctuation (``：%%%``, ``「``) (blocks Latin-1 Supplement, General Punctuation, Arrows, Box Drawing, Block
+# Elements, Geometric Shapes, CJK Symbols and Punctuation, Halfwidth and Fullwidth Forms)
+NON_ASCII_NEIGHBOURS = [chr(i) for lo, hi in ((0x00A1, 0x00BF), (0x2010, 0x205E), (0x2190, 0x21FF), (0x2500, 0x25FF),
+                                              (0x3000, 0x303F), (0xFF01, 0xFF65))
+                        for i in range(lo, hi + 1) if unicodedata.category(chr(i))[0] not in "LMNZC"]
 
 
 def unmerged_before(char: str, merges: Sequence[tuple[str, str]]) -> list[str]:
