@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from tokenizers import Tokenizer
@@ -9,6 +10,7 @@ from tokenizers import Tokenizer
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import bytes_to_piece, text_to_piece
 from ivr.tokenizers.distill.pre_tokenizer import rules_pre_tokenizer, with_rules
+from ivr.tokenizers.distill.rule_selection import select_word_rules
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.distill.stage import fit_distilled
 from ivr.tokenizers.distill.word_rules import word_segments
@@ -103,3 +105,22 @@ def test_a_quote_run_before_a_contraction_letter_gets_a_word_rule(bpe):
     assert "'" in {r["char"] for r in fit.split_rules}
     assert ["(", "''", "'"] in fit.word_rules
     assert compare_texts(tok, bpe, texts, "t")["mismatched_types"] == 0
+
+
+def test_letter_words_get_a_word_rule_only_when_allowed(bpe):
+    # every letter rule is tested at every word, so by default only corpus (and listed) letter words get one;
+    # other classes' rules are cheap and always allowed
+    bare = bare_model(bpe)
+    words = [text_to_piece(w) for w in ("0477", "DLLLIBRARY", "xDFFF")]
+    gold = [e.ids for e in bare.encode_batch(words)]
+    wrong = [[] for _ in words]
+
+    def chosen(letter_words):
+        rules = select_word_rules(bare, [], words, np.ones(len(words)), gold, wrong, 10, letter_words)
+        return ["".join(pieces) for pieces in rules]
+
+    assert chosen(None) == words
+    assert chosen({"xDFFF"}) == ["0477", "xDFFF"]
+    assert chosen(set()) == ["0477"]
+    with pytest.raises(ValueError, match="letter_word_rules"):
+        DistillSettings(letter_word_rules="some")

@@ -108,18 +108,20 @@ def _wrong_before_contraction(
 
 def select_word_rules(
     model_tok: Tokenizer, rules: Sequence[dict], words: list[str], weights: np.ndarray, gold: list[list[int]],
-    pred: list[list[int]], limit: int,
+    pred: list[list[int]], limit: int, letter_words: set[str] | None = None,
 ) -> list[list[str]]:
     """BPE's pieces of the fit words still wrong (``pred``, or before a contraction's letters), most frequent first,
-    at most ``limit``: those a regex can cut (``word_rules.word_segments``) and whose every BPE token the Unigram
-    gives back alone."""
+    at most ``limit``: those a regex can cut (``word_rules.word_segments``), of the letter class only those in
+    ``letter_words`` (None: any), and whose every BPE token the Unigram gives back alone."""
     wrong = {i for i, (p, g) in enumerate(zip(pred, gold)) if p != g} | set(_wrong_before_contraction(
         model_tok, rules, words, gold))
     wrong = sorted(wrong, key=lambda i: (-weights[i], words[i]))
     chosen = []
     for i in wrong:
         tokens = [model_tok.id_to_token(t) for t in gold[i]]
-        if len(chosen) < limit and word_segments(tokens) is not None:
+        found = word_segments(tokens)
+        if len(chosen) < limit and found is not None and (
+                letter_words is None or found[0] != "letter" or words[i] in letter_words):
             chosen.append((tokens, gold[i]))
     if not chosen:
         return []

@@ -56,7 +56,7 @@ from ivr.tokenizers.distill.pre_tokenizer import encode_segments, segment_words,
 from ivr.tokenizers.distill.rule_selection import select_split_rules, select_word_rules
 from ivr.tokenizers.distill.settings import EXAMPLES, DistillSettings, FitResult
 from ivr.tokenizers.distill.source_bpe import source_bpe
-from ivr.tokenizers.distill.words import MAX_COUNTED_WORDS, fit_words, pre_token_counts
+from ivr.tokenizers.distill.words import MAX_COUNTED_WORDS, fit_words, pre_token_counts, read_word_list
 from ivr.tokenizers.io import load_tokenizer, save_tokenizer_dir
 from ivr.tokenizers.special import SpecialTokens
 from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
@@ -107,7 +107,9 @@ def fit_distilled(
         split_rule_seconds = time.perf_counter() - start
     start = time.perf_counter()
     pred = encode_segments(model_tok, segment_words(rules, words))
-    word_rules = select_word_rules(model_tok, rules, words, weights, gold, pred, settings.word_rules)
+    letter_words = None if settings.letter_word_rules == "all" else set(corpus_counts) | set(
+        read_word_list(settings.word_list) if settings.word_list else ())
+    word_rules = select_word_rules(model_tok, rules, words, weights, gold, pred, settings.word_rules, letter_words)
     if word_rules:
         pred = encode_segments(model_tok, segment_words(rules, words, word_rules))
     final = with_rules(model_tok, rules, word_rules, source=bpe)

@@ -91,12 +91,12 @@ def fit_words(
         for w, n in general.items():  # a word's estimated general count, where above its corpus count
             words[w] = max(words.get(w, 0), n)
     if settings.word_list:  # a listed count weighs like a corpus count; the larger of the two is kept
-        for w, n in _read_word_list(settings.word_list).items():
+        for w, n in read_word_list(settings.word_list).items():
             words[w] = max(words.get(w, 0), n)
     return words
 
 
-def _read_word_list(path: Path) -> Counter:
+def read_word_list(path: Path) -> Counter:
     """A word list's byte-level words, each with and without a leading space, with their counts (default 1)."""
     lines = read_user_text(path, "data.distill.word_list: UTF-8 text, one word per line").splitlines()
     out: Counter = Counter()
