@@ -183,3 +183,12 @@ def test_runs_after_non_ascii_punctuation_are_cut_into_bpes_tokens(bpe, rule, te
     pieces = [p for p, _ in rules_pre_tokenizer([rule("%")]).pre_tokenize_str(text)]
     tokens = bpe.encode(text).tokens
     assert pieces[-2:] == tokens[-2:] and "".join(pieces) == "".join(tokens)
+
+
+def test_a_run_before_a_neighbour_that_a_token_joins_to_non_ascii_punctuation_is_cut_as_bpe_cuts_it(bpe, rule):
+    # `"…` is one GPT-2 token: before it `"` cannot take the run's last `}` (`}"`), so BPE ends the run otherwise
+    cut = with_rules(bare_model(bpe), [rule("}")])
+    for n in range(2, 40):
+        for tail in ('"…', '"—x', '"'):
+            text = "}" * n + tail
+            assert cut.encode(text).ids == bpe.encode(text).ids, text

@@ -15,10 +15,10 @@ from ivr.tokenizers.byte_level import text_to_piece
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments, rules_pre_tokenizer, segment_words
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.distill.split_rules import (
-    ascii_text,
     is_one_character,
     is_punctuation,
     memo_split_rule,
+    piece_text,
     run_length,
 )
 from ivr.tokenizers.distill.word_rules import word_segments
@@ -101,7 +101,7 @@ def _wrong_before_contraction(
     pre = rules_pre_tokenizer(rules)
     segments = []
     for i in idx:
-        cut = [p for p, _ in pre.pre_tokenize_str(ascii_text(words[i]) + "s")]
+        cut = [p for p, _ in pre.pre_tokenize_str(piece_text(words[i]) + "s")]
         segments.append(cut[:-1] if cut[-1] == "s" else [words[i]])
     return [i for i, ids in zip(idx, encode_segments(model_tok, segments)) if ids != gold[i]]
 

@@ -98,9 +98,19 @@ def is_punctuation(piece: str) -> bool:
     return bool(piece) and all(ch in ASCII_PUNCT for ch in piece)
 
 
-def ascii_text(piece: str) -> str:
-    """The text of an ASCII byte-level piece."""
-    return piece_to_bytes(piece).decode("latin-1")
+def piece_text(piece: str) -> str:
+    """The text of a byte-level piece of whole characters."""
+    return piece_to_bytes(piece).decode("utf-8")
+
+
+def is_punctuation_text(piece: str) -> bool:
+    """Whether the byte-level ``piece`` is whole characters of GPT-2's punctuation class, ASCII or not (``"…``):
+    what may follow a run's neighbour in the same pre-token."""
+    try:
+        text = piece_text(piece)
+    except UnicodeDecodeError:
+        return False
+    return bool(text) and all(gpt2_class(ch) == "punct" for ch in text)
 
 
 def _run_end(c: str, merging: Sequence[str], blocked: str, quote: bool = False) -> str:
@@ -209,7 +219,7 @@ def _merged_end_cuts(bare_bpe: Tokenizer, char: str, c: str, chunks: list[list[i
     cuts = []
     for (n, r), a in cands.items():
         if holds(n, r, a, ""):
-            bad = tuple(ascii_text(e) for e in sorted({*after, *conts[r][1:]}) if not holds(n, r, a, e))
+            bad = tuple(piece_text(e) for e in sorted({*after, *conts[r][1:]}) if not holds(n, r, a, e))
             cuts.append((a, n - a, bad, r))
     alts = []
     for (a, k, bad), group in _grouped(cuts, lambda cut: cut[:3]):
@@ -281,7 +291,7 @@ def split_rule_for(
         if kind in ("punct", "quote") else []
     # what may follow a neighbour in a punctuation pre-token: more of the run, and the rest of every token that
     # starts with the neighbour (``=\\"`` after a run of ``=``; ``://`` keeps ``))`` whole before ``:``)
-    punct_tokens = [t for t in bare_bpe.get_vocab() if is_punctuation(t)] if right else []
+    punct_tokens = [t for t in bare_bpe.get_vocab() if is_punctuation_text(t)] if right else []
     rp = {r: text_to_piece(r) for r in right}
     conts = {r: ["", char, char * 2, char * 3] + sorted({t[len(p):] for t in punct_tokens if t.startswith(p) and t != p})
              for r, p in rp.items()}
@@ -302,7 +312,7 @@ def split_rule_for(
         out: list[str] = []
         for r in right:
             # continuations are only asked about after short rests: far from the cut they cannot move it
-            out += [r] if not ok[(*key, r, "")] else [r + ascii_text(e) for e in conts[r][1:]
+            out += [r] if not ok[(*key, r, "")] else [r + piece_text(e) for e in conts[r][1:]
                                                        if not ok.get((*key, r, e), True)]
         return tuple(out)
 
@@ -358,13 +368,13 @@ def split_rule_for(
             kept = [pre for pre in pres[p] if pre not in not_before[p]]
             if not all(left_ok[(p, n, pre, "")] for pre in kept):
                 return None
-            return tuple(ascii_text(t) for t in after_run[n][1:] if not all(left_ok[(p, n, pre, t)] for pre in kept))
+            return tuple(piece_text(t) for t in after_run[n][1:] if not all(left_ok[(p, n, pre, t)] for pre in kept))
 
         cuts = {p: {n: ex for n in after_run if (ex := not_after(p, n)) is not None} for p in ASCII_PUNCT if p != raw}
         cuts.update({y: dict.fromkeys(after_run, ()) for y in unmerged_before(char, merges) if y != raw})
 
         def lookaround(p: str) -> tuple[str, str]:
-            behind = "|".join("".join(rx(ch) for ch in ascii_text(pre)) for pre in not_before.get(p, ()))
+            behind = "|".join("".join(rx(ch) for ch in piece_text(pre)) for pre in not_before.get(p, ()))
             ahead = "|".join(f"(?:{'|'.join(_repeat(c, lo, hi) for lo, hi in _ranges([n for n, _ in ns]))}){end(ex)}"
                              for ex, ns in _grouped(list(cuts[p].items()), lambda item: item[1]))
             return f"(?<!{behind})" if behind else "", ahead
