@@ -63,8 +63,10 @@ def sweep_stale_scratch(target: Path) -> list[Path]:
     if not target.parent.is_dir():
         return removed
     for path in target.parent.iterdir():
-        pid, dot, _ = path.name.removeprefix(head).partition(".")
-        if path.name.startswith(head) and dot and pid.isdigit() and not _running(int(pid)):
+        if not path.name.startswith(head):
+            continue
+        pid, dot, _ = path.name[len(head):].partition(".")
+        if dot and pid.isdigit() and not _running(int(pid)):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
