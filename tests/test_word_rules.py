@@ -116,7 +116,8 @@ def test_letter_words_get_a_word_rule_only_when_allowed(bpe):
     wrong = [[] for _ in words]
 
     def chosen(letter_words):
-        rules = select_word_rules(bare, [], words, np.ones(len(words)), gold, wrong, 10, letter_words)
+        letter_ok = None if letter_words is None else letter_words.__contains__
+        rules = select_word_rules(bare, [], words, np.ones(len(words)), gold, wrong, 10, letter_ok)
         return ["".join(pieces) for pieces in rules]
 
     assert chosen(None) == words

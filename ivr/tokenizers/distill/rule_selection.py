@@ -4,7 +4,7 @@ word rules for the most frequent fit words that scores and split rules still lea
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -108,11 +108,11 @@ def _wrong_before_contraction(
 
 def select_word_rules(
     model_tok: Tokenizer, rules: Sequence[dict], words: list[str], weights: np.ndarray, gold: list[list[int]],
-    pred: list[list[int]], limit: int, letter_words: set[str] | None = None,
+    pred: list[list[int]], limit: int, letter_ok: Callable[[str], bool] | None = None,
 ) -> list[list[str]]:
     """BPE's pieces of the fit words still wrong (``pred``, or before a contraction's letters), most frequent first,
-    at most ``limit``: those a regex can cut (``word_rules.word_segments``), of the letter class only those in
-    ``letter_words`` (None: any), and whose every BPE token the Unigram gives back alone."""
+    at most ``limit``: those a regex can cut (``word_rules.word_segments``), of the letter class only those
+    ``letter_ok`` accepts (None: any), and whose every BPE token the Unigram gives back alone."""
     wrong = {i for i, (p, g) in enumerate(zip(pred, gold)) if p != g} | set(_wrong_before_contraction(
         model_tok, rules, words, gold))
     wrong = sorted(wrong, key=lambda i: (-weights[i], words[i]))
@@ -121,7 +121,7 @@ def select_word_rules(
         tokens = [model_tok.id_to_token(t) for t in gold[i]]
         found = word_segments(tokens)
         if len(chosen) < limit and found is not None and (
-                letter_words is None or found[0] != "letter" or words[i] in letter_words):
+                letter_ok is None or found[0] != "letter" or letter_ok(words[i])):
             chosen.append((tokens, gold[i]))
     if not chosen:
         return []

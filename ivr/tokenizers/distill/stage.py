@@ -107,9 +107,11 @@ def fit_distilled(
         split_rule_seconds = time.perf_counter() - start
     start = time.perf_counter()
     pred = encode_segments(model_tok, segment_words(rules, words))
-    letter_words = None if settings.letter_word_rules == "all" else set(corpus_counts) | set(
-        read_word_list(settings.word_list) if settings.word_list else ())
-    word_rules = select_word_rules(model_tok, rules, words, weights, gold, pred, settings.word_rules, letter_words)
+    letter_ok = None
+    if settings.letter_word_rules == "corpus":
+        listed = read_word_list(settings.word_list) if settings.word_list else Counter()
+        letter_ok = lambda w: w in corpus_counts or w in listed  # noqa: E731  (no copy of the corpus's words)
+    word_rules = select_word_rules(model_tok, rules, words, weights, gold, pred, settings.word_rules, letter_ok)
     if word_rules:
         pred = encode_segments(model_tok, segment_words(rules, words, word_rules))
     final = with_rules(model_tok, rules, word_rules, source=bpe)
