@@ -192,3 +192,28 @@ def test_a_run_before_a_neighbour_that_a_token_joins_to_non_ascii_punctuation_is
         for tail in ('"…', '"—x', '"'):
             text = "}" * n + tail
             assert cut.encode(text).ids == bpe.encode(text).ids, text
+
+
+def test_a_run_after_a_space_and_a_neighbour_is_cut_where_bpe_joins_the_space_first():
+    # a BPE with a token of "#" and four dashes but an earlier merge of " #": the cut before the run holds after
+    # a space alone (SmolLM2 has "#" and 64 dashes), so only there the rule cuts it
+    from tokenizers.models import BPE
+
+    from ivr.tokenizers.byte_level import byte_to_char
+    from ivr.tokenizers.distill.split_rules import split_rule_for
+
+    # a space joins the run too, and two spaces join first: a space is no neighbour to cut after
+    pieces = list(byte_to_char().values()) + ["--", "----", "Ġ#", "#----", "xy", "ĠĠ", "Ġ----"]
+    merges = [("-", "-"), ("Ġ", "Ġ"), ("--", "--"), ("Ġ", "#"), ("#", "----"), ("x", "y"), ("Ġ", "----")]
+    bpe = Tokenizer(BPE({p: i for i, p in enumerate(pieces)}, merges))
+    rule = split_rule_for(bpe, "-", 16)
+    pre = rules_pre_tokenizer([rule])
+    assert [p for p, _ in pre.pre_tokenize_str("xy #------")] == ["xy", "Ġ#", "----", "--"]
+    assert [p for p, _ in pre.pre_tokenize_str("xy#------")] == ["xy", "#------"]
+    cut = with_rules(bpe, [rule])
+    full = with_rules(bpe, [])
+    full.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    full.normalizer = None
+    for n in range(1, 20):
+        for text in [f"xy #{'-' * n}", f" #{'-' * n}#", f"( #{'-' * n})", f"xy#{'-' * n} #", f"  #{'-' * n}xy", f"xy  {'-' * n}"]:
+            assert cut.encode(text).ids == full.encode(text).ids, (n, text)

@@ -245,7 +245,8 @@ def split_rule_for(
     that BPE, asked for each run length, keeps apart from the run (``-+`` merges after some lengths of ``-``
     and not others); letters, digits and quotes must end their pre-token. Punctuation runs later in a
     punctuation pre-token (``+----``) are reached by a ``prefix`` alternative that cuts off what comes before
-    the run, for the run lengths at which BPE keeps the character before the run apart from it. Next to non-ASCII
+    the run, for the run lengths at which BPE keeps the character before the run apart from it (or does so only
+    when a space starts the pre-token: then behind a lookbehind for the space). Next to non-ASCII
     punctuation (``NON_ASCII_NEIGHBOURS`` before, anything after) the merge list decides instead, for all run
     lengths at once: a cut is made where no merge can join the two sides. A multi-byte character (``─``) gets
     a rule where BPE chunks its runs on character boundaries.
@@ -354,8 +355,14 @@ def split_rule_for(
         left_ok = _cuts_hold(bare_bpe, {(p, n, pre, ""): [(pre + text_to_piece(p), char * n)]
                                         for p in left for n in after_run for pre in ("", "Ġ")})
         open_cuts = [(p, n) for p in left for n in after_run if left_ok[(p, n, "", "")] and left_ok[(p, n, "Ġ", "")]]
+        # where BPE joins ``p`` to the run but first joins a space to ``p`` (SmolLM2's `` #`` before its token of
+        # ``#`` and 64 dashes), the cut holds after a space alone, behind a lookbehind
+        spaced_open = [(p, n) for p in left if p in ASCII_PUNCT and p != raw for n in after_run
+                       if left_ok[(p, n, "Ġ", "")] and not left_ok[(p, n, "", "")]]
         left_ok |= _cuts_hold(bare_bpe, {(p, n, pre, t): [(pre + text_to_piece(p), char * n + t)] for p, n in open_cuts
-                                         for pre in pres[p] for t in after_run[n] if pre not in ("", "Ġ") or t})
+                                         for pre in pres[p] for t in after_run[n] if pre not in ("", "Ġ") or t}
+                              | {(p, n, "Ġ", t): [("Ġ" + text_to_piece(p), char * n + t)] for p, n in spaced_open
+                                 for t in after_run[n][1:]})
         # a cut before the run after ``p`` is refused where what stands before ``p`` changes BPE's mind
         # (``'`` ``""`` ``"'`` but ``.'"`` ``""``), by a lookbehind
         not_before = {p: tuple(pre for pre in pres[p][2:] if not all(left_ok[(p, n, pre, t)] for q, n in open_cuts
@@ -373,13 +380,20 @@ def split_rule_for(
         cuts = {p: {n: ex for n in after_run if (ex := not_after(p, n)) is not None} for p in ASCII_PUNCT if p != raw}
         cuts.update({y: dict.fromkeys(after_run, ()) for y in unmerged_before(char, merges) if y != raw})
 
+        spaced: dict[str, dict[int, tuple[str, ...]]] = {}
+        for p, n in spaced_open:
+            spaced.setdefault(p, {})[n] = tuple(piece_text(t) for t in after_run[n][1:] if not left_ok[(p, n, "Ġ", t)])
+
+        def ahead(run_cuts: dict[int, tuple[str, ...]]) -> str:
+            return "|".join(f"(?:{'|'.join(_repeat(c, lo, hi) for lo, hi in _ranges([n for n, _ in ns]))}){end(ex)}"
+                            for ex, ns in _grouped(list(run_cuts.items()), lambda item: item[1]))
+
         def lookaround(p: str) -> tuple[str, str]:
             behind = "|".join("".join(rx(ch) for ch in piece_text(pre)) for pre in not_before.get(p, ()))
-            ahead = "|".join(f"(?:{'|'.join(_repeat(c, lo, hi) for lo, hi in _ranges([n for n, _ in ns]))}){end(ex)}"
-                             for ex, ns in _grouped(list(cuts[p].items()), lambda item: item[1]))
-            return f"(?<!{behind})" if behind else "", ahead
+            return f"(?<!{behind})" if behind else "", ahead(cuts[p])
 
         groups = _grouped([p for p in cuts if cuts[p]], lookaround)
+        groups += _grouped(list(spaced), lambda p: (r"(?<=\x{20})", ahead(spaced[p])))
         prefix = "|".join(f"{behind}[{_classrx(ord(p) for p in ps)}](?={ahead})" for (behind, ahead), ps in groups) or None
     # GPT-2 keeps spaces with newlines, and a space before a run of spaces is part of the run
     led = first_chunks("Ġ", led_rests, 0) if kind not in ("newline", "space") else []
