@@ -12,6 +12,9 @@ is compared with GPT-2's BPE (its bare model). Designs (``--designs``, comma-sep
   ``N^-E`` (``E`` = ``--budget-exponent``, 3.3): the same dynamic range as ``f64:pow:E``, spent differently.
 * ``f64:offset:C``: ``w(r) = ((r+C)/C)^-A``, ``A`` chosen so that the last merge weighs ``N^-E`` of the first:
   the same dynamic range again, flat among the first ``C`` ranks and as steep as ``A`` beyond them.
+* ``f64:bonus:R``: ``f64:pow:E`` with every piece's score raised by ``(R+1)^-E``, the weight of merge ``R`` (lowered
+  for a negative ``R``): a bonus per piece, which favours segmentations with more pieces, as BPE's often are
+  where merge-tree sums miss.
 * ``exact:pow:E``, ``exact:hybrid:A`` and ``exact:offset:C``: the same weights in exact-enough arithmetic, through
   this script's own Viterbi over the vocabulary pieces (``source.pieces`` but the never-output ones): each weight is
   ``round(w(r) * 2^K)`` as a Python int, computed with ``decimal`` at enough digits for ``K``, and ``K`` is chosen
@@ -71,9 +74,9 @@ RIGHT, TIE, WRONG = 0, 1, 2
 
 @dataclass(frozen=True)
 class Design:
-    """One score design: ``arithmetic`` ``f64`` or ``exact``, ``form`` ``pow``, ``hybrid``, ``offset`` or
-    ``lex``, and the form's parameter (the exponent for ``pow``, the log-rank coefficient ``A`` for ``hybrid``,
-    the offset ``C`` for ``offset``)."""
+    """One score design: ``arithmetic`` ``f64`` or ``exact``, ``form`` ``pow``, ``hybrid``, ``offset``, ``bonus``
+    or ``lex``, and the form's parameter (the exponent for ``pow``, the log-rank coefficient ``A`` for ``hybrid``,
+    the offset ``C`` for ``offset``, the rank ``R`` for ``bonus``)."""
 
     name: str
     arithmetic: str
@@ -84,14 +87,14 @@ class Design:
 def parse_design(name: str) -> Design:
     parts = name.split(":")
     ok = (len(parts) == 3 and parts[0] in ("f64", "exact") and parts[1] in ("pow", "hybrid", "offset")) \
-        or parts == ["exact", "lex"]
+        or (len(parts) == 3 and parts[:2] == ["f64", "bonus"]) or parts == ["exact", "lex"]
     if ok and len(parts) == 3:
         try:
             float(parts[2])
         except ValueError:
             ok = False
     if not ok:
-        raise SystemExit(f"--designs: {name!r} is not f64:pow:E, f64:hybrid:A, f64:offset:C, exact:pow:E, "
+        raise SystemExit(f"--designs: {name!r} is not f64:pow:E, f64:hybrid:A, f64:offset:C, f64:bonus:R, exact:pow:E, "
                          f"exact:hybrid:A, exact:offset:C or exact:lex")
     return Design(name, parts[0], parts[1], parts[2] if len(parts) == 3 else "")
 
@@ -236,8 +239,14 @@ class Evaluator:
         self.tokenizers = {}
         for d in designs:
             if d.arithmetic == "f64":
-                scores = (initial_scores(source.pieces, source.merges, float(d.param)) if d.form == "pow" else
-                          trees @ float_weights(d, n, budget))
+                if d.form == "bonus":
+                    rank = float(d.param)
+                    bonus = np.sign(rank) * (abs(rank) + 1) ** -budget
+                    scores = initial_scores(source.pieces, source.merges, budget) + bonus
+                elif d.form == "pow":
+                    scores = initial_scores(source.pieces, source.merges, float(d.param))
+                else:
+                    scores = trees @ float_weights(d, n, budget)
                 self.tokenizers[d.name] = unigram_tokenizer(source.pieces, scores, source.never)
         self.exact = [d for d in designs if d.arithmetic == "exact"]
         self.viterbi = ExactViterbi(source, trees, self.exact, budget) if self.exact else None
