@@ -1,5 +1,7 @@
 """How exact are the split rules? GPT-2's own BPE model behind GPT-2's pre-tokenizer with the split rules,
-against GPT-2's BPE, on random strings of punctuation runs.
+against GPT-2's BPE, on random strings of punctuation runs (``--tokenizer DIR``: another byte-level BPE with
+GPT-2's regex, saved as ``DIR/tokenizer.json``, such as SmolLM2's, which ``smollm2_distill.py`` writes to
+``OUT/original``).
 
 A split rule may only cut where BPE never merges across the cut, so the BPE model behind the rules must give
 BPE's ids on every text; any difference is a cut the rules should not have made. The strings are random runs
@@ -7,17 +9,20 @@ of punctuation (1 to ``--longest`` of a character, up to 6 runs, with some space
 non-ASCII punctuation), far denser in odd neighbours than real text:
 
     uv run python benchmarks/split_rule_exactness.py --texts 200000 --seed 1
+    uv run python benchmarks/split_rule_exactness.py --tokenizer /tmp/smollm2_distill/original
 """
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from common import Stopwatch, parser, print_metrics
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.distill import bare_model, split_rule_for, with_rules
+from ivr.tokenizers.io import load_tokenizer
 
 PUNCTUATION = "'\"()[]{}-=.!%*#~_/^+<>|\\:,;?"
 OTHERS = " xs1\n«¿…─"
@@ -40,13 +45,15 @@ def main() -> None:
     ap.add_argument("--max-run", type=int, default=64, help="longest run each rule is built for")
     ap.add_argument("--longest", type=int, default=9, help="longest run in the random strings")
     ap.add_argument("--examples", type=int, default=10, help="how many differing strings to print")
+    ap.add_argument("--tokenizer", type=Path, default=None, metavar="DIR",
+                    help="a byte-level BPE saved as DIR/tokenizer.json (default: GPT-2's)")
     args = ap.parse_args()
 
-    bpe = offline_gpt2_tokenizer()
+    bpe = offline_gpt2_tokenizer() if args.tokenizer is None else load_tokenizer(args.tokenizer)
     bare = bare_model(bpe)
     with Stopwatch() as building:
         rules = [r for c in args.chars if (r := split_rule_for(bare, c, args.max_run))]
-    cut = with_rules(bare, rules)
+    cut = with_rules(bare, rules, source=bpe)
     texts = random_texts(args.texts, list(PUNCTUATION + OTHERS), args.seed, args.longest)
     gold, ours = bpe.encode_batch(texts), cut.encode_batch(texts)
     bad = [(t, g.tokens, o.tokens) for t, g, o in zip(texts, gold, ours) if g.ids != o.ids]

@@ -217,3 +217,24 @@ def test_a_run_after_a_space_and_a_neighbour_is_cut_where_bpe_joins_the_space_fi
     for n in range(1, 20):
         for text in [f"xy #{'-' * n}", f" #{'-' * n}#", f"( #{'-' * n})", f"xy#{'-' * n} #", f"  #{'-' * n}xy", f"xy  {'-' * n}"]:
             assert cut.encode(text).ids == full.encode(text).ids, (n, text)
+
+
+def test_a_run_before_a_token_of_its_character_and_the_neighbour_is_cut_as_bpe_cuts_it():
+    # SmolLM2's merges, in its order: "('" + "_" comes before "(" + "('" and "((" + "(", so four "(" before "'_"
+    # are "(((" "('_" but before "'" alone "((" "(('": the rest of "('_" after "('" must be asked about
+    from tokenizers.models import BPE
+
+    from ivr.tokenizers.byte_level import byte_to_char
+    from ivr.tokenizers.distill.split_rules import split_rule_for
+
+    merges = [("(", "'"), ("(", "("), ("('", "_"), ("(", "('"), ("((", "("), ("x", "y")]
+    pieces = list(byte_to_char().values()) + ["".join(m) for m in merges]
+    bpe = Tokenizer(BPE({p: i for i, p in enumerate(pieces)}, merges))
+    cut = with_rules(bpe, [split_rule_for(bpe, "(", 16)])
+    full = with_rules(bpe, [])
+    full.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    full.normalizer = None
+    assert full.encode("(((('_").tokens == ["(((", "('_"]
+    for n in range(1, 20):
+        for text in [f"{'(' * n}'_", f"{'(' * n}'", f"xy{'(' * n}'_xy", f" {'(' * n}'_", f"{'(' * n}'x"]:
+            assert cut.encode(text).ids == full.encode(text).ids, (n, text)

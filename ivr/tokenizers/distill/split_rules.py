@@ -291,10 +291,12 @@ def split_rule_for(
     right = ascii_chars({b[0] for a, b in merges if a.endswith(tuple(ends)) and not b.startswith(char)}) \
         if kind in ("punct", "quote") else []
     # what may follow a neighbour in a punctuation pre-token: more of the run, and the rest of every token that
-    # starts with the neighbour (``=\\"`` after a run of ``=``; ``://`` keeps ``))`` whole before ``:``)
+    # starts with the neighbour (``=\\"`` after a run of ``=``; ``://`` keeps ``))`` whole before ``:``), or with
+    # the run's character and the neighbour (SmolLM2's ``('_`` takes a run's last ``(`` only before ``_``)
     punct_tokens = [t for t in bare_bpe.get_vocab() if is_punctuation_text(t)] if right else []
     rp = {r: text_to_piece(r) for r in right}
-    conts = {r: ["", char, char * 2, char * 3] + sorted({t[len(p):] for t in punct_tokens if t.startswith(p) and t != p})
+    conts = {r: ["", char, char * 2, char * 3] + sorted({t[len(h):] for t in punct_tokens for h in (p, char + p)
+                                                         if t.startswith(h) and t != h})
              for r, p in rp.items()}
     # BPE is asked about what follows a neighbour only where the neighbour alone keeps the cut
     cuts_in_runs = [(lead, a, k) for lead, by_a in (("", rests), ("Ġ", led_rests)) for a, ks in by_a.items() for k in ks]
