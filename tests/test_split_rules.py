@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from tokenizers import Regex, Tokenizer, pre_tokenizers
+from tokenizers.models import BPE
 
 from ivr.tokenizers.bpe import gpt2_merges
-from ivr.tokenizers.byte_level import piece_to_bytes
+from ivr.tokenizers.byte_level import byte_to_char, piece_to_bytes
 from ivr.tokenizers.distill.pre_tokenizer import rules_pre_tokenizer, with_rules
 from ivr.tokenizers.distill.rule_selection import select_split_rules
-from ivr.tokenizers.distill.split_rules import merging_after, unmerged_before, utf8_prefix_range
+from ivr.tokenizers.distill.split_rules import merging_after, split_rule_for, unmerged_before, utf8_prefix_range
 from ivr.tokenizers.unigram import bare_model
 from tests.distill_fixtures import fast_settings
 
@@ -52,6 +53,20 @@ def punct_rules(rule):
 def punct_cut_bpe(bpe, punct_rules):
     """GPT-2's BPE model behind the punctuation rules: any cut BPE would merge across shows up as other ids."""
     return with_rules(bare_model(bpe), punct_rules)
+
+
+def tiny_bpe(merges: list[tuple[str, str]]) -> Tokenizer:
+    """A bare byte-level BPE of the 256 bytes and the pieces ``merges`` build, in that order of rank."""
+    pieces = list(byte_to_char().values()) + ["".join(m) for m in merges]
+    return Tokenizer(BPE({p: i for i, p in enumerate(pieces)}, merges))
+
+
+def behind_gpt2_pre_tokenizer(bpe: Tokenizer) -> Tokenizer:
+    """``bpe`` behind GPT-2's own byte-level pre-tokenizer, no rules: the ids a BPE behind rules must give."""
+    full = with_rules(bpe, [])
+    full.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    full.normalizer = None
+    return full
 
 
 def test_no_prefix_alternative_matches_inside_its_own_run(punct_rules):
@@ -158,19 +173,11 @@ def test_split_rule_reproduces_bpe_runs(bpe, rule, char):
 
 def test_runs_of_spaces_are_cut_into_bpes_chunks():
     # a BPE whose space chunks the Unigram orders the other way: six spaces are 4 + 2 in BPE, 2 + 4 in a tie
-    from tokenizers.models import BPE
-
-    from ivr.tokenizers.byte_level import byte_to_char
-    from ivr.tokenizers.distill.split_rules import split_rule_for
-
-    pieces = list(byte_to_char().values()) + ["ĠĠ", "ĠĠĠĠ", "xy"]
-    bpe = Tokenizer(BPE({p: i for i, p in enumerate(pieces)}, [("Ġ", "Ġ"), ("ĠĠ", "ĠĠ"), ("x", "y")]))
+    bpe = tiny_bpe([("Ġ", "Ġ"), ("ĠĠ", "ĠĠ"), ("x", "y")])
     rule = split_rule_for(bpe, "Ġ", 16)
     assert rule["class"] == "space"
     cut = with_rules(bpe, [rule])
-    full = with_rules(bpe, [])
-    full.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    full.normalizer = None
+    full = behind_gpt2_pre_tokenizer(bpe)
     for n in range(1, 20):
         for text in [f"xy{' ' * n}xy", f"xy{' ' * n}", f"({' ' * n}\n{' ' * n})", f"{' ' * n}\txy"]:
             assert cut.encode(text).ids == full.encode(text).ids, (n, text)
@@ -197,23 +204,14 @@ def test_a_run_before_a_neighbour_that_a_token_joins_to_non_ascii_punctuation_is
 def test_a_run_after_a_space_and_a_neighbour_is_cut_where_bpe_joins_the_space_first():
     # a BPE with a token of "#" and four dashes but an earlier merge of " #": the cut before the run holds after
     # a space alone (SmolLM2 has "#" and 64 dashes), so only there the rule cuts it
-    from tokenizers.models import BPE
-
-    from ivr.tokenizers.byte_level import byte_to_char
-    from ivr.tokenizers.distill.split_rules import split_rule_for
-
     # a space joins the run too, and two spaces join first: a space is no neighbour to cut after
-    pieces = list(byte_to_char().values()) + ["--", "----", "Ġ#", "#----", "xy", "ĠĠ", "Ġ----"]
-    merges = [("-", "-"), ("Ġ", "Ġ"), ("--", "--"), ("Ġ", "#"), ("#", "----"), ("x", "y"), ("Ġ", "----")]
-    bpe = Tokenizer(BPE({p: i for i, p in enumerate(pieces)}, merges))
+    bpe = tiny_bpe([("-", "-"), ("Ġ", "Ġ"), ("--", "--"), ("Ġ", "#"), ("#", "----"), ("x", "y"), ("Ġ", "----")])
     rule = split_rule_for(bpe, "-", 16)
     pre = rules_pre_tokenizer([rule])
     assert [p for p, _ in pre.pre_tokenize_str("xy #------")] == ["xy", "Ġ#", "----", "--"]
     assert [p for p, _ in pre.pre_tokenize_str("xy#------")] == ["xy", "#------"]
     cut = with_rules(bpe, [rule])
-    full = with_rules(bpe, [])
-    full.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    full.normalizer = None
+    full = behind_gpt2_pre_tokenizer(bpe)
     for n in range(1, 20):
         for text in [f"xy #{'-' * n}", f" #{'-' * n}#", f"( #{'-' * n})", f"xy#{'-' * n} #", f"  #{'-' * n}xy", f"xy  {'-' * n}"]:
             assert cut.encode(text).ids == full.encode(text).ids, (n, text)
@@ -222,18 +220,9 @@ def test_a_run_after_a_space_and_a_neighbour_is_cut_where_bpe_joins_the_space_fi
 def test_a_run_before_a_token_of_its_character_and_the_neighbour_is_cut_as_bpe_cuts_it():
     # SmolLM2's merges, in its order: "('" + "_" comes before "(" + "('" and "((" + "(", so four "(" before "'_"
     # are "(((" "('_" but before "'" alone "((" "(('": the rest of "('_" after "('" must be asked about
-    from tokenizers.models import BPE
-
-    from ivr.tokenizers.byte_level import byte_to_char
-    from ivr.tokenizers.distill.split_rules import split_rule_for
-
-    merges = [("(", "'"), ("(", "("), ("('", "_"), ("(", "('"), ("((", "("), ("x", "y")]
-    pieces = list(byte_to_char().values()) + ["".join(m) for m in merges]
-    bpe = Tokenizer(BPE({p: i for i, p in enumerate(pieces)}, merges))
+    bpe = tiny_bpe([("(", "'"), ("(", "("), ("('", "_"), ("(", "('"), ("((", "("), ("x", "y")])
     cut = with_rules(bpe, [split_rule_for(bpe, "(", 16)])
-    full = with_rules(bpe, [])
-    full.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    full.normalizer = None
+    full = behind_gpt2_pre_tokenizer(bpe)
     assert full.encode("(((('_").tokens == ["(((", "('_"]
     for n in range(1, 20):
         for text in [f"{'(' * n}'_", f"{'(' * n}'", f"xy{'(' * n}'_xy", f" {'(' * n}'_", f"{'(' * n}'x"]:
