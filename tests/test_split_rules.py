@@ -178,8 +178,11 @@ def test_runs_of_spaces_are_cut_into_bpes_chunks():
     assert rule["class"] == "space"
     cut = with_rules(bpe, [rule])
     full = behind_gpt2_pre_tokenizer(bpe)
+    # trailing spaces before a newline and a word are a pre-token of their own, so they are cut too
+    assert [p for p, _ in rules_pre_tokenizer([rule]).pre_tokenize_str("xy      \nxy")] == ["xy", "ĠĠĠĠ", "ĠĠ", "Ċ", "xy"]
     for n in range(1, 20):
-        for text in [f"xy{' ' * n}xy", f"xy{' ' * n}", f"({' ' * n}\n{' ' * n})", f"{' ' * n}\txy"]:
+        for text in [f"xy{' ' * n}xy", f"xy{' ' * n}", f"({' ' * n}\n{' ' * n})", f"{' ' * n}\txy", f"xy{' ' * n}\nxy",
+                     f"xy{' ' * n}\n", f"xy{' ' * n}\n\nxy", f"xy{' ' * n}\r\nxy", f"xy{' ' * n}\u00a0xy", f"{' ' * n}\n xy"]:
             assert cut.encode(text).ids == full.encode(text).ids, (n, text)
 
 

@@ -27,9 +27,10 @@ RUN_END = {
     # is also cut where more ASCII white space follows in its pre-token, or one white character ends the text
     # (nothing merges a newline with it)
     "newline": r"(?:[\x{09}-\x{0D}\x{20}](?=\S)|[\x{09}-\x{0D}\x{20}]?\z|(?=[\x{09}\x{0B}-\x{0D}\x{20}][\x{09}-\x{0D}\x{20}]))",
-    # spaces: the run's pre-token ends where its last space goes to the word after it, or at the end of the text
-    # (a run before other white space may merge with it: left to GPT-2's alternatives)
-    "space": r"(?:\x{20}(?=\S)|\z)",
+    # spaces: the run's pre-token ends where its last space goes to the word after it, at the end of the text,
+    # or before one other ASCII white character and a word (trailing spaces at a line's end); a run before more
+    # white space may merge with it: left to GPT-2's alternatives
+    "space": r"(?:\x{20}(?=\S)|\z|(?=[\x{09}-\x{0D}]\S))",
 }
 
 
