@@ -21,6 +21,8 @@ distilled one (one early merge against a sum of later ones, ` liczbowa`: BPE `li
     uv run python benchmarks/multilingual_distill.py --out /tmp/multilingual
     uv run python benchmarks/multilingual_distill.py --out /tmp/multilingual_before --general-languages ''
     uv run python benchmarks/multilingual_distill.py --fit code --set init_offset=10 --set init_exponent=4.19
+    uv run python benchmarks/multilingual_distill.py --fit code --fit-held-out all --set word_rules=0 --set slack_penalty=1e9 --out /tmp/oracle
+    uv run python benchmarks/multilingual_distill.py --fit code --fit-held-out half --out /tmp/half
 """
 
 from __future__ import annotations
@@ -93,6 +95,10 @@ def main() -> None:
     ap.add_argument("--fit", choices=("code", "prose", "both"), default="both", help="which corpus to fit on")
     ap.add_argument("--lang-chars", type=int, default=2_000_000, help="cap on each language's messages")
     ap.add_argument("--languages", default=",".join(LANGUAGES), help="comma-separated locale names")
+    ap.add_argument("--fit-held-out", choices=("none", "all", "half"), default="none",
+                    help="also fit on the held-out sets: 'all' of them (an oracle: what scores can match at all, not "
+                         "what generalizes; with --set word_rules=0, the scores and split rules alone), or every other "
+                         "document of each, measuring each set on the rest (text of its own kind in the fit)")
     add_heldout_every(ap)
     args = ap.parse_args()
     settings = settings_from(args.set, general_languages=args.general_languages,
@@ -104,6 +110,11 @@ def main() -> None:
                                                              settings.init_offset),
                               source.never)
     fits, sets = held_out_sets(args.heldout_every, args.lang_chars, tuple(args.languages.split(",")))
+    if args.fit_held_out != "none":
+        step = 1 if args.fit_held_out == "all" else 2
+        joined = [t for held in sets.values() for t in held[step - 1::step]]
+        fits = {name: texts + joined for name, texts in fits.items()}
+        sets = {name: held[::2] if step == 2 else held for name, held in sets.items()}
     for name in ("code", "prose") if args.fit == "both" else (args.fit,):
         out = args.out / name
         with Stopwatch() as stage:
