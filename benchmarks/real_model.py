@@ -45,9 +45,8 @@ from ivr.metrics import LN2, token_nll
 from ivr.model import EmbeddingInit, IVRLanguageModel
 from ivr.packing import pack_blocks, token_byte_lengths
 from ivr.paths import ArtifactPaths
-from ivr.tokenizers.io import load_tokenizer
+from ivr.tokenizers.io import load_tokenizer, read_special_tokens
 from ivr.tokenizers.remap_rules import read_remap_rules
-from ivr.tokenizers.special import read_special_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "smollm2.yaml"

@@ -14,9 +14,8 @@ from common import Stopwatch, add_heldout_every, english_prose, parser, print_me
 
 from ivr.gguf import SMOLLM2_GGUF
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
-from ivr.tokenizers.io import load_tokenizer
+from ivr.tokenizers.io import load_tokenizer, read_special_tokens
 from ivr.tokenizers.source import fetch_original_tokenizer
-from ivr.tokenizers.special import read_special_tokens
 
 TARGET = 0.9999
 

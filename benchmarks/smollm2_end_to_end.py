@@ -27,8 +27,7 @@ from ivr.export import export_disagreements
 from ivr.metrics import bits_per_byte, lm_sums
 from ivr.packing import token_byte_lengths
 from ivr.paths import ArtifactPaths
-from ivr.tokenizers.io import load_tokenizer
-from ivr.tokenizers.special import read_special_tokens
+from ivr.tokenizers.io import load_tokenizer, read_special_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "smollm2.yaml"

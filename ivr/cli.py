@@ -145,14 +145,14 @@ class IVRTrainer(Trainer):
 def _predict_checkpoint(datamodule: IVRDataModule, ckpt_path: str | None) -> str | None:
     """The checkpoint ``ivr predict`` loads: the one given, else the last fit's; ``base`` for none, said aloud."""
     read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
-    tokenizer = datamodule.paths.tokenizer_dir(datamodule.hparams.tokenizer) / "tokenizer.json"
+    tokenizer = datamodule.paths.tokenizer_file(datamodule.hparams.tokenizer)
     if not tokenizer.is_file():
         raise FileNotFoundError(f"no tokenizer at {tokenizer}: run `ivr fit` (or `ivr prepare`) with this config first")
     if ckpt_path == "base":
         print("ivr predict: generating from the configured model without fine-tuning (--ckpt_path base)")
         return None
     if ckpt_path is None:
-        last = datamodule.paths.checkpoints_dir / "last.ckpt"
+        last = datamodule.paths.last_checkpoint
         if not last.is_file():
             raise FileNotFoundError(
                 f"no checkpoint to predict with: {last} does not exist. Run `ivr fit` first, pass --ckpt_path FILE, "

@@ -23,9 +23,8 @@ from ivr.model import EmbeddingInit
 from ivr.paths import ArtifactPaths
 from ivr.prompts import read_prompts
 from ivr.tokenizers.distill import DistillSettings
-from ivr.tokenizers.io import load_tokenizer
+from ivr.tokenizers.io import load_tokenizer, read_special_tokens
 from ivr.tokenizers.remap import RemapSettings
-from ivr.tokenizers.special import read_special_tokens
 from ivr.tokenizers.verify import VerifySettings
 
 

@@ -19,8 +19,7 @@ from transformers import GenerationConfig, PreTrainedModel
 
 from ivr.atomic import atomic_dir
 from ivr.causal_lm import context_size
-from ivr.tokenizers.io import file_sha256, load_tokenizer
-from ivr.tokenizers.special import read_special_tokens
+from ivr.tokenizers.io import file_sha256, load_tokenizer, read_special_tokens
 
 EXPORT_METADATA_FILE = "ivr_export.json"
 LIGHTNING_PREFIX = "model."

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+TOKENIZER_FILE = "tokenizer.json"  # a tokenizer directory's one file that ``tokenizers`` loads
+
 
 @dataclass(frozen=True)
 class ArtifactPaths:
@@ -62,6 +64,10 @@ class ArtifactPaths:
         if which not in dirs:
             raise ValueError(f"unknown tokenizer {which!r}; expected one of {sorted(dirs)}")
         return dirs[which]
+
+    def tokenizer_file(self, which: str) -> Path:
+        """The ``tokenizer.json`` of the ``original``, ``distilled`` or ``remapped`` tokenizer."""
+        return self.tokenizer_dir(which) / TOKENIZER_FILE
 
     # analysis reports
     @property
@@ -132,6 +138,10 @@ class ArtifactPaths:
     def datasets_dir(self) -> Path:
         return self.root / "datasets"
 
+    def dataset_dir(self, tokenizer: str, key: str) -> Path:
+        """The packed blocks of ``tokenizer``'s text, one folder per cache ``key`` (a hash of what they depend on)."""
+        return self.datasets_dir / f"{tokenizer}-{key}"
+
     @property
     def training_dir(self) -> Path:
         return self.root / "training"
@@ -140,6 +150,11 @@ class ArtifactPaths:
     def checkpoints_dir(self) -> Path:
         """Lightning checkpoints, ``last.ckpt`` among them: one place across runs, so ``--ckpt_path last`` resumes."""
         return self.training_dir / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        """The newest checkpoint of the last fit (Lightning's ``save_last``)."""
+        return self.checkpoints_dir / "last.ckpt"
 
     @property
     def predictions(self) -> Path:

@@ -9,15 +9,13 @@ only call :func:`run_stage` and :func:`build_datasets`.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import logging
 import platform
 import types
 from importlib import metadata
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -31,18 +29,19 @@ from ivr.analysis.select_settings import SelectSettings
 from ivr.atomic import atomic_dir
 from ivr.builtin_corpora import english_reference_texts
 from ivr.causal_lm import ModelShape, base_model
+from ivr.collector import collector_paused
 from ivr.corpus import CleaningOptions, SplitTexts, check_splits, clean_corpus, iter_documents, read_manifest, read_text_files
 from ivr.embeddings import AlignSettings, align_embeddings, align_outputs
 from ivr.gguf import is_gguf, locate_gguf
 from ivr.packing import encoded_batches, write_packed_splits
-from ivr.paths import ArtifactPaths
+from ivr.paths import TOKENIZER_FILE, ArtifactPaths
 from ivr.stamps import code_fingerprint, is_current, module_file, write_stamp
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
-from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer
+from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer, read_special_tokens
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
 from ivr.tokenizers.source import fetch_original_tokenizer
-from ivr.tokenizers.special import CHAT_TEMPLATE_FILE, read_special_tokens
+from ivr.tokenizers.special import CHAT_TEMPLATE_FILE
 from ivr.tokenizers.verify import VerifySettings, rate_text, verify_tokenizer
 
 log = logging.getLogger(__name__)
@@ -133,19 +132,7 @@ def _sha(path: Path) -> str:
     return file_sha256(path) if Path(path).is_file() else "absent"
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while a stage builds, one collection after. Its full collections
-    walk every object a stage holds (millions of pre-tokens, fit words, counts) again and again: 6% of the
-    distillation's CPU time at 128 MB, with the same peak memory without them."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-        gc.collect()
+
 
 
 def staged(stage: str, paths: ArtifactPaths, key: dict, outputs: list[Path], build: Callable[[], None], code: Callable) -> list[Path]:
@@ -207,7 +194,7 @@ def analyze(config: PipelineConfig) -> list[Path]:
     """Encode the corpus with the original BPE: id sequences and token frequencies."""
     paths = config.paths
     outputs = [paths.bpe_token_id_sequences, paths.token_frequency]
-    key = {"tokenizer": _sha(paths.original_tokenizer_dir / "tokenizer.json"), **_corpus_key(config)}
+    key = {"tokenizer": _sha(paths.tokenizer_file("original")), **_corpus_key(config)}
 
     def build() -> None:
         documents = iter_documents(paths.cleaned_corpora_dir, None, config.heldout_fraction)
@@ -225,7 +212,7 @@ def distill(config: PipelineConfig) -> list[Path]:
     outputs = [paths.distilled_tokenizer_dir, paths.distillation_report_md, paths.distillation_report_json,
                paths.distilled_pretokens]
     key = {
-        "tokenizer": _sha(paths.original_tokenizer_dir / "tokenizer.json"),
+        "tokenizer": _sha(paths.tokenizer_file("original")),
         "tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
         "chat_template": _sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),  # copied into the tokenizer dir
         "settings": _plain(config.distill),
@@ -257,7 +244,7 @@ def distill(config: PipelineConfig) -> list[Path]:
                 on_encoded={"corpus": recorder.adder("train"), "heldout": recorder.adder("heldout")},
             )
             recorder.finish(load_tokenizer(paths.distilled_tokenizer_dir),
-                            _sha(paths.distilled_tokenizer_dir / "tokenizer.json"), _corpus_key(config)["corpus"],
+                            _sha(paths.tokenizer_file("distilled")), _corpus_key(config)["corpus"],
                             config.heldout_fraction)
         rates = {name: rate_text(s["rates"]["word_occurrence"]) for name, s in summary.get("sets", {}).items()}
         log.info("distill-tokenizer: word occurrences with the original's ids: %s", rates)
@@ -288,8 +275,8 @@ def select(config: PipelineConfig) -> list[Path]:
     outputs = [paths.replacement_candidates, paths.selection_log]
     outputs += [paths.savings_curve] if settings.validation_fraction > 0 else []
     key = {
-        "tokenizer": _sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
-        "original_tokenizer": _sha(paths.original_tokenizer_dir / "tokenizer.json"),
+        "tokenizer": _sha(paths.tokenizer_file("distilled")),
+        "original_tokenizer": _sha(paths.tokenizer_file("original")),
         "original_tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
         "settings": _plain(settings),
         # the selection's own-id and general-text checks build the remapped tokenizer as remap will
@@ -303,7 +290,7 @@ def select(config: PipelineConfig) -> list[Path]:
         # ids the tokenizer's config names (bos, eos, pad, unk) are never freed, added tokens or not
         special = sorted(read_special_tokens(paths.original_tokenizer_dir).protected_ids())
         protected = replace(settings, protected_ids=sorted({*settings.protected_ids, *special}))
-        counted = read_pretoken_counts(paths.distilled_pretokens, _sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
+        counted = read_pretoken_counts(paths.distilled_pretokens, _sha(paths.tokenizer_file("distilled")),
                                        _corpus_key(config)["corpus"], config.heldout_fraction,
                                        settings.per_document_cap, settings.validation_fraction)
         if isinstance(counted, str):
@@ -329,7 +316,7 @@ def remap(config: PipelineConfig) -> list[Path]:
     else:
         select(config)
     key = {
-        "tokenizer": _sha(paths.distilled_tokenizer_dir / "tokenizer.json"),
+        "tokenizer": _sha(paths.tokenizer_file("distilled")),
         "rules_source": [str(source), _sha(source)],
         "original_tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
         "original_chat_template": _sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),
@@ -391,8 +378,8 @@ def align(
         "base_model": _plain(base.from_config) if base.from_config is not None else base.name_or_path,
         "base_model_files": _checkpoint_fingerprint(base.name_or_path) if base.from_config is None else None,
         "rules": [str(rules), _sha(rules)],
-        "original_tokenizer": _sha(original_dir / "tokenizer.json"),
-        "remapped_tokenizer": _sha(remapped_dir / "tokenizer.json"),
+        "original_tokenizer": _sha(original_dir / TOKENIZER_FILE),
+        "remapped_tokenizer": _sha(remapped_dir / TOKENIZER_FILE),
         "settings": _plain(config.align),
     }
 
@@ -440,7 +427,7 @@ def dataset_dir(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int,
     key = json.dumps(
         {
             "version": DATASET_FORMAT_VERSION,
-            "tokenizer": file_sha256(paths.tokenizer_dir(tokenizer) / "tokenizer.json"),
+            "tokenizer": file_sha256(paths.tokenizer_file(tokenizer)),
             "corpus": read_manifest(paths.cleaned_corpora_dir)["fingerprint"],
             "block_size": block_size,
             "heldout_fraction": heldout_fraction,
@@ -449,7 +436,7 @@ def dataset_dir(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int,
         },
         sort_keys=True,
     )
-    return paths.datasets_dir / f"{tokenizer}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return paths.dataset_dir(tokenizer, hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
 def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int, heldout_fraction: float) -> Path:

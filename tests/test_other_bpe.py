@@ -10,10 +10,9 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from transformers import AutoTokenizer
 
 from ivr.tokenizers.distill import UnsupportedTokenizer, distill_tokenizer, source_bpe
-from ivr.tokenizers.io import load_tokenizer
+from ivr.tokenizers.io import load_tokenizer, read_special_tokens
 from ivr.tokenizers.remap_rules import RemapRuleError, id_contract, validate_remap_rules
 from ivr.tokenizers.source import fetch_original_tokenizer
-from ivr.tokenizers.special import read_special_tokens
 from tests.distill_fixtures import corpus, fast_settings
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>", "<file_sep>"]

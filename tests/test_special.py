@@ -7,7 +7,7 @@ import json
 import pytest
 from tokenizers import Tokenizer, models
 
-from ivr.tokenizers.special import read_special_tokens
+from ivr.tokenizers.io import read_special_tokens
 
 
 def tokenizer_dir(tmp_path, added, config=None):

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from ivr import pipeline
+from ivr.collector import collector_paused
 from ivr.paths import ArtifactPaths
 from ivr.stamps import PACKAGE_ROOT, code_fingerprint, module_closure
 
@@ -138,7 +139,7 @@ def test_a_new_version_of_a_deciding_library_rebuilds(tmp_path, monkeypatch):
     assert len(builds) == 4
 
 
-def test_a_stage_builds_with_the_garbage_collector_paused_and_restores_it(tmp_path):
+def test_a_stage_builds_with_the_garbage_collector_paused_and_restores_it(tmp_path, monkeypatch):
     import gc
 
     paths = ArtifactPaths.from_config(tmp_path)
@@ -153,13 +154,18 @@ def test_a_stage_builds_with_the_garbage_collector_paused_and_restores_it(tmp_pa
     with pytest.raises(RuntimeError):
         pipeline.staged("analyze", paths, {"inputs": 1}, [out], build, pipeline.analyze)
     assert seen == [False] and gc.isenabled()
-    gc.disable()  # a caller that had it off keeps it off
+    collections = []
+    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a))
+    gc.disable()  # a caller that had it off keeps it off, and a nested pause collects nothing
     try:
-        with pipeline.collector_paused():
+        with collector_paused():
             pass
-        assert not gc.isenabled()
+        assert not gc.isenabled() and collections == []
     finally:
         gc.enable()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled() and len(collections) == 1
 
 
 @pytest.mark.parametrize("stage, rules_path, first", [("select", None, "distill"), ("remap", None, "select"),

@@ -44,16 +44,3 @@ def bpe_merges(tok: Tokenizer) -> tuple[tuple[str, str], ...]:
     """The BPE model's merges in rank order, in either form ``tokenizer.json`` writes them (``"a b"`` or
     ``["a", "b"]``)."""
     return tuple(tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in bpe_model(tok)["merges"])
-
-
-def tokenizer_pieces(tok: Tokenizer) -> list[str]:
-    """The pieces of ``tok`` by id, added tokens included; fails unless the ids run from 0 without a gap."""
-    vocab = tok.get_vocab(with_added_tokens=True)
-    pieces = [""] * len(vocab)
-    for piece, i in vocab.items():
-        if not 0 <= i < len(vocab):
-            missing = sorted(set(range(len(vocab))) - set(vocab.values()))[:10]
-            raise ValueError(f"the tokenizer's ids have gaps (no piece at ids {missing}): ids must run from 0 "
-                             f"to the vocabulary size minus one")
-        pieces[i] = piece
-    return pieces

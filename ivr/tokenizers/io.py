@@ -12,9 +12,12 @@ from tokenizers import Encoding, Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import Model
 
 from ivr.atomic import atomic_dir
-from ivr.tokenizers.special import ENDOFTEXT, SpecialTokens, special_tokens_of
+from ivr.paths import TOKENIZER_FILE
+from ivr.tokenizers.special import (
+    CHAT_TEMPLATE_FILE, CONFIG_FILES, ENDOFTEXT, UNSET_LENGTH, SpecialTokens, config_roles, special_tokens,
+    special_tokens_of,
+)
 
-TOKENIZER_FILE = "tokenizer.json"
 METADATA_FILE = "ivr_metadata.json"
 
 
@@ -105,10 +108,48 @@ def save_tokenizer_dir(
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
     """The tokenizer saved in ``directory``, set to encode document text as text (``special_text_as_text``)."""
+    return special_text_as_text(_tokenizer_file(directory))
+
+
+def _tokenizer_file(directory: str | Path) -> Tokenizer:
     path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no tokenizer at {path}: run the stage that builds it first (see `ivr prepare`)")
-    return special_text_as_text(Tokenizer.from_file(str(path)))
+    return Tokenizer.from_file(str(path))
+
+
+def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
+    """The special tokens of the tokenizer directory ``tokenizer_dir``: added tokens from ``tokenizer.json``,
+    roles from ``tokenizer_config.json`` (else ``special_tokens_map.json``; with neither, GPT-2's layout only)."""
+    directory = Path(tokenizer_dir)
+    path = directory / TOKENIZER_FILE
+    tok = _tokenizer_file(directory)
+    for name in CONFIG_FILES:
+        config_path = directory / name
+        if config_path.is_file():
+            try:
+                config = json.loads(config_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{config_path}: not valid JSON: {err}") from None
+            length = config.get("model_max_length")
+            # transformers writes int(1e30) for "no limit known"
+            length = length if isinstance(length, int) and length < UNSET_LENGTH else None
+            return special_tokens(tok, config_roles(config), length, str(config_path),
+                                  read_chat_template(directory, config))
+    return special_tokens_of(tok, str(path))
+
+
+def read_chat_template(directory: Path, config: dict) -> str | None:
+    """The chat template of a tokenizer directory: ``chat_template.jinja``, else the config's ``chat_template``
+    string; ``None`` without one. A list of named templates is refused: no derived file could carry it as read."""
+    path = directory / CHAT_TEMPLATE_FILE
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    template = config.get("chat_template")
+    if template is not None and not isinstance(template, str):
+        raise ValueError(f"{directory / CONFIG_FILES[0]}: chat_template is a {type(template).__name__}; only one "
+                         "template (a string) is supported")
+    return template
 
 
 def special_text_as_text(tok: Tokenizer) -> Tokenizer:

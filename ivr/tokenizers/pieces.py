@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from tokenizers import Tokenizer
 
 from ivr.tokenizers.byte_level import text_to_piece
@@ -11,11 +9,15 @@ from ivr.tokenizers.io import pre_tokens
 
 
 def vocab_pieces(tokenizer: Tokenizer) -> list[str]:
-    """Pieces by id: the Unigram vocabulary plus added tokens (``<|endoftext|>``)."""
-    model = json.loads(tokenizer.to_str())["model"]
-    pieces = [p for p, _ in model["vocab"]]
-    for i in range(len(pieces), tokenizer.get_vocab_size()):
-        pieces.append(tokenizer.id_to_token(i))
+    """The pieces of ``tokenizer`` by id, added tokens included; fails unless the ids run from 0 without a gap."""
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    pieces = [""] * len(vocab)
+    for piece, i in vocab.items():
+        if not 0 <= i < len(vocab):
+            missing = sorted(set(range(len(vocab))) - set(vocab.values()))[:10]
+            raise ValueError(f"the tokenizer's ids have gaps (no piece at ids {missing}): ids must run from 0 "
+                             f"to the vocabulary size minus one")
+        pieces[i] = piece
     return pieces
 
 

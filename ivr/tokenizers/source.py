@@ -14,9 +14,11 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from ivr.gguf import is_gguf, locate_gguf
-from ivr.tokenizers.bpe import offline_gpt2_files, offline_gpt2_tokenizer, tokenizer_pieces
-from ivr.tokenizers.io import read_metadata, save_tokenizer_dir
-from ivr.tokenizers.special import CONFIG_FILES, SpecialTokens, read_special_tokens, special_tokens, special_tokens_of
+from ivr.paths import TOKENIZER_FILE
+from ivr.tokenizers.bpe import offline_gpt2_files, offline_gpt2_tokenizer
+from ivr.tokenizers.io import read_metadata, read_special_tokens, save_tokenizer_dir
+from ivr.tokenizers.pieces import vocab_pieces
+from ivr.tokenizers.special import CONFIG_FILES, SpecialTokens, special_tokens, special_tokens_of
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ def fetch_original_tokenizer(
     result is reused unless ``force``.
     """
     target_dir = Path(target_dir)
-    if (target_dir / "tokenizer.json").is_file() and not force:
+    if (target_dir / TOKENIZER_FILE).is_file() and not force:
         meta = read_metadata(target_dir)
         if meta.get("tokenizer_name") not in (None, tokenizer_name):
             log.warning("%s holds the tokenizer of %s, not %s: reusing it (data.force fetches the new one)",
@@ -82,9 +84,9 @@ def load_original(
 
 def from_dir(directory: str | Path) -> tuple[Tokenizer, SpecialTokens]:
     """A tokenizer directory's ``tokenizer.json`` as it is, and its special tokens."""
-    path = Path(directory) / "tokenizer.json"
+    path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer.json in {directory} (data.tokenizer_local_dir)")
+        raise FileNotFoundError(f"no {TOKENIZER_FILE} in {directory} (data.tokenizer_local_dir)")
     tok = Tokenizer.from_file(str(path))
     check_byte_level_bpe(tok, str(path))
     return tok, read_special_tokens(directory)
@@ -117,9 +119,9 @@ def _hub_dir(name: str) -> Path:
     from huggingface_hub import hf_hub_download
 
     try:  # the local cache first: no network round trip when the file is already here
-        path, local = hf_hub_download(name, "tokenizer.json", local_files_only=True), True
+        path, local = hf_hub_download(name, TOKENIZER_FILE, local_files_only=True), True
     except Exception:
-        path, local = hf_hub_download(name, "tokenizer.json"), False
+        path, local = hf_hub_download(name, TOKENIZER_FILE), False
     for config in CONFIG_FILES:
         try:
             hf_hub_download(name, config, local_files_only=local)
@@ -142,7 +144,7 @@ def check_byte_level_bpe(tok: Tokenizer, where: str) -> None:
     if '"ByteLevel"' not in pre:
         problems.append("its pre-tokenizer has no ByteLevel step")
     try:
-        tokenizer_pieces(tok)
+        vocab_pieces(tok)
     except ValueError as err:
         problems.append(str(err))
     if problems:

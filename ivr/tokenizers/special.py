@@ -1,5 +1,5 @@
 """A tokenizer's special tokens: its added tokens with their ids and the ids its config names bos, eos, pad and
-unk, read from the tokenizer directory, never assumed.
+unk, read from the tokenizer directory (``ivr.tokenizers.io.read_special_tokens``), never assumed.
 
 ``tokenizer.json`` holds the added tokens but not their roles; the roles come from ``tokenizer_config.json``
 (or ``special_tokens_map.json``), as ``transformers`` reads them. The one exception is a tokenizer whose only
@@ -9,11 +9,10 @@ and unk (GPT-2's own ``tokenizer_config.json`` says so).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from tokenizers import Tokenizer
+
 
 ENDOFTEXT = "<|endoftext|>"
 ROLES = ("bos", "eos", "pad", "unk")
@@ -106,39 +105,3 @@ def config_roles(config: dict) -> dict[str, str | None]:
         value = config.get(f"{role}_token")
         out[role] = value.get("content") if isinstance(value, dict) else value
     return out
-
-
-def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
-    """The special tokens of the tokenizer directory ``tokenizer_dir``: added tokens from ``tokenizer.json``,
-    roles from ``tokenizer_config.json`` (else ``special_tokens_map.json``; with neither, GPT-2's layout only)."""
-    directory = Path(tokenizer_dir)
-    path = directory / "tokenizer.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer at {path}: run the stage that builds it first (see `ivr prepare`)")
-    tok = Tokenizer.from_file(str(path))
-    for name in CONFIG_FILES:
-        config_path = directory / name
-        if config_path.is_file():
-            try:
-                config = json.loads(config_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{config_path}: not valid JSON: {err}") from None
-            length = config.get("model_max_length")
-            # transformers writes int(1e30) for "no limit known"
-            length = length if isinstance(length, int) and length < UNSET_LENGTH else None
-            return special_tokens(tok, config_roles(config), length, str(config_path),
-                                  read_chat_template(directory, config))
-    return special_tokens_of(tok, str(path))
-
-
-def read_chat_template(directory: Path, config: dict) -> str | None:
-    """The chat template of a tokenizer directory: ``chat_template.jinja``, else the config's ``chat_template``
-    string; ``None`` without one. A list of named templates is refused: no derived file could carry it as read."""
-    path = directory / CHAT_TEMPLATE_FILE
-    if path.is_file():
-        return path.read_text(encoding="utf-8")
-    template = config.get("chat_template")
-    if template is not None and not isinstance(template, str):
-        raise ValueError(f"{directory / CONFIG_FILES[0]}: chat_template is a {type(template).__name__}; only one "
-                         "template (a string) is supported")
-    return template

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from tokenizers import Tokenizer
 
-from ivr.tokenizers.bpe import bpe_merges, tokenizer_pieces
+from ivr.tokenizers.bpe import bpe_merges
 from ivr.tokenizers.byte_level import single_byte_pieces
 from ivr.tokenizers.gpt2_pre_tokens import is_gpt2_pre_tokenizer, pre_tokenizer_steps
+from ivr.tokenizers.pieces import vocab_pieces
 
 
 class UnsupportedTokenizer(ValueError):
@@ -49,7 +50,7 @@ def source_bpe(bpe: Tokenizer) -> SourceBPE:
     problems = _model_problems(model) + _pipeline_problems(spec)
     if problems:
         raise UnsupportedTokenizer("cannot distil this tokenizer: " + "; ".join(problems))
-    pieces = tokenizer_pieces(bpe)
+    pieces = vocab_pieces(bpe)
     merges = bpe_merges(bpe)
     index = {p: i for i, p in enumerate(pieces)}
     unknown = [m for m in merges if m[0] not in index or m[1] not in index or m[0] + m[1] not in index][:5]

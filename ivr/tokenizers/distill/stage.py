@@ -36,11 +36,9 @@ instructions than mapping each pre-token.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -48,6 +46,7 @@ import numpy as np
 import tokenizers
 from tokenizers import Encoding, Tokenizer
 
+from ivr.collector import collector_paused
 from ivr.general_english import most_frequent_english
 from ivr.peak_memory import PeakRSS
 from ivr.tokenizers.byte_level import readable, text_to_piece
@@ -63,18 +62,7 @@ from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
 from ivr.tokenizers.verify import DistillationMismatch, VerifySettings, verify_tokenizer
 
 
-@contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector: each round, and each split rule's questions to BPE, build ~10^5 small
-    objects (no cycles), and with a large corpus alive every collection they trigger walks it, which more than
-    doubled the fit's time."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+
 
 
 def fit_distilled(
@@ -92,7 +80,7 @@ def fit_distilled(
     gold = [e.ids for e in bare_bpe.encode_batch(words)]
     general = [text_to_piece(lead + w) for w, _ in most_frequent_english(settings.general_usage_words)
                for lead in ("", " ")]
-    with _gc_paused():
+    with collector_paused():
         score_cpu = time.process_time()  # every thread's: the solver's own may run several
         scores, stats, given_up = fit_scores(pieces, words, weights, gold, settings,
                                              [e.ids for e in bare_bpe.encode_batch(general)],
