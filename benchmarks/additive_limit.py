@@ -61,6 +61,7 @@ from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable, text_to_piece
 from ivr.tokenizers.distill.scores import initial_scores, merge_tree_matrix
 from ivr.tokenizers.distill.source_bpe import SourceBPE, source_bpe
+from ivr.tokenizers.distill.words import pre_token_counts
 from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
 
 DEFAULT_DESIGNS = ("f64:pow:3.3,exact:pow:3.3,f64:pow:6,exact:pow:6,exact:pow:10,exact:pow:14,exact:lex,"
@@ -214,11 +215,7 @@ def shown(pieces: Sequence[str]) -> str:
     return json.dumps("·".join(readable(p) for p in pieces), ensure_ascii=False)[1:-1]
 
 
-def word_counts(texts: list[str], pre_tokenize: Callable[[str], list]) -> Counter:
-    counts: Counter = Counter()
-    for text in texts:
-        counts.update(w for w, _ in pre_tokenize(text))
-    return counts
+
 
 
 def encode_ids(tok, words: list[str]) -> list[list[int]]:
@@ -345,7 +342,7 @@ def main() -> None:
         evaluator = Evaluator(bpe, designs, args.budget_exponent)
     print(f"tokenizers, exact weights and piece scores: {t.seconds:.0f} s")
     _, sets = held_out_sets(args.heldout_every, args.lang_chars, tuple(args.languages.split(",")))
-    counts = {name: word_counts(texts, bpe.pre_tokenizer.pre_tokenize_str) for name, texts in sets.items()}
+    counts = {name: pre_token_counts(bpe, texts, desc=name)[0] for name, texts in sets.items()}
     words = sorted(set().union(*counts.values()))
     with Stopwatch() as t:
         labels, results = evaluator.run(words)

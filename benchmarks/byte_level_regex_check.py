@@ -13,7 +13,6 @@ were rewritten wrong:
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from common import Stopwatch, distillation_sets, parser
 
 from ivr.tokenizers.byte_level import piece_to_bytes
 from ivr.tokenizers.distill import rules_pre_tokenizer, with_rules
-from ivr.tokenizers.io import METADATA_FILE, load_tokenizer, pre_tokens
+from ivr.tokenizers.io import load_tokenizer, pre_tokens, read_metadata
 
 NON_ASCII = list("éßЖ中½٣\u0301\u00a0\u3000\u2028\u0085“”—…─═•·█\U0001f600\u00ad\u200b")
 
@@ -52,9 +51,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--examples", type=int, default=5, help="how many differing texts to print")
     args = ap.parse_args()
-    if not (args.tokenizer / METADATA_FILE).is_file():
-        raise SystemExit(f"{args.tokenizer}: no {METADATA_FILE}; run benchmarks/distill_benchmark.py first")
-    meta = json.loads((args.tokenizer / METADATA_FILE).read_text(encoding="utf-8"))
+    meta = read_metadata(args.tokenizer, required=True)
     rules, words = meta.get("split_rules", []), meta.get("word_rules", [])
     over_text = rules_pre_tokenizer(rules, words)
     byte_level = with_rules(load_tokenizer(args.tokenizer), rules, words)

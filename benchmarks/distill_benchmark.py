@@ -12,7 +12,6 @@ Two fits' encode speeds compare within one run with ``--throughput-only --also O
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
@@ -24,7 +23,7 @@ from common import (Stopwatch, add_heldout_every, add_settings, english_prose, p
 from ivr.peak_memory import process_peak_kb
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer, with_rules
-from ivr.tokenizers.io import METADATA_FILE, load_tokenizer
+from ivr.tokenizers.io import load_tokenizer, read_metadata
 
 
 def main() -> None:
@@ -119,7 +118,7 @@ def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int, also: 
     # all loaded afresh, so that their word caches (10,000 words each) start empty alike; the distilled model
     # behind GPT-2's plain pre-tokenizer tells the rules' cost apart from the Unigram model's, and behind the
     # split rules alone the word rules' cost apart from the split rules'
-    metadata = json.loads((tokenizer_dir / METADATA_FILE).read_text(encoding="utf-8"))
+    metadata = read_metadata(tokenizer_dir, required=True)
     toks = {"bpe": offline_gpt2_tokenizer(), "distilled": load_tokenizer(tokenizer_dir),
             "plain": with_rules(load_tokenizer(tokenizer_dir), []),
             "split": with_rules(load_tokenizer(tokenizer_dir), metadata.get("split_rules", []))}

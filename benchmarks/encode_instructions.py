@@ -46,7 +46,7 @@ def build(variant: str, tokenizer_dir: Path):
     # imported here, so that the process counted under valgrind loads the tokenizers library alone
     from ivr.tokenizers.bpe import offline_gpt2_tokenizer
     from ivr.tokenizers.distill import rules_pre_tokenizer, with_rules
-    from ivr.tokenizers.io import METADATA_FILE, load_tokenizer
+    from ivr.tokenizers.io import load_tokenizer, read_metadata
     from ivr.tokenizers.distill.word_rules import word_segments
 
     if variant == "bpe":
@@ -54,7 +54,7 @@ def build(variant: str, tokenizer_dir: Path):
     tok = load_tokenizer(tokenizer_dir)
     if variant == "distilled":
         return tok
-    meta = json.loads((tokenizer_dir / METADATA_FILE).read_text(encoding="utf-8"))
+    meta = read_metadata(tokenizer_dir, required=True)
     rules, words = meta.get("split_rules", []), meta.get("word_rules", [])
     if variant == "text-regex":  # the layout before the byte-level regex
         tok.normalizer = None

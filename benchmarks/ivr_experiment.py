@@ -62,6 +62,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from ivr.atomic import write_json  # noqa: E402
 from ivr.builtin_corpora import documentation_texts, help_topics, until_size  # noqa: E402
 from ivr.causal_lm import ModelShape, load_pretrained  # noqa: E402
 from ivr.corpus import is_heldout, iter_documents  # noqa: E402
@@ -77,6 +78,7 @@ from ivr.metrics import bits_per_byte  # noqa: E402
 from ivr.model import IVRLanguageModel  # noqa: E402
 from ivr.packing import pack_blocks  # noqa: E402
 from ivr.paths import ArtifactPaths  # noqa: E402
+from ivr.stamps import is_current  # noqa: E402
 from ivr.tokenizers.byte_level import EOS_ID  # noqa: E402
 from ivr.tokenizers.distill import DistillSettings  # noqa: E402
 from ivr.tokenizers.io import load_tokenizer  # noqa: E402
@@ -240,7 +242,7 @@ def pretrain(args, base_dir: Path, train_texts: list[str], tok, seed: int | None
     key = {"shape": asdict(shape), "steps": args.pretrain_steps, "lr": args.pretrain_lr, "batch": args.batch_size,
            "block": args.block_size, "data": hashlib.sha256("\0".join(train_texts).encode()).hexdigest()}
     stamp = base_dir / "pretrain.json"
-    if stamp.is_file() and json.loads(stamp.read_text())["key"] == key and (base_dir / "config.json").is_file():
+    if is_current(stamp, key, [base_dir / "config.json"]):
         print(f"pretrain: reusing {base_dir}")
         return json.loads(stamp.read_text())["result"]
     blocks = pack(tok, train_texts, args.block_size)
@@ -260,7 +262,7 @@ def pretrain(args, base_dir: Path, train_texts: list[str], tok, seed: int | None
     result = {"blocks": len(blocks), "tokens_seen": meter.tokens, "bytes_seen": meter.bytes,
               "tokens_per_sec": meter.tokens_per_sec, "seconds": time.perf_counter() - started,
               "shape": asdict(shape)}
-    stamp.write_text(json.dumps({"key": key, "result": result}, indent=2))
+    write_json(stamp, {"key": key, "result": result})
     return result
 
 

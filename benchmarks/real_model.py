@@ -41,7 +41,7 @@ from ivr.builtin_corpora import english_reference_texts, translated_messages
 from ivr.causal_lm import load_pretrained
 from ivr.corpus import iter_documents
 from ivr.embeddings import AlignSettings, aligned_wte, alignment_index, final_wte, install_embeddings
-from ivr.metrics import LN2, token_nll
+from ivr.metrics import bits_per_byte, token_nll
 from ivr.model import EmbeddingInit, IVRLanguageModel
 from ivr.packing import pack_blocks, token_byte_lengths
 from ivr.paths import ArtifactPaths
@@ -121,7 +121,7 @@ def score(model, docs: EvalSet, separator: int, window: int, batch: int) -> Scor
 
 def bpb(scores: Scores, docs: EvalSet, nbytes: np.ndarray) -> float:
     nll = sum(s.sum() for s in scores.nll)
-    return float(nll / LN2 / sum(int(nbytes[ids].sum()) for ids in docs.ids))
+    return float(bits_per_byte(nll, sum(int(nbytes[ids].sum()) for ids in docs.ids)))
 
 
 def reassigned_strings(scores: Scores, docs: EvalSet, ids: set[int], nbytes: np.ndarray, reference=None) -> tuple[float, float]:
@@ -140,7 +140,7 @@ def reassigned_strings(scores: Scores, docs: EvalSet, ids: set[int], nbytes: np.
         for s, e in docs.offsets[d][hit]:
             inside = (starts >= s) & (ends <= e)
             nll += float(ref_scores.nll[d][inside].sum())
-    return nll / LN2 / max(n_bytes, 1), nll / max(n_tokens, 1)
+        return bits_per_byte(nll, n_bytes), nll / max(n_tokens, 1)
 
 
 def differing_share(a: EvalSet, b: EvalSet) -> float:

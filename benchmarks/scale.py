@@ -38,6 +38,8 @@ from common import parser
 
 from ivr.builtin_corpora import utf8_size
 from ivr.corpus import batched
+from ivr.paths import ArtifactPaths
+from ivr.tokenizers.io import read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("init", "analyze", "distill-tokenizer", "select", "remap", "align", "prepare")
@@ -124,9 +126,9 @@ def encode_pass(raw_dir: Path) -> dict:
 
 def regex_and_file_sizes(artifacts: Path) -> dict:
     """Characters of the distilled tokenizer's pre-tokenizer regex, bytes of its ``tokenizer.json``, rules."""
-    path = artifacts / "tokenizers" / "distilled_unigram" / "tokenizer.json"
+    path = ArtifactPaths.from_config(artifacts).tokenizer_file("distilled")
     spec = json.loads(path.read_text(encoding="utf-8"))
-    meta = json.loads((path.parent / "ivr_metadata.json").read_text(encoding="utf-8"))
+    meta = read_metadata(path.parent, required=True)
     fit = meta.get("fit", {})
     return {"regex_chars": len(spec["pre_tokenizer"]["pattern"]["Regex"]), "tokenizer_json_bytes": path.stat().st_size,
             "word_rules": len(meta.get("word_rules", [])), "split_rules": len(meta.get("split_rules", [])),

@@ -22,13 +22,14 @@ from lightning.pytorch.cli import LightningCLI
 from ivr import pipeline
 from ivr.atomic import write_text
 from ivr.causal_lm import PretrainedUnavailableError
+from ivr.figures import figure
 from ivr.data import IVRDataModule, settings_as
 from ivr.embeddings import AlignSettings, InitStrategy
 from ivr.model import GenerationSettings, IVRLanguageModel
 from ivr.paths import ArtifactPaths
 from ivr.progress import ProgressLog
 from ivr.prompts import read_prompts
-from ivr.tokenizers.verify import DistillationMismatch, rate_text
+from ivr.tokenizers.verify import DistillationMismatch
 
 STAGE_COMMANDS = {
     "analyze": "Encode the cleaned corpus with the original BPE; write id sequences and token frequencies.",
@@ -75,9 +76,9 @@ class IVRTrainer(Trainer):
         datamodule: IVRDataModule | None = None,
         return_predictions: bool | None = None,
         ckpt_path: str | None = None,
-        max_new_tokens: int = 64,
-        temperature: float = 0.8,
-        top_k: int = 50,
+        max_new_tokens: int = GenerationSettings.max_new_tokens,
+        temperature: float = GenerationSettings.temperature,
+        top_k: int = GenerationSettings.top_k,
     ):
         """Continue each prompt of --data.prompts_path; writes predictions.jsonl and prints the continuations.
 
@@ -207,7 +208,7 @@ def _verify_tokenizer(self: IVRTrainer, model: LightningModule, datamodule: IVRD
     """Compare the distilled tokenizer with the original BPE on the corpus, held-out and extra text, and on every id."""
     summary = pipeline.verify(datamodule.config)
     for name, stats in summary["sets"].items():
-        print(f"{name}: {rate_text(stats['rates']['word_occurrence'])} of word occurrences exact")
+        print(f"{name}: {figure(stats['rates']['word_occurrence'])} of word occurrences exact")
     _print_artifacts("verify-tokenizer", [datamodule.paths.distillation_report_md, datamodule.paths.distillation_report_json])
 
 

@@ -37,9 +37,15 @@ class EmbeddingInit:
 
 @dataclass
 class GenerationSettings:
+    """How ``predict`` continues a prompt (``ivr predict`` sets them; these are its defaults)."""
+
     max_new_tokens: int = 64
+    """Tokens generated per prompt (fewer if the model's position table runs out)."""
     temperature: float = 0.8
+    """Sampling temperature; 0 decodes greedily."""
     top_k: int = 50
+    """Sample among the k most likely tokens."""
+
 
 
 def load_embedding_init(init: EmbeddingInit) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:

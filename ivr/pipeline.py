@@ -32,6 +32,7 @@ from ivr.causal_lm import ModelShape, base_model
 from ivr.collector import collector_paused
 from ivr.corpus import CleaningOptions, SplitTexts, check_splits, clean_corpus, iter_documents, read_manifest, read_text_files
 from ivr.embeddings import AlignSettings, align_embeddings, align_outputs
+from ivr.figures import figure
 from ivr.gguf import is_gguf, locate_gguf
 from ivr.packing import encoded_batches, write_packed_splits
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
@@ -42,7 +43,7 @@ from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
 from ivr.tokenizers.source import fetch_original_tokenizer
 from ivr.tokenizers.special import CHAT_TEMPLATE_FILE
-from ivr.tokenizers.verify import VerifySettings, rate_text, verify_tokenizer
+from ivr.tokenizers.verify import VerifySettings, verify_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def distill(config: PipelineConfig) -> list[Path]:
             recorder.finish(load_tokenizer(paths.distilled_tokenizer_dir),
                             _sha(paths.tokenizer_file("distilled")), _corpus_key(config)["corpus"],
                             config.heldout_fraction)
-        rates = {name: rate_text(s["rates"]["word_occurrence"]) for name, s in summary.get("sets", {}).items()}
+        rates = {name: figure(s["rates"]["word_occurrence"]) for name, s in summary.get("sets", {}).items()}
         log.info("distill-tokenizer: word occurrences with the original's ids: %s", rates)
 
     return staged("distill-tokenizer", paths, key, outputs, build, distill)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ivr.analysis.general_use import code_reference, general_prior, general_text, lengthening, word_like
 from ivr.analysis.savings_curve import SavingsCurve, curve_table, savings_curve, write_curve_plot
 from ivr.analysis.select_settings import SelectSettings
+from ivr.figures import figure
 from ivr.analysis.spans import (
     Greedy,
     PretokenCounts,
@@ -343,8 +344,7 @@ def _protected_pieces(settings: SelectSettings, vocab: set[str]) -> set[str]:
     return out
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}%"
+
 
 
 def _md(text: str) -> str:
@@ -386,8 +386,8 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
         ),
     ]
     for k, c in enumerate(summary["general_longer"], 1):
-        lines.append(f"- general text made longer, check {k}: {_pct(c['words_pct'])} of word occurrences, "
-                     f"{_pct(c['lines_pct'])} of reference lines")
+        lines.append(f"- general text made longer, check {k}: {figure(c['words_pct'], '.3f', '%')} of word occurrences, "
+                     f"{figure(c['lines_pct'], '.3f', '%')} of reference lines")
     if settings.max_general_longer_pct is not None and not summary["general_longer"]:
         lines.append("- general text made longer: n/a (no general text to measure, or nothing reassigned)")
     if summary["general_longer"]:

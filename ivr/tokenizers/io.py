@@ -163,9 +163,14 @@ def special_text_as_text(tok: Tokenizer) -> Tokenizer:
     return tok
 
 
-def read_metadata(directory: str | Path) -> dict:
+def read_metadata(directory: str | Path, required: bool = False) -> dict:
+    """A tokenizer directory's ``ivr_metadata.json``; ``{}`` where it has none, unless ``required``."""
     path = Path(directory) / METADATA_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"no {METADATA_FILE} in {directory}: not a tokenizer directory that ivr wrote")
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def file_sha256(path: str | Path) -> str:

@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 
 from ivr.atomic import write_json, write_text
 from ivr.corpus import batched
+from ivr.figures import figure
 from ivr.tokenizers.candidates import read_candidates
 from ivr.tokenizers.io import save_tokenizer_dir
 from ivr.tokenizers.remap_rules import (
@@ -227,8 +228,7 @@ def _change(before: int, after: int) -> float | None:
     return _pct(after - before, before)
 
 
-def _fmt(value: float | None, spec: str, unit: str = "") -> str:
-    return "n/a" if value is None else format(value, spec) + unit
+
 
 
 def _report_md(s: dict) -> str:
@@ -247,8 +247,8 @@ def _report_md(s: dict) -> str:
         change = s["heldout_domain_change_pct_vs_distilled"]
         realized = None if change is None else -change
         unused = s["new_ids_unused_in_heldout"]
-        lines.append(f"- realized saving on held-out domain text: {_fmt(realized, '.2f', '%')} of distilled tokens")
-        lines.append(f"- new ids never used in held-out domain text: {_fmt(unused, 'd')}")
+        lines.append(f"- realized saving on held-out domain text: {figure(realized, '.2f', '%')} of distilled tokens")
+        lines.append(f"- new ids never used in held-out domain text: {figure(unused, 'd')}")
     if "id_contract" in s:
         ids = s["id_contract"]["protected_ids"]
         lines.append(f"- ID contract: {len(ids)} protected ids (added tokens, bos/eos/pad/unk: "
@@ -257,17 +257,17 @@ def _report_md(s: dict) -> str:
     lines += ["", "| text | tokenizer | bytes | tokens | tokens/byte |", "|---|---|---:|---:|---:|"]
     for name, m in s["measured"].items():
         for tok, v in m.items():
-            lines.append(f"| {name} | {tok} | {v['bytes']} | {v['tokens']} | {_fmt(v['tokens_per_byte'], '.4f')} |")
+            lines.append(f"| {name} | {tok} | {v['bytes']} | {v['tokens']} | {figure(v['tokens_per_byte'], '.4f')} |")
     lines.append("")
     for name in s["measured"]:
-        lines.append(f"- {name}: token count change vs {base}: {_fmt(s[f'{name}_change_pct_vs_{base}'], '+.2f', '%')}, "
-                     f"vs distilled: {_fmt(s[f'{name}_change_pct_vs_distilled'], '+.2f', '%')}")
+        lines.append(f"- {name}: token count change vs {base}: {figure(s[f'{name}_change_pct_vs_{base}'], '+.2f', '%')}, "
+                     f"vs distilled: {figure(s[f'{name}_change_pct_vs_distilled'], '+.2f', '%')}")
     if s.get("made_longer"):
         lines += ["", f"Made longer (more tokens than with the {base} tokenizer):", "",
                   "| text | documents longer | lines longer | extra tokens on longer lines |", "|---|---:|---:|---:|"]
         for name, m in s["made_longer"].items():
             d, ln = m["documents"], m["lines"]
-            lines.append(f"| {name} | {d['longer']} of {d['count']} ({_fmt(d['longer_pct'], '.2f', '%')}) | {ln['longer']} "
-                         f"of {ln['count']} ({_fmt(ln['longer_pct'], '.2f', '%')}) | {ln['extra_tokens']} "
-                         f"({_fmt(ln['extra_tokens_pct'], '.3f', '%')}) |")
+            lines.append(f"| {name} | {d['longer']} of {d['count']} ({figure(d['longer_pct'], '.2f', '%')}) | {ln['longer']} "
+                         f"of {ln['count']} ({figure(ln['longer_pct'], '.2f', '%')}) | {ln['extra_tokens']} "
+                         f"({figure(ln['extra_tokens_pct'], '.3f', '%')}) |")
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from ivr.atomic import write_json, write_text
 from ivr.corpus import batched
+from ivr.figures import figure
 from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
 from ivr.tokenizers.io import added_token_ids, encoded_pre_tokens, pre_tokens
@@ -229,9 +230,7 @@ def _rate(ok: int, total: int) -> float | None:
     return ok / total if total else None
 
 
-def rate_text(rate: float | None, spec: str = ".4%") -> str:
-    """A rate as a percentage, "n/a" for an empty set's."""
-    return "n/a" if rate is None else format(rate, spec)
+
 
 
 def compare_ids(distilled: Tokenizer, bpe: Tokenizer, random_sequences: int = 2000, seed: int = 0) -> dict:
@@ -325,8 +324,8 @@ def render_markdown(summary: dict) -> str:
     for name, s in summary["sets"].items():
         r = s["rates"]
         lines.append(
-            f"| {name} | {s['documents']} | {s['word_occurrences']} | {rate_text(r['word_occurrence'], '.6%')} | "
-            f"{rate_text(r['word_type'], '.6%')} | {rate_text(r['token'], '.6%')} | {rate_text(r['document'])} |"
+            f"| {name} | {s['documents']} | {s['word_occurrences']} | {figure(r['word_occurrence'], '.6%')} | "
+            f"{figure(r['word_type'], '.6%')} | {figure(r['token'], '.6%')} | {figure(r['document'])} |"
         )
     held_out = {k: v for k, v in summary["sets"].items() if k != "corpus"}
     if len(held_out) > 2:  # several extra files or languages: one row each, with what goes wrong most
@@ -387,7 +386,7 @@ def language_table(sets: dict[str, dict], target: float = 0.9999, examples: int 
         shown = ", ".join(f"`{_md(e['word'])}` x{e['count']} ({_md('·'.join(e['bpe']))} / {_md('·'.join(e['distilled']))})"
                           for e in worst[:examples])
         reached = "n/a" if rate is None else "yes" if rate >= target else "no"
-        lines.append(f"| {_md(name)} | {s['word_occurrences']} | {s['mismatched_occurrences']} | {rate_text(rate)} | "
+        lines.append(f"| {_md(name)} | {s['word_occurrences']} | {s['mismatched_occurrences']} | {figure(rate)} | "
                      f"{reached} | {shown} |")
     return "\n".join(lines)
 

@@ -17,17 +17,15 @@ from ivr.tokenizers.distill.pre_tokenizer import (
     with_rules,
 )
 from ivr.tokenizers.distill.scores import initial_scores
-from ivr.tokenizers.distill.settings import DistillSettings, FitResult
-from ivr.tokenizers.distill.source_bpe import SourceBPE, UnsupportedTokenizer, source_bpe
+from ivr.tokenizers.distill.settings import DistillSettings
+from ivr.tokenizers.distill.source_bpe import UnsupportedTokenizer, source_bpe
 from ivr.tokenizers.distill.split_rules import split_rule_for
 from ivr.tokenizers.distill.stage import distill_tokenizer, fit_distilled
 from ivr.tokenizers.distill.words import pre_token_counts
-from ivr.tokenizers.unigram import bare_model, read_back_stable, unigram_tokenizer
+from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
 
 __all__ = [
     "DistillSettings",
-    "FitResult",
-    "SourceBPE",
     "UnsupportedTokenizer",
     "bare_model",
     "distill_tokenizer",
@@ -35,7 +33,6 @@ __all__ = [
     "fit_distilled",
     "initial_scores",
     "pre_token_counts",
-    "read_back_stable",
     "rules_pre_tokenizer",
     "segment_words",
     "source_bpe",

@@ -89,8 +89,9 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
         return f"(?={test})(?:{alts[:-1]})|" if alts else ""
 
     return (
-        behind("letter", by["letter"]) + r" ?\p{L}+|" + behind("punct", by["punct"]) + CONTRACTION + "|"
-        + r" ?[^\s\p{L}\p{N}]+|" + behind("digit", by["digit"]) + r" ?\p{N}+|" + by["space"] + r"\s+(?!\S)|\s+"
+        behind("letter", by["letter"]) + f" ?{CLASS_RX['letter']}+|" + behind("punct", by["punct"]) + CONTRACTION + "|"
+        + f" ?{CLASS_RX['punct']}+|" + behind("digit", by["digit"]) + f" ?{CLASS_RX['digit']}+|" + by["space"]
+        + r"\s+(?!\S)|\s+"
     )
 
 

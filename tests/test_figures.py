@@ -1,0 +1,10 @@
+"""Report figures: formatted, or "n/a" where a set had nothing to measure."""
+
+from ivr.figures import figure
+
+
+def test_a_figure_is_formatted_and_a_missing_one_reads_n_a():
+    assert figure(0.5) == "50.0000%"
+    assert figure(1.23456, ".2f", "%") == "1.23%"
+    assert figure(0.0, ".3f", "%") == "0.000%"  # zero is a figure, not a missing one
+    assert figure(None) == "n/a" and figure(None, ".2f", "%") == "n/a"
