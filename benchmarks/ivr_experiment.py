@@ -62,7 +62,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from ivr.atomic import write_json  # noqa: E402
 from ivr.builtin_corpora import documentation_texts, help_topics, until_size  # noqa: E402
 from ivr.causal_lm import ModelShape, load_pretrained  # noqa: E402
 from ivr.corpus import is_heldout, iter_documents  # noqa: E402
@@ -78,7 +77,7 @@ from ivr.metrics import bits_per_byte  # noqa: E402
 from ivr.model import IVRLanguageModel  # noqa: E402
 from ivr.packing import pack_blocks  # noqa: E402
 from ivr.paths import ArtifactPaths  # noqa: E402
-from ivr.stamps import is_current  # noqa: E402
+from ivr.stamps import is_current, write_stamp  # noqa: E402
 from ivr.tokenizers.byte_level import EOS_ID  # noqa: E402
 from ivr.tokenizers.distill import DistillSettings  # noqa: E402
 from ivr.tokenizers.io import load_tokenizer  # noqa: E402
@@ -262,7 +261,7 @@ def pretrain(args, base_dir: Path, train_texts: list[str], tok, seed: int | None
     result = {"blocks": len(blocks), "tokens_seen": meter.tokens, "bytes_seen": meter.bytes,
               "tokens_per_sec": meter.tokens_per_sec, "seconds": time.perf_counter() - started,
               "shape": asdict(shape)}
-    write_json(stamp, {"key": key, "result": result})
+    write_stamp(stamp, key, [base_dir / "config.json"], result=result)
     return result
 
 

@@ -22,9 +22,10 @@ from lightning.pytorch.cli import LightningCLI
 from ivr import pipeline
 from ivr.atomic import write_text
 from ivr.causal_lm import PretrainedUnavailableError
-from ivr.figures import figure
 from ivr.data import IVRDataModule, settings_as
 from ivr.embeddings import AlignSettings, InitStrategy
+from ivr.figures import figure
+
 from ivr.model import GenerationSettings, IVRLanguageModel
 from ivr.paths import ArtifactPaths
 from ivr.progress import ProgressLog
@@ -145,6 +146,8 @@ class IVRTrainer(Trainer):
 
 def _predict_checkpoint(datamodule: IVRDataModule, ckpt_path: str | None) -> str | None:
     """The checkpoint ``ivr predict`` loads: the one given, else the last fit's; ``base`` for none, said aloud."""
+    from ivr.export import readable_checkpoint
+
     read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
     tokenizer = datamodule.paths.tokenizer_file(datamodule.hparams.tokenizer)
     if not tokenizer.is_file():
@@ -152,7 +155,7 @@ def _predict_checkpoint(datamodule: IVRDataModule, ckpt_path: str | None) -> str
     if ckpt_path == "base":
         print("ivr predict: generating from the configured model without fine-tuning (--ckpt_path base)")
         return None
-    if ckpt_path is None:
+    if ckpt_path in (None, "last"):
         last = datamodule.paths.last_checkpoint
         if not last.is_file():
             raise FileNotFoundError(
@@ -160,8 +163,8 @@ def _predict_checkpoint(datamodule: IVRDataModule, ckpt_path: str | None) -> str
                 f"or --ckpt_path base to generate from the model without fine-tuning"
             )
         print(f"ivr predict: using the last fit's checkpoint {last}")
-        return str(last)
-    return ckpt_path
+        ckpt_path = str(last)
+    return str(readable_checkpoint(ckpt_path))
 
 
 def _align(

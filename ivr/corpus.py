@@ -99,19 +99,22 @@ def _jsonl_lines(data: bytes, path: Path, encoding: str) -> Iterator[tuple[int, 
     if not ascii_breaks:
         # newline="": \n, \r and \r\n end a line, as bytes.splitlines does; U+2028 inside a record does not
         text = io.StringIO(_decode(data, path, encoding), newline="")
-        yield from ((lineno, line) for lineno, line in enumerate(text, start=1) if line.strip())
+        # the terminator is cut off: json counts a column after it as column 1 of the next line
+        yield from ((lineno, line.rstrip("\r\n")) for lineno, line in enumerate(text, start=1) if line.strip())
         return
     offset = 0
     for lineno, raw_line in enumerate(data.splitlines(keepends=True), start=1):
         line_offset, offset = offset, offset + len(raw_line)
         if raw_line.strip():
             try:
-                yield lineno, _decode(raw_line, path, encoding, lineno, line_offset)
+                yield lineno, _decode(raw_line.rstrip(b"\r\n"), path, encoding, lineno, line_offset)
             except CorpusError as err:
                 yield lineno, err
 
 
 def _invalid_json(path: Path, lineno: int, err: json.JSONDecodeError) -> CorpusError:
+    """``lineno`` is the file's line where ``err`` happened; ``err.colno`` counts from that line's start (for a
+    JSONL line, which holds no line break, it is ``err.pos + 1``)."""
     # some of json's messages end in "at" ("Invalid control character at")
     return CorpusError(f"{path}:{lineno}: invalid JSON ({err.msg.removesuffix(' at')} at column {err.colno})")
 
@@ -132,6 +135,8 @@ def split_long(text: str, max_chars: int) -> list[str]:
     """``text`` cut into pieces of at most ``max_chars`` characters: after the last paragraph break
     (a blank line) that fits, else after the last line break, else at ``max_chars``. The pieces join back
     to ``text``. A corpus of a few large documents then still has documents for both splits."""
+    if max_chars < 1:  # no piece would take a character: the loop would append empty pieces forever
+        raise ValueError(f"data.max_document_chars must be a positive number of characters, got {max_chars}")
     pieces, start = [], 0
     while len(text) - start > max_chars:  # by offsets: slicing off the rest each time is quadratic on one long line
         end = start + max_chars
@@ -237,6 +242,10 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
 def find_sources(raw_dir: Path, options: CleaningOptions) -> list[tuple[Path, str]]:
     """Raw files to clean as (path, relative name); the built-in corpus joins them when configured."""
     sources = []
+    if not raw_dir.exists() and options.builtin_corpus is not None:
+        # not an error: the demo configs use the built-in corpus with a default raw folder nobody created
+        log.warning("raw corpus directory %s (data.raw_corpora_dir) does not exist; using data.builtin_corpus %s only",
+                    raw_dir, options.builtin_corpus)
     if raw_dir.is_dir():
         sources = [
             (p, p.relative_to(raw_dir).as_posix())
@@ -244,6 +253,8 @@ def find_sources(raw_dir: Path, options: CleaningOptions) -> list[tuple[Path, st
             if p.is_file() and p.suffix in SUFFIXES and not p.name.startswith(".")
         ]
     if options.builtin_corpus is not None:
+        if not options.builtin_corpus_max_mb > 0:
+            raise CorpusError(f"data.builtin_corpus_max_mb must be positive, got {options.builtin_corpus_max_mb}")
         if options.builtin_corpus not in BUILTIN_CORPORA:
             raise CorpusError(
                 f"unknown built-in corpus {options.builtin_corpus!r}; choose one of {tuple(BUILTIN_CORPORA)}"
@@ -422,13 +433,15 @@ def _record_id(line: str) -> str:
 
 
 def read_text_files(paths: list[str]) -> list[str]:
-    """UTF-8 text files given by the user for evaluation only; errors name the file."""
+    """UTF-8 text files given by the user for evaluation only (``data.extra_eval_paths``); errors name the file."""
     texts = []
     for p in paths:
+        if Path(p).is_dir():  # asked first: reading a directory fails with a bare errno (on Windows, "permission")
+            raise CorpusError(f"data.extra_eval_paths: {p} is a directory; list UTF-8 text files, one path each")
         try:
             texts.append(normalize(Path(p).read_bytes().decode("utf-8")))
         except FileNotFoundError:
-            raise CorpusError(f"evaluation file {p} does not exist") from None
+            raise CorpusError(f"data.extra_eval_paths: evaluation file {p} does not exist") from None
         except UnicodeDecodeError as err:
             raise CorpusError(f"{p}: bytes at offset {err.start} are not valid utf-8") from None
     return texts

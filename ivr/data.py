@@ -117,6 +117,10 @@ class IVRDataModule(LightningDataModule):
             raise ValueError(f"data.heldout_fraction must be in (0, 1), got {heldout_fraction}")
         if block_size < 2:  # a block holds inputs and their next-token targets
             raise ValueError(f"data.block_size must be at least 2, got {block_size}")
+        if max_document_chars < 1:
+            raise ValueError(f"data.max_document_chars must be a positive number of characters, got {max_document_chars}")
+        if not builtin_corpus_max_mb > 0:  # "not >": NaN fails too; 0 MB would read no file and blame the raw folder
+            raise ValueError(f"data.builtin_corpus_max_mb must be a positive number of megabytes, got {builtin_corpus_max_mb}")
         self.save_hyperparameters()
         self.datasets = None
 

@@ -16,6 +16,7 @@ says which of them exist and why.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -230,8 +231,16 @@ def load_final_embeddings(final_wte: str | Path, final_lm_head: str | Path) -> t
     wte_path, head_path = Path(final_wte), Path(final_lm_head)
     if not wte_path.is_file():
         raise FileNotFoundError(f"no embeddings at {wte_path}: run `ivr align` (or `ivr prepare`) first")
-    head = torch.load(head_path, weights_only=True) if head_path.is_file() else None
-    return torch.load(wte_path, weights_only=True), head
+    head = _load_rows(head_path) if head_path.is_file() else None
+    return _load_rows(wte_path), head
+
+
+def _load_rows(path: Path) -> torch.Tensor:
+    try:
+        return torch.load(path, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        raise ValueError(f"{path}: unreadable embedding rows ({err}); run `ivr align` again, which rebuilds a "
+                         "changed or truncated file") from None
 
 
 def _norm_stats(rows: torch.Tensor) -> dict[str, float] | None:

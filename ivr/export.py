@@ -12,6 +12,7 @@ import copy
 import json
 import shutil
 import stat
+import zipfile
 from pathlib import Path
 
 import torch
@@ -147,6 +148,19 @@ def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metada
     return out_dir
 
 
+def readable_checkpoint(path: str | Path) -> Path:
+    """``path`` if it holds a whole checkpoint; else a clear error before Lightning or torch fail on it. A fit
+    killed while saving can leave a truncated file, and ``torch.save`` writes a zip archive, whose directory
+    sits at its end."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a readable checkpoint (truncated, or not written by torch.save); pass "
+                         f"another with --ckpt_path ({path.parent} holds the fit's checkpoints)")
+    return path
+
+
 def load_lightning_checkpoint(
     model: PreTrainedModel, checkpoint_path: Path, prefix: str = LIGHTNING_PREFIX
 ) -> PreTrainedModel:
@@ -156,7 +170,7 @@ def load_lightning_checkpoint(
     prefix. A tied model may lack its output weight in the checkpoint. Only load checkpoints you trust:
     they pickle the module's hyperparameters, which ``weights_only`` loading rejects.
     """
-    checkpoint_path = Path(checkpoint_path)
+    checkpoint_path = readable_checkpoint(checkpoint_path)
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{checkpoint_path} is not a Lightning checkpoint: no 'state_dict'")

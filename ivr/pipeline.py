@@ -136,15 +136,20 @@ def _sha(path: Path) -> str:
 
 
 
-def staged(stage: str, paths: ArtifactPaths, key: dict, outputs: list[Path], build: Callable[[], None], code: Callable) -> list[Path]:
-    """Run ``build`` unless the stamp shows these outputs were built from exactly ``key`` by this code."""
+def staged(stage: str, paths: ArtifactPaths, key: dict, outputs: list[Path], build: Callable[[], None], code: Callable,
+           unsigned: list[Path] = ()) -> list[Path]:
+    """Run ``build`` unless the stamp shows these outputs were built from exactly ``key`` by this code and are
+    as it left them (``unsigned`` ones need only exist: ``stamps.is_current``)."""
     stamp = paths.stamp(stage)
     key = {**key, "code": stage_code_fingerprint(code), "libraries": library_versions()}
     with artifacts_lock(paths):
-        if not is_current(stamp, key, outputs):
+        if not is_current(stamp, key, outputs, unsigned):
+            # gone before the first output is touched: a build that fails or is killed leaves outputs no stamp
+            # vouches for, which the next run rebuilds
+            stamp.unlink(missing_ok=True)
             with collector_paused():
                 build()
-            write_stamp(stamp, key, outputs)
+            write_stamp(stamp, key, outputs, unsigned)
     return outputs
 
 
@@ -250,7 +255,9 @@ def distill(config: PipelineConfig) -> list[Path]:
         rates = {name: figure(s["rates"]["word_occurrence"]) for name, s in summary.get("sets", {}).items()}
         log.info("distill-tokenizer: word occurrences with the original's ids: %s", rates)
 
-    return staged("distill-tokenizer", paths, key, outputs, build, distill)
+    # verify-tokenizer rewrites the reports; the tokenizer and the pre-token table are what later stages read
+    return staged("distill-tokenizer", paths, key, outputs, build, distill,
+                  unsigned=[paths.distillation_report_md, paths.distillation_report_json])
 
 
 def verify(config: PipelineConfig) -> dict:

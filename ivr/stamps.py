@@ -10,29 +10,60 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import logging
 import threading
+
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
 from ivr.atomic import write_json
 
+log = logging.getLogger(__name__)
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # CPython 3.11 keeps one AST recursion counter per interpreter: two threads in ast.parse at once can fail with
 # "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905), so stamps parse one at a time
 _PARSE_LOCK = threading.Lock()
 
 
-def is_current(stamp_path: Path, key: dict, outputs: list[Path]) -> bool:
-    """True when every output exists and the stamp records exactly ``key``."""
+def is_current(stamp_path: Path, key: dict, outputs: list[Path], unsigned: Iterable[Path] = ()) -> bool:
+    """True when the stamp records exactly ``key`` and every output exists as the stamp saw it written: the same
+    files with the same sizes and modification times (``output_signature``), so an output truncated, replaced
+    or left half-written since is rebuilt, not trusted. ``unsigned`` outputs need only exist (reports that
+    another command rewrites). An unreadable stamp is not current: it costs a rebuild."""
     if not stamp_path.is_file() or not all(Path(p).exists() for p in outputs):
         return False
-    return json.loads(stamp_path.read_text(encoding="utf-8")).get("key") == key
+    try:
+        stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        log.warning("%s is unreadable (%s): rebuilding what it stamped", stamp_path, err)
+        return False
+    if not isinstance(stamp, dict) or stamp.get("key") != key:
+        return False
+    skip = {str(p) for p in unsigned}
+    return stamp.get("signatures") == {str(p): output_signature(p) for p in outputs if str(p) not in skip}
 
 
-def write_stamp(stamp_path: Path, key: dict, outputs: list[Path]) -> None:
+def write_stamp(stamp_path: Path, key: dict, outputs: list[Path], unsigned: Iterable[Path] = (), **extra) -> None:
+    """Record that ``outputs`` were built from ``key``, with the signature of each but the ``unsigned`` ones, and
+    any ``extra`` fields (a benchmark's results)."""
     # written after the outputs: a crash in between only costs a rebuild, never trusts a partial result
-    write_json(stamp_path, {"key": key, "outputs": [str(p) for p in outputs]})
+    skip = {str(p) for p in unsigned}
+    write_json(stamp_path, {"key": key, "outputs": [str(p) for p in outputs],
+                            "signatures": {str(p): output_signature(p) for p in outputs if str(p) not in skip},
+                            **extra})
+
+
+def output_signature(path: Path) -> list:
+    """Size and modification time of a file, or of every file under a folder (by relative path): cheap at any
+    corpus size, and changed by anything that rewrites or truncates an output."""
+    path = Path(path)
+    if path.is_file():
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns]
+    return sorted([str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns]
+                  for f in path.rglob("*") if f.is_file())
+
 
 
 def module_file(module: str, root: Path | None = None) -> Path | None:

@@ -183,3 +183,72 @@ def test_a_stage_brings_the_stage_it_reads_up_to_date_first(tmp_path, monkeypatc
                                      remap=pipeline.RemapSettings(remap_rules_path=rules_path))
     with pytest.raises(Called, match=first):
         pipeline.run_stage(config, stage)
+
+
+def test_a_truncated_or_replaced_output_is_rebuilt_not_trusted(tmp_path):
+    paths = ArtifactPaths.from_config(tmp_path)
+    folder, report = tmp_path / "tokenizer", tmp_path / "report.md"
+    builds = []
+
+    def build():
+        builds.append(1)
+        folder.mkdir(exist_ok=True)
+        (folder / "tokenizer.json").write_text("{" + "x" * 100 + "}")
+        report.write_text("a report")
+
+    def run():
+        pipeline.staged("analyze", paths, {"inputs": 1}, [folder, report], build, pipeline.analyze, unsigned=[report])
+
+    run()
+    run()
+    assert len(builds) == 1
+    (folder / "tokenizer.json").write_text("{xx")  # truncated after the stamp was written
+    run()
+    assert len(builds) == 2
+    (folder / "stray.bin").write_bytes(b"\0")  # a file added inside an output folder
+    run()
+    assert len(builds) == 3
+    report.write_text("rewritten by another command")  # unsigned: need only exist
+    run()
+    assert len(builds) == 3
+    report.unlink()
+    run()
+    assert len(builds) == 4
+
+
+def test_a_failed_build_leaves_no_stamp_and_the_next_run_rebuilds(tmp_path):
+    paths = ArtifactPaths.from_config(tmp_path)
+    out = tmp_path / "out.txt"
+    builds = []
+
+    def good():
+        builds.append("good")
+        out.write_text("good")
+
+    def bad():
+        builds.append("bad")
+        out.write_text("half")
+        raise RuntimeError("killed while writing")
+
+    pipeline.staged("analyze", paths, {"inputs": 1}, [out], good, pipeline.analyze)
+    with pytest.raises(RuntimeError):  # other inputs: the stage rebuilds, and fails with its output written
+        pipeline.staged("analyze", paths, {"inputs": 2}, [out], bad, pipeline.analyze)
+    assert not paths.stamp("analyze").exists()
+    # the first inputs again: the old stamp would have matched them, but it is gone with the failed build
+    pipeline.staged("analyze", paths, {"inputs": 1}, [out], good, pipeline.analyze)
+    assert builds == ["good", "bad", "good"] and out.read_text() == "good"
+
+
+def test_an_unreadable_stamp_means_a_rebuild(tmp_path, caplog):
+    paths = ArtifactPaths.from_config(tmp_path)
+    out = tmp_path / "out.txt"
+    builds = []
+    run = lambda: pipeline.staged("analyze", paths, {"inputs": 1}, [out], lambda: builds.append(out.write_text("x")),  # noqa: E731
+                                  pipeline.analyze)
+    run()
+    paths.stamp("analyze").write_text('{"key": {"inp')
+    with caplog.at_level("WARNING"):
+        run()
+    assert len(builds) == 2 and str(paths.stamp("analyze")) in caplog.text
+    run()
+    assert len(builds) == 2

@@ -108,14 +108,19 @@ def save_tokenizer_dir(
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
     """The tokenizer saved in ``directory``, set to encode document text as text (``special_text_as_text``)."""
-    return special_text_as_text(_tokenizer_file(directory))
+    return special_text_as_text(read_tokenizer_file(directory))
 
 
-def _tokenizer_file(directory: str | Path) -> Tokenizer:
+def read_tokenizer_file(directory: str | Path) -> Tokenizer:
+    """``directory``'s ``tokenizer.json`` as saved (``load_tokenizer`` for encoding documents)."""
     path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no tokenizer at {path}: run the stage that builds it first (see `ivr prepare`)")
-    return Tokenizer.from_file(str(path))
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as err:  # the library raises a bare Exception for a file it cannot parse
+        raise ValueError(f"{path}: not a tokenizer file the tokenizers library can read ({err}); run the stage that "
+                         "builds it again (`ivr prepare` rebuilds a changed or truncated artifact)") from None
 
 
 def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
@@ -123,7 +128,7 @@ def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
     roles from ``tokenizer_config.json`` (else ``special_tokens_map.json``; with neither, GPT-2's layout only)."""
     directory = Path(tokenizer_dir)
     path = directory / TOKENIZER_FILE
-    tok = _tokenizer_file(directory)
+    tok = read_tokenizer_file(directory)
     for name in CONFIG_FILES:
         config_path = directory / name
         if config_path.is_file():
@@ -170,7 +175,10 @@ def read_metadata(directory: str | Path, required: bool = False) -> dict:
         if required:
             raise FileNotFoundError(f"no {METADATA_FILE} in {directory}: not a tokenizer directory that ivr wrote")
         return {}
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); run the stage that builds it again") from None
 
 
 def file_sha256(path: str | Path) -> str:

@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 from ivr.gguf import is_gguf, locate_gguf
 from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.bpe import offline_gpt2_files, offline_gpt2_tokenizer
-from ivr.tokenizers.io import read_metadata, read_special_tokens, save_tokenizer_dir
+from ivr.tokenizers.io import read_metadata, read_special_tokens, read_tokenizer_file, save_tokenizer_dir
 from ivr.tokenizers.pieces import vocab_pieces
 from ivr.tokenizers.special import CONFIG_FILES, SpecialTokens, special_tokens, special_tokens_of
 
@@ -42,7 +42,7 @@ def fetch_original_tokenizer(
     result is reused unless ``force``.
     """
     target_dir = Path(target_dir)
-    if (target_dir / TOKENIZER_FILE).is_file() and not force:
+    if (target_dir / TOKENIZER_FILE).is_file() and not force and _readable(target_dir):
         meta = read_metadata(target_dir)
         if meta.get("tokenizer_name") not in (None, tokenizer_name):
             log.warning("%s holds the tokenizer of %s, not %s: reusing it (data.force fetches the new one)",
@@ -52,6 +52,17 @@ def fetch_original_tokenizer(
     meta = {"stage": "init", "source": source, "tokenizer_name": tokenizer_name, "vocab_size": tok.get_vocab_size()}
     save_tokenizer_dir(tok, target_dir, meta, special)
     return target_dir, read_metadata(target_dir)
+
+
+def _readable(target_dir: Path) -> bool:
+    """Whether a fetched tokenizer can be reused: one damaged since is fetched again, not trusted."""
+    try:
+        read_tokenizer_file(target_dir)
+        read_metadata(target_dir)
+    except ValueError as err:
+        log.warning("%s; fetching the original tokenizer again", err)
+        return False
+    return True
 
 
 def load_original(
@@ -87,7 +98,7 @@ def from_dir(directory: str | Path) -> tuple[Tokenizer, SpecialTokens]:
     path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {TOKENIZER_FILE} in {directory} (data.tokenizer_local_dir)")
-    tok = Tokenizer.from_file(str(path))
+    tok = read_tokenizer_file(directory)
     check_byte_level_bpe(tok, str(path))
     return tok, read_special_tokens(directory)
 

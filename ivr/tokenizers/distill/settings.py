@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,8 +89,31 @@ class DistillSettings:
     from 0.855x to 0.789x of BPE's speed and fix 17 of 4.84M held-out word occurrences (French 7, Portuguese 9)."""
 
     def __post_init__(self) -> None:
-        if not self.init_offset > 0:
-            raise ValueError(f"data.distill.init_offset must be positive, got {self.init_offset}")
+        # merge weights ((rank + offset) / offset) ** -exponent must fall with rank and stay above 0 (the fit
+        # divides by them); a margin of 0 lets BPE's segmentation merely tie its competitor, which Viterbi may break
+        # either way; a penalty of 0 gives up every word for free, a negative one leaves the linear program unbounded
+        for name in ("init_exponent", "init_offset", "margin", "slack_penalty"):
+            value = getattr(self, name)
+            if not 0 < value < math.inf:  # NaN fails too
+                raise ValueError(f"data.distill.{name} must be positive{' and finite' if value > 0 else ''}, got {value}")
+        at_least = (
+            ("max_iterations", 1, ""),
+            ("max_seconds", 0, " (0: one round)"),
+            ("number_words", 0, ""),
+            # a split rule cuts runs of two or more characters: below 2 no rule can be built
+            ("max_run", 2, " (to turn split rules off, set data.distill.split_rules false)"),
+            ("split_rule_min_fixed", 0, ""),
+            ("word_rules", 0, " (0: none)"),
+            ("general_usage_words", 0, " (0: none)"),
+            ("general_words_per_language", 0, " (0: none)"),
+            ("general_text_words", 0, " (0: no general words)"),
+        )
+        for name, least, note in at_least:
+            value = getattr(self, name)
+            if not value >= least:
+                raise ValueError(f"data.distill.{name} must be at least {least}{note}, got {value}")
+        if not math.isfinite(self.general_text_words):  # infinite weights: the linear program cannot be solved
+            raise ValueError(f"data.distill.general_text_words must be finite, got {self.general_text_words}")
         if self.letter_word_rules not in ("corpus", "all"):
             raise ValueError(f"data.distill.letter_word_rules must be 'corpus' or 'all', got {self.letter_word_rules!r}")
 

@@ -105,6 +105,9 @@ def read_word_list(path: Path) -> Counter:
         word = fields[0].strip()
         if not word:
             continue
+        if len(fields) > 2:  # a second tab: a mangled line or a different format, not a count to guess at
+            raise ValueError(f"{path}:{lineno}: expected `word` or `word<TAB>count`, got {len(fields)} tab-separated "
+                             f"fields: {line!r}")
         if " " in word:
             raise ValueError(f"{path}:{lineno}: a word list entry holds a space: {word!r}")
         try:

@@ -1,0 +1,68 @@
+"""A damaged artifact is named in a clear error or fetched and built again, never trusted or met by a traceback."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+import torch
+
+from ivr.embeddings import load_final_embeddings
+from ivr.export import readable_checkpoint
+from ivr.tokenizers.io import load_tokenizer, read_metadata, save_tokenizer_dir
+from ivr.tokenizers.source import fetch_original_tokenizer
+
+
+def truncate(path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def test_a_truncated_tokenizer_file_is_named(tmp_path, gpt2_bpe):
+    save_tokenizer_dir(gpt2_bpe, tmp_path / "tok", {"stage": "test"})
+    truncate(tmp_path / "tok" / "tokenizer.json", 1000)
+    with pytest.raises(ValueError, match=r"tok/tokenizer\.json: not a tokenizer file"):
+        load_tokenizer(tmp_path / "tok")
+
+
+def test_damaged_metadata_is_named(tmp_path, gpt2_bpe):
+    save_tokenizer_dir(gpt2_bpe, tmp_path / "tok", {"stage": "test"})
+    truncate(tmp_path / "tok" / "ivr_metadata.json", 20)
+    with pytest.raises(ValueError, match=r"ivr_metadata\.json: not valid JSON"):
+        read_metadata(tmp_path / "tok")
+    with pytest.raises(FileNotFoundError, match="ivr_metadata.json"):
+        read_metadata(tmp_path / "elsewhere", required=True)
+    assert read_metadata(tmp_path / "elsewhere") == {}
+
+
+def test_a_damaged_original_tokenizer_is_fetched_again(tmp_path, caplog):
+    target = tmp_path / "original"
+    fetch_original_tokenizer(target, "gpt2", allow_hub=False)
+    good = (target / "tokenizer.json").read_bytes()
+    truncate(target / "tokenizer.json", 500)
+    with caplog.at_level("WARNING"):
+        fetch_original_tokenizer(target, "gpt2", allow_hub=False)
+    assert "fetching the original tokenizer again" in caplog.text
+    assert (target / "tokenizer.json").read_bytes() == good
+
+
+def test_truncated_embedding_rows_are_named(tmp_path):
+    wte = tmp_path / "final_wte.pt"
+    torch.save(torch.zeros(4, 3), wte)
+    truncate(wte, 100)
+    with pytest.raises(ValueError, match=r"final_wte\.pt: unreadable embedding rows"):
+        load_final_embeddings(wte, tmp_path / "final_lm_head.pt")
+
+
+def test_a_truncated_checkpoint_is_named_before_anything_loads_it(tmp_path):
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}}, ckpt)
+    assert zipfile.is_zipfile(ckpt) and readable_checkpoint(ckpt) == ckpt
+    truncate(ckpt, ckpt.stat().st_size // 2)
+    with pytest.raises(ValueError, match=r"last\.ckpt: not a readable checkpoint"):
+        readable_checkpoint(ckpt)
+    with pytest.raises(FileNotFoundError):
+        readable_checkpoint(tmp_path / "none.ckpt")
+    (tmp_path / "text.ckpt").write_text(json.dumps({"state_dict": {}}))
+    with pytest.raises(ValueError):
+        readable_checkpoint(tmp_path / "text.ckpt")

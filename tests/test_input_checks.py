@@ -1,0 +1,144 @@
+"""Bad settings and malformed input files fail at once, with the setting or the file and place named."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+
+from ivr.corpus import CleaningOptions, CorpusError, clean_corpus, find_sources, read_text_files, split_long
+from ivr.data import IVRDataModule
+from ivr.tokenizers.distill.settings import DistillSettings
+from ivr.tokenizers.distill.words import read_word_list
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize("limit", [0, -3])
+def test_split_long_refuses_a_limit_that_takes_no_character(limit):
+    # before the check this appended "" forever
+    with pytest.raises(ValueError, match=rf"data\.max_document_chars must be a positive .*got {limit}"):
+        split_long("some text", limit)
+    assert split_long("abc", 1) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("max_document_chars", 0, r"data\.max_document_chars must be a positive number of characters, got 0"),
+    ("max_document_chars", -1, r"data\.max_document_chars must be a positive number of characters, got -1"),
+    ("builtin_corpus_max_mb", 0.0, r"data\.builtin_corpus_max_mb must be a positive number of megabytes, got 0\.0"),
+    ("builtin_corpus_max_mb", -2.0, r"data\.builtin_corpus_max_mb must be a positive number of megabytes, got -2\.0"),
+    ("builtin_corpus_max_mb", math.nan, r"data\.builtin_corpus_max_mb must be a positive number of megabytes, got nan"),
+])
+def test_the_data_module_refuses_non_positive_sizes(tmp_path, key, value, says):
+    with pytest.raises(ValueError, match=says):
+        IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"), **{key: value})
+
+
+def test_init_with_no_document_size_fails_instead_of_hanging(tmp_path):
+    from ivr.cli import main
+
+    with pytest.raises(ValueError, match=r"data\.max_document_chars must be a positive"):
+        main(["init", "--config", str(ROOT / "configs" / "demo.yaml"), "--data.artifacts_dir", str(tmp_path / "a"),
+              "--data.max_document_chars", "0"])
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_zero_builtin_corpus_cap_is_named_not_blamed_on_the_raw_folder(tmp_path):
+    options = CleaningOptions(builtin_corpus="python_stdlib", builtin_corpus_max_mb=0)
+    with pytest.raises(CorpusError, match=r"data\.builtin_corpus_max_mb must be positive, got 0") as err:
+        find_sources(tmp_path / "absent", options)
+    assert "raw corpus directory" not in str(err.value)
+
+
+def test_a_missing_raw_folder_beside_the_builtin_corpus_is_a_warning(tmp_path, caplog):
+    options = CleaningOptions(builtin_corpus="python_stdlib", builtin_corpus_max_mb=0.01)
+    typo = tmp_path / "raww"
+    with caplog.at_level(logging.WARNING, logger="ivr.corpus"):
+        sources = find_sources(typo, options)
+    assert sources  # the built-in corpus alone still serves
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(typo) in warnings[0] and "data.raw_corpora_dir" in warnings[0]
+
+    caplog.clear()
+    (tmp_path / "raw").mkdir()
+    with caplog.at_level(logging.WARNING, logger="ivr.corpus"):
+        find_sources(tmp_path / "raw", options)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("newline, encoding", [("\n", "utf-8"), ("\r\n", "utf-8"), ("\r", "utf-8"),
+                                               ("\n", "utf-16"), ("\r\n", "utf-16")])
+def test_a_jsonl_error_names_the_line_and_the_column_where_decoding_failed(tmp_path, newline, encoding):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lines = ['{"text": "one"}', '{"text": "two" ', '{"text": "three"}']
+    (raw / "bad.jsonl").write_bytes(newline.join(lines).encode(encoding) + newline.encode(encoding))
+    # '{"text": "two" ' is 15 characters: the decoder wants a ',' or '}' just past them
+    with pytest.raises(CorpusError, match=r"bad\.jsonl:2: invalid JSON \(Expecting ',' delimiter at column 16\)$"):
+        clean_corpus(raw, tmp_path / "clean", CleaningOptions(encoding=encoding))
+
+
+def test_a_jsonl_error_inside_a_line_names_its_column(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "bad.jsonl").write_text('{"text": "a"}\n\n{"text": tru}\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"bad\.jsonl:3: invalid JSON \(Expecting value at column 10\)"):
+        clean_corpus(raw, tmp_path / "clean", CleaningOptions())
+    # the good lines still read, their text unchanged (the terminator was never part of a record)
+    manifest = clean_corpus(raw, tmp_path / "clean", CleaningOptions(on_bad_record="skip"))
+    assert manifest["documents"] == 1 and manifest["skipped_records"] == 1
+    cleaned = (tmp_path / "clean" / "bad.jsonl.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["text"] for line in cleaned] == ["a"]
+
+
+def test_a_directory_among_the_extra_eval_paths_is_named(tmp_path):
+    good = tmp_path / "eval.txt"
+    good.write_text("text\r\n", encoding="utf-8")
+    folder = tmp_path / "evals"
+    folder.mkdir()
+    assert read_text_files([str(good)]) == ["text\n"]
+    with pytest.raises(CorpusError, match=rf"data\.extra_eval_paths: {folder} is a directory"):
+        read_text_files([str(good), str(folder)])
+    with pytest.raises(CorpusError, match=rf"data\.extra_eval_paths: evaluation file {tmp_path / 'nope.txt'} does not"):
+        read_text_files([str(tmp_path / "nope.txt")])
+
+
+def test_a_word_list_line_with_extra_fields_is_refused(tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text("alpha\t3\nbeta\t3\tjunk\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{path}:2: expected `word` or `word<TAB>count`, got 3 tab-separated"):
+        read_word_list(path)
+    path.write_text("alpha\t3\nbeta\n", encoding="utf-8")
+    assert read_word_list(path)["alpha"] == 3 and read_word_list(path)["beta"] == 1
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("init_exponent", 0.0, "must be positive, got 0.0"),
+    ("init_exponent", math.inf, "must be positive and finite, got inf"),
+    ("init_offset", 0.0, "must be positive, got 0.0"),
+    ("init_offset", math.nan, "must be positive, got nan"),
+    ("margin", -0.05, "must be positive, got -0.05"),
+    ("slack_penalty", 0.0, "must be positive, got 0.0"),
+    ("max_iterations", 0, "must be at least 1, got 0"),
+    ("max_seconds", -1.0, r"must be at least 0 \(0: one round\), got -1.0"),
+    ("number_words", -1, "must be at least 0, got -1"),
+    ("max_run", 1, r"must be at least 2 \(to turn split rules off, set data\.distill\.split_rules false\), got 1"),
+    ("split_rule_min_fixed", -1.0, "must be at least 0, got -1.0"),
+    ("word_rules", -1, r"must be at least 0 \(0: none\), got -1"),
+    ("general_usage_words", -5, r"must be at least 0 \(0: none\), got -5"),
+    ("general_words_per_language", -1, r"must be at least 0 \(0: none\), got -1"),
+    ("general_text_words", -1.0, r"must be at least 0 \(0: no general words\), got -1.0"),
+    ("general_text_words", math.inf, "must be finite, got inf"),
+])
+def test_distill_settings_out_of_range_name_their_key(key, value, says):
+    with pytest.raises(ValueError, match=rf"^data\.distill\.{key} {says}$"):
+        DistillSettings(**{key: value})
+
+
+def test_distill_settings_at_their_bounds_are_accepted():
+    DistillSettings()
+    DistillSettings(init_offset=0.5, init_exponent=0.1, max_iterations=1, max_seconds=0.0, margin=1e-6,
+                    slack_penalty=1e-3, number_words=0, max_run=2, split_rule_min_fixed=0.5, word_rules=0,
+                    general_usage_words=0, general_words_per_language=0, general_text_words=0.0)
+    DistillSettings(max_seconds=math.inf, split_rule_min_fixed=math.inf)  # no time limit; only listed characters
