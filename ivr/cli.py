@@ -8,11 +8,13 @@ itself is only built in ``configure_model``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from jsonargparse import ArgumentError, set_parsing_settings
 from lightning.pytorch import LightningModule, Trainer
@@ -54,6 +56,20 @@ class IVRTrainer(Trainer):
 
         Only the align stage reads model weights (the base model's embedding rows)."""
         _print_artifacts("prepare", datamodule.prepare_data())
+
+    @functools.wraps(Trainer.fit)
+    def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None,
+            weights_only=None):
+        # a checkpoint a killed fit left truncated is named here, not met by a bare error from inside torch
+        if isinstance(datamodule, IVRDataModule) and ckpt_path is not None:
+            from ivr.export import readable_checkpoint
+
+            last = datamodule.paths.last_checkpoint
+            if ckpt_path == "last" and last.exists():
+                readable_checkpoint(last)
+            elif Path(ckpt_path).is_file():
+                readable_checkpoint(ckpt_path)
+        return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
 
     def train(
         self,

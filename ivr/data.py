@@ -184,7 +184,11 @@ class IVRDataModule(LightningDataModule):
                 f"no packed dataset at {path}: run `ivr prepare` with this config first (a fit builds it in "
                 f"prepare_data, on each node's local rank 0)"
             )
-        self.datasets = load_from_disk(str(path)).with_format("torch")
+        try:
+            self.datasets = load_from_disk(str(path)).with_format("torch")
+        except (OSError, ValueError) as err:  # pyarrow's errors for a damaged file are ValueError or OSError
+            raise ValueError(f"{path}: the packed dataset cannot be read ({err}); delete this folder and run again "
+                             "to pack it anew") from None
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams

@@ -66,3 +66,19 @@ def test_a_truncated_checkpoint_is_named_before_anything_loads_it(tmp_path):
     (tmp_path / "text.ckpt").write_text(json.dumps({"state_dict": {}}))
     with pytest.raises(ValueError):
         readable_checkpoint(tmp_path / "text.ckpt")
+
+
+def test_a_damaged_packed_dataset_is_named(tmp_path, monkeypatch):
+    from datasets import Dataset, DatasetDict
+
+    from ivr import data
+
+    packed = tmp_path / "datasets" / "remapped-0123"
+    rows = {"input_ids": [[1, 2, 3]] * 64, "n_bytes": [3] * 64}
+    DatasetDict({"train": Dataset.from_dict(rows), "validation": Dataset.from_dict(rows)}).save_to_disk(str(packed))
+    for arrow in packed.rglob("*.arrow"):
+        truncate(arrow, 64)
+    monkeypatch.setattr(data.pipeline, "dataset_dir", lambda *a: packed)
+    module = data.IVRDataModule(artifacts_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"remapped-0123: the packed dataset cannot be read"):
+        module.setup("fit")
