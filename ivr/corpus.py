@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ivr.atomic import atomic_dir, write_json
 from ivr.builtin_corpora import BUILTIN_CORPORA
+from ivr.stamps import output_signature
 
 log = logging.getLogger(__name__)
 
@@ -292,9 +293,12 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
         except CorpusError as err:  # a damaged manifest marks nothing complete: clean again
             log.warning("%s; cleaning again", err)
         else:
-            if manifest.get("fingerprint") == fingerprint and manifest.get("on_bad_record") == options.on_bad_record:
+            if manifest.get("fingerprint") != fingerprint or manifest.get("on_bad_record") != options.on_bad_record:
+                log.info("raw corpus or cleaning settings changed since %s was written; cleaning again", manifest_path)
+            elif manifest.get("cleaned_signature") != _cleaned_signature(Path(cleaned_dir)):
+                log.warning("the cleaned files in %s changed since they were written; cleaning again", cleaned_dir)
+            else:
                 return manifest
-            log.info("raw corpus or cleaning settings changed since %s was written; cleaning again", manifest_path)
 
     skip = _Skipper(options.on_bad_record)
     files, n_docs, n_bytes = [], 0, 0
@@ -329,11 +333,19 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
             "skipped_examples": skip.skipped[:20],
             "document_boundaries": "one JSON record per document; packed for training with <|endoftext|> between",
             "files": files,
+            "cleaned_signature": _cleaned_signature(tmp),
         }
         write_json(tmp / MANIFEST_FILE, manifest)
     if skip.skipped:
         print(f"ivr: skipped {len(skip.skipped)} bad records (data.on_bad_record=skip); first: {skip.skipped[0]}")
     return manifest
+
+
+def _cleaned_signature(cleaned_dir: Path) -> str:
+    """A hash of the cleaned files' names, sizes and modification times: a file truncated, edited or added since
+    the manifest was written makes ``clean_corpus`` clean again instead of trusting it."""
+    entries = [e for e in output_signature(cleaned_dir) if e[0] != MANIFEST_FILE]
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
 def read_manifest(cleaned_dir: Path) -> dict:

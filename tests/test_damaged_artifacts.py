@@ -82,3 +82,20 @@ def test_a_damaged_packed_dataset_is_named(tmp_path, monkeypatch):
     module = data.IVRDataModule(artifacts_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"remapped-0123: the packed dataset cannot be read"):
         module.setup("fit")
+
+
+def test_a_cleaned_file_changed_since_cleaning_is_cleaned_again(tmp_path, raw_dir, caplog):
+    from ivr.corpus import CleaningOptions, clean_corpus
+
+    cleaned = tmp_path / "cleaned"
+    clean_corpus(raw_dir, cleaned, CleaningOptions())
+    files = sorted(p for p in cleaned.rglob("*.jsonl"))
+    good = {p: p.read_bytes() for p in files}
+    before = {p: p.stat().st_mtime_ns for p in files}
+    clean_corpus(raw_dir, cleaned, CleaningOptions())  # unchanged: reused, not written again
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+    truncate(files[0], 5)
+    with caplog.at_level("WARNING"):
+        clean_corpus(raw_dir, cleaned, CleaningOptions())
+    assert "changed since they were written" in caplog.text
+    assert {p: p.read_bytes() for p in files} == good
