@@ -18,13 +18,12 @@ import sys
 import sysconfig
 from pathlib import Path
 
-import torch
 import yaml
 from common import Stopwatch, parser, print_metrics
+from real_model import bpb, encode, score
 
 from ivr.causal_lm import load_pretrained
 from ivr.export import export_disagreements
-from ivr.metrics import bits_per_byte, lm_sums
 from ivr.packing import token_byte_lengths
 from ivr.paths import ArtifactPaths
 from ivr.tokenizers.io import load_tokenizer, read_special_tokens
@@ -39,22 +38,14 @@ def ivr(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "ivr.cli", *args], check=True, cwd=ROOT)
 
 
-@torch.no_grad()
 def file_bits_per_byte(model, tokenizer_dir: Path, text: str, window: int = 512) -> float:
-    """Bits per byte of ``text`` under ``model`` with the tokenizer in ``tokenizer_dir``, in windows of ``window``
-    tokens (each window's first token is context only, so its bytes are left out too)."""
+    """Bits per byte of ``text`` under ``model`` with the tokenizer in ``tokenizer_dir``, scored as
+    ``real_model.py`` scores its documents: behind the document separator, in windows of ``window`` tokens that
+    overlap by one, so every token and byte counts."""
     tok = load_tokenizer(tokenizer_dir)
-    ids = torch.tensor(tok.encode(text, add_special_tokens=False).ids)
-    nbytes = torch.from_numpy(token_byte_lengths(tok, read_special_tokens(tokenizer_dir).separator_id))
-    nll, n_bytes = 0.0, 0
-    model.eval()
-    for start in range(0, len(ids) - 1, window):
-        chunk = ids[start : start + window][None]
-        if chunk.size(1) < 2:
-            break
-        nll += lm_sums(model(input_ids=chunk).logits, chunk)[0].item()
-        n_bytes += int(nbytes[chunk[0, 1:]].sum())
-    return float(bits_per_byte(nll, n_bytes))
+    separator = read_special_tokens(tokenizer_dir).separator_id
+    docs = encode(tok, [text])
+    return bpb(score(model, docs, separator, window, batch=1), docs, token_byte_lengths(tok, separator))
 
 
 def main() -> None:
