@@ -240,13 +240,17 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
             skip(err)
 
 
-def find_sources(raw_dir: Path, options: CleaningOptions) -> list[tuple[Path, str]]:
-    """Raw files to clean as (path, relative name); the built-in corpus joins them when configured."""
+def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool = False) -> list[tuple[Path, str]]:
+    """Raw files to clean as (path, relative name); the built-in corpus joins them when configured.
+
+    A raw folder that does not exist beside the built-in corpus is no error (the demo configs use the built-in
+    corpus alone); it is a warning where the folder was named (a typo), an info line where it is the layout's
+    default (``default_raw_dir``)."""
     sources = []
     if not raw_dir.exists() and options.builtin_corpus is not None:
-        # not an error: the demo configs use the built-in corpus with a default raw folder nobody created
-        log.warning("raw corpus directory %s (data.raw_corpora_dir) does not exist; using data.builtin_corpus %s only",
-                    raw_dir, options.builtin_corpus)
+        (log.info if default_raw_dir else log.warning)(
+            "raw corpus directory %s (data.raw_corpora_dir) does not exist; using data.builtin_corpus %s only",
+            raw_dir, options.builtin_corpus)
     if raw_dir.is_dir():
         sources = [
             (p, p.relative_to(raw_dir).as_posix())
@@ -279,12 +283,13 @@ def _sources_fingerprint(sources: list[tuple[Path, str]], options: CleaningOptio
     return h.hexdigest()
 
 
-def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, force: bool = False) -> dict:
+def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, force: bool = False,
+                 default_raw_dir: bool = False) -> dict:
     """Clean every raw source into ``cleaned_dir``; reuse a complete earlier build unless ``force``.
 
     Returns the manifest (files, documents, bytes, skipped records, the input fingerprint).
     """
-    sources = find_sources(Path(raw_dir), options)
+    sources = find_sources(Path(raw_dir), options, default_raw_dir)
     fingerprint = _sources_fingerprint(sources, options)
     manifest_path = Path(cleaned_dir) / MANIFEST_FILE
     if manifest_path.is_file() and not force:

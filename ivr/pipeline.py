@@ -190,7 +190,9 @@ def init(config: PipelineConfig) -> list[Path]:
     paths, source = config.paths, config.original
     with artifacts_lock(paths):
         fetch_original_tokenizer(paths.original_tokenizer_dir, source.name, source.local_dir, force=source.force, allow_hub=source.use_hub)
-        manifest = clean_corpus(paths.raw_corpora_dir, paths.cleaned_corpora_dir, config.cleaning, force=config.normalize_force)
+        default_raw = paths.raw_corpora_dir == ArtifactPaths.from_config(paths.root).raw_corpora_dir
+        manifest = clean_corpus(paths.raw_corpora_dir, paths.cleaned_corpora_dir, config.cleaning, force=config.normalize_force,
+                                default_raw_dir=default_raw)
     counts = check_splits(paths.cleaned_corpora_dir, config.heldout_fraction, config.cleaning.max_document_chars)
     log.info("corpus: %d documents (%d train, %d held out), %d bytes", manifest["documents"], counts["train"], counts["heldout"], manifest["bytes"])
     return [paths.original_tokenizer_dir, paths.cleaned_corpora_dir]

@@ -60,6 +60,11 @@ def test_a_missing_raw_folder_beside_the_builtin_corpus_is_a_warning(tmp_path, c
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and str(typo) in warnings[0] and "data.raw_corpora_dir" in warnings[0]
 
+    caplog.clear()  # the layout's own default folder, not created: an info line
+    with caplog.at_level(logging.INFO, logger="ivr.corpus"):
+        find_sources(typo, options, default_raw_dir=True)
+    assert str(typo) in caplog.text and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
     caplog.clear()
     (tmp_path / "raw").mkdir()
     with caplog.at_level(logging.WARNING, logger="ivr.corpus"):
