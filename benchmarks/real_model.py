@@ -140,7 +140,7 @@ def reassigned_strings(scores: Scores, docs: EvalSet, ids: set[int], nbytes: np.
         for s, e in docs.offsets[d][hit]:
             inside = (starts >= s) & (ends <= e)
             nll += float(ref_scores.nll[d][inside].sum())
-        return bits_per_byte(nll, n_bytes), nll / max(n_tokens, 1)
+    return bits_per_byte(nll, n_bytes), nll / max(n_tokens, 1)
 
 
 def differing_share(a: EvalSet, b: EvalSet) -> float:

@@ -58,8 +58,7 @@ class IVRTrainer(Trainer):
         _print_artifacts("prepare", datamodule.prepare_data())
 
     @functools.wraps(Trainer.fit)
-    def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None,
-            weights_only=None):
+    def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None, **kwargs):
         # a checkpoint a killed fit left truncated is named here, not met by a bare error from inside torch
         if isinstance(datamodule, IVRDataModule) and ckpt_path is not None:
             from ivr.export import readable_checkpoint
@@ -69,7 +68,8 @@ class IVRTrainer(Trainer):
                 readable_checkpoint(last)
             elif Path(ckpt_path).is_file():
                 readable_checkpoint(ckpt_path)
-        return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
+        # the rest as Lightning's own signature has it (``weights_only`` since 2.6)
+        return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, **kwargs)
 
     def train(
         self,
@@ -180,7 +180,8 @@ def _predict_checkpoint(datamodule: IVRDataModule, ckpt_path: str | None) -> str
             )
         print(f"ivr predict: using the last fit's checkpoint {last}")
         ckpt_path = str(last)
-    return str(readable_checkpoint(ckpt_path))
+    # a local file is checked here; anything else (a remote path, a sharded folder) is Lightning's to resolve
+    return str(readable_checkpoint(ckpt_path)) if Path(ckpt_path).is_file() else ckpt_path
 
 
 def _align(

@@ -40,18 +40,21 @@ def is_current(stamp_path: Path, key: dict, outputs: list[Path], unsigned: Itera
         return False
     if not isinstance(stamp, dict) or stamp.get("key") != key:
         return False
-    skip = {str(p) for p in unsigned}
-    return stamp.get("signatures") == {str(p): output_signature(p) for p in outputs if str(p) not in skip}
+    return stamp.get("signatures") == _signatures(outputs, unsigned)
 
 
 def write_stamp(stamp_path: Path, key: dict, outputs: list[Path], unsigned: Iterable[Path] = (), **extra) -> None:
     """Record that ``outputs`` were built from ``key``, with the signature of each but the ``unsigned`` ones, and
     any ``extra`` fields (a benchmark's results)."""
     # written after the outputs: a crash in between only costs a rebuild, never trusts a partial result
-    skip = {str(p) for p in unsigned}
     write_json(stamp_path, {"key": key, "outputs": [str(p) for p in outputs],
-                            "signatures": {str(p): output_signature(p) for p in outputs if str(p) not in skip},
-                            **extra})
+                            "signatures": _signatures(outputs, unsigned), **extra})
+
+
+def _signatures(outputs: list[Path], unsigned: Iterable[Path]) -> list:
+    # by position, not by path: an artifact tree moved or spelled otherwise (relative, absolute) keeps its stamps
+    skip = {Path(p) for p in unsigned}
+    return [output_signature(p) for p in outputs if Path(p) not in skip]
 
 
 def output_signature(path: Path) -> list:

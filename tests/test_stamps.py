@@ -252,3 +252,23 @@ def test_an_unreadable_stamp_means_a_rebuild(tmp_path, caplog):
     assert len(builds) == 2 and str(paths.stamp("analyze")) in caplog.text
     run()
     assert len(builds) == 2
+
+
+def test_a_moved_artifact_tree_keeps_its_stamps(tmp_path):
+    builds = []
+
+    def run(root):
+        paths = ArtifactPaths.from_config(root)
+        out = paths.reports_dir / "out.txt"
+
+        def build():
+            builds.append(1)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text("x")
+
+        pipeline.staged("analyze", paths, {"inputs": 1}, [out], build, pipeline.analyze)
+
+    run(tmp_path / "a")
+    (tmp_path / "a").rename(tmp_path / "b")  # a move keeps sizes and modification times
+    run(tmp_path / "b")
+    assert len(builds) == 1
