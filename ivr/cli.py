@@ -71,6 +71,10 @@ class IVRTrainer(Trainer):
         # the rest as Lightning's own signature has it (``weights_only`` since 2.6)
         return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, **kwargs)
 
+    # Lightning's argument docs, with what the command does here as the summary ``ivr --help`` shows
+    fit.__doc__ = ("Prepare the data if needed, fine-tune the model and export it at the end.\n"
+                   + Trainer.fit.__doc__.split("\n", 1)[1])
+
     def train(
         self,
         model: LightningModule,
@@ -393,6 +397,14 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(130) from None
 
 
+DESCRIPTION = (
+    "ivr moves a pretrained causal language model onto your domain without changing its shapes: it distils the "
+    "BPE tokenizer into a Unigram one with the same ids, gives ids your text never uses to strings it uses "
+    "constantly, initialises their embeddings and fine-tunes. `ivr prepare` builds the artifacts, `ivr fit` "
+    "also trains; each stage has a command of its own."
+)
+
+
 def _run(args: list[str] | None) -> None:
     IVRCLI(
         IVRLanguageModel,
@@ -400,7 +412,7 @@ def _run(args: list[str] | None) -> None:
         trainer_class=IVRTrainer,
         save_config_kwargs={"overwrite": True},
         # a bad flag or config raises instead of printing the whole usage: main() prints it as one line
-        parser_kwargs={"exit_on_error": False},
+        parser_kwargs={"exit_on_error": False, "description": DESCRIPTION},
         args=args,
         auto_configure_optimizers=False,
     )
