@@ -27,7 +27,6 @@ from ivr.causal_lm import PretrainedUnavailableError
 from ivr.data import IVRDataModule, settings_as
 from ivr.embeddings import AlignSettings, InitStrategy
 from ivr.figures import figure
-
 from ivr.model import GenerationSettings, IVRLanguageModel
 from ivr.paths import ArtifactPaths
 from ivr.progress import ProgressLog
@@ -59,15 +58,8 @@ class IVRTrainer(Trainer):
 
     @functools.wraps(Trainer.fit)
     def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None, **kwargs):
-        # a checkpoint a killed fit left truncated is named here, not met by a bare error from inside torch
         if isinstance(datamodule, IVRDataModule) and ckpt_path is not None:
-            from ivr.export import readable_checkpoint
-
-            last = datamodule.paths.last_checkpoint
-            if ckpt_path == "last" and last.exists():
-                readable_checkpoint(last)
-            elif Path(ckpt_path).is_file():
-                readable_checkpoint(ckpt_path)
+            _check_local_checkpoint(datamodule.paths, ckpt_path)
         # the rest as Lightning's own signature has it (``weights_only`` since 2.6)
         return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, **kwargs)
 
@@ -164,10 +156,19 @@ class IVRTrainer(Trainer):
         _print_artifacts("init", datamodule.run_stage("init"))
 
 
-def _predict_checkpoint(datamodule: IVRDataModule, ckpt_path: str | None) -> str | None:
-    """The checkpoint ``ivr predict`` loads: the one given, else the last fit's; ``base`` for none, said aloud."""
+def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
+    """A checkpoint a killed fit left truncated is named here, not met by a bare error from inside torch. Only
+    local files (``last``: the last fit's); anything else (a remote path, a sharded folder, Lightning's other
+    keywords) is Lightning's to resolve."""
     from ivr.export import readable_checkpoint
 
+    path = paths.last_checkpoint if ckpt_path == "last" else Path(ckpt_path)
+    if path.is_file():
+        readable_checkpoint(path)
+
+
+def _predict_checkpoint(datamodule: IVRDataModule, ckpt_path: str | None) -> str | None:
+    """The checkpoint ``ivr predict`` loads: the one given, else the last fit's; ``base`` for none, said aloud."""
     read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
     tokenizer = datamodule.paths.tokenizer_file(datamodule.hparams.tokenizer)
     if not tokenizer.is_file():
@@ -184,8 +185,8 @@ def _predict_checkpoint(datamodule: IVRDataModule, ckpt_path: str | None) -> str
             )
         print(f"ivr predict: using the last fit's checkpoint {last}")
         ckpt_path = str(last)
-    # a local file is checked here; anything else (a remote path, a sharded folder) is Lightning's to resolve
-    return str(readable_checkpoint(ckpt_path)) if Path(ckpt_path).is_file() else ckpt_path
+    _check_local_checkpoint(datamodule.paths, ckpt_path)
+    return ckpt_path
 
 
 def _align(
