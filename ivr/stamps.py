@@ -11,6 +11,7 @@ import ast
 import hashlib
 import json
 import logging
+import stat
 import threading
 
 from collections.abc import Iterable
@@ -64,8 +65,12 @@ def output_signature(path: Path) -> list:
     if path.is_file():
         st = path.stat()
         return [st.st_size, st.st_mtime_ns]
-    return sorted([str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns]
-                  for f in path.rglob("*") if f.is_file())
+    files = []
+    for f in path.rglob("*"):
+        st = f.stat()
+        if stat.S_ISREG(st.st_mode):
+            files.append([str(f.relative_to(path)), st.st_size, st.st_mtime_ns])
+    return sorted(files)
 
 
 
