@@ -67,7 +67,7 @@ def output_signature(path: Path) -> list:
         return [st.st_size, st.st_mtime_ns]
     files = []
     for f in path.rglob("*"):
-        st = f.stat()
+        st = f.lstat()  # a link inside an output is not followed, nor a broken one stat-ed
         if stat.S_ISREG(st.st_mode):
             files.append([str(f.relative_to(path)), st.st_size, st.st_mtime_ns])
     return sorted(files)
