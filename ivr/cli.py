@@ -157,9 +157,9 @@ class IVRTrainer(Trainer):
 
 
 def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
-    """A checkpoint a killed fit left truncated is named here, not met by a bare error from inside torch. Only
-    local files (``last``: the last fit's); anything else (a remote path, a sharded folder, Lightning's other
-    keywords) is Lightning's to resolve."""
+    """A damaged checkpoint (a copy cut short, a full disk) is named here, not met by a bare error from inside
+    torch. Only local files (``last``: the last fit's); anything else (a remote path, a sharded folder,
+    Lightning's other keywords) is Lightning's to resolve."""
     from ivr.export import readable_checkpoint
 
     path = paths.last_checkpoint if ckpt_path == "last" else Path(ckpt_path)

@@ -149,9 +149,9 @@ def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metada
 
 
 def readable_checkpoint(path: str | Path) -> Path:
-    """``path`` if it holds a whole checkpoint; else a clear error before Lightning or torch fail on it. A fit
-    killed while saving can leave a truncated file, and ``torch.save`` writes a zip archive, whose directory
-    sits at its end."""
+    """``path`` if it holds a whole checkpoint; else a clear error before Lightning or torch fail on it.
+    Lightning saves local checkpoints through a temporary file, but a copy cut short or a full disk can still
+    leave a truncated one; ``torch.save`` writes a zip archive, whose directory sits at its end."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")

@@ -88,7 +88,7 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
     assert len(acc.Scalars("train/loss")) == 5 - resumed_from  # a fresh run to step 5 would log 5
     # checkpoints come with validation (every 2 steps here): the newest is at step 4
     assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 4
-    # a checkpoint a killed fit left truncated is named before Lightning or torch try to read it
+# a damaged checkpoint (here cut short) is named before Lightning or torch try to read it
     last = (checkpoints / "last.ckpt").resolve()
     last.write_bytes(last.read_bytes()[:1000])
     for command in (["fit", "--ckpt_path", "last"], ["predict", "--data.prompts_path", str(tmp_path / "p.txt")]):
