@@ -101,3 +101,21 @@ def print_metrics(rows: list[tuple[str, str]]) -> None:
     print(f"\n{'metric':<{width}} | value\n{'-' * width}-|------")
     for k, v in rows:
         print(f"{k:<{width}} | {v}")
+
+
+def chunk_timings(toks: dict, chunks: list[list[str]], repeats: int, batch: bool) -> dict[str, list[float]]:
+    """Seconds each tokenizer takes on each chunk, ``repeats`` times over; the tokenizers take turns chunk by
+    chunk (in a rotating order), so that the machine's drift hits them alike."""
+    names = list(toks)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    for _ in range(repeats):
+        for c, chunk in enumerate(chunks):
+            for k in names[c % len(names):] + names[: c % len(names)]:
+                start = time.perf_counter()
+                if batch:
+                    toks[k].encode_batch(chunk)
+                else:
+                    for text in chunk:
+                        toks[k].encode(text)
+                times[k].append(time.perf_counter() - start)
+    return times

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from pathlib import Path
 
-from common import (Stopwatch, add_heldout_every, add_settings, english_prose, parser, print_metrics, settings_from,
-                    stdlib_split)
+from common import (Stopwatch, add_heldout_every, add_settings, chunk_timings, english_prose, parser, print_metrics,
+                    settings_from, stdlib_split)
 
 from ivr.peak_memory import process_peak_kb
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
@@ -89,24 +88,6 @@ def fit_and_verify(args, bpe, fit_texts: list[str], held_texts: list[str], prose
     rows.append(("English prose (both sets): exact word occ / wrong occurrences",
                  f"{1 - wrong / occurrences:.5%} / {wrong} of {occurrences}"))
     return rows
-
-
-def chunk_timings(toks: dict, chunks: list[list[str]], repeats: int, batch: bool) -> dict[str, list[float]]:
-    """Seconds each tokenizer takes on each chunk, ``repeats`` times over; the tokenizers take turns chunk by
-    chunk (in a rotating order), so that the machine's drift hits them alike."""
-    names = list(toks)
-    times: dict[str, list[float]] = {k: [] for k in names}
-    for _ in range(repeats):
-        for c, chunk in enumerate(chunks):
-            for k in names[c % len(names):] + names[: c % len(names)]:
-                start = time.perf_counter()
-                if batch:
-                    toks[k].encode_batch(chunk)
-                else:
-                    for text in chunk:
-                        toks[k].encode(text)
-                times[k].append(time.perf_counter() - start)
-    return times
 
 
 def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int, also: Path | None = None,

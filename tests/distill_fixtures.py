@@ -31,9 +31,9 @@ MAX_RUN = 80
 
 def fast_settings(**kw) -> DistillSettings:
     # no ruler characters unless a test asks: building their rules is most of a small fit's time
-    kw = {"split_rule_chars": "", "general_usage_words": 0, "general_languages": "", **kw}
-    return DistillSettings(vocab_words=False, vocab_variants=False, number_words=0, max_run=MAX_RUN,
-                           split_rule_min_fixed=1, **kw)
+    kw = {"split_rule_chars": "", "general_usage_words": 0, "general_languages": "", "vocab_words": False,
+          "vocab_variants": False, "number_words": 0, "max_run": MAX_RUN, "split_rule_min_fixed": 1, **kw}
+    return DistillSettings(**kw)
 
 
 def split_rule(bare_bpe: Tokenizer, char: str, max_run: int = MAX_RUN) -> dict | None:

@@ -121,9 +121,9 @@ def test_id_contract_notices_a_lost_special_token(distilled):
 
 
 def test_unsupported_pre_tokenizers_are_named():
-    digits = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+    digits = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=False),
                                       pre_tokenizers.ByteLevel(add_prefix_space=False)])
-    with pytest.raises(UnsupportedTokenizer, match=r"Digits\(individual_digits=True\) then ByteLevel"):
+    with pytest.raises(UnsupportedTokenizer, match=r"Digits\(individual_digits=False\) then ByteLevel"):
         source_bpe(tiny_bpe(digits))
     llama3 = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(r"(?i:'s|'t)|\p{N}{1,3}| ?\p{L}+|\s+"), "isolated"),

@@ -12,6 +12,7 @@ cannot disagree on a Unicode version; both are backtracking engines trying alter
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -19,7 +20,7 @@ from functools import lru_cache
 import regex
 from tokenizers import Tokenizer
 
-from ivr.tokenizers.byte_level import text_to_piece
+from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece
 from ivr.tokenizers.byte_level_regex import MAX_CODE_POINT, SURROGATES, normalise_ranges, engine_class
 from ivr.tokenizers.io import pre_tokens
 
@@ -47,6 +48,20 @@ def is_gpt2_pre_tokenizer(steps: list[dict]) -> bool:
         return (split.get("type") == "Split" and split.get("pattern") == {"Regex": GPT2_PATTERN}
                 and split.get("behavior") == "Isolated" and not split.get("invert") and byte_level(steps[1], False))
     return False
+
+
+def is_digits_then_gpt2(steps: list[dict]) -> bool:
+    """Whether the pre-tokenizer steps put every digit on its own (``Digits(individual_digits=True)``) and then cut
+    the rest by GPT-2's regex (``is_gpt2_pre_tokenizer``), as SmolLM's and StarCoder's Hub tokenizers do."""
+    return (len(steps) >= 2 and steps[0].get("type") == "Digits" and bool(steps[0].get("individual_digits"))
+            and is_gpt2_pre_tokenizer(steps[1:]))
+
+
+def crosses_digit(piece: str) -> bool:
+    """Whether the byte-level ``piece`` holds a digit (Unicode class N) and anything else, a part of a character
+    included: behind ``Digits(individual_digits=True)`` no pre-token does, so BPE never outputs such a piece."""
+    text = piece_to_bytes(piece).decode("utf-8", errors="replace")
+    return len(text) > 1 and any(unicodedata.category(ch)[0] == "N" for ch in text)
 
 
 def _code_points(ranges: Iterable[tuple[int, int]]) -> set[int]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
 
 from ivr.tokenizers.byte_level import byte_to_char, piece_to_bytes
-from ivr.tokenizers.byte_level_regex import byte_level_regex
+from ivr.tokenizers.byte_level_regex import byte_level_regex, isolated_digits
 from ivr.tokenizers.distill.gpt2_regex import CLASS_RX, CONTRACTION, rx
 from ivr.tokenizers.distill.word_rules import word_rule_pattern
 from ivr.tokenizers.io import byte_level_tokenizer
@@ -109,25 +109,28 @@ def rules_pre_tokenizer(rules: Sequence[dict], word_rules: Sequence[Sequence[str
 
 
 def with_rules(
-    model_tok: Tokenizer, rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (), source: Tokenizer | None = None
+    model_tok: Tokenizer, rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (), source: Tokenizer | None = None,
+    isolated_digits: bool = False,
 ) -> Tokenizer:
     """The full tokenizer: ``model_tok``'s model behind GPT-2's pre-tokenizer carrying the split and word rules.
 
     The ``ByteLevel`` normalizer maps the whole text to byte-level characters at once and one ``Split`` cuts it
     with ``split_pattern`` rewritten for that alphabet (``byte_level_regex``): the pre-tokens of
-    ``rules_pre_tokenizer``, without the copies that mapping each pre-token on its own makes. The added tokens,
+    ``rules_pre_tokenizer``, without the copies that mapping each pre-token on its own makes. With
+    ``isolated_digits`` a ``Split`` first puts the bytes of every digit on their own (``digit_split``), and the
+    rules' regex then cuts each stretch between digits on its own, as the source's does. The added tokens,
     decoder and post-processor are ``source``'s (else ``model_tok``'s, or GPT-2's for a bare model), so that
     added tokens keep their ids and flags and decoding is the source's."""
     shell = source or (model_tok if model_tok.decoder is not None else byte_level_tokenizer(model_tok.model))
     tok = Tokenizer(model_tok.model)
     tok.normalizer = normalizers.ByteLevel()
-    pattern = byte_level_regex(split_pattern(rules, word_rules))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
+    steps = [digit_split()] if isolated_digits else []
+    steps.append(pre_tokenizers.Split(Regex(byte_level_regex(split_pattern(rules, word_rules))), behavior="isolated"))
     missing = "".join(c for c in byte_to_char().values() if tok.token_to_id(c) is None)
     if missing:
         # BPE drops a byte its vocabulary lacks (SmolLM2 has no 0x04) where a Unigram would fail: cut it out
-        drop = pre_tokenizers.Split(Regex("[" + "".join("\\x{%X}" % ord(c) for c in missing) + "]"), "removed")
-        tok.pre_tokenizer = pre_tokenizers.Sequence([tok.pre_tokenizer, drop])
+        steps.append(pre_tokenizers.Split(Regex("[" + "".join("\\x{%X}" % ord(c) for c in missing) + "]"), "removed"))
+    tok.pre_tokenizer = steps[0] if len(steps) == 1 else pre_tokenizers.Sequence(steps)
     tok.decoder, tok.post_processor = shell.decoder, shell.post_processor
     for _, t in sorted(shell.get_added_tokens_decoder().items()):
         # matched in the raw text, as in the source, which has no normalizer
@@ -135,6 +138,15 @@ def with_rules(
                            special=t.special)
         (tok.add_special_tokens if t.special else tok.add_tokens)([added])
     return tok
+
+
+def digit_split() -> pre_tokenizers.Split:
+    """``Digits(individual_digits=True)`` for byte-level text: the bytes of every character it isolates, on their
+    own. ``Digits`` itself cannot run there: ``²`` (U+00B2) is also the byte-level character of byte 0xB2, the
+    second byte of ``ò``. The class is rewritten by ``byte_level_regex``, so it matches only where a character
+    starts."""
+    spans = "".join("\\x{%X}-\\x{%X}" % span for span in isolated_digits())
+    return pre_tokenizers.Split(Regex(byte_level_regex(f"[{spans}]")), behavior="isolated")
 
 
 def segment_words(rules: Sequence[dict], words: Sequence[str], word_rules: Sequence[Sequence[str]] = ()) -> list[list[str]]:

@@ -45,7 +45,9 @@ class DistillSettings:
     capitals (headings and licences write whole words in capitals: SmolLM2's `` PROCUREMENT``)."""
     number_words: int = 4
     """Also fit on every digit string of up to this many digits, with and without a leading space (BPE's
-    digit merges are erratic and numbers are everywhere; 5 digits adds provable conflicts, not accuracy)."""
+    digit merges are erratic and numbers are everywhere; 5 digits adds provable conflicts, not accuracy). Where
+    the source puts every digit on its own (``Digits(individual_digits=True)``), any value above 0 means the ten
+    digits alone."""
     general_usage_words: int = 50000
     """How many of ``wordfreq``'s most frequent English words (with and without a leading space) count, in the
     fit's cost of changing a merge, as users of the merges their BPE pieces are built from: a merge that many

@@ -4,8 +4,9 @@ BPE never outputs for text, and a check that its pipeline is one the distilled t
 Supported: a BPE model (no dropout, no word prefixes or suffixes, no byte fallback, no unknown token, merges
 applied to every word) behind no normalizer and GPT-2's pre-tokenizer regex, written as
 ``ByteLevel(use_regex=True)`` or as ``Sequence[Split(GPT-2's regex, isolated), ByteLevel(use_regex=False)]``,
-without a prefix space. Anything else (digit splitting, the Llama-3 or Qwen regexes, a normalizer) is refused by
-name: the split and word rules are written into GPT-2's regex.
+without a prefix space, optionally behind ``Digits(individual_digits=True)`` (every digit its own pre-token, as
+in SmolLM's and StarCoder's Hub tokenizers). Anything else (digits in groups, the Llama-3 or Qwen regexes, a
+normalizer) is refused by name: the split and word rules are written into GPT-2's regex.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tokenizers import Tokenizer
 
 from ivr.tokenizers.bpe import bpe_merges
 from ivr.tokenizers.byte_level import single_byte_pieces
-from ivr.tokenizers.gpt2_pre_tokens import is_gpt2_pre_tokenizer, pre_tokenizer_steps
+from ivr.tokenizers.gpt2_pre_tokens import crosses_digit, is_digits_then_gpt2, is_gpt2_pre_tokenizer, pre_tokenizer_steps
 from ivr.tokenizers.pieces import vocab_pieces
 
 
@@ -35,7 +36,10 @@ class SourceBPE:
     """The merges by rank (rank 0 first)."""
     never: frozenset[int]
     """Ids BPE never outputs for text: added tokens (matched before the model) and pieces that are neither a
-    single byte nor built by a merge. The Unigram gets them at a score that never wins."""
+    single byte nor built by a merge, and, behind isolated digits, pieces holding a digit and anything else. The
+    Unigram gets them at a score that never wins."""
+    isolated_digits: bool = False
+    """Whether the source puts every digit on its own before GPT-2's regex (``Digits(individual_digits=True)``)."""
 
     @property
     def outputs(self) -> list[str]:
@@ -58,8 +62,10 @@ def source_bpe(bpe: Tokenizer) -> SourceBPE:
         raise UnsupportedTokenizer(f"cannot distil this tokenizer: merges with parts or results outside the "
                                    f"vocabulary, e.g. {unknown}")
     built = single_byte_pieces() | {a + b for a, b in merges}
-    never = frozenset(set(bpe.get_added_tokens_decoder()) | {i for i, p in enumerate(pieces) if p not in built})
-    return SourceBPE(pieces, merges, never)
+    isolated_digits = is_digits_then_gpt2(pre_tokenizer_steps(spec))
+    never = frozenset(set(bpe.get_added_tokens_decoder()) | {
+        i for i, p in enumerate(pieces) if p not in built or (isolated_digits and crosses_digit(p))})
+    return SourceBPE(pieces, merges, never, isolated_digits)
 
 
 def _model_problems(model: dict) -> list[str]:
@@ -80,10 +86,11 @@ def _pipeline_problems(spec: dict) -> list[str]:
     if normalizer and not (normalizer.get("type") == "Sequence" and not normalizer.get("normalizers")):
         problems.append(f"normalizer {_describe(normalizer)} is unsupported (none expected)")
     steps = pre_tokenizer_steps(spec)
-    if not is_gpt2_pre_tokenizer(steps):
+    if not (is_gpt2_pre_tokenizer(steps) or is_digits_then_gpt2(steps)):
         problems.append("pre-tokenizer " + " then ".join(_describe(s) for s in steps) + " is unsupported: only "
                         "GPT-2's regex is (ByteLevel(use_regex=True), or Split(GPT-2's regex) then "
-                        "ByteLevel(use_regex=False), without a prefix space)")
+                        "ByteLevel(use_regex=False), without a prefix space), optionally after "
+                        "Digits(individual_digits=True)")
     decoder = spec.get("decoder") or {}
     if decoder.get("type") != "ByteLevel":
         problems.append(f"decoder {_describe(decoder)} is unsupported (ByteLevel expected)")

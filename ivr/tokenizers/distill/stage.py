@@ -73,7 +73,7 @@ def fit_distilled(
     source = source_bpe(bpe)
     pieces = source.pieces
     bare_bpe = bare_model(bpe)
-    weighted = fit_words(source.outputs, corpus_counts, settings, bpe)
+    weighted = fit_words(source.outputs, corpus_counts, settings, bpe, source.isolated_digits)
     vocab = set(source.outputs)
     words = sorted(weighted)  # sorted: the fit must not depend on the corpus's iteration order
     weights = np.array([weighted[w] for w in words], dtype=np.float64)
@@ -102,7 +102,7 @@ def fit_distilled(
     word_rules = select_word_rules(model_tok, rules, words, weights, gold, pred, settings.word_rules, letter_ok)
     if word_rules:
         pred = encode_segments(model_tok, segment_words(rules, words, word_rules))
-    final = with_rules(model_tok, rules, word_rules, source=bpe)
+    final = with_rules(model_tok, rules, word_rules, source=bpe, isolated_digits=source.isolated_digits)
     bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g]
     stats.update(
         fit_word_types=len(words),
@@ -153,7 +153,7 @@ def distill_tokenizer(
     the reports) when any word occurrence of ``train_texts`` gets ids other than BPE's.
     """
     verify_settings = verify_settings or VerifySettings()
-    source_bpe(bpe)  # an unsupported tokenizer fails here, before any work
+    isolated_digits = source_bpe(bpe).isolated_digits  # an unsupported tokenizer fails here, before any work
     # read twice (the fit, then verification): a re-iterable such as ``ivr.corpus.SplitTexts`` streams from disk
     # each time; only a one-shot iterator is held in memory
     train_texts, heldout_texts = (list(t) if iter(t) is t else t for t in (train_texts, heldout_texts))
@@ -172,9 +172,11 @@ def distill_tokenizer(
         # the stage's settings: the fit's, then verification's
         "settings": {**fit_settings, **asdict(verify_settings)},
         "scores": "sum of the fitted weights of the merges that build each piece (higher wins); not log-probabilities",
-        "pre_tokenizer": "ByteLevel normalizer (the whole text to byte-level characters at once), then one Split by "
-                         "GPT-2's regex (the source's) with the split and word rules, rewritten for byte-level "
-                         "characters",
+        "pre_tokenizer": "ByteLevel normalizer (the whole text to byte-level characters at once), then "
+                         + ("a Split that puts every digit on its own, as the source's Digits step does, then "
+                            if isolated_digits else "")
+                         + "one Split by GPT-2's regex (the source's) with the split and word rules, rewritten for "
+                           "byte-level characters",
         # the rewrite writes out the Unicode classes of this library's regex engine
         "tokenizers_version": tokenizers.__version__,
         "split_rules": fit.split_rules,

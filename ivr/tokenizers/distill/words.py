@@ -16,7 +16,7 @@ from ivr.counting import most_frequent
 from ivr.tokenizers.byte_level import text_to_piece
 from ivr.tokenizers.distill.general_words import general_words, parse_languages
 from ivr.tokenizers.distill.settings import DistillSettings
-from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
+from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter, crosses_digit
 from ivr.user_text import read_user_text
 
 
@@ -61,12 +61,14 @@ def pre_token_counts(pre_tokenizer: Tokenizer, texts: Iterable[str], desc: str =
 
 
 def fit_words(
-    pieces: Sequence[str], corpus_counts: Counter, settings: DistillSettings, bpe: Tokenizer | None = None
+    pieces: Sequence[str], corpus_counts: Counter, settings: DistillSettings, bpe: Tokenizer | None = None,
+    isolated_digits: bool = False,
 ) -> Counter:
     """The weighted words to fit on: corpus pre-tokens, vocabulary pieces and their variants, a word list, and
     general words of other languages (``settings.general_languages``), which ``bpe``'s pre-tokenizer cuts.
     ``pieces`` are the pieces BPE can output (``SourceBPE.outputs``: no added tokens). Of the corpus's words, the
-    ``MAX_CORPUS_WORDS`` most frequent count (``corpus_sample``)."""
+    ``MAX_CORPUS_WORDS`` most frequent count (``corpus_sample``). With ``isolated_digits`` (the source puts every
+    digit on its own) the digit strings are the single digits, and no word holds a digit beside anything else."""
     words = corpus_sample(corpus_counts)
     extra: Counter = Counter()
     if settings.vocab_words:
@@ -79,8 +81,11 @@ def fit_words(
             cased = {core, core[0].upper() + core[1:], core.upper()}
             for variant in {lead + form for form in cased for lead in ("", "Ġ")}:
                 extra[variant] += 1
-    for k in range(1, settings.number_words + 1):
-        extra.update(p + str(n).zfill(k) for n in range(10**k) for p in ("", "Ġ"))
+    if isolated_digits:
+        extra.update(str(n) for n in range(10 if settings.number_words else 0))
+    else:
+        for k in range(1, settings.number_words + 1):
+            extra.update(p + str(n).zfill(k) for n in range(10**k) for p in ("", "Ġ"))
     for w in extra:  # words met only outside the corpus count once: they must be right, not dominate
         words.setdefault(w, 1)
     languages = parse_languages(settings.general_languages)
@@ -93,6 +98,8 @@ def fit_words(
     if settings.word_list:  # a listed count weighs like a corpus count; the larger of the two is kept
         for w, n in read_word_list(settings.word_list).items():
             words[w] = max(words.get(w, 0), n)
+    if isolated_digits:  # a word list's "v2" or " 42": such a pre-token never reaches the model
+        words = Counter({w: n for w, n in words.items() if not crosses_digit(w)})
     return words
 
 
