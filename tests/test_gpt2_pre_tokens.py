@@ -26,12 +26,21 @@ def split_then_byte_level() -> Tokenizer:
     return tok
 
 
+def digits_then_byte_level(individual: bool = True) -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=individual),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    return tok
+
+
 GPT2 = offline_gpt2_tokenizer()
 CUTTERS = [PreTokenCutter(GPT2), PreTokenCutter(split_then_byte_level())]
+DIGITS = digits_then_byte_level()
+DIGITS_CUTTER = PreTokenCutter(DIGITS)
 
 
 def test_both_ways_of_writing_gpt2_pre_tokenizer_take_the_regex_package():
-    assert all(cut.fast for cut in CUTTERS)
+    assert all(cut.fast for cut in CUTTERS) and DIGITS_CUTTER.fast
 
 
 @settings(max_examples=300, deadline=None)
@@ -43,10 +52,15 @@ def test_the_pre_tokens_are_the_tokenizers_ones(text):
         assert cut.counts(text) == Counter(want)
 
 
+@settings(max_examples=300, deadline=None)
+@given(texts)
+def test_isolated_digits_then_gpt2_are_the_tokenizers_pre_tokens(text):
+    want = pre_tokens(DIGITS, text)
+    assert DIGITS_CUTTER(text) == want and DIGITS_CUTTER.counts(text) == Counter(want)
+
+
 def test_another_pipeline_is_cut_by_the_tokenizer_itself():
-    digits = Tokenizer(models.BPE())
-    digits.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                    pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    digits = digits_then_byte_level(individual=False)
     lowered = offline_gpt2_tokenizer()
     lowered.normalizer = normalizers.Lowercase()
     text = "Version 2024 ships ＡＢＣ"

@@ -1,10 +1,12 @@
-"""GPT-2's pre-tokenizer: its regex, how a tokenizer's pipeline is recognised as it, and the same pre-tokens
-cut by the ``regex`` package at a quarter of the CPU time when counting them.
+"""GPT-2's pre-tokenizer: its regex, how a tokenizer's pipeline is recognised as it (alone, or after
+``Digits(individual_digits=True)``), and the same pre-tokens cut by the ``regex`` package at a quarter of the CPU
+time when counting them.
 
 ``pre_tokenize_str`` builds a Python tuple of a string and its offsets for every pre-token, which costs about as
 much as encoding the text; ``regex.findall`` returns the strings alone: counting the pre-tokens of 27 MB of code
-and translated messages took 0.16 CPU-seconds per MB this way against 0.42 (one run). The character classes ``\\p{L}``, ``\\p{N}`` and ``\\s`` are
-written out as the ``tokenizers`` engine reads them (``byte_level_regex.engine_class``), so the two engines
+and translated messages took 0.16 CPU-seconds per MB this way against 0.42 (one run). The character classes
+``\\p{L}``, ``\\p{N}`` and ``\\s`` are written out as the ``tokenizers`` engine reads them
+(``byte_level_regex.engine_class``), and the isolated digits as ``Digits`` reads them, so the two engines
 cannot disagree on a Unicode version; both are backtracking engines trying alternatives in order, and
 ``tests/test_gpt2_pre_tokens.py`` checks them against each other on arbitrary text.
 """
@@ -21,7 +23,8 @@ import regex
 from tokenizers import Tokenizer
 
 from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece
-from ivr.tokenizers.byte_level_regex import MAX_CODE_POINT, SURROGATES, normalise_ranges, engine_class
+from ivr.tokenizers.byte_level_regex import MAX_CODE_POINT, SURROGATES, engine_class, normalise_ranges
+from ivr.tokenizers.byte_level_regex import isolated_digits as isolated_digits_ranges
 from ivr.tokenizers.io import pre_tokens
 
 GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
@@ -83,27 +86,41 @@ def _class_set(name: str, every: str) -> str:
     return f"[{own}{added}" + (f"--[{removed}]]" if removed else "]")
 
 
-@lru_cache(maxsize=1)
-def gpt2_regex() -> regex.Pattern:
-    """GPT-2's pattern with the engine's classes (built once per process, about 3 s)."""
+# GPT-2's pattern behind Digits(individual_digits=True), as one pattern: D (the digits that step isolates) stands
+# alone, no other class takes it, and white space before it ends as at the end of a text
+DIGITS_THEN_GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|D| ?[^\s\p{L}\p{N}D]+|\s+(?![^\sD])|\s+"
+
+
+@lru_cache(maxsize=2)
+def gpt2_regex(isolated_digits: bool = False) -> regex.Pattern:
+    """GPT-2's pattern with the engine's classes (built once per process, about 3 s); with ``isolated_digits``,
+    ``DIGITS_THEN_GPT2_PATTERN``, the pre-tokens of ``Digits(individual_digits=True)`` then GPT-2's regex."""
     lo, hi = SURROGATES
     every = "".join(chr(c) for c in range(MAX_CODE_POINT + 1) if not lo <= c <= hi)
     letter, digit, space = (_class_set(n, every) for n in ("L", "N", "s"))
-    classes = {r"[^\s\p{L}\p{N}]": f"[^{space}{letter}{digit}]", r"\p{L}": letter, r"\p{N}": digit, r"\s": space,
-               r"\S": f"[^{space}]"}
-    pattern = regex.sub("|".join(map(regex.escape, classes)), lambda m: classes[m.group()], GPT2_PATTERN)
+    alone = "[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in isolated_digits_ranges()) + "]"
+    if isolated_digits:  # no other class may take a digit that step isolates, whatever the engine's tables say
+        letter = f"[{letter}--{alone}]"
+    classes = {r"[^\s\p{L}\p{N}D]": f"[^{space}{letter}{digit}{alone}]", r"[^\s\p{L}\p{N}]": f"[^{space}{letter}{digit}]",
+               r"[^\sD]": f"[^{space}{alone}]", r"\p{L}": letter, r"\p{N}": digit, r"\s": space, r"\S": f"[^{space}]",
+               "D": alone}
+    source = DIGITS_THEN_GPT2_PATTERN if isolated_digits else GPT2_PATTERN
+    pattern = regex.sub("|".join(map(regex.escape, classes)), lambda m: classes[m.group()], source)
     return regex.compile(pattern, flags=regex.VERSION1)  # version 1: set difference in classes
 
 
 class PreTokenCutter:
     """The byte-level pre-tokens ``tok`` cuts texts into (``ivr.tokenizers.io.pre_tokens``), through ``regex``
-    where ``tok`` has no normalizer and GPT-2's pre-tokenizer regex, through ``tok`` itself otherwise."""
+    where ``tok`` has no normalizer and GPT-2's pre-tokenizer regex (after isolated digits or not), through
+    ``tok`` itself otherwise."""
 
     def __init__(self, tok: Tokenizer):
         spec = json.loads(tok.to_str())
         self.tok = tok
-        fast = spec.get("normalizer") is None and is_gpt2_pre_tokenizer(pre_tokenizer_steps(spec))
-        self._findall: Callable[[str], list[str]] | None = gpt2_regex().findall if fast else None
+        steps = pre_tokenizer_steps(spec) if spec.get("normalizer") is None else []
+        fast = is_gpt2_pre_tokenizer(steps) or is_digits_then_gpt2(steps)
+        self._findall: Callable[[str], list[str]] | None = (
+            gpt2_regex(is_digits_then_gpt2(steps)).findall if fast else None)
 
     @property
     def fast(self) -> bool:
