@@ -112,11 +112,15 @@ def test_rules_are_kept_beside_the_digits(bpe):
 TEXT = st.text(alphabet="0123456789²½٣Ⅻ\U00011de0 \t\n-=.abcXYòóü'", max_size=40)
 
 
+@pytest.fixture(scope="module")
+def saved(distilled):
+    return load_tokenizer(distilled[0])
+
+
 @settings(max_examples=200, deadline=None)
 @given(TEXT)
-def test_the_distilled_pre_tokens_are_the_sources_cut_finer(distilled, bpe, text):
-    tok = load_tokenizer(distilled[0])
-    _assert_refines(tok, bpe, text)
+def test_the_distilled_pre_tokens_are_the_sources_cut_finer(saved, bpe, text):
+    _assert_refines(saved, bpe, text)
 
 
 def _assert_refines(tok, bpe, text: str) -> None:
