@@ -18,7 +18,8 @@ from ivr.tokenizers.byte_level_regex import isolated_digits
 from ivr.tokenizers.distill import distill_tokenizer, source_bpe
 from ivr.tokenizers.distill.words import fit_words
 from ivr.tokenizers.gpt2_pre_tokens import crosses_digit
-from ivr.tokenizers.io import load_tokenizer, pre_tokens, read_special_tokens
+from ivr.tokenizers.bpe import bpe_merges
+from ivr.tokenizers.io import load_tokenizer, pre_tokens, read_metadata, read_special_tokens
 from tests.distill_fixtures import corpus, fast_settings, split_rule
 from tests.test_other_bpe import ROLES, tiny_bpe
 
@@ -29,8 +30,8 @@ NUMBERS = "In 2024 the 3rd build took 12.5 s; v2 of x86_64 ran at 1,000,000 ops 
 
 @pytest.fixture(scope="module")
 def bpe():
-    # trained behind grouped digits, so that it has merges of digits (``12``, ``2024``) no text ever reaches
-    grouped = tiny_bpe()
+    # trained behind grouped digits, so that it has merges of digits (``00``, ``2024``) no text ever reaches
+    grouped = tiny_bpe(extra_texts=[NUMBERS * 50 + " 000 0000 00000 1000 2000 " * 200])
     grouped.pre_tokenizer = DIGITS_FIRST
     return grouped
 
@@ -41,8 +42,11 @@ def distilled(bpe, tmp_path_factory):
     bpe.save(str(out / "tokenizer.json"))
     (out / "tokenizer_config.json").write_text(json.dumps(ROLES), encoding="utf-8")
     texts = [NUMBERS, *corpus()]
-    summary = distill_tokenizer(bpe, texts[:3], texts[3:], fast_settings(split_rule_chars="-=", number_words=2),
-                                out / "tokenizer", out / "r.md", out / "r.json", special=read_special_tokens(out))
+    word_list = out / "words.txt"
+    word_list.write_text("v2\nx86_64\n", encoding="utf-8")
+    settings = fast_settings(split_rule_chars="-=0123456789", number_words=2, word_list=word_list)
+    summary = distill_tokenizer(bpe, texts[:3], texts[3:], settings, out / "tokenizer", out / "r.md", out / "r.json",
+                                special=read_special_tokens(out))
     return out / "tokenizer", summary
 
 
@@ -83,6 +87,9 @@ def test_fit_words_never_cross_a_digit(bpe):
 def test_the_distilled_tokenizer_keeps_the_digits_step(distilled, bpe):
     path, summary = distilled
     tok = load_tokenizer(path)
+    assert ("0", "0") in bpe_merges(bpe)  # a run of zeros BPE would chunk, were digits not isolated
+    rules = read_metadata(path, required=True)["split_rules"]
+    assert rules and not any(r["char"].isdigit() for r in rules)  # so no rule for a run no text holds
     assert [step["type"] for step in json.loads(tok.to_str())["pre_tokenizer"]["pretokenizers"]] == ["Split", "Split"]
     ids = summary["ids"]
     assert ids["id_to_token_identical"] and ids["single_id_decode_mismatches"] == 0
@@ -94,6 +101,25 @@ def test_the_distilled_tokenizer_keeps_the_digits_step(distilled, bpe):
     assert hf(NUMBERS)["input_ids"] == bpe.encode(NUMBERS).ids
 
 
+def test_the_word_list_is_cut_as_text_is(bpe, tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text("v2\n", encoding="utf-8")
+    words = fit_words([], Counter(), fast_settings(word_list=path), bpe, isolated_digits=True)
+    assert set(words) == {text_to_piece(w) for w in ("v", " v", "2")}
+
+
+def test_the_three_step_form_is_read_with_its_digits_step():
+    from tokenizers import Regex
+
+    from ivr.tokenizers.gpt2_pre_tokens import GPT2_PATTERN, PreTokenCutter
+
+    tok = tiny_bpe(pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.Split(Regex(GPT2_PATTERN), "isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]))
+    assert source_bpe(tok).isolated_digits and PreTokenCutter(tok).fast
+    assert PreTokenCutter(tok)(NUMBERS) == pre_tokens(tok, NUMBERS)
+
+
 def test_rules_are_kept_beside_the_digits(bpe):
     from ivr.tokenizers.distill import initial_scores, unigram_tokenizer, with_rules
     from ivr.tokenizers.unigram import bare_model
@@ -103,7 +129,7 @@ def test_rules_are_kept_beside_the_digits(bpe):
     rules = [r for r in (split_rule(bare_model(bpe), text_to_piece(c)) for c in "-=") if r]
     assert rules
     cut = with_rules(model, rules, source=bpe, isolated_digits=True)
-    _assert_refines(cut, bpe, "a ====1==== b---- 2---3")
+    _assert_same(cut, _text_form(rules, []), "a ====1==== b---- 2---3 ò½")
 
 
 # digits of several scripts, white space before and after them, rule characters and letters
@@ -114,19 +140,37 @@ TEXT = st.text(alphabet="0123456789²½٣Ⅻ\U00011de0 \t\n-=.abcXYòóü'", max
 
 @pytest.fixture(scope="module")
 def saved(distilled):
-    return load_tokenizer(distilled[0])
+    """The saved tokenizer, and the same rules in the source's own steps: ``Digits``, the rules' regex over text,
+    ``ByteLevel``."""
+    metadata = read_metadata(distilled[0], required=True)
+    return load_tokenizer(distilled[0]), _text_form(metadata["split_rules"], metadata["word_rules"])
 
 
 @settings(max_examples=200, deadline=None)
 @given(TEXT)
-def test_the_distilled_pre_tokens_are_the_sources_cut_finer(saved, bpe, text):
-    _assert_refines(saved, bpe, text)
-
-
-def _assert_refines(tok, bpe, text: str) -> None:
-    """``tok``'s pre-tokens of ``text`` cut the source's and nothing else: every source pre-token is a run of them."""
+def test_the_distilled_pre_tokens_are_the_sources_steps_with_the_rules(saved, bpe, text):
+    tok, reference = saved
+    _assert_same(tok, reference, text)
+    # and so they cut the source's pre-tokens finer, never across them
     mine, theirs = pre_tokens(tok, text), pre_tokens(bpe, text)
-    assert "".join(mine) == "".join(theirs) == text_to_piece(text)
     ends = {sum(map(len, theirs[:k])) for k in range(len(theirs) + 1)}
     assert ends <= {sum(map(len, mine[:k])) for k in range(len(mine) + 1)}
-    assert not any(crosses_digit(p) for p in mine)
+
+
+def _text_form(rules, word_rules):
+    from tokenizers import Regex, Tokenizer, models
+
+    from ivr.tokenizers.distill.pre_tokenizer import split_pattern
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.Split(Regex(split_pattern(rules, word_rules)), "isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    return tok
+
+
+def _assert_same(tok, reference, text: str) -> None:
+    mine = pre_tokens(tok, text)
+    assert mine == pre_tokens(reference, text)
+    assert "".join(mine) == text_to_piece(text) and not any(crosses_digit(p) for p in mine)

@@ -20,14 +20,14 @@ ROLES = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<
 CHAT_TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
 
 
-def tiny_bpe(pre_tokenizer=None) -> Tokenizer:
-    """A byte-level BPE of 600 ids trained on the test corpus, its special tokens at ids 0-4."""
+def tiny_bpe(pre_tokenizer=None, extra_texts=()) -> Tokenizer:
+    """A byte-level BPE of 600 ids trained on the test corpus (and ``extra_texts``), its special tokens at ids 0-4."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizer or pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=SPECIALS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(corpus(), trainer)
+    tok.train_from_iterator([*corpus(), *extra_texts], trainer)
     return tok
 
 

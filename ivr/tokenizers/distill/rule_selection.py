@@ -39,15 +39,16 @@ def _words_with_runs(words: Sequence[str], multi: Sequence[str]) -> dict[str, li
 
 def select_split_rules(
     bare_bpe: Tokenizer, model_tok: Tokenizer, words: list[str], weights: np.ndarray, gold: list[list[int]],
-    settings: DistillSettings,
+    settings: DistillSettings, never: frozenset[str] = frozenset(),
 ) -> tuple[list[dict], list[dict]]:
     """Candidate rules for each character with a (c, c) merge, kept when they fix enough words and break none.
 
     Each rule costs encoding speed, so a rule must fix at least ``settings.split_rule_min_fixed`` weighted
-    word occurrences of the fit words, unless its character is one of ``settings.split_rule_chars``.
+    word occurrences of the fit words, unless its character is one of ``settings.split_rule_chars``. A merge
+    whose piece BPE never outputs (``never``: ``00`` behind isolated digits) makes no run to cut.
     """
     merges = bpe_merges(bare_bpe)
-    chars = sorted({a for a, b in merges if a == b and is_one_character(a)})
+    chars = sorted({a for a, b in merges if a == b and is_one_character(a) and a + b not in never})
     always = {text_to_piece(c) for c in settings.split_rule_chars}
     plain = [e.ids for e in model_tok.encode_batch(words)]
     accepted, considered = [], []

@@ -66,7 +66,8 @@ class DistillSettings:
     so rare words are given up (``slack_penalty``) where matching them would cost frequent ones."""
     word_list: Path | None = None
     """Optional UTF-8 file with one word per line, optionally ``word<TAB>count``, for text beyond the corpus.
-    Each word is fitted with and without a leading space, weighted by its count (1 when none is given)."""
+    Each word is fitted with and without a leading space, cut by the source's pre-tokenizer as text is
+    (``don't``: ``don`` and ``'t``), weighted by its count (1 when none is given)."""
     split_rules: bool = True
     """Splice rules into GPT-2's pre-tokenizer regex that cut runs of one character into BPE's chunks (ties)."""
     max_run: int = 128

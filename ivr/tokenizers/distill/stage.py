@@ -5,7 +5,8 @@ Method, in four steps:
 
 1. Words (``words.py``): the corpus's distinct byte-level pre-tokens (weighted by count), every vocabulary
    piece on its own and simple variants of it (leading space toggled, capitalised), digit strings of up to
-   four digits, plus an optional word list file. Labels are BPE's own segmentations of each word.
+   four digits (the ten digits where the source puts every digit on its own), general words of other languages,
+   plus an optional word list file. Labels are BPE's own segmentations of each word.
 2. Initial scores (``scores.py``): merge ``rank`` weighs ``(rank + 1) ** -exponent`` and a piece scores the sum
    of the weights in its merge tree, so early merges dominate as they do in BPE and every piece beats its own
    halves.
@@ -56,6 +57,7 @@ from ivr.tokenizers.distill.rule_selection import select_split_rules, select_wor
 from ivr.tokenizers.distill.settings import EXAMPLES, DistillSettings, FitResult
 from ivr.tokenizers.distill.source_bpe import source_bpe
 from ivr.tokenizers.distill.words import MAX_COUNTED_WORDS, fit_words, pre_token_counts, read_word_list
+from ivr.tokenizers.gpt2_pre_tokens import crosses_digit
 from ivr.tokenizers.io import load_tokenizer, save_tokenizer_dir
 from ivr.tokenizers.special import SpecialTokens
 from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
@@ -80,6 +82,8 @@ def fit_distilled(
     gold = [e.ids for e in bare_bpe.encode_batch(words)]
     general = [text_to_piece(lead + w) for w, _ in most_frequent_english(settings.general_usage_words)
                for lead in ("", " ")]
+    if source.isolated_digits:  # "00th" is no word behind isolated digits
+        general = [w for w in general if not crosses_digit(w)]
     with collector_paused():
         score_cpu = time.process_time()  # every thread's: the solver's own may run several
         scores, stats, given_up = fit_scores(pieces, words, weights, gold, settings,
@@ -90,7 +94,8 @@ def fit_distilled(
         model_tok = unigram_tokenizer(pieces, scores, source.never)
         start = time.perf_counter()
         rules, considered = (
-            select_split_rules(bare_bpe, model_tok, words, weights, gold, settings) if settings.split_rules else ([], [])
+            select_split_rules(bare_bpe, model_tok, words, weights, gold, settings,
+                               frozenset(pieces[i] for i in source.never)) if settings.split_rules else ([], [])
         )
         split_rule_seconds = time.perf_counter() - start
     start = time.perf_counter()

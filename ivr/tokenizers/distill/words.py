@@ -13,10 +13,10 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from ivr.counting import most_frequent
-from ivr.tokenizers.byte_level import text_to_piece
+from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece
 from ivr.tokenizers.distill.general_words import general_words, parse_languages
 from ivr.tokenizers.distill.settings import DistillSettings
-from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter, crosses_digit
+from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
 from ivr.user_text import read_user_text
 
 
@@ -68,7 +68,7 @@ def fit_words(
     general words of other languages (``settings.general_languages``), which ``bpe``'s pre-tokenizer cuts.
     ``pieces`` are the pieces BPE can output (``SourceBPE.outputs``: no added tokens). Of the corpus's words, the
     ``MAX_CORPUS_WORDS`` most frequent count (``corpus_sample``). With ``isolated_digits`` (the source puts every
-    digit on its own) the digit strings are the single digits, and no word holds a digit beside anything else."""
+    digit on its own) the digit strings are the ten digits. ``bpe``'s pre-tokenizer cuts the word list too."""
     words = corpus_sample(corpus_counts)
     extra: Counter = Counter()
     if settings.vocab_words:
@@ -96,10 +96,11 @@ def fit_words(
         for w, n in general.items():  # a word's estimated general count, where above its corpus count
             words[w] = max(words.get(w, 0), n)
     if settings.word_list:  # a listed count weighs like a corpus count; the larger of the two is kept
+        cut = PreTokenCutter(bpe) if bpe is not None else None
         for w, n in read_word_list(settings.word_list).items():
-            words[w] = max(words.get(w, 0), n)
-    if isolated_digits:  # a word list's "v2" or " 42": such a pre-token never reaches the model
-        words = Counter({w: n for w, n in words.items() if not crosses_digit(w)})
+            # cut as text is ("v2": "v", "2" behind isolated digits), as the general words are
+            for piece in cut(piece_to_bytes(w).decode("utf-8")) if cut else [w]:
+                words[piece] = max(words.get(piece, 0), n)
     return words
 
 
