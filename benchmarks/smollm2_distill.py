@@ -12,11 +12,9 @@ its own, ``Digits(individual_digits=True)``, then GPT-2's regex) in place of the
 from __future__ import annotations
 
 import json
-import os
-import statistics
 from pathlib import Path
 
-from common import Stopwatch, add_heldout_every, chunk_timings, english_prose, parser, print_metrics, stdlib_split
+from common import Stopwatch, add_heldout_every, english_prose, parser, print_metrics, speed_rows, stdlib_split
 
 from ivr.gguf import SMOLLM2_GGUF
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
@@ -89,22 +87,6 @@ def main() -> None:
                  f"{TARGET:.2%})"))
     rows += speed_rows(bpe, distilled, held_texts, args.repeats)
     print_metrics(rows)
-
-
-def speed_rows(bpe, distilled, texts: list[str], repeats: int, n_chunks: int = 40) -> list[tuple[str, str]]:
-    """Encode speed of the distilled tokenizer against the source BPE's: the median over chunks of the ratio of
-    their times on the same chunk, batched and on one thread."""
-    rows = []
-    chunks = [texts[i::n_chunks] for i in range(n_chunks)]
-    mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
-    for batch in (True, False):
-        if not batch:
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        t = chunk_timings({"bpe": bpe, "distilled": distilled}, chunks, repeats, batch)
-        ratio = statistics.median(b / x for b, x in zip(t["bpe"], t["distilled"]))
-        rows.append((f"{'encode_batch' if batch else 'encode, 1 thread'} MB/s BPE / distilled (median chunk ratio)",
-                     f"{mb * repeats / sum(t['bpe']):.2f} / {mb * repeats / sum(t['distilled']):.2f} ({ratio:.3f}x)"))
-    return rows
 
 
 if __name__ == "__main__":

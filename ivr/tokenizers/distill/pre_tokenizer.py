@@ -110,7 +110,7 @@ def rules_pre_tokenizer(rules: Sequence[dict], word_rules: Sequence[Sequence[str
 
 def with_rules(
     model_tok: Tokenizer, rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (), source: Tokenizer | None = None,
-    isolated_digits: bool = False,
+    isolated_digits: bool = False, keep_pre_tokenizer: bool = False,
 ) -> Tokenizer:
     """The full tokenizer: ``model_tok``'s model behind GPT-2's pre-tokenizer carrying the split and word rules.
 
@@ -118,14 +118,21 @@ def with_rules(
     with ``split_pattern`` rewritten for that alphabet (``byte_level_regex``): the pre-tokens of
     ``rules_pre_tokenizer``, without the copies that mapping each pre-token on its own makes. With
     ``isolated_digits`` a ``Split`` first puts the bytes of every digit on their own (``digit_split``), and the
-    rules' regex then cuts each stretch between digits on its own, as the source's does. The added tokens,
+    rules' regex then cuts each stretch between digits on its own, as the source's does. With
+    ``keep_pre_tokenizer`` (a source whose regex is not GPT-2's: no rules) the tokenizer runs ``source``'s own
+    pre-tokenizer as it is. The added tokens,
     decoder and post-processor are ``source``'s (else ``model_tok``'s, or GPT-2's for a bare model), so that
     added tokens keep their ids and flags and decoding is the source's."""
     shell = source or (model_tok if model_tok.decoder is not None else byte_level_tokenizer(model_tok.model))
     tok = Tokenizer(model_tok.model)
-    tok.normalizer = normalizers.ByteLevel()
-    steps = [digit_split()] if isolated_digits else []
-    steps.append(pre_tokenizers.Split(Regex(byte_level_regex(split_pattern(rules, word_rules))), behavior="isolated"))
+    if keep_pre_tokenizer:
+        if rules or word_rules or source is None:
+            raise ValueError("a source's own pre-tokenizer is kept without split or word rules")
+        steps = [source.pre_tokenizer]
+    else:
+        tok.normalizer = normalizers.ByteLevel()
+        steps = [digit_split()] if isolated_digits else []
+        steps.append(pre_tokenizers.Split(Regex(byte_level_regex(split_pattern(rules, word_rules))), behavior="isolated"))
     missing = "".join(c for c in byte_to_char().values() if tok.token_to_id(c) is None)
     if missing:
         # BPE drops a byte its vocabulary lacks (SmolLM2 has no 0x04) where a Unigram would fail: cut it out

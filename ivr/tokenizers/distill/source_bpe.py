@@ -5,8 +5,9 @@ Supported: a BPE model (no dropout, no word prefixes or suffixes, no byte fallba
 applied to every word) behind no normalizer and GPT-2's pre-tokenizer regex, written as
 ``ByteLevel(use_regex=True)`` or as ``Sequence[Split(GPT-2's regex, isolated), ByteLevel(use_regex=False)]``,
 without a prefix space, optionally behind ``Digits(individual_digits=True)`` (every digit its own pre-token, as
-in SmolLM's and StarCoder's Hub tokenizers). Anything else (digits in groups, the Llama-3 or Qwen regexes, a
-normalizer) is refused by name: the split and word rules are written into GPT-2's regex.
+in SmolLM's and StarCoder's Hub tokenizers). Other pre-tokenizers made of ``Split`` and ``Digits`` steps before a
+final ``ByteLevel`` (the Llama-3 and Qwen regexes) are kept as they are, without split or word rules, which are
+written into GPT-2's regex (``SourceBPE.rules``). Anything else (a normalizer, other steps) is refused by name.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class SourceBPE:
     Unigram gets them at a score that never wins."""
     isolated_digits: bool = False
     """Whether the source puts every digit on its own before GPT-2's regex (``Digits(individual_digits=True)``)."""
+    rules: bool = True
+    """Whether the source cuts text by GPT-2's regex (after isolated digits or not), into which the split and word
+    rules are written; otherwise the distilled tokenizer keeps the source's pre-tokenizer as it is."""
 
     @property
     def outputs(self) -> list[str]:
@@ -62,10 +66,11 @@ def source_bpe(bpe: Tokenizer) -> SourceBPE:
         raise UnsupportedTokenizer(f"cannot distil this tokenizer: merges with parts or results outside the "
                                    f"vocabulary, e.g. {unknown}")
     built = single_byte_pieces() | {a + b for a, b in merges}
-    isolated_digits = is_digits_then_gpt2(pre_tokenizer_steps(spec))
+    steps = pre_tokenizer_steps(spec)
+    isolated_digits = is_digits_then_gpt2(steps)
     never = frozenset(set(bpe.get_added_tokens_decoder()) | {
         i for i, p in enumerate(pieces) if p not in built or (isolated_digits and crosses_digit(p))})
-    return SourceBPE(pieces, merges, never, isolated_digits)
+    return SourceBPE(pieces, merges, never, isolated_digits, is_gpt2_pre_tokenizer(steps) or isolated_digits)
 
 
 def _model_problems(model: dict) -> list[str]:
@@ -86,15 +91,21 @@ def _pipeline_problems(spec: dict) -> list[str]:
     if normalizer and not (normalizer.get("type") == "Sequence" and not normalizer.get("normalizers")):
         problems.append(f"normalizer {_describe(normalizer)} is unsupported (none expected)")
     steps = pre_tokenizer_steps(spec)
-    if not (is_gpt2_pre_tokenizer(steps) or is_digits_then_gpt2(steps)):
+    if not (is_gpt2_pre_tokenizer(steps) or is_digits_then_gpt2(steps) or _kept_as_it_is(steps)):
         problems.append("pre-tokenizer " + " then ".join(_describe(s) for s in steps) + " is unsupported: only "
-                        "GPT-2's regex is (ByteLevel(use_regex=True), or Split(GPT-2's regex) then "
-                        "ByteLevel(use_regex=False), without a prefix space), optionally after "
-                        "Digits(individual_digits=True)")
+                        "Split and Digits steps before a final ByteLevel without a prefix space are")
     decoder = spec.get("decoder") or {}
     if decoder.get("type") != "ByteLevel":
         problems.append(f"decoder {_describe(decoder)} is unsupported (ByteLevel expected)")
     return problems
+
+
+def _kept_as_it_is(steps: list[dict]) -> bool:
+    """Steps the distilled tokenizer can run as they are: ``Split`` and ``Digits`` on the text, then ``ByteLevel``
+    without a prefix space."""
+    *cuts, last = steps or [{}]
+    return (last.get("type") == "ByteLevel" and not last.get("add_prefix_space", False)
+            and all(s.get("type") in ("Split", "Digits") for s in cuts))
 
 
 def _describe(step: dict) -> str:

@@ -75,7 +75,7 @@ def fit_distilled(
     source = source_bpe(bpe)
     pieces = source.pieces
     bare_bpe = bare_model(bpe)
-    weighted = fit_words(source.outputs, corpus_counts, settings, bpe, source.isolated_digits)
+    weighted = fit_words(source.outputs, corpus_counts, settings, bpe, source.isolated_digits, not source.rules)
     vocab = set(source.outputs)
     words = sorted(weighted)  # sorted: the fit must not depend on the corpus's iteration order
     weights = np.array([weighted[w] for w in words], dtype=np.float64)
@@ -95,7 +95,8 @@ def fit_distilled(
         start = time.perf_counter()
         rules, considered = (
             select_split_rules(bare_bpe, model_tok, words, weights, gold, settings,
-                               frozenset(pieces[i] for i in source.never)) if settings.split_rules else ([], [])
+                               frozenset(pieces[i] for i in source.never))
+            if settings.split_rules and source.rules else ([], [])
         )
         split_rule_seconds = time.perf_counter() - start
     start = time.perf_counter()
@@ -104,10 +105,12 @@ def fit_distilled(
     if settings.letter_word_rules == "corpus":
         listed = read_word_list(settings.word_list) if settings.word_list else Counter()
         letter_ok = lambda w: w in corpus_counts or w in listed  # noqa: E731  (no copy of the corpus's words)
-    word_rules = select_word_rules(model_tok, rules, words, weights, gold, pred, settings.word_rules, letter_ok)
+    word_rules = select_word_rules(model_tok, rules, words, weights, gold, pred,
+                                   settings.word_rules if source.rules else 0, letter_ok)
     if word_rules:
         pred = encode_segments(model_tok, segment_words(rules, words, word_rules))
-    final = with_rules(model_tok, rules, word_rules, source=bpe, isolated_digits=source.isolated_digits)
+    final = with_rules(model_tok, rules, word_rules, source=bpe, isolated_digits=source.isolated_digits,
+                       keep_pre_tokenizer=not source.rules)
     bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g]
     stats.update(
         fit_word_types=len(words),
@@ -158,7 +161,7 @@ def distill_tokenizer(
     the reports) when any word occurrence of ``train_texts`` gets ids other than BPE's.
     """
     verify_settings = verify_settings or VerifySettings()
-    isolated_digits = source_bpe(bpe).isolated_digits  # an unsupported tokenizer fails here, before any work
+    source = source_bpe(bpe)  # an unsupported tokenizer fails here, before any work
     # read twice (the fit, then verification): a re-iterable such as ``ivr.corpus.SplitTexts`` streams from disk
     # each time; only a one-shot iterator is held in memory
     train_texts, heldout_texts = (list(t) if iter(t) is t else t for t in (train_texts, heldout_texts))
@@ -179,9 +182,10 @@ def distill_tokenizer(
         "scores": "sum of the fitted weights of the merges that build each piece (higher wins); not log-probabilities",
         "pre_tokenizer": "ByteLevel normalizer (the whole text to byte-level characters at once), then "
                          + ("a Split that puts every digit on its own, as the source's Digits step does, then "
-                            if isolated_digits else "")
+                            if source.isolated_digits else "")
                          + "one Split by GPT-2's regex (the source's) with the split and word rules, rewritten for "
-                           "byte-level characters",
+                           "byte-level characters" if source.rules else
+                         "the source's own pre-tokenizer, as it is (its regex is not GPT-2's: no split or word rules)",
         # the rewrite writes out the Unicode classes of this library's regex engine
         "tokenizers_version": tokenizers.__version__,
         "split_rules": fit.split_rules,

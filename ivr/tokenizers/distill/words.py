@@ -62,13 +62,15 @@ def pre_token_counts(pre_tokenizer: Tokenizer, texts: Iterable[str], desc: str =
 
 def fit_words(
     pieces: Sequence[str], corpus_counts: Counter, settings: DistillSettings, bpe: Tokenizer | None = None,
-    isolated_digits: bool = False,
+    isolated_digits: bool = False, whole_pre_tokens: bool = False,
 ) -> Counter:
     """The weighted words to fit on: corpus pre-tokens, vocabulary pieces and their variants, a word list, and
     general words of other languages (``settings.general_languages``), which ``bpe``'s pre-tokenizer cuts.
     ``pieces`` are the pieces BPE can output (``SourceBPE.outputs``: no added tokens). Of the corpus's words, the
     ``MAX_CORPUS_WORDS`` most frequent count (``corpus_sample``). With ``isolated_digits`` (the source puts every
-    digit on its own) the digit strings are the ten digits. ``bpe``'s pre-tokenizer cuts the word list too."""
+    digit on its own) the digit strings are the ten digits. ``bpe``'s pre-tokenizer cuts the word list too. With
+    ``whole_pre_tokens`` (a pre-tokenizer other than GPT-2's) a vocabulary piece, variant or digit string is fitted
+    only where ``bpe``'s pre-tokenizer keeps it whole (the Llama-3 regex cuts `` 42`` into `` `` and ``42``)."""
     words = corpus_sample(corpus_counts)
     extra: Counter = Counter()
     if settings.vocab_words:
@@ -86,6 +88,11 @@ def fit_words(
     else:
         for k in range(1, settings.number_words + 1):
             extra.update(p + str(n).zfill(k) for n in range(10**k) for p in ("", "Ġ"))
+    if whole_pre_tokens:
+        if bpe is None:
+            raise ValueError("fitting on whole pre-tokens only needs the source tokenizer's pre-tokenizer")
+        cut = PreTokenCutter(bpe)
+        extra = Counter({w: n for w, n in extra.items() if _whole(cut, w)})
     for w in extra:  # words met only outside the corpus count once: they must be right, not dominate
         words.setdefault(w, 1)
     languages = parse_languages(settings.general_languages)
@@ -102,6 +109,16 @@ def fit_words(
             for piece in cut(piece_to_bytes(w).decode("utf-8")) if cut else [w]:
                 words[piece] = max(words.get(piece, 0), n)
     return words
+
+
+def _whole(cut: PreTokenCutter, piece: str) -> bool:
+    """Whether ``cut`` keeps the byte-level ``piece`` whole; a piece that is not whole UTF-8 (a part of a
+    character) cannot be cut as text and is kept."""
+    try:
+        text = piece_to_bytes(piece).decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return cut(text) == [piece]
 
 
 def read_word_list(path: Path) -> Counter:

@@ -1,0 +1,75 @@
+"""A source whose pre-tokenizer regex is not GPT-2's (here Llama-3's, as its tokenizer.json writes it): the
+distilled tokenizer runs that pre-tokenizer as it is, without split or word rules, and fits only words it can
+cut whole."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Regex, pre_tokenizers
+
+from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece
+from ivr.tokenizers.distill import distill_tokenizer, source_bpe
+from ivr.tokenizers.distill.words import fit_words
+from ivr.tokenizers.io import load_tokenizer, pre_tokens, read_metadata, read_special_tokens
+from tests.distill_fixtures import corpus, fast_settings
+from tests.test_other_bpe import ROLES, tiny_bpe
+
+LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+          r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return tiny_bpe(pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3), "isolated"),
+                                             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]))
+
+
+@pytest.fixture(scope="module")
+def distilled(bpe, tmp_path_factory):
+    out = tmp_path_factory.mktemp("llama3")
+    bpe.save(str(out / "tokenizer.json"))
+    (out / "tokenizer_config.json").write_text(json.dumps(ROLES), encoding="utf-8")
+    texts = corpus()
+    summary = distill_tokenizer(bpe, texts[:3], texts[3:], fast_settings(split_rule_chars="-=", number_words=2),
+                                out / "tokenizer", out / "r.md", out / "r.json", special=read_special_tokens(out))
+    return load_tokenizer(out / "tokenizer"), out / "tokenizer", summary
+
+
+def test_the_source_is_read_without_rules(bpe):
+    source = source_bpe(bpe)
+    assert not source.rules and not source.isolated_digits
+    assert source_bpe(tiny_bpe()).rules
+
+
+def test_the_distilled_tokenizer_runs_the_sources_pre_tokenizer(distilled, bpe):
+    tok, path, summary = distilled
+    assert json.loads(tok.to_str())["pre_tokenizer"] == json.loads(bpe.to_str())["pre_tokenizer"]
+    assert tok.normalizer is None
+    metadata = read_metadata(path, required=True)
+    assert metadata["split_rules"] == [] and metadata["word_rules"] == []
+    ids = summary["ids"]
+    assert ids["id_to_token_identical"] and ids["single_id_decode_mismatches"] == 0
+    assert ids["random_sequence_decode_mismatches"] == 0
+    # a 600-id vocabulary has far more ties and conflicts per word than a real one
+    assert summary["sets"]["corpus"]["rates"]["word_occurrence"] > 0.99
+
+
+def test_only_words_the_pre_tokenizer_keeps_whole_are_fitted(bpe):
+    source = source_bpe(bpe)
+    words = fit_words(source.outputs, Counter(), fast_settings(number_words=2, vocab_words=True), bpe,
+                      whole_pre_tokens=True)
+    assert text_to_piece("42") in words and text_to_piece(" 42") not in words  # " ", "42" in Llama-3's regex
+    texts = [piece_to_bytes(w).decode("utf-8", errors="ignore") for w in words]
+    assert all(pre_tokens(bpe, t) == [w] for t, w in zip(texts, words) if text_to_piece(t) == w)
+    assert text_to_piece(" 42") in fit_words(source.outputs, Counter(), fast_settings(number_words=2), bpe)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="ab Z'sT(.=-\n\r\t 0123456789²é", max_size=40))
+def test_the_pre_tokens_are_the_sources(distilled, bpe, text):
+    assert pre_tokens(distilled[0], text) == pre_tokens(bpe, text)
