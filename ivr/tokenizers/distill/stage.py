@@ -37,6 +37,7 @@ instructions than mapping each pre-token.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -63,8 +64,7 @@ from ivr.tokenizers.special import SpecialTokens
 from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
 from ivr.tokenizers.verify import DistillationMismatch, VerifySettings, verify_tokenizer
 
-
-
+log = logging.getLogger(__name__)
 
 
 def fit_distilled(
@@ -73,6 +73,9 @@ def fit_distilled(
     """Fit scores and split rules on ``corpus_counts`` (byte-level pre-token counts); build the tokenizer: the
     fitted Unigram behind the rules, with ``bpe``'s added tokens, decoder and post-processor."""
     source = source_bpe(bpe)
+    if not source.rules:
+        log.info("the source's pre-tokenizer regex is not GPT-2's: the distilled tokenizer keeps it as it is, without "
+                 "split or word rules (runs of one character may come out in another order)")
     pieces = source.pieces
     bare_bpe = bare_model(bpe)
     weighted = fit_words(source.outputs, corpus_counts, settings, bpe, source.isolated_digits, not source.rules)
