@@ -10,10 +10,10 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tokenizers import Regex, pre_tokenizers
+from tokenizers import Regex, Tokenizer, pre_tokenizers
 
 from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece
-from ivr.tokenizers.distill import distill_tokenizer, source_bpe
+from ivr.tokenizers.distill import UnsupportedTokenizer, distill_tokenizer, source_bpe
 from ivr.tokenizers.distill.words import fit_words
 from ivr.tokenizers.io import load_tokenizer, pre_tokens, read_metadata, read_special_tokens
 from tests.distill_fixtures import corpus, fast_settings
@@ -44,6 +44,15 @@ def test_the_source_is_read_without_rules(bpe):
     source = source_bpe(bpe)
     assert not source.rules and not source.isolated_digits
     assert source_bpe(tiny_bpe()).rules
+    grouped = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=False),
+                                       pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    assert not source_bpe(tiny_bpe(grouped)).rules
+
+
+def test_a_pre_tokenizer_without_a_regex_is_refused():
+    # every document would be one word
+    with pytest.raises(UnsupportedTokenizer, match=r"ByteLevel\(.*use_regex=False.*\) is unsupported"):
+        source_bpe(tiny_bpe(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)))
 
 
 def test_the_distilled_tokenizer_runs_the_sources_pre_tokenizer(distilled, bpe):
@@ -57,6 +66,13 @@ def test_the_distilled_tokenizer_runs_the_sources_pre_tokenizer(distilled, bpe):
     assert ids["random_sequence_decode_mismatches"] == 0
     # a 600-id vocabulary has far more ties and conflicts per word than a real one
     assert summary["sets"]["corpus"]["rates"]["word_occurrence"] > 0.99
+    text = "<|im_start|>the<|im_end|>\n the<|endoftext|>"
+    # special-token text as text (as the pipeline encodes it), and as special tokens (as others load the file)
+    for as_text in (True, False):
+        mine, theirs = load_tokenizer(path), Tokenizer.from_str(bpe.to_str())
+        mine.encode_special_tokens = theirs.encode_special_tokens = as_text
+        assert mine.encode(text).ids == theirs.encode(text).ids
+        assert (mine.encode(text).ids[0] == 1) != as_text
 
 
 def test_only_words_the_pre_tokenizer_keeps_whole_are_fitted(bpe):
@@ -73,3 +89,48 @@ def test_only_words_the_pre_tokenizer_keeps_whole_are_fitted(bpe):
 @given(st.text(alphabet="ab Z'sT(.=-\n\r\t 0123456789²é", max_size=40))
 def test_the_pre_tokens_are_the_sources(distilled, bpe, text):
     assert pre_tokens(distilled[0], text) == pre_tokens(bpe, text)
+
+
+def test_a_normalizer_and_ignore_merges_are_kept(bpe, tmp_path):
+    # Qwen2's tokenizer.json puts NFC in front, Llama-3's sets ignore_merges: both kept, without rules
+    spec = json.loads(bpe.to_str())
+    spec["normalizer"] = {"type": "NFC"}
+    spec["model"]["ignore_merges"] = True
+    source = Tokenizer.from_str(json.dumps(spec))
+    assert not source_bpe(source).rules
+    source.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(ROLES), encoding="utf-8")
+    texts = corpus()
+    distill_tokenizer(source, texts[:3], texts[3:], fast_settings(vocab_words=True), tmp_path / "out",
+                      tmp_path / "r.md", tmp_path / "r.json", special=read_special_tokens(tmp_path))
+    tok = load_tokenizer(tmp_path / "out")
+    assert json.loads(tok.to_str())["normalizer"] == {"type": "NFC"}
+    text = "cafe\u0301 caf\u00e9 \uff21\uff22 \u212b"  # decomposed and composed é, full-width letters, Ångström sign
+    assert pre_tokens(tok, text) == pre_tokens(source, text) and text_to_piece("é") in "".join(pre_tokens(tok, text))
+    pieces = [p for p, i in sorted(source.get_vocab().items(), key=lambda kv: kv[1]) if i >= 5]
+    assert [tok.model.token_to_id(p) for p in pieces] == [source.model.token_to_id(p) for p in pieces]
+    wrong = [p for p in pieces if tok.encode(piece_to_bytes(p).decode("utf-8", errors="ignore")).ids
+             != source.encode(piece_to_bytes(p).decode("utf-8", errors="ignore")).ids]
+    assert len(wrong) <= len(pieces) // 100, wrong[:10]  # each piece alone, as ignore_merges gives it
+
+
+def test_ignore_merges_gives_a_whole_word_in_the_vocabulary_as_is(tmp_path):
+    from tokenizers import models
+
+    from ivr.tokenizers.byte_level import byte_to_char
+    from ivr.tokenizers.io import byte_level_tokenizer
+
+    merges = [("b", "c"), ("a", "b"), ("ab", "c")]  # merged as BPE orders them, "abc" is "a"·"bc"
+    vocab = {c: i for i, c in enumerate(byte_to_char().values())}
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    source = byte_level_tokenizer(models.BPE(vocab, merges, ignore_merges=True))
+    assert source.encode("abc").tokens == ["abc"]
+    assert byte_level_tokenizer(models.BPE(vocab, merges)).encode("abc").tokens == ["a", "bc"]
+    distill_tokenizer(source, ["abc\nbc ab"], [], fast_settings(vocab_words=True), tmp_path / "out",
+                      tmp_path / "r.md", tmp_path / "r.json")
+    tok = load_tokenizer(tmp_path / "out")
+    for text in ("abc", "bc", " ab", "\nbc"):
+        assert tok.encode(text).tokens == source.encode(text).tokens, text
+    # no additive scores give "abc" its piece and " abc" BPE's "Ġ"·"a"·"bc" (w(a+b) + w(ab+c) against w(b+c))
+    assert source.encode(" abc").tokens == ["Ġ", "a", "bc"]

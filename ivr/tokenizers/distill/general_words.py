@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from tokenizers import Tokenizer
 
 from ivr.general_english import most_frequent
+from ivr.tokenizers.io import pre_tokens
 
 # the most frequent quarter of each language's words is fitted in capitals too, at a tenth of the weight
 UPPER_WORDS, UPPER_SHARE = 0.25, 0.1
@@ -57,10 +58,9 @@ def language_words(
     out: Counter = Counter()
     if text_words <= 0:
         return out
-    pre_tokenize = bpe.pre_tokenizer.pre_tokenize_str
     for rank, (word, frequency) in enumerate(ranked):
         for form, share in word_forms(word, unspaced_share, rank < len(ranked) * UPPER_WORDS):
-            for piece, _ in pre_tokenize(form):
+            for piece in pre_tokens(bpe, form):  # through the source's normalizer, where it has one
                 out[piece] += frequency * text_words * share
     return out
 

@@ -119,8 +119,8 @@ def with_rules(
     ``rules_pre_tokenizer``, without the copies that mapping each pre-token on its own makes. With
     ``isolated_digits`` a ``Split`` first puts the bytes of every digit on their own (``digit_split``), and the
     rules' regex then cuts each stretch between digits on its own, as the source's does. With
-    ``keep_pre_tokenizer`` (a source whose regex is not GPT-2's: no rules) the tokenizer runs ``source``'s own
-    pre-tokenizer as it is. The added tokens,
+    ``keep_pre_tokenizer`` (``SourceBPE.rules`` false: no rules) the tokenizer runs ``source``'s own normalizer and
+    pre-tokenizer as they are. The added tokens,
     decoder and post-processor are ``source``'s (else ``model_tok``'s, or GPT-2's for a bare model), so that
     added tokens keep their ids and flags and decoding is the source's."""
     shell = source or (model_tok if model_tok.decoder is not None else byte_level_tokenizer(model_tok.model))
@@ -128,7 +128,10 @@ def with_rules(
     if keep_pre_tokenizer:
         if rules or word_rules or source is None:
             raise ValueError("a source's own pre-tokenizer is kept without split or word rules")
-        steps = [source.pre_tokenizer]
+        copy = Tokenizer.from_str(source.to_str())  # the source's own objects would change with the copy's
+        if copy.normalizer is not None:
+            tok.normalizer = copy.normalizer
+        steps = [copy.pre_tokenizer]
     else:
         tok.normalizer = normalizers.ByteLevel()
         steps = [digit_split()] if isolated_digits else []
@@ -140,9 +143,9 @@ def with_rules(
     tok.pre_tokenizer = steps[0] if len(steps) == 1 else pre_tokenizers.Sequence(steps)
     tok.decoder, tok.post_processor = shell.decoder, shell.post_processor
     for _, t in sorted(shell.get_added_tokens_decoder().items()):
-        # matched in the raw text, as in the source, which has no normalizer
-        added = AddedToken(t.content, single_word=t.single_word, lstrip=t.lstrip, rstrip=t.rstrip, normalized=False,
-                           special=t.special)
+        # matched as in the source: the ByteLevel normalizer is ours, the source's text is raw
+        added = AddedToken(t.content, single_word=t.single_word, lstrip=t.lstrip, rstrip=t.rstrip,
+                           normalized=t.normalized and keep_pre_tokenizer, special=t.special)
         (tok.add_special_tokens if t.special else tok.add_tokens)([added])
     return tok
 

@@ -6,8 +6,9 @@ applied to every word) behind no normalizer and GPT-2's pre-tokenizer regex, wri
 ``ByteLevel(use_regex=True)`` or as ``Sequence[Split(GPT-2's regex, isolated), ByteLevel(use_regex=False)]``,
 without a prefix space, optionally behind ``Digits(individual_digits=True)`` (every digit its own pre-token, as
 in SmolLM's and StarCoder's Hub tokenizers). Other pre-tokenizers made of ``Split`` and ``Digits`` steps before a
-final ``ByteLevel`` (the Llama-3 and Qwen regexes) are kept as they are, without split or word rules, which are
-written into GPT-2's regex (``SourceBPE.rules``). Anything else (a normalizer, other steps) is refused by name.
+final ``ByteLevel`` (the Llama-3 and Qwen regexes), and any of these behind a normalizer (Qwen2's NFC) or with
+``ignore_merges`` (Llama-3's), are kept as they are, normalizer included, without split or word rules, which are
+written into GPT-2's regex over unnormalized text (``SourceBPE.rules``). Anything else is refused by name.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ class SourceBPE:
     isolated_digits: bool = False
     """Whether the source puts every digit on its own before GPT-2's regex (``Digits(individual_digits=True)``)."""
     rules: bool = True
-    """Whether the source cuts text by GPT-2's regex (after isolated digits or not), into which the split and word
-    rules are written; otherwise the distilled tokenizer keeps the source's pre-tokenizer as it is."""
+    """Whether the source cuts unnormalized text by GPT-2's regex (after isolated digits or not) and merges every
+    word, into which pipeline the split and word rules are written; otherwise the distilled tokenizer keeps the
+    source's normalizer and pre-tokenizer as they are."""
 
     @property
     def outputs(self) -> list[str]:
@@ -55,6 +57,8 @@ def source_bpe(bpe: Tokenizer) -> SourceBPE:
     """Read ``bpe`` for distillation; raise ``UnsupportedTokenizer`` naming every step it cannot reproduce."""
     spec = json.loads(bpe.to_str())
     model = spec.get("model") or {}
+    steps = pre_tokenizer_steps(spec)
+    normalized = _normalizer(spec) is not None
     problems = _model_problems(model) + _pipeline_problems(spec)
     if problems:
         raise UnsupportedTokenizer("cannot distil this tokenizer: " + "; ".join(problems))
@@ -65,12 +69,14 @@ def source_bpe(bpe: Tokenizer) -> SourceBPE:
     if unknown:
         raise UnsupportedTokenizer(f"cannot distil this tokenizer: merges with parts or results outside the "
                                    f"vocabulary, e.g. {unknown}")
+    # a piece no merge builds stays unused even with ignore_merges, which outputs a whole word in the vocabulary
+    # as is: such a piece would need a score of its own (none in a vocabulary whose merges build every piece)
     built = single_byte_pieces() | {a + b for a, b in merges}
-    steps = pre_tokenizer_steps(spec)
     isolated_digits = is_digits_then_gpt2(steps)
     never = frozenset(set(bpe.get_added_tokens_decoder()) | {
         i for i, p in enumerate(pieces) if p not in built or (isolated_digits and crosses_digit(p))})
-    return SourceBPE(pieces, merges, never, isolated_digits, is_gpt2_pre_tokenizer(steps) or isolated_digits)
+    rules = (is_gpt2_pre_tokenizer(steps) or isolated_digits) and not normalized and not model.get("ignore_merges")
+    return SourceBPE(pieces, merges, never, isolated_digits, rules)
 
 
 def _model_problems(model: dict) -> list[str]:
@@ -79,7 +85,7 @@ def _model_problems(model: dict) -> list[str]:
     problems = []
     for key, unsupported in (("dropout", lambda v: v not in (None, 0, 0.0)),
                              ("continuing_subword_prefix", bool), ("end_of_word_suffix", bool),
-                             ("byte_fallback", bool), ("ignore_merges", bool), ("unk_token", lambda v: v is not None)):
+                             ("byte_fallback", bool), ("unk_token", lambda v: v is not None)):
         if unsupported(model.get(key)):
             problems.append(f"BPE option {key}={model[key]!r} is unsupported")
     return problems
@@ -87,25 +93,31 @@ def _model_problems(model: dict) -> list[str]:
 
 def _pipeline_problems(spec: dict) -> list[str]:
     problems = []
-    normalizer = spec.get("normalizer")
-    if normalizer and not (normalizer.get("type") == "Sequence" and not normalizer.get("normalizers")):
-        problems.append(f"normalizer {_describe(normalizer)} is unsupported (none expected)")
     steps = pre_tokenizer_steps(spec)
     if not (is_gpt2_pre_tokenizer(steps) or is_digits_then_gpt2(steps) or _kept_as_it_is(steps)):
         problems.append("pre-tokenizer " + " then ".join(_describe(s) for s in steps) + " is unsupported: only "
-                        "Split and Digits steps before a final ByteLevel without a prefix space are")
+                        "Split and Digits steps before a final ByteLevel without a prefix space are, with a regex "
+                        "in a Split or in the ByteLevel")
     decoder = spec.get("decoder") or {}
     if decoder.get("type") != "ByteLevel":
         problems.append(f"decoder {_describe(decoder)} is unsupported (ByteLevel expected)")
     return problems
 
 
+def _normalizer(spec: dict) -> dict | None:
+    """The source's normalizer, None where it has none (an empty ``Sequence`` is none)."""
+    normalizer = spec.get("normalizer")
+    return None if not normalizer or (normalizer.get("type") == "Sequence" and not normalizer.get("normalizers")) \
+        else normalizer
+
+
 def _kept_as_it_is(steps: list[dict]) -> bool:
     """Steps the distilled tokenizer can run as they are: ``Split`` and ``Digits`` on the text, then ``ByteLevel``
-    without a prefix space."""
+    without a prefix space, with a regex somewhere (without one, a whole document would be one word)."""
     *cuts, last = steps or [{}]
     return (last.get("type") == "ByteLevel" and not last.get("add_prefix_space", False)
-            and all(s.get("type") in ("Split", "Digits") for s in cuts))
+            and all(s.get("type") in ("Split", "Digits") for s in cuts)
+            and (last.get("use_regex", True) or any(s.get("type") == "Split" for s in cuts)))
 
 
 def _describe(step: dict) -> str:
