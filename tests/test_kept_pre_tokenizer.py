@@ -134,3 +134,34 @@ def test_ignore_merges_gives_a_whole_word_in_the_vocabulary_as_is(tmp_path):
         assert tok.encode(text).tokens == source.encode(text).tokens, text
     # no additive scores give "abc" its piece and " abc" BPE's "Ġ"·"a"·"bc" (w(a+b) + w(ab+c) against w(b+c))
     assert source.encode(" abc").tokens == ["Ġ", "a", "bc"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet="ae\u0301\u0308 =-'s1²\u212b\uff21\n", max_size=30))
+def test_gpt2s_regex_behind_a_normalizer_keeps_its_rules(normalized_pair, text):
+    # GPT-NeoX's tokenizer.json: NFC, then GPT-2's regex; the rules cut the normalized text, as over text they would
+    reference, tok = normalized_pair
+    assert pre_tokens(tok, text) == pre_tokens(reference, text)
+
+
+@pytest.fixture(scope="module")
+def normalized_pair():
+    from tokenizers import models, normalizers
+
+    from ivr.tokenizers.distill import initial_scores, unigram_tokenizer, with_rules
+    from ivr.tokenizers.distill.pre_tokenizer import rules_pre_tokenizer
+    from ivr.tokenizers.unigram import bare_model
+    from tests.distill_fixtures import split_rule
+
+    spec = json.loads(tiny_bpe().to_str())
+    spec["normalizer"] = {"type": "NFC"}
+    source = Tokenizer.from_str(json.dumps(spec))
+    read = source_bpe(source)
+    assert read.rules
+    model = unigram_tokenizer(read.pieces, initial_scores(read.pieces, read.merges, 3.3), read.never)
+    rules = [r for r in (split_rule(bare_model(source), text_to_piece(c)) for c in "=-") if r]
+    tok = with_rules(model, rules, source=source)
+    assert rules and [n["type"] for n in json.loads(tok.to_str())["normalizer"]["normalizers"]] == ["NFC", "ByteLevel"]
+    reference = Tokenizer(models.BPE())
+    reference.normalizer, reference.pre_tokenizer = normalizers.NFC(), rules_pre_tokenizer(rules)
+    return reference, tok

@@ -119,21 +119,22 @@ def with_rules(
     ``rules_pre_tokenizer``, without the copies that mapping each pre-token on its own makes. With
     ``isolated_digits`` a ``Split`` first puts the bytes of every digit on their own (``digit_split``), and the
     rules' regex then cuts each stretch between digits on its own, as the source's does. With
-    ``keep_pre_tokenizer`` (``SourceBPE.rules`` false: no rules) the tokenizer runs ``source``'s own normalizer and
-    pre-tokenizer as they are. The added tokens,
+    ``keep_pre_tokenizer`` (``SourceBPE.rules`` false: no rules) the tokenizer runs ``source``'s own pre-tokenizer
+    as it is. ``source``'s normalizer (NFC in GPT-NeoX and Qwen2) runs first either way. The added tokens,
     decoder and post-processor are ``source``'s (else ``model_tok``'s, or GPT-2's for a bare model), so that
     added tokens keep their ids and flags and decoding is the source's."""
     shell = source or (model_tok if model_tok.decoder is not None else byte_level_tokenizer(model_tok.model))
     tok = Tokenizer(model_tok.model)
+    copy = Tokenizer.from_str(source.to_str()) if source is not None else None  # the source's objects stay its own
+    own = copy.normalizer if copy is not None else None
     if keep_pre_tokenizer:
-        if rules or word_rules or source is None:
+        if rules or word_rules or copy is None:
             raise ValueError("a source's own pre-tokenizer is kept without split or word rules")
-        copy = Tokenizer.from_str(source.to_str())  # the source's own objects would change with the copy's
-        if copy.normalizer is not None:
-            tok.normalizer = copy.normalizer
+        if own is not None:
+            tok.normalizer = own
         steps = [copy.pre_tokenizer]
     else:
-        tok.normalizer = normalizers.ByteLevel()
+        tok.normalizer = normalizers.ByteLevel() if own is None else normalizers.Sequence([own, normalizers.ByteLevel()])
         steps = [digit_split()] if isolated_digits else []
         steps.append(pre_tokenizers.Split(Regex(byte_level_regex(split_pattern(rules, word_rules))), behavior="isolated"))
     missing = "".join(c for c in byte_to_char().values() if tok.token_to_id(c) is None)
@@ -143,7 +144,7 @@ def with_rules(
     tok.pre_tokenizer = steps[0] if len(steps) == 1 else pre_tokenizers.Sequence(steps)
     tok.decoder, tok.post_processor = shell.decoder, shell.post_processor
     for _, t in sorted(shell.get_added_tokens_decoder().items()):
-        # matched as in the source: the ByteLevel normalizer is ours, the source's text is raw
+        # matched as in the source; in text our ByteLevel normalizer has not mapped, where it is ours
         added = AddedToken(t.content, single_word=t.single_word, lstrip=t.lstrip, rstrip=t.rstrip,
                            normalized=t.normalized and keep_pre_tokenizer, special=t.special)
         (tok.add_special_tokens if t.special else tok.add_tokens)([added])

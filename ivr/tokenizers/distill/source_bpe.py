@@ -1,14 +1,14 @@
 """What distillation reads from the source BPE, and what it refuses: its pieces by id, its merges by rank, the ids
 BPE never outputs for text, and a check that its pipeline is one the distilled tokenizer reproduces.
 
-Supported: a BPE model (no dropout, no word prefixes or suffixes, no byte fallback, no unknown token, merges
-applied to every word) behind no normalizer and GPT-2's pre-tokenizer regex, written as
+Supported with split and word rules: a BPE model (no dropout, no word prefixes or suffixes, no byte fallback, no
+unknown token, merges applied to every word) behind GPT-2's pre-tokenizer regex, written as
 ``ByteLevel(use_regex=True)`` or as ``Sequence[Split(GPT-2's regex, isolated), ByteLevel(use_regex=False)]``,
 without a prefix space, optionally behind ``Digits(individual_digits=True)`` (every digit its own pre-token, as
 in SmolLM's and StarCoder's Hub tokenizers). Other pre-tokenizers made of ``Split`` and ``Digits`` steps before a
-final ``ByteLevel`` (the Llama-3 and Qwen regexes), and any of these behind a normalizer (Qwen2's NFC) or with
-``ignore_merges`` (Llama-3's), are kept as they are, normalizer included, without split or word rules, which are
-written into GPT-2's regex over unnormalized text (``SourceBPE.rules``). Anything else is refused by name.
+final ``ByteLevel`` (the Llama-3 and Qwen regexes), and any pre-tokenizer with ``ignore_merges`` (Llama-3's),
+are kept as they are, without split or word rules, which are written into GPT-2's regex (``SourceBPE.rules``). A
+normalizer (GPT-NeoX's and Qwen2's NFC) is kept either way, in front. Anything else is refused by name.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ class SourceBPE:
     isolated_digits: bool = False
     """Whether the source puts every digit on its own before GPT-2's regex (``Digits(individual_digits=True)``)."""
     rules: bool = True
-    """Whether the source cuts unnormalized text by GPT-2's regex (after isolated digits or not) and merges every
-    word, into which pipeline the split and word rules are written; otherwise the distilled tokenizer keeps the
-    source's normalizer and pre-tokenizer as they are."""
+    """Whether the source cuts text by GPT-2's regex (after isolated digits or not) and merges every word, into
+    which pipeline the split and word rules are written; otherwise the distilled tokenizer keeps the source's
+    pre-tokenizer as it is."""
 
     @property
     def outputs(self) -> list[str]:
@@ -58,7 +58,6 @@ def source_bpe(bpe: Tokenizer) -> SourceBPE:
     spec = json.loads(bpe.to_str())
     model = spec.get("model") or {}
     steps = pre_tokenizer_steps(spec)
-    normalized = _normalizer(spec) is not None
     problems = _model_problems(model) + _pipeline_problems(spec)
     if problems:
         raise UnsupportedTokenizer("cannot distil this tokenizer: " + "; ".join(problems))
@@ -75,7 +74,7 @@ def source_bpe(bpe: Tokenizer) -> SourceBPE:
     isolated_digits = is_digits_then_gpt2(steps)
     never = frozenset(set(bpe.get_added_tokens_decoder()) | {
         i for i, p in enumerate(pieces) if p not in built or (isolated_digits and crosses_digit(p))})
-    rules = (is_gpt2_pre_tokenizer(steps) or isolated_digits) and not normalized and not model.get("ignore_merges")
+    rules = (is_gpt2_pre_tokenizer(steps) or isolated_digits) and not model.get("ignore_merges")
     return SourceBPE(pieces, merges, never, isolated_digits, rules)
 
 
@@ -102,13 +101,6 @@ def _pipeline_problems(spec: dict) -> list[str]:
     if decoder.get("type") != "ByteLevel":
         problems.append(f"decoder {_describe(decoder)} is unsupported (ByteLevel expected)")
     return problems
-
-
-def _normalizer(spec: dict) -> dict | None:
-    """The source's normalizer, None where it has none (an empty ``Sequence`` is none)."""
-    normalizer = spec.get("normalizer")
-    return None if not normalizer or (normalizer.get("type") == "Sequence" and not normalizer.get("normalizers")) \
-        else normalizer
 
 
 def _kept_as_it_is(steps: list[dict]) -> bool:
