@@ -165,3 +165,30 @@ def normalized_pair():
     reference = Tokenizer(models.BPE())
     reference.normalizer, reference.pre_tokenizer = normalizers.NFC(), rules_pre_tokenizer(rules)
     return reference, tok
+
+
+def test_ignore_merges_alone_turns_the_rules_off():
+    spec = json.loads(tiny_bpe().to_str())
+    spec["model"]["ignore_merges"] = True
+    assert source_bpe(tiny_bpe()).rules and not source_bpe(Tokenizer.from_str(json.dumps(spec))).rules
+
+
+def test_added_tokens_behind_a_normalizer_are_matched_as_the_source_matches_them():
+    from tokenizers import AddedToken
+
+    from ivr.tokenizers.distill import initial_scores, unigram_tokenizer, with_rules
+
+    spec = json.loads(tiny_bpe().to_str())
+    spec["normalizer"] = {"type": "Lowercase"}
+    source = Tokenizer.from_str(json.dumps(spec))
+    source.add_tokens([AddedToken("ae", normalized=True)])  # matched in lower-cased text: "Ae", "AE" too
+    read = source_bpe(source)
+    assert read.rules
+    model = unigram_tokenizer(read.pieces, initial_scores(read.pieces, read.merges, 3.3), read.never)
+    tok = with_rules(model, [], source=source)
+    for text in ("Ae ae AE", "xAEy", "<|endoftext|> ae"):
+        assert tok.encode(text).ids == source.encode(text).ids, text
+    assert source.encode("Ae ae AE").ids.count(source.token_to_id("ae")) == 3
+    # one that strips spaces around it would not find them in byte-level text: kept as the source has it
+    source.add_tokens([AddedToken("zz", normalized=True, lstrip=True)])
+    assert not source_bpe(source).rules

@@ -144,9 +144,10 @@ def with_rules(
     tok.pre_tokenizer = steps[0] if len(steps) == 1 else pre_tokenizers.Sequence(steps)
     tok.decoder, tok.post_processor = shell.decoder, shell.post_processor
     for _, t in sorted(shell.get_added_tokens_decoder().items()):
-        # matched as in the source; in text our ByteLevel normalizer has not mapped, where it is ours
+        # matched as in the source: on the raw text where the source has no normalizer (ours maps bytes), on the
+        # normalized text where it has one and normalizes the token (its content goes through ours too)
         added = AddedToken(t.content, single_word=t.single_word, lstrip=t.lstrip, rstrip=t.rstrip,
-                           normalized=t.normalized and keep_pre_tokenizer, special=t.special)
+                           normalized=t.normalized and (keep_pre_tokenizer or own is not None), special=t.special)
         (tok.add_special_tokens if t.special else tok.add_tokens)([added])
     return tok
 

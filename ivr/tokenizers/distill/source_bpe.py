@@ -74,7 +74,12 @@ def source_bpe(bpe: Tokenizer) -> SourceBPE:
     isolated_digits = is_digits_then_gpt2(steps)
     never = frozenset(set(bpe.get_added_tokens_decoder()) | {
         i for i, p in enumerate(pieces) if p not in built or (isolated_digits and crosses_digit(p))})
-    rules = (is_gpt2_pre_tokenizer(steps) or isolated_digits) and not model.get("ignore_merges")
+    # behind a normalizer, an added token matched on normalized text is matched on the byte-level text too, where
+    # a space is "Ġ": stripping spaces around it or checking word boundaries would then fail
+    stripped = spec.get("normalizer") and any(
+        t.get("normalized") and (t.get("lstrip") or t.get("rstrip") or t.get("single_word"))
+        for t in spec.get("added_tokens") or [])
+    rules = (is_gpt2_pre_tokenizer(steps) or isolated_digits) and not model.get("ignore_merges") and not stripped
     return SourceBPE(pieces, merges, never, isolated_digits, rules)
 
 

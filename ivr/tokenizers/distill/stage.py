@@ -183,12 +183,14 @@ def distill_tokenizer(
         # the stage's settings: the fit's, then verification's
         "settings": {**fit_settings, **asdict(verify_settings)},
         "scores": "sum of the fitted weights of the merges that build each piece (higher wins); not log-probabilities",
-        "pre_tokenizer": "ByteLevel normalizer (the whole text to byte-level characters at once), then "
-                         + ("a Split that puts every digit on its own, as the source's Digits step does, then "
-                            if source.isolated_digits else "")
-                         + "one Split by GPT-2's regex (the source's) with the split and word rules, rewritten for "
-                           "byte-level characters" if source.rules else
-                         "the source's own pre-tokenizer, as it is (its regex is not GPT-2's: no split or word rules)",
+        "pre_tokenizer": ("the source's normalizer, then " if bpe.normalizer is not None else "")
+                         + ("ByteLevel normalizer (the whole text to byte-level characters at once), then "
+                            + ("a Split that puts every digit on its own, as the source's Digits step does, then "
+                               if source.isolated_digits else "")
+                            + "one Split by GPT-2's regex (the source's) with the split and word rules, rewritten for "
+                              "byte-level characters" if source.rules else
+                            "the source's own pre-tokenizer, as it is (no split or word rules: they are written for "
+                            "GPT-2's regex and BPE's merge order)"),
         # the rewrite writes out the Unicode classes of this library's regex engine
         "tokenizers_version": tokenizers.__version__,
         "split_rules": fit.split_rules,
@@ -206,7 +208,7 @@ def distill_tokenizer(
         fit_settings=fit_settings,
         bpe_ids=bpe_ids,
         on_encoded=on_encoded,
-        # the fit's count is the corpus's words unless it dropped some (``source_bpe`` refuses normalizers)
+        # the fit's count is the corpus's words unless it dropped some (both cut through the source's own pipeline)
         word_counts=None if dropped else {"corpus": counts},
     )
     corpus = summary["sets"]["corpus"]
