@@ -192,3 +192,13 @@ def test_added_tokens_behind_a_normalizer_are_matched_as_the_source_matches_them
     # one that strips spaces around it would not find them in byte-level text: kept as the source has it
     source.add_tokens([AddedToken("zz", normalized=True, lstrip=True)])
     assert not source_bpe(source).rules
+
+
+def test_behind_lower_casing_no_capitalised_variant_is_fitted():
+    spec = json.loads(tiny_bpe().to_str())
+    spec["normalizer"] = {"type": "Lowercase"}
+    source = Tokenizer.from_str(json.dumps(spec))
+    read = source_bpe(source)
+    words = fit_words(read.outputs, Counter(), fast_settings(vocab_words=True, vocab_variants=True), source,
+                      whole_pre_tokens=True)
+    assert text_to_piece(" the") in words and text_to_piece(" The") not in words

@@ -78,7 +78,10 @@ def fit_distilled(
                  "split or word rules (runs of one character may come out in another order)")
     pieces = source.pieces
     bare_bpe = bare_model(bpe)
-    weighted = fit_words(source.outputs, corpus_counts, settings, bpe, source.isolated_digits, not source.rules)
+    # behind another pre-tokenizer or a normalizer, a piece or variant may never reach the model whole (" 42" in
+    # Llama-3's regex, "The" behind lower-casing)
+    weighted = fit_words(source.outputs, corpus_counts, settings, bpe, source.isolated_digits,
+                         not source.rules or bpe.normalizer is not None)
     vocab = set(source.outputs)
     words = sorted(weighted)  # sorted: the fit must not depend on the corpus's iteration order
     weights = np.array([weighted[w] for w in words], dtype=np.float64)

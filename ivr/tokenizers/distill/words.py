@@ -69,8 +69,9 @@ def fit_words(
     ``pieces`` are the pieces BPE can output (``SourceBPE.outputs``: no added tokens). Of the corpus's words, the
     ``MAX_CORPUS_WORDS`` most frequent count (``corpus_sample``). With ``isolated_digits`` (the source puts every
     digit on its own) the digit strings are the ten digits. ``bpe``'s pre-tokenizer cuts the word list too. With
-    ``whole_pre_tokens`` (a pre-tokenizer other than GPT-2's) a vocabulary piece, variant or digit string is fitted
-    only where ``bpe``'s pre-tokenizer keeps it whole (the Llama-3 regex cuts `` 42`` into `` `` and ``42``)."""
+    ``whole_pre_tokens`` (a pre-tokenizer other than GPT-2's, or a normalizer) a vocabulary piece, variant or digit
+    string is fitted only where ``bpe``'s pipeline keeps it as it is (the Llama-3 regex cuts `` 42`` into `` `` and
+    ``42``; lower-casing changes ``The``)."""
     words = corpus_sample(corpus_counts)
     extra: Counter = Counter()
     if settings.vocab_words:
