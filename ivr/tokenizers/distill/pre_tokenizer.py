@@ -125,7 +125,9 @@ def with_rules(
     added tokens keep their ids and flags and decoding is the source's."""
     shell = source or (model_tok if model_tok.decoder is not None else byte_level_tokenizer(model_tok.model))
     tok = Tokenizer(model_tok.model)
-    copy = Tokenizer.from_str(source.to_str()) if source is not None else None  # the source's objects stay its own
+    # a copy where its parts are taken: the source's objects stay its own
+    copy = Tokenizer.from_str(source.to_str()) if source is not None and (
+        keep_pre_tokenizer or source.normalizer is not None) else None
     own = copy.normalizer if copy is not None else None
     if keep_pre_tokenizer:
         if rules or word_rules or copy is None:

@@ -58,7 +58,7 @@ def source_bpe(bpe: Tokenizer) -> SourceBPE:
     spec = json.loads(bpe.to_str())
     model = spec.get("model") or {}
     steps = pre_tokenizer_steps(spec)
-    problems = _model_problems(model) + _pipeline_problems(spec)
+    problems = _model_problems(model) + _pipeline_problems(spec, steps)
     if problems:
         raise UnsupportedTokenizer("cannot distil this tokenizer: " + "; ".join(problems))
     pieces = vocab_pieces(bpe)
@@ -95,10 +95,9 @@ def _model_problems(model: dict) -> list[str]:
     return problems
 
 
-def _pipeline_problems(spec: dict) -> list[str]:
+def _pipeline_problems(spec: dict, steps: list[dict]) -> list[str]:
     problems = []
-    steps = pre_tokenizer_steps(spec)
-    if not (is_gpt2_pre_tokenizer(steps) or is_digits_then_gpt2(steps) or _kept_as_it_is(steps)):
+    if not _runnable(steps):
         problems.append("pre-tokenizer " + " then ".join(_describe(s) for s in steps) + " is unsupported: only "
                         "Split and Digits steps before a final ByteLevel without a prefix space are, with a regex "
                         "in a Split or in the ByteLevel")
@@ -108,9 +107,10 @@ def _pipeline_problems(spec: dict) -> list[str]:
     return problems
 
 
-def _kept_as_it_is(steps: list[dict]) -> bool:
-    """Steps the distilled tokenizer can run as they are: ``Split`` and ``Digits`` on the text, then ``ByteLevel``
-    without a prefix space, with a regex somewhere (without one, a whole document would be one word)."""
+def _runnable(steps: list[dict]) -> bool:
+    """Steps the distilled tokenizer can run (GPT-2's among them): ``Split`` and ``Digits`` on the text, then
+    ``ByteLevel`` without a prefix space, with a regex somewhere (without one, a whole document would be one
+    word)."""
     *cuts, last = steps or [{}]
     return (last.get("type") == "ByteLevel" and not last.get("add_prefix_space", False)
             and all(s.get("type") in ("Split", "Digits") for s in cuts)

@@ -74,8 +74,9 @@ def fit_distilled(
     fitted Unigram behind the rules, with ``bpe``'s added tokens, decoder and post-processor."""
     source = source_bpe(bpe)
     if not source.rules:
-        log.info("the source's pre-tokenizer regex is not GPT-2's: the distilled tokenizer keeps it as it is, without "
-                 "split or word rules (runs of one character may come out in another order)")
+        log.info("the split and word rules do not fit this source (a regex other than GPT-2's, ignore_merges, or an "
+                 "added token that strips spaces behind a normalizer): the distilled tokenizer keeps its "
+                 "pre-tokenizer as it is, without them (runs of one character may come out in another order)")
     pieces = source.pieces
     bare_bpe = bare_model(bpe)
     # behind another pre-tokenizer or a normalizer, a piece or variant may never reach the model whole (" 42" in
