@@ -123,22 +123,30 @@ def chunk_timings(toks: dict, chunks: list[list[str]], repeats: int, batch: bool
     return times
 
 
-def speed_rows(bpe, distilled, texts: list[str], repeats: int, n_chunks: int = 40) -> list[tuple[str, str]]:
-    """Encode speed of the distilled tokenizer against the source BPE's: the median over chunks of the ratio of
-    their times on the same chunk, batched and on one thread."""
-    rows = []
+def encode_speeds(toks: dict, texts: list[str], repeats: int, n_chunks: int = 40):
+    """For ``encode_batch`` and then ``encode`` on one thread: the label, each tokenizer's MB/s, and for each
+    tokenizer but ``toks["bpe"]`` the ratio of BPE's time to its time on each chunk (``chunk_timings``; the
+    median over chunks moved by 1-2% between runs on a shared machine, a whole-pass ratio by 10%)."""
     chunks = [texts[i::n_chunks] for i in range(n_chunks)]
     mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
     before = os.environ.get("TOKENIZERS_PARALLELISM")
-    for batch in (True, False):
-        if not batch:
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read at every call
-        t = chunk_timings({"bpe": bpe, "distilled": distilled}, chunks, repeats, batch)
-        ratio = statistics.median(b / x for b, x in zip(t["bpe"], t["distilled"]))
-        rows.append((f"{'encode_batch' if batch else 'encode, 1 thread'} MB/s BPE / distilled (median chunk ratio)",
-                     f"{mb * repeats / sum(t['bpe']):.2f} / {mb * repeats / sum(t['distilled']):.2f} ({ratio:.3f}x)"))
-    if before is None:
-        os.environ.pop("TOKENIZERS_PARALLELISM")
-    else:
-        os.environ["TOKENIZERS_PARALLELISM"] = before
-    return rows
+    try:
+        for batch in (True, False):
+            if not batch:
+                os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read at every call, unlike RAYON_NUM_THREADS
+            t = chunk_timings(toks, chunks, repeats, batch)
+            yield ("encode_batch" if batch else "encode, 1 thread", {k: mb * repeats / sum(v) for k, v in t.items()},
+                   {k: [b / x for b, x in zip(t["bpe"], t[k])] for k in toks if k != "bpe"})
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
+def speed_rows(bpe, distilled, texts: list[str], repeats: int) -> list[tuple[str, str]]:
+    """Encode speed of the distilled tokenizer against the source BPE's (``encode_speeds``): the median over
+    chunks of the ratio of their times on the same chunk, batched and on one thread."""
+    return [(f"{label} MB/s BPE / distilled (median chunk ratio)",
+             f"{speed['bpe']:.2f} / {speed['distilled']:.2f} ({statistics.median(ratios['distilled']):.3f}x)")
+            for label, speed, ratios in encode_speeds({"bpe": bpe, "distilled": distilled}, texts, repeats)]

@@ -12,11 +12,10 @@ Two fits' encode speeds compare within one run with ``--throughput-only --also O
 
 from __future__ import annotations
 
-import os
 import statistics
 from pathlib import Path
 
-from common import (Stopwatch, add_heldout_every, add_settings, chunk_timings, english_prose, parser, print_metrics,
+from common import (Stopwatch, add_heldout_every, add_settings, encode_speeds, english_prose, parser, print_metrics,
                     settings_from, stdlib_split)
 
 from ivr.peak_memory import process_peak_kb
@@ -105,16 +104,9 @@ def throughput_rows(tokenizer_dir: Path, sample: list[str], repeats: int, also: 
             "split": with_rules(load_tokenizer(tokenizer_dir), metadata.get("split_rules", []))}
     if also is not None:
         toks["also"] = load_tokenizer(also)
-    chunks = [sample[i::n_chunks] for i in range(n_chunks)]
-    mb = sum(len(t.encode("utf-8")) for t in sample) / 1e6
-    for batch in (True, False):
-        label = "encode_batch" if batch else "encode, 1 thread"
-        if not batch:
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"  # read at every call, unlike RAYON_NUM_THREADS
-        t = chunk_timings(toks, chunks, repeats, batch)
-        speed = {k: mb * repeats / sum(v) for k, v in t.items()}
-        ratio = {k: statistics.median(b / x for b, x in zip(t["bpe"], t[k])) for k in toks if k != "bpe"}
-        quart = statistics.quantiles([b / x for b, x in zip(t["bpe"], t["distilled"])], n=4)
+    for label, speed, ratios in encode_speeds(toks, sample, repeats, n_chunks):
+        ratio = {k: statistics.median(v) for k, v in ratios.items()}
+        quart = statistics.quantiles(ratios["distilled"], n=4)
         rows.append((f"{label} MB/s BPE / distilled (median chunk ratio, quartiles)",
                      f"{speed['bpe']:.2f} / {speed['distilled']:.2f} ({ratio['distilled']:.3f}x; "
                      f"{quart[0]:.2f}-{quart[2]:.2f})"))

@@ -17,6 +17,7 @@ from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece
 from ivr.tokenizers.distill.general_words import general_words, parse_languages
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
+from ivr.tokenizers.pieces import single_pretoken
 from ivr.user_text import read_user_text
 
 
@@ -92,8 +93,7 @@ def fit_words(
     if whole_pre_tokens:
         if bpe is None:
             raise ValueError("fitting on whole pre-tokens only needs the source tokenizer's pre-tokenizer")
-        cut = PreTokenCutter(bpe)
-        extra = Counter({w: n for w, n in extra.items() if _whole(cut, w)})
+        extra = Counter({w: n for w, n in extra.items() if _whole(bpe, w)})
     for w in extra:  # words met only outside the corpus count once: they must be right, not dominate
         words.setdefault(w, 1)
     languages = parse_languages(settings.general_languages)
@@ -112,14 +112,14 @@ def fit_words(
     return words
 
 
-def _whole(cut: PreTokenCutter, piece: str) -> bool:
-    """Whether ``cut`` keeps the byte-level ``piece`` whole; a piece that is not whole UTF-8 (a part of a
-    character) cannot be cut as text and is kept."""
+def _whole(bpe: Tokenizer, piece: str) -> bool:
+    """Whether ``bpe``'s pipeline keeps the byte-level ``piece`` whole (``single_pretoken``); a piece that is not
+    whole UTF-8 (a part of a character) cannot be cut as text and is kept."""
     try:
         text = piece_to_bytes(piece).decode("utf-8")
     except UnicodeDecodeError:
         return True
-    return cut(text) == [piece]
+    return single_pretoken(bpe, text)
 
 
 def read_word_list(path: Path) -> Counter:
