@@ -155,7 +155,7 @@ class ExactViterbi:
     def __init__(self, source: SourceBPE, trees: sp.csr_matrix, designs: Sequence[Design], budget: float) -> None:
         self.vocab = {p: i for i, p in enumerate(source.pieces) if i not in source.never}
         self.prefixes = {p[:k] for p in self.vocab for k in range(1, len(p) + 1)}
-        trees, n = piece_trees(trees), len(source.merges)
+        trees, n = piece_trees(trees), trees.shape[1]
         # per design: (score of each piece, addition, zero)
         self.designs: list[tuple[list, Callable, object]] = []
         for d in designs:
@@ -231,8 +231,9 @@ class Evaluator:
 
     def __init__(self, bpe, designs: Sequence[Design], budget: float) -> None:
         self.source = source = source_bpe(bpe)
-        self.bpe, self.designs, n = bare_model(bpe), designs, len(source.merges)
+        self.bpe, self.designs = bare_model(bpe), designs
         trees = merge_tree_matrix(source.pieces, source.merges)
+        n = trees.shape[1]
         self.tokenizers = {}
         for d in designs:
             if d.arithmetic == "f64":

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
+import shutil
 import statistics
+import tarfile
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from ivr.builtin_corpora import documentation_texts, english_reference_texts, python_stdlib_texts, until_size
@@ -23,6 +28,54 @@ PROSE_CHARS = 4_000_000
 # leaves pydoc_data out whole), which would change every figure measured on this corpus
 CODE_SKIPPED_DIRS = frozenset({"site-packages", "test", "tests", "idlelib"})
 CODE_SKIPPED_NAMES = frozenset({"topics.py"})
+
+
+# llama.cpp's vocabulary-only GGUF files of real models (Llama-3, Qwen2, StarCoder, DeepSeek, Falcon, GPT-2) with
+# their tokenizer test strings, as the llama-cpp-python source distribution on PyPI ships them
+LLAMA_CPP_SDIST = ("https://files.pythonhosted.org/packages/e4/b4/c8cd17629ced0b9644a71d399a91145aedef109c0333443bef015e45b704/"
+                   "llama_cpp_python-0.3.16.tar.gz",
+                   "34ed0f9bd9431af045bb63d9324ae620ad0536653740e9bb163a2e1fcb973be6")
+LLAMA_CPP_VOCABS = Path.home() / ".cache" / "ivr" / "llama-cpp-python-0.3.16-vocabs"
+
+
+def llama_cpp_vocab(name: str, cache: Path = LLAMA_CPP_VOCABS) -> Path:
+    """llama.cpp's ``ggml-vocab-<name>.gguf`` (``llama-bpe`` is Llama-3's, ``qwen2``, ``starcoder``, ...), taken
+    from the pinned llama-cpp-python source distribution (50 MB from PyPI, its SHA-256 checked) into ``cache``
+    once; the files are moved into place only when all are extracted."""
+    path = cache / f"ggml-vocab-{name}.gguf"
+    if not cache.is_dir():
+        url, sha256 = LLAMA_CPP_SDIST
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:
+            archive = Path(tmp) / "sdist.tar.gz"
+            with urllib.request.urlopen(url, timeout=300) as response, archive.open("wb") as f:
+                shutil.copyfileobj(response, f)
+            digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+            if digest != sha256:
+                raise SystemExit(f"{url}: SHA-256 {digest}, expected {sha256}")
+            out = Path(tmp) / "vocabs"
+            out.mkdir()
+            with tarfile.open(archive) as tar:
+                for member in tar.getmembers():
+                    if member.isfile() and "/vendor/llama.cpp/models/ggml-vocab-" in member.name:
+                        (out / Path(member.name).name).write_bytes(tar.extractfile(member).read())
+            out.rename(cache)
+    if not path.is_file():
+        known = sorted(p.name.removeprefix("ggml-vocab-").removesuffix(".gguf") for p in cache.glob("*.gguf"))
+        raise SystemExit(f"no {path.name} in {cache}; one of {', '.join(known)}")
+    return path
+
+
+def llama_cpp_cases(gguf: Path) -> list[tuple[str, list[int]]]:
+    """llama.cpp's tokenizer test strings for ``gguf`` (``.inp``, separated by ``__ggml_vocab_test__`` lines) and
+    the ids the model's own Hugging Face tokenizer gives each, without special tokens (``.out``, one line each)."""
+    inp = Path(f"{gguf}.inp").read_text(encoding="utf-8").split("\n__ggml_vocab_test__\n")
+    out = Path(f"{gguf}.out").read_text(encoding="utf-8").split("\n")
+    if inp[-1] == "":  # the file ends with a separator
+        inp.pop()
+    if len(out) < len(inp):
+        raise SystemExit(f"{gguf}.out: {len(out)} lines for {len(inp)} test strings")
+    return [(text, [int(i) for i in line.split()]) for text, line in zip(inp, out)]
 
 
 def stdlib_split(heldout_every: int) -> tuple[list[str], list[str]]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ivr.tokenizers.distill.scores import initial_scores, merge_weights
+from tokenizers import Tokenizer, models
+
+from ivr.tokenizers.distill.scores import initial_scores, merge_weights, tree_merges
 from ivr.tokenizers.distill.settings import DistillSettings
+from ivr.tokenizers.unigram import unigram_tokenizer
 
 
 def test_offset_one_is_the_plain_power_law_bit_for_bit():
@@ -38,3 +41,33 @@ def test_the_offset_must_be_positive():
         merge_weights(10, 3.3, 0.0)
     with pytest.raises(ValueError, match="data.distill.init_offset must be positive, got -1"):
         DistillSettings(init_offset=-1)
+
+
+def test_a_piece_listed_with_several_merges_is_built_as_bpe_builds_its_text():
+    # tiktoken-converted vocabularies (Llama-3's) list every split of a piece: "abc" as ab+c first, but BPE joins
+    # b+c (rank 0) before a+b (rank 1), so its text is built a+bc; ab+c in the tree would make a·bc outscore it
+    pieces = ["a", "b", "c", "bc", "ab", "abc"]
+    merges = [("b", "c"), ("a", "b"), ("ab", "c"), ("a", "bc")]
+    assert tree_merges(merges) == [("b", "c"), ("a", "b"), ("a", "bc")]
+    w = merge_weights(3, 3.3)
+    scores = initial_scores(pieces, merges, 3.3)
+    assert np.allclose(scores, [0, 0, 0, w[0], w[1], w[0] + w[2]])
+    bpe = Tokenizer(models.BPE({p: i for i, p in enumerate(pieces)}, merges))
+    uni = unigram_tokenizer(pieces, scores)
+    for text in pieces + ["abcabc", "cab", "bcab"]:
+        assert uni.encode(text).ids == bpe.encode(text).ids, text
+
+
+def test_a_part_built_after_the_piece_it_builds_still_counts_its_whole_tree():
+    # BPE may apply a merge (a+bc, rank 0) whose part (b+c, rank 1) is built by a later merge
+    pieces = ["a", "b", "c", "bc", "abc"]
+    merges = [("a", "bc"), ("b", "c")]
+    assert tree_merges(merges) == merges
+    w = merge_weights(2, 3.3)
+    assert np.allclose(initial_scores(pieces, merges, 3.3), [0, 0, 0, w[1], w[0] + w[1]])
+
+
+def test_a_piece_bpe_never_rebuilds_from_its_text_keeps_its_first_merge():
+    # "abc" is listed as ab+c, but BPE turns its text into a·bc (b+c first) and never into abc
+    merges = [("b", "c"), ("a", "b"), ("ab", "c")]
+    assert tree_merges(merges) == merges
