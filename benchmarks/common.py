@@ -30,10 +30,16 @@ CODE_SKIPPED_DIRS = frozenset({"site-packages", "test", "tests", "idlelib"})
 CODE_SKIPPED_NAMES = frozenset({"topics.py"})
 
 
+# the Hub's pre-tokenizer of SmolLM2 and StarCoder (every digit on its own, then GPT-2's regex), which their GGUF
+# conversions replace by GPT-2's regex alone
+HUB_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
+    {"type": "Digits", "individual_digits": True},
+    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
+
 # llama.cpp's vocabulary-only GGUF files of real models (Llama-3, Qwen2, StarCoder, DeepSeek, Falcon, GPT-2) with
 # their tokenizer test strings, as the llama-cpp-python source distribution on PyPI ships them
-LLAMA_CPP_SDIST = ("https://files.pythonhosted.org/packages/e4/b4/c8cd17629ced0b9644a71d399a91145aedef109c0333443bef015e45b704/"
-                   "llama_cpp_python-0.3.16.tar.gz",
+LLAMA_CPP_SDIST = ("https://files.pythonhosted.org/packages/e4/b4/"
+                   "c8cd17629ced0b9644a71d399a91145aedef109c0333443bef015e45b704/llama_cpp_python-0.3.16.tar.gz",
                    "34ed0f9bd9431af045bb63d9324ae620ad0536653740e9bb163a2e1fcb973be6")
 LLAMA_CPP_VOCABS = Path.home() / ".cache" / "ivr" / "llama-cpp-python-0.3.16-vocabs"
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common import Stopwatch, add_heldout_every, english_prose, parser, print_metrics, speed_rows, stdlib_split
+from common import (
+    HUB_PRE_TOKENIZER, Stopwatch, add_heldout_every, english_prose, parser, print_metrics, speed_rows, stdlib_split,
+)
 
 from ivr.gguf import SMOLLM2_GGUF
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
@@ -22,9 +24,6 @@ from ivr.tokenizers.io import load_tokenizer, read_special_tokens
 from ivr.tokenizers.source import fetch_original_tokenizer
 
 TARGET = 0.9999
-HUB_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
-    {"type": "Digits", "individual_digits": True},
-    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """A source whose pre-tokenizer regex is not GPT-2's (here Llama-3's, as its tokenizer.json writes it): the
-distilled tokenizer runs that pre-tokenizer as it is, without split or word rules, and fits only words it can
-cut whole."""
+distilled tokenizer runs that pre-tokenizer as it is, then cuts runs of one character between BPE's chunks (run
+cuts), without split or word rules, and fits only words it can cut whole."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from tokenizers import Regex, Tokenizer, pre_tokenizers
 
 from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece
 from ivr.tokenizers.distill import UnsupportedTokenizer, distill_tokenizer, source_bpe
+from ivr.tokenizers.distill.run_cuts import CharCuts, cut_words, run_cuts_of
 from ivr.tokenizers.distill.words import fit_words
 from ivr.tokenizers.io import load_tokenizer, pre_tokens, read_metadata, read_special_tokens
+from ivr.tokenizers.unigram import bare_model
 from tests.distill_fixtures import corpus, fast_settings
 from tests.test_other_bpe import ROLES, tiny_bpe
 
@@ -57,10 +59,13 @@ def test_a_pre_tokenizer_without_a_regex_is_refused():
 
 def test_the_distilled_tokenizer_runs_the_sources_pre_tokenizer(distilled, bpe):
     tok, path, summary = distilled
-    assert json.loads(tok.to_str())["pre_tokenizer"] == json.loads(bpe.to_str())["pre_tokenizer"]
+    *steps, cuts = json.loads(tok.to_str())["pre_tokenizer"]["pretokenizers"]
+    assert steps == json.loads(bpe.to_str())["pre_tokenizer"]["pretokenizers"]
+    assert cuts["type"] == "Split" and cuts["behavior"] == "MergedWithPrevious"
     assert tok.normalizer is None
     metadata = read_metadata(path, required=True)
-    assert metadata["split_rules"] == [] and metadata["word_rules"] == []
+    assert {r["char"] for r in metadata["split_rules"]} >= {"-"} and metadata["word_rules"] == []
+    assert all(r["class"] == "run" for r in metadata["split_rules"])
     ids = summary["ids"]
     assert ids["id_to_token_identical"] and ids["single_id_decode_mismatches"] == 0
     assert ids["random_sequence_decode_mismatches"] == 0
@@ -86,9 +91,42 @@ def test_only_words_the_pre_tokenizer_keeps_whole_are_fitted(bpe):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(alphabet="ab Z'sT(.=-\n\r\t 0123456789²é", max_size=40))
-def test_the_pre_tokens_are_the_sources(distilled, bpe, text):
-    assert pre_tokens(distilled[0], text) == pre_tokens(bpe, text)
+@given(st.text(alphabet="ab Z'sT(.=-#\n\r\t 0123456789²é", max_size=40).map(lambda t: t.replace("-", "-" * 7)))
+def test_the_pre_tokens_cut_the_sources_finer_never_across(distilled, bpe, text):
+    mine, theirs = pre_tokens(distilled[0], text), pre_tokens(bpe, text)
+    assert "".join(mine) == "".join(theirs)
+    ends = {len("".join(theirs[:k])) for k in range(len(theirs) + 1)}
+    assert ends <= {len("".join(mine[:k])) for k in range(len(mine) + 1)}
+
+
+def runs_in_context() -> list[str]:
+    return [f"{lead}{'-' * n}{tail}" for n in range(1, 41) for lead in ("", " ", "x", "'(")
+            for tail in ("", "\n", "',", "x", "\n\n")]
+
+
+def test_runs_come_out_in_bpes_order(distilled, bpe):
+    # BPE chunks 13 dashes 8·4·1; the Unigram alone puts a long chunk last
+    tok = distilled[0]
+    wrong = [t for t in runs_in_context() if tok.encode(t).ids != bpe.encode(t).ids]
+    assert wrong == []
+    bare = bare_model(bpe)
+    grams = {p[i:i + k] for p in bare.get_vocab() for k in (2, 3) for i in range(len(p) - k + 1)}
+    cuts = run_cuts_of(bare, "-", 40, grams)
+    assert {(8, 13), (12, 13)} <= cuts[("", "")]
+    assert cut_words({"-": CharCuts(cuts)}, ["-" * 13, "(" + "-" * 13 + ")", "--"]) == [
+        ["-" * 8, "-" * 4, "-"], ["(" + "-" * 8, "-" * 4, "-)"], ["--"]]
+
+
+def test_without_run_cuts_some_runs_come_out_in_another_order(bpe, tmp_path):
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(ROLES), encoding="utf-8")
+    bpe.save(str(tmp_path / "tokenizer.json"))
+    texts = corpus()
+    distill_tokenizer(bpe, texts[:3], texts[3:], fast_settings(split_rules=False, number_words=2),
+                      tmp_path / "tokenizer", tmp_path / "r.md", tmp_path / "r.json",
+                      special=read_special_tokens(tmp_path))
+    tok = load_tokenizer(tmp_path / "tokenizer")
+    assert tok.pre_tokenizer.__getstate__() == bpe.pre_tokenizer.__getstate__()
+    assert any(tok.encode(t).ids != bpe.encode(t).ids for t in runs_in_context())
 
 
 def test_a_normalizer_and_ignore_merges_are_kept(bpe, tmp_path):
@@ -202,3 +240,10 @@ def test_behind_lower_casing_no_capitalised_variant_is_fitted():
     words = fit_words(read.outputs, Counter(), fast_settings(vocab_words=True, vocab_variants=True), source,
                       whole_pre_tokens=True)
     assert text_to_piece(" the") in words and text_to_piece(" The") not in words
+
+
+def test_a_word_kept_whole_is_not_cut_where_the_same_run_elsewhere_is():
+    # with ignore_merges a vocabulary piece comes back whole whatever its runs: its cuts are excepted
+    cuts = CharCuts({("", ""): {(8, 13), (12, 13)}}, whole=[("(" + "-" * 13, (8, 12))])
+    assert cut_words({"-": cuts}, ["(" + "-" * 13, "-" * 13, "x" + "-" * 13, "(" + "-" * 13 + ")"]) == [
+        ["(" + "-" * 13], ["-" * 8, "-" * 4, "-"], ["x" + "-" * 8, "-" * 4, "-"], ["(" + "-" * 8, "-" * 4, "-)"]]

@@ -7,7 +7,7 @@ import pytest
 
 from tokenizers import Tokenizer, models
 
-from ivr.tokenizers.distill.scores import initial_scores, merge_weights, tree_merges
+from ivr.tokenizers.distill.scores import initial_scores, merge_weights, piece_trees
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.unigram import unigram_tokenizer
 
@@ -48,7 +48,7 @@ def test_a_piece_listed_with_several_merges_is_built_as_bpe_builds_its_text():
     # b+c (rank 0) before a+b (rank 1), so its text is built a+bc; ab+c in the tree would make a·bc outscore it
     pieces = ["a", "b", "c", "bc", "ab", "abc"]
     merges = [("b", "c"), ("a", "b"), ("ab", "c"), ("a", "bc")]
-    assert tree_merges(merges) == [("b", "c"), ("a", "b"), ("a", "bc")]
+    assert [m for m, _ in piece_trees(merges)] == [("b", "c"), ("a", "b"), ("a", "bc")]
     w = merge_weights(3, 3.3)
     scores = initial_scores(pieces, merges, 3.3)
     assert np.allclose(scores, [0, 0, 0, w[0], w[1], w[0] + w[2]])
@@ -62,12 +62,23 @@ def test_a_part_built_after_the_piece_it_builds_still_counts_its_whole_tree():
     # BPE may apply a merge (a+bc, rank 0) whose part (b+c, rank 1) is built by a later merge
     pieces = ["a", "b", "c", "bc", "abc"]
     merges = [("a", "bc"), ("b", "c")]
-    assert tree_merges(merges) == merges
+    assert [m for m, _ in piece_trees(merges)] == merges
     w = merge_weights(2, 3.3)
     assert np.allclose(initial_scores(pieces, merges, 3.3), [0, 0, 0, w[1], w[0] + w[1]])
 
 
-def test_a_piece_bpe_never_rebuilds_from_its_text_keeps_its_first_merge():
+def test_a_piece_bpe_never_rebuilds_from_its_text_keeps_its_first_merge_or_outscores_bpes_pieces():
     # "abc" is listed as ab+c, but BPE turns its text into a·bc (b+c first) and never into abc
+    pieces = ["a", "b", "c", "bc", "ab", "abc"]
     merges = [("b", "c"), ("a", "b"), ("ab", "c")]
-    assert tree_merges(merges) == merges
+    assert piece_trees(merges) == [(m, m) for m in merges]
+    w = merge_weights(3, 3.3)
+    assert np.allclose(initial_scores(pieces, merges, 3.3), [0, 0, 0, w[0], w[1], w[1] + w[2]])
+    # with ignore_merges BPE gives "abc" back whole: its tree is BPE's pieces of its text, and one merge more
+    assert piece_trees(merges, whole_pieces=True)[2] == (("ab", "c"), ("a", "bc"))
+    scores = initial_scores(pieces, merges, 3.3, whole_pieces=True)
+    assert np.allclose(scores, [0, 0, 0, w[0], w[1], w[0] + w[2]])
+    bpe = Tokenizer(models.BPE({p: i for i, p in enumerate(pieces)}, merges, ignore_merges=True))
+    uni = unigram_tokenizer(pieces, scores)
+    for text in pieces:
+        assert uni.encode(text).ids == bpe.encode(text).ids == [pieces.index(text)]

@@ -362,7 +362,7 @@ def render_markdown(summary: dict) -> str:
                          + ", ".join(f"`{_md(w)}`" for w in fit["word_rules_examples"]))
         rules = [r for r in fit.get("split_rules_considered", []) if r.get("accepted")]
         lines.append(
-            "- split rules accepted for: "
+            f"- {fit.get('split_rule_kind', 'split rules')} accepted for: "
             + (", ".join(f"{readable(r['char'])!r} ({r['fixed_occurrences']:g} occ.)" for r in rules) or "none")
         )
         if fit.get("history"):

@@ -86,7 +86,7 @@ def solve_rows(
 def fit_scores(
     pieces: Sequence[str], words: list[str], weights: np.ndarray, gold: list[list[int]], settings: DistillSettings,
     general: Sequence[Sequence[int]] = (), strict: np.ndarray | None = None, *,
-    merges: Sequence[tuple[str, str]], never: Sequence[int] = (),
+    merges: Sequence[tuple[str, str]], never: Sequence[int] = (), whole_pieces: bool = False,
 ) -> tuple[np.ndarray, dict, list[str]]:
     """Fit the scores of ``pieces`` (built by ``merges``) so that the Unigram Viterbi gives ``gold`` on ``words``;
     returns the scores (``NEVER_SCORE`` at the ids ``never``), fit statistics and the words proven unsatisfiable
@@ -100,9 +100,10 @@ def fit_scores(
     wrong are given up because their rows cannot hold together with the rest. ``general`` holds the BPE ids of
     words that only make the merges they use costlier to change (``settings.general_usage_words``); ``strict``
     marks the words that are never given up (``STRICT_PENALTY`` instead of ``settings.slack_penalty``).
+    ``whole_pieces``: the source sets ``ignore_merges`` (``scores.piece_trees``).
     """
     start = time.perf_counter()
-    trees = merge_tree_matrix(pieces, merges)
+    trees = merge_tree_matrix(pieces, merges, whole_pieces)
     w0 = merge_weights(trees.shape[1], settings.init_exponent, settings.init_offset) / LP_UNIT
     s0 = trees @ w0
     usage = np.ones_like(s0)

@@ -110,7 +110,7 @@ def rules_pre_tokenizer(rules: Sequence[dict], word_rules: Sequence[Sequence[str
 
 def with_rules(
     model_tok: Tokenizer, rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (), source: Tokenizer | None = None,
-    isolated_digits: bool = False, keep_pre_tokenizer: bool = False,
+    isolated_digits: bool = False, keep_pre_tokenizer: bool = False, run_cuts: pre_tokenizers.Split | None = None,
 ) -> Tokenizer:
     """The full tokenizer: ``model_tok``'s model behind GPT-2's pre-tokenizer carrying the split and word rules.
 
@@ -120,7 +120,7 @@ def with_rules(
     ``isolated_digits`` a ``Split`` first puts the bytes of every digit on their own (``digit_split``), and the
     rules' regex then cuts each stretch between digits on its own, as the source's does. With
     ``keep_pre_tokenizer`` (``SourceBPE.rules`` false: no rules) the tokenizer runs ``source``'s own pre-tokenizer
-    as it is. ``source``'s normalizer (NFC in GPT-NeoX and Qwen2) runs first either way. The added tokens,
+    as it is, then ``run_cuts`` (``run_cuts.run_cut_split``) where given. ``source``'s normalizer (NFC in GPT-NeoX and Qwen2) runs first either way. The added tokens,
     decoder and post-processor are ``source``'s (else ``model_tok``'s, or GPT-2's for a bare model), so that
     added tokens keep their ids and flags and decoding is the source's."""
     shell = source or (model_tok if model_tok.decoder is not None else byte_level_tokenizer(model_tok.model))
@@ -134,8 +134,10 @@ def with_rules(
             raise ValueError("a source's own pre-tokenizer is kept without split or word rules")
         if own is not None:
             tok.normalizer = own
-        steps = [copy.pre_tokenizer]
+        steps = [copy.pre_tokenizer] + ([run_cuts] if run_cuts is not None else [])
     else:
+        if run_cuts is not None:
+            raise ValueError("run cuts follow a kept pre-tokenizer; GPT-2's regex carries split rules")
         tok.normalizer = normalizers.ByteLevel() if own is None else normalizers.Sequence([own, normalizers.ByteLevel()])
         steps = [digit_split()] if isolated_digits else []
         steps.append(pre_tokenizers.Split(Regex(byte_level_regex(split_pattern(rules, word_rules))), behavior="isolated"))

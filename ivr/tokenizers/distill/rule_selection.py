@@ -24,7 +24,7 @@ from ivr.tokenizers.distill.split_rules import (
 from ivr.tokenizers.distill.word_rules import word_segments
 
 
-def _words_with_runs(words: Sequence[str], multi: Sequence[str]) -> dict[str, list[int]]:
+def words_with_runs(words: Sequence[str], multi: Sequence[str]) -> dict[str, list[int]]:
     """For each byte-level character, and each of the pieces ``multi``, the indices of the words holding it twice
     in a row (one pass over the words instead of one per character)."""
     out: dict[str, list[int]] = {}
@@ -54,7 +54,7 @@ def select_split_rules(
     accepted, considered = [], []
     wrong = [i for i, (p, g) in enumerate(zip(plain, gold)) if p != g]
     fingerprint = hashlib.sha256(bare_bpe.to_str().encode("utf-8")).hexdigest()
-    with_runs = _words_with_runs(words, [c for c in chars if len(c) > 1])
+    with_runs = words_with_runs(words, [c for c in chars if len(c) > 1])
     for char in tqdm(chars, desc="split rules", unit="char", mininterval=2.0):
         # building a rule asks BPE about every run length and neighbour: skip characters with nothing to fix
         needed = 0.0 if char in always else max(settings.split_rule_min_fixed, 1e-9)

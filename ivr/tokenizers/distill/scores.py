@@ -10,29 +10,34 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def tree_merges(merges: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The merge that builds each piece in BPE's own derivation of the piece's text, in rank order: the merges a
-    piece's tree is made of.
+def piece_trees(merges: Sequence[tuple[str, str]], whole_pieces: bool = False) -> list[tuple[tuple[str, str], tuple[str, ...]]]:
+    """For each piece a merge builds, in rank order of that merge: the merge its tree ends in and the parts it
+    joins, the merge BPE applies last to the piece's own text and its two sides.
 
     Most BPEs have one merge per piece, and this is it. A vocabulary converted from tiktoken (Llama-3's) lists
     every split of a piece into two pieces (280,147 merges for 128,000 pieces), in an order that often puts a
     split BPE never takes first (`` sil`` as `` ``+``sil``, where BPE joins `` s``+``il``): a tree made of it would
-    score the piece below the pieces BPE builds it from. A piece BPE does not give back whole keeps its first merge.
+    score the piece below the pieces BPE builds it from. A piece BPE does not give back whole from its own text
+    keeps its first merge; with ``whole_pieces`` (``ignore_merges``: BPE gives a word in the vocabulary back as it
+    is) its parts are the pieces BPE cuts its text into, which it then outscores by that merge's weight.
     """
     rank: dict[tuple[str, str], int] = {}
     for r, pair in enumerate(merges):
         rank.setdefault(pair, r)
-    chosen: dict[str, int] = {}
+    chosen: dict[str, tuple[int, tuple[str, ...]]] = {}
     for a, b in merges:
         piece = a + b
         if piece not in chosen:
-            last = _last_merge(piece, rank)
-            chosen[piece] = rank[last] if last is not None and last[0] + last[1] == piece else rank[(a, b)]
-    return [merges[r] for r in sorted(chosen.values())]
+            symbols, last = _bpe(piece, rank)
+            if len(symbols) == 1:
+                chosen[piece] = (rank[last], last)
+            else:
+                chosen[piece] = (rank[(a, b)], tuple(symbols) if whole_pieces else (a, b))
+    return [(merges[r], parts) for r, parts in sorted(chosen.values())]
 
 
-def _last_merge(text: str, rank: dict[tuple[str, str], int]) -> tuple[str, str] | None:
-    """The last merge BPE applies to ``text`` (a string of byte-level characters) on its own."""
+def _bpe(text: str, rank: dict[tuple[str, str], int]) -> tuple[list[str], tuple[str, str] | None]:
+    """BPE's pieces of ``text`` (a string of byte-level characters) on its own, and the last merge it applied."""
     symbols, last = list(text), None
     while len(symbols) > 1:
         ranked = [(rank.get(pair, -1), i) for i, pair in enumerate(zip(symbols, symbols[1:]))]
@@ -42,25 +47,25 @@ def _last_merge(text: str, rank: dict[tuple[str, str], int]) -> tuple[str, str] 
         i = best[1]
         last = (symbols[i], symbols[i + 1])
         symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
-    return last
+    return symbols, last
 
 
-def merge_tree_matrix(pieces: Sequence[str], merges: Sequence[tuple[str, str]]) -> sp.csr_matrix:
-    """Pieces x ``tree_merges(merges)``: how often each of them occurs in the tree that builds each piece from
+def merge_tree_matrix(pieces: Sequence[str], merges: Sequence[tuple[str, str]], whole_pieces: bool = False) -> sp.csr_matrix:
+    """Pieces x the merges of ``piece_trees``: how often each occurs in the tree that builds each piece from
     bytes."""
     index = {p: i for i, p in enumerate(pieces)}
-    firsts = tree_merges(merges)
+    built = piece_trees(merges, whole_pieces)
     trees: list[Counter] = [Counter() for _ in pieces]
     # parts are shorter than what they build, so going by length finishes every part's tree first
-    for rank in sorted(range(len(firsts)), key=lambda r: len(firsts[r][0]) + len(firsts[r][1])):
-        a, b = firsts[rank]
-        tree = trees[index[a]] + trees[index[b]]
-        tree[rank] += 1
+    for col in sorted(range(len(built)), key=lambda r: len(built[r][0][0]) + len(built[r][0][1])):
+        (a, b), parts = built[col]
+        tree = sum((trees[index[part]] for part in parts), Counter())
+        tree[col] += 1
         trees[index[a + b]] = tree
     rows = [p for p, t in enumerate(trees) for _ in t]
     cols = [m for t in trees for m in t]
     vals = [c for t in trees for c in t.values()]
-    return sp.csr_matrix((vals, (rows, cols)), shape=(len(pieces), len(firsts)), dtype=np.float64)
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(pieces), len(built)), dtype=np.float64)
 
 
 def merge_weights(n_merges: int, exponent: float, offset: float = 1.0) -> np.ndarray:
@@ -73,7 +78,7 @@ def merge_weights(n_merges: int, exponent: float, offset: float = 1.0) -> np.nda
 
 
 def initial_scores(pieces: Sequence[str], merges: Sequence[tuple[str, str]], exponent: float,
-                   offset: float = 1.0) -> np.ndarray:
+                   offset: float = 1.0, whole_pieces: bool = False) -> np.ndarray:
     """Merge-tree scores: a piece's score is the sum of the weights of the merges in its tree."""
-    trees = merge_tree_matrix(pieces, merges)
+    trees = merge_tree_matrix(pieces, merges, whole_pieces)
     return trees @ merge_weights(trees.shape[1], exponent, offset)

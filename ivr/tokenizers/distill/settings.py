@@ -69,7 +69,8 @@ class DistillSettings:
     Each word is fitted with and without a leading space, cut by the source's pre-tokenizer as text is
     (``don't``: ``don`` and ``'t``), weighted by its count (1 when none is given)."""
     split_rules: bool = True
-    """Splice rules into GPT-2's pre-tokenizer regex that cut runs of one character into BPE's chunks (ties)."""
+    """Splice rules into GPT-2's pre-tokenizer regex that cut runs of one character into BPE's chunks (ties); behind
+    a pre-tokenizer kept as it is (Llama-3's, Qwen2's regex), cut runs of ASCII punctuation after it (run cuts)."""
     max_run: int = 128
     """Longest run of one character on which a candidate split rule must reproduce BPE exactly."""
     split_rule_min_fixed: float = 10.0

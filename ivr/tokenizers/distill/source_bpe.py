@@ -42,6 +42,8 @@ class SourceBPE:
     Unigram gets them at a score that never wins."""
     isolated_digits: bool = False
     """Whether the source puts every digit on its own before GPT-2's regex (``Digits(individual_digits=True)``)."""
+    ignore_merges: bool = False
+    """Whether BPE gives a word that is a vocabulary piece back as it is, whatever its merges would do."""
     rules: bool = True
     """Whether the source cuts text by GPT-2's regex (after isolated digits or not) and merges every word, into
     which pipeline the split and word rules are written; otherwise the distilled tokenizer keeps the source's
@@ -80,7 +82,7 @@ def source_bpe(bpe: Tokenizer) -> SourceBPE:
         t.get("normalized") and (t.get("lstrip") or t.get("rstrip") or t.get("single_word"))
         for t in spec.get("added_tokens") or [])
     rules = (is_gpt2_pre_tokenizer(steps) or isolated_digits) and not model.get("ignore_merges") and not stripped
-    return SourceBPE(pieces, merges, never, isolated_digits, rules)
+    return SourceBPE(pieces, merges, never, isolated_digits, bool(model.get("ignore_merges")), rules)
 
 
 def _model_problems(model: dict) -> list[str]:

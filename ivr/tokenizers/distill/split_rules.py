@@ -40,7 +40,7 @@ def run_length(piece: str, char: str) -> int | None:
     return k if piece == char * k else None
 
 
-def _run_chunks(bare_bpe: Tokenizer, char: str, max_run: int) -> list[list[int]] | None:
+def run_chunks(bare_bpe: Tokenizer, char: str, max_run: int) -> list[list[int]] | None:
     """BPE's chunk lengths, in characters, for runs of ``char`` of length 0..max_run (index = run length);
     None when BPE cuts a multi-byte character apart somewhere (no regex can cut there)."""
     encs = bare_bpe.encode_batch([char * n for n in range(1, max_run + 1)])
@@ -48,7 +48,7 @@ def _run_chunks(bare_bpe: Tokenizer, char: str, max_run: int) -> list[list[int]]
     return None if any(None in ch for ch in chunks) else [[]] + chunks
 
 
-def _ranges(values: list[int]) -> list[tuple[int, int]]:
+def ranges(values: list[int]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     for v in sorted(values):
         if out and out[-1][1] == v - 1:
@@ -58,7 +58,7 @@ def _ranges(values: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def _repeat(c: str, lo: int, hi: int) -> str:
+def repeat(c: str, lo: int, hi: int) -> str:
     if hi == lo:
         return f"{c}{{{lo}}}" if lo != 1 else c
     return f"{c}{{{lo},{hi}}}"
@@ -126,7 +126,7 @@ def _run_end(c: str, merging: Sequence[str], blocked: str, quote: bool = False) 
 
 def _classrx(code_points: Iterable[int]) -> str:
     """The body of a regex character class holding ``code_points``, as ranges."""
-    spans = _ranges(list(set(code_points)))
+    spans = ranges(list(set(code_points)))
     return "".join(rx(chr(lo)) if lo == hi else f"{rx(chr(lo))}-{rx(chr(hi))}" for lo, hi in spans)
 
 
@@ -228,7 +228,7 @@ def _merged_end_cuts(bare_bpe: Tokenizer, char: str, c: str, chunks: list[list[i
         singles = "".join(rx(p) for p in bad if len(p) == 1)
         longer = [''.join(rx(ch) for ch in p) for p in bad if len(p) > 1]
         not_after = f"(?!{'|'.join(([f'[{singles}]'] if singles else []) + longer)})" if bad else ""
-        alts.append(f"{_repeat(c, a - 1, a - 1) if a > 1 else ''}(?={_repeat(c, k, k)}[{rs}]{not_after})")
+        alts.append(f"{repeat(c, a - 1, a - 1) if a > 1 else ''}(?={repeat(c, k, k)}[{rs}]{not_after})")
     return alts
 
 
@@ -257,7 +257,7 @@ def split_rule_for(
     """
     raw = _decoded(piece_to_bytes(char)) or ""
     kind = _char_class(raw) if len(raw) == 1 else None
-    chunks = _run_chunks(bare_bpe, char, max_run) if kind else None
+    chunks = run_chunks(bare_bpe, char, max_run) if kind else None
     if chunks is None:
         return None
     rests: dict[int, list[int]] = {}
@@ -330,14 +330,14 @@ def split_rule_for(
         alts = []
         for a in sorted(firsts, reverse=True):
             for not_after, ks in _grouped(firsts[a], lambda k: merging(chunk_ok, (lead, a, k))):
-                rest = "|".join(_repeat(c, lo, hi) for lo, hi in _ranges(ks))
-                alts.append(f"{_repeat(c, a - skip, a - skip) if a > skip else ''}(?=(?:{rest}){end(not_after)})")
+                rest = "|".join(repeat(c, lo, hi) for lo, hi in ranges(ks))
+                alts.append(f"{repeat(c, a - skip, a - skip) if a > skip else ''}(?=(?:{rest}){end(not_after)})")
         return alts
 
     alts = first_chunks("", rests, 1)
     if kind in ("punct", "quote") and whole:  # a whole-chunk run followed by more punctuation is cut off as it is
         for not_after, ns in _grouped(whole, lambda n: merging(whole_ok, (n,))):
-            alts.append(f"(?:{'|'.join(_repeat(c, lo - 1, hi - 1) for lo, hi in _ranges(ns))}){end(not_after)}")
+            alts.append(f"(?:{'|'.join(repeat(c, lo - 1, hi - 1) for lo, hi in ranges(ns))}){end(not_after)}")
     if kind in ("punct", "quote"):
         alts += _merged_end_cuts(bare_bpe, char, c, chunks, right, conts, chunk_ok, whole_ok)
     prefix = None
@@ -388,7 +388,7 @@ def split_rule_for(
             spaced.setdefault(p, {})[n] = tuple(piece_text(t) for t in after_run[n][1:] if not left_ok[(p, n, "Ġ", t)])
 
         def ahead(run_cuts: dict[int, tuple[str, ...]]) -> str:
-            return "|".join(f"(?:{'|'.join(_repeat(c, lo, hi) for lo, hi in _ranges([n for n, _ in ns]))}){end(ex)}"
+            return "|".join(f"(?:{'|'.join(repeat(c, lo, hi) for lo, hi in ranges([n for n, _ in ns]))}){end(ex)}"
                             for ex, ns in _grouped(list(run_cuts.items()), lambda item: item[1]))
 
         def lookaround(p: str) -> tuple[str, str]:

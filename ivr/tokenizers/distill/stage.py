@@ -55,6 +55,7 @@ from ivr.tokenizers.byte_level import readable, text_to_piece
 from ivr.tokenizers.distill.lp_fit import fit_scores
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments, segment_words, with_rules
 from ivr.tokenizers.distill.rule_selection import select_split_rules, select_word_rules
+from ivr.tokenizers.distill.run_cuts import cut_words, run_cut_pattern, run_cut_split, select_run_cuts
 from ivr.tokenizers.distill.settings import EXAMPLES, DistillSettings, FitResult
 from ivr.tokenizers.distill.source_bpe import source_bpe
 from ivr.tokenizers.distill.words import MAX_COUNTED_WORDS, fit_words, pre_token_counts, read_word_list
@@ -76,7 +77,7 @@ def fit_distilled(
     if not source.rules:
         log.info("the split and word rules do not fit this source (a regex other than GPT-2's, ignore_merges, or an "
                  "added token that strips spaces behind a normalizer): the distilled tokenizer keeps its "
-                 "pre-tokenizer as it is, without them (runs of one character may come out in another order)")
+                 "pre-tokenizer as it is, followed by run cuts, without word rules")
     pieces = source.pieces
     bare_bpe = bare_model(bpe)
     # behind another pre-tokenizer or a normalizer, a piece or variant may never reach the model whole (" 42" in
@@ -96,18 +97,20 @@ def fit_distilled(
         scores, stats, given_up = fit_scores(pieces, words, weights, gold, settings,
                                              [e.ids for e in bare_bpe.encode_batch(general)],
                                              np.array([w in vocab for w in words]),
-                                             merges=source.merges, never=sorted(source.never))
+                                             merges=source.merges, never=sorted(source.never),
+                                             whole_pieces=source.ignore_merges)
         score_cpu = time.process_time() - score_cpu
         model_tok = unigram_tokenizer(pieces, scores, source.never)
         start = time.perf_counter()
-        rules, considered = (
-            select_split_rules(bare_bpe, model_tok, words, weights, gold, settings,
-                               frozenset(pieces[i] for i in source.never))
-            if settings.split_rules and source.rules else ([], [])
-        )
+        never = frozenset(pieces[i] for i in source.never)
+        rules, runs, considered = [], {}, []
+        if settings.split_rules and source.rules:
+            rules, considered = select_split_rules(bare_bpe, model_tok, words, weights, gold, settings, never)
+        elif settings.split_rules:
+            runs, considered = select_run_cuts(bare_bpe, model_tok, words, weights, gold, settings, never)
         split_rule_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    pred = encode_segments(model_tok, segment_words(rules, words))
+    pred = encode_segments(model_tok, segment_words(rules, words) if source.rules else cut_words(runs, words))
     letter_ok = None
     if settings.letter_word_rules == "corpus":
         listed = read_word_list(settings.word_list) if settings.word_list else Counter()
@@ -117,7 +120,7 @@ def fit_distilled(
     if word_rules:
         pred = encode_segments(model_tok, segment_words(rules, words, word_rules))
     final = with_rules(model_tok, rules, word_rules, source=bpe, isolated_digits=source.isolated_digits,
-                       keep_pre_tokenizer=not source.rules)
+                       keep_pre_tokenizer=not source.rules, run_cuts=run_cut_split(runs))
     bad = [i for i, (p, g) in enumerate(zip(pred, gold)) if p != g]
     stats.update(
         fit_word_types=len(words),
@@ -125,6 +128,7 @@ def fit_distilled(
         fit_mismatched_types=len(bad),
         fit_mismatched_tie_types=sum(1 for i in bad if sorted(pred[i]) == sorted(gold[i])),
         split_rules_considered=considered,
+        split_rule_kind="split rules" if source.rules else "run cuts (behind the source's own pre-tokenizer)",
         word_rules=len(word_rules),
         score_fit_cpu_seconds=round(score_cpu, 2),
         split_rule_seconds=round(split_rule_seconds, 2),
@@ -139,7 +143,10 @@ def fit_distilled(
         proven_unsatisfiable_cut_by_rules=len(given_up) - len(unsatisfiable),
         proven_unsatisfiable_examples=[readable(w) for w in unsatisfiable[:EXAMPLES]],
     )
-    return final, FitResult(scores=[float(s) for s in scores], split_rules=rules, word_rules=word_rules, stats=stats)
+    # a kept pre-tokenizer's run cuts stand where GPT-2's split rules would: per character, the pattern that cuts
+    kept_runs = [{"char": c, "class": "run", "pattern": run_cut_pattern({c: cuts})} for c, cuts in sorted(runs.items())]
+    return final, FitResult(scores=[float(s) for s in scores], split_rules=rules or kept_runs, word_rules=word_rules,
+                            stats=stats)
 
 
 def distill_tokenizer(
