@@ -6,9 +6,10 @@ split rules, which are written into GPT-2's regex. Its runs are ties all the sam
 the source's pre-tokenizer that cuts a run of ASCII punctuation where BPE's tokens end, asked for every run length
 between what may stand before and after it (``run_cuts_of``): the match is the run's character before the cut,
 behind exactly that many characters of the run and before exactly the rest of it, in a context where BPE cuts
-there, and it ends a pre-token (``merged_with_previous``). Cuts are only made inside a run: what comes before the run stays with its first chunk
-and what follows with its last, which BPE may merge (`` '+``, ``-\n``). A character's cuts are kept when they
-fix enough fit words and break none (``select_run_cuts``).
+there, and it ends a pre-token (``merged_with_previous``). Cuts are only made inside a run: what comes before the
+run stays with its first chunk and what follows with its last, which BPE may merge (`` '+``, ``-\n``). A
+character's cuts are kept when they fix enough fit words; the fit words they would break are kept whole
+(``select_run_cuts``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def piece_trees(merges: Sequence[tuple[str, str]], whole_pieces: bool = False) -> list[tuple[tuple[str, str], tuple[str, ...]]]:
+def piece_trees(
+    merges: Sequence[tuple[str, str]], whole_pieces: bool = False,
+) -> list[tuple[tuple[str, str], tuple[str, ...]]]:
     """For each piece a merge builds, in rank order of that merge: the merge its tree ends in and the parts it
     joins, the merge BPE applies last to the piece's own text and its two sides.
 
@@ -50,7 +52,9 @@ def _bpe(text: str, rank: dict[tuple[str, str], int]) -> tuple[list[str], tuple[
     return symbols, last
 
 
-def merge_tree_matrix(pieces: Sequence[str], merges: Sequence[tuple[str, str]], whole_pieces: bool = False) -> sp.csr_matrix:
+def merge_tree_matrix(
+    pieces: Sequence[str], merges: Sequence[tuple[str, str]], whole_pieces: bool = False,
+) -> sp.csr_matrix:
     """Pieces x the merges of ``piece_trees``: how often each occurs in the tree that builds each piece from
     bytes."""
     index = {p: i for i, p in enumerate(pieces)}
