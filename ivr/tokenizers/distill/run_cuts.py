@@ -7,9 +7,8 @@ the source's pre-tokenizer that cuts a run of ASCII punctuation where BPE's toke
 between what may stand before and after it (``run_cuts_of``): the match is the run's character before the cut,
 behind exactly that many characters of the run and before exactly the rest of it, in a context where BPE cuts
 there, and it ends a pre-token (``merged_with_previous``). Cuts are only made inside a run: what comes before the
-run stays with its first chunk and what follows with its last, which BPE may merge (`` '+``, ``-\n``). A
-character's cuts are kept when they fix enough fit words; the fit words they would break are kept whole
-(``select_run_cuts``).
+run stays with its first chunk and what follows with its last, which BPE may merge (`` '+``, ``-\n``). The fit
+words the cuts would break are kept whole (``select_run_cuts``).
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from tokenizers import Regex, Tokenizer, pre_tokenizers
 from tqdm import tqdm
 
 from ivr.tokenizers.distill.gpt2_regex import rx
-from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments
 from ivr.tokenizers.distill.rule_selection import words_with_runs
 from ivr.tokenizers.distill.split_rules import ranges, repeat
@@ -151,44 +149,38 @@ def cut_words(cuts: dict[str, CharCuts], words: Sequence[str]) -> list[list[str]
 
 def select_run_cuts(
     bare_bpe: Tokenizer, model_tok: Tokenizer, words: list[str], weights: np.ndarray, gold: list[list[int]],
-    settings: DistillSettings, never: frozenset[str] = frozenset(),
+    max_run: int, never: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, CharCuts], list[dict]]:
-    """Cuts for each character of ``CHARS`` whose doubled piece BPE outputs, kept when they fix enough fit word
-    occurrences (``settings.split_rule_min_fixed``, any for ``settings.split_rule_chars``). The fit words and pure
-    runs, alone or after a space, that the Unigram gets right without them and they would break are kept whole, up
-    to ``MAX_KEPT_WHOLE``. Returns the kept cuts and, per character, what was found (the report's fields)."""
+    """Cuts for each character of ``CHARS`` whose doubled piece BPE outputs and whose runs BPE cuts: the cuts are
+    one pre-tokenizer step whatever their number, so every such character gets them. The fit words and pure runs,
+    alone or after a space, that the Unigram gets right without them and they would break are kept whole, up to
+    ``MAX_KEPT_WHOLE``. Returns the kept cuts and, per character, what was found (the report's fields)."""
     vocab = bare_bpe.get_vocab()
     chars = [c for c in CHARS if c * 2 in vocab and c * 2 not in never]
     grams = {piece[i:i + k] for piece in vocab for k in (2, 3) for i in range(len(piece) - k + 1)}
-    plain = [e.ids for e in model_tok.encode_batch(words)]
-    wrong = [i for i, (p, g) in enumerate(zip(plain, gold)) if p != g]
     kept: dict[str, CharCuts] = {}
     considered = []
     with_runs = words_with_runs(words, [])
     for char in tqdm(chars, desc="run cuts", unit="char", mininterval=2.0):
-        always = char in settings.split_rule_chars
-        idx = with_runs.get(char, [])
-        if not always and sum(weights[i] for i in wrong if char * 2 in words[i]) < settings.split_rule_min_fixed:
-            considered.append({"char": char, "accepted": False, "reason": "no wrong fit word has a run of it"})
-            continue
-        cuts = CharCuts(run_cuts_of(bare_bpe, char, settings.max_run, grams))
+        cuts = CharCuts(run_cuts_of(bare_bpe, char, max_run, grams))
         if not any(cuts.contexts.values()):
             considered.append({"char": char, "accepted": False, "reason": "BPE cuts no run of it"})
             continue
         # the fit words and pure runs, alone or after a space, whether or not the fit words hold them
-        runs = [lead + char * n for n in range(2, settings.max_run + 1) for lead in ("", "Ġ")]
+        idx = with_runs.get(char, [])
+        runs = [lead + char * n for n in range(2, max_run + 1) for lead in ("", "Ġ")]
         texts = [words[i] for i in idx] + runs
         text_gold = [gold[i] for i in idx] + [e.ids for e in bare_bpe.encode_batch(runs)]
-        text_plain = [plain[i] for i in idx] + [e.ids for e in model_tok.encode_batch(runs)]
+        plain = [e.ids for e in model_tok.encode_batch(texts)]
         segs = cut_words({char: cuts}, texts)
         cut = encode_segments(model_tok, segs)
-        broken = [k for k, (c, g, p) in enumerate(zip(cut, text_gold, text_plain)) if c != g and p == g]
+        broken = [k for k, (c, g, p) in enumerate(zip(cut, text_gold, plain)) if c != g and p == g]
         cuts.whole = [(texts[k], tuple(int(m) - 1 for m in np.cumsum([len(x) for x in segs[k][:-1]])))
                       for k in broken]
-        fixed = [i for i, c in zip(idx, cut) if c == gold[i] and plain[i] != gold[i]]
-        fixed_occ = float(weights[fixed].sum()) if fixed else 0.0
-        ok = (always or fixed_occ >= settings.split_rule_min_fixed) and len(broken) <= MAX_KEPT_WHOLE
-        considered.append({"char": char, "accepted": ok, "fixed_types": len(fixed), "fixed_occurrences": fixed_occ,
+        fixed = [k for k, (c, g, p) in enumerate(zip(cut[:len(idx)], text_gold, plain)) if c == g and p != g]
+        ok = len(broken) <= MAX_KEPT_WHOLE
+        considered.append({"char": char, "accepted": ok, "fixed_types": len(fixed),
+                           "fixed_occurrences": float(weights[[idx[k] for k in fixed]].sum()) if fixed else 0.0,
                            "kept_whole": len(broken)})
         if ok:
             kept[char] = cuts
