@@ -232,7 +232,7 @@ class Evaluator:
     def __init__(self, bpe, designs: Sequence[Design], budget: float) -> None:
         self.source = source = source_bpe(bpe)
         self.bpe, self.designs = bare_model(bpe), designs
-        trees = merge_tree_matrix(source.pieces, source.merges)
+        trees = merge_tree_matrix(source.pieces, source.merges, source.ignore_merges)
         n = trees.shape[1]
         self.tokenizers = {}
         for d in designs:
@@ -240,9 +240,11 @@ class Evaluator:
                 if d.form == "bonus":
                     rank = float(d.param)
                     bonus = np.sign(rank) * (abs(rank) + 1) ** -budget
-                    scores = initial_scores(source.pieces, source.merges, budget) + bonus
+                    scores = initial_scores(source.pieces, source.merges, budget,
+                                            whole_pieces=source.ignore_merges) + bonus
                 elif d.form == "pow":
-                    scores = initial_scores(source.pieces, source.merges, float(d.param))
+                    scores = initial_scores(source.pieces, source.merges, float(d.param),
+                                            whole_pieces=source.ignore_merges)
                 else:
                     scores = trees @ float_weights(d, n, budget)
                 self.tokenizers[d.name] = unigram_tokenizer(source.pieces, scores, source.never)

@@ -43,7 +43,8 @@ def main() -> None:
     with Stopwatch() as fitting:
         _, fit = fit_distilled(bpe, counts["corpus"], settings)
     model = unigram_tokenizer(pieces, fit.scores, source.never)
-    init = unigram_tokenizer(pieces, initial_scores(pieces, source.merges, settings.init_exponent, settings.init_offset), source.never)
+    init = unigram_tokenizer(pieces, initial_scores(pieces, source.merges, settings.init_exponent, settings.init_offset,
+                                                    source.ignore_merges), source.never)
 
     st = fit.stats
     print(f"\nfit {fitting.seconds:.1f} s; split rules for {''.join(r['char'] for r in fit.split_rules)!r}")

@@ -107,7 +107,7 @@ def main() -> None:
     bpe = offline_gpt2_tokenizer()
     source = source_bpe(bpe)
     prior = unigram_tokenizer(source.pieces, initial_scores(source.pieces, source.merges, settings.init_exponent,
-                                                             settings.init_offset),
+                                                             settings.init_offset, source.ignore_merges),
                               source.never)
     fits, sets = held_out_sets(args.heldout_every, args.lang_chars, tuple(args.languages.split(",")))
     if args.fit_held_out != "none":

@@ -119,7 +119,7 @@ def run_cut_pattern(cuts: dict[str, CharCuts]) -> str:
                     if not after:
                         continue
                     ahead = "" if len(after) == len(tails) else "(?:" + "|".join(
-                        _side("after", t, tails, "") or "(?=)" for t in after) + ")"
+                        _side("after", t, tails, "") for t in after) + ")"
                     conds.append(f"{_side('before', left, lefts, run)}(?=(?:{length})(?!{c}){ahead})")
             alts.append(f"(?<={run})(?<!{c}{run})(?:{'|'.join(conds)})")
         # a word kept whole: the whole pre-token is that word, split where the match would start

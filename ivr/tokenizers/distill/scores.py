@@ -23,9 +23,8 @@ def piece_trees(
     keeps its first merge; with ``whole_pieces`` (``ignore_merges``: BPE gives a word in the vocabulary back as it
     is) its parts are the pieces BPE cuts its text into, which it then outscores by that merge's weight.
     """
-    rank: dict[tuple[str, str], int] = {}
-    for r, pair in enumerate(merges):
-        rank.setdefault(pair, r)
+    # a pair listed twice takes its last rank, as in the tokenizers BPE
+    rank = {pair: r for r, pair in enumerate(merges)}
     chosen: dict[str, tuple[int, tuple[str, ...]]] = {}
     for a, b in merges:
         piece = a + b

@@ -143,10 +143,11 @@ def fit_distilled(
         proven_unsatisfiable_cut_by_rules=len(given_up) - len(unsatisfiable),
         proven_unsatisfiable_examples=[readable(w) for w in unsatisfiable[:EXAMPLES]],
     )
-    # a kept pre-tokenizer's run cuts stand where GPT-2's split rules would: per character, the pattern that cuts
-    kept_runs = [{"char": c, "class": "run", "pattern": run_cut_pattern({c: cuts})} for c, cuts in sorted(runs.items())]
-    return final, FitResult(scores=[float(s) for s in scores], split_rules=rules or kept_runs, word_rules=word_rules,
-                            stats=stats)
+    # a kept pre-tokenizer's run cuts, per character: the pattern that cuts and the words it keeps whole
+    kept_runs = [{"char": c, "pattern": run_cut_pattern({c: cuts}), "kept_whole": [w for w, _ in cuts.whole]}
+                 for c, cuts in sorted(runs.items())]
+    return final, FitResult(scores=[float(s) for s in scores], split_rules=rules, word_rules=word_rules,
+                            run_cuts=kept_runs, stats=stats)
 
 
 def distill_tokenizer(
@@ -205,6 +206,7 @@ def distill_tokenizer(
         # the rewrite writes out the Unicode classes of this library's regex engine
         "tokenizers_version": tokenizers.__version__,
         "split_rules": fit.split_rules,
+        "run_cuts": fit.run_cuts,
         "word_rules": fit.word_rules,
         "fit": {k: v for k, v in fit.stats.items() if k not in ("history", "split_rules_considered")},
     }
