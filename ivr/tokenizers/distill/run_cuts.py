@@ -102,26 +102,27 @@ def run_cut_pattern(cuts: dict[str, CharCuts]) -> str:
         for context, found in by_context.items():
             for cut in found:
                 valid[cut].add(context)
-        # per cut offset: the run lengths it holds for, by the contexts it holds in
-        rests: dict[tuple[int, frozenset[Context]], list[int]] = defaultdict(list)
+        # per cut offset: the run lengths it holds for, by the contexts it fails in (most cuts hold in every context)
+        # or, where fewer, the contexts it holds in
+        every = frozenset(by_context)
+        rests: dict[tuple[int, bool, frozenset[Context]], list[int]] = defaultdict(list)
         for (end, n), where in valid.items():
-            rests[(end, frozenset(where))].append(n - end)
+            failing = every - where
+            key = (end, True, frozenset(failing)) if len(failing) <= len(where) else (end, False, frozenset(where))
+            rests[key].append(n - end)
         alts = []
-        for (end, where), rest in sorted(rests.items(), key=lambda kv: (kv[0][0], sorted(kv[0][1]))):
+        for (end, negative, contexts), rest in sorted(rests.items(), key=lambda kv: (*kv[0][:2], sorted(kv[0][2]))):
             run = f"{c}{{{end}}}"
             length = "|".join(repeat(c, lo, hi) for lo, hi in ranges(rest))
-            if len(where) == len(by_context):
-                conds = [f"(?=(?:{length})(?!{c}))"]
+
+            def context(left: str, tail: str) -> str:
+                return (f"{_side('before', left, lefts, run)}"
+                        f"(?=(?:{length})(?!{c}){_side('after', tail, tails, '')})")
+            if negative:
+                cond = f"(?=(?:{length})(?!{c}))" + "".join(f"(?!{context(*x)})" for x in sorted(contexts))
             else:
-                conds = []
-                for left in lefts:
-                    after = [t for t in tails if (left, t) in where]
-                    if not after:
-                        continue
-                    ahead = "" if len(after) == len(tails) else "(?:" + "|".join(
-                        _side("after", t, tails, "") for t in after) + ")"
-                    conds.append(f"{_side('before', left, lefts, run)}(?=(?:{length})(?!{c}){ahead})")
-            alts.append(f"(?<={run})(?<!{c}{run})(?:{'|'.join(conds)})")
+                cond = "(?:" + "|".join(context(*x) for x in sorted(contexts)) + ")"
+            alts.append(f"(?<={run})(?<!{c}{run}){cond}")
         # a word kept whole: the whole pre-token is that word, split where the match would start
         whole = "|".join(f"(?<=\\A{rx(w[:m])})(?={rx(w[m:])}\\z)" for w, at in char_cuts.whole for m in at)
         if alts:
