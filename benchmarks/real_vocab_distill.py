@@ -62,7 +62,8 @@ def main() -> None:
     prose = english_prose()
     header = ("vocabulary | ids / tree merges (listed) | pre-tokenizer | llama.cpp test strings: source / distilled "
               "as the model's tokenizer | fit (s) / peak MB | corpus wrong | held-out code exact (wrong) | "
-              "English prose exact (wrong) | decode([i]) differing | encode speed vs source, batched / one thread")
+              "English prose exact (wrong) | decode([i]) differing | encode speed vs source, batched / one thread | "
+              "tokenizer.json MB")
     rows = []
     for name in args.vocabs.split(","):
         gguf = llama_cpp_vocab(name, args.cache)
@@ -96,6 +97,7 @@ def main() -> None:
             f"{1 - prose_wrong / prose_occ:.4%} ({prose_wrong} of {prose_occ})",
             f"{ids['single_id_decode_mismatches']} of {ids['vocab_size']}",
             " / ".join(f"{s:.3f}x" for s in speeds),
+            f"{(out / 'tokenizer' / 'tokenizer.json').stat().st_size / 1e6:.1f}",
         ]))
         print(rows[-1], flush=True)
     print(f"\n{header}\n{'|'.join('---' for _ in header.split(' | '))}")

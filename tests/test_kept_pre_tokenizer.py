@@ -261,7 +261,7 @@ def test_a_fit_word_the_cuts_would_break_is_kept_whole():
     gold = [e.ids for e in bare.encode_batch(words)]
     assert gold == [[6], [3, 0], [7, 3, 0]]
     # BPE's own model stands in for the Unigram: every word is right without cuts
-    kept, _ = select_run_cuts(bare, bare, words, np.ones(len(words)), gold, 8)
+    kept, _ = select_run_cuts(bare, bare, words, np.ones(len(words)), gold, fast_settings(max_run=8, split_rule_chars="-"))
     assert kept["-"].whole == [("//-----", (5,))]
     assert cut_words(kept, words) == [["//-----"], ["----", "-"], ["x----", "-"]]
     assert encode_segments(bare, cut_words(kept, words)) == gold

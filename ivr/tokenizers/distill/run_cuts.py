@@ -7,8 +7,9 @@ the source's pre-tokenizer that cuts a run of ASCII punctuation where BPE's toke
 between what may stand before and after it (``run_cuts_of``): the match is the run's character before the cut,
 behind exactly that many characters of the run and before exactly the rest of it, in a context where BPE cuts
 there, and it ends a pre-token (``merged_with_previous``). Cuts are only made inside a run: what comes before the
-run stays with its first chunk and what follows with its last, which BPE may merge (`` '+``, ``-\n``). The fit
-words the cuts would break are kept whole (``select_run_cuts``).
+run stays with its first chunk and what follows with its last, which BPE may merge (`` '+``, ``-\n``). A
+character gets cuts on the terms of a split rule, and the fit words they would break are kept whole
+(``select_run_cuts``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from ivr.tokenizers.distill.gpt2_regex import rx
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments
+from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.distill.rule_selection import words_with_runs
 from ivr.tokenizers.distill.split_rules import ranges, repeat
 
@@ -37,6 +39,9 @@ Context = tuple[str, str]
 """What stands before a run of a character and what follows it, as BPE is asked (``run_cuts_of``)."""
 # more fit words than this that a character's cuts would break, kept whole one by one, and it gets no cuts
 MAX_KEPT_WHOLE = 100
+# a character whose cuts take a longer regex gets none (each context a cut depends on is written out: Llama-3's
+# "(" would take 4 MB)
+MAX_PATTERN = 1_000_000
 
 
 @dataclass
@@ -102,27 +107,26 @@ def run_cut_pattern(cuts: dict[str, CharCuts]) -> str:
         for context, found in by_context.items():
             for cut in found:
                 valid[cut].add(context)
-        # per cut offset: the run lengths it holds for, by the contexts it fails in (most cuts hold in every context)
-        # or, where fewer, the contexts it holds in
-        every = frozenset(by_context)
-        rests: dict[tuple[int, bool, frozenset[Context]], list[int]] = defaultdict(list)
+        # per cut offset: the run lengths it holds for, by the contexts it holds in
+        rests: dict[tuple[int, frozenset[Context]], list[int]] = defaultdict(list)
         for (end, n), where in valid.items():
-            failing = every - where
-            key = (end, True, frozenset(failing)) if len(failing) <= len(where) else (end, False, frozenset(where))
-            rests[key].append(n - end)
+            rests[(end, frozenset(where))].append(n - end)
         alts = []
-        for (end, negative, contexts), rest in sorted(rests.items(), key=lambda kv: (*kv[0][:2], sorted(kv[0][2]))):
+        for (end, where), rest in sorted(rests.items(), key=lambda kv: (kv[0][0], sorted(kv[0][1]))):
             run = f"{c}{{{end}}}"
             length = "|".join(repeat(c, lo, hi) for lo, hi in ranges(rest))
-
-            def context(left: str, tail: str) -> str:
-                return (f"{_side('before', left, lefts, run)}"
-                        f"(?=(?:{length})(?!{c}){_side('after', tail, tails, '')})")
-            if negative:
-                cond = f"(?=(?:{length})(?!{c}))" + "".join(f"(?!{context(*x)})" for x in sorted(contexts))
+            if len(where) == len(by_context):
+                conds = [f"(?=(?:{length})(?!{c}))"]
             else:
-                cond = "(?:" + "|".join(context(*x) for x in sorted(contexts)) + ")"
-            alts.append(f"(?<={run})(?<!{c}{run}){cond}")
+                conds = []
+                for left in lefts:
+                    after = [t for t in tails if (left, t) in where]
+                    if not after:
+                        continue
+                    ahead = "" if len(after) == len(tails) else "(?:" + "|".join(
+                        _side("after", t, tails, "") for t in after) + ")"
+                    conds.append(f"{_side('before', left, lefts, run)}(?=(?:{length})(?!{c}){ahead})")
+            alts.append(f"(?<={run})(?<!{c}{run})(?:{'|'.join(conds)})")
         # a word kept whole: the whole pre-token is that word, split where the match would start
         whole = "|".join(f"(?<=\\A{rx(w[:m])})(?={rx(w[m:])}\\z)" for w, at in char_cuts.whole for m in at)
         if alts:
@@ -150,38 +154,49 @@ def cut_words(cuts: dict[str, CharCuts], words: Sequence[str]) -> list[list[str]
 
 def select_run_cuts(
     bare_bpe: Tokenizer, model_tok: Tokenizer, words: list[str], weights: np.ndarray, gold: list[list[int]],
-    max_run: int, never: frozenset[str] = frozenset(),
+    settings: DistillSettings, never: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, CharCuts], list[dict]]:
-    """Cuts for each character of ``CHARS`` whose doubled piece BPE outputs and whose runs BPE cuts: the cuts are
-    one pre-tokenizer step whatever their number, so every such character gets them. The fit words and pure runs,
-    alone or after a space, that the Unigram gets right without them and they would break are kept whole, up to
-    ``MAX_KEPT_WHOLE``. Returns the kept cuts and, per character, what was found (the report's fields)."""
+    """Cuts for each character of ``CHARS`` whose doubled piece BPE outputs and whose runs BPE cuts, kept when they
+    fix enough fit word occurrences (``settings.split_rule_min_fixed``, any for ``settings.split_rule_chars``) and
+    their regex stays under ``MAX_PATTERN`` characters. The fit words and pure runs, alone or after a space, that the
+    Unigram gets right without them and they would break are kept whole, up to ``MAX_KEPT_WHOLE``. Returns the kept
+    cuts and, per character, what was found (the report's fields)."""
     vocab = bare_bpe.get_vocab()
     chars = [c for c in CHARS if c * 2 in vocab and c * 2 not in never]
     grams = {piece[i:i + k] for piece in vocab for k in (2, 3) for i in range(len(piece) - k + 1)}
+    plain_all = [e.ids for e in model_tok.encode_batch(words)]
+    wrong = [i for i, (p, g) in enumerate(zip(plain_all, gold)) if p != g]
     kept: dict[str, CharCuts] = {}
     considered = []
     with_runs = words_with_runs(words, [])
     for char in tqdm(chars, desc="run cuts", unit="char", mininterval=2.0):
-        cuts = CharCuts(run_cuts_of(bare_bpe, char, max_run, grams))
+        always = char in settings.split_rule_chars
+        if not always and sum(weights[i] for i in wrong if char * 2 in words[i]) < settings.split_rule_min_fixed:
+            considered.append({"char": char, "accepted": False, "reason": "too few wrong fit words with a run of it"})
+            continue
+        cuts = CharCuts(run_cuts_of(bare_bpe, char, settings.max_run, grams))
         if not any(cuts.contexts.values()):
             considered.append({"char": char, "accepted": False, "reason": "BPE cuts no run of it"})
             continue
+        size = len(run_cut_pattern({char: cuts}))
+        if size > MAX_PATTERN:
+            considered.append({"char": char, "accepted": False, "reason": f"a regex of {size} characters"})
+            continue
         # the fit words and pure runs, alone or after a space, whether or not the fit words hold them
         idx = with_runs.get(char, [])
-        runs = [lead + char * n for n in range(2, max_run + 1) for lead in ("", "Ġ")]
+        runs = [lead + char * n for n in range(2, settings.max_run + 1) for lead in ("", "Ġ")]
         texts = [words[i] for i in idx] + runs
         text_gold = [gold[i] for i in idx] + [e.ids for e in bare_bpe.encode_batch(runs)]
-        plain = [e.ids for e in model_tok.encode_batch(texts)]
+        plain = [plain_all[i] for i in idx] + [e.ids for e in model_tok.encode_batch(runs)]
         segs = cut_words({char: cuts}, texts)
         cut = encode_segments(model_tok, segs)
         broken = [k for k, (c, g, p) in enumerate(zip(cut, text_gold, plain)) if c != g and p == g]
         cuts.whole = [(texts[k], tuple(int(m) - 1 for m in np.cumsum([len(x) for x in segs[k][:-1]])))
                       for k in broken]
         fixed = [k for k, (c, g, p) in enumerate(zip(cut[:len(idx)], text_gold, plain)) if c == g and p != g]
-        ok = len(broken) <= MAX_KEPT_WHOLE
-        considered.append({"char": char, "accepted": ok, "fixed_types": len(fixed),
-                           "fixed_occurrences": float(weights[[idx[k] for k in fixed]].sum()) if fixed else 0.0,
+        fixed_occ = float(weights[[idx[k] for k in fixed]].sum()) if fixed else 0.0
+        ok = (always or fixed_occ >= settings.split_rule_min_fixed) and len(broken) <= MAX_KEPT_WHOLE
+        considered.append({"char": char, "accepted": ok, "fixed_types": len(fixed), "fixed_occurrences": fixed_occ,
                            "kept_whole": len(broken)})
         if ok:
             kept[char] = cuts

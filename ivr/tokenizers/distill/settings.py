@@ -71,7 +71,7 @@ class DistillSettings:
     split_rules: bool = True
     """Splice rules into GPT-2's pre-tokenizer regex that cut runs of one character into BPE's chunks (ties); behind
     a pre-tokenizer kept as it is (Llama-3's, Qwen2's regex), cut runs of ASCII punctuation after it (run cuts,
-    for every character whose runs BPE cuts: ``split_rule_min_fixed`` and ``split_rule_chars`` choose split rules)."""
+    chosen per character as split rules are)."""
     max_run: int = 128
     """Longest run of one character on which a candidate split rule must reproduce BPE exactly."""
     split_rule_min_fixed: float = 10.0

@@ -107,7 +107,7 @@ def fit_distilled(
         if settings.split_rules and source.rules:
             rules, considered = select_split_rules(bare_bpe, model_tok, words, weights, gold, settings, never)
         elif settings.split_rules:
-            runs, considered = select_run_cuts(bare_bpe, model_tok, words, weights, gold, settings.max_run, never)
+            runs, considered = select_run_cuts(bare_bpe, model_tok, words, weights, gold, settings, never)
         split_rule_seconds = time.perf_counter() - start
     start = time.perf_counter()
     pred = encode_segments(model_tok, segment_words(rules, words) if source.rules else cut_words(runs, words))
