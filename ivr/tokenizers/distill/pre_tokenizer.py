@@ -120,9 +120,10 @@ def with_rules(
     ``isolated_digits`` a ``Split`` first puts the bytes of every digit on their own (``digit_split``), and the
     rules' regex then cuts each stretch between digits on its own, as the source's does. With
     ``keep_pre_tokenizer`` (``SourceBPE.rules`` false: no rules) the tokenizer runs ``source``'s own pre-tokenizer
-    as it is, then ``run_cuts`` (``run_cuts.run_cut_split``) where given. ``source``'s normalizer (NFC in GPT-NeoX and Qwen2) runs first either way. The added tokens,
-    decoder and post-processor are ``source``'s (else ``model_tok``'s, or GPT-2's for a bare model), so that
-    added tokens keep their ids and flags and decoding is the source's."""
+    as it is, then ``run_cuts`` (``run_cuts.run_cut_split``) where given. ``source``'s normalizer (NFC in GPT-NeoX
+    and Qwen2) runs first either way. The added tokens, decoder and post-processor are ``source``'s (else
+    ``model_tok``'s, or GPT-2's for a bare model), so that added tokens keep their ids and flags and decoding is the
+    source's."""
     shell = source or (model_tok if model_tok.decoder is not None else byte_level_tokenizer(model_tok.model))
     tok = Tokenizer(model_tok.model)
     # a copy where its parts are taken: the source's objects stay its own

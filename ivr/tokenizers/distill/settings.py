@@ -132,5 +132,6 @@ class FitResult:
     word_rules: list[list[str]] = field(default_factory=list)
     """BPE's pieces of each word cut by a word rule, most frequent first."""
     run_cuts: list[dict] = field(default_factory=list)
-    """Behind a kept pre-tokenizer, per character: the regex of its run cuts and the words they keep whole."""
+    """Behind a kept pre-tokenizer, per character: the contexts its run cuts were asked about, the words they keep
+    whole."""
     stats: dict = field(default_factory=dict)

@@ -55,7 +55,7 @@ from ivr.tokenizers.byte_level import readable, text_to_piece
 from ivr.tokenizers.distill.lp_fit import fit_scores
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments, segment_words, with_rules
 from ivr.tokenizers.distill.rule_selection import select_split_rules, select_word_rules
-from ivr.tokenizers.distill.run_cuts import cut_words, run_cut_pattern, run_cut_split, select_run_cuts
+from ivr.tokenizers.distill.run_cuts import cut_words, run_cut_split, select_run_cuts
 from ivr.tokenizers.distill.settings import EXAMPLES, DistillSettings, FitResult
 from ivr.tokenizers.distill.source_bpe import source_bpe
 from ivr.tokenizers.distill.words import MAX_COUNTED_WORDS, fit_words, pre_token_counts, read_word_list
@@ -143,8 +143,9 @@ def fit_distilled(
         proven_unsatisfiable_cut_by_rules=len(given_up) - len(unsatisfiable),
         proven_unsatisfiable_examples=[readable(w) for w in unsatisfiable[:EXAMPLES]],
     )
-    # a kept pre-tokenizer's run cuts, per character: the pattern that cuts and the words it keeps whole
-    kept_runs = [{"char": c, "pattern": run_cut_pattern({c: cuts}), "kept_whole": [w for w, _ in cuts.whole]}
+    # a kept pre-tokenizer's run cuts, per character (their regex is in tokenizer.json): how many contexts BPE was
+    # asked about and the words they keep whole
+    kept_runs = [{"char": c, "contexts": len(cuts.contexts), "kept_whole": [w for w, _ in cuts.whole]}
                  for c, cuts in sorted(runs.items())]
     return final, FitResult(scores=[float(s) for s in scores], split_rules=rules, word_rules=word_rules,
                             run_cuts=kept_runs, stats=stats)
