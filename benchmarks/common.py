@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import statistics
@@ -82,6 +83,15 @@ def llama_cpp_cases(gguf: Path) -> list[tuple[str, list[int]]]:
     if len(out) < len(inp):
         raise SystemExit(f"{gguf}.out: {len(out)} lines for {len(inp)} test strings")
     return [(text, [int(i) for i in line.split()]) for text, line in zip(inp, out)]
+
+
+def rewrite_tokenizer_json(directory: Path, change) -> None:
+    """Apply ``change`` to the parsed ``tokenizer.json`` of ``directory`` and write it back (a source put into the
+    form its Hub ``tokenizer.json`` has, where a GGUF conversion differs)."""
+    path = directory / "tokenizer.json"
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    change(spec)
+    path.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
 
 
 def stdlib_split(heldout_every: int) -> tuple[list[str], list[str]]:

@@ -19,13 +19,12 @@ strings show how far they are from the models'.
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
 from common import (
     HUB_PRE_TOKENIZER, LLAMA_CPP_VOCABS, Stopwatch, add_heldout_every, encode_speeds, english_prose, llama_cpp_cases,
-    llama_cpp_vocab, parser, stdlib_split,
+    llama_cpp_vocab, parser, rewrite_tokenizer_json, stdlib_split,
 )
 
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
@@ -70,9 +69,7 @@ def main() -> None:
         out = args.out / name
         original, _ = fetch_original_tokenizer(out / "original", str(gguf), force=True)
         if args.form == "hub" and name in HUB_FORM:
-            spec = json.loads((original / "tokenizer.json").read_text(encoding="utf-8"))
-            HUB_FORM[name](spec)
-            (original / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+            rewrite_tokenizer_json(original, HUB_FORM[name])
         bpe, special = load_tokenizer(original), read_special_tokens(original)
         source = source_bpe(bpe)
         with Stopwatch() as stage:

@@ -11,11 +11,11 @@ its own, ``Digits(individual_digits=True)``, then GPT-2's regex) in place of the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from common import (
-    HUB_PRE_TOKENIZER, Stopwatch, add_heldout_every, english_prose, parser, print_metrics, speed_rows, stdlib_split,
+    HUB_PRE_TOKENIZER, Stopwatch, add_heldout_every, english_prose, parser, print_metrics, rewrite_tokenizer_json,
+    speed_rows, stdlib_split,
 )
 
 from ivr.gguf import SMOLLM2_GGUF
@@ -38,9 +38,7 @@ def main() -> None:
 
     original, _ = fetch_original_tokenizer(args.out / "original", args.gguf, force=True)
     if args.pre_tokenizer == "hub":
-        spec = json.loads((original / "tokenizer.json").read_text(encoding="utf-8"))
-        spec["pre_tokenizer"] = HUB_PRE_TOKENIZER
-        (original / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+        rewrite_tokenizer_json(original, lambda spec: spec.update(pre_tokenizer=HUB_PRE_TOKENIZER))
     bpe, special = load_tokenizer(original), read_special_tokens(original)
     fit_texts, held_texts = stdlib_split(args.heldout_every)
     prose = english_prose()

@@ -16,7 +16,7 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece
 from ivr.tokenizers.distill import UnsupportedTokenizer, distill_tokenizer, source_bpe
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments
-from ivr.tokenizers.distill.run_cuts import CharCuts, cut_words, run_cuts_of, select_run_cuts
+from ivr.tokenizers.distill.run_cuts import CharCuts, cut_words, piece_grams, run_cuts_of, select_run_cuts
 from ivr.tokenizers.distill.words import fit_words
 from ivr.tokenizers.io import load_tokenizer, pre_tokens, read_metadata, read_special_tokens
 from ivr.tokenizers.unigram import bare_model
@@ -113,8 +113,7 @@ def test_runs_come_out_in_bpes_order(distilled, bpe):
     wrong = [t for t in runs_in_context() if tok.encode(t).ids != bpe.encode(t).ids]
     assert wrong == []
     bare = bare_model(bpe)
-    grams = {p[i:i + k] for p in bare.get_vocab() for k in (2, 3) for i in range(len(p) - k + 1)}
-    cuts = run_cuts_of(bare, "-", 40, grams)
+    cuts = run_cuts_of(bare, "-", 40, piece_grams(bare.get_vocab()))
     assert {(8, 13), (12, 13)} <= cuts[("", "")]
     assert cut_words({"-": CharCuts(cuts)}, ["-" * 13, "(" + "-" * 13 + ")", "--"]) == [
         ["-" * 8, "-" * 4, "-"], ["(" + "-" * 8, "-" * 4, "-)"], ["--"]]

@@ -54,6 +54,11 @@ class CharCuts:
     whole: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
 
 
+def piece_grams(vocab) -> set[str]:
+    """Every piece's substrings of two and three characters: what ``run_cuts_of`` asks about a neighbour."""
+    return {piece[i:i + k] for piece in vocab for k in (2, 3) for i in range(len(piece) - k + 1)}
+
+
 def run_cuts_of(bare_bpe: Tokenizer, char: str, max_run: int, grams: set[str]) -> dict[Context, set[tuple[int, int]]]:
     """Where BPE's tokens end inside a run of ``char``, as (offset in the run, run length), in each context: before
     the run a space, each character or space and character that some piece joins to ``char`` (``grams``: every
@@ -163,7 +168,7 @@ def select_run_cuts(
     cuts and, per character, what was found (the report's fields)."""
     vocab = bare_bpe.get_vocab()
     chars = [c for c in CHARS if c * 2 in vocab and c * 2 not in never]
-    grams = {piece[i:i + k] for piece in vocab for k in (2, 3) for i in range(len(piece) - k + 1)}
+    grams = piece_grams(vocab)
     plain_all = [e.ids for e in model_tok.encode_batch(words)]
     wrong = [i for i, (p, g) in enumerate(zip(plain_all, gold)) if p != g]
     kept: dict[str, CharCuts] = {}
