@@ -265,3 +265,15 @@ def test_a_fit_word_the_cuts_would_break_is_kept_whole():
     assert cut_words(kept, words) == [["//-----"], ["----", "-"], ["x----", "-"]]
     assert encode_segments(bare, cut_words(kept, words)) == gold
     assert cut_words({"-": CharCuts(kept["-"].contexts)}, words)[0] == ["//----", "-"]
+
+
+def test_a_neighbour_that_joins_what_follows_it_first_moves_no_cut():
+    # "_]" after a run of "_" cuts five "_" 4·1, but before "&" BPE joins "]&" first and keeps the five whole
+    vocab = {p: i for i, p in enumerate(["_", "]", "&", "Ġ", "__", "____", "]&", "_]", "_____"])}
+    bare = Tokenizer(models.BPE(vocab, [("_", "_"), ("__", "__"), ("]", "&"), ("_", "]"), ("____", "_")]))
+    assert [e.tokens for e in bare.encode_batch(["_____]", "_____]&"])] == [["____", "_]"], ["_____", "]&"]]
+    cuts = {"_": CharCuts(run_cuts_of(bare, "_", 8, piece_grams(vocab)))}
+    # every cut lands where a BPE token ends, in every context of up to two neighbours
+    words = [a + "_" * n + b for n in range(2, 9) for a in ("", "]", "&") for b in ("", "]", "&", "]&", "]]", "&]")]
+    for word, enc, segments in zip(words, bare.encode_batch(words), cut_words(cuts, words)):
+        assert set(np.cumsum([len(s) for s in segments])) <= set(np.cumsum([len(t) for t in enc.tokens])), word

@@ -186,6 +186,34 @@ def test_runs_of_spaces_are_cut_into_bpes_chunks():
             assert cut.encode(text).ids == full.encode(text).ids, (n, text)
 
 
+
+def test_a_merge_of_a_run_with_a_space_does_not_move_a_cut():
+    # DeepSeek-Coder's ">Ġ": BPE gives ">>>" before " x", since GPT-2's regex gives the space to the word; a rule
+    # that took the space for a neighbour of the run would cut ">>" ">" there
+    bpe = tiny_bpe([(">", ">"), (">", "Ġ"), (">>", ">"), ("x", "y")])
+    rule = split_rule_for(bpe, ">", 16)
+    assert [p for p, _ in rules_pre_tokenizer([rule]).pre_tokenize_str(">>> xy")] == [">>>", "Ġxy"]
+    cut, full = with_rules(bpe, [rule]), behind_gpt2_pre_tokenizer(bpe)
+    for n in range(1, 12):
+        for text in [f"{'>' * n} xy", f"{'>' * n}  xy", f"{'>' * n}\n", f"xy {'>' * n} ", f"{'>' * n}\t>"]:
+            assert cut.encode(text).ids == full.encode(text).ids, (n, text)
+
+
+def test_white_space_before_a_run_of_spaces_is_cut_off_where_no_piece_joins_them():
+    # DeepSeek-Coder's case: GPT-2's regex keeps "\n" with the indentation after it, the newline never merges with
+    # a space, and the run of spaces after it is a tie the Unigram would order the other way
+    bpe = tiny_bpe([("Ġ", "Ġ"), ("ĠĠ", "ĠĠ"), ("x", "y"), ("ĉ", "Ġ")])
+    rule = split_rule_for(bpe, "Ġ", 16)
+    pre = rules_pre_tokenizer([rule])
+    assert [p for p, _ in pre.pre_tokenize_str("xy\n\n       xy")] == ["xy", "ĊĊ", "ĠĠĠĠ", "ĠĠ", "Ġxy"]
+    # a tab joins a space here ("ĉĠ"): cutting after it could split that piece, so it stays with the run
+    assert [p for p, _ in pre.pre_tokenize_str("xy\t       xy")][:2] == ["xy", "ĉĠĠĠĠĠĠ"]
+    cut, full = with_rules(bpe, [rule]), behind_gpt2_pre_tokenizer(bpe)
+    for n in range(1, 20):
+        for text in [f"xy\n{' ' * n}xy", f"xy\n{' ' * n}", f"\r\n{' ' * n}\txy", f"xy\n\t{' ' * n}xy",
+                     f"xy\t\n{' ' * n}xy", f"\n\n{' ' * n}\n{' ' * n}xy", f"xy \n{' ' * n}xy"]:
+            assert cut.encode(text).ids == full.encode(text).ids, (n, text)
+
 @pytest.mark.parametrize("text", [" «%%%", "¿%%%", "»%%%%%", "：%%%", "「%%%"])
 def test_runs_after_non_ascii_punctuation_are_cut_into_bpes_tokens(bpe, rule, text):
     # `` «%%%`` is a tie for the Unigram (``%%·%`` or ``%·%%``); no merge joins a guillemet to ``%``, so the run

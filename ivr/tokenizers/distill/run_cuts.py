@@ -63,24 +63,36 @@ def run_cuts_of(bare_bpe: Tokenizer, char: str, max_run: int, grams: set[str]) -
     """Where BPE's tokens end inside a run of ``char``, as (offset in the run, run length), in each context: before
     the run a space, each character or space and character that some piece joins to ``char`` (``grams``: every
     piece's substrings of two and three characters), or anything else (``""``); after it a newline or two or each
-    punctuation character that some piece joins to it, or anything else (``""``)."""
+    punctuation character that some piece joins to it, or anything else (``""``). Next to a neighbour that some piece
+    joins to a character beyond it, a cut holds only where it holds with nothing there too."""
     near = [x for x in [*CHARS, NEWLINE] if x != char and x + char in grams]
     lefts = ["", "Ġ", *near, *("Ġ" + x for x in near if "Ġ" + x + char in grams)]
     tails = ["", *(t for t in CHARS if t != char and char + t in grams)]
     if char + NEWLINE in grams:
         tails += [NEWLINE, NEWLINE * 2]
-    out = {}
+
+    found: dict[Context, set[tuple[int, int]]] = {}
     for left in lefts:
         for tail in tails:
-            found = set()
+            ends = set()
             texts = [left + char * n + tail for n in range(1, max_run + 1)]
             for n, enc in enumerate(bare_bpe.encode_batch(texts), start=1):
                 end = -len(left)
                 for token in enc.tokens[:-1]:
                     end += len(token)
                     if 0 < end < n:
-                        found.add((end, n))
-            out[(left, tail)] = found
+                        ends.add((end, n))
+            found[(left, tail)] = ends
+    # BPE may first join a neighbour to what stands beyond it (``]&`` after a run of ``_``, ``\\:`` before one of
+    # ``:``), which leaves the run as if nothing stood there: a cut holds next to such a neighbour only where it
+    # holds without it too
+    free_left = {x for x in near if any(y + x in grams and y + x not in lefts for y in [*CHARS, "Ġ"])}
+    free_tail = {t for t in tails if t and any(t[-1] + e in grams and t + e not in tails for e in [*CHARS, NEWLINE])}
+    out = {}
+    for left, tail in found:
+        sides = [(a, b) for a in {left, "" if left in free_left else left}
+                 for b in {tail, "" if tail in free_tail else tail}]
+        out[(left, tail)] = set.intersection(*(found[side] for side in sides))
     return out
 
 

@@ -253,7 +253,8 @@ def split_rule_for(
     a rule where BPE chunks its runs on character boundaries.
     A run after a space gets ``after_space`` alternatives: BPE's first chunk there is the space with ``a``
     characters of the run (``a`` may be 0), the rest is chunked like a pure run. Anything else (run lengths
-    where BPE does not chunk this way, runs longer than ``max_run``) is left to GPT-2's own alternatives.
+    where BPE does not chunk this way, runs longer than ``max_run``) is left to GPT-2's own alternatives. The
+    space rule's ``white_before`` cuts other white space off a run of spaces that follows it (``_white_before``).
     """
     raw = _decoded(piece_to_bytes(char)) or ""
     kind = _char_class(raw) if len(raw) == 1 else None
@@ -289,8 +290,10 @@ def split_rule_for(
     # for a multi-byte character, also merges that take only its last bytes (or, on the left, its first bytes)
     ends = [char[k:] for k in range(len(char))]
     starts = [char[:k] for k in range(1, len(char) + 1)]
-    right = ascii_chars({b[0] for a, b in merges if a.endswith(tuple(ends)) and not b.startswith(char)}) \
-        if kind in ("punct", "quote") else []
+    # white space never follows a punctuation run in its pre-token (GPT-2's regex gives it to the next word), so a
+    # merge of the run's end with a space (DeepSeek-Coder's ``>Ġ``) cannot join them: it must not move a cut
+    right = [r for r in ascii_chars({b[0] for a, b in merges if a.endswith(tuple(ends)) and not b.startswith(char)})
+             if not r.isspace()] if kind in ("punct", "quote") else []
     # what may follow a neighbour in a punctuation pre-token: more of the run, and the rest of every token that
     # starts with the neighbour (``=\\"`` after a run of ``=``; ``://`` keeps ``))`` whole before ``:``), or with
     # the run's character and the neighbour (SmolLM2's ``('_`` takes a run's last ``(`` only before ``_``)
@@ -401,7 +404,18 @@ def split_rule_for(
     # GPT-2 keeps spaces with newlines, and a space before a run of spaces is part of the run
     led = first_chunks("Ġ", led_rests, 0) if kind not in ("newline", "space") else []
     return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix,
-            "after_space": f"(?:{'|'.join(led)})" if led else None}
+            "after_space": f"(?:{'|'.join(led)})" if led else None,
+            "white_before": _white_before(bare_bpe, char) if kind == "space" else None}
+
+
+def _white_before(bare_bpe: Tokenizer, space: str) -> str | None:
+    """An alternative cutting the other white space before a run of spaces off as its own pre-token (GPT-2's
+    ``\\s+(?!\\S)`` keeps ``\\n`` and the indentation after it together), for the white characters no
+    vocabulary piece joins to a following space: BPE then never merges across the cut, and the run starts a
+    pre-token, where the space rule cuts it into BPE's chunks (DeepSeek-Coder's ``\\n`` before 46 spaces)."""
+    vocab = bare_bpe.get_vocab()
+    apart = [y for y in "\t\n\x0b\x0c\r" if not any(text_to_piece(y) + space in p for p in vocab)]
+    return f"[{''.join(rx(y) for y in apart)}]+(?=\\x{{20}}{{2}})" if apart else None
 
 
 # a rule depends only on the BPE model, the character and max_run: each process builds it once (tests and
