@@ -118,8 +118,9 @@ def run_cut_pattern(cuts: dict[str, CharCuts]) -> str:
     groups = []
     for char, char_cuts in sorted(cuts.items()):
         c, by_context = rx(char), char_cuts.contexts
-        lefts = sorted({left for left, _ in by_context}, key=len)
-        tails = sorted({tail for _, tail in by_context}, key=len)
+        # by length, then as text: the regex (and the file's hash, which later stages key on) must not vary by run
+        lefts = sorted({left for left, _ in by_context}, key=lambda x: (len(x), x))
+        tails = sorted({tail for _, tail in by_context}, key=lambda x: (len(x), x))
         valid: dict[tuple[int, int], set[Context]] = defaultdict(set)
         for context, found in by_context.items():
             for cut in found:
@@ -188,7 +189,7 @@ def select_run_cuts(
     with_runs = words_with_runs(words, [])
     for char in tqdm(chars, desc="run cuts", unit="char", mininterval=2.0):
         always = char in settings.split_rule_chars
-        if not always and sum(weights[i] for i in wrong if char * 2 in words[i]) < settings.split_rule_min_fixed:
+        if not always and sum(weights[i] for i in wrong if char * 2 in words[i]) < max(settings.split_rule_min_fixed, 1e-9):
             considered.append({"char": char, "accepted": False, "reason": "too few wrong fit words with a run of it"})
             continue
         cuts = CharCuts(run_cuts_of(bare_bpe, char, settings.max_run, grams))
@@ -201,7 +202,8 @@ def select_run_cuts(
             continue
         # the fit words and pure runs, alone or after a space, whether or not the fit words hold them
         idx = with_runs.get(char, [])
-        runs = [lead + char * n for n in range(2, settings.max_run + 1) for lead in ("", "Ġ")]
+        listed = {words[i] for i in idx}  # a fit word that is a pure run counts once
+        runs = [r for n in range(2, settings.max_run + 1) for lead in ("", "Ġ") if (r := lead + char * n) not in listed]
         texts = [words[i] for i in idx] + runs
         text_gold = [gold[i] for i in idx] + [e.ids for e in bare_bpe.encode_batch(runs)]
         plain = [plain_all[i] for i in idx] + [e.ids for e in model_tok.encode_batch(runs)]
@@ -212,7 +214,7 @@ def select_run_cuts(
                       for k in broken]
         fixed = [k for k, (c, g, p) in enumerate(zip(cut[:len(idx)], text_gold, plain)) if c == g and p != g]
         fixed_occ = float(weights[[idx[k] for k in fixed]].sum()) if fixed else 0.0
-        ok = (always or fixed_occ >= settings.split_rule_min_fixed) and len(broken) <= MAX_KEPT_WHOLE
+        ok = (always or bool(fixed) and fixed_occ >= settings.split_rule_min_fixed) and len(broken) <= MAX_KEPT_WHOLE
         considered.append({"char": char, "accepted": ok, "fixed_types": len(fixed), "fixed_occurrences": fixed_occ,
                            "kept_whole": len(broken)})
         if ok:
