@@ -25,3 +25,14 @@ def test_only_gpt2_falls_back_to_the_packaged_vocabulary(tmp_path):
     # the Hub is out of reach in the tests (HF_HUB_OFFLINE): a name other than GPT-2's is an error
     with pytest.raises(ValueError, match="not on the Hub nor in its cache"):
         fetch_original_tokenizer(tmp_path / "smol", "HuggingFaceTB/SmolLM2-135M")
+
+
+def test_a_reused_tokenizer_from_another_directory_is_named(tmp_path, caplog):
+    first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
+    with caplog.at_level("WARNING"):
+        fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
+        assert not caplog.records
+        _, meta = fetch_original_tokenizer(tmp_path / "o", local_dir=tmp_path / "elsewhere", allow_hub=False)
+    assert meta["source"]["path"] == str(first)
+    assert f"holds the tokenizer from {first}, not {tmp_path / 'elsewhere'}" in caplog.text

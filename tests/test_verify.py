@@ -6,13 +6,14 @@ import json
 from collections import Counter
 
 import pytest
-from tokenizers import Tokenizer
+from tokenizers import AddedToken, Tokenizer
 from tokenizers.models import BPE
 
 from ivr.tokenizers.io import pre_tokens
 from ivr.tokenizers.verify import (
     VerifySettings,
     classify,
+    compare_ids,
     compare_texts,
     conflict_witness,
     language_table,
@@ -90,3 +91,14 @@ def test_stored_bpe_ids_and_word_counts_give_the_comparison_made_from_scratch(di
         compare_texts(distilled, gpt2_bpe, texts, "t", bpe_ids=ids[:2])
     with pytest.raises(ValueError, match="not the counts of these texts' words"):
         compare_texts(distilled, gpt2_bpe, texts, "t", bpe_ids=ids, word_counts=Counter({"x": 1}))
+
+
+def test_an_added_token_that_strips_differently_is_a_mismatch():
+    def tok(**flags) -> Tokenizer:
+        t = Tokenizer(BPE({"a": 0, "b": 1}, []))
+        t.add_tokens([AddedToken("<x>", **flags)])
+        return t
+
+    # "a <x> b" encodes otherwise when <x> takes the spaces around it
+    assert compare_ids(tok(lstrip=True, rstrip=True), tok(), random_sequences=5)["added_token_mismatches"] == [2]
+    assert compare_ids(tok(), tok(), random_sequences=5)["added_token_mismatches"] == []

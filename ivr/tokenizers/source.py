@@ -47,6 +47,9 @@ def fetch_original_tokenizer(
         if meta.get("tokenizer_name") not in (None, tokenizer_name):
             log.warning("%s holds the tokenizer of %s, not %s: reusing it (data.force fetches the new one)",
                         target_dir, meta["tokenizer_name"], tokenizer_name)
+        elif local_dir and str(local_dir) not in {meta.get("source", {}).get(k) for k in ("path", "spec")}:
+            log.warning("%s holds the tokenizer from %s, not %s: reusing it (data.force fetches the new one)",
+                        target_dir, meta.get("source", {}).get("path", "elsewhere"), local_dir)
         return target_dir, meta
     tok, special, source = load_original(tokenizer_name, local_dir, allow_hub)
     meta = {"stage": "init", "source": source, "tokenizer_name": tokenizer_name, "vocab_size": tok.get_vocab_size()}

@@ -48,7 +48,7 @@ def solve_rows(
     general) words use, and a word is only given up where keeping it would cost more. Weights never drop below
     half their initial value, so every piece keeps beating its own halves.
     With ``penalty=None`` only the weighted slack is minimised (a phase-one program: its optimum is above zero
-    exactly when no merge weights satisfy all rows at once).
+    exactly when no merge weights within those bounds satisfy all rows at once).
     """
     from scipy.optimize import linprog
 

@@ -133,7 +133,9 @@ def with_rules(
         keep_pre_tokenizer or source.normalizer is not None) else None
     own = copy.normalizer if copy is not None else None
     if keep_pre_tokenizer:
-        if rules or word_rules or copy is None:
+        if copy is None:
+            raise ValueError("keeping the source's own pre-tokenizer needs the source")
+        if rules or word_rules:
             raise ValueError("a source's own pre-tokenizer is kept without split or word rules")
         if own is not None:
             tok.normalizer = own

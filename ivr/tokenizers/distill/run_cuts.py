@@ -14,7 +14,6 @@ character gets cuts on the terms of a split rule, and the fit words they would b
 
 from __future__ import annotations
 
-import string
 from collections import defaultdict
 from dataclasses import dataclass, field
 from collections.abc import Sequence
@@ -27,11 +26,11 @@ from ivr.tokenizers.distill.gpt2_regex import rx
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.distill.rule_selection import words_with_runs
-from ivr.tokenizers.distill.split_rules import ranges, repeat
+from ivr.tokenizers.distill.split_rules import ASCII_PUNCT, ranges, repeat
 
 # ASCII punctuation is its own byte-level character, so cuts written for it hold after the source's ByteLevel
 # step; letters are left to the Unigram (every doubled letter of every word would pay for their test)
-CHARS = string.punctuation
+CHARS = ASCII_PUNCT
 NEWLINE = "Ċ"
 
 

@@ -51,7 +51,7 @@ from tokenizers import Encoding, Tokenizer
 from ivr.collector import collector_paused
 from ivr.general_english import most_frequent_english
 from ivr.peak_memory import PeakRSS
-from ivr.tokenizers.byte_level import readable, text_to_piece
+from ivr.tokenizers.byte_level import byte_to_char, readable, text_to_piece
 from ivr.tokenizers.distill.lp_fit import fit_scores
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments, segment_words, with_rules
 from ivr.tokenizers.distill.rule_selection import select_split_rules, select_word_rules
@@ -203,7 +203,10 @@ def distill_tokenizer(
                             + "one Split by GPT-2's regex (the source's) with the split and word rules, rewritten for "
                               "byte-level characters" if source.rules else
                             "the source's own pre-tokenizer, as it is (no split or word rules: they are written for "
-                            "GPT-2's regex and BPE's merge order)"),
+                            "GPT-2's regex and BPE's merge order)"
+                            + (", then a Split of the run cuts (run_cuts)" if fit.run_cuts else ""))
+                         + (", then a Split that removes the bytes the vocabulary lacks, as BPE drops them"
+                            if any(bpe.token_to_id(c) is None for c in byte_to_char().values()) else ""),
         # the rewrite writes out the Unicode classes of this library's regex engine
         "tokenizers_version": tokenizers.__version__,
         "split_rules": fit.split_rules,
