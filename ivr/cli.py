@@ -82,6 +82,28 @@ class IVRTrainer(Trainer):
         """
         self.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
 
+    def validate(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, **kwargs):
+        """Score the held-out split of the corpus (loss and perplexity), by default with the last fit's checkpoint.
+
+        Args:
+            ckpt_path: Lightning checkpoint to score; default the last fit's ``last.ckpt``; ``base``: the configured
+                model without fine-tuning (the base model with the aligned rows).
+        """
+        if isinstance(datamodule, IVRDataModule):
+            ckpt_path = _run_checkpoint("validate", datamodule, ckpt_path)
+        return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
+
+    def test(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, **kwargs):
+        """The same as validate, logged as test metrics: the corpus has one held-out split, which both score.
+
+        Args:
+            ckpt_path: Lightning checkpoint to score; default the last fit's ``last.ckpt``; ``base``: the configured
+                model without fine-tuning (the base model with the aligned rows).
+        """
+        if isinstance(datamodule, IVRDataModule):
+            ckpt_path = _run_checkpoint("test", datamodule, ckpt_path)
+        return super().test(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
+
     def predict(
         self,
         model: LightningModule,
@@ -109,7 +131,8 @@ class IVRTrainer(Trainer):
         if isinstance(model, IVRLanguageModel):
             model.generation = GenerationSettings(max_new_tokens, temperature, top_k)
         if datamodule is not None:
-            ckpt_path = _predict_checkpoint(datamodule, ckpt_path)
+            read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
+            ckpt_path = _run_checkpoint("predict", datamodule, ckpt_path)
         predictions = super().predict(model, dataloaders, datamodule, True, ckpt_path) or []
         if datamodule is not None:
             tok = datamodule.tokenizer()
@@ -135,14 +158,14 @@ class IVRTrainer(Trainer):
         """Fetch the original tokenizer and clean the raw corpus into UTF-8 documents.
 
         Args:
-            force: Fetch the original tokenizer again (shorthand for --data.force; also --force).
+            force: Fetch the original tokenizer again (shorthand for --data.force; ``--force`` alone means true).
             raw_corpora_dir: Raw corpus directory (shorthand for --data.raw_corpora_dir; also --raw-corpora-dir).
             cleaned_corpora_dir: Cleaned corpus directory (shorthand for --data.cleaned_corpora_dir; also
                 --cleaned-corpora-dir).
             text_key: JSON field with the text (shorthand for --data.text_key; also --text-key).
-            encoding: Encoding of raw files (shorthand for --data.encoding; also --encoding).
+            encoding: Encoding of raw files (shorthand for --data.encoding).
             normalize_force: Clean again even if a cleaned copy exists (shorthand for --data.normalize_force;
-                also --normalize-force).
+                also --normalize-force; alone it means true).
         """
         overrides = {
             "force": force,
@@ -167,23 +190,23 @@ def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
         readable_checkpoint(path)
 
 
-def _predict_checkpoint(datamodule: IVRDataModule, ckpt_path: str | None) -> str | None:
-    """The checkpoint ``ivr predict`` loads: the one given, else the last fit's; ``base`` for none, said aloud."""
-    read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
+def _run_checkpoint(command: str, datamodule: IVRDataModule, ckpt_path: str | None) -> str | None:
+    """The checkpoint ``ivr predict``, ``validate`` or ``test`` loads: the one given, else the last fit's; ``base``
+    for none (the configured model: the base model with the aligned rows), said aloud."""
     tokenizer = datamodule.paths.tokenizer_file(datamodule.hparams.tokenizer)
     if not tokenizer.is_file():
         raise FileNotFoundError(f"no tokenizer at {tokenizer}: run `ivr fit` (or `ivr prepare`) with this config first")
     if ckpt_path == "base":
-        print("ivr predict: generating from the configured model without fine-tuning (--ckpt_path base)")
+        print(f"ivr {command}: using the configured model without fine-tuning (--ckpt_path base)")
         return None
     if ckpt_path in (None, "last"):
         last = datamodule.paths.last_checkpoint
         if not last.is_file():
             raise FileNotFoundError(
-                f"no checkpoint to predict with: {last} does not exist. Run `ivr fit` first, pass --ckpt_path FILE, "
-                f"or --ckpt_path base to generate from the model without fine-tuning"
+                f"no checkpoint for ivr {command}: {last} does not exist. Run `ivr fit` first, pass --ckpt_path FILE, "
+                f"or --ckpt_path base to use the model without fine-tuning"
             )
-        print(f"ivr predict: using the last fit's checkpoint {last}")
+        print(f"ivr {command}: using the last fit's checkpoint {last}")
         ckpt_path = str(last)
     _check_local_checkpoint(datamodule.paths, ckpt_path)
     return ckpt_path
@@ -241,7 +264,8 @@ def _export(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule,
     """Write a Hugging Face directory (config, safetensors weights, tokenizer) that transformers loads offline.
 
     Args:
-        ckpt_path: Lightning checkpoint to export; default: the model as configured (base plus aligned rows).
+        ckpt_path: Lightning checkpoint to export (``last``: the last fit's ``last.ckpt``); default: the model as
+            configured (base plus aligned rows).
     """
     _print_artifacts("export", [export_model(model, datamodule, ckpt_path)])
 
@@ -252,6 +276,8 @@ def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: 
     if model.model is None:
         model.configure_model()
     if ckpt_path:
+        ckpt_path = str(datamodule.paths.last_checkpoint) if ckpt_path == "last" else ckpt_path
+        _check_local_checkpoint(datamodule.paths, ckpt_path)
         load_lightning_checkpoint(model.model, ckpt_path)
     meta = {"checkpoint": ckpt_path, "tokenizer": datamodule.hparams.tokenizer, "base": model.hparams.model_name_or_path}
     tokenizer_dir = datamodule.paths.tokenizer_dir(datamodule.hparams.tokenizer)
@@ -357,7 +383,8 @@ def _cache_docstring_parsing() -> None:
 
 
 # what bad input, bad settings or a missing prerequisite raise: the message says what to change
-USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, PretrainedUnavailableError, DistillationMismatch)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, IsADirectoryError,
+               PretrainedUnavailableError, DistillationMismatch)
 
 
 def main(args: list[str] | None = None) -> None:

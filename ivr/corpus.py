@@ -83,7 +83,7 @@ def _decode(data: bytes, path: Path, encoding: str, line: int | None = None, bas
         bad = data[err.start : err.start + 4].hex(" ")
         raise CorpusError(
             f"{where}: bytes at offset {base_offset + err.start} (0x{bad}) are not valid {encoding}; "
-            f"pass --encoding (data.encoding) with the file's real encoding, e.g. latin-1 or cp1252"
+            f"pass --data.encoding (`ivr init --encoding`) with the file's real encoding, e.g. latin-1 or cp1252"
         ) from None
     except LookupError:
         raise CorpusError(f"unknown encoding {encoding!r} (data.encoding) while reading {path}") from None
@@ -167,7 +167,7 @@ def _record_text(record: object, key: str, where: str) -> str:
         raise CorpusError(f"{where}: expected a JSON object with a {key!r} field, got {type(record).__name__}")
     if key not in record:
         keys = ", ".join(sorted(map(str, record))[:8]) or "none"
-        raise CorpusError(f"{where}: no {key!r} field (fields: {keys}); set --text-key (data.text_key)")
+        raise CorpusError(f"{where}: no {key!r} field (fields: {keys}); set --data.text_key (`ivr init --text-key`)")
     value = record[key]
     if not isinstance(value, str):
         raise CorpusError(f"{where}: field {key!r} is {type(value).__name__}, expected a string")
@@ -266,7 +266,8 @@ def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool 
             )
         sources += BUILTIN_CORPORA[options.builtin_corpus](options.builtin_corpus_max_mb)
     if not sources:
-        state = "does not exist" if not raw_dir.exists() else "has no .txt, .jsonl or .json files"
+        state = ("does not exist" if not raw_dir.exists() else "is a file, not a directory" if not raw_dir.is_dir()
+                 else "has no .txt, .jsonl or .json files")
         raise CorpusError(
             f"raw corpus directory {raw_dir} {state}: put your domain text there as .txt files (one document "
             f"each), .jsonl (one JSON object per line with a 'text' field) or .json (a list of such objects), "

@@ -61,7 +61,7 @@ class AlignSettings:
         if self.init_strategy not in INIT_STRATEGIES:
             raise ValueError(f"unknown init_strategy {self.init_strategy!r}; expected one of {list(INIT_STRATEGIES)}")
         if self.omp_atoms < 1:
-            raise ValueError(f"omp_atoms must be at least 1, not {self.omp_atoms}")
+            raise ValueError(f"data.align.omp_atoms must be at least 1, not {self.omp_atoms}")
 
 
 def original_wte(model: PreTrainedModel) -> torch.Tensor:

@@ -178,18 +178,27 @@ class IVRLanguageModel(LightningModule):
             self.val_nll_reassigned.update(token_losses[mask].sum())
             self.val_tokens_reassigned.update(mask.sum())
 
+    # `ivr test` scores the same held-out split as validation, logged under test/
+    test_step = validation_step
+
     def on_validation_epoch_end(self) -> None:
+        self._log_held_out("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_held_out("test")
+
+    def _log_held_out(self, split: str) -> None:
         nll, tokens, nbytes = self.val_nll.compute(), self.val_tokens.compute(), self.val_bytes.compute()
         loss = nll / tokens.clamp(min=1)
         # the sums are already reduced over ranks (torchmetrics); sync_dist only states it to Lightning
-        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
-        self.log("val/perplexity", torch.exp(loss), sync_dist=True)
-        self.log("val/bits_per_byte", bits_per_byte(nll, nbytes), prog_bar=True, sync_dist=True)
-        self.log("val/bytes_per_token", nbytes / tokens.clamp(min=1), sync_dist=True)
+        self.log(f"{split}/loss", loss, prog_bar=True, sync_dist=True)
+        self.log(f"{split}/perplexity", torch.exp(loss), sync_dist=True)
+        self.log(f"{split}/bits_per_byte", bits_per_byte(nll, nbytes), prog_bar=True, sync_dist=True)
+        self.log(f"{split}/bytes_per_token", nbytes / tokens.clamp(min=1), sync_dist=True)
         if self.reassigned_ids is not None:
             r_nll, r_tokens = self.val_nll_reassigned.compute(), self.val_tokens_reassigned.compute()
-            self.log("val/loss_reassigned", r_nll / r_tokens.clamp(min=1), sync_dist=True)
-            self.log("val/loss_other", (nll - r_nll) / (tokens - r_tokens).clamp(min=1), sync_dist=True)
+            self.log(f"{split}/loss_reassigned", r_nll / r_tokens.clamp(min=1), sync_dist=True)
+            self.log(f"{split}/loss_other", (nll - r_nll) / (tokens - r_tokens).clamp(min=1), sync_dist=True)
             rows = self.model.get_input_embeddings().weight[self.reassigned_ids.to(self.device)].detach().float()
             start = self._initial_rows.to(rows.device, torch.float32)
             drift = (rows - start).norm(dim=1)

@@ -107,6 +107,8 @@ def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatc
     main(["prepare", *args])
     with pytest.raises(FileNotFoundError, match="Run `ivr fit` first, pass --ckpt_path FILE, or --ckpt_path base"):
         main(["predict", *args, "--data.prompts_path", str(prompts)])
+    with pytest.raises(FileNotFoundError, match="no checkpoint for ivr validate"):
+        main(["validate", *args])
     main(["fit", *args])
     main(["predict", *args, "--data.prompts_path", str(prompts), "--max_new_tokens", "5"])
     records = [json.loads(line) for line in (tmp_path / "artifacts" / "training" / "predictions.jsonl").open()]
@@ -114,6 +116,15 @@ def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatc
     assert all(isinstance(r["continuation"], str) and r["continuation"] for r in records)
     out = capsys.readouterr().out
     assert "2 continuations written" in out and "using the last fit's checkpoint" in out
+    # validate and test score the fine-tuned model unless told otherwise; export takes `last` as fit does
+    main(["validate", *args])
+    main(["test", *args, "--ckpt_path", "base"])
+    main(["export", *args, "--ckpt_path", "last"])
+    out = capsys.readouterr().out
+    assert "ivr validate: using the last fit's checkpoint" in out
+    assert "ivr test: using the configured model without fine-tuning" in out and "test/loss" in out
+    record = json.loads((tmp_path / "artifacts" / "training" / "hf_export" / "ivr_export.json").read_text())
+    assert record["checkpoint"].endswith("last.ckpt")
 
 
 def test_predict_without_prompts_says_what_to_pass(tmp_path):

@@ -78,7 +78,7 @@ class DistillSettings:
     """A split rule is kept only if it fixes at least this many weighted fit word occurrences (rules cost speed)."""
     split_rule_chars: str = "-=*#~_/^+.<>|\")]%:?@" + string.digits + string.ascii_letters + "─═…—–•·█░▬★"
     """Characters whose runs get a split rule whatever the fit corpus holds (if it breaks no fit word): rulers,
-    underlines and markers (``-=*#~_/^+.<>|``), quotes and closing brackets (``\"""'``, ``")))``), format and
+    underlines and markers (``-=*#~_/^+.<>|``), double quotes and closing brackets (``\"""``, ``")))``), format and
     placeholder marks (``%%%``, ``:::``, ``???``, ``@@@``), placeholder or hex runs of letters and digits
     (``NNN``, ``ffff``, ``0000``), and the box drawings, dashes, dots and blocks of GPT-2's merges of a
     multi-byte character with itself (``────``, ``……``) are common in any text. Letter, digit and multi-byte
