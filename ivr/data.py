@@ -24,6 +24,7 @@ from ivr.paths import ArtifactPaths
 from ivr.prompts import read_prompts
 from ivr.tokenizers.distill import DistillSettings
 from ivr.tokenizers.io import load_tokenizer, read_special_tokens
+from ivr.user_text import require_file
 from ivr.tokenizers.remap import RemapSettings
 from ivr.tokenizers.verify import VerifySettings
 
@@ -117,6 +118,10 @@ class IVRDataModule(LightningDataModule):
             raise ValueError(f"data.heldout_fraction must be in (0, 1), got {heldout_fraction}")
         if block_size < 2:  # a block holds inputs and their next-token targets
             raise ValueError(f"data.block_size must be at least 2, got {block_size}")
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
+        for path in extra_eval_paths:
+            require_file(path, "data.extra_eval_paths")
         if max_document_chars < 1:
             raise ValueError(f"data.max_document_chars must be a positive number of characters, got {max_document_chars}")
         if not builtin_corpus_max_mb > 0:  # "not >": NaN fails too; 0 MB would read no file and blame the raw folder

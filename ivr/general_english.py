@@ -8,6 +8,17 @@ languages the fit learns from). Both take these lists.
 from __future__ import annotations
 
 
+def check_languages(codes: list[str], setting: str) -> None:
+    """Every code names one of ``wordfreq``'s word lists, else an error naming ``setting`` and the lists it has."""
+    import wordfreq
+
+    known = wordfreq.available_languages()
+    bad = [c for c in codes if c not in known]
+    if bad:
+        raise ValueError(f"{setting}: wordfreq has no word list for {', '.join(map(repr, bad))}; "
+                         f"it has {', '.join(sorted(known))}")
+
+
 def most_frequent(lang: str, n: int) -> list[tuple[str, float]]:
     """``wordfreq``'s ``n`` most frequent words of language ``lang`` (``en``, ``de``, ``ja``, ...) with their
     frequencies (a share of all word occurrences), most frequent first; ties in the list's own order."""

@@ -6,6 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def require_file(path: str | Path, setting: str) -> None:
+    """Checked when the settings are read, before any stage runs: a missing file is named with its setting."""
+    if not Path(path).is_file():
+        state = "is a directory, not a file" if Path(path).is_dir() else "not found"
+        raise FileNotFoundError(f"{path}: {state} ({setting})")
+
+
 def read_user_text(path: str | Path, setting: str) -> str:
     """The UTF-8 text of ``path``; a missing, unreadable or non-UTF-8 file raises an error naming ``setting``."""
     path = Path(path)

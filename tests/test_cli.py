@@ -199,6 +199,23 @@ def test_a_bad_flag_is_the_parser_s_message_without_the_usage(tmp_path, monkeypa
     assert re.search(r"ivr: error: " + says, err) and "usage:" not in err and "`ivr init --help`" in err
 
 
+# files and word lists the settings name are checked when they are read, before any stage runs
+@pytest.mark.parametrize("given, says", [
+    (["--data.select.forced_tokens_path", "/nonexistent/forced.txt"],
+     r"/nonexistent/forced.txt: not found \(data.select.forced_tokens_path\)"),
+    (["--data.distill.general_languages", "en xx"], r"data.distill.general_languages: wordfreq has no word list for 'xx'"),
+    (["--data.select.max_general_longer_pct", "-5"], r"data.select.max_general_longer_pct must be in \[0, 100\]"),
+])
+def test_a_bad_setting_is_one_line_before_any_stage_runs(tmp_path, monkeypatch, capsys, given, says):
+    monkeypatch.setattr("sys.argv", ["ivr", "prepare", "--data.artifacts_dir", str(tmp_path / "a"), *given])
+    monkeypatch.delenv("IVR_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    assert re.search(r"ivr: error: .*" + says, capsys.readouterr().err)
+    assert not (tmp_path / "a").exists()
+
+
 def test_a_broken_config_file_is_named(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("data:\n  block_size: [1, 2\n", encoding="utf-8")

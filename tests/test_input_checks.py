@@ -147,3 +147,16 @@ def test_distill_settings_at_their_bounds_are_accepted():
                     slack_penalty=1e-3, number_words=0, max_run=2, split_rule_min_fixed=0.5, word_rules=0,
                     general_usage_words=0, general_words_per_language=0, general_text_words=0.0)
     DistillSettings(max_seconds=math.inf, split_rule_min_fixed=math.inf)  # no time limit; only listed characters
+
+
+def test_a_missing_file_in_the_settings_is_named_when_they_are_read(tmp_path):
+    from ivr.analysis.select_settings import SelectSettings
+    from ivr.tokenizers.remap import RemapSettings
+
+    missing = tmp_path / "nope.txt"
+    for make, setting in [(lambda: SelectSettings(general_reference_paths=[str(missing)]), "data.select.general_reference_paths"),
+                          (lambda: RemapSettings(remap_rules_path=str(missing)), "data.remap.remap_rules_path"),
+                          (lambda: DistillSettings(word_list=missing), "data.distill.word_list"),
+                          (lambda: IVRDataModule(extra_eval_paths=[str(tmp_path)]), "data.extra_eval_paths")]:
+        with pytest.raises(FileNotFoundError, match=rf"\({setting}\)"):
+            make()

@@ -179,6 +179,9 @@ def test_a_stage_brings_the_stage_it_reads_up_to_date_first(tmp_path, monkeypatc
         raise Called(first)
 
     monkeypatch.setattr(pipeline, first, stop)
+    if rules_path:  # a rules file named in the settings must exist when they are read
+        rules_path = tmp_path / rules_path
+        rules_path.write_text("", encoding="utf-8")
     config = pipeline.PipelineConfig(paths=ArtifactPaths.from_config(tmp_path),
                                      remap=pipeline.RemapSettings(remap_rules_path=rules_path))
     with pytest.raises(Called, match=first):

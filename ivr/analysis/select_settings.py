@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ivr.user_text import require_file
+
 
 @dataclass
 class SelectSettings:
@@ -58,6 +60,12 @@ class SelectSettings:
             ("validation_fraction", self.validation_fraction, 0 <= self.validation_fraction < 1, "in [0, 1)"),
             ("general_prior_words", self.general_prior_words, self.general_prior_words >= 0, ">= 0"),
             ("general_code_mb", self.general_code_mb, self.general_code_mb >= 0, ">= 0"),
+            ("max_general_longer_pct", self.max_general_longer_pct,
+             self.max_general_longer_pct is None or 0 <= self.max_general_longer_pct <= 100, "in [0, 100] or null"),
         ] if not ok]
         if bad:
             raise ValueError("data.select." + "; data.select.".join(bad))
+        if self.forced_tokens_path:
+            require_file(self.forced_tokens_path, "data.select.forced_tokens_path")
+        for path in self.general_reference_paths:
+            require_file(path, "data.select.general_reference_paths")

@@ -31,6 +31,7 @@ from ivr.tokenizers.remap_rules import (
 )
 from ivr.tokenizers.special import SpecialTokens, special_tokens_of
 from ivr.tokenizers.unigram import read_back_stable
+from ivr.user_text import require_file
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class RemapSettings:
     def __post_init__(self) -> None:
         if not self.new_piece_bonus > 0:  # at 0 or below no new piece would beat the segmentation it replaces
             raise ValueError(f"data.remap.new_piece_bonus must be positive, got {self.new_piece_bonus}")
+        if self.remap_rules_path:
+            require_file(self.remap_rules_path, "data.remap.remap_rules_path")
 
 
 def build_remapped(distilled: Tokenizer, rules: Sequence[RemapRule], bonus: float) -> Tokenizer:

@@ -35,6 +35,11 @@ class VerifySettings:
     seed: int = 0
     """Seed for the random id sequences."""
 
+    def __post_init__(self) -> None:
+        for name in ("random_id_sequences", "examples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"data.verify.{name} must be at least 0, got {getattr(self, name)}")
+
 
 class DistillationMismatch(RuntimeError):
     """The distilled tokenizer gives other ids than BPE where it was required not to."""

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ivr.general_english import check_languages
+from ivr.user_text import require_file
+
 # how many word rules and words proven unsatisfiable the fit statistics list (most frequent first)
 EXAMPLES = 20
 
@@ -121,6 +124,9 @@ class DistillSettings:
             raise ValueError(f"data.distill.general_text_words must be finite, got {self.general_text_words}")
         if self.letter_word_rules not in ("corpus", "all"):
             raise ValueError(f"data.distill.letter_word_rules must be 'corpus' or 'all', got {self.letter_word_rules!r}")
+        check_languages(self.general_languages.replace(",", " ").split(), "data.distill.general_languages")
+        if self.word_list is not None:
+            require_file(self.word_list, "data.distill.word_list")
 
 
 @dataclass
