@@ -39,6 +39,8 @@ STAGE_COMMANDS = {
     "select": "Choose rarely used ids to free and frequent domain strings to give them to.",
     "remap": "Write the remap rules and the remapped tokenizer.",
 }
+# the stage commands take the whole config (one file serves every command) but read only its data section
+DATA_ONLY = " Reads only the data.* options (the rest of the config is accepted and ignored)."
 
 
 def _print_artifacts(command: str, artifacts: list) -> None:
@@ -253,7 +255,8 @@ def _align(
 
 
 def _verify_tokenizer(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule) -> None:
-    """Compare the distilled tokenizer with the original BPE on the corpus, held-out and extra text, and on every id."""
+    """Compare the distilled tokenizer with the original BPE on the corpus, held-out and extra text, and on every id.
+    Reads only the data.* options (the rest of the config is accepted and ignored)."""
     summary = pipeline.verify(datamodule.config)
     for name, stats in summary["sets"].items():
         print(f"{name}: {figure(stats['rates']['word_occurrence'])} of word occurrences exact")
@@ -288,7 +291,7 @@ def _stage_command(name: str, description: str):
     def command(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule) -> None:
         _print_artifacts(name, datamodule.run_stage(name))
 
-    command.__doc__ = description
+    command.__doc__ = description + DATA_ONLY
     command.__name__ = name.replace("-", "_")
     return command
 
@@ -429,7 +432,8 @@ DESCRIPTION = (
     "ivr moves a pretrained causal language model onto your domain without changing its shapes: it distils the "
     "BPE tokenizer into a Unigram one with the same ids, gives ids your text never uses to strings it uses "
     "constantly, initialises their embeddings and fine-tunes. `ivr prepare` builds the artifacts, `ivr fit` "
-    "also trains; each stage has a command of its own."
+    "also trains; each stage has a command of its own. An error prints one line; --debug (or IVR_DEBUG=1) shows "
+    "its traceback."
 )
 
 
