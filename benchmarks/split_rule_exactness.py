@@ -1,7 +1,9 @@
 """How exact are the split rules? GPT-2's own BPE model behind GPT-2's pre-tokenizer with the split rules,
 against GPT-2's BPE, on random strings of punctuation runs (``--tokenizer DIR``: another byte-level BPE with
 GPT-2's regex, saved as ``DIR/tokenizer.json``, such as SmolLM2's, which ``smollm2_distill.py`` writes to
-``OUT/original``).
+``OUT/original``). For a BPE whose pre-tokenizer the distillation keeps (Llama-3's, Qwen2's regex, which
+``real_vocab_distill.py`` writes to ``OUT/<vocabulary>/original``) the same holds for its run cuts, the ``Split``
+behind its own pre-tokenizer: its BPE model behind both against the BPE.
 
 A split rule may only cut where BPE never merges across the cut, so the BPE model behind the rules must give
 BPE's ids on every text; any difference is a cut the rules should not have made. The strings are random runs
@@ -10,6 +12,7 @@ non-ASCII punctuation), far denser in odd neighbours than real text:
 
     uv run python benchmarks/split_rule_exactness.py --texts 200000 --seed 1
     uv run python benchmarks/split_rule_exactness.py --tokenizer /tmp/smollm2_distill/original
+    uv run python benchmarks/split_rule_exactness.py --tokenizer /tmp/real_vocabs/llama-bpe/original
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from common import Stopwatch, parser, print_metrics
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.distill import bare_model, split_rule_for, with_rules
+from ivr.tokenizers.distill.run_cuts import CHARS, CharCuts, piece_grams, run_cut_split, run_cuts_of
+from ivr.tokenizers.distill.source_bpe import source_bpe
 from ivr.tokenizers.io import load_tokenizer
 
 PUNCTUATION = "'\"()[]{}-=.!%*#~_/^+<>|\\:,;?"
@@ -51,13 +56,21 @@ def main() -> None:
 
     bpe = offline_gpt2_tokenizer() if args.tokenizer is None else load_tokenizer(args.tokenizer)
     bare = bare_model(bpe)
+    kept = not source_bpe(bpe).rules
     with Stopwatch() as building:
-        rules = [r for c in args.chars if (r := split_rule_for(bare, c, args.max_run))]
-    cut = with_rules(bare, rules, source=bpe)
+        if kept:  # run cuts behind the source's own pre-tokenizer: ASCII punctuation whose doubled piece exists
+            vocab = bare.get_vocab()
+            grams = piece_grams(vocab)
+            rules = {c: CharCuts(run_cuts_of(bare, c, args.max_run, grams)) for c in args.chars
+                     if c in CHARS and c * 2 in vocab}
+        else:
+            rules = [r for c in args.chars if (r := split_rule_for(bare, c, args.max_run))]
+    cut = (with_rules(bare, [], source=bpe, keep_pre_tokenizer=True, run_cuts=run_cut_split(rules)) if kept
+           else with_rules(bare, rules, source=bpe))
     texts = random_texts(args.texts, list(PUNCTUATION + OTHERS), args.seed, args.longest)
     gold, ours = bpe.encode_batch(texts), cut.encode_batch(texts)
     bad = [(t, g.tokens, o.tokens) for t, g, o in zip(texts, gold, ours) if g.ids != o.ids]
-    rows = [("characters with a rule", f"{len(rules)} of {len(args.chars)}"),
+    rows = [("characters with " + ("run cuts" if kept else "a rule"), f"{len(rules)} of {len(args.chars)}"),
             ("rule building (s)", f"{building.seconds:.1f}"),
             ("random strings", str(len(texts))),
             ("strings with other ids than BPE's", str(len(bad)))]
