@@ -32,6 +32,8 @@ from ivr.tokenizers.distill.split_rules import ASCII_PUNCT, ranges, repeat
 # step; letters are left to the Unigram (every doubled letter of every word would pay for their test)
 CHARS = ASCII_PUNCT
 NEWLINE = "Ċ"
+# runs before up to this many newlines are asked about one by one (a ruler and the blank line after it)
+NEWLINES = 4
 
 
 Context = tuple[str, str]
@@ -61,14 +63,15 @@ def piece_grams(vocab) -> set[str]:
 def run_cuts_of(bare_bpe: Tokenizer, char: str, max_run: int, grams: set[str]) -> dict[Context, set[tuple[int, int]]]:
     """Where BPE's tokens end inside a run of ``char``, as (offset in the run, run length), in each context: before
     the run a space, each character or space and character that some piece joins to ``char`` (``grams``: every
-    piece's substrings of two and three characters), or anything else (``""``); after it a newline or two or each
-    punctuation character that some piece joins to it, or anything else (``""``). Next to a neighbour that some piece
-    joins to a character beyond it, a cut holds only where it holds with nothing there too."""
+    piece's substrings of two and three characters), or anything else (``""``); after it one to ``NEWLINES``
+    newlines or each punctuation character that some piece joins to it, or anything else (``""``). Next to a
+    neighbour that some piece joins to a character beyond it, a cut holds only where it holds with nothing there
+    too."""
     near = [x for x in [*CHARS, NEWLINE] if x != char and x + char in grams]
     lefts = ["", "Ġ", *near, *("Ġ" + x for x in near if "Ġ" + x + char in grams)]
     tails = ["", *(t for t in CHARS if t != char and char + t in grams)]
     if char + NEWLINE in grams:
-        tails += [NEWLINE, NEWLINE * 2]
+        tails += [NEWLINE * k for k in range(1, NEWLINES + 1)]
 
     found: dict[Context, set[tuple[int, int]]] = {}
     for left in lefts:
@@ -83,8 +86,8 @@ def run_cuts_of(bare_bpe: Tokenizer, char: str, max_run: int, grams: set[str]) -
                         ends.add((end, n))
             found[(left, tail)] = ends
     # BPE may first join a neighbour to what stands beyond it (``]&`` after a run of ``_``, ``\\:`` before one of
-    # ``:``), which leaves the run as if nothing stood there: a cut holds next to such a neighbour only where it
-    # holds without it too
+    # ``:``, more newlines than are asked about), which leaves the run as if nothing stood there: a cut holds next
+    # to such a neighbour only where it holds without it too
     free_left = {x for x in near if any(y + x in grams and y + x not in lefts for y in [*CHARS, "Ġ"])}
     free_tail = {t for t in tails if t and any(t[-1] + e in grams and t + e not in tails for e in [*CHARS, NEWLINE])}
     out = {}
