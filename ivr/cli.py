@@ -91,20 +91,17 @@ class IVRTrainer(Trainer):
             ckpt_path: Lightning checkpoint to score; default the last fit's ``last.ckpt``; ``base``: the configured
                 model without fine-tuning (the base model with the aligned rows).
         """
-        if isinstance(datamodule, IVRDataModule):
-            ckpt_path = _run_checkpoint("validate", datamodule, ckpt_path)
+        ckpt_path = _run_checkpoint("validate", datamodule, ckpt_path)
         return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
 
     def test(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, **kwargs):
         """The same as validate, logged as test metrics: the corpus has one held-out split, which both score.
 
         Args:
-            ckpt_path: Lightning checkpoint to score; default the last fit's ``last.ckpt``; ``base``: the configured
-                model without fine-tuning (the base model with the aligned rows).
+            ckpt_path: Checkpoint to score, as for validate: default ``last.ckpt``, ``base`` without fine-tuning.
         """
-        if isinstance(datamodule, IVRDataModule):
-            ckpt_path = _run_checkpoint("test", datamodule, ckpt_path)
-        return super().test(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
+        return super().test(model, dataloaders, _run_checkpoint("test", datamodule, ckpt_path), verbose, datamodule,
+                            **kwargs)
 
     def predict(
         self,
@@ -134,7 +131,7 @@ class IVRTrainer(Trainer):
             model.generation = GenerationSettings(max_new_tokens, temperature, top_k)
         if datamodule is not None:
             read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
-            ckpt_path = _run_checkpoint("predict", datamodule, ckpt_path)
+        ckpt_path = _run_checkpoint("predict", datamodule, ckpt_path)
         predictions = super().predict(model, dataloaders, datamodule, True, ckpt_path) or []
         if datamodule is not None:
             tok = datamodule.tokenizer()
@@ -192,9 +189,12 @@ def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
         readable_checkpoint(path)
 
 
-def _run_checkpoint(command: str, datamodule: IVRDataModule, ckpt_path: str | None) -> str | None:
+def _run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
     """The checkpoint ``ivr predict``, ``validate`` or ``test`` loads: the one given, else the last fit's; ``base``
-    for none (the configured model: the base model with the aligned rows), said aloud."""
+    for none (the configured model: the base model with the aligned rows), said aloud. Without the data module
+    (Lightning called directly) Lightning's own rules apply."""
+    if not isinstance(datamodule, IVRDataModule):
+        return ckpt_path
     tokenizer = datamodule.paths.tokenizer_file(datamodule.hparams.tokenizer)
     if not tokenizer.is_file():
         raise FileNotFoundError(f"no tokenizer at {tokenizer}: run `ivr fit` (or `ivr prepare`) with this config first")
