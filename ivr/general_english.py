@@ -26,8 +26,7 @@ def most_frequent(lang: str, n: int) -> list[tuple[str, float]]:
         return []
     import wordfreq
 
-    if lang not in wordfreq.available_languages():
-        raise ValueError(f"wordfreq has no word list for language {lang!r}; it has {', '.join(sorted(wordfreq.available_languages()))}")
+    check_languages([lang], "language")
     freq = wordfreq.get_frequency_dict(lang)
     return sorted(freq.items(), key=lambda item: item[1], reverse=True)[:n]
 

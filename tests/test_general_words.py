@@ -39,7 +39,7 @@ def test_general_words_sum_over_languages(gpt2_bpe):
     both = general_words(gpt2_bpe, ["de", "nl"], 50, 1e6)
     assert len(de) > 100 and de["Ġund"] > 1000
     assert both["Ġin"] > de["Ġin"]  # "in" is a frequent word of both
-    with pytest.raises(ValueError, match="general_languages: wordfreq has no word list for language 'xx'"):
+    with pytest.raises(ValueError, match="general_languages: wordfreq has no word list for 'xx'"):
         general_words(gpt2_bpe, ["xx"], 10, 1e6)
 
 

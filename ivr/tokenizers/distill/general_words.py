@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from tokenizers import Tokenizer
 
-from ivr.general_english import most_frequent
+from ivr.general_english import check_languages, most_frequent
 from ivr.tokenizers.io import pre_tokens
 
 # the most frequent quarter of each language's words is fitted in capitals too, at a tenth of the weight
@@ -40,12 +40,9 @@ def general_words(bpe: Tokenizer, languages: Sequence[str], per_language: int, t
     """Byte-level fit words with weights: the ``per_language`` most frequent words of each of ``languages``
     (``wordfreq`` codes) as ``language_words`` weighs them (summed where languages meet)."""
     out: Counter = Counter()
+    check_languages(languages, "data.distill.general_languages")
     for lang in languages:
-        try:
-            ranked = most_frequent(lang, per_language)
-        except ValueError as err:
-            raise ValueError(f"data.distill.general_languages: {err}") from None
-        out.update(language_words(bpe, ranked, text_words))
+        out.update(language_words(bpe, most_frequent(lang, per_language), text_words))
     return out
 
 
