@@ -208,6 +208,12 @@ def test_white_space_before_a_run_of_spaces_is_cut_off_where_no_piece_joins_them
     assert [p for p, _ in pre.pre_tokenize_str("xy\n\n       xy")] == ["xy", "ĊĊ", "ĠĠĠĠ", "ĠĠ", "Ġxy"]
     # a tab joins a space here ("ĉĠ"): cutting after it could split that piece, so it stays with the run
     assert [p for p, _ in pre.pre_tokenize_str("xy\t       xy")][:2] == ["xy", "ĉĠĠĠĠĠĠ"]
+    # a run of newlines before the spaces is still cut by the newline rule
+    newlines = tiny_bpe([("Ġ", "Ġ"), ("ĠĠ", "ĠĠ"), ("Ċ", "Ċ"), ("ĊĊ", "ĊĊ"), ("x", "y")])
+    both = [split_rule_for(newlines, "Ċ", 16), split_rule_for(newlines, "Ġ", 16)]
+    assert both[1]["white_before"]
+    assert [p for p, _ in rules_pre_tokenizer(both).pre_tokenize_str("xy\n\n\n\n\n\n    xy")][:3] == [
+        "xy", "ĊĊĊĊ", "ĊĊ"]  # BPE's chunks of six newlines
     cut, full = with_rules(bpe, [rule]), behind_gpt2_pre_tokenizer(bpe)
     for n in range(1, 20):
         for text in [f"xy\n{' ' * n}xy", f"xy\n{' ' * n}", f"\r\n{' ' * n}\txy", f"xy\n\t{' ' * n}xy",
