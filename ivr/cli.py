@@ -91,7 +91,7 @@ class IVRTrainer(Trainer):
             ckpt_path: Lightning checkpoint to score; default the last fit's ``last.ckpt``; ``base``: the configured
                 model without fine-tuning (the base model with the aligned rows).
         """
-        ckpt_path = _run_checkpoint("validate", datamodule, ckpt_path)
+        ckpt_path = self._checkpoint("validate", datamodule, ckpt_path)
         return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
 
     def test(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, **kwargs):
@@ -100,8 +100,12 @@ class IVRTrainer(Trainer):
         Args:
             ckpt_path: Checkpoint to score, as for validate: default ``last.ckpt``, ``base`` without fine-tuning.
         """
-        return super().test(model, dataloaders, _run_checkpoint("test", datamodule, ckpt_path), verbose, datamodule,
+        return super().test(model, dataloaders, self._checkpoint("test", datamodule, ckpt_path), verbose, datamodule,
                             **kwargs)
+
+    def _checkpoint(self, command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
+        # a trainer that has trained in this process scores the weights it holds, as Lightning's does
+        return ckpt_path if ckpt_path is None and self.global_step > 0 else _run_checkpoint(command, datamodule, ckpt_path)
 
     def predict(
         self,
@@ -131,7 +135,7 @@ class IVRTrainer(Trainer):
             model.generation = GenerationSettings(max_new_tokens, temperature, top_k)
         if datamodule is not None:
             read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
-        ckpt_path = _run_checkpoint("predict", datamodule, ckpt_path)
+        ckpt_path = self._checkpoint("predict", datamodule, ckpt_path)
         predictions = super().predict(model, dataloaders, datamodule, True, ckpt_path) or []
         if datamodule is not None:
             tok = datamodule.tokenizer()
@@ -267,8 +271,8 @@ def _export(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule,
     """Write a Hugging Face directory (config, safetensors weights, tokenizer) that transformers loads offline.
 
     Args:
-        ckpt_path: Lightning checkpoint to export (``last``: the last fit's ``last.ckpt``); default: the model as
-            configured (base plus aligned rows).
+        ckpt_path: Lightning checkpoint to export (``last``: the last fit's ``last.ckpt``); default (or ``base``): the
+            model as configured (base plus aligned rows).
     """
     _print_artifacts("export", [export_model(model, datamodule, ckpt_path)])
 
@@ -278,6 +282,7 @@ def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: 
 
     if model.model is None:
         model.configure_model()
+    ckpt_path = None if ckpt_path == "base" else ckpt_path
     if ckpt_path:
         ckpt_path = str(datamodule.paths.last_checkpoint) if ckpt_path == "last" else ckpt_path
         _check_local_checkpoint(datamodule.paths, ckpt_path)

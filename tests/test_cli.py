@@ -224,3 +224,17 @@ def test_a_broken_config_file_is_named(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main()
     assert f"ivr: error: {bad}: " in capsys.readouterr().err
+
+
+def test_a_trainer_that_trained_in_this_process_scores_the_weights_it_holds(tmp_path, monkeypatch):
+    from ivr.cli import IVRTrainer
+    from ivr.data import IVRDataModule
+
+    trainer = IVRTrainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    dm = IVRDataModule(artifacts_dir=str(tmp_path))
+    # fresh (the CLI's validate and test): the last fit's checkpoint, which needs the fit's artifacts
+    with pytest.raises(FileNotFoundError, match="no tokenizer at"):
+        trainer._checkpoint("validate", dm, None)
+    assert trainer._checkpoint("validate", None, None) is None  # no data module: Lightning's own rules
+    monkeypatch.setattr(IVRTrainer, "global_step", property(lambda self: 3))
+    assert trainer._checkpoint("validate", dm, None) is None
