@@ -259,8 +259,7 @@ def _align(
 
 
 def _verify_tokenizer(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule) -> None:
-    """Compare the distilled tokenizer with the original BPE on the corpus, held-out and extra text, and on every id.
-    Reads only the data.* options (the rest of the config is accepted and ignored)."""
+    """Compare the distilled tokenizer with the original BPE on the corpus, held-out and extra text, and on every id."""
     summary = pipeline.verify(datamodule.config)
     for name, stats in summary["sets"].items():
         print(f"{name}: {figure(stats['rates']['word_occurrence'])} of word occurrences exact")
@@ -305,6 +304,7 @@ for _name, _description in STAGE_COMMANDS.items():
     # hyphenated names are valid attributes via setattr, and LightningCLI looks subcommands up by name
     setattr(IVRTrainer, _name, _stage_command(_name, _description))
 IVRTrainer.align = _align
+_verify_tokenizer.__doc__ += DATA_ONLY
 setattr(IVRTrainer, "verify-tokenizer", _verify_tokenizer)
 IVRTrainer.export = _export
 

@@ -160,3 +160,10 @@ def test_a_missing_file_in_the_settings_is_named_when_they_are_read(tmp_path):
                           (lambda: IVRDataModule(extra_eval_paths=[str(tmp_path)]), "data.extra_eval_paths")]:
         with pytest.raises(FileNotFoundError, match=rf"\({setting}\)"):
             make()
+
+
+def test_a_raw_corpus_path_that_is_a_file_is_named_as_one(tmp_path):
+    single = tmp_path / "notes.txt"
+    single.write_text("text\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=rf"raw corpus directory {single} is a file, not a directory"):
+        find_sources(single, CleaningOptions())
