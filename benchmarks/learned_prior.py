@@ -18,17 +18,14 @@ are not training words.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 from additive_limit import encode_ids
 from common import Stopwatch, add_heldout_every, parser
 from multilingual_distill import LANGUAGES, held_out_sets
 
-from ivr.general_english import most_frequent
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable
-from ivr.tokenizers.distill.general_words import language_words
+from ivr.tokenizers.distill.general_words import general_words
 from ivr.tokenizers.distill.scores import merge_tree_matrix, merge_weights
 from ivr.tokenizers.distill.source_bpe import source_bpe
 from ivr.tokenizers.distill.words import pre_token_counts
@@ -55,9 +52,7 @@ def main() -> None:
     bpe = offline_gpt2_tokenizer()
     source, bare = source_bpe(bpe), bare_model(bpe)
     trees = merge_tree_matrix(source.pieces, source.merges, source.ignore_merges)
-    train: Counter = Counter()
-    for lang in args.general_languages.split():
-        train.update(language_words(bpe, most_frequent(lang, args.per_language), 1.0))
+    train = general_words(bpe, args.general_languages.split(), args.per_language, 1.0)
     train.update(p for i, p in enumerate(source.pieces) if i not in source.never)
     words = sorted(train)
     labels = encode_ids(bare, words)
