@@ -8,6 +8,7 @@ itself is only built in ``configure_model``.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import logging
@@ -309,6 +310,38 @@ setattr(IVRTrainer, "verify-tokenizer", _verify_tokenizer)
 IVRTrainer.export = _export
 
 
+DATA_ONLY_COMMANDS = {*STAGE_COMMANDS, "verify-tokenizer"}
+
+
+def _help_data_only(parser) -> None:
+    """Show only the data.* options in ``parser``'s help and usage. The others are still parsed and printed by
+    ``--print_config``, so one config serves every command, but the stage does not read them."""
+    hidden = [(group, [a for a in group._group_actions if a.dest not in ("help", "config", "print_config")])
+              for group in parser._action_groups]
+    hidden = [(group, actions) for group, actions in hidden
+              if actions and not all(a.dest == "data" or a.dest.startswith("data.") for a in actions)]
+
+    def data_only(format_text):
+        @functools.wraps(format_text)
+        def formatted(*args, **kwargs):
+            saved = [(group, group.title, group.description, [a.help for a in actions]) for group, actions in hidden]
+            for group, actions in hidden:
+                group.title = group.description = None
+                for action in actions:
+                    action.help = argparse.SUPPRESS
+            try:
+                return format_text(*args, **kwargs)
+            finally:
+                for (group, title, description, helps), (_, actions) in zip(saved, hidden):
+                    group.title, group.description = title, description
+                    for action, help_text in zip(actions, helps):
+                        action.help = help_text
+        return formatted
+
+    parser.format_help = data_only(parser.format_help)
+    parser.format_usage = data_only(parser.format_usage)
+
+
 def _checkpoints_dir(artifacts_dir: str) -> str:
     return str(ArtifactPaths.from_config(artifacts_dir).checkpoints_dir)
 
@@ -327,6 +360,12 @@ class IVRCLI(LightningCLI):
             "verify-tokenizer": stage,
             "export": stage,
         }
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand in DATA_ONLY_COMMANDS:
+            _help_data_only(parser)
+        return parser
 
     def add_arguments_to_parser(self, parser) -> None:
         # the align stage reads the base model's embeddings: the same model the LightningModule trains

@@ -41,6 +41,21 @@ def test_init_help_documents_both_flag_spellings(capsys):
         assert flag in out, flag
 
 
+def test_data_only_commands_show_only_data_options_but_parse_all(capsys):
+    with pytest.raises(SystemExit):
+        main(["select", "--help"])
+    out = capsys.readouterr().out
+    assert "--data.select.num_replacements" in out and "Reads only the data.* options" in out
+    assert "--trainer" not in out and "--model." not in out and "--checkpoint." not in out
+    # a shared config's other sections still parse, and --print_config still prints them
+    with pytest.raises(SystemExit):
+        main(["select", "--trainer.max_steps", "3", "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out)["trainer"]["max_steps"] == 3
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    assert "--trainer.max_steps" in capsys.readouterr().out
+
+
 def test_every_option_is_documented_in_help(capsys):
     """Every data/model knob shows a description in `ivr fit --help`, not just its type."""
     import re

@@ -57,7 +57,7 @@ from ivr.tokenizers.distill.pre_tokenizer import encode_segments, segment_words,
 from ivr.tokenizers.distill.rule_selection import select_split_rules, select_word_rules
 from ivr.tokenizers.distill.run_cuts import cut_words, run_cut_split, select_run_cuts
 from ivr.tokenizers.distill.settings import EXAMPLES, DistillSettings, FitResult
-from ivr.tokenizers.distill.source_bpe import source_bpe
+from ivr.tokenizers.distill.source_bpe import SourceBPE, source_bpe
 from ivr.tokenizers.distill.words import MAX_COUNTED_WORDS, fit_words, pre_token_counts, read_word_list
 from ivr.tokenizers.gpt2_pre_tokens import crosses_digit
 from ivr.tokenizers.io import load_tokenizer, save_tokenizer_dir
@@ -69,11 +69,12 @@ log = logging.getLogger(__name__)
 
 
 def fit_distilled(
-    bpe: Tokenizer, corpus_counts: Counter, settings: DistillSettings
+    bpe: Tokenizer, corpus_counts: Counter, settings: DistillSettings, source: SourceBPE | None = None
 ) -> tuple[Tokenizer, FitResult]:
     """Fit scores and split rules on ``corpus_counts`` (byte-level pre-token counts); build the tokenizer: the
-    fitted Unigram behind the rules, with ``bpe``'s added tokens, decoder and post-processor."""
-    source = source_bpe(bpe)
+    fitted Unigram behind the rules, with ``bpe``'s added tokens, decoder and post-processor. ``source`` is
+    ``source_bpe(bpe)`` where the caller has it already."""
+    source = source or source_bpe(bpe)
     if not source.rules:
         log.info("the split and word rules do not fit this source (a regex other than GPT-2's, ignore_merges, or an "
                  "added token that strips spaces behind a normalizer): the distilled tokenizer keeps its "
@@ -185,7 +186,7 @@ def distill_tokenizer(
         start = time.perf_counter()
         counts, dropped = pre_token_counts(bpe, train_texts, "pre-tokenizing the fit corpus", MAX_COUNTED_WORDS)
         pre_tokenize_seconds = time.perf_counter() - start
-        tok, fit = fit_distilled(bpe, counts, settings)
+        tok, fit = fit_distilled(bpe, counts, settings, source)
         fit.stats["corpus_words_dropped"] = dropped
         fit_seconds = time.perf_counter() - start
 
