@@ -11,6 +11,7 @@ from ivr.tokenizers.io import read_special_tokens
 
 
 def tokenizer_dir(tmp_path, added, config=None):
+    tmp_path.mkdir(exist_ok=True)
     tok = Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2}, [("a", "b")]))
     tok.add_special_tokens(added)
     tok.save(str(tmp_path / "tokenizer.json"))
@@ -50,3 +51,25 @@ def test_without_a_config_only_gpt2s_layout_is_read(tmp_path):
 def test_bad_configs_are_named(tmp_path, config, message):
     with pytest.raises(ValueError, match=message):
         read_special_tokens(tokenizer_dir(tmp_path, ["<s>"], config))
+
+
+def test_gpt2s_hub_config_without_roles_keeps_gpt2s_layout(tmp_path):
+    # GPT-2's Hub tokenizer_config.json holds model_max_length alone
+    special = read_special_tokens(tokenizer_dir(tmp_path, ["<|endoftext|>"], {"model_max_length": 1024}))
+    assert (special.bos_id, special.eos_id, special.unk_id, special.pad_id) == (3, 3, 3, None)
+    assert special.model_max_length == 1024
+
+
+def test_special_tokens_map_gives_roles_as_transformers_reads_it(tmp_path):
+    for name, decoder in (("legacy", False), ("listed", True)):
+        config = {"model_max_length": 2048, "bos_token": "<s>", "eos_token": "<s>", "unk_token": "<s>"}
+        if decoder:
+            config["added_tokens_decoder"] = {}
+        path = tokenizer_dir(tmp_path / name, ["<s>", "</s>", "<pad>"], config)
+        (path / "special_tokens_map.json").write_text(json.dumps({"bos_token": "</s>", "eos_token": "</s>",
+                                                                  "pad_token": {"content": "<pad>"}}))
+        special = read_special_tokens(path)
+        # the map replaces the config's roles, unless the config lists the added tokens: then it is not read
+        expected = (3, 3, None, 3) if decoder else (4, 4, 5, 3)
+        assert (special.bos_id, special.eos_id, special.pad_id, special.unk_id) == expected, name
+        assert special.model_max_length == 2048

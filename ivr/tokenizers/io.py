@@ -14,8 +14,8 @@ from tokenizers.models import Model
 from ivr.atomic import atomic_dir
 from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.special import (
-    CHAT_TEMPLATE_FILE, CONFIG_FILES, ENDOFTEXT, UNSET_LENGTH, SpecialTokens, config_roles, special_tokens,
-    special_tokens_of,
+    CHAT_TEMPLATE_FILE, CONFIG_FILES, ENDOFTEXT, GPT2_ROLES, UNSET_LENGTH, SpecialTokens, config_roles,
+    special_tokens, special_tokens_of,
 )
 
 METADATA_FILE = "ivr_metadata.json"
@@ -124,24 +124,36 @@ def read_tokenizer_file(directory: str | Path) -> Tokenizer:
 
 
 def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
-    """The special tokens of the tokenizer directory ``tokenizer_dir``: added tokens from ``tokenizer.json``,
-    roles from ``tokenizer_config.json`` (else ``special_tokens_map.json``; with neither, GPT-2's layout only)."""
+    """The special tokens of the tokenizer directory ``tokenizer_dir``: added tokens from ``tokenizer.json``, roles
+    from ``tokenizer_config.json`` and ``special_tokens_map.json`` as ``transformers`` reads them (the map's replace
+    the config's, unless the config lists ``added_tokens_decoder``). Where neither file names a role, GPT-2's layout if ``<|endoftext|>`` is the one added token (GPT-2's Hub config
+    holds ``model_max_length`` alone), else none."""
     directory = Path(tokenizer_dir)
-    path = directory / TOKENIZER_FILE
     tok = read_tokenizer_file(directory)
+    configs = {}
     for name in CONFIG_FILES:
         config_path = directory / name
         if config_path.is_file():
             try:
-                config = json.loads(config_path.read_text(encoding="utf-8"))
+                configs[config_path] = json.loads(config_path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as err:
                 raise ValueError(f"{config_path}: not valid JSON: {err}") from None
-            length = config.get("model_max_length")
-            # transformers writes int(1e30) for "no limit known"
-            length = length if isinstance(length, int) and length < UNSET_LENGTH else None
-            return special_tokens(tok, config_roles(config), length, str(config_path),
-                                  read_chat_template(directory, config))
-    return special_tokens_of(tok, str(path))
+            if not isinstance(configs[config_path], dict):
+                raise ValueError(f"{config_path}: not a JSON object")
+    if not configs:
+        return special_tokens_of(tok, str(directory / TOKENIZER_FILE))
+    config, mapped = (configs.get(directory / name, {}) for name in CONFIG_FILES)
+    roles = config_roles(config)
+    # as transformers reads them: the map's roles replace the config's, unless the config lists the added tokens
+    if "added_tokens_decoder" not in config:
+        roles.update({role: value for role, value in config_roles(mapped).items() if f"{role}_token" in mapped})
+    if not any(roles.values()) and {t.content for t in tok.get_added_tokens_decoder().values()} == {ENDOFTEXT}:
+        roles = GPT2_ROLES
+    first = next(iter(configs.values()))
+    length = first.get("model_max_length")
+    # transformers writes int(1e30) for "no limit known"
+    length = length if isinstance(length, int) and length < UNSET_LENGTH else None
+    return special_tokens(tok, roles, length, " and ".join(map(str, configs)), read_chat_template(directory, first))
 
 
 def read_chat_template(directory: Path, config: dict) -> str | None:

@@ -2,9 +2,9 @@
 unk, read from the tokenizer directory (``ivr.tokenizers.io.read_special_tokens``), never assumed.
 
 ``tokenizer.json`` holds the added tokens but not their roles; the roles come from ``tokenizer_config.json``
-(or ``special_tokens_map.json``), as ``transformers`` reads them. The one exception is a tokenizer whose only
-added token is ``<|endoftext|>`` and which comes without a config: GPT-2's layout, where that token is bos, eos
-and unk (GPT-2's own ``tokenizer_config.json`` says so).
+and ``special_tokens_map.json``, as ``transformers`` reads them. The one exception is a tokenizer whose only
+added token is ``<|endoftext|>`` and whose configs name no role: GPT-2's layout, where that token is bos, eos
+and unk (what ``transformers``' GPT-2 tokenizer assumes; GPT-2's Hub config holds ``model_max_length`` alone).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 # GPT-2's context, which its tokenizer_config.json states as model_max_length
 GPT2_MODEL_MAX_LENGTH = 1024
+# GPT-2's roles: its one added token is bos, eos and unk
+GPT2_ROLES = {"bos": ENDOFTEXT, "eos": ENDOFTEXT, "unk": ENDOFTEXT}
 UNSET_LENGTH = 10**20
 
 
@@ -94,7 +96,7 @@ def special_tokens_of(tok: Tokenizer, where: str = "the tokenizer") -> SpecialTo
         raise ValueError(f"{where}: tokenizer.json does not say which of its added tokens ({sorted(added)[:20]}) are "
                          "bos, eos, pad and unk: put a tokenizer_config.json naming bos_token, eos_token, pad_token "
                          "and unk_token beside it")
-    return special_tokens(tok, {"bos": ENDOFTEXT, "eos": ENDOFTEXT, "unk": ENDOFTEXT}, GPT2_MODEL_MAX_LENGTH, where)
+    return special_tokens(tok, GPT2_ROLES, GPT2_MODEL_MAX_LENGTH, where)
 
 
 def config_roles(config: dict) -> dict[str, str | None]:
