@@ -16,6 +16,7 @@ says which of them exist and why.
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -36,6 +37,7 @@ InitStrategy = Literal["mean", "global_mean", "random", "zeros", "omp"]
 INIT_STRATEGIES: tuple[str, ...] = ("mean", "global_mean", "random", "zeros", "omp")
 # written by every align run; the optional files (original_wpe, final_lm_head) are listed inside it
 ALWAYS_WRITTEN = ("original_wte", "aligned_wte", "final_wte")
+OPTIONAL = ("original_wpe", "final_lm_head")
 SUMMARY = "alignment"
 
 
@@ -82,8 +84,14 @@ def is_tied(model: PreTrainedModel) -> bool:
 
 
 def align_outputs(paths: ArtifactPaths) -> list[Path]:
-    """The files every align run writes (the optional ones are named in ``alignment.json``)."""
-    names = ALWAYS_WRITTEN
+    """The files the last align run wrote: those every run writes, and the optional ones (``original_wpe``,
+    ``final_lm_head``) that its ``alignment.json`` names."""
+    names = [*ALWAYS_WRITTEN]
+    try:
+        listed = json.loads(paths.embedding_metadata(SUMMARY).read_text(encoding="utf-8"))["files"]
+        names += [n for n in OPTIONAL if paths.embedding(n).name in listed]
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or damaged: the stamp then fails on its signature
+        pass
     return [paths.embedding(n) for n in names] + [paths.embedding_metadata(n) for n in (*names, SUMMARY)]
 
 
@@ -313,6 +321,10 @@ def align_embeddings(
         raise ValueError(f"{err} (original tokenizer {original_dir}, remapped tokenizer {remapped_dir})") from None
 
     tied = is_tied(model)
+    if getattr(model.get_output_embeddings(), "bias", None) is not None:
+        # a reassigned id would keep the logit bias of the rare piece it replaces
+        raise ValueError(f"{type(model).__name__} has a bias in its output layer: ivr initialises the reassigned "
+                         "ids' weight rows only, so models with an output bias are not supported")
     common = {
         "model_name": model_name or model.config.name_or_path,
         "original_tokenizer_dir": str(original_dir),

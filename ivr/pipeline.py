@@ -136,21 +136,23 @@ def _sha(path: Path) -> str:
 
 
 
-def staged(stage: str, paths: ArtifactPaths, key: dict, outputs: list[Path], build: Callable[[], None], code: Callable,
-           unsigned: list[Path] = ()) -> list[Path]:
+def staged(stage: str, paths: ArtifactPaths, key: dict, outputs: list[Path] | Callable[[], list[Path]],
+           build: Callable[[], None], code: Callable, unsigned: list[Path] = ()) -> list[Path]:
     """Run ``build`` unless the stamp shows these outputs were built from exactly ``key`` by this code and are
-    as it left them (``unsigned`` ones need only exist: ``stamps.is_current``)."""
+    as it left them (``unsigned`` ones need only exist: ``stamps.is_current``). ``outputs`` may be a function
+    of what the last build wrote (align's optional files): it is asked before the check and after a build."""
     stamp = paths.stamp(stage)
     key = {**key, "code": stage_code_fingerprint(code), "libraries": library_versions()}
+    listed = outputs if callable(outputs) else lambda: outputs
     with artifacts_lock(paths):
-        if not is_current(stamp, key, outputs, unsigned):
+        if not is_current(stamp, key, listed(), unsigned):
             # gone before the first output is touched: a build that fails or is killed leaves outputs no stamp
             # vouches for, which the next run rebuilds
             stamp.unlink(missing_ok=True)
             with collector_paused():
                 build()
-            write_stamp(stamp, key, outputs, unsigned)
-    return outputs
+            write_stamp(stamp, key, listed(), unsigned)
+        return listed()
 
 
 def library_versions() -> dict[str, str]:
@@ -379,7 +381,6 @@ def align(
     original_dir = Path(original_tokenizer_dir or paths.original_tokenizer_dir)
     remapped_dir = Path(remapped_tokenizer_dir or paths.remapped_tokenizer_dir)
     rules = Path(rules_path or paths.remap_rules)
-    outputs = align_outputs(paths)
     if rules_path is None and not rules.is_file():
         raise FileNotFoundError(f"no remap rules at {rules}: run `ivr remap` (or `ivr prepare`) first")
     if base.from_config is None and not base.name_or_path:
@@ -406,7 +407,7 @@ def align(
         )
         log.info("align: %s", {name: m.get("rows_changed") for name, m in meta.items()})
 
-    return staged("align", paths, key, outputs, build, align)
+    return staged("align", paths, key, lambda: align_outputs(paths), build, align)
 
 
 RUNNERS: dict[str, Callable[..., list[Path]]] = {

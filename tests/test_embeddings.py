@@ -186,3 +186,17 @@ def test_install_rejects_wrong_shapes():
         install_embeddings(model, torch.zeros(10, 32))
     with pytest.raises(ValueError, match="final_lm_head must not be given"):
         install_embeddings(model, original_wte(model), original_wte(model))
+
+
+def test_an_output_bias_is_refused_and_optional_files_are_listed(workspace):
+    from ivr.embeddings import align_outputs
+
+    paths, _ = workspace
+    align_embeddings(tiny_gpt2(tied=False), paths)
+    assert {paths.embedding("final_lm_head"), paths.embedding("original_wpe")} <= set(align_outputs(paths))
+    model = tiny_gpt2(tied=False)
+    model.lm_head.bias = torch.nn.Parameter(torch.zeros(model.lm_head.weight.shape[0]))
+    with pytest.raises(ValueError, match="bias in its output layer"):
+        align_embeddings(model, paths)
+    align_embeddings(tiny_gpt2(tied=True), paths)
+    assert paths.embedding("final_lm_head") not in align_outputs(paths)

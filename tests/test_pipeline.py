@@ -134,3 +134,21 @@ def test_align_rebuilds_when_a_local_checkpoint_is_saved_again(ivr_run, tmp_path
         model.save_pretrained(base)
         main(align)
         assert torch.equal(torch.load(out_dir / "original_wte.pt"), model.transformer.wte.weight.detach())
+
+
+def test_align_rebuilds_a_damaged_untied_head(ivr_run, tmp_path):
+    """An untied model's final_lm_head.pt is signed by the align stamp like the files every run writes."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    root, args = ivr_run
+    base, out_dir = tmp_path / "base", tmp_path / "emb"
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=1, n_embd=16, n_positions=32, tie_word_embeddings=False)
+                    ).save_pretrained(base)
+    align = ["align", *args, "--model-name", str(base), "--embeddings-output-dir", str(out_dir)]
+    main(align)
+    head = out_dir / "final_lm_head.pt"
+    written = torch.load(head)
+    head.write_bytes(head.read_bytes()[:100])
+    main(align)
+    assert torch.equal(torch.load(head), written)
