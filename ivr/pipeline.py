@@ -439,6 +439,9 @@ def dataset_dir(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int,
         {
             "version": DATASET_FORMAT_VERSION,
             "tokenizer": file_sha256(paths.tokenizer_file(tokenizer)),
+            # from the tokenizer's config where tokenizer.json has no <|endoftext|>: eos, which two configs of one
+            # tokenizer.json may name differently
+            "separator": read_special_tokens(paths.tokenizer_dir(tokenizer)).separator_id,
             "corpus": read_manifest(paths.cleaned_corpora_dir)["fingerprint"],
             "block_size": block_size,
             "heldout_fraction": heldout_fraction,

@@ -98,3 +98,25 @@ def test_blocks_go_through_a_scratch_file_that_is_removed(gpt2_bpe, tmp_path):
     with pytest.raises(ValueError):
         write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, ["tiny"]), 64, tmp_path / "other", EOS_ID)
     assert [p.name for p in tmp_path.iterdir()] == ["packed"]
+
+
+def test_the_datasets_cache_key_holds_the_separator(tmp_path, monkeypatch):
+    import json
+
+    from tokenizers import Tokenizer, models
+
+    from ivr.paths import ArtifactPaths
+    from ivr.pipeline import dataset_dir
+
+    monkeypatch.setattr("ivr.pipeline.read_manifest", lambda _: {"fingerprint": "corpus"})
+    paths = ArtifactPaths.from_config(tmp_path)
+    directory = paths.tokenizer_dir("original")
+    directory.mkdir(parents=True)
+    tok = Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2}, [("a", "b")]))
+    tok.add_special_tokens(["<s>", "</s>", "<|im_end|>"])
+    tok.save(str(directory / "tokenizer.json"))
+    keys = set()
+    for eos in ("</s>", "<|im_end|>"):  # one tokenizer.json, two configs: documents joined by another id
+        (directory / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": eos}))
+        keys.add(dataset_dir(paths, "original", 8, 0.1))
+    assert len(keys) == 2
