@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ivr.tokenizers.source import fetch_original_tokenizer
@@ -27,12 +29,20 @@ def test_only_gpt2_falls_back_to_the_packaged_vocabulary(tmp_path):
         fetch_original_tokenizer(tmp_path / "smol", "HuggingFaceTB/SmolLM2-135M")
 
 
-def test_a_reused_tokenizer_from_another_directory_is_named(tmp_path, caplog):
+def test_another_source_or_changed_files_fetch_again(tmp_path):
     first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
-    fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
-    with caplog.at_level("WARNING"):
-        fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
-        assert not caplog.records
-        _, meta = fetch_original_tokenizer(tmp_path / "o", local_dir=tmp_path / "elsewhere", allow_hub=False)
-    assert meta["source"]["path"] == str(first)
-    assert f"holds the tokenizer from {first}, not {tmp_path / 'elsewhere'}" in caplog.text
+    target = tmp_path / "o"
+    _, meta = fetch_original_tokenizer(target, local_dir=first, allow_hub=False)
+    stamp = (target / "tokenizer.json").stat().st_mtime_ns
+    assert fetch_original_tokenizer(target, local_dir=first, allow_hub=False)[1] == meta  # reused
+    assert (target / "tokenizer.json").stat().st_mtime_ns == stamp
+    # the local source's config changes: fetched again, with the new roles
+    (first / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}))
+    _, meta = fetch_original_tokenizer(target, local_dir=first, allow_hub=False)
+    assert meta["special"]["bos_id"] is None and meta["special"]["eos_id"] == 50256
+    # the local directory is dropped from the settings: GPT-2's packaged vocabulary, not the old copy
+    _, meta = fetch_original_tokenizer(target, allow_hub=False)
+    assert meta["source"]["kind"] == "offline"
+    # a local directory that does not exist is an error, not a reason to keep the old copy
+    with pytest.raises(FileNotFoundError, match="elsewhere"):
+        fetch_original_tokenizer(target, local_dir=tmp_path / "elsewhere", allow_hub=False)

