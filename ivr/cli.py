@@ -286,7 +286,9 @@ def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: 
     if ckpt_path:
         ckpt_path = str(datamodule.paths.last_checkpoint) if ckpt_path == "last" else ckpt_path
         _check_local_checkpoint(datamodule.paths, ckpt_path)
-        load_lightning_checkpoint(model.model, ckpt_path)
+        data_state = type(datamodule).__qualname__  # where Lightning keeps the data module's state_dict()
+        load_lightning_checkpoint(model.model, ckpt_path, check=lambda checkpoint: datamodule.check_checkpoint(
+            checkpoint.get(data_state, {}), ckpt_path))
     meta = {"checkpoint": ckpt_path, "tokenizer": datamodule.hparams.tokenizer, "base": model.hparams.model_name_or_path}
     tokenizer_dir = datamodule.paths.tokenizer_dir(datamodule.hparams.tokenizer)
     return export_hf(model.model, tokenizer_dir, datamodule.paths.export_dir, meta)

@@ -23,7 +23,7 @@ from ivr.model import EmbeddingInit
 from ivr.paths import ArtifactPaths
 from ivr.prompts import read_prompts
 from ivr.tokenizers.distill import DistillSettings
-from ivr.tokenizers.io import load_tokenizer, read_special_tokens
+from ivr.tokenizers.io import file_sha256, load_tokenizer, read_special_tokens
 from ivr.user_text import require_file
 from ivr.tokenizers.remap import RemapSettings
 from ivr.tokenizers.verify import VerifySettings
@@ -174,6 +174,32 @@ class IVRDataModule(LightningDataModule):
     def tokenizer(self):
         """The tokenizer the data are encoded with (``data.tokenizer``)."""
         return load_tokenizer(self.paths.tokenizer_dir(self.hparams.tokenizer))
+
+    def state_dict(self) -> dict:
+        """What a checkpoint records of the data: the tokenizer whose ids the weights were trained on."""
+        return {"tokenizer": self.hparams.tokenizer, "tokenizer_sha256": self._tokenizer_sha256()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Refuse a checkpoint trained on another tokenizer (a new remap gives ids other meanings)."""
+        self.check_checkpoint(state_dict, "the checkpoint")
+
+    def check_checkpoint(self, state: dict, where: str) -> None:
+        """Raise unless ``state`` (``state_dict()`` as a checkpoint saved it; one without it passes) names this
+        data's tokenizer, byte for byte."""
+        if "tokenizer_sha256" not in state:
+            return
+        if (state.get("tokenizer"), state["tokenizer_sha256"]) != (self.hparams.tokenizer, self._tokenizer_sha256()):
+            raise ValueError(
+                f"{where} was trained on the {state.get('tokenizer')} tokenizer with sha256 "
+                f"{state['tokenizer_sha256'][:12]}, but data.tokenizer is {self.hparams.tokenizer} with "
+                f"{self._tokenizer_sha256()[:12]} at {self.paths.tokenizer_dir(self.hparams.tokenizer)}: its ids "
+                "mean other strings. Use a checkpoint of a fit on this tokenizer, or --ckpt_path base")
+
+    def _tokenizer_sha256(self) -> str:
+        # a fit saves many checkpoints; the file does not change under it
+        if getattr(self, "_sha256", None) is None:
+            self._sha256 = file_sha256(self.paths.tokenizer_file(self.hparams.tokenizer))
+        return self._sha256
 
     def setup(self, stage: str | None = None) -> None:
         from datasets import load_from_disk

@@ -13,6 +13,7 @@ import json
 import shutil
 import stat
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -162,9 +163,11 @@ def readable_checkpoint(path: str | Path) -> Path:
 
 
 def load_lightning_checkpoint(
-    model: PreTrainedModel, checkpoint_path: Path, prefix: str = LIGHTNING_PREFIX
+    model: PreTrainedModel, checkpoint_path: Path, prefix: str = LIGHTNING_PREFIX,
+    check: Callable[[dict], None] | None = None,
 ) -> PreTrainedModel:
-    """Load the weights a Lightning checkpoint holds under ``prefix`` into ``model`` (in place) and return it.
+    """Load the weights a Lightning checkpoint holds under ``prefix`` into ``model`` (in place) and return it;
+    ``check`` is called with the whole checkpoint first (and raises to refuse it).
 
     The LightningModule keeps the Hugging Face model as its ``model`` attribute, hence the default
     prefix. A tied model may lack its output weight in the checkpoint. Only load checkpoints you trust:
@@ -174,6 +177,8 @@ def load_lightning_checkpoint(
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{checkpoint_path} is not a Lightning checkpoint: no 'state_dict'")
+    if check is not None:
+        check(checkpoint)
     state = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     if not state:
         raise ValueError(f"{checkpoint_path}: no weights under prefix {prefix!r}")

@@ -125,6 +125,27 @@ def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatc
     assert "ivr test: using the configured model without fine-tuning" in out and "test/loss" in out
     record = json.loads((tmp_path / "artifacts" / "training" / "hf_export" / "ivr_export.json").read_text())
     assert record["checkpoint"].endswith("last.ckpt")
+    # the checkpoint's ids mean the original tokenizer's strings: exporting it with another tokenizer is refused
+    main(["distill-tokenizer", *args])
+    with pytest.raises(ValueError, match="was trained on the original tokenizer with sha256"):
+        main(["export", *args, "--data.tokenizer", "distilled", "--ckpt_path", "last"])
+
+
+def test_a_checkpoint_of_another_tokenizer_is_refused(tmp_path):
+    from ivr.data import IVRDataModule
+    from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+
+    dm = IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original")
+    dm.paths.original_tokenizer_dir.mkdir(parents=True)
+    tok = offline_gpt2_tokenizer()
+    tok.save(str(dm.paths.tokenizer_file("original")))
+    state = dm.state_dict()
+    IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original").load_state_dict(state)
+    IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original").load_state_dict({})  # saved without it
+    tok.add_special_tokens(["<|new|>"])
+    tok.save(str(dm.paths.tokenizer_file("original")))
+    with pytest.raises(ValueError, match="the checkpoint was trained on the original tokenizer"):
+        IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original").load_state_dict(state)
 
 
 def test_predict_without_prompts_says_what_to_pass(tmp_path):
