@@ -133,7 +133,8 @@ class IVRTrainer(Trainer):
             top_k: Sample among the k most likely tokens.
         """
         if isinstance(model, IVRLanguageModel):
-            model.generation = GenerationSettings(max_new_tokens, temperature, top_k)
+            stops, pad = datamodule.generation_ids() if datamodule is not None else ((), None)
+            model.generation = GenerationSettings(max_new_tokens, temperature, top_k, stops, pad)
         if datamodule is not None:
             read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
         ckpt_path = self._checkpoint("predict", datamodule, ckpt_path)

@@ -175,6 +175,12 @@ class IVRDataModule(LightningDataModule):
         """The tokenizer the data are encoded with (``data.tokenizer``)."""
         return load_tokenizer(self.paths.tokenizer_dir(self.hparams.tokenizer))
 
+    def generation_ids(self) -> tuple[tuple[int, ...], int | None]:
+        """Where a continuation stops (the tokenizer's eos and document separator) and its padding id: the
+        tokenizer's, not the model config's, which a model built from a shape fills with its last id."""
+        special = read_special_tokens(self.paths.tokenizer_dir(self.hparams.tokenizer))
+        return tuple(sorted({i for i in (special.eos_id, special.separator_id) if i is not None})), special.pad_id
+
     def state_dict(self) -> dict:
         """What a checkpoint records of the data: the tokenizer whose ids the weights were trained on."""
         return {"tokenizer": self.hparams.tokenizer, "tokenizer_sha256": self._tokenizer_sha256()}

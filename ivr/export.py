@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig, PreTrainedModel
+from transformers import PreTrainedModel
 
 from ivr.atomic import atomic_dir
 from ivr.causal_lm import context_size
@@ -64,7 +64,9 @@ def export_disagreements(out_dir: Path, rows: int) -> list[str]:
         if config.get(key) != want:
             problems.append(f"config.json {key} {config.get(key)} but the tokenizer's {name} token has id {want}")
         allowed = {want} if want is not None or name != "pad" else {want, tokenizer.eos_token_id}
-        if generation.get(key) not in allowed:
+        value = generation.get(key)
+        # several stop ids (an instruct model's end of turn too) must hold the tokenizer's eos
+        if not (value in allowed if not isinstance(value, list) else name == "eos" and want in value):
             problems.append(f"generation_config.json {key} {generation.get(key)} but the tokenizer's {name} token has id {want}")
     return problems
 
@@ -111,7 +113,12 @@ def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metada
         setattr(config, f"{name}_token_id", token_id)
     # without a padding token (GPT-2 has none) generation pads with eos instead of warning on every call
     pad = special["pad"] if special["pad"] is not None else special["eos"]
-    generation = GenerationConfig(bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=pad)
+    # the model's own generation settings (sampling defaults, stop ids) with the tokenizer's ids; a list of stop
+    # ids stays where it holds the tokenizer's eos
+    generation = copy.deepcopy(model.generation_config)
+    stops = generation.eos_token_id
+    generation.eos_token_id = stops if isinstance(stops, list) and special["eos"] in stops else special["eos"]
+    generation.bos_token_id, generation.pad_token_id = special["bos"], pad
 
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

@@ -45,6 +45,11 @@ class GenerationSettings:
     """Sampling temperature; 0 decodes greedily."""
     top_k: int = 50
     """Sample among the k most likely tokens."""
+    eos_token_ids: tuple[int, ...] = ()
+    """Where a continuation stops: the data tokenizer's eos and document separator (``ivr predict`` sets them);
+    empty: the model's own config, which a model built from a shape fills with its last id."""
+    pad_token_id: int | None = None
+    """Padding for ``generate`` with ``eos_token_ids``: the tokenizer's, else the first stop id."""
 
 
 
@@ -217,6 +222,9 @@ class IVRLanguageModel(LightningModule):
             ids = ids[:, -(context - 1) :]
             budget = min(budget, context - ids.size(1))
         eos, pad = generation_ids(self.model)
+        if gen.eos_token_ids:
+            eos = list(gen.eos_token_ids)
+            pad = gen.pad_token_id if gen.pad_token_id is not None else eos[0]
         out = self.model.generate(
             ids,
             attention_mask=torch.ones_like(ids),

@@ -63,6 +63,18 @@ def test_export_loads_offline(tmp_path, tokenizer_dir, tied):
     assert text.startswith("The mitochondria")
 
 
+def test_export_keeps_the_model_s_generation_settings_and_stop_ids(tmp_path, tokenizer_dir):
+    model = tiny_gpt2(tied=True)
+    model.generation_config.do_sample, model.generation_config.temperature, model.generation_config.top_p = True, 0.7, 0.8
+    model.generation_config.eos_token_id = [50256, 3]  # an end of turn besides the tokenizer's eos
+    out = export_hf(model, tokenizer_dir, tmp_path / "hf", {})
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert (generation["temperature"], generation["top_p"], generation["eos_token_id"]) == (0.7, 0.8, [50256, 3])
+    model.generation_config.eos_token_id = [5, 3]  # stop ids without the tokenizer's eos: replaced by it
+    out = export_hf(model, tokenizer_dir, tmp_path / "hf2", {})
+    assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == 50256
+
+
 def test_the_export_is_readable_by_others_under_a_normal_umask(tmp_path, tokenizer_dir):
     import os
     import stat

@@ -91,3 +91,20 @@ def test_embedding_init_without_the_align_stage_says_what_to_run(tmp_path):
     module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16), embedding_init=init)
     with pytest.raises(FileNotFoundError, match="ivr align"):
         module.configure_model()
+
+
+def test_predict_stops_where_the_tokenizer_says_not_at_the_shapes_last_id():
+    from ivr.model import GenerationSettings
+
+    # GPT-2 padded to 50304 rows: the shape's default eos is the padding id 50303
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16,
+                                                                               vocab_size=50304))
+    module.configure_model()
+    seen = {}
+    module.model.generate = lambda ids, **kw: seen.update(kw) or ids
+    batch = {"prompt": "x", "input_ids": torch.tensor([[464]])}
+    module.predict_step(batch, 0)
+    assert seen["eos_token_id"] == 50303  # the model's own config, without the tokenizer's ids
+    module.generation = GenerationSettings(eos_token_ids=(50256,))
+    module.predict_step(batch, 0)
+    assert (seen["eos_token_id"], seen["pad_token_id"]) == ([50256], 50256)
