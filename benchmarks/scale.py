@@ -9,7 +9,7 @@ the built-in corpus replaced by these files), so its peak resident memory is tha
 command, ``prepare``, finds every stage current and packs the datasets. Every command's figures include its
 start-up (imports, the CLI), measured on its own as ``ivr --help``; ``ivr prepare`` pays it once, which the row
 "one start-up" shows (the sum less the other commands' start-ups; ``--one-command`` also runs ``ivr prepare``
-alone on fresh artifacts). The issue's target excludes the score fit, whose CPU time the distilled tokenizer's
+alone on fresh artifacts). The scale target excludes the score fit, whose CPU time the distilled tokenizer's
 metadata records (``fit.score_fit_cpu_seconds``). The reference is one ``encode_batch`` pass of GPT-2's BPE over
 the corpus, batches of 64 documents, with the library's default threads. Its CPU time varies more from run to run
 than the stages' (two threads of a batch encode wait for each other, and how long depends on the machine), so it
