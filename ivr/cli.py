@@ -91,6 +91,7 @@ class IVRTrainer(Trainer):
         Args:
             ckpt_path: Lightning checkpoint to score; default the last fit's ``last.ckpt``; ``base``: the configured
                 model without fine-tuning (the base model with the aligned rows).
+            verbose: Print the scores as a table too.
         """
         ckpt_path = self._checkpoint("validate", datamodule, ckpt_path)
         return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
@@ -100,6 +101,7 @@ class IVRTrainer(Trainer):
 
         Args:
             ckpt_path: Checkpoint to score, as for validate: default ``last.ckpt``, ``base`` without fine-tuning.
+            verbose: Print the scores as a table too.
         """
         return super().test(model, dataloaders, self._checkpoint("test", datamodule, ckpt_path), verbose, datamodule,
                             **kwargs)
@@ -132,12 +134,12 @@ class IVRTrainer(Trainer):
             temperature: Sampling temperature; 0 decodes greedily.
             top_k: Sample among the k most likely tokens.
         """
-        if isinstance(model, IVRLanguageModel):
-            stops, pad = datamodule.generation_ids() if datamodule is not None else ((), None)
-            model.generation = GenerationSettings(max_new_tokens, temperature, top_k, stops, pad)
         if datamodule is not None:
             read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
         ckpt_path = self._checkpoint("predict", datamodule, ckpt_path)
+        if isinstance(model, IVRLanguageModel):
+            stops, pad = datamodule.generation_ids() if datamodule is not None else ((), None)
+            model.generation = GenerationSettings(max_new_tokens, temperature, top_k, stops, pad)
         predictions = super().predict(model, dataloaders, datamodule, True, ckpt_path) or []
         if datamodule is not None:
             tok = datamodule.tokenizer()

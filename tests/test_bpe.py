@@ -45,11 +45,15 @@ def test_fetch_prefers_local_dir_and_force_refetches(tmp_path):
     first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
     target, meta = fetch_original_tokenizer(tmp_path / "b", local_dir=first, allow_hub=False)
     assert meta["source"] == {"kind": "local", "path": str(first)}
-    # reused as is without force, re-fetched with it
-    _, again = fetch_original_tokenizer(target, allow_hub=False)
-    assert again["source"]["kind"] == "local"
-    _, forced = fetch_original_tokenizer(target, allow_hub=False, force=True)
-    assert forced["source"]["kind"] == "offline"
+    # reused as is with the same settings, re-fetched with force
+    written = (target / "tokenizer.json").stat().st_mtime_ns
+    _, again = fetch_original_tokenizer(target, local_dir=first, allow_hub=False)
+    assert again["source"]["kind"] == "local" and (target / "tokenizer.json").stat().st_mtime_ns == written
+    fetch_original_tokenizer(target, local_dir=first, allow_hub=False, force=True)
+    assert (target / "tokenizer.json").stat().st_mtime_ns != written
+    # other settings fetch their own tokenizer
+    _, other = fetch_original_tokenizer(target, allow_hub=False)
+    assert other["source"]["kind"] == "offline"
     assert json.loads((target / "ivr_metadata.json").read_text())["source"]["kind"] == "offline"
 
 

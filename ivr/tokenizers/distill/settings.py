@@ -39,7 +39,7 @@ class DistillSettings:
     slack_penalty: float = 300.0
     """Cost of giving up one word occurrence by 1e-12 of score, against changing by 100% the weight of a
     merge that one fit word uses (changes cost more on merges many words use). Lower gives up more fit words
-    to word rules and breaks fewer unseen ones. Vocabulary pieces are never given up (``STRICT_PENALTY``):
+    to word rules and breaks fewer unseen ones. Vocabulary pieces are never given up:
     a piece that does not encode to itself breaks every text that holds it."""
     vocab_words: bool = True
     """Fit on every vocabulary piece as a word of its own."""
