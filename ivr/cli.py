@@ -51,7 +51,7 @@ def _print_artifacts(command: str, artifacts: list) -> None:
 
 
 class IVRTrainer(Trainer):
-    """Lightning's Trainer plus the data-preparation commands."""
+    """Lightning's Trainer options (how fit, validate, test and predict run); the class adds the preparation commands."""
 
     def prepare(self, model: LightningModule, datamodule: IVRDataModule) -> None:
         """Run the preparation stages data.tokenizer needs, no training, and print where each artifact went.
