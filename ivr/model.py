@@ -35,6 +35,11 @@ class EmbeddingInit:
     """``remap_rules.yaml``: the reassigned ids, watched by the ``*_reassigned`` metrics."""
 
 
+# a checkpoint's hyperparameters hold these as the CLI passed them; Lightning loads checkpoints with torch's
+# weights-only unpickler, which refuses any class it is not told about
+torch.serialization.add_safe_globals([EmbeddingInit, ModelShape])
+
+
 @dataclass
 class GenerationSettings:
     """How ``predict`` continues a prompt (``ivr predict`` sets them; these are its defaults)."""

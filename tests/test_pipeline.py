@@ -90,6 +90,9 @@ def test_fit_installs_aligned_rows_logs_ivr_metrics_and_exports(ivr_run, monkeyp
     assert tok.decode(tok(text).input_ids) == text
     assert model.config.vocab_size == len(tok) == 50257
     assert rules
+    # the checkpoint (its hyperparameters name the aligned rows) loads where Lightning loads it weights-only
+    main(["validate", *args, "--trainer.limit_val_batches", "1"])
+    main(["fit", *args, "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1", "--ckpt_path", "last"])
 
 
 def test_verify_tokenizer_command_reports_rates(ivr_run, capsys):
