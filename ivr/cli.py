@@ -274,25 +274,29 @@ def _export(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule,
     """Write a Hugging Face directory (config, safetensors weights, tokenizer) that transformers loads offline.
 
     Args:
-        ckpt_path: Lightning checkpoint to export (``last``: the last fit's ``last.ckpt``); default (or ``base``): the
-            model as configured (base plus aligned rows).
+        ckpt_path: Lightning checkpoint to export; default (or ``last``) the last fit's ``last.ckpt``; ``base``: the
+            model as configured, without fine-tuning (base plus aligned rows).
     """
-    _print_artifacts("export", [export_model(model, datamodule, ckpt_path)])
+    ckpt_path = _run_checkpoint("export", datamodule, ckpt_path)
+    base = "the configured model without fine-tuning (--ckpt_path base)"
+    _print_artifacts("export", [export_model(model, datamodule, ckpt_path, base if ckpt_path is None else None)])
 
 
-def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: str | None = None):
+def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: str | None = None,
+                 weights: str | None = None):
+    """Export ``model``'s weights as they are, or those of the checkpoint ``ckpt_path``; ``weights`` says which
+    (recorded in ``ivr_export.json``; default: the checkpoint, or the fit's final weights)."""
     from ivr.export import export_hf, load_lightning_checkpoint
 
     if model.model is None:
         model.configure_model()
-    ckpt_path = None if ckpt_path == "base" else ckpt_path
     if ckpt_path:
-        ckpt_path = str(datamodule.paths.last_checkpoint) if ckpt_path == "last" else ckpt_path
-        _check_local_checkpoint(datamodule.paths, ckpt_path)
         data_state = type(datamodule).__qualname__  # where Lightning keeps the data module's state_dict()
         load_lightning_checkpoint(model.model, ckpt_path, check=lambda checkpoint: datamodule.check_checkpoint(
             checkpoint.get(data_state, {}), ckpt_path))
-    meta = {"checkpoint": ckpt_path, "tokenizer": datamodule.hparams.tokenizer, "base": model.hparams.model_name_or_path}
+    weights = weights or ("checkpoint" if ckpt_path else f"the fit's final weights (step {model.global_step})")
+    meta = {"weights": weights, "checkpoint": ckpt_path, "tokenizer": datamodule.hparams.tokenizer,
+            "base": model.hparams.model_name_or_path}
     tokenizer_dir = datamodule.paths.tokenizer_dir(datamodule.hparams.tokenizer)
     return export_hf(model.model, tokenizer_dir, datamodule.paths.export_dir, meta)
 
@@ -383,6 +387,8 @@ class IVRCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # "link": last.ckpt points at the newest checkpoint instead of copying it (1.6 GB for SmolLM2)
         parser.set_defaults({"checkpoint.save_last": "link"})
+        # a new fit on the same artifacts replaces last.ckpt, which every command reads, instead of writing last-v1
+        parser.set_defaults({"checkpoint.enable_version_counter": False})
         parser.link_arguments("data.artifacts_dir", "checkpoint.dirpath", compute_fn=_checkpoints_dir)
 
     def after_fit(self) -> None:

@@ -163,7 +163,14 @@ def readable_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    if not zipfile.is_zipfile(path):
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            # the directory read whole, and every member inside the file: a cut copy fails here, not in torch
+            whole = all(m.header_offset + m.compress_size <= size for m in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        whole = False
+    if not whole:
         raise ValueError(f"{path}: not a readable checkpoint (truncated, or not written by torch.save); pass "
                          f"another with --ckpt_path ({path.parent} holds the fit's checkpoints)")
     return path

@@ -88,6 +88,11 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
     assert len(acc.Scalars("train/loss")) == 5 - resumed_from  # a fresh run to step 5 would log 5
     # checkpoints come with validation (every 2 steps here): the newest is at step 4
     assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 4
+    # a new fit on the same artifacts: last.ckpt is its checkpoint, not the earlier fit's beside a last-v1.ckpt
+    main(["fit", *tiny_cli_args(tmp_path), "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+          "--trainer.limit_val_batches", "1"])
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 2
+    assert not list(checkpoints.glob("*-v1.ckpt"))
 # a damaged checkpoint (here cut short) is named before Lightning or torch try to read it
     last = (checkpoints / "last.ckpt").resolve()
     last.write_bytes(last.read_bytes()[:1000])
@@ -123,6 +128,10 @@ def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatc
     out = capsys.readouterr().out
     assert "ivr validate: using the last fit's checkpoint" in out
     assert "ivr test: using the configured model without fine-tuning" in out and "test/loss" in out
+    record = json.loads((tmp_path / "artifacts" / "training" / "hf_export" / "ivr_export.json").read_text())
+    assert record["checkpoint"].endswith("last.ckpt") and record["weights"] == "checkpoint"
+    # export's default is the last fit's checkpoint too, never the base model over the fine-tuned export
+    main(["export", *args])
     record = json.loads((tmp_path / "artifacts" / "training" / "hf_export" / "ivr_export.json").read_text())
     assert record["checkpoint"].endswith("last.ckpt")
     # the checkpoint's ids mean the original tokenizer's strings: exporting it with another tokenizer is refused
