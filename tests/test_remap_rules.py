@@ -196,6 +196,16 @@ def test_a_rule_being_built_takes_its_old_token_and_gpt2_ids_from_the_tokenizer(
     assert rule.where == "rules.yaml: rule 1 (id 49999)" and rule.new_text == " zygomorphic"
 
 
+def test_an_edited_string_drops_the_reason_and_saving_estimated_for_the_old_one(distilled):
+    written = {**FIRST, "new_token": text_to_piece(FIRST["new_text"]), "reason": "ranked #1: saves ~900 tokens",
+               "estimated_saving_pct": 3.5}
+    (kept,) = validate_remap_rules([written], "rules.yaml", distilled)
+    assert (kept.reason, kept.estimated_saving_pct) == ("ranked #1: saves ~900 tokens", 3.5)
+    edited = {k: v for k, v in written.items() if k != "new_token"} | {"new_text": " zygomorphous"}
+    (rule,) = validate_remap_rules([edited], "rules.yaml", distilled)
+    assert (rule.reason, rule.estimated_saving_pct, rule.new_text) == ("edited by hand", 0.0, " zygomorphous")
+
+
 def test_candidates_become_rules_with_their_reason(distilled):
     candidate = Replacement(
         rank=3, new_text=" zygomorphic", new_token=text_to_piece(" zygomorphic"), domain_count=12,

@@ -225,14 +225,17 @@ class _Checker:
         if new in self.seen_new:
             raise _Invalid(f"{readable(new)!r} is already the new string of rule {self.seen_new[new]}")
         self.seen_new[new] = n
+        # a reason and a saving were estimated for the string the rule had: one edited since (new_text changed
+        # and new_token deleted, as the file's header says) keeps neither
+        edited = entry.get("new_token") != new
         return RemapRule(
             id=rid,
             old_token=old,
             new_token=new,
             gpt2_ids=self._gpt2_ids(new, entry.get("gpt2_ids")),
-            reason=str(entry.get("reason") or "edited by hand"),
+            reason="edited by hand" if edited else str(entry.get("reason") or "edited by hand"),
             where=where,
-            estimated_saving_pct=self._saving(entry.get("estimated_saving_pct")),
+            estimated_saving_pct=0.0 if edited else self._saving(entry.get("estimated_saving_pct")),
         )
 
     def _old_token(self, rid: int, given: object) -> str:
