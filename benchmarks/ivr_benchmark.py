@@ -46,9 +46,9 @@ def text_size(doc: tuple[str, str]) -> int:
     return utf8_size(doc[1])
 
 
-def python_docs(max_mb: float) -> list[tuple[str, str]]:
-    """(name, text) of the demo's built-in corpus: the standard library's own sources up to ``max_mb``."""
-    return [(name, path.read_text(encoding="utf-8", errors="replace")) for path, name in python_stdlib_files(max_mb)]
+def python_docs(files: list[tuple[Path, str]]) -> list[tuple[str, str]]:
+    """(name, text) of the demo's built-in corpus, the standard library's own sources (``python_stdlib_files``)."""
+    return [(name, path.read_text(encoding="utf-8", errors="replace")) for path, name in files]
 
 
 def mo_docs(lang: str, max_bytes: int) -> list[tuple[str, str]]:
@@ -75,7 +75,8 @@ def main() -> None:
     ap.add_argument("--out", help="artifact directory (default: a temporary one)")
     args = ap.parse_args()
 
-    docs = python_docs(args.mb) if args.domain == "python" else mo_docs("ru", int(args.mb * 1e6))
+    files = python_stdlib_files(args.mb) if args.domain == "python" else []
+    docs = python_docs(files) if args.domain == "python" else mo_docs("ru", int(args.mb * 1e6))
     # split by document name, as the project does, so held-out files are never seen by selection
     heldout_mask = [zlib.crc32(name.encode()) % 1000 < args.heldout_fraction * 1000 for name, _ in docs]
     train = [t for (_, t), h in zip(docs, heldout_mask) if not h]
@@ -98,7 +99,7 @@ def main() -> None:
     with Stopwatch() as selecting:
         selection = select_replacements(
             distilled, train, settings, out / "replacement_candidates.csv", out / "selection_log.md",
-            out / "savings_curve.png", unreachable=unreachable,
+            out / "savings_curve.png", unreachable=unreachable, corpus_sources=[path for path, _ in files],
         )
     with Stopwatch() as remapping:
         report = remap_tokenizer(

@@ -311,6 +311,7 @@ def select(config: PipelineConfig) -> list[Path]:
         selection = select_replacements(
             load_tokenizer(paths.distilled_tokenizer_dir), _texts(config, "train"), protected, *outputs,
             unreachable=unreachable, counted=counted, new_piece_bonus=config.remap.new_piece_bonus,
+            corpus_sources=[Path(f["source"]) for f in read_manifest(paths.cleaned_corpora_dir)["files"]],
         )
         log.info("select: %s", selection.summary)
 

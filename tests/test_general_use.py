@@ -31,6 +31,16 @@ def test_the_code_reference_samples_every_package_and_can_be_off():
     assert 0.1e6 < size < 0.6e6 and len(texts) > 10
 
 
+def test_the_code_reference_leaves_out_the_domain_corpus_s_files():
+    from ivr.builtin_corpora import python_stdlib_paths
+
+    paths = python_stdlib_paths()
+    texts = code_reference(1e6)  # every file
+    assert len(texts) == len(paths)
+    kept = code_reference(1e6, exclude=paths[::2])
+    assert kept == texts[1::2]
+
+
 def test_ids_the_code_reference_uses_are_freed_after_those_it_does_not(distilled, code_docs, tmp_path, monkeypatch):
     def select(code_mb):
         settings = SelectSettings(num_replacements=40, min_count=1, general_prior_words=0, general_code_mb=code_mb)
@@ -40,6 +50,6 @@ def test_ids_the_code_reference_uses_are_freed_after_those_it_does_not(distilled
     # the reference stands in for code that uses the first five freed tokens
     calls = []
     monkeypatch.setattr(select_module, "code_reference",
-                        lambda mb: calls.append(mb) or ["x =" + "".join(r.freed_text for r in first) + "\n"] * 3)
+                        lambda mb, exclude=(): calls.append(mb) or ["x =" + "".join(r.freed_text for r in first) + "\n"] * 3)
     freed = {r.freed_id for r in select(0.5).replacements}
     assert calls == [0.5] and freed and not freed & {r.freed_id for r in first}

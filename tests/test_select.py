@@ -18,7 +18,7 @@ FAST = {"min_count": 5, "general_prior_words": 2000, "general_code_mb": 0}
 def no_code_reference(monkeypatch):
     """The built-in code reference (``general_code_mb``, tested in test_general_use.py) is off here: these tests
     give selection only the general text they name, and stay fast."""
-    monkeypatch.setattr(select_module, "code_reference", lambda mb: [])
+    monkeypatch.setattr(select_module, "code_reference", lambda mb, exclude=(): [])
 
 
 @pytest.fixture(scope="module")

@@ -46,12 +46,15 @@ class GeneralText:
     lines: list[str]
 
 
-def code_reference(max_mb: float) -> list[str]:
+def code_reference(max_mb: float, exclude: Collection[Path] = ()) -> list[str]:
     """About ``max_mb`` MB of the standard library's sources (no tests), every k-th file in path order so that
-    every package is sampled; none for ``max_mb <= 0``."""
+    every package is sampled; none for ``max_mb <= 0``. ``exclude``: files of the domain corpus (the built-in
+    corpus is the standard library), which general text must not hold: held-out ones would steer the selection
+    that they measure."""
     if max_mb <= 0:
         return []
-    paths = python_stdlib_paths()
+    excluded = {Path(p).resolve() for p in exclude}
+    paths = [p for p in python_stdlib_paths() if p.resolve() not in excluded]
     stride = max(1, math.ceil(sum(p.stat().st_size for p in paths) / (max_mb * 1e6)))
     return [p.read_text(encoding="utf-8", errors="replace") for p in paths[::stride]]
 

@@ -161,13 +161,14 @@ def select_replacements(
     unreachable: Collection[int] = (),
     counted: tuple[PretokenCounts, PretokenCounts | None] | None = None,
     new_piece_bonus: float = RemapSettings.new_piece_bonus,
+    corpus_sources: Collection[Path] = (),
 ) -> Selection:
     """Pick new tokens and the ids they take; write ``replacement_candidates.csv``, ``selection_log.md`` and,
     with ``curve_png``, the savings curve's plot. ``unreachable``: ids the original BPE never produces
     (``ivr.tokenizers.reachability``), freed first. ``counted``: ``train_texts``' pre-token counts, all and the
     validation part, where already known (``ivr.analysis.pretoken_table``); otherwise they are counted here.
     ``new_piece_bonus``: ``data.remap.new_piece_bonus``, so that the checks build the remapped tokenizer as
-    remap will."""
+    remap will. ``corpus_sources``: the domain corpus's files, left out of the general code reference."""
     pieces = vocab_pieces(distilled)
     vocab = set(pieces)
     everything, validation = counted or count_pretokens(distilled, train_texts, settings.per_document_cap,
@@ -192,7 +193,7 @@ def select_replacements(
                                 f"the file")
 
     general = general_text(settings.general_prior_words, settings.general_reference_paths,
-                           code_reference(settings.general_code_mb))
+                           code_reference(settings.general_code_mb, corpus_sources))
     prior = general_prior(distilled, general)
     special = set(distilled.get_added_tokens_decoder())
     protected = set(settings.protected_ids) | {pieces.index(p) for p in _protected_pieces(settings, vocab)}

@@ -35,7 +35,7 @@ class SelectSettings:
     """Megabytes of the Python standard library's sources (a sample of every package; always installed) read as
     general reference text, like ``general_reference_paths``: code and technical English use many ids no word
     list holds (`` callback``, ``utf``, ``-->``), which a domain far from them (another language) would
-    otherwise free first (0: none)."""
+    otherwise free first (0: none). The domain corpus's own files are left out."""
     per_document_cap: int | None = 4
     """The ranking counts at most this many uses of a pre-token per document (``null``: every use), so a
     string must be spread over many files to rank high: savings then carry over to code by other authors.
