@@ -63,6 +63,9 @@ def python_stdlib_files(max_mb: float) -> list[tuple[Path, str]]:
     for path in python_stdlib_paths():
         size = path.stat().st_size
         if total + size > max_mb * 1e6:
+            if not files:
+                raise ValueError(f"data.builtin_corpus_max_mb {max_mb} is below the size of the standard library's "
+                                 f"first file ({size / 1e6:.3f} MB, {path.name}): raise it")
             break
         files.append((path, f"builtin/python_stdlib/{path.relative_to(root).as_posix()}"))
         total += size

@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 SUFFIXES = (".txt", ".jsonl", ".json")
+UTF8_BOM = b"\xef\xbb\xbf"
 MANIFEST_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 """Written last in the cleaned directory: its presence marks a complete build."""
@@ -101,9 +103,12 @@ def _jsonl_lines(data: bytes, path: Path, encoding: str) -> Iterator[tuple[int, 
         # newline="": \n, \r and \r\n end a line, as bytes.splitlines does; U+2028 inside a record does not
         text = io.StringIO(_decode(data, path, encoding), newline="")
         # the terminator is cut off: json counts a column after it as column 1 of the next line
-        yield from ((lineno, line.rstrip("\r\n")) for lineno, line in enumerate(text, start=1) if line.strip())
+        yield from ((lineno, line.rstrip("\r\n").removeprefix("\ufeff") if lineno == 1 else line.rstrip("\r\n"))
+                    for lineno, line in enumerate(text, start=1) if line.strip())
         return
     offset = 0
+    if data.startswith(UTF8_BOM) and encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
+        data, offset = data[len(UTF8_BOM):], len(UTF8_BOM)  # a byte-order mark (Windows editors) is no JSON
     for lineno, raw_line in enumerate(data.splitlines(keepends=True), start=1):
         line_offset, offset = offset, offset + len(raw_line)
         if raw_line.strip():
@@ -191,11 +196,15 @@ class _Skipper:
 def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) -> Iterator[Document]:
     """Yield the cleaned documents of one raw file."""
     data = path.read_bytes()
-    if path.suffix not in (".jsonl", ".json"):  # .txt, and the built-in corpus's .py files: one document
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json"):  # .txt, and the built-in corpus's .py files: one document
         try:
             try:
                 text = _decode(data, path, options.encoding)
             except CorpusError:
+                if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16's byte-order mark: text, in another encoding
+                    raise CorpusError(f"{path}: starts with a UTF-16 byte-order mark; pass --data.encoding utf-16 "
+                                      "(`ivr init --encoding utf-16`), or convert the file to UTF-8") from None
                 if b"\0" in data[:65536]:  # binary: say so rather than blame the encoding
                     check_text(data[:65536].decode("latin-1"), str(path))
                 raise
@@ -203,7 +212,7 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
         except CorpusError as err:
             skip(err)
         return
-    if path.suffix == ".jsonl":
+    if suffix == ".jsonl":
         try:
             lines = list(_jsonl_lines(data, path, options.encoding))
         except CorpusError as err:
@@ -224,7 +233,7 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
         return
     # .json: a whole-file document; a bad file cannot be partly trusted, but bad records can be skipped
     try:
-        payload = json.loads(_decode(data, path, options.encoding))
+        payload = json.loads(_decode(data, path, options.encoding).removeprefix("\ufeff"))
     except json.JSONDecodeError as err:
         skip(_invalid_json(path, err.lineno, err))
         return
@@ -240,6 +249,22 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
             skip(err)
 
 
+def _raw_files(raw_dir: Path) -> list[Path]:
+    """The raw folder's text files in sorted order: linked folders followed (each real folder once), hidden files
+    and folders (``.ipynb_checkpoints``, ``.git``) left out, suffixes in any case."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(raw_dir, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree, or two links to one folder
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(root) / f for f in files
+                  if not f.startswith(".") and Path(f).suffix.lower() in SUFFIXES and (Path(root) / f).is_file()]
+    return sorted(found)
+
+
 def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool = False) -> list[tuple[Path, str]]:
     """Raw files to clean as (path, relative name); the built-in corpus joins them when configured.
 
@@ -252,11 +277,7 @@ def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool 
             "raw corpus directory %s (data.raw_corpora_dir) does not exist; using data.builtin_corpus %s only",
             raw_dir, options.builtin_corpus)
     if raw_dir.is_dir():
-        sources = [
-            (p, p.relative_to(raw_dir).as_posix())
-            for p in sorted(raw_dir.rglob("*"))
-            if p.is_file() and p.suffix in SUFFIXES and not p.name.startswith(".")
-        ]
+        sources = [(p, p.relative_to(raw_dir).as_posix()) for p in _raw_files(raw_dir)]
     if options.builtin_corpus is not None:
         if not options.builtin_corpus_max_mb > 0:
             raise CorpusError(f"data.builtin_corpus_max_mb must be positive, got {options.builtin_corpus_max_mb}")

@@ -14,7 +14,8 @@ def require_file(path: str | Path, setting: str) -> None:
 
 
 def read_user_text(path: str | Path, setting: str) -> str:
-    """The UTF-8 text of ``path``; a missing, unreadable or non-UTF-8 file raises an error naming ``setting``."""
+    """The UTF-8 text of ``path`` without a byte-order mark; a missing, unreadable or non-UTF-8 file raises an
+    error naming ``setting``."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -23,7 +24,7 @@ def read_user_text(path: str | Path, setting: str) -> str:
     except OSError as err:
         raise ValueError(f"{path}: cannot be read ({setting}): {err.strerror or err}") from None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark (Windows editors) is no text
     except UnicodeDecodeError as err:
         bad = data[err.start : err.start + 4].hex(" ")
         raise ValueError(f"{path}: bytes at offset {err.start} (0x{bad}) are not valid UTF-8 ({setting}); "

@@ -137,3 +137,8 @@ def test_translated_messages_join_each_catalogue(tmp_path):
     (folder / "a.mo").write_bytes(mo_file({}))  # the header alone: no text
     (folder / "c.mo").write_bytes(b"not a catalogue")
     assert list(translated_messages("ru", root=tmp_path)) == [("b.mo", "Закрыть\nОткрыть")]
+
+
+def test_a_cap_below_the_first_file_says_so():
+    with pytest.raises(ValueError, match=r"data.builtin_corpus_max_mb 1e-06 is below the size of the standard library's first file"):
+        python_stdlib_files(1e-6)

@@ -216,3 +216,31 @@ def test_an_empty_split_fails_early_and_says_what_to_change(tmp_path):
     clean_corpus(raw, tmp_path / "clean", CleaningOptions())
     with pytest.raises(CorpusError, match=r"has 1 documents and none falls in the (heldout|train) split.*max_document_chars"):
         check_splits(tmp_path / "clean", 0.5, 250_000)
+
+
+def test_byte_order_marks_linked_and_hidden_folders_and_suffix_case(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / ".ipynb_checkpoints").mkdir(parents=True)
+    (raw / "a.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "first"}\n{"text": "second"}\n')
+    (raw / "b.json").write_bytes(b'\xef\xbb\xbf[{"text": "third"}]')
+    (raw / "C.TXT").write_text("fourth")
+    (raw / ".ipynb_checkpoints" / "a-checkpoint.txt").write_text("a stale copy")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "deep").mkdir(parents=True)
+    (elsewhere / "deep" / "d.txt").write_text("fifth")
+    (raw / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(raw, target_is_directory=True)  # read once, not forever
+    _clean(raw, tmp_path)
+    docs = {d.doc_id: d.text for d in iter_documents(tmp_path / "cleaned")}
+    assert docs == {"C.TXT:0": "fourth", "a.jsonl:1": "first", "a.jsonl:2": "second", "b.json:0": "third",
+                    "linked/deep/d.txt:0": "fifth"}
+
+
+def test_a_utf16_text_file_is_named_with_the_encoding_to_pass(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "w.txt").write_bytes("text saved as UTF-16".encode("utf-16"))
+    with pytest.raises(CorpusError, match=r"w\.txt: starts with a UTF-16 byte-order mark; pass --data.encoding utf-16"):
+        _clean(raw, tmp_path)
+    _clean(raw, tmp_path, encoding="utf-16")
+    assert [d.text for d in iter_documents(tmp_path / "cleaned")] == ["text saved as UTF-16"]

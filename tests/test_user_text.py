@@ -33,3 +33,9 @@ def test_missing_and_unreadable_files_name_the_setting(tmp_path):
         read_user_text(tmp_path, "data.x")  # a directory
     (tmp_path / "ok.txt").write_text("héllo\n", encoding="utf-8")
     assert read_user_text(tmp_path / "ok.txt", "data.x") == "héllo\n"
+
+
+def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path):
+    path = tmp_path / "terms.txt"
+    path.write_bytes(b"\xef\xbb\xbf# my terms\n mitochondria\n")
+    assert read_user_text(path, "data.x") == "# my terms\n mitochondria\n"

@@ -24,8 +24,8 @@ class SelectSettings:
     """Ids never freed (added and special tokens never are, whatever this says)."""
     forced_tokens_path: str | None = None
     """UTF-8 file of terms that must become tokens, one per line, ahead of the ranked ones. A line is
-    taken verbatim (leading spaces count); write it as a JSON string (``"    return"``) to show spaces
-    or escapes. Blank lines and lines starting with ``#`` are skipped."""
+    taken verbatim (leading spaces count); write it as a JSON string (``" mitochondria"``) to show a leading
+    space or escapes. Blank lines and lines starting with ``#`` are skipped."""
     general_reference_paths: list[str] = field(default_factory=list)
     """UTF-8 text files of general (non-domain) text; tokens they use are freed last, and their lines count
     against ``max_general_longer_pct``."""
