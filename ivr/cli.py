@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -416,6 +417,16 @@ def _normalize_flags(argv: list[str]) -> list[str]:
     return out
 
 
+def _from_config(message: str, argv: list[str]) -> bool:
+    """Whether a parser error is about the config file: a YAML error, or an option that no flag on the command
+    line sets (a misspelled key, a value of the wrong type)."""
+    if "Problems parsing config" in message:
+        return True
+    keys = re.findall(r"(?:option|key) ['\"]([\w.]+)['\"]", message)
+    flags = {a.partition("=")[0].removeprefix("--") for a in argv if a.startswith("--")}
+    return bool(keys) and not any(key in flags for key in keys)
+
+
 def _cache_docstring_parsing() -> None:
     """Parse each class's docstrings once per process.
 
@@ -469,8 +480,8 @@ def main(args: list[str] | None = None) -> None:
             raise
         argv = sys.argv[1:]
         command = next((a for a in argv if not a.startswith("-")), "")
-        configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
-        where = f"{', '.join(configs)}: " if configs and "Problems parsing config" in str(err) else ""
+        configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--config", "-c")]
+        where = f"{', '.join(configs)}: " if configs and _from_config(str(err), argv) else ""
         help_command = " ".join(filter(None, ["ivr", command, "--help"]))
         print(f"ivr: error: {where}{err}\n(`{help_command}` lists every option)", file=sys.stderr)
         raise SystemExit(2) from None

@@ -125,6 +125,9 @@ class IVRDataModule(LightningDataModule):
             raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
         for path in extra_eval_paths:
             require_file(path, "data.extra_eval_paths")
+        if Path(artifacts_dir).exists() and not Path(artifacts_dir).is_dir():
+            raise NotADirectoryError(f"data.artifacts_dir {artifacts_dir} is a file; name a folder (it is made if "
+                                     "missing)")
         if max_document_chars < 1:
             raise ValueError(f"data.max_document_chars must be a positive number of characters, got {max_document_chars}")
         if not builtin_corpus_max_mb > 0:  # "not >": NaN fails too; 0 MB would read no file and blame the raw folder

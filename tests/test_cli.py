@@ -235,6 +235,7 @@ def test_a_bad_flag_is_the_parser_s_message_without_the_usage(tmp_path, monkeypa
      r"/nonexistent/forced.txt: not found \(data.select.forced_tokens_path\)"),
     (["--data.distill.general_languages", "en xx"], r"data.distill.general_languages: wordfreq has no word list for 'xx'"),
     (["--data.select.max_general_longer_pct", "-5"], r"data.select.max_general_longer_pct must be in \[0, 100\]"),
+    (["--data.artifacts_dir", __file__], r"data.artifacts_dir .*test_cli.py is a file; name a folder"),
 ])
 def test_a_bad_setting_is_one_line_before_any_stage_runs(tmp_path, monkeypatch, capsys, given, says):
     monkeypatch.setattr("sys.argv", ["ivr", "prepare", "--data.artifacts_dir", str(tmp_path / "a"), *given])
@@ -246,9 +247,11 @@ def test_a_bad_setting_is_one_line_before_any_stage_runs(tmp_path, monkeypatch, 
     assert not (tmp_path / "a").exists()
 
 
-def test_a_broken_config_file_is_named(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("text", ["data:\n  block_size: [1, 2\n", "data:\n  heldout_fracton: 0.1\n",
+                                  "data:\n  block_size: big\n"])
+def test_a_broken_config_file_is_named(tmp_path, monkeypatch, capsys, text):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("data:\n  block_size: [1, 2\n", encoding="utf-8")
+    bad.write_text(text, encoding="utf-8")
     monkeypatch.setattr("sys.argv", ["ivr", "init", "--config", str(bad)])
     monkeypatch.delenv("IVR_DEBUG", raising=False)
     with pytest.raises(SystemExit):
