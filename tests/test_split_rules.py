@@ -220,6 +220,24 @@ def test_white_space_before_a_run_of_spaces_is_cut_off_where_no_piece_joins_them
                      f"xy\t\n{' ' * n}xy", f"\n\n{' ' * n}\n{' ' * n}xy", f"xy \n{' ' * n}xy"]:
             assert cut.encode(text).ids == full.encode(text).ids, (n, text)
 
+def test_trailing_white_space_before_a_run_of_newlines_is_cut_off_where_no_piece_joins_them():
+    # GPT-2's regex keeps a line's trailing spaces with the blank lines after them (" \n\n\n", BPE Ġ·ĊĊ·Ċ), where
+    # the Unigram would put the short chunk of newlines first
+    bpe = tiny_bpe([("Ċ", "Ċ"), ("x", "y"), ("Ġ", "x")])
+    rule = split_rule_for(bpe, "Ċ", 16)
+    assert rule["white_before"]
+    pre = rules_pre_tokenizer([rule])
+    assert [p for p, _ in pre.pre_tokenize_str("xy \n\n\n")] == ["xy", "Ġ", "ĊĊ", "Ċ"]
+    assert [p for p, _ in pre.pre_tokenize_str("xy \t\n\n\n    xy")][:4] == ["xy", "Ġĉ", "ĊĊ", "ĊĠĠĠ"]
+    cut, full = with_rules(bpe, [rule]), behind_gpt2_pre_tokenizer(bpe)
+    for n in range(1, 12):
+        run = "\n" * n
+        for text in [f"xy {run}", f"xy\t{run}  xy", f"xy  {run}xy", f" \t{run}\t xy", f"xy \r{run} "]:
+            assert cut.encode(text).ids == full.encode(text).ids, (n, text)
+    # a piece that joins a space to a newline keeps the two together
+    assert split_rule_for(tiny_bpe([("Ċ", "Ċ"), ("Ġ", "Ċ")]), "Ċ", 16)["white_before"] == r"[\x{09}\x{0B}\x{0C}\x{0D}]+(?=\x{0A}{2})"
+
+
 @pytest.mark.parametrize("text", [" «%%%", "¿%%%", "»%%%%%", "：%%%", "「%%%"])
 def test_runs_after_non_ascii_punctuation_are_cut_into_bpes_tokens(bpe, rule, text):
     # `` «%%%`` is a tie for the Unigram (``%%·%`` or ``%·%%``); no merge joins a guillemet to ``%``, so the run

@@ -254,7 +254,8 @@ def split_rule_for(
     A run after a space gets ``after_space`` alternatives: BPE's first chunk there is the space with ``a``
     characters of the run (``a`` may be 0), the rest is chunked like a pure run. Anything else (run lengths
     where BPE does not chunk this way, runs longer than ``max_run``) is left to GPT-2's own alternatives. The
-    space rule's ``white_before`` cuts other white space off a run of spaces that follows it (``_white_before``).
+    space and newline rules' ``white_before`` cut other white space off a run of their character that follows it
+    (``_white_before``).
     """
     raw = _decoded(piece_to_bytes(char)) or ""
     kind = _char_class(raw) if len(raw) == 1 else None
@@ -405,17 +406,19 @@ def split_rule_for(
     led = first_chunks("Ġ", led_rests, 0) if kind not in ("newline", "space") else []
     return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix,
             "after_space": f"(?:{'|'.join(led)})" if led else None,
-            "white_before": _white_before(bare_bpe, char) if kind == "space" else None}
+            "white_before": _white_before(bare_bpe, raw) if kind in ("space", "newline") else None}
 
 
-def _white_before(bare_bpe: Tokenizer, space: str) -> str | None:
-    """An alternative cutting the other white space before a run of spaces off as its own pre-token (GPT-2's
-    ``\\s+(?!\\S)`` keeps ``\\n`` and the indentation after it together), for the white characters no
-    vocabulary piece joins to a following space: BPE then never merges across the cut, and the run starts a
-    pre-token, where the space rule cuts it into BPE's chunks (DeepSeek-Coder's ``\\n`` before 46 spaces)."""
+def _white_before(bare_bpe: Tokenizer, raw: str) -> str | None:
+    """An alternative cutting the other white space before a run of spaces or newlines (``raw``) off as its own
+    pre-token (GPT-2's ``\\s+(?!\\S)`` keeps ``\\n`` and the indentation after it together, and trailing spaces
+    with the blank lines after them), for the white characters no vocabulary piece joins to ``raw``: BPE then
+    never merges across the cut, and the run starts a pre-token, where its rule cuts it into BPE's chunks
+    (DeepSeek-Coder's ``\\n`` before 46 spaces; GPT-2's ``x \\n\\n\\n``, ``Ġ``·``ĊĊ``·``Ċ``)."""
     vocab = bare_bpe.get_vocab()
-    apart = [y for y in "\t\n\x0b\x0c\r" if not any(text_to_piece(y) + space in p for p in vocab)]
-    return f"[{''.join(rx(y) for y in apart)}]+(?=\\x{{20}}{{2}})" if apart else None
+    joined = text_to_piece(raw)
+    apart = [y for y in " \t\n\x0b\x0c\r" if y != raw and not any(text_to_piece(y) + joined in p for p in vocab)]
+    return f"[{''.join(rx(y) for y in apart)}]+(?={rx(raw)}{{2}})" if apart else None
 
 
 # a rule depends only on the BPE model, the character and max_run: each process builds it once (tests and
