@@ -45,6 +45,18 @@ def test_the_report_records_the_fit_and_its_settings_ahead_of_its_own(distilled,
     assert "- max_run: 80" in text and "- seed: 3" in text
 
 
+def test_special_token_text_is_read_alike_by_both(distilled, gpt2_bpe, tmp_path):
+    from ivr.tokenizers.io import special_text_as_text
+
+    text = ["hello <|endoftext|> world\n"]
+    distilled = special_text_as_text(Tokenizer.from_str(distilled.to_str()))
+    assert not gpt2_bpe.encode_special_tokens
+    summary = verify_tokenizer(distilled, gpt2_bpe, {"t": text}, tmp_path / "r.md", tmp_path / "r.json",
+                               VerifySettings(random_id_sequences=1))
+    # BPE reads the text as text too: the same ids, and its words are the document's
+    assert summary["sets"]["t"]["rates"]["document"] == 1.0 and not gpt2_bpe.encode_special_tokens
+
+
 def test_the_report_has_a_row_per_held_out_set_with_its_most_frequent_mismatches(distilled, gpt2_bpe, tmp_path):
     # the stand-in (merge-tree scores) cuts " certains" as Ġcertain · s where BPE has Ġcert · ains
     sets = {"corpus": ["x = 1\n"], "heldout": ["y = 2\n"], "de.txt": ["Der Hund schläft.\n"],

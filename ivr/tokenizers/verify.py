@@ -285,9 +285,14 @@ def verify_tokenizer(
     ``fit_info`` (the fit's statistics) and ``fit_settings`` (the settings it ran with, JSON-ready) are recorded
     as given, the fit settings ahead of ``settings`` in the report's settings. ``bpe_ids`` and ``word_counts``:
     per set, what ``compare_texts`` may reuse instead of encoding or pre-tokenizing the set again; ``on_encoded``:
-    per set, what is called with each text's distilled encoding."""
+    per set, what is called with each text's distilled encoding. ``bpe`` is compared reading special-token text
+    in a document as ``distilled`` does (``encode_special_tokens``)."""
     settings = settings or VerifySettings()
     bpe_ids, word_counts, on_encoded = bpe_ids or {}, word_counts or {}, on_encoded or {}
+    if bpe.encode_special_tokens != distilled.encode_special_tokens:
+        # word statistics cut text by the regex alone: both must read "<|endoftext|>" in a text the same way
+        bpe = Tokenizer.from_str(bpe.to_str())  # the flag is not in the JSON: a copy, the caller's left alone
+        bpe.encode_special_tokens = distilled.encode_special_tokens
     summary = {
         "ids": compare_ids(distilled, bpe, settings.random_id_sequences, settings.seed),
         "sets": {name: compare_texts(distilled, bpe, texts, name, settings.examples, bpe_ids.get(name),
