@@ -173,6 +173,7 @@ def test_ids_must_lie_in_the_vocabulary(tmp_path, rules):
         ({"id": 50000, "old_token": "nope", "new_text": "zzqqxx"}, "old_token 'nope' is not"),
         ({"id": 50000, "new_text": "zzqqxx", "new_token": text_to_piece("other")}, "disagree"),
         ({"id": 50000}, "needs new_text or new_token"),
+        ({"id": 50000, "new_text": "x\ud800"}, "holds a lone surrogate"),
     ],
 )
 def test_invalid_rules_are_rejected_naming_the_rule(distilled, bad, message):

@@ -262,6 +262,8 @@ class _Checker:
                 raise _Invalid(f"new_token {token!r} is not whole UTF-8 characters") from None
         if text is not None and (not isinstance(text, str) or not text):
             raise _Invalid(f"new_text {text!r} is not a non-empty string")
+        if text is not None and any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):  # YAML's "\ud800" escape
+            raise _Invalid(f"new_text {text!r} holds a lone surrogate, which no UTF-8 text can")
         if token is not None and text is not None and text_to_piece(text) != token:
             raise _Invalid(f"new_text {text!r} and new_token {token!r} disagree; edit both or delete new_token")
         return token if token is not None else text_to_piece(text)
