@@ -43,6 +43,9 @@ STAGE_COMMANDS = {
 }
 # the stage commands take the whole config (one file serves every command) but read only its data section
 DATA_ONLY = " Reads only the data.* options (the rest of the config is accepted and ignored)."
+# stamps are written after their stage's outputs, which appear only whole: a rerun resumes
+INTERRUPTED = ("\nivr: interrupted; run the same command again to go on from the last finished stage "
+               "(`--ckpt_path last` resumes a fit from its last checkpoint)")
 
 
 def _print_artifacts(command: str, artifacts: list) -> None:
@@ -65,7 +68,14 @@ class IVRTrainer(Trainer):
         if isinstance(datamodule, IVRDataModule) and ckpt_path is not None:
             _check_local_checkpoint(datamodule.paths, ckpt_path)
         # the rest as Lightning's own signature has it (``weights_only`` since 2.6)
-        return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, **kwargs)
+        try:
+            return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, **kwargs)
+        except SystemExit:
+            if not self.interrupted:
+                raise
+            # Lightning stops on Ctrl-C with its own line and status 1: say how to go on, with main()'s status
+            print(INTERRUPTED, file=sys.stderr)
+            raise SystemExit(130) from None
 
     # Lightning's argument docs, with what the command does here as the summary ``ivr --help`` shows
     fit.__doc__ = ("Prepare the data if needed, fine-tune the model and export it at the end.\n"
@@ -488,9 +498,7 @@ def main(args: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         if debug:
             raise
-        # stamps are written after their stage's outputs, which appear only whole: a rerun resumes
-        print("\nivr: interrupted; run the same command again to go on from the last finished stage "
-              "(`--ckpt_path last` resumes a fit from its last checkpoint)", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         raise SystemExit(130) from None
 
 

@@ -271,3 +271,24 @@ def test_a_trainer_that_trained_in_this_process_scores_the_weights_it_holds(tmp_
     assert trainer._checkpoint("validate", None, None) is None  # no data module: Lightning's own rules
     monkeypatch.setattr(IVRTrainer, "global_step", property(lambda self: 3))
     assert trainer._checkpoint("validate", dm, None) is None
+
+
+def test_an_interrupted_fit_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from ivr.model import IVRLanguageModel
+
+    monkeypatch.chdir(tmp_path)
+
+    def interrupted(self, batch, batch_idx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(IVRLanguageModel, "training_step", interrupted)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(["fit", *tiny_cli_args(tmp_path), "--trainer.max_steps", "2"])
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    assert exc.value.code == 130
+    assert "`--ckpt_path last` resumes a fit" in capsys.readouterr().err
