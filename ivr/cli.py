@@ -8,12 +8,10 @@ itself is only built in ``configure_model``.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
 import os
-import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +24,7 @@ from lightning.pytorch.cli import LightningCLI
 from ivr import pipeline
 from ivr.atomic import write_text
 from ivr.causal_lm import PretrainedUnavailableError
+from ivr.cli_parsing import cache_docstring_parsing, from_config_file, help_data_only, normalize_flags
 from ivr.data import IVRDataModule, settings_as
 from ivr.embeddings import AlignSettings, InitStrategy
 from ivr.figures import figure
@@ -209,8 +208,8 @@ def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
 
 
 def _run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
-    """The checkpoint ``ivr predict``, ``validate`` or ``test`` loads: the one given, else the last fit's; ``base``
-    for none (the configured model: the base model with the aligned rows), said aloud. Without the data module
+    """The checkpoint ``ivr predict``, ``validate``, ``test`` or ``export`` loads: the one given, else the last
+    fit's; ``base`` for none (the configured model: the base model with the aligned rows), said aloud. Without the data module
     (Lightning called directly) Lightning's own rules apply."""
     if not isinstance(datamodule, IVRDataModule):
         return ckpt_path
@@ -333,35 +332,6 @@ IVRTrainer.export = _export
 DATA_ONLY_COMMANDS = {*STAGE_COMMANDS, "verify-tokenizer"}
 
 
-def _help_data_only(parser) -> None:
-    """Show only the data.* options in ``parser``'s help and usage. The others are still parsed and printed by
-    ``--print_config``, so one config serves every command, but the stage does not read them."""
-    hidden = [(group, [a for a in group._group_actions if a.dest not in ("help", "config", "print_config")])
-              for group in parser._action_groups]
-    hidden = [(group, actions) for group, actions in hidden
-              if actions and not all(a.dest == "data" or a.dest.startswith("data.") for a in actions)]
-
-    def data_only(format_text):
-        @functools.wraps(format_text)
-        def formatted(*args, **kwargs):
-            saved = [(group, group.title, group.description, [a.help for a in actions]) for group, actions in hidden]
-            for group, actions in hidden:
-                group.title = group.description = None
-                for action in actions:
-                    action.help = argparse.SUPPRESS
-            try:
-                return format_text(*args, **kwargs)
-            finally:
-                for (group, title, description, helps), (_, actions) in zip(saved, hidden):
-                    group.title, group.description = title, description
-                    for action, help_text in zip(actions, helps):
-                        action.help = help_text
-        return formatted
-
-    parser.format_help = data_only(parser.format_help)
-    parser.format_usage = data_only(parser.format_usage)
-
-
 def _checkpoints_dir(artifacts_dir: str) -> str:
     return str(ArtifactPaths.from_config(artifacts_dir).checkpoints_dir)
 
@@ -384,7 +354,7 @@ class IVRCLI(LightningCLI):
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand in DATA_ONLY_COMMANDS:
-            _help_data_only(parser)
+            help_data_only(parser)
         return parser
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -410,57 +380,6 @@ class IVRCLI(LightningCLI):
     after_train = after_fit
 
 
-BARE_FLAGS = {"--force", "--normalize_force"}
-
-
-def _normalize_flags(argv: list[str]) -> list[str]:
-    """Accept the original spellings: ``--raw-corpora-dir`` for ``--raw_corpora_dir``, bare ``--force``."""
-    out = []
-    for i, arg in enumerate(argv):
-        if arg.startswith("--") and not arg.startswith("---"):
-            name, sep, value = arg.partition("=")
-            arg = "--" + name[2:].replace("-", "_") + sep + value
-            following = argv[i + 1].lower() if i + 1 < len(argv) else "--"
-            if arg in BARE_FLAGS and following not in ("true", "false", "null"):
-                arg += "=true"
-        out.append(arg)
-    return out
-
-
-def _from_config(message: str, argv: list[str]) -> bool:
-    """Whether a parser error is about the config file: a YAML error, or an option that no flag on the command
-    line sets (a misspelled key, a value of the wrong type)."""
-    if "Problems parsing config" in message:
-        return True
-    keys = re.findall(r"(?:option|key) ['\"]([\w.]+)['\"]", message)
-    flags = {a.partition("=")[0].removeprefix("--") for a in argv if a.startswith("--")}
-    return bool(keys) and not any(key in flags for key in keys)
-
-
-def _cache_docstring_parsing() -> None:
-    """Parse each class's docstrings once per process.
-
-    jsonargparse parses them again for every subcommand, and with attribute docstrings that means reading
-    and compiling the class's source (the Trainer's is large): about 5 s of every ``ivr`` command for 14
-    subcommands. The result depends only on the class and the parse options, which stay fixed here.
-    """
-    from jsonargparse import _optionals
-
-    parse = getattr(_optionals, "parse_docstring", None)
-    if parse is None or hasattr(parse, "__wrapped__"):  # another jsonargparse layout, or already cached
-        return
-    cache: dict = {}
-
-    def cached(component, params=False, logger=None):
-        key = (component, params)
-        if key not in cache:
-            cache[key] = parse(component, params=params, logger=logger)
-        return cache[key]
-
-    cached.__wrapped__ = parse
-    _optionals.parse_docstring = cached
-
-
 # what bad input, bad settings or a missing prerequisite raise: the message says what to change
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, IsADirectoryError,
                PretrainedUnavailableError, DistillationMismatch)
@@ -471,13 +390,13 @@ def main(args: list[str] | None = None) -> None:
     ``--debug`` (or ``IVR_DEBUG=1``) shows the traceback instead. Called with ``args`` it raises, for tests."""
     # settings dataclasses document their fields with attribute docstrings; show them in --help
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
-    _cache_docstring_parsing()
+    cache_docstring_parsing()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args is not None:
-        return _run(_normalize_flags(args))
+        return _run(normalize_flags(args))
     debug = "--debug" in sys.argv[1:] or os.environ.get("IVR_DEBUG", "") not in ("", "0")
     # LightningCLI warns when given args while sys.argv has its own
-    sys.argv[1:] = _normalize_flags([a for a in sys.argv[1:] if a != "--debug"])
+    sys.argv[1:] = normalize_flags([a for a in sys.argv[1:] if a != "--debug"])
     try:
         _run(None)
     except USER_ERRORS as err:
@@ -491,7 +410,7 @@ def main(args: list[str] | None = None) -> None:
         argv = sys.argv[1:]
         command = next((a for a in argv if not a.startswith("-")), "")
         configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--config", "-c")]
-        where = f"{', '.join(configs)}: " if configs and _from_config(str(err), argv) else ""
+        where = f"{', '.join(configs)}: " if configs and from_config_file(str(err), argv) else ""
         help_command = " ".join(filter(None, ["ivr", command, "--help"]))
         print(f"ivr: error: {where}{err}\n(`{help_command}` lists every option)", file=sys.stderr)
         raise SystemExit(2) from None

@@ -72,11 +72,11 @@ def test_every_option_is_documented_in_help(capsys):
 def test_docstring_parsing_is_cached_and_unchanged():
     from jsonargparse import _optionals, set_parsing_settings
 
-    from ivr.cli import _cache_docstring_parsing
+    from ivr.cli_parsing import cache_docstring_parsing
     from ivr.tokenizers.distill import DistillSettings
 
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
-    _cache_docstring_parsing()
+    cache_docstring_parsing()
     cached = _optionals.parse_docstring
     first = cached(DistillSettings, params=True)
     assert cached(DistillSettings, params=True) is first  # parsed once

@@ -1,0 +1,87 @@
+"""How the ``ivr`` parser reads and shows itself: the original flag spellings, stage commands' help limited to
+the options they read, docstrings parsed once, and whether a parser error comes from the config file."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import re
+
+BARE_FLAGS = {"--force", "--normalize_force"}
+
+
+def normalize_flags(argv: list[str]) -> list[str]:
+    """Accept the original spellings: ``--raw-corpora-dir`` for ``--raw_corpora_dir``, bare ``--force``."""
+    out = []
+    for i, arg in enumerate(argv):
+        if arg.startswith("--") and not arg.startswith("---"):
+            name, sep, value = arg.partition("=")
+            arg = "--" + name[2:].replace("-", "_") + sep + value
+            following = argv[i + 1].lower() if i + 1 < len(argv) else "--"
+            if arg in BARE_FLAGS and following not in ("true", "false", "null"):
+                arg += "=true"
+        out.append(arg)
+    return out
+
+
+def from_config_file(message: str, argv: list[str]) -> bool:
+    """Whether a parser error is about the config file: a YAML error, or an option that no flag on the command
+    line sets (a misspelled key, a value of the wrong type)."""
+    if "Problems parsing config" in message:
+        return True
+    keys = re.findall(r"(?:option|key) ['\"]([\w.]+)['\"]", message)
+    flags = {a.partition("=")[0].removeprefix("--") for a in argv if a.startswith("--")}
+    return bool(keys) and not any(key in flags for key in keys)
+
+
+def cache_docstring_parsing() -> None:
+    """Parse each class's docstrings once per process.
+
+    jsonargparse parses them again for every subcommand, and with attribute docstrings that means reading
+    and compiling the class's source (the Trainer's is large): about 5 s of every ``ivr`` command for 14
+    subcommands. The result depends only on the class and the parse options, which stay fixed here.
+    """
+    from jsonargparse import _optionals
+
+    parse = getattr(_optionals, "parse_docstring", None)
+    if parse is None or hasattr(parse, "__wrapped__"):  # another jsonargparse layout, or already cached
+        return
+    cache: dict = {}
+
+    def cached(component, params=False, logger=None):
+        key = (component, params)
+        if key not in cache:
+            cache[key] = parse(component, params=params, logger=logger)
+        return cache[key]
+
+    cached.__wrapped__ = parse
+    _optionals.parse_docstring = cached
+
+
+def help_data_only(parser) -> None:
+    """Show only the data.* options in ``parser``'s help and usage. The others are still parsed and printed by
+    ``--print_config``, so one config serves every command, but the stage does not read them."""
+    hidden = [(group, [a for a in group._group_actions if a.dest not in ("help", "config", "print_config")])
+              for group in parser._action_groups]
+    hidden = [(group, actions) for group, actions in hidden
+              if actions and not all(a.dest == "data" or a.dest.startswith("data.") for a in actions)]
+
+    def data_only(format_text):
+        @functools.wraps(format_text)
+        def formatted(*args, **kwargs):
+            saved = [(group, group.title, group.description, [a.help for a in actions]) for group, actions in hidden]
+            for group, actions in hidden:
+                group.title = group.description = None
+                for action in actions:
+                    action.help = argparse.SUPPRESS
+            try:
+                return format_text(*args, **kwargs)
+            finally:
+                for (group, title, description, helps), (_, actions) in zip(saved, hidden):
+                    group.title, group.description = title, description
+                    for action, help_text in zip(actions, helps):
+                        action.help = help_text
+        return formatted
+
+    parser.format_help = data_only(parser.format_help)
+    parser.format_usage = data_only(parser.format_usage)
