@@ -79,11 +79,12 @@ class DistillSettings:
     """Longest run of one character on which a candidate split rule must reproduce BPE exactly."""
     split_rule_min_fixed: float = 10.0
     """A split rule is kept only if it fixes at least this many weighted fit word occurrences (rules cost speed)."""
-    split_rule_chars: str = "-=*#~_/^+.<>|\")]%:?@" + string.digits + string.ascii_letters + "─═…—–•·█░▬★"
+    split_rule_chars: str = "-=*#~_/^+.<>|\")]%:?@!,;([{}" + string.digits + string.ascii_letters + "─═…—–•·█░▬★"
     """Characters whose runs get a split rule whatever the fit corpus holds (if it breaks no fit word): rulers,
-    underlines and markers (``-=*#~_/^+.<>|``), double quotes and closing brackets (``\"""``, ``")))``), format and
-    placeholder marks (``%%%``, ``:::``, ``???``, ``@@@``), placeholder or hex runs of letters and digits
-    (``NNN``, ``ffff``, ``0000``), and the box drawings, dashes, dots and blocks of GPT-2's merges of a
+    underlines and markers (``-=*#~_/^+.<>|``), double quotes and brackets (``\"""``, ``")))``, ``{{{``, ``[[[``),
+    exclamations, commas and semicolons (``!!!``, ``,,,``, ``;;;`` of Lisp comments), format and placeholder
+    marks (``%%%``, ``:::``, ``???``, ``@@@``), placeholder or hex runs of letters and digits (``NNN``, ``ffff``,
+    ``0000``), and the box drawings, dashes, dots and blocks of GPT-2's merges of a
     multi-byte character with itself (``────``, ``……``) are common in any text. Letter, digit and multi-byte
     rules take under 1 s each to build; ASCII punctuation up to 6 s."""
     word_rules: int = 1000
