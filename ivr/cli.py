@@ -45,6 +45,9 @@ DATA_ONLY = " Reads only the data.* options (the rest of the config is accepted 
 # stamps are written after their stage's outputs, which appear only whole: a rerun resumes
 INTERRUPTED = ("\nivr: interrupted; run the same command again to go on from the last finished stage "
                "(`--ckpt_path last` resumes a fit from its last checkpoint)")
+# a fit run again without --ckpt_path starts anew, and its first checkpoint replaces last.ckpt
+INTERRUPTED_FIT = ("\nivr: interrupted; run the same command with `--ckpt_path last` to resume from the last "
+                   "checkpoint (without it a new fit starts and replaces last.ckpt)")
 
 
 def _print_artifacts(command: str, artifacts: list) -> None:
@@ -73,7 +76,7 @@ class IVRTrainer(Trainer):
             if not self.interrupted:
                 raise
             # Lightning stops on Ctrl-C with its own line and status 1: say how to go on, with main()'s status
-            print(INTERRUPTED, file=sys.stderr)
+            print(INTERRUPTED_FIT, file=sys.stderr)
             raise SystemExit(130) from None
 
     # Lightning's argument docs, with what the command does here as the summary ``ivr --help`` shows

@@ -61,17 +61,20 @@ def cache_docstring_parsing() -> None:
 def help_data_only(parser) -> None:
     """Show only the data.* options in ``parser``'s help and usage. The others are still parsed and printed by
     ``--print_config``, so one config serves every command, but the stage does not read them."""
-    hidden = [(group, [a for a in group._group_actions if a.dest not in ("help", "config", "print_config")])
+    shown = ("help", "config", "print_config")
+    hidden = [(group, [a for a in group._group_actions if a.dest not in shown and not _is_data(a.dest)])
               for group in parser._action_groups]
-    hidden = [(group, actions) for group, actions in hidden
-              if actions and not all(a.dest == "data" or a.dest.startswith("data.") for a in actions)]
+    hidden = [(group, actions) for group, actions in hidden if actions]
+    # a group keeps its heading while any of its options is shown (the first holds --help and --seed_everything)
+    keeps = {id(group) for group, _ in hidden if any(a.dest in shown or _is_data(a.dest) for a in group._group_actions)}
 
     def data_only(format_text):
         @functools.wraps(format_text)
         def formatted(*args, **kwargs):
             saved = [(group, group.title, group.description, [a.help for a in actions]) for group, actions in hidden]
             for group, actions in hidden:
-                group.title = group.description = None
+                if id(group) not in keeps:
+                    group.title = group.description = None
                 for action in actions:
                     action.help = argparse.SUPPRESS
             try:
@@ -85,3 +88,7 @@ def help_data_only(parser) -> None:
 
     parser.format_help = data_only(parser.format_help)
     parser.format_usage = data_only(parser.format_usage)
+
+
+def _is_data(dest: str) -> bool:
+    return dest == "data" or dest.startswith("data.")

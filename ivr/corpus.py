@@ -101,10 +101,9 @@ def _jsonl_lines(data: bytes, path: Path, encoding: str) -> Iterator[tuple[int, 
         ascii_breaks = True  # _decode names the unknown encoding
     if not ascii_breaks:
         # newline="": \n, \r and \r\n end a line, as bytes.splitlines does; U+2028 inside a record does not
-        text = io.StringIO(_decode(data, path, encoding), newline="")
+        text = io.StringIO(_decode(data, path, encoding).removeprefix("\ufeff"), newline="")
         # the terminator is cut off: json counts a column after it as column 1 of the next line
-        yield from ((lineno, line.rstrip("\r\n").removeprefix("\ufeff") if lineno == 1 else line.rstrip("\r\n"))
-                    for lineno, line in enumerate(text, start=1) if line.strip())
+        yield from ((lineno, line.rstrip("\r\n")) for lineno, line in enumerate(text, start=1) if line.strip())
         return
     offset = 0
     if data.startswith(UTF8_BOM) and encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
@@ -259,7 +258,10 @@ def _raw_files(raw_dir: Path) -> list[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        # real folders before links to them, by name: which name a linked folder's files get must not depend on
+        # the order the file system lists them in (it decides their document ids, and so the split)
+        dirs[:] = sorted((d for d in dirs if not d.startswith(".")),
+                         key=lambda d: (os.path.islink(os.path.join(root, d)), d))
         found += [Path(root) / f for f in files
                   if not f.startswith(".") and Path(f).suffix.lower() in SUFFIXES and (Path(root) / f).is_file()]
     return sorted(found)

@@ -7,6 +7,8 @@ rank (see docs/scale.md).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +25,7 @@ from ivr.model import EmbeddingInit
 from ivr.paths import ArtifactPaths
 from ivr.prompts import read_prompts
 from ivr.tokenizers.distill import DistillSettings
-from ivr.tokenizers.io import file_sha256, load_tokenizer, read_special_tokens
+from ivr.tokenizers.io import load_tokenizer, read_special_tokens
 from ivr.user_text import require_file
 from ivr.tokenizers.remap import RemapSettings
 from ivr.tokenizers.verify import VerifySettings
@@ -188,8 +190,8 @@ class IVRDataModule(LightningDataModule):
         return tuple(sorted({i for i in (special.eos_id, special.separator_id) if i is not None})), special.pad_id
 
     def state_dict(self) -> dict:
-        """What a checkpoint records of the data: the tokenizer whose ids the weights were trained on."""
-        return {"tokenizer": self.hparams.tokenizer, "tokenizer_sha256": self._tokenizer_sha256()}
+        """What a checkpoint records of the data: the vocabulary whose ids the weights were trained on."""
+        return {"tokenizer": self.hparams.tokenizer, "vocabulary_sha256": self._vocabulary_sha256()}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Refuse a checkpoint trained on another tokenizer (a new remap gives ids other meanings)."""
@@ -197,20 +199,22 @@ class IVRDataModule(LightningDataModule):
 
     def check_checkpoint(self, state: dict, where: str) -> None:
         """Raise unless ``state`` (``state_dict()`` as a checkpoint saved it; one without it passes) names this
-        data's tokenizer, byte for byte."""
-        if "tokenizer_sha256" not in state:
+        data's vocabulary: every piece at the same id. Scores may differ (a distillation run again), the meaning
+        of the ids may not."""
+        if "vocabulary_sha256" not in state:
             return
-        if (state.get("tokenizer"), state["tokenizer_sha256"]) != (self.hparams.tokenizer, self._tokenizer_sha256()):
+        if state["vocabulary_sha256"] != self._vocabulary_sha256():
             raise ValueError(
-                f"{where} was trained on the {state.get('tokenizer')} tokenizer with sha256 "
-                f"{state['tokenizer_sha256'][:12]}, but data.tokenizer is {self.hparams.tokenizer} with "
-                f"{self._tokenizer_sha256()[:12]} at {self.paths.tokenizer_dir(self.hparams.tokenizer)}: its ids "
-                "mean other strings. Use a checkpoint of a fit on this tokenizer, or --ckpt_path base")
+                f"{where} was trained on the {state.get('tokenizer')} tokenizer's vocabulary (sha256 "
+                f"{state['vocabulary_sha256'][:12]}), but data.tokenizer {self.hparams.tokenizer} at "
+                f"{self.paths.tokenizer_dir(self.hparams.tokenizer)} gives ids other pieces ("
+                f"{self._vocabulary_sha256()[:12]}). Use a checkpoint of a fit on this tokenizer, or --ckpt_path base")
 
-    def _tokenizer_sha256(self) -> str:
-        # a fit saves many checkpoints; the file does not change under it
+    def _vocabulary_sha256(self) -> str:
+        # a fit saves many checkpoints; the tokenizer does not change under it
         if getattr(self, "_sha256", None) is None:
-            self._sha256 = file_sha256(self.paths.tokenizer_file(self.hparams.tokenizer))
+            vocab = load_tokenizer(self.paths.tokenizer_dir(self.hparams.tokenizer)).get_vocab(with_added_tokens=True)
+            self._sha256 = hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()).hexdigest()
         return self._sha256
 
     def setup(self, stage: str | None = None) -> None:

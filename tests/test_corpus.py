@@ -229,11 +229,14 @@ def test_byte_order_marks_linked_and_hidden_folders_and_suffix_case(tmp_path):
     (elsewhere / "deep").mkdir(parents=True)
     (elsewhere / "deep" / "d.txt").write_text("fifth")
     (raw / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (raw / "a_link").symlink_to(raw / "real", target_is_directory=True)  # listed before its folder, named after it
+    (raw / "real").mkdir()
+    (raw / "real" / "r.txt").write_text("sixth")
     (elsewhere / "loop").symlink_to(raw, target_is_directory=True)  # read once, not forever
     _clean(raw, tmp_path)
     docs = {d.doc_id: d.text for d in iter_documents(tmp_path / "cleaned")}
     assert docs == {"C.TXT:0": "fourth", "a.jsonl:1": "first", "a.jsonl:2": "second", "b.json:0": "third",
-                    "linked/deep/d.txt:0": "fifth"}
+                    "linked/deep/d.txt:0": "fifth", "real/r.txt:0": "sixth"}
 
 
 def test_a_utf16_text_file_is_named_with_the_encoding_to_pass(tmp_path):

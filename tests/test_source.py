@@ -46,3 +46,19 @@ def test_another_source_or_changed_files_fetch_again(tmp_path):
     # a local directory that does not exist is an error, not a reason to keep the old copy
     with pytest.raises(FileNotFoundError, match="elsewhere"):
         fetch_original_tokenizer(target, local_dir=tmp_path / "elsewhere", allow_hub=False)
+
+
+def test_metadata_from_before_the_requested_record_is_reused_for_the_same_source(tmp_path):
+    target = tmp_path / "o"
+    fetch_original_tokenizer(target, "gpt2", allow_hub=False)
+    meta_path = target / "ivr_metadata.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["requested"]
+    meta_path.write_text(json.dumps(meta))
+    written = (target / "tokenizer.json").stat().st_mtime_ns
+    # fetching again could fail offline (a Hub name) or bring another revision: the same name reuses it
+    fetch_original_tokenizer(target, "gpt2", allow_hub=False)
+    assert (target / "tokenizer.json").stat().st_mtime_ns == written
+    first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    _, meta = fetch_original_tokenizer(target, "gpt2", local_dir=first, allow_hub=False)
+    assert meta["source"]["kind"] == "local" and "requested" in meta

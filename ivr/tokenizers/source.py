@@ -49,16 +49,25 @@ def fetch_original_tokenizer(
     requested = _requested(tokenizer_name, local_dir)
     if (target_dir / TOKENIZER_FILE).is_file() and not force and _readable(target_dir):
         meta = read_metadata(target_dir)
-        if meta.get("requested") == requested:
+        if meta.get("requested") == requested or _same_legacy_source(meta, tokenizer_name, local_dir):
             return target_dir, meta
         # another source, or a local one whose files changed: every later stage keys on the tokenizer's hash
-        log.info("%s holds the tokenizer fetched for %s; fetching %s", target_dir,
-                 meta.get("requested") or meta.get("tokenizer_name"), requested)
+        log.info("%s holds the tokenizer fetched for other settings or files; fetching %s", target_dir,
+                 local_dir or tokenizer_name)
     tok, special, source = load_original(tokenizer_name, local_dir, allow_hub)
     meta = {"stage": "init", "source": source, "tokenizer_name": tokenizer_name, "requested": requested,
             "vocab_size": tok.get_vocab_size()}
     save_tokenizer_dir(tok, target_dir, meta, special)
     return target_dir, read_metadata(target_dir)
+
+
+def _same_legacy_source(meta: dict, tokenizer_name: str, local_dir: str | Path | None) -> bool:
+    """Whether metadata written before ``requested`` was recorded names the same source: reused as it was then
+    (fetching again could fail offline, or bring a newer Hub revision), without the check of its files."""
+    if "requested" in meta or meta.get("tokenizer_name") != tokenizer_name:
+        return False
+    source = meta.get("source", {})
+    return str(local_dir) in (source.get("path"), source.get("spec")) if local_dir else source.get("kind") != "local"
 
 
 def _requested(tokenizer_name: str, local_dir: str | Path | None) -> dict:
