@@ -40,6 +40,7 @@ STAGE_COMMANDS = {
     "select": "Choose rarely used ids to free and frequent domain strings to give them to.",
     "remap": "Write the remap rules and the remapped tokenizer.",
 }
+log = logging.getLogger(__name__)
 # the stage commands take the whole config (one file serves every command) but read only its data section
 DATA_ONLY = " Reads only the data.* options (the rest of the config is accepted and ignored)."
 # stamps are written after their stage's outputs, which appear only whole: a rerun resumes
@@ -299,17 +300,28 @@ def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: 
                  weights: str | None = None):
     """Export ``model``'s weights as they are, or those of the checkpoint ``ckpt_path``; ``weights`` says which
     (recorded in ``ivr_export.json``; default: the checkpoint, or the fit's final weights)."""
-    from ivr.export import export_hf, load_lightning_checkpoint
+    from ivr.export import EXPORT_METADATA_FILE, export_hf, load_lightning_checkpoint
 
     if model.model is None:
         model.configure_model()
+    step = 0 if weights else model.global_step
     if ckpt_path:
         data_state = type(datamodule).__qualname__  # where Lightning keeps the data module's state_dict()
-        load_lightning_checkpoint(model.model, ckpt_path, check=lambda checkpoint: datamodule.check_checkpoint(
-            checkpoint.get(data_state, {}), ckpt_path))
-    weights = weights or ("checkpoint" if ckpt_path else f"the fit's final weights (step {model.global_step})")
-    meta = {"weights": weights, "checkpoint": ckpt_path, "tokenizer": datamodule.hparams.tokenizer,
+
+        def check(checkpoint: dict) -> None:
+            nonlocal step
+            datamodule.check_checkpoint(checkpoint.get(data_state, {}), ckpt_path)
+            step = checkpoint.get("global_step")
+
+        load_lightning_checkpoint(model.model, ckpt_path, check=check)
+    weights = weights or ("checkpoint" if ckpt_path else f"the fit's final weights (step {step})")
+    meta = {"weights": weights, "step": step, "checkpoint": ckpt_path, "tokenizer": datamodule.hparams.tokenizer,
             "base": model.hparams.model_name_or_path}
+    # last.ckpt may lag the fit's final weights (checkpoints come with validation), which the fit exported
+    earlier = datamodule.paths.export_dir / EXPORT_METADATA_FILE
+    before = json.loads(earlier.read_text(encoding="utf-8")).get("step") if earlier.is_file() else None
+    if isinstance(before, int) and isinstance(step, int) and before > step:
+        log.warning("replacing the export of step %d in %s with weights of step %d", before, earlier.parent, step)
     tokenizer_dir = datamodule.paths.tokenizer_dir(datamodule.hparams.tokenizer)
     return export_hf(model.model, tokenizer_dir, datamodule.paths.export_dir, meta)
 

@@ -88,6 +88,12 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
     assert len(acc.Scalars("train/loss")) == 5 - resumed_from  # a fresh run to step 5 would log 5
     # checkpoints come with validation (every 2 steps here): the newest is at step 4
     assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 4
+    # the fit exported its final weights (step 5); exporting last.ckpt (step 4) over them says so
+    record = tmp_path / "artifacts" / "training" / "hf_export" / "ivr_export.json"
+    assert json.loads(record.read_text())["step"] == 5
+    with caplog.at_level("WARNING", logger="ivr.cli"):
+        main(["export", *tiny_cli_args(tmp_path)])
+    assert "replacing the export of step 5" in caplog.text and json.loads(record.read_text())["step"] == 4
     # a new fit on the same artifacts: last.ckpt is its checkpoint, not the earlier fit's beside a last-v1.ckpt
     main(["fit", *tiny_cli_args(tmp_path), "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
           "--trainer.limit_val_batches", "1"])
@@ -134,10 +140,11 @@ def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatc
     main(["export", *args])
     record = json.loads((tmp_path / "artifacts" / "training" / "hf_export" / "ivr_export.json").read_text())
     assert record["checkpoint"].endswith("last.ckpt")
-    # the checkpoint's ids mean the original tokenizer's strings: exporting it with another tokenizer is refused
+    # the distilled tokenizer gives every piece the original's id: the checkpoint exports with it
     main(["distill-tokenizer", *args])
-    with pytest.raises(ValueError, match="was trained on the original tokenizer's vocabulary"):
-        main(["export", *args, "--data.tokenizer", "distilled", "--ckpt_path", "last"])
+    main(["export", *args, "--data.tokenizer", "distilled", "--ckpt_path", "last"])
+    assert json.loads((tmp_path / "artifacts" / "training" / "hf_export" / "ivr_export.json").read_text())[
+        "tokenizer"] == "distilled"
 
 
 def test_a_checkpoint_of_another_tokenizer_is_refused(tmp_path):
