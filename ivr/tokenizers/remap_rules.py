@@ -27,9 +27,9 @@ from ivr.user_text import read_user_text
 
 RULES_HEADER = """\
 # In-place vocabulary reassignment rules. Each rule gives id `id` the string `new_text`, whose byte-level
-# form is `new_token`. To change a rule's string, edit `new_text` and delete its `new_token` (or edit both
-# so they agree). `gpt2_ids` are the GPT-2 ids the new string used to be split into; they are recomputed
-# on every build. Rebuild with data.remap.remap_rules_path pointing at this file.
+# form is `new_token`. To change a rule's string, edit `new_text` and delete its `new_token` (the rule is
+# then marked edited by hand, its estimated saving dropped). `gpt2_ids` are the GPT-2 ids the new string used
+# to be split into; they are recomputed on every build. Rebuild with data.remap.remap_rules_path pointing at this file.
 """
 # a complete rule, as remap writes it; a rule being built needs only `id` and `new_text` or `new_token`
 COMPLETE_KEYS = ("id", "old_token", "new_token", "gpt2_ids")
