@@ -35,6 +35,20 @@ RULES_HEADER = """\
 COMPLETE_KEYS = ("id", "old_token", "new_token", "gpt2_ids")
 
 
+class _RulesLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys: in a hand-edited rule (a second ``new_text``) that silently drops
+    one, so a repeated key is an error naming its line."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} repeated", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 class _RulesDumper(yaml.SafeDumper):
     """PyYAML writes NEL (U+0085) raw inside single quotes, where reading folds it into a space: such a
     string goes in double quotes, which escape it."""
@@ -87,7 +101,7 @@ def read_remap_rules(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: remap rules not found (data.remap.remap_rules_path)")
     try:
-        data = yaml.safe_load(read_user_text(path, "data.remap.remap_rules_path"))
+        data = yaml.load(read_user_text(path, "data.remap.remap_rules_path"), Loader=_RulesLoader)
     except yaml.YAMLError as err:
         raise RemapRuleError(f"{path}: not valid YAML: {err}") from None
     entries = data.get("rules") if isinstance(data, dict) else data
