@@ -78,7 +78,8 @@ def _requested(tokenizer_name: str, local_dir: str | Path | None) -> dict:
     requested: dict = {"tokenizer_name": tokenizer_name, "local_dir": str(local_dir) if local_dir else None}
     try:
         if is_gguf(spec):
-            requested["files"] = [[str(locate_gguf(spec)), *output_signature(locate_gguf(spec))]]
+            path = locate_gguf(spec)
+            requested["files"] = [[str(path), *output_signature(path)]]
         elif local_dir:
             directory = Path(local_dir)
             requested["files"] = [[name, file_sha256(directory / name)]
