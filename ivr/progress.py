@@ -64,5 +64,9 @@ class ProgressLog(Callback):
             return
         metrics = trainer.callback_metrics
         shown = [f"{name} {float(metrics[name]):.4f}" for name in ("val/loss", "val/bits_per_byte") if name in metrics]
-        if shown:
+        if not shown:
+            return
+        if trainer.state.fn == "fit":
             log.info("validation at step %d: %s", trainer.global_step, ", ".join(shown))
+        else:  # `ivr validate` restores the weights, not the step: name what was scored
+            log.info("validation of %s: %s", trainer.ckpt_path or "the configured model", ", ".join(shown))

@@ -109,8 +109,9 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
 
 
 
-def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatch, capsys):
+def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.chdir(tmp_path)
+    caplog.set_level("INFO", logger="ivr.progress")
     args = tiny_cli_args(tmp_path, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
                          "--trainer.limit_val_batches", "1")
     prompts = tmp_path / "prompts.txt"
@@ -129,6 +130,9 @@ def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatc
     assert "2 continuations written" in out and "using the last fit's checkpoint" in out
     # validate and test score the fine-tuned model unless told otherwise; export takes `last` as fit does
     main(["validate", *args])
+    # the step is not restored for validation: the line names the checkpoint scored
+    assert any(r.getMessage().startswith("validation of ") and "last.ckpt: val/loss" in r.getMessage()
+               for r in caplog.records if r.name == "ivr.progress")
     main(["test", *args, "--ckpt_path", "base"])
     main(["export", *args, "--ckpt_path", "last"])
     out = capsys.readouterr().out
