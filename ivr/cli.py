@@ -213,8 +213,8 @@ def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
 
 def _run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
     """The checkpoint ``ivr predict``, ``validate``, ``test`` or ``export`` loads: the one given, else the last
-    fit's; ``base`` for none (the configured model: the base model with the aligned rows), said aloud. Without the data module
-    (Lightning called directly) Lightning's own rules apply."""
+    fit's; ``base`` for none (the configured model: the base model with the aligned rows), said aloud. Without the
+    data module (Lightning called directly) Lightning's own rules apply."""
     if not isinstance(datamodule, IVRDataModule):
         return ckpt_path
     tokenizer = datamodule.paths.tokenizer_file(datamodule.hparams.tokenizer)

@@ -187,7 +187,8 @@ class _Skipper:
 
     def __call__(self, err: CorpusError) -> None:
         if self.policy == "raise":
-            raise CorpusError(f"{err} (--data.on_bad_record skip skips bad records and lists them in the manifest)") from None
+            raise CorpusError(f"{err} (--data.on_bad_record skip skips bad records and lists them in the "
+                              "manifest)") from None
         self.skipped.append(str(err))
         log.warning("skipping bad record: %s", err)
 

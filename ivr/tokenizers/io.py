@@ -126,8 +126,9 @@ def read_tokenizer_file(directory: str | Path) -> Tokenizer:
 def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
     """The special tokens of the tokenizer directory ``tokenizer_dir``: added tokens from ``tokenizer.json``, roles
     from ``tokenizer_config.json`` and ``special_tokens_map.json`` as ``transformers`` reads them (the map's replace
-    the config's, unless the config lists ``added_tokens_decoder``). Where neither file names a role, GPT-2's layout if ``<|endoftext|>`` is the one added token (GPT-2's Hub config
-    holds ``model_max_length`` alone), else none."""
+    the config's, unless the config lists ``added_tokens_decoder``). Where neither file names a role, GPT-2's
+    layout if ``<|endoftext|>`` is the one added token (GPT-2's Hub config holds ``model_max_length`` alone), else
+    none."""
     directory = Path(tokenizer_dir)
     tok = read_tokenizer_file(directory)
     configs = {}
