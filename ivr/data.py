@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from ivr import pipeline
 from ivr.analysis.select_settings import SelectSettings
+from ivr.batch_order import evaluation_loader, training_loader
 from ivr.causal_lm import ModelShape, as_shape
 from ivr.corpus import CleaningOptions
 from ivr.embeddings import AlignSettings
@@ -237,12 +239,27 @@ class IVRDataModule(LightningDataModule):
             raise ValueError(f"{path}: the packed dataset cannot be read ({err}); delete this folder and run again "
                              "to pack it anew") from None
 
+    def _ranks(self) -> dict:
+        trainer = self.trainer
+        return {"num_replicas": trainer.world_size, "rank": trainer.global_rank} if trainer is not None else {}
+
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        return DataLoader(self.datasets["train"], batch_size=hp.batch_size, shuffle=True, num_workers=hp.num_workers, drop_last=True)
+        ranks = self._ranks()
+        needed = hp.batch_size * ranks.get("num_replicas", 1)
+        if len(self.datasets["train"]) < needed:
+            raise ValueError(
+                f"the training split holds {len(self.datasets['train'])} blocks of {hp.block_size} tokens, fewer than "
+                f"one batch ({hp.batch_size} per device × {ranks.get('num_replicas', 1)} devices): the fit would train "
+                "nothing. Lower data.batch_size or data.block_size, or add text"
+            )
+        # the seed_everything of the config (Lightning keeps it in PL_GLOBAL_SEED), as Lightning's own samplers read it
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return training_loader(self.datasets["train"], hp.batch_size, hp.num_workers, seed, **ranks)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["validation"], batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers)
+        return evaluation_loader(self.datasets["validation"], self.hparams.batch_size, self.hparams.num_workers,
+                                 **self._ranks())
 
     test_dataloader = val_dataloader
 

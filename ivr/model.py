@@ -114,8 +114,10 @@ class IVRLanguageModel(LightningModule):
         self.save_hyperparameters()
         # built in configure_model so that `ivr prepare` never loads weights
         self.model = None
-        self.val_nll, self.val_tokens, self.val_bytes = SumMetric(), SumMetric(), SumMetric()
-        self.val_nll_reassigned, self.val_tokens_reassigned = SumMetric(), SumMetric()
+        # a NaN loss must show as NaN: by default SumMetric drops NaN values (with a warning) while the counts
+        # beside them still grow, and a diverged model would score a perfect 0 bits per byte
+        self.val_nll, self.val_tokens, self.val_bytes = (SumMetric(nan_strategy="disable") for _ in range(3))
+        self.val_nll_reassigned, self.val_tokens_reassigned = (SumMetric(nan_strategy="disable") for _ in range(2))
         self.reassigned_ids: torch.Tensor | None = None
         self._masked: list[torch.nn.Parameter] = []
         self._compiled = None
@@ -143,9 +145,21 @@ class IVRLanguageModel(LightningModule):
             self._initial_rows = wte[self.reassigned_ids].clone()
         # the matrices whose frozen rows must take no weight decay (AdamW's decay moves rows without gradient)
         self._masked = restrict_training(model, hp.get("train_only", "all"), self.reassigned_ids)
+        self._check_block_size(model.config)
         self.model = model
         # compiled separately so that the state dict, generate() and export keep the plain module
         object.__setattr__(self, "_compiled", torch.compile(model) if hp.compile else None)
+
+    def _check_block_size(self, config) -> None:
+        """Training and scoring blocks must fit the model's context: GPT-2 fails on the first step with an index
+        error (a device assert on a GPU), a rotary model trains past its context without a word."""
+        trainer, context = self._trainer, context_size(config)
+        if trainer is None or trainer.datamodule is None or context is None or trainer.state.fn == "predict":
+            return
+        block = trainer.datamodule.hparams.block_size
+        if block > context:
+            raise ValueError(f"data.block_size {block} is longer than the model's context of {context} tokens; set "
+                             f"data.block_size to at most {context}")
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return (self._compiled or self.model)(input_ids=input_ids, use_cache=False).logits
@@ -255,6 +269,9 @@ class IVRLanguageModel(LightningModule):
             lr=hp.learning_rate,
             betas=tuple(hp.betas),
         )
+        if math.isinf(self.trainer.estimated_stepping_batches):
+            raise ValueError("the learning-rate schedule needs the fit's length: set trainer.max_steps, or a "
+                             "trainer.max_epochs other than -1")
         total = max(int(self.trainer.estimated_stepping_batches), 1)
 
         def schedule(step: int) -> float:

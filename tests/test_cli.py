@@ -54,8 +54,20 @@ def test_bad_corpus_fails_with_the_file_named(tmp_path, raw_dir):
 
 
 def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_path, monkeypatch, caplog):
+    import hashlib
+
+    from ivr.model import IVRLanguageModel
+
     monkeypatch.chdir(tmp_path)
     caplog.set_level("INFO", logger="ivr.progress")
+    batches = []  # (step, digest of the batch's ids) of every training step, in order
+    step = IVRLanguageModel.training_step
+
+    def recording_step(self, batch, batch_idx):
+        batches.append((self.global_step, hashlib.sha1(batch["input_ids"].numpy().tobytes()).hexdigest()))
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(IVRLanguageModel, "training_step", recording_step)
     main(["train", *tiny_cli_args(tmp_path), "--trainer.max_steps", "3", "--trainer.val_check_interval", "3",
           "--trainer.limit_val_batches", "2", "--trainer.log_every_n_steps", "1", "--progress.every_seconds", "0"])
     version = tmp_path / "lightning_logs" / "version_0"
@@ -95,9 +107,12 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
         main(["export", *tiny_cli_args(tmp_path)])
     assert "replacing the export of step 5" in caplog.text and json.loads(record.read_text())["step"] == 4
     # a new fit on the same artifacts: last.ckpt is its checkpoint, not the earlier fit's beside a last-v1.ckpt
-    main(["fit", *tiny_cli_args(tmp_path), "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+    interrupted, batches[:] = batches[:], []
+    main(["fit", *tiny_cli_args(tmp_path), "--trainer.max_steps", "5", "--trainer.val_check_interval", "2",
           "--trainer.limit_val_batches", "1"])
-    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 2
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 4
+    # the resumed fit trained on the batches the uninterrupted one reached, not on the epoch's first ones again
+    assert [s for s, _ in interrupted] == [0, 1, 2, 3, 4] and interrupted == batches
     assert not list(checkpoints.glob("*-v1.ckpt"))
 # a damaged checkpoint (here cut short) is named before Lightning or torch try to read it
     last = (checkpoints / "last.ckpt").resolve()

@@ -37,6 +37,56 @@ def test_validation_bits_per_byte_is_nll_in_bits_over_bytes():
     assert logged["val/perplexity"] == pytest.approx(math.exp(logged["val/loss"]), rel=1e-5)
 
 
+def test_a_diverged_model_scores_nan_not_a_perfect_zero():
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16))
+    module.configure_model()
+    with torch.no_grad():
+        module.model.lm_head.weight[3, 0] = float("nan")  # reaches every logit through the tied embedding
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    module.validation_step({"input_ids": torch.randint(0, 50257, (2, 16)), "n_bytes": torch.tensor([40, 50])}, 0)
+    module.on_validation_epoch_end()
+    assert math.isnan(logged["val/loss"]) and math.isnan(logged["val/bits_per_byte"])
+
+
+def tiny_trainer(**kw):
+    from lightning.pytorch import Trainer
+
+    return Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                   enable_checkpointing=False, **kw)
+
+
+def blocks(n: int, length: int) -> list[dict]:
+    return [{"input_ids": torch.randint(0, 64, (length,)), "n_bytes": torch.tensor(30)} for _ in range(n)]
+
+
+def test_blocks_longer_than_the_models_context_are_refused_by_name():
+    from lightning.pytorch import LightningDataModule
+    from torch.utils.data import DataLoader
+
+    class Blocks(LightningDataModule):
+        def __init__(self, block_size: int):
+            super().__init__()
+            self.save_hyperparameters()
+
+        def val_dataloader(self):
+            return DataLoader(blocks(2, self.hparams.block_size), batch_size=2)
+
+    shape = ModelShape(architecture="llama", n_layer=1, n_head=2, n_embd=16, n_positions=32, vocab_size=64)
+    with pytest.raises(ValueError, match="data.block_size 64 is longer than the model's context of 32 tokens"):
+        tiny_trainer().validate(IVRLanguageModel(model_name_or_path=None, from_config=shape), datamodule=Blocks(64))
+    tiny_trainer().validate(IVRLanguageModel(model_name_or_path=None, from_config=shape), datamodule=Blocks(32))
+
+
+def test_a_fit_of_unbounded_length_asks_for_max_steps():
+    from torch.utils.data import DataLoader
+
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_head=2, n_embd=16,
+                                                                              n_positions=16, vocab_size=64))
+    with pytest.raises(ValueError, match="set trainer.max_steps"):
+        tiny_trainer(max_epochs=-1).fit(module, DataLoader(blocks(4, 16), batch_size=2))
+
+
 def test_init_is_cheap_and_configure_model_builds_once():
     module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16))
     assert module.model is None

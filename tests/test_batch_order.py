@@ -1,0 +1,66 @@
+"""The training order is a function of seed and epoch, resumable mid-epoch; validation serves every block once."""
+
+import pytest
+import torch
+
+from ivr.batch_order import evaluation_loader, training_loader
+
+BLOCKS = [torch.tensor([i]) for i in range(23)]
+
+
+def epoch(loader, number: int, stop: int | None = None) -> list[list[int]]:
+    loader.sampler.set_epoch(number)
+    out = []
+    for batch in loader:
+        out.append(batch.flatten().tolist())
+        if len(out) == stop:
+            break
+    return out
+
+
+def test_each_epoch_is_a_permutation_drawn_from_seed_and_epoch():
+    first = epoch(training_loader(BLOCKS, 4, 0, seed=7), 0)
+    assert len(first) == 5  # whole batches only: 23 blocks give 5 batches of 4
+    assert len({i for b in first for i in b}) == 20
+    assert epoch(training_loader(BLOCKS, 4, 0, seed=7), 0) == first  # no global random state involved
+    assert epoch(training_loader(BLOCKS, 4, 0, seed=7), 1) != first
+    assert epoch(training_loader(BLOCKS, 4, 0, seed=8), 0) != first
+
+
+def test_a_loader_resumed_from_its_state_serves_the_rest_of_the_epoch():
+    whole = [epoch(training_loader(BLOCKS, 4, 0, seed=7), e) for e in (0, 1)]
+    loader = training_loader(BLOCKS, 4, 0, seed=7)
+    assert epoch(loader, 0, stop=2) == whole[0][:2]
+    state = loader.state_dict()
+    assert state == {"epoch": 0, "batches": 2}
+
+    resumed = training_loader(BLOCKS, 4, 0, seed=7)
+    resumed.load_state_dict(state)
+    assert epoch(resumed, 0) == whole[0][2:]
+    assert resumed.state_dict() == {"epoch": 0, "batches": 5}
+    assert epoch(resumed, 1) == whole[1]  # the skip applies once
+
+    # a state saved at an epoch's end skips nothing of the next epoch
+    after_end = training_loader(BLOCKS, 4, 0, seed=7)
+    after_end.load_state_dict({"epoch": 0, "batches": 5})
+    assert epoch(after_end, 1) == whole[1]
+
+
+def test_ranks_share_the_epoch_and_validation_repeats_no_block():
+    shares = [epoch(training_loader(BLOCKS, 3, 0, seed=7, num_replicas=2, rank=r), 0) for r in (0, 1)]
+    seen = [i for share in shares for b in share for i in b]
+    assert len(seen) == len(set(seen)) == 18  # 11 blocks per rank, 3 whole batches of 3 each
+    held_out = [[i for b in evaluation_loader(BLOCKS, 4, 0, num_replicas=3, rank=r) for i in b.flatten().tolist()]
+                for r in range(3)]
+    assert sorted(i for share in held_out for i in share) == list(range(23))
+
+
+def test_a_training_split_smaller_than_one_batch_is_refused(tmp_path):
+    from ivr.data import IVRDataModule
+
+    data = IVRDataModule(artifacts_dir=str(tmp_path), batch_size=8, block_size=32)
+    data.datasets = {"train": BLOCKS[:3]}
+    with pytest.raises(ValueError, match="the training split holds 3 blocks of 32 tokens, fewer than one batch"):
+        data.train_dataloader()
+    data.datasets = {"train": BLOCKS[:8]}
+    assert len(data.train_dataloader()) == 1
