@@ -5,17 +5,33 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
+import tempfile
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# forced, not defaulted: huggingface_hub reads these once, when it is imported, and an HF_HUB_OFFLINE=0 in the
+# caller's environment must not let a test reach the Hub; an empty cache keeps a user's cached models out too
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="ivr-tests-hf-")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from ivr.tokenizers.distill.settings import DistillSettings  # noqa: E402  (after the offline switches)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """A connection to anything but this machine fails the test that makes it."""
+    connect = socket.socket.connect
+
+    def local_only(sock, address):
+        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+            pytest.fail(f"a test tried to reach the network ({address})")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)
 
 
 @pytest.fixture(scope="session")
@@ -39,17 +55,10 @@ def raw_dir(tmp_path: Path) -> Path:
     return raw
 
 
-# the shipped distillation settings that tiny_cli_args turns off, as flags that put them back
-DEFAULT_DISTILL = tuple(  # "--key=value": a value such as "-=*#~_" must not read as a flag
-    f"--data.distill.{key}={str(getattr(DistillSettings, key)).lower()}"
-    for key in ("vocab_words", "vocab_variants", "number_words", "split_rule_chars")
-)
-
-
 def tiny_cli_args(tmp_path: Path, *extra: str) -> list[str]:
     """The demo config shrunk to seconds: a 0.3 MB slice of the built-in corpus, a 2-layer GPT-2, the
-    original tokenizer (the IVR pipeline has its own end-to-end test) and a distillation fitted on the corpus
-    alone (``DEFAULT_DISTILL`` puts the shipped settings back)."""
+    original tokenizer (the IVR pipeline has its own end-to-end test, test_pipeline.py) and a distillation
+    fitted on the corpus alone."""
     return [
         "--config", str(ROOT / "configs" / "demo.yaml"),
         "--data.artifacts_dir", str(tmp_path / "artifacts"),
@@ -60,8 +69,8 @@ def tiny_cli_args(tmp_path: Path, *extra: str) -> list[str]:
         "--model.from_config.n_positions", "32",
         "--model.from_config.n_embd", "16",
         "--data.tokenizer", "original",
-        # fit words from the corpus only, no ruler rules, no general words: seconds per fit (test_prepare_* keeps
-        # the defaults but the general words)
+        # fit words from the corpus only, no ruler rules, no general words: seconds per fit (the shipped settings
+        # take a minute on this corpus; benchmarks/distill_benchmark.py measures them)
         "--data.distill.vocab_words", "false", "--data.distill.vocab_variants", "false",
         "--data.distill.number_words", "0", "--data.distill.split_rule_chars", "",
         "--data.distill.general_languages", "",

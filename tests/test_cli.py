@@ -8,7 +8,7 @@ import re
 import pytest
 
 from ivr.cli import main
-from tests.conftest import DEFAULT_DISTILL, tiny_cli_args
+from tests.conftest import tiny_cli_args
 
 
 def _snapshot(root):
@@ -16,7 +16,7 @@ def _snapshot(root):
 
 
 def test_prepare_prints_artifacts_and_second_run_rebuilds_nothing(tmp_path, capsys):
-    main(["prepare", *tiny_cli_args(tmp_path, *DEFAULT_DISTILL)])
+    main(["prepare", *tiny_cli_args(tmp_path)])
     out = capsys.readouterr().out
     art = tmp_path / "artifacts"
     for expected in ("tokenizers/original", "corpora/cleaned", "bpe_token_id_sequences.txt",
@@ -24,7 +24,7 @@ def test_prepare_prints_artifacts_and_second_run_rebuilds_nothing(tmp_path, caps
         assert expected in out, expected
     assert (art / "analysis" / "reports" / "token_frequency.parquet").is_file()
     before = _snapshot(art)
-    main(["prepare", *tiny_cli_args(tmp_path, *DEFAULT_DISTILL)])
+    main(["prepare", *tiny_cli_args(tmp_path)])
     assert _snapshot(art) == before
 
 
@@ -182,6 +182,17 @@ def test_a_checkpoint_of_another_tokenizer_is_refused(tmp_path):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tok.save(str(dm.paths.tokenizer_file("original")))
     IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original").load_state_dict(state)
+    # as a new remap does: the same ids, two of them meaning other pieces
+    from tokenizers import Tokenizer
+
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    vocab["a"], vocab["b"] = vocab["b"], vocab["a"]
+    swapped = Tokenizer.from_str(json.dumps(spec))
+    assert swapped.get_vocab_size() == tok.get_vocab_size()
+    swapped.save(str(dm.paths.tokenizer_file("original")))
+    with pytest.raises(ValueError, match="the checkpoint was trained on the original tokenizer's vocabulary"):
+        IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original").load_state_dict(state)
     tok.add_special_tokens(["<|new|>"])
     tok.save(str(dm.paths.tokenizer_file("original")))
     with pytest.raises(ValueError, match="the checkpoint was trained on the original tokenizer's vocabulary"):

@@ -2,44 +2,50 @@
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
 import time
+from pathlib import Path
 
 from ivr import pipeline
 from ivr.corpus import CleaningOptions
 from ivr.paths import ArtifactPaths
 
 
-def test_two_runs_of_a_stage_build_it_once(tmp_path, raw_dir, monkeypatch):
-    config = pipeline.PipelineConfig(
-        paths=ArtifactPaths.from_config(tmp_path / "artifacts", raw_corpora_dir=raw_dir),
+def config_for(root: Path, raw_dir: Path) -> pipeline.PipelineConfig:
+    return pipeline.PipelineConfig(
+        paths=ArtifactPaths.from_config(root / "artifacts", raw_corpora_dir=raw_dir),
         heldout_fraction=0.2,
         original=pipeline.OriginalTokenizer(use_hub=False),
         cleaning=CleaningOptions(),
     )
-    pipeline.run_stage(config, "init")
-    builds = []
+
+
+def analyze_slowly(root: Path, raw_dir: Path, results) -> None:
+    """One run, in a process of its own: the stage is slow enough that both runs are inside it at once unless
+    one waits for the other; each build leaves a line in ``builds.txt``."""
     analyze_corpus = pipeline.analyze_corpus
 
     def slow_analyze(*args, **kwargs):
-        builds.append(threading.get_ident())
-        time.sleep(0.5)  # both runs are inside the stage at once unless one waits for the other
+        with open(root / "builds.txt", "a") as f:
+            f.write("built\n")
+        time.sleep(1.0)
         return analyze_corpus(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "analyze_corpus", slow_analyze)
-    results, errors = [], []
+    pipeline.analyze_corpus = slow_analyze
+    results.put([str(p) for p in pipeline.run_stage(config_for(root, raw_dir), "analyze")])
 
-    def run():
-        try:
-            results.append(pipeline.run_stage(config, "analyze"))
-        except Exception as err:  # collected: a thread's exception would otherwise vanish
-            errors.append(err)
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert len(builds) == 1
-    assert results[0] == results[1] and all(p.is_file() for p in results[0])
+def test_two_runs_of_a_stage_build_it_once(tmp_path, raw_dir):
+    pipeline.run_stage(config_for(tmp_path, raw_dir), "init")
+    # processes, as two runs are: a lock that only held within one process would let both build
+    spawn = multiprocessing.get_context("spawn")
+    results = spawn.Queue()
+    runs = [spawn.Process(target=analyze_slowly, args=(tmp_path, raw_dir, results)) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=120)
+    assert [run.exitcode for run in runs] == [0, 0]
+    assert (tmp_path / "builds.txt").read_text().count("built") == 1
+    first, second = results.get(timeout=5), results.get(timeout=5)
+    assert first == second and all(Path(p).is_file() for p in first)

@@ -16,10 +16,33 @@ def test_shipped_config_parses(config, capsys):
     assert exc.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     given = yaml.safe_load(config.read_text())
-    for section in ("model", "data"):
-        for key, value in given.get(section, {}).items():
-            if not isinstance(value, dict):
-                assert printed[section][key] == value, f"{config.name}: {section}.{key}"
+
+    def same(given_value, printed_value, where: str) -> None:
+        if isinstance(given_value, dict):  # nested settings (data.distill, model.from_config, ...) key by key
+            for key, value in given_value.items():
+                same(value, printed_value[key], f"{where}.{key}")
+        else:
+            assert printed_value == given_value, f"{config.name}: {where}"
+
+    for section in ("model", "data", "trainer", "checkpoint", "progress"):
+        if section in given:
+            same(given[section], printed[section], section)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_shipped_config_builds_its_model_data_and_trainer(config, tmp_path, monkeypatch):
+    # --print_config builds nothing: a value every class refuses (n_head not dividing n_embd) would pass it
+    from ivr.cli import IVRCLI, IVRTrainer
+    from ivr.data import IVRDataModule
+    from ivr.model import IVRLanguageModel
+
+    monkeypatch.chdir(tmp_path)  # the trainer's logger and the artifacts folder are relative to it
+    cli = IVRCLI(IVRLanguageModel, IVRDataModule, trainer_class=IVRTrainer, args=["--config", str(config)],
+                 run=False, auto_configure_optimizers=False)
+    given = yaml.safe_load(config.read_text())
+    assert cli.datamodule.hparams.block_size == given["data"].get("block_size", 256)
+    assert cli.model.model is None  # weights are built by configure_model, not by the config
+    assert isinstance(cli.trainer, IVRTrainer)
 
 
 def test_help_lists_every_subcommand(capsys):

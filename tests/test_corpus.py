@@ -137,6 +137,9 @@ def test_heldout_split_is_stable_and_disjoint(raw_dir, tmp_path):
     assert all(is_heldout(i, 0.5) for i in held) and not any(is_heldout(i, 0.5) for i in train)
     fraction = sum(is_heldout(f"doc{i}", 0.1) for i in range(10000)) / 10000
     assert 0.08 < fraction < 0.12
+    # the same on every machine and in every process (no salted hash): a document's split is part of the
+    # artifacts' meaning, and these memberships must never change
+    assert [i for i in range(40) if is_heldout(f"doc{i}", 0.2)] == [8, 11, 14, 16, 17, 20, 22, 25, 26, 37, 38]
 
 
 def test_builtin_corpus_reads_python_stdlib(tmp_path):

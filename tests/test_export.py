@@ -17,12 +17,6 @@ def tokenizer_dir(tmp_path_factory):
     return root / "remapped"
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
 @pytest.mark.parametrize("tied", [True, False])
 def test_export_loads_offline(tmp_path, tokenizer_dir, tied):
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline

@@ -96,8 +96,7 @@ def test_init_is_cheap_and_configure_model_builds_once():
     assert module.model is first
 
 
-def test_missing_pretrained_weights_name_both_ways_out(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_missing_pretrained_weights_name_both_ways_out(tmp_path):
     module = IVRLanguageModel(model_name_or_path=str(tmp_path / "no-such-checkpoint"))
     with pytest.raises(PretrainedUnavailableError, match=r"local checkpoint directory.*configs/demo\.yaml"):
         module.configure_model()

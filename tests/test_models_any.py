@@ -76,12 +76,6 @@ def shape(architecture: str, vocab_size: int, tied: bool = True, **kw) -> ModelS
     )
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
 @pytest.mark.parametrize("tied", [True, False])
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_built_models_have_the_shape_asked_and_the_same_weights_per_seed(architecture, tied):

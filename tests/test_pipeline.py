@@ -12,6 +12,7 @@ from datasets import load_from_disk
 from ivr.cli import main
 from ivr.corpus import SplitTexts
 from ivr.tokenizers.byte_level import EOS_ID
+from ivr.tokenizers.distill import stage
 from ivr.tokenizers.io import file_sha256, load_tokenizer
 from tests.conftest import tiny_cli_args
 
@@ -26,10 +27,47 @@ def ivr_run(tmp_path_factory):
         "--data.verify.random_id_sequences", "100",
         "--data.select.num_replacements", "50", "--data.select.min_count", "5",
     )
+    fit_distilled = stage.fit_distilled
+
+    def recording_fit(bpe, counts, *a, **k):
+        FIT_WORDS.update(counts)
+        return fit_distilled(bpe, counts, *a, **k)
+
     with pytest.MonkeyPatch.context() as patch:  # the remapped tokenizer's blocks come from the pre-token table
         patch.setattr("ivr.pipeline.encoded_batches", lambda *a, **k: pytest.fail("the datasets were encoded"))
+        patch.setattr(stage, "fit_distilled", recording_fit)
         main(["prepare", *args])
     return root, args
+
+
+FIT_WORDS = {}  # the corpus words the distillation was fitted on, with their counts
+
+
+def _snapshot(root):
+    return {str(p): p.stat().st_mtime_ns for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_second_prepare_rebuilds_nothing(ivr_run):
+    root, args = ivr_run
+    kept = [root / "artifacts" / part for part in ("corpora", "tokenizers", "analysis", "embeddings", "datasets")]
+    before = {part: _snapshot(part) for part in kept}
+    assert all(before.values())
+    main(["prepare", *args])
+    for stage_command in ("distill-tokenizer", "select", "remap", "align"):
+        main([stage_command, *args])
+    assert {part: _snapshot(part) for part in kept} == before
+
+
+def test_held_out_documents_take_no_part_in_the_fit(ivr_run, gpt2_bpe):
+    root, _ = ivr_run
+    cleaned = root / "artifacts" / "corpora" / "cleaned"
+
+    def words(split):
+        return {w for text in SplitTexts(cleaned, split, 0.2) for w, _ in gpt2_bpe.pre_tokenizer.pre_tokenize_str(text)}
+
+    held_out_only = words("heldout") - words("train")
+    assert FIT_WORDS and len(held_out_only) > 20
+    assert not held_out_only & set(FIT_WORDS), sorted(held_out_only & set(FIT_WORDS))[:10]
 
 
 def test_prepare_writes_every_artifact_consistently(ivr_run):

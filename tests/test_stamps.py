@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -44,6 +47,21 @@ def test_distillation_closure_holds_its_rule_builders():
     closure = module_closure(pipeline.code_modules(pipeline.distill))
     assert any(m.endswith("word_rules") for m in closure)
     assert any(m.endswith("split_rules") for m in closure)
+
+
+@pytest.mark.parametrize("stage", ["distill-tokenizer", "align"])  # the widest closures; a process each
+def test_closure_holds_every_module_that_importing_a_stage_loads(stage):
+    # measured by the interpreter, not by the closure's own reading of the imports: the stage's modules imported
+    # in a fresh process, and every `ivr` module that loads must be in the closure
+    probe = ("import importlib, json, sys\n"
+             "for m in json.loads(sys.argv[1]): importlib.import_module(m)\n"
+             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('ivr.'))))")
+    roots = sorted(pipeline.code_modules(STAGE_FUNCTIONS[stage]))
+    done = subprocess.run([sys.executable, "-c", probe, json.dumps(roots)], cwd=PACKAGE_ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = set(json.loads(done.stdout))
+    assert len(loaded) > 10 and loaded <= set(module_closure(roots)), loaded - set(module_closure(roots))
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_FUNCTIONS))
