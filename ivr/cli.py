@@ -69,10 +69,23 @@ class IVRTrainer(Trainer):
     @functools.wraps(Trainer.fit)
     def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None, **kwargs):
         if isinstance(datamodule, IVRDataModule) and ckpt_path is not None:
+            last = datamodule.paths.last_checkpoint
+            # Lightning would start a new fit with a warning, and replace last.ckpt: not what "resume" asked for
+            if ckpt_path == "last" and not last.is_file():
+                raise FileNotFoundError(f"nothing to resume: {last} does not exist (or links to a file that does not); "
+                                        "leave out --ckpt_path to start a new fit")
             _check_local_checkpoint(datamodule.paths, ckpt_path)
         # the rest as Lightning's own signature has it (``weights_only`` since 2.6)
         try:
             return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, **kwargs)
+        except RuntimeError as err:
+            if ckpt_path is None or "size mismatch" not in str(err):
+                raise
+            where = (datamodule.paths.last_checkpoint if ckpt_path == "last" and isinstance(datamodule, IVRDataModule)
+                     else ckpt_path)
+            raise ValueError(f"{where}: its weights do not fit the configured model ({_first_mismatch(err)}); "
+                             "resume with the model settings of the fit that wrote it, or leave out --ckpt_path to "
+                             "start a new fit") from None
         except SystemExit:
             if not self.interrupted:
                 raise
@@ -200,15 +213,20 @@ class IVRTrainer(Trainer):
         _print_artifacts("init", datamodule.run_stage("init"))
 
 
+def _first_mismatch(err: RuntimeError) -> str:
+    """The first "size mismatch for …" line of torch's load_state_dict error."""
+    return next((line.strip().rstrip(".") for line in str(err).splitlines() if "size mismatch" in line), str(err))
+
+
 def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
     """A damaged checkpoint (a copy cut short, a full disk) is named here, not met by a bare error from inside
     torch. Only local files (``last``: the last fit's); anything else (a remote path, a sharded folder,
     Lightning's other keywords) is Lightning's to resolve."""
-    from ivr.export import readable_checkpoint
+    from ivr.export import lightning_checkpoint
 
     path = paths.last_checkpoint if ckpt_path == "last" else Path(ckpt_path)
     if path.is_file():
-        readable_checkpoint(path)
+        lightning_checkpoint(path)
 
 
 def _run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
@@ -300,7 +318,7 @@ def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: 
                  weights: str | None = None):
     """Export ``model``'s weights as they are, or those of the checkpoint ``ckpt_path``; ``weights`` says which
     (recorded in ``ivr_export.json``; default: the checkpoint, or the fit's final weights)."""
-    from ivr.export import EXPORT_METADATA_FILE, export_hf, load_lightning_checkpoint
+    from ivr.export import export_hf, export_step, load_lightning_checkpoint
 
     if model.model is None:
         model.configure_model()
@@ -318,10 +336,10 @@ def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: 
     meta = {"weights": weights, "step": step, "checkpoint": ckpt_path, "tokenizer": datamodule.hparams.tokenizer,
             "base": model.hparams.model_name_or_path}
     # last.ckpt may lag the fit's final weights (checkpoints come with validation), which the fit exported
-    earlier = datamodule.paths.export_dir / EXPORT_METADATA_FILE
-    before = json.loads(earlier.read_text(encoding="utf-8")).get("step") if earlier.is_file() else None
-    if isinstance(before, int) and isinstance(step, int) and before > step:
-        log.warning("replacing the export of step %d in %s with weights of step %d", before, earlier.parent, step)
+    before = export_step(datamodule.paths.export_dir)
+    if before is not None and isinstance(step, int) and before > step:
+        log.warning("replacing the export of step %d in %s with weights of step %d", before,
+                    datamodule.paths.export_dir, step)
     tokenizer_dir = datamodule.paths.tokenizer_dir(datamodule.hparams.tokenizer)
     return export_hf(model.model, tokenizer_dir, datamodule.paths.export_dir, meta)
 
@@ -396,8 +414,8 @@ class IVRCLI(LightningCLI):
 
 
 # what bad input, bad settings or a missing prerequisite raise: the message says what to change
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, IsADirectoryError,
-               PretrainedUnavailableError, DistillationMismatch)
+# (OSError: a missing file, a read-only or full disk; its message names the path)
+USER_ERRORS = (ValueError, OSError, PretrainedUnavailableError, DistillationMismatch)
 
 
 def main(args: list[str] | None = None) -> None:

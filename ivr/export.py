@@ -168,12 +168,38 @@ def readable_checkpoint(path: str | Path) -> Path:
         with zipfile.ZipFile(path) as archive:
             # the directory read whole, and every member inside the file: a cut copy fails here, not in torch
             whole = all(m.header_offset + m.compress_size <= size for m in archive.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError):
+            # and every member's bytes match their CRC: torch.load does not check them, so bytes damaged on
+            # disk would load as other weights without a word (one pass over the file)
+            whole = whole and archive.testzip() is None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         whole = False
     if not whole:
-        raise ValueError(f"{path}: not a readable checkpoint (truncated, or not written by torch.save); pass "
-                         f"another with --ckpt_path ({path.parent} holds the fit's checkpoints)")
+        raise ValueError(f"{path}: not a readable checkpoint (truncated or damaged, or not written by torch.save); "
+                         f"pass another with --ckpt_path ({path.parent} holds the fit's checkpoints)")
     return path
+
+
+def lightning_checkpoint(path: str | Path) -> Path:
+    """``path`` if it is a whole checkpoint that Lightning wrote (weights under ``state_dict``); a tensor or a
+    model saved with ``torch.save`` is named here rather than failing inside Lightning. Reads the file's
+    structure only: tensors stay on disk (memory-mapped)."""
+    path = readable_checkpoint(path)
+    content = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    if not isinstance(content, dict) or "state_dict" not in content:
+        raise ValueError(f"{path} is not a Lightning checkpoint (it holds {type(content).__name__}, no "
+                         "'state_dict'); pass a checkpoint of `ivr fit` with --ckpt_path")
+    return path
+
+
+def export_step(export_dir: Path) -> int | None:
+    """The training step of the export in ``export_dir`` (its ``ivr_export.json``); None if there is none or the
+    record cannot be read, since the export is about to be replaced either way."""
+    try:
+        record = json.loads((Path(export_dir) / EXPORT_METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) else None
 
 
 def load_lightning_checkpoint(

@@ -133,9 +133,6 @@ def _sha(path: Path) -> str:
     return file_sha256(path) if Path(path).is_file() else "absent"
 
 
-
-
-
 def staged(stage: str, paths: ArtifactPaths, key: dict, outputs: list[Path] | Callable[[], list[Path]],
            build: Callable[[], None], code: Callable, unsigned: list[Path] = ()) -> list[Path]:
     """Run ``build`` unless the stamp shows these outputs were built from exactly ``key`` by this code and are
@@ -214,6 +211,23 @@ def analyze(config: PipelineConfig) -> list[Path]:
     return staged("analyze", paths, key, outputs, build, analyze)
 
 
+def distill_key(config: PipelineConfig) -> dict:
+    """What the distilled tokenizer is built from: a change to any of it rebuilds the stage."""
+    paths = config.paths
+    return {
+        "tokenizer": _sha(paths.tokenizer_file("original")),
+        "tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
+        "chat_template": _sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),  # copied into the tokenizer dir
+        "special_tokens_map": _sha(paths.original_tokenizer_dir / "special_tokens_map.json"),
+        "settings": _plain(config.distill),
+        # the settings name the word list; its words are what changes the fit
+        "word_list": _sha(Path(config.distill.word_list)) if config.distill.word_list else None,
+        "verify": _plain(config.verify),
+        "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
+        **_corpus_key(config),
+    }
+
+
 def distill(config: PipelineConfig) -> list[Path]:
     """Fit the Unigram tokenizer that reproduces the original BPE id for id, save it and verify it."""
     paths = config.paths
@@ -221,15 +235,7 @@ def distill(config: PipelineConfig) -> list[Path]:
     analyze(config)
     outputs = [paths.distilled_tokenizer_dir, paths.distillation_report_md, paths.distillation_report_json,
                paths.distilled_pretokens]
-    key = {
-        "tokenizer": _sha(paths.tokenizer_file("original")),
-        "tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
-        "chat_template": _sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),  # copied into the tokenizer dir
-        "settings": _plain(config.distill),
-        "verify": _plain(config.verify),
-        "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
-        **_corpus_key(config),
-    }
+    key = distill_key(config)
 
     def build() -> None:
         # verification encodes both splits with the saved tokenizer: selection's counts and the remapped tokenizer's

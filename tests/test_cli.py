@@ -114,13 +114,25 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
     # the resumed fit trained on the batches the uninterrupted one reached, not on the epoch's first ones again
     assert [s for s, _ in interrupted] == [0, 1, 2, 3, 4] and interrupted == batches
     assert not list(checkpoints.glob("*-v1.ckpt"))
-# a damaged checkpoint (here cut short) is named before Lightning or torch try to read it
+    # a damaged checkpoint (here cut short) is named before Lightning or torch try to read it
     last = (checkpoints / "last.ckpt").resolve()
-    last.write_bytes(last.read_bytes()[:1000])
+    intact = last.read_bytes()
+    last.write_bytes(intact[:1000])
     for command in (["fit", "--ckpt_path", "last"], ["predict", "--data.prompts_path", str(tmp_path / "p.txt")]):
         (tmp_path / "p.txt").write_text("x\n")
         with pytest.raises(ValueError, match=r"\.ckpt: not a readable checkpoint"):
             main([command[0], *tiny_cli_args(tmp_path), *command[1:]])
+    last.write_bytes(intact)
+    # resuming with another model shape names the checkpoint and the first mismatch
+    with pytest.raises(ValueError, match=r"last\.ckpt: its weights do not fit the configured model \(size mismatch"):
+        main(["fit", *tiny_cli_args(tmp_path, "--model.from_config.n_embd", "32"), "--trainer.max_steps", "6",
+              "--ckpt_path", "last"])
+
+
+def test_resuming_without_a_checkpoint_is_refused_not_started_afresh(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nothing to resume: .*last\.ckpt does not exist"):
+        main(["fit", *tiny_cli_args(tmp_path), "--ckpt_path", "last"])
+    assert not (tmp_path / "artifacts").exists()  # refused before any preparation
 
 
 

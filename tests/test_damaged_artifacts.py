@@ -68,6 +68,40 @@ def test_a_truncated_checkpoint_is_named_before_anything_loads_it(tmp_path):
         readable_checkpoint(tmp_path / "text.ckpt")
 
 
+def test_a_checkpoint_damaged_inside_is_named_not_loaded_as_other_weights(tmp_path):
+    ckpt = tmp_path / "damaged.ckpt"
+    torch.save({"state_dict": {"w": torch.arange(4096, dtype=torch.float32)}}, ckpt)
+    data = bytearray(ckpt.read_bytes())
+    start = data.index(torch.arange(4096, dtype=torch.float32).numpy().tobytes()[:64])
+    data[start + 1000 : start + 2000] = bytes(1000)  # zeros in the middle of the tensor: the zip still opens
+    ckpt.write_bytes(bytes(data))
+    assert not torch.equal(torch.load(ckpt, weights_only=True)["state_dict"]["w"], torch.arange(4096.0))
+    with pytest.raises(ValueError, match=r"damaged\.ckpt: not a readable checkpoint"):
+        readable_checkpoint(ckpt)
+
+
+def test_a_file_that_is_not_a_lightning_checkpoint_is_named(tmp_path):
+    from ivr.export import lightning_checkpoint
+
+    tensor = tmp_path / "final_wte.pt"
+    torch.save(torch.zeros(3, 2), tensor)
+    with pytest.raises(ValueError, match=r"final_wte\.pt is not a Lightning checkpoint \(it holds Tensor"):
+        lightning_checkpoint(tensor)
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}}, ckpt)
+    assert lightning_checkpoint(ckpt) == ckpt
+
+
+def test_a_damaged_export_record_does_not_block_the_next_export(tmp_path):
+    from ivr.export import EXPORT_METADATA_FILE, export_step
+
+    record = tmp_path / EXPORT_METADATA_FILE
+    assert export_step(tmp_path) is None
+    for text, step in (('{"step": 5}', 5), ('{"st', None), ("[1]", None), ('{"step": "5"}', None)):
+        record.write_text(text)
+        assert export_step(tmp_path) == step
+
+
 def test_a_damaged_packed_dataset_is_named(tmp_path, monkeypatch):
     from datasets import Dataset, DatasetDict
 

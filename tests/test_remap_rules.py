@@ -141,6 +141,7 @@ def test_every_bad_rule_is_listed_at_once(tmp_path, rules):
         ("rules: 3\n", RemapRuleError, "expected a list of rules"),
         ("rules: [\n", RemapRuleError, "not valid YAML"),
         ("rules:\n- id: 1\n  new_text: a\n  new_text: b\n", RemapRuleError, "key 'new_text' repeated(.|\n)*line 4"),
+        ("rules:\n- {id: 1, new_text: a, [1, 2]: 3}\n", RemapRuleError, "must be a name, got a sequence(.|\n)*line 2"),
         (None, FileNotFoundError, "remap rules not found"),
     ],
 )

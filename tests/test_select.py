@@ -121,6 +121,12 @@ def test_protected_tokens_and_ids_are_never_freed(selection, distilled, code_doc
     sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
     freed = {r.freed_id for r in sel.replacements}
     assert not freed & {by_text.freed_id, by_piece.freed_id, by_id.freed_id}
+    # a typo would protect nothing: named instead
+    for bad, message in (({"protected_tokens": [" zqxjvvq"]}, r"protected_tokens: ' zqxjvvq' is not a token"),
+                         ({"protected_ids": [50257]}, r"protected_ids: \[50257\] outside")):
+        with pytest.raises(ValueError, match=message):
+            select_replacements(distilled, code_docs, SelectSettings(**bad, **FAST), tmp_path / "c.csv",
+                                tmp_path / "log.md")
 
 
 def test_general_reference_text_delays_freeing_its_tokens(selection, distilled, code_docs, tmp_path):

@@ -36,6 +36,13 @@ def test_another_source_or_changed_files_fetch_again(tmp_path):
     stamp = (target / "tokenizer.json").stat().st_mtime_ns
     assert fetch_original_tokenizer(target, local_dir=first, allow_hub=False)[1] == meta  # reused
     assert (target / "tokenizer.json").stat().st_mtime_ns == stamp
+    # the fetched copy edited by hand (two ids swapped; it still parses): fetched again, not trusted
+    spec = json.loads((target / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = spec["model"]["vocab"]
+    vocab["Ġthe"], vocab["Ġand"] = vocab["Ġand"], vocab["Ġthe"]
+    (target / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    fetch_original_tokenizer(target, local_dir=first, allow_hub=False)
+    assert json.loads((target / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]["Ġthe"] == 262
     # the local source's config changes: fetched again, with the new roles
     (first / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}))
     _, meta = fetch_original_tokenizer(target, local_dir=first, allow_hub=False)

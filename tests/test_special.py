@@ -46,7 +46,9 @@ def test_without_a_config_only_gpt2s_layout_is_read(tmp_path):
 @pytest.mark.parametrize(
     "config, message",
     [({"eos_token": "<nope>"}, "tokenizer_config.json: eos_token '<nope>' is not in the tokenizer's vocabulary"),
-     ({"bos_token": "<s>"}, "no document separator")],
+     ({"bos_token": "<s>"}, "no document separator"),
+     ({"eos_token": 5}, "tokenizer_config.json: eos_token must be a token's text .*got 5"),
+     ({"eos_token": {"id": 1}}, r"tokenizer_config.json: eos_token must be a token's text .*got \{'id': 1\}")],
 )
 def test_bad_configs_are_named(tmp_path, config, message):
     with pytest.raises(ValueError, match=message):

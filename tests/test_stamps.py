@@ -293,3 +293,27 @@ def test_a_moved_artifact_tree_keeps_its_stamps(tmp_path):
     (tmp_path / "a").rename(tmp_path / "b")  # a move keeps sizes and modification times
     run(tmp_path / "b")
     assert len(builds) == 1
+
+
+def test_the_distillation_key_holds_the_word_lists_words_and_the_special_tokens_map(tmp_path, raw_dir):
+    from dataclasses import replace
+
+    from ivr.corpus import CleaningOptions
+    from ivr.tokenizers.distill import DistillSettings
+
+    words = tmp_path / "words.txt"
+    words.write_text("alpha\n")
+    config = pipeline.PipelineConfig(
+        paths=ArtifactPaths.from_config(tmp_path / "artifacts", raw_corpora_dir=raw_dir), heldout_fraction=0.2,
+        original=pipeline.OriginalTokenizer(use_hub=False), cleaning=CleaningOptions(),
+        distill=DistillSettings(word_list=str(words)),
+    )
+    pipeline.run_stage(config, "init")
+    first = pipeline.distill_key(config)
+    assert pipeline.distill_key(config) == first
+    words.write_text("alpha\nbeta\n")  # the same path, other words
+    second = pipeline.distill_key(config)
+    assert second != first
+    (config.paths.original_tokenizer_dir / "special_tokens_map.json").write_text('{"eos_token": "<|endoftext|>"}')
+    assert pipeline.distill_key(config) != second
+    assert pipeline.distill_key(replace(config, distill=DistillSettings()))["word_list"] is None

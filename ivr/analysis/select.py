@@ -196,6 +196,9 @@ def select_replacements(
                            code_reference(settings.general_code_mb, corpus_sources))
     prior = general_prior(distilled, general)
     special = set(distilled.get_added_tokens_decoder())
+    outside = [i for i in settings.protected_ids if not 0 <= i < len(pieces)]
+    if outside:
+        raise ValueError(f"data.select.protected_ids: {outside} outside the vocabulary's ids [0, {len(pieces)})")
     protected = set(settings.protected_ids) | {pieces.index(p) for p in _protected_pieces(settings, vocab)}
     bytes_ = single_byte_pieces()
     never = special | protected | {i for i, p in enumerate(pieces) if p in bytes_}
@@ -338,10 +341,11 @@ def _validation_curve(distilled, everything, validation, cache, pieces, settings
 def _protected_pieces(settings: SelectSettings, vocab: set[str]) -> set[str]:
     out = set()
     for p in settings.protected_tokens:
-        if p in vocab:
-            out.add(p)
-        if text_to_piece(p) in vocab:
-            out.add(text_to_piece(p))
+        found = {q for q in (p, text_to_piece(p)) if q in vocab}
+        if not found:  # a typo would protect nothing, silently
+            raise ValueError(f"data.select.protected_tokens: {p!r} is not a token of the vocabulary, as text or as "
+                             "a byte-level piece; it would protect nothing")
+        out |= found
     return out
 
 

@@ -137,17 +137,19 @@ def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
         if config_path.is_file():
             try:
                 configs[config_path] = json.loads(config_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{config_path}: not valid JSON: {err}") from None
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise ValueError(f"{config_path}: not valid UTF-8 JSON: {err}") from None
             if not isinstance(configs[config_path], dict):
                 raise ValueError(f"{config_path}: not a JSON object")
     if not configs:
         return special_tokens_of(tok, str(directory / TOKENIZER_FILE))
     config, mapped = (configs.get(directory / name, {}) for name in CONFIG_FILES)
-    roles = config_roles(config)
+    config_file, map_file = (directory / name for name in CONFIG_FILES)
+    roles = config_roles(config, str(config_file))
     # as transformers reads them: the map's roles replace the config's, unless the config lists the added tokens
     if "added_tokens_decoder" not in config:
-        roles.update({role: value for role, value in config_roles(mapped).items() if f"{role}_token" in mapped})
+        roles.update({role: value for role, value in config_roles(mapped, str(map_file)).items()
+                      if f"{role}_token" in mapped})
     if not any(roles.values()) and {t.content for t in tok.get_added_tokens_decoder().values()} == {ENDOFTEXT}:
         roles = GPT2_ROLES
     first = next(iter(configs.values()))

@@ -42,7 +42,12 @@ class _RulesLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
+            # a list or mapping as a key cannot even be compared with the others
+            key = self.construct_object(key_node, deep=deep) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                got = repr(key) if isinstance(key_node, yaml.ScalarNode) else f"a {key_node.id}"
+                raise yaml.constructor.ConstructorError(None, None, f"a rule's key must be a name, got {got}",
+                                                        key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} repeated", key_node.start_mark)
             seen.add(key)

@@ -18,7 +18,7 @@ from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.bpe import offline_gpt2_files, offline_gpt2_tokenizer
 from ivr.stamps import output_signature
 from ivr.tokenizers.io import (
-    file_sha256, read_metadata, read_special_tokens, read_tokenizer_file, save_tokenizer_dir,
+    METADATA_FILE, file_sha256, read_metadata, read_special_tokens, read_tokenizer_file, save_tokenizer_dir,
 )
 from ivr.tokenizers.pieces import vocab_pieces
 from ivr.tokenizers.special import CHAT_TEMPLATE_FILE, CONFIG_FILES, SpecialTokens, special_tokens, special_tokens_of
@@ -94,9 +94,14 @@ def _readable(target_dir: Path) -> bool:
     """Whether a fetched tokenizer can be reused: one damaged since is fetched again, not trusted."""
     try:
         read_tokenizer_file(target_dir)
-        read_metadata(target_dir)
+        recorded = read_metadata(target_dir).get("tokenizer_sha256")
     except ValueError as err:
         log.warning("%s; fetching the original tokenizer again", err)
+        return False
+    # a file edited by hand (ids swapped) still parses; every later stage would build on it
+    if recorded is not None and recorded != file_sha256(target_dir / TOKENIZER_FILE):
+        log.warning("%s changed since it was fetched (its sha256 differs from %s); fetching the original tokenizer "
+                    "again", target_dir / TOKENIZER_FILE, METADATA_FILE)
         return False
     return True
 

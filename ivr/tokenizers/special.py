@@ -99,11 +99,14 @@ def special_tokens_of(tok: Tokenizer, where: str = "the tokenizer") -> SpecialTo
     return special_tokens(tok, GPT2_ROLES, GPT2_MODEL_MAX_LENGTH, where)
 
 
-def config_roles(config: dict) -> dict[str, str | None]:
+def config_roles(config: dict, where: str = "the tokenizer config") -> dict[str, str | None]:
     """The role tokens of a ``tokenizer_config.json`` or ``special_tokens_map.json`` (a string, or an added
-    token written as a mapping with ``content``)."""
+    token written as a mapping with ``content``); anything else is an error naming ``where`` and the key."""
     out: dict[str, str | None] = {}
     for role in ROLES:
         value = config.get(f"{role}_token")
         out[role] = value.get("content") if isinstance(value, dict) else value
+        if (value is not None and out[role] is None) or (out[role] is not None and not isinstance(out[role], str)):
+            raise ValueError(f"{where}: {role}_token must be a token's text (or a mapping with its 'content'), got "
+                             f"{value!r}")
     return out
