@@ -388,6 +388,8 @@ def align(
     original_dir = Path(original_tokenizer_dir or paths.original_tokenizer_dir)
     remapped_dir = Path(remapped_tokenizer_dir or paths.remapped_tokenizer_dir)
     rules = Path(rules_path or paths.remap_rules)
+    if rules_path is None and remapped_tokenizer_dir is None and original_tokenizer_dir is None:
+        remap(config)  # the rules current first, as every stage brings its inputs up to date
     if rules_path is None and not rules.is_file():
         raise FileNotFoundError(f"no remap rules at {rules}: run `ivr remap` (or `ivr prepare`) first")
     if base.from_config is None and not base.name_or_path:

@@ -247,9 +247,18 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
         main()
 
 
-def test_align_before_remap_says_to_run_remap(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no remap rules at .*remap_rules\.yaml: run `ivr remap` \(or `ivr prepare`\) first"):
+def test_align_brings_remap_up_to_date_first_unless_given_its_files(tmp_path, monkeypatch):
+    from ivr import pipeline
+
+    calls = []
+    monkeypatch.setattr(pipeline, "remap", lambda config: calls.append("remap") or [])  # a remap that writes nothing
+    missing = r"no remap rules at .*remap_rules\.yaml: run `ivr remap` \(or `ivr prepare`\) first"
+    with pytest.raises(FileNotFoundError, match=missing):
         main(["align", *tiny_cli_args(tmp_path)])
+    assert calls == ["remap"]
+    with pytest.raises(FileNotFoundError, match=missing):
+        main(["align", *tiny_cli_args(tmp_path), "--remapped-tokenizer-dir", str(tmp_path / "elsewhere")])
+    assert calls == ["remap"]
 
 
 def test_an_interrupt_is_one_line_and_status_130(monkeypatch, capsys):
