@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -43,6 +44,9 @@ UTF8_BOM = b"\xef\xbb\xbf"
 MANIFEST_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 """Written last in the cleaned directory: its presence marks a complete build."""
+_MANIFEST_HEAD = re.compile(rb'\s*\{\s*"version":\s*\d+,\s*"fingerprint":')  # how every manifest begins, damaged or not
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_TOO_DEEP = "invalid JSON (nested deeper than Python's JSON reader can follow)"
 
 
 class CorpusError(ValueError):
@@ -125,14 +129,20 @@ def _invalid_json(path: Path, lineno: int, err: json.JSONDecodeError) -> CorpusE
 
 
 def check_text(text: str, where: str) -> str:
-    """``text``, unless it looks binary: a NUL, or over 5% control characters in its first 64k characters."""
+    """``text``, unless it looks binary: a NUL anywhere, or over 5% control characters in its first 64k characters;
+    or unless it holds a lone surrogate (a JSON escape such as ``\\ud800``), which no UTF-8 file can hold."""
     head = text[:65536]
     controls = sum(1 for c in head if c < " " and c not in "\t\n\f\v")
-    if "\0" in head or controls > 0.05 * len(head):
+    nul = text.find("\0")  # the whole text: one C scan, and a NUL past the head is as binary as one in it
+    if nul >= 0 or controls > 0.05 * len(head):
         raise CorpusError(
-            f"{where}: looks binary ({controls} control characters in the first {len(head)}, NUL included: "
-            f"{'yes' if chr(0) in head else 'no'}); only text is read: remove the file or convert it to text"
+            f"{where}: looks binary ({controls} control characters in the first {len(head)}; "
+            f"{f'a NUL at character {nul}' if nul >= 0 else 'no NUL'}); only text is read: remove the file or convert "
+            "it to text"
         )
+    if bad := _SURROGATE.search(text):
+        raise CorpusError(f"{where}: holds a lone surrogate {ascii(bad.group())} at character {bad.start()}, which "
+                          "is not text and cannot be written as UTF-8; fix the escape in the source")
     return text
 
 
@@ -205,8 +215,8 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
                 if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16's byte-order mark: text, in another encoding
                     raise CorpusError(f"{path}: starts with a UTF-16 byte-order mark; pass --data.encoding utf-16 "
                                       "(`ivr init --encoding utf-16`), or convert the file to UTF-8") from None
-                if b"\0" in data[:65536]:  # binary: say so rather than blame the encoding
-                    check_text(data[:65536].decode("latin-1"), str(path))
+                if b"\0" in data:  # binary: say so rather than blame the encoding (latin-1: a character per byte)
+                    check_text(data.decode("latin-1"), str(path))
                 raise
             yield from _documents(text, f"{rel}:0", str(path), options)
         except CorpusError as err:
@@ -226,6 +236,8 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
                     record = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise _invalid_json(path, lineno, err) from None
+                except RecursionError:
+                    raise CorpusError(f"{path}:{lineno}: {_TOO_DEEP}") from None
                 where = f"{path}:{lineno}"
                 yield from _documents(_record_text(record, options.text_key, where), f"{rel}:{lineno}", where, options)
             except CorpusError as err:
@@ -236,6 +248,9 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
         payload = json.loads(_decode(data, path, options.encoding).removeprefix("\ufeff"))
     except json.JSONDecodeError as err:
         skip(_invalid_json(path, err.lineno, err))
+        return
+    except RecursionError:
+        skip(CorpusError(f"{path}: {_TOO_DEEP}"))
         return
     except CorpusError as err:
         skip(err)
@@ -249,10 +264,10 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
             skip(err)
 
 
-def _raw_files(raw_dir: Path) -> list[Path]:
-    """The raw folder's text files in sorted order: linked folders followed (each real folder once), hidden files
-    and folders (``.ipynb_checkpoints``, ``.git``) left out, suffixes in any case."""
-    found, seen = [], set()
+def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
+    """The raw folder's text files in sorted order: linked folders and files followed (each real one once), hidden
+    files and folders (``.ipynb_checkpoints``, ``.git``) and the cleaned folder left out, suffixes in any case."""
+    found, seen = {}, {os.path.realpath(cleaned_dir)} if cleaned_dir is not None else set()
     for root, dirs, files in os.walk(raw_dir, followlinks=True):
         real = os.path.realpath(root)
         if real in seen:  # a link back up the tree, or two links to one folder
@@ -263,13 +278,24 @@ def _raw_files(raw_dir: Path) -> list[Path]:
         # the order the file system lists them in (it decides their document ids, and so the split)
         dirs[:] = sorted((d for d in dirs if not d.startswith(".")),
                          key=lambda d: (os.path.islink(os.path.join(root, d)), d))
-        found += [Path(root) / f for f in files
-                  if not f.startswith(".") and Path(f).suffix.lower() in SUFFIXES and (Path(root) / f).is_file()]
-    return sorted(found)
+        for f in files:
+            path = Path(root) / f
+            if not f.startswith(".") and Path(f).suffix.lower() in SUFFIXES and path.is_file():
+                link = path.is_symlink()
+                found.setdefault(os.path.realpath(path) if link else os.path.join(real, f), []).append((link, path))
+    # of one real file's names, as of a folder's: a real name before links, then by name, whatever the listing order
+    paths = sorted(min(names)[1] for names in found.values())
+    for path in paths:
+        if _SURROGATE.search(str(path)):  # on Linux, the bytes of a non-UTF-8 name come back as lone surrogates
+            raise CorpusError(f"raw corpus file {ascii(str(path))}: its name is not valid UTF-8 and cannot be written "
+                              "in the cleaned corpus; rename it (or the folder holding it) to a UTF-8 name")
+    return paths
 
 
-def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool = False) -> list[tuple[Path, str]]:
-    """Raw files to clean as (path, relative name); the built-in corpus joins them when configured.
+def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool = False,
+                 cleaned_dir: Path | None = None) -> list[tuple[Path, str]]:
+    """Raw files to clean as (path, relative name), never from ``cleaned_dir``; the built-in corpus joins them when
+    configured.
 
     A raw folder that does not exist beside the built-in corpus is no error (the demo configs use the built-in
     corpus alone); it is a warning where the folder was named (a typo), an info line where it is the layout's
@@ -280,7 +306,7 @@ def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool 
             "raw corpus directory %s (data.raw_corpora_dir) does not exist; using data.builtin_corpus %s only",
             raw_dir, options.builtin_corpus)
     if raw_dir.is_dir():
-        sources = [(p, p.relative_to(raw_dir).as_posix()) for p in _raw_files(raw_dir)]
+        sources = [(p, p.relative_to(raw_dir).as_posix()) for p in _raw_files(raw_dir, cleaned_dir)]
     if options.builtin_corpus is not None:
         if not options.builtin_corpus_max_mb > 0:
             raise CorpusError(f"data.builtin_corpus_max_mb must be positive, got {options.builtin_corpus_max_mb}")
@@ -314,7 +340,8 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
 
     Returns the manifest (files, documents, bytes, skipped records, the input fingerprint).
     """
-    sources = find_sources(Path(raw_dir), options, default_raw_dir)
+    _check_cleaned_dir(Path(raw_dir), Path(cleaned_dir))
+    sources = find_sources(Path(raw_dir), options, default_raw_dir, Path(cleaned_dir))
     fingerprint = _sources_fingerprint(sources, options)
     manifest_path = Path(cleaned_dir) / MANIFEST_FILE
     if manifest_path.is_file() and not force:
@@ -369,6 +396,26 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
     if skip.skipped:
         print(f"ivr: skipped {len(skip.skipped)} bad records (data.on_bad_record=skip); first: {skip.skipped[0]}")
     return manifest
+
+
+def _check_cleaned_dir(raw_dir: Path, cleaned_dir: Path) -> None:
+    """Cleaning replaces the whole cleaned folder: refuse one whose old contents are not an earlier cleaned corpus
+    (the raw files, a folder holding them, a user's folder), which the replacement would delete."""
+    raw, cleaned = Path(os.path.realpath(raw_dir)), Path(os.path.realpath(cleaned_dir))
+    if raw == cleaned or raw in cleaned.parents or cleaned in raw.parents:
+        how = "is" if raw == cleaned else "lies inside" if raw in cleaned.parents else "contains"
+        raise CorpusError(
+            f"data.cleaned_corpora_dir ({cleaned_dir}) {how} data.raw_corpora_dir ({raw_dir}): cleaning replaces the "
+            "cleaned folder whole, which would delete raw files or read its own output; choose a separate cleaned "
+            "folder")
+    if cleaned_dir.exists() and not (cleaned_dir.is_dir() and not any(cleaned_dir.iterdir())):
+        manifest = cleaned_dir / MANIFEST_FILE
+        with open(manifest, "rb") if manifest.is_file() else io.BytesIO() as f:
+            if not _MANIFEST_HEAD.match(f.read(256)):  # damaged or not, ivr's manifest begins so: clean again
+                raise CorpusError(
+                    f"data.cleaned_corpora_dir ({cleaned_dir}) exists and is no cleaned corpus of ivr's (no ivr "
+                    f"{MANIFEST_FILE}); cleaning replaces it whole, deleting what it holds: choose an empty or new "
+                    "folder")
 
 
 def _cleaned_signature(cleaned_dir: Path) -> str:

@@ -250,3 +250,38 @@ def test_a_utf16_text_file_is_named_with_the_encoding_to_pass(tmp_path):
         _clean(raw, tmp_path)
     _clean(raw, tmp_path, encoding="utf-16")
     assert [d.text for d in iter_documents(tmp_path / "cleaned")] == ["text saved as UTF-16"]
+
+
+def test_a_lone_surrogate_escape_is_a_bad_record_named_by_line_and_skip_skips_it(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "s.jsonl").write_text('{"text": "fine"}\n{"text": "bad \\ud800 x"}\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"s\.jsonl:2: holds a lone surrogate '\\ud800' at character 4"):
+        clean_corpus(raw, tmp_path / "clean", CleaningOptions())
+    manifest = clean_corpus(raw, tmp_path / "clean", CleaningOptions(on_bad_record="skip"))
+    assert manifest["documents"] == 1 and manifest["skipped_records"] == 1
+    assert [d.text for d in iter_documents(tmp_path / "clean")] == ["fine"]
+
+
+@pytest.mark.parametrize("name, where", [("deep.jsonl", r"deep\.jsonl:2"), ("deep.json", r"deep\.json")])
+def test_json_nested_too_deeply_is_an_invalid_record_not_a_recursion_error(tmp_path, name, where):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    deep = "[" * 100_000 + "]" * 100_000
+    (raw / name).write_text(f'{{"text": "fine"}}\n{deep}\n' if name.endswith(".jsonl") else deep, encoding="utf-8")
+    (raw / "ok.txt").write_text("a good document")
+    with pytest.raises(CorpusError, match=rf"{where}: invalid JSON \(nested deeper"):
+        clean_corpus(raw, tmp_path / "clean", CleaningOptions())
+    manifest = clean_corpus(raw, tmp_path / "clean", CleaningOptions(on_bad_record="skip"))
+    assert manifest["skipped_records"] == 1
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_a_nul_past_the_first_64k_characters_is_still_binary(tmp_path, encoding):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    tail = "caf\xe9" if encoding == "latin-1" else "tail"  # latin-1 bytes: not UTF-8, refused as binary all the same
+    (raw / "late.txt").write_bytes(("x" * 70_000 + "\0" + tail).encode(encoding))
+    with pytest.raises(CorpusError, match=r"late\.txt: looks binary \(0 control characters in the first 65536; "
+                                          r"a NUL at character 70000\)"):
+        clean_corpus(raw, tmp_path / "clean", CleaningOptions())

@@ -132,6 +132,10 @@ def test_fit_installs_aligned_rows_logs_ivr_metrics_and_exports(ivr_run, monkeyp
     # the checkpoint (its hyperparameters name the aligned rows) loads where Lightning loads it weights-only
     main(["validate", *args, "--trainer.limit_val_batches", "1"])
     main(["fit", *args, "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1", "--ckpt_path", "last"])
+    import torch
+
+    last = root / "artifacts" / "training" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 3  # resumed at step 2, trained one more
 
 
 def test_verify_tokenizer_command_reports_rates(ivr_run, capsys):

@@ -1,0 +1,74 @@
+"""Which raw files are read, and which cleaned folder may be replaced: cleaning swaps the cleaned folder whole, so
+it must never be the raw folder, hold it, lie in it, or be a folder of the user's."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ivr.corpus import CleaningOptions, CorpusError, clean_corpus, iter_documents
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("cleaned, how", [(".", "is"), ("cleaned", "lies inside"), ("..", "contains")])
+def test_a_cleaned_folder_overlapping_the_raw_folder_is_refused_and_nothing_is_deleted(raw_dir, cleaned, how):
+    before = _files(raw_dir)
+    with pytest.raises(CorpusError, match=rf"data\.cleaned_corpora_dir \(.*\) {how} data\.raw_corpora_dir \(.*raw\)"):
+        clean_corpus(raw_dir, raw_dir / cleaned, CleaningOptions())
+    assert _files(raw_dir) == before
+
+
+def test_a_folder_that_is_not_an_ivr_cleaned_corpus_is_never_replaced(raw_dir, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    (mine / "manifest.json").write_text('{"name": "some other tool"}')
+    with pytest.raises(CorpusError, match=r"data\.cleaned_corpora_dir \(.*mine\) exists and is no cleaned corpus.*"
+                                          r"choose an empty or new folder"):
+        clean_corpus(raw_dir, mine, CleaningOptions(), force=True)
+    assert _files(mine) == {"manifest.json": b'{"name": "some other tool"}', "thesis.tex": b"years of work"}
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(CorpusError, match=r"a_file\) exists and is no cleaned corpus"):
+        clean_corpus(raw_dir, tmp_path / "a_file", CleaningOptions())
+    (tmp_path / "empty").mkdir()  # an empty folder, or an earlier cleaned corpus, is fine to replace
+    clean_corpus(raw_dir, tmp_path / "empty", CleaningOptions())
+    assert clean_corpus(raw_dir, tmp_path / "empty", CleaningOptions(), force=True)["documents"] == 8
+
+
+def test_the_cleaned_folder_reached_through_a_link_in_the_raw_folder_is_not_read(raw_dir, tmp_path):
+    cleaned = tmp_path / "cleaned"
+    (raw_dir / "out").symlink_to(cleaned, target_is_directory=True)
+    clean_corpus(raw_dir, cleaned, CleaningOptions())
+    manifest = clean_corpus(raw_dir, cleaned, CleaningOptions(), force=True)
+    assert manifest["documents"] == 8 and not any(f["cleaned"].startswith("out/") for f in manifest["files"])
+
+
+def test_links_to_one_file_are_read_once_under_the_real_name_or_the_first_link_name(tmp_path):
+    raw, outside = tmp_path / "raw", tmp_path / "outside.txt"
+    raw.mkdir()
+    (raw / "m.txt").write_text("one document")
+    for name in ("a_link.txt", "z_link.txt"):  # a link sorted before the real name does not take its place
+        (raw / name).symlink_to(raw / "m.txt")
+    outside.write_text("another document")
+    for name in ("y.txt", "b.txt"):
+        (raw / name).symlink_to(outside)
+    clean_corpus(raw, tmp_path / "cleaned", CleaningOptions())
+    assert {d.doc_id: d.text for d in iter_documents(tmp_path / "cleaned")} == {
+        "b.txt:0": "another document", "m.txt:0": "one document"}
+
+
+def test_a_raw_file_name_that_is_not_utf8_is_named_and_must_be_renamed(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    try:
+        with open(os.path.join(os.fsencode(raw), b"b\xff.txt"), "wb") as f:
+            f.write(b"text")
+    except (OSError, UnicodeError):
+        pytest.skip("this file system takes UTF-8 names only")
+    with pytest.raises(CorpusError, match=r"raw corpus file '.*b\\udcff\.txt': its name is not valid UTF-8.*rename"):
+        clean_corpus(raw, tmp_path / "cleaned", CleaningOptions())
