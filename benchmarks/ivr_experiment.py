@@ -64,7 +64,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from ivr.builtin_corpora import documentation_texts, help_topics, until_size  # noqa: E402
 from ivr.causal_lm import ModelShape, load_pretrained  # noqa: E402
-from ivr.corpus import is_heldout, iter_documents  # noqa: E402
+from ivr.cleaned_corpus import is_heldout, iter_documents  # noqa: E402
 from ivr.data import IVRDataModule  # noqa: E402
 from ivr.embeddings import (  # noqa: E402
     INIT_STRATEGIES,

@@ -39,7 +39,7 @@ from common import parser
 from ivr.atomic import atomic_file
 from ivr.builtin_corpora import english_reference_texts, translated_messages
 from ivr.causal_lm import load_pretrained
-from ivr.corpus import iter_documents
+from ivr.cleaned_corpus import iter_documents
 from ivr.embeddings import AlignSettings, aligned_wte, alignment_index, final_wte, install_embeddings
 from ivr.metrics import bits_per_byte, token_nll
 from ivr.model import EmbeddingInit, IVRLanguageModel

@@ -37,7 +37,7 @@ from pathlib import Path
 from common import parser
 
 from ivr.builtin_corpora import utf8_size
-from ivr.corpus import batched
+from ivr.cleaned_corpus import batched
 from ivr.paths import ArtifactPaths
 from ivr.tokenizers.io import read_metadata
 

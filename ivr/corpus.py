@@ -24,39 +24,26 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 from tqdm.auto import tqdm
 
 from ivr.atomic import atomic_dir, write_json
 from ivr.builtin_corpora import BUILTIN_CORPORA
+from ivr.cleaned_corpus import MANIFEST_FILE, CorpusError, Document, read_manifest
 from ivr.stamps import output_signature
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 SUFFIXES = (".txt", ".jsonl", ".json")
 UTF8_BOM = b"\xef\xbb\xbf"
 MANIFEST_VERSION = 1
-MANIFEST_FILE = "manifest.json"
-"""Written last in the cleaned directory: its presence marks a complete build."""
 _MANIFEST_HEAD = re.compile(rb'\s*\{\s*"version":\s*\d+,\s*"fingerprint":')  # how every manifest begins, damaged or not
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _TOO_DEEP = "invalid JSON (nested deeper than Python's JSON reader can follow)"
-
-
-class CorpusError(ValueError):
-    """A raw corpus file cannot be read as configured; the message names the file and place."""
-
-
-@dataclass(frozen=True)
-class Document:
-    doc_id: str
-    text: str
 
 
 @dataclass(frozen=True)
@@ -73,12 +60,6 @@ def normalize(text: str) -> str:
     if text.startswith("\ufeff"):
         text = text[1:]
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def is_heldout(doc_id: str, heldout_fraction: float) -> bool:
-    """Stable split by document id: the same document lands in the same split on every machine."""
-    h = int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big")
-    return h / 2**64 < heldout_fraction
 
 
 def _decode(data: bytes, path: Path, encoding: str, line: int | None = None, base_offset: int = 0) -> str:
@@ -423,102 +404,6 @@ def _cleaned_signature(cleaned_dir: Path) -> str:
     the manifest was written makes ``clean_corpus`` clean again instead of trusting it."""
     entries = [e for e in output_signature(cleaned_dir) if e[0] != MANIFEST_FILE]
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
-
-
-def read_manifest(cleaned_dir: Path) -> dict:
-    path = Path(cleaned_dir) / MANIFEST_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no cleaned corpus at {cleaned_dir} (missing {path.name}): run `ivr init` first")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CorpusError(f"{path}: damaged ({err}); run `ivr init` to clean the corpus again") from None
-
-
-def split_counts(cleaned_dir: str | Path, heldout_fraction: float) -> dict[str, int]:
-    """How many documents fall in each split."""
-    counts = {"train": 0, "heldout": 0}
-    for held in split_membership(cleaned_dir, "heldout", heldout_fraction):
-        counts["heldout" if held else "train"] += 1
-    return counts
-
-
-def check_splits(cleaned_dir: str | Path, heldout_fraction: float, max_document_chars: int) -> dict[str, int]:
-    """Fail now, not after every stage, when a split would be empty."""
-    counts = split_counts(cleaned_dir, heldout_fraction)
-    for split, n in counts.items():
-        if n == 0:
-            raise CorpusError(
-                f"the cleaned corpus at {cleaned_dir} has {sum(counts.values())} documents and none falls in the {split} "
-                f"split (data.heldout_fraction={heldout_fraction}): add documents, change data.heldout_fraction, or "
-                f"lower data.max_document_chars ({max_document_chars}) so that large documents are cut into more pieces"
-            )
-    return counts
-
-
-def iter_documents(
-    cleaned_dir: str | Path,
-    split: Literal["train", "heldout"] | None = None,
-    heldout_fraction: float = 0.05,
-) -> Iterator[Document]:
-    """Stream cleaned documents in manifest order, optionally only one split."""
-    for line in _cleaned_lines(cleaned_dir):
-        record = json.loads(line)
-        if _in_split(record["id"], split, heldout_fraction):
-            yield Document(record["id"], record["text"])
-
-
-def split_membership(
-    cleaned_dir: str | Path,
-    split: Literal["train", "heldout"] | None = None,
-    heldout_fraction: float = 0.05,
-) -> Iterator[bool]:
-    """For every document of the corpus, in manifest order, whether it is in ``split`` (all are for None),
-    without decoding the texts: what lines of a per-document file (analyze's ids) belong to one split."""
-    return (_in_split(_record_id(line), split, heldout_fraction) for line in _cleaned_lines(cleaned_dir))
-
-
-def _cleaned_lines(cleaned_dir: str | Path) -> Iterator[str]:
-    """The cleaned records, one JSON line per document, in manifest order."""
-    cleaned_dir = Path(cleaned_dir)
-    for entry in read_manifest(cleaned_dir)["files"]:
-        with open(cleaned_dir / entry["cleaned"], encoding="utf-8") as f:
-            yield from f
-
-
-def _in_split(doc_id: str, split: Literal["train", "heldout"] | None, heldout_fraction: float) -> bool:
-    return split is None or is_heldout(doc_id, heldout_fraction) == (split == "heldout")
-
-
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """``items`` in lists of ``size`` (the last one shorter), consumed lazily: one batch in memory at a time."""
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
-
-
-@dataclass(frozen=True)
-class SplitTexts:
-    """The texts of one split of a cleaned corpus, read from disk on each pass: iterate it as often as needed
-    without holding the corpus in memory (a consumer that needs a list makes one)."""
-
-    cleaned_dir: Path
-    split: Literal["train", "heldout"] | None = None
-    heldout_fraction: float = 0.05
-
-    def __iter__(self) -> Iterator[str]:
-        return (d.text for d in iter_documents(self.cleaned_dir, self.split, self.heldout_fraction))
-
-
-_ID_PREFIX = '{"id": '
-_DECODER = json.JSONDecoder()
-
-
-def _record_id(line: str) -> str:
-    """A cleaned record's document id without decoding its text: ``clean_corpus`` writes the id first."""
-    if line.startswith(_ID_PREFIX):
-        return _DECODER.raw_decode(line, len(_ID_PREFIX))[0]
-    return json.loads(line)["id"]
 
 
 def read_text_files(paths: list[str]) -> list[str]:

@@ -30,7 +30,8 @@ from ivr.atomic import atomic_dir
 from ivr.builtin_corpora import english_reference_texts
 from ivr.causal_lm import ModelShape, base_model
 from ivr.collector import collector_paused
-from ivr.corpus import CleaningOptions, SplitTexts, check_splits, clean_corpus, iter_documents, read_manifest, read_text_files
+from ivr.cleaned_corpus import SplitTexts, check_splits, iter_documents, read_manifest
+from ivr.corpus import CleaningOptions, clean_corpus, read_text_files
 from ivr.embeddings import AlignSettings, align_embeddings, align_outputs
 from ivr.figures import figure
 from ivr.gguf import is_gguf, locate_gguf

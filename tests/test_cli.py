@@ -46,7 +46,7 @@ def test_init_accepts_original_flag_spellings(tmp_path, raw_dir, capsys):
 
 
 def test_bad_corpus_fails_with_the_file_named(tmp_path, raw_dir):
-    from ivr.corpus import CorpusError
+    from ivr.cleaned_corpus import CorpusError
 
     (raw_dir / "bad.jsonl").write_text("{oops\n")
     with pytest.raises(CorpusError, match=r"bad\.jsonl:1"):

@@ -9,17 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ivr.corpus import (
-    CleaningOptions,
-    CorpusError,
-    check_splits,
-    check_text,
-    clean_corpus,
-    is_heldout,
-    iter_documents,
-    read_manifest,
-    split_long,
-)
+from ivr.cleaned_corpus import CorpusError, check_splits, is_heldout, iter_documents, read_manifest
+from ivr.corpus import CleaningOptions, check_text, clean_corpus, split_long
 
 
 def _clean(raw: Path, tmp_path: Path, **kw) -> dict:

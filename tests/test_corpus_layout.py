@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.corpus import CleaningOptions, CorpusError, clean_corpus, iter_documents
+from ivr.cleaned_corpus import CorpusError, iter_documents
+from ivr.corpus import CleaningOptions, clean_corpus
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 
 from ivr.analysis.frequency import analyze_corpus
-from ivr.corpus import CleaningOptions, clean_corpus, iter_documents
+from ivr.cleaned_corpus import iter_documents
+from ivr.corpus import CleaningOptions, clean_corpus
 
 
 def test_analyze_matches_encode_and_counts_every_id(raw_dir, tmp_path, gpt2_bpe):

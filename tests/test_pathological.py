@@ -11,7 +11,8 @@ import random
 from tokenizers import Tokenizer
 
 from ivr.cli import main
-from ivr.corpus import CleaningOptions, clean_corpus, iter_documents
+from ivr.cleaned_corpus import iter_documents
+from ivr.corpus import CleaningOptions, clean_corpus
 from ivr.tokenizers.distill.word_rules import MAX_WORD_CHARS, word_rule_pattern, word_segments
 from tests.conftest import make_code_docs, tiny_cli_args
 

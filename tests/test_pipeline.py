@@ -10,7 +10,7 @@ import yaml
 from datasets import load_from_disk
 
 from ivr.cli import main
-from ivr.corpus import SplitTexts
+from ivr.cleaned_corpus import SplitTexts
 from ivr.tokenizers.byte_level import EOS_ID
 from ivr.tokenizers.distill import stage
 from ivr.tokenizers.io import file_sha256, load_tokenizer

@@ -9,7 +9,8 @@ import pytest
 
 from ivr.analysis.frequency import SplitIdSequences, analyze_corpus
 from ivr.analysis.spans import count_pretokens, pretoken_stats
-from ivr.corpus import CleaningOptions, CorpusError, SplitTexts, clean_corpus, iter_documents
+from ivr.cleaned_corpus import CorpusError, SplitTexts, iter_documents
+from ivr.corpus import CleaningOptions, clean_corpus
 from ivr.tokenizers.distill.pre_tokenizer import with_rules
 from ivr.tokenizers.distill.word_rules import word_segments
 from ivr.tokenizers.distill.words import pre_token_counts

@@ -27,7 +27,7 @@ def package_copy(tmp_path_factory):
 @pytest.mark.parametrize(
     ("stage", "expected"),
     [
-        ("analyze", {"ivr.analysis.frequency", "ivr.corpus"}),
+        ("analyze", {"ivr.analysis.frequency", "ivr.cleaned_corpus"}),
         (
             "distill-tokenizer",
             {"ivr.tokenizers.byte_level_regex", "ivr.tokenizers.bpe", "ivr.tokenizers.verify", "ivr.tokenizers.unigram"},

@@ -15,7 +15,7 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from ivr.atomic import atomic_file
-from ivr.corpus import CorpusError, Document, batched, split_membership
+from ivr.cleaned_corpus import CorpusError, Document, batched, split_membership
 from ivr.tokenizers.byte_level import readable
 
 
@@ -75,7 +75,7 @@ def analyze_corpus(
 
 @dataclass(frozen=True)
 class SplitIdSequences:
-    """The original BPE's ids of one split's documents, in the order of ``ivr.corpus.SplitTexts``: the id
+    """The original BPE's ids of one split's documents, in the order of ``ivr.cleaned_corpus.SplitTexts``: the id
     sequences ``analyze_corpus`` wrote (one line per document of the whole corpus, in manifest order), read from
     disk on each pass. A file that does not fit the corpus is refused, naming the file and the line."""
 

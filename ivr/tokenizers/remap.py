@@ -17,7 +17,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from ivr.atomic import write_json, write_text
-from ivr.corpus import batched
+from ivr.cleaned_corpus import batched
 from ivr.figures import figure
 from ivr.tokenizers.candidates import read_candidates
 from ivr.tokenizers.io import save_tokenizer_dir

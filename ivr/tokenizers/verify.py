@@ -14,7 +14,7 @@ from tokenizers import Encoding, Tokenizer
 from tqdm import tqdm
 
 from ivr.atomic import write_json, write_text
-from ivr.corpus import batched
+from ivr.cleaned_corpus import batched
 from ivr.figures import figure
 from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter

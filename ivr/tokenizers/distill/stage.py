@@ -179,7 +179,7 @@ def distill_tokenizer(
     """
     verify_settings = verify_settings or VerifySettings()
     source = source_bpe(bpe)  # an unsupported tokenizer fails here, before any work
-    # read twice (the fit, then verification): a re-iterable such as ``ivr.corpus.SplitTexts`` streams from disk
+    # read twice (the fit, then verification): a re-iterable such as ``ivr.cleaned_corpus.SplitTexts`` streams from disk
     # each time; only a one-shot iterator is held in memory
     train_texts, heldout_texts = (list(t) if iter(t) is t else t for t in (train_texts, heldout_texts))
     with PeakRSS() as peak:

@@ -1,0 +1,136 @@
+"""The cleaned corpus read back: its manifest, which split each document is in, the documents and texts of a
+split, streamed from disk.
+
+``ivr.corpus`` writes the cleaned corpus; everything downstream reads it through this module. A document's split
+is a stable hash of its id, the same on every machine and in every process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Literal, TypeVar
+
+T = TypeVar("T")
+MANIFEST_FILE = "manifest.json"
+"""Written last in the cleaned directory: its presence marks a complete build."""
+
+
+class CorpusError(ValueError):
+    """A raw corpus file cannot be read as configured; the message names the file and place."""
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    text: str
+
+
+def is_heldout(doc_id: str, heldout_fraction: float) -> bool:
+    """Stable split by document id: the same document lands in the same split on every machine."""
+    h = int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big")
+    return h / 2**64 < heldout_fraction
+
+
+def read_manifest(cleaned_dir: Path) -> dict:
+    path = Path(cleaned_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no cleaned corpus at {cleaned_dir} (missing {path.name}): run `ivr init` first")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorpusError(f"{path}: damaged ({err}); run `ivr init` to clean the corpus again") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list) or "fingerprint" not in manifest:
+        raise CorpusError(f"{path}: damaged (not a manifest ivr wrote: no 'files' list or 'fingerprint'); run "
+                          "`ivr init` to clean the corpus again")
+    return manifest
+
+
+def split_counts(cleaned_dir: str | Path, heldout_fraction: float) -> dict[str, int]:
+    """How many documents fall in each split."""
+    counts = {"train": 0, "heldout": 0}
+    for held in split_membership(cleaned_dir, "heldout", heldout_fraction):
+        counts["heldout" if held else "train"] += 1
+    return counts
+
+
+def check_splits(cleaned_dir: str | Path, heldout_fraction: float, max_document_chars: int) -> dict[str, int]:
+    """Fail now, not after every stage, when a split would be empty."""
+    counts = split_counts(cleaned_dir, heldout_fraction)
+    for split, n in counts.items():
+        if n == 0:
+            raise CorpusError(
+                f"the cleaned corpus at {cleaned_dir} has {sum(counts.values())} documents and none falls in the {split} "
+                f"split (data.heldout_fraction={heldout_fraction}): add documents, change data.heldout_fraction, or "
+                f"lower data.max_document_chars ({max_document_chars}) so that large documents are cut into more pieces"
+            )
+    return counts
+
+
+def iter_documents(
+    cleaned_dir: str | Path,
+    split: Literal["train", "heldout"] | None = None,
+    heldout_fraction: float = 0.05,
+) -> Iterator[Document]:
+    """Stream cleaned documents in manifest order, optionally only one split."""
+    for line in _cleaned_lines(cleaned_dir):
+        record = json.loads(line)
+        if _in_split(record["id"], split, heldout_fraction):
+            yield Document(record["id"], record["text"])
+
+
+def split_membership(
+    cleaned_dir: str | Path,
+    split: Literal["train", "heldout"] | None = None,
+    heldout_fraction: float = 0.05,
+) -> Iterator[bool]:
+    """For every document of the corpus, in manifest order, whether it is in ``split`` (all are for None),
+    without decoding the texts: what lines of a per-document file (analyze's ids) belong to one split."""
+    return (_in_split(_record_id(line), split, heldout_fraction) for line in _cleaned_lines(cleaned_dir))
+
+
+def _cleaned_lines(cleaned_dir: str | Path) -> Iterator[str]:
+    """The cleaned records, one JSON line per document, in manifest order."""
+    cleaned_dir = Path(cleaned_dir)
+    for entry in read_manifest(cleaned_dir)["files"]:
+        with open(cleaned_dir / entry["cleaned"], encoding="utf-8") as f:
+            yield from f
+
+
+def _in_split(doc_id: str, split: Literal["train", "heldout"] | None, heldout_fraction: float) -> bool:
+    return split is None or is_heldout(doc_id, heldout_fraction) == (split == "heldout")
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), consumed lazily: one batch in memory at a time."""
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+@dataclass(frozen=True)
+class SplitTexts:
+    """The texts of one split of a cleaned corpus, read from disk on each pass: iterate it as often as needed
+    without holding the corpus in memory (a consumer that needs a list makes one)."""
+
+    cleaned_dir: Path
+    split: Literal["train", "heldout"] | None = None
+    heldout_fraction: float = 0.05
+
+    def __iter__(self) -> Iterator[str]:
+        return (d.text for d in iter_documents(self.cleaned_dir, self.split, self.heldout_fraction))
+
+
+_ID_PREFIX = '{"id": '
+_DECODER = json.JSONDecoder()
+
+
+def _record_id(line: str) -> str:
+    """A cleaned record's document id without decoding its text: ``clean_corpus`` writes the id first."""
+    if line.startswith(_ID_PREFIX):
+        return _DECODER.raw_decode(line, len(_ID_PREFIX))[0]
+    return json.loads(line)["id"]
