@@ -125,12 +125,12 @@ class SplitTexts:
         return (d.text for d in iter_documents(self.cleaned_dir, self.split, self.heldout_fraction))
 
 
-_ID_PREFIX = '{"id": '
+RECORD_PREFIX = '{"id": '  # how clean_corpus writes every record: its id first
 _DECODER = json.JSONDecoder()
 
 
 def _record_id(line: str) -> str:
     """A cleaned record's document id without decoding its text: ``clean_corpus`` writes the id first."""
-    if line.startswith(_ID_PREFIX):
-        return _DECODER.raw_decode(line, len(_ID_PREFIX))[0]
+    if line.startswith(RECORD_PREFIX):
+        return _DECODER.raw_decode(line, len(RECORD_PREFIX))[0]
     return json.loads(line)["id"]

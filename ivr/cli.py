@@ -71,7 +71,7 @@ class IVRTrainer(Trainer):
         if isinstance(datamodule, IVRDataModule) and ckpt_path is not None:
             last = datamodule.paths.last_checkpoint
             # Lightning would start a new fit with a warning, and replace last.ckpt: not what "resume" asked for
-            if ckpt_path == "last" and not last.is_file():
+            if ckpt_path == "last" and not last.exists():  # a folder is a sharded checkpoint, Lightning's to read
                 raise FileNotFoundError(f"nothing to resume: {last} does not exist (or links to a file that does not); "
                                         "leave out --ckpt_path to start a new fit")
             _check_local_checkpoint(datamodule.paths, ckpt_path)
@@ -79,7 +79,8 @@ class IVRTrainer(Trainer):
         try:
             return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, **kwargs)
         except RuntimeError as err:
-            if ckpt_path is None or "size mismatch" not in str(err):
+            # only the restore's own error: a shape bug in training code must keep its traceback
+            if ckpt_path is None or "Error(s) in loading state_dict" not in str(err):
                 raise
             where = (datamodule.paths.last_checkpoint if ckpt_path == "last" and isinstance(datamodule, IVRDataModule)
                      else ckpt_path)
@@ -383,6 +384,17 @@ class IVRCLI(LightningCLI):
             "verify-tokenizer": stage,
             "export": stage,
         }
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads a --ckpt_path file's hyperparameters before any command runs: a cut or damaged file,
+        # or one that is no Lightning checkpoint, is named here instead of failing inside torch
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            from ivr.export import lightning_checkpoint
+
+            lightning_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ivr.atomic import atomic_dir, write_json
 from ivr.builtin_corpora import BUILTIN_CORPORA
-from ivr.cleaned_corpus import MANIFEST_FILE, CorpusError, Document, read_manifest
+from ivr.cleaned_corpus import MANIFEST_FILE, RECORD_PREFIX, CorpusError, Document, read_manifest
 from ivr.stamps import output_signature
 
 log = logging.getLogger(__name__)
@@ -392,11 +392,30 @@ def _check_cleaned_dir(raw_dir: Path, cleaned_dir: Path) -> None:
     if cleaned_dir.exists() and not (cleaned_dir.is_dir() and not any(cleaned_dir.iterdir())):
         manifest = cleaned_dir / MANIFEST_FILE
         with open(manifest, "rb") if manifest.is_file() else io.BytesIO() as f:
-            if not _MANIFEST_HEAD.match(f.read(256)):  # damaged or not, ivr's manifest begins so: clean again
+            # damaged or not, ivr's manifest begins so; without one, the records cleaning writes tell
+            if not _MANIFEST_HEAD.match(f.read(256)) and not _holds_only_cleaned_records(cleaned_dir):
                 raise CorpusError(
                     f"data.cleaned_corpora_dir ({cleaned_dir}) exists and is no cleaned corpus of ivr's (no ivr "
                     f"{MANIFEST_FILE}); cleaning replaces it whole, deleting what it holds: choose an empty or new "
                     "folder")
+
+
+def _holds_only_cleaned_records(folder: Path) -> bool:
+    """Whether every file in ``folder`` is what cleaning writes there: its manifest (in any state) and ``.jsonl``
+    files of ``{"id": …}`` records; an interrupted or damaged cleaned corpus is cleaned again, a user's folder is
+    not replaced."""
+    if not folder.is_dir():
+        return False
+    for path in folder.rglob("*"):
+        if path.is_dir() or path == folder / MANIFEST_FILE:
+            continue
+        if path.suffix != ".jsonl":
+            return False
+        with open(path, "rb") as f:
+            head = f.read(len(RECORD_PREFIX))
+        if head and head != RECORD_PREFIX.encode():
+            return False
+    return True
 
 
 def _cleaned_signature(cleaned_dir: Path) -> str:

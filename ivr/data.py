@@ -255,11 +255,21 @@ class IVRDataModule(LightningDataModule):
             )
         # the seed_everything of the config (Lightning keeps it in PL_GLOBAL_SEED), as Lightning's own samplers read it
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        return training_loader(self.datasets["train"], hp.batch_size, hp.num_workers, seed, **ranks)
+        trainer = self.trainer
+        # the epoch Lightning runs and its restored count of that epoch's batches: where a resumed fit goes on
+        position = ((lambda: (trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.ready))
+                    if trainer is not None else None)
+        return training_loader(self.datasets["train"], hp.batch_size, hp.num_workers, seed, **ranks,
+                               position=position)
 
     def val_dataloader(self) -> DataLoader:
+        ranks, blocks = self._ranks(), len(self.datasets["validation"])
+        if blocks < ranks.get("num_replicas", 1):  # every rank scores blocks of its own, none repeated
+            raise ValueError(f"the held-out split holds {blocks} blocks of {self.hparams.block_size} tokens, fewer "
+                             f"than the {ranks['num_replicas']} devices; raise data.heldout_fraction or lower "
+                             "data.block_size")
         return evaluation_loader(self.datasets["validation"], self.hparams.batch_size, self.hparams.num_workers,
-                                 **self._ranks())
+                                 **ranks)
 
     test_dataloader = val_dataloader
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 import shutil
 import stat
 import zipfile
@@ -156,26 +157,44 @@ def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metada
     return out_dir
 
 
+_VERIFIED: set[tuple] = set()  # (path, size, mtime) of files whose members matched their CRCs in this process
+
+
+def _members_match_their_crcs(archive: zipfile.ZipFile) -> bool:
+    """Every member's bytes against its stored CRC; torch.load checks none, so bytes damaged on disk would load as
+    other weights without a word. A member stored without a CRC (torch's ``set_crc32_options(False)``) is skipped."""
+    for info in archive.infolist():
+        if info.CRC == 0 and info.file_size:
+            continue
+        with archive.open(info) as member:  # reading to the end checks the CRC, and raises on a mismatch
+            while member.read(1 << 24):
+                pass
+    return True
+
+
 def readable_checkpoint(path: str | Path) -> Path:
     """``path`` if it holds a whole checkpoint; else a clear error before Lightning or torch fail on it.
     Lightning saves local checkpoints through a temporary file, but a copy cut short or a full disk can still
-    leave a truncated one; ``torch.save`` writes a zip archive, whose directory sits at its end."""
+    leave a truncated one; ``torch.save`` writes a zip archive, whose directory sits at its end. One pass over the
+    file, once per process and version of the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    size = path.stat().st_size
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return path
     try:
         with zipfile.ZipFile(path) as archive:
             # the directory read whole, and every member inside the file: a cut copy fails here, not in torch
-            whole = all(m.header_offset + m.compress_size <= size for m in archive.infolist())
-            # and every member's bytes match their CRC: torch.load does not check them, so bytes damaged on
-            # disk would load as other weights without a word (one pass over the file)
-            whole = whole and archive.testzip() is None
+            whole = all(m.header_offset + m.compress_size <= stat.st_size for m in archive.infolist())
+            whole = whole and _members_match_their_crcs(archive)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         whole = False
     if not whole:
         raise ValueError(f"{path}: not a readable checkpoint (truncated or damaged, or not written by torch.save); "
                          f"pass another with --ckpt_path ({path.parent} holds the fit's checkpoints)")
+    _VERIFIED.add(key)
     return path
 
 
@@ -184,7 +203,10 @@ def lightning_checkpoint(path: str | Path) -> Path:
     model saved with ``torch.save`` is named here rather than failing inside Lightning. Reads the file's
     structure only: tensors stay on disk (memory-mapped)."""
     path = readable_checkpoint(path)
-    content = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    try:
+        content = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except pickle.UnpicklingError:  # classes weights-only loading refuses: Lightning's own load decides
+        return path
     if not isinstance(content, dict) or "state_dict" not in content:
         raise ValueError(f"{path} is not a Lightning checkpoint (it holds {type(content).__name__}, no "
                          "'state_dict'); pass a checkpoint of `ivr fit` with --ckpt_path")

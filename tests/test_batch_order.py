@@ -32,18 +32,41 @@ def test_a_loader_resumed_from_its_state_serves_the_rest_of_the_epoch():
     loader = training_loader(BLOCKS, 4, 0, seed=7)
     assert epoch(loader, 0, stop=2) == whole[0][:2]
     state = loader.state_dict()
-    assert state == {"epoch": 0, "batches": 2}
+    assert state == {"epoch": 0, "batches": 2, "seed": 7}
 
-    resumed = training_loader(BLOCKS, 4, 0, seed=7)
+    resumed = training_loader(BLOCKS, 4, 0, seed=99)  # a run that drew another seed keeps the saved one
     resumed.load_state_dict(state)
     assert epoch(resumed, 0) == whole[0][2:]
-    assert resumed.state_dict() == {"epoch": 0, "batches": 5}
+    assert resumed.state_dict() == {"epoch": 0, "batches": 5, "seed": 7}
     assert epoch(resumed, 1) == whole[1]  # the skip applies once
 
     # a state saved at an epoch's end skips nothing of the next epoch
     after_end = training_loader(BLOCKS, 4, 0, seed=7)
-    after_end.load_state_dict({"epoch": 0, "batches": 5})
+    after_end.load_state_dict({"epoch": 0, "batches": 5, "seed": 7})
     assert epoch(after_end, 1) == whole[1]
+
+
+def test_the_trainers_epoch_and_progress_decide_not_the_epoch_lightning_passes():
+    # a fit stopped by max_steps mid-epoch is saved with the epoch counted done: Lightning then passes the next
+    # epoch's number to set_epoch while it goes on with the saved one, at its saved batch
+    whole = [epoch(training_loader(BLOCKS, 4, 0, seed=7), e) for e in (1, 2)]
+    trainer_view = [(1, 2), (2, 0)]  # (the epoch the trainer runs, its batches done) at the start of each pass
+    resumed = training_loader(BLOCKS, 4, 0, seed=7, position=lambda: trainer_view.pop(0))
+    resumed.load_state_dict({"epoch": 1, "batches": 2, "seed": 7})
+    assert epoch(resumed, 2) == whole[0][2:]
+    assert epoch(resumed, 3) == whole[1]
+
+
+def test_another_sampler_is_served_as_it_is():
+    from torch.utils.data import SequentialSampler
+
+    from ivr.batch_order import ResumableLoader
+
+    # as Lightning's overfit_batches rebuilds the loader
+    loader = ResumableLoader(BLOCKS, batch_size=4, sampler=SequentialSampler(BLOCKS), drop_last=True)
+    loader.load_state_dict({"epoch": 0, "batches": 2, "seed": 7})
+    assert [b.flatten().tolist() for b in loader] == [list(range(i, i + 4)) for i in range(0, 20, 4)]
+    assert loader.state_dict() == {"epoch": 0, "batches": 5, "seed": 0}
 
 
 def test_ranks_share_the_epoch_and_validation_repeats_no_block():
@@ -64,3 +87,17 @@ def test_a_training_split_smaller_than_one_batch_is_refused(tmp_path):
         data.train_dataloader()
     data.datasets = {"train": BLOCKS[:8]}
     assert len(data.train_dataloader()) == 1
+
+
+def test_a_held_out_split_smaller_than_the_devices_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    from ivr.data import IVRDataModule
+
+    data = IVRDataModule(artifacts_dir=str(tmp_path), block_size=32)
+    data.datasets = {"validation": BLOCKS[:1]}
+    data.trainer = SimpleNamespace(world_size=2, global_rank=1)
+    with pytest.raises(ValueError, match="the held-out split holds 1 blocks of 32 tokens, fewer than the 2 devices"):
+        data.val_dataloader()
+    data.datasets = {"validation": BLOCKS[:3]}
+    assert [b.flatten().tolist() for b in data.val_dataloader()] == [[1]]  # rank 1 of 2: one block, none repeated

@@ -129,6 +129,19 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
               "--ckpt_path", "last"])
 
 
+def test_a_checkpoint_file_given_by_path_is_checked_before_lightning_reads_it(tmp_path):
+    import torch
+
+    cut, tensor = tmp_path / "cut.ckpt", tmp_path / "final_wte.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "hyper_parameters": {}}, cut)
+    cut.write_bytes(cut.read_bytes()[:2000])
+    torch.save(torch.zeros(3, 2), tensor)
+    with pytest.raises(ValueError, match=r"cut\.ckpt: not a readable checkpoint"):
+        main(["validate", *tiny_cli_args(tmp_path), "--ckpt_path", str(cut)])
+    with pytest.raises(ValueError, match=r"final_wte\.pt is not a Lightning checkpoint"):
+        main(["export", *tiny_cli_args(tmp_path), "--ckpt_path", str(tensor)])
+
+
 def test_resuming_without_a_checkpoint_is_refused_not_started_afresh(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nothing to resume: .*last\.ckpt does not exist"):
         main(["fit", *tiny_cli_args(tmp_path), "--ckpt_path", "last"])

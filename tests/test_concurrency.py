@@ -20,7 +20,7 @@ def config_for(root: Path, raw_dir: Path) -> pipeline.PipelineConfig:
     )
 
 
-def analyze_slowly(root: Path, raw_dir: Path, results) -> None:
+def analyze_slowly(root: Path, raw_dir: Path, results, start) -> None:
     """One run, in a process of its own: the stage is slow enough that both runs are inside it at once unless
     one waits for the other; each build leaves a line in ``builds.txt``."""
     analyze_corpus = pipeline.analyze_corpus
@@ -32,6 +32,7 @@ def analyze_slowly(root: Path, raw_dir: Path, results) -> None:
         return analyze_corpus(*args, **kwargs)
 
     pipeline.analyze_corpus = slow_analyze
+    start.wait()  # both runs begin together, however long each process took to start
     results.put([str(p) for p in pipeline.run_stage(config_for(root, raw_dir), "analyze")])
 
 
@@ -39,8 +40,8 @@ def test_two_runs_of_a_stage_build_it_once(tmp_path, raw_dir):
     pipeline.run_stage(config_for(tmp_path, raw_dir), "init")
     # processes, as two runs are: a lock that only held within one process would let both build
     spawn = multiprocessing.get_context("spawn")
-    results = spawn.Queue()
-    runs = [spawn.Process(target=analyze_slowly, args=(tmp_path, raw_dir, results)) for _ in range(2)]
+    results, start = spawn.Queue(), spawn.Barrier(2)
+    runs = [spawn.Process(target=analyze_slowly, args=(tmp_path, raw_dir, results, start)) for _ in range(2)]
     for run in runs:
         run.start()
     for run in runs:

@@ -39,6 +39,14 @@ def test_a_folder_that_is_not_an_ivr_cleaned_corpus_is_never_replaced(raw_dir, t
     (tmp_path / "empty").mkdir()  # an empty folder, or an earlier cleaned corpus, is fine to replace
     clean_corpus(raw_dir, tmp_path / "empty", CleaningOptions())
     assert clean_corpus(raw_dir, tmp_path / "empty", CleaningOptions(), force=True)["documents"] == 8
+    # ivr's own cleaned corpus whose manifest was lost or left empty by a crash is cleaned again, not refused
+    for damage in ("delete", "empty", "nul"):
+        manifest = tmp_path / "empty" / "manifest.json"
+        if damage == "delete":
+            manifest.unlink()
+        else:
+            manifest.write_bytes(b"" if damage == "empty" else bytes(300))
+        assert clean_corpus(raw_dir, tmp_path / "empty", CleaningOptions())["documents"] == 8, damage
 
 
 def test_the_cleaned_folder_reached_through_a_link_in_the_raw_folder_is_not_read(raw_dir, tmp_path):

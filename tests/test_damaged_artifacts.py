@@ -80,6 +80,17 @@ def test_a_checkpoint_damaged_inside_is_named_not_loaded_as_other_weights(tmp_pa
         readable_checkpoint(ckpt)
 
 
+def test_a_checkpoint_saved_without_crcs_is_read(tmp_path):
+    ckpt = tmp_path / "nocrc.ckpt"
+    torch.serialization.set_crc32_options(False)  # a documented torch option: members stored without a CRC
+    try:
+        torch.save({"state_dict": {"w": torch.arange(4096, dtype=torch.float32)}}, ckpt)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    assert {m.CRC for m in zipfile.ZipFile(ckpt).infolist()} == {0}
+    assert readable_checkpoint(ckpt) == ckpt
+
+
 def test_a_file_that_is_not_a_lightning_checkpoint_is_named(tmp_path):
     from ivr.export import lightning_checkpoint
 
