@@ -1,9 +1,14 @@
 """The order packed blocks are served in, on one device or several.
 
-Training: each epoch's order is a permutation drawn from the seed and the epoch alone, split across ranks, so a fit
-resumed from a mid-epoch checkpoint draws the same order and goes on after the batches it already trained on
-(Lightning keeps the loader's ``state_dict`` in its checkpoints). A plain shuffled DataLoader draws from the global
-random state, which a resumed fit seeds afresh: it would train the epoch's first batches again.
+Training: each epoch's order is a permutation drawn from the seed and the epoch alone, split across ranks. Where
+the order stands (the seed, the epoch of the current pass, the batches served in it) is an :class:`OrderState`
+that the data module keeps and checkpoints, so a fit resumed from a mid-epoch checkpoint draws the same order and
+goes on after the batches it already trained on. A plain shuffled DataLoader draws from the global random state,
+which a resumed fit seeds afresh: it would train the epoch's first batches again.
+
+The passes are counted here, not taken from Lightning's epoch number: a fit stopped by ``max_steps`` mid-epoch
+is saved with that epoch counted done, and Lightning then numbers the rest of it as the next epoch. Only whether
+a pass continues a cut-short one comes from the trainer (its restored count of the running epoch's batches).
 
 Validation: every block exactly once across ranks. Lightning's default distributed sampler repeats blocks to give
 every rank as many, which would count them twice in the summed held-out metrics.
@@ -11,10 +16,32 @@ every rank as many, which would count them twice in the summed held-out metrics.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
 from typing import Callable, Iterator
 
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+@dataclass
+class OrderState:
+    """Where the training order stands; what a checkpoint records of it."""
+
+    seed: int
+    epoch: int = 0
+    """The epoch whose permutation the current (or last) pass serves."""
+    batches: int = 0
+    """Batches served in that pass."""
+    started: bool = False
+    """Whether a pass has begun: the next one then serves the following epoch, or continues a cut-short one."""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def load(self, state: dict) -> None:
+        for f in fields(self):
+            if f.name in state:
+                setattr(self, f.name, type(getattr(self, f.name))(state[f.name]))
 
 
 class EpochOrder(DistributedSampler):
@@ -33,59 +60,58 @@ class EpochOrder(DistributedSampler):
 
 
 class ResumableLoader(DataLoader):
-    """A DataLoader over an :class:`EpochOrder` whose position in the epoch goes into Lightning's checkpoints.
+    """A DataLoader over an :class:`EpochOrder` that serves the passes :class:`OrderState` says.
 
-    ``position()`` gives the trainer's view at the start of each pass: the epoch it runs and how many of that
-    epoch's batches it counts as done (more than 0 only when a resumed fit continues an epoch). The permutation is
-    the epoch's, and after ``load_state_dict`` the batches done are skipped. The trainer's epoch, not the one
-    Lightning passes to ``set_epoch`` (its count of epochs processed, which runs one ahead after a fit stopped
-    by ``max_steps`` mid-epoch is resumed), keeps a resumed fit on the uninterrupted fit's batches. Without
-    ``position`` the saved state alone decides. Any other sampler (``overfit_batches`` puts a sequential one in)
-    is served as it is."""
+    ``continued()``: how many batches of the running epoch the trainer counts as done at the start of a pass (more
+    than 0 only when a resumed fit goes on with a cut-short epoch). Without it, a state loaded with
+    ``load_state_dict`` whose pass was cut short is continued. Any other sampler (``overfit_batches`` puts a
+    sequential one in) is served as it is."""
 
-    def __init__(self, *args, position: Callable[[], tuple[int, int]] | None = None, **kwargs):
+    def __init__(self, *args, order: OrderState | None = None, continued: Callable[[], int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.position = position
-        self._served = 0
-        self._resume: dict | None = None
+        self.order = order if order is not None else OrderState(seed=getattr(self.sampler, "seed", 0))
+        self.continued = continued
+        self._loaded = False
 
     def __iter__(self):
-        # a generator: Lightning makes the iterator before it sets the epoch, the body runs at the first batch
-        sampler = self.sampler
-        resume, self._resume = self._resume, None
-        self._served = 0
-        if isinstance(sampler, EpochOrder):
-            if self.position is not None:
-                epoch, done = self.position()
-            else:  # a saved pass cut short is continued, in its epoch
-                done = (resume or {}).get("batches", 0)
-                epoch = resume.get("epoch", sampler.epoch) if resume and 0 < done < len(self) else sampler.epoch
-            sampler.set_epoch(epoch)
-            if resume is not None:
-                if "seed" in resume:  # a seed drawn anew by this run would give other permutations
-                    sampler.seed = resume["seed"]
-                if 0 < done < len(self):
-                    sampler.skip = done * self.batch_size
-                    self._served = done
+        # a generator: the body runs at the first batch, after Lightning has restored a resumed fit's progress
+        sampler, state = self.sampler, self.order
+        if not isinstance(sampler, EpochOrder):
+            yield from super().__iter__()
+            return
+        done = self.continued() if self.continued is not None else (state.batches if self._loaded else 0)
+        self._loaded = False
+        if state.started and 0 < done < len(self):
+            epoch, skip = state.epoch, done
+        elif state.started:
+            epoch, skip = state.epoch + 1, 0
+        else:  # a fit's first pass: the epoch Lightning set (0)
+            epoch, skip = sampler.epoch, 0
+        sampler.seed = state.seed
+        sampler.set_epoch(epoch)
+        sampler.skip = skip * self.batch_size
+        state.started, state.epoch, state.batches = True, epoch, skip
         for batch in super().__iter__():
-            self._served += 1
+            state.batches += 1
             yield batch
 
+    # Lightning checkpoints a loader with these (and warns that a mid-epoch resume is unreliable without them)
     def state_dict(self) -> dict:
-        sampler = self.sampler
-        return {"epoch": getattr(sampler, "epoch", 0), "batches": self._served, "seed": getattr(sampler, "seed", 0)}
+        return self.order.as_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self._resume = {key: int(state[key]) for key in ("epoch", "batches", "seed") if key in state}
+        self.order.load(state)
+        self._loaded = True
 
 
 def training_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, num_replicas: int = 1,
-                    rank: int = 0, position: Callable[[], tuple[int, int]] | None = None) -> ResumableLoader:
-    """Shuffled per epoch from ``seed``, whole batches only, resumable mid-epoch (``position``: see
-    ResumableLoader)."""
-    sampler = EpochOrder(dataset, num_replicas=num_replicas, rank=rank, seed=seed)
+                    rank: int = 0, order: OrderState | None = None,
+                    continued: Callable[[], int] | None = None) -> ResumableLoader:
+    """Shuffled per epoch from ``seed`` (``order.seed`` where given), whole batches only, resumable mid-epoch."""
+    order = order if order is not None else OrderState(seed=seed)
+    sampler = EpochOrder(dataset, num_replicas=num_replicas, rank=rank, seed=order.seed)
     return ResumableLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True,
-                           position=position)
+                           order=order, continued=continued)
 
 
 def evaluation_loader(dataset: Dataset, batch_size: int, num_workers: int, num_replicas: int = 1,

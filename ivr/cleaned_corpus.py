@@ -44,8 +44,10 @@ def read_manifest(cleaned_dir: Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CorpusError(f"{path}: damaged ({err}); run `ivr init` to clean the corpus again") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list) or "fingerprint" not in manifest:
-        raise CorpusError(f"{path}: damaged (not a manifest ivr wrote: no 'files' list or 'fingerprint'); run "
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if (not isinstance(files, list) or "fingerprint" not in manifest
+            or not all(isinstance(f, dict) and isinstance(f.get("cleaned"), str) for f in files)):
+        raise CorpusError(f"{path}: damaged (not a manifest ivr wrote: no 'files' list of cleaned files, or no 'fingerprint'); run "
                           "`ivr init` to clean the corpus again")
     return manifest
 

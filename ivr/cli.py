@@ -75,6 +75,8 @@ class IVRTrainer(Trainer):
                 raise FileNotFoundError(f"nothing to resume: {last} does not exist (or links to a file that does not); "
                                         "leave out --ckpt_path to start a new fit")
             _check_local_checkpoint(datamodule.paths, ckpt_path)
+            if ckpt_path == "last":  # the file checked, not the newest of Lightning's last*.ckpt (a backup copy)
+                ckpt_path = str(last)
         # the rest as Lightning's own signature has it (``weights_only`` since 2.6)
         try:
             return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, **kwargs)
@@ -82,9 +84,7 @@ class IVRTrainer(Trainer):
             # only the restore's own error: a shape bug in training code must keep its traceback
             if ckpt_path is None or "Error(s) in loading state_dict" not in str(err):
                 raise
-            where = (datamodule.paths.last_checkpoint if ckpt_path == "last" and isinstance(datamodule, IVRDataModule)
-                     else ckpt_path)
-            raise ValueError(f"{where}: its weights do not fit the configured model ({_first_mismatch(err)}); "
+            raise ValueError(f"{ckpt_path}: its weights do not fit the configured model ({_first_mismatch(err)}); "
                              "resume with the model settings of the fit that wrote it, or leave out --ckpt_path to "
                              "start a new fit") from None
         except SystemExit:

@@ -401,21 +401,22 @@ def _check_cleaned_dir(raw_dir: Path, cleaned_dir: Path) -> None:
 
 
 def _holds_only_cleaned_records(folder: Path) -> bool:
-    """Whether every file in ``folder`` is what cleaning writes there: its manifest (in any state) and ``.jsonl``
-    files of ``{"id": …}`` records; an interrupted or damaged cleaned corpus is cleaned again, a user's folder is
-    not replaced."""
+    """Whether ``folder`` holds what cleaning writes there and nothing else: its manifest (in any state) and at
+    least one ``<raw name>.jsonl`` file whose first record's id starts with that raw name. An interrupted or
+    damaged cleaned corpus is cleaned again; a user's folder, even of JSONL files, is not replaced."""
     if not folder.is_dir():
         return False
+    found = False
     for path in folder.rglob("*"):
         if path.is_dir() or path == folder / MANIFEST_FILE:
             continue
-        if path.suffix != ".jsonl":
-            return False
+        name = path.relative_to(folder).as_posix()
+        expected = RECORD_PREFIX + json.dumps(name.removesuffix(".jsonl") + ":", ensure_ascii=False)[:-1]
         with open(path, "rb") as f:
-            head = f.read(len(RECORD_PREFIX))
-        if head and head != RECORD_PREFIX.encode():
-            return False
-    return True
+            if not (name.endswith(".jsonl") and f.read(len(expected.encode())) == expected.encode()):
+                return False
+        found = True
+    return found
 
 
 def _cleaned_signature(cleaned_dir: Path) -> str:

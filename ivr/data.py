@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from ivr import pipeline
 from ivr.analysis.select_settings import SelectSettings
-from ivr.batch_order import evaluation_loader, training_loader
+from ivr.batch_order import OrderState, evaluation_loader, training_loader
 from ivr.causal_lm import ModelShape, as_shape
 from ivr.corpus import CleaningOptions
 from ivr.embeddings import AlignSettings
@@ -31,6 +31,11 @@ from ivr.tokenizers.io import load_tokenizer, read_special_tokens
 from ivr.user_text import require_file
 from ivr.tokenizers.remap import RemapSettings
 from ivr.tokenizers.verify import VerifySettings
+
+
+def _global_seed() -> int:
+    """The config's seed_everything (Lightning keeps it in PL_GLOBAL_SEED), as Lightning's own samplers read it."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
 def settings_as(cls, value):
@@ -138,6 +143,7 @@ class IVRDataModule(LightningDataModule):
             raise ValueError(f"data.builtin_corpus_max_mb must be a positive number of megabytes, got {builtin_corpus_max_mb}")
         self.save_hyperparameters()
         self.datasets = None
+        self._order: OrderState | None = None
 
     @property
     def paths(self) -> ArtifactPaths:
@@ -192,12 +198,18 @@ class IVRDataModule(LightningDataModule):
         return tuple(sorted({i for i in (special.eos_id, special.separator_id) if i is not None})), special.pad_id
 
     def state_dict(self) -> dict:
-        """What a checkpoint records of the data: the vocabulary whose ids the weights were trained on."""
-        return {"tokenizer": self.hparams.tokenizer, "vocabulary_sha256": self._vocabulary_sha256()}
+        """What a checkpoint records of the data: the vocabulary whose ids the weights were trained on, and where
+        the training order stands (``ivr.batch_order``)."""
+        state = {"tokenizer": self.hparams.tokenizer, "vocabulary_sha256": self._vocabulary_sha256()}
+        return {**state, "order": self._order.as_dict()} if self._order is not None else state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Refuse a checkpoint trained on another tokenizer (a new remap gives ids other meanings)."""
+        """Refuse a checkpoint trained on another tokenizer (a new remap gives ids other meanings); take up its
+        training order, whose seed wins over this run's."""
         self.check_checkpoint(state_dict, "the checkpoint")
+        if "order" in state_dict:
+            self._order = OrderState(seed=_global_seed())
+            self._order.load(state_dict["order"])
 
     def check_checkpoint(self, state: dict, where: str) -> None:
         """Raise unless ``state`` (``state_dict()`` as a checkpoint saved it; one without it passes) names this
@@ -253,14 +265,18 @@ class IVRDataModule(LightningDataModule):
                 f"one batch ({hp.batch_size} per device × {ranks.get('num_replicas', 1)} devices): the fit would train "
                 "nothing. Lower data.batch_size or data.block_size, or add text"
             )
-        # the seed_everything of the config (Lightning keeps it in PL_GLOBAL_SEED), as Lightning's own samplers read it
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        if self._order is None:
+            self._order = OrderState(seed=_global_seed())
         trainer = self.trainer
-        # the epoch Lightning runs and its restored count of that epoch's batches: where a resumed fit goes on
-        position = ((lambda: (trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.ready))
-                    if trainer is not None else None)
-        return training_loader(self.datasets["train"], hp.batch_size, hp.num_workers, seed, **ranks,
-                               position=position)
+        # the trainer's restored count of the running epoch's batches: more than 0 where a resumed fit goes on
+        continued = (lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready) if trainer is not None else None
+        return training_loader(self.datasets["train"], hp.batch_size, hp.num_workers, self._order.seed, **ranks,
+                               order=self._order, continued=continued)
+
+    def train_batches_per_epoch(self) -> int:
+        """Batches each rank trains on per epoch (whole batches of its equal share), without building a loader."""
+        replicas = self._ranks().get("num_replicas", 1)
+        return len(self.datasets["train"]) // replicas // self.hparams.batch_size
 
     def val_dataloader(self) -> DataLoader:
         ranks, blocks = self._ranks(), len(self.datasets["validation"])

@@ -67,6 +67,25 @@ def load_embedding_init(init: EmbeddingInit) -> tuple[torch.Tensor, torch.Tensor
     return wte, head, sorted(rule.id for rule in read_remap_rules(init.remap_rules))
 
 
+def schedule_steps(trainer) -> int:
+    """Optimizer steps of the whole fit, for the learning-rate schedule. Lightning's ``estimated_stepping_batches``
+    builds and starts the training loader to count an epoch, before a resumed fit has restored where its order
+    stands, so an epoch is counted from the data module (``train_batches_per_epoch``) where it can be."""
+    max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
+    if max_epochs in (None, -1):
+        if max_steps == -1:
+            raise ValueError("the learning-rate schedule needs the fit's length: set trainer.max_steps, or a "
+                             "trainer.max_epochs other than -1")
+        return max_steps
+    count = getattr(trainer.datamodule, "train_batches_per_epoch", None)
+    if count is None:  # other data (loaders passed to fit): Lightning's own estimate
+        return int(trainer.estimated_stepping_batches)
+    batches, limit = count(), trainer.limit_train_batches
+    batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+    steps = math.ceil(batches / trainer.accumulate_grad_batches) * max(max_epochs, 1)
+    return min(steps, max_steps) if max_steps != -1 else steps
+
+
 class IVRLanguageModel(LightningModule):
     def __init__(
         self,
@@ -269,10 +288,7 @@ class IVRLanguageModel(LightningModule):
             lr=hp.learning_rate,
             betas=tuple(hp.betas),
         )
-        if math.isinf(self.trainer.estimated_stepping_batches):
-            raise ValueError("the learning-rate schedule needs the fit's length: set trainer.max_steps, or a "
-                             "trainer.max_epochs other than -1")
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        total = max(schedule_steps(self.trainer), 1)
 
         def schedule(step: int) -> float:
             if step < hp.warmup_steps:

@@ -32,29 +32,33 @@ def test_a_loader_resumed_from_its_state_serves_the_rest_of_the_epoch():
     loader = training_loader(BLOCKS, 4, 0, seed=7)
     assert epoch(loader, 0, stop=2) == whole[0][:2]
     state = loader.state_dict()
-    assert state == {"epoch": 0, "batches": 2, "seed": 7}
+    assert state == {"seed": 7, "epoch": 0, "batches": 2, "started": True}
 
     resumed = training_loader(BLOCKS, 4, 0, seed=99)  # a run that drew another seed keeps the saved one
     resumed.load_state_dict(state)
     assert epoch(resumed, 0) == whole[0][2:]
-    assert resumed.state_dict() == {"epoch": 0, "batches": 5, "seed": 7}
+    assert resumed.state_dict() == {"seed": 7, "epoch": 0, "batches": 5, "started": True}
     assert epoch(resumed, 1) == whole[1]  # the skip applies once
 
     # a state saved at an epoch's end skips nothing of the next epoch
     after_end = training_loader(BLOCKS, 4, 0, seed=7)
-    after_end.load_state_dict({"epoch": 0, "batches": 5, "seed": 7})
+    after_end.load_state_dict({"seed": 7, "epoch": 0, "batches": 5, "started": True})
     assert epoch(after_end, 1) == whole[1]
 
 
-def test_the_trainers_epoch_and_progress_decide_not_the_epoch_lightning_passes():
+def test_passes_are_counted_here_and_the_trainer_only_says_whether_one_continues():
     # a fit stopped by max_steps mid-epoch is saved with the epoch counted done: Lightning then passes the next
-    # epoch's number to set_epoch while it goes on with the saved one, at its saved batch
-    whole = [epoch(training_loader(BLOCKS, 4, 0, seed=7), e) for e in (1, 2)]
-    trainer_view = [(1, 2), (2, 0)]  # (the epoch the trainer runs, its batches done) at the start of each pass
-    resumed = training_loader(BLOCKS, 4, 0, seed=7, position=lambda: trainer_view.pop(0))
-    resumed.load_state_dict({"epoch": 1, "batches": 2, "seed": 7})
-    assert epoch(resumed, 2) == whole[0][2:]
-    assert epoch(resumed, 3) == whole[1]
+    # epoch's number to set_epoch while it goes on with the saved epoch at its saved batch
+    whole = [epoch(training_loader(BLOCKS, 4, 0, seed=7), e) for e in (0, 1, 2)]
+    done = [3, 0, 0]  # the trainer's restored count of the running epoch's batches at the start of each pass
+    resumed = training_loader(BLOCKS, 4, 0, seed=7, continued=lambda: done.pop(0))
+    resumed.load_state_dict({"seed": 7, "epoch": 0, "batches": 3, "started": True})
+    assert epoch(resumed, 1) == whole[0][3:]
+    assert epoch(resumed, 2) == whole[1]
+    assert epoch(resumed, 3) == whole[2]
+    # a loader rebuilt on the same state (reload_dataloaders_every_n_epochs) goes on counting
+    rebuilt = training_loader(BLOCKS, 4, 0, seed=99, order=resumed.order, continued=lambda: 0)
+    assert epoch(rebuilt, 0) == epoch(training_loader(BLOCKS, 4, 0, seed=7), 3)
 
 
 def test_another_sampler_is_served_as_it_is():
@@ -64,9 +68,8 @@ def test_another_sampler_is_served_as_it_is():
 
     # as Lightning's overfit_batches rebuilds the loader
     loader = ResumableLoader(BLOCKS, batch_size=4, sampler=SequentialSampler(BLOCKS), drop_last=True)
-    loader.load_state_dict({"epoch": 0, "batches": 2, "seed": 7})
+    loader.load_state_dict({"seed": 7, "epoch": 0, "batches": 2, "started": True})
     assert [b.flatten().tolist() for b in loader] == [list(range(i, i + 4)) for i in range(0, 20, 4)]
-    assert loader.state_dict() == {"epoch": 0, "batches": 5, "seed": 0}
 
 
 def test_ranks_share_the_epoch_and_validation_repeats_no_block():

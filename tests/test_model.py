@@ -87,6 +87,20 @@ def test_a_fit_of_unbounded_length_asks_for_max_steps():
         tiny_trainer(max_epochs=-1).fit(module, DataLoader(blocks(4, 16), batch_size=2))
 
 
+def test_the_schedule_counts_epochs_from_the_data_without_building_a_loader():
+    from types import SimpleNamespace
+
+    from ivr.model import schedule_steps
+
+    data = SimpleNamespace(train_batches_per_epoch=lambda: 10)
+    trainer = SimpleNamespace(max_steps=-1, max_epochs=3, datamodule=data, limit_train_batches=1.0,
+                              accumulate_grad_batches=4)
+    assert schedule_steps(trainer) == 9  # ceil(10 / 4) optimizer steps per epoch, 3 epochs
+    assert schedule_steps(SimpleNamespace(**{**vars(trainer), "limit_train_batches": 0.5})) == 6
+    assert schedule_steps(SimpleNamespace(**{**vars(trainer), "limit_train_batches": 8, "max_steps": 5})) == 5
+    assert schedule_steps(SimpleNamespace(**{**vars(trainer), "max_epochs": -1, "max_steps": 7})) == 7
+
+
 def test_init_is_cheap_and_configure_model_builds_once():
     module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16))
     assert module.model is None

@@ -239,7 +239,7 @@ def test_generation_stays_within_the_context_size(architecture):
 def test_position_embeddings_are_not_decayed(architecture):
     module = IVRLanguageModel(model_name_or_path=None, from_config=shape(architecture, 300))
     module.configure_model()
-    module.trainer = type("T", (), {"estimated_stepping_batches": 10})()
+    module.trainer = type("T", (), {"max_steps": 10, "max_epochs": -1})()
     decay, no_decay = module.configure_optimizers()["optimizer"].param_groups
     positions = learned_position_embeddings(module.model)
     assert any(p is module.model.get_input_embeddings().weight for p in decay["params"])
