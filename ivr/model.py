@@ -72,6 +72,8 @@ def schedule_steps(trainer) -> int:
     builds and starts the training loader to count an epoch, before a resumed fit has restored where its order
     stands, so an epoch is counted from the data module (``train_batches_per_epoch``) where it can be."""
     max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
+    if max_epochs is None and max_steps == -1:  # neither set: Lightning trains 1000 epochs
+        max_epochs = 1000
     if max_epochs in (None, -1):
         if max_steps == -1:
             raise ValueError("the learning-rate schedule needs the fit's length: set trainer.max_steps, or a "

@@ -99,6 +99,7 @@ def test_the_schedule_counts_epochs_from_the_data_without_building_a_loader():
     assert schedule_steps(SimpleNamespace(**{**vars(trainer), "limit_train_batches": 0.5})) == 6
     assert schedule_steps(SimpleNamespace(**{**vars(trainer), "limit_train_batches": 8, "max_steps": 5})) == 5
     assert schedule_steps(SimpleNamespace(**{**vars(trainer), "max_epochs": -1, "max_steps": 7})) == 7
+    assert schedule_steps(SimpleNamespace(**{**vars(trainer), "max_epochs": None})) == 3 * 1000  # Lightning's default
 
 
 def test_init_is_cheap_and_configure_model_builds_once():
