@@ -274,6 +274,23 @@ def test_align_brings_remap_up_to_date_first_unless_given_its_files(tmp_path, mo
     assert calls == ["remap"]
 
 
+def test_a_disk_error_is_one_line_naming_the_path_and_status_2(monkeypatch, capsys):
+    import sys
+
+    import ivr.cli as cli
+
+    def read_only(args):
+        raise OSError(30, "Read-only file system", "/mnt/ro/artifacts")
+
+    monkeypatch.setattr(cli, "_run", read_only)
+    monkeypatch.setattr(sys, "argv", ["ivr", "prepare"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "ivr: error: [Errno 30] Read-only file system: '/mnt/ro/artifacts'" in err and "Traceback" not in err
+
+
 def test_an_interrupt_is_one_line_and_status_130(monkeypatch, capsys):
     import sys
 

@@ -55,6 +55,13 @@ def test_bad_configs_are_named(tmp_path, config, message):
         read_special_tokens(tokenizer_dir(tmp_path, ["<s>"], config))
 
 
+def test_a_config_that_is_not_utf8_is_named(tmp_path):
+    path = tokenizer_dir(tmp_path, ["<s>"])
+    (path / "tokenizer_config.json").write_bytes(b'{"eos_token": "\xe9"}')
+    with pytest.raises(ValueError, match=r"tokenizer_config\.json: not valid UTF-8 JSON"):
+        read_special_tokens(path)
+
+
 def test_gpt2s_hub_config_without_roles_keeps_gpt2s_layout(tmp_path):
     # GPT-2's Hub tokenizer_config.json holds model_max_length alone
     special = read_special_tokens(tokenizer_dir(tmp_path, ["<|endoftext|>"], {"model_max_length": 1024}))
