@@ -258,8 +258,7 @@ class IVRDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         ranks = self._ranks()
-        needed = hp.batch_size * ranks.get("num_replicas", 1)
-        if len(self.datasets["train"]) < needed:
+        if self.train_batches_per_epoch() == 0:
             raise ValueError(
                 f"the training split holds {len(self.datasets['train'])} blocks of {hp.block_size} tokens, fewer than "
                 f"one batch ({hp.batch_size} per device × {ranks.get('num_replicas', 1)} devices): the fit would train "
