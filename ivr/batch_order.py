@@ -7,8 +7,9 @@ goes on after the batches it already trained on. A plain shuffled DataLoader dra
 which a resumed fit seeds afresh: it would train the epoch's first batches again.
 
 The passes are counted here, not taken from Lightning's epoch number: a fit stopped by ``max_steps`` mid-epoch
-is saved with that epoch counted done, and Lightning then numbers the rest of it as the next epoch. Only whether
-a pass continues a cut-short one comes from the trainer (its restored count of the running epoch's batches).
+is saved with that epoch counted done, and a resumed fit that also stops by ``max_steps`` numbers the rest of it
+as the next epoch. Only whether a pass continues a cut-short one comes from the trainer (its restored count of the
+running epoch's batches); resumed by epochs alone, Lightning starts a new epoch and the rest of that one is left.
 
 Validation: every block exactly once across ranks. Lightning's default distributed sampler repeats blocks to give
 every rank as many, which would count them twice in the summed held-out metrics.
@@ -100,7 +101,8 @@ class ResumableLoader(DataLoader):
         return self.order.as_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.order.load(state)
+        # a saved loader state was always written after a pass had begun, "started" recorded or not
+        self.order.load({"started": True, **state})
         self._loaded = True
 
 

@@ -40,6 +40,11 @@ def test_a_loader_resumed_from_its_state_serves_the_rest_of_the_epoch():
     assert resumed.state_dict() == {"seed": 7, "epoch": 0, "batches": 5, "started": True}
     assert epoch(resumed, 1) == whole[1]  # the skip applies once
 
+    # a state without "started" (as loaders wrote it before it was recorded) resumes the same
+    older = training_loader(BLOCKS, 4, 0, seed=99)
+    older.load_state_dict({"epoch": 0, "batches": 2, "seed": 7})
+    assert epoch(older, 0) == whole[0][2:]
+
     # a state saved at an epoch's end skips nothing of the next epoch
     after_end = training_loader(BLOCKS, 4, 0, seed=7)
     after_end.load_state_dict({"seed": 7, "epoch": 0, "batches": 5, "started": True})
