@@ -106,10 +106,11 @@ class ResumableLoader(DataLoader):
         self._loaded = True
 
 
-def training_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, num_replicas: int = 1,
+def training_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int = 0, num_replicas: int = 1,
                     rank: int = 0, order: OrderState | None = None,
                     continued: Callable[[], int] | None = None) -> ResumableLoader:
-    """Shuffled per epoch from ``seed`` (``order.seed`` where given), whole batches only, resumable mid-epoch."""
+    """Shuffled per epoch from ``order.seed`` (a fresh order from ``seed`` where none is given), whole batches only,
+    resumable mid-epoch."""
     order = order if order is not None else OrderState(seed=seed)
     sampler = EpochOrder(dataset, num_replicas=num_replicas, rank=rank, seed=order.seed)
     return ResumableLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True,

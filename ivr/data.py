@@ -269,8 +269,8 @@ class IVRDataModule(LightningDataModule):
         trainer = self.trainer
         # the trainer's restored count of the running epoch's batches: more than 0 where a resumed fit goes on
         continued = (lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready) if trainer is not None else None
-        return training_loader(self.datasets["train"], hp.batch_size, hp.num_workers, self._order.seed, **ranks,
-                               order=self._order, continued=continued)
+        return training_loader(self.datasets["train"], hp.batch_size, hp.num_workers, **ranks, order=self._order,
+                               continued=continued)
 
     def train_batches_per_epoch(self) -> int:
         """Batches each rank trains on per epoch (whole batches of its equal share), without building a loader."""

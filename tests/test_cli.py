@@ -274,37 +274,31 @@ def test_align_brings_remap_up_to_date_first_unless_given_its_files(tmp_path, mo
     assert calls == ["remap"]
 
 
-def test_a_disk_error_is_one_line_naming_the_path_and_status_2(monkeypatch, capsys):
+def _console_run(monkeypatch, capsys, error: BaseException) -> tuple[int, str]:
+    """``ivr prepare`` from the console with ``error`` raised inside: the exit status and what went to stderr."""
     import sys
 
     import ivr.cli as cli
 
-    def read_only(args):
-        raise OSError(30, "Read-only file system", "/mnt/ro/artifacts")
+    def failing(args):
+        raise error
 
-    monkeypatch.setattr(cli, "_run", read_only)
+    monkeypatch.setattr(cli, "_run", failing)
     monkeypatch.setattr(sys, "argv", ["ivr", "prepare"])
     with pytest.raises(SystemExit) as exc:
         cli.main()
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
+    return exc.value.code, capsys.readouterr().err
+
+
+def test_a_disk_error_is_one_line_naming_the_path_and_status_2(monkeypatch, capsys):
+    code, err = _console_run(monkeypatch, capsys, OSError(30, "Read-only file system", "/mnt/ro/artifacts"))
+    assert code == 2
     assert "ivr: error: [Errno 30] Read-only file system: '/mnt/ro/artifacts'" in err and "Traceback" not in err
 
 
 def test_an_interrupt_is_one_line_and_status_130(monkeypatch, capsys):
-    import sys
-
-    import ivr.cli as cli
-
-    def interrupted(args):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli, "_run", interrupted)
-    monkeypatch.setattr(sys, "argv", ["ivr", "prepare"])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    assert exc.value.code == 130
-    err = capsys.readouterr().err
+    code, err = _console_run(monkeypatch, capsys, KeyboardInterrupt())
+    assert code == 130
     assert "ivr: interrupted; run the same command again" in err and "Traceback" not in err
 
 
