@@ -24,6 +24,21 @@ def normalize_flags(argv: list[str]) -> list[str]:
     return out
 
 
+def requested_subcommand(argv: list[str], names) -> str | None:
+    """The subcommand ``argv`` runs, when its first positional token names one (``--config`` takes a value);
+    None otherwise, and then every subcommand's parser is built."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-c", "--config"):
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            return arg if arg in names else None
+        i += 1
+    return None
+
+
 def from_config_file(message: str, argv: list[str]) -> bool:
     """Whether a parser error is about the config file: a YAML error, or an option that no flag on the command
     line sets (a misspelled key, a value of the wrong type)."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ivr.cli import main
+from ivr.cli import IVRCLI, IVRTrainer, main
+from ivr.cli_parsing import requested_subcommand
+from ivr.data import IVRDataModule
+from ivr.model import IVRLanguageModel
 from tests.conftest import CONFIGS
 
 
@@ -32,10 +35,6 @@ def test_shipped_config_parses(config, capsys):
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
 def test_shipped_config_builds_its_model_data_and_trainer(config, tmp_path, monkeypatch):
     # --print_config builds nothing: a value every class refuses (n_head not dividing n_embd) would pass it
-    from ivr.cli import IVRCLI, IVRTrainer
-    from ivr.data import IVRDataModule
-    from ivr.model import IVRLanguageModel
-
     monkeypatch.chdir(tmp_path)  # the trainer's logger and the artifacts folder are relative to it
     cli = IVRCLI(IVRLanguageModel, IVRDataModule, trainer_class=IVRTrainer, args=["--config", str(config)],
                  run=False, auto_configure_optimizers=False)
@@ -53,6 +52,27 @@ def test_help_lists_every_subcommand(capsys):
     for name in ("fit", "validate", "test", "predict", "train", "prepare", "init", "analyze",
                  "distill-tokenizer", "select", "remap", "align", "verify-tokenizer", "export"):
         assert f"\n    {name} " in out or f"\n    {name}\n" in out, name
+
+
+def test_a_command_builds_only_its_own_parser(tmp_path, monkeypatch):
+    names = IVRCLI.subcommands()
+    assert requested_subcommand(["prepare", "--config", "fit"], names) == "prepare"
+    assert requested_subcommand(["-c", "fit.yaml", "fit"], names) == "fit"
+    assert requested_subcommand(["--config=x.yaml", "distill-tokenizer"], names) == "distill-tokenizer"
+    assert requested_subcommand(["--help"], names) is None
+    assert requested_subcommand(["x.yaml", "fit"], names) is None  # not a command: every parser is built
+    monkeypatch.setattr(IVRCLI, "_run_subcommand", lambda self, subcommand: None)
+    args = ["select", "--data.artifacts_dir", str(tmp_path), "--data.select.num_replacements", "7"]
+
+    def cli(requested):
+        return IVRCLI(IVRLanguageModel, IVRDataModule, trainer_class=IVRTrainer, requested=requested, args=args,
+                      auto_configure_optimizers=False)
+
+    lazy, full = cli("select"), cli(None)
+    assert "--data.select.num_replacements" in lazy._subcommand_parsers["select"].format_help()
+    assert "--data.artifacts_dir" not in lazy._subcommand_parsers["fit"].format_help()  # bare: never parsed
+    assert "--data.artifacts_dir" in full._subcommand_parsers["fit"].format_help()
+    assert lazy.config == full.config and lazy.config.select.data.select.num_replacements == 7
 
 
 def test_init_help_documents_both_flag_spellings(capsys):
@@ -109,7 +129,5 @@ def test_docstring_parsing_is_cached_and_unchanged():
 
 
 def test_a_block_too_short_for_a_target_is_refused(tmp_path):
-    from ivr.data import IVRDataModule
-
     with pytest.raises(ValueError, match=r"data\.block_size must be at least 2, got 1"):
         IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"), block_size=1)
