@@ -178,7 +178,8 @@ class IVRDataModule(LightningDataModule):
         if self.hparams.tokenizer != "remapped":
             return None
         paths = self.paths
-        return EmbeddingInit(str(paths.embedding("final_wte")), str(paths.embedding("final_lm_head")), str(paths.remap_rules))
+        return EmbeddingInit(str(paths.embedding("final_wte")), str(paths.embedding("final_lm_head")),
+                             str(paths.remap_rules), str(paths.embedding("original_wte")))
 
     def run_stage(self, name: str, **overrides) -> list[Path]:
         return pipeline.run_stage(self.config, name, **overrides)

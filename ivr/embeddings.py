@@ -215,7 +215,8 @@ def install_embeddings(
     lm_head = model.get_output_embeddings().weight
     tied = lm_head is wte
     if final_wte.shape != wte.shape:
-        raise ValueError(f"final_wte shape {tuple(final_wte.shape)} does not fit wte {tuple(wte.shape)}")
+        raise ValueError(f"final_wte shape {tuple(final_wte.shape)} does not fit wte {tuple(wte.shape)}: run "
+                         "`ivr align` (or `ivr prepare`) with this config")
     if tied and final_lm_head is not None:
         raise ValueError("model ties lm_head to wte: final_lm_head must not be given")
     if not tied:
@@ -232,6 +233,25 @@ def install_embeddings(
         if not tied:
             lm_head.copy_(final_lm_head)
     return model
+
+
+def check_aligned_from(model: PreTrainedModel, original_wte: str | Path, final_wte: str | Path) -> None:
+    """Refuse rows aligned from another model's token embedding: ``final_wte`` holds every row, so installing it
+    would give the model another model's embedding (the configured model changed since ``ivr align``, or it was
+    aligned with ``--model-name``). ``original_wte`` is the rows the alignment started from; a missing file is
+    not checked."""
+    path = Path(original_wte)
+    if not path.is_file():
+        return
+    wte = model.get_input_embeddings().weight.detach()
+    original = _load_rows(path)
+    hint = "run `ivr align` (or `ivr prepare`) with this config to align them from this model"
+    if original.shape != wte.shape:
+        raise ValueError(f"{final_wte}: aligned from token rows of shape {tuple(original.shape)} ({path}), "
+                         f"the model has {tuple(wte.shape)}: {hint}")
+    if not torch.equal(original.to(device=wte.device, dtype=wte.dtype), wte):
+        raise ValueError(f"{final_wte}: aligned from another model's token rows ({path} differs from the "
+                         f"configured model's): {hint}")
 
 
 def load_final_embeddings(final_wte: str | Path, final_lm_head: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -33,6 +33,9 @@ class EmbeddingInit:
     """``final_lm_head.pt``: the output rows of an untied model; ignored when the file does not exist."""
     remap_rules: str
     """``remap_rules.yaml``: the reassigned ids, watched by the ``*_reassigned`` metrics."""
+    original_wte: str = ""
+    """``original_wte.pt``: the token rows the alignment started from, checked against the model's own before
+    ``final_wte`` replaces them; empty: not checked (checkpoints written before it was recorded)."""
 
 
 # a checkpoint's hyperparameters hold these as the CLI passed them; Lightning loads checkpoints with torch's
@@ -149,7 +152,7 @@ class IVRLanguageModel(LightningModule):
     def configure_model(self) -> None:
         if self.model is not None:
             return
-        from ivr.embeddings import install_embeddings
+        from ivr.embeddings import check_aligned_from, install_embeddings
 
         hp = self.hparams
         model = base_model(hp.model_name_or_path, hp.from_config, hp.attn_implementation)
@@ -160,6 +163,8 @@ class IVRLanguageModel(LightningModule):
         if init is not None:
             init = init if isinstance(init, EmbeddingInit) else EmbeddingInit(**init)
             wte, lm_head, reassigned = load_embedding_init(init)
+            if init.original_wte:
+                check_aligned_from(model, init.original_wte, init.final_wte)
             install_embeddings(model, wte, lm_head)
             self.reassigned_ids = torch.tensor(reassigned, dtype=torch.long)
             # kept outside the state dict: only the drift metric reads it

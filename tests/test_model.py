@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -146,6 +147,17 @@ def test_embedding_init_installs_the_align_stage_rows_and_watches_their_ids(tmp_
     assert torch.equal(module.model.transformer.wte.weight, rows)
     assert module.model.lm_head.weight is module.model.transformer.wte.weight
     assert module.reassigned_ids.tolist() == [7]
+    # rows aligned from another model's embedding (the config's model changed since `ivr align`) are refused
+    original = tmp_path / "original_wte.pt"
+    init = EmbeddingInit(init.final_wte, init.final_lm_head, init.remap_rules, str(original))
+    torch.save(build_model(shape).transformer.wte.weight.detach(), original)
+    IVRLanguageModel(model_name_or_path=None, from_config=shape, embedding_init=init).configure_model()
+    torch.save(build_model(replace(shape, init_seed=1)).transformer.wte.weight.detach(), original)
+    with pytest.raises(ValueError, match=r"final_wte\.pt: aligned from another model's token rows .*ivr align"):
+        IVRLanguageModel(model_name_or_path=None, from_config=shape, embedding_init=init).configure_model()
+    torch.save(build_model(replace(shape, vocab_size=50304)).transformer.wte.weight.detach(), original)
+    with pytest.raises(ValueError, match=r"aligned from token rows of shape \(50304, 16\).*ivr align"):
+        IVRLanguageModel(model_name_or_path=None, from_config=shape, embedding_init=init).configure_model()
 
 
 def test_embedding_init_without_the_align_stage_says_what_to_run(tmp_path):

@@ -136,6 +136,9 @@ def test_fit_installs_aligned_rows_logs_ivr_metrics_and_exports(ivr_run, monkeyp
 
     last = root / "artifacts" / "training" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 3  # resumed at step 2, trained one more
+    # export runs no stage: rows aligned from the configured model's former weights are refused, not mixed in
+    with pytest.raises(ValueError, match="aligned from another model's token rows"):
+        main(["export", *args, "--ckpt_path", "base", "--model.from_config.init_seed", "1"])
 
 
 def test_verify_tokenizer_command_reports_rates(ivr_run, capsys):
