@@ -110,6 +110,8 @@ def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metada
     # a model built from a config (a GGUF checkpoint's) has no architectures entry; loaders read it
     config.architectures = [type(model).__name__]
     config.vocab_size = rows
+    # the weights' own dtype (a bf16-true fit's are bfloat16), not the float32 the model was loaded in
+    config.dtype = model.dtype
     for name, token_id in special.items():
         setattr(config, f"{name}_token_id", token_id)
     # without a padding token (GPT-2 has none) generation pads with eos instead of warning on every call

@@ -69,6 +69,17 @@ def test_export_keeps_the_model_s_generation_settings_and_stop_ids(tmp_path, tok
     assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == 50256
 
 
+def test_the_config_names_the_weights_own_dtype(tmp_path, tokenizer_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = tiny_gpt2(tied=True)
+    assert json.loads((export_hf(model, tokenizer_dir, tmp_path / "f32", {}) / "config.json").read_text())[
+        "dtype"] == "float32"
+    out = export_hf(model.to(torch.bfloat16), tokenizer_dir, tmp_path / "bf16", {})  # a bf16-true fit's weights
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    assert AutoModelForCausalLM.from_pretrained(out, dtype="auto").dtype == torch.bfloat16
+
+
 def test_the_export_is_readable_by_others_under_a_normal_umask(tmp_path, tokenizer_dir):
     import os
     import stat
