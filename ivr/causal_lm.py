@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -118,6 +119,8 @@ def load_gguf(spec: str, attn_implementation: str = "sdpa"):
         loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     except ImportError as err:
         raise ImportError(f"{spec}: reading GGUF needs the packages gguf and accelerate ({err}); run `uv sync --group smollm2`") from None
+    except Exception as err:  # a cut or damaged file fails in whichever parser reaches it first
+        raise ValueError(f"{path}: cannot read this GGUF checkpoint ({type(err).__name__}: {err})") from err
     config = copy.deepcopy(loaded.config)
     # the dequantised weights are plain float32: nothing of the GGUF quantisation is left to record
     config.__dict__.pop("quantization_config", None)
@@ -136,6 +139,13 @@ def load_pretrained(model_name_or_path: str, attn_implementation: str = "sdpa"):
 
     # float32 weights whatever the checkpoint stores: the optimiser and mixed precision expect them
     kwargs = {"attn_implementation": attn_implementation, "dtype": torch.float32}
+    if Path(model_name_or_path).is_dir():
+        # a local checkpoint that does not load is named with its cause, not looked up on the Hub
+        try:
+            return AutoModelForCausalLM.from_pretrained(model_name_or_path, local_files_only=True, **kwargs)
+        except Exception as err:  # a missing or cut file fails in whichever parser reaches it first
+            raise ValueError(f"{model_name_or_path}: cannot load the checkpoint in this directory "
+                             f"({type(err).__name__}: {err})") from err
     try:
         return AutoModelForCausalLM.from_pretrained(model_name_or_path, local_files_only=True, **kwargs)
     except OSError:

@@ -118,6 +118,22 @@ def test_missing_pretrained_weights_name_both_ways_out(tmp_path):
         module.configure_model()
 
 
+def test_a_damaged_local_checkpoint_is_named_with_its_cause_not_looked_up_on_the_hub(tmp_path):
+    from ivr.causal_lm import load_pretrained
+
+    build_model(ModelShape(n_layer=1, n_head=1, n_embd=8, n_positions=16)).save_pretrained(tmp_path / "cut")
+    weights = tmp_path / "cut" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    with pytest.raises(ValueError, match=r"cut: cannot load the checkpoint in this directory \(.*(header|metadata)"):
+        load_pretrained(str(tmp_path / "cut"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty: cannot load the checkpoint in this directory"):
+        load_pretrained(str(tmp_path / "empty"))
+    (tmp_path / "m.gguf").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"m\.gguf: cannot read this GGUF checkpoint"):
+        load_pretrained(str(tmp_path / "m.gguf"))
+
+
 @pytest.mark.parametrize("kw", [{"model_name_or_path": None}, {"model_name_or_path": "x", "from_config": ModelShape()}])
 def test_model_source_must_be_exactly_one(kw):
     with pytest.raises(ValueError, match="model_name_or_path"):
