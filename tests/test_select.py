@@ -96,13 +96,18 @@ def test_indentation_and_identifiers_are_found(selection):
 
 def test_forced_tokens_come_first_and_bad_ones_name_the_line(distilled, code_docs, tmp_path):
     forced = tmp_path / "forced.txt"
-    forced.write_text('# domain words\n zygomorphic\n"\\n        "\n\n', encoding="utf-8")
+    # a line is verbatim: only a "#" in its first column starts a comment (" #[" is a Rust attribute's start)
+    forced.write_text('# domain words\n zygomorphic\n"\\n        "\n #[\n\n', encoding="utf-8")
     settings = SelectSettings(num_replacements=5, forced_tokens_path=str(forced), **FAST)
     sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
-    first = sel.replacements[:2]
-    assert [r.new_text for r in first] == [" zygomorphic", "\n        "]
+    first = sel.replacements[:3]
+    assert [r.new_text for r in first] == [" zygomorphic", "\n        ", " #["]
     assert all(r.reason == "forced" for r in first)
     assert len(sel.replacements) == 5
+
+    forced.write_text(' fine\n"\\ud800"\n', encoding="utf-8")
+    with pytest.raises(ForcedTokensError, match=r"forced.txt:2: .* lone surrogate"):
+        select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
 
     forced.write_text(" fine\nnot one pretoken\n", encoding="utf-8")
     with pytest.raises(ForcedTokensError, match=r"forced.txt:2: 'not one pretoken'"):
@@ -228,6 +233,36 @@ def test_the_general_text_budget_refuses_replacements_that_lengthen_it(selection
     assert "| general | " in (tmp_path / "r.md").read_text(encoding="utf-8")
 
 
+def test_a_forced_term_whose_freed_id_general_text_uses_takes_the_next_id(selection, distilled, code_docs, tmp_path):
+    """Forced terms are never refused: the budget refuses the ids they would take where the reference lines use
+    the freed piece, and the terms move on to ids nobody uses; with every id used, they are left out, said so."""
+    reps = selection[0].replacements
+    free = [r.freed_id for r in reps[:6]]
+    protected = [i for i in range(distilled.get_vocab_size()) if i not in free]
+    forced = tmp_path / "forced.txt"
+    forced.write_text(" zygomorphic\n quixotically\n", encoding="utf-8")
+    ref = tmp_path / "general.txt"
+
+    def run(used):
+        ref.write_text("".join(f"a line with{r.freed_text} in it\n" for r in reps if r.freed_id in used),
+                       encoding="utf-8")
+        settings = SelectSettings(num_replacements=2, general_reference_paths=[str(ref)], protected_ids=protected,
+                                  max_general_longer_pct=0.0, forced_tokens_path=str(forced), min_count=5,
+                                  general_prior_words=0, validation_fraction=0)
+        return select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+
+    sel = run(set(free[1:]))  # one id nobody uses: the general prior frees it first
+    assert [(r.new_text, r.reason, r.freed_id) for r in sel.replacements] == [(" zygomorphic", "forced", free[0])]
+    # the other term tried each used id in turn, each refused
+    assert sel.summary["general_budget_met"] and sel.summary["ids_refused_for_forced_terms"] == 5
+    assert "` quixotically` left out: the budget refused every id it could take" in (tmp_path / "log.md").read_text(
+        encoding="utf-8")
+    sel = run(set(free))
+    assert sel.replacements == [] and sel.summary["general_budget_met"]
+    log = (tmp_path / "log.md").read_text(encoding="utf-8")
+    assert "` zygomorphic` left out: the budget refused every id it could take" in log
+
+
 def test_spread_strings_outrank_strings_piled_up_in_one_document(distilled, tmp_path):
     """With every use counted the estimates decrease down the ranking; with a per-document cap a string every
     document uses a few times ranks above one a single document repeats."""
@@ -309,4 +344,9 @@ def test_more_forced_terms_than_replacements_is_an_error(distilled, code_docs, t
     settings = SelectSettings(num_replacements=1, forced_tokens_path=str(forced), **FAST)
     with pytest.raises(ForcedTokensError, match=r"forced.txt: 2 new terms to force, more than "
                                                 r"data.select.num_replacements \(1\)"):
+        select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+    # fewer ids that may be freed than forced terms: said, not silently dropped
+    protected = [i for i in range(distilled.get_vocab_size()) if i != 20000]
+    settings = SelectSettings(num_replacements=2, forced_tokens_path=str(forced), protected_ids=protected, **FAST)
+    with pytest.raises(ForcedTokensError, match=r"forced.txt: 2 new terms to force, but only 1 ids may be freed"):
         select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")

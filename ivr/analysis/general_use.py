@@ -102,11 +102,14 @@ class Lengthening:
     blame: dict[int, float]
     """Per reassigned id: the share (%) of words or lines made longer where it is the freed token (in the
     distilled encoding) or the new token (in the remapped one), words and lines added up."""
+    freed_blame: dict[int, float]
+    """The part of ``blame`` where the id is the freed token: what giving the string another id would undo."""
 
 
 def lengthening(distilled: Tokenizer, remapped: Tokenizer, general: GeneralText, reassigned: Collection[int]) -> Lengthening:
     reassigned = set(reassigned)
     blame: dict[int, float] = {}
+    freed_blame: dict[int, float] = {}
 
     def share(units: list[str], weights: np.ndarray) -> float:
         if not units:
@@ -120,8 +123,10 @@ def lengthening(distilled: Tokenizer, remapped: Tokenizer, general: GeneralText,
                 longer += w
                 for i in (set(b.ids) | set(a.ids)) & reassigned:
                     blame[i] = blame.get(i, 0.0) + 100.0 * w / total
+                for i in set(b.ids) & reassigned:
+                    freed_blame[i] = freed_blame.get(i, 0.0) + 100.0 * w / total
         return float(100.0 * longer / total)
 
     words = share(general.words, general.word_weights)
     lines = share(general.lines, np.ones(len(general.lines)))
-    return Lengthening(words, lines, blame)
+    return Lengthening(words, lines, blame, freed_blame)

@@ -67,7 +67,7 @@ def read_forced_tokens(path: str | Path, tokenizer: Tokenizer) -> list[str]:
     terms: list[str] = []
     for lineno, line in enumerate(read_user_text(path, "data.select.forced_tokens_path").split("\n"), 1):
         line = line.rstrip("\r")
-        if not line.strip() or line.lstrip().startswith("#"):
+        if not line.strip() or line.startswith("#"):  # verbatim: " #[" is a term
             continue
         term = line
         if line.startswith('"'):
@@ -75,6 +75,13 @@ def read_forced_tokens(path: str | Path, tokenizer: Tokenizer) -> list[str]:
                 term = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ForcedTokensError(f"{path}:{lineno}: not a valid JSON string: {err}") from None
+            if not isinstance(term, str):
+                raise ForcedTokensError(f"{path}:{lineno}: not a JSON string")
+            try:
+                term.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ForcedTokensError(f"{path}:{lineno}: {line.strip()} holds a lone surrogate, which is no "
+                                        "text") from None
         if not single_pretoken(tokenizer, term):
             parts = [readable(p) for p in pre_tokens(tokenizer, term)]
             raise ForcedTokensError(f"{path}:{lineno}: {term!r} is split by the pre-tokenizer into {parts}")
@@ -204,6 +211,9 @@ def select_replacements(
     never = special | protected | {i for i, p in enumerate(pieces) if p in bytes_}
     order = _free_order(stats, pieces, settings, never, unreachable, prior)
 
+    if len(forced_ok) > len(order):
+        raise ForcedTokensError(f"{settings.forced_tokens_path}: {len(forced_ok)} new terms to force, but only "
+                                f"{len(order)} ids may be freed (special, protected and single-byte ids never are)")
     ranker = _Ranker(distilled, stats, pieces, settings, forced_ok)
     n = min(settings.num_replacements, len(order))
     refused_strings: set[str] = set()
@@ -213,11 +223,13 @@ def select_replacements(
     not_own: set[str] = set()
     own_id_rounds = 0
     checks = []
+    budget_met: bool | None = None  # None: no budget, or nothing to check it on
     while True:
         picked = ranker.pick(n, refused_strings | not_own)
         free = [i for i in order if i not in refused_ids]
         pairs = [(s, fid) for (s, _), fid in zip(picked, free)]
         if not pairs:
+            budget_met = True if checks else None  # nothing left reassigned makes anything longer
             break
         rules = _rules(pairs, pieces, distilled)
         remapped = build_remapped(distilled, rules, new_piece_bonus)
@@ -235,10 +247,11 @@ def select_replacements(
         check = lengthening(distilled, remapped, general, [fid for _, fid in pairs])
         checks.append(check)
         excess = max(check.word_share_pct, check.line_share_pct) - settings.max_general_longer_pct
+        budget_met = excess <= 0
         if excess <= 0 or len(checks) > 8:
             break
         by_id = {fid: s for s, fid in pairs}
-        removed = 0.0
+        removed, refused_before = 0.0, len(refused_ids)
         for fid, share in sorted(check.blame.items(), key=lambda kv: -kv[1]):
             if removed >= excess:
                 break
@@ -246,9 +259,19 @@ def select_replacements(
                 refused_strings.add(by_id[fid])
                 refused_ids.add(fid)
                 removed += share
+            elif check.freed_blame.get(fid, 0.0) > 0:
+                # a forced string is never refused: the id whose freed piece general text uses is, and the
+                # string takes the next one
+                refused_ids.add(fid)
+                removed += check.freed_blame[fid]
+        if len(refused_ids) == refused_before:
+            break  # what is over the budget is the forced strings' own pieces
 
     forced_notes += [f"`{_md(readable(f))}` would not encode to its own id after remapping; left out"
                      for f in forced_ok if f in not_own]
+    placed = {s for s, _ in pairs}
+    forced_notes += [f"`{_md(readable(f))}` left out: the budget refused every id it could take"
+                     for f in forced_ok if f not in placed and f not in not_own]
     counted = Greedy(stats, ranker.occ)  # every use counts in the estimate, whatever the ranking's cap
     replacements = []
     for rank, ((s, reason), (_, fid)) in enumerate(zip(picked, pairs), 1):
@@ -293,7 +316,7 @@ def select_replacements(
         "distinct_pretokens": len(stats.pieces),
         "pretokens_dropped": everything.dropped_pretokens,
         "candidate_strings": len(ranker.ranked),
-        "forced": len(forced_ok),
+        "forced": sum(1 for r in replacements if r.reason == "forced"),
         "reassigned": len(replacements),
         "estimated_saving_tokens": saving,
         "freed_tokens_domain_uses": cost,
@@ -302,6 +325,9 @@ def select_replacements(
         "unreachable_freed": len(set(unreachable) & {r.freed_id for r in replacements}),
         "freed_unused_by_general_text": sum(1 for r in replacements if r.freed_general_per_million == 0),
         "refused_for_general_text": len(refused_strings),
+        # forced strings keep their place and take the next id: only the id is refused
+        "ids_refused_for_forced_terms": len(refused_ids) - len(refused_strings),
+        "general_budget_met": budget_met,
         # None (shown "n/a") where there is no general text of that kind to measure
         "general_longer": [{"words_pct": c.word_share_pct if general.words else None,
                             "lines_pct": c.line_share_pct if general.lines else None} for c in checks],
@@ -398,6 +424,12 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
     if summary["general_longer"]:
         lines.append(f"- replacements refused for making general text longer: {summary['refused_for_general_text']} "
                      f"(budget {settings.max_general_longer_pct}%)")
+        if summary["ids_refused_for_forced_terms"]:
+            lines.append(f"- freed ids refused under forced terms (each term then tries the next free id): "
+                         f"{summary['ids_refused_for_forced_terms']}")
+        if summary["general_budget_met"] is False:
+            lines.append("- **budget not met**: the last check is over it; forced terms are never refused, and "
+                         "what is left over comes from their own pieces or from the checks' limit of nine")
     if curve is not None:
         lines += [
             "",

@@ -25,7 +25,7 @@ class SelectSettings:
     forced_tokens_path: str | None = None
     """UTF-8 file of terms that must become tokens, one per line, ahead of the ranked ones. A line is
     taken verbatim (leading spaces count); write it as a JSON string (``" mitochondria"``) to show a leading
-    space or escapes. Blank lines and lines starting with ``#`` are skipped."""
+    space or escapes. Blank lines and lines with ``#`` in the first column are skipped."""
     general_reference_paths: list[str] = field(default_factory=list)
     """UTF-8 text files of general (non-domain) text; tokens they use are freed last, and their lines count
     against ``max_general_longer_pct``."""
