@@ -321,6 +321,8 @@ def select(config: PipelineConfig) -> list[Path]:
             corpus_sources=[Path(f["source"]) for f in read_manifest(paths.cleaned_corpora_dir)["files"]],
         )
         log.info("select: %s", selection.summary)
+        if settings.validation_fraction <= 0:  # a curve left from an earlier run would describe another selection
+            paths.savings_curve.unlink(missing_ok=True)
 
     return staged("select", paths, key, outputs, build, select)
 

@@ -201,3 +201,12 @@ def test_align_rebuilds_a_damaged_untied_head(ivr_run, tmp_path):
     head.write_bytes(head.read_bytes()[:100])
     main(align)
     assert torch.equal(torch.load(head), written)
+
+
+def test_a_selection_without_a_validation_part_leaves_no_curve_of_an_earlier_one(ivr_run):
+    """Last in this file: it changes the selection the other tests share."""
+    root, args = ivr_run
+    curve = root / "artifacts" / "analysis" / "reports" / "savings_curve.png"
+    assert curve.is_file()
+    main(["select", *args, "--data.select.validation_fraction", "0"])
+    assert not curve.exists()

@@ -240,7 +240,8 @@ def _report_md(s: dict) -> str:
         "# IVR remap report",
         "",
         f"- ids reassigned: {s['reassigned']} (rules from `{s['rules_source']}`)",
-        f"- estimated saving on the training texts: {s['estimated_saving_pct']:.2f}% of distilled tokens",
+        f"- estimated saving on the training texts: {s['estimated_saving_pct']:.2f}% of distilled tokens, before "
+        "the freed tokens' own uses there (`selection_log.md` gives the net figure)",
     ]
     if s["rules_not_encoding_to_own_id"]:
         shown = [f"`{t}` (id {i})" for t, i in zip(s["rules_not_encoding_to_own_id_strings"], s["rules_not_encoding_to_own_id"])]
