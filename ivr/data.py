@@ -24,6 +24,7 @@ from ivr.causal_lm import ModelShape, as_shape
 from ivr.corpus import CleaningOptions
 from ivr.embeddings import AlignSettings
 from ivr.model import EmbeddingInit
+from ivr.packing import leading_blocks
 from ivr.paths import ArtifactPaths
 from ivr.prompts import read_prompts
 from ivr.tokenizers.distill import DistillSettings
@@ -74,6 +75,7 @@ class IVRDataModule(LightningDataModule):
         block_size: int = 256,
         batch_size: int = 8,
         num_workers: int = 0,
+        val_max_bytes: int | None = None,
         prompts_path: str | None = None,
     ):
         """Domain corpus, tokenizers and training data.
@@ -122,6 +124,10 @@ class IVRDataModule(LightningDataModule):
             block_size: Tokens per training sequence; documents are packed with ``<|endoftext|>`` between them.
             batch_size: Sequences per batch.
             num_workers: DataLoader worker processes.
+            val_max_bytes: Validation and test score the held-out blocks that cover the first this many bytes of
+                held-out text (whole blocks; all of it if it holds less); None: every block. The same text for any
+                tokenizer, so bits per byte compare across tokenizers; ``trainer.limit_val_batches`` counts blocks,
+                and covers more text the more bytes a token stands for.
             prompts_path: For ``ivr predict``: a UTF-8 text file with one prompt per line (``\\n`` inside a line
                 stands for a newline); continuations go to ``<artifacts_dir>/training/predictions.jsonl``.
         """
@@ -132,6 +138,8 @@ class IVRDataModule(LightningDataModule):
             raise ValueError(f"data.block_size must be at least 2, got {block_size}")
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
+        if val_max_bytes is not None and val_max_bytes < 1:
+            raise ValueError(f"data.val_max_bytes must be a positive number of bytes (or null for all), got {val_max_bytes}")
         for path in extra_eval_paths:
             require_file(path, "data.extra_eval_paths")
         if Path(artifacts_dir).exists() and not Path(artifacts_dir).is_dir():
@@ -247,10 +255,15 @@ class IVRDataModule(LightningDataModule):
                 f"prepare_data, on each node's local rank 0)"
             )
         try:
-            self.datasets = load_from_disk(str(path)).with_format("torch")
+            datasets = load_from_disk(str(path))
         except (OSError, ValueError) as err:  # pyarrow's errors for a damaged file are ValueError or OSError
             raise ValueError(f"{path}: the packed dataset cannot be read ({err}); delete this folder and run again "
                              "to pack it anew") from None
+        if hp.val_max_bytes is not None:
+            held_out = datasets["validation"]
+            block_bytes = held_out.with_format("numpy")["n_bytes"][:]
+            datasets["validation"] = held_out.select(range(leading_blocks(block_bytes, hp.val_max_bytes)))
+        self.datasets = datasets.with_format("torch")
 
     def _ranks(self) -> dict:
         trainer = self.trainer

@@ -31,6 +31,14 @@ def token_byte_lengths(tok, separator_id: int) -> np.ndarray:
     return out
 
 
+def leading_blocks(block_bytes: np.ndarray, max_bytes: int) -> int:
+    """How many leading blocks cover ``max_bytes`` of text (the last one reaching it; all where they hold less).
+    Blocks are consecutive windows of one stream of documents, so for any tokenizer this is the same text up to
+    one block, where a count of blocks covers more text the more bytes a token stands for."""
+    reached = np.flatnonzero(np.cumsum(block_bytes) >= max_bytes)
+    return int(reached[0]) + 1 if reached.size else len(block_bytes)
+
+
 def encoded_batches(tok, texts: Iterable[str], docs_per_batch: int = 256) -> Iterator[tuple[list[np.ndarray], int]]:
     """``texts`` encoded by ``tok`` (without special tokens) ``docs_per_batch`` at a time: per batch, one ``int64``
     id array per document and the documents' UTF-8 size. Only one batch of texts is held at a time."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ivr.packing import encoded_batches, pack_blocks, token_byte_lengths, write_packed_splits
+from ivr.packing import encoded_batches, leading_blocks, pack_blocks, token_byte_lengths, write_packed_splits
 from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes
 
 TEXTS = [f"def f{i}(x):\n    return x * {i}  # document {i}\n" for i in range(12)] + ["Hello world, plain English."]
@@ -83,6 +83,39 @@ def test_packed_splits_are_saved_as_a_dataset(gpt2_bpe, tmp_path):
     assert np.array_equal(np.asarray(saved["train"]["input_ids"]), np.concatenate(blocks))
     assert np.array_equal(np.asarray(saved["train"]["n_bytes"]), np.concatenate(counts))
     assert len(saved["validation"]) > 0
+
+
+def test_leading_blocks_cover_the_same_text_whatever_the_tokenizer(gpt2_bpe):
+    import json
+
+    from tokenizers import Tokenizer
+
+    spec = json.loads(gpt2_bpe.to_str())
+    spec["model"]["merges"] = []  # a token per byte: the same text in about four times the tokens
+    bytewise = Tokenizer.from_str(json.dumps(spec))
+    per_block = {}
+    for name, tok in {"bpe": gpt2_bpe, "bytes": bytewise}.items():
+        counts = np.concatenate([c for _, c in pack_blocks(tok, TEXTS * 3, 16, EOS_ID)])
+        k = leading_blocks(counts, 300)
+        assert counts[: k - 1].sum() < 300 <= counts[:k].sum()  # the first 300 bytes, to within a block
+        per_block[name] = counts[:6].sum()
+    assert per_block["bpe"] > 2 * per_block["bytes"]  # a count of blocks is not: it covers other text
+    assert leading_blocks(np.array([5, 5]), 100) == 2  # less text than asked: all of it
+
+
+def test_the_data_module_validates_on_the_leading_bytes_it_is_given(gpt2_bpe, tmp_path, monkeypatch):
+    from ivr.data import IVRDataModule
+
+    write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, TEXTS * 2), 16, tmp_path / "packed", EOS_ID)
+    monkeypatch.setattr("ivr.data.pipeline.dataset_dir", lambda *a: tmp_path / "packed")
+    sizes = {}
+    for limit in (None, 200):
+        data = IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"), tokenizer="original", val_max_bytes=limit)
+        data.setup("fit")
+        sizes[limit] = int(data.datasets["validation"]["n_bytes"][:].sum()), len(data.datasets["train"])
+    assert 200 <= sizes[200][0] < sizes[None][0] and sizes[200][1] == sizes[None][1]  # the training split whole
+    with pytest.raises(ValueError, match="data.val_max_bytes must be a positive number of bytes"):
+        IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"), val_max_bytes=0)
 
 
 def test_a_split_without_one_full_block_names_it_and_leaves_nothing(gpt2_bpe, tmp_path):
