@@ -168,6 +168,7 @@ class IVRTrainer(Trainer):
             temperature: Sampling temperature; 0 decodes greedily.
             top_k: Sample among the k most likely tokens.
         """
+        GenerationSettings(max_new_tokens, temperature, top_k)  # checked before any file is read
         if datamodule is not None:
             read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
         ckpt_path = self._checkpoint("predict", datamodule, ckpt_path)

@@ -129,7 +129,8 @@ class IVRDataModule(LightningDataModule):
                 tokenizer, so bits per byte compare across tokenizers; ``trainer.limit_val_batches`` counts blocks,
                 and covers more text the more bytes a token stands for.
             prompts_path: For ``ivr predict``: a UTF-8 text file with one prompt per line (``\\n`` inside a line
-                stands for a newline); continuations go to ``<artifacts_dir>/training/predictions.jsonl``.
+                stands for a newline, ``\\\\`` for a backslash); continuations go to
+                ``<artifacts_dir>/training/predictions.jsonl``.
         """
         super().__init__()
         if not 0.0 < heldout_fraction < 1.0:

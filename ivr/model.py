@@ -8,6 +8,7 @@ stand for. Per-token loss and perplexity are logged too but only compare runs wi
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from torchmetrics import SumMetric
 from ivr.causal_lm import ModelShape, base_model, context_size, generation_ids, learned_position_embeddings
 from ivr.metrics import bits_per_byte, token_nll
 from ivr.trainable import TrainOnly, restrict_training
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,15 @@ class GenerationSettings:
     empty: the model's own config, which a model built from a shape fills with its last id."""
     pad_token_id: int | None = None
     """Padding for ``generate`` with ``eos_token_ids``: the tokenizer's, else the first stop id."""
+
+    def __post_init__(self) -> None:
+        # checked before any weights load, each named as `ivr predict` spells it
+        if self.max_new_tokens < 1:
+            raise ValueError(f"--max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if not self.temperature >= 0:
+            raise ValueError(f"--temperature must be 0 (greedy) or more, got {self.temperature}")
+        if self.top_k < 1:
+            raise ValueError(f"--top_k must be at least 1, got {self.top_k}")
 
 
 
@@ -247,8 +259,11 @@ class IVRLanguageModel(LightningModule):
         self.log(f"{split}/bytes_per_token", nbytes / tokens.clamp(min=1), sync_dist=True)
         if self.reassigned_ids is not None:
             r_nll, r_tokens = self.val_nll_reassigned.compute(), self.val_tokens_reassigned.compute()
-            self.log(f"{split}/loss_reassigned", r_nll / r_tokens.clamp(min=1), sync_dist=True)
-            self.log(f"{split}/loss_other", (nll - r_nll) / (tokens - r_tokens).clamp(min=1), sync_dist=True)
+            # a loss over no targets is not logged (0/1 would read as a perfect 0); the sums agree on every rank
+            if r_tokens > 0:
+                self.log(f"{split}/loss_reassigned", r_nll / r_tokens, sync_dist=True)
+            if tokens > r_tokens:
+                self.log(f"{split}/loss_other", (nll - r_nll) / (tokens - r_tokens), sync_dist=True)
             rows = self.model.get_input_embeddings().weight[self.reassigned_ids.to(self.device)].detach().float()
             start = self._initial_rows.to(rows.device, torch.float32)
             drift = (rows - start).norm(dim=1)
@@ -263,8 +278,12 @@ class IVRLanguageModel(LightningModule):
         sample = gen.temperature > 0
         ids, budget = batch["input_ids"], gen.max_new_tokens
         context = context_size(self.model.config)
-        if context is not None:  # the context size bounds prompt plus continuation
-            ids = ids[:, -(context - 1) :]
+        if context is not None and ids.size(1) + budget > context:
+            # the context bounds prompt plus continuation: the prompt gives up its start, down to one token
+            keep = max(context - budget, 1)
+            log.warning("predict: a prompt of %d tokens and %d new ones exceed the context of %d: the model sees "
+                        "its last %d tokens", ids.size(1), budget, context, min(keep, ids.size(1)))
+            ids = ids[:, -keep:]
             budget = min(budget, context - ids.size(1))
         eos, pad = generation_ids(self.model)
         if gen.eos_token_ids:

@@ -30,12 +30,14 @@ class ProgressLog(Callback):
         """
         self.every_seconds = every_seconds
         self._started = self._last = 0.0
-        self._tokens = 0
+        self._tokens = self._first_step = 0
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._started = time.monotonic()
         self._last = -math.inf
         self._tokens = 0
+        # a resumed fit starts at its checkpoint's step: the rate counts the steps this run took
+        self._first_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         # one line per step for the whole job: rank 0 speaks for every rank, whose batches are the same size
@@ -55,8 +57,8 @@ class ProgressLog(Callback):
                 parts.append(f"{label} {float(metrics[name]):.4g}")
         parts.append(f"{self._tokens / max(elapsed, 1e-9):,.0f} tokens/s")
         parts.append(f"elapsed {_duration(elapsed)}")
-        if total and step:
-            parts.append(f"ETA {_duration(elapsed / step * (total - step))}")
+        if total and step > self._first_step:
+            parts.append(f"ETA {_duration(elapsed / (step - self._first_step) * (total - step))}")
         log.info("train: %s", ", ".join(parts))
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -200,3 +200,40 @@ def test_predict_stops_where_the_tokenizer_says_not_at_the_shapes_last_id():
     module.generation = GenerationSettings(eos_token_ids=(50256,))
     module.predict_step(batch, 0)
     assert (seen["eos_token_id"], seen["pad_token_id"]) == ([50256], 50256)
+
+
+def test_a_long_prompt_keeps_its_last_tokens_and_room_for_the_new_ones(caplog):
+    from ivr.model import GenerationSettings
+
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16))
+    module.configure_model()
+    seen = {}
+    module.model.generate = lambda ids, **kw: seen.update(kw, ids=ids) or ids
+    module.generation = GenerationSettings(max_new_tokens=5)
+    prompt = torch.arange(100, 140)[None]  # 40 tokens, a context of 16
+    module.predict_step({"prompt": "x", "input_ids": prompt}, 0)
+    assert seen["ids"].tolist() == [list(range(129, 140))] and seen["max_new_tokens"] == 5
+    assert "exceed the context of 16: the model sees its last 11 tokens" in caplog.text
+    module.predict_step({"prompt": "x", "input_ids": prompt[:, :3]}, 0)  # fits: as it is
+    assert seen["ids"].tolist() == [[100, 101, 102]] and seen["max_new_tokens"] == 5
+    for bad, says in [({"max_new_tokens": 0}, "--max_new_tokens must be at least 1"),
+                      ({"temperature": -1.0}, "--temperature must be 0"), ({"top_k": 0}, "--top_k must be at least 1")]:
+        with pytest.raises(ValueError, match=says):
+            GenerationSettings(**bad)
+
+
+def test_a_held_out_loss_over_no_targets_is_not_logged_as_zero():
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16))
+    module.configure_model()
+    module.reassigned_ids = torch.tensor([7])
+    module._initial_rows = module.model.get_input_embeddings().weight[[7]].detach().clone()
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    ids = torch.randint(100, 200, (2, 16))  # no target is a reassigned id
+    module.validation_step({"input_ids": ids, "n_bytes": torch.tensor([40, 50])}, 0)
+    module.on_validation_epoch_end()
+    assert "val/loss_reassigned" not in logged and logged["val/loss_other"] == pytest.approx(logged["val/loss"])
+    ids[0, 5] = 7
+    module.validation_step({"input_ids": ids, "n_bytes": torch.tensor([40, 50])}, 0)
+    module.on_validation_epoch_end()
+    assert logged["val/loss_reassigned"] > 0

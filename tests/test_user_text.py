@@ -39,3 +39,9 @@ def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path):
     path = tmp_path / "terms.txt"
     path.write_bytes(b"\xef\xbb\xbf# my terms\n mitochondria\n")
     assert read_user_text(path, "data.x") == "# my terms\n mitochondria\n"
+
+
+def test_prompts_end_at_newlines_only_and_escape_newlines_and_backslashes(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("page one\x0cpage two\u2028same line\r\nprint('a\\\\nb')\\n    \n\n", encoding="utf-8")
+    assert read_prompts(path) == ["page one\x0cpage two\u2028same line", "print('a\\nb')\n    "]
