@@ -103,7 +103,7 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
     # the fit exported its final weights (step 5); exporting last.ckpt (step 4) over them says so
     record = tmp_path / "artifacts" / "training" / "hf_export" / "ivr_export.json"
     assert json.loads(record.read_text())["step"] == 5
-    with caplog.at_level("WARNING", logger="ivr.cli"):
+    with caplog.at_level("WARNING", logger="ivr.commands"):
         main(["export", *tiny_cli_args(tmp_path)])
     assert "replacing the export of step 5" in caplog.text and json.loads(record.read_text())["step"] == 4
     # a new fit on the same artifacts: last.ckpt is its checkpoint, not the earlier fit's beside a last-v1.ckpt
@@ -347,7 +347,7 @@ def test_a_broken_config_file_is_named(tmp_path, monkeypatch, capsys, text):
 
 
 def test_a_trainer_that_trained_in_this_process_scores_the_weights_it_holds(tmp_path, monkeypatch):
-    from ivr.cli import IVRTrainer
+    from ivr.commands import IVRTrainer
     from ivr.data import IVRDataModule
 
     trainer = IVRTrainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ivr.cli import IVRCLI, IVRTrainer, main
+from ivr.cli import IVRCLI, main
+from ivr.commands import IVRTrainer
 from ivr.cli_parsing import requested_subcommand
 from ivr.data import IVRDataModule
 from ivr.model import IVRLanguageModel

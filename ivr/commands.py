@@ -1,0 +1,356 @@
+"""What each ``ivr`` command does: LightningCLI's fit/validate/test/predict with the checks ivr adds, plus
+``prepare``, ``init``, one command per stage, ``align``, ``verify-tokenizer`` and ``export``.
+
+They are methods of :class:`IVRTrainer` because LightningCLI builds a subcommand's arguments from the method
+signature of the trainer class; the model is instantiated for them too, which is cheap because the network
+itself is only built in ``configure_model``. ``ivr.cli`` parses the command line and reports errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from lightning.pytorch import LightningModule, Trainer
+
+from ivr import pipeline
+from ivr.atomic import write_text
+from ivr.data import IVRDataModule, settings_as
+from ivr.embeddings import AlignSettings, InitStrategy
+from ivr.figures import figure
+from ivr.model import GenerationSettings, IVRLanguageModel
+from ivr.paths import ArtifactPaths
+from ivr.prompts import read_prompts
+
+STAGE_COMMANDS = {
+    "analyze": "Encode the cleaned corpus with the original BPE; write id sequences and token frequencies.",
+    "distill-tokenizer": "Fit a Unigram tokenizer that reproduces the original BPE id for id, and verify it.",
+    "select": "Choose rarely used ids to free and frequent domain strings to give them to.",
+    "remap": "Write the remap rules and the remapped tokenizer.",
+}
+log = logging.getLogger(__name__)
+# the stage commands take the whole config (one file serves every command) but read only its data section
+DATA_ONLY = " Reads only the data.* options (the rest of the config is accepted and ignored)."
+# a fit run again without --ckpt_path starts anew, and its first checkpoint replaces last.ckpt
+INTERRUPTED_FIT = ("\nivr: interrupted; run the same command with `--ckpt_path last` to resume from the last "
+                   "checkpoint (without it a new fit starts and replaces last.ckpt)")
+
+
+def _print_artifacts(command: str, artifacts: list) -> None:
+    print(f"ivr {command}: artifacts")
+    for path in artifacts:
+        print(f"  {path}")
+
+
+class IVRTrainer(Trainer):
+    """Lightning's Trainer options (how fit, validate, test and predict run); the class adds the preparation commands."""
+
+    def prepare(self, model: LightningModule, datamodule: IVRDataModule) -> None:
+        """Run the preparation stages data.tokenizer needs, no training, and print where each artifact went.
+
+        Only the align stage reads model weights (the base model's embedding rows)."""
+        _print_artifacts("prepare", datamodule.prepare_data())
+
+    @functools.wraps(Trainer.fit)
+    def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None, **kwargs):
+        if isinstance(datamodule, IVRDataModule) and ckpt_path is not None:
+            last = datamodule.paths.last_checkpoint
+            # Lightning would start a new fit with a warning, and replace last.ckpt: not what "resume" asked for
+            if ckpt_path == "last" and not last.exists():  # a folder is a sharded checkpoint, Lightning's to read
+                raise FileNotFoundError(f"nothing to resume: {last} does not exist (or links to a file that does not); "
+                                        "leave out --ckpt_path to start a new fit")
+            _check_local_checkpoint(datamodule.paths, ckpt_path)
+            if ckpt_path == "last":  # the file checked, not the newest of Lightning's last*.ckpt (a backup copy)
+                ckpt_path = str(last)
+        # the rest as Lightning's own signature has it (``weights_only`` since 2.6)
+        try:
+            return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, **kwargs)
+        except RuntimeError as err:
+            # only the restore's own error: a shape bug in training code must keep its traceback
+            if ckpt_path is None or "Error(s) in loading state_dict" not in str(err):
+                raise
+            raise ValueError(f"{ckpt_path}: its weights do not fit the configured model ({_first_mismatch(err)}); "
+                             "resume with the model settings of the fit that wrote it, or leave out --ckpt_path to "
+                             "start a new fit") from None
+        except SystemExit:
+            if not self.interrupted:
+                raise
+            # Lightning stops on Ctrl-C with its own line and status 1: say how to go on, with main()'s status
+            print(INTERRUPTED_FIT, file=sys.stderr)
+            raise SystemExit(130) from None
+
+    # Lightning's argument docs, with what the command does here as the summary ``ivr --help`` shows
+    fit.__doc__ = ("Prepare the data if needed, fine-tune the model and export it at the end.\n"
+                   + Trainer.fit.__doc__.split("\n", 1)[1])
+
+    def train(
+        self,
+        model: LightningModule,
+        train_dataloaders=None,
+        val_dataloaders=None,
+        datamodule: IVRDataModule | None = None,
+        ckpt_path: str | None = None,
+    ) -> None:
+        """Alias of fit: prepare the data if needed and fine-tune the model.
+
+        Args:
+            ckpt_path: Lightning checkpoint to resume from (``last``: ``artifacts/training/checkpoints/last.ckpt``).
+        """
+        self.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+
+    def validate(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, **kwargs):
+        """Score the held-out split of the corpus (loss and perplexity), by default with the last fit's checkpoint.
+
+        Args:
+            ckpt_path: Lightning checkpoint to score; default the last fit's ``last.ckpt``; ``base``: the configured
+                model without fine-tuning (the base model with the aligned rows).
+            verbose: Print the scores as a table too.
+        """
+        ckpt_path = self._checkpoint("validate", datamodule, ckpt_path)
+        return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
+
+    def test(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, **kwargs):
+        """The same as validate, logged as test metrics: the corpus has one held-out split, which both score.
+
+        Args:
+            ckpt_path: Checkpoint to score, as for validate: default ``last.ckpt``, ``base`` without fine-tuning.
+            verbose: Print the scores as a table too.
+        """
+        return super().test(model, dataloaders, self._checkpoint("test", datamodule, ckpt_path), verbose, datamodule,
+                            **kwargs)
+
+    def _checkpoint(self, command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
+        # a trainer that has trained in this process scores the weights it holds, as Lightning's does
+        return ckpt_path if ckpt_path is None and self.global_step > 0 else _run_checkpoint(command, datamodule, ckpt_path)
+
+    def predict(
+        self,
+        model: LightningModule,
+        dataloaders=None,
+        datamodule: IVRDataModule | None = None,
+        return_predictions: bool | None = None,
+        ckpt_path: str | None = None,
+        max_new_tokens: int = GenerationSettings.max_new_tokens,
+        temperature: float = GenerationSettings.temperature,
+        top_k: int = GenerationSettings.top_k,
+    ):
+        """Continue each prompt of --data.prompts_path; writes predictions.jsonl and prints the continuations.
+
+        Without --ckpt_path the last fit's ``last.ckpt`` is used (and named); ``--ckpt_path base`` generates from
+        the configured model without fine-tuning.
+
+        Args:
+            return_predictions: Ignored: the continuations are always collected, written and printed.
+            ckpt_path: Lightning checkpoint to generate from; default the last fit's ``last.ckpt``; ``base``: the
+                configured model without fine-tuning.
+            max_new_tokens: Tokens generated per prompt (fewer if the model's position table runs out).
+            temperature: Sampling temperature; 0 decodes greedily.
+            top_k: Sample among the k most likely tokens.
+        """
+        GenerationSettings(max_new_tokens, temperature, top_k)  # checked before any file is read
+        if datamodule is not None:
+            read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
+        ckpt_path = self._checkpoint("predict", datamodule, ckpt_path)
+        if isinstance(model, IVRLanguageModel):
+            stops, pad = datamodule.generation_ids() if datamodule is not None else ((), None)
+            model.generation = GenerationSettings(max_new_tokens, temperature, top_k, stops, pad)
+        predictions = super().predict(model, dataloaders, datamodule, True, ckpt_path) or []
+        if datamodule is not None:
+            tok = datamodule.tokenizer()
+            records = [{"prompt": p["prompt"], "continuation": tok.decode(p["ids"])} for p in predictions]
+            target = datamodule.paths.predictions
+            write_text(target, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            for r in records:
+                print(f"--- {r['prompt']!r}\n{r['prompt']}{r['continuation']}")
+            print(f"ivr predict: {len(records)} continuations written to {target}")
+        return predictions
+
+    def init(
+        self,
+        model: LightningModule,
+        datamodule: IVRDataModule,
+        force: bool | None = None,
+        raw_corpora_dir: str | None = None,
+        cleaned_corpora_dir: str | None = None,
+        text_key: str | None = None,
+        encoding: str | None = None,
+        normalize_force: bool | None = None,
+    ) -> None:
+        """Fetch the original tokenizer and clean the raw corpus into UTF-8 documents.
+
+        Args:
+            force: Fetch the original tokenizer again (shorthand for --data.force; ``--force`` alone means true).
+            raw_corpora_dir: Raw corpus directory (shorthand for --data.raw_corpora_dir; also --raw-corpora-dir).
+            cleaned_corpora_dir: Cleaned corpus directory (shorthand for --data.cleaned_corpora_dir; also
+                --cleaned-corpora-dir).
+            text_key: JSON field with the text (shorthand for --data.text_key; also --text-key).
+            encoding: Encoding of raw files (shorthand for --data.encoding).
+            normalize_force: Clean again even if a cleaned copy exists (shorthand for --data.normalize_force;
+                also --normalize-force; alone it means true).
+        """
+        overrides = {
+            "force": force,
+            "raw_corpora_dir": raw_corpora_dir,
+            "cleaned_corpora_dir": cleaned_corpora_dir,
+            "text_key": text_key,
+            "encoding": encoding,
+            "normalize_force": normalize_force,
+        }
+        datamodule.hparams.update({k: v for k, v in overrides.items() if v is not None})
+        _print_artifacts("init", datamodule.run_stage("init"))
+
+
+def _first_mismatch(err: RuntimeError) -> str:
+    """The first "size mismatch for …" line of torch's load_state_dict error."""
+    return next((line.strip().rstrip(".") for line in str(err).splitlines() if "size mismatch" in line), str(err))
+
+
+def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
+    """A damaged checkpoint (a copy cut short, a full disk) is named here, not met by a bare error from inside
+    torch. Only local files (``last``: the last fit's); anything else (a remote path, a sharded folder,
+    Lightning's other keywords) is Lightning's to resolve."""
+    from ivr.export import lightning_checkpoint
+
+    path = paths.last_checkpoint if ckpt_path == "last" else Path(ckpt_path)
+    if path.is_file():
+        lightning_checkpoint(path)
+
+
+def _run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
+    """The checkpoint ``ivr predict``, ``validate``, ``test`` or ``export`` loads: the one given, else the last
+    fit's; ``base`` for none (the configured model: the base model with the aligned rows), said aloud. Without the
+    data module (Lightning called directly) Lightning's own rules apply."""
+    if not isinstance(datamodule, IVRDataModule):
+        return ckpt_path
+    tokenizer = datamodule.paths.tokenizer_file(datamodule.hparams.tokenizer)
+    if not tokenizer.is_file():
+        raise FileNotFoundError(f"no tokenizer at {tokenizer}: run `ivr fit` (or `ivr prepare`) with this config first")
+    if ckpt_path == "base":
+        print(f"ivr {command}: using the configured model without fine-tuning (--ckpt_path base)")
+        return None
+    if ckpt_path in (None, "last"):
+        last = datamodule.paths.last_checkpoint
+        if not last.is_file():
+            raise FileNotFoundError(
+                f"no checkpoint for ivr {command}: {last} does not exist. Run `ivr fit` first, pass --ckpt_path FILE, "
+                f"or --ckpt_path base to use the model without fine-tuning"
+            )
+        print(f"ivr {command}: using the last fit's checkpoint {last}")
+        ckpt_path = str(last)
+    _check_local_checkpoint(datamodule.paths, ckpt_path)
+    return ckpt_path
+
+
+def _align(
+    self: IVRTrainer,
+    model: LightningModule,
+    datamodule: IVRDataModule,
+    model_name: str | None = None,
+    original_tokenizer_dir: str | None = None,
+    remapped_tokenizer_dir: str | None = None,
+    remap_rules_path: str | None = None,
+    embeddings_output_dir: str | None = None,
+    init_strategy: InitStrategy | None = None,
+) -> None:
+    """Write original, aligned and final embedding rows; reassigned rows start from their new strings' meaning.
+
+    Args:
+        model_name: Base model to read embeddings from (default: model.model_name_or_path; also --model-name).
+        original_tokenizer_dir: Original tokenizer directory (default: under data.artifacts_dir;
+            also --original-tokenizer-dir).
+        remapped_tokenizer_dir: Remapped tokenizer directory (default: under data.artifacts_dir;
+            also --remapped-tokenizer-dir).
+        remap_rules_path: Rules to apply (default: the remap stage's remap_rules.yaml; also --remap-rules-path).
+        embeddings_output_dir: Output directory (shorthand for --data.embeddings_output_dir; also
+            --embeddings-output-dir).
+        init_strategy: mean | global_mean | random | zeros | omp (shorthand for --data.align.init_strategy; also
+            --init-strategy).
+    """
+    hp = datamodule.hparams
+    if model_name is not None:
+        hp.base_model_name_or_path, hp.base_model_config = model_name, None
+    if embeddings_output_dir is not None:
+        hp.embeddings_output_dir = embeddings_output_dir
+    if init_strategy is not None:
+        hp.align = replace(settings_as(AlignSettings, hp.align), init_strategy=init_strategy)
+    overrides = {
+        "original_tokenizer_dir": original_tokenizer_dir,
+        "remapped_tokenizer_dir": remapped_tokenizer_dir,
+        "rules_path": remap_rules_path,
+    }
+    _print_artifacts("align", datamodule.run_stage("align", **{k: v for k, v in overrides.items() if v}))
+
+
+def _verify_tokenizer(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule) -> None:
+    """Compare the distilled tokenizer with the original BPE on the corpus, held-out and extra text, and on every id."""
+    summary = pipeline.verify(datamodule.config)
+    for name, stats in summary["sets"].items():
+        print(f"{name}: {figure(stats['rates']['word_occurrence'])} of word occurrences exact")
+    _print_artifacts("verify-tokenizer", [datamodule.paths.distillation_report_md, datamodule.paths.distillation_report_json])
+
+
+def _export(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule, ckpt_path: str | None = None) -> None:
+    """Write a Hugging Face directory (config, safetensors weights, tokenizer) that transformers loads offline.
+
+    Args:
+        ckpt_path: Lightning checkpoint to export; default (or ``last``) the last fit's ``last.ckpt``; ``base``: the
+            model as configured, without fine-tuning (base plus aligned rows).
+    """
+    ckpt_path = _run_checkpoint("export", datamodule, ckpt_path)
+    base = "the configured model without fine-tuning (--ckpt_path base)"
+    _print_artifacts("export", [export_model(model, datamodule, ckpt_path, base if ckpt_path is None else None)])
+
+
+def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: str | None = None,
+                 weights: str | None = None):
+    """Export ``model``'s weights as they are, or those of the checkpoint ``ckpt_path``; ``weights`` says which
+    (recorded in ``ivr_export.json``; default: the checkpoint, or the fit's final weights)."""
+    from ivr.export import export_hf, export_step, load_lightning_checkpoint
+
+    if model.model is None:
+        model.configure_model()
+    step = 0 if weights else model.global_step
+    if ckpt_path:
+        data_state = type(datamodule).__qualname__  # where Lightning keeps the data module's state_dict()
+
+        def check(checkpoint: dict) -> None:
+            nonlocal step
+            datamodule.check_checkpoint(checkpoint.get(data_state, {}), ckpt_path)
+            step = checkpoint.get("global_step")
+
+        load_lightning_checkpoint(model.model, ckpt_path, check=check)
+    weights = weights or ("checkpoint" if ckpt_path else f"the fit's final weights (step {step})")
+    meta = {"weights": weights, "step": step, "checkpoint": ckpt_path, "tokenizer": datamodule.hparams.tokenizer,
+            "base": model.hparams.model_name_or_path}
+    # last.ckpt may lag the fit's final weights (checkpoints come with validation), which the fit exported
+    before = export_step(datamodule.paths.export_dir)
+    if before is not None and isinstance(step, int) and before > step:
+        log.warning("replacing the export of step %d in %s with weights of step %d", before,
+                    datamodule.paths.export_dir, step)
+    tokenizer_dir = datamodule.paths.tokenizer_dir(datamodule.hparams.tokenizer)
+    return export_hf(model.model, tokenizer_dir, datamodule.paths.export_dir, meta)
+
+
+def _stage_command(name: str, description: str):
+    def command(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule) -> None:
+        _print_artifacts(name, datamodule.run_stage(name))
+
+    command.__doc__ = description + DATA_ONLY
+    command.__name__ = name.replace("-", "_")
+    return command
+
+
+for _name, _description in STAGE_COMMANDS.items():
+    # hyphenated names are valid attributes via setattr, and LightningCLI looks subcommands up by name
+    setattr(IVRTrainer, _name, _stage_command(_name, _description))
+IVRTrainer.align = _align
+_verify_tokenizer.__doc__ += DATA_ONLY
+setattr(IVRTrainer, "verify-tokenizer", _verify_tokenizer)
+IVRTrainer.export = _export
+
+
+DATA_ONLY_COMMANDS = {*STAGE_COMMANDS, "verify-tokenizer"}
