@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Literal
@@ -21,6 +22,7 @@ from ivr import pipeline
 from ivr.analysis.select_settings import SelectSettings
 from ivr.batch_order import OrderState, evaluation_loader, training_loader
 from ivr.causal_lm import ModelShape, as_shape
+from ivr.cleaned_corpus import CorpusError, read_manifest
 from ivr.corpus import CleaningOptions
 from ivr.embeddings import AlignSettings
 from ivr.model import EmbeddingInit
@@ -33,6 +35,7 @@ from ivr.user_text import require_file
 from ivr.tokenizers.remap import RemapSettings
 from ivr.tokenizers.verify import VerifySettings
 
+log = logging.getLogger(__name__)
 
 def _global_seed() -> int:
     """The config's seed_everything (Lightning keeps it in PL_GLOBAL_SEED), as Lightning's own samplers read it."""
@@ -211,12 +214,21 @@ class IVRDataModule(LightningDataModule):
         """What a checkpoint records of the data: the vocabulary whose ids the weights were trained on, and where
         the training order stands (``ivr.batch_order``)."""
         state = {"tokenizer": self.hparams.tokenizer, "vocabulary_sha256": self._vocabulary_sha256()}
+        corpus = self._corpus_fingerprint()
+        if corpus is not None:
+            state["corpus_fingerprint"] = corpus
         return {**state, "order": self._order.as_dict()} if self._order is not None else state
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Refuse a checkpoint trained on another tokenizer (a new remap gives ids other meanings); take up its
         training order, whose seed wins over this run's."""
         self.check_checkpoint(state_dict, "the checkpoint")
+        then, now = state_dict.get("corpus_fingerprint"), self._corpus_fingerprint()
+        if then is not None and now is not None and then != now:
+            # held-out membership goes by document id, and a JSONL record's id is its file and line
+            log.warning("the cleaned corpus changed since the checkpoint was written: documents may have moved "
+                        "between the training and held-out splits (a JSONL record's id is its file and line), so "
+                        "held-out figures may include text this fit trained on")
         if "order" in state_dict:
             self._order = OrderState(seed=_global_seed())
             self._order.load(state_dict["order"])
@@ -233,6 +245,12 @@ class IVRDataModule(LightningDataModule):
                 f"{state['vocabulary_sha256'][:12]}), but data.tokenizer {self.hparams.tokenizer} at "
                 f"{self.paths.tokenizer_dir(self.hparams.tokenizer)} gives ids other pieces ("
                 f"{self._vocabulary_sha256()[:12]}). Use a checkpoint of a fit on this tokenizer, or --ckpt_path base")
+
+    def _corpus_fingerprint(self) -> str | None:
+        try:
+            return read_manifest(self.paths.cleaned_corpora_dir)["fingerprint"]
+        except (OSError, CorpusError):  # no cleaned corpus here (a model scored on its own): nothing to compare
+            return None
 
     def _vocabulary_sha256(self) -> str:
         # a fit saves many checkpoints; the tokenizer does not change under it

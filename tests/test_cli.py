@@ -224,6 +224,26 @@ def test_a_checkpoint_of_another_tokenizer_is_refused(tmp_path):
         IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original").load_state_dict(state)
 
 
+def test_resuming_on_a_changed_corpus_warns_that_held_out_text_may_have_been_trained_on(tmp_path, caplog):
+    from ivr.data import IVRDataModule
+    from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+
+    dm = IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original")
+    dm.paths.original_tokenizer_dir.mkdir(parents=True)
+    offline_gpt2_tokenizer().save(str(dm.paths.tokenizer_file("original")))
+    assert "corpus_fingerprint" not in dm.state_dict()  # no cleaned corpus: nothing recorded
+    manifest = dm.paths.cleaned_corpora_dir / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"files": [], "fingerprint": "a"}))
+    state = dm.state_dict()
+    with caplog.at_level("WARNING", logger="ivr.data"):
+        IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original").load_state_dict(state)
+        assert "corpus changed" not in caplog.text
+        manifest.write_text(json.dumps({"files": [], "fingerprint": "b"}))  # a line inserted into a JSONL file
+        IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original").load_state_dict(state)
+    assert "the cleaned corpus changed since the checkpoint was written" in caplog.text
+
+
 def test_predict_without_prompts_says_what_to_pass(tmp_path):
     with pytest.raises(ValueError, match="--data.prompts_path"):
         main(["predict", *tiny_cli_args(tmp_path)])
