@@ -135,22 +135,27 @@ def add_settings(ap: argparse.ArgumentParser) -> None:
                     help="a DistillSettings field (data.distill.KEY), repeatable")
 
 
-def settings_from(pairs: list[str], **given) -> DistillSettings:
-    """``DistillSettings`` with ``--set`` pairs and the keyword arguments that are not None applied."""
-    fields = {f.name: f for f in dataclasses.fields(DistillSettings)}
+def settings_from(pairs: list[str], cls: type = DistillSettings, flag: str = "--set", **given):
+    """``cls`` (a settings dataclass, ``DistillSettings`` by default) with ``KEY=VALUE`` pairs and the keyword
+    arguments that are not None applied; ``null`` sets a field to None."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     changes = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
         if key not in fields:
-            raise SystemExit(f"--set {pair}: no such setting; one of {', '.join(fields)}")
-        default = getattr(DistillSettings, key)
-        if isinstance(default, bool):
+            raise SystemExit(f"{flag} {pair}: no such setting; one of {', '.join(fields)}")
+        default = getattr(cls, key, None)
+        if value.lower() in ("null", "none"):
+            changes[key] = None
+        elif isinstance(default, bool):
             changes[key] = value.lower() in ("1", "true", "yes")
         elif key == "word_list":
             changes[key] = Path(value) if value else None
+        elif default is None or isinstance(default, (int, float)):
+            changes[key] = float(value) if any(c in value for c in ".eE") or isinstance(default, float) else int(value)
         else:
             changes[key] = type(default)(value)
-    return DistillSettings(**{**changes, **{k: v for k, v in given.items() if v is not None}})
+    return cls(**{**changes, **{k: v for k, v in given.items() if v is not None}})
 
 
 class Stopwatch:

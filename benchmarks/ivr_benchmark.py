@@ -20,7 +20,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from common import Stopwatch, parser
+from common import Stopwatch, parser, settings_from
 
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.builtin_corpora import (
@@ -73,6 +73,10 @@ def main() -> None:
     ap.add_argument("--min-count", type=int, default=SelectSettings.min_count)
     ap.add_argument("--distilled", help="directory of a distilled tokenizer (default: fit one on the training split)")
     ap.add_argument("--out", help="artifact directory (default: a temporary one)")
+    ap.add_argument("--select", action="append", default=[], metavar="KEY=VALUE",
+                    help="a SelectSettings field (data.select.KEY; null for None), repeatable")
+    ap.add_argument("--remap", action="append", default=[], metavar="KEY=VALUE",
+                    help="a RemapSettings field (data.remap.KEY), repeatable")
     args = ap.parse_args()
 
     files = python_stdlib_files(args.mb) if args.domain == "python" else []
@@ -92,7 +96,9 @@ def main() -> None:
             distilled, _ = fit_distilled(offline_gpt2_tokenizer(), counts, DistillSettings())
         print(f"distilled tokenizer fitted on the training split in {fitting.seconds:.1f} s")
     original = offline_gpt2_tokenizer()
-    settings = SelectSettings(num_replacements=args.num_replacements, min_count=args.min_count)
+    settings = settings_from(args.select, SelectSettings, "--select", num_replacements=args.num_replacements,
+                             min_count=args.min_count)
+    remap_settings = settings_from(args.remap, RemapSettings, "--remap")
     unreachable = tokenizer_unreachable_ids(original)
 
     out = Path(args.out or tempfile.mkdtemp(prefix="ivr-bench-"))
@@ -100,10 +106,11 @@ def main() -> None:
         selection = select_replacements(
             distilled, train, settings, out / "replacement_candidates.csv", out / "selection_log.md",
             out / "savings_curve.png", unreachable=unreachable, corpus_sources=[path for path, _ in files],
+            new_piece_bonus=remap_settings.new_piece_bonus,
         )
     with Stopwatch() as remapping:
         report = remap_tokenizer(
-            distilled, RemapSettings(), out / "remapped", out / "remapped" / "remap_rules.yaml",
+            distilled, remap_settings, out / "remapped", out / "remapped" / "remap_rules.yaml",
             out / "remap_report.md", out / "remap_report.json", candidates_csv=out / "replacement_candidates.csv",
             heldout_texts=heldout, general_texts=general, original_bpe=original, extra_texts=other,
         )
