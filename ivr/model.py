@@ -157,6 +157,7 @@ class IVRLanguageModel(LightningModule):
         self.reassigned_ids: torch.Tensor | None = None
         self._masked: list[torch.nn.Parameter] = []
         self._compiled = None
+        self.total_steps: int | None = None  # set with the learning-rate schedule
         self._step_started = 0.0
         # set by `ivr predict` (its own options, so a checkpoint's saved hyperparameters never override them)
         self.generation = GenerationSettings()
@@ -315,6 +316,7 @@ class IVRLanguageModel(LightningModule):
             betas=tuple(hp.betas),
         )
         total = max(schedule_steps(self.trainer), 1)
+        self.total_steps = total  # the fit's length in optimizer steps, also for the progress line's ETA
 
         def schedule(step: int) -> float:
             if step < hp.warmup_steps:

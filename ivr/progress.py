@@ -49,7 +49,9 @@ class ProgressLog(Callback):
             return
         self._last = now
         elapsed = now - self._started
-        step, total = trainer.global_step, trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        # the model's count of the fit's steps covers a fit bounded by epochs too
+        total = getattr(pl_module, "total_steps", None) or (trainer.max_steps if trainer.max_steps > 0 else None)
+        step = trainer.global_step
         metrics = trainer.callback_metrics
         parts = [f"step {step}" + (f"/{total}" if total else "")]
         for name, label in (("train/loss", "loss"), ("train/bits_per_byte", "bits/byte"), ("train/lr", "lr")):
