@@ -8,7 +8,6 @@ import it as ``common``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import os
@@ -17,6 +16,7 @@ import statistics
 import tarfile
 import tempfile
 import time
+import typing
 import urllib.request
 from pathlib import Path
 
@@ -137,25 +137,46 @@ def add_settings(ap: argparse.ArgumentParser) -> None:
 
 def settings_from(pairs: list[str], cls: type = DistillSettings, flag: str = "--set", **given):
     """``cls`` (a settings dataclass, ``DistillSettings`` by default) with ``KEY=VALUE`` pairs and the keyword
-    arguments that are not None applied; ``null`` sets a field to None."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    arguments that are not None applied. Each value is read as its field's type says: ``null`` for None where the
+    field allows it, a comma-separated list for a list field."""
+    hints = typing.get_type_hints(cls)
     changes = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
-        if key not in fields:
-            raise SystemExit(f"{flag} {pair}: no such setting; one of {', '.join(fields)}")
-        default = getattr(cls, key, None)
+        if key not in hints:
+            raise SystemExit(f"{flag} {pair}: no such setting; one of {', '.join(hints)}")
+        try:
+            changes[key] = _typed(hints[key], value)
+        except ValueError as err:
+            raise SystemExit(f"{flag} {pair}: {err}") from None
+    return cls(**{**{k: v for k, v in given.items() if v is not None}, **changes})
+
+
+def _typed(hint, value: str):
+    args = typing.get_args(hint)
+    if type(None) in args:
         if value.lower() in ("null", "none"):
-            changes[key] = None
-        elif isinstance(default, bool):
-            changes[key] = value.lower() in ("1", "true", "yes")
-        elif key == "word_list":
-            changes[key] = Path(value) if value else None
-        elif default is None or isinstance(default, (int, float)):
-            changes[key] = float(value) if any(c in value for c in ".eE") or isinstance(default, float) else int(value)
-        else:
-            changes[key] = type(default)(value)
-    return cls(**{**changes, **{k: v for k, v in given.items() if v is not None}})
+            return None
+        hint = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(hint)
+    if origin is list:
+        return [_typed(typing.get_args(hint)[0], v) for v in value.split(",") if v]
+    if origin is tuple:
+        return tuple(_typed(typing.get_args(hint)[0], v) for v in value.split(",") if v)
+    if hint is bool:
+        if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ValueError(f"not a boolean: {value!r}")
+        return value.lower() in ("1", "true", "yes")
+    if hint is int:
+        number = float(value)  # 1e3 is an int too
+        if not number.is_integer():
+            raise ValueError(f"not an integer: {value!r}")
+        return int(number)
+    if hint is float:
+        return float(value)
+    if hint is Path:
+        return Path(value)
+    return value  # str, a Literal's choices
 
 
 class Stopwatch:

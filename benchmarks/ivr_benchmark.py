@@ -69,8 +69,8 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=8.0, help="domain corpus size in MB")
     ap.add_argument("--general-mb", type=float, default=3.0)
     ap.add_argument("--heldout-fraction", type=float, default=0.1)
-    ap.add_argument("--num-replacements", type=int, default=2000)
-    ap.add_argument("--min-count", type=int, default=SelectSettings.min_count)
+    ap.add_argument("--num-replacements", type=int, help="default: data.select.num_replacements's (2000)")
+    ap.add_argument("--min-count", type=int, help="default: data.select.min_count's (20)")
     ap.add_argument("--distilled", help="directory of a distilled tokenizer (default: fit one on the training split)")
     ap.add_argument("--out", help="artifact directory (default: a temporary one)")
     ap.add_argument("--select", action="append", default=[], metavar="KEY=VALUE",

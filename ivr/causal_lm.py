@@ -104,7 +104,9 @@ def build_model(shape: ModelShape, attn_implementation: str = "sdpa"):
 
     config = shape_config(shape, attn_implementation)
     model_class = GPT2LMHeadModel if shape.architecture == "gpt2" else LlamaForCausalLM
-    with torch.random.fork_rng():
+    # on the CPU's generator whatever device Lightning builds under: `ivr align` (on the CPU) and a fit on a GPU
+    # must build the same weights
+    with torch.random.fork_rng(), torch.device("cpu"):
         torch.manual_seed(shape.init_seed)
         return model_class(config)
 

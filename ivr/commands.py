@@ -149,7 +149,7 @@ class IVRTrainer(Trainer):
                 configured model without fine-tuning.
             max_new_tokens: Tokens generated per prompt (fewer if the model's position table runs out).
             temperature: Sampling temperature; 0 decodes greedily.
-            top_k: Sample among the k most likely tokens.
+            top_k: Sample among the k most likely tokens; 0: among all.
         """
         GenerationSettings(max_new_tokens, temperature, top_k)  # checked before any file is read
         if datamodule is not None:

@@ -37,6 +37,7 @@ from ivr.tokenizers.verify import VerifySettings
 
 log = logging.getLogger(__name__)
 
+
 def _global_seed() -> int:
     """The config's seed_everything (Lightning keeps it in PL_GLOBAL_SEED), as Lightning's own samplers read it."""
     return int(os.environ.get("PL_GLOBAL_SEED", 0))
@@ -313,9 +314,10 @@ class IVRDataModule(LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         ranks, blocks = self._ranks(), len(self.datasets["validation"])
         if blocks < ranks.get("num_replicas", 1):  # every rank scores blocks of its own, none repeated
+            limited = " (or raise data.val_max_bytes)" if self.hparams.val_max_bytes is not None else ""
             raise ValueError(f"the held-out split holds {blocks} blocks of {self.hparams.block_size} tokens, fewer "
                              f"than the {ranks['num_replicas']} devices; raise data.heldout_fraction or lower "
-                             "data.block_size")
+                             f"data.block_size{limited}")
         return evaluation_loader(self.datasets["validation"], self.hparams.batch_size, self.hparams.num_workers,
                                  **ranks)
 

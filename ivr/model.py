@@ -55,7 +55,7 @@ class GenerationSettings:
     temperature: float = 0.8
     """Sampling temperature; 0 decodes greedily."""
     top_k: int = 50
-    """Sample among the k most likely tokens."""
+    """Sample among the k most likely tokens; 0: among all."""
     eos_token_ids: tuple[int, ...] = ()
     """Where a continuation stops: the data tokenizer's eos and document separator (``ivr predict`` sets them);
     empty: the model's own config, which a model built from a shape fills with its last id."""
@@ -68,8 +68,8 @@ class GenerationSettings:
             raise ValueError(f"--max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if not self.temperature >= 0:
             raise ValueError(f"--temperature must be 0 (greedy) or more, got {self.temperature}")
-        if self.top_k < 1:
-            raise ValueError(f"--top_k must be at least 1, got {self.top_k}")
+        if self.top_k < 0:
+            raise ValueError(f"--top_k must be 0 (no top-k) or more, got {self.top_k}")
 
 
 
@@ -280,10 +280,12 @@ class IVRLanguageModel(LightningModule):
         ids, budget = batch["input_ids"], gen.max_new_tokens
         context = context_size(self.model.config)
         if context is not None and ids.size(1) + budget > context:
-            # the context bounds prompt plus continuation: the prompt gives up its start, down to one token
-            keep = max(context - budget, 1)
+            # the context bounds prompt plus continuation: the prompt gives up its start for the new tokens, but
+            # keeps at least half the context (or all of itself)
+            keep = max(context - budget, min(ids.size(1), context // 2))
             log.warning("predict: a prompt of %d tokens and %d new ones exceed the context of %d: the model sees "
-                        "its last %d tokens", ids.size(1), budget, context, min(keep, ids.size(1)))
+                        "the prompt's last %d tokens and generates %d", ids.size(1), budget, context,
+                        min(keep, ids.size(1)), context - min(keep, ids.size(1)))
             ids = ids[:, -keep:]
             budget = min(budget, context - ids.size(1))
         eos, pad = generation_ids(self.model)

@@ -213,11 +213,16 @@ def test_a_long_prompt_keeps_its_last_tokens_and_room_for_the_new_ones(caplog):
     prompt = torch.arange(100, 140)[None]  # 40 tokens, a context of 16
     module.predict_step({"prompt": "x", "input_ids": prompt}, 0)
     assert seen["ids"].tolist() == [list(range(129, 140))] and seen["max_new_tokens"] == 5
-    assert "exceed the context of 16: the model sees its last 11 tokens" in caplog.text
+    assert "exceed the context of 16: the model sees the prompt's last 11 tokens and generates 5" in caplog.text
     module.predict_step({"prompt": "x", "input_ids": prompt[:, :3]}, 0)  # fits: as it is
     assert seen["ids"].tolist() == [[100, 101, 102]] and seen["max_new_tokens"] == 5
+    module.generation = GenerationSettings(max_new_tokens=40)  # more new tokens than the context holds
+    module.predict_step({"prompt": "x", "input_ids": prompt[:, :3]}, 0)  # a short prompt stays whole
+    assert seen["ids"].tolist() == [[100, 101, 102]] and seen["max_new_tokens"] == 13
+    module.predict_step({"prompt": "x", "input_ids": prompt}, 0)  # a long one keeps half the context
+    assert seen["ids"].tolist() == [list(range(132, 140))] and seen["max_new_tokens"] == 8
     for bad, says in [({"max_new_tokens": 0}, "--max_new_tokens must be at least 1"),
-                      ({"temperature": -1.0}, "--temperature must be 0"), ({"top_k": 0}, "--top_k must be at least 1")]:
+                      ({"temperature": -1.0}, "--temperature must be 0"), ({"top_k": -1}, "--top_k must be 0")]:
         with pytest.raises(ValueError, match=says):
             GenerationSettings(**bad)
 
@@ -237,3 +242,12 @@ def test_a_held_out_loss_over_no_targets_is_not_logged_as_zero():
     module.validation_step({"input_ids": ids, "n_bytes": torch.tensor([40, 50])}, 0)
     module.on_validation_epoch_end()
     assert logged["val/loss_reassigned"] > 0
+
+
+def test_a_shape_builds_the_same_weights_under_any_default_device():
+    """Lightning builds the model under the accelerator's device: a GPU's generator would give other weights than
+    the CPU ones `ivr align` read, and the aligned rows would be refused."""
+    shape = ModelShape(n_layer=1, n_embd=16, n_positions=16)
+    with torch.device("meta"):
+        under = build_model(shape)
+    assert torch.equal(under.transformer.wte.weight, build_model(shape).transformer.wte.weight)

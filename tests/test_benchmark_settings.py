@@ -1,0 +1,45 @@
+"""The benchmarks' KEY=VALUE settings: each value read as its field's type says."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from ivr.analysis.select import SelectSettings
+from ivr.tokenizers.distill import DistillSettings
+from ivr.tokenizers.remap import RemapSettings
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def common():
+    spec = importlib.util.spec_from_file_location("common", ROOT / "benchmarks" / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_values_take_their_fields_types(common, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("terms.txt", "a.txt", "b.txt"):
+        (tmp_path / name).write_text("x\n")
+    select = common.settings_from(["per_document_cap=null", "forced_tokens_path=terms.txt", "min_count=1e1",
+                                   "general_reference_paths=a.txt,b.txt", "max_general_longer_pct=0.5"],
+                                  SelectSettings, "--select", num_replacements=7, min_count=3)
+    assert (select.per_document_cap, select.forced_tokens_path, select.general_reference_paths) == (
+        None, "terms.txt", ["a.txt", "b.txt"])
+    assert (select.min_count, select.max_general_longer_pct, select.num_replacements) == (10, 0.5, 7)  # pairs win
+    assert common.settings_from(["new_piece_bonus=1e-6"], RemapSettings, "--remap").new_piece_bonus == 1e-6
+    distill = common.settings_from(["max_seconds=120", "margin=5e-2", "vocab_words=false", "number_words=3",
+                                    "letter_word_rules=all", "general_languages="])
+    assert (distill.max_seconds, distill.margin, distill.vocab_words, distill.number_words) == (120.0, 0.05, False, 3)
+    assert isinstance(distill.max_seconds, float) and distill.letter_word_rules == "all"
+    assert distill.general_languages == "" and DistillSettings().word_list is None
+    for bad, says in [("number_words=2.5", "not an integer"), ("vocab_words=maybe", "not a boolean"),
+                      ("no_such=1", "no such setting")]:
+        with pytest.raises(SystemExit, match=says):
+            common.settings_from([bad])
+    assert common.settings_from(["word_list=null"]).word_list is None
+    assert common.settings_from(["word_list=terms.txt"]).word_list == Path("terms.txt")
