@@ -36,6 +36,8 @@ from ivr.tokenizers.remap import RemapSettings
 from ivr.tokenizers.verify import VerifySettings
 
 log = logging.getLogger(__name__)
+# the sets the distillation and remap reports measure besides data.extra_eval_paths, which are named by their path
+RESERVED_SET_NAMES = {"corpus", "heldout", "english_reference", "general", "heldout_domain"}
 
 
 def _global_seed() -> int:
@@ -146,6 +148,9 @@ class IVRDataModule(LightningDataModule):
         if val_max_bytes is not None and val_max_bytes < 1:
             raise ValueError(f"data.val_max_bytes must be a positive number of bytes (or null for all), got {val_max_bytes}")
         for path in extra_eval_paths:
+            if path in RESERVED_SET_NAMES:  # each file's report row is named by the path as given
+                raise ValueError(f"data.extra_eval_paths: {path!r} is the name of a built-in report set; write it "
+                                 f"as ./{path}")
             require_file(path, "data.extra_eval_paths")
         if Path(artifacts_dir).exists() and not Path(artifacts_dir).is_dir():
             raise NotADirectoryError(f"data.artifacts_dir {artifacts_dir} is a file; name a folder (it is made if "

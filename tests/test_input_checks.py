@@ -163,6 +163,15 @@ def test_a_missing_file_in_the_settings_is_named_when_they_are_read(tmp_path):
             make()
 
 
+def test_an_extra_eval_file_named_like_a_built_in_report_set_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "general").write_text("text\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"data\.extra_eval_paths: 'general' is the name of a built-in report set; "
+                                         r"write it as \./general"):
+        IVRDataModule(extra_eval_paths=["general"])
+    IVRDataModule(artifacts_dir=str(tmp_path / "a"), extra_eval_paths=["./general"])
+
+
 def test_a_raw_corpus_path_that_is_a_file_is_named_as_one(tmp_path):
     single = tmp_path / "notes.txt"
     single.write_text("text\n", encoding="utf-8")
