@@ -158,6 +158,7 @@ class IVRLanguageModel(LightningModule):
         self._masked: list[torch.nn.Parameter] = []
         self._compiled = None
         self.total_steps: int | None = None  # set with the learning-rate schedule
+        self._train_sums: torch.Tensor | None = None
         self._step_started = 0.0
         # set by `ivr predict` (its own options, so a checkpoint's saved hyperparameters never override them)
         self.generation = GenerationSettings()
@@ -211,16 +212,26 @@ class IVRLanguageModel(LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         token_losses, targets = token_nll(self(batch["input_ids"]), batch["input_ids"])
         nll, n = token_losses.sum(), targets.numel()
-        loss = nll / n
-        # averaged over ranks; the reassigned-token figures below exist on some ranks only, so they stay local
-        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         mask = self._reassigned_mask(targets)
-        if mask is not None and mask.any():
-            self.log("train/loss_reassigned", token_losses[mask].mean())
-            self.log("train/reassigned_token_share", mask.float().mean())
-        self.log("train/bits_per_byte", bits_per_byte(nll, batch["n_bytes"].sum()), sync_dist=True)
-        self.log("train/bytes_per_token", batch["n_bytes"].sum() / n, sync_dist=True)
-        return loss
+        reassigned = (token_losses[mask].sum(), mask.sum()) if mask is not None else (0.0, 0)
+        # summed over the micro-batches of one optimizer step, logged once per step (on_before_optimizer_step)
+        sums = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=nll.device)
+                            for v in (nll.detach(), n, batch["n_bytes"].sum(), reassigned[0], reassigned[1])])
+        self._train_sums = sums if self._train_sums is None else self._train_sums + sums
+        return nll / n
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self._train_sums is None:
+            return
+        nll, n, nbytes, r_nll, r_n = self._train_sums
+        self._train_sums = None
+        # averaged over ranks; the reassigned-token figures exist on some ranks only, so they stay local
+        self.log("train/loss", nll / n, prog_bar=True, sync_dist=True)
+        self.log("train/bits_per_byte", bits_per_byte(nll, nbytes), sync_dist=True)
+        self.log("train/bytes_per_token", nbytes / n, sync_dist=True)
+        if r_n > 0:
+            self.log("train/loss_reassigned", r_nll / r_n)
+            self.log("train/reassigned_token_share", r_n / n)
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         self._step_started = time.perf_counter()

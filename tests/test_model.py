@@ -251,3 +251,27 @@ def test_a_shape_builds_the_same_weights_under_any_default_device():
     with torch.device("meta"):
         under = build_model(shape)
     assert torch.equal(under.transformer.wte.weight, build_model(shape).transformer.wte.weight)
+
+
+def test_training_figures_cover_every_micro_batch_of_an_optimizer_step():
+    """Under gradient accumulation a step's loss and bits per byte sum all its micro-batches, logged once."""
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16))
+    module.configure_model()
+    module.eval()
+    module.reassigned_ids = torch.tensor([7])
+    logged = []
+    module.log = lambda name, value, **kw: logged.append((name, float(value)))
+    batches = [{"input_ids": torch.randint(100, 200, (2, 16)), "n_bytes": torch.tensor([40, 50])},
+               {"input_ids": torch.randint(100, 200, (3, 16)), "n_bytes": torch.tensor([30, 30, 60])}]
+    batches[1]["input_ids"][0, 3] = 7
+    losses = [module.training_step(b, i) for i, b in enumerate(batches)]
+    assert not logged  # nothing until the optimizer steps
+    module.on_before_optimizer_step(None)
+    got = dict(logged)
+    tokens = [2 * 15, 3 * 15]
+    assert got["train/loss"] == pytest.approx(sum(l.item() * t for l, t in zip(losses, tokens)) / sum(tokens), rel=1e-5)
+    assert got["train/bits_per_byte"] == pytest.approx(got["train/loss"] * sum(tokens) / math.log(2) / 210, rel=1e-5)
+    assert got["train/reassigned_token_share"] == pytest.approx(1 / 75)
+    logged.clear()
+    module.on_before_optimizer_step(None)  # the sums start again with the next step
+    assert not logged
