@@ -163,6 +163,15 @@ class IVRLanguageModel(LightningModule):
         # set by `ivr predict` (its own options, so a checkpoint's saved hyperparameters never override them)
         self.generation = GenerationSettings()
 
+    def setup(self, stage: str) -> None:
+        # float32 sums stop counting exactly past 2^24 (some 17 MB of held-out bytes) and drift; MPS has no float64
+        if self._trainer is not None and self.trainer.accelerator.__class__.__name__ != "MPSAccelerator":
+            for metric in self._held_out_sums():
+                metric.set_dtype(torch.float64)
+
+    def _held_out_sums(self) -> tuple[SumMetric, ...]:
+        return self.val_nll, self.val_tokens, self.val_bytes, self.val_nll_reassigned, self.val_tokens_reassigned
+
     def configure_model(self) -> None:
         if self.model is not None:
             return
@@ -282,7 +291,7 @@ class IVRLanguageModel(LightningModule):
             self.log("embeddings/reassigned_drift", drift.mean(), sync_dist=True)
             relative = (drift / start.norm(dim=1).clamp(min=1e-8)).mean()
             self.log("embeddings/reassigned_relative_drift", relative, sync_dist=True)
-        for metric in (self.val_nll, self.val_tokens, self.val_bytes, self.val_nll_reassigned, self.val_tokens_reassigned):
+        for metric in self._held_out_sums():
             metric.reset()
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
