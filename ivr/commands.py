@@ -12,13 +12,14 @@ import functools
 import json
 import logging
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
 
 from ivr import pipeline
 from ivr.atomic import write_text
+from ivr.causal_lm import as_shape
 from ivr.data import IVRDataModule, settings_as
 from ivr.embeddings import AlignSettings, InitStrategy
 from ivr.figures import figure
@@ -324,8 +325,10 @@ def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: 
 
         load_lightning_checkpoint(model.model, ckpt_path, check=check)
     weights = weights or ("checkpoint" if ckpt_path else f"the fit's final weights (step {step})")
+    shape = as_shape(model.hparams.from_config)
+    # a model built from a shape has no name: its shape (seed included) says which weights it started from
     meta = {"weights": weights, "step": step, "checkpoint": ckpt_path, "tokenizer": datamodule.hparams.tokenizer,
-            "base": model.hparams.model_name_or_path}
+            "base": model.hparams.model_name_or_path, "base_shape": asdict(shape) if shape is not None else None}
     # last.ckpt may lag the fit's final weights (checkpoints come with validation), which the fit exported
     before = export_step(datamodule.paths.export_dir)
     if before is not None and isinstance(step, int) and before > step:

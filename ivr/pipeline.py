@@ -16,7 +16,7 @@ import platform
 import types
 from importlib import metadata
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -308,7 +308,6 @@ def select(config: PipelineConfig) -> list[Path]:
         unreachable = tokenizer_unreachable_ids(load_tokenizer(paths.original_tokenizer_dir))
         # ids the tokenizer's config names (bos, eos, pad, unk) are never freed, added tokens or not
         special = sorted(read_special_tokens(paths.original_tokenizer_dir).protected_ids())
-        protected = replace(settings, protected_ids=sorted({*settings.protected_ids, *special}))
         counted = read_pretoken_counts(paths.distilled_pretokens, _sha(paths.tokenizer_file("distilled")),
                                        _corpus_key(config)["corpus"], config.heldout_fraction,
                                        settings.per_document_cap, settings.validation_fraction)
@@ -316,9 +315,10 @@ def select(config: PipelineConfig) -> list[Path]:
             log.info("select: %s; cutting the training split into pre-tokens", counted)
             counted = None
         selection = select_replacements(
-            load_tokenizer(paths.distilled_tokenizer_dir), _texts(config, "train"), protected, *outputs,
+            load_tokenizer(paths.distilled_tokenizer_dir), _texts(config, "train"), settings, *outputs,
             unreachable=unreachable, counted=counted, new_piece_bonus=config.remap.new_piece_bonus,
             corpus_sources=[Path(f["source"]) for f in read_manifest(paths.cleaned_corpora_dir)["files"]],
+            special_ids=special,
         )
         log.info("select: %s", selection.summary)
         if settings.validation_fraction <= 0:  # a curve left from an earlier run would describe another selection

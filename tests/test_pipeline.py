@@ -121,7 +121,9 @@ def test_fit_installs_aligned_rows_logs_ivr_metrics_and_exports(ivr_run, monkeyp
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     export = root / "artifacts" / "training" / "hf_export"
-    assert json.loads((export / "ivr_export.json").read_text())["weights"] == "the fit's final weights (step 2)"
+    record = json.loads((export / "ivr_export.json").read_text())
+    assert record["weights"] == "the fit's final weights (step 2)"
+    assert record["base"] is None and record["base_shape"]["n_embd"] == 16 and record["base_shape"]["init_seed"] == 0
     model = AutoModelForCausalLM.from_pretrained(str(export))
     tok = AutoTokenizer.from_pretrained(str(export))
     rules = yaml.safe_load((export / "remap_rules.yaml").read_text())["rules"]

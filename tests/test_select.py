@@ -126,6 +126,15 @@ def test_protected_tokens_and_ids_are_never_freed(selection, distilled, code_doc
     sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
     freed = {r.freed_id for r in sel.replacements}
     assert not freed & {by_text.freed_id, by_piece.freed_id, by_id.freed_id}
+    log = (tmp_path / "log.md").read_text(encoding="utf-8")
+    assert "- 3 protected ids/tokens besides those" in log and "- 1 special tokens" in log
+    # an id the tokenizer's config names (a pad token that is an ordinary piece) counts as special, not as the
+    # user's: the log's parameters show the settings as given
+    sel = select_replacements(distilled, code_docs, SelectSettings(num_replacements=40, **FAST), tmp_path / "c.csv",
+                              tmp_path / "log.md", special_ids=[by_id.freed_id])
+    assert by_id.freed_id not in {r.freed_id for r in sel.replacements}
+    log = (tmp_path / "log.md").read_text(encoding="utf-8")
+    assert "- 2 special tokens" in log and "- 0 protected ids/tokens" in log and "- `protected_ids`: `[]`" in log
     # a typo would protect nothing: named instead
     for bad, message in (({"protected_tokens": [" zqxjvvq"]}, r"protected_tokens: ' zqxjvvq' is not a token"),
                          ({"protected_ids": [50257]}, r"protected_ids: \[50257\] outside")):

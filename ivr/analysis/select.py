@@ -169,13 +169,15 @@ def select_replacements(
     counted: tuple[PretokenCounts, PretokenCounts | None] | None = None,
     new_piece_bonus: float = RemapSettings.new_piece_bonus,
     corpus_sources: Collection[Path] = (),
+    special_ids: Collection[int] = (),
 ) -> Selection:
     """Pick new tokens and the ids they take; write ``replacement_candidates.csv``, ``selection_log.md`` and,
     with ``curve_png``, the savings curve's plot. ``unreachable``: ids the original BPE never produces
     (``ivr.tokenizers.reachability``), freed first. ``counted``: ``train_texts``' pre-token counts, all and the
     validation part, where already known (``ivr.analysis.pretoken_table``); otherwise they are counted here.
     ``new_piece_bonus``: ``data.remap.new_piece_bonus``, so that the checks build the remapped tokenizer as
-    remap will. ``corpus_sources``: the domain corpus's files, left out of the general code reference."""
+    remap will. ``corpus_sources``: the domain corpus's files, left out of the general code reference.
+    ``special_ids``: ids the tokenizer's config names (bos, eos, pad, unk), never freed like its added tokens."""
     pieces = vocab_pieces(distilled)
     vocab = set(pieces)
     everything, validation = counted or count_pretokens(distilled, train_texts, settings.per_document_cap,
@@ -202,7 +204,7 @@ def select_replacements(
     general = general_text(settings.general_prior_words, settings.general_reference_paths,
                            code_reference(settings.general_code_mb, corpus_sources))
     prior = general_prior(distilled, general)
-    special = set(distilled.get_added_tokens_decoder())
+    special = set(distilled.get_added_tokens_decoder()) | set(special_ids)
     outside = [i for i in settings.protected_ids if not 0 <= i < len(pieces)]
     if outside:
         raise ValueError(f"data.select.protected_ids: {outside} outside the vocabulary's ids [0, {len(pieces)})")
@@ -306,7 +308,7 @@ def select_replacements(
     excluded.update(
         single_byte=len(bytes_),
         special=len(special),
-        protected=len(protected),
+        protected=len(protected - special),
         domain_count_at_least_min=int((stats.id_counts >= settings.min_count).sum()),
     )
     summary = {
@@ -455,8 +457,9 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
         "## Why ids or strings were left out",
         "",
         f"- {ex['single_byte']} single-byte tokens: never freed, every byte must stay encodable.",
-        f"- {ex['special']} added/special tokens: matched before the model runs, never freed.",
-        f"- {ex['protected']} protected ids/tokens: named in `protected_tokens`/`protected_ids`.",
+        f"- {ex['special']} special tokens: the added tokens (matched before the model runs) and the ids the "
+        "tokenizer's config names bos, eos, pad or unk; never freed.",
+        f"- {ex['protected']} protected ids/tokens besides those: named in `protected_tokens`/`protected_ids`.",
         f"- {ex['domain_count_at_least_min']} tokens used ≥ {settings.min_count} times in the domain: freeing them would cost tokens.",
         f"- {ex['below_min_count']} span strings used < {settings.min_count} times: too rare to be worth an id.",
         (
@@ -476,6 +479,13 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
         *[f"- forced: {n}" for n in notes],
         "",
         "## Top new tokens",
+        "",
+        f"The first {min(len(reps), 50)} of {len(reps)} by rank (all of them in `replacement_candidates.csv`). "
+        "*occurrences*: where the string spans whole distilled tokens inside a pre-token of the training split, "
+        "overlapping places included; *GPT-2 tokens*: the tokens it replaces; *saving*: the tokens it saves beyond "
+        "the strings ranked above it, every use counted (the ranking counts at most `per_document_cap` uses per "
+        "document, so savings need not fall down the ranks); *old uses*: the freed token's uses in the training "
+        "split; *general /M*: the freed token's uses per million tokens of general text (the prior).",
         "",
         "| rank | new token | occurrences | GPT-2 tokens | saving | saving % | freed id | old token | old uses | general /M |",
         "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|",
