@@ -89,8 +89,6 @@ def read_forced_tokens(path: str | Path, tokenizer: Tokenizer) -> list[str]:
     return terms
 
 
-
-
 class _Ranker:
     """Ranked new strings of one set of training texts (lazy greedy by marginal weighted saving)."""
 
@@ -377,14 +375,9 @@ def _protected_pieces(settings: SelectSettings, vocab: set[str]) -> set[str]:
     return out
 
 
-
-
-
 def _md(text: str) -> str:
     """Text shown safely inside a Markdown table cell: escapes visible, pipes and backticks neutralised."""
     return json.dumps(text, ensure_ascii=False)[1:-1].replace("|", "\\|").replace("`", "ˋ")
-
-
 
 
 def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Replacement], notes: list[str],
