@@ -361,6 +361,12 @@ def remap(config: PipelineConfig) -> list[Path]:
             original_bpe=load_tokenizer(paths.original_tokenizer_dir),
             extra_texts={k: v for k, v in extra_eval_texts(config).items() if k != "english_reference"},
             special=read_special_tokens(paths.original_tokenizer_dir),
+            described={
+                "heldout_domain": f"the corpus's held-out documents (data.heldout_fraction {config.heldout_fraction})",
+                "general": "general English: Python's help topics (the distillation report's english_reference; "
+                           "the selection's general text, a word list and standard-library code, is another)",
+                **{p: "a file of data.extra_eval_paths" for p in config.extra_eval_paths},
+            },
         )
         log.info("remap: %s", {k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
 

@@ -143,6 +143,13 @@ def test_fit_installs_aligned_rows_logs_ivr_metrics_and_exports(ivr_run, monkeyp
         main(["export", *args, "--ckpt_path", "base", "--model.from_config.init_seed", "1"])
 
 
+def test_the_remap_report_says_what_each_text_is(ivr_run):
+    root, _ = ivr_run
+    report = (root / "artifacts" / "analysis" / "reports" / "remap_report.md").read_text(encoding="utf-8")
+    assert "- `heldout_domain`: the corpus's held-out documents (data.heldout_fraction 0.2)" in report
+    assert "- `general`: general English: Python's help topics" in report
+
+
 def test_verify_tokenizer_command_reports_rates(ivr_run, capsys):
     root, args = ivr_run
     main(["verify-tokenizer", *args])

@@ -92,12 +92,13 @@ def remap_tokenizer(
     original_bpe: Tokenizer | None = None,
     extra_texts: Mapping[str, Sequence[str]] | None = None,
     special: SpecialTokens | None = None,
+    described: Mapping[str, str] | None = None,
 ) -> dict:
     """Build and save the remapped tokenizer and its rules, then measure it; return the report's summary.
 
     Rules come from ``settings.remap_rules_path`` when set (a hand-edited rules file), else from
     ``candidates_csv``. The held-out, general and ``extra_texts`` (name -> texts, e.g. ``data.extra_eval_paths``)
-    are only measured, never used for choices. ``special``
+    are only measured, never used for choices; ``described`` says what a set is, for the report. ``special``
     are the source's special tokens (``read_special_tokens``; without them, GPT-2's layout): no rule may free
     one, and the remapped tokenizer must keep them all (the ID contract, ``id_contract``), else this fails.
     """
@@ -148,6 +149,7 @@ def remap_tokenizer(
         "estimated_saving_pct": sum(r.estimated_saving_pct for r in rules),
         "baseline": base,
         "measured": measured,
+        "texts": {name: (described or {}).get(name, "") for name in measured},
         "build_seconds": build_s,
         "made_longer": {name: r.made_longer for name, r in results.items()},
     }
@@ -258,6 +260,10 @@ def _report_md(s: dict) -> str:
         lines.append(f"- ID contract: {len(ids)} protected ids (added tokens, bos/eos/pad/unk: "
                      f"{', '.join(map(str, ids[:20]))}{' …' if len(ids) > 20 else ''}), never freed")
         lines += [f"  - {name}: {'yes' if ok else 'NO'}" for name, ok in s["id_contract"].items() if name != "protected_ids"]
+    texts = {name: what for name, what in s.get("texts", {}).items() if what}
+    if texts:
+        lines += ["", "Texts measured (none of them fitted or selected on):", ""]
+        lines += [f"- `{name}`: {what}" for name, what in texts.items()]
     lines += ["", "| text | tokenizer | bytes | tokens | tokens/byte |", "|---|---|---:|---:|---:|"]
     for name, m in s["measured"].items():
         for tok, v in m.items():
@@ -267,7 +273,8 @@ def _report_md(s: dict) -> str:
         lines.append(f"- {name}: token count change vs {base}: {figure(s[f'{name}_change_pct_vs_{base}'], '+.2f', '%')}, "
                      f"vs distilled: {figure(s[f'{name}_change_pct_vs_distilled'], '+.2f', '%')}")
     if s.get("made_longer"):
-        lines += ["", f"Made longer (more tokens than with the {base} tokenizer):", "",
+        lines += ["", f"Made longer (more tokens than with the {base} tokenizer; lines: the non-blank lines, each "
+                  "encoded alone):", "",
                   "| text | documents longer | lines longer | extra tokens on longer lines |", "|---|---:|---:|---:|"]
         for name, m in s["made_longer"].items():
             d, ln = m["documents"], m["lines"]
