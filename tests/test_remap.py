@@ -194,7 +194,7 @@ def test_rules_that_never_encode_to_their_own_id_are_a_console_warning(tmp_path,
     assert summary["rules_not_encoding_to_own_id"] == [258]
     warning, = [r for r in caplog.records if r.levelname == "WARNING"]
     assert "1 of 2 rules" in warning.getMessage() and "' HALF' (id 258)" in warning.getMessage()
-    assert "WARNING: 1 rules whose string never encodes to its own id** (the id is never used for it): ` HALF` (id 258)" \
+    assert "WARNING: 1 rules whose string never encodes to its own id** (the id is never used for it): `␠HALF` (id 258)" \
         in (tmp_path / "r.md").read_text(encoding="utf-8")
 
 

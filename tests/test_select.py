@@ -264,12 +264,12 @@ def test_a_forced_term_whose_freed_id_general_text_uses_takes_the_next_id(select
     assert [(r.new_text, r.reason, r.freed_id) for r in sel.replacements] == [(" zygomorphic", "forced", free[0])]
     # the other term tried each used id in turn, each refused
     assert sel.summary["general_budget_met"] and sel.summary["ids_refused_for_forced_terms"] == 5
-    assert "` quixotically` left out: the budget refused every id it could take" in (tmp_path / "log.md").read_text(
+    assert "`␠quixotically` left out: the budget refused every id it could take" in (tmp_path / "log.md").read_text(
         encoding="utf-8")
     sel = run(set(free))
     assert sel.replacements == [] and sel.summary["general_budget_met"]
     log = (tmp_path / "log.md").read_text(encoding="utf-8")
-    assert "` zygomorphic` left out: the budget refused every id it could take" in log
+    assert "`␠zygomorphic` left out: the budget refused every id it could take" in log
 
 
 def test_spread_strings_outrank_strings_piled_up_in_one_document(distilled, tmp_path):

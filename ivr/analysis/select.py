@@ -22,6 +22,7 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from ivr.analysis.general_use import code_reference, general_prior, general_text, lengthening, word_like
+from ivr.markdown_text import LEGEND, code
 from ivr.analysis.savings_curve import SavingsCurve, curve_table, savings_curve, write_curve_plot
 from ivr.analysis.select_settings import SelectSettings
 from ivr.figures import figure
@@ -189,9 +190,9 @@ def select_replacements(
     forced_ok: list[str] = []
     for f in forced:
         if f in vocab:
-            forced_notes.append(f"`{_md(readable(f))}` is already a token (id {pieces.index(f)}); nothing to add")
+            forced_notes.append(f"{code(readable(f))} is already a token (id {pieces.index(f)}); nothing to add")
         elif f in forced_ok:
-            forced_notes.append(f"`{_md(readable(f))}` is listed twice; kept once")
+            forced_notes.append(f"{code(readable(f))} is listed twice; kept once")
         else:
             forced_ok.append(f)
     if len(forced_ok) > settings.num_replacements:
@@ -267,10 +268,10 @@ def select_replacements(
         if len(refused_ids) == refused_before:
             break  # what is over the budget is the forced strings' own pieces
 
-    forced_notes += [f"`{_md(readable(f))}` would not encode to its own id after remapping; left out"
+    forced_notes += [f"{code(readable(f))} would not encode to its own id after remapping; left out"
                      for f in forced_ok if f in not_own]
     placed = {s for s, _ in pairs}
-    forced_notes += [f"`{_md(readable(f))}` left out: the budget refused every id it could take"
+    forced_notes += [f"{code(readable(f))} left out: the budget refused every id it could take"
                      for f in forced_ok if f not in placed and f not in not_own]
     counted = Greedy(stats, ranker.occ)  # every use counts in the estimate, whatever the ranking's cap
     replacements = []
@@ -375,16 +376,13 @@ def _protected_pieces(settings: SelectSettings, vocab: set[str]) -> set[str]:
     return out
 
 
-def _md(text: str) -> str:
-    """Text shown safely inside a Markdown table cell: escapes visible, pipes and backticks neutralised."""
-    return json.dumps(text, ensure_ascii=False)[1:-1].replace("|", "\\|").replace("`", "ˋ")
-
-
 def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Replacement], notes: list[str],
                    curve: SavingsCurve | None, curve_png: str | Path | None) -> str:
     ex = summary["excluded"]
     lines = [
         "# IVR selection log",
+        "",
+        LEGEND,
         "",
         "## Parameters",
         "",
@@ -467,7 +465,7 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
             f"- {len(summary['not_encoding_to_own_id'])} strings that would not encode to their own id after "
             "remapping (another segmentation of them, new pieces included, scores as high), their places filled "
             "by the next candidates: "
-            + (", ".join(f"`{_md(t)}`" for t in summary["not_encoding_to_own_id"][:20]) or "none")
+            + (", ".join(code(t) for t in summary["not_encoding_to_own_id"][:20]) or "none")
         ),
         *[f"- forced: {n}" for n in notes],
         "",
@@ -485,8 +483,8 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
     ]
     for r in reps[:50]:
         lines.append(
-            f"| {r.rank} | `{_md(r.new_text)}` | {r.domain_count} | {len(r.gpt2_ids)} | {r.estimated_saving} | "
-            f"{r.estimated_saving_pct:.3f} | {r.freed_id} | `{_md(r.freed_text)}` | {r.freed_domain_count} | "
+            f"| {r.rank} | {code(r.new_text)} | {r.domain_count} | {len(r.gpt2_ids)} | {r.estimated_saving} | "
+            f"{r.estimated_saving_pct:.3f} | {r.freed_id} | {code(r.freed_text)} | {r.freed_domain_count} | "
             f"{r.freed_general_per_million:.3g} |"
         )
     return "\n".join(lines) + "\n"

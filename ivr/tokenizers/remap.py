@@ -19,6 +19,7 @@ from tokenizers import Tokenizer
 from ivr.atomic import write_json, write_text
 from ivr.cleaned_corpus import batched
 from ivr.figures import figure
+from ivr.markdown_text import code
 from ivr.tokenizers.candidates import read_candidates
 from ivr.tokenizers.io import save_tokenizer_dir
 from ivr.tokenizers.remap_rules import (
@@ -246,7 +247,7 @@ def _report_md(s: dict) -> str:
         "the freed tokens' own uses there (`selection_log.md` gives the net figure)",
     ]
     if s["rules_not_encoding_to_own_id"]:
-        shown = [f"`{t}` (id {i})" for t, i in zip(s["rules_not_encoding_to_own_id_strings"], s["rules_not_encoding_to_own_id"])]
+        shown = [f"{code(t)} (id {i})" for t, i in zip(s["rules_not_encoding_to_own_id_strings"], s["rules_not_encoding_to_own_id"])]
         lines.append(f"- **WARNING: {len(shown)} rules whose string never encodes to its own id** (the id is never "
                      f"used for it): {', '.join(shown[:20])}{' …' if len(shown) > 20 else ''}")
     if "heldout_domain" in s["measured"]:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ivr.atomic import write_json, write_text
 from ivr.cleaned_corpus import batched
 from ivr.figures import figure
+from ivr.markdown_text import LEGEND, code, pieces
 from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
 from ivr.tokenizers.io import added_token_ids, encoded_pre_tokens, pre_tokens
@@ -316,6 +317,7 @@ def render_markdown(summary: dict) -> str:
         "its ids are exactly BPE's. *tie*: the same pieces in another order (no scores can change that);",
         "*conflict*: a sub-string proves that no additive scores give BPE's result; *other*: the rest",
         "(the Fit section lists the fit words a linear program proves cannot all be matched at once).",
+        LEGEND,
         "",
         "## Ids",
         "",
@@ -347,7 +349,7 @@ def render_markdown(summary: dict) -> str:
             if m["examples"]:
                 lines += ["", f"Most frequent {k} mismatches:", "", "| word | count | BPE | distilled |", "|---|---:|---|---|"]
                 lines += [
-                    f"| `{_md(e['word'])}` | {e['count']} | {_md(' · '.join(e['bpe']))} | {_md(' · '.join(e['distilled']))} |"
+                    f"| {code(e['word'])} | {e['count']} | {pieces(e['bpe'])} | {pieces(e['distilled'])} |"
                     for e in m["examples"]
                 ]
     fit = summary.get("fit")
@@ -366,14 +368,14 @@ def render_markdown(summary: dict) -> str:
         if fit.get("proven_unsatisfiable_examples"):
             lines.append("- proven unsatisfiable (no merge weights match them together with the other fit words, "
                          "and no split or word rule cuts them): "
-                         + ", ".join(f"`{_md(w)}`" for w in fit["proven_unsatisfiable_examples"]))
+                         + ", ".join(code(w) for w in fit["proven_unsatisfiable_examples"]))
         if fit.get("word_rules_examples"):
             lines.append("- word rules (whole words cut at BPE's tokens), most frequent first: "
-                         + ", ".join(f"`{_md(w)}`" for w in fit["word_rules_examples"]))
+                         + ", ".join(code(w) for w in fit["word_rules_examples"]))
         rules = [r for r in fit.get("split_rules_considered", []) if r.get("accepted")]
         lines.append(
             f"- {fit.get('split_rule_kind', 'split rules')} accepted for: "
-            + (", ".join(f"{readable(r['char'])!r} ({r['fixed_occurrences']:g} occ.)" for r in rules) or "none")
+            + (", ".join(f"{code(readable(r['char']))} ({r['fixed_occurrences']:g} occ.)" for r in rules) or "none")
         )
         if fit.get("history"):
             lines += ["", "| round | mismatched types | mismatched occurrences | new rows | seconds |",
@@ -393,13 +395,11 @@ def language_table(sets: dict[str, dict], target: float = 0.9999, examples: int 
     for name, s in sets.items():
         rate = s["rates"]["word_occurrence"]
         worst = sorted((e for m in s["mismatches"].values() for e in m["examples"]), key=lambda e: (-e["count"], e["word"]))
-        shown = ", ".join(f"`{_md(e['word'])}` x{e['count']} ({_md('·'.join(e['bpe']))} / {_md('·'.join(e['distilled']))})"
+        shown = ", ".join(f"{code(e['word'])} x{e['count']} ({pieces(e['bpe'])} / {pieces(e['distilled'])})"
                           for e in worst[:examples])
         reached = "n/a" if rate is None else "yes" if rate >= target else "no"
-        lines.append(f"| {_md(name)} | {s['word_occurrences']} | {s['mismatched_occurrences']} | {figure(rate)} | "
+        cell = name.replace("|", "\\|")  # a set's name (a file path) as it was given
+        lines.append(f"| {cell} | {s['word_occurrences']} | {s['mismatched_occurrences']} | {figure(rate)} | "
                      f"{reached} | {shown} |")
     return "\n".join(lines)
 
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "\\n").replace("`", "'")

@@ -1,0 +1,24 @@
+"""Strings in the reports' Markdown: every character visible, the code span never broken."""
+
+from __future__ import annotations
+
+from hypothesis import given, strategies as st
+
+from ivr.markdown_text import code, pieces
+
+
+def test_spaces_escapes_and_backticks_are_visible():
+    assert code("       ") == "`␠␠␠␠␠␠␠`" and code(" def") == "`␠def`"
+    assert code('."""') == '`."""`' and code("a\nb\\") == "`a\\nb\\\\`" and code("x|y") == "`x\\|y`"
+    assert code("`x`") == "`` `x` ``" and code("a``b") == "```a``b```"
+    assert pieces([" B", "ef"]) == "`␠B`·`ef`"
+
+
+@given(st.text())
+def test_a_code_span_holds_no_raw_space_newline_or_unescaped_pipe(text):
+    shown = code(text)
+    fence = shown[: len(shown) - len(shown.lstrip("`"))]
+    inner = shown[len(fence):-len(fence)]
+    assert shown.endswith(fence) and fence not in inner.strip(" ")  # the fence is longer than any run inside
+    assert "\n" not in shown and "|" not in inner.replace("\\|", "")
+    assert " " not in inner.strip(" ") or "`" in inner  # a space only pads a span that starts or ends with `
