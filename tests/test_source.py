@@ -69,3 +69,21 @@ def test_metadata_from_before_the_requested_record_is_reused_for_the_same_source
     first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
     _, meta = fetch_original_tokenizer(target, "gpt2", local_dir=first, allow_hub=False)
     assert meta["source"]["kind"] == "local" and "requested" in meta
+
+
+def test_a_source_saved_with_truncation_or_padding_encodes_whole_documents(tmp_path):
+    """A tokenizer.json saved after a call with truncation=True keeps it: the original would cut every document."""
+    from tokenizers import Tokenizer
+
+    from ivr.tokenizers.io import load_tokenizer
+
+    first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    tok = Tokenizer.from_file(str(first / "tokenizer.json"))
+    tok.enable_truncation(8)
+    tok.enable_padding(length=16)
+    tok.save(str(first / "tokenizer.json"))
+    fetched, _ = fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
+    text = "def f(x):\n    return x * 2  # twenty or so tokens in all\n"
+    for loaded in (Tokenizer.from_file(str(fetched / "tokenizer.json")), load_tokenizer(first)):
+        assert loaded.truncation is None and loaded.padding is None
+        assert len(loaded.encode(text).ids) > 16

@@ -107,8 +107,12 @@ def save_tokenizer_dir(
 
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
-    """The tokenizer saved in ``directory``, set to encode document text as text (``special_text_as_text``)."""
-    return special_text_as_text(read_tokenizer_file(directory))
+    """The tokenizer saved in ``directory``, set to encode document text as text (``special_text_as_text``),
+    whole: without the padding or truncation a saved file may carry."""
+    tok = special_text_as_text(read_tokenizer_file(directory))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
 
 
 def read_tokenizer_file(directory: str | Path) -> Tokenizer:
