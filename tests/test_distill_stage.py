@@ -150,6 +150,12 @@ def test_strict_fails_on_a_mismatch_and_reports_are_written(bpe, tmp_path):
     hf = AutoTokenizer.from_pretrained(str(out))
     loaded = Tokenizer.from_file(str(out / "tokenizer.json"))
     assert hf.encode("hello world") == loaded.encode("hello world").ids == bpe.encode("hello world").ids
+    # BPE's stored ids of a document cut short (a source saved with truncation): every word matches, yet the
+    # document's ids differ, which strict refuses too
+    ids = bpe.encode(PROSE, add_special_tokens=False).ids
+    with pytest.raises(DistillationMismatch, match="1 corpus documents get other ids than BPE's though each of"):
+        distill_tokenizer(bpe, [PROSE], ["A held-out line."], fast_settings(strict=True), out, md, js,
+                          bpe_ids={"corpus": [ids[:10]]})
 
 
 def test_fit_is_deterministic_and_builds_each_split_rule_once(bpe, monkeypatch):

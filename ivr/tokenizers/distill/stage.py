@@ -229,10 +229,18 @@ def distill_tokenizer(
         # the fit's count is the corpus's words unless it dropped some (both cut through the source's own pipeline)
         word_counts=None if dropped else {"corpus": counts},
     )
-    corpus = summary["sets"]["corpus"]
-    if settings.strict and corpus["mismatched_occurrences"]:
-        raise DistillationMismatch(
-            f"strict distillation: {corpus['mismatched_occurrences']} corpus word occurrences "
-            f"({corpus['mismatched_types']} types) differ from BPE; see {report_md}"
-        )
+    corpus, ids = summary["sets"]["corpus"], summary["ids"]
+    problems = [
+        f"{corpus['mismatched_occurrences']} corpus word occurrences ({corpus['mismatched_types']} types) differ "
+        "from BPE" if corpus["mismatched_occurrences"] else "",
+        f"{corpus['documents_differing_between_words']} corpus documents get other ids than BPE's though each of "
+        "their words matches" if corpus["documents_differing_between_words"] else "",
+        "the id→piece map differs from BPE's" if not ids["id_to_token_identical"] else "",
+        f"added tokens differ: {ids['added_token_mismatches']}" if ids["added_token_mismatches"] else "",
+        f"{ids['single_id_decode_mismatches'] + ids['random_sequence_decode_mismatches']} ids or id sequences "
+        "decode otherwise" if ids["single_id_decode_mismatches"] or ids["random_sequence_decode_mismatches"] else "",
+    ]
+    problems = [p for p in problems if p]
+    if settings.strict and problems:
+        raise DistillationMismatch(f"strict distillation: {'; '.join(problems)}; see {report_md}")
     return summary
