@@ -55,6 +55,14 @@ def test_a_failing_linear_program_keeps_the_best_round(bpe, monkeypatch):
     assert compare_texts(tok, bpe, corpus(), "corpus")["rates"]["word_occurrence"] > 0.99
 
 
+def test_a_fit_stopped_by_its_time_limit_says_the_result_depends_on_speed(bpe, caplog):
+    counts, _ = pre_token_counts(bpe, corpus())
+    with caplog.at_level("WARNING"):
+        _, fit = fit_distilled(bpe, counts, fast_settings(max_seconds=0))  # stops after the first round
+    assert fit.stats["history"][0].get("stopped_by_max_seconds")
+    assert "another machine may stop at another round" in caplog.text
+
+
 def test_margin_is_relative_to_the_smallest_weight_at_stake():
     # merge 0 is heavy and in both segmentations, so it cancels; BPE's pieces (twice piece 0: merges 0 and 1)
     # tie with the competitor's (piece 1: merges 0, 0 and 2) until merge 1 or 2 moves

@@ -146,7 +146,15 @@ def fit_scores(
         history.append({"round": it, "mismatched_types": len(bad), "mismatched_occurrences": loss, "new_rows": new,
                         "seconds": round(elapsed, 2)})
         bar.set_postfix(mismatched=len(bad), new=new, rows=len(rows))
-        if not new or elapsed > settings.max_seconds:
+        if not new:
+            break
+        if elapsed > settings.max_seconds:
+            # where rounds remain, the result depends on how fast this machine is: said, and in the report
+            log.warning("distillation's score fit stopped at data.distill.max_seconds (%g s) after round %d with "
+                        "%d new constraints left: another machine may stop at another round and write another "
+                        "tokenizer; raise max_seconds for a result that does not depend on speed",
+                        settings.max_seconds, it, new)
+            history[-1]["stopped_by_max_seconds"] = True
             break
         try:
             row_penalty = penalty if strict is None else penalty[row_word]
