@@ -177,3 +177,11 @@ def test_a_raw_corpus_path_that_is_a_file_is_named_as_one(tmp_path):
     single.write_text("text\n", encoding="utf-8")
     with pytest.raises(CorpusError, match=rf"raw corpus directory {single} is a file, not a directory"):
         find_sources(single, CleaningOptions())
+
+
+def test_a_chat_template_that_is_not_utf8_is_named(tmp_path):
+    from ivr.tokenizers.io import read_chat_template
+
+    (tmp_path / "chat_template.jinja").write_bytes("{{ 'café' }}".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"chat_template\.jinja: not valid UTF-8"):
+        read_chat_template(tmp_path, {})

@@ -168,7 +168,10 @@ def read_chat_template(directory: Path, config: dict) -> str | None:
     string; ``None`` without one. A list of named templates is refused: no derived file could carry it as read."""
     path = directory / CHAT_TEMPLATE_FILE
     if path.is_file():
-        return path.read_text(encoding="utf-8")
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}: not valid UTF-8 ({err})") from None
     template = config.get("chat_template")
     if template is not None and not isinstance(template, str):
         raise ValueError(f"{directory / CONFIG_FILES[0]}: chat_template is a {type(template).__name__}; only one "
