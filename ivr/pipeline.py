@@ -39,7 +39,7 @@ from ivr.packing import encoded_batches, write_packed_splits
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
 from ivr.stamps import code_fingerprint, is_current, module_file, write_stamp
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
-from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer, read_special_tokens
+from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer, read_metadata, read_special_tokens
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
 from ivr.tokenizers.source import fetch_original_tokenizer
@@ -272,17 +272,22 @@ def distill(config: PipelineConfig) -> list[Path]:
 
 
 def verify(config: PipelineConfig) -> dict:
-    """Compare the distilled tokenizer with the original BPE again and rewrite the distillation report."""
+    """Compare the distilled tokenizer with the original BPE again and rewrite the distillation report, with the
+    settings and fit statistics the tokenizer was fitted with (its ``ivr_metadata.json``)."""
     paths = config.paths
-    return verify_tokenizer(
-        load_tokenizer(paths.distilled_tokenizer_dir),
-        load_tokenizer(paths.original_tokenizer_dir),
-        {"corpus": _texts(config, "train"), "heldout": _texts(config, "heldout"), **extra_eval_texts(config)},
-        paths.distillation_report_md,
-        paths.distillation_report_json,
-        config.verify,
-        fit_settings=_plain(config.distill),
-    )
+    distill(config)  # the tokenizer current first, as the other stage commands bring the stage before them
+    with artifacts_lock(paths):  # the report is distillation's; a concurrent run must not write it meanwhile
+        meta = read_metadata(paths.distilled_tokenizer_dir, required=True)
+        return verify_tokenizer(
+            load_tokenizer(paths.distilled_tokenizer_dir),
+            load_tokenizer(paths.original_tokenizer_dir),
+            {"corpus": _texts(config, "train"), "heldout": _texts(config, "heldout"), **extra_eval_texts(config)},
+            paths.distillation_report_md,
+            paths.distillation_report_json,
+            config.verify,
+            fit_info=meta.get("fit"),
+            fit_settings=meta.get("settings"),
+        )
 
 
 def select(config: PipelineConfig) -> list[Path]:

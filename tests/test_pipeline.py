@@ -158,6 +158,9 @@ def test_verify_tokenizer_command_reports_rates(ivr_run, capsys):
     report = json.loads((root / "artifacts" / "analysis" / "reports" / "distillation_report.json").read_text())
     assert set(report["sets"]) >= {"corpus", "heldout", "english_reference"}
     assert report["ids"]["id_to_token_identical"] and report["ids"]["single_id_decode_mismatches"] == 0
+    # the fit's statistics and settings come from the tokenizer's own record, not from the command's config
+    meta = json.loads((root / "artifacts" / "tokenizers" / "distilled_unigram" / "ivr_metadata.json").read_text())
+    assert report["fit"] == meta["fit"] and report["settings"]["max_iterations"] == meta["settings"]["max_iterations"] == 2
 
 
 def test_align_shorthand_flags(ivr_run):
