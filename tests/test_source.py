@@ -87,3 +87,32 @@ def test_a_source_saved_with_truncation_or_padding_encodes_whole_documents(tmp_p
     for loaded in (Tokenizer.from_file(str(fetched / "tokenizer.json")), load_tokenizer(first)):
         assert loaded.truncation is None and loaded.padding is None
         assert len(loaded.encode(text).ids) > 16
+
+
+def test_a_hub_tokenizer_in_the_cache_alone_gets_its_configs_from_the_hub(tmp_path, monkeypatch):
+    """The tokenizers library caches tokenizer.json alone: the configs that name the roles come from the Hub."""
+    import shutil
+
+    import huggingface_hub
+
+    first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shutil.copy(first / "tokenizer.json", cache / "tokenizer.json")
+    on_the_hub = {"tokenizer_config.json": json.dumps({"eos_token": "<|endoftext|>", "model_max_length": 77})}
+    calls = []
+
+    def download(repo, filename, local_files_only=False):
+        calls.append((filename, local_files_only))
+        if (cache / filename).exists():
+            return str(cache / filename)
+        if local_files_only or filename not in on_the_hub:
+            raise FileNotFoundError(filename)
+        (cache / filename).write_text(on_the_hub[filename])
+        return str(cache / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    _, meta = fetch_original_tokenizer(tmp_path / "o", "someone/gpt2-like")
+    assert meta["source"]["kind"] == "hub" and meta["special"]["model_max_length"] == 77
+    assert ("tokenizer.json", True) in calls and ("tokenizer.json", False) not in calls  # the cache's copy
+    assert ("tokenizer_config.json", False) in calls and ("chat_template.jinja", False) in calls

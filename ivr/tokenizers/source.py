@@ -119,12 +119,14 @@ def load_original(
         return from_gguf(tokenizer_name)
     if allow_hub:
         try:
-            return *from_dir(_hub_dir(tokenizer_name)), {"kind": "hub", "name": tokenizer_name}
+            directory = _hub_dir(tokenizer_name)
         except Exception as err:
             if tokenizer_name not in GPT2_NAMES:
                 raise ValueError(f"tokenizer {tokenizer_name!r}: not on the Hub nor in its cache ({err}); give a "
                                  "local directory (data.tokenizer_local_dir) or a GGUF file") from err
             log.info("Hub tokenizer %s unavailable (%s); using the packaged GPT-2 vocabulary", tokenizer_name, err)
+        else:  # found: what is wrong with its files is said as it is
+            return *from_dir(directory), {"kind": "hub", "name": tokenizer_name}
     elif tokenizer_name not in GPT2_NAMES:
         raise ValueError(f"tokenizer {tokenizer_name!r}: data.use_hub is false and it is neither a local directory "
                          f"nor a GGUF file; only GPT-2 ({', '.join(GPT2_NAMES)}) has a packaged vocabulary")
@@ -170,17 +172,21 @@ def from_gguf(spec: str) -> tuple[Tokenizer, SpecialTokens, dict]:
 
 
 def _hub_dir(name: str) -> Path:
-    """The local snapshot directory of a Hub tokenizer: the cache first, then a download (its configs if any)."""
+    """The local snapshot directory of a Hub tokenizer: the cache first, then a download; its configs and chat
+    template, where the repository has them, likewise (a cache may hold ``tokenizer.json`` alone)."""
     from huggingface_hub import hf_hub_download
 
-    try:  # the local cache first: no network round trip when the file is already here
-        path, local = hf_hub_download(name, TOKENIZER_FILE, local_files_only=True), True
-    except Exception:
-        path, local = hf_hub_download(name, TOKENIZER_FILE), False
-    for config in CONFIG_FILES:
+    def fetch(filename: str) -> str:
+        try:  # the local cache first: no network round trip when the file is already here
+            return hf_hub_download(name, filename, local_files_only=True)
+        except Exception:
+            return hf_hub_download(name, filename)
+
+    path = fetch(TOKENIZER_FILE)
+    for optional in (*CONFIG_FILES, CHAT_TEMPLATE_FILE):
         try:
-            hf_hub_download(name, config, local_files_only=local)
-        except Exception:  # the configs are optional: without them, GPT-2's layout only
+            fetch(optional)
+        except Exception:  # not in the repository, or no network: without configs, GPT-2's layout only
             pass
     return Path(path).parent
 
