@@ -37,7 +37,7 @@ def savings_curve(
 
 
 def curve_table(curve: SavingsCurve) -> list[str]:
-    lines = ["| ids reassigned | saving on the fitted part | saving held out | gap |", "|---:|---:|---:|---:|"]
+    lines = ["| ids reassigned | saving on the ranked part | saving on the left-out part | gap |", "|---:|---:|---:|---:|"]
     for k, f, h in zip(curve.ids, curve.fitted_pct, curve.heldout_pct):
         lines.append(f"| {k} | {f:.2f}% | {h:.2f}% | {f - h:+.2f} |")
     return lines
@@ -52,10 +52,11 @@ def write_curve_plot(curve: SavingsCurve, path: str | Path) -> None:
     from matplotlib import pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot(curve.ids, curve.fitted_pct, marker="o", label="fitted part (estimate)")
-    ax.plot(curve.ids, curve.heldout_pct, marker="s", label="held-out part")
+    ax.plot(curve.ids, curve.fitted_pct, marker="o", label="ranked part (estimate)")
+    ax.plot(curve.ids, curve.heldout_pct, marker="s", label="left-out part of the training split")
     ax.set_xlabel("ids reassigned")
     ax.set_ylabel("tokens saved (%)")
+    ax.set_ylim(bottom=0)  # from zero: the gap between the curves at its true scale
     ax.set_title("IVR savings curve")
     ax.grid(alpha=0.3)
     if curve.ids:

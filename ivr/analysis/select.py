@@ -426,10 +426,11 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
     if curve is not None:
         lines += [
             "",
-            "## Estimated and held-out saving",
+            "## Estimated and left-out saving",
             "",
             f"{settings.validation_fraction:.0%} of the training documents were left out of a second ranking, run "
-            "as the one above; its saving on them is what to expect on documents the selection never saw.",
+            "as the one above; its saving on them is what to expect on documents the selection never saw (they are "
+            "part of the training split; the held-out split is the remap report's).",
             "",
             f"- saving on the ranked part: {summary['validation_fitted_saving_pct']:.2f}%, on the left-out part: "
             f"**{summary['validation_heldout_saving_pct']:.2f}%**, gap {summary['validation_gap_pct']:.2f} points",
@@ -441,7 +442,7 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
         if curve_png is not None:
             lines += ["", f"![savings curve]({Path(curve_png).name})"]
     elif settings.validation_fraction > 0:
-        lines += ["", "## Estimated and held-out saving", "",
+        lines += ["", "## Estimated and left-out saving", "",
                   "- saving on the left-out part: n/a (too little training text to leave a part out)"]
     lines += [
         "",
