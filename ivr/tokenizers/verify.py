@@ -341,6 +341,10 @@ def render_markdown(summary: dict) -> str:
         "",
         "## Exact-match rates",
         "",
+        "*corpus*: the training split, which the tokenizer was fitted on; *heldout*: the held-out documents; "
+        "*english_reference*: Python's help topics; any other row: a file of `data.extra_eval_paths`. None of "
+        "those but the corpus was fitted on.",
+        "",
         "| set | documents | word occurrences | word occ. exact | word types exact | tokens exact | documents exact |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -385,14 +389,16 @@ def render_markdown(summary: dict) -> str:
                          + ", ".join(code(w) for w in fit["proven_unsatisfiable_examples"]))
         if fit.get("word_rules_examples"):
             lines.append("- word rules (whole words cut at BPE's tokens), most frequent first: "
-                         + ", ".join(code(w) for w in fit["word_rules_examples"]))
+                         + ", ".join(pieces(w) if isinstance(w, list) else code(w) for w in fit["word_rules_examples"]))
         rules = [r for r in fit.get("split_rules_considered", []) if r.get("accepted")]
         lines.append(
             f"- {fit.get('split_rule_kind', 'split rules')} accepted for: "
             + (", ".join(f"{code(readable(r['char']))} ({r['fixed_occurrences']:g} occ.)" for r in rules) or "none")
         )
         if fit.get("history"):
-            lines += ["", "| round | mismatched types | mismatched occurrences | new rows | seconds |",
+            lines += ["", "Rounds of the score fit, before split and word rules (*fit mismatched types* above is after "
+                      "them); occurrences are weighted, general words by their estimated frequency, hence fractions.",
+                      "", "| round | mismatched types | mismatched occurrences | new rows | seconds |",
                       "|---:|---:|---:|---:|---:|"]
             lines += [f"| {h['round']} | {h['mismatched_types']} | {h['mismatched_occurrences']:g} | "
                       f"{h.get('new_rows', '')} | {h.get('seconds', '')} |" for h in fit["history"]]

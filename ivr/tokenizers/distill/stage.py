@@ -134,7 +134,7 @@ def fit_distilled(
         score_fit_cpu_seconds=round(score_cpu, 2),
         split_rule_seconds=round(split_rule_seconds, 2),
         word_rule_seconds=round(time.perf_counter() - start, 2),
-        word_rules_examples=[" · ".join(readable(p) for p in pieces) for pieces in word_rules[:EXAMPLES]],
+        word_rules_examples=[[readable(p) for p in pieces] for pieces in word_rules[:EXAMPLES]],
     )
     # the proof is about scores alone: report the words the split and word rules do not fix either
     still_wrong = {words[i] for i in bad}
