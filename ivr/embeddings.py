@@ -377,8 +377,11 @@ def align_embeddings(
         _drop(paths, "final_lm_head")
     summary = {
         **common,
+        **asdict(settings),
         "files": sorted(paths.embedding(name).name for name in out),
         "why": {
+            "aligned_wte": "every kept piece's row at its id in the remapped tokenizer: the original rows where IVR "
+            "reassigns in place (rows_changed 0), reassigned rows still the evicted pieces' until final_wte",
             "original_wpe": "written: the model learns position embeddings"
             if wpe is not None
             else "not written: the model has no learned position embeddings (rotary or computed positions)",

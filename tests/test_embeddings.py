@@ -134,6 +134,8 @@ def test_stage_writes_artifacts_and_install_keeps_tie(workspace):
     assert meta["sha256"] == file_sha256(paths.embedding("final_wte"))
     assert meta["row_norms"]["changed"]["mean"] > 0 and meta["row_norms"]["unchanged"]["max"] > 0
     assert json.loads(paths.embedding_metadata("aligned_wte").read_text())["rows_changed"] == 0
+    summary = json.loads(paths.embedding_metadata("alignment").read_text())
+    assert summary["init_strategy"] == "mean" and "rows_changed 0" in summary["why"]["aligned_wte"]
     wpe = torch.load(paths.embedding("original_wpe"), weights_only=True)
     assert torch.equal(wpe, model.transformer.wpe.weight)
 
