@@ -55,6 +55,16 @@ def raw_dir(tmp_path: Path) -> Path:
     return raw
 
 
+def benchmark_module(name: str):
+    """A script of ``benchmarks/`` imported as a module, as ``uv run python benchmarks/NAME.py`` would run it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_cli_args(tmp_path: Path, *extra: str) -> list[str]:
     """The demo config shrunk to seconds: a 0.3 MB slice of the built-in corpus, a 2-layer GPT-2, the
     original tokenizer (the IVR pipeline has its own end-to-end test, test_pipeline.py) and a distillation

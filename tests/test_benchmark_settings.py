@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,15 +9,12 @@ import pytest
 from ivr.analysis.select import SelectSettings
 from ivr.tokenizers.distill import DistillSettings
 from ivr.tokenizers.remap import RemapSettings
-from tests.conftest import ROOT
+from tests.conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def common():
-    spec = importlib.util.spec_from_file_location("common", ROOT / "benchmarks" / "common.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("common")
 
 
 def test_values_take_their_fields_types(common, tmp_path, monkeypatch):

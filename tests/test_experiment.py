@@ -3,20 +3,15 @@ predictions."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def experiment():
-    spec = importlib.util.spec_from_file_location("ivr_experiment", ROOT / "benchmarks" / "ivr_experiment.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("ivr_experiment")
 
 
 def test_evaluate_splits_loss_and_mass_by_reassigned_ids(experiment):
