@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import platform
 import types
-from importlib import metadata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +35,7 @@ from ivr.figures import figure
 from ivr.gguf import is_gguf, locate_gguf
 from ivr.packing import encoded_batches, write_packed_splits
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
-from ivr.stamps import code_fingerprint, is_current, module_file, write_stamp
+from ivr.stamps import code_fingerprint, is_current, library_versions, module_file, write_stamp
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
 from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer, read_metadata, read_special_tokens
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
@@ -53,7 +51,6 @@ TokenizerKind = Literal["original", "distilled", "remapped"]
 # the last stage each training tokenizer needs
 LAST_STAGE = {"original": "analyze", "distilled": "distill-tokenizer", "remapped": "align"}
 DATASET_FORMAT_VERSION = 2
-DECIDING_LIBRARIES = ("tokenizers", "transformers", "torch", "numpy", "scipy", "polars", "wordfreq")
 
 
 @dataclass(frozen=True)
@@ -151,13 +148,6 @@ def staged(stage: str, paths: ArtifactPaths, key: dict, outputs: list[Path] | Ca
                 build()
             write_stamp(stamp, key, listed(), unsigned)
         return listed()
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries whose behaviour decides stage outputs (a new ``tokenizers`` may cut text
-    differently; a new solver may fit other scores), so that upgrading one rebuilds the stages."""
-    # Python too: selection and verification read the standard library's sources and help topics
-    return {**{name: metadata.version(name) for name in DECIDING_LIBRARIES}, "python": platform.python_version()}
 
 
 def artifacts_lock(paths: ArtifactPaths) -> FileLock:
@@ -272,8 +262,7 @@ def distill(config: PipelineConfig) -> list[Path]:
 
 
 def verify(config: PipelineConfig) -> dict:
-    """Compare the distilled tokenizer with the original BPE again and rewrite the distillation report, with the
-    settings and fit statistics the tokenizer was fitted with (its ``ivr_metadata.json``)."""
+    """Compare the distilled tokenizer with BPE again; rewrite the report with the fit its metadata records."""
     paths = config.paths
     distill(config)  # the tokenizer current first, as the other stage commands bring the stage before them
     with artifacts_lock(paths):  # the report is distillation's; a concurrent run must not write it meanwhile
@@ -370,7 +359,7 @@ def remap(config: PipelineConfig) -> list[Path]:
                 "heldout_domain": f"the corpus's held-out documents (data.heldout_fraction {config.heldout_fraction})",
                 "general": "general English: Python's help topics (the distillation report's english_reference; "
                            "the selection's general text, a word list and standard-library code, is another)",
-                **{p: "a file of data.extra_eval_paths" for p in config.extra_eval_paths},
+                **dict.fromkeys(config.extra_eval_paths, "a file of data.extra_eval_paths"),
             },
         )
         log.info("remap: %s", {k: v for k, v in summary.items() if not isinstance(v, (dict, list))})

@@ -11,10 +11,12 @@ import ast
 import hashlib
 import json
 import logging
+import platform
 import stat
 import threading
 
 from collections.abc import Iterable
+from importlib import metadata
 from functools import lru_cache
 from pathlib import Path
 
@@ -131,3 +133,13 @@ def code_fingerprint(modules: Iterable[str], root: Path | None = None) -> str:
     for name in module_closure(modules, root):
         h.update(name.encode() + b"\0" + module_file(name, root).read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+DECIDING_LIBRARIES = ("tokenizers", "transformers", "torch", "numpy", "scipy", "polars", "wordfreq")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour decides stage outputs (a new ``tokenizers`` may cut text
+    differently; a new solver may fit other scores), so that upgrading one rebuilds the stages."""
+    # Python too: selection and verification read the standard library's sources and help topics
+    return {**{name: metadata.version(name) for name in DECIDING_LIBRARIES}, "python": platform.python_version()}

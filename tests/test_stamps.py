@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ivr import pipeline
+from ivr import pipeline, stamps
 from ivr.collector import collector_paused
 from ivr.paths import ArtifactPaths
 from ivr.stamps import PACKAGE_ROOT, code_fingerprint, module_closure
@@ -145,14 +145,14 @@ def test_a_new_version_of_a_deciding_library_rebuilds(tmp_path, monkeypatch):
 
     run()
     run()
-    version = pipeline.metadata.version
-    monkeypatch.setattr(pipeline.metadata, "version", lambda name: "99.0" if name == "tokenizers" else version(name))
+    version = stamps.metadata.version
+    monkeypatch.setattr(stamps.metadata, "version", lambda name: "99.0" if name == "tokenizers" else version(name))
     run()
     assert len(builds) == 2
     # wordfreq's lists feed the fit words and selection's prior; the Python version, the stdlib text they read
-    monkeypatch.setattr(pipeline.metadata, "version", lambda name: "99.0" if name in ("tokenizers", "wordfreq") else version(name))
+    monkeypatch.setattr(stamps.metadata, "version", lambda name: "99.0" if name in ("tokenizers", "wordfreq") else version(name))
     run()
-    monkeypatch.setattr(pipeline.platform, "python_version", lambda: "3.99.0")
+    monkeypatch.setattr(stamps.platform, "python_version", lambda: "3.99.0")
     run()
     assert len(builds) == 4
 
