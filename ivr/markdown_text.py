@@ -8,17 +8,24 @@ import re
 from collections.abc import Iterable
 
 LEGEND = "Strings are shown as code with ␠ for a space and JSON escapes for the rest (`\\n` a newline, `\\\\` a backslash)."
+# characters a renderer would show as a space or as the space sign: written as escapes
+_LOOKALIKES = {"␠": "\\u2420", "\u00a0": "\\u00a0", "\u2007": "\\u2007", "\u202f": "\\u202f", "\u3000": "\\u3000"}
 
 
-def code(text: str) -> str:
-    """``text`` as a Markdown code span: spaces as ␠, control characters and backslashes as JSON escapes, ``|``
-    escaped for table cells, and a fence longer than any backtick run inside."""
-    shown = json.dumps(text, ensure_ascii=False)[1:-1].replace('\\"', '"').replace(" ", "␠").replace("|", "\\|")
+def code(text: str, table: bool = False) -> str:
+    """``text`` as a Markdown code span: spaces as ␠, control characters, backslashes and space look-alikes as
+    JSON escapes, a fence longer than any backtick run inside; in a table cell (``table``) ``|`` escaped."""
+    if not text:
+        return "(empty)"
+    shown = json.dumps(text, ensure_ascii=False)[1:-1].replace('\\"', '"')
+    shown = "".join(_LOOKALIKES.get(c, c) for c in shown).replace(" ", "␠")
+    if table:
+        shown = shown.replace("|", "\\|")
     fence = "`" * (max((len(run) for run in re.findall("`+", shown)), default=0) + 1)
     pad = " " if shown.startswith("`") or shown.endswith("`") else ""
     return f"{fence}{pad}{shown}{pad}{fence}"
 
 
-def pieces(texts: Iterable[str]) -> str:
+def pieces(texts: Iterable[str], table: bool = False) -> str:
     """A segmentation: each piece a code span, joined by ·."""
-    return "·".join(code(t) for t in texts)
+    return "·".join(code(t, table) for t in texts)

@@ -163,11 +163,14 @@ class IVRLanguageModel(LightningModule):
         # set by `ivr predict` (its own options, so a checkpoint's saved hyperparameters never override them)
         self.generation = GenerationSettings()
 
-    def setup(self, stage: str) -> None:
-        # float32 sums stop counting exactly past 2^24 (some 17 MB of held-out bytes) and drift; MPS has no float64
-        if self._trainer is not None and self.trainer.accelerator.__class__.__name__ != "MPSAccelerator":
+    def on_validation_start(self) -> None:
+        # float32 sums stop counting exactly past 2^24 (some 17 MB of held-out bytes) and drift; set here, after
+        # Lightning's precision (bf16-true, 16-true) has converted the module; MPS has no float64
+        if self.device.type != "mps":
             for metric in self._held_out_sums():
                 metric.set_dtype(torch.float64)
+
+    on_test_start = on_validation_start
 
     def _held_out_sums(self) -> tuple[SumMetric, ...]:
         return self.val_nll, self.val_tokens, self.val_bytes, self.val_nll_reassigned, self.val_tokens_reassigned

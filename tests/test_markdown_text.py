@@ -9,14 +9,19 @@ from ivr.markdown_text import code, pieces
 
 def test_spaces_escapes_and_backticks_are_visible():
     assert code("       ") == "`␠␠␠␠␠␠␠`" and code(" def") == "`␠def`"
-    assert code('."""') == '`."""`' and code("a\nb\\") == "`a\\nb\\\\`" and code("x|y") == "`x\\|y`"
+    assert code('."""') == '`."""`' and code("a\nb\\") == "`a\\nb\\\\`"
+    assert code("x|y") == "`x|y`" and code("x|y", table=True) == "`x\\|y`"  # a pipe is escaped in tables only
+    assert code("") == "(empty)" and code("␠\u00a0") == "`\\u2420\\u00a0`"  # no look-alike of a space
     assert code("`x`") == "`` `x` ``" and code("a``b") == "```a``b```"
     assert pieces([" B", "ef"]) == "`␠B`·`ef`"
 
 
 @given(st.text())
 def test_a_code_span_holds_no_raw_space_newline_or_unescaped_pipe(text):
-    shown = code(text)
+    shown = code(text, table=True)
+    if not text:
+        assert shown == "(empty)"
+        return
     fence = shown[: len(shown) - len(shown.lstrip("`"))]
     inner = shown[len(fence):-len(fence)]
     assert shown.endswith(fence) and fence not in inner.strip(" ")  # the fence is longer than any run inside

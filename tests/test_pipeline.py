@@ -161,6 +161,7 @@ def test_verify_tokenizer_command_reports_rates(ivr_run, capsys):
     # the fit's statistics and settings come from the tokenizer's own record, not from the command's config
     meta = json.loads((root / "artifacts" / "tokenizers" / "distilled_unigram" / "ivr_metadata.json").read_text())
     assert report["fit"] == meta["fit"] and report["settings"]["max_iterations"] == meta["settings"]["max_iterations"] == 2
+    assert report["fit"]["history"] and "split_rules_considered" in report["fit"]  # the whole record, round table too
 
 
 def test_align_shorthand_flags(ivr_run):

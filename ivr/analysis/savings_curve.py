@@ -56,7 +56,8 @@ def write_curve_plot(curve: SavingsCurve, path: str | Path) -> None:
     ax.plot(curve.ids, curve.heldout_pct, marker="s", label="left-out part of the training split")
     ax.set_xlabel("ids reassigned")
     ax.set_ylabel("tokens saved (%)")
-    ax.set_ylim(bottom=0)  # from zero: the gap between the curves at its true scale
+    # from zero (or below, where the left-out part loses): the gap between the curves at its true scale
+    ax.set_ylim(bottom=min([0.0, *curve.fitted_pct, *curve.heldout_pct]))
     ax.set_title("IVR savings curve")
     ax.grid(alpha=0.3)
     if curve.ids:

@@ -484,8 +484,8 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
     ]
     for r in reps[:50]:
         lines.append(
-            f"| {r.rank} | {code(r.new_text)} | {r.domain_count} | {len(r.gpt2_ids)} | {r.estimated_saving} | "
-            f"{r.estimated_saving_pct:.3f} | {r.freed_id} | {code(r.freed_text)} | {r.freed_domain_count} | "
+            f"| {r.rank} | {code(r.new_text, table=True)} | {r.domain_count} | {len(r.gpt2_ids)} | {r.estimated_saving} | "
+            f"{r.estimated_saving_pct:.3f} | {r.freed_id} | {code(r.freed_text, table=True)} | {r.freed_domain_count} | "
             f"{r.freed_general_per_million:.3g} |"
         )
     return "\n".join(lines) + "\n"

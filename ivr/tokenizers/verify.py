@@ -367,7 +367,7 @@ def render_markdown(summary: dict) -> str:
             if m["examples"]:
                 lines += ["", f"Most frequent {k} mismatches:", "", "| word | count | BPE | distilled |", "|---|---:|---|---|"]
                 lines += [
-                    f"| {code(e['word'])} | {e['count']} | {pieces(e['bpe'])} | {pieces(e['distilled'])} |"
+                    f"| {code(e['word'], True)} | {e['count']} | {pieces(e['bpe'], True)} | {pieces(e['distilled'], True)} |"
                     for e in m["examples"]
                 ]
     fit = summary.get("fit")
@@ -415,7 +415,7 @@ def language_table(sets: dict[str, dict], target: float = 0.9999, examples: int 
     for name, s in sets.items():
         rate = s["rates"]["word_occurrence"]
         worst = sorted((e for m in s["mismatches"].values() for e in m["examples"]), key=lambda e: (-e["count"], e["word"]))
-        shown = ", ".join(f"{code(e['word'])} x{e['count']} ({pieces(e['bpe'])} / {pieces(e['distilled'])})"
+        shown = ", ".join(f"{code(e['word'], True)} x{e['count']} ({pieces(e['bpe'], True)} / {pieces(e['distilled'], True)})"
                           for e in worst[:examples])
         reached = "n/a" if rate is None else "yes" if rate >= target else "no"
         cell = name.replace("|", "\\|")  # a set's name (a file path) as it was given

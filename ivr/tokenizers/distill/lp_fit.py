@@ -149,12 +149,12 @@ def fit_scores(
         if not new:
             break
         if elapsed > settings.max_seconds:
-            # where rounds remain, the result depends on how fast this machine is: said, and in the report
-            log.warning("distillation's score fit stopped at data.distill.max_seconds (%g s) after round %d with "
-                        "%d new constraints left: another machine may stop at another round and write another "
-                        "tokenizer; raise max_seconds for a result that does not depend on speed",
-                        settings.max_seconds, it, new)
-            history[-1]["stopped_by_max_seconds"] = True
+            if settings.max_seconds > 0:  # 0 is one round on any machine; otherwise the round depends on speed
+                log.warning("distillation's score fit stopped at data.distill.max_seconds (%g s) after round %d "
+                            "with %d new constraints left: another machine may stop at another round and write "
+                            "another tokenizer; raise max_seconds for a result that does not depend on speed",
+                            settings.max_seconds, it, new)
+                history[-1]["stopped_by_max_seconds"] = True
             break
         try:
             row_penalty = penalty if strict is None else penalty[row_word]

@@ -20,7 +20,8 @@ class DistillSettings:
     """Knobs of tokenizer distillation (``data.distill.*``)."""
 
     strict: bool = False
-    """Fail when any corpus word occurrence (ties included) gets ids other than BPE's."""
+    """Fail when any corpus word occurrence (ties included) or corpus document gets ids other than BPE's, or the
+    id map, the added tokens or any decode differs."""
     init_exponent: float = 3.3
     """Initial weight of merge ``rank`` is ``((rank + init_offset) / init_offset) ** -init_exponent``; a piece
     scores the sum over its tree. Steeper is closer to BPE's merge order; past a range of about 2^51 between the

@@ -1,5 +1,5 @@
 """The distillation stage: fit a Unigram model with BPE's pieces at BPE's ids that segments as BPE does, save
-it, verify the saved file, and fail under ``strict`` when the corpus is not matched exactly.
+it, verify the saved file, and fail under ``strict`` when the corpus or the ids are not matched exactly.
 
 Method, in four steps:
 
@@ -175,7 +175,8 @@ def distill_tokenizer(
     ``on_encoded``: per set (``"corpus"``, ``"heldout"``), what is called with the saved tokenizer's encoding of each
     of its texts, in order, as verification makes it (``ivr.analysis.pretoken_table`` records them).
     Returns the report summary. With ``settings.strict`` raises ``DistillationMismatch`` (after writing
-    the reports) when any word occurrence of ``train_texts`` gets ids other than BPE's.
+    the reports) when any word occurrence or document of ``train_texts`` gets ids other than BPE's, or the id map,
+    the added tokens or a decode differ.
     """
     verify_settings = verify_settings or VerifySettings()
     source = source_bpe(bpe)  # an unsupported tokenizer fails here, before any work
@@ -213,16 +214,16 @@ def distill_tokenizer(
         "split_rules": fit.split_rules,
         "run_cuts": fit.run_cuts,
         "word_rules": fit.word_rules,
-        "fit": {k: v for k, v in fit.stats.items() if k not in ("history", "split_rules_considered")},
+        # the whole record, which `ivr verify-tokenizer` writes into the report again
+        "fit": {**fit.stats, "pre_tokenize_seconds": round(pre_tokenize_seconds, 2), "fit_seconds": round(fit_seconds, 2),
+                "peak_rss_mb": peak.mb, "peak_rss_scope": peak.scope},
     }
     save_tokenizer_dir(tok, out_dir, metadata, special)
     eval_sets = {"corpus": train_texts, "heldout": heldout_texts, **(extra_eval_texts or {})}
     summary = verify_tokenizer(
         # the file as users load it
         load_tokenizer(out_dir), bpe, eval_sets, report_md, report_json, settings=verify_settings,
-        fit_info={**fit.stats, "pre_tokenize_seconds": round(pre_tokenize_seconds, 2),
-                  "fit_seconds": round(fit_seconds, 2), "peak_rss_mb": peak.mb,
-                  "peak_rss_scope": peak.scope},
+        fit_info=metadata["fit"],
         fit_settings=fit_settings,
         bpe_ids=bpe_ids,
         on_encoded=on_encoded,
