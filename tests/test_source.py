@@ -96,14 +96,15 @@ def test_a_hub_tokenizer_in_the_cache_alone_gets_its_configs_from_the_hub(tmp_pa
     import huggingface_hub
 
     first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
-    cache = tmp_path / "cache"
-    cache.mkdir()
+    cache = tmp_path / "snapshots" / "abc123"  # the cache's snapshot of one commit
+    cache.mkdir(parents=True)
     shutil.copy(first / "tokenizer.json", cache / "tokenizer.json")
     on_the_hub = {"tokenizer_config.json": json.dumps({"eos_token": "<|endoftext|>", "model_max_length": 77})}
     calls = []
 
-    def download(repo, filename, local_files_only=False):
+    def download(repo, filename, revision=None, local_files_only=False):
         calls.append((filename, local_files_only))
+        assert filename == "tokenizer.json" or revision == "abc123"  # the configs of the cached file's commit
         if (cache / filename).exists():
             return str(cache / filename)
         if local_files_only or filename not in on_the_hub:

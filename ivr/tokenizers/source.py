@@ -176,19 +176,20 @@ def _hub_dir(name: str) -> Path:
     template, where the repository has them, likewise (a cache may hold ``tokenizer.json`` alone)."""
     from huggingface_hub import hf_hub_download
 
-    def fetch(filename: str) -> str:
+    def fetch(filename: str, revision: str | None = None) -> str:
         try:  # the local cache first: no network round trip when the file is already here
-            return hf_hub_download(name, filename, local_files_only=True)
+            return hf_hub_download(name, filename, revision=revision, local_files_only=True)
         except Exception:
-            return hf_hub_download(name, filename)
+            return hf_hub_download(name, filename, revision=revision)
 
-    path = fetch(TOKENIZER_FILE)
+    path = Path(fetch(TOKENIZER_FILE))
+    # the snapshot folder is named by its commit: the configs of that commit, into the same folder
     for optional in (*CONFIG_FILES, CHAT_TEMPLATE_FILE):
         try:
-            fetch(optional)
+            fetch(optional, path.parent.name)
         except Exception:  # not in the repository, or no network: without configs, GPT-2's layout only
             pass
-    return Path(path).parent
+    return path.parent
 
 
 def check_byte_level_bpe(tok: Tokenizer, where: str) -> None:
