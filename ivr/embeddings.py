@@ -30,7 +30,7 @@ from ivr.atomic import atomic_file, write_json
 from ivr.causal_lm import learned_position_embeddings
 from ivr.omp_init import sparse_codes
 from ivr.paths import ArtifactPaths
-from ivr.tokenizers.io import file_sha256, load_tokenizer
+from ivr.tokenizers.io import file_sha256, load_tokenizer, read_special_tokens
 from ivr.tokenizers.remap_rules import RemapRule, check_ids_in_range, read_remap_rules
 
 InitStrategy = Literal["mean", "global_mean", "random", "zeros", "omp"]
@@ -327,7 +327,8 @@ def align_embeddings(
     rules_path = Path(rules_path or paths.remap_rules)
     original_dir = Path(original_tokenizer_dir or paths.original_tokenizer_dir)
     remapped_dir = Path(remapped_tokenizer_dir or paths.remapped_tokenizer_dir)
-    rules = read_remap_rules(rules_path)
+    # checked against the original's special ids too: a hand-given rules file could free its pad or bos token
+    rules = read_remap_rules(rules_path, special=read_special_tokens(original_dir))
     original_vocab = load_tokenizer(original_dir).get_vocab(with_added_tokens=True)
     remapped_vocab = load_tokenizer(remapped_dir).get_vocab(with_added_tokens=True)
 

@@ -202,3 +202,18 @@ def test_an_output_bias_is_refused_and_optional_files_are_listed(workspace):
         align_embeddings(model, paths)
     align_embeddings(tiny_gpt2(tied=True), paths)
     assert paths.embedding("final_lm_head") not in align_outputs(paths)
+
+
+def test_rules_that_free_a_special_id_of_the_original_are_refused(workspace, tmp_path):
+    """A hand-given rules file is checked against the original's roles, as remap checks its own rules."""
+    import shutil
+
+    paths, _ = workspace
+    original = tmp_path / "original"
+    shutil.copytree(paths.original_tokenizer_dir, original)
+    config = json.loads((original / "tokenizer_config.json").read_text())
+    pieces = {i: p for p, i in json.loads((original / "tokenizer.json").read_text())["model"]["vocab"].items()}
+    config["pad_token"] = pieces[IDS[0]]  # the piece the first rule frees becomes the padding token
+    (original / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"id {IDS[0]}.*pad"):
+        align_embeddings(tiny_gpt2(), paths, original_tokenizer_dir=original)
