@@ -248,12 +248,17 @@ def test_a_utf16_text_file_is_named_with_the_encoding_to_pass(tmp_path):
     assert [d.text for d in iter_documents(tmp_path / "cleaned")] == ["text saved as UTF-16"]
 
 
-def test_a_lone_surrogate_escape_is_a_bad_record_named_by_line_and_skip_skips_it(tmp_path):
+@pytest.mark.parametrize("name, lines, says", [
+    ("s.jsonl", '{"text": "fine"}\n{"text": "bad \\ud800 x"}\n', r"s\.jsonl:2: holds a lone surrogate '\\ud800' at character 4"),
+    ("bad.jsonl", '{"text": "fine"}\n\n{"text": tru}\n', r"bad\.jsonl:3: invalid JSON \(Expecting value at column 10\)"),
+], ids=["lone surrogate", "error inside a line"])
+def test_a_bad_record_is_named_by_line_and_skip_skips_it(tmp_path, name, lines, says):
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / "s.jsonl").write_text('{"text": "fine"}\n{"text": "bad \\ud800 x"}\n', encoding="utf-8")
-    with pytest.raises(CorpusError, match=r"s\.jsonl:2: holds a lone surrogate '\\ud800' at character 4"):
+    (raw / name).write_text(lines, encoding="utf-8")
+    with pytest.raises(CorpusError, match=says):
         clean_corpus(raw, tmp_path / "clean", CleaningOptions())
+    # the good lines still read, their text unchanged (the terminator was never part of a record)
     manifest = clean_corpus(raw, tmp_path / "clean", CleaningOptions(on_bad_record="skip"))
     assert manifest["documents"] == 1 and manifest["skipped_records"] == 1
     assert [d.text for d in iter_documents(tmp_path / "clean")] == ["fine"]
