@@ -305,12 +305,12 @@ class IVRLanguageModel(LightningModule):
         if context is not None and ids.size(1) + budget > context:
             # the context bounds prompt plus continuation: the prompt gives up its start for the new tokens, but
             # keeps at least half the context (or all of itself)
-            keep = max(context - budget, min(ids.size(1), context // 2))
-            log.warning("predict: a prompt of %d tokens and %d new ones exceed the context of %d: the model sees "
-                        "the prompt's last %d tokens and generates %d", ids.size(1), budget, context,
-                        min(keep, ids.size(1)), context - min(keep, ids.size(1)))
-            ids = ids[:, -keep:]
+            given = ids.size(1)
+            ids = ids[:, -max(context - budget, min(given, context // 2)):]
             budget = min(budget, context - ids.size(1))
+            log.warning("predict: a prompt of %d tokens and %d new ones exceed the context of %d: the model sees "
+                        "the prompt's last %d tokens and generates %d", given, gen.max_new_tokens, context,
+                        ids.size(1), budget)
         eos, pad = generation_ids(self.model)
         if gen.eos_token_ids:
             eos = list(gen.eos_token_ids)

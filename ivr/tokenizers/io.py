@@ -107,24 +107,25 @@ def save_tokenizer_dir(
 
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
-    """The tokenizer saved in ``directory``, set to encode document text as text (``special_text_as_text``),
-    whole: without the padding or truncation a saved file may carry."""
-    tok = special_text_as_text(read_tokenizer_file(directory))
-    tok.no_padding()
-    tok.no_truncation()
-    return tok
+    """The tokenizer saved in ``directory``, set to encode document text as text (``special_text_as_text``)."""
+    return special_text_as_text(read_tokenizer_file(directory))
 
 
 def read_tokenizer_file(directory: str | Path) -> Tokenizer:
-    """``directory``'s ``tokenizer.json`` as saved (``load_tokenizer`` for encoding documents)."""
+    """``directory``'s ``tokenizer.json`` as saved, but whole: without the padding or truncation a file saved after
+    a call with ``truncation=True`` carries, which would cut every document (``load_tokenizer`` for encoding
+    documents)."""
     path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no tokenizer at {path}: run the stage that builds it first (see `ivr prepare`)")
     try:
-        return Tokenizer.from_file(str(path))
+        tok = Tokenizer.from_file(str(path))
     except Exception as err:  # the library raises a bare Exception for a file it cannot parse
         raise ValueError(f"{path}: not a tokenizer file the tokenizers library can read ({err}); run the stage that "
                          "builds it again (`ivr prepare` rebuilds a changed or truncated artifact)") from None
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
 
 
 def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:

@@ -142,9 +142,6 @@ def from_dir(directory: str | Path) -> tuple[Tokenizer, SpecialTokens]:
     if not path.is_file():
         raise FileNotFoundError(f"no {TOKENIZER_FILE} in {directory} (data.tokenizer_local_dir)")
     tok = read_tokenizer_file(directory)
-    # saved after a call with truncation=True or padding, a tokenizer.json keeps them: documents would be cut
-    tok.no_padding()
-    tok.no_truncation()
     check_byte_level_bpe(tok, str(path))
     return tok, read_special_tokens(directory)
 
