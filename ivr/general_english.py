@@ -17,6 +17,9 @@ def check_languages(codes: list[str], setting: str) -> None:
     if bad:
         raise ValueError(f"{setting}: wordfreq has no word list for {', '.join(map(repr, bad))}; "
                          f"it has {', '.join(sorted(known))}")
+    twice = sorted({c for c in codes if codes.count(c) > 1})
+    if twice:  # a language named twice would count its words twice
+        raise ValueError(f"{setting}: {', '.join(map(repr, twice))} named more than once")
 
 
 def most_frequent(lang: str, n: int) -> list[tuple[str, float]]:

@@ -27,5 +27,13 @@ def read_user_text(path: str | Path, setting: str) -> str:
         return data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark (Windows editors) is no text
     except UnicodeDecodeError as err:
         bad = data[err.start : err.start + 4].hex(" ")
-        raise ValueError(f"{path}: bytes at offset {err.start} (0x{bad}) are not valid UTF-8 ({setting}); "
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ValueError(f"{path}:{line}: bytes at offset {err.start} (0x{bad}) are not valid UTF-8 ({setting}); "
                          f"save the file as UTF-8") from None
+
+
+def read_user_lines(path: str | Path, setting: str) -> list[str]:
+    """The lines of ``read_user_text``, numbered from 1 by their index + 1: a line ends at ``\n`` (or ``\r\n``)
+    only, since a form feed or U+2028 inside a line is text, as in source files, and would shift the line numbers
+    that errors name."""
+    return [line.removesuffix("\r") for line in read_user_text(path, setting).split("\n")]

@@ -30,6 +30,9 @@ def test_damaged_metadata_is_named(tmp_path, gpt2_bpe):
     truncate(tmp_path / "tok" / "ivr_metadata.json", 20)
     with pytest.raises(ValueError, match=r"ivr_metadata\.json: not valid JSON"):
         read_metadata(tmp_path / "tok")
+    (tmp_path / "tok" / "ivr_metadata.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"ivr_metadata\.json: not a JSON object"):
+        read_metadata(tmp_path / "tok")
     with pytest.raises(FileNotFoundError, match="ivr_metadata.json"):
         read_metadata(tmp_path / "elsewhere", required=True)
     assert read_metadata(tmp_path / "elsewhere") == {}

@@ -67,6 +67,23 @@ def test_a_fit_stopped_by_its_time_limit_says_the_result_depends_on_speed(bpe, c
     assert len(fit.stats["history"]) == 1 and "another machine" not in caplog.text
 
 
+def test_every_round_program_solved_is_read_by_a_round(bpe, monkeypatch):
+    calls = []
+    solve = lp_fit.solve_rows
+
+    def spy(*args):
+        calls.append(args[-1] is None)  # the phase-one program after the rounds takes no penalty
+        return solve(*args)
+
+    monkeypatch.setattr(lp_fit, "solve_rows", spy)
+    counts, _ = pre_token_counts(bpe, corpus())
+    for rounds in (1, 2):
+        calls.clear()
+        _, fit = fit_distilled(bpe, counts, fast_settings(split_rules=False, word_rules=0, max_iterations=rounds))
+        assert len(fit.stats["history"]) == rounds
+        assert calls.count(False) == rounds - 1  # a program after the last round would be solved for nothing
+
+
 def test_margin_is_relative_to_the_smallest_weight_at_stake():
     # merge 0 is heavy and in both segmentations, so it cancels; BPE's pieces (twice piece 0: merges 0 and 1)
     # tie with the competitor's (piece 1: merges 0, 0 and 2) until merge 1 or 2 moves

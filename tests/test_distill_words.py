@@ -10,7 +10,7 @@ from tokenizers import Tokenizer
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.distill.source_bpe import source_bpe
-from ivr.tokenizers.distill.words import fit_words
+from ivr.tokenizers.distill.words import fit_words, read_word_list
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +36,34 @@ def test_word_list_counts_weigh_words(bpe, tmp_path):
     # each word with and without a leading space; the larger of the corpus count and the listed count
     assert words["hÃ©llo"] == words["ĠhÃ©llo"] == 7.5
     assert words["world"] == words["Ġworld"] == 1 and words["x"] == 3 and words["Ġx"] == 2
-    for text, where in [("a b\n", ":1:"), ("ok\nbad\t-1\n", ":2:"), ("ok\tmany\n", ":1:")]:
-        path.write_text(text, encoding="utf-8")
-        with pytest.raises(ValueError, match=f"words.txt{where}"):
-            fit_words(pieces, Counter(), settings)
-    path.write_bytes(b"caf\xe9\n")
-    with pytest.raises(ValueError, match=r"words.txt: bytes at offset 3 \(0xe9 0a\) are not valid UTF-8 \(data.distill.word_list"):
+    path.write_bytes(b"ok\ncaf\xe9\n")
+    with pytest.raises(ValueError, match=r"words.txt:2: bytes at offset 6 \(0xe9 0a\) are not valid UTF-8 \(data.distill.word_list"):
         fit_words(pieces, Counter(), settings)
+
+
+@pytest.mark.parametrize("text, where, says", [
+    ("a b\n", 1, "holds white space"),
+    ("ok\nbad\t-1\n", 2, "positive number"),
+    ("ok\tmany\n", 1, "positive number"),
+    ("ok\n\t5\n", 2, "a count without a word"),
+    ("ok\n   \t-1\n", 2, "a count without a word"),
+    ("ok\n\tfoo\tbar\n", 2, "got 3 tab-separated fields"),
+    # only "\n" ends a line: U+0085 and a form feed (white space around a count) are no line ends
+    ("ok\r\nok\t2\x85\x0c\nbad\t-1\n", 3, "positive number"),
+])
+def test_a_malformed_word_list_line_is_named(tmp_path, text, where, says):
+    path = tmp_path / "words.txt"
+    path.write_text(text, encoding="utf-8", newline="")
+    with pytest.raises(ValueError, match=f"words.txt:{where}: .*{says}"):
+        read_word_list(path)
+
+
+def test_listed_words_are_cut_as_text_is(bpe, tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text("Xyzzyq's\t4\nXyzzyq\t2\n", encoding="utf-8")
+    # as the fit sees them, so that the letter word rules of listed words find them too
+    assert read_word_list(path, bpe) == {"Xyzzyq": 4, "ĠXyzzyq": 4, "'s": 4}
+    assert read_word_list(path) == {"Xyzzyq's": 4, "ĠXyzzyq's": 4, "Xyzzyq": 2, "ĠXyzzyq": 2}
 
 
 def test_vocabulary_variants_toggle_the_space_and_add_capitals():

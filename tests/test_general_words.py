@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from ivr.tokenizers.distill.general_words import general_words, language_words, parse_languages, word_forms
+from ivr.tokenizers.distill.general_words import general_words, language_words, word_forms
+from ivr.tokenizers.distill.settings import parse_languages
 from ivr.tokenizers.distill.stage import fit_distilled
 from ivr.tokenizers.distill.words import fit_words
 from ivr.tokenizers.unigram import bare_model

@@ -115,6 +115,7 @@ def test_a_word_list_line_with_extra_fields_is_refused(tmp_path):
     ("max_iterations", 0, "must be at least 1, got 0"),
     ("max_seconds", -1.0, r"must be at least 0 \(0: one round\), got -1.0"),
     ("number_words", -1, "must be at least 0, got -1"),
+    ("number_words", 7, r"must be at most 6 \(7 would add 22 million fit words\), got 7"),
     ("max_run", 1, r"must be at least 2 \(to turn split rules off, set data\.distill\.split_rules false\), got 1"),
     ("split_rule_min_fixed", -1.0, "must be at least 0, got -1.0"),
     ("word_rules", -1, r"must be at least 0 \(0: none\), got -1"),
@@ -126,6 +127,26 @@ def test_a_word_list_line_with_extra_fields_is_refused(tmp_path):
 def test_distill_settings_out_of_range_name_their_key(key, value, says):
     with pytest.raises(ValueError, match=rf"^data\.distill\.{key} {says}$"):
         DistillSettings(**{key: value})
+
+
+def test_an_exponent_whose_last_merge_weighs_nothing_is_named():
+    from ivr.tokenizers.distill.scores import merge_weights
+
+    assert merge_weights(50000, 3.3)[-1] > 0
+    with pytest.raises(ValueError, match=r"data\.distill\.init_exponent 80.* last of 50000 merges underflows to 0"):
+        merge_weights(50000, 80.0)
+
+
+def test_general_languages_named_twice_are_refused():
+    with pytest.raises(ValueError, match=r"data\.distill\.general_languages: 'de' named more than once"):
+        DistillSettings(general_languages="de, fr de")
+
+
+def test_verify_settings_refuse_nan():
+    from ivr.tokenizers.verify import VerifySettings
+
+    with pytest.raises(ValueError, match="data.verify.examples must be at least 0, got nan"):
+        VerifySettings(examples=math.nan)
 
 
 def test_distill_settings_at_their_bounds_are_accepted():

@@ -84,3 +84,18 @@ def test_a_corpus_of_many_distinct_words_fits_on_a_bounded_sample_by_count():
     assert sorted(w for w in sample if sample[w] == 1) == sorted(f"w{i}" for i in range(1000))[:7]
     assert corpus_sample(Counter(reversed(list(counts.elements()))), limit=10) == sample  # not the reading order
     assert corpus_sample(counts, limit=5000) == counts
+
+
+def test_corpus_words_the_fit_leaves_out_are_counted_and_reported(gpt2_bpe, monkeypatch, caplog):
+    from collections import Counter
+
+    from ivr.tokenizers.distill import words as fit_word_module
+    from ivr.tokenizers.distill.stage import fit_distilled
+    from tests.distill_fixtures import fast_settings
+
+    monkeypatch.setattr(fit_word_module, "MAX_CORPUS_WORDS", 3)
+    counts = Counter({"Ġthe": 9, "Ġof": 8, "Ġand": 7, "Ġzebra": 1, "Ġquokka": 1})
+    with caplog.at_level("INFO"):
+        _, fit = fit_distilled(gpt2_bpe, counts, fast_settings(split_rules=False, word_rules=0, max_iterations=1))
+    assert fit.stats["corpus_word_types"] == 5 and fit.stats["corpus_word_types_left_out"] == 2
+    assert "leaves out 2 of the corpus's 5 distinct pre-tokens" in caplog.text

@@ -13,7 +13,7 @@ from tokenizers.models import BPE
 from ivr.tokenizers.bpe import gpt2_merges
 from ivr.tokenizers.byte_level import byte_to_char, piece_to_bytes
 from ivr.tokenizers.distill.pre_tokenizer import rules_pre_tokenizer, with_rules
-from ivr.tokenizers.distill.rule_selection import select_split_rules
+from ivr.tokenizers.distill.rule_selection import TOO_FEW_WRONG, earns_a_rule, may_earn_a_rule, select_split_rules
 from ivr.tokenizers.distill.split_rules import merging_after, split_rule_for, unmerged_before, utf8_prefix_range
 from ivr.tokenizers.unigram import bare_model
 from tests.distill_fixtures import fast_settings
@@ -134,6 +134,31 @@ def test_a_rule_whose_pieces_the_model_gets_wrong_is_refused(bpe):
     assert not kept and not entry["accepted"] and entry["broken_runs"] > 0
     kept, _ = select_split_rules(bare, bare, [], np.zeros(0), [], settings)
     assert [r["char"] for r in kept] == ["âĶĢ"]
+
+
+def test_a_rule_must_fix_enough_occurrences_or_be_listed():
+    settings = fast_settings(split_rule_chars="~", split_rule_min_fixed=10)
+    words, weights = ["~" * 14, "a~~", "x"], np.array([3.0, 8.0, 50.0])
+    assert not may_earn_a_rule("~", False, words, weights, [0], settings)  # 3 of the 10 occurrences asked for
+    assert may_earn_a_rule("~", False, words, weights, [0, 1], settings)
+    assert may_earn_a_rule("~", True, words, weights, [], settings)  # listed: no count asked
+    assert not earns_a_rule(False, [], 0.0, fast_settings(split_rule_min_fixed=0))  # 0 still asks for one fixed word
+    assert earns_a_rule(False, [2], 1.0, fast_settings(split_rule_min_fixed=0))
+
+
+def test_a_character_without_enough_wrong_words_is_reported_as_such(bpe):
+    bare = bare_model(bpe)
+    words = ["~" * 14]
+    gold = [e.ids for e in bare.encode_batch(words)]
+    settings = fast_settings(split_rule_chars="", split_rule_min_fixed=10)
+
+    class Wrong:  # the model gets the run wrong, but it weighs 3 of the 10 occurrences a rule must fix
+        def encode_batch(self, texts):
+            return [SimpleNamespace(ids=[0]) for _ in texts]
+
+    _, considered = select_split_rules(bare, Wrong(), words, np.array([3.0]), gold, settings)
+    (entry,) = [c for c in considered if c["char"] == "~"]
+    assert entry == {"char": "~", "accepted": False, "reason": TOO_FEW_WRONG}
 
 
 # byte-level pieces: newline, and the multi-byte box drawing "─", ellipsis "…" and Hangul letter "ㅋ"

@@ -10,7 +10,7 @@ from ivr.prompts import read_prompts
 from ivr.tokenizers.remap_rules import read_remap_rules
 from ivr.user_text import read_user_text
 
-LATIN1 = "café\n".encode("latin-1")
+LATIN1 = "ok\ncafé\n".encode("latin-1")
 
 
 @pytest.mark.parametrize("read, setting", [
@@ -22,7 +22,7 @@ LATIN1 = "café\n".encode("latin-1")
 def test_a_latin1_file_names_itself_the_byte_and_the_setting(tmp_path, gpt2_bpe, read, setting):
     path = tmp_path / "given.txt"
     path.write_bytes(LATIN1)
-    with pytest.raises(ValueError, match=rf"given\.txt: bytes at offset 3 \(0xe9 0a\) are not valid UTF-8 \({setting}\)"):
+    with pytest.raises(ValueError, match=rf"given\.txt:2: bytes at offset 6 \(0xe9 0a\) are not valid UTF-8 \({setting}\)"):
         read(path, gpt2_bpe)
 
 

@@ -70,6 +70,18 @@ def test_word_rules_never_change_bpes_ids(cut_bpe, bpe, parts, last):
     assert cut_bpe.encode(text).ids == bpe.encode(text).ids
 
 
+def test_characters_take_the_class_gpt2s_regex_gives_them():
+    import regex
+
+    from ivr.tokenizers.distill.gpt2_regex import gpt2_class
+
+    for ch in "\x1c\x1f \t\x85\u3000a1½.":
+        expected = (None if regex.fullmatch(r"\s", ch) else "letter" if regex.fullmatch(r"\p{L}", ch)
+                    else "digit" if regex.fullmatch(r"\p{N}", ch) else "punct")
+        assert gpt2_class(ch) == expected, repr(ch)
+    assert gpt2_class("\x1c") == "punct"  # as GPT-2 cuts "a\x1c\x1c\x1cb": a, the run, b
+
+
 def test_only_one_class_words_cut_at_whole_characters_can_have_rules():
     assert word_segments(["0", "477"]) == ("digit", ["0", "477"])
     assert word_segments(["Ġ'", "('", ")"]) == ("punct", [" '", "('", ")"])

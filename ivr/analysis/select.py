@@ -42,7 +42,7 @@ from ivr.tokenizers.io import pre_tokens
 from ivr.tokenizers.pieces import single_pretoken, vocab_pieces
 from ivr.tokenizers.remap import RemapSettings, build_remapped, rules_not_encoding_to_own_id
 from ivr.tokenizers.remap_rules import RemapRule
-from ivr.user_text import read_user_text
+from ivr.user_text import read_user_lines
 
 
 @dataclass
@@ -66,8 +66,7 @@ def read_forced_tokens(path: str | Path, tokenizer: Tokenizer) -> list[str]:
     if not path.is_file():
         raise ForcedTokensError(f"{path}: forced tokens file not found")
     terms: list[str] = []
-    for lineno, line in enumerate(read_user_text(path, "data.select.forced_tokens_path").split("\n"), 1):
-        line = line.rstrip("\r")
+    for lineno, line in enumerate(read_user_lines(path, "data.select.forced_tokens_path"), 1):
         if not line.strip() or line.startswith("#"):  # verbatim: " #[" is a term
             continue
         term = line

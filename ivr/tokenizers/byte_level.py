@@ -40,6 +40,19 @@ def piece_to_bytes(piece: str) -> bytes:
     return bytes(table[c] for c in piece)
 
 
+def utf8_or_none(raw: bytes) -> str | None:
+    """``raw`` decoded as UTF-8; None where it is not whole UTF-8 characters (a piece may hold part of one)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def whole_text(piece: str) -> str | None:
+    """The text of a byte-level piece; None where its bytes are not whole UTF-8 characters."""
+    return utf8_or_none(piece_to_bytes(piece))
+
+
 def bytes_to_piece(data: bytes) -> str:
     # each byte read as the Latin-1 character of its value, then mapped in C
     return data.decode("latin-1").translate(byte_to_char())

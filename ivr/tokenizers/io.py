@@ -199,9 +199,12 @@ def read_metadata(directory: str | Path, required: bool = False) -> dict:
             raise FileNotFoundError(f"no {METADATA_FILE} in {directory}: not a tokenizer directory that ivr wrote")
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err}); run the stage that builds it again") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: not a JSON object; run the stage that builds it again")
+    return meta
 
 
 def file_sha256(path: str | Path) -> str:

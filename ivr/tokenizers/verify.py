@@ -39,7 +39,7 @@ class VerifySettings:
 
     def __post_init__(self) -> None:
         for name in ("random_id_sequences", "examples"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # NaN fails too
                 raise ValueError(f"data.verify.{name} must be at least 0, got {getattr(self, name)}")
 
 
@@ -377,7 +377,7 @@ def render_markdown(summary: dict) -> str:
     fit = summary.get("fit")
     if fit:
         lines += ["", "## Fit", ""]
-        for key in ("fit_word_types", "corpus_word_types", "rounds", "best_round", "constraints", "changed_merges",
+        for key in ("fit_word_types", "corpus_word_types", "corpus_word_types_left_out", "corpus_words_dropped", "rounds", "best_round", "constraints", "changed_merges",
                     "fit_mismatched_types", "fit_mismatched_tie_types", "proven_unsatisfiable_types",
                     "proven_unsatisfiable_cut_by_rules", "word_rules",
                     "pre_tokenize_seconds", "score_fit_seconds", "split_rule_seconds", "word_rule_seconds",

@@ -2,10 +2,11 @@
 the same pieces at the same ids, the same added tokens and the same segmentations.
 
 One module per concern: ``source_bpe`` (what is read from the source BPE, what is refused), ``settings`` (what
-a fit may be told), ``words`` (what it learns from), ``scores``
-(initial merge-tree scores), ``lp_fit`` (cutting planes over the merge weights), ``split_rules`` and
-``word_rules`` (regex alternatives for what no scores can fix), ``rule_selection`` (which rules are kept),
-``pre_tokenizer`` (GPT-2's regex with the rules spliced in) and ``stage`` (fit, save, verify; the method in full).
+a fit may be told), ``words`` (what it learns from) and ``general_words`` (the words of other languages among
+them), ``scores`` (initial merge-tree scores), ``lp_fit`` (cutting planes over the merge weights), ``split_rules``,
+``run_cuts`` and ``word_rules`` (regex alternatives for what no scores can fix), ``rule_selection`` (which rules are
+kept), ``gpt2_regex`` (the regex pieces they share), ``pre_tokenizer`` (GPT-2's regex with the rules spliced in) and
+``stage`` (fit, save, verify; the method in full).
 
 The names below are the ones code outside the package uses.
 """

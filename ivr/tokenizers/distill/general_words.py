@@ -60,8 +60,3 @@ def language_words(
             for piece in pre_tokens(bpe, form):  # through the source's normalizer, where it has one
                 out[piece] += frequency * text_words * share
     return out
-
-
-def parse_languages(spec: str) -> list[str]:
-    """``"de, fr es"`` -> ``["de", "fr", "es"]`` (commas or spaces between codes)."""
-    return spec.replace(",", " ").split()

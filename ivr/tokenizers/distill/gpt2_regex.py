@@ -7,6 +7,8 @@ import unicodedata
 # GPT-2's character classes as its regex writes them (\p{L}+, \p{N}+, [^\s\p{L}\p{N}]+)
 CLASS_RX = {"letter": r"\p{L}", "digit": r"\p{N}", "punct": r"[^\s\p{L}\p{N}]"}
 CONTRACTION = "'(?:s|t|re|ve|m|ll|d)"
+# Python's isspace() takes the information separators U+001C-U+001F for white space; the regex's \s does not
+NOT_REGEX_SPACE = "\x1c\x1d\x1e\x1f"
 
 
 def rx(text: str) -> str:
@@ -16,7 +18,7 @@ def rx(text: str) -> str:
 
 def gpt2_class(ch: str) -> str | None:
     """The class of GPT-2's pre-tokenizer regex that ``ch`` belongs to (None for white space)."""
-    if ch.isspace():
+    if ch.isspace() and ch not in NOT_REGEX_SPACE:
         return None
     category = unicodedata.category(ch)[0]  # Python's isdigit() differs from \p{N} beyond ASCII ("½")
     return "letter" if category == "L" else "digit" if category == "N" else "punct"

@@ -156,6 +156,8 @@ def fit_scores(
                             settings.max_seconds, it, new)
                 history[-1]["stopped_by_max_seconds"] = True
             break
+        if it == settings.max_iterations - 1:  # a program solved now would have no round left to read it
+            break
         try:
             row_penalty = penalty if strict is None else penalty[row_word]
             margin = settings.margin * MARGIN_RAISE ** np.array(raised, dtype=np.float64)

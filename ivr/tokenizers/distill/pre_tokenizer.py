@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
 
-from ivr.tokenizers.byte_level import byte_to_char, piece_to_bytes
+from ivr.tokenizers.byte_level import byte_to_char, piece_to_bytes, whole_text
 from ivr.tokenizers.byte_level_regex import byte_level_regex, isolated_digits
 from ivr.tokenizers.distill.gpt2_regex import CLASS_RX, CONTRACTION, rx
 from ivr.tokenizers.distill.word_rules import word_rule_pattern
@@ -183,10 +183,7 @@ def segment_words(rules: Sequence[dict], words: Sequence[str], word_rules: Seque
     for w in words:
         segs = [w]
         if w in listed or (doubled is not None and doubled.search(w)):
-            try:
-                text = piece_to_bytes(w).decode("utf-8")
-            except UnicodeDecodeError:
-                text = None
+            text = whole_text(w)
             if text is not None and [p for p, _ in plain.pre_tokenize_str(text)] == [w]:
                 segs = [p for p, _ in cut.pre_tokenize_str(text)]
         out.append(segs)

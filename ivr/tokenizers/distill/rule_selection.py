@@ -24,6 +24,24 @@ from ivr.tokenizers.distill.split_rules import (
 from ivr.tokenizers.distill.word_rules import word_segments
 
 
+TOO_FEW_WRONG = "too few wrong fit words with a run of it"
+
+
+def earns_a_rule(always: bool, fixed: Sequence[int], fixed_occurrences: float, settings: DistillSettings) -> bool:
+    """Whether a character's split rule or run cuts are worth their encoding cost: the character is one of
+    ``split_rule_chars``, or its cuts fix fit words of at least ``split_rule_min_fixed`` weighted occurrences (and
+    at least one word, so that 0 does not take every rule that fixes nothing)."""
+    return always or bool(len(fixed)) and fixed_occurrences >= settings.split_rule_min_fixed
+
+
+def may_earn_a_rule(char: str, always: bool, words: Sequence[str], weights: np.ndarray, wrong: Sequence[int],
+                    settings: DistillSettings) -> bool:
+    """``earns_a_rule`` at best, before asking BPE about every run length: the words still wrong that hold a run of
+    ``char`` are all the cuts could fix."""
+    candidates = [i for i in wrong if char * 2 in words[i]]
+    return earns_a_rule(always, candidates, float(weights[candidates].sum()) if candidates else 0.0, settings)
+
+
 def words_with_runs(words: Sequence[str], multi: Sequence[str]) -> dict[str, list[int]]:
     """For each byte-level character, and each of the pieces ``multi``, the indices of the words holding it twice
     in a row (one pass over the words instead of one per character)."""
@@ -57,9 +75,8 @@ def select_split_rules(
     with_runs = words_with_runs(words, [c for c in chars if len(c) > 1])
     for char in tqdm(chars, desc="split rules", unit="char", mininterval=2.0):
         # building a rule asks BPE about every run length and neighbour: skip characters with nothing to fix
-        needed = 0.0 if char in always else max(settings.split_rule_min_fixed, 1e-9)
-        if needed and sum(weights[i] for i in wrong if char * 2 in words[i]) < needed:
-            considered.append({"char": char, "accepted": False, "reason": "no wrong fit word has a run of it"})
+        if not may_earn_a_rule(char, char in always, words, weights, wrong, settings):
+            considered.append({"char": char, "accepted": False, "reason": TOO_FEW_WRONG})
             continue
         rule = memo_split_rule(bare_bpe, fingerprint, char, settings.max_run, merges)
         if rule is None:
@@ -79,8 +96,7 @@ def select_split_rules(
         run_cut = encode_segments(model_tok, segment_words([rule], runs))
         broken_runs = sum(1 for p, c, g in zip(run_plain, run_cut, run_gold) if c != g and p == g)
         fixed_occ = float(weights[fixed].sum()) if fixed else 0.0
-        enough = bool(fixed) and fixed_occ >= settings.split_rule_min_fixed or char in always
-        ok = enough and broken == broken_runs == 0
+        ok = earns_a_rule(char in always, fixed, fixed_occ, settings) and broken == broken_runs == 0
         considered.append({"char": char, "accepted": ok, "fixed_types": len(fixed), "fixed_occurrences": fixed_occ,
                            "broken_types": broken, "broken_runs": broken_runs})
         if ok:

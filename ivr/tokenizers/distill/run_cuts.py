@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ivr.tokenizers.distill.gpt2_regex import rx
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments
 from ivr.tokenizers.distill.settings import DistillSettings
-from ivr.tokenizers.distill.rule_selection import words_with_runs
+from ivr.tokenizers.distill.rule_selection import TOO_FEW_WRONG, earns_a_rule, may_earn_a_rule, words_with_runs
 from ivr.tokenizers.distill.split_rules import ASCII_PUNCT, ranges, repeat
 
 # ASCII punctuation is its own byte-level character, so cuts written for it hold after the source's ByteLevel
@@ -191,8 +191,8 @@ def select_run_cuts(
     with_runs = words_with_runs(words, [])
     for char in tqdm(chars, desc="run cuts", unit="char", mininterval=2.0):
         always = char in settings.split_rule_chars
-        if not always and sum(weights[i] for i in wrong if char * 2 in words[i]) < max(settings.split_rule_min_fixed, 1e-9):
-            considered.append({"char": char, "accepted": False, "reason": "too few wrong fit words with a run of it"})
+        if not may_earn_a_rule(char, always, words, weights, wrong, settings):
+            considered.append({"char": char, "accepted": False, "reason": TOO_FEW_WRONG})
             continue
         cuts = CharCuts(run_cuts_of(bare_bpe, char, settings.max_run, grams))
         if not any(cuts.contexts.values()):
@@ -216,7 +216,7 @@ def select_run_cuts(
                       for k in broken]
         fixed = [k for k, (c, g, p) in enumerate(zip(cut[:len(idx)], text_gold, plain)) if c == g and p != g]
         fixed_occ = float(weights[[idx[k] for k in fixed]].sum()) if fixed else 0.0
-        ok = (always or bool(fixed) and fixed_occ >= settings.split_rule_min_fixed) and len(broken) <= MAX_KEPT_WHOLE
+        ok = earns_a_rule(always, fixed, fixed_occ, settings) and len(broken) <= MAX_KEPT_WHOLE
         considered.append({"char": char, "accepted": ok, "fixed_types": len(fixed), "fixed_occurrences": fixed_occ,
                            "kept_whole": len(broken)})
         if ok:

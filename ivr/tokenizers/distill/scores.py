@@ -75,9 +75,13 @@ def merge_weights(n_merges: int, exponent: float, offset: float = 1.0) -> np.nda
     """Initial merge weights ``((rank + offset) / offset) ** -exponent``: early merges dominate, as they do in
     BPE. The first merge weighs 1 and the last ``((n_merges - 1 + offset) / offset) ** -exponent``: a larger
     offset flattens the first ranks and lets a steeper exponent fit the same float range."""
-    if offset <= 0:
+    if not offset > 0:
         raise ValueError(f"init_offset must be positive, got {offset}")
-    return ((np.arange(n_merges, dtype=np.float64) + offset) / offset) ** -exponent
+    weights = ((np.arange(n_merges, dtype=np.float64) + offset) / offset) ** -exponent
+    if n_merges and not weights[-1] > 0:  # the fit divides by them, and a merge of weight 0 would be no merge
+        raise ValueError(f"data.distill.init_exponent {exponent} with init_offset {offset}: the weight of the last of "
+                         f"{n_merges} merges underflows to 0 in float64; lower the exponent")
+    return weights
 
 
 def initial_scores(pieces: Sequence[str], merges: Sequence[tuple[str, str]], exponent: float,

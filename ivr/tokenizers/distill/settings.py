@@ -15,6 +15,10 @@ from ivr.user_text import require_file
 EXAMPLES = 20
 
 
+MAX_NUMBER_WORDS = 6
+"""The longest digit strings ``number_words`` may ask for: 6 adds 2.2 million fit words."""
+
+
 @dataclass
 class DistillSettings:
     """Knobs of tokenizer distillation (``data.distill.*``)."""
@@ -30,7 +34,8 @@ class DistillSettings:
     """Ranks below about this offset weigh alike; a larger offset leaves room in float64's range for a steeper
     ``init_exponent`` among the later merges (offset 10 at exponent 4.19 spans the range of offset 1 at 3.3)."""
     max_iterations: int = 40
-    """Most fitting rounds (each: one Viterbi pass over all words, then one linear program over the rows)."""
+    """Most fitting rounds (each: one Viterbi pass over all words, then, but for the last round, one linear program
+    over the rows; 1 keeps the merge-tree initialisation)."""
     max_seconds: float = 120.0
     """Stop starting fitting rounds after this many seconds of score fitting (the best round is kept). A fit
     stopped by it depends on the machine's speed (a warning says so); one that ends by itself does not."""
@@ -50,7 +55,8 @@ class DistillSettings:
     capitals (headings and licences write whole words in capitals: SmolLM2's `` PROCUREMENT``)."""
     number_words: int = 4
     """Also fit on every digit string of up to this many digits, with and without a leading space (BPE's
-    digit merges are erratic and numbers are everywhere; 5 digits adds provable conflicts, not accuracy). Where
+    digit merges are erratic and numbers are everywhere; 5 digits adds provable conflicts, not accuracy; at most
+    6, which adds 2.2 million fit words). Where
     the source puts every digit on its own (``Digits(individual_digits=True)``), any value above 0 means the ten
     digits alone."""
     general_usage_words: int = 50000
@@ -123,11 +129,14 @@ class DistillSettings:
             value = getattr(self, name)
             if not value >= least:
                 raise ValueError(f"data.distill.{name} must be at least {least}{note}, got {value}")
+        if self.number_words > MAX_NUMBER_WORDS:  # 10^k strings, each with and without a space
+            raise ValueError(f"data.distill.number_words must be at most {MAX_NUMBER_WORDS} (7 would add 22 million fit "
+                             f"words), got {self.number_words}")
         if not math.isfinite(self.general_text_words):  # infinite weights: the linear program cannot be solved
             raise ValueError(f"data.distill.general_text_words must be finite, got {self.general_text_words}")
         if self.letter_word_rules not in ("corpus", "all"):
             raise ValueError(f"data.distill.letter_word_rules must be 'corpus' or 'all', got {self.letter_word_rules!r}")
-        check_languages(self.general_languages.replace(",", " ").split(), "data.distill.general_languages")
+        check_languages(parse_languages(self.general_languages), "data.distill.general_languages")
         if self.word_list is not None:
             require_file(self.word_list, "data.distill.word_list")
 
@@ -144,3 +153,8 @@ class FitResult:
     """Behind a kept pre-tokenizer, per character: the contexts its run cuts were asked about, the words they keep
     whole."""
     stats: dict = field(default_factory=dict)
+
+
+def parse_languages(spec: str) -> list[str]:
+    """``"de, fr es"`` -> ``["de", "fr", "es"]`` (commas or spaces between codes)."""
+    return spec.replace(",", " ").split()

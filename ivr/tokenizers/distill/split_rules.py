@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from tokenizers import Tokenizer
 
 from ivr.tokenizers.bpe import bpe_merges
-from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece
+from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece, utf8_or_none, whole_text
+from ivr.tokenizers.byte_level_regex import normalise_ranges
 from ivr.tokenizers.distill.gpt2_regex import CONTRACTION, gpt2_class, rx
 
 # where the pre-token a run of letters, digits or newlines ends: GPT-2's class of the run's character no longer
@@ -48,14 +49,9 @@ def run_chunks(bare_bpe: Tokenizer, char: str, max_run: int) -> list[list[int]] 
     return None if any(None in ch for ch in chunks) else [[]] + chunks
 
 
-def ranges(values: list[int]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for v in sorted(values):
-        if out and out[-1][1] == v - 1:
-            out[-1] = (out[-1][0], v)
-        else:
-            out.append((v, v))
-    return out
+def ranges(values: Iterable[int]) -> list[tuple[int, int]]:
+    """Integers (code points, run lengths) as sorted ranges of consecutive values."""
+    return list(normalise_ranges((v, v) for v in values))
 
 
 def repeat(c: str, lo: int, hi: int) -> str:
@@ -82,15 +78,8 @@ MEDIUM_RUN = 16
 ASCII_PUNCT = "".join(chr(i) for i in range(33, 127) if not chr(i).isalnum())
 
 
-def _decoded(raw: bytes) -> str | None:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
 def is_one_character(piece: str) -> bool:
-    return len(_decoded(piece_to_bytes(piece)) or "") == 1
+    return len(whole_text(piece) or "") == 1
 
 
 def is_punctuation(piece: str) -> bool:
@@ -107,10 +96,7 @@ def piece_text(piece: str) -> str:
 def is_punctuation_text(piece: str) -> bool:
     """Whether the byte-level ``piece`` is whole characters of GPT-2's punctuation class, ASCII or not (``"…``):
     what may follow a run's neighbour in the same pre-token."""
-    try:
-        text = piece_text(piece)
-    except UnicodeDecodeError:
-        return False
+    text = whole_text(piece)
     return bool(text) and all(gpt2_class(ch) == "punct" for ch in text)
 
 
@@ -140,7 +126,7 @@ def utf8_prefix_range(prefix: bytes) -> tuple[int, int] | None:
     lo, hi = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}.get(lead, (0x80, 0xBF))
     low, high = (bytes([lo]), bytes([hi])) if len(prefix) == 1 else (b"", b"")
     pad = n - len(prefix) - len(low)
-    first, last = _decoded(prefix + low + b"\x80" * pad), _decoded(prefix + high + b"\xbf" * pad)
+    first, last = utf8_or_none(prefix + low + b"\x80" * pad), utf8_or_none(prefix + high + b"\xbf" * pad)
     return (ord(first), ord(last)) if first and last else None
 
 
@@ -152,7 +138,7 @@ def merging_after(char: str, merges: Sequence[tuple[str, str]]) -> list[int]:
     for a, b in merges:
         if not (a.endswith(char) or char.endswith(a)) or (raw := piece_to_bytes(b))[0] < 0x80:
             continue
-        first = next((t for k in range(1, 5) if (t := _decoded(raw[:k])) is not None), None)
+        first = next((t for k in range(1, 5) if (t := utf8_or_none(raw[:k])) is not None), None)
         span = (ord(first), ord(first)) if first else utf8_prefix_range(raw)
         if span:
             out.extend(range(span[0], span[1] + 1))
@@ -257,7 +243,7 @@ def split_rule_for(
     space and newline rules' ``white_before`` cut other white space off a run of their character that follows it
     (``_white_before``).
     """
-    raw = _decoded(piece_to_bytes(char)) or ""
+    raw = whole_text(char) or ""
     kind = _char_class(raw) if len(raw) == 1 else None
     chunks = run_chunks(bare_bpe, char, max_run) if kind else None
     if chunks is None:

@@ -7,9 +7,9 @@ Method, in four steps:
    piece on its own and simple variants of it (leading space toggled, capitalised), digit strings of up to
    four digits (the ten digits where the source puts every digit on its own), general words of other languages,
    plus an optional word list file. Labels are BPE's own segmentations of each word.
-2. Initial scores (``scores.py``): merge ``rank`` weighs ``(rank + 1) ** -exponent`` and a piece scores the sum
-   of the weights in its merge tree, so early merges dominate as they do in BPE and every piece beats its own
-   halves.
+2. Initial scores (``scores.py``): merge ``rank`` weighs ``((rank + offset) / offset) ** -exponent`` (offset 1 by
+   default) and a piece scores the sum of the weights in its merge tree, so early merges dominate as they do in
+   BPE and every piece beats its own halves.
 3. Cutting planes over the merge weights (``lp_fit.py``): every word the current Unigram Viterbi (the
    ``tokenizers`` one, on the scores as they will be written) gets wrong adds the row "BPE's segmentation beats
    this one by a margin" (a fraction of the smallest weight at stake, since late merges weigh ~1e-13); a linear
@@ -85,6 +85,11 @@ def fit_distilled(
     # Llama-3's regex, "The" behind lower-casing)
     weighted = fit_words(source.outputs, corpus_counts, settings, bpe, source.isolated_digits,
                          not source.rules or bpe.normalizer is not None)
+    # the fit learns from the most frequent corpus words only (corpus_sample): the others may get other ids
+    left_out = sum(1 for w in corpus_counts if w not in weighted)
+    if left_out:
+        log.info("the fit leaves out %d of the corpus's %d distinct pre-tokens, the least frequent; they may get other "
+                 "ids than BPE's", left_out, len(corpus_counts))
     vocab = set(source.outputs)
     words = sorted(weighted)  # sorted: the fit must not depend on the corpus's iteration order
     weights = np.array([weighted[w] for w in words], dtype=np.float64)
@@ -114,7 +119,7 @@ def fit_distilled(
     pred = encode_segments(model_tok, segment_words(rules, words) if source.rules else cut_words(runs, words))
     letter_ok = None
     if settings.letter_word_rules == "corpus":
-        listed = read_word_list(settings.word_list) if settings.word_list else Counter()
+        listed = read_word_list(settings.word_list, bpe) if settings.word_list else Counter()
         letter_ok = lambda w: w in corpus_counts or w in listed  # noqa: E731  (no copy of the corpus's words)
     word_rules = select_word_rules(model_tok, rules, words, weights, gold, pred,
                                    settings.word_rules if source.rules else 0, letter_ok)
@@ -126,6 +131,7 @@ def fit_distilled(
     stats.update(
         fit_word_types=len(words),
         corpus_word_types=len(corpus_counts),
+        corpus_word_types_left_out=left_out,
         fit_mismatched_types=len(bad),
         fit_mismatched_tie_types=sum(1 for i in bad if sorted(pred[i]) == sorted(gold[i])),
         split_rules_considered=considered,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from ivr.tokenizers.byte_level import piece_to_bytes
+from ivr.tokenizers.byte_level import whole_text
 from ivr.tokenizers.distill.gpt2_regex import CLASS_RX, gpt2_class, rx
 
 
@@ -32,9 +32,8 @@ def word_segments(pieces: Sequence[str]) -> tuple[str, list[str]] | None:
     ``MAX_WORD_CHARS`` characters."""
     if sum(len(p) for p in pieces) > 4 * MAX_WORD_CHARS:  # a byte-level piece holds up to 4 characters per one
         return None
-    try:
-        segs = [piece_to_bytes(p).decode("utf-8") for p in pieces]
-    except UnicodeDecodeError:
+    segs = [whole_text(p) for p in pieces]
+    if None in segs:
         return None
     text = "".join(segs)
     if len(text) > MAX_WORD_CHARS:
@@ -78,7 +77,7 @@ def _single_heads(heads: set[str]) -> str:
     return f"[{singles}]" if singles else ""
 
 
-def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, str, str]]:
+def word_rule_pattern(words: Sequence[Sequence[str]]) -> dict[str, tuple[str, str]]:
     """Per class, a regex that matches the next BPE token of any of the ``words`` (each a list of BPE pieces,
     checked by ``word_segments``) where the pre-token around it is that word, as guarded tries (``_product``),
     and a character class of the one-character rests (a final quote), empty when there are none: every other

@@ -13,12 +13,12 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from ivr.counting import most_frequent
-from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece
-from ivr.tokenizers.distill.general_words import general_words, parse_languages
-from ivr.tokenizers.distill.settings import DistillSettings
+from ivr.tokenizers.byte_level import text_to_piece, whole_text
+from ivr.tokenizers.distill.general_words import general_words
+from ivr.tokenizers.distill.settings import DistillSettings, parse_languages
 from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
 from ivr.tokenizers.pieces import single_pretoken
-from ivr.user_text import read_user_text
+from ivr.user_text import read_user_lines
 
 
 MAX_CORPUS_WORDS = 250_000
@@ -28,10 +28,10 @@ without end (names, numbers, hashes), mostly words met once or twice. The 8 MB d
 distinct pre-tokens, well below the cap, so its fit is unchanged."""
 
 
-def corpus_sample(corpus_counts: Counter, limit: int = MAX_CORPUS_WORDS) -> Counter:
-    """The ``limit`` most frequent of ``corpus_counts`` (``ivr.counting.most_frequent``: by count, then by the
-    word, so the sample does not depend on the order the corpus was read in)."""
-    return most_frequent(corpus_counts, limit)
+def corpus_sample(corpus_counts: Counter, limit: int | None = None) -> Counter:
+    """The ``limit`` (``MAX_CORPUS_WORDS``) most frequent of ``corpus_counts`` (``ivr.counting.most_frequent``: by
+    count, then by the word, so the sample does not depend on the order the corpus was read in)."""
+    return most_frequent(corpus_counts, MAX_CORPUS_WORDS if limit is None else limit)
 
 
 MAX_COUNTED_WORDS = 2_000_000
@@ -104,44 +104,47 @@ def fit_words(
         for w, n in general.items():  # a word's estimated general count, where above its corpus count
             words[w] = max(words.get(w, 0), n)
     if settings.word_list:  # a listed count weighs like a corpus count; the larger of the two is kept
-        cut = PreTokenCutter(bpe) if bpe is not None else None
-        for w, n in read_word_list(settings.word_list).items():
-            # cut as text is ("v2": "v", "2" behind isolated digits), as the general words are
-            for piece in cut(piece_to_bytes(w).decode("utf-8")) if cut else [w]:
-                words[piece] = max(words.get(piece, 0), n)
+        for piece, n in read_word_list(settings.word_list, bpe).items():
+            words[piece] = max(words.get(piece, 0), n)
     return words
 
 
 def _whole(bpe: Tokenizer, piece: str) -> bool:
     """Whether ``bpe``'s pipeline keeps the byte-level ``piece`` whole (``single_pretoken``); a piece that is not
     whole UTF-8 (a part of a character) cannot be cut as text and is kept."""
-    try:
-        text = piece_to_bytes(piece).decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return single_pretoken(bpe, text)
+    text = whole_text(piece)
+    return text is None or single_pretoken(bpe, text)
 
 
-def read_word_list(path: Path) -> Counter:
-    """A word list's byte-level words, each with and without a leading space, with their counts (default 1)."""
-    lines = read_user_text(path, "data.distill.word_list: UTF-8 text, one word per line").splitlines()
-    out: Counter = Counter()
-    for lineno, line in enumerate(lines, 1):
+def read_word_list(path: Path, bpe: Tokenizer | None = None) -> Counter:
+    """A word list's byte-level fit words with their counts (default 1; an entry listed twice adds up): each entry
+    with and without a leading space, cut by ``bpe``'s pre-tokenizer as text is (``v2``: ``v``, ``2`` behind
+    isolated digits; ``it's``: ``it``, ``'s``), a pre-token met in several entries keeping its largest count."""
+    setting = "data.distill.word_list: UTF-8 text, one word per line"
+    entries: Counter = Counter()
+    for lineno, line in enumerate(read_user_lines(path, setting), 1):
+        if not line.strip():
+            continue
         fields = line.split("\t")
         word = fields[0].strip()
-        if not word:
-            continue
         if len(fields) > 2:  # a second tab: a mangled line or a different format, not a count to guess at
             raise ValueError(f"{path}:{lineno}: expected `word` or `word<TAB>count`, got {len(fields)} tab-separated "
                              f"fields: {line!r}")
-        if " " in word:
-            raise ValueError(f"{path}:{lineno}: a word list entry holds a space: {word!r}")
+        if not word:
+            raise ValueError(f"{path}:{lineno}: a count without a word: {line!r}")
+        if any(c.isspace() for c in word):
+            raise ValueError(f"{path}:{lineno}: a word list entry holds white space: {word!r}")
         try:
             count = float(fields[1]) if len(fields) > 1 else 1.0
         except ValueError:
             count = math.nan
         if not (math.isfinite(count) and count > 0):
             raise ValueError(f"{path}:{lineno}: the count after the tab must be a positive number: {fields[1]!r}")
-        out[text_to_piece(word)] += count
-        out[text_to_piece(" " + word)] += count
+        entries[word] += count
+    cut = PreTokenCutter(bpe) if bpe is not None else None
+    out: Counter = Counter()
+    for word, count in entries.items():
+        for text in (word, " " + word):
+            for piece in cut(text) if cut else [text_to_piece(text)]:
+                out[piece] = max(out[piece], count)
     return out
