@@ -97,6 +97,8 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield an empty temporary directory next to ``target``; on success it replaces ``target``."""
     target = Path(target)
+    if target.is_symlink():  # a linked folder (on a larger disk) is replaced where it lies; the link stays
+        target = Path(os.path.realpath(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_scratch(target)
     tmp_path = Path(tempfile.mkdtemp(prefix=scratch_prefix(target), suffix=".tmp", dir=target.parent))

@@ -79,10 +79,14 @@ def iter_documents(
     heldout_fraction: float = 0.05,
 ) -> Iterator[Document]:
     """Stream cleaned documents in manifest order, optionally only one split."""
-    for line in _cleaned_lines(cleaned_dir):
-        record = json.loads(line)
-        if _in_split(record["id"], split, heldout_fraction):
-            yield Document(record["id"], record["text"])
+    for path, lineno, line in _cleaned_lines(cleaned_dir):
+        try:
+            record = json.loads(line)
+            doc_id, text = record["id"], record["text"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise _damaged(path, lineno, err) from None
+        if _in_split(doc_id, split, heldout_fraction):
+            yield Document(doc_id, text)
 
 
 def split_membership(
@@ -92,15 +96,31 @@ def split_membership(
 ) -> Iterator[bool]:
     """For every document of the corpus, in manifest order, whether it is in ``split`` (all are for None),
     without decoding the texts: what lines of a per-document file (analyze's ids) belong to one split."""
-    return (_in_split(_record_id(line), split, heldout_fraction) for line in _cleaned_lines(cleaned_dir))
+    for path, lineno, line in _cleaned_lines(cleaned_dir):
+        try:
+            doc_id = _record_id(line)
+        except (ValueError, KeyError, TypeError) as err:
+            raise _damaged(path, lineno, err) from None
+        yield _in_split(doc_id, split, heldout_fraction)
 
 
-def _cleaned_lines(cleaned_dir: str | Path) -> Iterator[str]:
-    """The cleaned records, one JSON line per document, in manifest order."""
+def _cleaned_lines(cleaned_dir: str | Path) -> Iterator[tuple[Path, int, str]]:
+    """The cleaned records, one JSON line per document, in manifest order, each with its file and line number."""
     cleaned_dir = Path(cleaned_dir)
     for entry in read_manifest(cleaned_dir)["files"]:
-        with open(cleaned_dir / entry["cleaned"], encoding="utf-8") as f:
-            yield from f
+        path = cleaned_dir / entry["cleaned"]
+        try:
+            with open(path, encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    yield path, lineno, line
+        except (OSError, UnicodeDecodeError) as err:
+            raise _damaged(path, None, err) from None
+
+
+def _damaged(path: Path, lineno: int | None, err: Exception) -> CorpusError:
+    """A cleaned file changed or lost since cleaning wrote it: ``ivr init`` checks them, a stage command does not."""
+    where = f"{path}:{lineno}" if lineno is not None else str(path)
+    return CorpusError(f"{where}: damaged cleaned corpus ({err}); clean it again with `ivr init --normalize-force`")
 
 
 def _in_split(doc_id: str, split: Literal["train", "heldout"] | None, heldout_fraction: float) -> bool:

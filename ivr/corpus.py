@@ -18,6 +18,7 @@ boundaries survive exactly; when the training data are packed, documents are joi
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
@@ -27,14 +28,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from tqdm.auto import tqdm
 
 from ivr.atomic import atomic_dir, write_json
 from ivr.builtin_corpora import BUILTIN_CORPORA
 from ivr.cleaned_corpus import MANIFEST_FILE, RECORD_PREFIX, CorpusError, Document, read_manifest
-from ivr.stamps import output_signature
+from ivr.stamps import code_fingerprint, output_signature
+from ivr.user_text import read_user_text
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +57,31 @@ class CleaningOptions:
     builtin_corpus_max_mb: float = 8.0
     max_document_chars: int = 250_000
 
+    def __post_init__(self) -> None:
+        try:
+            "\n".encode(self.encoding)  # a text encoding: codecs.lookup also knows "rot13" and "zlib"
+        except LookupError:
+            raise CorpusError(f"data.encoding: unknown encoding {self.encoding!r}") from None
+
+
+class Source(NamedTuple):
+    """A raw file to clean: its path, its name in the cleaned corpus (document ids start with it), and whether it
+    is the built-in corpus's (always UTF-8: ``data.encoding`` is the user's files' encoding)."""
+
+    path: Path
+    rel: str
+    builtin: bool = False
+
 
 def normalize(text: str) -> str:
     if text.startswith("\ufeff"):
         text = text[1:]
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# byte-order marks of the encodings they name; UTF-32's first, since UTF-16's little-endian mark begins it
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 def _decode(data: bytes, path: Path, encoding: str, line: int | None = None, base_offset: int = 0) -> str:
@@ -68,23 +90,19 @@ def _decode(data: bytes, path: Path, encoding: str, line: int | None = None, bas
     except UnicodeDecodeError as err:
         where = f"{path}:{line}" if line is not None else str(path)
         bad = data[err.start : err.start + 4].hex(" ")
-        raise CorpusError(
-            f"{where}: bytes at offset {base_offset + err.start} (0x{bad}) are not valid {encoding}; "
-            f"pass --data.encoding (`ivr init --encoding`) with the file's real encoding, e.g. latin-1 or cp1252"
-        ) from None
-    except LookupError:
-        raise CorpusError(f"unknown encoding {encoding!r} (data.encoding) while reading {path}") from None
+        marked = next((name for bom, name in _BOMS if data.startswith(bom)), None) if line in (None, 1) else None
+        hint = (f"the file starts with a {marked.upper()} byte-order mark: pass --data.encoding {marked}, or convert "
+                "the file to UTF-8" if marked else
+                "pass --data.encoding (`ivr init --encoding`) with the file's real encoding, e.g. latin-1 or cp1252")
+        raise CorpusError(f"{where}: bytes at offset {base_offset + err.start} (0x{bad}) are not valid {encoding}; "
+                          f"{hint}") from None
 
 
 def _jsonl_lines(data: bytes, path: Path, encoding: str) -> Iterator[tuple[int, str | CorpusError]]:
     """Each non-blank line of a JSONL file as (line number, its text or the error decoding it). Where the
     encoding writes line breaks as the ASCII bytes (UTF-8, Latin-1, cp1252), lines are cut before decoding, so
     a bad line costs only itself; a UTF-16 or UTF-32 file is decoded whole (a bad byte fails the file)."""
-    try:
-        ascii_breaks = "\n\r".encode(encoding) == b"\n\r"
-    except LookupError:
-        ascii_breaks = True  # _decode names the unknown encoding
-    if not ascii_breaks:
+    if "\n\r".encode(encoding) != b"\n\r":
         # newline="": \n, \r and \r\n end a line, as bytes.splitlines does; U+2028 inside a record does not
         text = io.StringIO(_decode(data, path, encoding).removeprefix("\ufeff"), newline="")
         # the terminator is cut off: json counts a column after it as column 1 of the next line
@@ -109,16 +127,22 @@ def _invalid_json(path: Path, lineno: int, err: json.JSONDecodeError) -> CorpusE
     return CorpusError(f"{path}:{lineno}: invalid JSON ({err.msg.removesuffix(' at')} at column {err.colno})")
 
 
+MIN_BINARY_CHECK = 256
+"""Texts shorter than this are judged binary by a NUL only, not by their share of control characters."""
+
+
 def check_text(text: str, where: str) -> str:
-    """``text``, unless it looks binary: a NUL anywhere, or over 5% control characters in its first 64k characters;
+    """``text``, unless it looks binary: a NUL anywhere, or over 5% control characters in its first 64k characters
+    (of texts of at least ``MIN_BINARY_CHECK`` characters);
     or unless it holds a lone surrogate (a JSON escape such as ``\\ud800``), which no UTF-8 file can hold."""
     head = text[:65536]
     controls = sum(1 for c in head if c < " " and c not in "\t\n\f\v")
     nul = text.find("\0")  # the whole text: one C scan, and a NUL past the head is as binary as one in it
-    if nul >= 0 or controls > 0.05 * len(head):
+    # a short text with a few controls is text (terminal colours in a log line: "\x1b[1mBold\x1b[0m")
+    if nul >= 0 or controls > 0.05 * len(head) and len(head) >= MIN_BINARY_CHECK:
         raise CorpusError(
             f"{where}: looks binary ({controls} control characters in the first {len(head)}; "
-            f"{f'a NUL at character {nul}' if nul >= 0 else 'no NUL'}); only text is read: remove the file or convert "
+            f"{f'a NUL at character {nul}' if nul >= 0 else 'no NUL'}); only text is read: remove it or convert "
             "it to text"
         )
     if bad := _SURROGATE.search(text):
@@ -161,7 +185,7 @@ def _record_text(record: object, key: str, where: str) -> str:
     if not isinstance(record, dict):
         raise CorpusError(f"{where}: expected a JSON object with a {key!r} field, got {type(record).__name__}")
     if key not in record:
-        keys = ", ".join(sorted(map(str, record))[:8]) or "none"
+        keys = ", ".join(sorted(map(str, record))[:8]).encode("utf-8", "backslashreplace").decode("utf-8") or "none"
         raise CorpusError(f"{where}: no {key!r} field (fields: {keys}); set --data.text_key (`ivr init --text-key`)")
     value = record[key]
     if not isinstance(value, str):
@@ -180,24 +204,25 @@ class _Skipper:
         if self.policy == "raise":
             raise CorpusError(f"{err} (--data.on_bad_record skip skips bad records and lists them in the "
                               "manifest)") from None
-        self.skipped.append(str(err))
-        log.warning("skipping bad record: %s", err)
+        # a lone surrogate in a record's field names cannot be written to the manifest or a UTF-8 terminal
+        message = str(err).encode("utf-8", "backslashreplace").decode("utf-8")
+        self.skipped.append(message)
+        log.warning("skipping bad record: %s", message)
 
 
-def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) -> Iterator[Document]:
+def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Iterator[Document]:
     """Yield the cleaned documents of one raw file."""
+    path, rel = source.path, source.rel
+    encoding = "utf-8" if source.builtin else options.encoding
     data = path.read_bytes()
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".json"):  # .txt, and the built-in corpus's .py files: one document
         try:
             try:
-                text = _decode(data, path, options.encoding)
+                text = _decode(data, path, encoding)
             except CorpusError:
-                if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16's byte-order mark: text, in another encoding
-                    raise CorpusError(f"{path}: starts with a UTF-16 byte-order mark; pass --data.encoding utf-16 "
-                                      "(`ivr init --encoding utf-16`), or convert the file to UTF-8") from None
-                if b"\0" in data:  # binary: say so rather than blame the encoding (latin-1: a character per byte)
-                    check_text(data.decode("latin-1"), str(path))
+                if b"\0" in data and not any(data.startswith(bom) for bom, _ in _BOMS):
+                    check_text(data.decode("latin-1"), str(path))  # binary: say so rather than blame the encoding
                 raise
             yield from _documents(text, f"{rel}:0", str(path), options)
         except CorpusError as err:
@@ -205,7 +230,7 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
         return
     if suffix == ".jsonl":
         try:
-            lines = list(_jsonl_lines(data, path, options.encoding))
+            lines = list(_jsonl_lines(data, path, encoding))
         except CorpusError as err:
             skip(err)
             return
@@ -219,6 +244,8 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
                     raise _invalid_json(path, lineno, err) from None
                 except RecursionError:
                     raise CorpusError(f"{path}:{lineno}: {_TOO_DEEP}") from None
+                except ValueError as err:  # an integer of more digits than Python converts
+                    raise CorpusError(f"{path}:{lineno}: invalid JSON ({err})") from None
                 where = f"{path}:{lineno}"
                 yield from _documents(_record_text(record, options.text_key, where), f"{rel}:{lineno}", where, options)
             except CorpusError as err:
@@ -226,7 +253,10 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
         return
     # .json: a whole-file document; a bad file cannot be partly trusted, but bad records can be skipped
     try:
-        payload = json.loads(_decode(data, path, options.encoding).removeprefix("\ufeff"))
+        text = _decode(data, path, encoding).removeprefix("\ufeff")
+        if not text.strip():  # an empty file holds no records, as an empty .jsonl or .txt file
+            return
+        payload = json.loads(text)
     except json.JSONDecodeError as err:
         skip(_invalid_json(path, err.lineno, err))
         return
@@ -235,6 +265,9 @@ def read_source(path: Path, rel: str, options: CleaningOptions, skip: _Skipper) 
         return
     except CorpusError as err:
         skip(err)
+        return
+    except ValueError as err:  # an integer of more digits than Python converts
+        skip(CorpusError(f"{path}: invalid JSON ({err})"))
         return
     records = payload if isinstance(payload, list) else [payload]
     for index, record in enumerate(records):
@@ -249,7 +282,12 @@ def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
     """The raw folder's text files in sorted order: linked folders and files followed (each real one once), hidden
     files and folders (``.ipynb_checkpoints``, ``.git``) and the cleaned folder left out, suffixes in any case."""
     found, seen = {}, {os.path.realpath(cleaned_dir)} if cleaned_dir is not None else set()
-    for root, dirs, files in os.walk(raw_dir, followlinks=True):
+
+    def unreadable(err: OSError) -> None:  # os.walk skips a folder it cannot list unless told
+        raise CorpusError(f"raw corpus folder {err.filename}: cannot be read ({err.strerror}); its files would be "
+                          "left out: fix its permissions or move it out of data.raw_corpora_dir")
+
+    for root, dirs, files in os.walk(raw_dir, onerror=unreadable, followlinks=True):
         real = os.path.realpath(root)
         if real in seen:  # a link back up the tree, or two links to one folder
             dirs[:] = []
@@ -261,7 +299,12 @@ def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
                          key=lambda d: (os.path.islink(os.path.join(root, d)), d))
         for f in files:
             path = Path(root) / f
-            if not f.startswith(".") and Path(f).suffix.lower() in SUFFIXES and path.is_file():
+            if f.startswith(".") or Path(f).suffix.lower() not in SUFFIXES:
+                continue
+            if path.is_symlink() and not path.exists():
+                raise CorpusError(f"raw corpus file {path}: a link to {os.readlink(path)}, which does not exist (a "
+                                  "large file not fetched yet?): fetch it or remove the link")
+            if path.is_file():
                 link = path.is_symlink()
                 found.setdefault(os.path.realpath(path) if link else os.path.join(real, f), []).append((link, path))
     # of one real file's names, as of a folder's: a real name before links, then by name, whatever the listing order
@@ -274,20 +317,19 @@ def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
 
 
 def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool = False,
-                 cleaned_dir: Path | None = None) -> list[tuple[Path, str]]:
-    """Raw files to clean as (path, relative name), never from ``cleaned_dir``; the built-in corpus joins them when
-    configured.
+                 cleaned_dir: Path | None = None) -> list[Source]:
+    """Raw files to clean, never from ``cleaned_dir``; the built-in corpus joins them when configured.
 
-    A raw folder that does not exist beside the built-in corpus is no error (the demo configs use the built-in
-    corpus alone); it is a warning where the folder was named (a typo), an info line where it is the layout's
-    default (``default_raw_dir``)."""
+    A raw folder that gives no files beside the built-in corpus (missing, a file, or without .txt, .jsonl or .json
+    files) is no error (the demo configs use the built-in corpus alone); it is a warning where the folder was named
+    (a typo, a file given for a folder), an info line where it is the layout's default (``default_raw_dir``)."""
     sources = []
-    if not raw_dir.exists() and options.builtin_corpus is not None:
-        (log.info if default_raw_dir else log.warning)(
-            "raw corpus directory %s (data.raw_corpora_dir) does not exist; using data.builtin_corpus %s only",
-            raw_dir, options.builtin_corpus)
     if raw_dir.is_dir():
-        sources = [(p, p.relative_to(raw_dir).as_posix()) for p in _raw_files(raw_dir, cleaned_dir)]
+        sources = [Source(p, p.relative_to(raw_dir).as_posix()) for p in _raw_files(raw_dir, cleaned_dir)]
+    if not sources and options.builtin_corpus is not None:
+        (log.info if default_raw_dir else log.warning)(
+            "raw corpus directory %s (data.raw_corpora_dir) %s; using data.builtin_corpus %s only",
+            raw_dir, _no_files(raw_dir), options.builtin_corpus)
     if options.builtin_corpus is not None:
         if not options.builtin_corpus_max_mb > 0:
             raise CorpusError(f"data.builtin_corpus_max_mb must be positive, got {options.builtin_corpus_max_mb}")
@@ -295,21 +337,28 @@ def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool 
             raise CorpusError(
                 f"unknown built-in corpus {options.builtin_corpus!r}; choose one of {tuple(BUILTIN_CORPORA)}"
             )
-        sources += BUILTIN_CORPORA[options.builtin_corpus](options.builtin_corpus_max_mb)
+        sources += [Source(path, rel, builtin=True)
+                    for path, rel in BUILTIN_CORPORA[options.builtin_corpus](options.builtin_corpus_max_mb)]
     if not sources:
-        state = ("does not exist" if not raw_dir.exists() else "is a file, not a directory" if not raw_dir.is_dir()
-                 else "has no .txt, .jsonl or .json files")
         raise CorpusError(
-            f"raw corpus directory {raw_dir} {state}: put your domain text there as .txt files (one document "
+            f"raw corpus directory {raw_dir} {_no_files(raw_dir)}: put your domain text there as .txt files (one document "
             f"each), .jsonl (one JSON object per line with a 'text' field) or .json (a list of such objects), "
             f"or set data.builtin_corpus: python_stdlib to use the Python standard library as an offline corpus"
         )
     return sources
 
 
-def _sources_fingerprint(sources: list[tuple[Path, str]], options: CleaningOptions) -> str:
-    h = hashlib.sha256(json.dumps([MANIFEST_VERSION, options.text_key, options.encoding, options.max_document_chars]).encode())
-    for path, rel in sources:
+def _no_files(raw_dir: Path) -> str:
+    """Why ``raw_dir`` gives no raw files."""
+    return ("does not exist" if not raw_dir.exists() else "is a file, not a directory" if not raw_dir.is_dir()
+            else "has no .txt, .jsonl or .json files")
+
+
+def _sources_fingerprint(sources: list[Source], options: CleaningOptions) -> str:
+    # the cleaning code too: a cleaning fix must not keep the text an older one wrote
+    h = hashlib.sha256(json.dumps([MANIFEST_VERSION, code_fingerprint(["ivr.corpus"]), options.text_key,
+                                   options.encoding, options.max_document_chars]).encode())
+    for path, rel, _ in sources:
         st = path.stat()
         h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
@@ -341,12 +390,13 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
     skip = _Skipper(options.on_bad_record)
     files, n_docs, n_bytes = [], 0, 0
     with atomic_dir(cleaned_dir) as tmp:
-        for path, rel in tqdm(sources, desc="cleaning corpus", unit="file", leave=False):
+        for source in tqdm(sources, desc="cleaning corpus", unit="file", leave=False):
+            path, rel = source.path, source.rel
             out = tmp / f"{rel}.jsonl"
             out.parent.mkdir(parents=True, exist_ok=True)
             docs = bytes_ = 0
             with open(out, "w", encoding="utf-8") as f:
-                for doc in read_source(path, rel, options, skip):
+                for doc in read_source(source, options, skip):
                     f.write(json.dumps({"id": doc.doc_id, "text": doc.text}, ensure_ascii=False) + "\n")
                     docs += 1
                     bytes_ += len(doc.text.encode("utf-8"))
@@ -433,9 +483,7 @@ def read_text_files(paths: list[str]) -> list[str]:
         if Path(p).is_dir():  # asked first: reading a directory fails with a bare errno (on Windows, "permission")
             raise CorpusError(f"data.extra_eval_paths: {p} is a directory; list UTF-8 text files, one path each")
         try:
-            texts.append(normalize(Path(p).read_bytes().decode("utf-8")))
-        except FileNotFoundError:
-            raise CorpusError(f"data.extra_eval_paths: evaluation file {p} does not exist") from None
-        except UnicodeDecodeError as err:
-            raise CorpusError(f"{p}: bytes at offset {err.start} are not valid utf-8") from None
+            texts.append(normalize(read_user_text(p, "data.extra_eval_paths")))
+        except (FileNotFoundError, ValueError) as err:
+            raise CorpusError(str(err)) from None
     return texts

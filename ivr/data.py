@@ -92,9 +92,10 @@ class IVRDataModule(LightningDataModule):
                 ``.json`` (a list of records), searched recursively. Default ``<artifacts_dir>/corpora/raw``.
             cleaned_corpora_dir: Where cleaned UTF-8 documents go. Default ``<artifacts_dir>/corpora/cleaned``.
             text_key: Field holding the text in JSON/JSONL records.
-            encoding: Encoding of the raw files.
+            encoding: Encoding of your raw files (a Python codec name: ``utf-8``, ``utf-16``, ``cp1252``); the built-in
+                corpus is always read as UTF-8.
             on_bad_record: ``raise`` stops at the first malformed record naming file and line; ``skip`` skips it,
-                counts it, prints the count and records it in the corpus manifest.
+                counts it and prints the count; the corpus manifest keeps the count and the first 20 messages.
             builtin_corpus: ``python_stdlib`` adds the Python standard library's own ``.py`` sources (they ship with
                 Python, so this works offline) to the raw files.
             builtin_corpus_max_mb: Cap on the built-in corpus size in megabytes.

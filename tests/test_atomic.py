@@ -95,3 +95,15 @@ def test_a_killed_writers_scratch_is_removed_and_a_running_ones_kept(tmp_path):
     assert not killed.exists() and not killed_file.exists()
     assert running.exists() and other_host.exists() and other_target.exists()
     assert (target / "value").read_text() == "new"
+
+
+def test_a_linked_folder_is_replaced_where_it_lies_and_the_link_kept(tmp_path):
+    (tmp_path / "bigdisk" / "cleaned").mkdir(parents=True)
+    (tmp_path / "bigdisk" / "cleaned" / "old.txt").write_text("old", encoding="utf-8")
+    link = tmp_path / "cleaned"
+    link.symlink_to(tmp_path / "bigdisk" / "cleaned")
+    with atomic_dir(link) as tmp:
+        (tmp / "new.txt").write_text("new", encoding="utf-8")
+    assert link.is_symlink() and sorted(os.listdir(link)) == ["new.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["bigdisk", "cleaned"]  # no scratch or old link left beside it
+    assert sorted(os.listdir(tmp_path / "bigdisk")) == ["cleaned"]

@@ -238,14 +238,105 @@ def test_byte_order_marks_linked_and_hidden_folders_and_suffix_case(tmp_path):
                     "linked/deep/d.txt:0": "fifth", "real/r.txt:0": "sixth"}
 
 
-def test_a_utf16_text_file_is_named_with_the_encoding_to_pass(tmp_path):
+@pytest.mark.parametrize("name, encoding", [("w.txt", "utf-16"), ("w.txt", "utf-32"), ("w.jsonl", "utf-16"),
+                                            ("w.json", "utf-32")])
+def test_a_utf16_or_utf32_file_is_named_with_the_encoding_to_pass(tmp_path, name, encoding):
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / "w.txt").write_bytes("text saved as UTF-16".encode("utf-16"))
-    with pytest.raises(CorpusError, match=r"w\.txt: starts with a UTF-16 byte-order mark; pass --data.encoding utf-16"):
+    text = "text saved as " + encoding
+    body = text if name.endswith(".txt") else json.dumps({"text": text}) + "\n"
+    (raw / name).write_bytes(body.encode(encoding))
+    with pytest.raises(CorpusError, match=rf"w\.(txt|jsonl?)(:1)?: bytes at offset \d+ .* starts with a {encoding.upper()} "
+                                          rf"byte-order mark: pass --data.encoding {encoding}"):
         _clean(raw, tmp_path)
-    _clean(raw, tmp_path, encoding="utf-16")
-    assert [d.text for d in iter_documents(tmp_path / "cleaned")] == ["text saved as UTF-16"]
+    _clean(raw, tmp_path, encoding=encoding)
+    assert [d.text for d in iter_documents(tmp_path / "cleaned")] == [text]
+
+
+def test_data_encoding_is_the_users_files_and_must_be_a_text_encoding(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "de.txt").write_bytes("Fußballer".encode("cp1252"))
+    _clean(raw, tmp_path, encoding="cp1252", builtin_corpus="python_stdlib", builtin_corpus_max_mb=0.3)
+    docs = {d.doc_id: d.text for d in iter_documents(tmp_path / "cleaned")}
+    assert docs["de.txt:0"] == "Fußballer"
+    # the built-in corpus is read as UTF-8 whatever data.encoding says: no mojibake, no blame on a stdlib file
+    stdlib = [t for k, t in docs.items() if k.startswith("builtin/")]
+    assert stdlib and all("Ã" not in t for t in stdlib)
+    for bad in ("utf8x", "rot13"):
+        with pytest.raises(CorpusError, match=f"data.encoding: unknown encoding '{bad}'"):
+            CleaningOptions(encoding=bad)
+
+
+def test_bad_records_that_cannot_be_written_or_converted_are_named_and_skipped(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    big = "9" * 5000
+    (raw / "a.jsonl").write_text('{"\\ud800": "x"}\n{"text": "ok", "n": ' + big + '}\n{"text": "kept"}\n',
+                                 encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"a\.jsonl:1: no 'text' field \(fields: \\ud800\)"):
+        _clean(raw, tmp_path)
+    manifest = _clean(raw, tmp_path, on_bad_record="skip")
+    assert manifest["skipped_records"] == 2 and "a.jsonl:2: invalid JSON (Exceeds the limit" in manifest["skipped_examples"][1]
+    assert [d.text for d in iter_documents(tmp_path / "cleaned")] == ["kept"]
+
+
+def test_an_empty_json_file_holds_no_records_and_short_texts_with_controls_are_text(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "empty.json").write_text("  \n", encoding="utf-8")
+    (raw / "log.jsonl").write_text(json.dumps({"text": "\x1b[1mBold\x1b[0m"}) + "\n", encoding="utf-8")
+    _clean(raw, tmp_path)
+    assert [d.text for d in iter_documents(tmp_path / "cleaned")] == ["\x1b[1mBold\x1b[0m"]
+    with pytest.raises(CorpusError, match="looks binary"):
+        check_text("\x1b[1mBold\x1b[0m" * 40, "x")
+
+
+def test_unreadable_folders_and_broken_links_are_named(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "ok").mkdir(parents=True)
+    (raw / "ok" / "a.txt").write_text("text", encoding="utf-8")
+    (raw / "big.txt").symlink_to(tmp_path / "annex" / "not-fetched")
+    with pytest.raises(CorpusError, match=r"raw corpus file .*big\.txt: a link to .*not-fetched, which does not exist"):
+        _clean(raw, tmp_path)
+    (raw / "big.txt").unlink()
+    with pytest.raises(CorpusError, match=r"raw corpus folder .*gone: cannot be read"):
+        from ivr import corpus
+
+        def failing_walk(top, onerror=None, followlinks=False):  # a folder the walk cannot list (permissions)
+            onerror(PermissionError(13, "Permission denied", str(top / "gone")))
+            yield from ()
+
+        import unittest.mock
+        with unittest.mock.patch.object(corpus.os, "walk", failing_walk):
+            _clean(raw, tmp_path)
+
+
+def test_a_damaged_cleaned_file_is_named_with_its_line(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "d.jsonl").write_text("".join(json.dumps({"text": f"document {i}"}) + "\n" for i in range(40)),
+                                 encoding="utf-8")
+    _clean(raw, tmp_path)
+    cleaned = tmp_path / "cleaned" / "d.jsonl.jsonl"
+    data = cleaned.read_bytes()
+    cleaned.write_bytes(data[: data.index(b"\n", 100) + 10])  # a cut second or third record
+    with pytest.raises(CorpusError, match=r"d\.jsonl\.jsonl:\d: damaged cleaned corpus .*ivr init --normalize-force"):
+        list(iter_documents(tmp_path / "cleaned"))
+    with pytest.raises(CorpusError, match=r"d\.jsonl\.jsonl:\d: damaged cleaned corpus"):
+        check_splits(tmp_path / "cleaned", 0.5, 1000)
+
+
+def test_a_change_of_the_cleaning_code_cleans_again(tmp_path, monkeypatch):
+    from ivr import corpus
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.txt").write_text("text", encoding="utf-8")
+    first = _clean(raw, tmp_path)
+    assert _clean(raw, tmp_path)["fingerprint"] == first["fingerprint"]
+    monkeypatch.setattr(corpus, "code_fingerprint", lambda modules: "another cleaning")
+    assert _clean(raw, tmp_path)["fingerprint"] != first["fingerprint"]
 
 
 @pytest.mark.parametrize("name, lines, says", [

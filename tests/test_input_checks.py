@@ -65,8 +65,18 @@ def test_a_missing_raw_folder_beside_the_builtin_corpus_is_a_warning(tmp_path, c
         find_sources(typo, options, default_raw_dir=True)
     assert str(typo) in caplog.text and not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
-    caplog.clear()
+    caplog.clear()  # a named folder that gives no files (a code folder of .py files; a file for a folder): a warning
     (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "mod.py").write_text("x = 1\n", encoding="utf-8")
+    (tmp_path / "one.jsonl").write_text("", encoding="utf-8")
+    for given, says in [(tmp_path / "raw", "has no .txt, .jsonl or .json files"),
+                        (tmp_path / "one.jsonl", "is a file, not a directory")]:
+        with caplog.at_level(logging.WARNING, logger="ivr.corpus"):
+            find_sources(given, options)
+        (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert f"{given} (data.raw_corpora_dir) {says}; using data.builtin_corpus python_stdlib only" in warning
+        caplog.clear()
+    (tmp_path / "raw" / "a.txt").write_text("text", encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="ivr.corpus"):
         find_sources(tmp_path / "raw", options)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -92,7 +102,7 @@ def test_a_directory_among_the_extra_eval_paths_is_named(tmp_path):
     assert read_text_files([str(good)]) == ["text\n"]
     with pytest.raises(CorpusError, match=rf"data\.extra_eval_paths: {folder} is a directory"):
         read_text_files([str(good), str(folder)])
-    with pytest.raises(CorpusError, match=rf"data\.extra_eval_paths: evaluation file {tmp_path / 'nope.txt'} does not"):
+    with pytest.raises(CorpusError, match=rf"{tmp_path / 'nope.txt'}: not found \(data\.extra_eval_paths\)"):
         read_text_files([str(tmp_path / "nope.txt")])
 
 
