@@ -335,6 +335,7 @@ def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: 
         log.warning("replacing the export of step %d in %s with weights of step %d", before,
                     datamodule.paths.export_dir, step)
     tokenizer_dir = datamodule.paths.tokenizer_dir(datamodule.hparams.tokenizer)
+    datamodule.check_vocabulary_unchanged()
     return export_hf(model.model, tokenizer_dir, datamodule.paths.export_dir, meta)
 
 

@@ -259,16 +259,30 @@ class IVRDataModule(LightningDataModule):
         except (OSError, CorpusError):  # no cleaned corpus here (a model scored on its own): nothing to compare
             return None
 
-    def _vocabulary_sha256(self) -> str:
-        # a fit saves many checkpoints; the tokenizer does not change under it
-        if getattr(self, "_sha256", None) is None:
+    def _vocabulary_sha256(self, fresh: bool = False) -> str:
+        """The vocabulary's hash as this run first read it (``setup`` reads it as the data are loaded), so that a
+        fit's checkpoints name the vocabulary it trained on; ``fresh``: as the tokenizer file holds it now."""
+        if fresh or getattr(self, "_sha256", None) is None:
             vocab = load_tokenizer(self.paths.tokenizer_dir(self.hparams.tokenizer)).get_vocab(with_added_tokens=True)
-            self._sha256 = hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()).hexdigest()
+            sha = hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()).hexdigest()
+            if fresh:
+                return sha
+            self._sha256 = sha
         return self._sha256
+
+    def check_vocabulary_unchanged(self) -> None:
+        """Raise if the tokenizer gives ids other pieces than when this run read it (another run on the same
+        artifacts remapped it meanwhile): an export would pair the weights with the other vocabulary."""
+        if self._vocabulary_sha256(fresh=True) != self._vocabulary_sha256():
+            raise ValueError(f"the {self.hparams.tokenizer} tokenizer at {self.paths.tokenizer_dir(self.hparams.tokenizer)} "
+                             "gives ids other pieces than when this run started (another run on the same artifacts "
+                             "rebuilt it): the weights belong to the earlier vocabulary; export from a checkpoint "
+                             "after running that stage with the fit's settings again, or fit again")
 
     def setup(self, stage: str | None = None) -> None:
         from datasets import load_from_disk
 
+        self._vocabulary_sha256()  # the vocabulary the weights are trained on or read with, fixed from here on
         if stage == "predict" or self.datasets is not None:
             return
         hp = self.hparams

@@ -254,6 +254,20 @@ def check_aligned_from(model: PreTrainedModel, original_wte: str | Path, final_w
                          f"configured model's): {hint}")
 
 
+def check_aligned_for(final_wte: str | Path, rules_path: str | Path) -> None:
+    """Refuse rows aligned for other remap rules than ``rules_path`` (a remap run again since ``ivr align``, and
+    a command such as ``ivr export`` that runs no stage): the reassigned rows would mean other strings than the
+    tokenizer gives their ids. Rows without a record of their rules are not checked."""
+    meta_path = Path(final_wte).with_suffix(".json")
+    try:
+        aligned_for = json.loads(meta_path.read_text(encoding="utf-8")).get("rules_sha256")
+    except (OSError, ValueError, AttributeError):
+        return
+    if aligned_for is not None and Path(rules_path).is_file() and aligned_for != file_sha256(rules_path):
+        raise ValueError(f"{final_wte}: aligned for other remap rules ({meta_path} records sha256 {aligned_for[:12]}) "
+                         f"than {rules_path}: run `ivr align` (or `ivr prepare`) with this config")
+
+
 def load_final_embeddings(final_wte: str | Path, final_lm_head: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``final_wte`` and, when it was written (untied models), ``final_lm_head``, for ``install_embeddings``."""
     wte_path, head_path = Path(final_wte), Path(final_lm_head)

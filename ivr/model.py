@@ -178,7 +178,7 @@ class IVRLanguageModel(LightningModule):
     def configure_model(self) -> None:
         if self.model is not None:
             return
-        from ivr.embeddings import check_aligned_from, install_embeddings
+        from ivr.embeddings import check_aligned_for, check_aligned_from, install_embeddings
 
         hp = self.hparams
         model = base_model(hp.model_name_or_path, hp.from_config, hp.attn_implementation)
@@ -188,6 +188,7 @@ class IVRLanguageModel(LightningModule):
         init = hp.embedding_init
         if init is not None:
             init = init if isinstance(init, EmbeddingInit) else EmbeddingInit(**init)
+            check_aligned_for(init.final_wte, init.remap_rules)
             wte, lm_head, reassigned = load_embedding_init(init)
             if init.original_wte:
                 check_aligned_from(model, init.original_wte, init.final_wte)

@@ -93,7 +93,8 @@ class PipelineConfig:
 
 # ---- stamps -------------------------------------------------------------------------------------------------
 def code_modules(fn: Callable, seen: set | None = None) -> set[str]:
-    """The ``ivr`` modules whose functions and classes ``fn`` uses, following this module's own helpers."""
+    """The ``ivr`` modules whose functions and classes ``fn`` uses, following this module's own helpers but not
+    the other stages it brings up to date first (their outputs are in its key, by hash)."""
     seen = set() if seen is None else seen
     if fn in seen:
         return set()
@@ -107,7 +108,8 @@ def code_modules(fn: Callable, seen: set | None = None) -> set[str]:
     for name in names:
         value = fn.__globals__.get(name)
         if isinstance(value, types.FunctionType) and value.__module__ == __name__:
-            modules |= code_modules(value, seen)
+            if value not in RUNNERS.values():
+                modules |= code_modules(value, seen)
         elif isinstance(value, types.ModuleType):
             modules.add(value.__name__)
         elif getattr(value, "__module__", "") and value.__module__.startswith("ivr."):
@@ -131,22 +133,24 @@ def _sha(path: Path) -> str:
     return file_sha256(path) if Path(path).is_file() else "absent"
 
 
-def staged(stage: str, paths: ArtifactPaths, key: dict, outputs: list[Path] | Callable[[], list[Path]],
+def staged(stage: str, paths: ArtifactPaths, key: Callable[[], dict], outputs: list[Path] | Callable[[], list[Path]],
            build: Callable[[], None], code: Callable, unsigned: list[Path] = ()) -> list[Path]:
-    """Run ``build`` unless the stamp shows these outputs were built from exactly ``key`` by this code and are
-    as it left them (``unsigned`` ones need only exist: ``stamps.is_current``). ``outputs`` may be a function
-    of what the last build wrote (align's optional files): it is asked before the check and after a build."""
+    """Run ``build`` unless the stamp shows these outputs were built from exactly ``key()`` by this code and are
+    as it left them (``unsigned`` ones need only exist: ``stamps.is_current``). ``key`` is read under the lock,
+    since another run may rebuild the inputs it hashes until then. ``outputs`` may be a function of what the last
+    build wrote (align's optional files): it is asked before the check and after a build."""
     stamp = paths.stamp(stage)
-    key = {**key, "code": stage_code_fingerprint(code), "libraries": library_versions()}
+    code_key = {"code": stage_code_fingerprint(code), "libraries": library_versions()}
     listed = outputs if callable(outputs) else lambda: outputs
     with artifacts_lock(paths):
-        if not is_current(stamp, key, listed(), unsigned):
+        key_now = {**key(), **code_key}
+        if not is_current(stamp, key_now, listed(), unsigned):
             # gone before the first output is touched: a build that fails or is killed leaves outputs no stamp
             # vouches for, which the next run rebuilds
             stamp.unlink(missing_ok=True)
             with collector_paused():
                 build()
-            write_stamp(stamp, key, listed(), unsigned)
+            write_stamp(stamp, key_now, listed(), unsigned)
         return listed()
 
 
@@ -192,7 +196,8 @@ def analyze(config: PipelineConfig) -> list[Path]:
     """Encode the corpus with the original BPE: id sequences and token frequencies."""
     paths = config.paths
     outputs = [paths.bpe_token_id_sequences, paths.token_frequency]
-    key = {"tokenizer": _sha(paths.tokenizer_file("original")), **_corpus_key(config)}
+    def key() -> dict:  # every document is encoded: the held-out fraction decides nothing here
+        return {"tokenizer": _sha(paths.tokenizer_file("original")), "corpus": _corpus_key(config)["corpus"]}
 
     def build() -> None:
         documents = iter_documents(paths.cleaned_corpora_dir, None, config.heldout_fraction)
@@ -226,8 +231,6 @@ def distill(config: PipelineConfig) -> list[Path]:
     analyze(config)
     outputs = [paths.distilled_tokenizer_dir, paths.distillation_report_md, paths.distillation_report_json,
                paths.distilled_pretokens]
-    key = distill_key(config)
-
     def build() -> None:
         # verification encodes both splits with the saved tokenizer: selection's counts and the remapped tokenizer's
         # datasets are taken from its pre-tokens
@@ -257,7 +260,7 @@ def distill(config: PipelineConfig) -> list[Path]:
         log.info("distill-tokenizer: word occurrences with the original's ids: %s", rates)
 
     # verify-tokenizer rewrites the reports; the tokenizer and the pre-token table are what later stages read
-    return staged("distill-tokenizer", paths, key, outputs, build, distill,
+    return staged("distill-tokenizer", paths, lambda: distill_key(config), outputs, build, distill,
                   unsigned=[paths.distillation_report_md, paths.distillation_report_json])
 
 
@@ -287,7 +290,7 @@ def select(config: PipelineConfig) -> list[Path]:
     distill(config)
     outputs = [paths.replacement_candidates, paths.selection_log]
     outputs += [paths.savings_curve] if settings.validation_fraction > 0 else []
-    key = {
+    key = lambda: {  # noqa: E731
         "tokenizer": _sha(paths.tokenizer_file("distilled")),
         "original_tokenizer": _sha(paths.tokenizer_file("original")),
         "original_tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
@@ -331,9 +334,10 @@ def remap(config: PipelineConfig) -> list[Path]:
         distill(config)
     else:
         select(config)
-    key = {
+    key = lambda: {  # noqa: E731
         "tokenizer": _sha(paths.tokenizer_file("distilled")),
-        "rules_source": [str(source), _sha(source)],
+        # a path the user gave; the tree's own candidates by name, so that a moved tree keeps its stamps
+        "rules_source": [str(source) if settings.remap_rules_path else source.name, _sha(source)],
         "original_tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
         "original_chat_template": _sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),
         "settings": _plain(settings),
@@ -390,17 +394,18 @@ def align(
     paths, base = config.paths, config.base_model
     original_dir = Path(original_tokenizer_dir or paths.original_tokenizer_dir)
     remapped_dir = Path(remapped_tokenizer_dir or paths.remapped_tokenizer_dir)
-    rules = Path(rules_path or paths.remap_rules)
+    # remap writes its rules into the remapped tokenizer's folder: another folder brings its own
+    rules = Path(rules_path or remapped_dir / paths.remap_rules.name)
     if rules_path is None and remapped_tokenizer_dir is None and original_tokenizer_dir is None:
         remap(config)  # the rules current first, as every stage brings its inputs up to date
     if rules_path is None and not rules.is_file():
         raise FileNotFoundError(f"no remap rules at {rules}: run `ivr remap` (or `ivr prepare`) first")
     if base.from_config is None and not base.name_or_path:
         raise ValueError("ivr align needs a base model: set model.model_name_or_path or model.from_config")
-    key = {
+    key = lambda: {  # noqa: E731
         "base_model": _plain(base.from_config) if base.from_config is not None else base.name_or_path,
         "base_model_files": _checkpoint_fingerprint(base.name_or_path) if base.from_config is None else None,
-        "rules": [str(rules), _sha(rules)],
+        "rules": [str(rules) if rules_path else rules.name, _sha(rules)],
         "original_tokenizer": _sha(original_dir / TOKENIZER_FILE),
         "remapped_tokenizer": _sha(remapped_dir / TOKENIZER_FILE),
         "settings": _plain(config.align),

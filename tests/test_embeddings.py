@@ -217,3 +217,19 @@ def test_rules_that_free_a_special_id_of_the_original_are_refused(workspace, tmp
     (original / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=rf"id {IDS[0]}.*pad"):
         align_embeddings(tiny_gpt2(), paths, original_tokenizer_dir=original)
+
+
+def test_rows_aligned_for_other_remap_rules_are_refused(tmp_path):
+    import json
+
+    from ivr.embeddings import check_aligned_for
+    from ivr.tokenizers.io import file_sha256
+
+    rules, final = tmp_path / "remap_rules.yaml", tmp_path / "final_wte.pt"
+    rules.write_text("rules: []\n", encoding="utf-8")
+    check_aligned_for(final, rules)  # no record of the rules: nothing to compare
+    final.with_suffix(".json").write_text(json.dumps({"rules_sha256": file_sha256(rules)}), encoding="utf-8")
+    check_aligned_for(final, rules)
+    rules.write_text("rules: []\n# remapped again\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"final_wte\.pt: aligned for other remap rules .* run `ivr align`"):
+        check_aligned_for(final, rules)

@@ -202,3 +202,24 @@ def test_a_chat_template_that_is_not_utf8_is_named(tmp_path):
     (tmp_path / "chat_template.jinja").write_bytes("{{ 'café' }}".encode("latin-1"))
     with pytest.raises(ValueError, match=r"chat_template\.jinja: not valid UTF-8"):
         read_chat_template(tmp_path, {})
+
+
+def test_a_tokenizer_rebuilt_during_a_run_is_refused_before_an_export(tmp_path):
+    import json
+
+    from tokenizers import Tokenizer
+
+    from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+    from ivr.tokenizers.io import save_tokenizer_dir
+
+    data = IVRDataModule(artifacts_dir=str(tmp_path / "art"), tokenizer="original")
+    tok = offline_gpt2_tokenizer()
+    save_tokenizer_dir(tok, data.paths.tokenizer_dir("original"), {"stage": "test"})
+    data._vocabulary_sha256()  # as setup reads it when the data are loaded
+    data.check_vocabulary_unchanged()
+    spec = json.loads(tok.to_str())  # another run on the same artifacts rebuilt it: two ids swap their pieces
+    vocab = spec["model"]["vocab"]
+    vocab["a"], vocab["b"] = vocab["b"], vocab["a"]
+    save_tokenizer_dir(Tokenizer.from_str(json.dumps(spec)), data.paths.tokenizer_dir("original"), {"stage": "test"})
+    with pytest.raises(ValueError, match="gives ids other pieces than when this run started"):
+        data.check_vocabulary_unchanged()

@@ -58,6 +58,18 @@ def test_a_second_prepare_rebuilds_nothing(ivr_run):
     assert {part: _snapshot(part) for part in kept} == before
 
 
+def test_a_moved_artifact_tree_rebuilds_nothing(ivr_run, tmp_path):
+    import shutil
+
+    root, args = ivr_run
+    moved = tmp_path / "moved"
+    shutil.copytree(root / "artifacts", moved, symlinks=True)  # sizes and modification times kept, as a move keeps them
+    parts = [moved / part for part in ("corpora", "tokenizers", "analysis", "embeddings", "datasets")]
+    before = {part: _snapshot(part) for part in parts}
+    main(["prepare", *args, "--data.artifacts_dir", str(moved)])  # no stage keys on where the tree lies
+    assert {part: _snapshot(part) for part in parts} == before
+
+
 def test_held_out_documents_take_no_part_in_the_fit(ivr_run, gpt2_bpe):
     root, _ = ivr_run
     cleaned = root / "artifacts" / "corpora" / "cleaned"

@@ -43,6 +43,39 @@ def test_closure_reaches_the_modules_that_decide_each_stage(stage, expected):
     assert expected <= closure, expected - closure
 
 
+def test_a_later_stage_keys_on_the_earlier_stages_outputs_not_on_their_code():
+    # select brings distillation up to date first; a change to the fit's code reaches select through the distilled
+    # tokenizer's hash in its key, not through its code fingerprint (which would rebuild it for identical input)
+    for stage in ("select", "remap", "align"):
+        closure = module_closure(pipeline.code_modules(STAGE_FUNCTIONS[stage]))
+        assert "ivr.tokenizers.distill.lp_fit" not in closure and "ivr.tokenizers.distill.stage" not in closure
+
+
+def test_a_stages_key_is_read_under_the_lock(tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    held = []
+
+    @contextmanager
+    def lock(paths):
+        held.append(True)
+        yield
+        held.pop()
+
+    monkeypatch.setattr(pipeline, "artifacts_lock", lock)
+    paths = ArtifactPaths.from_config(tmp_path)
+    out = paths.reports_dir / "out.txt"
+    out.parent.mkdir(parents=True)
+    seen = []
+
+    def key():  # another run may rebuild what the key hashes until the lock is held
+        seen.append(bool(held))
+        return {"inputs": 1}
+
+    pipeline.staged("analyze", paths, key, [out], lambda: out.write_text("x"), pipeline.analyze)
+    assert seen == [True]
+
+
 def test_distillation_closure_holds_its_rule_builders():
     closure = module_closure(pipeline.code_modules(pipeline.distill))
     assert any(m.endswith("word_rules") for m in closure)
@@ -119,7 +152,7 @@ def test_a_stage_rebuilds_when_its_code_changes_and_only_then(tmp_path, package_
         out.write_text("x")
 
     def run():
-        pipeline.staged("analyze", paths, {"inputs": 1}, [out], build, pipeline.analyze)
+        pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], build, pipeline.analyze)
 
     run()
     run()
@@ -141,7 +174,7 @@ def test_a_new_version_of_a_deciding_library_rebuilds(tmp_path, monkeypatch):
     builds = []
 
     def run():
-        pipeline.staged("analyze", paths, {"inputs": 1}, [out], lambda: builds.append(out.write_text("x")), pipeline.analyze)
+        pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], lambda: builds.append(out.write_text("x")), pipeline.analyze)
 
     run()
     run()
@@ -170,7 +203,7 @@ def test_a_stage_builds_with_the_garbage_collector_paused_and_restores_it(tmp_pa
 
     assert gc.isenabled()
     with pytest.raises(RuntimeError):
-        pipeline.staged("analyze", paths, {"inputs": 1}, [out], build, pipeline.analyze)
+        pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], build, pipeline.analyze)
     assert seen == [False] and gc.isenabled()
     collections = []
     monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a))
@@ -218,7 +251,7 @@ def test_a_truncated_or_replaced_output_is_rebuilt_not_trusted(tmp_path):
         report.write_text("a report")
 
     def run():
-        pipeline.staged("analyze", paths, {"inputs": 1}, [folder, report], build, pipeline.analyze, unsigned=[report])
+        pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [folder, report], build, pipeline.analyze, unsigned=[report])
 
     run()
     run()
@@ -251,12 +284,12 @@ def test_a_failed_build_leaves_no_stamp_and_the_next_run_rebuilds(tmp_path):
         out.write_text("half")
         raise RuntimeError("killed while writing")
 
-    pipeline.staged("analyze", paths, {"inputs": 1}, [out], good, pipeline.analyze)
+    pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], good, pipeline.analyze)
     with pytest.raises(RuntimeError):  # other inputs: the stage rebuilds, and fails with its output written
-        pipeline.staged("analyze", paths, {"inputs": 2}, [out], bad, pipeline.analyze)
+        pipeline.staged("analyze", paths, lambda: {"inputs": 2}, [out], bad, pipeline.analyze)
     assert not paths.stamp("analyze").exists()
     # the first inputs again: the old stamp would have matched them, but it is gone with the failed build
-    pipeline.staged("analyze", paths, {"inputs": 1}, [out], good, pipeline.analyze)
+    pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], good, pipeline.analyze)
     assert builds == ["good", "bad", "good"] and out.read_text() == "good"
 
 
@@ -264,7 +297,7 @@ def test_an_unreadable_stamp_means_a_rebuild(tmp_path, caplog):
     paths = ArtifactPaths.from_config(tmp_path)
     out = tmp_path / "out.txt"
     builds = []
-    run = lambda: pipeline.staged("analyze", paths, {"inputs": 1}, [out], lambda: builds.append(out.write_text("x")),  # noqa: E731
+    run = lambda: pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], lambda: builds.append(out.write_text("x")),  # noqa: E731
                                   pipeline.analyze)
     run()
     paths.stamp("analyze").write_text('{"key": {"inp')
@@ -287,7 +320,7 @@ def test_a_moved_artifact_tree_keeps_its_stamps(tmp_path):
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text("x")
 
-        pipeline.staged("analyze", paths, {"inputs": 1}, [out], build, pipeline.analyze)
+        pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], build, pipeline.analyze)
 
     run(tmp_path / "a")
     (tmp_path / "a").rename(tmp_path / "b")  # a move keeps sizes and modification times
