@@ -52,6 +52,10 @@ class ModelShape:
     def __post_init__(self) -> None:
         if self.architecture not in ("gpt2", "llama"):
             raise ValueError(f"model.from_config.architecture: {self.architecture!r} is not one of gpt2, llama")
+        for name in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "n_kv_head", "n_inner"):
+            value = getattr(self, name)
+            if value is not None and value < 1:  # n_layer 0 built a model without blocks; n_head 0 divided by 0
+                raise ValueError(f"model.from_config.{name} must be at least 1, got {value}")
         if self.n_embd % self.n_head:
             raise ValueError(f"model.from_config: n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
         if self.n_kv_head is not None:

@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LightningCLI
 from ivr.causal_lm import PretrainedUnavailableError
 from ivr.cli_parsing import (
     cache_docstring_parsing,
+    config_after_command,
     from_config_file,
     help_data_only,
     normalize_flags,
@@ -115,10 +116,11 @@ def main(args: list[str] | None = None) -> None:
     cache_docstring_parsing()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args is not None:
-        return _run(normalize_flags(args))
+        return _run(config_after_command(normalize_flags(args), IVRCLI.subcommands()))
     debug = "--debug" in sys.argv[1:] or os.environ.get("IVR_DEBUG", "") not in ("", "0")
     # LightningCLI warns when given args while sys.argv has its own
-    sys.argv[1:] = normalize_flags([a for a in sys.argv[1:] if a != "--debug"])
+    sys.argv[1:] = config_after_command(normalize_flags([a for a in sys.argv[1:] if a != "--debug"]),
+                                        IVRCLI.subcommands())
     try:
         _run(None)
     except USER_ERRORS as err:

@@ -24,6 +24,29 @@ def normalize_flags(argv: list[str]) -> list[str]:
     return out
 
 
+def config_after_command(argv: list[str], names) -> list[str]:
+    """``--config FILE`` (or ``-c``) given before the command moved after it: ivr's configs are a command's own
+    settings, and before the command LightningCLI reads a config of per-command sections, so the file's keys
+    would be ignored without a word."""
+    command = requested_subcommand(argv, names)
+    if command is None or command not in argv:
+        return argv
+    at = argv.index(command)
+    head, moved = [], []
+    i = 0
+    while i < at:
+        if argv[i] in ("-c", "--config") and i + 1 < at:
+            moved += ["--config", argv[i + 1]]
+            i += 2
+            continue
+        if argv[i].startswith("--config="):
+            moved.append(argv[i])
+        else:
+            head.append(argv[i])
+        i += 1
+    return [*head, command, *moved, *argv[at + 1:]]
+
+
 def requested_subcommand(argv: list[str], names) -> str | None:
     """The subcommand ``argv`` runs, when its first positional token names one (``--config`` takes a value);
     None otherwise, and then every subcommand's parser is built."""
@@ -44,7 +67,7 @@ def from_config_file(message: str, argv: list[str]) -> bool:
     line sets (a misspelled key, a value of the wrong type)."""
     if "Problems parsing config" in message:
         return True
-    keys = re.findall(r"(?:option|key) ['\"]([\w.]+)['\"]", message)
+    keys = re.findall(r"(?:option|key) ['\"]([\w.]+)['\"]", message, re.IGNORECASE)
     flags = {a.partition("=")[0].removeprefix("--") for a in argv if a.startswith("--")}
     return bool(keys) and not any(key in flags for key in keys)
 

@@ -58,6 +58,9 @@ class IVRTrainer(Trainer):
 
     @functools.wraps(Trainer.fit)
     def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None, **kwargs):
+        if ckpt_path == "base":
+            raise ValueError("--ckpt_path base is for validate, test, predict and export (the configured model without "
+                             "fine-tuning); a fit starts from the configured model when --ckpt_path is left out")
         if isinstance(datamodule, IVRDataModule) and ckpt_path is not None:
             last = datamodule.paths.last_checkpoint
             # Lightning would start a new fit with a warning, and replace last.ckpt: not what "resume" asked for
@@ -103,7 +106,8 @@ class IVRTrainer(Trainer):
         """
         self.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
 
-    def validate(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, **kwargs):
+    def validate(self, model=None, dataloaders=None, ckpt_path: str | None = None, verbose: bool = True, datamodule=None,
+                 **kwargs):
         """Score the held-out split of the corpus (loss and perplexity), by default with the last fit's checkpoint.
 
         Args:
@@ -114,7 +118,8 @@ class IVRTrainer(Trainer):
         ckpt_path = self._checkpoint("validate", datamodule, ckpt_path)
         return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
 
-    def test(self, model=None, dataloaders=None, ckpt_path=None, verbose=True, datamodule=None, **kwargs):
+    def test(self, model=None, dataloaders=None, ckpt_path: str | None = None, verbose: bool = True, datamodule=None,
+             **kwargs):
         """The same as validate, logged as test metrics: the corpus has one held-out split, which both score.
 
         Args:
@@ -219,6 +224,13 @@ def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
     path = paths.last_checkpoint if ckpt_path == "last" else Path(ckpt_path)
     if path.is_file():
         lightning_checkpoint(path)
+    elif ckpt_path not in LIGHTNING_CHECKPOINT_WORDS and "://" not in ckpt_path \
+            and not ckpt_path.startswith("registry") and not path.exists():
+        # before the stages run (hours on a large corpus), not after them inside Lightning
+        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
+
+
+LIGHTNING_CHECKPOINT_WORDS = ("last", "best", "hpc")
 
 
 def _run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:

@@ -146,6 +146,8 @@ class IVRDataModule(LightningDataModule):
             raise ValueError(f"data.block_size must be at least 2, got {block_size}")
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be 0 or more, got {num_workers}")
         if val_max_bytes is not None and val_max_bytes < 1:
             raise ValueError(f"data.val_max_bytes must be a positive number of bytes (or null for all), got {val_max_bytes}")
         for path in extra_eval_paths:

@@ -195,7 +195,7 @@ def readable_checkpoint(path: str | Path) -> Path:
         whole = False
     if not whole:
         raise ValueError(f"{path}: not a readable checkpoint (truncated or damaged, or not written by torch.save); "
-                         f"pass another with --ckpt_path ({path.parent} holds the fit's checkpoints)")
+                         "pass another with --ckpt_path (a fit's checkpoints are under <artifacts>/training/checkpoints)")
     _VERIFIED.add(key)
     return path
 

@@ -103,6 +103,22 @@ def schedule_steps(trainer) -> int:
     return min(steps, max_steps) if max_steps != -1 else steps
 
 
+def _check_optimizer(learning_rate: float, weight_decay: float, betas: tuple[float, float], warmup_steps: int,
+                     min_lr_ratio: float) -> None:
+    """Checked when the config is read, before any stage runs: torch checks some of these only when the fit starts,
+    without naming the key, and none the schedule (a ratio below 0 turns the cosine's end into gradient ascent)."""
+    if not 0 < learning_rate < math.inf:
+        raise ValueError(f"model.learning_rate must be positive and finite, got {learning_rate}")
+    if not 0 <= weight_decay < math.inf:
+        raise ValueError(f"model.weight_decay must be 0 or more, got {weight_decay}")
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ValueError(f"model.betas must be two numbers in [0, 1), got {list(betas)}")
+    if warmup_steps < 0:
+        raise ValueError(f"model.warmup_steps must be 0 or more, got {warmup_steps}")
+    if not 0 <= min_lr_ratio <= 1:
+        raise ValueError(f"model.min_lr_ratio must be in [0, 1] (a fraction of the peak rate), got {min_lr_ratio}")
+
+
 class IVRLanguageModel(LightningModule):
     def __init__(
         self,
@@ -143,6 +159,7 @@ class IVRLanguageModel(LightningModule):
                 tied output layer.
         """
         super().__init__()
+        _check_optimizer(learning_rate, weight_decay, betas, warmup_steps, min_lr_ratio)
         if model_name_or_path and from_config is not None:
             raise ValueError("set either model.model_name_or_path or model.from_config, not both")
         if not model_name_or_path and from_config is None:

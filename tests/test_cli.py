@@ -148,6 +148,14 @@ def test_resuming_without_a_checkpoint_is_refused_not_started_afresh(tmp_path):
     assert not (tmp_path / "artifacts").exists()  # refused before any preparation
 
 
+def test_a_fit_from_base_or_a_missing_checkpoint_is_refused_before_any_preparation(tmp_path):
+    with pytest.raises(ValueError, match="--ckpt_path base is for validate, test, predict and export"):
+        main(["fit", *tiny_cli_args(tmp_path), "--ckpt_path", "base"])
+    with pytest.raises(FileNotFoundError, match=r"--ckpt_path .*nope\.ckpt: no such checkpoint file"):
+        main(["fit", *tiny_cli_args(tmp_path), "--ckpt_path", str(tmp_path / "nope.ckpt")])
+    assert not (tmp_path / "artifacts").exists()
+
+
 
 def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.chdir(tmp_path)

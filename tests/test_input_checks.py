@@ -223,3 +223,32 @@ def test_a_tokenizer_rebuilt_during_a_run_is_refused_before_an_export(tmp_path):
     save_tokenizer_dir(Tokenizer.from_str(json.dumps(spec)), data.paths.tokenizer_dir("original"), {"stage": "test"})
     with pytest.raises(ValueError, match="gives ids other pieces than when this run started"):
         data.check_vocabulary_unchanged()
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("learning_rate", -1.0, "model.learning_rate must be positive and finite, got -1.0"),
+    ("weight_decay", -1.0, "model.weight_decay must be 0 or more"),
+    ("betas", (1.5, 0.9), r"model.betas must be two numbers in \[0, 1\)"),
+    ("warmup_steps", -10, "model.warmup_steps must be 0 or more"),
+    ("min_lr_ratio", -2.0, r"model.min_lr_ratio must be in \[0, 1\]"),
+    ("min_lr_ratio", 1.5, r"model.min_lr_ratio must be in \[0, 1\]"),
+])
+def test_optimizer_settings_out_of_range_name_their_key(key, value, says):
+    from ivr.causal_lm import ModelShape
+    from ivr.model import IVRLanguageModel
+
+    with pytest.raises(ValueError, match=says):
+        IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(), **{key: value})
+
+
+@pytest.mark.parametrize("key", ["n_layer", "n_head", "n_embd", "n_positions"])
+def test_a_model_shape_without_blocks_heads_or_width_is_refused(key):
+    from ivr.causal_lm import ModelShape
+
+    with pytest.raises(ValueError, match=f"model.from_config.{key} must be at least 1, got 0"):
+        ModelShape(**{key: 0})
+
+
+def test_a_negative_worker_count_is_named():
+    with pytest.raises(ValueError, match="data.num_workers must be 0 or more, got -2"):
+        IVRDataModule(num_workers=-2)

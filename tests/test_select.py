@@ -336,6 +336,8 @@ def test_invalid_settings_name_the_key():
         SelectSettings(num_replacements=-5, validation_fraction=1.0)
     with pytest.raises(ValueError, match=r"data\.select\.per_document_cap must be >= 1 or null, got 0"):
         SelectSettings(per_document_cap=0)
+    with pytest.raises(ValueError, match=r"data\.select\.protected_ids must be ids \(>= 0\), got \[3, -5\]"):
+        SelectSettings(protected_ids=[3, -5])
 
 
 def test_nothing_to_select_gives_an_empty_selection_and_an_empty_curve(distilled, code_docs, tmp_path):

@@ -54,6 +54,7 @@ class SelectSettings:
         bad = [f"{name} must be {rule}, got {value}" for name, value, ok, rule in [
             ("num_replacements", self.num_replacements, self.num_replacements >= 0, ">= 0"),
             ("min_count", self.min_count, self.min_count >= 1, ">= 1"),
+            ("protected_ids", self.protected_ids, all(i >= 0 for i in self.protected_ids), "ids (>= 0)"),
             ("max_token_chars", self.max_token_chars, self.max_token_chars >= 1, ">= 1"),
             ("per_document_cap", self.per_document_cap, self.per_document_cap is None or self.per_document_cap >= 1,
              ">= 1 or null"),
