@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from ivr import pipeline
+from ivr import pipeline, pipeline_config
 from ivr.analysis.select_settings import SelectSettings
 from ivr.batch_order import OrderState, evaluation_loader, training_loader
 from ivr.causal_lm import ModelShape, as_shape
@@ -67,7 +67,7 @@ class IVRDataModule(LightningDataModule):
         use_hub: bool = True,
         force: bool = False,
         normalize_force: bool = False,
-        tokenizer: pipeline.TokenizerKind = "remapped",
+        tokenizer: pipeline_config.TokenizerKind = "remapped",
         heldout_fraction: float = 0.05,
         distill: DistillSettings = DistillSettings(),
         verify: VerifySettings = VerifySettings(),
@@ -172,13 +172,13 @@ class IVRDataModule(LightningDataModule):
         return ArtifactPaths.from_config(hp.artifacts_dir, hp.raw_corpora_dir, hp.cleaned_corpora_dir, hp.embeddings_output_dir)
 
     @property
-    def config(self) -> pipeline.PipelineConfig:
+    def config(self) -> pipeline_config.PipelineConfig:
         """The pipeline's inputs, read from the current arguments (stage commands may override some)."""
         hp = self.hparams
-        return pipeline.PipelineConfig(
+        return pipeline_config.PipelineConfig(
             paths=self.paths,
             heldout_fraction=hp.heldout_fraction,
-            original=pipeline.OriginalTokenizer(hp.tokenizer_name, hp.tokenizer_local_dir, hp.use_hub, hp.force),
+            original=pipeline_config.OriginalTokenizer(hp.tokenizer_name, hp.tokenizer_local_dir, hp.use_hub, hp.force),
             cleaning=CleaningOptions(
                 hp.text_key, hp.encoding, hp.on_bad_record, hp.builtin_corpus, hp.builtin_corpus_max_mb, hp.max_document_chars
             ),
@@ -189,7 +189,7 @@ class IVRDataModule(LightningDataModule):
             remap=settings_as(RemapSettings, hp.remap),
             align=settings_as(AlignSettings, hp.align),
             extra_eval_paths=tuple(hp.extra_eval_paths),
-            base_model=pipeline.BaseModel(hp.base_model_name_or_path, as_shape(hp.base_model_config)),
+            base_model=pipeline_config.BaseModel(hp.base_model_name_or_path, as_shape(hp.base_model_config)),
         )
 
     @property
@@ -284,7 +284,8 @@ class IVRDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         from datasets import load_from_disk
 
-        self._vocabulary_sha256()  # the vocabulary the weights are trained on or read with, fixed from here on
+        if self.paths.tokenizer_file(self.hparams.tokenizer).is_file():
+            self._vocabulary_sha256()  # the vocabulary the weights are trained on or read with, fixed from here on
         if stage == "predict" or self.datasets is not None:
             return
         hp = self.hparams

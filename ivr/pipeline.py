@@ -14,7 +14,7 @@ import json
 import logging
 import types
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
@@ -23,72 +23,30 @@ from filelock import FileLock
 from ivr.analysis.frequency import SplitIdSequences, analyze_corpus
 from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts, split_id_batches
 from ivr.analysis.select import select_replacements
-from ivr.analysis.select_settings import SelectSettings
 from ivr.atomic import atomic_dir
 from ivr.builtin_corpora import english_reference_texts
-from ivr.causal_lm import ModelShape, base_model
+from ivr.causal_lm import base_model
 from ivr.collector import collector_paused
 from ivr.cleaned_corpus import SplitTexts, check_splits, iter_documents, read_manifest
-from ivr.corpus import CleaningOptions, clean_corpus, read_text_files
-from ivr.embeddings import AlignSettings, align_embeddings, align_outputs
+from ivr.corpus import clean_corpus, read_text_files
+from ivr.embeddings import align_embeddings, align_outputs
 from ivr.figures import figure
 from ivr.gguf import is_gguf, locate_gguf
 from ivr.packing import encoded_batches, write_packed_splits
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
+from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKind
 from ivr.stamps import code_fingerprint, is_current, library_versions, module_file, write_stamp
-from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
+from ivr.tokenizers.distill import distill_tokenizer
 from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer, read_metadata, read_special_tokens
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
-from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
+from ivr.tokenizers.remap import remap_tokenizer
 from ivr.tokenizers.source import fetch_original_tokenizer
 from ivr.tokenizers.special import CHAT_TEMPLATE_FILE
-from ivr.tokenizers.verify import VerifySettings, verify_tokenizer
+from ivr.tokenizers.verify import verify_tokenizer
 
 log = logging.getLogger(__name__)
 
-STAGES = ("init", "analyze", "distill-tokenizer", "select", "remap", "align")
-TokenizerKind = Literal["original", "distilled", "remapped"]
-# the last stage each training tokenizer needs
-LAST_STAGE = {"original": "analyze", "distilled": "distill-tokenizer", "remapped": "align"}
 DATASET_FORMAT_VERSION = 2
-
-
-@dataclass(frozen=True)
-class OriginalTokenizer:
-    """Where ``init`` takes the original BPE tokenizer from (``ivr.tokenizers.source``): ``local_dir`` (a
-    directory, or a GGUF spec), else ``name``: a GGUF spec (``path.gguf``, ``distribution:path.gguf``) or a Hub
-    name (its cache first; GPT-2's names fall back to the packaged vocabulary)."""
-
-    name: str = "openai-community/gpt2"
-    local_dir: str | None = None
-    use_hub: bool = True
-    force: bool = False
-
-
-@dataclass(frozen=True)
-class BaseModel:
-    """The model whose embedding rows ``align`` reads: pretrained weights or a seeded from-scratch shape."""
-
-    name_or_path: str | None = None
-    from_config: ModelShape | None = None
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Everything the stages read besides the artifact tree; the DataModule builds it from its arguments."""
-
-    paths: ArtifactPaths
-    heldout_fraction: float = 0.05
-    original: OriginalTokenizer = OriginalTokenizer()
-    cleaning: CleaningOptions = field(default_factory=CleaningOptions)
-    normalize_force: bool = False
-    distill: DistillSettings = field(default_factory=DistillSettings)
-    verify: VerifySettings = field(default_factory=VerifySettings)
-    select: SelectSettings = field(default_factory=SelectSettings)
-    remap: RemapSettings = field(default_factory=RemapSettings)
-    align: AlignSettings = field(default_factory=AlignSettings)
-    extra_eval_paths: tuple[str, ...] = ()
-    base_model: BaseModel = BaseModel()
 
 
 # ---- stamps -------------------------------------------------------------------------------------------------
@@ -218,19 +176,62 @@ def distill_key(config: PipelineConfig) -> dict:
         "settings": _plain(config.distill),
         # the settings name the word list; its words are what changes the fit
         "word_list": _sha(Path(config.distill.word_list)) if config.distill.word_list else None,
-        "verify": _plain(config.verify),
-        "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
         **_corpus_key(config),
     }
 
 
+def _verification_key(config: PipelineConfig) -> dict:
+    """What the distillation reports measure besides the fit's inputs: a change verifies again, never refits."""
+    paths = config.paths
+    return {
+        "tokenizer": _sha(paths.tokenizer_file("distilled")),
+        "original_tokenizer": _sha(paths.tokenizer_file("original")),
+        "verify": _plain(config.verify),
+        "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
+        **_corpus_key(config),
+        "code": stage_code_fingerprint(_verified),
+        "libraries": library_versions(),
+    }
+
+
+def _verified(config: PipelineConfig, again: bool = False) -> dict | None:
+    """Verify the distilled tokenizer and rewrite its reports (with the fit its metadata records), when the
+    reports are not of this tokenizer, text and settings, or ``again``; the summary, or None when current."""
+    paths = config.paths
+    reports = [paths.distillation_report_md, paths.distillation_report_json]
+    with artifacts_lock(paths):  # the reports are distillation's; a concurrent run must not write them meanwhile
+        key = _verification_key(config)
+        if not again and is_current(paths.stamp("verify-tokenizer"), key, reports):
+            return None
+        meta = read_metadata(paths.distilled_tokenizer_dir, required=True)
+        summary = verify_tokenizer(
+            load_tokenizer(paths.distilled_tokenizer_dir),
+            load_tokenizer(paths.original_tokenizer_dir),
+            {"corpus": _texts(config, "train"), "heldout": _texts(config, "heldout"), **extra_eval_texts(config)},
+            *reports,
+            config.verify,
+            fit_info=meta.get("fit"),
+            fit_settings=meta.get("settings"),
+        )
+        write_stamp(paths.stamp("verify-tokenizer"), key, reports)
+        return summary
+
+
 def distill(config: PipelineConfig) -> list[Path]:
     """Fit the Unigram tokenizer that reproduces the original BPE id for id, save it and verify it."""
+    return _distilled(config)[0]
+
+
+def _distilled(config: PipelineConfig) -> tuple[list[Path], dict | None]:
+    """``distill``'s outputs, and the verification summary where this call verified (a fit, or verification's
+    own inputs changed: ``_verified``)."""
     paths = config.paths
     # verification compares with analyze's BPE ids, which the tokenizer and the corpus in the key determine
     analyze(config)
     outputs = [paths.distilled_tokenizer_dir, paths.distillation_report_md, paths.distillation_report_json,
                paths.distilled_pretokens]
+    fitted: dict = {}
+
     def build() -> None:
         # verification encodes both splits with the saved tokenizer: selection's counts and the remapped tokenizer's
         # datasets are taken from its pre-tokens
@@ -258,28 +259,22 @@ def distill(config: PipelineConfig) -> list[Path]:
                             config.heldout_fraction)
         rates = {name: figure(s["rates"]["word_occurrence"]) for name, s in summary.get("sets", {}).items()}
         log.info("distill-tokenizer: word occurrences with the original's ids: %s", rates)
+        fitted["summary"] = summary
+        write_stamp(paths.stamp("verify-tokenizer"), _verification_key(config),
+                    [paths.distillation_report_md, paths.distillation_report_json])
 
-    # verify-tokenizer rewrites the reports; the tokenizer and the pre-token table are what later stages read
-    return staged("distill-tokenizer", paths, lambda: distill_key(config), outputs, build, distill,
-                  unsigned=[paths.distillation_report_md, paths.distillation_report_json])
+    # the reports are verification's, stamped on their own: the tokenizer and the pre-token table are what later
+    # stages read
+    built = staged("distill-tokenizer", paths, lambda: distill_key(config), outputs, build, distill,
+                   unsigned=[paths.distillation_report_md, paths.distillation_report_json])
+    return built, fitted.get("summary") or _verified(config)
 
 
 def verify(config: PipelineConfig) -> dict:
     """Compare the distilled tokenizer with BPE again; rewrite the report with the fit its metadata records."""
-    paths = config.paths
-    distill(config)  # the tokenizer current first, as the other stage commands bring the stage before them
-    with artifacts_lock(paths):  # the report is distillation's; a concurrent run must not write it meanwhile
-        meta = read_metadata(paths.distilled_tokenizer_dir, required=True)
-        return verify_tokenizer(
-            load_tokenizer(paths.distilled_tokenizer_dir),
-            load_tokenizer(paths.original_tokenizer_dir),
-            {"corpus": _texts(config, "train"), "heldout": _texts(config, "heldout"), **extra_eval_texts(config)},
-            paths.distillation_report_md,
-            paths.distillation_report_json,
-            config.verify,
-            fit_info=meta.get("fit"),
-            fit_settings=meta.get("settings"),
-        )
+    # the tokenizer current first, as the other stage commands bring the stage before them; once verified is enough
+    _, summary = _distilled(config)
+    return summary if summary is not None else _verified(config, again=True)
 
 
 def select(config: PipelineConfig) -> list[Path]:

@@ -6,16 +6,16 @@ import multiprocessing
 import time
 from pathlib import Path
 
-from ivr import pipeline
+from ivr import pipeline, pipeline_config
 from ivr.corpus import CleaningOptions
 from ivr.paths import ArtifactPaths
 
 
-def config_for(root: Path, raw_dir: Path) -> pipeline.PipelineConfig:
-    return pipeline.PipelineConfig(
+def config_for(root: Path, raw_dir: Path) -> pipeline_config.PipelineConfig:
+    return pipeline_config.PipelineConfig(
         paths=ArtifactPaths.from_config(root / "artifacts", raw_corpora_dir=raw_dir),
         heldout_fraction=0.2,
-        original=pipeline.OriginalTokenizer(use_hub=False),
+        original=pipeline_config.OriginalTokenizer(use_hub=False),
         cleaning=CleaningOptions(),
     )
 

@@ -58,6 +58,25 @@ def test_a_second_prepare_rebuilds_nothing(ivr_run):
     assert {part: _snapshot(part) for part in kept} == before
 
 
+def test_a_verification_setting_verifies_again_without_fitting_again(ivr_run, tmp_path, monkeypatch):
+    import shutil
+
+    root, args = ivr_run
+    tree = tmp_path / "tree"
+    shutil.copytree(root / "artifacts", tree, symlinks=True)
+    tokenizer = _snapshot(tree / "tokenizers" / "distilled_unigram")
+    report = tree / "analysis" / "reports" / "distillation_report.json"
+    monkeypatch.setattr(stage, "fit_distilled", lambda *a, **k: pytest.fail("fitted again"))
+    main(["distill-tokenizer", *args, "--data.artifacts_dir", str(tree), "--data.verify.examples", "1"])
+    summary = json.loads(report.read_text())
+    assert summary["settings"]["examples"] == 1 and summary["fit"]  # the fit's record kept in the new report
+    assert all(len(m["examples"]) <= 1 for s in summary["sets"].values() for m in s["mismatches"].values())
+    assert _snapshot(tree / "tokenizers" / "distilled_unigram") == tokenizer
+    written = report.stat().st_mtime_ns
+    main(["select", *args, "--data.artifacts_dir", str(tree), "--data.verify.examples", "1"])
+    assert report.stat().st_mtime_ns == written  # current now: not verified again
+
+
 def test_a_moved_artifact_tree_rebuilds_nothing(ivr_run, tmp_path):
     import shutil
 

@@ -9,10 +9,11 @@ import sys
 
 import pytest
 
-from ivr import pipeline, stamps
+from ivr import pipeline, pipeline_config, stamps
 from ivr.collector import collector_paused
 from ivr.paths import ArtifactPaths
 from ivr.stamps import PACKAGE_ROOT, code_fingerprint, module_closure
+from ivr.tokenizers.remap import RemapSettings
 
 STAGE_FUNCTIONS = {**pipeline.RUNNERS, "datasets": pipeline.build_datasets}
 
@@ -233,8 +234,8 @@ def test_a_stage_brings_the_stage_it_reads_up_to_date_first(tmp_path, monkeypatc
     if rules_path:  # a rules file named in the settings must exist when they are read
         rules_path = tmp_path / rules_path
         rules_path.write_text("", encoding="utf-8")
-    config = pipeline.PipelineConfig(paths=ArtifactPaths.from_config(tmp_path),
-                                     remap=pipeline.RemapSettings(remap_rules_path=rules_path))
+    config = pipeline_config.PipelineConfig(paths=ArtifactPaths.from_config(tmp_path),
+                                     remap=RemapSettings(remap_rules_path=rules_path))
     with pytest.raises(Called, match=first):
         pipeline.run_stage(config, stage)
 
@@ -336,9 +337,9 @@ def test_the_distillation_key_holds_the_word_lists_words_and_the_special_tokens_
 
     words = tmp_path / "words.txt"
     words.write_text("alpha\n")
-    config = pipeline.PipelineConfig(
+    config = pipeline_config.PipelineConfig(
         paths=ArtifactPaths.from_config(tmp_path / "artifacts", raw_corpora_dir=raw_dir), heldout_fraction=0.2,
-        original=pipeline.OriginalTokenizer(use_hub=False), cleaning=CleaningOptions(),
+        original=pipeline_config.OriginalTokenizer(use_hub=False), cleaning=CleaningOptions(),
         distill=DistillSettings(word_list=str(words)),
     )
     pipeline.run_stage(config, "init")
