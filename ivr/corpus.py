@@ -317,7 +317,7 @@ def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
 
 
 def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool = False,
-                 cleaned_dir: Path | None = None) -> list[Source]:
+                 cleaned_dir: Path | None = None, quiet: bool = False) -> list[Source]:
     """Raw files to clean, never from ``cleaned_dir``; the built-in corpus joins them when configured.
 
     A raw folder that gives no files beside the built-in corpus (missing, a file, or without .txt, .jsonl or .json
@@ -326,7 +326,7 @@ def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool 
     sources = []
     if raw_dir.is_dir():
         sources = [Source(p, p.relative_to(raw_dir).as_posix()) for p in _raw_files(raw_dir, cleaned_dir)]
-    if not sources and options.builtin_corpus is not None:
+    if not sources and options.builtin_corpus is not None and not quiet:
         (log.info if default_raw_dir else log.warning)(
             "raw corpus directory %s (data.raw_corpora_dir) %s; using data.builtin_corpus %s only",
             raw_dir, _no_files(raw_dir), options.builtin_corpus)
@@ -362,6 +362,18 @@ def _sources_fingerprint(sources: list[Source], options: CleaningOptions) -> str
         st = path.stat()
         h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
+
+
+def cleaned_from_current_sources(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions) -> bool:
+    """Whether the cleaned corpus was cleaned from the raw files as they are now, with these options (a stage
+    command run alone reads the cleaned copy; only ``ivr init`` cleans again). True where there is nothing to
+    compare: no cleaned corpus, or no raw files to find."""
+    try:
+        fingerprint = read_manifest(cleaned_dir).get("fingerprint")
+        sources = find_sources(Path(raw_dir), options, cleaned_dir=Path(cleaned_dir), quiet=True)
+    except (OSError, CorpusError):
+        return True
+    return fingerprint == _sources_fingerprint(sources, options)
 
 
 def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, force: bool = False,

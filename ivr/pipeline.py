@@ -28,7 +28,7 @@ from ivr.builtin_corpora import english_reference_texts
 from ivr.causal_lm import base_model
 from ivr.collector import collector_paused
 from ivr.cleaned_corpus import SplitTexts, check_splits, iter_documents, read_manifest
-from ivr.corpus import clean_corpus, read_text_files
+from ivr.corpus import clean_corpus, cleaned_from_current_sources, read_text_files
 from ivr.embeddings import align_embeddings, align_outputs
 from ivr.figures import figure
 from ivr.gguf import is_gguf, locate_gguf
@@ -436,6 +436,11 @@ def run_stage(config: PipelineConfig, name: str, **overrides) -> list[Path]:
     """Run one stage (reusing up-to-date outputs) and return the artifacts it owns."""
     if name not in RUNNERS:
         raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
+    paths = config.paths
+    if name != "init" and not cleaned_from_current_sources(paths.raw_corpora_dir, paths.cleaned_corpora_dir,
+                                                           config.cleaning):
+        log.warning("the raw corpus (or the cleaning settings) changed since %s was cleaned: %s reads the earlier "
+                    "cleaned copy; `ivr init` (or `ivr prepare`) cleans it again", paths.cleaned_corpora_dir, name)
     return RUNNERS[name](config, **overrides)
 
 

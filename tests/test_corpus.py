@@ -377,3 +377,25 @@ def test_a_nul_past_the_first_64k_characters_is_still_binary(tmp_path, encoding)
     with pytest.raises(CorpusError, match=r"late\.txt: looks binary \(0 control characters in the first 65536; "
                                           r"a NUL at character 70000\)"):
         clean_corpus(raw, tmp_path / "clean", CleaningOptions())
+
+
+def test_a_cleaned_copy_of_changed_raw_files_is_told_apart(tmp_path, caplog):
+    from ivr import pipeline
+    from ivr.corpus import cleaned_from_current_sources
+    from ivr.paths import ArtifactPaths
+    from ivr.pipeline_config import PipelineConfig
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.txt").write_text("text", encoding="utf-8")
+    assert cleaned_from_current_sources(raw, tmp_path / "cleaned", CleaningOptions())  # nothing cleaned yet
+    _clean(raw, tmp_path)
+    assert cleaned_from_current_sources(raw, tmp_path / "cleaned", CleaningOptions())
+    assert not cleaned_from_current_sources(raw, tmp_path / "cleaned", CleaningOptions(max_document_chars=10))
+    (raw / "a.txt").write_text("text, and more", encoding="utf-8")
+    assert not cleaned_from_current_sources(raw, tmp_path / "cleaned", CleaningOptions())
+    # a stage command run alone says it reads the earlier copy (it then fails here: no tokenizer was fetched)
+    paths = ArtifactPaths.from_config(tmp_path / "art", raw_corpora_dir=raw, cleaned_corpora_dir=tmp_path / "cleaned")
+    with caplog.at_level("WARNING"), pytest.raises(FileNotFoundError):
+        pipeline.run_stage(PipelineConfig(paths=paths), "analyze")
+    assert "analyze reads the earlier cleaned copy" in caplog.text

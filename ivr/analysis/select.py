@@ -133,6 +133,8 @@ class _Ranker:
                     continue
                 fresh[s] = len(picked)
                 heapq.heappush(heap, (-greedy.gain(s), s))
+            bar.total = bar.n  # no more strings that save: a bar stopped short would look stalled
+            bar.refresh()
         return picked
 
 
