@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LightningCLI
 from ivr.causal_lm import PretrainedUnavailableError
 from ivr.cli_parsing import (
     cache_docstring_parsing,
+    condensed_error,
     config_after_command,
     from_config_file,
     help_data_only,
@@ -136,7 +137,7 @@ def main(args: list[str] | None = None) -> None:
         configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--config", "-c")]
         where = f"{', '.join(configs)}: " if configs and from_config_file(str(err), argv) else ""
         help_command = " ".join(filter(None, ["ivr", command, "--help"]))
-        print(f"ivr: error: {where}{err}\n(`{help_command}` lists every option)", file=sys.stderr)
+        print(f"ivr: error: {where}{condensed_error(str(err))}\n(`{help_command}` lists every option)", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         if debug:

@@ -69,7 +69,8 @@ def from_config_file(message: str, argv: list[str]) -> bool:
         return True
     keys = re.findall(r"(?:option|key) ['\"]([\w.]+)['\"]", message, re.IGNORECASE)
     flags = {a.partition("=")[0].removeprefix("--") for a in argv if a.startswith("--")}
-    return bool(keys) and not any(key in flags for key in keys)
+    # a flag sets its key, and a nested class's key by one of its fields (--model.from_config.n_head)
+    return bool(keys) and not any(f == key or f.startswith(key + ".") for key in keys for f in flags)
 
 
 def cache_docstring_parsing() -> None:
@@ -130,3 +131,39 @@ def help_data_only(parser) -> None:
 
 def _is_data(dest: str) -> bool:
     return dest == "data" or dest.startswith("data.")
+
+
+def condensed_error(message: str) -> str:
+    """A parser error in one or two lines: a union's dump of every subtype (``str | None``) as the key, the value
+    and what it may be; an option linked from another as the option to set instead."""
+    linked = re.match(r"argument (\w+)\(([\w.]+)\) --> ([\w.]+):", message)
+    if linked:
+        return f"{linked.group(3)} follows {linked.group(2)} and cannot be set on its own: set {linked.group(2)}"
+    key = re.search(r'Parser key "([\w.]+)"', message)
+    if key is None:
+        return message
+    if "Does not validate against any of the Union subtypes" in message:
+        expected = re.findall(r"- Expected a ([^\n]+)", message)
+        given = re.search(r"Given value: ([^\n]*)", message)
+    else:  # one type: 'Expected a typing.Literal[...]. Got value: foo'
+        expected = re.findall(r"Expected a (.+?)\. Got value", message)
+        given = re.search(r"Got value: ([^\n]*)", message)
+    nested = re.search(r"Given value: NestedArg\(key='([\w.]+)', val='([^\n]*)'\)", message)
+    if nested:  # a field of a nested class (model.from_config.n_head): its own type is not in the message
+        return f"{key.group(1)}.{nested.group(1)}: {nested.group(2)} is not a valid value"
+    if not expected or given is None:
+        return message
+    names = [_type_name(e) for e in expected]
+    allowed = [n for n in names if n != "null"] + (["null"] if "null" in names else [])
+    return f"{key.group(1)}: {given.group(1)} is not allowed; expected {' or '.join(allowed)}"
+
+
+def _type_name(expected: str) -> str:
+    """``typing.Literal['a', 'b']`` → ``one of 'a', 'b'``; ``<class 'int'>`` → ``int``; ``NoneType`` → ``null``."""
+    expected = expected.strip()
+    if "NoneType" in expected:
+        return "null"
+    literal = re.fullmatch(r"typing\.Literal\[(.*)\]", expected)
+    if literal:
+        return f"one of {literal.group(1)}"
+    return re.sub(r"<class '([\w.]+)'>", r"\1", expected)
