@@ -41,7 +41,7 @@ from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer, read
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import remap_tokenizer
 from ivr.tokenizers.source import fetch_original_tokenizer
-from ivr.tokenizers.special import CHAT_TEMPLATE_FILE
+from ivr.tokenizers.special import CHAT_TEMPLATE_FILE, CONFIG_FILES
 from ivr.tokenizers.verify import verify_tokenizer
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,11 @@ def _plain(settings) -> dict:
 
 def _sha(path: Path) -> str:
     return file_sha256(path) if Path(path).is_file() else "absent"
+
+
+def _config_shas(tokenizer_dir: Path) -> dict[str, str]:
+    """The hashes of the files that name a tokenizer's special tokens (``read_special_tokens`` reads them all)."""
+    return {name: _sha(tokenizer_dir / name) for name in CONFIG_FILES}
 
 
 def staged(stage: str, paths: ArtifactPaths, key: Callable[[], dict], outputs: list[Path] | Callable[[], list[Path]],
@@ -170,9 +175,8 @@ def distill_key(config: PipelineConfig) -> dict:
     paths = config.paths
     return {
         "tokenizer": _sha(paths.tokenizer_file("original")),
-        "tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
+        "tokenizer_configs": _config_shas(paths.original_tokenizer_dir),
         "chat_template": _sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),  # copied into the tokenizer dir
-        "special_tokens_map": _sha(paths.original_tokenizer_dir / "special_tokens_map.json"),
         "settings": _plain(config.distill),
         # the settings name the word list; its words are what changes the fit
         "word_list": _sha(Path(config.distill.word_list)) if config.distill.word_list else None,
@@ -288,7 +292,7 @@ def select(config: PipelineConfig) -> list[Path]:
     key = lambda: {  # noqa: E731
         "tokenizer": _sha(paths.tokenizer_file("distilled")),
         "original_tokenizer": _sha(paths.tokenizer_file("original")),
-        "original_tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
+        "original_tokenizer_configs": _config_shas(paths.original_tokenizer_dir),
         "settings": _plain(settings),
         # the selection's own-id and general-text checks build the remapped tokenizer as remap will
         "new_piece_bonus": config.remap.new_piece_bonus,
@@ -333,7 +337,7 @@ def remap(config: PipelineConfig) -> list[Path]:
         "tokenizer": _sha(paths.tokenizer_file("distilled")),
         # a path the user gave; the tree's own candidates by name, so that a moved tree keeps its stamps
         "rules_source": [str(source) if settings.remap_rules_path else source.name, _sha(source)],
-        "original_tokenizer_config": _sha(paths.original_tokenizer_dir / "tokenizer_config.json"),
+        "original_tokenizer_configs": _config_shas(paths.original_tokenizer_dir),
         "original_chat_template": _sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),
         "settings": _plain(settings),
         "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
