@@ -415,3 +415,19 @@ def test_an_interrupted_fit_says_how_to_resume(tmp_path, monkeypatch, capsys):
         signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
     assert exc.value.code == 130
     assert "run the same command with `--ckpt_path last` to resume" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_libraries_load_is_one_line(monkeypatch, capsys):
+    import sys
+    import types
+
+    from ivr import entry
+
+    class Loading(types.ModuleType):
+        def __getattr__(self, name):  # as if Ctrl-C came while `ivr.cli` imported Lightning
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "ivr.cli", Loading("ivr.cli"))
+    with pytest.raises(SystemExit) as exc:
+        entry.main()
+    assert exc.value.code == 130 and "ivr: interrupted while starting" in capsys.readouterr().err
