@@ -6,10 +6,12 @@ of its merge tree's weights (``ivr/tokenizers/distill/scores.py``), and the segm
 is compared with GPT-2's BPE (its bare model). Designs (``--designs``, comma-separated):
 
 * ``f64:pow:E``: ``w(r) = (r+1)^-E`` in float64 through the real ``tokenizers`` Unigram
-  (``unigram_tokenizer``, the scores as a saved file loads them); ``f64:pow:3.3`` is the library's
-  initialisation. Ties are broken as that Viterbi breaks them and count as right or wrong.
+  (``unigram_tokenizer``, the scores as a saved file loads them); at ``E`` = ``DistillSettings().init_exponent``
+  (offset 1) it is the library's initialisation. Ties are broken as that Viterbi breaks them and count as right
+  or wrong.
 * ``f64:hybrid:A``: ``ln w(r) = -A ln(r+1) - B r`` in float64, ``B`` chosen so that the last merge weighs
-  ``N^-E`` (``E`` = ``--budget-exponent``, 3.3): the same dynamic range as ``f64:pow:E``, spent differently.
+  ``N^-E`` (``E`` = ``--budget-exponent``, the library's ``init_exponent`` by default): the same dynamic range as
+  ``f64:pow:E``, spent differently.
 * ``f64:offset:C``: ``w(r) = ((r+C)/C)^-A``, ``A`` chosen so that the last merge weighs ``N^-E`` of the first:
   the same dynamic range again, flat among the first ``C`` ranks and as steep as ``A`` beyond them.
 * ``f64:bonus:R``: ``f64:pow:E`` with every piece's score raised by ``(R+1)^-E``, the weight of merge ``R`` (lowered
@@ -29,12 +31,12 @@ In the exact designs a word whose BPE segmentation has the highest total but sha
 counted apart; a word whose BPE segmentation has a lower total than the best is wrong.
 
 Words are counted per set as GPT-2's pre-tokenizer cuts them (no split or word rules), every word, not only
-those a fitted tokenizer gets wrong, so ``f64:pow:3.3`` counts more than the "initialisation wrong too" column
-of ``multilingual_distill.py`` (which counts it among a fit's mismatches only). Given that script's
+those a fitted tokenizer gets wrong, so the library's ``f64:pow:E`` counts more than the "initialisation wrong
+too" column of ``multilingual_distill.py`` (which counts it among a fit's mismatches only). Given that script's
 ``report.json`` (``--fit-report``), a second table takes the fitted tokenizer's wrong occurrences but ties and
-counts those each design gets wrong too (``f64:pow:3.3`` is then that column). A table of the words with a
-letter alone sets apart the punctuation (vocabulary pieces such as `` ...``, runs) that the fit and the split rules
-correct.
+counts those each design gets wrong too (the library's ``f64:pow:E`` is then that column). A table of the words
+with a letter alone sets apart the punctuation (vocabulary pieces such as `` ...``, runs) that the fit and the
+split rules correct.
 
     uv run python benchmarks/additive_limit.py
     uv run python benchmarks/additive_limit.py --designs f64:pow:3.3,exact:lex --languages de,pl
@@ -59,13 +61,15 @@ from multilingual_distill import LANGUAGES, TARGET, held_out_sets
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable, text_to_piece
+from ivr.tokenizers.distill import DistillSettings
 from ivr.tokenizers.distill.scores import initial_scores, merge_tree_matrix
 from ivr.tokenizers.distill.source_bpe import SourceBPE, source_bpe
 from ivr.tokenizers.distill.words import pre_token_counts
 from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
 
-DEFAULT_DESIGNS = ("f64:pow:3.3,exact:pow:3.3,f64:pow:6,exact:pow:6,exact:pow:10,exact:pow:14,exact:lex,"
-                   "f64:hybrid:2.5,f64:hybrid:2.0,f64:hybrid:1.5,f64:hybrid:1.0")
+INIT_EXPONENT = DistillSettings().init_exponent
+DEFAULT_DESIGNS = (f"f64:pow:{INIT_EXPONENT:g},exact:pow:{INIT_EXPONENT:g},f64:pow:6,exact:pow:6,exact:pow:10,"
+                   "exact:pow:14,exact:lex,f64:hybrid:2.5,f64:hybrid:2.0,f64:hybrid:1.5,f64:hybrid:1.0")
 GUARD_BITS = 256
 """Significant bits of the smallest exact weight."""
 BATCH = 20_000
@@ -328,8 +332,9 @@ def fit_mismatches(report: Path, set_names: Sequence[str]) -> tuple[dict[str, Co
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--designs", default=DEFAULT_DESIGNS, help="comma-separated designs (see above)")
-    ap.add_argument("--budget-exponent", type=float, default=3.3,
-                    help="E: the hybrids' last merge weighs N^-E, as at f64:pow:E")
+    ap.add_argument("--budget-exponent", type=float, default=INIT_EXPONENT,
+                    help="E: the hybrids' last merge weighs N^-E, as at f64:pow:E (default: the library's "
+                         "init_exponent, %(default)s)")
     ap.add_argument("--lang-chars", type=int, default=2_000_000, help="cap on each language's messages")
     ap.add_argument("--languages", default=",".join(LANGUAGES), help="comma-separated locale names")
     ap.add_argument("--examples", type=int, default=3, help="most frequent wrong words listed per set and design")

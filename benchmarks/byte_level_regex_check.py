@@ -1,8 +1,9 @@
 """Does the saved tokenizer's byte-level regex cut the pre-tokens of the rules' regex over text?
 
 The distilled tokenizer runs ``split_pattern`` rewritten for byte-level characters (``byte_level_regex``)
-behind the ``ByteLevel`` normalizer. This script builds both forms from a fitted tokenizer's rules and
-compares their pre-tokens on the distillation benchmark's fit corpus, held-out code and English prose, and on
+behind the ``ByteLevel`` normalizer. This script loads the saved tokenizer (``tokenizer.json`` as written, its
+normalizer and byte-level regex), builds the regex over text from the rules its metadata lists, and compares
+their pre-tokens on the distillation benchmark's fit corpus, held-out code and English prose, and on
 random strings drawn from the rules' own characters, the listed words, non-ASCII letters, digits, marks,
 punctuation and white space, and any code point, where the two forms would part if a class or a construct
 were rewritten wrong:
@@ -19,7 +20,7 @@ from pathlib import Path
 from common import Stopwatch, distillation_sets, parser
 
 from ivr.tokenizers.byte_level import piece_to_bytes
-from ivr.tokenizers.distill import rules_pre_tokenizer, with_rules
+from ivr.tokenizers.distill import rules_pre_tokenizer
 from ivr.tokenizers.io import load_tokenizer, pre_tokens, read_metadata
 
 NON_ASCII = list("éßЖ中½٣\u0301\u00a0\u3000\u2028\u0085“”—…─═•·█\U0001f600\u00ad\u200b")
@@ -48,13 +49,13 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--tokenizer", type=Path, required=True, help="a distilled tokenizer folder (with ivr_metadata.json)")
     ap.add_argument("--texts", type=int, default=100_000, help="how many random strings")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random strings")
     ap.add_argument("--examples", type=int, default=5, help="how many differing texts to print")
     args = ap.parse_args()
     meta = read_metadata(args.tokenizer, required=True)
     rules, words = meta.get("split_rules", []), meta.get("word_rules", [])
     over_text = rules_pre_tokenizer(rules, words)
-    byte_level = with_rules(load_tokenizer(args.tokenizer), rules, words)
+    byte_level = load_tokenizer(args.tokenizer)  # the saved file itself, not rebuilt from its rules
 
     sets = distillation_sets() | {"random strings": random_texts(args.texts, rules, words, args.seed)}
     rows, bad = [], []

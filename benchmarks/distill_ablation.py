@@ -14,6 +14,7 @@ import numpy as np
 from common import Stopwatch, add_heldout_every, add_settings, english_prose, parser, settings_from, stdlib_split
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.distill import (
     bare_model,
     encode_segments,
@@ -47,7 +48,7 @@ def main() -> None:
                                                     source.ignore_merges), source.never)
 
     st = fit.stats
-    print(f"\nfit {fitting.seconds:.1f} s; split rules for {''.join(r['char'] for r in fit.split_rules)!r}")
+    print(f"\nfit {fitting.seconds:.1f} s; split rules for {''.join(readable(r['char']) for r in fit.split_rules)!r}")
     print(f"fit word types wrong beyond ties {st['fit_mismatched_types'] - st['fit_mismatched_tie_types']} "
           f"(proven unsatisfiable {st['proven_unsatisfiable_types']}, given up "
           f"{st['fit_mismatched_types'] - st['fit_mismatched_tie_types'] - st['proven_unsatisfiable_types']})")

@@ -26,7 +26,8 @@ from ivr.tokenizers.io import load_tokenizer, read_metadata
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/distill_bench"))
+    ap.add_argument("--out", type=Path, default=Path("/tmp/distill_bench"),
+                    help="where the distilled tokenizer (OUT/tokenizer) and its reports (report.md, report.json) go")
     add_heldout_every(ap)
     ap.add_argument("--max-iterations", type=int, default=None,
                     help=f"fitting rounds (default {DistillSettings.max_iterations})")

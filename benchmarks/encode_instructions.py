@@ -1,15 +1,15 @@
 """Count the CPU instructions that encoding takes, distilled tokenizer against BPE: a speed figure nearly without noise.
 
-Timings on a shared machine move by a few percent from run to run, which hides changes of 1-2% in the
-pre-tokenizer regex. This script runs each tokenizer under ``valgrind --tool=callgrind`` twice, once loading the
-tokenizer and the sample and once also encoding the sample (one text at a time, one thread), and reports the
-difference: the instructions spent encoding, within 0.3% on every run (Rust seeds its hash maps anew in each
-process). The ratio BPE / distilled is a proxy for the
-encode speed ratio (it ignores cache misses and branch mispredictions; on this benchmark's text the timed ratio
-came out 1-3% lower). The sample is every 8th document of ``distill_benchmark.py``'s throughput sample
-(held-out standard library code and English prose, about 0.7 MB); each tokenizer takes about 20 s. The
-``no-<class>`` variants leave out one class's split and word rules, and ``--exactness`` counts what each variant
-gets wrong, so that a rule class's speed cost and what it fixes are read off one table.
+Timings on a shared machine move by a few percent from run to run, which hides changes of 1-2% in the pre-tokenizer
+regex. This script runs each tokenizer under ``valgrind --tool=callgrind`` twice, once loading the tokenizer and the
+sample and once also encoding the sample (one text at a time, one thread), and reports the difference: the
+instructions spent encoding, within 0.3% on every run (Rust seeds its hash maps anew in each process). The ratio
+BPE / distilled is a proxy for the encode speed ratio (it ignores cache misses and branch mispredictions; on this
+benchmark's text the timed one-thread ratio came out 3-8% lower, docs/benchmarks.md). The sample is every 8th
+document of ``distill_benchmark.py``'s throughput sample (held-out standard library code and English prose, about
+0.7 MB); each tokenizer takes about 20 s. The ``no-<class>`` variants leave out one class's split and word rules,
+and ``--exactness`` counts what each variant gets wrong, so that a rule class's speed cost and what it fixes are
+read off one table.
 
     uv run python benchmarks/distill_benchmark.py --out /tmp/distill_bench     # fits the tokenizer
     uv run python benchmarks/encode_instructions.py --tokenizer /tmp/distill_bench/tokenizer

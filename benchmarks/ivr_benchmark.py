@@ -8,6 +8,10 @@ Domains (all offline):
   russian  the Russian translations (``msgstr``) in ``/usr/share/locale/ru/LC_MESSAGES/*.mo``, one document per file
 General English: ``pydoc_data.topics`` (Python's help topics) and ``.txt``/``.md`` files under ``/usr/share/doc``.
 
+The domain corpus is cleaned as ``ivr init`` cleans it and split as every stage splits it (``is_heldout`` on the
+cleaned documents' ids, ``--heldout-fraction`` as ``data.heldout_fraction``): held-out documents are never seen by
+selection.
+
 The distilled tokenizer is read from ``--distilled DIR`` (e.g. ``artifacts/tokenizers/distilled_unigram``) or,
 by default, fitted on the training split first with the project's distillation (its time is reported apart).
 
@@ -16,8 +20,8 @@ by default, fitted on the training split first with the project's distillation (
 
 from __future__ import annotations
 
+import shutil
 import tempfile
-import zlib
 from pathlib import Path
 
 from common import Stopwatch, parser, settings_from
@@ -32,6 +36,9 @@ from ivr.builtin_corpora import (
     until_size,
     utf8_size,
 )
+from ivr.cleaned_corpus import iter_documents
+from ivr.corpus import CleaningOptions, clean_corpus
+from ivr.paths import ArtifactPaths
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.distill import DistillSettings, fit_distilled, pre_token_counts
 from ivr.tokenizers.io import load_tokenizer
@@ -46,13 +53,19 @@ def text_size(doc: tuple[str, str]) -> int:
     return utf8_size(doc[1])
 
 
-def python_docs(files: list[tuple[Path, str]]) -> list[tuple[str, str]]:
-    """(name, text) of the demo's built-in corpus, the standard library's own sources (``python_stdlib_files``)."""
-    return [(name, path.read_text(encoding="utf-8", errors="replace")) for path, name in files]
-
-
-def mo_docs(lang: str, max_bytes: int) -> list[tuple[str, str]]:
-    return until_size(translated_messages(lang), max_bytes, size=text_size, stop_at_limit=True)
+def cleaned_corpus(domain: str, megabytes: float, paths: ArtifactPaths) -> Path:
+    """The domain's documents cleaned as ``ivr init`` cleans them, into ``paths``: the built-in corpus for
+    ``python``; for ``russian`` each catalogue written as a ``.txt`` raw file (one document, its id the
+    catalogue's name) first."""
+    shutil.rmtree(paths.raw_corpora_dir, ignore_errors=True)  # an earlier run's files would join the corpus
+    options = CleaningOptions(builtin_corpus="python_stdlib", builtin_corpus_max_mb=megabytes)
+    if domain == "russian":
+        options = CleaningOptions()
+        paths.raw_corpora_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in until_size(translated_messages("ru"), megabytes * 1e6, size=text_size, stop_at_limit=True):
+            (paths.raw_corpora_dir / f"{name}.txt").write_text(text, encoding="utf-8")
+    clean_corpus(paths.raw_corpora_dir, paths.cleaned_corpora_dir, options, default_raw_dir=True)
+    return paths.cleaned_corpora_dir
 
 
 def general_english(max_bytes: int) -> list[str]:
@@ -65,26 +78,28 @@ def general_english(max_bytes: int) -> list[str]:
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--domain", choices=["python", "russian"], default="python")
+    ap.add_argument("--domain", choices=["python", "russian"], default="python",
+                    help="the domain corpus: the standard library's sources or Russian UI messages (see above)")
     ap.add_argument("--mb", type=float, default=8.0, help="domain corpus size in MB")
-    ap.add_argument("--general-mb", type=float, default=3.0)
-    ap.add_argument("--heldout-fraction", type=float, default=0.1)
+    ap.add_argument("--general-mb", type=float, default=3.0,
+                    help="general English in MB, the help topics included (more /usr/share/doc text fills it up)")
+    ap.add_argument("--heldout-fraction", type=float, default=0.1,
+                    help="data.heldout_fraction: share of the domain's documents held out of selection and measured")
     ap.add_argument("--num-replacements", type=int, help="default: data.select.num_replacements's (2000)")
     ap.add_argument("--min-count", type=int, help="default: data.select.min_count's (20)")
     ap.add_argument("--distilled", help="directory of a distilled tokenizer (default: fit one on the training split)")
-    ap.add_argument("--out", help="artifact directory (default: a temporary one)")
+    ap.add_argument("--out", help="artifact directory, best new or empty (default: a temporary one)")
     ap.add_argument("--select", action="append", default=[], metavar="KEY=VALUE",
                     help="a SelectSettings field (data.select.KEY; null for None), repeatable")
     ap.add_argument("--remap", action="append", default=[], metavar="KEY=VALUE",
                     help="a RemapSettings field (data.remap.KEY), repeatable")
     args = ap.parse_args()
 
+    out = Path(args.out or tempfile.mkdtemp(prefix="ivr-bench-"))
     files = python_stdlib_files(args.mb) if args.domain == "python" else []
-    docs = python_docs(files) if args.domain == "python" else mo_docs("ru", int(args.mb * 1e6))
-    # split by document name, as the project does, so held-out files are never seen by selection
-    heldout_mask = [zlib.crc32(name.encode()) % 1000 < args.heldout_fraction * 1000 for name, _ in docs]
-    train = [t for (_, t), h in zip(docs, heldout_mask) if not h]
-    heldout = [t for (_, t), h in zip(docs, heldout_mask) if h]
+    cleaned = cleaned_corpus(args.domain, args.mb, ArtifactPaths.from_config(out))
+    train = [d.text for d in iter_documents(cleaned, "train", args.heldout_fraction)]
+    heldout = [d.text for d in iter_documents(cleaned, "heldout", args.heldout_fraction)]
     general = general_english(int(args.general_mb * 1e6))
     other = {"third_party_code": [t for _, t in third_party_code()]} if args.domain == "python" else {}
 
@@ -101,7 +116,6 @@ def main() -> None:
     remap_settings = settings_from(args.remap, RemapSettings, "--remap")
     unreachable = tokenizer_unreachable_ids(original)
 
-    out = Path(args.out or tempfile.mkdtemp(prefix="ivr-bench-"))
     with Stopwatch() as selecting:
         selection = select_replacements(
             distilled, train, settings, out / "replacement_candidates.csv", out / "selection_log.md",

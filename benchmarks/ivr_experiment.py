@@ -19,7 +19,9 @@ and how much general ability does it keep?
    FLOPs, equal tokens); IVR packs more bytes into a token, so the bytes each run saw are reported.
 4. Reports per run: held-out domain bits per byte (the headline), general-text bits per byte (forgetting;
    the held-out English encoded with that run's tokenizer), domain tokens per byte, training tokens/s and
-   bytes seen.
+   bytes seen. Every held-out document is scored whole, as ``real_model.py`` scores (behind the separator, in
+   windows of ``--block-size`` tokens that overlap by one), so both tokenizers' bits per byte cover the same
+   bytes.
 5. Initialisation strategies (``mean``, ``global_mean``, ``random``, ``zeros``): the held-out domain loss
    and bits per byte right after initialisation, before any fine-tuning step, on ``--seeds`` base models
    (pretrained with seeds ``--seed``, ``--seed + 1``, ...; mean ± sd over them), split into the loss on
@@ -51,15 +53,20 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the sibling scripts, also where this file is imported by path rather than run (the tests)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import parser  # noqa: E402
+from real_model import document_windows, encode  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from ivr.builtin_corpora import documentation_texts, help_topics, until_size  # noqa: E402
@@ -75,7 +82,7 @@ from ivr.embeddings import (  # noqa: E402
 )
 from ivr.metrics import bits_per_byte  # noqa: E402
 from ivr.model import IVRLanguageModel  # noqa: E402
-from ivr.packing import pack_blocks  # noqa: E402
+from ivr.packing import pack_blocks, token_byte_lengths  # noqa: E402
 from ivr.paths import ArtifactPaths  # noqa: E402
 from ivr.stamps import is_current, write_stamp  # noqa: E402
 from ivr.tokenizers.byte_level import EOS_ID  # noqa: E402
@@ -107,13 +114,34 @@ def general_split(heldout_fraction: float, doc_mb: float) -> tuple[list[str], li
 
 # ---- packing and evaluation --------------------------------------------------------------------------------
 def pack(tok, texts: list[str], block_size: int) -> list[dict]:
-    """Documents packed as the training data are (``ivr.packing``), one dict per block; ``n_bytes`` counts
-    the bytes of the predicted tokens (all but the first of each block)."""
+    """Pretraining documents packed as the training data are (``ivr.packing``), one dict per block; ``n_bytes``
+    counts the bytes of the predicted tokens (all but the first of each block)."""
     return [
         {"input_ids": torch.from_numpy(block.copy()), "n_bytes": torch.tensor(int(n))}
         for blocks, counts in pack_blocks(tok, texts, block_size, EOS_ID)
         for block, n in zip(blocks, counts)
     ]
+
+
+def whole_documents(tok, texts: list[str], window: int) -> list[dict]:
+    """Every document scored whole, as ``real_model.py`` scores (``document_windows``: behind the separator, in
+    windows of ``window`` tokens that overlap by one), one dict per window; ``n_bytes`` counts the bytes of the
+    tokens it predicts. Every token is predicted once, so each tokenizer's bits per byte covers the same bytes
+    (packed blocks drop each tokenizer's own tail and first tokens)."""
+    nbytes = token_byte_lengths(tok, EOS_ID)
+    return [{"input_ids": torch.from_numpy(ids), "n_bytes": torch.tensor(int(nbytes[ids[1:]].sum()))}
+            for _, _, ids in document_windows(encode(tok, texts).ids, EOS_ID, window)]
+
+
+def pad_windows(items: list[dict]) -> dict:
+    """A batch of windows of any length: ids padded with 0 and ``valid`` marking the real next-token targets."""
+    width = max(len(item["input_ids"]) for item in items)
+    ids = torch.zeros(len(items), width, dtype=torch.long)
+    valid = torch.zeros(len(items), width - 1, dtype=torch.bool)
+    for row, item in enumerate(items):
+        ids[row, : len(item["input_ids"])] = item["input_ids"]
+        valid[row, : len(item["input_ids"]) - 1] = True
+    return {"input_ids": ids, "valid": valid, "n_bytes": torch.stack([item["n_bytes"] for item in items])}
 
 
 def tokens_per_byte(tok, texts: list[str]) -> float:
@@ -123,7 +151,8 @@ def tokens_per_byte(tok, texts: list[str]) -> float:
 
 @torch.no_grad()
 def evaluate(model, blocks, batch_size: int, reassigned: list[int] | None = None) -> dict:
-    """Summed next-token NLL over ``blocks``: loss per token, bits per byte, and logit statistics.
+    """Summed next-token NLL over ``blocks`` (windows of any length, ``whole_documents``): loss per token, bits
+    per byte, and logit statistics.
 
     With ``reassigned`` ids, the loss is also split into targets that are reassigned ids and all other
     targets, and ``mass_reassigned`` is the mean probability the model puts on the reassigned ids together
@@ -136,11 +165,11 @@ def evaluate(model, blocks, batch_size: int, reassigned: list[int] | None = None
     r_nll = r_tokens = r_mass = 0.0
     lse_sum = mean_logit = target_logit = 0.0
     r_ids = torch.tensor(reassigned or [], dtype=torch.long)
-    for batch in DataLoader(blocks, batch_size=batch_size):
-        ids = batch["input_ids"]
+    for batch in DataLoader(blocks, batch_size=batch_size, collate_fn=pad_windows):
+        ids, valid = batch["input_ids"], batch["valid"].reshape(-1)
         logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
-        logits = logits.reshape(-1, logits.size(-1))
-        targets = ids[:, 1:].reshape(-1)
+        logits = logits.reshape(-1, logits.size(-1))[valid]
+        targets = ids[:, 1:].reshape(-1)[valid]
         lse = torch.logsumexp(logits, dim=-1)
         target_logits = logits.gather(1, targets[:, None])[:, 0]
         losses = lse - target_logits
@@ -342,24 +371,26 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--out", type=Path, default=ROOT / "artifacts" / "experiment", help="output directory")
     p.add_argument("--base", default=None, help="pretrained GPT-2 (Hub name or save_pretrained dir); skips pretraining")
     p.add_argument("--use-hub", action="store_true", help="fetch the original tokenizer from the Hub (default: offline copy)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the first base model's pretraining and of every fine-tuning run")
     p.add_argument("--seeds", type=int, default=3,
                    help="base models pretrained (seeds --seed, --seed+1, ...) for the initialisation comparison; "
                         "the first is the one fine-tuned")
     p.add_argument("--logit-levels", type=lambda v: [float(x) for x in v.split(",") if x], default=[-50.0],
                    help="comma-separated mean log-partitions at which mean and zeros are re-evaluated on a "
                         "reparametrised base with the same predictions (shift_logits); '' for none")
-    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: every core)")
     g = p.add_argument_group("base model pretraining (without --base)")
-    g.add_argument("--n-layer", type=int, default=2)
-    g.add_argument("--n-head", type=int, default=2)
-    g.add_argument("--n-embd", type=int, default=64)
-    g.add_argument("--pretrain-steps", type=int, default=300)
-    g.add_argument("--pretrain-lr", type=float, default=3e-3)
+    g.add_argument("--n-layer", type=int, default=2, help="transformer blocks of the base model")
+    g.add_argument("--n-head", type=int, default=2, help="attention heads per block")
+    g.add_argument("--n-embd", type=int, default=64, help="width of the base model")
+    g.add_argument("--pretrain-steps", type=int, default=300, help="optimizer steps of pretraining")
+    g.add_argument("--pretrain-lr", type=float, default=3e-3,
+                   help="peak learning rate of pretraining (warm-up over its first tenth)")
     g.add_argument("--doc-mb", type=float, default=2.0, help="cap on /usr/share/doc text used for pretraining (MB)")
     g.add_argument("--general-heldout-fraction", type=float, default=0.2, help="share of help topics held out")
     g = p.add_argument_group("domain and fine-tuning")
@@ -367,11 +398,12 @@ def main(argv: list[str] | None = None) -> dict:
     g.add_argument("--heldout-fraction", type=float, default=0.1, help="share of domain files held out")
     g.add_argument("--distill-iterations", type=int, default=4, help="distillation fit rounds (library default 40)")
     g.add_argument("--steps", type=int, default=200, help="fine-tuning optimizer steps, the same for every run")
-    g.add_argument("--batch-size", type=int, default=8)
-    g.add_argument("--block-size", type=int, default=64)
-    g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--warmup-steps", type=int, default=20)
-    g.add_argument("--eval-batch-size", type=int, default=16)
+    g.add_argument("--batch-size", type=int, default=8, help="blocks per optimizer step, pretraining and fine-tuning")
+    g.add_argument("--block-size", type=int, default=64,
+                   help="tokens per training block, the base model's positions and the evaluation window")
+    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of fine-tuning")
+    g.add_argument("--warmup-steps", type=int, default=20, help="linear warm-up steps of fine-tuning")
+    g.add_argument("--eval-batch-size", type=int, default=16, help="evaluation windows per forward pass")
     p.add_argument("--init-only", action="store_true",
                    help="stop after the initialisation comparison (no fine-tuning runs)")
     p.add_argument("--tables-only", action="store_true", help="print the tables of an earlier <out>/results.json")
@@ -427,12 +459,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"[{time.perf_counter() - clock:.0f}s] pipeline done: {len(reassigned)} ids reassigned")
 
     domain_heldout = [d.text for d in iter_documents(paths.cleaned_corpora_dir, "heldout", args.heldout_fraction)]
-    domain_blocks = {}
-    for name, dm in (("original", base_dm), ("remapped", ivr_dm)):
-        dm.setup("validate")
-        domain_blocks[name] = list(dm.datasets["validation"])
     tokenizers = {"original": original, "remapped": remapped}
-    general_blocks = {name: pack(tok, general_heldout, args.block_size) for name, tok in tokenizers.items()}
+    domain_blocks = {name: whole_documents(tok, domain_heldout, args.block_size) for name, tok in tokenizers.items()}
+    general_blocks = {name: whole_documents(tok, general_heldout, args.block_size) for name, tok in tokenizers.items()}
     tpb = {
         name: {"domain_heldout": tokens_per_byte(tok, domain_heldout), "general_heldout": tokens_per_byte(tok, general_heldout)}
         for name, tok in tokenizers.items()

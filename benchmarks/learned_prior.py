@@ -1,4 +1,5 @@
-"""Can merge weights learned from large general word lists replace the merge-tree prior ``(rank+1)^-3.3``?
+"""Can merge weights learned from large general word lists replace the merge-tree prior (the distillation's initial
+merge weights, ``((rank + init_offset) / init_offset) ** -init_exponent`` at ``DistillSettings``' defaults)?
 
 The words that keep the Latin-script languages short of 99.99% are mostly words the prior gets wrong and no fit
 word shares merges with (``docs/distillation.md``). This experiment learns the merge weights themselves from
@@ -25,6 +26,7 @@ from multilingual_distill import LANGUAGES, held_out_sets
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable
+from ivr.tokenizers.distill import DistillSettings
 from ivr.tokenizers.distill.general_words import general_words
 from ivr.tokenizers.distill.scores import merge_tree_matrix, merge_weights
 from ivr.tokenizers.distill.source_bpe import source_bpe
@@ -43,7 +45,8 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--per-language", type=int, default=100_000, help="most frequent words of each language")
     ap.add_argument("--general-languages", default=GENERAL, help="wordfreq languages of the training words")
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=15,
+                    help="most passes over the training words (fewer once none is wrong)")
     ap.add_argument("--eta", type=float, default=0.2, help="first epoch's step in log weight")
     ap.add_argument("--lang-chars", type=int, default=2_000_000, help="cap on each language's messages")
     add_heldout_every(ap)
@@ -74,7 +77,8 @@ def main() -> None:
                          f" / {sum(k for h, k in bad if h not in known)}")
         return cells
 
-    log_w0 = np.log(merge_weights(trees.shape[1], 3.3))
+    prior = DistillSettings()
+    log_w0 = np.log(merge_weights(trees.shape[1], prior.init_exponent, prior.init_offset))
     log_w, best = log_w0.copy(), (np.inf, log_w0, -1)
     with Stopwatch() as t:
         for epoch in range(args.epochs):
@@ -90,7 +94,8 @@ def main() -> None:
             log_w = log_w + args.eta / (1 + epoch / 5) * g / (np.abs(g) + 1.0)
     print(f"{args.epochs} epochs in {t.seconds:.0f} s; best epoch {best[2]}, {best[0]} training word types wrong\n")
     print("wrong occurrences: all / words with a letter / words outside the training words\n")
-    print("| held-out set | prior `(rank+1)^-3.3` | learned |\n|---|---|---|")
+    print(f"| held-out set | prior `((rank+{prior.init_offset:g})/{prior.init_offset:g})^-{prior.init_exponent:g}` | "
+          "learned |\n|---|---|---|")
     for name, a, b in zip(counts, held_out_row(np.exp(log_w0)), held_out_row(np.exp(best[1]))):
         print(f"| {name} | {a} | {b} |")
 

@@ -85,7 +85,8 @@ def causes_table(sets: dict[str, dict], prior: Tokenizer) -> str:
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/multilingual"))
+    ap.add_argument("--out", type=Path, default=Path("/tmp/multilingual"),
+                    help="per fit, the distilled tokenizer and its reports (OUT/code, OUT/prose)")
     ap.add_argument("--general-languages", default=None,
                     help="data.distill.general_languages ('' for none: the fit before general words)")
     ap.add_argument("--general-words", type=int, default=None, help="data.distill.general_words_per_language")

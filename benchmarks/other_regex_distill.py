@@ -46,9 +46,10 @@ def trained_bpe(pattern: str, texts: list[str], vocab_size: int) -> Tokenizer:
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/other_regex"))
+    ap.add_argument("--out", type=Path, default=Path("/tmp/other_regex"),
+                    help="per regex, the trained BPE (OUT/<regex>/source), the distilled tokenizer and its reports")
     ap.add_argument("--regexes", default="llama3,qwen2,gpt2", help=f"comma-separated, of {', '.join(REGEXES)}")
-    ap.add_argument("--vocab-size", type=int, default=32768)
+    ap.add_argument("--vocab-size", type=int, default=32768, help="vocabulary size of every trained BPE")
     ap.add_argument("--repeats", type=int, default=3, help="passes over the held-out code for the encode speed")
     add_heldout_every(ap)
     args = ap.parse_args()

@@ -12,16 +12,21 @@
 
 Domains: ``python`` (``configs/smollm2.yaml``'s built-in corpus, the standard library's sources: SmolLM2's tokenizer
 already has code tokens) and ``russian`` (the Russian program messages under ``/usr/share/locale/ru``, one document
-per catalogue, written as JSONL under ``--out``: a language SmolLM2's tokenizer cuts into many short pieces).
+per catalogue, written as JSONL to the artifacts' ``corpora/raw``: a language SmolLM2's tokenizer cuts into many
+short pieces).
 
 It writes ``results.md`` (printed too), PNG plots and TensorBoard logs under ``--out``. The artifacts come from
-``ivr prepare --config configs/smollm2.yaml`` (run first when the remapped tokenizer is missing, or with
-``--prepare``). Every document is scored whole, in windows whose first token is the last of the previous one and
-with the document separator in front, so each tokenizer's bits per byte covers exactly the same bytes.
+``ivr prepare --config configs/smollm2.yaml`` with ``--heldout-fraction`` as ``data.heldout_fraction``, run first
+every time (it reuses the stages that are current). Part 3 trains with the config's optimiser settings and gradient
+clipping (``--lr`` and ``--warmup`` aside). Every document is scored whole, in windows whose first token is the
+last of the previous one and with the document separator in front, so each tokenizer's bits per byte covers
+exactly the same bytes.
 """
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import json
 import subprocess
 import sys
@@ -40,6 +45,7 @@ from ivr.atomic import atomic_file
 from ivr.builtin_corpora import english_reference_texts, translated_messages
 from ivr.causal_lm import load_pretrained
 from ivr.cleaned_corpus import iter_documents
+from ivr.data import IVRDataModule
 from ivr.embeddings import AlignSettings, aligned_wte, alignment_index, final_wte, install_embeddings
 from ivr.metrics import bits_per_byte, token_nll
 from ivr.model import EmbeddingInit, IVRLanguageModel
@@ -50,6 +56,8 @@ from ivr.tokenizers.remap_rules import read_remap_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "smollm2.yaml"
+# part 3 trains as `ivr fit --config configs/smollm2.yaml` would: its optimiser settings and gradient clipping
+OPTIMISER_KEYS = ("weight_decay", "betas", "min_lr_ratio")
 PRESETS = {
     # 2 CPU cores: a forward pass of 4,096 tokens takes ~17 s, a training step of 4 x 256 tokens ~25 s
     "cpu": dict(eval_tokens=12_288, train_eval_tokens=4_096, steps=16, eval_points=3, batch_size=4, block_size=256,
@@ -95,16 +103,23 @@ def encode(tok, texts: list[str]) -> EvalSet:
     return EvalSet([np.asarray(e.ids) for e in encodings], [np.asarray(e.offsets).reshape(-1, 2) for e in encodings])
 
 
-@torch.no_grad()
-def score(model, docs: EvalSet, separator: int, window: int, batch: int) -> Scores:
-    """Every token's loss: each document behind ``separator``, cut into windows of ``window`` tokens that
-    overlap by one (the previous window's last token is the next one's context)."""
-    model.eval()
-    pieces = []  # (document, first token index, window ids)
-    for d, ids in enumerate(docs.ids):
-        stream = np.concatenate([[separator], ids])
+def document_windows(docs: list[np.ndarray], separator: int, window: int) -> list[tuple[int, int, np.ndarray]]:
+    """``(document, first token index, window ids)``: each document's ids behind ``separator``, cut into windows
+    of ``window`` tokens that overlap by one (the previous window's last token is the next one's context), so
+    every token of every document is predicted exactly once."""
+    pieces = []
+    for d, ids in enumerate(docs):
+        stream = np.concatenate([[separator], ids]).astype(np.int64)
         for start in range(0, len(stream) - 1, window - 1):
             pieces.append((d, start, stream[start : start + window]))
+    return pieces
+
+
+@torch.no_grad()
+def score(model, docs: EvalSet, separator: int, window: int, batch: int) -> Scores:
+    """Every token's loss, each document scored whole (``document_windows``)."""
+    model.eval()
+    pieces = document_windows(docs.ids, separator, window)
     out = Scores([np.zeros(len(ids)) for ids in docs.ids])
     for i in range(0, len(pieces), batch):
         group = pieces[i : i + batch]
@@ -163,7 +178,8 @@ class Bench:
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.paths = ArtifactPaths.from_config(ROOT / args.artifacts_dir)
-        self.model_spec = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["model"]["model_name_or_path"]
+        self.config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+        self.model_spec = self.config["model"]["model_name_or_path"]
         p = self.paths
         self.tok = {name: load_tokenizer(d) for name, d in [("original", p.original_tokenizer_dir),
                     ("distilled", p.distilled_tokenizer_dir), ("remapped", p.remapped_tokenizer_dir)]}
@@ -313,8 +329,11 @@ class Bench:
             init = None if arm == "baseline" else EmbeddingInit(str(init_path), str(self.out / "none.pt"), str(self.paths.remap_rules))
             module = IVRLanguageModel(model_name_or_path=self.model_spec, embedding_init=init,
                                       train_only={"ivr_embeddings": "embeddings", "ivr_reassigned_rows": "reassigned_rows"}.get(arm, "all"),
-                                      learning_rate=a.lr, warmup_steps=a.warmup, weight_decay=0.01)
+                                      learning_rate=a.lr, warmup_steps=a.warmup,
+                                      **{k: v for k, v in self.config["model"].items() if k in OPTIMISER_KEYS})
             module.configure_model()
+            self.results["optimiser"] = {k: getattr(module.hparams, k)
+                                         for k in ("learning_rate", "warmup_steps", *OPTIMISER_KEYS)}
             curve = curves.setdefault(arm, {"step": [], "bytes": [], "domain": [], "general": []})
             self.results["part3"] = {"points": points, "curves": curves}
             seen = {"bytes": 0}
@@ -342,7 +361,8 @@ class Bench:
             evaluate(0, logger)
             started = time.perf_counter()
             trainer = Trainer(max_steps=a.steps, accelerator=a.accelerator, devices=1, precision=a.precision, logger=logger,
-                              callbacks=[Points()], enable_checkpointing=False, log_every_n_steps=1, gradient_clip_val=1.0,
+                              callbacks=[Points()], enable_checkpointing=False, log_every_n_steps=1,
+                              gradient_clip_val=self.config["trainer"].get("gradient_clip_val"),
                               enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
             trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(self.train_blocks(tokenizer), batch_size=None))
             curve["train_seconds"] = time.perf_counter() - started
@@ -354,9 +374,12 @@ class Bench:
         a = self.args
         tokens = a.steps * a.batch_size * a.block_size
         header = " | ".join(f"step {p}" for p in points)
+        o = self.results["optimiser"]
         self.emit("", "### 3. Fine-tuning at equal compute", "",
                   f"Every arm: {a.steps} steps x {a.batch_size} blocks x {a.block_size} tokens ({tokens} tokens), AdamW "
-                  f"lr {a.lr}, warm-up {a.warmup}, cosine to 0.1x, weight decay 0.01, clip 1.0, init `{a.train_init}`. "
+                  f"lr {o['learning_rate']}, betas {tuple(o['betas'])}, warm-up {o['warmup_steps']}, cosine to "
+                  f"{o['min_lr_ratio']}x, weight decay {o['weight_decay']}, clip "
+                  f"{self.config['trainer'].get('gradient_clip_val')}, init `{a.train_init}`. "
                   f"Evaluated on the first ~{a.train_eval_tokens} BPE tokens of each held-out set.", "",
                   f"| arm | set | {header} | bytes trained on | train time, s |",
                   "| --- | --- |" + " --- |" * len(points) + " --- | --- |")
@@ -389,19 +412,34 @@ class Bench:
         self.emit("", f"Plot: `{self.out / 'real_model_finetune.png'}`")
 
 
-def domain_overrides(domain: str, out: Path) -> list[str]:
-    """``ivr prepare`` options that make ``domain`` the corpus (none for the config's own)."""
+def domain_overrides(domain: str, raw: Path) -> list[str]:
+    """``ivr prepare`` options that make ``domain`` the corpus (none for the config's own), written to ``raw``."""
     if domain == "python":
         return []
-    raw = out / "raw_russian"
     raw.mkdir(parents=True, exist_ok=True)
-    with atomic_file(raw / "ru_messages.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for _, text in translated_messages("ru"):
-            f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+    path = raw / "ru_messages.jsonl"
+    records = "".join(json.dumps({"text": text}, ensure_ascii=False) + "\n" for _, text in translated_messages("ru"))
+    if not path.is_file() or path.read_text(encoding="utf-8") != records:  # rewritten, it would be cleaned again
+        with atomic_file(path) as tmp:
+            tmp.write_text(records, encoding="utf-8")
     return ["--data.builtin_corpus", "null", "--data.raw_corpora_dir", str(raw)]
 
 
+def config_heldout_fraction() -> float:
+    """``data.heldout_fraction`` of ``configs/smollm2.yaml``, or the data module's default where it sets none."""
+    data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["data"]
+    return data.get("heldout_fraction", inspect.signature(IVRDataModule).parameters["heldout_fraction"].default)
+
+
+def at_least_two(value: str) -> int:
+    number = int(value)
+    if number < 2:
+        raise argparse.ArgumentTypeError(f"{number}: at least 2 (step 0 and the last step)")
+    return number
+
+
 def main() -> None:
+    lr = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["model"]["learning_rate"]
     ap = parser(__doc__)
     ap.add_argument("--preset", choices=list(PRESETS), default="cpu", help="sizes; any flag below overrides one")
     ap.add_argument("--out", default="/tmp/real_model", help="results.md, results.json, plots, tensorboard/")
@@ -409,19 +447,23 @@ def main() -> None:
                     "artifacts/real_model_ru with --domain russian)")
     ap.add_argument("--domain", choices=["python", "russian"], default="python",
                     help="corpus of the artifacts, used when ivr prepare runs (each domain has its own --artifacts-dir)")
-    ap.add_argument("--prepare", action="store_true", help="run ivr prepare even when the artifacts exist")
     ap.add_argument("--parts", default="1,2,3", help="which parts to run, comma-separated")
-    ap.add_argument("--heldout-fraction", type=float, default=0.05, help="data.heldout_fraction of the artifacts")
+    ap.add_argument("--heldout-fraction", type=float, default=config_heldout_fraction(),
+                    help="data.heldout_fraction of ivr prepare and of every evaluation set drawn from its corpus "
+                         "(default: the config's, %(default)s)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES), help="part 2: init strategies")
     ap.add_argument("--arms", default=",".join(ARMS), help="part 3: " + ", ".join(ARMS))
     ap.add_argument("--train-init", default="mean", choices=STRATEGIES, help="part 3: init of the IVR arms")
-    ap.add_argument("--lr", type=float, default=1e-4, help="part 3: peak learning rate (configs/smollm2.yaml's)")
+    ap.add_argument("--lr", type=float, default=None,
+                    help=f"part 3: peak learning rate (default: configs/smollm2.yaml's model.learning_rate, {lr})")
     ap.add_argument("--data-seed", type=int, default=0, help="part 3: order of the training documents")
-    ap.add_argument("--accelerator", default="auto")
+    ap.add_argument("--accelerator", default="auto", help="part 3: Lightning's accelerator (cpu, gpu, auto)")
     ap.add_argument("--precision", default="32-true", help="part 3: bf16-mixed on a GPU")
     for key, value in PRESETS["cpu"].items():
-        ap.add_argument(f"--{key.replace('_', '-')}", type=int, default=None, help=f"preset cpu: {value}, gpu: {PRESETS['gpu'][key]}")
+        ap.add_argument(f"--{key.replace('_', '-')}", type=at_least_two if key == "eval_points" else int, default=None,
+                        help=f"preset cpu: {value}, gpu: {PRESETS['gpu'][key]}")
     args = ap.parse_args()
+    args.lr = lr if args.lr is None else args.lr
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -430,9 +472,11 @@ def main() -> None:
     args.artifacts_dir = args.artifacts_dir or {"python": "artifacts/real_model", "russian": "artifacts/real_model_ru"}[args.domain]
     parts = {int(p) for p in args.parts.split(",")}
     paths = ArtifactPaths.from_config(ROOT / args.artifacts_dir)
-    if args.prepare or not paths.remap_rules.is_file():
-        subprocess.run([sys.executable, "-m", "ivr.cli", "prepare", "--config", str(CONFIG), "--data.artifacts_dir",
-                        args.artifacts_dir, *domain_overrides(args.domain, Path(args.out))], check=True, cwd=ROOT)
+    # every run: prepare reuses the stages that are current and rebuilds those made with other settings (another
+    # --heldout-fraction), so the held-out sets below were never fitted on
+    subprocess.run([sys.executable, "-m", "ivr.cli", "prepare", "--config", str(CONFIG), "--data.artifacts_dir",
+                    args.artifacts_dir, "--data.heldout_fraction", str(args.heldout_fraction),
+                    *domain_overrides(args.domain, paths.raw_corpora_dir)], check=True, cwd=ROOT)
     torch.manual_seed(0)
     bench = Bench(args)
     bench.emit(f"Command: `{' '.join(sys.argv)}`; {torch.get_num_threads()} threads.")

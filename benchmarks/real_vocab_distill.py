@@ -46,7 +46,8 @@ def matches(tok, cases: list[tuple[str, list[int]]]) -> int:
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/real_vocabs"))
+    ap.add_argument("--out", type=Path, default=Path("/tmp/real_vocabs"),
+                    help="per vocabulary, its BPE (OUT/<vocabulary>/original), the distilled tokenizer and its reports")
     ap.add_argument("--vocabs", default="llama-bpe,qwen2,starcoder,deepseek-coder,deepseek-llm,falcon",
                     help="comma-separated llama.cpp vocabulary names (ggml-vocab-NAME.gguf)")
     ap.add_argument("--form", choices=("hub", "gguf"), default="hub",

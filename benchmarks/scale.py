@@ -16,6 +16,9 @@ than the stages' (two threads of a batch encode wait for each other, and how lon
 is measured three times (``--references``), before the stages, after the distillation and after the last stage;
 the ratios are to the median, and the target's row also gives the ratio to the cheapest.
 
+Every run builds each size's artifacts from nothing (an earlier run's under ``--work`` are removed first); the raw
+corpus an earlier run finished writing there (``corpus.json`` beside it) is reused.
+
     uv run python benchmarks/scale.py --sizes 8 32 128 --work /tmp/ivr_scale
 """
 
@@ -74,9 +77,13 @@ def corpus_texts(limit_bytes: int) -> Iterator[str]:
                 return
 
 
-def write_corpus(raw_dir: Path, megabytes: int) -> tuple[int, int]:
-    """The corpus as JSONL shards of ``{"text"}`` records (a file per record); returns (documents, bytes)."""
-    raw_dir.mkdir(parents=True, exist_ok=True)
+def write_corpus(raw_dir: Path, megabytes: int) -> dict:
+    """The corpus as JSONL shards of ``{"text"}`` records (a file per record), then ``corpus.json`` beside the
+    folder (not in it: ``ivr init`` would read it as corpus): its documents and UTF-8 bytes of text, which a later
+    run reads back instead of writing the corpus again."""
+    corpus_file(raw_dir).unlink(missing_ok=True)  # written last: it vouches for complete shards only
+    shutil.rmtree(raw_dir, ignore_errors=True)
+    raw_dir.mkdir(parents=True)
     docs = size = shard = written = 0
     out = None
     for text in corpus_texts(megabytes * 1_000_000):
@@ -90,7 +97,22 @@ def write_corpus(raw_dir: Path, megabytes: int) -> tuple[int, int]:
         docs, size = docs + 1, size + utf8_size(text)
     if out:
         out.close()
-    return docs, size
+    sizes = {"megabytes": megabytes, "documents": docs, "bytes": size}
+    corpus_file(raw_dir).write_text(json.dumps(sizes), encoding="utf-8")
+    return sizes
+
+
+def corpus_file(raw_dir: Path) -> Path:
+    return raw_dir.parent / "corpus.json"
+
+
+def corpus(raw_dir: Path, megabytes: int) -> dict:
+    """The corpus of ``megabytes`` in ``raw_dir``: the one an earlier run finished writing there, else a new one."""
+    try:
+        sizes = json.loads(corpus_file(raw_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        sizes = None
+    return sizes if sizes and sizes.get("megabytes") == megabytes else write_corpus(raw_dir, megabytes)
 
 
 def run_command(args: list[str], log_path: Path) -> dict:
@@ -138,10 +160,8 @@ def regex_and_file_sizes(artifacts: Path) -> dict:
 
 def measure(megabytes: int, work: Path, one_command: bool = False, references: int = 3) -> dict:
     raw, artifacts = work / f"{megabytes}mb" / "raw", work / f"{megabytes}mb" / "artifacts"
-    if not raw.is_dir():
-        docs, size = write_corpus(raw, megabytes)
-    else:
-        docs, size = None, sum(p.stat().st_size for p in raw.glob("*.jsonl"))
+    sizes = corpus(raw, megabytes)
+    shutil.rmtree(artifacts, ignore_errors=True)  # an earlier run's stages would all be found current
     passes = [encode_pass(raw)]
     startup = run_command(["--help"], work / f"{megabytes}mb" / "ivr.log")
     def args(artifacts_dir: Path) -> list[str]:
@@ -155,11 +175,11 @@ def measure(megabytes: int, work: Path, one_command: bool = False, references: i
         print(f"{megabytes} MB {stage}: {stages[stage]}", flush=True)
         if references > len(passes) and stage in ("distill-tokenizer", STAGES[-1]):
             passes.append(encode_pass(raw))  # the machine's pace drifts: sample it during the run too
-    result = {"megabytes": megabytes, "documents": docs, "bytes": size, "references": passes, "startup": startup,
-              "stages": stages, "distilled": regex_and_file_sizes(artifacts)}
+    result = {**sizes, "references": passes, "startup": startup, "stages": stages,
+              "distilled": regex_and_file_sizes(artifacts)}
     if one_command:  # the whole preparation as users run it: one start-up, every stage built afresh
         fresh = work / f"{megabytes}mb" / "artifacts_one_command"
-        shutil.rmtree(fresh, ignore_errors=True)  # an earlier run's artifacts would all be current
+        shutil.rmtree(fresh, ignore_errors=True)
         result["prepare"] = run_command(["prepare", *args(fresh)], work / f"{megabytes}mb" / "ivr.log")
         print(f"{megabytes} MB prepare as one command: {result['prepare']}", flush=True)
     return result

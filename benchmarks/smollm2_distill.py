@@ -28,7 +28,9 @@ TARGET = 0.9999
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/smollm2_distill"))
+    ap.add_argument("--out", type=Path, default=Path("/tmp/smollm2_distill"),
+                    help="where SmolLM2's BPE (OUT/original), the distilled tokenizer (OUT/tokenizer) and its "
+                         "reports go")
     ap.add_argument("--gguf", default=SMOLLM2_GGUF, help="the GGUF file (a path or distribution:path)")
     ap.add_argument("--pre-tokenizer", choices=("gguf", "hub"), default="gguf",
                     help="the GGUF conversion's pre-tokenizer (GPT-2's regex), or the Hub's (digits on their own first)")

@@ -46,7 +46,7 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--chars", default=PUNCTUATION, help="characters that get a split rule")
     ap.add_argument("--texts", type=int, default=200_000, help="how many random strings")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=1, help="seed of the random strings")
     ap.add_argument("--max-run", type=int, default=64, help="longest run each rule is built for")
     ap.add_argument("--longest", type=int, default=9, help="longest run in the random strings")
     ap.add_argument("--examples", type=int, default=10, help="how many differing strings to print")

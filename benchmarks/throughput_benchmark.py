@@ -1,12 +1,13 @@
 """Training throughput of one GPT-2 in a plain PyTorch loop vs through ``lightning.Trainer``.
 
-Both variants start from the same weights, see the same batches and run the same optimiser; the
-timed window skips ``--warmup`` steps and ends after ``--steps`` more, so Trainer setup is excluded
+Both variants start from the same weights, see the same batches and run the same optimiser and learning-rate
+schedule; the timed window skips ``--warmup`` steps and ends after ``--steps`` more, so Trainer setup is excluded
 from tokens/s (it is reported separately as fit wall time).
 
-The LightningModule is the project's ``ivr.model.IVRLanguageModel``; the plain loop computes the same
-loss (``ivr.metrics.token_nll``) with AdamW. ``--repeats`` alternates the order of the two variants and
-reports medians, since a shared machine drifts.
+The LightningModule is the project's ``ivr.model.IVRLanguageModel``; the plain loop computes the same loss
+(``ivr.metrics.token_nll``) and steps the optimiser and schedule the module's ``configure_optimizers`` builds
+(AdamW with its weight-decay groups). ``--repeats`` alternates the order of the two variants and reports
+medians, since a shared machine drifts.
 
     uv run python benchmarks/throughput_benchmark.py --n-embd 128 --n-layer 2 --steps 20
 """
@@ -59,11 +60,21 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def module_optimiser(model: GPT2LMHeadModel, lr: float, steps: int):
+    """The optimiser and learning-rate schedule ``IVRLanguageModel.configure_optimizers`` builds for a fit of
+    ``steps`` steps (it reads the fit's length from a trainer, which is only constructed here, never fitted)."""
+    module = lightning_module(model, lr)
+    module.trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1, logger=False,
+                               enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    optimisers = module.configure_optimizers()
+    return optimisers["optimizer"], optimisers["lr_scheduler"]["scheduler"]
+
+
 def plain_loop(config, batches, warmup, device, lr, seed) -> tuple[float, float]:
     """(timed seconds, fit wall seconds) for a hand-written loop."""
     start = time.perf_counter()
     model = fresh_model(config, seed).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    optimizer, schedule = module_optimiser(model, lr, len(batches))
     timed_from = None
     for i, batch in enumerate(batches):
         if i == warmup:
@@ -74,6 +85,7 @@ def plain_loop(config, batches, warmup, device, lr, seed) -> tuple[float, float]
         loss = token_losses.mean()
         loss.backward()
         optimizer.step()
+        schedule.step()
         optimizer.zero_grad(set_to_none=True)
     sync(device)
     end = time.perf_counter()
@@ -120,19 +132,20 @@ def lightning_loop(config, batches, warmup, device, lr, seed) -> tuple[float, fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-embd", type=int, default=128)
-    parser.add_argument("--n-layer", type=int, default=2)
-    parser.add_argument("--n-head", type=int, default=4)
-    parser.add_argument("--vocab-size", type=int, default=50257)
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-embd", type=int, default=128, help="width of the GPT-2 (768 for GPT-2 124M)")
+    parser.add_argument("--n-layer", type=int, default=2, help="transformer blocks (12 for GPT-2 124M)")
+    parser.add_argument("--n-head", type=int, default=4, help="attention heads per block (12 for GPT-2 124M)")
+    parser.add_argument("--vocab-size", type=int, default=50257, help="vocabulary rows (GPT-2's by default)")
+    parser.add_argument("--seq-len", type=int, default=128, help="tokens per sequence, also the model's positions")
+    parser.add_argument("--batch-size", type=int, default=8, help="sequences per step")
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the window")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate of both variants")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the random batches")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each variant, order alternating")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu or cuda (default: cuda where there is one)")
     args = parser.parse_args()
 
     device = torch.device(args.device)

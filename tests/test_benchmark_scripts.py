@@ -1,0 +1,94 @@
+"""The benchmark scripts: each imports (so a renamed library function fails here, not in a long run) and
+documents every option in ``--help``; the fine-tuning experiment scores whole documents."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, benchmark_module
+
+# Runs every script as `python benchmarks/NAME.py --help` would, in one process (the imports are paid once), but
+# stops each at parse_args to format its help and read its parser: options whose help is missing or empty.
+# SUPPRESS hides an internal option on purpose.
+RUNNER = r"""
+import argparse, json, runpy, sys, traceback
+from pathlib import Path
+
+folder = Path(sys.argv[1])
+sys.path.insert(0, str(folder))
+
+
+class Parsed(Exception):
+    pass
+
+
+seen = {}
+
+
+def parse_args(self, args=None, namespace=None):
+    self.format_help()  # what --help prints: a stray % in a help string fails here
+    seen["description"] = bool((self.description or "").strip())
+    seen["undocumented"] = [
+        action.option_strings[0] if action.option_strings else action.dest
+        for action in self._actions
+        if not isinstance(action, argparse._HelpAction)
+        and action.help != argparse.SUPPRESS and not (action.help or "").strip()
+    ]
+    raise Parsed
+
+
+argparse.ArgumentParser.parse_args = parse_args
+report = {}
+for path in sorted(folder.glob("*.py")):
+    seen.clear()
+    sys.argv = [str(path), "--help"]
+    error = None
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except Parsed:
+        pass
+    except BaseException as err:
+        error = "".join(traceback.format_exception_only(type(err), err)).strip()
+    report[path.stem] = {"error": error, "parser": bool(seen), **seen}
+print("REPORT " + json.dumps(report))
+"""
+
+
+@pytest.fixture(scope="module")
+def scripts() -> dict:
+    done = subprocess.run([sys.executable, "-c", RUNNER, str(ROOT / "benchmarks")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    return json.loads(lines[-1].removeprefix("REPORT "))
+
+
+def test_every_script_imports(scripts):
+    assert set(scripts) == {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
+    failed = {name: r["error"] for name, r in scripts.items() if r["error"]}
+    assert not failed, failed
+
+
+def test_every_script_documents_every_option(scripts):
+    # common.py holds the shared helpers and runs nothing itself
+    without = [name for name, r in scripts.items() if name != "common" and not (r["parser"] and r["description"])]
+    assert not without, f"no argument parser with a description: {without}"
+    undocumented = {name: r["undocumented"] for name, r in scripts.items() if r.get("undocumented")}
+    assert not undocumented, f"options without help: {undocumented}"
+
+
+def test_experiment_scores_the_same_bytes_with_any_tokenizer(gpt2_bpe):
+    experiment = benchmark_module("ivr_experiment")
+    texts = ["def f(x):\n    return x + 1\n" * 7, "Ünïcödé text, Ж 中 😀", "x"]
+    windows = experiment.whole_documents(gpt2_bpe, texts, window=8)
+    # every token of every document is predicted once, so the bytes are the texts' whatever the tokenizer
+    assert sum(int(w["n_bytes"]) for w in windows) == sum(len(t.encode()) for t in texts)
+    assert all(1 < len(w["input_ids"]) <= 8 for w in windows)
+    predicted = [i for w in windows for i in w["input_ids"][1:].tolist()]
+    assert predicted == [i for e in gpt2_bpe.encode_batch(texts, add_special_tokens=False) for i in e.ids]
+    batch = experiment.pad_windows(windows[-3:])
+    assert batch["valid"].sum() == sum(len(w["input_ids"]) - 1 for w in windows[-3:])
