@@ -25,26 +25,28 @@ def normalize_flags(argv: list[str]) -> list[str]:
 
 
 def config_after_command(argv: list[str], names) -> list[str]:
-    """``--config FILE`` (or ``-c``) given before the command moved after it: ivr's configs are a command's own
-    settings, and before the command LightningCLI reads a config of per-command sections, so the file's keys
-    would be ignored without a word."""
+    """Every ``--config FILE`` (or ``-c``) moved to right after the command, in their order: before the command
+    LightningCLI reads a config of per-command sections, so the file's keys would be ignored without a word; and a
+    config read after a flag would override the flag, where the command line is meant to override the config."""
     command = requested_subcommand(argv, names)
     if command is None or command not in argv:
         return argv
     at = argv.index(command)
-    head, moved = [], []
-    i = 0
-    while i < at:
-        if argv[i] in ("-c", "--config") and i + 1 < at:
-            moved += ["--config", argv[i + 1]]
-            i += 2
-            continue
-        if argv[i].startswith("--config="):
-            moved.append(argv[i])
-        else:
-            head.append(argv[i])
-        i += 1
-    return [*head, command, *moved, *argv[at + 1:]]
+    configs: list[str] = []
+
+    def without_configs(args: list[str]) -> list[str]:
+        kept, i = [], 0
+        while i < len(args):
+            if args[i] in ("-c", "--config") and i + 1 < len(args):
+                configs.extend(["--config", args[i + 1]])
+                i += 2
+                continue
+            (configs if args[i].startswith("--config=") else kept).append(args[i])
+            i += 1
+        return kept
+
+    before, after = without_configs(argv[:at]), without_configs(argv[at + 1:])
+    return [*before, command, *configs, *after]
 
 
 def requested_subcommand(argv: list[str], names) -> str | None:

@@ -41,6 +41,14 @@ def test_a_config_given_before_the_command_is_the_commands(capsys):
     assert printed["data"]["builtin_corpus"] == "python_stdlib" and printed["model"]["model_name_or_path"] is None
 
 
+def test_a_flag_before_the_config_overrides_it(capsys):
+    config = next(c for c in CONFIGS if c.name == "demo.yaml")
+    with pytest.raises(SystemExit):
+        main(["prepare", "--trainer.max_steps", "2", "--config", str(config), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["trainer"]["max_steps"] == 2 and printed["data"]["builtin_corpus"] == "python_stdlib"
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
 def test_shipped_config_builds_its_model_data_and_trainer(config, tmp_path, monkeypatch):
     # --print_config builds nothing: a value every class refuses (n_head not dividing n_embd) would pass it
