@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 
 from ivr.gguf import is_gguf, locate_gguf
+from ivr.tokenizers.io import file_sha256
 
 
 @dataclass
@@ -211,3 +212,16 @@ def generation_ids(model) -> tuple[int | list[int] | None, int | None]:
     if pad is None:
         pad = eos[0] if isinstance(eos, list) else eos
     return eos, pad
+
+
+def checkpoint_fingerprint(name_or_path: str | None) -> list | None:
+    """Hashes of a local checkpoint directory's config and weight files, or of a GGUF file: the same path
+    holding new weights (a model saved again in place) must rebuild the embeddings. None for a Hub name."""
+    if is_gguf(name_or_path):
+        gguf = locate_gguf(name_or_path)
+        return [[gguf.name, file_sha256(gguf)]]
+    path = Path(name_or_path) if name_or_path else None
+    if path is None or not path.is_dir():
+        return None
+    files = sorted(p for p in path.iterdir() if p.is_file() and (p.name == "config.json" or p.suffix in {".safetensors", ".bin"}))
+    return [[p.name, file_sha256(p)] for p in files]

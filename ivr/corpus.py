@@ -36,7 +36,6 @@ from ivr.atomic import atomic_dir, write_json
 from ivr.builtin_corpora import BUILTIN_CORPORA
 from ivr.cleaned_corpus import MANIFEST_FILE, RECORD_PREFIX, CorpusError, Document, read_manifest
 from ivr.stamps import code_fingerprint, output_signature
-from ivr.user_text import read_user_text
 
 log = logging.getLogger(__name__)
 
@@ -486,16 +485,3 @@ def _cleaned_signature(cleaned_dir: Path) -> str:
     the manifest was written makes ``clean_corpus`` clean again instead of trusting it."""
     entries = [e for e in output_signature(cleaned_dir) if e[0] != MANIFEST_FILE]
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
-
-
-def read_text_files(paths: list[str]) -> list[str]:
-    """UTF-8 text files given by the user for evaluation only (``data.extra_eval_paths``); errors name the file."""
-    texts = []
-    for p in paths:
-        if Path(p).is_dir():  # asked first: reading a directory fails with a bare errno (on Windows, "permission")
-            raise CorpusError(f"data.extra_eval_paths: {p} is a directory; list UTF-8 text files, one path each")
-        try:
-            texts.append(normalize(read_user_text(p, "data.extra_eval_paths")))
-        except (FileNotFoundError, ValueError) as err:
-            raise CorpusError(str(err)) from None
-    return texts

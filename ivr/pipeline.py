@@ -25,13 +25,12 @@ from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts, 
 from ivr.analysis.select import select_replacements
 from ivr.atomic import atomic_dir
 from ivr.builtin_corpora import english_reference_texts
-from ivr.causal_lm import base_model
+from ivr.causal_lm import base_model, checkpoint_fingerprint
 from ivr.collector import collector_paused
 from ivr.cleaned_corpus import SplitTexts, check_splits, iter_documents, read_manifest
-from ivr.corpus import clean_corpus, cleaned_from_current_sources, read_text_files
+from ivr.corpus import clean_corpus, cleaned_from_current_sources
 from ivr.embeddings import align_embeddings, align_outputs
 from ivr.figures import figure
-from ivr.gguf import is_gguf, locate_gguf
 from ivr.packing import encoded_batches, write_packed_splits
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
 from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKind
@@ -43,6 +42,7 @@ from ivr.tokenizers.remap import remap_tokenizer
 from ivr.tokenizers.source import fetch_original_tokenizer
 from ivr.tokenizers.special import CHAT_TEMPLATE_FILE, CONFIG_FILES
 from ivr.tokenizers.verify import verify_tokenizer
+from ivr.user_text import read_text_files
 
 log = logging.getLogger(__name__)
 
@@ -370,19 +370,6 @@ def remap(config: PipelineConfig) -> list[Path]:
     return staged("remap", paths, key, outputs, build, remap)
 
 
-def _checkpoint_fingerprint(name_or_path: str | None) -> list | None:
-    """Hashes of a local checkpoint directory's config and weight files, or of a GGUF file: the same path
-    holding new weights (a model saved again in place) must rebuild the embeddings. None for a Hub name."""
-    if is_gguf(name_or_path):
-        gguf = locate_gguf(name_or_path)
-        return [[gguf.name, file_sha256(gguf)]]
-    path = Path(name_or_path) if name_or_path else None
-    if path is None or not path.is_dir():
-        return None
-    files = sorted(p for p in path.iterdir() if p.is_file() and (p.name == "config.json" or p.suffix in {".safetensors", ".bin"}))
-    return [[p.name, file_sha256(p)] for p in files]
-
-
 def align(
     config: PipelineConfig,
     original_tokenizer_dir: str | Path | None = None,
@@ -403,7 +390,7 @@ def align(
         raise ValueError("ivr align needs a base model: set model.model_name_or_path or model.from_config")
     key = lambda: {  # noqa: E731
         "base_model": _plain(base.from_config) if base.from_config is not None else base.name_or_path,
-        "base_model_files": _checkpoint_fingerprint(base.name_or_path) if base.from_config is None else None,
+        "base_model_files": checkpoint_fingerprint(base.name_or_path) if base.from_config is None else None,
         "rules": [str(rules) if rules_path else rules.name, _sha(rules)],
         "original_tokenizer": _sha(original_dir / TOKENIZER_FILE),
         "remapped_tokenizer": _sha(remapped_dir / TOKENIZER_FILE),

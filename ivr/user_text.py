@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ivr.cleaned_corpus import CorpusError
+
 
 def require_file(path: str | Path, setting: str) -> None:
     """Checked when the settings are read, before any stage runs: a missing file is named with its setting."""
@@ -37,3 +39,16 @@ def read_user_lines(path: str | Path, setting: str) -> list[str]:
     only, since a form feed or U+2028 inside a line is text, as in source files, and would shift the line numbers
     that errors name."""
     return [line.removesuffix("\r") for line in read_user_text(path, setting).split("\n")]
+
+
+def read_text_files(paths: list[str]) -> list[str]:
+    """UTF-8 text files given by the user for evaluation only (``data.extra_eval_paths``); errors name the file."""
+    texts = []
+    for p in paths:
+        if Path(p).is_dir():  # asked first: reading a directory fails with a bare errno (on Windows, "permission")
+            raise CorpusError(f"data.extra_eval_paths: {p} is a directory; list UTF-8 text files, one path each")
+        try:
+            texts.append(read_user_text(p, "data.extra_eval_paths").replace("\r\n", "\n").replace("\r", "\n"))
+        except (FileNotFoundError, ValueError) as err:
+            raise CorpusError(str(err)) from None
+    return texts

@@ -8,7 +8,8 @@ import math
 import pytest
 
 from ivr.cleaned_corpus import CorpusError
-from ivr.corpus import CleaningOptions, clean_corpus, find_sources, read_text_files, split_long
+from ivr.corpus import CleaningOptions, clean_corpus, find_sources, split_long
+from ivr.user_text import read_text_files
 from ivr.data import IVRDataModule
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.distill.words import read_word_list
