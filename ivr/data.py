@@ -261,21 +261,21 @@ class IVRDataModule(LightningDataModule):
         except (OSError, CorpusError):  # no cleaned corpus here (a model scored on its own): nothing to compare
             return None
 
-    def _vocabulary_sha256(self, fresh: bool = False) -> str:
+    def _vocabulary_sha256(self) -> str:
         """The vocabulary's hash as this run first read it (``setup`` reads it as the data are loaded), so that a
-        fit's checkpoints name the vocabulary it trained on; ``fresh``: as the tokenizer file holds it now."""
-        if fresh or getattr(self, "_sha256", None) is None:
-            vocab = load_tokenizer(self.paths.tokenizer_dir(self.hparams.tokenizer)).get_vocab(with_added_tokens=True)
-            sha = hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()).hexdigest()
-            if fresh:
-                return sha
-            self._sha256 = sha
+        fit's checkpoints name the vocabulary it trained on."""
+        if getattr(self, "_sha256", None) is None:
+            self._sha256 = self._vocabulary_sha256_now()
         return self._sha256
+
+    def _vocabulary_sha256_now(self) -> str:
+        vocab = load_tokenizer(self.paths.tokenizer_dir(self.hparams.tokenizer)).get_vocab(with_added_tokens=True)
+        return hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()).hexdigest()
 
     def check_vocabulary_unchanged(self) -> None:
         """Raise if the tokenizer gives ids other pieces than when this run read it (another run on the same
         artifacts remapped it meanwhile): an export would pair the weights with the other vocabulary."""
-        if self._vocabulary_sha256(fresh=True) != self._vocabulary_sha256():
+        if self._vocabulary_sha256_now() != self._vocabulary_sha256():
             raise ValueError(f"the {self.hparams.tokenizer} tokenizer at {self.paths.tokenizer_dir(self.hparams.tokenizer)} "
                              "gives ids other pieces than when this run started (another run on the same artifacts "
                              "rebuilt it): the weights belong to the earlier vocabulary; export from a checkpoint "

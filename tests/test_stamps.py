@@ -351,3 +351,27 @@ def test_the_distillation_key_holds_the_word_lists_words_and_the_special_tokens_
     (config.paths.original_tokenizer_dir / "special_tokens_map.json").write_text('{"eos_token": "<|endoftext|>"}')
     assert pipeline.distill_key(config) != second
     assert pipeline.distill_key(replace(config, distill=DistillSettings()))["word_list"] is None
+
+
+def test_analyze_is_not_keyed_on_the_held_out_fraction(tmp_path, raw_dir, monkeypatch):
+    from dataclasses import replace
+
+    from ivr.corpus import CleaningOptions
+
+    config = pipeline_config.PipelineConfig(
+        paths=ArtifactPaths.from_config(tmp_path / "artifacts", raw_corpora_dir=raw_dir), heldout_fraction=0.2,
+        original=pipeline_config.OriginalTokenizer(use_hub=False), cleaning=CleaningOptions(),
+    )
+    pipeline.run_stage(config, "init")
+    keys = []
+    monkeypatch.setattr(pipeline, "staged", lambda stage, paths, key, *rest, **kw: keys.append(key()))
+    pipeline.analyze(config)
+    pipeline.analyze(replace(config, heldout_fraction=0.5))  # every document is encoded either way
+    assert keys[0] == keys[1] and "corpus" in keys[0]
+
+
+def test_align_reads_the_rules_of_the_remapped_tokenizer_it_is_given(tmp_path):
+    config = pipeline_config.PipelineConfig(paths=ArtifactPaths.from_config(tmp_path / "artifacts"))
+    elsewhere = tmp_path / "elsewhere"
+    with pytest.raises(FileNotFoundError, match=rf"no remap rules at {elsewhere / 'remap_rules.yaml'}"):
+        pipeline.align(config, remapped_tokenizer_dir=elsewhere)
