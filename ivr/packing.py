@@ -108,12 +108,15 @@ def write_packed_splits(
                 if rows:  # the writer takes its schema from the first batch
                     writer.finalize()
             if not rows:
-                raise ValueError(
-                    f"the {name} split has fewer than data.block_size={block_size} tokens: "
-                    f"add text, lower data.block_size or change data.heldout_fraction"
-                )
+                raise too_short_for_a_block(name, block_size)
             datasets[name] = Dataset.from_file(str(path))
         DatasetDict(datasets).save_to_disk(str(tmp))
+
+
+def too_short_for_a_block(split: str, block_size: int) -> ValueError:
+    """The error for a split whose documents, each with its end-of-text id, make no whole block."""
+    return ValueError(f"the {split} split has fewer than data.block_size={block_size} tokens: "
+                      f"add text, lower data.block_size or change data.heldout_fraction")
 
 
 def _measured(batches: Iterable[tuple[list[np.ndarray], int]], bar: tqdm) -> Iterator[tuple[list[np.ndarray], int]]:

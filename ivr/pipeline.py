@@ -31,7 +31,7 @@ from ivr.cleaned_corpus import SplitTexts, check_splits, iter_documents, read_ma
 from ivr.corpus import clean_corpus, cleaned_from_current_sources
 from ivr.embeddings import align_embeddings, align_outputs
 from ivr.figures import figure
-from ivr.packing import encoded_batches, write_packed_splits
+from ivr.packing import encoded_batches, too_short_for_a_block, write_packed_splits
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
 from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKind
 from ivr.stamps import code_fingerprint, is_current, library_versions, module_file, write_stamp
@@ -484,6 +484,14 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
 
 def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -> list[Path]:
     """Every stage the training tokenizer needs, then the packed datasets; the artifacts in pipeline order."""
-    artifacts = [p for name in stages_needed(tokenizer) for p in run_stage(config, name)]
+    artifacts = []
+    for name in stages_needed(tokenizer):
+        artifacts += run_stage(config, name)
+        if name == "analyze":  # now, not after the other stages: no tokenizer of these ids makes more tokens
+            for split, named in (("train", "train"), ("heldout", "validation")):
+                ids = SplitIdSequences(config.paths.cleaned_corpora_dir, config.paths.bpe_token_id_sequences, split,
+                                       config.heldout_fraction)
+                if not ids.reaches(block_size):
+                    raise too_short_for_a_block(named, block_size)
     artifacts.append(build_datasets(config.paths, tokenizer, block_size, config.heldout_fraction))
     return artifacts

@@ -36,6 +36,27 @@ def test_prepare_on_user_files(tmp_path, raw_dir, capsys):
     assert manifest["documents"] == 9 and manifest["builtin_corpus"] is None
 
 
+def test_prepare_refuses_a_split_short_of_a_block_before_distilling(tmp_path):
+    from ivr.analysis.frequency import SplitIdSequences
+
+    args = tiny_cli_args(tmp_path, "--data.tokenizer", "remapped")
+    main(["init", *args])
+    main(["analyze", *args])
+    art = tmp_path / "artifacts"
+    tokens = {split: sum(len(ids) + 1 for ids in SplitIdSequences(art / "corpora" / "cleaned", art / "analysis" / "reports"
+                                                                  / "bpe_token_id_sequences.txt", split, 0.2))
+              for split in ("train", "heldout")}
+    assert tokens["train"] > tokens["heldout"]
+    block = tokens["heldout"] + 1  # one token more than the held-out documents and their separators hold
+    with pytest.raises(ValueError, match=f"the validation split has fewer than data.block_size={block} tokens"):
+        main(["prepare", *args, "--data.block_size", str(block)])
+    assert not (art / "tokenizers" / "distilled_unigram").exists()
+    with pytest.raises(ValueError, match=f"the train split has fewer than data.block_size={tokens['train'] + 1}"):
+        main(["prepare", *args, "--data.block_size", str(tokens["train"] + 1)])
+    assert SplitIdSequences(art / "corpora" / "cleaned", art / "analysis" / "reports" / "bpe_token_id_sequences.txt",
+                            "heldout", 0.2).reaches(tokens["heldout"])
+
+
 def test_init_accepts_original_flag_spellings(tmp_path, raw_dir, capsys):
     cleaned = tmp_path / "elsewhere"
     main(["init", *tiny_cli_args(tmp_path, "--data.builtin_corpus", "null"), "--raw-corpora-dir", str(raw_dir),
