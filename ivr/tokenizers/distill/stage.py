@@ -83,8 +83,9 @@ def fit_distilled(
     bare_bpe = bare_model(bpe)
     # behind another pre-tokenizer or a normalizer, a piece or variant may never reach the model whole (" 42" in
     # Llama-3's regex, "The" behind lower-casing)
+    listed = read_word_list(settings.word_list, bpe) if settings.word_list else Counter()
     weighted = fit_words(source.outputs, corpus_counts, settings, bpe, source.isolated_digits,
-                         not source.rules or bpe.normalizer is not None)
+                         not source.rules or bpe.normalizer is not None, listed)
     # the fit learns from the most frequent corpus words only (corpus_sample): the others may get other ids
     left_out = sum(1 for w in corpus_counts if w not in weighted)
     if left_out:
@@ -119,7 +120,6 @@ def fit_distilled(
     pred = encode_segments(model_tok, segment_words(rules, words) if source.rules else cut_words(runs, words))
     letter_ok = None
     if settings.letter_word_rules == "corpus":
-        listed = read_word_list(settings.word_list, bpe) if settings.word_list else Counter()
         letter_ok = lambda w: w in corpus_counts or w in listed  # noqa: E731  (no copy of the corpus's words)
     word_rules = select_word_rules(model_tok, rules, words, weights, gold, pred,
                                    settings.word_rules if source.rules else 0, letter_ok)

@@ -63,7 +63,7 @@ def pre_token_counts(pre_tokenizer: Tokenizer, texts: Iterable[str], desc: str =
 
 def fit_words(
     pieces: Sequence[str], corpus_counts: Counter, settings: DistillSettings, bpe: Tokenizer | None = None,
-    isolated_digits: bool = False, whole_pre_tokens: bool = False,
+    isolated_digits: bool = False, whole_pre_tokens: bool = False, listed: Counter | None = None,
 ) -> Counter:
     """The weighted words to fit on: corpus pre-tokens, vocabulary pieces and their variants, a word list, and
     general words of other languages (``settings.general_languages``), which ``bpe``'s pre-tokenizer cuts.
@@ -72,7 +72,8 @@ def fit_words(
     digit on its own) the digit strings are the ten digits. ``bpe``'s pre-tokenizer cuts the word list too. With
     ``whole_pre_tokens`` (a pre-tokenizer other than GPT-2's, or a normalizer) a vocabulary piece, variant or digit
     string is fitted only where ``bpe``'s pipeline keeps it as it is (the Llama-3 regex cuts `` 42`` into `` `` and
-    ``42``; lower-casing changes ``The``)."""
+    ``42``; lower-casing changes ``The``). ``listed``: the word list as ``read_word_list`` gave it, where the caller
+    has read it already."""
     words = corpus_sample(corpus_counts)
     extra: Counter = Counter()
     if settings.vocab_words:
@@ -103,8 +104,10 @@ def fit_words(
         general = general_words(bpe, languages, settings.general_words_per_language, settings.general_text_words)
         for w, n in general.items():  # a word's estimated general count, where above its corpus count
             words[w] = max(words.get(w, 0), n)
-    if settings.word_list:  # a listed count weighs like a corpus count; the larger of the two is kept
-        for piece, n in read_word_list(settings.word_list, bpe).items():
+    if listed is None and settings.word_list:
+        listed = read_word_list(settings.word_list, bpe)
+    if listed:  # a listed count weighs like a corpus count; the larger of the two is kept
+        for piece, n in listed.items():
             words[piece] = max(words.get(piece, 0), n)
     return words
 
