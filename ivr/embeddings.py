@@ -127,6 +127,12 @@ def alignment_index(
                 )
             if piece != rule.new_token:
                 raise ValueError(f"{rule.where}: new_token {rule.new_token!r} but the remapped tokenizer has {piece!r}")
+            # the rows the new row is made from: a hand edit of new_text that kept the old gpt2_ids would start
+            # the row from another string's meaning
+            spelled = "".join(original_piece.get(i, "") for i in rule.gpt2_ids)
+            if spelled != rule.new_token:
+                raise ValueError(f"{rule.where}: gpt2_ids {list(rule.gpt2_ids)} spell {spelled!r} in the original "
+                                 f"tokenizer, not new_token {rule.new_token!r}; give the ids of its pieces")
             source[j] = j
         elif piece in original_vocab:
             source[j] = original_vocab[piece]

@@ -37,6 +37,7 @@ from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKin
 from ivr.stamps import code_fingerprint, is_current, library_versions, module_file, write_stamp
 from ivr.tokenizers.distill import distill_tokenizer
 from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer, read_metadata, read_special_tokens
+from ivr.tokenizers.pieces import vocab_pieces
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import remap_tokenizer
 from ivr.tokenizers.source import fetch_original_tokenizer
@@ -340,13 +341,15 @@ def remap(config: PipelineConfig) -> list[Path]:
         "original_tokenizer_configs": _config_shas(paths.original_tokenizer_dir),
         "original_chat_template": _sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),
         "settings": _plain(settings),
+        "protected": [config.select.protected_ids, config.select.protected_tokens],
         "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
         **_corpus_key(config),
     }
 
     def build() -> None:
+        distilled = load_tokenizer(paths.distilled_tokenizer_dir)
         summary = remap_tokenizer(
-            load_tokenizer(paths.distilled_tokenizer_dir),
+            distilled,
             settings,
             paths.remapped_tokenizer_dir,
             paths.remap_rules,
@@ -364,6 +367,7 @@ def remap(config: PipelineConfig) -> list[Path]:
                            "the selection's general text, a word list and standard-library code, is another)",
                 **dict.fromkeys(config.extra_eval_paths, "a file of data.extra_eval_paths"),
             },
+            protected_ids=config.select.protected(vocab_pieces(distilled)),
         )
         log.info("remap: %s", {k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
 
@@ -384,8 +388,9 @@ def align(
     rules = Path(rules_path or remapped_dir / paths.remap_rules.name)
     if rules_path is None and remapped_tokenizer_dir is None and original_tokenizer_dir is None:
         remap(config)  # the rules current first, as every stage brings its inputs up to date
-    if rules_path is None and not rules.is_file():
-        raise FileNotFoundError(f"no remap rules at {rules}: run `ivr remap` (or `ivr prepare`) first")
+    if not rules.is_file():
+        raise FileNotFoundError(f"no remap rules at {rules}: " + ("no such file (--remap-rules-path)" if rules_path
+                                                                   else "run `ivr remap` (or `ivr prepare`) first"))
     if base.from_config is None and not base.name_or_path:
         raise ValueError("ivr align needs a base model: set model.model_name_or_path or model.from_config")
     key = lambda: {  # noqa: E731

@@ -321,6 +321,9 @@ def test_align_brings_remap_up_to_date_first_unless_given_its_files(tmp_path, mo
     with pytest.raises(FileNotFoundError, match=missing):
         main(["align", *tiny_cli_args(tmp_path), "--remapped-tokenizer-dir", str(tmp_path / "elsewhere")])
     assert calls == ["remap"]
+    with pytest.raises(FileNotFoundError, match=r"no remap rules at .*nope\.yaml: no such file \(--remap-rules-path\)"):
+        main(["align", *tiny_cli_args(tmp_path), "--remap-rules-path", str(tmp_path / "nope.yaml")])
+    assert calls == ["remap"]
 
 
 def _console_run(monkeypatch, capsys, error: BaseException) -> tuple[int, str]:

@@ -42,8 +42,8 @@ def untouched(ids=IDS, size=50257):
 
 def test_rules_must_agree_with_tokenizers(tmp_path, workspace):
     paths, rules = workspace
-    vocab = {"a": 0, "b": 1, "c": 2, "old": 3}
-    remapped = {"a": 0, "b": 1, "c": 2, "new": 3}
+    vocab = {"ne": 0, "w": 1, "c": 2, "old": 3}
+    remapped = {"ne": 0, "w": 1, "c": 2, "new": 3}
     good = [{"id": 3, "old_token": "old", "new_token": "new", "gpt2_ids": [0, 1]}]
     assert alignment_index(vocab, remapped, read_remap_rules(write_rules(tmp_path / "g.yaml", good))).tolist() == [
         0,
@@ -57,6 +57,8 @@ def test_rules_must_agree_with_tokenizers(tmp_path, workspace):
         ("new_token", "x", "new_token 'x' but the remapped tokenizer has 'new'"),
         ("gpt2_ids", [0, 4], r"ids \[4\] outside the vocabulary \[0, 4\)"),
         ("id", 9, r"ids \[9\] outside"),
+        # new_text edited by hand, the ids of the string it replaced kept: rows from another string's meaning
+        ("gpt2_ids", [1, 0], r"gpt2_ids \[1, 0\] spell 'wne' in the original tokenizer, not new_token 'new'"),
     ]:
         bad = [{**good[0], key: value}]
         with pytest.raises(ValueError, match=message):

@@ -125,6 +125,18 @@ def test_hand_edited_rules_file_is_used_and_gpt2_ids_recomputed(built, distilled
     written = read_remap_rules(tmp_path / "out" / "rules.yaml")[0]
     assert list(written.gpt2_ids) == distilled.encode(" zygomorphic").ids and len(written.gpt2_ids) >= 2
 
+    # ids the user protected (data.select.protected_*) bind hand-edited rules too, and the contract names them
+    second = data["rules"][1]["id"]
+    with pytest.raises(RemapRuleError, match=rf"edited.yaml: rule 2 \(id {second}\): the id is protected"):
+        remap_tokenizer(distilled, settings, tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md",
+                        tmp_path / "r.json", protected_ids={second})
+    summary = remap_tokenizer(distilled, settings, tmp_path / "out", tmp_path / "out" / "rules.yaml",
+                              tmp_path / "r.md", tmp_path / "r.json", protected_ids={7})
+    assert 7 in summary["id_contract"]["protected_ids"] and summary["id_contract"]["no rule frees a protected id"]
+    report = (tmp_path / "r.md").read_text(encoding="utf-8")
+    assert "as the file gives them" in report and "selection_log.md" not in report
+    assert "vs distilled: " not in report.replace("token count change vs distilled: ", "")  # said once, no original
+
     data["rules"][1]["id"] = 65
     rules_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     with pytest.raises(RemapRuleError, match=r"edited.yaml: rule 2 \(id 65\): single-byte"):
@@ -212,7 +224,7 @@ def test_empty_held_out_and_extra_sets_are_reported_as_n_a(built, distilled, tmp
     assert "- realized saving on held-out domain text: n/a of distilled tokens" in report
     assert "| empty_file | remapped | 0 | 0 | n/a |" in report
     assert "| empty_file | 0 of 1 (0.00%) | 0 of 0 (n/a) | 0 (n/a) |" in report
-    assert "- empty_file: token count change vs distilled: n/a, vs distilled: n/a" in report
+    assert "- empty_file: token count change vs distilled: n/a\n" in report
 
 
 def test_a_bonus_that_is_not_positive_is_refused():

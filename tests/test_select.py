@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from tests.conftest import make_code_docs
@@ -112,6 +114,17 @@ def test_forced_tokens_come_first_and_bad_ones_name_the_line(distilled, code_doc
     forced.write_text(" fine\nnot one pretoken\n", encoding="utf-8")
     with pytest.raises(ForcedTokensError, match=r"forced.txt:2: 'not one pretoken'"):
         select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+
+
+def test_a_forced_term_that_is_a_token_already_keeps_its_id(selection, distilled, code_docs, tmp_path):
+    first = selection[0].replacements[0]  # the id the selection frees first, forced as it stands
+    forced = tmp_path / "forced.txt"
+    forced.write_text(json.dumps(first.freed_text) + "\n", encoding="utf-8")
+    settings = SelectSettings(num_replacements=40, forced_tokens_path=str(forced), **FAST)
+    sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+    assert first.freed_id not in {r.freed_id for r in sel.replacements}
+    assert f"(id {first.freed_id}); nothing to add, and its id is never freed" in (tmp_path / "log.md").read_text(
+        encoding="utf-8")
 
 
 def test_protected_tokens_and_ids_are_never_freed(selection, distilled, code_docs, tmp_path):

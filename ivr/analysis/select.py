@@ -191,7 +191,8 @@ def select_replacements(
     forced_ok: list[str] = []
     for f in forced:
         if f in vocab:
-            forced_notes.append(f"{code(readable(f))} is already a token (id {pieces.index(f)}); nothing to add")
+            forced_notes.append(f"{code(readable(f))} is already a token (id {pieces.index(f)}); nothing to add, "
+                                f"and its id is never freed")
         elif f in forced_ok:
             forced_notes.append(f"{code(readable(f))} is listed twice; kept once")
         else:
@@ -205,10 +206,8 @@ def select_replacements(
                            code_reference(settings.general_code_mb, corpus_sources))
     prior = general_prior(distilled, general)
     special = set(distilled.get_added_tokens_decoder()) | set(special_ids)
-    outside = [i for i in settings.protected_ids if not 0 <= i < len(pieces)]
-    if outside:
-        raise ValueError(f"data.select.protected_ids: {outside} outside the vocabulary's ids [0, {len(pieces)})")
-    protected = set(settings.protected_ids) | {pieces.index(p) for p in _protected_pieces(settings, vocab)}
+    # a forced term that is a token already must stay one
+    protected = settings.protected(pieces) | {pieces.index(f) for f in forced if f in vocab}
     bytes_ = single_byte_pieces()
     never = special | protected | {i for i, p in enumerate(pieces) if p in bytes_}
     order = _free_order(stats, pieces, settings, never, unreachable, prior)
@@ -364,17 +363,6 @@ def _validation_curve(distilled, everything, validation, cache, pieces, settings
     fit_net = [g - int(fit.id_counts[f]) for g, f in zip(replay(fit, pieces, strings), freed)]
     val_net = [g - int(val.id_counts[f]) for g, f in zip(replay(val, pieces, strings), freed)]
     return savings_curve(fit_net, fit.total_tokens, val_net, val.total_tokens)
-
-
-def _protected_pieces(settings: SelectSettings, vocab: set[str]) -> set[str]:
-    out = set()
-    for p in settings.protected_tokens:
-        found = {q for q in (p, text_to_piece(p)) if q in vocab}
-        if not found:  # a typo would protect nothing, silently
-            raise ValueError(f"data.select.protected_tokens: {p!r} is not a token of the vocabulary, as text or as "
-                             "a byte-level piece; it would protect nothing")
-        out |= found
-    return out
 
 
 def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Replacement], notes: list[str],

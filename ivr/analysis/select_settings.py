@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ivr.tokenizers.byte_level import text_to_piece
 from ivr.user_text import require_file
 
 
@@ -70,3 +72,19 @@ class SelectSettings:
             require_file(self.forced_tokens_path, "data.select.forced_tokens_path")
         for path in self.general_reference_paths:
             require_file(path, "data.select.general_reference_paths")
+
+    def protected(self, pieces: Sequence[str]) -> set[int]:
+        """The ids ``protected_ids`` and ``protected_tokens`` name in a vocabulary of ``pieces`` (indexed by id); an
+        id outside it or a token not in it is an error, since it would protect nothing."""
+        outside = [i for i in self.protected_ids if not 0 <= i < len(pieces)]
+        if outside:
+            raise ValueError(f"data.select.protected_ids: {outside} outside the vocabulary's ids [0, {len(pieces)})")
+        index = {p: i for i, p in enumerate(pieces)}
+        out = set(self.protected_ids)
+        for p in self.protected_tokens:
+            found = {index[q] for q in (p, text_to_piece(p)) if q in index}
+            if not found:
+                raise ValueError(f"data.select.protected_tokens: {p!r} is not a token of the vocabulary, as text or "
+                                 "as a byte-level piece; it would protect nothing")
+            out |= found
+        return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from ivr.tokenizers.candidates import read_candidates
 from ivr.tokenizers.io import save_tokenizer_dir
 from ivr.tokenizers.remap_rules import (
     RemapRule,
+    RemapRuleError,
     id_contract,
     read_remap_rules,
     rules_from_candidates,
@@ -94,6 +95,7 @@ def remap_tokenizer(
     extra_texts: Mapping[str, Sequence[str]] | None = None,
     special: SpecialTokens | None = None,
     described: Mapping[str, str] | None = None,
+    protected_ids: Collection[int] = (),
 ) -> dict:
     """Build and save the remapped tokenizer and its rules, then measure it; return the report's summary.
 
@@ -102,6 +104,7 @@ def remap_tokenizer(
     are only measured, never used for choices; ``described`` says what a set is, for the report. ``special``
     are the source's special tokens (``read_special_tokens``; without them, GPT-2's layout): no rule may free
     one, and the remapped tokenizer must keep them all (the ID contract, ``id_contract``), else this fails.
+    ``protected_ids``: the ids the user protected (``data.select.protected_*``), which no rule may free either.
     """
     start = time.perf_counter()
     special = special or special_tokens_of(distilled)
@@ -113,12 +116,16 @@ def remap_tokenizer(
         rules = validate_remap_rules(rules_from_candidates(read_candidates(candidates_csv)), source, distilled, special)
     else:
         raise ValueError("remap needs data.remap.remap_rules_path or the replacement candidates CSV")
+    freed = [r for r in rules if r.id in protected_ids]
+    if freed:
+        raise RemapRuleError(f"{freed[0].where}: the id is protected (data.select.protected_ids or "
+                             f"protected_tokens); give the rule another id")
     remapped = build_remapped(distilled, rules, settings.new_piece_bonus)
     not_own = rules_not_encoding_to_own_id(remapped, rules)
     if not_own:
         log.warning("remap: %d of %d rules from %s never encode their string to their own id: %s", len(not_own),
                     len(rules), source, ", ".join(f"{r.new_text!r} (id {r.id})" for r in not_own))
-    contract = id_contract(distilled, remapped, special, rules)
+    contract = id_contract(distilled, remapped, special, rules, protected_ids)
     broken = [name for name, ok in contract.items() if ok is False]
     if broken:
         raise ValueError(f"remap from {source}: the remapped tokenizer breaks the ID contract: {', '.join(broken)}")
@@ -144,6 +151,7 @@ def remap_tokenizer(
     summary = {
         "reassigned": len(rules),
         "rules_source": source,
+        "rules_hand_edited": bool(settings.remap_rules_path),
         "rules_not_encoding_to_own_id": [r.id for r in not_own],
         "rules_not_encoding_to_own_id_strings": [r.new_text for r in not_own],
         "id_contract": contract,
@@ -243,8 +251,10 @@ def _report_md(s: dict) -> str:
         "# IVR remap report",
         "",
         f"- ids reassigned: {s['reassigned']} (rules from `{s['rules_source']}`)",
-        f"- estimated saving on the training texts: {s['estimated_saving_pct']:.2f}% of distilled tokens, before "
-        "the freed tokens' own uses there (`selection_log.md` gives the net figure)",
+        f"- estimated saving on the training texts: {s['estimated_saving_pct']:.2f}% of distilled tokens, "
+        + ("the sum of the rules' `estimated_saving_pct` as the file gives them (0 where not given)"
+           if s.get("rules_hand_edited") else
+           "before the freed tokens' own uses there (`selection_log.md` gives the net figure)"),
     ]
     if s["rules_not_encoding_to_own_id"]:
         shown = [f"{code(t)} (id {i})" for t, i in zip(s["rules_not_encoding_to_own_id_strings"], s["rules_not_encoding_to_own_id"])]
@@ -258,7 +268,7 @@ def _report_md(s: dict) -> str:
         lines.append(f"- new ids never used in held-out domain text: {figure(unused, 'd')}")
     if "id_contract" in s:
         ids = s["id_contract"]["protected_ids"]
-        lines.append(f"- ID contract: {len(ids)} protected ids (added tokens, bos/eos/pad/unk: "
+        lines.append(f"- ID contract: {len(ids)} protected ids (added tokens, bos/eos/pad/unk, data.select.protected_*: "
                      f"{', '.join(map(str, ids[:20]))}{' …' if len(ids) > 20 else ''}), never freed")
         lines += [f"  - {name}: {'yes' if ok else 'NO'}" for name, ok in s["id_contract"].items() if name != "protected_ids"]
     texts = {name: what for name, what in s.get("texts", {}).items() if what}
@@ -271,8 +281,9 @@ def _report_md(s: dict) -> str:
             lines.append(f"| {name} | {tok} | {v['bytes']} | {v['tokens']} | {figure(v['tokens_per_byte'], '.4f')} |")
     lines.append("")
     for name in s["measured"]:
-        lines.append(f"- {name}: token count change vs {base}: {figure(s[f'{name}_change_pct_vs_{base}'], '+.2f', '%')}, "
-                     f"vs distilled: {figure(s[f'{name}_change_pct_vs_distilled'], '+.2f', '%')}")
+        also = "" if base == "distilled" else f", vs distilled: {figure(s[f'{name}_change_pct_vs_distilled'], '+.2f', '%')}"
+        lines.append(f"- {name}: token count change vs {base}: {figure(s[f'{name}_change_pct_vs_{base}'], '+.2f', '%')}"
+                     + also)
     if s.get("made_longer"):
         lines += ["", f"Made longer (more tokens than with the {base} tokenizer; lines: the non-blank lines, each "
                   "encoded alone):", "",

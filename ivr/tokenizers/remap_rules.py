@@ -10,7 +10,7 @@ position (from 1) and its id, and list every bad rule at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -310,14 +310,16 @@ class _Checker:
 
 
 def id_contract(
-    before: Tokenizer, after: Tokenizer, special: SpecialTokens, rules: Sequence[RemapRule]
+    before: Tokenizer, after: Tokenizer, special: SpecialTokens, rules: Sequence[RemapRule],
+    protected_ids: Collection[int] = (),
 ) -> dict[str, bool | list[int]]:
     """The ID contract of a remapped tokenizer against the one it was built from: the same vocabulary size, the
     same added tokens at the same ids, every id the config names (bos, eos, pad, unk) holding the same token,
-    and no rule on a protected id. Each check by name: True when it holds."""
+    and no rule on a protected id: those, and ``protected_ids`` (the user's, ``data.select.protected_*``). Each
+    check by name: True when it holds."""
     ours = {i: (t.content, t.special) for i, t in after.get_added_tokens_decoder().items()}
     theirs = {i: (t.content, t.special) for i, t in before.get_added_tokens_decoder().items()}
-    protected = special.protected_ids()
+    protected = special.protected_ids() | set(protected_ids)
     return {
         "protected_ids": sorted(protected),
         "vocabulary size unchanged": after.get_vocab_size() == before.get_vocab_size(),
