@@ -61,15 +61,15 @@ class IVRCLI(LightningCLI):
         }
 
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads a --ckpt_path file's hyperparameters before any command runs: a cut or damaged file,
-        # or one that is no Lightning checkpoint, is named here instead of failing inside torch
+        # LightningCLI would copy a --ckpt_path file's hyperparameters over the config and the flags: the model's
+        # settings come from the config and the flags for a file as for `last` (a resumed fit may change its
+        # learning rate). A cut or damaged file, or one that is no Lightning checkpoint, is named here.
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
             from ivr.export import lightning_checkpoint
 
             lightning_checkpoint(ckpt_path)
-        super()._parse_ckpt_path()
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
         if self._requested is not None and subcommand != self._requested:

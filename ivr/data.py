@@ -222,7 +222,8 @@ class IVRDataModule(LightningDataModule):
     def state_dict(self) -> dict:
         """What a checkpoint records of the data: the vocabulary whose ids the weights were trained on, and where
         the training order stands (``ivr.batch_order``)."""
-        state = {"tokenizer": self.hparams.tokenizer, "vocabulary_sha256": self._vocabulary_sha256()}
+        state = {"tokenizer": self.hparams.tokenizer, "vocabulary_sha256": self._vocabulary_sha256(),
+                 "heldout_fraction": self.hparams.heldout_fraction}
         corpus = self._corpus_fingerprint()
         if corpus is not None:
             state["corpus_fingerprint"] = corpus
@@ -238,6 +239,11 @@ class IVRDataModule(LightningDataModule):
             log.warning("the cleaned corpus changed since the checkpoint was written: documents may have moved "
                         "between the training and held-out splits (a JSONL record's id is its file and line), so "
                         "held-out figures may include text this fit trained on")
+        fraction = state_dict.get("heldout_fraction")
+        if fraction is not None and fraction != self.hparams.heldout_fraction:
+            log.warning("the checkpoint was trained with data.heldout_fraction %s and this run holds out %s: "
+                        "documents moved between the training and held-out splits, so held-out figures may "
+                        "include text the checkpoint trained on", fraction, self.hparams.heldout_fraction)
         if "order" in state_dict:
             self._order = OrderState(seed=_global_seed())
             self._order.load(state_dict["order"])

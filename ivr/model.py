@@ -145,7 +145,8 @@ class IVRLanguageModel(LightningModule):
                 ``from_config`` to build a model from scratch.
             from_config: Build a randomly initialised GPT-2 or Llama of this shape instead of loading weights.
             learning_rate: Peak AdamW learning rate, reached after ``warmup_steps``.
-            weight_decay: AdamW weight decay on matrices (not on biases, LayerNorms or position embeddings).
+            weight_decay: AdamW weight decay on matrices (not on biases, LayerNorms or position embeddings; none
+                with ``train_only: reassigned_rows``, where AdamW's decay would move the frozen rows too).
             betas: AdamW betas.
             warmup_steps: Linear warm-up steps; the rate then follows a cosine down to ``min_lr_ratio`` times peak.
             min_lr_ratio: Final learning rate as a fraction of the peak.
@@ -232,7 +233,9 @@ class IVRLanguageModel(LightningModule):
                              f"data.block_size to at most {context}")
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return (self._compiled or self.model)(input_ids=input_ids, use_cache=False).logits
+        # not `or`: a compiled module has no truth value (it forwards len() to a model that has none)
+        model = self._compiled if self._compiled is not None else self.model
+        return model(input_ids=input_ids, use_cache=False).logits
 
     def _reassigned_mask(self, targets: torch.Tensor) -> torch.Tensor | None:
         if self.reassigned_ids is None:
@@ -259,6 +262,8 @@ class IVRLanguageModel(LightningModule):
         self.log("train/loss", nll / n, prog_bar=True, sync_dist=True)
         self.log("train/bits_per_byte", bits_per_byte(nll, nbytes), sync_dist=True)
         self.log("train/bytes_per_token", nbytes / n, sync_dist=True)
+        # the rate this step uses: by on_train_batch_end the scheduler has moved on to the next step's
+        self.log("train/lr", optimizer.param_groups[0]["lr"])
         if r_n > 0:
             self.log("train/loss_reassigned", r_nll / r_n)
             self.log("train/reassigned_token_share", r_n / n)
@@ -270,7 +275,6 @@ class IVRLanguageModel(LightningModule):
         elapsed = time.perf_counter() - self._step_started
         if elapsed > 0:
             self.log("train/tokens_per_sec", batch["input_ids"].numel() / elapsed, sync_dist=True, reduce_fx="sum")
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         token_losses, targets = token_nll(self(batch["input_ids"]), batch["input_ids"])

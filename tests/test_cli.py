@@ -84,8 +84,11 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
     batches = []  # (step, digest of the batch's ids) of every training step, in order
     step = IVRLanguageModel.training_step
 
+    rates = {}  # the learning rate each step trains with
+
     def recording_step(self, batch, batch_idx):
         batches.append((self.global_step, hashlib.sha1(batch["input_ids"].numpy().tobytes()).hexdigest()))
+        rates[self.global_step] = self.trainer.optimizers[0].param_groups[0]["lr"]
         return step(self, batch, batch_idx)
 
     monkeypatch.setattr(IVRLanguageModel, "training_step", recording_step)
@@ -108,6 +111,8 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
         assert tag in tags, tag
     bpb = acc.Scalars("val/bits_per_byte")[-1].value
     assert 0 < bpb < 40
+    logged = [e.value for e in acc.Scalars("train/lr")]
+    assert logged == pytest.approx([rates[s] for s in sorted(rates)]) and logged[0] < logged[1]  # warming up
 
     import torch
 
@@ -148,6 +153,10 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
     with pytest.raises(ValueError, match=r"last\.ckpt: its weights do not fit the configured model \(size mismatch"):
         main(["fit", *tiny_cli_args(tmp_path, "--model.from_config.n_embd", "32"), "--trainer.max_steps", "6",
               "--ckpt_path", "last"])
+    # the file named by its path: the flags win over the checkpoint's saved settings there too
+    with pytest.raises(ValueError, match=r"last\.ckpt: its weights do not fit the configured model \(size mismatch"):
+        main(["fit", *tiny_cli_args(tmp_path, "--model.from_config.n_embd", "32"), "--trainer.max_steps", "6",
+              "--ckpt_path", str(checkpoints / "last.ckpt")])
 
 
 def test_a_checkpoint_file_given_by_path_is_checked_before_lightning_reads_it(tmp_path):
@@ -181,8 +190,9 @@ def test_a_fit_from_base_or_a_missing_checkpoint_is_refused_before_any_preparati
 def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.chdir(tmp_path)
     caplog.set_level("INFO", logger="ivr.progress")
-    args = tiny_cli_args(tmp_path, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
-                         "--trainer.limit_val_batches", "1")
+    # epochs of 2 batches and validation every 3: the interval counts batches across epochs, as the configs say
+    args = tiny_cli_args(tmp_path, "--trainer.max_steps", "3", "--trainer.val_check_interval", "3",
+                         "--trainer.limit_val_batches", "1", "--trainer.limit_train_batches", "2")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("def main():\\n    \nimport os\n")
     main(["prepare", *args])
@@ -191,6 +201,7 @@ def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatc
     with pytest.raises(FileNotFoundError, match="no checkpoint for ivr validate"):
         main(["validate", *args])
     main(["fit", *args])
+    assert any(r.getMessage().startswith("validation at step 3: ") for r in caplog.records if r.name == "ivr.progress")
     main(["predict", *args, "--data.prompts_path", str(prompts), "--max_new_tokens", "5"])
     records = [json.loads(line) for line in (tmp_path / "artifacts" / "training" / "predictions.jsonl").open()]
     assert [r["prompt"] for r in records] == ["def main():\n    ", "import os"]
@@ -270,7 +281,10 @@ def test_resuming_on_a_changed_corpus_warns_that_held_out_text_may_have_been_tra
         assert "corpus changed" not in caplog.text
         manifest.write_text(json.dumps({"files": [], "fingerprint": "b"}))  # a line inserted into a JSONL file
         IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original").load_state_dict(state)
-    assert "the cleaned corpus changed since the checkpoint was written" in caplog.text
+        assert "the cleaned corpus changed since the checkpoint was written" in caplog.text
+        assert "heldout_fraction" not in caplog.text
+        IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original", heldout_fraction=0.5).load_state_dict(state)
+    assert "trained with data.heldout_fraction 0.05 and this run holds out 0.5" in caplog.text
 
 
 def test_predict_without_prompts_says_what_to_pass(tmp_path):

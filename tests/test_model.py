@@ -284,3 +284,15 @@ def test_held_out_sums_count_exactly_past_float32s_integers():
     for _ in range(3):
         module.val_bytes.update(torch.tensor(2**24 + 1))  # a batch's byte count: an integer tensor
     assert module.val_bytes.compute().item() == 3 * (2**24 + 1)  # float32 gives 3 * 2**24, bfloat16 less
+
+
+def test_a_compiled_model_scores_as_the_plain_one(monkeypatch):
+    # the eager backend: what is tested is the module's use of the compiled wrapper, not the compiler (seconds)
+    monkeypatch.setattr(torch, "compile", lambda model, _compile=torch.compile: _compile(model, backend="eager"))
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16),
+                              compile=True)
+    module.configure_model()
+    module.eval()
+    ids = torch.randint(0, 50257, (2, 16))
+    assert module._compiled is not None
+    assert torch.allclose(module(ids), module.model(input_ids=ids).logits, atol=1e-6)
