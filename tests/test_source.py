@@ -94,6 +94,7 @@ def test_a_hub_tokenizer_in_the_cache_alone_gets_its_configs_from_the_hub(tmp_pa
     import shutil
 
     import huggingface_hub
+    from huggingface_hub.errors import RemoteEntryNotFoundError
 
     first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
     cache = tmp_path / "snapshots" / "abc123"  # the cache's snapshot of one commit
@@ -107,8 +108,10 @@ def test_a_hub_tokenizer_in_the_cache_alone_gets_its_configs_from_the_hub(tmp_pa
         assert filename == "tokenizer.json" or revision == "abc123"  # the configs of the cached file's commit
         if (cache / filename).exists():
             return str(cache / filename)
-        if local_files_only or filename not in on_the_hub:
+        if local_files_only:
             raise FileNotFoundError(filename)
+        if filename not in on_the_hub:  # the repository answers that it has no such file
+            raise RemoteEntryNotFoundError.__new__(RemoteEntryNotFoundError)
         (cache / filename).write_text(on_the_hub[filename])
         return str(cache / filename)
 
@@ -117,3 +120,65 @@ def test_a_hub_tokenizer_in_the_cache_alone_gets_its_configs_from_the_hub(tmp_pa
     assert meta["source"]["kind"] == "hub" and meta["special"]["model_max_length"] == 77
     assert ("tokenizer.json", True) in calls and ("tokenizer.json", False) not in calls  # the cache's copy
     assert ("tokenizer_config.json", False) in calls and ("chat_template.jinja", False) in calls
+
+    # without a network, the first optional file that fails stops the others' tries (each waits for time-outs)
+    (cache / "tokenizer_config.json").unlink()
+    calls.clear()
+
+    def offline(repo, filename, revision=None, local_files_only=False):
+        calls.append((filename, local_files_only))
+        if (cache / filename).exists():
+            return str(cache / filename)
+        raise FileNotFoundError(filename) if local_files_only else ConnectionError("no route to host")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    _, meta = fetch_original_tokenizer(tmp_path / "o2", "someone/gpt2-like")
+    assert [c for c in calls if not c[1]] == [("tokenizer_config.json", False)]
+
+
+def test_a_directory_given_as_the_tokenizer_name_is_read_as_a_local_one(tmp_path):
+    first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    _, meta = fetch_original_tokenizer(tmp_path / "o", str(first), allow_hub=False)
+    assert meta["source"] == {"kind": "local", "path": str(first)}
+
+
+def test_a_damaged_source_file_is_named_with_what_to_do(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "tokenizer.json").write_text('{"version": "1.0", "model": {', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"src/tokenizer\.json: not a tokenizer file .*replace it with the model's own"):
+        fetch_original_tokenizer(tmp_path / "o", local_dir=source, allow_hub=False)
+
+
+def test_a_cut_gguf_tokenizer_names_the_file(tmp_path, monkeypatch):
+    import transformers
+
+    def damaged(*args, **kwargs):
+        raise __import__("struct").error("unpack_from requires a buffer of at least 1000007 bytes")
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(100))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", damaged)
+    with pytest.raises(ValueError, match=r"model\.gguf: cannot read the tokenizer of this GGUF file \(error: unpack"):
+        fetch_original_tokenizer(tmp_path / "o", str(gguf))
+
+
+def test_a_source_without_a_config_makes_up_no_length_and_the_packaged_gpt2_has_its_own(tmp_path):
+    first, meta = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    assert meta["special"]["model_max_length"] == 1024
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "tokenizer.json").write_bytes((first / "tokenizer.json").read_bytes())
+    _, meta = fetch_original_tokenizer(tmp_path / "o", local_dir=bare, allow_hub=False)
+    assert meta["special"]["model_max_length"] is None
+
+
+def test_named_chat_templates_left_behind_are_a_warning(tmp_path, caplog):
+    first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    (first / "chat_template.jinja").write_text("{{ messages[0]['content'] }}", encoding="utf-8")
+    (first / "additional_chat_templates").mkdir()
+    (first / "additional_chat_templates" / "tool_use.jinja").write_text("TOOLS:{{ x }}", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="ivr.tokenizers.io"):
+        _, meta = fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
+    assert "the named chat templates tool_use are not carried" in caplog.text
+    assert (tmp_path / "o" / "chat_template.jinja").read_text(encoding="utf-8") == "{{ messages[0]['content'] }}"

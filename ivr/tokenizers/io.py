@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from ivr.tokenizers.special import (
     CHAT_TEMPLATE_FILE, CONFIG_FILES, ENDOFTEXT, GPT2_ROLES, UNSET_LENGTH, SpecialTokens, config_roles,
     special_tokens, special_tokens_of,
 )
+
+log = logging.getLogger(__name__)
 
 METADATA_FILE = "ivr_metadata.json"
 
@@ -111,18 +114,21 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
     return special_text_as_text(read_tokenizer_file(directory))
 
 
-def read_tokenizer_file(directory: str | Path) -> Tokenizer:
+def read_tokenizer_file(
+    directory: str | Path,
+    hint: str = "run the stage that builds it again (`ivr prepare` rebuilds a changed or truncated artifact)",
+) -> Tokenizer:
     """``directory``'s ``tokenizer.json`` as saved, but whole: without the padding or truncation a file saved after
     a call with ``truncation=True`` carries, which would cut every document (``load_tokenizer`` for encoding
-    documents)."""
+    documents). ``hint``: what to do about a file that cannot be read (an artifact is built again, a user's
+    file replaced)."""
     path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no tokenizer at {path}: run the stage that builds it first (see `ivr prepare`)")
     try:
         tok = Tokenizer.from_file(str(path))
     except Exception as err:  # the library raises a bare Exception for a file it cannot parse
-        raise ValueError(f"{path}: not a tokenizer file the tokenizers library can read ({err}); run the stage that "
-                         "builds it again (`ivr prepare` rebuilds a changed or truncated artifact)") from None
+        raise ValueError(f"{path}: not a tokenizer file the tokenizers library can read ({err}); {hint}") from None
     tok.no_padding()
     tok.no_truncation()
     return tok
@@ -167,6 +173,10 @@ def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
 def read_chat_template(directory: Path, config: dict) -> str | None:
     """The chat template of a tokenizer directory: ``chat_template.jinja``, else the config's ``chat_template``
     string; ``None`` without one. A list of named templates is refused: no derived file could carry it as read."""
+    named = sorted(p.stem for p in (directory / "additional_chat_templates").glob("*.jinja"))
+    if named:  # transformers' named templates: derived directories carry the one default template only
+        log.warning("%s: the named chat templates %s are not carried into the tokenizers ivr writes; only the "
+                    "default template is", directory / "additional_chat_templates", ", ".join(named))
     path = directory / CHAT_TEMPLATE_FILE
     if path.is_file():
         try:

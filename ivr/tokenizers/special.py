@@ -88,15 +88,17 @@ def special_tokens(
                          chat_template)
 
 
-def special_tokens_of(tok: Tokenizer, where: str = "the tokenizer") -> SpecialTokens:
+def special_tokens_of(tok: Tokenizer, where: str = "the tokenizer", model_max_length: int | None = None) -> SpecialTokens:
     """The special tokens of a tokenizer that comes without a config: GPT-2's layout only (``<|endoftext|>`` its
-    one added token, which is then bos, eos and unk); any other layout needs its config (``read_special_tokens``)."""
+    one added token, which is then bos, eos and unk); any other layout needs its config (``read_special_tokens``).
+    ``model_max_length``: where known (GPT-2's packaged vocabulary stands for its Hub tokenizer, 1024); otherwise
+    none is made up, and an export takes the model's context."""
     added = {t.content for t in tok.get_added_tokens_decoder().values()}
     if added != {ENDOFTEXT}:
         raise ValueError(f"{where}: tokenizer.json does not say which of its added tokens ({sorted(added)[:20]}) are "
                          "bos, eos, pad and unk: put a tokenizer_config.json naming bos_token, eos_token, pad_token "
                          "and unk_token beside it")
-    return special_tokens(tok, GPT2_ROLES, GPT2_MODEL_MAX_LENGTH, where)
+    return special_tokens(tok, GPT2_ROLES, model_max_length, where)
 
 
 def config_roles(config: dict, where: str = "the tokenizer config") -> dict[str, str | None]:
