@@ -133,3 +133,19 @@ def test_lightning_checkpoint_errors(tmp_path):
     torch.save({"weights": 1}, path)
     with pytest.raises(ValueError, match="not a Lightning checkpoint"):
         load_lightning_checkpoint(tiny_gpt2(), path)
+
+
+def test_a_tokenizer_whose_source_stated_no_length_exports_the_models_context(tmp_path):
+    from transformers import AutoTokenizer
+
+    from ivr.tokenizers.source import fetch_original_tokenizer
+
+    packaged, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    bare = tmp_path / "bare"  # tokenizer.json alone: no config states a length
+    bare.mkdir()
+    (bare / "tokenizer.json").write_bytes((packaged / "tokenizer.json").read_bytes())
+    fetched, meta = fetch_original_tokenizer(tmp_path / "o", local_dir=bare, allow_hub=False)
+    assert meta["special"]["model_max_length"] is None
+    model = tiny_gpt2()
+    out = export_hf(model, fetched, tmp_path / "hf", {})
+    assert AutoTokenizer.from_pretrained(str(out)).model_max_length == model.config.n_positions

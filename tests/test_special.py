@@ -82,3 +82,22 @@ def test_special_tokens_map_gives_roles_as_transformers_reads_it(tmp_path):
         expected = (3, 3, None, 3) if decoder else (4, 4, 5, 3)
         assert (special.bos_id, special.eos_id, special.pad_id, special.unk_id) == expected, name
         assert special.model_max_length == 2048
+
+
+@pytest.mark.parametrize("listed", [{"additional_special_tokens": ["<|a|>", {"content": "<|b|>"}]},
+                                    {"extra_special_tokens": ["<|a|>", "<|b|>"]},
+                                    {"extra_special_tokens": {"image_token": "<|a|>", "audio_token": "<|b|>"}}])
+def test_further_special_tokens_are_read_and_carried(tmp_path, listed):
+    from transformers import AutoTokenizer
+
+    from ivr.tokenizers.io import load_tokenizer, save_tokenizer_dir
+
+    path = tokenizer_dir(tmp_path / "src", ["</s>", "<|a|>", "<|b|>", "<|c|>"], {"eos_token": "</s>", **listed})
+    special = read_special_tokens(path)
+    assert special.extra == ("<|a|>", "<|b|>")
+    save_tokenizer_dir(load_tokenizer(path), tmp_path / "out", {}, special)
+    assert read_special_tokens(tmp_path / "out").extra == ("<|a|>", "<|b|>")  # carried on to every derived one
+    assert sorted(AutoTokenizer.from_pretrained(str(tmp_path / "out")).all_special_ids) == [3, 4, 5]
+    with pytest.raises(ValueError, match=r"the further special tokens \['<\|z\|>'\] are not added tokens"):
+        read_special_tokens(tokenizer_dir(tmp_path / "bad", ["</s>"], {"eos_token": "</s>",
+                                                                       "additional_special_tokens": ["<|z|>"]}))

@@ -15,8 +15,8 @@ from tokenizers.models import Model
 from ivr.atomic import atomic_dir
 from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.special import (
-    CHAT_TEMPLATE_FILE, CONFIG_FILES, ENDOFTEXT, GPT2_ROLES, UNSET_LENGTH, SpecialTokens, config_roles,
-    special_tokens, special_tokens_of,
+    CHAT_TEMPLATE_FILE, CONFIG_FILES, ENDOFTEXT, GPT2_ROLES, UNSET_LENGTH, SpecialTokens, config_extra_tokens,
+    config_roles, special_tokens, special_tokens_of,
 )
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,8 @@ def save_tokenizer_dir(
         raise ValueError(f"saving {target}: the added tokens are not the source's at the same ids: {differ}")
     roles = {f"{role}_token": tokenizer.id_to_token(i) for role, i in special.role_ids().items()}
     with atomic_dir(target) as tmp:
-        fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **roles)
+        extra = {"additional_special_tokens": list(special.extra)} if special.extra else {}
+        fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **roles, **extra)
         if special.model_max_length is not None:
             fast.model_max_length = special.model_max_length
         if special.chat_template is not None:
@@ -167,7 +168,9 @@ def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
     length = first.get("model_max_length")
     # transformers writes int(1e30) for "no limit known"
     length = length if isinstance(length, int) and length < UNSET_LENGTH else None
-    return special_tokens(tok, roles, length, " and ".join(map(str, configs)), read_chat_template(directory, first))
+    extra = config_extra_tokens(config, str(config_file)) or config_extra_tokens(mapped, str(map_file))
+    return special_tokens(tok, roles, length, " and ".join(map(str, configs)), read_chat_template(directory, first),
+                          extra)
 
 
 def read_chat_template(directory: Path, config: dict) -> str | None:

@@ -46,6 +46,9 @@ class SpecialTokens:
     chat_template: str | None = None
     """The source's chat template (Jinja), carried unchanged into every derived directory and the export: it names
     special tokens by their text, and IVR never moves them."""
+    extra: tuple[str, ...] = ()
+    """The further special tokens the source's config lists (``additional_special_tokens``, transformers 5's
+    ``extra_special_tokens``), each an added token: ``all_special_ids`` of every derived tokenizer holds them."""
 
     def role_ids(self) -> dict[str, int]:
         """The ids the config names, by role (``eos``: 2), roles it leaves unnamed left out."""
@@ -63,15 +66,16 @@ class SpecialTokens:
             "separator_id": self.separator_id,
             "model_max_length": self.model_max_length,
             "chat_template": self.chat_template is not None,
+            "extra_special_tokens": list(self.extra),
         }
 
 
 def special_tokens(
     tok: Tokenizer, roles: dict[str, str | None], model_max_length: int | None = None, where: str = "the tokenizer",
-    chat_template: str | None = None,
+    chat_template: str | None = None, extra: tuple[str, ...] = (),
 ) -> SpecialTokens:
     """``tok``'s added tokens and the roles ``roles`` names by token (``{"eos": "<|im_end|>"}``); each named token
-    must be in ``tok``'s vocabulary."""
+    must be in ``tok``'s vocabulary, and each of ``extra`` (further special tokens) one of its added tokens."""
     added = {i: t.content for i, t in sorted(tok.get_added_tokens_decoder().items())}
     ids: dict[str, int | None] = {}
     for role in ROLES:
@@ -84,8 +88,11 @@ def special_tokens(
     separator = ids["eos"] if separator is None else separator
     if separator is None:
         raise ValueError(f"{where}: no document separator: the tokenizer has no {ENDOFTEXT} and names no eos_token")
+    missing = [t for t in extra if t not in added.values()]
+    if missing:
+        raise ValueError(f"{where}: the further special tokens {missing[:20]} are not added tokens of the tokenizer")
     return SpecialTokens(added, ids["bos"], ids["eos"], ids["pad"], ids["unk"], separator, model_max_length,
-                         chat_template)
+                         chat_template, tuple(extra))
 
 
 def special_tokens_of(tok: Tokenizer, where: str = "the tokenizer", model_max_length: int | None = None) -> SpecialTokens:
@@ -112,3 +119,15 @@ def config_roles(config: dict, where: str = "the tokenizer config") -> dict[str,
             raise ValueError(f"{where}: {role}_token must be a token's text (or a mapping with its 'content'), got "
                              f"{value!r}")
     return out
+
+
+def config_extra_tokens(config: dict, where: str = "the tokenizer config") -> tuple[str, ...]:
+    """The further special tokens a config lists: ``additional_special_tokens`` or ``extra_special_tokens`` (a list,
+    or transformers 4's mapping of names to tokens), each a token's text or a mapping with its ``content``."""
+    listed = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
+    values = list(listed.values()) if isinstance(listed, dict) else listed
+    out = [v.get("content") if isinstance(v, dict) else v for v in values] if isinstance(values, list) else [None]
+    if not all(isinstance(t, str) for t in out):
+        raise ValueError(f"{where}: additional_special_tokens / extra_special_tokens must list tokens' texts, got "
+                         f"{listed!r}")
+    return tuple(dict.fromkeys(out))
