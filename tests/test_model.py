@@ -266,14 +266,16 @@ def test_training_figures_cover_every_micro_batch_of_an_optimizer_step():
     batches[1]["input_ids"][0, 3] = 7
     losses = [module.training_step(b, i) for i, b in enumerate(batches)]
     assert not logged  # nothing until the optimizer steps
-    module.on_before_optimizer_step(None)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.25)
+    module.on_before_optimizer_step(optimizer)
     got = dict(logged)
+    assert got["train/lr"] == 0.25  # the rate this step trains with
     tokens = [2 * 15, 3 * 15]
     assert got["train/loss"] == pytest.approx(sum(l.item() * t for l, t in zip(losses, tokens)) / sum(tokens), rel=1e-5)
     assert got["train/bits_per_byte"] == pytest.approx(got["train/loss"] * sum(tokens) / math.log(2) / 210, rel=1e-5)
     assert got["train/reassigned_token_share"] == pytest.approx(1 / 75)
     logged.clear()
-    module.on_before_optimizer_step(None)  # the sums start again with the next step
+    module.on_before_optimizer_step(optimizer)  # the sums start again with the next step
     assert not logged
 
 
