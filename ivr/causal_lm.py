@@ -160,12 +160,34 @@ def load_pretrained(model_name_or_path: str, attn_implementation: str = "sdpa"):
     try:
         return AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
     except OSError as err:
-        raise PretrainedUnavailableError(
-            f"cannot load pretrained weights {model_name_or_path!r}: not a local checkpoint, not in the Hugging "
-            f"Face cache, and the Hub is unreachable ({type(err).__name__}). Either set model.model_name_or_path "
-            f"to a local checkpoint directory (one written by save_pretrained) or a GGUF file, or run offline "
-            f"with configs/demo.yaml, which builds a tiny GPT-2 from scratch."
-        ) from None
+        raise _unavailable(model_name_or_path, err) from None
+
+
+def check_pretrained_reachable(model_name_or_path: str) -> None:
+    """Fail now, before the stages that come before the model is read, unless ``model_name_or_path`` is a GGUF
+    file, a local directory, in the Hugging Face cache, or its ``config.json`` downloads from the Hub."""
+    if is_gguf(model_name_or_path):
+        locate_gguf(model_name_or_path)
+        return
+    if Path(model_name_or_path).is_dir():
+        return
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    try:
+        if isinstance(try_to_load_from_cache(model_name_or_path, "config.json"), str):
+            return
+        hf_hub_download(model_name_or_path, "config.json")
+    except Exception as err:  # offline, unknown to the Hub, or not a valid repository name
+        raise _unavailable(model_name_or_path, err) from None
+
+
+def _unavailable(model_name_or_path: str, err: Exception) -> PretrainedUnavailableError:
+    return PretrainedUnavailableError(
+        f"cannot load pretrained weights {model_name_or_path!r}: not a local checkpoint, not in the Hugging "
+        f"Face cache, and the Hub is unreachable ({type(err).__name__}). Either set model.model_name_or_path "
+        f"to a local checkpoint directory (one written by save_pretrained) or a GGUF file, or run offline "
+        f"with configs/demo.yaml, which builds a tiny GPT-2 from scratch."
+    )
 
 
 def as_shape(from_config: ModelShape | dict | None) -> ModelShape | None:

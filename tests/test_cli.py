@@ -57,6 +57,18 @@ def test_prepare_refuses_a_split_short_of_a_block_before_distilling(tmp_path):
                             "heldout", 0.2).reaches(tokens["heldout"])
 
 
+def test_an_unavailable_base_model_stops_prepare_before_any_stage(tmp_path):
+    from ivr.causal_lm import PretrainedUnavailableError
+
+    args = tiny_cli_args(tmp_path, "--data.tokenizer", "remapped", "--model.from_config", "null",
+                         "--model.model_name_or_path", "someone/not-in-the-cache")
+    with pytest.raises(PretrainedUnavailableError, match="'someone/not-in-the-cache': not a local checkpoint"):
+        main(["prepare", *args])
+    assert not (tmp_path / "artifacts" / "corpora" / "cleaned").exists()
+    main(["init", *args])  # a stage before align needs no model
+    assert (tmp_path / "artifacts" / "corpora" / "cleaned").is_dir()
+
+
 def test_init_accepts_original_flag_spellings(tmp_path, raw_dir, capsys):
     cleaned = tmp_path / "elsewhere"
     main(["init", *tiny_cli_args(tmp_path, "--data.builtin_corpus", "null"), "--raw-corpora-dir", str(raw_dir),
