@@ -84,7 +84,8 @@ class ArtifactPaths:
 
     @property
     def distilled_pretokens(self) -> Path:
-        """The training split's distilled pre-tokens per document (``ivr.analysis.pretoken_table``)."""
+        """Both splits' distilled pre-tokens per document, and the training split's counts
+        (``ivr.analysis.pretoken_table``)."""
         return self.root / "analysis" / "distilled_pretokens"
 
     @property
