@@ -163,20 +163,27 @@ def load_pretrained(model_name_or_path: str, attn_implementation: str = "sdpa"):
         raise _unavailable(model_name_or_path, err) from None
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
 def check_pretrained_reachable(model_name_or_path: str) -> None:
     """Fail now, before the stages that come before the model is read, unless ``model_name_or_path`` is a GGUF
-    file, a local directory, in the Hugging Face cache, or its ``config.json`` downloads from the Hub."""
+    file, a local directory, in the Hugging Face cache with its config and weights, or known to the Hub."""
     if is_gguf(model_name_or_path):
         locate_gguf(model_name_or_path)
         return
     if Path(model_name_or_path).is_dir():
         return
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub import HfApi, try_to_load_from_cache
 
     try:
-        if isinstance(try_to_load_from_cache(model_name_or_path, "config.json"), str):
+        def cached(name: str) -> bool:
+            return isinstance(try_to_load_from_cache(model_name_or_path, name), str)
+
+        # a config alone is no model: an interrupted download, or a config read on its own, leaves one behind
+        if cached("config.json") and any(map(cached, WEIGHT_FILES)):
             return
-        hf_hub_download(model_name_or_path, "config.json")
+        HfApi().model_info(model_name_or_path)
     except Exception as err:  # offline, unknown to the Hub, or not a valid repository name
         raise _unavailable(model_name_or_path, err) from None
 

@@ -487,6 +487,17 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
     return target
 
 
+def _may_fill(texts: SplitTexts, block_size: int) -> bool:
+    """Whether documents could hold ``block_size`` tokens with their separators, for any byte-level tokenizer: each
+    token stands for at least one byte of text (reads only as far as it takes)."""
+    total = 0
+    for text in texts:
+        total += len(text.encode("utf-8")) + 1
+        if total >= block_size:
+            return True
+    return False
+
+
 def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -> list[Path]:
     """Every stage the training tokenizer needs, then the packed datasets; the artifacts in pipeline order."""
     base = config.base_model
@@ -495,11 +506,9 @@ def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -
     artifacts = []
     for name in stages_needed(tokenizer):
         artifacts += run_stage(config, name)
-        if name == "analyze":  # now, not after the other stages: no tokenizer of these ids makes more tokens
+        if name == "init":  # now, not after distilling: a split sure to make no block
             for split, named in (("train", "train"), ("heldout", "validation")):
-                ids = SplitIdSequences(config.paths.cleaned_corpora_dir, config.paths.bpe_token_id_sequences, split,
-                                       config.heldout_fraction)
-                if not ids.reaches(block_size):
+                if not _may_fill(SplitTexts(config.paths.cleaned_corpora_dir, split, config.heldout_fraction), block_size):
                     raise too_short_for_a_block(named, block_size)
     artifacts.append(build_datasets(config.paths, tokenizer, block_size, config.heldout_fraction))
     return artifacts

@@ -118,6 +118,25 @@ def test_missing_pretrained_weights_name_both_ways_out(tmp_path):
         module.configure_model()
 
 
+def test_a_model_counts_as_reachable_only_with_its_weights_in_the_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from ivr.causal_lm import check_pretrained_reachable
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--someone--model"
+    snapshot = repo / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    (snapshot / "config.json").write_text("{}")  # what an interrupted download leaves
+    with pytest.raises(PretrainedUnavailableError, match="'someone/model': not a local checkpoint"):
+        check_pretrained_reachable("someone/model")
+    (snapshot / "model.safetensors").write_bytes(b"")
+    check_pretrained_reachable("someone/model")
+    check_pretrained_reachable(str(tmp_path))  # a local directory: its loading names what is wrong with it
+
+
 def test_a_damaged_local_checkpoint_is_named_with_its_cause_not_looked_up_on_the_hub(tmp_path):
     from ivr.causal_lm import load_pretrained
 

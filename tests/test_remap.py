@@ -126,10 +126,11 @@ def test_hand_edited_rules_file_is_used_and_gpt2_ids_recomputed(built, distilled
     assert list(written.gpt2_ids) == distilled.encode(" zygomorphic").ids and len(written.gpt2_ids) >= 2
 
     # ids the user protected (data.select.protected_*) bind hand-edited rules too, and the contract names them
-    second = data["rules"][1]["id"]
-    with pytest.raises(RemapRuleError, match=rf"edited.yaml: rule 2 \(id {second}\): the id is protected"):
+    first, second = data["rules"][0]["id"], data["rules"][1]["id"]
+    with pytest.raises(RemapRuleError, match=rf"rule 1 \(id {first}\): the id is protected; .*edited.yaml: rule 2 "
+                                             rf"\(id {second}\): the id is protected"):  # every one, in one error
         remap_tokenizer(distilled, settings, tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md",
-                        tmp_path / "r.json", protected_ids={second})
+                        tmp_path / "r.json", protected_ids={first, second})
     summary = remap_tokenizer(distilled, settings, tmp_path / "out", tmp_path / "out" / "rules.yaml",
                               tmp_path / "r.md", tmp_path / "r.json", protected_ids={7})
     assert 7 in summary["id_contract"]["protected_ids"] and summary["id_contract"]["no rule frees a protected id"]

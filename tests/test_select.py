@@ -123,8 +123,9 @@ def test_a_forced_term_that_is_a_token_already_keeps_its_id(selection, distilled
     settings = SelectSettings(num_replacements=40, forced_tokens_path=str(forced), **FAST)
     sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
     assert first.freed_id not in {r.freed_id for r in sel.replacements}
-    assert f"(id {first.freed_id}); nothing to add, and its id is never freed" in (tmp_path / "log.md").read_text(
-        encoding="utf-8")
+    log = (tmp_path / "log.md").read_text(encoding="utf-8")
+    assert f"(id {first.freed_id}); nothing to add, and its id is never freed" in log
+    assert "- 0 protected ids/tokens besides those" in log and "- 1 forced terms that already are tokens" in log
 
 
 def test_protected_tokens_and_ids_are_never_freed(selection, distilled, code_docs, tmp_path):

@@ -140,6 +140,13 @@ def test_a_directory_given_as_the_tokenizer_name_is_read_as_a_local_one(tmp_path
     first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
     _, meta = fetch_original_tokenizer(tmp_path / "o", str(first), allow_hub=False)
     assert meta["source"] == {"kind": "local", "path": str(first)}
+    config = json.loads((first / "tokenizer_config.json").read_text(encoding="utf-8"))
+    (first / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 77}), encoding="utf-8")
+    _, meta = fetch_original_tokenizer(tmp_path / "o", str(first), allow_hub=False)  # its files changed: again
+    assert meta["special"]["model_max_length"] == 77
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no tokenizer\.json in .*empty \(data\.tokenizer_name\)"):
+        fetch_original_tokenizer(tmp_path / "o2", str(tmp_path / "empty"), allow_hub=False)
 
 
 def test_a_damaged_source_file_is_named_with_what_to_do(tmp_path):

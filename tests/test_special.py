@@ -86,7 +86,8 @@ def test_special_tokens_map_gives_roles_as_transformers_reads_it(tmp_path):
 
 @pytest.mark.parametrize("listed", [{"additional_special_tokens": ["<|a|>", {"content": "<|b|>"}]},
                                     {"extra_special_tokens": ["<|a|>", "<|b|>"]},
-                                    {"extra_special_tokens": {"image_token": "<|a|>", "audio_token": "<|b|>"}}])
+                                    {"extra_special_tokens": {"image_token": "<|a|>", "audio_token": "<|b|>"}},
+                                    {"additional_special_tokens": ["<|a|>"], "extra_special_tokens": {"x": "<|b|>"}}])
 def test_further_special_tokens_are_read_and_carried(tmp_path, listed):
     from transformers import AutoTokenizer
 

@@ -103,13 +103,3 @@ class SplitIdSequences:
                 yield parsed
             if sequences.readline():
                 raise CorpusError(f"{path}:{line_no + 1}: more lines than {self.cleaned_dir} has documents; {again}")
-
-    def reaches(self, n_tokens: int) -> bool:
-        """Whether the split's documents, each followed by an end-of-text id, hold at least ``n_tokens`` ids; reads
-        only as far as it takes."""
-        total = 0
-        for ids in self:
-            total += len(ids) + 1
-            if total >= n_tokens:
-                return True
-        return False

@@ -207,7 +207,9 @@ def select_replacements(
     prior = general_prior(distilled, general)
     special = set(distilled.get_added_tokens_decoder()) | set(special_ids)
     # a forced term that is a token already must stay one
-    protected = settings.protected(pieces) | {pieces.index(f) for f in forced if f in vocab}
+    named = settings.protected(pieces)
+    kept_forced = {pieces.index(f) for f in forced if f in vocab} - named
+    protected = named | kept_forced
     bytes_ = single_byte_pieces()
     never = special | protected | {i for i, p in enumerate(pieces) if p in bytes_}
     order = _free_order(stats, pieces, settings, never, unreachable, prior)
@@ -307,7 +309,8 @@ def select_replacements(
     excluded.update(
         single_byte=len(bytes_),
         special=len(special),
-        protected=len(protected - special),
+        protected=len(named - special),
+        forced_kept=len(kept_forced - special),
         domain_count_at_least_min=int((stats.id_counts >= settings.min_count).sum()),
     )
     summary = {
@@ -441,6 +444,7 @@ def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Repla
         f"- {ex['special']} special tokens: the added tokens (matched before the model runs) and the ids the "
         "tokenizer's config names bos, eos, pad or unk; never freed.",
         f"- {ex['protected']} protected ids/tokens besides those: named in `protected_tokens`/`protected_ids`.",
+        f"- {ex.get('forced_kept', 0)} forced terms that already are tokens: their ids are never freed.",
         f"- {ex['domain_count_at_least_min']} tokens used ≥ {settings.min_count} times in the domain: freeing them would cost tokens.",
         f"- {ex['below_min_count']} span strings used < {settings.min_count} times: too rare to be worth an id.",
         (

@@ -118,8 +118,8 @@ def remap_tokenizer(
         raise ValueError("remap needs data.remap.remap_rules_path or the replacement candidates CSV")
     freed = [r for r in rules if r.id in protected_ids]
     if freed:
-        raise RemapRuleError(f"{freed[0].where}: the id is protected (data.select.protected_ids or "
-                             f"protected_tokens); give the rule another id")
+        raise RemapRuleError("; ".join(f"{r.where}: the id is protected" for r in freed) + " (data.select.protected_ids"
+                             " or protected_tokens); give these rules other ids")
     remapped = build_remapped(distilled, rules, settings.new_piece_bonus)
     not_own = rules_not_encoding_to_own_id(remapped, rules)
     if not_own:

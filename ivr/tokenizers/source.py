@@ -87,8 +87,8 @@ def _requested(tokenizer_name: str, local_dir: str | Path | None) -> dict:
         if is_gguf(spec):
             path = locate_gguf(spec)
             requested["files"] = [[str(path), *output_signature(path)]]
-        elif local_dir:
-            directory = Path(local_dir)
+        elif local_dir or Path(tokenizer_name).is_dir():  # a directory's files, whichever setting names it
+            directory = Path(spec)
             requested["files"] = [[name, file_sha256(directory / name)]
                                   for name in (TOKENIZER_FILE, *CONFIG_FILES, CHAT_TEMPLATE_FILE)
                                   if (directory / name).is_file()] or None
@@ -125,7 +125,7 @@ def load_original(
     if is_gguf(tokenizer_name):
         return from_gguf(tokenizer_name)
     if Path(tokenizer_name).is_dir():  # a directory, as model.model_name_or_path takes one
-        return *from_dir(tokenizer_name), {"kind": "local", "path": tokenizer_name}
+        return *from_dir(tokenizer_name, "data.tokenizer_name"), {"kind": "local", "path": tokenizer_name}
     if allow_hub:
         try:
             directory = _hub_dir(tokenizer_name)
@@ -145,11 +145,11 @@ def load_original(
     return tok, special_tokens_of(tok, "the packaged GPT-2 vocabulary", GPT2_MODEL_MAX_LENGTH), source
 
 
-def from_dir(directory: str | Path) -> tuple[Tokenizer, SpecialTokens]:
-    """A tokenizer directory's ``tokenizer.json`` as it is, and its special tokens."""
+def from_dir(directory: str | Path, setting: str = "data.tokenizer_local_dir") -> tuple[Tokenizer, SpecialTokens]:
+    """A tokenizer directory's ``tokenizer.json`` as it is, and its special tokens; ``setting`` names it in errors."""
     path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no {TOKENIZER_FILE} in {directory} (data.tokenizer_local_dir)")
+        raise FileNotFoundError(f"no {TOKENIZER_FILE} in {directory} ({setting})")
     tok = read_tokenizer_file(directory, hint="replace it with the model's own tokenizer.json")
     check_byte_level_bpe(tok, str(path))
     return tok, read_special_tokens(directory)

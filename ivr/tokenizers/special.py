@@ -122,12 +122,14 @@ def config_roles(config: dict, where: str = "the tokenizer config") -> dict[str,
 
 
 def config_extra_tokens(config: dict, where: str = "the tokenizer config") -> tuple[str, ...]:
-    """The further special tokens a config lists: ``additional_special_tokens`` or ``extra_special_tokens`` (a list,
+    """The further special tokens a config lists: ``additional_special_tokens`` and ``extra_special_tokens`` (a list,
     or transformers 4's mapping of names to tokens), each a token's text or a mapping with its ``content``."""
-    listed = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
-    values = list(listed.values()) if isinstance(listed, dict) else listed
-    out = [v.get("content") if isinstance(v, dict) else v for v in values] if isinstance(values, list) else [None]
-    if not all(isinstance(t, str) for t in out):
-        raise ValueError(f"{where}: additional_special_tokens / extra_special_tokens must list tokens' texts, got "
-                         f"{listed!r}")
+    out = []
+    for key in ("additional_special_tokens", "extra_special_tokens"):  # transformers 4 may have both
+        listed = config.get(key) or []
+        values = list(listed.values()) if isinstance(listed, dict) else listed
+        texts = [v.get("content") if isinstance(v, dict) else v for v in values] if isinstance(values, list) else [None]
+        if not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"{where}: {key} must list tokens' texts, got {listed!r}")
+        out += texts
     return tuple(dict.fromkeys(out))
