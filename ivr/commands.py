@@ -22,7 +22,7 @@ from ivr.atomic import write_text
 from ivr.causal_lm import as_shape
 from ivr.data import IVRDataModule, settings_as
 from ivr.embeddings import AlignSettings, InitStrategy
-from ivr.figures import figure
+from ivr.figures import exact_share
 from ivr.model import GenerationSettings, IVRLanguageModel
 from ivr.paths import ArtifactPaths
 from ivr.prompts import read_prompts
@@ -302,7 +302,8 @@ def _verify_tokenizer(self: IVRTrainer, model: LightningModule, datamodule: IVRD
     """Compare the distilled tokenizer with the original BPE on the corpus, held-out and extra text, and on every id."""
     summary = pipeline.verify(datamodule.config)
     for name, stats in summary["sets"].items():
-        print(f"{name}: {figure(stats['rates']['word_occurrence'])} of word occurrences exact")
+        print(f"{name}: {exact_share(stats['rates']['word_occurrence'])} of word occurrences exact "
+              f"({stats['mismatched_occurrences']} of {stats['word_occurrences']} wrong)")
     _print_artifacts("verify-tokenizer", [datamodule.paths.distillation_report_md, datamodule.paths.distillation_report_json])
 
 

@@ -113,6 +113,17 @@ def write_packed_splits(
         DatasetDict(datasets).save_to_disk(str(tmp))
 
 
+def may_fill_a_block(texts: Iterable[str], block_size: int) -> bool:
+    """Whether documents could hold ``block_size`` tokens with their separators, for any byte-level tokenizer: each
+    token stands for at least one byte of text (reads only as far as it takes)."""
+    total = 0
+    for text in texts:
+        total += len(text.encode("utf-8")) + 1
+        if total >= block_size:
+            return True
+    return False
+
+
 def too_short_for_a_block(split: str, block_size: int) -> ValueError:
     """The error for a split whose documents, each with its end-of-text id, make no whole block."""
     return ValueError(f"the {split} split has fewer than data.block_size={block_size} tokens: "

@@ -14,7 +14,7 @@ import json
 import logging
 import types
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Literal
 
@@ -30,12 +30,12 @@ from ivr.collector import collector_paused
 from ivr.cleaned_corpus import SplitTexts, check_splits, iter_documents, read_manifest
 from ivr.corpus import clean_corpus, cleaned_from_current_sources
 from ivr.embeddings import align_embeddings, align_outputs
-from ivr.figures import figure
-from ivr.packing import encoded_batches, too_short_for_a_block, write_packed_splits
+from ivr.figures import exact_share
+from ivr.packing import encoded_batches, may_fill_a_block, too_short_for_a_block, write_packed_splits
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
 from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKind
 from ivr.stamps import code_fingerprint, is_current, library_versions, module_file, write_stamp
-from ivr.tokenizers.distill import distill_tokenizer
+from ivr.tokenizers.distill import check_strict, distill_tokenizer
 from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer, read_metadata, read_special_tokens
 from ivr.tokenizers.pieces import vocab_pieces
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
@@ -178,7 +178,8 @@ def distill_key(config: PipelineConfig) -> dict:
         "tokenizer": _sha(paths.tokenizer_file("original")),
         "tokenizer_configs": _config_shas(paths.original_tokenizer_dir),
         "chat_template": _sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),  # copied into the tokenizer dir
-        "settings": _plain(config.distill),
+        # strict only decides whether a verified mismatch fails the stage (_distilled), not what is fitted
+        "settings": {k: v for k, v in _plain(config.distill).items() if k != "strict"},
         # the settings name the word list; its words are what changes the fit
         "word_list": _sha(Path(config.distill.word_list)) if config.distill.word_list else None,
         **_corpus_key(config),
@@ -233,8 +234,9 @@ def _distilled(config: PipelineConfig) -> tuple[list[Path], dict | None]:
     paths = config.paths
     # verification compares with analyze's BPE ids, which the tokenizer and the corpus in the key determine
     analyze(config)
-    outputs = [paths.distilled_tokenizer_dir, paths.distillation_report_md, paths.distillation_report_json,
-               paths.distilled_pretokens]
+    # the reports are verification's, stamped on their own (_verified): a missing one verifies again, never refits
+    outputs = [paths.distilled_tokenizer_dir, paths.distilled_pretokens]
+    reports = [paths.distillation_report_md, paths.distillation_report_json]
     fitted: dict = {}
 
     def build() -> None:
@@ -247,10 +249,9 @@ def _distilled(config: PipelineConfig) -> tuple[list[Path], dict | None]:
                 original,
                 _texts(config, "train"),
                 _texts(config, "heldout"),
-                config.distill,
+                replace(config.distill, strict=False),  # checked below, fitted or not
                 paths.distilled_tokenizer_dir,
-                paths.distillation_report_md,
-                paths.distillation_report_json,
+                *reports,
                 extra_eval_texts=extra_eval_texts(config),
                 verify_settings=config.verify,
                 special=read_special_tokens(paths.original_tokenizer_dir),
@@ -262,17 +263,18 @@ def _distilled(config: PipelineConfig) -> tuple[list[Path], dict | None]:
             recorder.finish(load_tokenizer(paths.distilled_tokenizer_dir),
                             _sha(paths.tokenizer_file("distilled")), _corpus_key(config)["corpus"],
                             config.heldout_fraction)
-        rates = {name: figure(s["rates"]["word_occurrence"]) for name, s in summary.get("sets", {}).items()}
+        rates = {name: f"{exact_share(s['rates']['word_occurrence'])} ({s['mismatched_occurrences']} wrong)"
+                 for name, s in summary.get("sets", {}).items()}
         log.info("distill-tokenizer: word occurrences with the original's ids: %s", rates)
         fitted["summary"] = summary
-        write_stamp(paths.stamp("verify-tokenizer"), _verification_key(config),
-                    [paths.distillation_report_md, paths.distillation_report_json])
+        write_stamp(paths.stamp("verify-tokenizer"), _verification_key(config), reports)
 
-    # the reports are verification's, stamped on their own: the tokenizer and the pre-token table are what later
-    # stages read
-    built = staged("distill-tokenizer", paths, lambda: distill_key(config), outputs, build, distill,
-                   unsigned=[paths.distillation_report_md, paths.distillation_report_json])
-    return built, fitted.get("summary") or _verified(config)
+    built = staged("distill-tokenizer", paths, lambda: distill_key(config), outputs, build, distill)
+    summary = fitted.get("summary") or _verified(config)
+    if config.distill.strict:
+        check_strict(summary or json.loads(paths.distillation_report_json.read_text(encoding="utf-8")),
+                     paths.distillation_report_md)
+    return [built[0], *reports, *built[1:]], summary
 
 
 def verify(config: PipelineConfig) -> dict:
@@ -487,17 +489,6 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
     return target
 
 
-def _may_fill(texts: SplitTexts, block_size: int) -> bool:
-    """Whether documents could hold ``block_size`` tokens with their separators, for any byte-level tokenizer: each
-    token stands for at least one byte of text (reads only as far as it takes)."""
-    total = 0
-    for text in texts:
-        total += len(text.encode("utf-8")) + 1
-        if total >= block_size:
-            return True
-    return False
-
-
 def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -> list[Path]:
     """Every stage the training tokenizer needs, then the packed datasets; the artifacts in pipeline order."""
     base = config.base_model
@@ -508,7 +499,8 @@ def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -
         artifacts += run_stage(config, name)
         if name == "init":  # now, not after distilling: a split sure to make no block
             for split, named in (("train", "train"), ("heldout", "validation")):
-                if not _may_fill(SplitTexts(config.paths.cleaned_corpora_dir, split, config.heldout_fraction), block_size):
+                if not may_fill_a_block(SplitTexts(config.paths.cleaned_corpora_dir, split, config.heldout_fraction),
+                                        block_size):
                     raise too_short_for_a_block(named, block_size)
     artifacts.append(build_datasets(config.paths, tokenizer, block_size, config.heldout_fraction))
     return artifacts

@@ -75,6 +75,16 @@ def test_a_verification_setting_verifies_again_without_fitting_again(ivr_run, tm
     written = report.stat().st_mtime_ns
     main(["select", *args, "--data.artifacts_dir", str(tree), "--data.verify.examples", "1"])
     assert report.stat().st_mtime_ns == written  # current now: not verified again
+    # a report deleted is verified again, and strict is checked on what verification found: neither refits
+    report.unlink()
+    main(["distill-tokenizer", *args, "--data.artifacts_dir", str(tree), "--data.verify.examples", "1"])
+    assert json.loads(report.read_text())["sets"]["corpus"]
+    wrong = json.loads(report.read_text())["sets"]["corpus"]["mismatched_occurrences"]
+    strict = ["distill-tokenizer", *args, "--data.artifacts_dir", str(tree), "--data.verify.examples", "1",
+              "--data.distill.strict", "true"]
+    assert wrong == 0 and summary["ids"]["id_to_token_identical"]  # an exact tokenizer: strict passes, unfitted
+    main(strict)
+    assert _snapshot(tree / "tokenizers" / "distilled_unigram") == tokenizer
 
 
 def test_a_moved_artifact_tree_rebuilds_nothing(ivr_run, tmp_path):

@@ -60,17 +60,19 @@ def test_special_token_text_is_read_alike_by_both(distilled, gpt2_bpe, tmp_path)
 def test_the_report_has_a_row_per_held_out_set_with_its_most_frequent_mismatches(distilled, gpt2_bpe, tmp_path):
     # the stand-in (merge-tree scores) cuts " certains" as Ġcertain · s where BPE has Ġcert · ains
     sets = {"corpus": ["x = 1\n"], "heldout": ["y = 2\n"], "de.txt": ["Der Hund schläft.\n"],
-            "fr.txt": ["Il y a certains mots, certains.\n"]}
+            "fr|v2.txt": ["Il y a certains mots, certains.\n"]}
     md, js = tmp_path / "r.md", tmp_path / "r.json"
     summary = verify_tokenizer(distilled, gpt2_bpe, sets, md, js, VerifySettings(random_id_sequences=1))
     table = language_table({k: v for k, v in summary["sets"].items() if k != "corpus"})
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()[2:]}
-    assert list(rows) == ["heldout", "de.txt", "fr.txt"]
+    assert list(rows) == ["heldout", "de.txt", "fr\\|v2.txt"]  # a name's "|" escaped, in both tables
     assert "| 0 | 100.0000% | yes |" in rows["de.txt"]
-    assert "| 2 | " in rows["fr.txt"] and "| no |" in rows["fr.txt"]
+    assert "| 2 | " in rows["fr\\|v2.txt"] and "| no |" in rows["fr\\|v2.txt"]
     # each piece its own code span, its leading space shown
-    assert "`␠certains` x2 (`␠cert`·`ains` / `␠certain`·`s`)" in rows["fr.txt"]
+    assert "`␠certains` x2 (`␠cert`·`ains` / `␠certain`·`s`)" in rows["fr\\|v2.txt"]
     text = md.read_text(encoding="utf-8")
+    assert "| fr\\|v2.txt | 1 | " in text and all(line.count(" | ") == 6 for line in text.splitlines()
+                                                 if line.startswith("| fr\\|v2.txt | 1 | "))
     assert "## Per set (held-out text)" in text and table in text
     # two held-out sets are the plain report: no table
     verify_tokenizer(distilled, gpt2_bpe, {"corpus": ["x\n"], "heldout": ["y\n"]}, md, js, VerifySettings(random_id_sequences=1))
@@ -116,5 +118,15 @@ def test_an_added_token_that_strips_differently_is_a_mismatch():
         return t
 
     # "a <x> b" encodes otherwise when <x> takes the spaces around it
-    assert compare_ids(tok(lstrip=True, rstrip=True), tok(), random_sequences=5)["added_token_mismatches"] == [2]
-    assert compare_ids(tok(), tok(), random_sequences=5)["added_token_mismatches"] == []
+    differing = compare_ids(tok(lstrip=True, rstrip=True), tok(), random_sequences=5)
+    assert differing["added_token_mismatches"] == 1 and differing["added_token_mismatch_examples"] == [2]
+    assert compare_ids(tok(), tok(), random_sequences=5)["added_token_mismatches"] == 0
+
+
+def test_a_share_of_exact_matches_is_cut_never_rounded_up_to_a_target():
+    from ivr.figures import exact_share
+
+    assert exact_share(1 - 1 / 3_000_000) == "99.9999%" and exact_share(1.0) == "100.0000%"
+    assert exact_share(0.99989999) == "99.9899%"
+    assert [exact_share(n / (n + 1)) for n in (9999, 19999, 99999)] == ["99.9900%", "99.9950%", "99.9990%"]
+    assert exact_share(None) == "n/a" and exact_share(1 - 1e-7, 6) == "99.999990%"

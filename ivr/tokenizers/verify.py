@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ivr.atomic import write_json, write_text
 from ivr.cleaned_corpus import batched
-from ivr.figures import figure
+from ivr.figures import exact_share
 from ivr.markdown_text import LEGEND, code, pieces
 from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
@@ -275,7 +275,8 @@ def compare_ids(distilled: Tokenizer, bpe: Tokenizer, random_sequences: int = 20
         "id_to_token_identical": same_map,
         "added_tokens": len(theirs),
         "special_tokens": sum(t.special for t in theirs.values()),
-        "added_token_mismatches": bad_added[:20],
+        "added_token_mismatches": len(bad_added),
+        "added_token_mismatch_examples": bad_added[:20],
         "single_id_decode_mismatches": len(bad_single),
         "single_id_decode_mismatch_examples": bad_single[:20],
         "random_sequences": random_sequences,
@@ -338,7 +339,7 @@ def render_markdown(summary: dict) -> str:
         "",
         f"- vocabulary size: {ids['vocab_size']}; id -> piece map identical: **{ids['id_to_token_identical']}**",
         f"- added tokens ({ids.get('added_tokens', 0)}, {ids.get('special_tokens', 0)} special) at other ids or "
-        f"differing: **{len(ids.get('added_token_mismatches', []))}**",
+        f"differing: **{ids.get('added_token_mismatches', 0)}**",
         f"- `decode([i])` mismatches over all ids: **{ids['single_id_decode_mismatches']}**",
         f"- random id sequences decoded differently: **{ids['random_sequence_decode_mismatches']}** "
         f"of {ids['random_sequences']}",
@@ -355,8 +356,9 @@ def render_markdown(summary: dict) -> str:
     for name, s in summary["sets"].items():
         r = s["rates"]
         lines.append(
-            f"| {name} | {s['documents']} | {s['word_occurrences']} | {figure(r['word_occurrence'], '.6%')} | "
-            f"{figure(r['word_type'], '.6%')} | {figure(r['token'], '.6%')} | {figure(r['document'])} |"
+            f"| {name.replace('|', chr(92) + '|')} | {s['documents']} | {s['word_occurrences']} | "
+            f"{exact_share(r['word_occurrence'], 6)} | {exact_share(r['word_type'], 6)} | {exact_share(r['token'], 6)} | "
+            f"{exact_share(r['document'])} |"
         )
     held_out = {k: v for k, v in summary["sets"].items() if k != "corpus"}
     if len(held_out) > 2:  # several extra files or languages: one row each, with what goes wrong most
@@ -423,7 +425,7 @@ def language_table(sets: dict[str, dict], target: float = 0.9999, examples: int 
                           for e in worst[:examples])
         reached = "n/a" if rate is None else "yes" if rate >= target else "no"
         cell = name.replace("|", "\\|")  # a set's name (a file path) as it was given
-        lines.append(f"| {cell} | {s['word_occurrences']} | {s['mismatched_occurrences']} | {figure(rate)} | "
+        lines.append(f"| {cell} | {s['word_occurrences']} | {s['mismatched_occurrences']} | {exact_share(rate)} | "
                      f"{reached} | {shown} |")
     return "\n".join(lines)
 

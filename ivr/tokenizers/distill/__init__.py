@@ -21,12 +21,13 @@ from ivr.tokenizers.distill.scores import initial_scores
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.distill.source_bpe import UnsupportedTokenizer, source_bpe
 from ivr.tokenizers.distill.split_rules import split_rule_for
-from ivr.tokenizers.distill.stage import distill_tokenizer, fit_distilled
+from ivr.tokenizers.distill.stage import check_strict, distill_tokenizer, fit_distilled
 from ivr.tokenizers.distill.words import pre_token_counts
 from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
 
 __all__ = [
     "DistillSettings",
+    "check_strict",
     "UnsupportedTokenizer",
     "bare_model",
     "distill_tokenizer",

@@ -236,6 +236,14 @@ def distill_tokenizer(
         # the fit's count is the corpus's words unless it dropped some (both cut through the source's own pipeline)
         word_counts=None if dropped else {"corpus": counts},
     )
+    if settings.strict:
+        check_strict(summary, report_md)
+    return summary
+
+
+def check_strict(summary: dict, report_md: Path) -> None:
+    """``data.distill.strict``: raise ``DistillationMismatch`` naming what differs from BPE in a verification
+    ``summary`` (the corpus's words and documents, the id map, the added tokens, decoding), where anything does."""
     corpus, ids = summary["sets"]["corpus"], summary["ids"]
     problems = [
         f"{corpus['mismatched_occurrences']} corpus word occurrences ({corpus['mismatched_types']} types) differ "
@@ -243,11 +251,11 @@ def distill_tokenizer(
         f"{corpus['documents_differing_between_words']} corpus documents get other ids than BPE's though each of "
         "their words matches" if corpus["documents_differing_between_words"] else "",
         "the id→piece map differs from BPE's" if not ids["id_to_token_identical"] else "",
-        f"added tokens differ: {ids['added_token_mismatches']}" if ids["added_token_mismatches"] else "",
+        f"{ids['added_token_mismatches']} added tokens differ (ids {ids['added_token_mismatch_examples']}"
+        f"{' …' if ids['added_token_mismatches'] > 20 else ''})" if ids["added_token_mismatches"] else "",
         f"{ids['single_id_decode_mismatches'] + ids['random_sequence_decode_mismatches']} ids or id sequences "
         "decode otherwise" if ids["single_id_decode_mismatches"] or ids["random_sequence_decode_mismatches"] else "",
     ]
     problems = [p for p in problems if p]
-    if settings.strict and problems:
+    if problems:
         raise DistillationMismatch(f"strict distillation: {'; '.join(problems)}; see {report_md}")
-    return summary
