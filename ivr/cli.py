@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from jsonargparse import ArgumentError, set_parsing_settings
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
@@ -106,7 +107,8 @@ class IVRCLI(LightningCLI):
 
 # what bad input, bad settings or a missing prerequisite raise: the message says what to change
 # (OSError: a missing file, a read-only or full disk; its message names the path)
-USER_ERRORS = (ValueError, OSError, PretrainedUnavailableError, DistillationMismatch)
+# (MisconfigurationException: Lightning's refusal of a trainer or checkpoint setting, naming it)
+USER_ERRORS = (ValueError, OSError, PretrainedUnavailableError, DistillationMismatch, MisconfigurationException)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -155,6 +155,12 @@ class IVRDataModule(LightningDataModule):
                 raise ValueError(f"data.extra_eval_paths: {path!r} is the name of a built-in report set; write it "
                                  f"as ./{path}")
             require_file(path, "data.extra_eval_paths")
+        if not str(artifacts_dir).strip():  # "" is the current folder: an unset shell variable, not a choice
+            raise ValueError("data.artifacts_dir is empty; name a folder (it is made if missing)")
+        shape = as_shape(base_model_config)
+        if shape is not None and block_size > shape.n_positions:  # now, not after every stage
+            raise ValueError(f"data.block_size {block_size} is longer than the model's context of {shape.n_positions} "
+                             f"tokens (model.from_config.n_positions); set data.block_size to at most {shape.n_positions}")
         if Path(artifacts_dir).exists() and not Path(artifacts_dir).is_dir():
             raise NotADirectoryError(f"data.artifacts_dir {artifacts_dir} is a file; name a folder (it is made if "
                                      "missing)")

@@ -37,11 +37,14 @@ def restrict_training(model, train_only: TrainOnly, reassigned_ids: torch.Tensor
         p.requires_grad_(any(p is m for m in matrices))
     if train_only == "embeddings":
         return []
-    if reassigned_ids is None or not len(reassigned_ids):
+    if reassigned_ids is None:
         raise ValueError(
             "model.train_only=reassigned_rows needs reassigned ids: train with data.tokenizer remapped "
             "(the align stage's rows and remap rules, linked as model.embedding_init)"
         )
+    if not len(reassigned_ids):
+        raise ValueError("model.train_only=reassigned_rows: the remap reassigned no ids, so nothing would train; "
+                         "raise data.select.num_replacements or lower data.select.min_count")
     for matrix in matrices:
         keep = torch.zeros(matrix.shape[0], 1, dtype=matrix.dtype)
         keep[reassigned_ids] = 1

@@ -253,3 +253,26 @@ def test_a_model_shape_without_blocks_heads_or_width_is_refused(key):
 def test_a_negative_worker_count_is_named():
     with pytest.raises(ValueError, match="data.num_workers must be 0 or more, got -2"):
         IVRDataModule(num_workers=-2)
+
+
+def test_data_settings_that_cannot_work_with_the_model_are_refused_when_read(tmp_path):
+    from ivr.causal_lm import ModelShape
+
+    with pytest.raises(ValueError, match="data.artifacts_dir is empty"):
+        IVRDataModule(artifacts_dir="")
+    with pytest.raises(ValueError, match=r"data.block_size 64 is longer than the model's context of 32 tokens "
+                                         r"\(model.from_config.n_positions\)"):
+        IVRDataModule(artifacts_dir=str(tmp_path), block_size=64, base_model_config=ModelShape(n_positions=32))
+    IVRDataModule(artifacts_dir=str(tmp_path), block_size=32, base_model_config={"n_positions": 32})
+
+
+def test_a_lightning_setting_it_refuses_is_one_error_line(tmp_path, capsys, monkeypatch):
+    from tests.conftest import tiny_cli_args
+
+    from ivr.cli import main
+
+    monkeypatch.setattr("sys.argv", ["ivr", "analyze", *tiny_cli_args(tmp_path), "--trainer.max_steps", "-5"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    assert "ivr: error: `max_steps` must be a non-negative integer or -1" in capsys.readouterr().err

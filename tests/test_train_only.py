@@ -89,6 +89,12 @@ def test_reassigned_rows_need_the_align_stage(tmp_path):
     module = IVRLanguageModel(model_name_or_path=None, from_config=SHAPES["llama_tied"], train_only="reassigned_rows")
     with pytest.raises(ValueError, match="data.tokenizer remapped"):
         module.configure_model()
+    from ivr.trainable import restrict_training
+
+    model = build_model(SHAPES["llama_tied"])
+    with pytest.raises(ValueError, match="the remap reassigned no ids, so nothing would train; raise "
+                                         "data.select.num_replacements"):
+        restrict_training(model, "reassigned_rows", torch.tensor([], dtype=torch.long))
 
 
 def test_unknown_train_only_is_named():
