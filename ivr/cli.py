@@ -129,7 +129,7 @@ def main(args: list[str] | None = None) -> None:
     except USER_ERRORS as err:
         if debug:
             raise
-        print(f"ivr: error: {err}\n(run again with --debug for the traceback)", file=sys.stderr)
+        print(f"ivr: error: {condensed_error(str(err))}\n(run again with --debug for the traceback)", file=sys.stderr)
         raise SystemExit(2) from None
     except ArgumentError as err:
         if debug:

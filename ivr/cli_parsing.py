@@ -138,9 +138,13 @@ def _is_data(dest: str) -> bool:
 def condensed_error(message: str) -> str:
     """A parser error in one or two lines: a union's dump of every subtype (``str | None``) as the key, the value
     and what it may be; an option linked from another as the option to set instead."""
-    linked = re.match(r"argument (\w+)\(([\w.]+)\) --> ([\w.]+):", message)
+    linked = re.match(r"argument (?:\w+\()?([\w.]+)\)? --> ([\w.]+):", message)
     if linked:
-        return f"{linked.group(3)} follows {linked.group(2)} and cannot be set on its own: set {linked.group(2)}"
+        return f"{linked.group(2)} follows {linked.group(1)} and cannot be set on its own: set {linked.group(1)}"
+    # a union (``ModelShape | None``) whose class refused a value: that refusal, which names its key
+    refused = re.search(r"^\s*- ([\w.]+ must [^\n]+)", message, re.M)
+    if refused and "Does not validate against any of the Union subtypes" in message:
+        return refused.group(1)
     key = re.search(r'Parser key "([\w.]+)"', message)
     if key is None:
         return message

@@ -389,6 +389,8 @@ def test_an_interrupt_is_one_line_and_status_130(monkeypatch, capsys):
     (["--model.from_config.n_head", "x"], r"model.from_config.n_head: x is not a valid value\n"),
     (["--checkpoint.dirpath", "/tmp/y"], r"checkpoint.dirpath follows data.artifacts_dir and cannot be set on its "
                                          r"own: set data.artifacts_dir\n"),
+    (["--data.base_model_name_or_path", "gpt2"], r"data.base_model_name_or_path follows model.model_name_or_path and "
+                                                 r"cannot be set on its own: set model.model_name_or_path\n"),
 ])
 def test_a_bad_flag_is_the_parser_s_message_without_the_usage(tmp_path, monkeypatch, capsys, given, says):
     monkeypatch.setattr("sys.argv", ["ivr", "init", "--config", "configs/demo.yaml", *given])
@@ -479,3 +481,14 @@ def test_ctrl_c_while_the_libraries_load_is_one_line(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         entry.main()
     assert exc.value.code == 130 and "ivr: interrupted while starting" in capsys.readouterr().err
+
+
+def test_a_value_a_model_shape_refuses_is_its_own_line(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["ivr", "init", "--config", "configs/demo.yaml", "--model.from_config.n_layer", "0"])
+    monkeypatch.delenv("IVR_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "ivr: error: model.from_config.n_layer must be at least 1, got 0\n" in err
+    assert "Union" not in err
+
