@@ -113,15 +113,18 @@ def write_packed_splits(
         DatasetDict(datasets).save_to_disk(str(tmp))
 
 
-def may_fill_a_block(texts: Iterable[str], block_size: int) -> bool:
-    """Whether documents could hold ``block_size`` tokens with their separators, for any byte-level tokenizer: each
-    token stands for at least one byte of text (reads only as far as it takes)."""
-    total = 0
-    for text in texts:
-        total += len(text.encode("utf-8")) + 1
-        if total >= block_size:
-            return True
-    return False
+def check_splits_may_fill_a_block(splits: Mapping[str, Iterable[str]], block_size: int) -> None:
+    """Raise ``too_short_for_a_block`` for the first split whose documents could not hold ``block_size`` tokens with
+    their separators, for any byte-level tokenizer: each token stands for at least one byte of text. Reads each
+    split only as far as it takes."""
+    for name, texts in splits.items():
+        total = 0
+        for text in texts:
+            total += len(text.encode("utf-8")) + 1
+            if total >= block_size:
+                break
+        else:
+            raise too_short_for_a_block(name, block_size)
 
 
 def too_short_for_a_block(split: str, block_size: int) -> ValueError:

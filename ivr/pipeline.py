@@ -31,7 +31,7 @@ from ivr.cleaned_corpus import SplitTexts, check_splits, iter_documents, read_ma
 from ivr.corpus import clean_corpus, cleaned_from_current_sources
 from ivr.embeddings import align_embeddings, align_outputs
 from ivr.figures import exact_share
-from ivr.packing import encoded_batches, may_fill_a_block, too_short_for_a_block, write_packed_splits
+from ivr.packing import check_splits_may_fill_a_block, encoded_batches, write_packed_splits
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
 from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKind
 from ivr.stamps import code_fingerprint, is_current, library_versions, module_file, write_stamp
@@ -497,10 +497,8 @@ def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -
     artifacts = []
     for name in stages_needed(tokenizer):
         artifacts += run_stage(config, name)
-        if name == "init":  # now, not after distilling: a split sure to make no block
-            for split, named in (("train", "train"), ("heldout", "validation")):
-                if not may_fill_a_block(SplitTexts(config.paths.cleaned_corpora_dir, split, config.heldout_fraction),
-                                        block_size):
-                    raise too_short_for_a_block(named, block_size)
+        if name == "init":  # now, not after distilling
+            check_splits_may_fill_a_block({"train": _texts(config, "train"), "validation": _texts(config, "heldout")},
+                                          block_size)
     artifacts.append(build_datasets(config.paths, tokenizer, block_size, config.heldout_fraction))
     return artifacts
