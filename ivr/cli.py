@@ -136,6 +136,7 @@ def main(args: list[str] | None = None) -> None:
             raise
         argv = sys.argv[1:]
         command = next((a for a in argv if not a.startswith("-")), "")
+        command = command if command in IVRCLI.subcommands() else ""  # `ivr foo`: the commands' list helps
         configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--config", "-c")]
         where = f"{', '.join(configs)}: " if configs and from_config_file(str(err), argv) else ""
         help_command = " ".join(filter(None, ["ivr", command, "--help"]))

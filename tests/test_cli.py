@@ -492,3 +492,12 @@ def test_a_value_a_model_shape_refuses_is_its_own_line(monkeypatch, capsys):
     assert exc.value.code == 2 and "ivr: error: model.from_config.n_layer must be at least 1, got 0\n" in err
     assert "Union" not in err
 
+
+def test_an_unknown_command_points_at_the_list_of_commands(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["ivr", "preapre", "--config", "configs/demo.yaml"])
+    monkeypatch.delenv("IVR_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "invalid choice: 'preapre'" in err and "(`ivr --help` lists every option)" in err
+
