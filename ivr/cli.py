@@ -24,9 +24,10 @@ from ivr.cli_parsing import (
     from_config_file,
     help_data_only,
     normalize_flags,
+    refuse_linked_keys_in_configs,
     requested_subcommand,
 )
-from ivr.commands import DATA_ONLY_COMMANDS, STAGE_COMMANDS, IVRTrainer, export_model
+from ivr.commands import DATA_ONLY_COMMANDS, STAGE_COMMANDS, IVRTrainer, check_training_settings, export_model
 from ivr.data import IVRDataModule
 from ivr.model import IVRLanguageModel
 from ivr.paths import ArtifactPaths
@@ -36,6 +37,13 @@ from ivr.tokenizers.verify import DistillationMismatch
 # stamps are written after their stage's outputs, which appear only whole: a rerun resumes
 INTERRUPTED = ("\nivr: interrupted; run the same command again to go on from the last finished stage "
                "(`--ckpt_path last` resumes a fit from its last checkpoint)")
+
+
+# keys that follow another (target: source); a config file setting a target is refused, since the link replaces it
+# the align stage reads the base model's embeddings: the same model the LightningModule trains
+PARSE_LINKS = {"data.base_model_name_or_path": "model.model_name_or_path",
+               "data.base_model_config": "model.from_config"}
+LINKED_KEYS = {**PARSE_LINKS, "checkpoint.dirpath": "data.artifacts_dir", "model.embedding_init": "data.embedding_init"}
 
 
 def _checkpoints_dir(artifacts_dir: str) -> str:
@@ -72,6 +80,11 @@ class IVRCLI(LightningCLI):
 
             lightning_checkpoint(ckpt_path)
 
+    def before_instantiate_classes(self) -> None:
+        subcommand = self.config.get("subcommand")
+        if subcommand in ("fit", "train"):
+            check_training_settings(self.config[subcommand]["trainer"])
+
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
         if self._requested is not None and subcommand != self._requested:
             # a command builds only its own parser: the full parsers of all fourteen cost about 0.6 s of every
@@ -83,10 +96,9 @@ class IVRCLI(LightningCLI):
         return parser
 
     def add_arguments_to_parser(self, parser) -> None:
-        # the align stage reads the base model's embeddings: the same model the LightningModule trains
-        parser.link_arguments("model.model_name_or_path", "data.base_model_name_or_path")
-        parser.link_arguments("model.from_config", "data.base_model_config")
-        # and the model starts from the rows the align stage wrote, when it trains on the remapped tokenizer
+        for target, source in PARSE_LINKS.items():
+            parser.link_arguments(source, target)
+        # the model starts from the rows the align stage wrote, when it trains on the remapped tokenizer
         parser.link_arguments("data.embedding_init", "model.embedding_init", apply_on="instantiate")
         # progress lines that a log file shows too, and checkpoints in one place across runs (`--ckpt_path last`)
         parser.add_lightning_class_args(ProgressLog, "progress")
@@ -159,6 +171,7 @@ DESCRIPTION = (
 
 
 def _run(args: list[str] | None) -> None:
+    refuse_linked_keys_in_configs(sys.argv[1:] if args is None else args, LINKED_KEYS)
     IVRCLI(
         IVRLanguageModel,
         IVRDataModule,

@@ -99,6 +99,30 @@ def cache_docstring_parsing() -> None:
     _optionals.parse_docstring = cached
 
 
+def refuse_linked_keys_in_configs(argv: list[str], links: dict[str, str]) -> None:
+    """A key that follows another (``links``: target → source) set in a ``--config`` file: the link would replace
+    it without a word, so name it and the key to set instead. Files that do not read as YAML mappings are left to
+    the parser, which names them."""
+    import yaml
+
+    configs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("-c", "--config")]
+    for config in configs:
+        try:
+            with open(config, encoding="utf-8") as f:
+                tree = yaml.safe_load(f)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        for target, source in links.items():
+            node = tree
+            for part in target.split("."):
+                node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+            if node is not _MISSING:
+                raise ValueError(f"{config}: {target} follows {source} and cannot be set on its own: set {source}")
+
+
+_MISSING = object()
+
+
 def help_data_only(parser) -> None:
     """Show only the data.* options in ``parser``'s help and usage. The others are still parsed and printed by
     ``--print_config``, so one config serves every command, but the stage does not read them."""

@@ -41,6 +41,18 @@ INTERRUPTED_FIT = ("\nivr: interrupted; run the same command with `--ckpt_path l
                    "checkpoint (without it a new fit starts and replaces last.ckpt)")
 
 
+def check_training_settings(trainer: dict) -> None:
+    """Refuse trainer values that Lightning accepts but fails on only once training starts, after preparation."""
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    if isinstance(accumulate, int) and accumulate < 1:
+        raise ValueError(f"trainer.accumulate_grad_batches must be at least 1 (got {accumulate})")
+    interval = trainer.get("val_check_interval")
+    # an int counts batches (a float is a share of an epoch, which Lightning checks itself)
+    if isinstance(interval, int) and not isinstance(interval, bool) and interval < 1:
+        raise ValueError(f"trainer.val_check_interval must be at least 1 batch (got {interval}); "
+                         "to skip validation set trainer.limit_val_batches to 0")
+
+
 def _print_artifacts(command: str, artifacts: list) -> None:
     print(f"ivr {command}: artifacts")
     for path in artifacts:

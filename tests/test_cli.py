@@ -501,3 +501,38 @@ def test_an_unknown_command_points_at_the_list_of_commands(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "invalid choice: 'preapre'" in err and "(`ivr --help` lists every option)" in err
 
+
+
+# values Lightning takes but would fail on at the first training batch, after all of preparation
+@pytest.mark.parametrize("given, says", [
+    (["--trainer.accumulate_grad_batches", "0"], r"trainer.accumulate_grad_batches must be at least 1 \(got 0\)"),
+    (["--trainer.val_check_interval", "0"], r"trainer.val_check_interval must be at least 1 batch \(got 0\)"),
+])
+def test_a_training_value_that_fails_at_the_first_batch_is_refused_before_preparation(tmp_path, monkeypatch, capsys,
+                                                                                      given, says):
+    monkeypatch.setattr("sys.argv", ["ivr", "fit", "--data.artifacts_dir", str(tmp_path / "a"), *given])
+    monkeypatch.delenv("IVR_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    assert re.search(r"ivr: error: " + says, capsys.readouterr().err)
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("text, says", [
+    ("data:\n  base_model_name_or_path: gpt2-medium\n",
+     "data.base_model_name_or_path follows model.model_name_or_path and cannot be set on its own: "
+     "set model.model_name_or_path"),
+    ("checkpoint:\n  dirpath: /tmp/elsewhere\n", "checkpoint.dirpath follows data.artifacts_dir"),
+])
+def test_a_linked_key_in_a_config_file_is_refused_not_dropped(tmp_path, monkeypatch, capsys, text, says):
+    config = tmp_path / "linked.yaml"
+    config.write_text(text, encoding="utf-8")
+    monkeypatch.setattr("sys.argv", ["ivr", "prepare", "--data.artifacts_dir", str(tmp_path / "a"),
+                                     "--config", str(config)])
+    monkeypatch.delenv("IVR_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    assert f"ivr: error: {config}: {says}" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
