@@ -213,6 +213,29 @@ def base_model(model_name_or_path: str | None, from_config: ModelShape | dict | 
     return load_pretrained(model_name_or_path, attn_implementation)
 
 
+def local_pretrained_config(model_name_or_path: str):
+    """The model config of a GGUF file, a local directory or a cached Hub model, without the network; None where
+    it is not here or does not read (loading the model names why)."""
+    from transformers import AutoConfig
+
+    try:
+        if is_gguf(model_name_or_path):
+            path = locate_gguf(model_name_or_path)
+            return AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+        return AutoConfig.from_pretrained(model_name_or_path, local_files_only=True)
+    except Exception:  # noqa: BLE001 - any failure here is reported, with its cause, when the model loads
+        return None
+
+
+def check_block_fits(config, block_size: int) -> None:
+    """Training and scoring blocks must fit the model's context: GPT-2 fails on the first step with an index error
+    (a device assert on a GPU), a rotary model trains past its context without a word. No config: no check."""
+    context = context_size(config) if config is not None else None
+    if context is not None and block_size > context:
+        raise ValueError(f"data.block_size {block_size} is longer than the model's context of {context} tokens; set "
+                         f"data.block_size to at most {context}")
+
+
 def context_size(config) -> int | None:
     """The longest sequence the model takes (``n_positions`` or ``max_position_embeddings``); None if unbounded."""
     for name in ("n_positions", "max_position_embeddings"):

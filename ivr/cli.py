@@ -83,7 +83,7 @@ class IVRCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")
         if subcommand in ("fit", "train"):
-            check_training_settings(self.config[subcommand]["trainer"])
+            check_training_settings(self.config[subcommand])
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
         if self._requested is not None and subcommand != self._requested:

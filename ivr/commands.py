@@ -41,8 +41,14 @@ INTERRUPTED_FIT = ("\nivr: interrupted; run the same command with `--ckpt_path l
                    "checkpoint (without it a new fit starts and replaces last.ckpt)")
 
 
-def check_training_settings(trainer: dict) -> None:
-    """Refuse trainer values that Lightning accepts but fails on only once training starts, after preparation."""
+def check_training_settings(config) -> None:
+    """Refuse settings of a fit (``config``: the command's trainer, model and data sections) that would fail only
+    once training starts, after preparation: trainer values Lightning accepts, a rows-only fit without rows."""
+    tokenizer = config["data"]["tokenizer"]
+    if config["model"]["train_only"] == "reassigned_rows" and tokenizer != "remapped":
+        raise ValueError(f"model.train_only=reassigned_rows trains the rows the remap reassigned: set data.tokenizer "
+                         f"to remapped (it is {tokenizer}), or model.train_only to embeddings or all")
+    trainer = config["trainer"]
     accumulate = trainer.get("accumulate_grad_batches", 1)
     if isinstance(accumulate, int) and accumulate < 1:
         raise ValueError(f"trainer.accumulate_grad_batches must be at least 1 (got {accumulate})")

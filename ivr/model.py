@@ -18,7 +18,8 @@ import torch
 from lightning.pytorch import LightningModule
 from torchmetrics import SumMetric
 
-from ivr.causal_lm import ModelShape, base_model, context_size, generation_ids, learned_position_embeddings
+from ivr.causal_lm import (
+    ModelShape, base_model, check_block_fits, context_size, generation_ids, learned_position_embeddings)
 from ivr.metrics import bits_per_byte, token_nll
 from ivr.trainable import TrainOnly, restrict_training
 
@@ -222,15 +223,9 @@ class IVRLanguageModel(LightningModule):
         object.__setattr__(self, "_compiled", torch.compile(model) if hp.compile else None)
 
     def _check_block_size(self, config) -> None:
-        """Training and scoring blocks must fit the model's context: GPT-2 fails on the first step with an index
-        error (a device assert on a GPU), a rotary model trains past its context without a word."""
-        trainer, context = self._trainer, context_size(config)
-        if trainer is None or trainer.datamodule is None or context is None or trainer.state.fn == "predict":
-            return
-        block = trainer.datamodule.hparams.block_size
-        if block > context:
-            raise ValueError(f"data.block_size {block} is longer than the model's context of {context} tokens; set "
-                             f"data.block_size to at most {context}")
+        trainer = self._trainer
+        if trainer is not None and trainer.datamodule is not None and trainer.state.fn != "predict":
+            check_block_fits(config, trainer.datamodule.hparams.block_size)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         # not `or`: a compiled module has no truth value (it forwards len() to a model that has none)

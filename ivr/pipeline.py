@@ -25,7 +25,8 @@ from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts, 
 from ivr.analysis.select import select_replacements
 from ivr.atomic import atomic_dir
 from ivr.builtin_corpora import english_reference_texts
-from ivr.causal_lm import base_model, check_pretrained_reachable, checkpoint_fingerprint
+from ivr.causal_lm import (
+    base_model, check_block_fits, check_pretrained_reachable, checkpoint_fingerprint, local_pretrained_config)
 from ivr.collector import collector_paused
 from ivr.cleaned_corpus import SplitTexts, check_splits, iter_documents, read_manifest
 from ivr.corpus import clean_corpus, cleaned_from_current_sources
@@ -492,8 +493,10 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
 def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -> list[Path]:
     """Every stage the training tokenizer needs, then the packed datasets; the artifacts in pipeline order."""
     base = config.base_model
-    if "align" in stages_needed(tokenizer) and base.from_config is None and base.name_or_path:
-        check_pretrained_reachable(base.name_or_path)  # align reads it, after every other stage
+    if base.from_config is None and base.name_or_path:  # now, not after every stage
+        if "align" in stages_needed(tokenizer):
+            check_pretrained_reachable(base.name_or_path)  # align reads it
+        check_block_fits(local_pretrained_config(base.name_or_path), block_size)
     artifacts = []
     for name in stages_needed(tokenizer):
         artifacts += run_stage(config, name)

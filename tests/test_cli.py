@@ -507,6 +507,9 @@ def test_an_unknown_command_points_at_the_list_of_commands(monkeypatch, capsys):
 @pytest.mark.parametrize("given, says", [
     (["--trainer.accumulate_grad_batches", "0"], r"trainer.accumulate_grad_batches must be at least 1 \(got 0\)"),
     (["--trainer.val_check_interval", "0"], r"trainer.val_check_interval must be at least 1 batch \(got 0\)"),
+    (["--model.train_only", "reassigned_rows", "--data.tokenizer", "distilled"],
+     r"model.train_only=reassigned_rows trains the rows the remap reassigned: set data.tokenizer to remapped "
+     r"\(it is distilled\)"),
 ])
 def test_a_training_value_that_fails_at_the_first_batch_is_refused_before_preparation(tmp_path, monkeypatch, capsys,
                                                                                       given, says):
@@ -536,3 +539,14 @@ def test_a_linked_key_in_a_config_file_is_refused_not_dropped(tmp_path, monkeypa
     assert exc.value.code == 2
     assert f"ivr: error: {config}: {says}" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
+
+
+def test_a_block_longer_than_a_local_pretrained_model_s_context_stops_prepare_before_any_stage(tmp_path):
+    from ivr.causal_lm import ModelShape, build_model
+
+    pretrained = tmp_path / "pretrained"
+    build_model(ModelShape(n_layer=1, n_head=2, n_embd=8, n_positions=16)).save_pretrained(pretrained)
+    args = tiny_cli_args(tmp_path, "--model.from_config", "null", "--model.model_name_or_path", str(pretrained))
+    with pytest.raises(ValueError, match="data.block_size 32 is longer than the model's context of 16 tokens"):
+        main(["prepare", *args])
+    assert not (tmp_path / "artifacts" / "corpora" / "cleaned").exists()
