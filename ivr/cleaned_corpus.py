@@ -53,22 +53,36 @@ def read_manifest(cleaned_dir: Path) -> dict:
 
 
 def split_counts(cleaned_dir: str | Path, heldout_fraction: float) -> dict[str, int]:
-    """How many documents fall in each split."""
+    """How many documents fall in each split, and how many held-out ones have the exact text of a training
+    document (``heldout_also_in_train``): the split goes by id, so copies of one text may be split apart."""
     counts = {"train": 0, "heldout": 0}
-    for held in split_membership(cleaned_dir, "heldout", heldout_fraction):
-        counts["heldout" if held else "train"] += 1
-    return counts
+    train_texts, heldout_texts = set(), []
+    for path, lineno, line in _cleaned_lines(cleaned_dir):
+        try:
+            doc_id, rest = _record_id_and_rest(line)
+        except (ValueError, KeyError, TypeError) as err:
+            raise _damaged(path, lineno, err) from None
+        # the record's text as written (clean_corpus writes every text the same way), not decoded: a cheap key
+        text_key = hashlib.blake2b(rest.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        if is_heldout(doc_id, heldout_fraction):
+            counts["heldout"] += 1
+            heldout_texts.append(text_key)
+        else:
+            counts["train"] += 1
+            train_texts.add(text_key)
+    return {**counts, "heldout_also_in_train": sum(key in train_texts for key in heldout_texts)}
 
 
 def check_splits(cleaned_dir: str | Path, heldout_fraction: float, max_document_chars: int) -> dict[str, int]:
     """Fail now, not after every stage, when a split would be empty."""
     counts = split_counts(cleaned_dir, heldout_fraction)
-    for split, n in counts.items():
-        if n == 0:
+    for split in ("train", "heldout"):
+        if counts[split] == 0:
             raise CorpusError(
-                f"the cleaned corpus at {cleaned_dir} has {sum(counts.values())} documents and none falls in the {split} "
-                f"split (data.heldout_fraction={heldout_fraction}): add documents, change data.heldout_fraction, or "
-                f"lower data.max_document_chars ({max_document_chars}) so that large documents are cut into more pieces"
+                f"the cleaned corpus at {cleaned_dir} has {counts['train'] + counts['heldout']} documents and none falls "
+                f"in the {split} split (data.heldout_fraction={heldout_fraction}): add documents, change "
+                f"data.heldout_fraction, or lower data.max_document_chars ({max_document_chars}) so that large documents "
+                "are cut into more pieces"
             )
     return counts
 
@@ -153,6 +167,13 @@ _DECODER = json.JSONDecoder()
 
 def _record_id(line: str) -> str:
     """A cleaned record's document id without decoding its text: ``clean_corpus`` writes the id first."""
+    return _record_id_and_rest(line)[0]
+
+
+def _record_id_and_rest(line: str) -> tuple[str, str]:
+    """A cleaned record's id and the rest of its line (its text as written), without decoding the text."""
     if line.startswith(RECORD_PREFIX):
-        return _DECODER.raw_decode(line, len(RECORD_PREFIX))[0]
-    return json.loads(line)["id"]
+        doc_id, end = _DECODER.raw_decode(line, len(RECORD_PREFIX))
+        return doc_id, line[end:].rstrip("\n")
+    record = json.loads(line)
+    return record["id"], json.dumps({"id": "", "text": record["text"]}, ensure_ascii=False)[len('{"id": ""'):]

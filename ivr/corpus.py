@@ -19,6 +19,7 @@ boundaries survive exactly; when the training data are packed, documents are joi
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import io
 import json
@@ -97,26 +98,82 @@ def _decode(data: bytes, path: Path, encoding: str, line: int | None = None, bas
                           f"{hint}") from None
 
 
-def _jsonl_lines(data: bytes, path: Path, encoding: str) -> Iterator[tuple[int, str | CorpusError]]:
-    """Each non-blank line of a JSONL file as (line number, its text or the error decoding it). Where the
-    encoding writes line breaks as the ASCII bytes (UTF-8, Latin-1, cp1252), lines are cut before decoding, so
-    a bad line costs only itself; a UTF-16 or UTF-32 file is decoded whole (a bad byte fails the file)."""
+def _jsonl_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | CorpusError]]:
+    """Each non-blank line of a JSONL file as (line number, its text or the error decoding it), read as the file
+    is consumed. Where the encoding writes line breaks as the ASCII bytes (UTF-8, Latin-1, cp1252), lines are cut
+    before decoding, so a bad line costs only itself and the file is streamed; a UTF-16 or UTF-32 file is decoded
+    whole, and a bad byte fails the file (one error, line 0)."""
     if "\n\r".encode(encoding) != b"\n\r":
+        data = _read_bytes(path)
+        try:
+            decoded = _decode(data, path, encoding).removeprefix("\ufeff")
+        except CorpusError as err:
+            yield 0, err
+            return
         # newline="": \n, \r and \r\n end a line, as bytes.splitlines does; U+2028 inside a record does not
-        text = io.StringIO(_decode(data, path, encoding).removeprefix("\ufeff"), newline="")
+        text = io.StringIO(decoded, newline="")
         # the terminator is cut off: json counts a column after it as column 1 of the next line
         yield from ((lineno, line.rstrip("\r\n")) for lineno, line in enumerate(text, start=1) if line.strip())
         return
-    offset = 0
-    if data.startswith(UTF8_BOM) and encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
-        data, offset = data[len(UTF8_BOM):], len(UTF8_BOM)  # a byte-order mark (Windows editors) is no JSON
-    for lineno, raw_line in enumerate(data.splitlines(keepends=True), start=1):
-        line_offset, offset = offset, offset + len(raw_line)
-        if raw_line.strip():
-            try:
-                yield lineno, _decode(raw_line.rstrip(b"\r\n"), path, encoding, lineno, line_offset)
-            except CorpusError as err:
-                yield lineno, err
+    offset, utf8 = 0, codecs.lookup(encoding).name == "utf-8"
+    try:
+        with open(path, "rb") as f:
+            # newline=b"" is not a file option in binary mode: \r alone ends a line as in bytes.splitlines
+            for lineno, raw_line in enumerate(_binary_lines(f), start=1):
+                line_offset, offset = offset, offset + len(raw_line)
+                if lineno == 1 and utf8 and raw_line.startswith(UTF8_BOM):
+                    raw_line, line_offset = raw_line[len(UTF8_BOM):], len(UTF8_BOM)  # a byte-order mark is no JSON
+                if raw_line.strip():
+                    try:
+                        yield lineno, _decode(raw_line.rstrip(b"\r\n"), path, encoding, lineno, line_offset)
+                    except CorpusError as err:
+                        yield lineno, err
+    except OSError as err:
+        raise _unreadable(path, err) from None
+
+
+def _binary_lines(f, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of a binary file as ``bytes.splitlines(keepends=True)`` cuts them (\n, \r\n and \r end a line),
+    one chunk in memory at a time; a line longer than a chunk is joined once."""
+    pending: list[bytes] = []  # the pieces of a line that may go on in the next chunk
+    while chunk := f.read(chunk_size):
+        if pending and pending[-1].endswith(b"\r"):  # a \r at a chunk's end: alone, or the first half of \r\n
+            crlf = chunk.startswith(b"\n")
+            yield b"".join(pending) + (b"\n" if crlf else b"")
+            pending, chunk = [], chunk[crlf:]
+        lines = chunk.splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            if i == len(lines) - 1 and not line.endswith(b"\n"):
+                pending.append(line)
+            else:
+                yield b"".join(pending) + line if pending else line
+                pending = []
+    if pending:
+        yield b"".join(pending)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise _unreadable(path, err) from None
+
+
+def _unreadable(path: Path, err: OSError) -> CorpusError:
+    """A raw file the system cannot read (a failing disk, a network folder gone): named, never skipped as a bad
+    record, since the corpus would then depend on the state of the disk."""
+    return UnreadableFile(f"{path}: cannot be read ({err.strerror or err}); fix the disk or move the file out of "
+                          "data.raw_corpora_dir")
+
+
+class UnreadableFile(CorpusError):
+    """A raw file that cannot be read at all: ``data.on_bad_record: skip`` does not skip it."""
+
+
+def _looks_like_utf16(head: bytes) -> bool:
+    """ASCII text in UTF-16 without a byte-order mark: a NUL beside every character."""
+    pairs = head[: len(head) // 2 * 2]
+    return len(pairs) >= 8 and (not any(pairs[1::2]) or not any(pairs[0::2])) and any(pairs)
 
 
 def _invalid_json(path: Path, lineno: int, err: json.JSONDecodeError) -> CorpusError:
@@ -213,9 +270,20 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
     """Yield the cleaned documents of one raw file."""
     path, rel = source.path, source.rel
     encoding = "utf-8" if source.builtin else options.encoding
-    data = path.read_bytes()
     suffix = path.suffix.lower()
+    if "\n".encode(encoding) == b"\n":
+        try:
+            with open(path, "rb") as f:
+                head = f.read(64)
+        except OSError as err:
+            raise _unreadable(path, err) from None
+        if _looks_like_utf16(head) and not any(head.startswith(bom) for bom, _ in _BOMS):
+            order = "le" if not any(head[1::2]) else "be"
+            skip(CorpusError(f"{path}: looks like UTF-16 without a byte-order mark (a NUL byte beside every "
+                             f"character); pass --data.encoding utf-16-{order}, or convert the file to UTF-8"))
+            return
     if suffix not in (".jsonl", ".json"):  # .txt, and the built-in corpus's .py files: one document
+        data = _read_bytes(path)
         try:
             try:
                 text = _decode(data, path, encoding)
@@ -228,12 +296,7 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
             skip(err)
         return
     if suffix == ".jsonl":
-        try:
-            lines = list(_jsonl_lines(data, path, encoding))
-        except CorpusError as err:
-            skip(err)
-            return
-        for lineno, line in lines:
+        for lineno, line in _jsonl_lines(path, encoding):
             try:
                 if isinstance(line, CorpusError):
                     raise line
@@ -251,6 +314,7 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
                 skip(err)
         return
     # .json: a whole-file document; a bad file cannot be partly trusted, but bad records can be skipped
+    data = _read_bytes(path)
     try:
         text = _decode(data, path, encoding).removeprefix("\ufeff")
         if not text.strip():  # an empty file holds no records, as an empty .jsonl or .txt file
@@ -298,11 +362,15 @@ def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
                          key=lambda d: (os.path.islink(os.path.join(root, d)), d))
         for f in files:
             path = Path(root) / f
-            if f.startswith(".") or Path(f).suffix.lower() not in SUFFIXES:
+            # os.walk lists a link whose target is gone among the files: a folder's (no suffix) loses its files too
+            if f.startswith(".") or Path(f).suffix.lower() not in (*SUFFIXES, ""):
                 continue
-            if path.is_symlink() and not path.exists():
-                raise CorpusError(f"raw corpus file {path}: a link to {os.readlink(path)}, which does not exist (a "
-                                  "large file not fetched yet?): fetch it or remove the link")
+            if path.is_symlink() and not path.exists() and os.path.realpath(path) not in seen:  # not the cleaned one
+                raise CorpusError(f"raw corpus file or folder {path}: a link to {os.readlink(path)}, which does not "
+                                  "exist (a disk not mounted, a large file not fetched yet?): bring it back or remove "
+                                  "the link")
+            if Path(f).suffix == "":
+                continue
             if path.is_file():
                 link = path.is_symlink()
                 found.setdefault(os.path.realpath(path) if link else os.path.join(real, f), []).append((link, path))
@@ -355,8 +423,9 @@ def _no_files(raw_dir: Path) -> str:
 
 def _sources_fingerprint(sources: list[Source], options: CleaningOptions) -> str:
     # the cleaning code too: a cleaning fix must not keep the text an older one wrote
+    # the codec's own name: `UTF-8`, `utf8` and `u8` clean alike
     h = hashlib.sha256(json.dumps([MANIFEST_VERSION, code_fingerprint(["ivr.corpus"]), options.text_key,
-                                   options.encoding, options.max_document_chars]).encode())
+                                   codecs.lookup(options.encoding).name, options.max_document_chars]).encode())
     for path, rel, _ in sources:
         st = path.stat()
         h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -406,7 +475,7 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
             out = tmp / f"{rel}.jsonl"
             out.parent.mkdir(parents=True, exist_ok=True)
             docs = bytes_ = 0
-            with open(out, "w", encoding="utf-8") as f:
+            with _cleaned_file(out, path) as f:
                 for doc in read_source(source, options, skip):
                     f.write(json.dumps({"id": doc.doc_id, "text": doc.text}, ensure_ascii=False) + "\n")
                     docs += 1
@@ -438,6 +507,17 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
     if skip.skipped:
         print(f"ivr: skipped {len(skip.skipped)} bad records (data.on_bad_record=skip); first: {skip.skipped[0]}")
     return manifest
+
+
+def _cleaned_file(out: Path, raw: Path):
+    """``out`` open for writing; a raw name that the added ``.jsonl`` makes too long is named with what to do."""
+    try:
+        return open(out, "w", encoding="utf-8")
+    except OSError as err:
+        if err.errno != errno.ENAMETOOLONG:
+            raise
+        raise CorpusError(f"raw corpus file {raw}: its name is too long for its cleaned copy ({out.name}, "
+                          f"{len(out.name.encode())} bytes, passes the file system's limit); rename it shorter") from None
 
 
 def _check_cleaned_dir(raw_dir: Path, cleaned_dir: Path) -> None:

@@ -1,0 +1,130 @@
+"""Raw files that the disk, the file system or their encoding make hard to read: named, never silently lost."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ivr.cleaned_corpus import CorpusError, iter_documents, split_counts
+from ivr.corpus import CleaningOptions, _binary_lines, clean_corpus
+
+
+def _clean(raw: Path, tmp_path: Path, **kw) -> dict:
+    return clean_corpus(raw, tmp_path / "cleaned", CleaningOptions(**kw))
+
+
+def _records(n: int, start: int = 0) -> str:
+    return "".join(json.dumps({"text": f"record {i}\n"}) + "\n" for i in range(start, start + n))
+
+
+def test_a_linked_folder_whose_target_is_gone_is_named_not_left_out(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "shard1").mkdir(parents=True)
+    (raw / "shard1" / "a.jsonl").write_text(_records(3), encoding="utf-8")
+    (raw / "shard2").symlink_to(tmp_path / "not-mounted" / "shard2", target_is_directory=True)
+    with pytest.raises(CorpusError, match=r"raw corpus file or folder .*shard2: a link to .*not-mounted/shard2, "
+                                          r"which does not exist"):
+        _clean(raw, tmp_path)
+
+
+@given(st.binary(max_size=40).map(lambda b: bytes(b"ab\r\n"[x % 4] for x in b)), st.integers(1, 7))
+def test_lines_read_chunk_by_chunk_are_those_of_the_whole_file(data, chunk_size):
+    assert list(_binary_lines(io.BytesIO(data), chunk_size)) == data.splitlines(keepends=True)
+
+
+def test_a_jsonl_file_is_streamed_not_read_whole(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_text(_records(5), encoding="utf-8")
+    read_bytes = Path.read_bytes
+
+    def not_raw_files(self):
+        assert raw not in self.parents, f"{self} was read whole"
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", not_raw_files)
+    assert _clean(raw, tmp_path)["documents"] == 5
+
+
+def test_a_file_the_disk_cannot_read_is_named_even_when_bad_records_are_skipped(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_text(_records(3), encoding="utf-8")
+    (raw / "b.txt").write_text("text", encoding="utf-8")
+    real_open = open
+
+    def failing_open(file, mode="r", *args, **kwargs):
+        if str(file).endswith("b.txt"):
+            raise OSError(5, "Input/output error")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", failing_open)
+    with pytest.raises(CorpusError, match=r"b\.txt: cannot be read \(Input/output error\)"):
+        _clean(raw, tmp_path, on_bad_record="skip")
+
+
+def test_a_raw_name_too_long_for_its_cleaned_copy_is_named(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_text(_records(3), encoding="utf-8")
+    long_name = "x" * 251 + ".txt"  # 255 bytes, the usual limit; its copy adds ".jsonl"
+    (raw / long_name).write_text("text", encoding="utf-8")
+    with pytest.raises(CorpusError, match=rf"raw corpus file .*{long_name}: its name is too long for its cleaned "
+                                          r"copy .*rename it shorter"):
+        _clean(raw, tmp_path)
+
+
+@pytest.mark.parametrize("name, order", [("a.jsonl", "le"), ("notes.txt", "le"), ("b.jsonl", "be")])
+def test_utf16_without_a_byte_order_mark_says_which_encoding_to_pass(tmp_path, name, order):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / name).write_bytes(_records(2).encode(f"utf-16-{order}"))
+    with pytest.raises(CorpusError, match=rf"{name}: looks like UTF-16 without a byte-order mark .*pass "
+                                          rf"--data.encoding utf-16-{order}"):
+        _clean(raw, tmp_path)
+    assert _clean(raw, tmp_path, encoding=f"utf-16-{order}")["documents"] == (2 if name.endswith(".jsonl") else 1)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "UTF8", "u8", "cp65001"])
+def test_a_byte_order_mark_is_dropped_under_every_name_of_utf8(tmp_path, encoding):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_bytes(b"\xef\xbb\xbf" + _records(2).encode())
+    _clean(raw, tmp_path, encoding=encoding)
+    assert [d.text for d in iter_documents(tmp_path / "cleaned")] == ["record 0\n", "record 1\n"]
+
+
+def test_held_out_documents_with_the_text_of_a_training_document_are_counted(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_text(_records(40) + _records(40), encoding="utf-8")  # every text twice
+    _clean(raw, tmp_path)
+    counts = split_counts(tmp_path / "cleaned", 0.3)
+    held = {d.text for d in iter_documents(tmp_path / "cleaned", "heldout", 0.3)}
+    train = {d.text for d in iter_documents(tmp_path / "cleaned", "train", 0.3)}
+    copies = sum(d.text in train for d in iter_documents(tmp_path / "cleaned", "heldout", 0.3))
+    assert counts["heldout_also_in_train"] == copies > 0 and len(held - train) > 0
+    (raw / "a.jsonl").write_text(_records(80), encoding="utf-8")
+    _clean(raw, tmp_path)
+    assert split_counts(tmp_path / "cleaned", 0.3)["heldout_also_in_train"] == 0
+
+
+def test_init_warns_when_held_out_documents_were_trained_on(tmp_path, caplog):
+    from ivr import pipeline
+    from ivr.paths import ArtifactPaths
+    from ivr.pipeline_config import OriginalTokenizer, PipelineConfig
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_text(_records(40) + _records(40), encoding="utf-8")
+    config = PipelineConfig(paths=ArtifactPaths.from_config(tmp_path / "artifacts", raw_corpora_dir=raw),
+                            heldout_fraction=0.3, original=OriginalTokenizer(use_hub=False))
+    with caplog.at_level(logging.WARNING, logger="ivr.pipeline"):
+        pipeline.init(config)
+    assert "held-out documents have the exact text of a training document" in caplog.text
