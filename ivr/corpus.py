@@ -36,12 +36,12 @@ from tqdm.auto import tqdm
 from ivr.atomic import atomic_dir, write_json
 from ivr.builtin_corpora import BUILTIN_CORPORA
 from ivr.cleaned_corpus import MANIFEST_FILE, RECORD_PREFIX, CorpusError, Document, read_manifest
+from ivr.raw_text import BOMS, decode, jsonl_lines, looks_like_utf16, read_bytes, unreadable
 from ivr.stamps import code_fingerprint, output_signature
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".txt", ".jsonl", ".json")
-UTF8_BOM = b"\xef\xbb\xbf"
 MANIFEST_VERSION = 1
 _MANIFEST_HEAD = re.compile(rb'\s*\{\s*"version":\s*\d+,\s*"fingerprint":')  # how every manifest begins, damaged or not
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -77,103 +77,6 @@ def normalize(text: str) -> str:
     if text.startswith("\ufeff"):
         text = text[1:]
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-# byte-order marks of the encodings they name; UTF-32's first, since UTF-16's little-endian mark begins it
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
-         (codecs.BOM_UTF16_BE, "utf-16"))
-
-
-def _decode(data: bytes, path: Path, encoding: str, line: int | None = None, base_offset: int = 0) -> str:
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as err:
-        where = f"{path}:{line}" if line is not None else str(path)
-        bad = data[err.start : err.start + 4].hex(" ")
-        marked = next((name for bom, name in _BOMS if data.startswith(bom)), None) if line in (None, 1) else None
-        hint = (f"the file starts with a {marked.upper()} byte-order mark: pass --data.encoding {marked}, or convert "
-                "the file to UTF-8" if marked else
-                "pass --data.encoding (`ivr init --encoding`) with the file's real encoding, e.g. latin-1 or cp1252")
-        raise CorpusError(f"{where}: bytes at offset {base_offset + err.start} (0x{bad}) are not valid {encoding}; "
-                          f"{hint}") from None
-
-
-def _jsonl_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | CorpusError]]:
-    """Each non-blank line of a JSONL file as (line number, its text or the error decoding it), read as the file
-    is consumed. Where the encoding writes line breaks as the ASCII bytes (UTF-8, Latin-1, cp1252), lines are cut
-    before decoding, so a bad line costs only itself and the file is streamed; a UTF-16 or UTF-32 file is decoded
-    whole, and a bad byte fails the file (one error, line 0)."""
-    if "\n\r".encode(encoding) != b"\n\r":
-        data = _read_bytes(path)
-        try:
-            decoded = _decode(data, path, encoding).removeprefix("\ufeff")
-        except CorpusError as err:
-            yield 0, err
-            return
-        # newline="": \n, \r and \r\n end a line, as bytes.splitlines does; U+2028 inside a record does not
-        text = io.StringIO(decoded, newline="")
-        # the terminator is cut off: json counts a column after it as column 1 of the next line
-        yield from ((lineno, line.rstrip("\r\n")) for lineno, line in enumerate(text, start=1) if line.strip())
-        return
-    offset, utf8 = 0, codecs.lookup(encoding).name == "utf-8"
-    try:
-        with open(path, "rb") as f:
-            # newline=b"" is not a file option in binary mode: \r alone ends a line as in bytes.splitlines
-            for lineno, raw_line in enumerate(_binary_lines(f), start=1):
-                line_offset, offset = offset, offset + len(raw_line)
-                if lineno == 1 and utf8 and raw_line.startswith(UTF8_BOM):
-                    raw_line, line_offset = raw_line[len(UTF8_BOM):], len(UTF8_BOM)  # a byte-order mark is no JSON
-                if raw_line.strip():
-                    try:
-                        yield lineno, _decode(raw_line.rstrip(b"\r\n"), path, encoding, lineno, line_offset)
-                    except CorpusError as err:
-                        yield lineno, err
-    except OSError as err:
-        raise _unreadable(path, err) from None
-
-
-def _binary_lines(f, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    """The lines of a binary file as ``bytes.splitlines(keepends=True)`` cuts them (\n, \r\n and \r end a line),
-    one chunk in memory at a time; a line longer than a chunk is joined once."""
-    pending: list[bytes] = []  # the pieces of a line that may go on in the next chunk
-    while chunk := f.read(chunk_size):
-        if pending and pending[-1].endswith(b"\r"):  # a \r at a chunk's end: alone, or the first half of \r\n
-            crlf = chunk.startswith(b"\n")
-            yield b"".join(pending) + (b"\n" if crlf else b"")
-            pending, chunk = [], chunk[crlf:]
-        lines = chunk.splitlines(keepends=True)
-        for i, line in enumerate(lines):
-            if i == len(lines) - 1 and not line.endswith(b"\n"):
-                pending.append(line)
-            else:
-                yield b"".join(pending) + line if pending else line
-                pending = []
-    if pending:
-        yield b"".join(pending)
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise _unreadable(path, err) from None
-
-
-def _unreadable(path: Path, err: OSError) -> CorpusError:
-    """A raw file the system cannot read (a failing disk, a network folder gone): named, never skipped as a bad
-    record, since the corpus would then depend on the state of the disk."""
-    return UnreadableFile(f"{path}: cannot be read ({err.strerror or err}); fix the disk or move the file out of "
-                          "data.raw_corpora_dir")
-
-
-class UnreadableFile(CorpusError):
-    """A raw file that cannot be read at all: ``data.on_bad_record: skip`` does not skip it."""
-
-
-def _looks_like_utf16(head: bytes) -> bool:
-    """ASCII text in UTF-16 without a byte-order mark: a NUL beside every character."""
-    pairs = head[: len(head) // 2 * 2]
-    return len(pairs) >= 8 and (not any(pairs[1::2]) or not any(pairs[0::2])) and any(pairs)
 
 
 def _invalid_json(path: Path, lineno: int, err: json.JSONDecodeError) -> CorpusError:
@@ -276,19 +179,19 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
             with open(path, "rb") as f:
                 head = f.read(64)
         except OSError as err:
-            raise _unreadable(path, err) from None
-        if _looks_like_utf16(head) and not any(head.startswith(bom) for bom, _ in _BOMS):
+            raise unreadable(path, err) from None
+        if looks_like_utf16(head) and not any(head.startswith(bom) for bom, _ in BOMS):
             order = "le" if not any(head[1::2]) else "be"
             skip(CorpusError(f"{path}: looks like UTF-16 without a byte-order mark (a NUL byte beside every "
                              f"character); pass --data.encoding utf-16-{order}, or convert the file to UTF-8"))
             return
     if suffix not in (".jsonl", ".json"):  # .txt, and the built-in corpus's .py files: one document
-        data = _read_bytes(path)
+        data = read_bytes(path)
         try:
             try:
-                text = _decode(data, path, encoding)
+                text = decode(data, path, encoding)
             except CorpusError:
-                if b"\0" in data and not any(data.startswith(bom) for bom, _ in _BOMS):
+                if b"\0" in data and not any(data.startswith(bom) for bom, _ in BOMS):
                     check_text(data.decode("latin-1"), str(path))  # binary: say so rather than blame the encoding
                 raise
             yield from _documents(text, f"{rel}:0", str(path), options)
@@ -296,7 +199,7 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
             skip(err)
         return
     if suffix == ".jsonl":
-        for lineno, line in _jsonl_lines(path, encoding):
+        for lineno, line in jsonl_lines(path, encoding):
             try:
                 if isinstance(line, CorpusError):
                     raise line
@@ -314,9 +217,9 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
                 skip(err)
         return
     # .json: a whole-file document; a bad file cannot be partly trusted, but bad records can be skipped
-    data = _read_bytes(path)
+    data = read_bytes(path)
     try:
-        text = _decode(data, path, encoding).removeprefix("\ufeff")
+        text = decode(data, path, encoding).removeprefix("\ufeff")
         if not text.strip():  # an empty file holds no records, as an empty .jsonl or .txt file
             return
         payload = json.loads(text)

@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ivr.cleaned_corpus import CorpusError, iter_documents, split_counts
-from ivr.corpus import CleaningOptions, _binary_lines, clean_corpus
+from ivr.corpus import CleaningOptions, clean_corpus
+from ivr.raw_text import binary_lines
 
 
 def _clean(raw: Path, tmp_path: Path, **kw) -> dict:
@@ -35,7 +36,7 @@ def test_a_linked_folder_whose_target_is_gone_is_named_not_left_out(tmp_path):
 
 @given(st.binary(max_size=40).map(lambda b: bytes(b"ab\r\n"[x % 4] for x in b)), st.integers(1, 7))
 def test_lines_read_chunk_by_chunk_are_those_of_the_whole_file(data, chunk_size):
-    assert list(_binary_lines(io.BytesIO(data), chunk_size)) == data.splitlines(keepends=True)
+    assert list(binary_lines(io.BytesIO(data), chunk_size)) == data.splitlines(keepends=True)
 
 
 def test_a_jsonl_file_is_streamed_not_read_whole(tmp_path, monkeypatch):

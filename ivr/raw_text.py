@@ -1,0 +1,109 @@
+"""Raw bytes → text: the configured encoding, byte-order marks, and a JSONL file's lines streamed one chunk at a
+time, with errors that name the file, line and byte offset. ``ivr.corpus`` turns the text into documents."""
+
+from __future__ import annotations
+
+import codecs
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+from ivr.cleaned_corpus import CorpusError
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+# byte-order marks of the encodings they name; UTF-32's first, since UTF-16's little-endian mark begins it
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def decode(data: bytes, path: Path, encoding: str, line: int | None = None, base_offset: int = 0) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        where = f"{path}:{line}" if line is not None else str(path)
+        bad = data[err.start : err.start + 4].hex(" ")
+        marked = next((name for bom, name in BOMS if data.startswith(bom)), None) if line in (None, 1) else None
+        hint = (f"the file starts with a {marked.upper()} byte-order mark: pass --data.encoding {marked}, or convert "
+                "the file to UTF-8" if marked else
+                "pass --data.encoding (`ivr init --encoding`) with the file's real encoding, e.g. latin-1 or cp1252")
+        raise CorpusError(f"{where}: bytes at offset {base_offset + err.start} (0x{bad}) are not valid {encoding}; "
+                          f"{hint}") from None
+
+
+def jsonl_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | CorpusError]]:
+    """Each non-blank line of a JSONL file as (line number, its text or the error decoding it), read as the file
+    is consumed. Where the encoding writes line breaks as the ASCII bytes (UTF-8, Latin-1, cp1252), lines are cut
+    before decoding, so a bad line costs only itself and the file is streamed; a UTF-16 or UTF-32 file is decoded
+    whole, and a bad byte fails the file (one error, line 0)."""
+    if "\n\r".encode(encoding) != b"\n\r":
+        data = read_bytes(path)
+        try:
+            decoded = decode(data, path, encoding).removeprefix("\ufeff")
+        except CorpusError as err:
+            yield 0, err
+            return
+        # newline="": \n, \r and \r\n end a line, as bytes.splitlines does; U+2028 inside a record does not
+        text = io.StringIO(decoded, newline="")
+        # the terminator is cut off: json counts a column after it as column 1 of the next line
+        yield from ((lineno, line.rstrip("\r\n")) for lineno, line in enumerate(text, start=1) if line.strip())
+        return
+    offset, utf8 = 0, codecs.lookup(encoding).name == "utf-8"
+    try:
+        with open(path, "rb") as f:
+            # newline=b"" is not a file option in binary mode: \r alone ends a line as in bytes.splitlines
+            for lineno, raw_line in enumerate(binary_lines(f), start=1):
+                line_offset, offset = offset, offset + len(raw_line)
+                if lineno == 1 and utf8 and raw_line.startswith(UTF8_BOM):
+                    raw_line, line_offset = raw_line[len(UTF8_BOM):], len(UTF8_BOM)  # a byte-order mark is no JSON
+                if raw_line.strip():
+                    try:
+                        yield lineno, decode(raw_line.rstrip(b"\r\n"), path, encoding, lineno, line_offset)
+                    except CorpusError as err:
+                        yield lineno, err
+    except OSError as err:
+        raise unreadable(path, err) from None
+
+
+def binary_lines(f, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of a binary file as ``bytes.splitlines(keepends=True)`` cuts them (\n, \r\n and \r end a line),
+    one chunk in memory at a time; a line longer than a chunk is joined once."""
+    pending: list[bytes] = []  # the pieces of a line that may go on in the next chunk
+    while chunk := f.read(chunk_size):
+        if pending and pending[-1].endswith(b"\r"):  # a \r at a chunk's end: alone, or the first half of \r\n
+            crlf = chunk.startswith(b"\n")
+            yield b"".join(pending) + (b"\n" if crlf else b"")
+            pending, chunk = [], chunk[crlf:]
+        lines = chunk.splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            if i == len(lines) - 1 and not line.endswith(b"\n"):
+                pending.append(line)
+            else:
+                yield b"".join(pending) + line if pending else line
+                pending = []
+    if pending:
+        yield b"".join(pending)
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise unreadable(path, err) from None
+
+
+def unreadable(path: Path, err: OSError) -> CorpusError:
+    """A raw file the system cannot read (a failing disk, a network folder gone): named, never skipped as a bad
+    record, since the corpus would then depend on the state of the disk."""
+    return UnreadableFile(f"{path}: cannot be read ({err.strerror or err}); fix the disk or move the file out of "
+                          "data.raw_corpora_dir")
+
+
+class UnreadableFile(CorpusError):
+    """A raw file that cannot be read at all: ``data.on_bad_record: skip`` does not skip it."""
+
+
+def looks_like_utf16(head: bytes) -> bool:
+    """ASCII text in UTF-16 without a byte-order mark: a NUL beside every character."""
+    pairs = head[: len(head) // 2 * 2]
+    return len(pairs) >= 8 and (not any(pairs[1::2]) or not any(pairs[0::2])) and any(pairs)
