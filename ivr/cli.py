@@ -107,6 +107,13 @@ class IVRCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": "link"})
         # a new fit on the same artifacts replaces last.ckpt, which every command reads, instead of writing last-v1
         parser.set_defaults({"checkpoint.enable_version_counter": False})
+        # Lightning's class docstring is cut mid-sentence as the heading, and its save_last text names its own default
+        checkpoints = parser.groups["checkpoint"]
+        checkpoints.title = "Checkpoints (ModelCheckpoint), written under <data.artifacts_dir>/training/checkpoints"
+        checkpoints.description = None
+        save_last = next(a for a in checkpoints._group_actions if a.dest == "checkpoint.save_last")
+        save_last.help = ("last.ckpt beside the other checkpoints, which --ckpt_path last and the scoring commands "
+                          "read: link (a symbolic link to the newest), true (a copy) or false (none)")
         parser.link_arguments("data.artifacts_dir", "checkpoint.dirpath", compute_fn=_checkpoints_dir)
 
     def after_fit(self) -> None:

@@ -70,7 +70,8 @@ def from_config_file(message: str, argv: list[str]) -> bool:
     if "Problems parsing config" in message:
         return True
     keys = re.findall(r"(?:option|key) ['\"]([\w.]+)['\"]", message, re.IGNORECASE)
-    flags = {a.partition("=")[0].removeprefix("--") for a in argv if a.startswith("--")}
+    # --key+ appends to a list option: it sets the key too
+    flags = {a.partition("=")[0].removeprefix("--").removesuffix("+") for a in argv if a.startswith("--")}
     # a flag sets its key, and a nested class's key by one of its fields (--model.from_config.n_head)
     return bool(keys) and not any(f == key or f.startswith(key + ".") for key in keys for f in flags)
 
@@ -181,6 +182,10 @@ def condensed_error(message: str) -> str:
     nested = re.search(r"Given value: NestedArg\(key='([\w.]+)', val='([^\n]*)'\)", message)
     if nested:  # a field of a nested class (model.from_config.n_head): its own type is not in the message
         return f"{key.group(1)}.{nested.group(1)}: {nested.group(2)} is not a valid value"
+    # a class given by path (a callback, a logger) that does not import or refuses its arguments: that cause
+    problem = re.search(r"- Problem with given class_path '([^']+)':\n\s*([^\n]+)", message)
+    if problem:
+        return f"{key.group(1)}: {problem.group(1)}: {problem.group(2).strip()}"
     if not expected or given is None:
         return message
     names = [_type_name(e) for e in expected]

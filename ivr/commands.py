@@ -120,14 +120,14 @@ class IVRTrainer(Trainer):
         """Alias of fit: prepare the data if needed and fine-tune the model.
 
         Args:
-            ckpt_path: Lightning checkpoint to resume from (``last``: ``artifacts/training/checkpoints/last.ckpt``).
+            ckpt_path: Lightning checkpoint to resume from (``last``:
+                ``<data.artifacts_dir>/training/checkpoints/last.ckpt``).
         """
         self.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
 
     def validate(self, model=None, dataloaders=None, ckpt_path: str | None = None, verbose: bool = True, datamodule=None,
                  **kwargs):
-        """Score the held-out split of the corpus (bits per byte, loss, perplexity), by default with the last fit's
-        checkpoint.
+        """Score the held-out split (bits per byte, loss, perplexity), by default with the last fit's checkpoint.
 
         Args:
             ckpt_path: Lightning checkpoint to score; default the last fit's ``last.ckpt``; ``base``: the configured

@@ -391,6 +391,11 @@ def test_an_interrupt_is_one_line_and_status_130(monkeypatch, capsys):
                                          r"own: set data.artifacts_dir\n"),
     (["--data.base_model_name_or_path", "gpt2"], r"data.base_model_name_or_path follows model.model_name_or_path and "
                                                  r"cannot be set on its own: set model.model_name_or_path\n"),
+    # an appended list value is the flag's, not the config file's; a class path that does not import, its cause
+    (["--data.select.protected_ids+=abc"], r"data.select.protected_ids: abc is not allowed; expected int\n"),
+    (["--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStoping"],
+     r"trainer.callbacks: lightning.pytorch.callbacks.EarlyStoping: module 'lightning.pytorch.callbacks' has no "
+     r"attribute 'EarlyStoping'\n"),
 ])
 def test_a_bad_flag_is_the_parser_s_message_without_the_usage(tmp_path, monkeypatch, capsys, given, says):
     monkeypatch.setattr("sys.argv", ["ivr", "init", "--config", "configs/demo.yaml", *given])

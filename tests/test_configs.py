@@ -92,6 +92,26 @@ def test_a_command_builds_only_its_own_parser(tmp_path, monkeypatch):
     assert lazy.config == full.config and lazy.config.select.data.select.num_replacements == 7
 
 
+def test_every_command_s_summary_is_a_whole_sentence(capsys):
+    import re
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    summaries = re.findall(r"^    ([a-z-]+) +(\S[^\n]*(?:\n {24}\S[^\n]*)*)", capsys.readouterr().out, flags=re.M)
+    assert len(summaries) >= 14
+    cut = [name for name, text in summaries if not text.endswith((".", ")"))]
+    assert not cut, cut
+
+
+def test_checkpoint_help_says_where_checkpoints_go_and_the_last_ckpt_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = capsys.readouterr().out
+    assert "Checkpoints (ModelCheckpoint), written under <data.artifacts_dir>/training/checkpoints:" in out
+    save_last = " ".join(out[out.index("  --checkpoint.save_last"):].split("\n  --", 1)[0].split())
+    assert "link (a symbolic link to the newest)" in save_last and "Default: ``None``" not in save_last
+
+
 def test_init_help_documents_both_flag_spellings(capsys):
     with pytest.raises(SystemExit):
         main(["init", "--help"])
