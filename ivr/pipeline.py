@@ -12,13 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import types
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
-
-from filelock import FileLock
 
 from ivr.analysis.frequency import SplitIdSequences, analyze_corpus
 from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts, split_id_batches
@@ -35,94 +32,21 @@ from ivr.figures import exact_share
 from ivr.packing import check_splits_may_fill_a_block, encoded_batches, write_packed_splits
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
 from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKind
-from ivr.stamps import code_fingerprint, is_current, library_versions, module_file, write_stamp
+from ivr.staging import artifacts_lock, config_shas, plain, sha, stage_code_fingerprint, staged
+from ivr.stamps import is_current, library_versions, write_stamp
 from ivr.tokenizers.distill import check_strict, distill_tokenizer
 from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer, read_metadata, read_special_tokens
 from ivr.tokenizers.pieces import vocab_pieces
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import remap_tokenizer
 from ivr.tokenizers.source import fetch_original_tokenizer
-from ivr.tokenizers.special import CHAT_TEMPLATE_FILE, CONFIG_FILES
+from ivr.tokenizers.special import CHAT_TEMPLATE_FILE
 from ivr.tokenizers.verify import verify_tokenizer
 from ivr.user_text import read_text_files
 
 log = logging.getLogger(__name__)
 
 DATASET_FORMAT_VERSION = 2
-
-
-# ---- stamps -------------------------------------------------------------------------------------------------
-def code_modules(fn: Callable, seen: set | None = None) -> set[str]:
-    """The ``ivr`` modules whose functions and classes ``fn`` uses, following this module's own helpers but not
-    the other stages it brings up to date first (their outputs are in its key, by hash)."""
-    seen = set() if seen is None else seen
-    if fn in seen:
-        return set()
-    seen.add(fn)
-    names, todo = set(), [fn.__code__]
-    while todo:  # nested functions and lambdas have code objects of their own
-        code = todo.pop()
-        names.update(code.co_names)
-        todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    modules = set()
-    for name in names:
-        value = fn.__globals__.get(name)
-        if isinstance(value, types.FunctionType) and value.__module__ == __name__:
-            if value not in RUNNERS.values():
-                modules |= code_modules(value, seen)
-        elif isinstance(value, types.ModuleType):
-            modules.add(value.__name__)
-        elif getattr(value, "__module__", "") and value.__module__.startswith("ivr."):
-            modules.add(value.__module__)
-    return modules - {__name__}
-
-
-def stage_code_fingerprint(fn: Callable, root: Path | None = None) -> str:
-    """Fingerprint of the code that decides ``fn``'s outputs: this module's source plus the import closure of
-    every ``ivr`` module ``fn`` (and the helpers it calls here) uses, read under ``root`` (default: installed)."""
-    own = module_file(__name__, root).read_bytes()
-    return hashlib.sha256(code_fingerprint(code_modules(fn), root).encode() + own).hexdigest()[:16]
-
-
-def _plain(settings) -> dict:
-    """A JSON-ready view of a settings dataclass, for stamps."""
-    return json.loads(json.dumps(asdict(settings), default=str))
-
-
-def _sha(path: Path) -> str:
-    return file_sha256(path) if Path(path).is_file() else "absent"
-
-
-def _config_shas(tokenizer_dir: Path) -> dict[str, str]:
-    """The hashes of the files that name a tokenizer's special tokens (``read_special_tokens`` reads them all)."""
-    return {name: _sha(tokenizer_dir / name) for name in CONFIG_FILES}
-
-
-def staged(stage: str, paths: ArtifactPaths, key: Callable[[], dict], outputs: list[Path] | Callable[[], list[Path]],
-           build: Callable[[], None], code: Callable, unsigned: list[Path] = ()) -> list[Path]:
-    """Run ``build`` unless the stamp shows these outputs were built from exactly ``key()`` by this code and are
-    as it left them (``unsigned`` ones need only exist: ``stamps.is_current``). ``key`` is read under the lock,
-    since another run may rebuild the inputs it hashes until then. ``outputs`` may be a function of what the last
-    build wrote (align's optional files): it is asked before the check and after a build."""
-    stamp = paths.stamp(stage)
-    code_key = {"code": stage_code_fingerprint(code), "libraries": library_versions()}
-    listed = outputs if callable(outputs) else lambda: outputs
-    with artifacts_lock(paths):
-        key_now = {**key(), **code_key}
-        if not is_current(stamp, key_now, listed(), unsigned):
-            # gone before the first output is touched: a build that fails or is killed leaves outputs no stamp
-            # vouches for, which the next run rebuilds
-            stamp.unlink(missing_ok=True)
-            with collector_paused():
-                build()
-            write_stamp(stamp, key_now, listed(), unsigned)
-        return listed()
-
-
-def artifacts_lock(paths: ArtifactPaths) -> FileLock:
-    """One writer at a time per artifact tree; others wait (and then find the outputs current)."""
-    paths.root.mkdir(parents=True, exist_ok=True)
-    return FileLock(paths.lock)
 
 
 def _corpus_key(config: PipelineConfig) -> dict:
@@ -165,7 +89,7 @@ def analyze(config: PipelineConfig) -> list[Path]:
     paths = config.paths
     outputs = [paths.bpe_token_id_sequences, paths.token_frequency]
     def key() -> dict:  # every document is encoded: the held-out fraction decides nothing here
-        return {"tokenizer": _sha(paths.tokenizer_file("original")), "corpus": _corpus_key(config)["corpus"]}
+        return {"tokenizer": sha(paths.tokenizer_file("original")), "corpus": _corpus_key(config)["corpus"]}
 
     def build() -> None:
         documents = iter_documents(paths.cleaned_corpora_dir, None, config.heldout_fraction)
@@ -179,13 +103,13 @@ def distill_key(config: PipelineConfig) -> dict:
     """What the distilled tokenizer is built from: a change to any of it rebuilds the stage."""
     paths = config.paths
     return {
-        "tokenizer": _sha(paths.tokenizer_file("original")),
-        "tokenizer_configs": _config_shas(paths.original_tokenizer_dir),
-        "chat_template": _sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),  # copied into the tokenizer dir
+        "tokenizer": sha(paths.tokenizer_file("original")),
+        "tokenizer_configs": config_shas(paths.original_tokenizer_dir),
+        "chat_template": sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),  # copied into the tokenizer dir
         # strict only decides whether a verified mismatch fails the stage (_distilled), not what is fitted
-        "settings": {k: v for k, v in _plain(config.distill).items() if k != "strict"},
+        "settings": {k: v for k, v in plain(config.distill).items() if k != "strict"},
         # the settings name the word list; its words are what changes the fit
-        "word_list": _sha(Path(config.distill.word_list)) if config.distill.word_list else None,
+        "word_list": sha(Path(config.distill.word_list)) if config.distill.word_list else None,
         **_corpus_key(config),
     }
 
@@ -194,10 +118,10 @@ def _verification_key(config: PipelineConfig) -> dict:
     """What the distillation reports measure besides the fit's inputs: a change verifies again, never refits."""
     paths = config.paths
     return {
-        "tokenizer": _sha(paths.tokenizer_file("distilled")),
-        "original_tokenizer": _sha(paths.tokenizer_file("original")),
-        "verify": _plain(config.verify),
-        "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
+        "tokenizer": sha(paths.tokenizer_file("distilled")),
+        "original_tokenizer": sha(paths.tokenizer_file("original")),
+        "verify": plain(config.verify),
+        "extra_eval_paths": [[p, sha(Path(p))] for p in config.extra_eval_paths],
         **_corpus_key(config),
         "code": stage_code_fingerprint(_verified),
         "libraries": library_versions(),
@@ -265,7 +189,7 @@ def _distilled(config: PipelineConfig) -> tuple[list[Path], dict | None]:
                 on_encoded={"corpus": recorder.adder("train"), "heldout": recorder.adder("heldout")},
             )
             recorder.finish(load_tokenizer(paths.distilled_tokenizer_dir),
-                            _sha(paths.tokenizer_file("distilled")), _corpus_key(config)["corpus"],
+                            sha(paths.tokenizer_file("distilled")), _corpus_key(config)["corpus"],
                             config.heldout_fraction)
         rates = {name: f"{exact_share(s['rates']['word_occurrence'])} ({s['mismatched_occurrences']} wrong)"
                  for name, s in summary.get("sets", {}).items()}
@@ -297,13 +221,13 @@ def select(config: PipelineConfig) -> list[Path]:
     outputs = [paths.replacement_candidates, paths.selection_log]
     outputs += [paths.savings_curve] if settings.validation_fraction > 0 else []
     key = lambda: {  # noqa: E731
-        "tokenizer": _sha(paths.tokenizer_file("distilled")),
-        "original_tokenizer": _sha(paths.tokenizer_file("original")),
-        "original_tokenizer_configs": _config_shas(paths.original_tokenizer_dir),
-        "settings": _plain(settings),
+        "tokenizer": sha(paths.tokenizer_file("distilled")),
+        "original_tokenizer": sha(paths.tokenizer_file("original")),
+        "original_tokenizer_configs": config_shas(paths.original_tokenizer_dir),
+        "settings": plain(settings),
         # the selection's own-id and general-text checks build the remapped tokenizer as remap will
         "new_piece_bonus": config.remap.new_piece_bonus,
-        "inputs": [[p, _sha(Path(p))] for p in [settings.forced_tokens_path, *settings.general_reference_paths] if p],
+        "inputs": [[p, sha(Path(p))] for p in [settings.forced_tokens_path, *settings.general_reference_paths] if p],
         **_corpus_key(config),
     }
 
@@ -311,7 +235,7 @@ def select(config: PipelineConfig) -> list[Path]:
         unreachable = tokenizer_unreachable_ids(load_tokenizer(paths.original_tokenizer_dir))
         # ids the tokenizer's config names (bos, eos, pad, unk) are never freed, added tokens or not
         special = sorted(read_special_tokens(paths.original_tokenizer_dir).protected_ids())
-        counted = read_pretoken_counts(paths.distilled_pretokens, _sha(paths.tokenizer_file("distilled")),
+        counted = read_pretoken_counts(paths.distilled_pretokens, sha(paths.tokenizer_file("distilled")),
                                        _corpus_key(config)["corpus"], config.heldout_fraction,
                                        settings.per_document_cap, settings.validation_fraction)
         if isinstance(counted, str):
@@ -341,14 +265,14 @@ def remap(config: PipelineConfig) -> list[Path]:
     else:
         select(config)
     key = lambda: {  # noqa: E731
-        "tokenizer": _sha(paths.tokenizer_file("distilled")),
+        "tokenizer": sha(paths.tokenizer_file("distilled")),
         # a path the user gave; the tree's own candidates by name, so that a moved tree keeps its stamps
-        "rules_source": [str(source) if settings.remap_rules_path else source.name, _sha(source)],
-        "original_tokenizer_configs": _config_shas(paths.original_tokenizer_dir),
-        "original_chat_template": _sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),
-        "settings": _plain(settings),
+        "rules_source": [str(source) if settings.remap_rules_path else source.name, sha(source)],
+        "original_tokenizer_configs": config_shas(paths.original_tokenizer_dir),
+        "original_chat_template": sha(paths.original_tokenizer_dir / CHAT_TEMPLATE_FILE),
+        "settings": plain(settings),
         "protected": [config.select.protected_ids, config.select.protected_tokens],
-        "extra_eval_paths": [[p, _sha(Path(p))] for p in config.extra_eval_paths],
+        "extra_eval_paths": [[p, sha(Path(p))] for p in config.extra_eval_paths],
         **_corpus_key(config),
     }
 
@@ -400,12 +324,12 @@ def align(
     if base.from_config is None and not base.name_or_path:
         raise ValueError("ivr align needs a base model: set model.model_name_or_path or model.from_config")
     key = lambda: {  # noqa: E731
-        "base_model": _plain(base.from_config) if base.from_config is not None else base.name_or_path,
+        "base_model": plain(base.from_config) if base.from_config is not None else base.name_or_path,
         "base_model_files": checkpoint_fingerprint(base.name_or_path) if base.from_config is None else None,
-        "rules": [str(rules) if rules_path else rules.name, _sha(rules)],
-        "original_tokenizer": _sha(original_dir / TOKENIZER_FILE),
-        "remapped_tokenizer": _sha(remapped_dir / TOKENIZER_FILE),
-        "settings": _plain(config.align),
+        "rules": [str(rules) if rules_path else rules.name, sha(rules)],
+        "original_tokenizer": sha(original_dir / TOKENIZER_FILE),
+        "remapped_tokenizer": sha(remapped_dir / TOKENIZER_FILE),
+        "settings": plain(config.align),
     }
 
     def build() -> None:
@@ -414,7 +338,7 @@ def align(
             model,
             paths,
             config.align,
-            model_name=str(base.name_or_path or {"from_config": _plain(base.from_config)}),
+            model_name=str(base.name_or_path or {"from_config": plain(base.from_config)}),
             rules_path=rules,
             original_tokenizer_dir=original_dir,
             remapped_tokenizer_dir=remapped_dir,

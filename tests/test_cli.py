@@ -303,7 +303,7 @@ def test_predict_without_prompts_says_what_to_pass(tmp_path):
 
 
 def test_a_stage_rebuilds_when_its_code_changes(tmp_path, monkeypatch):
-    import ivr.pipeline
+    import ivr.staging
 
     main(["init", *tiny_cli_args(tmp_path)])
     main(["analyze", *tiny_cli_args(tmp_path)])
@@ -311,7 +311,7 @@ def test_a_stage_rebuilds_when_its_code_changes(tmp_path, monkeypatch):
     first = seq.stat().st_mtime_ns
     main(["analyze", *tiny_cli_args(tmp_path)])
     assert seq.stat().st_mtime_ns == first
-    monkeypatch.setattr(ivr.pipeline, "stage_code_fingerprint", lambda fn, root=None: "a newer version")
+    monkeypatch.setattr(ivr.staging, "stage_code_fingerprint", lambda fn, root=None: "a newer version")
     main(["analyze", *tiny_cli_args(tmp_path)])
     assert seq.stat().st_mtime_ns != first
 

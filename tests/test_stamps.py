@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ivr import pipeline, pipeline_config, stamps
+from ivr import pipeline, pipeline_config, staging, stamps
 from ivr.collector import collector_paused
 from ivr.paths import ArtifactPaths
 from ivr.stamps import PACKAGE_ROOT, code_fingerprint, module_closure
@@ -40,7 +40,7 @@ def package_copy(tmp_path_factory):
     ],
 )
 def test_closure_reaches_the_modules_that_decide_each_stage(stage, expected):
-    closure = set(module_closure(pipeline.code_modules(STAGE_FUNCTIONS[stage])))
+    closure = set(module_closure(staging.code_modules(STAGE_FUNCTIONS[stage])))
     assert expected <= closure, expected - closure
 
 
@@ -48,7 +48,7 @@ def test_a_later_stage_keys_on_the_earlier_stages_outputs_not_on_their_code():
     # select brings distillation up to date first; a change to the fit's code reaches select through the distilled
     # tokenizer's hash in its key, not through its code fingerprint (which would rebuild it for identical input)
     for stage in ("select", "remap", "align"):
-        closure = module_closure(pipeline.code_modules(STAGE_FUNCTIONS[stage]))
+        closure = module_closure(staging.code_modules(STAGE_FUNCTIONS[stage]))
         assert "ivr.tokenizers.distill.lp_fit" not in closure and "ivr.tokenizers.distill.stage" not in closure
 
 
@@ -63,7 +63,7 @@ def test_a_stages_key_is_read_under_the_lock(tmp_path, monkeypatch):
         yield
         held.pop()
 
-    monkeypatch.setattr(pipeline, "artifacts_lock", lock)
+    monkeypatch.setattr(staging, "artifacts_lock", lock)
     paths = ArtifactPaths.from_config(tmp_path)
     out = paths.reports_dir / "out.txt"
     out.parent.mkdir(parents=True)
@@ -73,12 +73,12 @@ def test_a_stages_key_is_read_under_the_lock(tmp_path, monkeypatch):
         seen.append(bool(held))
         return {"inputs": 1}
 
-    pipeline.staged("analyze", paths, key, [out], lambda: out.write_text("x"), pipeline.analyze)
+    staging.staged("analyze", paths, key, [out], lambda: out.write_text("x"), pipeline.analyze)
     assert seen == [True]
 
 
 def test_distillation_closure_holds_its_rule_builders():
-    closure = module_closure(pipeline.code_modules(pipeline.distill))
+    closure = module_closure(staging.code_modules(pipeline.distill))
     assert any(m.endswith("word_rules") for m in closure)
     assert any(m.endswith("split_rules") for m in closure)
 
@@ -90,7 +90,7 @@ def test_closure_holds_every_module_that_importing_a_stage_loads(stage):
     probe = ("import importlib, json, sys\n"
              "for m in json.loads(sys.argv[1]): importlib.import_module(m)\n"
              "print(json.dumps(sorted(m for m in sys.modules if m.startswith('ivr.'))))")
-    roots = sorted(pipeline.code_modules(STAGE_FUNCTIONS[stage]))
+    roots = sorted(staging.code_modules(STAGE_FUNCTIONS[stage]))
     done = subprocess.run([sys.executable, "-c", probe, json.dumps(roots)], cwd=PACKAGE_ROOT, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -101,8 +101,8 @@ def test_closure_holds_every_module_that_importing_a_stage_loads(stage):
 @pytest.mark.parametrize("stage", sorted(STAGE_FUNCTIONS))
 def test_editing_any_module_of_a_stage_changes_its_fingerprint(stage, package_copy):
     fn = STAGE_FUNCTIONS[stage]
-    before = pipeline.stage_code_fingerprint(fn, package_copy)
-    modules = module_closure(pipeline.code_modules(fn), package_copy) + ["ivr.pipeline"]
+    before = staging.stage_code_fingerprint(fn, package_copy)
+    modules = module_closure(staging.code_modules(fn), package_copy) + ["ivr.pipeline"]
     assert len(modules) > 3
     for name in modules:
         path = package_copy.joinpath(*name.split("."))
@@ -110,10 +110,10 @@ def test_editing_any_module_of_a_stage_changes_its_fingerprint(stage, package_co
         original = path.read_bytes()
         path.write_bytes(original + b"\n# an edit\n")
         try:
-            assert pipeline.stage_code_fingerprint(fn, package_copy) != before, name
+            assert staging.stage_code_fingerprint(fn, package_copy) != before, name
         finally:
             path.write_bytes(original)
-    assert pipeline.stage_code_fingerprint(fn, package_copy) == before
+    assert staging.stage_code_fingerprint(fn, package_copy) == before
 
 
 def test_a_module_outside_the_closure_does_not_change_the_fingerprint(package_copy):
@@ -153,7 +153,7 @@ def test_a_stage_rebuilds_when_its_code_changes_and_only_then(tmp_path, package_
         out.write_text("x")
 
     def run():
-        pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], build, pipeline.analyze)
+        staging.staged("analyze", paths, lambda: {"inputs": 1}, [out], build, pipeline.analyze)
 
     run()
     run()
@@ -175,7 +175,7 @@ def test_a_new_version_of_a_deciding_library_rebuilds(tmp_path, monkeypatch):
     builds = []
 
     def run():
-        pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], lambda: builds.append(out.write_text("x")), pipeline.analyze)
+        staging.staged("analyze", paths, lambda: {"inputs": 1}, [out], lambda: builds.append(out.write_text("x")), pipeline.analyze)
 
     run()
     run()
@@ -204,7 +204,7 @@ def test_a_stage_builds_with_the_garbage_collector_paused_and_restores_it(tmp_pa
 
     assert gc.isenabled()
     with pytest.raises(RuntimeError):
-        pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], build, pipeline.analyze)
+        staging.staged("analyze", paths, lambda: {"inputs": 1}, [out], build, pipeline.analyze)
     assert seen == [False] and gc.isenabled()
     collections = []
     monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a))
@@ -252,7 +252,7 @@ def test_a_truncated_or_replaced_output_is_rebuilt_not_trusted(tmp_path):
         report.write_text("a report")
 
     def run():
-        pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [folder, report], build, pipeline.analyze, unsigned=[report])
+        staging.staged("analyze", paths, lambda: {"inputs": 1}, [folder, report], build, pipeline.analyze, unsigned=[report])
 
     run()
     run()
@@ -285,12 +285,12 @@ def test_a_failed_build_leaves_no_stamp_and_the_next_run_rebuilds(tmp_path):
         out.write_text("half")
         raise RuntimeError("killed while writing")
 
-    pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], good, pipeline.analyze)
+    staging.staged("analyze", paths, lambda: {"inputs": 1}, [out], good, pipeline.analyze)
     with pytest.raises(RuntimeError):  # other inputs: the stage rebuilds, and fails with its output written
-        pipeline.staged("analyze", paths, lambda: {"inputs": 2}, [out], bad, pipeline.analyze)
+        staging.staged("analyze", paths, lambda: {"inputs": 2}, [out], bad, pipeline.analyze)
     assert not paths.stamp("analyze").exists()
     # the first inputs again: the old stamp would have matched them, but it is gone with the failed build
-    pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], good, pipeline.analyze)
+    staging.staged("analyze", paths, lambda: {"inputs": 1}, [out], good, pipeline.analyze)
     assert builds == ["good", "bad", "good"] and out.read_text() == "good"
 
 
@@ -298,7 +298,7 @@ def test_an_unreadable_stamp_means_a_rebuild(tmp_path, caplog):
     paths = ArtifactPaths.from_config(tmp_path)
     out = tmp_path / "out.txt"
     builds = []
-    run = lambda: pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], lambda: builds.append(out.write_text("x")),  # noqa: E731
+    run = lambda: staging.staged("analyze", paths, lambda: {"inputs": 1}, [out], lambda: builds.append(out.write_text("x")),  # noqa: E731
                                   pipeline.analyze)
     run()
     paths.stamp("analyze").write_text('{"key": {"inp')
@@ -321,7 +321,7 @@ def test_a_moved_artifact_tree_keeps_its_stamps(tmp_path):
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text("x")
 
-        pipeline.staged("analyze", paths, lambda: {"inputs": 1}, [out], build, pipeline.analyze)
+        staging.staged("analyze", paths, lambda: {"inputs": 1}, [out], build, pipeline.analyze)
 
     run(tmp_path / "a")
     (tmp_path / "a").rename(tmp_path / "b")  # a move keeps sizes and modification times
