@@ -91,6 +91,7 @@ class IVRCLI(LightningCLI):
             # command (six times one parser); `ivr --help`, with no command named, still builds them all
             return self.init_parser(**kwargs)
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        parser.epilog = DEBUG_NOTE
         if subcommand in DATA_ONLY_COMMANDS:
             help_data_only(parser)
         return parser
@@ -168,12 +169,12 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(130) from None
 
 
+DEBUG_NOTE = "An error prints one line; --debug (or IVR_DEBUG=1) shows its traceback."
 DESCRIPTION = (
     "ivr moves a pretrained causal language model onto your domain without changing its shapes: it distils the "
     "BPE tokenizer into a Unigram one with the same ids, gives ids your text never uses to strings it uses "
     "constantly, initialises their embeddings and fine-tunes. `ivr prepare` builds the artifacts, `ivr fit` "
-    "also trains; each stage has a command of its own. An error prints one line; --debug (or IVR_DEBUG=1) shows "
-    "its traceback."
+    "also trains; each stage has a command of its own. " + DEBUG_NOTE
 )
 
 

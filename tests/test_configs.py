@@ -112,6 +112,13 @@ def test_checkpoint_help_says_where_checkpoints_go_and_the_last_ckpt_default(cap
     assert "link (a symbolic link to the newest)" in save_last and "Default: ``None``" not in save_last
 
 
+@pytest.mark.parametrize("command", ["fit", "select", "export"])
+def test_every_command_s_help_says_how_to_see_a_traceback(capsys, command):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--debug (or IVR_DEBUG=1) shows its traceback" in capsys.readouterr().out
+
+
 def test_init_help_documents_both_flag_spellings(capsys):
     with pytest.raises(SystemExit):
         main(["init", "--help"])
