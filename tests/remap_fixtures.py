@@ -69,3 +69,14 @@ def tie_tokenizer():
     pieces = [(bytes_to_piece(bytes([b])), -10.0) for b in range(256)]
     pieces += [("LF", -5.0), ("ĠHAL", -25.0 + 5e-13)] + [(f"zq{i}", -30.0) for i in range(8)]
     return byte_level_tokenizer(Unigram(pieces + [(ENDOFTEXT, -100.0)], unk_id=None, byte_fallback=False))
+
+
+def near_tie_tokenizer():
+    """A tiny byte-level Unigram where ``parser`` beats ``p·ars·er`` by less than the new-piece bonus: a new piece
+    ``pars`` (``p·ars``) would cut ``parser`` into ``pars·er``. Ids 258-265 (``zq0``..``zq7``) are unused pieces
+    to free; ``<|endoftext|>`` is the last id."""
+    from ivr.tokenizers.byte_level import ENDOFTEXT, bytes_to_piece
+
+    pieces = [(bytes_to_piece(bytes([b])), -10.0) for b in range(256)]
+    pieces += [("ars", -5.0), ("er", -5.0), ("parser", -20.0 + 4e-15)] + [(f"zq{i}", -30.0) for i in range(8)]
+    return byte_level_tokenizer(Unigram(pieces + [(ENDOFTEXT, -100.0)], unk_id=None, byte_fallback=False))

@@ -11,6 +11,7 @@ from ivr.analysis.select import ForcedTokensError, SelectSettings, select_replac
 from ivr.analysis.spans import Greedy, PretokenStats, best_collapse
 from ivr.tokenizers.byte_level import EOS_ID, readable, single_byte_pieces, text_to_piece
 from ivr.tokenizers.candidates import read_candidates
+from tokenizers import Tokenizer
 from ivr.tokenizers.pieces import single_pretoken
 
 FAST = {"min_count": 5, "general_prior_words": 2000, "general_code_mb": 0}
@@ -319,6 +320,26 @@ def test_strings_that_would_not_encode_to_their_own_id_give_their_place_to_the_n
     report = remap_tokenizer(tok, RemapSettings(), tmp_path / "out", tmp_path / "out" / "rules.yaml",
                              tmp_path / "r.md", tmp_path / "r.json", candidates_csv=tmp_path / "c.csv")
     assert report["rules_not_encoding_to_own_id"] == []
+
+
+def test_a_string_whose_piece_would_cut_other_training_words_gives_its_place_to_the_next(tmp_path):
+    """``pars`` saves a token in every ``pars``, but its piece would cut ``parser`` into ``pars·er`` (the distilled
+    scores hold a near-tie smaller than the bonus): selection leaves it out, says what it would have cost, and the
+    remapped tokenizer keeps ``parser`` whole."""
+    from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
+    from tests.remap_fixtures import near_tie_tokenizer
+
+    tok = near_tie_tokenizer()
+    docs = [f"pars{i} = parser(pars, pars, er)\n" for i in range(30)]  # `er` used: its id is not freed
+    settings = SelectSettings(num_replacements=2, min_count=5, general_prior_words=0, validation_fraction=0)
+    sel = select_replacements(tok, docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+    assert sel.summary["lengthening_training_words"] == {"pars": 30}
+    assert sel.replacements and "pars" not in [r.new_text for r in sel.replacements]
+    assert "`pars` 30" in (tmp_path / "log.md").read_text(encoding="utf-8")
+    remap_tokenizer(tok, RemapSettings(), tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md",
+                    tmp_path / "r.json", candidates_csv=tmp_path / "c.csv")
+    remapped = Tokenizer.from_file(str(tmp_path / "out" / "tokenizer.json"))
+    assert len(remapped.encode(" parser").ids) == len(tok.encode(" parser").ids)
 
 
 def test_the_selection_log_says_n_a_for_what_has_nothing_to_measure(distilled, tmp_path):

@@ -15,17 +15,18 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
+from ivr.analysis.domain_words import words_made_longer
 from ivr.analysis.general_use import code_reference, general_prior, general_text, lengthening, word_like
-from ivr.markdown_text import LEGEND, code
-from ivr.analysis.savings_curve import SavingsCurve, curve_table, savings_curve, write_curve_plot
+from ivr.analysis.selection_log import selection_log_text
+from ivr.markdown_text import code
+from ivr.analysis.savings_curve import SavingsCurve, savings_curve, write_curve_plot
 from ivr.analysis.select_settings import SelectSettings
-from ivr.figures import figure
 from ivr.analysis.spans import (
     Greedy,
     PretokenCounts,
@@ -224,11 +225,14 @@ def select_replacements(
     # strings that would not encode to their own id once remapped: another segmentation of them, new pieces
     # included, scores as high (two new pieces " HALF" and "HALF" tie but for the bonus, which "HALF" wins)
     not_own: set[str] = set()
+    # strings whose piece would cut other words of the training split into more tokens (`parser` as `pars`·`er`),
+    # with the tokens they would add
+    lengthening_domain: dict[str, int] = {}
     own_id_rounds = 0
     checks = []
     budget_met: bool | None = None  # None: no budget, or nothing to check it on
     while True:
-        picked = ranker.pick(n, refused_strings | not_own)
+        picked = ranker.pick(n, refused_strings | not_own | set(lengthening_domain))
         free = [i for i in order if i not in refused_ids]
         pairs = [(s, fid) for (s, _), fid in zip(picked, free)]
         if not pairs:
@@ -238,6 +242,10 @@ def select_replacements(
         remapped = build_remapped(distilled, rules, new_piece_bonus)
         failing = {r.new_token for r in rules_not_encoding_to_own_id(remapped, rules)}
         not_own |= failing
+        if not failing:  # a string off its own id lengthens the words it lies in: the check waits for its refill
+            longer = words_made_longer(stats, ranker.occ, remapped, {fid: s for s, fid in pairs}, exempt=forced_ok)
+            lengthening_domain.update(longer)
+            failing = set(longer)
         if failing and own_id_rounds < OWN_ID_ROUNDS:
             own_id_rounds += 1
             continue  # fill their places with the next candidates
@@ -299,7 +307,7 @@ def select_replacements(
         )
     write_candidates(candidates_csv, replacements)
     curve = _validation_curve(distilled, everything, validation, cache, pieces, settings, forced_ok, never, unreachable,
-                              prior, n, not_own)
+                              prior, n, not_own | set(lengthening_domain))
     if curve_png is not None:  # an empty plot says so, and the stage's listed output exists
         write_curve_plot(curve or SavingsCurve([], [], []), curve_png)
 
@@ -315,6 +323,8 @@ def select_replacements(
     )
     summary = {
         "documents": stats.documents,
+        # the documents the savings curve left out (one at least where the fraction's hash leaves out none)
+        "validation_documents": validation.documents if validation is not None else None,
         "train_bytes": stats.total_bytes,
         "train_tokens": stats.total_tokens,
         "distinct_pretokens": len(stats.pieces),
@@ -336,6 +346,8 @@ def select_replacements(
         "general_longer": [{"words_pct": c.word_share_pct if general.words else None,
                             "lines_pct": c.line_share_pct if general.lines else None} for c in checks],
         "not_encoding_to_own_id": sorted(readable(s) for s in not_own),
+        "lengthening_training_words": {readable(s): n for s, n in sorted(lengthening_domain.items(),
+                                                                         key=lambda kv: (-kv[1], kv[0]))},
         "excluded": excluded,
     }
     if curve is not None:
@@ -344,7 +356,7 @@ def select_replacements(
             validation_heldout_saving_pct=curve.heldout_pct[-1],
             validation_gap_pct=curve.fitted_pct[-1] - curve.heldout_pct[-1],
         )
-    write_text(selection_log, _selection_log(settings, summary, replacements, forced_notes, curve, curve_png))
+    write_text(selection_log, selection_log_text(settings, summary, replacements, forced_notes, curve, curve_png))
     return Selection(replacements, summary, curve)
 
 
@@ -366,119 +378,3 @@ def _validation_curve(distilled, everything, validation, cache, pieces, settings
     fit_net = [g - int(fit.id_counts[f]) for g, f in zip(replay(fit, pieces, strings), freed)]
     val_net = [g - int(val.id_counts[f]) for g, f in zip(replay(val, pieces, strings), freed)]
     return savings_curve(fit_net, fit.total_tokens, val_net, val.total_tokens)
-
-
-def _selection_log(settings: SelectSettings, summary: dict, reps: Sequence[Replacement], notes: list[str],
-                   curve: SavingsCurve | None, curve_png: str | Path | None) -> str:
-    ex = summary["excluded"]
-    lines = [
-        "# IVR selection log",
-        "",
-        LEGEND,
-        "",
-        "## Parameters",
-        "",
-        *[f"- `{k}`: `{v}`" for k, v in asdict(settings).items()],
-        "",
-        "## Totals",
-        "",
-        (
-            f"- training documents: {summary['documents']}, bytes: {summary['train_bytes']}, "
-            f"distilled tokens: {summary['train_tokens']}, distinct pre-tokens: {summary['distinct_pretokens']}"
-            + (f" (the rarest dropped past the count's limit {summary['pretokens_dropped']} times, their token uses "
-               "kept: they offer no candidates)" if summary["pretokens_dropped"] else "")
-        ),
-        f"- candidate strings (≥ {settings.min_count} uses, not yet tokens): {summary['candidate_strings']}",
-        f"- ids reassigned: {summary['reassigned']} ({summary['forced']} forced)",
-        (
-            f"- estimated saving on the training texts: {summary['estimated_saving_tokens']} tokens, "
-            f"minus {summary['freed_tokens_domain_uses']} uses of freed tokens = "
-            f"**{summary['expected_saving_pct']:.2f}%** of tokens"
-        ),
-        (
-            f"- freed ids the original BPE can never produce: {summary['unreachable_freed']} "
-            f"(of {summary['unreachable_ids']} unreachable ids); unused by the general-text prior: "
-            f"{summary['freed_unused_by_general_text']}"
-        ),
-    ]
-    for k, c in enumerate(summary["general_longer"], 1):
-        lines.append(f"- general text made longer, check {k}: {figure(c['words_pct'], '.3f', '%')} of word occurrences, "
-                     f"{figure(c['lines_pct'], '.3f', '%')} of reference lines")
-    if settings.max_general_longer_pct is not None and not summary["general_longer"]:
-        lines.append("- general text made longer: n/a (no general text to measure, or nothing reassigned)")
-    if summary["general_longer"]:
-        lines.append(f"- replacements refused for making general text longer: {summary['refused_for_general_text']} "
-                     f"(budget {settings.max_general_longer_pct}%)")
-        if summary["ids_refused_for_forced_terms"]:
-            lines.append(f"- freed ids refused under forced terms (each term then tries the next free id): "
-                         f"{summary['ids_refused_for_forced_terms']}")
-        if summary["general_budget_met"] is False:
-            lines.append("- **budget not met**: the last check is over it; forced terms are never refused, and "
-                         "what is left over comes from their own pieces or from the checks' limit of nine")
-    if curve is not None:
-        lines += [
-            "",
-            "## Estimated and left-out saving",
-            "",
-            f"{settings.validation_fraction:.0%} of the training documents were left out of a second ranking, run "
-            "as the one above; its saving on them is what to expect on documents the selection never saw (they are "
-            "part of the training split; the held-out split is the remap report's).",
-            "",
-            f"- saving on the ranked part: {summary['validation_fitted_saving_pct']:.2f}%, on the left-out part: "
-            f"**{summary['validation_heldout_saving_pct']:.2f}%**, gap {summary['validation_gap_pct']:.2f} points",
-            "",
-            "### Savings curve",
-            "",
-            *(curve_table(curve)),
-        ]
-        if curve_png is not None:
-            lines += ["", f"![savings curve]({Path(curve_png).name})"]
-    elif settings.validation_fraction > 0:
-        lines += ["", "## Estimated and left-out saving", "",
-                  "- saving on the left-out part: n/a (too little training text to leave a part out)"]
-    lines += [
-        "",
-        "## Why ids or strings were left out",
-        "",
-        f"- {ex['single_byte']} single-byte tokens: never freed, every byte must stay encodable.",
-        f"- {ex['special']} special tokens: the added tokens (matched before the model runs) and the ids the "
-        "tokenizer's config names bos, eos, pad or unk; never freed.",
-        f"- {ex['protected']} protected ids/tokens besides those: named in `protected_tokens`/`protected_ids`.",
-        f"- {ex.get('forced_kept', 0)} forced terms that already are tokens: their ids are never freed.",
-        f"- {ex['domain_count_at_least_min']} tokens used ≥ {settings.min_count} times in the domain: freeing them would cost tokens.",
-        f"- {ex['below_min_count']} span strings used < {settings.min_count} times: too rare to be worth an id.",
-        (
-            f"- {ex['already_in_vocabulary']} frequent span strings that already are a token (which the distilled "
-            "tokenizer does not emit there): a piece cannot appear twice."
-        ),
-        (
-            f"- {ex['split_when_alone']} frequent span strings the pre-tokenizer's run rules cut when they stand "
-            "alone: a piece must survive pre-tokenization on its own."
-        ),
-        (
-            f"- {len(summary['not_encoding_to_own_id'])} strings that would not encode to their own id after "
-            "remapping (another segmentation of them, new pieces included, scores as high), their places filled "
-            "by the next candidates: "
-            + (", ".join(code(t) for t in summary["not_encoding_to_own_id"][:20]) or "none")
-        ),
-        *[f"- forced: {n}" for n in notes],
-        "",
-        "## Top new tokens",
-        "",
-        f"The first {min(len(reps), 50)} of {len(reps)} by rank (all of them in `replacement_candidates.csv`). "
-        "*occurrences*: where the string spans whole distilled tokens inside a pre-token of the training split, "
-        "overlapping places included; *GPT-2 tokens*: the tokens it replaces; *saving*: the tokens it saves beyond "
-        "the strings ranked above it, every use counted (the ranking counts at most `per_document_cap` uses per "
-        "document, so savings need not fall down the ranks); *old uses*: the freed token's uses in the training "
-        "split; *general /M*: the freed token's uses per million tokens of general text (the prior).",
-        "",
-        "| rank | new token | occurrences | GPT-2 tokens | saving | saving % | freed id | old token | old uses | general /M |",
-        "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|",
-    ]
-    for r in reps[:50]:
-        lines.append(
-            f"| {r.rank} | {code(r.new_text, table=True)} | {r.domain_count} | {len(r.gpt2_ids)} | {r.estimated_saving} | "
-            f"{r.estimated_saving_pct:.3f} | {r.freed_id} | {code(r.freed_text, table=True)} | {r.freed_domain_count} | "
-            f"{r.freed_general_per_million:.3g} |"
-        )
-    return "\n".join(lines) + "\n"
