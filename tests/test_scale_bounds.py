@@ -89,3 +89,21 @@ def test_select_counts_at_most_its_limit_of_pre_tokens_and_keeps_the_id_counts_e
     # the ids the dropped pre-tokens use are still counted: which ids to free depends on them
     full, cut = pretoken_stats(distilled, exact), pretoken_stats(distilled, bounded)
     assert (cut.id_counts == full.id_counts).all() and cut.total_tokens == full.total_tokens
+
+
+def test_a_long_pre_token_is_cut_into_bounded_pieces_for_selection_with_the_id_counts_exact(distilled, monkeypatch):
+    from ivr.analysis import spans
+
+    run = "".join("ACGT"[(i * 7 + i // 5) % 4] for i in range(400))  # one pre-token of a hundred or so tokens
+    texts = [f"{run}\n", "x = 1\n"]
+    everything, _ = count_pretokens(distilled, texts, cap=None, validation_fraction=0)
+    whole = pretoken_stats(distilled, everything)
+    monkeypatch.setattr(spans, "MAX_SPAN_TOKENS", 16)
+    cut = pretoken_stats(distilled, everything)
+    assert max(len(s) for s in whole.segs) > 16 >= max(len(s) for s in cut.segs)
+    assert (cut.id_counts == whole.id_counts).all() and cut.total_tokens == whole.total_tokens
+    # the pieces still spell the pre-token, in order, each with its own tokens
+    long_piece = next(p for p, s in zip(whole.pieces, whole.segs) if len(s) > 16)
+    parts = [(p, s) for p, s in zip(cut.pieces, cut.segs) if p not in whole.pieces]
+    assert "".join(p for p, _ in parts) == long_piece
+    assert [i for _, s in parts for i in s] == whole.segs[whole.pieces.index(long_piece)]

@@ -148,8 +148,29 @@ def pretoken_stats(
     id_counts = np.bincount(flat, weights=repeats, minlength=tokenizer.get_vocab_size()).astype(np.int64)
     for i, count in documents.dropped_ids.items():
         id_counts[i] += count
+    if any(len(s) > MAX_SPAN_TOKENS for s in segs):
+        pieces, counts, weights, segs = _in_chunks(tokenizer, pieces, counts, weights, segs)
     return PretokenStats(pieces, counts, weights, segs, id_counts, int(id_counts.sum()), documents.total_bytes,
                          documents.documents)
+
+
+MAX_SPAN_TOKENS = 256
+"""Pre-tokens longer than this many tokens (a run of letters of a thousand characters or so: a DNA sequence, a
+long identifier) are cut into pieces of this many tokens for selection: the exact saving of overlapping strings in
+one pre-token costs time in proportion to its length at every pick that touches it, so a few such runs took
+minutes. A string across a cut is not counted there."""
+
+
+def _in_chunks(tokenizer: Tokenizer, pieces: list[str], counts: list[int], weights: list[int],
+               segs: list[list[int]]) -> tuple[list[str], list[int], list[int], list[list[int]]]:
+    out: tuple[list, list, list, list] = ([], [], [], [])
+    for piece, count, weight, seg in zip(pieces, counts, weights, segs):
+        for start in range(0, max(len(seg), 1), MAX_SPAN_TOKENS):
+            part = seg[start:start + MAX_SPAN_TOKENS]
+            text = piece if len(part) == len(seg) else "".join(tokenizer.id_to_token(i) for i in part)
+            for column, value in zip(out, (text, count, weight, part)):
+                column.append(value)
+    return out
 
 
 class Spans:
