@@ -79,8 +79,8 @@ def init(config: PipelineConfig) -> list[Path]:
     counts = check_splits(paths.cleaned_corpora_dir, config.heldout_fraction, config.cleaning.max_document_chars)
     log.info("corpus: %d documents (%d train, %d held out), %d bytes", manifest["documents"], counts["train"], counts["heldout"], manifest["bytes"])
     if counts["heldout_also_in_train"]:  # the split goes by id: copies of one text may fall on both sides
-        log.warning("corpus: %d held-out documents have the exact text of a training document; held-out figures count "
-                    "them as unseen", counts["heldout_also_in_train"])
+        log.warning("held-out split: %d documents have the exact text of a training document; held-out figures "
+                    "count them as unseen", counts["heldout_also_in_train"])
     return [paths.original_tokenizer_dir, paths.cleaned_corpora_dir]
 
 
