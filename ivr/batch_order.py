@@ -17,11 +17,14 @@ every rank as many, which would count them twice in the summed held-out metrics.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, fields
 from typing import Callable, Iterator
 
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,6 +38,10 @@ class OrderState:
     """Batches served in that pass."""
     started: bool = False
     """Whether a pass has begun: the next one then serves the following epoch, or continues a cut-short one."""
+    batch_size: int = 0
+    """The batch size of the pass (0: not recorded); with ``replicas``, what a served batch stood for."""
+    replicas: int = 0
+    """The devices the pass was split across (0: not recorded)."""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -82,16 +89,26 @@ class ResumableLoader(DataLoader):
             return
         done = self.continued() if self.continued is not None else (state.batches if self._loaded else 0)
         self._loaded = False
+        if self.continued is not None and state.started and done >= len(self):
+            # a fit stopped by max_steps at an epoch's last batch is restored with that epoch whole but not yet
+            # closed: Lightning would take one batch of this pass and close it, so serving the next epoch here
+            # would lose all of it but that batch; an empty pass closes it, and the next serves the next epoch
+            return
         if state.started and 0 < done < len(self):
             epoch, skip = state.epoch, done
         elif state.started:
             epoch, skip = state.epoch + 1, 0
         else:  # a fit's first pass: the epoch Lightning set (0)
             epoch, skip = sampler.epoch, 0
+        if skip and (state.batch_size, state.replicas) not in ((0, 0), (self.batch_size, sampler.num_replicas)):
+            log.warning("resuming epoch %d at batch %d with data.batch_size %d on %d device(s), where it was %d on %d: "
+                        "the rest of the epoch repeats or leaves out some of its blocks", epoch, skip, self.batch_size,
+                        sampler.num_replicas, state.batch_size, state.replicas)
         sampler.seed = state.seed
         sampler.set_epoch(epoch)
         sampler.skip = skip * self.batch_size
         state.started, state.epoch, state.batches = True, epoch, skip
+        state.batch_size, state.replicas = self.batch_size, sampler.num_replicas
         for batch in super().__iter__():
             state.batches += 1
             yield batch

@@ -52,6 +52,13 @@ def read_manifest(cleaned_dir: Path) -> dict:
     return manifest
 
 
+def corpus_content(cleaned_dir: str | Path) -> str:
+    """What identifies the cleaned corpus for the stages, the dataset cache and checkpoints: a hash of its records
+    (the raw files' fingerprint, which decides whether to clean again, for a manifest written without one)."""
+    manifest = read_manifest(cleaned_dir)
+    return manifest.get("content") or manifest["fingerprint"]
+
+
 def split_counts(cleaned_dir: str | Path, heldout_fraction: float) -> dict[str, int]:
     """How many documents fall in each split, and how many held-out ones have the exact text of a training
     document (``heldout_also_in_train``): the split goes by id, so copies of one text may be split apart."""

@@ -372,6 +372,7 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
 
     skip = _Skipper(options.on_bad_record)
     files, n_docs, n_bytes = [], 0, 0
+    content = hashlib.sha256()  # what the stages read: the records in order, whatever the raw files' dates
     with atomic_dir(cleaned_dir) as tmp:
         for source in tqdm(sources, desc="cleaning corpus", unit="file", leave=False):
             path, rel = source.path, source.rel
@@ -380,7 +381,9 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
             docs = bytes_ = 0
             with _cleaned_file(out, path) as f:
                 for doc in read_source(source, options, skip):
-                    f.write(json.dumps({"id": doc.doc_id, "text": doc.text}, ensure_ascii=False) + "\n")
+                    record = json.dumps({"id": doc.doc_id, "text": doc.text}, ensure_ascii=False) + "\n"
+                    f.write(record)
+                    content.update(record.encode("utf-8", "surrogatepass"))
                     docs += 1
                     bytes_ += len(doc.text.encode("utf-8"))
             if docs == 0:
@@ -393,6 +396,8 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
         manifest = {
             "version": MANIFEST_VERSION,
             "fingerprint": fingerprint,
+            # the stages' key: cleaning again text that did not change (a raw file touched) rebuilds nothing
+            "content": content.hexdigest(),
             "raw_dir": str(raw_dir),
             "builtin_corpus": options.builtin_corpus,
             "text_key": options.text_key,

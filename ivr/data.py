@@ -22,7 +22,7 @@ from ivr import pipeline, pipeline_config
 from ivr.analysis.select_settings import SelectSettings
 from ivr.batch_order import OrderState, evaluation_loader, training_loader
 from ivr.causal_lm import ModelShape, as_shape
-from ivr.cleaned_corpus import CorpusError, read_manifest
+from ivr.cleaned_corpus import CorpusError, corpus_content
 from ivr.corpus import CleaningOptions
 from ivr.embeddings import AlignSettings
 from ivr.model import EmbeddingInit
@@ -269,7 +269,7 @@ class IVRDataModule(LightningDataModule):
 
     def _corpus_fingerprint(self) -> str | None:
         try:
-            return read_manifest(self.paths.cleaned_corpora_dir)["fingerprint"]
+            return corpus_content(self.paths.cleaned_corpora_dir)
         except (OSError, CorpusError):  # no cleaned corpus here (a model scored on its own): nothing to compare
             return None
 

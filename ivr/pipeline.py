@@ -25,7 +25,7 @@ from ivr.builtin_corpora import english_reference_texts
 from ivr.causal_lm import (
     base_model, check_block_fits, check_pretrained_reachable, checkpoint_fingerprint, local_pretrained_config)
 from ivr.collector import collector_paused
-from ivr.cleaned_corpus import SplitTexts, check_splits, iter_documents, read_manifest
+from ivr.cleaned_corpus import SplitTexts, check_splits, corpus_content, iter_documents, read_manifest
 from ivr.corpus import clean_corpus, cleaned_from_current_sources
 from ivr.embeddings import align_embeddings, align_outputs
 from ivr.figures import exact_share
@@ -50,7 +50,7 @@ DATASET_FORMAT_VERSION = 2
 
 
 def _corpus_key(config: PipelineConfig) -> dict:
-    return {"corpus": read_manifest(config.paths.cleaned_corpora_dir)["fingerprint"], "heldout_fraction": config.heldout_fraction}
+    return {"corpus": corpus_content(config.paths.cleaned_corpora_dir), "heldout_fraction": config.heldout_fraction}
 
 
 def _texts(config: PipelineConfig, split: Literal["train", "heldout"]) -> SplitTexts:
@@ -385,7 +385,7 @@ def dataset_dir(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int,
             # from the tokenizer's config where tokenizer.json has no <|endoftext|>: eos, which two configs of one
             # tokenizer.json may name differently
             "separator": read_special_tokens(paths.tokenizer_dir(tokenizer)).separator_id,
-            "corpus": read_manifest(paths.cleaned_corpora_dir)["fingerprint"],
+            "corpus": corpus_content(paths.cleaned_corpora_dir),
             "block_size": block_size,
             "heldout_fraction": heldout_fraction,
             "code": stage_code_fingerprint(build_datasets),
@@ -407,7 +407,8 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
         splits = {}
         for name, split in (("train", "train"), ("validation", "heldout")):
             # the pre-tokens verification recorded, where this tokenizer cuts text as the distilled one does
-            splits[name] = split_id_batches(paths.distilled_pretokens, split, tok, manifest["fingerprint"], heldout_fraction)
+            splits[name] = split_id_batches(paths.distilled_pretokens, split, tok, corpus_content(paths.cleaned_corpora_dir),
+                                            heldout_fraction)
             if isinstance(splits[name], str):
                 log.info("datasets: %s; encoding the %s split", splits[name], split)
                 splits[name] = encoded_batches(tok, SplitTexts(paths.cleaned_corpora_dir, split, heldout_fraction))

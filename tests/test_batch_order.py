@@ -32,12 +32,12 @@ def test_a_loader_resumed_from_its_state_serves_the_rest_of_the_epoch():
     loader = training_loader(BLOCKS, 4, 0, seed=7)
     assert epoch(loader, 0, stop=2) == whole[0][:2]
     state = loader.state_dict()
-    assert state == {"seed": 7, "epoch": 0, "batches": 2, "started": True}
+    assert state == {"seed": 7, "epoch": 0, "batches": 2, "started": True, "batch_size": 4, "replicas": 1}
 
     resumed = training_loader(BLOCKS, 4, 0, seed=99)  # a run that drew another seed keeps the saved one
     resumed.load_state_dict(state)
     assert epoch(resumed, 0) == whole[0][2:]
-    assert resumed.state_dict() == {"seed": 7, "epoch": 0, "batches": 5, "started": True}
+    assert resumed.state_dict() == {"seed": 7, "epoch": 0, "batches": 5, "started": True, "batch_size": 4, "replicas": 1}
     assert epoch(resumed, 1) == whole[1]  # the skip applies once
 
     # a state without "started" (as loaders wrote it before it was recorded) resumes the same
@@ -64,6 +64,30 @@ def test_passes_are_counted_here_and_the_trainer_only_says_whether_one_continues
     # a loader rebuilt on the same state (reload_dataloaders_every_n_epochs) goes on counting
     rebuilt = training_loader(BLOCKS, 4, 0, seed=99, order=resumed.order, continued=lambda: 0)
     assert epoch(rebuilt, 0) == epoch(training_loader(BLOCKS, 4, 0, seed=7), 3)
+
+
+def test_a_fit_stopped_at_an_epoch_s_last_batch_goes_on_with_the_whole_next_epoch():
+    # Lightning restores such a fit with the epoch's batches all counted but the epoch not closed: the first pass
+    # after the restore must serve nothing (Lightning would take one batch of it and close it)
+    whole = [epoch(training_loader(BLOCKS, 4, 0, seed=7), e) for e in (0, 1, 2)]
+    done = [5, 0, 0]
+    resumed = training_loader(BLOCKS, 4, 0, seed=7, continued=lambda: done.pop(0))
+    resumed.load_state_dict({"seed": 7, "epoch": 0, "batches": 5, "started": True})
+    assert epoch(resumed, 0) == []
+    assert epoch(resumed, 1) == whole[1]
+    assert epoch(resumed, 2) == whole[2]
+
+
+def test_resuming_an_epoch_with_another_batch_size_warns(caplog):
+    loader = training_loader(BLOCKS, 4, 0, seed=7)
+    epoch(loader, 0, stop=2)
+    state = loader.state_dict()
+    for batch_size, warns in ((4, False), (2, True)):
+        resumed = training_loader(BLOCKS, batch_size, 0, seed=7)
+        resumed.load_state_dict(state)
+        caplog.clear()
+        epoch(resumed, 0)
+        assert ("with data.batch_size 2 on 1 device(s), where it was 4 on 1" in caplog.text) == warns
 
 
 def test_another_sampler_is_served_as_it_is():

@@ -36,6 +36,25 @@ def test_prepare_on_user_files(tmp_path, raw_dir, capsys):
     assert manifest["documents"] == 9 and manifest["builtin_corpus"] is None
 
 
+def test_a_raw_file_touched_is_cleaned_again_but_nothing_after_it_rebuilds(tmp_path, raw_dir):
+    import os
+
+    (raw_dir / "more.txt").write_text("def g(y):\n    return y * 2\n" * 200)
+    args = tiny_cli_args(tmp_path, "--data.builtin_corpus", "null", "--data.raw_corpora_dir", str(raw_dir),
+                         "--data.heldout_fraction", "0.5", "--data.block_size", "8")
+    main(["prepare", *args])
+    art = tmp_path / "artifacts"
+    manifest = json.loads((art / "corpora" / "cleaned" / "manifest.json").read_text())
+    ids = art / "analysis" / "reports" / "bpe_token_id_sequences.txt"
+    written, datasets = ids.stat().st_mtime_ns, sorted((art / "datasets").iterdir())
+    stat = (raw_dir / "more.txt").stat()
+    os.utime(raw_dir / "more.txt", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # `touch`, a checkout
+    main(["prepare", *args])
+    again = json.loads((art / "corpora" / "cleaned" / "manifest.json").read_text())
+    assert again["fingerprint"] != manifest["fingerprint"] and again["content"] == manifest["content"]
+    assert ids.stat().st_mtime_ns == written and sorted((art / "datasets").iterdir()) == datasets
+
+
 def test_prepare_refuses_a_split_short_of_a_block_before_distilling(tmp_path):
     from ivr.cleaned_corpus import SplitTexts
 
