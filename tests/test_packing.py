@@ -141,7 +141,7 @@ def test_the_datasets_cache_key_holds_the_separator(tmp_path, monkeypatch):
     from ivr.paths import ArtifactPaths
     from ivr.pipeline import dataset_dir
 
-    monkeypatch.setattr("ivr.pipeline.read_manifest", lambda _: {"fingerprint": "corpus"})
+    monkeypatch.setattr("ivr.pipeline.corpus_content", lambda _: "corpus")
     paths = ArtifactPaths.from_config(tmp_path)
     directory = paths.tokenizer_dir("original")
     directory.mkdir(parents=True)
