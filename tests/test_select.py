@@ -342,6 +342,25 @@ def test_a_string_whose_piece_would_cut_other_training_words_gives_its_place_to_
     assert len(remapped.encode(" parser").ids) == len(tok.encode(" parser").ids)
 
 
+def test_the_training_word_check_holds_when_every_round_also_has_a_string_off_its_own_id(tmp_path):
+    """Four strings in turn fail to encode to their own id (the ``HALF`` ties), so the refill rounds run out while
+    ``pars`` is still picked: it is checked after the last round too, and never cuts ``parser``."""
+    from tokenizers.models import Unigram
+
+    from ivr.tokenizers.byte_level import ENDOFTEXT, bytes_to_piece
+    from ivr.tokenizers.io import byte_level_tokenizer
+
+    pieces = [(bytes_to_piece(bytes([b])), -10.0) for b in range(256)]
+    pieces += [("ars", -5.0), ("er", -5.0), ("parser", -20.0 + 4e-15), ("LF", -5.0)]
+    pieces += [(p + "HAL", -25.0 + 5e-13) for p in ("Ġ", "x", "y", "z")] + [(f"zq{i}", -30.0) for i in range(8)]
+    tok = byte_level_tokenizer(Unigram(pieces + [(ENDOFTEXT, -100.0)], unk_id=None, byte_fallback=False))
+    docs = ["pars\nparser\ner\n" * 10 + "HALF\n" * 3 + " HALF\n" * 4 + "xHALF\n" * 4 + "yHALF\n" * 3 + "zHALF\n" * 3
+            for _ in range(10)]
+    settings = SelectSettings(num_replacements=3, min_count=5, general_prior_words=0, validation_fraction=0)
+    sel = select_replacements(tok, docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+    assert "pars" not in [r.new_text for r in sel.replacements] and "pars" in sel.summary["lengthening_training_words"]
+
+
 def test_the_selection_log_says_n_a_for_what_has_nothing_to_measure(distilled, tmp_path):
     """No general text to measure the budget on, and a left-out part with no text (the empty document is the
     one left out): "n/a", never a 0% or 100% made up from nothing."""
@@ -352,7 +371,7 @@ def test_the_selection_log_says_n_a_for_what_has_nothing_to_measure(distilled, t
     log = (tmp_path / "log.md").read_text(encoding="utf-8")
     assert sel.replacements and sel.curve is None and sel.summary["general_longer"] == []
     assert "- general text made longer: n/a" in log
-    assert "- saving on the left-out part: n/a" in log
+    assert "- saving on the left-out part: n/a (the left-out part has no tokens)" in log
     assert "0.000% of word occurrences" not in log and "on the left-out part: **" not in log
 
 

@@ -53,8 +53,8 @@ class Selection:
     curve: SavingsCurve | None = None
 
 
-# rounds of refilling the places of strings that would not encode to their own id
-OWN_ID_ROUNDS = 3
+# rounds of refilling the places of strings that would not encode to their own id or would lengthen other words
+REFILL_ROUNDS = 6
 
 
 class ForcedTokensError(ValueError):
@@ -228,7 +228,22 @@ def select_replacements(
     # strings whose piece would cut other words of the training split into more tokens (`parser` as `pars`·`er`),
     # with the tokens they would add
     lengthening_domain: dict[str, int] = {}
-    own_id_rounds = 0
+
+    def built(pairs: list[tuple[str, int]]) -> tuple[Tokenizer, set[str]]:
+        """The remapped tokenizer of ``pairs`` and the strings it breaks: those off their own id, or where there
+        are none, those whose piece lengthens other training words (a string off its own id lengthens the words it
+        lies in, so that check waits for its refill)."""
+        rules = _rules(pairs, pieces, distilled)
+        remapped = build_remapped(distilled, rules, new_piece_bonus)
+        failing = {r.new_token for r in rules_not_encoding_to_own_id(remapped, rules)}
+        not_own.update(failing)
+        if not failing:
+            longer = words_made_longer(stats, ranker.occ, remapped, {fid: s for s, fid in pairs}, exempt=forced_ok)
+            lengthening_domain.update(longer)
+            failing = set(longer)
+        return remapped, failing
+
+    refill_rounds = unfilled = 0
     checks = []
     budget_met: bool | None = None  # None: no budget, or nothing to check it on
     while True:
@@ -238,21 +253,15 @@ def select_replacements(
         if not pairs:
             budget_met = True if checks else None  # nothing left reassigned makes anything longer
             break
-        rules = _rules(pairs, pieces, distilled)
-        remapped = build_remapped(distilled, rules, new_piece_bonus)
-        failing = {r.new_token for r in rules_not_encoding_to_own_id(remapped, rules)}
-        not_own |= failing
-        if not failing:  # a string off its own id lengthens the words it lies in: the check waits for its refill
-            longer = words_made_longer(stats, ranker.occ, remapped, {fid: s for s, fid in pairs}, exempt=forced_ok)
-            lengthening_domain.update(longer)
-            failing = set(longer)
-        if failing and own_id_rounds < OWN_ID_ROUNDS:
-            own_id_rounds += 1
+        remapped, failing = built(pairs)
+        if failing and refill_rounds < REFILL_ROUNDS:
+            refill_rounds += 1
             continue  # fill their places with the next candidates
-        if failing:  # still some after the last refill: leave their ids unused
+        while failing and pairs:  # still some after the last refill: leave their ids unused, check what is left
+            unfilled += len(failing)
             kept = [k for k, (s, _) in enumerate(pairs) if s not in failing]
             picked, pairs = [picked[k] for k in kept], [pairs[k] for k in kept]
-            remapped = build_remapped(distilled, _rules(pairs, pieces, distilled), new_piece_bonus)
+            remapped, failing = built(pairs) if pairs else (remapped, set())
         if settings.max_general_longer_pct is None or not pairs or not (general.words or general.lines):
             break
         check = lengthening(distilled, remapped, general, [fid for _, fid in pairs])
@@ -306,8 +315,8 @@ def select_replacements(
             )
         )
     write_candidates(candidates_csv, replacements)
-    curve = _validation_curve(distilled, everything, validation, cache, pieces, settings, forced_ok, never, unreachable,
-                              prior, n, not_own | set(lengthening_domain))
+    curve, no_curve = _validation_curve(distilled, everything, validation, cache, pieces, settings, forced_ok, never,
+                                        unreachable, prior, n, not_own | set(lengthening_domain))
     if curve_png is not None:  # an empty plot says so, and the stage's listed output exists
         write_curve_plot(curve or SavingsCurve([], [], []), curve_png)
 
@@ -327,7 +336,7 @@ def select_replacements(
         "validation_documents": validation.documents if validation is not None else None,
         "train_bytes": stats.total_bytes,
         "train_tokens": stats.total_tokens,
-        "distinct_pretokens": len(stats.pieces),
+        "distinct_pretokens": len(everything.counts),
         "pretokens_dropped": everything.dropped_pretokens,
         "candidate_strings": len(ranker.ranked),
         "forced": sum(1 for r in replacements if r.reason == "forced"),
@@ -346,10 +355,13 @@ def select_replacements(
         "general_longer": [{"words_pct": c.word_share_pct if general.words else None,
                             "lines_pct": c.line_share_pct if general.lines else None} for c in checks],
         "not_encoding_to_own_id": sorted(readable(s) for s in not_own),
+        # left out after the last refill round: their ids keep the old tokens
+        "unfilled_after_refills": unfilled,
         "lengthening_training_words": {readable(s): n for s, n in sorted(lengthening_domain.items(),
                                                                          key=lambda kv: (-kv[1], kv[0]))},
         "excluded": excluded,
     }
+    summary["no_curve_because"] = no_curve
     if curve is not None:
         summary.update(
             validation_fitted_saving_pct=curve.fitted_pct[-1],
@@ -361,20 +373,20 @@ def select_replacements(
 
 
 def _validation_curve(distilled, everything, validation, cache, pieces, settings, forced, never, unreachable, prior, n,
-                      not_own) -> SavingsCurve | None:
-    """Rank on the training texts but a validation part, then measure that ranking on the part (None when
-    either part has no tokens or nothing is selected: no saving to show)."""
+                      not_own) -> tuple[SavingsCurve | None, str | None]:
+    """Rank on the training texts but a validation part, then measure that ranking on the part; without a curve
+    (no saving to show), why."""
     if validation is None:
-        return None
+        return None, "too little training text to leave a part out"
     fit = pretoken_stats(distilled, everything - validation, segment_cache=cache)
     val = pretoken_stats(distilled, validation, segment_cache=cache)
     if not (fit.total_tokens and val.total_tokens):
-        return None
+        return None, f"the {'left-out' if not val.total_tokens else 'ranked'} part has no tokens"
     strings = [s for s, _ in _Ranker(distilled, fit, pieces, settings, forced).pick(n, not_own)]
     freed = _free_order(fit, pieces, settings, never, unreachable, prior)[: len(strings)]
     strings = strings[: len(freed)]
     if not strings:
-        return None
+        return None, "the ranking without the left-out part selected nothing"
     fit_net = [g - int(fit.id_counts[f]) for g, f in zip(replay(fit, pieces, strings), freed)]
     val_net = [g - int(val.id_counts[f]) for g, f in zip(replay(val, pieces, strings), freed)]
-    return savings_curve(fit_net, fit.total_tokens, val_net, val.total_tokens)
+    return savings_curve(fit_net, fit.total_tokens, val_net, val.total_tokens), None

@@ -81,10 +81,8 @@ def selection_log_text(settings: SelectSettings, summary: dict, reps: Sequence[R
         if curve_png is not None:
             lines += ["", f"![savings curve]({Path(curve_png).name})"]
     elif settings.validation_fraction > 0:
-        why = ("too little training text to leave a part out" if summary["validation_documents"] is None
-               else "nothing was selected" if not summary["reassigned"]
-               else "the ranking without the left-out part selected nothing")
-        lines += ["", "## Estimated and left-out saving", "", f"- saving on the left-out part: n/a ({why})"]
+        lines += ["", "## Estimated and left-out saving", "",
+                  f"- saving on the left-out part: n/a ({summary['no_curve_because']})"]
     lines += [
         "",
         "## Why ids or strings were left out",
@@ -117,6 +115,9 @@ def selection_log_text(settings: SelectSettings, summary: dict, reps: Sequence[R
             + (", ".join(f"{code(t)} {n}" for t, n in list(summary["lengthening_training_words"].items())[:20])
                or "none")
         ),
+        *([f"- {summary['unfilled_after_refills']} ids keep their old token: the strings picked for them still "
+             "failed one of the two checks above after the last refill round"] if summary["unfilled_after_refills"]
+          else []),
         *[f"- forced: {n}" for n in notes],
         "",
         "## Top new tokens",
