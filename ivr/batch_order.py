@@ -89,6 +89,11 @@ class ResumableLoader(DataLoader):
             return
         done = self.continued() if self.continued is not None else (state.batches if self._loaded else 0)
         self._loaded = False
+        if (done and (state.batch_size, state.replicas) not in ((0, 0), (self.batch_size, sampler.num_replicas))
+                and done < len(sampler.dataset) // state.replicas // state.batch_size):  # the epoch was cut short
+            log.warning("resuming epoch %d at batch %d with data.batch_size %d on %d device(s), where it was %d on %d: "
+                        "the rest of the epoch repeats or leaves out some of its blocks", state.epoch, done,
+                        self.batch_size, sampler.num_replicas, state.batch_size, state.replicas)
         if self.continued is not None and state.started and done >= len(self):
             # a fit stopped by max_steps at an epoch's last batch is restored with that epoch whole but not yet
             # closed: Lightning would take one batch of this pass and close it, so serving the next epoch here
@@ -100,10 +105,6 @@ class ResumableLoader(DataLoader):
             epoch, skip = state.epoch + 1, 0
         else:  # a fit's first pass: the epoch Lightning set (0)
             epoch, skip = sampler.epoch, 0
-        if skip and (state.batch_size, state.replicas) not in ((0, 0), (self.batch_size, sampler.num_replicas)):
-            log.warning("resuming epoch %d at batch %d with data.batch_size %d on %d device(s), where it was %d on %d: "
-                        "the rest of the epoch repeats or leaves out some of its blocks", epoch, skip, self.batch_size,
-                        sampler.num_replicas, state.batch_size, state.replicas)
         sampler.seed = state.seed
         sampler.set_epoch(epoch)
         sampler.skip = skip * self.batch_size

@@ -106,19 +106,36 @@ def refuse_linked_keys_in_configs(argv: list[str], links: dict[str, str]) -> Non
     the parser, which names them."""
     import yaml
 
-    configs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("-c", "--config")]
-    for config in configs:
+    sections = {target.split(".")[0] for target in links}
+    for section, config in _config_files(argv, sections):
         try:
             with open(config, encoding="utf-8") as f:
                 tree = yaml.safe_load(f)
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue
         for target, source in links.items():
+            if section and not target.startswith(section + "."):
+                continue
             node = tree
-            for part in target.split("."):
+            for part in (target.removeprefix(section + ".") if section else target).split("."):
                 node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
             if node is not _MISSING:
                 raise ValueError(f"{config}: {target} follows {source} and cannot be set on its own: set {source}")
+
+
+def _config_files(argv: list[str], sections: set[str]) -> list[tuple[str, str]]:
+    """The config files on the command line, each with the section it is read into ("" for the whole config):
+    ``--config FILE``, ``-c FILE``, ``--config=FILE``, and a section's own file, ``--data FILE`` or ``--data=FILE``."""
+    found = []
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        section = "" if name in ("-c", "--config") else name.removeprefix("--") if name.startswith("--") else None
+        if section is None or (section and section not in sections):
+            continue
+        path = value if eq else argv[i + 1] if i + 1 < len(argv) else None
+        if path and not path.startswith("-") and not path.lstrip().startswith("{"):  # a file, not inline YAML
+            found.append((section, path))
+    return found
 
 
 _MISSING = object()

@@ -265,14 +265,15 @@ def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
                          key=lambda d: (os.path.islink(os.path.join(root, d)), d))
         for f in files:
             path = Path(root) / f
-            # os.walk lists a link whose target is gone among the files: a folder's (no suffix) loses its files too
-            if f.startswith(".") or Path(f).suffix.lower() not in (*SUFFIXES, ""):
+            if f.startswith("."):
                 continue
+            # os.walk lists a link whose target is gone among the files, and cannot tell a folder's (whose files
+            # would be lost: `wiki.en`, `shard2`) from a file's
             if path.is_symlink() and not path.exists() and os.path.realpath(path) not in seen:  # not the cleaned one
                 raise CorpusError(f"raw corpus file or folder {path}: a link to {os.readlink(path)}, which does not "
                                   "exist (a disk not mounted, a large file not fetched yet?): bring it back or remove "
                                   "the link")
-            if Path(f).suffix == "":
+            if Path(f).suffix.lower() not in SUFFIXES:
                 continue
             if path.is_file():
                 link = path.is_symlink()

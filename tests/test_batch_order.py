@@ -82,12 +82,12 @@ def test_resuming_an_epoch_with_another_batch_size_warns(caplog):
     loader = training_loader(BLOCKS, 4, 0, seed=7)
     epoch(loader, 0, stop=2)
     state = loader.state_dict()
-    for batch_size, warns in ((4, False), (2, True)):
-        resumed = training_loader(BLOCKS, batch_size, 0, seed=7)
+    for batch_size, warns in ((4, False), (2, True), (16, True)):  # 16: the shorter epoch has nothing left
+        resumed = training_loader(BLOCKS, batch_size, 0, seed=7, continued=lambda: 2)
         resumed.load_state_dict(state)
         caplog.clear()
         epoch(resumed, 0)
-        assert ("with data.batch_size 2 on 1 device(s), where it was 4 on 1" in caplog.text) == warns
+        assert (f"with data.batch_size {batch_size} on 1 device(s), where it was 4 on 1" in caplog.text) == warns
 
 
 def test_another_sampler_is_served_as_it_is():

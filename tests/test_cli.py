@@ -555,14 +555,24 @@ def test_a_training_value_that_fails_at_the_first_batch_is_refused_before_prepar
 def test_a_linked_key_in_a_config_file_is_refused_not_dropped(tmp_path, monkeypatch, capsys, text, says):
     config = tmp_path / "linked.yaml"
     config.write_text(text, encoding="utf-8")
-    monkeypatch.setattr("sys.argv", ["ivr", "prepare", "--data.artifacts_dir", str(tmp_path / "a"),
-                                     "--config", str(config)])
-    monkeypatch.delenv("IVR_DEBUG", raising=False)
-    with pytest.raises(SystemExit) as exc:
+    section, _, rest = text.partition(":\n")
+    forms = {"--config": ["--config", str(config)], "--config=": [f"--config={config}"]}
+    for form, given in forms.items():
+        monkeypatch.setattr("sys.argv", ["ivr", "prepare", "--data.artifacts_dir", str(tmp_path / "a"), *given])
+        monkeypatch.delenv("IVR_DEBUG", raising=False)
+        with pytest.raises(SystemExit) as exc:
+            main()
+        assert exc.value.code == 2
+        assert f"ivr: error: {config}: {says}" in capsys.readouterr().err, form
+        assert not (tmp_path / "a").exists()
+    # a section's own file (`--data FILE`) holds the section's keys
+    own = tmp_path / "section.yaml"
+    own.write_text("\n".join(line.strip() for line in rest.splitlines()) + "\n", encoding="utf-8")
+    monkeypatch.setattr("sys.argv", ["ivr", "prepare", "--data.artifacts_dir", str(tmp_path / "a"), f"--{section}",
+                                     str(own)])
+    with pytest.raises(SystemExit):
         main()
-    assert exc.value.code == 2
-    assert f"ivr: error: {config}: {says}" in capsys.readouterr().err
-    assert not (tmp_path / "a").exists()
+    assert f"ivr: error: {own}: {says}" in capsys.readouterr().err
 
 
 def test_a_block_longer_than_a_local_pretrained_model_s_context_stops_prepare_before_any_stage(tmp_path):

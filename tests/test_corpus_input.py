@@ -24,12 +24,13 @@ def _records(n: int, start: int = 0) -> str:
     return "".join(json.dumps({"text": f"record {i}\n"}) + "\n" for i in range(start, start + n))
 
 
-def test_a_linked_folder_whose_target_is_gone_is_named_not_left_out(tmp_path):
+@pytest.mark.parametrize("name", ["shard2", "wiki.en"])  # a folder's name may hold a dot
+def test_a_linked_folder_whose_target_is_gone_is_named_not_left_out(tmp_path, name):
     raw = tmp_path / "raw"
     (raw / "shard1").mkdir(parents=True)
     (raw / "shard1" / "a.jsonl").write_text(_records(3), encoding="utf-8")
-    (raw / "shard2").symlink_to(tmp_path / "not-mounted" / "shard2", target_is_directory=True)
-    with pytest.raises(CorpusError, match=r"raw corpus file or folder .*shard2: a link to .*not-mounted/shard2, "
+    (raw / name).symlink_to(tmp_path / "not-mounted" / name, target_is_directory=True)
+    with pytest.raises(CorpusError, match=rf"raw corpus file or folder .*{name}: a link to .*not-mounted/{name}, "
                                           r"which does not exist"):
         _clean(raw, tmp_path)
 
