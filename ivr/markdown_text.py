@@ -7,7 +7,9 @@ import json
 import re
 from collections.abc import Iterable
 
-LEGEND = "Strings are shown as code with ␠ for a space and JSON escapes for the rest (`\\n` a newline, `\\\\` a backslash)."
+LEGEND = ("Strings are shown as code with ␠ for a space and JSON escapes for the rest (`\\n` a newline, `\\\\` a "
+          "backslash); a byte that is no UTF-8 text on its own (part of a character split across tokens) shows as "
+          "`\\\\xe3`, as the text of a backslash, x, e and 3 does.")
 # characters a renderer would show as a space or as the space sign: written as escapes
 _LOOKALIKES = {"␠": "\\u2420", "\u00a0": "\\u00a0", "\u2007": "\\u2007", "\u202f": "\\u202f", "\u3000": "\\u3000"}
 
