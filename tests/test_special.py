@@ -34,6 +34,20 @@ def test_endoftext_separates_documents_where_the_vocabulary_has_it(tmp_path):
     assert read_special_tokens(path).separator_id == 3
 
 
+def test_a_separator_that_is_a_plain_vocabulary_piece_is_never_freed_nor_reassigned(tmp_path):
+    from ivr.tokenizers.remap_rules import RemapRuleError, validate_remap_rules
+
+    tmp_path.mkdir(exist_ok=True)
+    tok = Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2, "<|endoftext|>": 3}, [("a", "b")]))
+    tok.add_special_tokens(["</s>"])
+    tok.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}), encoding="utf-8")
+    special = read_special_tokens(tmp_path)
+    assert special.separator_id == 3 and special.protected_ids() == {3, 4}
+    with pytest.raises(RemapRuleError, match=r"id 3 is the document separator"):
+        validate_remap_rules([{"id": 3, "new_token": "ba"}], "rules.yaml", tokenizer=tok, special=special)
+
+
 def test_without_a_config_only_gpt2s_layout_is_read(tmp_path):
     (tmp_path / "a").mkdir()
     special = read_special_tokens(tokenizer_dir(tmp_path / "a", ["<|endoftext|>"]))

@@ -198,6 +198,8 @@ class _Checker:
         self.protected = {i: ["an added token"] for i in added}
         for role, i in (special.role_ids() if special else {}).items():
             self.protected.setdefault(i, []).append(f"the {role} token")
+        if special is not None:
+            self.protected.setdefault(special.separator_id, []).append("the document separator")
         self.protected_tokens = set(added.values()) | {ENDOFTEXT}
         self.pieces = vocab_pieces(tokenizer) if tokenizer is not None else []
         self.vocab = {p: i for i, p in enumerate(self.pieces)}
@@ -229,7 +231,7 @@ class _Checker:
         given_old = entry.get("old_token")
         old = self._old_token(rid, given_old)
         if rid in self.protected or old in self.protected_tokens:
-            why = " and ".join(self.protected.get(rid, ["an added token"]))
+            why = " and ".join(self.protected.get(rid, ["the document separator" if old == ENDOFTEXT else "an added token"]))
             raise _Invalid(f"{readable(old)} cannot be reassigned: id {rid} is {why}")
         if old in self.single_bytes:
             raise _Invalid(f"single-byte token {readable(old)!r} cannot be reassigned")

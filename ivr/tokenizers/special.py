@@ -55,8 +55,9 @@ class SpecialTokens:
         return {role: i for role in ROLES if (i := getattr(self, f"{role}_id")) is not None}
 
     def protected_ids(self) -> set[int]:
-        """Ids IVR never frees: every added token and every id named by a role."""
-        return set(self.added) | set(self.role_ids().values())
+        """Ids IVR never frees: every added token, every id named by a role, and the document separator (a plain
+        vocabulary piece in some BPEs, whose eos is another token)."""
+        return set(self.added) | set(self.role_ids().values()) | {self.separator_id}
 
     def to_json(self) -> dict:
         return {
