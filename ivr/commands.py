@@ -8,6 +8,7 @@ itself is only built in ``configure_model``. ``ivr.cli`` parses the command line
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -90,14 +91,9 @@ class IVRTrainer(Trainer):
                 ckpt_path = str(last)
         # the rest as Lightning's own signature has it (``weights_only`` since 2.6)
         try:
-            return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, **kwargs)
-        except RuntimeError as err:
-            # only the restore's own error: a shape bug in training code must keep its traceback
-            if ckpt_path is None or "Error(s) in loading state_dict" not in str(err):
-                raise
-            raise ValueError(f"{ckpt_path}: its weights do not fit the configured model ({_first_mismatch(err)}); "
-                             "resume with the model settings of the fit that wrote it, or leave out --ckpt_path to "
-                             "start a new fit") from None
+            with _weights_fit(ckpt_path, "resume with the model settings of the fit that wrote it, or leave out "
+                                         "--ckpt_path to start a new fit"):
+                return super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, **kwargs)
         except SystemExit:
             if not self.interrupted:
                 raise
@@ -135,7 +131,8 @@ class IVRTrainer(Trainer):
             verbose: Print the scores as a table too.
         """
         ckpt_path = self._checkpoint("validate", datamodule, ckpt_path)
-        return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
+        with _weights_fit(ckpt_path, SAME_MODEL):
+            return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
 
     def test(self, model=None, dataloaders=None, ckpt_path: str | None = None, verbose: bool = True, datamodule=None,
              **kwargs):
@@ -145,8 +142,9 @@ class IVRTrainer(Trainer):
             ckpt_path: Checkpoint to score, as for validate: default ``last.ckpt``, ``base`` without fine-tuning.
             verbose: Print the scores as a table too.
         """
-        return super().test(model, dataloaders, self._checkpoint("test", datamodule, ckpt_path), verbose, datamodule,
-                            **kwargs)
+        ckpt_path = self._checkpoint("test", datamodule, ckpt_path)
+        with _weights_fit(ckpt_path, SAME_MODEL):
+            return super().test(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
 
     def _checkpoint(self, command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
         # a trainer that has trained in this process scores the weights it holds, as Lightning's does
@@ -177,13 +175,17 @@ class IVRTrainer(Trainer):
             top_k: Sample among the k most likely tokens; 0: among all.
         """
         GenerationSettings(max_new_tokens, temperature, top_k)  # checked before any file is read
+        if self.world_size > 1:  # each process would write its own share of the prompts to the one file
+            raise ValueError("ivr predict writes one predictions.jsonl from one process: run it on one device "
+                             "(--trainer.devices 1)")
         if datamodule is not None:
             read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
         ckpt_path = self._checkpoint("predict", datamodule, ckpt_path)
         if isinstance(model, IVRLanguageModel):
             stops, pad = datamodule.generation_ids() if datamodule is not None else ((), None)
             model.generation = GenerationSettings(max_new_tokens, temperature, top_k, stops, pad)
-        predictions = super().predict(model, dataloaders, datamodule, True, ckpt_path) or []
+        with _weights_fit(ckpt_path, SAME_MODEL):
+            predictions = super().predict(model, dataloaders, datamodule, True, ckpt_path) or []
         if datamodule is not None:
             tok = datamodule.tokenizer()
             records = [{"prompt": p["prompt"], "continuation": tok.decode(p["ids"])} for p in predictions]
@@ -227,6 +229,22 @@ class IVRTrainer(Trainer):
         }
         datamodule.hparams.update({k: v for k, v in overrides.items() if v is not None})
         _print_artifacts("init", datamodule.run_stage("init"))
+
+
+SAME_MODEL = "use the model settings of the fit that wrote it"
+
+
+@contextlib.contextmanager
+def _weights_fit(ckpt_path: str | None, what_to_do: str):
+    """A checkpoint whose weights do not fit the configured model: one error naming it, not torch's traceback."""
+    try:
+        yield
+    except RuntimeError as err:
+        # only the restore's own error: a shape bug in training code must keep its traceback
+        if ckpt_path is None or "Error(s) in loading state_dict" not in str(err):
+            raise
+        raise ValueError(f"{ckpt_path}: its weights do not fit the configured model ({_first_mismatch(err)}); "
+                         f"{what_to_do}") from None
 
 
 def _first_mismatch(err: RuntimeError) -> str:

@@ -247,7 +247,11 @@ def load_lightning_checkpoint(
     if not state:
         raise ValueError(f"{checkpoint_path}: no weights under prefix {prefix!r}")
 
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a size mismatch raises even when not strict
+        shapes = next((line.strip().rstrip(".") for line in str(err).splitlines() if "size mismatch" in line), err)
+        raise ValueError(f"{checkpoint_path}: state dict does not fit the model ({shapes})") from None
     head = model.get_output_embeddings()
     tied = head.weight is model.get_input_embeddings().weight
     head_key = next((f"{name}.weight" for name, module in model.named_modules() if module is head), None)

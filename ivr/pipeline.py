@@ -28,6 +28,7 @@ from ivr.collector import collector_paused
 from ivr.cleaned_corpus import SplitTexts, check_splits, corpus_content, iter_documents, read_manifest
 from ivr.corpus import clean_corpus, cleaned_from_current_sources
 from ivr.embeddings import align_embeddings, align_outputs
+from ivr.export import EXPORT_METADATA_FILE
 from ivr.figures import exact_share
 from ivr.packing import check_splits_may_fill_a_block, encoded_batches, write_packed_splits
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
@@ -323,6 +324,11 @@ def align(
                                                                    else "run `ivr remap` (or `ivr prepare`) first"))
     if base.from_config is None and not base.name_or_path:
         raise ValueError("ivr align needs a base model: set model.model_name_or_path or model.from_config")
+    if base.from_config is None and (Path(base.name_or_path) / EXPORT_METADATA_FILE).is_file():
+        # its ids already mean the new strings: aligning would overwrite the rows its fit trained
+        raise ValueError(f"{base.name_or_path} is an ivr export, whose reassigned rows are trained already: go on "
+                         "from its fit's checkpoint (--ckpt_path), or set model.model_name_or_path to the original "
+                         "base model")
     key = lambda: {  # noqa: E731
         "base_model": plain(base.from_config) if base.from_config is not None else base.name_or_path,
         "base_model_files": checkpoint_fingerprint(base.name_or_path) if base.from_config is None else None,

@@ -1,5 +1,5 @@
-"""The prompts file of ``ivr predict``: one prompt per line, ``\\n`` inside a line standing for a newline and
-``\\\\`` for a backslash."""
+"""The prompts file of ``ivr predict``: one prompt per line (empty lines skipped, a line of spaces kept), ``\\n``
+inside a line standing for a newline and ``\\\\`` for a backslash."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ def read_prompts(path: str | Path | None) -> list[str]:
     """The prompts of ``path``; errors name the file and say what is expected."""
     if not path:
         raise ValueError("ivr predict needs --data.prompts_path: a text file with one prompt per line")
-    prompts = [_unescape(line) for line in read_user_lines(path, "data.prompts_path") if line.strip()]
+    # an empty line is no prompt; one of spaces (an indentation to continue) is
+    prompts = [_unescape(line) for line in read_user_lines(path, "data.prompts_path") if line]
     if not prompts:
         raise ValueError(f"{path} holds no prompts (one per line expected)")
     return prompts

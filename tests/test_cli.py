@@ -186,6 +186,12 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
     with pytest.raises(ValueError, match=r"last\.ckpt: its weights do not fit the configured model \(size mismatch"):
         main(["fit", *tiny_cli_args(tmp_path, "--model.from_config.n_embd", "32"), "--trainer.max_steps", "6",
               "--ckpt_path", str(checkpoints / "last.ckpt")])
+    # scoring it with another shape too; and predict runs in one process, which writes the one predictions file
+    with pytest.raises(ValueError, match=r"last\.ckpt: its weights do not fit the configured model \(size mismatch"):
+        main(["validate", *tiny_cli_args(tmp_path, "--model.from_config.n_inner", "32")])
+    with pytest.raises(ValueError, match=r"ivr predict writes one predictions.jsonl from one process"):
+        main(["predict", *tiny_cli_args(tmp_path), "--data.prompts_path", str(tmp_path / "p.txt"),
+              "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"])
 
 
 def test_a_checkpoint_file_given_by_path_is_checked_before_lightning_reads_it(tmp_path):

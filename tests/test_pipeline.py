@@ -282,3 +282,21 @@ def test_hand_edited_rules_may_not_free_an_id_the_user_protected(ivr_run, tmp_pa
         main([*remap, "--data.select.protected_tokens", json.dumps([rules[2]["old_text"]])])
     main(remap)
     assert len(yaml.safe_load((tree / "tokenizers" / "remapped" / "remap_rules.yaml").read_text())["rules"]) == 3
+
+
+def test_align_refuses_an_ivr_export_as_its_base_model(tmp_path):
+    """An export's ids already mean the new strings: aligning would overwrite the rows its fit trained."""
+    from ivr import pipeline
+    from ivr.export import EXPORT_METADATA_FILE
+    from ivr.paths import ArtifactPaths
+    from ivr.pipeline_config import BaseModel, PipelineConfig
+
+    export = tmp_path / "hf_export"
+    export.mkdir()
+    (export / EXPORT_METADATA_FILE).write_text("{}", encoding="utf-8")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("[]\n", encoding="utf-8")
+    config = PipelineConfig(paths=ArtifactPaths.from_config(tmp_path / "artifacts"),
+                            base_model=BaseModel(name_or_path=str(export)))
+    with pytest.raises(ValueError, match=r"hf_export is an ivr export, whose reassigned rows are trained already"):
+        pipeline.align(config, tmp_path / "original", tmp_path / "remapped", rules)

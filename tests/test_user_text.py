@@ -45,3 +45,6 @@ def test_prompts_end_at_newlines_only_and_escape_newlines_and_backslashes(tmp_pa
     path = tmp_path / "prompts.txt"
     path.write_text("page one\x0cpage two\u2028same line\r\nprint('a\\\\nb')\\n    \n\n", encoding="utf-8")
     assert read_prompts(path) == ["page one\x0cpage two\u2028same line", "print('a\\nb')\n    "]
+    # a line of spaces is a prompt (an indentation to continue); an empty line is none
+    path.write_text("import os\n    \n\ndef f():\n", encoding="utf-8")
+    assert read_prompts(path) == ["import os", "    ", "def f():"]
