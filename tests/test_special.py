@@ -116,3 +116,14 @@ def test_further_special_tokens_are_read_and_carried(tmp_path, listed):
     with pytest.raises(ValueError, match=r"the further special tokens \['<\|z\|>'\] are not added tokens"):
         read_special_tokens(tokenizer_dir(tmp_path / "bad", ["</s>"], {"eos_token": "</s>",
                                                                        "additional_special_tokens": ["<|z|>"]}))
+
+
+@pytest.mark.parametrize("config, extra", [({}, ("<|a|>",)), ({"added_tokens_decoder": {}}, ())])
+def test_the_map_s_further_special_tokens_count_only_where_transformers_reads_them(tmp_path, config, extra):
+    from transformers import AutoTokenizer
+
+    path = tokenizer_dir(tmp_path, ["</s>", "<|a|>"], {"eos_token": "</s>", **config})
+    (path / "special_tokens_map.json").write_text(json.dumps({"eos_token": "</s>",
+                                                              "additional_special_tokens": ["<|a|>"]}), encoding="utf-8")
+    assert read_special_tokens(path).extra == extra
+    assert len(AutoTokenizer.from_pretrained(str(path)).all_special_ids) == 1 + len(extra)

@@ -158,8 +158,10 @@ def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
     config, mapped = (configs.get(directory / name, {}) for name in CONFIG_FILES)
     config_file, map_file = (directory / name for name in CONFIG_FILES)
     roles = config_roles(config, str(config_file))
-    # as transformers reads them: the map's roles replace the config's, unless the config lists the added tokens
-    if "added_tokens_decoder" not in config:
+    # as transformers reads them: the map's roles (and further special tokens) replace the config's, unless the
+    # config lists the added tokens
+    from_map = "added_tokens_decoder" not in config
+    if from_map:
         roles.update({role: value for role, value in config_roles(mapped, str(map_file)).items()
                       if f"{role}_token" in mapped})
     if not any(roles.values()) and {t.content for t in tok.get_added_tokens_decoder().values()} == {ENDOFTEXT}:
@@ -168,7 +170,8 @@ def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
     length = first.get("model_max_length")
     # transformers writes int(1e30) for "no limit known"
     length = length if isinstance(length, int) and length < UNSET_LENGTH else None
-    extra = config_extra_tokens(config, str(config_file)) or config_extra_tokens(mapped, str(map_file))
+    extra = config_extra_tokens(config, str(config_file)) or (config_extra_tokens(mapped, str(map_file)) if from_map
+                                                              else ())
     return special_tokens(tok, roles, length, " and ".join(map(str, configs)), read_chat_template(directory, first),
                           extra)
 
