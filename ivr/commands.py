@@ -243,13 +243,10 @@ def _weights_fit(ckpt_path: str | None, what_to_do: str):
         # only the restore's own error: a shape bug in training code must keep its traceback
         if ckpt_path is None or "Error(s) in loading state_dict" not in str(err):
             raise
-        raise ValueError(f"{ckpt_path}: its weights do not fit the configured model ({_first_mismatch(err)}); "
+        from ivr.export import first_mismatch
+
+        raise ValueError(f"{ckpt_path}: its weights do not fit the configured model ({first_mismatch(err)}); "
                          f"{what_to_do}") from None
-
-
-def _first_mismatch(err: RuntimeError) -> str:
-    """The first "size mismatch for …" line of torch's load_state_dict error."""
-    return next((line.strip().rstrip(".") for line in str(err).splitlines() if "size mismatch" in line), str(err))
 
 
 def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:

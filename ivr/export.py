@@ -250,8 +250,7 @@ def load_lightning_checkpoint(
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # a size mismatch raises even when not strict
-        shapes = next((line.strip().rstrip(".") for line in str(err).splitlines() if "size mismatch" in line), err)
-        raise ValueError(f"{checkpoint_path}: state dict does not fit the model ({shapes})") from None
+        raise ValueError(f"{checkpoint_path}: state dict does not fit the model ({first_mismatch(err)})") from None
     head = model.get_output_embeddings()
     tied = head.weight is model.get_input_embeddings().weight
     head_key = next((f"{name}.weight" for name, module in model.named_modules() if module is head), None)
@@ -261,3 +260,8 @@ def load_lightning_checkpoint(
             f"{checkpoint_path}: state dict does not fit the model; missing {missing}, unexpected {unexpected}"
         )
     return model
+
+
+def first_mismatch(err: RuntimeError) -> str:
+    """The first "size mismatch for …" line of torch's load_state_dict error."""
+    return next((line.strip().rstrip(".") for line in str(err).splitlines() if "size mismatch" in line), str(err))

@@ -360,8 +360,8 @@ def select_replacements(
         "lengthening_training_words": {readable(s): n for s, n in sorted(lengthening_domain.items(),
                                                                          key=lambda kv: (-kv[1], kv[0]))},
         "excluded": excluded,
+        "no_curve_because": no_curve,
     }
-    summary["no_curve_because"] = no_curve
     if curve is not None:
         summary.update(
             validation_fitted_saving_pct=curve.fitted_pct[-1],
