@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import statistics
@@ -30,12 +29,6 @@ PROSE_CHARS = 4_000_000
 CODE_SKIPPED_DIRS = frozenset({"site-packages", "test", "tests", "idlelib"})
 CODE_SKIPPED_NAMES = frozenset({"topics.py"})
 
-
-# the Hub's pre-tokenizer of SmolLM2 and StarCoder (every digit on its own, then GPT-2's regex), which their GGUF
-# conversions replace by GPT-2's regex alone
-HUB_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
-    {"type": "Digits", "individual_digits": True},
-    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
 
 # llama.cpp's vocabulary-only GGUF files of real models (Llama-3, Qwen2, StarCoder, DeepSeek, Falcon, GPT-2) with
 # their tokenizer test strings, as the llama-cpp-python source distribution on PyPI ships them
@@ -83,15 +76,6 @@ def llama_cpp_cases(gguf: Path) -> list[tuple[str, list[int]]]:
     if len(out) < len(inp):
         raise SystemExit(f"{gguf}.out: {len(out)} lines for {len(inp)} test strings")
     return [(text, [int(i) for i in line.split()]) for text, line in zip(inp, out)]
-
-
-def rewrite_tokenizer_json(directory: Path, change) -> None:
-    """Apply ``change`` to the parsed ``tokenizer.json`` of ``directory`` and write it back (a source put into the
-    form its Hub ``tokenizer.json`` has, where a GGUF conversion differs)."""
-    path = directory / "tokenizer.json"
-    spec = json.loads(path.read_text(encoding="utf-8"))
-    change(spec)
-    path.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
 
 
 def stdlib_split(heldout_every: int) -> tuple[list[str], list[str]]:

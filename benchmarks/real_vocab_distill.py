@@ -10,11 +10,11 @@ settings, verified on the held-out code and English prose, and the encode speed 
     uv run --group smollm2 python benchmarks/real_vocab_distill.py --out /tmp/real_vocabs
 
 ``transformers`` converts Llama-3's and Qwen2's files with their own pre-tokenizer regexes, which the distilled
-tokenizer keeps (with run cuts, no split or word rules). Where the conversion is known to differ from the model's
-``tokenizer.json`` on the Hub, ``--form hub`` (the default) restores the Hub's form: Llama-3's ``ignore_merges``
-and StarCoder's isolated digits (``Digits(individual_digits=True)`` before GPT-2's regex). DeepSeek's and Falcon's
-own pre-tokenizers are not restored: those sources are the converted tokenizers (GPT-2's regex), and the test
-strings show how far they are from the models'.
+tokenizer keeps (with run cuts, no split or word rules). What the conversion drops of a file's pre-tokenizer type,
+``ivr`` reads as llama.cpp does: Llama-3's ``ignore_merges`` and StarCoder's isolated digits
+(``Digits(individual_digits=True)`` before GPT-2's regex). DeepSeek's and Falcon's own pre-tokenizers are not
+restored: those sources are the converted tokenizers (GPT-2's regex), and the test strings show how far they are
+from the models'.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import statistics
 from pathlib import Path
 
 from common import (
-    HUB_PRE_TOKENIZER, LLAMA_CPP_VOCABS, Stopwatch, add_heldout_every, encode_speeds, english_prose, llama_cpp_cases,
-    llama_cpp_vocab, parser, rewrite_tokenizer_json, stdlib_split,
+    LLAMA_CPP_VOCABS, Stopwatch, add_heldout_every, encode_speeds, english_prose, llama_cpp_cases, llama_cpp_vocab,
+    parser, stdlib_split,
 )
 
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
@@ -34,9 +34,6 @@ from ivr.tokenizers.io import load_tokenizer, read_special_tokens
 from ivr.tokenizers.source import fetch_original_tokenizer
 
 TARGET = 0.9999
-# how the Hub's tokenizer.json differs from the GGUF conversion, as far as is known offline
-HUB_FORM = {"llama-bpe": lambda spec: spec["model"].update(ignore_merges=True),
-            "starcoder": lambda spec: spec.update(pre_tokenizer=HUB_PRE_TOKENIZER)}
 
 
 def matches(tok, cases: list[tuple[str, list[int]]]) -> int:
@@ -50,9 +47,6 @@ def main() -> None:
                     help="per vocabulary, its BPE (OUT/<vocabulary>/original), the distilled tokenizer and its reports")
     ap.add_argument("--vocabs", default="llama-bpe,qwen2,starcoder,deepseek-coder,deepseek-llm,falcon",
                     help="comma-separated llama.cpp vocabulary names (ggml-vocab-NAME.gguf)")
-    ap.add_argument("--form", choices=("hub", "gguf"), default="hub",
-                    help="the Hub's tokenizer.json where it is known to differ from the GGUF conversion, or the "
-                         "conversion as it is")
     ap.add_argument("--cache", type=Path, default=LLAMA_CPP_VOCABS, help="where the GGUF files are kept")
     ap.add_argument("--repeats", type=int, default=3, help="passes over the held-out code for the encode speed")
     add_heldout_every(ap)
@@ -69,8 +63,6 @@ def main() -> None:
         gguf = llama_cpp_vocab(name, args.cache)
         out = args.out / name
         original, _ = fetch_original_tokenizer(out / "original", str(gguf), force=True)
-        if args.form == "hub" and name in HUB_FORM:
-            rewrite_tokenizer_json(original, HUB_FORM[name])
         bpe, special = load_tokenizer(original), read_special_tokens(original)
         source = source_bpe(bpe)
         with Stopwatch() as stage:

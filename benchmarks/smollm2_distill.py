@@ -5,8 +5,8 @@ Python code get exactly SmolLM2's ids, ``decode`` is identical for every id, and
 
     uv run --group smollm2 python benchmarks/smollm2_distill.py --out /tmp/smollm2_distill
 
-``--pre-tokenizer hub`` gives the tokenizer the Hub's pre-tokenizer (``HuggingFaceTB/SmolLM2-135M``: every digit on
-its own, ``Digits(individual_digits=True)``, then GPT-2's regex) in place of the GGUF conversion's GPT-2 regex.
+The file's pre-tokenizer type (``smollm``) puts every digit on its own before GPT-2's regex, as the Hub's
+``tokenizer.json`` of ``HuggingFaceTB/SmolLM2-135M`` does (``ivr.tokenizers.source.with_gguf_pre_tokenization``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from common import (
-    HUB_PRE_TOKENIZER, Stopwatch, add_heldout_every, english_prose, parser, print_metrics, rewrite_tokenizer_json,
-    speed_rows, stdlib_split,
+    Stopwatch, add_heldout_every, english_prose, parser, print_metrics, speed_rows, stdlib_split,
 )
 
 from ivr.gguf import SMOLLM2_GGUF
@@ -32,15 +31,11 @@ def main() -> None:
                     help="where SmolLM2's BPE (OUT/original), the distilled tokenizer (OUT/tokenizer) and its "
                          "reports go")
     ap.add_argument("--gguf", default=SMOLLM2_GGUF, help="the GGUF file (a path or distribution:path)")
-    ap.add_argument("--pre-tokenizer", choices=("gguf", "hub"), default="gguf",
-                    help="the GGUF conversion's pre-tokenizer (GPT-2's regex), or the Hub's (digits on their own first)")
     ap.add_argument("--repeats", type=int, default=3, help="passes over the held-out code for the encode speed")
     add_heldout_every(ap)
     args = ap.parse_args()
 
     original, _ = fetch_original_tokenizer(args.out / "original", args.gguf, force=True)
-    if args.pre_tokenizer == "hub":
-        rewrite_tokenizer_json(original, lambda spec: spec.update(pre_tokenizer=HUB_PRE_TOKENIZER))
     bpe, special = load_tokenizer(original), read_special_tokens(original)
     fit_texts, held_texts = stdlib_split(args.heldout_every)
     prose = english_prose()

@@ -34,3 +34,12 @@ def locate_gguf(spec: str) -> Path:
     if not located.is_file():
         raise FileNotFoundError(f"{spec}: {dist} is installed but holds no file {inner} (looked at {located})")
     return located
+
+
+def pre_tokenizer_type(path: Path) -> str | None:
+    """The ``tokenizer.ggml.pre`` value of a GGUF file (llama.cpp's name for how its text is cut before BPE), or
+    None where the file has none."""
+    import gguf
+
+    field = gguf.GGUFReader(str(path)).fields.get("tokenizer.ggml.pre")
+    return str(field.contents()) if field is not None else None

@@ -1,10 +1,14 @@
-"""Locating GGUF checkpoints: a path, or a file inside an installed distribution; clear errors otherwise."""
+"""Locating GGUF checkpoints: a path, or a file inside an installed distribution; clear errors otherwise. Reading
+a GGUF tokenizer as its pre-tokenizer type says."""
 
 from __future__ import annotations
 
 import pytest
 
 from ivr.gguf import is_gguf, locate_gguf
+from ivr.tokenizers.byte_level import byte_to_char
+from ivr.tokenizers.io import file_sha256, load_tokenizer
+from ivr.tokenizers.source import fetch_original_tokenizer, from_gguf
 
 
 def test_a_path_is_returned_as_is(tmp_path):
@@ -31,3 +35,66 @@ def test_a_file_inside_an_installed_distribution_is_found():
 def test_missing_files_name_what_is_missing(spec, message):
     with pytest.raises(FileNotFoundError, match=message):
         locate_gguf(spec)
+
+
+def write_tokenizer_gguf(path, pre_type: str | None, tokens: list[str], merges: list[str]) -> None:
+    """A GGUF file holding a byte-level BPE tokenizer alone, as llama.cpp's converter writes its fields."""
+    gguf = pytest.importorskip("gguf")
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model("gpt2")
+    if pre_type is not None:
+        writer.add_tokenizer_pre(pre_type)
+    writer.add_token_list(tokens)
+    writer.add_token_types([gguf.TokenType.CONTROL] + [gguf.TokenType.NORMAL] * (len(tokens) - 1))
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(0)
+    writer.add_eos_token_id(0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+# a vocabulary of every byte, the special token at 0, and pieces that tell the readings apart: `Ġ4` (which only
+# GPT-2's regex alone gives, isolated digits never) and `abc`, which no merge builds (only ignore_merges gives it)
+TOKENS = ["<|endoftext|>", *byte_to_char().values(), "Ġ4", "ab", "abc"]
+MERGES = ["Ġ 4", "a b"]
+
+
+@pytest.mark.parametrize(
+    ("pre_type", "text", "pieces"),
+    [
+        (None, "a 42", ["a", "Ġ4", "2"]),  # no type named: transformers' conversion as it is
+        ("gpt2", "a 42", ["a", "Ġ4", "2"]),
+        ("smollm", "a 42", ["a", "Ġ", "4", "2"]),  # llama.cpp: every digit on its own first
+        ("starcoder", "a 42", ["a", "Ġ", "4", "2"]),
+        ("gpt2", "abc", ["ab", "c"]),
+        ("llama-bpe", "abc", ["abc"]),  # llama.cpp: ignore_merges, a word that is a piece is that piece
+    ],
+)
+def test_a_gguf_tokenizer_is_cut_as_its_pre_tokenizer_type_says(tmp_path, pre_type, text, pieces):
+    pytest.importorskip("gguf")
+    write_tokenizer_gguf(tmp_path / "tok.gguf", pre_type, TOKENS, MERGES)
+    tok, special, source = from_gguf(str(tmp_path / "tok.gguf"))
+    assert tok.encode(text).tokens == pieces
+    assert tok.get_vocab_size() == len(TOKENS) and special.eos_id == 0 and source["kind"] == "gguf"
+
+
+def test_a_copy_read_from_a_gguf_without_its_pre_tokenizer_type_is_read_again(tmp_path):
+    import json
+
+    pytest.importorskip("gguf")
+    write_tokenizer_gguf(tmp_path / "tok.gguf", "smollm", TOKENS, MERGES)
+    target = tmp_path / "original"
+    fetch_original_tokenizer(target, str(tmp_path / "tok.gguf"))
+    # as a copy read before the type was: GPT-2's regex alone, its hash recorded
+    spec = json.loads((target / "tokenizer.json").read_text())
+    spec["pre_tokenizer"] = spec["pre_tokenizer"]["pretokenizers"][1]
+    (target / "tokenizer.json").write_text(json.dumps(spec))
+    meta_path = target / "ivr_metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["requested"].pop("gguf_reading", None)
+    meta["tokenizer_sha256"] = file_sha256(target / "tokenizer.json")
+    meta_path.write_text(json.dumps(meta))
+    fetch_original_tokenizer(target, str(tmp_path / "tok.gguf"))
+    assert load_tokenizer(target).encode("a 42").tokens == ["a", "Ġ", "4", "2"]

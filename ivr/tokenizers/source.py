@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from ivr.gguf import is_gguf, locate_gguf
+from ivr.gguf import is_gguf, locate_gguf, pre_tokenizer_type
 from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.bpe import offline_gpt2_files, offline_gpt2_tokenizer
 from ivr.stamps import output_signature
@@ -34,6 +34,16 @@ log = logging.getLogger(__name__)
 
 # the Hub names of GPT-2, whose tokenizer the packaged vocabulary is when the Hub is out of reach
 GPT2_NAMES = ("openai-community/gpt2", "gpt2")
+
+# GGUF pre-tokenizer types (``tokenizer.ggml.pre``) that llama.cpp cuts with every digit on its own before GPT-2's
+# regex, as these models' Hub tokenizers do (``Digits(individual_digits=True)``); transformers' conversion keeps
+# GPT-2's regex alone
+GGUF_DIGITS_FIRST = frozenset({"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b"})
+# GGUF pre-tokenizer types whose BPE llama.cpp runs with ``ignore_merges`` (a word that is a piece is that piece),
+# as Llama-3's Hub tokenizer does; transformers' conversion leaves it off
+GGUF_IGNORE_MERGES = frozenset({"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0",
+                                "lfm2", "jina-v5-nano", "tekken", "minicpm5"})
+GGUF_READING = "transformers' conversion, then the pre-tokenizer type as llama.cpp reads it"
 
 
 def fetch_original_tokenizer(
@@ -87,6 +97,7 @@ def _requested(tokenizer_name: str, local_dir: str | Path | None) -> dict:
         if is_gguf(spec):
             path = locate_gguf(spec)
             requested["files"] = [[str(path), *output_signature(path)]]
+            requested["gguf_reading"] = GGUF_READING  # a tokenizer read from the file otherwise is read again
         elif local_dir or Path(tokenizer_name).is_dir():  # a directory's files, whichever setting names it
             directory = Path(spec)
             requested["files"] = [[name, file_sha256(directory / name)]
@@ -169,7 +180,7 @@ def from_gguf(spec: str) -> tuple[Tokenizer, SpecialTokens, dict]:
     except Exception as err:  # a cut or damaged file fails deep inside the reader (struct.error, KeyError, ...)
         raise ValueError(f"{path}: cannot read the tokenizer of this GGUF file ({type(err).__name__}: {err})") from err
     # a copy without the padding or truncation transformers may have set on its backend
-    tok = Tokenizer.from_str(fast.backend_tokenizer.to_str())
+    tok = with_gguf_pre_tokenization(Tokenizer.from_str(fast.backend_tokenizer.to_str()), pre_tokenizer_type(path))
     tok.no_padding()
     tok.no_truncation()
     check_byte_level_bpe(tok, str(path))
@@ -177,6 +188,20 @@ def from_gguf(spec: str) -> tuple[Tokenizer, SpecialTokens, dict]:
     special = special_tokens(tok, {k: str(v) if v is not None else None for k, v in roles.items()}, where=str(path),
                              chat_template=fast.chat_template if isinstance(fast.chat_template, str) else None)
     return tok, special, {"kind": "gguf", "spec": spec, "path": str(path)}
+
+
+def with_gguf_pre_tokenization(tok: Tokenizer, pre_type: str | None) -> Tokenizer:
+    """``tok`` as transformers converts a GGUF file, with what llama.cpp reads from the file's pre-tokenizer type
+    and transformers does not: isolated digits in front of GPT-2's regex, and ``ignore_merges``."""
+    spec = json.loads(tok.to_str())
+    pre = spec.get("pre_tokenizer") or {}
+    if pre_type in GGUF_DIGITS_FIRST and pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
+        spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True}, pre]}
+        log.info("GGUF pre-tokenizer type %r: every digit on its own before GPT-2's regex, as llama.cpp cuts it", pre_type)
+    if pre_type in GGUF_IGNORE_MERGES and spec["model"].get("type") == "BPE" and not spec["model"].get("ignore_merges"):
+        spec["model"]["ignore_merges"] = True
+        log.info("GGUF pre-tokenizer type %r: BPE with ignore_merges, as llama.cpp runs it", pre_type)
+    return Tokenizer.from_str(json.dumps(spec))
 
 
 def _hub_dir(name: str) -> Path:
