@@ -158,3 +158,30 @@ def test_a_byte_missing_from_the_vocabulary_is_dropped_as_bpe_drops_it():
     assert distilled.encode(text).ids == tok.encode(text).ids
     with pytest.raises(Exception, match="unk"):  # without the cut, the Unigram has no piece for the byte
         model.encode(byte_to_char()[4])
+
+
+def test_a_normalized_role_token_with_a_space_keeps_its_text_under_an_nfc_normalizer(tmp_path):
+    """An NFC source whose bos is a normalized special token holding a space and an accent: behind the byte-level
+    normalizer the distilled tokenizer must still name it by its text (config, id->token, decode without special
+    tokens), or transformers adds it again as a new id."""
+    from tokenizers import AddedToken, normalizers
+
+    tok = tiny_bpe()
+    tok.normalizer = normalizers.NFC()
+    tok.add_special_tokens([AddedToken("<é s>", normalized=True, special=True)])
+    source = tmp_path / "source"
+    source.mkdir()
+    tok.save(str(source / "tokenizer.json"))
+    (source / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<é s>", "eos_token": "<|im_end|>"}))
+    original, _ = fetch_original_tokenizer(tmp_path / "original", "some/model", local_dir=source, allow_hub=False)
+    special = read_special_tokens(original)
+    bos = special.bos_id
+    summary = distill_tokenizer(load_tokenizer(original), corpus()[:3], corpus()[3:], fast_settings(),
+                                tmp_path / "tokenizer", tmp_path / "r.md", tmp_path / "r.json", special=special)
+    ids = summary["ids"]
+    assert ids["id_to_token_identical"] and not ids["random_sequence_decode_mismatches"]
+    hf = AutoTokenizer.from_pretrained(str(tmp_path / "tokenizer"))
+    assert (hf.bos_token, hf.bos_token_id, len(hf)) == ("<é s>", bos, tok.get_vocab_size())
+    text = "<é s> def f(x): return x"
+    assert hf.encode(text) == AutoTokenizer.from_pretrained(str(original)).encode(text)
+    assert hf.decode(hf.encode(text), skip_special_tokens=True) == " def f(x): return x"

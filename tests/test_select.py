@@ -415,3 +415,13 @@ def test_more_forced_terms_than_replacements_is_an_error(distilled, code_docs, t
     settings = SelectSettings(num_replacements=2, forced_tokens_path=str(forced), protected_ids=protected, **FAST)
     with pytest.raises(ForcedTokensError, match=r"forced.txt: 2 new terms to force, but only 1 ids may be freed"):
         select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+
+
+def test_strings_inside_a_picked_one_save_nothing_and_the_log_says_why_fewer_ids_are_reassigned(distilled, tmp_path):
+    docs = [" antidisestablishmentarianism\n" * 3 for _ in range(20)]
+    sel = select_replacements(distilled, docs, SelectSettings(num_replacements=50, **FAST), tmp_path / "c.csv",
+                              tmp_path / "log.md")
+    assert [r.new_text for r in sel.replacements] == [" antidisestablishmentarianism"]
+    # every other span of the word (" antidis", "establishment", ...) lies inside it
+    assert sel.summary["saving_nothing"] == sel.summary["candidate_strings"] - 1 > 0
+    assert f"{sel.summary['saving_nothing']} candidate strings save nothing" in (tmp_path / "log.md").read_text()

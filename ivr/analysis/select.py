@@ -122,11 +122,13 @@ class _Ranker:
         heap = [(-self.bound[s], s) for s in self.ranked if s not in self.forced and s not in refused]
         heapq.heapify(heap)
         fresh: dict[str, int] = {}
+        self.saving_nothing = 0
         with tqdm(total=n, desc="select", unit="token", leave=False) as bar:
             while heap and len(picked) < n:
                 neg, s = heapq.heappop(heap)
                 if fresh.get(s) == len(picked):
-                    if -neg <= 0:
+                    if -neg <= 0:  # the best gain is none: every string left is inside the ones picked
+                        self.saving_nothing = len(heap) + 1
                         break
                     greedy.add(s)
                     picked.append((s, "ranked"))
@@ -339,6 +341,8 @@ def select_replacements(
         "distinct_pretokens": len(everything.counts),
         "pretokens_dropped": everything.dropped_pretokens,
         "candidate_strings": len(ranker.ranked),
+        # what the last pick left because they save nothing beside the strings picked before them
+        "saving_nothing": ranker.saving_nothing,
         "forced": sum(1 for r in replacements if r.reason == "forced"),
         "reassigned": len(replacements),
         "estimated_saving_tokens": saving,

@@ -115,6 +115,9 @@ def selection_log_text(settings: SelectSettings, summary: dict, reps: Sequence[R
             + (", ".join(f"{code(t)} {n}" for t, n in list(summary["lengthening_training_words"].items())[:20])
                or "none")
         ),
+        *([f"- {summary['saving_nothing']} candidate strings save nothing once the strings ranked above them are "
+             "tokens (each of their uses lies inside one of those), so fewer ids than `num_replacements` are "
+             "reassigned"] if summary.get("saving_nothing") else []),
         *([f"- {summary['unfilled_after_refills']} ids keep their old token: the strings picked for them still "
              "failed one of the two checks above after the last refill round"] if summary["unfilled_after_refills"]
           else []),

@@ -254,7 +254,7 @@ def _rate(ok: int, total: int) -> float | None:
 
 def compare_ids(distilled: Tokenizer, bpe: Tokenizer, random_sequences: int = 2000, seed: int = 0) -> dict:
     """Same id->piece map, same added tokens (content and flags) at the same ids, same ``decode([i])`` for every
-    id, same decode of random id sequences."""
+    id, same decode of random id sequences, with the special tokens and without them."""
     size = bpe.get_vocab_size(with_added_tokens=True)
     same_map = distilled.get_vocab(with_added_tokens=True) == bpe.get_vocab(with_added_tokens=True)
     ours, theirs = distilled.get_added_tokens_decoder(), bpe.get_added_tokens_decoder()
@@ -269,7 +269,10 @@ def compare_ids(distilled: Tokenizer, bpe: Tokenizer, random_sequences: int = 20
     ]
     rng = random.Random(seed)
     seqs = [[rng.randrange(size) for _ in range(rng.randint(1, 64))] for _ in range(random_sequences)]
-    bad_seq = sum(a != b for a, b in zip(distilled.decode_batch(seqs, False), bpe.decode_batch(seqs, False)))
+    # with the special tokens, and without them as generated text is decoded (which goes by each id's piece)
+    decoded = [(distilled.decode_batch(seqs, skip), bpe.decode_batch(seqs, skip)) for skip in (False, True)]
+    bad_seq = sum(a != b or c != d for a, b, c, d in zip(*decoded[0], *decoded[1]))
+    same_map = same_map and all(distilled.id_to_token(i) == bpe.id_to_token(i) for i in range(size))
     return {
         "vocab_size": distilled.get_vocab_size(with_added_tokens=True),
         "id_to_token_identical": same_map,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
 
-from ivr.tokenizers.byte_level import byte_to_char, piece_to_bytes, whole_text
+from ivr.tokenizers.byte_level import byte_to_char, piece_to_bytes, text_to_piece, whole_text
 from ivr.tokenizers.byte_level_regex import byte_level_regex, isolated_digits
 from ivr.tokenizers.distill.gpt2_regex import CLASS_RX, CONTRACTION, rx
 from ivr.tokenizers.distill.word_rules import word_rule_pattern
@@ -155,9 +155,13 @@ def with_rules(
     tok.decoder, tok.post_processor = shell.decoder, shell.post_processor
     for _, t in sorted(shell.get_added_tokens_decoder().items()):
         # matched as in the source: on the raw text where the source has no normalizer (ours maps bytes), on the
-        # normalized text where it has one and normalizes the token (its content goes through ours too)
+        # normalized text where it has one and normalizes the token (its content goes through ours too). A token
+        # that ours would map to other characters (a space, non-ASCII) is matched on the raw text even then: its
+        # mapped form would be its id's piece, which decode(..., skip_special_tokens=True) then keeps. The one
+        # difference: text that only the source's normalizer turns into the token (NFC of a decomposed accent).
+        normalized = t.normalized and (keep_pre_tokenizer or (own is not None and text_to_piece(t.content) == t.content))
         added = AddedToken(t.content, single_word=t.single_word, lstrip=t.lstrip, rstrip=t.rstrip,
-                           normalized=t.normalized and (keep_pre_tokenizer or own is not None), special=t.special)
+                           normalized=normalized, special=t.special)
         (tok.add_special_tokens if t.special else tok.add_tokens)([added])
     return tok
 
