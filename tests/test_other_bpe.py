@@ -94,6 +94,9 @@ def test_distilled_keeps_every_id_added_token_and_role(source_dir, distilled):
         ({"id": 1, "new_text": "zzqqxx"}, "<|im_start|> cannot be reassigned: id 1 is an added token and the bos token"),
         ({"id": 2, "new_text": "zzqqxx"}, "id 2 is an added token and the eos token and the pad token"),
         ({"id": 4, "new_text": "zzqqxx"}, "<file_sep> cannot be reassigned: id 4 is an added token"),
+        # old_text is written beside old_token and edited like new_text: it must name the token at the id
+        ({"id": 590, "old_text": "not the piece", "new_text": "zzqqxx"},
+         "old_text 'not the piece' is not the text of the distilled token at that id"),
     ],
 )
 def test_remap_rules_refuse_special_ids(distilled, bad, message):
@@ -185,3 +188,29 @@ def test_a_normalized_role_token_with_a_space_keeps_its_text_under_an_nfc_normal
     text = "<é s> def f(x): return x"
     assert hf.encode(text) == AutoTokenizer.from_pretrained(str(original)).encode(text)
     assert hf.decode(hf.encode(text), skip_special_tokens=True) == " def f(x): return x"
+
+
+def test_padding_as_transformers_reads_it_is_carried_and_its_pad_id_protected(tmp_path):
+    """A pad token and side named only by tokenizer.json's padding, a truncation side by the config: transformers
+    reads them there, so every derived directory must say them and remap must not free the pad id."""
+    tok = tiny_bpe()
+    pad = tok.id_to_token(590)  # a plain vocabulary piece
+    tok.enable_padding(direction="left", pad_id=590, pad_token=pad)
+    source = tmp_path / "source"
+    source.mkdir()
+    tok.save(str(source / "tokenizer.json"))
+    (source / "tokenizer_config.json").write_text(json.dumps({**{k: v for k, v in ROLES.items() if k != "pad_token"},
+                                                                  "truncation_side": "left"}))
+    original, meta = fetch_original_tokenizer(tmp_path / "original", "some/model", local_dir=source, allow_hub=False)
+    special = read_special_tokens(original)
+    assert (special.pad_id, special.padding_side, special.truncation_side) == (590, "left", "left")
+    assert 590 in special.protected_ids() and meta["special"]["pad_token"] == pad  # a piece's text, not null
+    with pytest.raises(RemapRuleError, match="id 590 is the pad token"):
+        validate_remap_rules([{"id": 590, "new_text": "zzqqxx"}], "r.yaml", load_tokenizer(original), special)
+    out = tmp_path / "distilled"
+    distill_tokenizer(load_tokenizer(original), corpus()[:3], corpus()[3:], fast_settings(), out, tmp_path / "r.md",
+                      tmp_path / "r.json", special=special)
+    for directory in (source, original, out):
+        hf = AutoTokenizer.from_pretrained(str(directory))
+        assert (hf.pad_token_id, hf.padding_side, hf.truncation_side) == (590, "left", "left"), directory
+        assert hf(["a", "abc def"], padding=True)["input_ids"][0][0] == 590

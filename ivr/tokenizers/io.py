@@ -97,6 +97,8 @@ def save_tokenizer_dir(
     roles = {f"{role}_token": added.get(i, tokenizer.id_to_token(i)) for role, i in special.role_ids().items()}
     with atomic_dir(target) as tmp:
         extra = {"additional_special_tokens": list(special.extra)} if special.extra else {}
+        extra.update({key: side for key in ("padding_side", "truncation_side")
+                      if (side := getattr(special, key)) is not None})
         fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **roles, **extra)
         if special.model_max_length is not None:
             fast.model_max_length = special.model_max_length
@@ -120,11 +122,12 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
 def read_tokenizer_file(
     directory: str | Path,
     hint: str = "run the stage that builds it again (`ivr prepare` rebuilds a changed or truncated artifact)",
+    keep_padding: bool = False,
 ) -> Tokenizer:
     """``directory``'s ``tokenizer.json`` as saved, but whole: without the padding or truncation a file saved after
     a call with ``truncation=True`` carries, which would cut every document (``load_tokenizer`` for encoding
     documents). ``hint``: what to do about a file that cannot be read (an artifact is built again, a user's
-    file replaced)."""
+    file replaced). ``keep_padding``: leave its padding, where transformers reads a pad token and side."""
     path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no tokenizer at {path}: run the stage that builds it first (see `ivr prepare`)")
@@ -132,7 +135,8 @@ def read_tokenizer_file(
         tok = Tokenizer.from_file(str(path))
     except Exception as err:  # the library raises a bare Exception for a file it cannot parse
         raise ValueError(f"{path}: not a tokenizer file the tokenizers library can read ({err}); {hint}") from None
-    tok.no_padding()
+    if not keep_padding:
+        tok.no_padding()
     tok.no_truncation()
     return tok
 
@@ -144,7 +148,9 @@ def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
     layout if ``<|endoftext|>`` is the one added token (GPT-2's Hub config holds ``model_max_length`` alone), else
     none."""
     directory = Path(tokenizer_dir)
-    tok = read_tokenizer_file(directory)
+    tok = read_tokenizer_file(directory, keep_padding=True)
+    # transformers takes a pad token and side from tokenizer.json's padding where the configs name none
+    padding = tok.padding or {}
     configs = {}
     for name in CONFIG_FILES:
         config_path = directory / name
@@ -156,7 +162,9 @@ def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
             if not isinstance(configs[config_path], dict):
                 raise ValueError(f"{config_path}: not a JSON object")
     if not configs:
-        return special_tokens_of(tok, str(directory / TOKENIZER_FILE))
+        special = special_tokens_of(tok, str(directory / TOKENIZER_FILE))  # GPT-2's layout, else an error
+        if not padding:
+            return special
     config, mapped = (configs.get(directory / name, {}) for name in CONFIG_FILES)
     config_file, map_file = (directory / name for name in CONFIG_FILES)
     roles = config_roles(config, str(config_file))
@@ -167,15 +175,25 @@ def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
         roles.update({role: value for role, value in config_roles(mapped, str(map_file)).items()
                       if f"{role}_token" in mapped})
     if not any(roles.values()) and {t.content for t in tok.get_added_tokens_decoder().values()} == {ENDOFTEXT}:
-        roles = GPT2_ROLES
-    first = next(iter(configs.values()))
+        roles = dict(GPT2_ROLES)
+    named_pad = "pad_token" in config or (from_map and "pad_token" in mapped)  # null included, as transformers reads it
+    if not named_pad and padding.get("pad_token"):
+        if tok.token_to_id(padding["pad_token"]) is not None:
+            roles["pad"] = padding["pad_token"]
+        else:  # tokenizers' default ``[PAD]`` of a file saved after a padded call: no id, no row in the model
+            log.warning("%s: the padding's pad token %r is not in the vocabulary; no pad token taken from it",
+                        directory / TOKENIZER_FILE, padding["pad_token"])
+    first = next(iter(configs.values()), {})
+    sides = {key: first[key] for key in ("padding_side", "truncation_side") if first.get(key) is not None}
+    if padding and "padding_side" not in sides:
+        sides["padding_side"] = padding["direction"].lower()
     length = first.get("model_max_length")
     # transformers writes int(1e30) for "no limit known"
     length = length if isinstance(length, int) and length < UNSET_LENGTH else None
     extra = config_extra_tokens(config, str(config_file)) or (config_extra_tokens(mapped, str(map_file)) if from_map
                                                               else ())
-    return special_tokens(tok, roles, length, " and ".join(map(str, configs)), read_chat_template(directory, first),
-                          extra)
+    where = " and ".join(map(str, configs or [directory / TOKENIZER_FILE]))
+    return special_tokens(tok, roles, length, where, read_chat_template(directory, first), extra, sides)
 
 
 def read_chat_template(directory: Path, config: dict) -> str | None:

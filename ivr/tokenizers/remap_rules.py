@@ -10,6 +10,7 @@ position (from 1) and its id, and list every bad rule at once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,9 +231,11 @@ class _Checker:
             raise _Invalid(f"id must be an int, got {rid!r}")
         given_old = entry.get("old_token")
         old = self._old_token(rid, given_old)
-        if rid in self.protected or old in self.protected_tokens:
-            why = " and ".join(self.protected.get(rid, ["the document separator" if old == ENDOFTEXT else "an added token"]))
-            raise _Invalid(f"{readable(old)} cannot be reassigned: id {rid} is {why}")
+        if rid in self.protected:
+            raise _Invalid(f"{readable(old)} cannot be reassigned: id {rid} is {' and '.join(self.protected[rid])}")
+        if old in self.protected_tokens:  # a complete rule whose old_token names a protected token elsewhere
+            why = "the document separator" if old == ENDOFTEXT else "an added token"
+            raise _Invalid(f"old_token {readable(old)} is {why}, not a token this rule may free at id {rid}")
         if old in self.single_bytes:
             raise _Invalid(f"single-byte token {readable(old)!r} cannot be reassigned")
         if rid in self.seen_ids:
@@ -240,6 +243,11 @@ class _Checker:
         self.seen_ids[rid] = n
         if self.tokenizer is not None and given_old not in (None, old):
             raise _Invalid(f"old_token {given_old!r} is not the distilled token {old!r} at that id")
+        # written beside old_token, and edited like new_text: a rule must free the token it names
+        given_text = entry.get("old_text")
+        if self.tokenizer is not None and given_text is not None and given_text != readable(old):
+            raise _Invalid(f"old_text {given_text!r} is not the text of the distilled token at that id "
+                           f"({readable(old)!r})")
         new = self._new_token(entry)
         if new in self.vocab:
             raise _Invalid(f"{readable(new)!r} is already in the vocabulary at id {self.vocab[new]}")
@@ -306,8 +314,8 @@ class _Checker:
     def _saving(value: object) -> float:
         if value is None:
             return 0.0
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise _Invalid(f"estimated_saving_pct must be a number, got {value!r}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise _Invalid(f"estimated_saving_pct must be a finite number (YAML: 1.0e-3, not 1e-3), got {value!r}")
         return float(value)
 
 

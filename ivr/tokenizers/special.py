@@ -49,6 +49,13 @@ class SpecialTokens:
     extra: tuple[str, ...] = ()
     """The further special tokens the source's config lists (``additional_special_tokens``, transformers 5's
     ``extra_special_tokens``), each an added token: ``all_special_ids`` of every derived tokenizer holds them."""
+    padding_side: str | None = None
+    """Where transformers pads and truncates the source's batches (its config's ``padding_side`` and
+    ``truncation_side``, the padding of its ``tokenizer.json`` for the first), repeated in every derived directory
+    and the export; ``None`` where the source leaves transformers' default."""
+    truncation_side: str | None = None
+    role_texts: tuple[tuple[str, str], ...] = ()
+    """Each named role's token text (``("pad", "<|im_end|>")``), a vocabulary piece's too."""
 
     def role_ids(self) -> dict[str, int]:
         """The ids the config names, by role (``eos``: 2), roles it leaves unnamed left out."""
@@ -62,21 +69,24 @@ class SpecialTokens:
     def to_json(self) -> dict:
         return {
             "added": {str(i): t for i, t in sorted(self.added.items())},
-            **{f"{role}_token": self.added.get(i) for role, i in self.role_ids().items()},
+            **{f"{role}_token": text for role, text in self.role_texts},
             **{f"{role}_id": getattr(self, f"{role}_id") for role in ROLES},
             "separator_id": self.separator_id,
             "model_max_length": self.model_max_length,
             "chat_template": self.chat_template is not None,
             "extra_special_tokens": list(self.extra),
+            "padding_side": self.padding_side,
+            "truncation_side": self.truncation_side,
         }
 
 
 def special_tokens(
     tok: Tokenizer, roles: dict[str, str | None], model_max_length: int | None = None, where: str = "the tokenizer",
-    chat_template: str | None = None, extra: tuple[str, ...] = (),
+    chat_template: str | None = None, extra: tuple[str, ...] = (), sides: dict[str, str] | None = None,
 ) -> SpecialTokens:
     """``tok``'s added tokens and the roles ``roles`` names by token (``{"eos": "<|im_end|>"}``); each named token
-    must be in ``tok``'s vocabulary, and each of ``extra`` (further special tokens) one of its added tokens."""
+    must be in ``tok``'s vocabulary, and each of ``extra`` (further special tokens) one of its added tokens.
+    ``sides``: ``padding_side`` and ``truncation_side``, ``"left"`` or ``"right"`` where given."""
     added = {i: t.content for i, t in sorted(tok.get_added_tokens_decoder().items())}
     ids: dict[str, int | None] = {}
     for role in ROLES:
@@ -92,8 +102,13 @@ def special_tokens(
     missing = [t for t in extra if t not in added.values()]
     if missing:
         raise ValueError(f"{where}: the further special tokens {missing[:20]} are not added tokens of the tokenizer")
+    sides = sides or {}
+    for key, side in sides.items():
+        if side not in ("left", "right"):
+            raise ValueError(f"{where}: {key} must be 'left' or 'right', got {side!r}")
     return SpecialTokens(added, ids["bos"], ids["eos"], ids["pad"], ids["unk"], separator, model_max_length,
-                         chat_template, tuple(extra))
+                         chat_template, tuple(extra), sides.get("padding_side"), sides.get("truncation_side"),
+                         tuple((role, roles[role]) for role in ROLES if ids[role] is not None))
 
 
 def special_tokens_of(tok: Tokenizer, where: str = "the tokenizer", model_max_length: int | None = None) -> SpecialTokens:
