@@ -260,6 +260,10 @@ def remap(config: PipelineConfig) -> list[Path]:
     paths, settings = config.paths, config.remap
     outputs = [paths.remapped_tokenizer_dir, paths.remap_rules, paths.remap_report_md, paths.remap_report_json]
     source = Path(settings.remap_rules_path) if settings.remap_rules_path else paths.replacement_candidates
+    if settings.remap_rules_path and source.resolve() == paths.remap_rules.resolve():
+        # the stage's own output: every build rewrites it, and a later run without the setting replaces it
+        raise ValueError(f"data.remap.remap_rules_path {source} is the remap stage's own output; copy it elsewhere, "
+                         "edit the copy and point data.remap.remap_rules_path at that")
     # what the rules are read from current first (hand-edited rules need only the distilled tokenizer)
     if settings.remap_rules_path:
         distill(config)
@@ -404,8 +408,9 @@ def dataset_dir(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int,
 
 def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int, heldout_fraction: float) -> Path:
     """Tokenize and pack the train and held-out splits into ``block_size`` blocks (once per cache key)."""
-    target = dataset_dir(paths, tokenizer, block_size, heldout_fraction)
     with artifacts_lock(paths):
+        # keyed under the lock: another run may rebuild the tokenizer or the corpus it hashes until then
+        target = dataset_dir(paths, tokenizer, block_size, heldout_fraction)
         if target.is_dir():  # the directory only ever appears by an atomic rename of a finished build
             return target
         tok = load_tokenizer(paths.tokenizer_dir(tokenizer))

@@ -4,14 +4,18 @@ the stamps themselves."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import types
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from ivr.collector import collector_paused
 from ivr.paths import ArtifactPaths
@@ -19,39 +23,65 @@ from ivr.stamps import code_fingerprint, is_current, library_versions, module_fi
 from ivr.tokenizers.io import file_sha256
 from ivr.tokenizers.special import CONFIG_FILES
 
+log = logging.getLogger(__name__)
+
+# how long a run waits for another run's lock on an artifact tree before it says it is waiting
+LOCK_NOTICE_SECONDS = 2.0
+
 
 def code_modules(fn: Callable, seen: set | None = None) -> set[str]:
     """The ``ivr`` modules whose functions and classes ``fn`` uses, following the helpers of ``fn``'s own module
     but not the other stages it brings up to date first (the values of that module's ``RUNNERS``: their outputs
     are in its key, by hash)."""
-    seen = set() if seen is None else seen
+    return _walk(fn, set() if seen is None else seen)[0]
+
+
+def _walk(fn: Callable, seen: set) -> tuple[set[str], set[str]]:
+    """``code_modules`` of ``fn``, and every name ``fn`` and the helpers followed there use."""
     home = fn.__module__
     if fn in seen:
-        return set()
+        return set(), set()
     seen.add(fn)
     names, todo = set(), [fn.__code__]
     while todo:  # nested functions and lambdas have code objects of their own
         code = todo.pop()
         names.update(code.co_names)
         todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    modules = set()
+    modules, used = set(), set(names)
     for name in names:
         value = fn.__globals__.get(name)
         if isinstance(value, types.FunctionType) and value.__module__ == home:
             if value not in fn.__globals__.get("RUNNERS", {}).values():
-                modules |= code_modules(value, seen)
+                more, more_names = _walk(value, seen)
+                modules |= more
+                used |= more_names
         elif isinstance(value, types.ModuleType):
             modules.add(value.__name__)
         elif getattr(value, "__module__", "") and value.__module__.startswith("ivr."):
             modules.add(value.__module__)
-    return modules - {home}
+    return modules - {home}, used
+
+
+def settings_modules(fn: Callable) -> set[str]:
+    """The modules of the settings ``fn`` reads by attribute (``config.select.protected()``): their methods decide
+    its outputs too, and the attribute's name can be a stage's own (``select``), which ``code_modules`` skips."""
+    config_class = fn.__globals__.get("PipelineConfig")  # the stage module's own (importing it here would put
+    # every stage's code into this module's import closure)
+    if config_class is None:
+        return set()
+    hints = typing.get_type_hints(config_class)
+    return {hints[n].__module__ for n in _walk(fn, set())[1]
+            if n in hints and getattr(hints[n], "__module__", "").startswith("ivr.")}
 
 
 def stage_code_fingerprint(fn: Callable, root: Path | None = None) -> str:
     """Fingerprint of the code that decides ``fn``'s outputs: its module's source plus the import closure of
-    every ``ivr`` module ``fn`` (and the helpers it calls there) uses, read under ``root`` (default: installed)."""
+    every ``ivr`` module ``fn`` (and the helpers it calls there) uses, and the source of the settings modules it
+    reads (those alone: a package's ``__init__`` would bring in other stages' code), read under ``root``
+    (default: installed)."""
     own = module_file(fn.__module__, root).read_bytes()
-    return hashlib.sha256(code_fingerprint(code_modules(fn), root).encode() + own).hexdigest()[:16]
+    settings = b"".join(module_file(m, root).read_bytes() for m in sorted(settings_modules(fn)))
+    return hashlib.sha256(code_fingerprint(code_modules(fn), root).encode() + own + settings).hexdigest()[:16]
 
 
 def plain(settings) -> dict:
@@ -89,7 +119,26 @@ def staged(stage: str, paths: ArtifactPaths, key: Callable[[], dict], outputs: l
         return listed()
 
 
-def artifacts_lock(paths: ArtifactPaths) -> FileLock:
-    """One writer at a time per artifact tree; others wait (and then find the outputs current)."""
+@contextmanager
+def artifacts_lock(paths: ArtifactPaths) -> Iterator[None]:
+    """One writer at a time per artifact tree; others wait, saying so (and then find the outputs current)."""
     paths.root.mkdir(parents=True, exist_ok=True)
-    return FileLock(paths.lock)
+    lock = FileLock(paths.lock)
+    try:
+        lock.acquire(timeout=LOCK_NOTICE_SECONDS)
+    except Timeout:
+        log.info("waiting for %s: another ivr run is writing this artifact tree", paths.lock)
+        lock.acquire()
+    except PermissionError as err:  # a read-only tree: every stage checks its stamp under the lock
+        raise PermissionError(f"{paths.root}: cannot create the lock file {paths.lock.name} ({err.strerror}); ivr "
+                              "needs an artifact tree it can write (data.artifacts_dir): copy a read-only one "
+                              "first") from None
+    except OSError as err:
+        if err.errno != errno.EROFS:
+            raise
+        raise PermissionError(f"{paths.root}: on a read-only file system; ivr needs an artifact tree it can write "
+                              "(data.artifacts_dir): copy it first") from None
+    try:
+        yield
+    finally:
+        lock.release()

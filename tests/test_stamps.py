@@ -375,3 +375,90 @@ def test_align_reads_the_rules_of_the_remapped_tokenizer_it_is_given(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     with pytest.raises(FileNotFoundError, match=rf"no remap rules at {elsewhere / 'remap_rules.yaml'}"):
         pipeline.align(config, remapped_tokenizer_dir=elsewhere)
+
+
+def test_a_settings_method_a_stage_calls_is_in_its_fingerprint(package_copy, tmp_path):
+    # remap calls config.select.protected(), though `select` is also the name of a stage whose code it skips
+    assert "ivr.analysis.select_settings" in staging.settings_modules(pipeline.remap)
+    edited = tmp_path / "src"
+    shutil.copytree(package_copy, edited)
+    settings = edited / "ivr" / "analysis" / "select_settings.py"
+    settings.write_text(settings.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
+    assert (staging.stage_code_fingerprint(pipeline.remap, package_copy)
+            != staging.stage_code_fingerprint(pipeline.remap, edited))
+
+
+def test_the_datasets_key_is_read_under_the_lock(tmp_path, monkeypatch):
+    """Another run may rebuild the tokenizer the key hashes until the lock is held: blocks of its tokenizer must
+    not land under this one's key."""
+    from contextlib import contextmanager
+
+    held, seen = [], []
+
+    @contextmanager
+    def lock(paths):
+        held.append(True)
+        yield
+        held.pop()
+
+    class Keyed(Exception):
+        pass
+
+    def key(*args):
+        seen.append(bool(held))
+        raise Keyed
+
+    monkeypatch.setattr(pipeline, "artifacts_lock", lock)
+    monkeypatch.setattr(pipeline, "dataset_dir", key)
+    with pytest.raises(Keyed):
+        pipeline.build_datasets(ArtifactPaths.from_config(tmp_path), "remapped", 64, 0.05)
+    assert seen == [True]
+
+
+def test_a_run_waiting_for_another_runs_lock_says_so(tmp_path, monkeypatch, caplog):
+    import logging
+    import threading
+
+    from filelock import FileLock
+
+    paths = ArtifactPaths.from_config(tmp_path)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(staging, "LOCK_NOTICE_SECONDS", 0.05)
+    held, released = threading.Event(), threading.Event()
+
+    def other_run():  # filelock refuses a second instance in one thread; another thread stands for another run
+        with FileLock(paths.lock):
+            held.set()
+            released.wait(5)
+
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    held.wait(5)
+    threading.Timer(0.3, released.set).start()
+    with caplog.at_level(logging.INFO, logger="ivr.staging"), staging.artifacts_lock(paths):
+        pass
+    thread.join()
+    assert f"waiting for {paths.lock}" in caplog.text
+
+
+def test_a_read_only_artifact_tree_is_named_with_what_to_do(tmp_path, monkeypatch):
+    import errno
+
+    from filelock import FileLock
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(FileLock, "acquire", refuse)
+    with pytest.raises(PermissionError, match="read-only file system; ivr needs an artifact tree it can write"):
+        with staging.artifacts_lock(ArtifactPaths.from_config(tmp_path)):
+            pass
+
+
+def test_the_remap_stages_own_rules_file_is_refused_as_its_input(tmp_path):
+    paths = ArtifactPaths.from_config(tmp_path)
+    paths.remap_rules.parent.mkdir(parents=True)
+    paths.remap_rules.write_text("[]\n", encoding="utf-8")
+    config = pipeline_config.PipelineConfig(paths=paths, remap=RemapSettings(remap_rules_path=str(paths.remap_rules)))
+    with pytest.raises(ValueError, match="is the remap stage's own output; copy it elsewhere"):
+        pipeline.run_stage(config, "remap")

@@ -30,7 +30,8 @@ RULES_HEADER = """\
 # In-place vocabulary reassignment rules. Each rule gives id `id` the string `new_text`, whose byte-level
 # form is `new_token`. To change a rule's string, edit `new_text` and delete its `new_token` (the rule is
 # then marked edited by hand, its estimated saving dropped). `gpt2_ids` are the GPT-2 ids the new string used
-# to be split into; they are recomputed on every build. Rebuild with data.remap.remap_rules_path pointing at this file.
+# to be split into; they are recomputed on every build. To rebuild with edited rules, copy this file out of the
+# artifact tree (remap rewrites it), edit the copy and set data.remap.remap_rules_path to it.
 """
 # a complete rule, as remap writes it; a rule being built needs only `id` and `new_text` or `new_token`
 COMPLETE_KEYS = ("id", "old_token", "new_token", "gpt2_ids")
