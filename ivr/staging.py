@@ -62,15 +62,16 @@ def _walk(fn: Callable, seen: set) -> tuple[set[str], set[str]]:
     return modules - {home}, used
 
 
-def settings_modules(fn: Callable) -> set[str]:
-    """The modules of the settings ``fn`` reads by attribute (``config.select.protected()``): their methods decide
-    its outputs too, and the attribute's name can be a stage's own (``select``), which ``code_modules`` skips."""
+def settings_modules(fn: Callable, names: set[str] | None = None) -> set[str]:
+    """The modules of the settings ``fn`` reads by attribute (``config.select.protected()``; ``names``: the names
+    it uses, where already walked): their methods decide its outputs too, and the attribute's name can be a
+    stage's own (``select``), which ``code_modules`` skips."""
     config_class = fn.__globals__.get("PipelineConfig")  # the stage module's own (importing it here would put
     # every stage's code into this module's import closure)
     if config_class is None:
         return set()
     hints = typing.get_type_hints(config_class)
-    return {hints[n].__module__ for n in _walk(fn, set())[1]
+    return {hints[n].__module__ for n in (_walk(fn, set())[1] if names is None else names)
             if n in hints and getattr(hints[n], "__module__", "").startswith("ivr.")}
 
 
@@ -80,8 +81,9 @@ def stage_code_fingerprint(fn: Callable, root: Path | None = None) -> str:
     reads (those alone: a package's ``__init__`` would bring in other stages' code), read under ``root``
     (default: installed)."""
     own = module_file(fn.__module__, root).read_bytes()
-    settings = b"".join(module_file(m, root).read_bytes() for m in sorted(settings_modules(fn)))
-    return hashlib.sha256(code_fingerprint(code_modules(fn), root).encode() + own + settings).hexdigest()[:16]
+    modules, names = _walk(fn, set())
+    settings = b"".join(module_file(m, root).read_bytes() for m in sorted(settings_modules(fn, names)))
+    return hashlib.sha256(code_fingerprint(modules, root).encode() + own + settings).hexdigest()[:16]
 
 
 def plain(settings) -> dict:

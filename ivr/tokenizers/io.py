@@ -92,9 +92,9 @@ def save_tokenizer_dir(
     if added != special.added:
         differ = sorted(set(added.items()) ^ set(special.added.items()))[:10]
         raise ValueError(f"saving {target}: the added tokens are not the source's at the same ids: {differ}")
-    # an added token's own text: id_to_token gives the normalized form of one matched after normalization (an NFC
-    # source's, in byte-level text), which transformers would add again as a new token
-    roles = {f"{role}_token": added.get(i, tokenizer.id_to_token(i)) for role, i in special.role_ids().items()}
+    # each role by the text the source names it with: id_to_token would give the normalized form of an added token
+    # matched after normalization, which transformers would add again as a new token
+    roles = {f"{role}_token": text for role, text in special.role_texts}
     with atomic_dir(target) as tmp:
         extra = {"additional_special_tokens": list(special.extra)} if special.extra else {}
         extra.update({key: side for key in ("padding_side", "truncation_side")
