@@ -180,7 +180,7 @@ def from_gguf(spec: str) -> tuple[Tokenizer, SpecialTokens, dict]:
     except Exception as err:  # a cut or damaged file fails deep inside the reader (struct.error, KeyError, ...)
         raise ValueError(f"{path}: cannot read the tokenizer of this GGUF file ({type(err).__name__}: {err})") from err
     # a copy without the padding or truncation transformers may have set on its backend
-    tok = with_gguf_pre_tokenization(Tokenizer.from_str(fast.backend_tokenizer.to_str()), pre_tokenizer_type(path))
+    tok = with_gguf_pre_tokenization(fast.backend_tokenizer.to_str(), pre_tokenizer_type(path))
     tok.no_padding()
     tok.no_truncation()
     check_byte_level_bpe(tok, str(path))
@@ -190,10 +190,11 @@ def from_gguf(spec: str) -> tuple[Tokenizer, SpecialTokens, dict]:
     return tok, special, {"kind": "gguf", "spec": spec, "path": str(path)}
 
 
-def with_gguf_pre_tokenization(tok: Tokenizer, pre_type: str | None) -> Tokenizer:
-    """``tok`` as transformers converts a GGUF file, with what llama.cpp reads from the file's pre-tokenizer type
-    and transformers does not: isolated digits in front of GPT-2's regex, and ``ignore_merges``."""
-    spec = json.loads(tok.to_str())
+def with_gguf_pre_tokenization(converted: str, pre_type: str | None) -> Tokenizer:
+    """The tokenizer transformers converts a GGUF file to (``converted``, its JSON), as a copy of its own with what
+    llama.cpp reads from the file's pre-tokenizer type and transformers does not: isolated digits in front of
+    GPT-2's regex, and ``ignore_merges``."""
+    spec = json.loads(converted)
     pre = spec.get("pre_tokenizer") or {}
     if pre_type in GGUF_DIGITS_FIRST and pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
         spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True}, pre]}
