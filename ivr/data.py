@@ -50,6 +50,16 @@ def settings_as(cls, value):
     return value if isinstance(value, cls) else cls(**(value or {}))
 
 
+FOLDER_SETTINGS = ("artifacts_dir", "raw_corpora_dir", "cleaned_corpora_dir", "embeddings_output_dir")
+
+
+def _check_folders(**folders: str | None) -> None:
+    """A folder setting that names an existing file fails here, by name, not later with ``[Errno 17]``."""
+    for key, value in folders.items():
+        if value and Path(value).exists() and not Path(value).is_dir():
+            raise NotADirectoryError(f"data.{key} {value} is a file; name a folder (it is made if missing)")
+
+
 class IVRDataModule(LightningDataModule):
     def __init__(
         self,
@@ -161,9 +171,8 @@ class IVRDataModule(LightningDataModule):
         if shape is not None and block_size > shape.n_positions:  # now, not after every stage
             raise ValueError(f"data.block_size {block_size} is longer than the model's context of {shape.n_positions} "
                              f"tokens (model.from_config.n_positions); set data.block_size to at most {shape.n_positions}")
-        if Path(artifacts_dir).exists() and not Path(artifacts_dir).is_dir():
-            raise NotADirectoryError(f"data.artifacts_dir {artifacts_dir} is a file; name a folder (it is made if "
-                                     "missing)")
+        _check_folders(artifacts_dir=artifacts_dir, raw_corpora_dir=raw_corpora_dir,
+                       cleaned_corpora_dir=cleaned_corpora_dir, embeddings_output_dir=embeddings_output_dir)
         if max_document_chars < 1:
             raise ValueError(f"data.max_document_chars must be a positive number of characters, got {max_document_chars}")
         if not builtin_corpus_max_mb > 0:  # "not >": NaN fails too; 0 MB would read no file and blame the raw folder
@@ -175,6 +184,8 @@ class IVRDataModule(LightningDataModule):
     @property
     def paths(self) -> ArtifactPaths:
         hp = self.hparams
+        # again here: stage commands may set some of them after construction (--embeddings-output-dir)
+        _check_folders(**{key: hp[key] for key in FOLDER_SETTINGS})
         return ArtifactPaths.from_config(hp.artifacts_dir, hp.raw_corpora_dir, hp.cleaned_corpora_dir, hp.embeddings_output_dir)
 
     @property

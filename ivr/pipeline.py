@@ -40,7 +40,7 @@ from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer, read
 from ivr.tokenizers.pieces import vocab_pieces
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import remap_tokenizer
-from ivr.tokenizers.source import fetch_original_tokenizer
+from ivr.tokenizers.source import fetch_original_tokenizer, fetched_for_current_settings
 from ivr.tokenizers.special import CHAT_TEMPLATE_FILE
 from ivr.tokenizers.verify import verify_tokenizer
 from ivr.user_text import read_text_files
@@ -324,8 +324,14 @@ def align(
     if rules_path is None and remapped_tokenizer_dir is None and original_tokenizer_dir is None:
         remap(config)  # the rules current first, as every stage brings its inputs up to date
     if not rules.is_file():
-        raise FileNotFoundError(f"no remap rules at {rules}: " + ("no such file (--remap-rules-path)" if rules_path
-                                                                   else "run `ivr remap` (or `ivr prepare`) first"))
+        if rules_path:
+            hint = "no such file (--remap-rules-path)"
+        elif remapped_tokenizer_dir:
+            hint = ("the folder given as the remapped tokenizer holds none: give a folder `ivr remap` wrote, "
+                    "or the rules with --remap-rules-path FILE")
+        else:
+            hint = "run `ivr remap` (or `ivr prepare`) first"
+        raise FileNotFoundError(f"no remap rules at {rules}: {hint}")
     if base.from_config is None and not base.name_or_path:
         raise ValueError("ivr align needs a base model: set model.model_name_or_path or model.from_config")
     if base.from_config is None and (Path(base.name_or_path) / EXPORT_METADATA_FILE).is_file():
@@ -377,6 +383,12 @@ def run_stage(config: PipelineConfig, name: str, **overrides) -> list[Path]:
                                                            config.cleaning):
         log.warning("the raw corpus (or the cleaning settings) changed since %s was cleaned: %s reads the earlier "
                     "cleaned copy; `ivr init` (or `ivr prepare`) cleans it again", paths.cleaned_corpora_dir, name)
+    source = config.original
+    if name != "init" and not fetched_for_current_settings(paths.original_tokenizer_dir, source.name, source.local_dir):
+        log.warning("the original tokenizer's settings (data.tokenizer_name, data.tokenizer_local_dir) or its files "
+                    "changed since %s was fetched: %s reads the earlier copy; `ivr init` (or `ivr prepare`) fetches "
+                    "it again",
+                    paths.original_tokenizer_dir, name)
     return RUNNERS[name](config, **overrides)
 
 

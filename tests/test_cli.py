@@ -367,7 +367,8 @@ def test_align_brings_remap_up_to_date_first_unless_given_its_files(tmp_path, mo
     with pytest.raises(FileNotFoundError, match=missing):
         main(["align", *tiny_cli_args(tmp_path)])
     assert calls == ["remap"]
-    with pytest.raises(FileNotFoundError, match=missing):
+    with pytest.raises(FileNotFoundError, match=r"elsewhere.remap_rules\.yaml: the folder given as the remapped "
+                       r"tokenizer holds none: .* --remap-rules-path FILE"):
         main(["align", *tiny_cli_args(tmp_path), "--remapped-tokenizer-dir", str(tmp_path / "elsewhere")])
     assert calls == ["remap"]
     with pytest.raises(FileNotFoundError, match=r"no remap rules at .*nope\.yaml: no such file \(--remap-rules-path\)"):

@@ -36,6 +36,20 @@ def test_the_data_module_refuses_non_positive_sizes(tmp_path, key, value, says):
         IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"), **{key: value})
 
 
+@pytest.mark.parametrize("key", ["artifacts_dir", "embeddings_output_dir", "cleaned_corpora_dir"])
+def test_a_folder_setting_that_names_a_file_is_refused_by_name(tmp_path, key):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x", encoding="utf-8")
+    settings = {"artifacts_dir": str(tmp_path / "artifacts"), key: str(a_file)}
+    with pytest.raises(NotADirectoryError, match=rf"data\.{key} .*notes\.txt is a file; name a folder"):
+        IVRDataModule(**settings)
+    module = IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"))
+    module.hparams[key] = str(a_file)  # as a stage command's flag sets it after construction
+    with pytest.raises(NotADirectoryError, match=rf"data\.{key} .*notes\.txt is a file"):
+        module.paths
+    assert IVRDataModule(**{**settings, key: str(tmp_path / "new")}).paths  # a folder still to make is fine
+
+
 def test_init_with_no_document_size_fails_instead_of_hanging(tmp_path):
     from ivr.cli import main
 

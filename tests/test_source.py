@@ -55,6 +55,29 @@ def test_another_source_or_changed_files_fetch_again(tmp_path):
         fetch_original_tokenizer(target, local_dir=tmp_path / "elsewhere", allow_hub=False)
 
 
+def test_a_stage_run_alone_says_the_tokenizer_was_fetched_for_other_settings(tmp_path, caplog):
+    from ivr import pipeline
+    from ivr.paths import ArtifactPaths
+    from ivr.pipeline_config import OriginalTokenizer, PipelineConfig
+    from ivr.tokenizers.source import fetched_for_current_settings
+
+    paths = ArtifactPaths.from_config(tmp_path / "art")
+    target = paths.original_tokenizer_dir
+    name = "openai-community/gpt2"
+    assert fetched_for_current_settings(target, name)  # nothing fetched yet
+    local, _ = fetch_original_tokenizer(tmp_path / "local", allow_hub=False)
+    fetch_original_tokenizer(target, name, local_dir=local, allow_hub=False)
+    assert fetched_for_current_settings(target, name, local)
+    assert not fetched_for_current_settings(target, name)  # the local folder dropped from the settings
+    (local / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}))
+    assert not fetched_for_current_settings(target, name, local)  # its files changed since
+    # analyze, run alone, reads the earlier copy and says so (it then fails: there is no cleaned corpus)
+    config = PipelineConfig(paths=paths, original=OriginalTokenizer(name, str(local), use_hub=False))
+    with caplog.at_level("WARNING"), pytest.raises(FileNotFoundError):
+        pipeline.run_stage(config, "analyze")
+    assert f"changed since {target} was fetched: analyze reads the earlier copy" in caplog.text
+
+
 def test_metadata_from_before_the_requested_record_is_reused_for_the_same_source(tmp_path):
     target = tmp_path / "o"
     fetch_original_tokenizer(target, "gpt2", allow_hub=False)

@@ -66,7 +66,7 @@ def fetch_original_tokenizer(
     requested = _requested(tokenizer_name, local_dir)
     if (target_dir / TOKENIZER_FILE).is_file() and not force and _readable(target_dir):
         meta = read_metadata(target_dir)
-        if meta.get("requested") == requested or _same_legacy_source(meta, tokenizer_name, local_dir):
+        if _fetched_as_requested(meta, requested, tokenizer_name, local_dir):
             return target_dir, meta
         # another source, or a local one whose files changed: every later stage keys on the tokenizer's hash
         log.info("%s holds the tokenizer fetched for other settings or files; fetching %s", target_dir,
@@ -76,6 +76,21 @@ def fetch_original_tokenizer(
             "vocab_size": tok.get_vocab_size()}
     save_tokenizer_dir(tok, target_dir, meta, special)
     return target_dir, read_metadata(target_dir)
+
+
+def fetched_for_current_settings(target_dir: str | Path, tokenizer_name: str,
+                                 local_dir: str | Path | None = None) -> bool:
+    """Whether the tokenizer in ``target_dir`` was fetched for these settings from its source's current files (a
+    stage command run alone reads that copy; only ``ivr init`` fetches again). True where there is none."""
+    target_dir = Path(target_dir)
+    if not (target_dir / TOKENIZER_FILE).is_file() or not _readable(target_dir):
+        return True
+    return _fetched_as_requested(read_metadata(target_dir), _requested(tokenizer_name, local_dir), tokenizer_name,
+                                 local_dir)
+
+
+def _fetched_as_requested(meta: dict, requested: dict, tokenizer_name: str, local_dir: str | Path | None) -> bool:
+    return meta.get("requested") == requested or _same_legacy_source(meta, tokenizer_name, local_dir)
 
 
 def _same_legacy_source(meta: dict, tokenizer_name: str, local_dir: str | Path | None) -> bool:
