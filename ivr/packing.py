@@ -8,6 +8,10 @@ id stands for no bytes).
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+import shutil
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from pathlib import Path
@@ -18,6 +22,11 @@ from tqdm.auto import tqdm
 
 from ivr.atomic import atomic_dir, scratch_prefix
 from ivr.tokenizers.byte_level import piece_to_bytes
+
+log = logging.getLogger(__name__)
+# beside a packed dataset's own files: what its blocks were made from (the cache key's parts) and how many
+DATASET_RECORD_FILE = "ivr_dataset.json"
+DATASET_FOLDER = re.compile(r"[a-z]+-[0-9a-f]{16}")  # <tokenizer>-<key>, as ArtifactPaths.dataset_dir names them
 
 
 def token_byte_lengths(tok, separator_id: int) -> np.ndarray:
@@ -77,7 +86,7 @@ def pack_blocks(
 
 def write_packed_splits(
     tok, splits: Mapping[str, Iterable[tuple[list[np.ndarray], int]]], block_size: int, target: Path, eos_id: int,
-    total_bytes: int | None = None,
+    total_bytes: int | None = None, record: Mapping | None = None,
 ) -> None:
     """Pack each split's documents, given as ``tok``'s ids (batches as ``encoded_batches`` gives them), and save
     them at ``target`` as a ``datasets.DatasetDict`` with one split per key and the columns ``input_ids``
@@ -86,7 +95,8 @@ def write_packed_splits(
 
     Blocks go to an Arrow file as they are made and are saved from it memory-mapped, so memory holds one batch
     of documents whatever the corpus's size. ``total_bytes`` (all splits' UTF-8 size) gives the progress bar its
-    total, so it shows MB/s and the time left."""
+    total, so it shows MB/s and the time left. ``record``: what the blocks were made from, written with each
+    split's block count as ``DATASET_RECORD_FILE``."""
     from datasets import Dataset, DatasetDict
     from datasets.arrow_writer import ArrowWriter
 
@@ -111,6 +121,35 @@ def write_packed_splits(
                 raise too_short_for_a_block(name, block_size)
             datasets[name] = Dataset.from_file(str(path))
         DatasetDict(datasets).save_to_disk(str(tmp))
+        if record is not None:
+            blocks = {name: len(data) for name, data in datasets.items()}
+            (tmp / DATASET_RECORD_FILE).write_text(json.dumps({**record, "blocks": blocks}, indent=1, sort_keys=True),
+                                                   encoding="utf-8")
+
+
+def read_dataset_record(directory: Path) -> dict | None:
+    """The record of a packed dataset folder; None where it has none or it is not a JSON object."""
+    try:
+        record = json.loads((Path(directory) / DATASET_RECORD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def remove_superseded_datasets(datasets_dir: Path, tokenizer: str, tokenizer_sha256: str) -> list[Path]:
+    """Delete the packed datasets of the ``tokenizer`` kind whose record names another ``tokenizer.json``: the
+    tree holds one tokenizer file per kind, and blocks of an earlier one (hundreds of MB each at scale) could
+    only serve again if it were rebuilt byte for byte. Folders without a record are left alone."""
+    removed = []
+    for folder in sorted(Path(datasets_dir).glob(f"{tokenizer}-*")):
+        record = read_dataset_record(folder)
+        if not DATASET_FOLDER.fullmatch(folder.name) or record is None or record.get("tokenizer") == tokenizer_sha256:
+            continue
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("datasets: removed %s (%.1f MB), packed with an earlier %s tokenizer", folder, size / 1e6, tokenizer)
+        removed.append(folder)
+    return removed
 
 
 def check_splits_may_fill_a_block(splits: Mapping[str, Iterable[str]], block_size: int) -> None:

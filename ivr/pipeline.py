@@ -30,7 +30,9 @@ from ivr.corpus import clean_corpus, cleaned_from_current_sources
 from ivr.embeddings import align_embeddings, align_outputs
 from ivr.export import EXPORT_METADATA_FILE
 from ivr.figures import exact_share
-from ivr.packing import check_splits_may_fill_a_block, encoded_batches, write_packed_splits
+from ivr.packing import (
+    check_splits_may_fill_a_block, encoded_batches, remove_superseded_datasets, write_packed_splits,
+)
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
 from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKind
 from ivr.staging import artifacts_lock, config_shas, plain, sha, stage_code_fingerprint, staged
@@ -398,23 +400,25 @@ def stages_needed(tokenizer: TokenizerKind) -> list[str]:
 
 
 # ---- datasets -----------------------------------------------------------------------------------------------
+def dataset_key(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int, heldout_fraction: float) -> dict:
+    """Everything the packed blocks depend on, the packing code included."""
+    return {
+        "version": DATASET_FORMAT_VERSION,
+        "tokenizer": file_sha256(paths.tokenizer_file(tokenizer)),
+        # from the tokenizer's config where tokenizer.json has no <|endoftext|>: eos, which two configs of one
+        # tokenizer.json may name differently
+        "separator": read_special_tokens(paths.tokenizer_dir(tokenizer)).separator_id,
+        "corpus": corpus_content(paths.cleaned_corpora_dir),
+        "block_size": block_size,
+        "heldout_fraction": heldout_fraction,
+        "code": stage_code_fingerprint(build_datasets),
+        "libraries": library_versions(),
+    }
+
+
 def dataset_dir(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int, heldout_fraction: float) -> Path:
-    """The packed datasets' cache location, keyed by everything the blocks depend on, the packing code included."""
-    key = json.dumps(
-        {
-            "version": DATASET_FORMAT_VERSION,
-            "tokenizer": file_sha256(paths.tokenizer_file(tokenizer)),
-            # from the tokenizer's config where tokenizer.json has no <|endoftext|>: eos, which two configs of one
-            # tokenizer.json may name differently
-            "separator": read_special_tokens(paths.tokenizer_dir(tokenizer)).separator_id,
-            "corpus": corpus_content(paths.cleaned_corpora_dir),
-            "block_size": block_size,
-            "heldout_fraction": heldout_fraction,
-            "code": stage_code_fingerprint(build_datasets),
-            "libraries": library_versions(),
-        },
-        sort_keys=True,
-    )
+    """The packed datasets' cache location: a hash of ``dataset_key``."""
+    key = json.dumps(dataset_key(paths, tokenizer, block_size, heldout_fraction), sort_keys=True)
     return paths.dataset_dir(tokenizer, hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
@@ -436,8 +440,10 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
                 log.info("datasets: %s; encoding the %s split", splits[name], split)
                 splits[name] = encoded_batches(tok, SplitTexts(paths.cleaned_corpora_dir, split, heldout_fraction))
         separator = read_special_tokens(paths.tokenizer_dir(tokenizer)).separator_id
+        key = dataset_key(paths, tokenizer, block_size, heldout_fraction)
         with collector_paused():
-            write_packed_splits(tok, splits, block_size, target, separator, manifest["bytes"])
+            write_packed_splits(tok, splits, block_size, target, separator, manifest["bytes"], record=key)
+        remove_superseded_datasets(paths.datasets_dir, tokenizer, key["tokenizer"])
     return target
 
 

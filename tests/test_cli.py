@@ -26,6 +26,16 @@ def test_prepare_prints_artifacts_and_second_run_rebuilds_nothing(tmp_path, caps
     before = _snapshot(art)
     main(["prepare", *tiny_cli_args(tmp_path)])
     assert _snapshot(art) == before
+    # another tokenizer file (the same ids, other offsets): new blocks, the earlier ones removed
+    packed = list((art / "datasets").iterdir())
+    assert [json.loads((p / "ivr_dataset.json").read_text())["block_size"] for p in packed] == [32]
+    local = tmp_path / "local"
+    local.mkdir()
+    spec = json.loads((art / "tokenizers" / "original" / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["post_processor"]["trim_offsets"] = not spec["post_processor"]["trim_offsets"]
+    (local / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    main(["prepare", *tiny_cli_args(tmp_path, "--data.tokenizer_local_dir", str(local))])
+    assert len(list((art / "datasets").iterdir())) == 1 and not packed[0].exists()
 
 
 def test_prepare_on_user_files(tmp_path, raw_dir, capsys):
