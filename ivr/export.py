@@ -127,7 +127,9 @@ def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metada
         model.save_pretrained(tmp, safe_serialization=True)
         # written after the weights so they replace the model's own copies
         config.save_pretrained(tmp)
-        generation.save_pretrained(tmp)
+        # as written, not through save_pretrained: transformers refuses to save an edited config that holds
+        # sampling settings without do_sample, which published models' files do (it only warns on loading them)
+        generation.to_json_file(tmp / "generation_config.json", use_diff=True, keys_to_pop=["compile_config"])
         copied = []
         for src in sorted(tokenizer_dir.iterdir()):
             if src.is_file():

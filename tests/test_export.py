@@ -69,6 +69,20 @@ def test_export_keeps_the_model_s_generation_settings_and_stop_ids(tmp_path, tok
     assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == 50256
 
 
+def test_a_published_generation_config_with_sampling_settings_but_greedy_exports(tmp_path, tokenizer_dir):
+    from transformers import AutoModelForCausalLM
+
+    saved = tmp_path / "base"
+    tiny_gpt2(tied=True).save_pretrained(saved)
+    path = saved / "generation_config.json"
+    # sampling settings without do_sample: transformers warns when loading it and refused to save it once edited
+    path.write_text(json.dumps({**json.loads(path.read_text()), "temperature": 0.7, "top_p": 0.9}))
+    out = export_hf(AutoModelForCausalLM.from_pretrained(saved), tokenizer_dir, tmp_path / "hf", {})
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert (generation["temperature"], generation["top_p"], generation["eos_token_id"]) == (0.7, 0.9, 50256)
+    assert "do_sample" not in generation or generation["do_sample"] is False
+
+
 def test_the_config_names_the_weights_own_dtype(tmp_path, tokenizer_dir):
     from transformers import AutoModelForCausalLM
 
