@@ -59,6 +59,9 @@ class ModelShape:
                 raise ValueError(f"model.from_config.{name} must be at least 1, got {value}")
         if self.n_embd % self.n_head:
             raise ValueError(f"model.from_config: n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
+        if self.architecture == "llama" and (self.n_embd // self.n_head) % 2:  # rotary positions turn pairs
+            raise ValueError(f"model.from_config: a llama head needs an even width, and n_embd {self.n_embd} / "
+                             f"n_head {self.n_head} is {self.n_embd // self.n_head}")
         if self.n_kv_head is not None:
             if self.architecture == "gpt2":
                 raise ValueError("model.from_config.n_kv_head: GPT-2 has no grouped-query attention; leave it null")
@@ -146,13 +149,17 @@ def load_pretrained(model_name_or_path: str, attn_implementation: str = "sdpa"):
 
     # float32 weights whatever the checkpoint stores: the optimiser and mixed precision expect them
     kwargs = {"attn_implementation": attn_implementation, "dtype": torch.float32}
-    if Path(model_name_or_path).is_dir():
+    directory = local_checkpoint_dir(model_name_or_path)
+    if directory is not None:
         # a local checkpoint that does not load is named with its cause, not looked up on the Hub
         try:
-            return AutoModelForCausalLM.from_pretrained(model_name_or_path, local_files_only=True, **kwargs)
+            return AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, **kwargs)
         except Exception as err:  # a missing or cut file fails in whichever parser reaches it first
+            # GPT-Neo, GPT-J and CodeGen refuse sdpa
+            hint = ("; set model.attn_implementation: eager" if attn_implementation != "eager"
+                    and "attention implementation" in str(err) else "")
             raise ValueError(f"{model_name_or_path}: cannot load the checkpoint in this directory "
-                             f"({type(err).__name__}: {err})") from err
+                             f"({type(err).__name__}: {err}){hint}") from err
     try:
         return AutoModelForCausalLM.from_pretrained(model_name_or_path, local_files_only=True, **kwargs)
     except OSError:
@@ -161,6 +168,12 @@ def load_pretrained(model_name_or_path: str, attn_implementation: str = "sdpa"):
         return AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
     except OSError as err:
         raise _unavailable(model_name_or_path, err) from None
+
+
+def local_checkpoint_dir(model_name_or_path: str) -> Path | None:
+    """The local directory ``model_name_or_path`` names (``~`` expanded), or None (a Hub name, a GGUF file)."""
+    path = Path(model_name_or_path).expanduser()
+    return path if path.is_dir() else None
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -172,7 +185,7 @@ def check_pretrained_reachable(model_name_or_path: str) -> None:
     if is_gguf(model_name_or_path):
         locate_gguf(model_name_or_path)
         return
-    if Path(model_name_or_path).is_dir():
+    if local_checkpoint_dir(model_name_or_path) is not None:
         return
     from huggingface_hub import HfApi, try_to_load_from_cache
 
@@ -222,7 +235,8 @@ def local_pretrained_config(model_name_or_path: str):
         if is_gguf(model_name_or_path):
             path = locate_gguf(model_name_or_path)
             return AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
-        return AutoConfig.from_pretrained(model_name_or_path, local_files_only=True)
+        return AutoConfig.from_pretrained(local_checkpoint_dir(model_name_or_path) or model_name_or_path,
+                                          local_files_only=True)
     except Exception:  # noqa: BLE001 - any failure here is reported, with its cause, when the model loads
         return None
 
@@ -246,12 +260,13 @@ def context_size(config) -> int | None:
 
 
 def learned_position_embeddings(model) -> torch.nn.Embedding | None:
-    """The trained position table (GPT-2's ``wpe``, OPT's ``embed_positions``); None for rotary models."""
+    """The trained position table (GPT-2's ``wpe``, OPT's ``decoder.embed_positions``); None for rotary models."""
     base = model.base_model
-    for name in ("wpe", "embed_positions", "position_embeddings"):
-        table = getattr(base, name, None)
-        if isinstance(table, torch.nn.Embedding):  # sinusoidal tables are buffers in modules of their own
-            return table
+    for holder in (base, getattr(base, "decoder", None)):
+        for name in ("wpe", "embed_positions", "position_embeddings"):
+            table = getattr(holder, name, None)
+            if isinstance(table, torch.nn.Embedding):  # sinusoidal tables are buffers in modules of their own
+                return table
     return None
 
 
@@ -268,12 +283,26 @@ def generation_ids(model) -> tuple[int | list[int] | None, int | None]:
 
 def checkpoint_fingerprint(name_or_path: str | None) -> list | None:
     """Hashes of a local checkpoint directory's config and weight files, or of a GGUF file: the same path
-    holding new weights (a model saved again in place) must rebuild the embeddings. None for a Hub name."""
+    holding new weights (a model saved again in place) must rebuild the embeddings. For a Hub name, the revision
+    its cache holds (another download moves it); None where it is not cached."""
+    if not name_or_path:
+        return None
     if is_gguf(name_or_path):
         gguf = locate_gguf(name_or_path)
         return [[gguf.name, file_sha256(gguf)]]
-    path = Path(name_or_path) if name_or_path else None
-    if path is None or not path.is_dir():
-        return None
+    path = local_checkpoint_dir(name_or_path)
+    if path is None:
+        return _cached_revision(name_or_path)
     files = sorted(p for p in path.iterdir() if p.is_file() and (p.name == "config.json" or p.suffix in {".safetensors", ".bin"}))
     return [[p.name, file_sha256(p)] for p in files]
+
+
+def _cached_revision(name: str) -> list | None:
+    """The snapshot (commit) of the Hub model ``name`` that the Hugging Face cache resolves, without the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(name, "config.json")
+    except Exception:  # noqa: BLE001 - not a valid repository name: nothing cached to tell apart
+        return None
+    return [["revision", Path(config).parent.name]] if isinstance(config, str) else None

@@ -357,6 +357,8 @@ def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: 
                  weights: str | None = None):
     """Export ``model``'s weights as they are, or those of the checkpoint ``ckpt_path``; ``weights`` says which
     (recorded in ``ivr_export.json``; default: the checkpoint, or the fit's final weights)."""
+    import torch
+
     from ivr.export import export_hf, export_step, load_lightning_checkpoint
 
     if model.model is None:
@@ -365,12 +367,17 @@ def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: 
     if ckpt_path:
         data_state = type(datamodule).__qualname__  # where Lightning keeps the data module's state_dict()
 
+        dtypes = set()
+
         def check(checkpoint: dict) -> None:
             nonlocal step
             datamodule.check_checkpoint(checkpoint.get(data_state, {}), ckpt_path)
             step = checkpoint.get("global_step")
+            dtypes.update(v.dtype for v in checkpoint["state_dict"].values() if torch.is_floating_point(v))
 
         load_lightning_checkpoint(model.model, ckpt_path, check=check)
+        if len(dtypes) == 1:  # a bf16-true fit's weights stay bfloat16, as the fit's own export writes them
+            model.model.to(dtypes.pop())
     weights = weights or ("checkpoint" if ckpt_path else f"the fit's final weights (step {step})")
     shape = as_shape(model.hparams.from_config)
     # a model built from a shape has no name: its shape (seed included) says which weights it started from

@@ -151,7 +151,8 @@ class IVRLanguageModel(LightningModule):
             betas: AdamW betas.
             warmup_steps: Linear warm-up steps; the rate then follows a cosine down to ``min_lr_ratio`` times peak.
             min_lr_ratio: Final learning rate as a fraction of the peak.
-            attn_implementation: ``sdpa`` uses PyTorch's fused scaled-dot-product attention; ``eager`` the reference.
+            attn_implementation: ``sdpa`` uses PyTorch's fused scaled-dot-product attention; ``eager`` the reference
+                (GPT-Neo, GPT-J and CodeGen have only ``eager``).
             compile: Wrap the model in ``torch.compile``.
             embedding_init: Rows to install after building the model (the align stage's); the CLI links it from
                 the data module when ``data.tokenizer`` is ``remapped``, and leaves it null otherwise.

@@ -351,7 +351,8 @@ def align(
     }
 
     def build() -> None:
-        model = base_model(base.name_or_path, base.from_config)
+        # only its weights are read: eager attention, which every architecture has (GPT-Neo's has no sdpa)
+        model = base_model(base.name_or_path, base.from_config, "eager")
         meta = align_embeddings(
             model,
             paths,

@@ -590,3 +590,15 @@ def test_a_block_longer_than_a_local_pretrained_model_s_context_stops_prepare_be
     with pytest.raises(ValueError, match="data.block_size 32 is longer than the model's context of 16 tokens"):
         main(["prepare", *args])
     assert not (tmp_path / "artifacts" / "corpora" / "cleaned").exists()
+
+
+def test_export_of_a_bf16_fit_s_checkpoint_writes_its_weights_in_bfloat16(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = tiny_cli_args(tmp_path, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+                         "--model.from_config.n_layer", "1", "--trainer.precision", "bf16-true")
+    config = tmp_path / "artifacts" / "training" / "hf_export" / "config.json"
+    main(["fit", *args])
+    assert json.loads(config.read_text())["dtype"] == "bfloat16"
+    # the checkpoint's weights are loaded into a float32 model: exported as they were trained, not widened
+    main(["export", *args, "--ckpt_path", "last"])
+    assert json.loads(config.read_text())["dtype"] == "bfloat16"

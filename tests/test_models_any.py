@@ -99,6 +99,35 @@ def test_gpt2_shape_is_refused_grouped_query_attention():
         ModelShape("llama", n_head=4, n_embd=16, n_kv_head=3)
     with pytest.raises(ValueError, match=r"eos_token_id 300 is outside the vocabulary \[0, 300\)"):
         ModelShape("llama", vocab_size=300, eos_token_id=300)
+    # rotary positions turn pairs of a head's dimensions: an odd width failed inside the first forward call
+    with pytest.raises(ValueError, match="a llama head needs an even width, and n_embd 24 / n_head 8 is 3"):
+        ModelShape("llama", n_head=8, n_embd=24)
+    assert ModelShape("gpt2", n_head=8, n_embd=24)
+
+
+def test_opt_s_position_table_is_found_under_its_decoder():
+    from transformers import OPTConfig, OPTForCausalLM
+
+    model = OPTForCausalLM(OPTConfig(vocab_size=300, hidden_size=16, num_hidden_layers=1, ffn_dim=32,
+                                     num_attention_heads=2, max_position_embeddings=32, word_embed_proj_dim=16))
+    assert learned_position_embeddings(model) is model.model.decoder.embed_positions
+
+
+def test_a_cached_hub_model_is_fingerprinted_by_the_revision_its_cache_resolves(tmp_path, monkeypatch):
+    from ivr.causal_lm import checkpoint_fingerprint
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--someone--tiny"
+    assert checkpoint_fingerprint("someone/tiny") is None  # not cached
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    fingerprints = []
+    for commit in ("a" * 40, "b" * 40):  # another download moved the cache's main to a new snapshot
+        (repo / "refs" / "main").write_text(commit)
+        fingerprints.append(checkpoint_fingerprint("someone/tiny"))
+    assert fingerprints == [[["revision", "a" * 40]], [["revision", "b" * 40]]]
 
 
 @pytest.mark.parametrize("padded", [False, True])

@@ -239,6 +239,24 @@ def test_align_rebuilds_when_a_local_checkpoint_is_saved_again(ivr_run, tmp_path
         assert torch.equal(torch.load(out_dir / "original_wte.pt"), model.transformer.wte.weight.detach())
 
 
+def test_align_reads_a_model_without_sdpa_named_from_the_home_folder(ivr_run, tmp_path, monkeypatch):
+    """GPT-Neo (GPT-2's vocabulary) refuses sdpa attention; align reads weights only, and ``~`` is a path."""
+    import torch
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    from ivr.causal_lm import load_pretrained
+
+    root, args = ivr_run
+    monkeypatch.setenv("HOME", str(tmp_path))
+    model = GPTNeoForCausalLM(GPTNeoConfig(num_layers=1, num_heads=1, hidden_size=16, max_position_embeddings=32,
+                                           attention_types=[[["global"], 1]]))
+    model.save_pretrained(tmp_path / "neo")
+    with pytest.raises(ValueError, match="set model.attn_implementation: eager"):
+        load_pretrained("~/neo")
+    main(["align", *args, "--model-name", "~/neo", "--embeddings-output-dir", str(tmp_path / "emb")])
+    assert torch.equal(torch.load(tmp_path / "emb" / "original_wte.pt"), model.transformer.wte.weight.detach())
+
+
 def test_align_rebuilds_a_damaged_untied_head(ivr_run, tmp_path):
     """An untied model's final_lm_head.pt is signed by the align stamp like the files every run writes."""
     import torch
