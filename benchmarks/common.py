@@ -133,7 +133,21 @@ def settings_from(pairs: list[str], cls: type = DistillSettings, flag: str = "--
             changes[key] = _typed(hints[key], value)
         except ValueError as err:
             raise SystemExit(f"{flag} {pair}: {err}") from None
-    return cls(**{**{k: v for k, v in given.items() if v is not None}, **changes})
+    try:
+        return cls(**{**{k: v for k, v in given.items() if v is not None}, **changes})
+    except ValueError as err:  # a value of the right type that the settings refuse (margin=0)
+        raise SystemExit(f"{flag} {' '.join(pairs)}: {err}") from None
+
+
+def comma_choices(choices) -> typing.Callable[[str], list[str]]:
+    """An argparse type: a comma-separated list of ``choices``, refused at parsing when one is unknown."""
+    def parse(value: str) -> list[str]:
+        items = [v for v in value.split(",") if v]
+        unknown = [v for v in items if v not in choices]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(f"{','.join(unknown) or repr(value)}: choose from {', '.join(choices)}")
+        return items
+    return parse
 
 
 def _typed(hint, value: str):

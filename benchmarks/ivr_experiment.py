@@ -409,6 +409,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tables-only", action="store_true", help="print the tables of an earlier <out>/results.json")
     args = p.parse_args(argv)
     if args.tables_only:
+        if not (args.out / "results.json").is_file():
+            raise SystemExit(f"--tables-only: no {args.out / 'results.json'}; run without --tables-only first")
         results = json.loads((args.out / "results.json").read_text())
         print_tables(results, argparse.Namespace(**results["args"]))
         return results

@@ -34,7 +34,7 @@ from common import Stopwatch, add_heldout_every, add_settings, english_prose, pa
 
 from tokenizers import Tokenizer
 
-from ivr.builtin_corpora import translated_messages, until_size
+from ivr.builtin_corpora import LOCALE_ROOT, translated_messages, until_size
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable, text_to_piece
 from ivr.tokenizers.distill import distill_tokenizer
@@ -59,8 +59,10 @@ def held_out_sets(heldout_every: int, lang_chars: int, languages: tuple[str, ...
     sets = {"code (held-out stdlib)": code_held, "English prose (held-out docs)": prose[::2]}
     for lang in languages:
         texts = until_size((text for _, text in translated_messages(lang)), lang_chars, size=len)
-        if texts:
-            sets[f"{lang} messages"] = texts
+        if not texts:  # a misspelt locale would leave its row out of every table without a word
+            raise SystemExit(f"--languages {lang}: no message catalogues under {LOCALE_ROOT / lang / 'LC_MESSAGES'} "
+                             "(locales are named as there: pt_BR, zh_CN)")
+        sets[f"{lang} messages"] = texts
     return fits, sets
 
 

@@ -39,7 +39,7 @@ from statistics import mean, stdev
 import numpy as np
 import torch
 import yaml
-from common import parser
+from common import comma_choices, parser
 
 from ivr.atomic import atomic_file
 from ivr.builtin_corpora import english_reference_texts, translated_messages
@@ -447,12 +447,15 @@ def main() -> None:
                     "artifacts/real_model_ru with --domain russian)")
     ap.add_argument("--domain", choices=["python", "russian"], default="python",
                     help="corpus of the artifacts, used when ivr prepare runs (each domain has its own --artifacts-dir)")
-    ap.add_argument("--parts", default="1,2,3", help="which parts to run, comma-separated")
+    ap.add_argument("--parts", type=comma_choices(("1", "2", "3")), default="1,2,3",
+                    help="which parts to run, comma-separated")
     ap.add_argument("--heldout-fraction", type=float, default=config_heldout_fraction(),
                     help="data.heldout_fraction of ivr prepare and of every evaluation set drawn from its corpus "
                          "(default: the config's, %(default)s)")
-    ap.add_argument("--strategies", default=",".join(STRATEGIES), help="part 2: init strategies")
-    ap.add_argument("--arms", default=",".join(ARMS), help="part 3: " + ", ".join(ARMS))
+    ap.add_argument("--strategies", type=comma_choices(STRATEGIES), default=",".join(STRATEGIES),
+                    help="part 2: init strategies, comma-separated")
+    ap.add_argument("--arms", type=comma_choices(ARMS), default=",".join(ARMS),
+                    help="part 3, comma-separated: " + ", ".join(ARMS))
     ap.add_argument("--train-init", default="mean", choices=STRATEGIES, help="part 3: init of the IVR arms")
     ap.add_argument("--lr", type=float, default=None,
                     help=f"part 3: peak learning rate (default: configs/smollm2.yaml's model.learning_rate, {lr})")
@@ -467,10 +470,9 @@ def main() -> None:
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.strategies, args.arms = args.strategies.split(","), args.arms.split(",")
     # each domain its own artifacts: another domain's would be found current and reused
     args.artifacts_dir = args.artifacts_dir or {"python": "artifacts/real_model", "russian": "artifacts/real_model_ru"}[args.domain]
-    parts = {int(p) for p in args.parts.split(",")}
+    parts = {int(p) for p in args.parts}
     paths = ArtifactPaths.from_config(ROOT / args.artifacts_dir)
     # every run: prepare reuses the stages that are current and rebuilds those made with other settings (another
     # --heldout-fraction), so the held-out sets below were never fitted on

@@ -53,6 +53,9 @@ def main() -> None:
     ap.add_argument("--tokenizer", type=Path, default=None, metavar="DIR",
                     help="a byte-level BPE saved as DIR/tokenizer.json (default: GPT-2's)")
     args = ap.parse_args()
+    if args.tokenizer is not None and not (args.tokenizer / "tokenizer.json").is_file():
+        raise SystemExit(f"--tokenizer {args.tokenizer}: no tokenizer.json there; smollm2_distill.py writes one "
+                         "to OUT/original, real_vocab_distill.py to OUT/<vocabulary>/original")
 
     bpe = offline_gpt2_tokenizer() if args.tokenizer is None else load_tokenizer(args.tokenizer)
     bare = bare_model(bpe)

@@ -112,14 +112,19 @@ class IVRTrainer(Trainer):
         val_dataloaders=None,
         datamodule: IVRDataModule | None = None,
         ckpt_path: str | None = None,
+        weights_only: bool | None = None,
     ) -> None:
         """Alias of fit: prepare the data if needed and fine-tune the model.
 
         Args:
             ckpt_path: Lightning checkpoint to resume from (``last``:
                 ``<data.artifacts_dir>/training/checkpoints/last.ckpt``).
+            weights_only: As for fit: ``True`` loads only tensors and primitive types from ``ckpt_path`` (for a
+                checkpoint from an untrusted source); default Lightning's.
         """
-        self.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path)
+        # passed only when given: Lightning before 2.6 has no such argument
+        self.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path,
+                 **({} if weights_only is None else {"weights_only": weights_only}))
 
     def validate(self, model=None, dataloaders=None, ckpt_path: str | None = None, verbose: bool = True, datamodule=None,
                  **kwargs):

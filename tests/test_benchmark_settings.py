@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,17 @@ def test_values_take_their_fields_types(common, tmp_path, monkeypatch):
             common.settings_from([bad])
     assert common.settings_from(["word_list=null"]).word_list is None
     assert common.settings_from(["word_list=terms.txt"]).word_list == Path("terms.txt")
+
+
+def test_a_value_the_settings_refuse_is_one_line_naming_the_flag(common):
+    with pytest.raises(SystemExit, match=r"--set margin=0: data\.distill\.margin must be positive"):
+        common.settings_from(["margin=0"])
+
+
+def test_comma_lists_are_checked_against_their_choices(common):
+    parse = common.comma_choices(("mean", "omp"))
+    assert parse("mean,omp") == ["mean", "omp"]
+    with pytest.raises(argparse.ArgumentTypeError, match="zeroes: choose from mean, omp"):
+        parse("mean,zeroes")
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse(",")

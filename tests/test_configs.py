@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -141,6 +143,15 @@ def test_data_only_commands_show_only_data_options_but_parse_all(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
     assert "--trainer.max_steps" in capsys.readouterr().out
+
+
+def test_train_takes_every_option_fit_takes(capsys):
+    flags = {}
+    for command in ("fit", "train"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        flags[command] = set(re.findall(r"^  (--[\w.-]+)", capsys.readouterr().out, flags=re.M))
+    assert "--weights_only" in flags["fit"] and flags["train"] == flags["fit"]
 
 
 def test_every_option_is_documented_in_help(capsys):
