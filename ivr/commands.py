@@ -89,6 +89,8 @@ class IVRTrainer(Trainer):
             _check_local_checkpoint(datamodule.paths, ckpt_path)
             if ckpt_path == "last":  # the file checked, not the newest of Lightning's last*.ckpt (a backup copy)
                 ckpt_path = str(last)
+            if Path(ckpt_path).is_file():
+                datamodule.keep_checkpoint_tokenizer(ckpt_path, "fit")
         # the rest as Lightning's own signature has it (``weights_only`` since 2.6)
         try:
             with _weights_fit(ckpt_path, "resume with the model settings of the fit that wrote it, or leave out "
@@ -294,6 +296,8 @@ def _run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: s
         print(f"ivr {command}: using the last fit's checkpoint {last}")
         ckpt_path = str(last)
     _check_local_checkpoint(datamodule.paths, ckpt_path)
+    if Path(ckpt_path).is_file() and command != "export":  # export runs no stage
+        datamodule.keep_checkpoint_tokenizer(ckpt_path, command)
     return ckpt_path
 
 

@@ -180,6 +180,7 @@ class IVRDataModule(LightningDataModule):
         self.save_hyperparameters()
         self.datasets = None
         self._order: OrderState | None = None
+        self._kept_for: str | None = None  # the command that keeps a checkpoint's tokenizer (no stage runs)
 
     @property
     def paths(self) -> ArtifactPaths:
@@ -223,8 +224,28 @@ class IVRDataModule(LightningDataModule):
         return pipeline.run_stage(self.config, name, **overrides)
 
     def prepare_data(self) -> list[Path]:
-        """Run the stages the training tokenizer needs, then tokenize and pack the datasets."""
-        return pipeline.prepare(self.config, self.hparams.tokenizer, self.hparams.block_size)
+        """Run the stages the training tokenizer needs, then tokenize and pack the datasets; with a checkpoint's
+        tokenizer kept (``keep_checkpoint_tokenizer``), only the datasets, none for predict."""
+        if self._kept_for is None:
+            return pipeline.prepare(self.config, self.hparams.tokenizer, self.hparams.block_size)
+        if self._kept_for == "predict":
+            return []
+        hp = self.hparams
+        return [pipeline.build_datasets(self.paths, hp.tokenizer, hp.block_size, hp.heldout_fraction)]
+
+    def keep_checkpoint_tokenizer(self, ckpt_path: str, command: str) -> None:
+        """``command`` runs with the weights of ``ckpt_path``: refuse it now if the tokenizer on disk is not the one
+        they were trained on, and run no stage, since one brought up to date (a setting, the corpus or the code
+        changed since the fit) would replace that tokenizer and then refuse the checkpoint. Without a tokenizer
+        on disk (a checkpoint brought from elsewhere) the stages build it, and the restore checks it."""
+        if not self.paths.tokenizer_file(self.hparams.tokenizer).is_file():
+            return
+        from ivr.export import checkpoint_part
+
+        self.check_checkpoint(checkpoint_part(ckpt_path, type(self).__qualname__), ckpt_path)
+        self._kept_for = command
+        log.info("ivr %s: the stages are not run again: the weights of %s go with the %s tokenizer they were "
+                 "trained on (`ivr prepare` brings the stages up to date)", command, ckpt_path, self.hparams.tokenizer)
 
     def tokenizer(self):
         """The tokenizer the data are encoded with (``data.tokenizer``)."""

@@ -217,6 +217,14 @@ def lightning_checkpoint(path: str | Path) -> Path:
     return path
 
 
+def checkpoint_part(path: str | Path, key: str) -> dict:
+    """The entry ``key`` of a whole Lightning checkpoint (the data module's state), read with its tensors left on
+    disk (memory-mapped); ``{}`` where it has none."""
+    content = torch.load(readable_checkpoint(path), map_location="cpu", mmap=True, weights_only=False)
+    part = content.get(key) if isinstance(content, dict) else None
+    return part if isinstance(part, dict) else {}
+
+
 def export_step(export_dir: Path) -> int | None:
     """The training step of the export in ``export_dir`` (its ``ivr_export.json``); None if there is none or the
     record cannot be read, since the export is about to be replaced either way."""

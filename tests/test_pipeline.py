@@ -179,6 +179,15 @@ def test_fit_installs_aligned_rows_logs_ivr_metrics_and_exports(ivr_run, monkeyp
 
     last = root / "artifacts" / "training" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 3  # resumed at step 2, trained one more
+    # scoring and predicting keep the tokenizer the checkpoint was trained on: a changed setting would rebuild the
+    # remap (and then refuse the checkpoint), a corpus setting clean again from a raw folder no longer there
+    kept = {part: _snapshot(root / "artifacts" / part) for part in ("tokenizers", "analysis", "embeddings")}
+    main(["validate", *args, "--trainer.limit_val_batches", "1", "--data.select.num_replacements", "40"])
+    prompts = root / "prompts.txt"
+    prompts.write_text("def f(x):\n", encoding="utf-8")
+    main(["predict", *args, "--data.prompts_path", str(prompts), "--max_new_tokens", "2",
+          "--data.builtin_corpus", "null", "--data.raw_corpora_dir", str(root / "gone")])
+    assert {part: _snapshot(root / "artifacts" / part) for part in kept} == kept
     # export runs no stage: rows aligned from the configured model's former weights are refused, not mixed in
     with pytest.raises(ValueError, match="aligned from another model's token rows"):
         main(["export", *args, "--ckpt_path", "base", "--model.from_config.init_seed", "1"])
