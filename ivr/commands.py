@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -265,6 +266,10 @@ def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
     path = paths.last_checkpoint if ckpt_path == "last" else Path(ckpt_path)
     if path.is_file():
         lightning_checkpoint(path)
+    elif path.is_dir() and any((path / name).is_file() for name in ("config.json", "model.safetensors")):
+        raise ValueError(f"--ckpt_path {ckpt_path} is a Hugging Face model folder (an export), not a Lightning "
+                         "checkpoint: a fit's checkpoints are under <data.artifacts_dir>/training/checkpoints; to "
+                         "start from the folder's weights, set model.model_name_or_path to it")
     elif ckpt_path not in LIGHTNING_CHECKPOINT_WORDS and "://" not in ckpt_path \
             and not ckpt_path.startswith("registry") and not path.exists():
         # before the stages run (hours on a large corpus), not after them inside Lightning
@@ -289,16 +294,35 @@ def _run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: s
     if ckpt_path in (None, "last"):
         last = datamodule.paths.last_checkpoint
         if not last.is_file():
-            raise FileNotFoundError(
-                f"no checkpoint for ivr {command}: {last} does not exist. Run `ivr fit` first, pass --ckpt_path FILE, "
-                f"or --ckpt_path base to use the model without fine-tuning"
-            )
+            missing = (f"{last} links to {os.readlink(last)}, which does not exist: put it back," if last.is_symlink()
+                       else f"{last} does not exist. Run `ivr fit` first,")
+            raise FileNotFoundError(f"no checkpoint for ivr {command}: {missing} pass --ckpt_path FILE, or "
+                                    "--ckpt_path base to use the model without fine-tuning")
         print(f"ivr {command}: using the last fit's checkpoint {last}")
         ckpt_path = str(last)
+    elif ckpt_path == "best":
+        ckpt_path = _best_checkpoint(datamodule.paths.last_checkpoint)
+        print(f"ivr {command}: using the last fit's best checkpoint {ckpt_path}")
     _check_local_checkpoint(datamodule.paths, ckpt_path)
     if Path(ckpt_path).is_file() and command != "export":  # export runs no stage
         datamodule.keep_checkpoint_tokenizer(ckpt_path, command)
     return ckpt_path
+
+
+def _best_checkpoint(last: Path) -> str:
+    """The best checkpoint the last fit's ModelCheckpoint recorded (in ``last.ckpt``): a new process's Lightning
+    knows none, and says the callback is not configured to keep one."""
+    from ivr.export import checkpoint_part
+
+    if not last.is_file():
+        raise FileNotFoundError(f"--ckpt_path best: no {last} to read the best checkpoint from; run `ivr fit` first")
+    states = checkpoint_part(last, "callbacks").values()
+    best = next((s["best_model_path"] for s in states if isinstance(s, dict) and s.get("best_model_path")), None)
+    if best is None or not Path(best).is_file():
+        raise FileNotFoundError(f"--ckpt_path best: the fit that wrote {last} kept no best checkpoint "
+                                f"({'none recorded' if best is None else best + ' is gone'}); set checkpoint.monitor "
+                                "(val/loss) for the fit, or pass --ckpt_path FILE")
+    return best
 
 
 def _align(

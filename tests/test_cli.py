@@ -274,6 +274,19 @@ def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatc
     main(["export", *args, "--data.tokenizer", "distilled", "--ckpt_path", "last"])
     assert json.loads((tmp_path / "artifacts" / "training" / "hf_export" / "ivr_export.json").read_text())[
         "tokenizer"] == "distilled"
+    # `best` is the one the fit's ModelCheckpoint recorded (without a monitor, its newest), read from last.ckpt
+    capsys.readouterr()
+    main(["validate", *args, "--ckpt_path", "best"])
+    assert re.search(r"ivr validate: using the last fit's best checkpoint .*step=3\.ckpt", capsys.readouterr().out)
+    with pytest.raises(ValueError, match="hf_export is a Hugging Face model folder .* set model.model_name_or_path"):
+        main(["validate", *args, "--ckpt_path", str(tmp_path / "artifacts" / "training" / "hf_export")])
+    last = tmp_path / "artifacts" / "training" / "checkpoints" / "last.ckpt"
+    if last.is_symlink():  # the link's file moved away: named, not called missing
+        last.resolve().rename(tmp_path / "moved.ckpt")
+        with pytest.raises(FileNotFoundError, match=r"last\.ckpt links to .*step=3\.ckpt, which does not exist"):
+            main(["predict", *args, "--data.prompts_path", str(prompts)])
+        with pytest.raises(FileNotFoundError, match=r"--ckpt_path best: no .*last\.ckpt to read the best checkpoint"):
+            main(["validate", *args, "--ckpt_path", "best"])
 
 
 def test_a_checkpoint_of_another_tokenizer_is_refused(tmp_path):
