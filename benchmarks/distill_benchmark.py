@@ -57,7 +57,6 @@ def fit_and_verify(args, bpe, fit_texts: list[str], held_texts: list[str], prose
     """Distil into ``args.out`` and return the table rows of fit and verification figures."""
     vocab = False if args.no_vocab_words else None
     settings = settings_from(args.set, max_iterations=args.max_iterations, vocab_words=vocab, vocab_variants=vocab)
-    before = process_peak_kb()  # the stage restarts this count (PeakRSS)
     with Stopwatch() as stage:
         summary = distill_tokenizer(
             bpe, fit_texts, held_texts, settings, args.out / "tokenizer", args.out / "report.md",
@@ -68,10 +67,9 @@ def fit_and_verify(args, bpe, fit_texts: list[str], held_texts: list[str], prose
         ("fit corpus (MB)", f"{sum(len(t.encode()) for t in fit_texts) / 1e6:.2f}"),
         ("fit time incl. pre-tokenizing (s)", f"{summary['fit']['fit_seconds']:.1f}"),
         ("stage time incl. verification (s)", f"{stage.seconds:.1f}"),
-        (f"peak RSS of the fit ({'the fit alone' if summary['fit']['peak_rss_scope'] == 'block' else 'process'}) / "
-         "of the process so far (MB)",
-         f"{summary['fit']['peak_rss_mb']:.0f} / "
-         f"{max(before, process_peak_kb()) / 1024:.0f}"),
+        (f"peak RSS of the fit ({'process' if summary['fit']['peak_rss_scope'] == 'process' else 'the fit alone'}) / "
+         "of the process so far (MiB)",
+         f"{summary['fit']['peak_rss_mb']:.0f} / {process_peak_kb() / 1024:.0f}"),
         ("fit rounds / constraints", f"{summary['fit']['rounds']} / {summary['fit']['constraints']}"),
         ("ids identical / decode([i]) mismatches",
          f"{summary['ids']['id_to_token_identical']} / {summary['ids']['single_id_decode_mismatches']}"),

@@ -2,21 +2,25 @@
 
 The memory targets are about the whole process: the `tokenizers` library's Rust allocations included, which
 Python's ``tracemalloc`` never sees (and tracing every Python allocation made the distillation fit 2.7x slower).
+The kernel's own count is read, never reset: resetting it (``/proc/self/clear_refs``) would also lower the peak
+that ``/usr/bin/time -v`` reports for the whole command.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
-_CLEAR_REFS = Path("/proc/self/clear_refs")
+SAMPLE_SECONDS = 0.01
 
 
-def _high_water_mark_kb() -> int | None:
+def _status_kb(field: str) -> int | None:
+    """``VmHWM`` (the process's peak) or ``VmRSS`` (now) in KiB; None where /proc is not there."""
     try:
         for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -24,8 +28,7 @@ def _high_water_mark_kb() -> int | None:
 
 
 def process_peak_kb() -> int:
-    """The process's peak resident set size in KiB (``resource.getrusage``): since it started, or since the
-    last ``PeakRSS`` block began on Linux, whose reset restarts this count too."""
+    """The process's peak resident set size in KiB since it started (``resource.getrusage``)."""
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -33,12 +36,13 @@ def process_peak_kb() -> int:
 
 
 class PeakRSS:
-    """``with PeakRSS() as peak: ...``; then ``peak.mb`` is the process's peak resident set size in MB.
+    """``with PeakRSS() as peak: ...``; then ``peak.mb`` is the peak resident set size of the whole process during
+    the block, in MiB, and ``peak.before_mb`` the process's peak up to it.
 
-    On Linux the kernel's high-water mark is reset on entry (``/proc/self/clear_refs``), so the figure covers the
-    block alone (``peak.scope == "block"``). Elsewhere it is the process's peak since it started (``"process"``), an
-    upper bound. The reset also restarts what ``resource.getrusage`` reports as ``ru_maxrss``; ``peak.before_mb``
-    keeps the process's peak up to the block.
+    ``peak.scope`` says how it is known: ``"block"`` where the block raised the process's peak (the kernel's
+    high-water mark then is the block's peak, exactly); ``"sampled"`` where it did not (the largest resident size
+    read every ``SAMPLE_SECONDS`` during the block, which can miss a shorter spike); ``"process"`` without /proc
+    (the process's peak since it started, an upper bound).
     """
 
     mb: float
@@ -46,17 +50,28 @@ class PeakRSS:
     before_mb: float | None
 
     def __enter__(self) -> PeakRSS:
-        kb = _high_water_mark_kb()
-        self.before_mb = None if kb is None else round(kb / 1024, 1)
-        try:
-            _CLEAR_REFS.write_text("5")
-            self.scope = "block" if _high_water_mark_kb() is not None else "process"
-        except OSError:
-            self.scope = "process"
+        self._start_kb = _status_kb("VmHWM")
+        self.before_mb = None if self._start_kb is None else round(self._start_kb / 1024, 1)
+        self._sampled_kb = _status_kb("VmRSS") or 0
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+        if self._start_kb is not None:
+            self._sampler.start()
         return self
 
+    def _sample(self) -> None:
+        while not self._done.wait(SAMPLE_SECONDS):
+            self._sampled_kb = max(self._sampled_kb, _status_kb("VmRSS") or 0)
+
     def __exit__(self, *exc) -> None:
-        kb = _high_water_mark_kb() if self.scope == "block" else None
-        if kb is None:
-            kb = process_peak_kb()
+        self._done.set()
+        if self._start_kb is None:
+            self.scope, kb = "process", process_peak_kb()
+        else:
+            self._sampler.join()
+            end_kb = _status_kb("VmHWM") or self._start_kb
+            if end_kb > self._start_kb:
+                self.scope, kb = "block", end_kb
+            else:
+                self.scope, kb = "sampled", max(self._sampled_kb, _status_kb("VmRSS") or 0)
         self.mb = round(kb / 1024, 1)

@@ -390,8 +390,9 @@ def render_markdown(summary: dict) -> str:
             if key in fit:
                 lines.append(f"- {key.replace('_', ' ')}: {fit[key]}")
         if "peak_rss_mb" in fit:
-            since = "during the fit" if fit.get("peak_rss_scope") == "block" else "since the process started"
-            lines.append(f"- peak resident memory {since} (whole process, MB): {fit['peak_rss_mb']}")
+            since = {"block": "during the fit", "sampled": "during the fit, sampled every 10 ms"}.get(
+                fit.get("peak_rss_scope"), "since the process started")
+            lines.append(f"- peak resident memory {since} (whole process, MiB): {fit['peak_rss_mb']}")
         if fit.get("proven_unsatisfiable_examples"):
             lines.append("- proven unsatisfiable (no merge weights match them together with the other fit words, "
                          "and no split or word rule cuts them): "
