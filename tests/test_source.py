@@ -212,3 +212,34 @@ def test_named_chat_templates_left_behind_are_a_warning(tmp_path, caplog):
         _, meta = fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
     assert "the named chat templates tool_use are not carried" in caplog.text
     assert (tmp_path / "o" / "chat_template.jinja").read_text(encoding="utf-8") == "{{ messages[0]['content'] }}"
+
+
+def test_tokens_the_config_adds_are_added_tokens_as_transformers_reads_them(tmp_path, caplog):
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    from ivr.tokenizers.io import read_special_tokens
+
+    source, _ = fetch_original_tokenizer(tmp_path / "gpt2", allow_hub=False)
+    flags = {"lstrip": False, "rstrip": False, "single_word": False, "normalized": False}
+    (source / "tokenizer_config.json").write_text(json.dumps({
+        "eos_token": "<|endoftext|>",
+        "added_tokens_decoder": {"50256": {"content": "<|endoftext|>", "special": True, **flags},
+                                 "31373": {"content": "hello", "special": True, **flags},  # a vocabulary piece
+                                 "5": {"content": "world", "special": False, **flags},  # not world's id
+                                 "60000": {"content": "<|nowhere|>", "special": True, **flags}},
+    }), encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        target, _ = fetch_original_tokenizer(tmp_path / "o", local_dir=source, allow_hub=False)
+    assert "added_tokens_decoder puts 'world' at id 5, but tokenizer.json gives that text id 6894" in caplog.text
+    assert "lists '<|nowhere|>' (id 60000), which tokenizer.json does not hold; left out" in caplog.text
+    special = read_special_tokens(target)
+    assert special.added == {31373: "hello", 6894: "world", 50256: "<|endoftext|>"}
+    assert {31373, 6894} <= special.protected_ids()
+    text = "say hello there, world"
+    # the file as transformers reads it (ivr encodes documents with special text as text)
+    assert (Tokenizer.from_file(str(target / "tokenizer.json")).encode(text).ids
+            == AutoTokenizer.from_pretrained(str(source))(text).input_ids)
+    with pytest.raises(ValueError, match=r"added_tokens_decoder\['x'\] must be a token with its 'content'"):
+        (source / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": {"x": "hello"}}))
+        fetch_original_tokenizer(tmp_path / "o2", local_dir=source, allow_hub=False)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer, decoders, pre_tokenizers, processors
+from tokenizers import AddedToken, Encoding, Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import Model
 
 from ivr.atomic import atomic_dir
@@ -141,16 +141,9 @@ def read_tokenizer_file(
     return tok
 
 
-def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
-    """The special tokens of the tokenizer directory ``tokenizer_dir``: added tokens from ``tokenizer.json``, roles
-    from ``tokenizer_config.json`` and ``special_tokens_map.json`` as ``transformers`` reads them (the map's replace
-    the config's, unless the config lists ``added_tokens_decoder``). Where neither file names a role, GPT-2's
-    layout if ``<|endoftext|>`` is the one added token (GPT-2's Hub config holds ``model_max_length`` alone), else
-    none."""
-    directory = Path(tokenizer_dir)
-    tok = read_tokenizer_file(directory, keep_padding=True)
-    # transformers takes a pad token and side from tokenizer.json's padding where the configs name none
-    padding = tok.padding or {}
+def read_configs(directory: Path) -> dict[Path, dict]:
+    """The tokenizer configs (``CONFIG_FILES``) of ``directory`` that exist, by path, each checked to be a JSON
+    object."""
     configs = {}
     for name in CONFIG_FILES:
         config_path = directory / name
@@ -161,6 +154,57 @@ def read_special_tokens(tokenizer_dir: str | Path) -> SpecialTokens:
                 raise ValueError(f"{config_path}: not valid UTF-8 JSON: {err}") from None
             if not isinstance(configs[config_path], dict):
                 raise ValueError(f"{config_path}: not a JSON object")
+    return configs
+
+
+ADDED_TOKEN_FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
+
+
+def add_config_added_tokens(tok: Tokenizer, directory: str | Path) -> list[str]:
+    """Make what ``tokenizer_config.json``'s ``added_tokens_decoder`` lists an added token of ``tok`` with its
+    flags, as transformers does when it loads the directory: a vocabulary piece listed there is then matched whole
+    in raw text (and protected from IVR), and its ``special`` flag is the config's. Returns the texts changed.
+    An entry at another id than ``tok`` gives its text keeps ``tok``'s id, and one whose text ``tok`` lacks is
+    left out, each with a warning."""
+    path = Path(directory) / CONFIG_FILES[0]
+    listed = read_configs(Path(directory)).get(path, {}).get("added_tokens_decoder") or {}
+    if not isinstance(listed, dict):
+        raise ValueError(f"{path}: added_tokens_decoder must map ids to tokens, got {type(listed).__name__}")
+    current = tok.get_added_tokens_decoder()
+    changed = []
+    for key, spec in sorted(listed.items(), key=lambda item: str(item[0])):
+        if not (str(key).isdigit() and isinstance(spec, dict) and isinstance(spec.get("content"), str)):
+            raise ValueError(f"{path}: added_tokens_decoder[{key!r}] must be a token with its 'content' under its "
+                             f"id, got {spec!r}")
+        token_id, content = int(key), spec["content"]
+        flags = {flag: bool(spec[flag]) for flag in ADDED_TOKEN_FLAGS if flag in spec}
+        token = AddedToken(content, **flags)
+        if token_id in current and repr(current[token_id]) == repr(token):
+            continue
+        vocab_id = tok.token_to_id(content)
+        if vocab_id is None:  # transformers would give it a new id, which the model has no row for
+            log.warning("%s: added_tokens_decoder lists %r (id %d), which %s does not hold; left out", path, content,
+                        token_id, TOKENIZER_FILE)
+            continue
+        if vocab_id != token_id:
+            log.warning("%s: added_tokens_decoder puts %r at id %d, but %s gives that text id %d, which it keeps "
+                        "(as transformers does)", path, content, token_id, TOKENIZER_FILE, vocab_id)
+        (tok.add_special_tokens if token.special else tok.add_tokens)([token])
+        changed.append(content)
+    return changed
+
+
+def read_special_tokens(tokenizer_dir: str | Path, tok: Tokenizer | None = None) -> SpecialTokens:
+    """The special tokens of the tokenizer directory ``tokenizer_dir``: added tokens from ``tokenizer.json``, roles
+    from ``tokenizer_config.json`` and ``special_tokens_map.json`` as ``transformers`` reads them (the map's replace
+    the config's, unless the config lists ``added_tokens_decoder``). Where neither file names a role, GPT-2's
+    layout if ``<|endoftext|>`` is the one added token (GPT-2's Hub config holds ``model_max_length`` alone), else
+    none. ``tok``: the directory's tokenizer as already read (with its padding), in place of reading it again."""
+    directory = Path(tokenizer_dir)
+    tok = read_tokenizer_file(directory, keep_padding=True) if tok is None else tok
+    # transformers takes a pad token and side from tokenizer.json's padding where the configs name none
+    padding = tok.padding or {}
+    configs = read_configs(directory)
     if not configs:
         special = special_tokens_of(tok, str(directory / TOKENIZER_FILE))  # GPT-2's layout, else an error
         if not padding:

@@ -18,7 +18,8 @@ from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.bpe import offline_gpt2_files, offline_gpt2_tokenizer
 from ivr.stamps import output_signature
 from ivr.tokenizers.io import (
-    METADATA_FILE, file_sha256, read_metadata, read_special_tokens, read_tokenizer_file, save_tokenizer_dir,
+    METADATA_FILE, add_config_added_tokens, file_sha256, read_metadata, read_special_tokens, read_tokenizer_file,
+    save_tokenizer_dir,
 )
 from ivr.tokenizers.pieces import vocab_pieces
 from ivr.tokenizers.special import (
@@ -176,9 +177,14 @@ def from_dir(directory: str | Path, setting: str = "data.tokenizer_local_dir") -
     path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {TOKENIZER_FILE} in {directory} ({setting})")
-    tok = read_tokenizer_file(directory, hint="replace it with the model's own tokenizer.json")
+    tok = read_tokenizer_file(directory, hint="replace it with the model's own tokenizer.json", keep_padding=True)
     check_byte_level_bpe(tok, str(path))
-    return tok, read_special_tokens(directory)
+    changed = add_config_added_tokens(tok, directory)
+    if changed:
+        log.info("%s: added tokens as its tokenizer_config.json lists them: %s", directory, changed[:20])
+    special = read_special_tokens(directory, tok)
+    tok.no_padding()
+    return tok, special
 
 
 def from_gguf(spec: str) -> tuple[Tokenizer, SpecialTokens, dict]:
