@@ -71,14 +71,17 @@ class ResumableLoader(DataLoader):
     """A DataLoader over an :class:`EpochOrder` that serves the passes :class:`OrderState` says.
 
     ``continued()``: how many batches of the running epoch the trainer counts as done at the start of a pass (more
-    than 0 only when a resumed fit goes on with a cut-short epoch). Without it, a state loaded with
+    than 0 only when a resumed fit goes on with a cut-short epoch); ``epoch_length()``: how many batches of an
+    epoch the trainer trains (fewer than the loader holds under ``trainer.limit_train_batches``). Without it, a state loaded with
     ``load_state_dict`` whose pass was cut short is continued. Any other sampler (``overfit_batches`` puts a
     sequential one in) is served as it is."""
 
-    def __init__(self, *args, order: OrderState | None = None, continued: Callable[[], int] | None = None, **kwargs):
+    def __init__(self, *args, order: OrderState | None = None, continued: Callable[[], int] | None = None,
+                 epoch_length: Callable[[], int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.order = order if order is not None else OrderState(seed=getattr(self.sampler, "seed", 0))
         self.continued = continued
+        self.epoch_length = epoch_length
         self._loaded = False
 
     def __iter__(self):
@@ -94,12 +97,15 @@ class ResumableLoader(DataLoader):
             log.warning("resuming epoch %d at batch %d with data.batch_size %d on %d device(s), where it was %d on %d: "
                         "the rest of the epoch repeats or leaves out some of its blocks", state.epoch, done,
                         self.batch_size, sampler.num_replicas, state.batch_size, state.replicas)
-        if self.continued is not None and state.started and done >= len(self):
+        length = len(self)
+        if self.epoch_length is not None and isinstance(limited := self.epoch_length(), int) and 0 < limited < length:
+            length = limited  # the trainer trains this many batches of each epoch (trainer.limit_train_batches)
+        if self.continued is not None and state.started and done >= length:
             # a fit stopped by max_steps at an epoch's last batch is restored with that epoch whole but not yet
             # closed: Lightning would take one batch of this pass and close it, so serving the next epoch here
             # would lose all of it but that batch; an empty pass closes it, and the next serves the next epoch
             return
-        if state.started and 0 < done < len(self):
+        if state.started and 0 < done < length:
             epoch, skip = state.epoch, done
         elif state.started:
             epoch, skip = state.epoch + 1, 0
@@ -125,14 +131,14 @@ class ResumableLoader(DataLoader):
 
 
 def training_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int = 0, num_replicas: int = 1,
-                    rank: int = 0, order: OrderState | None = None,
-                    continued: Callable[[], int] | None = None) -> ResumableLoader:
+                    rank: int = 0, order: OrderState | None = None, continued: Callable[[], int] | None = None,
+                    epoch_length: Callable[[], int] | None = None) -> ResumableLoader:
     """Shuffled per epoch from ``order.seed`` (a fresh order from ``seed`` where none is given), whole batches only,
     resumable mid-epoch."""
     order = order if order is not None else OrderState(seed=seed)
     sampler = EpochOrder(dataset, num_replicas=num_replicas, rank=rank, seed=order.seed)
     return ResumableLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True,
-                           order=order, continued=continued)
+                           order=order, continued=continued, epoch_length=epoch_length)
 
 
 def evaluation_loader(dataset: Dataset, batch_size: int, num_workers: int, num_replicas: int = 1,

@@ -181,6 +181,7 @@ class IVRDataModule(LightningDataModule):
         self.datasets = None
         self._order: OrderState | None = None
         self._kept_for: str | None = None  # the command that keeps a checkpoint's tokenizer (no stage runs)
+        self._corpus_at_setup: str | None = None
 
     @property
     def paths(self) -> ArtifactPaths:
@@ -262,7 +263,8 @@ class IVRDataModule(LightningDataModule):
         the training order stands (``ivr.batch_order``)."""
         state = {"tokenizer": self.hparams.tokenizer, "vocabulary_sha256": self._vocabulary_sha256(),
                  "heldout_fraction": self.hparams.heldout_fraction}
-        corpus = self._corpus_fingerprint()
+        # the corpus the blocks were read from, not one cleaned again by another run since
+        corpus = self._corpus_at_setup or self._corpus_fingerprint()
         if corpus is not None:
             state["corpus_fingerprint"] = corpus
         return {**state, "order": self._order.as_dict()} if self._order is not None else state
@@ -333,6 +335,7 @@ class IVRDataModule(LightningDataModule):
         if stage == "predict" or self.datasets is not None:
             return
         hp = self.hparams
+        self._corpus_at_setup = self._corpus_fingerprint()
         path = pipeline.dataset_dir(self.paths, hp.tokenizer, hp.block_size, hp.heldout_fraction)
         if not path.is_dir():
             # every rank only reads here; the blocks come from prepare_data, which Lightning runs on each node's
@@ -368,10 +371,26 @@ class IVRDataModule(LightningDataModule):
         if self._order is None:
             self._order = OrderState(seed=_global_seed())
         trainer = self.trainer
-        # the trainer's restored count of the running epoch's batches: more than 0 where a resumed fit goes on
-        continued = (lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready) if trainer is not None else None
+        continued = epoch_length = None
+        if trainer is not None:
+            def continued() -> int:
+                """The trainer's restored count of the running epoch's batches: more than 0 where a resumed fit
+                goes on."""
+                done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+                accumulate = trainer.accumulate_grad_batches
+                if done % accumulate and done < trainer.num_training_batches:
+                    # Lightning steps after every `accumulate` batches of an epoch; checkpoints hold no gradients
+                    log.warning("resuming at batch %d of an epoch, inside an accumulation of %d batches: the "
+                                "gradients of its first %d batches were not saved, so their blocks reach no update; "
+                                "a trainer.val_check_interval that is a multiple of trainer.accumulate_grad_batches "
+                                "and of the epoch's batches (%d) keeps checkpoints between steps", done, accumulate,
+                                done % accumulate, trainer.num_training_batches)
+                return done
+
+            def epoch_length() -> int:
+                return trainer.num_training_batches  # the loader's length, or trainer.limit_train_batches' share
         return training_loader(self.datasets["train"], hp.batch_size, hp.num_workers, **ranks, order=self._order,
-                               continued=continued)
+                               continued=continued, epoch_length=epoch_length)
 
     def train_batches_per_epoch(self) -> int:
         """Batches each rank trains on per epoch (whole batches of its equal share), without building a loader."""

@@ -136,17 +136,20 @@ def read_dataset_record(directory: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def remove_superseded_datasets(datasets_dir: Path, tokenizer: str, tokenizer_sha256: str) -> list[Path]:
-    """Delete the packed datasets of the ``tokenizer`` kind whose record names another ``tokenizer.json``: the
-    tree holds one tokenizer file per kind, and blocks of an earlier one (hundreds of MB each at scale) could
-    only serve again if it were rebuilt byte for byte. Folders without a record are left alone."""
+def remove_superseded_datasets(datasets_dir: Path, tokenizer: str, tokenizer_file: str,
+                               tokenizer_sha256: str) -> list[Path]:
+    """Delete the packed datasets of the ``tokenizer`` kind whose record names the same ``tokenizer_file`` with
+    other contents (``tokenizer_sha256`` now): a tree holds one tokenizer file per kind, and blocks of an earlier
+    one (hundreds of MB each at scale) could only serve again if it were rebuilt byte for byte. Folders without a
+    record, of another tree's tokenizer file (a shared datasets folder) and linked folders are left alone."""
     removed = []
     for folder in sorted(Path(datasets_dir).glob(f"{tokenizer}-*")):
         record = read_dataset_record(folder)
-        if not DATASET_FOLDER.fullmatch(folder.name) or record is None or record.get("tokenizer") == tokenizer_sha256:
+        if (not DATASET_FOLDER.fullmatch(folder.name) or folder.is_symlink() or record is None
+                or record.get("tokenizer_file") != tokenizer_file or record.get("tokenizer") == tokenizer_sha256):
             continue
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder)
         log.info("datasets: removed %s (%.1f MB), packed with an earlier %s tokenizer", folder, size / 1e6, tokenizer)
         removed.append(folder)
     return removed

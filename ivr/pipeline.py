@@ -442,9 +442,12 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
                 splits[name] = encoded_batches(tok, SplitTexts(paths.cleaned_corpora_dir, split, heldout_fraction))
         separator = read_special_tokens(paths.tokenizer_dir(tokenizer)).separator_id
         key = dataset_key(paths, tokenizer, block_size, heldout_fraction)
+        # the file, beside its hash: a datasets folder shared by trees holds blocks of other trees' tokenizers
+        tokenizer_file = str(paths.tokenizer_file(tokenizer).resolve())
         with collector_paused():
-            write_packed_splits(tok, splits, block_size, target, separator, manifest["bytes"], record=key)
-        remove_superseded_datasets(paths.datasets_dir, tokenizer, key["tokenizer"])
+            write_packed_splits(tok, splits, block_size, target, separator, manifest["bytes"],
+                                record={**key, "tokenizer_file": tokenizer_file})
+        remove_superseded_datasets(paths.datasets_dir, tokenizer, tokenizer_file, key["tokenizer"])
     return target
 
 

@@ -78,6 +78,17 @@ def test_a_fit_stopped_at_an_epoch_s_last_batch_goes_on_with_the_whole_next_epoc
     assert epoch(resumed, 2) == whole[2]
 
 
+def test_an_epoch_the_trainer_limits_ends_at_its_limit_when_resumed():
+    # trainer.limit_train_batches 3 of 5: a fit stopped after the limited epoch's last batch goes on with the next
+    # epoch, not with the fourth batch of this one, which the limit leaves out
+    whole = [epoch(training_loader(BLOCKS, 4, 0, seed=7), e, stop=3) for e in (0, 1)]
+    done = [3, 0, 0]
+    resumed = training_loader(BLOCKS, 4, 0, seed=7, continued=lambda: done.pop(0), epoch_length=lambda: 3)
+    resumed.load_state_dict({"seed": 7, "epoch": 0, "batches": 3, "started": True})
+    assert epoch(resumed, 0) == []
+    assert epoch(resumed, 1, stop=3) == whole[1]
+
+
 def test_resuming_an_epoch_with_another_batch_size_warns(caplog):
     loader = training_loader(BLOCKS, 4, 0, seed=7)
     epoch(loader, 0, stop=2)
@@ -133,3 +144,26 @@ def test_a_held_out_split_smaller_than_the_devices_is_refused(tmp_path):
         data.val_dataloader()
     data.datasets = {"validation": BLOCKS[:3]}
     assert [b.flatten().tolist() for b in data.val_dataloader()] == [[1]]  # rank 1 of 2: one block, none repeated
+
+
+def test_resuming_inside_an_accumulation_says_which_batches_reach_no_update(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from ivr.data import IVRDataModule
+
+    dm = IVRDataModule(artifacts_dir=str(tmp_path), batch_size=4)
+    dm.datasets = {"train": BLOCKS}
+    progress = SimpleNamespace(ready=3)
+    trainer = SimpleNamespace(fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(
+        batch_progress=SimpleNamespace(current=progress))), accumulate_grad_batches=2, num_training_batches=5,
+        world_size=1, global_rank=0)
+    dm.trainer = trainer
+    loader = dm.train_dataloader()
+    with caplog.at_level("WARNING", logger="ivr.data"):
+        assert loader.continued() == 3 and loader.epoch_length() == 5
+    assert "resuming at batch 3 of an epoch, inside an accumulation of 2 batches: the gradients of its first 1" \
+        in caplog.text
+    caplog.clear()
+    progress.ready = 4  # between two optimizer steps: nothing lost
+    loader.continued()
+    assert "inside an accumulation" not in caplog.text

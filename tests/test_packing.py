@@ -159,16 +159,20 @@ def test_packed_datasets_of_an_earlier_tokenizer_are_removed_with_their_record(g
     from ivr.packing import DATASET_RECORD_FILE, read_dataset_record, remove_superseded_datasets
 
     datasets = tmp_path / "datasets"
-    for name, sha in (("distilled-" + "a" * 16, "old"), ("distilled-" + "b" * 16, "new"),
-                      ("original-" + "c" * 16, "old")):
+    for name, sha, file in (("distilled-" + "a" * 16, "old", "t.json"), ("distilled-" + "b" * 16, "new", "t.json"),
+                            ("original-" + "c" * 16, "old", "t.json"),
+                            ("distilled-" + "e" * 16, "old", "other_tree.json")):  # a datasets folder shared
         write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, TEXTS), 16, datasets / name, EOS_ID,
-                            record={"tokenizer": sha, "block_size": 16})
+                            record={"tokenizer": sha, "tokenizer_file": file, "block_size": 16})
     record = read_dataset_record(datasets / ("distilled-" + "b" * 16))
     assert record["block_size"] == 16 and record["blocks"]["train"] == record["blocks"]["validation"] > 0
     unrecorded = datasets / ("distilled-" + "d" * 16)  # packed before records were written: left alone
     write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, TEXTS), 16, unrecorded, EOS_ID)
     assert not (unrecorded / DATASET_RECORD_FILE).exists() and read_dataset_record(unrecorded) is None
-    removed = remove_superseded_datasets(datasets, "distilled", "new")
+    linked = datasets / ("distilled-" + "f" * 16)  # moved to another disk and linked back: left alone
+    linked.symlink_to(datasets / ("distilled-" + "a" * 16))
+    removed = remove_superseded_datasets(datasets, "distilled", "t.json", "new")
     assert removed == [datasets / ("distilled-" + "a" * 16)]
-    assert sorted(p.name for p in datasets.iterdir()) == ["distilled-" + "b" * 16, "distilled-" + "d" * 16,
-                                                          "original-" + "c" * 16]  # another kind is not touched
+    assert sorted(p.name for p in datasets.iterdir()) == [
+        "distilled-" + "b" * 16, "distilled-" + "d" * 16, "distilled-" + "e" * 16, "distilled-" + "f" * 16,
+        "original-" + "c" * 16]  # another kind is not touched
