@@ -343,6 +343,10 @@ def test_resuming_on_a_changed_corpus_warns_that_held_out_text_may_have_been_tra
         assert "heldout_fraction" not in caplog.text
         IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original", heldout_fraction=0.5).load_state_dict(state)
     assert "trained with data.heldout_fraction 0.05 and this run holds out 0.5" in caplog.text
+    # the corpus the fit's blocks were read from: another run cleaning it again meanwhile does not change it
+    dm._corpus_at_setup = dm._corpus_fingerprint()
+    manifest.write_text(json.dumps({"files": [], "fingerprint": "c"}))
+    assert dm.state_dict()["corpus_fingerprint"] == dm._corpus_at_setup != dm._corpus_fingerprint()
 
 
 def test_predict_without_prompts_says_what_to_pass(tmp_path):
