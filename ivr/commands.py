@@ -316,8 +316,12 @@ def _best_checkpoint(last: Path) -> str:
 
     if not last.is_file():
         raise FileNotFoundError(f"--ckpt_path best: no {last} to read the best checkpoint from; run `ivr fit` first")
-    states = checkpoint_part(last, "callbacks").values()
-    best = next((s["best_model_path"] for s in states if isinstance(s, dict) and s.get("best_model_path")), None)
+    states = checkpoint_part(last, "callbacks")
+    if not states:  # checkpoint.save_weights_only leaves the callbacks' state out
+        raise FileNotFoundError(f"--ckpt_path best: {last} records no callback state (a weights-only checkpoint, "
+                                "checkpoint.save_weights_only) and so no best checkpoint; pass --ckpt_path FILE")
+    best = next((s["best_model_path"] for s in states.values() if isinstance(s, dict) and s.get("best_model_path")),
+                None)
     if best is None or not Path(best).is_file():
         raise FileNotFoundError(f"--ckpt_path best: the fit that wrote {last} kept no best checkpoint "
                                 f"({'none recorded' if best is None else best + ' is gone'}); set checkpoint.monitor "

@@ -22,7 +22,7 @@ from ivr import pipeline, pipeline_config
 from ivr.analysis.select_settings import SelectSettings
 from ivr.batch_order import OrderState, evaluation_loader, training_loader
 from ivr.causal_lm import ModelShape, as_shape
-from ivr.cleaned_corpus import CorpusError, corpus_content
+from ivr.cleaned_corpus import CorpusError, corpus_content, read_manifest
 from ivr.corpus import CleaningOptions
 from ivr.embeddings import AlignSettings
 from ivr.model import EmbeddingInit
@@ -231,6 +231,10 @@ class IVRDataModule(LightningDataModule):
             return pipeline.prepare(self.config, self.hparams.tokenizer, self.hparams.block_size)
         if self._kept_for == "predict":
             return []
+        try:
+            read_manifest(self.paths.cleaned_corpora_dir)
+        except (OSError, CorpusError):  # deleted since the fit: the blocks' cache key reads it
+            pipeline.clean(self.config)
         hp = self.hparams
         return [pipeline.build_datasets(self.paths, hp.tokenizer, hp.block_size, hp.heldout_fraction)]
 
@@ -299,7 +303,9 @@ class IVRDataModule(LightningDataModule):
                 f"{where} was trained on the {state.get('tokenizer')} tokenizer's vocabulary (sha256 "
                 f"{state['vocabulary_sha256'][:12]}), but data.tokenizer {self.hparams.tokenizer} at "
                 f"{self.paths.tokenizer_dir(self.hparams.tokenizer)} gives ids other pieces ("
-                f"{self._vocabulary_sha256()[:12]}). Use a checkpoint of a fit on this tokenizer, or --ckpt_path base")
+                f"{self._vocabulary_sha256()[:12]}). Run `ivr prepare` with the settings of the fit that wrote it to "
+                "bring its tokenizer back, or use a checkpoint of a fit on this tokenizer (validate, test, predict and "
+                "export also take --ckpt_path base: the model without fine-tuning)")
 
     def _corpus_fingerprint(self) -> str | None:
         try:

@@ -219,8 +219,12 @@ def lightning_checkpoint(path: str | Path) -> Path:
 
 def checkpoint_part(path: str | Path, key: str) -> dict:
     """The entry ``key`` of a whole Lightning checkpoint (the data module's state), read with its tensors left on
-    disk (memory-mapped); ``{}`` where it has none."""
-    content = torch.load(readable_checkpoint(path), map_location="cpu", mmap=True, weights_only=False)
+    disk (memory-mapped); ``{}`` where it has none, or where the file holds more than weights-only loading reads
+    (then Lightning's own load, as ``weights_only`` says, decides: nothing in it runs here)."""
+    try:
+        content = torch.load(readable_checkpoint(path), map_location="cpu", mmap=True, weights_only=True)
+    except pickle.UnpicklingError:
+        return {}
     part = content.get(key) if isinstance(content, dict) else None
     return part if isinstance(part, dict) else {}
 

@@ -23,7 +23,9 @@ from ivr.analysis.select import select_replacements
 from ivr.atomic import atomic_dir
 from ivr.builtin_corpora import english_reference_texts
 from ivr.causal_lm import (
-    base_model, check_block_fits, check_pretrained_reachable, checkpoint_fingerprint, local_pretrained_config)
+    base_model, check_block_fits, check_pretrained_reachable, checkpoint_fingerprint, local_checkpoint_dir,
+    local_pretrained_config,
+)
 from ivr.collector import collector_paused
 from ivr.cleaned_corpus import SplitTexts, check_splits, corpus_content, iter_documents, read_manifest
 from ivr.corpus import clean_corpus, cleaned_from_current_sources
@@ -76,6 +78,14 @@ def init(config: PipelineConfig) -> list[Path]:
     paths, source = config.paths, config.original
     with artifacts_lock(paths):
         fetch_original_tokenizer(paths.original_tokenizer_dir, source.name, source.local_dir, force=source.force, allow_hub=source.use_hub)
+    clean(config)
+    return [paths.original_tokenizer_dir, paths.cleaned_corpora_dir]
+
+
+def clean(config: PipelineConfig) -> dict:
+    """Clean the raw corpus (reusing a complete earlier result) and check its splits; the manifest."""
+    paths = config.paths
+    with artifacts_lock(paths):
         default_raw = paths.raw_corpora_dir == ArtifactPaths.from_config(paths.root).raw_corpora_dir
         manifest = clean_corpus(paths.raw_corpora_dir, paths.cleaned_corpora_dir, config.cleaning, force=config.normalize_force,
                                 default_raw_dir=default_raw)
@@ -84,7 +94,7 @@ def init(config: PipelineConfig) -> list[Path]:
     if counts["heldout_also_in_train"]:  # the split goes by id: copies of one text may fall on both sides
         log.warning("held-out split: %d documents have the exact text of a training document; held-out figures "
                     "count them as unseen", counts["heldout_also_in_train"])
-    return [paths.original_tokenizer_dir, paths.cleaned_corpora_dir]
+    return manifest
 
 
 def analyze(config: PipelineConfig) -> list[Path]:
@@ -336,7 +346,8 @@ def align(
         raise FileNotFoundError(f"no remap rules at {rules}: {hint}")
     if base.from_config is None and not base.name_or_path:
         raise ValueError("ivr align needs a base model: set model.model_name_or_path or model.from_config")
-    if base.from_config is None and (Path(base.name_or_path) / EXPORT_METADATA_FILE).is_file():
+    if base.from_config is None and ((local_checkpoint_dir(base.name_or_path) or Path(base.name_or_path))
+                                     / EXPORT_METADATA_FILE).is_file():
         # its ids already mean the new strings: aligning would overwrite the rows its fit trained
         raise ValueError(f"{base.name_or_path} is an ivr export, whose reassigned rows are trained already: go on "
                          "from its fit's checkpoint (--ckpt_path), or set model.model_name_or_path to the original "

@@ -274,6 +274,11 @@ def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatc
     main(["export", *args, "--data.tokenizer", "distilled", "--ckpt_path", "last"])
     assert json.loads((tmp_path / "artifacts" / "training" / "hf_export" / "ivr_export.json").read_text())[
         "tokenizer"] == "distilled"
+    # the cleaned corpus deleted since the fit: cleaned again for the blocks, the tokenizer kept
+    import shutil
+
+    shutil.rmtree(tmp_path / "artifacts" / "corpora" / "cleaned")
+    main(["validate", *args])
     # `best` is the one the fit's ModelCheckpoint recorded (without a monitor, its newest), read from last.ckpt
     capsys.readouterr()
     main(["validate", *args, "--ckpt_path", "best"])
@@ -314,7 +319,8 @@ def test_a_checkpoint_of_another_tokenizer_is_refused(tmp_path):
     swapped = Tokenizer.from_str(json.dumps(spec))
     assert swapped.get_vocab_size() == tok.get_vocab_size()
     swapped.save(str(dm.paths.tokenizer_file("original")))
-    with pytest.raises(ValueError, match="the checkpoint was trained on the original tokenizer's vocabulary"):
+    with pytest.raises(ValueError, match="the checkpoint was trained on the original tokenizer's vocabulary .* Run "
+                                         "`ivr prepare` with the settings of the fit that wrote it"):
         IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original").load_state_dict(state)
     tok.add_special_tokens(["<|new|>"])
     tok.save(str(dm.paths.tokenizer_file("original")))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -163,3 +164,29 @@ def test_a_tokenizer_whose_source_stated_no_length_exports_the_models_context(tm
     model = tiny_gpt2()
     out = export_hf(model, fetched, tmp_path / "hf", {})
     assert AutoTokenizer.from_pretrained(str(out)).model_max_length == model.config.n_positions
+
+
+class _Runs:
+    """Pickled, it calls ``Path.touch`` on load: what a checkpoint from an untrusted source may hold."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_reading_a_checkpoint_s_parts_runs_nothing_it_holds(tmp_path):
+    from ivr.commands import _best_checkpoint
+    from ivr.export import checkpoint_part
+
+    ran = tmp_path / "ran"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "IVRDataModule": {"vocabulary_sha256": "x"}, "evil": _Runs(ran)}, path)
+    assert checkpoint_part(path, "IVRDataModule") == {} and not ran.exists()  # Lightning's load decides
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {}, "IVRDataModule": {"vocabulary_sha256": "x"}}, plain)
+    assert checkpoint_part(plain, "IVRDataModule") == {"vocabulary_sha256": "x"}
+    # a weights-only checkpoint (checkpoint.save_weights_only) holds no callback state, so no best checkpoint
+    with pytest.raises(FileNotFoundError, match="records no callback state .*save_weights_only"):
+        _best_checkpoint(plain)

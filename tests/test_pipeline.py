@@ -264,6 +264,9 @@ def test_align_reads_a_model_without_sdpa_named_from_the_home_folder(ivr_run, tm
         load_pretrained("~/neo")
     main(["align", *args, "--model-name", "~/neo", "--embeddings-output-dir", str(tmp_path / "emb")])
     assert torch.equal(torch.load(tmp_path / "emb" / "original_wte.pt"), model.transformer.wte.weight.detach())
+    (tmp_path / "neo" / "ivr_export.json").write_text("{}")  # an export named from the home folder is one too
+    with pytest.raises(ValueError, match="is an ivr export, whose reassigned rows are trained already"):
+        main(["align", *args, "--model-name", "~/neo", "--embeddings-output-dir", str(tmp_path / "emb")])
 
 
 def test_align_rebuilds_a_damaged_untied_head(ivr_run, tmp_path):

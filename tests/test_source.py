@@ -69,6 +69,13 @@ def test_a_stage_run_alone_says_the_tokenizer_was_fetched_for_other_settings(tmp
     fetch_original_tokenizer(target, name, local_dir=local, allow_hub=False)
     assert fetched_for_current_settings(target, name, local)
     assert not fetched_for_current_settings(target, name)  # the local folder dropped from the settings
+    meta_path = target / "ivr_metadata.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["requested"].pop("dir_reading")  # a folder fetched before the config's added tokens were read
+    meta_path.write_text(json.dumps(meta))
+    assert not fetched_for_current_settings(target, name, local)
+    fetch_original_tokenizer(target, name, local_dir=local, allow_hub=False)
+    assert fetched_for_current_settings(target, name, local)
     (local / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}))
     assert not fetched_for_current_settings(target, name, local)  # its files changed since
     # analyze, run alone, reads the earlier copy and says so (it then fails: there is no cleaned corpus)
@@ -76,6 +83,13 @@ def test_a_stage_run_alone_says_the_tokenizer_was_fetched_for_other_settings(tmp
     with caplog.at_level("WARNING"), pytest.raises(FileNotFoundError):
         pipeline.run_stage(config, "analyze")
     assert f"changed since {target} was fetched: analyze reads the earlier copy" in caplog.text
+    # a copy damaged since: ivr init fetches it again, and the stage says so, not that it fetches it itself
+    fetch_original_tokenizer(target, name, local_dir=local, allow_hub=False)
+    (target / "tokenizer.json").write_text("{", encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert not fetched_for_current_settings(target, name, local)
+    assert "fetching the original tokenizer again" not in caplog.text
 
 
 def test_metadata_from_before_the_requested_record_is_reused_for_the_same_source(tmp_path):

@@ -45,6 +45,7 @@ GGUF_DIGITS_FIRST = frozenset({"smollm", "starcoder", "refact", "command-r", "co
 GGUF_IGNORE_MERGES = frozenset({"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0",
                                 "lfm2", "jina-v5-nano", "tekken", "minicpm5"})
 GGUF_READING = "transformers' conversion, then the pre-tokenizer type as llama.cpp reads it"
+DIR_READING = "tokenizer.json, then the config's added_tokens_decoder as transformers reads it"
 
 
 def fetch_original_tokenizer(
@@ -82,10 +83,13 @@ def fetch_original_tokenizer(
 def fetched_for_current_settings(target_dir: str | Path, tokenizer_name: str,
                                  local_dir: str | Path | None = None) -> bool:
     """Whether the tokenizer in ``target_dir`` was fetched for these settings from its source's current files (a
-    stage command run alone reads that copy; only ``ivr init`` fetches again). True where there is none."""
+    stage command run alone reads that copy; only ``ivr init`` fetches again). True where there is none; False
+    for a copy damaged or edited since, which ``ivr init`` fetches again."""
     target_dir = Path(target_dir)
-    if not (target_dir / TOKENIZER_FILE).is_file() or not _readable(target_dir):
+    if not (target_dir / TOKENIZER_FILE).is_file():
         return True
+    if not _readable(target_dir, quiet=True):
+        return False
     return _fetched_as_requested(read_metadata(target_dir), _requested(tokenizer_name, local_dir), tokenizer_name,
                                  local_dir)
 
@@ -119,23 +123,27 @@ def _requested(tokenizer_name: str, local_dir: str | Path | None) -> dict:
             requested["files"] = [[name, file_sha256(directory / name)]
                                   for name in (TOKENIZER_FILE, *CONFIG_FILES, CHAT_TEMPLATE_FILE)
                                   if (directory / name).is_file()] or None
+            requested["dir_reading"] = DIR_READING  # a folder read otherwise before is read again
     except FileNotFoundError:
         requested["files"] = None
     return requested
 
 
-def _readable(target_dir: Path) -> bool:
-    """Whether a fetched tokenizer can be reused: one damaged since is fetched again, not trusted."""
+def _readable(target_dir: Path, quiet: bool = False) -> bool:
+    """Whether a fetched tokenizer can be reused: one damaged since is fetched again, not trusted (said unless
+    ``quiet``)."""
     try:
         read_tokenizer_file(target_dir)
         recorded = read_metadata(target_dir).get("tokenizer_sha256")
     except ValueError as err:
-        log.warning("%s; fetching the original tokenizer again", err)
+        if not quiet:
+            log.warning("%s; fetching the original tokenizer again", err)
         return False
     # a file edited by hand (ids swapped) still parses; every later stage would build on it
     if recorded is not None and recorded != file_sha256(target_dir / TOKENIZER_FILE):
-        log.warning("%s changed since it was fetched (its sha256 differs from %s); fetching the original tokenizer "
-                    "again", target_dir / TOKENIZER_FILE, METADATA_FILE)
+        if not quiet:
+            log.warning("%s changed since it was fetched (its sha256 differs from %s); fetching the original "
+                        "tokenizer again", target_dir / TOKENIZER_FILE, METADATA_FILE)
         return False
     return True
 
