@@ -428,9 +428,10 @@ def dataset_key(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int,
     }
 
 
-def dataset_dir(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int, heldout_fraction: float) -> Path:
-    """The packed datasets' cache location: a hash of ``dataset_key``."""
-    key = json.dumps(dataset_key(paths, tokenizer, block_size, heldout_fraction), sort_keys=True)
+def dataset_dir(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int, heldout_fraction: float,
+                key: dict | None = None) -> Path:
+    """The packed datasets' cache location: a hash of ``dataset_key`` (``key`` where already read)."""
+    key = json.dumps(key or dataset_key(paths, tokenizer, block_size, heldout_fraction), sort_keys=True)
     return paths.dataset_dir(tokenizer, hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
@@ -438,7 +439,8 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
     """Tokenize and pack the train and held-out splits into ``block_size`` blocks (once per cache key)."""
     with artifacts_lock(paths):
         # keyed under the lock: another run may rebuild the tokenizer or the corpus it hashes until then
-        target = dataset_dir(paths, tokenizer, block_size, heldout_fraction)
+        key = dataset_key(paths, tokenizer, block_size, heldout_fraction)
+        target = dataset_dir(paths, tokenizer, block_size, heldout_fraction, key)
         if target.is_dir():  # the directory only ever appears by an atomic rename of a finished build
             return target
         tok = load_tokenizer(paths.tokenizer_dir(tokenizer))
@@ -452,7 +454,6 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
                 log.info("datasets: %s; encoding the %s split", splits[name], split)
                 splits[name] = encoded_batches(tok, SplitTexts(paths.cleaned_corpora_dir, split, heldout_fraction))
         separator = read_special_tokens(paths.tokenizer_dir(tokenizer)).separator_id
-        key = dataset_key(paths, tokenizer, block_size, heldout_fraction)
         # the file, beside its hash: a datasets folder shared by trees holds blocks of other trees' tokenizers
         tokenizer_file = str(paths.tokenizer_file(tokenizer).resolve())
         with collector_paused():

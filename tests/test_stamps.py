@@ -409,7 +409,7 @@ def test_the_datasets_key_is_read_under_the_lock(tmp_path, monkeypatch):
         raise Keyed
 
     monkeypatch.setattr(pipeline, "artifacts_lock", lock)
-    monkeypatch.setattr(pipeline, "dataset_dir", key)
+    monkeypatch.setattr(pipeline, "dataset_key", key)
     with pytest.raises(Keyed):
         pipeline.build_datasets(ArtifactPaths.from_config(tmp_path), "remapped", 64, 0.05)
     assert seen == [True]
