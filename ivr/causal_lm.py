@@ -143,6 +143,16 @@ def load_gguf(spec: str, attn_implementation: str = "sdpa"):
 
 def load_pretrained(model_name_or_path: str, attn_implementation: str = "sdpa"):
     """A pretrained causal LM in float32: a GGUF file, a local directory or the Hugging Face cache, or the Hub."""
+    try:
+        return _load_pretrained(model_name_or_path, attn_implementation)
+    except ValueError as err:
+        # GPT-Neo, GPT-J and CodeGen refuse sdpa, in transformers' words rather than the setting's
+        if attn_implementation != "eager" and "attention implementation" in str(err):
+            raise ValueError(f"{err}; set model.attn_implementation: eager") from err
+        raise
+
+
+def _load_pretrained(model_name_or_path: str, attn_implementation: str):
     if is_gguf(model_name_or_path):
         return load_gguf(model_name_or_path, attn_implementation)
     from transformers import AutoModelForCausalLM
@@ -155,11 +165,8 @@ def load_pretrained(model_name_or_path: str, attn_implementation: str = "sdpa"):
         try:
             return AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, **kwargs)
         except Exception as err:  # a missing or cut file fails in whichever parser reaches it first
-            # GPT-Neo, GPT-J and CodeGen refuse sdpa
-            hint = ("; set model.attn_implementation: eager" if attn_implementation != "eager"
-                    and "attention implementation" in str(err) else "")
             raise ValueError(f"{model_name_or_path}: cannot load the checkpoint in this directory "
-                             f"({type(err).__name__}: {err}){hint}") from err
+                             f"({type(err).__name__}: {err})") from err
     try:
         return AutoModelForCausalLM.from_pretrained(model_name_or_path, local_files_only=True, **kwargs)
     except OSError:

@@ -168,6 +168,7 @@ class IVRTrainer(Trainer):
         max_new_tokens: int = GenerationSettings.max_new_tokens,
         temperature: float = GenerationSettings.temperature,
         top_k: int = GenerationSettings.top_k,
+        weights_only: bool | None = None,
     ):
         """Continue each prompt of --data.prompts_path; writes predictions.jsonl and prints the continuations.
 
@@ -181,6 +182,8 @@ class IVRTrainer(Trainer):
             max_new_tokens: Tokens generated per prompt (fewer if the model's position table runs out).
             temperature: Sampling temperature; 0 decodes greedily.
             top_k: Sample among the k most likely tokens; 0: among all.
+            weights_only: As for fit: ``True`` loads only tensors and primitive types from ``ckpt_path`` (for a
+                checkpoint from an untrusted source); default Lightning's.
         """
         GenerationSettings(max_new_tokens, temperature, top_k)  # checked before any file is read
         if self.world_size > 1:  # each process would write its own share of the prompts to the one file
@@ -193,7 +196,8 @@ class IVRTrainer(Trainer):
             stops, pad = datamodule.generation_ids() if datamodule is not None else ((), None)
             model.generation = GenerationSettings(max_new_tokens, temperature, top_k, stops, pad)
         with _weights_fit(ckpt_path, SAME_MODEL):
-            predictions = super().predict(model, dataloaders, datamodule, True, ckpt_path) or []
+            predictions = super().predict(model, dataloaders, datamodule, True, ckpt_path,
+                                          **({} if weights_only is None else {"weights_only": weights_only})) or []
         if datamodule is not None:
             tok = datamodule.tokenizer()
             records = [{"prompt": p["prompt"], "continuation": tok.decode(p["ids"])} for p in predictions]

@@ -332,3 +332,15 @@ def test_a_gguf_checkpoint_loads_as_a_plain_model_that_saves(tmp_path, tied):
     loaded.save_pretrained(tmp_path / "saved")  # refused by transformers for the model it loads from GGUF
     again = base_model(str(tmp_path / "saved"), None)
     assert torch.equal(again.get_input_embeddings().weight, model.get_input_embeddings().weight)
+
+
+def test_a_refusal_of_sdpa_from_the_hub_or_its_cache_names_the_setting(monkeypatch):
+    from ivr import causal_lm
+
+    def refuse(name, attn_implementation):  # transformers' words for GPT-Neo, whichever branch loads it
+        raise ValueError("GPTNeoForCausalLM does not support an attention implementation through "
+                         "torch.nn.functional.scaled_dot_product_attention yet.")
+
+    monkeypatch.setattr(causal_lm, "_load_pretrained", refuse)
+    with pytest.raises(ValueError, match="scaled_dot_product_attention yet.; set model.attn_implementation: eager"):
+        causal_lm.load_pretrained("someone/neo")
