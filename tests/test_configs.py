@@ -147,11 +147,13 @@ def test_data_only_commands_show_only_data_options_but_parse_all(capsys):
 
 def test_train_takes_every_option_fit_takes(capsys):
     flags = {}
-    for command in ("fit", "train"):
+    for command in ("fit", "train", "validate", "test", "predict"):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         flags[command] = set(re.findall(r"^  (--[\w.-]+)", capsys.readouterr().out, flags=re.M))
     assert "--weights_only" in flags["fit"] and flags["train"] == flags["fit"]
+    # every command that restores a checkpoint the way Lightning does can be told to read it weights-only
+    assert all("--weights_only" in flags[command] for command in ("validate", "test", "predict"))
 
 
 def test_every_option_is_documented_in_help(capsys):
