@@ -90,8 +90,7 @@ class IVRTrainer(Trainer):
             _check_local_checkpoint(datamodule.paths, ckpt_path)
             if ckpt_path == "last":  # the file checked, not the newest of Lightning's last*.ckpt (a backup copy)
                 ckpt_path = str(last)
-            if Path(ckpt_path).is_file():
-                datamodule.keep_checkpoint_tokenizer(ckpt_path, "fit")
+            datamodule.keep_checkpoint_tokenizer(ckpt_path, "fit")
         # the rest as Lightning's own signature has it (``weights_only`` since 2.6)
         try:
             with _weights_fit(ckpt_path, "resume with the model settings of the fit that wrote it, or leave out "
@@ -125,9 +124,8 @@ class IVRTrainer(Trainer):
             weights_only: As for fit: ``True`` loads only tensors and primitive types from ``ckpt_path`` (for a
                 checkpoint from an untrusted source); default Lightning's.
         """
-        # passed only when given: Lightning before 2.6 has no such argument
         self.fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path,
-                 **({} if weights_only is None else {"weights_only": weights_only}))
+                 **_weights_only(weights_only))
 
     def validate(self, model=None, dataloaders=None, ckpt_path: str | None = None, verbose: bool = True, datamodule=None,
                  **kwargs):
@@ -197,7 +195,7 @@ class IVRTrainer(Trainer):
             model.generation = GenerationSettings(max_new_tokens, temperature, top_k, stops, pad)
         with _weights_fit(ckpt_path, SAME_MODEL):
             predictions = super().predict(model, dataloaders, datamodule, True, ckpt_path,
-                                          **({} if weights_only is None else {"weights_only": weights_only})) or []
+                                          **_weights_only(weights_only)) or []
         if datamodule is not None:
             tok = datamodule.tokenizer()
             records = [{"prompt": p["prompt"], "continuation": tok.decode(p["ids"])} for p in predictions]
@@ -244,6 +242,11 @@ class IVRTrainer(Trainer):
 
 
 SAME_MODEL = "use the model settings of the fit that wrote it"
+
+
+def _weights_only(weights_only: bool | None) -> dict:
+    """Lightning's ``weights_only`` argument where given: Lightning before 2.6 has none."""
+    return {} if weights_only is None else {"weights_only": weights_only}
 
 
 @contextlib.contextmanager
@@ -308,7 +311,7 @@ def _run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: s
         ckpt_path = _best_checkpoint(datamodule.paths.last_checkpoint)
         print(f"ivr {command}: using the last fit's best checkpoint {ckpt_path}")
     _check_local_checkpoint(datamodule.paths, ckpt_path)
-    if Path(ckpt_path).is_file() and command != "export":  # export runs no stage
+    if command != "export":  # export runs no stage
         datamodule.keep_checkpoint_tokenizer(ckpt_path, command)
     return ckpt_path
 

@@ -242,8 +242,9 @@ class IVRDataModule(LightningDataModule):
         """``command`` runs with the weights of ``ckpt_path``: refuse it now if the tokenizer on disk is not the one
         they were trained on, and run no stage, since one brought up to date (a setting, the corpus or the code
         changed since the fit) would replace that tokenizer and then refuse the checkpoint. Without a tokenizer
-        on disk (a checkpoint brought from elsewhere) the stages build it, and the restore checks it."""
-        if not self.paths.tokenizer_file(self.hparams.tokenizer).is_file():
+        on disk (a checkpoint brought from elsewhere) the stages build it, and the restore checks it; a checkpoint
+        that is no local file (a sharded folder, a remote path) is Lightning's to read."""
+        if not Path(ckpt_path).is_file() or not self.paths.tokenizer_file(self.hparams.tokenizer).is_file():
             return
         from ivr.export import checkpoint_part
 
