@@ -100,7 +100,7 @@ def test_special_tokens_map_gives_roles_as_transformers_reads_it(tmp_path):
 
 @pytest.mark.parametrize("listed", [{"additional_special_tokens": ["<|a|>", {"content": "<|b|>"}]},
                                     {"extra_special_tokens": ["<|a|>", "<|b|>"]},
-                                    {"extra_special_tokens": {"image_token": "<|a|>", "audio_token": "<|b|>"}},
+                                    {"extra_special_tokens": {"a": "<|a|>", "b": "<|b|>"}},
                                     {"additional_special_tokens": ["<|a|>"], "extra_special_tokens": {"x": "<|b|>"}}])
 def test_further_special_tokens_are_read_and_carried(tmp_path, listed):
     from transformers import AutoTokenizer
@@ -116,6 +116,27 @@ def test_further_special_tokens_are_read_and_carried(tmp_path, listed):
     with pytest.raises(ValueError, match=r"the further special tokens \['<\|z\|>'\] are not added tokens"):
         read_special_tokens(tokenizer_dir(tmp_path / "bad", ["</s>"], {"eos_token": "</s>",
                                                                        "additional_special_tokens": ["<|z|>"]}))
+
+
+@pytest.mark.parametrize("config", [{"image_token": "<|a|>", "mask_token": {"content": "<|b|>"}},
+                                    {"extra_special_tokens": {"image_token": "<|a|>", "mask_token": "<|b|>"}}])
+def test_named_further_tokens_keep_their_names(tmp_path, config):
+    from transformers import AutoTokenizer
+
+    from ivr.tokenizers.io import load_tokenizer, save_tokenizer_dir
+
+    path = tokenizer_dir(tmp_path / "src", ["</s>", "<|a|>", "<|b|>", "<|c|>"],
+                         {"eos_token": "</s>", "add_bos_token": False, "additional_special_tokens": ["<|c|>"], **config})
+    special = read_special_tokens(path)
+    assert special.named == (("image_token", "<|a|>", 4), ("mask_token", "<|b|>", 5))  # not add_bos_token's switch
+    assert special.extra == ("<|c|>",) and {4, 5} <= special.protected_ids()
+    save_tokenizer_dir(load_tokenizer(path), tmp_path / "out", {}, special)
+    assert read_special_tokens(tmp_path / "out").named == special.named
+    fast = AutoTokenizer.from_pretrained(str(tmp_path / "out"))
+    assert (fast.image_token, fast.mask_token, fast.extra_special_tokens) == ("<|a|>", "<|b|>", ["<|c|>"])
+    assert sorted(fast.all_special_ids) == [3, 4, 5, 6]
+    with pytest.raises(ValueError, match=r"image_token '<\|z\|>' not in the tokenizer's vocabulary"):
+        read_special_tokens(tokenizer_dir(tmp_path / "bad", ["</s>"], {"eos_token": "</s>", "image_token": "<|z|>"}))
 
 
 @pytest.mark.parametrize("config, extra", [({}, ("<|a|>",)), ({"added_tokens_decoder": {}}, ())])

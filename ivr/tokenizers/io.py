@@ -16,7 +16,7 @@ from ivr.atomic import atomic_dir
 from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.special import (
     CHAT_TEMPLATE_FILE, CONFIG_FILES, ENDOFTEXT, GPT2_ROLES, UNSET_LENGTH, SpecialTokens, config_extra_tokens,
-    config_roles, special_tokens, special_tokens_of,
+    config_named_tokens, config_roles, special_tokens, special_tokens_of,
 )
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ def save_tokenizer_dir(
     roles = {f"{role}_token": text for role, text in special.role_texts}
     with atomic_dir(target) as tmp:
         extra = {"additional_special_tokens": list(special.extra)} if special.extra else {}
+        extra.update({name: text for name, text, _ in special.named})  # transformers saves them under their names
         extra.update({key: side for key in ("padding_side", "truncation_side")
                       if (side := getattr(special, key)) is not None})
         fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **roles, **extra)
@@ -236,8 +237,11 @@ def read_special_tokens(tokenizer_dir: str | Path, tok: Tokenizer | None = None)
     length = length if isinstance(length, int) and length < UNSET_LENGTH else None
     extra = config_extra_tokens(config, str(config_file)) or (config_extra_tokens(mapped, str(map_file)) if from_map
                                                               else ())
+    named = config_named_tokens(config, str(config_file))
+    if from_map:
+        named.update(config_named_tokens(mapped, str(map_file)))
     where = " and ".join(map(str, configs or [directory / TOKENIZER_FILE]))
-    return special_tokens(tok, roles, length, where, read_chat_template(directory, first), extra, sides)
+    return special_tokens(tok, roles, length, where, read_chat_template(directory, first), extra, sides, named)
 
 
 def read_chat_template(directory: Path, config: dict) -> str | None:

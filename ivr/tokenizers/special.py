@@ -56,6 +56,9 @@ class SpecialTokens:
     truncation_side: str | None = None
     role_texts: tuple[tuple[str, str], ...] = ()
     """Each named role's token text (``("pad", "<|im_end|>")``), a vocabulary piece's too."""
+    named: tuple[tuple[str, str, int], ...] = ()
+    """The further tokens the config names (``("mask_token", "<mask>", 4)``: name, text, id), which transformers
+    gives as attributes: any other ``*_token`` key, and transformers 5's mapping ``extra_special_tokens``."""
 
     def role_ids(self) -> dict[str, int]:
         """The ids the config names, by role (``eos``: 2), roles it leaves unnamed left out."""
@@ -64,7 +67,7 @@ class SpecialTokens:
     def protected_ids(self) -> set[int]:
         """Ids IVR never frees: every added token, every id named by a role, and the document separator (a plain
         vocabulary piece in some BPEs, whose eos is another token)."""
-        return set(self.added) | set(self.role_ids().values()) | {self.separator_id}
+        return set(self.added) | set(self.role_ids().values()) | {self.separator_id} | {i for *_, i in self.named}
 
     def to_json(self) -> dict:
         return {
@@ -75,6 +78,7 @@ class SpecialTokens:
             "model_max_length": self.model_max_length,
             "chat_template": self.chat_template is not None,
             "extra_special_tokens": list(self.extra),
+            "named_tokens": {name: text for name, text, _ in self.named},
             "padding_side": self.padding_side,
             "truncation_side": self.truncation_side,
         }
@@ -83,10 +87,12 @@ class SpecialTokens:
 def special_tokens(
     tok: Tokenizer, roles: dict[str, str | None], model_max_length: int | None = None, where: str = "the tokenizer",
     chat_template: str | None = None, extra: tuple[str, ...] = (), sides: dict[str, str] | None = None,
+    named: dict[str, str] | None = None,
 ) -> SpecialTokens:
     """``tok``'s added tokens and the roles ``roles`` names by token (``{"eos": "<|im_end|>"}``); each named token
     must be in ``tok``'s vocabulary, and each of ``extra`` (further special tokens) one of its added tokens.
-    ``sides``: ``padding_side`` and ``truncation_side``, ``"left"`` or ``"right"`` where given."""
+    ``sides``: ``padding_side`` and ``truncation_side``, ``"left"`` or ``"right"`` where given. ``named``: further
+    tokens by attribute name (``{"mask_token": "<mask>"}``), each in the vocabulary too."""
     added = {i: t.content for i, t in sorted(tok.get_added_tokens_decoder().items())}
     ids: dict[str, int | None] = {}
     for role in ROLES:
@@ -99,6 +105,10 @@ def special_tokens(
     separator = ids["eos"] if separator is None else separator
     if separator is None:
         raise ValueError(f"{where}: no document separator: the tokenizer has no {ENDOFTEXT} and names no eos_token")
+    named_ids = {name: tok.token_to_id(text) for name, text in (named or {}).items()}
+    unknown = [f"{name} {named[name]!r}" for name, i in named_ids.items() if i is None]
+    if unknown:
+        raise ValueError(f"{where}: {', '.join(unknown[:20])} not in the tokenizer's vocabulary")
     missing = [t for t in extra if t not in added.values()]
     if missing:
         raise ValueError(f"{where}: the further special tokens {missing[:20]} are not added tokens of the tokenizer")
@@ -108,7 +118,8 @@ def special_tokens(
             raise ValueError(f"{where}: {key} must be 'left' or 'right', got {side!r}")
     return SpecialTokens(added, ids["bos"], ids["eos"], ids["pad"], ids["unk"], separator, model_max_length,
                          chat_template, tuple(extra), sides.get("padding_side"), sides.get("truncation_side"),
-                         tuple((role, roles[role]) for role in ROLES if ids[role] is not None))
+                         tuple((role, roles[role]) for role in ROLES if ids[role] is not None),
+                         tuple((name, text, named_ids[name]) for name, text in sorted((named or {}).items())))
 
 
 def special_tokens_of(tok: Tokenizer, where: str = "the tokenizer", model_max_length: int | None = None) -> SpecialTokens:
@@ -138,14 +149,35 @@ def config_roles(config: dict, where: str = "the tokenizer config") -> dict[str,
 
 
 def config_extra_tokens(config: dict, where: str = "the tokenizer config") -> tuple[str, ...]:
-    """The further special tokens a config lists: ``additional_special_tokens`` and ``extra_special_tokens`` (a list,
-    or transformers 4's mapping of names to tokens), each a token's text or a mapping with its ``content``."""
+    """The further special tokens a config lists without a name transformers could write back:
+    ``additional_special_tokens`` and ``extra_special_tokens``, each a token's text or a mapping with its
+    ``content``; of a mapping of names to tokens, those whose name does not end in ``_token`` (transformers would
+    save them under a key it does not read back; the others are ``config_named_tokens``')."""
     out = []
     for key in ("additional_special_tokens", "extra_special_tokens"):  # transformers 4 may have both
         listed = config.get(key) or []
-        values = list(listed.values()) if isinstance(listed, dict) else listed
+        values = [v for k, v in listed.items() if not k.endswith("_token")] if isinstance(listed, dict) else listed
         texts = [v.get("content") if isinstance(v, dict) else v for v in values] if isinstance(values, list) else [None]
         if not all(isinstance(t, str) for t in texts):
             raise ValueError(f"{where}: {key} must list tokens' texts, got {listed!r}")
         out += texts
     return tuple(dict.fromkeys(out))
+
+
+def config_named_tokens(config: dict, where: str = "the tokenizer config") -> dict[str, str]:
+    """The further tokens a config names, as transformers reads them into attributes: every ``*_token`` key but
+    the roles (``mask_token``, ``image_token``) whose value is a token's text or a mapping with its ``content``
+    (``add_bos_token: true`` is a switch, not a token), and those of an ``extra_special_tokens`` mapping whose
+    name ends in ``_token``."""
+    roles = {f"{role}_token" for role in ROLES}
+    out = {key: value for key, value in config.items() if key.endswith("_token") and key not in roles
+           and (isinstance(value, str) or isinstance(value, dict) and "content" in value)}
+    mapped = config.get("extra_special_tokens")
+    if isinstance(mapped, dict):
+        out.update({key: value for key, value in mapped.items() if key.endswith("_token")})
+    texts = {key: value.get("content") if isinstance(value, dict) else value for key, value in out.items()}
+    bad = {key: out[key] for key, text in texts.items() if not isinstance(text, str)}
+    if bad:
+        raise ValueError(f"{where}: {', '.join(bad)} must be a token's text (or a mapping with its 'content'), got "
+                         f"{bad!r}")
+    return texts
