@@ -66,6 +66,7 @@ from ivr.tokenizers.distill.scores import initial_scores, merge_tree_matrix
 from ivr.tokenizers.distill.source_bpe import SourceBPE, source_bpe
 from ivr.tokenizers.distill.words import pre_token_counts
 from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
+from ivr.tokenizers.verify import read_report
 
 INIT_EXPONENT = DistillSettings().init_exponent
 DEFAULT_DESIGNS = (f"f64:pow:{INIT_EXPONENT:g},exact:pow:{INIT_EXPONENT:g},f64:pow:6,exact:pow:6,exact:pow:10,"
@@ -313,7 +314,12 @@ def fit_mismatches(report: Path, set_names: Sequence[str]) -> tuple[dict[str, Co
     """(per held-out set: the fitted tokenizer's wrong words that are not ties, as byte-level words with their
     occurrences; per set: all its word occurrences), from a verification ``report.json`` listing every mismatch
     (``multilingual_distill.py`` writes one)."""
-    sets = json.loads(report.read_text(encoding="utf-8"))["sets"]
+    try:
+        sets = read_report(report)["sets"]
+    except OSError as err:
+        raise SystemExit(f"{report}: {err.strerror}") from None
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     missing = [n for n in set_names if n not in sets]
     if missing:
         raise SystemExit(f"{report}: no held-out set {missing[0]!r} (sets there: {sorted(sets)})")

@@ -84,11 +84,12 @@ from ivr.metrics import bits_per_byte  # noqa: E402
 from ivr.model import IVRLanguageModel  # noqa: E402
 from ivr.packing import pack_blocks, token_byte_lengths  # noqa: E402
 from ivr.paths import ArtifactPaths  # noqa: E402
-from ivr.stamps import is_current, write_stamp  # noqa: E402
+from ivr.stamps import is_current, stamp_extra, write_stamp  # noqa: E402
 from ivr.tokenizers.byte_level import EOS_ID  # noqa: E402
 from ivr.tokenizers.distill import DistillSettings  # noqa: E402
 from ivr.tokenizers.io import load_tokenizer  # noqa: E402
 from ivr.tokenizers.remap_rules import read_remap_rules  # noqa: E402
+from ivr.tokenizers.verify import read_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("ivr_experiment")
@@ -272,7 +273,7 @@ def pretrain(args, base_dir: Path, train_texts: list[str], tok, seed: int | None
     stamp = base_dir / "pretrain.json"
     if is_current(stamp, key, [base_dir / "config.json"]):
         print(f"pretrain: reusing {base_dir}")
-        return json.loads(stamp.read_text())["result"]
+        return stamp_extra(stamp, "result")
     blocks = pack(tok, train_texts, args.block_size)
     print(f"pretrain: {len(train_texts)} documents, {len(blocks)} blocks of {args.block_size} tokens, "
           f"{args.pretrain_steps} steps of {args.batch_size} blocks")
@@ -456,7 +457,7 @@ def main(argv: list[str] | None = None) -> dict:
     paths = ivr_dm.paths
     remapped = load_tokenizer(paths.remapped_tokenizer_dir)
     reassigned = sorted(r.id for r in read_remap_rules(paths.remap_rules))
-    distill_report = json.loads(paths.distillation_report_json.read_text())
+    distill_report = read_report(paths.distillation_report_json)
     results["pipeline"] = {"reassigned_ids": len(reassigned), "distillation_report": distill_report}
     print(f"[{time.perf_counter() - clock:.0f}s] pipeline done: {len(reassigned)} ids reassigned")
 

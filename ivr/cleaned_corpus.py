@@ -15,6 +15,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from ivr.atomic import read_json_object
+
 T = TypeVar("T")
 MANIFEST_FILE = "manifest.json"
 """Written last in the cleaned directory: its presence marks a complete build."""
@@ -41,10 +43,10 @@ def read_manifest(cleaned_dir: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no cleaned corpus at {cleaned_dir} (missing {path.name}): run `ivr init` first")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CorpusError(f"{path}: damaged ({err}); run `ivr init` to clean the corpus again") from None
-    files = manifest.get("files") if isinstance(manifest, dict) else None
+        manifest = read_json_object(path)
+    except ValueError as err:
+        raise CorpusError(f"{err}: damaged; run `ivr init` to clean the corpus again") from None
+    files = manifest.get("files")
     if (not isinstance(files, list) or "fingerprint" not in manifest
             or not all(isinstance(f, dict) and isinstance(f.get("cleaned"), str) for f in files)):
         raise CorpusError(f"{path}: damaged (not a manifest ivr wrote: no 'files' list of cleaned files, or no 'fingerprint'); run "

@@ -16,7 +16,6 @@ says which of them exist and why.
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -26,7 +25,7 @@ from typing import Literal
 import torch
 from transformers import PreTrainedModel
 
-from ivr.atomic import atomic_file, write_json
+from ivr.atomic import atomic_file, read_json_object, write_json
 from ivr.causal_lm import learned_position_embeddings
 from ivr.omp_init import sparse_codes
 from ivr.paths import ArtifactPaths
@@ -88,7 +87,7 @@ def align_outputs(paths: ArtifactPaths) -> list[Path]:
     ``final_lm_head``) that its ``alignment.json`` names."""
     names = [*ALWAYS_WRITTEN]
     try:
-        listed = json.loads(paths.embedding_metadata(SUMMARY).read_text(encoding="utf-8"))["files"]
+        listed = read_json_object(paths.embedding_metadata(SUMMARY))["files"]
         names += [n for n in OPTIONAL if paths.embedding(n).name in listed]
     except (OSError, ValueError, KeyError, TypeError):  # none yet, or damaged: the stamp then fails on its signature
         pass
@@ -266,8 +265,8 @@ def check_aligned_for(final_wte: str | Path, rules_path: str | Path) -> None:
     tokenizer gives their ids. Rows without a record of their rules are not checked."""
     meta_path = Path(final_wte).with_suffix(".json")
     try:
-        aligned_for = json.loads(meta_path.read_text(encoding="utf-8")).get("rules_sha256")
-    except (OSError, ValueError, AttributeError):
+        aligned_for = read_json_object(meta_path).get("rules_sha256")
+    except (OSError, ValueError):
         return
     if aligned_for is not None and Path(rules_path).is_file() and aligned_for != file_sha256(rules_path):
         raise ValueError(f"{final_wte}: aligned for other remap rules ({meta_path} records sha256 {aligned_for[:12]}) "

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from ivr.atomic import atomic_dir
+from ivr.atomic import atomic_dir, read_json_object
 from ivr.causal_lm import context_size
 from ivr.tokenizers.io import file_sha256, load_tokenizer, read_special_tokens
 
@@ -233,10 +233,9 @@ def export_step(export_dir: Path) -> int | None:
     """The training step of the export in ``export_dir`` (its ``ivr_export.json``); None if there is none or the
     record cannot be read, since the export is about to be replaced either way."""
     try:
-        record = json.loads((Path(export_dir) / EXPORT_METADATA_FILE).read_text(encoding="utf-8"))
+        step = read_json_object(Path(export_dir) / EXPORT_METADATA_FILE).get("step")
     except (OSError, ValueError):
         return None
-    step = record.get("step") if isinstance(record, dict) else None
     return step if isinstance(step, int) else None
 
 

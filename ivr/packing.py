@@ -20,7 +20,7 @@ from tempfile import TemporaryDirectory
 import numpy as np
 from tqdm.auto import tqdm
 
-from ivr.atomic import atomic_dir, scratch_prefix
+from ivr.atomic import atomic_dir, read_json_object, scratch_prefix
 from ivr.tokenizers.byte_level import piece_to_bytes
 
 log = logging.getLogger(__name__)
@@ -130,10 +130,9 @@ def write_packed_splits(
 def read_dataset_record(directory: Path) -> dict | None:
     """The record of a packed dataset folder; None where it has none or it is not a JSON object."""
     try:
-        record = json.loads((Path(directory) / DATASET_RECORD_FILE).read_text(encoding="utf-8"))
+        return read_json_object(Path(directory) / DATASET_RECORD_FILE)
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) else None
 
 
 def remove_superseded_datasets(datasets_dir: Path, tokenizer: str, tokenizer_file: str,

@@ -46,7 +46,7 @@ from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import remap_tokenizer
 from ivr.tokenizers.source import fetch_original_tokenizer, fetched_for_current_settings
 from ivr.tokenizers.special import CHAT_TEMPLATE_FILE
-from ivr.tokenizers.verify import verify_tokenizer
+from ivr.tokenizers.verify import read_report, verify_tokenizer
 from ivr.user_text import read_text_files
 
 log = logging.getLogger(__name__)
@@ -213,8 +213,7 @@ def _distilled(config: PipelineConfig) -> tuple[list[Path], dict | None]:
     built = staged("distill-tokenizer", paths, lambda: distill_key(config), outputs, build, distill)
     summary = fitted.get("summary") or _verified(config)
     if config.distill.strict:
-        check_strict(summary or json.loads(paths.distillation_report_json.read_text(encoding="utf-8")),
-                     paths.distillation_report_md)
+        check_strict(summary or read_report(paths.distillation_report_json), paths.distillation_report_md)
     return [built[0], *reports, *built[1:]], summary
 
 

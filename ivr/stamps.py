@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import logging
 import platform
 import stat
@@ -20,7 +19,7 @@ from importlib import metadata
 from functools import lru_cache
 from pathlib import Path
 
-from ivr.atomic import write_json
+from ivr.atomic import read_json_object, write_json
 
 log = logging.getLogger(__name__)
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -37,11 +36,11 @@ def is_current(stamp_path: Path, key: dict, outputs: list[Path], unsigned: Itera
     if not stamp_path.is_file() or not all(Path(p).exists() for p in outputs):
         return False
     try:
-        stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        log.warning("%s is unreadable (%s): rebuilding what it stamped", stamp_path, err)
+        stamp = read_json_object(stamp_path)
+    except ValueError as err:
+        log.warning("%s: rebuilding what it stamped", err)
         return False
-    if not isinstance(stamp, dict) or stamp.get("key") != key:
+    if stamp.get("key") != key:
         return False
     return stamp.get("signatures") == _signatures(outputs, unsigned)
 
@@ -52,6 +51,12 @@ def write_stamp(stamp_path: Path, key: dict, outputs: list[Path], unsigned: Iter
     # written after the outputs: a crash in between only costs a rebuild, never trusts a partial result
     write_json(stamp_path, {"key": key, "outputs": [str(p) for p in outputs],
                             "signatures": _signatures(outputs, unsigned), **extra})
+
+
+def stamp_extra(stamp_path: Path, name: str) -> object:
+    """The ``extra`` field ``name`` that ``write_stamp`` recorded (read after ``is_current`` found the stamp
+    current)."""
+    return read_json_object(stamp_path)[name]
 
 
 def _signatures(outputs: list[Path], unsigned: Iterable[Path]) -> list:

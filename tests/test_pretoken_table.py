@@ -120,7 +120,9 @@ def test_a_table_for_something_else_or_over_its_limit_is_not_used(tmp_path, layo
     assert "recorded for another corpus" in split_id_batches(table, "train", tok, "other", 0.05)
     assert "no pre-token table" in read_pretoken_counts(tmp_path / "absent", "sha", "corpus", 0.05, 1, 0.1)
     (table / "manifest.json").write_text("{", encoding="utf-8")
-    assert "unreadable" in read_pretoken_counts(table, "sha", "corpus", 0.05, 1, 0.1)
+    assert "manifest.json: not valid JSON" in read_pretoken_counts(table, "sha", "corpus", 0.05, 1, 0.1)
+    (table / "manifest.json").write_text("[]", encoding="utf-8")
+    assert "manifest.json: not a JSON object" in read_pretoken_counts(table, "sha", "corpus", 0.05, 1, 0.1)
 
     over = tmp_path / "over"
     manifest = record(over, tok, {"train": docs, "heldout": docs[:3]}, limit=10)

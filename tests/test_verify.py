@@ -17,6 +17,7 @@ from ivr.tokenizers.verify import (
     compare_texts,
     conflict_witness,
     language_table,
+    read_report,
     verify_tokenizer,
 )
 
@@ -40,9 +41,13 @@ def test_the_report_records_the_fit_and_its_settings_ahead_of_its_own(distilled,
     assert list(summary["settings"]) == ["strict", "max_run", "random_id_sequences", "examples", "seed"]
     assert summary["ids"]["random_sequences"] == 5 and summary["fit"] == {"rounds": 2}
     assert all(len(m["examples"]) <= 1 for m in summary["sets"]["t"]["mismatches"].values())
-    assert json.loads(js.read_text(encoding="utf-8")) == summary
+    assert json.loads(js.read_text(encoding="utf-8")) == summary == read_report(js)
     text = md.read_text(encoding="utf-8")
     assert "- max_run: 80" in text and "- seed: 3" in text
+    for damaged, why in (('{"ids": ', "not valid JSON"), ("[]", "not a JSON object"), ('{"ids": {}}', "not a verification report")):
+        js.write_text(damaged, encoding="utf-8")
+        with pytest.raises(ValueError, match=rf"r\.json: {why}.*run `ivr distill-tokenizer` again"):
+            read_report(js)
 
 
 def test_special_token_text_is_read_alike_by_both(distilled, gpt2_bpe, tmp_path):

@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 
 from ivr.analysis.spans import MAX_SELECT_PRETOKENS, PretokenCounts
+from ivr.atomic import read_json_object
 from ivr.tokenizers.io import groups_are_pre_tokens, pretoken_bounds
 
 VERSION = 2
@@ -198,9 +199,11 @@ def _usable(directory: Path, expected: dict) -> dict | str:
     if not path.is_file():
         return f"no pre-token table at {directory}"
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        manifest = read_json_object(path)
+    except OSError as error:
         return f"{path}: unreadable ({error})"
+    except ValueError as error:
+        return str(error)
     if manifest.get("version") != VERSION:
         return f"{path}: table version {manifest.get('version')}, not {VERSION}"
     if not manifest.get("recorded"):

@@ -12,7 +12,7 @@ import numpy as np
 from tokenizers import AddedToken, Encoding, Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import Model
 
-from ivr.atomic import atomic_dir
+from ivr.atomic import atomic_dir, read_json_object
 from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.special import (
     CHAT_TEMPLATE_FILE, CONFIG_FILES, ENDOFTEXT, GPT2_ROLES, UNSET_LENGTH, SpecialTokens, config_extra_tokens,
@@ -283,12 +283,9 @@ def read_metadata(directory: str | Path, required: bool = False) -> dict:
             raise FileNotFoundError(f"no {METADATA_FILE} in {directory}: not a tokenizer directory that ivr wrote")
         return {}
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); run the stage that builds it again") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path}: not a JSON object; run the stage that builds it again")
-    return meta
+        return read_json_object(path)
+    except ValueError as err:
+        raise ValueError(f"{err}; run the stage that builds it again") from None
 
 
 def file_sha256(path: str | Path) -> str:

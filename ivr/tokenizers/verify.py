@@ -14,7 +14,7 @@ from pathlib import Path
 from tokenizers import Encoding, Tokenizer
 from tqdm import tqdm
 
-from ivr.atomic import write_json, write_text
+from ivr.atomic import read_json_object, write_json, write_text
 from ivr.cleaned_corpus import batched
 from ivr.figures import exact_share
 from ivr.markdown_text import LEGEND, code, pieces
@@ -324,6 +324,19 @@ def verify_tokenizer(
     summary["settings"] = {**(fit_settings or {}), **asdict(settings)}
     write_json(report_json, summary)
     write_text(report_md, render_markdown(summary))
+    return summary
+
+
+def read_report(report_json: Path) -> dict:
+    """The summary ``verify_tokenizer`` wrote to ``report_json``; a ``ValueError`` naming the file where it is not
+    one (damaged, or another file)."""
+    try:
+        summary = read_json_object(report_json)
+    except ValueError as err:
+        raise ValueError(f"{err}; run `ivr distill-tokenizer` again") from None
+    if not isinstance(summary.get("sets"), dict) or not isinstance(summary.get("ids"), dict):
+        raise ValueError(f"{report_json}: not a verification report (no 'sets' and 'ids'); run `ivr distill-tokenizer` "
+                         "again")
     return summary
 
 
