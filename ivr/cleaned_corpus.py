@@ -1,25 +1,33 @@
-"""The cleaned corpus read back: its manifest, which split each document is in, the documents and texts of a
-split, streamed from disk.
+"""The cleaned corpus format: its records and manifest written and read back, which split each document is in,
+the documents and texts of a split, streamed from disk.
 
-``ivr.corpus`` writes the cleaned corpus; everything downstream reads it through this module. A document's split
-is a stable hash of its id, the same on every machine and in every process.
+``ivr.corpus`` decides what text goes in and writes it through this module; everything downstream reads it
+through this module. Each source file becomes ``cleaned_file_name(<source name>)``, one JSON record per
+document with its id first (``encode_record``); ``MANIFEST_FILE`` is written last. A document's split is a
+stable hash of its id, the same on every machine and in every process.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from ivr.atomic import read_json_object
+from ivr.atomic import read_json_object, write_json
 
 T = TypeVar("T")
 MANIFEST_FILE = "manifest.json"
 """Written last in the cleaned directory: its presence marks a complete build."""
+MANIFEST_VERSION = 1
+"""Of the record and manifest layout; the cleaning fingerprint holds it, so a new one cleans every corpus again."""
+_MANIFEST_HEAD = re.compile(rb'\s*\{\s*"version":\s*\d+,\s*"fingerprint":')  # as write_manifest begins, damaged or not
+RECORD_PREFIX = '{"id": '  # how encode_record begins every record: readers find the id without decoding the text
 
 
 class CorpusError(ValueError):
@@ -36,6 +44,32 @@ def is_heldout(doc_id: str, heldout_fraction: float) -> bool:
     """Stable split by document id: the same document lands in the same split on every machine."""
     h = int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big")
     return h / 2**64 < heldout_fraction
+
+
+def cleaned_file_name(source_name: str) -> str:
+    """The cleaned file of the source file named ``source_name`` (its path under the raw folder)."""
+    return f"{source_name}.jsonl"
+
+
+def document_id(source_name: str, place: int) -> str:
+    """The id of the document at ``place`` (line, record index, 0 for a whole file) of a source file; ``#k``
+    follows for the pieces of a document cut up."""
+    return f"{source_name}:{place}"
+
+
+def encode_record(doc: Document) -> bytes:
+    """A document as its cleaned file holds it: one line of UTF-8 JSON, its id first (``RECORD_PREFIX``). The
+    bytes must not change: the corpus's content hash, and so every stage's cache key, is a hash of them."""
+    return (json.dumps({"id": doc.doc_id, "text": doc.text}, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def write_manifest(cleaned_dir: Path, fingerprint: str, **fields) -> dict:
+    """Write the manifest that marks ``cleaned_dir`` complete (last, once every cleaned file is written): the
+    version, ``fingerprint`` (of the raw files and cleaning settings) and ``fields``, ``files`` among them (one
+    ``{"cleaned": name, ...}`` per cleaned file, in document order). Returns it."""
+    manifest = {"version": MANIFEST_VERSION, "fingerprint": fingerprint, **fields}
+    write_json(Path(cleaned_dir) / MANIFEST_FILE, manifest)
+    return manifest
 
 
 def read_manifest(cleaned_dir: Path) -> dict:
@@ -71,7 +105,7 @@ def split_counts(cleaned_dir: str | Path, heldout_fraction: float) -> dict[str, 
             doc_id, rest = _record_id_and_rest(line)
         except (ValueError, KeyError, TypeError) as err:
             raise _damaged(path, lineno, err) from None
-        # the record's text as written (clean_corpus writes every text the same way), not decoded: a cheap key
+        # the record's text as encode_record wrote it (every text the same way), not decoded: a cheap key
         text_key = hashlib.blake2b(rest.encode("utf-8", "surrogatepass"), digest_size=8).digest()
         if is_heldout(doc_id, heldout_fraction):
             counts["heldout"] += 1
@@ -170,12 +204,11 @@ class SplitTexts:
         return (d.text for d in iter_documents(self.cleaned_dir, self.split, self.heldout_fraction))
 
 
-RECORD_PREFIX = '{"id": '  # how clean_corpus writes every record: its id first
 _DECODER = json.JSONDecoder()
 
 
 def _record_id(line: str) -> str:
-    """A cleaned record's document id without decoding its text: ``clean_corpus`` writes the id first."""
+    """A cleaned record's document id without decoding its text: ``encode_record`` writes the id first."""
     return _record_id_and_rest(line)[0]
 
 
@@ -184,5 +217,39 @@ def _record_id_and_rest(line: str) -> tuple[str, str]:
     if line.startswith(RECORD_PREFIX):
         doc_id, end = _DECODER.raw_decode(line, len(RECORD_PREFIX))
         return doc_id, line[end:].rstrip("\n")
-    record = json.loads(line)
-    return record["id"], json.dumps({"id": "", "text": record["text"]}, ensure_ascii=False)[len('{"id": ""'):]
+    record = json.loads(line)  # a record written otherwise: the rest as encode_record would write it
+    written = encode_record(Document("", record["text"])).decode("utf-8")
+    return record["id"], written[len(RECORD_PREFIX + '""'):].rstrip("\n")
+
+
+def looks_like_cleaned_corpus(folder: Path) -> bool:
+    """Whether ``folder`` holds a cleaned corpus, complete, interrupted or damaged: a manifest that begins as
+    ``write_manifest`` begins one, or, without one, only cleaned files, each starting with a record of its
+    source. A user's folder, even of JSONL files, is none."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST_FILE
+    with open(manifest, "rb") if manifest.is_file() else io.BytesIO() as f:
+        if _MANIFEST_HEAD.match(f.read(256)):
+            return True
+    return _holds_only_cleaned_records(folder)
+
+
+def _holds_only_cleaned_records(folder: Path) -> bool:
+    """Whether ``folder`` holds what cleaning writes there and nothing else: its manifest (in any state) and at
+    least one cleaned file whose first record's id starts with its source's name."""
+    if not folder.is_dir():
+        return False
+    found = False
+    for path in folder.rglob("*"):
+        if path.is_dir() or path == folder / MANIFEST_FILE:
+            continue
+        name = path.relative_to(folder).as_posix()
+        source_name = name.removesuffix(cleaned_file_name(""))
+        # up to the first record's place in its source: ids begin with the source's name
+        id_head = json.dumps(document_id(source_name, 0).removesuffix("0"), ensure_ascii=False)[:-1]
+        expected = (RECORD_PREFIX + id_head).encode("utf-8")
+        with open(path, "rb") as f:
+            if not (cleaned_file_name(source_name) == name and f.read(len(expected)) == expected):
+                return False
+        found = True
+    return found

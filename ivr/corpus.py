@@ -14,6 +14,7 @@ training documents. Each source file becomes
 ``<cleaned>/<relative path>.jsonl`` with one ``{"id", "text"}`` record per document, so document
 boundaries survive exactly; when the training data are packed, documents are joined with
 ``<|endoftext|>`` as GPT-2 was. ``manifest.json`` is written last and marks a complete build.
+``ivr.cleaned_corpus`` owns that format: this module decides what text goes in and writes it through there.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import codecs
 import errno
 import hashlib
-import io
 import json
 import logging
 import os
@@ -33,17 +33,16 @@ from typing import Literal, NamedTuple
 
 from tqdm.auto import tqdm
 
-from ivr.atomic import atomic_dir, write_json
+from ivr.atomic import atomic_dir
 from ivr.builtin_corpora import BUILTIN_CORPORA
-from ivr.cleaned_corpus import MANIFEST_FILE, RECORD_PREFIX, CorpusError, Document, read_manifest
+from ivr.cleaned_corpus import (MANIFEST_FILE, MANIFEST_VERSION, CorpusError, Document, cleaned_file_name, document_id,
+                                encode_record, looks_like_cleaned_corpus, read_manifest, write_manifest)
 from ivr.raw_text import BOMS, decode, jsonl_lines, looks_like_utf16, read_bytes, unreadable
 from ivr.stamps import code_fingerprint, output_signature
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".txt", ".jsonl", ".json")
-MANIFEST_VERSION = 1
-_MANIFEST_HEAD = re.compile(rb'\s*\{\s*"version":\s*\d+,\s*"fingerprint":')  # how every manifest begins, damaged or not
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _TOO_DEEP = "invalid JSON (nested deeper than Python's JSON reader can follow)"
 
@@ -194,7 +193,7 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
                 if b"\0" in data and not any(data.startswith(bom) for bom, _ in BOMS):
                     check_text(data.decode("latin-1"), str(path))  # binary: say so rather than blame the encoding
                 raise
-            yield from _documents(text, f"{rel}:0", str(path), options)
+            yield from _documents(text, document_id(rel, 0), str(path), options)
         except CorpusError as err:
             skip(err)
         return
@@ -212,7 +211,8 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
                 except ValueError as err:  # an integer of more digits than Python converts
                     raise CorpusError(f"{path}:{lineno}: invalid JSON ({err})") from None
                 where = f"{path}:{lineno}"
-                yield from _documents(_record_text(record, options.text_key, where), f"{rel}:{lineno}", where, options)
+                yield from _documents(_record_text(record, options.text_key, where), document_id(rel, lineno), where,
+                                      options)
             except CorpusError as err:
                 skip(err)
         return
@@ -239,7 +239,8 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
     for index, record in enumerate(records):
         where = f"{path} record {index + 1}"  # counted from 1, as lines are; the id keeps its index
         try:
-            yield from _documents(_record_text(record, options.text_key, where), f"{rel}:{index}", where, options)
+            yield from _documents(_record_text(record, options.text_key, where), document_id(rel, index), where,
+                                  options)
         except CorpusError as err:
             skip(err)
 
@@ -377,42 +378,40 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
     with atomic_dir(cleaned_dir) as tmp:
         for source in tqdm(sources, desc="cleaning corpus", unit="file", leave=False):
             path, rel = source.path, source.rel
-            out = tmp / f"{rel}.jsonl"
+            out = tmp / cleaned_file_name(rel)
             out.parent.mkdir(parents=True, exist_ok=True)
             docs = bytes_ = 0
             with _cleaned_file(out, path) as f:
                 for doc in read_source(source, options, skip):
-                    record = json.dumps({"id": doc.doc_id, "text": doc.text}, ensure_ascii=False) + "\n"
+                    record = encode_record(doc)
                     f.write(record)
-                    content.update(record.encode("utf-8", "surrogatepass"))
+                    content.update(record)
                     docs += 1
                     bytes_ += len(doc.text.encode("utf-8"))
             if docs == 0:
                 out.unlink()
                 continue
-            files.append({"source": str(path), "cleaned": f"{rel}.jsonl", "documents": docs, "bytes": bytes_})
+            files.append({"source": str(path), "cleaned": cleaned_file_name(rel), "documents": docs, "bytes": bytes_})
             n_docs, n_bytes = n_docs + docs, n_bytes + bytes_
         if n_docs == 0:
             raise CorpusError(f"no non-empty documents in {raw_dir} (after skipping {len(skip.skipped)} bad records)")
-        manifest = {
-            "version": MANIFEST_VERSION,
-            "fingerprint": fingerprint,
+        manifest = write_manifest(
+            tmp, fingerprint,
             # the stages' key: cleaning again text that did not change (a raw file touched) rebuilds nothing
-            "content": content.hexdigest(),
-            "raw_dir": str(raw_dir),
-            "builtin_corpus": options.builtin_corpus,
-            "text_key": options.text_key,
-            "encoding": options.encoding,
-            "on_bad_record": options.on_bad_record,
-            "documents": n_docs,
-            "bytes": n_bytes,
-            "skipped_records": len(skip.skipped),
-            "skipped_examples": skip.skipped[:20],
-            "document_boundaries": "one JSON record per document; packed for training with <|endoftext|> between",
-            "files": files,
-            "cleaned_signature": _cleaned_signature(tmp),
-        }
-        write_json(tmp / MANIFEST_FILE, manifest)
+            content=content.hexdigest(),
+            raw_dir=str(raw_dir),
+            builtin_corpus=options.builtin_corpus,
+            text_key=options.text_key,
+            encoding=options.encoding,
+            on_bad_record=options.on_bad_record,
+            documents=n_docs,
+            bytes=n_bytes,
+            skipped_records=len(skip.skipped),
+            skipped_examples=skip.skipped[:20],
+            document_boundaries="one JSON record per document; packed for training with <|endoftext|> between",
+            files=files,
+            cleaned_signature=_cleaned_signature(tmp),
+        )
     if skip.skipped:
         print(f"ivr: skipped {len(skip.skipped)} bad records (data.on_bad_record=skip); first: {skip.skipped[0]}")
     return manifest
@@ -421,7 +420,7 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
 def _cleaned_file(out: Path, raw: Path):
     """``out`` open for writing; a raw name that the added ``.jsonl`` makes too long is named with what to do."""
     try:
-        return open(out, "w", encoding="utf-8")
+        return open(out, "wb")
     except OSError as err:
         if err.errno != errno.ENAMETOOLONG:
             raise
@@ -439,34 +438,11 @@ def _check_cleaned_dir(raw_dir: Path, cleaned_dir: Path) -> None:
             f"data.cleaned_corpora_dir ({cleaned_dir}) {how} data.raw_corpora_dir ({raw_dir}): cleaning replaces the "
             "cleaned folder whole, which would delete raw files or read its own output; choose a separate cleaned "
             "folder")
-    if cleaned_dir.exists() and not (cleaned_dir.is_dir() and not any(cleaned_dir.iterdir())):
-        manifest = cleaned_dir / MANIFEST_FILE
-        with open(manifest, "rb") if manifest.is_file() else io.BytesIO() as f:
-            # damaged or not, ivr's manifest begins so; without one, the records cleaning writes tell
-            if not _MANIFEST_HEAD.match(f.read(256)) and not _holds_only_cleaned_records(cleaned_dir):
-                raise CorpusError(
-                    f"data.cleaned_corpora_dir ({cleaned_dir}) exists and is no cleaned corpus of ivr's (no ivr "
-                    f"{MANIFEST_FILE}); cleaning replaces it whole, deleting what it holds: choose an empty or new "
-                    "folder")
-
-
-def _holds_only_cleaned_records(folder: Path) -> bool:
-    """Whether ``folder`` holds what cleaning writes there and nothing else: its manifest (in any state) and at
-    least one ``<raw name>.jsonl`` file whose first record's id starts with that raw name. An interrupted or
-    damaged cleaned corpus is cleaned again; a user's folder, even of JSONL files, is not replaced."""
-    if not folder.is_dir():
-        return False
-    found = False
-    for path in folder.rglob("*"):
-        if path.is_dir() or path == folder / MANIFEST_FILE:
-            continue
-        name = path.relative_to(folder).as_posix()
-        expected = RECORD_PREFIX + json.dumps(name.removesuffix(".jsonl") + ":", ensure_ascii=False)[:-1]
-        with open(path, "rb") as f:
-            if not (name.endswith(".jsonl") and f.read(len(expected.encode())) == expected.encode()):
-                return False
-        found = True
-    return found
+    if (cleaned_dir.exists() and not (cleaned_dir.is_dir() and not any(cleaned_dir.iterdir()))
+            and not looks_like_cleaned_corpus(cleaned_dir)):
+        raise CorpusError(
+            f"data.cleaned_corpora_dir ({cleaned_dir}) exists and is no cleaned corpus of ivr's (no ivr "
+            f"{MANIFEST_FILE}); cleaning replaces it whole, deleting what it holds: choose an empty or new folder")
 
 
 def _cleaned_signature(cleaned_dir: Path) -> str:

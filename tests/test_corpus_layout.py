@@ -3,6 +3,7 @@ it must never be the raw folder, hold it, lie in it, or be a folder of the user'
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -81,3 +82,30 @@ def test_a_raw_file_name_that_is_not_utf8_is_named_and_must_be_renamed(tmp_path)
         pytest.skip("this file system takes UTF-8 names only")
     with pytest.raises(CorpusError, match=r"raw corpus file '.*b\\udcff\.txt': its name is not valid UTF-8.*rename"):
         clean_corpus(raw, tmp_path / "cleaned", CleaningOptions())
+
+
+def test_cleaned_records_keep_the_bytes_earlier_versions_wrote(tmp_path):
+    """Existing cleaned corpora stay valid and keep their content hash, every stage's cache key: the records'
+    bytes and the manifest's leading keys are those ivr has always written."""
+    raw = tmp_path / "raw"
+    (raw / "sub").mkdir(parents=True)
+    (raw / "a.txt").write_text('café "quoted"\r\nline\\two\t\u2603 \U0001F600\n', encoding="utf-8")
+    (raw / "b.jsonl").write_text(json.dumps({"text": "first\u2028sep é"}) + "\n"
+                                 + json.dumps({"text": "x" * 30 + "\n\n" + "y" * 10}) + "\n", encoding="utf-8")
+    (raw / "sub" / "c.json").write_text(json.dumps([{"text": "é \x1b[1mb\x1b[0m"}, {"text": "</script> \\u"}]))
+    manifest = clean_corpus(raw, tmp_path / "cleaned", CleaningOptions(max_document_chars=20))
+    files = _files(tmp_path / "cleaned")
+    assert json.loads(files.pop("manifest.json")) == manifest
+    assert files == {
+        "a.txt.jsonl": b'{"id": "a.txt:0#0", "text": "caf\xc3\xa9 \\"quoted\\"\\n"}\n'
+                       b'{"id": "a.txt:0#1", "text": "line\\\\two\\t\xe2\x98\x83 \xf0\x9f\x98\x80\\n"}\n',
+        "b.jsonl.jsonl": b'{"id": "b.jsonl:1", "text": "first\xe2\x80\xa8sep \xc3\xa9"}\n'
+                         b'{"id": "b.jsonl:2#0", "text": "xxxxxxxxxxxxxxxxxxxx"}\n'
+                         b'{"id": "b.jsonl:2#1", "text": "xxxxxxxxxx\\n\\n"}\n{"id": "b.jsonl:2#2", "text": "yyyyyyyyyy"}\n',
+        "sub/c.json.jsonl": b'{"id": "sub/c.json:0", "text": "\xc3\xa9 \\u001b[1mb\\u001b[0m"}\n'
+                            b'{"id": "sub/c.json:1", "text": "</script> \\\\u"}\n',
+    }
+    assert list(manifest)[:3] == ["version", "fingerprint", "content"] and manifest["version"] == 1
+    assert manifest["content"] == "e2b745290df1545e4122db480bfaf1635d66f3614e180a58d1bb7a0b6813bd7e"
+    assert [f["cleaned"] for f in manifest["files"]] == ["a.txt.jsonl", "b.jsonl.jsonl", "sub/c.json.jsonl"]
+    assert [d.doc_id for d in iter_documents(tmp_path / "cleaned")][:3] == ["a.txt:0#0", "a.txt:0#1", "b.jsonl:1"]
