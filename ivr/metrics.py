@@ -21,12 +21,6 @@ def token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tens
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), targets, reduction="none"), targets
 
 
-def lm_sums(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token negative log-likelihood (nats) and the number of predicted tokens."""
-    nll, targets = token_nll(logits, input_ids)
-    return nll.sum(), torch.tensor(targets.numel(), device=nll.device)
-
-
 def bits_per_byte(nll_nats, n_bytes):
     """Summed negative log-likelihood in nats → bits per byte of ``n_bytes`` (at least 1, so that an empty
     set gives 0, not a division by zero). Floats or tensors."""

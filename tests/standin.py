@@ -1,8 +1,6 @@
-"""A stand-in for the distilled tokenizer: a Unigram model over GPT-2's vocabulary, scored from the merge tree.
-
-Used by the tests and the benchmark until the real distillation is available; it encodes almost like
-GPT-2's BPE, which is all the remapping code needs from it.
-"""
+"""A stand-in for the distilled tokenizer: a Unigram model over GPT-2's vocabulary, scored from the merge tree,
+built in a fraction of a distillation's time; it encodes almost like GPT-2's BPE, which is all the remapping
+tests need from it. And GPT-2's merges, read once per test process."""
 
 from __future__ import annotations
 
@@ -13,11 +11,17 @@ from functools import lru_cache
 from tokenizers import Tokenizer
 from tokenizers.models import Unigram
 
-from ivr.tokenizers.bpe import gpt2_merges, offline_gpt2_files
+from ivr.tokenizers.bpe import bpe_merges, offline_gpt2_files, offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import EOS_ID, EOS_TOKEN
 from ivr.tokenizers.io import byte_level_tokenizer
 
 BYTE_SCORE = -10.0
+
+
+@lru_cache(maxsize=1)
+def gpt2_merges() -> tuple[tuple[str, str], ...]:
+    """GPT-2's merges in rank order (rank 0 first), as packaged."""
+    return bpe_merges(offline_gpt2_tokenizer())
 
 
 @lru_cache(maxsize=1)

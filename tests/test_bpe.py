@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from ivr.tokenizers.bpe import gpt2_merges
 from ivr.tokenizers.source import fetch_original_tokenizer
 from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes, text_to_piece
+from tests.standin import gpt2_merges
 
 
 @pytest.mark.parametrize(

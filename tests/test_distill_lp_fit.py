@@ -7,7 +7,8 @@ import pytest
 import scipy.sparse as sp
 from tokenizers import Tokenizer
 
-from ivr.tokenizers.bpe import gpt2_merges, offline_gpt2_tokenizer
+from ivr.tokenizers.bpe import offline_gpt2_tokenizer
+from tests.standin import gpt2_merges
 from ivr.tokenizers.distill import lp_fit
 from ivr.tokenizers.distill.lp_fit import STRICT_PENALTY, solve_rows
 from ivr.tokenizers.distill.stage import fit_distilled

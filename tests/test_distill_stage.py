@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from tokenizers import Tokenizer
 
-from ivr.tokenizers.bpe import gpt2_merges
 from ivr.tokenizers.byte_level import piece_to_bytes
 from ivr.tokenizers.distill import split_rules
 from ivr.tokenizers.distill.pre_tokenizer import with_rules
@@ -19,6 +18,7 @@ from ivr.tokenizers.distill.words import pre_token_counts
 from ivr.tokenizers.unigram import bare_model
 from ivr.tokenizers.verify import DistillationMismatch, VerifySettings, classify, compare_ids, compare_texts
 from tests.distill_fixtures import PROSE, corpus, fast_settings
+from tests.standin import gpt2_merges
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,19 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ivr.metrics import lm_sums
+from ivr.metrics import token_nll
 from ivr.causal_lm import ModelShape, PretrainedUnavailableError, build_model
 from ivr.model import IVRLanguageModel
 
 
-def test_lm_sums_matches_transformers_loss():
+def test_token_nll_matches_transformers_loss():
     torch.manual_seed(0)
     model = build_model(ModelShape(n_layer=1, n_embd=16, n_positions=16))
     ids = torch.randint(0, 50257, (3, 16))
     out = model(input_ids=ids, labels=ids)
-    nll, n = lm_sums(out.logits, ids)
-    assert n.item() == 3 * 15
-    assert torch.allclose(nll / n, out.loss, atol=1e-5)
+    nll, targets = token_nll(out.logits, ids)
+    assert targets.numel() == 3 * 15
+    assert torch.allclose(nll.mean(), out.loss, atol=1e-5)
 
 
 def test_validation_bits_per_byte_is_nll_in_bits_over_bytes():
@@ -33,8 +33,8 @@ def test_validation_bits_per_byte_is_nll_in_bits_over_bytes():
     module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
     module.validation_step(batch, 0)
     module.on_validation_epoch_end()
-    nll, _ = lm_sums(module(ids), ids)
-    assert logged["val/bits_per_byte"] == pytest.approx(nll.item() / math.log(2) / 90, rel=1e-5)
+    nll, _ = token_nll(module(ids), ids)
+    assert logged["val/bits_per_byte"] == pytest.approx(nll.sum().item() / math.log(2) / 90, rel=1e-5)
     assert logged["val/perplexity"] == pytest.approx(math.exp(logged["val/loss"]), rel=1e-5)
 
 

@@ -10,13 +10,13 @@ from hypothesis import given, settings as hsettings, strategies as st
 from tokenizers import Regex, Tokenizer, pre_tokenizers
 from tokenizers.models import BPE
 
-from ivr.tokenizers.bpe import gpt2_merges
 from ivr.tokenizers.byte_level import byte_to_char, piece_to_bytes
 from ivr.tokenizers.distill.pre_tokenizer import rules_pre_tokenizer, with_rules
 from ivr.tokenizers.distill.rule_selection import TOO_FEW_WRONG, earns_a_rule, may_earn_a_rule, select_split_rules
 from ivr.tokenizers.distill.split_rules import merging_after, split_rule_for, unmerged_before, utf8_prefix_range
 from ivr.tokenizers.unigram import bare_model
 from tests.distill_fixtures import fast_settings
+from tests.standin import gpt2_merges
 
 
 def test_table_borders_are_cut_where_bpe_keeps_them_apart(bpe, rule):

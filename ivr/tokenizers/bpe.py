@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -22,14 +21,6 @@ def offline_gpt2_files() -> tuple[Path, Path]:
 def offline_gpt2_tokenizer() -> Tokenizer:
     vocab, merges = offline_gpt2_files()
     return byte_level_tokenizer(BPE.from_file(str(vocab), str(merges)))
-
-
-@lru_cache(maxsize=1)
-def gpt2_merges() -> tuple[tuple[str, str], ...]:
-    """GPT-2's merges in rank order (rank 0 first), as packaged; read once per process."""
-    _, merges = offline_gpt2_files()
-    lines = merges.read_text(encoding="utf-8").splitlines()
-    return tuple(tuple(line.split(" ")) for line in lines[1:] if line and not line.startswith("#version"))
 
 
 def bpe_model(tok: Tokenizer) -> dict:

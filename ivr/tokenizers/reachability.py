@@ -76,9 +76,3 @@ def tokenizer_unreachable_ids(tokenizer: Tokenizer) -> dict[int, list[str]]:
     return unreachable_tokens(
         dict(model["vocab"]), bpe_merges(tokenizer), set(tokenizer.get_added_tokens_decoder()), bool(model.get("ignore_merges"))
     )
-
-
-def emitted_for_own_string(tokenizer: Tokenizer, ids: Collection[int]) -> list[int]:
-    """Of ``ids``, those the tokenizer's model does encode to themselves alone: a check of the finder against
-    the library's own BPE (it should return nothing for the ids the finder calls unreachable)."""
-    return [i for i in ids if [t.id for t in tokenizer.model.tokenize(tokenizer.id_to_token(i))] == [i]]
