@@ -26,7 +26,7 @@ from ivr.cleaned_corpus import CorpusError, corpus_content, read_manifest
 from ivr.corpus import CleaningOptions
 from ivr.embeddings import AlignSettings
 from ivr.model import EmbeddingInit
-from ivr.packing import leading_blocks
+from ivr.packing import BYTES_COLUMN, TRAIN_SPLIT, VALIDATION_SPLIT, leading_blocks, read_packed_splits
 from ivr.paths import ArtifactPaths
 from ivr.prompts import read_prompts
 from ivr.tokenizers.distill import DistillSettings
@@ -335,8 +335,6 @@ class IVRDataModule(LightningDataModule):
                              "after running that stage with the fit's settings again, or fit again")
 
     def setup(self, stage: str | None = None) -> None:
-        from datasets import load_from_disk
-
         if self.paths.tokenizer_file(self.hparams.tokenizer).is_file():
             self._vocabulary_sha256()  # the vocabulary the weights are trained on or read with, fixed from here on
         if stage == "predict" or self.datasets is not None:
@@ -351,15 +349,11 @@ class IVRDataModule(LightningDataModule):
                 f"no packed dataset at {path}: run `ivr prepare` with this config first (a fit builds it in "
                 f"prepare_data, on each node's local rank 0)"
             )
-        try:
-            datasets = load_from_disk(str(path))
-        except (OSError, ValueError) as err:  # pyarrow's errors for a damaged file are ValueError or OSError
-            raise ValueError(f"{path}: the packed dataset cannot be read ({err}); delete this folder and run again "
-                             "to pack it anew") from None
+        datasets = read_packed_splits(path)
         if hp.val_max_bytes is not None:
-            held_out = datasets["validation"]
-            block_bytes = held_out.with_format("numpy")["n_bytes"][:]
-            datasets["validation"] = held_out.select(range(leading_blocks(block_bytes, hp.val_max_bytes)))
+            held_out = datasets[VALIDATION_SPLIT]
+            block_bytes = held_out.with_format("numpy")[BYTES_COLUMN][:]
+            datasets[VALIDATION_SPLIT] = held_out.select(range(leading_blocks(block_bytes, hp.val_max_bytes)))
         self.datasets = datasets.with_format("torch")
 
     def _ranks(self) -> dict:
@@ -371,8 +365,8 @@ class IVRDataModule(LightningDataModule):
         ranks = self._ranks()
         if self.train_batches_per_epoch() == 0:
             raise ValueError(
-                f"the training split holds {len(self.datasets['train'])} blocks of {hp.block_size} tokens, fewer than "
-                f"one batch ({hp.batch_size} per device × {ranks.get('num_replicas', 1)} devices): the fit would train "
+                f"the training split holds {len(self.datasets[TRAIN_SPLIT])} blocks of {hp.block_size} tokens, fewer "
+                f"than one batch ({hp.batch_size} per device × {ranks.get('num_replicas', 1)} devices): the fit would train "
                 "nothing. Lower data.batch_size or data.block_size, or add text"
             )
         if self._order is None:
@@ -396,22 +390,22 @@ class IVRDataModule(LightningDataModule):
 
             def epoch_length() -> int:
                 return trainer.num_training_batches  # the loader's length, or trainer.limit_train_batches' share
-        return training_loader(self.datasets["train"], hp.batch_size, hp.num_workers, **ranks, order=self._order,
+        return training_loader(self.datasets[TRAIN_SPLIT], hp.batch_size, hp.num_workers, **ranks, order=self._order,
                                continued=continued, epoch_length=epoch_length)
 
     def train_batches_per_epoch(self) -> int:
         """Batches each rank trains on per epoch (whole batches of its equal share), without building a loader."""
         replicas = self._ranks().get("num_replicas", 1)
-        return len(self.datasets["train"]) // replicas // self.hparams.batch_size
+        return len(self.datasets[TRAIN_SPLIT]) // replicas // self.hparams.batch_size
 
     def val_dataloader(self) -> DataLoader:
-        ranks, blocks = self._ranks(), len(self.datasets["validation"])
+        ranks, blocks = self._ranks(), len(self.datasets[VALIDATION_SPLIT])
         if blocks < ranks.get("num_replicas", 1):  # every rank scores blocks of its own, none repeated
             limited = " (or raise data.val_max_bytes)" if self.hparams.val_max_bytes is not None else ""
             raise ValueError(f"the held-out split holds {blocks} blocks of {self.hparams.block_size} tokens, fewer "
                              f"than the {ranks['num_replicas']} devices; raise data.heldout_fraction or lower "
                              f"data.block_size{limited}")
-        return evaluation_loader(self.datasets["validation"], self.hparams.batch_size, self.hparams.num_workers,
+        return evaluation_loader(self.datasets[VALIDATION_SPLIT], self.hparams.batch_size, self.hparams.num_workers,
                                  **ranks)
 
     test_dataloader = val_dataloader

@@ -4,6 +4,10 @@ Documents are joined as GPT-2 was trained: each one followed by the end-of-text 
 ids cut into blocks of ``block_size`` (the tail shorter than a block is dropped). A block predicts every token
 but its first, so its byte count, the denominator of bits per byte, covers those tokens only (the end-of-text
 id stands for no bytes).
+
+A packed dataset is a ``datasets.DatasetDict`` saved to disk: the splits ``SPLIT_SOURCES`` names, each of the
+columns ``IDS_COLUMN`` and ``BYTES_COLUMN``, beside ``DATASET_RECORD_FILE``. ``write_packed_splits`` writes it,
+``read_packed_splits`` reads it back.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -23,7 +28,15 @@ from tqdm.auto import tqdm
 from ivr.atomic import atomic_dir, read_json_object, scratch_prefix
 from ivr.tokenizers.byte_level import piece_to_bytes
 
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+
 log = logging.getLogger(__name__)
+DATASET_FORMAT_VERSION = 2  # of the splits, columns and blocks: part of the datasets' cache key
+TRAIN_SPLIT, VALIDATION_SPLIT = "train", "validation"
+SPLIT_SOURCES = {TRAIN_SPLIT: "train", VALIDATION_SPLIT: "heldout"}  # each packed split's cleaned corpus split
+IDS_COLUMN = "input_ids"  # a block's ids, block_size of them
+BYTES_COLUMN = "n_bytes"  # the UTF-8 bytes of the tokens a block predicts (all but its first)
 # beside a packed dataset's own files: what its blocks were made from (the cache key's parts) and how many
 DATASET_RECORD_FILE = "ivr_dataset.json"
 DATASET_FOLDER = re.compile(r"[a-z]+-[0-9a-f]{16}")  # <tokenizer>-<key>, as ArtifactPaths.dataset_dir names them
@@ -89,9 +102,9 @@ def write_packed_splits(
     total_bytes: int | None = None, record: Mapping | None = None,
 ) -> None:
     """Pack each split's documents, given as ``tok``'s ids (batches as ``encoded_batches`` gives them), and save
-    them at ``target`` as a ``datasets.DatasetDict`` with one split per key and the columns ``input_ids``
-    (``block_size`` ids) and ``n_bytes``. ``target`` appears only once complete (an atomic rename); a split
-    without one full block raises ``ValueError``.
+    them at ``target`` as a ``datasets.DatasetDict`` with one split per key (those of ``SPLIT_SOURCES``, for
+    ``read_packed_splits``) and the columns ``IDS_COLUMN`` and ``BYTES_COLUMN``. ``target`` appears only once
+    complete (an atomic rename); a split without one full block raises ``ValueError``.
 
     Blocks go to an Arrow file as they are made and are saved from it memory-mapped, so memory holds one batch
     of documents whatever the corpus's size. ``total_bytes`` (all splits' UTF-8 size) gives the progress bar its
@@ -113,7 +126,7 @@ def write_packed_splits(
             with ArrowWriter(path=str(path)) as writer:
                 for blocks, counts in pack_id_batches(_measured(batches, bar), block_size, eos_id, nbytes):
                     if len(blocks):
-                        writer.write_batch({"input_ids": blocks, "n_bytes": counts})
+                        writer.write_batch({IDS_COLUMN: blocks, BYTES_COLUMN: counts})
                         rows += len(blocks)
                 if rows:  # the writer takes its schema from the first batch
                     writer.finalize()
@@ -125,6 +138,28 @@ def write_packed_splits(
             blocks = {name: len(data) for name, data in datasets.items()}
             (tmp / DATASET_RECORD_FILE).write_text(json.dumps({**record, "blocks": blocks}, indent=1, sort_keys=True),
                                                    encoding="utf-8")
+
+
+def read_packed_splits(path: Path) -> DatasetDict:
+    """The packed dataset at ``path``, memory-mapped: a ``ValueError`` naming the folder, and what to do, where
+    it cannot be read or lacks a split or column of ``write_packed_splits``."""
+    from datasets import DatasetDict, load_from_disk
+
+    try:
+        datasets = load_from_disk(str(path))
+    except (OSError, ValueError) as err:  # pyarrow's errors for a damaged file are ValueError or OSError
+        raise _damaged_dataset(path, err) from None
+    if not isinstance(datasets, DatasetDict):
+        raise _damaged_dataset(path, "one dataset, not a dict of splits")
+    for split in SPLIT_SOURCES:
+        if split not in datasets or not {IDS_COLUMN, BYTES_COLUMN} <= set(datasets[split].column_names):
+            raise _damaged_dataset(path, f"no {split!r} split with the columns {IDS_COLUMN!r} and {BYTES_COLUMN!r}")
+    return datasets
+
+
+def _damaged_dataset(path: Path, why: object) -> ValueError:
+    return ValueError(f"{path}: the packed dataset cannot be read ({why}); delete this folder and run again to pack "
+                      "it anew")
 
 
 def read_dataset_record(directory: Path) -> dict | None:

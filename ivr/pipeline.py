@@ -33,7 +33,8 @@ from ivr.embeddings import align_embeddings, align_outputs
 from ivr.export import EXPORT_METADATA_FILE
 from ivr.figures import exact_share
 from ivr.packing import (
-    check_splits_may_fill_a_block, encoded_batches, remove_superseded_datasets, write_packed_splits,
+    DATASET_FORMAT_VERSION, SPLIT_SOURCES, check_splits_may_fill_a_block, encoded_batches, remove_superseded_datasets,
+    write_packed_splits,
 )
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
 from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKind
@@ -50,8 +51,6 @@ from ivr.tokenizers.verify import read_report, verify_tokenizer
 from ivr.user_text import read_text_files
 
 log = logging.getLogger(__name__)
-
-DATASET_FORMAT_VERSION = 2
 
 
 def _corpus_key(config: PipelineConfig) -> dict:
@@ -445,7 +444,7 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
         tok = load_tokenizer(paths.tokenizer_dir(tokenizer))
         manifest = read_manifest(paths.cleaned_corpora_dir)
         splits = {}
-        for name, split in (("train", "train"), ("validation", "heldout")):
+        for name, split in SPLIT_SOURCES.items():
             # the pre-tokens verification recorded, where this tokenizer cuts text as the distilled one does
             splits[name] = split_id_batches(paths.distilled_pretokens, split, tok, corpus_content(paths.cleaned_corpora_dir),
                                             heldout_fraction)
@@ -473,7 +472,7 @@ def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -
     for name in stages_needed(tokenizer):
         artifacts += run_stage(config, name)
         if name == "init":  # now, not after distilling
-            check_splits_may_fill_a_block({"train": _texts(config, "train"), "validation": _texts(config, "heldout")},
+            check_splits_may_fill_a_block({name: _texts(config, split) for name, split in SPLIT_SOURCES.items()},
                                           block_size)
     artifacts.append(build_datasets(config.paths, tokenizer, block_size, config.heldout_fraction))
     return artifacts

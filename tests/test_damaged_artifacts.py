@@ -120,10 +120,11 @@ def test_a_damaged_packed_dataset_is_named(tmp_path, monkeypatch):
     from datasets import Dataset, DatasetDict
 
     from ivr import data
+    from ivr.packing import BYTES_COLUMN, IDS_COLUMN, SPLIT_SOURCES
 
     packed = tmp_path / "datasets" / "remapped-0123"
-    rows = {"input_ids": [[1, 2, 3]] * 64, "n_bytes": [3] * 64}
-    DatasetDict({"train": Dataset.from_dict(rows), "validation": Dataset.from_dict(rows)}).save_to_disk(str(packed))
+    rows = {IDS_COLUMN: [[1, 2, 3]] * 64, BYTES_COLUMN: [3] * 64}
+    DatasetDict({split: Dataset.from_dict(rows) for split in SPLIT_SOURCES}).save_to_disk(str(packed))
     for arrow in packed.rglob("*.arrow"):
         truncate(arrow, 64)
     monkeypatch.setattr(data.pipeline, "dataset_dir", lambda *a: packed)

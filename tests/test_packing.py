@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ivr.packing import encoded_batches, leading_blocks, pack_blocks, token_byte_lengths, write_packed_splits
+from ivr.packing import (
+    BYTES_COLUMN, IDS_COLUMN, TRAIN_SPLIT, VALIDATION_SPLIT, encoded_batches, leading_blocks, pack_blocks,
+    read_packed_splits, token_byte_lengths, write_packed_splits,
+)
 from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes
 
 TEXTS = [f"def f{i}(x):\n    return x * {i}  # document {i}\n" for i in range(12)] + ["Hello world, plain English."]
@@ -74,15 +77,25 @@ def test_documents_are_read_one_batch_at_a_time(gpt2_bpe):
     assert len(read) == 3
 
 
-def test_packed_splits_are_saved_as_a_dataset(gpt2_bpe, tmp_path):
-    from datasets import load_from_disk
+def test_packed_splits_are_saved_as_a_dataset_and_read_back(gpt2_bpe, tmp_path):
+    from datasets import Dataset, DatasetDict
 
     write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, TEXTS[:4]), 16, tmp_path / "packed", EOS_ID)
-    saved = load_from_disk(str(tmp_path / "packed"))
+    saved = read_packed_splits(tmp_path / "packed")
     blocks, counts = zip(*pack_blocks(gpt2_bpe, TEXTS, 16, EOS_ID))
-    assert np.array_equal(np.asarray(saved["train"]["input_ids"]), np.concatenate(blocks))
-    assert np.array_equal(np.asarray(saved["train"]["n_bytes"]), np.concatenate(counts))
-    assert len(saved["validation"]) > 0
+    assert np.array_equal(np.asarray(saved[TRAIN_SPLIT][IDS_COLUMN]), np.concatenate(blocks))
+    assert np.array_equal(np.asarray(saved[TRAIN_SPLIT][BYTES_COLUMN]), np.concatenate(counts))
+    assert len(saved[VALIDATION_SPLIT]) > 0
+    # a folder of other splits or columns, or of one dataset, is named as damaged, not read half
+    rows = {IDS_COLUMN: [[1, 2]], BYTES_COLUMN: [2]}
+    DatasetDict({TRAIN_SPLIT: Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "one_split"))
+    DatasetDict({TRAIN_SPLIT: Dataset.from_dict(rows), VALIDATION_SPLIT: Dataset.from_dict({IDS_COLUMN: [[1, 2]]})}
+                ).save_to_disk(str(tmp_path / "no_bytes"))
+    Dataset.from_dict(rows).save_to_disk(str(tmp_path / "one_dataset"))
+    for name, says in (("one_split", "no 'validation' split"), ("no_bytes", "no 'validation' split with the columns"),
+                       ("one_dataset", "one dataset, not a dict of splits"), ("missing", "")):
+        with pytest.raises(ValueError, match=rf"{name}: the packed dataset cannot be read \(.*{says}.*delete this"):
+            read_packed_splits(tmp_path / name)
 
 
 def test_leading_blocks_cover_the_same_text_whatever_the_tokenizer(gpt2_bpe):
@@ -112,7 +125,7 @@ def test_the_data_module_validates_on_the_leading_bytes_it_is_given(gpt2_bpe, tm
     for limit in (None, 200):
         data = IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"), tokenizer="original", val_max_bytes=limit)
         data.setup("fit")
-        sizes[limit] = int(data.datasets["validation"]["n_bytes"][:].sum()), len(data.datasets["train"])
+        sizes[limit] = int(data.datasets[VALIDATION_SPLIT][BYTES_COLUMN][:].sum()), len(data.datasets[TRAIN_SPLIT])
     assert 200 <= sizes[200][0] < sizes[None][0] and sizes[200][1] == sizes[None][1]  # the training split whole
     with pytest.raises(ValueError, match="data.val_max_bytes must be a positive number of bytes"):
         IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"), val_max_bytes=0)

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import yaml
-from datasets import load_from_disk
 
 from ivr.cli import main
 from ivr.cleaned_corpus import SplitTexts
+from ivr.packing import IDS_COLUMN, SPLIT_SOURCES, read_packed_splits
 from ivr.tokenizers.byte_level import EOS_ID
 from ivr.tokenizers.distill import stage
 from ivr.tokenizers.io import file_sha256, load_tokenizer
@@ -130,8 +130,8 @@ def test_prepare_writes_every_artifact_consistently(ivr_run):
     assert table["tokenizer_sha256"] == file_sha256(art / "tokenizers" / "distilled_unigram" / "tokenizer.json")
     (packed,) = (art / "datasets").glob("remapped-*")
     tok = load_tokenizer(art / "tokenizers" / "remapped")
-    for name, split in (("train", "train"), ("validation", "heldout")):
-        saved = np.asarray(load_from_disk(str(packed))[name]["input_ids"]).reshape(-1)
+    for name, split in SPLIT_SOURCES.items():
+        saved = np.asarray(read_packed_splits(packed)[name][IDS_COLUMN]).reshape(-1)
         texts = list(SplitTexts(art / "corpora" / "cleaned", split, 0.2))
         stream = [i for e in tok.encode_batch(texts, add_special_tokens=False) for i in e.ids + [EOS_ID]]
         assert saved.size and saved.tolist() == stream[: saved.size]
