@@ -17,7 +17,6 @@ import logging
 import re
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import islice
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ivr.atomic import atomic_dir, read_json_object, scratch_prefix
+from ivr.cleaned_corpus import batched
 from ivr.tokenizers.byte_level import piece_to_bytes
 
 if TYPE_CHECKING:
@@ -64,8 +64,7 @@ def leading_blocks(block_bytes: np.ndarray, max_bytes: int) -> int:
 def encoded_batches(tok, texts: Iterable[str], docs_per_batch: int = 256) -> Iterator[tuple[list[np.ndarray], int]]:
     """``texts`` encoded by ``tok`` (without special tokens) ``docs_per_batch`` at a time: per batch, one ``int64``
     id array per document and the documents' UTF-8 size. Only one batch of texts is held at a time."""
-    docs = iter(texts)
-    while batch := list(islice(docs, docs_per_batch)):
+    for batch in batched(texts, docs_per_batch):
         encodings = tok.encode_batch(batch, add_special_tokens=False)
         yield [np.asarray(e.ids, dtype=np.int64) for e in encodings], sum(len(t.encode("utf-8")) for t in batch)
 
