@@ -37,6 +37,26 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", local_only)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def merge_trees_once():
+    """The score fit's merge-tree matrix, built once per test process for each vocabulary: every GPT-2
+    distillation of the suite builds the same one (2.5 s each); ``scores.merge_tree_matrix`` itself is
+    tested as it is."""
+    from ivr.tokenizers.distill import lp_fit
+
+    build, built = lp_fit.merge_tree_matrix, {}
+
+    def once(pieces, merges, whole_pieces=False):
+        key = (tuple(pieces), tuple(merges), whole_pieces)
+        if key not in built:
+            built[key] = build(pieces, merges, whole_pieces)
+        return built[key].copy()  # the fit only reads it; a copy keeps a test that changed it from the next
+
+    lp_fit.merge_tree_matrix = once
+    yield
+    lp_fit.merge_tree_matrix = build
+
+
 @pytest.fixture(scope="session")
 def gpt2_bpe():
     from ivr.tokenizers.bpe import offline_gpt2_tokenizer

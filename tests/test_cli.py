@@ -286,12 +286,12 @@ def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatc
     with pytest.raises(ValueError, match="hf_export is a Hugging Face model folder .* set model.model_name_or_path"):
         main(["validate", *args, "--ckpt_path", str(tmp_path / "artifacts" / "training" / "hf_export")])
     last = tmp_path / "artifacts" / "training" / "checkpoints" / "last.ckpt"
-    if last.is_symlink():  # the link's file moved away: named, not called missing
-        last.resolve().rename(tmp_path / "moved.ckpt")
-        with pytest.raises(FileNotFoundError, match=r"last\.ckpt links to .*step=3\.ckpt, which does not exist"):
-            main(["predict", *args, "--data.prompts_path", str(prompts)])
-        with pytest.raises(FileNotFoundError, match=r"--ckpt_path best: no .*last\.ckpt to read the best checkpoint"):
-            main(["validate", *args, "--ckpt_path", "best"])
+    assert last.is_symlink()  # Lightning links last.ckpt to the newest checkpoint
+    last.resolve().rename(tmp_path / "moved.ckpt")  # the link's file moved away: named, not called missing
+    with pytest.raises(FileNotFoundError, match=r"last\.ckpt links to .*step=3\.ckpt, which does not exist"):
+        main(["predict", *args, "--data.prompts_path", str(prompts)])
+    with pytest.raises(FileNotFoundError, match=r"--ckpt_path best: no .*last\.ckpt to read the best checkpoint"):
+        main(["validate", *args, "--ckpt_path", "best"])
 
 
 def test_a_checkpoint_of_another_tokenizer_is_refused(tmp_path):

@@ -41,17 +41,43 @@ def test_lines_read_chunk_by_chunk_are_those_of_the_whole_file(data, chunk_size)
 
 
 def test_a_jsonl_file_is_streamed_not_read_whole(tmp_path, monkeypatch):
+    import builtins
+
+    from ivr import raw_text
+
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / "a.jsonl").write_text(_records(5), encoding="utf-8")
-    read_bytes = Path.read_bytes
+    (raw / "a.jsonl").write_text(_records(50), encoding="utf-8")
+    size = (raw / "a.jsonl").stat().st_size
+    read_bytes, real_open, reads = Path.read_bytes, builtins.open, []
 
     def not_raw_files(self):
         assert raw not in self.parents, f"{self} was read whole"
         return read_bytes(self)
 
+    class Recorded:
+        def __init__(self, f):
+            self.f = f
+
+        def read(self, n=-1):
+            reads.append(n)
+            return self.f.read(n)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def recorded_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return Recorded(f) if "b" in mode and Path(file).parent == raw else f
+
     monkeypatch.setattr(Path, "read_bytes", not_raw_files)
-    assert _clean(raw, tmp_path)["documents"] == 5
+    monkeypatch.setattr(builtins, "open", recorded_open)
+    monkeypatch.setattr(raw_text.binary_lines, "__defaults__", (64,))  # chunks far smaller than the file
+    assert _clean(raw, tmp_path)["documents"] == 50
+    assert reads and max(reads) == 64 and reads.count(64) >= size // 64, "read in chunks, never whole"
 
 
 def test_a_file_the_disk_cannot_read_is_named_even_when_bad_records_are_skipped(tmp_path, monkeypatch):

@@ -211,8 +211,10 @@ def test_export_loads_with_transformers_and_agrees_on_every_special_id(tmp_path,
     assert tokenizer.decode([rules[0].id, EOS]) == NEW_TEXTS[0] + SPECIALS[EOS]
 
     generator = pipeline("text-generation", model=str(out), device="cpu")
-    text = generator(" the cat", max_new_tokens=3, do_sample=False)[0]["generated_text"]
-    assert text.startswith(" the cat")
+    new = generator(" the cat", max_new_tokens=3, do_sample=False, return_full_text=False)[0]["generated_text"]
+    prompt = tokenizer(" the cat", return_tensors="pt")["input_ids"]
+    greedy = generator.model.generate(prompt, max_new_tokens=3, do_sample=False)[0, prompt.size(1):]
+    assert new == tokenizer.decode(greedy, skip_special_tokens=True)
 
 
 def test_export_refuses_files_that_disagree(tmp_path, workspace):
@@ -262,7 +264,24 @@ def test_generation_stays_within_the_context_size(architecture):
         ids = torch.randint(3, 300, (1, prompt_length))
         out = module.predict_step({"prompt": "p", "input_ids": ids}, 0)["ids"]
         assert 0 < len(out) <= longest
-        assert EOS not in out[:-1], "generation stops at the model's eos"
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_generation_stops_at_the_model_s_eos(architecture):
+    module = IVRLanguageModel(model_name_or_path=None, from_config=shape(architecture, 300))
+    module.configure_model()
+    module.eval()
+    module.generation = GenerationSettings(max_new_tokens=8, temperature=0.0)
+    forward = module.model.forward
+
+    def eos_after_one(*args, **kwargs):  # a random model rarely picks eos: after one new token it must
+        out = forward(*args, **kwargs)
+        out.logits[..., EOS] += 1e4 * (kwargs["input_ids"].size(1) == 1)
+        return out
+
+    module.model.forward = eos_after_one
+    out = module.predict_step({"prompt": "p", "input_ids": torch.randint(3, 300, (1, 5))}, 0)["ids"]
+    assert len(out) == 2 and out[1] == EOS
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
