@@ -219,7 +219,8 @@ class IVRDataModule(LightningDataModule):
             return None
         paths = self.paths
         return EmbeddingInit(str(paths.embedding("final_wte")), str(paths.embedding("final_lm_head")),
-                             str(paths.remap_rules), str(paths.embedding("original_wte")))
+                             str(paths.remap_rules), str(paths.embedding("original_wte")),
+                             str(paths.embedding_metadata("final_wte")))
 
     def run_stage(self, name: str, **overrides) -> list[Path]:
         return pipeline.run_stage(self.config, name, **overrides)

@@ -259,11 +259,11 @@ def check_aligned_from(model: PreTrainedModel, original_wte: str | Path, final_w
                          f"configured model's): {hint}")
 
 
-def check_aligned_for(final_wte: str | Path, rules_path: str | Path) -> None:
-    """Refuse rows aligned for other remap rules than ``rules_path`` (a remap run again since ``ivr align``, and
-    a command such as ``ivr export`` that runs no stage): the reassigned rows would mean other strings than the
-    tokenizer gives their ids. Rows without a record of their rules are not checked."""
-    meta_path = Path(final_wte).with_suffix(".json")
+def check_aligned_for(final_wte: str | Path, meta_path: str | Path, rules_path: str | Path) -> None:
+    """Refuse rows ``final_wte`` aligned for other remap rules than ``rules_path`` (a remap run again since ``ivr
+    align``, and a command such as ``ivr export`` that runs no stage): the reassigned rows would mean other strings
+    than the tokenizer gives their ids. ``meta_path``: their metadata (``ArtifactPaths.embedding_metadata``); rows
+    without a record of their rules are not checked."""
     try:
         aligned_for = read_json_object(meta_path).get("rules_sha256")
     except (OSError, ValueError):

@@ -40,6 +40,9 @@ class EmbeddingInit:
     original_wte: str = ""
     """``original_wte.pt``: the token rows the alignment started from, checked against the model's own before
     ``final_wte`` replaces them; empty: not checked (checkpoints written before it was recorded)."""
+    final_wte_metadata: str = ""
+    """``final_wte.json``: the remap rules ``final_wte`` was aligned for, checked against ``remap_rules``; empty:
+    not checked (checkpoints written before it was recorded)."""
 
 
 # a checkpoint's hyperparameters hold these as the CLI passed them; Lightning loads checkpoints with torch's
@@ -208,7 +211,8 @@ class IVRLanguageModel(LightningModule):
         init = hp.embedding_init
         if init is not None:
             init = init if isinstance(init, EmbeddingInit) else EmbeddingInit(**init)
-            check_aligned_for(init.final_wte, init.remap_rules)
+            if init.final_wte_metadata:
+                check_aligned_for(init.final_wte, init.final_wte_metadata, init.remap_rules)
             wte, lm_head, reassigned = load_embedding_init(init)
             if init.original_wte:
                 check_aligned_from(model, init.original_wte, init.final_wte)

@@ -227,11 +227,20 @@ def test_rows_aligned_for_other_remap_rules_are_refused(tmp_path):
     from ivr.embeddings import check_aligned_for
     from ivr.tokenizers.io import file_sha256
 
-    rules, final = tmp_path / "remap_rules.yaml", tmp_path / "final_wte.pt"
+    rules, final, meta = tmp_path / "remap_rules.yaml", tmp_path / "final_wte.pt", tmp_path / "final_wte.json"
     rules.write_text("rules: []\n", encoding="utf-8")
-    check_aligned_for(final, rules)  # no record of the rules: nothing to compare
-    final.with_suffix(".json").write_text(json.dumps({"rules_sha256": file_sha256(rules)}), encoding="utf-8")
-    check_aligned_for(final, rules)
+    check_aligned_for(final, meta, rules)  # no record of the rules: nothing to compare
+    meta.write_text(json.dumps({"rules_sha256": file_sha256(rules)}), encoding="utf-8")
+    check_aligned_for(final, meta, rules)
     rules.write_text("rules: []\n# remapped again\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"final_wte\.pt: aligned for other remap rules .* run `ivr align`"):
-        check_aligned_for(final, rules)
+    with pytest.raises(ValueError, match=r"final_wte\.pt: aligned for other remap rules \(.*final_wte\.json.*run `ivr align`"):
+        check_aligned_for(final, meta, rules)
+
+
+def test_the_data_module_hands_the_model_the_metadata_of_the_rows_it_installs(tmp_path):
+    from ivr.data import IVRDataModule
+
+    data = IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="remapped")
+    init = data.embedding_init
+    assert init.final_wte == str(data.paths.embedding("final_wte"))
+    assert init.final_wte_metadata == str(data.paths.embedding_metadata("final_wte"))
