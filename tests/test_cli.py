@@ -270,7 +270,7 @@ def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatc
     record = json.loads((tmp_path / "artifacts" / "training" / "hf_export" / "ivr_export.json").read_text())
     assert record["checkpoint"].endswith("last.ckpt")
     # the distilled tokenizer gives every piece the original's id: the checkpoint exports with it
-    main(["distill-tokenizer", *args])
+    main(["distill-tokenizer", *args, "--data.distill.max_iterations", "1", "--data.verify.random_id_sequences", "10"])
     main(["export", *args, "--data.tokenizer", "distilled", "--ckpt_path", "last"])
     assert json.loads((tmp_path / "artifacts" / "training" / "hf_export" / "ivr_export.json").read_text())[
         "tokenizer"] == "distilled"

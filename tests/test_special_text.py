@@ -12,7 +12,7 @@ from ivr.tokenizers.distill.stage import distill_tokenizer
 from ivr.tokenizers.io import load_tokenizer, save_tokenizer_dir
 from ivr.tokenizers.remap import build_remapped
 from ivr.tokenizers.remap_rules import RemapRule
-from ivr.tokenizers.verify import compare_texts
+from ivr.tokenizers.verify import VerifySettings, compare_texts
 from tests.distill_fixtures import PROSE, fast_settings
 
 DOC = "Tokens end with <|endoftext|> in GPT-2.\nprint('<|endoftext|>')\n"
@@ -24,8 +24,11 @@ def tokenizers(gpt2_bpe, tmp_path_factory):
     out = tmp_path_factory.mktemp("special_text")
     save_tokenizer_dir(gpt2_bpe, out / "original", {"stage": "init"})
     original = load_tokenizer(out / "original")
-    summary = distill_tokenizer(original, [PROSE, DOC], [DOC], fast_settings(), out / "distilled",
-                                out / "report.md", out / "report.json")
+    # a fit of few rounds and no rules is enough: what is checked is how each reads the separator's text
+    summary = distill_tokenizer(original, [PROSE, DOC], [DOC], fast_settings(split_rules=False, word_rules=0,
+                                                                              max_iterations=2),
+                                out / "distilled", out / "report.md", out / "report.json",
+                                verify_settings=VerifySettings(random_id_sequences=10))
     return original, load_tokenizer(out / "distilled"), summary
 
 
