@@ -76,7 +76,7 @@ class IVRCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
-            from ivr.export import lightning_checkpoint
+            from ivr.checkpoints import lightning_checkpoint
 
             lightning_checkpoint(ckpt_path)
 

@@ -258,7 +258,7 @@ def _weights_fit(ckpt_path: str | None, what_to_do: str):
         # only the restore's own error: a shape bug in training code must keep its traceback
         if ckpt_path is None or "Error(s) in loading state_dict" not in str(err):
             raise
-        from ivr.export import first_mismatch
+        from ivr.checkpoints import first_mismatch
 
         raise ValueError(f"{ckpt_path}: its weights do not fit the configured model ({first_mismatch(err)}); "
                          f"{what_to_do}") from None
@@ -268,7 +268,7 @@ def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
     """A damaged checkpoint (a copy cut short, a full disk) is named here, not met by a bare error from inside
     torch. Only local files (``last``: the last fit's); anything else (a remote path, a sharded folder,
     Lightning's other keywords) is Lightning's to resolve."""
-    from ivr.export import lightning_checkpoint
+    from ivr.checkpoints import lightning_checkpoint
 
     path = paths.last_checkpoint if ckpt_path == "last" else Path(ckpt_path)
     if path.is_file():
@@ -319,7 +319,7 @@ def _run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: s
 def _best_checkpoint(last: Path) -> str:
     """The best checkpoint the last fit's ModelCheckpoint recorded (in ``last.ckpt``): a new process's Lightning
     knows none, and says the callback is not configured to keep one."""
-    from ivr.export import checkpoint_part
+    from ivr.checkpoints import checkpoint_part
 
     if not last.is_file():
         raise FileNotFoundError(f"--ckpt_path best: no {last} to read the best checkpoint from; run `ivr fit` first")
@@ -403,7 +403,8 @@ def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: 
     (recorded in ``ivr_export.json``; default: the checkpoint, or the fit's final weights)."""
     import torch
 
-    from ivr.export import export_hf, export_step, load_lightning_checkpoint
+    from ivr.checkpoints import load_lightning_checkpoint
+    from ivr.export import export_hf, export_step
 
     if model.model is None:
         model.configure_model()

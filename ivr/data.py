@@ -247,7 +247,7 @@ class IVRDataModule(LightningDataModule):
         that is no local file (a sharded folder, a remote path) is Lightning's to read."""
         if not Path(ckpt_path).is_file() or not self.paths.tokenizer_file(self.hparams.tokenizer).is_file():
             return
-        from ivr.export import checkpoint_part
+        from ivr.checkpoints import checkpoint_part
 
         self.check_checkpoint(checkpoint_part(ckpt_path, type(self).__qualname__), ckpt_path)
         self._kept_for = command

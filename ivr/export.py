@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import copy
 import json
-import pickle
 import shutil
 import stat
-import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from transformers import PreTrainedModel
 
 from ivr.atomic import atomic_dir, read_json_object
@@ -25,7 +21,6 @@ from ivr.causal_lm import context_size
 from ivr.tokenizers.io import file_sha256, load_tokenizer, read_special_tokens
 
 EXPORT_METADATA_FILE = "ivr_export.json"
-LIGHTNING_PREFIX = "model."
 SPECIAL_NAMES = ("bos", "eos", "pad")
 
 
@@ -161,74 +156,6 @@ def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metada
     return out_dir
 
 
-_VERIFIED: set[tuple] = set()  # (path, size, mtime) of files whose members matched their CRCs in this process
-
-
-def _members_match_their_crcs(archive: zipfile.ZipFile) -> bool:
-    """Every member's bytes against its stored CRC; torch.load checks none, so bytes damaged on disk would load as
-    other weights without a word. A member stored without a CRC (torch's ``set_crc32_options(False)``) is skipped."""
-    for info in archive.infolist():
-        if info.CRC == 0 and info.file_size:
-            continue
-        with archive.open(info) as member:  # reading to the end checks the CRC, and raises on a mismatch
-            while member.read(1 << 24):
-                pass
-    return True
-
-
-def readable_checkpoint(path: str | Path) -> Path:
-    """``path`` if it holds a whole checkpoint; else a clear error before Lightning or torch fail on it.
-    Lightning saves local checkpoints through a temporary file, but a copy cut short or a full disk can still
-    leave a truncated one; ``torch.save`` writes a zip archive, whose directory sits at its end. One pass over the
-    file, once per process and version of the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key in _VERIFIED:
-        return path
-    try:
-        with zipfile.ZipFile(path) as archive:
-            # the directory read whole, and every member inside the file: a cut copy fails here, not in torch
-            whole = all(m.header_offset + m.compress_size <= stat.st_size for m in archive.infolist())
-            whole = whole and _members_match_their_crcs(archive)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        whole = False
-    if not whole:
-        raise ValueError(f"{path}: not a readable checkpoint (truncated or damaged, or not written by torch.save); "
-                         "pass another with --ckpt_path (a fit's checkpoints are under <artifacts>/training/checkpoints)")
-    _VERIFIED.add(key)
-    return path
-
-
-def lightning_checkpoint(path: str | Path) -> Path:
-    """``path`` if it is a whole checkpoint that Lightning wrote (weights under ``state_dict``); a tensor or a
-    model saved with ``torch.save`` is named here rather than failing inside Lightning. Reads the file's
-    structure only: tensors stay on disk (memory-mapped)."""
-    path = readable_checkpoint(path)
-    try:
-        content = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except pickle.UnpicklingError:  # classes weights-only loading refuses: Lightning's own load decides
-        return path
-    if not isinstance(content, dict) or "state_dict" not in content:
-        raise ValueError(f"{path} is not a Lightning checkpoint (it holds {type(content).__name__}, no "
-                         "'state_dict'); pass a checkpoint of `ivr fit` with --ckpt_path")
-    return path
-
-
-def checkpoint_part(path: str | Path, key: str) -> dict:
-    """The entry ``key`` of a whole Lightning checkpoint (the data module's state), read with its tensors left on
-    disk (memory-mapped); ``{}`` where it has none, or where the file holds more than weights-only loading reads
-    (then Lightning's own load, as ``weights_only`` says, decides: nothing in it runs here)."""
-    try:
-        content = torch.load(readable_checkpoint(path), map_location="cpu", mmap=True, weights_only=True)
-    except pickle.UnpicklingError:
-        return {}
-    part = content.get(key) if isinstance(content, dict) else None
-    return part if isinstance(part, dict) else {}
-
-
 def export_step(export_dir: Path) -> int | None:
     """The training step of the export in ``export_dir`` (its ``ivr_export.json``); None if there is none or the
     record cannot be read, since the export is about to be replaced either way."""
@@ -237,44 +164,3 @@ def export_step(export_dir: Path) -> int | None:
     except (OSError, ValueError):
         return None
     return step if isinstance(step, int) else None
-
-
-def load_lightning_checkpoint(
-    model: PreTrainedModel, checkpoint_path: Path, prefix: str = LIGHTNING_PREFIX,
-    check: Callable[[dict], None] | None = None,
-) -> PreTrainedModel:
-    """Load the weights a Lightning checkpoint holds under ``prefix`` into ``model`` (in place) and return it;
-    ``check`` is called with the whole checkpoint first (and raises to refuse it).
-
-    The LightningModule keeps the Hugging Face model as its ``model`` attribute, hence the default
-    prefix. A tied model may lack its output weight in the checkpoint. Only load checkpoints you trust:
-    they pickle the module's hyperparameters, which ``weights_only`` loading rejects.
-    """
-    checkpoint_path = readable_checkpoint(checkpoint_path)
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"{checkpoint_path} is not a Lightning checkpoint: no 'state_dict'")
-    if check is not None:
-        check(checkpoint)
-    state = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    if not state:
-        raise ValueError(f"{checkpoint_path}: no weights under prefix {prefix!r}")
-
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # a size mismatch raises even when not strict
-        raise ValueError(f"{checkpoint_path}: state dict does not fit the model ({first_mismatch(err)})") from None
-    head = model.get_output_embeddings()
-    tied = head.weight is model.get_input_embeddings().weight
-    head_key = next((f"{name}.weight" for name, module in model.named_modules() if module is head), None)
-    missing = [k for k in missing if not (tied and k == head_key)]
-    if missing or unexpected:
-        raise ValueError(
-            f"{checkpoint_path}: state dict does not fit the model; missing {missing}, unexpected {unexpected}"
-        )
-    return model
-
-
-def first_mismatch(err: RuntimeError) -> str:
-    """The first "size mismatch for …" line of torch's load_state_dict error."""
-    return next((line.strip().rstrip(".") for line in str(err).splitlines() if "size mismatch" in line), str(err))

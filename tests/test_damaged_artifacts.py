@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ivr.embeddings import load_final_embeddings
-from ivr.export import readable_checkpoint
+from ivr.checkpoints import readable_checkpoint
 from ivr.tokenizers.io import load_tokenizer, read_metadata, save_tokenizer_dir
 from ivr.tokenizers.source import fetch_original_tokenizer
 
@@ -95,7 +95,7 @@ def test_a_checkpoint_saved_without_crcs_is_read(tmp_path):
 
 
 def test_a_file_that_is_not_a_lightning_checkpoint_is_named(tmp_path):
-    from ivr.export import lightning_checkpoint
+    from ivr.checkpoints import lightning_checkpoint
 
     tensor = tmp_path / "final_wte.pt"
     torch.save(torch.zeros(3, 2), tensor)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from tests.remap_fixtures import REASSIGNED, build_tokenizers, make_rules, tiny_gpt2
 
-from ivr.export import EXPORT_METADATA_FILE, export_hf, load_lightning_checkpoint
+from ivr.checkpoints import load_lightning_checkpoint
+from ivr.export import EXPORT_METADATA_FILE, export_hf
 from ivr.tokenizers.io import file_sha256
 
 
@@ -180,7 +181,7 @@ class _Runs:
 
 def test_reading_a_checkpoint_s_parts_runs_nothing_it_holds(tmp_path):
     from ivr.commands import _best_checkpoint
-    from ivr.export import checkpoint_part
+    from ivr.checkpoints import checkpoint_part
 
     ran = tmp_path / "ran"
     path = tmp_path / "evil.ckpt"

@@ -15,7 +15,8 @@ from tokenizers.models import BPE, Unigram
 
 from ivr.causal_lm import ModelShape, base_model, build_model, context_size, learned_position_embeddings
 from ivr.embeddings import align_embeddings, install_embeddings, is_tied, load_final_embeddings
-from ivr.export import export_disagreements, export_hf, load_lightning_checkpoint
+from ivr.checkpoints import load_lightning_checkpoint
+from ivr.export import export_disagreements, export_hf
 from ivr.model import GenerationSettings, IVRLanguageModel
 from ivr.paths import ArtifactPaths
 from ivr.tokenizers.byte_level import byte_to_char, text_to_piece
