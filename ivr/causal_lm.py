@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 
 from ivr.gguf import is_gguf, locate_gguf
-from ivr.tokenizers.io import file_sha256
+from ivr.stamps import file_sha256
 
 
 @dataclass

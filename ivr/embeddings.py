@@ -29,7 +29,8 @@ from ivr.atomic import atomic_file, read_json_object, write_json
 from ivr.causal_lm import learned_position_embeddings
 from ivr.omp_init import sparse_codes
 from ivr.paths import ArtifactPaths
-from ivr.tokenizers.io import file_sha256, load_tokenizer, read_special_tokens
+from ivr.stamps import file_sha256
+from ivr.tokenizers.io import load_tokenizer, read_special_tokens
 from ivr.tokenizers.remap_rules import RemapRule, check_ids_in_range, read_remap_rules
 
 InitStrategy = Literal["mean", "global_mean", "random", "zeros", "omp"]

@@ -18,7 +18,8 @@ from transformers import PreTrainedModel
 
 from ivr.atomic import atomic_dir, read_json_object
 from ivr.causal_lm import context_size
-from ivr.tokenizers.io import file_sha256, load_tokenizer, read_special_tokens
+from ivr.stamps import file_sha256
+from ivr.tokenizers.io import load_tokenizer, read_special_tokens
 
 EXPORT_METADATA_FILE = "ivr_export.json"
 SPECIAL_NAMES = ("bos", "eos", "pad")

@@ -39,9 +39,9 @@ from ivr.packing import (
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
 from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKind
 from ivr.staging import artifacts_lock, config_shas, plain, sha, stage_code_fingerprint, staged
-from ivr.stamps import is_current, library_versions, write_stamp
+from ivr.stamps import file_sha256, is_current, library_versions, write_stamp
 from ivr.tokenizers.distill import check_strict, distill_tokenizer
-from ivr.tokenizers.io import added_token_ids, file_sha256, load_tokenizer, read_metadata, read_special_tokens
+from ivr.tokenizers.io import added_token_ids, load_tokenizer, read_metadata, read_special_tokens
 from ivr.tokenizers.pieces import vocab_pieces
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import remap_tokenizer

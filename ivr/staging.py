@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 from ivr.collector import collector_paused
 from ivr.paths import ArtifactPaths
 from ivr.stamps import code_fingerprint, is_current, library_versions, module_file, write_stamp
-from ivr.tokenizers.io import file_sha256
+from ivr.stamps import file_sha256
 from ivr.tokenizers.special import CONFIG_FILES
 
 log = logging.getLogger(__name__)

@@ -28,6 +28,15 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _PARSE_LOCK = threading.Lock()
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read a MiB at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def is_current(stamp_path: Path, key: dict, outputs: list[Path], unsigned: Iterable[Path] = ()) -> bool:
     """True when the stamp records exactly ``key`` and every output exists as the stamp saw it written: the same
     files with the same sizes and modification times (``output_signature``), so an output truncated, replaced

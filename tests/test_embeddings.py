@@ -18,7 +18,7 @@ from ivr.embeddings import (
     original_wte,
 )
 from ivr.paths import ArtifactPaths
-from ivr.tokenizers.io import file_sha256
+from ivr.stamps import file_sha256
 from ivr.tokenizers.remap_rules import RemapRule, read_remap_rules
 
 IDS = sorted(REASSIGNED)
@@ -225,7 +225,7 @@ def test_rows_aligned_for_other_remap_rules_are_refused(tmp_path):
     import json
 
     from ivr.embeddings import check_aligned_for
-    from ivr.tokenizers.io import file_sha256
+    from ivr.stamps import file_sha256
 
     rules, final, meta = tmp_path / "remap_rules.yaml", tmp_path / "final_wte.pt", tmp_path / "final_wte.json"
     rules.write_text("rules: []\n", encoding="utf-8")

@@ -9,7 +9,7 @@ from tests.remap_fixtures import REASSIGNED, build_tokenizers, make_rules, tiny_
 
 from ivr.checkpoints import load_lightning_checkpoint
 from ivr.export import EXPORT_METADATA_FILE, export_hf
-from ivr.tokenizers.io import file_sha256
+from ivr.stamps import file_sha256
 
 
 @pytest.fixture(scope="module")

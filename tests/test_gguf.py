@@ -7,7 +7,8 @@ import pytest
 
 from ivr.gguf import is_gguf, locate_gguf
 from ivr.tokenizers.byte_level import byte_to_char
-from ivr.tokenizers.io import file_sha256, load_tokenizer
+from ivr.stamps import file_sha256
+from ivr.tokenizers.io import load_tokenizer
 from ivr.tokenizers.source import fetch_original_tokenizer, from_gguf
 
 

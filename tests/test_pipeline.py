@@ -13,7 +13,8 @@ from ivr.cleaned_corpus import SplitTexts
 from ivr.packing import IDS_COLUMN, SPLIT_SOURCES, read_packed_splits
 from ivr.tokenizers.byte_level import EOS_ID
 from ivr.tokenizers.distill import stage
-from ivr.tokenizers.io import file_sha256, load_tokenizer
+from ivr.stamps import file_sha256
+from ivr.tokenizers.io import load_tokenizer
 from tests.conftest import tiny_cli_args
 
 

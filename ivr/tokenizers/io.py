@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from tokenizers.models import Model
 
 from ivr.atomic import atomic_dir, read_json_object
 from ivr.paths import TOKENIZER_FILE
+from ivr.stamps import file_sha256
 from ivr.tokenizers.special import (
     CHAT_TEMPLATE_FILE, CONFIG_FILES, ENDOFTEXT, GPT2_ROLES, UNSET_LENGTH, SpecialTokens, config_extra_tokens,
     config_named_tokens, config_roles, special_tokens, special_tokens_of,
@@ -286,11 +286,3 @@ def read_metadata(directory: str | Path, required: bool = False) -> dict:
         return read_json_object(path)
     except ValueError as err:
         raise ValueError(f"{err}; run the stage that builds it again") from None
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
