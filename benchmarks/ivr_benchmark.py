@@ -96,8 +96,9 @@ def main() -> None:
     args = ap.parse_args()
 
     out = Path(args.out or tempfile.mkdtemp(prefix="ivr-bench-"))
+    paths = ArtifactPaths.from_config(out)  # every file where the `ivr` stages write it
     files = python_stdlib_files(args.mb) if args.domain == "python" else []
-    cleaned = cleaned_corpus(args.domain, args.mb, ArtifactPaths.from_config(out))
+    cleaned = cleaned_corpus(args.domain, args.mb, paths)
     train = [d.text for d in iter_documents(cleaned, "train", args.heldout_fraction)]
     heldout = [d.text for d in iter_documents(cleaned, "heldout", args.heldout_fraction)]
     general = general_english(int(args.general_mb * 1e6))
@@ -118,17 +119,17 @@ def main() -> None:
 
     with Stopwatch() as selecting:
         selection = select_replacements(
-            distilled, train, settings, out / "replacement_candidates.csv", out / "selection_log.md",
-            out / "savings_curve.png", unreachable=unreachable, corpus_sources=[path for path, _ in files],
+            distilled, train, settings, paths.replacement_candidates, paths.selection_log, paths.savings_curve,
+            unreachable=unreachable, corpus_sources=[path for path, _ in files],
             new_piece_bonus=remap_settings.new_piece_bonus,
         )
     with Stopwatch() as remapping:
         report = remap_tokenizer(
-            distilled, remap_settings, out / "remapped", out / "remapped" / "remap_rules.yaml",
-            out / "remap_report.md", out / "remap_report.json", candidates_csv=out / "replacement_candidates.csv",
-            heldout_texts=heldout, general_texts=general, original_bpe=original, extra_texts=other,
+            distilled, remap_settings, paths.remapped_tokenizer_dir, paths.remap_rules, paths.remap_report_md,
+            paths.remap_report_json, candidates_csv=paths.replacement_candidates, heldout_texts=heldout,
+            general_texts=general, original_bpe=original, extra_texts=other,
         )
-    remapped = load_tokenizer(out / "remapped")
+    remapped = load_tokenizer(paths.remapped_tokenizer_dir)
     sets = {"heldout_domain": heldout, "general": general, **other}
     round_trip = all(remapped.decode(e.ids) == t for texts in sets.values()
                      for t, e in zip(texts, remapped.encode_batch(texts, add_special_tokens=False)))
