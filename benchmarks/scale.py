@@ -1,20 +1,20 @@
 """How ``ivr prepare`` scales with the corpus: wall time, CPU time and peak memory of each stage on 8, 32 and
 128 MB of Python code (1 GB with ``--gigabyte``), against one raw GPT-2 BPE encode pass over the same text.
 
-The corpus is the environment's own ``.py`` files (the virtual environment's packages, then the standard
-library), in an order fixed by a hash of each file's path so that every size mixes many packages; each size is
-a prefix of the next. Where the files run out (1 GB), they are taken again from the start, which repeats words
-but not distinct ones. Each stage runs as its own ``ivr`` command on ``configs/demo.yaml`` (the demo's settings,
-the built-in corpus replaced by these files), so its peak resident memory is that process's own; the last
-command, ``prepare``, finds every stage current and packs the datasets. Every command's figures include its
-start-up (imports, the CLI), measured on its own as ``ivr --help``; ``ivr prepare`` pays it once, which the row
-"one start-up" shows (the sum less the other commands' start-ups; ``--one-command`` also runs ``ivr prepare``
-alone on fresh artifacts). The scale target excludes the score fit, whose CPU time the distilled tokenizer's
-metadata records (``fit.score_fit_cpu_seconds``). The reference is one ``encode_batch`` pass of GPT-2's BPE over
-the corpus, batches of 64 documents, with the library's default threads. Its CPU time varies more from run to run
-than the stages' (two threads of a batch encode wait for each other, and how long depends on the machine), so it
-is measured three times (``--references``), before the stages, after the distillation and after the last stage;
-the ratios are to the median, and the target's row also gives the ratio to the cheapest.
+The corpus is the environment's own ``.py`` files (``ivr.builtin_corpora.environment_code_paths``: the virtual
+environment's packages and the standard library), in an order fixed by a hash of each file's path so that every size
+mixes many packages; each size is a prefix of the next. Where the files run out (1 GB), they are taken again from
+the start, which repeats words but not distinct ones. Each stage runs as its own ``ivr`` command on
+``configs/demo.yaml`` (the demo's settings, the built-in corpus replaced by these files), so its peak resident
+memory is that process's own; the last command, ``prepare``, finds every stage current and packs the datasets. Every
+command's figures include its start-up (imports, the CLI), measured on its own as ``ivr --help``; ``ivr prepare``
+pays it once, which the row "one start-up" shows (the sum less the other commands' start-ups; ``--one-command`` also
+runs ``ivr prepare`` alone on fresh artifacts). The scale target excludes the score fit, whose CPU time the
+distilled tokenizer's metadata records (``fit.score_fit_cpu_seconds``). The reference is one ``encode_batch`` pass
+of GPT-2's BPE over the corpus, batches of 64 documents, with the library's default threads. Its CPU time varies
+more from run to run than the stages' (two threads of a batch encode wait for each other, and how long depends on
+the machine), so it is measured three times (``--references``), before the stages, after the distillation and after
+the last stage; the ratios are to the median, and the target's row also gives the ratio to the cheapest.
 
 Every run builds each size's artifacts from nothing (an earlier run's under ``--work`` are removed first); the raw
 corpus an earlier run finished writing there (``corpus.json`` beside it) is reused.
@@ -24,7 +24,6 @@ corpus an earlier run finished writing there (``corpus.json`` beside it) is reus
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import resource
@@ -32,14 +31,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from common import parser
 
-from ivr.builtin_corpora import utf8_size
+from ivr.builtin_corpora import environment_code_paths, environment_code_texts, utf8_size
 from ivr.cleaned_corpus import batched
 from ivr.paths import ArtifactPaths
 from ivr.tokenizers.io import read_metadata
@@ -49,28 +47,11 @@ STAGES = ("init", "analyze", "distill-tokenizer", "select", "remap", "align", "p
 SHARD_BYTES = 16_000_000
 
 
-def environment_py_files() -> list[Path]:
-    """The ``.py`` files of the installed packages and the standard library, ordered by a hash of their path
-    relative to their root (stable across machines with the same packages)."""
-    roots = [Path(sysconfig.get_paths()[k]) for k in ("purelib", "stdlib")]
-    files = {}
-    for root in roots:
-        for path in root.rglob("*.py"):
-            rel = path.relative_to(root).as_posix()
-            if "site-packages" not in rel and path.is_file():
-                files[hashlib.sha256(f"{root.name}/{rel}".encode()).hexdigest()] = path
-    return [files[k] for k in sorted(files)]
-
-
 def corpus_texts(limit_bytes: int) -> Iterator[str]:
-    """Texts of ``environment_py_files`` up to ``limit_bytes`` of UTF-8, taken again from the start if needed."""
-    files, total = environment_py_files(), 0
+    """Texts of ``environment_code_texts`` up to ``limit_bytes`` of UTF-8, taken again from the start if needed."""
+    files, total = environment_code_paths(), 0
     while total < limit_bytes:
-        for path in files:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
+        for text in environment_code_texts(files):
             yield text
             total += utf8_size(text)
             if total >= limit_bytes:

@@ -8,10 +8,13 @@ and the benchmarks.
   English reference set (``english_reference_texts``).
 * Installed third-party packages' ``.py`` sources (``third_party_code``): code by other authors than the
   standard library's, where IVR must generalize.
+* Every ``.py`` file of the environment, its packages and the standard library mixed (``environment_code_paths``,
+  ``environment_code_texts``): the largest code corpus on the machine, for measuring how the stages scale.
 * Documentation under ``/usr/share/doc`` (READMEs, changelogs, copyright notices), where the system has it.
 * Translated program messages under ``/usr/share/locale`` (other languages).
 
-Every list comes in a stable order (sorted paths or topic names), so a corpus is the same on every run.
+Every list comes in a stable order (sorted paths, topic names or path hashes), so a corpus is the same on every
+run.
 Benchmarks cap a corpus's size with ``until_size``. General English word frequencies (``wordfreq``) are not
 texts but a prior of selection and distillation: ``ivr.general_english``.
 """
@@ -106,6 +109,30 @@ def third_party_code(packages: Collection[str] = THIRD_PARTY_PACKAGES) -> Iterat
             rel = path.relative_to(root)
             if not {"test", "tests", "__pycache__"} & set(rel.parts[:-1]):
                 yield f"{name}/{rel.as_posix()}", path.read_text(encoding="utf-8", errors="replace")
+
+
+def environment_code_paths() -> list[Path]:
+    """The ``.py`` files of the installed packages (``purelib``: the virtual environment's where there is one)
+    and of the standard library (without its own ``site-packages``), ordered by a hash of each file's path
+    relative to its root: every prefix mixes many packages, and the order is the same on machines with the same
+    packages."""
+    files = {}
+    for root in (Path(sysconfig.get_paths()[key]) for key in ("purelib", "stdlib")):
+        for path in root.rglob("*.py"):
+            rel = path.relative_to(root).as_posix()
+            if "site-packages" not in rel and path.is_file():
+                files[hashlib.sha256(f"{root.name}/{rel}".encode()).hexdigest()] = path
+    return [files[k] for k in sorted(files)]
+
+
+def environment_code_texts(paths: Iterable[Path] | None = None) -> Iterator[str]:
+    """Texts of ``paths`` (default: ``environment_code_paths()``), lazily, read as UTF-8 in text mode; files
+    that are unreadable or not valid UTF-8 are left out."""
+    for path in environment_code_paths() if paths is None else paths:
+        try:
+            yield path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
 
 
 def help_topics() -> list[tuple[str, str]]:

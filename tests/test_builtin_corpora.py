@@ -11,6 +11,8 @@ from ivr.builtin_corpora import (
     BUILTIN_CORPORA,
     documentation_texts,
     english_reference_texts,
+    environment_code_paths,
+    environment_code_texts,
     help_topics,
     python_stdlib_files,
     python_stdlib_paths,
@@ -103,6 +105,24 @@ def test_the_library_corpus_stops_before_passing_its_size():
     assert [p for p, _ in files] == python_stdlib_paths()[: len(files)]
     assert all(name == f"builtin/python_stdlib/{p.relative_to(stdlib_root()).as_posix()}" for p, name in files)
     assert BUILTIN_CORPORA["python_stdlib"] is python_stdlib_files
+
+
+def test_environment_code_mixes_packages_and_the_stdlib_in_a_stable_order():
+    import sysconfig
+
+    import yaml
+
+    paths = environment_code_paths()
+    assert paths == environment_code_paths() and paths != sorted(paths)  # hash order, not path order
+    assert stdlib_root() / "json" / "decoder.py" in paths
+    assert Path(yaml.__file__) in paths and Path(sysconfig.get_paths()["purelib"]) in Path(yaml.__file__).parents
+    assert not any("site-packages" in p.relative_to(stdlib_root()).parts for p in paths if stdlib_root() in p.parents)
+
+
+def test_environment_code_texts_leave_out_files_that_are_not_utf8(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\r\n", encoding="utf-8")
+    (tmp_path / "b.py").write_bytes(b"caf\xe9")
+    assert list(environment_code_texts([tmp_path / "a.py", tmp_path / "b.py", tmp_path / "gone.py"])) == ["x = 1\n"]
 
 
 def test_help_topics_are_sorted_and_already_normalized():
