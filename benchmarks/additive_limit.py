@@ -56,8 +56,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from common import Stopwatch, add_heldout_every, parser
-from multilingual_distill import LANGUAGES, TARGET, held_out_sets
+from common import EXACT_TARGET, LANGUAGES, Stopwatch, add_heldout_every, encode_ids, held_out_sets, parser
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable, text_to_piece
@@ -73,8 +72,6 @@ DEFAULT_DESIGNS = (f"f64:pow:{INIT_EXPONENT:g},exact:pow:{INIT_EXPONENT:g},f64:p
                    "exact:pow:14,exact:lex,f64:hybrid:2.5,f64:hybrid:2.0,f64:hybrid:1.5,f64:hybrid:1.0")
 GUARD_BITS = 256
 """Significant bits of the smallest exact weight."""
-BATCH = 20_000
-"""Words per ``encode_batch`` call."""
 RIGHT, TIE, WRONG = 0, 1, 2
 
 
@@ -220,13 +217,6 @@ def shown(pieces: Sequence[str]) -> str:
     return json.dumps("·".join(readable(p) for p in pieces), ensure_ascii=False)[1:-1]
 
 
-
-
-
-def encode_ids(tok, words: list[str]) -> list[list[int]]:
-    return [e.ids for i in range(0, len(words), BATCH) for e in tok.encode_batch(words[i:i + BATCH])]
-
-
 Results = dict[str, dict[str, tuple[int, list[int]]]]
 """Per design: word -> (RIGHT, TIE or WRONG, the design's segmentation's ids when wrong)."""
 
@@ -284,7 +274,7 @@ def occurrences_table(designs: Sequence[Design], counts: dict[str, Counter], res
             ties = sum(k for w, k in c.items() if results[d.name][w][0] == TIE)
             cells.append(f"{wrong} (+{ties})" if d.arithmetic == "exact" else str(wrong))
         total = (totals or {}).get(set_name, sum(c.values()))
-        lines.append(f"| {set_name} | {sum(c.values())} | {total * (1 - TARGET):.0f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {set_name} | {sum(c.values())} | {total * (1 - EXACT_TARGET):.0f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: the distillation benchmark's corpora (built from ``ivr.builtin_corpora``),
-argument parsing, timing and the metric table.
+"""What the benchmark scripts share: the distillation benchmark's corpora and held-out sets (built from
+``ivr.builtin_corpora``), argument parsing, timing, the metric table, and documents scored whole by a model.
 
 Scripts run as ``uv run python benchmarks/NAME.py``, which puts this folder on the import path, so they
 import it as ``common``.
@@ -18,8 +18,18 @@ import time
 import typing
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
-from ivr.builtin_corpora import documentation_texts, english_reference_texts, python_stdlib_texts, until_size
+import numpy as np
+
+from ivr.builtin_corpora import (
+    LOCALE_ROOT,
+    documentation_texts,
+    english_reference_texts,
+    python_stdlib_texts,
+    translated_messages,
+    until_size,
+)
 from ivr.tokenizers.distill.settings import DistillSettings
 
 PROSE_CHARS = 4_000_000
@@ -28,6 +38,12 @@ PROSE_CHARS = 4_000_000
 # leaves pydoc_data out whole), which would change every figure measured on this corpus
 CODE_SKIPPED_DIRS = frozenset({"site-packages", "test", "tests", "idlelib"})
 CODE_SKIPPED_NAMES = frozenset({"topics.py"})
+LANGUAGES = ("de", "fr", "es", "it", "pt_BR", "pl", "nl", "ru", "ja", "ko", "zh_CN")
+"""Locales of the held-out message sets, with 57-87 message catalogues each on a Debian-like system."""
+EXACT_TARGET = 0.9999
+"""Share of held-out word occurrences a distilled tokenizer must encode exactly as its BPE does."""
+WORDS_PER_BATCH = 20_000
+"""Words per ``encode_batch`` call of ``encode_ids``."""
 
 
 # llama.cpp's vocabulary-only GGUF files of real models (Llama-3, Qwen2, StarCoder, DeepSeek, Falcon, GPT-2) with
@@ -103,6 +119,28 @@ def distillation_sets(heldout_every: int = 10) -> dict[str, list[str]]:
     """The distillation benchmark's fit corpus, held-out code and English prose (both sources together)."""
     fit, held = stdlib_split(heldout_every)
     return {"corpus": fit, "held-out code": held, "prose": [t for texts in english_prose().values() for t in texts]}
+
+
+def held_out_sets(heldout_every: int, lang_chars: int, languages: tuple[str, ...]) -> tuple[dict, dict]:
+    """(fit corpora by name, held-out sets by name): code and English prose split by document, and the
+    translated messages of each language (never fitted on), up to ``lang_chars`` characters per language."""
+    code_fit, code_held = stdlib_split(heldout_every)
+    prose = [t for texts in english_prose().values() for t in texts]
+    fits = {"code": code_fit, "prose": prose[1::2]}
+    sets = {"code (held-out stdlib)": code_held, "English prose (held-out docs)": prose[::2]}
+    for lang in languages:
+        texts = until_size((text for _, text in translated_messages(lang)), lang_chars, size=len)
+        if not texts:  # a misspelt locale would leave its row out of every table without a word
+            raise SystemExit(f"--languages {lang}: no message catalogues under {LOCALE_ROOT / lang / 'LC_MESSAGES'} "
+                             "(locales are named as there: pt_BR, zh_CN)")
+        sets[f"{lang} messages"] = texts
+    return fits, sets
+
+
+def encode_ids(tok, words: list[str]) -> list[list[int]]:
+    """Each word's ids under ``tok``, encoded in batches of ``WORDS_PER_BATCH``."""
+    return [e.ids for i in range(0, len(words), WORDS_PER_BATCH)
+            for e in tok.encode_batch(words[i:i + WORDS_PER_BATCH])]
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
@@ -243,3 +281,81 @@ def speed_rows(bpe, distilled, texts: list[str], repeats: int) -> list[tuple[str
     return [(f"{label} MB/s BPE / distilled (median chunk ratio)",
              f"{speed['bpe']:.2f} / {speed['distilled']:.2f} ({statistics.median(ratios['distilled']):.3f}x)")
             for label, speed, ratios in encode_speeds({"bpe": bpe, "distilled": distilled}, texts, repeats)]
+
+
+def config_heldout_fraction(config: Path) -> float:
+    """``data.heldout_fraction`` of the YAML ``config``, or the data module's default where it sets none."""
+    import inspect
+
+    import yaml
+
+    from ivr.data import IVRDataModule  # not at the top: most scripts never load the data module
+
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))["data"]
+    return data.get("heldout_fraction", inspect.signature(IVRDataModule).parameters["heldout_fraction"].default)
+
+
+# ---- documents scored whole by a model ----------------------------------------------------------------------
+# named tuples, not dataclasses: the tests load this file by path, outside sys.modules, where a dataclass fails
+class EvalSet(NamedTuple):
+    """Documents encoded by one tokenizer: ids and character offsets per document."""
+
+    ids: list[np.ndarray]
+    offsets: list[np.ndarray]
+
+
+class Scores(NamedTuple):
+    """Per document, the negative log-likelihood (nats) of every token."""
+
+    nll: list[np.ndarray]
+
+
+def encode(tok, texts: list[str]) -> EvalSet:
+    """Each text's ids and character offsets under ``tok``, without special tokens."""
+    encodings = tok.encode_batch(texts, add_special_tokens=False)
+    return EvalSet([np.asarray(e.ids) for e in encodings], [np.asarray(e.offsets).reshape(-1, 2) for e in encodings])
+
+
+def document_windows(docs: list[np.ndarray], separator: int, window: int) -> list[tuple[int, int, np.ndarray]]:
+    """``(document, first token index, window ids)``: each document's ids behind ``separator``, cut into windows
+    of ``window`` tokens that overlap by one (the previous window's last token is the next one's context), so
+    every token of every document is predicted exactly once."""
+    pieces = []
+    for d, ids in enumerate(docs):
+        stream = np.concatenate([[separator], ids]).astype(np.int64)
+        for start in range(0, len(stream) - 1, window - 1):
+            pieces.append((d, start, stream[start : start + window]))
+    return pieces
+
+
+def score(model, docs: EvalSet, separator: int, window: int, batch: int) -> Scores:
+    """Every token's loss, each document scored whole (``document_windows``)."""
+    import torch  # not at the top: the scripts that score no model start without torch
+
+    from ivr.metrics import token_nll
+
+    model.eval()
+    device = next(model.parameters()).device  # a model being trained on a GPU is scored where it is
+    pieces = document_windows(docs.ids, separator, window)
+    out = Scores([np.zeros(len(ids)) for ids in docs.ids])
+    with torch.no_grad():
+        for i in range(0, len(pieces), batch):
+            group = pieces[i : i + batch]
+            width = max(len(p[2]) for p in group)
+            ids = torch.zeros(len(group), width, dtype=torch.long)
+            for row, (_, _, w) in enumerate(group):
+                ids[row, : len(w)] = torch.from_numpy(w)
+            ids = ids.to(device)
+            nll = token_nll(model(input_ids=ids).logits, ids)[0].view(len(group), width - 1).float().cpu().numpy()
+            for row, (d, start, w) in enumerate(group):
+                # position j of the window predicts stream token start + j + 1, document token start + j
+                out.nll[d][start : start + len(w) - 1] = nll[row, : len(w) - 1]
+    return out
+
+
+def bpb(scores: Scores, docs: EvalSet, nbytes: np.ndarray) -> float:
+    """Bits per byte of ``scores`` over ``docs``; ``nbytes``: each id's bytes (``ivr.packing.token_byte_lengths``)."""
+    from ivr.metrics import bits_per_byte
+
+    nll = sum(s.sum() for s in scores.nll)
+    return float(bits_per_byte(nll, sum(int(nbytes[ids].sum()) for ids in docs.ids)))

@@ -59,14 +59,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# the sibling scripts, also where this file is imported by path rather than run (the tests)
+# common.py beside it, also where this file is imported by path rather than run (the tests)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import parser  # noqa: E402
-from real_model import document_windows, encode  # noqa: E402
+from common import document_windows, encode, parser  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from ivr.builtin_corpora import documentation_texts, help_topics, until_size  # noqa: E402
@@ -85,10 +84,10 @@ from ivr.model import IVRLanguageModel  # noqa: E402
 from ivr.packing import pack_blocks, token_byte_lengths  # noqa: E402
 from ivr.paths import ArtifactPaths  # noqa: E402
 from ivr.stamps import is_current, stamp_extra, write_stamp  # noqa: E402
-from ivr.tokenizers.byte_level import EOS_ID  # noqa: E402
 from ivr.tokenizers.distill import DistillSettings  # noqa: E402
 from ivr.tokenizers.io import load_tokenizer  # noqa: E402
 from ivr.tokenizers.remap_rules import read_remap_rules  # noqa: E402
+from ivr.tokenizers.special import ENDOFTEXT  # noqa: E402
 from ivr.tokenizers.verify import read_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,12 +113,20 @@ def general_split(heldout_fraction: float, doc_mb: float) -> tuple[list[str], li
 
 
 # ---- packing and evaluation --------------------------------------------------------------------------------
+def separator_id(tok) -> int:
+    """The id of ``<|endoftext|>``, the document separator of GPT-2's tokenizer and of those derived from it."""
+    found = tok.token_to_id(ENDOFTEXT)
+    if found is None:
+        raise ValueError(f"the tokenizer has no {ENDOFTEXT} to separate documents")
+    return found
+
+
 def pack(tok, texts: list[str], block_size: int) -> list[dict]:
     """Pretraining documents packed as the training data are (``ivr.packing``), one dict per block; ``n_bytes``
     counts the bytes of the predicted tokens (all but the first of each block)."""
     return [
         {"input_ids": torch.from_numpy(block.copy()), "n_bytes": torch.tensor(int(n))}
-        for blocks, counts in pack_blocks(tok, texts, block_size, EOS_ID)
+        for blocks, counts in pack_blocks(tok, texts, block_size, separator_id(tok))
         for block, n in zip(blocks, counts)
     ]
 
@@ -129,9 +136,10 @@ def whole_documents(tok, texts: list[str], window: int) -> list[dict]:
     windows of ``window`` tokens that overlap by one), one dict per window; ``n_bytes`` counts the bytes of the
     tokens it predicts. Every token is predicted once, so each tokenizer's bits per byte covers the same bytes
     (packed blocks drop each tokenizer's own tail and first tokens)."""
-    nbytes = token_byte_lengths(tok, EOS_ID)
+    separator = separator_id(tok)
+    nbytes = token_byte_lengths(tok, separator)
     return [{"input_ids": torch.from_numpy(ids), "n_bytes": torch.tensor(int(nbytes[ids[1:]].sum()))}
-            for _, _, ids in document_windows(encode(tok, texts).ids, EOS_ID, window)]
+            for _, _, ids in document_windows(encode(tok, texts).ids, separator, window)]
 
 
 def pad_windows(items: list[dict]) -> dict:

@@ -20,9 +20,7 @@ are not training words.
 from __future__ import annotations
 
 import numpy as np
-from additive_limit import encode_ids
-from common import Stopwatch, add_heldout_every, parser
-from multilingual_distill import LANGUAGES, held_out_sets
+from common import LANGUAGES, Stopwatch, add_heldout_every, encode_ids, held_out_sets, parser
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable

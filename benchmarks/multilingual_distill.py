@@ -30,11 +30,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common import Stopwatch, add_heldout_every, add_settings, english_prose, parser, settings_from, stdlib_split
+from common import (
+    EXACT_TARGET,
+    LANGUAGES,
+    Stopwatch,
+    add_heldout_every,
+    add_settings,
+    held_out_sets,
+    parser,
+    settings_from,
+)
 
 from tokenizers import Tokenizer
 
-from ivr.builtin_corpora import LOCALE_ROOT, translated_messages, until_size
+from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable, text_to_piece
 from ivr.tokenizers.distill import distill_tokenizer
@@ -43,27 +52,8 @@ from ivr.tokenizers.distill.source_bpe import source_bpe
 from ivr.tokenizers.unigram import unigram_tokenizer
 from ivr.tokenizers.verify import VerifySettings, language_table
 
-LANGUAGES = ("de", "fr", "es", "it", "pt_BR", "pl", "nl", "ru", "ja", "ko", "zh_CN")
-"""Locales with 57-87 message catalogues each on a Debian-like system."""
-TARGET = 0.9999
 ALL_EXAMPLES = 1_000_000
 """The report lists every mismatch, so the causes table counts them all."""
-
-
-def held_out_sets(heldout_every: int, lang_chars: int, languages: tuple[str, ...]) -> tuple[dict, dict]:
-    """(fit corpora by name, held-out sets by name): code and English prose split by document, and the
-    translated messages of each language (never fitted on)."""
-    code_fit, code_held = stdlib_split(heldout_every)
-    prose = [t for texts in english_prose().values() for t in texts]
-    fits = {"code": code_fit, "prose": prose[1::2]}
-    sets = {"code (held-out stdlib)": code_held, "English prose (held-out docs)": prose[::2]}
-    for lang in languages:
-        texts = until_size((text for _, text in translated_messages(lang)), lang_chars, size=len)
-        if not texts:  # a misspelt locale would leave its row out of every table without a word
-            raise SystemExit(f"--languages {lang}: no message catalogues under {LOCALE_ROOT / lang / 'LC_MESSAGES'} "
-                             "(locales are named as there: pt_BR, zh_CN)")
-        sets[f"{lang} messages"] = texts
-    return fits, sets
 
 
 def causes_table(sets: dict[str, dict], prior: Tokenizer) -> str:
@@ -125,8 +115,9 @@ def main() -> None:
                                         out / "report.json", extra_eval_texts=sets,
                                         verify_settings=VerifySettings(random_id_sequences=200, examples=ALL_EXAMPLES))
         fit = summary["fit"]
-        spec = json.loads((out / "tokenizer" / "tokenizer.json").read_text(encoding="utf-8"))
-        size = (out / "tokenizer" / "tokenizer.json").stat().st_size
+        tokenizer_file = out / "tokenizer" / TOKENIZER_FILE
+        spec = json.loads(tokenizer_file.read_text(encoding="utf-8"))
+        size = tokenizer_file.stat().st_size
         print(f"\n## fitted on {name}: {sum(map(len, fits[name])) / 1e6:.1f}M characters, fit {fit['fit_seconds']:.0f} s, "
               f"stage {stage.seconds:.0f} s, peak RSS {fit['peak_rss_mb']:.0f} MB, {fit['fit_word_types']} fit word "
               f"types, {fit['word_rules']} word rules, tokenizer.json {size / 1e6:.2f} MB, regex "
@@ -134,7 +125,7 @@ def main() -> None:
               f"{summary['sets']['corpus']['mismatched_occurrences']} of {summary['sets']['corpus']['word_occurrences']}"
               f" wrong, decode([i]) mismatches {summary['ids']['single_id_decode_mismatches']}\n")
         held = {k: v for k, v in summary["sets"].items() if k in sets}
-        print(language_table(held, TARGET, examples=4))
+        print(language_table(held, EXACT_TARGET, examples=4))
         print(f"\nwrong occurrences by cause (initialisation: merge-tree scores at exponent {settings.init_exponent}, "
               f"offset {settings.init_offset},"
               " no fitting, no rules)\n")

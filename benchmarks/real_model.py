@@ -15,7 +15,9 @@ already has code tokens) and ``russian`` (the Russian program messages under ``/
 per catalogue, written as JSONL to the artifacts' ``corpora/raw``: a language SmolLM2's tokenizer cuts into many
 short pieces).
 
-It writes ``results.md`` (printed too), PNG plots and TensorBoard logs under ``--out``. The artifacts come from
+It writes ``results.md`` (printed too), PNG plots and TensorBoard logs under ``--out``, and each init strategy's
+rows as the align stage writes them (``ivr.embeddings.align_embeddings``) under ``--out``'s ``embeddings/<strategy>``;
+part 2's "align time" is that stage's, its files written included. The artifacts come from
 ``ivr prepare --config configs/smollm2.yaml`` with ``--heldout-fraction`` as ``data.heldout_fraction``, run first
 every time (it reuses the stages that are current). Part 3 trains with the config's optimiser settings and gradient
 clipping (``--lr`` and ``--warmup`` aside). Every document is scored whole, in windows whose first token is the
@@ -26,12 +28,10 @@ exactly the same bytes.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path
 from statistics import mean, stdev
@@ -39,15 +39,14 @@ from statistics import mean, stdev
 import numpy as np
 import torch
 import yaml
-from common import comma_choices, parser
+from common import EvalSet, Scores, bpb, comma_choices, config_heldout_fraction, encode, parser, score
 
 from ivr.atomic import atomic_file
 from ivr.builtin_corpora import english_reference_texts, translated_messages
 from ivr.causal_lm import load_pretrained
 from ivr.cleaned_corpus import iter_documents
-from ivr.data import IVRDataModule
-from ivr.embeddings import AlignSettings, aligned_wte, alignment_index, final_wte, install_embeddings
-from ivr.metrics import bits_per_byte, token_nll
+from ivr.embeddings import AlignSettings, align_embeddings, install_embeddings, is_tied, load_final_embeddings
+from ivr.metrics import bits_per_byte
 from ivr.model import EmbeddingInit, IVRLanguageModel
 from ivr.packing import pack_blocks, token_byte_lengths
 from ivr.paths import ArtifactPaths
@@ -69,21 +68,6 @@ STRATEGIES = ("mean", "omp", "global_mean", "zeros", "random")
 ARMS = ("baseline", "ivr", "ivr_embeddings", "ivr_reassigned_rows")
 
 
-@dataclass
-class EvalSet:
-    """Documents encoded by one tokenizer: ids and character offsets per document."""
-
-    ids: list[np.ndarray]
-    offsets: list[np.ndarray]
-
-
-@dataclass
-class Scores:
-    """Per document, the negative log-likelihood (nats) of every token."""
-
-    nll: list[np.ndarray] = field(default_factory=list)
-
-
 def eval_documents(texts: list[str], tok, budget: int, max_chars: int = 6_000) -> list[str]:
     """Documents (each cut at the last line break before ``max_chars``) until ``budget`` tokens of ``tok``."""
     out, total = [], 0
@@ -96,47 +80,6 @@ def eval_documents(texts: list[str], tok, budget: int, max_chars: int = 6_000) -
         if total >= budget:
             break
     return out
-
-
-def encode(tok, texts: list[str]) -> EvalSet:
-    encodings = tok.encode_batch(texts, add_special_tokens=False)
-    return EvalSet([np.asarray(e.ids) for e in encodings], [np.asarray(e.offsets).reshape(-1, 2) for e in encodings])
-
-
-def document_windows(docs: list[np.ndarray], separator: int, window: int) -> list[tuple[int, int, np.ndarray]]:
-    """``(document, first token index, window ids)``: each document's ids behind ``separator``, cut into windows
-    of ``window`` tokens that overlap by one (the previous window's last token is the next one's context), so
-    every token of every document is predicted exactly once."""
-    pieces = []
-    for d, ids in enumerate(docs):
-        stream = np.concatenate([[separator], ids]).astype(np.int64)
-        for start in range(0, len(stream) - 1, window - 1):
-            pieces.append((d, start, stream[start : start + window]))
-    return pieces
-
-
-@torch.no_grad()
-def score(model, docs: EvalSet, separator: int, window: int, batch: int) -> Scores:
-    """Every token's loss, each document scored whole (``document_windows``)."""
-    model.eval()
-    pieces = document_windows(docs.ids, separator, window)
-    out = Scores([np.zeros(len(ids)) for ids in docs.ids])
-    for i in range(0, len(pieces), batch):
-        group = pieces[i : i + batch]
-        width = max(len(p[2]) for p in group)
-        ids = torch.zeros(len(group), width, dtype=torch.long)
-        for row, (_, _, w) in enumerate(group):
-            ids[row, : len(w)] = torch.from_numpy(w)
-        nll = token_nll(model(input_ids=ids).logits, ids)[0].view(len(group), width - 1).numpy()
-        for row, (d, start, w) in enumerate(group):
-            # position j of the window predicts stream token start + j + 1, document token start + j
-            out.nll[d][start : start + len(w) - 1] = nll[row, : len(w) - 1]
-    return out
-
-
-def bpb(scores: Scores, docs: EvalSet, nbytes: np.ndarray) -> float:
-    nll = sum(s.sum() for s in scores.nll)
-    return float(bits_per_byte(nll, sum(int(nbytes[ids].sum()) for ids in docs.ids)))
 
 
 def reassigned_strings(scores: Scores, docs: EvalSet, ids: set[int], nbytes: np.ndarray, reference=None) -> tuple[float, float]:
@@ -229,13 +172,17 @@ class Bench:
         return base["original"]
 
     # ---- part 2 ----
-    def init_rows(self, wte: torch.Tensor, strategy: str, seed: int = 0) -> torch.Tensor:
-        source = alignment_index(self.tok["original"].get_vocab(True), self.tok["remapped"].get_vocab(True), self.rules)
-        return final_wte(wte, aligned_wte(wte, source), self.rules, AlignSettings(strategy, seed), len(source))
+    def align(self, model, strategy: str, seed: int = 0) -> ArtifactPaths:
+        """The align stage from ``model``'s rows with ``strategy`` (``seed``: the ``random`` draw's), its files in
+        ``<out>/embeddings/<strategy>``; returns the artifacts' paths with that embeddings folder."""
+        paths = ArtifactPaths.from_config(self.paths.root, embeddings_dir=self.out / "embeddings" / strategy)
+        align_embeddings(model, paths, AlignSettings(init_strategy=strategy, seed=seed), model_name=self.model_spec)
+        return paths
 
     def part2(self, model, base_scores: dict[str, Scores]) -> None:
         a = self.args
         wte = model.get_input_embeddings().weight.detach().clone()
+        head = None if is_tied(model) else model.get_output_embeddings().weight.detach().clone()
         ref = {k: bpb(base_scores[k], self.sets[(k, "original")], self.nbytes["original"]) for k in ("domain", "general")}
         base_r = reassigned_strings(None, self.sets[("domain", "remapped")], self.reassigned, self.nbytes["remapped"],
                                     (base_scores["domain"], self.sets[("domain", "original")]))[0]
@@ -243,9 +190,10 @@ class Bench:
         for strategy in a.strategies:
             for seed in range(a.seeds if strategy == "random" else 1):
                 started = time.perf_counter()
-                rows = self.init_rows(wte, strategy, seed)
+                paths = self.align(model, strategy, seed)
                 timings[strategy] = time.perf_counter() - started
-                install_embeddings(model, rows)
+                install_embeddings(model, *load_final_embeddings(paths.embedding("final_wte"),
+                                                                 paths.embedding("final_lm_head")))
                 s = self.scores(model, "remapped")
                 d = self.sets[("domain", "remapped")]
                 r_bpb, r_nats = reassigned_strings(s["domain"], d, self.reassigned, self.nbytes["remapped"])
@@ -255,15 +203,15 @@ class Bench:
                 entry["reassigned_bpb"].append(r_bpb)
                 entry["reassigned_nats"].append(r_nats)
                 print(strategy, seed, {k: v[-1] for k, v in entry.items()}, flush=True)
-        install_embeddings(model, wte)
+                install_embeddings(model, wte, head)  # the next strategy is aligned from the base model's own rows
         hits = sum(int(np.isin(x, list(self.reassigned)).sum()) for x in self.sets[("domain", "remapped")].ids)
         n_rem = sum(len(x) for x in self.sets[("domain", "remapped")].ids)
         n_orig = sum(len(x) for x in self.sets[("domain", "original")].ids)
-        self.results["part2"] = {"base": {**ref, "reassigned_bpb": base_r}, "strategies": table, "init_seconds": timings}
+        self.results["part2"] = {"base": {**ref, "reassigned_bpb": base_r}, "strategies": table, "align_seconds": timings}
         self.emit("", "### 2. Right after align, before any training", "",
                   f"Held-out domain text: {n_orig} tokens with the original BPE, {n_rem} remapped ({1 - n_rem / n_orig:.1%} "
                   f"fewer), {hits} of them reassigned ids." + (f" Random: mean ± sd over {a.seeds} seeds." if "random" in table else ""), "",
-                  "| model | domain bpb | general bpb | reassigned strings, bpb | loss on reassigned targets, nats/token | init time, s |",
+                  "| model | domain bpb | general bpb | reassigned strings, bpb | loss on reassigned targets, nats/token | align time, s |",
                   "| --- | --- | --- | --- | --- | --- |",
                   f"| base model, original tokenizer | {ref['domain']:.4f} | {ref['general']:.4f} | {base_r:.4f} | – | – |",
                   *[f"| IVR, `{k}` | {fmt(v['domain'])} | {fmt(v['general'])} | {fmt(v['reassigned_bpb'])} | "
@@ -318,16 +266,16 @@ class Bench:
         points = sorted({round(a.steps * i / (a.eval_points - 1)) for i in range(a.eval_points)})
         curves, bench = {}, self
 
-        init_path = self.out / f"final_wte_{a.train_init}.pt"
+        init = None
         if a.arms != ["baseline"]:
-            model = self.base()
-            torch.save(self.init_rows(model.get_input_embeddings().weight.detach().clone(), a.train_init), init_path)
-            del model
+            paths = self.align(self.base(), a.train_init)
+            init = EmbeddingInit(str(paths.embedding("final_wte")), str(paths.embedding("final_lm_head")),
+                                 str(paths.remap_rules), str(paths.embedding("original_wte")))
         for arm in a.arms:
             tokenizer = "original" if arm == "baseline" else "remapped"
             sets = {k: encode(self.tok[tokenizer], v) for k, v in small.items()}
-            init = None if arm == "baseline" else EmbeddingInit(str(init_path), str(self.out / "none.pt"), str(self.paths.remap_rules))
-            module = IVRLanguageModel(model_name_or_path=self.model_spec, embedding_init=init,
+            module = IVRLanguageModel(model_name_or_path=self.model_spec,
+                                      embedding_init=None if arm == "baseline" else init,
                                       train_only={"ivr_embeddings": "embeddings", "ivr_reassigned_rows": "reassigned_rows"}.get(arm, "all"),
                                       learning_rate=a.lr, warmup_steps=a.warmup,
                                       **{k: v for k, v in self.config["model"].items() if k in OPTIMISER_KEYS})
@@ -425,12 +373,6 @@ def domain_overrides(domain: str, raw: Path) -> list[str]:
     return ["--data.builtin_corpus", "null", "--data.raw_corpora_dir", str(raw)]
 
 
-def config_heldout_fraction() -> float:
-    """``data.heldout_fraction`` of ``configs/smollm2.yaml``, or the data module's default where it sets none."""
-    data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["data"]
-    return data.get("heldout_fraction", inspect.signature(IVRDataModule).parameters["heldout_fraction"].default)
-
-
 def at_least_two(value: str) -> int:
     number = int(value)
     if number < 2:
@@ -449,7 +391,7 @@ def main() -> None:
                     help="corpus of the artifacts, used when ivr prepare runs (each domain has its own --artifacts-dir)")
     ap.add_argument("--parts", type=comma_choices(("1", "2", "3")), default="1,2,3",
                     help="which parts to run, comma-separated")
-    ap.add_argument("--heldout-fraction", type=float, default=config_heldout_fraction(),
+    ap.add_argument("--heldout-fraction", type=float, default=config_heldout_fraction(CONFIG),
                     help="data.heldout_fraction of ivr prepare and of every evaluation set drawn from its corpus "
                          "(default: the config's, %(default)s)")
     ap.add_argument("--strategies", type=comma_choices(STRATEGIES), default=",".join(STRATEGIES),

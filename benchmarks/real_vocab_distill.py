@@ -23,17 +23,17 @@ import statistics
 from pathlib import Path
 
 from common import (
-    LLAMA_CPP_VOCABS, Stopwatch, add_heldout_every, encode_speeds, english_prose, llama_cpp_cases, llama_cpp_vocab,
-    parser, stdlib_split,
+    EXACT_TARGET, LLAMA_CPP_VOCABS, Stopwatch, add_heldout_every, encode_speeds, english_prose, llama_cpp_cases,
+    llama_cpp_vocab, parser, stdlib_split,
 )
 
+from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
 from ivr.tokenizers.distill.scores import piece_trees
 from ivr.tokenizers.distill.source_bpe import source_bpe
 from ivr.tokenizers.io import load_tokenizer, read_special_tokens
 from ivr.tokenizers.source import fetch_original_tokenizer
 
-TARGET = 0.9999
 
 
 def matches(tok, cases: list[tuple[str, list[int]]]) -> int:
@@ -87,12 +87,12 @@ def main() -> None:
             f"{1 - prose_wrong / prose_occ:.4%} ({prose_wrong} of {prose_occ})",
             f"{ids['single_id_decode_mismatches']} of {ids['vocab_size']}",
             " / ".join(f"{s:.3f}x" for s in speeds),
-            f"{(out / 'tokenizer' / 'tokenizer.json').stat().st_size / 1e6:.1f}",
+            f"{(out / 'tokenizer' / TOKENIZER_FILE).stat().st_size / 1e6:.1f}",
         ]))
         print(rows[-1], flush=True)
     print(f"\n{header}\n{'|'.join('---' for _ in header.split(' | '))}")
     print("\n".join(rows))
-    print(f"\ntarget: {TARGET:.2%} of held-out word occurrences; `{args.out}/<vocabulary>/report.md` lists every "
+    print(f"\ntarget: {EXACT_TARGET:.2%} of held-out word occurrences; `{args.out}/<vocabulary>/report.md` lists every "
           "mismatch")
 
 

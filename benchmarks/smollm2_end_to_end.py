@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from common import Stopwatch, parser, print_metrics
-from real_model import bpb, config_heldout_fraction, encode, score
+from common import Stopwatch, bpb, config_heldout_fraction, encode, parser, print_metrics, score
 
 from ivr.causal_lm import load_pretrained
 from ivr.cleaned_corpus import iter_documents
@@ -53,7 +52,7 @@ def file_bits_per_byte(model, tokenizer_dir: Path, text: str, window: int = 512)
 def heldout_text(cleaned_dir: Path, doc_id: str) -> str:
     """The text of held-out document ``doc_id`` (the config's ``data.heldout_fraction``); refused if it is not
     one, with some that are named."""
-    held = {d.doc_id: d.text for d in iter_documents(cleaned_dir, "heldout", config_heldout_fraction())}
+    held = {d.doc_id: d.text for d in iter_documents(cleaned_dir, "heldout", config_heldout_fraction(CONFIG))}
     if doc_id not in held:
         raise SystemExit(f"--text {doc_id}: not a held-out document of {cleaned_dir}; held out are e.g. "
                          + ", ".join(sorted(held)[:5]))

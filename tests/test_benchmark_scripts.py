@@ -3,6 +3,7 @@ documents every option in ``--help``; the fine-tuning experiment scores whole do
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -79,6 +80,19 @@ def test_every_script_documents_every_option(scripts):
     assert not without, f"no argument parser with a description: {without}"
     undocumented = {name: r["undocumented"] for name, r in scripts.items() if r.get("undocumented")}
     assert not undocumented, f"options without help: {undocumented}"
+
+
+def test_scripts_share_helpers_through_common_only():
+    # a helper two scripts need lives in common.py: no script runs another one's imports or breaks with its edits
+    scripts = {p.stem for p in (ROOT / "benchmarks").glob("*.py")} - {"common"}
+    found = {}
+    for path in (ROOT / "benchmarks").glob("*.py"):
+        nodes = list(ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
+        names = {n.module for n in nodes if isinstance(n, ast.ImportFrom)}
+        names |= {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
+        if names & scripts:
+            found[path.stem] = sorted(names & scripts)
+    assert not found, f"scripts importing other scripts: {found}"
 
 
 def test_experiment_scores_the_same_bytes_with_any_tokenizer(gpt2_bpe):
