@@ -125,10 +125,12 @@ def main() -> None:
     if args.child:
         child(args.child, args.sample, args.encode)
         return
+    from ivr.paths import TOKENIZER_FILE
+
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (e.g. apt-get install valgrind)")
-    if args.tokenizer is None or not (args.tokenizer / "tokenizer.json").is_file():
-        raise SystemExit(f"{args.tokenizer}: no tokenizer.json; run benchmarks/distill_benchmark.py first")
+    if args.tokenizer is None or not (args.tokenizer / TOKENIZER_FILE).is_file():
+        raise SystemExit(f"{args.tokenizer}: no {TOKENIZER_FILE}; run benchmarks/distill_benchmark.py first")
     texts = sample_texts(args.every)
     print(f"sample: {len(texts)} documents, {sum(len(t.encode()) for t in texts) / 1e6:.2f} MB")
     counts = {}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from common import Stopwatch, parser, print_metrics
 
+from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.distill import bare_model, split_rule_for, with_rules
@@ -53,8 +54,8 @@ def main() -> None:
     ap.add_argument("--tokenizer", type=Path, default=None, metavar="DIR",
                     help="a byte-level BPE saved as DIR/tokenizer.json (default: GPT-2's)")
     args = ap.parse_args()
-    if args.tokenizer is not None and not (args.tokenizer / "tokenizer.json").is_file():
-        raise SystemExit(f"--tokenizer {args.tokenizer}: no tokenizer.json there; smollm2_distill.py writes one "
+    if args.tokenizer is not None and not (args.tokenizer / TOKENIZER_FILE).is_file():
+        raise SystemExit(f"--tokenizer {args.tokenizer}: no {TOKENIZER_FILE} there; smollm2_distill.py writes one "
                          "to OUT/original, real_vocab_distill.py to OUT/<vocabulary>/original")
 
     bpe = offline_gpt2_tokenizer() if args.tokenizer is None else load_tokenizer(args.tokenizer)
