@@ -26,6 +26,7 @@ from ivr.cli_parsing import (
     normalize_flags,
     refuse_linked_keys_in_configs,
     requested_subcommand,
+    settings_left_null,
 )
 from ivr.commands import DATA_ONLY_COMMANDS, STAGE_COMMANDS, IVRTrainer, check_training_settings, export_model
 from ivr.data import IVRDataModule
@@ -82,6 +83,12 @@ class IVRCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")
+        config = (self.config[subcommand] if subcommand else self.config).as_dict()  # run=False: no subcommand
+        left = [key for section, owner in (("data", self.datamodule_class), ("model", self.model_class))
+                for key in settings_left_null(config.get(section) or {}, owner, section)]
+        if left:
+            raise ValueError(f"{', '.join(left)}: null in a config file (an empty `key:`) where a value is needed; "
+                             "give one, or leave the key out for its default")
         if subcommand in ("fit", "train"):
             check_training_settings(self.config[subcommand])
 

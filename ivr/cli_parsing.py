@@ -1,11 +1,14 @@
 """How the ``ivr`` parser reads and shows itself: the original flag spellings, stage commands' help limited to
-the options they read, docstrings parsed once, and whether a parser error comes from the config file."""
+the options they read, docstrings parsed once, whether a parser error comes from the config file, and the
+settings a config file left null."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import re
+import typing
 
 BARE_FLAGS = {"--force", "--normalize_force"}
 
@@ -219,3 +222,21 @@ def _type_name(expected: str) -> str:
     if literal:
         return f"one of {literal.group(1)}"
     return re.sub(r"<class '([\w.]+)'>", r"\1", expected)
+
+
+def settings_left_null(values: dict, owner: object, prefix: str) -> list[str]:
+    """The keys under ``prefix`` that ``values`` (a section of the parsed config, as a dict) sets to null where
+    ``owner``'s types allow no None, nested settings dataclasses followed. The parser refuses ``null`` on the
+    command line, but a config file's empty value (``general_languages:``) reaches the settings as None."""
+    init = owner if dataclasses.is_dataclass(owner) else owner.__init__
+    left = []
+    for name, hint in typing.get_type_hints(init).items():
+        if name == "return" or name not in values:
+            continue
+        value, args = values[name], typing.get_args(hint)
+        if value is None and hint is not typing.Any and type(None) not in args and hint is not type(None):
+            left.append(f"{prefix}.{name}")
+        inner = [a for a in args if a is not type(None)] if args else [hint]
+        if isinstance(value, dict) and len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            left += settings_left_null(value, inner[0], f"{prefix}.{name}")
+    return left

@@ -59,6 +59,20 @@ def test_init_with_no_document_size_fails_instead_of_hanging(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
+def test_a_config_file_s_empty_values_are_named_where_a_value_is_needed(tmp_path):
+    from ivr.cli import main
+
+    config = tmp_path / "empty.yaml"
+    # an empty `key:` is null; the optional tokenizer folder may be null, the others may not
+    config.write_text("data:\n  distill:\n    general_languages:\n    split_rules:\n  block_size:\n"
+                      "  tokenizer_local_dir:\nmodel:\n  learning_rate:\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"^data\.distill\.general_languages, data\.distill\.split_rules, "
+                                         r"data\.block_size, model\.learning_rate: null in a config file"):
+        main(["init", "--config", str(ROOT / "configs" / "demo.yaml"), "--config", str(config),
+              "--data.artifacts_dir", str(tmp_path / "a")])
+    assert not (tmp_path / "a").exists()
+
+
 def test_a_zero_builtin_corpus_cap_is_named_not_blamed_on_the_raw_folder(tmp_path):
     options = CleaningOptions(builtin_corpus="python_stdlib", builtin_corpus_max_mb=0)
     with pytest.raises(CorpusError, match=r"data\.builtin_corpus_max_mb must be positive, got 0") as err:
