@@ -43,13 +43,13 @@ def test_word_list_counts_weigh_words(bpe, tmp_path):
 
 @pytest.mark.parametrize("text, where, says", [
     ("a b\n", 1, "holds white space"),
-    ("ok\nbad\t-1\n", 2, "positive number"),
-    ("ok\tmany\n", 1, "positive number"),
+    ("ok\nbad\t-1\n", 2, "positive, finite number"),
+    ("ok\tmany\n", 1, "positive, finite number"),
     ("ok\n\t5\n", 2, "a count without a word"),
     ("ok\n   \t-1\n", 2, "a count without a word"),
     ("ok\n\tfoo\tbar\n", 2, "got 3 tab-separated fields"),
     # only "\n" ends a line: U+0085 and a form feed (white space around a count) are no line ends
-    ("ok\r\nok\t2\x85\x0c\nbad\t-1\n", 3, "positive number"),
+    ("ok\r\nok\t2\x85\x0c\nbad\t-1\n", 3, "positive, finite number"),
 ])
 def test_a_malformed_word_list_line_is_named(tmp_path, text, where, says):
     path = tmp_path / "words.txt"

@@ -140,8 +140,14 @@ def test_a_word_list_line_with_extra_fields_is_refused(tmp_path):
     path.write_text("alpha\t3\nbeta\t3\tjunk\n", encoding="utf-8")
     with pytest.raises(ValueError, match=rf"{path}:2: expected `word` or `word<TAB>count`, got 3 tab-separated"):
         read_word_list(path)
+    with pytest.raises(ValueError, match=rf"{path}:2: .* \(data\.distill\.word_list\)"):
+        DistillSettings(word_list=path)  # when the settings are read, before any stage runs
+    path.write_text("alpha\t3\nbeta\t1e400\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{path}:2: the count after the tab must be a positive, finite number"):
+        DistillSettings(word_list=path)
     path.write_text("alpha\t3\nbeta\n", encoding="utf-8")
     assert read_word_list(path)["alpha"] == 3 and read_word_list(path)["beta"] == 1
+    assert DistillSettings(word_list=path).word_list == path
 
 
 @pytest.mark.parametrize("key, value, says", [
@@ -156,6 +162,7 @@ def test_a_word_list_line_with_extra_fields_is_refused(tmp_path):
     ("number_words", -1, "must be at least 0, got -1"),
     ("number_words", 7, r"must be at most 6 \(7 would add 22 million fit words\), got 7"),
     ("max_run", 1, r"must be at least 2 \(to turn split rules off, set data\.distill\.split_rules false\), got 1"),
+    ("max_run", (1, {"split_rules": False}), "must be at least 2, got 1"),  # no hint to set what is set already
     ("split_rule_min_fixed", -1.0, "must be at least 0, got -1.0"),
     ("word_rules", -1, r"must be at least 0 \(0: none\), got -1"),
     ("general_usage_words", -5, r"must be at least 0 \(0: none\), got -5"),
@@ -164,14 +171,19 @@ def test_a_word_list_line_with_extra_fields_is_refused(tmp_path):
     ("general_text_words", math.inf, "must be finite, got inf"),
 ])
 def test_distill_settings_out_of_range_name_their_key(key, value, says):
+    value, others = value if isinstance(value, tuple) else (value, {})
     with pytest.raises(ValueError, match=rf"^data\.distill\.{key} {says}$"):
-        DistillSettings(**{key: value})
+        DistillSettings(**{key: value}, **others)
 
 
-def test_an_exponent_whose_last_merge_weighs_nothing_is_named():
+def test_an_exponent_whose_last_merge_weighs_nothing_is_named(caplog):
     from ivr.tokenizers.distill.scores import merge_weights
 
-    assert merge_weights(50000, 3.3)[-1] > 0
+    with caplog.at_level(logging.WARNING):
+        assert merge_weights(50000, 3.3)[-1] > 0 and merge_weights(128000, 3.3)[-1] > 0  # GPT-2's, Llama-3's sizes
+        assert not caplog.records
+        merge_weights(50000, 4.5)  # float64 sums cannot hold 2^-70 beside 1
+    assert "init_exponent 4.5 with init_offset 1.0: the last of 50000 merges weighs 2^-70" in caplog.text
     with pytest.raises(ValueError, match=r"data\.distill\.init_exponent 80.* last of 50000 merges underflows to 0"):
         merge_weights(50000, 80.0)
 
@@ -207,6 +219,10 @@ def test_a_missing_file_in_the_settings_is_named_when_they_are_read(tmp_path):
                           (lambda: IVRDataModule(extra_eval_paths=[str(tmp_path)]), "data.extra_eval_paths")]:
         with pytest.raises(FileNotFoundError, match=rf"\({setting}\)"):
             make()
+    with pytest.raises(FileNotFoundError, match=r"^/dev/null: is not a regular file .*\(data\.distill\.word_list\)"):
+        DistillSettings(word_list="/dev/null")
+    with pytest.raises(FileNotFoundError, match=r"^an empty path \(data\.distill\.word_list\); leave the setting out"):
+        DistillSettings(word_list="")
 
 
 def test_an_extra_eval_file_named_like_a_built_in_report_set_is_refused(tmp_path, monkeypatch):

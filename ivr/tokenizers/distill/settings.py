@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from ivr.general_english import check_languages
+from ivr.tokenizers.distill.word_list import read_word_list_entries
 from ivr.user_text import require_file
 
 # how many word rules and words proven unsatisfiable the fit statistics list (most frequent first)
@@ -117,8 +118,8 @@ class DistillSettings:
             ("max_iterations", 1, ""),
             ("max_seconds", 0, " (0: one round)"),
             ("number_words", 0, ""),
-            # a split rule cuts runs of two or more characters: below 2 no rule can be built
-            ("max_run", 2, " (to turn split rules off, set data.distill.split_rules false)"),
+            # a split rule cuts runs of two or more characters, and run cuts behind a kept regex too: below 2 none
+            ("max_run", 2, " (to turn split rules off, set data.distill.split_rules false)" if self.split_rules else ""),
             ("split_rule_min_fixed", 0, ""),
             ("word_rules", 0, " (0: none)"),
             ("general_usage_words", 0, " (0: none)"),
@@ -139,6 +140,7 @@ class DistillSettings:
         check_languages(parse_languages(self.general_languages), "data.distill.general_languages")
         if self.word_list is not None:
             require_file(self.word_list, "data.distill.word_list")
+            read_word_list_entries(self.word_list)  # a bad line stops the run here, not after analyze
 
 
 @dataclass

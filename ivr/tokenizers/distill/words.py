@@ -4,7 +4,6 @@ vocabulary piece on its own and simple variants of it, digit strings, the genera
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,9 +15,9 @@ from ivr.counting import most_frequent
 from ivr.tokenizers.byte_level import text_to_piece, whole_text
 from ivr.tokenizers.distill.general_words import general_words
 from ivr.tokenizers.distill.settings import DistillSettings, parse_languages
+from ivr.tokenizers.distill.word_list import read_word_list_entries
 from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
 from ivr.tokenizers.pieces import single_pretoken
-from ivr.user_text import read_user_lines
 
 
 MAX_CORPUS_WORDS = 250_000
@@ -123,27 +122,7 @@ def read_word_list(path: Path, bpe: Tokenizer | None = None) -> Counter:
     """A word list's byte-level fit words with their counts (default 1; an entry listed twice adds up): each entry
     with and without a leading space, cut by ``bpe``'s pre-tokenizer as text is (``v2``: ``v``, ``2`` behind
     isolated digits; ``it's``: ``it``, ``'s``), a pre-token met in several entries keeping its largest count."""
-    setting = "data.distill.word_list: UTF-8 text, one word per line"
-    entries: Counter = Counter()
-    for lineno, line in enumerate(read_user_lines(path, setting), 1):
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        word = fields[0].strip()
-        if len(fields) > 2:  # a second tab: a mangled line or a different format, not a count to guess at
-            raise ValueError(f"{path}:{lineno}: expected `word` or `word<TAB>count`, got {len(fields)} tab-separated "
-                             f"fields: {line!r}")
-        if not word:
-            raise ValueError(f"{path}:{lineno}: a count without a word: {line!r}")
-        if any(c.isspace() for c in word):
-            raise ValueError(f"{path}:{lineno}: a word list entry holds white space: {word!r}")
-        try:
-            count = float(fields[1]) if len(fields) > 1 else 1.0
-        except ValueError:
-            count = math.nan
-        if not (math.isfinite(count) and count > 0):
-            raise ValueError(f"{path}:{lineno}: the count after the tab must be a positive number: {fields[1]!r}")
-        entries[word] += count
+    entries = read_word_list_entries(path)
     cut = PreTokenCutter(bpe) if bpe is not None else None
     out: Counter = Counter()
     for word, count in entries.items():
