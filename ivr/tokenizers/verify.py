@@ -193,11 +193,11 @@ def compare_texts(
         occ = sum(c for c in word_counts.values() if c > 0)
         n_types = sum(c > 0 for c in word_counts.values())
     keys = sorted(counts)
-    bare_bpe = bare_model(bpe)
-    gold = dict(zip(other, bare_bpe.encode_batch(list(other))))
-    model = bare_model(distilled)
+    # the bare models (a second or so each to build) only where a document differs
+    bare_bpe = bare_model(bpe) if keys else None
+    gold = dict(zip(other, bare_bpe.encode_batch(list(other)))) if keys else {}
     segs = sorted({s for _, ss in keys for s in ss})
-    seg_enc = dict(zip(segs, model.encode_batch(segs)))
+    seg_enc = dict(zip(segs, bare_model(distilled).encode_batch(segs))) if keys else {}
     tokens = matched_tokens + sum(c * len(gold[w].ids) for w, c in other.items())
     by_kind: dict[str, list[dict]] = {k: [] for k in KINDS}
     bad_occ = bad_tokens = 0
