@@ -254,12 +254,17 @@ def test_a_saved_llama_loads_from_its_directory_in_float32_and_train_mode(tmp_pa
     assert all(m.training for m in module.model.modules())
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_generation_stays_within_the_context_size(architecture):
+def greedy_module(architecture: str, max_new_tokens: int) -> IVRLanguageModel:
     module = IVRLanguageModel(model_name_or_path=None, from_config=shape(architecture, 300))
     module.configure_model()
     module.eval()
-    module.generation = GenerationSettings(max_new_tokens=64, temperature=0.0)
+    module.generation = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0)
+    return module
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_generation_stays_within_the_context_size(architecture):
+    module = greedy_module(architecture, 64)
     # a prompt past the context keeps its last half, leaving the other half to the new tokens
     for prompt_length, longest in [(10, 32 - 10), (40, 32 - 16)]:
         ids = torch.randint(3, 300, (1, prompt_length))
@@ -269,10 +274,7 @@ def test_generation_stays_within_the_context_size(architecture):
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_generation_stops_at_the_model_s_eos(architecture):
-    module = IVRLanguageModel(model_name_or_path=None, from_config=shape(architecture, 300))
-    module.configure_model()
-    module.eval()
-    module.generation = GenerationSettings(max_new_tokens=8, temperature=0.0)
+    module = greedy_module(architecture, 8)
     forward = module.model.forward
 
     def eos_after_one(*args, **kwargs):  # a random model rarely picks eos: after one new token it must
