@@ -269,8 +269,7 @@ class Bench:
         init = None
         if a.arms != ["baseline"]:
             paths = self.align(self.base(), a.train_init)
-            init = EmbeddingInit(str(paths.embedding("final_wte")), str(paths.embedding("final_lm_head")),
-                                 str(paths.remap_rules), str(paths.embedding("original_wte")))
+            init = EmbeddingInit.from_paths(paths)
         for arm in a.arms:
             tokenizer = "original" if arm == "baseline" else "remapped"
             sets = {k: encode(self.tok[tokenizer], v) for k, v in small.items()}

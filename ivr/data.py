@@ -217,10 +217,7 @@ class IVRDataModule(LightningDataModule):
         linked to ``model.embedding_init`` by the CLI."""
         if self.hparams.tokenizer != "remapped":
             return None
-        paths = self.paths
-        return EmbeddingInit(str(paths.embedding("final_wte")), str(paths.embedding("final_lm_head")),
-                             str(paths.remap_rules), str(paths.embedding("original_wte")),
-                             str(paths.embedding_metadata("final_wte")))
+        return EmbeddingInit.from_paths(self.paths)
 
     def run_stage(self, name: str, **overrides) -> list[Path]:
         return pipeline.run_stage(self.config, name, **overrides)

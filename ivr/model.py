@@ -21,6 +21,7 @@ from torchmetrics import SumMetric
 from ivr.causal_lm import (
     ModelShape, base_model, check_block_fits, context_size, generation_ids, learned_position_embeddings)
 from ivr.metrics import bits_per_byte, token_nll
+from ivr.paths import ArtifactPaths
 from ivr.trainable import TrainOnly, restrict_training
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,12 @@ class EmbeddingInit:
     final_wte_metadata: str = ""
     """``final_wte.json``: the remap rules ``final_wte`` was aligned for, checked against ``remap_rules``; empty:
     not checked (checkpoints written before it was recorded)."""
+
+    @classmethod
+    def from_paths(cls, paths: ArtifactPaths) -> EmbeddingInit:
+        """The rows the align stage wrote into the artifact tree ``paths``, with every check's file."""
+        return cls(str(paths.embedding("final_wte")), str(paths.embedding("final_lm_head")), str(paths.remap_rules),
+                   str(paths.embedding("original_wte")), str(paths.embedding_metadata("final_wte")))
 
 
 # a checkpoint's hyperparameters hold these as the CLI passed them; Lightning loads checkpoints with torch's

@@ -10,9 +10,9 @@ from ivr.cleaned_corpus import CorpusError
 
 def require_file(path: str | Path, setting: str) -> None:
     """Checked when the settings are read, before any stage runs: a missing file is named with its setting."""
+    if str(path) == "":  # which Path would read as the current folder
+        raise FileNotFoundError(f"an empty path ({setting}): name a file, or drop the empty value")
     path = Path(path)
-    if str(path) in ("", "."):  # an empty string, which Path reads as the current folder
-        raise FileNotFoundError(f"an empty path ({setting}); leave the setting out (null) for none")
     if not path.is_file():
         # a pipe or a device exists but cannot be hashed for the stamps and read again by the stage
         state = ("is a directory, not a file" if path.is_dir() else

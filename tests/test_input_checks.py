@@ -221,8 +221,10 @@ def test_a_missing_file_in_the_settings_is_named_when_they_are_read(tmp_path):
             make()
     with pytest.raises(FileNotFoundError, match=r"^/dev/null: is not a regular file .*\(data\.distill\.word_list\)"):
         DistillSettings(word_list="/dev/null")
-    with pytest.raises(FileNotFoundError, match=r"^an empty path \(data\.distill\.word_list\); leave the setting out"):
+    with pytest.raises(FileNotFoundError, match=r"^an empty path \(data\.distill\.word_list\): name a file, or drop"):
         DistillSettings(word_list="")
+    with pytest.raises(FileNotFoundError, match=r"^\.: is a directory, not a file \(data\.distill\.word_list\)"):
+        DistillSettings(word_list=".")
 
 
 def test_an_extra_eval_file_named_like_a_built_in_report_set_is_refused(tmp_path, monkeypatch):

@@ -202,6 +202,8 @@ class _Checker:
             self.protected.setdefault(i, []).append(f"the {role} token")
         if special is not None:
             self.protected.setdefault(special.separator_id, []).append("the document separator")
+            for name, _, i in special.named:
+                self.protected.setdefault(i, []).append(f"the config's {name}")
         self.protected_tokens = set(added.values()) | {ENDOFTEXT}
         self.pieces = vocab_pieces(tokenizer) if tokenizer is not None else []
         self.vocab = {p: i for i, p in enumerate(self.pieces)}

@@ -9,10 +9,13 @@ and unk (what ``transformers``' GPT-2 tokenizer assumes; GPT-2's Hub config hold
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from tokenizers import Tokenizer
 
+
+log = logging.getLogger(__name__)
 
 ENDOFTEXT = "<|endoftext|>"
 ROLES = ("bos", "eos", "pad", "unk")
@@ -92,7 +95,7 @@ def special_tokens(
     """``tok``'s added tokens and the roles ``roles`` names by token (``{"eos": "<|im_end|>"}``); each named token
     must be in ``tok``'s vocabulary, and each of ``extra`` (further special tokens) one of its added tokens.
     ``sides``: ``padding_side`` and ``truncation_side``, ``"left"`` or ``"right"`` where given. ``named``: further
-    tokens by attribute name (``{"mask_token": "<mask>"}``), each in the vocabulary too."""
+    tokens by attribute name (``{"mask_token": "<mask>"}``); one the vocabulary lacks is left out with a warning."""
     added = {i: t.content for i, t in sorted(tok.get_added_tokens_decoder().items())}
     ids: dict[str, int | None] = {}
     for role in ROLES:
@@ -107,8 +110,9 @@ def special_tokens(
         raise ValueError(f"{where}: no document separator: the tokenizer has no {ENDOFTEXT} and names no eos_token")
     named_ids = {name: tok.token_to_id(text) for name, text in (named or {}).items()}
     unknown = [f"{name} {named[name]!r}" for name, i in named_ids.items() if i is None]
-    if unknown:
-        raise ValueError(f"{where}: {', '.join(unknown[:20])} not in the tokenizer's vocabulary")
+    if unknown:  # as transformers would: a new id, without a row in the model; a config template's leftover
+        log.warning("%s: %s not in the tokenizer's vocabulary: left out", where, ", ".join(unknown[:20]))
+    named_ids = {name: i for name, i in named_ids.items() if i is not None}
     missing = [t for t in extra if t not in added.values()]
     if missing:
         raise ValueError(f"{where}: the further special tokens {missing[:20]} are not added tokens of the tokenizer")
@@ -119,7 +123,7 @@ def special_tokens(
     return SpecialTokens(added, ids["bos"], ids["eos"], ids["pad"], ids["unk"], separator, model_max_length,
                          chat_template, tuple(extra), sides.get("padding_side"), sides.get("truncation_side"),
                          tuple((role, roles[role]) for role in ROLES if ids[role] is not None),
-                         tuple((name, text, named_ids[name]) for name, text in sorted((named or {}).items())))
+                         tuple((name, named[name], i) for name, i in sorted(named_ids.items())))
 
 
 def special_tokens_of(tok: Tokenizer, where: str = "the tokenizer", model_max_length: int | None = None) -> SpecialTokens:
