@@ -10,7 +10,6 @@ stable hash of its id, the same on every machine and in every process.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -228,9 +227,10 @@ def looks_like_cleaned_corpus(folder: Path) -> bool:
     source. A user's folder, even of JSONL files, is none."""
     folder = Path(folder)
     manifest = folder / MANIFEST_FILE
-    with open(manifest, "rb") if manifest.is_file() else io.BytesIO() as f:
-        if _MANIFEST_HEAD.match(f.read(256)):
-            return True
+    if manifest.is_file():
+        with open(manifest, "rb") as f:
+            if _MANIFEST_HEAD.match(f.read(256)):
+                return True
     return _holds_only_cleaned_records(folder)
 
 
