@@ -257,3 +257,18 @@ def test_tokens_the_config_adds_are_added_tokens_as_transformers_reads_them(tmp_
     with pytest.raises(ValueError, match=r"added_tokens_decoder\['x'\] must be a token with its 'content'"):
         (source / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": {"x": "hello"}}))
         fetch_original_tokenizer(tmp_path / "o2", local_dir=source, allow_hub=False)
+
+
+@pytest.mark.parametrize("tokenizer_class, refused", [("GPT2Tokenizer", True), ("PreTrainedTokenizerFast", False)])
+def test_a_config_prefix_space_that_transformers_applies_is_refused(tmp_path, tokenizer_class, refused):
+    first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    config = json.loads((first / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.update(add_prefix_space=True, tokenizer_class=tokenizer_class)
+    (first / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    if refused:  # GPT2Tokenizer rebuilds the ByteLevel step with the flag: "a" is " a" to transformers
+        with pytest.raises(ValueError, match=r"tokenizer_config\.json: add_prefix_space is true .*GPT2Tokenizer"
+                                             r".*set add_prefix_space to false"):
+            fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
+    else:  # this class takes tokenizer.json as it is: the same ids, nothing to refuse
+        directory, _ = fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
+        assert (directory / "tokenizer.json").is_file()

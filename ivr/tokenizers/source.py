@@ -18,8 +18,8 @@ from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.bpe import offline_gpt2_files, offline_gpt2_tokenizer
 from ivr.stamps import output_signature
 from ivr.tokenizers.io import (
-    METADATA_FILE, add_config_added_tokens, file_sha256, read_metadata, read_special_tokens, read_tokenizer_file,
-    save_tokenizer_dir,
+    METADATA_FILE, add_config_added_tokens, file_sha256, read_configs, read_metadata, read_special_tokens,
+    read_tokenizer_file, save_tokenizer_dir,
 )
 from ivr.tokenizers.pieces import vocab_pieces
 from ivr.tokenizers.special import (
@@ -187,6 +187,7 @@ def from_dir(directory: str | Path, setting: str = "data.tokenizer_local_dir") -
         raise FileNotFoundError(f"no {TOKENIZER_FILE} in {directory} ({setting})")
     tok = read_tokenizer_file(directory, hint="replace it with the model's own tokenizer.json", keep_padding=True)
     check_byte_level_bpe(tok, str(path))
+    check_config_prefix_space(directory, tok)
     changed = add_config_added_tokens(tok, directory)
     if changed:
         log.info("%s: added tokens as its tokenizer_config.json lists them: %s", directory, changed[:20])
@@ -265,6 +266,35 @@ def _hub_dir(name: str) -> Path:
         except Exception:  # not in the repository, or no network: without configs, GPT-2's layout only
             pass
     return path.parent
+
+
+def check_config_prefix_space(directory: str | Path, tok: Tokenizer) -> None:
+    """Fail where ``tokenizer_config.json`` sets ``add_prefix_space`` and ``transformers`` therefore encodes text
+    otherwise than ``tok`` (its ``tokenizer.json``): classes such as ``GPT2Tokenizer`` and ``Qwen2Tokenizer``
+    rebuild the ByteLevel step with the config's flag, so the model was used with a space before every text, which
+    no stage reproduces. Whether a class does is asked of ``transformers`` itself, since it differs by class and
+    version."""
+    config_path = Path(directory) / CONFIG_FILES[0]
+    config = read_configs(Path(directory)).get(config_path, {})
+    if not config.get("add_prefix_space"):
+        return
+    from transformers import AutoTokenizer
+
+    probe = "a"
+    try:
+        fast = AutoTokenizer.from_pretrained(str(directory))
+        ids = fast(probe, add_special_tokens=False)["input_ids"]
+    except Exception as err:  # a class transformers cannot build here: the flag's effect stays unknown
+        log.warning("%s: add_prefix_space is set and transformers could not load the tokenizer to tell whether it "
+                    "applies it (%s: %s); ivr encodes as tokenizer.json does, without a prefix space",
+                    config_path, type(err).__name__, err)
+        return
+    if ids != tok.encode(probe, add_special_tokens=False).ids:
+        raise ValueError(
+            f"{config_path}: add_prefix_space is true and its tokenizer_class {config.get('tokenizer_class')!r} "
+            f"makes transformers put a space before every text ({probe!r} encodes as {ids}, as tokenizer.json "
+            f"{tok.encode(probe, add_special_tokens=False).ids}); ivr reproduces tokenizer.json's byte-level BPE, "
+            "which has no prefix space. If the model was trained without one, set add_prefix_space to false")
 
 
 def check_byte_level_bpe(tok: Tokenizer, where: str) -> None:
