@@ -47,6 +47,10 @@ PARSE_LINKS = {"data.base_model_name_or_path": "model.model_name_or_path",
 LINKED_KEYS = {**PARSE_LINKS, "checkpoint.dirpath": "data.artifacts_dir", "model.embedding_init": "data.embedding_init"}
 
 
+# top-level keys of a fit's saved config (lightning_logs/version_N/config.yaml) that only fit's method takes
+FIT_ONLY_KEYS = ("ckpt_path", "weights_only")
+
+
 def _checkpoints_dir(artifacts_dir: str) -> str:
     return str(ArtifactPaths.from_config(artifacts_dir).checkpoints_dir)
 
@@ -99,6 +103,10 @@ class IVRCLI(LightningCLI):
             return self.init_parser(**kwargs)
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         parser.epilog = DEBUG_NOTE
+        taken = {action.dest for action in parser._actions}
+        for name in FIT_ONLY_KEYS:
+            if name not in taken:  # a fit's saved config.yaml holds them: it serves every command, as any config
+                parser.add_argument(f"--{name}", default=None, help="a fit's option, accepted and ignored here")
         if subcommand in DATA_ONLY_COMMANDS:
             help_data_only(parser)
         return parser

@@ -152,6 +152,10 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
     assert 0 < bpb < 40
     logged = [e.value for e in acc.Scalars("train/lr")]
     assert logged == pytest.approx([rates[s] for s in sorted(rates)]) and logged[0] < logged[1]  # warming up
+    # the fit's saved config serves the other commands too, its fit-only keys accepted and ignored
+    saved = version / "config.yaml"
+    assert "ckpt_path:" in saved.read_text() and "weights_only:" in saved.read_text()
+    main(["prepare", "--config", str(saved)])
 
     import torch
 
