@@ -334,14 +334,16 @@ def align_embeddings(
     paths: ArtifactPaths,
     settings: AlignSettings = AlignSettings(),
     *,
-    model_name: str | None = None,
+    model_name: str | dict | None = None,
     rules_path: Path | None = None,
     original_tokenizer_dir: Path | None = None,
     remapped_tokenizer_dir: Path | None = None,
 ) -> dict:
     """The alignment stage: write every embedding artifact and return their metadata by name.
 
-    Inputs default to ``paths`` (``remap_rules``, ``original_tokenizer_dir``, ``remapped_tokenizer_dir``).
+    Inputs default to ``paths`` (``remap_rules``, ``original_tokenizer_dir``, ``remapped_tokenizer_dir``);
+    ``model_name`` is what the metadata records as the base model: its name or path, or ``{"from_config": ...}``
+    for one built from a config (default: the model's ``name_or_path``).
     The model is only read; use ``install_embeddings`` to put the result in a model.
     """
     rules_path = Path(rules_path or paths.remap_rules)

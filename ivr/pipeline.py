@@ -366,7 +366,7 @@ def align(
             model,
             paths,
             config.align,
-            model_name=str(base.name_or_path or {"from_config": plain(base.from_config)}),
+            model_name=base.name_or_path or {"from_config": plain(base.from_config)},
             rules_path=rules,
             original_tokenizer_dir=original_dir,
             remapped_tokenizer_dir=remapped_dir,

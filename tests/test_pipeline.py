@@ -138,6 +138,8 @@ def test_prepare_writes_every_artifact_consistently(ivr_run):
         assert saved.size and saved.tolist() == stream[: saved.size]
     final = json.loads((art / "embeddings" / "final_wte.json").read_text())
     assert sorted(final["reassigned_ids"]) == sorted(r["id"] for r in rules)
+    # the base model built from a config is recorded as that config, a JSON object (not its Python text)
+    assert final["model_name"]["from_config"]["architecture"] == "gpt2"
 
     from tokenizers import Tokenizer
 
