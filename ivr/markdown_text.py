@@ -31,3 +31,18 @@ def code(text: str, table: bool = False) -> str:
 def pieces(texts: Iterable[str], table: bool = False) -> str:
     """A segmentation: each piece a code span, joined by ·."""
     return "·".join(code(t, table) for t in texts)
+
+
+def setting_text(value: object) -> str:
+    """A setting or recorded value as a reader of the report expects it, in the config's own spelling: ``true`` /
+    ``false``, ``none`` for an unset one, ``(empty)`` for an empty string or list, a whole float without ``.0``,
+    a list comma-separated, its strings as code spans (a token's leading space shows)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, (list, tuple)):
+        return ", ".join(code(v) if isinstance(v, str) else setting_text(v) for v in value) if value else "(empty)"
+    return str(value) if str(value) else "(empty)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from ivr.markdown_text import code, pieces
+from ivr.markdown_text import code, pieces, setting_text
 
 
 def test_spaces_escapes_and_backticks_are_visible():
@@ -27,3 +27,9 @@ def test_a_code_span_holds_no_raw_space_newline_or_unescaped_pipe(text):
     assert shown.endswith(fence) and fence not in inner.strip(" ")  # the fence is longer than any run inside
     assert "\n" not in shown and "|" not in inner.replace("\\|", "")
     assert " " not in inner.strip(" ") or "`" in inner  # a space only pads a span that starts or ends with `
+
+
+def test_settings_read_in_the_config_s_spelling():
+    assert [setting_text(v) for v in (None, True, False, 1e6, 0.05, "", [], ["a", "b"], "en de", 3)] == [
+        "none", "true", "false", "1000000", "0.05", "(empty)", "(empty)", "`a`, `b`", "en de", "3"]
+    assert setting_text([" the", 7]) == "`␠the`, 7"

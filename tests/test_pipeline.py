@@ -214,6 +214,8 @@ def test_verify_tokenizer_command_reports_rates(ivr_run, capsys):
     # the fit's statistics and settings come from the tokenizer's own record, not from the command's config
     meta = json.loads((root / "artifacts" / "tokenizers" / "distilled_unigram" / "ivr_metadata.json").read_text())
     assert report["fit"] == meta["fit"] and report["settings"]["max_iterations"] == meta["settings"]["max_iterations"] == 2
+    # the tokenizer records what was fitted: verification's settings and strict are the report's, set per run
+    assert not {"seed", "examples", "random_id_sequences", "strict"} & set(meta["settings"])
     assert report["fit"]["history"] and "split_rules_considered" in report["fit"]  # the whole record, round table too
 
 

@@ -149,7 +149,7 @@ def test_protected_tokens_and_ids_are_never_freed(selection, distilled, code_doc
                               tmp_path / "log.md", special_ids=[by_id.freed_id])
     assert by_id.freed_id not in {r.freed_id for r in sel.replacements}
     log = (tmp_path / "log.md").read_text(encoding="utf-8")
-    assert "- 2 special tokens" in log and "- 0 protected ids/tokens" in log and "- `protected_ids`: `[]`" in log
+    assert "- 2 special tokens" in log and "- 0 protected ids/tokens" in log and "- `protected_ids`: (empty)" in log
     # a typo would protect nothing: named instead
     for bad, message in (({"protected_tokens": [" zqxjvvq"]}, r"protected_tokens: ' zqxjvvq' is not a token"),
                          ({"protected_ids": [50257]}, r"protected_ids: \[50257\] outside")):

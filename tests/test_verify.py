@@ -37,13 +37,18 @@ def test_the_report_records_the_fit_and_its_settings_ahead_of_its_own(distilled,
     md, js = tmp_path / "r.md", tmp_path / "r.json"
     settings = VerifySettings(random_id_sequences=5, examples=1, seed=3)
     summary = verify_tokenizer(distilled, gpt2_bpe, {"t": ["'''x''' ==== y\n"] * 2}, md, js, settings,
-                               fit_info={"rounds": 2}, fit_settings={"strict": False, "max_run": 80})
-    assert list(summary["settings"]) == ["strict", "max_run", "random_id_sequences", "examples", "seed"]
-    assert summary["ids"]["random_sequences"] == 5 and summary["fit"] == {"rounds": 2}
+                               fit_info={"rounds": 2, "corpus_words_dropped": False},
+                               fit_settings={"max_run": 80, "word_list": None, "general_text_words": 1e6})
+    assert list(summary["settings"]) == ["max_run", "word_list", "general_text_words", "random_id_sequences",
+                                         "examples", "seed"]
+    assert summary["ids"]["random_sequences"] == 5 and summary["fit"] == {"rounds": 2, "corpus_words_dropped": False}
     assert all(len(m["examples"]) <= 1 for m in summary["sets"]["t"]["mismatches"].values())
     assert json.loads(js.read_text(encoding="utf-8")) == summary == read_report(js)
     text = md.read_text(encoding="utf-8")
     assert "- max_run: 80" in text and "- seed: 3" in text
+    # values read as the config spells them, not as Python prints them
+    assert "- word_list: none" in text and "- general_text_words: 1000000\n" in text
+    assert "- corpus words dropped: false" in text and ": None" not in text and ": False" not in text
     for damaged, why in (('{"ids": ', "not valid JSON"), ("[]", "not a JSON object"), ('{"ids": {}}', "not a verification report")):
         js.write_text(damaged, encoding="utf-8")
         with pytest.raises(ValueError, match=rf"r\.json: {why}.*run `ivr distill-tokenizer` again"):

@@ -9,7 +9,7 @@ from pathlib import Path
 from ivr.analysis.savings_curve import SavingsCurve, curve_table
 from ivr.analysis.select_settings import SelectSettings
 from ivr.figures import figure
-from ivr.markdown_text import LEGEND, code
+from ivr.markdown_text import LEGEND, code, setting_text
 from ivr.tokenizers.candidates import Replacement
 
 
@@ -23,7 +23,7 @@ def selection_log_text(settings: SelectSettings, summary: dict, reps: Sequence[R
         "",
         "## Parameters",
         "",
-        *[f"- `{k}`: `{v}`" for k, v in asdict(settings).items()],
+        *[f"- `{k}`: {setting_text(v)}" for k, v in asdict(settings).items()],
         "",
         "## Totals",
         "",

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ivr.atomic import read_json_object, write_json, write_text
 from ivr.cleaned_corpus import batched
 from ivr.figures import exact_share
-from ivr.markdown_text import LEGEND, code, pieces
+from ivr.markdown_text import LEGEND, code, pieces, setting_text
 from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
 from ivr.tokenizers.io import added_token_ids, encoded_pre_tokens, pre_tokens
@@ -353,7 +353,7 @@ def render_markdown(summary: dict) -> str:
         "",
         "## Ids",
         "",
-        f"- vocabulary size: {ids['vocab_size']}; id -> piece map identical: **{ids['id_to_token_identical']}**",
+        f"- vocabulary size: {ids['vocab_size']}; id -> piece map identical: **{setting_text(ids['id_to_token_identical'])}**",
         f"- added tokens ({ids.get('added_tokens', 0)}, {ids.get('special_tokens', 0)} special) at other ids or "
         f"differing: **{ids.get('added_token_mismatches', 0)}**",
         f"- `decode([i])` mismatches over all ids: **{ids['single_id_decode_mismatches']}**",
@@ -401,7 +401,7 @@ def render_markdown(summary: dict) -> str:
                     "pre_tokenize_seconds", "score_fit_seconds", "split_rule_seconds", "word_rule_seconds",
                     "fit_seconds"):
             if key in fit:
-                lines.append(f"- {key.replace('_', ' ')}: {fit[key]}")
+                lines.append(f"- {key.replace('_', ' ')}: {setting_text(fit[key])}")
         if "peak_rss_mb" in fit:
             since = {"block": "during the fit", "sampled": "during the fit, sampled every 10 ms"}.get(
                 fit.get("peak_rss_scope"), "since the process started")
@@ -426,7 +426,7 @@ def render_markdown(summary: dict) -> str:
             lines += [f"| {h['round']} | {h['mismatched_types']} | {h['mismatched_occurrences']:g} | "
                       f"{h.get('new_rows', '')} | {h.get('seconds', '')} |" for h in fit["history"]]
     if summary.get("settings"):
-        lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in summary["settings"].items()]
+        lines += ["", "## Settings", ""] + [f"- {k}: {setting_text(v)}" for k, v in summary["settings"].items()]
     return "\n".join(lines) + "\n"
 
 

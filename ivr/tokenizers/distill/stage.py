@@ -197,12 +197,13 @@ def distill_tokenizer(
         fit.stats["corpus_words_dropped"] = dropped
         fit_seconds = time.perf_counter() - start
 
-    fit_settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}
+    # strict decides only whether a mismatch fails the stage, not what is fitted
+    fit_settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items() if k != "strict"}
     metadata = {
         "stage": "distill",
         "method": "unigram scores by cutting planes (linear programs) on BPE segmentations",
-        # the stage's settings: the fit's, then verification's
-        "settings": {**fit_settings, **asdict(verify_settings)},
+        # the fit's settings; verification's are the report's, which `ivr verify-tokenizer` writes again
+        "settings": fit_settings,
         "scores": "sum of the fitted weights of the merges that build each piece (higher wins); not log-probabilities",
         "pre_tokenizer": ("the source's normalizer, then " if bpe.normalizer is not None else "")
                          + ("ByteLevel normalizer (the whole text to byte-level characters at once), then "
