@@ -7,8 +7,13 @@ import math
 
 def figure(value: float | None, spec: str = ".4%", unit: str = "") -> str:
     """``value`` formatted by ``spec`` with ``unit`` after it; "n/a" for None (an empty set's rate or share, never
-    shown as 100% or 0% of nothing)."""
-    return "n/a" if value is None else format(value, spec) + unit
+    shown as 100% or 0% of nothing); a value that rounds to zero reads as zero, never ``-0.00``."""
+    if value is None:
+        return "n/a"
+    text = format(value, spec)
+    if text.startswith("-") and not any(c in "123456789" for c in text):
+        text = text[1:]
+    return text + unit
 
 
 def exact_share(value: float | None, decimals: int = 4) -> str:

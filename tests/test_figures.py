@@ -8,3 +8,6 @@ def test_a_figure_is_formatted_and_a_missing_one_reads_n_a():
     assert figure(1.23456, ".2f", "%") == "1.23%"
     assert figure(0.0, ".3f", "%") == "0.000%"  # zero is a figure, not a missing one
     assert figure(None) == "n/a" and figure(None, ".2f", "%") == "n/a"
+    # a saving of nothing (zero negated) or one that rounds to zero reads as zero; real negatives keep the sign
+    assert figure(-0.0, ".2f", "%") == "0.00%" and figure(-0.001, ".2f") == "0.00" and figure(-0.001, ".1%") == "-0.1%"
+    assert figure(-0.5, ".2f", "%") == "-0.50%"

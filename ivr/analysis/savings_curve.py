@@ -64,6 +64,8 @@ def write_curve_plot(curve: SavingsCurve, path: str | Path) -> None:
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no selection to measure", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([])  # matplotlib's default axes around no data would read as a range of ids
+        ax.set_yticks([])
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png")
