@@ -149,7 +149,7 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 
 
 def add_heldout_every(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--heldout-every", type=int, default=10, help="every n-th stdlib file is held out")
+    ap.add_argument("--heldout-every", type=positive_int, default=10, help="every n-th stdlib file is held out")
 
 
 def add_settings(ap: argparse.ArgumentParser) -> None:
@@ -186,6 +186,28 @@ def comma_choices(choices) -> typing.Callable[[str], list[str]]:
             raise argparse.ArgumentTypeError(f"{','.join(unknown) or repr(value)}: choose from {', '.join(choices)}")
         return items
     return parse
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: an integer of at least 1 (a count of passes, steps, seeds or files)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: not an integer") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return number
+
+
+def fraction(value: str) -> float:
+    """An argparse type: a share strictly between 0 and 1 (a held-out fraction: both parts must hold documents)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: not a number") from None
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be between 0 and 1, both excluded")
+    return number
 
 
 def _typed(hint, value: str):

@@ -15,8 +15,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from common import (Stopwatch, add_heldout_every, add_settings, encode_speeds, english_prose, parser, print_metrics,
-                    settings_from, stdlib_split)
+from common import (Stopwatch, add_heldout_every, add_settings, encode_speeds, english_prose, parser, positive_int,
+                    print_metrics, settings_from, stdlib_split)
 
 from ivr.peak_memory import process_peak_kb
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
@@ -31,7 +31,7 @@ def main() -> None:
     add_heldout_every(ap)
     ap.add_argument("--max-iterations", type=int, default=None,
                     help=f"fitting rounds (default {DistillSettings.max_iterations})")
-    ap.add_argument("--repeats", type=int, default=3,
+    ap.add_argument("--repeats", type=positive_int, default=3,
                     help="throughput passes over the sample; in each, BPE, the distilled tokenizer and the distilled "
                          "model without word rules and without any rules take turns on each of 40 chunks (the "
                          "median chunk ratio is reported)")

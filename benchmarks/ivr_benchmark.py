@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common import Stopwatch, parser, settings_from
+from common import Stopwatch, fraction, parser, settings_from
 
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.builtin_corpora import (
@@ -47,6 +47,8 @@ from ivr.tokenizers.remap import RemapSettings, remap_tokenizer
 
 TARGET_SAVING_PCT = 40.0
 TARGET_LINES_LONGER_PCT = 1.0
+# the raw files this script writes, under --out (never the stages' corpora/raw, which may hold a user's text)
+BENCHMARK_RAW = "benchmark_raw"
 
 
 def text_size(doc: tuple[str, str]) -> int:
@@ -56,15 +58,17 @@ def text_size(doc: tuple[str, str]) -> int:
 def cleaned_corpus(domain: str, megabytes: float, paths: ArtifactPaths) -> Path:
     """The domain's documents cleaned as ``ivr init`` cleans them, into ``paths``: the built-in corpus for
     ``python``; for ``russian`` each catalogue written as a ``.txt`` raw file (one document, its id the
-    catalogue's name) first."""
-    shutil.rmtree(paths.raw_corpora_dir, ignore_errors=True)  # an earlier run's files would join the corpus
+    catalogue's name) first, into a folder of the script's own beside ``corpora/raw`` (a user's raw text there,
+    as in a project's ``artifacts/``, is neither read nor removed)."""
+    raw = paths.root / BENCHMARK_RAW
+    shutil.rmtree(raw, ignore_errors=True)  # an earlier run's files would join the corpus
     options = CleaningOptions(builtin_corpus="python_stdlib", builtin_corpus_max_mb=megabytes)
     if domain == "russian":
         options = CleaningOptions()
-        paths.raw_corpora_dir.mkdir(parents=True, exist_ok=True)
+        raw.mkdir(parents=True)
         for name, text in until_size(translated_messages("ru"), megabytes * 1e6, size=text_size, stop_at_limit=True):
-            (paths.raw_corpora_dir / f"{name}.txt").write_text(text, encoding="utf-8")
-    clean_corpus(paths.raw_corpora_dir, paths.cleaned_corpora_dir, options, default_raw_dir=True)
+            (raw / f"{name}.txt").write_text(text, encoding="utf-8")
+    clean_corpus(raw, paths.cleaned_corpora_dir, options, default_raw_dir=True)
     return paths.cleaned_corpora_dir
 
 
@@ -83,7 +87,7 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=8.0, help="domain corpus size in MB")
     ap.add_argument("--general-mb", type=float, default=3.0,
                     help="general English in MB, the help topics included (more /usr/share/doc text fills it up)")
-    ap.add_argument("--heldout-fraction", type=float, default=0.1,
+    ap.add_argument("--heldout-fraction", type=fraction, default=0.1,
                     help="data.heldout_fraction: share of the domain's documents held out of selection and measured")
     ap.add_argument("--num-replacements", type=int, help="default: data.select.num_replacements's (2000)")
     ap.add_argument("--min-count", type=int, help="default: data.select.min_count's (20)")

@@ -65,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import document_windows, encode, parser  # noqa: E402
+from common import document_windows, encode, fraction, parser, positive_int  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from ivr.builtin_corpora import documentation_texts, help_topics, until_size  # noqa: E402
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--use-hub", action="store_true", help="fetch the original tokenizer from the Hub (default: offline copy)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the first base model's pretraining and of every fine-tuning run")
-    p.add_argument("--seeds", type=int, default=3,
+    p.add_argument("--seeds", type=positive_int, default=3,
                    help="base models pretrained (seeds --seed, --seed+1, ...) for the initialisation comparison; "
                         "the first is the one fine-tuned")
     p.add_argument("--logit-levels", type=lambda v: [float(x) for x in v.split(",") if x], default=[-50.0],
@@ -401,12 +401,12 @@ def main(argv: list[str] | None = None) -> dict:
     g.add_argument("--pretrain-lr", type=float, default=3e-3,
                    help="peak learning rate of pretraining (warm-up over its first tenth)")
     g.add_argument("--doc-mb", type=float, default=2.0, help="cap on /usr/share/doc text used for pretraining (MB)")
-    g.add_argument("--general-heldout-fraction", type=float, default=0.2, help="share of help topics held out")
+    g.add_argument("--general-heldout-fraction", type=fraction, default=0.2, help="share of help topics held out")
     g = p.add_argument_group("domain and fine-tuning")
     g.add_argument("--corpus-mb", type=float, default=1.5, help="Python stdlib sources used as the domain (MB)")
-    g.add_argument("--heldout-fraction", type=float, default=0.1, help="share of domain files held out")
+    g.add_argument("--heldout-fraction", type=fraction, default=0.1, help="share of domain files held out")
     g.add_argument("--distill-iterations", type=int, default=4, help="distillation fit rounds (library default 40)")
-    g.add_argument("--steps", type=int, default=200, help="fine-tuning optimizer steps, the same for every run")
+    g.add_argument("--steps", type=positive_int, default=200, help="fine-tuning optimizer steps, the same for every run")
     g.add_argument("--batch-size", type=int, default=8, help="blocks per optimizer step, pretraining and fine-tuning")
     g.add_argument("--block-size", type=int, default=64,
                    help="tokens per training block, the base model's positions and the evaluation window")

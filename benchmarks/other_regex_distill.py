@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common import EXACT_TARGET, Stopwatch, add_heldout_every, english_prose, parser, print_metrics, speed_rows, stdlib_split
+from common import (
+    EXACT_TARGET, Stopwatch, add_heldout_every, comma_choices, english_prose, parser, positive_int, print_metrics,
+    speed_rows, stdlib_split,
+)
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
@@ -48,16 +51,17 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--out", type=Path, default=Path("/tmp/other_regex"),
                     help="per regex, the trained BPE (OUT/<regex>/source), the distilled tokenizer and its reports")
-    ap.add_argument("--regexes", default="llama3,qwen2,gpt2", help=f"comma-separated, of {', '.join(REGEXES)}")
+    ap.add_argument("--regexes", type=comma_choices(REGEXES), default="llama3,qwen2,gpt2",
+                    help=f"comma-separated, of {', '.join(REGEXES)}")
     ap.add_argument("--vocab-size", type=int, default=32768, help="vocabulary size of every trained BPE")
-    ap.add_argument("--repeats", type=int, default=3, help="passes over the held-out code for the encode speed")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="passes over the held-out code for the encode speed")
     add_heldout_every(ap)
     args = ap.parse_args()
 
     fit_texts, held_texts = stdlib_split(args.heldout_every)
     prose = english_prose()
     rows: list[tuple[str, str]] = []
-    for name in args.regexes.split(","):
+    for name in args.regexes:
         bpe = trained_bpe(REGEXES[name], fit_texts, args.vocab_size)
         out = args.out / name
         (out / "source").mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ from statistics import mean, stdev
 import numpy as np
 import torch
 import yaml
-from common import EvalSet, Scores, bpb, comma_choices, config_heldout_fraction, encode, parser, score
+from common import EvalSet, Scores, bpb, comma_choices, config_heldout_fraction, encode, fraction, parser, score
 
 from ivr.atomic import atomic_file
 from ivr.builtin_corpora import english_reference_texts, translated_messages
@@ -390,7 +390,7 @@ def main() -> None:
                     help="corpus of the artifacts, used when ivr prepare runs (each domain has its own --artifacts-dir)")
     ap.add_argument("--parts", type=comma_choices(("1", "2", "3")), default="1,2,3",
                     help="which parts to run, comma-separated")
-    ap.add_argument("--heldout-fraction", type=float, default=config_heldout_fraction(CONFIG),
+    ap.add_argument("--heldout-fraction", type=fraction, default=config_heldout_fraction(CONFIG),
                     help="data.heldout_fraction of ivr prepare and of every evaluation set drawn from its corpus "
                          "(default: the config's, %(default)s)")
     ap.add_argument("--strategies", type=comma_choices(STRATEGIES), default=",".join(STRATEGIES),

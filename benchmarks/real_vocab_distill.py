@@ -24,7 +24,7 @@ from pathlib import Path
 
 from common import (
     EXACT_TARGET, LLAMA_CPP_VOCABS, Stopwatch, add_heldout_every, encode_speeds, english_prose, llama_cpp_cases,
-    llama_cpp_vocab, parser, stdlib_split,
+    llama_cpp_vocab, parser, positive_int, stdlib_split,
 )
 
 from ivr.paths import TOKENIZER_FILE
@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--vocabs", default="llama-bpe,qwen2,starcoder,deepseek-coder,deepseek-llm,falcon",
                     help="comma-separated llama.cpp vocabulary names (ggml-vocab-NAME.gguf)")
     ap.add_argument("--cache", type=Path, default=LLAMA_CPP_VOCABS, help="where the GGUF files are kept")
-    ap.add_argument("--repeats", type=int, default=3, help="passes over the held-out code for the encode speed")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="passes over the held-out code for the encode speed")
     add_heldout_every(ap)
     args = ap.parse_args()
 

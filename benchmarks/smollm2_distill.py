@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from common import (
-    EXACT_TARGET, Stopwatch, add_heldout_every, english_prose, parser, print_metrics, speed_rows, stdlib_split,
+    EXACT_TARGET, Stopwatch, add_heldout_every, english_prose, parser, positive_int, print_metrics, speed_rows,
+    stdlib_split,
 )
 
 from ivr.gguf import SMOLLM2_GGUF
@@ -30,7 +31,7 @@ def main() -> None:
                     help="where SmolLM2's BPE (OUT/original), the distilled tokenizer (OUT/tokenizer) and its "
                          "reports go")
     ap.add_argument("--gguf", default=SMOLLM2_GGUF, help="the GGUF file (a path or distribution:path)")
-    ap.add_argument("--repeats", type=int, default=3, help="passes over the held-out code for the encode speed")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="passes over the held-out code for the encode speed")
     add_heldout_every(ap)
     args = ap.parse_args()
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from common import Stopwatch, bpb, config_heldout_fraction, encode, parser, print_metrics, score
+from common import Stopwatch, bpb, config_heldout_fraction, encode, parser, positive_int, print_metrics, score
 
 from ivr.causal_lm import load_pretrained
 from ivr.cleaned_corpus import iter_documents
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true",
                     help="accept an --artifacts-dir that holds artifacts already (prepare then times only the stages "
                          "that are not current)")
-    ap.add_argument("--steps", type=int, default=3, help="training steps of the fit")
+    ap.add_argument("--steps", type=positive_int, default=3, help="training steps of the fit")
     ap.add_argument("--tokenizer", default="remapped", choices=["original", "distilled", "remapped"],
                     help="data.tokenizer: how far prepare runs and what the model trains on")
     ap.add_argument("--max-new-tokens", type=int, default=48, help="length of the greedy continuation")

@@ -23,6 +23,8 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from common import positive_int
+
 from ivr.causal_lm import ModelShape
 from ivr.metrics import token_nll
 from ivr.model import IVRLanguageModel
@@ -139,11 +141,11 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=50257, help="vocabulary rows (GPT-2's by default)")
     parser.add_argument("--seq-len", type=int, default=128, help="tokens per sequence, also the model's positions")
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per step")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps")
+    parser.add_argument("--steps", type=positive_int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the window")
     parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate of both variants")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the random batches")
-    parser.add_argument("--repeats", type=int, default=1, help="runs of each variant, order alternating")
+    parser.add_argument("--repeats", type=positive_int, default=1, help="runs of each variant, order alternating")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="cpu or cuda (default: cuda where there is one)")
     args = parser.parse_args()

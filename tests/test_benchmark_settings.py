@@ -10,7 +10,7 @@ import pytest
 from ivr.analysis.select import SelectSettings
 from ivr.tokenizers.distill import DistillSettings
 from ivr.tokenizers.remap import RemapSettings
-from tests.conftest import benchmark_module
+from tests.conftest import ROOT, benchmark_module
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +54,27 @@ def test_comma_lists_are_checked_against_their_choices(common):
         parse("mean,zeroes")
     with pytest.raises(argparse.ArgumentTypeError):
         parse(",")
+
+
+def test_counts_and_fractions_are_refused_at_parsing_where_a_run_would_fail_later(common):
+    assert common.positive_int("3") == 3 and common.fraction("0.1") == 0.1
+    for parse, value, says in ((common.positive_int, "0", "must be at least 1"),
+                               (common.positive_int, "2.5", "not an integer"),
+                               (common.fraction, "0", "between 0 and 1"), (common.fraction, "1", "between 0 and 1"),
+                               (common.fraction, "x", "not a number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=says):
+            parse(value)
+
+
+def test_the_ivr_benchmark_leaves_a_user_s_raw_corpus_alone(tmp_path, monkeypatch):
+    from ivr.paths import ArtifactPaths
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as `python benchmarks/NAME.py` has it: for `common`
+    bench = benchmark_module("ivr_benchmark")
+    paths = ArtifactPaths.from_config(tmp_path)
+    mine = paths.raw_corpora_dir / "mine.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my own text\n", encoding="utf-8")
+    cleaned = bench.cleaned_corpus("russian", 0.05, paths)
+    assert mine.read_text(encoding="utf-8") == "my own text\n"
+    assert "my own text" not in "".join(p.read_text(encoding="utf-8") for p in cleaned.glob("*.jsonl"))
