@@ -246,12 +246,19 @@ class Bench:
     def train_blocks(self, tokenizer: str) -> list[dict]:
         a = self.args
         docs = [d.text for d in iter_documents(self.paths.cleaned_corpora_dir, "train", a.heldout_fraction)]
-        order = np.random.default_rng(a.data_seed).permutation(len(docs))
+        rng = np.random.default_rng(a.data_seed)
+        order = rng.permutation(len(docs))
         need, blocks = a.steps * a.batch_size, []
         for ids, nbytes in pack_blocks(self.tok[tokenizer], (docs[i] for i in order), a.block_size, self.separator, docs_per_batch=8):
             blocks.extend(zip(ids, nbytes))
             if len(blocks) >= need:
                 break
+        if not blocks:
+            raise SystemExit(f"{tokenizer}: the training split holds no block of {a.block_size} tokens")
+        passes = -(-need // len(blocks))
+        if passes > 1:  # a corpus shorter than the run (the gpu preset on 8 MB): further passes, each reshuffled
+            print(f"{tokenizer}: {len(blocks)} training blocks for {need}: {passes} passes over the training split")
+            blocks = blocks + [blocks[i] for _ in range(passes - 1) for i in rng.permutation(len(blocks))]
         blocks = blocks[:need]
         return [{"input_ids": torch.from_numpy(np.stack([b[0] for b in blocks[i : i + a.batch_size]])),
                  "n_bytes": torch.tensor([int(b[1]) for b in blocks[i : i + a.batch_size]])}
