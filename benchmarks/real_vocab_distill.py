@@ -57,7 +57,7 @@ def main() -> None:
     header = ("vocabulary | ids / tree merges (listed) | pre-tokenizer | llama.cpp test strings: source / distilled "
               "as the model's tokenizer | fit (s) / peak MB | corpus wrong | held-out code exact (wrong) | "
               "English prose exact (wrong) | decode([i]) differing | encode speed vs source, batched / one thread | "
-              "tokenizer.json MB")
+              "tokenizer.json MB, source / distilled")
     rows = []
     for name in args.vocabs.split(","):
         gguf = llama_cpp_vocab(name, args.cache)
@@ -87,7 +87,7 @@ def main() -> None:
             f"{1 - prose_wrong / prose_occ:.4%} ({prose_wrong} of {prose_occ})",
             f"{ids['single_id_decode_mismatches']} of {ids['vocab_size']}",
             " / ".join(f"{s:.3f}x" for s in speeds),
-            f"{(out / 'tokenizer' / TOKENIZER_FILE).stat().st_size / 1e6:.1f}",
+            " / ".join(f"{(out / d / TOKENIZER_FILE).stat().st_size / 1e6:.1f}" for d in ("original", "tokenizer")),
         ]))
         print(rows[-1], flush=True)
     print(f"\n{header}\n{'|'.join('---' for _ in header.split(' | '))}")
