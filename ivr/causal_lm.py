@@ -257,6 +257,15 @@ def check_block_fits(config, block_size: int) -> None:
                          f"data.block_size to at most {context}")
 
 
+def check_ids_fit(rows: int | None, n_ids: int, tokenizer_dir: str | Path, setting: str = "data.tokenizer_name") -> None:
+    """Every id of the tokenizer needs a token row: past the model's rows torch fails on the first block with an
+    index error (a device assert on a GPU), and generation feeds the model ids it never learned. A tokenizer of
+    another model is the usual cause. ``rows`` None (not known): no check."""
+    if rows is not None and n_ids > rows:
+        raise ValueError(f"tokenizer at {tokenizer_dir} has {n_ids} ids but the model has {rows} token rows: it is "
+                         f"not the model's tokenizer; set {setting} (or data.tokenizer_local_dir) to the model's own")
+
+
 def context_size(config) -> int | None:
     """The longest sequence the model takes (``n_positions`` or ``max_position_embeddings``); None if unbounded."""
     for name in ("n_positions", "max_position_embeddings"):

@@ -26,7 +26,7 @@ import torch
 from transformers import PreTrainedModel
 
 from ivr.atomic import atomic_file, read_json_object, write_json
-from ivr.causal_lm import learned_position_embeddings
+from ivr.causal_lm import check_ids_fit, learned_position_embeddings
 from ivr.omp_init import sparse_codes
 from ivr.paths import ArtifactPaths
 from ivr.stamps import file_sha256
@@ -356,8 +356,7 @@ def align_embeddings(
 
     wte, wpe = original_wte(model), original_wpe(model)
     vocab_size = len(original_vocab)
-    if wte.shape[0] < vocab_size:
-        raise ValueError(f"model has {wte.shape[0]} token rows but {original_dir} has {vocab_size} ids")
+    check_ids_fit(wte.shape[0], vocab_size, original_dir)
     try:
         source = alignment_index(original_vocab, remapped_vocab, rules)
     except ValueError as err:

@@ -19,7 +19,7 @@ from lightning.pytorch import LightningModule
 from torchmetrics import SumMetric
 
 from ivr.causal_lm import (
-    ModelShape, base_model, check_block_fits, context_size, generation_ids, learned_position_embeddings)
+    ModelShape, base_model, check_block_fits, check_ids_fit, context_size, generation_ids, learned_position_embeddings)
 from ivr.metrics import bits_per_byte, token_nll
 from ivr.paths import ArtifactPaths
 from ivr.trainable import TrainOnly, restrict_training
@@ -229,15 +229,23 @@ class IVRLanguageModel(LightningModule):
             self._initial_rows = wte[self.reassigned_ids].clone()
         # the matrices whose frozen rows must take no weight decay (AdamW's decay moves rows without gradient)
         self._masked = restrict_training(model, hp.get("train_only", "all"), self.reassigned_ids)
-        self._check_block_size(model.config)
+        self._check_data_fits(model)
         self.model = model
         # compiled separately so that the state dict, generate() and export keep the plain module
         object.__setattr__(self, "_compiled", torch.compile(model) if hp.compile else None)
 
-    def _check_block_size(self, config) -> None:
+    def _check_data_fits(self, model) -> None:
+        """The datamodule's blocks fit the model's context and its tokenizer's ids its token rows."""
         trainer = self._trainer
-        if trainer is not None and trainer.datamodule is not None and trainer.state.fn != "predict":
-            check_block_fits(config, trainer.datamodule.hparams.block_size)
+        data = trainer.datamodule if trainer is not None else None
+        if data is None:
+            return
+        if trainer.state.fn != "predict":
+            check_block_fits(model.config, data.hparams.block_size)
+        if hasattr(data, "tokenizer"):
+            check_ids_fit(model.get_input_embeddings().weight.shape[0],
+                          data.tokenizer().get_vocab_size(with_added_tokens=True),
+                          data.paths.tokenizer_dir(data.hparams.tokenizer))
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         # not `or`: a compiled module has no truth value (it forwards len() to a model that has none)

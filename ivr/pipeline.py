@@ -23,8 +23,8 @@ from ivr.analysis.select import select_replacements
 from ivr.atomic import atomic_dir
 from ivr.builtin_corpora import english_reference_texts
 from ivr.causal_lm import (
-    base_model, check_block_fits, check_pretrained_reachable, checkpoint_fingerprint, local_checkpoint_dir,
-    local_pretrained_config,
+    base_model, check_block_fits, check_ids_fit, check_pretrained_reachable, checkpoint_fingerprint,
+    local_checkpoint_dir, local_pretrained_config,
 )
 from ivr.collector import collector_paused
 from ivr.cleaned_corpus import SplitTexts, check_splits, corpus_content, iter_documents, read_manifest
@@ -464,15 +464,20 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
 def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -> list[Path]:
     """Every stage the training tokenizer needs, then the packed datasets; the artifacts in pipeline order."""
     base = config.base_model
+    rows = getattr(base.from_config, "vocab_size", None)  # the model's token rows, where known without its weights
     if base.from_config is None and base.name_or_path:  # now, not after every stage
         if "align" in stages_needed(tokenizer):
             check_pretrained_reachable(base.name_or_path)  # align reads it
-        check_block_fits(local_pretrained_config(base.name_or_path), block_size)
+        pretrained = local_pretrained_config(base.name_or_path)
+        check_block_fits(pretrained, block_size)
+        rows = getattr(pretrained, "vocab_size", None)
     artifacts = []
     for name in stages_needed(tokenizer):
         artifacts += run_stage(config, name)
         if name == "init":  # now, not after distilling
             check_splits_may_fill_a_block({name: _texts(config, split) for name, split in SPLIT_SOURCES.items()},
                                           block_size)
+            check_ids_fit(rows, load_tokenizer(config.paths.original_tokenizer_dir).get_vocab_size(True),
+                          config.paths.original_tokenizer_dir)
     artifacts.append(build_datasets(config.paths, tokenizer, block_size, config.heldout_fraction))
     return artifacts

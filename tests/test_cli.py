@@ -629,3 +629,15 @@ def test_export_of_a_bf16_fit_s_checkpoint_writes_its_weights_in_bfloat16(tmp_pa
     # the checkpoint's weights are loaded into a float32 model: exported as they were trained, not widened
     main(["export", *args, "--ckpt_path", "last"])
     assert json.loads(config.read_text())["dtype"] == "bfloat16"
+
+
+def test_a_tokenizer_with_more_ids_than_a_local_model_has_rows_stops_prepare_before_distilling(tmp_path):
+    from ivr.causal_lm import ModelShape, build_model
+
+    pretrained = tmp_path / "pretrained"
+    build_model(ModelShape(n_layer=1, n_head=2, n_embd=8, n_positions=64, vocab_size=1000)).save_pretrained(pretrained)
+    args = tiny_cli_args(tmp_path, "--model.from_config", "null", "--model.model_name_or_path", str(pretrained))
+    with pytest.raises(ValueError, match=r"original has 50257 ids but the model has 1000 token rows"):
+        main(["prepare", *args])
+    assert (tmp_path / "artifacts" / "tokenizers" / "original").is_dir()  # after init: the tokenizer is read
+    assert not (tmp_path / "artifacts" / "analysis").exists()  # before analyze and distillation

@@ -317,3 +317,26 @@ def test_a_compiled_model_scores_as_the_plain_one(monkeypatch):
     ids = torch.randint(0, 50257, (2, 16))
     assert module._compiled is not None
     assert torch.allclose(module(ids), module.model(input_ids=ids).logits, atol=1e-6)
+
+
+@pytest.mark.parametrize("command", ["fit", "predict"])
+def test_a_tokenizer_with_more_ids_than_the_model_has_rows_is_refused_when_the_model_is_built(tmp_path, command):
+    from types import SimpleNamespace
+
+    from ivr.tokenizers.io import load_tokenizer
+    from ivr.tokenizers.source import fetch_original_tokenizer
+
+    tok_dir, _ = fetch_original_tokenizer(tmp_path / "original", allow_hub=False)  # GPT-2's 50257 ids
+    data = SimpleNamespace(hparams=SimpleNamespace(block_size=8, tokenizer="original"),
+                           tokenizer=lambda: load_tokenizer(tok_dir), paths=SimpleNamespace(tokenizer_dir=lambda _: tok_dir))
+    for rows, refused in ((1000, True), (50257, False)):
+        shape = ModelShape(n_layer=1, n_head=2, n_embd=8, n_positions=16, vocab_size=rows)
+        module = IVRLanguageModel(model_name_or_path=None, from_config=shape)
+        module._trainer = SimpleNamespace(datamodule=data, state=SimpleNamespace(fn=command))
+        if refused:  # not an index error in the first block, nor a predict that feeds the model ids it lacks
+            with pytest.raises(ValueError, match=r"original has 50257 ids but the model has 1000 token rows: it is "
+                                                 r"not the model's tokenizer; set data\.tokenizer_name"):
+                module.configure_model()
+        else:
+            module.configure_model()
+            assert module.model is not None
