@@ -4,6 +4,7 @@ special tokens, distillation keeps every id and added token, remap rules refuse 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -214,3 +215,23 @@ def test_padding_as_transformers_reads_it_is_carried_and_its_pad_id_protected(tm
         hf = AutoTokenizer.from_pretrained(str(directory))
         assert (hf.pad_token_id, hf.padding_side, hf.truncation_side) == (590, "left", "left"), directory
         assert hf(["a", "abc def"], padding=True)["input_ids"][0][0] == 590
+
+
+def test_runs_of_spaces_get_their_rule_whatever_the_fit_corpus_holds(tmp_path):
+    """A BPE that merges long runs of spaces (SmolLM2's, this one trained on indented and aligned lines) ties on
+    them in the Unigram. The space is a default ``split_rule_chars`` character, so its rule comes from the
+    vocabulary even where the fit corpus (here without such runs) gives no wrong word to earn it."""
+    from ivr.tokenizers.distill import DistillSettings
+    from ivr.tokenizers.special import special_tokens
+
+    assert " " in DistillSettings.split_rule_chars
+    bpe = tiny_bpe(extra_texts=["x = 1" + " " * k + "# c\n" + " " * (4 * (k % 5)) + "y\n" for k in range(1, 40)] * 20)
+    special = special_tokens(bpe, {role.removesuffix("_token"): text for role, text in ROLES.items()})
+    fit = [re.sub(" {2,}", " ", text) for text in corpus()[:3]]  # not one run of spaces
+    texts = ["x = 1" + " " * n + end for n in range(2, 64) for end in ("\ny", "# note")]
+    for chars, exact in (("", False), (" ", True)):
+        out = tmp_path / ("space" if chars else "none")
+        distill_tokenizer(bpe, fit, corpus()[3:], fast_settings(split_rule_chars=chars), out / "tok", out / "r.md",
+                          out / "r.json", special=special)
+        tok = load_tokenizer(out / "tok")
+        assert all(tok.encode(t).ids == bpe.encode(t).ids for t in texts) == exact, chars
