@@ -161,6 +161,9 @@ def _load_pretrained(model_name_or_path: str, attn_implementation: str):
     kwargs = {"attn_implementation": attn_implementation, "dtype": torch.float32}
     directory = local_checkpoint_dir(model_name_or_path)
     if directory is not None:
+        if not (directory / "config.json").is_file():  # transformers' own words suggest a config without a key
+            raise ValueError(f"{model_name_or_path}: no config.json in this directory ({MODEL_SETTING}): give the "
+                             "directory a model's save_pretrained wrote, or a GGUF file")
         # a local checkpoint that does not load is named with its cause, not looked up on the Hub
         try:
             return AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, **kwargs)
@@ -183,6 +186,7 @@ def local_checkpoint_dir(model_name_or_path: str) -> Path | None:
     return path if path.is_dir() else None
 
 
+MODEL_SETTING = "model.model_name_or_path"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -190,7 +194,10 @@ def check_pretrained_reachable(model_name_or_path: str) -> None:
     """Fail now, before the stages that come before the model is read, unless ``model_name_or_path`` is a GGUF
     file, a local directory, in the Hugging Face cache with its config and weights, or known to the Hub."""
     if is_gguf(model_name_or_path):
-        locate_gguf(model_name_or_path)
+        try:
+            locate_gguf(model_name_or_path)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{MODEL_SETTING}: {err}") from None
         return
     if local_checkpoint_dir(model_name_or_path) is not None:
         return
@@ -230,7 +237,10 @@ def base_model(model_name_or_path: str | None, from_config: ModelShape | dict | 
         return build_model(as_shape(from_config), attn_implementation)
     if not model_name_or_path:
         raise ValueError("set model.model_name_or_path (pretrained) or model.from_config (from scratch)")
-    return load_pretrained(model_name_or_path, attn_implementation)
+    try:
+        return load_pretrained(model_name_or_path, attn_implementation)
+    except FileNotFoundError as err:  # a GGUF spec: the same one may name the tokenizer too, so say which setting
+        raise FileNotFoundError(f"{MODEL_SETTING}: {err}") from None
 
 
 def local_pretrained_config(model_name_or_path: str):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ivr.metrics import token_nll
-from ivr.causal_lm import ModelShape, PretrainedUnavailableError, build_model
+from ivr.causal_lm import ModelShape, PretrainedUnavailableError, base_model, build_model, check_pretrained_reachable
 from ivr.model import IVRLanguageModel
 
 
@@ -121,8 +121,6 @@ def test_missing_pretrained_weights_name_both_ways_out(tmp_path):
 def test_a_model_counts_as_reachable_only_with_its_weights_in_the_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
-    from ivr.causal_lm import check_pretrained_reachable
-
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     repo = tmp_path / "models--someone--model"
     snapshot = repo / "snapshots" / "abc"
@@ -145,12 +143,20 @@ def test_a_damaged_local_checkpoint_is_named_with_its_cause_not_looked_up_on_the
     weights.write_bytes(weights.read_bytes()[:5000])
     with pytest.raises(ValueError, match=r"cut: cannot load the checkpoint in this directory \(.*(header|metadata)"):
         load_pretrained(str(tmp_path / "cut"))
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"empty: cannot load the checkpoint in this directory"):
+    (tmp_path / "empty").mkdir()  # named as missing, not as a config.json without a key
+    with pytest.raises(ValueError, match=r"empty: no config\.json in this directory \(model\.model_name_or_path\)"):
         load_pretrained(str(tmp_path / "empty"))
+    (tmp_path / "noweights").mkdir()
+    (tmp_path / "noweights" / "config.json").write_text((tmp_path / "cut" / "config.json").read_text())
+    with pytest.raises(ValueError, match=r"noweights: cannot load the checkpoint in this directory"):
+        load_pretrained(str(tmp_path / "noweights"))
     (tmp_path / "m.gguf").write_bytes(b"")
     with pytest.raises(ValueError, match=r"m\.gguf: cannot read this GGUF checkpoint"):
         load_pretrained(str(tmp_path / "m.gguf"))
+    # a GGUF spec may name the tokenizer too: which setting is wrong is said
+    for check in (lambda name: base_model(name, None), check_pretrained_reachable):
+        with pytest.raises(FileNotFoundError, match=r"^model\.model_name_or_path: no GGUF file at .*nowhere\.gguf"):
+            check(str(tmp_path / "nowhere.gguf"))
 
 
 @pytest.mark.parametrize("kw", [{"model_name_or_path": None}, {"model_name_or_path": "x", "from_config": ModelShape()}])
