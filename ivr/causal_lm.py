@@ -267,13 +267,16 @@ def check_block_fits(config, block_size: int) -> None:
                          f"data.block_size to at most {context}")
 
 
-def check_ids_fit(rows: int | None, n_ids: int, tokenizer_dir: str | Path, setting: str = "data.tokenizer_name") -> None:
+def check_ids_fit(rows: int | None, n_ids: int, tokenizer_dir: str | Path, from_config: bool = False) -> None:
     """Every id of the tokenizer needs a token row: past the model's rows torch fails on the first block with an
-    index error (a device assert on a GPU), and generation feeds the model ids it never learned. A tokenizer of
-    another model is the usual cause. ``rows`` None (not known): no check."""
-    if rows is not None and n_ids > rows:
-        raise ValueError(f"tokenizer at {tokenizer_dir} has {n_ids} ids but the model has {rows} token rows: it is "
-                         f"not the model's tokenizer; set {setting} (or data.tokenizer_local_dir) to the model's own")
+    index error (a device assert on a GPU), and generation feeds the model ids it never learned. For a pretrained
+    model the tokenizer is another model's; for one built from ``model.from_config``, its ``vocab_size`` is short.
+    ``rows`` None (not known): no check."""
+    if rows is None or n_ids <= rows:
+        return
+    fix = (f"set model.from_config.vocab_size to at least {n_ids}" if from_config else
+           "it is not the model's tokenizer; set data.tokenizer_name (or data.tokenizer_local_dir) to the model's own")
+    raise ValueError(f"tokenizer at {tokenizer_dir} has {n_ids} ids but the model has {rows} token rows: {fix}")
 
 
 def context_size(config) -> int | None:

@@ -35,6 +35,7 @@ from ivr.paths import ArtifactPaths
 from ivr.progress import ProgressLog
 from ivr.tokenizers.verify import DistillationMismatch
 
+log = logging.getLogger(__name__)
 # stamps are written after their stage's outputs, which appear only whole: a rerun resumes
 INTERRUPTED = ("\nivr: interrupted; run the same command again to go on from the last finished stage "
                "(`--ckpt_path last` resumes a fit from its last checkpoint)")
@@ -56,8 +57,9 @@ def _checkpoints_dir(artifacts_dir: str) -> str:
 
 
 class IVRCLI(LightningCLI):
-    def __init__(self, *args, requested: str | None = None, **kwargs) -> None:
+    def __init__(self, *args, requested: str | None = None, ckpt_flag: bool = False, **kwargs) -> None:
         self._requested = requested
+        self._ckpt_flag = ckpt_flag
         super().__init__(*args, **kwargs)
 
     @staticmethod
@@ -80,6 +82,12 @@ class IVRCLI(LightningCLI):
         # learning rate). A cut or damaged file, or one that is no Lightning checkpoint, is named here.
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path is not None and subcommand not in ("fit", "train") and not self._ckpt_flag:
+            # one config serves every command, and a fit's saved config.yaml records where that fit resumed from:
+            # the scoring and export commands take their checkpoint from the command line only
+            log.info("ivr %s: the config file's ckpt_path (%s) is a fit's; this command takes --ckpt_path only "
+                     "(default: the last fit's checkpoint)", subcommand, ckpt_path)
+            self.config[subcommand]["ckpt_path"] = ckpt_path = None
         if ckpt_path and Path(ckpt_path).is_file():
             from ivr.checkpoints import lightning_checkpoint
 
@@ -194,11 +202,13 @@ DESCRIPTION = (
 
 
 def _run(args: list[str] | None) -> None:
-    refuse_linked_keys_in_configs(sys.argv[1:] if args is None else args, LINKED_KEYS)
+    argv = sys.argv[1:] if args is None else args
+    refuse_linked_keys_in_configs(argv, LINKED_KEYS)
     IVRCLI(
         IVRLanguageModel,
         IVRDataModule,
-        requested=requested_subcommand(sys.argv[1:] if args is None else args, IVRCLI.subcommands()),
+        requested=requested_subcommand(argv, IVRCLI.subcommands()),
+        ckpt_flag=any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in argv),
         trainer_class=IVRTrainer,
         save_config_kwargs={"overwrite": True},
         # a bad flag or config raises instead of printing the whole usage: main() prints it as one line

@@ -255,6 +255,11 @@ class IVRDataModule(LightningDataModule):
         """The tokenizer the data are encoded with (``data.tokenizer``)."""
         return load_tokenizer(self.paths.tokenizer_dir(self.hparams.tokenizer))
 
+    def vocabulary(self) -> tuple[int, Path]:
+        """How many ids the tokenizer the data are encoded with has (the model needs a token row for each), and
+        its directory."""
+        return self.tokenizer().get_vocab_size(with_added_tokens=True), self.paths.tokenizer_dir(self.hparams.tokenizer)
+
     def generation_ids(self) -> tuple[tuple[int, ...], int | None]:
         """Where a continuation stops (the tokenizer's eos and document separator) and its padding id: the
         tokenizer's, not the model config's, which a model built from a shape fills with its last id."""

@@ -10,10 +10,11 @@ def figure(value: float | None, spec: str = ".4%", unit: str = "") -> str:
     shown as 100% or 0% of nothing); a value that rounds to zero reads as zero, never ``-0.00``."""
     if value is None:
         return "n/a"
-    text = format(value, spec)
-    if text.startswith("-") and not any(c in "123456789" for c in text):
-        text = text[1:]
-    return text + unit
+    if math.isfinite(value) and math.copysign(1.0, value) < 0:
+        unsigned = format(abs(value), spec)  # as a non-negative value formats: ``+0.00`` under a ``+`` spec
+        if not any(c in "123456789" for c in unsigned):
+            return unsigned + unit
+    return format(value, spec) + unit
 
 
 def exact_share(value: float | None, decimals: int = 4) -> str:

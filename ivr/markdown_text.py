@@ -36,7 +36,8 @@ def pieces(texts: Iterable[str], table: bool = False) -> str:
 def setting_text(value: object) -> str:
     """A setting or recorded value as a reader of the report expects it, in the config's own spelling: ``true`` /
     ``false``, ``none`` for an unset one, ``(empty)`` for an empty string or list, a whole float without ``.0``,
-    a list comma-separated, its strings as code spans (a token's leading space shows)."""
+    a list comma-separated, its strings as code spans (a token's leading space shows), and so a string with white
+    space at either end (``split_rule_chars``' leading space)."""
     if value is None:
         return "none"
     if isinstance(value, bool):
@@ -45,4 +46,6 @@ def setting_text(value: object) -> str:
         return str(int(value))
     if isinstance(value, (list, tuple)):
         return ", ".join(code(v) if isinstance(v, str) else setting_text(v) for v in value) if value else "(empty)"
+    if isinstance(value, str) and value != value.strip():
+        return code(value)
     return str(value) if str(value) else "(empty)"

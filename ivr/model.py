@@ -242,10 +242,10 @@ class IVRLanguageModel(LightningModule):
             return
         if trainer.state.fn != "predict":
             check_block_fits(model.config, data.hparams.block_size)
-        if hasattr(data, "tokenizer"):
-            check_ids_fit(model.get_input_embeddings().weight.shape[0],
-                          data.tokenizer().get_vocab_size(with_added_tokens=True),
-                          data.paths.tokenizer_dir(data.hparams.tokenizer))
+        vocabulary = getattr(data, "vocabulary", None)  # IVRDataModule's; another datamodule is not asked
+        if callable(vocabulary):
+            check_ids_fit(model.get_input_embeddings().weight.shape[0], *vocabulary(),
+                          from_config=self.hparams.from_config is not None)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         # not `or`: a compiled module has no truth value (it forwards len() to a model that has none)

@@ -478,6 +478,6 @@ def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -
             check_splits_may_fill_a_block({name: _texts(config, split) for name, split in SPLIT_SOURCES.items()},
                                           block_size)
             check_ids_fit(rows, load_tokenizer(config.paths.original_tokenizer_dir).get_vocab_size(True),
-                          config.paths.original_tokenizer_dir)
+                          config.paths.original_tokenizer_dir, from_config=base.from_config is not None)
     artifacts.append(build_datasets(config.paths, tokenizer, block_size, config.heldout_fraction))
     return artifacts

@@ -175,6 +175,12 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
     with caplog.at_level("WARNING", logger="ivr.commands"):
         main(["export", *tiny_cli_args(tmp_path)])
     assert "replacing the export of step 5" in caplog.text and json.loads(record.read_text())["step"] == 4
+    # the resumed fit's saved config holds where it resumed from: export takes its checkpoint from the flag only
+    resumed = (tmp_path / "lightning_logs" / "version_1" / "config.yaml").read_text()
+    assert "ckpt_path: last" in resumed
+    (tmp_path / "resumed.yaml").write_text(resumed.replace("ckpt_path: last", f"ckpt_path: {tmp_path / 'gone.ckpt'}"))
+    main(["export", "--config", str(tmp_path / "resumed.yaml")])
+    assert json.loads(record.read_text())["step"] == 4
     # a new fit on the same artifacts: last.ckpt is its checkpoint, not the earlier fit's beside a last-v1.ckpt
     interrupted, batches[:] = batches[:], []
     main(["fit", *tiny_cli_args(tmp_path), "--trainer.max_steps", "5", "--trainer.val_check_interval", "2",

@@ -11,3 +11,6 @@ def test_a_figure_is_formatted_and_a_missing_one_reads_n_a():
     # a saving of nothing (zero negated) or one that rounds to zero reads as zero; real negatives keep the sign
     assert figure(-0.0, ".2f", "%") == "0.00%" and figure(-0.001, ".2f") == "0.00" and figure(-0.001, ".1%") == "-0.1%"
     assert figure(-0.5, ".2f", "%") == "-0.50%"
+    # a signed spec keeps its sign, and what is not a number as it is
+    assert figure(-0.001, "+.2f", "%") == figure(0.001, "+.2f", "%") == "+0.00%" and figure(-0.5, "+.1f") == "-0.5"
+    assert figure(float("-inf"), "+.2f", "%") == "-inf%" and figure(-3, "d") == "-3"

@@ -33,3 +33,4 @@ def test_settings_read_in_the_config_s_spelling():
     assert [setting_text(v) for v in (None, True, False, 1e6, 0.05, "", [], ["a", "b"], "en de", 3)] == [
         "none", "true", "false", "1000000", "0.05", "(empty)", "(empty)", "`a`, `b`", "en de", "3"]
     assert setting_text([" the", 7]) == "`␠the`, 7"
+    assert setting_text(" -=") == "`␠-=`" and setting_text(" ") == "`␠`"  # a space at either end shows

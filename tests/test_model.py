@@ -334,14 +334,15 @@ def test_a_tokenizer_with_more_ids_than_the_model_has_rows_is_refused_when_the_m
 
     tok_dir, _ = fetch_original_tokenizer(tmp_path / "original", allow_hub=False)  # GPT-2's 50257 ids
     data = SimpleNamespace(hparams=SimpleNamespace(block_size=8, tokenizer="original"),
-                           tokenizer=lambda: load_tokenizer(tok_dir), paths=SimpleNamespace(tokenizer_dir=lambda _: tok_dir))
-    for rows, refused in ((1000, True), (50257, False)):
+                           vocabulary=lambda: (load_tokenizer(tok_dir).get_vocab_size(True), tok_dir))
+    other = SimpleNamespace(hparams=SimpleNamespace(block_size=8), tokenizer=load_tokenizer(tok_dir))  # not asked
+    for rows, datamodule, refused in ((1000, data, True), (50257, data, False), (1000, other, False)):
         shape = ModelShape(n_layer=1, n_head=2, n_embd=8, n_positions=16, vocab_size=rows)
         module = IVRLanguageModel(model_name_or_path=None, from_config=shape)
-        module._trainer = SimpleNamespace(datamodule=data, state=SimpleNamespace(fn=command))
+        module._trainer = SimpleNamespace(datamodule=datamodule, state=SimpleNamespace(fn=command))
         if refused:  # not an index error in the first block, nor a predict that feeds the model ids it lacks
-            with pytest.raises(ValueError, match=r"original has 50257 ids but the model has 1000 token rows: it is "
-                                                 r"not the model's tokenizer; set data\.tokenizer_name"):
+            with pytest.raises(ValueError, match=r"original has 50257 ids but the model has 1000 token rows: set "
+                                                 r"model\.from_config\.vocab_size to at least 50257"):
                 module.configure_model()
         else:
             module.configure_model()

@@ -259,16 +259,44 @@ def test_tokens_the_config_adds_are_added_tokens_as_transformers_reads_them(tmp_
         fetch_original_tokenizer(tmp_path / "o2", local_dir=source, allow_hub=False)
 
 
-@pytest.mark.parametrize("tokenizer_class, refused", [("GPT2Tokenizer", True), ("PreTrainedTokenizerFast", False)])
-def test_a_config_prefix_space_that_transformers_applies_is_refused(tmp_path, tokenizer_class, refused):
+@pytest.mark.parametrize("tokenizer_class, config_flag, file_flag, padded, refused", [
+    ("GPT2Tokenizer", True, False, False, True),  # transformers adds the space tokenizer.json lacks: "a" is " a"
+    ("GPT2Tokenizer", None, True, False, True),  # transformers drops the space tokenizer.json adds (absent: false)
+    ("PreTrainedTokenizerFast", True, False, False, False),  # this class takes tokenizer.json as it is
+    ("PreTrainedTokenizerFast", True, False, True, False),  # a padded tokenizer.json pads, transformers does not
+])
+def test_a_prefix_space_that_transformers_applies_otherwise_is_refused(tmp_path, tokenizer_class, config_flag,
+                                                                       file_flag, padded, refused):
     first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    spec = json.loads((first / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["pre_tokenizer"]["add_prefix_space"] = file_flag
+    if padded:
+        spec["padding"] = {"strategy": {"Fixed": 4}, "direction": "Right", "pad_to_multiple_of": None, "pad_id": 50256,
+                           "pad_type_id": 0, "pad_token": "<|endoftext|>"}
+    (first / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
     config = json.loads((first / "tokenizer_config.json").read_text(encoding="utf-8"))
-    config.update(add_prefix_space=True, tokenizer_class=tokenizer_class)
+    config.update(tokenizer_class=tokenizer_class, **({} if config_flag is None else {"add_prefix_space": config_flag}))
     (first / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
-    if refused:  # GPT2Tokenizer rebuilds the ByteLevel step with the flag: "a" is " a" to transformers
-        with pytest.raises(ValueError, match=r"tokenizer_config\.json: add_prefix_space is true .*GPT2Tokenizer"
-                                             r".*set add_prefix_space to false"):
+    if refused:
+        with pytest.raises(ValueError, match=r"tokenizer_config\.json: transformers encodes 'a' as \[\d+\] and "
+                                             r"tokenizer\.json as \[\d+\]: .*GPT2Tokenizer"):
             fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
-    else:  # this class takes tokenizer.json as it is: the same ids, nothing to refuse
+    else:
         directory, _ = fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
         assert (directory / "tokenizer.json").is_file()
+
+
+def test_a_source_fetched_before_the_prefix_space_check_is_read_again(tmp_path, monkeypatch):
+    import ivr.tokenizers.source as source
+
+    first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    config = json.loads((first / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.update(tokenizer_class="GPT2Tokenizer", add_prefix_space=True)
+    (first / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    with monkeypatch.context() as earlier:  # as a reading without the check fetched it
+        earlier.setattr(source, "check_config_prefix_space", lambda directory, tok: None)
+        earlier.setattr(source, "DIR_READING", "tokenizer.json, then the config's added_tokens_decoder as transformers "
+                                               "reads it")
+        fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
+    with pytest.raises(ValueError, match="add_prefix_space"):
+        fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)

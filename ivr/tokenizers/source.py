@@ -45,7 +45,8 @@ GGUF_DIGITS_FIRST = frozenset({"smollm", "starcoder", "refact", "command-r", "co
 GGUF_IGNORE_MERGES = frozenset({"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0",
                                 "lfm2", "jina-v5-nano", "tekken", "minicpm5"})
 GGUF_READING = "transformers' conversion, then the pre-tokenizer type as llama.cpp reads it"
-DIR_READING = "tokenizer.json, then the config's added_tokens_decoder as transformers reads it"
+DIR_READING = ("tokenizer.json, then the config's added_tokens_decoder as transformers reads it; a prefix space "
+               "checked against transformers")
 
 
 def fetch_original_tokenizer(
@@ -269,32 +270,36 @@ def _hub_dir(name: str) -> Path:
 
 
 def check_config_prefix_space(directory: str | Path, tok: Tokenizer) -> None:
-    """Fail where ``tokenizer_config.json`` sets ``add_prefix_space`` and ``transformers`` therefore encodes text
-    otherwise than ``tok`` (its ``tokenizer.json``): classes such as ``GPT2Tokenizer`` and ``Qwen2Tokenizer``
-    rebuild the ByteLevel step with the config's flag, so the model was used with a space before every text, which
-    no stage reproduces. Whether a class does is asked of ``transformers`` itself, since it differs by class and
-    version."""
+    """Fail where ``transformers`` encodes text otherwise than ``tok`` (the directory's ``tokenizer.json``) because
+    of a prefix space: classes such as ``GPT2Tokenizer`` and ``Qwen2Tokenizer`` rebuild the ByteLevel step with
+    ``tokenizer_config.json``'s ``add_prefix_space`` (absent: false), so the model was used with or without a space
+    before every text whatever ``tokenizer.json`` says, and every stage reads ``tokenizer.json``. Asked of
+    ``transformers`` itself, since it differs by class and version, where either file sets the flag."""
     config_path = Path(directory) / CONFIG_FILES[0]
     config = read_configs(Path(directory)).get(config_path, {})
-    if not config.get("add_prefix_space"):
+    in_file = '"add_prefix_space": true' in json.dumps(json.loads(tok.to_str()).get("pre_tokenizer"))
+    if "add_prefix_space" not in config and not in_file:
         return
     from transformers import AutoTokenizer
 
     probe = "a"
+    bare = Tokenizer.from_str(tok.to_str())  # transformers pads only when asked
+    bare.no_padding()
+    bare.no_truncation()
+    ours = bare.encode(probe, add_special_tokens=False).ids
     try:
-        fast = AutoTokenizer.from_pretrained(str(directory))
-        ids = fast(probe, add_special_tokens=False)["input_ids"]
+        theirs = AutoTokenizer.from_pretrained(str(directory))(probe, add_special_tokens=False)["input_ids"]
     except Exception as err:  # a class transformers cannot build here: the flag's effect stays unknown
-        log.warning("%s: add_prefix_space is set and transformers could not load the tokenizer to tell whether it "
-                    "applies it (%s: %s); ivr encodes as tokenizer.json does, without a prefix space",
-                    config_path, type(err).__name__, err)
+        log.warning("%s: a prefix space is set and transformers could not load the tokenizer to tell whether it "
+                    "applies it (%s: %s); ivr encodes as tokenizer.json does", config_path, type(err).__name__, err)
         return
-    if ids != tok.encode(probe, add_special_tokens=False).ids:
+    if theirs != ours:
         raise ValueError(
-            f"{config_path}: add_prefix_space is true and its tokenizer_class {config.get('tokenizer_class')!r} "
-            f"makes transformers put a space before every text ({probe!r} encodes as {ids}, as tokenizer.json "
-            f"{tok.encode(probe, add_special_tokens=False).ids}); ivr reproduces tokenizer.json's byte-level BPE, "
-            "which has no prefix space. If the model was trained without one, set add_prefix_space to false")
+            f"{config_path}: transformers encodes {probe!r} as {theirs} and tokenizer.json as {ours}: its "
+            f"tokenizer_class {config.get('tokenizer_class')!r} applies the config's add_prefix_space "
+            f"({json.dumps(config.get('add_prefix_space'))}) over tokenizer.json's ByteLevel "
+            f"(add_prefix_space {json.dumps(in_file)}), and ivr reads tokenizer.json. Make the two agree with how "
+            "the model was trained (a GPT-2-style model: no prefix space)")
 
 
 def check_byte_level_bpe(tok: Tokenizer, where: str) -> None:
