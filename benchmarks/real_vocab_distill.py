@@ -59,8 +59,9 @@ def main() -> None:
               "English prose exact (wrong) | decode([i]) differing | encode speed vs source, batched / one thread | "
               "tokenizer.json MB, source / distilled")
     rows = []
-    for name in args.vocabs.split(","):
-        gguf = llama_cpp_vocab(name, args.cache)
+    # every name looked up before the first fit: a misspelled one stops the run now, with the known names
+    ggufs = {name: llama_cpp_vocab(name, args.cache) for name in args.vocabs.split(",")}
+    for name, gguf in ggufs.items():
         out = args.out / name
         original, _ = fetch_original_tokenizer(out / "original", str(gguf), force=True)
         bpe, special = load_tokenizer(original), read_special_tokens(original)
