@@ -188,26 +188,24 @@ def comma_choices(choices) -> typing.Callable[[str], list[str]]:
     return parse
 
 
+def _number(value: str, kind: type, what: str, ok: typing.Callable[[float], bool], requirement: str):
+    try:
+        number = kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: not {what}") from None
+    if not ok(number):
+        raise argparse.ArgumentTypeError(f"{value}: {requirement}")
+    return number
+
+
 def positive_int(value: str) -> int:
     """An argparse type: an integer of at least 1 (a count of passes, steps, seeds or files)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: not an integer") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
-    return number
+    return _number(value, int, "an integer", lambda n: n >= 1, "must be at least 1")
 
 
 def fraction(value: str) -> float:
     """An argparse type: a share strictly between 0 and 1 (a held-out fraction: both parts must hold documents)."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: not a number") from None
-    if not 0 < number < 1:
-        raise argparse.ArgumentTypeError(f"{value}: must be between 0 and 1, both excluded")
-    return number
+    return _number(value, float, "a number", lambda n: 0 < n < 1, "must be between 0 and 1, both excluded")
 
 
 def _typed(hint, value: str):
