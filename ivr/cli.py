@@ -48,7 +48,7 @@ PARSE_LINKS = {"data.base_model_name_or_path": "model.model_name_or_path",
 LINKED_KEYS = {**PARSE_LINKS, "checkpoint.dirpath": "data.artifacts_dir", "model.embedding_init": "data.embedding_init"}
 
 
-# top-level keys of a fit's saved config (lightning_logs/version_N/config.yaml) that only fit's method takes
+# top-level keys of a fit's saved config (lightning_logs/version_N/config.yaml) that other commands' methods may lack
 FIT_ONLY_KEYS = ("ckpt_path", "weights_only")
 
 
