@@ -201,6 +201,12 @@ DESCRIPTION = (
 )
 
 
+def _is_ckpt_flag(arg: str) -> bool:
+    """Whether ``arg`` sets ``--ckpt_path``: spelled out, with ``=``, or abbreviated as argparse accepts it."""
+    name = arg.partition("=")[0]
+    return name.startswith("--") and len(name) > 3 and "--ckpt_path".startswith(name)
+
+
 def _run(args: list[str] | None) -> None:
     argv = sys.argv[1:] if args is None else args
     refuse_linked_keys_in_configs(argv, LINKED_KEYS)
@@ -208,7 +214,7 @@ def _run(args: list[str] | None) -> None:
         IVRLanguageModel,
         IVRDataModule,
         requested=requested_subcommand(argv, IVRCLI.subcommands()),
-        ckpt_flag=any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in argv),
+        ckpt_flag=any(_is_ckpt_flag(a) for a in argv),
         trainer_class=IVRTrainer,
         save_config_kwargs={"overwrite": True},
         # a bad flag or config raises instead of printing the whole usage: main() prints it as one line

@@ -240,8 +240,9 @@ class IVRLanguageModel(LightningModule):
         data = trainer.datamodule if trainer is not None else None
         if data is None:
             return
-        if trainer.state.fn != "predict":
-            check_block_fits(model.config, data.hparams.block_size)
+        block_size = getattr(getattr(data, "hparams", None), "block_size", None)  # any datamodule that says
+        if block_size is not None and trainer.state.fn != "predict":
+            check_block_fits(model.config, block_size)
         vocabulary = getattr(data, "vocabulary", None)  # IVRDataModule's; another datamodule is not asked
         if callable(vocabulary):
             check_ids_fit(model.get_input_embeddings().weight.shape[0], *vocabulary(),

@@ -397,9 +397,9 @@ def run_stage(config: PipelineConfig, name: str, **overrides) -> list[Path]:
                     "cleaned copy; `ivr init` (or `ivr prepare`) cleans it again", paths.cleaned_corpora_dir, name)
     source = config.original
     if name != "init" and not fetched_for_current_settings(paths.original_tokenizer_dir, source.name, source.local_dir):
-        log.warning("the original tokenizer's settings (data.tokenizer_name, data.tokenizer_local_dir) or its files "
-                    "changed since %s was fetched: %s reads the earlier copy; `ivr init` (or `ivr prepare`) fetches "
-                    "it again",
+        log.warning("the original tokenizer's settings (data.tokenizer_name, data.tokenizer_local_dir), its files, "
+                    "or the way ivr reads them changed since %s was fetched: %s reads the earlier copy; `ivr init` "
+                    "(or `ivr prepare`) fetches it again",
                     paths.original_tokenizer_dir, name)
     return RUNNERS[name](config, **overrides)
 

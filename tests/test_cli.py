@@ -647,3 +647,10 @@ def test_a_tokenizer_with_more_ids_than_a_local_model_has_rows_stops_prepare_bef
         main(["prepare", *args])
     assert (tmp_path / "artifacts" / "tokenizers" / "original").is_dir()  # after init: the tokenizer is read
     assert not (tmp_path / "artifacts" / "analysis").exists()  # before analyze and distillation
+
+
+def test_a_checkpoint_flag_is_known_in_every_spelling_argparse_accepts():
+    from ivr.cli import _is_ckpt_flag
+
+    assert all(map(_is_ckpt_flag, ["--ckpt_path", "--ckpt_path=base", "--ckpt", "--ckpt_pat=x"]))
+    assert not any(map(_is_ckpt_flag, ["--config", "--ckpt_paths", "--c", "--checkpoint.dirpath", "base"]))

@@ -335,7 +335,7 @@ def test_a_tokenizer_with_more_ids_than_the_model_has_rows_is_refused_when_the_m
     tok_dir, _ = fetch_original_tokenizer(tmp_path / "original", allow_hub=False)  # GPT-2's 50257 ids
     data = SimpleNamespace(hparams=SimpleNamespace(block_size=8, tokenizer="original"),
                            vocabulary=lambda: (load_tokenizer(tok_dir).get_vocab_size(True), tok_dir))
-    other = SimpleNamespace(hparams=SimpleNamespace(block_size=8), tokenizer=load_tokenizer(tok_dir))  # not asked
+    other = SimpleNamespace(hparams=SimpleNamespace(), tokenizer=load_tokenizer(tok_dir))  # not asked anything
     for rows, datamodule, refused in ((1000, data, True), (50257, data, False), (1000, other, False)):
         shape = ModelShape(n_layer=1, n_head=2, n_embd=8, n_positions=16, vocab_size=rows)
         module = IVRLanguageModel(model_name_or_path=None, from_config=shape)
