@@ -18,6 +18,9 @@ import torch
 from ivr.gguf import is_gguf, locate_gguf
 from ivr.stamps import file_sha256
 
+# the setting that names the pretrained model, in errors about it (a GGUF spec may name the tokenizer too)
+MODEL_SETTING = "model.model_name_or_path"
+
 
 @dataclass
 class ModelShape:
@@ -186,7 +189,6 @@ def local_checkpoint_dir(model_name_or_path: str) -> Path | None:
     return path if path.is_dir() else None
 
 
-MODEL_SETTING = "model.model_name_or_path"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 

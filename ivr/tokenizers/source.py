@@ -277,13 +277,14 @@ def check_config_prefix_space(directory: str | Path, tok: Tokenizer) -> None:
     ``transformers`` itself, since it differs by class and version, where either file sets the flag."""
     config_path = Path(directory) / CONFIG_FILES[0]
     config = read_configs(Path(directory)).get(config_path, {})
-    in_file = '"add_prefix_space": true' in json.dumps(json.loads(tok.to_str()).get("pre_tokenizer"))
+    text = tok.to_str()
+    in_file = '"add_prefix_space": true' in json.dumps(json.loads(text).get("pre_tokenizer"))
     if "add_prefix_space" not in config and not in_file:
         return
     from transformers import AutoTokenizer
 
     probe = "a"
-    bare = Tokenizer.from_str(tok.to_str())  # transformers pads only when asked
+    bare = Tokenizer.from_str(text)  # transformers pads only when asked
     bare.no_padding()
     bare.no_truncation()
     ours = bare.encode(probe, add_special_tokens=False).ids
