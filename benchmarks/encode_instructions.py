@@ -14,7 +14,7 @@ read off one table.
     uv run python benchmarks/distill_benchmark.py --out /tmp/distill_bench     # fits the tokenizer
     uv run python benchmarks/encode_instructions.py --tokenizer /tmp/distill_bench/tokenizer
     uv run python benchmarks/encode_instructions.py --tokenizer /tmp/distill_bench/tokenizer \
-        --variants distilled no-letter no-digit no-punct no-newline     # what each class of rules costs
+        --variants distilled no-letter no-digit no-punct no-white       # what each class of rules costs
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ VARIANTS = {
 }
 # leave one class out: a class's rules cost mostly through the guards every pre-token of the class passes, which
 # only go away with both its split and its word rules
-RULE_CLASSES = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "newline": ("newline",)}
+RULE_CLASSES = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "white": ("space", "newline", "tab")}
 VARIANTS |= {f"no-{name}": f"distilled tokenizer without its {name} split and word rules" for name in RULE_CLASSES}
 
 

@@ -1,14 +1,14 @@
 """How exact are the split rules? GPT-2's own BPE model behind GPT-2's pre-tokenizer with the split rules,
-against GPT-2's BPE, on random strings of punctuation runs (``--tokenizer DIR``: another byte-level BPE with
-GPT-2's regex, saved as ``DIR/tokenizer.json``, such as SmolLM2's, which ``smollm2_distill.py`` writes to
-``OUT/original``). For a BPE whose pre-tokenizer the distillation keeps (Llama-3's, Qwen2's regex, which
+against GPT-2's BPE, on random strings of punctuation and white-space runs (``--tokenizer DIR``: another
+byte-level BPE with GPT-2's regex, saved as ``DIR/tokenizer.json``, such as SmolLM2's, which
+``smollm2_distill.py`` writes to ``OUT/original``). For a BPE whose pre-tokenizer the distillation keeps (Llama-3's, Qwen2's regex, which
 ``real_vocab_distill.py`` writes to ``OUT/<vocabulary>/original``) the same holds for its run cuts, the ``Split``
 behind its own pre-tokenizer: its BPE model behind both against the BPE.
 
 A split rule may only cut where BPE never merges across the cut, so the BPE model behind the rules must give
 BPE's ids on every text; any difference is a cut the rules should not have made. The strings are random runs
-of punctuation (1 to ``--longest`` of a character, up to 6 runs, with some spaces, letters, digits, newlines and
-non-ASCII punctuation), far denser in odd neighbours than real text:
+of punctuation and white space (1 to ``--longest`` of a character, up to 6 runs, with some letters, digits,
+carriage returns and non-ASCII punctuation), far denser in odd neighbours than real text:
 
     uv run python benchmarks/split_rule_exactness.py --texts 200000 --seed 1
     uv run python benchmarks/split_rule_exactness.py --tokenizer /tmp/smollm2_distill/original
@@ -24,14 +24,15 @@ from common import Stopwatch, parser, print_metrics
 
 from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
-from ivr.tokenizers.byte_level import readable
+from ivr.tokenizers.byte_level import readable, text_to_piece
 from ivr.tokenizers.distill import bare_model, split_rule_for, with_rules
 from ivr.tokenizers.distill.run_cuts import CHARS, CharCuts, piece_grams, run_cut_split, run_cuts_of
 from ivr.tokenizers.distill.source_bpe import source_bpe
 from ivr.tokenizers.io import load_tokenizer
 
 PUNCTUATION = "'\"()[]{}-=.!%*#~_/^+<>|\\:,;?"
-OTHERS = " xs1\n«¿…─"
+WHITE = " \n\t"
+OTHERS = "xs1\r«¿…─"
 
 
 def random_texts(n: int, alphabet: list[str], seed: int, longest: int) -> list[str]:
@@ -45,7 +46,7 @@ def random_texts(n: int, alphabet: list[str], seed: int, longest: int) -> list[s
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--chars", default=PUNCTUATION, help="characters that get a split rule")
+    ap.add_argument("--chars", default=PUNCTUATION + WHITE, help="characters that get a split rule")
     ap.add_argument("--texts", type=int, default=200_000, help="how many random strings")
     ap.add_argument("--seed", type=int, default=1, help="seed of the random strings")
     ap.add_argument("--max-run", type=int, default=64, help="longest run each rule is built for")
@@ -68,10 +69,10 @@ def main() -> None:
             rules = {c: CharCuts(run_cuts_of(bare, c, args.max_run, grams)) for c in args.chars
                      if c in CHARS and c * 2 in vocab}
         else:
-            rules = [r for c in args.chars if (r := split_rule_for(bare, c, args.max_run))]
+            rules = [r for c in args.chars if (r := split_rule_for(bare, text_to_piece(c), args.max_run))]
     cut = (with_rules(bare, [], source=bpe, keep_pre_tokenizer=True, run_cuts=run_cut_split(rules)) if kept
            else with_rules(bare, rules, source=bpe))
-    texts = random_texts(args.texts, list(PUNCTUATION + OTHERS), args.seed, args.longest)
+    texts = random_texts(args.texts, list(PUNCTUATION + WHITE + OTHERS), args.seed, args.longest)
     gold, ours = bpe.encode_batch(texts), cut.encode_batch(texts)
     bad = [(t, g.tokens, o.tokens) for t, g, o in zip(texts, gold, ours) if g.ids != o.ids]
     rows = [("characters with " + ("run cuts" if kept else "a rule"), f"{len(rules)} of {len(args.chars)}"),

@@ -64,11 +64,12 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
 
     names: list[str] = []
     words = word_rule_pattern(word_rules)
-    classes = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "space": ("newline", "space")}
+    classes = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "space": ("newline", "space", "tab")}
     by = {k: group([r for r in rules if r["class"] in ks], words.get(k)) for k, ks in classes.items()}
-    # the white space before a run of spaces, cut off where no piece joins them, so that the run starts a pre-token;
-    # after the rules, so that a run of newlines is still cut by its own
-    by["space"] += "".join(r["white_before"] + "|" for r in rules if r.get("white_before"))
+    # the white space before a run of white space (a newline and the indentation after it), cut off as BPE cuts it
+    # (where a piece joins them) or where no piece joins them, so that the run starts a pre-token; after the rules,
+    # so that a run of newlines is still cut by its own
+    by["space"] += "".join(r[key] + "|" for key in ("white_led", "white_before") for r in rules if r.get(key))
     # a prefix alternative is one character and then a run of its rule's character: the same doubled-character
     # lookahead, one position on, keeps the lazy scan over a punctuation pre-token at one test per position, and
     # the scan is skipped for the one- and two-character punctuation of code (it needs three: p and a run). Inside

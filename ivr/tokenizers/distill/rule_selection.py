@@ -15,12 +15,14 @@ from ivr.tokenizers.byte_level import text_to_piece
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments, rules_pre_tokenizer, segment_words
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.distill.split_rules import (
+    WHITE_KINDS,
     is_one_character,
     is_punctuation,
     memo_split_rule,
     piece_text,
     run_length,
 )
+from ivr.tokenizers.distill.white_runs import white_leads
 from ivr.tokenizers.distill.word_rules import word_segments
 
 
@@ -88,9 +90,11 @@ def select_split_rules(
         cut = encode_segments(model_tok, segment_words([rule], [words[i] for i in idx]))
         fixed = [i for i, c in zip(idx, cut) if c == gold[i] and plain[i] != gold[i]]
         broken = sum(1 for i, c in zip(idx, cut) if c != gold[i] and plain[i] == gold[i])
-        # pure runs, alone and after a space, whether or not the fit words hold them: the rule's pieces (a space
-        # with part of the run, as " ─") must come out of the Unigram as BPE's tokens
-        runs = [lead + char * n for n in range(2, settings.max_run + 1) for lead in ("", "Ġ")]
+        # pure runs, alone and after a space (or other white space before white space), whether or not the fit
+        # words hold them: the rule's pieces (a space with part of the run, as " ─") must come out of the Unigram
+        # as BPE's tokens
+        leads = ["", "Ġ"] + ([text_to_piece(t) for t in white_leads(piece_text(char))] if rule["class"] in WHITE_KINDS else [])
+        runs = [lead + char * n for n in range(2, settings.max_run + 1) for lead in leads]
         run_gold = [e.ids for e in bare_bpe.encode_batch(runs)]
         run_plain = [e.ids for e in model_tok.encode_batch(runs)]
         run_cut = encode_segments(model_tok, segment_words([rule], runs))

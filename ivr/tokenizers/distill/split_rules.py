@@ -18,21 +18,18 @@ from ivr.tokenizers.bpe import bpe_merges
 from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece, utf8_or_none, whole_text
 from ivr.tokenizers.byte_level_regex import normalise_ranges
 from ivr.tokenizers.distill.gpt2_regex import CONTRACTION, gpt2_class, rx
+from ivr.tokenizers.distill.white_runs import (
+    WHITE_RUN_CHARS,
+    kept_apart,
+    led_rests as white_led_rests,
+    white_before,
+    white_run_end,
+)
 
-# where the pre-token a run of letters, digits or newlines ends: GPT-2's class of the run's character no longer
-# continues it (punctuation and quote runs end where BPE keeps them apart from what follows: ``_run_end``)
-RUN_END = {
-    "letter": r"(?!\p{L})",
-    "digit": r"(?!\p{N})",
-    # whitespace: ``\s+(?!\S)`` leaves the last white character of a run before a word to the word; the run
-    # is also cut where more ASCII white space follows in its pre-token, or one white character ends the text
-    # (nothing merges a newline with it)
-    "newline": r"(?:[\x{09}-\x{0D}\x{20}](?=\S)|[\x{09}-\x{0D}\x{20}]?\z|(?=[\x{09}\x{0B}-\x{0D}\x{20}][\x{09}-\x{0D}\x{20}]))",
-    # spaces: the run's pre-token ends where its last space goes to the word after it, at the end of the text,
-    # or before one other ASCII white character and a word (trailing spaces at a line's end); a run before more
-    # white space may merge with it: left to GPT-2's alternatives
-    "space": r"(?:\x{20}(?=\S)|\z|(?=[\x{09}-\x{0D}]\S))",
-}
+# where the pre-token a run of letters or digits ends: GPT-2's class of the run's character no longer continues
+# it (punctuation and quote runs end where BPE keeps them apart from what follows: ``_run_end``; white space where
+# GPT-2's regex ends its pre-token or BPE never merges it with what follows: ``white_runs.white_run_end``)
+RUN_END = {"letter": r"(?!\p{L})", "digit": r"(?!\p{N})"}
 
 
 def run_length(piece: str, char: str) -> int | None:
@@ -61,8 +58,8 @@ def repeat(c: str, lo: int, hi: int) -> str:
 
 
 def _char_class(raw: str) -> str | None:
-    if raw == "\n":
-        return "newline"
+    if raw in WHITE_RUN_CHARS:
+        return WHITE_RUN_CHARS[raw]
     if raw == " ":
         return "space"
     if raw == "'":
@@ -74,6 +71,7 @@ def _char_class(raw: str) -> str | None:
 # the neighbour itself up to MEDIUM_RUN (BPE pairs a run from its left end: beyond that the end cannot move a
 # cut at its start; checked on random strings by benchmarks/split_rule_exactness.py)
 SHORT_RUN = 4
+WHITE_KINDS = ("space", *WHITE_RUN_CHARS.values())
 MEDIUM_RUN = 16
 ASCII_PUNCT = "".join(chr(i) for i in range(33, 127) if not chr(i).isalnum())
 
@@ -312,8 +310,12 @@ def split_rule_for(
 
     blocked = _classrx(merging_after(char, merges)) if kind in ("punct", "quote") else ""
 
+    white = kind in WHITE_KINDS
+    vocab = list(bare_bpe.get_vocab()) if white else []
+    run_end = white_run_end(raw, kept_apart(bare_bpe, raw, max_run)) if white else RUN_END.get(kind, "")
+
     def end(not_after: Sequence[str]) -> str:
-        return _run_end(c, not_after, blocked, kind == "quote") if kind in ("punct", "quote") else RUN_END[kind]
+        return _run_end(c, not_after, blocked, kind == "quote") if kind in ("punct", "quote") else run_end
 
     def first_chunks(lead: str, firsts: dict[int, list[int]], skip: int) -> list[str]:
         """Alternatives matching a run's first chunk (``skip`` characters of it already matched)."""
@@ -388,23 +390,18 @@ def split_rule_for(
         groups = _grouped([p for p in cuts if cuts[p]], lookaround)
         groups += _grouped(list(spaced), lambda p: (r"(?<=\x{20})", ahead(spaced[p])))
         prefix = "|".join(f"{behind}[{_classrx(ord(p) for p in ps)}](?={ahead})" for (behind, ahead), ps in groups) or None
-    # GPT-2 keeps spaces with newlines, and a space before a run of spaces is part of the run
-    led = first_chunks("Ġ", led_rests, 0) if kind not in ("newline", "space") else []
+    # GPT-2 keeps spaces with newlines, and a space before a run of spaces is part of the run; a run of white space
+    # after other white space BPE joins to it (SmolLM2's newline and indentation) starts with the lead instead
+    led = first_chunks("Ġ", led_rests, 0) if not white else []
+    white_led = None
+    if white:
+        by_alts = _grouped(sorted(white_led_rests(bare_bpe, raw, chunks, max_run).items()),
+                           lambda item: "|".join(first_chunks("", item[1], 0)))
+        white_led = "|".join(f"(?:{'|'.join(rx(lead) for lead, _ in sorted(leads, key=lambda x: -len(x[0])))})"
+                             f"(?:{alts})" for alts, leads in by_alts if alts) or None
     return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix,
             "after_space": f"(?:{'|'.join(led)})" if led else None,
-            "white_before": _white_before(bare_bpe, raw) if kind in ("space", "newline") else None}
-
-
-def _white_before(bare_bpe: Tokenizer, raw: str) -> str | None:
-    """An alternative cutting the other white space before a run of spaces or newlines (``raw``) off as its own
-    pre-token (GPT-2's ``\\s+(?!\\S)`` keeps ``\\n`` and the indentation after it together, and trailing spaces
-    with the blank lines after them), for the white characters no vocabulary piece joins to ``raw``: BPE then
-    never merges across the cut, and the run starts a pre-token, where its rule cuts it into BPE's chunks
-    (DeepSeek-Coder's ``\\n`` before 46 spaces; GPT-2's ``x \\n\\n\\n``, ``Ġ``·``ĊĊ``·``Ċ``)."""
-    vocab = bare_bpe.get_vocab()
-    joined = text_to_piece(raw)
-    apart = [y for y in " \t\n\x0b\x0c\r" if y != raw and not any(text_to_piece(y) + joined in p for p in vocab)]
-    return f"[{''.join(rx(y) for y in apart)}]+(?={rx(raw)}{{2}})" if apart else None
+            "white_led": white_led, "white_before": white_before(vocab, raw) if white else None}
 
 
 # a rule depends only on the BPE model, the character and max_run: each process builds it once (tests and

@@ -1,0 +1,126 @@
+"""Where runs of white space (spaces, newlines, tabs) may be cut, asked of the vocabulary and of BPE.
+
+GPT-2's regex keeps every run of white space in one pre-token (``\\s+(?!\\S)``): a newline with the indentation
+after it, a tab with the spaces after it, trailing spaces with the blank lines after them. Whether a cut inside
+such a pre-token holds depends on the vocabulary: GPT-2 never joins a newline to a space, SmolLM2 has pieces of a
+newline and up to 64 spaces. A cut between two white characters holds for every run where no vocabulary piece
+joins them (BPE never merges across it); elsewhere BPE is asked about every run length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import product
+
+from tokenizers import Tokenizer
+
+from ivr.tokenizers.byte_level import text_to_piece
+from ivr.tokenizers.distill.gpt2_regex import rx
+
+# the ASCII white space of GPT-2's ``\s`` ([\t\n\x0b\x0c\r ]); the characters whose runs get split rules
+ASCII_WHITE = "\t\n\x0b\x0c\r "
+WHITE_RX = r"[\x{09}-\x{0D}\x{20}]"
+WHITE_RUN_CHARS = {"\n": "newline", "\t": "tab"}
+# what may stand before a run in its pre-token: white strings up to this long (a line's end and indentation,
+# "\r\n", " \n", "\n\t"); longer ones are left to GPT-2's alternatives
+LEAD_LENGTH = 3
+LEAD_CHARS = "\n\r\t "
+
+
+def apart(vocab: Sequence[str], left: str, right: str) -> bool:
+    """Whether no vocabulary piece joins the white character ``left`` to ``right`` (byte-level pieces)."""
+    joined = text_to_piece(left) + text_to_piece(right)
+    return not any(joined in p for p in vocab)
+
+
+def kept_apart(bare_bpe: Tokenizer, raw: str, max_run: int) -> str:
+    """The white characters before which BPE ends a run of the white character ``raw``: those no vocabulary piece
+    joins to ``raw``, and those BPE, asked about every run length up to ``max_run`` followed by the character and
+    any white space up to ``LEAD_LENGTH`` characters, never merges with the run (SmolLM2 has pieces of a tab and a
+    newline, but its tabs merge with each other first)."""
+    vocab = list(bare_bpe.get_vocab())
+    char = text_to_piece(raw)
+    out = ""
+    for y in ASCII_WHITE:
+        if y == raw:
+            continue
+        if not apart(vocab, raw, y):
+            rests = [y + "".join(t) for m in range(LEAD_LENGTH) for t in product(LEAD_CHARS, repeat=m)]
+            runs = [char * n for n in range(1, max_run + 1)]
+            texts = [(len(run), run + text_to_piece(rest)) for rest in rests for run in runs]
+            encs = bare_bpe.encode_batch([t for _, t in texts])
+            if not all(_cut_at(enc.tokens, n) for (n, _), enc in zip(texts, encs)):
+                continue
+        out += y
+    return out
+
+
+def _cut_at(tokens: Sequence[str], at: int) -> bool:
+    """Whether a token ends after the first ``at`` characters."""
+    end = 0
+    for token in tokens:
+        end += len(token)
+        if end >= at:
+            return end == at
+    return False
+
+
+def white_run_end(raw: str, apart_after: str) -> str:
+    """Where the pre-token of a run of the white character ``raw`` ends. A run of spaces: where its last space goes
+    to the word after it, at the end of the text, or before other white space and a word (trailing spaces at a
+    line's end). Of other white space: before one white character and a word (GPT-2's ``\\s+(?!\\S)`` leaves it
+    to the next pre-token), or at the end of the text. Either also before a white character that BPE never merges
+    with the run (``apart_after``, from ``kept_apart``; a run before other white space may merge with it, and is
+    left to GPT-2's alternatives)."""
+    alts = [r"\x{20}(?=\S)", r"\z", r"(?=[\x{09}-\x{0D}]\S)"] if raw == " " else [f"{WHITE_RX}(?=\\S)", r"\z"]
+    if apart_after:
+        alts.append(f"(?=[{''.join(rx(y) for y in apart_after)}])")
+    return f"(?:{'|'.join(alts)})"
+
+
+def white_before(vocab: Sequence[str], raw: str) -> str | None:
+    """An alternative cutting the other white space before a run of ``raw`` (two or more) off as its own
+    pre-token, for the white characters no vocabulary piece joins to ``raw``: BPE then never merges across the
+    cut, and the run starts a pre-token, where its rule cuts it into BPE's chunks (DeepSeek-Coder's ``\\n`` before
+    46 spaces; GPT-2's ``x \\n\\n\\n``, ``Ġ``·``ĊĊ``·``Ċ``)."""
+    others = [y for y in ASCII_WHITE if y != raw and apart(vocab, y, raw)]
+    return f"[{''.join(rx(y) for y in others)}]+(?={rx(raw)}{{2}})" if others else None
+
+
+def white_leads(raw: str) -> list[str]:
+    """The white strings that may stand before a run of the white character ``raw`` in its pre-token and that its
+    rule asks BPE about (up to ``LEAD_LENGTH`` characters, not ending in ``raw``)."""
+    return ["".join(t) for m in range(1, LEAD_LENGTH + 1) for t in product(LEAD_CHARS, repeat=m) if t[-1] != raw]
+
+
+def led_rests(bare_bpe: Tokenizer, raw: str, chunks: Sequence[Sequence[int]], max_run: int
+              ) -> dict[str, dict[int, list[int]]]:
+    """For each white lead (up to ``LEAD_LENGTH`` characters, not ending in the run's character) that BPE may join
+    to a run of the white character ``raw`` (SmolLM2's ``\\n`` and up to 64 spaces): the run lengths, by how many of the run's characters BPE's first tokens take
+    with the lead (``a``, maybe 0), at which BPE chunks the rest of the run as a pure run (``chunks``). Only leads
+    whose last character a piece joins to ``raw``: the others BPE never merges with the run, and cutting them off
+    (``white_before``, where the whole lead is such characters) would cost a test at every line's indentation
+    (GPT-2's newline rule: 1.2% more encode instructions)."""
+    char = text_to_piece(raw)
+    vocab = list(bare_bpe.get_vocab())
+    joined = [lead for lead in white_leads(raw) if not apart(vocab, lead[-1], raw)]
+    texts = [(lead, n, text_to_piece(lead) + char * n) for lead in joined for n in range(1, max_run + 1)]
+    out: dict[str, dict[int, list[int]]] = {}
+    for (lead, n, text), enc in zip(texts, bare_bpe.encode_batch([t for _, _, t in texts])):
+        head, piece = "", text_to_piece(lead)
+        for j, token in enumerate(enc.tokens):
+            head += token
+            if len(head) >= len(piece):
+                a = _run_after(head, piece, char)
+                if a is not None and a < n and enc.tokens[j + 1:] == [char * k for k in chunks[n - a]]:
+                    out.setdefault(lead, {}).setdefault(a, []).append(n - a)
+                break
+    return out
+
+
+def _run_after(head: str, lead: str, char: str) -> int | None:
+    """How many ``char`` follow ``lead`` in ``head``, if that is all ``head`` holds after it."""
+    rest = head[len(lead):]
+    k = len(rest) // len(char)
+    return k if head.startswith(lead) and rest == char * k else None
+

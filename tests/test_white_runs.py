@@ -1,0 +1,83 @@
+"""Runs of white space: tabs and newlines get split rules, and a run after other white space that BPE joins to it
+(a newline and the indentation after it) is cut where BPE cuts it, never where BPE merges across the cut."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings as hsettings, strategies as st
+
+from ivr.tokenizers.distill.pre_tokenizer import rules_pre_tokenizer, with_rules
+from ivr.tokenizers.distill.settings import DistillSettings
+from ivr.tokenizers.distill.split_rules import split_rule_for
+from ivr.tokenizers.distill.white_runs import kept_apart
+from tests.test_split_rules import behind_gpt2_pre_tokenizer, tiny_bpe
+
+# tabs in chunks of 8, 4, 2, 1 (BPE: 10 tabs are 8·2, which the Unigram ties the other way)
+TABS = [("ĉ", "ĉ"), ("ĉĉ", "ĉĉ"), ("ĉĉĉĉ", "ĉĉĉĉ"), ("x", "y")]
+# SmolLM2's kind: a newline joins the spaces after it, but only after the spaces' own first merge; a newline
+# and a tab are one piece, and the tab never joins a space
+INDENT = [("Ġ", "Ġ"), ("ĠĠ", "ĠĠ"), ("Ċ", "ĠĠ"), ("x", "y"), ("Ċ", "ĉ")]
+
+
+def pre_tokens(rules: list[dict], text: str) -> list[str]:
+    return [p for p, _ in rules_pre_tokenizer(rules).pre_tokenize_str(text)]
+
+
+def test_runs_of_tabs_get_a_rule_of_their_own():
+    bpe = tiny_bpe(TABS)
+    rule = split_rule_for(bpe, "ĉ", 24)
+    assert rule["class"] == "tab"
+    assert pre_tokens([rule], "xy" + "\t" * 10) == ["xy", "ĉ" * 8, "ĉĉ"]
+    cut, full = with_rules(bpe, [rule]), behind_gpt2_pre_tokenizer(bpe)
+    for n in range(1, 24):
+        # at the end of the text too: 8 tabs there are one piece, not the 4·3 (and a last tab) of a shorter run
+        for text in [f"xy{chr(9) * n}", f"xy{chr(9) * n}xy", f"\n{chr(9) * n}xy", f"xy{chr(9) * n}\n", f"{chr(9) * n} \n"]:
+            assert cut.encode(text).ids == full.encode(text).ids, (n, text)
+
+
+def test_a_run_ends_before_white_space_only_where_no_piece_joins_them():
+    # GPT-2 joins a newline to no other white character: the run of newlines is cut as BPE chunks it, though tabs
+    # follow in its pre-token; with a piece "Ċĉ" BPE may join them, and the white space is left whole
+    apart = tiny_bpe([("Ċ", "Ċ"), ("ĉ", "ĉ"), ("x", "y")])
+    assert pre_tokens([split_rule_for(apart, "Ċ", 16)], "xy\n\n\n\t\t") == ["xy", "ĊĊ", "Ċĉĉ"]
+    joined = tiny_bpe([("Ċ", "Ċ"), ("ĉ", "ĉ"), ("x", "y"), ("Ċ", "ĉ")])
+    assert pre_tokens([split_rule_for(joined, "Ċ", 16)], "xy\n\n\n\t\t") == ["xy", "ĊĊĊĉĉ"]
+
+
+def test_a_run_ends_before_white_space_that_bpe_never_merges_with_it():
+    # "ĠĉĊ" joins a tab to a newline, but only after a space: a run of tabs never takes the newline, and trailing
+    # tabs before a blank line are cut as a run (the last chunk stays with the newline, a short pre-token the
+    # Unigram gets right); "ĉĊ" itself takes an odd run's last tab, and nothing is cut there
+    never = tiny_bpe(TABS + [("Ġ", "ĉ"), ("Ġĉ", "Ċ")])
+    assert "\n" in kept_apart(never, "\t", 16)
+    assert pre_tokens([split_rule_for(never, "ĉ", 16)], "xy" + "\t" * 10 + "\n") == ["xy", "ĉ" * 8, "ĉĉĊ"]
+    merged = tiny_bpe(TABS + [("ĉ", "Ċ")])
+    assert "\n" not in kept_apart(merged, "\t", 16)
+    assert pre_tokens([split_rule_for(merged, "ĉ", 16)], "xy" + "\t" * 10 + "\n") == ["xy", "ĉ" * 10 + "Ċ"]
+
+
+def test_a_run_of_spaces_after_a_newline_that_joins_it_is_cut_as_bpe_cuts_it():
+    bpe = tiny_bpe(INDENT)
+    rule = split_rule_for(bpe, "Ġ", 24)
+    assert rule["white_led"]
+    # BPE: the newline takes two spaces where they are left over ("ĊĠĠ"·"Ġ"), else the run is chunked alone
+    assert pre_tokens([rule], "xy\n   ") == ["xy", "ĊĠĠ", "Ġ"]
+    assert pre_tokens([rule], "xy\n       xy") == ["xy", "Ċ", "ĠĠĠĠ", "ĠĠ", "Ġxy"]
+    # a tab never joins a space: BPE never merges across, and the lead is left to the Unigram (a test at every
+    # line's indentation would cost more than these rare leads)
+    assert pre_tokens([rule], "xy\n\t       xy") == ["xy", "ĊĉĠĠĠĠĠĠ", "Ġxy"]
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([" ", "  ", "    ", "\n", "\t", "\t\t", "\r\n", "\n\n", "xy", "x", "(", "\u00a0"]),
+                min_size=1, max_size=30))
+def test_white_space_rules_never_cut_where_bpe_merges(parts):
+    # BPE's own model behind the space, newline and tab rules gives the ids it gives behind GPT-2's pre-tokenizer
+    text = "".join(parts)
+    for merges in (INDENT, TABS + [("Ċ", "Ċ"), ("ĉ", "Ġ"), ("Ġ", "Ġ"), ("Ġ", "Ċ")], TABS + [("ĉ", "Ċ"), ("Ġ", "ĉ"), ("Ġĉ", "Ċ")]):
+        bpe = tiny_bpe(merges)
+        rules = [r for c in "ĠĊĉ" if (r := split_rule_for(bpe, c, 16))]
+        assert with_rules(bpe, rules).encode(text).ids == behind_gpt2_pre_tokenizer(bpe).encode(text).ids, text
+
+
+def test_spaces_newlines_and_tabs_get_rules_by_default():
+    assert {" ", "\n", "\t"} <= set(DistillSettings.split_rule_chars)
