@@ -38,7 +38,8 @@ VARIANTS = {
 }
 # leave one class out: a class's rules cost mostly through the guards every pre-token of the class passes, which
 # only go away with both its split and its word rules
-RULE_CLASSES = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"), "white": ("space", "newline", "tab")}
+RULE_CLASSES = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"),
+                "white": ("space", "newline", "tab")}
 VARIANTS |= {f"no-{name}": f"distilled tokenizer without its {name} split and word rules" for name in RULE_CLASSES}
 
 

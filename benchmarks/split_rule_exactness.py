@@ -1,9 +1,9 @@
 """How exact are the split rules? GPT-2's own BPE model behind GPT-2's pre-tokenizer with the split rules,
 against GPT-2's BPE, on random strings of punctuation and white-space runs (``--tokenizer DIR``: another
 byte-level BPE with GPT-2's regex, saved as ``DIR/tokenizer.json``, such as SmolLM2's, which
-``smollm2_distill.py`` writes to ``OUT/original``). For a BPE whose pre-tokenizer the distillation keeps (Llama-3's, Qwen2's regex, which
-``real_vocab_distill.py`` writes to ``OUT/<vocabulary>/original``) the same holds for its run cuts, the ``Split``
-behind its own pre-tokenizer: its BPE model behind both against the BPE.
+``smollm2_distill.py`` writes to ``OUT/original``). For a BPE whose pre-tokenizer the distillation keeps
+(Llama-3's, Qwen2's regex, which ``real_vocab_distill.py`` writes to ``OUT/<vocabulary>/original``) the same
+holds for its run cuts, the ``Split`` behind its own pre-tokenizer: its BPE model behind both against the BPE.
 
 A split rule may only cut where BPE never merges across the cut, so the BPE model behind the rules must give
 BPE's ids on every text; any difference is a cut the rules should not have made. The strings are random runs

@@ -93,7 +93,8 @@ def select_split_rules(
         # pure runs, alone and after a space (or other white space before white space), whether or not the fit
         # words hold them: the rule's pieces (a space with part of the run, as " ─") must come out of the Unigram
         # as BPE's tokens
-        leads = ["", "Ġ"] + ([text_to_piece(t) for t in white_leads(piece_text(char))] if rule["class"] in WHITE_KINDS else [])
+        white = rule["class"] in WHITE_KINDS
+        leads = ["", "Ġ"] + ([text_to_piece(t) for t in white_leads(piece_text(char))] if white else [])
         runs = [lead + char * n for n in range(2, settings.max_run + 1) for lead in leads]
         run_gold = [e.ids for e in bare_bpe.encode_batch(runs)]
         run_plain = [e.ids for e in model_tok.encode_batch(runs)]

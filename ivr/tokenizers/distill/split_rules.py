@@ -395,10 +395,11 @@ def split_rule_for(
     led = first_chunks("Ġ", led_rests, 0) if not white else []
     white_led = None
     if white:
-        by_alts = _grouped(sorted(white_led_rests(bare_bpe, raw, chunks, max_run).items()),
-                           lambda item: "|".join(first_chunks("", item[1], 0)))
-        white_led = "|".join(f"(?:{'|'.join(rx(lead) for lead, _ in sorted(leads, key=lambda x: -len(x[0])))})"
-                             f"(?:{alts})" for alts, leads in by_alts if alts) or None
+        # each lead behind a lookahead for the shortest run it cuts: a line's usual indentation fails it at once
+        by_lead = white_led_rests(bare_bpe, raw, chunks, max_run)
+        white_led = "|".join(
+            f"{rx(lead)}(?={c}{{{min(a + min(ks) for a, ks in firsts.items())}}})(?:{'|'.join(first_chunks('', firsts, 0))})"
+            for lead, firsts in sorted(by_lead.items())) or None
     return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix,
             "after_space": f"(?:{'|'.join(led)})" if led else None,
             "white_led": white_led, "white_before": white_before(vocab, raw) if white else None}
