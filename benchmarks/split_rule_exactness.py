@@ -61,7 +61,8 @@ def main() -> None:
 
     bpe = offline_gpt2_tokenizer() if args.tokenizer is None else load_tokenizer(args.tokenizer)
     bare = bare_model(bpe)
-    kept = not source_bpe(bpe).rules
+    source = source_bpe(bpe)
+    kept = not source.rules
     with Stopwatch() as building:
         if kept:  # run cuts behind the source's own pre-tokenizer: ASCII punctuation whose doubled piece exists
             vocab = bare.get_vocab()
@@ -71,7 +72,7 @@ def main() -> None:
         else:
             rules = [r for c in args.chars if (r := split_rule_for(bare, text_to_piece(c), args.max_run))]
     cut = (with_rules(bare, [], source=bpe, keep_pre_tokenizer=True, run_cuts=run_cut_split(rules)) if kept
-           else with_rules(bare, rules, source=bpe))
+           else with_rules(bare, rules, source=bpe, isolated_digits=source.isolated_digits))
     texts = random_texts(args.texts, list(PUNCTUATION + WHITE + OTHERS), args.seed, args.longest)
     gold, ours = bpe.encode_batch(texts), cut.encode_batch(texts)
     bad = [(t, g.tokens, o.tokens) for t, g, o in zip(texts, gold, ours) if g.ids != o.ids]
