@@ -71,9 +71,10 @@ def _char_class(raw: str) -> str | None:
 # the neighbour itself up to MEDIUM_RUN (BPE pairs a run from its left end: beyond that the end cannot move a
 # cut at its start; checked on random strings by benchmarks/split_rule_exactness.py)
 SHORT_RUN = 4
-WHITE_KINDS = ("space", *WHITE_RUN_CHARS.values())
 MEDIUM_RUN = 16
 ASCII_PUNCT = "".join(chr(i) for i in range(33, 127) if not chr(i).isalnum())
+# the classes of white-space runs, whose ends and leads ``white_runs`` decides
+WHITE_KINDS = ("space", *WHITE_RUN_CHARS.values())
 
 
 def is_one_character(piece: str) -> bool:

@@ -3,7 +3,7 @@
 GPT-2's regex keeps every run of white space in one pre-token (``\\s+(?!\\S)``): a newline with the indentation
 after it, a tab with the spaces after it, trailing spaces with the blank lines after them. Whether a cut inside
 such a pre-token holds depends on the vocabulary: GPT-2 never joins a newline to a space, SmolLM2 has pieces of a
-newline and up to 64 spaces. A cut between two white characters holds for every run where no vocabulary piece
+newline and up to 80 spaces. A cut between two white characters holds for every run where no vocabulary piece
 joins them (BPE never merges across it); elsewhere BPE is asked about every run length.
 """
 
@@ -41,8 +41,8 @@ def apart(vocab: Sequence[str], left: str, right: str) -> bool:
 def kept_apart(bare_bpe: Tokenizer, raw: str, max_run: int) -> str:
     """The white characters before which BPE ends a run of the white character ``raw``: those no vocabulary piece
     joins to ``raw``, and those BPE, asked about every run length up to ``max_run`` followed by the character and
-    any white space (``REST_LENGTH`` characters in all), never merges with the run (SmolLM2 has pieces of a tab and a
-    newline, but its tabs merge with each other first)."""
+    any white space (``REST_LENGTH`` characters in all), never merges with the run (SmolLM2 has pieces of a tab
+    and a newline, but its tabs merge with each other first)."""
     vocab = list(bare_bpe.get_vocab())
     char = text_to_piece(raw)
     out = ""
