@@ -65,9 +65,10 @@ def test_a_run_of_spaces_after_a_newline_that_joins_it_is_cut_as_bpe_cuts_it():
     # BPE: the newline takes two spaces where they are left over ("ĊĠĠ"·"Ġ"), else the run is chunked alone
     assert pre_tokens([rule], "xy\n   ") == ["xy", "ĊĠĠ", "Ġ"]
     assert pre_tokens([rule], "xy\n       xy") == ["xy", "Ċ", "ĠĠĠĠ", "ĠĠ", "Ġxy"]
-    # a tab never joins a space: BPE never merges across, and the lead is left to the Unigram (a test at every
-    # line's indentation would cost more than these rare leads)
-    assert pre_tokens([rule], "xy\n\t       xy") == ["xy", "ĊĉĠĠĠĠĠĠ", "Ġxy"]
+    # the tab never joins a space: the newline and the tab are cut off before the run
+    assert pre_tokens([rule], "xy\n\t       xy") == ["xy", "Ċĉ", "ĠĠĠĠ", "ĠĠ", "Ġxy"]
+    # three characters of lead: two blank lines before the indentation
+    assert pre_tokens([rule], "xy\n\n\n       xy")[:2] == ["xy", "ĊĊĊ"]
 
 
 # BPEs whose space, newline and tab rules the property test checks: SmolLM2's kind, one where a tab joins spaces

@@ -21,6 +21,7 @@ from ivr.tokenizers.distill.gpt2_regex import CONTRACTION, gpt2_class, rx
 from ivr.tokenizers.distill.white_runs import (
     WHITE_RUN_CHARS,
     kept_apart,
+    lead_trie,
     led_rests as white_led_rests,
     white_before,
     white_run_end,
@@ -396,14 +397,12 @@ def split_rule_for(
     led = first_chunks("Ġ", led_rests, 0) if not white else []
     white_led = None
     if white:
-        # each lead behind a lookahead for the shortest run it cuts, the leads grouped by their first character: a
-        # line's usual indentation fails a group at its first character or its lookahead at once
-        by_first: dict[str, list[str]] = {}
-        for lead, firsts in sorted(white_led_rests(bare_bpe, raw, chunks, max_run).items()):
-            shortest = min(a + min(ks) for a, ks in firsts.items())
-            by_first.setdefault(lead[0], []).append(
-                f"{rx(lead[1:])}(?={c}{{{shortest}}})(?:{'|'.join(first_chunks('', firsts, 0))})")
-        white_led = "|".join(f"{rx(first)}(?:{'|'.join(alts)})" for first, alts in sorted(by_first.items())) or None
+        # each lead behind a lookahead for the shortest run it cuts, the leads in a trie: a line's usual
+        # indentation fails at a lead's first characters or at its lookahead at once
+        branches = {lead: f"(?={c}{{{min(a + min(ks) for a, ks in firsts.items())}}})"
+                          f"(?:{'|'.join(first_chunks('', firsts, 0))})"
+                    for lead, firsts in white_led_rests(bare_bpe, raw, chunks, max_run).items()}
+        white_led = lead_trie(branches) or None
     return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix,
             "after_space": f"(?:{'|'.join(led)})" if led else None,
             "white_led": white_led, "white_before": white_before(vocab, raw) if white else None}
