@@ -20,6 +20,7 @@ from ivr.tokenizers.byte_level_regex import normalise_ranges
 from ivr.tokenizers.distill.gpt2_regex import CONTRACTION, gpt2_class, rx
 from ivr.tokenizers.distill.white_runs import (
     WHITE_RUN_CHARS,
+    joined_white,
     kept_apart,
     lead_trie,
     led_rests as white_led_rests,
@@ -313,8 +314,8 @@ def split_rule_for(
     blocked = _classrx(merging_after(char, merges)) if kind in ("punct", "quote") else ""
 
     white = kind in WHITE_KINDS
-    vocab = list(bare_bpe.get_vocab()) if white else []
-    run_end = white_run_end(raw, kept_apart(bare_bpe, raw, max_run)) if white else RUN_END.get(kind, "")
+    joined = joined_white(bare_bpe.get_vocab()) if white else frozenset()
+    run_end = white_run_end(raw, kept_apart(bare_bpe, raw, max_run, joined)) if white else RUN_END.get(kind, "")
 
     def end(not_after: Sequence[str]) -> str:
         return _run_end(c, not_after, blocked, kind == "quote") if kind in ("punct", "quote") else run_end
@@ -401,11 +402,11 @@ def split_rule_for(
         # indentation fails at a lead's first characters or at its lookahead at once
         branches = {lead: f"(?={c}{{{min(a + min(ks) for a, ks in firsts.items())}}})"
                           f"(?:{'|'.join(first_chunks('', firsts, 0))})"
-                    for lead, firsts in white_led_rests(bare_bpe, raw, chunks, max_run).items()}
+                    for lead, firsts in white_led_rests(bare_bpe, raw, chunks, max_run, joined).items()}
         white_led = lead_trie(branches) or None
     return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix,
             "after_space": f"(?:{'|'.join(led)})" if led else None,
-            "white_led": white_led, "white_before": white_before(vocab, raw) if white else None}
+            "white_led": white_led, "white_before": white_before(joined, raw) if white else None}
 
 
 # a rule depends only on the BPE model, the character and max_run: each process builds it once (tests and

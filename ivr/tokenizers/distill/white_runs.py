@@ -9,7 +9,7 @@ joins them (BPE never merges across it); elsewhere BPE is asked about every run 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import product
 
 from tokenizers import Tokenizer
@@ -32,24 +32,26 @@ LEAD_CHARS = "\n\r\t "
 REST_LENGTH = 3
 
 
-def apart(vocab: Sequence[str], left: str, right: str) -> bool:
-    """Whether no vocabulary piece joins the white character ``left`` to ``right`` (byte-level pieces)."""
-    joined = text_to_piece(left) + text_to_piece(right)
-    return not any(joined in p for p in vocab)
+def joined_white(vocab: Iterable[str]) -> frozenset[tuple[str, str]]:
+    """The pairs of white characters that some vocabulary piece (byte-level) holds side by side; BPE never merges
+    across two white characters of any other pair."""
+    white = {text_to_piece(y): y for y in ASCII_WHITE}
+    return frozenset((white[a], white[b]) for p in vocab for a, b in zip(p, p[1:]) if a in white and b in white)
 
 
-def kept_apart(bare_bpe: Tokenizer, raw: str, max_run: int) -> str:
+def kept_apart(bare_bpe: Tokenizer, raw: str, max_run: int,
+               joined: frozenset[tuple[str, str]] | None = None) -> str:
     """The white characters before which BPE ends a run of the white character ``raw``: those no vocabulary piece
     joins to ``raw``, and those BPE, asked about every run length up to ``max_run`` followed by the character and
     any white space (``REST_LENGTH`` characters in all), never merges with the run (SmolLM2 has pieces of a tab
-    and a newline, but its tabs merge with each other first)."""
-    vocab = list(bare_bpe.get_vocab())
+    and a newline, but its tabs merge with each other first). ``joined``: ``joined_white`` of its vocabulary."""
+    joined = joined_white(bare_bpe.get_vocab()) if joined is None else joined
     char = text_to_piece(raw)
     out = ""
     for y in ASCII_WHITE:
         if y == raw:
             continue
-        if not apart(vocab, raw, y):
+        if (raw, y) in joined:
             rests = [y + "".join(t) for m in range(REST_LENGTH) for t in product(LEAD_CHARS, repeat=m)]
             runs = [char * n for n in range(1, max_run + 1)]
             texts = [(len(run), run + text_to_piece(rest)) for rest in rests for run in runs]
@@ -83,12 +85,12 @@ def white_run_end(raw: str, apart_after: str) -> str:
     return f"(?:{'|'.join(alts)})"
 
 
-def white_before(vocab: Sequence[str], raw: str) -> str | None:
+def white_before(joined: frozenset[tuple[str, str]], raw: str) -> str | None:
     """An alternative cutting the other white space before a run of ``raw`` (two or more) off as its own
     pre-token, for the white characters no vocabulary piece joins to ``raw``: BPE then never merges across the
     cut, and the run starts a pre-token, where its rule cuts it into BPE's chunks (DeepSeek-Coder's ``\\n`` before
     46 spaces; GPT-2's ``x \\n\\n\\n``, ``Ġ``·``ĊĊ``·``Ċ``)."""
-    others = [y for y in ASCII_WHITE if y != raw and apart(vocab, y, raw)]
+    others = [y for y in ASCII_WHITE if y != raw and (y, raw) not in joined]
     return f"[{''.join(rx(y) for y in others)}]+(?={rx(raw)}{{2}})" if others else None
 
 
@@ -110,17 +112,16 @@ def lead_trie(branches: dict[str, str]) -> str:
     return "|".join(alts)
 
 
-def led_rests(bare_bpe: Tokenizer, raw: str, chunks: Sequence[Sequence[int]], max_run: int
-              ) -> dict[str, dict[int, list[int]]]:
+def led_rests(bare_bpe: Tokenizer, raw: str, chunks: Sequence[Sequence[int]], max_run: int,
+              joined: frozenset[tuple[str, str]]) -> dict[str, dict[int, list[int]]]:
     """For each white lead (up to ``LEAD_LENGTH`` characters, not ending in the run's character) that BPE may join
     to a run of the white character ``raw`` (SmolLM2's ``\\n`` and up to 80 spaces): the run lengths, by how many
     of the run's characters BPE's first tokens take with the lead (``a``, maybe 0), at which BPE chunks the rest
     of the run as a pure run (``chunks``). A lead made only of characters no piece joins to ``raw`` is left out:
     ``white_before`` cuts it off for every run length."""
     char = text_to_piece(raw)
-    vocab = list(bare_bpe.get_vocab())
-    joined = [lead for lead in white_leads(raw) if not all(apart(vocab, y, raw) for y in lead)]
-    texts = [(lead, n, text_to_piece(lead) + char * n) for lead in joined for n in range(1, max_run + 1)]
+    leads = [lead for lead in white_leads(raw) if any((y, raw) in joined for y in lead)]
+    texts = [(lead, n, text_to_piece(lead) + char * n) for lead in leads for n in range(1, max_run + 1)]
     out: dict[str, dict[int, list[int]]] = {}
     for (lead, n, text), enc in zip(texts, bare_bpe.encode_batch([t for _, _, t in texts])):
         head, piece = "", text_to_piece(lead)
