@@ -58,6 +58,18 @@ def test_a_run_ends_before_white_space_that_bpe_never_merges_with_it():
     assert pre_tokens([split_rule_for(merged, "ĉ", 16)], "xy" + "\t" * 10 + "\n") == ["xy", "ĉ" * 10 + "Ċ"]
 
 
+def test_bpe_is_asked_about_the_white_space_a_joining_piece_holds_after_the_join():
+    # "ĊĊĠĠĠĠ" joins a newline to a newline only with four spaces after them, and "ĉĉĊČ" a tab to a newline only
+    # with a form feed after it: asking about two characters after the run would trust a cut BPE merges across
+    four = tiny_bpe([("Ġ", "Ġ"), ("ĠĠ", "ĠĠ"), ("Ċ", "ĠĠĠĠ"), ("Ċ", "ĊĠĠĠĠ")])
+    assert " " not in kept_apart(four, "\n", 16)
+    feed = tiny_bpe([("Ċ", "Č"), ("ĉ", "ĊČ"), ("ĉ", "ĉĊČ")])
+    assert "\n" not in kept_apart(feed, "\t", 16)
+    for bpe, text in ((four, "x\n\n    "), (feed, "x\t\t\t\n\x0c")):
+        rules = [r for c in "ĠĊĉ" if (r := split_rule_for(bpe, c, 16))]
+        assert with_rules(bpe, rules).encode(text).ids == behind_gpt2_pre_tokenizer(bpe).encode(text).ids
+
+
 def test_a_run_of_spaces_after_a_newline_that_joins_it_is_cut_as_bpe_cuts_it():
     bpe = tiny_bpe(INDENT)
     rule = split_rule_for(bpe, "Ġ", 24)
@@ -72,9 +84,12 @@ def test_a_run_of_spaces_after_a_newline_that_joins_it_is_cut_as_bpe_cuts_it():
 
 
 # BPEs whose space, newline and tab rules the property test checks: SmolLM2's kind, one where a tab joins spaces
-# and a space joins a newline, and one where a tab takes a newline after an odd run
+# and a space joins a newline, one where a tab takes a newline after an odd run, and two whose joining pieces
+# need four spaces after the join
 CHECKED = (INDENT, TABS + [("Ċ", "Ċ"), ("ĉ", "Ġ"), ("Ġ", "Ġ"), ("Ġ", "Ċ")],
-           TABS + [("ĉ", "Ċ"), ("Ġ", "ĉ"), ("Ġĉ", "Ċ")])
+           TABS + [("ĉ", "Ċ"), ("Ġ", "ĉ"), ("Ġĉ", "Ċ")],
+           [("Ċ", "ĉ"), ("ĉ", "ĉ"), ("Ġ", "Ġ"), ("ĠĠ", "ĠĠ"), ("ĉ", "ĠĠĠĠ"), ("Ċ", "ĉĠĠĠĠ")],
+           [("Ġ", "Ġ"), ("Ċ", "Ċ"), ("ĠĠ", "ĠĠ"), ("ĊĊ", "ĠĠĠĠ"), ("Ġ", "ĊĊĠĠĠĠ")])
 
 
 @lru_cache(maxsize=None)

@@ -241,8 +241,8 @@ def split_rule_for(
     A run after a space gets ``after_space`` alternatives: BPE's first chunk there is the space with ``a``
     characters of the run (``a`` may be 0), the rest is chunked like a pure run. Anything else (run lengths
     where BPE does not chunk this way, runs longer than ``max_run``) is left to GPT-2's own alternatives. The
-    space and newline rules' ``white_before`` cut other white space off a run of their character that follows it
-    (``_white_before``).
+    rules of white space (spaces, newlines, tabs) end their runs where ``white_runs.white_run_end`` says, and cut
+    the white space before a run off as ``white_runs`` decides (``white_led``, ``white_before``).
     """
     raw = whole_text(char) or ""
     kind = _char_class(raw) if len(raw) == 1 else None

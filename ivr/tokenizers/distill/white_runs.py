@@ -27,9 +27,9 @@ WHITE_RUN_CHARS = {"\n": "newline", "\t": "tab"}
 # tokenizer, 0.2% for GPT-2's
 LEAD_LENGTH = 3
 LEAD_CHARS = "\n\r\t "
-# how much white space after a run BPE is asked about before a cut there is trusted (asked once, when the rule
-# is built)
-REST_LENGTH = 3
+# how much white space after a run BPE is asked about before a cut there is trusted, besides the white space
+# each piece that joins them holds after the join and two more characters (asked once, when the rule is built)
+REST_LENGTH = 4
 
 
 def joined_white(vocab: Iterable[str]) -> frozenset[tuple[str, str]]:
@@ -42,23 +42,51 @@ def joined_white(vocab: Iterable[str]) -> frozenset[tuple[str, str]]:
 def kept_apart(bare_bpe: Tokenizer, raw: str, max_run: int,
                joined: frozenset[tuple[str, str]] | None = None) -> str:
     """The white characters before which BPE ends a run of the white character ``raw``: those no vocabulary piece
-    joins to ``raw``, and those BPE, asked about every run length up to ``max_run`` followed by the character and
-    any white space (``REST_LENGTH`` characters in all), never merges with the run (SmolLM2 has pieces of a tab
-    and a newline, but its tabs merge with each other first). ``joined``: ``joined_white`` of its vocabulary."""
-    joined = joined_white(bare_bpe.get_vocab()) if joined is None else joined
+    joins to ``raw``, and those BPE never merges with the run, asked about every run length up to ``max_run``
+    followed by the character and any white space: every string of up to ``REST_LENGTH`` characters, and the
+    white space that each piece joining them holds after the join, with up to two more characters (a piece
+    further on may take what would otherwise keep the join from forming). SmolLM2 has pieces of a tab and a
+    newline, but its tabs merge with each other first. ``joined``: ``joined_white`` of its vocabulary."""
+    vocab = list(bare_bpe.get_vocab())
+    joined = joined_white(vocab) if joined is None else joined
     char = text_to_piece(raw)
     out = ""
     for y in ASCII_WHITE:
         if y == raw:
             continue
         if (raw, y) in joined:
-            rests = [y + "".join(t) for m in range(REST_LENGTH) for t in product(LEAD_CHARS, repeat=m)]
+            rests = {y + tail for tail in _white_strings(REST_LENGTH - 1)}
+            rests |= {held + tail for held in _held_after(vocab, char, text_to_piece(y)) for tail in _white_strings(2)}
             runs = [char * n for n in range(1, max_run + 1)]
-            texts = [(len(run), run + text_to_piece(rest)) for rest in rests for run in runs]
+            texts = [(len(run), run + text_to_piece(rest)) for rest in sorted(rests) for run in runs]
             encs = bare_bpe.encode_batch([t for _, t in texts])
             if not all(_cut_at(enc.tokens, n) for (n, _), enc in zip(texts, encs)):
                 continue
         out += y
+    return out
+
+
+def _white_strings(longest: int) -> list[str]:
+    """Every string of ASCII white space up to ``longest`` characters, the empty one included."""
+    return ["".join(t) for m in range(longest + 1) for t in product(ASCII_WHITE, repeat=m)]
+
+
+def _held_after(vocab: Iterable[str], char: str, y: str) -> set[str]:
+    """The white text that pieces holding ``char`` then ``y`` (byte-level) hold from ``y`` on, up to their first
+    character that is no white space."""
+    white = {text_to_piece(w): w for w in ASCII_WHITE}
+    out = set()
+    for p in vocab:
+        at = p.find(char + y)
+        while at >= 0:
+            rest = p[at + len(char):]
+            held = ""
+            for ch in rest:
+                if ch not in white:
+                    break
+                held += white[ch]
+            out.add(held)
+            at = p.find(char + y, at + 1)
     return out
 
 
@@ -91,7 +119,9 @@ def white_before(joined: frozenset[tuple[str, str]], raw: str) -> str | None:
     cut, and the run starts a pre-token, where its rule cuts it into BPE's chunks (DeepSeek-Coder's ``\\n`` before
     46 spaces; GPT-2's ``x \\n\\n\\n``, ``Ġ``·``ĊĊ``·``Ċ``)."""
     others = [y for y in ASCII_WHITE if y != raw and (y, raw) not in joined]
-    return f"[{''.join(rx(y) for y in others)}]+(?={rx(raw)}{{2}})" if others else None
+    # a bounded prefix: tried at every pre-token start in a stretch of white space, an unbounded one rescans the
+    # rest of the stretch each time (quadratic in its length); longer prefixes are left to GPT-2's alternatives
+    return f"[{''.join(rx(y) for y in others)}]{{1,{LEAD_LENGTH}}}(?={rx(raw)}{{2}})" if others else None
 
 
 def white_leads(raw: str) -> list[str]:
