@@ -70,6 +70,16 @@ def test_bpe_is_asked_about_the_white_space_a_joining_piece_holds_after_the_join
         assert with_rules(bpe, rules).encode(text).ids == behind_gpt2_pre_tokenizer(bpe).encode(text).ids
 
 
+def test_a_long_prefix_before_a_run_is_cut_off_and_a_longer_one_left_whole():
+    # trailing spaces before blank lines (GPT-2 joins no space to a newline): the spaces are cut off, and the
+    # newlines chunked as BPE does, up to max_run spaces; the prefix is bounded, so that a long stretch of white
+    # space is not rescanned from every pre-token in it
+    bpe = tiny_bpe([("Ċ", "Ċ"), ("x", "y")])
+    rule = split_rule_for(bpe, "Ċ", 16)
+    assert pre_tokens([rule], "xy" + " " * 16 + "\n\n\n") == ["xy", "Ġ" * 16, "ĊĊ", "Ċ"]
+    assert pre_tokens([rule], "xy" + " " * 17 + "\n\n\n") == ["xy", "Ġ" * 17 + "ĊĊĊ"]
+
+
 def test_a_run_of_spaces_after_a_newline_that_joins_it_is_cut_as_bpe_cuts_it():
     bpe = tiny_bpe(INDENT)
     rule = split_rule_for(bpe, "Ġ", 24)

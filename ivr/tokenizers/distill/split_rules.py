@@ -406,7 +406,7 @@ def split_rule_for(
         white_led = lead_trie(branches) or None
     return {"char": char, "class": kind, "pattern": f"{c}(?:{'|'.join(alts)})", "prefix": prefix,
             "after_space": f"(?:{'|'.join(led)})" if led else None,
-            "white_led": white_led, "white_before": white_before(joined, raw) if white else None}
+            "white_led": white_led, "white_before": white_before(joined, raw, max_run) if white else None}
 
 
 # a rule depends only on the BPE model, the character and max_run: each process builds it once (tests and

@@ -113,15 +113,15 @@ def white_run_end(raw: str, apart_after: str) -> str:
     return f"(?:{'|'.join(alts)})"
 
 
-def white_before(joined: frozenset[tuple[str, str]], raw: str) -> str | None:
+def white_before(joined: frozenset[tuple[str, str]], raw: str, max_run: int) -> str | None:
     """An alternative cutting the other white space before a run of ``raw`` (two or more) off as its own
     pre-token, for the white characters no vocabulary piece joins to ``raw``: BPE then never merges across the
     cut, and the run starts a pre-token, where its rule cuts it into BPE's chunks (DeepSeek-Coder's ``\\n`` before
     46 spaces; GPT-2's ``x \\n\\n\\n``, ``Ġ``·``ĊĊ``·``Ċ``)."""
     others = [y for y in ASCII_WHITE if y != raw and (y, raw) not in joined]
-    # a bounded prefix: tried at every pre-token start in a stretch of white space, an unbounded one rescans the
-    # rest of the stretch each time (quadratic in its length); longer prefixes are left to GPT-2's alternatives
-    return f"[{''.join(rx(y) for y in others)}]{{1,{LEAD_LENGTH}}}(?={rx(raw)}{{2}})" if others else None
+    # up to ``max_run`` characters: tried at every pre-token start in a stretch of white space, an unbounded
+    # prefix rescans the rest of the stretch each time (quadratic in its length)
+    return f"[{''.join(rx(y) for y in others)}]{{1,{max_run}}}(?={rx(raw)}{{2}})" if others else None
 
 
 def white_leads(raw: str) -> list[str]:
