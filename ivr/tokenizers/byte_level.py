@@ -73,3 +73,9 @@ def readable(piece: str) -> str:
 def single_byte_pieces() -> set[str]:
     """The 256 one-byte pieces, which every byte-level vocabulary must keep."""
     return set(byte_to_char().values())
+
+
+def run_length(piece: str, char: str) -> int | None:
+    """How many times ``char`` (one character's byte-level piece) makes up ``piece``; None if it does not."""
+    k = len(piece) // len(char)
+    return k if piece == char * k else None

@@ -11,7 +11,7 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from ivr.tokenizers.bpe import bpe_merges
-from ivr.tokenizers.byte_level import text_to_piece
+from ivr.tokenizers.byte_level import run_length, text_to_piece
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments, rules_pre_tokenizer, segment_words
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.distill.split_rules import (
@@ -20,7 +20,6 @@ from ivr.tokenizers.distill.split_rules import (
     is_punctuation,
     memo_split_rule,
     piece_text,
-    run_length,
 )
 from ivr.tokenizers.distill.white_runs import white_leads
 from ivr.tokenizers.distill.word_rules import word_segments

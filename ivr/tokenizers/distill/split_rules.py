@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from tokenizers import Tokenizer
 
 from ivr.tokenizers.bpe import bpe_merges
-from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece, utf8_or_none, whole_text
+from ivr.tokenizers.byte_level import piece_to_bytes, run_length, text_to_piece, utf8_or_none, whole_text
 from ivr.tokenizers.byte_level_regex import normalise_ranges
 from ivr.tokenizers.distill.gpt2_regex import CONTRACTION, gpt2_class, rx
 from ivr.tokenizers.distill.white_runs import (
@@ -32,12 +32,6 @@ from ivr.tokenizers.distill.white_runs import (
 # it (punctuation and quote runs end where BPE keeps them apart from what follows: ``_run_end``; white space where
 # GPT-2's regex ends its pre-token or BPE never merges it with what follows: ``white_runs.white_run_end``)
 RUN_END = {"letter": r"(?!\p{L})", "digit": r"(?!\p{N})"}
-
-
-def run_length(piece: str, char: str) -> int | None:
-    """How many times ``char`` (one character's byte-level piece) makes up ``piece``; None if it does not."""
-    k = len(piece) // len(char)
-    return k if piece == char * k else None
 
 
 def run_chunks(bare_bpe: Tokenizer, char: str, max_run: int) -> list[list[int]] | None:

@@ -14,12 +14,13 @@ from itertools import product
 
 from tokenizers import Tokenizer
 
-from ivr.tokenizers.byte_level import text_to_piece
+from ivr.tokenizers.byte_level import run_length, text_to_piece
 from ivr.tokenizers.distill.gpt2_regex import rx
 
 # the ASCII white space of GPT-2's ``\s`` ([\t\n\x0b\x0c\r ]); the characters whose runs get split rules
 ASCII_WHITE = "\t\n\x0b\x0c\r "
 WHITE_RX = r"[\x{09}-\x{0D}\x{20}]"
+WHITE_PIECES = {text_to_piece(y): y for y in ASCII_WHITE}
 WHITE_RUN_CHARS = {"\n": "newline", "\t": "tab"}
 # what may stand before a run in its pre-token: white strings up to this long (a line's end, "\r\n", " \n",
 # two blank lines); longer ones are left to GPT-2's alternatives. Every lead is tried at every line's indentation,
@@ -35,8 +36,8 @@ REST_LENGTH = 4
 def joined_white(vocab: Iterable[str]) -> frozenset[tuple[str, str]]:
     """The pairs of white characters that some vocabulary piece (byte-level) holds side by side; BPE never merges
     across two white characters of any other pair."""
-    white = {text_to_piece(y): y for y in ASCII_WHITE}
-    return frozenset((white[a], white[b]) for p in vocab for a, b in zip(p, p[1:]) if a in white and b in white)
+    return frozenset((WHITE_PIECES[a], WHITE_PIECES[b]) for p in vocab for a, b in zip(p, p[1:])
+                     if a in WHITE_PIECES and b in WHITE_PIECES)
 
 
 def kept_apart(bare_bpe: Tokenizer, raw: str, max_run: int,
@@ -74,7 +75,6 @@ def _white_strings(longest: int) -> list[str]:
 def _held_after(vocab: Iterable[str], char: str, y: str) -> set[str]:
     """The white text that pieces holding ``char`` then ``y`` (byte-level) hold from ``y`` on, up to their first
     character that is no white space."""
-    white = {text_to_piece(w): w for w in ASCII_WHITE}
     out = set()
     for p in vocab:
         at = p.find(char + y)
@@ -82,9 +82,9 @@ def _held_after(vocab: Iterable[str], char: str, y: str) -> set[str]:
             rest = p[at + len(char):]
             held = ""
             for ch in rest:
-                if ch not in white:
+                if ch not in WHITE_PIECES:
                     break
-                held += white[ch]
+                held += WHITE_PIECES[ch]
             out.add(held)
             at = p.find(char + y, at + 1)
     return out
@@ -158,16 +158,10 @@ def led_rests(bare_bpe: Tokenizer, raw: str, chunks: Sequence[Sequence[int]], ma
         for j, token in enumerate(enc.tokens):
             head += token
             if len(head) >= len(piece):
-                a = _run_after(head, piece, char)
+                a = run_length(head[len(piece):], char) if head.startswith(piece) else None
                 if a is not None and a < n and enc.tokens[j + 1:] == [char * k for k in chunks[n - a]]:
                     out.setdefault(lead, {}).setdefault(a, []).append(n - a)
                 break
     return out
 
-
-def _run_after(head: str, lead: str, char: str) -> int | None:
-    """How many ``char`` follow ``lead`` in ``head``, if that is all ``head`` holds after it."""
-    rest = head[len(lead):]
-    k = len(rest) // len(char)
-    return k if head.startswith(lead) and rest == char * k else None
 
