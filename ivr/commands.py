@@ -87,6 +87,8 @@ class IVRTrainer(Trainer):
             if ckpt_path == "last" and not last.exists():  # a folder is a sharded checkpoint, Lightning's to read
                 raise FileNotFoundError(f"nothing to resume: {last} does not exist (or links to a file that does not); "
                                         "leave out --ckpt_path to start a new fit")
+            if ckpt_path == "best":  # Lightning knows a best checkpoint only in the process that trained
+                ckpt_path = _best_checkpoint(last)
             _check_local_checkpoint(datamodule.paths, ckpt_path)
             if ckpt_path == "last":  # the file checked, not the newest of Lightning's last*.ckpt (a backup copy)
                 ckpt_path = str(last)
@@ -103,9 +105,15 @@ class IVRTrainer(Trainer):
             print(INTERRUPTED_FIT, file=sys.stderr)
             raise SystemExit(130) from None
 
-    # Lightning's argument docs, with what the command does here as the summary ``ivr --help`` shows
-    fit.__doc__ = ("Prepare the data if needed, fine-tune the model and export it at the end.\n"
-                   + Trainer.fit.__doc__.split("\n", 1)[1])
+    fit.__doc__ = """Prepare the data if needed, fine-tune the model and export it at the end.
+
+        Args:
+            ckpt_path: Lightning checkpoint to resume from: a file, ``last``
+                (``<data.artifacts_dir>/training/checkpoints/last.ckpt``) or ``best`` (the best checkpoint that
+                ``last.ckpt`` records); left out, a new fit starts from the configured model.
+            weights_only: ``True`` loads only tensors and primitive types from ``ckpt_path`` (for a checkpoint from
+                an untrusted source); default Lightning's.
+        """
 
     def train(
         self,
@@ -119,8 +127,8 @@ class IVRTrainer(Trainer):
         """Alias of fit: prepare the data if needed and fine-tune the model.
 
         Args:
-            ckpt_path: Lightning checkpoint to resume from (``last``:
-                ``<data.artifacts_dir>/training/checkpoints/last.ckpt``).
+            ckpt_path: Lightning checkpoint to resume from, as for fit: a file, ``last``
+                (``<data.artifacts_dir>/training/checkpoints/last.ckpt``) or ``best``.
             weights_only: As for fit: ``True`` loads only tensors and primitive types from ``ckpt_path`` (for a
                 checkpoint from an untrusted source); default Lightning's.
         """
@@ -132,8 +140,9 @@ class IVRTrainer(Trainer):
         """Score the held-out split (bits per byte, loss, perplexity), by default with the last fit's checkpoint.
 
         Args:
-            ckpt_path: Lightning checkpoint to score; default the last fit's ``last.ckpt``; ``base``: the configured
-                model without fine-tuning (the base model with the aligned rows).
+            ckpt_path: Lightning checkpoint to score; default (or ``last``) the last fit's ``last.ckpt``; ``best``:
+                the best checkpoint it records; ``base``: the configured model without fine-tuning (the base model
+                with the aligned rows).
             verbose: Print the scores as a table too.
         """
         ckpt_path = self._checkpoint("validate", datamodule, ckpt_path)
@@ -145,7 +154,8 @@ class IVRTrainer(Trainer):
         """The same as validate, logged as test metrics: the corpus has one held-out split, which both score.
 
         Args:
-            ckpt_path: Checkpoint to score, as for validate: default ``last.ckpt``, ``base`` without fine-tuning.
+            ckpt_path: Checkpoint to score, as for validate: default ``last.ckpt``, ``best``, ``base`` without
+                fine-tuning.
             verbose: Print the scores as a table too.
         """
         ckpt_path = self._checkpoint("test", datamodule, ckpt_path)
@@ -175,8 +185,8 @@ class IVRTrainer(Trainer):
 
         Args:
             return_predictions: Ignored: the continuations are always collected, written and printed.
-            ckpt_path: Lightning checkpoint to generate from; default the last fit's ``last.ckpt``; ``base``: the
-                configured model without fine-tuning.
+            ckpt_path: Lightning checkpoint to generate from; default (or ``last``) the last fit's ``last.ckpt``;
+                ``best``: the best checkpoint it records; ``base``: the configured model without fine-tuning.
             max_new_tokens: Tokens generated per prompt (fewer if the model's position table runs out).
             temperature: Sampling temperature; 0 decodes greedily.
             top_k: Sample among the k most likely tokens; 0: among all.
@@ -377,7 +387,8 @@ def _align(
 
 
 def _verify_tokenizer(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule) -> None:
-    """Compare the distilled tokenizer with the original BPE on the corpus, held-out and extra text, and on every id."""
+    """Compare the distilled tokenizer with the original BPE on the corpus, the held-out text, the English reference
+    (Python's help topics), data.extra_eval_paths, and on every id."""
     summary = pipeline.verify(datamodule.config)
     for name, stats in summary["sets"].items():
         print(f"{name}: {exact_share(stats['rates']['word_occurrence'])} of word occurrences exact "
@@ -389,8 +400,9 @@ def _export(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule,
     """Write a Hugging Face directory (config, safetensors weights, tokenizer) that transformers loads offline.
 
     Args:
-        ckpt_path: Lightning checkpoint to export; default (or ``last``) the last fit's ``last.ckpt``; ``base``: the
-            model as configured, without fine-tuning (base plus aligned rows).
+        ckpt_path: Lightning checkpoint to export; default (or ``last``) the last fit's ``last.ckpt``; ``best``: the
+            best checkpoint it records; ``base``: the model as configured, without fine-tuning (base plus aligned
+            rows).
     """
     ckpt_path = _run_checkpoint("export", datamodule, ckpt_path)
     base = "the configured model without fine-tuning (--ckpt_path base)"

@@ -238,6 +238,8 @@ def test_a_fit_from_base_or_a_missing_checkpoint_is_refused_before_any_preparati
         main(["fit", *tiny_cli_args(tmp_path), "--ckpt_path", "base"])
     with pytest.raises(FileNotFoundError, match=r"--ckpt_path .*nope\.ckpt: no such checkpoint file"):
         main(["fit", *tiny_cli_args(tmp_path), "--ckpt_path", str(tmp_path / "nope.ckpt")])
+    with pytest.raises(FileNotFoundError, match=r"--ckpt_path best: no .*last\.ckpt to read the best checkpoint"):
+        main(["fit", *tiny_cli_args(tmp_path), "--ckpt_path", "best"])
     assert not (tmp_path / "artifacts").exists()
 
 
@@ -297,11 +299,18 @@ def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatc
         main(["validate", *args, "--ckpt_path", str(tmp_path / "artifacts" / "training" / "hf_export")])
     last = tmp_path / "artifacts" / "training" / "checkpoints" / "last.ckpt"
     assert last.is_symlink()  # Lightning links last.ckpt to the newest checkpoint
-    last.resolve().rename(tmp_path / "moved.ckpt")  # the link's file moved away: named, not called missing
+    newest = last.resolve()
+    newest.rename(tmp_path / "moved.ckpt")  # the link's file moved away: named, not called missing
     with pytest.raises(FileNotFoundError, match=r"last\.ckpt links to .*step=3\.ckpt, which does not exist"):
         main(["predict", *args, "--data.prompts_path", str(prompts)])
     with pytest.raises(FileNotFoundError, match=r"--ckpt_path best: no .*last\.ckpt to read the best checkpoint"):
         main(["validate", *args, "--ckpt_path", "best"])
+    # put back, a fit resumes from the best checkpoint too, where Lightning alone knows none in a new process
+    (tmp_path / "moved.ckpt").rename(newest)
+    caplog.clear()
+    main(["fit", *args, "--ckpt_path", "best", "--trainer.max_steps", "4"])
+    steps = [r.getMessage() for r in caplog.records if r.name == "ivr.progress" and "train: step" in r.getMessage()]
+    assert steps and steps[0].startswith("train: step 4/4")  # a new fit's first line is step 1
 
 
 def test_a_checkpoint_of_another_tokenizer_is_refused(tmp_path):
