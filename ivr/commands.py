@@ -387,8 +387,10 @@ def _align(
 
 
 def _verify_tokenizer(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule) -> None:
-    """Compare the distilled tokenizer with the original BPE on the corpus, the held-out text, the English reference
-    (Python's help topics), data.extra_eval_paths, and on every id."""
+    """Compare the distilled tokenizer with the original BPE on every verification text and on every id.
+
+    The texts: the corpus, the held-out documents, the English reference (Python's help topics) and
+    data.extra_eval_paths."""
     summary = pipeline.verify(datamodule.config)
     for name, stats in summary["sets"].items():
         print(f"{name}: {exact_share(stats['rates']['word_occurrence'])} of word occurrences exact "

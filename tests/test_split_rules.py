@@ -10,10 +10,10 @@ from hypothesis import given, settings as hsettings, strategies as st
 from tokenizers import Regex, Tokenizer, pre_tokenizers
 from tokenizers.models import BPE
 
-from ivr.tokenizers.byte_level import byte_to_char, piece_to_bytes
+from ivr.tokenizers.byte_level import byte_to_char, piece_to_bytes, text_to_piece
 from ivr.tokenizers.distill.pre_tokenizer import rules_pre_tokenizer, with_rules
 from ivr.tokenizers.distill.rule_selection import TOO_FEW_WRONG, earns_a_rule, may_earn_a_rule, select_split_rules
-from ivr.tokenizers.distill.split_rules import merging_after, split_rule_for, unmerged_before, utf8_prefix_range
+from ivr.tokenizers.distill.split_rules import joined_before, merging_after, split_rule_for, utf8_prefix_range
 from ivr.tokenizers.unigram import bare_model
 from tests.distill_fixtures import fast_settings
 from tests.standin import gpt2_merges
@@ -108,6 +108,16 @@ def test_rules_on_random_punctuation_runs_give_bpe_ids(bpe, punct_cut_bpe, text)
     assert punct_cut_bpe.encode(text).ids == bpe.encode(text).ids
 
 
+@pytest.mark.parametrize("before,run", [(" 😀", ":::"), (" ★", ")))"), ("€", ":::"), (" ✓", "\"\"\""), ("∞", "%%%%"),
+                                        ("×", "[[[["), ("™", "////"), (" ❤", "===="), ("：", "%%%")])
+def test_a_run_after_any_non_ascii_punctuation_starts_a_pre_token(bpe, punct_rules, punct_cut_bpe, before, run):
+    # an emoji, a star, a currency or maths sign is GPT-2 punctuation: no merge joins it to the run, so the run
+    # is cut off it and chunked by its rule (the Unigram alone orders a run's chunks the other way)
+    text = f"x{before}{run} ok"
+    assert text_to_piece(before) in [p for p, _ in rules_pre_tokenizer(punct_rules).pre_tokenize_str(text)]
+    assert punct_cut_bpe.encode(text).ids == bpe.encode(text).ids
+
+
 def test_utf8_ranges_and_the_characters_bpe_merges_after_a_run():
     assert utf8_prefix_range(b"\xe2") == (0x2000, 0x2FFF)
     assert utf8_prefix_range(b"\xe2\x94") == (0x2500, 0x253F)
@@ -118,7 +128,7 @@ def test_utf8_ranges_and_the_characters_bpe_merges_after_a_run():
     # GPT-2 merges ".–" and ".—": a run of "." is not cut before them; "┐" joins no "."
     after = {chr(c) for c in merging_after(".", gpt2_merges())}
     assert {"–", "—"} <= after and "┐" not in after
-    assert "…" not in unmerged_before(".", gpt2_merges())  # "…" + ".." is one token
+    assert "…" in joined_before(".", gpt2_merges())  # "…" + ".." is one token
 
 
 def test_a_rule_whose_pieces_the_model_gets_wrong_is_refused(bpe):
@@ -262,7 +272,9 @@ def test_trailing_white_space_before_a_run_of_newlines_is_cut_off_where_no_piece
         for text in [f"xy {run}", f"xy\t{run}  xy", f"xy  {run}xy", f" \t{run}\t xy", f"xy \r{run} "]:
             assert cut.encode(text).ids == full.encode(text).ids, (n, text)
     # a piece that joins a space to a newline keeps the two together
-    assert split_rule_for(tiny_bpe([("Ċ", "Ċ"), ("Ġ", "Ċ")]), "Ċ", 16)["white_before"] == r"[\x{09}\x{0B}\x{0C}\x{0D}]{1,16}(?=\x{0A}{2})"
+    before = split_rule_for(tiny_bpe([("Ċ", "Ċ"), ("Ġ", "Ċ")]), "Ċ", 16)["white_before"]
+    assert before.startswith(r"[\x{09}\x{0B}\x{0C}\x{0D}\x{85}\x{A0}") and before.endswith(r"]{1,16}(?=\x{0A}{2})")
+    assert r"\x{20}" not in before
 
 
 @pytest.mark.parametrize("text", [" «%%%", "¿%%%", "»%%%%%", "：%%%", "「%%%"])

@@ -46,6 +46,18 @@ def test_a_run_ends_before_white_space_only_where_no_piece_joins_them():
     assert pre_tokens([split_rule_for(joined, "Ċ", 16)], "xy\n\n\n\t\t") == ["xy", "ĊĊĊĉĉ"]
 
 
+def test_a_run_ends_before_white_space_beyond_ascii_where_no_piece_joins_them():
+    # a no-break space or U+3000 (Japanese indentation) after blank lines: GPT-2's regex keeps them in the
+    # newlines' pre-token, and the run is cut as BPE chunks it where no piece holds a newline before their first
+    # byte; with a piece "ĊÂ" BPE may join them, and the white space is left whole
+    apart = tiny_bpe([("Ċ", "Ċ"), ("x", "y")])
+    assert pre_tokens([split_rule_for(apart, "Ċ", 16)], "xy\n\n\n\u00a0xy") == ["xy", "ĊĊ", "Ċ", "Âł", "xy"]
+    assert pre_tokens([split_rule_for(apart, "Ċ", 16)], "xy\n\n\n\u3000\u3000") == ["xy", "ĊĊ", "ĊãĢĢãĢĢ"]
+    joined = tiny_bpe([("Ċ", "Ċ"), ("x", "y"), ("Ċ", "Â")])
+    assert pre_tokens([split_rule_for(joined, "Ċ", 16)], "xy\n\n\n\u00a0\u00a0") == ["xy", "ĊĊĊÂłÂł"]
+    assert pre_tokens([split_rule_for(joined, "Ċ", 16)], "xy\n\n\n\u3000\u3000") == ["xy", "ĊĊ", "ĊãĢĢãĢĢ"]
+
+
 def test_a_run_ends_before_white_space_that_bpe_never_merges_with_it():
     # "ĠĉĊ" joins a tab to a newline, but only after a space: a run of tabs never takes the newline, and trailing
     # tabs before a blank line are cut as a run (the last chunk stays with the newline, a short pre-token the
@@ -99,7 +111,9 @@ def test_a_run_of_spaces_after_a_newline_that_joins_it_is_cut_as_bpe_cuts_it():
 CHECKED = (INDENT, TABS + [("Ċ", "Ċ"), ("ĉ", "Ġ"), ("Ġ", "Ġ"), ("Ġ", "Ċ")],
            TABS + [("ĉ", "Ċ"), ("Ġ", "ĉ"), ("Ġĉ", "Ċ")],
            [("Ċ", "ĉ"), ("ĉ", "ĉ"), ("Ġ", "Ġ"), ("ĠĠ", "ĠĠ"), ("ĉ", "ĠĠĠĠ"), ("Ċ", "ĉĠĠĠĠ")],
-           [("Ġ", "Ġ"), ("Ċ", "Ċ"), ("ĠĠ", "ĠĠ"), ("ĊĊ", "ĠĠĠĠ"), ("Ġ", "ĊĊĠĠĠĠ")])
+           [("Ġ", "Ġ"), ("Ċ", "Ċ"), ("ĠĠ", "ĠĠ"), ("ĊĊ", "ĠĠĠĠ"), ("Ġ", "ĊĊĠĠĠĠ")],
+           # a newline joined to the first byte of a no-break space, and a no-break space to a tab
+           [("Ċ", "Ċ"), ("ĉ", "ĉ"), ("Ġ", "Ġ"), ("Ċ", "Â"), ("Â", "ł"), ("Âł", "ĉ")])
 
 
 @lru_cache(maxsize=None)
@@ -110,7 +124,8 @@ def behind_rules_and_not(i: int):
 
 
 @hsettings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from([" ", "  ", "    ", "\n", "\t", "\t\t", "\r\n", "\n\n", "xy", "x", "(", "\u00a0"]),
+@given(st.lists(st.sampled_from([" ", "  ", "    ", "\n", "\t", "\t\t", "\r\n", "\n\n", "xy", "x", "(", "\u00a0",
+                                  "\u3000", "\u2028", "\x85"]),
                 min_size=1, max_size=30))
 def test_white_space_rules_never_cut_where_bpe_merges(parts):
     # BPE's own model behind the space, newline and tab rules gives the ids it gives behind GPT-2's pre-tokenizer

@@ -65,7 +65,7 @@ def split_pattern(rules: Sequence[dict], word_rules: Sequence[Sequence[str]] = (
     names: list[str] = []
     words = word_rule_pattern(word_rules)
     classes = {"letter": ("letter",), "digit": ("digit",), "punct": ("punct", "quote"),
-               "space": ("newline", "space", "tab")}
+               "space": ("newline", "space", "tab", "white")}
     by = {k: group([r for r in rules if r["class"] in ks], words.get(k)) for k, ks in classes.items()}
     # the white space before a run of white space (a newline and the indentation after it), cut off as BPE cuts it
     # (where a piece joins them) or where no piece joins them, so that the run starts a pre-token; after the rules,

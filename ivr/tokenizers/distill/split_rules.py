@@ -9,7 +9,6 @@ every run length and neighbour, and cuts only where BPE never merges across the 
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable, Sequence
 
 from tokenizers import Tokenizer
@@ -24,6 +23,7 @@ from ivr.tokenizers.distill.white_runs import (
     kept_apart,
     lead_trie,
     led_rests as white_led_rests,
+    other_white,
     white_before,
     white_run_end,
 )
@@ -56,6 +56,8 @@ def repeat(c: str, lo: int, hi: int) -> str:
 def _char_class(raw: str) -> str | None:
     if raw in WHITE_RUN_CHARS:
         return WHITE_RUN_CHARS[raw]
+    if raw in other_white():
+        return "white"
     if raw == " ":
         return "space"
     if raw == "'":
@@ -70,7 +72,7 @@ SHORT_RUN = 4
 MEDIUM_RUN = 16
 ASCII_PUNCT = "".join(chr(i) for i in range(33, 127) if not chr(i).isalnum())
 # the classes of white-space runs, whose ends and leads ``white_runs`` decides
-WHITE_KINDS = ("space", *WHITE_RUN_CHARS.values())
+WHITE_KINDS = ("space", *WHITE_RUN_CHARS.values(), "white")
 
 
 def is_one_character(piece: str) -> bool:
@@ -140,20 +142,25 @@ def merging_after(char: str, merges: Sequence[tuple[str, str]]) -> list[int]:
     return out
 
 
-# non-ASCII punctuation that may stand right before a run in the same pre-token: guillemets and inverted marks
-# (`` «%%%``, ``¿``), table corners and joints (``┌──┬──┐``), arrows, bullets and dashes, CJK and full-width
-# punctuation (``：%%%``, ``「``) (blocks Latin-1 Supplement, General Punctuation, Arrows, Box Drawing, Block
-# Elements, Geometric Shapes, CJK Symbols and Punctuation, Halfwidth and Fullwidth Forms)
-NON_ASCII_NEIGHBOURS = [chr(i) for lo, hi in ((0x00A1, 0x00BF), (0x2010, 0x205E), (0x2190, 0x21FF), (0x2500, 0x25FF),
-                                              (0x3000, 0x303F), (0xFF01, 0xFF65))
-                        for i in range(lo, hi + 1) if unicodedata.category(chr(i))[0] not in "LMNZC"]
+def joined_before(char: str, merges: Sequence[tuple[str, str]]) -> list[str] | None:
+    """The non-ASCII characters that a merge may join to the start of a run of ``char``: the last character of each
+    merge's left part whose right part starts the run. Before any other character of GPT-2's punctuation class
+    (an emoji, ``★``, ``€``, a guillemet, ``：``) a cut is exact. None where such a left part is only the last
+    bytes of a character: every character ending in them would be joined, which no short class can say."""
+    out = set()
+    for a, b in merges:
+        if not (b.startswith(char) or char.startswith(b)) or (raw := piece_to_bytes(a))[-1] < 0x80:
+            continue
+        last = next((t for k in range(2, 5) if len(t := utf8_or_none(raw[-k:]) or "") == 1), None)
+        if last is None:
+            return None
+        out.add(last)
+    return sorted(out)
 
 
-def unmerged_before(char: str, merges: Sequence[tuple[str, str]]) -> list[str]:
-    """The ``NON_ASCII_NEIGHBOURS`` no merge can join to the start of a run of ``char`` (a cut there is exact)."""
-    lefts = {a for a, b in merges if b.startswith(char) or char.startswith(b)}
-    return [y for y in NON_ASCII_NEIGHBOURS
-            if not any(a.endswith(p) or p.endswith(a) for p in [text_to_piece(y)] for a in lefts)]
+# GPT-2's punctuation class beyond ASCII: what may stand right before a run in its pre-token besides ASCII
+# punctuation. Its byte-level form is the class's own (a group the regex calls), behind a lookahead for a lead byte
+NON_ASCII_PUNCT = r"[^\s\p{L}\p{N}\x{00}-\x{7F}]"
 
 
 def _token_ends(bare_bpe: Tokenizer, texts: Iterable[str]) -> dict[str, set[int]]:
@@ -229,7 +236,7 @@ def split_rule_for(
     punctuation pre-token (``+----``) are reached by a ``prefix`` alternative that cuts off what comes before
     the run, for the run lengths at which BPE keeps the character before the run apart from it (or does so only
     when a space starts the pre-token: then behind a lookbehind for the space). Next to non-ASCII
-    punctuation (``NON_ASCII_NEIGHBOURS`` before, anything after) the merge list decides instead, for all run
+    punctuation (before or after: an emoji, ``★``, a table's ``┌``) the merge list decides instead, for all run
     lengths at once: a cut is made where no merge can join the two sides. A multi-byte character (``─``) gets
     a rule where BPE chunks its runs on character boundaries.
     A run after a space gets ``after_space`` alternatives: BPE's first chunk there is the space with ``a``
@@ -370,7 +377,8 @@ def split_rule_for(
             return tuple(piece_text(t) for t in after_run[n][1:] if not all(left_ok[(p, n, pre, t)] for pre in kept))
 
         cuts = {p: {n: ex for n in after_run if (ex := not_after(p, n)) is not None} for p in ASCII_PUNCT if p != raw}
-        cuts.update({y: dict.fromkeys(after_run, ()) for y in unmerged_before(char, merges) if y != raw})
+        # after a non-ASCII neighbour no merge joins to the run, for every run length at once
+        joined = joined_before(char, merges)
 
         spaced: dict[str, dict[int, tuple[str, ...]]] = {}
         for p, n in spaced_open:
@@ -386,7 +394,12 @@ def split_rule_for(
 
         groups = _grouped([p for p in cuts if cuts[p]], lookaround)
         groups += _grouped(list(spaced), lambda p: (r"(?<=\x{20})", ahead(spaced[p])))
-        prefix = "|".join(f"{behind}[{_classrx(ord(p) for p in ps)}](?={ahead})" for (behind, ahead), ps in groups) or None
+        alts_before = [f"{behind}[{_classrx(ord(p) for p in ps)}](?={ahead})" for (behind, ahead), ps in groups]
+        if joined is not None:
+            barred = [ord(y) for y in {*joined, raw} if ord(y) > 0x7F]  # a run's own character is no neighbour
+            not_joined = f"(?![{_classrx(barred)}])" if barred else ""
+            alts_before.append(f"{not_joined}{NON_ASCII_PUNCT}(?={ahead(dict.fromkeys(after_run, ()))})")
+        prefix = "|".join(alts_before) or None
     # GPT-2 keeps spaces with newlines, and a space before a run of spaces is part of the run; a run of white space
     # after other white space BPE joins to it (SmolLM2's newline and indentation) starts with the lead instead
     led = first_chunks("Ġ", led_rests, 0) if not white else []

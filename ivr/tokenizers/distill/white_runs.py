@@ -10,16 +10,17 @@ joins them (BPE never merges across it); elsewhere BPE is asked about every run 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from itertools import product
 
 from tokenizers import Tokenizer
 
 from ivr.tokenizers.byte_level import run_length, text_to_piece
+from ivr.tokenizers.byte_level_regex import engine_class
 from ivr.tokenizers.distill.gpt2_regex import rx
 
 # the ASCII white space of GPT-2's ``\s`` ([\t\n\x0b\x0c\r ]); the characters whose runs get split rules
 ASCII_WHITE = "\t\n\x0b\x0c\r "
-WHITE_RX = r"[\x{09}-\x{0D}\x{20}]"
 WHITE_PIECES = {text_to_piece(y): y for y in ASCII_WHITE}
 WHITE_RUN_CHARS = {"\n": "newline", "\t": "tab"}
 # what may stand before a run in its pre-token: white strings up to this long (a line's end, "\r\n", " \n",
@@ -33,11 +34,20 @@ LEAD_CHARS = "\n\r\t "
 REST_LENGTH = 4
 
 
+@lru_cache(maxsize=1)
+def other_white() -> str:
+    """The white space of the regex engine's ``\\s`` beyond ASCII (no-break spaces, U+2028, U+3000): a run of
+    one of them whose characters BPE keeps whole (GPT-2's no-break space) gets a rule of the class ``white``."""
+    return "".join(chr(c) for lo, hi in engine_class("s") for c in range(max(lo, 0x80), hi + 1))
+
+
 def joined_white(vocab: Iterable[str]) -> frozenset[tuple[str, str]]:
-    """The pairs of white characters that some vocabulary piece (byte-level) holds side by side; BPE never merges
-    across two white characters of any other pair."""
-    return frozenset((WHITE_PIECES[a], WHITE_PIECES[b]) for p in vocab for a, b in zip(p, p[1:])
-                     if a in WHITE_PIECES and b in WHITE_PIECES)
+    """The pairs of white characters that some vocabulary piece (byte-level) may hold side by side: the first one's
+    last byte before the second one's first. BPE never merges across two white characters of any other pair."""
+    adjacent = {pair for p in vocab for pair in zip(p, p[1:])}
+    ends = {y: (text_to_piece(y)[-1], text_to_piece(y)[0]) for y in ASCII_WHITE + other_white()}
+    return frozenset((a, b) for a, (last, _) in ends.items() for b, (_, first) in ends.items()
+                     if (last, first) in adjacent)
 
 
 def kept_apart(bare_bpe: Tokenizer, raw: str, max_run: int,
@@ -52,10 +62,12 @@ def kept_apart(bare_bpe: Tokenizer, raw: str, max_run: int,
     joined = joined_white(vocab) if joined is None else joined
     char = text_to_piece(raw)
     out = ""
-    for y in ASCII_WHITE:
+    for y in ASCII_WHITE + other_white():
         if y == raw:
             continue
         if (raw, y) in joined:
+            if y not in ASCII_WHITE or raw not in ASCII_WHITE:  # the rests asked about are ASCII: trust the join
+                continue
             rests = {y + tail for tail in _white_strings(REST_LENGTH - 1)}
             rests |= {held + tail for held in _held_after(vocab, char, text_to_piece(y)) for tail in _white_strings(2)}
             runs = [char * n for n in range(1, max_run + 1)]
@@ -107,7 +119,7 @@ def white_run_end(raw: str, apart_after: str) -> str:
     to the next pre-token), or at the end of the text. Either also before a white character that BPE never merges
     with the run (``apart_after``, from ``kept_apart``; a run before other white space may merge with it, and is
     left to GPT-2's alternatives)."""
-    alts = [r"\x{20}(?=\S)", r"\z", r"(?=[\x{09}-\x{0D}]\S)"] if raw == " " else [f"{WHITE_RX}(?=\\S)", r"\z"]
+    alts = [r"\x{20}(?=\S)", r"\z", r"(?=[^\S\x{20}]\S)"] if raw == " " else [r"\s(?=\S)", r"\z"]
     if apart_after:
         alts.append(f"(?=[{''.join(rx(y) for y in apart_after)}])")
     return f"(?:{'|'.join(alts)})"
@@ -118,7 +130,7 @@ def white_before(joined: frozenset[tuple[str, str]], raw: str, max_run: int) -> 
     pre-token, for the white characters no vocabulary piece joins to ``raw``: BPE then never merges across the
     cut, and the run starts a pre-token, where its rule cuts it into BPE's chunks (DeepSeek-Coder's ``\\n`` before
     46 spaces; GPT-2's ``x \\n\\n\\n``, ``Ġ``·``ĊĊ``·``Ċ``)."""
-    others = [y for y in ASCII_WHITE if y != raw and (y, raw) not in joined]
+    others = [y for y in ASCII_WHITE + other_white() if y != raw and (y, raw) not in joined]
     # up to ``max_run`` characters: tried at every pre-token start in a stretch of white space, an unbounded
     # prefix rescans the rest of the stretch each time (quadratic in its length)
     return f"[{''.join(rx(y) for y in others)}]{{1,{max_run}}}(?={rx(raw)}{{2}})" if others else None
