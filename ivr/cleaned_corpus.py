@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from ivr.atomic import read_json_object, write_json
+from ivr.stamps import output_signature
 
 T = TypeVar("T")
 MANIFEST_FILE = "manifest.json"
@@ -87,10 +88,23 @@ def read_manifest(cleaned_dir: Path) -> dict:
     return manifest
 
 
+def cleaned_signature(cleaned_dir: Path) -> str:
+    """A hash of the cleaned files' names, sizes and modification times: a file truncated, edited or added since
+    the manifest was written makes ``clean_corpus`` clean again, and ``corpus_content`` refuse it."""
+    entries = [e for e in output_signature(Path(cleaned_dir)) if e[0] != MANIFEST_FILE]
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
 def corpus_content(cleaned_dir: str | Path) -> str:
     """What identifies the cleaned corpus for the stages, the dataset cache and checkpoints: a hash of its records
-    (the raw files' fingerprint, which decides whether to clean again, for a manifest written without one)."""
+    (the raw files' fingerprint, which decides whether to clean again, for a manifest written without one). The
+    files must be as the manifest recorded them: a stage that read files changed since would stamp its outputs
+    with the manifest's hash, and a later cleaning (which gives that hash again) would trust them."""
     manifest = read_manifest(cleaned_dir)
+    recorded = manifest.get("cleaned_signature")
+    if recorded is not None and recorded != cleaned_signature(Path(cleaned_dir)):
+        raise CorpusError(f"{cleaned_dir}: the cleaned files changed since {MANIFEST_FILE} was written (edited, cut "
+                          "short or added by hand); run `ivr init` to clean the corpus again")
     return manifest.get("content") or manifest["fingerprint"]
 
 

@@ -35,10 +35,11 @@ from tqdm.auto import tqdm
 
 from ivr.atomic import atomic_dir
 from ivr.builtin_corpora import BUILTIN_CORPORA
-from ivr.cleaned_corpus import (MANIFEST_FILE, MANIFEST_VERSION, CorpusError, Document, cleaned_file_name, document_id,
-                                encode_record, looks_like_cleaned_corpus, read_manifest, write_manifest)
+from ivr.cleaned_corpus import (MANIFEST_FILE, MANIFEST_VERSION, CorpusError, Document, cleaned_file_name,
+                                cleaned_signature, document_id, encode_record, looks_like_cleaned_corpus, read_manifest,
+                                write_manifest)
 from ivr.raw_text import BOMS, decode, jsonl_lines, looks_like_utf16, read_bytes, unreadable
-from ivr.stamps import code_fingerprint, output_signature
+from ivr.stamps import code_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +368,7 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
         else:
             if manifest.get("fingerprint") != fingerprint or manifest.get("on_bad_record") != options.on_bad_record:
                 log.info("raw corpus or cleaning settings changed since %s was written; cleaning again", manifest_path)
-            elif manifest.get("cleaned_signature") != _cleaned_signature(Path(cleaned_dir)):
+            elif manifest.get("cleaned_signature") != cleaned_signature(Path(cleaned_dir)):
                 log.warning("the cleaned files in %s changed since they were written; cleaning again", cleaned_dir)
             else:
                 return manifest
@@ -410,7 +411,7 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
             skipped_examples=skip.skipped[:20],
             document_boundaries="one JSON record per document; packed for training with <|endoftext|> between",
             files=files,
-            cleaned_signature=_cleaned_signature(tmp),
+            cleaned_signature=cleaned_signature(tmp),
         )
     if skip.skipped:
         print(f"ivr: skipped {len(skip.skipped)} bad records (data.on_bad_record=skip); first: {skip.skipped[0]}")
@@ -443,10 +444,3 @@ def _check_cleaned_dir(raw_dir: Path, cleaned_dir: Path) -> None:
         raise CorpusError(
             f"data.cleaned_corpora_dir ({cleaned_dir}) exists and is no cleaned corpus of ivr's (no ivr "
             f"{MANIFEST_FILE}); cleaning replaces it whole, deleting what it holds: choose an empty or new folder")
-
-
-def _cleaned_signature(cleaned_dir: Path) -> str:
-    """A hash of the cleaned files' names, sizes and modification times: a file truncated, edited or added since
-    the manifest was written makes ``clean_corpus`` clean again instead of trusting it."""
-    entries = [e for e in output_signature(cleaned_dir) if e[0] != MANIFEST_FILE]
-    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()

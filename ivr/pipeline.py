@@ -270,10 +270,12 @@ def remap(config: PipelineConfig) -> list[Path]:
     paths, settings = config.paths, config.remap
     outputs = [paths.remapped_tokenizer_dir, paths.remap_rules, paths.remap_report_md, paths.remap_report_json]
     source = Path(settings.remap_rules_path) if settings.remap_rules_path else paths.replacement_candidates
-    if settings.remap_rules_path and source.resolve() == paths.remap_rules.resolve():
-        # the stage's own output: every build rewrites it, and a later run without the setting replaces it
-        raise ValueError(f"data.remap.remap_rules_path {source} is the remap stage's own output; copy it elsewhere, "
-                         "edit the copy and point data.remap.remap_rules_path at that")
+    if settings.remap_rules_path and (source.resolve() == paths.remap_rules.resolve()
+                                      or paths.remapped_tokenizer_dir.resolve() in source.resolve().parents):
+        # the stage's own output, or a file in the folder it writes whole: every build would delete it
+        raise ValueError(f"data.remap.remap_rules_path {source} is in {paths.remapped_tokenizer_dir}, which the remap "
+                         "stage rewrites whole; copy it elsewhere, edit the copy and point "
+                         "data.remap.remap_rules_path at that")
     # what the rules are read from current first (hand-edited rules need only the distilled tokenizer)
     if settings.remap_rules_path:
         distill(config)

@@ -134,6 +134,7 @@ def test_a_damaged_packed_dataset_is_named(tmp_path, monkeypatch):
 
 
 def test_a_cleaned_file_changed_since_cleaning_is_cleaned_again(tmp_path, raw_dir, caplog):
+    from ivr.cleaned_corpus import CorpusError, corpus_content
     from ivr.corpus import CleaningOptions, clean_corpus
 
     cleaned = tmp_path / "cleaned"
@@ -144,7 +145,12 @@ def test_a_cleaned_file_changed_since_cleaning_is_cleaned_again(tmp_path, raw_di
     clean_corpus(raw_dir, cleaned, CleaningOptions())  # unchanged: reused, not written again
     assert {p: p.stat().st_mtime_ns for p in files} == before
     truncate(files[0], 5)
+    # a stage reading the changed files would stamp its outputs with the manifest's hash, which cleaning again
+    # gives too: refused, where only cleaning again makes the corpus whole
+    with pytest.raises(CorpusError, match="the cleaned files changed since manifest.json was written.*ivr init"):
+        corpus_content(cleaned)
     with caplog.at_level("WARNING"):
         clean_corpus(raw_dir, cleaned, CleaningOptions())
     assert "changed since they were written" in caplog.text
     assert {p: p.read_bytes() for p in files} == good
+    assert corpus_content(cleaned)

@@ -300,3 +300,12 @@ def test_a_source_fetched_before_the_prefix_space_check_is_read_again(tmp_path, 
         fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
     with pytest.raises(ValueError, match="add_prefix_space"):
         fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
+
+
+def test_the_folder_init_writes_is_refused_as_the_source(tmp_path):
+    # init writes its copy whole: a source kept in that folder would lose the user's other files there
+    target, _ = fetch_original_tokenizer(tmp_path / "original", allow_hub=False)
+    (target / "NOTES.md").write_text("mine\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="where init writes its copy of the original tokenizer"):
+        fetch_original_tokenizer(target, local_dir=target, allow_hub=False, force=True)
+    assert (target / "NOTES.md").read_text(encoding="utf-8") == "mine\n"

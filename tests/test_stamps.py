@@ -460,5 +460,13 @@ def test_the_remap_stages_own_rules_file_is_refused_as_its_input(tmp_path):
     paths.remap_rules.parent.mkdir(parents=True)
     paths.remap_rules.write_text("[]\n", encoding="utf-8")
     config = pipeline_config.PipelineConfig(paths=paths, remap=RemapSettings(remap_rules_path=str(paths.remap_rules)))
-    with pytest.raises(ValueError, match="is the remap stage's own output; copy it elsewhere"):
+    with pytest.raises(ValueError, match="which the remap stage rewrites whole; copy it elsewhere"):
         pipeline.run_stage(config, "remap")
+    # a file of one's own kept in that folder would be deleted by the rewrite just the same
+    mine = paths.remapped_tokenizer_dir / "my_rules.yaml"
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    mine.write_text("[]\n", encoding="utf-8")
+    config = pipeline_config.PipelineConfig(paths=paths, remap=RemapSettings(remap_rules_path=str(mine)))
+    with pytest.raises(ValueError, match="my_rules.yaml is in .*remapped, which the remap stage rewrites whole"):
+        pipeline.run_stage(config, "remap")
+    assert mine.is_file()

@@ -110,7 +110,11 @@ def read_remap_rules(
     try:
         data = yaml.load(read_user_text(path, "data.remap.remap_rules_path"), Loader=_RulesLoader)
     except yaml.YAMLError as err:
-        raise RemapRuleError(f"{path}: not valid YAML: {err}") from None
+        # one line naming the file's own line and column, not the parser's "<unicode string>"
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise RemapRuleError(f"{where}: not valid YAML: {what}") from None
     entries = data.get("rules") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise RemapRuleError(f"{path}: expected a list of rules under `rules:`")

@@ -66,6 +66,12 @@ def fetch_original_tokenizer(
     files have changed since.
     """
     target_dir = Path(target_dir)
+    if local_dir is not None and Path(local_dir).is_dir() and (
+            target_dir.resolve() == Path(local_dir).resolve() or target_dir.resolve() in Path(local_dir).resolve().parents):
+        # the folder is written whole (a temporary one moved into place): the user's other files there would go
+        raise ValueError(f"data.tokenizer_local_dir {local_dir} lies in {target_dir}, where init writes its copy of the "
+                         "original tokenizer; keep the source tokenizer in a folder of its own and point "
+                         "data.tokenizer_local_dir at that")
     requested = _requested(tokenizer_name, local_dir)
     if (target_dir / TOKENIZER_FILE).is_file() and not force and _readable(target_dir):
         meta = read_metadata(target_dir)
