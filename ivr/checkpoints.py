@@ -83,6 +83,16 @@ def checkpoint_part(path: str | Path, key: str) -> dict:
     return part if isinstance(part, dict) else {}
 
 
+def holds_training_state(path: str | Path) -> bool:
+    """Whether a Lightning checkpoint holds what resuming a fit needs (the optimizer's state); a weights-only one
+    (``checkpoint.save_weights_only``) does not. True where weights-only loading cannot read it: Lightning decides."""
+    try:
+        content = torch.load(readable_checkpoint(path), map_location="cpu", mmap=True, weights_only=True)
+    except pickle.UnpicklingError:
+        return True
+    return not isinstance(content, dict) or "optimizer_states" in content
+
+
 def load_lightning_checkpoint(
     model: PreTrainedModel, checkpoint_path: Path, prefix: str = LIGHTNING_PREFIX,
     check: Callable[[dict], None] | None = None,

@@ -41,6 +41,9 @@ DATA_ONLY = " Reads only the data.* options (the rest of the config is accepted 
 # a fit run again without --ckpt_path starts anew, and its first checkpoint replaces last.ckpt
 INTERRUPTED_FIT = ("\nivr: interrupted; run the same command with `--ckpt_path last` to resume from the last "
                    "checkpoint (without it a new fit starts and replaces last.ckpt)")
+INTERRUPTED_BEFORE_CHECKPOINT = ("\nivr: interrupted before this fit's first checkpoint (they come with validation, "
+                                 "every trainer.val_check_interval batches); run the same command again to start "
+                                 "over: `--ckpt_path last` would resume an earlier fit, not this one")
 
 
 def check_training_settings(config) -> None:
@@ -92,6 +95,7 @@ class IVRTrainer(Trainer):
             _check_local_checkpoint(datamodule.paths, ckpt_path)
             if ckpt_path == "last":  # the file checked, not the newest of Lightning's last*.ckpt (a backup copy)
                 ckpt_path = str(last)
+            _check_resumable(ckpt_path)
             datamodule.keep_checkpoint_tokenizer(ckpt_path, "fit")
         # the rest as Lightning's own signature has it (``weights_only`` since 2.6)
         try:
@@ -101,8 +105,10 @@ class IVRTrainer(Trainer):
         except SystemExit:
             if not self.interrupted:
                 raise
-            # Lightning stops on Ctrl-C with its own line and status 1: say how to go on, with main()'s status
-            print(INTERRUPTED_FIT, file=sys.stderr)
+            # Lightning stops on Ctrl-C with its own line and status 1: say how to go on, with main()'s status.
+            # A new fit stopped before its first checkpoint has none to resume: last.ckpt is an earlier fit's
+            saved = ckpt_path is not None or bool(getattr(self.checkpoint_callback, "last_model_path", ""))
+            print(INTERRUPTED_FIT if saved else INTERRUPTED_BEFORE_CHECKPOINT, file=sys.stderr)
             raise SystemExit(130) from None
 
     fit.__doc__ = """Prepare the data if needed, fine-tune the model and export it at the end.
@@ -294,6 +300,17 @@ def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
 
 
 LIGHTNING_CHECKPOINT_WORDS = ("last", "best", "hpc")
+
+
+def _check_resumable(ckpt_path: str) -> None:
+    """A weights-only checkpoint is refused for resuming before the stages run, not met by Lightning's KeyError
+    after them."""
+    from ivr.checkpoints import holds_training_state
+
+    if Path(ckpt_path).is_file() and not holds_training_state(ckpt_path):
+        raise ValueError(f"{ckpt_path} holds the weights only (checkpoint.save_weights_only), not the optimizer's "
+                         "state a fit resumes from: score or export it with --ckpt_path, or export it and start a "
+                         "new fit from the export (model.model_name_or_path)")
 
 
 def _run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:

@@ -365,6 +365,20 @@ class IVRLanguageModel(LightningModule):
         )
         return {"prompt": batch["prompt"], "ids": out[0, ids.size(1) :].tolist()}
 
+    def on_train_start(self) -> None:
+        # a resumed fit gets the optimizer's and the schedule's saved settings back after configure_optimizers
+        # built them from the config: the configured ones win, as the flags do everywhere (the moments, the step
+        # and the schedule's position stay the checkpoint's)
+        hp = self.hparams
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            scheduler.base_lrs = [hp.learning_rate] * len(scheduler.base_lrs)
+            for i, group in enumerate(scheduler.optimizer.param_groups):
+                group["initial_lr"], group["betas"] = hp.learning_rate, tuple(hp.betas)
+                if i == 0:  # the group with weight decay (configure_optimizers' first)
+                    group["weight_decay"] = hp.weight_decay
+                group["lr"] = hp.learning_rate * scheduler.lr_lambdas[i](scheduler.last_epoch)  # a LambdaLR
+
     def configure_optimizers(self):
         hp = self.hparams
         decay, no_decay = [], []

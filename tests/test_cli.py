@@ -163,12 +163,18 @@ def test_short_fit_writes_tensorboard_events_checkpoints_and_progress_lines(tmp_
     assert resumed_from > 0
     # resuming continues from the last checkpoint: the second run trains only the steps left
     main(["fit", *tiny_cli_args(tmp_path), "--trainer.max_steps", "5", "--trainer.val_check_interval", "2",
-          "--trainer.limit_val_batches", "1", "--trainer.log_every_n_steps", "1", "--ckpt_path", "last"])
+          "--trainer.limit_val_batches", "1", "--trainer.log_every_n_steps", "1", "--ckpt_path", "last",
+          "--model.learning_rate", "0.00123", "--model.weight_decay", "0.05"])
     acc = EventAccumulator(str(tmp_path / "lightning_logs" / "version_1"))
     acc.Reload()
     assert len(acc.Scalars("train/loss")) == 5 - resumed_from  # a fresh run to step 5 would log 5
     # checkpoints come with validation (every 2 steps here): the newest is at step 4
-    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["global_step"] == 4
+    resumed = torch.load(checkpoints / "last.ckpt", weights_only=False)
+    assert resumed["global_step"] == 4
+    # the flags win over the optimizer settings the checkpoint brought back, as they do for the model's
+    decay, no_decay = resumed["optimizer_states"][0]["param_groups"]
+    assert decay["initial_lr"] == no_decay["initial_lr"] == 0.00123 and resumed["lr_schedulers"][0]["base_lrs"] == [0.00123] * 2
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     # the fit exported its final weights (step 5); exporting last.ckpt (step 4) over them says so
     record = tmp_path / "artifacts" / "training" / "hf_export" / "ivr_export.json"
     assert json.loads(record.read_text())["step"] == 5
@@ -240,6 +246,12 @@ def test_a_fit_from_base_or_a_missing_checkpoint_is_refused_before_any_preparati
         main(["fit", *tiny_cli_args(tmp_path), "--ckpt_path", str(tmp_path / "nope.ckpt")])
     with pytest.raises(FileNotFoundError, match=r"--ckpt_path best: no .*last\.ckpt to read the best checkpoint"):
         main(["fit", *tiny_cli_args(tmp_path), "--ckpt_path", "best"])
+    import torch
+
+    weights = tmp_path / "weights.ckpt"
+    torch.save({"state_dict": {}, "epoch": 0, "global_step": 2}, weights)  # as checkpoint.save_weights_only has it
+    with pytest.raises(ValueError, match=r"weights\.ckpt holds the weights only .*not the optimizer's state"):
+        main(["fit", *tiny_cli_args(tmp_path), "--ckpt_path", str(weights)])
     assert not (tmp_path / "artifacts").exists()
 
 
@@ -543,14 +555,27 @@ def test_an_interrupted_fit_says_how_to_resume(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
 
+    step = IVRLanguageModel.training_step
+    stop = {"at": 0}
+
     def interrupted(self, batch, batch_idx):
-        raise KeyboardInterrupt
+        if self.global_step >= stop["at"]:
+            raise KeyboardInterrupt
+        return step(self, batch, batch_idx)
 
     monkeypatch.setattr(IVRLanguageModel, "training_step", interrupted)
+    args = [*tiny_cli_args(tmp_path), "--trainer.max_steps", "4", "--trainer.val_check_interval", "2",
+            "--trainer.limit_val_batches", "1"]
     handler = signal.getsignal(signal.SIGINT)
     try:
         with pytest.raises(SystemExit) as exc:
-            main(["fit", *tiny_cli_args(tmp_path), "--trainer.max_steps", "2"])
+            main(["fit", *args])
+        assert exc.value.code == 130
+        # nothing of this fit saved yet: resuming would take up an earlier fit's last.ckpt
+        assert "interrupted before this fit's first checkpoint" in capsys.readouterr().err
+        stop["at"] = 3  # after the checkpoint at step 2
+        with pytest.raises(SystemExit) as exc:
+            main(["fit", *args])
     finally:
         signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
     assert exc.value.code == 130
