@@ -56,14 +56,22 @@ def readable_checkpoint(path: str | Path) -> Path:
     return path
 
 
+def _structure(path: Path) -> object | None:
+    """A checkpoint read with its tensors left on disk (memory-mapped); None where it holds classes that
+    weights-only loading refuses: then Lightning's own load, as ``weights_only`` says, decides (nothing runs here)."""
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except pickle.UnpicklingError:
+        return None
+
+
 def lightning_checkpoint(path: str | Path) -> Path:
     """``path`` if it is a whole checkpoint that Lightning wrote (weights under ``state_dict``); a tensor or a
     model saved with ``torch.save`` is named here rather than failing inside Lightning. Reads the file's
     structure only: tensors stay on disk (memory-mapped)."""
     path = readable_checkpoint(path)
-    try:
-        content = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except pickle.UnpicklingError:  # classes weights-only loading refuses: Lightning's own load decides
+    content = _structure(path)
+    if content is None:
         return path
     if not isinstance(content, dict) or "state_dict" not in content:
         raise ValueError(f"{path} is not a Lightning checkpoint (it holds {type(content).__name__}, no "
@@ -75,10 +83,7 @@ def checkpoint_part(path: str | Path, key: str) -> dict:
     """The entry ``key`` of a whole Lightning checkpoint (the data module's state), read with its tensors left on
     disk (memory-mapped); ``{}`` where it has none, or where the file holds more than weights-only loading reads
     (then Lightning's own load, as ``weights_only`` says, decides: nothing in it runs here)."""
-    try:
-        content = torch.load(readable_checkpoint(path), map_location="cpu", mmap=True, weights_only=True)
-    except pickle.UnpicklingError:
-        return {}
+    content = _structure(readable_checkpoint(path))
     part = content.get(key) if isinstance(content, dict) else None
     return part if isinstance(part, dict) else {}
 
@@ -86,10 +91,7 @@ def checkpoint_part(path: str | Path, key: str) -> dict:
 def holds_training_state(path: str | Path) -> bool:
     """Whether a Lightning checkpoint holds what resuming a fit needs (the optimizer's state); a weights-only one
     (``checkpoint.save_weights_only``) does not. True where weights-only loading cannot read it: Lightning decides."""
-    try:
-        content = torch.load(readable_checkpoint(path), map_location="cpu", mmap=True, weights_only=True)
-    except pickle.UnpicklingError:
-        return True
+    content = _structure(readable_checkpoint(path))
     return not isinstance(content, dict) or "optimizer_states" in content
 
 

@@ -90,9 +90,10 @@ class DistillSettings:
     """A split rule is kept only if it fixes at least this many weighted fit word occurrences (rules cost speed)."""
     split_rule_chars: str = " \n\t-=*#~_/^+.<>|\")]%:?@!,;([{}" + string.digits + string.ascii_letters + "─═…—–•·█░▬★"
     """Characters whose runs get a split rule whatever the fit corpus holds (if it breaks no fit word). The default
-    is a space, a newline and a tab, then ``-=*#~_/^+.<>|")]%:?@!,;([{}``, the digits, the
-    ASCII letters and ``─═…—–•·█░▬★`` (the default printed below loses the white space). Spaces, newlines and tabs (indentation, aligned comments, trailing spaces, blank lines: SmolLM2 cuts 22 spaces 16·6
-    and 10 tabs 8·2, GPT-2 3 newlines 2·1, which the Unigram ties), rulers,
+    is a space, a newline and a tab, then ``-=*#~_/^+.<>|")]%:?@!,;([{}``, the digits, the ASCII letters and
+    ``─═…—–•·█░▬★`` (the default printed below loses the white space). Spaces, newlines and tabs (indentation,
+    aligned comments, trailing spaces, blank lines: SmolLM2 cuts 22 spaces 16·6 and 10 tabs 8·2, GPT-2 3 newlines
+    2·1, which the Unigram ties), rulers,
     underlines and markers (``-=*#~_/^+.<>|``), double quotes and brackets (``\"""``, ``")))``, ``{{{``, ``[[[``),
     exclamations, commas and semicolons (``!!!``, ``,,,``, ``;;;`` of Lisp comments), format and placeholder
     marks (``%%%``, ``:::``, ``???``, ``@@@``), placeholder or hex runs of letters and digits (``NNN``, ``ffff``,

@@ -19,7 +19,8 @@ from ivr.tokenizers.byte_level import run_length, text_to_piece
 from ivr.tokenizers.byte_level_regex import engine_class
 from ivr.tokenizers.distill.gpt2_regex import rx
 
-# the ASCII white space of GPT-2's ``\s`` ([\t\n\x0b\x0c\r ]); the characters whose runs get split rules
+# the ASCII white space of GPT-2's ``\s`` ([\t\n\x0b\x0c\r ]): what BPE is asked about after a run; the white space
+# beyond it (``other_white``) is judged by the vocabulary alone
 ASCII_WHITE = "\t\n\x0b\x0c\r "
 WHITE_PIECES = {text_to_piece(y): y for y in ASCII_WHITE}
 WHITE_RUN_CHARS = {"\n": "newline", "\t": "tab"}
