@@ -378,7 +378,7 @@ def split_rule_for(
 
         cuts = {p: {n: ex for n in after_run if (ex := not_after(p, n)) is not None} for p in ASCII_PUNCT if p != raw}
         # after a non-ASCII neighbour no merge joins to the run, for every run length at once
-        joined = joined_before(char, merges)
+        joined_left = joined_before(char, merges)
 
         spaced: dict[str, dict[int, tuple[str, ...]]] = {}
         for p, n in spaced_open:
@@ -395,8 +395,8 @@ def split_rule_for(
         groups = _grouped([p for p in cuts if cuts[p]], lookaround)
         groups += _grouped(list(spaced), lambda p: (r"(?<=\x{20})", ahead(spaced[p])))
         alts_before = [f"{behind}[{_classrx(ord(p) for p in ps)}](?={ahead})" for (behind, ahead), ps in groups]
-        if joined is not None:
-            barred = [ord(y) for y in {*joined, raw} if ord(y) > 0x7F]  # a run's own character is no neighbour
+        if joined_left is not None:
+            barred = [ord(y) for y in {*joined_left, raw} if ord(y) > 0x7F]  # a run's own character is no neighbour
             not_joined = f"(?![{_classrx(barred)}])" if barred else ""
             alts_before.append(f"{not_joined}{NON_ASCII_PUNCT}(?={ahead(dict.fromkeys(after_run, ()))})")
         prefix = "|".join(alts_before) or None
