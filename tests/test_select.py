@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import random
+import string
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
@@ -8,7 +11,8 @@ from tests.conftest import make_code_docs
 
 import ivr.analysis.select as select_module
 from ivr.analysis.select import ForcedTokensError, SelectSettings, select_replacements
-from ivr.analysis.spans import Greedy, PretokenStats, best_collapse
+import ivr.analysis.spans as spans_module
+from ivr.analysis.spans import Greedy, PretokenStats, Spans, best_collapse
 from ivr.tokenizers.byte_level import EOS_ID, readable, single_byte_pieces
 from ivr.tokenizers.candidates import read_candidates
 from tokenizers import Tokenizer
@@ -67,6 +71,42 @@ def test_greedy_gains_are_the_best_non_overlapping_collapse(data):
         greedy.add(s)
         for t, spans in occ[s].items():
             chosen[t] += spans
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(segs=st.lists(st.lists(st.integers(0, 3), min_size=2, max_size=9), min_size=1, max_size=25),
+       uses=st.lists(st.integers(1, 6), min_size=25, max_size=25), limit=st.integers(2, 30))
+def test_a_bounded_span_count_counts_every_string_used_more_often_than_its_floor_exactly(segs, uses, limit):
+    stats = PretokenStats([""] * len(segs), uses[:len(segs)], [max(1, u // 2) for u in uses[:len(segs)]], segs,
+                          None, 0, 0, 0)
+    pieces = ["a", "b", "c", "d"]
+    exact = Spans(stats, pieces).count(4)
+    with mock.patch.object(spans_module, "MAX_COUNTED_SPANS", limit):
+        bounded = Spans(stats, pieces).count(4)
+    assert exact.floor == 0
+    assert (bounded.floor > 0) == (len(exact.counts) > limit)
+    # what is kept is exact, and nothing used more than the floor is lost
+    assert {s: exact.counts[s] for s in bounded.counts} == bounded.counts
+    assert {s: exact.bound[s] for s in bounded.bound} == bounded.bound
+    assert {s for s, c in exact.counts.items() if c > bounded.floor} <= set(bounded.counts)
+
+
+def test_a_bounded_span_count_picks_what_the_exact_one_picks_until_a_string_near_its_floor(
+        distilled, code_docs, tmp_path, monkeypatch):
+    rng = random.Random(0)
+    noise = [" ".join("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(4, 12)))
+                      for _ in range(200)) for _ in range(10)]
+    docs, settings = code_docs + noise, SelectSettings(num_replacements=40, **FAST)
+    exact = select_replacements(distilled, docs, settings, tmp_path / "c.csv", tmp_path / "exact.md")
+    monkeypatch.setattr(spans_module, "MAX_COUNTED_SPANS", 2000)
+    bounded = select_replacements(distilled, docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+    floor = bounded.summary["span_count_floor"]
+    assert exact.summary["span_count_floor"] == 0 and floor > 0
+    assert f"used more than {floor} times is counted" in (tmp_path / "log.md").read_text()
+    assert "at least" in (tmp_path / "log.md").read_text() and "at least" not in (tmp_path / "exact.md").read_text()
+    near = next((k for k, r in enumerate(exact.replacements) if r.domain_count <= floor), len(exact.replacements))
+    assert near >= 10
+    assert [r.new_text for r in bounded.replacements[:near]] == [r.new_text for r in exact.replacements[:near]]
 
 
 def test_selection_frees_only_rare_ids_and_adds_single_pretoken_strings(selection, distilled):

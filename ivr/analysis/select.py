@@ -97,7 +97,8 @@ class _Ranker:
         self.stats = stats
         vocab = set(pieces)
         spans = Spans(stats, pieces)
-        counts, self.bound = spans.count(settings.max_token_chars)
+        counted = spans.count(settings.max_token_chars)
+        counts, self.bound, self.span_count_floor = counted.counts, counted.bound, counted.floor
         self.excluded = {"below_min_count": sum(1 for c in counts.values() if c < settings.min_count)}
         ranked = {s for s, c in counts.items() if c >= settings.min_count}
         self.excluded["already_in_vocabulary"] = len(ranked & vocab)
@@ -341,6 +342,8 @@ def select_replacements(
         "distinct_pretokens": len(everything.counts),
         "pretokens_dropped": everything.dropped_pretokens,
         "candidate_strings": len(ranker.ranked),
+        # 0: every span string counted; otherwise strings used no more often than this may be missing
+        "span_count_floor": ranker.span_count_floor,
         # what the last pick left because they save nothing beside the strings picked before them
         "saving_nothing": ranker.saving_nothing,
         "forced": sum(1 for r in replacements if r.reason == "forced"),

@@ -33,7 +33,10 @@ def selection_log_text(settings: SelectSettings, summary: dict, reps: Sequence[R
             + (f" (the rarest dropped past the count's limit {summary['pretokens_dropped']} times, their token uses "
                "kept: they offer no candidates)" if summary["pretokens_dropped"] else "")
         ),
-        f"- candidate strings (≥ {settings.min_count} uses, not yet tokens): {summary['candidate_strings']}",
+        f"- candidate strings (≥ {settings.min_count} uses, not yet tokens): {summary['candidate_strings']}"
+        + (" (too many distinct strings to hold, `MAX_COUNTED_SPANS`: each string used more than "
+           f"{summary['span_count_floor']} times is counted, a rarer one may be missing)"
+           if summary["span_count_floor"] else ""),
         f"- ids reassigned: {summary['reassigned']} ({summary['forced']} forced)",
         (
             f"- estimated saving on the training texts: {summary['estimated_saving_tokens']} tokens, "
@@ -93,7 +96,8 @@ def selection_log_text(settings: SelectSettings, summary: dict, reps: Sequence[R
         f"- {ex['protected']} protected ids/tokens besides those: named in `protected_tokens`/`protected_ids`.",
         f"- {ex.get('forced_kept', 0)} forced terms that already are tokens: their ids are never freed.",
         f"- {ex['domain_count_at_least_min']} tokens used ≥ {settings.min_count} times in the domain: freeing them would cost tokens.",
-        f"- {ex['below_min_count']} span strings used < {settings.min_count} times: too rare to be worth an id.",
+        f"- {'at least ' if summary['span_count_floor'] else ''}{ex['below_min_count']} span strings used "
+        f"< {settings.min_count} times: too rare to be worth an id.",
         (
             f"- {ex['already_in_vocabulary']} frequent span strings that already are a token (which the distilled "
             "tokenizer does not emit there): a piece cannot appear twice."

@@ -173,6 +173,35 @@ def _in_chunks(tokenizer: Tokenizer, pieces: list[str], counts: list[int], weigh
     return out
 
 
+MAX_COUNTED_SPANS = 8_000_000
+"""The most distinct span strings selection counts at once (with their savings bound, some 150 bytes each: about
+1.2 GB). Ordinary text stays far below it (the 1 GB benchmark corpus's 443,922 distinct pre-tokens hold a few
+million); text of ever new letters does not (half a megabyte of random letters holds 7 million). Past it the
+count keeps the more frequent half, less what it drops (the batch form of Misra and Gries' frequent-items
+count), and a second pass counts the kept strings exactly: every string used more than ``SpanCounts.floor``
+times is kept, so only strings rarer than that can be missing."""
+
+
+@dataclass
+class SpanCounts:
+    """Span strings with their uses and their savings bounds (``Spans.count``)."""
+
+    counts: dict[str, int]
+    bound: dict[str, int]
+    floor: int = 0
+    """0: every string is here. Otherwise the count hit ``MAX_COUNTED_SPANS``: a string used more than this many
+    times is here with its exact uses, a rarer one may be missing."""
+
+
+def _shrink(counts: dict[str, int], keep: int) -> tuple[dict[str, int], int]:
+    """At most ``keep`` of ``counts``' strings, each less the cut that leaves no more than that above zero, and
+    the cut: a string's count falls short of its uses by at most the sum of the cuts, so none used more often
+    than that sum is ever dropped."""
+    values = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
+    cut = int(np.partition(values, len(values) - keep - 1)[len(values) - keep - 1])
+    return {s: c - cut for s, c in counts.items() if c > cut}, cut
+
+
 class Spans:
     """Candidate strings and where they lie, as token spans, in the distinct pre-tokens."""
 
@@ -199,17 +228,33 @@ class Spans:
                     continue
                 yield i, j, s
 
-    def count(self, max_chars: int) -> tuple[dict[str, int], dict[str, int]]:
-        """Per string: its uses, and the tokens it would save alone by the ranking weights (an upper bound)."""
+    def count(self, max_chars: int) -> SpanCounts:
+        """Per string: its uses, and the tokens it would save alone by the ranking weights (an upper bound).
+        Holds at most ``MAX_COUNTED_SPANS`` strings: past it a second pass counts exactly the strings a bounded
+        first pass kept (``SpanCounts.floor``)."""
+        limit = MAX_COUNTED_SPANS
         counts: dict[str, int] = {}
-        bound: dict[str, int] = {}
+        bound: dict[str, int] | None = {}
+        floor = 0
         stats = self.stats
         for t in tqdm(range(len(stats.segs)), desc="count spans", unit="pre-token", leave=False):
             c, w = stats.counts[t], stats.weights[t]
             for i, j, s in self.iter_spans(t, max_chars):
                 counts[s] = counts.get(s, 0) + c
-                bound[s] = bound.get(s, 0) + w * (j - i)
-        return counts, bound
+                if bound is not None:
+                    bound[s] = bound.get(s, 0) + w * (j - i)
+            if len(counts) > limit:
+                counts, cut = _shrink(counts, limit // 2)
+                floor, bound = floor + cut, None
+        if bound is None:
+            counts, bound = dict.fromkeys(counts, 0), dict.fromkeys(counts, 0)
+            for t in tqdm(range(len(stats.segs)), desc="count spans again", unit="pre-token", leave=False):
+                c, w = stats.counts[t], stats.weights[t]
+                for i, j, s in self.iter_spans(t, max_chars):
+                    if s in counts:
+                        counts[s] += c
+                        bound[s] += w * (j - i)
+        return SpanCounts(counts, bound, floor)
 
     def index(self, wanted: set[str], max_chars: int) -> Occurrences:
         occ: Occurrences = {s: {} for s in wanted}
