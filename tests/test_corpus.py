@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ivr.cleaned_corpus import CorpusError, check_splits, is_heldout, iter_documents, read_manifest
+from ivr.cleaned_corpus import CorpusError, check_splits, is_heldout, iter_documents, read_manifest, split_membership
 from ivr.corpus import CleaningOptions, check_text, clean_corpus, split_long
 
 
@@ -326,6 +326,12 @@ def test_a_damaged_cleaned_file_is_named_with_its_line(tmp_path):
         list(iter_documents(tmp_path / "cleaned"))
     with pytest.raises(CorpusError, match=r"d\.jsonl\.jsonl:\d: damaged cleaned corpus"):
         check_splits(tmp_path / "cleaned", 0.5, 1000)
+    with pytest.raises(CorpusError, match=r"d\.jsonl\.jsonl:\d: damaged cleaned corpus"):
+        list(split_membership(tmp_path / "cleaned"))
+    cleaned.write_bytes(data[:50] + b"\xff" + data[51:])  # a byte that is no UTF-8
+    for read in (iter_documents, split_membership):
+        with pytest.raises(CorpusError, match=r"d\.jsonl\.jsonl: damaged cleaned corpus \('utf-8' codec"):
+            list(read(tmp_path / "cleaned"))
 
 
 def test_a_change_of_the_cleaning_code_cleans_again(tmp_path, monkeypatch):

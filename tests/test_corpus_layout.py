@@ -34,6 +34,12 @@ def test_a_folder_that_is_not_an_ivr_cleaned_corpus_is_never_replaced(raw_dir, t
                                           r"choose an empty or new folder"):
         clean_corpus(raw_dir, mine, CleaningOptions(), force=True)
     assert _files(mine) == {"manifest.json": b'{"name": "some other tool"}', "thesis.tex": b"years of work"}
+    jsonl = tmp_path / "my_jsonl"  # records of the user's, named as cleaned files are
+    jsonl.mkdir()
+    (jsonl / "data.jsonl").write_text('{"a": 1}\n')
+    with pytest.raises(CorpusError, match=r"my_jsonl\) exists and is no cleaned corpus"):
+        clean_corpus(raw_dir, jsonl, CleaningOptions(), force=True)
+    assert _files(jsonl) == {"data.jsonl": b'{"a": 1}\n'}
     (tmp_path / "a_file").write_text("not a folder")
     with pytest.raises(CorpusError, match=r"a_file\) exists and is no cleaned corpus"):
         clean_corpus(raw_dir, tmp_path / "a_file", CleaningOptions())

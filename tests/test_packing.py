@@ -114,6 +114,7 @@ def test_leading_blocks_cover_the_same_text_whatever_the_tokenizer(gpt2_bpe):
         per_block[name] = counts[:6].sum()
     assert per_block["bpe"] > 2 * per_block["bytes"]  # a count of blocks is not: it covers other text
     assert leading_blocks(np.array([5, 5]), 100) == 2  # less text than asked: all of it
+    assert leading_blocks(np.array([5, 5, 5]), 10) == 2  # the block that reaches it exactly is the last
 
 
 def test_the_data_module_validates_on_the_leading_bytes_it_is_given(gpt2_bpe, tmp_path, monkeypatch):
@@ -135,6 +136,37 @@ def test_a_split_without_one_full_block_names_it_and_leaves_nothing(gpt2_bpe, tm
     with pytest.raises(ValueError, match="the validation split has fewer than data.block_size=64 tokens"):
         write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, ["tiny"]), 64, tmp_path / "packed", EOS_ID)
     assert not (tmp_path / "packed").exists()
+
+
+def test_a_split_of_exactly_one_block_of_bytes_and_separators_may_fill_it():
+    from ivr.packing import check_splits_may_fill_a_block
+
+    check_splits_may_fill_a_block({"train": ["abc", "de"]}, 7)  # 3 + 1 + 2 + 1 bytes and separators
+    with pytest.raises(ValueError, match="the train split has fewer than data.block_size=8 tokens"):
+        check_splits_may_fill_a_block({"train": ["abc", "de"]}, 8)
+
+
+def test_a_failure_while_packing_or_saving_leaves_no_dataset(gpt2_bpe, tmp_path, monkeypatch):
+    from datasets import DatasetDict
+
+    def failing():
+        yield from encoded_batches(gpt2_bpe, TEXTS)
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        write_packed_splits(gpt2_bpe, {"train": failing(), "validation": encoded_batches(gpt2_bpe, TEXTS)}, 16,
+                            tmp_path / "packed", EOS_ID)
+    assert list(tmp_path.iterdir()) == []
+    save = DatasetDict.save_to_disk
+
+    def save_then_fail(self, path, **kwargs):  # the splits written, the disk full before the record
+        save(self, path, **kwargs)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(DatasetDict, "save_to_disk", save_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, TEXTS), 16, tmp_path / "packed", EOS_ID)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_blocks_go_through_a_scratch_file_that_is_removed(gpt2_bpe, tmp_path):
@@ -182,10 +214,16 @@ def test_packed_datasets_of_an_earlier_tokenizer_are_removed_with_their_record(g
     unrecorded = datasets / ("distilled-" + "d" * 16)  # packed before records were written: left alone
     write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, TEXTS), 16, unrecorded, EOS_ID)
     assert not (unrecorded / DATASET_RECORD_FILE).exists() and read_dataset_record(unrecorded) is None
-    linked = datasets / ("distilled-" + "f" * 16)  # moved to another disk and linked back: left alone
-    linked.symlink_to(datasets / ("distilled-" + "a" * 16))
+    moved = tmp_path / "other_disk" / ("distilled-" + "f" * 16)  # moved to another disk and linked back
+    write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, TEXTS), 16, moved, EOS_ID,
+                        record={"tokenizer": "old", "tokenizer_file": "t.json", "block_size": 16})
+    (datasets / moved.name).symlink_to(moved)
+    backup = datasets / "distilled-backup"  # not a name the pipeline gives
+    write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, TEXTS), 16, backup, EOS_ID,
+                        record={"tokenizer": "old", "tokenizer_file": "t.json", "block_size": 16})
     removed = remove_superseded_datasets(datasets, "distilled", "t.json", "new")
     assert removed == [datasets / ("distilled-" + "a" * 16)]
-    assert sorted(p.name for p in datasets.iterdir()) == [
-        "distilled-" + "b" * 16, "distilled-" + "d" * 16, "distilled-" + "e" * 16, "distilled-" + "f" * 16,
-        "original-" + "c" * 16]  # another kind is not touched
+    assert sorted(p.name for p in datasets.iterdir()) == sorted([
+        "distilled-" + "b" * 16, "distilled-backup", "distilled-" + "d" * 16, "distilled-" + "e" * 16,
+        "distilled-" + "f" * 16, "original-" + "c" * 16])  # another kind is not touched
+    assert read_dataset_record(moved)["tokenizer"] == "old" and read_dataset_record(backup)["tokenizer"] == "old"

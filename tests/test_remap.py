@@ -195,6 +195,48 @@ def test_the_report_counts_documents_and_lines_made_longer(built, distilled, tmp
     assert f"| extra_files | 1 of {MEASURE_BATCH + 1} (" in (tmp_path / "r.md").read_text(encoding="utf-8")
 
 
+def test_the_report_counts_every_batch_against_the_original_and_the_new_ids_held_out_text_uses(
+        built, distilled, tmp_path):
+    from tokenizers import Regex, pre_tokenizers
+
+    from ivr.tokenizers.remap import MEASURE_BATCH
+
+    sel, _, remapped, out = built
+    # a stand-in original that cuts every character, so that its counts differ from the distilled ones
+    original = Tokenizer.from_str(distilled.to_str())
+    original.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex("."), "isolated"),
+                                                      pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    new = next(r for r in sel.replacements if r.new_text[1:].isidentifier())
+    heldout = [f"x ={new.new_text}(1)\n\n\n"] + ["nothing changes here\n"] * MEASURE_BATCH
+    summary = remap_tokenizer(distilled, RemapSettings(), tmp_path / "out", tmp_path / "out" / "rules.yaml",
+                              tmp_path / "r.md", tmp_path / "r.json", candidates_csv=out / "c.csv",
+                              heldout_texts=heldout, original_bpe=original)
+    tokens = {name: sum(len(tok.encode(t, add_special_tokens=False).ids) for t in heldout)
+              for name, tok in (("original", original), ("distilled", distilled), ("remapped", remapped))}
+    assert {name: m["tokens"] for name, m in summary["measured"]["heldout_domain"].items()} == tokens
+    assert tokens["original"] > tokens["distilled"] > tokens["remapped"]
+    assert summary["baseline"] == "original"
+    for base in ("original", "distilled"):
+        want = 100 * (tokens["remapped"] - tokens[base]) / tokens[base]
+        assert summary[f"heldout_domain_change_pct_vs_{base}"] == pytest.approx(want)
+    assert summary["made_longer"]["heldout_domain"]["lines"]["count"] == MEASURE_BATCH + 1  # blank lines are none
+    used = {i for t in heldout for i in remapped.encode(t, add_special_tokens=False).ids}
+    assert new.freed_id in used
+    assert summary["new_ids_unused_in_heldout"] == sum(1 for r in sel.replacements if r.freed_id not in used) \
+        < summary["reassigned"]
+
+
+def test_a_broken_id_contract_stops_remap_before_anything_is_saved(built, distilled, tmp_path, monkeypatch):
+    import ivr.tokenizers.remap as remap_module
+
+    _, _, _, out = built
+    monkeypatch.setattr(remap_module, "id_contract", lambda *a: {"decode_unchanged": True, "eos_kept": False})
+    with pytest.raises(ValueError, match="breaks the ID contract: eos_kept"):
+        remap_tokenizer(distilled, RemapSettings(), tmp_path / "out", tmp_path / "out" / "rules.yaml",
+                        tmp_path / "r.md", tmp_path / "r.json", candidates_csv=out / "c.csv")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "r.json").exists()
+
+
 def test_rules_that_never_encode_to_their_own_id_are_a_console_warning(tmp_path, caplog):
     from tests.remap_fixtures import tie_tokenizer
 

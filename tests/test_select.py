@@ -13,7 +13,7 @@ import ivr.analysis.select as select_module
 from ivr.analysis.select import ForcedTokensError, SelectSettings, select_replacements
 import ivr.analysis.spans as spans_module
 from ivr.analysis.spans import Greedy, PretokenStats, Spans, best_collapse
-from ivr.tokenizers.byte_level import EOS_ID, readable, single_byte_pieces
+from ivr.tokenizers.byte_level import EOS_ID, bytes_to_piece, piece_to_bytes, readable, single_byte_pieces
 from ivr.tokenizers.candidates import read_candidates
 from tokenizers import Tokenizer
 from ivr.tokenizers.pieces import single_pretoken
@@ -73,6 +73,45 @@ def test_greedy_gains_are_the_best_non_overlapping_collapse(data):
             chosen[t] += spans
 
 
+@pytest.mark.parametrize("occ, gains", [
+    ({"a": [(5, 6)], "b": [(3, 4)], "c": [(0, 1)]}, [1, 1, 1]),
+    ({"a": [(2, 4)], "b": [(4, 6)], "c": [(0, 1)]}, [2, 0, 1]),
+])
+def test_greedy_gains_after_picks_on_either_side(occ, gains):
+    """Picks right of a later one (its cached saving of what follows) and overlapping ones (the best of what
+    lies after a span), in one 7-token pre-token."""
+    stats = PretokenStats([""], [1], [1], [[0] * 7], None, 0, 0, 0)
+    greedy, got = Greedy(stats, {s: {0: spans} for s, spans in occ.items()}), []
+    for s in occ:
+        got.append(greedy.gain(s))
+        greedy.add(s)
+    assert got == gains
+
+
+@hsettings(max_examples=100, deadline=None)
+@given(text=st.text(st.sampled_from("ab é日😀"), min_size=1, max_size=8), max_chars=st.integers(1, 6))
+def test_spans_start_and_end_on_character_boundaries_within_max_chars(text, max_chars):
+    """Every span of two or more single-byte tokens that is whole characters and at most ``max_chars`` of them,
+    and no other: a new token must be valid UTF-8 text."""
+    raw = text.encode("utf-8")
+    pieces = sorted(single_byte_pieces())
+    ids = {p: i for i, p in enumerate(pieces)}
+    seg = [ids[bytes_to_piece(bytes([b]))] for b in raw]
+    stats = PretokenStats([""], [1], [1], [seg], None, 0, 0, 0)
+    want = set()
+    for i in range(len(raw)):
+        for j in range(i + 1, len(raw)):
+            try:
+                chunk = raw[i:j + 1].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if len(chunk) <= max_chars:
+                want.add((i, j, bytes_to_piece(raw[i:j + 1])))
+    got = set(Spans(stats, pieces).iter_spans(0, max_chars))
+    assert got == want
+    assert all(piece_to_bytes(s).decode("utf-8") for _, _, s in got)
+
+
 @hsettings(max_examples=150, deadline=None)
 @given(segs=st.lists(st.lists(st.integers(0, 3), min_size=2, max_size=9), min_size=1, max_size=25),
        uses=st.lists(st.integers(1, 6), min_size=25, max_size=25), limit=st.integers(2, 30))
@@ -89,6 +128,8 @@ def test_a_bounded_span_count_counts_every_string_used_more_often_than_its_floor
     assert {s: exact.counts[s] for s in bounded.counts} == bounded.counts
     assert {s: exact.bound[s] for s in bounded.bound} == bounded.bound
     assert {s for s, c in exact.counts.items() if c > bounded.floor} <= set(bounded.counts)
+    # each cut takes at least its size from each of the more than limit // 2 strings it keeps or drops
+    assert bounded.floor * (limit // 2 + 1) <= sum(exact.counts.values())
 
 
 def test_a_bounded_span_count_picks_what_the_exact_one_picks_until_a_string_near_its_floor(
@@ -218,6 +259,15 @@ def test_rare_strings_are_not_selected(distilled, tmp_path):
     assert " antidisestablishmentarianism" not in {r.new_text for r in sel.replacements}
     assert all(r.domain_count >= 5 for r in sel.replacements)
     assert all(readable(r.new_token) == r.new_text for r in sel.replacements)
+
+
+def test_a_string_used_exactly_min_count_times_is_ranked_and_one_used_less_is_not(distilled, tmp_path):
+    docs = [" zygomorphic\n"] * 5 + [" quixotically\n"] * 4
+    settings = SelectSettings(num_replacements=5, validation_fraction=0, **FAST)
+    sel = select_replacements(distilled, docs, settings, tmp_path / "c.csv", tmp_path / "l.md")
+    texts = {r.new_text for r in sel.replacements}
+    assert " zygomorphic" in texts and " quixotically" not in texts
+    assert sel.summary["excluded"]["below_min_count"] >= 1
 
 
 def test_strings_the_pre_tokenizer_cuts_alone_are_not_selected(distilled, tmp_path):

@@ -117,6 +117,8 @@ def test_stored_bpe_ids_and_word_counts_give_the_comparison_made_from_scratch(di
     assert cut["rates"]["document"] == 0.25 and cut["documents_differing_between_words"] == 1
     with pytest.raises(ValueError, match="fewer BPE id sequences"):
         compare_texts(distilled, gpt2_bpe, texts, "t", bpe_ids=ids[:2])
+    with pytest.raises(ValueError, match="more BPE id sequences than texts"):
+        compare_texts(distilled, gpt2_bpe, texts, "t", bpe_ids=ids + ids[:1])
     with pytest.raises(ValueError, match="not the counts of these texts' words"):
         compare_texts(distilled, gpt2_bpe, texts, "t", bpe_ids=ids, word_counts=Counter({"x": 1}))
 
@@ -131,6 +133,29 @@ def test_an_added_token_that_strips_differently_is_a_mismatch():
     differing = compare_ids(tok(lstrip=True, rstrip=True), tok(), random_sequences=5)
     assert differing["added_token_mismatches"] == 1 and differing["added_token_mismatch_examples"] == [2]
     assert compare_ids(tok(), tok(), random_sequences=5)["added_token_mismatches"] == 0
+
+
+def test_decoding_without_special_tokens_is_compared_too():
+    def tok(special: bool) -> Tokenizer:
+        t = Tokenizer(BPE({"a": 0, "b": 1}, []))
+        (t.add_special_tokens if special else t.add_tokens)(["<x>"])
+        return t
+
+    # both decode every id alike; only a decode that skips special tokens drops <x> from one of them
+    differing = compare_ids(tok(True), tok(False), random_sequences=50)
+    assert differing["single_id_decode_mismatches"] == 0 and differing["random_sequence_decode_mismatches"] > 0
+    assert compare_ids(tok(True), tok(True), random_sequences=50)["random_sequence_decode_mismatches"] == 0
+
+
+def test_each_bpe_word_is_counted_with_the_distilled_pre_tokens_that_end_in_it():
+    from ivr.tokenizers.verify import _count_segments
+
+    counts = Counter()
+    assert _count_segments(counts, ["a", "bc"], ["a", "b", "c"]) == {("a", ("a",)), ("bc", ("b", "c"))}
+    # a distilled pre-token across a word boundary goes with the word it ends in
+    assert _count_segments(counts, ["ab", "c"], ["a", "bc"]) == {("ab", ("a",)), ("c", ("bc",))}
+    assert _count_segments(counts, ["a", "bc"], ["a", "bc"]) == {("a", ("a",)), ("bc", ("bc",))}
+    assert counts[("a", ("a",))] == 2
 
 
 def test_a_share_of_exact_matches_is_cut_never_rounded_up_to_a_target():
