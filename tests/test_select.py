@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import random
+from array import array
 import string
 from unittest import mock
 
@@ -12,7 +13,7 @@ from tests.conftest import make_code_docs
 import ivr.analysis.select as select_module
 from ivr.analysis.select import ForcedTokensError, SelectSettings, select_replacements
 import ivr.analysis.spans as spans_module
-from ivr.analysis.spans import Greedy, PretokenStats, Spans, best_collapse
+from ivr.analysis.spans import Greedy, Occurrences, PretokenStats, Spans, best_collapse
 from ivr.tokenizers.byte_level import EOS_ID, bytes_to_piece, piece_to_bytes, readable, single_byte_pieces
 from ivr.tokenizers.candidates import read_candidates
 from tokenizers import Tokenizer
@@ -42,6 +43,11 @@ def test_best_collapse_takes_the_best_non_overlapping_spans():
     assert best_collapse(3, []) == 0
 
 
+def _occurrences(places: dict[str, dict[int, list[tuple[int, int]]]]) -> Occurrences:
+    return Occurrences({s: array("i", [x for t in sorted(by_t) for i, j in by_t[t] for x in (t, i, j)])
+                        for s, by_t in places.items()})
+
+
 def _most_saved(spans) -> int:
     """Every subset of non-overlapping spans, tried."""
     best = 0
@@ -63,7 +69,7 @@ def test_greedy_gains_are_the_best_non_overlapping_collapse(data):
                      for t, k in enumerate(lengths) if data.draw(st.booleans())} for n in range(5)}
     counts = data.draw(st.lists(st.integers(1, 5), min_size=len(lengths), max_size=len(lengths)))
     stats = PretokenStats([""] * len(lengths), counts, counts, [[0] * k for k in lengths], None, 0, 0, 0)
-    greedy, chosen = Greedy(stats, occ), {t: [] for t in range(len(lengths))}
+    greedy, chosen = Greedy(stats, _occurrences(occ)), {t: [] for t in range(len(lengths))}
     for s in data.draw(st.permutations(list(occ))):
         want = sum(counts[t] * (_most_saved(chosen[t] + spans) - _most_saved(chosen[t]))
                    for t, spans in occ[s].items())
@@ -81,7 +87,7 @@ def test_greedy_gains_after_picks_on_either_side(occ, gains):
     """Picks right of a later one (its cached saving of what follows) and overlapping ones (the best of what
     lies after a span), in one 7-token pre-token."""
     stats = PretokenStats([""], [1], [1], [[0] * 7], None, 0, 0, 0)
-    greedy, got = Greedy(stats, {s: {0: spans} for s, spans in occ.items()}), []
+    greedy, got = Greedy(stats, _occurrences({s: {0: spans} for s, spans in occ.items()})), []
     for s in occ:
         got.append(greedy.gain(s))
         greedy.add(s)

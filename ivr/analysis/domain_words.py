@@ -25,7 +25,7 @@ def words_made_longer(stats: PretokenStats, occ: Occurrences, remapped: Tokenize
     expected: dict[int, set[str]] = {}  # pre-token → the new strings selection placed in it
     for s in new.values():
         estimate.add(s)
-        for t in occ[s]:
+        for t, _ in occ.places(s):
             expected.setdefault(t, set()).add(s)
     model, added = remapped.model, {}
     for t, (piece, seg, count) in enumerate(zip(stats.pieces, stats.segs, stats.counts)):

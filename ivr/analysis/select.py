@@ -98,7 +98,7 @@ class _Ranker:
         vocab = set(pieces)
         spans = Spans(stats, pieces)
         counted = spans.count(settings.max_token_chars)
-        counts, self.bound, self.span_count_floor = counted.counts, counted.bound, counted.floor
+        counts, self.span_count_floor = counted.counts, counted.floor
         self.excluded = {"below_min_count": sum(1 for c in counts.values() if c < settings.min_count)}
         ranked = {s for s, c in counts.items() if c >= settings.min_count}
         self.excluded["already_in_vocabulary"] = len(ranked & vocab)
@@ -108,6 +108,10 @@ class _Ranker:
         split_alone = {s for s in ranked if not single_pretoken(distilled, piece_to_bytes(s).decode("utf-8"))}
         self.excluded["split_when_alone"] = len(split_alone)
         self.ranked = ranked - split_alone
+        # the bounds of the ranked strings alone: the count's dicts of every string go (text of ever new strings
+        # holds millions of them)
+        self.bound = {s: counted.bound[s] for s in self.ranked}
+        del counted, counts
         self.forced = forced
         self.occ = spans.index(self.ranked | set(forced), max([settings.max_token_chars] + [len(readable(f)) for f in forced]))
 

@@ -10,8 +10,9 @@ saves.
 from __future__ import annotations
 
 import zlib
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 
@@ -23,8 +24,26 @@ from ivr.counting import most_frequent
 from ivr.tokenizers.byte_level import piece_to_bytes
 from ivr.tokenizers.io import pre_tokens
 
-Occurrences = dict[str, dict[int, list[tuple[int, int]]]]
-"""Per candidate string: pre-token index -> the (first, last) token positions it covers there."""
+class Occurrences:
+    """Where each candidate string lies: per string, one flat array of ``(pre-token index, first, last)`` token
+    positions, pre-tokens ascending. About 12 bytes a place, where a dict of lists of tuples takes some 200: text
+    of ever new strings (random identifiers, encoded data) holds tens of millions of places of ranked strings."""
+
+    def __init__(self, flat: dict[str, array]):
+        self.flat = flat
+
+    def places(self, s: str) -> Iterator[tuple[int, list[tuple[int, int]]]]:
+        """Each pre-token ``s`` lies in, with the (first, last) token positions it covers there."""
+        flat = self.flat[s]
+        n, x = len(flat), 0
+        while x < n:
+            t = flat[x]
+            spans = [(flat[x + 1], flat[x + 2])]
+            x += 3
+            while x < n and flat[x] == t:
+                spans.append((flat[x + 1], flat[x + 2]))
+                x += 3
+            yield t, spans
 
 
 @dataclass
@@ -257,12 +276,12 @@ class Spans:
         return SpanCounts(counts, bound, floor)
 
     def index(self, wanted: set[str], max_chars: int) -> Occurrences:
-        occ: Occurrences = {s: {} for s in wanted}
+        flat = {s: array("i") for s in wanted}
         for t in tqdm(range(len(self.stats.segs)), desc="index spans", unit="pre-token", leave=False):
             for i, j, s in self.iter_spans(t, max_chars):
-                if s in occ:
-                    occ[s].setdefault(t, []).append((i, j))
-        return occ
+                if s in flat:
+                    flat[s].extend((t, i, j))
+        return Occurrences(flat)
 
 
 def best_collapse(k: int, spans: Sequence[tuple[int, int]]) -> int:
@@ -318,7 +337,7 @@ class Greedy:
 
     def gain(self, s: str) -> int:
         total = 0
-        for t, spans in self.occ[s].items():
+        for t, spans in self.occ.places(s):
             have = self.chosen.get(t)
             if len(spans) == 1:
                 i, j = spans[0]
@@ -335,7 +354,7 @@ class Greedy:
         return total
 
     def add(self, s: str) -> None:
-        for t, spans in self.occ[s].items():
+        for t, spans in self.occ.places(s):
             have = self.chosen.setdefault(t, [])
             have.extend(spans)
             k = len(self.stats.segs[t])
@@ -344,7 +363,7 @@ class Greedy:
             self.value[t] = self.before[t][k]
 
     def used_count(self, s: str) -> int:
-        return sum(self.stats.counts[t] * len(spans) for t, spans in self.occ[s].items())
+        return sum(self.stats.counts[t] * len(spans) for t, spans in self.occ.places(s))
 
 
 def replay(stats: PretokenStats, pieces: Sequence[str], strings: Sequence[str]) -> list[int]:
