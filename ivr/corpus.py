@@ -26,9 +26,10 @@ import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal, NamedTuple
 
 from tqdm.auto import tqdm
@@ -246,6 +247,27 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
             skip(err)
 
 
+def _walk(raw_dir: Path, onerror) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk`` following links. Python 3.11's recurses once per folder level: a tree nested deeper than the
+    interpreter's recursion limit is named, not a traceback."""
+    try:
+        yield from os.walk(raw_dir, onerror=onerror, followlinks=True)
+    except RecursionError:
+        raise CorpusError(f"raw corpus folder {raw_dir}: its folders nest too deep to be read (about "
+                          f"{sys.getrecursionlimit()} levels); move the text into fewer levels") from None
+
+
+def _check_cleaned_names(sources: list[Source]) -> None:
+    """Two raw names whose cleaned files would collide: the file ``x.txt`` (cleaned as ``x.txt.jsonl``) and a
+    folder ``x.txt.jsonl/`` of text files, whose cleaned files go inside a folder of that name."""
+    owner = {cleaned_file_name(s.rel): s.path for s in sources}
+    for s in sources:
+        for parent in PurePosixPath(cleaned_file_name(s.rel)).parents:
+            if str(parent) in owner:
+                raise CorpusError(f"raw corpus files {owner[str(parent)]} and {s.path}: the first one's cleaned file, "
+                                  f"{parent}, would be the folder of the second one's; rename one of them")
+
+
 def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
     """The raw folder's text files in sorted order: linked folders and files followed (each real one once), hidden
     files and folders (``.ipynb_checkpoints``, ``.git``) and the cleaned folder left out, suffixes in any case."""
@@ -255,7 +277,7 @@ def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
         raise CorpusError(f"raw corpus folder {err.filename}: cannot be read ({err.strerror}); its files would be "
                           "left out: fix its permissions or move it out of data.raw_corpora_dir")
 
-    for root, dirs, files in os.walk(raw_dir, onerror=unreadable, followlinks=True):
+    for root, dirs, files in _walk(raw_dir, unreadable):
         real = os.path.realpath(root)
         if real in seen:  # a link back up the tree, or two links to one folder
             dirs[:] = []
@@ -318,6 +340,7 @@ def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool 
             f"each), .jsonl (one JSON object per line with a 'text' field) or .json (a list of such objects), "
             f"or set data.builtin_corpus: python_stdlib to use the Python standard library as an offline corpus"
         )
+    _check_cleaned_names(sources)
     return sources
 
 

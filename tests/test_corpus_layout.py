@@ -90,6 +90,40 @@ def test_a_raw_file_name_that_is_not_utf8_is_named_and_must_be_renamed(tmp_path)
         clean_corpus(raw, tmp_path / "cleaned", CleaningOptions())
 
 
+def test_a_raw_file_whose_cleaned_name_is_a_raw_folder_s_is_named_with_both(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "x.txt.jsonl").mkdir(parents=True)
+    (raw / "x.txt").write_text("file x")
+    (raw / "x.txt.jsonl" / "y.txt").write_text("file y")
+    with pytest.raises(CorpusError, match=r"raw corpus files .*raw/x\.txt and .*raw/x\.txt\.jsonl/y\.txt: the first "
+                                          r"one's cleaned file, x\.txt\.jsonl, would be the folder of the second"):
+        clean_corpus(raw, tmp_path / "cleaned", CleaningOptions())
+    assert not (tmp_path / "cleaned").exists()
+
+
+def test_raw_folders_nested_past_the_recursion_limit_are_named_not_a_traceback(tmp_path):
+    import sys
+
+    from ivr.corpus import _raw_files
+
+    deep = tmp_path / "raw" / "/".join(["d"] * 150)
+    deep.mkdir(parents=True)
+    (deep / "a.txt").write_text("text")
+    depth, frame = 0, sys._getframe()
+    while frame:
+        depth, frame = depth + 1, frame.f_back
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + 100)  # fewer levels than the tree has
+    try:
+        found = _raw_files(tmp_path / "raw")
+    except CorpusError as err:  # an os.walk that recurses once per level (Python 3.11)
+        assert f"its folders nest too deep to be read (about {depth + 100} levels)" in str(err)
+    else:  # one that does not (Python 3.12 on) reads them
+        assert found == [deep / "a.txt"]
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def test_cleaned_records_keep_the_bytes_earlier_versions_wrote(tmp_path):
     """Existing cleaned corpora stay valid and keep their content hash, every stage's cache key: the records'
     bytes and the manifest's leading keys are those ivr has always written."""
