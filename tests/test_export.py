@@ -39,7 +39,8 @@ def test_export_loads_offline(tmp_path, tokenizer_dir, tied):
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "no temporary directory left behind"
     config = json.loads((out / "config.json").read_text())
     assert (config["vocab_size"], config["eos_token_id"], config["bos_token_id"]) == (50257, 50256, 50256)
-    assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == 50256
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == generation["pad_token_id"] == 50256  # GPT-2 has no pad: eos pads
     record = json.loads((out / EXPORT_METADATA_FILE).read_text())
     assert record["run"] == "test" and record["sha256"]["model.safetensors"] == file_sha256(out / "model.safetensors")
     assert (out / "tokenizer.json").read_bytes() == (tokenizer_dir / "tokenizer.json").read_bytes()
@@ -122,6 +123,34 @@ def test_export_rejects_vocab_mismatch(tmp_path, tokenizer_dir):
     with pytest.raises(ValueError, match=r"has 50257 ids but the model has 1000 token rows"):
         export_hf(model, tokenizer_dir, tmp_path / "hf", {})
     assert not (tmp_path / "hf").exists()
+
+
+def test_tokenizer_files_that_disagree_are_refused_and_leave_the_export_as_it_was(
+        tmp_path, tokenizer_dir):
+    import shutil
+
+    model = tiny_gpt2(tied=True)
+    out = export_hf(model, tokenizer_dir, tmp_path / "hf", {"run": "first"})
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    adds = tmp_path / "adds"  # a config that adds a token tokenizer.json lacks
+    shutil.copytree(tokenizer_dir, adds)
+    config = json.loads((adds / "tokenizer_config.json").read_text())
+    config["added_tokens_decoder"] = {"50257": {"content": "<|tool|>", "special": True, "lstrip": False,
+                                                "rstrip": False, "normalized": False, "single_word": False}}
+    (adds / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"export to .*hf refused, the files disagree: tokenizer_config.json adds "
+                                         r"tokens: AutoTokenizer has 50258 ids, tokenizer.json 50257"):
+        export_hf(model, adds, tmp_path / "hf", {"run": "second"})
+    no_eos = tmp_path / "no_eos"
+    shutil.copytree(tokenizer_dir, no_eos)
+    config = json.loads((no_eos / "tokenizer_config.json").read_text())
+    config["eos_token"] = config["bos_token"] = config["unk_token"] = None
+    (no_eos / "tokenizer_config.json").write_text(json.dumps(config))
+    # tokenizer.json's end of text still stands as eos, which AutoTokenizer would not read from these files
+    with pytest.raises(ValueError, match=r"refused, the files disagree: .*AutoTokenizer reads eos id None but "
+                                         r"tokenizer.json and its config give 50256"):
+        export_hf(model, no_eos, tmp_path / "hf", {"run": "third"})
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 @pytest.mark.parametrize("tied", [True, False])

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 
 from ivr.tokenizers.distill import UnsupportedTokenizer, distill_tokenizer, source_bpe
 from ivr.tokenizers.io import load_tokenizer, read_special_tokens
-from ivr.tokenizers.remap_rules import RemapRuleError, id_contract, validate_remap_rules
+from ivr.tokenizers.remap_rules import RemapRule, RemapRuleError, id_contract, validate_remap_rules
 from ivr.tokenizers.source import fetch_original_tokenizer
 from tests.distill_fixtures import corpus, fast_settings
 
@@ -122,6 +122,9 @@ def test_id_contract_notices_a_lost_special_token(distilled):
     spec["added_tokens"] = [t for t in spec["added_tokens"] if t["id"] != 3]
     broken = id_contract(tok, Tokenizer.from_str(json.dumps(spec)), special, [])
     assert broken["added tokens identical at the same ids"] is False
+    rule = RemapRule(7, tok.id_to_token(7), "zz", (90, 90))
+    assert id_contract(tok, tok, special, [rule])["no rule frees a protected id"] is True
+    assert id_contract(tok, tok, special, [rule], protected_ids=[7])["no rule frees a protected id"] is False
 
 
 def test_unsupported_pre_tokenizers_are_named():

@@ -180,6 +180,10 @@ def test_ids_must_lie_in_the_vocabulary(tmp_path, rules):
         ({"id": 50000, "new_text": "zzqqxx", "new_token": text_to_piece("other")}, "disagree"),
         ({"id": 50000}, "needs new_text or new_token"),
         ({"id": 50000, "new_text": "x\ud800"}, "holds a lone surrogate"),
+        ({"id": -1, "new_text": "zzqqxx"}, "unknown id"),
+        ({"id": 50000, "old_text": "nope", "new_text": "zzqqxx"}, "old_text 'nope' is not the text"),
+        ({"id": 50000, "new_text": ""}, "is not a non-empty string"),
+        ({"id": 50000, "new_text": 7}, "is not a non-empty string"),
     ],
 )
 def test_invalid_rules_are_rejected_naming_the_rule(distilled, bad, message):

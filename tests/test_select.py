@@ -6,6 +6,7 @@ from array import array
 import string
 from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from tests.conftest import make_code_docs
@@ -295,6 +296,31 @@ def test_strings_the_pre_tokenizer_cuts_alone_are_not_selected(distilled, tmp_pa
     assert selection.summary["excluded"]["split_when_alone"] >= 1
 
 
+def test_the_savings_curve_adds_net_gains_in_rank_order_at_its_points():
+    from ivr.analysis.savings_curve import SavingsCurve, curve_table, savings_curve
+
+    curve = savings_curve([10, 5, 1], 100, [8, 2, 0], 50)
+    assert curve == SavingsCurve([3], [16.0], [20.0])
+    assert curve_table(curve)[2] == "| 3 | 16.00% | 20.00% | -4.00 |"
+    curve = savings_curve([1] * 60, 600, [2] * 60, 600)
+    assert curve.ids == [25, 50, 60] and curve.fitted_pct == [25 / 6, 50 / 6, 10.0]
+    assert curve.heldout_pct == [50 / 6, 100 / 6, 20.0]
+    assert savings_curve([], 0, [], 0) == SavingsCurve([], [], [])
+
+
+def test_ids_are_freed_unreachable_first_then_unused_by_general_text_then_by_domain_and_general_use():
+    from ivr.analysis.select import _free_order
+
+    # ids 0-6: letter words, so the prior's use stands; id 7 is used min_count times and never freed
+    pieces = ["Ġa", "Ġb", "Ġc", "Ġd", "Ġe", "Ġf", "Ġg", "Ġh"]
+    domain = [0, 2, 0, 1, 1, 0, 3, 5]
+    general = [1.0, 0.0, 5.0, 2.0, 3.0, 9.0, 0.0, 0.0]  # against the ids' order, the last tie-break
+    stats = PretokenStats([], [], [], [], np.array(domain), 0, 0, 0)
+    order = _free_order(stats, pieces, SelectSettings(min_count=5), never={6}, unreachable={5}, prior=general)
+    # unreachable 5 (used by general text); unused by general text: 1; then by domain use, then general use
+    assert order == [5, 1, 0, 2, 3, 4]
+
+
 def test_savings_curve_and_held_out_saving_are_reported(distilled, code_docs, tmp_path):
     settings = SelectSettings(num_replacements=40, validation_fraction=0.3, **FAST)
     sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md", tmp_path / "curve.png")
@@ -392,6 +418,12 @@ def test_spread_strings_outrank_strings_piled_up_in_one_document(distilled, tmp_
         sel = select_replacements(distilled, docs, settings, tmp_path / "c.csv", tmp_path / "l.md")
         texts = [r.new_text for r in sel.replacements]
         ranks[cap] = (texts.index(" zygomorphic"), texts.index(" quixotically"))
+        # the cap ranks; the estimate counts every use, less the freed tokens' uses
+        zygo = sel.replacements[ranks[cap][0]]
+        assert zygo.estimated_saving == 100 * (len(zygo.gpt2_ids) - 1) and zygo.domain_count == 100
+        summary = sel.summary
+        assert summary["expected_saving_pct"] == pytest.approx(100 * (
+            summary["estimated_saving_tokens"] - summary["freed_tokens_domain_uses"]) / summary["train_tokens"])
         if cap is None:
             savings = [r.estimated_saving for r in sel.replacements]
             assert savings == sorted(savings, reverse=True)
@@ -431,6 +463,13 @@ def test_a_string_whose_piece_would_cut_other_training_words_gives_its_place_to_
     assert sel.summary["lengthening_training_words"] == {"pars": 30}
     assert sel.replacements and "pars" not in [r.new_text for r in sel.replacements]
     assert "`pars` 30" in (tmp_path / "log.md").read_text(encoding="utf-8")
+    assert len(sel.replacements) == 2 and sel.summary["unfilled_after_refills"] == 0  # its place is filled
+    forced = tmp_path / "forced.txt"  # a forced term is never left out for the words it lengthens
+    forced.write_text("pars\n", encoding="utf-8")
+    kept = select_replacements(tok, docs, SelectSettings(num_replacements=2, min_count=5, general_prior_words=0,
+                                                         validation_fraction=0, forced_tokens_path=str(forced)),
+                               tmp_path / "c2.csv", tmp_path / "log2.md")
+    assert [(r.new_text, r.reason) for r in kept.replacements][0] == ("pars", "forced")
     remap_tokenizer(tok, RemapSettings(), tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md",
                     tmp_path / "r.json", candidates_csv=tmp_path / "c.csv")
     remapped = Tokenizer.from_file(str(tmp_path / "out" / "tokenizer.json"))
