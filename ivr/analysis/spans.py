@@ -24,6 +24,7 @@ from ivr.counting import most_frequent
 from ivr.tokenizers.byte_level import piece_to_bytes
 from ivr.tokenizers.io import pre_tokens
 
+
 class Occurrences:
     """Where each candidate string lies: per string, one flat array of ``(pre-token index, first, last)`` token
     positions, pre-tokens ascending. About 12 bytes a place, where a dict of lists of tuples takes some 200: text
