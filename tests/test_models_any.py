@@ -167,18 +167,23 @@ def test_align_reads_any_model_and_install_writes_it_back(workspace, architectur
     assert torch.isfinite(model(torch.tensor([[BOS, 5, reassigned[0], EOS]])).logits).all()
 
 
-def test_padding_rows_take_no_part_in_the_statistics(workspace):
+@pytest.mark.parametrize("tied", [True, False])
+def test_padding_rows_take_no_part_in_the_statistics(workspace, tied):
     from ivr.embeddings import AlignSettings
 
     paths, rules, vocab_size = workspace
-    model = build_model(shape("llama", vocab_size + PADDING))
+    model = build_model(shape("llama", vocab_size + PADDING, tied))
+    tables = {"final_wte": model.get_input_embeddings().weight}
+    if not tied:  # the output layer's own rows, padded alike
+        tables["final_lm_head"] = model.get_output_embeddings().weight
     with torch.no_grad():
-        model.get_input_embeddings().weight[vocab_size:] = 1e6  # padding rows a model never trained
+        for weight in tables.values():
+            weight[vocab_size:] = 1e6  # padding rows a model never trained
     align_embeddings(model, paths, AlignSettings(init_strategy="global_mean"))
-    final = torch.load(paths.embedding("final_wte"), weights_only=True)
-    wte = model.get_input_embeddings().weight.detach()
-    assert torch.allclose(final[rules[0].id], wte[:vocab_size].mean(0))
-    assert torch.equal(final[vocab_size:], wte[vocab_size:])
+    for name, weight in tables.items():
+        final, weight = torch.load(paths.embedding(name), weights_only=True), weight.detach()
+        assert torch.allclose(final[rules[0].id], weight[:vocab_size].mean(0)), name
+        assert torch.equal(final[vocab_size:], weight[vocab_size:]), name
 
 
 @pytest.mark.parametrize("tied", [True, False])

@@ -122,6 +122,12 @@ def test_id_contract_notices_a_lost_special_token(distilled):
     spec["added_tokens"] = [t for t in spec["added_tokens"] if t["id"] != 3]
     broken = id_contract(tok, Tokenizer.from_str(json.dumps(spec)), special, [])
     assert broken["added tokens identical at the same ids"] is False
+    role = next(iter(special.role_ids().values()))  # a role's id (bos, eos, pad or unk) holding another token
+    spec = json.loads(tok.to_str())
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["id"] != role]
+    spec["model"]["vocab"][role][0] = "<|other|>"
+    assert id_contract(tok, Tokenizer.from_str(json.dumps(spec)), special, [])[
+        "bos/eos/pad/unk ids hold the same tokens"] is False
     rule = RemapRule(7, tok.id_to_token(7), "zz", (90, 90))
     assert id_contract(tok, tok, special, [rule])["no rule frees a protected id"] is True
     assert id_contract(tok, tok, special, [rule], protected_ids=[7])["no rule frees a protected id"] is False
