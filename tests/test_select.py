@@ -333,6 +333,22 @@ def test_savings_curve_and_held_out_saving_are_reported(distilled, code_docs, tm
     assert sel.summary["validation_gap_pct"] == pytest.approx(curve.fitted_pct[-1] - curve.heldout_pct[-1])
 
 
+def test_the_savings_curve_ranks_without_the_left_out_part_and_measures_on_it(distilled, tmp_path):
+    """The left-out documents (a stable hash of each text, as ``count_pretokens`` takes them) hold one string the
+    others never use: the whole ranking takes it, the curve's ranking cannot, so the curve saves nothing there."""
+    import zlib
+
+    left_out = lambda text: zlib.crc32(text.encode("utf-8")) % 1000 < 500  # noqa: E731
+    ranked = [d for d in (f"x{i} = zygomorphic(quixotically)\n" * 5 for i in range(200))
+              if not left_out(d)][:40]
+    held = [d for d in (f" Zyqxv{i} Zyqxv Zyqxv Zyqxv Zyqxv\n" for i in range(200)) if left_out(d)][:40]
+    settings = SelectSettings(num_replacements=10, validation_fraction=0.5, **FAST)
+    sel = select_replacements(distilled, ranked + held, settings, tmp_path / "c.csv", tmp_path / "log.md")
+    assert sel.curve, sel.summary["no_curve_because"]
+    assert " Zyqxv" in {r.new_text for r in sel.replacements}
+    assert sel.curve.fitted_pct[-1] > 0 and all(h <= 0 for h in sel.curve.heldout_pct)
+
+
 def test_unreachable_ids_are_freed_first_and_added_tokens_never(selection, distilled, code_docs, tmp_path):
     from tokenizers import AddedToken, Tokenizer
 
