@@ -392,6 +392,14 @@ def test_the_general_text_budget_refuses_replacements_that_lengthen_it(selection
     assert len(sel.replacements) < len(unchecked_sel.replacements)
     assert sel.summary["general_longer"][-1]["lines_pct"] == 0.0
     assert "| general | " in (tmp_path / "r.md").read_text(encoding="utf-8")
+    # a budget of 40% of the lines: refusing the id two thirds of them use is enough, and only that one goes
+    ref.write_text(f"a line with{reps[0].freed_text} in it\n" * 8
+                   + "".join(f"a line with{r.freed_text} in it\n" for r in reps[1:5]), encoding="utf-8")
+    lines = ref.read_text(encoding="utf-8").splitlines(keepends=True)
+    sel, checked = run(40.0)
+    assert sel.summary["refused_for_general_text"] == 1
+    assert reps[0].freed_id not in {r.freed_id for r in sel.replacements}
+    assert 0 < checked["longer_pct"] <= 40
 
 
 def test_a_forced_term_whose_freed_id_general_text_uses_takes_the_next_id(selection, distilled, code_docs, tmp_path):
