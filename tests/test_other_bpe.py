@@ -3,6 +3,7 @@ special tokens, distillation keeps every id and added token, remap rules refuse 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -128,6 +129,9 @@ def test_id_contract_notices_a_lost_special_token(distilled):
     spec["model"]["vocab"][role][0] = "<|other|>"
     assert id_contract(tok, Tokenizer.from_str(json.dumps(spec)), special, [])[
         "bos/eos/pad/unk ids hold the same tokens"] is False
+    # the two tokenizers agree, but not with what the source's config made the added tokens
+    wanted = dataclasses.replace(special, added={**special.added, 3: "<|not this|>"})
+    assert id_contract(tok, tok, wanted, [])["added tokens identical at the same ids"] is False
     rule = RemapRule(7, tok.id_to_token(7), "zz", (90, 90))
     assert id_contract(tok, tok, special, [rule])["no rule frees a protected id"] is True
     assert id_contract(tok, tok, special, [rule], protected_ids=[7])["no rule frees a protected id"] is False
