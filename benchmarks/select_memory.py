@@ -37,8 +37,9 @@ def measure(distilled: Path, mb: float) -> dict:
     from ivr.analysis.select import SelectSettings, select_replacements
     from ivr.tokenizers.io import load_tokenizer
 
-    docs, tok, out = random_words(mb), load_tokenizer(distilled), Path(tempfile.mkdtemp())
-    with Stopwatch() as t:
+    docs, tok = random_words(mb), load_tokenizer(distilled)
+    with tempfile.TemporaryDirectory() as scratch, Stopwatch() as t:
+        out = Path(scratch)
         sel = select_replacements(tok, docs, SelectSettings(), out / "c.csv", out / "log.md", out / "curve.png")
     return {"mb": mb, "documents": len(docs), "seconds": t.seconds,
             "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,  # kilobytes on Linux
