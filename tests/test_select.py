@@ -583,3 +583,58 @@ def test_strings_inside_a_picked_one_save_nothing_and_the_log_says_why_fewer_ids
     # every other span of the word (" antidis", "establishment", ...) lies inside it
     assert sel.summary["saving_nothing"] == sel.summary["candidate_strings"] - 1 > 0
     assert f"{sel.summary['saving_nothing']} candidate strings save nothing" in (tmp_path / "log.md").read_text()
+
+
+def test_the_budget_counts_the_word_list_s_occurrences(selection, distilled, code_docs, tmp_path):
+    """With no reference lines, the word list alone is what the budget is measured on: only ids of common English
+    words are left to free, so every replacement would lengthen listed words, and a zero budget refuses them all."""
+    words = [" however", " because", " which", " people"]
+    free = [distilled.encode(w).ids[0] for w in words]
+    assert all(len(distilled.encode(w).ids) == 1 for w in words)
+    protected = [i for i in range(distilled.get_vocab_size()) if i not in free]
+
+    def run(budget):
+        settings = SelectSettings(num_replacements=4, protected_ids=protected, max_general_longer_pct=budget,
+                                  min_count=5, general_prior_words=2000, validation_fraction=0)
+        return select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+
+    unchecked = run(None)
+    assert {r.freed_id for r in unchecked.replacements} == set(free)
+    sel = run(0.0)
+    assert sel.replacements == [] and sel.summary["refused_for_general_text"] == 4
+    first = sel.summary["general_longer"][0]
+    assert first["words_pct"] > 0 and first["lines_pct"] is None  # no lines to measure: n/a, not 0%
+    assert sel.summary["general_budget_met"]
+
+
+def test_the_expected_saving_counts_the_uses_of_the_freed_tokens(code_docs, distilled, tmp_path):
+    """A freed id the corpus still uses (fewer than ``min_count`` times) costs a token per use: the expected saving
+    is the estimated one less those uses."""
+    docs = code_docs + [" banana split\n"] * 3
+    banana = distilled.encode(" banana").ids
+    assert len(banana) == 1
+    protected = [i for i in range(distilled.get_vocab_size()) if i != banana[0]]
+    settings = SelectSettings(num_replacements=1, protected_ids=protected, min_count=5, general_prior_words=0,
+                              validation_fraction=0, max_general_longer_pct=None)
+    sel = select_replacements(distilled, docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+    [rep] = sel.replacements
+    assert rep.freed_id == banana[0] and rep.freed_domain_count == 3
+    summary = sel.summary
+    assert summary["freed_tokens_domain_uses"] == 3
+    assert summary["expected_saving_pct"] == pytest.approx(
+        100.0 * (rep.estimated_saving - 3) / summary["train_tokens"])
+
+
+def test_strings_still_failing_after_the_last_refill_round_leave_their_ids_unused(tmp_path, monkeypatch):
+    """With no refill rounds left, ``pars`` (whose piece would cut ``parser``) is not replaced by the next
+    candidate: its id keeps its old token, counted and said so in the log."""
+    from tests.remap_fixtures import near_tie_tokenizer
+
+    monkeypatch.setattr(select_module, "REFILL_ROUNDS", 0)
+    tok = near_tie_tokenizer()
+    docs = [f"pars{i} = parser(pars, pars, er)\n" for i in range(30)]
+    settings = SelectSettings(num_replacements=2, min_count=5, general_prior_words=0, validation_fraction=0)
+    sel = select_replacements(tok, docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+    assert sel.summary["unfilled_after_refills"] == 1 and len(sel.replacements) == 1
+    assert "pars" not in [r.new_text for r in sel.replacements]
+    assert "- 1 ids keep their old token" in (tmp_path / "log.md").read_text(encoding="utf-8")
