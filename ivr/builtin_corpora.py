@@ -24,6 +24,7 @@ from __future__ import annotations
 import gettext
 import hashlib
 import importlib.util
+import os
 import sysconfig
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
@@ -50,11 +51,18 @@ def python_stdlib_paths(
         skip_dirs: leave out files under a directory of one of these names, at any depth below the root.
         skip_names: leave out files of these names (e.g. ``topics.py``, the help topics as Python source).
     """
-    root = stdlib_root()
-    return [
-        path for path in sorted(root.rglob("*.py"))
-        if not any(part in skip_dirs for part in path.relative_to(root).parts[:-1]) and path.name not in skip_names
-    ]
+    return [path for path in _py_files(stdlib_root(), skip_dirs) if path.name not in skip_names]
+
+
+def _py_files(root: Path, skip_dirs: Collection[str]) -> list[Path]:
+    """The ``.py`` files below ``root`` in sorted path order, leaving out every folder named in ``skip_dirs``.
+    Skipped folders are not walked: the standard library's ``site-packages`` can hold a hundred times its files,
+    and every command that reads the built-in corpus lists it."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [name for name in dirs if name not in skip_dirs]
+        found += [Path(folder, name) for name in files if name.endswith(".py")]
+    return sorted(found)
 
 
 def python_stdlib_files(max_mb: float) -> list[tuple[Path, str]]:
@@ -105,10 +113,8 @@ def third_party_code(packages: Collection[str] = THIRD_PARTY_PACKAGES) -> Iterat
         if spec is None or not spec.submodule_search_locations:
             continue
         root = Path(list(spec.submodule_search_locations)[0])
-        for path in sorted(root.rglob("*.py")):
-            rel = path.relative_to(root)
-            if not {"test", "tests", "__pycache__"} & set(rel.parts[:-1]):
-                yield f"{name}/{rel.as_posix()}", path.read_text(encoding="utf-8", errors="replace")
+        for path in _py_files(root, {"test", "tests", "__pycache__"}):
+            yield f"{name}/{path.relative_to(root).as_posix()}", path.read_text(encoding="utf-8", errors="replace")
 
 
 def environment_code_paths() -> list[Path]:
