@@ -125,6 +125,21 @@ def test_export_rejects_vocab_mismatch(tmp_path, tokenizer_dir):
     assert not (tmp_path / "hf").exists()
 
 
+def test_a_tokenizer_that_names_no_eos_token_is_refused(tmp_path, tokenizer_dir):
+    """A config naming a bos token but no eos: an export would generate without end, so nothing is written."""
+    import shutil
+
+    folder = tmp_path / "no_eos"
+    shutil.copytree(tokenizer_dir, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.update(eos_token=None, unk_token=None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    (folder / "special_tokens_map.json").unlink(missing_ok=True)
+    with pytest.raises(ValueError, match=r"names no eos token: generation would never stop"):
+        export_hf(tiny_gpt2(tied=True), folder, tmp_path / "hf", {})
+    assert not (tmp_path / "hf").exists()
+
+
 def test_tokenizer_files_that_disagree_are_refused_and_leave_the_export_as_it_was(
         tmp_path, tokenizer_dir):
     import shutil
