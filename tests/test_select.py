@@ -638,3 +638,24 @@ def test_strings_still_failing_after_the_last_refill_round_leave_their_ids_unuse
     assert sel.summary["unfilled_after_refills"] == 1 and len(sel.replacements) == 1
     assert "pars" not in [r.new_text for r in sel.replacements]
     assert "- 1 ids keep their old token" in (tmp_path / "log.md").read_text(encoding="utf-8")
+
+
+def test_a_forced_term_whose_own_piece_lengthens_general_text_stays_and_the_budget_says_it_is_not_met(tmp_path):
+    """``pars`` forced: its piece cuts the reference lines' ``parser`` into ``pars·er``. Forced terms are never
+    refused and the id it takes is used by no general text, so nothing can be refused: one check, budget not met."""
+    from tests.remap_fixtures import near_tie_tokenizer
+
+    tok = near_tie_tokenizer()
+    docs = [f"pars{i} = parser(pars, pars, er)\n" for i in range(30)]
+    forced = tmp_path / "forced.txt"
+    forced.write_text("pars\n", encoding="utf-8")
+    ref = tmp_path / "general.txt"
+    ref.write_text("parser\n" * 5, encoding="utf-8")
+    settings = SelectSettings(num_replacements=1, min_count=5, general_prior_words=0, validation_fraction=0,
+                              forced_tokens_path=str(forced), general_reference_paths=[str(ref)],
+                              max_general_longer_pct=0.0)
+    sel = select_replacements(tok, docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+    assert [(r.new_text, r.reason) for r in sel.replacements] == [("pars", "forced")]
+    assert sel.summary["general_budget_met"] is False
+    assert [c["lines_pct"] for c in sel.summary["general_longer"]] == [100.0]
+    assert sel.summary["refused_for_general_text"] == 0 and sel.summary["ids_refused_for_forced_terms"] == 0
