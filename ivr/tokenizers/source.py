@@ -136,18 +136,25 @@ def _requested(tokenizer_name: str, local_dir: str | Path | None) -> dict:
     return requested
 
 
+_PARSED: set[tuple[str, str]] = set()  # (folder, sha256 of its tokenizer.json) read whole in this process
+
+
 def _readable(target_dir: Path, quiet: bool = False) -> bool:
     """Whether a fetched tokenizer can be reused: one damaged since is fetched again, not trusted (said unless
     ``quiet``)."""
+    sha256 = file_sha256(target_dir / TOKENIZER_FILE)
     try:
-        read_tokenizer_file(target_dir)
+        # every stage of a command asks again; the same bytes parse the same way
+        if (str(target_dir.resolve()), sha256) not in _PARSED:
+            read_tokenizer_file(target_dir)
+            _PARSED.add((str(target_dir.resolve()), sha256))
         recorded = read_metadata(target_dir).get("tokenizer_sha256")
     except ValueError as err:
         if not quiet:
             log.warning("%s; fetching the original tokenizer again", err)
         return False
     # a file edited by hand (ids swapped) still parses; every later stage would build on it
-    if recorded is not None and recorded != file_sha256(target_dir / TOKENIZER_FILE):
+    if recorded is not None and recorded != sha256:
         if not quiet:
             log.warning("%s changed since it was fetched (its sha256 differs from %s); fetching the original "
                         "tokenizer again", target_dir / TOKENIZER_FILE, METADATA_FILE)
