@@ -16,10 +16,9 @@ NEVER_SCORE = -1000.0
 
 
 def bare_model(tok: Tokenizer) -> Tokenizer:
-    """``tok``'s model alone, fed byte-level strings (pre-tokens)."""
-    spec = json.loads(tok.to_str())
-    spec.update(normalizer=None, pre_tokenizer=None, post_processor=None, decoder=None, added_tokens=[])
-    return Tokenizer.from_str(json.dumps(spec))
+    """``tok``'s model alone, fed byte-level strings (pre-tokens). The model is shared with ``tok``, not copied
+    (nothing changes a model once built; a copy through JSON took 0.2 s, with the distilled regex more)."""
+    return Tokenizer(tok.model)
 
 
 def read_back(values: np.ndarray) -> np.ndarray:
