@@ -14,20 +14,22 @@ import shutil
 import stat
 from pathlib import Path
 
+from tokenizers import Tokenizer
 from transformers import PreTrainedModel
 
 from ivr.atomic import atomic_dir, read_json_object
 from ivr.causal_lm import context_size
 from ivr.stamps import file_sha256
-from ivr.tokenizers.io import load_tokenizer, read_special_tokens
+from ivr.tokenizers.io import read_special_tokens, read_tokenizer_file
 
 EXPORT_METADATA_FILE = "ivr_export.json"
 SPECIAL_NAMES = ("bos", "eos", "pad")
 
 
-def tokenizer_special_ids(tokenizer_dir: Path) -> dict[str, int | None]:
-    """``{"bos": id, "eos": id, "pad": id}`` of the tokenizer directory (``read_special_tokens``)."""
-    special = read_special_tokens(tokenizer_dir)
+def tokenizer_special_ids(tokenizer_dir: Path, tok: Tokenizer | None = None) -> dict[str, int | None]:
+    """``{"bos": id, "eos": id, "pad": id}`` of the tokenizer directory (``read_special_tokens``; ``tok``: its
+    ``tokenizer.json`` as already read with its padding)."""
+    special = read_special_tokens(tokenizer_dir, tok)
     return {name: getattr(special, f"{name}_id") for name in SPECIAL_NAMES}
 
 
@@ -43,8 +45,9 @@ def export_disagreements(out_dir: Path, rows: int) -> list[str]:
     config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
     generation = json.loads((out_dir / "generation_config.json").read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
-    n_ids = load_tokenizer(out_dir).get_vocab_size(with_added_tokens=True)
-    special = tokenizer_special_ids(out_dir)
+    written = read_tokenizer_file(out_dir, keep_padding=True)
+    n_ids = written.get_vocab_size(with_added_tokens=True)
+    special = tokenizer_special_ids(out_dir, written)
     problems = []
     if config.get("vocab_size") != rows:
         problems.append(f"config.json vocab_size {config.get('vocab_size')} but the embedding matrix has {rows} rows")
@@ -90,7 +93,8 @@ def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metada
     ``ValueError`` naming every disagreement between the written files; ``out_dir`` is then left as it was.
     """
     tokenizer_dir, out_dir = Path(tokenizer_dir), Path(out_dir)
-    vocab_size = load_tokenizer(tokenizer_dir).get_vocab_size(with_added_tokens=True)
+    source = read_tokenizer_file(tokenizer_dir, keep_padding=True)
+    vocab_size = source.get_vocab_size(with_added_tokens=True)
     rows = model.get_input_embeddings().weight.shape[0]
     head_rows = model.get_output_embeddings().weight.shape[0]
     if vocab_size > rows or head_rows != rows:
@@ -98,7 +102,7 @@ def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metada
             f"tokenizer at {tokenizer_dir} has {vocab_size} ids but the model has {rows} token rows "
             f"and {head_rows} output rows"
         )
-    special = tokenizer_special_ids(tokenizer_dir)
+    special = tokenizer_special_ids(tokenizer_dir, source)
     if special["eos"] is None:
         raise ValueError(f"tokenizer at {tokenizer_dir} names no eos token: generation would never stop")
 
