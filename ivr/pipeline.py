@@ -448,12 +448,11 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
         splits = {}
         for name, split in SPLIT_SOURCES.items():
             # the pre-tokens verification recorded, where this tokenizer cuts text as the distilled one does
-            splits[name] = split_id_batches(paths.distilled_pretokens, split, tok, corpus_content(paths.cleaned_corpora_dir),
-                                            heldout_fraction)
+            splits[name] = split_id_batches(paths.distilled_pretokens, split, tok, key["corpus"], heldout_fraction)
             if isinstance(splits[name], str):
                 log.info("datasets: %s; encoding the %s split", splits[name], split)
                 splits[name] = encoded_batches(tok, SplitTexts(paths.cleaned_corpora_dir, split, heldout_fraction))
-        separator = read_special_tokens(paths.tokenizer_dir(tokenizer)).separator_id
+        separator = key["separator"]
         # the file, beside its hash: a datasets folder shared by trees holds blocks of other trees' tokenizers
         tokenizer_file = str(paths.tokenizer_file(tokenizer).resolve())
         with collector_paused():
