@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from ivr.analysis.general_use import code_reference, word_like
+from ivr.analysis.general_use import GeneralText, code_reference, general_prior, general_text, word_like
 import ivr.analysis.select as select_module
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.tokenizers.byte_level import text_to_piece
@@ -53,3 +54,52 @@ def test_ids_the_code_reference_uses_are_freed_after_those_it_does_not(distilled
                         lambda mb, exclude=(): calls.append(mb) or ["x =" + "".join(r.freed_text for r in first) + "\n"] * 3)
     freed = {r.freed_id for r in select(0.5).replacements}
     assert calls == [0.5] and freed and not freed & {r.freed_id for r in first}
+
+
+def test_each_word_stands_for_its_running_text_forms_lower_case_and_capitalised():
+    """Sentences and lines start with capitals: `` The`` and ``The`` are uses of ``the`` that the prior must
+    count, the forms' weights adding up to the word's frequency."""
+    from ivr.general_english import most_frequent_english
+
+    (word, freq), = most_frequent_english(1)
+    general = general_text(1, [])
+    title = word.capitalize()
+    assert general.words == [f" {word}", word, f" {title}", title] and general.lines == []
+    assert general.word_weights.sum() == pytest.approx(freq) and general.word_weights.argmax() == 0
+
+
+def test_blank_lines_of_reference_texts_and_files_are_not_reference_lines(tmp_path):
+    """A blank line never gets longer: counted as a reference line, it would dilute the share of lines a
+    remapping lengthens and the rate of the ids the lines use."""
+    ref = tmp_path / "ref.md"
+    ref.write_text("# Title\n\n  \nsome words\n", encoding="utf-8")
+    general = general_text(0, [str(ref)], ["x = 1\n\n\ty = 2\n \n"])
+    assert general.lines == ["x = 1\n", "\ty = 2\n", "# Title\n", "some words\n"]
+
+
+def test_the_prior_gives_a_word_s_weight_to_each_of_its_tokens_and_the_lines_rate_where_it_is_higher(distilled):
+    """Uses per million tokens per id: every token of a word list's word counts its weight, and an id the
+    reference lines use more often than the word list says takes the lines' rate (its share of their tokens)."""
+    def ids(text):
+        return distilled.encode(text, add_special_tokens=False).ids
+
+    z, ebra = ids(" zebra")
+    (the,) = ids(" the")
+    lines = ["x = 1\n", "x = 1\n", "at the end\n"]
+    general = GeneralText([" zebra", " the"], np.array([0.001, 0.5]), lines)
+    prior = general_prior(distilled, general)
+    line_tokens = sum(len(ids(line)) for line in lines)
+    assert prior[z] == prior[ebra] == pytest.approx(1e3)  # the word list alone
+    assert prior[ids("x")[0]] == pytest.approx(2 * 1e6 / line_tokens)  # the lines alone
+    assert prior[the] == pytest.approx(0.5e6)  # the word list's rate, higher than the lines'
+    assert (prior > 0).sum() == len({z, ebra, the, *ids("x = 1\n"), *ids("at the end\n")})
+
+
+def test_the_code_reference_rounds_its_stride_up_and_takes_no_more_than_asked():
+    """Asked for two thirds of the library's size, every second file is read (about half of it), not every file:
+    a stride rounded down would read more than ``max_mb``."""
+    from ivr.builtin_corpora import python_stdlib_paths
+
+    paths = python_stdlib_paths()
+    total = sum(p.stat().st_size for p in paths)
+    assert len(code_reference(total / 1.5e6)) == len(paths[::2])
