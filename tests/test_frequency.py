@@ -30,3 +30,37 @@ def test_analyze_matches_encode_and_counts_every_id(raw_dir, tmp_path, gpt2_bpe)
     assert frame["doc_freq"][top] == sum(top in e for e in expected)
     assert abs(frame["share"].sum() - 1.0) < 1e-9
     assert frame.filter(pl.col("token_id") == 15496)["text"][0] == "Hello"
+
+
+def test_the_summary_counts_every_document_its_utf8_bytes_tokens_and_distinct_ids(tmp_path, gpt2_bpe):
+    """The summary ``ivr analyze`` logs counts every document of every batch, and the corpus's UTF-8 size (what
+    the manifest's total and the progress bar measure), not its characters."""
+    from ivr.cleaned_corpus import Document
+
+    docs = [Document(f"d{i}", text) for i, text in enumerate(["café au lait\n", "x = 1\n", "x = 2\n"])]
+    summary = analyze_corpus(gpt2_bpe, iter(docs), tmp_path / "seq.txt", tmp_path / "freq.parquet", batch_size=2)
+    ids = [i for d in docs for i in gpt2_bpe.encode(d.text, add_special_tokens=False).ids]
+    assert summary == {"documents": 3, "bytes": 26, "tokens": len(ids), "distinct_ids": len(set(ids))}
+    assert len(set(ids)) < len(ids)  # "x", " =" and "\n" repeat: distinct ids are fewer than tokens
+
+
+def test_the_frequency_table_shows_each_piece_as_the_tokenizer_spells_it_and_as_text(tmp_path, gpt2_bpe):
+    """``token`` is the byte-level piece (``Ġworld``), ``text`` the text it stands for (`` world``): a reader of
+    the table sees spaces and newlines, not the byte-level alphabet."""
+    from ivr.cleaned_corpus import Document
+
+    freq = tmp_path / "freq.parquet"
+    analyze_corpus(gpt2_bpe, iter([Document("d", "Hello world\n")]), tmp_path / "seq.txt", freq)
+    frame = pl.read_parquet(freq)
+    for piece, text in (("Ġworld", " world"), ("Ċ", "\n")):
+        row = frame.row(gpt2_bpe.token_to_id(piece), named=True)
+        assert (row["token"], row["text"], row["count"], row["doc_freq"]) == (piece, text, 1, 1)
+
+
+def test_no_documents_give_an_empty_id_file_and_shares_of_zero(tmp_path, gpt2_bpe):
+    """Shares are counts over the total, taken as at least 1: no tokens give shares of 0, not 0/0 (NaN)."""
+    seq, freq = tmp_path / "seq.txt", tmp_path / "freq.parquet"
+    summary = analyze_corpus(gpt2_bpe, iter([]), seq, freq)
+    assert summary == {"documents": 0, "bytes": 0, "tokens": 0, "distinct_ids": 0}
+    shares = pl.read_parquet(freq)["share"]
+    assert seq.read_text() == "" and len(shares) == 50257 and shares.is_nan().sum() == 0 and shares.sum() == 0
