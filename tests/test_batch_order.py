@@ -167,3 +167,44 @@ def test_resuming_inside_an_accumulation_says_which_batches_reach_no_update(tmp_
     progress.ready = 4  # between two optimizer steps: nothing lost
     loader.continued()
     assert "inside an accumulation" not in caplog.text
+
+
+def test_the_epoch_order_skips_its_first_items_once():
+    """``skip`` stands for the part of a resumed epoch already trained on: the next pass over the sampler serves
+    its epoch whole."""
+    from ivr.batch_order import EpochOrder
+
+    sampler = EpochOrder(BLOCKS, num_replicas=1, rank=0, seed=7)
+    whole = list(sampler)
+    sampler.skip = 8
+    assert list(sampler) == whole[8:]
+    assert list(sampler) == whole
+
+
+def test_without_the_trainer_only_a_loaded_state_s_cut_short_pass_is_continued():
+    """A pass broken off in a loop of one's own is done with: the next pass serves the next epoch. Only a pass
+    that a loaded state says was cut short goes on, and only once."""
+    whole = [epoch(training_loader(BLOCKS, 4, 0, seed=7), e) for e in (0, 1, 2)]
+    loader = training_loader(BLOCKS, 4, 0, seed=7)
+    assert epoch(loader, 0, stop=2) == whole[0][:2]
+    assert epoch(loader, 1) == whole[1]
+    resumed = training_loader(BLOCKS, 4, 0, seed=7)
+    resumed.load_state_dict({"seed": 7, "epoch": 0, "batches": 2, "started": True})
+    assert epoch(resumed, 0, stop=1) == whole[0][2:3]
+    assert epoch(resumed, 1, stop=1) == whole[1][:1]  # not the rest of epoch 0 again
+    assert epoch(resumed, 2) == whole[2]
+
+
+def test_the_state_records_the_devices_a_pass_was_split_across(caplog):
+    """A checkpoint of a fit on two devices says two: resumed on two it goes on quietly, on one it warns that the
+    rest of the epoch repeats or leaves out blocks."""
+    loader = training_loader(BLOCKS, 3, 0, seed=7, num_replicas=2, rank=0)
+    epoch(loader, 0, stop=1)
+    state = loader.state_dict()
+    assert (state["batch_size"], state["replicas"]) == (3, 2)
+    for replicas, warns in ((2, False), (1, True)):
+        resumed = training_loader(BLOCKS, 3, 0, seed=7, num_replicas=replicas, rank=0, continued=lambda: 1)
+        resumed.load_state_dict(state)
+        caplog.clear()
+        epoch(resumed, 0)
+        assert ("where it was 3 on 2" in caplog.text) == warns, replicas
