@@ -470,3 +470,52 @@ def test_the_remap_stages_own_rules_file_is_refused_as_its_input(tmp_path):
     with pytest.raises(ValueError, match="my_rules.yaml is in .*remapped, which the remap stage rewrites whole"):
         pipeline.run_stage(config, "remap")
     assert mine.is_file()
+
+
+def test_a_stage_s_modules_are_those_it_uses_by_name_or_by_attribute_but_not_its_own():
+    """A module a stage uses by attribute (``stamps.file_sha256``) decides its outputs as much as a function it
+    imports. Its own module is hashed whole already; its import closure would bring every other stage's code in."""
+    import ivr.stamps
+
+    own = type("Own", (), {"__module__": "ivr.some_stage"})  # a class of the stage's own module
+    namespace = {"__name__": "ivr.some_stage", "stamps": ivr.stamps, "ArtifactPaths": ArtifactPaths, "Own": own}
+    exec("def stage(root):\n    return stamps.file_sha256(ArtifactPaths.from_config(root).lock), Own()\n", namespace)
+    assert staging.code_modules(namespace["stage"]) == {"ivr.stamps", "ivr.paths"}
+
+
+def test_outputs_named_by_a_function_are_checked_as_the_last_build_left_them_and_returned(tmp_path):
+    """align's optional files: the list is asked before the check and after a build. The caller gets the paths,
+    and an optional output gone since the build is rebuilt, while one left as it was is not."""
+    paths = ArtifactPaths.from_config(tmp_path)
+    main, optional = tmp_path / "main.bin", tmp_path / "optional.bin"
+    builds = []
+
+    def build():
+        builds.append(1)
+        main.write_text("x")
+        optional.write_text("y")
+
+    def run():
+        return staging.staged("analyze", paths, lambda: {"inputs": 1},
+                              lambda: [p for p in (main, optional) if p.exists()], build, pipeline.analyze)
+
+    assert run() == [main, optional] and run() == [main, optional] and len(builds) == 1
+    optional.unlink()
+    assert run() == [main, optional] and len(builds) == 2
+
+
+def test_an_artifact_tree_the_user_may_not_write_is_named_with_what_to_do(tmp_path, monkeypatch):
+    """A lock file that cannot be created (a tree of another user's) is one error naming the tree, not
+    filelock's bare permission error."""
+    import errno
+
+    from filelock import FileLock
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(FileLock, "acquire", refuse)
+    with pytest.raises(PermissionError, match=r"cannot create the lock file \.lock \(Permission denied\); ivr needs "
+                                              r"an artifact tree it can write \(data\.artifacts_dir\)"):
+        with staging.artifacts_lock(ArtifactPaths.from_config(tmp_path)):
+            pass
