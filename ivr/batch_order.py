@@ -92,20 +92,24 @@ class ResumableLoader(DataLoader):
             return
         done = self.continued() if self.continued is not None else (state.batches if self._loaded else 0)
         self._loaded = False
-        if (done and (state.batch_size, state.replicas) not in ((0, 0), (self.batch_size, sampler.num_replicas))
-                and done < len(sampler.dataset) // state.replicas // state.batch_size):  # the epoch was cut short
+        resized = bool(done) and (state.batch_size, state.replicas) not in ((0, 0), (self.batch_size,
+                                                                                      sampler.num_replicas))
+        # counted in the batches it was trained in: with smaller ones, going on at batch `done` would serve blocks of
+        # a finished epoch again
+        finished = resized and done >= len(sampler.dataset) // state.replicas // state.batch_size
+        if resized and not finished:  # the epoch was cut short
             log.warning("resuming epoch %d at batch %d with data.batch_size %d on %d device(s), where it was %d on %d: "
                         "the rest of the epoch repeats or leaves out some of its blocks", state.epoch, done,
                         self.batch_size, sampler.num_replicas, state.batch_size, state.replicas)
         length = len(self)
         if self.epoch_length is not None and isinstance(limited := self.epoch_length(), int) and 0 < limited < length:
             length = limited  # the trainer trains this many batches of each epoch (trainer.limit_train_batches)
-        if self.continued is not None and state.started and done >= length:
+        if self.continued is not None and state.started and (done >= length or finished):
             # a fit stopped by max_steps at an epoch's last batch is restored with that epoch whole but not yet
             # closed: Lightning would take one batch of this pass and close it, so serving the next epoch here
             # would lose all of it but that batch; an empty pass closes it, and the next serves the next epoch
             return
-        if state.started and 0 < done < length:
+        if state.started and 0 < done < length and not finished:
             epoch, skip = state.epoch, done
         elif state.started:
             epoch, skip = state.epoch + 1, 0

@@ -208,3 +208,22 @@ def test_the_state_records_the_devices_a_pass_was_split_across(caplog):
         caplog.clear()
         epoch(resumed, 0)
         assert ("where it was 3 on 2" in caplog.text) == warns, replicas
+
+
+def test_an_epoch_finished_in_larger_batches_is_closed_not_served_again_in_smaller_ones(caplog):
+    """A fit stopped at the last batch of epoch 0 (5 batches of 4) and resumed with batches of 2: the trainer counts
+    5 of the new epoch's 11 done, but every block of the epoch was trained. The pass closes the epoch, silently,
+    and the next serves epoch 1 whole; so does a loaded state without the trainer."""
+    loader = training_loader(BLOCKS, 4, 0, seed=7)
+    epoch(loader, 0)
+    state = loader.state_dict()
+    whole_next = epoch(training_loader(BLOCKS, 2, 0, seed=7), 1)
+    done = [5, 0]
+    resumed = training_loader(BLOCKS, 2, 0, seed=7, continued=lambda: done.pop(0))
+    resumed.load_state_dict(state)
+    assert epoch(resumed, 0) == []
+    assert epoch(resumed, 1) == whole_next
+    alone = training_loader(BLOCKS, 2, 0, seed=7)
+    alone.load_state_dict(state)
+    assert epoch(alone, 1) == whole_next
+    assert "repeats or leaves out" not in caplog.text
