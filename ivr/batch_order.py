@@ -92,8 +92,8 @@ class ResumableLoader(DataLoader):
             return
         done = self.continued() if self.continued is not None else (state.batches if self._loaded else 0)
         self._loaded = False
-        resized = bool(done) and (state.batch_size, state.replicas) not in ((0, 0), (self.batch_size,
-                                                                                      sampler.num_replicas))
+        then, now = (state.batch_size, state.replicas), (self.batch_size, sampler.num_replicas)
+        resized = bool(done) and then not in ((0, 0), now)
         # counted in the batches it was trained in: with smaller ones, going on at batch `done` would serve blocks of
         # a finished epoch again
         finished = resized and done >= len(sampler.dataset) // state.replicas // state.batch_size

@@ -143,11 +143,12 @@ def _readable(target_dir: Path, quiet: bool = False) -> bool:
     """Whether a fetched tokenizer can be reused: one damaged since is fetched again, not trusted (said unless
     ``quiet``)."""
     sha256 = file_sha256(target_dir / TOKENIZER_FILE)
+    parsed = (str(target_dir.resolve()), sha256)
     try:
         # every stage of a command asks again; the same bytes parse the same way
-        if (str(target_dir.resolve()), sha256) not in _PARSED:
+        if parsed not in _PARSED:
             read_tokenizer_file(target_dir)
-            _PARSED.add((str(target_dir.resolve()), sha256))
+            _PARSED.add(parsed)
         recorded = read_metadata(target_dir).get("tokenizer_sha256")
     except ValueError as err:
         if not quiet:
