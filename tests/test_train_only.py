@@ -101,3 +101,29 @@ def test_unknown_train_only_is_named():
     module = IVRLanguageModel(model_name_or_path=None, from_config=SHAPES["llama_tied"], train_only="heads")
     with pytest.raises(ValueError, match="model.train_only: 'heads' is not one of all, embeddings, reassigned_rows"):
         module.configure_model()
+
+
+def test_embeddings_only_masks_no_rows_and_needs_no_reassigned_ids():
+    """``embeddings`` trains whole matrices: it neither asks for the align stage's ids nor masks rows (whose
+    matrices would then take no weight decay)."""
+    from ivr.trainable import restrict_training
+
+    model = build_model(SHAPES["gpt2_untied"])
+    assert restrict_training(model, "embeddings", None) == []
+    assert restrict_training(model, "embeddings", torch.tensor(REASSIGNED)) == []
+    wte, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    assert wte.requires_grad and head.requires_grad
+    assert not any(p.requires_grad for p in model.parameters() if p is not wte and p is not head)
+    (model.get_input_embeddings()(torch.tensor([[1, 5]])).sum()).backward()
+    assert wte.grad[1].abs().sum() > 0  # a row outside the reassigned ones keeps its gradient
+
+
+def test_a_model_without_an_output_layer_has_its_token_embedding_alone():
+    """A model whose output layer is None (a base model without a head) has one embedding matrix, not an error."""
+    from transformers import GPT2Config, GPT2Model
+
+    from ivr.trainable import embedding_matrices
+
+    model = GPT2Model(GPT2Config(n_embd=16, n_layer=1, n_head=2, n_positions=16, vocab_size=VOCAB))
+    assert model.get_output_embeddings() is None
+    assert embedding_matrices(model) == [model.get_input_embeddings().weight]
