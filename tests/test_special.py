@@ -164,3 +164,46 @@ def test_a_named_token_s_id_is_never_freed(gpt2_bpe):
     assert mask in special.protected_ids()
     with pytest.raises(RemapRuleError, match=rf"id {mask} is the config's mask_token"):
         validate_remap_rules([{"id": mask, "new_text": "zzqqxx"}], "r.yaml", gpt2_bpe, special)
+
+
+def test_a_role_at_id_zero_is_named_and_never_freed(tmp_path):
+    """Id 0 is an id like any other: a role naming the vocabulary's first piece is in ``role_ids`` and protected."""
+    special = read_special_tokens(tokenizer_dir(tmp_path, ["</s>"], {"eos_token": "</s>", "bos_token": "a"}))
+    assert special.role_ids() == {"bos": 0, "eos": 3}
+    assert 0 in special.protected_ids()
+
+
+def test_padding_and_truncation_sides_are_kept_apart_and_checked(tmp_path):
+    """Each side goes to its own field (a source may pad left and truncate right); a side that is neither is named."""
+    special = read_special_tokens(tokenizer_dir(tmp_path / "a", ["</s>"], {
+        "eos_token": "</s>", "padding_side": "left", "truncation_side": "right"}))
+    assert (special.padding_side, special.truncation_side) == ("left", "right")
+    with pytest.raises(ValueError, match="truncation_side must be 'left' or 'right', got 'middle'"):
+        read_special_tokens(tokenizer_dir(tmp_path / "b", ["</s>"], {"eos_token": "</s>", "truncation_side": "middle"}))
+
+
+def test_without_a_config_endoftext_beside_another_added_token_is_not_read_as_gpt2(tmp_path):
+    """GPT-2's layout is ``<|endoftext|>`` as the only added token; with any other added token the roles of each
+    are unknown, so a config is asked for."""
+    with pytest.raises(ValueError, match="put a tokenizer_config.json naming bos_token"):
+        read_special_tokens(tokenizer_dir(tmp_path, ["<|endoftext|>", "<|im_end|>"]))
+
+
+def test_a_further_special_token_listed_twice_counts_once(tmp_path):
+    """A transformers 4 config may list one token under both ``additional_special_tokens`` and
+    ``extra_special_tokens``: it is one further special token."""
+    path = tokenizer_dir(tmp_path, ["</s>", "<|a|>", "<|b|>"], {
+        "eos_token": "</s>", "additional_special_tokens": ["<|a|>", "<|b|>"], "extra_special_tokens": ["<|a|>"]})
+    assert read_special_tokens(path).extra == ("<|a|>", "<|b|>")
+
+
+def test_named_tokens_are_ordered_by_name_and_the_record_says_only_whether_a_template_exists(tmp_path):
+    """Named tokens come sorted by name whatever the config's order, so a derived directory's read-back compares
+    equal; the metadata record holds whether there is a chat template, not the template."""
+    from dataclasses import replace
+
+    path = tokenizer_dir(tmp_path, ["</s>", "<|a|>", "<|b|>"],
+                         {"eos_token": "</s>", "mask_token": "<|b|>", "image_token": "<|a|>"})
+    special = read_special_tokens(path)
+    assert special.named == (("image_token", "<|a|>", 4), ("mask_token", "<|b|>", 5))
+    assert replace(special, chat_template="{{ messages }}").to_json()["chat_template"] is True
