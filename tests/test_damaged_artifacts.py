@@ -94,6 +94,24 @@ def test_a_checkpoint_saved_without_crcs_is_read(tmp_path):
     assert readable_checkpoint(ckpt) == ckpt
 
 
+def test_a_checkpoint_is_read_through_once_per_version_of_the_file(tmp_path, monkeypatch):
+    """Checking every member's CRC reads the whole file (gigabytes for a large model): once per process, and
+    again only when the file changes."""
+    import ivr.checkpoints as checkpoints
+
+    passes = []
+    check = checkpoints._members_match_their_crcs
+    monkeypatch.setattr(checkpoints, "_members_match_their_crcs", lambda archive: passes.append(1) or check(archive))
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}}, ckpt)
+    readable_checkpoint(ckpt)
+    readable_checkpoint(ckpt)
+    assert len(passes) == 1
+    torch.save({"state_dict": {"w": torch.zeros(8)}}, ckpt)
+    readable_checkpoint(ckpt)
+    assert len(passes) == 2
+
+
 def test_a_file_that_is_not_a_lightning_checkpoint_is_named(tmp_path):
     from ivr.checkpoints import lightning_checkpoint
 

@@ -237,3 +237,75 @@ def test_reading_a_checkpoint_s_parts_runs_nothing_it_holds(tmp_path):
     # a weights-only checkpoint (checkpoint.save_weights_only) holds no callback state, so no best checkpoint
     with pytest.raises(FileNotFoundError, match="records no callback state .*save_weights_only"):
         _best_checkpoint(plain)
+
+
+def test_a_checkpoint_holding_classes_is_left_to_lightning_and_counts_as_resumable(tmp_path):
+    """A checkpoint that weights-only loading cannot read (hyperparameters pickled as classes) is neither refused
+    as "not a Lightning checkpoint" nor as weights-only: Lightning's own load decides, and nothing in it runs here."""
+    from ivr.checkpoints import holds_training_state, lightning_checkpoint
+
+    ran = tmp_path / "ran"
+    path = tmp_path / "classes.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": _Runs(ran)}, path)
+    assert lightning_checkpoint(path) == path
+    assert holds_training_state(path) and not ran.exists()
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {}, "optimizer_states": []}, plain)
+    assert holds_training_state(plain)
+
+
+def test_a_dict_without_state_dict_is_not_a_lightning_checkpoint(tmp_path):
+    """A dictionary saved with torch.save that holds no ``state_dict`` is named before Lightning meets it."""
+    from ivr.checkpoints import lightning_checkpoint
+
+    path = tmp_path / "weights.pt"
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(ValueError, match=r"weights\.pt is not a Lightning checkpoint \(it holds dict, no 'state_dict'\)"):
+        lightning_checkpoint(path)
+
+
+def test_a_checkpoint_part_that_is_not_a_mapping_reads_as_empty(tmp_path):
+    """The data module's state is a mapping; anything else under its key reads as none rather than being checked
+    as if it were one."""
+    from ivr.checkpoints import checkpoint_part
+
+    path = tmp_path / "odd.ckpt"
+    torch.save({"state_dict": {}, "IVRDataModule": ["vocabulary_sha256"]}, path)
+    assert checkpoint_part(path, "IVRDataModule") == {}
+
+
+def test_an_untied_model_needs_its_output_layer_in_the_checkpoint(tmp_path):
+    """Only a tied model may lack ``lm_head.weight``: an untied one would keep a random output layer."""
+    state = {f"model.{k}": v for k, v in tiny_gpt2(tied=False, seed=1).state_dict().items() if k != "lm_head.weight"}
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(ValueError, match=r"does not fit the model; missing \['lm_head.weight'\]"):
+        load_lightning_checkpoint(tiny_gpt2(tied=False), path)
+
+
+def test_weights_the_model_lacks_are_named_and_the_check_sees_the_whole_checkpoint(tmp_path):
+    """A weight under the prefix that the model has no place for is an error, not dropped; ``check`` is called
+    with the whole checkpoint and its error refuses the load."""
+    state = {f"model.{k}": v for k, v in tiny_gpt2(seed=1).state_dict().items()}
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {**state, "model.extra.weight": torch.zeros(2)}, "epoch": 1}, path)
+    with pytest.raises(ValueError, match=r"unexpected \['extra.weight'\]"):
+        load_lightning_checkpoint(tiny_gpt2(), path)
+    torch.save({"state_dict": state, "epoch": 1}, path)
+    seen = []
+
+    def refuse(checkpoint):
+        seen.append(checkpoint["epoch"])
+        raise ValueError("refused by the check")
+
+    with pytest.raises(ValueError, match="refused by the check"):
+        load_lightning_checkpoint(tiny_gpt2(), path, check=refuse)
+    assert seen == [1]
+
+
+def test_an_error_without_a_size_mismatch_line_is_given_whole():
+    """``first_mismatch`` falls back to the whole error, so a load that fails otherwise is not reported empty."""
+    from ivr.checkpoints import first_mismatch
+
+    assert first_mismatch(RuntimeError("Error(s):\n\tsize mismatch for w: copying a param.")) == "size mismatch for w: copying a param"
+    assert first_mismatch(RuntimeError("something else")) == "something else"
