@@ -1,10 +1,11 @@
 """The order packed blocks are served in, on one device or several.
 
-Training: each epoch's order is a permutation drawn from the seed and the epoch alone, split across ranks. Where
-the order stands (the seed, the epoch of the current pass, the batches served in it) is an :class:`OrderState`
-that the data module keeps and checkpoints, so a fit resumed from a mid-epoch checkpoint draws the same order and
-goes on after the batches it already trained on. A plain shuffled DataLoader draws from the global random state,
-which a resumed fit seeds afresh: it would train the epoch's first batches again.
+Training: each epoch's order is a permutation drawn from the seed and the epoch alone, split across ranks by
+turns. Where the order stands (the seed, the epoch of the current pass, the batches served in it and in what size)
+is an :class:`OrderState` that the data module keeps and checkpoints, so a fit resumed from a mid-epoch checkpoint
+draws the same order and goes on after the blocks it already trained on, in batches of another size or on other
+devices too. A plain shuffled DataLoader draws from the global random state, which a resumed fit seeds afresh: it
+would train the epoch's first batches again.
 
 The passes are counted here, not taken from Lightning's epoch number: a fit stopped by ``max_steps`` mid-epoch
 is saved with that epoch counted done, and a resumed fit that also stops by ``max_steps`` numbers the rest of it
@@ -42,6 +43,16 @@ class OrderState:
     """The batch size of the pass (0: not recorded); with ``replicas``, what a served batch stood for."""
     replicas: int = 0
     """The devices the pass was split across (0: not recorded)."""
+    start_batches: int = 0
+    """The trainer's count of the epoch's batches when the pass began (more than 0 where it went on with one)."""
+    start_blocks: int = 0
+    """Blocks of the epoch's order, across devices, served before the pass began."""
+
+    def blocks_served(self, done: int) -> int:
+        """Blocks of the epoch's order served across devices once the trainer counts ``done`` of its batches.
+
+        Ranks share the order by turns, so whole batches on every rank always cover a prefix of it."""
+        return self.start_blocks + (done - self.start_batches) * self.batch_size * self.replicas
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -92,37 +103,60 @@ class ResumableLoader(DataLoader):
             return
         done = self.continued() if self.continued is not None else (state.batches if self._loaded else 0)
         self._loaded = False
-        then, now = (state.batch_size, state.replicas), (self.batch_size, sampler.num_replicas)
-        resized = bool(done) and then not in ((0, 0), now)
-        # counted in the batches it was trained in: with smaller ones, going on at batch `done` would serve blocks of
-        # a finished epoch again
-        finished = resized and done >= len(sampler.dataset) // state.replicas // state.batch_size
-        if resized and not finished:  # the epoch was cut short
-            log.warning("resuming epoch %d at batch %d with data.batch_size %d on %d device(s), where it was %d on %d: "
-                        "the rest of the epoch repeats or leaves out some of its blocks", state.epoch, done,
-                        self.batch_size, sampler.num_replicas, state.batch_size, state.replicas)
-        length = len(self)
+        now = (self.batch_size, sampler.num_replicas)
+        # a state without the sizes was written with the ones in use
+        state.batch_size, state.replicas = state.batch_size or now[0], state.replicas or now[1]
+        then = (state.batch_size, state.replicas)
+        blocks = state.blocks_served(done) if done else 0
+        # counted in the batches the pass was trained in, every block of the epoch was: it is finished
+        finished = bool(done) and blocks >= len(sampler.dataset) // then[1] // then[0] * then[0] * then[1]
+        length = natural = len(self)
         if self.epoch_length is not None and isinstance(limited := self.epoch_length(), int) and 0 < limited < length:
             length = limited  # the trainer trains this many batches of each epoch (trainer.limit_train_batches)
-        if self.continued is not None and state.started and (done >= length or finished):
+        skip = -(-blocks // sampler.num_replicas)  # a rank's blocks already served, rounded up: none serves one twice
+        closing = self.continued is not None and state.started and (done >= length or finished)
+        if state.started and done and not finished:
+            # the trainer ends the epoch after `length` batches, counting those done as batches of this size
+            left = max(sampler.num_samples - skip, 0) // self.batch_size
+            taken = 0 if closing else left if self.continued is None else min(left, length - done)
+            served = blocks + taken * self.batch_size * sampler.num_replicas
+            # of the blocks an epoch of this size serves (a limit's share, which leaves the rest out by design)
+            lost = max(length * self.batch_size * sampler.num_replicas - served, 0) if length == natural else \
+                skip * sampler.num_replicas - blocks
+            self._say_resumed(state.epoch, blocks, then, lost)
+        if closing:
             # a fit stopped by max_steps at an epoch's last batch is restored with that epoch whole but not yet
             # closed: Lightning would take one batch of this pass and close it, so serving the next epoch here
             # would lose all of it but that batch; an empty pass closes it, and the next serves the next epoch
             return
-        if state.started and 0 < done < length and not finished:
-            epoch, skip = state.epoch, done
+        if state.started and done and not finished:
+            epoch = state.epoch
         elif state.started:
-            epoch, skip = state.epoch + 1, 0
+            epoch, done, skip = state.epoch + 1, 0, 0
         else:  # a fit's first pass: the epoch Lightning set (0)
-            epoch, skip = sampler.epoch, 0
+            epoch, done, skip = sampler.epoch, 0, 0
         sampler.seed = state.seed
         sampler.set_epoch(epoch)
-        sampler.skip = skip * self.batch_size
-        state.started, state.epoch, state.batches = True, epoch, skip
+        sampler.skip = skip
+        state.started, state.epoch, state.batches = True, epoch, done
+        state.start_batches, state.start_blocks = done, skip * sampler.num_replicas
         state.batch_size, state.replicas = self.batch_size, sampler.num_replicas
         for batch in super().__iter__():
             state.batches += 1
             yield batch
+
+    def _say_resumed(self, epoch: int, blocks: int, then: tuple[int, int], lost: int) -> None:
+        now = (self.batch_size, self.sampler.num_replicas)
+        if then == now and not lost:
+            return
+        sizes = (f" with data.batch_size {now[0]} on {now[1]} device(s), where it was {then[0]} on {then[1]}"
+                 if then != now else "")
+        if lost:
+            log.warning("resuming epoch %d after %d of its blocks%s: %d of its blocks are left out", epoch, blocks,
+                        sizes, lost)
+        else:
+            log.info("resuming epoch %d after %d of its blocks%s: the rest of the epoch is served once", epoch,
+                     blocks, sizes)
 
     # Lightning checkpoints a loader with these (and warns that a mid-epoch resume is unreliable without them)
     def state_dict(self) -> dict:

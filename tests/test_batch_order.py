@@ -32,12 +32,14 @@ def test_a_loader_resumed_from_its_state_serves_the_rest_of_the_epoch():
     loader = training_loader(BLOCKS, 4, 0, seed=7)
     assert epoch(loader, 0, stop=2) == whole[0][:2]
     state = loader.state_dict()
-    assert state == {"seed": 7, "epoch": 0, "batches": 2, "started": True, "batch_size": 4, "replicas": 1}
+    assert state == {"seed": 7, "epoch": 0, "batches": 2, "started": True, "batch_size": 4, "replicas": 1,
+                     "start_batches": 0, "start_blocks": 0}
 
     resumed = training_loader(BLOCKS, 4, 0, seed=99)  # a run that drew another seed keeps the saved one
     resumed.load_state_dict(state)
     assert epoch(resumed, 0) == whole[0][2:]
-    assert resumed.state_dict() == {"seed": 7, "epoch": 0, "batches": 5, "started": True, "batch_size": 4, "replicas": 1}
+    assert resumed.state_dict() == {"seed": 7, "epoch": 0, "batches": 5, "started": True, "batch_size": 4,
+                                    "replicas": 1, "start_batches": 2, "start_blocks": 8}
     assert epoch(resumed, 1) == whole[1]  # the skip applies once
 
     # a state without "started" (as loaders wrote it before it was recorded) resumes the same
@@ -89,16 +91,76 @@ def test_an_epoch_the_trainer_limits_ends_at_its_limit_when_resumed():
     assert epoch(resumed, 1, stop=3) == whole[1]
 
 
-def test_resuming_an_epoch_with_another_batch_size_warns(caplog):
-    loader = training_loader(BLOCKS, 4, 0, seed=7)
-    epoch(loader, 0, stop=2)
-    state = loader.state_dict()
-    for batch_size, warns in ((4, False), (2, True), (16, True)):  # 16: the shorter epoch has nothing left
-        resumed = training_loader(BLOCKS, batch_size, 0, seed=7, continued=lambda: 2)
-        resumed.load_state_dict(state)
-        caplog.clear()
-        epoch(resumed, 0)
-        assert (f"with data.batch_size {batch_size} on 1 device(s), where it was 4 on 1" in caplog.text) == warns
+def flat(batches: list[list[int]]) -> list[int]:
+    return [i for b in batches for i in b]
+
+
+ORDER = flat(epoch(training_loader(BLOCKS, 1, 0, seed=7), 0))  # epoch 0's blocks in the order they are served
+
+
+def test_an_epoch_resumed_with_smaller_batches_goes_on_after_the_blocks_it_trained(caplog):
+    """Out of memory: a fit stopped after 2 batches of 4 goes on with batches of 2, then of 1. The trainer counts the
+    batches done in whatever size they had; the loader counts blocks, and every block of the epoch is served once."""
+    first = training_loader(BLOCKS, 4, 0, seed=7)
+    trained = epoch(first, 0, stop=2)
+    second = training_loader(BLOCKS, 2, 0, seed=7, continued=lambda: 2)
+    second.load_state_dict(first.state_dict())
+    with caplog.at_level("INFO", logger="ivr.batch_order"):
+        trained += epoch(second, 0, stop=3)
+        assert "resuming epoch 0 after 8 of its blocks with data.batch_size 2 on 1 device(s), where it was 4 on 1" \
+            in caplog.text
+        third = training_loader(BLOCKS, 1, 0, seed=7, continued=lambda: 5)
+        third.load_state_dict(second.state_dict())
+        trained += epoch(third, 0, stop=len(third) - 5)  # Lightning ends the epoch when its count reaches the length
+        assert "after 14 of its blocks with data.batch_size 1" in caplog.text
+    assert flat(trained) == ORDER
+    assert "left out" not in caplog.text
+    # the same state loaded without a trainer goes on the same way
+    alone = training_loader(BLOCKS, 2, 0, seed=7)
+    alone.load_state_dict(first.state_dict())
+    assert flat(epoch(alone, 0)) == ORDER[8:22]
+
+
+def test_an_epoch_resumed_with_larger_batches_says_how_many_blocks_the_trainer_leaves_out(caplog):
+    """The trainer ends an epoch when its count of batches reaches the epoch's length, and it counts the batches done
+    as batches of the new size: an epoch of batches of 4 has 5, so after 3 batches of 2 it takes 2 more."""
+    first = training_loader(BLOCKS, 2, 0, seed=7)
+    trained = epoch(first, 0, stop=3)
+    resumed = training_loader(BLOCKS, 4, 0, seed=7, continued=lambda: 3)
+    resumed.load_state_dict(first.state_dict())
+    trained += epoch(resumed, 0, stop=len(resumed) - 3)
+    assert flat(trained) == ORDER[:14]  # none twice: 20 of an epoch of batches of 4, less the 6 left out
+    assert "resuming epoch 0 after 6 of its blocks with data.batch_size 4 on 1 device(s), where it was 2 on 1: 6 of " \
+        "its blocks are left out" in caplog.text
+    # batches of 16: the trainer counts the epoch done (2 of its 1 batch), so the pass closes it
+    caplog.clear()
+    state = {**first.state_dict(), "batches": 4}
+    larger = training_loader(BLOCKS, 16, 0, seed=7, continued=lambda: 4)
+    larger.load_state_dict(state)
+    assert epoch(larger, 0) == []
+    assert "after 8 of its blocks with data.batch_size 16 on 1 device(s), where it was 2 on 1: 8 of its blocks are " \
+        "left out" in caplog.text
+
+
+def test_under_a_limit_of_batches_per_epoch_only_blocks_the_resume_skips_count_as_left_out(caplog):
+    """trainer.limit_train_batches 3: the limit leaves the rest of every epoch out by design, so a resume with larger
+    batches that the trainer ends at the limit is no loss to report."""
+    first = training_loader(BLOCKS, 2, 0, seed=7)
+    trained = epoch(first, 0, stop=1)
+    resumed = training_loader(BLOCKS, 4, 0, seed=7, continued=lambda: 1, epoch_length=lambda: 3)
+    resumed.load_state_dict(first.state_dict())
+    with caplog.at_level("INFO", logger="ivr.batch_order"):
+        trained += epoch(resumed, 0, stop=3 - 1)
+    assert flat(trained) == ORDER[:10]
+    assert "after 2 of its blocks with data.batch_size 4 on 1 device(s), where it was 2 on 1: the rest" in caplog.text
+    assert "left out" not in caplog.text
+    # on two devices, the block where the first pass's 3 end between the ranks is left out all the same
+    single = training_loader(BLOCKS, 3, 0, seed=7)
+    epoch(single, 0, stop=1)
+    two = training_loader(BLOCKS, 3, 0, seed=7, num_replicas=2, rank=0, continued=lambda: 1, epoch_length=lambda: 2)
+    two.load_state_dict(single.state_dict())
+    epoch(two, 0)
+    assert "where it was 3 on 1: 1 of its blocks are left out" in caplog.text
 
 
 def test_another_sampler_is_served_as_it_is():
@@ -196,24 +258,40 @@ def test_without_the_trainer_only_a_loaded_state_s_cut_short_pass_is_continued()
 
 
 def test_the_state_records_the_devices_a_pass_was_split_across(caplog):
-    """A checkpoint of a fit on two devices says two: resumed on two it goes on quietly, on one it warns that the
-    rest of the epoch repeats or leaves out blocks."""
+    """Ranks share the epoch's order by turns, so whole batches on every rank cover a prefix of it: a fit on two
+    devices resumed on one goes on exactly; one resumed on two leaves out the block where the prefix ends between the
+    ranks, and what the trainer's count of batches leaves at the epoch's end."""
     loader = training_loader(BLOCKS, 3, 0, seed=7, num_replicas=2, rank=0)
     epoch(loader, 0, stop=1)
     state = loader.state_dict()
     assert (state["batch_size"], state["replicas"]) == (3, 2)
-    for replicas, warns in ((2, False), (1, True)):
-        resumed = training_loader(BLOCKS, 3, 0, seed=7, num_replicas=replicas, rank=0, continued=lambda: 1)
-        resumed.load_state_dict(state)
-        caplog.clear()
-        epoch(resumed, 0)
-        assert ("where it was 3 on 2" in caplog.text) == warns, replicas
+    caplog.set_level("INFO", logger="ivr.batch_order")
+    resumed = training_loader(BLOCKS, 3, 0, seed=7, num_replicas=2, rank=0, continued=lambda: 1)
+    resumed.load_state_dict(state)
+    epoch(resumed, 0)
+    assert not caplog.text  # the same devices: nothing to say
+    one = training_loader(BLOCKS, 3, 0, seed=7, continued=lambda: 1)
+    one.load_state_dict(state)
+    assert flat(epoch(one, 0, stop=len(one) - 1)) == ORDER[6:21]
+    assert "after 6 of its blocks with data.batch_size 3 on 1 device(s), where it was 3 on 2: the rest" in caplog.text
+
+    single = training_loader(BLOCKS, 3, 0, seed=7)
+    epoch(single, 0, stop=1)
+    caplog.clear()
+    shares = []
+    for rank in (0, 1):
+        two = training_loader(BLOCKS, 3, 0, seed=7, num_replicas=2, rank=rank, continued=lambda: 1)
+        two.load_state_dict(single.state_dict())
+        shares += flat(epoch(two, 0, stop=len(two) - 1))
+    assert sorted(shares) == sorted(ORDER[4:16])  # ORDER[3] where the prefix ends, ORDER[16:18] at the end
+    assert "where it was 3 on 1: 3 of its blocks are left out" in caplog.text
 
 
 def test_an_epoch_finished_in_larger_batches_is_closed_not_served_again_in_smaller_ones(caplog):
     """A fit stopped at the last batch of epoch 0 (5 batches of 4) and resumed with batches of 2: the trainer counts
     5 of the new epoch's 11 done, but every block of the epoch was trained. The pass closes the epoch, silently,
     and the next serves epoch 1 whole; so does a loaded state without the trainer."""
+    caplog.set_level("INFO", logger="ivr.batch_order")
     loader = training_loader(BLOCKS, 4, 0, seed=7)
     epoch(loader, 0)
     state = loader.state_dict()
@@ -226,4 +304,28 @@ def test_an_epoch_finished_in_larger_batches_is_closed_not_served_again_in_small
     alone = training_loader(BLOCKS, 2, 0, seed=7)
     alone.load_state_dict(state)
     assert epoch(alone, 1) == whole_next
-    assert "repeats or leaves out" not in caplog.text
+    assert not caplog.text
+
+
+def test_a_fit_resumed_with_smaller_batches_trains_the_blocks_an_uninterrupted_one_does(tmp_path, monkeypatch):
+    """Out of memory at batches of 4 after 3 steps, resumed with batches of 2 up to step 6: the 18 blocks trained are
+    the ones a fit with batches of 2 trains in 9 steps, in the same order, none twice."""
+    from tests.conftest import tiny_cli_args
+    from ivr.cli import main
+    from ivr.model import IVRLanguageModel
+
+    blocks = []
+    step = IVRLanguageModel.training_step
+
+    def recording_step(self, batch, batch_idx):
+        blocks.extend(tuple(row) for row in batch["input_ids"].tolist())
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(IVRLanguageModel, "training_step", recording_step)
+    fit = ["fit", *tiny_cli_args(tmp_path), "--trainer.limit_val_batches", "1"]
+    main([*fit, "--trainer.max_steps", "3", "--trainer.val_check_interval", "3"])
+    main([*fit, "--trainer.max_steps", "6", "--trainer.val_check_interval", "3", "--data.batch_size", "2",
+          "--ckpt_path", "last"])
+    interrupted, blocks[:] = blocks[:], []
+    main([*fit, "--trainer.max_steps", "9", "--trainer.val_check_interval", "9", "--data.batch_size", "2"])
+    assert len(interrupted) == 18 and len(set(interrupted)) == 18 and interrupted == blocks
