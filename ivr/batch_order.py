@@ -115,8 +115,9 @@ class ResumableLoader(DataLoader):
             length = limited  # the trainer trains this many batches of each epoch (trainer.limit_train_batches)
         skip = -(-blocks // sampler.num_replicas)  # a rank's blocks already served, rounded up: none serves one twice
         closing = self.continued is not None and state.started and (done >= length or finished)
-        if state.started and done and not finished:
-            # the trainer ends the epoch after `length` batches, counting those done as batches of this size
+        if state.started and done and not finished and not (closing and length < natural):
+            # the trainer ends the epoch after `length` batches, counting those done as batches of this size (a limit
+            # it has reached ends it by design)
             left = max(sampler.num_samples - skip, 0) // self.batch_size
             taken = 0 if closing else left if self.continued is None else min(left, length - done)
             served = blocks + taken * self.batch_size * sampler.num_replicas

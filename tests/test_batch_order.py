@@ -161,6 +161,13 @@ def test_under_a_limit_of_batches_per_epoch_only_blocks_the_resume_skips_count_a
     two.load_state_dict(single.state_dict())
     epoch(two, 0)
     assert "where it was 3 on 1: 1 of its blocks are left out" in caplog.text
+    # a limit the trainer has reached closes the epoch, with nothing to say
+    caplog.clear()
+    reached = training_loader(BLOCKS, 4, 0, seed=7, continued=lambda: 3, epoch_length=lambda: 3)
+    reached.load_state_dict({**first.state_dict(), "batches": 3})
+    with caplog.at_level("INFO", logger="ivr.batch_order"):
+        assert epoch(reached, 0) == []
+    assert not caplog.text
 
 
 def test_another_sampler_is_served_as_it_is():
