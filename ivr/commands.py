@@ -47,8 +47,9 @@ INTERRUPTED_BEFORE_CHECKPOINT = ("\nivr: interrupted before this fit's first che
 
 
 def check_training_settings(config) -> None:
-    """Refuse settings of a fit (``config``: the command's trainer, model and data sections) that would fail only
-    once training starts, after preparation: trainer values Lightning accepts, a rows-only fit without rows."""
+    """Refuse settings of a fit (``config``: the command's trainer, model, data and checkpoint sections) that would
+    fail only once training starts, after preparation: trainer values Lightning accepts, a rows-only fit without
+    rows. Warn where validation is off and no checkpoint setting writes any before the fit's end."""
     tokenizer = config["data"]["tokenizer"]
     if config["model"]["train_only"] == "reassigned_rows" and tokenizer != "remapped":
         raise ValueError(f"model.train_only=reassigned_rows trains the rows the remap reassigned: set data.tokenizer "
@@ -62,6 +63,15 @@ def check_training_settings(config) -> None:
     if isinstance(interval, int) and not isinstance(interval, bool) and interval < 1:
         raise ValueError(f"trainer.val_check_interval must be at least 1 batch (got {interval}); "
                          "to skip validation set trainer.limit_val_batches to 0")
+    checkpoint = config.get("checkpoint") or {}
+    if trainer.get("limit_val_batches") == 0 and not checkpoint.get("every_n_train_steps") \
+            and not checkpoint.get("train_time_interval"):
+        # ModelCheckpoint saves after validation; without any, it saves at epoch ends only where validation would
+        # run every epoch (trainer.check_val_every_n_epoch 1), and at the fit's end
+        log.warning("trainer.limit_val_batches 0 turns validation off, and checkpoints come with it: this fit writes "
+                    "one at its end (and at epoch ends with trainer.check_val_every_n_epoch 1), so an interrupted fit "
+                    "has little or nothing to resume from; set checkpoint.every_n_train_steps or "
+                    "checkpoint.train_time_interval to write them as it trains")
 
 
 def _print_artifacts(command: str, artifacts: list) -> None:

@@ -522,6 +522,21 @@ def test_a_bad_setting_is_one_line_before_any_stage_runs(tmp_path, monkeypatch, 
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("checkpoint, warns", [
+    ({}, True), ({"every_n_train_steps": 100}, False), ({"train_time_interval": "0:30:00"}, False)])
+def test_a_fit_without_validation_warns_when_nothing_checkpoints_it_before_its_end(caplog, checkpoint, warns):
+    from ivr.commands import check_training_settings
+
+    config = {"data": {"tokenizer": "original"}, "model": {"train_only": "all"},
+              "trainer": {"limit_val_batches": 0}, "checkpoint": {"every_n_train_steps": None, **checkpoint}}
+    with caplog.at_level("WARNING", logger="ivr.commands"):
+        check_training_settings(config)
+        assert ("trainer.limit_val_batches 0 turns validation off, and checkpoints come with it" in caplog.text) == warns
+        caplog.clear()
+        check_training_settings({**config, "trainer": {"limit_val_batches": 2}})
+    assert not caplog.text
+
+
 @pytest.mark.parametrize("text", ["data:\n  block_size: [1, 2\n", "data:\n  heldout_fracton: 0.1\n",
                                   "data:\n  block_size: big\n"])
 def test_a_broken_config_file_is_named(tmp_path, monkeypatch, capsys, text):
