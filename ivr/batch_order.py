@@ -43,6 +43,8 @@ class OrderState:
     """The batch size of the pass (0: not recorded); with ``replicas``, what a served batch stood for."""
     replicas: int = 0
     """The devices the pass was split across (0: not recorded)."""
+    accumulate: int = 0
+    """The trainer's ``accumulate_grad_batches`` in the pass (0: not recorded): which batches a step closed."""
     start_batches: int = 0
     """The trainer's count of the epoch's batches when the pass began (more than 0 where it went on with one)."""
     start_blocks: int = 0

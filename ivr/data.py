@@ -381,14 +381,19 @@ class IVRDataModule(LightningDataModule):
                 """The trainer's restored count of the running epoch's batches: more than 0 where a resumed fit
                 goes on."""
                 done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
-                accumulate = trainer.accumulate_grad_batches
-                if done % accumulate and done < trainer.num_training_batches:
+                order, accumulate = self._order, trainer.accumulate_grad_batches
+                # the batches done were accumulated as the checkpointed fit said, in the batches it trained in
+                then, end = order.accumulate or accumulate, trainer.num_training_batches
+                if order.batch_size and (order.batch_size, order.replicas) != (hp.batch_size, trainer.world_size):
+                    end = len(self.datasets[TRAIN_SPLIT]) // order.replicas // order.batch_size
+                if done % then and done < end:
                     # Lightning steps after every `accumulate` batches of an epoch; checkpoints hold no gradients
                     log.warning("resuming at batch %d of an epoch, inside an accumulation of %d batches: the "
                                 "gradients of its first %d batches were not saved, so their blocks reach no update; "
                                 "a trainer.val_check_interval that is a multiple of trainer.accumulate_grad_batches "
-                                "and of the epoch's batches (%d) keeps checkpoints between steps", done, accumulate,
-                                done % accumulate, trainer.num_training_batches)
+                                "and of the epoch's batches (%d) keeps checkpoints between steps", done, then,
+                                done % then, end)
+                order.accumulate = accumulate
                 return done
 
             def epoch_length() -> int:

@@ -33,13 +33,13 @@ def test_a_loader_resumed_from_its_state_serves_the_rest_of_the_epoch():
     assert epoch(loader, 0, stop=2) == whole[0][:2]
     state = loader.state_dict()
     assert state == {"seed": 7, "epoch": 0, "batches": 2, "started": True, "batch_size": 4, "replicas": 1,
-                     "start_batches": 0, "start_blocks": 0}
+                     "accumulate": 0, "start_batches": 0, "start_blocks": 0}
 
     resumed = training_loader(BLOCKS, 4, 0, seed=99)  # a run that drew another seed keeps the saved one
     resumed.load_state_dict(state)
     assert epoch(resumed, 0) == whole[0][2:]
     assert resumed.state_dict() == {"seed": 7, "epoch": 0, "batches": 5, "started": True, "batch_size": 4,
-                                    "replicas": 1, "start_batches": 2, "start_blocks": 8}
+                                    "replicas": 1, "accumulate": 0, "start_batches": 2, "start_blocks": 8}
     assert epoch(resumed, 1) == whole[1]  # the skip applies once
 
     # a state without "started" (as loaders wrote it before it was recorded) resumes the same
@@ -236,6 +236,18 @@ def test_resuming_inside_an_accumulation_says_which_batches_reach_no_update(tmp_
     progress.ready = 4  # between two optimizer steps: nothing lost
     loader.continued()
     assert "inside an accumulation" not in caplog.text
+    # the steps were taken as the checkpointed fit accumulated: each batch alone (out of memory, resumed with batches
+    # of half the size accumulated in pairs) loses nothing; in fours, batch 6 of 8 batches of 2 sat inside one
+    for accumulated, ready, lost in ((1, 3, False), (4, 6, True)):
+        caplog.clear()
+        dm._order.load({"accumulate": accumulated, "batch_size": 2 if lost else 4, "replicas": 1})
+        progress.ready = ready
+        with caplog.at_level("WARNING", logger="ivr.data"):
+            loader.continued()
+        assert ("resuming at batch 6 of an epoch, inside an accumulation of 4 batches: the gradients of its first 2 "
+                "batches were not saved, so their blocks reach no update; a trainer.val_check_interval that is a "
+                "multiple of trainer.accumulate_grad_batches and of the epoch's batches (11)" in caplog.text) == lost
+        assert dm._order.accumulate == 2  # the new fit's, for its own checkpoints
 
 
 def test_the_epoch_order_skips_its_first_items_once():
