@@ -8,6 +8,7 @@ import torch
 from tests.remap_fixtures import REASSIGNED, build_tokenizers, make_rules, tiny_gpt2, write_rules
 
 from ivr.embeddings import (
+    INIT_STRATEGIES,
     AlignSettings,
     align_embeddings,
     aligned_wte,
@@ -67,6 +68,15 @@ def test_rules_must_agree_with_tokenizers(tmp_path, workspace):
         alignment_index(vocab, remapped, [])
 
 
+def test_a_remapped_vocabulary_of_other_ids_is_refused_saying_how():
+    original = {"a": 0, "b": 1, "c": 2, "d": 3}
+    with pytest.raises(ValueError, match="remapped vocabulary has 3 ids, the original 4"):
+        alignment_index(original, {"a": 0, "b": 1, "c": 2}, [])
+    # as many ids, one of them past the end: no row of the original to start id 3 from
+    with pytest.raises(ValueError, match=r"remapped vocabulary ids are not exactly 0\.\.3"):
+        alignment_index(original, {"a": 0, "b": 1, "c": 2, "d": 7}, [])
+
+
 def test_alignment_moves_rows_of_moved_pieces():
     original = torch.arange(12.0).reshape(4, 3)
     source = alignment_index({"a": 0, "b": 1, "c": 2, "d": 3}, {"a": 0, "c": 1, "b": 2, "d": 3}, [])
@@ -119,6 +129,41 @@ def test_nonfinite_rows_rejected(workspace):
     wte[123, 5] = float("nan")
     with pytest.raises(ValueError, match=r"non-finite rows at ids \[123\]"):
         final_wte(wte, wte, rules)
+
+
+def test_a_rule_reading_a_padding_row_is_refused_naming_the_rule():
+    """Padding rows were never trained: a row built from one would mean nothing."""
+    original = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))  # ids 0-3, then two padding rows
+    rules = [RemapRule(3, "o", "n", (1, 4), "", "rules.yaml rule 1")]
+    with pytest.raises(ValueError, match=r"rules.yaml rule 1: ids \[4\] outside the vocabulary \[0, 4\)"):
+        final_wte(original, original.clone(), rules, vocab_size=4)
+
+
+def test_an_initialised_row_that_is_not_finite_names_its_rule():
+    original = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    original[[4, 5], 0] = torch.finfo(torch.float32).max  # finite rows whose sum overflows
+    rules = [RemapRule(0, "a", "x", (1, 2), "", "rule 1"), RemapRule(3, "b", "y", (4, 5), "", "rule 2")]
+    with pytest.raises(ValueError, match="rule 2: initialised row is not finite"):
+        final_wte(original, original.clone(), rules)
+
+
+def test_final_rows_are_a_new_matrix_and_leave_the_aligned_one_as_it_was():
+    original = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    aligned = original.clone()
+    out = final_wte(original, aligned, [RemapRule(3, "o", "n", (1, 2))])
+    assert torch.equal(aligned, original) and not torch.equal(out[3], aligned[3])
+
+
+@pytest.mark.parametrize("strategy", INIT_STRATEGIES)
+def test_a_half_precision_matrix_gets_the_rows_of_its_float32_copy_in_its_own_dtype(strategy):
+    """Models are often loaded in bfloat16: their new rows are computed in float32, as those of a float32 model,
+    and stored in the model's dtype."""
+    half = torch.randn(300, 8, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    rules = [RemapRule(250, "o", "n", (10, 11)), RemapRule(251, "p", "m", (12, 13, 14))]
+    settings = AlignSettings(init_strategy=strategy)
+    out = final_wte(half, half.clone(), rules, settings)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, final_wte(half.float(), half.float(), rules, settings).to(torch.bfloat16))
 
 
 def test_stage_writes_artifacts_and_install_keeps_tie(workspace):

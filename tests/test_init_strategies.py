@@ -52,6 +52,29 @@ def test_omp_row_is_a_sparse_combination_of_kept_rows_only():
     assert torch.equal(rows[keep], original[keep])
 
 
+def test_omp_atoms_bounds_the_rows_in_each_combination():
+    original = matrix()
+    rules = [RemapRule(250, "o", "n", (10, 11))]
+    row = final_wte(original, original.clone(), rules, AlignSettings(init_strategy="omp", omp_atoms=1))[250]
+    # one row, scaled: the mean of rows 10 and 11 is not taken whole
+    cosines = torch.nn.functional.cosine_similarity(original[:250], row[None], dim=1)
+    assert cosines.abs().max().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_default_fits_the_mean_of_sixteen_pieces_exactly():
+    """``omp_atoms`` defaults to 16 (``data.align.omp_atoms``): a rule of up to 16 pieces keeps its mean."""
+    original = torch.diag(torch.arange(1.0, 41.0))  # orthogonal rows: the mean needs every one of its rows
+    rows = final_wte(original, original.clone(), [RemapRule(39, "o", "n", tuple(range(16)))],
+                     AlignSettings(init_strategy="omp"))
+    assert torch.allclose(rows[39], original[:16].mean(0), atol=1e-5)
+
+
+def test_an_omp_atoms_above_the_rows_kept_uses_them_all():
+    original = matrix(rows=6, width=8)
+    rows = final_wte(original, original.clone(), [RemapRule(5, "o", "n", (0, 1))], AlignSettings(init_strategy="omp"))
+    assert torch.allclose(rows[5], original[[0, 1]].mean(0), atol=1e-5)
+
+
 def test_omp_is_deterministic():
     original = matrix(rows=400, width=32, seed=1)
     rules = [RemapRule(300 + i, "o", "n", (2 * i, 2 * i + 1, 150 + i)) for i in range(40)]
