@@ -64,6 +64,26 @@ def test_the_separator_counts_no_bytes_whatever_its_text_and_added_tokens_their_
     assert lengths.tolist() == [1, 1, 0, len("<｜end▁of▁sentence｜>".encode())]
 
 
+def test_documents_are_encoded_without_the_tokens_a_template_adds(gpt2_bpe):
+    """A tokenizer whose post-processor puts a bos before each text (Llama, SmolLM2) must not put it before each
+    document: documents are joined by the separator alone."""
+    from tokenizers import Tokenizer
+    from tokenizers.processors import TemplateProcessing
+
+    tok = Tokenizer.from_str(gpt2_bpe.to_str())
+    tok.post_processor = TemplateProcessing(single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", EOS_ID)])
+    assert tok.encode(TEXTS[0]).ids[0] == EOS_ID
+    (docs, _), = encoded_batches(tok, TEXTS[:3])
+    assert [d.tolist() for d in docs] == [e.ids for e in gpt2_bpe.encode_batch(TEXTS[:3], add_special_tokens=False)]
+
+
+def test_each_batch_gives_its_documents_size_in_utf8_bytes(gpt2_bpe):
+    """The size advances the progress bar, whose total is the corpus's size in bytes."""
+    texts = ["héllo wörld", "ab", "日本語"]
+    sizes = [size for _, size in encoded_batches(gpt2_bpe, texts, docs_per_batch=2)]
+    assert sizes == [len(texts[0].encode()) + len(texts[1].encode()), len(texts[2].encode())]
+
+
 def test_documents_are_read_one_batch_at_a_time(gpt2_bpe):
     read = []
 
@@ -96,6 +116,16 @@ def test_packed_splits_are_saved_as_a_dataset_and_read_back(gpt2_bpe, tmp_path):
                        ("one_dataset", "one dataset, not a dict of splits"), ("missing", "")):
         with pytest.raises(ValueError, match=rf"{name}: the packed dataset cannot be read \(.*{says}.*delete this"):
             read_packed_splits(tmp_path / name)
+
+
+def test_the_record_counts_the_blocks_of_each_split(gpt2_bpe, tmp_path):
+    from ivr.packing import read_dataset_record
+
+    write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, TEXTS[:4]), 16, tmp_path / "packed", EOS_ID,
+                        record={"block_size": 16})
+    saved = read_packed_splits(tmp_path / "packed")
+    assert len(saved[TRAIN_SPLIT]) != len(saved[VALIDATION_SPLIT])
+    assert read_dataset_record(tmp_path / "packed")["blocks"] == {name: len(data) for name, data in saved.items()}
 
 
 def test_leading_blocks_cover_the_same_text_whatever_the_tokenizer(gpt2_bpe):
@@ -144,6 +174,14 @@ def test_a_split_of_exactly_one_block_of_bytes_and_separators_may_fill_it():
     check_splits_may_fill_a_block({"train": ["abc", "de"]}, 7)  # 3 + 1 + 2 + 1 bytes and separators
     with pytest.raises(ValueError, match="the train split has fewer than data.block_size=8 tokens"):
         check_splits_may_fill_a_block({"train": ["abc", "de"]}, 8)
+
+
+def test_a_split_may_fill_a_block_with_as_many_tokens_as_its_text_has_utf8_bytes():
+    """A byte-level token may stand for one byte of a character of several bytes."""
+    from ivr.packing import check_splits_may_fill_a_block
+
+    text = "日本語"
+    check_splits_may_fill_a_block({"train": [text]}, len(text.encode()) + 1)
 
 
 def test_a_failure_while_packing_or_saving_leaves_no_dataset(gpt2_bpe, tmp_path, monkeypatch):
@@ -227,3 +265,17 @@ def test_packed_datasets_of_an_earlier_tokenizer_are_removed_with_their_record(g
         "distilled-" + "b" * 16, "distilled-backup", "distilled-" + "d" * 16, "distilled-" + "e" * 16,
         "distilled-" + "f" * 16, "original-" + "c" * 16])  # another kind is not touched
     assert read_dataset_record(moved)["tokenizer"] == "old" and read_dataset_record(backup)["tokenizer"] == "old"
+
+
+def test_folders_the_pipeline_would_not_name_are_left_alone_whatever_their_record(tmp_path):
+    """Only ``<tokenizer>-<16 hex digits>`` folders are the pipeline's: a copy of one named by hand is kept."""
+    import json
+
+    from ivr.packing import DATASET_RECORD_FILE, remove_superseded_datasets
+
+    names = ["distilled-" + "a" * 16, "distilled-" + "a" * 15, "distilled-" + "a" * 17, "distilled-cafe"]
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / DATASET_RECORD_FILE).write_text(json.dumps({"tokenizer": "old", "tokenizer_file": "t.json"}))
+    assert remove_superseded_datasets(tmp_path, "distilled", "t.json", "new") == [tmp_path / names[0]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])
