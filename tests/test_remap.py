@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
-from tokenizers.models import Unigram
+from tokenizers.models import BPE, Unigram
 
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.tokenizers.byte_level import EOS_ID, piece_to_bytes
@@ -273,3 +273,116 @@ def test_empty_held_out_and_extra_sets_are_reported_as_n_a(built, distilled, tmp
 def test_a_bonus_that_is_not_positive_is_refused():
     with pytest.raises(ValueError, match=r"data\.remap\.new_piece_bonus must be positive, got 0"):
         RemapSettings(new_piece_bonus=0)
+
+
+def _remap_tie(tmp_path, rules, **kwargs):
+    """``tie_tokenizer`` remapped by the hand-written ``rules``: the summary and the Markdown report."""
+    from tests.remap_fixtures import tie_tokenizer, write_rules
+
+    settings = RemapSettings(remap_rules_path=str(write_rules(tmp_path / "rules.yaml", rules)))
+    summary = remap_tokenizer(tie_tokenizer(), settings, tmp_path / "out", tmp_path / "out" / "rules.yaml", tmp_path / "r.md",
+                              tmp_path / "r.json", **kwargs)
+    return summary, (tmp_path / "r.md").read_text(encoding="utf-8")
+
+
+def test_only_a_unigram_tokenizer_can_be_remapped():
+    bpe = Tokenizer(BPE({"a": 0, "b": 1, "ab": 2}, [("a", "b")]))
+    with pytest.raises(ValueError, match="the distilled tokenizer must be a Unigram model, not BPE"):
+        build_remapped(bpe, [RemapRule(id=2, old_token="ab", new_token="ba", gpt2_ids=(1, 0))], bonus=1e-12)
+
+
+def test_a_new_piece_scores_its_old_segmentation_plus_the_bonus_per_token_saved():
+    """One token saved per id beyond the first: a piece replacing two ids gets the bonus once, so it wins exactly
+    where its old segmentation had its boundaries."""
+    pieces = [("a", -1.0), ("b", -2.0), ("c", -3.0), ("zz", -4.0)]
+    rule = RemapRule(id=3, old_token="zz", new_token="abc", gpt2_ids=(0, 1, 2))
+    bonus = 0.25  # large enough to read off the score exactly
+    remapped = build_remapped(Tokenizer(Unigram(pieces, None, False)), [rule], bonus)
+    piece, score = json.loads(remapped.to_str())["model"]["vocab"][3]
+    want = sum(pieces[i][1] for i in rule.gpt2_ids) + bonus * (len(rule.gpt2_ids) - 1)
+    assert piece == "abc" and score == pytest.approx(want, abs=1e-9)
+
+
+def test_the_remapped_tokenizer_reads_special_token_text_as_the_distilled_one_does():
+    """The flag is not saved in tokenizer.json: a remapped tokenizer built in memory must carry it over, or
+    ``<|endoftext|>`` in a text would become the separator id in one and plain text in the other."""
+    from tests.remap_fixtures import tie_tokenizer
+
+    tok = tie_tokenizer()
+    tok.encode_special_tokens = True
+    rules = validate_remap_rules([{"id": 259, "new_text": "HALF"}], "rules.yaml", tok)
+    remapped = build_remapped(tok, rules, RemapSettings().new_piece_bonus)
+    text = "a<|endoftext|>b"
+    assert remapped.encode(text).ids == tok.encode(text).ids
+    assert tok.token_to_id("<|endoftext|>") not in remapped.encode(text).ids
+
+
+def test_general_text_is_measured_only_when_given(tmp_path):
+    summary, report = _remap_tie(tmp_path, [{"id": 259, "new_text": "HALF"}], heldout_texts=["HALF\n"])
+    assert list(summary["measured"]) == list(summary["made_longer"]) == ["heldout_domain"]
+    assert "| general |" not in report and "- general:" not in report
+
+
+def test_the_report_sums_the_rules_estimated_savings_and_gives_the_realized_one_as_tokens_saved(tmp_path):
+    savings = [1.5, 0.25]
+    rules = [{"id": 259, "new_token": "HALF", "estimated_saving_pct": savings[0]},
+             {"id": 260, "new_token": "ALF", "estimated_saving_pct": savings[1]}]
+    summary, report = _remap_tie(tmp_path, rules, heldout_texts=["HALF ALF HALF\n"])
+    assert summary["estimated_saving_pct"] == sum(savings)
+    assert f"- estimated saving on the training texts: {sum(savings):.2f}% of distilled tokens" in report
+    change = summary["heldout_domain_change_pct_vs_distilled"]
+    assert change < 0  # fewer tokens: a saving, said as a positive share
+    assert f"- realized saving on held-out domain text: {-change:.2f}% of distilled tokens\n" in report
+
+
+def test_the_report_describes_each_measured_set_it_is_told_about(tmp_path):
+    what = "held-out lines of the domain"
+    summary, report = _remap_tie(tmp_path, [{"id": 259, "new_text": "HALF"}], heldout_texts=["HALF\n"],
+                                 extra_texts={"notes": ["HALF HALF\n"]}, described={"heldout_domain": what})
+    assert summary["texts"] == {"heldout_domain": what, "notes": ""}
+    assert f"Texts measured (none of them fitted or selected on):\n\n- `heldout_domain`: {what}\n\n" in report
+    assert "- `notes`" not in report  # a set without a description is not listed
+
+
+def test_the_report_lists_the_original_counts_then_the_distilled_then_the_remapped(tmp_path):
+    from tests.remap_fixtures import tie_tokenizer
+
+    summary, report = _remap_tie(tmp_path, [{"id": 259, "new_text": "HALF"}], heldout_texts=["HALF\n"],
+                                 original_bpe=tie_tokenizer())
+    order = ["original", "distilled", "remapped"]
+    assert list(summary["measured"]["heldout_domain"]) == order
+    rows = [line.split(" | ")[1] for line in report.splitlines() if line.startswith("| heldout_domain | ")][:3]
+    assert rows == order
+
+
+def test_the_report_says_yes_for_each_id_contract_check_that_holds(tmp_path):
+    summary, report = _remap_tie(tmp_path, [{"id": 259, "new_text": "HALF"}], heldout_texts=["HALF\n"])
+    checks = [name for name in summary["id_contract"] if name != "protected_ids"]
+    assert checks and all(summary["id_contract"][name] is True for name in checks)
+    for name in checks:
+        assert f"  - {name}: yes\n" in report
+    assert ": NO\n" not in report
+
+
+def test_extra_tokens_on_longer_lines_are_a_share_of_all_lines_tokens_before_newlines_included(built, distilled):
+    """Each line is encoded as it stands in its document, newline and all."""
+    from ivr.tokenizers.remap import measure_texts
+
+    sel, _, remapped, _ = built
+    texts = [f"plain words\nthen{sel.replacements[0].freed_text} here\n", "nothing changes here\n"]
+    units = [line for text in texts for line in text.splitlines(keepends=True) if line.strip()]
+    before, after = ([len(tok.encode(u, add_special_tokens=False).ids) for u in units] for tok in (distilled, remapped))
+    extra = sum(b - a for a, b in zip(before, after) if b > a)
+    assert extra > 0
+    lines = measure_texts({"distilled": distilled, "remapped": remapped}, "distilled", "remapped", texts).made_longer["lines"]
+    assert (lines["extra_tokens"], lines["extra_tokens_pct"]) == (extra, pytest.approx(100 * extra / sum(before)))
+
+
+def test_bytes_are_counted_in_utf_8_not_in_characters(distilled):
+    from ivr.tokenizers.remap import measure_texts
+
+    texts = ["naïve Ünïcödé\n", "日本語 🙂\n"]
+    measured = measure_texts({"distilled": distilled}, "distilled", "distilled", texts).measured["distilled"]
+    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    assert n_bytes > sum(map(len, texts))
+    assert measured["bytes"] == n_bytes and measured["tokens_per_byte"] == measured["tokens"] / n_bytes
