@@ -18,6 +18,7 @@ from ivr.tokenizers.remap_rules import (
     RemapRule,
     RemapRuleError,
     check_ids_in_range,
+    id_contract,
     read_remap_rules,
     rules_from_candidates,
     validate_remap_rules,
@@ -115,6 +116,8 @@ def test_reader_accepts_list_and_mapping(tmp_path, rules):
         (lambda r: r[2].update(estimated_saving_pct="lots"), r"rule 3 \(id 40002\): estimated_saving_pct must be a finite"),
         (lambda r: r[2].update(estimated_saving_pct=float("nan")), r"rule 3 \(id 40002\): estimated_saving_pct must be a finite"),
         (lambda r: r[2].update(estimated_saving_pct=float("-inf")), r"estimated_saving_pct must be a finite number"),
+        # YAML reads `yes` as true, which Python would otherwise count as 1.0
+        (lambda r: r[2].update(estimated_saving_pct=True), r"rule 3 \(id 40002\): estimated_saving_pct must be a finite"),
         (lambda r: r.append(["not", "a", "rule"]), r"rule 4: expected a mapping, got list"),
     ],
 )
@@ -146,6 +149,8 @@ def test_every_bad_rule_is_listed_at_once(tmp_path, rules):
         ("rules:\n-\tid: 1\n", RemapRuleError, r"rules\.yaml:2:2: not valid YAML: found character '\\t' that cannot start"),
         ("rules:\n- id: 1\n  new_text: a\n  new_text: b\n", RemapRuleError, r"rules\.yaml:4:3: not valid YAML: key 'new_text' repeated"),
         ("rules:\n- {id: 1, new_text: a, [1, 2]: 3}\n", RemapRuleError, r"rules\.yaml:2:24: not valid YAML: a rule's key must be a name, got a sequence"),
+        # a number is no rule's key either: it would be dropped unread
+        ("rules:\n- {id: 1, new_text: a, 2: 3}\n", RemapRuleError, r"rules\.yaml:2:24: not valid YAML: a rule's key must be a name, got 2"),
         (None, FileNotFoundError, "remap rules not found"),
     ],
 )
@@ -230,3 +235,54 @@ def test_candidates_become_rules_with_their_reason(distilled):
         "ranked #3: 12 occurrences in the domain, saves ~24 tokens; "
         "old token used 1x in the domain, 0.123/M in general text"
     )
+
+
+def test_the_written_file_starts_each_rule_at_its_id_and_shows_its_text_unescaped(tmp_path):
+    """The file is read and edited by hand: a rule begins with its id, and non-ASCII text reads as itself."""
+    rule = RemapRule(7, "Ġgrids", text_to_piece(" naïve 日本"), (1, 2), "why")
+    write_remap_rules(tmp_path / "r.yaml", [rule])
+    text = (tmp_path / "r.yaml").read_text(encoding="utf-8")
+    assert "new_text: ' naïve 日本'" in text
+    row = yaml.safe_load(text)["rules"][0]
+    assert list(row) == ["id", "old_token", "old_text", "new_token", "new_text", "gpt2_ids", "reason",
+                         "estimated_saving_pct"]
+
+
+def test_a_negative_id_is_outside_the_vocabulary():
+    """An embedding matrix would read a negative id as a row counted from its end."""
+    rule = RemapRule(7, "Ġgrids", text_to_piece(" naïve"), (-1, 2), where="r.yaml: rule 1 (id 7)")
+    with pytest.raises(RemapRuleError, match=r"r.yaml: rule 1 \(id 7\): ids \[-1\] outside the vocabulary \[0, 50257\)"):
+        check_ids_in_range([rule], 50257)
+
+
+def test_a_complete_rule_whose_old_token_is_an_added_token_elsewhere_is_refused():
+    """Read without the tokenizer, a rule names its old token itself: one naming an added token would free it."""
+    from ivr.tokenizers.special import SpecialTokens
+
+    special = SpecialTokens(added={50257: EOS_TOKEN, 50258: "<|im_start|>"}, bos_id=50257, eos_id=50257, pad_id=None,
+                            unk_id=None, separator_id=50257)
+    rule = {"id": 40000, "old_token": "<|im_start|>", "new_token": "zz", "gpt2_ids": [89, 89]}
+    with pytest.raises(RemapRuleError, match=r"rule 1 \(id 40000\): old_token <\|im_start\|> is an added token, "
+                                             "not a token this rule may free at id 40000"):
+        validate_remap_rules([rule], "r.yaml", None, special)
+
+
+def test_a_rule_given_without_a_reason_says_it_was_edited_by_hand(distilled):
+    (rule,) = validate_remap_rules([{"id": FIRST["id"], "new_token": text_to_piece(FIRST["new_text"])}], "rules.yaml",
+                                   distilled)
+    assert rule.reason == "edited by hand"
+
+
+def test_the_id_contract_notices_a_vocabulary_that_grew():
+    """Ids past the source's vocabulary have no embedding row to align."""
+    from tests.remap_fixtures import tie_tokenizer
+    from tokenizers import Tokenizer
+
+    from ivr.tokenizers.special import special_tokens_of
+
+    tok = tie_tokenizer()
+    spec = json.loads(tok.to_str())
+    spec["model"]["vocab"].append(["zq8", -30.0])
+    contract = id_contract(tok, Tokenizer.from_str(json.dumps(spec)), special_tokens_of(tok), [])
+    assert contract.pop("vocabulary size unchanged") is False
+    assert all(ok is True for name, ok in contract.items() if name != "protected_ids")
