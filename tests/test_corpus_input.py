@@ -156,3 +156,43 @@ def test_init_warns_when_held_out_documents_were_trained_on(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="ivr.pipeline"):
         pipeline.init(config)
     assert "documents have the exact text of a training document" in caplog.text
+
+
+def test_a_utf16_le_jsonl_file_with_a_byte_order_mark_and_blank_lines_reads_every_record(tmp_path):
+    """Notepad saves UTF-16-LE with a byte-order mark, which the -le codec keeps as text."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "w.jsonl").write_bytes(("\ufeff" + _records(1) + "\n" + _records(1, start=1)).encode("utf-16-le"))
+    _clean(raw, tmp_path, encoding="utf-16-le")
+    assert [(d.doc_id, d.text) for d in iter_documents(tmp_path / "cleaned")] == [
+        ("w.jsonl:1", "record 0\n"), ("w.jsonl:3", "record 1\n")]
+
+
+def test_a_utf8_byte_order_mark_is_dropped_only_at_the_start_of_a_jsonl_file(tmp_path):
+    """As in a UTF-16 file, one later in the file (files joined with ``cat``) is no JSON, and its line is named."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_bytes(b"\xef\xbb\xbf" + _records(1).encode() + b"\xef\xbb\xbf" + _records(1).encode())
+    with pytest.raises(CorpusError, match=r"a\.jsonl:2: invalid JSON \(Unexpected UTF-8 BOM"):
+        _clean(raw, tmp_path)
+
+
+def test_a_bad_byte_on_the_first_line_after_a_byte_order_mark_is_named_at_its_offset_in_the_file(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    data = b'\xef\xbb\xbf{"text": "caf\xe9"}\n'
+    (raw / "a.jsonl").write_bytes(data)
+    offset = data.index(b"\xe9")  # counted from the file's first byte, the mark's included
+    with pytest.raises(CorpusError, match=rf"a\.jsonl:1: bytes at offset {offset} \(0xe9 "):
+        _clean(raw, tmp_path)
+
+
+@pytest.mark.parametrize("name, data", [("zeros.txt", bytes(4096)), ("r.jsonl", b'{"text": "\\u0000 short"}\n')],
+                         ids=["a file of NUL bytes", "a short text starting with NUL"])
+def test_text_with_a_nul_as_its_first_character_is_binary(tmp_path, name, data):
+    """A file of NUL bytes (space reserved by a download that never finished) is no UTF-16 either."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / name).write_bytes(data)
+    with pytest.raises(CorpusError, match=r"(zeros\.txt|r\.jsonl:1): looks binary \(.*; a NUL at character 0\)"):
+        _clean(raw, tmp_path)
