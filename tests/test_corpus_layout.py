@@ -149,3 +149,24 @@ def test_cleaned_records_keep_the_bytes_earlier_versions_wrote(tmp_path):
     assert manifest["content"] == "e2b745290df1545e4122db480bfaf1635d66f3614e180a58d1bb7a0b6813bd7e"
     assert [f["cleaned"] for f in manifest["files"]] == ["a.txt.jsonl", "b.jsonl.jsonl", "sub/c.json.jsonl"]
     assert [d.doc_id for d in iter_documents(tmp_path / "cleaned")][:3] == ["a.txt:0#0", "a.txt:0#1", "b.jsonl:1"]
+
+
+def test_a_folder_holding_only_another_tool_s_manifest_is_never_replaced(raw_dir, tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "manifest.json").write_text('{"name": "some other tool"}')
+    with pytest.raises(CorpusError, match=r"theirs\) exists and is no cleaned corpus"):
+        clean_corpus(raw_dir, theirs, CleaningOptions())
+    assert _files(theirs) == {"manifest.json": b'{"name": "some other tool"}'}
+
+
+def test_hidden_raw_files_are_left_out_and_upper_case_suffixes_keep_their_format(tmp_path):
+    """An editor's ``.draft.txt`` is no document; ``B.JSONL`` holds records, not one document of JSON text."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / ".draft.txt").write_text("a stale draft")
+    (raw / "B.JSONL").write_text('{"text": "first"}\n{"text": "second"}\n')
+    (raw / "C.Json").write_text('[{"text": "third"}]')
+    clean_corpus(raw, tmp_path / "cleaned", CleaningOptions())
+    assert {d.doc_id: d.text for d in iter_documents(tmp_path / "cleaned")} == {
+        "B.JSONL:1": "first", "B.JSONL:2": "second", "C.Json:0": "third"}
