@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ivr.cleaned_corpus import CorpusError, check_splits, is_heldout, iter_documents, read_manifest, split_membership
-from ivr.corpus import CleaningOptions, check_text, clean_corpus, split_long
+from ivr.cleaned_corpus import (CorpusError, check_splits, corpus_content, is_heldout, iter_documents, read_manifest,
+                                 split_membership)
+from ivr.corpus import CleaningOptions, check_text, clean_corpus, cleaned_from_current_sources, split_long
 
 
 def _clean(raw: Path, tmp_path: Path, **kw) -> dict:
@@ -406,3 +409,131 @@ def test_a_cleaned_copy_of_changed_raw_files_is_told_apart(tmp_path, caplog):
     with caplog.at_level("WARNING"), pytest.raises(FileNotFoundError):
         pipeline.run_stage(PipelineConfig(paths=paths), "analyze")
     assert "analyze reads the earlier cleaned copy" in caplog.text
+
+
+def test_a_manifest_without_its_fingerprint_or_its_cleaned_file_names_is_damaged(raw_dir, tmp_path):
+    """Every reader goes by the manifest's fingerprint and cleaned names: one lacking them is named as damaged,
+    not a KeyError in a later stage."""
+    _clean(raw_dir, tmp_path)
+    path = tmp_path / "cleaned" / "manifest.json"
+    for damaged in ({"version": 1, "files": [{"cleaned": "readme.txt.jsonl"}]},
+                    {"version": 1, "fingerprint": "x", "files": [{"source": "readme.txt"}]}):
+        path.write_text(json.dumps(damaged), encoding="utf-8")
+        with pytest.raises(CorpusError, match=r"manifest\.json: damaged \(not a manifest ivr wrote"):
+            read_manifest(tmp_path / "cleaned")
+
+
+def test_the_corpus_key_of_the_stages_follows_the_text_not_the_raw_files_dates(raw_dir, tmp_path):
+    """A raw file touched but unchanged is cleaned again, yet must not rebuild every stage after it."""
+    first = _clean(raw_dir, tmp_path)
+    key = corpus_content(tmp_path / "cleaned")
+    readme = raw_dir / "readme.txt"
+    st = readme.stat()
+    os.utime(readme, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert _clean(raw_dir, tmp_path)["fingerprint"] != first["fingerprint"]
+    assert corpus_content(tmp_path / "cleaned") == key
+    readme.write_text("another text", encoding="utf-8")
+    _clean(raw_dir, tmp_path)
+    assert corpus_content(tmp_path / "cleaned") != key
+
+
+def test_a_manifest_written_without_the_cleaned_files_signature_is_still_read(raw_dir, tmp_path):
+    manifest = _clean(raw_dir, tmp_path)
+    del manifest["cleaned_signature"]
+    (tmp_path / "cleaned" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert corpus_content(tmp_path / "cleaned") == manifest["content"]
+
+
+@pytest.mark.parametrize("fraction, empty", [(0.0, "heldout"), (1.0, "train")])
+def test_the_split_a_held_out_fraction_leaves_empty_is_the_one_named(raw_dir, tmp_path, fraction, empty):
+    documents = _clean(raw_dir, tmp_path)["documents"]
+    with pytest.raises(CorpusError, match=rf"has {documents} documents and none falls in the {empty} split "
+                                          rf"\(data\.heldout_fraction={fraction}\)"):
+        check_splits(tmp_path / "cleaned", fraction, 250_000)
+
+
+def test_a_long_document_that_begins_with_a_blank_line_loses_none_of_it_when_cut(tmp_path):
+    """A paragraph break at a piece's very start is no place to cut: the blank line would be a piece of its own,
+    dropped as an empty document."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    text = "\n\n" + "x" * 8 + "\n" + "y" * 8
+    (raw / "a.txt").write_text(text, encoding="utf-8")
+    _clean(raw, tmp_path, max_document_chars=12)
+    assert [d.text for d in iter_documents(tmp_path / "cleaned")] == [text[:11], text[11:]]
+
+
+def test_a_piece_of_a_long_document_that_is_only_blank_lines_is_no_document(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.txt").write_text("a" * 10 + "\n" * 12 + "b", encoding="utf-8")  # cut after 10 and after 20 characters
+    _clean(raw, tmp_path, max_document_chars=10)
+    assert [(d.doc_id, d.text) for d in iter_documents(tmp_path / "cleaned")] == [
+        ("a.txt:0#0", "a" * 10), ("a.txt:0#2", "\n\nb")]
+
+
+def test_a_record_without_the_text_field_lists_at_most_eight_of_its_fields_sorted_or_none(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    fields = {f"f{i}": i for i in reversed(range(10))}
+    (raw / "r.jsonl").write_text(f'{{"text": "kept"}}\n{json.dumps(fields)}\n{{}}\n', encoding="utf-8")
+    manifest = _clean(raw, tmp_path, on_bad_record="skip")
+    assert manifest["skipped_examples"] == [
+        f"{raw / 'r.jsonl'}:2: no 'text' field (fields: f0, f1, f2, f3, f4, f5, f6, f7); set --data.text_key "
+        "(`ivr init --text-key`)",
+        f"{raw / 'r.jsonl'}:3: no 'text' field (fields: none); set --data.text_key (`ivr init --text-key`)"]
+
+
+def test_a_record_that_is_no_object_or_whose_text_is_no_string_is_named_and_skipped(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "r.jsonl").write_text('{"text": "kept"}\n["text"]\n"text"\n{"text": 3}\n{"text": null}\n', encoding="utf-8")
+    manifest = _clean(raw, tmp_path, on_bad_record="skip")
+    where = raw / "r.jsonl"
+    assert manifest["skipped_examples"] == [
+        f"{where}:2: expected a JSON object with a 'text' field, got list",
+        f"{where}:3: expected a JSON object with a 'text' field, got str",
+        f"{where}:4: field 'text' is int, expected a string",
+        f"{where}:5: field 'text' is NoneType, expected a string"]
+    assert [d.text for d in iter_documents(tmp_path / "cleaned")] == ["kept"]
+
+
+@pytest.mark.parametrize("then, texts", [({"text_key": "body"}, ["the body"]), ({"encoding": "cp1252"}, ["5 \u20ac"])],
+                         ids=["text key", "encoding"])
+def test_another_text_key_or_encoding_cleans_the_corpus_again(tmp_path, then, texts):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_bytes(b'{"text": "5 \x80", "body": "the body"}\n')  # 0x80: U+0080 in latin-1, the euro in cp1252
+    first = {"text_key": "text", "encoding": "latin-1"}
+    _clean(raw, tmp_path, **first)
+    _clean(raw, tmp_path, **{**first, **then})
+    assert [d.text for d in iter_documents(tmp_path / "cleaned")] == texts
+
+
+def test_a_corpus_cleaned_skipping_bad_records_is_cleaned_again_when_they_must_raise(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "bad.jsonl").write_text('{"text": "ok"}\n{"text": broken}\n', encoding="utf-8")
+    assert _clean(raw, tmp_path, on_bad_record="skip")["skipped_records"] == 1
+    with pytest.raises(CorpusError, match=r"bad\.jsonl:2: invalid JSON"):
+        _clean(raw, tmp_path, on_bad_record="raise")
+
+
+def test_a_raw_file_without_documents_gets_no_cleaned_file(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.txt").write_text("text", encoding="utf-8")
+    (raw / "blank.txt").write_text("  \n", encoding="utf-8")
+    manifest = _clean(raw, tmp_path)
+    assert [f["cleaned"] for f in manifest["files"]] == ["a.txt.jsonl"]
+    assert not (tmp_path / "cleaned" / "blank.txt.jsonl").exists()
+
+
+def test_checking_whether_the_raw_files_changed_logs_nothing(tmp_path, caplog):
+    """Every stage command asks; the warning that the raw folder gives no files is init's to give, once."""
+    options = CleaningOptions(builtin_corpus="python_stdlib", builtin_corpus_max_mb=0.01)
+    clean_corpus(tmp_path / "absent", tmp_path / "cleaned", options)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ivr.corpus"):
+        assert cleaned_from_current_sources(tmp_path / "absent", tmp_path / "cleaned", options)
+    assert not caplog.records
