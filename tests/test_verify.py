@@ -165,3 +165,79 @@ def test_a_share_of_exact_matches_is_cut_never_rounded_up_to_a_target():
     assert exact_share(0.99989999) == "99.9899%"
     assert [exact_share(n / (n + 1)) for n in (9999, 19999, 99999)] == ["99.9900%", "99.9950%", "99.9990%"]
     assert exact_share(None) == "n/a" and exact_share(1 - 1e-7, 6) == "99.999990%"
+
+
+def test_zero_examples_or_random_sequences_are_allowed_and_a_negative_count_is_named():
+    """``examples: 0`` keeps the report to its figures; only a negative count is a mistake."""
+    assert VerifySettings(random_id_sequences=0, examples=0).examples == 0
+    with pytest.raises(ValueError, match=r"data\.verify\.examples must be at least 0, got -1"):
+        VerifySettings(examples=-1)
+
+
+def test_mismatches_are_grouped_by_kind_and_listed_most_frequent_first(distilled, gpt2_bpe):
+    # the stand-in cuts ''' as '·'' where BPE has ''·' (a tie), " certains" and " ====" otherwise
+    texts = ["Il y a certains mots, certains.\n", "x''' ==== y\n"]
+    mismatches = compare_texts(distilled, gpt2_bpe, texts, "t")["mismatches"]
+    assert [e["word"] for e in mismatches["tie"]["examples"]] == ["'''"]
+    others = mismatches["other"]["examples"]
+    assert [e["count"] for e in others] == sorted((e["count"] for e in others), reverse=True)
+    assert others[0]["word"] == " certains" and others[0]["count"] > others[-1]["count"]
+    # the per-set table's most frequent mismatch is the most frequent of any kind
+    row = language_table({"t": compare_texts(distilled, gpt2_bpe, texts, "t")}, examples=1).splitlines()[2]
+    assert "`␠certains` x2" in row and "'''" not in row
+
+
+def test_a_tie_is_the_same_pieces_in_another_order():
+    bare = Tokenizer(BPE({"a": 0, "b": 1, "ab": 2}, [("a", "b")]))
+    assert classify(bare, ["ab", "a"], ["a", "ab"]) == "tie"
+    assert classify(bare, ["ab", "a"], ["a", "b", "a"]) == "other"
+
+
+def test_every_id_is_decoded_alone_the_last_one_too_and_special_tokens_are_counted_apart():
+    def tok(last: str) -> Tokenizer:
+        t = Tokenizer(BPE({"a": 0, "b": 1}, []))
+        t.add_special_tokens(["<s>"])
+        t.add_tokens([last])
+        return t
+
+    ids = compare_ids(tok("<x>"), tok("<y>"), random_sequences=0)
+    assert ids["single_id_decode_mismatch_examples"] == [ids["vocab_size"] - 1]
+    assert (ids["added_tokens"], ids["special_tokens"]) == (2, 1)
+
+
+def test_the_report_says_when_documents_differ_between_matching_words(distilled, gpt2_bpe, tmp_path):
+    """Ids that differ outside every word (added tokens, the pre-tokenizer's context) are shown, not hidden."""
+    text = "x = 1\n"
+    ids = gpt2_bpe.encode(text, add_special_tokens=False).ids
+    md = tmp_path / "r.md"
+    verify_tokenizer(distilled, gpt2_bpe, {"t": [text]}, md, tmp_path / "r.json", VerifySettings(random_id_sequences=1),
+                     bpe_ids={"t": [ids[:-1]]})
+    assert "**1 documents get other ids than BPE's though each of their words matches**" in md.read_text(encoding="utf-8")
+
+
+def test_a_set_exactly_at_the_target_reaches_it(distilled, gpt2_bpe):
+    result = compare_texts(distilled, gpt2_bpe, ["Il y a certains mots, certains.\n"], "t")
+    rate = result["rates"]["word_occurrence"]
+    assert 0 < rate < 1
+    assert "| yes |" in language_table({"t": result}, target=rate)
+    assert "| no |" in language_table({"t": result}, target=rate + 1e-9)
+
+
+def test_the_peak_memory_line_says_over_what_span_it_was_measured():
+    from ivr.tokenizers.verify import render_markdown
+
+    tok = Tokenizer(BPE({"a": 0}, []))
+    ids = compare_ids(tok, tok, random_sequences=0)
+    for scope, span in ((None, "since the process started"), ("block", "during the fit"),
+                        ("sampled", "during the fit, sampled every 10 ms")):
+        fit = {"peak_rss_mb": 12, **({"peak_rss_scope": scope} if scope else {})}
+        assert f"- peak resident memory {span} (whole process, MiB): 12\n" in render_markdown(
+            {"ids": ids, "sets": {}, "fit": fit})
+
+
+def test_a_sub_string_is_no_proof_unless_bpes_own_pieces_spell_it_too():
+    bare = Tokenizer(BPE({"a": 0, "b": 1, "ab": 2, "ba": 3}, [("a", "b"), ("b", "a")]))
+    # BPE cuts "baa" as the distilled ba·a, but its own ab·a spells "aba", never "baa": no contradiction
+    assert bare.encode("baa").tokens == ["ba", "a"] and bare.encode("aba").tokens == ["ab", "a"]
+    assert conflict_witness(bare, ["ab", "a"], ["a", "ba"]) is None
+    assert classify(bare, ["ab", "a"], ["a", "ba"]) == "other"
