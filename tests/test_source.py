@@ -309,3 +309,21 @@ def test_the_folder_init_writes_is_refused_as_the_source(tmp_path):
     with pytest.raises(ValueError, match="where init writes its copy of the original tokenizer"):
         fetch_original_tokenizer(target, local_dir=target, allow_hub=False, force=True)
     assert (target / "NOTES.md").read_text(encoding="utf-8") == "mine\n"
+
+
+def test_a_config_entry_keeps_its_special_flag_and_one_already_in_place_is_not_a_change(tmp_path):
+    """A vocabulary piece the config lists as a plain added token is matched whole but stays plain (decoding with
+    ``skip_special_tokens`` keeps it); the tokens tokenizer.json already holds as listed are left alone."""
+    from tokenizers import Tokenizer, models
+
+    from ivr.tokenizers.io import add_config_added_tokens
+
+    tok = Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2}, [("a", "b")]))
+    tok.add_special_tokens(["</s>"])
+    flags = {"lstrip": False, "rstrip": False, "single_word": False, "normalized": False}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": {
+        "3": {"content": "</s>", "special": True, **flags}, "2": {"content": "ab", "special": False, **flags}}}))
+    assert add_config_added_tokens(tok, tmp_path) == ["ab"]
+    added = tok.get_added_tokens_decoder()
+    assert (added[2].content, added[2].special, added[3].special) == ("ab", False, True)
+    assert tok.decode([2, 3], skip_special_tokens=True) == "ab"

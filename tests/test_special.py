@@ -207,3 +207,51 @@ def test_named_tokens_are_ordered_by_name_and_the_record_says_only_whether_a_tem
     special = read_special_tokens(path)
     assert special.named == (("image_token", "<|a|>", 4), ("mask_token", "<|b|>", 5))
     assert replace(special, chat_template="{{ messages }}").to_json()["chat_template"] is True
+
+
+def padded_tokenizer_dir(tmp_path, added, config=None, **padding):
+    """``tokenizer_dir``'s tokenizer saved after a padded call: its tokenizer.json carries the padding."""
+    path = tokenizer_dir(tmp_path, added, config)
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tok.enable_padding(**padding)
+    tok.save(str(path / "tokenizer.json"))
+    return path
+
+
+def test_the_configs_pad_token_and_side_come_before_the_padding_tokenizer_json_was_saved_with(tmp_path):
+    """transformers takes a pad token and side from tokenizer.json's padding only where the configs name none."""
+    padding = {"pad_id": 3, "pad_token": "</s>", "direction": "right"}
+    bare = read_special_tokens(padded_tokenizer_dir(tmp_path / "a", ["</s>", "<pad>"], {"eos_token": "</s>"}, **padding))
+    assert (bare.pad_id, bare.padding_side) == (3, "right")
+    config = {"eos_token": "</s>", "padding_side": "left"}
+    path = padded_tokenizer_dir(tmp_path / "b", ["</s>", "<pad>"], config, **padding)
+    (path / "special_tokens_map.json").write_text(json.dumps({"eos_token": "</s>", "pad_token": "<pad>"}))
+    special = read_special_tokens(path)
+    assert (special.pad_id, special.padding_side) == (4, "left")
+
+
+def test_transformers_no_limit_length_is_no_length(tmp_path):
+    """transformers writes ``int(1e30)`` as model_max_length where it knows none: it is not a context size."""
+    special = read_special_tokens(tokenizer_dir(tmp_path, ["<|endoftext|>"], {"model_max_length": int(1e30)}))
+    assert special.model_max_length is None
+
+
+def test_a_tokenizer_is_saved_only_with_the_source_s_added_tokens_at_their_ids(tmp_path):
+    """The configs written beside tokenizer.json name the source's tokens: a tokenizer that holds others is
+    refused before anything is written."""
+    from ivr.tokenizers.io import save_tokenizer_dir
+
+    path = tokenizer_dir(tmp_path / "source", ["</s>"], {"eos_token": "</s>"})
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tok.add_special_tokens(["<extra>"])
+    with pytest.raises(ValueError, match=r"the added tokens are not the source's at the same ids: \[\(4, '<extra>'\)\]"):
+        save_tokenizer_dir(tok, tmp_path / "out", {}, read_special_tokens(path))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_that_is_json_but_not_an_object_is_named(tmp_path):
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        path = tokenizer_dir(tmp_path / name, ["<s>"])
+        (path / name).write_text('["<s>"]', encoding="utf-8")
+        with pytest.raises(ValueError, match=rf"{name}: not a JSON object"):
+            read_special_tokens(path)
