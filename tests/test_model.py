@@ -299,6 +299,7 @@ def test_training_figures_cover_every_micro_batch_of_an_optimizer_step():
     assert got["train/loss"] == pytest.approx(sum(l.item() * t for l, t in zip(losses, tokens)) / sum(tokens), rel=1e-5)
     assert got["train/bits_per_byte"] == pytest.approx(got["train/loss"] * sum(tokens) / math.log(2) / 210, rel=1e-5)
     assert got["train/reassigned_token_share"] == pytest.approx(1 / 75)
+    assert got["train/bytes_per_token"] == pytest.approx(210 / sum(tokens))
     logged.clear()
     module.on_before_optimizer_step(optimizer)  # the sums start again with the next step
     assert not logged
@@ -347,3 +348,188 @@ def test_a_tokenizer_with_more_ids_than_the_model_has_rows_is_refused_when_the_m
         else:
             module.configure_model()
             assert module.model is not None
+
+
+def optimizer_and_schedule(module: IVRLanguageModel, max_steps: int):
+    """The module's optimizer and LambdaLR for a fit of ``max_steps`` optimizer steps."""
+    from types import SimpleNamespace
+
+    module._trainer = SimpleNamespace(max_steps=max_steps, max_epochs=None, datamodule=None)
+    configured = module.configure_optimizers()
+    return configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+
+
+def test_the_learning_rate_warms_up_linearly_then_follows_a_cosine_down_to_its_floor():
+    shape = ModelShape(n_layer=1, n_head=2, n_embd=8, n_positions=16, vocab_size=64)
+    warmup, ratio, total = 4, 0.1, 10
+    module = IVRLanguageModel(model_name_or_path=None, from_config=shape, warmup_steps=warmup, min_lr_ratio=ratio)
+    module.configure_model()
+    _, scheduler = optimizer_and_schedule(module, total)
+    rate = scheduler.lr_lambdas[0]
+    assert module.total_steps == total
+    # the first step already trains (not at rate 0), the peak is reached at the end of the warm-up
+    assert [rate(s) for s in range(warmup + 1)] == pytest.approx([(s + 1) / (warmup + 1) for s in range(warmup)] + [1])
+    assert rate((warmup + total) // 2) == pytest.approx((1 + ratio) / 2)  # the cosine's midpoint
+    assert rate(total) == pytest.approx(ratio)
+    assert rate(total + 5) == pytest.approx(ratio)  # steps past the planned length stay at the floor
+
+
+def test_weight_decay_applies_to_matrices_only_not_biases_norms_or_positions():
+    shape = ModelShape(n_layer=1, n_head=2, n_embd=8, n_positions=16, vocab_size=64)
+    module = IVRLanguageModel(model_name_or_path=None, from_config=shape, weight_decay=0.3)
+    module.configure_model()
+    optimizer, _ = optimizer_and_schedule(module, 10)
+    decay, no_decay = optimizer.param_groups
+    positions = module.model.transformer.wpe.weight
+    matrices = [p for p in module.model.parameters() if p.ndim >= 2 and p is not positions]
+    assert decay["weight_decay"] == 0.3 and no_decay["weight_decay"] == 0.0
+    assert {id(p) for p in decay["params"]} == {id(p) for p in matrices}
+    assert any(p is positions for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(module.model.parameters()))
+
+
+def embedding_init_of(tmp_path, shape: ModelShape, reassigned: int = 7):
+    """The align stage's files for ``shape``: its own token rows, ``reassigned`` named by one remap rule."""
+    from ivr.model import EmbeddingInit
+    from ivr.tokenizers.remap_rules import RemapRule, write_remap_rules
+
+    torch.save(build_model(shape).get_input_embeddings().weight.detach().clone(), tmp_path / "final_wte.pt")
+    write_remap_rules(tmp_path / "rules.yaml", [RemapRule(reassigned, "Ġx", "Ġdef", (299, 825))])
+    return EmbeddingInit(str(tmp_path / "final_wte.pt"), str(tmp_path / "final_lm_head.pt"), str(tmp_path / "rules.yaml"))
+
+
+def test_training_only_reassigned_rows_puts_no_weight_decay_on_the_frozen_rows(tmp_path):
+    """AdamW's decay shrinks every row of a matrix, gradient or not: the rows meant to stay bit for bit would
+    move."""
+    shape = ModelShape(n_layer=1, n_head=2, n_embd=8, n_positions=16, vocab_size=64)
+    module = IVRLanguageModel(model_name_or_path=None, from_config=shape, weight_decay=0.3,
+                              embedding_init=embedding_init_of(tmp_path, shape), train_only="reassigned_rows")
+    module.configure_model()
+    optimizer, _ = optimizer_and_schedule(module, 10)
+    trained = [p for group in optimizer.param_groups if group["weight_decay"] > 0 for p in group["params"]]
+    assert not trained
+    assert any(p is module.model.get_input_embeddings().weight for p in optimizer.param_groups[1]["params"])
+
+
+def test_a_resumed_fit_trains_with_the_configured_optimizer_settings_at_the_saved_position():
+    """The checkpoint's step and moments are kept, but a changed learning rate, betas or weight decay in the
+    config take effect."""
+    from types import SimpleNamespace
+
+    shape = ModelShape(n_layer=1, n_head=2, n_embd=8, n_positions=16, vocab_size=64)
+    saved = IVRLanguageModel(model_name_or_path=None, from_config=shape, learning_rate=0.5, betas=(0.5, 0.6),
+                             weight_decay=0.2, warmup_steps=2)
+    saved.configure_model()
+    old_optimizer, old_scheduler = optimizer_and_schedule(saved, 10)
+    for _ in range(5):
+        old_optimizer.step()
+        old_scheduler.step()
+    module = IVRLanguageModel(model_name_or_path=None, from_config=shape, learning_rate=1e-3, betas=(0.8, 0.9),
+                              weight_decay=0.05, warmup_steps=2)
+    module.configure_model()
+    module.model.load_state_dict(saved.model.state_dict())
+    optimizer, scheduler = optimizer_and_schedule(module, 10)
+    optimizer.load_state_dict(old_optimizer.state_dict())  # as Lightning restores a checkpoint
+    scheduler.load_state_dict(old_scheduler.state_dict())
+    module._trainer.lr_scheduler_configs = [SimpleNamespace(scheduler=scheduler)]
+    module.on_train_start()
+    decay, no_decay = optimizer.param_groups
+    assert scheduler.last_epoch == 5
+    for group in (decay, no_decay):
+        assert group["lr"] == pytest.approx(1e-3 * scheduler.lr_lambdas[0](5))
+        assert group["betas"] == (0.8, 0.9)
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.05, 0.0)
+
+
+def test_no_reassigned_training_loss_is_logged_for_a_step_without_reassigned_targets():
+    """A loss over no targets would log as NaN and spoil the run's curve of the reassigned tokens."""
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16))
+    module.configure_model()
+    module.reassigned_ids = torch.tensor([7])
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    module.training_step({"input_ids": torch.randint(100, 200, (2, 16)), "n_bytes": torch.tensor([40, 50])}, 0)
+    module.on_before_optimizer_step(torch.optim.SGD(module.parameters(), lr=0.1))
+    assert "train/loss" in logged
+    assert "train/loss_reassigned" not in logged and "train/reassigned_token_share" not in logged
+
+
+def test_held_out_figures_split_reassigned_and_other_targets_and_start_again_each_epoch():
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16))
+    module.configure_model()
+    module.eval()
+    module.reassigned_ids = torch.tensor([7])
+    module._initial_rows = module.model.get_input_embeddings().weight[[7]].detach().clone()
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    ids = torch.randint(100, 200, (2, 16))
+    ids[0, 3] = ids[1, 9] = 7
+    batch = {"input_ids": ids, "n_bytes": torch.tensor([40, 50])}
+    module.validation_step(batch, 0)
+    module.on_validation_epoch_end()
+    nll, targets = token_nll(module(ids), ids)
+    reassigned = targets == 7
+    assert logged["val/loss_reassigned"] == pytest.approx(nll[reassigned].mean().item(), rel=1e-5)
+    assert logged["val/loss_other"] == pytest.approx(nll[~reassigned].mean().item(), rel=1e-5)
+    assert logged["val/bytes_per_token"] == pytest.approx(90 / targets.numel())
+    first = dict(logged)
+    module.validation_step(batch, 0)  # the next validation scores the same split afresh, not on top of the last
+    module.on_validation_epoch_end()
+    assert logged == pytest.approx(first)
+    logged.clear()
+    module.validation_step({"input_ids": torch.full((2, 16), 7), "n_bytes": torch.tensor([40, 50])}, 0)
+    module.on_validation_epoch_end()
+    assert "val/loss_reassigned" in logged and "val/loss_other" not in logged  # no other targets: not 0/0
+
+
+def test_the_drift_of_reassigned_rows_is_averaged_over_rows_absolute_and_relative():
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16))
+    module.configure_model()
+    module.reassigned_ids = torch.tensor([7, 9])
+    weight = module.model.get_input_embeddings().weight
+    module._initial_rows = weight[[7, 9]].detach().clone()
+    step = torch.full((16,), 0.25)
+    with torch.no_grad():
+        weight[7] += step  # row 7 moves, row 9 stays
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    module.validation_step({"input_ids": torch.randint(100, 200, (1, 16)), "n_bytes": torch.tensor([40])}, 0)
+    module.on_validation_epoch_end()
+    moved = step.norm().item()
+    assert logged["embeddings/reassigned_drift"] == pytest.approx(moved / 2, rel=1e-5)
+    relative = moved / module._initial_rows[0].norm().item() / 2
+    assert logged["embeddings/reassigned_relative_drift"] == pytest.approx(relative, rel=1e-5)
+
+
+def test_predict_accepts_a_model_whose_context_is_shorter_than_the_training_blocks():
+    """Prediction reads prompts, not the training blocks: a long data.block_size must not stop it, while fitting
+    with it is refused."""
+    from types import SimpleNamespace
+
+    shape = ModelShape(n_layer=1, n_head=2, n_embd=8, n_positions=16, vocab_size=64)
+    data = SimpleNamespace(hparams=SimpleNamespace(block_size=64))
+    for command in ("predict", "fit"):
+        module = IVRLanguageModel(model_name_or_path=None, from_config=shape)
+        module._trainer = SimpleNamespace(datamodule=data, state=SimpleNamespace(fn=command))
+        if command == "fit":
+            with pytest.raises(ValueError, match="data.block_size 64 is longer than the model's context of 16"):
+                module.configure_model()
+        else:
+            module.configure_model()
+
+
+def test_predict_samples_with_the_settings_given_and_returns_only_the_new_tokens():
+    from ivr.model import GenerationSettings
+
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16))
+    module.configure_model()
+    seen, new = {}, torch.tensor([[11, 12, 13]])
+    module.model.generate = lambda ids, **kw: seen.update(kw) or torch.cat([ids, new], dim=1)
+    batch = {"prompt": "x", "input_ids": torch.tensor([[464, 465]])}
+    module.generation = GenerationSettings(temperature=0.7, top_k=5, eos_token_ids=(3, 4), pad_token_id=9)
+    assert module.predict_step(batch, 0) == {"prompt": "x", "ids": new[0].tolist()}
+    assert (seen["do_sample"], seen["temperature"], seen["top_k"]) == (True, 0.7, 5)
+    assert (seen["eos_token_id"], seen["pad_token_id"]) == ([3, 4], 9)
+    module.generation = GenerationSettings(temperature=0.0)  # greedy: no sampling settings reach generate
+    module.predict_step(batch, 0)
+    assert (seen["do_sample"], seen["temperature"], seen["top_k"]) == (False, None, None)
