@@ -288,6 +288,15 @@ def test_optimizer_settings_out_of_range_name_their_key(key, value, says):
         IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(), **{key: value})
 
 
+def test_the_ends_of_the_optimizer_ranges_are_settings_of_their_own():
+    """A constant rate (``min_lr_ratio`` 1), a decay down to nothing (0), no warm-up and no weight decay."""
+    from ivr.causal_lm import ModelShape
+    from ivr.model import IVRLanguageModel
+
+    for key, value in (("min_lr_ratio", 1.0), ("min_lr_ratio", 0.0), ("warmup_steps", 0), ("weight_decay", 0.0)):
+        assert IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(), **{key: value}).hparams[key] == value
+
+
 @pytest.mark.parametrize("key", ["n_layer", "n_head", "n_embd", "n_positions"])
 def test_a_model_shape_without_blocks_heads_or_width_is_refused(key):
     from ivr.causal_lm import ModelShape
