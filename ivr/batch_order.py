@@ -56,6 +56,10 @@ class OrderState:
         Ranks share the order by turns, so whole batches on every rank always cover a prefix of it."""
         return self.start_blocks + (done - self.start_batches) * self.batch_size * self.replicas
 
+    def epoch_batches(self, blocks: int) -> int:
+        """Whole batches each device serves in an epoch of ``blocks`` blocks, in the sizes of the pass."""
+        return blocks // self.replicas // self.batch_size
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -111,7 +115,7 @@ class ResumableLoader(DataLoader):
         then = (state.batch_size, state.replicas)
         blocks = state.blocks_served(done) if done else 0
         # counted in the batches the pass was trained in, every block of the epoch was: it is finished
-        finished = bool(done) and blocks >= len(sampler.dataset) // then[1] // then[0] * then[0] * then[1]
+        finished = bool(done) and blocks >= state.epoch_batches(len(sampler.dataset)) * then[0] * then[1]
         length = natural = len(self)
         if self.epoch_length is not None and isinstance(limited := self.epoch_length(), int) and 0 < limited < length:
             length = limited  # the trainer trains this many batches of each epoch (trainer.limit_train_batches)

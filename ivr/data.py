@@ -385,7 +385,7 @@ class IVRDataModule(LightningDataModule):
                 # the batches done were accumulated as the checkpointed fit said, in the batches it trained in
                 then, end = order.accumulate or accumulate, trainer.num_training_batches
                 if order.batch_size and (order.batch_size, order.replicas) != (hp.batch_size, trainer.world_size):
-                    end = len(self.datasets[TRAIN_SPLIT]) // order.replicas // order.batch_size
+                    end = order.epoch_batches(len(self.datasets[TRAIN_SPLIT]))
                 if done % then and done < end:
                     # Lightning steps after every `accumulate` batches of an epoch; checkpoints hold no gradients
                     log.warning("resuming at batch %d of an epoch, inside an accumulation of %d batches: the "
