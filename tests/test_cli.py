@@ -302,6 +302,9 @@ def test_predict_continues_prompts_with_the_last_checkpoint(tmp_path, monkeypatc
     import shutil
 
     shutil.rmtree(tmp_path / "artifacts" / "corpora" / "cleaned")
+    # predict reads no corpus: the prompts are continued without cleaning it again
+    main(["predict", *args, "--data.prompts_path", str(prompts), "--max_new_tokens", "1"])
+    assert not (tmp_path / "artifacts" / "corpora" / "cleaned").exists()
     main(["validate", *args])
     # `best` is the one the fit's ModelCheckpoint recorded (without a monitor, its newest), read from last.ckpt
     capsys.readouterr()

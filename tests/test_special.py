@@ -255,3 +255,14 @@ def test_a_config_that_is_json_but_not_an_object_is_named(tmp_path):
         (path / name).write_text('["<s>"]', encoding="utf-8")
         with pytest.raises(ValueError, match=rf"{name}: not a JSON object"):
             read_special_tokens(path)
+
+
+def test_a_continuation_stops_at_the_eos_and_at_the_document_separator_where_they_differ(tmp_path):
+    """An instruct model ends a turn with its eos but a document with ``<|endoftext|>``: predict stops at either."""
+    from ivr.data import IVRDataModule
+
+    data = IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"), tokenizer="original")
+    data.paths.tokenizer_dir("original").mkdir(parents=True)
+    tokenizer_dir(data.paths.tokenizer_dir("original"), ["<|endoftext|>", "<|im_end|>"],
+                  {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"})
+    assert data.generation_ids() == ((3, 4), 3)
