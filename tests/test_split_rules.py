@@ -13,7 +13,10 @@ from tokenizers.models import BPE
 from ivr.tokenizers.byte_level import byte_to_char, piece_to_bytes, text_to_piece
 from ivr.tokenizers.distill.pre_tokenizer import rules_pre_tokenizer, with_rules
 from ivr.tokenizers.distill.rule_selection import TOO_FEW_WRONG, earns_a_rule, may_earn_a_rule, select_split_rules
-from ivr.tokenizers.distill.split_rules import joined_before, merging_after, split_rule_for, utf8_prefix_range
+from ivr.tokenizers.distill import split_rules
+from ivr.tokenizers.distill.split_rules import (
+    joined_before, memo_split_rule, merging_after, split_rule_for, utf8_prefix_range,
+)
 from ivr.tokenizers.unigram import bare_model
 from tests.distill_fixtures import fast_settings
 from tests.standin import gpt2_merges
@@ -321,3 +324,50 @@ def test_a_run_before_a_token_of_its_character_and_the_neighbour_is_cut_as_bpe_c
     for n in range(1, 20):
         for text in [f"{'(' * n}'_", f"{'(' * n}'", f"xy{'(' * n}'_xy", f" {'(' * n}'_", f"{'(' * n}'x"]:
             assert cut.encode(text).ids == full.encode(text).ids, (n, text)
+
+
+def test_letters_after_a_neighbour_do_not_keep_a_run_whole():
+    """GPT-2's regex gives the letters after punctuation to the next pre-token, so BPE never sees ``-+x`` whole:
+    only punctuation tokens that start with the neighbour may keep a cut before it from being made."""
+    bpe = tiny_bpe([("-", "-"), ("+", "x"), ("-", "+x"), ("--", "-+x")])
+    assert bpe.encode("---+").tokens == ["--", "-", "+"]
+    pre = rules_pre_tokenizer([split_rule_for(bpe, "-", 8)])
+    assert [p for p, _ in pre.pre_tokenize_str("xy---+x")] == ["xy", "--", "-+", "x"]
+
+
+def test_a_character_whose_runs_bpe_cuts_inside_the_character_gets_no_rule():
+    # no regex can cut between the bytes of one character: "©Ã" is merged before "Ã©" ("é"), so "éé" is
+    # "Ã" "©Ã" "©"
+    bpe = tiny_bpe([("©", "Ã"), ("Ã", "©")])
+    assert bpe.encode("Ã©Ã©").tokens == ["Ã", "©Ã", "©"]
+    assert split_rule_for(bpe, "Ã©", 8) is None
+
+
+def test_a_run_is_not_cut_off_before_a_character_whose_first_byte_bpe_merges_with_the_run():
+    # "Ģ" + "Â" joins the last byte of "─" to the first of "«": before "«" BPE no longer chunks the run as alone
+    bpe = tiny_bpe([("Ģ", "Â"), ("â", "Ķ"), ("âĶ", "Ģ"), ("âĶĢ", "âĶĢ")])
+    cut, full = with_rules(bpe, [split_rule_for(bpe, "âĶĢ", 8)]), behind_gpt2_pre_tokenizer(bpe)
+    assert full.encode("──«").tokens != full.encode("──").tokens + full.encode("«").tokens
+    for n in range(1, 9):
+        for text in ["─" * n + "«", "x" + "─" * n + "«x"]:
+            assert cut.encode(text).ids == full.encode(text).ids, (n, text)
+
+
+def test_a_run_is_not_cut_off_after_a_character_whose_last_byte_bpe_merges_with_the_run():
+    # "ħ" + "-" joins the last byte of "★" to the run, ahead of the run's own merges: no class of whole
+    # characters can say which characters end in that byte, so no run is cut off after non-ASCII punctuation
+    bpe = tiny_bpe([("ħ", "-"), ("-", "-")])
+    rule = split_rule_for(bpe, "-", 8)
+    assert [p for p, _ in rules_pre_tokenizer([rule]).pre_tokenize_str("★---")] == ["âĺħ---"]
+    cut, full = with_rules(bpe, [rule]), behind_gpt2_pre_tokenizer(bpe)
+    for n in range(1, 9):
+        for text in ["★" + "-" * n, "x★" + "-" * n + "x"]:
+            assert cut.encode(text).ids == full.encode(text).ids, (n, text)
+
+
+def test_a_rule_built_for_one_longest_run_is_not_handed_out_for_another(monkeypatch):
+    # one process may fit with several max_run settings (a benchmark's sweep): each gets the rule of its own
+    monkeypatch.setattr(split_rules, "SPLIT_RULE_CACHE", {})
+    bpe = tiny_bpe([("-", "-"), ("--", "--")])
+    short = memo_split_rule(bpe, "fingerprint", "-", 4)
+    assert memo_split_rule(bpe, "fingerprint", "-", 12) == split_rule_for(bpe, "-", 12) != short
