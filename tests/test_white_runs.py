@@ -137,3 +137,10 @@ def test_white_space_rules_never_cut_where_bpe_merges(parts):
 
 def test_spaces_newlines_and_tabs_get_rules_by_default():
     assert {" ", "\n", "\t"} <= set(DistillSettings.split_rule_chars)
+
+
+def test_trailing_spaces_before_a_line_break_and_a_word_are_cut_though_a_piece_joins_a_space_to_it():
+    # GPT-2's regex ends the spaces' pre-token before the newline when a word follows, so BPE never merges
+    # "Ġ" + "Ċ" there: the spaces are cut into BPE's chunks, which the Unigram would order the other way
+    bpe = tiny_bpe([("Ġ", "Ġ"), ("ĠĠ", "ĠĠ"), ("Ġ", "Ċ"), ("x", "y")])
+    assert pre_tokens([split_rule_for(bpe, "Ġ", 16)], "xy     \nxy") == ["xy", "ĠĠĠĠ", "Ġ", "Ċ", "xy"]
