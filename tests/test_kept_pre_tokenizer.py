@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +17,10 @@ from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from ivr.tokenizers.byte_level import piece_to_bytes, text_to_piece
 from ivr.tokenizers.distill import UnsupportedTokenizer, distill_tokenizer, source_bpe
 from ivr.tokenizers.distill.pre_tokenizer import encode_segments
-from ivr.tokenizers.distill.run_cuts import CharCuts, cut_words, piece_grams, run_cuts_of, select_run_cuts
+from ivr.tokenizers.distill import run_cuts
+from ivr.tokenizers.distill.run_cuts import (
+    CharCuts, cut_words, piece_grams, run_cut_pattern, run_cuts_of, select_run_cuts,
+)
 from ivr.tokenizers.distill.words import fit_words
 from ivr.tokenizers.io import load_tokenizer, pre_tokens, read_metadata, read_special_tokens
 from ivr.tokenizers.unigram import bare_model
@@ -277,3 +281,122 @@ def test_a_neighbour_that_joins_what_follows_it_first_moves_no_cut():
     words = [a + "_" * n + b for n in range(2, 9) for a in ("", "]", "&") for b in ("", "]", "&", "]&", "]]", "&]")]
     for word, enc, segments in zip(words, bare.encode_batch(words), cut_words(cuts, words)):
         assert set(np.cumsum([len(s) for s in segments])) <= set(np.cumsum([len(t) for t in enc.tokens])), word
+
+
+def dash_runs(wrong=("-----", "x----"), words=("x", "x-----", "-----")):
+    """A BPE that chunks five dashes "----" "-", a model that gets the texts ``wrong`` wrong and the rest right
+    (by default "-----" alone and "x----", so that cutting "x-----" breaks it), and fit words with their ids."""
+    vocab = {p: i for i, p in enumerate(["-", "x", "Ġ", "--", "----"])}
+    bare = Tokenizer(models.BPE(vocab, [("-", "-"), ("--", "--")]))
+
+    class Model:
+        def encode_batch(self, texts):
+            return [SimpleNamespace(ids=[0] if t in wrong else e.ids) for t, e in zip(texts, bare.encode_batch(texts))]
+
+    words = list(words)
+    return bare, Model(), words, [e.ids for e in bare.encode_batch(words)]
+
+
+def test_the_occurrences_that_cuts_fix_are_those_of_the_fixed_words():
+    bare, model, words, gold = dash_runs()
+    weights = np.array([2.0, 3.0, 5.0])
+    _, considered = select_run_cuts(bare, model, words, weights, gold, fast_settings(max_run=8))
+    (entry,) = [c for c in considered if c["char"] == "-"]
+    assert entry["accepted"] and entry["fixed_types"] == 1
+    assert entry["fixed_occurrences"] == weights[words.index("-----")]
+
+
+def test_cuts_that_break_more_fit_words_than_may_be_kept_whole_are_refused(monkeypatch):
+    bare, model, words, gold = dash_runs()
+    monkeypatch.setattr(run_cuts, "MAX_KEPT_WHOLE", 1)
+    kept, _ = select_run_cuts(bare, model, words, np.ones(3), gold, fast_settings(max_run=8))
+    assert kept["-"].whole == [("x-----", (len("x----") - 1,))]
+    monkeypatch.setattr(run_cuts, "MAX_KEPT_WHOLE", 0)
+    kept, considered = select_run_cuts(bare, model, words, np.ones(3), gold, fast_settings(max_run=8))
+    (entry,) = [c for c in considered if c["char"] == "-"]
+    assert kept == {} and not entry["accepted"] and entry["kept_whole"] == 1
+
+
+def test_cuts_whose_regex_is_too_long_are_refused_with_its_length(monkeypatch):
+    bare, model, words, gold = dash_runs()
+    size = len(run_cut_pattern({"-": CharCuts(run_cuts_of(bare, "-", 8, piece_grams(bare.get_vocab())))}))
+    monkeypatch.setattr(run_cuts, "MAX_PATTERN", size)
+    assert "-" in select_run_cuts(bare, model, words, np.ones(3), gold, fast_settings(max_run=8))[0]
+    monkeypatch.setattr(run_cuts, "MAX_PATTERN", size - 1)
+    kept, considered = select_run_cuts(bare, model, words, np.ones(3), gold, fast_settings(max_run=8))
+    assert kept == {} and {"char": "-", "accepted": False, "reason": f"a regex of {size} characters"} in considered
+
+
+def test_a_character_whose_doubled_piece_bpe_never_outputs_gets_no_cuts():
+    # behind the source's own steps the run never reaches BPE whole: cuts in it could only cost encoding time
+    bare, model, words, gold = dash_runs()
+    kept, considered = select_run_cuts(bare, model, words, np.ones(3), gold, fast_settings(max_run=8),
+                                       never=frozenset({"--"}))
+    assert kept == {} and not [c for c in considered if c["char"] == "-"]
+
+
+def test_a_fit_word_that_is_a_pure_run_is_kept_whole_once():
+    # the pure runs are asked about besides the fit words: one that is both is counted (and excepted) once
+    bare, model, words, gold = dash_runs(wrong=("----",), words=("x", "------"))
+    kept, considered = select_run_cuts(bare, model, words, np.ones(2), gold,
+                                       fast_settings(max_run=8, split_rule_chars="-"))
+    (entry,) = [c for c in considered if c["char"] == "-"]
+    whole = [w for w, _ in kept["-"].whole]
+    assert "------" in whole and len(whole) == len(set(whole)) == entry["kept_whole"]
+
+
+def test_a_fit_word_the_model_gets_wrong_either_way_is_not_kept_whole():
+    # keeping it whole fixes nothing: it would only lengthen the regex and the report's count
+    bare, model, words, gold = dash_runs(wrong=("-----", "----"), words=("x", "-----"))
+    kept, considered = select_run_cuts(bare, model, words, np.ones(2), gold,
+                                       fast_settings(max_run=8, split_rule_chars="-"))
+    (entry,) = [c for c in considered if c["char"] == "-"]
+    whole = [w for w, _ in kept["-"].whole]
+    assert "-----" not in whole and entry["kept_whole"] == len(whole)
+
+
+def test_an_added_token_behind_a_kept_pre_tokenizer_is_matched_in_the_normalized_text(bpe):
+    # as the source matches it: NFC composes "e" and the accent before the token is looked for
+    from tokenizers import AddedToken
+
+    from ivr.tokenizers.distill import with_rules
+
+    spec = json.loads(bpe.to_str())
+    spec["normalizer"] = {"type": "NFC"}
+    source = Tokenizer.from_str(json.dumps(spec))
+    source.add_tokens([AddedToken("café", normalized=True)])
+    tok = with_rules(bare_model(source), [], source=source, keep_pre_tokenizer=True)
+    text = "un cafe\u0301 noir"
+    assert source.token_to_id("café") in source.encode(text).ids
+    assert tok.encode(text).ids == source.encode(text).ids
+
+
+def test_a_word_kept_whole_is_only_excepted_where_it_is_the_whole_pre_token():
+    # the same characters at the end of a longer pre-token are cut as any run is
+    cuts = CharCuts({("", ""): {(8, 13), (12, 13)}}, whole=[("(" + "-" * 13, (8, 12))])
+    assert cut_words({"-": cuts}, ["x(" + "-" * 13]) == [["x(" + "-" * 8, "-" * 4, "-"]]
+
+
+def assert_cut_where_bpe_cuts(bare: Tokenizer, vocab: dict[str, int], words: list[str]) -> None:
+    """Every cut of ``bare``'s run cuts of "-" in each word lands where one of BPE's tokens ends."""
+    cuts = {"-": CharCuts(run_cuts_of(bare, "-", 8, piece_grams(vocab)))}
+    for word, enc, segments in zip(words, bare.encode_batch(words), cut_words(cuts, words)):
+        assert set(np.cumsum([len(s) for s in segments])) <= set(np.cumsum([len(t) for t in enc.tokens])), word
+
+
+def test_a_cut_that_holds_before_nothing_else_is_not_made_before_a_neighbour_that_moves_it():
+    # "---" is "--" "-" alone but "-" "--+" before "+": the cut after two dashes holds only where no "+" follows
+    vocab = {p: i for i, p in enumerate(["-", "+", "Ġ", "--", "----", "-+", "--+"])}
+    bare = Tokenizer(models.BPE(vocab, [("-", "+"), ("-", "-+"), ("-", "-"), ("--", "--")]))
+    assert [e.tokens for e in bare.encode_batch(["---", "---+"])] == [["--", "-"], ["-", "--+"]]
+    assert_cut_where_bpe_cuts(bare, vocab, [a + "-" * n + b for n in range(2, 9) for a in ("", "+")
+                                            for b in ("", "+", "++")])
+
+
+def test_a_cut_that_holds_after_a_neighbour_is_not_made_after_a_space_and_that_neighbour():
+    # "+---" is "+" "--" "-" but " +---" is " +-" "--": BPE joins the space, "+" and the run's first dash first
+    vocab = {p: i for i, p in enumerate(["-", "+", "Ġ", "Ġ+", "Ġ+-", "--"])}
+    bare = Tokenizer(models.BPE(vocab, [("Ġ", "+"), ("Ġ+", "-"), ("-", "-")]))
+    assert [e.tokens for e in bare.encode_batch(["+---", "Ġ+---"])] == [["+", "--", "-"], ["Ġ+-", "--"]]
+    assert_cut_where_bpe_cuts(bare, vocab, [a + "-" * n + b for n in range(2, 9) for a in ("", "+", "Ġ+")
+                                            for b in ("", "+")])
