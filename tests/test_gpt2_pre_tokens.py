@@ -69,3 +69,37 @@ def test_another_pipeline_is_cut_by_the_tokenizer_itself():
         assert not cut.fast
         assert cut(text) == pre_tokens(tok, text) and cut.counts(text) == Counter(pre_tokens(tok, text))
     assert PreTokenCutter(lowered)(text) != CUTTERS[0](text)  # the normalizer took part
+
+
+def with_pre_tokenizer(pre) -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre
+    return tok
+
+
+def test_a_pipeline_that_only_resembles_gpt2s_is_cut_by_the_tokenizer_itself():
+    """A prefix space, a split that removes its matches, or another regex cut other pre-tokens than
+    GPT-2's regex: counting them through ``regex`` would count pre-tokens the tokenizer never sees."""
+    def split(pattern=GPT2_PATTERN, behavior="isolated"):
+        return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pattern), behavior),
+                                        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+
+    text = "Hello world's 42 ok\n"
+    for pre in (pre_tokenizers.ByteLevel(add_prefix_space=True), split(behavior="removed"),
+                split(pattern=r"\s+|[^\s]+")):
+        tok = with_pre_tokenizer(pre)
+        cut = PreTokenCutter(tok)
+        assert not cut.fast
+        assert cut(text) == pre_tokens(tok, text) != CUTTERS[0](text)
+
+
+def test_a_piece_crosses_a_digit_only_beside_something_else():
+    """Behind isolated digits BPE never outputs a digit joined to anything, part of a character included; a digit
+    alone is a piece it does output."""
+    from ivr.tokenizers.byte_level import text_to_piece
+    from ivr.tokenizers.gpt2_pre_tokens import crosses_digit
+
+    assert crosses_digit(text_to_piece("a1")) and crosses_digit(text_to_piece("٣٣"))
+    assert crosses_digit(text_to_piece("7é")[:2])  # a digit and the first byte of é
+    assert not crosses_digit(text_to_piece("7")) and not crosses_digit(text_to_piece("٣"))
+    assert not crosses_digit(text_to_piece(" hello"))
