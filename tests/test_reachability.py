@@ -34,3 +34,14 @@ def test_the_library_never_produces_them_on_text():
 def test_gpt2_has_no_unreachable_ids(gpt2_bpe):
     """Every GPT-2 merge forms on its own string: no id is free for the taking; its special token is left out."""
     assert tokenizer_unreachable_ids(gpt2_bpe) == {}
+
+
+def test_a_model_that_takes_whole_words_or_is_no_bpe_has_no_unreachable_ids():
+    """With ``ignore_merges`` a word in the vocabulary is one token whatever the merges say, so none is free; a model
+    without merges has nothing to find from them."""
+    from tokenizers.models import WordLevel
+
+    tok = Tokenizer(BPE(VOCAB, MERGES, ignore_merges=True))
+    assert [t.value for t in tok.model.tokenize("abc")] == ["abc"]
+    assert tokenizer_unreachable_ids(tok) == {}
+    assert tokenizer_unreachable_ids(Tokenizer(WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]"))) == {}
