@@ -88,3 +88,27 @@ def test_code_points_keep_their_class_in_the_rewrite_of_gpt2s_regex():
     text = "".join(f"a{chr(c)}1{chr(c)}-{chr(c)} {chr(c)}" for c in points)
     gpt2 = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     assert cut_bytes(GPT2)(text) == [p for p, _ in gpt2.pre_tokenize_str(text)]
+
+
+@pytest.mark.parametrize("pattern, text", [
+    pytest.param(r"[a-zc]+", "abcxyz-z", id="an item inside an earlier range"),
+    pytest.param(r"[a-]+", "a-b--a", id="a dash before the closing bracket"),
+    pytest.param(r"[[ab]c]+", "abcd[]c", id="a nested class"),
+    pytest.param(r"\p{L}++a", "xa ya", id="a possessive run"),
+    pytest.param(r"\x41+", "AAB", id="a two-digit hex escape"),
+    pytest.param(r"\v+", "va\x0b\x0c", id="a vertical tab"),
+    pytest.param(r"[a\x{80}]+", "a\x80b\xc2\x80", id="a class ending at U+0080"),
+    pytest.param(r"\p{L}+?", "abc dé", id="a lazy run"),
+    pytest.param(r"é+|─{2}", "ééa é───", id="a quantified multi-byte character"),
+])
+def test_each_construct_cuts_as_the_text_regex(pattern, text):
+    """The rules may use any of these; each must keep its meaning in byte-level form."""
+    assert cut_bytes(pattern)(text) == cut_text(pattern)(text)
+
+
+def test_a_pattern_that_is_cut_short_is_an_error_naming_it():
+    """A stray ``)`` or an unclosed class is refused, not rewritten as part of the pattern."""
+    with pytest.raises(ValueError, match=r"at 1: unbalanced parenthesis"):
+        byte_level_regex(r"a)b")
+    with pytest.raises(ValueError, match=r"unclosed character class"):
+        byte_level_regex(r"x[ab")
