@@ -65,3 +65,43 @@ def test_fetch_rejects_a_tokenizer_that_is_not_byte_level_bpe(tmp_path):
     Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]")).save(str(bad / "tokenizer.json"))
     with pytest.raises(ValueError, match="not a byte-level BPE tokenizer: its model is WordLevel, not BPE"):
         fetch_original_tokenizer(tmp_path / "out", local_dir=bad, allow_hub=False)
+
+
+def test_a_piece_reads_as_its_text_with_escapes_for_part_of_a_character():
+    """Reports and rule errors show a piece as text: a lone byte of a multi-byte character stays visible as its
+    escape, and an added token that is no byte-level string shows as it is."""
+    from ivr.tokenizers.byte_level import readable, whole_text
+
+    check = text_to_piece("✓")
+    assert readable(text_to_piece(" ünï")) == " ünï" and whole_text(text_to_piece(" ünï")) == " ünï"
+    assert readable(check[:2]) == "\\xe2\\x9c" and whole_text(check[:2]) is None
+    assert readable("<｜begin▁of▁sentence｜>") == "<｜begin▁of▁sentence｜>"
+
+
+def test_the_separator_holds_no_bytes_of_text():
+    """Packed blocks count the bytes of their text only: ``<|endoftext|>`` between documents adds none."""
+    assert piece_to_bytes("<|endoftext|>") == b"" and piece_to_bytes(text_to_piece("<|end")) == b"<|end"
+
+
+def test_the_single_byte_pieces_are_the_256_byte_level_characters():
+    """Selection and remap rules never free these ids: every byte-level vocabulary needs them to encode any text."""
+    from ivr.tokenizers.byte_level import bytes_to_piece, single_byte_pieces
+
+    assert single_byte_pieces() == {bytes_to_piece(bytes([b])) for b in range(256)}
+    assert len(single_byte_pieces()) == 256 and text_to_piece(" ") in single_byte_pieces()
+
+
+def test_a_run_length_counts_whole_characters_only():
+    from ivr.tokenizers.byte_level import run_length
+
+    line = text_to_piece("─")  # three byte-level characters
+    assert run_length(line * 4, line) == 4 and run_length(text_to_piece("    "), text_to_piece(" ")) == 4
+    assert run_length(line * 2 + text_to_piece("-"), line) is None and run_length(line[:2], line) is None
+
+
+def test_the_merges_read_from_the_tokenizer_are_the_packaged_ones_in_rank_order(gpt2_bpe):
+    from ivr.tokenizers.bpe import bpe_merges, offline_gpt2_files
+
+    lines = offline_gpt2_files()[1].read_text(encoding="utf-8").splitlines()
+    packaged = tuple(tuple(line.split(" ")) for line in lines if line and not line.startswith("#version"))
+    assert bpe_merges(gpt2_bpe) == packaged
