@@ -78,3 +78,31 @@ def test_missing_file_and_columns_are_named(tmp_path):
     path.write_text(",".join(c for c in CSV_COLUMNS if c != "reason") + "\n", encoding="utf-8")
     with pytest.raises(CandidatesError, match=r"c.csv: missing columns \['reason'\]"):
         read_candidates(path)
+
+
+def test_an_empty_number_is_named_with_its_row(tmp_path):
+    path = tmp_path / "c.csv"
+    write_candidates(path, [_row()])
+    _edit(path, "40000", "")
+    with pytest.raises(CandidatesError, match=r"c.csv: row 1: freed_id None is not an int"):
+        read_candidates(path)
+
+
+@pytest.mark.parametrize("content", [b"rank,new_text\n\xff\xfe,1\n", b"rank,new_text\n1,2,3\n"],
+                         ids=["not UTF-8", "ragged"])
+def test_a_file_that_is_no_csv_is_named(tmp_path, content):
+    path = tmp_path / "c.csv"
+    path.write_bytes(content)
+    with pytest.raises(CandidatesError, match=r"c.csv: not a readable CSV file"):
+        read_candidates(path)
+
+
+def test_empty_cells_read_as_empty_text_and_no_ids(tmp_path):
+    """A spreadsheet saves empty cells without quotes: they read back as the empty text and empty id list written,
+    not as missing values."""
+    path = tmp_path / "c.csv"
+    row = _row(new_text="", gpt2_ids=[], freed_text="", reason="")
+    write_candidates(path, [row])
+    path.write_text(path.read_text(encoding="utf-8").replace('""', ""), encoding="utf-8")
+    assert '""' not in path.read_text(encoding="utf-8")
+    assert read_candidates(path) == [row]
