@@ -266,3 +266,32 @@ def test_a_continuation_stops_at_the_eos_and_at_the_document_separator_where_the
     tokenizer_dir(data.paths.tokenizer_dir("original"), ["<|endoftext|>", "<|im_end|>"],
                   {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"})
     assert data.generation_ids() == ((3, 4), 3)
+
+
+def test_only_the_roles_the_config_names_are_recorded(tmp_path):
+    """A derived directory names the source's roles and no other: an unnamed pad stays unnamed there."""
+    special = read_special_tokens(tokenizer_dir(tmp_path, ["</s>"], {"eos_token": "</s>"}))
+    assert special.role_texts == (("eos", "</s>"),)
+    assert {key for key in special.to_json() if key.endswith("_token")} == {"eos_token"}
+
+
+def test_further_tokens_must_be_listed_and_named_tokens_must_be_texts(tmp_path):
+    """A config that gives a bare string where a list belongs, or a number as a token, is named with its key; a
+    mapping's entries whose names do not end in ``_token`` are further special tokens, not named ones."""
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: additional_special_tokens must list tokens' texts"):
+        read_special_tokens(tokenizer_dir(tmp_path / "a", ["</s>", "<|a|>"], {
+            "eos_token": "</s>", "additional_special_tokens": "<|a|>"}))
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: mask_token must be a token's text"):
+        read_special_tokens(tokenizer_dir(tmp_path / "b", ["</s>"], {"eos_token": "</s>", "mask_token": {"content": 5}}))
+    special = read_special_tokens(tokenizer_dir(tmp_path / "c", ["</s>", "<|a|>"], {
+        "eos_token": "</s>", "extra_special_tokens": {"a": "<|a|>"}}))
+    assert special.extra == ("<|a|>",) and special.named == ()
+
+
+def test_gpt2s_layout_keeps_the_context_length_it_is_given(gpt2_bpe):
+    """The packaged GPT-2 vocabulary stands for the Hub tokenizer, whose config says 1024; without a length none is
+    made up."""
+    from ivr.tokenizers.special import GPT2_MODEL_MAX_LENGTH
+
+    assert special_tokens_of(gpt2_bpe, model_max_length=GPT2_MODEL_MAX_LENGTH).model_max_length == GPT2_MODEL_MAX_LENGTH
+    assert special_tokens_of(gpt2_bpe).model_max_length is None
