@@ -82,3 +82,25 @@ def test_a_piece_bpe_never_rebuilds_from_its_text_keeps_its_first_merge_or_outsc
     uni = unigram_tokenizer(pieces, scores)
     for text in pieces:
         assert uni.encode(text).ids == bpe.encode(text).ids == [pieces.index(text)]
+
+
+def test_a_merge_listed_twice_takes_its_last_rank_as_bpe_does():
+    pieces = ["a", "b", "c", "ab", "bc"]
+    merges = [("a", "b"), ("b", "c"), ("a", "b")]
+    assert [m for m, _ in piece_trees(merges)] == [("b", "c"), ("a", "b")]
+    bpe = Tokenizer(models.BPE({p: i for i, p in enumerate(pieces)}, merges))
+    uni = unigram_tokenizer(pieces, initial_scores(pieces, merges, 3.3))
+    assert uni.encode("abc").ids == bpe.encode("abc").ids == [0, 4]
+
+
+def test_a_piece_listed_twice_that_bpe_never_rebuilds_keeps_its_first_listing():
+    # BPE turns "abcd" into ab · cd, which no merge joins: of abc+d and a+bcd the first listed builds it
+    merges = [("c", "d"), ("a", "b"), ("ab", "c"), ("b", "cd"), ("abc", "d"), ("a", "bcd")]
+    assert piece_trees(merges)[-1] == (("abc", "d"), ("abc", "d")) and len(piece_trees(merges)) == 5
+
+
+def test_a_merge_used_twice_in_a_tree_counts_twice():
+    pieces = ["a", "aa", "aaaa"]
+    merges = [("a", "a"), ("aa", "aa")]
+    w = merge_weights(2, 3.3)
+    assert np.allclose(initial_scores(pieces, merges, 3.3), [0, w[0], 2 * w[0] + w[1]])
