@@ -10,7 +10,8 @@ from tokenizers import Tokenizer
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.distill.source_bpe import source_bpe
-from ivr.tokenizers.distill.words import fit_words, read_word_list
+from ivr.tokenizers.distill.words import corpus_sample, fit_words, read_word_list
+from tests.distill_fixtures import fast_settings
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,27 @@ def test_vocabulary_variants_toggle_the_space_and_add_capitals():
     words = fit_words(["Ġmeasurement", "ment", "Ġ(/"], Counter(), settings)
     assert set(words) == {lead + form for lead in ("", "Ġ") for form in
                           ("measurement", "Measurement", "MEASUREMENT", "ment", "Ment", "MENT")}
+
+
+def test_a_corpus_word_that_is_also_a_vocabulary_piece_keeps_its_corpus_count():
+    # only words met outside the corpus count once
+    settings = fast_settings(vocab_words=True, vocab_variants=True, number_words=1)
+    words = fit_words(["Ġthe", "7"], Counter({"Ġthe": 40, "Ġ7": 3}), settings)
+    assert words["Ġthe"] == 40 and words["Ġ7"] == 3 and words["the"] == words["7"] == 1
+
+
+def test_isolated_digits_add_the_ten_digits_only_where_number_words_are_asked_for():
+    assert fit_words([], Counter(), fast_settings(number_words=0), isolated_digits=True) == Counter()
+    assert set(fit_words([], Counter(), fast_settings(number_words=3), isolated_digits=True)) == set("0123456789")
+
+
+def test_a_piece_that_is_part_of_a_character_is_fitted_behind_any_pre_tokenizer(bpe):
+    """``Ã`` (the byte 0xc3 alone) is no text a pre-tokenizer could cut, but BPE outputs it for broken text."""
+    settings = fast_settings(vocab_words=True, number_words=0)
+    words = fit_words(["Ã", "Ġthe"], Counter(), settings, bpe, whole_pre_tokens=True)
+    assert set(words) == {"Ã", "Ġthe"}
+
+
+def test_a_corpus_sample_keeps_the_most_frequent_words_ties_by_the_word():
+    counts = Counter({"b": 2, "a": 2, "c": 5, "d": 1})
+    assert corpus_sample(counts, 2) == Counter({"c": 5, "a": 2})

@@ -63,3 +63,16 @@ def test_a_french_word_the_merge_tree_scores_get_wrong_is_fixed_by_the_general_w
     settings = fast_settings(general_languages="fr", general_words_per_language=300, word_rules=0, split_rules=False)
     tok, _ = fit_distilled(gpt2_bpe, Counter({"Ġthe": 5, "Ġcode": 3}), settings)
     assert bare_model(tok).encode(word).ids == bpe_ids
+
+
+def test_a_corpus_count_above_a_general_words_estimate_is_kept(gpt2_bpe):
+    settings = fast_settings(general_languages="fr", general_words_per_language=50)
+    general = fit_words([], Counter(), settings, gpt2_bpe)["Ġde"]
+    assert fit_words([], Counter({"Ġde": 10 * general}), settings, gpt2_bpe)["Ġde"] == 10 * general
+
+
+def test_no_general_text_adds_no_general_words(gpt2_bpe):
+    """``general_text_words: 0`` turns the general words off: none joins the fit, not even at weight 0."""
+    settings = fast_settings(general_languages="fr", general_words_per_language=50, general_text_words=0)
+    assert set(fit_words([], Counter({"Ġxyz": 2}), settings, gpt2_bpe)) == {"Ġxyz"}
+    assert len(language_words(gpt2_bpe, [("und", 0.03)], text_words=0)) == 0
