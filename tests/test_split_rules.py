@@ -12,7 +12,9 @@ from tokenizers.models import BPE
 
 from ivr.tokenizers.byte_level import byte_to_char, piece_to_bytes, text_to_piece
 from ivr.tokenizers.distill.pre_tokenizer import rules_pre_tokenizer, with_rules
-from ivr.tokenizers.distill.rule_selection import TOO_FEW_WRONG, earns_a_rule, may_earn_a_rule, select_split_rules
+from ivr.tokenizers.distill.rule_selection import (
+    TOO_FEW_WRONG, earns_a_rule, may_earn_a_rule, select_split_rules, words_with_runs,
+)
 from ivr.tokenizers.distill import split_rules
 from ivr.tokenizers.distill.split_rules import (
     joined_before, memo_split_rule, merging_after, split_rule_for, utf8_prefix_range,
@@ -224,7 +226,6 @@ def test_runs_of_spaces_are_cut_into_bpes_chunks():
             assert cut.encode(text).ids == full.encode(text).ids, (n, text)
 
 
-
 def test_a_merge_of_a_run_with_a_space_does_not_move_a_cut():
     # DeepSeek-Coder's ">Ġ": BPE gives ">>>" before " x", since GPT-2's regex gives the space to the word; a rule
     # that took the space for a neighbour of the run would cut ">>" ">" there
@@ -371,3 +372,55 @@ def test_a_rule_built_for_one_longest_run_is_not_handed_out_for_another(monkeypa
     bpe = tiny_bpe([("-", "-"), ("--", "--")])
     short = memo_split_rule(bpe, "fingerprint", "-", 4)
     assert memo_split_rule(bpe, "fingerprint", "-", 12) == split_rule_for(bpe, "-", 12) != short
+
+
+class WrongOn:
+    """BPE's ids, except for the words ``texts``, which come out as one wrong id."""
+
+    def __init__(self, bare, texts):
+        self.bare, self.texts = bare, set(texts)
+
+    def encode_batch(self, words):
+        return [SimpleNamespace(ids=[0] if w in self.texts else e.ids) for w, e in zip(words, self.bare.encode_batch(words))]
+
+
+def test_a_rule_is_not_credited_with_words_the_model_already_gets_right(bpe):
+    # "a~~" is wrong and holds a run of "~", but is two pre-tokens the rule leaves alone; the run is right already
+    bare = bare_model(bpe)
+    words = ["a~~", "~" * 14]
+    gold = [e.ids for e in bare.encode_batch(words)]
+    settings = fast_settings(split_rule_chars="", split_rule_min_fixed=10)
+    kept, considered = select_split_rules(bare, WrongOn(bare, ["a~~"]), words, np.array([12.0, 20.0]), gold, settings)
+    (entry,) = [c for c in considered if c["char"] == "~"]
+    assert not kept and entry["fixed_types"] == 0 and not entry["accepted"]
+
+
+def test_a_rule_that_breaks_a_fit_word_is_refused_however_many_it_fixes(bpe):
+    # the rule fixes the run and cuts "(" off "(~~~~~", which the model then gets wrong; no pure run holds "("
+    bare = bare_model(bpe)
+    words = ["~" * 14, "(~~~~~"]
+    gold = [e.ids for e in bare.encode_batch(words)]
+    settings = fast_settings(split_rule_chars="", split_rule_min_fixed=10)
+    model = WrongOn(bare, ["~" * 14, "("])
+    kept, considered = select_split_rules(bare, model, words, np.array([20.0, 1.0]), gold, settings)
+    (entry,) = [c for c in considered if c["char"] == "~"]
+    assert not kept and (entry["fixed_types"], entry["broken_types"], entry["broken_runs"]) == (1, 1, 0)
+
+
+def test_a_rule_fixing_exactly_the_occurrences_asked_for_is_kept():
+    assert earns_a_rule(False, [0, 1], 10.0, fast_settings(split_rule_min_fixed=10))
+
+
+def test_words_holding_a_run_of_a_multi_byte_character_are_found():
+    box = text_to_piece("─")  # three byte-level characters, none of them twice in a row
+    assert words_with_runs(["a" + box * 2, box + "x" + box, "xaay"], [box]) == {box: [0], "a": [2]}
+
+
+def test_no_rule_is_built_for_a_run_bpe_never_outputs(bpe):
+    # behind isolated digits "00" is never output: a rule for runs of "0" would cut what no text holds
+    bare = bare_model(bpe)
+    settings = fast_settings(split_rule_chars="0")
+    _, considered = select_split_rules(bare, bare, [], np.zeros(0), [], settings, frozenset({"00"}))
+    assert "0" not in {c["char"] for c in considered}
+    _, considered = select_split_rules(bare, bare, [], np.zeros(0), [], settings)
+    assert "0" in {c["char"] for c in considered}

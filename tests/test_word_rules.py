@@ -13,9 +13,9 @@ from ivr.tokenizers.distill.pre_tokenizer import rules_pre_tokenizer, with_rules
 from ivr.tokenizers.distill.rule_selection import select_word_rules
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.distill.stage import fit_distilled
-from ivr.tokenizers.distill.word_rules import word_segments
+from ivr.tokenizers.distill.word_rules import MAX_WORD_CHARS, word_segments
 from ivr.tokenizers.distill.words import pre_token_counts
-from ivr.tokenizers.unigram import bare_model
+from ivr.tokenizers.unigram import bare_model, unigram_tokenizer
 from ivr.tokenizers.verify import compare_texts
 from tests.distill_fixtures import split_rule
 
@@ -137,3 +137,36 @@ def test_letter_words_get_a_word_rule_only_when_allowed(bpe):
     assert chosen(set()) == ["0477"]
     with pytest.raises(ValueError, match="letter_word_rules"):
         DistillSettings(letter_word_rules="some")
+
+
+def test_the_most_frequent_wrong_words_get_the_rules_up_to_the_limit(bpe):
+    bare = bare_model(bpe)
+    words = [text_to_piece(w) for w in ("0477", " 2111", "111111110")]
+    gold = [e.ids for e in bare.encode_batch(words)]
+
+    def chosen(weights, limit):
+        rules = select_word_rules(bare, [], words, np.array(weights), gold, [[] for _ in words], limit)
+        return ["".join(pieces) for pieces in rules]
+
+    assert chosen([1.0, 5.0, 3.0], 2) == [words[1], words[2]]
+    assert chosen([2.0, 2.0, 2.0], 1) == [min(words)]  # ties by the word, whatever order the words came in
+
+
+def test_a_word_rule_whose_tokens_the_model_splits_further_is_dropped():
+    # the model gives "477" back as 47 · 7: cutting "0477" into 0 · 477 would fix nothing
+    pieces = ["0", "4", "7", "47", "477"]
+    model = unigram_tokenizer(pieces, [0.0, 0.0, 0.0, 1.0, -5.0])
+    rules = select_word_rules(model, [], ["0477", "047"], np.ones(2), [[0, 4], [0, 3]], [[], []], 10)
+    assert rules == [["0", "47"]]
+
+
+def test_a_word_rule_is_built_for_words_of_up_to_the_longest_length_allowed():
+    half = MAX_WORD_CHARS // 2
+    assert word_segments(["x" * half, "x" * (MAX_WORD_CHARS - half)]) == ("letter", ["x" * half, "x" * (MAX_WORD_CHARS - half)])
+    assert word_segments(["x" * half, "x" * (MAX_WORD_CHARS - half + 1)]) is None
+
+
+def test_white_space_words_have_no_class_and_get_no_word_rule():
+    # GPT-2's regex cuts white space by lookahead, not by a class a rule could be written for
+    assert word_segments(["Ċ", "ĊĊ"]) is None
+    assert word_segments(["ĠĠ", "Ġ"]) is None
