@@ -331,3 +331,9 @@ def test_a_lightning_setting_it_refuses_is_one_error_line(tmp_path, capsys, monk
         main()
     assert exc.value.code == 2
     assert "ivr: error: `max_steps` must be a non-negative integer or -1" in capsys.readouterr().err
+
+
+def test_distill_settings_take_the_longest_number_words_allowed():
+    from ivr.tokenizers.distill.settings import MAX_NUMBER_WORDS
+
+    assert DistillSettings(number_words=MAX_NUMBER_WORDS).number_words == MAX_NUMBER_WORDS
