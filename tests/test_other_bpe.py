@@ -248,3 +248,53 @@ def test_runs_of_spaces_get_their_rule_whatever_the_fit_corpus_holds(tmp_path):
                           out / "r.json", special=special)
         tok = load_tokenizer(out / "tok")
         assert all(tok.encode(t).ids == bpe.encode(t).ids for t in texts) == exact, chars
+
+
+def edited(tok: Tokenizer, edit) -> Tokenizer:
+    """``tok`` with its ``tokenizer.json`` spec changed in place by ``edit``."""
+    spec = json.loads(tok.to_str())
+    edit(spec)
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("byte_fallback", True, "byte_fallback=True"),
+    ("unk_token", "<unk>", "unk_token='<unk>'"),
+    ("dropout", 0.1, "dropout=0.1"),
+    ("end_of_word_suffix", "</w>", "end_of_word_suffix='</w>'"),
+])
+def test_bpe_options_the_unigram_cannot_reproduce_are_named(gpt2_bpe, option, value, says):
+    source = edited(gpt2_bpe, lambda spec: spec["model"].update({option: value}))
+    with pytest.raises(UnsupportedTokenizer, match=rf"^cannot distil this tokenizer: BPE option {re.escape(says)} is unsupported$"):
+        source_bpe(source)
+
+
+def test_a_dropout_of_zero_is_no_dropout(gpt2_bpe):
+    assert source_bpe(edited(gpt2_bpe, lambda spec: spec["model"].update(dropout=0.0))).rules
+
+
+def test_a_model_or_decoder_other_than_byte_level_bpe_is_named(gpt2_bpe):
+    with pytest.raises(UnsupportedTokenizer, match=r"^cannot distil this tokenizer: its model is Unigram, not BPE; "):
+        source_bpe(Tokenizer(models.Unigram([("a", 0.0)], None, False)))
+    source = edited(gpt2_bpe, lambda spec: spec.update(decoder={"type": "BPEDecoder", "suffix": "</w>"}))
+    with pytest.raises(UnsupportedTokenizer, match=r"decoder BPEDecoder\(suffix='</w>'\) is unsupported \(ByteLevel expected\)$"):
+        source_bpe(source)
+
+
+def test_a_piece_no_merge_builds_is_never_output(gpt2_bpe):
+    """BPE cannot give it back for any text, so the Unigram must not either."""
+    source = source_bpe(edited(gpt2_bpe, lambda spec: spec["model"]["vocab"].update(zzqq=50257)))
+    assert source.pieces[50257] == "zzqq" and source.never == {50256, 50257}
+    assert "zzqq" not in source.outputs
+
+
+@pytest.mark.parametrize("flag", ["lstrip", "rstrip", "single_word"])
+def test_an_added_token_that_strips_spaces_or_checks_words_keeps_the_rules_unless_behind_a_normalizer(gpt2_bpe, flag):
+    """Behind a normalizer such a token would be matched on byte-level text, where a space is ``Ġ``: the source's
+    pre-tokenizer is then kept as it is; without one the rules stay."""
+    from tokenizers import AddedToken
+
+    for normalizer, rules in ((None, True), ({"type": "NFC"}, False)):
+        source = edited(gpt2_bpe, lambda spec: spec.update(normalizer=normalizer))
+        source.add_tokens([AddedToken("zz", normalized=True, **{flag: True})])
+        assert source_bpe(source).rules is rules, normalizer
