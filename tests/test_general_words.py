@@ -76,3 +76,9 @@ def test_no_general_text_adds_no_general_words(gpt2_bpe):
     settings = fast_settings(general_languages="fr", general_words_per_language=50, general_text_words=0)
     assert set(fit_words([], Counter({"Ġxyz": 2}), settings, gpt2_bpe)) == {"Ġxyz"}
     assert len(language_words(gpt2_bpe, [("und", 0.03)], text_words=0)) == 0
+
+
+def test_a_word_of_several_languages_weighs_the_sum_of_their_estimates(gpt2_bpe):
+    de, nl = (general_words(gpt2_bpe, [lang], 50, 1e6) for lang in ("de", "nl"))
+    both = general_words(gpt2_bpe, ["de", "nl"], 50, 1e6)
+    assert both == de + nl and both["Ġin"] == pytest.approx(de["Ġin"] + nl["Ġin"]) and de["Ġin"] > 0
