@@ -337,3 +337,9 @@ def test_distill_settings_take_the_longest_number_words_allowed():
     from ivr.tokenizers.distill.settings import MAX_NUMBER_WORDS
 
     assert DistillSettings(number_words=MAX_NUMBER_WORDS).number_words == MAX_NUMBER_WORDS
+
+
+@pytest.mark.parametrize("key", ["max_seconds", "split_rule_min_fixed", "general_text_words"])
+def test_distill_settings_refuse_nan_where_they_ask_for_at_least_a_bound(key):
+    with pytest.raises(ValueError, match=rf"^data\.distill\.{key} must be at least 0.*, got nan$"):
+        DistillSettings(**{key: math.nan})
