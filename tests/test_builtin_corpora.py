@@ -162,3 +162,30 @@ def test_translated_messages_join_each_catalogue(tmp_path):
 def test_a_cap_below_the_first_file_says_so():
     with pytest.raises(ValueError, match=r"data.builtin_corpus_max_mb 1e-06 is below the size of the standard library's first file"):
         python_stdlib_files(1e-6)
+
+
+def test_third_party_code_names_files_by_package_without_tests_and_skips_what_is_no_package(tmp_path, monkeypatch):
+    """The corpus of other authors' code: each file under its package's name, no test suites, and a name that is
+    not an installed package (missing, or a single module) left out rather than failing the benchmark."""
+    from ivr.builtin_corpora import third_party_code
+
+    package = tmp_path / "somepkg"
+    for name in ("__init__.py", "core.py", "tests/test_core.py", "test/helper.py", "sub/util.py"):
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(f"# {name}\n", encoding="utf-8")
+    (tmp_path / "single.py").write_text("x = 1\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = list(third_party_code(("no_such_package_anywhere", "single", "somepkg")))
+    assert found == [("somepkg/__init__.py", "# __init__.py\n"), ("somepkg/core.py", "# core.py\n"),
+                     ("somepkg/sub/util.py", "# sub/util.py\n")]
+
+
+def test_files_of_a_skipped_suffix_are_never_read(doc_root):
+    texts = list(documentation_texts(skip_suffixes={".txt"}, root=doc_root))
+    assert "x" * 50 not in texts and "Copyright: someone\n" in texts
+
+
+def test_a_file_of_exactly_the_size_limit_is_read(doc_root):
+    """``max_file_bytes`` leaves out files larger than the limit, not those that reach it."""
+    size = (doc_root / "pkg" / "NEWS.txt").stat().st_size
+    assert "x" * 50 in documentation_texts(suffixes={".txt"}, max_file_bytes=size, root=doc_root)
