@@ -107,3 +107,50 @@ def test_a_linked_folder_is_replaced_where_it_lies_and_the_link_kept(tmp_path):
     assert link.is_symlink() and sorted(os.listdir(link)) == ["new.txt"]
     assert sorted(os.listdir(tmp_path)) == ["bigdisk", "cleaned"]  # no scratch or old link left beside it
     assert sorted(os.listdir(tmp_path / "bigdisk")) == ["cleaned"]
+
+
+def test_the_scratch_of_another_user_s_running_writer_is_kept(tmp_path, monkeypatch):
+    """A process that may not be signalled belongs to another user and is running: its scratch is in use."""
+    target = tmp_path / "pretokens"
+    theirs = tmp_path / f".pretokens.{socket.gethostname()}-{os.getpid() + 1}.abc.tmp"
+    theirs.mkdir()
+
+    def not_permitted(pid, signal):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", not_permitted)
+    with atomic_dir(target) as tmp:
+        (tmp / "value").write_text("new")
+    assert theirs.is_dir() and (target / "value").read_text() == "new"
+
+
+def test_without_an_atomic_exchange_a_directory_is_still_replaced_and_no_scratch_is_left(tmp_path, monkeypatch):
+    """Where the kernel offers no exchange of two paths, the old directory is moved aside, then deleted."""
+    import ivr.atomic
+
+    monkeypatch.setattr(ivr.atomic, "_exchange", lambda a, b: False)
+    target = tmp_path / "shared"
+    with atomic_dir(target) as tmp:
+        (tmp / "old.txt").write_text("old")
+    with atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert os.listdir(target) == ["new.txt"] and (target / "new.txt").read_text() == "new"
+    assert os.listdir(tmp_path) == ["shared"]
+
+
+def test_json_is_written_as_given_key_order_and_characters_kept(tmp_path):
+    """Reports and stamps are read by people: keys stay in the order the code gives them, text stays readable."""
+    from ivr.atomic import write_json
+
+    path = write_json(tmp_path / "report.json", {"zeta": "naïve", "alpha": [1, 2]})
+    assert path.read_text(encoding="utf-8") == '{\n  "zeta": "naïve",\n  "alpha": [\n    1,\n    2\n  ]\n}\n'
+
+
+def test_a_json_file_that_is_not_utf8_is_named_as_not_valid_json(tmp_path):
+    """A damaged record (binary garbage) is reported with its path, as any other invalid JSON is."""
+    from ivr.atomic import read_json_object
+
+    path = tmp_path / "manifest.json"
+    path.write_bytes(b'{"files": "\xff\xfe"}')
+    with pytest.raises(ValueError, match=r"manifest\.json: not valid JSON \("):
+        read_json_object(path)
