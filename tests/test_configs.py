@@ -51,6 +51,15 @@ def test_a_flag_before_the_config_overrides_it(capsys):
     assert printed["trainer"]["max_steps"] == 2 and printed["data"]["builtin_corpus"] == "python_stdlib"
 
 
+def test_every_config_file_goes_right_after_the_command_in_its_order_in_either_spelling():
+    """A ``--config=FILE`` after a flag would override that flag: it moves before the flags like ``--config FILE``."""
+    from ivr.cli_parsing import config_after_command
+
+    argv = ["-c", "a.yaml", "prepare", "--data.block_size", "8", "--config=b.yaml", "--config", "c.yaml"]
+    assert config_after_command(argv, {"prepare", "fit"}) == [
+        "prepare", "--config", "a.yaml", "--config=b.yaml", "--config", "c.yaml", "--data.block_size", "8"]
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
 def test_shipped_config_builds_its_model_data_and_trainer(config, tmp_path, monkeypatch):
     # --print_config builds nothing: a value every class refuses (n_head not dividing n_embd) would pass it
@@ -128,6 +137,17 @@ def test_init_help_documents_both_flag_spellings(capsys):
     for flag in ("--raw_corpora_dir", "--raw-corpora-dir", "--data.raw_corpora_dir", "--normalize-force",
                  "--text-key", "--encoding", "--force"):
         assert flag in out, flag
+
+
+def test_a_bare_force_flag_means_true_and_a_value_after_it_is_kept_in_any_case():
+    """``--force`` alone switches it on; ``--force False`` is a value the parser reads, not a bare flag before a
+    stray word."""
+    from ivr.cli_parsing import normalize_flags
+
+    assert normalize_flags(["init", "--force"]) == ["init", "--force=true"]
+    assert normalize_flags(["init", "--force", "False", "--normalize-force", "--text-key", "body"]) == [
+        "init", "--force", "False", "--normalize_force=true", "--text_key", "body"]
+    assert normalize_flags(["init", "--normalize-force", "true"]) == ["init", "--normalize_force", "true"]
 
 
 def test_data_only_commands_show_only_data_options_but_parse_all(capsys):
