@@ -706,3 +706,79 @@ def test_a_checkpoint_flag_is_known_in_every_spelling_argparse_accepts():
 
     assert all(map(_is_ckpt_flag, ["--ckpt_path", "--ckpt_path=base", "--ckpt", "--ckpt_pat=x"]))
     assert not any(map(_is_ckpt_flag, ["--config", "--ckpt_paths", "--c", "--checkpoint.dirpath", "base"]))
+
+
+def test_a_remote_checkpoint_is_left_to_lightning_and_a_missing_local_one_is_named(tmp_path):
+    """Only local files are checked before the stages run: a URL or a model registry's name is Lightning's to fetch."""
+    from ivr.commands import _check_local_checkpoint
+    from ivr.paths import ArtifactPaths
+
+    paths = ArtifactPaths.from_config(tmp_path / "artifacts")
+    for remote in ("s3://bucket/run/last.ckpt", "registry:team/model:latest", "hpc"):
+        _check_local_checkpoint(paths, remote)
+    with pytest.raises(FileNotFoundError, match=r"--ckpt_path .*gone\.ckpt: no such checkpoint file"):
+        _check_local_checkpoint(paths, str(tmp_path / "gone.ckpt"))
+
+
+def test_a_folder_holding_an_export_s_weights_alone_is_named_as_no_lightning_checkpoint(tmp_path):
+    from ivr.commands import _check_local_checkpoint
+    from ivr.paths import ArtifactPaths
+
+    folder = tmp_path / "copied_export"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"copied_export is a Hugging Face model folder \(an export\)"):
+        _check_local_checkpoint(ArtifactPaths.from_config(tmp_path / "artifacts"), str(folder))
+
+
+def test_the_best_checkpoint_is_the_one_the_fit_recorded_and_a_gone_or_unrecorded_one_is_named(tmp_path):
+    """``--ckpt_path best`` reads ``best_model_path`` from the callbacks' state in last.ckpt; other callbacks' states
+    and an empty path (no monitor, nothing kept) record none."""
+    import torch
+
+    from ivr.commands import _best_checkpoint
+
+    last, best = tmp_path / "last.ckpt", tmp_path / "epoch=0-step=3.ckpt"
+
+    def recorded(path: str) -> None:
+        torch.save({"state_dict": {}, "callbacks": {"EarlyStopping{'monitor': 'val/loss'}": {"wait_count": 0},
+                                                    "ModelCheckpoint{'monitor': None}": {"best_model_path": path}}},
+                   last)
+
+    recorded(str(best))
+    with pytest.raises(FileNotFoundError, match=r"kept no best checkpoint \(.*step=3\.ckpt is gone\); set "
+                                                r"checkpoint\.monitor"):
+        _best_checkpoint(last)
+    best.write_bytes(b"")
+    assert _best_checkpoint(last) == str(best)
+    recorded("")
+    with pytest.raises(FileNotFoundError, match=r"kept no best checkpoint \(none recorded\)"):
+        _best_checkpoint(last)
+
+
+def test_init_flags_given_as_false_override_a_config_that_sets_them(capsys):
+    """``ivr init --force false`` (or an empty ``--text-key``) is the user's value, not a flag left out."""
+    from types import SimpleNamespace
+
+    from ivr.commands import IVRTrainer
+
+    ran = []
+    datamodule = SimpleNamespace(hparams={"force": True, "normalize_force": True, "text_key": "text"},
+                                 run_stage=lambda name: ran.append(name) or [])
+    IVRTrainer.init(None, None, datamodule, force=False, normalize_force=False, text_key="")
+    assert datamodule.hparams == {"force": False, "normalize_force": False, "text_key": ""} and ran == ["init"]
+
+
+def test_only_a_checkpoint_s_load_error_is_reworded_and_other_errors_keep_their_traceback():
+    """A state dict that does not fit becomes one line naming the checkpoint; any other error (a bug in training
+    code, a device out of memory) and a load without a checkpoint are raised as they are."""
+    from ivr.commands import _weights_fit
+
+    mismatch = "Error(s) in loading state_dict for GPT2LMHeadModel:\n\tsize mismatch for w: copying a param."
+    with pytest.raises(ValueError, match=r"^run\.ckpt: its weights do not fit the configured model \(size mismatch "
+                                         r"for w: copying a param\); do this$"), _weights_fit("run.ckpt", "do this"):
+        raise RuntimeError(mismatch)
+    with pytest.raises(RuntimeError, match="out of memory"), _weights_fit("run.ckpt", "do this"):
+        raise RuntimeError("CUDA out of memory")
+    with pytest.raises(RuntimeError, match="size mismatch"), _weights_fit(None, "do this"):
+        raise RuntimeError(mismatch)
