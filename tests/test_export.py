@@ -309,3 +309,22 @@ def test_an_error_without_a_size_mismatch_line_is_given_whole():
 
     assert first_mismatch(RuntimeError("Error(s):\n\tsize mismatch for w: copying a param.")) == "size mismatch for w: copying a param"
     assert first_mismatch(RuntimeError("something else")) == "something else"
+
+
+def test_a_model_whose_output_layer_has_other_rows_than_its_embedding_is_refused(tmp_path, tokenizer_dir):
+    """An untied head of another size would export logits over ids the tokenizer and the config do not have."""
+    model = tiny_gpt2(tied=False)
+    rows = model.get_input_embeddings().weight.shape[0]
+    model.lm_head = torch.nn.Linear(model.config.n_embd, rows + 8, bias=False)
+    with pytest.raises(ValueError, match=rf"the model has {rows} token rows and {rows + 8} output rows"):
+        export_hf(model, tokenizer_dir, tmp_path / "hf", {})
+    assert not (tmp_path / "hf").exists()
+
+
+
+def test_the_export_record_names_the_tokenizer_folder_and_the_files_taken_from_it(tmp_path, tokenizer_dir):
+    """``ivr_export.json`` says where the exported tokenizer came from, file by file."""
+    out = export_hf(tiny_gpt2(), tokenizer_dir, tmp_path / "hf", {})
+    record = json.loads((out / EXPORT_METADATA_FILE).read_text())
+    assert record["tokenizer_dir"] == str(tokenizer_dir)
+    assert record["tokenizer_files"] == sorted(p.name for p in tokenizer_dir.iterdir() if p.is_file())
