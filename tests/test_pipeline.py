@@ -335,3 +335,74 @@ def test_align_refuses_an_ivr_export_as_its_base_model(tmp_path):
                             base_model=BaseModel(name_or_path=str(export)))
     with pytest.raises(ValueError, match=r"hf_export is an ivr export, whose reassigned rows are trained already"):
         pipeline.align(config, tmp_path / "original", tmp_path / "remapped", rules)
+
+
+def test_align_without_a_base_model_says_which_settings_name_one(tmp_path):
+    from ivr import pipeline
+    from ivr.paths import ArtifactPaths
+    from ivr.pipeline_config import PipelineConfig
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("[]\n", encoding="utf-8")
+    config = PipelineConfig(paths=ArtifactPaths.from_config(tmp_path / "artifacts"))
+    with pytest.raises(ValueError, match=r"^ivr align needs a base model: set model.model_name_or_path or "
+                                         r"model.from_config$"):
+        pipeline.align(config, tmp_path / "original", tmp_path / "remapped", rules)
+
+
+def test_strict_distillation_is_no_part_of_what_the_fit_is_keyed_on(tmp_path, raw_dir):
+    """``distill.strict`` decides only whether a verified mismatch fails the stage: switching it must not refit."""
+    from dataclasses import replace
+
+    from ivr import pipeline
+    from tests.test_concurrency import config_for
+
+    config = config_for(tmp_path, raw_dir)
+    pipeline.run_stage(config, "init")
+    keys = [pipeline.distill_key(replace(config, distill=replace(config.distill, strict=strict)))
+            for strict in (False, True)]
+    assert keys[0] == keys[1]
+
+
+def test_each_extra_evaluation_file_is_a_text_set_of_its_own_and_its_contents_key_verification(tmp_path, raw_dir):
+    """Each file of ``data.extra_eval_paths`` gets its own row in the reports; a file edited in place verifies
+    again."""
+    from dataclasses import replace
+
+    from ivr import pipeline
+    from tests.test_concurrency import config_for
+
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("def first():\n    pass\n", encoding="utf-8")
+    second.write_text("Second file.\n", encoding="utf-8")
+    config = replace(config_for(tmp_path, raw_dir), extra_eval_paths=(str(first), str(second)))
+    extra = pipeline.extra_eval_texts(config)
+    assert list(extra) == ["english_reference", str(first), str(second)]
+    assert extra[str(first)] == ["def first():\n    pass\n"] and extra[str(second)] == ["Second file.\n"]
+    pipeline.run_stage(config, "init")
+    before = pipeline._verification_key(config)
+    second.write_text("Second file, edited.\n", encoding="utf-8")
+    assert pipeline._verification_key(config) != before
+
+
+def test_a_datasets_folder_the_tree_names_is_removed_once_its_tokenizer_file_changes(tmp_path):
+    """Blocks packed with an earlier version of a tokenizer file (hundreds of MB at scale) are deleted by the next
+    build: the folder the artifact tree names must be one that clean-up recognizes as that tokenizer's."""
+    from ivr.packing import DATASET_RECORD_FILE, remove_superseded_datasets
+    from ivr.paths import ArtifactPaths
+
+    paths = ArtifactPaths.from_config(tmp_path / "artifacts")
+    earlier = paths.dataset_dir("remapped", "0123456789abcdef")
+    earlier.mkdir(parents=True)
+    tokenizer_file = str(paths.tokenizer_file("remapped"))
+    (earlier / DATASET_RECORD_FILE).write_text(json.dumps({"tokenizer_file": tokenizer_file, "tokenizer": "earlier"}))
+    assert remove_superseded_datasets(paths.datasets_dir, "remapped", tokenizer_file, "now") == [earlier]
+    assert not earlier.exists()
+
+
+def test_preparation_runs_every_stage_up_to_the_one_that_makes_the_training_tokenizer():
+    from ivr import pipeline
+
+    assert pipeline.stages_needed("original") == ["init", "analyze"]
+    assert pipeline.stages_needed("distilled") == ["init", "analyze", "distill-tokenizer"]
+    assert pipeline.stages_needed("remapped") == ["init", "analyze", "distill-tokenizer", "select", "remap", "align"]
