@@ -107,12 +107,16 @@ def test_margin_is_relative_to_the_smallest_weight_at_stake():
     assert dw[0] == pytest.approx(0.0, abs=1e-9)
 
 
+def contradicting_rows():
+    """Two pieces' trees, their merge weights, and two rows no weights meet both of: row 0 wants piece 0 twice to
+    beat piece 1, row 1 the opposite."""
+    trees = sp.csr_matrix(np.array([[1.0, 1.0, 0.0], [2.0, 0.0, 1.0]]))
+    return trees, np.array([1e6, 10.0, 20.0]), [{0: 2, 1: -1}, {0: -2, 1: 1}]
+
+
 @pytest.mark.parametrize("strict_row", [0, 1])
 def test_a_strict_row_is_kept_and_the_other_given_up_when_they_contradict(strict_row):
-    # row 0 wants piece 0 twice to beat piece 1, row 1 the opposite: no weights meet both
-    trees = sp.csr_matrix(np.array([[1.0, 1.0, 0.0], [2.0, 0.0, 1.0]]))
-    w0 = np.array([1e6, 10.0, 20.0])
-    rows = [{0: 2, 1: -1}, {0: -2, 1: 1}]
+    trees, w0, rows = contradicting_rows()
     penalty = np.where(np.arange(2) == strict_row, STRICT_PENALTY, 1.0)
     dw, slack = solve_rows(trees @ w0, trees, w0, rows, np.ones(2), np.ones(3), 0.05, penalty)
     d = np.array([[2.0, -1.0], [-2.0, 1.0]])[strict_row]
@@ -170,9 +174,7 @@ def test_the_phase_one_program_meets_every_row_it_can_however_costly_the_change(
 
 @pytest.mark.parametrize("heavy", [0, 1])
 def test_of_two_contradicting_words_the_more_frequent_one_is_kept(heavy):
-    trees = sp.csr_matrix(np.array([[1.0, 1.0, 0.0], [2.0, 0.0, 1.0]]))
-    w0 = np.array([1e6, 10.0, 20.0])
-    rows = [{0: 2, 1: -1}, {0: -2, 1: 1}]
+    trees, w0, rows = contradicting_rows()
     weight = np.where(np.arange(2) == heavy, 5.0, 1.0)
     _, slack = solve_rows(trees @ w0, trees, w0, rows, weight, np.ones(3), 0.05, 300.0)
     assert slack[heavy] == pytest.approx(0.0, abs=1e-9) and slack[1 - heavy] > 0
