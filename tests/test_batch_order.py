@@ -201,6 +201,21 @@ def test_a_training_split_smaller_than_one_batch_is_refused(tmp_path):
     assert len(data.train_dataloader()) == 1
 
 
+
+def test_a_training_split_smaller_than_one_batch_per_device_is_refused(tmp_path):
+    """Each device trains on its own share of the blocks: 12 blocks are one batch of 8, but not on two devices."""
+    from types import SimpleNamespace
+
+    from ivr.data import IVRDataModule
+
+    data = IVRDataModule(artifacts_dir=str(tmp_path), batch_size=8, block_size=32)
+    data.datasets = {"train": BLOCKS[:12]}
+    data.trainer = SimpleNamespace(world_size=2, global_rank=0)
+    assert data.train_batches_per_epoch() == 0
+    with pytest.raises(ValueError, match=r"holds 12 blocks of 32 tokens, fewer than one batch \(8 per device × 2 devices\)"):
+        data.train_dataloader()
+
+
 def test_a_held_out_split_smaller_than_the_devices_is_refused(tmp_path):
     from types import SimpleNamespace
 

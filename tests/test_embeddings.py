@@ -289,3 +289,7 @@ def test_the_data_module_hands_the_model_the_metadata_of_the_rows_it_installs(tm
     init = data.embedding_init
     assert init.final_wte == str(data.paths.embedding("final_wte"))
     assert init.final_wte_metadata == str(data.paths.embedding_metadata("final_wte"))
+    # the aligned rows mean the remapped tokenizer's strings: a fit on the original or distilled ids installs none,
+    # even where an earlier remapped run left them on disk
+    assert [IVRDataModule(artifacts_dir=str(tmp_path), tokenizer=kind).embedding_init
+            for kind in ("original", "distilled")] == [None, None]

@@ -30,8 +30,10 @@ def test_split_long_refuses_a_limit_that_takes_no_character(limit):
     ("builtin_corpus_max_mb", 0.0, r"data\.builtin_corpus_max_mb must be a positive number of megabytes, got 0\.0"),
     ("builtin_corpus_max_mb", -2.0, r"data\.builtin_corpus_max_mb must be a positive number of megabytes, got -2\.0"),
     ("builtin_corpus_max_mb", math.nan, r"data\.builtin_corpus_max_mb must be a positive number of megabytes, got nan"),
+    ("heldout_fraction", 0.0, r"data\.heldout_fraction must be in \(0, 1\), got 0\.0"),
+    ("heldout_fraction", 1.0, r"data\.heldout_fraction must be in \(0, 1\), got 1\.0"),
 ])
-def test_the_data_module_refuses_non_positive_sizes(tmp_path, key, value, says):
+def test_the_data_module_refuses_sizes_out_of_range(tmp_path, key, value, says):
     with pytest.raises(ValueError, match=says):
         IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"), **{key: value})
 
@@ -343,3 +345,15 @@ def test_distill_settings_take_the_longest_number_words_allowed():
 def test_distill_settings_refuse_nan_where_they_ask_for_at_least_a_bound(key):
     with pytest.raises(ValueError, match=rf"^data\.distill\.{key} must be at least 0.*, got nan$"):
         DistillSettings(**{key: math.nan})
+
+
+def test_a_checkpoint_brought_without_its_tokenizer_leaves_the_stages_to_build_it(tmp_path):
+    """A checkpoint from elsewhere, before any stage ran here: the stages build the tokenizer and the restore
+    checks it, rather than the command failing on a tokenizer that does not exist yet."""
+    import torch
+
+    data = IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"), tokenizer="original")
+    ckpt = tmp_path / "brought.ckpt"
+    torch.save({"IVRDataModule": {"tokenizer": "original", "vocabulary_sha256": "0" * 64}}, ckpt)
+    data.keep_checkpoint_tokenizer(str(ckpt), "validate")
+    assert data._kept_for is None  # prepare_data runs the stages
