@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -29,6 +30,21 @@ def test_layout(gpt2_bpe):
 def test_byte_level_alphabet_round_trips():
     text = "tab\there, ünïcode ✓ and \x00"
     assert piece_to_bytes(text_to_piece(text)) == text.encode("utf-8")
+    every = bytes(range(256))
+    from ivr.tokenizers.byte_level import bytes_to_piece
+
+    assert piece_to_bytes(bytes_to_piece(every)) == every
+
+
+@pytest.mark.parametrize("char", [" ", "\n", "\x7f", "\xa0", "\xad", "Ř", "✓"])
+def test_a_character_outside_the_byte_level_alphabet_is_named(char):
+    """A space, a control character or a character past the 256 of the alphabet is no byte-level piece's:
+    refused with the character named, never read as its Latin-1 byte. ``readable`` leaves such a piece as it is."""
+    from ivr.tokenizers.byte_level import readable
+
+    with pytest.raises(ValueError, match=re.escape(f"{char!r} is outside the byte-level alphabet")):
+        piece_to_bytes("Ġa" + char)
+    assert readable("Ġa" + char) == "Ġa" + char
 
 
 def test_fetch_offline_writes_loadable_dir_with_source(tmp_path):

@@ -222,6 +222,10 @@ def _shrink(counts: dict[str, int], keep: int) -> tuple[dict[str, int], int]:
     return {s: c - cut for s, c in counts.items() if c > cut}, cut
 
 
+# UTF-8's continuation bytes: a byte outside them starts a character
+CONTINUATION_BYTES = bytes(range(0x80, 0xC0))
+
+
 class Spans:
     """Candidate strings and where they lie, as token spans, in the distinct pre-tokens."""
 
@@ -230,7 +234,7 @@ class Spans:
         raw = [piece_to_bytes(p) for p in pieces]
         # a span must start and end on a character boundary so every new token is valid UTF-8 text
         self.cont_start = [bool(b) and 0x80 <= b[0] < 0xC0 for b in raw]
-        self.chars = [sum(1 for x in b if not 0x80 <= x < 0xC0) for b in raw]
+        self.chars = [len(b.translate(None, CONTINUATION_BYTES)) for b in raw]  # the bytes that start a character
 
     def iter_spans(self, t: int, max_chars: int):
         seg, pieces, chars, cont = self.stats.segs[t], self.pieces, self.chars, self.cont_start

@@ -31,13 +31,34 @@ def char_to_byte() -> dict[str, int]:
     return {c: b for b, c in byte_to_char().items()}
 
 
+@lru_cache(maxsize=1)
+def _to_latin1() -> dict[int, int]:
+    """``str.translate`` table from the alphabet to the Latin-1 character of each byte; a character below 256
+    outside the alphabet (a space, a newline) goes to U+FFFF, which Latin-1 cannot encode, as any character above
+    255 outside it stays."""
+    table = {cp: 0xFFFF for cp in range(256)}
+    table.update((ord(c), b) for b, c in byte_to_char().items())
+    return table
+
+
 def piece_to_bytes(piece: str) -> bytes:
     """The raw bytes a byte-level piece stands for; ``<|endoftext|>``, the document separator, has none (packed
-    blocks count the bytes of their text only)."""
+    blocks count the bytes of their text only). A character outside the alphabet is a ``ValueError``."""
     if piece == ENDOFTEXT:
         return b""
-    table = char_to_byte()
-    return bytes(table[c] for c in piece)
+    raw = _bytes_or_none(piece)
+    if raw is None:
+        bad = next(c for c in piece if c not in char_to_byte())
+        raise ValueError(f"{piece!r} is not a byte-level piece: {bad!r} is outside the byte-level alphabet")
+    return raw
+
+
+def _bytes_or_none(piece: str) -> bytes | None:
+    # translated and encoded in C: the selection converts every vocabulary piece many times over
+    try:
+        return piece.translate(_to_latin1()).encode("latin-1")
+    except UnicodeEncodeError:
+        return None
 
 
 def utf8_or_none(raw: bytes) -> str | None:
@@ -65,9 +86,8 @@ def text_to_piece(text: str) -> str:
 def readable(piece: str) -> str:
     """Human-readable form of a piece: its bytes decoded as UTF-8 with escapes for what does not decode; an added
     token that is no byte-level string (``<|endoftext|>``, ``<｜begin▁of▁sentence｜>``) as it is."""
-    if piece == ENDOFTEXT or not set(piece) <= char_to_byte().keys():
-        return piece
-    return piece_to_bytes(piece).decode("utf-8", errors="backslashreplace")
+    raw = None if piece == ENDOFTEXT else _bytes_or_none(piece)
+    return piece if raw is None else raw.decode("utf-8", errors="backslashreplace")
 
 
 def single_byte_pieces() -> set[str]:
