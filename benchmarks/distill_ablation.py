@@ -45,7 +45,7 @@ def main() -> None:
         _, fit = fit_distilled(bpe, counts["corpus"], settings)
     model = unigram_tokenizer(pieces, fit.scores, source.never)
     init = unigram_tokenizer(pieces, initial_scores(pieces, source.merges, settings.init_exponent, settings.init_offset,
-                                                    source.ignore_merges), source.never)
+                                                    source.ignore_merges, settings.init_decay), source.never)
 
     st = fit.stats
     print(f"\nfit {fitting.seconds:.1f} s; split rules for {''.join(readable(r['char']) for r in fit.split_rules)!r}")

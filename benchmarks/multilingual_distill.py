@@ -21,6 +21,7 @@ distilled one (one early merge against a sum of later ones, ` liczbowa`: BPE `li
     uv run python benchmarks/multilingual_distill.py --out /tmp/multilingual
     uv run python benchmarks/multilingual_distill.py --out /tmp/multilingual_before --general-languages ''
     uv run python benchmarks/multilingual_distill.py --fit code --set init_offset=10 --set init_exponent=4.19
+    uv run python benchmarks/multilingual_distill.py --fit code --set init_exponent=2.5 --set init_decay=1.7312e-4
     uv run python benchmarks/multilingual_distill.py --fit code --fit-held-out all --set word_rules=0 --set slack_penalty=1e9 --out /tmp/oracle
     uv run python benchmarks/multilingual_distill.py --fit code --fit-held-out half --out /tmp/half
 """
@@ -100,7 +101,8 @@ def main() -> None:
     bpe = offline_gpt2_tokenizer()
     source = source_bpe(bpe)
     prior = unigram_tokenizer(source.pieces, initial_scores(source.pieces, source.merges, settings.init_exponent,
-                                                             settings.init_offset, source.ignore_merges),
+                                                             settings.init_offset, source.ignore_merges,
+                                                             settings.init_decay),
                               source.never)
     fits, sets = held_out_sets(args.heldout_every, args.lang_chars, tuple(args.languages.split(",")))
     if args.fit_held_out != "none":
@@ -127,8 +129,7 @@ def main() -> None:
         held = {k: v for k, v in summary["sets"].items() if k in sets}
         print(language_table(held, EXACT_TARGET, examples=4))
         print(f"\nwrong occurrences by cause (initialisation: merge-tree scores at exponent {settings.init_exponent}, "
-              f"offset {settings.init_offset},"
-              " no fitting, no rules)\n")
+              f"offset {settings.init_offset}, decay {settings.init_decay:g}, no fitting, no rules)\n")
         print(causes_table(held, prior))
 
 

@@ -157,6 +157,9 @@ def test_a_word_list_line_with_extra_fields_is_refused(tmp_path):
     ("init_exponent", math.inf, "must be positive and finite, got inf"),
     ("init_offset", 0.0, "must be positive, got 0.0"),
     ("init_offset", math.nan, "must be positive, got nan"),
+    ("init_decay", -1e-4, "must be at least 0 and finite, got -0.0001"),
+    ("init_decay", math.nan, "must be at least 0 and finite, got nan"),
+    ("init_decay", math.inf, "must be at least 0 and finite, got inf"),
     ("margin", -0.05, "must be positive, got -0.05"),
     ("slack_penalty", 0.0, "must be positive, got 0.0"),
     ("max_iterations", 0, "must be at least 1, got 0"),
@@ -188,6 +191,11 @@ def test_an_exponent_whose_last_merge_weighs_nothing_is_named(caplog):
     assert "init_exponent 4.5 with init_offset 1.0: the last of 50000 merges weighs 2^-70" in caplog.text
     with pytest.raises(ValueError, match=r"data\.distill\.init_exponent 80.* last of 50000 merges underflows to 0"):
         merge_weights(50000, 80.0)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        merge_weights(50000, 3.3, 1.0, 1e-3)  # the decay spends range too: 2^-124 in all
+    assert "init_exponent 3.3 with init_offset 1.0 and init_decay 0.001: the last of 50000 merges weighs 2^-124" \
+        in caplog.text
 
 
 def test_general_languages_named_twice_are_refused():

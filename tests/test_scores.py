@@ -36,6 +36,20 @@ def test_a_piece_scores_the_weights_of_its_merge_tree():
     assert np.allclose(initial_scores(pieces, merges, 2.0, 4.0), [0, 0, w[0], w[0] + w[1], w[2]])
 
 
+def test_a_decay_multiplies_each_weight_by_the_same_factor_per_rank():
+    """``init_decay`` makes neighbouring late ranks differ as much as neighbouring early ones; at 0 the weights
+    are the power's alone, bit for bit, so the default fit does not move."""
+    power = merge_weights(50000, 2.5)
+    assert np.array_equal(merge_weights(50000, 2.5, 1.0, 0.0), power)
+    decayed = merge_weights(50000, 2.5, 1.0, 1e-4)
+    assert np.allclose(decayed / power, np.exp(-1e-4 * np.arange(50000)), rtol=1e-12, atol=0)
+    # late neighbours: the power alone keeps them within 0.01%, the decay sets them 1e-4 apart in the log
+    assert np.log(power[-2] / power[-1]) < 1e-4 < np.log(decayed[-2] / decayed[-1])
+    pieces, merges = ["a", "b", "ab", "abb"], [("a", "b"), ("ab", "b")]
+    assert np.allclose(initial_scores(pieces, merges, 2.0, 1.0, decay=0.5),
+                       [0, 0, 1.0, 1.0 + 2.0 ** -2 * np.exp(-0.5)], rtol=1e-12, atol=0)
+
+
 def test_the_offset_must_be_positive():
     with pytest.raises(ValueError, match="init_offset must be positive"):
         merge_weights(10, 3.3, 0.0)

@@ -104,7 +104,7 @@ def fit_scores(
     """
     start = time.perf_counter()
     trees = merge_tree_matrix(pieces, merges, whole_pieces)
-    w0 = merge_weights(trees.shape[1], settings.init_exponent, settings.init_offset) / LP_UNIT
+    w0 = merge_weights(trees.shape[1], settings.init_exponent, settings.init_offset, settings.init_decay) / LP_UNIT
     s0 = trees @ w0
     usage = np.ones_like(s0)
     for ids in gold:

@@ -77,26 +77,27 @@ def merge_tree_matrix(
     return sp.csr_matrix((vals, (rows, cols)), shape=(len(pieces), len(built)), dtype=np.float64)
 
 
-def merge_weights(n_merges: int, exponent: float, offset: float = 1.0) -> np.ndarray:
-    """Initial merge weights ``((rank + offset) / offset) ** -exponent``: early merges dominate, as they do in
-    BPE. The first merge weighs 1 and the last ``((n_merges - 1 + offset) / offset) ** -exponent``: a larger
-    offset flattens the first ranks and lets a steeper exponent fit the same float range."""
+def merge_weights(n_merges: int, exponent: float, offset: float = 1.0, decay: float = 0.0) -> np.ndarray:
+    """Initial merge weights ``((rank + offset) / offset) ** -exponent * exp(-decay * rank)``: early merges
+    dominate, as they do in BPE. The first merge weighs 1: a larger offset flattens the first ranks and lets a
+    steeper exponent fit the same float range; a decay spends part of that range evenly over the ranks."""
     if not offset > 0:
         raise ValueError(f"init_offset must be positive, got {offset}")
-    weights = ((np.arange(n_merges, dtype=np.float64) + offset) / offset) ** -exponent
+    ranks = np.arange(n_merges, dtype=np.float64)
+    weights = ((ranks + offset) / offset) ** -exponent * np.exp(-decay * ranks)  # exp(-0.0) is exactly 1
+    named = f"data.distill.init_exponent {exponent} with init_offset {offset}" + (f" and init_decay {decay}" if decay else "")
     if n_merges and not weights[-1] > 0:  # the fit divides by them, and a merge of weight 0 would be no merge
-        raise ValueError(f"data.distill.init_exponent {exponent} with init_offset {offset}: the weight of the last of "
-                         f"{n_merges} merges underflows to 0 in float64; lower the exponent")
+        raise ValueError(f"{named}: the weight of the last of {n_merges} merges underflows to 0 in float64; lower "
+                         f"the exponent")
     if n_merges and weights[-1] < SPAN_WARNING:
-        log.warning("data.distill.init_exponent %s with init_offset %s: the last of %d merges weighs 2^%.0f of the "
-                    "first, but a float64 sum holds 53 bits: next to early merges, late ones are lost and the fit "
-                    "may leave corpus words wrong; lower the exponent", exponent, offset, n_merges,
-                    np.log2(weights[-1]))
+        log.warning("%s: the last of %d merges weighs 2^%.0f of the first, but a float64 sum holds 53 bits: next to "
+                    "early merges, late ones are lost and the fit may leave corpus words wrong; lower the exponent",
+                    named, n_merges, np.log2(weights[-1]))
     return weights
 
 
 def initial_scores(pieces: Sequence[str], merges: Sequence[tuple[str, str]], exponent: float,
-                   offset: float = 1.0, whole_pieces: bool = False) -> np.ndarray:
+                   offset: float = 1.0, whole_pieces: bool = False, decay: float = 0.0) -> np.ndarray:
     """Merge-tree scores: a piece's score is the sum of the weights of the merges in its tree."""
     trees = merge_tree_matrix(pieces, merges, whole_pieces)
-    return trees @ merge_weights(trees.shape[1], exponent, offset)
+    return trees @ merge_weights(trees.shape[1], exponent, offset, decay)
