@@ -3,12 +3,14 @@ words, and select's one streaming pass of pre-token counts."""
 
 from __future__ import annotations
 
+import itertools
+import zlib
 from collections import Counter
 
 import pytest
 
 from ivr.analysis.frequency import SplitIdSequences, analyze_corpus
-from ivr.analysis.spans import count_pretokens, pretoken_stats
+from ivr.analysis.spans import PretokenCounts, count_pretokens, pretoken_stats
 from ivr.cleaned_corpus import CorpusError, SplitTexts, iter_documents
 from ivr.corpus import CleaningOptions, clean_corpus
 from ivr.tokenizers.distill.pre_tokenizer import with_rules
@@ -62,6 +64,30 @@ def test_select_counts_in_one_pass_and_leaves_one_document_out_of_a_tiny_corpus(
     assert held.documents == 1 and (everything - held).documents == 2
     assert held.counts in docs
     assert count_pretokens(distilled, texts, cap=1, validation_fraction=0)[1] is None
+
+
+def test_a_tiny_corpus_leaves_out_the_first_of_the_documents_of_the_smallest_hash(distilled):
+    """Where the hash leaves out no document, the one left out is the first of those sharing the smallest hash,
+    as documented: a reordered tie must not change which document the savings curve measures on."""
+    key, seen = (lambda t: zlib.crc32(t.encode("utf-8")) % 1000), {}
+    for i in itertools.count():
+        text = f"x = {i}\n"
+        if key(text) in seen and key(text) > 0:
+            break
+        seen.setdefault(key(text), text)
+    first, second = seen[key(text)], text
+    # a fraction below every hash but 0 leaves out neither
+    for texts in ([first, second], [second, first]):
+        _, held = count_pretokens(distilled, texts, cap=None, validation_fraction=0.0005)
+        assert held.documents == 1 and held.counts == Counter(pre_tokens(distilled, texts[0]))
+
+
+def test_the_ranked_part_keeps_only_its_own_dropped_token_uses():
+    """Past the pre-token limit the token uses of dropped pre-tokens still count towards the ids to free; the
+    savings curve's ranking leaves out those of the left-out documents, as it leaves out their pre-tokens."""
+    everything = PretokenCounts(None, Counter(a=3), dropped_ids=Counter({5: 4, 6: 1}), documents=3)
+    held = PretokenCounts(None, Counter(a=1), dropped_ids=Counter({5: 1}), documents=1)
+    assert (everything - held).dropped_ids == Counter({5: 3, 6: 1})
 
 
 def test_word_rules_of_digit_strings_cut_only_their_own_words_with_a_bounded_regex(distilled, gpt2_bpe):

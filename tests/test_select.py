@@ -14,7 +14,7 @@ from tests.conftest import make_code_docs
 import ivr.analysis.select as select_module
 from ivr.analysis.select import ForcedTokensError, SelectSettings, select_replacements
 import ivr.analysis.spans as spans_module
-from ivr.analysis.spans import Greedy, Occurrences, PretokenStats, Spans, best_collapse
+from ivr.analysis.spans import Greedy, Occurrences, PretokenStats, Spans, best_collapse, replay
 from ivr.tokenizers.byte_level import EOS_ID, bytes_to_piece, piece_to_bytes, readable, single_byte_pieces
 from ivr.tokenizers.candidates import read_candidates
 from tokenizers import Tokenizer
@@ -95,6 +95,22 @@ def test_greedy_gains_after_picks_on_either_side(occ, gains):
     assert got == gains
 
 
+def test_a_string_s_domain_count_is_every_place_it_lies_even_twice_in_one_pre_token():
+    """The candidates file's domain count is the string's uses, not the pre-tokens holding it."""
+    stats = PretokenStats(["", ""], [3, 2], [1, 1], [[0] * 6, [0] * 4], None, 0, 0, 0)
+    greedy = Greedy(stats, _occurrences({"s": {0: [(0, 1), (3, 4)], 1: [(1, 2)]}}))
+    assert greedy.used_count("s") == 3 * 2 + 2 * 1
+
+
+def test_replayed_savings_count_each_string_beyond_the_strings_before_it():
+    """The savings curve's points add these gains up: a string inside an earlier one adds only what that one left."""
+    pieces = ["a", "b", "c"]
+    stats = PretokenStats(["abc"], [2], [2], [[0, 1, 2]], None, 0, 0, 0)
+    # "ab" saves one token per use and "abc" two; after "ab", "abc" saves one more, and after "abc", "ab" none
+    assert replay(stats, pieces, ["ab", "abc"]) == [2, 2]
+    assert replay(stats, pieces, ["abc", "ab"]) == [4, 0]
+
+
 @hsettings(max_examples=100, deadline=None)
 @given(text=st.text(st.sampled_from("ab é日😀"), min_size=1, max_size=8), max_chars=st.integers(1, 6))
 def test_spans_start_and_end_on_character_boundaries_within_max_chars(text, max_chars):
@@ -137,6 +153,14 @@ def test_a_bounded_span_count_counts_every_string_used_more_often_than_its_floor
     assert {s for s, c in exact.counts.items() if c > bounded.floor} <= set(bounded.counts)
     # each cut takes at least its size from each of the more than limit // 2 strings it keeps or drops
     assert bounded.floor * (limit // 2 + 1) <= sum(exact.counts.values())
+
+
+def test_a_bounded_span_count_keeps_no_more_strings_than_asked_when_counts_tie_at_the_cut():
+    """Text of ever new strings has millions of strings used once: those at the cut must go, or the count's
+    memory is not bounded."""
+    counts = {"a": 1, "b": 1, "c": 1, "d": 2, "e": 5}
+    kept, cut = spans_module._shrink(counts, 2)
+    assert cut == 1 and kept == {"d": 1, "e": 4}
 
 
 def test_a_bounded_span_count_picks_what_the_exact_one_picks_until_a_string_near_its_floor(
