@@ -576,6 +576,46 @@ def test_invalid_settings_name_the_key():
         SelectSettings(protected_ids=[3, -5])
 
 
+@pytest.mark.parametrize("key, value, rule", [
+    ("min_count", 0, ">= 1"), ("max_token_chars", 0, ">= 1"), ("general_prior_words", -1, ">= 0"),
+    ("general_code_mb", -0.5, ">= 0"), ("validation_fraction", -0.1, r"in \[0, 1\)"),
+    ("max_general_longer_pct", -1.0, r"in \[0, 100\] or null"), ("max_general_longer_pct", 100.5, r"in \[0, 100\] or null"),
+])
+def test_each_select_setting_out_of_range_is_named(key, value, rule):
+    with pytest.raises(ValueError, match=rf"^data\.select\.{key} must be {rule}, got {value}$"):
+        SelectSettings(**{key: value})
+
+
+def test_select_settings_at_their_bounds_are_accepted():
+    SelectSettings(num_replacements=0, min_count=1, max_token_chars=1, protected_ids=[0], per_document_cap=1,
+                   validation_fraction=0, general_prior_words=0, general_code_mb=0, max_general_longer_pct=0)
+    SelectSettings(max_general_longer_pct=100, per_document_cap=None)
+    SelectSettings(max_general_longer_pct=None)
+
+
+def test_the_defaults_the_method_page_gives_are_the_settings_defaults():
+    """docs/ivr.md states the defaults its figures were measured with (``per_document_cap`` (4), ...)."""
+    import re
+    from tests.conftest import ROOT
+
+    page = (ROOT / "docs" / "ivr.md").read_text(encoding="utf-8")
+    stated = re.findall(r"`data\.select\.(\w+)` \(([0-9.]+)\)", page)
+    assert len(stated) >= 5
+    for key, value in stated:
+        assert getattr(SelectSettings(), key) == float(value), key
+
+
+def test_missing_forced_and_general_reference_files_are_named_when_the_settings_are_read(tmp_path):
+    """A typo in a path fails at once, not after the corpus is counted."""
+    given = tmp_path / "given.txt"
+    given.write_text("text\n", encoding="utf-8")
+    missing = str(tmp_path / "missing.txt")
+    with pytest.raises(FileNotFoundError, match=r"missing\.txt.*\(data\.select\.forced_tokens_path\)"):
+        SelectSettings(forced_tokens_path=missing)
+    with pytest.raises(FileNotFoundError, match=r"missing\.txt.*\(data\.select\.general_reference_paths\)"):
+        SelectSettings(general_reference_paths=[str(given), missing])
+
+
 def test_nothing_to_select_gives_an_empty_selection_and_an_empty_curve(distilled, code_docs, tmp_path):
     settings = SelectSettings(num_replacements=0, **FAST)
     png = tmp_path / "curve.png"
