@@ -12,10 +12,10 @@ from hypothesis import given, settings as hsettings, strategies as st
 from tests.conftest import make_code_docs
 
 import ivr.analysis.select as select_module
-from ivr.analysis.select import ForcedTokensError, SelectSettings, select_replacements
+from ivr.analysis.select import ForcedTokensError, SelectSettings, _Ranker, read_forced_tokens, select_replacements
 import ivr.analysis.spans as spans_module
 from ivr.analysis.spans import Greedy, Occurrences, PretokenStats, Spans, best_collapse, replay
-from ivr.tokenizers.byte_level import EOS_ID, bytes_to_piece, piece_to_bytes, readable, single_byte_pieces
+from ivr.tokenizers.byte_level import EOS_ID, bytes_to_piece, piece_to_bytes, readable, single_byte_pieces, text_to_piece
 from ivr.tokenizers.candidates import read_candidates
 from tokenizers import Tokenizer
 from ivr.tokenizers.pieces import single_pretoken
@@ -227,6 +227,41 @@ def test_forced_tokens_come_first_and_bad_ones_name_the_line(distilled, code_doc
     forced.write_text(" fine\nnot one pretoken\n", encoding="utf-8")
     with pytest.raises(ForcedTokensError, match=r"forced.txt:2: 'not one pretoken'"):
         select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+
+
+def test_lines_of_blanks_in_the_forced_tokens_file_are_skipped_not_forced(distilled, tmp_path):
+    """A line of spaces or a tab is blank, as documented, not a whitespace term; other lines are verbatim."""
+    forced = tmp_path / "forced.txt"
+    forced.write_text("# terms\n   \n\t\n zygomorphic\n #[\n", encoding="utf-8")
+    assert read_forced_tokens(forced, distilled) == [text_to_piece(" zygomorphic"), text_to_piece(" #[")]
+
+
+def _ranker(distilled, forced=(), **settings):
+    """A ranker over three pre-tokens of hand-made segmentations into the pieces listed: `` the`` (a piece
+    already) and `` zygom`` used five times, `` quix`` four."""
+    pieces = ["Ġth", "e", "Ġthe", "Ġz", "yg", "om", "Ġqu", "ix"]
+    segs = [["Ġth", "e"], ["Ġz", "yg", "om"], ["Ġqu", "ix"]]
+    counts = [5, 5, 4]
+    stats = PretokenStats(["".join(s) for s in segs], counts, counts, [[pieces.index(p) for p in s] for s in segs],
+                          np.zeros(len(pieces), dtype=np.int64), 0, 0, 3)
+    return _Ranker(distilled, stats, pieces, SelectSettings(min_count=5, **settings), list(forced))
+
+
+def test_ranked_strings_are_used_min_count_times_and_new_and_the_log_counts_the_others(distilled):
+    ranker = _ranker(distilled)
+    assert ranker.ranked == {"Ġzyg", "ygom", "Ġzygom"}
+    assert ranker.excluded == {"below_min_count": 1, "already_in_vocabulary": 1, "split_when_alone": 0}
+
+
+def test_forced_strings_come_first_unless_refused_and_are_indexed_beyond_max_token_chars(distilled):
+    """A forced term longer than ``max_token_chars`` still has its places, so its saving is estimated; a forced
+    term that is also a candidate is not counted again among the strings that save nothing."""
+    ranker = _ranker(distilled, forced=["Ġquix", "Ġzyg"], max_token_chars=4)
+    assert ranker.ranked == {"Ġzyg", "ygom"}
+    assert list(ranker.occ.places("Ġquix")) == [(2, [(0, 1)])]
+    # "ygom" overlaps the forced "Ġzyg" in its one pre-token: it saves nothing
+    assert ranker.pick(5) == [("Ġquix", "forced"), ("Ġzyg", "forced")] and ranker.saving_nothing == 1
+    assert ranker.pick(5, refused={"Ġquix"}) == [("Ġzyg", "forced")]
 
 
 def test_a_forced_term_that_is_a_token_already_keeps_its_id(selection, distilled, code_docs, tmp_path):
