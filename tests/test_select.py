@@ -212,13 +212,15 @@ def test_indentation_and_identifiers_are_found(selection):
 def test_forced_tokens_come_first_and_bad_ones_name_the_line(distilled, code_docs, tmp_path):
     forced = tmp_path / "forced.txt"
     # a line is verbatim: only a "#" in its first column starts a comment (" #[" is a Rust attribute's start)
-    forced.write_text('# domain words\n zygomorphic\n"\\n        "\n #[\n\n', encoding="utf-8")
+    # a term listed twice takes one id
+    forced.write_text('# domain words\n zygomorphic\n"\\n        "\n #[\n\n zygomorphic\n', encoding="utf-8")
     settings = SelectSettings(num_replacements=5, forced_tokens_path=str(forced), **FAST)
     sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
     first = sel.replacements[:3]
     assert [r.new_text for r in first] == [" zygomorphic", "\n        ", " #["]
     assert all(r.reason == "forced" for r in first)
-    assert len(sel.replacements) == 5
+    assert len(sel.replacements) == 5 and [r.new_text for r in sel.replacements].count(" zygomorphic") == 1
+    assert "`␠zygomorphic` is listed twice; kept once" in (tmp_path / "log.md").read_text(encoding="utf-8")
 
     forced.write_text(' fine\n"\\ud800"\n', encoding="utf-8")
     with pytest.raises(ForcedTokensError, match=r"forced.txt:2: .* lone surrogate"):
