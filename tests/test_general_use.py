@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ivr.analysis.general_use import GeneralText, code_reference, general_prior, general_text, word_like
+from ivr.analysis.general_use import GeneralText, code_reference, general_prior, general_text, lengthening, word_like
 import ivr.analysis.select as select_module
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.tokenizers.byte_level import text_to_piece
@@ -40,6 +40,16 @@ def test_the_code_reference_leaves_out_the_domain_corpus_s_files():
     assert len(texts) == len(paths)
     kept = code_reference(1e6, exclude=paths[::2])
     assert kept == texts[1::2]
+
+
+def test_the_code_reference_leaves_out_a_domain_file_named_by_a_relative_path(monkeypatch):
+    """The corpus manifest names a file as the raw folder was given, often relative to where ``ivr`` runs."""
+    import os
+    from ivr.builtin_corpora import python_stdlib_paths
+
+    paths = python_stdlib_paths()
+    monkeypatch.chdir(paths[0].parent)
+    assert len(code_reference(1e6, exclude=[os.path.relpath(paths[0])])) == len(paths) - 1
 
 
 def test_ids_the_code_reference_uses_are_freed_after_those_it_does_not(distilled, code_docs, tmp_path, monkeypatch):
@@ -103,3 +113,36 @@ def test_the_code_reference_rounds_its_stride_up_and_takes_no_more_than_asked():
     paths = python_stdlib_paths()
     total = sum(p.stat().st_size for p in paths)
     assert len(code_reference(total / 1.5e6)) == len(paths[::2])
+
+
+class _Encodings:
+    """A tokenizer that encodes each unit as the table says."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def encode_batch(self, units, add_special_tokens=True):
+        return [type("Encoding", (), {"ids": self.table[u]}) for u in units]
+
+
+def test_lengthening_weighs_words_by_frequency_and_blames_the_freed_and_the_new_ids():
+    """Only units that take more tokens count; a word counts by its weight, a line as one; the id blamed is the
+    freed token of the old encoding or the new token of the remapped one, and only the former can be undone by
+    giving the string another id."""
+    before = _Encodings({"common": [1, 2], "rare": [3], "same": [5], "a line": [4], "another": [6]})
+    after = _Encodings({"common": [1, 7, 8], "rare": [3, 9], "same": [5], "a line": [4, 9], "another": [6]})
+    general = GeneralText(["common", "rare", "same"], np.array([6.0, 2.0, 2.0]), ["a line", "another"])
+    got = lengthening(before, after, general, reassigned=[2, 7, 9])
+    assert (got.word_share_pct, got.line_share_pct) == (pytest.approx(80.0), pytest.approx(50.0))
+    assert got.blame == pytest.approx({2: 60.0, 7: 60.0, 9: 20.0 + 50.0})
+    assert got.freed_blame == pytest.approx({2: 60.0})
+    # without reference lines, none of them is longer
+    assert lengthening(before, after, GeneralText(general.words, general.word_weights, []), [2, 7, 9]).line_share_pct == 0
+
+
+def test_a_token_used_twice_in_a_word_counts_the_word_s_weight_twice(distilled):
+    """The word list holds such words (``a.k.a``, ``0,000,000``): each use of a token is a use."""
+    ids = distilled.encode(" a.k.a", add_special_tokens=False).ids
+    assert len(set(ids)) < len(ids)
+    prior = general_prior(distilled, GeneralText([" a.k.a"], np.array([0.001]), []))
+    assert all(prior[i] == pytest.approx(1e3 * ids.count(i)) for i in ids)
