@@ -8,7 +8,7 @@ from ivr.analysis.general_use import general_text
 from ivr.analysis.select import read_forced_tokens
 from ivr.prompts import read_prompts
 from ivr.tokenizers.remap_rules import read_remap_rules
-from ivr.user_text import read_user_text
+from ivr.user_text import read_text_files, read_user_text
 
 LATIN1 = "ok\ncafé\n".encode("latin-1")
 
@@ -48,3 +48,38 @@ def test_prompts_end_at_newlines_only_and_escape_newlines_and_backslashes(tmp_pa
     # a line of spaces is a prompt (an indentation to continue); an empty line is none
     path.write_text("import os\n    \n\ndef f():\n", encoding="utf-8")
     assert read_prompts(path) == ["import os", "    ", "def f():"]
+
+
+def test_a_file_that_cannot_be_read_is_named_once_with_the_system_s_reason(tmp_path):
+    with pytest.raises(ValueError) as raised:
+        read_user_text(tmp_path, "data.x")  # a directory
+    assert str(raised.value) == f"{tmp_path}: cannot be read (data.x): Is a directory"
+
+
+def test_a_bad_byte_is_shown_with_the_bytes_after_it(tmp_path):
+    """Up to four bytes from the first bad one: enough to tell a Latin-1 letter from a cut UTF-8 sequence."""
+    path = tmp_path / "terms.txt"
+    path.write_bytes("café au lait\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"terms\.txt:1: bytes at offset 3 \(0xe9 20 61 75\) are not valid UTF-8"):
+        read_user_text(path, "data.x")
+
+
+def test_extra_eval_files_read_a_lone_carriage_return_as_a_newline(tmp_path):
+    """A file saved with classic Mac line ends holds its lines, as one saved on Windows does."""
+    path = tmp_path / "eval.txt"
+    path.write_bytes(b"one\rtwo\r\nthree\r")
+    assert read_text_files([str(path)]) == ["one\ntwo\nthree\n"]
+
+
+@pytest.mark.parametrize("path", [None, ""])
+def test_predict_without_a_prompts_file_says_which_setting_to_give(path):
+    """An empty value (``--data.prompts_path ""``) is no file: it must not be read as the current folder."""
+    with pytest.raises(ValueError, match=r"^ivr predict needs --data\.prompts_path: a text file with one prompt"):
+        read_prompts(path)
+
+
+def test_a_prompts_file_of_empty_lines_holds_no_prompts(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("\n\r\n\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{path} holds no prompts \(one per line expected\)"):
+        read_prompts(path)
