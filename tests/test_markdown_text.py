@@ -34,3 +34,19 @@ def test_settings_read_in_the_config_s_spelling():
         "none", "true", "false", "1000000", "0.05", "(empty)", "(empty)", "`a`, `b`", "en de", "3"]
     assert setting_text([" the", 7]) == "`␠the`, 7"
     assert setting_text(" -=") == "`␠-=`" and setting_text(" ") == "`␠`"  # a space at either end shows
+
+
+def test_every_look_alike_of_a_space_is_an_escape():
+    """Figure, narrow no-break and ideographic spaces render as blanks: a token of them must not read as spaces."""
+    assert code("\u2007\u202f\u3000") == "`\\u2007\\u202f\\u3000`"
+
+
+def test_a_backtick_at_one_end_of_a_string_is_padded_off_the_fence():
+    """A fence beside a backtick would read as a longer fence, and the span would break."""
+    assert code("`a") == "`` `a ``" and code("a`") == "`` a` ``"
+
+
+def test_settings_that_are_tuples_huge_floats_or_end_in_white_space_read_as_written():
+    assert setting_text(("a", 2)) == "`a`, 2"  # a dataclass setting's tuple is a list in the config
+    assert setting_text(1e20) == "1e+20" and setting_text(-3.0) == "-3"
+    assert setting_text("ab ") == "`ab␠`" and setting_text("a\t") == "`a\\t`"
