@@ -42,3 +42,31 @@ def test_process_peak_covers_memory_touched_so_far():
     buf = b"\x01" * (before + 200 * MB)
     assert process_peak_kb() * 1024 >= before + 200 * MB
     del buf
+
+
+@pytest.mark.parametrize("hwm_kb, rss_kb, scope, mb", [
+    ((100 * 1024, 300 * 1024 + 512), (50 * 1024, 50 * 1024), "block", 300.5),  # the peak rose inside: the new peak
+    ((100 * 1024, 100 * 1024), (60 * 1024, 80 * 1024), "sampled", 80.0),  # what is resident at the end counts
+    ((100 * 1024, 100 * 1024), (80 * 1024, 60 * 1024), "sampled", 80.0),  # and what was resident at the start
+], ids=["peak raised", "resident at the end", "resident at the start"])
+def test_a_block_s_peak_is_read_from_the_kernel_s_counts_in_mib(monkeypatch, hwm_kb, rss_kb, scope, mb):
+    from ivr import peak_memory
+
+    counts = {"VmHWM": hwm_kb[0], "VmRSS": rss_kb[0]}
+    monkeypatch.setattr(peak_memory, "_status_kb", counts.get)
+    monkeypatch.setattr(peak_memory, "SAMPLE_SECONDS", 3600)  # no sample taken in between: the ends alone count
+    with PeakRSS() as peak:
+        counts.update(VmHWM=hwm_kb[1], VmRSS=rss_kb[1])
+    assert (peak.scope, peak.mb, peak.before_mb) == (scope, mb, 100.0)
+
+
+def test_without_proc_the_process_peak_is_reported(monkeypatch, tmp_path):
+    """macOS and Windows have no /proc: the process's peak since it started is the bound given, the one before the
+    block unknown."""
+    from ivr import peak_memory
+
+    monkeypatch.setattr(peak_memory, "_STATUS", tmp_path / "no-proc" / "status")
+    monkeypatch.setattr(peak_memory, "process_peak_kb", lambda: 3 * 1024 + 512)
+    with PeakRSS() as peak:
+        pass
+    assert (peak.scope, peak.mb, peak.before_mb) == ("process", 3.5, None)
