@@ -196,3 +196,65 @@ def test_text_with_a_nul_as_its_first_character_is_binary(tmp_path, name, data):
     (raw / name).write_bytes(data)
     with pytest.raises(CorpusError, match=r"(zeros\.txt|r\.jsonl:1): looks binary \(.*; a NUL at character 0\)"):
         _clean(raw, tmp_path)
+
+
+@pytest.mark.parametrize("bom, name", [(b"\xff\xfe", "utf-16"), (b"\xff\xfe\x00\x00", "utf-32")],
+                         ids=["utf-16", "utf-32"])
+def test_a_jsonl_file_with_a_utf16_or_utf32_byte_order_mark_says_which_encoding_to_pass(tmp_path, bom, name):
+    """UTF-32's little-endian mark begins with UTF-16's: the longer one is told first."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_bytes(bom + _records(2).encode(f"{name}-le"))
+    with pytest.raises(CorpusError, match=rf"a\.jsonl:1: bytes at offset 0 \(0x{bom.hex(' ')}.*\) are not valid "
+                                          rf"utf-8; the file starts with a {name.upper()} byte-order mark: pass "
+                                          rf"--data\.encoding {name},"):
+        _clean(raw, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["b.txt", "b.json", "b.jsonl"])
+def test_a_file_the_disk_fails_after_its_first_bytes_is_named_even_when_bad_records_are_skipped(
+        tmp_path, monkeypatch, name):
+    """The first bytes are read to tell the encoding; a failure when the file is then read whole, or streamed, is
+    the same unreadable file."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_text(_records(3), encoding="utf-8")
+    (raw / name).write_text(_records(1), encoding="utf-8")
+    real_open, real_read_bytes, opened = open, Path.read_bytes, []
+
+    def failing_open(file, mode="r", *args, **kwargs):
+        if Path(file).name == name and "b" in mode:
+            opened.append(file)
+            if len(opened) > 1:
+                raise OSError(5, "Input/output error")
+        return real_open(file, mode, *args, **kwargs)
+
+    def failing_read_bytes(self):
+        if self.name == name:
+            raise OSError(5, "Input/output error")
+        return real_read_bytes(self)
+
+    monkeypatch.setattr("builtins.open", failing_open)
+    monkeypatch.setattr(Path, "read_bytes", failing_read_bytes)
+    with pytest.raises(CorpusError, match=rf"{name}: cannot be read \(Input/output error\); fix the disk"):
+        _clean(raw, tmp_path, on_bad_record="skip")
+
+
+def test_blank_lines_of_a_utf8_jsonl_file_are_no_records_and_keep_the_line_numbers(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_text(_records(1) + "\n \t\r\n" + _records(1, start=1) + "\r\n", encoding="utf-8")
+    _clean(raw, tmp_path)
+    assert [(d.doc_id, d.text) for d in iter_documents(tmp_path / "cleaned")] == [
+        ("a.jsonl:1", "record 0\n"), ("a.jsonl:4", "record 1\n")]
+
+
+def test_a_short_utf16_file_without_a_byte_order_mark_is_told_too(tmp_path):
+    """Four characters are enough to see a NUL beside each: a one-line note in UTF-16 is not read as binary."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_text(_records(1), encoding="utf-8")
+    (raw / "note.txt").write_bytes("hi there".encode("utf-16-le"))
+    with pytest.raises(CorpusError, match=r"note\.txt: looks like UTF-16 without a byte-order mark .*pass "
+                                          r"--data.encoding utf-16-le"):
+        _clean(raw, tmp_path)
