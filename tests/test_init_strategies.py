@@ -85,3 +85,29 @@ def test_omp_is_deterministic():
 def test_omp_needs_at_least_one_atom():
     with pytest.raises(ValueError, match="omp_atoms"):
         AlignSettings(init_strategy="omp", omp_atoms=0)
+
+
+@pytest.mark.parametrize("candidates", [1, 2])
+def test_pursuit_ranks_rows_by_their_direction_not_their_length(candidates):
+    """A short row along the target beats a long one at 45 degrees, when screening the candidates and when picking
+    among them; a row pointing against the target is as good as one along it."""
+    atoms = torch.tensor([[-0.1, 0.0, 0.0], [7.0, 7.0, 0.0], [0.0, 0.0, 1.0]])
+    indices, coefficients = sparse_codes(torch.tensor([[1.0, 0.0, 0.0]]), atoms, k=1, candidates=candidates)
+    assert indices.tolist() == [[0]] and coefficients[0, 0].item() == pytest.approx(-10.0)
+
+
+def test_more_rows_than_candidates_are_each_screened_in():
+    atoms = matrix(rows=10, width=8)
+    target = atoms[1] - 2.0 * atoms[4] + 0.5 * atoms[8]
+    indices, coefficients = sparse_codes(target[None], atoms, k=3, candidates=1)
+    assert sorted(indices[0].tolist()) == [1, 4, 8]
+    assert torch.allclose(coefficients[0] @ atoms[indices[0]], target, atol=1e-5)
+
+
+def test_a_target_fitted_early_takes_no_more_rows_beside_one_that_needs_them():
+    """Targets are fitted together: one already fitted keeps coefficients of exactly 0 while the other goes on."""
+    atoms = matrix()
+    targets = torch.stack([atoms[3] * 0.5, matrix(rows=1, seed=1)[0]])
+    _, coefficients = sparse_codes(targets, atoms, k=6)
+    assert coefficients[0, 0].item() == pytest.approx(0.5, abs=1e-6)
+    assert coefficients[0, 1:].abs().max().item() == 0.0 and coefficients[1].abs().min().item() > 0
