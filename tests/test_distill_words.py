@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 from tokenizers import Tokenizer
 
+from ivr.counting import most_frequent
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.distill.source_bpe import source_bpe
@@ -96,3 +97,16 @@ def test_a_piece_that_is_part_of_a_character_is_fitted_behind_any_pre_tokenizer(
 def test_a_corpus_sample_keeps_the_most_frequent_words_ties_by_the_word():
     counts = Counter({"b": 2, "a": 2, "c": 5, "d": 1})
     assert corpus_sample(counts, 2) == Counter({"c": 5, "a": 2})
+
+
+def test_a_count_one_over_its_limit_is_cut_to_the_limit():
+    counts = Counter({"a": 3, "b": 2, "c": 1})
+    assert most_frequent(counts, len(counts) - 1) == Counter({"a": 3, "b": 2})
+
+
+def test_ties_at_the_limit_go_to_the_smallest_keys_whatever_the_order_they_were_counted_in():
+    """A bounded count keeps the same words on every run, whichever file was read first: ties are broken by the
+    key's own order, not by its length or its characters read backwards."""
+    words = {"bb": 2, "a": 2, "ba": 2, "ab": 2, "c": 5}
+    for order in (list(words), sorted(words), sorted(words, reverse=True)):
+        assert most_frequent(Counter({w: words[w] for w in order}), 3) == Counter({"c": 5, "a": 2, "ab": 2})
