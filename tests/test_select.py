@@ -369,6 +369,59 @@ def test_the_savings_curve_adds_net_gains_in_rank_order_at_its_points():
     assert savings_curve([], 0, [], 0) == SavingsCurve([], [], [])
 
 
+def test_a_long_selection_s_curve_has_every_point_below_it_in_order_then_its_end():
+    from ivr.analysis.savings_curve import POINTS, savings_curve
+
+    n = POINTS[-1] + 1
+    curve = savings_curve([1] * n, n, [1] * n, n)
+    assert curve.ids == [*POINTS, n]
+    assert curve.fitted_pct == [100.0 * k / n for k in curve.ids]
+
+
+def test_the_gap_is_signed_both_ways():
+    """The gap column is the ranked part's saving less the left-out part's: a reader sees at once whether
+    the left-out part saved less (+) or more (-)."""
+    from ivr.analysis.savings_curve import SavingsCurve, curve_table
+
+    assert curve_table(SavingsCurve([3, 5], [16.0, 18.0], [12.0, 18.5]))[2:] == [
+        "| 3 | 16.00% | 12.00% | +4.00 |", "| 5 | 18.00% | 18.50% | -0.50 |"]
+
+
+def _plotted_axes(curve, path, monkeypatch):
+    """The axes ``write_curve_plot`` drew ``curve`` on (a closed figure still answers what it holds)."""
+    from matplotlib import pyplot as plt
+
+    from ivr.analysis.savings_curve import write_curve_plot
+
+    closed, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (closed.append(fig), close(fig)))
+    write_curve_plot(curve, path)
+    [fig] = closed
+    [ax] = fig.axes
+    return ax
+
+
+def test_the_plot_draws_each_part_under_its_label_from_below_the_lowest_saving(tmp_path, monkeypatch):
+    """The y axis starts at zero or at a left-out part that loses tokens, so neither curve is cut off."""
+    from ivr.analysis.savings_curve import SavingsCurve
+
+    curve = SavingsCurve([25, 40], [1.5, 2.0], [-0.5, -1.0])
+    ax = _plotted_axes(curve, tmp_path / "curve.png", monkeypatch)
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
+    assert lines == {"ranked part (estimate)": (curve.ids, curve.fitted_pct),
+                     "left-out part of the training split": (curve.ids, curve.heldout_pct)}
+    assert ax.get_ylim()[0] <= -1.0 and ax.get_legend() is not None
+
+
+def test_an_empty_curve_is_plotted_as_bare_axes_that_say_there_is_nothing_to_measure(tmp_path, monkeypatch):
+    from ivr.analysis.savings_curve import SavingsCurve
+
+    ax = _plotted_axes(SavingsCurve([], [], []), tmp_path / "curve.png", monkeypatch)
+    assert [t.get_text() for t in ax.texts] == ["no selection to measure"]
+    assert ax.get_legend() is None and list(ax.get_xticks()) == list(ax.get_yticks()) == []
+
+
 def test_ids_are_freed_unreachable_first_then_unused_by_general_text_then_by_domain_and_general_use():
     from ivr.analysis.select import _free_order
 
