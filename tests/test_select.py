@@ -587,6 +587,37 @@ def test_strings_that_would_not_encode_to_their_own_id_give_their_place_to_the_n
     assert report["rules_not_encoding_to_own_id"] == []
 
 
+def test_each_training_word_a_new_piece_cuts_longer_is_charged_every_token_it_adds():
+    """With ``pars`` new, every word that held ``parser`` gets longer than selection estimated: each is charged
+    its extra tokens times its count, summed over the words; a word that holds the freed token is not (its uses are
+    counted apart), and a forced term is never charged. Where a word holds new strings selection did not place in
+    it beside one it did, those others are charged."""
+    from ivr.analysis.domain_words import words_made_longer
+    from ivr.tokenizers.remap import RemapSettings, build_remapped
+    from ivr.tokenizers.remap_rules import RemapRule
+    from tests.remap_fixtures import near_tie_tokenizer
+
+    tok = near_tie_tokenizer()
+    segment = lambda s: [t.id for t in tok.model.tokenize(s)]  # noqa: E731
+    freed = [tok.token_to_id(f"zq{k}") for k in range(2)]
+
+    def charged(words: dict[str, int], places, strings, exempt=()):
+        new = dict(zip(freed, strings))
+        rules = [RemapRule(i, tok.id_to_token(i), s, tuple(segment(s))) for i, s in new.items()]
+        remapped = build_remapped(tok, rules, RemapSettings.new_piece_bonus)
+        stats = PretokenStats(list(words), list(words.values()), list(words.values()), [segment(w) for w in words],
+                              None, 0, 0, 0)
+        return words_made_longer(stats, _occurrences(places), remapped, new, exempt)
+
+    words = {"parser": 3, "parserparser": 2, "zq0parser": 5, "pars": 7, "parsparser": 11}
+    places = {"pars": {3: [(0, 1)], 4: [(0, 1)]}}  # where `p·ars` are whole distilled tokens
+    # parser: 1 more token; parserparser: 2 more; parsparser: as long as before, one more than estimated
+    assert charged(words, places, ["pars"]) == {"pars": 3 * 1 + 2 * 2 + 11 * 1}
+    assert charged(words, places, ["pars"], exempt=["pars"]) == {}
+    # `ers` placed on `er·s`, estimated to save one; `pars` then cuts `parser`: ers·pars·er is no shorter
+    assert charged({"ersparser": 4}, {"ers": {0: [(0, 1)]}, "pars": {}}, ["pars", "ers"]) == {"pars": 4}
+
+
 def test_a_string_whose_piece_would_cut_other_training_words_gives_its_place_to_the_next(tmp_path):
     """``pars`` saves a token in every ``pars``, but its piece would cut ``parser`` into ``pars·er`` (the distilled
     scores hold a near-tie smaller than the bonus): selection leaves it out, says what it would have cost, and the
