@@ -99,6 +99,14 @@ def test_a_corpus_sample_keeps_the_most_frequent_words_ties_by_the_word():
     assert corpus_sample(counts, 2) == Counter({"c": 5, "a": 2})
 
 
+def test_fit_words_leave_the_corpus_counts_they_were_given_as_they_were():
+    """The distillation report counts the corpus's word types, and checks words against them, after the fit words
+    are made: the vocabulary pieces these add must not land in the corpus's counts."""
+    counts = Counter({"Ġthe": 3, "x": 2})
+    words = fit_words(["Ġthe", "Ġcat"], counts, fast_settings(vocab_words=True))
+    assert words == Counter({"Ġthe": 3, "x": 2, "Ġcat": 1}) and counts == Counter({"Ġthe": 3, "x": 2})
+
+
 def test_a_count_one_over_its_limit_is_cut_to_the_limit():
     counts = Counter({"a": 3, "b": 2, "c": 1})
     assert most_frequent(counts, len(counts) - 1) == Counter({"a": 3, "b": 2})
