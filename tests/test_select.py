@@ -664,6 +664,68 @@ def test_the_training_word_check_holds_when_every_round_also_has_a_string_off_it
     assert "pars" not in [r.new_text for r in sel.replacements] and "pars" in sel.summary["lengthening_training_words"]
 
 
+def _log_text(selection, settings=None, reps=None, notes=(), curve=None, **summary):
+    """The selection log of the module's selection, with the ``summary`` entries given changed."""
+    from ivr.analysis.selection_log import selection_log_text
+
+    sel = selection[0]
+    return selection_log_text(settings or SelectSettings(num_replacements=40, **FAST), {**sel.summary, **summary},
+                              sel.replacements if reps is None else reps, list(notes), curve, None)
+
+
+def test_the_selection_log_says_when_its_counts_dropped_rare_pre_tokens_or_span_strings(selection):
+    """Only a count that hit its limit is said to have dropped anything, with the figure it dropped at."""
+    plain = _log_text(selection, pretokens_dropped=0, span_count_floor=0)
+    assert "dropped past" not in plain and "MAX_COUNTED_SPANS" not in plain and "- at least" not in plain
+    bounded = _log_text(selection, pretokens_dropped=7, span_count_floor=3)
+    assert "distinct pre-tokens: {} (the rarest dropped past the count's limit 7 times".format(
+        selection[0].summary["distinct_pretokens"]) in bounded
+    assert "each string used more than 3 times is counted" in bounded
+    assert f"- at least {selection[0].summary['excluded']['below_min_count']} span strings used" in bounded
+
+
+def test_the_selection_log_numbers_the_general_text_checks_and_says_what_the_budget_refused(selection):
+    checks = [{"words_pct": 0.5, "lines_pct": None}, {"words_pct": 0.05, "lines_pct": 0.02}]
+    met = _log_text(selection, general_longer=checks, general_budget_met=True, ids_refused_for_forced_terms=0,
+                    refused_for_general_text=4)
+    assert "- general text made longer, check 1: 0.500% of word occurrences, n/a of reference lines\n" in met
+    assert "- general text made longer, check 2: 0.050% of word occurrences, 0.020% of reference lines\n" in met
+    assert "- replacements refused for making general text longer: 4 (budget 0.1%)" in met
+    assert "n/a (no general text" not in met and "under forced terms" not in met and "budget not met" not in met
+    unmet = _log_text(selection, general_longer=checks, general_budget_met=False, ids_refused_for_forced_terms=2)
+    assert "- freed ids refused under forced terms (each term then tries the next free id): 2\n" in unmet
+    assert "- **budget not met**" in unmet
+    # no budget: neither checks nor an "n/a" for them
+    unbudgeted = _log_text(selection, SelectSettings(max_general_longer_pct=None), general_longer=[])
+    assert "general text made longer" not in unbudgeted
+
+
+def test_the_selection_log_gives_the_left_out_part_s_figures_or_no_section_without_a_left_out_part(selection):
+    from ivr.analysis.savings_curve import SavingsCurve
+
+    curve = SavingsCurve([1, 2], [1.0, 1.5], [1.0, 1.25])
+    log = _log_text(selection, curve=curve, documents=40, validation_documents=10, validation_fitted_saving_pct=1.5,
+                    validation_heldout_saving_pct=1.25, validation_gap_pct=0.25)
+    assert "10 of the 40 training documents (25.0%; `validation_fraction` 0.2)" in log
+    assert "- saving on the ranked part: 1.50%, on the left-out part: **1.25%**, gap 0.25 points" in log
+    none = _log_text(selection, SelectSettings(validation_fraction=0), no_curve_because=None)
+    assert "left-out" not in none and "n/a (None)" not in none
+
+
+def test_the_selection_log_lists_the_first_50_new_tokens_of_all_and_every_forced_note(selection):
+    from dataclasses import replace
+
+    reps = selection[0].replacements
+    many = [replace(r, rank=k) for k, r in enumerate(reps * (60 // len(reps) + 1), 1)][:60]
+    log = _log_text(selection, reps=many, notes=["`a` left out", "`b` left out"])
+    assert "The first 50 of 60 by rank" in log
+    rows = [line for line in log.splitlines() if line.startswith("| ") and line.split(" | ")[0][2:].isdigit()]
+    assert [int(line.split(" | ")[0][2:]) for line in rows] == list(range(1, 51))
+    assert "- forced: `a` left out\n- forced: `b` left out\n" in log
+    few = _log_text(selection, reps=reps[:3])
+    assert "The first 3 of 3 by rank" in few
+
+
 def test_the_selection_log_says_n_a_for_what_has_nothing_to_measure(distilled, tmp_path):
     """No general text to measure the budget on, and a left-out part with no text (the empty document is the
     one left out): "n/a", never a 0% or 100% made up from nothing."""
