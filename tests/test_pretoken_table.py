@@ -141,5 +141,59 @@ def test_a_document_holding_an_added_token_matched_in_text_stops_the_recording(t
     manifest = record(tmp_path / "plain", tok, {"train": plain, "heldout": plain[:1]})
     assert manifest["recorded"]
     same(read_pretoken_counts(tmp_path / "plain", "sha", "corpus", 0.05, 1, 0)[0], count_pretokens(tok, plain, 1, 0)[0])
-    manifest = record(tmp_path / "added", tok, {"train": plain + ["def f():\n        return 1\n"], "heldout": plain})
+    with mock.patch.object(pretoken_table, "FLUSH_VALUES", 1):  # the documents after it would be written at once
+        manifest = record(tmp_path / "added", tok, {"train": plain + ["def f():\n        return 1\n"], "heldout": plain})
     assert not manifest["recorded"] and "added token" in manifest["reason"]
+    assert sorted(p.name for p in (tmp_path / "added").iterdir()) == ["manifest.json"]
+
+
+def test_a_table_holding_exactly_its_limit_of_distinct_pre_tokens_is_recorded(tmp_path, layouts):
+    tok = layouts[1]
+    docs = {"train": ["x = 1\n", "y = 2\n"], "heldout": ["x = 2\n"]}
+    distinct = len({p for split in docs.values() for text in split for p in pre_tokens(tok, text)})
+    assert record(tmp_path / "at", tok, docs, limit=distinct)["pretokens"] == distinct
+    assert not record(tmp_path / "over", tok, docs, limit=distinct - 1)["recorded"]
+
+
+def test_an_empty_split_is_recorded_as_no_documents(tmp_path, layouts):
+    """A tiny corpus can leave the held-out split empty: its table gives no batches, not a missing file."""
+    tok = layouts[1]
+    record(tmp_path / "table", tok, {"train": ["x = 1\n"], "heldout": []})
+    assert list(split_id_batches(tmp_path / "table", "heldout", tok, "corpus", 0.05)) == []
+    [(ids, size)] = split_id_batches(tmp_path / "table", "train", tok, "corpus", 0.05)
+    assert [list(a) for a in ids] == [tok.encode("x = 1\n", add_special_tokens=False).ids] and size == 6
+
+
+def test_a_table_not_recorded_or_of_another_version_says_why(tmp_path, layouts):
+    tok = layouts[1]
+    docs = [f"value_{i} = {i}\n" for i in range(30)]
+    record(tmp_path / "over", tok, {"train": docs, "heldout": docs[:3]}, limit=10)
+    assert "not recorded (more than 10 distinct pre-tokens" in read_pretoken_counts(
+        tmp_path / "over", "sha", "corpus", 0.05, 1, 0.1)
+    table = tmp_path / "old"
+    record(table, tok, {"train": docs[:2], "heldout": docs[:1]})
+    manifest = json.loads((table / "manifest.json").read_text(encoding="utf-8"))
+    (table / "manifest.json").write_text(json.dumps({**manifest, "version": 1}), encoding="utf-8")
+    for why in (read_pretoken_counts(table, "sha", "corpus", 0.05, 1, 0.1),
+                split_id_batches(table, "train", tok, "corpus", 0.05)):
+        assert why == f"{table / 'manifest.json'}: table version 1, not {pretoken_table.VERSION}"
+
+
+def test_the_cutting_fingerprint_changes_with_the_normalizer_and_the_cutting_of_special_token_text():
+    """A table is reused only by tokenizers that cut text alike: another normalizer, or special tokens' text
+    matched instead of cut as text, gives other pre-tokens."""
+    from tokenizers import models, normalizers, pre_tokenizers
+
+    def tokenizer():  # the model is no part of the cutting: a one-word one will do
+        tok = Tokenizer(models.WordLevel({"a": 0, "<s>": 1}, unk_token="a"))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        tok.add_special_tokens(["<s>"])
+        return tok
+
+    plain = pretoken_table.cutting_fingerprint(tokenizer())
+    assert pretoken_table.cutting_fingerprint(tokenizer()) == plain
+    normalized = tokenizer()
+    normalized.normalizer = normalizers.NFKC()
+    special_matched = tokenizer()
+    special_matched.encode_special_tokens = True
+    assert plain not in {pretoken_table.cutting_fingerprint(t) for t in (normalized, special_matched)}
