@@ -726,6 +726,17 @@ def test_the_selection_log_lists_the_first_50_new_tokens_of_all_and_every_forced
     assert "The first 3 of 3 by rank" in few
 
 
+def test_the_selection_log_names_the_first_20_strings_left_out_by_each_check(selection):
+    from ivr.markdown_text import code
+
+    strings = [f"s{k:02}" for k in range(25)]
+    log = _log_text(selection, not_encoding_to_own_id=strings,
+                    lengthening_training_words={s: 25 - k for k, s in enumerate(strings)})
+    assert "- 25 strings that would not encode to their own id after remapping" in log
+    assert ": " + ", ".join(code(s) for s in strings[:20]) + "\n" in log
+    assert ": " + ", ".join(f"{code(s)} {25 - k}" for k, s in enumerate(strings[:20])) + "\n" in log
+
+
 def test_the_selection_log_says_n_a_for_what_has_nothing_to_measure(distilled, tmp_path):
     """No general text to measure the budget on, and a left-out part with no text (the empty document is the
     one left out): "n/a", never a 0% or 100% made up from nothing."""
