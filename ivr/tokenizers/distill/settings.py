@@ -35,9 +35,9 @@ class DistillSettings:
     """Ranks below about this offset weigh alike; a larger offset leaves room in float64's range for a steeper
     ``init_exponent`` among the later merges (offset 10 at exponent 4.19 spans the range of offset 1 at 3.3)."""
     init_decay: float = 0.0
-    """A further factor ``exp(-init_decay * rank)``: neighbouring late ranks then differ by the same ratio as
-    neighbouring early ones, where the power alone makes late ranks weigh nearly alike (exponent 2.5 with decay
-    1.7313e-4 spans the range of exponent 3.3 alone over GPT-2's 50,000 merges). 0: the power alone."""
+    """A further factor ``exp(-init_decay * rank)``: each rank then weighs at least ``exp(init_decay)`` times less
+    than the one before, late ranks too, which the power alone makes weigh nearly alike (exponent 2.5 with decay
+    1.7312e-4 spans the range of exponent 3.3 alone over GPT-2's 50,000 merges). 0: the power alone."""
     max_iterations: int = 40
     """Most fitting rounds (each: one Viterbi pass over all words, then, but for the last round, one linear program
     over the rows; 1 keeps the merge-tree initialisation)."""
