@@ -233,7 +233,7 @@ class Spans:
         self.stats, self.pieces = stats, pieces
         raw = [piece_to_bytes(p) for p in pieces]
         # a span must start and end on a character boundary so every new token is valid UTF-8 text
-        self.cont_start = [bool(b) and 0x80 <= b[0] < 0xC0 for b in raw]
+        self.cont_start = [bool(b) and b[0] in CONTINUATION_BYTES for b in raw]
         self.chars = [len(b.translate(None, CONTINUATION_BYTES)) for b in raw]  # the bytes that start a character
 
     def iter_spans(self, t: int, max_chars: int):
