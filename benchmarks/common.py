@@ -31,6 +31,7 @@ from ivr.builtin_corpora import (
     until_size,
 )
 from ivr.tokenizers.distill.settings import DistillSettings
+from ivr.tokenizers.gpt2_pre_tokens import pre_tokenizer_steps
 
 PROSE_CHARS = 4_000_000
 """Cap on the English prose, in characters: the help topics, then ``/usr/share/doc`` files until it is passed."""
@@ -141,6 +142,13 @@ def encode_ids(tok, words: list[str]) -> list[list[int]]:
     """Each word's ids under ``tok``, encoded in batches of ``WORDS_PER_BATCH``."""
     return [e.ids for i in range(0, len(words), WORDS_PER_BATCH)
             for e in tok.encode_batch(words[i:i + WORDS_PER_BATCH])]
+
+
+def regex_characters(spec: dict) -> int:
+    """Characters of the regexes a ``tokenizer.json`` (``spec``) pre-tokenizes by, over every step of a
+    ``Sequence`` (SmolLM2's puts a ``Digits`` step before its ``Split``)."""
+    return sum(len(step["pattern"]["Regex"]) for step in pre_tokenizer_steps(spec)
+               if "Regex" in step.get("pattern", {}))
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:

@@ -7,7 +7,8 @@ Fits:
 * ``prose``: English prose (Python's help topics, then ``/usr/share/doc`` text; every other document held out).
 
 Both fit with the default ``DistillSettings`` but for what ``--set KEY=VALUE`` and the general-word flags change
-(``--general-languages ''``: no general words).
+(``--general-languages ''``: no general words). ``--gguf`` distils another byte-level BPE, read from a GGUF file as
+``ivr init`` reads it (alone: SmolLM2's, from the ``smollm2`` dependency group), and compares with that BPE.
 
 Held-out sets, the same for both fits: the held-out code, the held-out English prose, and per language the
 translated program messages under ``/usr/share/locale/<lang>/LC_MESSAGES`` (each catalogue one document, up to
@@ -24,6 +25,7 @@ distilled one (one early merge against a sum of later ones, ` liczbowa`: BPE `li
     uv run python benchmarks/multilingual_distill.py --fit code --set init_exponent=2.5 --set init_decay=1.7312e-4
     uv run python benchmarks/multilingual_distill.py --fit code --fit-held-out all --set word_rules=0 --set slack_penalty=1e9 --out /tmp/oracle
     uv run python benchmarks/multilingual_distill.py --fit code --fit-held-out half --out /tmp/half
+    uv run --group smollm2 python benchmarks/multilingual_distill.py --gguf --out /tmp/multilingual_smollm2
 """
 
 from __future__ import annotations
@@ -39,17 +41,21 @@ from common import (
     add_settings,
     held_out_sets,
     parser,
+    regex_characters,
     settings_from,
 )
 
 from tokenizers import Tokenizer
 
+from ivr.gguf import SMOLLM2_GGUF
 from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable, text_to_piece
 from ivr.tokenizers.distill import distill_tokenizer
 from ivr.tokenizers.distill.scores import initial_scores
 from ivr.tokenizers.distill.source_bpe import source_bpe
+from ivr.tokenizers.io import load_tokenizer, read_special_tokens
+from ivr.tokenizers.source import fetch_original_tokenizer
 from ivr.tokenizers.unigram import unigram_tokenizer
 from ivr.tokenizers.verify import VerifySettings, language_table
 
@@ -79,7 +85,11 @@ def causes_table(sets: dict[str, dict], prior: Tokenizer) -> str:
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--out", type=Path, default=Path("/tmp/multilingual"),
-                    help="per fit, the distilled tokenizer and its reports (OUT/code, OUT/prose)")
+                    help="per fit, the distilled tokenizer and its reports (OUT/code, OUT/prose); with --gguf, the "
+                         "source's BPE in OUT/original")
+    ap.add_argument("--gguf", nargs="?", const=SMOLLM2_GGUF, default=None,
+                    help="distil the BPE of this GGUF file (a path or distribution:path; alone: SmolLM2's, from the "
+                         "smollm2 dependency group) instead of GPT-2's")
     ap.add_argument("--general-languages", default=None,
                     help="data.distill.general_languages ('' for none: the fit before general words)")
     ap.add_argument("--general-words", type=int, default=None, help="data.distill.general_words_per_language")
@@ -98,7 +108,11 @@ def main() -> None:
     settings = settings_from(args.set, general_languages=args.general_languages,
                              general_words_per_language=args.general_words,
                              general_text_words=args.general_text_words, split_rule_chars=args.split_rule_chars)
-    bpe = offline_gpt2_tokenizer()
+    if args.gguf is None:
+        bpe, special = offline_gpt2_tokenizer(), None
+    else:
+        original, _ = fetch_original_tokenizer(args.out / "original", args.gguf, force=True)
+        bpe, special = load_tokenizer(original), read_special_tokens(original)
     source = source_bpe(bpe)
     prior = unigram_tokenizer(source.pieces, initial_scores(source.pieces, source.merges, settings.init_exponent,
                                                              settings.init_offset, source.ignore_merges,
@@ -114,7 +128,7 @@ def main() -> None:
         out = args.out / name
         with Stopwatch() as stage:
             summary = distill_tokenizer(bpe, fits[name], [], settings, out / "tokenizer", out / "report.md",
-                                        out / "report.json", extra_eval_texts=sets,
+                                        out / "report.json", extra_eval_texts=sets, special=special,
                                         verify_settings=VerifySettings(random_id_sequences=200, examples=ALL_EXAMPLES))
         fit = summary["fit"]
         tokenizer_file = out / "tokenizer" / TOKENIZER_FILE
@@ -123,7 +137,7 @@ def main() -> None:
         print(f"\n## fitted on {name}: {sum(map(len, fits[name])) / 1e6:.1f}M characters, fit {fit['fit_seconds']:.0f} s, "
               f"stage {stage.seconds:.0f} s, peak RSS {fit['peak_rss_mb']:.0f} MB, {fit['fit_word_types']} fit word "
               f"types, {fit['word_rules']} word rules, tokenizer.json {size / 1e6:.2f} MB, regex "
-              f"{len(spec['pre_tokenizer']['pattern']['Regex'])} characters; corpus "
+              f"{regex_characters(spec)} characters; corpus "
               f"{summary['sets']['corpus']['mismatched_occurrences']} of {summary['sets']['corpus']['word_occurrences']}"
               f" wrong, decode([i]) mismatches {summary['ids']['single_id_decode_mismatches']}\n")
         held = {k: v for k, v in summary["sets"].items() if k in sets}

@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from common import parser
+from common import parser, regex_characters
 
 from ivr.builtin_corpora import environment_code_paths, environment_code_texts, utf8_size
 from ivr.cleaned_corpus import batched
@@ -133,7 +133,7 @@ def regex_and_file_sizes(artifacts: Path) -> dict:
     spec = json.loads(path.read_text(encoding="utf-8"))
     meta = read_metadata(path.parent, required=True)
     fit = meta.get("fit", {})
-    return {"regex_chars": len(spec["pre_tokenizer"]["pattern"]["Regex"]), "tokenizer_json_bytes": path.stat().st_size,
+    return {"regex_chars": regex_characters(spec), "tokenizer_json_bytes": path.stat().st_size,
             "word_rules": len(meta.get("word_rules", [])), "split_rules": len(meta.get("split_rules", [])),
             "fit_word_types": fit.get("fit_word_types"), "corpus_word_types": fit.get("corpus_word_types"),
             "score_fit_cpu": fit.get("score_fit_cpu_seconds")}

@@ -78,3 +78,12 @@ def test_the_ivr_benchmark_leaves_a_user_s_raw_corpus_alone(tmp_path, monkeypatc
     cleaned = bench.cleaned_corpus("russian", 0.05, paths)
     assert mine.read_text(encoding="utf-8") == "my own text\n"
     assert "my own text" not in "".join(p.read_text(encoding="utf-8") for p in cleaned.glob("*.jsonl"))
+
+
+def test_regex_characters_count_every_split_of_a_sequence(common):
+    split = {"type": "Split", "pattern": {"Regex": "a|bc"}, "behavior": "Isolated"}
+    assert common.regex_characters({"pre_tokenizer": split}) == 4
+    digits_first = {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True}, split, {"type": "Split", "pattern": {"String": " "}},
+        {"type": "Split", "pattern": {"Regex": "d"}}]}
+    assert common.regex_characters({"pre_tokenizer": digits_first}) == 5
