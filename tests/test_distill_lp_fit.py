@@ -172,6 +172,36 @@ def test_the_phase_one_program_meets_every_row_it_can_however_costly_the_change(
     assert slack[0] == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.parametrize("relative", [False, True])
+def test_relative_slack_gives_a_word_up_alike_at_any_scale_of_its_weights(relative):
+    # gold a · bc against ab · c: keeping it costs about 4.55 in relative changes at any scale; giving it up costs
+    # its shortfall, 9.05 weights of merge 1: absolute, a thousandth of that once every weight is a thousandth
+    trees = sp.csr_matrix(np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+    row = {0: 1, 4: 1, 3: -1, 2: -1}
+    given_up = []
+    for scale in (1.0, 1e-3):
+        w0 = np.array([10.0, 1.0]) * scale
+        _, slack = solve_rows(trees @ w0, trees, w0, [row], np.ones(1), np.ones(2), 0.05, 1.0, relative)
+        given_up.append(bool(slack[0] > 1e-9 * scale))
+    assert given_up == [False, not relative]
+
+
+def test_the_fit_gives_its_programs_the_setting_s_kind_of_slack(monkeypatch):
+    seen = []
+    solve = lp_fit.solve_rows
+
+    def spy(*args):
+        seen.append(args[8:])
+        return solve(*args)
+
+    monkeypatch.setattr(lp_fit, "solve_rows", spy)
+    for relative in (False, True):
+        seen.clear()
+        tiny_fit(["abc"], [3.0], [[0, 4]], relative_slack=relative)
+        rounds = [rest for rest in seen if rest]  # the phase-one program has no slack cost
+        assert rounds and all(rest == (relative,) for rest in rounds)
+
+
 @pytest.mark.parametrize("heavy", [0, 1])
 def test_of_two_contradicting_words_the_more_frequent_one_is_kept(heavy):
     trees, w0, rows = contradicting_rows()

@@ -37,6 +37,7 @@ def _difference(gold: Sequence[int], other: Sequence[int]) -> dict[int, int]:
 def solve_rows(
     s0: np.ndarray, trees: sp.csr_matrix, w0: np.ndarray, rows: list[dict[int, int]], row_weight: np.ndarray,
     merge_usage: np.ndarray, margin: np.ndarray | float, penalty: np.ndarray | float | None,
+    relative_slack: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The linear program of one cutting-plane round; returns (merge weight change, slack per row), in ``LP_UNIT``.
 
@@ -72,7 +73,8 @@ def solve_rows(
     if penalty is None:
         cost = np.concatenate([np.zeros(2 * n), row_weight])
     else:
-        cost = np.concatenate([change_cost, change_cost, penalty * row_weight])
+        slack_cost = penalty * row_weight / w_min if relative_slack else penalty * row_weight
+        cost = np.concatenate([change_cost, change_cost, slack_cost])
     upper = np.concatenate([np.full(n, np.inf), 0.5 * w0[cols], np.full(m, np.inf)])
     res = linprog(cost, A_ub=A, b_ub=D @ s0 - margin * w_min, bounds=np.stack([np.zeros_like(upper), upper], axis=1),
                   method="highs")
@@ -161,7 +163,8 @@ def fit_scores(
         try:
             row_penalty = penalty if strict is None else penalty[row_word]
             margin = settings.margin * MARGIN_RAISE ** np.array(raised, dtype=np.float64)
-            dw, slack = solve_rows(s0, trees, w0, rows, weights[row_word], merge_usage, margin, row_penalty)
+            dw, slack = solve_rows(s0, trees, w0, rows, weights[row_word], merge_usage, margin, row_penalty,
+                                   settings.relative_slack)
         except RuntimeError as err:  # numerical trouble: keep the best round so far rather than lose the stage
             log.warning("%s; keeping round %d", err, best[2])
             history[-1]["linear_program_failed"] = str(err)
