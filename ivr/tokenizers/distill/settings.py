@@ -89,7 +89,7 @@ class DistillSettings:
     """The size, in word occurrences, of the general text of each language that the general words' weights
     estimate: a word of frequency ``f`` weighs ``f * general_text_words`` like that many corpus occurrences,
     so rare words are given up (``slack_penalty``) where matching them would cost frequent ones. At 1e6 the fit
-    gives up SmolLM2's `` 文件`` ("file"), the most frequent word of Chinese program messages."""
+    gives up SmolLM2's `` 文件`` ("file"), which Chinese program messages are full of."""
     word_list: Path | None = None
     """Optional UTF-8 file with one word per line, optionally ``word<TAB>count``, for text beyond the corpus.
     Each word is fitted with and without a leading space, cut by the source's pre-tokenizer as text is
