@@ -6,8 +6,10 @@ from collections import Counter
 
 import pytest
 
+from ivr.general_english import most_frequent
+from ivr.tokenizers.byte_level import text_to_piece
 from ivr.tokenizers.distill.general_words import general_words, language_words, word_forms
-from ivr.tokenizers.distill.settings import parse_languages
+from ivr.tokenizers.distill.settings import DistillSettings, parse_languages
 from ivr.tokenizers.distill.stage import fit_distilled
 from ivr.tokenizers.distill.words import fit_words
 from ivr.tokenizers.unigram import bare_model
@@ -42,6 +44,18 @@ def test_general_words_sum_over_languages(gpt2_bpe):
     assert both["Ġin"] > de["Ġin"]  # "in" is a frequent word of both
     with pytest.raises(ValueError, match="general_languages: wordfreq has no word list for 'xx'"):
         general_words(gpt2_bpe, ["xx"], 10, 1e6)
+
+
+def test_every_default_language_gives_general_words_offline(gpt2_bpe):
+    """Japanese and Chinese too, without the segmenters wordfreq uses for running text of them (mecab, jieba)."""
+    languages = parse_languages(DistillSettings().general_languages)
+    assert {"ja", "zh", "ko", "ru"} <= set(languages)
+    for lang in languages:
+        words = general_words(gpt2_bpe, [lang], 20, 3e6)
+        assert len(words) >= 20 and min(words.values()) > 0, lang
+    # SmolLM2 and GPT-2 merge a space with a CJK character's first byte: the word after a space is a fit word
+    zh = general_words(gpt2_bpe, ["zh"], 2000, 3e6)
+    assert zh[text_to_piece(" 文件")] == pytest.approx(dict(most_frequent("zh", 2000))["文件"] * 3e6)
 
 
 def test_fit_words_take_general_words_where_above_their_corpus_count(gpt2_bpe):
