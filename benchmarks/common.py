@@ -32,6 +32,8 @@ from ivr.builtin_corpora import (
 )
 from ivr.tokenizers.distill.settings import DistillSettings
 from ivr.tokenizers.gpt2_pre_tokens import pre_tokenizer_steps
+from ivr.tokenizers.io import load_tokenizer, read_special_tokens
+from ivr.tokenizers.source import fetch_original_tokenizer
 
 PROSE_CHARS = 4_000_000
 """Cap on the English prose, in characters: the help topics, then ``/usr/share/doc`` files until it is passed."""
@@ -142,6 +144,13 @@ def encode_ids(tok, words: list[str]) -> list[list[int]]:
     """Each word's ids under ``tok``, encoded in batches of ``WORDS_PER_BATCH``."""
     return [e.ids for i in range(0, len(words), WORDS_PER_BATCH)
             for e in tok.encode_batch(words[i:i + WORDS_PER_BATCH])]
+
+
+def fetched_source(directory: Path, name: str, allow_hub: bool = True):
+    """The source tokenizer ``name`` (a GGUF path or ``distribution:path``, a folder, a Hub name) fetched afresh
+    into ``directory`` as ``ivr init`` fetches it, and its special tokens."""
+    original, _ = fetch_original_tokenizer(directory, name, force=True, allow_hub=allow_hub)
+    return load_tokenizer(original), read_special_tokens(original)
 
 
 def regex_characters(spec: dict) -> int:

@@ -39,6 +39,7 @@ from common import (
     Stopwatch,
     add_heldout_every,
     add_settings,
+    fetched_source,
     held_out_sets,
     parser,
     regex_characters,
@@ -54,8 +55,6 @@ from ivr.tokenizers.byte_level import readable, text_to_piece
 from ivr.tokenizers.distill import distill_tokenizer
 from ivr.tokenizers.distill.scores import initial_scores
 from ivr.tokenizers.distill.source_bpe import source_bpe
-from ivr.tokenizers.io import load_tokenizer, read_special_tokens
-from ivr.tokenizers.source import fetch_original_tokenizer
 from ivr.tokenizers.unigram import unigram_tokenizer
 from ivr.tokenizers.verify import VerifySettings, language_table
 
@@ -111,8 +110,7 @@ def main() -> None:
     if args.gguf is None:
         bpe, special = offline_gpt2_tokenizer(), None
     else:
-        original, _ = fetch_original_tokenizer(args.out / "original", args.gguf, force=True)
-        bpe, special = load_tokenizer(original), read_special_tokens(original)
+        bpe, special = fetched_source(args.out / "original", args.gguf)
     source = source_bpe(bpe)
     prior = unigram_tokenizer(source.pieces, initial_scores(source.pieces, source.merges, settings.init_exponent,
                                                              settings.init_offset, source.ignore_merges,

@@ -23,16 +23,15 @@ import statistics
 from pathlib import Path
 
 from common import (
-    EXACT_TARGET, LLAMA_CPP_VOCABS, Stopwatch, add_heldout_every, encode_speeds, english_prose, llama_cpp_cases,
-    llama_cpp_vocab, parser, positive_int, stdlib_split,
+    EXACT_TARGET, LLAMA_CPP_VOCABS, Stopwatch, add_heldout_every, encode_speeds, english_prose, fetched_source,
+    llama_cpp_cases, llama_cpp_vocab, parser, positive_int, stdlib_split,
 )
 
 from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
 from ivr.tokenizers.distill.scores import piece_trees
 from ivr.tokenizers.distill.source_bpe import source_bpe
-from ivr.tokenizers.io import load_tokenizer, read_special_tokens
-from ivr.tokenizers.source import fetch_original_tokenizer
+from ivr.tokenizers.io import load_tokenizer
 
 
 
@@ -63,8 +62,7 @@ def main() -> None:
     ggufs = {name: llama_cpp_vocab(name, args.cache) for name in args.vocabs.split(",")}
     for name, gguf in ggufs.items():
         out = args.out / name
-        original, _ = fetch_original_tokenizer(out / "original", str(gguf), force=True)
-        bpe, special = load_tokenizer(original), read_special_tokens(original)
+        bpe, special = fetched_source(out / "original", str(gguf))
         source = source_bpe(bpe)
         with Stopwatch() as stage:
             summary = distill_tokenizer(bpe, fit_texts, held_texts, DistillSettings(), out / "tokenizer",

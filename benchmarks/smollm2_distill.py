@@ -14,14 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from common import (
-    EXACT_TARGET, Stopwatch, add_heldout_every, english_prose, parser, positive_int, print_metrics, speed_rows,
-    stdlib_split,
+    EXACT_TARGET, Stopwatch, add_heldout_every, english_prose, fetched_source, parser, positive_int, print_metrics,
+    speed_rows, stdlib_split,
 )
 
 from ivr.gguf import SMOLLM2_GGUF
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer
-from ivr.tokenizers.io import load_tokenizer, read_special_tokens
-from ivr.tokenizers.source import fetch_original_tokenizer
+from ivr.tokenizers.io import load_tokenizer
 
 
 
@@ -35,8 +34,7 @@ def main() -> None:
     add_heldout_every(ap)
     args = ap.parse_args()
 
-    original, _ = fetch_original_tokenizer(args.out / "original", args.gguf, force=True)
-    bpe, special = load_tokenizer(original), read_special_tokens(original)
+    bpe, special = fetched_source(args.out / "original", args.gguf)
     fit_texts, held_texts = stdlib_split(args.heldout_every)
     prose = english_prose()
     with Stopwatch() as stage:

@@ -17,13 +17,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from common import add_settings, parser, positive_int, print_metrics, settings_from, stdlib_split
+from common import add_settings, fetched_source, parser, positive_int, print_metrics, settings_from, stdlib_split
 
 from ivr.builtin_corpora import until_size
 from ivr.gguf import SMOLLM2_GGUF
 from ivr.tokenizers.distill import distill_tokenizer
-from ivr.tokenizers.io import load_tokenizer, read_special_tokens
-from ivr.tokenizers.source import fetch_original_tokenizer
+from ivr.tokenizers.io import load_tokenizer
 
 SOURCES = {"gpt2": "openai-community/gpt2", "smollm2": SMOLLM2_GGUF}
 LEADS = ["", "\n", "\n\n", "\n\n\n", "\r\n", " \n", "\t", "\n\t"]
@@ -52,8 +51,7 @@ def main() -> None:
     add_settings(ap)
     args = ap.parse_args()
 
-    original, _ = fetch_original_tokenizer(args.out / "original", SOURCES[args.source], force=True, allow_hub=False)
-    bpe, special = load_tokenizer(original), read_special_tokens(original)
+    bpe, special = fetched_source(args.out / "original", SOURCES[args.source], allow_hub=False)
     fit_texts, held_texts = stdlib_split(10)
     fit = until_size(fit_texts, args.fit_kb * 1000)
     distill_tokenizer(bpe, fit, held_texts[:20], settings_from(args.set), args.out / "tokenizer",

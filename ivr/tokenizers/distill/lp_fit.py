@@ -46,7 +46,8 @@ def solve_rows(
     the merges they use differently": ``d . s >= margin * w_min`` with a slack ``xi >= 0``. ``margin`` and
     ``penalty`` are one for all rows or one per row. With a ``penalty`` the objective is
     ``sum usage * |dw| / w0 + sum penalty * weight * xi``: relative changes, cheapest on merges few fit (and
-    general) words use, and a word is only given up where keeping it would cost more. Weights never drop below
+    general) words use, and a word is only given up where keeping it would cost more (``relative_slack``: its
+    slack counted in units of the row's ``w_min``, as the changes are relative). Weights never drop below
     half their initial value, so every piece keeps beating its own halves.
     With ``penalty=None`` only the weighted slack is minimised (a phase-one program: its optimum is above zero
     exactly when no merge weights within those bounds satisfy all rows at once).
