@@ -85,7 +85,8 @@ def merge_weights(n_merges: int, exponent: float, offset: float = 1.0, decay: fl
         raise ValueError(f"init_offset must be positive, got {offset}")
     ranks = np.arange(n_merges, dtype=np.float64)
     weights = ((ranks + offset) / offset) ** -exponent * np.exp(-decay * ranks)  # exp(-0.0) is exactly 1
-    named = f"data.distill.init_exponent {exponent} with init_offset {offset}" + (f" and init_decay {decay}" if decay else "")
+    named = f"data.distill.init_exponent {exponent} with init_offset {offset}" + (
+        f" and init_decay {decay}" if decay else "")
     if n_merges and not weights[-1] > 0:  # the fit divides by them, and a merge of weight 0 would be no merge
         raise ValueError(f"{named}: the weight of the last of {n_merges} merges underflows to 0 in float64; lower "
                          f"the exponent")

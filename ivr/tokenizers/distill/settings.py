@@ -29,8 +29,9 @@ class DistillSettings:
     id map, the added tokens or any decode differs."""
     init_exponent: float = 3.3
     """Initial weight of merge ``rank`` is ``((rank + init_offset) / init_offset) ** -init_exponent *
-    exp(-init_decay * rank)``; a piece scores the sum over its tree. Steeper is closer to BPE's merge order; past a range of about 2^51 between the
-    first and the last merge (3.3 at offset 1) late merges weigh less than float64 resolves."""
+    exp(-init_decay * rank)``; a piece scores the sum over its tree. Steeper is closer to BPE's merge order; past
+    a range of about 2^51 between the first and the last merge (3.3 at offset 1) late merges weigh less than
+    float64 resolves."""
     init_offset: float = 1.0
     """Ranks below about this offset weigh alike; a larger offset leaves room in float64's range for a steeper
     ``init_exponent`` among the later merges (offset 10 at exponent 4.19 spans the range of offset 1 at 3.3)."""
