@@ -97,17 +97,23 @@ def holds_training_state(path: str | Path) -> bool:
 
 def load_lightning_checkpoint(
     model: PreTrainedModel, checkpoint_path: Path, prefix: str = LIGHTNING_PREFIX,
-    check: Callable[[dict], None] | None = None,
+    check: Callable[[dict], None] | None = None, weights_only: bool = False,
 ) -> PreTrainedModel:
     """Load the weights a Lightning checkpoint holds under ``prefix`` into ``model`` (in place) and return it;
     ``check`` is called with the whole checkpoint first (and raises to refuse it).
 
     The LightningModule keeps the Hugging Face model as its ``model`` attribute, hence the default
-    prefix. A tied model may lack its output weight in the checkpoint. Only load checkpoints you trust:
-    they pickle the module's hyperparameters, which ``weights_only`` loading rejects.
+    prefix. A tied model may lack its output weight in the checkpoint. Without ``weights_only``, load only
+    checkpoints you trust: they pickle the module's hyperparameters, and loading them runs what they pickle; with
+    it, a checkpoint holding more than tensors and primitive types is refused.
     """
     checkpoint_path = readable_checkpoint(checkpoint_path)
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    try:
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{checkpoint_path}: holds more than tensors and primitive types, which --weights_only true "
+                         f"refuses ({str(err).splitlines()[0]}); export it without that flag only if you trust its "
+                         "source") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{checkpoint_path} is not a Lightning checkpoint: no 'state_dict'")
     if check is not None:

@@ -6,6 +6,7 @@ parser; an error in input or settings prints one line and exits with status 2 (`
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -116,7 +117,9 @@ class IVRCLI(LightningCLI):
             if name not in taken:  # a fit's saved config.yaml holds them: it serves every command, as any config
                 parser.add_argument(f"--{name}", default=None, help="a fit's option, accepted and ignored here")
         if subcommand in DATA_ONLY_COMMANDS:
-            help_data_only(parser)
+            # init's shorthands (--force, --raw_corpora_dir, ...) are its method's own arguments
+            own = set(inspect.signature(getattr(klass, subcommand)).parameters) - {"self", "model", "datamodule"}
+            help_data_only(parser, own)
         return parser
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -138,6 +141,8 @@ class IVRCLI(LightningCLI):
         save_last = next(a for a in checkpoints._group_actions if a.dest == "checkpoint.save_last")
         save_last.help = ("last.ckpt beside the other checkpoints, which --ckpt_path last and the scoring commands "
                           "read: link (a symbolic link to the newest), true (a copy) or false (none)")
+        dirpath = next(a for a in checkpoints._group_actions if a.dest == "checkpoint.dirpath")
+        dirpath.help = "set from data.artifacts_dir: checkpoints are always saved under <artifacts>/training/checkpoints"
         parser.link_arguments("data.artifacts_dir", "checkpoint.dirpath", compute_fn=_checkpoints_dir)
 
     def after_fit(self) -> None:

@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import re
 import typing
+from collections.abc import Collection
 
 BARE_FLAGS = {"--force", "--normalize_force"}
 
@@ -144,10 +145,11 @@ def _config_files(argv: list[str], sections: set[str]) -> list[tuple[str, str]]:
 _MISSING = object()
 
 
-def help_data_only(parser) -> None:
-    """Show only the data.* options in ``parser``'s help and usage. The others are still parsed and printed by
-    ``--print_config``, so one config serves every command, but the stage does not read them."""
-    shown = ("help", "config", "print_config")
+def help_data_only(parser, own: Collection[str] = ()) -> None:
+    """Show only the data.* options in ``parser``'s help and usage, and the command's ``own`` (its shorthands). The
+    others are still parsed and printed by ``--print_config``, so one config serves every command, but the stage
+    does not read them."""
+    shown = ("help", "config", "print_config", *own)
     hidden = [(group, [a for a in group._group_actions if a.dest not in shown and not _is_data(a.dest)])
               for group in parser._action_groups]
     hidden = [(group, actions) for group, actions in hidden if actions]

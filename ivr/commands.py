@@ -81,7 +81,7 @@ def _print_artifacts(command: str, artifacts: list) -> None:
 
 
 class IVRTrainer(Trainer):
-    """Lightning's Trainer options (how fit, validate, test and predict run); the class adds the preparation commands."""
+    """Lightning's Trainer options: how fit, validate, test and predict run (devices, precision, steps, logging)."""
 
     def prepare(self, model: LightningModule, datamodule: IVRDataModule) -> None:
         """Run the preparation stages data.tokenizer needs, no training, and print where each artifact went.
@@ -243,7 +243,9 @@ class IVRTrainer(Trainer):
         encoding: str | None = None,
         normalize_force: bool | None = None,
     ) -> None:
-        """Fetch the original tokenizer and clean the raw corpus into UTF-8 documents.
+        """Fetch the original tokenizer and clean the raw corpus. Reads only the data.* options and these shorthands.
+
+        The rest of the config is accepted and ignored. Cleaning writes UTF-8 documents.
 
         Args:
             force: Fetch the original tokenizer again (shorthand for --data.force; ``--force`` alone means true).
@@ -425,23 +427,29 @@ def _verify_tokenizer(self: IVRTrainer, model: LightningModule, datamodule: IVRD
     _print_artifacts("verify-tokenizer", [datamodule.paths.distillation_report_md, datamodule.paths.distillation_report_json])
 
 
-def _export(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule, ckpt_path: str | None = None) -> None:
+def _export(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule, ckpt_path: str | None = None,
+            weights_only: bool | None = None) -> None:
     """Write a Hugging Face directory (config, safetensors weights, tokenizer) that transformers loads offline.
 
     Args:
         ckpt_path: Lightning checkpoint to export; default (or ``last``) the last fit's ``last.ckpt``; ``best``: the
             best checkpoint it records; ``base``: the model as configured, without fine-tuning (base plus aligned
             rows).
+        weights_only: ``True`` loads only tensors and primitive types from ``ckpt_path`` (for a checkpoint from
+            an untrusted source; one whose hyperparameters hold other objects is then refused); default: the whole
+            checkpoint, which runs the code it pickles.
     """
     ckpt_path = _run_checkpoint("export", datamodule, ckpt_path)
     base = "the configured model without fine-tuning (--ckpt_path base)"
-    _print_artifacts("export", [export_model(model, datamodule, ckpt_path, base if ckpt_path is None else None)])
+    _print_artifacts("export", [export_model(model, datamodule, ckpt_path, base if ckpt_path is None else None,
+                                             bool(weights_only))])
 
 
 def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: str | None = None,
-                 weights: str | None = None):
-    """Export ``model``'s weights as they are, or those of the checkpoint ``ckpt_path``; ``weights`` says which
-    (recorded in ``ivr_export.json``; default: the checkpoint, or the fit's final weights)."""
+                 weights: str | None = None, weights_only: bool = False):
+    """Export ``model``'s weights as they are, or those of the checkpoint ``ckpt_path`` (read with
+    ``weights_only``); ``weights`` says which (recorded in ``ivr_export.json``; default: the checkpoint, or the
+    fit's final weights)."""
     import torch
 
     from ivr.checkpoints import load_lightning_checkpoint
@@ -461,7 +469,7 @@ def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: 
             step = checkpoint.get("global_step")
             dtypes.update(v.dtype for v in checkpoint["state_dict"].values() if torch.is_floating_point(v))
 
-        load_lightning_checkpoint(model.model, ckpt_path, check=check)
+        load_lightning_checkpoint(model.model, ckpt_path, check=check, weights_only=weights_only)
         if len(dtypes) == 1:  # a bf16-true fit's weights stay bfloat16, as the fit's own export writes them
             model.model.to(dtypes.pop())
     weights = weights or ("checkpoint" if ckpt_path else f"the fit's final weights (step {step})")
@@ -497,4 +505,4 @@ setattr(IVRTrainer, "verify-tokenizer", _verify_tokenizer)
 IVRTrainer.export = _export
 
 
-DATA_ONLY_COMMANDS = {*STAGE_COMMANDS, "verify-tokenizer"}
+DATA_ONLY_COMMANDS = {*STAGE_COMMANDS, "verify-tokenizer", "init"}

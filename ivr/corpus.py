@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -39,7 +40,7 @@ from ivr.builtin_corpora import BUILTIN_CORPORA
 from ivr.cleaned_corpus import (MANIFEST_FILE, MANIFEST_VERSION, CorpusError, Document, cleaned_file_name,
                                 cleaned_signature, document_id, encode_record, looks_like_cleaned_corpus, read_manifest,
                                 write_manifest)
-from ivr.raw_text import BOMS, decode, jsonl_lines, looks_like_utf16, read_bytes, unreadable
+from ivr.raw_text import BOMS, decode, encoding_conflict, jsonl_lines, looks_like_utf16, read_bytes, unreadable
 from ivr.stamps import code_fingerprint
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,25 @@ def _documents(text: str, doc_id: str, where: str, options: CleaningOptions) -> 
             yield Document(f"{doc_id}#{k}", piece)
 
 
+class _Repeated(dict):
+    """A JSON object that names a key twice (json keeps the last value): which keys."""
+
+    repeated: frozenset = frozenset()
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    """``json``'s ``object_pairs_hook``: a dict, marked where a key repeats."""
+    record = dict(pairs)
+    if len(record) == len(pairs):
+        return record
+    marked = _Repeated(record)
+    marked.repeated = frozenset(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+    return marked
+
+
 def _record_text(record: object, key: str, where: str) -> str:
+    if isinstance(record, _Repeated) and key in record.repeated:  # which of its texts is the document?
+        raise CorpusError(f"{where}: the {key!r} field appears more than once in the record")
     if not isinstance(record, dict):
         raise CorpusError(f"{where}: expected a JSON object with a {key!r} field, got {type(record).__name__}")
     if key not in record:
@@ -175,12 +194,15 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
     path, rel = source.path, source.rel
     encoding = "utf-8" if source.builtin else options.encoding
     suffix = path.suffix.lower()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as err:
+        raise unreadable(path, err) from None
+    if conflict := encoding_conflict(head, path, encoding):
+        skip(conflict)
+        return
     if "\n".encode(encoding) == b"\n":
-        try:
-            with open(path, "rb") as f:
-                head = f.read(64)
-        except OSError as err:
-            raise unreadable(path, err) from None
         if looks_like_utf16(head) and not any(head.startswith(bom) for bom, _ in BOMS):
             order = "le" if not any(head[1::2]) else "be"
             skip(CorpusError(f"{path}: looks like UTF-16 without a byte-order mark (a NUL byte beside every "
@@ -205,7 +227,7 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
                 if isinstance(line, CorpusError):
                     raise line
                 try:
-                    record = json.loads(line)
+                    record = json.loads(line, object_pairs_hook=_object)
                 except json.JSONDecodeError as err:
                     raise _invalid_json(path, lineno, err) from None
                 except RecursionError:
@@ -224,7 +246,7 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
         text = decode(data, path, encoding).removeprefix("\ufeff")
         if not text.strip():  # an empty file holds no records, as an empty .jsonl or .txt file
             return
-        payload = json.loads(text)
+        payload = json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as err:
         skip(_invalid_json(path, err.lineno, err))
         return

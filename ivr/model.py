@@ -158,7 +158,7 @@ class IVRLanguageModel(LightningModule):
             learning_rate: Peak AdamW learning rate, reached after ``warmup_steps``.
             weight_decay: AdamW weight decay on matrices (not on biases, LayerNorms or position embeddings; none
                 with ``train_only: reassigned_rows``, where AdamW's decay would move the frozen rows too).
-            betas: AdamW betas.
+            betas: AdamW's decay rates of the running averages of the gradient and of its square.
             warmup_steps: Linear warm-up steps; the rate then follows a cosine down to ``min_lr_ratio`` times peak.
             min_lr_ratio: Final learning rate as a fraction of the peak.
             attn_implementation: ``sdpa`` uses PyTorch's fused scaled-dot-product attention; ``eager`` the reference

@@ -373,7 +373,9 @@ def align(
             original_tokenizer_dir=original_dir,
             remapped_tokenizer_dir=remapped_dir,
         )
-        log.info("align: %s", {name: m.get("rows_changed") for name, m in meta.items()})
+        # IVR reassigns in place: only final_wte (and an untied final_lm_head) differ from the base model
+        log.info("align: rows changed from the base model's: %s",
+                 ", ".join(f"{name} {m.get('rows_changed')}" for name, m in meta.items()))
 
     return staged("align", paths, key, lambda: align_outputs(paths), build, align)
 

@@ -103,6 +103,32 @@ class UnreadableFile(CorpusError):
     """A raw file that cannot be read at all: ``data.on_bad_record: skip`` does not skip it."""
 
 
+# each byte-order mark with the codec names (as codecs.lookup spells them) that read it as one; UTF-32's first
+_MARKS = ((codecs.BOM_UTF32_LE, ("utf-32", "utf-32-le")), (codecs.BOM_UTF32_BE, ("utf-32", "utf-32-be")),
+          (codecs.BOM_UTF16_LE, ("utf-16", "utf-16-le")), (codecs.BOM_UTF16_BE, ("utf-16", "utf-16-be")),
+          (UTF8_BOM, ("utf-8", "utf-8-sig")))
+_ASCII_TEXT = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
+
+
+def encoding_conflict(head: bytes, path: Path, encoding: str) -> CorpusError | None:
+    """An error where a file's first bytes contradict ``encoding``: a byte-order mark of another encoding (a UTF-8
+    mark read as cp1252 decodes without complaint, as ``ï»¿``), or plain ASCII read as UTF-16 or UTF-32, which
+    decodes without complaint too, as CJK text. None where they agree."""
+    name = codecs.lookup(encoding).name
+    # the longest mark that matches (UTF-16's text would go on with the character U+0000 after UTF-32's)
+    marks = next((names for bom, names in _MARKS if head.startswith(bom)), ())
+    if marks and name not in marks:
+        marked = marks[0]
+        return CorpusError(f"{path}: starts with a {marked.upper()} byte-order mark but data.encoding is {encoding}; "
+                           f"pass --data.encoding {marked}, or convert the file to {encoding}")
+    wide = name.startswith(("utf-16", "utf-32"))
+    if wide and not marks and len(head) >= 16 and set(head) <= _ASCII_TEXT:
+        return CorpusError(f"{path}: starts with plain ASCII text (no NUL bytes) but data.encoding is {encoding}, "
+                           "which would read it as other characters; pass --data.encoding utf-8 (or the file's "
+                           "real encoding)")
+    return None
+
+
 def looks_like_utf16(head: bytes) -> bool:
     """ASCII text in UTF-16 without a byte-order mark: a NUL beside every character."""
     pairs = head[: len(head) // 2 * 2]

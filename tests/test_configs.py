@@ -163,6 +163,12 @@ def test_data_only_commands_show_only_data_options_but_parse_all(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
     assert "--trainer.max_steps" in capsys.readouterr().out
+    # init shows its own shorthands beside the data options
+    with pytest.raises(SystemExit):
+        main(["init", "--help"])
+    out = capsys.readouterr().out
+    assert "--data.raw_corpora_dir" in out and "--raw_corpora_dir" in out and "--force" in out
+    assert "--trainer" not in out and "--model." not in out and "--checkpoint." not in out
 
 
 def test_train_takes_every_option_fit_takes(capsys):

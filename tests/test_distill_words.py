@@ -52,6 +52,9 @@ def test_word_list_counts_weigh_words(bpe, tmp_path):
     ("ok\n\tfoo\tbar\n", 2, "got 3 tab-separated fields"),
     # only "\n" ends a line: U+0085 and a form feed (white space around a count) are no line ends
     ("ok\r\nok\t2\x85\x0c\nbad\t-1\n", 3, "positive, finite number"),
+    # finite, but the fit's linear program would overflow: one line, or a word's lines together
+    (")))\t1e308\n", 1, "the count exceed"),
+    ("ok\nw\t6e11\nw\t6e11\n", 3, "the counts of 'w' on this and earlier lines exceed"),
 ])
 def test_a_malformed_word_list_line_is_named(tmp_path, text, where, says):
     path = tmp_path / "words.txt"

@@ -184,6 +184,23 @@ def test_lightning_checkpoint_round_trip(tmp_path, tied):
     assert (fresh.lm_head.weight is fresh.transformer.wte.weight) == tied
 
 
+class _Pickled:
+    """An object a checkpoint's hyperparameters may hold: weights-only loading refuses to build it."""
+
+
+def test_weights_only_loading_refuses_a_checkpoint_holding_other_objects(tmp_path):
+    trained = tiny_gpt2(seed=1)
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in trained.state_dict().items()}, "epoch": 1}, path)
+    fresh = load_lightning_checkpoint(tiny_gpt2(seed=2), path, weights_only=True)
+    assert torch.equal(fresh.transformer.wte.weight, trained.transformer.wte.weight)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in trained.state_dict().items()}, "hparams": _Pickled()}, path)
+    with pytest.raises(ValueError, match=rf"{path}: holds more than tensors and primitive types, which --weights_only "
+                                         "true refuses"):
+        load_lightning_checkpoint(tiny_gpt2(), path, weights_only=True)
+    load_lightning_checkpoint(tiny_gpt2(), path)  # trusted: loaded whole
+
+
 def test_lightning_checkpoint_errors(tmp_path):
     path = tmp_path / "bad.ckpt"
     torch.save({"state_dict": {"net.x": torch.zeros(1)}}, path)

@@ -179,6 +179,21 @@ def test_a_table_not_recorded_or_of_another_version_says_why(tmp_path, layouts):
         assert why == f"{table / 'manifest.json'}: table version 1, not {pretoken_table.VERSION}"
 
 
+@pytest.mark.parametrize("name", ["pretokens.parquet", "train_sequences.parquet", "train_documents.parquet"])
+def test_a_truncated_table_file_is_not_used_and_says_which(tmp_path, layouts, name):
+    """A run that keeps a checkpoint's tokenizer reads the table without the stage stamp's check: the datasets
+    then encode the split, naming the file."""
+    tok = layouts[1]
+    docs = [f"value_{i} = {i}\n" for i in range(30)]
+    table = tmp_path / "table"
+    record(table, tok, {"train": docs, "heldout": docs[:3]})
+    damaged = table / name
+    damaged.write_bytes(damaged.read_bytes()[:-20])
+    for why in (read_pretoken_counts(table, "sha", "corpus", 0.05, 1, 0.1),
+                split_id_batches(table, "train", tok, "corpus", 0.05)):
+        assert isinstance(why, str) and why.startswith(f"{damaged}: damaged (")
+
+
 def test_the_cutting_fingerprint_changes_with_the_normalizer_and_the_cutting_of_special_token_text():
     """A table is reused only by tokenizers that cut text alike: another normalizer, or special tokens' text
     matched instead of cut as text, gives other pre-tokens."""

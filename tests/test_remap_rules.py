@@ -119,6 +119,8 @@ def test_reader_accepts_list_and_mapping(tmp_path, rules):
         # YAML reads `yes` as true, which Python would otherwise count as 1.0
         (lambda r: r[2].update(estimated_saving_pct=True), r"rule 3 \(id 40002\): estimated_saving_pct must be a finite"),
         (lambda r: r.append(["not", "a", "rule"]), r"rule 4: expected a mapping, got list"),
+        # a misspelt key would leave the edit it was meant for undone
+        (lambda r: r[1].update(nwe_text=" other"), r"rule 2 \(id 40001\): unknown key\(s\) \['nwe_text'\]"),
     ],
 )
 def test_reader_rejects_bad_rules(tmp_path, rules, edit, message):
@@ -151,6 +153,9 @@ def test_every_bad_rule_is_listed_at_once(tmp_path, rules):
         ("rules:\n- {id: 1, new_text: a, [1, 2]: 3}\n", RemapRuleError, r"rules\.yaml:2:24: not valid YAML: a rule's key must be a name, got a sequence"),
         # a number is no rule's key either: it would be dropped unread
         ("rules:\n- {id: 1, new_text: a, 2: 3}\n", RemapRuleError, r"rules\.yaml:2:24: not valid YAML: a rule's key must be a name, got 2"),
+        ("rulez:\n- {id: 1, new_text: a}\n", RemapRuleError, r"rules\.yaml: unknown top-level key\(s\) \['rulez'\]"),
+        ("rules:\n- {id: 1, new_text: " + "[" * 2000 + "]" * 2000 + "}\n", RemapRuleError,
+         r"rules\.yaml: not valid YAML: collections nested too deeply"),
         (None, FileNotFoundError, "remap rules not found"),
     ],
 )

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ivr.stamps import file_sha256
-from ivr.tokenizers.source import fetch_original_tokenizer
+from ivr.tokenizers.source import fetch_original_tokenizer, fetched_for_current_settings
 
 
 def test_a_gguf_of_a_missing_distribution_says_how_to_install(tmp_path):
@@ -60,7 +60,6 @@ def test_a_stage_run_alone_says_the_tokenizer_was_fetched_for_other_settings(tmp
     from ivr import pipeline
     from ivr.paths import ArtifactPaths
     from ivr.pipeline_config import OriginalTokenizer, PipelineConfig
-    from ivr.tokenizers.source import fetched_for_current_settings
 
     paths = ArtifactPaths.from_config(tmp_path / "art")
     target = paths.original_tokenizer_dir
@@ -397,3 +396,17 @@ def test_a_gguf_source_recorded_before_the_requested_record_is_reused_by_its_spe
     meta_path.write_text(json.dumps(meta))
     _, meta = fetch_original_tokenizer(target, local_dir=SMOLLM2_GGUF, allow_hub=False)
     assert "requested" not in meta and meta["source"]["spec"] == SMOLLM2_GGUF
+
+
+def test_a_damaged_config_file_is_fetched_again(tmp_path, caplog):
+    """The special tokens' roles come from tokenizer_config.json: a copy of it damaged since is not kept."""
+    target = tmp_path / "o"
+    fetch_original_tokenizer(target, "gpt2", allow_hub=False)
+    config = target / "tokenizer_config.json"
+    whole = config.read_text(encoding="utf-8")
+    config.write_text(whole[: len(whole) // 2], encoding="utf-8")
+    assert not fetched_for_current_settings(target, "gpt2")
+    with caplog.at_level("WARNING"):
+        fetch_original_tokenizer(target, "gpt2", allow_hub=False)
+    assert f"{config}: not valid UTF-8 JSON" in caplog.text and "fetching the original tokenizer again" in caplog.text
+    assert config.read_text(encoding="utf-8") == whole

@@ -211,6 +211,14 @@ def _usable(directory: Path, expected: dict) -> dict | str:
     other = [k for k, v in expected.items() if manifest.get(k) != v]
     if other:
         return f"{path}: recorded for another {', '.join(other)}"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for table in sorted(Path(directory).glob("*.parquet")):  # a truncated file has no footer: its reader would fail
+        try:
+            pq.read_metadata(table)
+        except (OSError, ValueError, pa.ArrowException) as error:
+            return f"{table}: damaged ({error})"
     return manifest
 
 

@@ -35,6 +35,8 @@ RULES_HEADER = """\
 """
 # a complete rule, as remap writes it; a rule being built needs only `id` and `new_text` or `new_token`
 COMPLETE_KEYS = ("id", "old_token", "new_token", "gpt2_ids")
+# every key remap writes; any other is a misspelling (`nwe_text`) whose edit would silently not apply
+RULE_KEYS = frozenset((*COMPLETE_KEYS, "old_text", "new_text", "reason", "estimated_saving_pct"))
 
 
 class _RulesLoader(yaml.SafeLoader):
@@ -109,12 +111,16 @@ def read_remap_rules(
         raise FileNotFoundError(f"{path}: remap rules not found (data.remap.remap_rules_path)")
     try:
         data = yaml.load(read_user_text(path, "data.remap.remap_rules_path"), Loader=_RulesLoader)
+    except RecursionError:  # PyYAML builds nested collections recursively
+        raise RemapRuleError(f"{path}: not valid YAML: collections nested too deeply") from None
     except yaml.YAMLError as err:
         # one line naming the file's own line and column, not the parser's "<unicode string>"
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
         what = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise RemapRuleError(f"{where}: not valid YAML: {what}") from None
+    if isinstance(data, dict) and (unknown := sorted(map(str, set(data) - {"rules"}))):
+        raise RemapRuleError(f"{path}: unknown top-level key(s) {unknown}; the rules go under `rules:`")
     entries = data.get("rules") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise RemapRuleError(f"{path}: expected a list of rules under `rules:`")
@@ -230,6 +236,8 @@ class _Checker:
     def _rule(self, n: int, entry: object, where: str) -> RemapRule:
         if not isinstance(entry, Mapping):
             raise _Invalid(f"expected a mapping, got {type(entry).__name__}")
+        if unknown := sorted(map(str, set(entry) - RULE_KEYS)):
+            raise _Invalid(f"unknown key(s) {unknown}; a rule's keys are {sorted(RULE_KEYS)}")
         missing = [k for k in (COMPLETE_KEYS if self.tokenizer is None else ("id",)) if k not in entry]
         if missing:
             raise _Invalid(f"missing {missing}")

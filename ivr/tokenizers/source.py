@@ -149,6 +149,7 @@ def _readable(target_dir: Path, quiet: bool = False) -> bool:
         if parsed not in _PARSED:
             read_tokenizer_file(target_dir)
             _PARSED.add(parsed)
+        read_configs(target_dir)  # later stages read the roles of the special tokens from them
         recorded = read_metadata(target_dir).get("tokenizer_sha256")
     except ValueError as err:
         if not quiet:

@@ -10,6 +10,9 @@ from pathlib import Path
 from ivr.user_text import read_user_lines
 
 SETTING = "data.distill.word_list"
+# far above any corpus's count of a word; the fit's linear program multiplies counts by its penalties, and a count
+# near the float range (1e308) would overflow there
+MAX_COUNT = 1e12
 
 
 def read_word_list_entries(path: str | Path) -> Counter:
@@ -34,6 +37,10 @@ def read_word_list_entries(path: str | Path) -> Counter:
             count = math.nan
         if not (math.isfinite(count) and count > 0):
             raise ValueError(f"{path}:{lineno}: the count after the tab must be a positive, finite number: {fields[1]!r} "
+                             f"({SETTING})")
+        if entries[word] + count > MAX_COUNT:
+            what = "the count" if word not in entries else f"the counts of {word!r} on this and earlier lines"
+            raise ValueError(f"{path}:{lineno}: {what} exceed(s) {MAX_COUNT:.0e}, more than any corpus holds "
                              f"({SETTING})")
         entries[word] += count
     return entries
