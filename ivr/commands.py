@@ -12,10 +12,8 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import sys
 from dataclasses import asdict, replace
-from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
 
@@ -26,8 +24,8 @@ from ivr.data import IVRDataModule, settings_as
 from ivr.embeddings import AlignSettings, InitStrategy
 from ivr.figures import exact_share
 from ivr.model import GenerationSettings, IVRLanguageModel
-from ivr.paths import ArtifactPaths
 from ivr.prompts import read_prompts
+from ivr.run_checkpoint import best_checkpoint, check_local_checkpoint, check_resumable, run_checkpoint
 
 STAGE_COMMANDS = {
     "analyze": "Encode the cleaned corpus with the original BPE; write id sequences and token frequencies.",
@@ -101,11 +99,11 @@ class IVRTrainer(Trainer):
                 raise FileNotFoundError(f"nothing to resume: {last} does not exist (or links to a file that does not); "
                                         "leave out --ckpt_path to start a new fit")
             if ckpt_path == "best":  # Lightning knows a best checkpoint only in the process that trained
-                ckpt_path = _best_checkpoint(last)
-            _check_local_checkpoint(datamodule.paths, ckpt_path)
+                ckpt_path = best_checkpoint(last)
+            check_local_checkpoint(datamodule.paths, ckpt_path)
             if ckpt_path == "last":  # the file checked, not the newest of Lightning's last*.ckpt (a backup copy)
                 ckpt_path = str(last)
-            _check_resumable(ckpt_path)
+            check_resumable(ckpt_path)
             datamodule.keep_checkpoint_tokenizer(ckpt_path, "fit")
         # the rest as Lightning's own signature has it (``weights_only`` since 2.6)
         try:
@@ -180,7 +178,7 @@ class IVRTrainer(Trainer):
 
     def _checkpoint(self, command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
         # a trainer that has trained in this process scores the weights it holds, as Lightning's does
-        return ckpt_path if ckpt_path is None and self.global_step > 0 else _run_checkpoint(command, datamodule, ckpt_path)
+        return ckpt_path if ckpt_path is None and self.global_step > 0 else run_checkpoint(command, datamodule, ckpt_path)
 
     def predict(
         self,
@@ -292,89 +290,6 @@ def _weights_fit(ckpt_path: str | None, what_to_do: str):
                          f"{what_to_do}") from None
 
 
-def _check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
-    """A damaged checkpoint (a copy cut short, a full disk) is named here, not met by a bare error from inside
-    torch. Only local files (``last``: the last fit's); anything else (a remote path, a sharded folder,
-    Lightning's other keywords) is Lightning's to resolve."""
-    from ivr.checkpoints import lightning_checkpoint
-
-    path = paths.last_checkpoint if ckpt_path == "last" else Path(ckpt_path)
-    if path.is_file():
-        lightning_checkpoint(path)
-    elif path.is_dir() and any((path / name).is_file() for name in ("config.json", "model.safetensors")):
-        raise ValueError(f"--ckpt_path {ckpt_path} is a Hugging Face model folder (an export), not a Lightning "
-                         "checkpoint: a fit's checkpoints are under <data.artifacts_dir>/training/checkpoints; to "
-                         "start from the folder's weights, set model.model_name_or_path to it")
-    elif ckpt_path not in LIGHTNING_CHECKPOINT_WORDS and "://" not in ckpt_path \
-            and not ckpt_path.startswith("registry") and not path.exists():
-        # before the stages run (hours on a large corpus), not after them inside Lightning
-        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
-
-
-LIGHTNING_CHECKPOINT_WORDS = ("last", "best", "hpc")
-
-
-def _check_resumable(ckpt_path: str) -> None:
-    """A weights-only checkpoint is refused for resuming before the stages run, not met by Lightning's KeyError
-    after them."""
-    from ivr.checkpoints import holds_training_state
-
-    if Path(ckpt_path).is_file() and not holds_training_state(ckpt_path):
-        raise ValueError(f"{ckpt_path} holds the weights only (checkpoint.save_weights_only), not the optimizer's "
-                         "state a fit resumes from: score or export it with --ckpt_path, or export it and start a "
-                         "new fit from the export (model.model_name_or_path)")
-
-
-def _run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
-    """The checkpoint ``ivr predict``, ``validate``, ``test`` or ``export`` loads: the one given, else the last
-    fit's; ``base`` for none (the configured model: the base model with the aligned rows), said aloud. Without the
-    data module (Lightning called directly) Lightning's own rules apply."""
-    if not isinstance(datamodule, IVRDataModule):
-        return ckpt_path
-    tokenizer = datamodule.paths.tokenizer_file(datamodule.hparams.tokenizer)
-    if not tokenizer.is_file():
-        raise FileNotFoundError(f"no tokenizer at {tokenizer}: run `ivr fit` (or `ivr prepare`) with this config first")
-    if ckpt_path == "base":
-        print(f"ivr {command}: using the configured model without fine-tuning (--ckpt_path base)")
-        return None
-    if ckpt_path in (None, "last"):
-        last = datamodule.paths.last_checkpoint
-        if not last.is_file():
-            missing = (f"{last} links to {os.readlink(last)}, which does not exist: put it back," if last.is_symlink()
-                       else f"{last} does not exist. Run `ivr fit` first,")
-            raise FileNotFoundError(f"no checkpoint for ivr {command}: {missing} pass --ckpt_path FILE, or "
-                                    "--ckpt_path base to use the model without fine-tuning")
-        print(f"ivr {command}: using the last fit's checkpoint {last}")
-        ckpt_path = str(last)
-    elif ckpt_path == "best":
-        ckpt_path = _best_checkpoint(datamodule.paths.last_checkpoint)
-        print(f"ivr {command}: using the last fit's best checkpoint {ckpt_path}")
-    _check_local_checkpoint(datamodule.paths, ckpt_path)
-    if command != "export":  # export runs no stage
-        datamodule.keep_checkpoint_tokenizer(ckpt_path, command)
-    return ckpt_path
-
-
-def _best_checkpoint(last: Path) -> str:
-    """The best checkpoint the last fit's ModelCheckpoint recorded (in ``last.ckpt``): a new process's Lightning
-    knows none, and says the callback is not configured to keep one."""
-    from ivr.checkpoints import checkpoint_part
-
-    if not last.is_file():
-        raise FileNotFoundError(f"--ckpt_path best: no {last} to read the best checkpoint from; run `ivr fit` first")
-    states = checkpoint_part(last, "callbacks")
-    if not states:  # checkpoint.save_weights_only leaves the callbacks' state out
-        raise FileNotFoundError(f"--ckpt_path best: {last} records no callback state (a weights-only checkpoint, "
-                                "checkpoint.save_weights_only) and so no best checkpoint; pass --ckpt_path FILE")
-    best = next((s["best_model_path"] for s in states.values() if isinstance(s, dict) and s.get("best_model_path")),
-                None)
-    if best is None or not Path(best).is_file():
-        raise FileNotFoundError(f"--ckpt_path best: the fit that wrote {last} kept no best checkpoint "
-                                f"({'none recorded' if best is None else best + ' is gone'}); set checkpoint.monitor "
-                                "(val/loss) for the fit, or pass --ckpt_path FILE")
-    return best
-
-
 def _align(
     self: IVRTrainer,
     model: LightningModule,
@@ -439,7 +354,7 @@ def _export(self: IVRTrainer, model: LightningModule, datamodule: IVRDataModule,
             an untrusted source; one whose hyperparameters hold other objects is then refused); default: the whole
             checkpoint, which runs the code it pickles.
     """
-    ckpt_path = _run_checkpoint("export", datamodule, ckpt_path)
+    ckpt_path = run_checkpoint("export", datamodule, ckpt_path)
     base = "the configured model without fine-tuning (--ckpt_path base)"
     _print_artifacts("export", [export_model(model, datamodule, ckpt_path, base if ckpt_path is None else None,
                                              bool(weights_only))])

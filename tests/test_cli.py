@@ -710,25 +710,25 @@ def test_a_checkpoint_flag_is_known_in_every_spelling_argparse_accepts():
 
 def test_a_remote_checkpoint_is_left_to_lightning_and_a_missing_local_one_is_named(tmp_path):
     """Only local files are checked before the stages run: a URL or a model registry's name is Lightning's to fetch."""
-    from ivr.commands import _check_local_checkpoint
+    from ivr.run_checkpoint import check_local_checkpoint
     from ivr.paths import ArtifactPaths
 
     paths = ArtifactPaths.from_config(tmp_path / "artifacts")
     for remote in ("s3://bucket/run/last.ckpt", "registry:team/model:latest", "hpc"):
-        _check_local_checkpoint(paths, remote)
+        check_local_checkpoint(paths, remote)
     with pytest.raises(FileNotFoundError, match=r"--ckpt_path .*gone\.ckpt: no such checkpoint file"):
-        _check_local_checkpoint(paths, str(tmp_path / "gone.ckpt"))
+        check_local_checkpoint(paths, str(tmp_path / "gone.ckpt"))
 
 
 def test_a_folder_holding_an_export_s_weights_alone_is_named_as_no_lightning_checkpoint(tmp_path):
-    from ivr.commands import _check_local_checkpoint
+    from ivr.run_checkpoint import check_local_checkpoint
     from ivr.paths import ArtifactPaths
 
     folder = tmp_path / "copied_export"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"")
     with pytest.raises(ValueError, match=r"copied_export is a Hugging Face model folder \(an export\)"):
-        _check_local_checkpoint(ArtifactPaths.from_config(tmp_path / "artifacts"), str(folder))
+        check_local_checkpoint(ArtifactPaths.from_config(tmp_path / "artifacts"), str(folder))
 
 
 def test_the_best_checkpoint_is_the_one_the_fit_recorded_and_a_gone_or_unrecorded_one_is_named(tmp_path):
@@ -736,7 +736,7 @@ def test_the_best_checkpoint_is_the_one_the_fit_recorded_and_a_gone_or_unrecorde
     and an empty path (no monitor, nothing kept) record none."""
     import torch
 
-    from ivr.commands import _best_checkpoint
+    from ivr.run_checkpoint import best_checkpoint
 
     last, best = tmp_path / "last.ckpt", tmp_path / "epoch=0-step=3.ckpt"
 
@@ -748,12 +748,12 @@ def test_the_best_checkpoint_is_the_one_the_fit_recorded_and_a_gone_or_unrecorde
     recorded(str(best))
     with pytest.raises(FileNotFoundError, match=r"kept no best checkpoint \(.*step=3\.ckpt is gone\); set "
                                                 r"checkpoint\.monitor"):
-        _best_checkpoint(last)
+        best_checkpoint(last)
     best.write_bytes(b"")
-    assert _best_checkpoint(last) == str(best)
+    assert best_checkpoint(last) == str(best)
     recorded("")
     with pytest.raises(FileNotFoundError, match=r"kept no best checkpoint \(none recorded\)"):
-        _best_checkpoint(last)
+        best_checkpoint(last)
 
 
 def test_init_flags_given_as_false_override_a_config_that_sets_them(capsys):

@@ -241,7 +241,7 @@ class _Runs:
 
 
 def test_reading_a_checkpoint_s_parts_runs_nothing_it_holds(tmp_path):
-    from ivr.commands import _best_checkpoint
+    from ivr.run_checkpoint import best_checkpoint
     from ivr.checkpoints import checkpoint_part
 
     ran = tmp_path / "ran"
@@ -253,7 +253,7 @@ def test_reading_a_checkpoint_s_parts_runs_nothing_it_holds(tmp_path):
     assert checkpoint_part(plain, "IVRDataModule") == {"vocabulary_sha256": "x"}
     # a weights-only checkpoint (checkpoint.save_weights_only) holds no callback state, so no best checkpoint
     with pytest.raises(FileNotFoundError, match="records no callback state .*save_weights_only"):
-        _best_checkpoint(plain)
+        best_checkpoint(plain)
 
 
 def test_a_checkpoint_holding_classes_is_left_to_lightning_and_counts_as_resumable(tmp_path):
