@@ -23,7 +23,7 @@ from ivr.causal_lm import as_shape
 from ivr.data import IVRDataModule, settings_as
 from ivr.embeddings import AlignSettings, InitStrategy
 from ivr.figures import exact_share
-from ivr.model import GenerationSettings, IVRLanguageModel
+from ivr.model import LOGGED_METRICS, GenerationSettings, IVRLanguageModel
 from ivr.prompts import read_prompts
 from ivr.run_checkpoint import best_checkpoint, check_local_checkpoint, check_resumable, run_checkpoint
 
@@ -53,6 +53,23 @@ def check_training_settings(config) -> None:
         raise ValueError(f"model.train_only=reassigned_rows trains the rows the remap reassigned: set data.tokenizer "
                          f"to remapped (it is {tokenizer}), or model.train_only to embeddings or all")
     trainer = config["trainer"]
+    # a fit of no steps would still export, replacing the export of the fit before it
+    for key in ("max_steps", "max_epochs", "limit_train_batches"):
+        if trainer.get(key) == 0 and not isinstance(trainer.get(key), bool):
+            raise ValueError(f"trainer.{key} 0 trains nothing (and the fit would replace the last export); to score "
+                             "or export a checkpoint use ivr validate or ivr export")
+    if trainer.get("max_steps") == -1 and trainer.get("max_epochs") == -1:
+        raise ValueError("the learning-rate schedule needs the fit's length: set trainer.max_steps, or a "
+                         "trainer.max_epochs other than -1")
+    warmup, steps = config["model"].get("warmup_steps") or 0, trainer.get("max_steps")
+    if isinstance(steps, int) and 0 < steps < warmup:
+        log.warning("model.warmup_steps %d is more than trainer.max_steps %d: the learning rate never reaches "
+                    "model.learning_rate", warmup, steps)
+    checkpoint = config.get("checkpoint") or {}
+    monitor = checkpoint.get("monitor")
+    if monitor is not None and monitor not in LOGGED_METRICS:
+        raise ValueError(f"checkpoint.monitor {monitor!r} is no metric the fit logs; choose one of "
+                         f"{', '.join(sorted(m for m in LOGGED_METRICS if not m.startswith('test/')))}")
     accumulate = trainer.get("accumulate_grad_batches", 1)
     if isinstance(accumulate, int) and accumulate < 1:
         raise ValueError(f"trainer.accumulate_grad_batches must be at least 1 (got {accumulate})")
@@ -61,7 +78,6 @@ def check_training_settings(config) -> None:
     if isinstance(interval, int) and not isinstance(interval, bool) and interval < 1:
         raise ValueError(f"trainer.val_check_interval must be at least 1 batch (got {interval}); "
                          "to skip validation set trainer.limit_val_batches to 0")
-    checkpoint = config.get("checkpoint") or {}
     if trainer.get("limit_val_batches") == 0 and not checkpoint.get("every_n_train_steps") \
             and not checkpoint.get("train_time_interval"):
         # ModelCheckpoint saves after validation; without any, it saves at epoch ends only where validation would
@@ -177,6 +193,9 @@ class IVRTrainer(Trainer):
             return super().test(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
 
     def _checkpoint(self, command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
+        key = {"validate": "limit_val_batches", "test": "limit_test_batches", "predict": "limit_predict_batches"}[command]
+        if getattr(self, key) == 0:  # Lightning would run nothing, print nothing and exit 0
+            raise ValueError(f"trainer.{key} 0 leaves ivr {command} nothing to run; leave it out to run on everything")
         # a trainer that has trained in this process scores the weights it holds, as Lightning's does
         return ckpt_path if ckpt_path is None and self.global_step > 0 else run_checkpoint(command, datamodule, ckpt_path)
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -242,11 +243,21 @@ class IVRDataModule(LightningDataModule):
         changed since the fit) would replace that tokenizer and then refuse the checkpoint. Without a tokenizer
         on disk (a checkpoint brought from elsewhere) the stages build it, and the restore checks it; a checkpoint
         that is no local file (a sharded folder, a remote path) is Lightning's to read."""
-        if not Path(ckpt_path).is_file() or not self.paths.tokenizer_file(self.hparams.tokenizer).is_file():
+        if not Path(ckpt_path).is_file():
             return
         from ivr.checkpoints import checkpoint_part
 
-        self.check_checkpoint(checkpoint_part(ckpt_path, type(self).__qualname__), ckpt_path)
+        state = checkpoint_part(ckpt_path, type(self).__qualname__)
+        if not self.paths.tokenizer_file(self.hparams.tokenizer).is_file():
+            # the original and distilled tokenizers share every id; the remapped one gives some ids other pieces, so
+            # a fit on one side cannot go on with the other: said now, not after every stage has run
+            trained = state.get("tokenizer")
+            if trained in typing.get_args(pipeline_config.TokenizerKind) and (trained == "remapped") != (self.hparams.tokenizer == "remapped"):
+                raise ValueError(f"{ckpt_path} was trained on the {trained} tokenizer, whose ids mean other pieces than "
+                                 f"data.tokenizer {self.hparams.tokenizer}'s: set data.tokenizer to {trained} (the "
+                                 "setting of the fit that wrote it), or leave out --ckpt_path to start a new fit")
+            return
+        self.check_checkpoint(state, ckpt_path)
         self._kept_for = command
         log.info("ivr %s: the stages are not run again: the weights of %s go with the %s tokenizer they were "
                  "trained on (`ivr prepare` brings the stages up to date)", command, ckpt_path, self.hparams.tokenizer)

@@ -52,6 +52,16 @@ class EmbeddingInit:
                    str(paths.embedding("original_wte")), str(paths.embedding_metadata("final_wte")))
 
 
+# every metric the module logs (checked against its self.log calls by a test): checkpoint.monitor must name one, or
+# the fit would fail at its first validation, after the preparation and the first training steps
+LOGGED_METRICS = frozenset({
+    *(f"train/{name}" for name in ("loss", "bits_per_byte", "bytes_per_token", "lr", "loss_reassigned",
+                                   "reassigned_token_share", "tokens_per_sec")),
+    *(f"{split}/{name}" for split in ("val", "test") for name in ("loss", "perplexity", "bits_per_byte",
+                                                                   "bytes_per_token", "loss_reassigned", "loss_other")),
+    "embeddings/reassigned_drift", "embeddings/reassigned_relative_drift",
+})
+
 # a checkpoint's hyperparameters hold these as the CLI passed them; Lightning loads checkpoints with torch's
 # weights-only unpickler, which refuses any class it is not told about
 torch.serialization.add_safe_globals([EmbeddingInit, ModelShape])

@@ -17,7 +17,12 @@ def check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
     Lightning's other keywords) is Lightning's to resolve."""
     from ivr.checkpoints import lightning_checkpoint
 
+    if not ckpt_path.strip():  # Path("") is the working folder
+        raise ValueError("--ckpt_path is empty: give a checkpoint file, last or best (or leave it out)")
     path = paths.last_checkpoint if ckpt_path == "last" else Path(ckpt_path)
+    if path.is_dir() and not any(path.iterdir()):
+        raise FileNotFoundError(f"--ckpt_path {ckpt_path} is an empty folder, not a checkpoint (a file, or a sharded "
+                                "checkpoint's folder)")
     if path.is_file():
         lightning_checkpoint(path)
     elif path.is_dir() and any((path / name).is_file() for name in ("config.json", "model.safetensors")):

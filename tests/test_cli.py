@@ -513,6 +513,14 @@ def test_a_bad_flag_is_the_parser_s_message_without_the_usage(tmp_path, monkeypa
     (["fit", "--model.train_only", "reassigned_rows", "--data.tokenizer", "distilled"],
      r"model.train_only=reassigned_rows trains the rows the remap reassigned: set data.tokenizer to remapped "
      r"\(it is distilled\)"),
+    # a fit that trains nothing would still replace the last export
+    (["fit", "--trainer.max_steps", "0"], r"trainer.max_steps 0 trains nothing"),
+    (["fit", "--trainer.max_epochs", "0"], r"trainer.max_epochs 0 trains nothing"),
+    (["fit", "--trainer.limit_train_batches", "0"], r"trainer.limit_train_batches 0 trains nothing"),
+    (["fit", "--trainer.max_steps", "-1", "--trainer.max_epochs", "-1"],
+     r"the learning-rate schedule needs the fit's length"),
+    (["fit", "--checkpoint.monitor", "val/los"], r"checkpoint.monitor 'val/los' is no metric the fit logs; choose one "
+                                                 r"of .*val/loss"),
 ])
 def test_a_bad_setting_is_one_line_before_any_stage_runs(tmp_path, monkeypatch, capsys, given, says):
     command, given = (given[0], given[1:]) if given[0] == "fit" else ("prepare", given)
@@ -538,6 +546,85 @@ def test_a_fit_without_validation_warns_when_nothing_checkpoints_it_before_its_e
         caplog.clear()
         check_training_settings({**config, "trainer": {"limit_val_batches": 2}})
     assert not caplog.text
+
+
+def test_a_warm_up_longer_than_the_fit_is_named(caplog):
+    from ivr.commands import check_training_settings
+
+    config = {"data": {"tokenizer": "original"}, "model": {"train_only": "all", "warmup_steps": 30},
+              "trainer": {"max_steps": 20}, "checkpoint": {}}
+    with caplog.at_level("WARNING", logger="ivr.commands"):
+        check_training_settings(config)
+        assert "model.warmup_steps 30 is more than trainer.max_steps 20" in caplog.text
+        caplog.clear()
+        check_training_settings({**config, "trainer": {"max_steps": 30}})
+    assert not caplog.text
+
+
+def test_every_metric_the_module_logs_can_be_monitored():
+    """``LOGGED_METRICS`` (what checkpoint.monitor may name) holds every name the module passes to self.log."""
+    import ast
+    import inspect
+
+    from ivr import model
+    from ivr.model import LOGGED_METRICS
+
+    logged = set()
+    for node in ast.walk(ast.parse(inspect.getsource(model))):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "log" and node.args:
+            name = node.args[0]
+            if isinstance(name, ast.Constant):
+                logged.add(name.value)
+            else:  # f"{split}/loss": validation and test
+                assert isinstance(name, ast.JoinedStr)
+                rest = "".join(v.value for v in name.values if isinstance(v, ast.Constant))
+                logged.update(f"{split}{rest}" for split in ("val", "test"))
+    assert len(logged) > 10 and logged == LOGGED_METRICS
+
+
+@pytest.mark.parametrize("command, key", [("validate", "limit_val_batches"), ("test", "limit_test_batches"),
+                                          ("predict", "limit_predict_batches")])
+def test_scoring_nothing_is_refused(tmp_path, monkeypatch, capsys, command, key):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("def f(\n", encoding="utf-8")
+    monkeypatch.setattr("sys.argv", ["ivr", command, "--data.artifacts_dir", str(tmp_path / "a"), f"--trainer.{key}",
+                                     "0", *(["--data.prompts_path", str(prompts)] if command == "predict" else [])])
+    monkeypatch.delenv("IVR_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    assert f"ivr: error: trainer.{key} 0 leaves ivr {command} nothing to run" in capsys.readouterr().err
+
+
+def test_an_empty_ckpt_path_or_folder_is_named(tmp_path):
+    from ivr.paths import ArtifactPaths
+    from ivr.run_checkpoint import check_local_checkpoint
+
+    paths = ArtifactPaths.from_config(tmp_path / "artifacts")
+    with pytest.raises(ValueError, match="--ckpt_path is empty"):
+        check_local_checkpoint(paths, "")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"--ckpt_path .*empty is an empty folder, not a checkpoint"):
+        check_local_checkpoint(paths, str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("trained, now, refused", [("original", "remapped", True), ("remapped", "distilled", True),
+                                                   ("original", "distilled", False)])
+def test_a_resume_on_the_other_side_of_the_remap_is_refused_before_the_stages(tmp_path, trained, now, refused):
+    """The tokenizer is not built yet, so its vocabulary cannot be compared: the names can (the original and
+    distilled tokenizers share every id)."""
+    import torch
+
+    from ivr.data import IVRDataModule
+
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}, "IVRDataModule": {"tokenizer": trained, "vocabulary_sha256": "0" * 64}}, ckpt)
+    dm = IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"), tokenizer=now)
+    if refused:
+        with pytest.raises(ValueError, match=rf"was trained on the {trained} tokenizer, .* set data.tokenizer to {trained}"):
+            dm.keep_checkpoint_tokenizer(str(ckpt), "fit")
+    else:
+        dm.keep_checkpoint_tokenizer(str(ckpt), "fit")
 
 
 @pytest.mark.parametrize("text", ["data:\n  block_size: [1, 2\n", "data:\n  heldout_fracton: 0.1\n",
