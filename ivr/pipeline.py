@@ -40,7 +40,7 @@ from ivr.paths import TOKENIZER_FILE, ArtifactPaths
 from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKind
 from ivr.staging import artifacts_lock, config_shas, plain, sha, stage_code_fingerprint, staged
 from ivr.stamps import file_sha256, is_current, library_versions, write_stamp
-from ivr.tokenizers.distill import check_strict, distill_tokenizer
+from ivr.tokenizers.distill import check_strict, distill_tokenizer, source_bpe
 from ivr.tokenizers.io import added_token_ids, load_tokenizer, read_metadata, read_special_tokens
 from ivr.tokenizers.pieces import vocab_pieces
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
@@ -163,6 +163,14 @@ def _verified(config: PipelineConfig, again: bool = False) -> dict | None:
         return summary
 
 
+def _check_distillable(paths: ArtifactPaths) -> None:
+    """A source tokenizer distillation cannot reproduce (BPE dropout, a word prefix, byte fallback, another
+    pre-tokenizer) is refused by name before analyze encodes the corpus with it; the original tokenizer alone
+    trains with any byte-level BPE."""
+    if paths.tokenizer_file("original").is_file():
+        source_bpe(load_tokenizer(paths.original_tokenizer_dir))
+
+
 def distill(config: PipelineConfig) -> list[Path]:
     """Fit the Unigram tokenizer that reproduces the original BPE id for id, save it and verify it."""
     return _distilled(config)[0]
@@ -172,6 +180,7 @@ def _distilled(config: PipelineConfig) -> tuple[list[Path], dict | None]:
     """``distill``'s outputs, and the verification summary where this call verified (a fit, or verification's
     own inputs changed: ``_verified``)."""
     paths = config.paths
+    _check_distillable(paths)
     # verification compares with analyze's BPE ids, which the tokenizer and the corpus in the key determine
     analyze(config)
     # the reports are verification's, stamped on their own (_verified): a missing one verifies again, never refits
@@ -478,6 +487,8 @@ def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -
     for name in stages_needed(tokenizer):
         artifacts += run_stage(config, name)
         if name == "init":  # now, not after distilling
+            if "distill-tokenizer" in stages_needed(tokenizer):
+                _check_distillable(config.paths)
             check_splits_may_fill_a_block({name: _texts(config, split) for name, split in SPLIT_SOURCES.items()},
                                           block_size)
             check_ids_fit(rows, load_tokenizer(config.paths.original_tokenizer_dir).get_vocab_size(True),

@@ -86,6 +86,17 @@ def test_a_gguf_tokenizer_is_cut_as_its_pre_tokenizer_type_says(tmp_path, pre_ty
     assert tok.get_vocab_size() == len(TOKENS) and special.eos_id == 0 and source["kind"] == "gguf"
 
 
+@pytest.mark.parametrize("pre_type, warned", [("deepseek-llm", True), ("falcon", True), ("gpt-2", False),
+                                              ("smollm", False), ("llama-bpe", False), ("qwen2", False), (None, False)])
+def test_a_pre_tokenizer_type_the_conversion_does_not_reproduce_is_warned_about(tmp_path, caplog, pre_type, warned):
+    """DeepSeek's and Falcon's several Split steps are not rebuilt: the converted tokenizer cuts by GPT-2's regex."""
+    pytest.importorskip("gguf")
+    write_tokenizer_gguf(tmp_path / "tok.gguf", pre_type, TOKENS, MERGES)
+    with caplog.at_level("WARNING", logger="ivr.tokenizers.source"):
+        from_gguf(str(tmp_path / "tok.gguf"))
+    assert (f"GGUF pre-tokenizer type {pre_type!r} is cut by llama.cpp in a way" in caplog.text) == warned
+
+
 def test_a_copy_read_from_a_gguf_without_its_pre_tokenizer_type_is_read_again(tmp_path):
     import json
 

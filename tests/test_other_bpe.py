@@ -298,3 +298,29 @@ def test_an_added_token_that_strips_spaces_or_checks_words_keeps_the_rules_unles
         source = edited(gpt2_bpe, lambda spec: spec.update(normalizer=normalizer))
         source.add_tokens([AddedToken("zz", normalized=True, **{flag: True})])
         assert source_bpe(source).rules is rules, normalizer
+
+
+def test_a_source_distillation_refuses_is_refused_before_analyze_encodes_the_corpus(tmp_path, gpt2_bpe):
+    """BPE dropout (random ids) passes init, which any byte-level BPE does for training on the original tokenizer;
+    a pipeline that distils refuses it right after init."""
+    import json
+
+    from ivr import pipeline
+    from ivr.paths import ArtifactPaths
+    from ivr.pipeline_config import OriginalTokenizer, PipelineConfig
+    from ivr.tokenizers.distill import UnsupportedTokenizer
+
+    spec = json.loads(gpt2_bpe.to_str())
+    spec["model"]["dropout"] = 0.5
+    source, raw = tmp_path / "src", tmp_path / "raw"
+    source.mkdir()
+    raw.mkdir()
+    (source / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    for i in range(60):  # enough documents for both splits
+        (raw / f"{i}.txt").write_text(f"def f{i}(x):\n    return x + {i}\n" * 20, encoding="utf-8")
+    paths = ArtifactPaths.from_config(tmp_path / "artifacts", raw_corpora_dir=raw)
+    config = PipelineConfig(paths=paths, heldout_fraction=0.3,
+                            original=OriginalTokenizer("x/y", str(source), use_hub=False))
+    with pytest.raises(UnsupportedTokenizer, match=r"BPE option dropout=0.5 is unsupported"):
+        pipeline.prepare(config, "distilled", 32)
+    assert paths.original_tokenizer_dir.is_dir() and not paths.token_frequency.exists()

@@ -410,3 +410,25 @@ def test_a_damaged_config_file_is_fetched_again(tmp_path, caplog):
         fetch_original_tokenizer(target, "gpt2", allow_hub=False)
     assert f"{config}: not valid UTF-8 JSON" in caplog.text and "fetching the original tokenizer again" in caplog.text
     assert config.read_text(encoding="utf-8") == whole
+
+
+def test_pieces_that_share_an_id_are_refused_at_init(tmp_path, gpt2_bpe):
+    """The id map keeps one of them: the other would vanish from the copy init writes (`,` encoded as nothing)."""
+    spec = json.loads(gpt2_bpe.to_str())
+    spec["model"]["vocab"][","] = spec["model"]["vocab"]["*"]
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"tokenizer.json is not a byte-level BPE tokenizer: .*the tokenizer's pieces "
+                                         r"share ids \(\['\*', ','\] at id \d+\)"):
+        fetch_original_tokenizer(tmp_path / "o", "x/y", local_dir=source, allow_hub=False)
+
+
+def test_options_that_panic_the_tokenizers_library_are_named(tmp_path, gpt2_bpe):
+    spec = json.loads(gpt2_bpe.to_str())
+    spec["model"]["continuing_subword_prefix"] = "##"  # no piece starts with it: the library panics on load
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"src/tokenizer.json: not a tokenizer file the tokenizers library can read"):
+        fetch_original_tokenizer(tmp_path / "o", "x/y", local_dir=source, allow_hub=False)

@@ -134,7 +134,11 @@ def read_tokenizer_file(
         raise FileNotFoundError(f"no tokenizer at {path}: run the stage that builds it first (see `ivr prepare`)")
     try:
         tok = Tokenizer.from_file(str(path))
-    except Exception as err:  # the library raises a bare Exception for a file it cannot parse
+    # the library raises a bare Exception for a file it cannot parse, and a Rust panic (pyo3's PanicException, a
+    # BaseException no module exports) for some options that contradict the vocabulary
+    except BaseException as err:
+        if not isinstance(err, Exception) and type(err).__name__ != "PanicException":
+            raise
         raise ValueError(f"{path}: not a tokenizer file the tokenizers library can read ({err}); {hint}") from None
     if not keep_padding:
         tok.no_padding()

@@ -9,8 +9,16 @@ from ivr.tokenizers.io import pre_tokens
 
 
 def vocab_pieces(tokenizer: Tokenizer) -> list[str]:
-    """The pieces of ``tokenizer`` by id, added tokens included; fails unless the ids run from 0 without a gap."""
+    """The pieces of ``tokenizer`` by id, added tokens included; fails unless the ids run from 0 without a gap and
+    each piece has its own."""
     vocab = tokenizer.get_vocab(with_added_tokens=True)
+    by_id: dict[int, list[str]] = {}
+    for piece, i in vocab.items():
+        by_id.setdefault(i, []).append(piece)
+    shared = {i: ps for i, ps in by_id.items() if len(ps) > 1}
+    if shared:  # the id map keeps one of them: the other would vanish from every copy of the tokenizer
+        examples = "; ".join(f"{sorted(ps)} at id {i}" for i, ps in sorted(shared.items())[:5])
+        raise ValueError(f"the tokenizer's pieces share ids ({examples}): every piece needs an id of its own")
     pieces = [""] * len(vocab)
     for piece, i in vocab.items():
         if not 0 <= i < len(vocab):

@@ -44,6 +44,9 @@ GGUF_DIGITS_FIRST = frozenset({"smollm", "starcoder", "refact", "command-r", "co
 # as Llama-3's Hub tokenizer does; transformers' conversion leaves it off
 GGUF_IGNORE_MERGES = frozenset({"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0",
                                 "lfm2", "jina-v5-nano", "tekken", "minicpm5"})
+# GGUF pre-tokenizer types that llama.cpp cuts with GPT-2's regex, as transformers' conversion does
+GGUF_GPT2_CUT = frozenset({"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v1-en", "jina-v2-es",
+                           "jina-v2-de", "jina-v2-code", "roberta-bpe", "a.x-4.0", "mellum", "modern-bert"})
 GGUF_READING = "transformers' conversion, then the pre-tokenizer type as llama.cpp reads it"
 DIR_READING = ("tokenizer.json, then the config's added_tokens_decoder as transformers reads it; a prefix space "
                "checked against transformers")
@@ -226,7 +229,9 @@ def from_gguf(spec: str) -> tuple[Tokenizer, SpecialTokens, dict]:
     except Exception as err:  # a cut or damaged file fails deep inside the reader (struct.error, KeyError, ...)
         raise ValueError(f"{path}: cannot read the tokenizer of this GGUF file ({type(err).__name__}: {err})") from err
     # a copy without the padding or truncation transformers may have set on its backend
-    tok = with_gguf_pre_tokenization(fast.backend_tokenizer.to_str(), pre_tokenizer_type(path))
+    pre_type = pre_tokenizer_type(path)
+    check_gguf_pre_type(pre_type, str(path))
+    tok = with_gguf_pre_tokenization(fast.backend_tokenizer.to_str(), pre_type)
     tok.no_padding()
     tok.no_truncation()
     check_byte_level_bpe(tok, str(path))
@@ -234,6 +239,27 @@ def from_gguf(spec: str) -> tuple[Tokenizer, SpecialTokens, dict]:
     special = special_tokens(tok, {k: str(v) if v is not None else None for k, v in roles.items()}, where=str(path),
                              chat_template=fast.chat_template if isinstance(fast.chat_template, str) else None)
     return tok, special, {"kind": "gguf", "spec": spec, "path": str(path)}
+
+
+def _converted_cut_types() -> frozenset[str]:
+    """The GGUF pre-tokenizer types whose regex transformers' conversion writes in place of GPT-2's."""
+    try:
+        from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_PRE_TOKENIZER_SPLITS
+    except ImportError:  # another transformers version: such types are then warned about
+        return frozenset()
+    return frozenset(GGUF_PRE_TOKENIZER_SPLITS)
+
+
+def check_gguf_pre_type(pre_type: str | None, where: str) -> None:
+    """Warn where llama.cpp cuts text for a GGUF file's pre-tokenizer type in a way nothing here reproduces
+    (DeepSeek's, Falcon's, several ``Split`` steps): the converted tokenizer then cuts by GPT-2's regex, and its
+    ids can differ from the model's own."""
+    known = GGUF_GPT2_CUT | GGUF_DIGITS_FIRST | GGUF_IGNORE_MERGES | _converted_cut_types()
+    if pre_type is not None and pre_type not in known:
+        log.warning("%s: GGUF pre-tokenizer type %r is cut by llama.cpp in a way transformers' conversion does not "
+                    "reproduce; its tokenizer cuts text by GPT-2's regex instead, so ids can differ from the model's "
+                    "own tokenizer (compare them on your text, or give the model's tokenizer.json in "
+                    "data.tokenizer_local_dir)", where, pre_type)
 
 
 def with_gguf_pre_tokenization(converted: str, pre_type: str | None) -> Tokenizer:
