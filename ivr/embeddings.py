@@ -305,7 +305,9 @@ def save_embedding(
     tensor = tensor.detach().cpu().contiguous()
     pt = paths.embedding(name)
     with atomic_file(pt) as tmp:
-        torch.save(tensor, tmp)
+        # through a file handle the zip's folder is "archive", not the scratch file's name: the bytes repeat
+        with open(tmp, "wb") as f:
+            torch.save(tensor, f)
         sha = file_sha256(tmp)
     changed = (tensor != reference.to(tensor.device)).any(dim=1)
     meta = {

@@ -293,3 +293,19 @@ def test_the_data_module_hands_the_model_the_metadata_of_the_rows_it_installs(tm
     # even where an earlier remapped run left them on disk
     assert [IVRDataModule(artifacts_dir=str(tmp_path), tokenizer=kind).embedding_init
             for kind in ("original", "distilled")] == [None, None]
+
+
+def test_saved_embedding_rows_are_the_same_bytes_in_every_run(tmp_path):
+    """The file's sha256 is recorded beside it and compared by later stages: scratch names must not reach it."""
+    from ivr.embeddings import save_embedding
+
+    rows = torch.arange(12, dtype=torch.float32).reshape(4, 3)
+    written = []
+    for run in ("a", "b"):
+        paths = ArtifactPaths.from_config(tmp_path / run)
+        paths.embedding("final_wte").parent.mkdir(parents=True)
+        meta = save_embedding(rows, paths, "final_wte", rows, {})
+        assert meta["sha256"] == file_sha256(paths.embedding("final_wte"))
+        assert torch.equal(torch.load(paths.embedding("final_wte"), weights_only=True), rows)
+        written.append(paths.embedding("final_wte").read_bytes())
+    assert written[0] == written[1]

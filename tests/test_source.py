@@ -432,3 +432,21 @@ def test_options_that_panic_the_tokenizers_library_are_named(tmp_path, gpt2_bpe)
     (source / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
     with pytest.raises(ValueError, match=r"src/tokenizer.json: not a tokenizer file the tokenizers library can read"):
         fetch_original_tokenizer(tmp_path / "o", "x/y", local_dir=source, allow_hub=False)
+
+
+@pytest.mark.parametrize("damage", ["delete", "edit"])
+def test_a_config_file_deleted_or_edited_since_is_fetched_again(tmp_path, caplog, damage):
+    """A config that still parses (model_max_length changed by hand) would pass into every tokenizer built from it."""
+    target = tmp_path / "o"
+    fetch_original_tokenizer(target, "gpt2", allow_hub=False)
+    config = target / "tokenizer_config.json"
+    whole = config.read_text(encoding="utf-8")
+    if damage == "delete":
+        config.unlink()
+    else:
+        config.write_text(json.dumps({**json.loads(whole), "model_max_length": 4096}), encoding="utf-8")
+    assert not fetched_for_current_settings(target, "gpt2")
+    with caplog.at_level("WARNING"):
+        fetch_original_tokenizer(target, "gpt2", allow_hub=False)
+    assert f"{config} is missing or changed since it was fetched" in caplog.text
+    assert config.read_text(encoding="utf-8") == whole
