@@ -166,9 +166,8 @@ def _verified(config: PipelineConfig, again: bool = False) -> dict | None:
 def _check_distillable(paths: ArtifactPaths) -> None:
     """A source tokenizer distillation cannot reproduce (BPE dropout, a word prefix, byte fallback, another
     pre-tokenizer) is refused by name before analyze encodes the corpus with it; the original tokenizer alone
-    trains with any byte-level BPE."""
-    if paths.tokenizer_file("original").is_file():
-        source_bpe(load_tokenizer(paths.original_tokenizer_dir))
+    trains with any byte-level BPE. Once per ``prepare``, right after init: the distill stage checks it again."""
+    source_bpe(load_tokenizer(paths.original_tokenizer_dir))
 
 
 def distill(config: PipelineConfig) -> list[Path]:
@@ -180,7 +179,6 @@ def _distilled(config: PipelineConfig) -> tuple[list[Path], dict | None]:
     """``distill``'s outputs, and the verification summary where this call verified (a fit, or verification's
     own inputs changed: ``_verified``)."""
     paths = config.paths
-    _check_distillable(paths)
     # verification compares with analyze's BPE ids, which the tokenizer and the corpus in the key determine
     analyze(config)
     # the reports are verification's, stamped on their own (_verified): a missing one verifies again, never refits

@@ -153,7 +153,8 @@ def _readable(target_dir: Path, quiet: bool = False) -> bool:
             read_tokenizer_file(target_dir)
             _PARSED.add(parsed)
         read_configs(target_dir)  # later stages read the roles of the special tokens from them
-        recorded = read_metadata(target_dir).get("tokenizer_sha256")
+        meta = read_metadata(target_dir)
+        recorded = meta.get("tokenizer_sha256")
     except ValueError as err:
         if not quiet:
             log.warning("%s; fetching the original tokenizer again", err)
@@ -165,7 +166,7 @@ def _readable(target_dir: Path, quiet: bool = False) -> bool:
                         "tokenizer again", target_dir / TOKENIZER_FILE, METADATA_FILE)
         return False
     # a config deleted or edited since (model_max_length, a role) would pass into every tokenizer built from it
-    for name, config_sha in (read_metadata(target_dir).get("config_sha256") or {}).items():
+    for name, config_sha in (meta.get("config_sha256") or {}).items():
         path = target_dir / name
         if not path.is_file() or file_sha256(path) != config_sha:
             if not quiet:
