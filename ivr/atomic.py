@@ -5,9 +5,10 @@ not the owner-only ones of ``mkstemp``/``mkdtemp``: exported models are read by 
 containers. A directory is replaced by an atomic exchange of the two paths where the kernel offers one, so
 a concurrent reader sees the old or the new directory, never none.
 
-Scratch paths are named ``.{target}.{host}-{pid}.*`` so that the next write of the same target can tell those
+Scratch paths are named ``.{target}.{host}-{pid}.*`` so that the next write into the same folder can tell those
 of a process that was killed (same host, pid no longer running) from those of a concurrent writer, and remove
-them: a killed run leaves no scratch behind for long, and never one that is read.
+them, whichever target they were for (a killed run may have been packing blocks of another size): a killed run
+leaves no scratch behind for long, and never one that is read.
 """
 
 from __future__ import annotations
@@ -57,16 +58,17 @@ def _running(pid: int) -> bool:
 
 
 def sweep_stale_scratch(target: Path) -> list[Path]:
-    """Remove the scratch paths next to ``target`` whose writer, a process of this host, no longer runs;
-    returns them. Other hosts' and running processes' scratch is left alone."""
-    head = f".{target.name}.{socket.gethostname()}-"
+    """Remove the scratch paths next to ``target``, of any target in its folder, whose writer, a process of this
+    host, no longer runs; returns them. Other hosts' and running processes' scratch is left alone."""
+    marker = f".{socket.gethostname()}-"
     removed = []
     if not target.parent.is_dir():
         return removed
     for path in target.parent.iterdir():
-        if not path.name.startswith(head):
+        at = path.name.find(marker, 1)
+        if not path.name.startswith(".") or at < 0:
             continue
-        pid, dot, _ = path.name[len(head):].partition(".")
+        pid, dot, _ = path.name[at + len(marker):].partition(".")
         if dot and pid.isdigit() and not _running(int(pid)):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)

@@ -31,7 +31,7 @@ from ivr.packing import BYTES_COLUMN, TRAIN_SPLIT, VALIDATION_SPLIT, leading_blo
 from ivr.paths import ArtifactPaths
 from ivr.prompts import read_prompts
 from ivr.tokenizers.distill import DistillSettings
-from ivr.tokenizers.io import load_tokenizer, read_special_tokens
+from ivr.tokenizers.io import load_tokenizer, read_special_tokens, read_vocab_size, read_vocabulary
 from ivr.user_text import require_file
 from ivr.tokenizers.remap import RemapSettings
 from ivr.tokenizers.verify import VerifySettings
@@ -269,7 +269,8 @@ class IVRDataModule(LightningDataModule):
     def vocabulary(self) -> tuple[int, Path]:
         """How many ids the tokenizer the data are encoded with has (the model needs a token row for each), and
         its directory."""
-        return self.tokenizer().get_vocab_size(with_added_tokens=True), self.paths.tokenizer_dir(self.hparams.tokenizer)
+        directory = self.paths.tokenizer_dir(self.hparams.tokenizer)
+        return read_vocab_size(directory), directory
 
     def generation_ids(self) -> tuple[tuple[int, ...], int | None]:
         """Where a continuation stops (the tokenizer's eos and document separator) and its padding id: the
@@ -336,7 +337,7 @@ class IVRDataModule(LightningDataModule):
         return self._sha256
 
     def _vocabulary_sha256_now(self) -> str:
-        vocab = load_tokenizer(self.paths.tokenizer_dir(self.hparams.tokenizer)).get_vocab(with_added_tokens=True)
+        vocab = read_vocabulary(self.paths.tokenizer_dir(self.hparams.tokenizer))
         return hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()).hexdigest()
 
     def check_vocabulary_unchanged(self) -> None:

@@ -30,7 +30,7 @@ from ivr.causal_lm import check_ids_fit, learned_position_embeddings
 from ivr.omp_init import sparse_codes
 from ivr.paths import ArtifactPaths
 from ivr.stamps import file_sha256
-from ivr.tokenizers.io import load_tokenizer, read_special_tokens
+from ivr.tokenizers.io import read_special_tokens, read_vocabulary
 from ivr.tokenizers.remap_rules import RemapRule, check_ids_in_range, read_remap_rules
 
 InitStrategy = Literal["mean", "global_mean", "random", "zeros", "omp"]
@@ -353,8 +353,8 @@ def align_embeddings(
     remapped_dir = Path(remapped_tokenizer_dir or paths.remapped_tokenizer_dir)
     # checked against the original's special ids too: a hand-given rules file could free its pad or bos token
     rules = read_remap_rules(rules_path, special=read_special_tokens(original_dir))
-    original_vocab = load_tokenizer(original_dir).get_vocab(with_added_tokens=True)
-    remapped_vocab = load_tokenizer(remapped_dir).get_vocab(with_added_tokens=True)
+    original_vocab = read_vocabulary(original_dir)
+    remapped_vocab = read_vocabulary(remapped_dir)
 
     wte, wpe = original_wte(model), original_wpe(model)
     vocab_size = len(original_vocab)

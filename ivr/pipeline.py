@@ -41,7 +41,7 @@ from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKin
 from ivr.staging import artifacts_lock, config_shas, plain, sha, stage_code_fingerprint, staged
 from ivr.stamps import file_sha256, is_current, library_versions, write_stamp
 from ivr.tokenizers.distill import check_strict, distill_tokenizer, source_bpe
-from ivr.tokenizers.io import added_token_ids, load_tokenizer, read_metadata, read_special_tokens
+from ivr.tokenizers.io import added_token_ids, load_tokenizer, read_metadata, read_special_tokens, read_vocab_size
 from ivr.tokenizers.pieces import vocab_pieces
 from ivr.tokenizers.reachability import tokenizer_unreachable_ids
 from ivr.tokenizers.remap import remap_tokenizer
@@ -489,7 +489,7 @@ def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -
                 _check_distillable(config.paths)
             check_splits_may_fill_a_block({name: _texts(config, split) for name, split in SPLIT_SOURCES.items()},
                                           block_size)
-            check_ids_fit(rows, load_tokenizer(config.paths.original_tokenizer_dir).get_vocab_size(True),
+            check_ids_fit(rows, read_vocab_size(config.paths.original_tokenizer_dir),
                           config.paths.original_tokenizer_dir, from_config=base.from_config is not None)
     artifacts.append(build_datasets(config.paths, tokenizer, block_size, config.heldout_fraction))
     return artifacts

@@ -87,13 +87,18 @@ def test_a_killed_writers_scratch_is_removed_and_a_running_ones_kept(tmp_path):
     running = tmp_path / f".pretokens.{host}-{os.getpid()}.ghi.tmp"
     running.mkdir()
     other_host = tmp_path / f".pretokens.{host}x-{dead.pid}.jkl.tmp"
-    other_target = tmp_path / f".pretokens2.{host}-{dead.pid}.mno.tmp"
     other_host.mkdir()
+    # a killed run's scratch for another target in the folder (blocks of another size) goes too
+    other_target = tmp_path / f".original-bs64.{host}-{dead.pid}.blocks-mno"
+    other_target_running = tmp_path / f".original-bs64.{host}-{os.getpid()}.blocks-pqr"
     other_target.mkdir()
+    other_target_running.mkdir()
+    user_file = tmp_path / f".notes.{host}-draft.txt"  # the host in a name, but no pid after it
+    user_file.write_text("mine")
     with atomic_dir(target) as tmp:
         (tmp / "value").write_text("new")
-    assert not killed.exists() and not killed_file.exists()
-    assert running.exists() and other_host.exists() and other_target.exists()
+    assert not killed.exists() and not killed_file.exists() and not other_target.exists()
+    assert running.exists() and other_host.exists() and other_target_running.exists() and user_file.exists()
     assert (target / "value").read_text() == "new"
 
 

@@ -767,7 +767,8 @@ def test_a_block_longer_than_a_local_pretrained_model_s_context_stops_prepare_be
 def test_export_of_a_bf16_fit_s_checkpoint_writes_its_weights_in_bfloat16(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = tiny_cli_args(tmp_path, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
-                         "--model.from_config.n_layer", "1", "--trainer.precision", "bf16-true")
+                         "--trainer.limit_val_batches", "1", "--model.from_config.n_layer", "1",
+                         "--trainer.precision", "bf16-true")
     config = tmp_path / "artifacts" / "training" / "hf_export" / "config.json"
     main(["fit", *args])
     assert json.loads(config.read_text())["dtype"] == "bfloat16"

@@ -118,3 +118,18 @@ def test_a_merge_used_twice_in_a_tree_counts_twice():
     merges = [("a", "a"), ("aa", "aa")]
     w = merge_weights(2, 3.3)
     assert np.allclose(initial_scores(pieces, merges, 3.3), [0, w[0], 2 * w[0] + w[1]])
+
+
+def test_a_vocabulary_s_tree_matrix_is_built_once_and_each_caller_gets_its_own_copy(monkeypatch):
+    from ivr.tokenizers.distill import scores
+
+    pieces, merges = ["a", "b", "ab", "abb"], [("a", "b"), ("ab", "b")]
+    built = []
+    monkeypatch.setattr(scores, "piece_trees", lambda m, w=False: built.append(m) or piece_trees(m, w))
+    scores._tree_matrix.cache_clear()
+    first = scores.merge_tree_matrix(pieces, merges)
+    first.data[:] = 0  # a caller changing its matrix changes no one else's
+    again = scores.merge_tree_matrix(list(pieces), [list(m) for m in merges])  # the same vocabulary, other types
+    assert len(built) == 1 and again.toarray().tolist() == [[0, 0], [0, 0], [1, 0], [1, 1]]
+    scores.merge_tree_matrix(pieces, merges, whole_pieces=True)
+    assert len(built) == 2

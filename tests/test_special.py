@@ -295,3 +295,24 @@ def test_gpt2s_layout_keeps_the_context_length_it_is_given(gpt2_bpe):
 
     assert special_tokens_of(gpt2_bpe, model_max_length=GPT2_MODEL_MAX_LENGTH).model_max_length == GPT2_MODEL_MAX_LENGTH
     assert special_tokens_of(gpt2_bpe).model_max_length is None
+
+
+def test_reads_of_a_tokenizer_saved_again_follow_its_bytes(tmp_path):
+    """Vocabulary and special-token reads share one parse per content: a file saved again in place, at the same
+    size (two pieces swapped, as a new remap may do), is read again, and a deleted one is missed."""
+    from ivr.tokenizers.io import read_vocab_size, read_vocabulary
+
+    tok = Tokenizer(models.WordLevel({"a": 0, "b": 1, "<|endoftext|>": 2}, unk_token="<|endoftext|>"))
+    tok.add_special_tokens(["<|endoftext|>"])
+    tok.save(str(tmp_path / "tokenizer.json"))
+    assert read_vocabulary(tmp_path) == {"a": 0, "b": 1, "<|endoftext|>": 2} and read_vocab_size(tmp_path) == 3
+    assert read_special_tokens(tmp_path).separator_id == 2
+    path = tmp_path / "tokenizer.json"
+    swapped = path.read_text().replace('"a": 0', '"c": 0').replace('"b": 1', '"a": 1').replace('"c": 0', '"b": 0')
+    assert swapped != path.read_text() and len(swapped) == len(path.read_text())
+    with open(path, "r+") as f:  # the same file, rewritten within the clock's tick
+        f.write(swapped)
+    assert read_vocabulary(tmp_path) == {"b": 0, "a": 1, "<|endoftext|>": 2}
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="no tokenizer at"):
+        read_vocabulary(tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -149,6 +150,32 @@ def read_tokenizer_file(
     return tok
 
 
+def read_vocabulary(directory: str | Path) -> dict[str, int]:
+    """Piece → id of the tokenizer saved in ``directory``, added tokens included."""
+    return _as_saved(directory).get_vocab(with_added_tokens=True)
+
+
+def read_vocab_size(directory: str | Path) -> int:
+    """How many ids the tokenizer saved in ``directory`` has, added tokens included (the model needs a row each)."""
+    return _as_saved(directory).get_vocab_size(with_added_tokens=True)
+
+
+def _as_saved(directory: str | Path) -> Tokenizer:
+    """``read_tokenizer_file(directory, keep_padding=True)``, shared by every read of the same bytes in this
+    process: a stage or command asks for a tokenizer's vocabulary and special tokens several times, and each read
+    takes a tenth of a second or more (a distilled tokenizer's regex is compiled on loading). Callers only read
+    from it; keyed by the file's content, so a file saved again is read again."""
+    path = Path(directory) / TOKENIZER_FILE
+    if not path.is_file():
+        return read_tokenizer_file(directory, keep_padding=True)  # the error it gives
+    return _read_by_content(str(directory), file_sha256(path))
+
+
+@functools.lru_cache(maxsize=3)  # the original, distilled and remapped tokenizers of one run
+def _read_by_content(directory: str, content_sha256: str) -> Tokenizer:
+    return read_tokenizer_file(directory, keep_padding=True)
+
+
 def read_configs(directory: Path) -> dict[Path, dict]:
     """The tokenizer configs (``CONFIG_FILES``) of ``directory`` that exist, by path, each checked to be a JSON
     object."""
@@ -209,7 +236,7 @@ def read_special_tokens(tokenizer_dir: str | Path, tok: Tokenizer | None = None)
     layout if ``<|endoftext|>`` is the one added token (GPT-2's Hub config holds ``model_max_length`` alone), else
     none. ``tok``: the directory's tokenizer as already read (with its padding), in place of reading it again."""
     directory = Path(tokenizer_dir)
-    tok = read_tokenizer_file(directory, keep_padding=True) if tok is None else tok
+    tok = _as_saved(directory) if tok is None else tok
     # transformers takes a pad token and side from tokenizer.json's padding where the configs name none
     padding = tok.padding or {}
     configs = read_configs(directory)

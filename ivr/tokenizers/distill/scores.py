@@ -3,6 +3,7 @@ the weights in its merge tree, so early merges dominate as they do in BPE and ev
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -61,7 +62,13 @@ def merge_tree_matrix(
     pieces: Sequence[str], merges: Sequence[tuple[str, str]], whole_pieces: bool = False,
 ) -> sp.csr_matrix:
     """Pieces x the merges of ``piece_trees``: how often each occurs in the tree that builds each piece from
-    bytes."""
+    bytes. A copy of one matrix per vocabulary and process: building it takes seconds (a BPE run per merge), and
+    a process that distils one vocabulary under several settings (benchmarks, tests) needs it each time."""
+    return _tree_matrix(tuple(pieces), tuple(map(tuple, merges)), whole_pieces).copy()
+
+
+@functools.lru_cache(maxsize=2)
+def _tree_matrix(pieces: tuple[str, ...], merges: tuple[tuple[str, str], ...], whole_pieces: bool) -> sp.csr_matrix:
     index = {p: i for i, p in enumerate(pieces)}
     built = piece_trees(merges, whole_pieces)
     trees: list[Counter] = [Counter() for _ in pieces]
