@@ -7,6 +7,8 @@ languages the fit learns from). Both take these lists.
 
 from __future__ import annotations
 
+import functools
+
 
 def check_languages(codes: list[str], setting: str) -> None:
     """Every code names one of ``wordfreq``'s word lists, else an error naming ``setting`` and the lists it has."""
@@ -27,11 +29,15 @@ def most_frequent(lang: str, n: int) -> list[tuple[str, float]]:
     frequencies (a share of all word occurrences), most frequent first; ties in the list's own order."""
     if n <= 0:
         return []
+    check_languages([lang], "language")
+    return list(_ranked(lang)[:n])
+
+
+@functools.lru_cache(maxsize=None)  # sorting a list of 300,000 words takes a fifth of a second; stages ask again
+def _ranked(lang: str) -> tuple[tuple[str, float], ...]:
     import wordfreq
 
-    check_languages([lang], "language")
-    freq = wordfreq.get_frequency_dict(lang)
-    return sorted(freq.items(), key=lambda item: item[1], reverse=True)[:n]
+    return tuple(sorted(wordfreq.get_frequency_dict(lang).items(), key=lambda item: item[1], reverse=True))
 
 
 def most_frequent_english(n: int) -> list[tuple[str, float]]:

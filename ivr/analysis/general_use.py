@@ -10,6 +10,7 @@ technical words no word list holds, `` callback``, ``utf``, ``-->``), and the li
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,12 @@ def word_like(piece: str) -> bool:
     licences, headings, names) but no word list shows it, so a zero prior proves nothing for them."""
     core = readable(piece).removeprefix(" ")
     return core.isalpha() and (core.islower() or core.istitle())
+
+
+@functools.lru_cache(maxsize=2)  # a selection orders the ids it may free more than once, on one vocabulary
+def word_like_ids(pieces: tuple[str, ...]) -> frozenset[int]:
+    """The ids of ``pieces`` that are ``word_like``."""
+    return frozenset(i for i, piece in enumerate(pieces) if word_like(piece))
 
 
 @dataclass

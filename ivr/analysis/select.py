@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from ivr.analysis.domain_words import words_made_longer
-from ivr.analysis.general_use import code_reference, general_prior, general_text, lengthening, word_like
+from ivr.analysis.general_use import code_reference, general_prior, general_text, lengthening, word_like_ids
 from ivr.analysis.selection_log import selection_log_text
 from ivr.markdown_text import code
 from ivr.analysis.savings_curve import SavingsCurve, savings_curve, write_curve_plot
@@ -157,7 +157,8 @@ def _free_order(stats: PretokenStats, pieces: list[str], settings: SelectSetting
     estimated general use: the prior's for word-like pieces, at least ``UNJUDGED_RATE`` for the others."""
     unreachable = set(unreachable)
     eligible = [i for i in range(len(pieces)) if i not in never and stats.id_counts[i] < settings.min_count]
-    use = {i: prior[i] if word_like(pieces[i]) else max(prior[i], UNJUDGED_RATE) for i in eligible}
+    words = word_like_ids(tuple(pieces))
+    use = {i: prior[i] if i in words else max(prior[i], UNJUDGED_RATE) for i in eligible}
     eligible.sort(key=lambda i: (i not in unreachable, use[i] > 0, int(stats.id_counts[i]), use[i], -i))
     return eligible
 

@@ -9,6 +9,7 @@ saves.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from array import array
 from collections import Counter
@@ -226,15 +227,21 @@ def _shrink(counts: dict[str, int], keep: int) -> tuple[dict[str, int], int]:
 CONTINUATION_BYTES = bytes(range(0x80, 0xC0))
 
 
+@functools.lru_cache(maxsize=2)  # a selection builds spans for every replay of its strings, on one vocabulary
+def _character_bounds(pieces: tuple[str, ...]) -> tuple[tuple[bool, ...], tuple[int, ...]]:
+    """Per piece: whether it starts inside a character, and how many characters start in it. A span must start
+    and end on a character boundary so every new token is valid UTF-8 text."""
+    raw = [piece_to_bytes(p) for p in pieces]
+    return (tuple(bool(b) and b[0] in CONTINUATION_BYTES for b in raw),
+            tuple(len(b.translate(None, CONTINUATION_BYTES)) for b in raw))
+
+
 class Spans:
     """Candidate strings and where they lie, as token spans, in the distinct pre-tokens."""
 
     def __init__(self, stats: PretokenStats, pieces: Sequence[str]):
         self.stats, self.pieces = stats, pieces
-        raw = [piece_to_bytes(p) for p in pieces]
-        # a span must start and end on a character boundary so every new token is valid UTF-8 text
-        self.cont_start = [bool(b) and b[0] in CONTINUATION_BYTES for b in raw]
-        self.chars = [len(b.translate(None, CONTINUATION_BYTES)) for b in raw]  # the bytes that start a character
+        self.cont_start, self.chars = _character_bounds(tuple(pieces))
 
     def iter_spans(self, t: int, max_chars: int):
         seg, pieces, chars, cont = self.stats.segs[t], self.pieces, self.chars, self.cont_start
