@@ -227,7 +227,9 @@ class IVRDataModule(LightningDataModule):
         """Run the stages the training tokenizer needs, then tokenize and pack the datasets; with a checkpoint's
         tokenizer kept (``keep_checkpoint_tokenizer``), only the datasets, none for predict."""
         if self._kept_for is None:
-            return pipeline.prepare(self.config, self.hparams.tokenizer, self.hparams.block_size)
+            fitting = self.trainer is not None and self.trainer.state.fn == "fit"
+            batch = (self.hparams.batch_size, self.trainer.world_size) if fitting else None
+            return pipeline.prepare(self.config, self.hparams.tokenizer, self.hparams.block_size, batch)
         if self._kept_for == "predict":
             return []
         try:

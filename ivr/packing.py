@@ -188,18 +188,27 @@ def remove_superseded_datasets(datasets_dir: Path, tokenizer: str, tokenizer_fil
     return removed
 
 
-def check_splits_may_fill_a_block(splits: Mapping[str, Iterable[str]], block_size: int) -> None:
-    """Raise ``too_short_for_a_block`` for the first split whose documents could not hold ``block_size`` tokens with
-    their separators, for any byte-level tokenizer: each token stands for at least one byte of text. Reads each
-    split only as far as it takes."""
+def check_splits_may_fill(splits: Mapping[str, Iterable[str]], block_size: int,
+                          batch: tuple[int, int] | None = None) -> None:
+    """Raise for the first split whose documents could not hold a block of ``block_size`` tokens with their
+    separators (``too_short_for_a_block``), or, given ``batch`` (blocks per device, devices), for a training split
+    that could not fill one batch on every device; for any byte-level tokenizer, each token stands for at least
+    one byte of text, so this is known before any stage encodes. Reads each split only as far as it takes."""
     for name, texts in splits.items():
+        blocks = batch[0] * batch[1] if batch is not None and name == TRAIN_SPLIT else 1
         total = 0
         for text in texts:
             total += len(text.encode("utf-8")) + 1
-            if total >= block_size:
+            if total >= block_size * blocks:
                 break
         else:
-            raise too_short_for_a_block(name, block_size)
+            if total < block_size:
+                raise too_short_for_a_block(name, block_size)
+            raise ValueError(
+                f"the {name} split's {total:,} bytes of text and separators make at most {total // block_size} blocks "
+                f"of data.block_size={block_size} tokens (a token stands for at least one byte), fewer than one batch "
+                f"({batch[0]} per device × {batch[1]} devices): the fit would train nothing. Lower data.batch_size "
+                "or data.block_size, or add text")
 
 
 def too_short_for_a_block(split: str, block_size: int) -> ValueError:

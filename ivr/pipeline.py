@@ -33,7 +33,7 @@ from ivr.embeddings import align_embeddings, align_outputs
 from ivr.export import EXPORT_METADATA_FILE
 from ivr.figures import exact_share
 from ivr.packing import (
-    DATASET_FORMAT_VERSION, SPLIT_SOURCES, check_splits_may_fill_a_block, encoded_batches, remove_superseded_datasets,
+    DATASET_FORMAT_VERSION, SPLIT_SOURCES, check_splits_may_fill, encoded_batches, remove_superseded_datasets,
     write_packed_splits,
 )
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
@@ -471,8 +471,11 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
     return target
 
 
-def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -> list[Path]:
-    """Every stage the training tokenizer needs, then the packed datasets; the artifacts in pipeline order."""
+def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int,
+            batch: tuple[int, int] | None = None) -> list[Path]:
+    """Every stage the training tokenizer needs, then the packed datasets; the artifacts in pipeline order.
+    ``batch`` (blocks per device, devices), for a fit: refused right after init where the training text cannot
+    fill one batch."""
     base = config.base_model
     rows = getattr(base.from_config, "vocab_size", None)  # the model's token rows, where known without its weights
     if base.from_config is None and base.name_or_path:  # now, not after every stage
@@ -487,8 +490,8 @@ def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int) -
         if name == "init":  # now, not after distilling
             if "distill-tokenizer" in stages_needed(tokenizer):
                 _check_distillable(config.paths)
-            check_splits_may_fill_a_block({name: _texts(config, split) for name, split in SPLIT_SOURCES.items()},
-                                          block_size)
+            check_splits_may_fill({name: _texts(config, split) for name, split in SPLIT_SOURCES.items()},
+                                  block_size, batch)
             check_ids_fit(rows, read_vocab_size(config.paths.original_tokenizer_dir),
                           config.paths.original_tokenizer_dir, from_config=base.from_config is not None)
     artifacts.append(build_datasets(config.paths, tokenizer, block_size, config.heldout_fraction))

@@ -82,6 +82,13 @@ def test_prepare_refuses_a_split_short_of_a_block_before_distilling(tmp_path):
     assert not (art / "analysis" / "reports").exists()  # refused before analyze, let alone distillation
     with pytest.raises(ValueError, match=f"the train split has fewer than data.block_size={most['train'] + 1}"):
         main(["prepare", *args, "--data.block_size", str(most["train"] + 1)])
+    # a fit needs a batch of blocks: more than the training text could fill is refused as early; prepare builds
+    # artifacts, which need no batch
+    batch = most["train"] // 32 + 1
+    with pytest.raises(ValueError, match=rf"at most {most['train'] // 32} blocks of data.block_size=32 tokens .*fewer "
+                                         rf"than one batch \({batch} per device × 1 devices\)"):
+        main(["fit", *args, "--data.batch_size", str(batch)])
+    assert not (art / "analysis" / "reports").exists()
 
 
 def test_an_unavailable_base_model_stops_prepare_before_any_stage(tmp_path):

@@ -169,19 +169,35 @@ def test_a_split_without_one_full_block_names_it_and_leaves_nothing(gpt2_bpe, tm
 
 
 def test_a_split_of_exactly_one_block_of_bytes_and_separators_may_fill_it():
-    from ivr.packing import check_splits_may_fill_a_block
+    from ivr.packing import check_splits_may_fill
 
-    check_splits_may_fill_a_block({"train": ["abc", "de"]}, 7)  # 3 + 1 + 2 + 1 bytes and separators
+    check_splits_may_fill({"train": ["abc", "de"]}, 7)  # 3 + 1 + 2 + 1 bytes and separators
     with pytest.raises(ValueError, match="the train split has fewer than data.block_size=8 tokens"):
-        check_splits_may_fill_a_block({"train": ["abc", "de"]}, 8)
+        check_splits_may_fill({"train": ["abc", "de"]}, 8)
 
 
 def test_a_split_may_fill_a_block_with_as_many_tokens_as_its_text_has_utf8_bytes():
     """A byte-level token may stand for one byte of a character of several bytes."""
-    from ivr.packing import check_splits_may_fill_a_block
+    from ivr.packing import check_splits_may_fill
 
     text = "日本語"
-    check_splits_may_fill_a_block({"train": [text]}, len(text.encode()) + 1)
+    check_splits_may_fill({"train": [text]}, len(text.encode()) + 1)
+
+
+def test_a_training_split_whose_bytes_cannot_fill_one_batch_on_every_device_is_refused():
+    from ivr.packing import check_splits_may_fill
+
+    splits = {"train": ["abc", "de"], "validation": ["x" * 10]}  # 7 bytes and separators; 11
+    check_splits_may_fill(splits, 3, (2, 1))  # two blocks of 3
+    check_splits_may_fill(splits, 2, (3, 1))
+    with pytest.raises(ValueError, match=r"the train split's 7 bytes of text and separators make at most 2 blocks of "
+                                         r"data.block_size=3 tokens .* fewer than one batch \(2 per device × 2 "
+                                         r"devices\): the fit would train nothing"):
+        check_splits_may_fill(splits, 3, (2, 2))
+    # the held-out split needs one block only: a batch is the training split's measure
+    with pytest.raises(ValueError, match="the validation split has fewer than data.block_size=5 tokens"):
+        check_splits_may_fill({"train": ["x" * 40], "validation": ["ab"]}, 5, (8, 1))
+    check_splits_may_fill({"train": ["x" * 40], "validation": ["abcd"]}, 5, (8, 1))
 
 
 def test_a_failure_while_packing_or_saving_leaves_no_dataset(gpt2_bpe, tmp_path, monkeypatch):
