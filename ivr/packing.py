@@ -135,8 +135,27 @@ def write_packed_splits(
         DatasetDict(datasets).save_to_disk(str(tmp))
         if record is not None:
             blocks = {name: len(data) for name, data in datasets.items()}
-            (tmp / DATASET_RECORD_FILE).write_text(json.dumps({**record, "blocks": blocks}, indent=1, sort_keys=True),
-                                                   encoding="utf-8")
+            # each file's size, so that a later run can tell a folder truncated or thinned since (packed_damage)
+            files = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
+            (tmp / DATASET_RECORD_FILE).write_text(
+                json.dumps({**record, "blocks": blocks, "files": files}, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def packed_damage(directory: Path) -> str | None:
+    """What has changed in a packed dataset folder since ``write_packed_splits`` wrote it, by the sizes its record
+    lists: a file missing or of another size (a copy cut short, a full disk); ``None`` where nothing has, or the
+    record lists no sizes."""
+    record = read_dataset_record(directory)
+    files = record.get("files") if record is not None else None
+    if not isinstance(files, dict):
+        return None
+    for name, size in files.items():
+        path = Path(directory) / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size:,} bytes, not the {size:,} it was written with"
+    return None
 
 
 def read_packed_splits(path: Path) -> DatasetDict:

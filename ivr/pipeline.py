@@ -33,8 +33,8 @@ from ivr.embeddings import align_embeddings, align_outputs
 from ivr.export import EXPORT_METADATA_FILE
 from ivr.figures import exact_share
 from ivr.packing import (
-    DATASET_FORMAT_VERSION, SPLIT_SOURCES, check_splits_may_fill, encoded_batches, remove_superseded_datasets,
-    write_packed_splits,
+    DATASET_FORMAT_VERSION, SPLIT_SOURCES, check_splits_may_fill, encoded_batches, packed_damage,
+    remove_superseded_datasets, write_packed_splits,
 )
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
 from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKind
@@ -451,7 +451,10 @@ def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: i
         key = dataset_key(paths, tokenizer, block_size, heldout_fraction)
         target = dataset_dir(paths, tokenizer, block_size, heldout_fraction, key)
         if target.is_dir():  # the directory only ever appears by an atomic rename of a finished build
-            return target
+            damage = packed_damage(target)
+            if damage is None:
+                return target
+            log.warning("datasets: %s: %s; packing it again", target, damage)
         tok = load_tokenizer(paths.tokenizer_dir(tokenizer))
         manifest = read_manifest(paths.cleaned_corpora_dir)
         splits = {}

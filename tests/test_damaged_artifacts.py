@@ -172,3 +172,28 @@ def test_a_cleaned_file_changed_since_cleaning_is_cleaned_again(tmp_path, raw_di
     assert "changed since they were written" in caplog.text
     assert {p: p.read_bytes() for p in files} == good
     assert corpus_content(cleaned)
+
+
+def test_a_packed_dataset_cut_short_or_thinned_since_is_packed_again(tmp_path, caplog):
+    from ivr.cli import main
+    from ivr.packing import packed_damage, read_packed_splits
+    from tests.conftest import tiny_cli_args
+
+    args = tiny_cli_args(tmp_path)
+    main(["prepare", *args])
+    (packed,) = (tmp_path / "artifacts" / "datasets").glob("original-*")
+    arrow = next(packed.rglob("*.arrow"))
+    intact = arrow.read_bytes()
+    assert packed_damage(packed) is None
+    truncate(arrow, 64)  # a copy cut short: read, it fails only once the fit reaches it
+    assert "bytes, not the" in packed_damage(packed)
+    with caplog.at_level("WARNING", logger="ivr.pipeline"):
+        main(["prepare", *args])
+    assert "packing it again" in caplog.text and arrow.read_bytes() == intact
+    read_packed_splits(packed)
+    caplog.clear()
+    (packed / "dataset_dict.json").unlink()
+    with caplog.at_level("WARNING", logger="ivr.pipeline"):
+        main(["prepare", *args])
+    assert "dataset_dict.json is missing; packing it again" in caplog.text
+    read_packed_splits(packed)
