@@ -336,12 +336,13 @@ class IVRLanguageModel(LightningModule):
                 self.log(f"{split}/loss_reassigned", r_nll / r_tokens, sync_dist=True)
             if tokens > r_tokens:
                 self.log(f"{split}/loss_other", (nll - r_nll) / (tokens - r_tokens), sync_dist=True)
-            rows = self.model.get_input_embeddings().weight[self.reassigned_ids.to(self.device)].detach().float()
-            start = self._initial_rows.to(rows.device, torch.float32)
-            drift = (rows - start).norm(dim=1)
-            self.log("embeddings/reassigned_drift", drift.mean(), sync_dist=True)
-            relative = (drift / start.norm(dim=1).clamp(min=1e-8)).mean()
-            self.log("embeddings/reassigned_relative_drift", relative, sync_dist=True)
+            if len(self.reassigned_ids):  # a remap that reassigned nothing has no drift (a mean of none is NaN)
+                rows = self.model.get_input_embeddings().weight[self.reassigned_ids.to(self.device)].detach().float()
+                start = self._initial_rows.to(rows.device, torch.float32)
+                drift = (rows - start).norm(dim=1)
+                self.log("embeddings/reassigned_drift", drift.mean(), sync_dist=True)
+                relative = (drift / start.norm(dim=1).clamp(min=1e-8)).mean()
+                self.log("embeddings/reassigned_relative_drift", relative, sync_dist=True)
         for metric in self._held_out_sums():
             metric.reset()
 

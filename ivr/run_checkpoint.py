@@ -45,8 +45,8 @@ def check_resumable(ckpt_path: str) -> None:
 
     if Path(ckpt_path).is_file() and not holds_training_state(ckpt_path):
         raise ValueError(f"{ckpt_path} holds the weights only (checkpoint.save_weights_only), not the optimizer's "
-                         "state a fit resumes from: score or export it with --ckpt_path, or export it and start a "
-                         "new fit from the export (model.model_name_or_path)")
+                         "state a fit resumes from: score or export it with --ckpt_path; a fit that is to resume "
+                         "later keeps that state (checkpoint.save_weights_only false, the default)")
 
 
 def run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:

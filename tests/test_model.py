@@ -499,6 +499,12 @@ def test_the_drift_of_reassigned_rows_is_averaged_over_rows_absolute_and_relativ
     assert logged["embeddings/reassigned_drift"] == pytest.approx(moved / 2, rel=1e-5)
     relative = moved / module._initial_rows[0].norm().item() / 2
     assert logged["embeddings/reassigned_relative_drift"] == pytest.approx(relative, rel=1e-5)
+    # a remap that reassigned no id: no drift logged, not NaN
+    module.reassigned_ids, module._initial_rows = torch.tensor([], dtype=torch.long), weight[[]].detach().clone()
+    logged.clear()
+    module.validation_step({"input_ids": torch.randint(100, 200, (1, 16)), "n_bytes": torch.tensor([40])}, 0)
+    module.on_validation_epoch_end()
+    assert "val/loss" in logged and not any(name.startswith("embeddings/") for name in logged)
 
 
 def test_predict_accepts_a_model_whose_context_is_shorter_than_the_training_blocks():
