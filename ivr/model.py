@@ -235,8 +235,9 @@ class IVRLanguageModel(LightningModule):
                 check_aligned_from(model, init.original_wte, init.final_wte)
             install_embeddings(model, wte, lm_head)
             self.reassigned_ids = torch.tensor(reassigned, dtype=torch.long)
-            # kept outside the state dict: only the drift metric reads it
-            self._initial_rows = wte[self.reassigned_ids].clone()
+            # kept outside the state dict: only the drift metric reads it; as installed, in the model's precision
+            # (bf16-true rounds the aligned rows), so that an untrained model has drifted by 0
+            self._initial_rows = model.get_input_embeddings().weight[self.reassigned_ids].detach().clone()
         # the matrices whose frozen rows must take no weight decay (AdamW's decay moves rows without gradient)
         self._masked = restrict_training(model, hp.get("train_only", "all"), self.reassigned_ids)
         self._check_data_fits(model)

@@ -201,6 +201,33 @@ def test_embedding_init_installs_the_align_stage_rows_and_watches_their_ids(tmp_
         IVRLanguageModel(model_name_or_path=None, from_config=shape, embedding_init=init).configure_model()
 
 
+def test_the_drift_starts_from_the_rows_as_installed_in_the_model_s_precision(tmp_path):
+    from ivr.model import EmbeddingInit
+    from ivr.tokenizers.remap_rules import RemapRule, write_remap_rules
+
+    shape = ModelShape(n_layer=1, n_embd=16, n_positions=16)
+    rows = build_model(shape).transformer.wte.weight.detach().clone()
+    rows[7] = 0.1  # not a bfloat16 value
+    torch.save(rows, tmp_path / "final_wte.pt")
+    write_remap_rules(tmp_path / "rules.yaml", [RemapRule(7, "Ġx", "Ġdef", (299, 825))])
+    init = EmbeddingInit(str(tmp_path / "final_wte.pt"), str(tmp_path / "final_lm_head.pt"), str(tmp_path / "rules.yaml"))
+    module = IVRLanguageModel(model_name_or_path=None, from_config=shape, embedding_init=init)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)  # as precision bf16-true builds the model
+    try:
+        module.configure_model()
+    finally:
+        torch.set_default_dtype(default)
+    assert module.model.transformer.wte.weight.dtype == torch.bfloat16
+    assert torch.equal(module._initial_rows, module.model.transformer.wte.weight[[7]])
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    module.eval()
+    module.validation_step({"input_ids": torch.randint(100, 200, (1, 16)), "n_bytes": torch.tensor([40])}, 0)
+    module.on_validation_epoch_end()
+    assert logged["embeddings/reassigned_drift"] == 0.0
+
+
 def test_embedding_init_without_the_align_stage_says_what_to_run(tmp_path):
     from ivr.model import EmbeddingInit
 
