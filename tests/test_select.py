@@ -917,3 +917,29 @@ def test_a_forced_term_whose_own_piece_lengthens_general_text_stays_and_the_budg
     assert sel.summary["general_budget_met"] is False
     assert [c["lines_pct"] for c in sel.summary["general_longer"]] == [100.0]
     assert sel.summary["refused_for_general_text"] == 0 and sel.summary["ids_refused_for_forced_terms"] == 0
+
+
+def test_a_long_run_of_multi_byte_letters_is_cut_for_selection_between_characters(distilled, tmp_path, monkeypatch):
+    """A pre-token past ``MAX_SPAN_TOKENS`` is cut into chunks; a cut inside a character (a CJK letter takes up to
+    three tokens) would make strings of part of one, which no token may hold."""
+    rng = random.Random(1)
+    word = "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(150))
+    docs = [f"x = 1\n{word}\n" for _ in range(10)]
+    for limit in (16, 17, 256):  # cuts that fall inside characters, for one width of chunk or another
+        monkeypatch.setattr(spans_module, "MAX_SPAN_TOKENS", limit)
+        picked = select_replacements(distilled, docs, SelectSettings(num_replacements=20, **FAST), tmp_path / "c.csv",
+                                     tmp_path / "log.md").replacements
+        assert picked and all(piece_to_bytes(r.new_token).decode("utf-8") for r in picked)
+
+
+def test_added_tokens_outside_the_byte_level_alphabet_do_not_stop_a_selection(tmp_path):
+    from tokenizers import AddedToken
+
+    from tests.standin import standin_distilled_tokenizer
+
+    tok = standin_distilled_tokenizer()
+    tok.add_special_tokens([AddedToken("<｜begin▁of▁sentence｜>", special=True), AddedToken("<é s>", special=True)])
+    tok.encode_special_tokens = True
+    picked = select_replacements(tok, make_code_docs(), SelectSettings(num_replacements=10, **FAST),
+                                 tmp_path / "c.csv", tmp_path / "log.md").replacements
+    assert picked and not {r.freed_id for r in picked} & {tok.token_to_id("<é s>"), tok.token_to_id("<｜begin▁of▁sentence｜>")}

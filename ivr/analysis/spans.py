@@ -177,7 +177,7 @@ def pretoken_stats(
 
 MAX_SPAN_TOKENS = 256
 """Pre-tokens longer than this many tokens (a run of letters of a thousand characters or so: a DNA sequence, a
-long identifier) are cut into pieces of this many tokens for selection: the exact saving of overlapping strings in
+long identifier) are cut into pieces of at most this many tokens, between characters, for selection: the exact saving of overlapping strings in
 one pre-token costs time in proportion to its length at every pick that touches it, so a few such runs took
 minutes. A string across a cut is not counted there."""
 
@@ -186,11 +186,19 @@ def _in_chunks(tokenizer: Tokenizer, pieces: list[str], counts: list[int], weigh
                segs: list[list[int]]) -> tuple[list[str], list[int], list[int], list[list[int]]]:
     out: tuple[list, list, list, list] = ([], [], [], [])
     for piece, count, weight, seg in zip(pieces, counts, weights, segs):
-        for start in range(0, max(len(seg), 1), MAX_SPAN_TOKENS):
-            part = seg[start:start + MAX_SPAN_TOKENS]
+        start = 0
+        while True:
+            end = min(start + MAX_SPAN_TOKENS, len(seg))
+            # never inside a character (a token may hold part of one): a span ending there would be no text
+            while start + 1 < end < len(seg) and _starts_inside_character(tokenizer.id_to_token(seg[end])):
+                end -= 1
+            part = seg[start:end]
             text = piece if len(part) == len(seg) else "".join(tokenizer.id_to_token(i) for i in part)
             for column, value in zip(out, (text, count, weight, part)):
                 column.append(value)
+            if end >= len(seg):
+                break
+            start = end
     return out
 
 
@@ -227,11 +235,25 @@ def _shrink(counts: dict[str, int], keep: int) -> tuple[dict[str, int], int]:
 CONTINUATION_BYTES = bytes(range(0x80, 0xC0))
 
 
+def _raw(piece: str) -> bytes:
+    """The bytes a piece stands for; an added token outside the byte-level alphabet (``<｜begin▁of▁sentence｜>``),
+    which no span holds, as its text's."""
+    try:
+        return piece_to_bytes(piece)
+    except ValueError:
+        return piece.encode("utf-8")
+
+
+def _starts_inside_character(piece: str) -> bool:
+    raw = _raw(piece)
+    return bool(raw) and raw[0] in CONTINUATION_BYTES
+
+
 @functools.lru_cache(maxsize=2)  # a selection builds spans for every replay of its strings, on one vocabulary
 def _character_bounds(pieces: tuple[str, ...]) -> tuple[tuple[bool, ...], tuple[int, ...]]:
     """Per piece: whether it starts inside a character, and how many characters start in it. A span must start
     and end on a character boundary so every new token is valid UTF-8 text."""
-    raw = [piece_to_bytes(p) for p in pieces]
+    raw = [_raw(p) for p in pieces]
     return (tuple(bool(b) and b[0] in CONTINUATION_BYTES for b in raw),
             tuple(len(b.translate(None, CONTINUATION_BYTES)) for b in raw))
 
