@@ -49,3 +49,9 @@ def setting_text(value: object) -> str:
     if isinstance(value, str) and value != value.strip():
         return code(value)
     return str(value) if str(value) else "(empty)"
+
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun`` (an ``s`` added unless ``n`` is 1): "1 special token", "2 special tokens"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -91,7 +91,7 @@ def clean(config: PipelineConfig) -> dict:
     counts = check_splits(paths.cleaned_corpora_dir, config.heldout_fraction, config.cleaning.max_document_chars)
     log.info("corpus: %d documents (%d train, %d held out), %d bytes", manifest["documents"], counts["train"], counts["heldout"], manifest["bytes"])
     if counts["heldout_also_in_train"]:  # the split goes by id: copies of one text may fall on both sides
-        log.warning("held-out split: %d documents have the exact text of a training document; held-out figures "
+        log.warning("held-out split: documents with the exact text of a training document: %d; held-out figures "
                     "count them as unseen", counts["heldout_also_in_train"])
     return manifest
 

@@ -155,7 +155,7 @@ def test_init_warns_when_held_out_documents_were_trained_on(tmp_path, caplog):
                             heldout_fraction=0.3, original=OriginalTokenizer(use_hub=False))
     with caplog.at_level(logging.WARNING, logger="ivr.pipeline"):
         pipeline.init(config)
-    assert "documents have the exact text of a training document" in caplog.text
+    assert "documents with the exact text of a training document: " in caplog.text
 
 
 def test_a_utf16_le_jsonl_file_with_a_byte_order_mark_and_blank_lines_reads_every_record(tmp_path):

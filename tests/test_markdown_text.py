@@ -50,3 +50,10 @@ def test_settings_that_are_tuples_huge_floats_or_end_in_white_space_read_as_writ
     assert setting_text(("a", 2)) == "`a`, 2"  # a dataclass setting's tuple is a list in the config
     assert setting_text(1e20) == "1e+20" and setting_text(-3.0) == "-3"
     assert setting_text("ab ") == "`ab␠`" and setting_text("a\t") == "`a\\t`"
+
+
+def test_a_count_takes_the_plural_unless_it_is_one():
+    from ivr.markdown_text import counted
+
+    assert [counted(n, "special token") for n in (0, 1, 2)] == ["0 special tokens", "1 special token",
+                                                                 "2 special tokens"]

@@ -340,7 +340,7 @@ def test_the_report_describes_each_measured_set_it_is_told_about(tmp_path):
     summary, report = _remap_tie(tmp_path, [{"id": 259, "new_text": "HALF"}], heldout_texts=["HALF\n"],
                                  extra_texts={"notes": ["HALF HALF\n"]}, described={"heldout_domain": what})
     assert summary["texts"] == {"heldout_domain": what, "notes": ""}
-    assert f"Texts measured (none of them fitted or selected on):\n\n- `heldout_domain`: {what}\n\n" in report
+    assert f"`ivr init` counts in its log):\n\n- `heldout_domain`: {what}\n\n" in report
     assert "- `notes`" not in report  # a set without a description is not listed
 
 

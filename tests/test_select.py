@@ -14,7 +14,9 @@ from tests.conftest import make_code_docs
 import ivr.analysis.select as select_module
 from ivr.analysis.select import ForcedTokensError, SelectSettings, _Ranker, read_forced_tokens, select_replacements
 import ivr.analysis.spans as spans_module
-from ivr.analysis.spans import Greedy, Occurrences, PretokenStats, Spans, best_collapse, replay
+from ivr.analysis.spans import (
+    Greedy, Occurrences, PretokenStats, Spans, best_collapse, count_pretokens, pretoken_stats, replay,
+)
 from ivr.tokenizers.byte_level import EOS_ID, bytes_to_piece, piece_to_bytes, readable, single_byte_pieces, text_to_piece
 from ivr.tokenizers.candidates import read_candidates
 from tokenizers import Tokenizer
@@ -291,7 +293,7 @@ def test_protected_tokens_and_ids_are_never_freed(selection, distilled, code_doc
     freed = {r.freed_id for r in sel.replacements}
     assert not freed & {by_text.freed_id, by_piece.freed_id, by_id.freed_id}
     log = (tmp_path / "log.md").read_text(encoding="utf-8")
-    assert "- 3 protected ids/tokens besides those" in log and "- 1 special tokens" in log
+    assert "- 3 protected ids/tokens besides those" in log and "- 1 special token:" in log
     # an id the tokenizer's config names (a pad token that is an ordinary piece) counts as special, not as the
     # user's: the log's parameters show the settings as given
     sel = select_replacements(distilled, code_docs, SelectSettings(num_replacements=40, **FAST), tmp_path / "c.csv",
@@ -943,3 +945,20 @@ def test_added_tokens_outside_the_byte_level_alphabet_do_not_stop_a_selection(tm
     picked = select_replacements(tok, make_code_docs(), SelectSettings(num_replacements=10, **FAST),
                                  tmp_path / "c.csv", tmp_path / "log.md").replacements
     assert picked and not {r.freed_id for r in picked} & {tok.token_to_id("<é s>"), tok.token_to_id("<｜begin▁of▁sentence｜>")}
+
+
+def test_the_log_counts_each_id_left_out_under_one_reason(distilled, code_docs, tmp_path):
+    """Single-byte and special ids are never freed whatever their use: the count of ids used too often to free
+    holds the others only, so that the reasons add up."""
+    sel = select_replacements(distilled, code_docs, SelectSettings(num_replacements=5, validation_fraction=0, **FAST),
+                              tmp_path / "c.csv", tmp_path / "log.md")
+    excluded = sel.summary["excluded"]
+    stats = pretoken_stats(distilled, count_pretokens(distilled, code_docs, cap=None, validation_fraction=0)[0])
+    bytes_ = single_byte_pieces()
+    pieces = [distilled.id_to_token(i) for i in range(distilled.get_vocab_size())]
+    frequent = [i for i in np.flatnonzero(stats.id_counts >= FAST["min_count"])]
+    assert any(pieces[i] in bytes_ for i in frequent)  # the overlap the count leaves out
+    others = [i for i in frequent if pieces[i] not in bytes_ and i != EOS_ID]
+    assert excluded["domain_count_at_least_min"] == len(others)
+    assert f"- {len(others)} other tokens used ≥ 5 times" in (tmp_path / "log.md").read_text()
+    assert "- 1 special token: " in (tmp_path / "log.md").read_text()

@@ -336,7 +336,9 @@ def select_replacements(
         special=len(special),
         protected=len(named - special),
         forced_kept=len(kept_forced - special),
-        domain_count_at_least_min=int((stats.id_counts >= settings.min_count).sum()),
+        # beyond the ids counted above, which are never freed whatever their use
+        domain_count_at_least_min=sum(1 for i, c in enumerate(stats.id_counts)
+                                      if c >= settings.min_count and i not in never),
     )
     summary = {
         "documents": stats.documents,

@@ -9,7 +9,7 @@ from pathlib import Path
 from ivr.analysis.savings_curve import SavingsCurve, curve_table
 from ivr.analysis.select_settings import SelectSettings
 from ivr.figures import figure
-from ivr.markdown_text import LEGEND, code, setting_text
+from ivr.markdown_text import LEGEND, code, counted, setting_text
 from ivr.tokenizers.candidates import Replacement
 
 
@@ -91,11 +91,12 @@ def selection_log_text(settings: SelectSettings, summary: dict, reps: Sequence[R
         "## Why ids or strings were left out",
         "",
         f"- {ex['single_byte']} single-byte tokens: never freed, every byte must stay encodable.",
-        f"- {ex['special']} special tokens: the added tokens (matched before the model runs) and the ids the "
+        f"- {counted(ex['special'], 'special token')}: the added tokens (matched before the model runs) and the ids the "
         "tokenizer's config names bos, eos, pad or unk; never freed.",
         f"- {ex['protected']} protected ids/tokens besides those: named in `protected_tokens`/`protected_ids`.",
         f"- {ex.get('forced_kept', 0)} forced terms that already are tokens: their ids are never freed.",
-        f"- {ex['domain_count_at_least_min']} tokens used ≥ {settings.min_count} times in the domain: freeing them would cost tokens.",
+        f"- {ex['domain_count_at_least_min']} other tokens used ≥ {settings.min_count} times in the domain: freeing "
+        "them would cost tokens.",
         f"- {'at least ' if summary['span_count_floor'] else ''}{ex['below_min_count']} span strings used "
         f"< {settings.min_count} times: too rare to be worth an id.",
         (

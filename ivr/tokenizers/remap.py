@@ -19,7 +19,7 @@ from tokenizers import Tokenizer
 from ivr.atomic import write_json, write_text
 from ivr.cleaned_corpus import batched
 from ivr.figures import figure
-from ivr.markdown_text import code
+from ivr.markdown_text import code, counted
 from ivr.tokenizers.candidates import read_candidates
 from ivr.tokenizers.io import save_tokenizer_dir
 from ivr.tokenizers.remap_rules import (
@@ -268,12 +268,13 @@ def _report_md(s: dict) -> str:
         lines.append(f"- new ids never used in held-out domain text: {figure(unused, 'd')}")
     if "id_contract" in s:
         ids = s["id_contract"]["protected_ids"]
-        lines.append(f"- ID contract: {len(ids)} protected ids (added tokens, bos/eos/pad/unk, data.select.protected_*: "
+        lines.append(f"- ID contract: {counted(len(ids), 'protected id')} (added tokens, bos/eos/pad/unk, data.select.protected_*: "
                      f"{', '.join(map(str, ids[:20]))}{' …' if len(ids) > 20 else ''}), never freed")
         lines += [f"  - {name}: {'yes' if ok else 'NO'}" for name, ok in s["id_contract"].items() if name != "protected_ids"]
     texts = {name: what for name, what in s.get("texts", {}).items() if what}
     if texts:
-        lines += ["", "Texts measured (none of them fitted or selected on):", ""]
+        lines += ["", "Texts measured (none of them fitted or selected on, but for held-out documents whose text a "
+                  "training document repeats, which `ivr init` counts in its log):", ""]
         lines += [f"- `{name}`: {what}" for name, what in texts.items()]
     lines += ["", "| text | tokenizer | bytes | tokens | tokens/byte |", "|---|---|---:|---:|---:|"]
     for name, m in s["measured"].items():

@@ -364,7 +364,8 @@ def render_markdown(summary: dict) -> str:
         "",
         "*corpus*: the training split, which the tokenizer was fitted on; *heldout*: the held-out documents; "
         "*english_reference*: Python's help topics; any other row: a file of `data.extra_eval_paths`. None of "
-        "those but the corpus was fitted on.",
+        "those but the corpus was fitted on (the split goes by document: a held-out document whose text a training "
+        "document repeats counts as held out; `ivr init` logs how many there are).",
         "",
         "| set | documents | word occurrences | word occ. exact | word types exact | tokens exact | documents exact |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -421,7 +422,7 @@ def render_markdown(summary: dict) -> str:
         if fit.get("history"):
             lines += ["", "Rounds of the score fit, before split and word rules (*fit mismatched types* above is after "
                       "them); occurrences are weighted, general words by their estimated frequency, hence fractions.",
-                      "", "| round | mismatched types | mismatched occurrences | new rows | seconds |",
+                      "", "| round | mismatched types | mismatched occurrences | new rows | seconds since the score fit began |",
                       "|---:|---:|---:|---:|---:|"]
             lines += [f"| {h['round']} | {h['mismatched_types']} | {h['mismatched_occurrences']:g} | "
                       f"{h.get('new_rows', '')} | {h.get('seconds', '')} |" for h in fit["history"]]
