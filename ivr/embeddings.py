@@ -389,7 +389,10 @@ def align_embeddings(
         "final_wte": save_embedding(final_wte(wte, aligned, rules, settings, vocab_size), paths, "final_wte", wte, init),
     }
     if wpe is not None:
-        out["original_wpe"] = save_embedding(wpe, paths, "original_wpe", wpe, common)
+        # a table of positions: the token ids and counts of the rest do not describe it
+        token_fields = ("reassigned_ids", "vocab_size", "padding_rows")
+        out["original_wpe"] = save_embedding(wpe, paths, "original_wpe", wpe,
+                                             {k: v for k, v in common.items() if k not in token_fields})
     else:
         _drop(paths, "original_wpe")
     if not tied:

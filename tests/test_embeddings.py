@@ -185,6 +185,9 @@ def test_stage_writes_artifacts_and_install_keeps_tie(workspace):
     assert summary["init_strategy"] == "mean" and "rows_changed 0" in summary["why"]["aligned_wte"]
     wpe = torch.load(paths.embedding("original_wpe"), weights_only=True)
     assert torch.equal(wpe, model.transformer.wpe.weight)
+    # a table of positions: its record names no token ids
+    wpe_meta = json.loads(paths.embedding_metadata("original_wpe").read_text())
+    assert wpe_meta["shape"] == list(wpe.shape) and not {"reassigned_ids", "vocab_size", "padding_rows"} & set(wpe_meta)
 
     final, head = load_final_embeddings(paths.embedding("final_wte"), paths.embedding("final_lm_head"))
     assert head is None

@@ -363,11 +363,11 @@ def test_the_savings_curve_adds_net_gains_in_rank_order_at_its_points():
     from ivr.analysis.savings_curve import SavingsCurve, curve_table, savings_curve
 
     curve = savings_curve([10, 5, 1], 100, [8, 2, 0], 50)
-    assert curve == SavingsCurve([3], [16.0], [20.0])
-    assert curve_table(curve)[2] == "| 3 | 16.00% | 20.00% | -4.00 |"
+    assert curve == SavingsCurve([1, 2, 3], [10.0, 15.0, 16.0], [16.0, 20.0, 20.0])
+    assert curve_table(curve)[4] == "| 3 | 16.00% | 20.00% | -4.00 |"
     curve = savings_curve([1] * 60, 600, [2] * 60, 600)
-    assert curve.ids == [25, 50, 60] and curve.fitted_pct == [25 / 6, 50 / 6, 10.0]
-    assert curve.heldout_pct == [50 / 6, 100 / 6, 20.0]
+    assert curve.ids == [1, 2, 5, 10, 25, 50, 60] and curve.fitted_pct == [k / 6 for k in (1, 2, 5, 10, 25, 50)] + [10.0]
+    assert curve.heldout_pct == [k / 3 for k in (1, 2, 5, 10, 25, 50)] + [20.0]
     assert savings_curve([], 0, [], 0) == SavingsCurve([], [], [])
 
 
