@@ -57,6 +57,18 @@ def _corpus_key(config: PipelineConfig) -> dict:
     return {"corpus": corpus_content(config.paths.cleaned_corpora_dir), "heldout_fraction": config.heldout_fraction}
 
 
+def _distillation_inputs(config: PipelineConfig) -> dict:
+    """What the distillation reports record of their inputs, by hash: the tokenizer distilled from and the corpus
+    (the distilled tokenizer's own hash is in its ``ivr_metadata.json``, beside them)."""
+    paths = config.paths
+    return {
+        "original tokenizer": f"{paths.tokenizer_file('original')} (sha256 {sha(paths.tokenizer_file('original'))})",
+        "corpus": f"{paths.cleaned_corpora_dir} (content {corpus_content(paths.cleaned_corpora_dir)})",
+        "data.heldout_fraction": config.heldout_fraction,
+        "data.extra_eval_paths": [f"{p} (sha256 {sha(Path(p))})" for p in config.extra_eval_paths] or None,
+    }
+
+
 def _texts(config: PipelineConfig, split: Literal["train", "heldout"]) -> SplitTexts:
     """One split's texts, read from disk on each pass: a consumer that streams never holds the corpus."""
     return SplitTexts(config.paths.cleaned_corpora_dir, split, config.heldout_fraction)
@@ -158,6 +170,7 @@ def _verified(config: PipelineConfig, again: bool = False) -> dict | None:
             config.verify,
             fit_info=meta.get("fit"),
             fit_settings=meta.get("settings"),
+            inputs=_distillation_inputs(config),
         )
         write_stamp(paths.stamp("verify-tokenizer"), key, reports)
         return summary
@@ -206,6 +219,7 @@ def _distilled(config: PipelineConfig) -> tuple[list[Path], dict | None]:
                                                 config.heldout_fraction)
                          for name, split in (("corpus", "train"), ("heldout", "heldout"))},
                 on_encoded={"corpus": recorder.adder("train"), "heldout": recorder.adder("heldout")},
+                inputs=_distillation_inputs(config),
             )
             recorder.finish(load_tokenizer(paths.distilled_tokenizer_dir),
                             sha(paths.tokenizer_file("distilled")), _corpus_key(config)["corpus"],

@@ -217,6 +217,16 @@ def test_verify_tokenizer_command_reports_rates(ivr_run, capsys):
     # the tokenizer records what was fitted: verification's settings and strict are the report's, set per run
     assert not {"seed", "examples", "random_id_sequences", "strict"} & set(meta["settings"])
     assert report["fit"]["history"] and "split_rules_considered" in report["fit"]  # the whole record, round table too
+    # which tokenizer and which text, by hash: what produced the figures
+    from ivr.cleaned_corpus import corpus_content
+    from ivr.stamps import file_sha256
+
+    art = root / "artifacts"
+    inputs = report["inputs"]
+    assert file_sha256(art / "tokenizers" / "original" / "tokenizer.json") in inputs["original tokenizer"]
+    assert corpus_content(art / "corpora" / "cleaned") in inputs["corpus"] and inputs["data.heldout_fraction"] == 0.2
+    md = (art / "analysis" / "reports" / "distillation_report.md").read_text()
+    assert "## Inputs" in md and inputs["corpus"] in md
 
 
 def test_align_shorthand_flags(ivr_run):

@@ -299,8 +299,12 @@ def verify_tokenizer(
     bpe_ids: dict[str, Iterable[Sequence[int]]] | None = None,
     word_counts: dict[str, Counter] | None = None,
     on_encoded: dict[str, Callable[[str, Encoding], None]] | None = None,
+    inputs: dict | None = None,
 ) -> dict:
     """Compare ``distilled`` with ``bpe`` on every text set and on all ids; write both reports; return the summary.
+
+    ``inputs``: what the tokenizers and texts are (files and their hashes, the corpus and its split), recorded as
+    given, first in both reports.
 
     ``fit_info`` (the fit's statistics) and ``fit_settings`` (the settings it ran with, JSON-ready) are recorded
     as given, the fit settings ahead of ``settings`` in the report's settings. ``bpe_ids`` and ``word_counts``:
@@ -314,6 +318,7 @@ def verify_tokenizer(
         bpe = Tokenizer.from_str(bpe.to_str())  # the flag is not in the JSON: a copy, the caller's left alone
         bpe.encode_special_tokens = distilled.encode_special_tokens
     summary = {
+        **({"inputs": inputs} if inputs else {}),
         "ids": compare_ids(distilled, bpe, settings.random_id_sequences, settings.seed),
         "sets": {name: compare_texts(distilled, bpe, texts, name, settings.examples, bpe_ids.get(name),
                                      word_counts.get(name), on_encoded.get(name))
@@ -350,6 +355,10 @@ def render_markdown(summary: dict) -> str:
         "*conflict*: a sub-string proves that no additive scores give BPE's result; *other*: the rest",
         "(the Fit section lists the fit words a linear program proves cannot all be matched at once).",
         LEGEND,
+    ]
+    if summary.get("inputs"):
+        lines += ["", "## Inputs", ""] + [f"- {k}: {setting_text(v)}" for k, v in summary["inputs"].items()]
+    lines += [
         "",
         "## Ids",
         "",

@@ -171,6 +171,7 @@ def distill_tokenizer(
     special: SpecialTokens | None = None,
     bpe_ids: dict[str, Iterable[Sequence[int]]] | None = None,
     on_encoded: dict[str, Callable[[str, Encoding], None]] | None = None,
+    inputs: dict | None = None,
 ) -> dict:
     """Fit the distilled Unigram tokenizer on ``train_texts``, save it to ``out_dir``, verify it and report.
 
@@ -180,6 +181,7 @@ def distill_tokenizer(
     known (``ivr.analysis.frequency.SplitIdSequences``): verification then compares against them instead of encoding again.
     ``on_encoded``: per set (``"corpus"``, ``"heldout"``), what is called with the saved tokenizer's encoding of each
     of its texts, in order, as verification makes it (``ivr.analysis.pretoken_table`` records them).
+    ``inputs``: what the reports record as the source tokenizer and texts (``verify_tokenizer``).
     Returns the report summary. With ``settings.strict`` raises ``DistillationMismatch`` (after writing
     the reports) when any word occurrence or document of ``train_texts`` gets ids other than BPE's, or the id map,
     the added tokens or a decode differ.
@@ -234,6 +236,7 @@ def distill_tokenizer(
         fit_settings=fit_settings,
         bpe_ids=bpe_ids,
         on_encoded=on_encoded,
+        inputs=inputs,
         # the fit's count is the corpus's words unless it dropped some (both cut through the source's own pipeline)
         word_counts=None if dropped else {"corpus": counts},
     )
