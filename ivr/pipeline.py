@@ -57,12 +57,13 @@ def _corpus_key(config: PipelineConfig) -> dict:
     return {"corpus": corpus_content(config.paths.cleaned_corpora_dir), "heldout_fraction": config.heldout_fraction}
 
 
-def _distillation_inputs(config: PipelineConfig) -> dict:
-    """What the distillation reports record of their inputs, by hash: the tokenizer distilled from and the corpus
-    (the distilled tokenizer's own hash is in its ``ivr_metadata.json``, beside them)."""
+def _inputs(config: PipelineConfig, *tokenizers: TokenizerKind) -> dict:
+    """What a report records of its inputs, by hash: the ``tokenizers`` it compares (one whose report sits in its
+    own folder has its hash in its ``ivr_metadata.json``), the corpus and its split, the extra evaluation files."""
     paths = config.paths
     return {
-        "original tokenizer": f"{paths.tokenizer_file('original')} (sha256 {sha(paths.tokenizer_file('original'))})",
+        **{f"{kind} tokenizer": f"{paths.tokenizer_file(kind)} (sha256 {sha(paths.tokenizer_file(kind))})"
+           for kind in tokenizers},
         "corpus": f"{paths.cleaned_corpora_dir} (content {corpus_content(paths.cleaned_corpora_dir)})",
         "data.heldout_fraction": config.heldout_fraction,
         "data.extra_eval_paths": [f"{p} (sha256 {sha(Path(p))})" for p in config.extra_eval_paths] or None,
@@ -170,7 +171,7 @@ def _verified(config: PipelineConfig, again: bool = False) -> dict | None:
             config.verify,
             fit_info=meta.get("fit"),
             fit_settings=meta.get("settings"),
-            inputs=_distillation_inputs(config),
+            inputs=_inputs(config, "original"),
         )
         write_stamp(paths.stamp("verify-tokenizer"), key, reports)
         return summary
@@ -219,7 +220,7 @@ def _distilled(config: PipelineConfig) -> tuple[list[Path], dict | None]:
                                                 config.heldout_fraction)
                          for name, split in (("corpus", "train"), ("heldout", "heldout"))},
                 on_encoded={"corpus": recorder.adder("train"), "heldout": recorder.adder("heldout")},
-                inputs=_distillation_inputs(config),
+                inputs=_inputs(config, "original"),
             )
             recorder.finish(load_tokenizer(paths.distilled_tokenizer_dir),
                             sha(paths.tokenizer_file("distilled")), _corpus_key(config)["corpus"],
@@ -336,6 +337,7 @@ def remap(config: PipelineConfig) -> list[Path]:
                 **dict.fromkeys(config.extra_eval_paths, "a file of data.extra_eval_paths"),
             },
             protected_ids=config.select.protected(vocab_pieces(distilled)),
+            inputs=_inputs(config, "original", "distilled"),
         )
         log.info("remap: %s", {k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
 

@@ -201,6 +201,15 @@ def test_the_remap_report_says_what_each_text_is(ivr_run):
     report = (root / "artifacts" / "analysis" / "reports" / "remap_report.md").read_text(encoding="utf-8")
     assert "- `heldout_domain`: the corpus's held-out documents (data.heldout_fraction 0.2)" in report
     assert "- `general`: general English: Python's help topics" in report
+    # and which tokenizers and rules, by hash
+    from ivr.stamps import file_sha256
+
+    art = root / "artifacts"
+    inputs = json.loads((art / "analysis" / "reports" / "remap_report.json").read_text())["inputs"]
+    for kind, folder in (("original", "original"), ("distilled", "distilled_unigram")):
+        assert file_sha256(art / "tokenizers" / folder / "tokenizer.json") in inputs[f"{kind} tokenizer"]
+    assert file_sha256(art / "analysis" / "reports" / "replacement_candidates.csv") in inputs["rules"]
+    assert inputs["data.remap.new_piece_bonus"] > 0 and "## Inputs" in report and inputs["rules"] in report
 
 
 def test_verify_tokenizer_command_reports_rates(ivr_run, capsys):

@@ -19,8 +19,9 @@ from tokenizers import Tokenizer
 from ivr.atomic import write_json, write_text
 from ivr.cleaned_corpus import batched
 from ivr.figures import figure
-from ivr.markdown_text import code, counted
+from ivr.markdown_text import code, counted, setting_text
 from ivr.tokenizers.candidates import read_candidates
+from ivr.stamps import file_sha256
 from ivr.tokenizers.io import save_tokenizer_dir
 from ivr.tokenizers.remap_rules import (
     RemapRule,
@@ -96,8 +97,10 @@ def remap_tokenizer(
     special: SpecialTokens | None = None,
     described: Mapping[str, str] | None = None,
     protected_ids: Collection[int] = (),
+    inputs: Mapping[str, object] | None = None,
 ) -> dict:
     """Build and save the remapped tokenizer and its rules, then measure it; return the report's summary.
+    ``inputs``: what the report records of the tokenizers and texts, ahead of the rules file's hash and the bonus.
 
     Rules come from ``settings.remap_rules_path`` when set (a hand-edited rules file), else from
     ``candidates_csv``. The held-out, general and ``extra_texts`` (name -> texts, e.g. ``data.extra_eval_paths``)
@@ -149,6 +152,8 @@ def remap_tokenizer(
     results = {name: measure_texts(tokenizers, base, "remapped", texts) for name, texts in sets.items()}
     measured = {name: r.measured for name, r in results.items()}
     summary = {
+        "inputs": {**(inputs or {}), "rules": f"{source} (sha256 {file_sha256(source)})",
+                   "data.remap.new_piece_bonus": settings.new_piece_bonus},
         "reassigned": len(rules),
         "rules_source": source,
         "rules_hand_edited": bool(settings.remap_rules_path),
@@ -294,4 +299,6 @@ def _report_md(s: dict) -> str:
             lines.append(f"| {name} | {d['longer']} of {d['count']} ({figure(d['longer_pct'], '.2f', '%')}) | {ln['longer']} "
                          f"of {ln['count']} ({figure(ln['longer_pct'], '.2f', '%')}) | {ln['extra_tokens']} "
                          f"({figure(ln['extra_tokens_pct'], '.3f', '%')}) |")
+    if s.get("inputs"):
+        lines += ["", "## Inputs", ""] + [f"- {k}: {setting_text(v)}" for k, v in s["inputs"].items()]
     return "\n".join(lines) + "\n"
