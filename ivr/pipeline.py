@@ -9,8 +9,6 @@ only call :func:`run_stage` and :func:`build_datasets`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from ivr.analysis.frequency import SplitIdSequences, analyze_corpus
-from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts, split_id_batches
+from ivr.analysis.pretoken_table import PretokenRecorder, read_pretoken_counts
 from ivr.analysis.select import select_replacements
 from ivr.atomic import atomic_dir
 from ivr.builtin_corpora import english_reference_texts
@@ -26,20 +24,17 @@ from ivr.causal_lm import (
     base_model, check_block_fits, check_ids_fit, check_pretrained_reachable, checkpoint_fingerprint,
     local_checkpoint_dir, local_pretrained_config,
 )
-from ivr.collector import collector_paused
 from ivr.cleaned_corpus import SplitTexts, check_splits, corpus_content, iter_documents, read_manifest
 from ivr.corpus import clean_corpus, cleaned_from_current_sources
 from ivr.embeddings import align_embeddings, align_outputs
 from ivr.export import EXPORT_METADATA_FILE
 from ivr.figures import exact_share
-from ivr.packing import (
-    DATASET_FORMAT_VERSION, SPLIT_SOURCES, check_splits_may_fill, encoded_batches, packed_damage,
-    remove_superseded_datasets, write_packed_splits,
-)
+from ivr.dataset_cache import build_datasets, dataset_dir  # noqa: F401 (dataset_dir: the data module's)
+from ivr.packing import SPLIT_SOURCES, check_splits_may_fill
 from ivr.paths import TOKENIZER_FILE, ArtifactPaths
 from ivr.pipeline_config import LAST_STAGE, STAGES, PipelineConfig, TokenizerKind
 from ivr.staging import artifacts_lock, config_shas, plain, sha, stage_code_fingerprint, staged
-from ivr.stamps import file_sha256, is_current, library_versions, write_stamp
+from ivr.stamps import is_current, library_versions, write_stamp
 from ivr.tokenizers.distill import check_strict, distill_tokenizer, source_bpe
 from ivr.tokenizers.io import added_token_ids, load_tokenizer, read_metadata, read_special_tokens, read_vocab_size
 from ivr.tokenizers.pieces import vocab_pieces
@@ -434,60 +429,6 @@ def run_stage(config: PipelineConfig, name: str, **overrides) -> list[Path]:
 def stages_needed(tokenizer: TokenizerKind) -> list[str]:
     """Every stage up to the one that makes the training tokenizer (and its embeddings)."""
     return list(STAGES[: STAGES.index(LAST_STAGE[tokenizer]) + 1])
-
-
-# ---- datasets -----------------------------------------------------------------------------------------------
-def dataset_key(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int, heldout_fraction: float) -> dict:
-    """Everything the packed blocks depend on, the packing code included."""
-    return {
-        "version": DATASET_FORMAT_VERSION,
-        "tokenizer": file_sha256(paths.tokenizer_file(tokenizer)),
-        # from the tokenizer's config where tokenizer.json has no <|endoftext|>: eos, which two configs of one
-        # tokenizer.json may name differently
-        "separator": read_special_tokens(paths.tokenizer_dir(tokenizer)).separator_id,
-        "corpus": corpus_content(paths.cleaned_corpora_dir),
-        "block_size": block_size,
-        "heldout_fraction": heldout_fraction,
-        "code": stage_code_fingerprint(build_datasets),
-        "libraries": library_versions(),
-    }
-
-
-def dataset_dir(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int, heldout_fraction: float,
-                key: dict | None = None) -> Path:
-    """The packed datasets' cache location: a hash of ``dataset_key`` (``key`` where already read)."""
-    key = json.dumps(key or dataset_key(paths, tokenizer, block_size, heldout_fraction), sort_keys=True)
-    return paths.dataset_dir(tokenizer, hashlib.sha256(key.encode()).hexdigest()[:16])
-
-
-def build_datasets(paths: ArtifactPaths, tokenizer: TokenizerKind, block_size: int, heldout_fraction: float) -> Path:
-    """Tokenize and pack the train and held-out splits into ``block_size`` blocks (once per cache key)."""
-    with artifacts_lock(paths):
-        # keyed under the lock: another run may rebuild the tokenizer or the corpus it hashes until then
-        key = dataset_key(paths, tokenizer, block_size, heldout_fraction)
-        target = dataset_dir(paths, tokenizer, block_size, heldout_fraction, key)
-        if target.is_dir():  # the directory only ever appears by an atomic rename of a finished build
-            damage = packed_damage(target)
-            if damage is None:
-                return target
-            log.warning("datasets: %s: %s; packing it again", target, damage)
-        tok = load_tokenizer(paths.tokenizer_dir(tokenizer))
-        manifest = read_manifest(paths.cleaned_corpora_dir)
-        splits = {}
-        for name, split in SPLIT_SOURCES.items():
-            # the pre-tokens verification recorded, where this tokenizer cuts text as the distilled one does
-            splits[name] = split_id_batches(paths.distilled_pretokens, split, tok, key["corpus"], heldout_fraction)
-            if isinstance(splits[name], str):
-                log.info("datasets: %s; encoding the %s split", splits[name], split)
-                splits[name] = encoded_batches(tok, SplitTexts(paths.cleaned_corpora_dir, split, heldout_fraction))
-        separator = key["separator"]
-        # the file, beside its hash: a datasets folder shared by trees holds blocks of other trees' tokenizers
-        tokenizer_file = str(paths.tokenizer_file(tokenizer).resolve())
-        with collector_paused():
-            write_packed_splits(tok, splits, block_size, target, separator, manifest["bytes"],
-                                record={**key, "tokenizer_file": tokenizer_file})
-        remove_superseded_datasets(paths.datasets_dir, tokenizer, tokenizer_file, key["tokenizer"])
-    return target
 
 
 def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int,

@@ -238,9 +238,9 @@ def test_the_datasets_cache_key_holds_the_separator(tmp_path, monkeypatch):
     from tokenizers import Tokenizer, models
 
     from ivr.paths import ArtifactPaths
-    from ivr.pipeline import dataset_dir
+    from ivr.dataset_cache import dataset_dir
 
-    monkeypatch.setattr("ivr.pipeline.corpus_content", lambda _: "corpus")
+    monkeypatch.setattr("ivr.dataset_cache.corpus_content", lambda _: "corpus")
     paths = ArtifactPaths.from_config(tmp_path)
     directory = paths.tokenizer_dir("original")
     directory.mkdir(parents=True)

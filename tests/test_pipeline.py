@@ -35,7 +35,7 @@ def ivr_run(tmp_path_factory):
         return fit_distilled(bpe, counts, *a, **k)
 
     with pytest.MonkeyPatch.context() as patch:  # the remapped tokenizer's blocks come from the pre-token table
-        patch.setattr("ivr.pipeline.encoded_batches", lambda *a, **k: pytest.fail("the datasets were encoded"))
+        patch.setattr("ivr.dataset_cache.encoded_batches", lambda *a, **k: pytest.fail("the datasets were encoded"))
         patch.setattr(stage, "fit_distilled", recording_fit)
         main(["prepare", *args])
     return root, args
