@@ -52,16 +52,18 @@ def _corpus_key(config: PipelineConfig) -> dict:
     return {"corpus": corpus_content(config.paths.cleaned_corpora_dir), "heldout_fraction": config.heldout_fraction}
 
 
-def _inputs(config: PipelineConfig, *tokenizers: TokenizerKind) -> dict:
+def _inputs(config: PipelineConfig, *tokenizers: TokenizerKind, measured_files: bool = True) -> dict:
     """What a report records of its inputs, by hash: the ``tokenizers`` it compares (one whose report sits in its
-    own folder has its hash in its ``ivr_metadata.json``), the corpus and its split, the extra evaluation files."""
+    own folder has its hash in its ``ivr_metadata.json``), the corpus and its split, and with ``measured_files``
+    the extra evaluation files."""
     paths = config.paths
+    files = [f"{p} (sha256 {sha(Path(p))})" for p in config.extra_eval_paths] if measured_files else []
     return {
         **{f"{kind} tokenizer": f"{paths.tokenizer_file(kind)} (sha256 {sha(paths.tokenizer_file(kind))})"
            for kind in tokenizers},
         "corpus": f"{paths.cleaned_corpora_dir} (content {corpus_content(paths.cleaned_corpora_dir)})",
         "data.heldout_fraction": config.heldout_fraction,
-        "data.extra_eval_paths": [f"{p} (sha256 {sha(Path(p))})" for p in config.extra_eval_paths] or None,
+        **({"data.extra_eval_paths": files or None} if measured_files else {}),
     }
 
 
@@ -274,8 +276,9 @@ def select(config: PipelineConfig) -> list[Path]:
             unreachable=unreachable, counted=counted, new_piece_bonus=config.remap.new_piece_bonus,
             corpus_sources=[Path(f["source"]) for f in read_manifest(paths.cleaned_corpora_dir)["files"]],
             special_ids=special,
+            inputs=_inputs(config, "original", "distilled", measured_files=False),
         )
-        log.info("select: %s", selection.summary)
+        log.info("select: %s", {k: v for k, v in selection.summary.items() if k != "inputs"})
         if settings.validation_fraction <= 0:  # a curve left from an earlier run would describe another selection
             paths.savings_curve.unlink(missing_ok=True)
 

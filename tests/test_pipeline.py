@@ -210,6 +210,10 @@ def test_the_remap_report_says_what_each_text_is(ivr_run):
         assert file_sha256(art / "tokenizers" / folder / "tokenizer.json") in inputs[f"{kind} tokenizer"]
     assert file_sha256(art / "analysis" / "reports" / "replacement_candidates.csv") in inputs["rules"]
     assert inputs["data.remap.new_piece_bonus"] > 0 and "## Inputs" in report and inputs["rules"] in report
+    # the selection log too: which distilled tokenizer and corpus the strings were picked on
+    log_md = (art / "analysis" / "reports" / "selection_log.md").read_text(encoding="utf-8")
+    assert log_md.index("## Inputs") < log_md.index("## Parameters")
+    assert inputs["distilled tokenizer"] in log_md and inputs["corpus"] in log_md
 
 
 def test_verify_tokenizer_command_reports_rates(ivr_run, capsys):

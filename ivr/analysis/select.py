@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,6 +179,7 @@ def select_replacements(
     new_piece_bonus: float = RemapSettings.new_piece_bonus,
     corpus_sources: Collection[Path] = (),
     special_ids: Collection[int] = (),
+    inputs: Mapping[str, object] | None = None,
 ) -> Selection:
     """Pick new tokens and the ids they take; write ``replacement_candidates.csv``, ``selection_log.md`` and,
     with ``curve_png``, the savings curve's plot. ``unreachable``: ids the original BPE never produces
@@ -341,6 +342,8 @@ def select_replacements(
                                       if c >= settings.min_count and i not in never),
     )
     summary = {
+        # what the selection was made from (the tokenizers and corpus, by hash), for the log
+        **({"inputs": {**inputs, "data.remap.new_piece_bonus": new_piece_bonus}} if inputs else {}),
         "documents": stats.documents,
         # the documents the savings curve left out (one at least where the fraction's hash leaves out none)
         "validation_documents": validation.documents if validation is not None else None,

@@ -20,6 +20,8 @@ def selection_log_text(settings: SelectSettings, summary: dict, reps: Sequence[R
         "# IVR selection log",
         "",
         LEGEND,
+        *(["", "## Inputs", "", *[f"- {k}: {setting_text(v)}" for k, v in summary["inputs"].items()]]
+          if summary.get("inputs") else []),
         "",
         "## Parameters",
         "",
