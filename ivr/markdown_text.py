@@ -55,3 +55,8 @@ def setting_text(value: object) -> str:
 def counted(n: int, noun: str) -> str:
     """``n`` and ``noun`` (an ``s`` added unless ``n`` is 1): "1 special token", "2 special tokens"."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def inputs_section(inputs: dict | None) -> list[str]:
+    """A report's "Inputs" section (what it was made from, by hash), as lines; none without inputs."""
+    return ["", "## Inputs", "", *[f"- {k}: {setting_text(v)}" for k, v in inputs.items()]] if inputs else []

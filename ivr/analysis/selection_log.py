@@ -9,7 +9,7 @@ from pathlib import Path
 from ivr.analysis.savings_curve import SavingsCurve, curve_table
 from ivr.analysis.select_settings import SelectSettings
 from ivr.figures import figure
-from ivr.markdown_text import LEGEND, code, counted, setting_text
+from ivr.markdown_text import LEGEND, code, counted, inputs_section, setting_text
 from ivr.tokenizers.candidates import Replacement
 
 
@@ -20,8 +20,7 @@ def selection_log_text(settings: SelectSettings, summary: dict, reps: Sequence[R
         "# IVR selection log",
         "",
         LEGEND,
-        *(["", "## Inputs", "", *[f"- {k}: {setting_text(v)}" for k, v in summary["inputs"].items()]]
-          if summary.get("inputs") else []),
+        *inputs_section(summary.get("inputs")),
         "",
         "## Parameters",
         "",

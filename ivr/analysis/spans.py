@@ -245,7 +245,10 @@ def _raw(piece: str) -> bytes:
 
 
 def _starts_inside_character(piece: str) -> bool:
-    raw = _raw(piece)
+    return _inside(_raw(piece))
+
+
+def _inside(raw: bytes) -> bool:
     return bool(raw) and raw[0] in CONTINUATION_BYTES
 
 
@@ -254,7 +257,7 @@ def _character_bounds(pieces: tuple[str, ...]) -> tuple[tuple[bool, ...], tuple[
     """Per piece: whether it starts inside a character, and how many characters start in it. A span must start
     and end on a character boundary so every new token is valid UTF-8 text."""
     raw = [_raw(p) for p in pieces]
-    return (tuple(bool(b) and b[0] in CONTINUATION_BYTES for b in raw),
+    return (tuple(_inside(b) for b in raw),
             tuple(len(b.translate(None, CONTINUATION_BYTES)) for b in raw))
 
 

@@ -19,7 +19,7 @@ from tokenizers import Tokenizer
 from ivr.atomic import write_json, write_text
 from ivr.cleaned_corpus import batched
 from ivr.figures import figure
-from ivr.markdown_text import code, counted, setting_text
+from ivr.markdown_text import code, counted, inputs_section
 from ivr.tokenizers.candidates import read_candidates
 from ivr.stamps import file_sha256
 from ivr.tokenizers.io import save_tokenizer_dir
@@ -299,6 +299,5 @@ def _report_md(s: dict) -> str:
             lines.append(f"| {name} | {d['longer']} of {d['count']} ({figure(d['longer_pct'], '.2f', '%')}) | {ln['longer']} "
                          f"of {ln['count']} ({figure(ln['longer_pct'], '.2f', '%')}) | {ln['extra_tokens']} "
                          f"({figure(ln['extra_tokens_pct'], '.3f', '%')}) |")
-    if s.get("inputs"):
-        lines += ["", "## Inputs", ""] + [f"- {k}: {setting_text(v)}" for k, v in s["inputs"].items()]
+    lines += inputs_section(s.get("inputs"))
     return "\n".join(lines) + "\n"

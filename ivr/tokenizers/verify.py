@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ivr.atomic import read_json_object, write_json, write_text
 from ivr.cleaned_corpus import batched
 from ivr.figures import exact_share
-from ivr.markdown_text import LEGEND, code, pieces, setting_text
+from ivr.markdown_text import LEGEND, code, inputs_section, pieces, setting_text
 from ivr.tokenizers.byte_level import readable
 from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
 from ivr.tokenizers.io import added_token_ids, encoded_pre_tokens, pre_tokens
@@ -356,8 +356,7 @@ def render_markdown(summary: dict) -> str:
         "(the Fit section lists the fit words a linear program proves cannot all be matched at once).",
         LEGEND,
     ]
-    if summary.get("inputs"):
-        lines += ["", "## Inputs", ""] + [f"- {k}: {setting_text(v)}" for k, v in summary["inputs"].items()]
+    lines += inputs_section(summary.get("inputs"))
     lines += [
         "",
         "## Ids",
