@@ -52,17 +52,17 @@ def _corpus_key(config: PipelineConfig) -> dict:
     return {"corpus": corpus_content(config.paths.cleaned_corpora_dir), "heldout_fraction": config.heldout_fraction}
 
 
-def _inputs(config: PipelineConfig, *tokenizers: TokenizerKind, measured_files: bool = True) -> dict:
+def _inputs(config: PipelineConfig, *tokenizers: TokenizerKind, measured_files: bool = True, split: bool = True) -> dict:
     """What a report records of its inputs, by hash: the ``tokenizers`` it compares (one whose report sits in its
-    own folder has its hash in its ``ivr_metadata.json``), the corpus and its split, and with ``measured_files``
-    the extra evaluation files."""
+    own folder has its hash in its ``ivr_metadata.json``), the corpus and (with ``split``) its split, and with
+    ``measured_files`` the extra evaluation files."""
     paths = config.paths
     files = [f"{p} (sha256 {sha(Path(p))})" for p in config.extra_eval_paths] if measured_files else []
     return {
         **{f"{kind} tokenizer": f"{paths.tokenizer_file(kind)} (sha256 {sha(paths.tokenizer_file(kind))})"
            for kind in tokenizers},
         "corpus": f"{paths.cleaned_corpora_dir} (content {corpus_content(paths.cleaned_corpora_dir)})",
-        "data.heldout_fraction": config.heldout_fraction,
+        **({"data.heldout_fraction": config.heldout_fraction} if split else {}),
         **({"data.extra_eval_paths": files or None} if measured_files else {}),
     }
 
@@ -116,7 +116,8 @@ def analyze(config: PipelineConfig) -> list[Path]:
     def build() -> None:
         documents = iter_documents(paths.cleaned_corpora_dir, None, config.heldout_fraction)
         size = read_manifest(paths.cleaned_corpora_dir)["bytes"]
-        log.info("analyze: %s", analyze_corpus(load_tokenizer(paths.original_tokenizer_dir), documents, *outputs, total_bytes=size))
+        log.info("analyze: %s", analyze_corpus(load_tokenizer(paths.original_tokenizer_dir), documents, *outputs, total_bytes=size,
+                                               inputs=_inputs(config, "original", measured_files=False, split=False)))
 
     return staged("analyze", paths, key, outputs, build, analyze)
 

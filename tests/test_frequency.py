@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 
-from ivr.analysis.frequency import analyze_corpus
-from ivr.cleaned_corpus import iter_documents
+from ivr.analysis.frequency import SplitIdSequences, analyze_corpus, frequency_inputs, id_sequences_inputs
+from ivr.cleaned_corpus import CorpusError, corpus_content, iter_documents
 from ivr.corpus import CleaningOptions, clean_corpus
 
 
@@ -64,3 +65,30 @@ def test_no_documents_give_an_empty_id_file_and_shares_of_zero(tmp_path, gpt2_bp
     assert summary == {"documents": 0, "bytes": 0, "tokens": 0, "distinct_ids": 0}
     shares = pl.read_parquet(freq)["share"]
     assert seq.read_text() == "" and len(shares) == 50257 and shares.is_nan().sum() == 0 and shares.sum() == 0
+
+
+def test_both_files_name_the_tokenizer_and_corpus_they_were_made_from_and_the_ids_read_as_before(raw_dir, tmp_path, gpt2_bpe):
+    """The inputs head the id file as ``# key: value`` lines and are the table's metadata; the ids read back as
+    from a file written without them (an older version's), and a file made from another corpus is refused."""
+    cleaned = tmp_path / "cléaned"  # a path that is no ASCII: the header is UTF-8, the ids ASCII
+    clean_corpus(raw_dir, cleaned, CleaningOptions())
+    inputs = {"original tokenizer": "tok/tokenizer.json (sha256 abc)",
+              "corpus": f"{cleaned} (content {corpus_content(cleaned)})"}
+    seq, freq, bare = tmp_path / "seq.txt", tmp_path / "freq.parquet", tmp_path / "bare.txt"
+    analyze_corpus(gpt2_bpe, iter_documents(cleaned), seq, freq, inputs=inputs)
+    analyze_corpus(gpt2_bpe, iter_documents(cleaned), bare, tmp_path / "bare.parquet")
+
+    lines = seq.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert lines[:2] == [f"# {k}: {v}\n" for k, v in inputs.items()] and lines[2:] == bare.read_text().splitlines(True)
+    assert id_sequences_inputs(seq) == frequency_inputs(freq) == inputs
+    assert id_sequences_inputs(bare) == frequency_inputs(tmp_path / "bare.parquet") == {}
+    assert pl.read_parquet(freq).equals(pl.read_parquet(tmp_path / "bare.parquet"))
+    for split in (None, "train", "heldout"):
+        assert list(SplitIdSequences(cleaned, seq, split, 0.3)) == list(SplitIdSequences(cleaned, bare, split, 0.3))
+    # line numbers count the input lines
+    seq.write_text("".join(lines[:-1]), encoding="utf-8")
+    with pytest.raises(CorpusError, match=rf"seq\.txt:{len(lines)}: the file ends before"):
+        list(SplitIdSequences(cleaned, seq))
+    seq.write_text("".join([lines[0], lines[1].replace("(content ", "(content 0"), *lines[2:]]), encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"seq\.txt:2: made from another corpus .*run `ivr analyze` again"):
+        list(SplitIdSequences(cleaned, seq))

@@ -240,6 +240,12 @@ def test_verify_tokenizer_command_reports_rates(ivr_run, capsys):
     assert corpus_content(art / "corpora" / "cleaned") in inputs["corpus"] and inputs["data.heldout_fraction"] == 0.2
     md = (art / "analysis" / "reports" / "distillation_report.md").read_text()
     assert "## Inputs" in md and inputs["corpus"] in md
+    # analyze's files name the same tokenizer and corpus (no split: analyze encodes every document)
+    from ivr.analysis.frequency import frequency_inputs, id_sequences_inputs
+
+    analyzed = {k: inputs[k] for k in ("original tokenizer", "corpus")}
+    assert id_sequences_inputs(art / "analysis" / "reports" / "bpe_token_id_sequences.txt") == analyzed
+    assert frequency_inputs(art / "analysis" / "reports" / "token_frequency.parquet") == analyzed
 
 
 def test_align_shorthand_flags(ivr_run):

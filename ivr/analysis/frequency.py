@@ -1,22 +1,33 @@
 """How GPT-2's BPE tokenizes the domain: id sequences per document and per-id frequencies. This module owns
-the id sequences file: it writes it (``analyze_corpus``) and reads it back (``SplitIdSequences``)."""
+both files: it writes them (``analyze_corpus``) and reads back the ids (``SplitIdSequences``) and what each file
+records of its inputs (``id_sequences_inputs``, ``frequency_inputs``).
+
+The inputs (the tokenizer and the cleaned corpus, by hash, as the reports name theirs) head the id sequences file
+as ``# key: value`` lines and are the table's Parquet key-value metadata under ``inputs`` (a JSON object)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, takewhile
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from ivr.atomic import atomic_file
-from ivr.cleaned_corpus import CorpusError, Document, batched, split_membership
+from ivr.cleaned_corpus import CorpusError, Document, batched, corpus_content, split_membership
 from ivr.tokenizers.byte_level import readable
+
+HEADER = "# "  # an input line of the id sequences file: "# key: value", before the first line of ids
+INPUTS_KEY = b"inputs"  # the table's key-value metadata: the inputs as a JSON object
+# the inputs' key naming the cleaned corpus, "<dir> (content <hash>)" (``ivr.pipeline._inputs``): checked on reading
+CORPUS_INPUT = "corpus"
 
 
 def analyze_corpus(
@@ -26,9 +37,11 @@ def analyze_corpus(
     frequency_path: Path,
     batch_size: int = 64,
     total_bytes: int | None = None,
+    inputs: dict | None = None,
 ) -> dict:
     """Encode every document once, streaming: ids go to ``sequences_path`` (one document per line)
-    and per-id counts, document frequencies and shares to ``frequency_path``.
+    and per-id counts, document frequencies and shares to ``frequency_path``. ``inputs`` (what the ids were made
+    from, by hash: ``{"original tokenizer": ..., "corpus": ...}``) head the ids and are the table's metadata.
 
     Memory is bounded by one batch plus two vocabulary-sized count arrays. ``total_bytes`` (the corpus's UTF-8
     size, from its manifest) gives the progress bar its total, so it shows MB/s and the time left.
@@ -38,7 +51,9 @@ def analyze_corpus(
     doc_freq = np.zeros(vocab_size, dtype=np.int64)
     n_docs = n_bytes = 0
     id_text = [str(i) for i in range(vocab_size)]  # written by lookup: converting each int costs more
-    with atomic_file(sequences_path) as tmp, open(tmp, "w", encoding="ascii") as out:
+    # UTF-8 for the inputs' paths; the ids are ASCII
+    with atomic_file(sequences_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        out.writelines(f"{HEADER}{key}: {value}\n" for key, value in (inputs or {}).items())
         bar = tqdm(total=total_bytes, desc="analyze (original BPE)", unit="B", unit_scale=True, mininterval=2.0, leave=False)
         for batch in batched(documents, batch_size):
             encodings = tokenizer.encode_batch([d.text for d in batch], add_special_tokens=False)
@@ -68,16 +83,36 @@ def analyze_corpus(
             "share": counts / max(total, 1),
         }
     )
+    # pyarrow writes key-value metadata in every version; polars only in recent ones
+    table = frame.to_arrow().replace_schema_metadata({INPUTS_KEY: json.dumps(inputs)} if inputs else None)
     with atomic_file(frequency_path) as tmp:
-        frame.write_parquet(tmp)
+        pq.write_table(table, tmp, compression="zstd")
     return {"documents": n_docs, "bytes": n_bytes, "tokens": total, "distinct_ids": int((counts > 0).sum())}
+
+
+def _input_line(line: str) -> tuple[str, str]:
+    key, _, value = line[len(HEADER):].rstrip("\n").partition(": ")
+    return key, value
+
+
+def id_sequences_inputs(sequences_path: Path) -> dict[str, str]:
+    """What the id sequences file records of its inputs; ``{}`` for a file written without them."""
+    with open(sequences_path, encoding="utf-8", errors="replace") as sequences:
+        return dict(map(_input_line, takewhile(lambda line: line.startswith(HEADER), sequences)))
+
+
+def frequency_inputs(frequency_path: Path) -> dict:
+    """What the frequency table records of its inputs; ``{}`` for a table written without them."""
+    recorded = (pq.read_schema(frequency_path).metadata or {}).get(INPUTS_KEY)
+    return json.loads(recorded) if recorded else {}
 
 
 @dataclass(frozen=True)
 class SplitIdSequences:
     """The original BPE's ids of one split's documents, in the order of ``ivr.cleaned_corpus.SplitTexts``: the id
-    sequences ``analyze_corpus`` wrote (one line per document of the whole corpus, in manifest order), read from
-    disk on each pass. A file that does not fit the corpus is refused, naming the file and the line."""
+    sequences ``analyze_corpus`` wrote (one line per document of the whole corpus, in manifest order, after the
+    input lines), read from disk on each pass. A file that does not fit the corpus (another corpus's by its input
+    line, or by its number of lines) is refused, naming the file and the line."""
 
     cleaned_dir: Path
     sequences_path: Path
@@ -88,9 +123,19 @@ class SplitIdSequences:
         path, again = self.sequences_path, "it is not this corpus's id sequences; run `ivr analyze` again"
         # a byte that is not ASCII is read as U+FFFD, which no id parses: the error names its line
         with open(path, encoding="ascii", errors="replace") as sequences:
-            line_no = 0
-            for line_no, wanted in enumerate(split_membership(self.cleaned_dir, self.split, self.heldout_fraction), 1):
-                ids = sequences.readline()
+            first, line_no = sequences.readline(), 0
+            while first.startswith(HEADER):  # the inputs (a file written before them has none)
+                line_no += 1
+                key, value = _input_line(first)
+                content = corpus_content(self.cleaned_dir) if key == CORPUS_INPUT else None
+                if content is not None and not value.endswith(f"(content {content})"):
+                    raise CorpusError(f"{path}:{line_no}: made from another corpus ({value}), not {self.cleaned_dir} "
+                                      f"(content {content}); {again}")
+                first = sequences.readline()
+            lines = chain([first], iter(sequences.readline, ""))
+            for line_no, wanted in enumerate(split_membership(self.cleaned_dir, self.split, self.heldout_fraction),
+                                             line_no + 1):
+                ids = next(lines, "")
                 if not ids:
                     raise CorpusError(f"{path}:{line_no}: the file ends before the documents of {self.cleaned_dir} "
                                       f"do; {again}")
@@ -101,5 +146,5 @@ class SplitIdSequences:
                 except ValueError:
                     raise CorpusError(f"{path}:{line_no}: not a line of token ids; {again}") from None
                 yield parsed
-            if sequences.readline():
+            if next(lines, ""):
                 raise CorpusError(f"{path}:{line_no + 1}: more lines than {self.cleaned_dir} has documents; {again}")
