@@ -383,6 +383,11 @@ def _sources_fingerprint(sources: list[Source], options: CleaningOptions) -> str
     return h.hexdigest()
 
 
+def _builtin_cap(options: CleaningOptions) -> float | None:
+    """The cap the manifest records beside the built-in corpus (none without one), the cap it was drawn under."""
+    return options.builtin_corpus_max_mb if options.builtin_corpus is not None else None
+
+
 def cleaned_from_current_sources(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions) -> bool:
     """Whether the cleaned corpus was cleaned from the raw files as they are now, with these options (a stage
     command run alone reads the cleaned copy; only ``ivr init`` cleans again). True where there is nothing to
@@ -411,7 +416,8 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
         except CorpusError as err:  # a damaged manifest marks nothing complete: clean again
             log.warning("%s; cleaning again", err)
         else:
-            if manifest.get("fingerprint") != fingerprint or manifest.get("on_bad_record") != options.on_bad_record:
+            if (manifest.get("fingerprint") != fingerprint or manifest.get("on_bad_record") != options.on_bad_record
+                    or manifest.get("builtin_corpus_max_mb") != _builtin_cap(options)):  # a cap that drew the same files
                 log.info("raw corpus or cleaning settings changed since %s was written; cleaning again", manifest_path)
             elif manifest.get("cleaned_signature") != cleaned_signature(Path(cleaned_dir)):
                 log.warning("the cleaned files in %s changed since they were written; cleaning again", cleaned_dir)
@@ -447,6 +453,7 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
             content=content.hexdigest(),
             raw_dir=str(raw_dir),
             builtin_corpus=options.builtin_corpus,
+            builtin_corpus_max_mb=_builtin_cap(options),
             text_key=options.text_key,
             encoding=options.encoding,
             on_bad_record=options.on_bad_record,

@@ -143,6 +143,19 @@ def test_builtin_corpus_reads_python_stdlib(tmp_path):
     assert not any("/test/" in f["cleaned"] for f in manifest["files"])
 
 
+def test_the_manifest_records_the_builtin_corpus_and_the_cap_it_was_drawn_under(raw_dir, tmp_path):
+    manifest = _clean(tmp_path / "absent", tmp_path, builtin_corpus="python_stdlib", builtin_corpus_max_mb=0.2)
+    assert (manifest["builtin_corpus"], manifest["builtin_corpus_max_mb"]) == ("python_stdlib", 0.2)
+    # a cap that draws the same files is recorded too (a reader of the manifest compares it with the config)
+    same_files = (sum(Path(f["source"]).stat().st_size for f in manifest["files"]) + 0.5) / 1e6
+    again = _clean(tmp_path / "absent", tmp_path, builtin_corpus="python_stdlib", builtin_corpus_max_mb=same_files)
+    assert again["builtin_corpus_max_mb"] == same_files and again["content"] == manifest["content"]
+    assert again["files"] == manifest["files"]
+    # no built-in corpus, no cap
+    plain = _clean(raw_dir, tmp_path / "plain", builtin_corpus_max_mb=0.2)
+    assert (plain["builtin_corpus"], plain["builtin_corpus_max_mb"]) == (None, None)
+
+
 def test_binary_files_are_refused_with_the_file_named(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
