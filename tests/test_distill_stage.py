@@ -97,6 +97,14 @@ def test_triple_quote_tie_is_cut_by_a_split_rule(fitted, bpe, rule):
         assert forced.encode(text).ids == bpe.encode(text).ids, text
 
 
+def test_the_record_of_split_rules_names_each_character_as_text(fitted):
+    """``split_rules_considered`` (the reports' record) names a character as text, as the report shows it: a
+    newline, not its byte-level ``Ċ``; ``─``, not ``âĶĢ``."""
+    _, fit = fitted
+    chars = {r["char"] for r in fit.stats["split_rules_considered"]}
+    assert {"\n", "─", "~"} <= chars and not {"Ċ", "âĶĢ"} & chars
+
+
 def test_ruler_characters_get_split_rules_without_evidence(fitted, bpe):
     tok, fit = fitted
     tilde = next(r for r in fit.stats["split_rules_considered"] if r["char"] == "~")

@@ -235,6 +235,16 @@ def test_the_peak_memory_line_says_over_what_span_it_was_measured():
             {"ids": ids, "sets": {}, "fit": fit})
 
 
+def test_the_accepted_split_rules_show_their_characters_as_recorded():
+    from ivr.tokenizers.verify import render_markdown
+
+    tok = Tokenizer(BPE({"a": 0}, []))
+    fit = {"split_rules_considered": [{"char": c, "accepted": ok, "fixed_occurrences": n}
+                                      for c, ok, n in (("\n", True, 3), ("é", True, 1.5), ("~", False, 0))]}
+    md = render_markdown({"ids": compare_ids(tok, tok, random_sequences=0), "sets": {}, "fit": fit})
+    assert "- split rules accepted for: `\\n` (3 occ.), `é` (1.5 occ.)\n" in md
+
+
 def test_a_sub_string_is_no_proof_unless_bpes_own_pieces_spell_it_too():
     bare = Tokenizer(BPE({"a": 0, "b": 1, "ab": 2, "ba": 3}, [("a", "b"), ("b", "a")]))
     # BPE cuts "baa" as the distilled ba·a, but its own ab·a spells "aba", never "baa": no contradiction

@@ -425,7 +425,7 @@ def render_markdown(summary: dict) -> str:
         rules = [r for r in fit.get("split_rules_considered", []) if r.get("accepted")]
         lines.append(
             f"- {fit.get('split_rule_kind', 'split rules')} accepted for: "
-            + (", ".join(f"{code(readable(r['char']))} ({r['fixed_occurrences']:g} occ.)" for r in rules) or "none")
+            + (", ".join(f"{code(r['char'])} ({r['fixed_occurrences']:g} occ.)" for r in rules) or "none")
         )
         if fit.get("history"):
             lines += ["", "Rounds of the score fit, before split and word rules (*fit mismatched types* above is after "

@@ -134,7 +134,8 @@ def fit_distilled(
         corpus_word_types_left_out=left_out,
         fit_mismatched_types=len(bad),
         fit_mismatched_tie_types=sum(1 for i in bad if sorted(pred[i]) == sorted(gold[i])),
-        split_rules_considered=considered,
+        # the characters as text (a newline, not its byte-level "Ċ"), as the other examples are
+        split_rules_considered=[{**rule, "char": readable(rule["char"])} for rule in considered],
         split_rule_kind="split rules" if source.rules else "run cuts (behind the source's own pre-tokenizer)",
         word_rules=len(word_rules),
         score_fit_cpu_seconds=round(score_cpu, 2),
