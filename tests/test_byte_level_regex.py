@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from tokenizers import Regex, normalizers, pre_tokenizers
 
-from ivr.tokenizers.byte_level_regex import byte_level_regex, engine_class
+from ivr.tokenizers.byte_level_regex import _members, byte_level_regex, engine_class
 
 GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 # the constructs the split and word rules use: lookbehinds holding classes, a named group and its
@@ -58,6 +58,15 @@ def test_the_classes_come_from_the_regex_engine():
     assert all(has(letters, ch) for ch in "aZéßЖ中") and not any(has(letters, ch) for ch in "1-_ \u0301")
     assert all(has(digits, ch) for ch in "7½\u0663") and not has(digits, "a")
     assert all(has(space, ch) for ch in " \n\t\u00a0\u3000\u2028\u0085") and not has(space, "\u200b")
+
+
+def test_a_character_is_read_as_in_or_out_of_a_class_on_its_own_and_between_others():
+    # the classes are read as runs, then each run's first character alone: a lone character, one beside another of
+    # its class and one between two of another class must each come out as the engine reads it
+    letter, digit = pre_tokenizers.Split(Regex(r"\p{L}"), behavior="isolated"), pre_tokenizers.Digits(True)
+    assert _members(letter, ["1"]) == [False] and _members(letter, ["x"]) == [True]
+    assert _members(letter, ["x", "y", "!", "1", "é"]) == [True, True, False, False, True]
+    assert _members(digit, ["1", "x", "2", "²", "!"]) == [True, False, True, True, False]
 
 
 def test_a_long_class_is_written_once_and_called():
