@@ -104,13 +104,13 @@ def gpt2_regex(isolated_digits: bool = False) -> regex.Pattern:
     lo, hi = SURROGATES
     every = "".join(chr(c) for c in range(MAX_CODE_POINT + 1) if not lo <= c <= hi)
     letter, digit, space = (_class_set(n, every) for n in ("L", "N", "s"))
-    alone = "[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in isolated_digits_ranges()) + "]"
-    if isolated_digits:  # no other class may take a digit that step isolates, whatever the engine's tables say
-        letter = f"[{letter}--{alone}]"
-    classes = {r"[^\s\p{L}\p{N}D]": f"[^{space}{letter}{digit}{alone}]", r"[\p{N}--D]": f"[{digit}--{alone}]",
-               r"[^\s\p{L}\p{N}]": f"[^{space}{letter}{digit}]",
-               r"[^\sD]": f"[^{space}{alone}]", r"\p{L}": letter, r"\p{N}": digit, r"\s": space, r"\S": f"[^{space}]",
-               "D": alone}
+    classes = {r"[^\s\p{L}\p{N}]": f"[^{space}{letter}{digit}]", r"\p{L}": letter, r"\p{N}": digit, r"\s": space,
+               r"\S": f"[^{space}]"}
+    if isolated_digits:  # read only here (about 1 s): GPT-2's own pattern has no D
+        alone = "[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in isolated_digits_ranges()) + "]"
+        letter = f"[{letter}--{alone}]"  # no other class may take a digit that step isolates, whatever the tables say
+        classes |= {r"[^\s\p{L}\p{N}D]": f"[^{space}{letter}{digit}{alone}]", r"[\p{N}--D]": f"[{digit}--{alone}]",
+                    r"[^\sD]": f"[^{space}{alone}]", r"\p{L}": letter, "D": alone}
     source = DIGITS_THEN_GPT2_PATTERN if isolated_digits else GPT2_PATTERN
     pattern = regex.sub("|".join(map(regex.escape, classes)), lambda m: classes[m.group()], source)
     return regex.compile(pattern, flags=regex.VERSION1)  # version 1: set difference in classes
