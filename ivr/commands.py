@@ -25,7 +25,8 @@ from ivr.embeddings import AlignSettings, InitStrategy
 from ivr.figures import exact_share
 from ivr.model import LOGGED_METRICS, GenerationSettings, IVRLanguageModel
 from ivr.prompts import read_prompts
-from ivr.run_checkpoint import best_checkpoint, check_local_checkpoint, check_resumable, run_checkpoint
+from ivr.run_checkpoint import (
+    LIGHTNING_CHECKPOINT_WORDS, best_checkpoint, check_local_checkpoint, check_resumable, run_checkpoint)
 
 STAGE_COMMANDS = {
     "analyze": "Encode the cleaned corpus with the original BPE; write id sequences and token frequencies.",
@@ -175,7 +176,7 @@ class IVRTrainer(Trainer):
                 with the aligned rows).
             verbose: Print the scores as a table too.
         """
-        ckpt_path = self._checkpoint("validate", datamodule, ckpt_path)
+        ckpt_path = self._checkpoint("validate", model, datamodule, ckpt_path)
         with _weights_fit(ckpt_path, SAME_MODEL):
             return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
 
@@ -188,16 +189,23 @@ class IVRTrainer(Trainer):
                 fine-tuning.
             verbose: Print the scores as a table too.
         """
-        ckpt_path = self._checkpoint("test", datamodule, ckpt_path)
+        ckpt_path = self._checkpoint("test", model, datamodule, ckpt_path)
         with _weights_fit(ckpt_path, SAME_MODEL):
             return super().test(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
 
-    def _checkpoint(self, command: str, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
+    def _checkpoint(self, command: str, model, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
         key = {"validate": "limit_val_batches", "test": "limit_test_batches", "predict": "limit_predict_batches"}[command]
         if getattr(self, key) == 0:  # Lightning would run nothing, print nothing and exit 0
             raise ValueError(f"trainer.{key} 0 leaves ivr {command} nothing to run; leave it out to run on everything")
         # a trainer that has trained in this process scores the weights it holds, as Lightning's does
-        return ckpt_path if ckpt_path is None and self.global_step > 0 else run_checkpoint(command, datamodule, ckpt_path)
+        if ckpt_path is None and self.global_step > 0:
+            return None
+        ckpt_path = run_checkpoint(command, datamodule, ckpt_path)
+        if isinstance(model, IVRLanguageModel):
+            # a checkpoint replaces every weight, the aligned rows too; Lightning's own words (left to it without an
+            # IVRDataModule) may resolve to no checkpoint, so the rows are installed for them
+            model.weights_from_checkpoint = ckpt_path not in (None, *LIGHTNING_CHECKPOINT_WORDS)
+        return ckpt_path
 
     def predict(
         self,
@@ -232,7 +240,7 @@ class IVRTrainer(Trainer):
                              "(--trainer.devices 1)")
         if datamodule is not None:
             read_prompts(datamodule.hparams.prompts_path)  # the first thing to get right, so the first error named
-        ckpt_path = self._checkpoint("predict", datamodule, ckpt_path)
+        ckpt_path = self._checkpoint("predict", model, datamodule, ckpt_path)
         if isinstance(model, IVRLanguageModel):
             stops, pad = datamodule.generation_ids() if datamodule is not None else ((), None)
             model.generation = GenerationSettings(max_new_tokens, temperature, top_k, stops, pad)
@@ -390,6 +398,7 @@ def export_model(model: IVRLanguageModel, datamodule: IVRDataModule, ckpt_path: 
     from ivr.export import export_hf, export_step
 
     if model.model is None:
+        model.weights_from_checkpoint = bool(ckpt_path)
         model.configure_model()
     step = 0 if weights else model.global_step
     if ckpt_path:

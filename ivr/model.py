@@ -62,6 +62,9 @@ LOGGED_METRICS = frozenset({
     "embeddings/reassigned_drift", "embeddings/reassigned_relative_drift",
 })
 
+INITIAL_ROWS = "ivr_initial_rows"
+"""Where a checkpoint keeps the reassigned rows as its fit started from them (the drift metric's start)."""
+
 # a checkpoint's hyperparameters hold these as the CLI passed them; Lightning loads checkpoints with torch's
 # weights-only unpickler, which refuses any class it is not told about
 torch.serialization.add_safe_globals([EmbeddingInit, ModelShape])
@@ -94,13 +97,11 @@ class GenerationSettings:
 
 
 
-def load_embedding_init(init: EmbeddingInit) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
-    """``final_wte``, ``final_lm_head`` (None for a tied model) and the sorted reassigned ids."""
-    from ivr.embeddings import load_final_embeddings
+def reassigned_ids(init: EmbeddingInit) -> torch.Tensor:
+    """The ids the remap reassigned, sorted: those the ``*_reassigned`` metrics watch."""
     from ivr.tokenizers.remap_rules import read_remap_rules
 
-    wte, head = load_final_embeddings(init.final_wte, init.final_lm_head)
-    return wte, head, sorted(rule.id for rule in read_remap_rules(init.remap_rules))
+    return torch.tensor(sorted(rule.id for rule in read_remap_rules(init.remap_rules)), dtype=torch.long)
 
 
 def schedule_steps(trainer) -> int:
@@ -195,6 +196,8 @@ class IVRLanguageModel(LightningModule):
         self.val_nll, self.val_tokens, self.val_bytes = (SumMetric(nan_strategy="disable") for _ in range(3))
         self.val_nll_reassigned, self.val_tokens_reassigned = (SumMetric(nan_strategy="disable") for _ in range(2))
         self.reassigned_ids: torch.Tensor | None = None
+        # the reassigned rows the fit started from, which the drift metric measures from; kept outside the state dict
+        self._initial_rows: torch.Tensor | None = None
         self._masked: list[torch.nn.Parameter] = []
         self._compiled = None
         self.total_steps: int | None = None  # set with the learning-rate schedule
@@ -202,6 +205,10 @@ class IVRLanguageModel(LightningModule):
         self._step_started = 0.0
         # set by `ivr predict` (its own options, so a checkpoint's saved hyperparameters never override them)
         self.generation = GenerationSettings()
+        # set by the commands that load a checkpoint over the configured model (validate, test, predict and export
+        # with a checkpoint file): it holds every weight, so configure_model neither reads the aligned rows it would
+        # overwrite nor needs them on disk (a fit always installs them: a new one starts from them)
+        self.weights_from_checkpoint = False
 
     def on_validation_start(self) -> None:
         # float32 sums stop counting exactly past 2^24 (some 17 MB of held-out bytes) and drift; set here, after
@@ -218,8 +225,6 @@ class IVRLanguageModel(LightningModule):
     def configure_model(self) -> None:
         if self.model is not None:
             return
-        from ivr.embeddings import check_aligned_for, check_aligned_from, install_embeddings
-
         hp = self.hparams
         model = base_model(hp.model_name_or_path, hp.from_config, hp.attn_implementation)
         # from_pretrained returns a model in eval mode, and Lightning keeps the modes it finds: without this,
@@ -228,22 +233,43 @@ class IVRLanguageModel(LightningModule):
         init = hp.embedding_init
         if init is not None:
             init = init if isinstance(init, EmbeddingInit) else EmbeddingInit(**init)
-            if init.final_wte_metadata:
-                check_aligned_for(init.final_wte, init.final_wte_metadata, init.remap_rules)
-            wte, lm_head, reassigned = load_embedding_init(init)
-            if init.original_wte:
-                check_aligned_from(model, init.original_wte, init.final_wte)
-            install_embeddings(model, wte, lm_head)
-            self.reassigned_ids = torch.tensor(reassigned, dtype=torch.long)
-            # kept outside the state dict: only the drift metric reads it; as installed, in the model's precision
-            # (bf16-true rounds the aligned rows), so that an untrained model has drifted by 0
-            self._initial_rows = model.get_input_embeddings().weight[self.reassigned_ids].detach().clone()
+            if self.weights_from_checkpoint:
+                self.reassigned_ids = reassigned_ids(init)
+            else:
+                self._install_aligned_rows(model, init)
         # the matrices whose frozen rows must take no weight decay (AdamW's decay moves rows without gradient)
         self._masked = restrict_training(model, hp.get("train_only", "all"), self.reassigned_ids)
         self._check_data_fits(model)
         self.model = model
         # compiled separately so that the state dict, generate() and export keep the plain module
         object.__setattr__(self, "_compiled", torch.compile(model) if hp.compile else None)
+
+    def _install_aligned_rows(self, model, init: EmbeddingInit) -> None:
+        """Copy the align stage's rows into ``model``, refused where they were aligned for other rules or from
+        another model's rows."""
+        from ivr.embeddings import check_aligned_for, check_aligned_from, install_embeddings, load_final_embeddings
+
+        if init.final_wte_metadata:
+            check_aligned_for(init.final_wte, init.final_wte_metadata, init.remap_rules)
+        wte, lm_head = load_final_embeddings(init.final_wte, init.final_lm_head)
+        if init.original_wte:
+            check_aligned_from(model, init.original_wte, init.final_wte)
+        install_embeddings(model, wte, lm_head)
+        self.reassigned_ids = reassigned_ids(init)
+        # as installed, in the model's precision (bf16-true rounds the aligned rows), so that an untrained model has
+        # drifted by 0
+        self._initial_rows = model.get_input_embeddings().weight[self.reassigned_ids].detach().clone()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # scoring the checkpoint later measures the drift from the rows this fit started from, without reading
+        # the aligned rows (which may be gone, or aligned again since)
+        if self._initial_rows is not None:
+            checkpoint[INITIAL_ROWS] = self._initial_rows.cpu()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rows = checkpoint.get(INITIAL_ROWS)  # checkpoints written before it was recorded have none: no drift
+        if rows is not None:
+            self._initial_rows = rows
 
     def _check_data_fits(self, model) -> None:
         """The datamodule's blocks fit the model's context and its tokenizer's ids its token rows."""
@@ -337,7 +363,9 @@ class IVRLanguageModel(LightningModule):
                 self.log(f"{split}/loss_reassigned", r_nll / r_tokens, sync_dist=True)
             if tokens > r_tokens:
                 self.log(f"{split}/loss_other", (nll - r_nll) / (tokens - r_tokens), sync_dist=True)
-            if len(self.reassigned_ids):  # a remap that reassigned nothing has no drift (a mean of none is NaN)
+            # a remap that reassigned nothing has no drift (a mean of none is NaN); nor has a checkpoint that does
+            # not record where its rows started
+            if len(self.reassigned_ids) and self._initial_rows is not None:
                 rows = self.model.get_input_embeddings().weight[self.reassigned_ids.to(self.device)].detach().float()
                 start = self._initial_rows.to(rows.device, torch.float32)
                 drift = (rows - start).norm(dim=1)
