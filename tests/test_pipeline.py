@@ -149,7 +149,7 @@ def test_prepare_writes_every_artifact_consistently(ivr_run):
         assert remapped.id_to_token(rule["id"]) == rule["new_token"]
 
 
-def test_fit_installs_aligned_rows_logs_ivr_metrics_and_exports(ivr_run, monkeypatch):
+def test_fit_installs_aligned_rows_logs_ivr_metrics_and_exports(ivr_run, monkeypatch, capsys):
     root, args = ivr_run
     monkeypatch.chdir(root)
     main(["fit", *args, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
@@ -194,6 +194,28 @@ def test_fit_installs_aligned_rows_logs_ivr_metrics_and_exports(ivr_run, monkeyp
     # export runs no stage: rows aligned from the configured model's former weights are refused, not mixed in
     with pytest.raises(ValueError, match="aligned from another model's token rows"):
         main(["export", *args, "--ckpt_path", "base", "--model.from_config.init_seed", "1"])
+    # a checkpoint holds every weight: scored, continued and exported without the aligned rows on disk (a tree
+    # copied without embeddings/); the configured model without fine-tuning needs them
+    away = root / "artifacts" / "embeddings-away"
+    (root / "artifacts" / "embeddings").rename(away)
+    try:
+        capsys.readouterr()
+        main(["validate", *args, "--trainer.limit_val_batches", "1"])
+        # the drift is measured from the rows the fit started from, which the checkpoint carries
+        out = capsys.readouterr().out
+        assert "embeddings/reassigned_drift" in out and "val/loss_reassigned" in out
+        main(["predict", *args, "--data.prompts_path", str(prompts), "--max_new_tokens", "1"])
+        main(["export", *args, "--ckpt_path", "last"])
+        from safetensors.torch import load_file
+
+        exported = load_file(export / "model.safetensors")
+        state = torch.load(last, weights_only=True)["state_dict"]
+        assert exported and all(torch.equal(t, state[f"model.{name}"]) for name, t in exported.items())
+        with pytest.raises(FileNotFoundError, match=r"no embeddings at .*final_wte\.pt: run `ivr align`"):
+            main(["export", *args, "--ckpt_path", "base"])
+        assert not (root / "artifacts" / "embeddings").exists()  # no stage aligned them again
+    finally:
+        away.rename(root / "artifacts" / "embeddings")
 
 
 def test_the_remap_report_says_what_each_text_is(ivr_run):
