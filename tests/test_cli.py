@@ -654,10 +654,10 @@ def test_a_trainer_that_trained_in_this_process_scores_the_weights_it_holds(tmp_
     dm = IVRDataModule(artifacts_dir=str(tmp_path))
     # fresh (the CLI's validate and test): the last fit's checkpoint, which needs the fit's artifacts
     with pytest.raises(FileNotFoundError, match="no tokenizer at"):
-        trainer._checkpoint("validate", dm, None)
-    assert trainer._checkpoint("validate", None, None) is None  # no data module: Lightning's own rules
+        trainer._checkpoint("validate", None, dm, None)
+    assert trainer._checkpoint("validate", None, None, None) is None  # no data module: Lightning's own rules
     monkeypatch.setattr(IVRTrainer, "global_step", property(lambda self: 3))
-    assert trainer._checkpoint("validate", dm, None) is None
+    assert trainer._checkpoint("validate", None, dm, None) is None
 
 
 def test_an_interrupted_fit_says_how_to_resume(tmp_path, monkeypatch, capsys):
