@@ -40,7 +40,7 @@ from ivr.builtin_corpora import BUILTIN_CORPORA
 from ivr.cleaned_corpus import (MANIFEST_FILE, MANIFEST_VERSION, CorpusError, Document, cleaned_file_name,
                                 cleaned_signature, document_id, encode_record, looks_like_cleaned_corpus, read_manifest,
                                 write_manifest)
-from ivr.raw_text import BOMS, decode, encoding_conflict, jsonl_lines, looks_like_utf16, read_bytes, unreadable
+from ivr.raw_text import BOMS, decode, encoding_conflict, jsonl_lines, read_bytes, unreadable
 from ivr.stamps import code_fingerprint
 
 log = logging.getLogger(__name__)
@@ -202,12 +202,6 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
     if conflict := encoding_conflict(head, path, encoding):
         skip(conflict)
         return
-    if "\n".encode(encoding) == b"\n":
-        if looks_like_utf16(head) and not any(head.startswith(bom) for bom, _ in BOMS):
-            order = "le" if not any(head[1::2]) else "be"
-            skip(CorpusError(f"{path}: looks like UTF-16 without a byte-order mark (a NUL byte beside every "
-                             f"character); pass --data.encoding utf-16-{order}, or convert the file to UTF-8"))
-            return
     if suffix not in (".jsonl", ".json"):  # .txt, and the built-in corpus's .py files: one document
         data = read_bytes(path)
         try:

@@ -112,8 +112,10 @@ _ASCII_TEXT = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
 
 def encoding_conflict(head: bytes, path: Path, encoding: str) -> CorpusError | None:
     """An error where a file's first bytes contradict ``encoding``: a byte-order mark of another encoding (a UTF-8
-    mark read as cp1252 decodes without complaint, as ``ï»¿``), or plain ASCII read as UTF-16 or UTF-32, which
-    decodes without complaint too, as CJK text. None where they agree."""
+    mark read as cp1252 decodes without complaint, as ``ï»¿``), plain ASCII read as UTF-16 or UTF-32, which
+    decodes without complaint too, as CJK text, or UTF-16 or UTF-32 without a mark (``bomless_wide_encoding``)
+    read otherwise: as an ASCII-compatible encoding, at another width, or in the other byte order (UTF-16-LE read
+    as UTF-16-BE decodes without complaint, as CJK text). None where they agree."""
     name = codecs.lookup(encoding).name
     # the longest mark that matches (UTF-16's text would go on with the character U+0000 after UTF-32's)
     marks = next((names for bom, names in _MARKS if head.startswith(bom)), ())
@@ -126,10 +128,32 @@ def encoding_conflict(head: bytes, path: Path, encoding: str) -> CorpusError | N
         return CorpusError(f"{path}: starts with plain ASCII text (no NUL bytes) but data.encoding is {encoding}, "
                            "which would read it as other characters; pass --data.encoding utf-8 (or the file's "
                            "real encoding)")
+    found = None if marks else bomless_wide_encoding(head)
+    if found is None:
+        return None
+    what = "a NUL byte" if found.startswith("utf-16") else "three NUL bytes"
+    looks = f"{path}: looks like {found[:6].upper()} without a byte-order mark ({what} beside every character)"
+    if not wide:
+        return CorpusError(f"{looks}; pass --data.encoding {found}, or convert the file to UTF-8")
+    # a width or byte order the encoding does not read: compared by what each makes of the first characters, since
+    # plain utf-16 and utf-32 read a file without a mark in the machine's byte order
+    whole = head[: len(head) // 4 * 4]
+    if whole.decode(encoding, errors="replace") != whole.decode(found, errors="replace"):
+        return CorpusError(f"{looks}, which data.encoding {encoding} would read as other characters; pass "
+                           f"--data.encoding {found}")
     return None
 
 
-def looks_like_utf16(head: bytes) -> bool:
-    """ASCII text in UTF-16 without a byte-order mark: a NUL beside every character."""
-    pairs = head[: len(head) // 2 * 2]
-    return len(pairs) >= 8 and (not any(pairs[1::2]) or not any(pairs[0::2])) and any(pairs)
+def bomless_wide_encoding(head: bytes) -> str | None:
+    """The UTF-16 or UTF-32 codec (with its byte order) that a file's first bytes are in, where they carry no
+    byte-order mark and their characters lie below U+0100 (UTF-16) or U+10000 (UTF-32): NUL bytes at the same
+    places of every character. None where they are not."""
+    for width, codec in ((4, "utf-32"), (2, "utf-16")):
+        units = head[: len(head) // width * width]
+        if len(units) < 8 or not any(units):
+            continue
+        half = width // 2  # the high half of each character's bytes: all NUL, after its low half in little-endian
+        for order, nul in (("le", range(half, width)), ("be", range(half))):
+            if not any(any(units[i::width]) for i in nul):
+                return f"{codec}-{order}"
+    return None

@@ -119,6 +119,36 @@ def test_utf16_without_a_byte_order_mark_says_which_encoding_to_pass(tmp_path, n
     assert _clean(raw, tmp_path, encoding=f"utf-16-{order}")["documents"] == (2 if name.endswith(".jsonl") else 1)
 
 
+@pytest.mark.parametrize("name, order", [("a.jsonl", "le"), ("notes.txt", "be")])
+def test_utf32_without_a_byte_order_mark_is_not_taken_for_utf16(tmp_path, name, order):
+    """Three NUL bytes beside each character: utf-16 would read it with a NUL after every character, as binary."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / name).write_bytes(_records(2).encode(f"utf-32-{order}"))
+    with pytest.raises(CorpusError, match=rf"{name}: looks like UTF-32 without a byte-order mark .*pass "
+                                          rf"--data.encoding utf-32-{order}"):
+        _clean(raw, tmp_path)
+    assert _clean(raw, tmp_path, encoding=f"utf-32-{order}")["documents"] == (2 if name.endswith(".jsonl") else 1)
+
+
+@pytest.mark.parametrize("written, encoding", [("utf-16-le", "utf-16-be"), ("utf-16-be", "utf-16"),
+                                               ("utf-32-le", "utf-16-le"), ("utf-16-le", "utf-32"),
+                                               ("utf-32-be", "utf-32-le")])
+@pytest.mark.parametrize("name", ["a.txt", "a.jsonl"])
+def test_utf16_or_utf32_without_a_mark_read_in_another_order_or_width_is_named(tmp_path, name, written, encoding):
+    """UTF-16-LE read as UTF-16-BE (or plain utf-16, which reads a file without a mark little-endian, a BE one)
+    decodes without an error, as CJK text: the NUL bytes' places say which encoding the file is in."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / name).write_bytes(_records(2).encode(written))
+    with pytest.raises(CorpusError, match=rf"{name}: looks like {written[:6].upper()} without a byte-order mark .*"
+                                          rf"data.encoding {encoding} would read as other characters; pass "
+                                          rf"--data.encoding {written}"):
+        _clean(raw, tmp_path, encoding=encoding)
+    assert not (tmp_path / "cleaned").exists()
+    assert _clean(raw, tmp_path, encoding=written)["documents"] == (2 if name.endswith(".jsonl") else 1)
+
+
 @pytest.mark.parametrize("encoding", ["utf-8", "UTF8", "u8", "cp65001"])
 def test_a_byte_order_mark_is_dropped_under_every_name_of_utf8(tmp_path, encoding):
     raw = tmp_path / "raw"
