@@ -310,6 +310,10 @@ def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
             # os.walk lists a link whose target is gone among the files, and cannot tell a folder's (whose files
             # would be lost: `wiki.en`, `shard2`) from a file's
             if path.is_symlink() and not path.exists() and os.path.realpath(path) not in seen:  # not the cleaned one
+                if _link_loop(path):  # its target may well exist: it is a link back to this one
+                    raise CorpusError(f"raw corpus file or folder {path}: a link to {os.readlink(path)} in a loop of "
+                                      "links that never reaches a file or folder: point it at the real one or remove "
+                                      "the link")
                 raise CorpusError(f"raw corpus file or folder {path}: a link to {os.readlink(path)}, which does not "
                                   "exist (a disk not mounted, a large file not fetched yet?): bring it back or remove "
                                   "the link")
@@ -325,6 +329,15 @@ def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
             raise CorpusError(f"raw corpus file {ascii(str(path))}: its name is not valid UTF-8 and cannot be written "
                               "in the cleaned corpus; rename it (or the folder holding it) to a UTF-8 name")
     return paths
+
+
+def _link_loop(path: Path) -> bool:
+    """Whether following the link ``path`` goes round in a loop of links."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        return err.errno == errno.ELOOP
+    return False
 
 
 def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool = False,

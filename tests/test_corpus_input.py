@@ -35,6 +35,19 @@ def test_a_linked_folder_whose_target_is_gone_is_named_not_left_out(tmp_path, na
         _clean(raw, tmp_path)
 
 
+@pytest.mark.parametrize("links", [{"loop.txt": "loop.txt"}, {"a.txt": "b.txt", "b.txt": "a.txt"},
+                                   {"shard": "shard2", "shard2": "shard"}], ids=["itself", "pair", "folders"])
+def test_a_loop_of_links_is_named_as_one_not_as_a_missing_target(tmp_path, links):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "ok.txt").write_text("text", encoding="utf-8")
+    for name, target in links.items():
+        (raw / name).symlink_to(target)
+    with pytest.raises(CorpusError, match=r"raw corpus file or folder .*: a link to .* in a loop of links that never "
+                                          r"reaches a file or folder"):
+        _clean(raw, tmp_path)
+
+
 @given(st.binary(max_size=40).map(lambda b: bytes(b"ab\r\n"[x % 4] for x in b)), st.integers(1, 7))
 def test_lines_read_chunk_by_chunk_are_those_of_the_whole_file(data, chunk_size):
     assert list(binary_lines(io.BytesIO(data), chunk_size)) == data.splitlines(keepends=True)
