@@ -32,7 +32,7 @@ from ivr.paths import ArtifactPaths
 from ivr.prompts import read_prompts
 from ivr.tokenizers.distill import DistillSettings
 from ivr.tokenizers.io import load_tokenizer, read_special_tokens, read_vocab_size, read_vocabulary
-from ivr.user_text import require_file
+from ivr.user_text import require_file, require_utf8_path
 from ivr.tokenizers.remap import RemapSettings
 from ivr.tokenizers.verify import VerifySettings
 
@@ -55,8 +55,11 @@ FOLDER_SETTINGS = ("artifacts_dir", "raw_corpora_dir", "cleaned_corpora_dir", "e
 
 
 def _check_folders(**folders: str | None) -> None:
-    """A folder setting that names an existing file fails here, by name, not later with ``[Errno 17]``."""
+    """A folder setting that names an existing file fails here, by name, not later with ``[Errno 17]``; so does
+    one whose name is not UTF-8, not later by the codec (``require_utf8_path``)."""
     for key, value in folders.items():
+        if value:
+            require_utf8_path(value, f"data.{key}")
         if value and Path(value).exists() and not Path(value).is_dir():
             raise NotADirectoryError(f"data.{key} {value} is a file; name a folder (it is made if missing)")
 

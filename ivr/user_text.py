@@ -8,10 +8,21 @@ from pathlib import Path
 from ivr.cleaned_corpus import CorpusError
 
 
+def require_utf8_path(path: str | Path, setting: str) -> None:
+    """A path whose bytes are not UTF-8 (a name in another encoding, typed in a terminal that uses one) reaches
+    Python as lone surrogates, which no report, stamp or record written as UTF-8 can hold: named with its setting
+    when the settings are read, not by the codec when a stage writes its first report."""
+    text = str(path)
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise ValueError(f"{ascii(text)} ({setting}): the path is not valid UTF-8 (a name in another encoding), and "
+                         "the reports that name it are UTF-8; rename it (or the folder holding it) to a UTF-8 name")
+
+
 def require_file(path: str | Path, setting: str) -> None:
     """Checked when the settings are read, before any stage runs: a missing file is named with its setting."""
     if str(path) == "":  # which Path would read as the current folder
         raise FileNotFoundError(f"an empty path ({setting}): name a file, or drop the empty value")
+    require_utf8_path(path, setting)
     path = Path(path)
     if not path.is_file():
         # a pipe or a device exists but cannot be hashed for the stamps and read again by the stage

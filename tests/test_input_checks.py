@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 import pytest
 
@@ -201,6 +202,38 @@ def test_an_exponent_whose_last_merge_weighs_nothing_is_named(caplog):
 def test_general_languages_named_twice_are_refused():
     with pytest.raises(ValueError, match=r"data\.distill\.general_languages: 'de' named more than once"):
         DistillSettings(general_languages="de, fr de")
+
+
+def test_a_lone_surrogate_in_a_setting_of_characters_is_named_when_the_settings_are_read():
+    """A YAML or JSON escape such as "\\ud800" gives one; it has no bytes, and the stage that reads the setting (after
+    analyze) failed in the codec's words, naming no setting."""
+    from ivr.analysis.select_settings import SelectSettings
+
+    with pytest.raises(ValueError, match=r"^data\.select\.protected_tokens: '\\ud800x' holds a lone surrogate"):
+        SelectSettings(protected_tokens=[" the", "\ud800x"])
+    with pytest.raises(ValueError, match=r"^data\.distill\.split_rule_chars: holds a lone surrogate '\\udc00'"):
+        DistillSettings(split_rule_chars="-=\udc00")
+    SelectSettings(protected_tokens=["\U0001f600"])  # a character past U+FFFF, as JSON writes it in a pair
+    DistillSettings(split_rule_chars="-=\u2500")
+
+
+def test_a_path_setting_that_is_not_utf8_is_named_when_the_settings_are_read(tmp_path):
+    """A Latin-1 name typed in a Latin-1 terminal reaches Python as lone surrogates: the file is there, but every
+    report naming it (the selection log, the manifest) failed in the codec's words after the stage had run."""
+    from ivr.analysis.select_settings import SelectSettings
+    from ivr.tokenizers.remap import RemapSettings
+
+    latin1 = tmp_path / os.fsdecode(b"caf\xe9.txt")
+    latin1.write_text(" caf\n", encoding="utf-8")
+    for make, setting in [(lambda: SelectSettings(forced_tokens_path=str(latin1)), "data.select.forced_tokens_path"),
+                          (lambda: RemapSettings(remap_rules_path=str(latin1)), "data.remap.remap_rules_path"),
+                          (lambda: DistillSettings(word_list=latin1), "data.distill.word_list"),
+                          (lambda: IVRDataModule(artifacts_dir=str(tmp_path / os.fsdecode(b"a\xe9"))),
+                           "data.artifacts_dir"),
+                          (lambda: IVRDataModule(artifacts_dir=str(tmp_path), raw_corpora_dir=str(latin1.parent /
+                                                 os.fsdecode(b"raw\xff"))), "data.raw_corpora_dir")]:
+        with pytest.raises(ValueError, match=rf"\\udc(e9|ff)\S* \({setting}\): the path is not valid UTF-8 .* rename it"):
+            make()
 
 
 def test_verify_settings_refuse_nan():

@@ -159,6 +159,11 @@ class DistillSettings:
         if self.letter_word_rules not in ("corpus", "all"):
             raise ValueError(f"data.distill.letter_word_rules must be 'corpus' or 'all', got {self.letter_word_rules!r}")
         check_languages(parse_languages(self.general_languages), "data.distill.general_languages")
+        # a command-line byte that is not UTF-8 (a terminal in another encoding) arrives as one; it has no bytes, and
+        # the fit would fail on it after analyze, in the codec's words
+        if surrogate := next((c for c in self.split_rule_chars if 0xD800 <= ord(c) <= 0xDFFF), None):
+            raise ValueError(f"data.distill.split_rule_chars: holds a lone surrogate {ascii(surrogate)} (a byte that "
+                             "is not UTF-8, or an escape such as \\ud800), which no text can; write it in UTF-8")
         if self.word_list is not None:
             require_file(self.word_list, "data.distill.word_list")
             read_word_list_entries(self.word_list)  # a bad line stops the run here, not after analyze
