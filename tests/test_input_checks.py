@@ -211,7 +211,7 @@ def test_a_lone_surrogate_in_a_setting_of_characters_is_named_when_the_settings_
 
     with pytest.raises(ValueError, match=r"^data\.select\.protected_tokens: '\\ud800x' holds a lone surrogate"):
         SelectSettings(protected_tokens=[" the", "\ud800x"])
-    with pytest.raises(ValueError, match=r"^data\.distill\.split_rule_chars: holds a lone surrogate '\\udc00'"):
+    with pytest.raises(ValueError, match=r"^data\.distill\.split_rule_chars: '-=\\udc00' holds a lone surrogate"):
         DistillSettings(split_rule_chars="-=\udc00")
     SelectSettings(protected_tokens=["\U0001f600"])  # a character past U+FFFF, as JSON writes it in a pair
     DistillSettings(split_rule_chars="-=\u2500")

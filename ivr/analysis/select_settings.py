@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ivr.tokenizers.byte_level import text_to_piece
-from ivr.user_text import require_file
+from ivr.user_text import require_file, require_utf8_text
 
 
 @dataclass
@@ -68,11 +68,8 @@ class SelectSettings:
         ] if not ok]
         if bad:
             raise ValueError("data.select." + "; data.select.".join(bad))
-        # a command-line byte that is not UTF-8 (a terminal in another encoding) arrives as one; it has no bytes, and
-        # selection would fail on it after analyze and the distillation, in the codec's words
-        if surrogate := next((t for t in self.protected_tokens if any(0xD800 <= ord(c) <= 0xDFFF for c in t)), None):
-            raise ValueError(f"data.select.protected_tokens: {ascii(surrogate)} holds a lone surrogate (a byte that is "
-                             "not UTF-8, or an escape such as \\ud800), which no text can; write it in UTF-8")
+        for token in self.protected_tokens:
+            require_utf8_text(token, "data.select.protected_tokens")
         if self.forced_tokens_path:
             require_file(self.forced_tokens_path, "data.select.forced_tokens_path")
         for path in self.general_reference_paths:

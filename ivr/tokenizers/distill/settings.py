@@ -10,7 +10,7 @@ from typing import Literal
 
 from ivr.general_english import check_languages
 from ivr.tokenizers.distill.word_list import read_word_list_entries
-from ivr.user_text import require_file
+from ivr.user_text import require_file, require_utf8_text
 
 # how many word rules and words proven unsatisfiable the fit statistics list (most frequent first)
 EXAMPLES = 20
@@ -159,11 +159,7 @@ class DistillSettings:
         if self.letter_word_rules not in ("corpus", "all"):
             raise ValueError(f"data.distill.letter_word_rules must be 'corpus' or 'all', got {self.letter_word_rules!r}")
         check_languages(parse_languages(self.general_languages), "data.distill.general_languages")
-        # a command-line byte that is not UTF-8 (a terminal in another encoding) arrives as one; it has no bytes, and
-        # the fit would fail on it after analyze, in the codec's words
-        if surrogate := next((c for c in self.split_rule_chars if 0xD800 <= ord(c) <= 0xDFFF), None):
-            raise ValueError(f"data.distill.split_rule_chars: holds a lone surrogate {ascii(surrogate)} (a byte that "
-                             "is not UTF-8, or an escape such as \\ud800), which no text can; write it in UTF-8")
+        require_utf8_text(self.split_rule_chars, "data.distill.split_rule_chars")
         if self.word_list is not None:
             require_file(self.word_list, "data.distill.word_list")
             read_word_list_entries(self.word_list)  # a bad line stops the run here, not after analyze
