@@ -143,7 +143,7 @@ def environment_code_texts(paths: Iterable[Path] | None = None) -> Iterator[str]
 
 def help_topics() -> list[tuple[str, str]]:
     """Python's help topics (``pydoc_data.topics``) as (topic, text), sorted by topic. The module is generated
-    text: no byte-order mark and ``\\n`` line ends, so the texts are already as ``ivr.corpus.normalize`` leaves
+    text: no byte-order mark and ``\\n`` line ends, so the texts are already as ``ivr.raw_records.normalize`` leaves
     them."""
     from pydoc_data.topics import topics
 
@@ -174,7 +174,7 @@ def documentation_texts(
         max_file_bytes: skip files larger than this.
         symlinks: also read symbolic links to files (the target's text).
         undecodable: ``skip`` files that are not valid UTF-8, or ``replace`` the bad bytes with U+FFFD.
-        clean: drop a leading byte-order mark (the text is then what ``ivr.corpus.normalize`` gives), and
+        clean: drop a leading byte-order mark (the text is then what ``ivr.raw_records.normalize`` gives), and
             leave out blank texts, texts holding NUL characters and exact repeats of an earlier text.
     """
     if not root.is_dir():

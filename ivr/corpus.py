@@ -25,9 +25,7 @@ import hashlib
 import json
 import logging
 import os
-import re
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,14 +38,13 @@ from ivr.builtin_corpora import BUILTIN_CORPORA
 from ivr.cleaned_corpus import (MANIFEST_FILE, MANIFEST_VERSION, CorpusError, Document, cleaned_file_name,
                                 cleaned_signature, document_id, encode_record, looks_like_cleaned_corpus, read_manifest,
                                 write_manifest)
+from ivr.raw_records import LONE_SURROGATE, TOO_DEEP, check_text, documents, invalid_json, json_object, record_text
 from ivr.raw_text import BOMS, decode, encoding_conflict, jsonl_lines, read_bytes, unreadable
 from ivr.stamps import code_fingerprint
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".txt", ".jsonl", ".json")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_TOO_DEEP = "invalid JSON (nested deeper than Python's JSON reader can follow)"
 
 
 @dataclass(frozen=True)
@@ -73,103 +70,6 @@ class Source(NamedTuple):
     path: Path
     rel: str
     builtin: bool = False
-
-
-def normalize(text: str) -> str:
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _invalid_json(path: Path, lineno: int, err: json.JSONDecodeError) -> CorpusError:
-    """``lineno`` is the file's line where ``err`` happened; ``err.colno`` counts from that line's start (for a
-    JSONL line, which holds no line break, it is ``err.pos + 1``)."""
-    # some of json's messages end in "at" ("Invalid control character at")
-    return CorpusError(f"{path}:{lineno}: invalid JSON ({err.msg.removesuffix(' at')} at column {err.colno})")
-
-
-MIN_BINARY_CHECK = 256
-"""Texts shorter than this are judged binary by a NUL only, not by their share of control characters."""
-
-
-def check_text(text: str, where: str) -> str:
-    """``text``, unless it looks binary: a NUL anywhere, or over 5% control characters in its first 64k characters
-    (of texts of at least ``MIN_BINARY_CHECK`` characters);
-    or unless it holds a lone surrogate (a JSON escape such as ``\\ud800``), which no UTF-8 file can hold."""
-    head = text[:65536]
-    controls = sum(1 for c in head if c < " " and c not in "\t\n\f\v")
-    nul = text.find("\0")  # the whole text: one C scan, and a NUL past the head is as binary as one in it
-    # a short text with a few controls is text (terminal colours in a log line: "\x1b[1mBold\x1b[0m")
-    if nul >= 0 or controls > 0.05 * len(head) and len(head) >= MIN_BINARY_CHECK:
-        raise CorpusError(
-            f"{where}: looks binary ({controls} control characters in the first {len(head)}; "
-            f"{f'a NUL at character {nul}' if nul >= 0 else 'no NUL'}); only text is read: remove it or convert "
-            "it to text"
-        )
-    if bad := _SURROGATE.search(text):
-        raise CorpusError(f"{where}: holds a lone surrogate {ascii(bad.group())} at character {bad.start()}, which "
-                          "is not text and cannot be written as UTF-8; fix the escape in the source")
-    return text
-
-
-def split_long(text: str, max_chars: int) -> list[str]:
-    """``text`` cut into pieces of at most ``max_chars`` characters: after the last paragraph break
-    (a blank line) that fits, else after the last line break, else at ``max_chars``. The pieces join back
-    to ``text``. A corpus of a few large documents then still has documents for both splits."""
-    if max_chars < 1:  # no piece would take a character: the loop would append empty pieces forever
-        raise ValueError(f"data.max_document_chars must be a positive number of characters, got {max_chars}")
-    pieces, start = [], 0
-    while len(text) - start > max_chars:  # by offsets: slicing off the rest each time is quadratic on one long line
-        end = start + max_chars
-        paragraph, line = text.rfind("\n\n", start, end), text.rfind("\n", start, end)
-        cut = paragraph + 2 if paragraph > start else line + 1 if line >= start else end
-        pieces.append(text[start:cut])
-        start = cut
-    return [*pieces, text[start:]] if start < len(text) else pieces
-
-
-def _documents(text: str, doc_id: str, where: str, options: CleaningOptions) -> Iterator[Document]:
-    """One cleaned source text as documents: whole, or cut by ``split_long`` with ``#k`` on the id."""
-    text = check_text(normalize(text), where)
-    if not text.strip():
-        return
-    pieces = split_long(text, options.max_document_chars)
-    if len(pieces) == 1:
-        yield Document(doc_id, text)
-        return
-    for k, piece in enumerate(pieces):
-        if piece.strip():
-            yield Document(f"{doc_id}#{k}", piece)
-
-
-class _Repeated(dict):
-    """A JSON object that names a key twice (json keeps the last value): which keys."""
-
-    repeated: frozenset = frozenset()
-
-
-def _object(pairs: list[tuple[str, object]]) -> dict:
-    """``json``'s ``object_pairs_hook``: a dict, marked where a key repeats."""
-    record = dict(pairs)
-    if len(record) == len(pairs):
-        return record
-    marked = _Repeated(record)
-    marked.repeated = frozenset(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
-    return marked
-
-
-def _record_text(record: object, key: str, where: str) -> str:
-    if isinstance(record, _Repeated) and key in record.repeated:  # which of its texts is the document?
-        raise CorpusError(f"{where}: the {key!r} field appears more than once in the record")
-    if not isinstance(record, dict):
-        raise CorpusError(f"{where}: expected a JSON object with a {key!r} field, got {type(record).__name__}")
-    if key not in record:
-        keys = ", ".join(sorted(map(str, record))[:8]).encode("utf-8", "backslashreplace").decode("utf-8") or "none"
-        raise CorpusError(f"{where}: no {key!r} field (fields: {keys}); set --data.text_key (`ivr init --text-key`)")
-    value = record[key]
-    if not isinstance(value, str):
-        raise CorpusError(f"{where}: field {key!r} is {type(value).__name__}, expected a string")
-    return value
 
 
 class _Skipper:
@@ -211,7 +111,7 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
                 if b"\0" in data and not any(data.startswith(bom) for bom, _ in BOMS):
                     check_text(data.decode("latin-1"), str(path))  # binary: say so rather than blame the encoding
                 raise
-            yield from _documents(text, document_id(rel, 0), str(path), options)
+            yield from documents(text, document_id(rel, 0), str(path), options.max_document_chars)
         except CorpusError as err:
             skip(err)
         return
@@ -221,16 +121,16 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
                 if isinstance(line, CorpusError):
                     raise line
                 try:
-                    record = json.loads(line, object_pairs_hook=_object)
+                    record = json.loads(line, object_pairs_hook=json_object)
                 except json.JSONDecodeError as err:
-                    raise _invalid_json(path, lineno, err) from None
+                    raise invalid_json(path, lineno, err) from None
                 except RecursionError:
-                    raise CorpusError(f"{path}:{lineno}: {_TOO_DEEP}") from None
+                    raise CorpusError(f"{path}:{lineno}: {TOO_DEEP}") from None
                 except ValueError as err:  # an integer of more digits than Python converts
                     raise CorpusError(f"{path}:{lineno}: invalid JSON ({err})") from None
                 where = f"{path}:{lineno}"
-                yield from _documents(_record_text(record, options.text_key, where), document_id(rel, lineno), where,
-                                      options)
+                yield from documents(record_text(record, options.text_key, where), document_id(rel, lineno), where,
+                                     options.max_document_chars)
             except CorpusError as err:
                 skip(err)
         return
@@ -240,12 +140,12 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
         text = decode(data, path, encoding).removeprefix("\ufeff")
         if not text.strip():  # an empty file holds no records, as an empty .jsonl or .txt file
             return
-        payload = json.loads(text, object_pairs_hook=_object)
+        payload = json.loads(text, object_pairs_hook=json_object)
     except json.JSONDecodeError as err:
-        skip(_invalid_json(path, err.lineno, err))
+        skip(invalid_json(path, err.lineno, err))
         return
     except RecursionError:
-        skip(CorpusError(f"{path}: {_TOO_DEEP}"))
+        skip(CorpusError(f"{path}: {TOO_DEEP}"))
         return
     except CorpusError as err:
         skip(err)
@@ -257,8 +157,8 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
     for index, record in enumerate(records):
         where = f"{path} record {index + 1}"  # counted from 1, as lines are; the id keeps its index
         try:
-            yield from _documents(_record_text(record, options.text_key, where), document_id(rel, index), where,
-                                  options)
+            yield from documents(record_text(record, options.text_key, where), document_id(rel, index), where,
+                                 options.max_document_chars)
         except CorpusError as err:
             skip(err)
 
@@ -325,7 +225,7 @@ def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
     # of one real file's names, as of a folder's: a real name before links, then by name, whatever the listing order
     paths = sorted(min(names)[1] for names in found.values())
     for path in paths:
-        if _SURROGATE.search(str(path)):  # on Linux, the bytes of a non-UTF-8 name come back as lone surrogates
+        if LONE_SURROGATE.search(str(path)):  # on Linux, the bytes of a non-UTF-8 name come back as lone surrogates
             raise CorpusError(f"raw corpus file {ascii(str(path))}: its name is not valid UTF-8 and cannot be written "
                               "in the cleaned corpus; rename it (or the folder holding it) to a UTF-8 name")
     return paths

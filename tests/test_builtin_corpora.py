@@ -21,7 +21,7 @@ from ivr.builtin_corpora import (
     translated_messages,
     until_size,
 )
-from ivr.corpus import normalize
+from ivr.raw_records import normalize
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from ivr.cleaned_corpus import (CorpusError, check_splits, corpus_content, is_heldout, iter_documents, read_manifest,
                                  split_membership)
-from ivr.corpus import CleaningOptions, check_text, clean_corpus, cleaned_from_current_sources, split_long
+from ivr.corpus import CleaningOptions, clean_corpus, cleaned_from_current_sources
+from ivr.raw_records import check_text, split_long
 
 
 def _clean(raw: Path, tmp_path: Path, **kw) -> dict:

@@ -9,7 +9,8 @@ import os
 import pytest
 
 from ivr.cleaned_corpus import CorpusError
-from ivr.corpus import CleaningOptions, clean_corpus, find_sources, split_long
+from ivr.corpus import CleaningOptions, clean_corpus, find_sources
+from ivr.raw_records import split_long
 from ivr.user_text import read_text_files
 from ivr.data import IVRDataModule
 from ivr.tokenizers.distill.settings import DistillSettings
