@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -38,6 +39,7 @@ from ivr.builtin_corpora import BUILTIN_CORPORA
 from ivr.cleaned_corpus import (MANIFEST_FILE, MANIFEST_VERSION, CorpusError, Document, cleaned_file_name,
                                 cleaned_signature, document_id, encode_record, looks_like_cleaned_corpus, read_manifest,
                                 write_manifest)
+from ivr.markdown_text import counted
 from ivr.raw_records import LONE_SURROGATE, TOO_DEEP, check_text, documents, invalid_json, json_object, record_text
 from ivr.raw_text import BOMS, decode, encoding_conflict, jsonl_lines, read_bytes, unreadable
 from ivr.stamps import code_fingerprint
@@ -184,10 +186,12 @@ def _check_cleaned_names(sources: list[Source]) -> None:
                                   f"{parent}, would be the folder of the second one's; rename one of them")
 
 
-def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
+def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> tuple[list[Path], Counter]:
     """The raw folder's text files in sorted order: linked folders and files followed (each real one once), hidden
-    files and folders (``.ipynb_checkpoints``, ``.git``) and the cleaned folder left out, suffixes in any case."""
+    files and folders (``.ipynb_checkpoints``, ``.git``) and the cleaned folder left out, suffixes in any case; and
+    how many other files it holds, by suffix (``.md``, ``.py``), which are not read."""
     found, seen = {}, {os.path.realpath(cleaned_dir)} if cleaned_dir is not None else set()
+    left_out: Counter = Counter()
 
     def unreadable(err: OSError) -> None:  # os.walk skips a folder it cannot list unless told
         raise CorpusError(f"raw corpus folder {err.filename}: cannot be read ({err.strerror}); its files would be "
@@ -218,6 +222,7 @@ def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
                                   "exist (a disk not mounted, a large file not fetched yet?): bring it back or remove "
                                   "the link")
             if Path(f).suffix.lower() not in SUFFIXES:
+                left_out[Path(f).suffix.lower() or f"no suffix ({f})"] += path.is_file()
                 continue
             if path.is_file():
                 link = path.is_symlink()
@@ -228,7 +233,7 @@ def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> list[Path]:
         if LONE_SURROGATE.search(str(path)):  # on Linux, the bytes of a non-UTF-8 name come back as lone surrogates
             raise CorpusError(f"raw corpus file {ascii(str(path))}: its name is not valid UTF-8 and cannot be written "
                               "in the cleaned corpus; rename it (or the folder holding it) to a UTF-8 name")
-    return paths
+    return paths, +left_out
 
 
 def _link_loop(path: Path) -> bool:
@@ -249,7 +254,13 @@ def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool 
     (a typo, a file given for a folder), an info line where it is the layout's default (``default_raw_dir``)."""
     sources = []
     if raw_dir.is_dir():
-        sources = [Source(p, p.relative_to(raw_dir).as_posix()) for p in _raw_files(raw_dir, cleaned_dir)]
+        paths, left_out = _raw_files(raw_dir, cleaned_dir)
+        sources = [Source(p, p.relative_to(raw_dir).as_posix()) for p in paths]
+        if left_out and not quiet:  # a folder of Markdown or code would otherwise vanish from the corpus unseen
+            most = sorted(left_out.items(), key=lambda kind: (-kind[1], kind[0]))[:8]
+            kinds = ", ".join(f"{suffix}: {n}" for suffix, n in most)
+            log.warning("raw corpus directory %s: %s not read, only .txt, .jsonl and .json files are (%s); rename "
+                        "text files to .txt to take them in", raw_dir, counted(sum(left_out.values()), "file"), kinds)
     if not sources and options.builtin_corpus is not None and not quiet:
         (log.info if default_raw_dir else log.warning)(
             "raw corpus directory %s (data.raw_corpora_dir) %s; using data.builtin_corpus %s only",

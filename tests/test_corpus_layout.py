@@ -4,6 +4,7 @@ it must never be the raw folder, hold it, lie in it, or be a folder of the user'
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def test_raw_folders_nested_past_the_recursion_limit_are_named_not_a_traceback(t
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(depth + 100)  # fewer levels than the tree has
     try:
-        found = _raw_files(tmp_path / "raw")
+        found, _ = _raw_files(tmp_path / "raw")
     except CorpusError as err:  # an os.walk that recurses once per level (Python 3.11)
         assert f"its folders nest too deep to be read (about {depth + 100} levels)" in str(err)
     else:  # one that does not (Python 3.12 on) reads them
@@ -158,6 +159,26 @@ def test_a_folder_holding_only_another_tool_s_manifest_is_never_replaced(raw_dir
     with pytest.raises(CorpusError, match=r"theirs\) exists and is no cleaned corpus"):
         clean_corpus(raw_dir, theirs, CleaningOptions())
     assert _files(theirs) == {"manifest.json": b'{"name": "some other tool"}'}
+
+
+def test_files_of_other_kinds_are_named_as_not_read(tmp_path, caplog):
+    """Markdown or code put in the raw folder is not read: said, by suffix, not dropped unseen."""
+    raw = tmp_path / "raw"
+    (raw / "docs").mkdir(parents=True)
+    (raw / "a.txt").write_text("text")
+    for name in ("docs/intro.md", "docs/usage.md", "tool.py", "LICENSE", ".hidden.md"):
+        (raw / name).write_text("more text")
+    with caplog.at_level(logging.WARNING, logger="ivr.corpus"):
+        clean_corpus(raw, tmp_path / "cleaned", CleaningOptions())
+    assert [d.doc_id for d in iter_documents(tmp_path / "cleaned")] == ["a.txt:0"]
+    assert (f"raw corpus directory {raw}: 4 files not read, only .txt, .jsonl and .json files are (.md: 2, "
+            ".py: 1, no suffix (LICENSE): 1)") in caplog.text
+    caplog.clear()
+    for name in ("docs/intro.md", "docs/usage.md", "tool.py", "LICENSE"):
+        (raw / name).unlink()
+    with caplog.at_level(logging.WARNING, logger="ivr.corpus"):
+        clean_corpus(raw, tmp_path / "cleaned", CleaningOptions())
+    assert "not read" not in caplog.text  # hidden files are left out without a word, as before
 
 
 def test_hidden_raw_files_are_left_out_and_upper_case_suffixes_keep_their_format(tmp_path):
