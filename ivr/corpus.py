@@ -256,7 +256,9 @@ def find_sources(raw_dir: Path, options: CleaningOptions, default_raw_dir: bool 
     if raw_dir.is_dir():
         paths, left_out = _raw_files(raw_dir, cleaned_dir)
         sources = [Source(p, p.relative_to(raw_dir).as_posix()) for p in paths]
-        if left_out and not quiet:  # a folder of Markdown or code would otherwise vanish from the corpus unseen
+        # a folder of Markdown or code would otherwise vanish from the corpus unseen (one that gives no files at
+        # all is named below)
+        if left_out and sources and not quiet:
             most = sorted(left_out.items(), key=lambda kind: (-kind[1], kind[0]))[:8]
             kinds = ", ".join(f"{suffix}: {n}" for suffix, n in most)
             log.warning("raw corpus directory %s: %s not read, only .txt, .jsonl and .json files are (%s); rename "
