@@ -121,27 +121,18 @@ def test_a_raw_name_too_long_for_its_cleaned_copy_is_named(tmp_path):
         _clean(raw, tmp_path)
 
 
-@pytest.mark.parametrize("name, order", [("a.jsonl", "le"), ("notes.txt", "le"), ("b.jsonl", "be")])
-def test_utf16_without_a_byte_order_mark_says_which_encoding_to_pass(tmp_path, name, order):
+@pytest.mark.parametrize("name, codec, order", [
+    ("a.jsonl", "utf-16", "le"), ("notes.txt", "utf-16", "le"), ("b.jsonl", "utf-16", "be"),
+    # three NUL bytes beside each character: utf-16 would read it with a NUL after every character, as binary
+    ("a.jsonl", "utf-32", "le"), ("notes.txt", "utf-32", "be")])
+def test_utf16_or_utf32_without_a_byte_order_mark_says_which_encoding_to_pass(tmp_path, name, codec, order):
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / name).write_bytes(_records(2).encode(f"utf-16-{order}"))
-    with pytest.raises(CorpusError, match=rf"{name}: looks like UTF-16 without a byte-order mark .*pass "
-                                          rf"--data.encoding utf-16-{order}"):
+    (raw / name).write_bytes(_records(2).encode(f"{codec}-{order}"))
+    with pytest.raises(CorpusError, match=rf"{name}: looks like {codec.upper()} without a byte-order mark .*pass "
+                                          rf"--data.encoding {codec}-{order}"):
         _clean(raw, tmp_path)
-    assert _clean(raw, tmp_path, encoding=f"utf-16-{order}")["documents"] == (2 if name.endswith(".jsonl") else 1)
-
-
-@pytest.mark.parametrize("name, order", [("a.jsonl", "le"), ("notes.txt", "be")])
-def test_utf32_without_a_byte_order_mark_is_not_taken_for_utf16(tmp_path, name, order):
-    """Three NUL bytes beside each character: utf-16 would read it with a NUL after every character, as binary."""
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    (raw / name).write_bytes(_records(2).encode(f"utf-32-{order}"))
-    with pytest.raises(CorpusError, match=rf"{name}: looks like UTF-32 without a byte-order mark .*pass "
-                                          rf"--data.encoding utf-32-{order}"):
-        _clean(raw, tmp_path)
-    assert _clean(raw, tmp_path, encoding=f"utf-32-{order}")["documents"] == (2 if name.endswith(".jsonl") else 1)
+    assert _clean(raw, tmp_path, encoding=f"{codec}-{order}")["documents"] == (2 if name.endswith(".jsonl") else 1)
 
 
 @pytest.mark.parametrize("written, encoding", [("utf-16-le", "utf-16-be"), ("utf-16-be", "utf-16"),
