@@ -222,7 +222,7 @@ def _raw_files(raw_dir: Path, cleaned_dir: Path | None = None) -> tuple[list[Pat
                                   "exist (a disk not mounted, a large file not fetched yet?): bring it back or remove "
                                   "the link")
             if Path(f).suffix.lower() not in SUFFIXES:
-                left_out[Path(f).suffix.lower() or f"no suffix ({f})"] += path.is_file()
+                left_out[Path(f).suffix.lower() or "no suffix"] += path.is_file()
                 continue
             if path.is_file():
                 link = path.is_symlink()

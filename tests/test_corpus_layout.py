@@ -172,7 +172,7 @@ def test_files_of_other_kinds_are_named_as_not_read(tmp_path, caplog):
         clean_corpus(raw, tmp_path / "cleaned", CleaningOptions())
     assert [d.doc_id for d in iter_documents(tmp_path / "cleaned")] == ["a.txt:0"]
     assert (f"raw corpus directory {raw}: 4 files not read, only .txt, .jsonl and .json files are (.md: 2, "
-            ".py: 1, no suffix (LICENSE): 1)") in caplog.text
+            ".py: 1, no suffix: 1)") in caplog.text
     caplog.clear()
     for name in ("docs/intro.md", "docs/usage.md", "tool.py", "LICENSE"):
         (raw / name).unlink()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import polars as pl
 import pytest
@@ -68,9 +70,10 @@ def test_no_documents_give_an_empty_id_file_and_shares_of_zero(tmp_path, gpt2_bp
 
 
 def test_both_files_name_the_tokenizer_and_corpus_they_were_made_from_and_the_ids_read_as_before(raw_dir, tmp_path, gpt2_bpe):
-    """The inputs head the id file as ``# key: value`` lines and are the table's metadata; the ids read back as
-    from a file written without them (an older version's), and a file made from another corpus is refused."""
-    cleaned = tmp_path / "cléaned"  # a path that is no ASCII: the header is UTF-8, the ids ASCII
+    """The inputs head the id file as ``# key: value`` lines (values in JSON) and are the table's metadata; the ids
+    read back as from a file written without them (an older version's), and a file made from another corpus is
+    refused."""
+    cleaned = tmp_path / "clé\naned"  # no ASCII (the header is UTF-8, the ids ASCII), and a line break in a name
     clean_corpus(raw_dir, cleaned, CleaningOptions())
     inputs = {"original tokenizer": "tok/tokenizer.json (sha256 abc)",
               "corpus": f"{cleaned} (content {corpus_content(cleaned)})"}
@@ -79,7 +82,8 @@ def test_both_files_name_the_tokenizer_and_corpus_they_were_made_from_and_the_id
     analyze_corpus(gpt2_bpe, iter_documents(cleaned), bare, tmp_path / "bare.parquet")
 
     lines = seq.read_text(encoding="utf-8").splitlines(keepends=True)
-    assert lines[:2] == [f"# {k}: {v}\n" for k, v in inputs.items()] and lines[2:] == bare.read_text().splitlines(True)
+    assert lines[:2] == [f"# {k}: {json.dumps(v, ensure_ascii=False)}\n" for k, v in inputs.items()]
+    assert lines[2:] == bare.read_text().splitlines(True)
     assert id_sequences_inputs(seq) == frequency_inputs(freq) == inputs
     assert id_sequences_inputs(bare) == frequency_inputs(tmp_path / "bare.parquet") == {}
     assert pl.read_parquet(freq).equals(pl.read_parquet(tmp_path / "bare.parquet"))
@@ -90,5 +94,5 @@ def test_both_files_name_the_tokenizer_and_corpus_they_were_made_from_and_the_id
     with pytest.raises(CorpusError, match=rf"seq\.txt:{len(lines)}: the file ends before"):
         list(SplitIdSequences(cleaned, seq))
     seq.write_text("".join([lines[0], lines[1].replace("(content ", "(content 0"), *lines[2:]]), encoding="utf-8")
-    with pytest.raises(CorpusError, match=r"seq\.txt:2: made from another corpus .*run `ivr analyze` again"):
+    with pytest.raises(CorpusError, match=r"(?s)seq\.txt:2: made from another corpus .*run `ivr analyze` again"):
         list(SplitIdSequences(cleaned, seq))

@@ -3,7 +3,8 @@ both files: it writes them (``analyze_corpus``) and reads back the ids (``SplitI
 records of its inputs (``id_sequences_inputs``, ``frequency_inputs``).
 
 The inputs (the tokenizer and the cleaned corpus, by hash, as the reports name theirs) head the id sequences file
-as ``# key: value`` lines and are the table's Parquet key-value metadata under ``inputs`` (a JSON object)."""
+as ``# key: value`` lines (each value in JSON) and are the table's Parquet key-value metadata under ``inputs`` (a
+JSON object)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from ivr.atomic import atomic_file
 from ivr.cleaned_corpus import CorpusError, Document, batched, corpus_content, split_membership
 from ivr.tokenizers.byte_level import readable
 
-HEADER = "# "  # an input line of the id sequences file: "# key: value", before the first line of ids
+HEADER = "# "  # an input line of the id sequences file: "# key: <JSON value>", before the first line of ids
 INPUTS_KEY = b"inputs"  # the table's key-value metadata: the inputs as a JSON object
 # the inputs' key naming the cleaned corpus, "<dir> (content <hash>)" (``ivr.pipeline._inputs``): checked on reading
 CORPUS_INPUT = "corpus"
@@ -53,7 +54,9 @@ def analyze_corpus(
     id_text = [str(i) for i in range(vocab_size)]  # written by lookup: converting each int costs more
     # UTF-8 for the inputs' paths; the ids are ASCII
     with atomic_file(sequences_path) as tmp, open(tmp, "w", encoding="utf-8") as out:
-        out.writelines(f"{HEADER}{key}: {value}\n" for key, value in (inputs or {}).items())
+        # each value in JSON: a path may hold a line break, which would end its line early
+        out.writelines(f"{HEADER}{key}: {json.dumps(value, ensure_ascii=False)}\n"
+                       for key, value in (inputs or {}).items())
         bar = tqdm(total=total_bytes, desc="analyze (original BPE)", unit="B", unit_scale=True, mininterval=2.0, leave=False)
         for batch in batched(documents, batch_size):
             encodings = tokenizer.encode_batch([d.text for d in batch], add_special_tokens=False)
@@ -90,15 +93,19 @@ def analyze_corpus(
     return {"documents": n_docs, "bytes": n_bytes, "tokens": total, "distinct_ids": int((counts > 0).sum())}
 
 
-def _input_line(line: str) -> tuple[str, str]:
+def _input_line(line: str, where: str) -> tuple[str, object]:
     key, _, value = line[len(HEADER):].rstrip("\n").partition(": ")
-    return key, value
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        raise CorpusError(f"{where}: not an input line (# key: JSON value); run `ivr analyze` again") from None
 
 
-def id_sequences_inputs(sequences_path: Path) -> dict[str, str]:
+def id_sequences_inputs(sequences_path: Path) -> dict:
     """What the id sequences file records of its inputs; ``{}`` for a file written without them."""
     with open(sequences_path, encoding="utf-8", errors="replace") as sequences:
-        return dict(map(_input_line, takewhile(lambda line: line.startswith(HEADER), sequences)))
+        header = takewhile(lambda line: line.startswith(HEADER), sequences)
+        return dict(_input_line(line, f"{sequences_path}:{n}") for n, line in enumerate(header, 1))
 
 
 def frequency_inputs(frequency_path: Path) -> dict:
@@ -126,9 +133,9 @@ class SplitIdSequences:
             first, line_no = sequences.readline(), 0
             while first.startswith(HEADER):  # the inputs (a file written before them has none)
                 line_no += 1
-                key, value = _input_line(first)
+                key, value = _input_line(first, f"{path}:{line_no}")
                 content = corpus_content(self.cleaned_dir) if key == CORPUS_INPUT else None
-                if content is not None and not value.endswith(f"(content {content})"):
+                if content is not None and not str(value).endswith(f"(content {content})"):
                     raise CorpusError(f"{path}:{line_no}: made from another corpus ({value}), not {self.cleaned_dir} "
                                       f"(content {content}); {again}")
                 first = sequences.readline()

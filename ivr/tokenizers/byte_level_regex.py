@@ -80,11 +80,14 @@ def _engine_classes() -> dict[str, Ranges]:
         text = "".join(map(chr, codes))
         runs += [(codes[a], codes[b - 1]) for _, (a, b) in runs_of.pre_tokenize_str(text)]
     firsts = [chr(a) for a, _ in runs]
-    classes = {}
-    for name, pattern in (("L", r"\p{L}"), ("N", r"\p{N}"), ("s", r"\s")):
-        inside = _members(pre_tokenizers.Split(Regex(pattern), behavior="isolated"), firsts)
-        classes[name] = normalise_ranges(run for run, member in zip(runs, inside) if member)
-    return classes
+    inside = {name: _members(pre_tokenizers.Split(Regex(pattern), behavior="isolated"), firsts)
+              for name, pattern in (("L", r"\p{L}"), ("N", r"\p{N}"), ("s", r"\s"))}
+    # a run is of one class only where no character is in two, as Unicode's categories are not: checked on the
+    # characters read here, each run's first
+    if any(sum(member) > 1 for member in zip(*inside.values())):
+        raise RuntimeError("the tokenizers regex engine puts a character in two of \\p{L}, \\p{N} and \\s")
+    return {name: normalise_ranges(run for run, member in zip(runs, members) if member)
+            for name, members in inside.items()}
 
 
 def engine_class(name: str) -> Ranges:
