@@ -6,17 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ivr.cleaned_corpus import CorpusError
-
-
-def _lone_surrogate(text: str) -> bool:
-    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+from ivr.raw_records import LONE_SURROGATE
 
 
 def require_utf8_text(text: str, setting: str) -> None:
     """A byte that is not UTF-8 on the command line (a terminal in another encoding), or an escape such as
     ``\\ud800`` in a config, gives a lone surrogate, which has no bytes: named with its setting when the settings
     are read, not by the codec in the stage that reads the setting (after analyze)."""
-    if _lone_surrogate(text):
+    if LONE_SURROGATE.search(text):
         raise ValueError(f"{setting}: {ascii(text)} holds a lone surrogate (a byte that is not UTF-8, or an escape "
                          "such as \\ud800), which no text can; write it in UTF-8")
 
@@ -26,7 +23,7 @@ def require_utf8_path(path: str | Path, setting: str) -> None:
     Python as lone surrogates, which no report, stamp or record written as UTF-8 can hold: named with its setting
     when the settings are read, not by the codec when a stage writes its first report."""
     text = str(path)
-    if _lone_surrogate(text):
+    if LONE_SURROGATE.search(text):
         raise ValueError(f"{ascii(text)} ({setting}): the path is not valid UTF-8 (a name in another encoding), and "
                          "the reports that name it are UTF-8; rename it (or the folder holding it) to a UTF-8 name")
 
