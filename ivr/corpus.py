@@ -308,16 +308,23 @@ def _builtin_cap(options: CleaningOptions) -> float | None:
     return options.builtin_corpus_max_mb if options.builtin_corpus is not None else None
 
 
+def _cleaned_with(manifest: dict, fingerprint: str, options: CleaningOptions) -> bool:
+    """Whether a manifest records a cleaning of these sources with these options. The built-in corpus's cap counts
+    even where it draws the same files (the same fingerprint), so that the manifest records the cap in force."""
+    return (manifest.get("fingerprint") == fingerprint and manifest.get("on_bad_record") == options.on_bad_record
+            and manifest.get("builtin_corpus_max_mb") == _builtin_cap(options))
+
+
 def cleaned_from_current_sources(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions) -> bool:
     """Whether the cleaned corpus was cleaned from the raw files as they are now, with these options (a stage
     command run alone reads the cleaned copy; only ``ivr init`` cleans again). True where there is nothing to
     compare: no cleaned corpus, or no raw files to find."""
     try:
-        fingerprint = read_manifest(cleaned_dir).get("fingerprint")
+        manifest = read_manifest(cleaned_dir)
         sources = find_sources(Path(raw_dir), options, cleaned_dir=Path(cleaned_dir), quiet=True)
     except (OSError, CorpusError):
         return True
-    return fingerprint == _sources_fingerprint(sources, options)
+    return _cleaned_with(manifest, _sources_fingerprint(sources, options), options)
 
 
 def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, force: bool = False,
@@ -336,8 +343,7 @@ def clean_corpus(raw_dir: Path, cleaned_dir: Path, options: CleaningOptions, for
         except CorpusError as err:  # a damaged manifest marks nothing complete: clean again
             log.warning("%s; cleaning again", err)
         else:
-            if (manifest.get("fingerprint") != fingerprint or manifest.get("on_bad_record") != options.on_bad_record
-                    or manifest.get("builtin_corpus_max_mb") != _builtin_cap(options)):  # a cap that drew the same files
+            if not _cleaned_with(manifest, fingerprint, options):
                 log.info("raw corpus or cleaning settings changed since %s was written; cleaning again", manifest_path)
             elif manifest.get("cleaned_signature") != cleaned_signature(Path(cleaned_dir)):
                 log.warning("the cleaned files in %s changed since they were written; cleaning again", cleaned_dir)

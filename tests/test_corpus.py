@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,13 @@ def test_the_manifest_records_the_builtin_corpus_and_the_cap_it_was_drawn_under(
     again = _clean(tmp_path / "absent", tmp_path, builtin_corpus="python_stdlib", builtin_corpus_max_mb=same_files)
     assert again["builtin_corpus_max_mb"] == same_files and again["content"] == manifest["content"]
     assert again["files"] == manifest["files"]
+    # a stage run alone compares what init would: the cap and the bad-record policy in force count too
+    options = CleaningOptions(builtin_corpus="python_stdlib", builtin_corpus_max_mb=same_files)
+    assert cleaned_from_current_sources(tmp_path / "absent", tmp_path / "cleaned", options)
+    assert not cleaned_from_current_sources(tmp_path / "absent", tmp_path / "cleaned",
+                                            replace(options, builtin_corpus_max_mb=0.2))
+    assert not cleaned_from_current_sources(tmp_path / "absent", tmp_path / "cleaned",
+                                            replace(options, on_bad_record="skip"))
     # no built-in corpus, no cap
     plain = _clean(raw_dir, tmp_path / "plain", builtin_corpus_max_mb=0.2)
     assert (plain["builtin_corpus"], plain["builtin_corpus_max_mb"]) == (None, None)
