@@ -24,6 +24,7 @@ from ivr.data import IVRDataModule, settings_as
 from ivr.embeddings import AlignSettings, InitStrategy
 from ivr.figures import exact_share
 from ivr.model import LOGGED_METRICS, GenerationSettings, IVRLanguageModel
+from ivr.progress import with_progress_bar
 from ivr.prompts import read_prompts
 from ivr.run_checkpoint import (
     LIGHTNING_CHECKPOINT_WORDS, best_checkpoint, check_local_checkpoint, check_resumable, run_checkpoint)
@@ -97,6 +98,11 @@ def _print_artifacts(command: str, artifacts: list) -> None:
 
 class IVRTrainer(Trainer):
     """Lightning's Trainer options: how fit, validate, test and predict run (devices, precision, steps, logging)."""
+
+    @functools.wraps(Trainer.__init__)
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["callbacks"] = with_progress_bar(kwargs.get("callbacks"), kwargs.get("enable_progress_bar"))
+        super().__init__(*args, **kwargs)
 
     def prepare(self, model: LightningModule, datamodule: IVRDataModule) -> None:
         """Run the preparation stages data.tokenizer needs, no training, and print where each artifact went.

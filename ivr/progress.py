@@ -2,7 +2,8 @@
 
 Lightning's progress bar redraws one line and, with output to a file, shows nothing until the epoch ends; this
 callback writes a line every ``every_seconds`` (and after each validation) with the step, loss, learning rate,
-throughput and the time left.
+throughput and the time left. The progress bar itself is Lightning's, without the epoch total it gets wrong for a
+fit bounded by steps.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 import time
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
 
 log = logging.getLogger("ivr.progress")
 
@@ -74,3 +77,23 @@ class ProgressLog(Callback):
             log.info("validation at step %d: %s", trainer.global_step, ", ".join(shown))
         else:  # `ivr validate` restores the weights, not the step: name what was scored
             log.info("validation of %s: %s", trainer.ckpt_path or "the configured model", ", ".join(shown))
+
+
+class StepBoundedRichProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, whose training line reads ``Epoch 3/-2`` where no epoch limit is set
+    (``max_epochs`` -1, as Lightning sets it for a fit bounded by ``max_steps``): this one reads ``Epoch 3``."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if self.trainer.max_epochs != -1:
+            return super()._get_train_description(current_epoch)
+        # padded as Lightning pads it, so that the line does not jump when validation's bar shows
+        return f"Epoch {current_epoch}".ljust(len(self.validation_description))
+
+
+def with_progress_bar(callbacks, enable_progress_bar: bool | None) -> list[Callback] | Callback | None:
+    """A trainer's ``callbacks`` with :class:`StepBoundedRichProgressBar` where Lightning would add its own rich
+    bar: the bar is on and no progress bar is given. Otherwise ``callbacks`` as they are."""
+    given = [] if callbacks is None else [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+    if enable_progress_bar is False or not _RICH_AVAILABLE or any(isinstance(c, ProgressBar) for c in given):
+        return callbacks
+    return [*given, StepBoundedRichProgressBar()]

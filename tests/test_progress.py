@@ -1,10 +1,12 @@
-"""Progress lines: the rate and the time left count the steps this run took, a resumed fit's too."""
+"""Progress lines: the rate and the time left count the steps this run took, a resumed fit's too; the progress
+bar's epoch total."""
 
 from __future__ import annotations
 
 import logging
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 import ivr.progress as progress
@@ -111,3 +113,27 @@ def test_validation_lines_skip_the_sanity_check_and_empty_metrics(caplog):
         trainer.callback_metrics = {"val/loss": torch.tensor(2.5)}
         callback.on_validation_end(trainer, None)
     assert "validation at step 7: val/loss 2.5000" in caplog.text
+
+
+@pytest.mark.parametrize(("limits", "description"), [({"max_steps": 5}, "Epoch 3"), ({"max_epochs": 4}, "Epoch 3/3")])
+def test_the_progress_bar_shows_an_epoch_total_only_where_there_is_one(limits, description):
+    """Lightning's own rich bar reads ``Epoch 3/-2`` for a fit bounded by steps alone."""
+    from ivr.commands import IVRTrainer
+    from ivr.progress import StepBoundedRichProgressBar
+
+    trainer = IVRTrainer(logger=False, enable_checkpointing=False, **limits)
+    bar = trainer.progress_bar_callback
+    assert isinstance(bar, StepBoundedRichProgressBar)
+    bar._trainer = trainer  # set by Lightning when the fit starts
+    assert bar._get_train_description(3).strip() == description
+
+
+def test_a_progress_bar_given_or_turned_off_is_left_as_it_is():
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from ivr.commands import IVRTrainer
+
+    own = TQDMProgressBar(refresh_rate=7)
+    assert IVRTrainer(logger=False, callbacks=own, max_steps=5).progress_bar_callback is own
+    assert IVRTrainer(logger=False, callbacks=[own], max_steps=5).progress_bar_callback is own
+    assert IVRTrainer(logger=False, enable_progress_bar=False, max_steps=5).progress_bar_callback is None
