@@ -177,6 +177,10 @@ class IVRDataModule(LightningDataModule):
                              f"tokens (model.from_config.n_positions); set data.block_size to at most {shape.n_positions}")
         _check_folders(artifacts_dir=artifacts_dir, raw_corpora_dir=raw_corpora_dir,
                        cleaned_corpora_dir=cleaned_corpora_dir, embeddings_output_dir=embeddings_output_dir)
+        for key, value in (("tokenizer_name", tokenizer_name), ("tokenizer_local_dir", tokenizer_local_dir),
+                           ("prompts_path", prompts_path)):
+            if value:  # a local folder or file, whose name the source record and the reports hold
+                require_utf8_path(value, f"data.{key}")
         if max_document_chars < 1:
             raise ValueError(f"data.max_document_chars must be a positive number of characters, got {max_document_chars}")
         if not builtin_corpus_max_mb > 0:  # "not >": NaN fails too; 0 MB would read no file and blame the raw folder

@@ -23,6 +23,7 @@ from ivr.causal_lm import (
 from ivr.metrics import bits_per_byte, token_nll
 from ivr.paths import ArtifactPaths
 from ivr.trainable import TrainOnly, restrict_training
+from ivr.user_text import require_utf8_path
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,8 @@ class IVRLanguageModel(LightningModule):
             raise ValueError("set either model.model_name_or_path or model.from_config, not both")
         if not model_name_or_path and from_config is None:
             raise ValueError("set model.model_name_or_path (pretrained) or model.from_config (from scratch)")
+        if model_name_or_path:  # a local folder or GGUF file, named in the export's record
+            require_utf8_path(model_name_or_path, "model.model_name_or_path")
         self.save_hyperparameters()
         # built in configure_model so that `ivr prepare` never loads weights
         self.model = None

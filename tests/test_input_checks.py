@@ -224,17 +224,28 @@ def test_a_path_setting_that_is_not_utf8_is_named_when_the_settings_are_read(tmp
     """A Latin-1 name typed in a Latin-1 terminal reaches Python as lone surrogates: the file is there, but every
     report naming it (the selection log, the manifest) failed in the codec's words after the stage had run."""
     from ivr.analysis.select_settings import SelectSettings
+    from ivr.model import IVRLanguageModel
     from ivr.tokenizers.remap import RemapSettings
 
     latin1 = tmp_path / os.fsdecode(b"caf\xe9.txt")
     latin1.write_text(" caf\n", encoding="utf-8")
+    folder = tmp_path / os.fsdecode(b"tok\xe9")
+    folder.mkdir()
     for make, setting in [(lambda: SelectSettings(forced_tokens_path=str(latin1)), "data.select.forced_tokens_path"),
                           (lambda: RemapSettings(remap_rules_path=str(latin1)), "data.remap.remap_rules_path"),
                           (lambda: DistillSettings(word_list=latin1), "data.distill.word_list"),
                           (lambda: IVRDataModule(artifacts_dir=str(tmp_path / os.fsdecode(b"a\xe9"))),
                            "data.artifacts_dir"),
                           (lambda: IVRDataModule(artifacts_dir=str(tmp_path), raw_corpora_dir=str(latin1.parent /
-                                                 os.fsdecode(b"raw\xff"))), "data.raw_corpora_dir")]:
+                                                 os.fsdecode(b"raw\xff"))), "data.raw_corpora_dir"),
+                          # read by the tokenizers library, which said a tokenizer.json so named was no tokenizer file
+                          (lambda: IVRDataModule(artifacts_dir=str(tmp_path), tokenizer_local_dir=str(folder)),
+                           "data.tokenizer_local_dir"),
+                          (lambda: IVRDataModule(artifacts_dir=str(tmp_path), tokenizer_name=str(folder)),
+                           "data.tokenizer_name"),
+                          (lambda: IVRDataModule(artifacts_dir=str(tmp_path), prompts_path=str(latin1)),
+                           "data.prompts_path"),
+                          (lambda: IVRLanguageModel(model_name_or_path=str(folder)), "model.model_name_or_path")]:
         with pytest.raises(ValueError, match=rf"\\udc(e9|ff)\S* \({setting}\): the path is not valid UTF-8 .* rename it"):
             make()
 
