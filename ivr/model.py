@@ -267,7 +267,12 @@ class IVRLanguageModel(LightningModule):
         # scoring the checkpoint later measures the drift from the rows this fit started from, without reading
         # the aligned rows (which may be gone, or aligned again since)
         if self._initial_rows is not None:
-            checkpoint[INITIAL_ROWS] = self._initial_rows.cpu()
+            checkpoint[INITIAL_ROWS] = self._start_rows().cpu()
+
+    def _start_rows(self) -> torch.Tensor:
+        """The reassigned rows the fit started from, in the weights' precision: a pretrained model loads in float32
+        and bf16-true converts it only after ``configure_model`` installed them."""
+        return self._initial_rows.to(self.model.get_input_embeddings().weight.dtype)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         rows = checkpoint.get(INITIAL_ROWS)  # checkpoints written before it was recorded have none: no drift
@@ -370,7 +375,7 @@ class IVRLanguageModel(LightningModule):
             # not record where its rows started
             if len(self.reassigned_ids) and self._initial_rows is not None:
                 rows = self.model.get_input_embeddings().weight[self.reassigned_ids.to(self.device)].detach().float()
-                start = self._initial_rows.to(rows.device, torch.float32)
+                start = self._start_rows().to(rows.device, torch.float32)
                 drift = (rows - start).norm(dim=1)
                 self.log("embeddings/reassigned_drift", drift.mean(), sync_dist=True)
                 relative = (drift / start.norm(dim=1).clamp(min=1e-8)).mean()

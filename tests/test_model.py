@@ -228,6 +228,45 @@ def test_the_drift_starts_from_the_rows_as_installed_in_the_model_s_precision(tm
     assert logged["embeddings/reassigned_drift"] == 0.0
 
 
+def test_the_drift_of_a_pretrained_model_starts_from_its_rows_in_the_precision_it_trains_in(tmp_path):
+    """A pretrained model loads in float32 and bf16-true converts it only after its rows are installed: an untrained
+    model has drifted by 0, scored now or from its checkpoint."""
+    from ivr.model import INITIAL_ROWS, EmbeddingInit
+    from ivr.tokenizers.remap_rules import RemapRule, write_remap_rules
+
+    shape = ModelShape(n_layer=1, n_embd=16, n_positions=16)
+    base = build_model(shape)
+    base.save_pretrained(tmp_path / "base")
+    rows = base.transformer.wte.weight.detach().clone()
+    rows[7] = 0.1  # not a bfloat16 value
+    torch.save(rows, tmp_path / "final_wte.pt")
+    write_remap_rules(tmp_path / "rules.yaml", [RemapRule(7, "Ġx", "Ġdef", (299, 825))])
+    init = EmbeddingInit(str(tmp_path / "final_wte.pt"), str(tmp_path / "final_lm_head.pt"), str(tmp_path / "rules.yaml"))
+    module = IVRLanguageModel(model_name_or_path=str(tmp_path / "base"), embedding_init=init)
+    module.configure_model()
+    module.to(torch.bfloat16)  # as Lightning's bf16-true converts the module after configure_model
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    module.eval()
+    batch = {"input_ids": torch.randint(100, 200, (1, 16)), "n_bytes": torch.tensor([40])}
+    module.validation_step(batch, 0)
+    module.on_validation_epoch_end()
+    assert logged["embeddings/reassigned_drift"] == 0.0
+    checkpoint = {}
+    module.on_save_checkpoint(checkpoint)
+    scorer = IVRLanguageModel(model_name_or_path=str(tmp_path / "base"), embedding_init=init)
+    scorer.weights_from_checkpoint = True
+    scorer.configure_model()
+    scorer.model.load_state_dict(module.model.state_dict())  # the bf16 weights, scored in float32
+    scorer.on_load_checkpoint(checkpoint)
+    scorer.log = module.log
+    scorer.eval()
+    scorer.validation_step(batch, 0)
+    scorer.on_validation_epoch_end()
+    assert logged["embeddings/reassigned_drift"] == 0.0
+    assert checkpoint[INITIAL_ROWS].dtype == torch.bfloat16
+
+
 def test_embedding_init_without_the_align_stage_says_what_to_run(tmp_path):
     from ivr.model import EmbeddingInit
 
