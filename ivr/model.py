@@ -317,9 +317,14 @@ class IVRLanguageModel(LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         if self._train_sums is None:
             return
-        nll, n, nbytes, r_nll, r_n = self._train_sums
-        self._train_sums = None
-        # averaged over ranks; the reassigned-token figures exist on some ranks only, so they stay local
+        sums, self._train_sums = self._train_sums, None
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            # every rank steps together: the step's figures are those of all ranks' tokens (a mean of the ranks'
+            # bits per byte would weigh a rank of few bytes as much as one of many)
+            sums = trainer.strategy.reduce(sums, reduce_op="sum")
+        nll, n, nbytes, r_nll, r_n = sums
+        # the sums agree on every rank; sync_dist only states it to Lightning
         self.log("train/loss", nll / n, prog_bar=True, sync_dist=True)
         self.log("train/bits_per_byte", bits_per_byte(nll, nbytes), sync_dist=True)
         self.log("train/bytes_per_token", nbytes / n, sync_dist=True)

@@ -371,6 +371,33 @@ def test_training_figures_cover_every_micro_batch_of_an_optimizer_step():
     assert not logged
 
 
+def test_training_figures_on_several_devices_are_those_of_every_rank_s_tokens():
+    """Bits per byte of a step on two devices is the step's summed NLL over its summed bytes, not the mean of the
+    ranks' ratios, which weighs a rank of short-byte tokens as much as one of long ones."""
+    from types import SimpleNamespace
+
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16))
+    module.configure_model()
+    module.eval()
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    batch = {"input_ids": torch.randint(100, 200, (2, 16)), "n_bytes": torch.tensor([40, 50])}
+    module.training_step(batch, 0)
+    local = module._train_sums.clone()
+    other = torch.tensor([60.0, 30.0, 240.0, 0.0, 0.0])  # the other rank's nll, tokens, bytes, reassigned ones
+
+    def reduce(tensor, reduce_op="mean"):
+        assert reduce_op == "sum"
+        return tensor + other
+
+    module._trainer = SimpleNamespace(world_size=2, strategy=SimpleNamespace(reduce=reduce))
+    module.on_before_optimizer_step(torch.optim.SGD(module.parameters(), lr=0.1))
+    nll, tokens, nbytes = (local[:3] + other[:3]).tolist()
+    assert logged["train/loss"] == pytest.approx(nll / tokens)
+    assert logged["train/bits_per_byte"] == pytest.approx(nll / math.log(2) / nbytes)
+    assert logged["train/bytes_per_token"] == pytest.approx(nbytes / tokens)
+
+
 def test_held_out_sums_count_exactly_past_float32s_integers():
     module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16))
     module.to(torch.bfloat16)  # as Lightning's bf16-true converts the module before validation starts
