@@ -962,3 +962,18 @@ def test_the_log_counts_each_id_left_out_under_one_reason(distilled, code_docs, 
     assert excluded["domain_count_at_least_min"] == len(others)
     assert f"- {len(others)} other tokens used ≥ 5 times" in (tmp_path / "log.md").read_text()
     assert "- 1 special token: " in (tmp_path / "log.md").read_text()
+
+
+def test_a_single_byte_id_protected_or_forced_is_counted_once_as_a_single_byte(distilled, code_docs, tmp_path):
+    """The 256 single-byte ids are counted as such; naming one in ``protected_tokens``, forcing it or giving it as
+    a special id must not count it a second time under another reason."""
+    forced = tmp_path / "forced.txt"
+    forced.write_text("x\n", encoding="utf-8")
+    settings = SelectSettings(num_replacements=5, validation_fraction=0, protected_tokens=[" "],
+                              forced_tokens_path=str(forced), **FAST)
+    sel = select_replacements(distilled, code_docs, settings, tmp_path / "c.csv", tmp_path / "log.md",
+                              special_ids=[distilled.token_to_id("!")])
+    excluded = sel.summary["excluded"]
+    assert (excluded["single_byte"], excluded["special"], excluded["protected"], excluded["forced_kept"]) == (256, 1, 0, 0)
+    log = (tmp_path / "log.md").read_text(encoding="utf-8")
+    assert "- 0 protected ids/tokens besides those" in log and "- 0 forced terms that already are tokens" in log

@@ -221,7 +221,8 @@ def select_replacements(
     kept_forced = {pieces.index(f) for f in forced if f in vocab} - named
     protected = named | kept_forced
     bytes_ = single_byte_pieces()
-    never = special | protected | {i for i, p in enumerate(pieces) if p in bytes_}
+    byte_ids = {i for i, p in enumerate(pieces) if p in bytes_}
+    never = special | protected | byte_ids
     order = _free_order(stats, pieces, settings, never, unreachable, prior)
 
     if len(forced_ok) > len(order):
@@ -333,10 +334,11 @@ def select_replacements(
     cost = sum(r.freed_domain_count for r in replacements)
     excluded = dict(ranker.excluded)
     excluded.update(
+        # each id under its first reason only (single byte, special, protected, forced), so the reasons add up
         single_byte=len(bytes_),
-        special=len(special),
-        protected=len(named - special),
-        forced_kept=len(kept_forced - special),
+        special=len(special - byte_ids),
+        protected=len(named - special - byte_ids),
+        forced_kept=len(kept_forced - special - byte_ids),
         # beyond the ids counted above, which are never freed whatever their use
         domain_count_at_least_min=sum(1 for i, c in enumerate(stats.id_counts)
                                       if c >= settings.min_count and i not in never),
