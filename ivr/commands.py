@@ -183,7 +183,7 @@ class IVRTrainer(Trainer):
             verbose: Print the scores as a table too.
         """
         ckpt_path = self._checkpoint("validate", model, datamodule, ckpt_path)
-        with _weights_fit(ckpt_path, SAME_MODEL):
+        with _weights_fit(ckpt_path, SAME_MODEL), _ctrl_c(self):
             return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
 
     def test(self, model=None, dataloaders=None, ckpt_path: str | None = None, verbose: bool = True, datamodule=None,
@@ -196,7 +196,7 @@ class IVRTrainer(Trainer):
             verbose: Print the scores as a table too.
         """
         ckpt_path = self._checkpoint("test", model, datamodule, ckpt_path)
-        with _weights_fit(ckpt_path, SAME_MODEL):
+        with _weights_fit(ckpt_path, SAME_MODEL), _ctrl_c(self):
             return super().test(model, dataloaders, ckpt_path, verbose, datamodule, **kwargs)
 
     def _checkpoint(self, command: str, model, datamodule: IVRDataModule | None, ckpt_path: str | None) -> str | None:
@@ -250,7 +250,7 @@ class IVRTrainer(Trainer):
         if isinstance(model, IVRLanguageModel):
             stops, pad = datamodule.generation_ids() if datamodule is not None else ((), None)
             model.generation = GenerationSettings(max_new_tokens, temperature, top_k, stops, pad)
-        with _weights_fit(ckpt_path, SAME_MODEL):
+        with _weights_fit(ckpt_path, SAME_MODEL), _ctrl_c(self):
             predictions = super().predict(model, dataloaders, datamodule, True, ckpt_path,
                                           **_weights_only(weights_only)) or []
         if datamodule is not None:
@@ -306,6 +306,18 @@ SAME_MODEL = "use the model settings of the fit that wrote it"
 def _weights_only(weights_only: bool | None) -> dict:
     """Lightning's ``weights_only`` argument where given: Lightning before 2.6 has none."""
     return {} if weights_only is None else {"weights_only": weights_only}
+
+
+@contextlib.contextmanager
+def _ctrl_c(trainer: Trainer):
+    """Ctrl-C in a command Lightning runs: Lightning ends it with its own status 1; the interrupt goes on to
+    ``ivr.cli.main``, which gives every command the same line and status 130."""
+    try:
+        yield
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        raise KeyboardInterrupt from None
 
 
 @contextlib.contextmanager

@@ -694,6 +694,34 @@ def test_an_interrupted_fit_says_how_to_resume(tmp_path, monkeypatch, capsys):
     assert "run the same command with `--ckpt_path last` to resume" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["validate", "test", "predict"])
+def test_an_interrupted_scoring_command_is_one_line_and_status_130(tmp_path, monkeypatch, capsys, command):
+    import signal
+    import sys
+
+    import ivr.cli as cli
+    from ivr import pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    main(["init", *tiny_cli_args(tmp_path)])  # the tokenizer that --ckpt_path base scores with
+    # Ctrl-C while the command prepares its data, where Lightning catches it and exits with status 1
+    monkeypatch.setattr(pipeline, "prepare", interrupted)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("def f():\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "argv", ["ivr", command, *tiny_cli_args(tmp_path), "--ckpt_path", "base",
+                                      "--data.prompts_path", str(prompts)])
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            cli.main()
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    assert exc.value.code == 130
+    assert "ivr: interrupted; run the same command again" in capsys.readouterr().err
+
+
 def test_ctrl_c_while_the_libraries_load_is_one_line(monkeypatch, capsys):
     import sys
     import types
