@@ -46,7 +46,9 @@ INTERRUPTED = ("\nivr: interrupted; run the same command again to go on from the
 # the align stage reads the base model's embeddings: the same model the LightningModule trains
 PARSE_LINKS = {"data.base_model_name_or_path": "model.model_name_or_path",
                "data.base_model_config": "model.from_config"}
-LINKED_KEYS = {**PARSE_LINKS, "checkpoint.dirpath": "data.artifacts_dir", "model.embedding_init": "data.embedding_init"}
+# model.embedding_init follows the data module's rows, read where the align stage writes them: no setting of its own
+LINKED_KEYS = {**PARSE_LINKS, "checkpoint.dirpath": "data.artifacts_dir",
+               "model.embedding_init": "data.embeddings_output_dir"}
 
 
 # top-level keys of a fit's saved config (lightning_logs/version_N/config.yaml) that other commands' methods may lack
@@ -188,7 +190,8 @@ def main(args: list[str] | None = None) -> None:
         configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--config", "-c")]
         where = f"{', '.join(configs)}: " if configs and from_config_file(str(err), argv) else ""
         help_command = " ".join(filter(None, ["ivr", command, "--help"]))
-        print(f"ivr: error: {where}{condensed_error(str(err))}\n(`{help_command}` lists every option)", file=sys.stderr)
+        print(f"ivr: error: {where}{condensed_error(str(err), LINKED_KEYS)}\n(`{help_command}` lists every option)",
+              file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         if debug:

@@ -182,12 +182,14 @@ def _is_data(dest: str) -> bool:
     return dest == "data" or dest.startswith("data.")
 
 
-def condensed_error(message: str) -> str:
+def condensed_error(message: str, links: dict[str, str] | None = None) -> str:
     """A parser error in one or two lines: a union's dump of every subtype (``str | None``) as the key, the value
-    and what it may be; an option linked from another as the option to set instead."""
+    and what it may be; an option linked from another as the option to set instead (``links``: target → the
+    setting to name, where the link's source is no setting)."""
     linked = re.match(r"argument (?:\w+\()?([\w.]+)\)? --> ([\w.]+):", message)
     if linked:
-        return f"{linked.group(2)} follows {linked.group(1)} and cannot be set on its own: set {linked.group(1)}"
+        source = (links or {}).get(linked.group(2), linked.group(1))
+        return f"{linked.group(2)} follows {source} and cannot be set on its own: set {source}"
     # a union (``ModelShape | None``) whose class refused a value: that refusal, which names its key
     refused = re.search(r"^\s*- ([\w.]+ must [^\n]+)", message, re.M)
     if refused and "Does not validate against any of the Union subtypes" in message:

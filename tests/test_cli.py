@@ -491,6 +491,9 @@ def test_an_interrupt_is_one_line_and_status_130(monkeypatch, capsys):
                                          r"own: set data.artifacts_dir\n"),
     (["--data.base_model_name_or_path", "gpt2"], r"data.base_model_name_or_path follows model.model_name_or_path and "
                                                  r"cannot be set on its own: set model.model_name_or_path\n"),
+    # the rows come from where the align stage writes them: no setting of that name
+    (["--model.embedding_init", "null"], r"model.embedding_init follows data.embeddings_output_dir and cannot be set "
+                                         r"on its own: set data.embeddings_output_dir\n"),
     # an appended list value is the flag's, not the config file's; a class path that does not import, its cause
     (["--data.select.protected_ids+=abc"], r"data.select.protected_ids: abc is not allowed; expected int\n"),
     (["--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStoping"],
@@ -764,6 +767,8 @@ def test_an_unknown_command_points_at_the_list_of_commands(monkeypatch, capsys):
      "data.base_model_name_or_path follows model.model_name_or_path and cannot be set on its own: "
      "set model.model_name_or_path"),
     ("checkpoint:\n  dirpath: /tmp/elsewhere\n", "checkpoint.dirpath follows data.artifacts_dir"),
+    ("model:\n  embedding_init: null\n", "model.embedding_init follows data.embeddings_output_dir and cannot be "
+     "set on its own: set data.embeddings_output_dir"),
 ])
 def test_a_linked_key_in_a_config_file_is_refused_not_dropped(tmp_path, monkeypatch, capsys, text, says):
     config = tmp_path / "linked.yaml"
