@@ -187,7 +187,8 @@ def main(args: list[str] | None = None) -> None:
         argv = sys.argv[1:]
         command = next((a for a in argv if not a.startswith("-")), "")
         command = command if command in IVRCLI.subcommands() else ""  # `ivr foo`: the commands' list helps
-        configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--config", "-c")]
+        configs = [argv[i + 1] if a in ("--config", "-c") else a.partition("=")[2] for i, a in enumerate(argv)
+                   if (a in ("--config", "-c") and i + 1 < len(argv)) or a.startswith("--config=")]
         where = f"{', '.join(configs)}: " if configs and from_config_file(str(err), argv) else ""
         help_command = " ".join(filter(None, ["ivr", command, "--help"]))
         print(f"ivr: error: {where}{condensed_error(str(err), LINKED_KEYS)}\n(`{help_command}` lists every option)",

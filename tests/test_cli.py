@@ -642,11 +642,12 @@ def test_a_resume_on_the_other_side_of_the_remap_is_refused_before_the_stages(tm
 def test_a_broken_config_file_is_named(tmp_path, monkeypatch, capsys, text):
     bad = tmp_path / "bad.yaml"
     bad.write_text(text, encoding="utf-8")
-    monkeypatch.setattr("sys.argv", ["ivr", "init", "--config", str(bad)])
     monkeypatch.delenv("IVR_DEBUG", raising=False)
-    with pytest.raises(SystemExit):
-        main()
-    assert f"ivr: error: {bad}: " in capsys.readouterr().err
+    for given in (["--config", str(bad)], ["-c", str(bad)], [f"--config={bad}"]):
+        monkeypatch.setattr("sys.argv", ["ivr", "init", *given])
+        with pytest.raises(SystemExit):
+            main()
+        assert f"ivr: error: {bad}: " in capsys.readouterr().err, given
 
 
 def test_a_trainer_that_trained_in_this_process_scores_the_weights_it_holds(tmp_path, monkeypatch):
