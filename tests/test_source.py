@@ -186,6 +186,19 @@ def test_a_directory_given_as_the_tokenizer_name_is_read_as_a_local_one(tmp_path
         fetch_original_tokenizer(tmp_path / "o2", str(tmp_path / "empty"), allow_hub=False)
 
 
+def test_a_tokenizer_folder_under_the_home_folder_is_read_as_the_model_s_is(tmp_path, monkeypatch):
+    # model.model_name_or_path takes ~/folder; the same value as the tokenizer's setting must name the same folder
+    first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _, meta = fetch_original_tokenizer(tmp_path / "o", "~/a", allow_hub=False)
+    assert meta["source"] == {"kind": "local", "path": "~/a"} and meta["requested"]["files"]
+    _, meta = fetch_original_tokenizer(tmp_path / "o2", local_dir="~/a", allow_hub=False)
+    assert meta["source"]["kind"] == "local" and meta["requested"]["files"]
+    assert fetched_for_current_settings(tmp_path / "o2", "openai-community/gpt2", "~/a")
+    with pytest.raises(ValueError, match="lies in"):
+        fetch_original_tokenizer(tmp_path / "a", local_dir="~/a", allow_hub=False)
+
+
 def test_a_damaged_source_file_is_named_with_what_to_do(tmp_path):
     source = tmp_path / "src"
     source.mkdir()

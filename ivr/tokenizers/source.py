@@ -69,8 +69,9 @@ def fetch_original_tokenizer(
     files have changed since.
     """
     target_dir = Path(target_dir)
-    if local_dir is not None and Path(local_dir).is_dir() and (
-            target_dir.resolve() == Path(local_dir).resolve() or target_dir.resolve() in Path(local_dir).resolve().parents):
+    source_dir = Path(local_dir).expanduser() if local_dir is not None else None
+    if source_dir is not None and source_dir.is_dir() and (
+            target_dir.resolve() == source_dir.resolve() or target_dir.resolve() in source_dir.resolve().parents):
         # the folder is written whole (a temporary one moved into place): the user's other files there would go
         raise ValueError(f"data.tokenizer_local_dir {local_dir} lies in {target_dir}, where init writes its copy of the "
                          "original tokenizer; keep the source tokenizer in a folder of its own and point "
@@ -128,8 +129,8 @@ def _requested(tokenizer_name: str, local_dir: str | Path | None) -> dict:
             path = locate_gguf(spec)
             requested["files"] = [[str(path), *output_signature(path)]]
             requested["gguf_reading"] = GGUF_READING  # a tokenizer read from the file otherwise is read again
-        elif local_dir or Path(tokenizer_name).is_dir():  # a directory's files, whichever setting names it
-            directory = Path(spec)
+        elif local_dir or Path(tokenizer_name).expanduser().is_dir():  # a directory's files, whichever setting names it
+            directory = Path(spec).expanduser()
             requested["files"] = [[name, file_sha256(directory / name)]
                                   for name in (TOKENIZER_FILE, *CONFIG_FILES, CHAT_TEMPLATE_FILE)
                                   if (directory / name).is_file()] or None
@@ -187,7 +188,7 @@ def load_original(
         return *from_dir(local_dir), {"kind": "local", "path": str(local_dir)}
     if is_gguf(tokenizer_name):
         return from_gguf(tokenizer_name)
-    if Path(tokenizer_name).is_dir():  # a directory, as model.model_name_or_path takes one
+    if Path(tokenizer_name).expanduser().is_dir():  # a directory, as model.model_name_or_path takes one (~ too)
         return *from_dir(tokenizer_name, "data.tokenizer_name"), {"kind": "local", "path": tokenizer_name}
     if allow_hub:
         try:
@@ -210,7 +211,8 @@ def load_original(
 
 def from_dir(directory: str | Path, setting: str = "data.tokenizer_local_dir") -> tuple[Tokenizer, SpecialTokens]:
     """A tokenizer directory's ``tokenizer.json`` as it is, and its special tokens; ``setting`` names it in errors."""
-    path = Path(directory) / TOKENIZER_FILE
+    directory = Path(directory).expanduser()
+    path = directory / TOKENIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {TOKENIZER_FILE} in {directory} ({setting})")
     tok = read_tokenizer_file(directory, hint="replace it with the model's own tokenizer.json", keep_padding=True)
