@@ -285,10 +285,15 @@ def load_final_embeddings(final_wte: str | Path, final_lm_head: str | Path) -> t
 
 def _load_rows(path: Path) -> torch.Tensor:
     try:
-        return torch.load(path, weights_only=True)
+        rows = torch.load(path, weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
-        raise ValueError(f"{path}: unreadable embedding rows ({err}); run `ivr align` again, which rebuilds a "
-                         "changed or truncated file") from None
+        rows, why = None, str(err)
+    else:  # a well-formed file replaced by hand with something else (a state dict, a vector)
+        why = f"it holds {type(rows).__name__}" + (f" of shape {tuple(rows.shape)}" if torch.is_tensor(rows) else "")
+    if torch.is_tensor(rows) and rows.dim() == 2:
+        return rows
+    raise ValueError(f"{path}: unreadable embedding rows ({why}, not a matrix of rows); run `ivr align` again, "
+                     "which rebuilds a changed or truncated file")
 
 
 def _norm_stats(rows: torch.Tensor) -> dict[str, float] | None:

@@ -55,6 +55,11 @@ def test_truncated_embedding_rows_are_named(tmp_path):
     truncate(wte, 100)
     with pytest.raises(ValueError, match=r"final_wte\.pt: unreadable embedding rows"):
         load_final_embeddings(wte, tmp_path / "final_lm_head.pt")
+    # a readable file of something else: the same line, not an AttributeError where the rows are used
+    for other, held in (({"weight": torch.zeros(4, 3)}, "dict"), (torch.zeros(3), r"Tensor of shape \(3,\)")):
+        torch.save(other, wte)
+        with pytest.raises(ValueError, match=rf"final_wte\.pt: unreadable embedding rows \(it holds {held}, not a"):
+            load_final_embeddings(wte, tmp_path / "final_lm_head.pt")
 
 
 def test_a_truncated_checkpoint_is_named_before_anything_loads_it(tmp_path):
