@@ -245,6 +245,24 @@ def test_the_accepted_split_rules_show_their_characters_as_recorded():
     assert "- split rules accepted for: `\\n` (3 occ.), `é` (1.5 occ.)\n" in md
 
 
+def test_a_fit_cut_short_says_so_in_the_markdown_as_its_json_does():
+    from ivr.tokenizers.verify import render_markdown
+
+    tok = Tokenizer(BPE({"a": 0}, []))
+    ids = compare_ids(tok, tok, random_sequences=0)
+    history = [{"round": 0, "mismatched_types": 5, "mismatched_occurrences": 9.0, "new_rows": 5, "seconds": 0.5},
+               {"round": 1, "mismatched_types": 2, "mismatched_occurrences": 3.0, "new_rows": 2, "seconds": 130.1}]
+    md = render_markdown({"ids": ids, "sets": {}, "fit": {"history": history}})
+    assert "max_seconds" not in md and "failed" not in md
+    history[1]["stopped_by_max_seconds"] = True
+    md = render_markdown({"ids": ids, "sets": {}, "fit": {"history": history}})
+    assert "stopped by data.distill.max_seconds after round 1" in md and "depends on the machine's speed" in md
+    del history[1]["stopped_by_max_seconds"]
+    history[0]["linear_program_failed"] = "score fitting: the linear program failed: numerical trouble"
+    md = render_markdown({"ids": ids, "sets": {}, "fit": {"history": history}})
+    assert "linear program failed after round 0 (score fitting: the linear program failed: numerical trouble)" in md
+
+
 def test_a_sub_string_is_no_proof_unless_bpes_own_pieces_spell_it_too():
     bare = Tokenizer(BPE({"a": 0, "b": 1, "ab": 2, "ba": 3}, [("a", "b"), ("b", "a")]))
     # BPE cuts "baa" as the distilled ba·a, but its own ab·a spells "aba", never "baa": no contradiction

@@ -434,6 +434,14 @@ def render_markdown(summary: dict) -> str:
                       "|---:|---:|---:|---:|---:|"]
             lines += [f"| {h['round']} | {h['mismatched_types']} | {h['mismatched_occurrences']:g} | "
                       f"{h.get('new_rows', '')} | {h.get('seconds', '')} |" for h in fit["history"]]
+            # a fit cut short is recorded in its last round: the log's warning is not kept with the report
+            for h in fit["history"]:
+                if h.get("stopped_by_max_seconds"):
+                    lines += ["", f"**The score fit was stopped by data.distill.max_seconds after round {h['round']}**: "
+                              "the round it ends at, and so the tokenizer, depends on the machine's speed."]
+                if h.get("linear_program_failed"):
+                    lines += ["", f"**The linear program failed after round {h['round']} "
+                              f"({h['linear_program_failed']})**: the best round so far was kept."]
     if summary.get("settings"):
         lines += ["", "## Settings", ""] + [f"- {k}: {setting_text(v)}" for k, v in summary["settings"].items()]
     return "\n".join(lines) + "\n"
