@@ -44,7 +44,8 @@ class DistillSettings:
     over the rows; 1 keeps the merge-tree initialisation)."""
     max_seconds: float = 120.0
     """Stop starting fitting rounds after this many seconds of score fitting (the best round is kept). A fit
-    stopped by it depends on the machine's speed (a warning says so); one that ends by itself does not."""
+    stopped by it depends on the machine's speed (a warning and the report say so); one that ends by itself does
+    not."""
     margin: float = 0.05
     """How much BPE's segmentation must beat each collected competitor, as a fraction of the smallest initial
     weight among the merges the two segmentations use differently (a fixed margin would outweigh late merges,
