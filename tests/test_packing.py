@@ -227,7 +227,8 @@ def test_blocks_go_through_a_scratch_file_that_is_removed(gpt2_bpe, tmp_path):
     write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, iter(TEXTS), iter(TEXTS[:4])), 16, tmp_path / "packed", EOS_ID,
                         total_bytes=sum(len(t.encode()) for t in TEXTS + TEXTS[:4]))
     assert [p.name for p in tmp_path.iterdir()] == ["packed"]
-    with pytest.raises(ValueError):
+    # the held-out split fails after the training split's blocks went to the scratch file
+    with pytest.raises(ValueError, match=r"the validation split has fewer than data\.block_size=64 tokens"):
         write_packed_splits(gpt2_bpe, encoded(gpt2_bpe, TEXTS, ["tiny"]), 64, tmp_path / "other", EOS_ID)
     assert [p.name for p in tmp_path.iterdir()] == ["packed"]
 
