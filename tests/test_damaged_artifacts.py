@@ -69,10 +69,10 @@ def test_a_truncated_checkpoint_is_named_before_anything_loads_it(tmp_path):
     truncate(ckpt, ckpt.stat().st_size // 2)
     with pytest.raises(ValueError, match=r"last\.ckpt: not a readable checkpoint"):
         readable_checkpoint(ckpt)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint at .*none\.ckpt"):
         readable_checkpoint(tmp_path / "none.ckpt")
     (tmp_path / "text.ckpt").write_text(json.dumps({"state_dict": {}}))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"text\.ckpt: not a readable checkpoint"):
         readable_checkpoint(tmp_path / "text.ckpt")
 
 
