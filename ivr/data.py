@@ -60,7 +60,7 @@ def _check_folders(**folders: str | None) -> None:
     for key, value in folders.items():
         if value:
             require_utf8_path(value, f"data.{key}")
-        if value and Path(value).exists() and not Path(value).is_dir():
+        if value and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
             raise NotADirectoryError(f"data.{key} {value} is a file; name a folder (it is made if missing)")
 
 
@@ -215,7 +215,7 @@ class IVRDataModule(LightningDataModule):
             select=settings_as(SelectSettings, hp.select),
             remap=settings_as(RemapSettings, hp.remap),
             align=settings_as(AlignSettings, hp.align),
-            extra_eval_paths=tuple(hp.extra_eval_paths),
+            extra_eval_paths=tuple(os.path.expanduser(p) for p in hp.extra_eval_paths),
             base_model=pipeline_config.BaseModel(hp.base_model_name_or_path, as_shape(hp.base_model_config)),
         )
 

@@ -25,12 +25,14 @@ class ArtifactPaths:
         cleaned_corpora_dir: str | Path | None = None,
         embeddings_dir: str | Path | None = None,
     ) -> "ArtifactPaths":
-        root = Path(artifacts_dir)
+        # ~ as a shell reads it: a config file or a quoted flag passes it on as written
+        root = Path(artifacts_dir).expanduser()
         return cls(
             root=root,
-            raw_corpora_dir=Path(raw_corpora_dir) if raw_corpora_dir else root / "corpora" / "raw",
-            cleaned_corpora_dir=Path(cleaned_corpora_dir) if cleaned_corpora_dir else root / "corpora" / "cleaned",
-            embeddings_dir=Path(embeddings_dir) if embeddings_dir else root / "embeddings",
+            raw_corpora_dir=Path(raw_corpora_dir).expanduser() if raw_corpora_dir else root / "corpora" / "raw",
+            cleaned_corpora_dir=(Path(cleaned_corpora_dir).expanduser() if cleaned_corpora_dir
+                                 else root / "corpora" / "cleaned"),
+            embeddings_dir=Path(embeddings_dir).expanduser() if embeddings_dir else root / "embeddings",
         )
 
     # tokenizers

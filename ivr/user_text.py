@@ -1,5 +1,6 @@
 """Text files the user names in a setting (forced tokens, word lists, remap rules, references, prompts): read as
-UTF-8, with one error that names the file, the setting and the first bad byte."""
+UTF-8, with one error that names the file, the setting and the first bad byte. ``~`` in a path is the home folder,
+as a shell reads it (a config file passes it on as written)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def require_file(path: str | Path, setting: str) -> None:
     if str(path) == "":  # which Path would read as the current folder
         raise FileNotFoundError(f"an empty path ({setting}): name a file, or drop the empty value")
     require_utf8_path(path, setting)
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         # a pipe or a device exists but cannot be hashed for the stamps and read again by the stage
         state = ("is a directory, not a file" if path.is_dir() else
@@ -44,7 +45,7 @@ def require_file(path: str | Path, setting: str) -> None:
 def read_user_text(path: str | Path, setting: str) -> str:
     """The UTF-8 text of ``path`` without a byte-order mark; a missing, unreadable or non-UTF-8 file raises an
     error naming ``setting``."""
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -71,7 +72,7 @@ def read_text_files(paths: list[str]) -> list[str]:
     """UTF-8 text files given by the user for evaluation only (``data.extra_eval_paths``); errors name the file."""
     texts = []
     for p in paths:
-        if Path(p).is_dir():  # asked first: reading a directory fails with a bare errno (on Windows, "permission")
+        if Path(p).expanduser().is_dir():  # asked first: reading a directory fails with a bare errno (on Windows, "permission")
             raise CorpusError(f"data.extra_eval_paths: {p} is a directory; list UTF-8 text files, one path each")
         try:
             texts.append(read_user_text(p, "data.extra_eval_paths").replace("\r\n", "\n").replace("\r", "\n"))

@@ -83,3 +83,43 @@ def test_a_prompts_file_of_empty_lines_holds_no_prompts(tmp_path):
     path.write_text("\n\r\n\n", encoding="utf-8")
     with pytest.raises(ValueError, match=rf"^{path} holds no prompts \(one per line expected\)"):
         read_prompts(path)
+
+
+def test_settings_that_name_files_and_folders_read_a_tilde_as_the_home_folder(tmp_path, monkeypatch):
+    """A config file passes ``~/x`` on as written: every file and folder setting reads it as a shell would, and
+    none makes a folder named ``~`` in the working folder."""
+    from ivr.analysis.select_settings import SelectSettings
+    from ivr.data import IVRDataModule
+    from ivr.tokenizers.distill.settings import DistillSettings
+    from ivr.tokenizers.remap import RemapSettings
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    for name in ("words.txt", "forced.txt", "general.txt", "rules.yaml", "eval.txt", "prompts.txt"):
+        (home / name).write_text("hello\n", encoding="utf-8")
+    (tmp_path / "heldout").write_text("hello\n", encoding="utf-8")
+    dm = IVRDataModule(
+        artifacts_dir="~/art", raw_corpora_dir="~/raw", cleaned_corpora_dir="~/clean", embeddings_output_dir="~/emb",
+        extra_eval_paths=["~/eval.txt", "./heldout"], prompts_path="~/prompts.txt",
+        distill=DistillSettings(word_list="~/words.txt"),
+        select=SelectSettings(forced_tokens_path="~/forced.txt", general_reference_paths=["~/general.txt"]),
+        remap=RemapSettings(remap_rules_path="~/rules.yaml"),
+    )
+    paths = dm.paths
+    assert (paths.root, paths.raw_corpora_dir, paths.cleaned_corpora_dir, paths.embeddings_dir) == (
+        home / "art", home / "raw", home / "clean", home / "emb")
+    assert paths.checkpoints_dir.parent.parent == home / "art"
+    config = dm.config
+    assert config.extra_eval_paths == (str(home / "eval.txt"), "./heldout")  # a report row's name, as written
+    assert config.distill.word_list == home / "words.txt"
+    assert (config.select.forced_tokens_path, config.select.general_reference_paths) == (
+        str(home / "forced.txt"), [str(home / "general.txt")])
+    assert config.remap.remap_rules_path == str(home / "rules.yaml")
+    assert read_prompts("~/prompts.txt") == ["hello"]
+    assert read_text_files(["~/eval.txt"]) == ["hello\n"]
+    (home / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="data.artifacts_dir ~/file is a file"):
+        IVRDataModule(artifacts_dir="~/file")
+    assert not (tmp_path / "~").exists()

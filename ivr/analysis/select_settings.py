@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -72,8 +73,11 @@ class SelectSettings:
             require_utf8_text(token, "data.select.protected_tokens")
         if self.forced_tokens_path:
             require_file(self.forced_tokens_path, "data.select.forced_tokens_path")
+            # ~ expanded once, so that the stamp and the stage read the same file
+            self.forced_tokens_path = os.path.expanduser(self.forced_tokens_path)
         for path in self.general_reference_paths:
             require_file(path, "data.select.general_reference_paths")
+        self.general_reference_paths = [os.path.expanduser(p) for p in self.general_reference_paths]
 
     def protected(self, pieces: Sequence[str]) -> set[int]:
         """The ids ``protected_ids`` and ``protected_tokens`` name in a vocabulary of ``pieces`` (indexed by id); an

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class RemapSettings:
             raise ValueError(f"data.remap.new_piece_bonus must be positive, got {self.new_piece_bonus}")
         if self.remap_rules_path:
             require_file(self.remap_rules_path, "data.remap.remap_rules_path")
+            self.remap_rules_path = os.path.expanduser(self.remap_rules_path)
 
 
 def build_remapped(distilled: Tokenizer, rules: Sequence[RemapRule], bonus: float) -> Tokenizer:

@@ -162,7 +162,8 @@ class DistillSettings:
         check_languages(parse_languages(self.general_languages), "data.distill.general_languages")
         require_utf8_text(self.split_rule_chars, "data.distill.split_rule_chars")
         if self.word_list is not None:
-            require_file(self.word_list, "data.distill.word_list")
+            require_file(self.word_list, "data.distill.word_list")  # as written: "" is named as empty, not as "."
+            self.word_list = Path(self.word_list).expanduser()  # ~ expanded once: the stamp and the fit read one file
             read_word_list_entries(self.word_list)  # a bad line stops the run here, not after analyze
 
 
