@@ -227,6 +227,17 @@ def test_an_edited_string_drops_the_reason_and_saving_estimated_for_the_old_one(
     assert (rule.reason, rule.estimated_saving_pct, rule.new_text) == ("edited by hand", 0.0, " zygomorphous")
 
 
+def test_a_string_edited_in_both_new_text_and_new_token_drops_the_old_reason_and_saving_too(distilled):
+    # the disagreement error says "edit both": the file's gpt2_ids still spell the string the estimate was made for
+    written = {**FIRST, "new_token": text_to_piece(FIRST["new_text"]), "gpt2_ids": [1976, 35641, 46374],
+               "reason": "ranked #1: saves ~900 tokens", "estimated_saving_pct": 3.5}
+    (kept,) = validate_remap_rules([written], "rules.yaml", distilled)
+    assert (kept.reason, kept.estimated_saving_pct) == ("ranked #1: saves ~900 tokens", 3.5)
+    edited = written | {"new_text": " zygomorphous", "new_token": text_to_piece(" zygomorphous")}
+    (rule,) = validate_remap_rules([edited], "rules.yaml", distilled)
+    assert (rule.reason, rule.estimated_saving_pct, rule.new_text) == ("edited by hand", 0.0, " zygomorphous")
+
+
 def test_candidates_become_rules_with_their_reason(distilled):
     candidate = Replacement(
         rank=3, new_text=" zygomorphic", new_token=text_to_piece(" zygomorphic"), domain_count=12,

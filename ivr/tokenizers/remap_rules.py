@@ -270,8 +270,9 @@ class _Checker:
             raise _Invalid(f"{readable(new)!r} is already the new string of rule {self.seen_new[new]}")
         self.seen_new[new] = n
         # a reason and a saving were estimated for the string the rule had: one edited since (new_text changed
-        # and new_token deleted, as the file's header says) keeps neither
-        edited = entry.get("new_token") != new
+        # and new_token deleted, as the file's header says, or both changed, as the disagreement error offers,
+        # when the gpt2_ids written with them spell another string) keeps neither
+        edited = entry.get("new_token") != new or not self._spells(entry.get("gpt2_ids"), new)
         return RemapRule(
             id=rid,
             old_token=old,
@@ -311,6 +312,14 @@ class _Checker:
         if token is not None and text is not None and text_to_piece(text) != token:
             raise _Invalid(f"new_text {text!r} and new_token {token!r} disagree; edit both or delete new_token")
         return token if token is not None else text_to_piece(text)
+
+    def _spells(self, given: object, new: str) -> bool:
+        """Whether the ``gpt2_ids`` a rule was written with spell ``new`` in the tokenizer being remapped; True
+        where that cannot be told (none given, no tokenizer: remap's own candidates carry none)."""
+        if given is None or self.tokenizer is None:
+            return True
+        return (isinstance(given, list) and all(_is_int(i) and 0 <= i < len(self.pieces) for i in given)
+                and "".join(self.pieces[i] for i in given) == new)
 
     def _gpt2_ids(self, new: str, given: object) -> tuple[int, ...]:
         if self.tokenizer is not None:
