@@ -41,7 +41,7 @@ from ivr.cleaned_corpus import (MANIFEST_FILE, MANIFEST_VERSION, CorpusError, Do
                                 write_manifest)
 from ivr.markdown_text import counted
 from ivr.raw_records import LONE_SURROGATE, TOO_DEEP, check_text, documents, invalid_json, json_object, record_text
-from ivr.raw_text import BOMS, decode, encoding_conflict, jsonl_lines, read_bytes, unreadable
+from ivr.raw_text import BOMS, decode, encoding_conflict, is_wide, jsonl_lines, read_bytes, unreadable
 from ivr.stamps import code_fingerprint
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,12 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
             try:
                 text = decode(data, path, encoding)
             except CorpusError:
-                if b"\0" in data and not any(data.startswith(bom) for bom, _ in BOMS):
-                    check_text(data.decode("latin-1"), str(path))  # binary: say so rather than blame the encoding
+                # binary: say so rather than blame the encoding (or, in UTF-16 or UTF-32, whose NUL bytes are text,
+                # damage); judged by the characters the file's own encoding gives
+                if is_wide(encoding):
+                    check_text(data.decode(encoding, errors="replace"), str(path))
+                elif b"\0" in data and not any(data.startswith(bom) for bom, _ in BOMS):
+                    check_text(data.decode("latin-1"), str(path))
                 raise
             yield from documents(text, document_id(rel, 0), str(path), options.max_document_chars)
         except CorpusError as err:

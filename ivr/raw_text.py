@@ -23,12 +23,23 @@ def decode(data: bytes, path: Path, encoding: str, line: int | None = None, base
     except UnicodeDecodeError as err:
         where = f"{path}:{line}" if line is not None else str(path)
         bad = data[err.start : err.start + 4].hex(" ")
+        if is_wide(encoding):
+            # read as UTF-16 or UTF-32 (``encoding_conflict`` found no mark or text of another encoding): the file
+            # is in that encoding and damaged there; passing the encoding again would not help
+            raise CorpusError(f"{where}: bytes at offset {base_offset + err.start} (0x{bad}) are not valid {encoding} "
+                              f"({err.reason}); the file is damaged there (cut short, or overwritten): fix it or copy "
+                              "it again") from None
         marked = next((name for bom, name in BOMS if data.startswith(bom)), None) if line in (None, 1) else None
         hint = (f"the file starts with a {marked.upper()} byte-order mark: pass --data.encoding {marked}, or convert "
                 "the file to UTF-8" if marked else
                 "pass --data.encoding (`ivr init --encoding`) with the file's real encoding, e.g. latin-1 or cp1252")
         raise CorpusError(f"{where}: bytes at offset {base_offset + err.start} (0x{bad}) are not valid {encoding}; "
                           f"{hint}") from None
+
+
+def is_wide(encoding: str) -> bool:
+    """Whether ``encoding`` is UTF-16 or UTF-32 (any byte order), whose text holds NUL bytes."""
+    return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
 
 
 def jsonl_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | CorpusError]]:

@@ -336,3 +336,30 @@ def test_a_record_that_names_its_text_twice_is_named(tmp_path, name, body, where
     (raw / name).write_text(body.replace('"text": "a", "text"', '"meta": {"k": 1, "k": 2}, "text"'), encoding="utf-8")
     _clean(raw, tmp_path)
     assert [d.text for d in iter_documents(tmp_path / "cleaned")] == ["a", "b"]
+
+
+@pytest.mark.parametrize("name, data, encoding, offset", [
+    ("a.txt", "some text\n".encode("utf-16")[:-1], "utf-16", 20),  # cut short: an odd number of bytes
+    ("a.jsonl", _records(1).encode("utf-16")[:-1], "utf-16", 46),
+    ("a.json", '[{"text": "x"}]'.encode("utf-16")[:-1], "utf-16", 30),
+    # half of a surrogate pair, in a file without a mark: its NUL bytes are UTF-16's, not a sign of binary data
+    ("a.txt", "some text".encode("utf-16-le") + b"\x3d\xd8" + "more".encode("utf-16-le"), "utf-16-le", 18),
+], ids=["txt-cut-short", "jsonl-cut-short", "json-cut-short", "lone-surrogate"])
+def test_a_damaged_utf16_file_read_as_utf16_is_named_as_damaged(tmp_path, name, data, encoding, offset):
+    """The file is in the encoding it was read with: the error says where it is damaged, and neither tells the
+    user to pass the encoding already passed nor calls the file binary."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / name).write_bytes(data)
+    with pytest.raises(CorpusError, match=rf"{name}: bytes at offset {offset} \(0x[0-9a-f ]+\) are not valid "
+                                          rf"{encoding} \(.*\); the file is damaged there") as err:
+        _clean(raw, tmp_path, encoding=encoding)
+    assert "pass --data.encoding" not in str(err.value) and "binary" not in str(err.value)
+
+
+def test_a_binary_file_read_as_utf16_is_still_called_binary(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64) + b"\x00\xdc" + bytes(range(256)) * 8)
+    with pytest.raises(CorpusError, match=r"image\.txt: looks binary"):
+        _clean(raw, tmp_path, encoding="utf-16-le")
