@@ -25,6 +25,7 @@ import gettext
 import hashlib
 import importlib.util
 import os
+import struct
 import sysconfig
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
@@ -205,11 +206,14 @@ def translated_messages(lang: str, root: Path = LOCALE_ROOT) -> Iterator[tuple[s
     """(file name, text) per message catalogue in ``root/<lang>/LC_MESSAGES/*.mo``, in sorted order: the
     catalogue's non-blank translations joined by newlines. Unreadable and empty catalogues are left out."""
     for path in sorted(Path(root, lang, "LC_MESSAGES").glob("*.mo")):
-        with open(path, "rb") as f:
-            try:
+        try:
+            with open(path, "rb") as f:  # a link whose target is gone is listed too
                 catalog = gettext.GNUTranslations(f)._catalog
-            except (OSError, UnicodeDecodeError):
-                continue
+        # gettext's errors for a damaged catalogue: struct.error where it is cut short, ValueError for a plural
+        # rule it cannot parse (UnicodeDecodeError for bytes that are not its charset), LookupError for an
+        # unknown charset
+        except (OSError, ValueError, LookupError, struct.error):
+            continue
         text = "\n".join(v for k, v in catalog.items() if k and isinstance(v, str) and v.strip())
         if text:
             yield path.name, text

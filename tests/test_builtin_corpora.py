@@ -159,6 +159,20 @@ def test_translated_messages_join_each_catalogue(tmp_path):
     assert list(translated_messages("ru", root=tmp_path)) == [("b.mo", "Закрыть\nОткрыть")]
 
 
+def test_translated_messages_leave_out_catalogues_that_cannot_be_read(tmp_path):
+    """A link to a catalogue that is gone, one cut short, one whose header names a plural rule or a charset that
+    cannot be read: left out, as a file that is no catalogue is, not an error ending the corpus."""
+    folder = tmp_path / "ru" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    good = mo_file({"Open": "Открыть"})
+    (folder / "a.mo").symlink_to(tmp_path / "gone.mo")
+    (folder / "b.mo").write_bytes(good[:20])
+    (folder / "c.mo").write_bytes(mo_file({"": "Plural-Forms: nplurals=2; plural=n!=1 or (;\n", "Open": "x"}))
+    (folder / "d.mo").write_bytes(mo_file({"": "Content-Type: text/plain; charset=NO-SUCH-CHARSET\n", "Open": "x"}))
+    (folder / "e.mo").write_bytes(good)
+    assert list(translated_messages("ru", root=tmp_path)) == [("e.mo", "Открыть")]
+
+
 def test_a_cap_below_the_first_file_says_so():
     with pytest.raises(ValueError, match=r"data.builtin_corpus_max_mb 1e-06 is below the size of the standard library's first file"):
         python_stdlib_files(1e-6)
