@@ -134,7 +134,7 @@ def encoding_conflict(head: bytes, path: Path, encoding: str) -> CorpusError | N
         marked = marks[0]
         return CorpusError(f"{path}: starts with a {marked.upper()} byte-order mark but data.encoding is {encoding}; "
                            f"pass --data.encoding {marked}, or convert the file to {encoding}")
-    wide = name.startswith(("utf-16", "utf-32"))
+    wide = is_wide(name)
     if wide and not marks and len(head) >= 16 and set(head) <= _ASCII_TEXT:
         return CorpusError(f"{path}: starts with plain ASCII text (no NUL bytes) but data.encoding is {encoding}, "
                            "which would read it as other characters; pass --data.encoding utf-8 (or the file's "
