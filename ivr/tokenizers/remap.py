@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -53,8 +54,9 @@ class RemapSettings:
     a hundred units in the last place of any score."""
 
     def __post_init__(self) -> None:
-        if not self.new_piece_bonus > 0:  # at 0 or below no new piece would beat the segmentation it replaces
-            raise ValueError(f"data.remap.new_piece_bonus must be positive, got {self.new_piece_bonus}")
+        # at 0 or below no new piece would beat the segmentation it replaces; an infinite score cannot be saved
+        if not 0 < self.new_piece_bonus < math.inf:
+            raise ValueError(f"data.remap.new_piece_bonus must be positive and finite, got {self.new_piece_bonus}")
         if self.remap_rules_path:
             require_file(self.remap_rules_path, "data.remap.remap_rules_path")
             self.remap_rules_path = os.path.expanduser(self.remap_rules_path)
