@@ -68,6 +68,14 @@ def read_user_lines(path: str | Path, setting: str) -> list[str]:
     return [line.removesuffix("\r") for line in read_user_text(path, setting).split("\n")]
 
 
+def text_lines(text: str) -> list[str]:
+    """The lines of ``text``, each with its ``\n``: a line ends at ``\n`` only, as in ``read_user_lines`` (a form
+    feed, U+2028 or NEL inside a line is text, which ``str.splitlines`` would cut at)."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
+
+
 def read_text_files(paths: list[str]) -> list[str]:
     """UTF-8 text files given by the user for evaluation only (``data.extra_eval_paths``); errors name the file."""
     texts = []

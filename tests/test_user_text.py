@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ivr.analysis.general_use import general_text
 from ivr.analysis.select import read_forced_tokens
 from ivr.prompts import read_prompts
 from ivr.tokenizers.remap_rules import read_remap_rules
-from ivr.user_text import read_text_files, read_user_text
+from ivr.user_text import read_text_files, read_user_text, text_lines
 
 LATIN1 = "ok\ncafé\n".encode("latin-1")
 
@@ -123,3 +125,15 @@ def test_settings_that_name_files_and_folders_read_a_tilde_as_the_home_folder(tm
     with pytest.raises(NotADirectoryError, match="data.artifacts_dir ~/file is a file"):
         IVRDataModule(artifacts_dir="~/file")
     assert not (tmp_path / "~").exists()
+
+
+@given(st.text(alphabet="ab\n\r\x0b\x0c\x1c\x85\u2028\u2029 "))
+def test_text_lines_end_at_newlines_only_and_join_back_to_the_text(text):
+    lines = text_lines(text)
+    assert "".join(lines) == text
+    assert all(line and "\n" not in line[:-1] for line in lines)
+    assert all(line.endswith("\n") for line in lines[:-1])
+
+
+def test_reference_and_measured_lines_are_not_cut_at_a_form_feed_or_a_line_separator():
+    assert general_text(0, [], ["one\u2028line\x0c of text\n\nnext\n"]).lines == ["one\u2028line\x0c of text\n", "next\n"]

@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 from ivr.builtin_corpora import python_stdlib_paths
 from ivr.general_english import most_frequent_english
 from ivr.tokenizers.byte_level import readable
-from ivr.user_text import read_user_text
+from ivr.user_text import read_user_text, text_lines
 
 # running text mostly has words after a space, sometimes capitalised or line-initial
 WORD_FORMS = ((" {}", 0.7, False), ("{}", 0.1, False), (" {}", 0.15, True), ("{}", 0.05, True))
@@ -75,13 +75,13 @@ def general_text(prior_words: int, reference_paths: Sequence[str], reference_tex
         for fmt, share, capital in WORD_FORMS:
             words.append(fmt.format(word.capitalize() if capital else word))
             weights.append(freq * share)
-    lines = [line for text in reference_texts for line in text.splitlines(keepends=True) if line.strip()]
+    lines = [line for text in reference_texts for line in text_lines(text) if line.strip()]
     for ref in reference_paths:
         path = Path(ref)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: general reference file not found (data.select.general_reference_paths)")
         text = read_user_text(path, "data.select.general_reference_paths")
-        lines += [line for line in text.splitlines(keepends=True) if line.strip()]
+        lines += [line for line in text_lines(text) if line.strip()]
     return GeneralText(words, np.asarray(weights, dtype=np.float64), lines)
 
 

@@ -36,7 +36,7 @@ from ivr.tokenizers.remap_rules import (
 )
 from ivr.tokenizers.special import SpecialTokens, special_tokens_of
 from ivr.tokenizers.unigram import read_back_stable
-from ivr.user_text import require_file
+from ivr.user_text import require_file, text_lines
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def measure_texts(tokenizers: Mapping[str, Tokenizer], before: str, after: str, 
                 for e in encodings:
                     used.update(e.ids)
         documents.add(lengths[before], lengths[after])
-        units = [line for text in batch for line in text.splitlines(keepends=True) if line.strip()]
+        units = [line for text in batch for line in text_lines(text) if line.strip()]
         lines.add(*([len(e.ids) for e in tokenizers[k].encode_batch(units, add_special_tokens=False)]
                     for k in (before, after)))
     measured = {name: {"bytes": n_bytes, "tokens": n, "tokens_per_byte": n / n_bytes if n_bytes else None}
