@@ -84,6 +84,21 @@ def _limit_tokenizer_length(tokenizer_config: Path, context: int | None) -> None
     tokenizer_config.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _rope_as_transformers_4_reads_it(config_json: Path) -> None:
+    """transformers 5 writes a model's rope settings as ``rope_parameters``, which transformers 4 does not read: it
+    would run a Llama at its default ``rope_theta`` of 10000 (SmolLM2's is 100000), with other outputs and no
+    warning. The same settings go under 4's keys too (``rope_theta``, ``rope_scaling``); 5 reads
+    ``rope_parameters``. Settings per layer type (one dict each) have no one theta and are left as they are."""
+    settings = json.loads(config_json.read_text(encoding="utf-8"))
+    rope = settings.get("rope_parameters")
+    if not isinstance(rope, dict) or not isinstance(rope.get("rope_theta"), (int, float)):
+        return
+    settings.setdefault("rope_theta", rope["rope_theta"])
+    if rope.get("rope_type", "default") != "default":
+        settings.setdefault("rope_scaling", {key: value for key, value in rope.items() if key != "rope_theta"})
+    config_json.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metadata: dict) -> Path:
     """Write ``config.json``, ``generation_config.json``, ``model.safetensors``, the tokenizer files and
     ``ivr_export.json`` (``metadata`` plus file hashes) into ``out_dir`` in one rename.
@@ -127,6 +142,7 @@ def export_hf(model: PreTrainedModel, tokenizer_dir: Path, out_dir: Path, metada
         model.save_pretrained(tmp, safe_serialization=True)
         # written after the weights so they replace the model's own copies
         config.save_pretrained(tmp)
+        _rope_as_transformers_4_reads_it(tmp / "config.json")
         # as written, not through save_pretrained: transformers refuses to save an edited config that holds
         # sampling settings without do_sample, which published models' files do (it only warns on loading them)
         generation.to_json_file(tmp / "generation_config.json", use_diff=True, keys_to_pop=["compile_config"])

@@ -50,6 +50,8 @@ def test_export_loads_offline(tmp_path, tokenizer_dir, tied):
         assert torch.equal(loaded.state_dict()[name], tensor), name
     assert (loaded.lm_head.weight is loaded.transformer.wte.weight) == tied
 
+    # the class name transformers 4 reads too (5 would write its own, TokenizersBackend, which 4 refuses)
+    assert json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
     tokenizer = AutoTokenizer.from_pretrained(out)
     ids = tokenizer(" mitochondria")["input_ids"]
     assert ids == [next(i for i, t in REASSIGNED.items() if t == " mitochondria")]
@@ -345,3 +347,23 @@ def test_the_export_record_names_the_tokenizer_folder_and_the_files_taken_from_i
     record = json.loads((out / EXPORT_METADATA_FILE).read_text())
     assert record["tokenizer_dir"] == str(tokenizer_dir)
     assert record["tokenizer_files"] == sorted(p.name for p in tokenizer_dir.iterdir() if p.is_file())
+
+
+@pytest.mark.parametrize("scaling", [None, {"rope_type": "linear", "factor": 2.0}])
+def test_a_llama_s_rope_settings_are_written_under_the_keys_of_transformers_4_too(tmp_path, tokenizer_dir, scaling):
+    # transformers 4 ignores rope_parameters and would run the model at rope_theta 10000 without a word
+    from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=50257, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=32, rope_theta=100000.0, rope_scaling=scaling and dict(scaling))).eval()
+    out = export_hf(model, tokenizer_dir, tmp_path / "hf", {})
+    config = json.loads((out / "config.json").read_text())
+    assert config["rope_theta"] == config["rope_parameters"]["rope_theta"] == 100000.0
+    assert config.get("rope_scaling") == scaling and config["rope_parameters"]["rope_type"] == (scaling or {}).get(
+        "rope_type", "default")
+    assert AutoConfig.from_pretrained(out).rope_parameters == model.config.rope_parameters
+    ids = torch.tensor([[5, 9, 13, 20, 31, 40, 63, 50256] * 3])
+    with torch.no_grad():
+        assert torch.equal(AutoModelForCausalLM.from_pretrained(out).eval()(ids).logits, model(ids).logits)

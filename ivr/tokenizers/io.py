@@ -107,6 +107,7 @@ def save_tokenizer_dir(
         if special.chat_template is not None:
             fast.chat_template = special.chat_template
         fast.save_pretrained(str(tmp))
+        _name_the_class_both_versions_read(tmp / "tokenizer_config.json")
         # save_pretrained may re-serialise; keep the exact tokenizer we built
         tokenizer.save(str(tmp / TOKENIZER_FILE))
         meta = dict(metadata)
@@ -117,6 +118,17 @@ def save_tokenizer_dir(
         meta["config_sha256"] = {name: file_sha256(tmp / name) for name in CONFIG_FILES if (tmp / name).is_file()}
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return target
+
+
+# transformers 5 saves its fast tokenizer as "TokenizersBackend", which transformers 4 refuses ("does not exist");
+# both load this name as their tokenizer over tokenizer.json (5 as TokenizersBackend), with the same ids
+TOKENIZER_CLASS = "PreTrainedTokenizerFast"
+
+
+def _name_the_class_both_versions_read(tokenizer_config: Path) -> None:
+    settings = json.loads(tokenizer_config.read_text(encoding="utf-8"))
+    settings["tokenizer_class"] = TOKENIZER_CLASS
+    tokenizer_config.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
