@@ -202,6 +202,22 @@ def test_an_exponent_whose_last_merge_weighs_nothing_is_named(caplog):
         in caplog.text
 
 
+def test_a_decay_that_leaves_the_last_merge_nothing_names_the_decay_not_the_exponent(caplog):
+    """exp(-init_decay * rank) alone underflows past rank 745 at decay 1: no exponent, however low, helps."""
+    from ivr.tokenizers.distill.scores import merge_weights
+
+    with pytest.raises(ValueError, match=r"underflows to 0 in float64; lower data\.distill\.init_decay$"):
+        merge_weights(50000, 3.3, 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"underflows to 0 in float64; lower data\.distill\.init_exponent$"):
+        merge_weights(50000, 80.0, 1.0, 1e-6)
+    # neither alone underflows, both together do: either may go down
+    with pytest.raises(ValueError, match=r"lower data\.distill\.init_exponent or data\.distill\.init_decay$"):
+        merge_weights(50000, 60.0, 1.0, 5e-3)
+    with caplog.at_level(logging.WARNING):
+        merge_weights(50000, 0.5, 1.0, 1e-3)  # the decay spends nearly all of the 2^-80
+    assert "lower data.distill.init_exponent or data.distill.init_decay" in caplog.text
+
+
 def test_general_languages_named_twice_are_refused():
     with pytest.raises(ValueError, match=r"data\.distill\.general_languages: 'de' named more than once"):
         DistillSettings(general_languages="de, fr de")

@@ -96,12 +96,24 @@ def merge_weights(n_merges: int, exponent: float, offset: float = 1.0, decay: fl
         f" and init_decay {decay}" if decay else "")
     if n_merges and not weights[-1] > 0:  # the fit divides by them, and a merge of weight 0 would be no merge
         raise ValueError(f"{named}: the weight of the last of {n_merges} merges underflows to 0 in float64; lower "
-                         f"the exponent")
+                         f"{_to_lower(ranks[-1], exponent, offset, decay)}")
     if n_merges and weights[-1] < SPAN_WARNING:
         log.warning("%s: the last of %d merges weighs 2^%.0f of the first, but a float64 sum holds 53 bits: next to "
-                    "early merges, late ones are lost and the fit may leave corpus words wrong; lower the exponent",
-                    named, n_merges, np.log2(weights[-1]))
+                    "early merges, late ones are lost and the fit may leave corpus words wrong; lower %s",
+                    named, n_merges, np.log2(weights[-1]), _to_lower(ranks[-1], exponent, offset, decay))
     return weights
+
+
+def _to_lower(rank: float, exponent: float, offset: float, decay: float) -> str:
+    """The setting that takes the weight of ``rank`` too low: the decay alone underflows past rank 745 at decay 1,
+    where no exponent helps."""
+    if not decay:
+        return "data.distill.init_exponent"
+    if not np.exp(-decay * rank) > 0:
+        return "data.distill.init_decay"
+    if not ((rank + offset) / offset) ** -exponent > 0:
+        return "data.distill.init_exponent"
+    return "data.distill.init_exponent or data.distill.init_decay"
 
 
 def initial_scores(pieces: Sequence[str], merges: Sequence[tuple[str, str]], exponent: float,
