@@ -178,6 +178,10 @@ def test_a_word_list_line_with_extra_fields_is_refused(tmp_path):
     ("general_words_per_language", -1, r"must be at least 0 \(0: none\), got -1"),
     ("general_text_words", -1.0, r"must be at least 0 \(0: no general words\), got -1.0"),
     ("general_text_words", math.inf, "must be finite, got inf"),
+    # finite, but a frequent word's weight times the slack penalty overflows in the fit's linear program (as a word
+    # list's counts are bounded)
+    ("general_text_words", 1e308, r"must be at most 1e\+12 \(a word weighs its frequency times it, and the fit "
+                                  r"multiplies weights by its penalties\), got 1e\+308"),
 ])
 def test_distill_settings_out_of_range_name_their_key(key, value, says):
     value, others = value if isinstance(value, tuple) else (value, {})
@@ -410,6 +414,7 @@ def test_distill_settings_take_the_longest_number_words_allowed():
     from ivr.tokenizers.distill.settings import MAX_NUMBER_WORDS
 
     assert DistillSettings(number_words=MAX_NUMBER_WORDS).number_words == MAX_NUMBER_WORDS
+    assert DistillSettings(general_text_words=1e12).general_text_words == 1e12
 
 
 @pytest.mark.parametrize("key", ["max_seconds", "split_rule_min_fixed", "general_text_words"])

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from ivr.general_english import check_languages
-from ivr.tokenizers.distill.word_list import read_word_list_entries
+from ivr.tokenizers.distill.word_list import MAX_COUNT, read_word_list_entries
 from ivr.user_text import require_file, require_utf8_text
 
 # how many word rules and words proven unsatisfiable the fit statistics list (most frequent first)
@@ -91,7 +91,8 @@ class DistillSettings:
     """The size, in word occurrences, of the general text of each language that the general words' weights
     estimate: a word of frequency ``f`` weighs ``f * general_text_words`` like that many corpus occurrences,
     so rare words are given up (``slack_penalty``) where matching them would cost frequent ones. At 1e6 the fit
-    gives up SmolLM2's `` 文件`` ("file"), which Chinese program messages are full of."""
+    gives up SmolLM2's `` 文件`` ("file"), which Chinese program messages are full of. At most 1e12, as a word
+    list's counts."""
     word_list: Path | None = None
     """Optional UTF-8 file with one word per line, optionally ``word<TAB>count``, for text beyond the corpus.
     Each word is fitted with and without a leading space, cut by the source's pre-tokenizer as text is
@@ -157,6 +158,12 @@ class DistillSettings:
                              f"words), got {self.number_words}")
         if not math.isfinite(self.general_text_words):  # infinite weights: the linear program cannot be solved
             raise ValueError(f"data.distill.general_text_words must be finite, got {self.general_text_words}")
+        # a finite size far past any text overflows too, once the program multiplies a frequent word's weight by the
+        # slack penalty: bounded as a word list's counts are
+        if self.general_text_words > MAX_COUNT:
+            raise ValueError(f"data.distill.general_text_words must be at most {MAX_COUNT:.0e} (a word weighs its "
+                             f"frequency times it, and the fit multiplies weights by its penalties), got "
+                             f"{self.general_text_words:g}")
         if self.letter_word_rules not in ("corpus", "all"):
             raise ValueError(f"data.distill.letter_word_rules must be 'corpus' or 'all', got {self.letter_word_rules!r}")
         check_languages(parse_languages(self.general_languages), "data.distill.general_languages")
