@@ -269,3 +269,29 @@ def test_a_sub_string_is_no_proof_unless_bpes_own_pieces_spell_it_too():
     assert bare.encode("baa").tokens == ["ba", "a"] and bare.encode("aba").tokens == ["ab", "a"]
     assert conflict_witness(bare, ["ab", "a"], ["a", "ba"]) is None
     assert classify(bare, ["ab", "a"], ["a", "ba"]) == "other"
+
+
+def test_a_byte_the_vocabulary_lacks_shifts_no_word_of_a_differing_document():
+    """BPE drops a byte its vocabulary lacks (SmolLM2 has no 0x04) and the distilled tokenizer cuts it out before
+    its model, so its pre-tokens spell the BPE words without it: the words after it keep their own pieces."""
+    from tokenizers import decoders, pre_tokenizers
+
+    from ivr.tokenizers.byte_level import byte_to_char
+    from ivr.tokenizers.distill import initial_scores, source_bpe, unigram_tokenizer, with_rules
+
+    chars = [c for b, c in sorted(byte_to_char().items()) if b != 4]
+    merges = [("Ġ", "r"), ("e", "t"), ("Ġr", "et")]
+    vocab = {c: i for i, c in enumerate(chars + [a + b for a, b in merges])}
+    bpe = Tokenizer(BPE(vocab, merges))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    source = source_bpe(bpe)
+    model = unigram_tokenizer(source.pieces, initial_scores(source.pieces, source.merges, 3.3), source.never)
+    distilled = with_rules(model, [], source=bpe)
+    for text in ["f(x):\x04 ret x", "caf\x04e ret x"]:
+        ids = bpe.encode(text).ids
+        assert distilled.encode(text).ids == ids
+        # BPE's stored ids cut short: the document differs, each of its words matches
+        result = compare_texts(distilled, bpe, [text], "t", bpe_ids=[ids[:-1]])
+        assert result["mismatched_occurrences"] == 0, result["mismatches"]
+        assert result["documents_differing_between_words"] == 1

@@ -18,7 +18,7 @@ from ivr.atomic import read_json_object, write_json, write_text
 from ivr.cleaned_corpus import batched
 from ivr.figures import exact_share
 from ivr.markdown_text import LEGEND, code, inputs_section, pieces, setting_text
-from ivr.tokenizers.byte_level import readable
+from ivr.tokenizers.byte_level import byte_to_char, readable
 from ivr.tokenizers.gpt2_pre_tokens import PreTokenCutter
 from ivr.tokenizers.io import added_token_ids, encoded_pre_tokens, pre_tokens
 from ivr.tokenizers.unigram import bare_model
@@ -86,9 +86,11 @@ def classify(bare_bpe: Tokenizer, gold: Sequence[str], pred: Sequence[str]) -> s
     return "conflict" if conflict_witness(bare_bpe, gold, pred) else "other"
 
 
-def _count_segments(counts: Counter, ref: list[str], got: list[str]) -> set[tuple[str, tuple[str, ...]]]:
+def _count_segments(counts: Counter, ref: list[str], got: list[str],
+                    kept: Callable[[str], str] = str) -> set[tuple[str, tuple[str, ...]]]:
     """Count (BPE word, the distilled tokenizer's pre-tokens inside it) over a text into ``counts``; ``ref`` are
-    BPE's pre-tokens of the text, ``got`` the distilled tokenizer's.
+    BPE's pre-tokens of the text, ``got`` the distilled tokenizer's; ``kept(w)``: what ``got`` holds of a BPE word
+    (``_dropped_bytes``).
 
     The distilled pre-tokenizer may cut a BPE word further (split rules), depending on what follows it, so the
     cut is taken from each text in place. A distilled pre-token crossing a BPE word boundary is counted with the
@@ -100,10 +102,11 @@ def _count_segments(counts: Counter, ref: list[str], got: list[str]) -> set[tupl
         counts.update(keys)
         return set(keys)
     counted = set()
-    # both cover the text without gaps: a pre-token's end is the length of the byte-level text up to it
+    # both cover the text without gaps but for the bytes both drop: a pre-token's end is the length of the
+    # byte-level text up to it
     j = got_end = ref_end = 0
     for w in ref:
-        ref_end += len(w)
+        ref_end += len(kept(w))
         segs = []
         while j < len(got) and got_end + len(got[j]) <= ref_end:
             got_end += len(got[j])
@@ -112,6 +115,17 @@ def _count_segments(counts: Counter, ref: list[str], got: list[str]) -> set[tupl
         counts[(w, tuple(segs))] += 1
         counted.add((w, tuple(segs)))
     return counted
+
+
+def _dropped_bytes(bpe: Tokenizer) -> Callable[[str], str]:
+    """What a byte-level BPE word keeps of its text: BPE drops a byte its vocabulary lacks (SmolLM2 has no 0x04),
+    and the distilled tokenizer cuts it out before its model (``distill.pre_tokenizer.with_rules``), so its
+    pre-tokens spell the words without it."""
+    missing = "".join(c for c in byte_to_char().values() if bpe.token_to_id(c) is None)
+    if not missing:
+        return str
+    table = str.maketrans("", "", missing)
+    return lambda w: w.translate(table)
 
 
 def compare_texts(
@@ -148,6 +162,7 @@ def compare_texts(
     counts: Counter = Counter()  # (BPE word, distilled pre-tokens in it) in the other documents
     ids_of = iter(bpe_ids) if bpe_ids is not None else None
     cut_bpe = PreTokenCutter(bpe)
+    kept = _dropped_bytes(bpe)
     added = frozenset(added_token_ids(distilled))
     n_docs = doc_ok = 0
     differing: list[array] = []  # each differing document's (word, segments) keys, by their index
@@ -174,7 +189,8 @@ def compare_texts(
                     continue
                 # the encoding's tokens spell its pre-tokens: cutting the text again costs more than encoding it
                 got = encoded_pre_tokens(a, added)
-                keys_of = _count_segments(counts, cut_bpe(text), pre_tokens(distilled, text) if got is None else got)
+                keys_of = _count_segments(counts, cut_bpe(text), pre_tokens(distilled, text) if got is None else got,
+                                          kept)
                 # as small integers: a key's tuple is kept once, by the count, not once per document
                 differing.append(array("l", (key_index.setdefault(k, len(key_index)) for k in keys_of)))
             n_docs += len(batch)
@@ -206,7 +222,8 @@ def compare_texts(
     for w, ss in keys:
         g = gold[w]
         p_ids = [i for s in ss for i in seg_enc[s].ids]
-        if "".join(ss) == w and g.ids == p_ids:
+        spelled = "".join(ss) == kept(w)
+        if spelled and g.ids == p_ids:
             continue
         bad_keys.add((w, ss))
         c = counts[(w, ss)]
@@ -214,7 +231,7 @@ def compare_texts(
         bad_occ += c
         bad_tokens += c * len(g.ids)
         bad_words.add(w)
-        kind = classify(bare_bpe, g.tokens, p_tokens) if "".join(ss) == w else "other"
+        kind = classify(bare_bpe, g.tokens, p_tokens) if spelled else "other"
         by_kind[kind].append(
             {"word": readable(w), "count": c, "bpe": [readable(t) for t in g.tokens],
              "distilled": [readable(t) for t in p_tokens]}
