@@ -74,6 +74,10 @@ def test_a_fit_stopped_by_its_time_limit_says_the_result_depends_on_speed(bpe, c
     with caplog.at_level("WARNING"):
         _, fit = fit_distilled(bpe, counts, fast_settings(max_seconds=0))  # one round on any machine: no warning
     assert len(fit.stats["history"]) == 1 and "another machine" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # its only round allowed: the time limit stopped nothing
+        _, fit = fit_distilled(bpe, counts, fast_settings(max_seconds=1e-9, max_iterations=1))
+    assert not fit.stats["history"][0].get("stopped_by_max_seconds") and "another machine" not in caplog.text
 
 
 def test_every_round_program_solved_is_read_by_a_round(bpe, monkeypatch):

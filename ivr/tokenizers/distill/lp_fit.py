@@ -149,7 +149,8 @@ def fit_scores(
         history.append({"round": it, "mismatched_types": len(bad), "mismatched_occurrences": loss, "new_rows": new,
                         "seconds": round(elapsed, 2)})
         bar.set_postfix(mismatched=len(bad), new=new, rows=len(rows))
-        if not new:
+        # the round limit first: a fit that reached it stops there on any machine, however long its rounds took
+        if not new or it == settings.max_iterations - 1:  # a program solved now would have no round left to read it
             break
         if elapsed > settings.max_seconds:
             if settings.max_seconds > 0:  # 0 is one round on any machine; otherwise the round depends on speed
@@ -158,8 +159,6 @@ def fit_scores(
                             "another tokenizer; raise max_seconds for a result that does not depend on speed",
                             settings.max_seconds, it, new)
                 history[-1]["stopped_by_max_seconds"] = True
-            break
-        if it == settings.max_iterations - 1:  # a program solved now would have no round left to read it
             break
         try:
             row_penalty = penalty if strict is None else penalty[row_word]
