@@ -6,9 +6,11 @@ parser; an error in input or settings prints one line and exits with status 2 (`
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import logging
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -53,6 +55,28 @@ LINKED_KEYS = {**PARSE_LINKS, "checkpoint.dirpath": "data.artifacts_dir",
 
 # top-level keys of a fit's saved config (lightning_logs/version_N/config.yaml) that other commands' methods may lack
 FIT_ONLY_KEYS = ("ckpt_path", "weights_only")
+
+
+def version_line() -> str:
+    """``ivr --version``: with the libraries whose versions decide the artifacts (the tokenizers' regex engine, the
+    Unigram model) and the training, which a bug report needs."""
+    import tokenizers
+    import torch
+    import transformers
+    from lightning import __version__ as lightning_version
+
+    from ivr import __version__
+
+    return (f"ivr {__version__} (Python {platform.python_version()}, torch {torch.__version__}, lightning "
+            f"{lightning_version}, transformers {transformers.__version__}, tokenizers {tokenizers.__version__})")
+
+
+class _PrintVersion(argparse.Action):
+    """argparse's own version action wraps the line at the terminal's width; a bug report wants it whole."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_line())
+        parser.exit()
 
 
 def _checkpoints_dir(artifacts_dir: str) -> str:
@@ -106,6 +130,12 @@ class IVRCLI(LightningCLI):
                              "give one, or leave the key out for its default")
         if subcommand in ("fit", "train"):
             check_training_settings(self.config[subcommand])
+
+    def init_parser(self, **kwargs):
+        parser = super().init_parser(**kwargs)
+        parser.add_argument("--version", action=_PrintVersion, nargs=0,
+                            help="Print the versions of ivr and of the libraries it runs on, and exit.")
+        return parser
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
         if self._requested is not None and subcommand != self._requested:

@@ -911,3 +911,15 @@ def test_only_a_checkpoint_s_load_error_is_reworded_and_other_errors_keep_their_
         raise RuntimeError("CUDA out of memory")
     with pytest.raises(RuntimeError, match="size mismatch"), _weights_fit(None, "do this"):
         raise RuntimeError(mismatch)
+
+
+def test_version_names_ivr_and_the_libraries_it_runs_on_on_one_line(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    out = capsys.readouterr().out
+    assert exit_.value.code in (0, None) and out.count("\n") == 1
+    assert out.startswith(f"ivr {importlib.metadata.version('ivr')} (Python ")
+    for library in ("torch", "lightning", "transformers", "tokenizers"):
+        assert f"{library} {importlib.metadata.version(library)}" in out
