@@ -42,11 +42,11 @@ def check_text(text: str, where: str) -> str:
     nul = text.find("\0")  # the whole text: one C scan, and a NUL past the head is as binary as one in it
     # a short text with a few controls is text (terminal colours in a log line: "\x1b[1mBold\x1b[0m")
     if nul >= 0 or controls > 0.05 * len(head) and len(head) >= MIN_BINARY_CHECK:
-        raise CorpusError(
-            f"{where}: looks binary ({controls} control characters in the first {len(head)}; "
-            f"{f'a NUL at character {nul}' if nul >= 0 else 'no NUL'}); only text is read: remove it or convert "
-            "it to text"
-        )
+        # by line and column: the text's line ends are \n by now, so a character offset would not be the file's
+        at = (f"a NUL at line {text.count(chr(10), 0, nul) + 1}, column {nul - text.rfind(chr(10), 0, nul)}"
+              if nul >= 0 else "no NUL")
+        raise CorpusError(f"{where}: looks binary ({controls} control characters in the first {len(head)}; {at}); "
+                          "only text is read: remove it or convert it to text")
     if bad := LONE_SURROGATE.search(text):
         raise CorpusError(f"{where}: holds a lone surrogate {ascii(bad.group())} at character {bad.start()}, which "
                           "is not text and cannot be written as UTF-8; fix the escape in the source")

@@ -407,7 +407,7 @@ def test_a_nul_past_the_first_64k_characters_is_still_binary(tmp_path, encoding)
     tail = "caf\xe9" if encoding == "latin-1" else "tail"  # latin-1 bytes: not UTF-8, refused as binary all the same
     (raw / "late.txt").write_bytes(("x" * 70_000 + "\0" + tail).encode(encoding))
     with pytest.raises(CorpusError, match=r"late\.txt: looks binary \(0 control characters in the first 65536; "
-                                          r"a NUL at character 70000\)"):
+                                          r"a NUL at line 1, column 70001\)"):
         clean_corpus(raw, tmp_path / "clean", CleaningOptions())
 
 

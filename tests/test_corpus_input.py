@@ -228,7 +228,16 @@ def test_text_with_a_nul_as_its_first_character_is_binary(tmp_path, name, data):
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / name).write_bytes(data)
-    with pytest.raises(CorpusError, match=r"(zeros\.txt|r\.jsonl:1): looks binary \(.*; a NUL at character 0\)"):
+    with pytest.raises(CorpusError, match=r"(zeros\.txt|r\.jsonl:1): looks binary \(.*; a NUL at line 1, column 1\)"):
+        _clean(raw, tmp_path)
+
+
+def test_a_nul_is_placed_by_the_file_s_line_and_column_whatever_its_line_ends(tmp_path):
+    # the text's \r\n are \n by the time it is checked: a character offset would fall two short of the file's here
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "crlf.txt").write_bytes(b"\xef\xbb\xbfab\r\ncd\r\nef\0")
+    with pytest.raises(CorpusError, match=r"crlf\.txt: looks binary \(.*; a NUL at line 3, column 3\)"):
         _clean(raw, tmp_path)
 
 
