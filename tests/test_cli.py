@@ -571,6 +571,36 @@ def test_a_warm_up_longer_than_the_fit_is_named(caplog):
     assert not caplog.text
 
 
+@pytest.mark.parametrize("tokenizer, monitor, refused", [
+    ("remapped", "test/loss", True),  # only `ivr test` logs it, never a fit
+    ("remapped", "test/bits_per_byte", True),
+    ("distilled", "val/loss_reassigned", True),  # no reassigned ids without the remapped tokenizer
+    ("original", "val/loss_other", True),
+    ("distilled", "embeddings/reassigned_drift", True),
+    ("original", "train/reassigned_token_share", True),
+    ("remapped", "val/loss_reassigned", False),
+    ("remapped", "embeddings/reassigned_relative_drift", False),
+    ("distilled", "val/bits_per_byte", False),
+    ("original", "train/loss", False),
+])
+def test_a_monitor_the_fit_never_logs_is_refused_before_it_starts(tokenizer, monitor, refused):
+    """ModelCheckpoint fails at the fit's first validation, after the preparation and the first training steps,
+    on a monitor no logged metric answers."""
+    from ivr.commands import check_training_settings
+
+    config = {"data": {"tokenizer": tokenizer}, "model": {"train_only": "all"}, "trainer": {"max_steps": 10},
+              "checkpoint": {"monitor": monitor}}
+    if not refused:
+        check_training_settings(config)
+        return
+    with pytest.raises(ValueError, match=rf"checkpoint.monitor '{monitor}' is no metric the fit logs") as err:
+        check_training_settings(config)
+    choices = str(err.value).partition("choose one of ")[2].split(", ")
+    assert "val/loss" in choices and monitor not in choices
+    assert not any(c.startswith("test/") for c in choices)
+    assert any("reassigned" in c for c in choices) == (tokenizer == "remapped")
+
+
 def test_every_metric_the_module_logs_can_be_monitored():
     """``LOGGED_METRICS`` (what checkpoint.monitor may name) holds every name the module passes to self.log."""
     import ast
