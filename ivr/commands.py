@@ -63,6 +63,10 @@ def check_training_settings(config) -> None:
     if trainer.get("max_steps") == -1 and trainer.get("max_epochs") == -1:
         raise ValueError("the learning-rate schedule needs the fit's length: set trainer.max_steps, or a "
                          "trainer.max_epochs other than -1")
+    if trainer.get("max_time") is not None and trainer.get("max_steps", -1) == -1 and trainer.get("max_epochs") is None:
+        # Lightning then sets no epoch limit (max_epochs -1, not its 1000), and the schedule has no length
+        raise ValueError("trainer.max_time alone gives the learning-rate schedule no length: set trainer.max_steps or "
+                         "trainer.max_epochs too (the fit still stops at max_time if that comes first)")
     warmup, steps = config["model"].get("warmup_steps") or 0, trainer.get("max_steps")
     if isinstance(steps, int) and 0 < steps < warmup:
         log.warning("model.warmup_steps %d is more than trainer.max_steps %d: the learning rate never reaches "

@@ -571,6 +571,27 @@ def test_a_warm_up_longer_than_the_fit_is_named(caplog):
     assert not caplog.text
 
 
+@pytest.mark.parametrize("bounds, refused", [
+    ({"max_time": "00:00:30:00"}, True),  # Lightning trains without an epoch limit then: the schedule has no length
+    ({"max_time": {"minutes": 30}, "max_steps": -1, "max_epochs": None}, True),
+    ({"max_time": "00:00:30:00", "max_steps": 100}, False),
+    ({"max_time": "00:00:30:00", "max_epochs": 2}, False),
+    ({}, False),  # neither: Lightning's 1000 epochs
+])
+def test_a_fit_bounded_by_time_alone_is_refused_before_the_preparation(bounds, refused):
+    """The learning-rate schedule needs the fit's length in steps, which a time limit does not give:
+    configure_optimizers would refuse it only after every stage, naming trainer.max_epochs -1, never set."""
+    from ivr.commands import check_training_settings
+
+    config = {"data": {"tokenizer": "original"}, "model": {"train_only": "all"},
+              "trainer": {"max_steps": -1, "max_epochs": None, **bounds}, "checkpoint": {}}
+    if not refused:
+        check_training_settings(config)
+        return
+    with pytest.raises(ValueError, match=r"trainer.max_time alone .* set trainer.max_steps or trainer.max_epochs"):
+        check_training_settings(config)
+
+
 @pytest.mark.parametrize("tokenizer, monitor, refused", [
     ("remapped", "test/loss", True),  # only `ivr test` logs it, never a fit
     ("remapped", "test/bits_per_byte", True),
