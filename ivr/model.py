@@ -275,6 +275,16 @@ class IVRLanguageModel(LightningModule):
         return self._initial_rows.to(self.model.get_input_embeddings().weight.dtype)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        trainer = self._trainer
+        saved = checkpoint.get("hyper_parameters")
+        if trainer is not None and trainer.state.fn == "fit" and isinstance(saved, dict):
+            # the optimizer state holds the weights the checkpoint's fit trained (its parameter groups); other ones
+            # would fail in torch's words, naming no setting. Checkpoints older than the setting trained everything
+            then, now = saved.get("train_only", "all"), self.hparams.get("train_only", "all")
+            if then != now:
+                raise ValueError(f"{trainer.ckpt_path or 'the checkpoint'} was trained with model.train_only {then}, "
+                                 f"not {now}: its optimizer state holds those weights only; resume with "
+                                 f"model.train_only {then}, or leave out --ckpt_path to start a new fit")
         rows = checkpoint.get(INITIAL_ROWS)  # checkpoints written before it was recorded have none: no drift
         if rows is not None:
             self._initial_rows = rows

@@ -127,3 +127,27 @@ def test_a_model_without_an_output_layer_has_its_token_embedding_alone():
     model = GPT2Model(GPT2Config(n_embd=16, n_layer=1, n_head=2, n_positions=16, vocab_size=VOCAB))
     assert model.get_output_embeddings() is None
     assert embedding_matrices(model) == [model.get_input_embeddings().weight]
+
+
+@pytest.mark.parametrize("then, now", [("embeddings", "all"), ("all", "embeddings"), ("reassigned_rows", "embeddings")])
+def test_a_fit_resumed_with_another_train_only_names_the_setting(tmp_path, then, now):
+    """The optimizer state holds the weights the checkpoint's fit trained: resuming with other trainable weights
+    failed in torch's words ("a parameter group that doesn't match the size"), naming no setting."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ids = torch.randint(0, VOCAB, (8, 12), generator=torch.Generator().manual_seed(0))
+    loader = DataLoader([{"input_ids": ids[i : i + 2], "n_bytes": torch.full((2,), 30)} for i in range(0, 8, 2)],
+                        batch_size=None)
+
+    def fit(module: IVRLanguageModel, steps: int, ckpt_path=None) -> None:
+        Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                enable_model_summary=False, limit_val_batches=0,
+                callbacks=[ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_last=True)],
+                ).fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
+
+    fit(module_for(tmp_path, SHAPES["gpt2_untied"], then), 2)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    with pytest.raises(ValueError, match=rf"{last.name} was trained with model.train_only {then}, not {now}: .*"
+                                         rf"resume with model.train_only {then}"):
+        fit(module_for(tmp_path, SHAPES["gpt2_untied"], now), 4, last)
+    fit(module_for(tmp_path, SHAPES["gpt2_untied"], then), 4, last)  # the same setting resumes
