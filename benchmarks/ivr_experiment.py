@@ -68,6 +68,7 @@ import torch  # noqa: E402
 from common import document_windows, encode, fraction, parser, positive_int  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from ivr.atomic import read_json_object, write_text  # noqa: E402
 from ivr.builtin_corpora import documentation_texts, help_topics, until_size  # noqa: E402
 from ivr.causal_lm import ModelShape, load_pretrained  # noqa: E402
 from ivr.cleaned_corpus import is_heldout, iter_documents  # noqa: E402
@@ -420,7 +421,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.tables_only:
         if not (args.out / "results.json").is_file():
             raise SystemExit(f"--tables-only: no {args.out / 'results.json'}; run without --tables-only first")
-        results = json.loads((args.out / "results.json").read_text())
+        try:
+            results = read_json_object(args.out / "results.json")
+        except ValueError as err:  # a damaged file: one line, not a traceback
+            raise SystemExit(f"--tables-only: {err}") from None
         print_tables(results, argparse.Namespace(**results["args"]))
         return results
 
@@ -508,10 +512,16 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[{time.perf_counter() - clock:.0f}s] fine-tuned {run}")
     results["seconds"] = time.perf_counter() - clock
 
-    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    save_results(args.out, results)
     print_tables(results, args)
     print(f"\nresults written to {args.out / 'results.json'} ({results['seconds']:.0f} s in all)")
     return results
+
+
+def save_results(out: Path, results: dict) -> Path:
+    """``<out>/results.json``, replaced whole (``--tables-only`` reads it back: a run stopped while writing it
+    leaves the earlier file as it was)."""
+    return write_text(out / "results.json", json.dumps(results, indent=2, default=str))
 
 
 def spread(values: list[float]) -> str:

@@ -3,6 +3,9 @@ predictions."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -68,3 +71,24 @@ def test_shift_logits_keeps_predictions_and_affine_inits_but_not_zeros(experimen
             install_embeddings(m, final_wte(wte, wte, rules, AlignSettings(init_strategy=strategy)))
             logp.append(torch.log_softmax(m(new_ids).logits, -1))
         assert torch.allclose(logp[0], logp[1], atol=1e-3) != moves, strategy
+
+
+def test_results_are_replaced_whole_and_a_damaged_file_is_refused_in_one_line(experiment, tmp_path, monkeypatch):
+    # --tables-only trusts <out>/results.json: a run stopped while writing it must leave the earlier file whole
+    earlier = json.dumps({"args": {"steps": 3}}) + "\n"
+    (tmp_path / "results.json").write_text(earlier, encoding="utf-8")
+
+    def stopped(self, data, *args, **kwargs):  # the write cut short: half the text, then the process dies
+        with open(self, "w", encoding="utf-8") as f:
+            f.write(data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.save_results(tmp_path, {"args": {"steps": 200}, "runs": {}})
+    monkeypatch.undo()
+    assert (tmp_path / "results.json").read_text(encoding="utf-8") == earlier
+
+    (tmp_path / "results.json").write_text(earlier[:10], encoding="utf-8")
+    with pytest.raises(SystemExit, match="results.json"):
+        experiment.main(["--out", str(tmp_path), "--tables-only"])
