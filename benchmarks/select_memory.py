@@ -13,13 +13,14 @@ import argparse
 import base64
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from common import Stopwatch, parser
+
+from ivr.peak_memory import process_peak_kb
 
 
 def random_words(mb: float, seed: int = 0) -> list[str]:
@@ -32,6 +33,11 @@ def random_words(mb: float, seed: int = 0) -> list[str]:
     return docs
 
 
+def peak_gb() -> float:
+    """This process's peak resident memory so far in GB (10^9 bytes); the kernel counts it in KiB."""
+    return process_peak_kb() * 1024 / 1e9
+
+
 def measure(distilled: Path, mb: float) -> dict:
     """One selection with the default settings, in this process."""
     from ivr.analysis.select import SelectSettings, select_replacements
@@ -42,7 +48,7 @@ def measure(distilled: Path, mb: float) -> dict:
         out = Path(scratch)
         sel = select_replacements(tok, docs, SelectSettings(), out / "c.csv", out / "log.md", out / "curve.png")
     return {"mb": mb, "documents": len(docs), "seconds": t.seconds,
-            "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,  # kilobytes on Linux
+            "peak_gb": peak_gb(),
             "picked": len(sel.replacements), "span_count_floor": sel.summary["span_count_floor"]}
 
 

@@ -106,3 +106,11 @@ def test_experiment_scores_the_same_bytes_with_any_tokenizer(gpt2_bpe):
     assert predicted == [i for e in gpt2_bpe.encode_batch(texts, add_special_tokens=False) for i in e.ids]
     batch = experiment.pad_windows(windows[-3:])
     assert batch["valid"].sum() == sum(len(w["input_ids"]) - 1 for w in windows[-3:])
+
+
+def test_selection_memory_is_reported_in_gigabytes(monkeypatch):
+    # the kernel counts the peak in KiB: 10^6 KiB are 1.024 GB, not 1.00
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as `python benchmarks/NAME.py` has it: for `common`
+    select_memory = benchmark_module("select_memory")
+    monkeypatch.setattr(select_memory, "process_peak_kb", lambda: 1_000_000)
+    assert select_memory.peak_gb() == pytest.approx(1.024)
