@@ -35,7 +35,10 @@ def main() -> None:
                     help="throughput passes over the sample; in each, BPE, the distilled tokenizer and the distilled "
                          "model without word rules and without any rules take turns on each of 40 chunks (the "
                          "median chunk ratio is reported)")
-    ap.add_argument("--no-vocab-words", action="store_true", help="fit on the corpus only")
+    ap.add_argument("--no-vocab-words", action="store_true",
+                    help="fit without the vocabulary pieces and their variants (data.distill.vocab_words and "
+                         "vocab_variants false); the digit strings and general words stay: with --set number_words=0 "
+                         "--set general_languages= as well, the fit is on the corpus alone")
     add_settings(ap)
     ap.add_argument("--throughput-only", action="store_true",
                     help="skip fitting: time the tokenizer already in OUT/tokenizer (speed is the noisiest figure)")
