@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import logging
 import platform
 import stat
@@ -49,7 +50,8 @@ def is_current(stamp_path: Path, key: dict, outputs: list[Path], unsigned: Itera
     except ValueError as err:
         log.warning("%s: rebuilding what it stamped", err)
         return False
-    if stamp.get("key") != key:
+    # compared as written: JSON reads a tuple in the key back as a list, which would never match it again
+    if stamp.get("key") != json.loads(json.dumps(key)):
         return False
     return stamp.get("signatures") == _signatures(outputs, unsigned)
 

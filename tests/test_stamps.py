@@ -271,6 +271,24 @@ def test_a_truncated_or_replaced_output_is_rebuilt_not_trusted(tmp_path):
     assert len(builds) == 4
 
 
+def test_a_key_that_json_writes_as_other_values_is_current_on_the_next_run(tmp_path):
+    # remap keys on data.select.protected_ids and protected_tokens as given: a tuple (SelectSettings from Python)
+    # is written as a list, and compared with the tuple again the stamp never matched, rebuilding every run
+    paths = ArtifactPaths.from_config(tmp_path)
+    out = tmp_path / "out.txt"
+    builds = []
+
+    def build():
+        builds.append(1)
+        out.write_text("x")
+
+    for _ in range(2):
+        staging.staged("remap", paths, lambda: {"protected": [(5, 7), ("def",)]}, [out], build, pipeline.remap)
+    assert len(builds) == 1
+    staging.staged("remap", paths, lambda: {"protected": [(5, 8), ("def",)]}, [out], build, pipeline.remap)
+    assert len(builds) == 2  # another value still rebuilds
+
+
 def test_a_failed_build_leaves_no_stamp_and_the_next_run_rebuilds(tmp_path):
     paths = ArtifactPaths.from_config(tmp_path)
     out = tmp_path / "out.txt"
