@@ -230,6 +230,29 @@ def test_the_configs_pad_token_and_side_come_before_the_padding_tokenizer_json_w
     assert (special.pad_id, special.padding_side) == (4, "left")
 
 
+def test_the_truncation_side_comes_from_tokenizer_json_s_truncation_where_the_configs_name_none(tmp_path):
+    """transformers takes ``truncation_side`` from the direction of the truncation tokenizer.json was saved with,
+    as it takes ``padding_side`` from its padding; the original fetched from such a folder truncates as the source."""
+    from transformers import AutoTokenizer
+
+    from ivr.tokenizers.source import fetch_original_tokenizer
+
+    source, _ = fetch_original_tokenizer(tmp_path / "gpt2", allow_hub=False)
+    tok = Tokenizer.from_file(str(source / "tokenizer.json"))
+    tok.enable_truncation(8, direction="left")
+    tok.save(str(source / "tokenizer.json"))
+    assert AutoTokenizer.from_pretrained(str(source)).truncation_side == "left"
+    assert read_special_tokens(source).truncation_side == "left"
+    fetched, meta = fetch_original_tokenizer(tmp_path / "o", local_dir=source, allow_hub=False)
+    assert meta["special"]["truncation_side"] == "left"
+    assert AutoTokenizer.from_pretrained(str(fetched)).truncation_side == "left"
+    assert Tokenizer.from_file(str(fetched / "tokenizer.json")).truncation is None  # documents are encoded whole
+    # the config's side comes first
+    config = json.loads((source / "tokenizer_config.json").read_text(encoding="utf-8"))
+    (source / "tokenizer_config.json").write_text(json.dumps({**config, "truncation_side": "right"}), encoding="utf-8")
+    assert read_special_tokens(source).truncation_side == "right"
+
+
 def test_transformers_no_limit_length_is_no_length(tmp_path):
     """transformers writes ``int(1e30)`` as model_max_length where it knows none: it is not a context size."""
     special = read_special_tokens(tokenizer_dir(tmp_path, ["<|endoftext|>"], {"model_max_length": int(1e30)}))

@@ -144,7 +144,8 @@ def read_tokenizer_file(
     """``directory``'s ``tokenizer.json`` as saved, but whole: without the padding or truncation a file saved after
     a call with ``truncation=True`` carries, which would cut every document (``load_tokenizer`` for encoding
     documents). ``hint``: what to do about a file that cannot be read (an artifact is built again, a user's
-    file replaced). ``keep_padding``: leave its padding, where transformers reads a pad token and side."""
+    file replaced). ``keep_padding``: leave its padding and truncation, where transformers reads a pad token and
+    the padding and truncation sides."""
     path = Path(directory) / TOKENIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no tokenizer at {path}: run the stage that builds it first (see `ivr prepare`)")
@@ -158,7 +159,7 @@ def read_tokenizer_file(
         raise ValueError(f"{path}: not a tokenizer file the tokenizers library can read ({err}); {hint}") from None
     if not keep_padding:
         tok.no_padding()
-    tok.no_truncation()
+        tok.no_truncation()
     return tok
 
 
@@ -246,15 +247,17 @@ def read_special_tokens(tokenizer_dir: str | Path, tok: Tokenizer | None = None)
     from ``tokenizer_config.json`` and ``special_tokens_map.json`` as ``transformers`` reads them (the map's replace
     the config's, unless the config lists ``added_tokens_decoder``). Where neither file names a role, GPT-2's
     layout if ``<|endoftext|>`` is the one added token (GPT-2's Hub config holds ``model_max_length`` alone), else
-    none. ``tok``: the directory's tokenizer as already read (with its padding), in place of reading it again."""
+    none. ``tok``: the directory's tokenizer as already read (with its padding and truncation), in place of reading
+    it again."""
     directory = Path(tokenizer_dir)
     tok = _as_saved(directory) if tok is None else tok
-    # transformers takes a pad token and side from tokenizer.json's padding where the configs name none
-    padding = tok.padding or {}
+    # transformers takes a pad token and side from tokenizer.json's padding where the configs name none, and the
+    # truncation side from its truncation
+    padding, truncation = tok.padding or {}, tok.truncation or {}
     configs = read_configs(directory)
     if not configs:
         special = special_tokens_of(tok, str(directory / TOKENIZER_FILE))  # GPT-2's layout, else an error
-        if not padding:
+        if not padding and not truncation:
             return special
     config, mapped = (configs.get(directory / name, {}) for name in CONFIG_FILES)
     config_file, map_file = (directory / name for name in CONFIG_FILES)
@@ -278,6 +281,8 @@ def read_special_tokens(tokenizer_dir: str | Path, tok: Tokenizer | None = None)
     sides = {key: first[key] for key in ("padding_side", "truncation_side") if first.get(key) is not None}
     if padding and "padding_side" not in sides:
         sides["padding_side"] = padding["direction"].lower()
+    if truncation and "truncation_side" not in sides:
+        sides["truncation_side"] = truncation["direction"].lower()
     length = first.get("model_max_length")
     # transformers writes int(1e30) for "no limit known"
     length = length if isinstance(length, int) and length < UNSET_LENGTH else None

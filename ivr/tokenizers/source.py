@@ -49,7 +49,7 @@ GGUF_GPT2_CUT = frozenset({"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "
                            "jina-v2-de", "jina-v2-code", "roberta-bpe", "a.x-4.0", "mellum", "modern-bert"})
 GGUF_READING = "transformers' conversion, then the pre-tokenizer type as llama.cpp reads it"
 DIR_READING = ("tokenizer.json, then the config's added_tokens_decoder as transformers reads it; a prefix space "
-               "checked against transformers")
+               "checked against transformers; the truncation side from tokenizer.json's truncation")
 
 
 def fetch_original_tokenizer(
@@ -223,6 +223,7 @@ def from_dir(directory: str | Path, setting: str = "data.tokenizer_local_dir") -
         log.info("%s: added tokens as its tokenizer_config.json lists them: %s", directory, changed[:20])
     special = read_special_tokens(directory, tok)
     tok.no_padding()
+    tok.no_truncation()
     return tok, special
 
 

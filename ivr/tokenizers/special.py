@@ -54,8 +54,8 @@ class SpecialTokens:
     ``extra_special_tokens``), each an added token: ``all_special_ids`` of every derived tokenizer holds them."""
     padding_side: str | None = None
     """Where transformers pads and truncates the source's batches (its config's ``padding_side`` and
-    ``truncation_side``, the padding of its ``tokenizer.json`` for the first), repeated in every derived directory
-    and the export; ``None`` where the source leaves transformers' default."""
+    ``truncation_side``, else the padding and truncation of its ``tokenizer.json``), repeated in every derived
+    directory and the export; ``None`` where the source leaves transformers' default."""
     truncation_side: str | None = None
     role_texts: tuple[tuple[str, str], ...] = ()
     """Each named role's token text (``("pad", "<|im_end|>")``), a vocabulary piece's too."""
