@@ -463,3 +463,24 @@ def test_a_config_file_deleted_or_edited_since_is_fetched_again(tmp_path, caplog
         fetch_original_tokenizer(target, "gpt2", allow_hub=False)
     assert f"{config} is missing or changed since it was fetched" in caplog.text
     assert config.read_text(encoding="utf-8") == whole
+
+
+@pytest.mark.parametrize("damage", ["delete", "edit"])
+def test_a_chat_template_deleted_or_edited_since_is_fetched_again(tmp_path, caplog, damage):
+    """The fetched copy's chat template is carried into every derived tokenizer and the export, as its configs are."""
+    source, _ = fetch_original_tokenizer(tmp_path / "src", allow_hub=False)
+    (source / "chat_template.jinja").write_text("{% for m in messages %}{{ m.content }}<|endoftext|>{% endfor %}",
+                                                encoding="utf-8")
+    target = tmp_path / "o"
+    fetch_original_tokenizer(target, local_dir=source, allow_hub=False)
+    template = target / "chat_template.jinja"
+    whole = template.read_text(encoding="utf-8")
+    if damage == "delete":
+        template.unlink()
+    else:
+        template.write_text("{{ messages }}", encoding="utf-8")
+    assert not fetched_for_current_settings(target, "openai-community/gpt2", source)
+    with caplog.at_level("WARNING"):
+        fetch_original_tokenizer(target, local_dir=source, allow_hub=False)
+    assert f"{template} is missing or changed since it was fetched" in caplog.text
+    assert template.read_text(encoding="utf-8") == whole

@@ -113,9 +113,10 @@ def save_tokenizer_dir(
         meta = dict(metadata)
         meta["special"] = special.to_json()
         meta["tokenizer_sha256"] = file_sha256(tmp / TOKENIZER_FILE)
-        # the special tokens' roles and the context length live in the configs: an edit is noticed like one of
-        # tokenizer.json
-        meta["config_sha256"] = {name: file_sha256(tmp / name) for name in CONFIG_FILES if (tmp / name).is_file()}
+        # the special tokens' roles and the context length live in the configs, the chat template beside them: an
+        # edit is noticed like one of tokenizer.json
+        meta["config_sha256"] = {name: file_sha256(tmp / name) for name in (*CONFIG_FILES, CHAT_TEMPLATE_FILE)
+                                 if (tmp / name).is_file()}
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return target
 

@@ -166,7 +166,8 @@ def _readable(target_dir: Path, quiet: bool = False) -> bool:
             log.warning("%s changed since it was fetched (its sha256 differs from %s); fetching the original "
                         "tokenizer again", target_dir / TOKENIZER_FILE, METADATA_FILE)
         return False
-    # a config deleted or edited since (model_max_length, a role) would pass into every tokenizer built from it
+    # a config or chat template deleted or edited since (model_max_length, a role) would pass into every tokenizer
+    # built from it
     for name, config_sha in (meta.get("config_sha256") or {}).items():
         path = target_dir / name
         if not path.is_file() or file_sha256(path) != config_sha:
