@@ -84,6 +84,8 @@ def test_an_unsupported_construct_is_an_error_naming_its_place():
         byte_level_regex(r"(?<g>a)(?(<g>)b|c)")
     with pytest.raises(ValueError, match=r"unsupported escape \\1"):
         byte_level_regex(r"(a)\1")
+    with pytest.raises(ValueError, match=r"at 4: unsupported class intersection"):
+        byte_level_regex(r"[a-z&&[^b]]")
 
 
 def test_code_points_keep_their_class_in_the_rewrite_of_gpt2s_regex():
@@ -109,6 +111,13 @@ def test_code_points_keep_their_class_in_the_rewrite_of_gpt2s_regex():
     pytest.param(r"[a\x{80}]+", "a\x80b\xc2\x80", id="a class ending at U+0080"),
     pytest.param(r"\p{L}+?", "abc dé", id="a lazy run"),
     pytest.param(r"é+|─{2}", "ééa é───", id="a quantified multi-byte character"),
+    # the line anchors see the text's newline, which the byte-level form writes as another character
+    pytest.param(r"a$|\n$", "a\nba\ra\n\n", id="the end of a line"),
+    pytest.param(r"^b|^\n", "a\nbb\rb\n\nb", id="the start of a line"),
+    pytest.param(r"a\Z", "aa\n", id="the end before a final newline"),
+    pytest.param(r"a\Z", "aa", id="the end without a final newline"),
+    pytest.param(r"a{,2}b", "aaab", id="a count with no lower bound"),
+    pytest.param(r"[^\s\S]+|a", "aab", id="a repeated empty class"),
 ])
 def test_each_construct_cuts_as_the_text_regex(pattern, text):
     """The rules may use any of these; each must keep its meaning in byte-level form."""

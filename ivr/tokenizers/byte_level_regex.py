@@ -12,8 +12,9 @@ The rewrite keeps the match of every regex over text: UTF-8 is a prefix-free cod
 matches at most one way where a character starts, and a match starting where a character starts ends where
 one starts. Lookarounds, backreferences, groups and quantifiers keep their meaning on whole characters.
 The classes are read from the regex engine of the ``tokenizers`` library itself (its Unicode tables), so the
-rewrite agrees with GPT-2's regex as this library runs it. What the rules do not use (numbered backreferences,
-``\\b``, ``\\w``, conditionals) is refused with the place it stands.
+rewrite agrees with GPT-2's regex as this library runs it. The line anchors (``^``, ``$``, ``\\Z``) look for the
+byte-level newline. What the rules do not use (numbered backreferences, ``\\b``, ``\\w``, conditionals, class
+intersections) is refused with the place it stands.
 """
 
 from __future__ import annotations
@@ -223,8 +224,13 @@ class _Classes:
 
 _NAMED = {"p{L}": ("L", False), "P{L}": ("L", True), "p{N}": ("N", False), "P{N}": ("N", True),
           "s": ("s", False), "S": ("s", True)}
-_ANCHORS = {"z", "A", "Z", "G"}
-_COUNTED = re.compile(r"\{\d+(?:,\d*)?\}")
+_ANCHORS = {"z", "A", "G"}
+# the engine's line anchors look for the text's newline, which byte-level text writes as another character (Ċ)
+_NEWLINE = "\\x{%X}" % ord(byte_to_char()[0x0A])
+_LINE_ANCHORS = {"^": f"(?<![^{_NEWLINE}])", "$": f"(?![^{_NEWLINE}])", "\\Z": f"(?={_NEWLINE}?\\z)"}
+_COUNTED = re.compile(r"\{(?:\d+(?:,\d*)?|,\d+)\}")
+# a class that matches nothing, as one atom a quantifier may follow (the engine refuses to repeat ``(?!)``)
+_NOTHING = "[^\\x{0}-\\x{10FFFF}]"
 _GREEDY_RUN = re.compile(r"([+*])(\+?)(?![?+])")
 
 
@@ -246,7 +252,7 @@ class _Parser:
             run = f"{first}{a}*(?:{m}{a}*)*"
             return (f"(?>{run})" if quant.group(2) else f"(?:{run})"), True
         rx = a + m if not (a and m) else f"(?:{a}|{m})"
-        return (rx or "(?!)"), len(_split_atoms(rx or "(?!)")) == 1
+        return (rx or _NOTHING), len(_split_atoms(rx or _NOTHING)) == 1
 
     def error(self, why: str) -> ValueError:
         return ValueError(f"cannot rewrite regex at {self.i}: {why}: ...{self.p[max(0, self.i - 30):self.i + 30]}...")
@@ -316,6 +322,9 @@ class _Parser:
             if nxt in _ANCHORS:
                 self.i += 2
                 return f"\\{nxt}", False
+            if nxt == "Z":
+                self.i += 2
+                return _LINE_ANCHORS["\\Z"], False
             if nxt == "k":
                 end = self.p.index(">", self.i)
                 ref, self.i = self.p[self.i:end + 1], end + 1
@@ -323,7 +332,7 @@ class _Parser:
             return self.cls(self.escape())
         if c in "^$":
             self.i += 1
-            return c, False
+            return _LINE_ANCHORS[c], False
         self.i += 1
         return self.cls(((ord(c), ord(c)),))
 
@@ -360,6 +369,8 @@ class _Parser:
             if self.i >= len(self.p):
                 raise self.error("unclosed character class")
             first = False
+            if self.peek(2) == "&&":
+                raise self.error("unsupported class intersection")
             if self.peek() == "[":  # a nested class: its union with the rest
                 spans.extend(self.char_class())
                 continue
