@@ -60,7 +60,7 @@ def _check_folders(**folders: str | None) -> None:
     for key, value in folders.items():
         if value:
             require_utf8_path(value, f"data.{key}")
-        if value and Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
+        if value and (folder := Path(value).expanduser()).exists() and not folder.is_dir():
             raise NotADirectoryError(f"data.{key} {value} is a file; name a folder (it is made if missing)")
 
 
