@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from tokenizers import Tokenizer
 
 from ivr.stamps import file_sha256
 from ivr.tokenizers.source import fetch_original_tokenizer, fetched_for_current_settings
@@ -55,6 +56,23 @@ def test_another_source_or_changed_files_fetch_again(tmp_path):
     with pytest.raises(FileNotFoundError, match="elsewhere"):
         fetch_original_tokenizer(target, local_dir=tmp_path / "elsewhere", allow_hub=False)
 
+
+
+def test_a_model_config_that_names_the_tokenizer_s_class_gives_its_default_roles_and_is_watched(tmp_path):
+    first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    tok = Tokenizer.from_file(str(first / "tokenizer.json"))
+    tok.add_special_tokens(["<pad>"])
+    source = tmp_path / "source"
+    source.mkdir()
+    tok.save(str(source / "tokenizer.json"))
+    (source / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 1024}))
+    target = tmp_path / "o"
+    _, meta = fetch_original_tokenizer(target, local_dir=source, allow_hub=False)
+    assert meta["special"]["eos_id"] is None  # two added tokens, no roles, no class: none named
+    # config.json's model type gives transformers' GPT2Tokenizer, whose bos, eos and unk are <|endoftext|>
+    (source / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    _, meta = fetch_original_tokenizer(target, local_dir=source, allow_hub=False)
+    assert (meta["special"]["bos_id"], meta["special"]["eos_id"], meta["special"]["pad_id"]) == (50256, 50256, None)
 
 def test_a_stage_run_alone_says_the_tokenizer_was_fetched_for_other_settings(tmp_path, caplog):
     from ivr import pipeline

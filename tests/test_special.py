@@ -339,3 +339,28 @@ def test_reads_of_a_tokenizer_saved_again_follow_its_bytes(tmp_path):
     path.unlink()
     with pytest.raises(FileNotFoundError, match="no tokenizer at"):
         read_vocabulary(tmp_path)
+
+
+@pytest.mark.parametrize("config, model_type, roles", [
+    ({"tokenizer_class": "GPT2Tokenizer"}, None, {"bos": 3, "eos": 3, "unk": 3}),
+    ({"tokenizer_class": "GPT2TokenizerFast", "eos_token": "<pad>", "unk_token": None}, None, {"bos": 3, "eos": 4}),
+    ({"model_max_length": 1024}, "gpt2", {"bos": 3, "eos": 3, "unk": 3}),  # the class of config.json's model type
+    ({"tokenizer_class": "PreTrainedTokenizerFast"}, "gpt2", {}),  # the bare class has no defaults
+])
+def test_roles_the_configs_leave_unnamed_take_the_tokenizer_class_s_defaults(tmp_path, config, model_type, roles):
+    from transformers import AutoTokenizer
+
+    path = tokenizer_dir(tmp_path, ["<|endoftext|>", "<pad>"], config)
+    if model_type is not None:
+        (path / "config.json").write_text(json.dumps({"model_type": model_type}), encoding="utf-8")
+    assert read_special_tokens(path).role_ids() == roles
+    loaded = AutoTokenizer.from_pretrained(str(path))  # as transformers gives them
+    assert {role: loaded.convert_tokens_to_ids(getattr(loaded, f"{role}_token")) for role in ("bos", "eos", "pad", "unk")
+            if getattr(loaded, f"{role}_token") is not None} == roles
+
+
+def test_a_class_default_the_vocabulary_lacks_is_left_out_and_named(tmp_path, caplog):
+    path = tokenizer_dir(tmp_path, ["<pad>", "<sep>"], {"tokenizer_class": "GPT2Tokenizer", "eos_token": "<sep>"})
+    with caplog.at_level(logging.WARNING):
+        assert read_special_tokens(path).role_ids() == {"eos": 4}
+    assert "bos_token to '<|endoftext|>'" in caplog.text and "vocabulary lacks" in caplog.text

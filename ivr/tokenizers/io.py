@@ -16,7 +16,7 @@ from ivr.atomic import atomic_dir, read_json_object
 from ivr.paths import TOKENIZER_FILE
 from ivr.stamps import file_sha256
 from ivr.tokenizers.special import (
-    CHAT_TEMPLATE_FILE, CONFIG_FILES, ENDOFTEXT, GPT2_ROLES, UNSET_LENGTH, SpecialTokens, config_extra_tokens,
+    CHAT_TEMPLATE_FILE, CONFIG_FILES, ENDOFTEXT, GPT2_ROLES, ROLES, UNSET_LENGTH, SpecialTokens, config_extra_tokens,
     config_named_tokens, config_roles, special_tokens, special_tokens_of,
 )
 
@@ -247,8 +247,8 @@ def read_special_tokens(tokenizer_dir: str | Path, tok: Tokenizer | None = None)
     """The special tokens of the tokenizer directory ``tokenizer_dir``: added tokens from ``tokenizer.json``, roles
     from ``tokenizer_config.json`` and ``special_tokens_map.json`` as ``transformers`` reads them (the map's replace
     the config's, unless the config lists ``added_tokens_decoder``). Where neither file names a role, GPT-2's
-    layout if ``<|endoftext|>`` is the one added token (GPT-2's Hub config holds ``model_max_length`` alone), else
-    none. ``tok``: the directory's tokenizer as already read (with its padding and truncation), in place of reading
+    layout if ``<|endoftext|>`` is the one added token (GPT-2's Hub config holds ``model_max_length`` alone); a
+    role still unnamed takes the default of the config's ``tokenizer_class`` (``class_default_roles``). ``tok``: the directory's tokenizer as already read (with its padding and truncation), in place of reading
     it again."""
     directory = Path(tokenizer_dir)
     tok = _as_saved(directory) if tok is None else tok
@@ -269,15 +269,18 @@ def read_special_tokens(tokenizer_dir: str | Path, tok: Tokenizer | None = None)
     if from_map:
         roles.update({role: value for role, value in config_roles(mapped, str(map_file)).items()
                       if f"{role}_token" in mapped})
+    # a key present with null names no token, as transformers reads it
+    unnamed = [role for role in ROLES if f"{role}_token" not in config and not (from_map and f"{role}_token" in mapped)]
     if not any(roles.values()) and {t.content for t in tok.get_added_tokens_decoder().values()} == {ENDOFTEXT}:
         roles = dict(GPT2_ROLES)
-    named_pad = "pad_token" in config or (from_map and "pad_token" in mapped)  # null included, as transformers reads it
-    if not named_pad and padding.get("pad_token"):
+    if "pad" in unnamed and padding.get("pad_token"):
         if tok.token_to_id(padding["pad_token"]) is not None:
             roles["pad"] = padding["pad_token"]
         else:  # tokenizers' default ``[PAD]`` of a file saved after a padded call: no id, no row in the model
             log.warning("%s: the padding's pad token %r is not in the vocabulary; no pad token taken from it",
                         directory / TOKENIZER_FILE, padding["pad_token"])
+    unset = [role for role in unnamed if roles.get(role) is None]
+    roles.update(class_default_roles(directory, config.get("tokenizer_class"), tok, unset))
     first = next(iter(configs.values()), {})
     sides = {key: first[key] for key in ("padding_side", "truncation_side") if first.get(key) is not None}
     if padding and "padding_side" not in sides:
@@ -294,6 +297,39 @@ def read_special_tokens(tokenizer_dir: str | Path, tok: Tokenizer | None = None)
         named.update(config_named_tokens(mapped, str(map_file)))
     where = " and ".join(map(str, configs or [directory / TOKENIZER_FILE]))
     return special_tokens(tok, roles, length, where, read_chat_template(directory, first), extra, sides, named)
+
+
+# the classes transformers loads as the bare tokenizer over tokenizer.json, which has no default tokens
+GENERIC_CLASSES = frozenset({TOKENIZER_CLASS, "TokenizersBackend"})
+MODEL_CONFIG_FILE = "config.json"
+
+
+def class_default_roles(directory: Path, class_name: object, tok: Tokenizer, roles: Sequence[str]) -> dict[str, str]:
+    """The tokens that ``transformers`` gives ``roles`` where the configs name none: the defaults of the class
+    ``tokenizer_config.json`` names (``GPT2Tokenizer``: bos, eos and unk ``<|endoftext|>``), or else the class of
+    ``config.json``'s ``model_type``, as loading the
+    directory with ``AutoTokenizer`` gives them. A default the vocabulary lacks (transformers would add it at a new
+    id, without a row in the model) is left out with a warning, and so is every default where transformers cannot
+    load the directory."""
+    # without a class, transformers picks one by config.json's model_type (gpt2: GPT2Tokenizer)
+    named = isinstance(class_name, str) or class_name is None and (directory / MODEL_CONFIG_FILE).is_file()
+    if not roles or not named or class_name in GENERIC_CLASSES:
+        return {}
+    from transformers import AutoTokenizer
+
+    try:
+        loaded = AutoTokenizer.from_pretrained(str(directory))
+    except Exception as err:  # a class this transformers lacks, a slow-only class, files it refuses
+        log.warning("%s: transformers cannot load this directory as its tokenizer_class %r (%s: %s), so the "
+                    "defaults that class gives %s are not known; none taken", directory, class_name,
+                    type(err).__name__, err, ", ".join(f"{role}_token" for role in roles))
+        return {}
+    found = {role: str(text) for role in roles if (text := getattr(loaded, f"{role}_token", None)) is not None}
+    missing = {role: text for role, text in found.items() if tok.token_to_id(text) is None}
+    if missing:
+        log.warning("%s: tokenizer_class %r defaults %s, which the vocabulary lacks; left out", directory,
+                    class_name, ", ".join(f"{role}_token to {text!r}" for role, text in missing.items()))
+    return {role: text for role, text in found.items() if role not in missing}
 
 
 def read_chat_template(directory: Path, config: dict) -> str | None:

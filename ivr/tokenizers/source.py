@@ -18,8 +18,8 @@ from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.bpe import offline_gpt2_files, offline_gpt2_tokenizer
 from ivr.stamps import output_signature
 from ivr.tokenizers.io import (
-    METADATA_FILE, add_config_added_tokens, file_sha256, read_configs, read_metadata, read_special_tokens,
-    read_tokenizer_file, save_tokenizer_dir,
+    METADATA_FILE, MODEL_CONFIG_FILE, add_config_added_tokens, file_sha256, read_configs, read_metadata,
+    read_special_tokens, read_tokenizer_file, save_tokenizer_dir,
 )
 from ivr.tokenizers.pieces import vocab_pieces
 from ivr.tokenizers.special import (
@@ -49,7 +49,8 @@ GGUF_GPT2_CUT = frozenset({"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "
                            "jina-v2-de", "jina-v2-code", "roberta-bpe", "a.x-4.0", "mellum", "modern-bert"})
 GGUF_READING = "transformers' conversion, then the pre-tokenizer type as llama.cpp reads it"
 DIR_READING = ("tokenizer.json, then the config's added_tokens_decoder as transformers reads it; a prefix space "
-               "checked against transformers; the truncation side from tokenizer.json's truncation")
+               "checked against transformers; the truncation side from tokenizer.json's truncation; unnamed roles "
+               "from the tokenizer class's defaults")
 
 
 def fetch_original_tokenizer(
@@ -132,7 +133,7 @@ def _requested(tokenizer_name: str, local_dir: str | Path | None) -> dict:
         elif local_dir or Path(tokenizer_name).expanduser().is_dir():  # a directory's files, whichever setting names it
             directory = Path(spec).expanduser()
             requested["files"] = [[name, file_sha256(directory / name)]
-                                  for name in (TOKENIZER_FILE, *CONFIG_FILES, CHAT_TEMPLATE_FILE)
+                                  for name in (TOKENIZER_FILE, *CONFIG_FILES, CHAT_TEMPLATE_FILE, MODEL_CONFIG_FILE)
                                   if (directory / name).is_file()] or None
             requested["dir_reading"] = DIR_READING  # a folder read otherwise before is read again
     except FileNotFoundError:

@@ -5,6 +5,8 @@ unk, read from the tokenizer directory (``ivr.tokenizers.io.read_special_tokens`
 and ``special_tokens_map.json``, as ``transformers`` reads them. The one exception is a tokenizer whose only
 added token is ``<|endoftext|>`` and whose configs name no role: GPT-2's layout, where that token is bos, eos
 and unk (what ``transformers``' GPT-2 tokenizer assumes; GPT-2's Hub config holds ``model_max_length`` alone).
+A role the configs leave unnamed takes the default of the ``tokenizer_class`` they name, as ``transformers``
+gives it (``GPT2Tokenizer``'s bos, eos and unk are ``<|endoftext|>`` beside any other added tokens).
 """
 
 from __future__ import annotations
