@@ -320,11 +320,16 @@ def test_cuts_that_break_more_fit_words_than_may_be_kept_whole_are_refused(monke
 def test_cuts_whose_regex_is_too_long_are_refused_with_its_length(monkeypatch):
     bare, model, words, gold = dash_runs()
     size = len(run_cut_pattern({"-": CharCuts(run_cuts_of(bare, "-", 8, piece_grams(bare.get_vocab())))}))
-    monkeypatch.setattr(run_cuts, "MAX_PATTERN", size)
+    kept, _ = select_run_cuts(bare, model, words, np.ones(3), gold, fast_settings(max_run=8))
+    # "x-----" is kept whole, which the regex writes out
+    whole_size = len(run_cut_pattern(kept))
+    assert kept["-"].whole and whole_size > size
+    monkeypatch.setattr(run_cuts, "MAX_PATTERN", whole_size)
     assert "-" in select_run_cuts(bare, model, words, np.ones(3), gold, fast_settings(max_run=8))[0]
-    monkeypatch.setattr(run_cuts, "MAX_PATTERN", size - 1)
-    kept, considered = select_run_cuts(bare, model, words, np.ones(3), gold, fast_settings(max_run=8))
-    assert kept == {} and {"char": "-", "accepted": False, "reason": f"a regex of {size} characters"} in considered
+    for limit, found in ((whole_size - 1, whole_size), (size - 1, size)):
+        monkeypatch.setattr(run_cuts, "MAX_PATTERN", limit)
+        kept, considered = select_run_cuts(bare, model, words, np.ones(3), gold, fast_settings(max_run=8))
+        assert kept == {} and {"char": "-", "accepted": False, "reason": f"a regex of {found} characters"} in considered
 
 
 def test_a_character_whose_doubled_piece_bpe_never_outputs_gets_no_cuts():

@@ -178,7 +178,7 @@ def select_run_cuts(
 ) -> tuple[dict[str, CharCuts], list[dict]]:
     """Cuts for each character of ``CHARS`` whose doubled piece BPE outputs and whose runs BPE cuts, kept when they
     fix enough fit word occurrences (``settings.split_rule_min_fixed``, any for ``settings.split_rule_chars``) and
-    their regex stays under ``MAX_PATTERN`` characters. The fit words and pure runs, alone or after a space, that the
+    their regex, with the words kept whole, stays under ``MAX_PATTERN`` characters. The fit words and pure runs, alone or after a space, that the
     Unigram gets right without them and they would break are kept whole, up to ``MAX_KEPT_WHOLE``. Returns the kept
     cuts and, per character, what was found (the report's fields)."""
     vocab = bare_bpe.get_vocab()
@@ -214,6 +214,10 @@ def select_run_cuts(
         broken = [k for k, (c, g, p) in enumerate(zip(cut, text_gold, plain)) if c != g and p == g]
         cuts.whole = [(texts[k], tuple(int(m) - 1 for m in np.cumsum([len(x) for x in segs[k][:-1]])))
                       for k in broken]
+        size = len(run_cut_pattern({char: cuts})) if cuts.whole else size  # each word kept whole is written out
+        if size > MAX_PATTERN:
+            considered.append({"char": char, "accepted": False, "reason": f"a regex of {size} characters"})
+            continue
         fixed = [k for k, (c, g, p) in enumerate(zip(cut[:len(idx)], text_gold, plain)) if c == g and p != g]
         fixed_occ = float(weights[[idx[k] for k in fixed]].sum()) if fixed else 0.0
         ok = earns_a_rule(always, fixed, fixed_occ, settings) and len(broken) <= MAX_KEPT_WHOLE
