@@ -397,6 +397,30 @@ class IVRLanguageModel(LightningModule):
                 self.log("embeddings/reassigned_relative_drift", relative, sync_dist=True)
         for metric in self._held_out_sums():
             metric.reset()
+        if split == "val":
+            self._check_monitor_logged(r_tokens if self.reassigned_ids is not None else 0, tokens)
+
+    def _check_monitor_logged(self, reassigned_targets, targets) -> None:
+        """Name why the figure ``checkpoint.monitor`` names was not logged at this validation (the conditions of
+        ``_log_held_out``), where ModelCheckpoint would stop the fit with a hint to log it."""
+        trainer = self._trainer
+        monitor = getattr(trainer.checkpoint_callback, "monitor", None) if trainer is not None else None
+        if monitor is None or trainer.sanity_checking:  # a sanity check sees two batches and saves nothing
+            return
+        reassigned = 0 if self.reassigned_ids is None else len(self.reassigned_ids)
+        if "reassigned" in monitor or monitor.endswith("/loss_other"):
+            if not reassigned:
+                why = "the fit's tokenizer has no reassigned ids"
+            elif monitor == "val/loss_reassigned" and reassigned_targets == 0:
+                why = f"no held-out target is one of the {reassigned} ids the remap reassigned"
+            elif monitor == "val/loss_other" and reassigned_targets == targets:
+                why = "every held-out target is a reassigned id"
+            elif monitor.startswith("embeddings/") and self._initial_rows is None:
+                why = "the checkpoint it resumed from does not record where the reassigned rows started"
+            else:
+                return
+            raise ValueError(f"checkpoint.monitor {monitor!r} has no value at this validation: {why}; monitor "
+                             "val/loss or val/bits_per_byte instead")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         gen = self.generation

@@ -632,3 +632,32 @@ def test_predict_samples_with_the_settings_given_and_returns_only_the_new_tokens
     module.generation = GenerationSettings(temperature=0.0)  # greedy: no sampling settings reach generate
     module.predict_step(batch, 0)
     assert (seen["do_sample"], seen["temperature"], seen["top_k"]) == (False, None, None)
+
+
+@pytest.mark.parametrize("monitor, reassigned, target, message", [
+    ("val/loss_reassigned", [7], 150, "no held-out target is one of the 1 ids the remap reassigned"),
+    ("val/loss_other", [7], 7, "every held-out target is a reassigned id"),
+    ("embeddings/reassigned_drift", [], 7, "the fit's tokenizer has no reassigned ids"),
+    ("val/loss_reassigned", [7], 7, None),  # logged: nothing to say
+    ("val/loss", [7], 150, None),
+])
+def test_a_monitored_figure_of_the_reassigned_ids_that_has_no_value_is_named_with_why(monitor, reassigned, target,
+                                                                                     message):
+    from types import SimpleNamespace
+
+    module = IVRLanguageModel(model_name_or_path=None, from_config=ModelShape(n_layer=1, n_embd=16, n_positions=16))
+    module.configure_model()
+    module.reassigned_ids = torch.tensor(reassigned, dtype=torch.long)
+    module._initial_rows = module.model.get_input_embeddings().weight[reassigned].detach().clone()
+    module.log = lambda *args, **kw: None
+    module._trainer = SimpleNamespace(checkpoint_callback=SimpleNamespace(monitor=monitor), sanity_checking=False)
+    ids = torch.full((2, 16), target)
+    module.validation_step({"input_ids": ids, "n_bytes": torch.tensor([40, 50])}, 0)
+    if message is None:
+        module.on_validation_epoch_end()
+        return
+    with pytest.raises(ValueError, match=f"checkpoint.monitor '{monitor}' has no value.*{message}"):
+        module.on_validation_epoch_end()
+    module._trainer.sanity_checking = True  # two batches, no checkpoint: nothing to say yet
+    module.validation_step({"input_ids": ids, "n_bytes": torch.tensor([40, 50])}, 0)
+    module.on_validation_epoch_end()
