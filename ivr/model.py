@@ -405,7 +405,8 @@ class IVRLanguageModel(LightningModule):
         ``_log_held_out``), where ModelCheckpoint would stop the fit with a hint to log it."""
         trainer = self._trainer
         monitor = getattr(trainer.checkpoint_callback, "monitor", None) if trainer is not None else None
-        if monitor is None or trainer.sanity_checking:  # a sanity check sees two batches and saves nothing
+        # only a fit saves checkpoints; its sanity check sees two batches and saves nothing
+        if monitor is None or trainer.state.fn != "fit" or trainer.sanity_checking:
             return
         reassigned = 0 if self.reassigned_ids is None else len(self.reassigned_ids)
         if "reassigned" in monitor or monitor.endswith("/loss_other"):

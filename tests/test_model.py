@@ -650,7 +650,8 @@ def test_a_monitored_figure_of_the_reassigned_ids_that_has_no_value_is_named_wit
     module.reassigned_ids = torch.tensor(reassigned, dtype=torch.long)
     module._initial_rows = module.model.get_input_embeddings().weight[reassigned].detach().clone()
     module.log = lambda *args, **kw: None
-    module._trainer = SimpleNamespace(checkpoint_callback=SimpleNamespace(monitor=monitor), sanity_checking=False)
+    module._trainer = SimpleNamespace(checkpoint_callback=SimpleNamespace(monitor=monitor), sanity_checking=False,
+                                      state=SimpleNamespace(fn="fit"))
     ids = torch.full((2, 16), target)
     module.validation_step({"input_ids": ids, "n_bytes": torch.tensor([40, 50])}, 0)
     if message is None:
@@ -659,5 +660,8 @@ def test_a_monitored_figure_of_the_reassigned_ids_that_has_no_value_is_named_wit
     with pytest.raises(ValueError, match=f"checkpoint.monitor '{monitor}' has no value.*{message}"):
         module.on_validation_epoch_end()
     module._trainer.sanity_checking = True  # two batches, no checkpoint: nothing to say yet
+    module.validation_step({"input_ids": ids, "n_bytes": torch.tensor([40, 50])}, 0)
+    module.on_validation_epoch_end()
+    module._trainer.sanity_checking, module._trainer.state.fn = False, "validate"  # ivr validate saves none
     module.validation_step({"input_ids": ids, "n_bytes": torch.tensor([40, 50])}, 0)
     module.on_validation_epoch_end()
