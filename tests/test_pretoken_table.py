@@ -179,8 +179,9 @@ def test_a_table_not_recorded_or_of_another_version_says_why(tmp_path, layouts):
         assert why == f"{table / 'manifest.json'}: table version 1, not {pretoken_table.VERSION}"
 
 
-@pytest.mark.parametrize("name", ["pretokens.parquet", "train_sequences.parquet", "train_documents.parquet"])
-def test_a_truncated_table_file_is_not_used_and_says_which(tmp_path, layouts, name):
+@pytest.mark.parametrize("name", pretoken_table.TABLE_FILES)
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_a_truncated_or_missing_table_file_is_not_used_and_says_which(tmp_path, layouts, name, damage):
     """A run that keeps a checkpoint's tokenizer reads the table without the stage stamp's check: the datasets
     then encode the split, naming the file."""
     tok = layouts[1]
@@ -188,10 +189,13 @@ def test_a_truncated_table_file_is_not_used_and_says_which(tmp_path, layouts, na
     table = tmp_path / "table"
     record(table, tok, {"train": docs, "heldout": docs[:3]})
     damaged = table / name
-    damaged.write_bytes(damaged.read_bytes()[:-20])
+    if damage == "deleted":
+        damaged.unlink()
+    else:
+        damaged.write_bytes(damaged.read_bytes()[:-20])
     for why in (read_pretoken_counts(table, "sha", "corpus", 0.05, 1, 0.1),
                 split_id_batches(table, "train", tok, "corpus", 0.05)):
-        assert isinstance(why, str) and why.startswith(f"{damaged}: damaged (")
+        assert why == f"{damaged}: missing" if damage == "deleted" else why.startswith(f"{damaged}: damaged (")
 
 
 def test_the_cutting_fingerprint_changes_with_the_normalizer_and_the_cutting_of_special_token_text():

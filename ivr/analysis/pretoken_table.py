@@ -42,6 +42,9 @@ from ivr.tokenizers.io import groups_are_pre_tokens, pretoken_bounds
 
 VERSION = 2
 SPLITS = ("train", "heldout")
+# what a recorded table holds, empty splits included
+TABLE_FILES = ("pretokens.parquet", "train_counts.parquet",
+               *(f"{split}_{part}.parquet" for split in SPLITS for part in ("documents", "sequences")))
 FLUSH_VALUES = 1 << 22
 
 
@@ -214,7 +217,10 @@ def _usable(directory: Path, expected: dict) -> dict | str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    for table in sorted(Path(directory).glob("*.parquet")):  # a truncated file has no footer: its reader would fail
+    for name in TABLE_FILES:  # a truncated file has no footer: its reader would fail
+        table = Path(directory) / name
+        if not table.is_file():
+            return f"{table}: missing"
         try:
             pq.read_metadata(table)
         except (OSError, ValueError, pa.ArrowException) as error:
