@@ -4,6 +4,7 @@ time, with errors that name the file, line and byte offset. ``ivr.corpus`` turns
 from __future__ import annotations
 
 import codecs
+import contextvars
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,14 @@ BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codec
          (codecs.BOM_UTF16_BE, "utf-16"))
 
 
+def damaged(where: str, offset: int, bad: bytes, encoding: str, reason: str) -> CorpusError:
+    """``bad``, at ``offset`` of a file read as UTF-16 or UTF-32 (``encoding_conflict`` found no mark or text of
+    another encoding) that are not valid there: the file is in that encoding and damaged there, and passing the
+    encoding again would not help."""
+    return CorpusError(f"{where}: bytes at offset {offset} (0x{bad[:4].hex(' ')}) are not valid {encoding} "
+                       f"({reason}); the file is damaged there (cut short, or overwritten): fix it or copy it again")
+
+
 def decode(data: bytes, path: Path, encoding: str, line: int | None = None, base_offset: int = 0) -> str:
     try:
         return data.decode(encoding)
@@ -24,17 +33,27 @@ def decode(data: bytes, path: Path, encoding: str, line: int | None = None, base
         where = f"{path}:{line}" if line is not None else str(path)
         bad = data[err.start : err.start + 4].hex(" ")
         if is_wide(encoding):
-            # read as UTF-16 or UTF-32 (``encoding_conflict`` found no mark or text of another encoding): the file
-            # is in that encoding and damaged there; passing the encoding again would not help
-            raise CorpusError(f"{where}: bytes at offset {base_offset + err.start} (0x{bad}) are not valid {encoding} "
-                              f"({err.reason}); the file is damaged there (cut short, or overwritten): fix it or copy "
-                              "it again") from None
+            raise damaged(where, base_offset + err.start, data[err.start:], encoding, err.reason) from None
         marked = next((name for bom, name in BOMS if data.startswith(bom)), None) if line in (None, 1) else None
         hint = (f"the file starts with a {marked.upper()} byte-order mark: pass --data.encoding {marked}, or convert "
                 "the file to UTF-8" if marked else
                 "pass --data.encoding (`ivr init --encoding`) with the file's real encoding, e.g. latin-1 or cp1252")
         raise CorpusError(f"{where}: bytes at offset {base_offset + err.start} (0x{bad}) are not valid {encoding}; "
                           f"{hint}") from None
+
+
+# stands for bytes a UTF-16 or UTF-32 file holds in error: a lone surrogate, which neither decoder ever gives
+DAMAGE_MARK = "\udfff"
+MARK_DAMAGE = "ivr-mark-damage"
+_DAMAGE: contextvars.ContextVar[list[tuple[int, str]]] = contextvars.ContextVar("damage")
+
+
+def _mark_damage(err: UnicodeDecodeError) -> tuple[str, int]:
+    _DAMAGE.get().append((err.start, err.reason))
+    return DAMAGE_MARK, err.end
+
+
+codecs.register_error(MARK_DAMAGE, _mark_damage)
 
 
 def is_wide(encoding: str) -> bool:
@@ -45,19 +64,27 @@ def is_wide(encoding: str) -> bool:
 def jsonl_lines(path: Path, encoding: str) -> Iterator[tuple[int, str | CorpusError]]:
     """Each non-blank line of a JSONL file as (line number, its text or the error decoding it), read as the file
     is consumed. Where the encoding writes line breaks as the ASCII bytes (UTF-8, Latin-1, cp1252), lines are cut
-    before decoding, so a bad line costs only itself and the file is streamed; a UTF-16 or UTF-32 file is decoded
-    whole, and a bad byte fails the file (one error, line 0)."""
+    before decoding and the file is streamed; a UTF-16 or UTF-32 file is decoded whole, its bad bytes marked where
+    they stand. Either way a bad byte costs only its line."""
     if "\n\r".encode(encoding) != b"\n\r":
         data = read_bytes(path)
+        found = _DAMAGE.set([])
         try:
-            decoded = decode(data, path, encoding).removeprefix("\ufeff")
-        except CorpusError as err:
-            yield 0, err
-            return
+            decoded = data.decode(encoding, errors=MARK_DAMAGE).removeprefix("\ufeff")
+            damage = iter(_DAMAGE.get())
+        finally:
+            _DAMAGE.reset(found)
         # newline="": \n, \r and \r\n end a line, as bytes.splitlines does; U+2028 inside a record does not
         text = io.StringIO(decoded, newline="")
-        # the terminator is cut off: json counts a column after it as column 1 of the next line
-        yield from ((lineno, line.rstrip("\r\n")) for lineno, line in enumerate(text, start=1) if line.strip())
+        for lineno, line in enumerate(text, start=1):
+            marks = line.count(DAMAGE_MARK)
+            if marks:
+                start, reason = next(damage)
+                for _ in range(marks - 1):
+                    next(damage)
+                yield lineno, damaged(f"{path}:{lineno}", start, data[start:], encoding, reason)
+            elif line.strip():  # the terminator is cut off: json counts a column after it as column 1 of the next line
+                yield lineno, line.rstrip("\r\n")
         return
     offset, utf8 = 0, codecs.lookup(encoding).name == "utf-8"
     try:

@@ -349,21 +349,43 @@ def test_a_record_that_names_its_text_twice_is_named(tmp_path, name, body, where
 
 @pytest.mark.parametrize("name, data, encoding, offset", [
     ("a.txt", "some text\n".encode("utf-16")[:-1], "utf-16", 20),  # cut short: an odd number of bytes
-    ("a.jsonl", _records(1).encode("utf-16")[:-1], "utf-16", 46),
+    ("a.jsonl:1", _records(1).encode("utf-16")[:-1], "utf-16", 46),
     ("a.json", '[{"text": "x"}]'.encode("utf-16")[:-1], "utf-16", 30),
     # half of a surrogate pair, in a file without a mark: its NUL bytes are UTF-16's, not a sign of binary data
     ("a.txt", "some text".encode("utf-16-le") + b"\x3d\xd8" + "more".encode("utf-16-le"), "utf-16-le", 18),
 ], ids=["txt-cut-short", "jsonl-cut-short", "json-cut-short", "lone-surrogate"])
 def test_a_damaged_utf16_file_read_as_utf16_is_named_as_damaged(tmp_path, name, data, encoding, offset):
-    """The file is in the encoding it was read with: the error says where it is damaged, and neither tells the
-    user to pass the encoding already passed nor calls the file binary."""
+    """The file is in the encoding it was read with: the error says where it is damaged (a JSONL file's line too),
+    and neither tells the user to pass the encoding already passed nor calls the file binary."""
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / name).write_bytes(data)
+    (raw / name.partition(":")[0]).write_bytes(data)
     with pytest.raises(CorpusError, match=rf"{name}: bytes at offset {offset} \(0x[0-9a-f ]+\) are not valid "
                                           rf"{encoding} \(.*\); the file is damaged there") as err:
         _clean(raw, tmp_path, encoding=encoding)
     assert "pass --data.encoding" not in str(err.value) and "binary" not in str(err.value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32-le"])
+def test_damaged_bytes_of_a_wide_jsonl_file_cost_only_their_line(tmp_path, encoding):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lines = _records(4).encode(encoding).split("\n".encode(encoding.replace("utf-16", "utf-16-le")
+                                                       if encoding == "utf-16" else encoding))
+    width = 4 if "32" in encoding else 2
+    # line 2 gets half of a surrogate pair, line 3 two of them: neither is text in UTF-16 or UTF-32
+    surrogate = "\ud83d".encode(encoding.replace("utf-16", "utf-16-le") if encoding == "utf-16" else encoding,
+                                 errors="surrogatepass")
+    lines[1] = lines[1][:width * 3] + surrogate + lines[1][width * 3:]
+    lines[2] = lines[2] + surrogate + surrogate
+    newline = "\n".encode("utf-16-le" if encoding == "utf-16" else encoding)
+    (raw / "a.jsonl").write_bytes(newline.join(lines))
+    manifest = _clean(raw, tmp_path, encoding=encoding, on_bad_record="skip")
+    assert [d.doc_id for d in iter_documents(tmp_path / "cleaned")] == ["a.jsonl:1", "a.jsonl:4"]
+    assert manifest["skipped_records"] == 2
+    first = len(newline.join(lines[:1])) + len(newline) + width * 3
+    assert manifest["skipped_examples"][0].startswith(f"{raw / 'a.jsonl'}:2: bytes at offset {first} (0x")
+    assert manifest["skipped_examples"][1].startswith(f"{raw / 'a.jsonl'}:3: bytes at offset ")
 
 
 def test_a_binary_file_read_as_utf16_is_still_called_binary(tmp_path):
