@@ -388,10 +388,14 @@ def align_embeddings(
     }
     init = {**common, **asdict(settings)}
     aligned = aligned_wte(wte, source)
+    # every row computed before the first file is written: a failure leaves the files of one run, not of two
+    final = final_wte(wte, aligned, rules, settings, vocab_size)
+    head = None if tied else model.get_output_embeddings().weight.detach().cpu().clone()
+    final_head = None if head is None else final_wte(head, aligned_wte(head, source), rules, settings, vocab_size)
     out = {
         "original_wte": save_embedding(wte, paths, "original_wte", wte, common),
         "aligned_wte": save_embedding(aligned, paths, "aligned_wte", wte, common),
-        "final_wte": save_embedding(final_wte(wte, aligned, rules, settings, vocab_size), paths, "final_wte", wte, init),
+        "final_wte": save_embedding(final, paths, "final_wte", wte, init),
     }
     if wpe is not None:
         # a table of positions: the token ids and counts of the rest do not describe it
@@ -400,9 +404,7 @@ def align_embeddings(
                                              {k: v for k, v in common.items() if k not in token_fields})
     else:
         _drop(paths, "original_wpe")
-    if not tied:
-        head = model.get_output_embeddings().weight.detach().cpu().clone()
-        final_head = final_wte(head, aligned_wte(head, source), rules, settings, vocab_size)
+    if head is not None:
         out["final_lm_head"] = save_embedding(final_head, paths, "final_lm_head", head, init)
     else:
         # a stale untied head from an earlier run would be installed by load_final_embeddings

@@ -312,3 +312,19 @@ def test_saved_embedding_rows_are_the_same_bytes_in_every_run(tmp_path):
         assert torch.equal(torch.load(paths.embedding("final_wte"), weights_only=True), rows)
         written.append(paths.embedding("final_wte").read_bytes())
     assert written[0] == written[1]
+
+
+def test_an_untied_head_that_cannot_be_initialised_leaves_every_embedding_file_as_it_was(tmp_path):
+    paths = ArtifactPaths.from_config(tmp_path / "artifacts")
+    rules = make_rules()
+    build_tokenizers(paths.original_tokenizer_dir, paths.remapped_tokenizer_dir, rules)
+    write_rules(paths.remap_rules, rules)
+    align_embeddings(tiny_gpt2(tied=False), paths, AlignSettings(init_strategy="mean"))
+    before = {p.name: p.read_bytes() for p in paths.embedding("final_wte").parent.iterdir()}
+    model = tiny_gpt2(tied=False)
+    with torch.no_grad():
+        model.transformer.wte.weight.mul_(2)  # other rows for every file of this run
+        model.lm_head.weight[rules[0]["gpt2_ids"]] = float("nan")  # a head that cannot give a row
+    with pytest.raises(ValueError, match="non-finite rows"):
+        align_embeddings(model, paths, AlignSettings(init_strategy="mean"))
+    assert {p.name: p.read_bytes() for p in paths.embedding("final_wte").parent.iterdir()} == before
