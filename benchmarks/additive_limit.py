@@ -56,7 +56,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from common import EXACT_TARGET, LANGUAGES, Stopwatch, add_heldout_every, encode_ids, held_out_sets, parser
+from common import (
+    EXACT_TARGET, LANGUAGES, Stopwatch, add_heldout_every, encode_ids, held_out_sets, non_negative_int, parser,
+    positive_float, positive_int,
+)
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable, text_to_piece
@@ -328,12 +331,13 @@ def fit_mismatches(report: Path, set_names: Sequence[str]) -> tuple[dict[str, Co
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--designs", default=DEFAULT_DESIGNS, help="comma-separated designs (see above)")
-    ap.add_argument("--budget-exponent", type=float, default=INIT_EXPONENT,
+    ap.add_argument("--budget-exponent", type=positive_float, default=INIT_EXPONENT,
                     help="E: the hybrids' last merge weighs N^-E, as at f64:pow:E (default: the library's "
                          "init_exponent, %(default)s)")
-    ap.add_argument("--lang-chars", type=int, default=2_000_000, help="cap on each language's messages")
+    ap.add_argument("--lang-chars", type=positive_int, default=2_000_000, help="cap on each language's messages")
     ap.add_argument("--languages", default=",".join(LANGUAGES), help="comma-separated locale names")
-    ap.add_argument("--examples", type=int, default=3, help="most frequent wrong words listed per set and design")
+    ap.add_argument("--examples", type=non_negative_int, default=3,
+                    help="most frequent wrong words listed per set and design")
     ap.add_argument("--fit-report", type=Path, default=None,
                     help="a report.json of multilingual_distill.py (e.g. /tmp/multilingual/code/report.json): "
                          "also count, of the fitted tokenizer's non-tie wrong occurrences, those each design gets "

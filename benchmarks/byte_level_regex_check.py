@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from common import Stopwatch, distillation_sets, parser
+from common import Stopwatch, distillation_sets, non_negative_int, parser, positive_int, random_seed
 
 from ivr.tokenizers.byte_level import piece_to_bytes
 from ivr.tokenizers.distill import rules_pre_tokenizer
@@ -48,9 +48,9 @@ def random_texts(n: int, rules: list[dict], words: list[list[str]], seed: int) -
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--tokenizer", type=Path, required=True, help="a distilled tokenizer folder (with ivr_metadata.json)")
-    ap.add_argument("--texts", type=int, default=100_000, help="how many random strings")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the random strings")
-    ap.add_argument("--examples", type=int, default=5, help="how many differing texts to print")
+    ap.add_argument("--texts", type=positive_int, default=100_000, help="how many random strings")
+    ap.add_argument("--seed", type=random_seed, default=0, help="seed of the random strings")
+    ap.add_argument("--examples", type=non_negative_int, default=5, help="how many differing texts to print")
     args = ap.parse_args()
     meta = read_metadata(args.tokenizer, required=True)
     rules, words = meta.get("split_rules", []), meta.get("word_rules", [])

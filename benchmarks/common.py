@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import shutil
 import statistics
@@ -218,6 +219,31 @@ def _number(value: str, kind: type, what: str, ok: typing.Callable[[float], bool
 def positive_int(value: str) -> int:
     """An argparse type: an integer of at least 1 (a count of passes, steps, seeds or files)."""
     return _number(value, int, "an integer", lambda n: n >= 1, "must be at least 1")
+
+
+def non_negative_int(value: str) -> int:
+    """An argparse type: an integer of at least 0 (a count where 0 means none: examples to print, warm-up steps)."""
+    return _number(value, int, "an integer", lambda n: n >= 0, "must be at least 0")
+
+
+def two_or_more(value: str) -> int:
+    """An argparse type: an integer of at least 2 (a block or window of tokens: inputs and next-token targets)."""
+    return _number(value, int, "an integer", lambda n: n >= 2, "must be at least 2")
+
+
+def random_seed(value: str) -> int:
+    """An argparse type: a seed from 0 to 2**32 - 1 (numpy's and Lightning's seeding refuse any other)."""
+    return _number(value, int, "an integer", lambda n: 0 <= n < 2**32, "must be from 0 to 2**32 - 1")
+
+
+def positive_float(value: str) -> float:
+    """An argparse type: a finite number above 0 (a size in MB, a learning rate, a step size, an exponent)."""
+    return _number(value, float, "a number", lambda n: 0 < n < math.inf, "must be above 0 and finite")
+
+
+def non_negative_float(value: str) -> float:
+    """An argparse type: a finite number of at least 0 (a weight where 0 means none)."""
+    return _number(value, float, "a number", lambda n: 0 <= n < math.inf, "must be at least 0 and finite")
 
 
 def fraction(value: str) -> float:

@@ -126,16 +126,17 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--tokenizer", type=Path, required=True,
                     help="the distilled tokenizer.json to test (multilingual_distill.py writes OUT/code/tokenizer/)")
-    ap.add_argument("--per-language", type=int, default=100_000,
+    ap.add_argument("--per-language", type=positive_int, default=100_000,
                     help="training words: this many of each general language's most frequent words")
-    ap.add_argument("--context", type=int, default=3, help="characters of context on each side of a cut, at most")
-    ap.add_argument("--min-types", type=int, default=3,
+    ap.add_argument("--context", type=positive_int, default=3,
+                    help="characters of context on each side of a cut, at most")
+    ap.add_argument("--min-types", type=positive_int, default=3,
                     help="a context is kept only where at least this many training words hold it")
     ap.add_argument("--rules", type=lambda v: [positive_int(k) for k in v.split(",")], default=[50, 200, 1000],
                     help="comma-separated numbers of best contexts to cut with")
     ap.add_argument("--rank", choices=("net", "fixes"), default="net",
                     help="rank contexts by the training words they fix less those they break (net), or fixes alone")
-    ap.add_argument("--lang-chars", type=int, default=2_000_000, help="cap on each language's messages")
+    ap.add_argument("--lang-chars", type=positive_int, default=2_000_000, help="cap on each language's messages")
     add_heldout_every(ap)
     args = ap.parse_args()
 

@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/distill_bench"),
                     help="where the distilled tokenizer (OUT/tokenizer) and its reports (report.md, report.json) go")
     add_heldout_every(ap)
-    ap.add_argument("--max-iterations", type=int, default=None,
+    ap.add_argument("--max-iterations", type=positive_int, default=None,
                     help=f"fitting rounds (default {DistillSettings.max_iterations})")
     ap.add_argument("--repeats", type=positive_int, default=3,
                     help="throughput passes over the sample; in each, BPE, the distilled tokenizer and the distilled "

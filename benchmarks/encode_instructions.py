@@ -109,10 +109,18 @@ def instructions(tokenizer_file: Path, sample: Path, encode: bool) -> int:
     return int(found.group(1))
 
 
+def positive_every(value: str) -> int:
+    """``common.positive_int``, imported only when ``--every`` is read: the process under valgrind parses too."""
+    from common import positive_int
+
+    return positive_int(value)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer", type=Path, help="a distilled tokenizer folder (with ivr_metadata.json)")
-    ap.add_argument("--every", type=int, default=8, help="take every n-th document of the throughput sample")
+    ap.add_argument("--every", type=positive_every, default=8,
+                    help="take every n-th document of the throughput sample")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS)[:5],
                     help="which tokenizers to count (BPE always, as the reference): " + "; ".join(
                         f"{k}: {v}" for k, v in VARIANTS.items()) + "; the default is the first five")

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common import Stopwatch, fraction, parser, settings_from
+from common import Stopwatch, fraction, non_negative_int, parser, positive_float, positive_int, settings_from
 
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.builtin_corpora import (
@@ -84,13 +84,14 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--domain", choices=["python", "russian"], default="python",
                     help="the domain corpus: the standard library's sources or Russian UI messages (see above)")
-    ap.add_argument("--mb", type=float, default=8.0, help="domain corpus size in MB")
-    ap.add_argument("--general-mb", type=float, default=3.0,
+    ap.add_argument("--mb", type=positive_float, default=8.0, help="domain corpus size in MB")
+    ap.add_argument("--general-mb", type=positive_float, default=3.0,
                     help="general English in MB, the help topics included (more /usr/share/doc text fills it up)")
     ap.add_argument("--heldout-fraction", type=fraction, default=0.1,
                     help="data.heldout_fraction: share of the domain's documents held out of selection and measured")
-    ap.add_argument("--num-replacements", type=int, help="default: data.select.num_replacements's (2000)")
-    ap.add_argument("--min-count", type=int, help="default: data.select.min_count's (20)")
+    ap.add_argument("--num-replacements", type=non_negative_int,
+                    help="default: data.select.num_replacements's (2000)")
+    ap.add_argument("--min-count", type=positive_int, help="default: data.select.min_count's (20)")
     ap.add_argument("--distilled", help="directory of a distilled tokenizer (default: fit one on the training split)")
     ap.add_argument("--out", help="artifact directory, best new or empty (default: a temporary one)")
     ap.add_argument("--select", action="append", default=[], metavar="KEY=VALUE",

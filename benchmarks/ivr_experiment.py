@@ -65,7 +65,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import document_windows, encode, fraction, parser, positive_int  # noqa: E402
+from common import (
+    document_windows, encode, fraction, non_negative_int, parser, positive_float, positive_int, random_seed,
+    two_or_more,
+)  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from ivr.atomic import read_json_object, write_text  # noqa: E402
@@ -385,7 +388,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=ROOT / "artifacts" / "experiment", help="output directory")
     p.add_argument("--base", default=None, help="pretrained GPT-2 (Hub name or save_pretrained dir); skips pretraining")
     p.add_argument("--use-hub", action="store_true", help="fetch the original tokenizer from the Hub (default: offline copy)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=random_seed, default=0,
                    help="seed of the first base model's pretraining and of every fine-tuning run")
     p.add_argument("--seeds", type=positive_int, default=3,
                    help="base models pretrained (seeds --seed, --seed+1, ...) for the initialisation comparison; "
@@ -393,27 +396,32 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--logit-levels", type=lambda v: [float(x) for x in v.split(",") if x], default=[-50.0],
                    help="comma-separated mean log-partitions at which mean and zeros are re-evaluated on a "
                         "reparametrised base with the same predictions (shift_logits); '' for none")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: every core)")
+    p.add_argument("--threads", type=positive_int, default=os.cpu_count(),
+                   help="torch threads (default: every core)")
     g = p.add_argument_group("base model pretraining (without --base)")
-    g.add_argument("--n-layer", type=int, default=2, help="transformer blocks of the base model")
-    g.add_argument("--n-head", type=int, default=2, help="attention heads per block")
-    g.add_argument("--n-embd", type=int, default=64, help="width of the base model")
-    g.add_argument("--pretrain-steps", type=int, default=300, help="optimizer steps of pretraining")
-    g.add_argument("--pretrain-lr", type=float, default=3e-3,
+    g.add_argument("--n-layer", type=positive_int, default=2, help="transformer blocks of the base model")
+    g.add_argument("--n-head", type=positive_int, default=2, help="attention heads per block")
+    g.add_argument("--n-embd", type=positive_int, default=64, help="width of the base model")
+    g.add_argument("--pretrain-steps", type=positive_int, default=300, help="optimizer steps of pretraining")
+    g.add_argument("--pretrain-lr", type=positive_float, default=3e-3,
                    help="peak learning rate of pretraining (warm-up over its first tenth)")
-    g.add_argument("--doc-mb", type=float, default=2.0, help="cap on /usr/share/doc text used for pretraining (MB)")
+    g.add_argument("--doc-mb", type=positive_float, default=2.0,
+                   help="cap on /usr/share/doc text used for pretraining (MB)")
     g.add_argument("--general-heldout-fraction", type=fraction, default=0.2, help="share of help topics held out")
     g = p.add_argument_group("domain and fine-tuning")
-    g.add_argument("--corpus-mb", type=float, default=1.5, help="Python stdlib sources used as the domain (MB)")
+    g.add_argument("--corpus-mb", type=positive_float, default=1.5,
+                   help="Python stdlib sources used as the domain (MB)")
     g.add_argument("--heldout-fraction", type=fraction, default=0.1, help="share of domain files held out")
-    g.add_argument("--distill-iterations", type=int, default=4, help="distillation fit rounds (library default 40)")
+    g.add_argument("--distill-iterations", type=positive_int, default=4,
+                   help="distillation fit rounds (library default 40)")
     g.add_argument("--steps", type=positive_int, default=200, help="fine-tuning optimizer steps, the same for every run")
-    g.add_argument("--batch-size", type=int, default=8, help="blocks per optimizer step, pretraining and fine-tuning")
-    g.add_argument("--block-size", type=int, default=64,
+    g.add_argument("--batch-size", type=positive_int, default=8,
+                   help="blocks per optimizer step, pretraining and fine-tuning")
+    g.add_argument("--block-size", type=two_or_more, default=64,
                    help="tokens per training block, the base model's positions and the evaluation window")
-    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of fine-tuning")
-    g.add_argument("--warmup-steps", type=int, default=20, help="linear warm-up steps of fine-tuning")
-    g.add_argument("--eval-batch-size", type=int, default=16, help="evaluation windows per forward pass")
+    g.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate of fine-tuning")
+    g.add_argument("--warmup-steps", type=non_negative_int, default=20, help="linear warm-up steps of fine-tuning")
+    g.add_argument("--eval-batch-size", type=positive_int, default=16, help="evaluation windows per forward pass")
     p.add_argument("--init-only", action="store_true",
                    help="stop after the initialisation comparison (no fine-tuning runs)")
     p.add_argument("--tables-only", action="store_true", help="print the tables of an earlier <out>/results.json")

@@ -20,7 +20,9 @@ are not training words.
 from __future__ import annotations
 
 import numpy as np
-from common import LANGUAGES, Stopwatch, add_heldout_every, encode_ids, held_out_sets, parser
+from common import (
+    LANGUAGES, Stopwatch, add_heldout_every, encode_ids, held_out_sets, parser, positive_float, positive_int,
+)
 
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.byte_level import readable
@@ -41,12 +43,13 @@ def piece_counts(seqs: list[list[int]], n_pieces: int) -> np.ndarray:
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--per-language", type=int, default=100_000, help="most frequent words of each language")
+    ap.add_argument("--per-language", type=positive_int, default=100_000,
+                    help="most frequent words of each language")
     ap.add_argument("--general-languages", default=GENERAL, help="wordfreq languages of the training words")
-    ap.add_argument("--epochs", type=int, default=15,
+    ap.add_argument("--epochs", type=positive_int, default=15,
                     help="most passes over the training words (fewer once none is wrong)")
-    ap.add_argument("--eta", type=float, default=0.2, help="first epoch's step in log weight")
-    ap.add_argument("--lang-chars", type=int, default=2_000_000, help="cap on each language's messages")
+    ap.add_argument("--eta", type=positive_float, default=0.2, help="first epoch's step in log weight")
+    ap.add_argument("--lang-chars", type=positive_int, default=2_000_000, help="cap on each language's messages")
     add_heldout_every(ap)
     args = ap.parse_args()
 

@@ -41,7 +41,10 @@ from common import (
     add_settings,
     fetched_source,
     held_out_sets,
+    non_negative_float,
+    non_negative_int,
     parser,
+    positive_int,
     regex_characters,
     settings_from,
 )
@@ -91,12 +94,14 @@ def main() -> None:
                          "smollm2 dependency group) instead of GPT-2's")
     ap.add_argument("--general-languages", default=None,
                     help="data.distill.general_languages ('' for none: the fit before general words)")
-    ap.add_argument("--general-words", type=int, default=None, help="data.distill.general_words_per_language")
-    ap.add_argument("--general-text-words", type=float, default=None, help="data.distill.general_text_words")
+    ap.add_argument("--general-words", type=non_negative_int, default=None,
+                    help="data.distill.general_words_per_language")
+    ap.add_argument("--general-text-words", type=non_negative_float, default=None,
+                    help="data.distill.general_text_words")
     ap.add_argument("--split-rule-chars", default=None, help="data.distill.split_rule_chars")
     add_settings(ap)
     ap.add_argument("--fit", choices=("code", "prose", "both"), default="both", help="which corpus to fit on")
-    ap.add_argument("--lang-chars", type=int, default=2_000_000, help="cap on each language's messages")
+    ap.add_argument("--lang-chars", type=positive_int, default=2_000_000, help="cap on each language's messages")
     ap.add_argument("--languages", default=",".join(LANGUAGES), help="comma-separated locale names")
     ap.add_argument("--fit-held-out", choices=("none", "all", "half"), default="none",
                     help="also fit on the held-out sets: 'all' of them (an oracle: what scores can match at all, not "

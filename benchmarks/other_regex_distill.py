@@ -53,7 +53,7 @@ def main() -> None:
                     help="per regex, the trained BPE (OUT/<regex>/source), the distilled tokenizer and its reports")
     ap.add_argument("--regexes", type=comma_choices(REGEXES), default="llama3,qwen2,gpt2",
                     help=f"comma-separated, of {', '.join(REGEXES)}")
-    ap.add_argument("--vocab-size", type=int, default=32768, help="vocabulary size of every trained BPE")
+    ap.add_argument("--vocab-size", type=positive_int, default=32768, help="vocabulary size of every trained BPE")
     ap.add_argument("--repeats", type=positive_int, default=3, help="passes over the held-out code for the encode speed")
     add_heldout_every(ap)
     args = ap.parse_args()

@@ -39,7 +39,10 @@ from statistics import mean, stdev
 import numpy as np
 import torch
 import yaml
-from common import EvalSet, Scores, bpb, comma_choices, config_heldout_fraction, encode, fraction, parser, score
+from common import (
+    EvalSet, Scores, bpb, comma_choices, config_heldout_fraction, encode, fraction, non_negative_int, parser,
+    positive_float, positive_int, random_seed, score, two_or_more,
+)
 
 from ivr.atomic import atomic_file
 from ivr.builtin_corpora import english_reference_texts, translated_messages
@@ -386,6 +389,12 @@ def at_least_two(value: str) -> int:
     return number
 
 
+# the preset options' types where not positive_int: a block or window holds inputs and their next-token targets,
+# and 0 warm-up steps start at the peak rate
+PRESET_TYPES = {"eval_points": at_least_two, "block_size": two_or_more, "window": two_or_more,
+                "warmup": non_negative_int}
+
+
 def main() -> None:
     lr = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["model"]["learning_rate"]
     ap = parser(__doc__)
@@ -405,13 +414,13 @@ def main() -> None:
     ap.add_argument("--arms", type=comma_choices(ARMS), default=",".join(ARMS),
                     help="part 3, comma-separated: " + ", ".join(ARMS))
     ap.add_argument("--train-init", default="mean", choices=STRATEGIES, help="part 3: init of the IVR arms")
-    ap.add_argument("--lr", type=float, default=None,
+    ap.add_argument("--lr", type=positive_float, default=None,
                     help=f"part 3: peak learning rate (default: configs/smollm2.yaml's model.learning_rate, {lr})")
-    ap.add_argument("--data-seed", type=int, default=0, help="part 3: order of the training documents")
+    ap.add_argument("--data-seed", type=random_seed, default=0, help="part 3: order of the training documents")
     ap.add_argument("--accelerator", default="auto", help="part 3: Lightning's accelerator (cpu, gpu, auto)")
     ap.add_argument("--precision", default="32-true", help="part 3: bf16-mixed on a GPU")
     for key, value in PRESETS["cpu"].items():
-        ap.add_argument(f"--{key.replace('_', '-')}", type=at_least_two if key == "eval_points" else int, default=None,
+        ap.add_argument(f"--{key.replace('_', '-')}", type=PRESET_TYPES.get(key, positive_int), default=None,
                         help=f"preset cpu: {value}, gpu: {PRESETS['gpu'][key]}")
     args = ap.parse_args()
     args.lr = lr if args.lr is None else args.lr

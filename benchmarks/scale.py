@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from common import parser, regex_characters
+from common import parser, positive_int, regex_characters
 
 from ivr.builtin_corpora import environment_code_paths, environment_code_texts, utf8_size
 from ivr.cleaned_corpus import batched
@@ -209,7 +209,7 @@ def print_table(results: list[dict]) -> None:
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[8, 32, 128], help="corpus sizes in MB")
+    ap.add_argument("--sizes", type=positive_int, nargs="+", default=[8, 32, 128], help="corpus sizes in MB")
     ap.add_argument("--gigabyte", action="store_true", help="also a 1,000 MB corpus")
     ap.add_argument("--work", type=Path, default=Path("/tmp/ivr_scale"), help="corpora, artifacts and logs")
     ap.add_argument("--json", type=Path, help="also write the results here")

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import Stopwatch, parser
+from common import Stopwatch, parser, positive_float
 
 from ivr.peak_memory import process_peak_kb
 
@@ -56,8 +56,8 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--distilled", type=Path, default=Path("artifacts/tokenizers/distilled_unigram"),
                     help="directory of a distilled tokenizer")
-    ap.add_argument("--mb", type=float, nargs="+", default=[3.0, 10.0], help="sizes of random text in MB")
-    ap.add_argument("--one", type=float, help=argparse.SUPPRESS)  # one size, in the child process
+    ap.add_argument("--mb", type=positive_float, nargs="+", default=[3.0, 10.0], help="sizes of random text in MB")
+    ap.add_argument("--one", type=positive_float, help=argparse.SUPPRESS)  # one size, in the child process
     args = ap.parse_args()
     if not (args.distilled / "tokenizer.json").is_file():
         sys.exit(f"{args.distilled}: no distilled tokenizer; run `uv run ivr prepare --config configs/demo.yaml` "

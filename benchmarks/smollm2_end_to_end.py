@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--steps", type=positive_int, default=3, help="training steps of the fit")
     ap.add_argument("--tokenizer", default="remapped", choices=["original", "distilled", "remapped"],
                     help="data.tokenizer: how far prepare runs and what the model trains on")
-    ap.add_argument("--max-new-tokens", type=int, default=48, help="length of the greedy continuation")
+    ap.add_argument("--max-new-tokens", type=positive_int, default=48, help="length of the greedy continuation")
     ap.add_argument("--text", default="builtin/python_stdlib/bz2.py:0",
                     help="id of the held-out document (cleaned corpus) that bits per byte are measured on")
     args = ap.parse_args()

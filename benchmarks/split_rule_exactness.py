@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from common import Stopwatch, parser, print_metrics
+from common import Stopwatch, non_negative_int, parser, positive_int, print_metrics, random_seed, two_or_more
 
 from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
@@ -47,11 +47,11 @@ def random_texts(n: int, alphabet: list[str], seed: int, longest: int) -> list[s
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--chars", default=PUNCTUATION + WHITE, help="characters that get a split rule")
-    ap.add_argument("--texts", type=int, default=200_000, help="how many random strings")
-    ap.add_argument("--seed", type=int, default=1, help="seed of the random strings")
-    ap.add_argument("--max-run", type=int, default=64, help="longest run each rule is built for")
-    ap.add_argument("--longest", type=int, default=9, help="longest run in the random strings")
-    ap.add_argument("--examples", type=int, default=10, help="how many differing strings to print")
+    ap.add_argument("--texts", type=positive_int, default=200_000, help="how many random strings")
+    ap.add_argument("--seed", type=random_seed, default=1, help="seed of the random strings")
+    ap.add_argument("--max-run", type=two_or_more, default=64, help="longest run each rule is built for")
+    ap.add_argument("--longest", type=positive_int, default=9, help="longest run in the random strings")
+    ap.add_argument("--examples", type=non_negative_int, default=10, help="how many differing strings to print")
     ap.add_argument("--tokenizer", type=Path, default=None, metavar="DIR",
                     help="a byte-level BPE saved as DIR/tokenizer.json (default: GPT-2's)")
     args = ap.parse_args()

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from common import positive_int
+from common import non_negative_int, positive_float, positive_int, random_seed, two_or_more
 
 from ivr.causal_lm import ModelShape
 from ivr.metrics import token_nll
@@ -135,16 +135,19 @@ def lightning_loop(config, batches, warmup, device, lr, seed) -> tuple[float, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-embd", type=int, default=128, help="width of the GPT-2 (768 for GPT-2 124M)")
-    parser.add_argument("--n-layer", type=int, default=2, help="transformer blocks (12 for GPT-2 124M)")
-    parser.add_argument("--n-head", type=int, default=4, help="attention heads per block (12 for GPT-2 124M)")
-    parser.add_argument("--vocab-size", type=int, default=50257, help="vocabulary rows (GPT-2's by default)")
-    parser.add_argument("--seq-len", type=int, default=128, help="tokens per sequence, also the model's positions")
-    parser.add_argument("--batch-size", type=int, default=8, help="sequences per step")
+    parser.add_argument("--n-embd", type=positive_int, default=128, help="width of the GPT-2 (768 for GPT-2 124M)")
+    parser.add_argument("--n-layer", type=positive_int, default=2, help="transformer blocks (12 for GPT-2 124M)")
+    parser.add_argument("--n-head", type=positive_int, default=4,
+                        help="attention heads per block (12 for GPT-2 124M)")
+    parser.add_argument("--vocab-size", type=positive_int, default=50257,
+                        help="vocabulary rows (GPT-2's by default)")
+    parser.add_argument("--seq-len", type=two_or_more, default=128,
+                        help="tokens per sequence, also the model's positions")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="sequences per step")
     parser.add_argument("--steps", type=positive_int, default=20, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the window")
-    parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate of both variants")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the random batches")
+    parser.add_argument("--warmup", type=non_negative_int, default=3, help="untimed steps before the window")
+    parser.add_argument("--lr", type=positive_float, default=1e-4, help="peak learning rate of both variants")
+    parser.add_argument("--seed", type=random_seed, default=0, help="seed of the weights and the random batches")
     parser.add_argument("--repeats", type=positive_int, default=1, help="runs of each variant, order alternating")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="cpu or cuda (default: cuda where there is one)")

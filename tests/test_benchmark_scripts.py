@@ -114,3 +114,114 @@ def test_selection_memory_is_reported_in_gigabytes(monkeypatch):
     select_memory = benchmark_module("select_memory")
     monkeypatch.setattr(select_memory, "process_peak_kb", lambda: 1_000_000)
     assert select_memory.peak_gb() == pytest.approx(1.024)
+
+
+# Each (script, option, value): the script run with `OPTION=VALUE` alone, stopped at parse_args as above; a value
+# outside the option's range must be refused there, by argparse's error naming the option and the value, not deep
+# inside the run (a modulo by zero, an empty sample, numpy refusing a negative seed).
+REFUSED = [
+    ("additive_limit", "--budget-exponent", "0"), ("additive_limit", "--lang-chars", "0"),
+    ("additive_limit", "--examples", "-1"),
+    ("byte_level_regex_check", "--texts", "0"), ("byte_level_regex_check", "--seed", "-1"),
+    ("byte_level_regex_check", "--examples", "-1"),
+    ("context_cuts", "--per-language", "0"), ("context_cuts", "--context", "0"),
+    ("context_cuts", "--min-types", "0"),
+    ("context_cuts", "--lang-chars", "-5"),
+    ("distill_benchmark", "--max-iterations", "0"),
+    ("encode_instructions", "--every", "0"),
+    ("ivr_benchmark", "--mb", "0"), ("ivr_benchmark", "--general-mb", "-1"),
+    ("ivr_benchmark", "--num-replacements", "-1"), ("ivr_benchmark", "--min-count", "0"),
+    ("ivr_experiment", "--seed", "-1"), ("ivr_experiment", "--threads", "0"), ("ivr_experiment", "--n-layer", "0"),
+    ("ivr_experiment", "--n-head", "0"), ("ivr_experiment", "--n-embd", "0"),
+    ("ivr_experiment", "--pretrain-steps", "0"), ("ivr_experiment", "--pretrain-lr", "0"),
+    ("ivr_experiment", "--doc-mb", "0"), ("ivr_experiment", "--corpus-mb", "-1"),
+    ("ivr_experiment", "--distill-iterations", "0"), ("ivr_experiment", "--batch-size", "0"),
+    ("ivr_experiment", "--block-size", "1"), ("ivr_experiment", "--lr", "-1"),
+    ("ivr_experiment", "--warmup-steps", "-1"), ("ivr_experiment", "--eval-batch-size", "0"),
+    ("learned_prior", "--per-language", "0"), ("learned_prior", "--epochs", "0"), ("learned_prior", "--eta", "0"),
+    ("learned_prior", "--lang-chars", "0"),
+    ("multilingual_distill", "--general-words", "-1"), ("multilingual_distill", "--general-text-words", "-1"),
+    ("multilingual_distill", "--general-text-words", "inf"), ("multilingual_distill", "--lang-chars", "0"),
+    ("other_regex_distill", "--vocab-size", "0"),
+    ("real_model", "--lr", "-1"), ("real_model", "--data-seed", "-1"), ("real_model", "--eval-tokens", "0"),
+    ("real_model", "--train-eval-tokens", "0"), ("real_model", "--steps", "0"), ("real_model", "--batch-size", "0"),
+    ("real_model", "--block-size", "1"), ("real_model", "--window", "1"), ("real_model", "--eval-batch", "0"),
+    ("real_model", "--seeds", "0"), ("real_model", "--warmup", "-1"),
+    ("scale", "--sizes", "0"),
+    ("select_memory", "--mb", "0"), ("select_memory", "--one", "-3"),
+    ("smollm2_end_to_end", "--max-new-tokens", "0"),
+    ("split_rule_exactness", "--texts", "0"), ("split_rule_exactness", "--seed", "4294967296"),
+    ("split_rule_exactness", "--max-run", "1"), ("split_rule_exactness", "--longest", "0"),
+    ("split_rule_exactness", "--examples", "-1"),
+    ("throughput_benchmark", "--n-embd", "0"), ("throughput_benchmark", "--n-layer", "0"),
+    ("throughput_benchmark", "--n-head", "0"), ("throughput_benchmark", "--vocab-size", "0"),
+    ("throughput_benchmark", "--seq-len", "1"), ("throughput_benchmark", "--batch-size", "0"),
+    ("throughput_benchmark", "--warmup", "-1"), ("throughput_benchmark", "--lr", "nan"),
+    ("throughput_benchmark", "--seed", "-1"),
+]
+# where 0 (or the largest seed) means something, it stays allowed
+ACCEPTED = [
+    ("additive_limit", "--examples", "0", 0), ("ivr_benchmark", "--num-replacements", "0", 0),
+    ("ivr_experiment", "--warmup-steps", "0", 0), ("multilingual_distill", "--general-words", "0", 0),
+    ("multilingual_distill", "--general-text-words", "0", 0.0), ("real_model", "--warmup", "0", 0),
+    ("split_rule_exactness", "--seed", "4294967295", 4294967295), ("throughput_benchmark", "--warmup", "0", 0),
+]
+OPTION_RUNNER = r"""
+import argparse, json, runpy, sys, traceback
+from pathlib import Path
+
+folder = Path(sys.argv[1])
+sys.path.insert(0, str(folder))
+
+
+class Stop(Exception):
+    pass
+
+
+parse = argparse.ArgumentParser.parse_args
+
+
+def parse_args(self, args=None, namespace=None):
+    raise Stop("parsed", vars(parse(self, args, namespace)))
+
+
+def error(self, message):
+    raise Stop("refused", message)
+
+
+argparse.ArgumentParser.parse_args, argparse.ArgumentParser.error = parse_args, error
+report = []
+for script, option, value in json.loads(sys.argv[2]):
+    sys.argv = [str(folder / f"{script}.py"), f"{option}={value}"]
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        outcome = ["ran", None]
+    except Stop as stop:
+        kind, got = stop.args
+        outcome = [kind, got if kind == "refused" else got[option.lstrip("-").replace("-", "_")]]
+    except BaseException as err:
+        outcome = ["error", "".join(traceback.format_exception_only(type(err), err)).strip()]
+    report.append(outcome)
+print("REPORT " + json.dumps(report))
+"""
+
+
+@pytest.fixture(scope="module")
+def option_outcomes() -> dict:
+    cases = [case[:3] for case in REFUSED + ACCEPTED]
+    done = subprocess.run([sys.executable, "-c", OPTION_RUNNER, str(ROOT / "benchmarks"), json.dumps(cases)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    return dict(zip(map(tuple, cases), json.loads(lines[-1].removeprefix("REPORT "))))
+
+
+@pytest.mark.parametrize("script, option, value", REFUSED)
+def test_a_value_out_of_range_is_refused_at_parsing(option_outcomes, script, option, value):
+    kind, message = option_outcomes[script, option, value]
+    assert kind == "refused" and message.startswith(f"argument {option}: {value}: "), (kind, message)
+
+
+@pytest.mark.parametrize("script, option, value, parsed", ACCEPTED)
+def test_a_zero_with_a_meaning_is_accepted(option_outcomes, script, option, value, parsed):
+    assert option_outcomes[script, option, value] == ["parsed", parsed]

@@ -61,9 +61,20 @@ def test_counts_and_fractions_are_refused_at_parsing_where_a_run_would_fail_late
     for parse, value, says in ((common.positive_int, "0", "must be at least 1"),
                                (common.positive_int, "2.5", "not an integer"),
                                (common.fraction, "0", "between 0 and 1"), (common.fraction, "1", "between 0 and 1"),
-                               (common.fraction, "x", "not a number")):
+                               (common.fraction, "x", "not a number"),
+                               (common.non_negative_int, "-1", "must be at least 0"),
+                               (common.two_or_more, "1", "must be at least 2"),
+                               (common.random_seed, "-1", "from 0 to"),
+                               (common.random_seed, str(2**32), "from 0 to"),
+                               (common.positive_float, "0", "above 0"), (common.positive_float, "inf", "finite"),
+                               (common.positive_float, "nan", "above 0"),
+                               (common.non_negative_float, "-0.5", "at least 0"),
+                               (common.non_negative_float, "inf", "finite")):
         with pytest.raises(argparse.ArgumentTypeError, match=says):
             parse(value)
+    assert (common.non_negative_int("0"), common.two_or_more("2")) == (0, 2)
+    assert common.random_seed(str(2**32 - 1)) == 2**32 - 1
+    assert (common.positive_float("1e-4"), common.non_negative_float("0")) == (1e-4, 0.0)
 
 
 def test_the_ivr_benchmark_leaves_a_user_s_raw_corpus_alone(tmp_path, monkeypatch):
