@@ -977,3 +977,11 @@ def test_a_single_byte_id_protected_or_forced_is_counted_once_as_a_single_byte(d
     assert (excluded["single_byte"], excluded["special"], excluded["protected"], excluded["forced_kept"]) == (256, 1, 0, 0)
     log = (tmp_path / "log.md").read_text(encoding="utf-8")
     assert "- 0 protected ids/tokens besides those" in log and "- 0 forced terms that already are tokens" in log
+
+
+def test_an_empty_forced_term_is_named_as_empty_not_as_split(distilled, tmp_path):
+    """A JSON line ``""`` holds no text: the error says so, rather than that the pre-tokenizer splits it."""
+    forced = tmp_path / "forced.txt"
+    forced.write_text(' fine\n""\n', encoding="utf-8")
+    with pytest.raises(ForcedTokensError, match=r"forced.txt:2: \"\" is an empty term"):
+        read_forced_tokens(forced, distilled)

@@ -83,6 +83,8 @@ def read_forced_tokens(path: str | Path, tokenizer: Tokenizer) -> list[str]:
             except UnicodeEncodeError:
                 raise ForcedTokensError(f"{path}:{lineno}: {line.strip()} holds a lone surrogate, which is no "
                                         "text") from None
+            if not term:
+                raise ForcedTokensError(f"{path}:{lineno}: {line.strip()} is an empty term; drop the line")
         if not single_pretoken(tokenizer, term):
             parts = [readable(p) for p in pre_tokens(tokenizer, term)]
             raise ForcedTokensError(f"{path}:{lineno}: {term!r} is split by the pre-tokenizer into {parts}")
