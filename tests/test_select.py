@@ -985,3 +985,19 @@ def test_an_empty_forced_term_is_named_as_empty_not_as_split(distilled, tmp_path
     forced.write_text(' fine\n""\n', encoding="utf-8")
     with pytest.raises(ForcedTokensError, match=r"forced.txt:2: \"\" is an empty term"):
         read_forced_tokens(forced, distilled)
+
+
+def test_the_log_counts_the_single_byte_ids_the_vocabulary_has(tmp_path):
+    """A byte-level vocabulary without some byte pieces (bytes no UTF-8 text holds) counts only those it has."""
+    from tokenizers.models import Unigram
+
+    from ivr.tokenizers.byte_level import ENDOFTEXT, bytes_to_piece
+    from ivr.tokenizers.io import byte_level_tokenizer
+
+    pieces = [(bytes_to_piece(bytes([b])), -10.0) for b in range(256) if b not in (0xC0, 0xC1, 0xF5)]
+    pieces += [("ab", -15.0), (bytes_to_piece(b"\xc3\xa9"), -15.0)] + [(f"zq{i}", -30.0) for i in range(4)]
+    tok = byte_level_tokenizer(Unigram(pieces + [(ENDOFTEXT, -100.0)], unk_id=None, byte_fallback=False))
+    settings = SelectSettings(num_replacements=2, min_count=5, general_prior_words=0, validation_fraction=0)
+    sel = select_replacements(tok, ["abc abc é\n"] * 10, settings, tmp_path / "c.csv", tmp_path / "log.md")
+    assert sel.summary["excluded"]["single_byte"] == 253
+    assert "- 253 single-byte tokens" in (tmp_path / "log.md").read_text(encoding="utf-8")

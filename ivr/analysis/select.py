@@ -337,7 +337,7 @@ def select_replacements(
     excluded = dict(ranker.excluded)
     excluded.update(
         # each id under its first reason only (single byte, special, protected, forced), so the reasons add up
-        single_byte=len(bytes_),
+        single_byte=len(byte_ids),
         special=len(special - byte_ids),
         protected=len(named - special - byte_ids),
         forced_kept=len(kept_forced - special - byte_ids),
