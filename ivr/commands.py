@@ -27,7 +27,7 @@ from ivr.model import LOGGED_METRICS, GenerationSettings, IVRLanguageModel
 from ivr.progress import with_progress_bar
 from ivr.prompts import read_prompts
 from ivr.run_checkpoint import (
-    LIGHTNING_CHECKPOINT_WORDS, best_checkpoint, check_local_checkpoint, check_resumable, run_checkpoint)
+    LIGHTNING_CHECKPOINT_WORDS, best_checkpoint, check_local_checkpoint, check_resumable, home_expanded, run_checkpoint)
 
 STAGE_COMMANDS = {
     "analyze": "Encode the cleaned corpus with the original BPE; write id sequences and token frequencies.",
@@ -128,6 +128,7 @@ class IVRTrainer(Trainer):
             raise ValueError("--ckpt_path base is for validate, test, predict and export (the configured model without "
                              "fine-tuning); a fit starts from the configured model when --ckpt_path is left out")
         if isinstance(datamodule, IVRDataModule) and ckpt_path is not None:
+            ckpt_path = home_expanded(ckpt_path)
             last = datamodule.paths.last_checkpoint
             # Lightning would start a new fit with a warning, and replace last.ckpt: not what "resume" asked for
             if ckpt_path == "last" and not last.exists():  # a folder is a sharded checkpoint, Lightning's to read

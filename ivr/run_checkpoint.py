@@ -11,6 +11,13 @@ from ivr.data import IVRDataModule
 from ivr.paths import ArtifactPaths
 
 
+def home_expanded(ckpt_path: str | None) -> str | None:
+    """``ckpt_path`` with a leading ``~`` read as the home folder, as Lightning's file system reads it (a config
+    file's ckpt_path, or ``--ckpt_path=~/...``, which the shell leaves as it is), so that the checks here look at
+    the file Lightning loads."""
+    return os.path.expanduser(ckpt_path) if ckpt_path and ckpt_path.startswith("~") else ckpt_path
+
+
 def check_local_checkpoint(paths: ArtifactPaths, ckpt_path: str) -> None:
     """A damaged checkpoint (a copy cut short, a full disk) is named here, not met by a bare error from inside
     torch. Only local files (``last``: the last fit's); anything else (a remote path, a sharded folder,
@@ -55,6 +62,7 @@ def run_checkpoint(command: str, datamodule: IVRDataModule | None, ckpt_path: st
     data module (Lightning called directly) Lightning's own rules apply."""
     if not isinstance(datamodule, IVRDataModule):
         return ckpt_path
+    ckpt_path = home_expanded(ckpt_path)
     tokenizer = datamodule.paths.tokenizer_file(datamodule.hparams.tokenizer)
     if not tokenizer.is_file():
         raise FileNotFoundError(f"no tokenizer at {tokenizer}: run `ivr fit` (or `ivr prepare`) with this config first")

@@ -900,6 +900,27 @@ def test_a_remote_checkpoint_is_left_to_lightning_and_a_missing_local_one_is_nam
         check_local_checkpoint(paths, str(tmp_path / "gone.ckpt"))
 
 
+def test_a_checkpoint_under_the_home_folder_is_checked_and_read_where_lightning_reads_it(tmp_path, monkeypatch):
+    """A leading ``~`` (a config file's ckpt_path, or ``--ckpt_path=~/...``, which the shell leaves as it is) is the
+    home folder, as for Lightning's file system: the file there is checked, not called missing."""
+    import torch
+
+    from ivr.data import IVRDataModule
+    from ivr.run_checkpoint import run_checkpoint
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    saved = tmp_path / "home" / "runs" / "weights.ckpt"
+    saved.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}}, saved)  # weights only: no optimizer state to resume from
+    with pytest.raises(ValueError, match=r"weights\.ckpt holds the weights only"):
+        main(["fit", *tiny_cli_args(tmp_path), "--ckpt_path=~/runs/weights.ckpt"])
+    data = IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"))
+    tokenizer = data.paths.tokenizer_file(data.hparams.tokenizer)
+    tokenizer.parent.mkdir(parents=True)
+    tokenizer.write_text("{}")
+    assert run_checkpoint("validate", data, "~/runs/weights.ckpt") == str(saved)
+
+
 def test_a_folder_holding_an_export_s_weights_alone_is_named_as_no_lightning_checkpoint(tmp_path):
     from ivr.run_checkpoint import check_local_checkpoint
     from ivr.paths import ArtifactPaths
