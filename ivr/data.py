@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from ivr import pipeline, pipeline_config
 from ivr.analysis.select_settings import SelectSettings
 from ivr.batch_order import OrderState, evaluation_loader, training_loader
-from ivr.causal_lm import ModelShape, as_shape
+from ivr.causal_lm import ModelShape, as_shape, check_block_fits, local_pretrained_config
 from ivr.cleaned_corpus import CorpusError, corpus_content, read_manifest
 from ivr.corpus import CleaningOptions
 from ivr.embeddings import AlignSettings
@@ -239,11 +239,14 @@ class IVRDataModule(LightningDataModule):
             return pipeline.prepare(self.config, self.hparams.tokenizer, self.hparams.block_size, batch)
         if self._kept_for == "predict":
             return []
+        hp = self.hparams
+        if hp.base_model_name_or_path and as_shape(hp.base_model_config) is None:
+            # before the packing, as `pipeline.prepare` checks it before the stages (a shape is checked at init)
+            check_block_fits(local_pretrained_config(hp.base_model_name_or_path), hp.block_size)
         try:
             read_manifest(self.paths.cleaned_corpora_dir)
         except (OSError, CorpusError):  # deleted since the fit: the blocks' cache key reads it
             pipeline.clean(self.config)
-        hp = self.hparams
         return [pipeline.build_datasets(self.paths, hp.tokenizer, hp.block_size, hp.heldout_fraction)]
 
     def keep_checkpoint_tokenizer(self, ckpt_path: str, command: str) -> None:

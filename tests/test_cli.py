@@ -856,6 +856,32 @@ def test_a_block_longer_than_a_local_pretrained_model_s_context_stops_prepare_be
     assert not (tmp_path / "artifacts" / "corpora" / "cleaned").exists()
 
 
+@pytest.mark.parametrize("command", ["fit", "validate"])
+def test_a_block_longer_than_a_local_pretrained_model_s_context_stops_a_checkpoint_s_run_before_packing(
+        tmp_path, monkeypatch, command):
+    """With a checkpoint's tokenizer on disk no stage runs, only the packing: a block the model cannot take is
+    refused before it, as `ivr prepare` refuses it before the stages."""
+    import torch
+
+    from ivr import pipeline
+    from ivr.causal_lm import ModelShape, build_model
+    from ivr.data import IVRDataModule
+
+    pretrained = tmp_path / "pretrained"
+    build_model(ModelShape(n_layer=1, n_head=2, n_embd=8, n_positions=16)).save_pretrained(pretrained)
+    data = IVRDataModule(artifacts_dir=str(tmp_path / "artifacts"), base_model_name_or_path=str(pretrained),
+                         block_size=32)
+    tokenizer = data.paths.tokenizer_file(data.hparams.tokenizer)
+    tokenizer.parent.mkdir(parents=True)
+    tokenizer.write_text("{}")
+    torch.save({"state_dict": {}}, tmp_path / "step.ckpt")
+    data.keep_checkpoint_tokenizer(str(tmp_path / "step.ckpt"), command)
+    monkeypatch.setattr(pipeline, "build_datasets", lambda *args: pytest.fail("packed blocks the model cannot take"))
+    monkeypatch.setattr(pipeline, "clean", lambda *args: None)
+    with pytest.raises(ValueError, match="data.block_size 32 is longer than the model's context of 16 tokens"):
+        data.prepare_data()
+
+
 def test_export_of_a_bf16_fit_s_checkpoint_writes_its_weights_in_bfloat16(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = tiny_cli_args(tmp_path, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
