@@ -147,8 +147,8 @@ class IVRDataModule(LightningDataModule):
             num_workers: DataLoader worker processes.
             val_max_bytes: Validation and test score the held-out blocks that cover the first this many bytes of
                 held-out text (whole blocks; all of it if it holds less); None: every block. The same text for any
-                tokenizer, so bits per byte compare across tokenizers; ``trainer.limit_val_batches`` counts blocks,
-                and covers more text the more bytes a token stands for.
+                tokenizer, so bits per byte compare across tokenizers; ``trainer.limit_val_batches`` counts batches
+                of blocks, which cover more text the more bytes a token stands for.
             prompts_path: For ``ivr predict``: a UTF-8 text file with one prompt per line (``\\n`` inside a line
                 stands for a newline, ``\\\\`` for a backslash); continuations go to
                 ``<artifacts_dir>/training/predictions.jsonl``.
