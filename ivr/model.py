@@ -64,6 +64,7 @@ LOGGED_METRICS = frozenset({
 })
 
 INITIAL_ROWS = "ivr_initial_rows"
+SCHEDULE_STEPS = "ivr_schedule_steps"
 """Where a checkpoint keeps the reassigned rows as its fit started from them (the drift metric's start)."""
 
 # a checkpoint's hyperparameters hold these as the CLI passed them; Lightning loads checkpoints with torch's
@@ -268,6 +269,8 @@ class IVRLanguageModel(LightningModule):
         # the aligned rows (which may be gone, or aligned again since)
         if self._initial_rows is not None:
             checkpoint[INITIAL_ROWS] = self._start_rows().cpu()
+        if getattr(self, "total_steps", None) is not None:  # a resume of another length moves the rate: say so
+            checkpoint[SCHEDULE_STEPS] = self.total_steps
 
     def _start_rows(self) -> torch.Tensor:
         """The reassigned rows the fit started from, in the weights' precision: a pretrained model loads in float32
@@ -285,6 +288,7 @@ class IVRLanguageModel(LightningModule):
                 raise ValueError(f"{trainer.ckpt_path or 'the checkpoint'} was trained with model.train_only {then}, "
                                  f"not {now}: its optimizer state holds those weights only; resume with "
                                  f"model.train_only {then}, or leave out --ckpt_path to start a new fit")
+        self._saved_total_steps = checkpoint.get(SCHEDULE_STEPS)
         rows = checkpoint.get(INITIAL_ROWS)  # checkpoints written before it was recorded have none: no drift
         if rows is not None:
             self._initial_rows = rows
@@ -460,12 +464,35 @@ class IVRLanguageModel(LightningModule):
         hp = self.hparams
         for config in self.trainer.lr_scheduler_configs:
             scheduler = config.scheduler
+            self._warn_of_another_length(scheduler.last_epoch)
             scheduler.base_lrs = [hp.learning_rate] * len(scheduler.base_lrs)
             for i, group in enumerate(scheduler.optimizer.param_groups):
                 group["initial_lr"], group["betas"] = hp.learning_rate, tuple(hp.betas)
                 if i == 0:  # the group with weight decay (configure_optimizers' first)
                     group["weight_decay"] = hp.weight_decay
                 group["lr"] = hp.learning_rate * scheduler.lr_lambdas[i](scheduler.last_epoch)  # a LambdaLR
+
+    def _rate_factor(self, step: int, total: int) -> float:
+        """The learning rate at optimizer step ``step`` of a fit of ``total`` steps, as a share of
+        ``model.learning_rate``: a linear warm-up, then a cosine down to ``model.min_lr_ratio``."""
+        hp = self.hparams
+        if step < hp.warmup_steps:
+            return (step + 1) / (hp.warmup_steps + 1)
+        progress = min((step - hp.warmup_steps) / max(total - hp.warmup_steps, 1), 1.0)
+        return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def _warn_of_another_length(self, step: int) -> None:
+        """Where a resumed fit is longer or shorter than the checkpoint's (another ``trainer.max_steps`` or
+        ``max_epochs``, or the epochs' batches counted anew: ``data.batch_size``, ``accumulate_grad_batches``, the
+        corpus), the schedule follows the new length from the saved step on, and the rate moves at once."""
+        saved, total = getattr(self, "_saved_total_steps", None), getattr(self, "total_steps", None)
+        if saved is None or total is None or saved == total:
+            return
+        rate = self.hparams.learning_rate
+        log.warning("this resumed fit's learning-rate schedule is %d optimizer steps long, the checkpoint's fit's %d "
+                    "(another trainer.max_steps or max_epochs, or another number of batches per epoch): at step %d "
+                    "the rate moves from %.3g to %.3g and follows the new length from there", total, saved, step,
+                    rate * self._rate_factor(step, saved), rate * self._rate_factor(step, total))
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -483,11 +510,5 @@ class IVRLanguageModel(LightningModule):
         total = max(schedule_steps(self.trainer), 1)
         self.total_steps = total  # the fit's length in optimizer steps, also for the progress line's ETA
 
-        def schedule(step: int) -> float:
-            if step < hp.warmup_steps:
-                return (step + 1) / (hp.warmup_steps + 1)
-            progress = min((step - hp.warmup_steps) / max(total - hp.warmup_steps, 1), 1.0)
-            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self._rate_factor(step, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

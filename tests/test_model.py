@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 
@@ -665,3 +666,33 @@ def test_a_monitored_figure_of_the_reassigned_ids_that_has_no_value_is_named_wit
     module._trainer.sanity_checking, module._trainer.state.fn = False, "validate"  # ivr validate saves none
     module.validation_step({"input_ids": ids, "n_bytes": torch.tensor([40, 50])}, 0)
     module.on_validation_epoch_end()
+
+
+@pytest.mark.parametrize("resumed_steps", [10, 20])
+def test_a_fit_resumed_with_another_schedule_length_says_how_the_rate_moves(caplog, resumed_steps):
+    from types import SimpleNamespace
+
+    shape = ModelShape(n_layer=1, n_head=2, n_embd=8, n_positions=16, vocab_size=64)
+    saved = IVRLanguageModel(model_name_or_path=None, from_config=shape, learning_rate=1e-3, warmup_steps=2)
+    saved.configure_model()
+    old_optimizer, old_scheduler = optimizer_and_schedule(saved, 10)
+    for _ in range(5):
+        old_optimizer.step()
+        old_scheduler.step()
+    checkpoint = {}
+    saved.on_save_checkpoint(checkpoint)
+    module = IVRLanguageModel(model_name_or_path=None, from_config=shape, learning_rate=1e-3, warmup_steps=2)
+    module.configure_model()
+    module.on_load_checkpoint(checkpoint)
+    optimizer, scheduler = optimizer_and_schedule(module, resumed_steps)
+    scheduler.load_state_dict(old_scheduler.state_dict())
+    module._trainer.lr_scheduler_configs = [SimpleNamespace(scheduler=scheduler)]
+    with caplog.at_level(logging.WARNING, logger="ivr.model"):
+        module.on_train_start()
+    if resumed_steps == 10:
+        assert "schedule" not in caplog.text
+        return
+    before, after = 1e-3 * old_scheduler.lr_lambdas[0](5), 1e-3 * scheduler.lr_lambdas[0](5)
+    assert after > before  # earlier in a longer cosine: a higher rate
+    assert ("schedule is 20 optimizer steps long, the checkpoint's fit's 10" in caplog.text
+            and f"at step 5 the rate moves from {before:.3g} to {after:.3g}" in caplog.text)
