@@ -148,7 +148,7 @@ def read_source(source: Source, options: CleaningOptions, skip: _Skipper) -> Ite
             return
         payload = json.loads(text, object_pairs_hook=json_object)
     except json.JSONDecodeError as err:
-        skip(invalid_json(path, err.lineno, err))
+        skip(invalid_json(path, None, err))
         return
     except RecursionError:
         skip(CorpusError(f"{path}: {TOO_DEEP}"))

@@ -22,11 +22,18 @@ def normalize(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def invalid_json(path: Path, lineno: int, err: json.JSONDecodeError) -> CorpusError:
-    """``lineno`` is the file's line where ``err`` happened; ``err.colno`` counts from that line's start (for a
-    JSONL line, which holds no line break, it is ``err.pos + 1``)."""
+def invalid_json(path: Path, lineno: int | None, err: json.JSONDecodeError) -> CorpusError:
+    """``lineno`` is the file's line of a JSONL record where ``err`` happened (None for a whole ``.json`` file,
+    whose line is counted here); the column counts from that line's start."""
+    if lineno is None:
+        # json counts \n alone; a file's lines end at \r\n, \r or \n, as its other errors count them
+        head = err.doc[:err.pos]
+        lineno = head.count("\n") + head.count("\r") - head.count("\r\n") + 1
+        colno = err.pos - max(head.rfind("\n"), head.rfind("\r"))
+    else:  # a JSONL line holds no line break
+        colno = err.colno
     # some of json's messages end in "at" ("Invalid control character at")
-    return CorpusError(f"{path}:{lineno}: invalid JSON ({err.msg.removesuffix(' at')} at column {err.colno})")
+    return CorpusError(f"{path}:{lineno}: invalid JSON ({err.msg.removesuffix(' at')} at column {colno})")
 
 
 MIN_BINARY_CHECK = 256

@@ -387,6 +387,15 @@ def test_a_bad_record_is_named_by_line_and_skip_skips_it(tmp_path, name, lines, 
     assert [d.text for d in iter_documents(tmp_path / "clean")] == ["fine"]
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_an_invalid_json_file_names_the_line_and_column_whatever_ends_its_lines(tmp_path, newline):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.json").write_bytes(newline.join(['[{"text": "a"},', ' {"text": "b"},', '  {"text": tru}]']).encode())
+    with pytest.raises(CorpusError, match=r"a\.json:3: invalid JSON \(Expecting value at column 12\)"):
+        clean_corpus(raw, tmp_path / "clean", CleaningOptions())
+
+
 @pytest.mark.parametrize("name, where", [("deep.jsonl", r"deep\.jsonl:2"), ("deep.json", r"deep\.json")])
 def test_json_nested_too_deeply_is_an_invalid_record_not_a_recursion_error(tmp_path, name, where):
     raw = tmp_path / "raw"
