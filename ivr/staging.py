@@ -4,6 +4,7 @@ the stamps themselves."""
 
 from __future__ import annotations
 
+import dis
 import errno
 import hashlib
 import json
@@ -36,18 +37,28 @@ def code_modules(fn: Callable, seen: set | None = None) -> set[str]:
     return _walk(fn, set() if seen is None else seen)[0]
 
 
+_GLOBAL_OPS = {"LOAD_GLOBAL", "LOAD_NAME"}
+_ATTRIBUTE_OPS = {"LOAD_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR", "STORE_ATTR", "DELETE_ATTR"}
+
+
 def _walk(fn: Callable, seen: set) -> tuple[set[str], set[str]]:
-    """``code_modules`` of ``fn``, and every name ``fn`` and the helpers followed there use."""
+    """``code_modules`` of ``fn``, and every attribute name ``fn`` and the helpers followed there use."""
     home = fn.__module__
     if fn in seen:
         return set(), set()
     seen.add(fn)
-    names, todo = set(), [fn.__code__]
+    names, used, todo = set(), set(), [fn.__code__]
     while todo:  # nested functions and lambdas have code objects of their own
         code = todo.pop()
-        names.update(code.co_names)
+        # a global (a function, module or class) apart from an attribute (``config.verify``), which may share a
+        # global's name (the ``verify`` command) without naming it
+        for ins in dis.get_instructions(code):
+            if ins.opname in _GLOBAL_OPS:
+                names.add(ins.argval)
+            elif ins.opname in _ATTRIBUTE_OPS:
+                used.add(ins.argval)
         todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    modules, used = set(), set(names)
+    modules = set()
     for name in names:
         value = fn.__globals__.get(name)
         if isinstance(value, types.FunctionType) and value.__module__ == home:

@@ -406,6 +406,25 @@ def test_a_settings_method_a_stage_calls_is_in_its_fingerprint(package_copy, tmp
             != staging.stage_code_fingerprint(pipeline.remap, edited))
 
 
+@pytest.mark.parametrize(("stage", "module"), [("align", "tokenizers/remap.py"),
+                                             ("select", "tokenizers/distill/settings.py"),
+                                             ("remap", "tokenizers/distill/settings.py")])
+def test_a_stage_is_not_keyed_on_the_settings_of_the_stage_it_brings_up_to_date(package_copy, tmp_path, stage, module):
+    # align calls remap(config), select and remap call distill(config): the names of settings fields, used as the
+    # earlier stages, whose outputs are in the key by hash; editing their code must not rebuild the later stage
+    fn = STAGE_FUNCTIONS[stage]
+    edited = tmp_path / "src"
+    shutil.copytree(package_copy, edited)
+    path = edited / "ivr" / module
+    path.write_text(path.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
+    assert staging.stage_code_fingerprint(fn, package_copy) == staging.stage_code_fingerprint(fn, edited)
+
+
+def test_the_verification_is_not_keyed_on_the_fit_code():
+    # `config.verify` names a setting, not the `verify` command, which brings the distillation up to date
+    assert "ivr.tokenizers.distill.stage" not in staging.code_modules(pipeline._verified)
+
+
 def test_the_datasets_key_is_read_under_the_lock(tmp_path, monkeypatch):
     """Another run may rebuild the tokenizer the key hashes until the lock is held: blocks of its tokenizer must
     not land under this one's key."""
