@@ -295,3 +295,21 @@ def test_a_byte_the_vocabulary_lacks_shifts_no_word_of_a_differing_document():
         result = compare_texts(distilled, bpe, [text], "t", bpe_ids=[ids[:-1]])
         assert result["mismatched_occurrences"] == 0, result["mismatches"]
         assert result["documents_differing_between_words"] == 1
+
+
+def test_the_legend_says_what_a_conflicts_witness_is_which_need_not_be_inside_the_word():
+    """The witness is spelled by the pieces the two segmentations do not share, in BPE's order: a string of its
+    own, not a part of the word."""
+    from ivr.tokenizers.verify import render_markdown
+
+    vocab = {"a": 0, "b": 1, "c": 2, "aa": 3, "ca": 4, "bc": 5, "cac": 6}
+    bare = Tokenizer(BPE(vocab, [("a", "a"), ("c", "a"), ("b", "c"), ("ca", "c")]))
+    gold, pred = ["bc", "c", "aa", "a"], ["b", "c", "ca", "aa"]
+    assert bare.encode("bccaaa").tokens == gold and bare.encode("bca").tokens == ["b", "ca"]
+    # any scores giving bc·c·aa·a for "bccaaa" give bc·a for "bca", where BPE has b·ca
+    assert conflict_witness(bare, gold, pred) == "bca" and "bca" not in "bccaaa"
+    assert classify(bare, gold, pred) == "conflict"
+    tok = Tokenizer(BPE({"a": 0}, []))
+    md = render_markdown({"ids": compare_ids(tok, tok, random_sequences=0), "sets": {}})
+    assert "sub-string" not in md
+    assert "*conflict*: a string spelled by the pieces the two segmentations do not share" in md

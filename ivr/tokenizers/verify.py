@@ -369,7 +369,8 @@ def render_markdown(summary: dict) -> str:
         "",
         "Distilled Unigram tokenizer against the original BPE. A word is one byte-level pre-token; it matches when",
         "its ids are exactly BPE's. *tie*: the same pieces in another order (no scores can change that);",
-        "*conflict*: a sub-string proves that no additive scores give BPE's result; *other*: the rest",
+        "*conflict*: a string spelled by the pieces the two segmentations do not share, which BPE cuts as the",
+        "distilled tokenizer cut the word, proves that no additive scores give BPE's result; *other*: the rest",
         "(the Fit section lists the fit words a linear program proves cannot all be matched at once).",
         LEGEND,
     ]
