@@ -5,22 +5,33 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable
 
 LEGEND = ("Strings are shown as code with ␠ for a space and JSON escapes for the rest (`\\n` a newline, `\\\\` a "
           "backslash); a byte that is no UTF-8 text on its own (part of a character split across tokens) shows as "
           "`\\\\xe3`, as the text of a backslash, x, e and 3 does.")
-# characters a renderer would show as a space or as the space sign: written as escapes
-_LOOKALIKES = {"␠": "\\u2420", "\u00a0": "\\u00a0", "\u2007": "\\u2007", "\u202f": "\\u202f", "\u3000": "\\u3000"}
+# the space sign itself, and what a renderer shows as a blank, a line break or nothing: spaces other than " "
+# (Zs), line and paragraph separators (Zl, Zp), controls json.dumps leaves as they are (DEL, NEL and the other C1
+# controls), format characters (Cf: a zero-width space, a byte-order mark, a soft hyphen); written as escapes
+_INVISIBLE = ("Zs", "Zl", "Zp", "Cc", "Cf")
+
+
+def _visible(char: str) -> str:
+    """``char`` as it shows in a code span: itself, or its JSON escape (two for one beyond the BMP)."""
+    if char != "␠" and (char == " " or unicodedata.category(char) not in _INVISIBLE):
+        return char
+    return json.dumps(char)[1:-1]
 
 
 def code(text: str, table: bool = False) -> str:
-    """``text`` as a Markdown code span: spaces as ␠, control characters, backslashes and space look-alikes as
-    JSON escapes, a fence longer than any backtick run inside; in a table cell (``table``) ``|`` escaped."""
+    """``text`` as a Markdown code span: spaces as ␠, backslashes and every character that shows as a blank, a
+    line break or nothing (other spaces, separators, control and format characters) as JSON escapes, a fence
+    longer than any backtick run inside; in a table cell (``table``) ``|`` escaped."""
     if not text:
         return "(empty)"
     shown = json.dumps(text, ensure_ascii=False)[1:-1].replace('\\"', '"')
-    shown = "".join(_LOOKALIKES.get(c, c) for c in shown).replace(" ", "␠")
+    shown = "".join(_visible(c) for c in shown).replace(" ", "␠")
     if table:
         shown = shown.replace("|", "\\|")
     fence = "`" * (max((len(run) for run in re.findall("`+", shown)), default=0) + 1)

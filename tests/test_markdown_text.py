@@ -57,3 +57,15 @@ def test_a_count_takes_the_plural_unless_it_is_one():
 
     assert [counted(n, "special token") for n in (0, 1, 2)] == ["0 special tokens", "1 special token",
                                                                  "2 special tokens"]
+
+
+def test_invisible_characters_and_line_separators_are_escapes():
+    """Other spaces (en, em, thin, hair, Ogham), line and paragraph separators, C1 controls such as NEL, DEL, and
+    format characters such as a zero-width space or a byte-order mark render as blanks, line breaks or nothing:
+    a word of them must show which they are."""
+    for char in "\u2002\u2003\u2009\u200a\u1680\u205f\u2028\u2029\x85\x7f\u200b\u200d\ufeff\u00ad":
+        assert code(f"a{char}b") == f"`a\\u{ord(char):04x}b`", ascii(char)
+    # an invisible character beyond the BMP is written as JSON writes it, as two escapes
+    assert code("\U000e0001") == "`\\udb40\\udc01`"
+    # visible characters stay as they are: letters, marks on them, emoji, CJK
+    assert code("e\u0301 日本 👋🏽") == "`e\u0301␠日本␠👋🏽`"
