@@ -22,12 +22,12 @@ from lightning.pytorch.cli import LightningCLI
 from ivr.causal_lm import PretrainedUnavailableError
 from ivr.cli_parsing import (
     cache_docstring_parsing,
+    check_config_files,
     condensed_error,
     config_after_command,
     from_config_file,
     help_data_only,
     normalize_flags,
-    refuse_linked_keys_in_configs,
     requested_subcommand,
     settings_left_null,
 )
@@ -248,7 +248,7 @@ def _is_ckpt_flag(arg: str) -> bool:
 
 def _run(args: list[str] | None) -> None:
     argv = sys.argv[1:] if args is None else args
-    refuse_linked_keys_in_configs(argv, LINKED_KEYS)
+    check_config_files(argv, LINKED_KEYS)
     IVRCLI(
         IVRLanguageModel,
         IVRDataModule,

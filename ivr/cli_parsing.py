@@ -104,19 +104,25 @@ def cache_docstring_parsing() -> None:
     _optionals.parse_docstring = cached
 
 
-def refuse_linked_keys_in_configs(argv: list[str], links: dict[str, str]) -> None:
-    """A key that follows another (``links``: target → source) set in a ``--config`` file: the link would replace
-    it without a word, so name it and the key to set instead. Files that do not read as YAML mappings are left to
-    the parser, which names them."""
+def check_config_files(argv: list[str], links: dict[str, str]) -> None:
+    """Each config file on the command line, read before the parser, whose errors would not name the file: one that
+    is not UTF-8, or a ``--config`` file that holds no mapping of sections (empty, comments only, a list). And a key
+    that follows another (``links``: target → source) set in one: the link would replace it without a word, so name
+    it and the key to set instead. Files that do not read as YAML are left to the parser, which names them."""
     import yaml
 
-    sections = {target.split(".")[0] for target in links}
-    for section, config in _config_files(argv, sections):
+    for section, config in _config_files(argv, CONFIG_SECTIONS):
         try:
             with open(config, encoding="utf-8") as f:
                 tree = yaml.safe_load(f)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{config}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+        except (OSError, yaml.YAMLError):
             continue
+        if not section and not isinstance(tree, dict):
+            held = "nothing (it is empty or all comments)" if tree is None else f"a {type(tree).__name__}"
+            raise ValueError(f"{config}: a config file maps sections to their settings (`data:` with `block_size: "
+                             f"128` indented under it), but this one holds {held}")
         for target, source in links.items():
             if section and not target.startswith(section + "."):
                 continue
@@ -125,6 +131,10 @@ def refuse_linked_keys_in_configs(argv: list[str], links: dict[str, str]) -> Non
                 node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
             if node is not _MISSING:
                 raise ValueError(f"{config}: {target} follows {source} and cannot be set on its own: set {source}")
+
+
+# the sections a file of their own may be given to (``--data FILE``)
+CONFIG_SECTIONS = {"data", "model", "trainer", "checkpoint", "progress"}
 
 
 def _config_files(argv: list[str], sections: set[str]) -> list[tuple[str, str]]:

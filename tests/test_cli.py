@@ -689,10 +689,11 @@ def test_a_resume_on_the_other_side_of_the_remap_is_refused_before_the_stages(tm
 
 
 @pytest.mark.parametrize("text", ["data:\n  block_size: [1, 2\n", "data:\n  heldout_fracton: 0.1\n",
-                                  "data:\n  block_size: big\n"])
+                                  "data:\n  block_size: big\n", "", "# data:\n#   block_size: 64\n", "- data\n",
+                                  "data:\n  text_key: t\xe9xte\n".encode("latin-1")])
 def test_a_broken_config_file_is_named(tmp_path, monkeypatch, capsys, text):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(text, encoding="utf-8")
+    bad.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
     monkeypatch.delenv("IVR_DEBUG", raising=False)
     for given in (["--config", str(bad)], ["-c", str(bad)], [f"--config={bad}"]):
         monkeypatch.setattr("sys.argv", ["ivr", "init", *given])
