@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import functools
 import re
+import textwrap
 import typing
 from collections.abc import Collection
 
@@ -213,6 +214,14 @@ def condensed_error(message: str, links: dict[str, str] | None = None) -> str:
     else:  # one type: 'Expected a typing.Literal[...]. Got value: foo'
         expected = re.findall(r"Expected a (.+?)\. Got value", message)
         given = re.search(r"Got value: ([^\n]*)", message)
+    # a field of a nested class (model.from_config.n_head) refused by its class: that field's own error, condensed
+    inner = _class_problem(message)
+    field = re.match(r'Parser key "([\w.]+)":', inner)
+    if field:
+        return condensed_error(f'Parser key "{key.group(1)}.{field.group(1)}":{inner[field.end():]}', links)
+    unknown = re.match(r"Option '([\w.]+)' is not accepted", inner)
+    if unknown:
+        return f"{key.group(1)} does not accept option '{unknown.group(1)}'"
     nested = re.search(r"Given value: NestedArg\(key='([\w.]+)', val='([^\n]*)'\)", message)
     if nested:  # a field of a nested class (model.from_config.n_head): its own type is not in the message
         return f"{key.group(1)}.{nested.group(1)}: {nested.group(2)} is not a valid value"
@@ -225,6 +234,20 @@ def condensed_error(message: str, links: dict[str, str] | None = None) -> str:
     names = [_type_name(e) for e in expected]
     allowed = [n for n in names if n != "null"] + (["null"] if "null" in names else [])
     return f"{key.group(1)}: {given.group(1)} is not allowed; expected {' or '.join(allowed)}"
+
+
+def _class_problem(message: str) -> str:
+    """The error a class given for a key (``- Problem with given class_path '...':``) reports, unindented; "" if
+    none."""
+    at = re.search(r"^( *)- Problem with given class_path '[^']+':\n", message, re.M)
+    if at is None:
+        return ""
+    lines = []
+    for line in message[at.end():].splitlines():
+        if len(line) - len(line.lstrip()) <= len(at.group(1)):
+            break
+        lines.append(line)
+    return textwrap.dedent("\n".join(lines))
 
 
 def _type_name(expected: str) -> str:

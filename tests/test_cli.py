@@ -486,7 +486,7 @@ def test_an_interrupt_is_one_line_and_status_130(monkeypatch, capsys):
                                           r"'python_stdlib' or null\n"),
     (["--data.tokenizer", "foo"], r"data.tokenizer: foo is not allowed; expected one of 'original', 'distilled', "
                                   r"'remapped'\n"),
-    (["--model.from_config.n_head", "x"], r"model.from_config.n_head: x is not a valid value\n"),
+    (["--model.from_config.n_head", "x"], r"model.from_config.n_head: x is not allowed; expected int\n"),
     (["--checkpoint.dirpath", "/tmp/y"], r"checkpoint.dirpath follows data.artifacts_dir and cannot be set on its "
                                          r"own: set data.artifacts_dir\n"),
     (["--data.base_model_name_or_path", "gpt2"], r"data.base_model_name_or_path follows model.model_name_or_path and "
@@ -802,6 +802,25 @@ def test_a_value_a_model_shape_refuses_is_its_own_line(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "ivr: error: model.from_config.n_layer must be at least 1, got 0\n" in err
     assert "Union" not in err
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("n_head", "abc", "model.from_config.n_head: abc is not allowed; expected int"),
+    ("architecture", "gpt3", "model.from_config.architecture: gpt3 is not allowed; expected one of 'gpt2', 'llama'"),
+    ("n_inner", "wide", "model.from_config.n_inner: wide is not allowed; expected int or null"),
+    ("n_heads", "2", "model.from_config does not accept option 'n_heads'"),
+])
+def test_a_model_shape_key_s_error_names_the_key_and_the_value_in_a_file_and_as_a_flag(tmp_path, monkeypatch, capsys,
+                                                                                         key, value, says):
+    config = tmp_path / "shape.yaml"
+    config.write_text(f"model:\n  from_config:\n    {key}: {value}\n", encoding="utf-8")
+    monkeypatch.delenv("IVR_DEBUG", raising=False)
+    for given, where in ((["--config", str(config)], f"{config}: "), ([f"--model.from_config.{key}", value], "")):
+        monkeypatch.setattr("sys.argv", ["ivr", "init", *given])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and f"ivr: error: {where}{says}\n" in err, given
 
 
 def test_an_unknown_command_points_at_the_list_of_commands(monkeypatch, capsys):
