@@ -26,6 +26,7 @@ from ivr.cli_parsing import (
     condensed_error,
     config_after_command,
     from_config_file,
+    groups_given_values,
     help_data_only,
     normalize_flags,
     requested_subcommand,
@@ -128,6 +129,11 @@ class IVRCLI(LightningCLI):
         if left:
             raise ValueError(f"{', '.join(left)}: null in a config file (an empty `key:`) where a value is needed; "
                              "give one, or leave the key out for its default")
+        flat = [key for section, owner in (("data", self.datamodule_class), ("model", self.model_class))
+                for key in groups_given_values(config.get(section) or {}, owner, section)]
+        if flat:
+            raise ValueError(f"{', '.join(flat)}: a group of settings, given a value; write its keys indented under it "
+                             "(`select:`, then `num_replacements: 2000` on the next line, indented)")
         if subcommand in ("fit", "train"):
             check_training_settings(self.config[subcommand])
 

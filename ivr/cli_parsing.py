@@ -277,3 +277,20 @@ def settings_left_null(values: dict, owner: object, prefix: str) -> list[str]:
         if isinstance(value, dict) and len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
             left += settings_left_null(value, inner[0], f"{prefix}.{name}")
     return left
+
+
+def groups_given_values(values: dict, owner: object, prefix: str) -> list[str]:
+    """The keys under ``prefix`` whose type is a group of settings (a settings dataclass such as ``data.select``) that
+    ``values`` sets to a plain value or a list (``select: 2000`` in a config file): the parser takes such a value,
+    and building the group would then fail with a TypeError naming no key. Nested groups are followed."""
+    init = owner if dataclasses.is_dataclass(owner) else owner.__init__
+    given = []
+    for name, hint in typing.get_type_hints(init).items():
+        if name == "return" or name not in values or not dataclasses.is_dataclass(hint):
+            continue
+        value = values[name]
+        if isinstance(value, dict):
+            given += groups_given_values(value, hint, f"{prefix}.{name}")
+        elif value is not None:
+            given.append(f"{prefix}.{name}")
+    return given

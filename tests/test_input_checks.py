@@ -77,6 +77,19 @@ def test_a_config_file_s_empty_values_are_named_where_a_value_is_needed(tmp_path
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("text, key", [("data:\n  select: 2000\n", "data.select"),
+                                       ("data:\n  align: [omp]\n", "data.align")])
+def test_a_settings_group_given_a_value_is_named_not_a_type_error(tmp_path, text, key):
+    from ivr.cli import main
+
+    config = tmp_path / "flat.yaml"
+    config.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{key}: a group of settings, given a value"):
+        main(["init", "--config", str(ROOT / "configs" / "demo.yaml"), "--config", str(config),
+              "--data.artifacts_dir", str(tmp_path / "a")])
+    assert not (tmp_path / "a").exists()
+
+
 def test_a_zero_builtin_corpus_cap_is_named_not_blamed_on_the_raw_folder(tmp_path):
     options = CleaningOptions(builtin_corpus="python_stdlib", builtin_corpus_max_mb=0)
     with pytest.raises(CorpusError, match=r"data\.builtin_corpus_max_mb must be positive, got 0") as err:
