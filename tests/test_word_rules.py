@@ -170,3 +170,12 @@ def test_white_space_words_have_no_class_and_get_no_word_rule():
     # GPT-2's regex cuts white space by lookahead, not by a class a rule could be written for
     assert word_segments(["Ċ", "ĊĊ"]) is None
     assert word_segments(["ĠĠ", "Ġ"]) is None
+
+
+def test_a_word_rule_that_fixes_nothing_leaves_its_place_under_the_limit_to_the_next_word():
+    # "0477" is the more frequent, but its rule fixes nothing (the model splits 477 further): the one rule allowed
+    # goes to "047", whose rule does
+    pieces = ["0", "4", "7", "47", "477"]
+    model = unigram_tokenizer(pieces, [0.0, 0.0, 0.0, 1.0, -5.0])
+    rules = select_word_rules(model, [], ["0477", "047"], np.array([2.0, 1.0]), [[0, 4], [0, 3]], [[], []], 1)
+    assert rules == [["0", "47"]]

@@ -26,6 +26,9 @@ from ivr.tokenizers.distill.word_rules import word_segments
 
 
 TOO_FEW_WRONG = "too few wrong fit words with a run of it"
+# the fewest word rules checked at once where rules that fix nothing left places under the limit (each check
+# builds a pre-tokenizer)
+MIN_RULE_BATCH = 64
 
 
 def earns_a_rule(always: bool, fixed: Sequence[int], fixed_occurrences: float, settings: DistillSettings) -> bool:
@@ -133,19 +136,24 @@ def select_word_rules(
 ) -> list[list[str]]:
     """BPE's pieces of the fit words still wrong (``pred``, or before a contraction's letters), most frequent first,
     at most ``limit``: those a regex can cut (``word_rules.word_segments``), of the letter class only those
-    ``letter_ok`` accepts (None: any), and whose every BPE token the Unigram gives back alone."""
+    ``letter_ok`` accepts (None: any), and whose every BPE token the Unigram gives back alone. A word whose rule
+    would fix nothing takes no place under ``limit``: the next word does."""
     wrong = {i for i, (p, g) in enumerate(zip(pred, gold)) if p != g} | set(_wrong_before_contraction(
         model_tok, rules, words, gold))
     wrong = sorted(wrong, key=lambda i: (-weights[i], words[i]))
-    chosen = []
+    candidates = []
     for i in wrong:
         tokens = [model_tok.id_to_token(t) for t in gold[i]]
         found = word_segments(tokens)
-        if len(chosen) < limit and found is not None and (
-                letter_ok is None or found[0] != "letter" or letter_ok(words[i])):
-            chosen.append((tokens, gold[i]))
-    if not chosen:
-        return []
-    # a rule whose tokens the Unigram splits further would fix nothing: keep only the rules that fix their word
-    cut = encode_segments(model_tok, segment_words(rules, ["".join(t) for t, _ in chosen], [t for t, _ in chosen]))
-    return [t for (t, ids), got in zip(chosen, cut) if got == ids]
+        if found is not None and (letter_ok is None or found[0] != "letter" or letter_ok(words[i])):
+            candidates.append((tokens, gold[i]))
+    kept: list[list[str]] = []
+    start = 0
+    while len(kept) < limit and start < len(candidates):
+        # a rule whose tokens the Unigram splits further would fix nothing: keep only the rules that fix their
+        # word (each rule cuts its own whole pre-token only, so batches are checked on their own)
+        batch = candidates[start : start + max(limit - len(kept), MIN_RULE_BATCH)]
+        start += len(batch)
+        cut = encode_segments(model_tok, segment_words(rules, ["".join(t) for t, _ in batch], [t for t, _ in batch]))
+        kept += [t for (t, ids), got in zip(batch, cut) if got == ids]
+    return kept[:limit]
