@@ -11,6 +11,7 @@ from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from tests.standin import gpt2_merges
 from ivr.tokenizers.distill import lp_fit
 from ivr.tokenizers.distill.lp_fit import STRICT_PENALTY, solve_rows
+from ivr.tokenizers.distill.word_list import MAX_COUNT
 from ivr.tokenizers.distill.scores import initial_scores
 from ivr.tokenizers.distill.stage import fit_distilled
 from ivr.tokenizers.distill.words import pre_token_counts
@@ -258,3 +259,16 @@ def test_ids_bpe_never_outputs_score_below_everything():
     scores, _, _ = lp_fit.fit_scores(TINY_PIECES, ["abc"], np.ones(1), [[3, 2]], fast_settings(),
                                      merges=TINY_MERGES, never=[4])
     assert scores[4] == NEVER_SCORE and unigram_tokenizer(TINY_PIECES, scores).encode("bc").ids == [1, 2]
+
+
+@pytest.mark.parametrize("weight, strict, penalty", [(MAX_COUNT, True, 300.0), (1e6, False, 1e14), (1e12, False, 1e300)])
+def test_a_word_weighing_what_the_settings_allow_leaves_the_programs_solvable(weight, strict, penalty):
+    # a vocabulary piece listed at the word list's largest count is never given up (STRICT_PENALTY), and a slack
+    # penalty has no upper bound: the solver reads a slack cost from 1e20 on as infinite and gives up, and an
+    # infinite one is no input at all. "ab" cut a · b is unsatisfiable, "abc" as a · bc is not
+    words, gold = ["abc", "ab"], [[0, 4], [0, 1]]
+    scores, stats, given_up = lp_fit.fit_scores(
+        TINY_PIECES, words, np.full(2, weight), gold, fast_settings(slack_penalty=penalty),
+        strict=np.full(2, strict), merges=TINY_MERGES)
+    assert not any("linear_program_failed" in h for h in stats["history"])
+    assert unigram_tokenizer(TINY_PIECES, scores).encode("abc").ids == [0, 4] and given_up == ["ab"]

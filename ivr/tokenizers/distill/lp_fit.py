@@ -26,6 +26,10 @@ LP_UNIT = 1e-12
 # slack cost of a word that must not be given up: far above any change of merge weights the fit could need
 STRICT_PENALTY = 1e8
 MARGIN_RAISE, MAX_MARGIN_RAISES = 4.0, 3
+# the most giving up a row may cost: HiGHS reads a cost of 1e20 or more as infinite and fails, and an infinite one
+# is no input at all, yet a vocabulary piece listed at the word list's largest count (1e12) costs STRICT_PENALTY
+# times that, and the slack penalty has no upper bound. Far above any change of merge weights: such a row is kept
+MAX_SLACK_COST = 1e18
 
 
 def _difference(gold: Sequence[int], other: Sequence[int]) -> dict[int, int]:
@@ -47,7 +51,8 @@ def solve_rows(
     ``penalty`` are one for all rows or one per row. With a ``penalty`` the objective is
     ``sum usage * |dw| / w0 + sum penalty * weight * xi``: relative changes, cheapest on merges few fit (and
     general) words use, and a word is only given up where keeping it would cost more (``relative_slack``: its
-    slack counted in units of the row's ``w_min``, as the changes are relative). Weights never drop below
+    slack counted in units of the row's ``w_min``, as the changes are relative; a row's slack cost at most
+    ``MAX_SLACK_COST``). Weights never drop below
     half their initial value, so every piece keeps beating its own halves.
     With ``penalty=None`` only the weighted slack is minimised (a phase-one program: its optimum is above zero
     exactly when no merge weights within those bounds satisfy all rows at once).
@@ -74,7 +79,9 @@ def solve_rows(
     if penalty is None:
         cost = np.concatenate([np.zeros(2 * n), row_weight])
     else:
-        slack_cost = penalty * row_weight / w_min if relative_slack else penalty * row_weight
+        with np.errstate(over="ignore"):  # an infinite product is capped as a large one is
+            slack_cost = penalty * row_weight / w_min if relative_slack else penalty * row_weight
+        slack_cost = np.minimum(slack_cost, MAX_SLACK_COST)
         cost = np.concatenate([change_cost, change_cost, slack_cost])
     upper = np.concatenate([np.full(n, np.inf), 0.5 * w0[cols], np.full(m, np.inf)])
     res = linprog(cost, A_ub=A, b_ub=D @ s0 - margin * w_min, bounds=np.stack([np.zeros_like(upper), upper], axis=1),
