@@ -178,6 +178,10 @@ def test_a_word_list_line_with_extra_fields_is_refused(tmp_path):
     ("init_decay", math.nan, "must be at least 0 and finite, got nan"),
     ("init_decay", math.inf, "must be at least 0 and finite, got inf"),
     ("margin", -0.05, "must be positive, got -0.05"),
+    # a fraction of the smallest weight at stake, which is up to 1e12 in the program's units: far past 1 the
+    # program's bounds read as infinite (the solver fails) or overflow (SciPy refuses them)
+    ("margin", 1e300, r"must be at most 1000 \(a fraction of the smallest merge weight at stake: 0\.05 is 5%\), "
+                      r"got 1e\+300"),
     ("slack_penalty", 0.0, "must be positive, got 0.0"),
     ("max_iterations", 0, "must be at least 1, got 0"),
     ("max_seconds", -1.0, r"must be at least 0 \(0: one round\), got -1.0"),
@@ -295,6 +299,7 @@ def test_distill_settings_at_their_bounds_are_accepted():
     DistillSettings(init_offset=0.5, init_exponent=0.1, max_iterations=1, max_seconds=0.0, margin=1e-6,
                     slack_penalty=1e-3, number_words=0, max_run=2, split_rule_min_fixed=0.5, word_rules=0,
                     general_usage_words=0, general_words_per_language=0, general_text_words=0.0)
+    DistillSettings(margin=1000.0)
     DistillSettings(max_seconds=math.inf, split_rule_min_fixed=math.inf)  # no time limit; only listed characters
 
 

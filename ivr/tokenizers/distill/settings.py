@@ -16,6 +16,10 @@ from ivr.user_text import require_file, require_utf8_text
 EXAMPLES = 20
 
 
+MAX_MARGIN = 1000.0
+"""The largest ``margin``: a fraction of the smallest merge weight at stake (up to 1e12 in the fit's units, and raised
+up to 64x), so that the linear program's bounds stay below the 1e20 its solver reads as infinite."""
+
 MAX_NUMBER_WORDS = 6
 """The longest digit strings ``number_words`` may ask for: 6 adds 2.2 million fit words."""
 
@@ -49,7 +53,7 @@ class DistillSettings:
     margin: float = 0.05
     """How much BPE's segmentation must beat each collected competitor, as a fraction of the smallest initial
     weight among the merges the two segmentations use differently (a fixed margin would outweigh late merges,
-    whose weights are tiny, and force large changes on them)."""
+    whose weights are tiny, and force large changes on them). At most 1000."""
     slack_penalty: float = 300.0
     """Cost of giving up one word occurrence by 1e-12 of score, against changing by 100% the weight of a
     merge that one fit word uses (changes cost more on merges many words use). Lower gives up more fit words
@@ -135,6 +139,9 @@ class DistillSettings:
             value = getattr(self, name)
             if not 0 < value < math.inf:  # NaN fails too
                 raise ValueError(f"data.distill.{name} must be positive{' and finite' if value > 0 else ''}, got {value}")
+        if self.margin > MAX_MARGIN:
+            raise ValueError(f"data.distill.margin must be at most {MAX_MARGIN:g} (a fraction of the smallest merge weight "
+                             f"at stake: 0.05 is 5%), got {self.margin:g}")
         if not 0 <= self.init_decay < math.inf:  # a growth with rank would put late merges before early ones
             raise ValueError(f"data.distill.init_decay must be at least 0 and finite, got {self.init_decay}")
         at_least = (
