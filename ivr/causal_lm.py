@@ -162,6 +162,7 @@ def _load_pretrained(model_name_or_path: str, attn_implementation: str):
 
     # float32 weights whatever the checkpoint stores: the optimiser and mixed precision expect them
     kwargs = {"attn_implementation": attn_implementation, "dtype": torch.float32}
+    check_local_path(model_name_or_path)
     directory = local_checkpoint_dir(model_name_or_path)
     if directory is not None:
         if not (directory / "config.json").is_file():  # transformers' own words suggest a config without a key
@@ -189,6 +190,23 @@ def local_checkpoint_dir(model_name_or_path: str) -> Path | None:
     return path if path.is_dir() else None
 
 
+def check_local_path(model_name_or_path: str) -> None:
+    """Fail for a name that can only be a local path and is no checkpoint directory: a file (transformers would
+    read a config.json as pickled weights), or a path that does not exist and no Hub name could be."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    path = Path(model_name_or_path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{MODEL_SETTING}: {model_name_or_path} is a file, not a checkpoint directory: give the "
+                         "directory that holds it (with config.json and the weights save_pretrained wrote), or a "
+                         "GGUF file")
+    if not path.exists():
+        try:
+            validate_repo_id(model_name_or_path)
+        except HFValidationError as err:
+            raise _unavailable(model_name_or_path, err, "no such directory, and no Hub name") from None
+
+
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -201,6 +219,7 @@ def check_pretrained_reachable(model_name_or_path: str) -> None:
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{MODEL_SETTING}: {err}") from None
         return
+    check_local_path(model_name_or_path)
     if local_checkpoint_dir(model_name_or_path) is not None:
         return
     from huggingface_hub import HfApi, try_to_load_from_cache
@@ -217,10 +236,11 @@ def check_pretrained_reachable(model_name_or_path: str) -> None:
         raise _unavailable(model_name_or_path, err) from None
 
 
-def _unavailable(model_name_or_path: str, err: Exception) -> PretrainedUnavailableError:
+def _unavailable(model_name_or_path: str, err: Exception, reason: str | None = None) -> PretrainedUnavailableError:
+    reason = reason or ("not a local checkpoint, not in the Hugging Face cache, and the Hub is unreachable "
+                        f"({type(err).__name__})")
     return PretrainedUnavailableError(
-        f"cannot load pretrained weights {model_name_or_path!r}: not a local checkpoint, not in the Hugging "
-        f"Face cache, and the Hub is unreachable ({type(err).__name__}). Either set model.model_name_or_path "
+        f"cannot load pretrained weights {model_name_or_path!r}: {reason}. Either set model.model_name_or_path "
         f"to a local checkpoint directory (one written by save_pretrained) or a GGUF file, or run offline "
         f"with configs/demo.yaml, which builds a tiny GPT-2 from scratch."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import replace
 
 import pytest
@@ -696,3 +697,25 @@ def test_a_fit_resumed_with_another_schedule_length_says_how_the_rate_moves(capl
     assert after > before  # earlier in a longer cosine: a higher rate
     assert ("schedule is 20 optimizer steps long, the checkpoint's fit's 10" in caplog.text
             and f"at step 5 the rate moves from {before:.3g} to {after:.3g}" in caplog.text)
+
+
+def test_a_file_given_as_the_model_is_named_not_looked_up_on_the_hub(tmp_path):
+    """A weight or config file rather than the directory holding it: transformers would read a config.json as a
+    pickle; the setting is named, with what to give instead."""
+    from ivr.causal_lm import load_pretrained
+
+    build_model(ModelShape(n_layer=1, n_head=1, n_embd=8, n_positions=16)).save_pretrained(tmp_path / "m")
+    for name in ("config.json", "model.safetensors"):
+        for check in (load_pretrained, check_pretrained_reachable):
+            with pytest.raises(ValueError, match=rf"model\.model_name_or_path: .*{name} is a file, not a checkpoint "
+                                                 r"directory: give the directory that holds it"):
+                check(str(tmp_path / "m" / name))
+
+
+def test_a_path_that_is_no_directory_and_no_hub_name_is_named_as_missing(tmp_path):
+    """Not said to be out of the Hub's reach: no Hub name looks like it."""
+    for check in (lambda name: base_model(name, None), check_pretrained_reachable):
+        for name in (str(tmp_path / "nowhere" / "model"), "~/nowhere-xyz"):
+            with pytest.raises(PretrainedUnavailableError, match=rf"'{re.escape(name)}': no such directory, and no "
+                                                                 r"Hub name.*local checkpoint directory"):
+                check(name)
