@@ -165,9 +165,7 @@ def _load_pretrained(model_name_or_path: str, attn_implementation: str):
     check_local_path(model_name_or_path)
     directory = local_checkpoint_dir(model_name_or_path)
     if directory is not None:
-        if not (directory / "config.json").is_file():  # transformers' own words suggest a config without a key
-            raise ValueError(f"{model_name_or_path}: no config.json in this directory ({MODEL_SETTING}): give the "
-                             "directory a model's save_pretrained wrote, or a GGUF file")
+        check_config_file(directory, model_name_or_path)
         # a local checkpoint that does not load is named with its cause, not looked up on the Hub
         try:
             return AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, **kwargs)
@@ -210,9 +208,26 @@ def check_local_path(model_name_or_path: str) -> None:
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
+def check_config_file(directory: Path, model_name_or_path: str) -> None:
+    if not (directory / "config.json").is_file():  # transformers' own words suggest a config without a key
+        raise ValueError(f"{model_name_or_path}: no config.json in this directory ({MODEL_SETTING}): give the "
+                         "directory a model's save_pretrained wrote, or a GGUF file")
+
+
+def check_local_checkpoint_files(directory: Path, model_name_or_path: str) -> None:
+    """Fail unless a local checkpoint directory holds a config and the weights ``from_pretrained`` looks for
+    (whether they read is said when the model loads)."""
+    check_config_file(directory, model_name_or_path)
+    if not any((directory / name).is_file() for name in WEIGHT_FILES):
+        raise ValueError(f"{model_name_or_path}: no weights in this directory ({MODEL_SETTING}): none of "
+                         f"{', '.join(WEIGHT_FILES)}; give the directory a model's save_pretrained wrote, or a "
+                         "GGUF file")
+
+
 def check_pretrained_reachable(model_name_or_path: str) -> None:
     """Fail now, before the stages that come before the model is read, unless ``model_name_or_path`` is a GGUF
-    file, a local directory, in the Hugging Face cache with its config and weights, or known to the Hub."""
+    file, a local directory with its config and weights, in the Hugging Face cache with its config and weights, or
+    known to the Hub."""
     if is_gguf(model_name_or_path):
         try:
             locate_gguf(model_name_or_path)
@@ -220,7 +235,9 @@ def check_pretrained_reachable(model_name_or_path: str) -> None:
             raise FileNotFoundError(f"{MODEL_SETTING}: {err}") from None
         return
     check_local_path(model_name_or_path)
-    if local_checkpoint_dir(model_name_or_path) is not None:
+    directory = local_checkpoint_dir(model_name_or_path)
+    if directory is not None:
+        check_local_checkpoint_files(directory, model_name_or_path)
         return
     from huggingface_hub import HfApi, try_to_load_from_cache
 

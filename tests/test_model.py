@@ -134,7 +134,19 @@ def test_a_model_counts_as_reachable_only_with_its_weights_in_the_cache(tmp_path
         check_pretrained_reachable("someone/model")
     (snapshot / "model.safetensors").write_bytes(b"")
     check_pretrained_reachable("someone/model")
-    check_pretrained_reachable(str(tmp_path))  # a local directory: its loading names what is wrong with it
+    check_pretrained_reachable(str(snapshot))  # a local directory: its loading names what is wrong in its files
+
+
+def test_a_local_directory_without_a_config_or_weights_is_refused_before_the_stages(tmp_path):
+    """Not only when align reads it, after every stage before it has run."""
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty: no config\.json in this directory \(model\.model_name_or_path\)"):
+        check_pretrained_reachable(str(tmp_path / "empty"))
+    build_model(ModelShape(n_layer=1, n_head=1, n_embd=8, n_positions=16)).save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").rename(tmp_path / "m" / "weights.safetensors")
+    with pytest.raises(ValueError, match=r"m: no weights in this directory \(model\.model_name_or_path\): none of "
+                                         r"model\.safetensors, "):
+        check_pretrained_reachable(str(tmp_path / "m"))
 
 
 def test_a_damaged_local_checkpoint_is_named_with_its_cause_not_looked_up_on_the_hub(tmp_path):
