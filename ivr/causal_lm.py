@@ -172,14 +172,43 @@ def _load_pretrained(model_name_or_path: str, attn_implementation: str):
         except Exception as err:  # a missing or cut file fails in whichever parser reaches it first
             raise ValueError(f"{model_name_or_path}: cannot load the checkpoint in this directory "
                              f"({type(err).__name__}: {err})") from err
+    cached = cached_snapshot(model_name_or_path)
     try:
         return AutoModelForCausalLM.from_pretrained(model_name_or_path, local_files_only=True, **kwargs)
-    except OSError:
-        pass
+    except Exception as err:  # noqa: BLE001 - not cached (OSError), or cached files that do not read
+        if not isinstance(err, OSError):
+            if cached is not None:
+                raise _damaged_in_cache(model_name_or_path, cached, err) from err
+            raise
+        in_cache = err
     try:
         return AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
     except OSError as err:
+        if cached is not None:  # its config and weights are here: why they do not load says more than the Hub's error
+            raise _damaged_in_cache(model_name_or_path, cached, in_cache) from err
         raise _unavailable(model_name_or_path, err) from None
+
+
+def cached_snapshot(model_name_or_path: str) -> Path | None:
+    """The Hugging Face cache's snapshot folder of a Hub model whose config and weights it holds, or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(model_name_or_path, "config.json")
+        # a config alone is no model: an interrupted download, or a config read on its own, leaves one behind
+        if isinstance(config, str) and any(isinstance(try_to_load_from_cache(model_name_or_path, name), str)
+                                           for name in WEIGHT_FILES):
+            return Path(config).parent
+    except Exception:  # noqa: BLE001 - not a valid repository name: nothing cached
+        pass
+    return None
+
+
+def _damaged_in_cache(model_name_or_path: str, snapshot: Path, err: Exception) -> ValueError:
+    return ValueError(f"{MODEL_SETTING} {model_name_or_path!r}: cannot load the model in the Hugging Face cache at "
+                      f"{snapshot} ({type(err).__name__}: {err}): if its files are damaged, delete "
+                      f"{snapshot.parent.parent} (the model's whole cache folder: a download fetches it again), or "
+                      "set model.model_name_or_path to a local checkpoint directory or a GGUF file")
 
 
 def local_checkpoint_dir(model_name_or_path: str) -> Path | None:
@@ -239,15 +268,11 @@ def check_pretrained_reachable(model_name_or_path: str) -> None:
     if directory is not None:
         check_local_checkpoint_files(directory, model_name_or_path)
         return
-    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub import HfApi
 
+    if cached_snapshot(model_name_or_path) is not None:
+        return
     try:
-        def cached(name: str) -> bool:
-            return isinstance(try_to_load_from_cache(model_name_or_path, name), str)
-
-        # a config alone is no model: an interrupted download, or a config read on its own, leaves one behind
-        if cached("config.json") and any(map(cached, WEIGHT_FILES)):
-            return
         HfApi().model_info(model_name_or_path)
     except Exception as err:  # offline, unknown to the Hub, or not a valid repository name
         raise _unavailable(model_name_or_path, err) from None

@@ -731,3 +731,29 @@ def test_a_path_that_is_no_directory_and_no_hub_name_is_named_as_missing(tmp_pat
             with pytest.raises(PretrainedUnavailableError, match=rf"'{re.escape(name)}': no such directory, and no "
                                                                  r"Hub name.*local checkpoint directory"):
                 check(name)
+
+
+@pytest.mark.parametrize("damage", ["cut weights", "garbled config"])
+def test_a_damaged_model_in_the_hugging_face_cache_is_named_with_its_folder(tmp_path, monkeypatch, damage):
+    """Neither the weights reader's words alone nor "not in the Hugging Face cache"."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    repo = tmp_path / "cache" / "models--someone--model"
+    snapshot = repo / "snapshots" / "abc"
+    build_model(ModelShape(n_layer=1, n_head=1, n_embd=8, n_positions=16)).save_pretrained(tmp_path / "m")
+    shutil.copytree(tmp_path / "m", snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    assert base_model("someone/model", None).config.n_embd == 8
+    if damage == "cut weights":
+        weights = snapshot / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:5000])
+    else:
+        (snapshot / "config.json").write_text("{oops")
+    with pytest.raises(ValueError, match=rf"'someone/model': cannot load the model in the Hugging Face cache at "
+                                         rf"{re.escape(str(snapshot))} \(.*\): if its files are damaged, delete "
+                                         rf"{re.escape(str(repo))} "):
+        base_model("someone/model", None)
