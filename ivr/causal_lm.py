@@ -279,6 +279,16 @@ def check_pretrained_reachable(model_name_or_path: str) -> None:
 
 
 def _unavailable(model_name_or_path: str, err: Exception, reason: str | None = None) -> PretrainedUnavailableError:
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, RepositoryNotFoundError):  # transformers wraps it in an OSError
+        cause = cause.__cause__
+    if reason is None and cause is not None:  # the Hub answered
+        reason = ("not a local checkpoint, not in the Hugging Face cache, and "
+                  + ("gated on the Hub (ask for access on its page, then log in with `hf auth login`)"
+                     if isinstance(cause, GatedRepoError) else
+                     "unknown to the Hub (a private model needs `hf auth login`)"))
     reason = reason or ("not a local checkpoint, not in the Hugging Face cache, and the Hub is unreachable "
                         f"({type(err).__name__})")
     return PretrainedUnavailableError(

@@ -757,3 +757,30 @@ def test_a_damaged_model_in_the_hugging_face_cache_is_named_with_its_folder(tmp_
                                          rf"{re.escape(str(snapshot))} \(.*\): if its files are damaged, delete "
                                          rf"{re.escape(str(repo))} "):
         base_model("someone/model", None)
+
+
+def test_a_name_the_hub_does_not_know_is_not_said_to_be_out_of_its_reach(monkeypatch):
+    """With a network, a misspelt Hub name reached the Hub, which answered that it has no such model."""
+    from types import SimpleNamespace
+
+    import huggingface_hub
+    from huggingface_hub.errors import RepositoryNotFoundError
+    from transformers import AutoModelForCausalLM
+
+    def not_found(*args, **kwargs):
+        raise RepositoryNotFoundError("404 Client Error", response=SimpleNamespace(headers={}, request=None))
+
+    def not_found_as_transformers_says(*args, local_files_only=False, **kwargs):
+        if local_files_only:
+            raise OSError("not in the cache")
+        try:
+            not_found()
+        except RepositoryNotFoundError as err:
+            raise OSError("someone/modl is not a local folder and is not a valid model identifier") from err
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", not_found)
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", not_found_as_transformers_says)
+    for check in (lambda name: base_model(name, None), check_pretrained_reachable):
+        with pytest.raises(PretrainedUnavailableError, match=r"'someone/modl': not a local checkpoint, not in the "
+                                                             r"Hugging Face cache, and unknown to the Hub \(.*login"):
+            check("someone/modl")
