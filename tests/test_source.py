@@ -502,3 +502,14 @@ def test_a_chat_template_deleted_or_edited_since_is_fetched_again(tmp_path, capl
         fetch_original_tokenizer(target, local_dir=source, allow_hub=False)
     assert f"{template} is missing or changed since it was fetched" in caplog.text
     assert template.read_text(encoding="utf-8") == whole
+
+
+def test_a_tokenizer_file_given_in_place_of_its_folder_is_named_as_a_file(tmp_path):
+    """Neither "no tokenizer.json in …/tokenizer.json" nor a Hub name that breaks the Hub's naming rules."""
+    first, _ = fetch_original_tokenizer(tmp_path / "a", allow_hub=False)
+    file = first / "tokenizer.json"
+    for kwargs, setting in (({"local_dir": file}, "data.tokenizer_local_dir"),
+                            ({"tokenizer_name": str(file)}, "data.tokenizer_name")):
+        with pytest.raises(ValueError, match=rf"tokenizer\.json \({setting}\) is a file: give the folder that holds "
+                                             r"it"):
+            fetch_original_tokenizer(tmp_path / "o", **kwargs)

@@ -190,7 +190,8 @@ def load_original(
         return *from_dir(local_dir), {"kind": "local", "path": str(local_dir)}
     if is_gguf(tokenizer_name):
         return from_gguf(tokenizer_name)
-    if Path(tokenizer_name).expanduser().is_dir():  # a directory, as model.model_name_or_path takes one (~ too)
+    # a directory, as model.model_name_or_path takes one (~ too); a file there is named as one, not sent to the Hub
+    if Path(tokenizer_name).expanduser().exists():
         return *from_dir(tokenizer_name, "data.tokenizer_name"), {"kind": "local", "path": tokenizer_name}
     if allow_hub:
         try:
@@ -215,6 +216,9 @@ def from_dir(directory: str | Path, setting: str = "data.tokenizer_local_dir") -
     """A tokenizer directory's ``tokenizer.json`` as it is, and its special tokens; ``setting`` names it in errors."""
     directory = Path(directory).expanduser()
     path = directory / TOKENIZER_FILE
+    if directory.is_file():
+        raise ValueError(f"{directory} ({setting}) is a file: give the folder that holds it, with {TOKENIZER_FILE} "
+                         "and the tokenizer's configs, or a GGUF file")
     if not path.is_file():
         raise FileNotFoundError(f"no {TOKENIZER_FILE} in {directory} ({setting})")
     tok = read_tokenizer_file(directory, hint="replace it with the model's own tokenizer.json", keep_padding=True)
