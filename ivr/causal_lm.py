@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from ivr.gguf import is_gguf, locate_gguf
+from ivr.gguf import damaged_file_hint, is_gguf, locate_gguf
 from ivr.stamps import file_sha256
 
 # the setting that names the pretrained model, in errors about it (a GGUF spec may name the tokenizer too)
@@ -133,7 +133,8 @@ def load_gguf(spec: str, attn_implementation: str = "sdpa"):
     except ImportError as err:
         raise ImportError(f"{spec}: reading GGUF needs the packages gguf and accelerate ({err}); run `uv sync --group smollm2`") from None
     except Exception as err:  # a cut or damaged file fails in whichever parser reaches it first
-        raise ValueError(f"{path}: cannot read this GGUF checkpoint ({type(err).__name__}: {err})") from err
+        raise ValueError(f"{path}: cannot read this GGUF checkpoint ({type(err).__name__}: {err}); if the file is "
+                         f"cut short or damaged, {damaged_file_hint(spec)}") from err
     config = copy.deepcopy(loaded.config)
     # the dequantised weights are plain float32: nothing of the GGUF quantisation is left to record
     config.__dict__.pop("quantization_config", None)

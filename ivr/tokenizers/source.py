@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from ivr.gguf import is_gguf, locate_gguf, pre_tokenizer_type
+from ivr.gguf import damaged_file_hint, is_gguf, locate_gguf, pre_tokenizer_type
 from ivr.paths import TOKENIZER_FILE
 from ivr.tokenizers.bpe import offline_gpt2_files, offline_gpt2_tokenizer
 from ivr.stamps import output_signature
@@ -245,7 +245,8 @@ def from_gguf(spec: str) -> tuple[Tokenizer, SpecialTokens, dict]:
         raise ImportError(f"{spec}: reading a GGUF tokenizer needs the gguf package (uv sync --group smollm2): "
                           f"{err}") from err
     except Exception as err:  # a cut or damaged file fails deep inside the reader (struct.error, KeyError, ...)
-        raise ValueError(f"{path}: cannot read the tokenizer of this GGUF file ({type(err).__name__}: {err})") from err
+        raise ValueError(f"{path}: cannot read the tokenizer of this GGUF file ({type(err).__name__}: {err}); if the "
+                         f"file is cut short or damaged, {damaged_file_hint(spec)}") from err
     # a copy without the padding or truncation transformers may have set on its backend
     pre_type = pre_tokenizer_type(path)
     check_gguf_pre_type(pre_type, str(path))
