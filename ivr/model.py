@@ -22,6 +22,7 @@ from ivr.causal_lm import (
     ModelShape, base_model, check_block_fits, check_ids_fit, context_size, generation_ids, learned_position_embeddings)
 from ivr.metrics import bits_per_byte, token_nll
 from ivr.paths import ArtifactPaths
+from ivr.schedule import rate_factor, schedule_steps
 from ivr.trainable import TrainOnly, restrict_training
 from ivr.user_text import require_utf8_path
 
@@ -104,27 +105,6 @@ def reassigned_ids(init: EmbeddingInit) -> torch.Tensor:
     from ivr.tokenizers.remap_rules import read_remap_rules
 
     return torch.tensor(sorted(rule.id for rule in read_remap_rules(init.remap_rules)), dtype=torch.long)
-
-
-def schedule_steps(trainer) -> int:
-    """Optimizer steps of the whole fit, for the learning-rate schedule. Lightning's ``estimated_stepping_batches``
-    builds and starts the training loader to count an epoch, before a resumed fit has restored where its order
-    stands, so an epoch is counted from the data module (``train_batches_per_epoch``) where it can be."""
-    max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
-    if max_epochs is None and max_steps == -1:  # neither set: Lightning trains 1000 epochs
-        max_epochs = 1000
-    if max_epochs in (None, -1):
-        if max_steps == -1:
-            raise ValueError("the learning-rate schedule needs the fit's length: set trainer.max_steps, or a "
-                             "trainer.max_epochs other than -1")
-        return max_steps
-    count = getattr(trainer.datamodule, "train_batches_per_epoch", None)
-    if count is None:  # other data (loaders passed to fit): Lightning's own estimate
-        return int(trainer.estimated_stepping_batches)
-    batches, limit = count(), trainer.limit_train_batches
-    batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
-    steps = math.ceil(batches / trainer.accumulate_grad_batches) * max(max_epochs, 1)
-    return min(steps, max_steps) if max_steps != -1 else steps
 
 
 def _check_optimizer(learning_rate: float, weight_decay: float, betas: tuple[float, float], warmup_steps: int,
@@ -473,13 +453,7 @@ class IVRLanguageModel(LightningModule):
                 group["lr"] = hp.learning_rate * scheduler.lr_lambdas[i](scheduler.last_epoch)  # a LambdaLR
 
     def _rate_factor(self, step: int, total: int) -> float:
-        """The learning rate at optimizer step ``step`` of a fit of ``total`` steps, as a share of
-        ``model.learning_rate``: a linear warm-up, then a cosine down to ``model.min_lr_ratio``."""
-        hp = self.hparams
-        if step < hp.warmup_steps:
-            return (step + 1) / (hp.warmup_steps + 1)
-        progress = min((step - hp.warmup_steps) / max(total - hp.warmup_steps, 1), 1.0)
-        return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return rate_factor(step, total, self.hparams.warmup_steps, self.hparams.min_lr_ratio)
 
     def _warn_of_another_length(self, step: int) -> None:
         """Where a resumed fit is longer or shorter than the checkpoint's (another ``trainer.max_steps`` or

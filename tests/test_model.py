@@ -93,7 +93,7 @@ def test_a_fit_of_unbounded_length_asks_for_max_steps():
 def test_the_schedule_counts_epochs_from_the_data_without_building_a_loader():
     from types import SimpleNamespace
 
-    from ivr.model import schedule_steps
+    from ivr.schedule import schedule_steps
 
     data = SimpleNamespace(train_batches_per_epoch=lambda: 10)
     trainer = SimpleNamespace(max_steps=-1, max_epochs=3, datamodule=data, limit_train_batches=1.0,
