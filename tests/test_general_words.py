@@ -96,3 +96,13 @@ def test_a_word_of_several_languages_weighs_the_sum_of_their_estimates(gpt2_bpe)
     de, nl = (general_words(gpt2_bpe, [lang], 50, 1e6) for lang in ("de", "nl"))
     both = general_words(gpt2_bpe, ["de", "nl"], 50, 1e6)
     assert both == de + nl and both["Ġin"] == pytest.approx(de["Ġin"] + nl["Ġin"]) and de["Ġin"] > 0
+
+
+def test_the_most_frequent_words_are_those_of_a_fresh_sort_whatever_was_asked_before():
+    import wordfreq
+
+    from ivr.general_english import most_frequent
+
+    ranked = sorted(wordfreq.get_frequency_dict("de").items(), key=lambda kv: kv[1], reverse=True)
+    for n in (50, 5, 50, 0):  # the cache keeps each count's words apart, not the whole sorted list
+        assert most_frequent("de", n) == ranked[:n]
