@@ -13,3 +13,7 @@ def main() -> None:
         print("\nivr: interrupted while starting; nothing was written", file=sys.stderr)
         raise SystemExit(130) from None
     run()
+
+
+if __name__ == "__main__":
+    main()

@@ -794,6 +794,15 @@ def test_ctrl_c_while_the_libraries_load_is_one_line(monkeypatch, capsys):
     assert exc.value.code == 130 and "ivr: interrupted while starting" in capsys.readouterr().err
 
 
+def test_the_console_module_runs_as_a_script():
+    import subprocess
+    import sys
+
+    # `python -m ivr.entry` is what the `ivr` script calls: it must run the command line, not return silently
+    done = subprocess.run([sys.executable, "-m", "ivr.entry", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "distils the BPE tokenizer" in done.stdout, done.stderr[-2000:]
+
+
 def test_a_value_a_model_shape_refuses_is_its_own_line(monkeypatch, capsys):
     monkeypatch.setattr("sys.argv", ["ivr", "init", "--config", "configs/demo.yaml", "--model.from_config.n_layer", "0"])
     monkeypatch.delenv("IVR_DEBUG", raising=False)
