@@ -189,6 +189,9 @@ def test_a_word_list_line_with_extra_fields_is_refused(tmp_path):
     ("number_words", 7, r"must be at most 6 \(7 would add 22 million fit words\), got 7"),
     ("max_run", 1, r"must be at least 2 \(to turn split rules off, set data\.distill\.split_rules false\), got 1"),
     ("max_run", (1, {"split_rules": False}), "must be at least 2, got 1"),  # no hint to set what is set already
+    # BPE is asked about every run length, after every lead: the space's rule takes about 80 s at 1024 and grows
+    # with more than the square of it
+    ("max_run", 1025, r"must be at most 1024 \(the space's split rule takes about 80 s to build at 1024\), got 1025"),
     ("split_rule_min_fixed", -1.0, "must be at least 0, got -1.0"),
     ("word_rules", -1, r"must be at least 0 \(0: none\), got -1"),
     ("general_usage_words", -5, r"must be at least 0 \(0: none\), got -5"),

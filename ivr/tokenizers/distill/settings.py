@@ -20,6 +20,10 @@ MAX_MARGIN = 1000.0
 """The largest ``margin``: a fraction of the smallest merge weight at stake (up to 1e12 in the fit's units, and raised
 up to 64x), so that the linear program's bounds stay below the 1e20 its solver reads as infinite."""
 
+MAX_RUN = 1024
+"""The longest ``max_run``: BPE is asked about every run length after every lead, so building a rule grows faster
+than the square of it (GPT-2's space: 0.3 s at 128, 9.5 s at 512, 78 s at 1024)."""
+
 MAX_NUMBER_WORDS = 6
 """The longest digit strings ``number_words`` may ask for: 6 adds 2.2 million fit words."""
 
@@ -106,7 +110,8 @@ class DistillSettings:
     a pre-tokenizer kept as it is (Llama-3's, Qwen2's regex), cut runs of ASCII punctuation after it (run cuts,
     chosen per character as split rules are)."""
     max_run: int = 128
-    """Longest run of one character on which a candidate split rule must reproduce BPE exactly."""
+    """Longest run of one character on which a candidate split rule must reproduce BPE exactly (at most 1024:
+    building a rule grows faster than the square of it, about 80 s for the space at 1024)."""
     split_rule_min_fixed: float = 10.0
     """A split rule is kept only if it fixes at least this many weighted fit word occurrences (rules cost speed)."""
     split_rule_chars: str = " \n\t-=*#~_/^+.<>|\")]%:?@!,;([{}" + string.digits + string.ascii_letters + "─═…—–•·█░▬★"
@@ -160,6 +165,9 @@ class DistillSettings:
             value = getattr(self, name)
             if not value >= least:
                 raise ValueError(f"data.distill.{name} must be at least {least}{note}, got {value}")
+        if self.max_run > MAX_RUN:
+            raise ValueError(f"data.distill.max_run must be at most {MAX_RUN} (the space's split rule takes about 80 s "
+                             f"to build at {MAX_RUN}), got {self.max_run}")
         if self.number_words > MAX_NUMBER_WORDS:  # 10^k strings, each with and without a space
             raise ValueError(f"data.distill.number_words must be at most {MAX_NUMBER_WORDS} (7 would add 22 million fit "
                              f"words), got {self.number_words}")
