@@ -150,8 +150,8 @@ _ASCII_TEXT = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
 
 def encoding_conflict(head: bytes, path: Path, encoding: str) -> CorpusError | None:
     """An error where a file's first bytes contradict ``encoding``: a byte-order mark of another encoding (a UTF-8
-    mark read as cp1252 decodes without complaint, as ``ï»¿``), plain ASCII read as UTF-16 or UTF-32, which
-    decodes without complaint too, as CJK text, or UTF-16 or UTF-32 without a mark (``bomless_wide_encoding``)
+    mark read as cp1252 decodes without complaint, as ``ï»¿``), plain ASCII or other UTF-8 text read as UTF-16 or
+    UTF-32, which decodes without complaint too, as CJK text, or UTF-16 or UTF-32 without a mark (``bomless_wide_encoding``)
     read otherwise: as an ASCII-compatible encoding, at another width, or in the other byte order (UTF-16-LE read
     as UTF-16-BE decodes without complaint, as CJK text). None where they agree."""
     name = codecs.lookup(encoding).name
@@ -166,6 +166,9 @@ def encoding_conflict(head: bytes, path: Path, encoding: str) -> CorpusError | N
         return CorpusError(f"{path}: starts with plain ASCII text (no NUL bytes) but data.encoding is {encoding}, "
                            "which would read it as other characters; pass --data.encoding utf-8 (or the file's "
                            "real encoding)")
+    if wide and not marks and len(head) >= 16 and _utf8_beyond_ascii(head):
+        return CorpusError(f"{path}: starts with UTF-8 text (characters beyond ASCII, no NUL bytes) but data.encoding "
+                           f"is {encoding}, which would read it as other characters; pass --data.encoding utf-8")
     found = None if marks else bomless_wide_encoding(head)
     if found is None:
         return None
@@ -180,6 +183,19 @@ def encoding_conflict(head: bytes, path: Path, encoding: str) -> CorpusError | N
         return CorpusError(f"{looks}, which data.encoding {encoding} would read as other characters; pass "
                            f"--data.encoding {found}")
     return None
+
+
+def _utf8_beyond_ascii(head: bytes) -> bool:
+    """Whether a file's first bytes are UTF-8 text with a character beyond ASCII (the last one may be cut off): no
+    NUL or other control byte, as UTF-16 or UTF-32 text of so many characters would have, and valid UTF-8, which
+    UTF-16 text of other scripts is all but never."""
+    if not any(b >= 0x80 for b in head) or any(b < 0x80 and b not in _ASCII_TEXT for b in head):
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def bomless_wide_encoding(head: bytes) -> str | None:

@@ -331,6 +331,33 @@ def test_ascii_text_read_as_utf16_or_utf32_is_named(tmp_path, encoding):
         _clean(raw, tmp_path, encoding=encoding)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32-be"])
+@pytest.mark.parametrize("text", ["Élève à l’école, café crème, voilà déjà l’été.",  # an even number of bytes
+                                  "Привет, мир! Это текст на русском языке."],  # an odd one
+                         ids=["french", "russian"])
+def test_utf8_text_beyond_ascii_read_as_utf16_or_utf32_is_named(tmp_path, encoding, text):
+    """UTF-8 text with accents or another script read as UTF-16 decodes as CJK text without an error (or, of an odd
+    length, fails as if the file were cut short): it has no NUL bytes, which UTF-16 or UTF-32 text would."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.txt").write_bytes(text.encode("utf-8"))
+    with pytest.raises(CorpusError, match=rf"a\.txt: starts with UTF-8 text .* data.encoding is {encoding}, which "
+                                          r"would read it as other characters; pass --data.encoding utf-8"):
+        _clean(raw, tmp_path, encoding=encoding)
+    assert not (tmp_path / "cleaned").exists()
+
+
+@pytest.mark.parametrize("text, encoding", [("中文文本测试这是一个没有空格的句子用来检查编码是否正确", "utf-16-le"),
+                                            ("Привет, мир! Это текст на русском языке.", "utf-16-be"),
+                                            ("中文文本测试这是一个没有空格的句子", "utf-32-le")])
+def test_utf16_or_utf32_text_without_nul_bytes_or_a_mark_is_read(tmp_path, text, encoding):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.txt").write_bytes(text.encode(encoding))
+    _clean(raw, tmp_path, encoding=encoding)
+    assert [d.text for d in iter_documents(tmp_path / "cleaned")] == [text]
+
+
 @pytest.mark.parametrize("name, body, where", [
     ("a.jsonl", '{"text": "a"}\n{"text": "a", "text": "b"}\n', r"a\.jsonl:2"),
     ("a.json", '[{"text": "a"}, {"id": 1, "text": "a", "text": "b"}]', r"a\.json record 2"),
