@@ -33,7 +33,21 @@ def invalid_json(path: Path, lineno: int | None, err: json.JSONDecodeError) -> C
     else:  # a JSONL line holds no line break
         colno = err.colno
     # some of json's messages end in "at" ("Invalid control character at")
-    return CorpusError(f"{path}:{lineno}: invalid JSON ({err.msg.removesuffix(' at')} at column {colno})")
+    message = f"{path}:{lineno}: invalid JSON ({err.msg.removesuffix(' at')} at column {colno})"
+    if path.suffix.lower() == ".json" and _json_lines(err):
+        message += (f": the file holds a JSON object per line, as JSON Lines does; rename it to {path.stem}.jsonl "
+                    "(a .json file holds one list of records, or one record)")
+    return CorpusError(message)
+
+
+def _json_lines(err: json.JSONDecodeError) -> bool:
+    """Whether a whole file's ``err`` is that of JSON Lines (what many exporters write under ``.json``): a JSON
+    object, then more data from the start of a later line."""
+    if err.msg != "Extra data":
+        return False
+    head = err.doc[:err.pos]
+    gap = head[len(head.rstrip()):]  # json puts the extra data's position after the whitespace that precedes it
+    return head.lstrip().startswith("{") and head.rstrip().endswith("}") and ("\n" in gap or "\r" in gap)
 
 
 MIN_BINARY_CHECK = 256

@@ -396,6 +396,22 @@ def test_an_invalid_json_file_names_the_line_and_column_whatever_ends_its_lines(
         clean_corpus(raw, tmp_path / "clean", CleaningOptions())
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_json_lines_in_a_json_file_are_named_as_such(tmp_path, newline):
+    """A record per line under the .json suffix (how many exporters name JSON Lines) is one file of many JSON values:
+    the error says to rename it, not only that there is extra data; a list that is merely followed by more data is
+    not taken for JSON Lines."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.json").write_text(newline.join(['{"text": "a"}', '{"text": "b"}', ""]), encoding="utf-8", newline="")
+    with pytest.raises(CorpusError, match=r"a\.json:2: invalid JSON \(Extra data at column 1\): the file holds a JSON "
+                                          r"object per line, as JSON Lines does; rename it to a\.jsonl"):
+        clean_corpus(raw, tmp_path / "clean", CleaningOptions())
+    (raw / "a.json").write_text('[{"text": "a"}]\n[{"text": "b"}]\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"a\.json:2: invalid JSON \(Extra data at column 1\) \("):
+        clean_corpus(raw, tmp_path / "clean", CleaningOptions())
+
+
 @pytest.mark.parametrize("name, where", [("deep.jsonl", r"deep\.jsonl:2"), ("deep.json", r"deep\.json")])
 def test_json_nested_too_deeply_is_an_invalid_record_not_a_recursion_error(tmp_path, name, where):
     raw = tmp_path / "raw"
