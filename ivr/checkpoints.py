@@ -126,6 +126,7 @@ def load_lightning_checkpoint(
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # a size mismatch raises even when not strict
         raise ValueError(f"{checkpoint_path}: state dict does not fit the model ({first_mismatch(err)})") from None
+    check_tying(model, state, checkpoint_path)
     head = model.get_output_embeddings()
     tied = head.weight is model.get_input_embeddings().weight
     head_key = next((f"{name}.weight" for name, module in model.named_modules() if module is head), None)
@@ -135,6 +136,25 @@ def load_lightning_checkpoint(
             f"{checkpoint_path}: state dict does not fit the model; missing {missing}, unexpected {unexpected}"
         )
     return model
+
+
+def check_tying(model: PreTrainedModel, state: dict, where: object) -> None:
+    """Refuse weights (``state``: the model's state dict, keys without the Lightning prefix) of an untied fit for a
+    model that ties its output layer to its token embedding: loaded, both matrices would land in the one tied
+    parameter, the last one read winning, and the model would run with the other matrix's rows without a word."""
+    head, embedding = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is None or head.weight is not embedding.weight:
+        return
+    names = {id(module): f"{name}.weight" for name, module in model.named_modules() if module in (head, embedding)}
+    head_key, embedding_key = names.get(id(head)), names.get(id(embedding))
+    head_rows, rows = state.get(head_key), state.get(embedding_key)
+    if head_rows is None or rows is None or head_rows is rows:
+        return
+    if head_rows.shape != rows.shape or not torch.equal(head_rows, rows):
+        raise ValueError(f"{where}: its output layer ({head_key}) differs from its token embedding ({embedding_key}), "
+                         "but the configured model ties them, so one would overwrite the other: use the model "
+                         "settings of the fit that wrote it (its model, or model.from_config.tie_word_embeddings "
+                         "false)")
 
 
 def first_mismatch(err: RuntimeError) -> str:

@@ -268,6 +268,13 @@ class IVRLanguageModel(LightningModule):
                 raise ValueError(f"{trainer.ckpt_path or 'the checkpoint'} was trained with model.train_only {then}, "
                                  f"not {now}: its optimizer state holds those weights only; resume with "
                                  f"model.train_only {then}, or leave out --ckpt_path to start a new fit")
+        if self.model is not None and isinstance(checkpoint.get("state_dict"), dict):
+            from ivr.checkpoints import LIGHTNING_PREFIX, check_tying
+
+            # called before Lightning loads the weights, which would put an untied fit's two matrices in one
+            state = {k.removeprefix(LIGHTNING_PREFIX): v for k, v in checkpoint["state_dict"].items()
+                     if k.startswith(LIGHTNING_PREFIX)}
+            check_tying(self.model, state, (trainer.ckpt_path if trainer is not None else None) or "the checkpoint")
         self._saved_total_steps = checkpoint.get(SCHEDULE_STEPS)
         rows = checkpoint.get(INITIAL_ROWS)  # checkpoints written before it was recorded have none: no drift
         if rows is not None:

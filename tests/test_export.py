@@ -302,6 +302,22 @@ def test_an_untied_model_needs_its_output_layer_in_the_checkpoint(tmp_path):
         load_lightning_checkpoint(tiny_gpt2(tied=False), path)
 
 
+def test_an_untied_checkpoint_is_refused_by_a_model_that_ties_its_embeddings(tmp_path):
+    """Loaded into a tied model, an untied fit's two matrices would land in one parameter, the last one read
+    winning: the input rows would silently be the output layer's. Refused by name; a tied fit's checkpoint, whose
+    two entries are the same matrix, still loads."""
+    untied = tiny_gpt2(tied=False, seed=1)
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in untied.state_dict().items()}}, path)
+    with pytest.raises(ValueError, match=r"last.ckpt: its output layer \(lm_head.weight\) differs from its token "
+                                         r"embedding \(transformer.wte.weight\), but the configured model ties them"):
+        load_lightning_checkpoint(tiny_gpt2(tied=True), path)
+    tied = tiny_gpt2(tied=True, seed=1)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in tied.state_dict().items()}}, path)
+    loaded = load_lightning_checkpoint(tiny_gpt2(tied=True, seed=2), path)
+    assert torch.equal(loaded.transformer.wte.weight, tied.transformer.wte.weight)
+
+
 def test_weights_the_model_lacks_are_named_and_the_check_sees_the_whole_checkpoint(tmp_path):
     """A weight under the prefix that the model has no place for is an error, not dropped; ``check`` is called
     with the whole checkpoint and its error refuses the load."""

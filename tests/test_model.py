@@ -81,6 +81,27 @@ def test_blocks_longer_than_the_models_context_are_refused_by_name():
     tiny_trainer().validate(IVRLanguageModel(model_name_or_path=None, from_config=shape), datamodule=Blocks(32))
 
 
+def test_scoring_an_untied_fit_s_checkpoint_with_a_tied_model_is_refused(tmp_path):
+    """Lightning would load both matrices of an untied fit into the one tied parameter and score the model with
+    its input rows replaced by the output layer's, without a word."""
+    from lightning.pytorch import LightningDataModule
+    from torch.utils.data import DataLoader
+
+    class Blocks(LightningDataModule):
+        def val_dataloader(self):
+            return DataLoader(blocks(2, 16), batch_size=2)
+
+    shape = ModelShape(n_layer=1, n_head=2, n_embd=16, n_positions=16, vocab_size=64, tie_word_embeddings=False)
+    trained = IVRLanguageModel(model_name_or_path=None, from_config=shape)
+    trained.configure_model()
+    path = tmp_path / "untied.ckpt"
+    torch.save({"state_dict": trained.state_dict(), "pytorch-lightning_version": "2.5.0"}, path)
+    tied = IVRLanguageModel(model_name_or_path=None, from_config=replace(shape, tie_word_embeddings=True))
+    with pytest.raises(ValueError, match=r"untied.ckpt: its output layer \(lm_head.weight\) differs from its token "
+                                         r"embedding \(transformer.wte.weight\), but the configured model ties them"):
+        tiny_trainer().validate(tied, datamodule=Blocks(), ckpt_path=str(path))
+
+
 def test_a_fit_of_unbounded_length_asks_for_max_steps():
     from torch.utils.data import DataLoader
 
