@@ -100,6 +100,9 @@ def best_checkpoint(last: Path) -> str:
                                 "checkpoint.save_weights_only) and so no best checkpoint; pass --ckpt_path FILE")
     best = next((s["best_model_path"] for s in states.values() if isinstance(s, dict) and s.get("best_model_path")),
                 None)
+    if best is not None and not Path(best).is_file() and (last.parent / Path(best).name).is_file():
+        # recorded by its absolute path: in a tree moved since, it lies beside last.ckpt
+        best = str(last.parent / Path(best).name)
     if best is None or not Path(best).is_file():
         raise FileNotFoundError(f"--ckpt_path best: the fit that wrote {last} kept no best checkpoint "
                                 f"({'none recorded' if best is None else best + ' is gone'}); set checkpoint.monitor "

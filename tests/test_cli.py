@@ -1012,6 +1012,21 @@ def test_the_best_checkpoint_is_the_one_the_fit_recorded_and_a_gone_or_unrecorde
         best_checkpoint(last)
 
 
+def test_the_best_checkpoint_of_a_moved_artifact_tree_is_found_beside_last_ckpt(tmp_path):
+    """ModelCheckpoint records the best checkpoint by its absolute path: after the tree is moved (another disk, a
+    folder mounted elsewhere) the file is the one of that name beside last.ckpt, not gone."""
+    import torch
+
+    from ivr.run_checkpoint import best_checkpoint
+
+    old, new = tmp_path / "old" / "checkpoints", tmp_path / "new" / "checkpoints"
+    new.mkdir(parents=True)
+    (new / "epoch=0-step=3.ckpt").write_bytes(b"")
+    torch.save({"state_dict": {}, "callbacks": {"ModelCheckpoint{'monitor': 'val/loss'}": {
+        "best_model_path": str(old / "epoch=0-step=3.ckpt")}}}, new / "last.ckpt")
+    assert best_checkpoint(new / "last.ckpt") == str(new / "epoch=0-step=3.ckpt")
+
+
 def test_init_flags_given_as_false_override_a_config_that_sets_them(capsys):
     """``ivr init --force false`` (or an empty ``--text-key``) is the user's value, not a flag left out."""
     from types import SimpleNamespace
