@@ -107,6 +107,10 @@ def load_lightning_checkpoint(
     checkpoints you trust: they pickle the module's hyperparameters, and loading them runs what they pickle; with
     it, a checkpoint holding more than tensors and primitive types is refused.
     """
+    if Path(checkpoint_path).is_dir():
+        raise ValueError(f"{checkpoint_path} is a folder (a sharded checkpoint), not the one file the export reads: "
+                         "consolidate it first (`python -m lightning.pytorch.utilities.consolidate_checkpoint "
+                         f"{checkpoint_path} --output_file FILE` for FSDP's) and pass that file with --ckpt_path")
     checkpoint_path = readable_checkpoint(checkpoint_path)
     try:
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=weights_only)

@@ -216,6 +216,17 @@ def test_lightning_checkpoint_errors(tmp_path):
         load_lightning_checkpoint(tiny_gpt2(), path)
 
 
+def test_a_sharded_checkpoint_folder_is_named_with_how_to_make_one_file(tmp_path):
+    """A sharded checkpoint (FSDP's or DeepSpeed's folder) exists but is no file the export reads: "no checkpoint"
+    would send the user looking for a file that is there."""
+    folder = tmp_path / "epoch=0-step=8.ckpt"
+    folder.mkdir()
+    (folder / "meta.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"step=8.ckpt is a folder \(a sharded checkpoint\).*"
+                                         r"lightning.pytorch.utilities.consolidate_checkpoint"):
+        load_lightning_checkpoint(tiny_gpt2(), folder)
+
+
 def test_a_tokenizer_whose_source_stated_no_length_exports_the_models_context(tmp_path):
     from transformers import AutoTokenizer
 
