@@ -69,5 +69,15 @@ def counted(n: int, noun: str) -> str:
 
 
 def inputs_section(inputs: dict | None) -> list[str]:
-    """A report's "Inputs" section (what it was made from, by hash), as lines; none without inputs."""
-    return ["", "## Inputs", "", *[f"- {k}: {setting_text(v)}" for k, v in inputs.items()]] if inputs else []
+    """A report's "Inputs" section (what it was made from, by hash), as lines; none without inputs. A list (the
+    extra evaluation files, each with its hash) is one line per entry, written as the JSON records it: paths and
+    hashes are no tokens, so a space stays a space."""
+    if not inputs:
+        return []
+    lines = ["", "## Inputs", ""]
+    for k, v in inputs.items():
+        if isinstance(v, (list, tuple)) and v:
+            lines += [f"- {k}:", *[f"  - {entry}" for entry in v]]
+        else:
+            lines.append(f"- {k}: {setting_text(v)}")
+    return lines

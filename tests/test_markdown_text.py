@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from ivr.markdown_text import code, pieces, setting_text
+from ivr.markdown_text import code, inputs_section, pieces, setting_text
 
 
 def test_spaces_escapes_and_backticks_are_visible():
@@ -69,3 +69,13 @@ def test_invisible_characters_and_line_separators_are_escapes():
     assert code("\U000e0001") == "`\\udb40\\udc01`"
     # visible characters stay as they are: letters, marks on them, emoji, CJK
     assert code("e\u0301 日本 👋🏽") == "`e\u0301␠日本␠👋🏽`"
+
+
+def test_an_input_that_lists_files_shows_each_file_and_hash_as_the_json_records_it():
+    # the reports' JSON records these strings; the Markdown twin must show the same ones, a space as a space
+    recorded = ["/data/my notes.txt (sha256 ab12)", "/data/b.txt (sha256 cd34)"]
+    text = "\n".join(inputs_section({"corpus": "/c (content 1)", "data.extra_eval_paths": recorded}))
+    for entry in recorded:
+        assert entry in text
+    assert "␠" not in text
+    assert "- data.extra_eval_paths: none" in "\n".join(inputs_section({"data.extra_eval_paths": None}))
