@@ -44,7 +44,7 @@ from common import (
     positive_float, positive_int, random_seed, score, two_or_more,
 )
 
-from ivr.atomic import atomic_file
+from ivr.atomic import atomic_file, write_text
 from ivr.builtin_corpora import english_reference_texts, translated_messages
 from ivr.causal_lm import load_pretrained
 from ivr.cleaned_corpus import iter_documents
@@ -145,11 +145,12 @@ class Bench:
         return {k: score(model, self.sets[(k, tokenizer)], self.separator, a.window, a.eval_batch) for k in sets}
 
     def emit(self, *lines: str) -> None:
-        """Print ``lines`` and rewrite the results so far (a run stopped early keeps its finished parts)."""
+        """Print ``lines`` and rewrite the results so far, each file replaced whole (a run stopped early, even while
+        writing, keeps its finished parts)."""
         self.lines.extend(lines)
         print(*lines, sep="\n", flush=True)
-        (self.out / "results.md").write_text("\n".join(self.lines) + "\n", encoding="utf-8")
-        (self.out / "results.json").write_text(json.dumps(self.results, indent=1, default=str), encoding="utf-8")
+        write_text(self.out / "results.md", "\n".join(self.lines) + "\n")
+        write_text(self.out / "results.json", json.dumps(self.results, indent=1, default=str))
 
     def base(self):
         return load_pretrained(self.model_spec)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from common import parser, positive_int, regex_characters
 
+from ivr.atomic import write_text
 from ivr.builtin_corpora import environment_code_paths, environment_code_texts, utf8_size
 from ivr.cleaned_corpus import batched
 from ivr.paths import ArtifactPaths
@@ -222,8 +223,8 @@ def main() -> None:
     for mb in [*args.sizes, *([1000] if args.gigabyte else [])]:
         results.append(measure(mb, args.work, args.one_command, args.references))
         print_table(results)  # after each size: a long run shows what it has so far
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=1))
+        if args.json:  # replaced whole: a run stopped while writing keeps the sizes measured before
+            write_text(args.json, json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -225,3 +225,44 @@ def test_a_value_out_of_range_is_refused_at_parsing(option_outcomes, script, opt
 @pytest.mark.parametrize("script, option, value, parsed", ACCEPTED)
 def test_a_zero_with_a_meaning_is_accepted(option_outcomes, script, option, value, parsed):
     assert option_outcomes[script, option, value] == ["parsed", parsed]
+
+
+def _disk_fills_up(monkeypatch):
+    """Every ``Path.write_text`` from now on writes a third of its text and then fails, as on a full disk."""
+    from pathlib import Path
+
+    def write_text(self, data, encoding=None, errors=None, newline=None):
+        with open(self, "w", encoding=encoding) as f:
+            f.write(data[: len(data) // 3])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+def test_real_model_results_survive_a_failed_rewrite(tmp_path, monkeypatch):
+    # each part rewrites results.md and results.json: a write that fails must leave the parts already written
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    real_model = benchmark_module("real_model")
+    bench = object.__new__(real_model.Bench)
+    bench.out, bench.lines, bench.results = tmp_path, [], {"part1": {"domain": 1.0}}
+    bench.emit("part 1")
+    _disk_fills_up(monkeypatch)
+    bench.results["part2"] = {"domain": 2.0}
+    with pytest.raises(OSError):
+        bench.emit("part 2")
+    assert (tmp_path / "results.md").read_text(encoding="utf-8") == "part 1\n"
+    assert json.loads((tmp_path / "results.json").read_text(encoding="utf-8")) == {"part1": {"domain": 1.0}}
+
+
+def test_scale_results_survive_a_failed_rewrite(tmp_path, monkeypatch):
+    # --json is rewritten after each size: a write that fails must leave the sizes already measured
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    scale = benchmark_module("scale")
+    monkeypatch.setattr(scale, "measure", lambda mb, *args: {"megabytes": mb})
+    # the second size's table is printed just before its results are written: the disk is full from then on
+    monkeypatch.setattr(scale, "print_table", lambda results: len(results) == 2 and _disk_fills_up(monkeypatch))
+    out = tmp_path / "results.json"
+    monkeypatch.setattr(sys, "argv", ["scale.py", "--sizes", "8", "32", "--json", str(out)])
+    with pytest.raises(OSError):
+        scale.main()
+    assert json.loads(out.read_text(encoding="utf-8")) == [{"megabytes": 8}]
