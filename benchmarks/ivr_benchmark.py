@@ -72,6 +72,18 @@ def cleaned_corpus(domain: str, megabytes: float, paths: ArtifactPaths) -> Path:
     return paths.cleaned_corpora_dir
 
 
+def domain_splits(cleaned: Path, heldout_fraction: float) -> tuple[list[str], list[str]]:
+    """The cleaned domain documents' texts, (training split, held-out split); refused where either is empty (a
+    small ``--mb``: selection needs training text, and every figure is measured on the held-out one)."""
+    train = [d.text for d in iter_documents(cleaned, "train", heldout_fraction)]
+    heldout = [d.text for d in iter_documents(cleaned, "heldout", heldout_fraction)]
+    if not train or not heldout:
+        raise SystemExit(f"{len(train) + len(heldout)} domain documents: {len(train)} for training, {len(heldout)} "
+                         f"held out; raise --mb or change --heldout-fraction ({heldout_fraction}) so that both "
+                         "splits hold some")
+    return train, heldout
+
+
 def general_english(max_bytes: int) -> list[str]:
     """The help topics, then ``.txt``/``.md`` files under ``/usr/share/doc`` (links followed, bad bytes
     replaced) until ``max_bytes`` is reached."""
@@ -104,8 +116,7 @@ def main() -> None:
     paths = ArtifactPaths.from_config(out)  # every file where the `ivr` stages write it
     files = python_stdlib_files(args.mb) if args.domain == "python" else []
     cleaned = cleaned_corpus(args.domain, args.mb, paths)
-    train = [d.text for d in iter_documents(cleaned, "train", args.heldout_fraction)]
-    heldout = [d.text for d in iter_documents(cleaned, "heldout", args.heldout_fraction)]
+    train, heldout = domain_splits(cleaned, args.heldout_fraction)
     general = general_english(int(args.general_mb * 1e6))
     other = {"third_party_code": [t for _, t in third_party_code()]} if args.domain == "python" else {}
 

@@ -98,3 +98,19 @@ def test_regex_characters_count_every_split_of_a_sequence(common):
         {"type": "Digits", "individual_digits": True}, split, {"type": "Split", "pattern": {"String": " "}},
         {"type": "Split", "pattern": {"Regex": "d"}}]}
     assert common.regex_characters({"pre_tokenizer": digits_first}) == 5
+
+
+def test_the_ivr_benchmark_refuses_a_corpus_too_small_for_both_splits(tmp_path, monkeypatch):
+    # one document lands in one split: the other would be measured as empty, and its table row fail to print
+    from ivr.corpus import CleaningOptions, clean_corpus
+    from ivr.paths import ArtifactPaths
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    bench = benchmark_module("ivr_benchmark")
+    paths = ArtifactPaths.from_config(tmp_path)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "only.txt").write_text("def f(x):\n    return x\n", encoding="utf-8")
+    clean_corpus(raw, paths.cleaned_corpora_dir, CleaningOptions())
+    with pytest.raises(SystemExit, match=r"--mb .*--heldout-fraction"):
+        bench.domain_splits(paths.cleaned_corpora_dir, 0.5)
