@@ -15,9 +15,8 @@ were rewritten wrong:
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
-from common import Stopwatch, distillation_sets, non_negative_int, parser, positive_int, random_seed
+from common import Stopwatch, distillation_sets, non_negative_int, parser, positive_int, random_seed, tokenizer_dir
 
 from ivr.tokenizers.byte_level import piece_to_bytes
 from ivr.tokenizers.distill import rules_pre_tokenizer
@@ -47,7 +46,7 @@ def random_texts(n: int, rules: list[dict], words: list[list[str]], seed: int) -
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--tokenizer", type=Path, required=True, help="a distilled tokenizer folder (with ivr_metadata.json)")
+    ap.add_argument("--tokenizer", type=tokenizer_dir, required=True, help="a distilled tokenizer folder (with ivr_metadata.json)")
     ap.add_argument("--texts", type=positive_int, default=100_000, help="how many random strings")
     ap.add_argument("--seed", type=random_seed, default=0, help="seed of the random strings")
     ap.add_argument("--examples", type=non_negative_int, default=5, help="how many differing texts to print")

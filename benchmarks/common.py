@@ -251,6 +251,16 @@ def fraction(value: str) -> float:
     return _number(value, float, "a number", lambda n: 0 < n < 1, "must be between 0 and 1, both excluded")
 
 
+def tokenizer_dir(value: str) -> Path:
+    """An argparse type: a folder holding a saved ``tokenizer.json`` (a distilled tokenizer), refused at parsing
+    where there is none, before a run of minutes reaches the first line that reads it."""
+    from ivr.paths import TOKENIZER_FILE
+
+    if not (Path(value) / TOKENIZER_FILE).is_file():
+        raise argparse.ArgumentTypeError(f"{value}: no {TOKENIZER_FILE} there (give the folder that holds it)")
+    return Path(value)
+
+
 def _typed(hint, value: str):
     args = typing.get_args(hint)
     if type(None) in args:

@@ -16,8 +16,9 @@ import statistics
 from pathlib import Path
 
 from common import (Stopwatch, add_heldout_every, add_settings, encode_speeds, english_prose, parser, positive_int,
-                    print_metrics, settings_from, stdlib_split)
+                    print_metrics, settings_from, stdlib_split, tokenizer_dir)
 
+from ivr.paths import TOKENIZER_FILE
 from ivr.peak_memory import process_peak_kb
 from ivr.tokenizers.bpe import offline_gpt2_tokenizer
 from ivr.tokenizers.distill import DistillSettings, distill_tokenizer, with_rules
@@ -42,17 +43,21 @@ def main() -> None:
     add_settings(ap)
     ap.add_argument("--throughput-only", action="store_true",
                     help="skip fitting: time the tokenizer already in OUT/tokenizer (speed is the noisiest figure)")
-    ap.add_argument("--also", type=Path, default=None, metavar="DIR",
+    ap.add_argument("--also", type=tokenizer_dir, default=None, metavar="DIR",
                     help="a second saved tokenizer (a tokenizer.json directory) timed in the same rotation, so "
                          "that two fits' speeds compare within one run")
     args = ap.parse_args()
+    fitted = args.out / "tokenizer"
+    if args.throughput_only and not (fitted / TOKENIZER_FILE).is_file():
+        raise SystemExit(f"--throughput-only: no {TOKENIZER_FILE} in {fitted}: fit one first (the same command "
+                         "without --throughput-only)")
 
     bpe = offline_gpt2_tokenizer()
     fit_texts, held_texts = stdlib_split(args.heldout_every)
     prose = english_prose()
     rows = [] if args.throughput_only else fit_and_verify(args, bpe, fit_texts, held_texts, prose)
     sample = held_texts + [t for texts in prose.values() for t in texts]
-    rows += throughput_rows(args.out / "tokenizer", sample, args.repeats, args.also)
+    rows += throughput_rows(fitted, sample, args.repeats, args.also)
     print_metrics(rows)
 
 

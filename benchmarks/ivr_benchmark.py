@@ -24,7 +24,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common import Stopwatch, fraction, non_negative_int, parser, positive_float, positive_int, settings_from
+from common import (
+    Stopwatch, fraction, non_negative_int, parser, positive_float, positive_int, settings_from, tokenizer_dir,
+)
 
 from ivr.analysis.select import SelectSettings, select_replacements
 from ivr.builtin_corpora import (
@@ -104,7 +106,7 @@ def main() -> None:
     ap.add_argument("--num-replacements", type=non_negative_int,
                     help="default: data.select.num_replacements's (2000)")
     ap.add_argument("--min-count", type=positive_int, help="default: data.select.min_count's (20)")
-    ap.add_argument("--distilled", help="directory of a distilled tokenizer (default: fit one on the training split)")
+    ap.add_argument("--distilled", type=tokenizer_dir, help="directory of a distilled tokenizer (default: fit one on the training split)")
     ap.add_argument("--out", help="artifact directory, best new or empty (default: a temporary one)")
     ap.add_argument("--select", action="append", default=[], metavar="KEY=VALUE",
                     help="a SelectSettings field (data.select.KEY; null for None), repeatable")

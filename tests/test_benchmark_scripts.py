@@ -123,14 +123,15 @@ REFUSED = [
     ("additive_limit", "--budget-exponent", "0"), ("additive_limit", "--lang-chars", "0"),
     ("additive_limit", "--examples", "-1"),
     ("byte_level_regex_check", "--texts", "0"), ("byte_level_regex_check", "--seed", "-1"),
-    ("byte_level_regex_check", "--examples", "-1"),
+    ("byte_level_regex_check", "--examples", "-1"), ("byte_level_regex_check", "--tokenizer", "/no/such/dir"),
     ("context_cuts", "--per-language", "0"), ("context_cuts", "--context", "0"),
     ("context_cuts", "--min-types", "0"),
     ("context_cuts", "--lang-chars", "-5"),
-    ("distill_benchmark", "--max-iterations", "0"),
+    ("distill_benchmark", "--max-iterations", "0"), ("distill_benchmark", "--also", "/no/such/dir"),
     ("encode_instructions", "--every", "0"),
     ("ivr_benchmark", "--mb", "0"), ("ivr_benchmark", "--general-mb", "-1"),
     ("ivr_benchmark", "--num-replacements", "-1"), ("ivr_benchmark", "--min-count", "0"),
+    ("ivr_benchmark", "--distilled", "/no/such/dir"),
     ("ivr_experiment", "--seed", "-1"), ("ivr_experiment", "--threads", "0"), ("ivr_experiment", "--n-layer", "0"),
     ("ivr_experiment", "--n-head", "0"), ("ivr_experiment", "--n-embd", "0"),
     ("ivr_experiment", "--pretrain-steps", "0"), ("ivr_experiment", "--pretrain-lr", "0"),
@@ -202,7 +203,7 @@ for script, option, value in json.loads(sys.argv[2]):
     except BaseException as err:
         outcome = ["error", "".join(traceback.format_exception_only(type(err), err)).strip()]
     report.append(outcome)
-print("REPORT " + json.dumps(report))
+print("REPORT " + json.dumps(report, default=str))  # a parsed Path as its text
 """
 
 
@@ -266,3 +267,12 @@ def test_scale_results_survive_a_failed_rewrite(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         scale.main()
     assert json.loads(out.read_text(encoding="utf-8")) == [{"megabytes": 8}]
+
+
+def test_distill_benchmark_throughput_only_needs_a_fitted_tokenizer_first(tmp_path, monkeypatch):
+    # re-timing reads OUT/tokenizer: without one the run stops at once, naming it, not with a traceback later
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    distill_benchmark = benchmark_module("distill_benchmark")
+    monkeypatch.setattr(sys, "argv", ["distill_benchmark.py", "--throughput-only", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"no tokenizer\.json in .*: fit one first"):
+        distill_benchmark.main()
