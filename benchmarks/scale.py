@@ -98,7 +98,8 @@ def corpus(raw_dir: Path, megabytes: int) -> dict:
 
 
 def run_command(args: list[str], log_path: Path) -> dict:
-    """Run one ``ivr`` command; its wall time, CPU time (user + system, all threads) and peak resident memory."""
+    """Run one ``ivr`` command; its wall time, CPU time (user + system, all threads) and peak resident memory in MiB
+    (the kernel counts it in KiB)."""
     start = time.perf_counter()
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", *args], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -168,7 +169,7 @@ def measure(megabytes: int, work: Path, one_command: bool = False, references: i
 
 
 def print_table(results: list[dict]) -> None:
-    print("\n| corpus | stage | wall (s) | CPU (s) | peak RSS (MB) | CPU / one BPE encode pass |")
+    print("\n| corpus | stage | wall (s) | CPU (s) | peak RSS (MiB) | CPU / one BPE encode pass |")
     print("|---|---|---:|---:|---:|---:|")
     for r in results:
         cpus = [p["cpu"] for p in r["references"]]

@@ -3,6 +3,7 @@ documents every option in ``--help``; the fine-tuning experiment scores whole do
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import subprocess
@@ -276,3 +277,23 @@ def test_distill_benchmark_throughput_only_needs_a_fitted_tokenizer_first(tmp_pa
     monkeypatch.setattr(sys, "argv", ["distill_benchmark.py", "--throughput-only", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"no tokenizer\.json in .*: fit one first"):
         distill_benchmark.main()
+
+
+def test_scale_peak_memory_is_printed_in_the_unit_its_column_names(tmp_path, monkeypatch, capsys):
+    # the kernel counts a child's peak in KiB: 2^20 KiB are 1,024 MiB or 1,074 MB
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    scale = benchmark_module("scale")
+    usage = argparse.Namespace(ru_utime=1.0, ru_stime=0.0, ru_maxrss=2**20)
+    monkeypatch.setattr(scale.subprocess, "Popen", lambda *a, **k: argparse.Namespace(pid=1))
+    monkeypatch.setattr(scale.os, "wait4", lambda pid, options: (pid, 0, usage))
+    measured = scale.run_command(["init"], tmp_path / "ivr.log")
+    reference = {"wall": 1.0, "cpu": 1.0, "tokens": 1}
+    scale.print_table([{"megabytes": 8, "references": [reference], "startup": measured, "stages": {"init": measured},
+                        "distilled": {"corpus_word_types": 1, "fit_word_types": 1, "split_rules": 0, "word_rules": 0,
+                                      "regex_chars": 1, "tokenizer_json_bytes": 1}}])
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if "peak RSS" in line)
+    unit = header.split("peak RSS (")[1].split(")")[0]
+    column = [c.strip() for c in header.split("|")].index(f"peak RSS ({unit})")
+    row = next(line for line in lines if line.startswith("| 8 MB | init |"))
+    assert [c.strip() for c in row.split("|")][column] == {"MiB": "1,024", "MB": "1,074"}[unit]
