@@ -68,8 +68,11 @@ def main() -> None:
     print("| random text (MB) | documents | seconds | peak resident memory (GB) | strings picked | span count floor |")
     print("|---:|---:|---:|---:|---:|---:|")
     for mb in args.mb:
+        # the child's errors go to this terminal; only its result line is read back
         done = subprocess.run([sys.executable, __file__, "--distilled", str(args.distilled), "--one", str(mb)],
-                              capture_output=True, text=True, check=True)
+                              stdout=subprocess.PIPE, text=True)
+        if done.returncode:
+            sys.exit(f"the selection on {mb:g} MB failed (status {done.returncode}): its error is above")
         r = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"| {r['mb']:g} | {r['documents']} | {r['seconds']:.1f} | {r['peak_gb']:.2f} | {r['picked']} | "
               f"{r['span_count_floor']} |", flush=True)

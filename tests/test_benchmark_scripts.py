@@ -297,3 +297,15 @@ def test_scale_peak_memory_is_printed_in_the_unit_its_column_names(tmp_path, mon
     column = [c.strip() for c in header.split("|")].index(f"peak RSS ({unit})")
     row = next(line for line in lines if line.startswith("| 8 MB | init |"))
     assert [c.strip() for c in row.split("|")][column] == {"MiB": "1,024", "MB": "1,074"}[unit]
+
+
+def test_select_memory_passes_on_the_error_of_a_size_that_fails(tmp_path):
+    # each size runs in a child process: its error must reach the terminal, not only "returned non-zero exit status"
+    distilled = tmp_path / "distilled"
+    distilled.mkdir()
+    (distilled / "tokenizer.json").write_text("{cut short", encoding="utf-8")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "select_memory.py"), "--distilled",
+                           str(distilled), "--mb", "0.01"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "not a tokenizer file the tokenizers library can read" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr.split("not a tokenizer file")[1]
