@@ -138,7 +138,7 @@ def main() -> None:
         spec = json.loads(tokenizer_file.read_text(encoding="utf-8"))
         size = tokenizer_file.stat().st_size
         print(f"\n## fitted on {name}: {sum(map(len, fits[name])) / 1e6:.1f}M characters, fit {fit['fit_seconds']:.0f} s, "
-              f"stage {stage.seconds:.0f} s, peak RSS {fit['peak_rss_mb']:.0f} MB, {fit['fit_word_types']} fit word "
+              f"stage {stage.seconds:.0f} s, peak RSS {fit['peak_rss_mb']:.0f} MiB, {fit['fit_word_types']} fit word "
               f"types, {fit['word_rules']} word rules, tokenizer.json {size / 1e6:.2f} MB, regex "
               f"{regex_characters(spec)} characters; corpus "
               f"{summary['sets']['corpus']['mismatched_occurrences']} of {summary['sets']['corpus']['word_occurrences']}"

@@ -54,7 +54,7 @@ def main() -> None:
     fit_texts, held_texts = stdlib_split(args.heldout_every)
     prose = english_prose()
     header = ("vocabulary | ids / tree merges (listed) | pre-tokenizer | llama.cpp test strings: source / distilled "
-              "as the model's tokenizer | fit (s) / peak MB | corpus wrong | held-out code exact (wrong) | "
+              "as the model's tokenizer | fit (s) / peak MiB | corpus wrong | held-out code exact (wrong) | "
               "English prose exact (wrong) | decode([i]) differing | encode speed vs source, batched / one thread | "
               "tokenizer.json MB, source / distilled")
     rows = []
