@@ -81,9 +81,10 @@ def main() -> None:
     prior = DistillSettings()
     w0 = merge_weights(trees.shape[1], prior.init_exponent, prior.init_offset)
     log_w0 = np.log(w0)
-    log_w, best = log_w0.copy(), (np.inf, log_w0, -1)
+    log_w, best, run = log_w0.copy(), (np.inf, log_w0, -1), 0
     with Stopwatch() as t:
         for epoch in range(args.epochs):
+            run = epoch + 1
             got = encode_ids(unigram_tokenizer(source.pieces, trees @ np.exp(log_w), source.never), words)
             bad = [i for i, (g, lab) in enumerate(zip(got, labels)) if g != lab]
             print(f"epoch {epoch}: {len(bad)} training word types wrong", flush=True)
@@ -94,7 +95,7 @@ def main() -> None:
             g = trees.T @ (piece_counts([labels[i] for i in bad], len(source.pieces))
                            - piece_counts([got[i] for i in bad], len(source.pieces)))
             log_w = log_w + args.eta / (1 + epoch / 5) * g / (np.abs(g) + 1.0)
-    print(f"{args.epochs} epochs in {t.seconds:.0f} s; best epoch {best[2]}, {best[0]} training word types wrong\n")
+    print(f"{run} epochs in {t.seconds:.0f} s; best epoch {best[2]}, {best[0]} training word types wrong\n")
     print("wrong occurrences: all / words with a letter / words outside the training words\n")
     print(f"| held-out set | prior `((rank+{prior.init_offset:g})/{prior.init_offset:g})^-{prior.init_exponent:g}` | "
           "learned |\n|---|---|---|")
