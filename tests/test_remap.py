@@ -192,7 +192,10 @@ def test_the_report_counts_documents_and_lines_made_longer(built, distilled, tmp
                               tmp_path / "r.md", tmp_path / "r.json", candidates_csv=out / "c.csv",
                               extra_texts={"extra_files": texts})
     assert summary["made_longer"]["extra_files"] == m
-    assert f"| extra_files | 1 of {MEASURE_BATCH + 1} (" in (tmp_path / "r.md").read_text(encoding="utf-8")
+    report = (tmp_path / "r.md").read_text(encoding="utf-8")
+    assert f"| extra_files | 1 of {MEASURE_BATCH + 1} (" in report
+    # the percentage says what it is a share of
+    assert "extra tokens on longer lines (share of all lines' tokens before) |" in report
 
 
 def test_the_report_counts_every_batch_against_the_original_and_the_new_ids_held_out_text_uses(
@@ -251,6 +254,7 @@ def test_rules_that_never_encode_to_their_own_id_are_a_console_warning(tmp_path,
     assert "1 of 2 rules" in warning.getMessage() and "' HALF' (id 258)" in warning.getMessage()
     assert "WARNING: 1 rules whose string never encodes to its own id** (the id is never used for it): `␠HALF` (id 258)" \
         in (tmp_path / "r.md").read_text(encoding="utf-8")
+    assert "Strings are shown as code with ␠ for a space" in (tmp_path / "r.md").read_text(encoding="utf-8")
 
 
 def test_empty_held_out_and_extra_sets_are_reported_as_n_a(built, distilled, tmp_path):

@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 from ivr.atomic import write_json, write_text
 from ivr.cleaned_corpus import batched
 from ivr.figures import figure
-from ivr.markdown_text import code, counted, inputs_section
+from ivr.markdown_text import LEGEND, code, counted, inputs_section
 from ivr.tokenizers.candidates import read_candidates
 from ivr.stamps import file_sha256
 from ivr.tokenizers.io import save_tokenizer_dir
@@ -269,6 +269,7 @@ def _report_md(s: dict) -> str:
         shown = [f"{code(t)} (id {i})" for t, i in zip(s["rules_not_encoding_to_own_id_strings"], s["rules_not_encoding_to_own_id"])]
         lines.append(f"- **WARNING: {len(shown)} rules whose string never encodes to its own id** (the id is never "
                      f"used for it): {', '.join(shown[:20])}{' …' if len(shown) > 20 else ''}")
+        lines.append(f"  - {LEGEND}")
     if "heldout_domain" in s["measured"]:
         change = s["heldout_domain_change_pct_vs_distilled"]
         realized = None if change is None else -change
@@ -297,7 +298,7 @@ def _report_md(s: dict) -> str:
     if s.get("made_longer"):
         lines += ["", f"Made longer (more tokens than with the {base} tokenizer; lines: the non-blank lines, each "
                   "encoded alone):", "",
-                  "| text | documents longer | lines longer | extra tokens on longer lines |", "|---|---:|---:|---:|"]
+                  "| text | documents longer | lines longer | extra tokens on longer lines (share of all lines' tokens before) |", "|---|---:|---:|---:|"]
         for name, m in s["made_longer"].items():
             d, ln = m["documents"], m["lines"]
             lines.append(f"| {name} | {d['longer']} of {d['count']} ({figure(d['longer_pct'], '.2f', '%')}) | {ln['longer']} "
