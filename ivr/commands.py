@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 from dataclasses import asdict, replace
+from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
 
@@ -41,6 +42,8 @@ DATA_ONLY = " Reads only the data.* options (the rest of the config is accepted 
 # a fit run again without --ckpt_path starts anew, and its first checkpoint replaces last.ckpt
 INTERRUPTED_FIT = ("\nivr: interrupted; run the same command with `--ckpt_path last` to resume from the last "
                    "checkpoint (without it a new fit starts and replaces last.ckpt)")
+INTERRUPTED_WITHOUT_LAST = ("\nivr: interrupted; checkpoint.save_last is off, so there is no last.ckpt: run the same "
+                            "command with `--ckpt_path {path}` to resume from this fit's checkpoint")
 INTERRUPTED_BEFORE_CHECKPOINT = ("\nivr: interrupted before this fit's first checkpoint (they come with validation, "
                                  "every trainer.val_check_interval batches); run the same command again to start "
                                  "over: `--ckpt_path last` would resume an earlier fit, not this one")
@@ -151,8 +154,16 @@ class IVRTrainer(Trainer):
                 raise
             # Lightning stops on Ctrl-C with its own line and status 1: say how to go on, with main()'s status.
             # A new fit stopped before its first checkpoint has none to resume: last.ckpt is an earlier fit's
-            saved = ckpt_path is not None or bool(getattr(self.checkpoint_callback, "last_model_path", ""))
-            print(INTERRUPTED_FIT if saved else INTERRUPTED_BEFORE_CHECKPOINT, file=sys.stderr)
+            callback = self.checkpoint_callback
+            last = getattr(callback, "last_model_path", "")
+            # without last.ckpt (checkpoint.save_last off) the checkpoint to name is the newest this fit wrote
+            newest = ((getattr(callback, "_last_checkpoint_saved", "") or getattr(callback, "best_model_path", ""))
+                      if callback is not None and not callback.save_last else "")
+            if newest and Path(newest).is_file():
+                print(INTERRUPTED_WITHOUT_LAST.format(path=newest), file=sys.stderr)
+            else:
+                saved = ckpt_path is not None or bool(last)
+                print(INTERRUPTED_FIT if saved else INTERRUPTED_BEFORE_CHECKPOINT, file=sys.stderr)
             raise SystemExit(130) from None
 
     fit.__doc__ = """Prepare the data if needed, fine-tune the model and export it at the end.

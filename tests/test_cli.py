@@ -744,10 +744,17 @@ def test_an_interrupted_fit_says_how_to_resume(tmp_path, monkeypatch, capsys):
         stop["at"] = 3  # after the checkpoint at step 2
         with pytest.raises(SystemExit) as exc:
             main(["fit", *args])
+        assert exc.value.code == 130
+        assert "run the same command with `--ckpt_path last` to resume" in capsys.readouterr().err
+        # without last.ckpt the checkpoint this fit wrote is the one to name
+        (tmp_path / "artifacts" / "training" / "checkpoints" / "last.ckpt").unlink()
+        with pytest.raises(SystemExit) as exc:
+            main(["fit", *args, "--checkpoint.save_last", "false"])
     finally:
         signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
     assert exc.value.code == 130
-    assert "run the same command with `--ckpt_path last` to resume" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "checkpoint.save_last is off" in err and re.search(r"--ckpt_path \S*step=2\.ckpt", err), err
 
 
 @pytest.mark.parametrize("command", ["validate", "test", "predict"])
