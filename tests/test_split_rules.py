@@ -123,6 +123,26 @@ def test_a_run_after_any_non_ascii_punctuation_starts_a_pre_token(bpe, punct_rul
     assert punct_cut_bpe.encode(text).ids == bpe.encode(text).ids
 
 
+@pytest.mark.parametrize("before,run", [("\x1c", "'''''"), ("\x00", "%%%%"), (" \x1b", "===="), ("\x7f", "[[[[")])
+def test_a_run_after_an_ascii_control_character_starts_a_pre_token(bpe, punct_rules, punct_cut_bpe, before, run):
+    # control characters are GPT-2 punctuation too, and no GPT-2 piece holds one beside anything: the run is cut off
+    # it as off any other character no merge joins to it (the Unigram alone gives "\x1c'''''" "'" "''''")
+    text = f"x{before}{run} ok"
+    assert text_to_piece(before) in [p for p, _ in rules_pre_tokenizer(punct_rules).pre_tokenize_str(text)]
+    assert punct_cut_bpe.encode(text).ids == bpe.encode(text).ids
+
+
+def test_a_run_is_not_cut_next_to_a_control_character_a_merge_joins_to_it():
+    # a vocabulary may join a control character to punctuation: then no cut is made on that side of the run
+    sep = text_to_piece("\x1c")
+    for merges, texts in [([("-", sep), ("-", "-"), ("--", "--")], ["x" + "-" * n + "\x1c" for n in range(1, 9)]),
+                          ([(sep, "-"), ("-", "-"), ("--", "--")], ["x\x1c" + "-" * n for n in range(1, 9)])]:
+        source = tiny_bpe(merges)
+        cut = with_rules(bare_model(source), [split_rule_for(source, "-", 8)])
+        for text in texts:
+            assert cut.encode(text).ids == behind_gpt2_pre_tokenizer(source).encode(text).ids, text
+
+
 def test_utf8_ranges_and_the_characters_bpe_merges_after_a_run():
     assert utf8_prefix_range(b"\xe2") == (0x2000, 0x2FFF)
     assert utf8_prefix_range(b"\xe2\x94") == (0x2500, 0x253F)

@@ -99,7 +99,7 @@ def is_punctuation_text(piece: str) -> bool:
 
 def _run_end(c: str, merging: Sequence[str], blocked: str, quote: bool = False) -> str:
     """Lookahead for the end of a punctuation run: not before ``c`` itself, a neighbour or a neighbour with what
-    follows it in ``merging``, a non-ASCII character in the class ``blocked`` or a contraction (for a run of
+    follows it in ``merging``, a non-ASCII or control character in the class ``blocked`` or a contraction (for a run of
     quotes, the letters that would make its last quote one)."""
     longer = "".join(f"{''.join(rx(ch) for ch in m)}|" for m in merging if len(m) > 1)
     contraction = CONTRACTION[1:] if quote else CONTRACTION
@@ -127,13 +127,26 @@ def utf8_prefix_range(prefix: bytes) -> tuple[int, int] | None:
     return (ord(first), ord(last)) if first and last else None
 
 
+# the ASCII characters of GPT-2's punctuation class that are no printable punctuation: the control characters
+# (``\s`` takes the tab to the carriage return). Like the characters beyond ASCII, they are neighbours of a run that
+# the merge list settles for every run length at once, not BPE asked about each
+ASCII_CONTROL = "".join(chr(i) for i in [*range(0x09), *range(0x0E, 0x20), 0x7F])
+
+
+def _settled_by_merges(byte: int) -> bool:
+    """Whether a neighbour starting (or ending) with ``byte`` is one the merge list settles: beyond ASCII or a
+    control character."""
+    return byte >= 0x80 or chr(byte) in ASCII_CONTROL
+
+
 def merging_after(char: str, merges: Sequence[tuple[str, str]]) -> list[int]:
-    """Non-ASCII code points that BPE may merge with the end of a run of ``char``: the first character of each
-    merge's right part whose left part can end such a run (every code point its bytes start, for a partial one).
-    Before any other character a cut is exact: no merge can join the run's last token to what follows."""
+    """Code points beyond ASCII punctuation and white space (non-ASCII, or control characters) that BPE may merge
+    with the end of a run of ``char``: the first character of each merge's right part whose left part can end such a
+    run (every code point its bytes start, for a partial one). Before any other such character a cut is exact: no
+    merge can join the run's last token to what follows."""
     out: list[int] = []
     for a, b in merges:
-        if not (a.endswith(char) or char.endswith(a)) or (raw := piece_to_bytes(b))[0] < 0x80:
+        if not (a.endswith(char) or char.endswith(a)) or not _settled_by_merges((raw := piece_to_bytes(b))[0]):
             continue
         first = next((t for k in range(1, 5) if (t := utf8_or_none(raw[:k])) is not None), None)
         span = (ord(first), ord(first)) if first else utf8_prefix_range(raw)
@@ -143,24 +156,27 @@ def merging_after(char: str, merges: Sequence[tuple[str, str]]) -> list[int]:
 
 
 def joined_before(char: str, merges: Sequence[tuple[str, str]]) -> list[str] | None:
-    """The non-ASCII characters that a merge may join to the start of a run of ``char``: the last character of each
-    merge's left part whose right part starts the run. Before any other character of GPT-2's punctuation class
-    (an emoji, ``★``, ``€``, a guillemet, ``：``) a cut is exact. None where such a left part is only the last
-    bytes of a character: every character ending in them would be joined, which no short class can say."""
+    """The non-ASCII and control characters that a merge may join to the start of a run of ``char``: the last
+    character of each merge's left part whose right part starts the run. Before any other character of GPT-2's
+    punctuation class beyond ASCII punctuation (an emoji, ``★``, ``€``, a guillemet, ``：``, a control character) a
+    cut is exact. None where such a left part is only the last bytes of a character: every character ending in them
+    would be joined, which no short class can say."""
     out = set()
     for a, b in merges:
-        if not (b.startswith(char) or char.startswith(b)) or (raw := piece_to_bytes(a))[-1] < 0x80:
+        if not (b.startswith(char) or char.startswith(b)) or not _settled_by_merges((raw := piece_to_bytes(a))[-1]):
             continue
-        last = next((t for k in range(2, 5) if len(t := utf8_or_none(raw[-k:]) or "") == 1), None)
+        last = next((t for k in range(1, 5) if len(t := utf8_or_none(raw[-k:]) or "") == 1), None)
         if last is None:
             return None
         out.add(last)
     return sorted(out)
 
 
-# GPT-2's punctuation class beyond ASCII: what may stand right before a run in its pre-token besides ASCII
-# punctuation. Its byte-level form is the class's own (a group the regex calls), behind a lookahead for a lead byte
-NON_ASCII_PUNCT = r"[^\s\p{L}\p{N}\x{00}-\x{7F}]"
+# GPT-2's punctuation class beyond ASCII punctuation (the control characters and all beyond ASCII): what may stand
+# right before a run in its pre-token besides ASCII punctuation. Its multi-byte form is the class's own (a group the
+# regex calls), behind a lookahead for a lead byte. A control character the vocabulary lacks is left out (BPE drops
+# it and merges across it)
+OTHER_PUNCT = r"[^\s\p{L}\p{N}\x{20}-\x{7E}%s]"
 
 
 def _token_ends(bare_bpe: Tokenizer, texts: Iterable[str]) -> dict[str, set[int]]:
@@ -236,7 +252,8 @@ def split_rule_for(
     punctuation pre-token (``+----``) are reached by a ``prefix`` alternative that cuts off what comes before
     the run, for the run lengths at which BPE keeps the character before the run apart from it (or does so only
     when a space starts the pre-token: then behind a lookbehind for the space). Next to non-ASCII
-    punctuation (before or after: an emoji, ``★``, a table's ``┌``) the merge list decides instead, for all run
+    punctuation or a control character (before or after: an emoji, ``★``, a table's ``┌``, ``\x1c``) the merge list
+    decides instead, for all run
     lengths at once: a cut is made where no merge can join the two sides. A multi-byte character (``─``) gets
     a rule where BPE chunks its runs on character boundaries.
     A run after a space gets ``after_space`` alternatives: BPE's first chunk there is the space with ``a``
@@ -377,7 +394,7 @@ def split_rule_for(
             return tuple(piece_text(t) for t in after_run[n][1:] if not all(left_ok[(p, n, pre, t)] for pre in kept))
 
         cuts = {p: {n: ex for n in after_run if (ex := not_after(p, n)) is not None} for p in ASCII_PUNCT if p != raw}
-        # after a non-ASCII neighbour no merge joins to the run, for every run length at once
+        # after a non-ASCII or control neighbour no merge joins to the run, for every run length at once
         joined_left = joined_before(char, merges)
 
         spaced: dict[str, dict[int, tuple[str, ...]]] = {}
@@ -396,9 +413,11 @@ def split_rule_for(
         groups += _grouped(list(spaced), lambda p: (r"(?<=\x{20})", ahead(spaced[p])))
         alts_before = [f"{behind}[{_classrx(ord(p) for p in ps)}](?={ahead})" for (behind, ahead), ps in groups]
         if joined_left is not None:
-            barred = [ord(y) for y in {*joined_left, raw} if ord(y) > 0x7F]  # a run's own character is no neighbour
+            barred = [ord(y) for y in {*joined_left, raw} if y not in ASCII_PUNCT]  # a run's own character is no neighbour
             not_joined = f"(?![{_classrx(barred)}])" if barred else ""
-            alts_before.append(f"{not_joined}{NON_ASCII_PUNCT}(?={ahead(dict.fromkeys(after_run, ()))})")
+            vocab = bare_bpe.get_vocab()
+            missing = "".join(rx(y) for y in ASCII_CONTROL if text_to_piece(y) not in vocab)
+            alts_before.append(f"{not_joined}{OTHER_PUNCT % missing}(?={ahead(dict.fromkeys(after_run, ()))})")
         prefix = "|".join(alts_before) or None
     # GPT-2 keeps spaces with newlines, and a space before a run of spaces is part of the run; a run of white space
     # after other white space BPE joins to it (SmolLM2's newline and indentation) starts with the lead instead
