@@ -439,7 +439,7 @@ def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int,
             batch: tuple[int, int] | None = None) -> list[Path]:
     """Every stage the training tokenizer needs, then the packed datasets; the artifacts in pipeline order.
     ``batch`` (blocks per device, devices), for a fit: refused right after init where the training text cannot
-    fill one batch."""
+    fill one batch or the held-out text cannot give every device a block."""
     base = config.base_model
     rows = getattr(base.from_config, "vocab_size", None)  # the model's token rows, where known without its weights
     if base.from_config is None and base.name_or_path:  # now, not after every stage

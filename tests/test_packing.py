@@ -296,3 +296,15 @@ def test_folders_the_pipeline_would_not_name_are_left_alone_whatever_their_recor
         (tmp_path / name / DATASET_RECORD_FILE).write_text(json.dumps({"tokenizer": "old", "tokenizer_file": "t.json"}))
     assert remove_superseded_datasets(tmp_path, "distilled", "t.json", "new") == [tmp_path / names[0]]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])
+
+
+def test_a_held_out_split_whose_bytes_cannot_give_every_device_a_block_is_refused():
+    """Validation gives every device blocks of its own: refused before the stages, not when validation starts."""
+    from ivr.packing import check_splits_may_fill
+
+    splits = {"train": ["x" * 40], "validation": ["abcd", "ef"]}  # 5 + 3 bytes and separators
+    check_splits_may_fill(splits, 4, (1, 2))  # two blocks of 4 at most: one per device
+    with pytest.raises(ValueError, match=r"the validation split's 8 bytes of text and separators make at most 1 "
+                                         r"blocks of data.block_size=5 tokens .* fewer than the 2 devices"):
+        check_splits_may_fill(splits, 5, (1, 2))
+    check_splits_may_fill(splits, 5, (1, 1))
