@@ -234,9 +234,13 @@ class IVRDataModule(LightningDataModule):
         """Run the stages the training tokenizer needs, then tokenize and pack the datasets; with a checkpoint's
         tokenizer kept (``keep_checkpoint_tokenizer``), only the datasets, none for predict."""
         if self._kept_for is None:
-            fitting = self.trainer is not None and self.trainer.state.fn == "fit"
-            batch = (self.hparams.batch_size, self.trainer.world_size) if fitting else None
-            return pipeline.prepare(self.config, self.hparams.tokenizer, self.hparams.block_size, batch)
+            trainer = self.trainer
+            fn = trainer.state.fn if trainer is not None else None
+            batch = (self.hparams.batch_size, trainer.world_size) if fn == "fit" else None
+            # every device that validates or tests scores held-out blocks of its own (val_dataloader)
+            limit = "limit_test_batches" if fn == "test" else "limit_val_batches" if fn in ("fit", "validate") else None
+            scorers = trainer.world_size if limit is not None and getattr(trainer, limit) != 0 else 1
+            return pipeline.prepare(self.config, self.hparams.tokenizer, self.hparams.block_size, batch, scorers)
         if self._kept_for == "predict":
             return []
         hp = self.hparams

@@ -208,14 +208,15 @@ def remove_superseded_datasets(datasets_dir: Path, tokenizer: str, tokenizer_fil
 
 
 def check_splits_may_fill(splits: Mapping[str, Iterable[str]], block_size: int,
-                          batch: tuple[int, int] | None = None) -> None:
+                          batch: tuple[int, int] | None = None, scorers: int = 1) -> None:
     """Raise for the first split whose documents could not hold a block of ``block_size`` tokens with their
     separators (``too_short_for_a_block``), or, given ``batch`` (blocks per device, devices), for a training split
-    that could not fill one batch on every device or a held-out split that could not give every device a block
-    (validation repeats none); for any byte-level tokenizer, each token stands for at least one byte of text, so
-    this is known before any stage encodes. Reads each split only as far as it takes."""
+    that could not fill one batch on every device, or for a held-out split that could not give each of ``scorers``
+    devices (those that validate or test) a block (validation repeats none); for any byte-level tokenizer, each
+    token stands for at least one byte of text, so this is known before any stage encodes. Reads each split only
+    as far as it takes."""
     for name, texts in splits.items():
-        blocks = 1 if batch is None else batch[0] * batch[1] if name == TRAIN_SPLIT else batch[1]
+        blocks = (batch[0] * batch[1] if batch is not None else 1) if name == TRAIN_SPLIT else scorers
         total = 0
         for text in texts:
             total += len(text.encode("utf-8")) + 1
@@ -228,7 +229,7 @@ def check_splits_may_fill(splits: Mapping[str, Iterable[str]], block_size: int,
                 raise ValueError(
                     f"the {name} split's {total:,} bytes of text and separators make at most {total // block_size} "
                     f"blocks of data.block_size={block_size} tokens (a token stands for at least one byte), fewer than "
-                    f"the {batch[1]} devices, each of which validates blocks of its own. Raise data.heldout_fraction "
+                    f"the {scorers} devices, each of which validates blocks of its own. Raise data.heldout_fraction "
                     "or lower data.block_size")
             raise ValueError(
                 f"the {name} split's {total:,} bytes of text and separators make at most {total // block_size} blocks "

@@ -436,10 +436,10 @@ def stages_needed(tokenizer: TokenizerKind) -> list[str]:
 
 
 def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int,
-            batch: tuple[int, int] | None = None) -> list[Path]:
+            batch: tuple[int, int] | None = None, scorers: int = 1) -> list[Path]:
     """Every stage the training tokenizer needs, then the packed datasets; the artifacts in pipeline order.
-    ``batch`` (blocks per device, devices), for a fit: refused right after init where the training text cannot
-    fill one batch or the held-out text cannot give every device a block."""
+    Refused right after init where, given ``batch`` (blocks per device, devices) for a fit, the training text cannot
+    fill one batch, or the held-out text cannot give each of the ``scorers`` devices that validate or test a block."""
     base = config.base_model
     rows = getattr(base.from_config, "vocab_size", None)  # the model's token rows, where known without its weights
     if base.from_config is None and base.name_or_path:  # now, not after every stage
@@ -455,7 +455,7 @@ def prepare(config: PipelineConfig, tokenizer: TokenizerKind, block_size: int,
             if "distill-tokenizer" in stages_needed(tokenizer):
                 _check_distillable(config.paths)
             check_splits_may_fill({name: _texts(config, split) for name, split in SPLIT_SOURCES.items()},
-                                  block_size, batch)
+                                  block_size, batch, scorers)
             check_ids_fit(rows, read_vocab_size(config.paths.original_tokenizer_dir),
                           config.paths.original_tokenizer_dir, from_config=base.from_config is not None)
     artifacts.append(build_datasets(config.paths, tokenizer, block_size, config.heldout_fraction))

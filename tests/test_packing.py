@@ -200,6 +200,34 @@ def test_a_training_split_whose_bytes_cannot_fill_one_batch_on_every_device_is_r
     check_splits_may_fill({"train": ["x" * 40], "validation": ["abcd"]}, 5, (8, 1))
 
 
+@pytest.mark.parametrize("fn, limit_val, refused", [("fit", 1.0, True), ("fit", 0, False), ("validate", 1.0, True)])
+def test_a_held_out_split_whose_bytes_cannot_give_every_device_a_block_is_refused_before_the_stages(
+        tmp_path, monkeypatch, fn, limit_val, refused):
+    """Every device scores held-out blocks of its own: two devices need two, said right after init, not once every
+    stage has run and validation starts; a fit without validation needs none."""
+    from types import SimpleNamespace
+
+    from ivr import pipeline
+    from ivr.data import IVRDataModule
+
+    stages = []
+    monkeypatch.setattr(pipeline, "run_stage", lambda config, name: stages.append(name) or [])
+    monkeypatch.setattr(pipeline, "_texts", lambda config, split: ["x" * 400] if split == "train" else ["y" * 40])
+    monkeypatch.setattr(pipeline, "check_ids_fit", lambda *a, **k: None)
+    monkeypatch.setattr(pipeline, "read_vocab_size", lambda directory: 50257)
+    monkeypatch.setattr(pipeline, "build_datasets", lambda *a, **k: tmp_path / "blocks")
+    data = IVRDataModule(artifacts_dir=str(tmp_path), tokenizer="original", block_size=32, batch_size=2)
+    data.trainer = SimpleNamespace(world_size=2, state=SimpleNamespace(fn=fn), limit_val_batches=limit_val,
+                                   limit_test_batches=1.0)
+    if not refused:
+        assert data.prepare_data() == [tmp_path / "blocks"]
+        return
+    with pytest.raises(ValueError, match=r"the validation split's 41 bytes of text and separators make at most 1 "
+                                         r"blocks of data.block_size=32 tokens .* fewer than the 2 devices"):
+        data.prepare_data()
+    assert stages == ["init"]
+
+
 def test_a_failure_while_packing_or_saving_leaves_no_dataset(gpt2_bpe, tmp_path, monkeypatch):
     from datasets import DatasetDict
 
@@ -303,8 +331,9 @@ def test_a_held_out_split_whose_bytes_cannot_give_every_device_a_block_is_refuse
     from ivr.packing import check_splits_may_fill
 
     splits = {"train": ["x" * 40], "validation": ["abcd", "ef"]}  # 5 + 3 bytes and separators
-    check_splits_may_fill(splits, 4, (1, 2))  # two blocks of 4 at most: one per device
+    check_splits_may_fill(splits, 4, (1, 2), scorers=2)  # two blocks of 4 at most: one per device
     with pytest.raises(ValueError, match=r"the validation split's 8 bytes of text and separators make at most 1 "
                                          r"blocks of data.block_size=5 tokens .* fewer than the 2 devices"):
-        check_splits_may_fill(splits, 5, (1, 2))
+        check_splits_may_fill(splits, 5, (1, 2), scorers=2)
     check_splits_may_fill(splits, 5, (1, 1))
+    check_splits_may_fill(splits, 5, (1, 2))  # a fit that does not validate (trainer.limit_val_batches 0)
