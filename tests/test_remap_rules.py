@@ -68,7 +68,9 @@ def test_written_rules_read_back_equal(tmp_path_factory, rules):
     assert text.startswith(RULES_HEADER) and "data.remap.remap_rules_path" in text
     back = read_remap_rules(path)
     assert back == rules
-    assert [r.where for r in back] == [f"{path}: rule {n} (id {r.id})" for n, r in enumerate(rules, 1)]
+    starts = [n for n, line in enumerate(text.splitlines(), 1) if line.startswith("- ")]
+    assert [r.where for r in back] == [f"{path}:{line}: rule {n} (id {r.id})"
+                                       for n, (r, line) in enumerate(zip(rules, starts), 1)]
     assert [(r.old_text, r.new_text) for r in back] == [(r.old_text, r.new_text) for r in rules]
 
 
@@ -140,7 +142,7 @@ def test_every_bad_rule_is_listed_at_once(tmp_path, rules):
         read_remap_rules(write_rules(tmp_path / "bad.yaml", rules))
     lines = str(err.value).splitlines()
     assert lines[0] == "2 invalid remap rule(s):"
-    assert [line.split(":")[1] for line in lines[1:]] == [" rule 1 (id 40000)", " rule 3 (id 40002)"]
+    assert [line.split(":")[2] for line in lines[1:]] == [" rule 1 (id 40000)", " rule 3 (id 40002)"]
 
 
 @pytest.mark.parametrize(
@@ -171,7 +173,7 @@ def test_reader_rejects_a_file_that_is_not_a_rule_list(tmp_path, text, error, me
 def test_ids_must_lie_in_the_vocabulary(tmp_path, rules):
     read = read_remap_rules(write_rules(tmp_path / "r.yaml", rules))
     check_ids_in_range(read, 50257)
-    message = r"r.yaml: rule 1 \(id 40000\): ids \[40000\] outside the vocabulary \[0, 40000\)"
+    message = r"r.yaml:1: rule 1 \(id 40000\): ids \[40000\] outside the vocabulary \[0, 40000\)"
     with pytest.raises(RemapRuleError, match=message):
         check_ids_in_range(read, 40000)
 
@@ -302,3 +304,13 @@ def test_the_id_contract_notices_a_vocabulary_that_grew():
     contract = id_contract(tok, Tokenizer.from_str(json.dumps(spec)), special_tokens_of(tok), [])
     assert contract.pop("vocabulary size unchanged") is False
     assert all(ok is True for name, ok in contract.items() if name != "protected_ids")
+
+
+def test_a_bad_rule_is_named_by_its_line_in_the_file(tmp_path, rules):
+    # a rule without an id has nothing else to search the file for: the line it starts on finds it
+    rules = json.loads(json.dumps(rules))
+    del rules[2]["id"]
+    path = write_rules(tmp_path / "bad.yaml", rules)
+    start = [n for n, line in enumerate(path.read_text().splitlines(), 1) if line.startswith("- ")][2]
+    with pytest.raises(RemapRuleError, match=rf"bad\.yaml:{start}: rule 3: missing \['id'\]"):
+        read_remap_rules(path)

@@ -4,8 +4,8 @@ Remap writes the file (and reads a hand-edited one); alignment and the model rea
 goes through ``validate_remap_rules``, so the ID contract is checked in one place: an id is freed at most
 once; no added token (special or not), no id the tokenizer config names bos, eos, pad or unk, and no
 single-byte token (every byte must stay encodable) is ever freed; a new string is a whole-character
-byte-level piece held by one id only. ``id_contract`` checks a built tokenizer against the same contract. Errors name the file, the rule's
-position (from 1) and its id, and list every bad rule at once.
+byte-level piece held by one id only. ``id_contract`` checks a built tokenizer against the same contract. Errors name the file, the line
+a rule starts on, its position (from 1) and its id, and list every bad rule at once.
 """
 
 from __future__ import annotations
@@ -109,8 +109,9 @@ def read_remap_rules(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: remap rules not found (data.remap.remap_rules_path)")
+    text = read_user_text(path, "data.remap.remap_rules_path")
     try:
-        data = yaml.load(read_user_text(path, "data.remap.remap_rules_path"), Loader=_RulesLoader)
+        data = yaml.load(text, Loader=_RulesLoader)
     except RecursionError:  # PyYAML builds nested collections recursively
         raise RemapRuleError(f"{path}: not valid YAML: collections nested too deeply") from None
     except yaml.YAMLError as err:
@@ -124,7 +125,17 @@ def read_remap_rules(
     entries = data.get("rules") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise RemapRuleError(f"{path}: expected a list of rules under `rules:`")
-    return validate_remap_rules(entries, str(path), tokenizer, special)
+    return validate_remap_rules(entries, str(path), tokenizer, special, _rule_lines(text))
+
+
+def _rule_lines(text: str) -> list[int]:
+    """The line (from 1) each rule of a rules file starts on, in order; the file has been loaded, so it parses."""
+    node = yaml.compose(text, Loader=_RulesLoader)
+    if isinstance(node, yaml.MappingNode):
+        node = next((v for k, v in node.value if k.value == "rules"), None)
+    if not isinstance(node, yaml.SequenceNode):
+        return []
+    return [item.start_mark.line + 1 for item in node.value]
 
 
 def write_remap_rules(path: str | Path, rules: Sequence[RemapRule]) -> None:
@@ -169,7 +180,8 @@ class _Invalid(Exception):
 
 
 def validate_remap_rules(
-    entries: Sequence[object], source: str, tokenizer: Tokenizer | None = None, special: SpecialTokens | None = None
+    entries: Sequence[object], source: str, tokenizer: Tokenizer | None = None, special: SpecialTokens | None = None,
+    lines: Sequence[int] = (),
 ) -> list[RemapRule]:
     """Check rule entries (mappings, as read from YAML) and return them as rules; raise one ``RemapRuleError``
     listing every bad rule by ``source``, position and id.
@@ -179,8 +191,9 @@ def validate_remap_rules(
     (optional) must be the piece at that id, a new string must be neither in the vocabulary nor cut by the
     pre-tokenizer, and ``gpt2_ids`` are recomputed from the tokenizer. ``special`` (the source's special tokens)
     names the ids no rule may free; without it, the tokenizer's added tokens (and ``<|endoftext|>`` by name).
+    ``lines``: the line each entry starts on in ``source``, named beside its position where given.
     """
-    checker = _Checker(source, tokenizer, special)
+    checker = _Checker(source, tokenizer, special, lines)
     rules = [rule for n, entry in enumerate(entries, 1) if (rule := checker.check(n, entry)) is not None]
     if checker.errors:
         raise RemapRuleError(f"{len(checker.errors)} invalid remap rule(s):\n" + "\n".join(checker.errors))
@@ -203,8 +216,9 @@ def _is_int(value: object) -> bool:
 class _Checker:
     """The checks of ``validate_remap_rules``, with what earlier rules claimed (ids, new strings)."""
 
-    def __init__(self, source: str, tokenizer: Tokenizer | None, special: SpecialTokens | None):
-        self.source, self.tokenizer = source, tokenizer
+    def __init__(self, source: str, tokenizer: Tokenizer | None, special: SpecialTokens | None,
+                 lines: Sequence[int] = ()):
+        self.source, self.tokenizer, self.lines = source, tokenizer, lines
         added = special.added if special else {
             i: t.content for i, t in (tokenizer.get_added_tokens_decoder() if tokenizer else {}).items()}
         self.protected = {i: ["an added token"] for i in added}
@@ -224,7 +238,7 @@ class _Checker:
         self.seen_new: dict[str, int] = {}
 
     def check(self, n: int, entry: object) -> RemapRule | None:
-        where = f"{self.source}: rule {n}"
+        where = f"{self.source}{f':{self.lines[n - 1]}' if n <= len(self.lines) else ''}: rule {n}"
         if isinstance(entry, Mapping) and "id" in entry:
             where += f" (id {entry['id']})"
         try:
