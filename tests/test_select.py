@@ -1001,3 +1001,33 @@ def test_the_log_counts_the_single_byte_ids_the_vocabulary_has(tmp_path):
     sel = select_replacements(tok, ["abc abc é\n"] * 10, settings, tmp_path / "c.csv", tmp_path / "log.md")
     assert sel.summary["excluded"]["single_byte"] == 253
     assert "- 253 single-byte tokens" in (tmp_path / "log.md").read_text(encoding="utf-8")
+
+
+def test_ids_left_unused_are_counted_for_the_final_round_only(tmp_path, monkeypatch):
+    """A string failing after the last refill leaves its id unused in that round; when the general-text budget then
+    refuses another replacement and the ranking runs again, the strings picked fill every place, and the log must
+    not say an id keeps its old token."""
+    from ivr.analysis.general_use import Lengthening
+    from tests.remap_fixtures import near_tie_tokenizer
+
+    monkeypatch.setattr(select_module, "REFILL_ROUNDS", 0)
+    calls = []
+
+    def fake_lengthening(distilled, remapped, general, reassigned):
+        calls.append(list(reassigned))
+        if len(calls) == 1:  # the first check: the one replacement left is over the budget
+            return Lengthening(0.0, 50.0, {i: 50.0 for i in reassigned}, {})
+        return Lengthening(0.0, 0.0, {}, {})
+
+    monkeypatch.setattr(select_module, "lengthening", fake_lengthening)
+    ref = tmp_path / "general.txt"
+    ref.write_text("something general\n", encoding="utf-8")
+    tok = near_tie_tokenizer()
+    docs = [f"pars{i} = parser(pars, pars, er)\n" for i in range(30)]
+    settings = SelectSettings(num_replacements=2, min_count=5, general_prior_words=0, validation_fraction=0,
+                              general_reference_paths=[str(ref)])
+    sel = select_replacements(tok, docs, settings, tmp_path / "c.csv", tmp_path / "log.md")
+    assert len(calls) == 2 and sel.summary["refused_for_general_text"] == 1
+    assert len(sel.replacements) == 2  # the final round fills both places
+    assert sel.summary["unfilled_after_refills"] == 0
+    assert "ids keep their old token" not in (tmp_path / "log.md").read_text(encoding="utf-8")

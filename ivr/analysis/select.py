@@ -266,6 +266,7 @@ def select_replacements(
             budget_met = True if checks else None  # nothing left reassigned makes anything longer
             break
         remapped, failing = built(pairs)
+        unfilled = 0  # the ids this round leaves unused: a round after a budget refusal fills its places anew
         if failing and refill_rounds < REFILL_ROUNDS:
             refill_rounds += 1
             continue  # fill their places with the next candidates
