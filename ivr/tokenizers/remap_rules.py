@@ -110,8 +110,10 @@ def read_remap_rules(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: remap rules not found (data.remap.remap_rules_path)")
     text = read_user_text(path, "data.remap.remap_rules_path")
-    try:
-        data = yaml.load(text, Loader=_RulesLoader)
+    loader = _RulesLoader(text)
+    try:  # what yaml.load does, keeping the node: it holds the line each rule starts on
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except RecursionError:  # PyYAML builds nested collections recursively
         raise RemapRuleError(f"{path}: not valid YAML: collections nested too deeply") from None
     except yaml.YAMLError as err:
@@ -120,17 +122,18 @@ def read_remap_rules(
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
         what = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise RemapRuleError(f"{where}: not valid YAML: {what}") from None
+    finally:
+        loader.dispose()
     if isinstance(data, dict) and (unknown := sorted(map(str, set(data) - {"rules"}))):
         raise RemapRuleError(f"{path}: unknown top-level key(s) {unknown}; the rules go under `rules:`")
     entries = data.get("rules") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise RemapRuleError(f"{path}: expected a list of rules under `rules:`")
-    return validate_remap_rules(entries, str(path), tokenizer, special, _rule_lines(text))
+    return validate_remap_rules(entries, str(path), tokenizer, special, _rule_lines(node))
 
 
-def _rule_lines(text: str) -> list[int]:
-    """The line (from 1) each rule of a rules file starts on, in order; the file has been loaded, so it parses."""
-    node = yaml.compose(text, Loader=_RulesLoader)
+def _rule_lines(node: yaml.Node) -> list[int]:
+    """The line (from 1) each rule of a rules file starts on, in order, from the file's composed ``node``."""
     if isinstance(node, yaml.MappingNode):
         node = next((v for k, v in node.value if k.value == "rules"), None)
     if not isinstance(node, yaml.SequenceNode):
